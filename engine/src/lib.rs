@@ -1,1 +1,26 @@
-//! (crate doc pending)
+//! `net-mesh-engine` is the content-addressed blob engine: it cuts bytes into chunks (FastCDC or
+//! fixed), stores chunks and BLAKE3 Merkle tree nodes as records in segment files, indexes them
+//! in one redb database (locations, reference counts, pinned roots, committed segment lengths),
+//! and reads blobs back — whole or by range — verifying every node and chunk against the hash
+//! its parent holds before a byte leaves the engine. It must never know about the network, never
+//! let the index point at bytes that are not durable, and never panic on bytes read from disk.
+//!
+//! Layers: `codec`, `chunking` and `tree` are pure (no I/O); `index`, `store`, `writer` and
+//! `fetch` do the I/O.
+
+pub mod chunking;
+pub mod codec;
+pub mod error;
+pub mod fetch;
+pub mod index;
+pub mod store;
+pub mod tree;
+pub mod writer;
+
+pub use chunking::{ChunkingError, ChunkingStrategy};
+pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
+pub use error::{BlobError, OpenError, StoreError};
+pub use fetch::BlobStat;
+pub use store::{ReadStats, Store, StoreConfig};
+pub use tree::TreePolicy;
+pub use writer::{BlobWriter, PutOutcome};

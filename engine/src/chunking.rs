@@ -1,0 +1,358 @@
+//! Chunking policy and a push-based chunker. Pure code: no I/O.
+//!
+//! Boundaries depend only on the bytes since the previous boundary, so chunking restarted at a
+//! boundary (a resumed upload) yields exactly the chunks an uninterrupted run would have.
+
+use std::fmt;
+use std::str::FromStr;
+
+use fastcdc::v2020::{self, Normalization};
+
+use crate::codec::MAX_CHUNK_SIZE;
+
+const KIB: u32 = 1024;
+const MIB: u32 = 1024 * KIB;
+
+/// How a byte stream is cut into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChunkingStrategy {
+    /// FastCDC (2020, normalization level 1) content-defined chunking.
+    Cdc { avg: u32, min: u32, max: u32 },
+    /// Fixed-size chunks; the last one may be shorter.
+    Fixed { size: u32 },
+}
+
+impl Default for ChunkingStrategy {
+    fn default() -> Self {
+        ChunkingStrategy::Cdc { avg: MIB, min: 256 * KIB, max: 4 * MIB }
+    }
+}
+
+/// Why a chunking strategy was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkingError {
+    #[error("cdc {field} = {value} is outside {lo}..={hi}")]
+    OutOfRange { field: &'static str, value: u32, lo: u32, hi: u32 },
+    #[error("cdc sizes must satisfy min < avg < max (got min {min}, avg {avg}, max {max})")]
+    NotOrdered { min: u32, avg: u32, max: u32 },
+    #[error("cdc {field} = {value} must be even")]
+    Odd { field: &'static str, value: u32 },
+    #[error("fixed chunk size {size} is outside 1..={max}")]
+    FixedSize { size: u32, max: u32 },
+    #[error("cannot parse chunking {text:?}: expected cdc, cdc:MIN,AVG,MAX or fixed:SIZE")]
+    Syntax { text: String },
+}
+
+fn to_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+impl ChunkingStrategy {
+    /// Checks the parameters against what the chunker and the object format accept.
+    pub fn validate(&self) -> Result<(), ChunkingError> {
+        match *self {
+            ChunkingStrategy::Cdc { avg, min, max } => {
+                let check = |field, value: u32, lo: usize, hi: usize| {
+                    let (lo, hi) = (to_u32(lo), to_u32(hi));
+                    if value < lo || value > hi {
+                        return Err(ChunkingError::OutOfRange { field, value, lo, hi });
+                    }
+                    if value % 2 != 0 {
+                        return Err(ChunkingError::Odd { field, value });
+                    }
+                    Ok(())
+                };
+                check("min", min, v2020::MINIMUM_MIN, v2020::MINIMUM_MAX)?;
+                check("avg", avg, v2020::AVERAGE_MIN, v2020::AVERAGE_MAX)?;
+                let max_hi = v2020::MAXIMUM_MAX.min(MAX_CHUNK_SIZE as usize);
+                check("max", max, v2020::MAXIMUM_MIN, max_hi)?;
+                if !(min < avg && avg < max) {
+                    return Err(ChunkingError::NotOrdered { min, avg, max });
+                }
+                Ok(())
+            }
+            ChunkingStrategy::Fixed { size } => {
+                if size == 0 || size > MAX_CHUNK_SIZE {
+                    return Err(ChunkingError::FixedSize { size, max: MAX_CHUNK_SIZE });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The largest chunk this strategy can produce.
+    pub fn max_chunk(&self) -> u32 {
+        match *self {
+            ChunkingStrategy::Cdc { max, .. } => max,
+            ChunkingStrategy::Fixed { size } => size,
+        }
+    }
+}
+
+impl fmt::Display for ChunkingStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChunkingStrategy::Cdc { avg, min, max } => write!(f, "cdc:{min},{avg},{max}"),
+            ChunkingStrategy::Fixed { size } => write!(f, "fixed:{size}"),
+        }
+    }
+}
+
+impl FromStr for ChunkingStrategy {
+    type Err = ChunkingError;
+
+    /// Parses `cdc`, `cdc:MIN,AVG,MAX` or `fixed:SIZE` (sizes in bytes, or with a K/M suffix
+    /// meaning KiB/MiB), then validates.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let syntax = || ChunkingError::Syntax { text: text.to_string() };
+        let strategy = if text == "cdc" {
+            ChunkingStrategy::default()
+        } else if let Some(rest) = text.strip_prefix("cdc:") {
+            let parts: Vec<u32> =
+                rest.split(',').map(parse_size).collect::<Option<_>>().ok_or_else(syntax)?;
+            match parts.as_slice() {
+                [min, avg, max] => ChunkingStrategy::Cdc { avg: *avg, min: *min, max: *max },
+                _ => return Err(syntax()),
+            }
+        } else if let Some(rest) = text.strip_prefix("fixed:") {
+            ChunkingStrategy::Fixed { size: parse_size(rest).ok_or_else(syntax)? }
+        } else {
+            return Err(syntax());
+        };
+        strategy.validate()?;
+        Ok(strategy)
+    }
+}
+
+fn parse_size(text: &str) -> Option<u32> {
+    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
+        Some(d) => (d, KIB),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(d) => (d, MIB),
+            None => (text, 1),
+        },
+    };
+    digits.parse::<u32>().ok()?.checked_mul(unit)
+}
+
+/// Cuts a stream pushed in pieces of any size into chunks.
+///
+/// Holds at most `max_chunk` bytes plus the last pushed piece.
+#[derive(Debug)]
+pub struct Chunker {
+    cut: Cutter,
+    buf: Vec<u8>,
+    /// Start of the bytes in `buf` not yet emitted.
+    start: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cutter {
+    Cdc { min: usize, avg: usize, max: usize, mask_s: u64, mask_l: u64 },
+    Fixed { size: usize },
+}
+
+impl Cutter {
+    fn max(&self) -> usize {
+        match *self {
+            Cutter::Cdc { max, .. } => max,
+            Cutter::Fixed { size } => size,
+        }
+    }
+
+    /// Length of the next chunk at the start of `data` (`data` is non-empty, and either at least
+    /// `max` long or the end of the stream).
+    fn next_len(&self, data: &[u8]) -> usize {
+        match *self {
+            Cutter::Cdc { min, avg, max, mask_s, mask_l } => {
+                let (_, len) = v2020::cut(
+                    data,
+                    min,
+                    avg,
+                    max,
+                    mask_s,
+                    mask_l,
+                    mask_s << 1,
+                    mask_l << 1,
+                );
+                len.clamp(1, data.len())
+            }
+            Cutter::Fixed { size } => size.min(data.len()),
+        }
+    }
+}
+
+impl Chunker {
+    pub fn new(strategy: ChunkingStrategy) -> Result<Chunker, ChunkingError> {
+        strategy.validate()?;
+        let cut = match strategy {
+            ChunkingStrategy::Cdc { avg, min, max } => {
+                let (mask_s, mask_l) = v2020::select_masks(avg as usize, Normalization::Level1);
+                Cutter::Cdc { min: min as usize, avg: avg as usize, max: max as usize, mask_s, mask_l }
+            }
+            ChunkingStrategy::Fixed { size } => Cutter::Fixed { size: size as usize },
+        };
+        Ok(Chunker { cut, buf: Vec::new(), start: 0 })
+    }
+
+    /// Bytes pushed but not yet emitted as a chunk.
+    pub fn pending(&self) -> usize {
+        self.buf.len().saturating_sub(self.start)
+    }
+
+    /// Adds bytes; emits every chunk whose end is now certain.
+    pub fn push<E>(
+        &mut self,
+        data: &[u8],
+        mut emit: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+        let max = self.cut.max();
+        while let Some(rest) = self.buf.get(self.start..).filter(|r| r.len() >= max) {
+            let len = self.cut.next_len(rest);
+            if let Some(chunk) = rest.get(..len) {
+                emit(chunk)?;
+            }
+            self.start += len;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: emits the remaining bytes as the final chunk(s).
+    pub fn finish<E>(mut self, mut emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        while let Some(rest) = self.buf.get(self.start..).filter(|r| !r.is_empty()) {
+            let len = self.cut.next_len(rest);
+            if let Some(chunk) = rest.get(..len) {
+                emit(chunk)?;
+            }
+            self.start += len;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk_all(strategy: ChunkingStrategy, data: &[u8], piece: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut chunker = Chunker::new(strategy).unwrap();
+        for part in data.chunks(piece.max(1)) {
+            chunker
+                .push(part, |c| {
+                    out.push(c.to_vec());
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+        }
+        chunker
+            .finish(|c| {
+                out.push(c.to_vec());
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        out
+    }
+
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    const SMALL_CDC: ChunkingStrategy = ChunkingStrategy::Cdc { avg: 4096, min: 1024, max: 16384 };
+
+    #[test]
+    fn cdc_chunks_concatenate_to_input_and_respect_bounds() {
+        let data = random(300_000, 7);
+        let chunks = chunk_all(SMALL_CDC, &data, 1000);
+        assert_eq!(chunks.concat(), data);
+        assert!(chunks.len() > 10);
+        let (last, body) = chunks.split_last().unwrap();
+        assert!(body.iter().all(|c| (1024..=16384).contains(&c.len())));
+        assert!(!last.is_empty() && last.len() <= 16384);
+    }
+
+    #[test]
+    fn push_piece_size_does_not_change_boundaries() {
+        let data = random(200_000, 9);
+        let a = chunk_all(SMALL_CDC, &data, 1);
+        let b = chunk_all(SMALL_CDC, &data, 7919);
+        let c = chunk_all(SMALL_CDC, &data, data.len());
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+    }
+
+    #[test]
+    fn restart_at_a_boundary_yields_the_same_chunks() {
+        let data = random(200_000, 11);
+        let all = chunk_all(SMALL_CDC, &data, 4096);
+        let skip: usize = all.iter().take(5).map(Vec::len).sum();
+        let resumed = chunk_all(SMALL_CDC, &data[skip..], 4096);
+        assert_eq!(&all[5..], resumed.as_slice());
+    }
+
+    #[test]
+    fn insert_one_byte_changes_only_nearby_chunks() {
+        let data = random(400_000, 13);
+        let mut edited = data.clone();
+        edited.insert(200_000, 0x55);
+        let a = chunk_all(SMALL_CDC, &data, 65536);
+        let b = chunk_all(SMALL_CDC, &edited, 65536);
+        let common = a.iter().filter(|c| b.contains(c)).count();
+        assert!(a.len() - common <= 3, "{} of {} chunks changed", a.len() - common, a.len());
+    }
+
+    #[test]
+    fn fixed_chunks_have_exact_size() {
+        let data = random(10_001, 3);
+        let chunks = chunk_all(ChunkingStrategy::Fixed { size: 1000 }, &data, 333);
+        assert_eq!(chunks.len(), 11);
+        assert!(chunks[..10].iter().all(|c| c.len() == 1000));
+        assert_eq!(chunks[10].len(), 1);
+    }
+
+    #[test]
+    fn empty_input_emits_nothing() {
+        assert!(chunk_all(SMALL_CDC, &[], 10).is_empty());
+    }
+
+    #[test]
+    fn invalid_parameters_are_typed_errors() {
+        let bad = |s: &str| s.parse::<ChunkingStrategy>().unwrap_err();
+        assert!(matches!(bad("cdc:10,4096,16384"), ChunkingError::OutOfRange { field: "min", .. }));
+        assert!(matches!(bad("cdc:8192,4096,16384"), ChunkingError::NotOrdered { .. }));
+        assert!(matches!(bad("cdc:1025,4096,16384"), ChunkingError::Odd { field: "min", .. }));
+        assert!(matches!(bad("fixed:0"), ChunkingError::FixedSize { .. }));
+        assert!(matches!(bad("fixed:17M"), ChunkingError::FixedSize { .. }));
+        assert!(matches!(bad("zstd"), ChunkingError::Syntax { .. }));
+        assert!(matches!(bad("cdc:1,2"), ChunkingError::Syntax { .. }));
+        assert_eq!("cdc".parse::<ChunkingStrategy>().unwrap(), ChunkingStrategy::default());
+        assert_eq!(
+            "cdc:256K,1M,4M".parse::<ChunkingStrategy>().unwrap(),
+            ChunkingStrategy::default()
+        );
+        assert_eq!(
+            "fixed:64K".parse::<ChunkingStrategy>().unwrap(),
+            ChunkingStrategy::Fixed { size: 65536 }
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [ChunkingStrategy::default(), SMALL_CDC, ChunkingStrategy::Fixed { size: 4096 }] {
+            assert_eq!(s.to_string().parse::<ChunkingStrategy>().unwrap(), s);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Typed errors, one enum per operation family: opening a store, writing blobs, reading blobs.
+//! Corruption is kept apart from I/O so callers (and the CLI's exit code 3) can tell them apart.
+
+use std::path::PathBuf;
+
+use net_mesh_segments::SegmentError;
+
+use crate::chunking::ChunkingError;
+use crate::codec::{DecodeError, Hash};
+use crate::index::IndexError;
+use crate::tree::PolicyError;
+
+/// Short hex form of a hash for messages.
+pub fn short_hex(hash: &Hash) -> String {
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Full lowercase hex of a hash.
+pub fn hex(hash: &Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("store {dir} is locked by pid {pid}")]
+    Locked { dir: PathBuf, pid: String },
+    #[error("cannot {op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("index: {0}")]
+    Index(#[from] IndexError),
+    #[error("segments: {0}")]
+    Segments(#[from] SegmentError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Why a blob could not be stored (or pinned / unpinned).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store handle is poisoned by an earlier durability failure; reopen the store")]
+    Poisoned,
+    #[error("reading input: {0}")]
+    Input(std::io::Error),
+    #[error("segments: {0}")]
+    Segments(#[from] SegmentError),
+    #[error("index: {0}")]
+    Index(#[from] IndexError),
+    #[error("chunking: {0}")]
+    Chunking(#[from] ChunkingError),
+    #[error("tree policy: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("blob is too large for the tree format: {0}")]
+    TooLarge(&'static str),
+    #[error("no pinned blob matches {0:?}")]
+    NotPinned(String),
+    #[error("{0:?} matches more than one pinned blob; give more characters")]
+    Ambiguous(String),
+}
+
+/// Why reading a blob failed. Every integrity failure stops the read before any unverified byte
+/// reaches the sink.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error(
+        "hash chain mismatch at depth {at_depth}: parent holds {}, object hashes to {}",
+        short_hex(parent_hash),
+        short_hex(child_hash)
+    )]
+    ChainMismatch { at_depth: u8, parent_hash: Hash, child_hash: Hash },
+    #[error(
+        "chunk {index} hash mismatch: expected {}, read bytes hash to {}",
+        short_hex(expected),
+        short_hex(actual)
+    )]
+    ChunkHashMismatch { index: u64, expected: Hash, actual: Hash },
+    #[error("object {} ({what}) is not in the store", short_hex(hash))]
+    Missing { hash: Hash, what: &'static str },
+    #[error("object {} is corrupted: {reason}", short_hex(hash))]
+    Corrupted { hash: Hash, reason: String },
+    #[error("tree node {} does not decode: {source}", short_hex(hash))]
+    BadNode { hash: Hash, source: DecodeError },
+    #[error("range {start}..{end} is invalid for a blob of {size} bytes")]
+    InvalidRange { start: u64, end: u64, size: u64 },
+    #[error("segments: {0}")]
+    Segments(#[from] SegmentError),
+    #[error("index: {0}")]
+    Index(#[from] IndexError),
+    #[error("writing output: {0}")]
+    Sink(std::io::Error),
+}
+
+impl BlobError {
+    /// True when the failure means stored data is damaged or missing (CLI exit code 3).
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            BlobError::ChainMismatch { .. }
+            | BlobError::ChunkHashMismatch { .. }
+            | BlobError::Missing { .. }
+            | BlobError::Corrupted { .. }
+            | BlobError::BadNode { .. } => true,
+            BlobError::Segments(e) => e.is_corruption(),
+            BlobError::Index(e) => e.is_corruption(),
+            BlobError::InvalidRange { .. } | BlobError::Sink(_) => false,
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The read path: whole and range reads, verified on the way down.
+//!
+//! Every node is hashed and compared with the hash its parent (or the `BlobRef`) holds before its
+//! children are used; every chunk is hashed before a byte of it reaches the sink. A range read
+//! descends only into the children whose byte span intersects the range.
+
+use std::io::Write;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+
+use net_mesh_segments::RecordKind;
+
+use crate::codec::{
+    BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id, internal_id,
+    leaf_id,
+};
+use crate::error::BlobError;
+use crate::index::IndexReader;
+use crate::store::Store;
+
+/// Summary of a blob for `stat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobStat {
+    pub kind: &'static str,
+    pub size: u64,
+    pub depth: u8,
+    pub chunks: u64,
+    pub encoding: Encoding,
+}
+
+/// Where a chunk that fails its hash check sits, for the error it produces.
+#[derive(Clone, Copy)]
+enum ChunkPlace {
+    /// Listed in a Small or Manifest ref: index in the list.
+    Flat,
+    /// Listed in a leaf at this depth of a tree.
+    InTree { leaf_depth: u8 },
+}
+
+struct Reader<'a> {
+    store: &'a Store,
+    index: IndexReader,
+}
+
+impl Reader<'_> {
+    fn read_object(&self, hash: &Hash, kind: RecordKind, what: &'static str) -> Result<Vec<u8>, BlobError> {
+        let entry = self.index.object(hash)?.ok_or(BlobError::Missing { hash: *hash, what })?;
+        if entry.kind != kind {
+            return Err(BlobError::Corrupted {
+                hash: *hash,
+                reason: format!("index says {:?}, expected {what}", entry.kind),
+            });
+        }
+        let counter = match kind {
+            RecordKind::Chunk => &self.store.stats.chunk_reads,
+            _ => &self.store.stats.node_reads,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(self.store.segments.read(entry.loc, kind, hash)?)
+    }
+
+    /// Reads and verifies one chunk.
+    fn chunk(&self, chunk: &ChunkRef, index: u64, place: ChunkPlace) -> Result<Vec<u8>, BlobError> {
+        let data = self.read_object(&chunk.hash, RecordKind::Chunk, "chunk")?;
+        let actual = chunk_id(&data);
+        if actual != chunk.hash {
+            return Err(match place {
+                ChunkPlace::Flat => {
+                    BlobError::ChunkHashMismatch { index, expected: chunk.hash, actual }
+                }
+                ChunkPlace::InTree { leaf_depth } => BlobError::ChainMismatch {
+                    at_depth: leaf_depth.saturating_add(1),
+                    parent_hash: chunk.hash,
+                    child_hash: actual,
+                },
+            });
+        }
+        if data.len() as u64 != u64::from(chunk.size) {
+            return Err(BlobError::Corrupted {
+                hash: chunk.hash,
+                reason: format!("chunk is {} bytes, its ref says {}", data.len(), chunk.size),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Writes the part of `range` that falls in the data chunks of `chunks`, whose first byte is
+    /// at blob offset `base`.
+    fn chunks(
+        &self,
+        chunks: &[ChunkRef],
+        base: u64,
+        range: &Range<u64>,
+        place: ChunkPlace,
+        sink: &mut dyn Write,
+    ) -> Result<(), BlobError> {
+        let mut start = base;
+        for (i, chunk) in chunks.iter().enumerate() {
+            if chunk.role != ChunkRole::Data {
+                continue;
+            }
+            let end = start.saturating_add(u64::from(chunk.size));
+            if end > range.start && start < range.end {
+                let data = self.chunk(chunk, i as u64, place)?;
+                let from = usize::try_from(range.start.saturating_sub(start)).unwrap_or(usize::MAX);
+                let to = usize::try_from(range.end.min(end).saturating_sub(start)).unwrap_or(0);
+                let slice = data.get(from..to).ok_or(BlobError::Corrupted {
+                    hash: chunk.hash,
+                    reason: "chunk shorter than its ref".into(),
+                })?;
+                sink.write_all(slice).map_err(BlobError::Sink)?;
+            }
+            if start >= range.end {
+                break;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Reads node `hash` at tree level `level` (0 = leaf), `at_depth` below the root, covering
+    /// `covered` bytes from blob offset `base`, and writes its part of `range`.
+    #[allow(clippy::too_many_arguments)]
+    fn node(
+        &self,
+        hash: &Hash,
+        level: u8,
+        at_depth: u8,
+        base: u64,
+        covered: u64,
+        encoding: Encoding,
+        range: &Range<u64>,
+        sink: &mut dyn Write,
+    ) -> Result<(), BlobError> {
+        if level == 0 {
+            let bytes = self.read_object(hash, RecordKind::LeafNode, "leaf node")?;
+            let actual = leaf_id(&bytes);
+            if actual != *hash {
+                return Err(BlobError::ChainMismatch { at_depth, parent_hash: *hash, child_hash: actual });
+            }
+            let leaf = LeafNode::decode(&bytes).map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+            let leaf_bytes = leaf.covered().map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+            if leaf_bytes != covered || leaf.encoding != encoding {
+                return Err(BlobError::Corrupted {
+                    hash: *hash,
+                    reason: format!("leaf covers {leaf_bytes} bytes, its parent says {covered}"),
+                });
+            }
+            return self.chunks(&leaf.chunks, base, range, ChunkPlace::InTree { leaf_depth: at_depth }, sink);
+        }
+        let bytes = self.read_object(hash, RecordKind::InternalNode, "internal node")?;
+        let actual = internal_id(&bytes);
+        if actual != *hash {
+            return Err(BlobError::ChainMismatch { at_depth, parent_hash: *hash, child_hash: actual });
+        }
+        let node = InternalNode::decode(&bytes).map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+        let node_bytes = node.covered().map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+        if node.level != level || node_bytes != covered {
+            return Err(BlobError::Corrupted {
+                hash: *hash,
+                reason: format!(
+                    "node has level {} covering {node_bytes} bytes; expected level {level} covering {covered}",
+                    node.level
+                ),
+            });
+        }
+        let mut start = base;
+        for child in &node.children {
+            let end = start.saturating_add(child.covered);
+            if end > range.start && start < range.end {
+                self.node(
+                    &child.hash,
+                    level.saturating_sub(1),
+                    at_depth.saturating_add(1),
+                    start,
+                    child.covered,
+                    encoding,
+                    range,
+                    sink,
+                )?;
+            }
+            if end >= range.end {
+                break;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn blob(&self, blob_ref: &BlobRef, range: Range<u64>, sink: &mut dyn Write) -> Result<(), BlobError> {
+        match blob_ref {
+            BlobRef::Small { hash, size } => {
+                let size32 = u32::try_from(*size).map_err(|_| BlobError::Corrupted {
+                    hash: *hash,
+                    reason: "small blob larger than a chunk".into(),
+                })?;
+                let chunk = ChunkRef { hash: *hash, size: size32, role: ChunkRole::Data };
+                self.chunks(&[chunk], 0, &range, ChunkPlace::Flat, sink)
+            }
+            BlobRef::Manifest { chunks, .. } => self.chunks(chunks, 0, &range, ChunkPlace::Flat, sink),
+            BlobRef::Tree { encoding, root_hash, total_size, depth } => self.node(
+                root_hash,
+                depth.saturating_sub(1),
+                0,
+                0,
+                *total_size,
+                *encoding,
+                &range,
+                sink,
+            ),
+        }
+    }
+
+    /// Counts the chunks of a blob (reads and verifies its nodes, not its chunks).
+    fn count_chunks(&self, hash: &Hash, level: u8) -> Result<u64, BlobError> {
+        if level == 0 {
+            let bytes = self.read_object(hash, RecordKind::LeafNode, "leaf node")?;
+            if leaf_id(&bytes) != *hash {
+                return Err(BlobError::ChainMismatch { at_depth: 0, parent_hash: *hash, child_hash: leaf_id(&bytes) });
+            }
+            let leaf = LeafNode::decode(&bytes).map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+            return Ok(leaf.chunks.len() as u64);
+        }
+        let bytes = self.read_object(hash, RecordKind::InternalNode, "internal node")?;
+        if internal_id(&bytes) != *hash {
+            return Err(BlobError::ChainMismatch { at_depth: 0, parent_hash: *hash, child_hash: internal_id(&bytes) });
+        }
+        let node = InternalNode::decode(&bytes).map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+        node.children.iter().try_fold(0u64, |acc, c| {
+            Ok(acc.saturating_add(self.count_chunks(&c.hash, level.saturating_sub(1))?))
+        })
+    }
+}
+
+impl Store {
+    fn blob_reader(&self) -> Result<Reader<'_>, BlobError> {
+        Ok(Reader { store: self, index: self.index.reader()? })
+    }
+
+    /// Streams the whole blob into `sink`, verified. Returns the bytes written.
+    pub fn fetch(&self, blob_ref: &BlobRef, sink: &mut dyn Write) -> Result<u64, BlobError> {
+        self.fetch_range(blob_ref, 0..blob_ref.size(), sink)
+    }
+
+    /// Streams bytes `range.start..range.end` of the blob into `sink`, reading only the nodes and
+    /// chunks the range touches. Returns the bytes written.
+    pub fn fetch_range(
+        &self,
+        blob_ref: &BlobRef,
+        range: Range<u64>,
+        sink: &mut dyn Write,
+    ) -> Result<u64, BlobError> {
+        let size = blob_ref.size();
+        if range.start > range.end || range.end > size {
+            return Err(BlobError::InvalidRange { start: range.start, end: range.end, size });
+        }
+        if range.start == range.end && size > 0 {
+            return Ok(0);
+        }
+        let len = range.end - range.start;
+        self.blob_reader()?.blob(blob_ref, range, sink)?;
+        Ok(len)
+    }
+
+    /// Kind, size, depth, chunk count and encoding of a blob (reads its nodes for a Tree).
+    pub fn stat(&self, blob_ref: &BlobRef) -> Result<BlobStat, BlobError> {
+        let (kind, chunks) = match blob_ref {
+            BlobRef::Small { .. } => ("small", 1),
+            BlobRef::Manifest { chunks, .. } => ("manifest", chunks.len() as u64),
+            BlobRef::Tree { root_hash, depth, .. } => {
+                ("tree", self.blob_reader()?.count_chunks(root_hash, depth.saturating_sub(1))?)
+            }
+        };
+        Ok(BlobStat {
+            kind,
+            size: blob_ref.size(),
+            depth: blob_ref.depth(),
+            chunks,
+            encoding: blob_ref.encoding(),
+        })
+    }
+}

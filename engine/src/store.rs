@@ -1,0 +1,225 @@
+//! The one place that opens a store: the data-dir lock, the index and the segments.
+//!
+//! Layout of a data dir: `LOCK` (holds the owner's pid), `index.redb`, `segments/seg-*.nms`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use net_mesh_segments::{SegmentConfig, Segments};
+
+use crate::chunking::ChunkingStrategy;
+use crate::codec::{BlobRef, Hash};
+use crate::error::{OpenError, StoreError};
+use crate::index::{Batch, Index, IndexError, IndexReader, Pin, blob_id};
+use crate::tree::TreePolicy;
+
+/// How a store writes. Reads do not depend on it: every blob carries its own shape.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub chunking: ChunkingStrategy,
+    pub tree: TreePolicy,
+    /// A segment file is sealed and a new one started past this size.
+    pub segment_roll_size: u64,
+    /// Payload bytes appended between two durable commits (fdatasync + one index transaction).
+    pub batch_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            chunking: ChunkingStrategy::default(),
+            tree: TreePolicy::default(),
+            segment_roll_size: 256 * 1024 * 1024,
+            batch_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Counters of objects read, for tests and operators.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    pub node_reads: AtomicU64,
+    pub chunk_reads: AtomicU64,
+}
+
+impl ReadStats {
+    /// (node reads, chunk reads) so far.
+    pub fn get(&self) -> (u64, u64) {
+        (self.node_reads.load(Ordering::Relaxed), self.chunk_reads.load(Ordering::Relaxed))
+    }
+
+    pub fn reset(&self) {
+        self.node_reads.store(0, Ordering::Relaxed);
+        self.chunk_reads.store(0, Ordering::Relaxed);
+    }
+}
+
+/// An open store. Many readers and writers may share it (`&Store`); it is `Send + Sync`.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    pub(crate) config: StoreConfig,
+    pub(crate) index: Index,
+    pub(crate) segments: Segments,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) stats: ReadStats,
+    /// Held for the store's lifetime; the OS lock is released when the file is closed.
+    _lock: File,
+}
+
+/// Takes the data dir's exclusive lock and records our pid in it.
+fn lock_dir(dir: &Path) -> Result<File, OpenError> {
+    let path = dir.join("LOCK");
+    let io = |op, source| OpenError::Io { op, path: path.clone(), source };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io("open lock file", e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            // Best effort: the owner writes its pid right after locking.
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim().to_string();
+            let pid = if pid.is_empty() { "unknown".to_string() } else { pid };
+            return Err(OpenError::Locked { dir: dir.to_path_buf(), pid });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", e)),
+    }
+    file.set_len(0).map_err(|e| io("truncate lock file", e))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| io("seek lock file", e))?;
+    writeln!(file, "{}", std::process::id()).map_err(|e| io("write lock file", e))?;
+    Ok(file)
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
+    /// another process has it open.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
+        config.chunking.validate().map_err(|e| OpenError::Config(e.to_string()))?;
+        config.tree.validate().map_err(|e| OpenError::Config(e.to_string()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| OpenError::Io { op: "create", path: dir.to_path_buf(), source })?;
+        let lock = lock_dir(dir)?;
+        let index = Index::open(&dir.join("index.redb"))?;
+        let committed =
+            index.segments()?.into_iter().map(|(id, e)| (id, e.committed_len)).collect();
+        let seg_dir = dir.join("segments");
+        std::fs::create_dir_all(&seg_dir)
+            .map_err(|source| OpenError::Io { op: "create", path: seg_dir.clone(), source })?;
+        let seg_config =
+            SegmentConfig { roll_size: config.segment_roll_size, ..SegmentConfig::default() };
+        let segments = Segments::open(&seg_dir, seg_config, &committed)?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            config,
+            index,
+            segments,
+            poisoned: AtomicBool::new(false),
+            stats: ReadStats::default(),
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn segments(&self) -> &Segments {
+        &self.segments
+    }
+
+    pub fn reader(&self) -> Result<IndexReader, IndexError> {
+        self.index.reader()
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Makes appended bytes durable, then commits `batch` in one index transaction.
+    /// Any failure poisons the handle: the kernel may have dropped dirty pages (fsyncgate).
+    pub(crate) fn commit_batch(&self, batch: &mut Batch) -> Result<crate::index::CommitOutcome, StoreError> {
+        self.check_writable()?;
+        let result = (|| {
+            batch.segment_lengths = self.segments.sync()?;
+            net_mesh_segments::failpoint::hit("engine.after_segment_sync");
+            Ok::<_, StoreError>(self.index.commit(batch)?)
+        })();
+        if result.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Pins `blob_ref` under `name` (a no-op if it is pinned already). Its objects must exist.
+    pub fn pin(&self, blob_ref: &BlobRef, name: &str) -> Result<Hash, StoreError> {
+        let mut batch = Batch::default();
+        batch.pins_add.push(Pin {
+            blob_ref: blob_ref.clone(),
+            name: name.to_string(),
+            created_unix_ms: now_ms(),
+        });
+        self.commit_batch(&mut batch)?;
+        Ok(blob_id(blob_ref))
+    }
+
+    /// Unpins the blob with id `id`. Returns false when it was not pinned. Space is reclaimed
+    /// by GC.
+    pub fn unpin(&self, id: &Hash) -> Result<bool, StoreError> {
+        let mut batch = Batch::default();
+        batch.pins_remove.push(*id);
+        let outcome = self.commit_batch(&mut batch)?;
+        Ok(outcome.pins_removed > 0)
+    }
+
+    /// Every pinned blob with its id.
+    pub fn pins(&self) -> Result<Vec<(Hash, Pin)>, StoreError> {
+        Ok(self.index.reader()?.pins()?)
+    }
+
+    /// Finds a pinned blob by its id's hex prefix (at least 4 characters).
+    pub fn find_pin(&self, id_prefix: &str) -> Result<(Hash, Pin), StoreError> {
+        let want = id_prefix.to_ascii_lowercase();
+        if want.len() < 4 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::NotPinned(id_prefix.to_string()));
+        }
+        let mut found = self
+            .pins()?
+            .into_iter()
+            .filter(|(id, _)| crate::error::hex(id).starts_with(&want));
+        match (found.next(), found.next()) {
+            (Some(hit), None) => Ok(hit),
+            (None, _) => Err(StoreError::NotPinned(id_prefix.to_string())),
+            (Some(_), Some(_)) => Err(StoreError::Ambiguous(id_prefix.to_string())),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

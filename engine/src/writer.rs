@@ -1,0 +1,221 @@
+//! The write path: bytes → chunks → segment records → one index commit per batch.
+//!
+//! Memory stays bounded whatever the blob size: the chunker holds at most one max-size chunk,
+//! the tree builder one leaf plus one pending list per level, and a batch only the index entries
+//! of the last `batch_bytes` written.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use net_mesh_segments::RecordKind;
+
+use crate::chunking::Chunker;
+use crate::codec::{BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, chunk_id};
+use crate::error::StoreError;
+use crate::index::{Batch, IndexReader, Pin, blob_id};
+use crate::store::{Store, now_ms};
+use crate::tree::{NodeSink, TreeBuilder, TreeError};
+
+/// What a finished upload produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub blob_ref: BlobRef,
+    /// Id of the pin taken on the blob.
+    pub blob_id: Hash,
+    /// Chunks in the blob, counting repeats.
+    pub chunks: u64,
+    /// Chunks this upload actually stored (the rest were already present).
+    pub new_chunks: u64,
+    /// Payload bytes of those new chunks.
+    pub new_bytes: u64,
+}
+
+/// Index-side state of an upload: the open batch and what it already holds.
+struct Pending<'s> {
+    store: &'s Store,
+    batch: Batch,
+    /// Objects appended in the open batch (not yet visible through `reader`).
+    in_batch: HashSet<Hash>,
+    batch_payload: u64,
+    reader: IndexReader,
+    new_chunks: u64,
+    new_bytes: u64,
+}
+
+impl Pending<'_> {
+    /// Appends the object unless the store or this batch has it. Returns whether it was new.
+    fn put_object(&mut self, kind: RecordKind, id: Hash, payload: &[u8]) -> Result<bool, StoreError> {
+        if self.in_batch.contains(&id) || self.reader.contains(&id)? {
+            return Ok(false);
+        }
+        let loc = self.store.segments.append(kind, &id, payload)?;
+        net_mesh_segments::failpoint::hit("engine.after_segment_append");
+        self.batch.new_objects.push((id, kind, loc));
+        self.in_batch.insert(id);
+        self.batch_payload = self.batch_payload.saturating_add(loc.payload_len.into());
+        Ok(true)
+    }
+
+    fn put_chunk(&mut self, data: &[u8]) -> Result<ChunkRef, StoreError> {
+        let hash = chunk_id(data);
+        let size = u32::try_from(data.len()).map_err(|_| StoreError::TooLarge("chunk size"))?;
+        if self.put_object(RecordKind::Chunk, hash, data)? {
+            self.new_chunks = self.new_chunks.saturating_add(1);
+            self.new_bytes = self.new_bytes.saturating_add(data.len() as u64);
+        }
+        if self.batch_payload >= self.store.config.batch_bytes {
+            self.commit()?;
+        }
+        Ok(ChunkRef { hash, size, role: ChunkRole::Data })
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.store.commit_batch(&mut self.batch)?;
+        self.batch = Batch::default();
+        self.in_batch.clear();
+        self.batch_payload = 0;
+        self.reader = self.store.reader()?;
+        Ok(())
+    }
+}
+
+impl NodeSink for Pending<'_> {
+    type Error = StoreError;
+
+    fn put_leaf(&mut self, leaf: &LeafNode) -> Result<Hash, StoreError> {
+        let encoded = leaf.encode();
+        let id = crate::codec::leaf_id(&encoded);
+        if self.put_object(RecordKind::LeafNode, id, &encoded)? {
+            for chunk in &leaf.chunks {
+                self.batch.add_ref(chunk.hash, 1);
+            }
+        }
+        Ok(id)
+    }
+
+    fn put_internal(&mut self, node: &InternalNode) -> Result<Hash, StoreError> {
+        let encoded = node.encode();
+        let id = crate::codec::internal_id(&encoded);
+        if self.put_object(RecordKind::InternalNode, id, &encoded)? {
+            for child in &node.children {
+                self.batch.add_ref(child.hash, 1);
+            }
+        }
+        Ok(id)
+    }
+}
+
+fn tree_error(e: TreeError<StoreError>) -> StoreError {
+    match e {
+        TreeError::Sink(e) => e,
+        TreeError::TooDeep => StoreError::TooLarge("tree depth"),
+        TreeError::SizeOverflow => StoreError::TooLarge("blob size"),
+    }
+}
+
+/// An upload in progress: `write` any number of times, then `finish`.
+pub struct BlobWriter<'s> {
+    chunker: Chunker,
+    tree: TreeBuilder,
+    pending: Pending<'s>,
+}
+
+impl std::fmt::Debug for BlobWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("bytes", &self.tree.total_bytes())
+            .field("chunks", &self.tree.chunk_count())
+            .finish()
+    }
+}
+
+impl<'s> BlobWriter<'s> {
+    /// Adds the next bytes of the blob.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let Self { chunker, tree, pending } = self;
+        chunker.push(data, |chunk| {
+            let chunk_ref = pending.put_chunk(chunk)?;
+            tree.push(chunk_ref, pending).map_err(tree_error)
+        })
+    }
+
+    /// Bytes written so far that are already cut into chunks.
+    pub fn chunked_bytes(&self) -> u64 {
+        self.tree.total_bytes()
+    }
+
+    /// Ends the blob, commits everything and pins the blob under `pin_name`.
+    pub fn finish(self, pin_name: &str) -> Result<PutOutcome, StoreError> {
+        let Self { chunker, mut tree, mut pending } = self;
+        chunker.finish(|chunk| {
+            let chunk_ref = pending.put_chunk(chunk)?;
+            tree.push(chunk_ref, &mut pending).map_err(tree_error)
+        })?;
+        if tree.chunk_count() == 0 {
+            let chunk_ref = pending.put_chunk(&[])?;
+            tree.push(chunk_ref, &mut pending).map_err(tree_error)?;
+        }
+        let chunks = tree.chunk_count();
+        let blob_ref = tree.finish(&mut pending).map_err(tree_error)?;
+        pending.batch.pins_add.push(Pin {
+            blob_ref: blob_ref.clone(),
+            name: pin_name.to_string(),
+            created_unix_ms: now_ms(),
+        });
+        pending.commit()?;
+        Ok(PutOutcome {
+            blob_id: blob_id(&blob_ref),
+            blob_ref,
+            chunks,
+            new_chunks: pending.new_chunks,
+            new_bytes: pending.new_bytes,
+        })
+    }
+}
+
+/// Input read size for `store_stream`.
+const READ_BUF: usize = 4 * 1024 * 1024;
+
+impl Store {
+    /// Starts an upload with the store's chunking and tree policy.
+    pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
+        self.check_writable()?;
+        Ok(BlobWriter {
+            chunker: Chunker::new(self.config.chunking)?,
+            tree: TreeBuilder::new(self.config.tree, crate::codec::Encoding::Plain)?,
+            pending: Pending {
+                store: self,
+                batch: Batch::default(),
+                in_batch: HashSet::new(),
+                batch_payload: 0,
+                reader: self.reader()?,
+                new_chunks: 0,
+                new_bytes: 0,
+            },
+        })
+    }
+
+    /// Stores `bytes` as one blob and pins it (unnamed).
+    pub fn store(&self, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
+        let mut writer = self.writer()?;
+        writer.write(bytes)?;
+        writer.finish("")
+    }
+
+    /// Stores everything `input` yields as one blob, in bounded memory, and pins it under
+    /// `pin_name`.
+    pub fn store_stream(&self, mut input: impl Read, pin_name: &str) -> Result<PutOutcome, StoreError> {
+        let mut writer = self.writer()?;
+        let mut buf = vec![0u8; READ_BUF];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::Input(e)),
+            };
+            writer.write(buf.get(..n).unwrap_or_default())?;
+        }
+        writer.finish(pin_name)
+    }
+}
