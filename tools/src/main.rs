@@ -1,1 +1,67 @@
-fn main() {}
+//! `net-mesh`: the operator's command-line tool over the net-mesh engine.
+//!
+//! Exit codes: 0 ok; 2 usage; 3 integrity failure (hash/chain mismatch, corruption, missing
+//! object); 1 any other error. Errors are one line on stderr.
+
+mod blob;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Content-addressed, crash-safe blob storage for mesh storage nodes.
+#[derive(Debug, Parser)]
+#[command(name = "net-mesh", version, about, propagate_version = true)]
+struct Cli {
+    /// Data directory [default: $NET_MESH_DATA_DIR, else the platform data dir, e.g.
+    /// ~/.local/share/net-mesh]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store, read, inspect and unpin blobs
+    #[command(subcommand)]
+    Blob(blob::BlobCmd),
+}
+
+/// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
+fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    if let Some(dir) = std::env::var_os("NET_MESH_DATA_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("net-mesh"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("no data dir: pass --data-dir or set NET_MESH_DATA_DIR"))?;
+    let base = if cfg!(target_os = "macos") {
+        PathBuf::from(home).join("Library/Application Support")
+    } else {
+        PathBuf::from(home).join(".local/share")
+    };
+    Ok(base.join("net-mesh"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = data_dir(cli.data_dir).and_then(|dir| match cli.command {
+        Command::Blob(cmd) => blob::run(cmd, &dir),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("net-mesh: error: {}", output::one_line(&err));
+            ExitCode::from(output::exit_code(&err))
+        }
+    }
+}

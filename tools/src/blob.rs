@@ -1,0 +1,285 @@
+//! `net-mesh blob …`: put, get, cat, stat, ls, rm.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use net_mesh_engine::codec::Encoding;
+use net_mesh_engine::error::hex;
+use net_mesh_engine::{BlobRef, ChunkingStrategy, Store, StoreConfig, TreePolicy};
+use serde_json::json;
+
+use crate::output::progress;
+
+#[derive(Debug, Subcommand)]
+pub enum BlobCmd {
+    /// Store a file (or stdin with `-`) as a blob, pin it and print its ref
+    Put {
+        /// File to store, or `-` for stdin
+        file: PathBuf,
+        /// cdc | cdc:MIN,AVG,MAX | fixed:SIZE (sizes in bytes or with K/M suffix)
+        #[arg(long, default_value = "cdc")]
+        chunking: ChunkingStrategy,
+        /// Print a JSON object instead of the ref
+        #[arg(long)]
+        json: bool,
+        /// Chunk refs per leaf node (tests use tiny values to build deep trees)
+        #[arg(long, hide = true)]
+        leaf_fanout: Option<usize>,
+        /// Children per internal node
+        #[arg(long, hide = true)]
+        internal_fanout: Option<usize>,
+    },
+    /// Write a whole blob to stdout or a file, verified
+    Get {
+        /// Blob ref (nm1…) or the hex prefix of a pinned blob's id
+        blob: String,
+        /// Write to FILE instead of stdout (written to a temp file, renamed when verified)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Write bytes A (inclusive) to B (exclusive) of a blob to stdout, verified
+    Cat {
+        blob: String,
+        /// A..B
+        #[arg(long, value_name = "A..B")]
+        range: String,
+    },
+    /// Show a blob's kind, size, depth, chunk count and encoding
+    Stat {
+        blob: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List pinned blobs
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpin a blob (space is reclaimed by gc)
+    Rm { blob: String },
+}
+
+fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
+    Store::open(dir, config).with_context(|| format!("opening store {}", dir.display()))
+}
+
+/// A blob named on the command line: a full ref, or the id prefix of a pinned blob.
+fn resolve(store: &Store, text: &str) -> anyhow::Result<BlobRef> {
+    if text.starts_with("nm1") {
+        return BlobRef::from_text(text).with_context(|| format!("invalid blob ref {text:?}"));
+    }
+    Ok(store.find_pin(text)?.1.blob_ref)
+}
+
+fn parse_range(text: &str) -> anyhow::Result<std::ops::Range<u64>> {
+    let Some((a, b)) = text.split_once("..") else { bail!("range {text:?} is not A..B") };
+    let a: u64 = a.parse().with_context(|| format!("range start {a:?}"))?;
+    let b: u64 = b.parse().with_context(|| format!("range end {b:?}"))?;
+    Ok(a..b)
+}
+
+fn encoding_name(e: Encoding) -> String {
+    match e {
+        Encoding::Plain => "plain".to_string(),
+        Encoding::ReedSolomon { data_shards, total_shards } => {
+            format!("rs:{data_shards},{total_shards}")
+        }
+    }
+}
+
+fn kind_name(r: &BlobRef) -> &'static str {
+    match r {
+        BlobRef::Small { .. } => "small",
+        BlobRef::Manifest { .. } => "manifest",
+        BlobRef::Tree { .. } => "tree",
+    }
+}
+
+pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
+    match cmd {
+        BlobCmd::Put { file, chunking, json, leaf_fanout, internal_fanout } => {
+            let defaults = TreePolicy::default();
+            let tree = TreePolicy {
+                leaf_fanout: leaf_fanout.unwrap_or(defaults.leaf_fanout),
+                internal_fanout: internal_fanout.unwrap_or(defaults.internal_fanout),
+            };
+            let store = open(dir, StoreConfig { chunking, tree, ..StoreConfig::default() })?;
+            put(&store, &file, json)
+        }
+        BlobCmd::Get { blob, output } => {
+            let store = open(dir, StoreConfig::default())?;
+            let blob_ref = resolve(&store, &blob)?;
+            get(&store, &blob_ref, output.as_deref())
+        }
+        BlobCmd::Cat { blob, range } => {
+            let store = open(dir, StoreConfig::default())?;
+            let blob_ref = resolve(&store, &blob)?;
+            let range = parse_range(&range)?;
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+            store.fetch_range(&blob_ref, range, &mut out)?;
+            out.flush().context("writing stdout")?;
+            Ok(())
+        }
+        BlobCmd::Stat { blob, json } => {
+            let store = open(dir, StoreConfig::default())?;
+            let blob_ref = resolve(&store, &blob)?;
+            let stat = store.stat(&blob_ref)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "blob_ref": blob_ref.to_text(),
+                        "blob_id": hex(&net_mesh_engine::index::blob_id(&blob_ref)),
+                        "kind": stat.kind,
+                        "size": stat.size,
+                        "depth": stat.depth,
+                        "chunks": stat.chunks,
+                        "encoding": encoding_name(stat.encoding),
+                    })
+                );
+            } else {
+                println!("kind:     {}", stat.kind);
+                println!("size:     {}", stat.size);
+                println!("depth:    {}", stat.depth);
+                println!("chunks:   {}", stat.chunks);
+                println!("encoding: {}", encoding_name(stat.encoding));
+            }
+            Ok(())
+        }
+        BlobCmd::Ls { json } => {
+            let store = open(dir, StoreConfig::default())?;
+            let pins = store.pins()?;
+            if json {
+                let rows: Vec<_> = pins
+                    .iter()
+                    .map(|(id, pin)| {
+                        json!({
+                            "blob_id": hex(id),
+                            "name": pin.name,
+                            "kind": kind_name(&pin.blob_ref),
+                            "size": pin.blob_ref.size(),
+                            "created_unix_ms": pin.created_unix_ms,
+                            "blob_ref": pin.blob_ref.to_text(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for (id, pin) in &pins {
+                    let id = hex(id);
+                    let short = id.get(..16).unwrap_or(&id);
+                    let kind = kind_name(&pin.blob_ref);
+                    println!("{short}  {kind:<8} {:>14}  {}", pin.blob_ref.size(), pin.name);
+                }
+            }
+            Ok(())
+        }
+        BlobCmd::Rm { blob } => {
+            let store = open(dir, StoreConfig::default())?;
+            let blob_ref = resolve(&store, &blob)?;
+            let id = net_mesh_engine::index::blob_id(&blob_ref);
+            if !store.unpin(&id)? {
+                bail!("blob {} is not pinned", &hex(&id)[..16]);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Counts bytes read for the progress bar.
+struct Counted<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
+    let (input, size, name): (Box<dyn Read>, Option<u64>, String) = if file == Path::new("-") {
+        (Box::new(std::io::stdin().lock()), None, "-".to_string())
+    } else {
+        let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (Box::new(f), size, name)
+    };
+    let bar = progress(size, "put");
+    let outcome = store.store_stream(Counted { inner: input, bar: bar.clone() }, &name)?;
+    bar.finish_and_clear();
+    let r = &outcome.blob_ref;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "blob_ref": r.to_text(),
+                "blob_id": hex(&outcome.blob_id),
+                "kind": kind_name(r),
+                "size": r.size(),
+                "depth": r.depth(),
+                "chunks": outcome.chunks,
+                "new_chunks": outcome.new_chunks,
+                "new_bytes": outcome.new_bytes,
+            })
+        );
+    } else {
+        println!("{}", r.to_text());
+    }
+    Ok(())
+}
+
+/// Counts bytes written for the progress bar.
+struct CountedWrite<W> {
+    inner: W,
+    bar: indicatif::ProgressBar,
+}
+
+impl<W: Write> Write for CountedWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> anyhow::Result<()> {
+    let bar = progress(Some(blob_ref.size()), "get");
+    match output {
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = CountedWrite {
+                inner: BufWriter::with_capacity(1 << 20, stdout.lock()),
+                bar: bar.clone(),
+            };
+            store.fetch(blob_ref, &mut out)?;
+            out.flush().context("writing stdout")?;
+        }
+        Some(path) => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+            let mut out = CountedWrite {
+                inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
+                bar: bar.clone(),
+            };
+            store.fetch(blob_ref, &mut out)?;
+            out.flush().with_context(|| format!("writing {}", path.display()))?;
+            drop(out);
+            tmp.persist(path).with_context(|| format!("renaming into {}", path.display()))?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
