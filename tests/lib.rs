@@ -1,1 +1,0 @@
-//! Shared helpers for the integration tests: locating the built `net-mesh` binary.
