@@ -219,7 +219,11 @@ impl FileHeader {
         let mut buf = [0u8; FILE_HEADER_LEN];
         put(&mut buf, FILE_MAGIC_OFFSET, &FILE_MAGIC);
         put(&mut buf, FILE_VERSION_OFFSET, &[FORMAT_VERSION]);
-        put(&mut buf, FILE_SEGMENT_ID_OFFSET, &self.segment.to_le_bytes());
+        put(
+            &mut buf,
+            FILE_SEGMENT_ID_OFFSET,
+            &self.segment.to_le_bytes(),
+        );
         let sum = checksum(buf.get(..FILE_CHECKSUM_OFFSET).unwrap_or_default());
         put(&mut buf, FILE_CHECKSUM_OFFSET, &sum);
         buf
@@ -260,7 +264,8 @@ impl FileHeader {
             put(&mut wide, 0, &reserved);
             return Err(FrameError::ReservedNotZero(u64::from_le_bytes(wide)));
         }
-        let segment = u64::from_le_bytes(field(header, FILE_SEGMENT_ID_OFFSET).ok_or_else(missing)?);
+        let segment =
+            u64::from_le_bytes(field(header, FILE_SEGMENT_ID_OFFSET).ok_or_else(missing)?);
         Ok(FileHeader { segment })
     }
 }
@@ -274,7 +279,11 @@ impl RecordHeader {
         put(&mut buf, RECORD_VERSION_OFFSET, &[FORMAT_VERSION]);
         put(&mut buf, RECORD_KIND_OFFSET, &[self.kind as u8]);
         put(&mut buf, RECORD_FLAGS_OFFSET, &0u16.to_le_bytes());
-        put(&mut buf, RECORD_PAYLOAD_LEN_OFFSET, &self.payload_len.to_le_bytes());
+        put(
+            &mut buf,
+            RECORD_PAYLOAD_LEN_OFFSET,
+            &self.payload_len.to_le_bytes(),
+        );
         put(&mut buf, RECORD_ID_OFFSET, &self.id);
         let sum = checksum(buf.get(..RECORD_CHECKSUM_OFFSET).unwrap_or_default());
         put(&mut buf, RECORD_CHECKSUM_OFFSET, &sum);
@@ -363,7 +372,10 @@ mod tests {
             (RECORD_ID_OFFSET, RECORD_ID_LEN),
             (RECORD_CHECKSUM_OFFSET, RECORD_CHECKSUM_LEN),
         ];
-        for (fields, total) in [(&file[..], FILE_HEADER_LEN), (&record[..], RECORD_HEADER_LEN)] {
+        for (fields, total) in [
+            (&file[..], FILE_HEADER_LEN),
+            (&record[..], RECORD_HEADER_LEN),
+        ] {
             let mut next = 0;
             for &(offset, len) in fields {
                 assert_eq!(offset, next, "field at {offset} is not contiguous");
@@ -386,7 +398,9 @@ mod tests {
 
     #[test]
     fn file_header_round_trips() {
-        let header = FileHeader { segment: 0xdead_beef };
+        let header = FileHeader {
+            segment: 0xdead_beef,
+        };
         assert_eq!(FileHeader::decode(&header.encode()), Ok(header));
     }
 

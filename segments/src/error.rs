@@ -75,7 +75,9 @@ pub enum SegmentError {
         found: RecordKind,
     },
     /// The record's payload length is not the one in the caller's [`crate::RecordLoc`].
-    #[error("segment {segment} offset {offset}: payload length {found} but location says {expected}")]
+    #[error(
+        "segment {segment} offset {offset}: payload length {found} but location says {expected}"
+    )]
     LengthMismatch {
         /// The segment.
         segment: SegmentId,

@@ -61,7 +61,11 @@ pub fn hit(name: &str) {
     }
     let n = HITS.fetch_add(1, Ordering::SeqCst).saturating_add(1);
     if n == armed.nth {
-        tracing::warn!(failpoint = name, hit = n, "failpoint reached: killing process");
+        tracing::warn!(
+            failpoint = name,
+            hit = n,
+            "failpoint reached: killing process"
+        );
         kill_self();
     }
 }

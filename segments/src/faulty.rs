@@ -151,7 +151,11 @@ impl SegmentFile for FaultyFile {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         check_crashed(&self.state)?;
-        let n = self.state.writes.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+        let n = self
+            .state
+            .writes
+            .fetch_add(1, Ordering::SeqCst)
+            .saturating_add(1);
         if self.state.fail_write_at.load(Ordering::SeqCst) == n {
             return Err(injected("write failed"));
         }

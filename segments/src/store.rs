@@ -24,7 +24,11 @@ pub fn segment_file_name(id: SegmentId) -> String {
 /// Parses a segment file name (exactly `seg-` + 16 lowercase hex digits + `.nms`).
 pub fn parse_segment_file_name(name: &str) -> Option<SegmentId> {
     let hex = name.strip_prefix("seg-")?.strip_suffix(".nms")?;
-    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != 16
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -309,7 +313,12 @@ impl Segments {
         state.active_len = FILE_HEADER_LEN_U64;
         state.dirty.insert(id, (file, FILE_HEADER_LEN_U64));
         state.dir_dirty = true;
-        tracing::debug!(sealed = old, sealed_len = old_len, active = id, "rolled segment");
+        tracing::debug!(
+            sealed = old,
+            sealed_len = old_len,
+            active = id,
+            "rolled segment"
+        );
         Ok(())
     }
 
@@ -400,9 +409,7 @@ impl Segments {
                         .ok()
                         .zip(usize::try_from(end).ok())
                         .and_then(|(start, end)| map.get(start..end))
-                        .ok_or_else(|| {
-                            out_of_bounds(segment, offset, len_u64, map.len() as u64)
-                        })?;
+                        .ok_or_else(|| out_of_bounds(segment, offset, len_u64, map.len() as u64))?;
                     return Ok(range.to_vec());
                 }
                 reader.file.as_ref()
@@ -467,7 +474,12 @@ impl Segments {
         }
         let payload_offset = loc.offset.saturating_add(RECORD_HEADER_LEN_U64);
         let payload_len = usize::try_from(loc.payload_len).map_err(|_| {
-            out_of_bounds(loc.segment, payload_offset, u64::from(loc.payload_len), view.len())
+            out_of_bounds(
+                loc.segment,
+                payload_offset,
+                u64::from(loc.payload_len),
+                view.len(),
+            )
         })?;
         self.read_bytes(loc.segment, &view, payload_offset, payload_len)
     }
@@ -707,7 +719,12 @@ fn open_committed(
         ));
     }
     if file_len > committed_len {
-        tracing::info!(segment, committed_len, file_len, "truncating uncommitted segment tail");
+        tracing::info!(
+            segment,
+            committed_len,
+            file_len,
+            "truncating uncommitted segment tail"
+        );
         file.set_len(committed_len)
             .map_err(|e| SegmentError::io(&path, "truncate uncommitted tail", e))?;
         file.sync_data().map_err(|e| SegmentError::SyncFailed {
@@ -743,7 +760,10 @@ mod tests {
     #[test]
     fn file_names_round_trip_and_reject_near_misses() {
         assert_eq!(segment_file_name(0x1f), "seg-000000000000001f.nms");
-        assert_eq!(parse_segment_file_name("seg-000000000000001f.nms"), Some(0x1f));
+        assert_eq!(
+            parse_segment_file_name("seg-000000000000001f.nms"),
+            Some(0x1f)
+        );
         for bad in [
             "seg-000000000000001F.nms",
             "seg-1f.nms",
