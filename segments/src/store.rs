@@ -87,6 +87,18 @@ pub struct Segments {
     state: Mutex<AppendState>,
     sealed: Mutex<HashMap<SegmentId, Arc<SealedReader>>>,
     orphans: Vec<PathBuf>,
+    truncated: Vec<TruncatedTail>,
+}
+
+/// A committed segment whose file held bytes past its committed length at open (cut off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TruncatedTail {
+    /// The segment.
+    pub segment: SegmentId,
+    /// Its committed length (the new file length).
+    pub committed_len: u64,
+    /// The file length found at open.
+    pub file_len_before: u64,
 }
 
 impl std::fmt::Debug for Segments {
@@ -165,8 +177,17 @@ impl Segments {
         let on_disk = list_segment_files(backend.as_ref(), dir)?;
 
         let mut opened: BTreeMap<SegmentId, (Arc<dyn SegmentFile>, u64)> = BTreeMap::new();
+        let mut truncated = Vec::new();
         for (&segment, &committed_len) in committed {
-            let file = open_committed(backend.as_ref(), dir, &on_disk, segment, committed_len)?;
+            let (file, file_len_before) =
+                open_committed(backend.as_ref(), dir, &on_disk, segment, committed_len)?;
+            if file_len_before > committed_len {
+                truncated.push(TruncatedTail {
+                    segment,
+                    committed_len,
+                    file_len_before,
+                });
+            }
             opened.insert(segment, (file, committed_len));
         }
         let orphans: Vec<PathBuf> = on_disk
@@ -223,6 +244,7 @@ impl Segments {
             }),
             sealed: Mutex::new(HashMap::new()),
             orphans,
+            truncated,
         })
     }
 
@@ -586,6 +608,16 @@ impl Segments {
         self.orphans.clone()
     }
 
+    /// Committed segments whose uncommitted tail was cut off at open (for logs and fsck).
+    pub fn truncated_at_open(&self) -> Vec<TruncatedTail> {
+        self.truncated.clone()
+    }
+
+    /// The configuration this handle was opened with.
+    pub fn config(&self) -> &SegmentConfig {
+        &self.config
+    }
+
     /// The on-disk length of a segment file (may exceed [`Segments::segment_len`] after a
     /// failed write).
     pub fn file_len(&self, segment: SegmentId) -> Result<u64, SegmentError> {
@@ -671,14 +703,14 @@ fn list_segment_files(
 }
 
 /// Opens a committed segment read-write, checks its header and length, truncates the
-/// uncommitted tail (durably).
+/// uncommitted tail (durably). Returns the file and its length before truncation.
 fn open_committed(
     backend: &dyn SegmentBackend,
     dir: &Path,
     on_disk: &BTreeMap<SegmentId, PathBuf>,
     segment: SegmentId,
     committed_len: u64,
-) -> Result<Arc<dyn SegmentFile>, SegmentError> {
+) -> Result<(Arc<dyn SegmentFile>, u64), SegmentError> {
     let path = dir.join(segment_file_name(segment));
     if !on_disk.contains_key(&segment) {
         return Err(SegmentError::MissingSegment { segment, path });
@@ -733,7 +765,7 @@ fn open_committed(
             source: e,
         })?;
     }
-    Ok(file)
+    Ok((file, file_len))
 }
 
 /// Creates segment file `id` with its file header (not yet synced).

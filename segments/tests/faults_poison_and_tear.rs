@@ -168,3 +168,26 @@ fn torn_write_with_tail_scanned_before_truncation_reports_the_tear() {
         matches!(&items[1], Err(SegmentError::Corrupted { offset, .. }) if *offset == committed[&loc.segment])
     );
 }
+
+#[test]
+fn sealed_reads_fall_back_to_pread_without_mmap() {
+    // FaultyBackend offers no mappings: sealed segments are read through read_at.
+    let dir = tempfile::tempdir().unwrap();
+    let segs = open_with(dir.path(), &BTreeMap::new(), Arc::new(FaultyBackend::new())).unwrap();
+    let mut written = Vec::new();
+    for n in 0..10u64 {
+        let d = payload(n, 900);
+        written.push((segs.append(RecordKind::Chunk, &id_of(&d), &d).unwrap(), d));
+    }
+    segs.sync().unwrap();
+    assert!(written[0].0.segment < segs.active_segment());
+    for (loc, d) in &written {
+        assert_eq!(&segs.read(*loc, RecordKind::Chunk, &id_of(d)).unwrap(), d);
+    }
+    let first = written[0].0.segment;
+    let len = segs.segment_len(first).unwrap();
+    assert_eq!(
+        segs.scan(first, len).unwrap().len(),
+        written.iter().filter(|(l, _)| l.segment == first).count()
+    );
+}

@@ -37,6 +37,14 @@ fn reopen_truncates_tail_and_active_continues_after_it() {
     assert_eq!(segs.active_segment(), active);
     assert_eq!(segs.file_len(active).unwrap(), committed_len);
     assert_eq!(
+        segs.truncated_at_open(),
+        vec![net_mesh_segments::TruncatedTail {
+            segment: active,
+            committed_len,
+            file_len_before: committed_len + 52 + 300,
+        }]
+    );
+    assert_eq!(
         segs.read(kept_loc, RecordKind::Chunk, &id_of(&kept))
             .unwrap(),
         kept
