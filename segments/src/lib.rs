@@ -16,13 +16,15 @@ pub mod durable;
 mod error;
 pub mod failpoint;
 mod faulty;
+mod files;
 mod store;
 
 pub use backend::{FileBackend, SegmentBackend, SegmentFile};
 pub use codec::{FileHeader, FrameError, RecordHeader, UnknownRecordKind};
 pub use error::SegmentError;
 pub use faulty::FaultyBackend;
-pub use store::{Segments, TruncatedTail, parse_segment_file_name, segment_file_name};
+pub use files::{parse_segment_file_name, segment_file_name};
+pub use store::{Segments, TruncatedTail};
 
 /// Identifies a segment file (`seg-{id:016x}.nms`).
 pub type SegmentId = u64;
