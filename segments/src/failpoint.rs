@@ -1,0 +1,100 @@
+//! Named crash points for process-level crash tests.
+//!
+//! If the environment variable [`FAILPOINT_ENV`] (`NET_MESH_FAILPOINT`) is `name`, the first call
+//! of `hit(name)` kills the process with SIGKILL; if it is `name:N`, the Nth call (1-based) does.
+//! SIGKILL mimics a crash: no destructors, no buffered-writer flushes. The variable is read once
+//! per process. With the variable unset, `hit` costs one atomic load.
+//!
+//! Points in this crate: `segment.after_write` (after each append's write) and
+//! `segment.after_sync` (after each segment fdatasync in `sync`). The engine adds its own.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable naming the armed failpoint.
+pub const FAILPOINT_ENV: &str = "NET_MESH_FAILPOINT";
+
+#[derive(Debug)]
+struct Armed {
+    name: String,
+    nth: u64,
+}
+
+static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+/// Parses `name` or `name:N` (N >= 1). A suffix that is not a positive number is part of the name.
+fn parse(spec: &str) -> Option<Armed> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return None;
+    }
+    if let Some((name, n)) = spec.rsplit_once(':')
+        && let Ok(nth) = n.parse::<u64>()
+        && nth >= 1
+        && !name.is_empty()
+    {
+        return Some(Armed {
+            name: name.to_owned(),
+            nth,
+        });
+    }
+    Some(Armed {
+        name: spec.to_owned(),
+        nth: 1,
+    })
+}
+
+fn armed() -> Option<&'static Armed> {
+    ARMED
+        .get_or_init(|| std::env::var(FAILPOINT_ENV).ok().and_then(|v| parse(&v)))
+        .as_ref()
+}
+
+/// Marks the crash point `name`; kills the process if it is the armed one (see module docs).
+pub fn hit(name: &str) {
+    let Some(armed) = armed() else {
+        return;
+    };
+    if armed.name != name {
+        return;
+    }
+    let n = HITS.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+    if n == armed.nth {
+        tracing::warn!(
+            failpoint = name,
+            hit = n,
+            "failpoint reached: killing process"
+        );
+        kill_self();
+    }
+}
+
+#[allow(unsafe_code)]
+fn kill_self() {
+    // SAFETY: getpid and kill are plain syscalls with no memory arguments; sending SIGKILL to
+    // ourselves is the intent (a crash without unwinding or destructors).
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    // SIGKILL cannot be caught; if delivery is somehow delayed, do not continue.
+    std::process::abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn parses_name_and_nth() {
+        let a = parse("segment.after_sync:3").unwrap();
+        assert_eq!((a.name.as_str(), a.nth), ("segment.after_sync", 3));
+        let b = parse("segment.after_write").unwrap();
+        assert_eq!((b.name.as_str(), b.nth), ("segment.after_write", 1));
+        let c = parse("weird:name:x").unwrap();
+        assert_eq!((c.name.as_str(), c.nth), ("weird:name:x", 1));
+        let d = parse("p:0").unwrap();
+        assert_eq!((d.name.as_str(), d.nth), ("p:0", 1));
+        assert!(parse("").is_none());
+    }
+}

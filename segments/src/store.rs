@@ -1,0 +1,680 @@
+//! [`Segments`]: the set of segment files in one directory, the active one appended to.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::backend::{FileBackend, SegmentBackend, SegmentFile};
+use crate::codec::{
+    FILE_HEADER_LEN, FileHeader, FrameError, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, RecordHeader,
+};
+use crate::files::{create_segment_file, list_segment_files, open_committed, segment_file_name};
+use crate::{
+    ObjectId, RecordKind, RecordLoc, ScanItem, SegmentConfig, SegmentError, SegmentId, failpoint,
+};
+
+const FILE_HEADER_LEN_U64: u64 = FILE_HEADER_LEN as u64;
+const RECORD_HEADER_LEN_U64: u64 = RECORD_HEADER_LEN as u64;
+
+/// Append-side state, behind one mutex.
+#[derive(Debug)]
+struct AppendState {
+    active: SegmentId,
+    active_file: Arc<dyn SegmentFile>,
+    /// End of the last successfully written record in the active segment.
+    active_len: u64,
+    /// Every non-active segment this handle knows, with its length.
+    sealed_lens: BTreeMap<SegmentId, u64>,
+    /// Segments written since the last sync, with the length a sync will make durable.
+    dirty: BTreeMap<SegmentId, (Arc<dyn SegmentFile>, u64)>,
+    /// A segment file was created since the last directory sync.
+    dir_dirty: bool,
+    /// Next id for a new segment: above every segment file seen in the directory.
+    next_id: SegmentId,
+}
+
+/// A sealed segment opened for reading, mapped when the backend supports it.
+#[derive(Debug)]
+struct SealedReader {
+    file: Box<dyn SegmentFile>,
+    map: Option<memmap2::Mmap>,
+}
+
+/// Where to read a segment's bytes from, and how many are valid.
+enum View {
+    Active(Arc<dyn SegmentFile>, u64),
+    Sealed(Arc<SealedReader>, u64),
+}
+
+impl View {
+    fn len(&self) -> u64 {
+        match self {
+            View::Active(_, len) | View::Sealed(_, len) => *len,
+        }
+    }
+}
+
+/// The segment files of one directory. `Send + Sync`; every method takes `&self`.
+///
+/// Appends go to the active segment under an internal mutex; reads take it only briefly.
+/// No other process may write to the directory while a `Segments` is open (sealed segments are
+/// memory-mapped).
+pub struct Segments {
+    dir: PathBuf,
+    config: SegmentConfig,
+    backend: Arc<dyn SegmentBackend>,
+    poisoned: AtomicBool,
+    /// Serialises `sync` calls so a sync never returns before an earlier one's data is durable.
+    sync_lock: Mutex<()>,
+    state: Mutex<AppendState>,
+    sealed: Mutex<HashMap<SegmentId, Arc<SealedReader>>>,
+    orphans: Vec<PathBuf>,
+    truncated: Vec<TruncatedTail>,
+}
+
+/// A committed segment whose file held bytes past its committed length at open (cut off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TruncatedTail {
+    /// The segment.
+    pub segment: SegmentId,
+    /// Its committed length (the new file length).
+    pub committed_len: u64,
+    /// The file length found at open.
+    pub file_len_before: u64,
+}
+
+impl std::fmt::Debug for Segments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segments")
+            .field("dir", &self.dir)
+            .field("config", &self.config)
+            .field("backend", &self.backend)
+            .field("poisoned", &self.poisoned.load(Ordering::SeqCst))
+            .field("orphans", &self.orphans)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, SegmentError> {
+    // A panic while holding the lock leaves the state unknown: refuse like a failed sync.
+    mutex.lock().map_err(|_| SegmentError::Poisoned)
+}
+
+pub(crate) fn corrupted(segment: SegmentId, offset: u64, reason: FrameError) -> SegmentError {
+    SegmentError::Corrupted {
+        segment,
+        offset,
+        reason,
+    }
+}
+
+fn out_of_bounds(segment: SegmentId, offset: u64, len: u64, segment_len: u64) -> SegmentError {
+    SegmentError::OutOfBounds {
+        segment,
+        offset,
+        len,
+        segment_len,
+    }
+}
+
+impl Segments {
+    /// Opens the segment directory `dir` with the real file backend.
+    ///
+    /// `committed` = every segment's committed length as last recorded by the index. Files with
+    /// bytes past their committed length are truncated to it (those bytes were never referenced).
+    /// Segment files not in `committed` are not deleted: they are returned by
+    /// [`Segments::orphan_files`]. If `committed` is empty, a new segment is started (with an id
+    /// above any file present). The highest committed segment becomes the active one; all others
+    /// are sealed.
+    pub fn open(
+        dir: &Path,
+        config: SegmentConfig,
+        committed: &BTreeMap<SegmentId, u64>,
+    ) -> Result<Segments, SegmentError> {
+        Self::open_with_backend(dir, config, committed, Arc::new(FileBackend))
+    }
+
+    /// [`Segments::open`] with an explicit storage backend (fault injection in tests).
+    pub fn open_with_backend(
+        dir: &Path,
+        config: SegmentConfig,
+        committed: &BTreeMap<SegmentId, u64>,
+        backend: Arc<dyn SegmentBackend>,
+    ) -> Result<Segments, SegmentError> {
+        if config.max_payload > MAX_PAYLOAD_LEN {
+            return Err(SegmentError::InvalidConfig(format!(
+                "max_payload {} exceeds the format maximum {MAX_PAYLOAD_LEN}",
+                config.max_payload
+            )));
+        }
+        if config.roll_size <= FILE_HEADER_LEN_U64 {
+            return Err(SegmentError::InvalidConfig(format!(
+                "roll_size {} must exceed the {FILE_HEADER_LEN}-byte file header",
+                config.roll_size
+            )));
+        }
+        backend
+            .create_dir_all(dir)
+            .map_err(|e| SegmentError::io(dir, "create segment directory", e))?;
+        let on_disk = list_segment_files(backend.as_ref(), dir)?;
+
+        let mut opened: BTreeMap<SegmentId, (Arc<dyn SegmentFile>, u64)> = BTreeMap::new();
+        let mut truncated = Vec::new();
+        for (&segment, &committed_len) in committed {
+            let (file, file_len_before) =
+                open_committed(backend.as_ref(), dir, &on_disk, segment, committed_len)?;
+            if file_len_before > committed_len {
+                truncated.push(TruncatedTail {
+                    segment,
+                    committed_len,
+                    file_len_before,
+                });
+            }
+            opened.insert(segment, (file, committed_len));
+        }
+        let orphans: Vec<PathBuf> = on_disk
+            .iter()
+            .filter(|(id, _)| !committed.contains_key(id))
+            .map(|(_, path)| path.clone())
+            .collect();
+        if !orphans.is_empty() {
+            tracing::warn!(count = orphans.len(), dir = %dir.display(), "segment files not in the index (orphans)");
+        }
+
+        let max_seen = on_disk.keys().next_back().copied();
+        let mut next_id = match max_seen {
+            Some(max) => max.checked_add(1).ok_or_else(|| {
+                SegmentError::InvalidConfig("segment id space exhausted".to_owned())
+            })?,
+            None => 0,
+        };
+
+        let mut dirty = BTreeMap::new();
+        let mut dir_dirty = false;
+        let (active, active_file, active_len) = match opened.pop_last() {
+            Some((id, (file, len))) => (id, file, len),
+            None => {
+                let id = next_id;
+                next_id = next_id.checked_add(1).ok_or_else(|| {
+                    SegmentError::InvalidConfig("segment id space exhausted".to_owned())
+                })?;
+                let file = create_segment_file(backend.as_ref(), dir, id)?;
+                dirty.insert(id, (Arc::clone(&file), FILE_HEADER_LEN_U64));
+                dir_dirty = true;
+                (id, file, FILE_HEADER_LEN_U64)
+            }
+        };
+        let sealed_lens = opened
+            .into_iter()
+            .map(|(id, (_file, len))| (id, len))
+            .collect();
+
+        Ok(Segments {
+            dir: dir.to_path_buf(),
+            config,
+            backend,
+            poisoned: AtomicBool::new(false),
+            sync_lock: Mutex::new(()),
+            state: Mutex::new(AppendState {
+                active,
+                active_file,
+                active_len,
+                sealed_lens,
+                dirty,
+                dir_dirty,
+                next_id,
+            }),
+            sealed: Mutex::new(HashMap::new()),
+            orphans,
+            truncated,
+        })
+    }
+
+    fn path_of(&self, segment: SegmentId) -> PathBuf {
+        self.dir.join(segment_file_name(segment))
+    }
+
+    fn check_poisoned(&self) -> Result<(), SegmentError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            Err(SegmentError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn poison(&self, path: PathBuf, op: &'static str, source: std::io::Error) -> SegmentError {
+        self.poisoned.store(true, Ordering::SeqCst);
+        tracing::error!(path = %path.display(), op, error = %source, "sync failed; segment store poisoned");
+        SegmentError::SyncFailed { path, op, source }
+    }
+
+    /// Appends a framed record to the active segment, rolling to a new segment file first when
+    /// the record would push the active one past `roll_size`. One positional write; never through
+    /// a mapping. Not durable until [`Segments::sync`].
+    pub fn append(
+        &self,
+        kind: RecordKind,
+        id: &ObjectId,
+        payload: &[u8],
+    ) -> Result<RecordLoc, SegmentError> {
+        self.check_poisoned()?;
+        let payload_len = u32::try_from(payload.len())
+            .ok()
+            .filter(|len| *len <= self.config.max_payload)
+            .ok_or(SegmentError::PayloadTooLarge {
+                len: payload.len(),
+                max: self.config.max_payload,
+            })?;
+        let header = RecordHeader {
+            kind,
+            payload_len,
+            id: *id,
+        };
+        let record_len = header.record_len();
+        let mut record = Vec::with_capacity(RECORD_HEADER_LEN.saturating_add(payload.len()));
+        record.extend_from_slice(&header.encode());
+        record.extend_from_slice(payload);
+
+        let mut state = lock(&self.state)?;
+        self.check_poisoned()?;
+        let would_end = state.active_len.saturating_add(record_len);
+        if state.active_len > FILE_HEADER_LEN_U64 && would_end > self.config.roll_size {
+            self.roll(&mut state)?;
+        }
+        let offset = state.active_len;
+        let end = offset
+            .checked_add(record_len)
+            .ok_or_else(|| out_of_bounds(state.active, offset, record_len, u64::MAX))?;
+        state
+            .active_file
+            .write_at(&record, offset)
+            .map_err(|e| SegmentError::io(self.path_of(state.active), "write record", e))?;
+        failpoint::hit("segment.after_write");
+        state.active_len = end;
+        let segment = state.active;
+        let file = Arc::clone(&state.active_file);
+        state.dirty.insert(segment, (file, end));
+        Ok(RecordLoc {
+            segment,
+            offset,
+            payload_len,
+        })
+    }
+
+    /// Seals the active segment and starts a new one. Caller holds the state lock.
+    fn roll(&self, state: &mut AppendState) -> Result<(), SegmentError> {
+        let id = state.next_id;
+        // Bump first: a half-created file must never be reused by id.
+        state.next_id = id
+            .checked_add(1)
+            .ok_or_else(|| SegmentError::InvalidConfig("segment id space exhausted".to_owned()))?;
+        let file = create_segment_file(self.backend.as_ref(), &self.dir, id)?;
+        let old = state.active;
+        let old_len = state.active_len;
+        state.sealed_lens.insert(old, old_len);
+        state.active = id;
+        state.active_file = Arc::clone(&file);
+        state.active_len = FILE_HEADER_LEN_U64;
+        state.dirty.insert(id, (file, FILE_HEADER_LEN_U64));
+        state.dir_dirty = true;
+        tracing::debug!(
+            sealed = old,
+            sealed_len = old_len,
+            active = id,
+            "rolled segment"
+        );
+        Ok(())
+    }
+
+    /// fdatasyncs every segment written since the last sync (and fsyncs the directory if a
+    /// segment file was created), then returns the new durable length of each segment touched:
+    /// the engine commits these as committed lengths. Records appended before this call are
+    /// durable when it returns Ok. Any sync error poisons the handle: this call returns
+    /// [`SegmentError::SyncFailed`] and every later append/sync returns
+    /// [`SegmentError::Poisoned`] until reopen.
+    pub fn sync(&self) -> Result<Vec<(SegmentId, u64)>, SegmentError> {
+        self.check_poisoned()?;
+        let _one_sync_at_a_time = lock(&self.sync_lock)?;
+        self.check_poisoned()?;
+        let (dirty, dir_dirty) = {
+            let mut state = lock(&self.state)?;
+            let dirty = std::mem::take(&mut state.dirty);
+            let dir_dirty = std::mem::replace(&mut state.dir_dirty, false);
+            (dirty, dir_dirty)
+        };
+        let mut durable = Vec::with_capacity(dirty.len());
+        for (segment, (file, len)) in dirty {
+            if let Err(e) = file.sync_data() {
+                return Err(self.poison(self.path_of(segment), "fdatasync segment", e));
+            }
+            failpoint::hit("segment.after_sync");
+            durable.push((segment, len));
+        }
+        if dir_dirty && let Err(e) = self.backend.sync_dir(&self.dir) {
+            return Err(self.poison(self.dir.clone(), "fsync segment directory", e));
+        }
+        Ok(durable)
+    }
+
+    fn view(&self, segment: SegmentId) -> Result<View, SegmentError> {
+        let sealed_len = {
+            let state = lock(&self.state)?;
+            if segment == state.active {
+                return Ok(View::Active(
+                    Arc::clone(&state.active_file),
+                    state.active_len,
+                ));
+            }
+            *state
+                .sealed_lens
+                .get(&segment)
+                .ok_or(SegmentError::UnknownSegment(segment))?
+        };
+        Ok(View::Sealed(self.sealed_reader(segment)?, sealed_len))
+    }
+
+    fn sealed_reader(&self, segment: SegmentId) -> Result<Arc<SealedReader>, SegmentError> {
+        let mut cache = lock(&self.sealed)?;
+        if let Some(reader) = cache.get(&segment) {
+            return Ok(Arc::clone(reader));
+        }
+        let path = self.path_of(segment);
+        let file = self
+            .backend
+            .open(&path, false)
+            .map_err(|e| SegmentError::io(&path, "open sealed segment", e))?;
+        let map = file
+            .map_readonly()
+            .map_err(|e| SegmentError::io(&path, "map sealed segment", e))?;
+        let reader = Arc::new(SealedReader { file, map });
+        cache.insert(segment, Arc::clone(&reader));
+        Ok(reader)
+    }
+
+    /// Reads `len` bytes at `offset` of a segment; the caller has bounds-checked against the
+    /// view's length.
+    fn read_bytes(
+        &self,
+        segment: SegmentId,
+        view: &View,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, SegmentError> {
+        let len_u64 = u64::try_from(len).unwrap_or(u64::MAX);
+        let end = offset
+            .checked_add(len_u64)
+            .filter(|end| *end <= view.len())
+            .ok_or_else(|| out_of_bounds(segment, offset, len_u64, view.len()))?;
+        let file: &dyn SegmentFile = match view {
+            View::Active(file, _) => file.as_ref(),
+            View::Sealed(reader, _) => {
+                if let Some(map) = &reader.map {
+                    let range = usize::try_from(offset)
+                        .ok()
+                        .zip(usize::try_from(end).ok())
+                        .and_then(|(start, end)| map.get(start..end))
+                        .ok_or_else(|| out_of_bounds(segment, offset, len_u64, map.len() as u64))?;
+                    return Ok(range.to_vec());
+                }
+                reader.file.as_ref()
+            }
+        };
+        let mut buf = vec![0u8; len];
+        file.read_at(&mut buf, offset)
+            .map_err(|e| SegmentError::io(self.path_of(segment), "read segment", e))?;
+        Ok(buf)
+    }
+
+    /// Reads one record: checks the header (magic, version, checksum), then that its kind,
+    /// payload length and id are the expected ones, and returns the payload. The payload's
+    /// content is not verified here (the engine re-hashes it).
+    pub fn read(
+        &self,
+        loc: RecordLoc,
+        kind: RecordKind,
+        expected_id: &ObjectId,
+    ) -> Result<Vec<u8>, SegmentError> {
+        let view = self.view(loc.segment)?;
+        let record_len = RECORD_HEADER_LEN_U64.saturating_add(u64::from(loc.payload_len));
+        if loc.offset < FILE_HEADER_LEN_U64
+            || loc
+                .offset
+                .checked_add(record_len)
+                .is_none_or(|end| end > view.len())
+        {
+            return Err(out_of_bounds(
+                loc.segment,
+                loc.offset,
+                record_len,
+                view.len(),
+            ));
+        }
+        let header_bytes = self.read_bytes(loc.segment, &view, loc.offset, RECORD_HEADER_LEN)?;
+        let header = RecordHeader::decode(&header_bytes)
+            .map_err(|reason| corrupted(loc.segment, loc.offset, reason))?;
+        if header.payload_len != loc.payload_len {
+            return Err(SegmentError::LengthMismatch {
+                segment: loc.segment,
+                offset: loc.offset,
+                expected: loc.payload_len,
+                found: header.payload_len,
+            });
+        }
+        if header.kind != kind {
+            return Err(SegmentError::KindMismatch {
+                segment: loc.segment,
+                offset: loc.offset,
+                expected: kind,
+                found: header.kind,
+            });
+        }
+        if &header.id != expected_id {
+            return Err(SegmentError::IdMismatch {
+                segment: loc.segment,
+                offset: loc.offset,
+                expected: *expected_id,
+                found: header.id,
+            });
+        }
+        let payload_offset = loc.offset.saturating_add(RECORD_HEADER_LEN_U64);
+        let payload_len = usize::try_from(loc.payload_len).map_err(|_| {
+            out_of_bounds(
+                loc.segment,
+                payload_offset,
+                u64::from(loc.payload_len),
+                view.len(),
+            )
+        })?;
+        self.read_bytes(loc.segment, &view, payload_offset, payload_len)
+    }
+
+    /// Frames the records of `segment` from the file header up to `upto` bytes (for fsck,
+    /// compaction and recovery). Each item is a record, or the framing error (with its offset)
+    /// that ended the scan; nothing follows an error item. I/O errors and an `upto` beyond the
+    /// segment's known length fail the whole call. Payloads are not read.
+    pub fn scan(&self, segment: SegmentId, upto: u64) -> Result<Vec<ScanItem>, SegmentError> {
+        let view = self.view(segment)?;
+        if upto > view.len() {
+            return Err(out_of_bounds(segment, 0, upto, view.len()));
+        }
+        let mut items = Vec::new();
+        if upto < FILE_HEADER_LEN_U64 {
+            items.push(Err(corrupted(
+                segment,
+                0,
+                FrameError::Truncated {
+                    needed: FILE_HEADER_LEN_U64,
+                    available: upto,
+                },
+            )));
+            return Ok(items);
+        }
+        let file_header = self.read_bytes(segment, &view, 0, FILE_HEADER_LEN)?;
+        match FileHeader::decode(&file_header) {
+            Ok(h) if h.segment == segment => {}
+            Ok(h) => {
+                items.push(Err(corrupted(
+                    segment,
+                    0,
+                    FrameError::SegmentIdMismatch {
+                        found: h.segment,
+                        expected: segment,
+                    },
+                )));
+                return Ok(items);
+            }
+            Err(reason) => {
+                items.push(Err(corrupted(segment, 0, reason)));
+                return Ok(items);
+            }
+        }
+        let mut offset = FILE_HEADER_LEN_U64;
+        while offset < upto {
+            let available = upto.saturating_sub(offset);
+            if available < RECORD_HEADER_LEN_U64 {
+                items.push(Err(corrupted(
+                    segment,
+                    offset,
+                    FrameError::Truncated {
+                        needed: RECORD_HEADER_LEN_U64,
+                        available,
+                    },
+                )));
+                break;
+            }
+            let bytes = self.read_bytes(segment, &view, offset, RECORD_HEADER_LEN)?;
+            let header = match RecordHeader::decode(&bytes) {
+                Ok(header) => header,
+                Err(reason) => {
+                    items.push(Err(corrupted(segment, offset, reason)));
+                    break;
+                }
+            };
+            let record_len = header.record_len();
+            if record_len > available {
+                items.push(Err(corrupted(
+                    segment,
+                    offset,
+                    FrameError::Truncated {
+                        needed: record_len,
+                        available,
+                    },
+                )));
+                break;
+            }
+            items.push(Ok((
+                RecordLoc {
+                    segment,
+                    offset,
+                    payload_len: header.payload_len,
+                },
+                header.kind,
+                header.id,
+            )));
+            offset = offset.saturating_add(record_len);
+        }
+        Ok(items)
+    }
+
+    /// Every segment this handle knows (committed at open or created since), ascending.
+    pub fn segment_ids(&self) -> Vec<SegmentId> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<SegmentId> = state.sealed_lens.keys().copied().collect();
+        ids.push(state.active);
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Segment files found at open that were not in `committed` (left for fsck to judge).
+    pub fn orphan_files(&self) -> Vec<PathBuf> {
+        self.orphans.clone()
+    }
+
+    /// Committed segments whose uncommitted tail was cut off at open (for logs and fsck).
+    pub fn truncated_at_open(&self) -> Vec<TruncatedTail> {
+        self.truncated.clone()
+    }
+
+    /// The configuration this handle was opened with.
+    pub fn config(&self) -> &SegmentConfig {
+        &self.config
+    }
+
+    /// The on-disk length of a segment file (may exceed [`Segments::segment_len`] after a
+    /// failed write).
+    pub fn file_len(&self, segment: SegmentId) -> Result<u64, SegmentError> {
+        let path = self.path_of(segment);
+        match self.view(segment)? {
+            View::Active(file, _) => file.len(),
+            View::Sealed(reader, _) => reader.file.len(),
+        }
+        .map_err(|e| SegmentError::io(path, "stat segment", e))
+    }
+
+    /// The length this handle considers valid: for the active segment the end of the last
+    /// appended record, for sealed ones their length at open or when they were sealed.
+    pub fn segment_len(&self, segment: SegmentId) -> Result<u64, SegmentError> {
+        let state = lock(&self.state)?;
+        if segment == state.active {
+            return Ok(state.active_len);
+        }
+        state
+            .sealed_lens
+            .get(&segment)
+            .copied()
+            .ok_or(SegmentError::UnknownSegment(segment))
+    }
+
+    /// Unlinks a sealed segment (after the index no longer points into it) and fsyncs the
+    /// directory. Never the active one. Readers that already hold its mapping keep working.
+    pub fn remove_segment(&self, segment: SegmentId) -> Result<(), SegmentError> {
+        self.check_poisoned()?;
+        let path = self.path_of(segment);
+        {
+            let mut state = lock(&self.state)?;
+            if segment == state.active {
+                return Err(SegmentError::ActiveSegment(segment));
+            }
+            if !state.sealed_lens.contains_key(&segment) {
+                return Err(SegmentError::UnknownSegment(segment));
+            }
+            self.backend
+                .remove(&path)
+                .map_err(|e| SegmentError::io(&path, "remove segment", e))?;
+            state.sealed_lens.remove(&segment);
+            state.dirty.remove(&segment);
+        }
+        lock(&self.sealed)?.remove(&segment);
+        if let Err(e) = self.backend.sync_dir(&self.dir) {
+            return Err(self.poison(self.dir.clone(), "fsync segment directory", e));
+        }
+        Ok(())
+    }
+
+    /// The segment appends currently go to.
+    pub fn active_segment(&self) -> SegmentId {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).active
+    }
+
+    /// The directory holding the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// True after a sync failure: appends and syncs are refused until reopen.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Segments>();
+    }
+}
