@@ -1,1 +1,3 @@
 //! (crate doc pending)
+
+pub mod codec;
