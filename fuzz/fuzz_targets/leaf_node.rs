@@ -1,0 +1,6 @@
+//! Fuzz target: the harness lives in `net_mesh_engine::codec::fuzzing::leaf_node`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    net_mesh_engine::codec::fuzzing::leaf_node(data);
+});
