@@ -57,7 +57,7 @@ impl ChunkingStrategy {
                     if value < lo || value > hi {
                         return Err(ChunkingError::OutOfRange { field, value, lo, hi });
                     }
-                    if value % 2 != 0 {
+                    if !value.is_multiple_of(2) {
                         return Err(ChunkingError::Odd { field, value });
                     }
                     Ok(())

@@ -310,7 +310,7 @@ impl Index {
             let mut segments = txn.open_table(SEGMENTS)?;
             let mut pins = txn.open_table(PINS)?;
             let mut seg_entries: BTreeMap<SegmentId, SegmentEntry> = BTreeMap::new();
-            let mut load_seg = |segments: &redb::Table<u64, &[u8]>,
+            let load_seg = |segments: &redb::Table<u64, &[u8]>,
                                 id: SegmentId|
              -> Result<SegmentEntry, IndexError> {
                 Ok(match segments.get(id)? {

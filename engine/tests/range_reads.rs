@@ -17,15 +17,18 @@ fn range(store: &net_mesh_engine::Store, r: &net_mesh_engine::BlobRef, a: u64, b
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
     #[test]
-    fn random_ranges_equal_the_slice_for_small_manifest_and_deep_trees(seed in any::<u64>(), cuts in proptest::collection::vec((any::<u32>(), any::<u32>()), 12)) {
+    fn random_ranges_equal_the_slice_for_small_manifest_and_deep_trees(seed in any::<u64>(), cdc in any::<bool>(), cuts in proptest::collection::vec((any::<u32>(), any::<u32>()), 12)) {
         let tmp = tempfile::tempdir().unwrap();
-        let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-        for len in [3000usize, 12_000, 250_000] {
+        let chunking = if cdc { SMALL_CDC } else { ChunkingStrategy::Fixed { size: 4096 } };
+        let store = open(tmp.path(), chunking, TreePolicy { leaf_fanout: 16, internal_fanout: 2 });
+        for len in [800usize, 40_000, 600_000] {
             let data = random_bytes(len, seed);
             let r = store.store(&data).unwrap().blob_ref;
-            let expected_kind = match len { 3000 => "small", 12_000 => "manifest", _ => "tree" };
-            prop_assert_eq!(store.stat(&r).unwrap().kind, expected_kind, "len {}", len);
-            if len == 250_000 { prop_assert!(r.depth() >= 3); }
+            if !cdc {
+                let expected_kind = match len { 800 => "small", 40_000 => "manifest", _ => "tree" };
+                prop_assert_eq!(store.stat(&r).unwrap().kind, expected_kind, "len {}", len);
+            }
+            if len == 600_000 { prop_assert!(r.depth() >= 3); }
             for (x, y) in &cuts {
                 let a = u64::from(*x) % (len as u64 + 1);
                 let b = u64::from(*y) % (len as u64 + 1);
