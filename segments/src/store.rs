@@ -272,9 +272,7 @@ impl Segments {
             id: *id,
         };
         let record_len = header.record_len();
-        let mut record = Vec::with_capacity(RECORD_HEADER_LEN.saturating_add(payload.len()));
-        record.extend_from_slice(&header.encode());
-        record.extend_from_slice(payload);
+        let header_bytes = header.encode();
 
         let mut state = lock(&self.state)?;
         self.check_poisoned()?;
@@ -286,10 +284,16 @@ impl Segments {
         let end = offset
             .checked_add(record_len)
             .ok_or_else(|| out_of_bounds(state.active, offset, record_len, u64::MAX))?;
+        // Header and payload are written in place (no copy into one buffer); a crash between
+        // the two leaves a torn record past the committed length, which open truncates.
+        let payload_offset = offset.saturating_add(RECORD_HEADER_LEN as u64);
         state
             .active_file
-            .write_at(&record, offset)
+            .write_at(&header_bytes, offset)
+            .and_then(|()| state.active_file.write_at(payload, payload_offset))
             .map_err(|e| SegmentError::io(self.path_of(state.active), "write record", e))?;
+        // A failed hint changes nothing about durability: sync() still fdatasyncs.
+        let _ = state.active_file.start_writeback(offset, record_len);
         failpoint::hit("segment.after_write");
         state.active_len = end;
         let segment = state.active;
