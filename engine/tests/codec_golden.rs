@@ -52,8 +52,8 @@ fn golden(name: &str, comment: &str, bytes: &[u8]) -> Vec<u8> {
     if std::env::var_os("NET_MESH_BLESS_GOLDEN").is_some() {
         std::fs::write(&path, render(comment, bytes)).expect("write golden");
     }
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     parse_hex(&text)
 }
 
@@ -265,7 +265,10 @@ fn check_corrupt(
     expected: DecodeError,
 ) {
     let bytes = golden(name, comment, &corrupt);
-    assert_eq!(bytes, corrupt, "{name} differs from the corruption it documents");
+    assert_eq!(
+        bytes, corrupt,
+        "{name} differs from the corruption it documents"
+    );
     assert_eq!(decode(&bytes), Err(expected), "{name}");
 }
 
