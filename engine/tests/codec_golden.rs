@@ -383,3 +383,43 @@ fn corrupt_unknown_role_matches_golden_error() {
         DecodeError::UnknownRole { tag: 7, offset: 48 },
     );
 }
+
+#[test]
+fn fuzz_seed_corpus_is_the_golden_vectors() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let targets = [
+        (
+            "blob_ref",
+            &[
+                "blob_ref_small",
+                "blob_ref_empty",
+                "blob_ref_manifest_rs",
+                "blob_ref_tree",
+                "corrupt_trailing_byte",
+                "corrupt_bad_magic",
+                "corrupt_count_too_large",
+                "corrupt_size_mismatch",
+            ][..],
+        ),
+        (
+            "leaf_node",
+            &["leaf", "corrupt_unknown_version", "corrupt_unknown_role"][..],
+        ),
+        (
+            "internal_node",
+            &["internal", "corrupt_internal_zero_covered"][..],
+        ),
+    ];
+    for (target, names) in targets {
+        for name in names {
+            let seed = corpus
+                .join(target)
+                .join(format!("seed-{}", name.replace('_', "-")));
+            let seed_bytes =
+                std::fs::read(&seed).unwrap_or_else(|e| panic!("read {}: {e}", seed.display()));
+            let golden_text =
+                std::fs::read_to_string(golden_path(&format!("{name}.hex"))).expect("golden");
+            assert_eq!(seed_bytes, parse_hex(&golden_text), "{}", seed.display());
+        }
+    }
+}
