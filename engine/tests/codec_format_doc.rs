@@ -3,6 +3,14 @@
 //! The doc's offset/size tables are parsed and compared with rows built from the constants; then
 //! the encoders are checked to put distinctive field values exactly at those offsets.
 
+// Test helpers outside #[test] fns: a failed expectation must panic, that is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::collections::BTreeMap;
 
 use net_mesh_engine::codec::layout::*;
@@ -275,7 +283,7 @@ fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);

@@ -5,6 +5,14 @@
 //! regenerate after an intentional format change (with a version bump and a FORMAT.md history
 //! entry!) run with `NET_MESH_BLESS_GOLDEN=1`.
 
+// Test helpers outside #[test] fns: a failed expectation must panic, that is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::path::PathBuf;
 
 use net_mesh_engine::codec::layout::{MANIFEST_COUNT_OFFSET, MANIFEST_SIZE_OFFSET};
@@ -30,7 +38,7 @@ fn parse_hex(text: &str) -> Vec<u8> {
         .flat_map(|line| line.chars())
         .filter(|c| !c.is_whitespace())
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
     (0..digits.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit"))

@@ -1,5 +1,13 @@
 //! The text form: `nm1` + strict canonical lowercase unpadded RFC 4648 base32.
 
+// Test helpers outside #[test] fns: a failed expectation must panic, that is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use net_mesh_engine::codec::text::{base32_decode, base32_encode};
 use net_mesh_engine::codec::{BlobRef, DecodeError, chunk_id};
 
