@@ -5,6 +5,14 @@
 //! regenerate after an intentional format change (with a version bump and a FORMAT.md history
 //! entry!) run with `NET_MESH_BLESS_GOLDEN=1`.
 
+// Test helpers outside #[test] fns: a failed expectation must panic, that is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::path::PathBuf;
 
 use net_mesh_engine::codec::layout::{MANIFEST_COUNT_OFFSET, MANIFEST_SIZE_OFFSET};
@@ -30,7 +38,7 @@ fn parse_hex(text: &str) -> Vec<u8> {
         .flat_map(|line| line.chars())
         .filter(|c| !c.is_whitespace())
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
     (0..digits.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit"))
@@ -52,8 +60,8 @@ fn golden(name: &str, comment: &str, bytes: &[u8]) -> Vec<u8> {
     if std::env::var_os("NET_MESH_BLESS_GOLDEN").is_some() {
         std::fs::write(&path, render(comment, bytes)).expect("write golden");
     }
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     parse_hex(&text)
 }
 
@@ -265,7 +273,10 @@ fn check_corrupt(
     expected: DecodeError,
 ) {
     let bytes = golden(name, comment, &corrupt);
-    assert_eq!(bytes, corrupt, "{name} differs from the corruption it documents");
+    assert_eq!(
+        bytes, corrupt,
+        "{name} differs from the corruption it documents"
+    );
     assert_eq!(decode(&bytes), Err(expected), "{name}");
 }
 
@@ -379,4 +390,44 @@ fn corrupt_unknown_role_matches_golden_error() {
         decode_leaf,
         DecodeError::UnknownRole { tag: 7, offset: 48 },
     );
+}
+
+#[test]
+fn fuzz_seed_corpus_is_the_golden_vectors() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let targets = [
+        (
+            "blob_ref",
+            &[
+                "blob_ref_small",
+                "blob_ref_empty",
+                "blob_ref_manifest_rs",
+                "blob_ref_tree",
+                "corrupt_trailing_byte",
+                "corrupt_bad_magic",
+                "corrupt_count_too_large",
+                "corrupt_size_mismatch",
+            ][..],
+        ),
+        (
+            "leaf_node",
+            &["leaf", "corrupt_unknown_version", "corrupt_unknown_role"][..],
+        ),
+        (
+            "internal_node",
+            &["internal", "corrupt_internal_zero_covered"][..],
+        ),
+    ];
+    for (target, names) in targets {
+        for name in names {
+            let seed = corpus
+                .join(target)
+                .join(format!("seed-{}", name.replace('_', "-")));
+            let seed_bytes =
+                std::fs::read(&seed).unwrap_or_else(|e| panic!("read {}: {e}", seed.display()));
+            let golden_text =
+                std::fs::read_to_string(golden_path(&format!("{name}.hex"))).expect("golden");
+            assert_eq!(seed_bytes, parse_hex(&golden_text), "{}", seed.display());
+        }
+    }
 }

@@ -1,5 +1,13 @@
 //! One named test per decoder rejection rule, each checking the exact error.
 
+// Test helpers outside #[test] fns: a failed expectation must panic, that is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use net_mesh_engine::codec::layout::{
     BLOB_REF_MAGIC, INTERNAL_NODE_MAGIC, LEAF_NODE_MAGIC, MANIFEST_COUNT_OFFSET,
     MANIFEST_ENCODING_OFFSET, TREE_DEPTH_OFFSET, TREE_ENCODING_OFFSET,

@@ -169,8 +169,8 @@ impl BlobRef {
         Ok(blob)
     }
 
-    /// Checks every rule `decode` enforces (except capabilities) without encoding. A value that
-    /// validates round-trips through `encode`/`decode` unchanged.
+    /// Checks every rule `decode` enforces (ignoring capabilities) by decoding the encoding. A
+    /// value that validates round-trips through `encode`/`decode` unchanged.
     pub fn validate(&self) -> Result<(), DecodeError> {
         Self::decode(&self.encode()).map(|_| ())
     }

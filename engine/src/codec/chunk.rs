@@ -164,8 +164,7 @@ impl ChunkRef {
     }
 }
 
-/// Writes `count, encoding, chunk refs` (the layout shared by Manifest and leaf, after any
-/// fields that sit between count and encoding — there are none in v1 besides ordering).
+/// Writes `count, encoding, chunk refs`: the chunk list layout shared by Manifest and leaf.
 pub(crate) fn write_chunk_list(out: &mut Vec<u8>, encoding: Encoding, chunks: &[ChunkRef]) {
     put_count(out, chunks.len());
     encoding.write(out);

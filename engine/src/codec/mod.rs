@@ -16,7 +16,7 @@ pub mod fuzzing;
 pub mod layout;
 mod node;
 mod reader;
-mod text;
+pub mod text;
 
 pub use blob_ref::{BlobRef, MIN_TREE_DEPTH};
 pub use caps::{CAP_BLOB_TREE_V3, Capabilities};

@@ -65,6 +65,11 @@ impl LeafNode {
         Ok(LeafNode { encoding, chunks })
     }
 
+    /// Checks every rule `decode` enforces by decoding the encoding.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        Self::decode(&self.encode()).map(|_| ())
+    }
+
     /// Node id: `leaf_id(&self.encode())`.
     pub fn id(&self) -> Hash {
         leaf_id(&self.encode())
@@ -131,6 +136,11 @@ impl InternalNode {
         }
         r.finish()?;
         Ok(InternalNode { level, children })
+    }
+
+    /// Checks every rule `decode` enforces by decoding the encoding.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        Self::decode(&self.encode()).map(|_| ())
     }
 
     /// Node id: `internal_id(&self.encode())`.

@@ -26,12 +26,23 @@ const SHIFTS: [u32; 8] = [35, 30, 25, 20, 15, 10, 5, 0];
 
 /// Encodes `bytes` as `nm1` + base32.
 pub(crate) fn to_text(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(
-        TEXT_PREFIX
-            .len()
-            .saturating_add(bytes.len().saturating_mul(8).div_ceil(5)),
-    );
-    out.push_str(TEXT_PREFIX);
+    let mut out = String::from(TEXT_PREFIX);
+    out.push_str(&base32_encode(bytes));
+    out
+}
+
+/// Decodes `nm1` + base32 strictly into wire bytes.
+pub(crate) fn from_text(text: &str) -> Result<Vec<u8>, DecodeError> {
+    let body = text.strip_prefix(TEXT_PREFIX).ok_or(DecodeError::BadText {
+        reason: "missing nm1 prefix",
+        position: 0,
+    })?;
+    base32_decode(body)
+}
+
+/// Lowercase unpadded RFC 4648 base32 of `bytes`.
+pub fn base32_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().saturating_mul(8).div_ceil(5));
     for group in bytes.chunks(5) {
         let mut buf = [0u8; 8];
         if let Some(dst) = buf.get_mut(3..3usize.saturating_add(group.len())) {
@@ -60,13 +71,11 @@ fn value_of(c: u8) -> Option<u64> {
     }
 }
 
-/// Decodes the text form strictly into wire bytes.
-pub(crate) fn from_text(text: &str) -> Result<Vec<u8>, DecodeError> {
-    let body = text.strip_prefix(TEXT_PREFIX).ok_or(DecodeError::BadText {
-        reason: "missing nm1 prefix",
-        position: 0,
-    })?;
-    let body = body.as_bytes();
+/// Strict inverse of [`base32_encode`]: rejects uppercase, padding, any other character, lengths
+/// no byte string encodes to, and nonzero unused bits in the last character. Positions in
+/// [`DecodeError::BadText`] are character offsets into `text`.
+pub fn base32_decode(text: &str) -> Result<Vec<u8>, DecodeError> {
+    let body = text.as_bytes();
     let mut out = Vec::with_capacity(body.len().saturating_mul(5) / 8);
     for (group_index, group) in body.chunks(8).enumerate() {
         let group_start = group_index.saturating_mul(8);
