@@ -1,5 +1,10 @@
 //! `net-mesh blob put` then `get` / `cat` / `stat` / `ls` / `rm` through the real binary.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -15,7 +20,16 @@ fn put_then_get_returns_the_same_bytes_for_edge_sizes_and_both_chunkings() {
         for len in [0usize, 1, 4095, 4096, 4097, 16383, 16384, 16385, 100_003] {
             let data = random_bytes(len, len as u64 + 1);
             let file = write_file(tmp.path(), "in.bin", &data);
-            let r = ok_text(&data_dir, &["blob", "put", "--chunking", chunking, file.to_str().unwrap()]);
+            let r = ok_text(
+                &data_dir,
+                &[
+                    "blob",
+                    "put",
+                    "--chunking",
+                    chunking,
+                    file.to_str().unwrap(),
+                ],
+            );
             assert!(r.starts_with("nm1"), "ref {r}");
             let got = ok(&data_dir, &["blob", "get", &r]);
             assert_eq!(got.len(), data.len(), "len {len} {chunking}");
@@ -33,7 +47,14 @@ fn put_json_reports_shape_and_dedup() {
     let data_dir = tmp.path().join("store");
     let data = random_bytes(300_000, 5);
     let file = write_file(tmp.path(), "in.bin", &data);
-    let args = ["blob", "put", "--json", "--chunking", SMALL_CDC, file.to_str().unwrap()];
+    let args = [
+        "blob",
+        "put",
+        "--json",
+        "--chunking",
+        SMALL_CDC,
+        file.to_str().unwrap(),
+    ];
     let first: serde_json::Value = serde_json::from_slice(&ok(&data_dir, &args)).unwrap();
     assert_eq!(first["kind"], "manifest");
     assert_eq!(first["size"], 300_000);
@@ -57,8 +78,16 @@ fn deep_tree_via_cli_reads_back_with_stat_and_ranges() {
     let put: serde_json::Value = serde_json::from_slice(&ok(
         &data_dir,
         &[
-            "blob", "put", "--json", "--chunking", "fixed:4096", "--leaf-fanout", "2",
-            "--internal-fanout", "2", file.to_str().unwrap(),
+            "blob",
+            "put",
+            "--json",
+            "--chunking",
+            "fixed:4096",
+            "--leaf-fanout",
+            "2",
+            "--internal-fanout",
+            "2",
+            file.to_str().unwrap(),
         ],
     ))
     .unwrap();
@@ -71,8 +100,17 @@ fn deep_tree_via_cli_reads_back_with_stat_and_ranges() {
     assert_eq!(stat["size"], 200_000);
     assert_eq!(stat["chunks"], 49);
     assert_eq!(stat["encoding"], "plain");
-    for (a, b) in [(0usize, 1usize), (4095, 4097), (12_345, 150_000), (199_999, 200_000), (7, 7)] {
-        let got = ok(&data_dir, &["blob", "cat", r, "--range", &format!("{a}..{b}")]);
+    for (a, b) in [
+        (0usize, 1usize),
+        (4095, 4097),
+        (12_345, 150_000),
+        (199_999, 200_000),
+        (7, 7),
+    ] {
+        let got = ok(
+            &data_dir,
+            &["blob", "cat", r, "--range", &format!("{a}..{b}")],
+        );
         assert!(got == data[a..b], "range {a}..{b}");
     }
     let bad = run(&data_dir, &["blob", "cat", r, "--range", "10..200001"]);
@@ -86,7 +124,8 @@ fn ls_lists_pins_and_rm_unpins_by_id_prefix() {
     let data_dir = tmp.path().join("store");
     let file = write_file(tmp.path(), "hello.txt", b"hello mesh");
     let r = ok_text(&data_dir, &["blob", "put", file.to_str().unwrap()]);
-    let ls: serde_json::Value = serde_json::from_slice(&ok(&data_dir, &["blob", "ls", "--json"])).unwrap();
+    let ls: serde_json::Value =
+        serde_json::from_slice(&ok(&data_dir, &["blob", "ls", "--json"])).unwrap();
     let rows = ls.as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["name"], "hello.txt");
@@ -94,7 +133,8 @@ fn ls_lists_pins_and_rm_unpins_by_id_prefix() {
     let id = rows[0]["blob_id"].as_str().unwrap();
     assert_eq!(ok(&data_dir, &["blob", "get", &id[..12]]), b"hello mesh");
     ok(&data_dir, &["blob", "rm", &id[..12]]);
-    let ls: serde_json::Value = serde_json::from_slice(&ok(&data_dir, &["blob", "ls", "--json"])).unwrap();
+    let ls: serde_json::Value =
+        serde_json::from_slice(&ok(&data_dir, &["blob", "ls", "--json"])).unwrap();
     assert!(ls.as_array().unwrap().is_empty());
     let again = run(&data_dir, &["blob", "rm", &r]);
     assert_eq!(again.status.code(), Some(1));
@@ -111,7 +151,10 @@ fn usage_errors_exit_2_and_bad_refs_exit_1() {
     let out = run(tmp.path(), &["blob", "get", "nm1zzzz"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("net-mesh: error:") && stderr.trim().lines().count() == 1, "{stderr}");
+    assert!(
+        stderr.starts_with("net-mesh: error:") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
 }
 
 #[test]

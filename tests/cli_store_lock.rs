@@ -1,5 +1,10 @@
 //! A second process opening a store in use gets "store is locked by pid N".
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -31,7 +36,10 @@ fn second_process_gets_locked_by_pid_error() {
     let out = run(tmp.path(), &["blob", "ls"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("locked by pid {}", holder.id())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("locked by pid {}", holder.id())),
+        "{stderr}"
+    );
     drop(holder.stdin.take());
     assert!(holder.wait().unwrap().success());
     // Once the holder is gone the store opens again.

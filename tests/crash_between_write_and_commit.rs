@@ -1,6 +1,11 @@
 //! A writer killed (SIGKILL, via failpoints) between the segment write and the index commit
 //! leaves every committed blob intact, and the store keeps working.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -26,7 +31,10 @@ fn kill_at_each_failpoint_keeps_committed_blobs_and_loses_only_the_open_upload()
         let fa = write_file(tmp.path(), "a.bin", &a);
         let fb = write_file(tmp.path(), "b.bin", &b);
         let chunking = ["--chunking", "cdc:1024,4096,16384"];
-        let ra = ok_text(&dir, &[&["blob", "put"][..], &chunking, &[fa.to_str().unwrap()]].concat());
+        let ra = ok_text(
+            &dir,
+            &[&["blob", "put"][..], &chunking, &[fa.to_str().unwrap()]].concat(),
+        );
 
         let out = cmd(&dir)
             .args(["blob", "put"])
@@ -35,7 +43,11 @@ fn kill_at_each_failpoint_keeps_committed_blobs_and_loses_only_the_open_upload()
             .env("NET_MESH_FAILPOINT", point)
             .output()
             .unwrap();
-        assert_eq!(out.status.signal(), Some(9), "{point}: writer should die by SIGKILL");
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{point}: writer should die by SIGKILL"
+        );
 
         // The committed blob reads back verified; the killed upload left no pin.
         assert!(ok(&dir, &["blob", "get", &ra]) == a, "{point}");
@@ -44,7 +56,10 @@ fn kill_at_each_failpoint_keeps_committed_blobs_and_loses_only_the_open_upload()
         assert_eq!(ls.as_array().unwrap().len(), 1, "{point}");
 
         // The store accepts the same upload again and serves it.
-        let rb = ok_text(&dir, &[&["blob", "put"][..], &chunking, &[fb.to_str().unwrap()]].concat());
+        let rb = ok_text(
+            &dir,
+            &[&["blob", "put"][..], &chunking, &[fb.to_str().unwrap()]].concat(),
+        );
         assert!(ok(&dir, &["blob", "get", &rb]) == b, "{point}");
         assert!(ok(&dir, &["blob", "get", &ra]) == a, "{point}");
     }
@@ -63,7 +78,8 @@ fn kill_after_the_index_commit_keeps_the_new_blob() {
         .output()
         .unwrap();
     assert_eq!(out.status.signal(), Some(9));
-    let ls: serde_json::Value = serde_json::from_slice(&ok(&dir, &["blob", "ls", "--json"])).unwrap();
+    let ls: serde_json::Value =
+        serde_json::from_slice(&ok(&dir, &["blob", "ls", "--json"])).unwrap();
     let rows = ls.as_array().unwrap();
     assert_eq!(rows.len(), 1, "the commit happened before the kill");
     let r = rows[0]["blob_ref"].as_str().unwrap();

@@ -24,7 +24,11 @@ pub enum ChunkingStrategy {
 
 impl Default for ChunkingStrategy {
     fn default() -> Self {
-        ChunkingStrategy::Cdc { avg: MIB, min: 256 * KIB, max: 4 * MIB }
+        ChunkingStrategy::Cdc {
+            avg: MIB,
+            min: 256 * KIB,
+            max: 4 * MIB,
+        }
     }
 }
 
@@ -32,7 +36,12 @@ impl Default for ChunkingStrategy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkingError {
     #[error("cdc {field} = {value} is outside {lo}..={hi}")]
-    OutOfRange { field: &'static str, value: u32, lo: u32, hi: u32 },
+    OutOfRange {
+        field: &'static str,
+        value: u32,
+        lo: u32,
+        hi: u32,
+    },
     #[error("cdc sizes must satisfy min < avg < max (got min {min}, avg {avg}, max {max})")]
     NotOrdered { min: u32, avg: u32, max: u32 },
     #[error("cdc {field} = {value} must be even")]
@@ -55,7 +64,12 @@ impl ChunkingStrategy {
                 let check = |field, value: u32, lo: usize, hi: usize| {
                     let (lo, hi) = (to_u32(lo), to_u32(hi));
                     if value < lo || value > hi {
-                        return Err(ChunkingError::OutOfRange { field, value, lo, hi });
+                        return Err(ChunkingError::OutOfRange {
+                            field,
+                            value,
+                            lo,
+                            hi,
+                        });
                     }
                     if !value.is_multiple_of(2) {
                         return Err(ChunkingError::Odd { field, value });
@@ -73,7 +87,10 @@ impl ChunkingStrategy {
             }
             ChunkingStrategy::Fixed { size } => {
                 if size == 0 || size > MAX_CHUNK_SIZE {
-                    return Err(ChunkingError::FixedSize { size, max: MAX_CHUNK_SIZE });
+                    return Err(ChunkingError::FixedSize {
+                        size,
+                        max: MAX_CHUNK_SIZE,
+                    });
                 }
                 Ok(())
             }
@@ -104,18 +121,29 @@ impl FromStr for ChunkingStrategy {
     /// Parses `cdc`, `cdc:MIN,AVG,MAX` or `fixed:SIZE` (sizes in bytes, or with a K/M suffix
     /// meaning KiB/MiB), then validates.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let syntax = || ChunkingError::Syntax { text: text.to_string() };
+        let syntax = || ChunkingError::Syntax {
+            text: text.to_string(),
+        };
         let strategy = if text == "cdc" {
             ChunkingStrategy::default()
         } else if let Some(rest) = text.strip_prefix("cdc:") {
-            let parts: Vec<u32> =
-                rest.split(',').map(parse_size).collect::<Option<_>>().ok_or_else(syntax)?;
+            let parts: Vec<u32> = rest
+                .split(',')
+                .map(parse_size)
+                .collect::<Option<_>>()
+                .ok_or_else(syntax)?;
             match parts.as_slice() {
-                [min, avg, max] => ChunkingStrategy::Cdc { avg: *avg, min: *min, max: *max },
+                [min, avg, max] => ChunkingStrategy::Cdc {
+                    avg: *avg,
+                    min: *min,
+                    max: *max,
+                },
                 _ => return Err(syntax()),
             }
         } else if let Some(rest) = text.strip_prefix("fixed:") {
-            ChunkingStrategy::Fixed { size: parse_size(rest).ok_or_else(syntax)? }
+            ChunkingStrategy::Fixed {
+                size: parse_size(rest).ok_or_else(syntax)?,
+            }
         } else {
             return Err(syntax());
         };
@@ -148,8 +176,16 @@ pub struct Chunker {
 
 #[derive(Debug, Clone, Copy)]
 enum Cutter {
-    Cdc { min: usize, avg: usize, max: usize, mask_s: u64, mask_l: u64 },
-    Fixed { size: usize },
+    Cdc {
+        min: usize,
+        avg: usize,
+        max: usize,
+        mask_s: u64,
+        mask_l: u64,
+    },
+    Fixed {
+        size: usize,
+    },
 }
 
 impl Cutter {
@@ -164,7 +200,13 @@ impl Cutter {
     /// `max` long or the end of the stream).
     fn next_len(&self, data: &[u8]) -> usize {
         match *self {
-            Cutter::Cdc { min, avg, max, mask_s, mask_l } => {
+            Cutter::Cdc {
+                min,
+                avg,
+                max,
+                mask_s,
+                mask_l,
+            } => {
                 let (_, len) = v2020::cut(
                     data,
                     min,
@@ -188,11 +230,23 @@ impl Chunker {
         let cut = match strategy {
             ChunkingStrategy::Cdc { avg, min, max } => {
                 let (mask_s, mask_l) = v2020::select_masks(avg as usize, Normalization::Level1);
-                Cutter::Cdc { min: min as usize, avg: avg as usize, max: max as usize, mask_s, mask_l }
+                Cutter::Cdc {
+                    min: min as usize,
+                    avg: avg as usize,
+                    max: max as usize,
+                    mask_s,
+                    mask_l,
+                }
             }
-            ChunkingStrategy::Fixed { size } => Cutter::Fixed { size: size as usize },
+            ChunkingStrategy::Fixed { size } => Cutter::Fixed {
+                size: size as usize,
+            },
         };
-        Ok(Chunker { cut, buf: Vec::new(), start: 0 })
+        Ok(Chunker {
+            cut,
+            buf: Vec::new(),
+            start: 0,
+        })
     }
 
     /// Bytes pushed but not yet emitted as a chunk.
@@ -271,7 +325,11 @@ mod tests {
             .collect()
     }
 
-    const SMALL_CDC: ChunkingStrategy = ChunkingStrategy::Cdc { avg: 4096, min: 1024, max: 16384 };
+    const SMALL_CDC: ChunkingStrategy = ChunkingStrategy::Cdc {
+        avg: 4096,
+        min: 1024,
+        max: 16384,
+    };
 
     #[test]
     fn cdc_chunks_concatenate_to_input_and_respect_bounds() {
@@ -311,7 +369,12 @@ mod tests {
         let a = chunk_all(SMALL_CDC, &data, 65536);
         let b = chunk_all(SMALL_CDC, &edited, 65536);
         let common = a.iter().filter(|c| b.contains(c)).count();
-        assert!(a.len() - common <= 3, "{} of {} chunks changed", a.len() - common, a.len());
+        assert!(
+            a.len() - common <= 3,
+            "{} of {} chunks changed",
+            a.len() - common,
+            a.len()
+        );
     }
 
     #[test]
@@ -331,14 +394,26 @@ mod tests {
     #[test]
     fn invalid_parameters_are_typed_errors() {
         let bad = |s: &str| s.parse::<ChunkingStrategy>().unwrap_err();
-        assert!(matches!(bad("cdc:10,4096,16384"), ChunkingError::OutOfRange { field: "min", .. }));
-        assert!(matches!(bad("cdc:8192,4096,16384"), ChunkingError::NotOrdered { .. }));
-        assert!(matches!(bad("cdc:1025,4096,16384"), ChunkingError::Odd { field: "min", .. }));
+        assert!(matches!(
+            bad("cdc:10,4096,16384"),
+            ChunkingError::OutOfRange { field: "min", .. }
+        ));
+        assert!(matches!(
+            bad("cdc:8192,4096,16384"),
+            ChunkingError::NotOrdered { .. }
+        ));
+        assert!(matches!(
+            bad("cdc:1025,4096,16384"),
+            ChunkingError::Odd { field: "min", .. }
+        ));
         assert!(matches!(bad("fixed:0"), ChunkingError::FixedSize { .. }));
         assert!(matches!(bad("fixed:17M"), ChunkingError::FixedSize { .. }));
         assert!(matches!(bad("zstd"), ChunkingError::Syntax { .. }));
         assert!(matches!(bad("cdc:1,2"), ChunkingError::Syntax { .. }));
-        assert_eq!("cdc".parse::<ChunkingStrategy>().unwrap(), ChunkingStrategy::default());
+        assert_eq!(
+            "cdc".parse::<ChunkingStrategy>().unwrap(),
+            ChunkingStrategy::default()
+        );
         assert_eq!(
             "cdc:256K,1M,4M".parse::<ChunkingStrategy>().unwrap(),
             ChunkingStrategy::default()
@@ -351,7 +426,11 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in [ChunkingStrategy::default(), SMALL_CDC, ChunkingStrategy::Fixed { size: 4096 }] {
+        for s in [
+            ChunkingStrategy::default(),
+            SMALL_CDC,
+            ChunkingStrategy::Fixed { size: 4096 },
+        ] {
             assert_eq!(s.to_string().parse::<ChunkingStrategy>().unwrap(), s);
         }
     }

@@ -26,7 +26,11 @@ pub enum OpenError {
     #[error("store {dir} is locked by pid {pid}")]
     Locked { dir: PathBuf, pid: String },
     #[error("cannot {op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("index: {0}")]
     Index(#[from] IndexError),
     #[error("segments: {0}")]
@@ -67,13 +71,21 @@ pub enum BlobError {
         short_hex(parent_hash),
         short_hex(child_hash)
     )]
-    ChainMismatch { at_depth: u8, parent_hash: Hash, child_hash: Hash },
+    ChainMismatch {
+        at_depth: u8,
+        parent_hash: Hash,
+        child_hash: Hash,
+    },
     #[error(
         "chunk {index} hash mismatch: expected {}, read bytes hash to {}",
         short_hex(expected),
         short_hex(actual)
     )]
-    ChunkHashMismatch { index: u64, expected: Hash, actual: Hash },
+    ChunkHashMismatch {
+        index: u64,
+        expected: Hash,
+        actual: Hash,
+    },
     #[error("object {} ({what}) is not in the store", short_hex(hash))]
     Missing { hash: Hash, what: &'static str },
     #[error("object {} is corrupted: {reason}", short_hex(hash))]

@@ -43,8 +43,16 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn read_object(&self, hash: &Hash, kind: RecordKind, what: &'static str) -> Result<Vec<u8>, BlobError> {
-        let entry = self.index.object(hash)?.ok_or(BlobError::Missing { hash: *hash, what })?;
+    fn read_object(
+        &self,
+        hash: &Hash,
+        kind: RecordKind,
+        what: &'static str,
+    ) -> Result<Vec<u8>, BlobError> {
+        let entry = self
+            .index
+            .object(hash)?
+            .ok_or(BlobError::Missing { hash: *hash, what })?;
         if entry.kind != kind {
             return Err(BlobError::Corrupted {
                 hash: *hash,
@@ -65,9 +73,11 @@ impl Reader<'_> {
         let actual = chunk_id(&data);
         if actual != chunk.hash {
             return Err(match place {
-                ChunkPlace::Flat => {
-                    BlobError::ChunkHashMismatch { index, expected: chunk.hash, actual }
-                }
+                ChunkPlace::Flat => BlobError::ChunkHashMismatch {
+                    index,
+                    expected: chunk.hash,
+                    actual,
+                },
                 ChunkPlace::InTree { leaf_depth } => BlobError::ChainMismatch {
                     at_depth: leaf_depth.saturating_add(1),
                     parent_hash: chunk.hash,
@@ -136,25 +146,53 @@ impl Reader<'_> {
             let bytes = self.read_object(hash, RecordKind::LeafNode, "leaf node")?;
             let actual = leaf_id(&bytes);
             if actual != *hash {
-                return Err(BlobError::ChainMismatch { at_depth, parent_hash: *hash, child_hash: actual });
+                return Err(BlobError::ChainMismatch {
+                    at_depth,
+                    parent_hash: *hash,
+                    child_hash: actual,
+                });
             }
-            let leaf = LeafNode::decode(&bytes).map_err(|source| BlobError::BadNode { hash: *hash, source })?;
-            let leaf_bytes = leaf.covered().map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+            let leaf = LeafNode::decode(&bytes).map_err(|source| BlobError::BadNode {
+                hash: *hash,
+                source,
+            })?;
+            let leaf_bytes = leaf.covered().map_err(|source| BlobError::BadNode {
+                hash: *hash,
+                source,
+            })?;
             if leaf_bytes != covered || leaf.encoding != encoding {
                 return Err(BlobError::Corrupted {
                     hash: *hash,
                     reason: format!("leaf covers {leaf_bytes} bytes, its parent says {covered}"),
                 });
             }
-            return self.chunks(&leaf.chunks, base, range, ChunkPlace::InTree { leaf_depth: at_depth }, sink);
+            return self.chunks(
+                &leaf.chunks,
+                base,
+                range,
+                ChunkPlace::InTree {
+                    leaf_depth: at_depth,
+                },
+                sink,
+            );
         }
         let bytes = self.read_object(hash, RecordKind::InternalNode, "internal node")?;
         let actual = internal_id(&bytes);
         if actual != *hash {
-            return Err(BlobError::ChainMismatch { at_depth, parent_hash: *hash, child_hash: actual });
+            return Err(BlobError::ChainMismatch {
+                at_depth,
+                parent_hash: *hash,
+                child_hash: actual,
+            });
         }
-        let node = InternalNode::decode(&bytes).map_err(|source| BlobError::BadNode { hash: *hash, source })?;
-        let node_bytes = node.covered().map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+        let node = InternalNode::decode(&bytes).map_err(|source| BlobError::BadNode {
+            hash: *hash,
+            source,
+        })?;
+        let node_bytes = node.covered().map_err(|source| BlobError::BadNode {
+            hash: *hash,
+            source,
+        })?;
         if node.level != level || node_bytes != covered {
             return Err(BlobError::Corrupted {
                 hash: *hash,
@@ -187,18 +225,34 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn blob(&self, blob_ref: &BlobRef, range: Range<u64>, sink: &mut dyn Write) -> Result<(), BlobError> {
+    fn blob(
+        &self,
+        blob_ref: &BlobRef,
+        range: Range<u64>,
+        sink: &mut dyn Write,
+    ) -> Result<(), BlobError> {
         match blob_ref {
             BlobRef::Small { hash, size } => {
                 let size32 = u32::try_from(*size).map_err(|_| BlobError::Corrupted {
                     hash: *hash,
                     reason: "small blob larger than a chunk".into(),
                 })?;
-                let chunk = ChunkRef { hash: *hash, size: size32, role: ChunkRole::Data };
+                let chunk = ChunkRef {
+                    hash: *hash,
+                    size: size32,
+                    role: ChunkRole::Data,
+                };
                 self.chunks(&[chunk], 0, &range, ChunkPlace::Flat, sink)
             }
-            BlobRef::Manifest { chunks, .. } => self.chunks(chunks, 0, &range, ChunkPlace::Flat, sink),
-            BlobRef::Tree { encoding, root_hash, total_size, depth } => self.node(
+            BlobRef::Manifest { chunks, .. } => {
+                self.chunks(chunks, 0, &range, ChunkPlace::Flat, sink)
+            }
+            BlobRef::Tree {
+                encoding,
+                root_hash,
+                total_size,
+                depth,
+            } => self.node(
                 root_hash,
                 depth.saturating_sub(1),
                 0,
@@ -216,16 +270,30 @@ impl Reader<'_> {
         if level == 0 {
             let bytes = self.read_object(hash, RecordKind::LeafNode, "leaf node")?;
             if leaf_id(&bytes) != *hash {
-                return Err(BlobError::ChainMismatch { at_depth: 0, parent_hash: *hash, child_hash: leaf_id(&bytes) });
+                return Err(BlobError::ChainMismatch {
+                    at_depth: 0,
+                    parent_hash: *hash,
+                    child_hash: leaf_id(&bytes),
+                });
             }
-            let leaf = LeafNode::decode(&bytes).map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+            let leaf = LeafNode::decode(&bytes).map_err(|source| BlobError::BadNode {
+                hash: *hash,
+                source,
+            })?;
             return Ok(leaf.chunks.len() as u64);
         }
         let bytes = self.read_object(hash, RecordKind::InternalNode, "internal node")?;
         if internal_id(&bytes) != *hash {
-            return Err(BlobError::ChainMismatch { at_depth: 0, parent_hash: *hash, child_hash: internal_id(&bytes) });
+            return Err(BlobError::ChainMismatch {
+                at_depth: 0,
+                parent_hash: *hash,
+                child_hash: internal_id(&bytes),
+            });
         }
-        let node = InternalNode::decode(&bytes).map_err(|source| BlobError::BadNode { hash: *hash, source })?;
+        let node = InternalNode::decode(&bytes).map_err(|source| BlobError::BadNode {
+            hash: *hash,
+            source,
+        })?;
         node.children.iter().try_fold(0u64, |acc, c| {
             Ok(acc.saturating_add(self.count_chunks(&c.hash, level.saturating_sub(1))?))
         })
@@ -234,7 +302,10 @@ impl Reader<'_> {
 
 impl Store {
     fn blob_reader(&self) -> Result<Reader<'_>, BlobError> {
-        Ok(Reader { store: self, index: self.index.reader()? })
+        Ok(Reader {
+            store: self,
+            index: self.index.reader()?,
+        })
     }
 
     /// Streams the whole blob into `sink`, verified. Returns the bytes written.
@@ -252,7 +323,11 @@ impl Store {
     ) -> Result<u64, BlobError> {
         let size = blob_ref.size();
         if range.start > range.end || range.end > size {
-            return Err(BlobError::InvalidRange { start: range.start, end: range.end, size });
+            return Err(BlobError::InvalidRange {
+                start: range.start,
+                end: range.end,
+                size,
+            });
         }
         if range.start == range.end && size > 0 {
             return Ok(0);
@@ -267,9 +342,13 @@ impl Store {
         let (kind, chunks) = match blob_ref {
             BlobRef::Small { .. } => ("small", 1),
             BlobRef::Manifest { chunks, .. } => ("manifest", chunks.len() as u64),
-            BlobRef::Tree { root_hash, depth, .. } => {
-                ("tree", self.blob_reader()?.count_chunks(root_hash, depth.saturating_sub(1))?)
-            }
+            BlobRef::Tree {
+                root_hash, depth, ..
+            } => (
+                "tree",
+                self.blob_reader()?
+                    .count_chunks(root_hash, depth.saturating_sub(1))?,
+            ),
         };
         Ok(BlobStat {
             kind,

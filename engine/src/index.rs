@@ -38,8 +38,14 @@ pub enum IndexError {
     #[error("redb: {0}")]
     Db(Box<redb::Error>),
     #[error("index entry {table}[{key}] is corrupted: {reason}")]
-    Corrupted { table: &'static str, key: String, reason: String },
-    #[error("index format version {found} is not supported (this build reads {INDEX_FORMAT_VERSION})")]
+    Corrupted {
+        table: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "index format version {found} is not supported (this build reads {INDEX_FORMAT_VERSION})"
+    )]
     UnsupportedFormat { found: u8 },
     #[error("object {0} is referenced but not in the index")]
     MissingObject(String),
@@ -47,7 +53,10 @@ pub enum IndexError {
 
 impl IndexError {
     pub fn is_corruption(&self) -> bool {
-        matches!(self, IndexError::Corrupted { .. } | IndexError::MissingObject(_))
+        matches!(
+            self,
+            IndexError::Corrupted { .. } | IndexError::MissingObject(_)
+        )
     }
 }
 
@@ -59,7 +68,11 @@ impl<E: Into<redb::Error>> From<E> for IndexError {
 
 fn corrupted(table: &'static str, key: &[u8], reason: impl Into<String>) -> IndexError {
     let key = key.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    IndexError::Corrupted { table, key, reason: reason.into() }
+    IndexError::Corrupted {
+        table,
+        key,
+        reason: reason.into(),
+    }
 }
 
 /// One object's index entry.
@@ -156,7 +169,8 @@ impl Pin {
         let name = self.name.as_bytes();
         let name = name.get(..name.len().min(MAX_PIN_NAME)).unwrap_or_default();
         let name_len = u16::try_from(name.len()).unwrap_or(0);
-        let mut out = Vec::with_capacity(PIN_HEADER_LEN.saturating_add(name.len()).saturating_add(64));
+        let mut out =
+            Vec::with_capacity(PIN_HEADER_LEN.saturating_add(name.len()).saturating_add(64));
         out.push(INDEX_FORMAT_VERSION);
         out.extend_from_slice(&self.created_unix_ms.to_le_bytes());
         out.extend_from_slice(&name_len.to_le_bytes());
@@ -179,11 +193,17 @@ impl Pin {
             return Err(bad(format!("name length {name_len} > {MAX_PIN_NAME}")));
         }
         let name_end = PIN_HEADER_LEN.saturating_add(name_len);
-        let name = bytes.get(PIN_HEADER_LEN..name_end).ok_or_else(|| bad("short name".into()))?;
+        let name = bytes
+            .get(PIN_HEADER_LEN..name_end)
+            .ok_or_else(|| bad("short name".into()))?;
         let name = String::from_utf8(name.to_vec()).map_err(|_| bad("name not UTF-8".into()))?;
         let ref_bytes = bytes.get(name_end..).unwrap_or_default();
         let blob_ref = BlobRef::decode(ref_bytes).map_err(|e| bad(format!("blob ref: {e}")))?;
-        Ok(Pin { blob_ref, name, created_unix_ms })
+        Ok(Pin {
+            blob_ref,
+            name,
+            created_unix_ms,
+        })
     }
 }
 
@@ -296,7 +316,10 @@ impl Index {
     /// A consistent snapshot for lookups.
     pub fn reader(&self) -> Result<IndexReader, IndexError> {
         let txn = self.db.begin_read()?;
-        Ok(IndexReader { objects: txn.open_table(OBJECTS)?, pins: txn.open_table(PINS)? })
+        Ok(IndexReader {
+            objects: txn.open_table(OBJECTS)?,
+            pins: txn.open_table(PINS)?,
+        })
     }
 
     /// Applies one batch in one write transaction. The segment bytes it references must already
@@ -311,7 +334,7 @@ impl Index {
             let mut pins = txn.open_table(PINS)?;
             let mut seg_entries: BTreeMap<SegmentId, SegmentEntry> = BTreeMap::new();
             let load_seg = |segments: &redb::Table<u64, &[u8]>,
-                                id: SegmentId|
+                            id: SegmentId|
              -> Result<SegmentEntry, IndexError> {
                 Ok(match segments.get(id)? {
                     Some(v) => SegmentEntry::decode(id, v.value())?,
@@ -330,8 +353,12 @@ impl Index {
                 if objects.get(hash)?.is_some() {
                     continue;
                 }
-                let entry =
-                    ObjectEntry { kind: *kind, loc: *loc, refcount: 0, created_unix_ms: now };
+                let entry = ObjectEntry {
+                    kind: *kind,
+                    loc: *loc,
+                    refcount: 0,
+                    created_unix_ms: now,
+                };
                 objects.insert(hash, entry.encode().as_slice())?;
                 let mut e = match seg_entries.get(&loc.segment) {
                     Some(e) => *e,
@@ -340,8 +367,9 @@ impl Index {
                 e.live_bytes = e.live_bytes.saturating_add(u64::from(loc.payload_len));
                 seg_entries.insert(loc.segment, e);
                 outcome.inserted = outcome.inserted.saturating_add(1);
-                outcome.inserted_bytes =
-                    outcome.inserted_bytes.saturating_add(u64::from(loc.payload_len));
+                outcome.inserted_bytes = outcome
+                    .inserted_bytes
+                    .saturating_add(u64::from(loc.payload_len));
             }
             let mut deltas = batch.ref_deltas.clone();
             for pin in &batch.pins_add {
@@ -357,7 +385,9 @@ impl Index {
                 }
             }
             for id in &batch.pins_remove {
-                let Some(old) = pins.remove(id)?.map(|v| v.value().to_vec()) else { continue };
+                let Some(old) = pins.remove(id)?.map(|v| v.value().to_vec()) else {
+                    continue;
+                };
                 let pin = Pin::decode(id, &old)?;
                 outcome.pins_removed = outcome.pins_removed.saturating_add(1);
                 for root in pin_roots(&pin.blob_ref) {
@@ -436,7 +466,11 @@ mod tests {
     fn object_entry_round_trips_and_rejects_bad_bytes() {
         let e = ObjectEntry {
             kind: RecordKind::LeafNode,
-            loc: RecordLoc { segment: 7, offset: 4096, payload_len: 123 },
+            loc: RecordLoc {
+                segment: 7,
+                offset: 4096,
+                payload_len: 123,
+            },
             refcount: 3,
             created_unix_ms: 1_700_000_000_000,
         };
@@ -448,14 +482,21 @@ mod tests {
         assert!(ObjectEntry::decode(&[0], &bad).is_err());
         let mut bad = bytes.clone();
         bad[1] = 0xEE;
-        assert!(matches!(ObjectEntry::decode(&[0], &bad), Err(IndexError::Corrupted { .. })));
+        assert!(matches!(
+            ObjectEntry::decode(&[0], &bad),
+            Err(IndexError::Corrupted { .. })
+        ));
     }
 
     #[test]
     fn object_entry_golden_bytes() {
         let e = ObjectEntry {
             kind: RecordKind::Chunk,
-            loc: RecordLoc { segment: 1, offset: 2, payload_len: 3 },
+            loc: RecordLoc {
+                segment: 1,
+                offset: 2,
+                payload_len: 3,
+            },
             refcount: 4,
             created_unix_ms: 5,
         };

@@ -47,7 +47,10 @@ pub struct ReadStats {
 impl ReadStats {
     /// (node reads, chunk reads) so far.
     pub fn get(&self) -> (u64, u64) {
-        (self.node_reads.load(Ordering::Relaxed), self.chunk_reads.load(Ordering::Relaxed))
+        (
+            self.node_reads.load(Ordering::Relaxed),
+            self.chunk_reads.load(Ordering::Relaxed),
+        )
     }
 
     pub fn reset(&self) {
@@ -72,7 +75,11 @@ pub struct Store {
 /// Takes the data dir's exclusive lock and records our pid in it.
 fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     let path = dir.join("LOCK");
-    let io = |op, source| OpenError::Io { op, path: path.clone(), source };
+    let io = |op, source| OpenError::Io {
+        op,
+        path: path.clone(),
+        source,
+    };
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -87,13 +94,21 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
             // Best effort: the owner writes its pid right after locking.
             let _ = file.read_to_string(&mut pid);
             let pid = pid.trim().to_string();
-            let pid = if pid.is_empty() { "unknown".to_string() } else { pid };
-            return Err(OpenError::Locked { dir: dir.to_path_buf(), pid });
+            let pid = if pid.is_empty() {
+                "unknown".to_string()
+            } else {
+                pid
+            };
+            return Err(OpenError::Locked {
+                dir: dir.to_path_buf(),
+                pid,
+            });
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", e)),
     }
     file.set_len(0).map_err(|e| io("truncate lock file", e))?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| io("seek lock file", e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| io("seek lock file", e))?;
     writeln!(file, "{}", std::process::id()).map_err(|e| io("write lock file", e))?;
     Ok(file)
 }
@@ -102,19 +117,36 @@ impl Store {
     /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
     /// another process has it open.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
-        config.chunking.validate().map_err(|e| OpenError::Config(e.to_string()))?;
-        config.tree.validate().map_err(|e| OpenError::Config(e.to_string()))?;
-        std::fs::create_dir_all(dir)
-            .map_err(|source| OpenError::Io { op: "create", path: dir.to_path_buf(), source })?;
+        config
+            .chunking
+            .validate()
+            .map_err(|e| OpenError::Config(e.to_string()))?;
+        config
+            .tree
+            .validate()
+            .map_err(|e| OpenError::Config(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::Io {
+            op: "create",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let lock = lock_dir(dir)?;
         let index = Index::open(&dir.join("index.redb"))?;
-        let committed =
-            index.segments()?.into_iter().map(|(id, e)| (id, e.committed_len)).collect();
+        let committed = index
+            .segments()?
+            .into_iter()
+            .map(|(id, e)| (id, e.committed_len))
+            .collect();
         let seg_dir = dir.join("segments");
-        std::fs::create_dir_all(&seg_dir)
-            .map_err(|source| OpenError::Io { op: "create", path: seg_dir.clone(), source })?;
-        let seg_config =
-            SegmentConfig { roll_size: config.segment_roll_size, ..SegmentConfig::default() };
+        std::fs::create_dir_all(&seg_dir).map_err(|source| OpenError::Io {
+            op: "create",
+            path: seg_dir.clone(),
+            source,
+        })?;
+        let seg_config = SegmentConfig {
+            roll_size: config.segment_roll_size,
+            ..SegmentConfig::default()
+        };
         let segments = Segments::open(&seg_dir, seg_config, &committed)?;
         Ok(Store {
             dir: dir.to_path_buf(),
@@ -160,7 +192,10 @@ impl Store {
 
     /// Makes appended bytes durable, then commits `batch` in one index transaction.
     /// Any failure poisons the handle: the kernel may have dropped dirty pages (fsyncgate).
-    pub(crate) fn commit_batch(&self, batch: &mut Batch) -> Result<crate::index::CommitOutcome, StoreError> {
+    pub(crate) fn commit_batch(
+        &self,
+        batch: &mut Batch,
+    ) -> Result<crate::index::CommitOutcome, StoreError> {
         self.check_writable()?;
         let result = (|| {
             batch.segment_lengths = self.segments.sync()?;

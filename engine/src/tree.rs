@@ -26,7 +26,10 @@ pub struct TreePolicy {
 
 impl Default for TreePolicy {
     fn default() -> Self {
-        TreePolicy { leaf_fanout: 8192, internal_fanout: 4096 }
+        TreePolicy {
+            leaf_fanout: 8192,
+            internal_fanout: 4096,
+        }
     }
 }
 
@@ -107,14 +110,24 @@ impl TreeBuilder {
     }
 
     /// Adds the next chunk of the blob (data or parity, in blob order).
-    pub fn push<S: NodeSink>(&mut self, chunk: ChunkRef, sink: &mut S) -> Result<(), TreeError<S::Error>> {
+    pub fn push<S: NodeSink>(
+        &mut self,
+        chunk: ChunkRef,
+        sink: &mut S,
+    ) -> Result<(), TreeError<S::Error>> {
         if self.leaf.len() >= self.policy.leaf_fanout {
             self.close_leaf(sink)?;
         }
         if chunk.role == ChunkRole::Data {
             let size = u64::from(chunk.size);
-            self.leaf_bytes = self.leaf_bytes.checked_add(size).ok_or(TreeError::SizeOverflow)?;
-            self.total_bytes = self.total_bytes.checked_add(size).ok_or(TreeError::SizeOverflow)?;
+            self.leaf_bytes = self
+                .leaf_bytes
+                .checked_add(size)
+                .ok_or(TreeError::SizeOverflow)?;
+            self.total_bytes = self
+                .total_bytes
+                .checked_add(size)
+                .ok_or(TreeError::SizeOverflow)?;
         }
         self.leaf.push(chunk);
         self.chunk_count = self.chunk_count.saturating_add(1);
@@ -122,7 +135,10 @@ impl TreeBuilder {
     }
 
     fn close_leaf<S: NodeSink>(&mut self, sink: &mut S) -> Result<(), TreeError<S::Error>> {
-        let node = LeafNode { encoding: self.encoding, chunks: std::mem::take(&mut self.leaf) };
+        let node = LeafNode {
+            encoding: self.encoding,
+            chunks: std::mem::take(&mut self.leaf),
+        };
         let hash = sink.put_leaf(&node).map_err(TreeError::Sink)?;
         let covered = std::mem::take(&mut self.leaf_bytes);
         self.push_child(0, ChildRef { hash, covered }, sink)
@@ -141,7 +157,10 @@ impl TreeBuilder {
         if self.levels.len() <= level {
             self.levels.resize_with(level + 1, Vec::new);
         }
-        let full = self.levels.get(level).is_some_and(|l| l.len() >= self.policy.internal_fanout);
+        let full = self
+            .levels
+            .get(level)
+            .is_some_and(|l| l.len() >= self.policy.internal_fanout);
         if full {
             let parent = self.close_internal(level, sink)?;
             self.push_child(level + 1, parent, sink)?;
@@ -158,13 +177,20 @@ impl TreeBuilder {
         level: usize,
         sink: &mut S,
     ) -> Result<ChildRef, TreeError<S::Error>> {
-        let children = self.levels.get_mut(level).map(std::mem::take).unwrap_or_default();
+        let children = self
+            .levels
+            .get_mut(level)
+            .map(std::mem::take)
+            .unwrap_or_default();
         let covered = children
             .iter()
             .try_fold(0u64, |acc, c| acc.checked_add(c.covered))
             .ok_or(TreeError::SizeOverflow)?;
         let node_level = u8::try_from(level + 1).map_err(|_| TreeError::TooDeep)?;
-        let node = InternalNode { level: node_level, children };
+        let node = InternalNode {
+            level: node_level,
+            children,
+        };
         let hash = sink.put_internal(&node).map_err(TreeError::Sink)?;
         Ok(ChildRef { hash, covered })
     }
@@ -202,9 +228,10 @@ impl TreeBuilder {
 
     fn flat_ref(self) -> BlobRef {
         match (self.leaf.as_slice(), self.encoding) {
-            ([only], Encoding::Plain) if only.role == ChunkRole::Data => {
-                BlobRef::Small { hash: only.hash, size: u64::from(only.size) }
-            }
+            ([only], Encoding::Plain) if only.role == ChunkRole::Data => BlobRef::Small {
+                hash: only.hash,
+                size: u64::from(only.size),
+            },
             _ => BlobRef::Manifest {
                 encoding: self.encoding,
                 chunks: self.leaf,
@@ -242,7 +269,11 @@ mod tests {
     fn chunk(i: u32) -> ChunkRef {
         let mut hash = [0u8; 32];
         hash[..4].copy_from_slice(&i.to_le_bytes());
-        ChunkRef { hash, size: 100 + i, role: ChunkRole::Data }
+        ChunkRef {
+            hash,
+            size: 100 + i,
+            role: ChunkRole::Data,
+        }
     }
 
     fn build(n: u32, policy: TreePolicy) -> (BlobRef, MemSink) {
@@ -273,12 +304,21 @@ mod tests {
             .sum()
     }
 
-    const TINY: TreePolicy = TreePolicy { leaf_fanout: 2, internal_fanout: 2 };
+    const TINY: TreePolicy = TreePolicy {
+        leaf_fanout: 2,
+        internal_fanout: 2,
+    };
 
     #[test]
     fn one_chunk_is_small_and_few_are_a_manifest() {
         let (r, sink) = build(1, TINY);
-        assert_eq!(r, BlobRef::Small { hash: chunk(0).hash, size: 100 });
+        assert_eq!(
+            r,
+            BlobRef::Small {
+                hash: chunk(0).hash,
+                size: 100
+            }
+        );
         assert!(sink.leaves.is_empty());
         let (r, sink) = build(2, TINY);
         assert!(matches!(r, BlobRef::Manifest { ref chunks, size: 201, .. } if chunks.len() == 2));
@@ -289,7 +329,13 @@ mod tests {
     fn trees_of_every_size_hold_all_chunks_in_order() {
         for n in 3..70u32 {
             let (r, sink) = build(n, TINY);
-            let BlobRef::Tree { root_hash, total_size, depth, .. } = r else {
+            let BlobRef::Tree {
+                root_hash,
+                total_size,
+                depth,
+                ..
+            } = r
+            else {
                 panic!("{n} chunks should make a tree, got {r:?}")
             };
             let mut out = Vec::new();
@@ -297,7 +343,10 @@ mod tests {
             let expected: Vec<_> = (0..n).map(chunk).collect();
             assert_eq!(out, expected, "n = {n}");
             assert_eq!(covered, total_size);
-            assert_eq!(total_size, expected.iter().map(|c| u64::from(c.size)).sum::<u64>());
+            assert_eq!(
+                total_size,
+                expected.iter().map(|c| u64::from(c.size)).sum::<u64>()
+            );
         }
     }
 
@@ -311,16 +360,28 @@ mod tests {
 
     #[test]
     fn same_chunks_build_the_same_ref() {
-        let policy = TreePolicy { leaf_fanout: 3, internal_fanout: 4 };
+        let policy = TreePolicy {
+            leaf_fanout: 3,
+            internal_fanout: 4,
+        };
         assert_eq!(build(50, policy).0, build(50, policy).0);
         assert_ne!(build(50, policy).0, build(51, policy).0);
     }
 
     #[test]
     fn invalid_policy_is_rejected() {
-        let bad = TreePolicy { leaf_fanout: 0, internal_fanout: 2 };
-        assert_eq!(TreeBuilder::new(bad, Encoding::Plain).unwrap_err(), PolicyError::LeafFanout(0));
-        let bad = TreePolicy { leaf_fanout: 2, internal_fanout: 1 };
+        let bad = TreePolicy {
+            leaf_fanout: 0,
+            internal_fanout: 2,
+        };
+        assert_eq!(
+            TreeBuilder::new(bad, Encoding::Plain).unwrap_err(),
+            PolicyError::LeafFanout(0)
+        );
+        let bad = TreePolicy {
+            leaf_fanout: 2,
+            internal_fanout: 1,
+        };
         assert_eq!(
             TreeBuilder::new(bad, Encoding::Plain).unwrap_err(),
             PolicyError::InternalFanout(1)

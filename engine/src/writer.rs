@@ -44,7 +44,12 @@ struct Pending<'s> {
 
 impl Pending<'_> {
     /// Appends the object unless the store or this batch has it. Returns whether it was new.
-    fn put_object(&mut self, kind: RecordKind, id: Hash, payload: &[u8]) -> Result<bool, StoreError> {
+    fn put_object(
+        &mut self,
+        kind: RecordKind,
+        id: Hash,
+        payload: &[u8],
+    ) -> Result<bool, StoreError> {
         if self.in_batch.contains(&id) || self.reader.contains(&id)? {
             return Ok(false);
         }
@@ -66,7 +71,11 @@ impl Pending<'_> {
         if self.batch_payload >= self.store.config.batch_bytes {
             self.commit()?;
         }
-        Ok(ChunkRef { hash, size, role: ChunkRole::Data })
+        Ok(ChunkRef {
+            hash,
+            size,
+            role: ChunkRole::Data,
+        })
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
@@ -132,7 +141,11 @@ impl std::fmt::Debug for BlobWriter<'_> {
 impl<'s> BlobWriter<'s> {
     /// Adds the next bytes of the blob.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        let Self { chunker, tree, pending } = self;
+        let Self {
+            chunker,
+            tree,
+            pending,
+        } = self;
         chunker.push(data, |chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
             tree.push(chunk_ref, pending).map_err(tree_error)
@@ -146,7 +159,11 @@ impl<'s> BlobWriter<'s> {
 
     /// Ends the blob, commits everything and pins the blob under `pin_name`.
     pub fn finish(self, pin_name: &str) -> Result<PutOutcome, StoreError> {
-        let Self { chunker, mut tree, mut pending } = self;
+        let Self {
+            chunker,
+            mut tree,
+            mut pending,
+        } = self;
         chunker.finish(|chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
             tree.push(chunk_ref, &mut pending).map_err(tree_error)
@@ -204,7 +221,11 @@ impl Store {
 
     /// Stores everything `input` yields as one blob, in bounded memory, and pins it under
     /// `pin_name`.
-    pub fn store_stream(&self, mut input: impl Read, pin_name: &str) -> Result<PutOutcome, StoreError> {
+    pub fn store_stream(
+        &self,
+        mut input: impl Read,
+        pin_name: &str,
+    ) -> Result<PutOutcome, StoreError> {
         let mut writer = self.writer()?;
         let mut buf = vec![0u8; READ_BUF];
         loop {

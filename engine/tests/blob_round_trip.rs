@@ -1,5 +1,10 @@
 //! Store then fetch returns the same bytes, for edge sizes, random sizes and both chunkings.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -10,13 +15,26 @@ use proptest::prelude::*;
 #[test]
 fn edge_sizes_round_trip_with_cdc_and_fixed() {
     let tmp = tempfile::tempdir().unwrap();
-    for (i, chunking) in [SMALL_CDC, ChunkingStrategy::Fixed { size: 4096 }].into_iter().enumerate() {
-        let store = open(&tmp.path().join(i.to_string()), chunking, TreePolicy::default());
-        for len in [0usize, 1, 1023, 1024, 1025, 4095, 4096, 4097, 16383, 16384, 16385, 65_537] {
+    for (i, chunking) in [SMALL_CDC, ChunkingStrategy::Fixed { size: 4096 }]
+        .into_iter()
+        .enumerate()
+    {
+        let store = open(
+            &tmp.path().join(i.to_string()),
+            chunking,
+            TreePolicy::default(),
+        );
+        for len in [
+            0usize, 1, 1023, 1024, 1025, 4095, 4096, 4097, 16383, 16384, 16385, 65_537,
+        ] {
             let data = random_bytes(len, len as u64);
             let out = store.store(&data).unwrap();
             assert_eq!(out.blob_ref.size(), len as u64);
-            assert_eq!(fetch_all(&store, &out.blob_ref), data, "len {len} {chunking}");
+            assert_eq!(
+                fetch_all(&store, &out.blob_ref),
+                data,
+                "len {len} {chunking}"
+            );
         }
     }
 }
@@ -26,7 +44,13 @@ fn empty_blob_is_small_with_the_empty_hash() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path(), SMALL_CDC, TreePolicy::default());
     let out = store.store(&[]).unwrap();
-    assert_eq!(out.blob_ref, BlobRef::Small { hash: *blake3::hash(b"").as_bytes(), size: 0 });
+    assert_eq!(
+        out.blob_ref,
+        BlobRef::Small {
+            hash: *blake3::hash(b"").as_bytes(),
+            size: 0
+        }
+    );
     assert!(fetch_all(&store, &out.blob_ref).is_empty());
 }
 
@@ -36,7 +60,13 @@ fn chunk_ids_are_plain_blake3_so_b3sum_agrees() {
     let store = open(tmp.path(), SMALL_CDC, TreePolicy::default());
     let data = random_bytes(1000, 1);
     let out = store.store(&data).unwrap();
-    assert_eq!(out.blob_ref, BlobRef::Small { hash: *blake3::hash(&data).as_bytes(), size: 1000 });
+    assert_eq!(
+        out.blob_ref,
+        BlobRef::Small {
+            hash: *blake3::hash(&data).as_bytes(),
+            size: 1000
+        }
+    );
 }
 
 #[test]

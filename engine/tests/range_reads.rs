@@ -1,5 +1,10 @@
 //! `fetch_range` returns exactly the slice, and reads only the nodes and chunks it needs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -46,19 +51,30 @@ fn a_64k_range_of_a_large_tree_reads_at_most_depth_plus_one_nodes_and_two_chunks
     let store = open(
         tmp.path(),
         ChunkingStrategy::Fixed { size: CHUNK as u32 },
-        TreePolicy { leaf_fanout: 4, internal_fanout: 4 },
+        TreePolicy {
+            leaf_fanout: 4,
+            internal_fanout: 4,
+        },
     );
     let data = random_bytes(16 * 1024 * 1024, 9); // 256 chunks, 64 leaves: depth 4
     let r = store.store(&data).unwrap().blob_ref;
     let depth = u64::from(r.depth());
     assert_eq!(depth, 4);
     // Inside one chunk, across a chunk boundary inside a leaf, across two leaves of one parent.
-    for start in [5 * CHUNK, 5 * CHUNK + 1000, 4 * CHUNK - 1000, 7 * CHUNK + 12_345] {
+    for start in [
+        5 * CHUNK,
+        5 * CHUNK + 1000,
+        4 * CHUNK - 1000,
+        7 * CHUNK + 12_345,
+    ] {
         store.stats().reset();
         let got = range(&store, &r, start, start + CHUNK);
         assert_eq!(got, data[start as usize..(start + CHUNK) as usize]);
         let (nodes, chunks) = store.stats().get();
-        assert!(nodes <= depth + 1, "start {start}: {nodes} nodes for depth {depth}");
+        assert!(
+            nodes <= depth + 1,
+            "start {start}: {nodes} nodes for depth {depth}"
+        );
         assert!(chunks <= 2, "start {start}: {chunks} chunks");
     }
     // The whole blob reads every chunk exactly once.
@@ -74,9 +90,17 @@ fn invalid_and_overflowing_ranges_are_typed_errors() {
     let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
     let r = store.store(&random_bytes(50_000, 1)).unwrap().blob_ref;
     let mut out = Vec::new();
-    for (a, b) in [(10, 5), (0, 50_001), (u64::MAX - 1, u64::MAX), (50_001, 50_002)] {
+    for (a, b) in [
+        (10, 5),
+        (0, 50_001),
+        (u64::MAX - 1, u64::MAX),
+        (50_001, 50_002),
+    ] {
         let err = store.fetch_range(&r, a..b, &mut out).unwrap_err();
-        assert!(matches!(err, BlobError::InvalidRange { .. }), "{a}..{b}: {err:?}");
+        assert!(
+            matches!(err, BlobError::InvalidRange { .. }),
+            "{a}..{b}: {err:?}"
+        );
     }
     assert!(out.is_empty());
     assert_eq!(store.fetch_range(&r, 50_000..50_000, &mut out).unwrap(), 0);

@@ -1,6 +1,11 @@
 //! A flipped byte in a chunk, a leaf or an internal node at any depth stops the read with the
 //! exact typed error, and no corrupt byte reaches the sink.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -18,7 +23,12 @@ fn read_node(store: &Store, hash: &Hash, kind: RecordKind) -> Vec<u8> {
 
 /// The first node at each level along the leftmost path: (hash, kind) by depth from the root.
 fn leftmost_path(store: &Store, r: &BlobRef) -> (Vec<(Hash, RecordKind)>, Hash) {
-    let BlobRef::Tree { root_hash, depth, .. } = r else { panic!("not a tree") };
+    let BlobRef::Tree {
+        root_hash, depth, ..
+    } = r
+    else {
+        panic!("not a tree")
+    };
     let mut path = Vec::new();
     let mut hash = *root_hash;
     for level in (0..*depth).rev() {
@@ -28,7 +38,8 @@ fn leftmost_path(store: &Store, r: &BlobRef) -> (Vec<(Hash, RecordKind)>, Hash) 
             return (path, leaf.chunks[0].hash);
         }
         path.push((hash, RecordKind::InternalNode));
-        let node = InternalNode::decode(&read_node(store, &hash, RecordKind::InternalNode)).unwrap();
+        let node =
+            InternalNode::decode(&read_node(store, &hash, RecordKind::InternalNode)).unwrap();
         hash = node.children[0].hash;
     }
     unreachable!()
@@ -49,7 +60,10 @@ fn flipped_node_at_each_depth_is_a_chain_mismatch_at_that_depth() {
         let store = open(tmp.path(), FIXED, TINY_TREE);
         store.store(&data).unwrap().blob_ref.depth()
     };
-    assert!(depth_of_tree >= 4, "want a deep tree, got depth {depth_of_tree}");
+    assert!(
+        depth_of_tree >= 4,
+        "want a deep tree, got depth {depth_of_tree}"
+    );
     for at in 0..depth_of_tree {
         let tmp = tempfile::tempdir().unwrap();
         let store = open(tmp.path(), FIXED, TINY_TREE);
@@ -59,14 +73,21 @@ fn flipped_node_at_each_depth_is_a_chain_mismatch_at_that_depth() {
         flip_payload_byte(&store, &hash, 7);
         let (err, out) = fetch_err(&store, &r);
         match err {
-            BlobError::ChainMismatch { at_depth, parent_hash, child_hash } => {
+            BlobError::ChainMismatch {
+                at_depth,
+                parent_hash,
+                child_hash,
+            } => {
                 assert_eq!(at_depth, at);
                 assert_eq!(parent_hash, hash);
                 assert_ne!(child_hash, hash);
             }
             other => panic!("depth {at}: expected ChainMismatch, got {other:?}"),
         }
-        assert!(out.is_empty(), "leftmost path is corrupt, so nothing may be surfaced");
+        assert!(
+            out.is_empty(),
+            "leftmost path is corrupt, so nothing may be surfaced"
+        );
         assert!(err_is_integrity(&store, &r));
     }
 }
@@ -90,7 +111,11 @@ fn flipped_chunk_in_a_tree_stops_before_its_bytes() {
     flip_payload_byte(&store, &chunk_hashes[9], 100);
     let (err, out) = fetch_err(&store, &r);
     match err {
-        BlobError::ChainMismatch { at_depth, parent_hash, .. } => {
+        BlobError::ChainMismatch {
+            at_depth,
+            parent_hash,
+            ..
+        } => {
             assert_eq!(at_depth, r.depth());
             assert_eq!(parent_hash, chunk_hashes[9]);
         }
@@ -107,7 +132,10 @@ fn flipped_chunk_in_small_and_manifest_is_a_chunk_hash_mismatch() {
     let r = store.store(&small).unwrap().blob_ref;
     flip_payload_byte(&store, blake3::hash(&small).as_bytes(), 0);
     let (err, out) = fetch_err(&store, &r);
-    assert!(matches!(err, BlobError::ChunkHashMismatch { index: 0, .. }), "{err:?}");
+    assert!(
+        matches!(err, BlobError::ChunkHashMismatch { index: 0, .. }),
+        "{err:?}"
+    );
     assert!(out.is_empty());
 
     let data = random_bytes(5000, 2);
@@ -115,7 +143,10 @@ fn flipped_chunk_in_small_and_manifest_is_a_chunk_hash_mismatch() {
     assert!(matches!(r, BlobRef::Manifest { .. }));
     flip_payload_byte(&store, blake3::hash(&data[2048..3072]).as_bytes(), 3);
     let (err, out) = fetch_err(&store, &r);
-    assert!(matches!(err, BlobError::ChunkHashMismatch { index: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, BlobError::ChunkHashMismatch { index: 2, .. }),
+        "{err:?}"
+    );
     assert_eq!(out, data[..2048]);
     // A range that avoids the bad chunk still reads.
     let mut part = Vec::new();

@@ -125,9 +125,18 @@ impl SegmentFile for RealFile {
         // `self.file` and open for the duration of the call. SYNC_FILE_RANGE_WRITE starts
         // writeback of dirty pages in the range and returns without waiting for it.
         let rc = unsafe {
-            libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
         };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -155,7 +155,9 @@ fn torn_write_with_tail_scanned_before_truncation_reports_the_tear() {
     let d = payload(1, 100);
     let loc = segs.append(RecordKind::Chunk, &id_of(&d), &d).unwrap();
     commit(&mut committed, segs.sync().unwrap());
-    backend.tear_nth_write(backend.writes() + 1, 70);
+    // An append writes the 52-byte record header, then the payload: tear the payload write
+    // after 18 bytes, leaving 70 bytes of the record on disk.
+    backend.tear_nth_write(backend.writes() + 2, 18);
     assert!(segs.append(RecordKind::Chunk, &id_of(&d), &d).is_err());
     drop(segs);
     let file_len = committed[&loc.segment] + 70;

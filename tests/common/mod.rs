@@ -1,6 +1,12 @@
 //! Helpers shared by the integration tests: run the real `net-mesh` binary against a temp
 //! data dir and make deterministic pseudo-random inputs.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,13 +19,20 @@ pub fn bin() -> PathBuf {
 /// A `net-mesh` command with `--data-dir dir`, no inherited data-dir env.
 pub fn cmd(dir: &Path) -> Command {
     let mut c = Command::new(bin());
-    c.arg("--data-dir").arg(dir).env_remove("NET_MESH_DATA_DIR").env_remove("NET_MESH_FAILPOINT");
+    c.arg("--data-dir")
+        .arg(dir)
+        .env_remove("NET_MESH_DATA_DIR")
+        .env_remove("NET_MESH_FAILPOINT");
     c
 }
 
 /// Runs `net-mesh --data-dir dir ARGS…` and returns its output.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
-    cmd(dir).args(args).stdin(Stdio::null()).output().expect("spawn net-mesh")
+    cmd(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn net-mesh")
 }
 
 /// Runs and asserts success; returns stdout.

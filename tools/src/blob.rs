@@ -75,7 +75,9 @@ fn resolve(store: &Store, text: &str) -> anyhow::Result<BlobRef> {
 }
 
 fn parse_range(text: &str) -> anyhow::Result<std::ops::Range<u64>> {
-    let Some((a, b)) = text.split_once("..") else { bail!("range {text:?} is not A..B") };
+    let Some((a, b)) = text.split_once("..") else {
+        bail!("range {text:?} is not A..B")
+    };
     let a: u64 = a.parse().with_context(|| format!("range start {a:?}"))?;
     let b: u64 = b.parse().with_context(|| format!("range end {b:?}"))?;
     Ok(a..b)
@@ -84,7 +86,10 @@ fn parse_range(text: &str) -> anyhow::Result<std::ops::Range<u64>> {
 fn encoding_name(e: Encoding) -> String {
     match e {
         Encoding::Plain => "plain".to_string(),
-        Encoding::ReedSolomon { data_shards, total_shards } => {
+        Encoding::ReedSolomon {
+            data_shards,
+            total_shards,
+        } => {
             format!("rs:{data_shards},{total_shards}")
         }
     }
@@ -100,13 +105,26 @@ fn kind_name(r: &BlobRef) -> &'static str {
 
 pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
     match cmd {
-        BlobCmd::Put { file, chunking, json, leaf_fanout, internal_fanout } => {
+        BlobCmd::Put {
+            file,
+            chunking,
+            json,
+            leaf_fanout,
+            internal_fanout,
+        } => {
             let defaults = TreePolicy::default();
             let tree = TreePolicy {
                 leaf_fanout: leaf_fanout.unwrap_or(defaults.leaf_fanout),
                 internal_fanout: internal_fanout.unwrap_or(defaults.internal_fanout),
             };
-            let store = open(dir, StoreConfig { chunking, tree, ..StoreConfig::default() })?;
+            let store = open(
+                dir,
+                StoreConfig {
+                    chunking,
+                    tree,
+                    ..StoreConfig::default()
+                },
+            )?;
             put(&store, &file, json)
         }
         BlobCmd::Get { blob, output } => {
@@ -173,7 +191,11 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                     let id = hex(id);
                     let short = id.get(..16).unwrap_or(&id);
                     let kind = kind_name(&pin.blob_ref);
-                    println!("{short}  {kind:<8} {:>14}  {}", pin.blob_ref.size(), pin.name);
+                    println!(
+                        "{short}  {kind:<8} {:>14}  {}",
+                        pin.blob_ref.size(),
+                        pin.name
+                    );
                 }
             }
             Ok(())
@@ -183,7 +205,8 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             let blob_ref = resolve(&store, &blob)?;
             let id = net_mesh_engine::index::blob_id(&blob_ref);
             if !store.unpin(&id)? {
-                bail!("blob {} is not pinned", &hex(&id)[..16]);
+                let id = hex(&id);
+                bail!("blob {} is not pinned", id.get(..16).unwrap_or(&id));
             }
             Ok(())
         }
@@ -210,11 +233,20 @@ fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
     } else {
         let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         (Box::new(f), size, name)
     };
     let bar = progress(size, "put");
-    let outcome = store.store_stream(Counted { inner: input, bar: bar.clone() }, &name)?;
+    let outcome = store.store_stream(
+        Counted {
+            inner: input,
+            bar: bar.clone(),
+        },
+        &name,
+    )?;
     bar.finish_and_clear();
     let r = &outcome.blob_ref;
     if json {
@@ -267,7 +299,10 @@ fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> anyhow::Resu
             out.flush().context("writing stdout")?;
         }
         Some(path) => {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             let tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("creating a temp file in {}", dir.display()))?;
             let mut out = CountedWrite {
@@ -275,9 +310,11 @@ fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> anyhow::Resu
                 bar: bar.clone(),
             };
             store.fetch(blob_ref, &mut out)?;
-            out.flush().with_context(|| format!("writing {}", path.display()))?;
+            out.flush()
+                .with_context(|| format!("writing {}", path.display()))?;
             drop(out);
-            tmp.persist(path).with_context(|| format!("renaming into {}", path.display()))?;
+            tmp.persist(path)
+                .with_context(|| format!("renaming into {}", path.display()))?;
         }
     }
     bar.finish_and_clear();
