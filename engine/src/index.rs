@@ -17,9 +17,9 @@ use crate::codec::{BlobRef, Hash};
 pub const INDEX_FORMAT_VERSION: u8 = 1;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
-const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects_v1");
-const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
-const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments_v1");
+pub(crate) const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects_v1");
+pub(crate) const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
+pub(crate) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments_v1");
 
 const META_FORMAT_KEY: &str = "format_version";
 
@@ -233,6 +233,9 @@ pub struct Batch {
     pub segment_lengths: Vec<(SegmentId, u64)>,
     pub pins_add: Vec<Pin>,
     pub pins_remove: Vec<Hash>,
+    /// Objects whose bytes moved (compaction, repair): new location of each; live bytes move
+    /// from the old segment to the new one. An id no longer in the index is skipped.
+    pub relocations: Vec<(Hash, RecordLoc)>,
 }
 
 impl Batch {
@@ -242,6 +245,7 @@ impl Batch {
             && self.segment_lengths.is_empty()
             && self.pins_add.is_empty()
             && self.pins_remove.is_empty()
+            && self.relocations.is_empty()
     }
 
     pub fn add_ref(&mut self, hash: Hash, delta: i64) {
@@ -371,6 +375,31 @@ impl Index {
                     .inserted_bytes
                     .saturating_add(u64::from(loc.payload_len));
             }
+            for (hash, new_loc) in &batch.relocations {
+                let Some(raw) = objects.get(hash)?.map(|v| v.value().to_vec()) else {
+                    continue;
+                };
+                let mut entry = ObjectEntry::decode(hash, &raw)?;
+                if entry.loc == *new_loc {
+                    continue;
+                }
+                let mut old = match seg_entries.get(&entry.loc.segment) {
+                    Some(e) => *e,
+                    None => load_seg(&segments, entry.loc.segment)?,
+                };
+                old.live_bytes = old
+                    .live_bytes
+                    .saturating_sub(u64::from(entry.loc.payload_len));
+                seg_entries.insert(entry.loc.segment, old);
+                let mut new = match seg_entries.get(&new_loc.segment) {
+                    Some(e) => *e,
+                    None => load_seg(&segments, new_loc.segment)?,
+                };
+                new.live_bytes = new.live_bytes.saturating_add(u64::from(new_loc.payload_len));
+                seg_entries.insert(new_loc.segment, new);
+                entry.loc = *new_loc;
+                objects.insert(hash, entry.encode().as_slice())?;
+            }
             let mut deltas = batch.ref_deltas.clone();
             for pin in &batch.pins_add {
                 let id = blob_id(&pin.blob_ref);
@@ -419,6 +448,66 @@ impl Index {
         Ok(outcome)
     }
 }
+
+// ---- GC, compaction and fsck support (branch gc) -------------------------------------------
+
+impl Index {
+    /// The database, for the GC, compaction and fsck transactions (engine-internal).
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Moves one object to `new_loc` (bytes already durable there) in one transaction, moving
+    /// its live bytes between the segment entries. Returns false when the id is not indexed.
+    pub fn relocate(&self, hash: Hash, new_loc: RecordLoc) -> Result<bool, IndexError> {
+        if self.reader()?.object(&hash)?.is_none() {
+            return Ok(false);
+        }
+        let batch = Batch {
+            relocations: vec![(hash, new_loc)],
+            ..Batch::default()
+        };
+        self.commit(&batch)?;
+        Ok(true)
+    }
+
+    /// Every object entry, in id order (for GC and fsck; O(objects) memory).
+    pub fn objects(&self) -> Result<Vec<(Hash, ObjectEntry)>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let id = *k.value();
+            out.push((id, ObjectEntry::decode(&id, v.value())?));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one object entry inside a write transaction.
+pub(crate) fn object_in(
+    table: &redb::Table<&[u8; 32], &[u8]>,
+    hash: &Hash,
+) -> Result<Option<ObjectEntry>, IndexError> {
+    match table.get(hash)?.map(|v| v.value().to_vec()) {
+        Some(raw) => Ok(Some(ObjectEntry::decode(hash, &raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads one segment entry inside a write transaction (absent → default).
+pub(crate) fn segment_in(
+    table: &redb::Table<u64, &[u8]>,
+    id: SegmentId,
+) -> Result<Option<SegmentEntry>, IndexError> {
+    match table.get(id)?.map(|v| v.value().to_vec()) {
+        Some(raw) => Ok(Some(SegmentEntry::decode(id, &raw)?)),
+        None => Ok(None),
+    }
+}
+
+// ---- end of GC, compaction and fsck support -------------------------------------------------
 
 /// A read snapshot of the index.
 #[derive(Debug)]

@@ -17,6 +17,13 @@ pub mod store;
 pub mod tree;
 pub mod writer;
 
+// GC, compaction and fsck (branch gc).
+pub mod compact;
+pub mod fsck;
+pub mod gc;
+pub mod stripe;
+pub use gc::{GcError, GcOptions, GcPhase, GcReport};
+
 pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
 pub use error::{BlobError, OpenError, StoreError};

@@ -5,9 +5,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use net_mesh_segments::{SegmentConfig, Segments};
+use net_mesh_segments::{SegmentConfig, SegmentId, Segments};
 
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
@@ -68,6 +70,10 @@ pub struct Store {
     pub(crate) segments: Segments,
     pub(crate) poisoned: AtomicBool,
     pub(crate) stats: ReadStats,
+    /// Uploads hold a read guard for a `BlobWriter`'s lifetime; GC's delete and compaction
+    /// phases take the write guard, so they never run while an upload may still reference a
+    /// count-0 object it found already stored (see `gc.rs`).
+    pub(crate) gc_lock: RwLock<()>,
     /// Held for the store's lifetime; the OS lock is released when the file is closed.
     _lock: File,
 }
@@ -117,6 +123,16 @@ impl Store {
     /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
     /// another process has it open.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
+        Self::open_screened(dir, config, |_, committed| committed)
+    }
+
+    /// [`Store::open`], letting `screen` adjust the committed segment set before the segment
+    /// files are opened (fsck drops missing or damaged segments instead of failing).
+    pub(crate) fn open_screened(
+        dir: &Path,
+        config: StoreConfig,
+        screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
+    ) -> Result<Store, OpenError> {
         config
             .chunking
             .validate()
@@ -147,6 +163,7 @@ impl Store {
             roll_size: config.segment_roll_size,
             ..SegmentConfig::default()
         };
+        let committed = screen(&seg_dir, committed);
         let segments = Segments::open(&seg_dir, seg_config, &committed)?;
         Ok(Store {
             dir: dir.to_path_buf(),
@@ -155,6 +172,7 @@ impl Store {
             segments,
             poisoned: AtomicBool::new(false),
             stats: ReadStats::default(),
+            gc_lock: RwLock::new(()),
             _lock: lock,
         })
     }
@@ -202,7 +220,11 @@ impl Store {
             net_mesh_segments::failpoint::hit("engine.after_segment_sync");
             Ok::<_, StoreError>(self.index.commit(batch)?)
         })();
-        if result.is_err() {
+        // A batch naming an object that is not indexed (e.g. pinning a blob GC collected)
+        // is refused before anything is written: no reason to poison the handle.
+        if let Err(e) = &result
+            && !matches!(e, StoreError::Index(IndexError::MissingObject(_)))
+        {
             self.poisoned.store(true, Ordering::Release);
         }
         result

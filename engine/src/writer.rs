@@ -124,6 +124,8 @@ fn tree_error(e: TreeError<StoreError>) -> StoreError {
 
 /// An upload in progress: `write` any number of times, then `finish`.
 pub struct BlobWriter<'s> {
+    /// Keeps GC's delete phase out while this upload may reference count-0 objects.
+    _gc_guard: std::sync::RwLockReadGuard<'s, ()>,
     chunker: Chunker,
     tree: TreeBuilder,
     pending: Pending<'s>,
@@ -145,6 +147,7 @@ impl<'s> BlobWriter<'s> {
             chunker,
             tree,
             pending,
+            ..
         } = self;
         chunker.push(data, |chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
@@ -163,6 +166,7 @@ impl<'s> BlobWriter<'s> {
             chunker,
             mut tree,
             mut pending,
+            _gc_guard,
         } = self;
         chunker.finish(|chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
@@ -197,7 +201,11 @@ impl Store {
     /// Starts an upload with the store's chunking and tree policy.
     pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
         self.check_writable()?;
+        // A poisoned lock only means another thread panicked while holding it; the guard
+        // protects no data of its own.
+        let gc_guard = self.gc_lock.read().unwrap_or_else(|e| e.into_inner());
         Ok(BlobWriter {
+            _gc_guard: gc_guard,
             chunker: Chunker::new(self.config.chunking)?,
             tree: TreeBuilder::new(self.config.tree, crate::codec::Encoding::Plain)?,
             pending: Pending {
