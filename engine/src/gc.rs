@@ -24,7 +24,7 @@ use crate::codec::{
     BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, internal_id, leaf_id,
 };
 use crate::error::{BlobError, hex};
-use crate::index::{IndexError, IndexReader, OBJECTS, ObjectEntry, SEGMENTS, blob_id, object_in};
+use crate::index::{IndexError, IndexReader, OBJECTS, ObjectEntry, SEGMENTS, object_in};
 use crate::store::{Store, now_ms};
 
 /// What `Store::gc` does.
@@ -284,7 +284,13 @@ fn walk_node(
         f(&leaf.chunks, leaf.encoding);
         return Ok(());
     }
-    let bytes = read_verified(store, reader, hash, RecordKind::InternalNode, "internal node")?;
+    let bytes = read_verified(
+        store,
+        reader,
+        hash,
+        RecordKind::InternalNode,
+        "internal node",
+    )?;
     let node = decode_internal(hash, &bytes)?;
     for child in &node.children {
         walk_node(store, reader, &child.hash, level.saturating_sub(1), f)?;
@@ -389,7 +395,12 @@ impl Store {
 
         if options.compact_threshold > 0.0 {
             let _guard = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
-            crate::compact::compact(self, options.compact_threshold, options.dry_run, &mut report)?;
+            crate::compact::compact(
+                self,
+                options.compact_threshold,
+                options.dry_run,
+                &mut report,
+            )?;
         }
         report.disk_bytes_after = self.disk_bytes();
         Ok(report)
@@ -467,7 +478,9 @@ impl Store {
                     .bytes_freed
                     .saturating_add(u64::from(entry.loc.payload_len));
                 match entry.kind {
-                    RecordKind::Chunk => report.chunks_freed = report.chunks_freed.saturating_add(1),
+                    RecordKind::Chunk => {
+                        report.chunks_freed = report.chunks_freed.saturating_add(1)
+                    }
                     _ => report.nodes_freed = report.nodes_freed.saturating_add(1),
                 }
             }
@@ -553,14 +566,4 @@ impl Store {
             .map(|m| m.len())
             .fold(0u64, u64::saturating_add)
     }
-
-    /// The blob ids of pinned blobs (for messages).
-    pub fn pinned_ids(&self) -> Result<Vec<Hash>, IndexError> {
-        Ok(self.index.reader()?.pins()?.into_iter().map(|(id, _)| id).collect())
-    }
-}
-
-/// Blob id helper re-exported for tools.
-pub fn id_of(blob_ref: &BlobRef) -> Hash {
-    blob_id(blob_ref)
 }

@@ -395,7 +395,9 @@ impl Index {
                     Some(e) => *e,
                     None => load_seg(&segments, new_loc.segment)?,
                 };
-                new.live_bytes = new.live_bytes.saturating_add(u64::from(new_loc.payload_len));
+                new.live_bytes = new
+                    .live_bytes
+                    .saturating_add(u64::from(new_loc.payload_len));
                 seg_entries.insert(new_loc.segment, new);
                 entry.loc = *new_loc;
                 objects.insert(hash, entry.encode().as_slice())?;

@@ -2,10 +2,10 @@
 //!
 //! Layout of a data dir: `LOCK` (holds the owner's pid), `index.redb`, `segments/seg-*.nms`.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -9,7 +9,11 @@ use crate::codec::{ChunkRef, ChunkRole, Encoding};
 
 /// Stripe of each chunk of `chunks` (None under Plain), given the number of Data chunks that
 /// precede this list in the blob. Returns the assignments and the Data count after the list.
-pub fn assign(chunks: &[ChunkRef], encoding: Encoding, data_before: u64) -> (Vec<Option<u32>>, u64) {
+pub fn assign(
+    chunks: &[ChunkRef],
+    encoding: Encoding,
+    data_before: u64,
+) -> (Vec<Option<u32>>, u64) {
     let mut data_seen = data_before;
     let mut out = Vec::with_capacity(chunks.len());
     for chunk in chunks {
