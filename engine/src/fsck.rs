@@ -890,10 +890,13 @@ impl Checker<'_> {
         std::thread::scope(|s| {
             for _ in 0..threads {
                 s.spawn(|| {
+                    // Each thread reads at least one chunk, so every run makes progress.
+                    let mut first = true;
                     loop {
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                        if !first && deadline.is_some_and(|d| Instant::now() >= d) {
                             break;
                         }
+                        first = false;
                         let i = next.fetch_add(1, Ordering::SeqCst);
                         let Some((hash, loc)) = items.get(i) else {
                             break;
