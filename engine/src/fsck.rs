@@ -941,13 +941,20 @@ impl Checker<'_> {
         self.report.data.checked = checked as u64;
         self.report.data.checked_bytes = checked_bytes.load(Ordering::Relaxed);
         self.report.data.complete = claimed >= items.len();
-        if self.report.data.complete {
+        // A pass over the store's data ends when a run reads past the last chunk in on-disk
+        // order (runs started mid-way wrap around to the first).
+        if start.saturating_add(claimed) >= items.len() {
             cursor.passes_completed = cursor.passes_completed.saturating_add(1);
-            cursor.segment = 0;
-            cursor.offset = 0;
-        } else if let Some((_, l)) = items.get(claimed) {
-            cursor.segment = l.segment;
-            cursor.offset = l.offset;
+        }
+        match items.get(claimed) {
+            Some((_, l)) if !self.report.data.complete => {
+                cursor.segment = l.segment;
+                cursor.offset = l.offset;
+            }
+            _ => {
+                cursor.segment = 0;
+                cursor.offset = 0;
+            }
         }
         cursor.updated_unix_ms = now_ms();
         self.report.data.next_at = (cursor.segment, cursor.offset);

@@ -126,3 +126,38 @@ pub fn refcount(dir: &Path, hash: &Hash) -> Option<u64> {
         .unwrap()
         .map(|v| u64::from_le_bytes(v.value()[22..30].try_into().unwrap()))
 }
+
+/// XORs one payload byte (`at` bytes into the payload) of the record at `loc`.
+pub fn flip_payload_byte(dir: &Path, loc: net_mesh_segments::RecordLoc, at: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(seg_path(dir, loc.segment))
+        .unwrap();
+    let pos = loc.offset + net_mesh_segments::codec::RECORD_HEADER_LEN as u64 + at;
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    b[0] ^= 0x40;
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.write_all(&b).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// The index entry of `hash`.
+pub fn entry(store: &Store, hash: &Hash) -> net_mesh_engine::index::ObjectEntry {
+    store.reader().unwrap().object(hash).unwrap().unwrap()
+}
+
+/// A chunk of `blob` stored in a sealed segment (not the active one).
+pub fn sealed_chunk(store: &Store, blob: &net_mesh_engine::BlobRef) -> Hash {
+    let active = store.segments().active_segment();
+    store
+        .blob_chunks(blob)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.hash)
+        .find(|h| entry(store, h).loc.segment != active)
+        .expect("a chunk in a sealed segment")
+}
