@@ -60,6 +60,12 @@ pub enum BlobCmd {
     },
     /// Unpin a blob (space is reclaimed by gc)
     Rm { blob: String },
+    /// List every chunk of a blob: hash, size, role (data/parity) and stripe
+    Chunks {
+        blob: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
@@ -199,6 +205,11 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        BlobCmd::Chunks { blob, json } => {
+            let store = open(dir, StoreConfig::default())?;
+            let blob_ref = resolve(&store, &blob)?;
+            crate::chunk::list(&store, &blob_ref, json)
         }
         BlobCmd::Rm { blob } => {
             let store = open(dir, StoreConfig::default())?;

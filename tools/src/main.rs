@@ -4,6 +4,9 @@
 //! object); 1 any other error. Errors are one line on stderr.
 
 mod blob;
+mod chunk;
+mod fsck;
+mod gc;
 mod output;
 
 use std::path::PathBuf;
@@ -28,6 +31,13 @@ enum Command {
     /// Store, read, inspect and unpin blobs
     #[command(subcommand)]
     Blob(blob::BlobCmd),
+    /// Delete unreferenced objects older than the grace period and compact sparse segments
+    Gc(gc::GcArgs),
+    /// Check the store offline (framing, index, hashes, counts, orphans); exit 3 on problems
+    Fsck(fsck::FsckArgs),
+    /// Per-chunk operator tools
+    #[command(subcommand)]
+    Chunk(chunk::ChunkCmd),
 }
 
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
@@ -56,6 +66,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = data_dir(cli.data_dir).and_then(|dir| match cli.command {
         Command::Blob(cmd) => blob::run(cmd, &dir),
+        Command::Gc(args) => gc::run(args, &dir),
+        Command::Fsck(args) => fsck::run(args, &dir),
+        Command::Chunk(cmd) => chunk::run(cmd, &dir),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
