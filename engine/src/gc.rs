@@ -375,6 +375,10 @@ impl Store {
         let grace_ms = u64::try_from(options.grace.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms().saturating_sub(grace_ms);
 
+        // STAGING-MERGE: release the +1 references of staging uploads abandoned for longer
+        // than the grace (`release_abandoned(options.grace)`) here, before the scan, so their
+        // objects become candidates in this same run.
+
         // Scan: a read snapshot, no guard.
         let candidates: Vec<Hash> = self
             .index
