@@ -37,8 +37,9 @@ fn live_ratio(e: &SegmentEntry) -> f64 {
     e.live_bytes as f64 / area as f64
 }
 
+/// Below the threshold, or holding records but nothing live at all.
 fn is_sparse(e: &SegmentEntry, threshold: f64) -> bool {
-    e.committed_len > FILE_HEADER && live_ratio(e) < threshold
+    e.committed_len > FILE_HEADER && (live_ratio(e) < threshold || e.live_bytes == 0)
 }
 
 /// Compacts every sealed segment below `threshold`. Caller holds the GC write guard.

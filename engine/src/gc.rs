@@ -509,7 +509,8 @@ impl Store {
     /// with [`GcError::StripeIntegrity`] for a chunk of a live erasure-coded stripe and with
     /// [`GcError::Referenced`] for any referenced chunk. With `force` (the operator override,
     /// used to simulate loss) it deletes the entry whatever references it; counts of other
-    /// objects are untouched. Returns the refcount the chunk had.
+    /// objects are untouched. Returns the refcount the chunk had. Waits for uploads in flight
+    /// (like GC's delete phase), so do not call it while holding a `BlobWriter`.
     pub fn remove_chunk(&self, hash: &Hash, force: bool) -> Result<u64, GcError> {
         if self.check_writable().is_err() {
             return Err(GcError::Poisoned);
