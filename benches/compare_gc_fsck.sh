@@ -18,7 +18,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
 seg_bytes() { du -cb "$STORE"/segments/seg-*.nms | tail -1 | cut -f1; }
-b2_segments() { cat "$STORE"/segments/seg-*.nms | b2sum; }
+b2_segments() { b2sum "$STORE"/segments/seg-*.nms; }
 
 echo "putting $BLOBS blobs of $BLOB_MIB MiB"
 ids=()
@@ -38,6 +38,7 @@ t_b2=$(secs b2_segments)
 t_fsck=$(secs "$NM" --data-dir "$STORE" fsck --read-data)
 t_fsck1=$(secs "$NM" --data-dir "$STORE" fsck --read-data --threads 1)
 t_fsck_meta=$(secs "$NM" --data-dir "$STORE" fsck)
+fsck_summary=$("$NM" --data-dir "$STORE" fsck --read-data | tail -3)
 
 n=0
 for i in "${!ids[@]}"; do
@@ -60,6 +61,7 @@ printf '%-58s %10.2f\n' "net-mesh gc --grace 0s (2/3 unpinned)" "$t_gc"
 printf '%-58s %10.2f\n' "net-mesh fsck --read-data after gc" "$t_fsck_after"
 echo
 echo "fsck --read-data / b2sum = $(ratio "$t_fsck" "$t_b2") (target <= 1.5)"
+echo "fsck --read-data said: $fsck_summary"
 echo "segment bytes before gc: $size, after: $after"
 echo "gc report: $gc_json"
 rm -rf "$WORK"

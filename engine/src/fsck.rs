@@ -534,15 +534,28 @@ impl Checker<'_> {
                 continue; // a committed segment we chose not to open (reported above)
             }
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            // A header-only file is a segment a store created at open and never committed
+            // (nothing was ever written to it): harmless, listed as info.
+            let (severity, detail) = if size <= FILE_HEADER {
+                (
+                    Severity::Info,
+                    format!("empty segment file ({size} bytes) never committed"),
+                )
+            } else {
+                (
+                    Severity::Warning,
+                    format!("segment file of {size} bytes is not in the index"),
+                )
+            };
             self.report.push(
                 ProblemKind::OrphanFile,
-                Severity::Warning,
+                severity,
                 Location {
                     segment: id,
                     path: Some(path.display().to_string()),
                     ..Location::default()
                 },
-                format!("segment file of {size} bytes is not in the index"),
+                detail,
             );
             self.orphans.push(path);
         }
