@@ -34,13 +34,16 @@ use net_mesh_segments::{
     FileHeader, RecordKind, RecordLoc, SegmentError, SegmentId, parse_segment_file_name,
     segment_file_name,
 };
-use redb::{ReadableDatabase, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
 use crate::codec::{Hash, chunk_id};
 use crate::error::{BlobError, OpenError, hex};
 use crate::gc::{decode_internal, decode_leaf};
-use crate::index::{IndexError, OBJECTS, ObjectEntry, SEGMENTS, SegmentEntry, pin_roots};
+use crate::index::{
+    IndexError, LOST_REFS, OBJECTS, ObjectEntry, SEGMENTS, SegmentEntry, encode_lost_refs,
+    pin_roots,
+};
 use crate::store::{Store, StoreConfig, now_ms};
 
 const FILE_HEADER: u64 = FILE_HEADER_LEN as u64;
@@ -992,9 +995,31 @@ impl Checker<'_> {
         {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
+            let mut lost_refs = txn.open_table(LOST_REFS)?;
             for hash in self.bad.keys() {
                 objects.remove(hash)?;
                 dropped += 1;
+            }
+            // Objects still named by parents or pins but not indexed (dropped now or earlier):
+            // record the count those references hold, so a re-upload restores it (§3.10).
+            let indexed: HashSet<&Hash> = self
+                .objects
+                .iter()
+                .map(|(h, _)| h)
+                .filter(|h| !self.bad.contains_key(*h))
+                .collect();
+            let mut stale = Vec::new();
+            for row in lost_refs.iter()? {
+                let (k, _) = row?;
+                stale.push(*k.value());
+            }
+            for hash in stale {
+                lost_refs.remove(&hash)?;
+            }
+            for (hash, count) in &expected {
+                if *count > 0 && !indexed.contains(hash) {
+                    lost_refs.insert(hash, encode_lost_refs(*count).as_slice())?;
+                }
             }
             for (hash, entry) in &self.objects {
                 if self.bad.contains_key(hash) {

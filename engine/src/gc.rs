@@ -19,12 +19,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use net_mesh_segments::{RecordKind, SegmentError};
+use redb::ReadableTable;
 
 use crate::codec::{
     BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, internal_id, leaf_id,
 };
 use crate::error::{BlobError, hex};
-use crate::index::{IndexError, IndexReader, OBJECTS, ObjectEntry, SEGMENTS, object_in};
+use crate::index::{
+    IndexError, IndexReader, LOST_REFS, OBJECTS, ObjectEntry, SEGMENTS, decode_lost_refs,
+    encode_lost_refs, object_in,
+};
 use crate::store::{Store, now_ms};
 
 /// What `Store::gc` does.
@@ -425,6 +429,7 @@ impl Store {
         {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
+            let mut lost_refs = txn.open_table(LOST_REFS)?;
             let mut live_delta: HashMap<u64, u64> = HashMap::new();
             while let Some(hash) = work.pop_front() {
                 // Re-check inside the deleting transaction: a reference taken since the scan
@@ -460,7 +465,22 @@ impl Store {
                 };
                 for child in children {
                     let Some(mut c) = object_in(&objects, &child)? else {
-                        report.missing_children = report.missing_children.saturating_add(1);
+                        // Dropped by fsck --repair: its recorded lost count loses this parent.
+                        let lost = match lost_refs.get(&child)?.map(|v| v.value().to_vec()) {
+                            Some(raw) => Some(decode_lost_refs(&child, &raw)?),
+                            None => None,
+                        };
+                        match lost {
+                            Some(n) if n > 1 => {
+                                lost_refs.insert(&child, encode_lost_refs(n - 1).as_slice())?;
+                            }
+                            Some(_) => {
+                                lost_refs.remove(&child)?;
+                            }
+                            None => {
+                                report.missing_children = report.missing_children.saturating_add(1);
+                            }
+                        }
                         continue;
                     };
                     if c.refcount == 0 {
@@ -546,6 +566,11 @@ impl Store {
             }
             refcount = entry.refcount;
             objects.remove(hash)?;
+            if refcount > 0 {
+                // Its parents and pins still count it: a re-upload gets the count back.
+                let mut lost_refs = txn.open_table(LOST_REFS)?;
+                lost_refs.insert(hash, encode_lost_refs(refcount).as_slice())?;
+            }
             if let Some(mut e) = crate::index::segment_in(&segments, entry.loc.segment)? {
                 e.live_bytes = e
                     .live_bytes

@@ -336,6 +336,7 @@ impl Index {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
             let mut pins = txn.open_table(PINS)?;
+            let mut lost_refs = txn.open_table(LOST_REFS)?;
             let mut seg_entries: BTreeMap<SegmentId, SegmentEntry> = BTreeMap::new();
             let load_seg = |segments: &redb::Table<u64, &[u8]>,
                             id: SegmentId|
@@ -360,7 +361,9 @@ impl Index {
                 let entry = ObjectEntry {
                     kind: *kind,
                     loc: *loc,
-                    refcount: 0,
+                    // gc: an object fsck --repair dropped while still referenced gets back the
+                    // count its surviving parents and pins hold (§3.10).
+                    refcount: take_lost_refs(&mut lost_refs, hash)?,
                     created_unix_ms: now,
                 };
                 objects.insert(hash, entry.encode().as_slice())?;
@@ -507,6 +510,40 @@ pub(crate) fn segment_in(
         Some(raw) => Ok(Some(SegmentEntry::decode(id, &raw)?)),
         None => Ok(None),
     }
+}
+
+/// Objects `fsck --repair` dropped while parents or pins still named them, with the count
+/// those references hold (docs/FORMAT.md §3.10). Value: version byte 1, then u64 LE count.
+pub(crate) const LOST_REFS: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("lost_refs_v1");
+/// Size of an encoded lost-refs value.
+pub const LOST_REFS_LEN: usize = 9;
+
+pub(crate) fn encode_lost_refs(count: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LOST_REFS_LEN);
+    out.push(INDEX_FORMAT_VERSION);
+    out.extend_from_slice(&count.to_le_bytes());
+    out
+}
+
+pub(crate) fn decode_lost_refs(hash: &Hash, bytes: &[u8]) -> Result<u64, IndexError> {
+    if bytes.len() != LOST_REFS_LEN || bytes.first() != Some(&INDEX_FORMAT_VERSION) {
+        return Err(corrupted("lost_refs_v1", hash, "bad length or version"));
+    }
+    Ok(u64::from_le_bytes(
+        take(bytes, 1).ok_or_else(|| corrupted("lost_refs_v1", hash, "short"))?,
+    ))
+}
+
+/// Removes and returns the lost reference count of `hash` (0 when none is recorded).
+pub(crate) fn take_lost_refs(
+    table: &mut redb::Table<&[u8; 32], &[u8]>,
+    hash: &Hash,
+) -> Result<u64, IndexError> {
+    let Some(raw) = table.remove(hash)?.map(|v| v.value().to_vec()) else {
+        return Ok(0);
+    };
+    decode_lost_refs(hash, &raw)
 }
 
 // ---- end of GC, compaction and fsck support -------------------------------------------------

@@ -35,6 +35,30 @@ fn documented_cursor_table_adds_up_to_the_encoded_length() {
 }
 
 #[test]
+fn documented_lost_refs_table_adds_up_to_the_encoded_length() {
+    let section = FORMAT_MD
+        .split("### 3.10 Lost references")
+        .nth(1)
+        .unwrap()
+        .split("##")
+        .next()
+        .unwrap();
+    let len = net_mesh_engine::index::LOST_REFS_LEN;
+    assert!(section.contains(&format!("({len} bytes)")));
+    let mut next = 0usize;
+    for line in section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| offset"))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let offset: usize = cells[1].parse().unwrap();
+        assert_eq!(offset, next);
+        next = offset + cells[2].parse::<usize>().unwrap();
+    }
+    assert_eq!(next, len);
+}
+
+#[test]
 fn cursor_golden_bytes_round_trip() {
     let c = DataCursor {
         segment: 1,

@@ -127,4 +127,11 @@ fn the_operator_override_deletes_one_chunk_whatever_references_it() {
             .unwrap_err()
             .is_integrity()
     );
+    // Storing the bytes again heals the blob, with its pin's reference restored.
+    store.store(&random_bytes(900, 24)).unwrap();
+    assert!(fetch(&store, &out.blob_ref) == random_bytes(900, 24));
+    store
+        .unpin(&net_mesh_engine::index::blob_id(&out.blob_ref))
+        .unwrap();
+    assert_eq!(entry(&store, &hash).refcount, 0, "its one pin is released");
 }
