@@ -692,7 +692,9 @@ const RELEASE_PAGES_MIN: usize = 64 * 1024;
 /// cache), so a long sequential `get` does not pile up resident mapped pages. A hint: failure
 /// changes nothing.
 fn release_mapped_pages(map: &memmap2::Mmap, offset: u64, len: usize) {
-    let Ok(start) = usize::try_from(offset) else { return };
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
     if len < RELEASE_PAGES_MIN {
         return;
     }
