@@ -674,17 +674,6 @@ impl Segments {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_is_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<Segments>();
-    }
-}
-
 /// Payloads at least this large have their mapped pages released right after they are copied.
 const RELEASE_PAGES_MIN: usize = 64 * 1024;
 
@@ -705,4 +694,15 @@ fn release_mapped_pages(map: &memmap2::Mmap, offset: u64, len: usize) {
     // the mapping outlives this call (memmap2 bounds-checks the range and aligns it to pages).
     #[allow(unsafe_code)]
     let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Segments>();
+    }
 }
