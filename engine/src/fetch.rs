@@ -37,6 +37,9 @@ enum ChunkPlace {
     InTree { leaf_depth: u8 },
 }
 
+/// Record kind, name for errors, and id function of a node level.
+type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
+
 struct Reader<'a> {
     store: &'a Store,
     index: IndexReader,
@@ -267,7 +270,7 @@ impl Reader<'_> {
 
     /// Counts the chunk refs under node `hash` (reads and verifies nodes, not chunks).
     fn count_chunks(&self, hash: &Hash, level: u8, at_depth: u8) -> Result<u64, BlobError> {
-        let (kind, what, id): (RecordKind, &'static str, fn(&[u8]) -> Hash) = if level == 0 {
+        let (kind, what, id): NodeKindInfo = if level == 0 {
             (RecordKind::LeafNode, "leaf node", leaf_id)
         } else {
             (RecordKind::InternalNode, "internal node", internal_id)
