@@ -33,7 +33,7 @@ ratio() { echo "scale=3; $1 / $2" | bc -l; }
 
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_CACHE_DIR=$WORK/borg-cache BORG_CONFIG_DIR=$WORK/borg-config BORG_BASE_DIR=$WORK/borg-base
-borg init -q -e none "$WORK/borg"
+borg init -e none "$WORK/borg"
 
 t_dd=$(secs dd if="$IN" of="$WORK/dd.out" bs=4M conv=fdatasync status=none)
 rm -f "$WORK/dd.out"

@@ -37,6 +37,9 @@ enum ChunkPlace {
     InTree { leaf_depth: u8 },
 }
 
+/// Record kind, name for errors, and id function of a node level.
+type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
+
 struct Reader<'a> {
     store: &'a Store,
     index: IndexReader,
@@ -265,37 +268,34 @@ impl Reader<'_> {
         }
     }
 
-    /// Counts the chunks of a blob (reads and verifies its nodes, not its chunks).
-    fn count_chunks(&self, hash: &Hash, level: u8) -> Result<u64, BlobError> {
-        if level == 0 {
-            let bytes = self.read_object(hash, RecordKind::LeafNode, "leaf node")?;
-            if leaf_id(&bytes) != *hash {
-                return Err(BlobError::ChainMismatch {
-                    at_depth: 0,
-                    parent_hash: *hash,
-                    child_hash: leaf_id(&bytes),
-                });
-            }
-            let leaf = LeafNode::decode(&bytes).map_err(|source| BlobError::BadNode {
-                hash: *hash,
-                source,
-            })?;
-            return Ok(leaf.chunks.len() as u64);
-        }
-        let bytes = self.read_object(hash, RecordKind::InternalNode, "internal node")?;
-        if internal_id(&bytes) != *hash {
+    /// Counts the chunk refs under node `hash` (reads and verifies nodes, not chunks).
+    fn count_chunks(&self, hash: &Hash, level: u8, at_depth: u8) -> Result<u64, BlobError> {
+        let (kind, what, id): NodeKindInfo = if level == 0 {
+            (RecordKind::LeafNode, "leaf node", leaf_id)
+        } else {
+            (RecordKind::InternalNode, "internal node", internal_id)
+        };
+        let bytes = self.read_object(hash, kind, what)?;
+        let actual = id(&bytes);
+        if actual != *hash {
             return Err(BlobError::ChainMismatch {
-                at_depth: 0,
+                at_depth,
                 parent_hash: *hash,
-                child_hash: internal_id(&bytes),
+                child_hash: actual,
             });
         }
-        let node = InternalNode::decode(&bytes).map_err(|source| BlobError::BadNode {
+        let bad = |source| BlobError::BadNode {
             hash: *hash,
             source,
-        })?;
+        };
+        if level == 0 {
+            return Ok(LeafNode::decode(&bytes).map_err(bad)?.chunks.len() as u64);
+        }
+        let node = InternalNode::decode(&bytes).map_err(bad)?;
         node.children.iter().try_fold(0u64, |acc, c| {
-            Ok(acc.saturating_add(self.count_chunks(&c.hash, level.saturating_sub(1))?))
+            let below =
+                self.count_chunks(&c.hash, level.saturating_sub(1), at_depth.saturating_add(1))?;
+            Ok(acc.saturating_add(below))
         })
     }
 }
@@ -329,7 +329,7 @@ impl Store {
                 size,
             });
         }
-        if range.start == range.end && size > 0 {
+        if range.is_empty() {
             return Ok(0);
         }
         let len = range.end - range.start;
@@ -347,7 +347,7 @@ impl Store {
             } => (
                 "tree",
                 self.blob_reader()?
-                    .count_chunks(root_hash, depth.saturating_sub(1))?,
+                    .count_chunks(root_hash, depth.saturating_sub(1), 0)?,
             ),
         };
         Ok(BlobStat {

@@ -155,6 +155,14 @@ impl<'s> BlobWriter<'s> {
         })
     }
 
+    /// Adds one already-cut chunk (the caller did the chunking with the store's strategy).
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let chunk_ref = self.pending.put_chunk(chunk)?;
+        self.tree
+            .push(chunk_ref, &mut self.pending)
+            .map_err(tree_error)
+    }
+
     /// Bytes written so far that are already cut into chunks.
     pub fn chunked_bytes(&self) -> u64 {
         self.tree.total_bytes()
@@ -229,22 +237,70 @@ impl Store {
 
     /// Stores everything `input` yields as one blob, in bounded memory, and pins it under
     /// `pin_name`.
+    ///
+    /// Two threads share the work: one reads and cuts chunks, the caller's thread hashes,
+    /// deduplicates, appends and builds the tree. At most [`PIPELINE_CHUNKS`] cut chunks wait
+    /// between them, so memory stays bounded.
     pub fn store_stream(
         &self,
-        mut input: impl Read,
+        input: impl Read + Send,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
         let mut writer = self.writer()?;
-        let mut buf = vec![0u8; READ_BUF];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::Input(e)),
-            };
-            writer.write(buf.get(..n).unwrap_or_default())?;
-        }
-        writer.finish(pin_name)
+        let chunking = self.config.chunking;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_CHUNKS);
+            // Emptied chunk buffers go back to the cutter, so the pipeline allocates a fixed
+            // number of buffers instead of one per chunk.
+            let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            let cutter = scope.spawn(move || cut_stream(input, chunking, &tx, &recycle_rx));
+            for chunk in &rx {
+                writer.write_chunk(&chunk)?;
+                let _ = recycle_tx.send(chunk);
+            }
+            match cutter.join() {
+                Ok(result) => result?,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            writer.finish(pin_name)
+        })
     }
+}
+
+/// Cut chunks waiting between the reading thread and the storing thread of `store_stream`.
+pub const PIPELINE_CHUNKS: usize = 4;
+
+/// Reads `input` to its end and sends its chunks in order. Stops quietly when the receiver is
+/// gone (the storing side failed and reports its own error).
+fn cut_stream(
+    mut input: impl Read,
+    chunking: crate::chunking::ChunkingStrategy,
+    tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<(), StoreError> {
+    struct Hangup;
+    let send = |chunk: &[u8]| {
+        let mut owned = recycled.try_recv().unwrap_or_default();
+        owned.clear();
+        owned.extend_from_slice(chunk);
+        tx.send(owned).map_err(|_| Hangup)
+    };
+    let mut chunker = Chunker::new(chunking)?;
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::Input(e)),
+        };
+        if chunker
+            .push(buf.get(..n).unwrap_or_default(), send)
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    let _ = chunker.finish(send);
+    Ok(())
 }

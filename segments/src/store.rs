@@ -419,7 +419,9 @@ impl Segments {
                         .zip(usize::try_from(end).ok())
                         .and_then(|(start, end)| map.get(start..end))
                         .ok_or_else(|| out_of_bounds(segment, offset, len_u64, map.len() as u64))?;
-                    return Ok(range.to_vec());
+                    let bytes = range.to_vec();
+                    release_mapped_pages(map, offset, len);
+                    return Ok(bytes);
                 }
                 reader.file.as_ref()
             }
@@ -681,6 +683,28 @@ impl Segments {
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::SeqCst)
     }
+}
+
+/// Payloads at least this large have their mapped pages released right after they are copied.
+const RELEASE_PAGES_MIN: usize = 64 * 1024;
+
+/// Drops the page-table entries of a large read from the process (the pages stay in the page
+/// cache), so a long sequential `get` does not pile up resident mapped pages. A hint: failure
+/// changes nothing.
+fn release_mapped_pages(map: &memmap2::Mmap, offset: u64, len: usize) {
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if len < RELEASE_PAGES_MIN {
+        return;
+    }
+    // SAFETY: the mapping is a read-only, shared mapping of a sealed segment file. MADV_DONTNEED
+    // on such a mapping only discards this process's page-table entries; the next access
+    // re-faults the same bytes from the page cache / file, so no Rust reference can observe
+    // changed contents. The bytes of this range were already copied out above, and no borrow of
+    // the mapping outlives this call (memmap2 bounds-checks the range and aligns it to pages).
+    #[allow(unsafe_code)]
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use net_mesh_engine::error::hex;
 use net_mesh_engine::{BlobRef, ChunkingStrategy, Store, StoreConfig, TreePolicy};
 use serde_json::json;
 
+use crate::outln;
 use crate::output::progress;
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +154,7 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             let blob_ref = resolve(&store, &blob)?;
             let stat = store.stat(&blob_ref)?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({
                         "blob_ref": blob_ref.to_text(),
@@ -166,11 +167,11 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                     })
                 );
             } else {
-                println!("kind:     {}", stat.kind);
-                println!("size:     {}", stat.size);
-                println!("depth:    {}", stat.depth);
-                println!("chunks:   {}", stat.chunks);
-                println!("encoding: {}", encoding_name(stat.encoding));
+                outln!("kind:     {}", stat.kind);
+                outln!("size:     {}", stat.size);
+                outln!("depth:    {}", stat.depth);
+                outln!("chunks:   {}", stat.chunks);
+                outln!("encoding: {}", encoding_name(stat.encoding));
             }
             Ok(())
         }
@@ -191,13 +192,13 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(rows));
+                outln!("{}", serde_json::Value::Array(rows));
             } else {
                 for (id, pin) in &pins {
                     let id = hex(id);
                     let short = id.get(..16).unwrap_or(&id);
                     let kind = kind_name(&pin.blob_ref);
-                    println!(
+                    outln!(
                         "{short}  {kind:<8} {:>14}  {}",
                         pin.blob_ref.size(),
                         pin.name
@@ -239,8 +240,9 @@ impl<R: Read> Read for Counted<R> {
 }
 
 fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
-    let (input, size, name): (Box<dyn Read>, Option<u64>, String) = if file == Path::new("-") {
-        (Box::new(std::io::stdin().lock()), None, "-".to_string())
+    let (input, size, name): (Box<dyn Read + Send>, Option<u64>, String) = if file == Path::new("-")
+    {
+        (Box::new(std::io::stdin()), None, "-".to_string())
     } else {
         let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
@@ -261,7 +263,7 @@ fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let r = &outcome.blob_ref;
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "blob_ref": r.to_text(),
@@ -275,7 +277,7 @@ fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
             })
         );
     } else {
-        println!("{}", r.to_text());
+        outln!("{}", r.to_text());
     }
     Ok(())
 }

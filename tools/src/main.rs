@@ -72,6 +72,7 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("net-mesh: error: {}", output::one_line(&err));
             ExitCode::from(output::exit_code(&err))

@@ -5,6 +5,28 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use net_mesh_engine::{BlobError, OpenError, StoreError};
 
+/// `println!` that returns an error instead of panicking when stdout is closed.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow::Error::new(e).context("writing stdout"))?;
+    }};
+}
+
+/// True when the failure is only that the reader of our stdout went away (`… | head`): the
+/// process then exits 1 without an error line, like other Unix tools that stop on EPIPE.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<net_mesh_engine::BlobError>().is_some_and(
+                |e| matches!(e, BlobError::Sink(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
+            )
+    })
+}
+
 /// Exit code for an integrity failure.
 pub const EXIT_INTEGRITY: u8 = 3;
 
