@@ -54,6 +54,8 @@ const CURSOR_KEY: &str = "read_data";
 /// Size of an encoded [`DataCursor`].
 pub const FSCK_CURSOR_LEN: usize = 33;
 const CURSOR_VERSION: u8 = 1;
+/// Orphan records (info) listed one by one; the rest are only counted in the stats.
+pub const MAX_LISTED_ORPHAN_RECORDS: u64 = 1000;
 
 /// Which chunk payloads to read and hash.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -613,6 +615,9 @@ impl Checker<'_> {
         for ((segment, offset), (kind, id, len)) in orphan {
             self.report.stats.orphan_records += 1;
             self.report.stats.orphan_record_bytes += u64::from(*len);
+            if self.report.stats.orphan_records > MAX_LISTED_ORPHAN_RECORDS {
+                continue; // counted in the stats, not listed one by one
+            }
             self.report.push(
                 ProblemKind::OrphanRecord,
                 Severity::Info,

@@ -1,5 +1,6 @@
 //! `net-mesh chunk …` and `net-mesh blob chunks`: per-chunk operator tools.
 
+use crate::outln;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -44,12 +45,12 @@ pub fn run(cmd: ChunkCmd, dir: &Path) -> anyhow::Result<()> {
             let hash = parse_hash(&hash)?;
             let had = store.remove_chunk(&hash, force)?;
             if had > 0 {
-                println!(
+                outln!(
                     "removed chunk {} (it had {had} reference(s); blobs using it are now damaged)",
                     hex(&hash)
                 );
             } else {
-                println!("removed chunk {}", hex(&hash));
+                outln!("removed chunk {}", hex(&hash));
             }
             Ok(())
         }
@@ -71,14 +72,14 @@ pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> anyhow::Result<
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        outln!("{}", serde_json::Value::Array(rows));
     } else {
         for c in &chunks {
             let stripe = c
                 .stripe
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into());
-            println!(
+            outln!(
                 "{}  {:>8}  {:<6}  {stripe}",
                 hex(&c.hash),
                 c.size,

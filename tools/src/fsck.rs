@@ -1,5 +1,6 @@
 //! `net-mesh fsck`: offline consistency check (and `--repair`) of a store.
 
+use crate::outln;
 use std::path::Path;
 
 use clap::Args;
@@ -52,7 +53,7 @@ fn parse_pct(text: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-fn print_text(r: &FsckReport) {
+fn print_text(r: &FsckReport) -> anyhow::Result<()> {
     for p in &r.problems {
         if p.severity == Severity::Info {
             continue;
@@ -75,16 +76,16 @@ fn print_text(r: &FsckReport) {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         let fixed = if p.repaired { " [repaired]" } else { "" };
-        println!("{kind}: {}: {}{fixed}", loc.join(", "), p.detail);
+        outln!("{kind}: {}: {}{fixed}", loc.join(", "), p.detail);
     }
     for b in &r.affected_blobs {
-        println!("affected blob {} {:?}", b.blob_id, b.name);
+        outln!("affected blob {} {:?}", b.blob_id, b.name);
     }
     for line in &r.repairs {
-        println!("repair: {line}");
+        outln!("repair: {line}");
     }
     let s = &r.stats;
-    println!(
+    outln!(
         "checked {} segments, {} records, {} objects ({} chunks, {} nodes), {} pins; {} orphan records ({}) await compaction",
         s.segments,
         s.records,
@@ -97,7 +98,7 @@ fn print_text(r: &FsckReport) {
     );
     let d = &r.data;
     if d.mode != "none" {
-        println!(
+        outln!(
             "data ({}): read {} of {} selected chunks ({}){}; next run starts at segment {} offset {}; {} full passes",
             d.mode,
             d.checked,
@@ -113,7 +114,8 @@ fn print_text(r: &FsckReport) {
             d.passes_completed
         );
     }
-    println!("{} problem(s)", r.problem_count());
+    outln!("{} problem(s)", r.problem_count());
+    Ok(())
 }
 
 pub fn run(args: FsckArgs, dir: &Path) -> anyhow::Result<()> {
@@ -133,9 +135,9 @@ pub fn run(args: FsckArgs, dir: &Path) -> anyhow::Result<()> {
         },
     )?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        print_text(&report);
+        print_text(&report)?;
     }
     match report.problem_count() {
         0 => Ok(()),

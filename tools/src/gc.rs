@@ -1,5 +1,6 @@
 //! `net-mesh gc`: delete unreferenced objects past a grace period and compact sparse segments.
 
+use crate::outln;
 use std::path::Path;
 use std::time::Duration;
 
@@ -82,9 +83,9 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn print_text(r: &GcReport) {
+fn print_text(r: &GcReport) -> anyhow::Result<()> {
     let verb = if r.dry_run { "would free" } else { "freed" };
-    println!(
+    outln!(
         "{verb} {} objects ({} chunks, {} nodes), {} of payload",
         r.objects_freed,
         r.chunks_freed,
@@ -96,39 +97,42 @@ fn print_text(r: &GcReport) {
     } else {
         "compacted"
     };
-    println!(
+    outln!(
         "{verb} {} segments ({} removed), copied {} records / {}",
         r.segments_compacted,
         r.segments_removed,
         r.records_copied,
         bytes(r.bytes_copied)
     );
-    println!(
+    outln!(
         "segment files: {} -> {}",
         bytes(r.disk_bytes_before),
         bytes(r.disk_bytes_after)
     );
     if r.skipped_referenced > 0 {
-        println!(
+        outln!(
             "{} objects were referenced again during the sweep and kept",
             r.skipped_referenced
         );
     }
     for s in &r.stripe_refusals {
-        println!(
+        outln!(
             "kept chunk {} of stripe {} of live erasure-coded blob {} (stored count is wrong; run fsck --repair)",
-            s.chunk, s.stripe, s.blob_id
+            s.chunk,
+            s.stripe,
+            s.blob_id
         );
     }
     for n in &r.unreadable_nodes {
-        println!("kept unreadable node {n} (run fsck)");
+        outln!("kept unreadable node {n} (run fsck)");
     }
     for f in &r.orphan_files {
-        println!("could not unlink {f}; left as an orphan for fsck --repair");
+        outln!("could not unlink {f}; left as an orphan for fsck --repair");
     }
     for n in &r.compaction_notes {
-        println!("{n}");
+        outln!("{n}");
     }
+    Ok(())
 }
 
 pub fn run(args: GcArgs, dir: &Path) -> anyhow::Result<()> {
@@ -143,9 +147,9 @@ pub fn run(args: GcArgs, dir: &Path) -> anyhow::Result<()> {
         compact_threshold: args.compact_threshold,
     })?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        print_text(&report);
+        print_text(&report)?;
     }
     Ok(())
 }
