@@ -1,0 +1,186 @@
+//! fsck `--repair`: what can be fixed without losing data.
+
+use super::*;
+
+impl Checker<'_> {
+    /// Fixes what can be fixed without losing data, in one index transaction, then removes
+    /// orphan files.
+    pub(super) fn repair(&mut self) -> Result<(), FsckError> {
+        // Counts as recomputed: nodes whose entries are dropped were never counted.
+        let expected = std::mem::take(&mut self.expected);
+        let mut live: BTreeMap<SegmentId, u64> = BTreeMap::new();
+        let txn = self.store.index.db().begin_write()?;
+        let mut dropped = 0u64;
+        let mut recounted = 0u64;
+        let mut segment_fixes = Vec::new();
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut segments = txn.open_table(SEGMENTS)?;
+            let mut lost_refs = txn.open_table(LOST_REFS)?;
+            for hash in self.bad.keys() {
+                objects.remove(hash)?;
+                dropped += 1;
+            }
+            // Objects still named by parents or pins but not indexed (dropped now or earlier):
+            // record the count those references hold, so a re-upload restores it (§3.10).
+            let indexed: HashSet<&Hash> = self
+                .objects
+                .iter()
+                .map(|(h, _)| h)
+                .filter(|h| !self.bad.contains_key(*h))
+                .collect();
+            let mut stale = Vec::new();
+            for row in lost_refs.iter()? {
+                let (k, _) = row?;
+                stale.push(*k.value());
+            }
+            for hash in stale {
+                lost_refs.remove(&hash)?;
+            }
+            for (hash, count) in &expected {
+                if *count > 0 && !indexed.contains(hash) {
+                    lost_refs.insert(hash, encode_lost_refs(*count).as_slice())?;
+                }
+            }
+            for (hash, entry) in &self.objects {
+                if self.bad.contains_key(hash) {
+                    continue;
+                }
+                *live.entry(entry.loc.segment).or_insert(0) += u64::from(entry.loc.payload_len);
+                let want = expected.get(hash).copied().unwrap_or(0);
+                if want != entry.refcount {
+                    let mut e = *entry;
+                    e.refcount = want;
+                    objects.insert(hash, e.encode().as_slice())?;
+                    recounted += 1;
+                }
+            }
+            for (id, seg) in &self.index_segments {
+                let computed = live.get(id).copied().unwrap_or(0);
+                match self.issues.get(id) {
+                    Some(SegmentIssue::Missing | SegmentIssue::HeaderCorrupt(_))
+                        if computed == 0 =>
+                    {
+                        segments.remove(*id)?;
+                        segment_fixes.push(format!("dropped the entry of unusable segment {id}"));
+                        continue;
+                    }
+                    Some(SegmentIssue::Truncated { .. }) => {
+                        let end = self.framed_end.get(id).copied().unwrap_or(FILE_HEADER);
+                        let fixed = SegmentEntry {
+                            committed_len: end,
+                            live_bytes: computed,
+                        };
+                        segments.insert(*id, fixed.encode().as_slice())?;
+                        segment_fixes.push(format!(
+                            "lowered committed length of truncated segment {id} from {} to {end}",
+                            seg.committed_len
+                        ));
+                        continue;
+                    }
+                    _ => {}
+                }
+                if computed != seg.live_bytes {
+                    let fixed = SegmentEntry {
+                        committed_len: seg.committed_len,
+                        live_bytes: computed,
+                    };
+                    segments.insert(*id, fixed.encode().as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        // RS-MERGE: before dropping a chunk of an erasure-coded blob, rebuild it from its
+        // stripe with the RS engineer's repair API (`Store::repair_blob`) and keep the entry.
+        if dropped > 0 {
+            self.report.repairs.push(format!(
+                "dropped {dropped} index entries whose bytes are gone or corrupt (re-upload the affected blobs to restore them)"
+            ));
+            let bad: HashSet<String> = self.bad.keys().map(hex).collect();
+            for kind in [
+                ProblemKind::ObjectBytesMissing,
+                ProblemKind::ObjectCorrupt,
+                ProblemKind::NodeUndecodable,
+            ] {
+                self.report
+                    .mark_repaired(kind, |l| l.object.as_ref().is_some_and(|o| bad.contains(o)));
+            }
+        }
+        if recounted > 0 {
+            self.report
+                .repairs
+                .push(format!("rewrote {recounted} reference counts"));
+        }
+        self.report
+            .mark_repaired(ProblemKind::RefcountMismatch, |_| true);
+        self.report
+            .mark_repaired(ProblemKind::LiveBytesMismatch, |_| true);
+        let fixed_segments: HashSet<SegmentId> = self
+            .issues
+            .iter()
+            .filter(|(id, issue)| match issue {
+                SegmentIssue::Truncated { .. } => true,
+                _ => live.get(id).copied().unwrap_or(0) == 0,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for kind in [
+            ProblemKind::SegmentMissing,
+            ProblemKind::SegmentHeaderCorrupt,
+            ProblemKind::SegmentTruncated,
+        ] {
+            self.report.mark_repaired(kind, |l| {
+                l.segment.is_some_and(|s| fixed_segments.contains(&s))
+            });
+        }
+        // The tail framing error of a truncated segment goes with its lowered length.
+        self.report.mark_repaired(ProblemKind::SegmentFraming, |l| {
+            l.segment.is_some_and(|s| {
+                matches!(self.issues.get(&s), Some(SegmentIssue::Truncated { .. }))
+            })
+        });
+        self.report.repairs.extend(segment_fixes);
+        for path in std::mem::take(&mut self.orphans) {
+            std::fs::remove_file(&path).map_err(|source| FsckError::Io {
+                op: "remove orphan file",
+                path: path.clone(),
+                source,
+            })?;
+            net_mesh_segments::durable::sync_dir(self.store.segments.dir())?;
+            let shown = path.display().to_string();
+            self.report
+                .repairs
+                .push(format!("removed orphan segment file {shown}"));
+            self.report.mark_repaired(ProblemKind::OrphanFile, |l| {
+                l.path.as_deref() == Some(&shown)
+            });
+        }
+        Ok(())
+    }
+
+    /// Recomputes the affected blobs with everything now known to be bad.
+    pub(super) fn refresh_affected(&mut self) -> Result<(), FsckError> {
+        let pins = self.store.index.reader()?.pins()?;
+        let indexed: HashMap<Hash, ObjectEntry> = self.objects.iter().copied().collect();
+        let mut memo = HashMap::new();
+        let mut missing = BTreeSet::new();
+        let mut out = Vec::new();
+        for (id, pin) in &pins {
+            let mut damaged = false;
+            for root in pin_roots(&pin.blob_ref) {
+                if self.subtree_damaged(&root, &indexed, &mut memo, &mut missing) {
+                    damaged = true;
+                }
+            }
+            if damaged {
+                out.push(AffectedBlob {
+                    blob_id: hex(id),
+                    name: pin.name.clone(),
+                    blob_ref: pin.blob_ref.to_text(),
+                });
+            }
+        }
+        self.report.affected_blobs = out;
+        Ok(())
+    }
+}
