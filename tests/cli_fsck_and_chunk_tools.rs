@@ -126,3 +126,46 @@ fn fsck_rejects_bad_arguments_with_usage_exit_code() {
     );
     assert_eq!(run(&dir, &["gc", "--grace", "soon"]).status.code(), Some(2));
 }
+
+#[test]
+fn fsck_max_duration_says_how_far_it_got_and_the_next_run_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let fa = write_file(tmp.path(), "a.bin", &random_bytes(100_000, 7));
+    ok(
+        &dir,
+        &[
+            "blob",
+            "put",
+            "--chunking",
+            "cdc:1024,4096,16384",
+            fa.to_str().unwrap(),
+        ],
+    );
+    let args = [
+        "fsck",
+        "--json",
+        "--read-data",
+        "--max-duration",
+        "0s",
+        "--threads",
+        "1",
+    ];
+    let first: Value = serde_json::from_slice(&ok(&dir, &args)).unwrap();
+    assert_eq!(first["data"]["checked"], 1);
+    assert_eq!(first["data"]["complete"], false);
+    let second: Value = serde_json::from_slice(&ok(&dir, &args)).unwrap();
+    assert_eq!(second["data"]["started_at"], first["data"]["next_at"]);
+    let text = ok_text(
+        &dir,
+        &[
+            "fsck",
+            "--read-data",
+            "--max-duration",
+            "0s",
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(text.contains("stopped by --max-duration"), "{text}");
+}

@@ -355,7 +355,8 @@ impl Store {
     }
 
     /// Deletes count-0 objects older than `options.grace` (cascading), then compacts sparse
-    /// sealed segments. See the module docs for why this is safe with concurrent pins.
+    /// sealed segments. See the module docs for why this is safe with concurrent pins. Waits
+    /// for uploads in flight to finish, so do not call it while holding a `BlobWriter`.
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport, GcError> {
         self.gc_with_hook(options, &mut |_| {})
     }
