@@ -2,9 +2,10 @@
 //! records forward and unlinking it.
 //!
 //! Per segment (the caller holds the GC write guard, so no upload appends meanwhile):
-//! 1. frame the segment up to its committed length; a framing error leaves it alone (fsck);
-//! 2. copy every record the index still places there to the active segment (`append`);
-//!    failpoint `compact.after_copy`;
+//! 1. the live set is the index entries that place objects in the segment (not a scan of the
+//!    file, so damage in dead regions does not block compaction);
+//! 2. copy each live record (read back with its header checked) to the active segment
+//!    (`append`); failpoint `compact.after_copy`;
 //! 3. `Segments::sync` (fdatasync); failpoint `compact.after_sync`;
 //! 4. ONE index transaction relocates the copied objects (live bytes move with them), stores
 //!    the new committed lengths and drops the old segment's entry — only if its live bytes
@@ -22,8 +23,9 @@ use net_mesh_segments::SegmentId;
 use net_mesh_segments::codec::FILE_HEADER_LEN;
 use net_mesh_segments::failpoint;
 
+use crate::codec::Hash;
 use crate::gc::{GcError, GcReport};
-use crate::index::{Batch, OBJECTS, SEGMENTS, SegmentEntry, object_in, segment_in};
+use crate::index::{Batch, OBJECTS, ObjectEntry, SEGMENTS, SegmentEntry, object_in, segment_in};
 use crate::store::Store;
 
 const FILE_HEADER: u64 = FILE_HEADER_LEN as u64;
@@ -69,12 +71,18 @@ pub(crate) fn compact(
         .into_iter()
         .filter(|(id, e)| *id != active && is_sparse(e, threshold))
         .collect();
-    for (segment, entry) in sparse {
-        if dry_run {
-            report.segments_compacted = report.segments_compacted.saturating_add(1);
-            continue;
-        }
-        compact_one(store, segment, entry, report)?;
+    if dry_run {
+        report.segments_compacted = sparse.len() as u64;
+        return Ok(());
+    }
+    let live_objects: Vec<(Hash, ObjectEntry)> = store
+        .index
+        .objects()?
+        .into_iter()
+        .filter(|(_, e)| sparse.contains_key(&e.loc.segment))
+        .collect();
+    for segment in sparse.into_keys() {
+        compact_one(store, segment, &live_objects, report)?;
     }
     Ok(())
 }
@@ -89,31 +97,33 @@ fn store_to_segment_error(e: crate::error::StoreError) -> net_mesh_segments::Seg
 fn compact_one(
     store: &Store,
     segment: SegmentId,
-    entry: SegmentEntry,
+    live_objects: &[(Hash, ObjectEntry)],
     report: &mut GcReport,
 ) -> Result<(), GcError> {
-    let items = store.segments.scan(segment, entry.committed_len)?;
-    let reader = store.index.reader()?;
+    // The live set comes from the index (not from framing the file), so damage in dead
+    // regions of the segment does not block its compaction. A live record that does not read
+    // back (header mismatch, I/O) is not copied; the segment is then kept (fsck reports it).
+    let mut live: Vec<(Hash, ObjectEntry)> = live_objects
+        .iter()
+        .filter(|(_, e)| e.loc.segment == segment)
+        .copied()
+        .collect();
+    live.sort_by_key(|(_, e)| e.loc.offset);
     let mut moves = Vec::new();
     let mut copied_bytes = 0u64;
-    for item in items {
-        let (loc, kind, id) = match item {
-            Ok(rec) => rec,
+    for (id, current) in live {
+        let loc = current.loc;
+        let payload = match store.segments.read(loc, current.kind, &id) {
+            Ok(payload) => payload,
             Err(e) => {
-                report
-                    .compaction_notes
-                    .push(format!("segment {segment} kept: framing error: {e}"));
-                return Ok(());
+                report.compaction_notes.push(format!(
+                    "segment {segment}: object {} not copied: {e}",
+                    crate::error::hex(&id)
+                ));
+                continue;
             }
         };
-        let Some(current) = reader.object(&id)? else {
-            continue;
-        };
-        if current.loc != loc {
-            continue;
-        }
-        let payload = store.segments.read(loc, kind, &id)?;
-        let new_loc = store.segments.append(kind, &id, &payload)?;
+        let new_loc = store.segments.append(current.kind, &id, &payload)?;
         failpoint::hit("compact.after_copy");
         copied_bytes = copied_bytes.saturating_add(u64::from(loc.payload_len));
         moves.push((id, loc, new_loc));
