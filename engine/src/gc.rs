@@ -381,8 +381,10 @@ impl Store {
         let cutoff = now_ms().saturating_sub(grace_ms);
 
         // STAGING-MERGE: release the +1 references of staging uploads abandoned for longer
-        // than the grace (`release_abandoned(options.grace)`) here, before the scan, so their
-        // objects become candidates in this same run.
+        // than the grace here, before the scan, so their objects become candidates in this same
+        // run. With the staging branch merged this is one line (its API, unchanged):
+        //     self.release_abandoned_staging(options.grace).map_err(GcError::Staging)?;
+        // plus a `Staging(StoreError)` variant on `GcError` (skipped under `dry_run`).
 
         // Scan: a read snapshot, no guard.
         let candidates: Vec<Hash> = self

@@ -448,7 +448,11 @@ impl Checker<'_> {
     /// Phase 4: recomputed counts, reachability, live bytes.
     fn counts(&mut self) -> Result<(), FsckError> {
         // STAGING-MERGE: live staging uploads hold +1 on the objects their checkpoint
-        // references (staging_v1); add them to `expected` and walk their checkpoints here.
+        // references (staging_v1). With the staging branch merged, add (its API, unchanged):
+        //     for (hash, n) in self.store.staging_holds().map_err(..)? {
+        //         *expected.entry(hash).or_insert(0) += n;
+        //     }
+        // and report checkpoints that fail to decode (`staging_uploads()` errors) as problems.
         let pins = self.store.index.reader()?.pins()?;
         self.report.stats.pins = pins.len() as u64;
         let mut expected: HashMap<Hash, u64> = HashMap::new();
