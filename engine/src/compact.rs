@@ -75,12 +75,12 @@ pub(crate) fn compact(
         report.segments_compacted = sparse.len() as u64;
         return Ok(());
     }
-    let live_objects: Vec<(Hash, ObjectEntry)> = store
-        .index
-        .objects()?
-        .into_iter()
-        .filter(|(_, e)| sparse.contains_key(&e.loc.segment))
-        .collect();
+    let mut live_objects: Vec<(Hash, ObjectEntry)> = Vec::new();
+    store.index.for_each_object(|hash, e| {
+        if sparse.contains_key(&e.loc.segment) {
+            live_objects.push((*hash, *e));
+        }
+    })?;
     for segment in sparse.into_keys() {
         compact_one(store, segment, &live_objects, report)?;
     }

@@ -387,13 +387,12 @@ impl Store {
         // plus a `Staging(StoreError)` variant on `GcError` (skipped under `dry_run`).
 
         // Scan: a read snapshot, no guard.
-        let candidates: Vec<Hash> = self
-            .index
-            .objects()?
-            .into_iter()
-            .filter(|(_, e)| e.refcount == 0 && e.created_unix_ms <= cutoff)
-            .map(|(h, _)| h)
-            .collect();
+        let mut candidates: Vec<Hash> = Vec::new();
+        self.index.for_each_object(|hash, e| {
+            if e.refcount == 0 && e.created_unix_ms <= cutoff {
+                candidates.push(*hash);
+            }
+        })?;
         report.candidates = candidates.len() as u64;
         hook(GcPhase::Scanned);
 

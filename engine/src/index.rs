@@ -476,7 +476,23 @@ impl Index {
         Ok(true)
     }
 
-    /// Every object entry, in id order (for GC and fsck; O(objects) memory).
+    /// Calls `f` with every object entry, in id order, from one read snapshot, without
+    /// collecting them (GC's scan and compaction keep only what they need).
+    pub fn for_each_object(
+        &self,
+        mut f: impl FnMut(&Hash, &ObjectEntry),
+    ) -> Result<(), IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let id = *k.value();
+            f(&id, &ObjectEntry::decode(&id, v.value())?);
+        }
+        Ok(())
+    }
+
+    /// Every object entry, in id order (for fsck; O(objects) memory).
     pub fn objects(&self) -> Result<Vec<(Hash, ObjectEntry)>, IndexError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
