@@ -89,7 +89,9 @@ impl Checker<'_> {
                 }
             }
         }
+        net_mesh_segments::failpoint::hit("fsck.repair_commit.before");
         txn.commit()?;
+        net_mesh_segments::failpoint::hit("fsck.repair_commit.after");
         // RS-MERGE: before dropping a chunk of an erasure-coded blob, rebuild it from its
         // stripe with the RS engineer's repair API (`Store::repair_blob`) and keep the entry.
         if dropped > 0 {
