@@ -26,7 +26,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use net_mesh::rpc::{
-    CallOptions, Config, RequestStreamTyped, ResponseSink, Router, RpcClientStreamingHandler,
+    CallOptions, Config, Metrics, RequestStreamTyped, ResponseSink, Router, RpcClientStreamingHandler,
     RpcContext, RpcDuplexHandler, RpcServerStreamingHandler, RpcUnaryHandler,
 };
 use net_mesh::{Endpoint, Identity, RpcError, Session};
@@ -93,6 +93,7 @@ impl RpcServerStreamingHandler for Firehose {
 }
 
 struct Nrpc {
+    server: Endpoint,
     client: Session,
     server_session: Session,
 }
@@ -108,7 +109,7 @@ async fn nrpc_setup() -> Nrpc {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (c, s) = tokio::join!(client.connect(addr), server.accept(&listener));
-    Nrpc { client: c.unwrap(), server_session: s.unwrap() }
+    Nrpc { server, client: c.unwrap(), server_session: s.unwrap() }
 }
 
 // ---------------------------------------------------------------- tonic side (plaintext)
@@ -581,7 +582,12 @@ fn cancel_quiescent(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
                 stream.next().await.unwrap().unwrap();
                 let start = Instant::now();
                 drop(stream);
-                settle(|| n.client.open_calls() == 0 && n.server_session.served_calls() == 0).await;
+                settle(|| {
+                    n.client.open_calls() == 0
+                        && n.server_session.served_calls() == 0
+                        && Metrics::get(&n.server.metrics().active_handlers) == 0
+                })
+                .await;
                 total += start.elapsed();
             }
             total

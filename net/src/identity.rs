@@ -120,6 +120,11 @@ impl Identity {
         self.signing.verifying_key()
     }
 
+    /// The public key as lowercase hex (64 characters).
+    pub fn public_key_hex(&self) -> String {
+        NodeId(self.public_key().to_bytes()).to_hex()
+    }
+
     /// The node id derived from the public key.
     pub fn node_id(&self) -> NodeId {
         NodeId::from_public_key(&self.public_key())

@@ -245,3 +245,42 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake;
+    use crate::identity::Identity;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn frames_larger_than_a_noise_message_are_split_and_reassembled() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let t = Duration::from_secs(10);
+        let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
+        let (ea, eb) = tokio::join!(
+            handshake::initiate(&mut a, &ia, t),
+            handshake::respond(&mut b, &ib, t)
+        );
+        let (ar, aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        let (mut tx, _arx) = split(ea.unwrap().transport, ar, aw);
+        let (_btx, mut rx) = split(eb.unwrap().transport, br, bw);
+        let sizes = [0usize, 1, MAX_NOISE_PLAINTEXT - 4, MAX_NOISE_PLAINTEXT, 200_000, 3, 1 << 20];
+        let frames: Vec<Vec<u8>> =
+            sizes.iter().enumerate().map(|(i, &n)| vec![i as u8; n]).collect();
+        let sender = tokio::spawn(async move {
+            for frame in &frames {
+                tx.queue_frame(frame).unwrap();
+            }
+            tx.flush().await.unwrap();
+            tx.send_frame(b"last").await.unwrap();
+            tx
+        });
+        for (i, &n) in sizes.iter().enumerate() {
+            assert_eq!(rx.recv_frame().await.unwrap().unwrap(), vec![i as u8; n]);
+        }
+        assert_eq!(rx.recv_frame().await.unwrap().unwrap(), b"last");
+        drop(sender.await.unwrap());
+    }
+}

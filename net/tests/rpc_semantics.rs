@@ -261,3 +261,28 @@ async fn call_ids_are_random_not_sequential() {
     ids.dedup();
     assert_eq!(ids.len(), 4);
 }
+
+#[tokio::test]
+async fn chunk_veneer_yields_init_then_numbered_data_then_end() {
+    let h = harness().await;
+    let mut call =
+        h.session.call_client_streaming::<u32, (u64, Vec<(u64, u32)>, bool)>("chunk_view", CallOptions::default()).unwrap();
+    let call_id = call.call_id();
+    for i in [10u32, 20, 30] {
+        within(call.send(&i)).await.unwrap();
+    }
+    let (seen_id, data, end_repeats) = within(call.finish()).await.unwrap();
+    assert_eq!(seen_id, call_id);
+    assert_eq!(data, vec![(0, 10), (1, 20), (2, 30)]);
+    assert!(end_repeats);
+}
+
+#[tokio::test]
+async fn messages_larger_than_one_noise_message_round_trip() {
+    let h = harness().await;
+    let big: String = "x".repeat(3 << 20);
+    let out: String = within(h.session.call_unary("echo", &big, CallOptions::default())).await.unwrap();
+    assert_eq!(out.len(), big.len());
+    assert_eq!(out, big);
+    eventually(|| Metrics::get(&h.server.metrics().active_handlers) == 0).await;
+}

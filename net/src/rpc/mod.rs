@@ -134,6 +134,8 @@ pub struct Metrics {
     pub stray_frames: AtomicU64,
     /// Handler panics turned into `HandlerPanic`.
     pub handler_panics: AtomicU64,
+    /// Handler tasks currently running (a gauge, not a counter).
+    pub active_handlers: AtomicU64,
     /// Highest number of messages ever queued for one call at this side's receivers.
     pub max_call_queue_depth: AtomicU64,
 }

@@ -556,6 +556,7 @@ where
     let call_id = start.ctx.call_id;
     let control = start.ctx.control;
     let deadline = start.ctx.deadline;
+    shared.metrics.active_handlers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(async move {
         let fut = AssertUnwindSafe(fut).catch_unwind();
         tokio::pin!(fut);
@@ -618,5 +619,6 @@ where
                 let _ = tokio::time::timeout(grace, &mut fut).await;
             }
         }
+        shared.metrics.active_handlers.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     });
 }

@@ -188,6 +188,34 @@ impl RpcDuplexHandler for Flood {
     }
 }
 
+/// Reads its request stream through the typed `Chunk` veneer and reports what it saw.
+pub struct ChunkView;
+impl RpcClientStreamingHandler for ChunkView {
+    type Req = u32;
+    type Resp = (u64, Vec<(u64, u32)>, bool);
+    async fn call(
+        &self,
+        ctx: RpcContext,
+        mut requests: RequestStreamTyped<u32>,
+    ) -> Result<Self::Resp, RpcError> {
+        use net_mesh::rpc::Chunk;
+        let Chunk::Init { call_id, .. } = requests.next_chunk().await? else {
+            return Err(RpcError::new(ErrorKind::Internal, "first chunk was not Init"));
+        };
+        assert_eq!(call_id, ctx.call_id());
+        let mut data = Vec::new();
+        loop {
+            match requests.next_chunk().await? {
+                Chunk::Data { seq, item } => data.push((seq, item)),
+                Chunk::End => break,
+                Chunk::Init { .. } => return Err(RpcError::new(ErrorKind::Internal, "second Init")),
+            }
+        }
+        let end_repeats = requests.next_chunk().await? == Chunk::End;
+        Ok((call_id, data, end_repeats))
+    }
+}
+
 pub fn router(probe: &Probe) -> Router {
     Router::new()
         .unary("echo", Echo)
@@ -201,6 +229,7 @@ pub fn router(probe: &Probe) -> Router {
         .duplex("echo_stream", EchoStream { probe: probe.clone(), gated: false })
         .duplex("echo_stream_gated", EchoStream { probe: probe.clone(), gated: true })
         .duplex("flood", Flood(probe.clone()))
+        .client_streaming("chunk_view", ChunkView)
 }
 
 pub struct Harness {
