@@ -623,6 +623,83 @@ fn cancel_quiescent(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
     g.finish();
 }
 
+/// The transport alone (Noise + framing over loopback TCP), to separate crypto cost from nRPC.
+fn transport_only(c: &mut Criterion, rt: &Runtime) {
+    let (mut tx, mut rx) = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (mut a, mut b) = (a.unwrap(), b.unwrap().0);
+        let t = Duration::from_secs(10);
+        let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
+        let (ea, eb) = tokio::join!(
+            net_mesh::handshake::initiate(&mut a, &ia, t),
+            net_mesh::handshake::respond(&mut b, &ib, t)
+        );
+        let (ar, aw) = a.into_split();
+        let (br, bw) = b.into_split();
+        let (tx, _) = net_mesh::transport::split(ea.unwrap().transport, ar, aw);
+        let (_, rx) = net_mesh::transport::split(eb.unwrap().transport, br, bw);
+        (tx, rx)
+    });
+    let frame = vec![9u8; 1 << 20];
+    let mut g = c.benchmark_group("transport_only");
+    g.throughput(Throughput::Bytes(16 << 20));
+    g.bench_function("1MiB_frames", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let send = async {
+                    for _ in 0..16 {
+                        tx.send_frame(&frame).await.unwrap();
+                    }
+                };
+                let recv = async {
+                    for _ in 0..16 {
+                        rx.recv_frame().await.unwrap().unwrap();
+                    }
+                };
+                tokio::join!(send, recv);
+            })
+        })
+    });
+    // Receiver on its own task: encryption and decryption overlap like in a real session.
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    rt.spawn(async move {
+        let mut n = 0u64;
+        while let Ok(Some(_)) = rx.recv_frame().await {
+            n += 1;
+            if n % 16 == 0 && done_tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let pair = Arc::new(tokio::sync::Mutex::new((tx, done_rx)));
+    g.bench_function("1MiB_frames_receiver_task", |b| {
+        b.to_async(rt).iter(|| {
+            let pair = pair.clone();
+            let frame = &frame;
+            async move {
+                let mut guard = pair.lock().await;
+                let (tx, done) = &mut *guard;
+                for _ in 0..16 {
+                    tx.send_frame(frame).await.unwrap();
+                }
+                done.recv().await.unwrap();
+            }
+        })
+    });
+    let mut tx = Arc::try_unwrap(pair).ok().unwrap().into_inner().0;
+    g.bench_function("encrypt_only_16MiB", |b| {
+        b.iter(|| {
+            for _ in 0..16 {
+                tx.queue_frame(&frame).unwrap();
+                tx.flush_blocking_encrypt().unwrap();
+            }
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let nrpc = rt.block_on(nrpc_setup());
@@ -633,6 +710,7 @@ fn main() {
         .sample_size(20)
         .configure_from_args();
     let mut summary = Summary(Vec::new());
+    transport_only(&mut c, &rt);
     unary_latency(&mut c, &rt, &nrpc, &tonic, &mut summary);
     unary_qps(&mut c, &rt, &nrpc, &tonic);
     client_streaming(&mut c, &rt, &nrpc, &tonic);

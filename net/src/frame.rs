@@ -639,6 +639,23 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// Starts a REQUEST_CHUNK or RESPONSE_CHUNK in `out` (header + seq); the caller appends the
+/// payload directly (saving a copy) and must then call [`finish_chunk`].
+pub fn begin_chunk(out: &mut Vec<u8>, request: bool, call_id: u64, seq: u64) {
+    out.push(FRAME_VERSION);
+    out.push(if request { dispatch::REQUEST_CHUNK } else { dispatch::RESPONSE_CHUNK });
+    out.extend_from_slice(&call_id.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+}
+
+/// Length of the part of a chunk frame before its payload.
+pub const CHUNK_PAYLOAD_OFFSET: usize = HEADER_LEN + 8;
+
+/// Checks a frame built with [`begin_chunk`] against the payload limit.
+pub fn finish_chunk(frame: &[u8]) -> Result<(), FrameError> {
+    validate_payload(frame.get(CHUNK_PAYLOAD_OFFSET..).unwrap_or_default())
+}
+
 fn validate_payload(payload: &[u8]) -> Result<(), FrameError> {
     if payload.len() > MAX_PAYLOAD_LEN {
         Err(FrameError::PayloadTooLong { len: payload.len() })

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::identity::{Identity, NodeId, verify_strict};
 
 /// Noise protocol name.
-pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_AESGCM_BLAKE2s";
 /// Noise prologue both sides must agree on.
 pub const PROLOGUE: &[u8] = b"net-mesh nRPC v1";
 /// Version of the handshake payload.

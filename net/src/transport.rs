@@ -15,12 +15,19 @@ use std::sync::Arc;
 use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+
 use crate::frame::MAX_FRAME_LEN;
 
 /// Largest plaintext per Noise message (65535 minus the 16-byte AEAD tag).
 pub const MAX_NOISE_PLAINTEXT: usize = 65535 - 16;
 /// Size of the AEAD tag.
 pub const NOISE_TAG_LEN: usize = 16;
+/// Receive buffer size: several maximum Noise messages per read syscall (must be at least
+/// one maximum message plus its 2-byte length).
+pub const READ_SLAB: usize = 4 * (MAX_NOISE_PLAINTEXT + NOISE_TAG_LEN + 2);
+/// Frames at least this large are encrypted directly from their buffer instead of being
+/// copied into the batch first.
+pub const DIRECT_ENCRYPT_MIN: usize = 16 * 1024;
 /// Size of the per-frame length prefix in the frame stream.
 pub const FRAME_LEN_PREFIX: usize = 4;
 
@@ -60,7 +67,10 @@ pub struct FrameReceiver<R> {
     /// Decrypted frame-stream bytes not yet returned; `start` marks the unread part.
     plain: Vec<u8>,
     start: usize,
+    /// Ciphertext read from the socket; `cipher_start..cipher_end` is not yet decrypted.
     ciphertext: Vec<u8>,
+    cipher_start: usize,
+    cipher_end: usize,
 }
 
 /// Splits an established Noise transport over a stream's two halves.
@@ -84,25 +94,31 @@ pub fn split<R, W>(
             nonce: 0,
             plain: Vec::new(),
             start: 0,
-            ciphertext: vec![0u8; MAX_NOISE_PLAINTEXT + NOISE_TAG_LEN],
+            ciphertext: vec![0u8; READ_SLAB],
+            cipher_start: 0,
+            cipher_end: 0,
         },
     )
 }
 
 impl<W: AsyncWrite + Unpin> FrameSender<W> {
-    /// Queues one frame (length prefix + bytes) for the next [`FrameSender::flush`].
+    /// Queues one frame (length prefix + bytes) for the next [`FrameSender::flush`]. Small
+    /// frames are batched into shared Noise messages; a large frame is encrypted straight from
+    /// `frame` (after sealing what was batched before it), saving a copy. Either way the frame
+    /// stream on the wire is the same.
     pub fn queue_frame(&mut self, frame: &[u8]) -> Result<(), TransportError> {
         if frame.len() > MAX_FRAME_LEN {
-            return Err(TransportError::FrameTooLarge {
-                len: frame.len() as u64,
-            });
+            return Err(TransportError::FrameTooLarge { len: frame.len() as u64 });
         }
-        let len = u32::try_from(frame.len()).map_err(|_| TransportError::FrameTooLarge {
-            len: frame.len() as u64,
-        })?;
+        let len = u32::try_from(frame.len())
+            .map_err(|_| TransportError::FrameTooLarge { len: frame.len() as u64 })?;
         self.stream_bytes.extend_from_slice(&len.to_le_bytes());
-        self.stream_bytes.extend_from_slice(frame);
-        Ok(())
+        if frame.len() < DIRECT_ENCRYPT_MIN {
+            self.stream_bytes.extend_from_slice(frame);
+            return Ok(());
+        }
+        self.seal_batched()?;
+        self.encrypt_into_wire(frame)
     }
 
     /// Queues raw frame-stream bytes, bypassing the length prefix (lets tests act as a
@@ -111,15 +127,21 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
         self.stream_bytes.extend_from_slice(bytes);
     }
 
-    /// Bytes queued and not yet flushed.
+    /// Bytes queued (plaintext batched plus ciphertext ready) and not yet written.
     pub fn queued_len(&self) -> usize {
-        self.stream_bytes.len()
+        self.stream_bytes.len().saturating_add(self.wire.len())
     }
 
-    /// Encrypts everything queued into Noise messages and writes them out.
-    pub fn flush_blocking_encrypt(&mut self) -> Result<(), TransportError> {
-        self.wire.clear();
-        for piece in self.stream_bytes.chunks(MAX_NOISE_PLAINTEXT) {
+    fn seal_batched(&mut self) -> Result<(), TransportError> {
+        let batched = std::mem::take(&mut self.stream_bytes);
+        let result = self.encrypt_into_wire(&batched);
+        self.stream_bytes = batched;
+        self.stream_bytes.clear();
+        result
+    }
+
+    fn encrypt_into_wire(&mut self, plaintext: &[u8]) -> Result<(), TransportError> {
+        for piece in plaintext.chunks(MAX_NOISE_PLAINTEXT) {
             let at = self.wire.len();
             let msg_len = piece.len().saturating_add(NOISE_TAG_LEN);
             let len16 = u16::try_from(msg_len).map_err(|_| snow::Error::Input)?;
@@ -130,8 +152,12 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
             self.state.write_message(self.nonce, piece, out)?;
             self.nonce = self.nonce.checked_add(1).ok_or(snow::Error::Input)?;
         }
-        self.stream_bytes.clear();
         Ok(())
+    }
+
+    /// Encrypts everything batched into Noise messages, ready to be written.
+    pub fn flush_blocking_encrypt(&mut self) -> Result<(), TransportError> {
+        self.seal_batched()
     }
 
     /// Encrypts and writes everything queued.
@@ -139,6 +165,7 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
         self.flush_blocking_encrypt()?;
         self.writer.write_all(&self.wire).await?;
         self.writer.flush().await?;
+        self.wire.clear();
         if self.wire.capacity() > 4 * MAX_FRAME_LEN / 16 {
             self.wire = Vec::new();
             self.stream_bytes = Vec::new();
@@ -203,36 +230,38 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
     }
 
     /// Reads and decrypts one Noise message onto the plaintext buffer. `false` on clean EOF.
+    /// Ciphertext is read in large slabs (up to [`READ_SLAB`]) to keep syscalls few.
     async fn read_noise_message(&mut self) -> Result<bool, TransportError> {
-        let mut len = [0u8; 2];
-        match self.reader.read_exact(&mut len).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-        let len = usize::from(u16::from_le_bytes(len));
-        let msg = self
-            .ciphertext
-            .get_mut(..len)
-            .ok_or(TransportError::Truncated)?;
-        match self.reader.read_exact(msg).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(TransportError::Truncated);
+        let (msg_at, msg_len) = loop {
+            let buffered = self.ciphertext.get(self.cipher_start..self.cipher_end).unwrap_or_default();
+            if let Some((prefix, rest)) = buffered.split_first_chunk::<2>() {
+                let len = usize::from(u16::from_le_bytes(*prefix));
+                if rest.len() >= len {
+                    break (self.cipher_start.saturating_add(2), len);
+                }
             }
-            Err(e) => return Err(e.into()),
-        }
+            // Need more bytes: compact, then read.
+            if self.cipher_start > 0 {
+                self.ciphertext.copy_within(self.cipher_start..self.cipher_end, 0);
+                self.cipher_end = self.cipher_end.saturating_sub(self.cipher_start);
+                self.cipher_start = 0;
+            }
+            let room = self.ciphertext.get_mut(self.cipher_end..).ok_or(TransportError::Truncated)?;
+            let n = self.reader.read(room).await?;
+            if n == 0 {
+                return if self.cipher_end == 0 { Ok(false) } else { Err(TransportError::Truncated) };
+            }
+            self.cipher_end = self.cipher_end.saturating_add(n);
+        };
         if self.start > 0 {
             self.plain.drain(..self.start);
             self.start = 0;
         }
         let at = self.plain.len();
-        self.plain.resize(at.saturating_add(len), 0);
+        self.plain.resize(at.saturating_add(msg_len), 0);
         let out = self.plain.get_mut(at..).ok_or(TransportError::Truncated)?;
-        let msg = self
-            .ciphertext
-            .get(..len)
-            .ok_or(TransportError::Truncated)?;
+        let msg_end = msg_at.saturating_add(msg_len);
+        let msg = self.ciphertext.get(msg_at..msg_end).ok_or(TransportError::Truncated)?;
         let n = match self.state.read_message(self.nonce, msg, out) {
             Ok(n) => n,
             Err(e) => {
@@ -241,6 +270,7 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
             }
         };
         self.plain.truncate(at.saturating_add(n));
+        self.cipher_start = msg_end;
         self.nonce = self.nonce.checked_add(1).ok_or(snow::Error::Input)?;
         Ok(true)
     }

@@ -187,9 +187,9 @@ impl CallCore {
         rx: &mut mpsc::Receiver<CallEvent>,
     ) -> Result<Resp, RpcError> {
         match self.recv(rx).await? {
-            CallEvent::Response(bytes) => {
+            CallEvent::Response(payload) => {
                 self.mark_done();
-                decode_message(&bytes)
+                decode_message(payload.bytes())
             }
             other => {
                 self.abandon(ErrorKind::Cancelled);
@@ -284,6 +284,7 @@ pub struct DuplexSender<Req> {
     core: Arc<CallCore>,
     seq: u64,
     finished: bool,
+    size_hint: usize,
     _req: PhantomData<fn(Req)>,
 }
 
@@ -293,6 +294,7 @@ impl<Req: Serialize> DuplexSender<Req> {
             core,
             seq: 0,
             finished: false,
+            size_hint: 64,
             _req: PhantomData,
         }
     }
@@ -305,7 +307,6 @@ impl<Req: Serialize> DuplexSender<Req> {
                 "request stream already finished",
             ));
         }
-        let payload = encode_message(item)?;
         let acquire = self.core.call.request_credit.acquire();
         let permit = match self.core.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, acquire).await {
@@ -325,12 +326,7 @@ impl<Req: Serialize> DuplexSender<Req> {
                 }));
             }
         }
-        let frame = Frame::RequestChunk {
-            call_id: self.core.call_id,
-            seq: self.seq,
-            payload: &payload,
-        };
-        self.core.shared.send_frame(&frame)?;
+        self.core.shared.send_chunk(true, self.core.call_id, self.seq, item, &mut self.size_hint)?;
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }
@@ -475,9 +471,9 @@ impl<Resp: DeserializeOwned> Stream for ResponseStream<Resp> {
             return Poll::Ready(None);
         }
         let item = match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(CallEvent::Chunk(bytes))) => {
+            Poll::Ready(Some(CallEvent::Chunk(payload))) => {
                 this.consumed_one();
-                return Poll::Ready(Some(decode_message(&bytes)));
+                return Poll::Ready(Some(decode_message(payload.bytes())));
             }
             Poll::Ready(Some(CallEvent::End)) => None,
             Poll::Ready(Some(CallEvent::Error(e))) => Some(Err(e)),

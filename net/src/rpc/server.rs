@@ -151,7 +151,7 @@ pub trait RpcDuplexHandler: Send + Sync + 'static {
 /// Request-stream event queued by the dispatcher for a handler.
 #[derive(Debug)]
 pub(crate) enum ReqEvent {
-    Chunk(Vec<u8>),
+    Chunk(super::session::Payload),
     End,
 }
 
@@ -228,9 +228,9 @@ impl<Req: DeserializeOwned> Stream for RequestStreamTyped<Req> {
             return Poll::Ready(None);
         }
         match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(ReqEvent::Chunk(bytes))) => {
+            Poll::Ready(Some(ReqEvent::Chunk(payload))) => {
                 this.consumed_one();
-                Poll::Ready(Some(decode_message(&bytes)))
+                Poll::Ready(Some(decode_message(payload.bytes())))
             }
             Poll::Ready(Some(ReqEvent::End)) => {
                 this.done = true;
@@ -253,6 +253,7 @@ pub struct ResponseSink<Resp> {
     credit: Arc<Semaphore>,
     control: Arc<CallControl>,
     seq: u64,
+    size_hint: usize,
     _resp: PhantomData<fn(Resp)>,
 }
 
@@ -260,7 +261,6 @@ impl<Resp: Serialize> ResponseSink<Resp> {
     /// Sends one response message, waiting while the caller has granted no credit. Fails with
     /// the call's cancellation reason once the call is cancelled, expired or disconnected.
     pub async fn send(&mut self, item: &Resp) -> Result<(), RpcError> {
-        let payload = encode_message(item)?;
         tokio::select! {
             biased;
             _ = self.control.token.cancelled() => return Err(self.control.error()),
@@ -269,12 +269,7 @@ impl<Resp: Serialize> ResponseSink<Resp> {
                 Err(_) => return Err(self.control.error()),
             },
         }
-        let frame = Frame::ResponseChunk {
-            call_id: self.call_id,
-            seq: self.seq,
-            payload: &payload,
-        };
-        self.shared.send_frame(&frame)?;
+        self.shared.send_chunk(false, self.call_id, self.seq, item, &mut self.size_hint)?;
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }
@@ -320,6 +315,7 @@ impl CallStart {
             credit: self.response_credit.clone(),
             control: self.ctx.control.clone(),
             seq: 0,
+            size_hint: 64,
             _resp: PhantomData,
         }
     }

@@ -68,11 +68,30 @@ pub(crate) struct CallShared {
     pub(crate) terminal: OnceLock<RpcError>,
 }
 
+/// A received frame kept whole, with the offset where its payload starts (saves a copy).
+#[derive(Debug)]
+pub(crate) struct Payload {
+    frame: Vec<u8>,
+    start: usize,
+}
+
+impl Payload {
+    /// `payload` must be the tail of `frame` (true for every payload-carrying frame).
+    fn tail_of(frame: Vec<u8>, payload_len: usize) -> Self {
+        let start = frame.len().saturating_sub(payload_len);
+        Payload { frame, start }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.frame.get(self.start..).unwrap_or_default()
+    }
+}
+
 /// What the dispatcher hands a caller.
 #[derive(Debug)]
 pub(crate) enum CallEvent {
-    Response(Vec<u8>),
-    Chunk(Vec<u8>),
+    Response(Payload),
+    Chunk(Payload),
     End,
     Error(RpcError),
 }
@@ -127,6 +146,29 @@ impl SessionShared {
         let bytes = frame
             .to_vec()
             .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("frame: {e}")))?;
+        self.send_encoded(bytes)
+    }
+
+    /// Encodes a message straight into a chunk frame (one copy less than `send_frame`).
+    pub(crate) fn send_chunk<T: serde::Serialize>(
+        &self,
+        request: bool,
+        call_id: u64,
+        seq: u64,
+        item: &T,
+        size_hint: &mut usize,
+    ) -> Result<(), RpcError> {
+        let mut buf = Vec::with_capacity(crate::frame::CHUNK_PAYLOAD_OFFSET.saturating_add(*size_hint));
+        crate::frame::begin_chunk(&mut buf, request, call_id, seq);
+        let buf = postcard::to_extend(item, buf)
+            .map_err(|e| RpcError::new(ErrorKind::Decode, format!("encode: {e}")))?;
+        crate::frame::finish_chunk(&buf)
+            .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("frame: {e}")))?;
+        *size_hint = buf.len().saturating_sub(crate::frame::CHUNK_PAYLOAD_OFFSET);
+        self.send_encoded(buf)
+    }
+
+    fn send_encoded(&self, bytes: Vec<u8>) -> Result<(), RpcError> {
         let queued = self.queued.fetch_add(1, Ordering::Relaxed);
         if queued > self.config.max_queued_frames {
             self.close(SessionError::SendQueueOverflow(queued));
@@ -389,7 +431,7 @@ async fn read_loop(shared: Arc<SessionShared>, mut receiver: FrameReceiver<Owned
         };
         match next {
             Ok(Some(bytes)) => {
-                if let Err(e) = dispatch_frame(&shared, &bytes) {
+                if let Err(e) = dispatch_frame(&shared, bytes) {
                     shared.close(e);
                     break;
                 }
@@ -413,8 +455,8 @@ async fn read_loop(shared: Arc<SessionShared>, mut receiver: FrameReceiver<Owned
 }
 
 /// Routes one decoded frame. An `Err` ends the session.
-fn dispatch_frame(shared: &Arc<SessionShared>, bytes: &[u8]) -> Result<(), SessionError> {
-    let frame = match Frame::decode(bytes) {
+fn dispatch_frame(shared: &Arc<SessionShared>, bytes: Vec<u8>) -> Result<(), SessionError> {
+    let frame = match Frame::decode(&bytes) {
         Ok(frame) => frame,
         Err(FrameError::UnknownDispatch { dispatch, call_id }) => {
             Metrics::bump(&shared.metrics.unknown_dispatch);
@@ -466,7 +508,9 @@ fn dispatch_frame(shared: &Arc<SessionShared>, bytes: &[u8]) -> Result<(), Sessi
             }
             call.next_seq = call.next_seq.saturating_add(1);
             if let Some(requests) = &call.requests {
-                match requests.try_send(ReqEvent::Chunk(payload.to_vec())) {
+                let payload_len = payload.len();
+                let payload = Payload::tail_of(bytes, payload_len);
+                match requests.try_send(ReqEvent::Chunk(payload)) {
                     Ok(()) => {
                         let depth = requests.max_capacity().saturating_sub(requests.capacity());
                         shared.metrics.observe_depth(depth);
@@ -521,7 +565,9 @@ fn dispatch_frame(shared: &Arc<SessionShared>, bytes: &[u8]) -> Result<(), Sessi
             }
         }
         Frame::Response { call_id, payload } => {
-            finish_call(shared, call_id, CallEvent::Response(payload.to_vec()));
+            let payload_len = payload.len();
+                let payload = Payload::tail_of(bytes, payload_len);
+            finish_call(shared, call_id, CallEvent::Response(payload));
         }
         Frame::ResponseEnd { call_id } => finish_call(shared, call_id, CallEvent::End),
         Frame::ResponseError {
@@ -561,7 +607,9 @@ fn dispatch_frame(shared: &Arc<SessionShared>, bytes: &[u8]) -> Result<(), Sessi
                 return Ok(());
             }
             slot.next_seq = slot.next_seq.saturating_add(1);
-            match slot.events.try_send(CallEvent::Chunk(payload.to_vec())) {
+            let payload_len = payload.len();
+                let payload = Payload::tail_of(bytes, payload_len);
+            match slot.events.try_send(CallEvent::Chunk(payload)) {
                 Ok(()) => {
                     let depth = slot
                         .events
