@@ -688,15 +688,6 @@ fn transport_only(c: &mut Criterion, rt: &Runtime) {
             }
         })
     });
-    let mut tx = Arc::try_unwrap(pair).ok().unwrap().into_inner().0;
-    g.bench_function("encrypt_only_16MiB", |b| {
-        b.iter(|| {
-            for _ in 0..16 {
-                tx.queue_frame(&frame).unwrap();
-                tx.flush_blocking_encrypt().unwrap();
-            }
-        })
-    });
     g.finish();
 }
 

@@ -189,8 +189,18 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
 impl<R: AsyncRead + Unpin> FrameReceiver<R> {
     /// The next whole frame, or `None` on a clean end of stream at a frame boundary.
     pub async fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        self.recv_frame_into(Vec::new()).await
+    }
+
+    /// Like [`FrameReceiver::recv_frame`], but fills `buf` (cleared first) so a caller can
+    /// recycle frame buffers instead of allocating one per frame.
+    pub async fn recv_frame_into(
+        &mut self,
+        mut buf: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, TransportError> {
         loop {
-            if let Some(frame) = self.take_frame()? {
+            if self.take_frame(&mut buf)? {
+                let frame = buf;
                 return Ok(Some(frame));
             }
             if !self.read_noise_message().await? {
@@ -203,10 +213,10 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
         }
     }
 
-    fn take_frame(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+    fn take_frame(&mut self, out: &mut Vec<u8>) -> Result<bool, TransportError> {
         let unread = self.plain.get(self.start..).unwrap_or_default();
         let Some((prefix, rest)) = unread.split_first_chunk::<FRAME_LEN_PREFIX>() else {
-            return Ok(None);
+            return Ok(false);
         };
         let len64 = u64::from(u32::from_le_bytes(*prefix));
         let len =
@@ -215,9 +225,11 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
             return Err(TransportError::FrameTooLarge { len: len64 });
         }
         let Some(frame) = rest.get(..len) else {
-            return Ok(None);
+            return Ok(false);
         };
-        let frame = frame.to_vec();
+        out.clear();
+        out.reserve(len);
+        out.extend_from_slice(frame);
         self.start = self
             .start
             .saturating_add(FRAME_LEN_PREFIX)
@@ -226,7 +238,7 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
             self.plain.clear();
             self.start = 0;
         }
-        Ok(Some(frame))
+        Ok(true)
     }
 
     /// Reads and decrypts one Noise message onto the plaintext buffer. `false` on clean EOF.

@@ -473,7 +473,9 @@ impl<Resp: DeserializeOwned> Stream for ResponseStream<Resp> {
         let item = match this.rx.poll_recv(cx) {
             Poll::Ready(Some(CallEvent::Chunk(payload))) => {
                 this.consumed_one();
-                return Poll::Ready(Some(decode_message(payload.bytes())));
+                let item = decode_message(payload.bytes());
+                payload.recycle(&this.core.shared);
+                return Poll::Ready(Some(item));
             }
             Poll::Ready(Some(CallEvent::End)) => None,
             Poll::Ready(Some(CallEvent::Error(e))) => Some(Err(e)),

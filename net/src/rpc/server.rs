@@ -230,7 +230,9 @@ impl<Req: DeserializeOwned> Stream for RequestStreamTyped<Req> {
         match this.rx.poll_recv(cx) {
             Poll::Ready(Some(ReqEvent::Chunk(payload))) => {
                 this.consumed_one();
-                Poll::Ready(Some(decode_message(payload.bytes())))
+                let item = decode_message(payload.bytes());
+                payload.recycle(&this.shared);
+                Poll::Ready(Some(item))
             }
             Poll::Ready(Some(ReqEvent::End)) => {
                 this.done = true;

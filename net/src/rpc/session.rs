@@ -85,6 +85,11 @@ impl Payload {
     pub(crate) fn bytes(&self) -> &[u8] {
         self.frame.get(self.start..).unwrap_or_default()
     }
+
+    /// Hands the buffer back to the session's pool.
+    pub(crate) fn recycle(self, shared: &SessionShared) {
+        shared.recycle(self.frame);
+    }
 }
 
 /// What the dispatcher hands a caller.
@@ -116,7 +121,14 @@ pub(crate) struct SessionShared {
     pub(crate) closed: CancellationToken,
     end: OnceLock<Arc<SessionError>>,
     router: Arc<Router>,
+    /// Recycled large frame buffers (avoids a fresh, page-faulting allocation per message).
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Buffers below this capacity are not worth pooling.
+const POOL_MIN_CAPACITY: usize = 16 * 1024;
+/// Most buffers kept per session.
+const POOL_MAX_BUFFERS: usize = 16;
 
 impl std::fmt::Debug for SessionShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,6 +153,27 @@ impl SessionShared {
         lock(&self.served)
     }
 
+    /// A cleared buffer, recycled when one is available.
+    pub(crate) fn take_buffer(&self, min_capacity: usize) -> Vec<u8> {
+        if min_capacity >= POOL_MIN_CAPACITY {
+            if let Some(mut buf) = lock(&self.buffers).pop() {
+                buf.clear();
+                return buf;
+            }
+        }
+        Vec::new()
+    }
+
+    /// Returns a large buffer to the pool.
+    pub(crate) fn recycle(&self, buf: Vec<u8>) {
+        if buf.capacity() >= POOL_MIN_CAPACITY && buf.capacity() <= 2 * crate::frame::MAX_FRAME_LEN {
+            let mut pool = lock(&self.buffers);
+            if pool.len() < POOL_MAX_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+
     /// Queues a frame for the writer task. Frames for a closed session are dropped.
     pub(crate) fn send_frame(&self, frame: &Frame<'_>) -> Result<(), RpcError> {
         let bytes = frame
@@ -158,7 +191,9 @@ impl SessionShared {
         item: &T,
         size_hint: &mut usize,
     ) -> Result<(), RpcError> {
-        let mut buf = Vec::with_capacity(crate::frame::CHUNK_PAYLOAD_OFFSET.saturating_add(*size_hint));
+        let want = crate::frame::CHUNK_PAYLOAD_OFFSET.saturating_add(*size_hint);
+        let mut buf = self.take_buffer(want);
+        buf.reserve(want);
         crate::frame::begin_chunk(&mut buf, request, call_id, seq);
         let buf = postcard::to_extend(item, buf)
             .map_err(|e| RpcError::new(ErrorKind::Decode, format!("encode: {e}")))?;
@@ -328,6 +363,7 @@ impl Endpoint {
             closed: CancellationToken::new(),
             end: OnceLock::new(),
             router: self.router.clone(),
+            buffers: Mutex::new(Vec::new()),
         });
         tokio::spawn(write_loop(shared.clone(), sender, out_rx));
         tokio::spawn(read_loop(shared.clone(), receiver));
@@ -399,11 +435,13 @@ async fn write_loop(
         let Some(first) = first else { break };
         let mut taken = 1usize;
         let mut result = sender.queue_frame(&first);
+        shared.recycle(first);
         while result.is_ok() && sender.queued_len() < BATCH_BYTES {
             match rx.try_recv() {
                 Ok(frame) => {
                     taken = taken.saturating_add(1);
                     result = sender.queue_frame(&frame);
+                    shared.recycle(frame);
                 }
                 Err(_) => break,
             }
@@ -427,10 +465,15 @@ async fn read_loop(shared: Arc<SessionShared>, mut receiver: FrameReceiver<Owned
         let next = tokio::select! {
             biased;
             _ = shared.closed.cancelled() => break,
-            next = receiver.recv_frame() => next,
+            next = receiver.recv_frame_into(shared.take_buffer(POOL_MIN_CAPACITY)) => next,
         };
         match next {
-            Ok(Some(bytes)) => {
+            Ok(Some(mut bytes)) => {
+                if bytes.len() < POOL_MIN_CAPACITY && bytes.capacity() >= POOL_MIN_CAPACITY {
+                    // Keep pooled buffers for large frames; small ones get a right-sized copy.
+                    let small = bytes.clone();
+                    shared.recycle(std::mem::replace(&mut bytes, small));
+                }
                 if let Err(e) = dispatch_frame(&shared, bytes) {
                     shared.close(e);
                     break;
