@@ -86,7 +86,11 @@ fn random_sigkills_then_resume_yield_the_uninterrupted_blob() {
                 break up.finish();
             }
             // Mostly early in the remaining work, so a round sees several kills; sometimes late.
-            let span = if rng.below(4) == 0 { budget_ms } else { budget_ms / 3 };
+            let span = if rng.below(4) == 0 {
+                budget_ms
+            } else {
+                budget_ms / 3
+            };
             let delay = Duration::from_millis(rng.below(span + 1));
             match run_and_kill(&up, delay) {
                 Run::Killed => kills += 1,
