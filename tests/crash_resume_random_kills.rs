@@ -47,7 +47,7 @@ fn random_sigkills_then_resume_yield_the_uninterrupted_blob() {
     let mut budget_ms = 0u64;
     while kills < target_kills {
         round += 1;
-        if (round - 1) % ROUNDS_PER_STORE == 0 {
+        if (round - 1).is_multiple_of(ROUNDS_PER_STORE) {
             if round > 1 {
                 check_store(&dir, unique);
                 std::fs::remove_dir_all(&dir).unwrap();
@@ -56,7 +56,13 @@ fn random_sigkills_then_resume_yield_the_uninterrupted_blob() {
             // A blob committed before any kill in this store.
             let first_ref = ok_text(
                 &dir,
-                &["blob", "put", "--chunking", CHUNKING, first_file.to_str().unwrap()],
+                &[
+                    "blob",
+                    "put",
+                    "--chunking",
+                    CHUNKING,
+                    first_file.to_str().unwrap(),
+                ],
             );
             unique = first.len() as u64;
             committed = vec![(first_ref, first.clone())];

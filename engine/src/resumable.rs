@@ -475,14 +475,16 @@ impl Store {
         if stale.is_empty() {
             return Ok(stale);
         }
-        let mut batch = Batch::default();
-        batch.staging = stale
-            .iter()
-            .map(|id| StagingOp::ReleaseIfIdle {
-                id: id.clone(),
-                idle_before_unix_ms,
-            })
-            .collect();
+        let mut batch = Batch {
+            staging: stale
+                .iter()
+                .map(|id| StagingOp::ReleaseIfIdle {
+                    id: id.clone(),
+                    idle_before_unix_ms,
+                })
+                .collect(),
+            ..Batch::default()
+        };
         self.commit_batch(&mut batch)?;
         Ok(stale)
     }
