@@ -180,7 +180,10 @@ impl CommitPolicy for Checkpointer {
         tree: &TreeBuilder,
         pending: &mut Pending<'_>,
     ) -> Result<(), StoreError> {
-        let due = tree.total_bytes().saturating_sub(self.covered) >= self.cadence.interval_bytes
+        // Every batch commit carries a checkpoint (same fdatasync cadence as a plain upload),
+        // and there is one at least every `interval_bytes`.
+        let due = pending.batch_full()
+            || tree.total_bytes().saturating_sub(self.covered) >= self.cadence.interval_bytes
             || (self.cadence.at_leaf_close && tree.completed_leaves() != self.completed_leaves)
             || now_ms().saturating_sub(self.last_unix_ms) >= self.cadence.max_age_ms;
         if due {
