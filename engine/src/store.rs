@@ -217,7 +217,10 @@ impl Store {
         })();
         // A refused staging change (a conflict decided inside the transaction) says nothing
         // about durability: the handle stays usable.
-        let conflict = matches!(&result, Err(StoreError::Index(crate::index::IndexError::Staging(e))) if e.is_conflict());
+        let conflict = matches!(
+            &result,
+            Err(StoreError::Index(crate::index::IndexError::Staging(e))) if e.is_conflict()
+        );
         if result.is_err() && !conflict {
             self.poisoned.store(true, Ordering::Release);
         }
