@@ -17,10 +17,17 @@ pub mod store;
 pub mod tree;
 pub mod writer;
 
+// Resumable uploads (staging): checkpoint codec, the staging_v1 table, the checkpointed writer.
+pub mod checkpoint;
+pub mod resumable;
+pub mod staging_table;
+
+pub use checkpoint::StagingCheckpoint;
 pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
 pub use error::{BlobError, OpenError, StoreError};
 pub use fetch::BlobStat;
+pub use resumable::{CheckpointCadence, ResumableConfig, ResumableWriter, StagingError};
 pub use store::{ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;
 pub use writer::{BlobWriter, PutOutcome};

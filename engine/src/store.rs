@@ -117,6 +117,19 @@ impl Store {
     /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
     /// another process has it open.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
+        Self::open_with_backend(
+            dir,
+            config,
+            std::sync::Arc::new(net_mesh_segments::FileBackend),
+        )
+    }
+
+    /// [`Store::open`] with an explicit segment storage backend (fault injection in tests).
+    pub fn open_with_backend(
+        dir: &Path,
+        config: StoreConfig,
+        backend: std::sync::Arc<dyn net_mesh_segments::SegmentBackend>,
+    ) -> Result<Store, OpenError> {
         config
             .chunking
             .validate()
@@ -147,7 +160,7 @@ impl Store {
             roll_size: config.segment_roll_size,
             ..SegmentConfig::default()
         };
-        let segments = Segments::open(&seg_dir, seg_config, &committed)?;
+        let segments = Segments::open_with_backend(&seg_dir, seg_config, &committed, backend)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             config,
@@ -202,7 +215,13 @@ impl Store {
             net_mesh_segments::failpoint::hit("engine.after_segment_sync");
             Ok::<_, StoreError>(self.index.commit(batch)?)
         })();
-        if result.is_err() {
+        // A refused staging change (a conflict decided inside the transaction) says nothing
+        // about durability: the handle stays usable.
+        let conflict = matches!(
+            &result,
+            Err(StoreError::Index(crate::index::IndexError::Staging(e))) if e.is_conflict()
+        );
+        if result.is_err() && !conflict {
             self.poisoned.store(true, Ordering::Release);
         }
         result

@@ -5,6 +5,7 @@
 
 mod blob;
 mod output;
+mod staging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ enum Command {
     /// Store, read, inspect and unpin blobs
     #[command(subcommand)]
     Blob(blob::BlobCmd),
+    /// Resumable uploads: list, resume, abort
+    #[command(subcommand)]
+    Staging(staging::StagingCmd),
 }
 
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = data_dir(cli.data_dir).and_then(|dir| match cli.command {
         Command::Blob(cmd) => blob::run(cmd, &dir),
+        Command::Staging(cmd) => staging::run(cmd, &dir),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
