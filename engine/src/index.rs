@@ -17,9 +17,9 @@ use crate::codec::{BlobRef, Hash};
 pub const INDEX_FORMAT_VERSION: u8 = 1;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
-const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects_v1");
-const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
-const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments_v1");
+pub(crate) const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects_v1");
+pub(crate) const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
+pub(crate) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments_v1");
 
 const META_FORMAT_KEY: &str = "format_version";
 
@@ -240,6 +240,9 @@ pub struct Batch {
     pub pins_remove: Vec<Hash>,
     /// Staging checkpoint changes (resumable uploads), applied in the same transaction.
     pub staging: Vec<crate::staging_table::StagingOp>,
+    /// Objects whose bytes moved (compaction, repair): new location of each; live bytes move
+    /// from the old segment to the new one. An id no longer in the index is skipped.
+    pub relocations: Vec<(Hash, RecordLoc)>,
 }
 
 impl Batch {
@@ -250,6 +253,7 @@ impl Batch {
             && self.pins_add.is_empty()
             && self.pins_remove.is_empty()
             && self.staging.is_empty()
+            && self.relocations.is_empty()
     }
 
     pub fn add_ref(&mut self, hash: Hash, delta: i64) {
@@ -346,6 +350,7 @@ impl Index {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
             let mut pins = txn.open_table(PINS)?;
+            let mut lost_refs = txn.open_table(LOST_REFS)?;
             let mut seg_entries: BTreeMap<SegmentId, SegmentEntry> = BTreeMap::new();
             let load_seg = |segments: &redb::Table<u64, &[u8]>,
                             id: SegmentId|
@@ -370,7 +375,9 @@ impl Index {
                 let entry = ObjectEntry {
                     kind: *kind,
                     loc: *loc,
-                    refcount: 0,
+                    // gc: an object fsck --repair dropped while still referenced gets back the
+                    // count its surviving parents and pins hold (§3.10).
+                    refcount: take_lost_refs(&mut lost_refs, hash)?,
                     created_unix_ms: now,
                 };
                 objects.insert(hash, entry.encode().as_slice())?;
@@ -384,6 +391,33 @@ impl Index {
                 outcome.inserted_bytes = outcome
                     .inserted_bytes
                     .saturating_add(u64::from(loc.payload_len));
+            }
+            for (hash, new_loc) in &batch.relocations {
+                let Some(raw) = objects.get(hash)?.map(|v| v.value().to_vec()) else {
+                    continue;
+                };
+                let mut entry = ObjectEntry::decode(hash, &raw)?;
+                if entry.loc == *new_loc {
+                    continue;
+                }
+                let mut old = match seg_entries.get(&entry.loc.segment) {
+                    Some(e) => *e,
+                    None => load_seg(&segments, entry.loc.segment)?,
+                };
+                old.live_bytes = old
+                    .live_bytes
+                    .saturating_sub(u64::from(entry.loc.payload_len));
+                seg_entries.insert(entry.loc.segment, old);
+                let mut new = match seg_entries.get(&new_loc.segment) {
+                    Some(e) => *e,
+                    None => load_seg(&segments, new_loc.segment)?,
+                };
+                new.live_bytes = new
+                    .live_bytes
+                    .saturating_add(u64::from(new_loc.payload_len));
+                seg_entries.insert(new_loc.segment, new);
+                entry.loc = *new_loc;
+                objects.insert(hash, entry.encode().as_slice())?;
             }
             let mut deltas = batch.ref_deltas.clone();
             crate::staging_table::apply(&txn, &batch.staging, &mut deltas)?;
@@ -434,6 +468,100 @@ impl Index {
         Ok(outcome)
     }
 }
+
+// ---- GC, compaction and fsck support (branch gc) -------------------------------------------
+
+impl Index {
+    /// The database, for the GC, compaction and fsck transactions (engine-internal).
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Moves one object to `new_loc` (bytes already durable there) in one transaction, moving
+    /// its live bytes between the segment entries. Returns false when the id is not indexed.
+    pub fn relocate(&self, hash: Hash, new_loc: RecordLoc) -> Result<bool, IndexError> {
+        if self.reader()?.object(&hash)?.is_none() {
+            return Ok(false);
+        }
+        let batch = Batch {
+            relocations: vec![(hash, new_loc)],
+            ..Batch::default()
+        };
+        self.commit(&batch)?;
+        Ok(true)
+    }
+
+    /// Every object entry, in id order (for GC and fsck; O(objects) memory).
+    pub fn objects(&self) -> Result<Vec<(Hash, ObjectEntry)>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let id = *k.value();
+            out.push((id, ObjectEntry::decode(&id, v.value())?));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one object entry inside a write transaction.
+pub(crate) fn object_in(
+    table: &redb::Table<&[u8; 32], &[u8]>,
+    hash: &Hash,
+) -> Result<Option<ObjectEntry>, IndexError> {
+    match table.get(hash)?.map(|v| v.value().to_vec()) {
+        Some(raw) => Ok(Some(ObjectEntry::decode(hash, &raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads one segment entry inside a write transaction (absent → default).
+pub(crate) fn segment_in(
+    table: &redb::Table<u64, &[u8]>,
+    id: SegmentId,
+) -> Result<Option<SegmentEntry>, IndexError> {
+    match table.get(id)?.map(|v| v.value().to_vec()) {
+        Some(raw) => Ok(Some(SegmentEntry::decode(id, &raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Objects `fsck --repair` dropped while parents or pins still named them, with the count
+/// those references hold (docs/FORMAT.md §3.10). Value: version byte 1, then u64 LE count.
+pub(crate) const LOST_REFS: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("lost_refs_v1");
+/// Size of an encoded lost-refs value.
+pub const LOST_REFS_LEN: usize = 9;
+
+pub(crate) fn encode_lost_refs(count: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LOST_REFS_LEN);
+    out.push(INDEX_FORMAT_VERSION);
+    out.extend_from_slice(&count.to_le_bytes());
+    out
+}
+
+pub(crate) fn decode_lost_refs(hash: &Hash, bytes: &[u8]) -> Result<u64, IndexError> {
+    if bytes.len() != LOST_REFS_LEN || bytes.first() != Some(&INDEX_FORMAT_VERSION) {
+        return Err(corrupted("lost_refs_v1", hash, "bad length or version"));
+    }
+    Ok(u64::from_le_bytes(
+        take(bytes, 1).ok_or_else(|| corrupted("lost_refs_v1", hash, "short"))?,
+    ))
+}
+
+/// Removes and returns the lost reference count of `hash` (0 when none is recorded).
+pub(crate) fn take_lost_refs(
+    table: &mut redb::Table<&[u8; 32], &[u8]>,
+    hash: &Hash,
+) -> Result<u64, IndexError> {
+    let Some(raw) = table.remove(hash)?.map(|v| v.value().to_vec()) else {
+        return Ok(0);
+    };
+    decode_lost_refs(hash, &raw)
+}
+
+// ---- end of GC, compaction and fsck support -------------------------------------------------
 
 /// A read snapshot of the index.
 #[derive(Debug)]

@@ -23,6 +23,14 @@ pub mod resumable;
 pub mod staging_table;
 
 pub use checkpoint::StagingCheckpoint;
+
+// GC, compaction and fsck.
+pub mod compact;
+pub mod fsck;
+pub mod gc;
+pub mod stripe;
+pub use gc::{GcError, GcOptions, GcPhase, GcReport};
+
 pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
 pub use error::{BlobError, OpenError, StoreError};

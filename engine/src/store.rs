@@ -2,12 +2,14 @@
 //!
 //! Layout of a data dir: `LOCK` (holds the owner's pid), `index.redb`, `segments/seg-*.nms`.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
-use net_mesh_segments::{SegmentConfig, Segments};
+use net_mesh_segments::{FileBackend, SegmentBackend, SegmentConfig, SegmentId, Segments};
 
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
@@ -68,6 +70,10 @@ pub struct Store {
     pub(crate) segments: Segments,
     pub(crate) poisoned: AtomicBool,
     pub(crate) stats: ReadStats,
+    /// Uploads hold a read guard for a `BlobWriter`'s lifetime; GC's delete and compaction
+    /// phases take the write guard, so they never run while an upload may still reference a
+    /// count-0 object it found already stored (see `gc.rs`).
+    pub(crate) gc_lock: RwLock<()>,
     /// Held for the store's lifetime; the OS lock is released when the file is closed.
     _lock: File,
 }
@@ -117,18 +123,33 @@ impl Store {
     /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
     /// another process has it open.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
-        Self::open_with_backend(
-            dir,
-            config,
-            std::sync::Arc::new(net_mesh_segments::FileBackend),
-        )
+        Self::open_inner(dir, config, Arc::new(FileBackend), |_, committed| committed)
     }
 
     /// [`Store::open`] with an explicit segment storage backend (fault injection in tests).
     pub fn open_with_backend(
         dir: &Path,
         config: StoreConfig,
-        backend: std::sync::Arc<dyn net_mesh_segments::SegmentBackend>,
+        backend: Arc<dyn SegmentBackend>,
+    ) -> Result<Store, OpenError> {
+        Self::open_inner(dir, config, backend, |_, committed| committed)
+    }
+
+    /// [`Store::open`], letting `screen` adjust the committed segment set before the segment
+    /// files are opened (fsck drops missing or damaged segments instead of failing).
+    pub(crate) fn open_screened(
+        dir: &Path,
+        config: StoreConfig,
+        screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
+    ) -> Result<Store, OpenError> {
+        Self::open_inner(dir, config, Arc::new(FileBackend), screen)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        config: StoreConfig,
+        backend: Arc<dyn SegmentBackend>,
+        screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
         config
             .chunking
@@ -160,6 +181,7 @@ impl Store {
             roll_size: config.segment_roll_size,
             ..SegmentConfig::default()
         };
+        let committed = screen(&seg_dir, committed);
         let segments = Segments::open_with_backend(&seg_dir, seg_config, &committed, backend)?;
         Ok(Store {
             dir: dir.to_path_buf(),
@@ -168,6 +190,7 @@ impl Store {
             segments,
             poisoned: AtomicBool::new(false),
             stats: ReadStats::default(),
+            gc_lock: RwLock::new(()),
             _lock: lock,
         })
     }
@@ -215,13 +238,17 @@ impl Store {
             net_mesh_segments::failpoint::hit("engine.after_segment_sync");
             Ok::<_, StoreError>(self.index.commit(batch)?)
         })();
-        // A refused staging change (a conflict decided inside the transaction) says nothing
-        // about durability: the handle stays usable.
-        let conflict = matches!(
+        // Refusals decided before anything is written say nothing about durability, so the
+        // handle stays usable: a staging conflict decided inside the transaction, or a batch
+        // naming an object that is not indexed (e.g. pinning a blob GC collected).
+        let refused = matches!(
             &result,
-            Err(StoreError::Index(crate::index::IndexError::Staging(e))) if e.is_conflict()
+            Err(StoreError::Index(IndexError::Staging(e))) if e.is_conflict()
+        ) || matches!(
+            &result,
+            Err(StoreError::Index(IndexError::MissingObject(_)))
         );
-        if result.is_err() && !conflict {
+        if result.is_err() && !refused {
             self.poisoned.store(true, Ordering::Release);
         }
         result

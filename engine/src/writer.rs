@@ -32,6 +32,8 @@ pub struct PutOutcome {
 
 /// Index-side state of an upload: the open batch and what it already holds.
 pub(crate) struct Pending<'s> {
+    /// Keeps GC's delete phase out while this upload may reference count-0 objects.
+    _gc_guard: std::sync::RwLockReadGuard<'s, ()>,
     pub(crate) store: &'s Store,
     pub(crate) batch: Batch,
     /// Objects appended in the open batch (not yet visible through `reader`).
@@ -44,7 +46,11 @@ pub(crate) struct Pending<'s> {
 
 impl<'s> Pending<'s> {
     pub(crate) fn new(store: &'s Store) -> Result<Pending<'s>, StoreError> {
+        // A poisoned lock only means another thread panicked while holding it; the guard
+        // protects no data of its own.
+        let gc_guard = store.gc_lock.read().unwrap_or_else(|e| e.into_inner());
         Ok(Pending {
+            _gc_guard: gc_guard,
             store,
             batch: Batch::default(),
             in_batch: HashSet::new(),
@@ -197,7 +203,9 @@ impl<'s> WritePath<'s> {
         policy: &mut impl CommitPolicy,
     ) -> Result<(), StoreError> {
         let chunk_ref = self.pending.put_chunk(chunk)?;
-        self.tree.push(chunk_ref, &mut self.pending).map_err(tree_error)?;
+        self.tree
+            .push(chunk_ref, &mut self.pending)
+            .map_err(tree_error)?;
         policy.after_chunk(&self.tree, &mut self.pending)
     }
 

@@ -663,6 +663,17 @@ impl Segments {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).active
     }
 
+    /// Seals the active segment now and starts a new one (compaction never rewrites the
+    /// active segment, so it seals it first). Returns the new active id. The new file is
+    /// durable after the next [`Segments::sync`], which reports it with its header length.
+    pub fn seal_active(&self) -> Result<SegmentId, SegmentError> {
+        self.check_poisoned()?;
+        let mut state = lock(&self.state)?;
+        self.check_poisoned()?;
+        self.roll(&mut state)?;
+        Ok(state.active)
+    }
+
     /// The directory holding the segment files.
     pub fn dir(&self) -> &Path {
         &self.dir

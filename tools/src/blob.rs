@@ -72,6 +72,12 @@ pub enum BlobCmd {
     },
     /// Unpin a blob (space is reclaimed by gc)
     Rm { blob: String },
+    /// List every chunk of a blob: hash, size, role (data/parity) and stripe
+    Chunks {
+        blob: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
@@ -223,6 +229,11 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BlobCmd::Chunks { blob, json } => {
+            let store = open(dir, StoreConfig::default())?;
+            let blob_ref = resolve(&store, &blob)?;
+            crate::chunk::list(&store, &blob_ref, json)
+        }
         BlobCmd::Rm { blob } => {
             let store = open(dir, StoreConfig::default())?;
             let blob_ref = resolve(&store, &blob)?;
@@ -272,12 +283,11 @@ fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
         &name,
     )?;
     bar.finish_and_clear();
-    print_put(&outcome, json);
-    Ok(())
+    print_put(&outcome, json)
 }
 
 /// Prints a finished upload like `blob put` does (the ref, or a JSON object).
-pub(crate) fn print_put(outcome: &net_mesh_engine::PutOutcome, json: bool) {
+pub(crate) fn print_put(outcome: &net_mesh_engine::PutOutcome, json: bool) -> anyhow::Result<()> {
     let r = &outcome.blob_ref;
     if json {
         outln!(
@@ -296,6 +306,7 @@ pub(crate) fn print_put(outcome: &net_mesh_engine::PutOutcome, json: bool) {
     } else {
         outln!("{}", r.to_text());
     }
+    Ok(())
 }
 
 /// Counts bytes written for the progress bar.

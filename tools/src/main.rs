@@ -4,6 +4,10 @@
 //! object); 1 any other error. Errors are one line on stderr.
 
 mod blob;
+mod chunk;
+mod fsck;
+mod gc;
+mod identity;
 mod output;
 mod staging;
 
@@ -29,9 +33,24 @@ enum Command {
     /// Store, read, inspect and unpin blobs
     #[command(subcommand)]
     Blob(blob::BlobCmd),
+    /// Node identities (ed25519): generate, show
+    Identity {
+        #[command(subcommand)]
+        cmd: identity::IdentityCmd,
+        /// Print JSON
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Resumable uploads: list, resume, abort
     #[command(subcommand)]
     Staging(staging::StagingCmd),
+    /// Delete unreferenced objects older than the grace period and compact sparse segments
+    Gc(gc::GcArgs),
+    /// Check the store offline (framing, index, hashes, counts, orphans); exit 3 on problems
+    Fsck(fsck::FsckArgs),
+    /// Per-chunk operator tools
+    #[command(subcommand)]
+    Chunk(chunk::ChunkCmd),
 }
 
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
@@ -61,6 +80,10 @@ fn main() -> ExitCode {
     let result = data_dir(cli.data_dir).and_then(|dir| match cli.command {
         Command::Blob(cmd) => blob::run(cmd, &dir),
         Command::Staging(cmd) => staging::run(cmd, &dir),
+        Command::Identity { cmd, json } => identity::run(cmd, &dir, json),
+        Command::Gc(args) => gc::run(args, &dir),
+        Command::Fsck(args) => fsck::run(args, &dir),
+        Command::Chunk(cmd) => chunk::run(cmd, &dir),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -46,6 +46,9 @@ pub fn one_line(err: &anyhow::Error) -> String {
 /// 3 for integrity failures anywhere in the chain, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if cause.downcast_ref::<crate::fsck::ProblemsFound>().is_some() {
+            return EXIT_INTEGRITY;
+        }
         if let Some(e) = cause.downcast_ref::<BlobError>()
             && e.is_integrity()
         {

@@ -13,6 +13,7 @@ use net_mesh_staging::{
 };
 use serde_json::json;
 
+use crate::outln;
 use crate::output::progress;
 
 #[derive(Debug, Subcommand)]
@@ -132,8 +133,7 @@ pub fn put_resumable(
     feed(&mut handle, input, &bar)?;
     let outcome = finalize_streaming_store(handle)?;
     bar.finish_and_clear();
-    crate::blob::print_put(&outcome, json);
-    Ok(())
+    crate::blob::print_put(&outcome, json)
 }
 
 fn resume(
@@ -163,7 +163,7 @@ fn resume(
     bar.finish_and_clear();
     if json {
         let replayed = size.map(|s| s.saturating_sub(offset));
-        println!(
+        outln!(
             "{}",
             json!({
                 "blob_ref": outcome.blob_ref.to_text(),
@@ -177,7 +177,7 @@ fn resume(
             })
         );
     } else {
-        println!("{}", outcome.blob_ref.to_text());
+        outln!("{}", outcome.blob_ref.to_text());
     }
     Ok(())
 }
@@ -209,11 +209,11 @@ pub fn run(cmd: StagingCmd, dir: &Path) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(rows));
+                outln!("{}", serde_json::Value::Array(rows));
             } else {
                 for r in &rows {
                     let age_s = now.saturating_sub(r.last_checkpoint_unix_ms) / 1000;
-                    println!(
+                    outln!(
                         "{}  committed {:>14}  resume at {:>14}  age {:>6}s  {}  {}",
                         r.staging_id,
                         r.bytes_committed,

@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
+
+use crate::outln;
 use net_mesh::Identity;
 
 /// Identity subcommands.
@@ -30,8 +32,8 @@ pub fn run(cmd: IdentityCmd, data_dir: &Path, json: bool) -> anyhow::Result<()> 
             (name, identity, true)
         }
         IdentityCmd::Show { name } => {
-            let identity =
-                Identity::load(data_dir, &name).with_context(|| format!("loading identity {name:?}"))?;
+            let identity = Identity::load(data_dir, &name)
+                .with_context(|| format!("loading identity {name:?}"))?;
             (name, identity, false)
         }
     };
@@ -45,13 +47,13 @@ pub fn run(cmd: IdentityCmd, data_dir: &Path, json: bool) -> anyhow::Result<()> 
             "key_file": key_file.display().to_string(),
             "created": created,
         });
-        println!("{out}");
+        outln!("{out}");
     } else if created {
-        println!("{node_id}");
+        outln!("{node_id}");
     } else {
-        println!("node_id    {node_id}");
-        println!("public_key {}", identity.public_key_hex());
-        println!("key_file   {}", key_file.display());
+        outln!("node_id    {node_id}");
+        outln!("public_key {}", identity.public_key_hex());
+        outln!("key_file   {}", key_file.display());
     }
     Ok(())
 }

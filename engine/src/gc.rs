@@ -1,0 +1,599 @@
+//! Garbage collection: deletes objects whose reference count is 0 and that are older than a
+//! grace period, cascading into their children, then hands the space to compaction.
+//!
+//! Safety argument (docs/GC.md has the crash analysis):
+//! - **Scan** (read snapshot): candidates = count 0 and `created_unix_ms` ≤ now − grace.
+//! - **Delete** (one write transaction, under the store's GC write guard, so no `BlobWriter` is
+//!   alive): every candidate's entry is re-read *inside* the transaction and deleted only if its
+//!   count is still 0 and it is still old enough — a reference taken after the scan (a pin, a
+//!   new parent node) always wins. Deleting a node decrements each child entry it lists; a child
+//!   that reaches 0 joins the same run (lazy cascade), under the same checks.
+//! - A node whose bytes cannot be read or verified is kept (its children's counts would be
+//!   unknown): GC never lowers a count it cannot justify.
+//! - Stripe integrity: a chunk listed in a live erasure-coded blob is never deleted, whatever
+//!   its stored count says (the check walks the pinned RS blobs). A leaf and all of its data and
+//!   parity chunks are released by the same decrement, so a stripe goes all at once.
+//! - Failpoints: `gc.delete_commit.before`, `gc.delete_commit.after`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use net_mesh_segments::{RecordKind, SegmentError};
+use redb::ReadableTable;
+
+use crate::codec::{
+    BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, internal_id, leaf_id,
+};
+use crate::error::{BlobError, hex};
+use crate::index::{
+    IndexError, IndexReader, LOST_REFS, OBJECTS, ObjectEntry, SEGMENTS, decode_lost_refs,
+    encode_lost_refs, object_in,
+};
+use crate::store::{Store, now_ms};
+
+/// What `Store::gc` does.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Only objects created at least this long ago are deleted.
+    pub grace: Duration,
+    /// Compute and report, change nothing.
+    pub dry_run: bool,
+    /// Sealed segments whose live payload bytes fall below this fraction of their committed
+    /// bytes are compacted (0.0 disables compaction).
+    pub compact_threshold: f64,
+}
+
+/// Default grace period: 24 hours.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// Default compaction threshold: compact segments less than half live.
+pub const DEFAULT_COMPACT_THRESHOLD: f64 = 0.5;
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: DEFAULT_GRACE,
+            dry_run: false,
+            compact_threshold: DEFAULT_COMPACT_THRESHOLD,
+        }
+    }
+}
+
+/// Points where a test hook runs (deterministic interleaving tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcPhase {
+    /// After the candidate scan, before the delete transaction takes the GC guard.
+    Scanned,
+    /// After the delete transaction committed, before compaction.
+    Swept,
+}
+
+/// A chunk GC refused to delete because a live erasure-coded blob lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StripeRefusal {
+    pub chunk: String,
+    pub blob_id: String,
+    pub stripe: u32,
+}
+
+/// What a GC run did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub grace_secs: u64,
+    /// Count-0 objects past the grace found by the scan.
+    pub candidates: u64,
+    pub objects_freed: u64,
+    pub chunks_freed: u64,
+    pub nodes_freed: u64,
+    /// Payload bytes of the freed objects.
+    pub bytes_freed: u64,
+    /// Candidates whose count was no longer 0 inside the delete transaction.
+    pub skipped_referenced: u64,
+    /// Objects that reached 0 in the cascade but are younger than the grace.
+    pub skipped_young: u64,
+    pub stripe_refusals: Vec<StripeRefusal>,
+    /// Nodes kept because their bytes could not be read or verified (run fsck).
+    pub unreadable_nodes: Vec<String>,
+    /// Children a deleted node listed that were not in the index (run fsck).
+    pub missing_children: u64,
+    pub segments_compacted: u64,
+    /// Sealed segments unlinked (compacted or wholly dead).
+    pub segments_removed: u64,
+    pub records_copied: u64,
+    pub bytes_copied: u64,
+    /// Sum of segment file sizes before and after the run.
+    pub disk_bytes_before: u64,
+    pub disk_bytes_after: u64,
+    /// Segment files whose unlink failed after their index entry was dropped (fsck reports
+    /// and `fsck --repair` removes them).
+    pub orphan_files: Vec<String>,
+    /// Segments compaction left alone, with the reason.
+    pub compaction_notes: Vec<String>,
+}
+
+/// Why GC or an object deletion failed (or was refused).
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("store handle is poisoned by an earlier durability failure; reopen the store")]
+    Poisoned,
+    #[error("index: {0}")]
+    Index(#[from] IndexError),
+    #[error("segments: {0}")]
+    Segments(#[from] SegmentError),
+    #[error("reading blob: {0}")]
+    Blob(#[from] BlobError),
+    #[error(
+        "chunk {chunk} is in stripe {stripe} of live erasure-coded blob {blob_id}: deleting it \
+         alone would weaken the stripe (unpin the blob, or use the operator override --force)"
+    )]
+    StripeIntegrity {
+        chunk: String,
+        blob_id: String,
+        stripe: u32,
+    },
+    #[error(
+        "object {hash} has {refcount} reference(s) (parent entries + pins); unpin its blobs and \
+         run gc, or use the operator override --force"
+    )]
+    Referenced { hash: String, refcount: u64 },
+    #[error("object {0} is not in the index")]
+    NotFound(String),
+    #[error("object {hash} is a {kind:?}, not a chunk")]
+    NotAChunk { hash: String, kind: RecordKind },
+}
+
+impl From<redb::Error> for GcError {
+    fn from(e: redb::Error) -> Self {
+        GcError::Index(IndexError::from(e))
+    }
+}
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for GcError {
+            fn from(e: $t) -> Self {
+                GcError::Index(IndexError::from(e))
+            }
+        }
+    )*};
+}
+redb_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// One chunk of a blob, for `blob chunks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub hash: Hash,
+    pub size: u32,
+    pub role: ChunkRole,
+    /// Erasure-coding stripe (None for a plain blob).
+    pub stripe: Option<u32>,
+}
+
+/// Reads node `hash` (kind from its index entry), verifies its id and returns the ids of the
+/// children it lists, one per entry (repeats included: counts are per entry).
+pub(crate) fn node_children(
+    store: &Store,
+    hash: &Hash,
+    entry: &ObjectEntry,
+) -> Result<Vec<Hash>, BlobError> {
+    let bytes = store.segments.read(entry.loc, entry.kind, hash)?;
+    match entry.kind {
+        RecordKind::Chunk => Ok(Vec::new()),
+        RecordKind::LeafNode => Ok(decode_leaf(hash, &bytes)?
+            .chunks
+            .iter()
+            .map(|c| c.hash)
+            .collect()),
+        RecordKind::InternalNode => Ok(decode_internal(hash, &bytes)?
+            .children
+            .iter()
+            .map(|c| c.hash)
+            .collect()),
+    }
+}
+
+pub(crate) fn decode_leaf(hash: &Hash, bytes: &[u8]) -> Result<LeafNode, BlobError> {
+    let actual = leaf_id(bytes);
+    if actual != *hash {
+        return Err(BlobError::ChainMismatch {
+            at_depth: 0,
+            parent_hash: *hash,
+            child_hash: actual,
+        });
+    }
+    LeafNode::decode(bytes).map_err(|source| BlobError::BadNode {
+        hash: *hash,
+        source,
+    })
+}
+
+pub(crate) fn decode_internal(hash: &Hash, bytes: &[u8]) -> Result<InternalNode, BlobError> {
+    let actual = internal_id(bytes);
+    if actual != *hash {
+        return Err(BlobError::ChainMismatch {
+            at_depth: 0,
+            parent_hash: *hash,
+            child_hash: actual,
+        });
+    }
+    InternalNode::decode(bytes).map_err(|source| BlobError::BadNode {
+        hash: *hash,
+        source,
+    })
+}
+
+fn read_verified(
+    store: &Store,
+    reader: &IndexReader,
+    hash: &Hash,
+    kind: RecordKind,
+    what: &'static str,
+) -> Result<Vec<u8>, BlobError> {
+    let entry = reader
+        .object(hash)?
+        .ok_or(BlobError::Missing { hash: *hash, what })?;
+    if entry.kind != kind {
+        return Err(BlobError::Corrupted {
+            hash: *hash,
+            reason: format!("index says {:?}, expected {what}", entry.kind),
+        });
+    }
+    Ok(store.segments.read(entry.loc, kind, hash)?)
+}
+
+/// Calls `f` with every chunk list of the blob in blob order (reading and verifying its nodes).
+fn for_each_list(
+    store: &Store,
+    reader: &IndexReader,
+    blob_ref: &BlobRef,
+    f: &mut dyn FnMut(&[ChunkRef], Encoding),
+) -> Result<(), BlobError> {
+    match blob_ref {
+        BlobRef::Small { hash, size } => {
+            let chunk = ChunkRef {
+                hash: *hash,
+                size: u32::try_from(*size).unwrap_or(u32::MAX),
+                role: ChunkRole::Data,
+            };
+            f(&[chunk], Encoding::Plain);
+            Ok(())
+        }
+        BlobRef::Manifest {
+            encoding, chunks, ..
+        } => {
+            f(chunks, *encoding);
+            Ok(())
+        }
+        BlobRef::Tree {
+            root_hash, depth, ..
+        } => walk_node(store, reader, root_hash, depth.saturating_sub(1), f),
+    }
+}
+
+fn walk_node(
+    store: &Store,
+    reader: &IndexReader,
+    hash: &Hash,
+    level: u8,
+    f: &mut dyn FnMut(&[ChunkRef], Encoding),
+) -> Result<(), BlobError> {
+    if level == 0 {
+        let bytes = read_verified(store, reader, hash, RecordKind::LeafNode, "leaf node")?;
+        let leaf = decode_leaf(hash, &bytes)?;
+        f(&leaf.chunks, leaf.encoding);
+        return Ok(());
+    }
+    let bytes = read_verified(
+        store,
+        reader,
+        hash,
+        RecordKind::InternalNode,
+        "internal node",
+    )?;
+    let node = decode_internal(hash, &bytes)?;
+    for child in &node.children {
+        walk_node(store, reader, &child.hash, level.saturating_sub(1), f)?;
+    }
+    Ok(())
+}
+
+/// Every chunk of the blob with its role and stripe, in blob order.
+fn list_chunks(
+    store: &Store,
+    reader: &IndexReader,
+    blob_ref: &BlobRef,
+) -> Result<Vec<ChunkInfo>, BlobError> {
+    let mut out = Vec::new();
+    let mut data_before = 0u64;
+    for_each_list(store, reader, blob_ref, &mut |chunks, encoding| {
+        let (stripes, after) = crate::stripe::assign(chunks, encoding, data_before);
+        data_before = after;
+        out.extend(chunks.iter().zip(stripes).map(|(c, stripe)| ChunkInfo {
+            hash: c.hash,
+            size: c.size,
+            role: c.role,
+            stripe,
+        }));
+    })?;
+    Ok(out)
+}
+
+/// A chunk's place in a live stripe: (blob id, stripe).
+type StripePlaces = HashMap<Hash, (Hash, u32)>;
+
+impl Store {
+    /// Every chunk of a blob as `{hash, size, role, stripe}`, in blob order.
+    pub fn blob_chunks(&self, blob_ref: &BlobRef) -> Result<Vec<ChunkInfo>, BlobError> {
+        list_chunks(self, &self.index.reader()?, blob_ref)
+    }
+
+    /// Chunks listed by pinned erasure-coded blobs, with their blob and stripe. These are
+    /// never deleted by GC or the normal delete path.
+    fn live_stripe_members(&self, reader: &IndexReader) -> Result<StripePlaces, GcError> {
+        let mut out = HashMap::new();
+        for (id, pin) in reader.pins()? {
+            if pin.blob_ref.encoding() == Encoding::Plain {
+                continue;
+            }
+            // An unreadable RS blob is reported by fsck; its chunks are protected by counts.
+            let Ok(chunks) = list_chunks(self, reader, &pin.blob_ref) else {
+                tracing::warn!(blob = %hex(&id), "cannot walk erasure-coded blob for stripe check");
+                continue;
+            };
+            for c in chunks {
+                if let Some(stripe) = c.stripe {
+                    out.entry(c.hash).or_insert((id, stripe));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes count-0 objects older than `options.grace` (cascading), then compacts sparse
+    /// sealed segments. See the module docs for why this is safe with concurrent pins.
+    pub fn gc(&self, options: &GcOptions) -> Result<GcReport, GcError> {
+        self.gc_with_hook(options, &mut |_| {})
+    }
+
+    /// [`Store::gc`] calling `hook` at each [`GcPhase`] (for deterministic interleaving tests;
+    /// the hook must not start a `BlobWriter`, which would wait for GC's guard).
+    pub fn gc_with_hook(
+        &self,
+        options: &GcOptions,
+        hook: &mut dyn FnMut(GcPhase),
+    ) -> Result<GcReport, GcError> {
+        if self.check_writable().is_err() {
+            return Err(GcError::Poisoned);
+        }
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            grace_secs: options.grace.as_secs(),
+            disk_bytes_before: self.disk_bytes(),
+            ..GcReport::default()
+        };
+        let grace_ms = u64::try_from(options.grace.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = now_ms().saturating_sub(grace_ms);
+
+        // STAGING-MERGE: release the +1 references of staging uploads abandoned for longer
+        // than the grace (`release_abandoned(options.grace)`) here, before the scan, so their
+        // objects become candidates in this same run.
+
+        // Scan: a read snapshot, no guard.
+        let candidates: Vec<Hash> = self
+            .index
+            .objects()?
+            .into_iter()
+            .filter(|(_, e)| e.refcount == 0 && e.created_unix_ms <= cutoff)
+            .map(|(h, _)| h)
+            .collect();
+        report.candidates = candidates.len() as u64;
+        hook(GcPhase::Scanned);
+
+        {
+            let _guard = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+            let protected = self.live_stripe_members(&self.index.reader()?)?;
+            self.sweep(candidates, cutoff, &protected, options.dry_run, &mut report)?;
+        }
+        hook(GcPhase::Swept);
+
+        if options.compact_threshold > 0.0 {
+            let _guard = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+            crate::compact::compact(
+                self,
+                options.compact_threshold,
+                options.dry_run,
+                &mut report,
+            )?;
+        }
+        report.disk_bytes_after = self.disk_bytes();
+        Ok(report)
+    }
+
+    /// The delete transaction. Caller holds the GC write guard.
+    fn sweep(
+        &self,
+        candidates: Vec<Hash>,
+        cutoff: u64,
+        protected: &StripePlaces,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
+        let initial: HashSet<Hash> = candidates.iter().copied().collect();
+        let mut work: VecDeque<Hash> = candidates.into();
+        let txn = self.index.db().begin_write()?;
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut segments = txn.open_table(SEGMENTS)?;
+            let mut lost_refs = txn.open_table(LOST_REFS)?;
+            let mut live_delta: HashMap<u64, u64> = HashMap::new();
+            while let Some(hash) = work.pop_front() {
+                // Re-check inside the deleting transaction: a reference taken since the scan
+                // wins.
+                let Some(entry) = object_in(&objects, &hash)? else {
+                    continue;
+                };
+                if entry.refcount != 0 {
+                    if initial.contains(&hash) {
+                        report.skipped_referenced = report.skipped_referenced.saturating_add(1);
+                    }
+                    continue;
+                }
+                if entry.created_unix_ms > cutoff {
+                    report.skipped_young = report.skipped_young.saturating_add(1);
+                    continue;
+                }
+                if let Some((blob, stripe)) = protected.get(&hash) {
+                    report.stripe_refusals.push(StripeRefusal {
+                        chunk: hex(&hash),
+                        blob_id: hex(blob),
+                        stripe: *stripe,
+                    });
+                    continue;
+                }
+                let children = match node_children(self, &hash, &entry) {
+                    Ok(children) => children,
+                    Err(e) => {
+                        tracing::warn!(object = %hex(&hash), error = %e, "gc keeps unreadable node");
+                        report.unreadable_nodes.push(hex(&hash));
+                        continue;
+                    }
+                };
+                for child in children {
+                    let Some(mut c) = object_in(&objects, &child)? else {
+                        // Dropped by fsck --repair: its recorded lost count loses this parent.
+                        let lost = match lost_refs.get(&child)?.map(|v| v.value().to_vec()) {
+                            Some(raw) => Some(decode_lost_refs(&child, &raw)?),
+                            None => None,
+                        };
+                        match lost {
+                            Some(n) if n > 1 => {
+                                lost_refs.insert(&child, encode_lost_refs(n - 1).as_slice())?;
+                            }
+                            Some(_) => {
+                                lost_refs.remove(&child)?;
+                            }
+                            None => {
+                                report.missing_children = report.missing_children.saturating_add(1);
+                            }
+                        }
+                        continue;
+                    };
+                    if c.refcount == 0 {
+                        // Stored count already too low (fsck --repair recomputes it).
+                        report.missing_children = report.missing_children.saturating_add(1);
+                        continue;
+                    }
+                    c.refcount = c.refcount.saturating_sub(1);
+                    objects.insert(&child, c.encode().as_slice())?;
+                    if c.refcount == 0 {
+                        work.push_back(child);
+                    }
+                }
+                objects.remove(&hash)?;
+                let d = live_delta.entry(entry.loc.segment).or_insert(0);
+                *d = d.saturating_add(u64::from(entry.loc.payload_len));
+                report.objects_freed = report.objects_freed.saturating_add(1);
+                report.bytes_freed = report
+                    .bytes_freed
+                    .saturating_add(u64::from(entry.loc.payload_len));
+                match entry.kind {
+                    RecordKind::Chunk => {
+                        report.chunks_freed = report.chunks_freed.saturating_add(1)
+                    }
+                    _ => report.nodes_freed = report.nodes_freed.saturating_add(1),
+                }
+            }
+            for (segment, freed) in live_delta {
+                if let Some(mut e) = crate::index::segment_in(&segments, segment)? {
+                    e.live_bytes = e.live_bytes.saturating_sub(freed);
+                    segments.insert(segment, e.encode().as_slice())?;
+                }
+            }
+        }
+        if dry_run {
+            txn.abort()?;
+            return Ok(());
+        }
+        net_mesh_segments::failpoint::hit("gc.delete_commit.before");
+        txn.commit()?;
+        net_mesh_segments::failpoint::hit("gc.delete_commit.after");
+        Ok(())
+    }
+
+    /// Deletes one chunk's index entry. Without `force` this is the normal API path: it refuses
+    /// with [`GcError::StripeIntegrity`] for a chunk of a live erasure-coded stripe and with
+    /// [`GcError::Referenced`] for any referenced chunk. With `force` (the operator override,
+    /// used to simulate loss) it deletes the entry whatever references it; counts of other
+    /// objects are untouched. Returns the refcount the chunk had. Waits for uploads in flight
+    /// (like GC's delete phase), so do not call it while holding a `BlobWriter`.
+    pub fn remove_chunk(&self, hash: &Hash, force: bool) -> Result<u64, GcError> {
+        if self.check_writable().is_err() {
+            return Err(GcError::Poisoned);
+        }
+        let _guard = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+        if !force {
+            let protected = self.live_stripe_members(&self.index.reader()?)?;
+            if let Some((blob, stripe)) = protected.get(hash) {
+                return Err(GcError::StripeIntegrity {
+                    chunk: hex(hash),
+                    blob_id: hex(blob),
+                    stripe: *stripe,
+                });
+            }
+        }
+        let txn = self.index.db().begin_write()?;
+        let refcount;
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut segments = txn.open_table(SEGMENTS)?;
+            let entry = object_in(&objects, hash)?.ok_or_else(|| GcError::NotFound(hex(hash)))?;
+            if entry.kind != RecordKind::Chunk {
+                return Err(GcError::NotAChunk {
+                    hash: hex(hash),
+                    kind: entry.kind,
+                });
+            }
+            if !force && entry.refcount > 0 {
+                return Err(GcError::Referenced {
+                    hash: hex(hash),
+                    refcount: entry.refcount,
+                });
+            }
+            refcount = entry.refcount;
+            objects.remove(hash)?;
+            if refcount > 0 {
+                // Its parents and pins still count it: a re-upload gets the count back.
+                let mut lost_refs = txn.open_table(LOST_REFS)?;
+                lost_refs.insert(hash, encode_lost_refs(refcount).as_slice())?;
+            }
+            if let Some(mut e) = crate::index::segment_in(&segments, entry.loc.segment)? {
+                e.live_bytes = e
+                    .live_bytes
+                    .saturating_sub(u64::from(entry.loc.payload_len));
+                segments.insert(entry.loc.segment, e.encode().as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(refcount)
+    }
+
+    /// Sum of the sizes of the segment files in the store's segment directory.
+    pub fn disk_bytes(&self) -> u64 {
+        let Ok(dir) = std::fs::read_dir(self.segments.dir()) else {
+            return 0;
+        };
+        dir.filter_map(Result::ok)
+            .filter(|e| {
+                net_mesh_segments::parse_segment_file_name(&e.file_name().to_string_lossy())
+                    .is_some()
+            })
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .fold(0u64, u64::saturating_add)
+    }
+}

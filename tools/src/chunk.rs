@@ -1,0 +1,91 @@
+//! `net-mesh chunk …` and `net-mesh blob chunks`: per-chunk operator tools.
+
+use crate::outln;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use net_mesh_engine::codec::{BlobRef, Hash};
+use net_mesh_engine::error::hex;
+use net_mesh_engine::stripe::role_name;
+use net_mesh_engine::{Store, StoreConfig};
+use serde_json::json;
+
+#[derive(Debug, Subcommand)]
+pub enum ChunkCmd {
+    /// Delete one chunk. Refused while anything references it (or while it belongs to a live
+    /// erasure-coded stripe) unless --force, the operator override used to simulate loss
+    Rm {
+        /// The chunk's full hash (64 hex digits)
+        hash: String,
+        /// Delete it whatever references it (readers of those blobs will fail or reconstruct)
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn parse_hash(text: &str) -> anyhow::Result<Hash> {
+    let text = text.trim();
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{text:?} is not a 64-digit hex chunk hash");
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let pair = text.get(i * 2..i * 2 + 2).context("hash digits")?;
+        *byte = u8::from_str_radix(pair, 16).context("hash digits")?;
+    }
+    Ok(out)
+}
+
+pub fn run(cmd: ChunkCmd, dir: &Path) -> anyhow::Result<()> {
+    let store = Store::open(dir, StoreConfig::default())
+        .with_context(|| format!("opening store {}", dir.display()))?;
+    match cmd {
+        ChunkCmd::Rm { hash, force } => {
+            let hash = parse_hash(&hash)?;
+            let had = store.remove_chunk(&hash, force)?;
+            if had > 0 {
+                outln!(
+                    "removed chunk {} (it had {had} reference(s); blobs using it are now damaged)",
+                    hex(&hash)
+                );
+            } else {
+                outln!("removed chunk {}", hex(&hash));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `blob chunks REF`: every chunk as `{hash, size, role, stripe}`.
+pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> anyhow::Result<()> {
+    let chunks = store.blob_chunks(blob_ref)?;
+    if as_json {
+        let rows: Vec<_> = chunks
+            .iter()
+            .map(|c| {
+                json!({
+                    "hash": hex(&c.hash),
+                    "size": c.size,
+                    "role": role_name(c.role),
+                    "stripe": c.stripe,
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::Value::Array(rows));
+    } else {
+        for c in &chunks {
+            let stripe = c
+                .stripe
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into());
+            outln!(
+                "{}  {:>8}  {:<6}  {stripe}",
+                hex(&c.hash),
+                c.size,
+                role_name(c.role)
+            );
+        }
+    }
+    Ok(())
+}

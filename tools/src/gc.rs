@@ -1,0 +1,174 @@
+//! `net-mesh gc`: delete unreferenced objects past a grace period and compact sparse segments.
+
+use crate::outln;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use net_mesh_engine::{GcOptions, GcReport, Store, StoreConfig};
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only delete objects unreferenced and older than this (e.g. 24h, 30m, 0s)
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    grace: Duration,
+    /// Report what would be freed; change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// Compact sealed segments whose live fraction is below this (0 disables)
+    #[arg(long, default_value_t = net_mesh_engine::gc::DEFAULT_COMPACT_THRESHOLD, hide = true)]
+    compact_threshold: f64,
+}
+
+/// Parses durations like `24h`, `30m`, `90s`, `500ms`, `2d`, `1h30m`, `0` (seconds if no unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {text:?} (expected e.g. 24h, 30m, 0s)"
+            ));
+        }
+        let (num, tail) = rest.split_at(digits);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("number too large in {text:?}"))?;
+        let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} in {text:?} (use ms, s, m, h, d)"
+                ));
+            }
+        };
+        total = total.saturating_add(part);
+        rest = tail;
+    }
+    Ok(total)
+}
+
+/// Human-readable byte count.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let name = UNITS.get(unit).copied().unwrap_or("B");
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {name}")
+    }
+}
+
+fn print_text(r: &GcReport) -> anyhow::Result<()> {
+    let verb = if r.dry_run { "would free" } else { "freed" };
+    outln!(
+        "{verb} {} objects ({} chunks, {} nodes), {} of payload",
+        r.objects_freed,
+        r.chunks_freed,
+        r.nodes_freed,
+        bytes(r.bytes_freed)
+    );
+    let verb = if r.dry_run {
+        "would compact"
+    } else {
+        "compacted"
+    };
+    outln!(
+        "{verb} {} segments ({} removed), copied {} records / {}",
+        r.segments_compacted,
+        r.segments_removed,
+        r.records_copied,
+        bytes(r.bytes_copied)
+    );
+    outln!(
+        "segment files: {} -> {}",
+        bytes(r.disk_bytes_before),
+        bytes(r.disk_bytes_after)
+    );
+    if r.skipped_referenced > 0 {
+        outln!(
+            "{} objects were referenced again during the sweep and kept",
+            r.skipped_referenced
+        );
+    }
+    for s in &r.stripe_refusals {
+        outln!(
+            "kept chunk {} of stripe {} of live erasure-coded blob {} (stored count is wrong; run fsck --repair)",
+            s.chunk,
+            s.stripe,
+            s.blob_id
+        );
+    }
+    for n in &r.unreadable_nodes {
+        outln!("kept unreadable node {n} (run fsck)");
+    }
+    for f in &r.orphan_files {
+        outln!("could not unlink {f}; left as an orphan for fsck --repair");
+    }
+    for n in &r.compaction_notes {
+        outln!("{n}");
+    }
+    Ok(())
+}
+
+pub fn run(args: GcArgs, dir: &Path) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.compact_threshold) {
+        bail!("--compact-threshold must be between 0 and 1");
+    }
+    let store = Store::open(dir, StoreConfig::default())
+        .with_context(|| format!("opening store {}", dir.display()))?;
+    let report = store.gc(&GcOptions {
+        grace: args.grace,
+        dry_run: args.dry_run,
+        compact_threshold: args.compact_threshold,
+    })?;
+    if args.json {
+        outln!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_text(&report)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}
