@@ -447,6 +447,19 @@ impl Store {
         Ok(staging_table::list(self.index.database())?)
     }
 
+    /// Reference counts held by live staging checkpoints, per object (fsck adds these to the
+    /// counts it derives from parent nodes and pins before comparing with the index).
+    pub fn staging_holds(&self) -> Result<std::collections::HashMap<Hash, u64>, StoreError> {
+        let mut holds = std::collections::HashMap::new();
+        for (_, checkpoint) in self.staging_uploads()? {
+            for hash in checkpoint.tree.held_objects() {
+                let n: &mut u64 = holds.entry(hash).or_insert(0);
+                *n = n.saturating_add(1);
+            }
+        }
+        Ok(holds)
+    }
+
     /// Aborts the upload `staging_id` by id (e.g. from another process after a crash): removes
     /// its checkpoint and releases its holds. Returns false when it did not exist.
     pub fn abort_upload(&self, staging_id: &str) -> Result<bool, StoreError> {

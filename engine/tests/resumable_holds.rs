@@ -49,6 +49,7 @@ fn held_counts(store: &Store) -> HashMap<Hash, u64> {
             *want.entry(h).or_insert(0u64) += 1;
         }
     }
+    assert_eq!(store.staging_holds().unwrap(), want);
     want
 }
 
