@@ -49,14 +49,19 @@ pub enum IndexError {
     UnsupportedFormat { found: u8 },
     #[error("object {0} is referenced but not in the index")]
     MissingObject(String),
+    #[error("staging: {0}")]
+    Staging(crate::staging_table::StagingTableError),
 }
 
 impl IndexError {
     pub fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            IndexError::Corrupted { .. } | IndexError::MissingObject(_)
-        )
+        match self {
+            IndexError::Staging(e) => !e.is_conflict(),
+            _ => matches!(
+                self,
+                IndexError::Corrupted { .. } | IndexError::MissingObject(_)
+            ),
+        }
     }
 }
 
@@ -233,6 +238,8 @@ pub struct Batch {
     pub segment_lengths: Vec<(SegmentId, u64)>,
     pub pins_add: Vec<Pin>,
     pub pins_remove: Vec<Hash>,
+    /// Staging checkpoint changes (resumable uploads), applied in the same transaction.
+    pub staging: Vec<crate::staging_table::StagingOp>,
     /// Objects whose bytes moved (compaction, repair): new location of each; live bytes move
     /// from the old segment to the new one. An id no longer in the index is skipped.
     pub relocations: Vec<(Hash, RecordLoc)>,
@@ -245,6 +252,7 @@ impl Batch {
             && self.segment_lengths.is_empty()
             && self.pins_add.is_empty()
             && self.pins_remove.is_empty()
+            && self.staging.is_empty()
             && self.relocations.is_empty()
     }
 
@@ -300,6 +308,7 @@ impl Index {
             txn.open_table(OBJECTS)?;
             txn.open_table(PINS)?;
             txn.open_table(SEGMENTS)?;
+            txn.open_table(crate::staging_table::STAGING)?;
         }
         txn.commit()?;
         Ok(Index { db })
@@ -315,6 +324,11 @@ impl Index {
             out.insert(k.value(), SegmentEntry::decode(k.value(), v.value())?);
         }
         Ok(out)
+    }
+
+    /// The redb database (staging checkpoints are read through it).
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// A consistent snapshot for lookups.
@@ -406,6 +420,7 @@ impl Index {
                 objects.insert(hash, entry.encode().as_slice())?;
             }
             let mut deltas = batch.ref_deltas.clone();
+            crate::staging_table::apply(&txn, &batch.staging, &mut deltas)?;
             for pin in &batch.pins_add {
                 let id = blob_id(&pin.blob_ref);
                 if pins.get(&id)?.is_some() {

@@ -17,7 +17,14 @@ pub mod store;
 pub mod tree;
 pub mod writer;
 
-// GC, compaction and fsck (branch gc).
+// Resumable uploads (staging): checkpoint codec, the staging_v1 table, the checkpointed writer.
+pub mod checkpoint;
+pub mod resumable;
+pub mod staging_table;
+
+pub use checkpoint::StagingCheckpoint;
+
+// GC, compaction and fsck.
 pub mod compact;
 pub mod fsck;
 pub mod gc;
@@ -28,6 +35,7 @@ pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
 pub use error::{BlobError, OpenError, StoreError};
 pub use fetch::BlobStat;
+pub use resumable::{CheckpointCadence, ResumableConfig, ResumableWriter, StagingError};
 pub use store::{ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;
 pub use writer::{BlobWriter, PutOutcome};

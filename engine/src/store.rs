@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
-use net_mesh_segments::{SegmentConfig, SegmentId, Segments};
+use net_mesh_segments::{FileBackend, SegmentBackend, SegmentConfig, SegmentId, Segments};
 
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
@@ -123,7 +123,16 @@ impl Store {
     /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
     /// another process has it open.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
-        Self::open_screened(dir, config, |_, committed| committed)
+        Self::open_inner(dir, config, Arc::new(FileBackend), |_, committed| committed)
+    }
+
+    /// [`Store::open`] with an explicit segment storage backend (fault injection in tests).
+    pub fn open_with_backend(
+        dir: &Path,
+        config: StoreConfig,
+        backend: Arc<dyn SegmentBackend>,
+    ) -> Result<Store, OpenError> {
+        Self::open_inner(dir, config, backend, |_, committed| committed)
     }
 
     /// [`Store::open`], letting `screen` adjust the committed segment set before the segment
@@ -131,6 +140,15 @@ impl Store {
     pub(crate) fn open_screened(
         dir: &Path,
         config: StoreConfig,
+        screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
+    ) -> Result<Store, OpenError> {
+        Self::open_inner(dir, config, Arc::new(FileBackend), screen)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        config: StoreConfig,
+        backend: Arc<dyn SegmentBackend>,
         screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
         config
@@ -164,7 +182,7 @@ impl Store {
             ..SegmentConfig::default()
         };
         let committed = screen(&seg_dir, committed);
-        let segments = Segments::open(&seg_dir, seg_config, &committed)?;
+        let segments = Segments::open_with_backend(&seg_dir, seg_config, &committed, backend)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             config,
@@ -220,11 +238,17 @@ impl Store {
             net_mesh_segments::failpoint::hit("engine.after_segment_sync");
             Ok::<_, StoreError>(self.index.commit(batch)?)
         })();
-        // A batch naming an object that is not indexed (e.g. pinning a blob GC collected)
-        // is refused before anything is written: no reason to poison the handle.
-        if let Err(e) = &result
-            && !matches!(e, StoreError::Index(IndexError::MissingObject(_)))
-        {
+        // Refusals decided before anything is written say nothing about durability, so the
+        // handle stays usable: a staging conflict decided inside the transaction, or a batch
+        // naming an object that is not indexed (e.g. pinning a blob GC collected).
+        let refused = matches!(
+            &result,
+            Err(StoreError::Index(IndexError::Staging(e))) if e.is_conflict()
+        ) || matches!(
+            &result,
+            Err(StoreError::Index(IndexError::MissingObject(_)))
+        );
+        if result.is_err() && !refused {
             self.poisoned.store(true, Ordering::Release);
         }
         result

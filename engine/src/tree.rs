@@ -17,6 +17,10 @@ use crate::codec::{
     MAX_INTERNAL_FANOUT, MAX_LEAF_FANOUT,
 };
 
+// Staging: export/import of the builder's pending state (resumable uploads).
+mod state;
+pub use state::{StateError, TreeState};
+
 /// Fan-out of leaves and internal nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreePolicy {
@@ -85,6 +89,10 @@ pub struct TreeBuilder {
     levels: Vec<Vec<ChildRef>>,
     total_bytes: u64,
     chunk_count: u64,
+    /// Leaf nodes handed to the sink so far (staging checkpoints record it).
+    completed_leaves: u64,
+    /// Internal nodes handed to the sink so far.
+    completed_internals: u64,
 }
 
 impl TreeBuilder {
@@ -98,6 +106,8 @@ impl TreeBuilder {
             levels: Vec::new(),
             total_bytes: 0,
             chunk_count: 0,
+            completed_leaves: 0,
+            completed_internals: 0,
         })
     }
 
@@ -140,6 +150,7 @@ impl TreeBuilder {
             chunks: std::mem::take(&mut self.leaf),
         };
         let hash = sink.put_leaf(&node).map_err(TreeError::Sink)?;
+        self.completed_leaves = self.completed_leaves.saturating_add(1);
         let covered = std::mem::take(&mut self.leaf_bytes);
         self.push_child(0, ChildRef { hash, covered }, sink)
     }
@@ -192,6 +203,7 @@ impl TreeBuilder {
             children,
         };
         let hash = sink.put_internal(&node).map_err(TreeError::Sink)?;
+        self.completed_internals = self.completed_internals.saturating_add(1);
         Ok(ChildRef { hash, covered })
     }
 

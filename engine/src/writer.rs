@@ -31,18 +31,41 @@ pub struct PutOutcome {
 }
 
 /// Index-side state of an upload: the open batch and what it already holds.
-struct Pending<'s> {
-    store: &'s Store,
-    batch: Batch,
+pub(crate) struct Pending<'s> {
+    /// Keeps GC's delete phase out while this upload may reference count-0 objects.
+    _gc_guard: std::sync::RwLockReadGuard<'s, ()>,
+    pub(crate) store: &'s Store,
+    pub(crate) batch: Batch,
     /// Objects appended in the open batch (not yet visible through `reader`).
     in_batch: HashSet<Hash>,
     batch_payload: u64,
     reader: IndexReader,
-    new_chunks: u64,
-    new_bytes: u64,
+    pub(crate) new_chunks: u64,
+    pub(crate) new_bytes: u64,
 }
 
-impl Pending<'_> {
+impl<'s> Pending<'s> {
+    pub(crate) fn new(store: &'s Store) -> Result<Pending<'s>, StoreError> {
+        // A poisoned lock only means another thread panicked while holding it; the guard
+        // protects no data of its own.
+        let gc_guard = store.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+        Ok(Pending {
+            _gc_guard: gc_guard,
+            store,
+            batch: Batch::default(),
+            in_batch: HashSet::new(),
+            batch_payload: 0,
+            reader: store.reader()?,
+            new_chunks: 0,
+            new_bytes: 0,
+        })
+    }
+
+    /// Whether the open batch holds `batch_bytes` of payload or more.
+    pub(crate) fn batch_full(&self) -> bool {
+        self.batch_payload >= self.store.config.batch_bytes
+    }
+
     /// Appends the object unless the store or this batch has it. Returns whether it was new.
     fn put_object(
         &mut self,
@@ -68,9 +91,6 @@ impl Pending<'_> {
             self.new_chunks = self.new_chunks.saturating_add(1);
             self.new_bytes = self.new_bytes.saturating_add(data.len() as u64);
         }
-        if self.batch_payload >= self.store.config.batch_bytes {
-            self.commit()?;
-        }
         Ok(ChunkRef {
             hash,
             size,
@@ -78,7 +98,8 @@ impl Pending<'_> {
         })
     }
 
-    fn commit(&mut self) -> Result<(), StoreError> {
+    /// Commits the open batch (fdatasync, then one index transaction) and starts a new one.
+    pub(crate) fn commit(&mut self) -> Result<(), StoreError> {
         self.store.commit_batch(&mut self.batch)?;
         self.batch = Batch::default();
         self.in_batch.clear();
@@ -114,7 +135,7 @@ impl NodeSink for Pending<'_> {
     }
 }
 
-fn tree_error(e: TreeError<StoreError>) -> StoreError {
+pub(crate) fn tree_error(e: TreeError<StoreError>) -> StoreError {
     match e {
         TreeError::Sink(e) => e,
         TreeError::TooDeep => StoreError::TooLarge("tree depth"),
@@ -122,63 +143,87 @@ fn tree_error(e: TreeError<StoreError>) -> StoreError {
     }
 }
 
-/// An upload in progress: `write` any number of times, then `finish`.
-pub struct BlobWriter<'s> {
-    /// Keeps GC's delete phase out while this upload may reference count-0 objects.
-    _gc_guard: std::sync::RwLockReadGuard<'s, ()>,
-    chunker: Chunker,
-    tree: TreeBuilder,
-    pending: Pending<'s>,
+/// Decides, after each chunk has joined the tree, whether the open batch is committed now.
+/// Plain uploads commit when the batch is full; resumable uploads also attach a checkpoint.
+pub(crate) trait CommitPolicy {
+    fn after_chunk(
+        &mut self,
+        tree: &TreeBuilder,
+        pending: &mut Pending<'_>,
+    ) -> Result<(), StoreError>;
 }
 
-impl std::fmt::Debug for BlobWriter<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobWriter")
-            .field("bytes", &self.tree.total_bytes())
-            .field("chunks", &self.tree.chunk_count())
-            .finish()
+/// Plain uploads: commit whenever the batch holds `batch_bytes` of payload.
+struct CommitWhenFull;
+
+impl CommitPolicy for CommitWhenFull {
+    fn after_chunk(
+        &mut self,
+        _: &TreeBuilder,
+        pending: &mut Pending<'_>,
+    ) -> Result<(), StoreError> {
+        if pending.batch_full() {
+            pending.commit()?;
+        }
+        Ok(())
     }
 }
 
-impl<'s> BlobWriter<'s> {
+/// The one write path shared by plain and resumable uploads: chunker → dedup + segment append
+/// → tree builder, with the commit decision left to a [`CommitPolicy`].
+pub(crate) struct WritePath<'s> {
+    pub(crate) chunker: Chunker,
+    pub(crate) tree: TreeBuilder,
+    pub(crate) pending: Pending<'s>,
+}
+
+impl<'s> WritePath<'s> {
     /// Adds the next bytes of the blob.
-    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn write(
+        &mut self,
+        data: &[u8],
+        policy: &mut impl CommitPolicy,
+    ) -> Result<(), StoreError> {
         let Self {
             chunker,
             tree,
             pending,
-            ..
         } = self;
         chunker.push(data, |chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
-            tree.push(chunk_ref, pending).map_err(tree_error)
+            tree.push(chunk_ref, pending).map_err(tree_error)?;
+            policy.after_chunk(tree, pending)
         })
     }
 
-    /// Adds one already-cut chunk (the caller did the chunking with the store's strategy).
-    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+    /// Adds one already-cut chunk (the caller cut it with the store's strategy).
+    pub(crate) fn write_chunk(
+        &mut self,
+        chunk: &[u8],
+        policy: &mut impl CommitPolicy,
+    ) -> Result<(), StoreError> {
         let chunk_ref = self.pending.put_chunk(chunk)?;
         self.tree
             .push(chunk_ref, &mut self.pending)
-            .map_err(tree_error)
+            .map_err(tree_error)?;
+        policy.after_chunk(&self.tree, &mut self.pending)
     }
 
-    /// Bytes written so far that are already cut into chunks.
-    pub fn chunked_bytes(&self) -> u64 {
-        self.tree.total_bytes()
-    }
-
-    /// Ends the blob, commits everything and pins the blob under `pin_name`.
-    pub fn finish(self, pin_name: &str) -> Result<PutOutcome, StoreError> {
+    /// Cuts the last chunks and emits the remaining nodes. Returns the blob's ref, its chunk
+    /// count and the pending batch, which the caller completes (pin, checkpoint) and commits.
+    pub(crate) fn finish_tree(
+        self,
+        policy: &mut impl CommitPolicy,
+    ) -> Result<(BlobRef, u64, Pending<'s>), StoreError> {
         let Self {
             chunker,
             mut tree,
             mut pending,
-            _gc_guard,
         } = self;
         chunker.finish(|chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
-            tree.push(chunk_ref, &mut pending).map_err(tree_error)
+            tree.push(chunk_ref, &mut pending).map_err(tree_error)?;
+            policy.after_chunk(&tree, &mut pending)
         })?;
         if tree.chunk_count() == 0 {
             let chunk_ref = pending.put_chunk(&[])?;
@@ -186,6 +231,43 @@ impl<'s> BlobWriter<'s> {
         }
         let chunks = tree.chunk_count();
         let blob_ref = tree.finish(&mut pending).map_err(tree_error)?;
+        Ok((blob_ref, chunks, pending))
+    }
+}
+
+/// An upload in progress: `write` any number of times, then `finish`.
+pub struct BlobWriter<'s> {
+    path: WritePath<'s>,
+}
+
+impl std::fmt::Debug for BlobWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("bytes", &self.path.tree.total_bytes())
+            .field("chunks", &self.path.tree.chunk_count())
+            .finish()
+    }
+}
+
+impl<'s> BlobWriter<'s> {
+    /// Adds the next bytes of the blob.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.path.write(data, &mut CommitWhenFull)
+    }
+
+    /// Adds one already-cut chunk (see `Store::store_stream`).
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.path.write_chunk(chunk, &mut CommitWhenFull)
+    }
+
+    /// Bytes written so far that are already cut into chunks.
+    pub fn chunked_bytes(&self) -> u64 {
+        self.path.tree.total_bytes()
+    }
+
+    /// Ends the blob, commits everything and pins the blob under `pin_name`.
+    pub fn finish(self, pin_name: &str) -> Result<PutOutcome, StoreError> {
+        let (blob_ref, chunks, mut pending) = self.path.finish_tree(&mut CommitWhenFull)?;
         pending.batch.pins_add.push(Pin {
             blob_ref: blob_ref.clone(),
             name: pin_name.to_string(),
@@ -209,21 +291,11 @@ impl Store {
     /// Starts an upload with the store's chunking and tree policy.
     pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
         self.check_writable()?;
-        // A poisoned lock only means another thread panicked while holding it; the guard
-        // protects no data of its own.
-        let gc_guard = self.gc_lock.read().unwrap_or_else(|e| e.into_inner());
         Ok(BlobWriter {
-            _gc_guard: gc_guard,
-            chunker: Chunker::new(self.config.chunking)?,
-            tree: TreeBuilder::new(self.config.tree, crate::codec::Encoding::Plain)?,
-            pending: Pending {
-                store: self,
-                batch: Batch::default(),
-                in_batch: HashSet::new(),
-                batch_payload: 0,
-                reader: self.reader()?,
-                new_chunks: 0,
-                new_bytes: 0,
+            path: WritePath {
+                chunker: Chunker::new(self.config.chunking)?,
+                tree: TreeBuilder::new(self.config.tree, crate::codec::Encoding::Plain)?,
+                pending: Pending::new(self)?,
             },
         })
     }

@@ -32,6 +32,17 @@ pub enum BlobCmd {
         /// Children per internal node
         #[arg(long, hide = true)]
         internal_fanout: Option<usize>,
+        /// Upload with durable checkpoints; prints `staging-id: ID` on stderr at once, and a
+        /// killed upload continues with `staging resume ID FILE`
+        #[arg(long)]
+        resumable: bool,
+        /// Staging id to use with --resumable (default: a random one)
+        #[arg(long, value_name = "ID", requires = "resumable")]
+        staging_id: Option<String>,
+        /// Input bytes between two checkpoints with --resumable (K/M/G suffixes; default 64M)
+        #[arg(long, value_name = "SIZE", env = "NET_MESH_CHECKPOINT_INTERVAL",
+              value_parser = crate::staging::parse_size)]
+        checkpoint_interval: Option<u64>,
     },
     /// Write a whole blob to stdout or a file, verified
     Get {
@@ -118,20 +129,31 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             json,
             leaf_fanout,
             internal_fanout,
+            resumable,
+            staging_id,
+            checkpoint_interval,
         } => {
             let defaults = TreePolicy::default();
             let tree = TreePolicy {
                 leaf_fanout: leaf_fanout.unwrap_or(defaults.leaf_fanout),
                 internal_fanout: internal_fanout.unwrap_or(defaults.internal_fanout),
             };
-            let store = open(
-                dir,
-                StoreConfig {
-                    chunking,
-                    tree,
-                    ..StoreConfig::default()
-                },
-            )?;
+            let config = StoreConfig {
+                chunking,
+                tree,
+                ..StoreConfig::default()
+            };
+            if resumable {
+                return crate::staging::put_resumable(
+                    dir,
+                    config,
+                    &file,
+                    staging_id,
+                    checkpoint_interval,
+                    json,
+                );
+            }
+            let store = open(dir, config)?;
             put(&store, &file, json)
         }
         BlobCmd::Get { blob, output } => {
@@ -261,6 +283,11 @@ fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
         &name,
     )?;
     bar.finish_and_clear();
+    print_put(&outcome, json)
+}
+
+/// Prints a finished upload like `blob put` does (the ref, or a JSON object).
+pub(crate) fn print_put(outcome: &net_mesh_engine::PutOutcome, json: bool) -> anyhow::Result<()> {
     let r = &outcome.blob_ref;
     if json {
         outln!(

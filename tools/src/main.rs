@@ -7,7 +7,9 @@ mod blob;
 mod chunk;
 mod fsck;
 mod gc;
+mod identity;
 mod output;
+mod staging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,17 @@ enum Command {
     /// Store, read, inspect and unpin blobs
     #[command(subcommand)]
     Blob(blob::BlobCmd),
+    /// Node identities (ed25519): generate, show
+    Identity {
+        #[command(subcommand)]
+        cmd: identity::IdentityCmd,
+        /// Print JSON
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Resumable uploads: list, resume, abort
+    #[command(subcommand)]
+    Staging(staging::StagingCmd),
     /// Delete unreferenced objects older than the grace period and compact sparse segments
     Gc(gc::GcArgs),
     /// Check the store offline (framing, index, hashes, counts, orphans); exit 3 on problems
@@ -66,6 +79,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = data_dir(cli.data_dir).and_then(|dir| match cli.command {
         Command::Blob(cmd) => blob::run(cmd, &dir),
+        Command::Staging(cmd) => staging::run(cmd, &dir),
+        Command::Identity { cmd, json } => identity::run(cmd, &dir, json),
         Command::Gc(args) => gc::run(args, &dir),
         Command::Fsck(args) => fsck::run(args, &dir),
         Command::Chunk(cmd) => chunk::run(cmd, &dir),

@@ -59,6 +59,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         {
             return EXIT_INTEGRITY;
         }
+        if let Some(e) = cause.downcast_ref::<net_mesh_engine::StagingError>()
+            && e.is_integrity()
+        {
+            return EXIT_INTEGRITY;
+        }
         if let Some(OpenError::Segments(e)) = cause.downcast_ref::<OpenError>()
             && e.is_corruption()
         {

@@ -1,0 +1,463 @@
+//! The staging checkpoint: everything a resumed upload needs to continue the exact tree an
+//! uninterrupted upload would build. Pure codec: no I/O. Layout: docs/FORMAT.md §4.
+//!
+//! Stored as the value of `staging_v1[staging_id]`, written in the same index transaction as the
+//! chunks and nodes it covers.
+#![deny(clippy::arithmetic_side_effects)]
+
+use crate::chunking::ChunkingStrategy;
+use crate::codec::{
+    DecodeError, Encoding, Hash, InternalNode, LeafNode, MAX_CHUNK_SIZE, MAX_DEPTH,
+};
+use crate::index::MAX_PIN_NAME;
+use crate::tree::{StateError, TreePolicy, TreeState};
+
+/// Magic of an encoded checkpoint: ASCII `NMSC`.
+pub const CHECKPOINT_MAGIC: [u8; 4] = *b"NMSC";
+/// Version byte of the checkpoint layout.
+pub const CHECKPOINT_VERSION: u8 = 1;
+
+/// Offsets of the fixed part (docs/FORMAT.md §4.2).
+pub mod layout {
+    pub const MAGIC_OFFSET: usize = 0;
+    pub const VERSION_OFFSET: usize = 4;
+    pub const FLAGS_OFFSET: usize = 5;
+    pub const SEQ_OFFSET: usize = 6;
+    pub const CREATED_OFFSET: usize = 14;
+    pub const LAST_CHECKPOINT_OFFSET: usize = 22;
+    pub const LAST_CHUNK_BYTE_OFFSET_OFFSET: usize = 30;
+    pub const CHUNK_COUNT_OFFSET: usize = 38;
+    pub const COMPLETED_LEAVES_OFFSET: usize = 46;
+    pub const COMPLETED_INTERNALS_OFFSET: usize = 54;
+    pub const LAST_CHUNK_HASH_OFFSET: usize = 62;
+    pub const LAST_CHUNK_SIZE_OFFSET: usize = 94;
+    pub const CHUNKING_TAG_OFFSET: usize = 98;
+    pub const CHUNKING_PARAMS_OFFSET: usize = 99;
+    pub const LEAF_FANOUT_OFFSET: usize = 111;
+    pub const INTERNAL_FANOUT_OFFSET: usize = 115;
+    pub const PIN_NAME_LEN_OFFSET: usize = 119;
+    /// Length of the fixed part; the pin name starts here.
+    pub const FIXED_LEN: usize = 121;
+    pub const CHUNKING_CDC: u8 = 0;
+    pub const CHUNKING_FIXED: u8 = 1;
+}
+
+/// One live upload's durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagingCheckpoint {
+    /// 0 for the checkpoint written at begin, +1 for each later one.
+    pub seq: u64,
+    pub created_unix_ms: u64,
+    /// When this checkpoint was committed (abandoned uploads are judged by it).
+    pub last_checkpoint_unix_ms: u64,
+    pub chunking: ChunkingStrategy,
+    /// Pin label the finished blob gets.
+    pub pin_name: String,
+    /// The tree builder's pending state; `tree.total_bytes` is `last_chunk_byte_offset`.
+    pub tree: TreeState,
+}
+
+/// Why checkpoint bytes were rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("truncated at offset {offset}: {what} needs {needed} bytes")]
+    Truncated {
+        what: &'static str,
+        offset: usize,
+        needed: usize,
+    },
+    #[error("bad magic {found:02x?} (expected NMSC)")]
+    BadMagic { found: [u8; 4] },
+    #[error("unsupported checkpoint version {0} (this build reads {CHECKPOINT_VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("{what} at offset {offset} is invalid: {reason}")]
+    Invalid {
+        what: &'static str,
+        offset: usize,
+        reason: String,
+    },
+    #[error("{count} trailing bytes at offset {offset}")]
+    TrailingBytes { offset: usize, count: usize },
+    #[error("embedded node at offset {offset}: {source}")]
+    Node { offset: usize, source: DecodeError },
+    #[error("tree state: {0}")]
+    State(#[from] StateError),
+}
+
+impl StagingCheckpoint {
+    /// Input offset of the end of the last chunk fed to the tree.
+    pub fn last_chunk_byte_offset(&self) -> u64 {
+        self.tree.total_bytes
+    }
+
+    /// Hash and size of the last chunk covered, if any.
+    pub fn last_chunk(&self) -> Option<(Hash, u32)> {
+        self.tree.last_chunk().map(|c| (c.hash, c.size))
+    }
+
+    /// Offset from which a publisher replays its input after a crash: the start of the last
+    /// covered chunk, whose bytes are re-hashed to check the replay is the same input.
+    pub fn replay_offset(&self) -> u64 {
+        let last = self.last_chunk().map_or(0, |(_, size)| u64::from(size));
+        self.tree.total_bytes.saturating_sub(last)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(&CHECKPOINT_MAGIC);
+        out.push(CHECKPOINT_VERSION);
+        out.push(0);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.created_unix_ms.to_le_bytes());
+        out.extend_from_slice(&self.last_checkpoint_unix_ms.to_le_bytes());
+        out.extend_from_slice(&self.tree.total_bytes.to_le_bytes());
+        out.extend_from_slice(&self.tree.chunk_count.to_le_bytes());
+        out.extend_from_slice(&self.tree.completed_leaves.to_le_bytes());
+        out.extend_from_slice(&self.tree.completed_internals.to_le_bytes());
+        let (hash, size) = self.last_chunk().unwrap_or(([0; 32], 0));
+        out.extend_from_slice(&hash);
+        out.extend_from_slice(&size.to_le_bytes());
+        let (tag, a, b, c) = match self.chunking {
+            ChunkingStrategy::Cdc { avg, min, max } => (layout::CHUNKING_CDC, min, avg, max),
+            ChunkingStrategy::Fixed { size } => (layout::CHUNKING_FIXED, size, 0, 0),
+        };
+        out.push(tag);
+        for v in [a, b, c] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let fanout = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        out.extend_from_slice(&fanout(self.tree.policy.leaf_fanout).to_le_bytes());
+        out.extend_from_slice(&fanout(self.tree.policy.internal_fanout).to_le_bytes());
+        let name = self.pin_name.as_bytes();
+        let name = name.get(..name.len().min(MAX_PIN_NAME)).unwrap_or_default();
+        out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(name);
+        encode_encoding(self.tree.encoding, &mut out);
+        let leaf = if self.tree.open_leaf.is_empty() {
+            Vec::new()
+        } else {
+            LeafNode {
+                encoding: self.tree.encoding,
+                chunks: self.tree.open_leaf.clone(),
+            }
+            .encode()
+        };
+        push_blob(&mut out, &leaf);
+        out.push(u8::try_from(self.tree.levels.len()).unwrap_or(u8::MAX));
+        for (i, children) in self.tree.levels.iter().enumerate() {
+            let node = InternalNode {
+                level: u8::try_from(i.saturating_add(1)).unwrap_or(u8::MAX),
+                children: children.clone(),
+            };
+            push_blob(&mut out, &node.encode());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<StagingCheckpoint, CheckpointError> {
+        let mut r = Cursor { bytes, pos: 0 };
+        let magic: [u8; 4] = r.array("magic")?;
+        if magic != CHECKPOINT_MAGIC {
+            return Err(CheckpointError::BadMagic { found: magic });
+        }
+        let version = r.u8("version")?;
+        if version != CHECKPOINT_VERSION {
+            return Err(CheckpointError::UnsupportedVersion(version));
+        }
+        let flags_at = r.pos;
+        if r.u8("flags")? != 0 {
+            return Err(r.invalid("flags", flags_at, "reserved flags must be zero"));
+        }
+        let seq = r.u64("seq")?;
+        let created_unix_ms = r.u64("created")?;
+        let last_checkpoint_unix_ms = r.u64("last_checkpoint")?;
+        let total_bytes = r.u64("last_chunk_byte_offset")?;
+        let chunk_count = r.u64("chunk_count")?;
+        let completed_leaves = r.u64("completed_leaves")?;
+        let completed_internals = r.u64("completed_internals")?;
+        let last_hash_at = r.pos;
+        let last_hash: Hash = r.array("last_chunk_hash")?;
+        let last_size = r.u32("last_chunk_size")?;
+        let chunking_at = r.pos;
+        let tag = r.u8("chunking tag")?;
+        let (a, b, c) = (r.u32("chunking")?, r.u32("chunking")?, r.u32("chunking")?);
+        let chunking = match (tag, b, c) {
+            (layout::CHUNKING_CDC, _, _) => ChunkingStrategy::Cdc {
+                min: a,
+                avg: b,
+                max: c,
+            },
+            (layout::CHUNKING_FIXED, 0, 0) => ChunkingStrategy::Fixed { size: a },
+            _ => return Err(r.invalid("chunking", chunking_at, format!("tag {tag} / params"))),
+        };
+        chunking
+            .validate()
+            .map_err(|e| r.invalid("chunking", chunking_at, e.to_string()))?;
+        let policy = TreePolicy {
+            leaf_fanout: r.u32("leaf_fanout")? as usize,
+            internal_fanout: r.u32("internal_fanout")? as usize,
+        };
+        let name_at = r.pos;
+        let name_len = usize::from(r.u16("pin name length")?);
+        if name_len > MAX_PIN_NAME {
+            return Err(r.invalid("pin name", name_at, format!("length {name_len}")));
+        }
+        let name = r.take(name_len, "pin name")?;
+        let pin_name = String::from_utf8(name.to_vec())
+            .map_err(|_| r.invalid("pin name", name_at, "not UTF-8"))?;
+        let encoding_at = r.pos;
+        let encoding = r.encoding()?;
+        let leaf_at = r.pos;
+        let leaf_bytes = r.blob("open leaf")?;
+        let open_leaf = if leaf_bytes.is_empty() {
+            Vec::new()
+        } else {
+            let leaf = LeafNode::decode(leaf_bytes).map_err(|source| CheckpointError::Node {
+                offset: leaf_at,
+                source,
+            })?;
+            if leaf.encoding != encoding {
+                return Err(r.invalid("open leaf", leaf_at, "encoding differs from header"));
+            }
+            leaf.chunks
+        };
+        let levels_at = r.pos;
+        let level_count = usize::from(r.u8("level count")?);
+        if level_count.saturating_add(2) > usize::from(MAX_DEPTH) {
+            return Err(r.invalid("level count", levels_at, format!("{level_count}")));
+        }
+        let mut levels = Vec::with_capacity(level_count);
+        for i in 0..level_count {
+            let at = r.pos;
+            let node = InternalNode::decode(r.blob("pending level")?)
+                .map_err(|source| CheckpointError::Node { offset: at, source })?;
+            if usize::from(node.level) != i.saturating_add(1) {
+                return Err(r.invalid("pending level", at, format!("level {}", node.level)));
+            }
+            levels.push(node.children);
+        }
+        if r.pos != bytes.len() {
+            return Err(CheckpointError::TrailingBytes {
+                offset: r.pos,
+                count: bytes.len().saturating_sub(r.pos),
+            });
+        }
+        let tree = TreeState {
+            policy,
+            encoding,
+            open_leaf,
+            levels,
+            total_bytes,
+            chunk_count,
+            completed_leaves,
+            completed_internals,
+        };
+        tree.validate()?;
+        let expected_last = tree.last_chunk().map_or(([0; 32], 0), |c| (c.hash, c.size));
+        if (last_hash, last_size) != expected_last || last_size > MAX_CHUNK_SIZE {
+            return Err(r.invalid(
+                "last chunk",
+                last_hash_at,
+                "differs from the open leaf's last chunk",
+            ));
+        }
+        let _ = encoding_at;
+        Ok(StagingCheckpoint {
+            seq,
+            created_unix_ms,
+            last_checkpoint_unix_ms,
+            chunking,
+            pin_name,
+            tree,
+        })
+    }
+}
+
+/// Fuzz harness (`fuzz/fuzz_targets/staging_checkpoint.rs`): decoding arbitrary bytes never
+/// panics, and an accepted checkpoint re-encodes to the same bytes (canonical).
+#[allow(clippy::panic)] // fuzz harness: a panic is how a found bug is reported
+pub fn fuzz_decode(data: &[u8]) {
+    if let Ok(c) = StagingCheckpoint::decode(data) {
+        assert!(c.encode() == data, "checkpoint decode/encode not canonical");
+    }
+}
+
+fn encode_encoding(e: Encoding, out: &mut Vec<u8>) {
+    match e {
+        Encoding::Plain => out.push(0),
+        Encoding::ReedSolomon {
+            data_shards,
+            total_shards,
+        } => out.extend_from_slice(&[1, data_shards, total_shards]),
+    }
+}
+
+fn push_blob(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Bounded reader over the checkpoint bytes.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], CheckpointError> {
+        let truncated = CheckpointError::Truncated {
+            what,
+            offset: self.pos,
+            needed: len,
+        };
+        let end = self.pos.checked_add(len).ok_or(truncated.clone())?;
+        let out = self.bytes.get(self.pos..end).ok_or(truncated)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CheckpointError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, CheckpointError> {
+        Ok(u8::from_le_bytes(self.array(what)?))
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, CheckpointError> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, CheckpointError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, CheckpointError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    /// A u32 length then that many bytes (the length is checked against the input first).
+    fn blob(&mut self, what: &'static str) -> Result<&'a [u8], CheckpointError> {
+        let len = self.u32(what)? as usize;
+        self.take(len, what)
+    }
+
+    fn encoding(&mut self) -> Result<Encoding, CheckpointError> {
+        let at = self.pos;
+        match self.u8("encoding")? {
+            0 => Ok(Encoding::Plain),
+            1 => {
+                let data_shards = self.u8("data shards")?;
+                let total_shards = self.u8("total shards")?;
+                let e = Encoding::ReedSolomon {
+                    data_shards,
+                    total_shards,
+                };
+                if e.is_valid() {
+                    Ok(e)
+                } else {
+                    Err(self.invalid("encoding", at, "invalid Reed-Solomon parameters"))
+                }
+            }
+            tag => Err(self.invalid("encoding", at, format!("unknown tag {tag}"))),
+        }
+    }
+
+    fn invalid(
+        &self,
+        what: &'static str,
+        offset: usize,
+        reason: impl Into<String>,
+    ) -> CheckpointError {
+        CheckpointError::Invalid {
+            what,
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::codec::{ChildRef, ChunkRef, ChunkRole};
+
+    pub(crate) fn sample() -> StagingCheckpoint {
+        let chunk = |b: u8, size: u32| ChunkRef {
+            hash: [b; 32],
+            size,
+            role: ChunkRole::Data,
+        };
+        StagingCheckpoint {
+            seq: 7,
+            created_unix_ms: 1_000,
+            last_checkpoint_unix_ms: 2_000,
+            chunking: ChunkingStrategy::Cdc {
+                avg: 4096,
+                min: 1024,
+                max: 16384,
+            },
+            pin_name: "a.bin".into(),
+            tree: TreeState {
+                policy: TreePolicy {
+                    leaf_fanout: 2,
+                    internal_fanout: 2,
+                },
+                encoding: Encoding::Plain,
+                open_leaf: vec![chunk(0xaa, 100)],
+                levels: vec![vec![ChildRef {
+                    hash: [0xbb; 32],
+                    covered: 300,
+                }]],
+                total_bytes: 400,
+                chunk_count: 3,
+                completed_leaves: 1,
+                completed_internals: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_and_is_canonical() {
+        let c = sample();
+        let bytes = c.encode();
+        assert_eq!(StagingCheckpoint::decode(&bytes).unwrap(), c);
+        assert_eq!(c.replay_offset(), 300);
+        assert_eq!(c.last_chunk_byte_offset(), 400);
+        assert_eq!(bytes[layout::PIN_NAME_LEN_OFFSET], 5);
+        assert_eq!(&bytes[layout::LAST_CHUNK_HASH_OFFSET..][..32], &[0xaa; 32]);
+    }
+
+    #[test]
+    fn every_truncation_and_trailing_byte_is_rejected() {
+        let bytes = sample().encode();
+        for n in 0..bytes.len() {
+            assert!(StagingCheckpoint::decode(&bytes[..n]).is_err(), "len {n}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(
+            StagingCheckpoint::decode(&long),
+            Err(CheckpointError::TrailingBytes { .. })
+        ));
+    }
+
+    #[test]
+    fn flipping_any_fixed_byte_is_rejected_or_decodes_differently() {
+        let c = sample();
+        let bytes = c.encode();
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            if let Ok(d) = StagingCheckpoint::decode(&bad) {
+                assert_ne!(d, c, "byte {i}");
+                assert_eq!(d.encode(), bad, "byte {i} decoded non-canonically");
+            }
+            fuzz_decode(&bad);
+            fuzz_decode(&bad[..i]);
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `net-mesh staging …` (list, resume, abort) and `net-mesh blob put --resumable`.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use net_mesh_engine::{PutOutcome, Store, StoreConfig};
+use net_mesh_staging::{
+    CheckpointCadence, StagingConfig, StagingHandle, append_to_stream, begin_streaming_store,
+    finalize_streaming_store, list_staging, resume_streaming_store,
+};
+use serde_json::json;
+
+use crate::outln;
+use crate::output::progress;
+
+#[derive(Debug, Subcommand)]
+pub enum StagingCmd {
+    /// List live resumable uploads (id, bytes committed, resume offset, age, chunking)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay FILE from the upload's resume offset, finalize it and print the blob ref
+    Resume {
+        /// Staging id printed by `blob put --resumable`
+        id: String,
+        /// The same input the upload started with
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Input bytes between two checkpoints (K/M/G suffixes)
+        #[arg(long, value_name = "SIZE", env = "NET_MESH_CHECKPOINT_INTERVAL", value_parser = parse_size)]
+        checkpoint_interval: Option<u64>,
+    },
+    /// Abort a resumable upload and release what it holds
+    Abort { id: String },
+}
+
+/// Parses a byte count with an optional K/M/G (binary) suffix.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, shift) = match text.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 10),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 20),
+            None => match text.strip_suffix(['G', 'g']) {
+                Some(d) => (d, 30),
+                None => (text, 0),
+            },
+        },
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 65536, 64K, 64M)"))?;
+    let n = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if n == 0 {
+        return Err("size must be > 0".to_string());
+    }
+    Ok(n)
+}
+
+fn cadence(interval: Option<u64>) -> CheckpointCadence {
+    let mut c = CheckpointCadence::default();
+    if let Some(i) = interval {
+        c.interval_bytes = i;
+    }
+    c
+}
+
+fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
+    Store::open(dir, config).with_context(|| format!("opening store {}", dir.display()))
+}
+
+/// Size of the reads fed to the upload.
+const READ_BUF: usize = 4 * 1024 * 1024;
+
+/// Feeds `input` to the upload until EOF.
+fn feed(
+    handle: &mut StagingHandle<'_>,
+    mut input: impl Read,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("reading input"),
+        };
+        append_to_stream(handle, buf.get(..n).unwrap_or_default())?;
+        bar.inc(n as u64);
+    }
+}
+
+/// `blob put --resumable [--staging-id ID] FILE`.
+pub fn put_resumable(
+    dir: &Path,
+    config: StoreConfig,
+    file: &Path,
+    staging_id: Option<String>,
+    checkpoint_interval: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = open(dir, config.clone())?;
+    let (input, size, name): (Box<dyn Read>, Option<u64>, String) = if file == Path::new("-") {
+        (Box::new(std::io::stdin().lock()), None, "-".to_string())
+    } else {
+        let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (Box::new(f), size, name)
+    };
+    let mut handle = begin_streaming_store(
+        &store,
+        StagingConfig {
+            staging_id,
+            pin_name: name,
+            chunking: config.chunking,
+            tree: config.tree,
+            cadence: cadence(checkpoint_interval),
+        },
+    )?;
+    eprintln!("staging-id: {}", handle.staging_id());
+    let bar = progress(size, "put");
+    feed(&mut handle, input, &bar)?;
+    let outcome = finalize_streaming_store(handle)?;
+    bar.finish_and_clear();
+    crate::blob::print_put(&outcome, json)
+}
+
+fn resume(
+    dir: &Path,
+    id: &str,
+    file: &Path,
+    json: bool,
+    checkpoint_interval: Option<u64>,
+) -> anyhow::Result<()> {
+    let store = open(dir, StoreConfig::default())?;
+    let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let size = input.metadata().ok().map(|m| m.len());
+    let (mut handle, offset) = resume_streaming_store(&store, id, cadence(checkpoint_interval))?;
+    if size.is_some_and(|s| s < offset) {
+        bail!(
+            "{} has {} bytes, fewer than the upload's resume offset {offset}",
+            file.display(),
+            size.unwrap_or(0)
+        );
+    }
+    input
+        .seek(SeekFrom::Start(offset))
+        .with_context(|| format!("seeking {} to {offset}", file.display()))?;
+    let bar = progress(size.map(|s| s.saturating_sub(offset)), "resume");
+    feed(&mut handle, input, &bar)?;
+    let outcome: PutOutcome = finalize_streaming_store(handle)?;
+    bar.finish_and_clear();
+    if json {
+        let replayed = size.map(|s| s.saturating_sub(offset));
+        outln!(
+            "{}",
+            json!({
+                "blob_ref": outcome.blob_ref.to_text(),
+                "blob_id": net_mesh_engine::error::hex(&outcome.blob_id),
+                "size": outcome.blob_ref.size(),
+                "resumed_from": offset,
+                "replayed_bytes": replayed,
+                "chunks": outcome.chunks,
+                "new_chunks": outcome.new_chunks,
+                "new_bytes": outcome.new_bytes,
+            })
+        );
+    } else {
+        outln!("{}", outcome.blob_ref.to_text());
+    }
+    Ok(())
+}
+
+pub fn run(cmd: StagingCmd, dir: &Path) -> anyhow::Result<()> {
+    match cmd {
+        StagingCmd::List { json } => {
+            let store = open(dir, StoreConfig::default())?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0);
+            let rows = list_staging(&store)?;
+            if json {
+                let rows: Vec<_> = rows
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "staging_id": r.staging_id,
+                            "bytes_committed": r.bytes_committed,
+                            "resume_offset": r.resume_offset,
+                            "seq": r.seq,
+                            "chunks": r.chunks,
+                            "created_unix_ms": r.created_unix_ms,
+                            "last_checkpoint_unix_ms": r.last_checkpoint_unix_ms,
+                            "age_ms": now.saturating_sub(r.last_checkpoint_unix_ms),
+                            "chunking": r.chunking.to_string(),
+                            "name": r.pin_name,
+                        })
+                    })
+                    .collect();
+                outln!("{}", serde_json::Value::Array(rows));
+            } else {
+                for r in &rows {
+                    let age_s = now.saturating_sub(r.last_checkpoint_unix_ms) / 1000;
+                    outln!(
+                        "{}  committed {:>14}  resume at {:>14}  age {:>6}s  {}  {}",
+                        r.staging_id,
+                        r.bytes_committed,
+                        r.resume_offset,
+                        age_s,
+                        r.chunking,
+                        r.pin_name
+                    );
+                }
+            }
+            Ok(())
+        }
+        StagingCmd::Resume {
+            id,
+            file,
+            json,
+            checkpoint_interval,
+        } => resume(dir, &id, &file, json, checkpoint_interval),
+        StagingCmd::Abort { id } => {
+            let store = open(dir, StoreConfig::default())?;
+            if !net_mesh_staging::abort_staging_id(&store, &id)? {
+                bail!("staging upload {id:?} does not exist");
+            }
+            Ok(())
+        }
+    }
+}
