@@ -109,6 +109,8 @@ pub struct GcReport {
     pub orphan_files: Vec<String>,
     /// Segments compaction left alone, with the reason.
     pub compaction_notes: Vec<String>,
+    /// Staging uploads released as abandoned (idle longer than the grace) before the scan.
+    pub staging_released: Vec<String>,
 }
 
 /// Why GC or an object deletion failed (or was refused).
@@ -122,6 +124,8 @@ pub enum GcError {
     Segments(#[from] SegmentError),
     #[error("reading blob: {0}")]
     Blob(#[from] BlobError),
+    #[error("releasing abandoned staging uploads: {0}")]
+    Staging(#[from] crate::error::StoreError),
     #[error(
         "chunk {chunk} is in stripe {stripe} of live erasure-coded blob {blob_id}: deleting it \
          alone would weaken the stripe (unpin the blob, or use the operator override --force)"
@@ -380,11 +384,12 @@ impl Store {
         let grace_ms = u64::try_from(options.grace.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms().saturating_sub(grace_ms);
 
-        // STAGING-MERGE: release the +1 references of staging uploads abandoned for longer
-        // than the grace here, before the scan, so their objects become candidates in this same
-        // run. With the staging branch merged this is one line (its API, unchanged):
-        //     self.release_abandoned_staging(options.grace).map_err(GcError::Staging)?;
-        // plus a `Staging(StoreError)` variant on `GcError` (skipped under `dry_run`).
+        // Release the +1 references of staging uploads abandoned for longer than the grace
+        // (re-checked inside the staging transaction), so their objects become candidates in
+        // this same run.
+        if !options.dry_run {
+            report.staging_released = self.release_abandoned_staging(options.grace)?;
+        }
 
         // Scan: a read snapshot, no guard.
         let mut candidates: Vec<Hash> = Vec::new();

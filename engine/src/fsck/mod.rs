@@ -156,6 +156,9 @@ struct Checker<'a> {
     children: HashMap<Hash, Vec<Hash>>,
     expected: HashMap<Hash, u64>,
     orphans: Vec<PathBuf>,
+    /// Some references could not be counted (undecodable staging checkpoints): repair may
+    /// raise counts but never lower them.
+    counts_floor_only: bool,
 }
 
 /// Runs fsck on the store in `dir` (takes the store's lock; the store must not be open
@@ -182,6 +185,7 @@ pub fn fsck(
         children: HashMap::new(),
         expected: HashMap::new(),
         orphans: Vec::new(),
+        counts_floor_only: false,
     };
     checker.segments()?;
     checker.objects()?;
@@ -447,12 +451,6 @@ impl Checker<'_> {
 
     /// Phase 4: recomputed counts, reachability, live bytes.
     fn counts(&mut self) -> Result<(), FsckError> {
-        // STAGING-MERGE: live staging uploads hold +1 on the objects their checkpoint
-        // references (staging_v1). With the staging branch merged, add (its API, unchanged):
-        //     for (hash, n) in self.store.staging_holds().map_err(..)? {
-        //         *expected.entry(hash).or_insert(0) += n;
-        //     }
-        // and report checkpoints that fail to decode (`staging_uploads()` errors) as problems.
         let pins = self.store.index.reader()?.pins()?;
         self.report.stats.pins = pins.len() as u64;
         let mut expected: HashMap<Hash, u64> = HashMap::new();
@@ -464,6 +462,29 @@ impl Checker<'_> {
         for (_, pin) in &pins {
             for root in pin_roots(&pin.blob_ref) {
                 *expected.entry(root).or_insert(0) += 1;
+            }
+        }
+        // Live staging uploads hold +1 on every object their checkpoint names (staging_v1).
+        let mut staged: BTreeMap<Hash, String> = BTreeMap::new();
+        match self.store.staging_uploads() {
+            Ok(uploads) => {
+                self.report.stats.staging_uploads = uploads.len() as u64;
+                for (id, checkpoint) in uploads {
+                    for hash in checkpoint.tree.held_objects() {
+                        *expected.entry(hash).or_insert(0) += 1;
+                        staged.entry(hash).or_insert_with(|| id.clone());
+                    }
+                }
+            }
+            Err(e) => {
+                // Their holds are unknown: repair must not lower any count.
+                self.counts_floor_only = true;
+                self.report.push(
+                    ProblemKind::StagingCheckpointCorrupt,
+                    Severity::Error,
+                    Location::default(),
+                    format!("staging checkpoints do not decode: {e}"),
+                );
             }
         }
         let indexed: HashMap<Hash, ObjectEntry> = self.objects.iter().copied().collect();
@@ -493,7 +514,7 @@ impl Checker<'_> {
             }
         }
         for hash in &missing {
-            let reachable = reached_missing.contains(hash);
+            let reachable = reached_missing.contains(hash) || staged.contains_key(hash);
             self.report.push(
                 ProblemKind::MissingObject,
                 if reachable {
@@ -508,10 +529,10 @@ impl Checker<'_> {
                 format!(
                     "named {} time(s) by indexed nodes or pins but not in the index{}",
                     expected.get(hash).copied().unwrap_or(0),
-                    if reachable {
-                        " (a pinned blob needs it)"
-                    } else {
-                        ""
+                    match (reached_missing.contains(hash), staged.get(hash)) {
+                        (true, _) => " (a pinned blob needs it)".to_string(),
+                        (false, Some(id)) => format!(" (staging upload {id} holds it)"),
+                        (false, None) => String::new(),
                     }
                 ),
             );

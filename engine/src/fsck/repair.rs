@@ -47,7 +47,10 @@ impl Checker<'_> {
                     continue;
                 }
                 *live.entry(entry.loc.segment).or_insert(0) += u64::from(entry.loc.payload_len);
-                let want = expected.get(hash).copied().unwrap_or(0);
+                let mut want = expected.get(hash).copied().unwrap_or(0);
+                if self.counts_floor_only {
+                    want = want.max(entry.refcount);
+                }
                 if want != entry.refcount {
                     let mut e = *entry;
                     e.refcount = want;
@@ -114,7 +117,7 @@ impl Checker<'_> {
                 .push(format!("rewrote {recounted} reference counts"));
         }
         self.report
-            .mark_repaired(ProblemKind::RefcountMismatch, |_| true);
+            .mark_repaired(ProblemKind::RefcountMismatch, |_| !self.counts_floor_only);
         self.report
             .mark_repaired(ProblemKind::LiveBytesMismatch, |_| true);
         let fixed_segments: HashSet<SegmentId> = self

@@ -63,6 +63,8 @@ pub enum ProblemKind {
     LiveBytesMismatch,
     /// A framed record no entry points at (dead bytes awaiting compaction; informational).
     OrphanRecord,
+    /// The staging checkpoints table does not decode.
+    StagingCheckpointCorrupt,
 }
 
 /// How serious a problem is. `Info` does not count as a problem for the exit code.
@@ -132,6 +134,7 @@ pub struct FsckStats {
     pub chunks: u64,
     pub nodes: u64,
     pub pins: u64,
+    pub staging_uploads: u64,
     pub orphan_records: u64,
     pub orphan_record_bytes: u64,
 }
