@@ -372,6 +372,8 @@ impl Endpoint {
 }
 
 /// One authenticated encrypted session; cheap to clone. Calls can be made in both directions.
+/// The session runs until [`Session::close`], the peer disconnects, or the peer breaks the
+/// protocol; dropping handles does not end it (call handles keep working on their own).
 #[derive(Clone)]
 pub struct Session {
     pub(crate) shared: Arc<SessionShared>,
