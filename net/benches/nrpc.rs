@@ -26,8 +26,9 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use net_mesh::rpc::{
-    CallOptions, Config, Metrics, RequestStreamTyped, ResponseSink, Router, RpcClientStreamingHandler,
-    RpcContext, RpcDuplexHandler, RpcServerStreamingHandler, RpcUnaryHandler,
+    CallOptions, Config, Metrics, RequestStreamTyped, ResponseSink, Router,
+    RpcClientStreamingHandler, RpcContext, RpcDuplexHandler, RpcServerStreamingHandler,
+    RpcUnaryHandler,
 };
 use net_mesh::{Endpoint, Identity, RpcError, Session};
 use serde::{Deserialize, Serialize};
@@ -54,7 +55,11 @@ struct Upload;
 impl RpcClientStreamingHandler for Upload {
     type Req = Blob;
     type Resp = u64;
-    async fn call(&self, _ctx: RpcContext, mut reqs: RequestStreamTyped<Blob>) -> Result<u64, RpcError> {
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        mut reqs: RequestStreamTyped<Blob>,
+    ) -> Result<u64, RpcError> {
         let mut total = 0u64;
         while let Some(blob) = reqs.next().await {
             total += blob?.0.len() as u64;
@@ -84,7 +89,12 @@ struct Firehose;
 impl RpcServerStreamingHandler for Firehose {
     type Req = ();
     type Resp = Blob;
-    async fn call(&self, _ctx: RpcContext, _req: (), mut out: ResponseSink<Blob>) -> Result<(), RpcError> {
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        _req: (),
+        mut out: ResponseSink<Blob>,
+    ) -> Result<(), RpcError> {
         let blob = Blob(vec![7; 1024]);
         loop {
             out.send(&blob).await?;
@@ -105,11 +115,19 @@ async fn nrpc_setup() -> Nrpc {
         .duplex("echo_stream", EchoStream)
         .server_streaming("firehose", Firehose);
     let server = Endpoint::new(Identity::from_seed([1; 32]), router, Config::default());
-    let client = Endpoint::new(Identity::from_seed([2; 32]), Router::new(), Config::default());
+    let client = Endpoint::new(
+        Identity::from_seed([2; 32]),
+        Router::new(),
+        Config::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (c, s) = tokio::join!(client.connect(addr), server.accept(&listener));
-    Nrpc { server, client: c.unwrap(), server_session: s.unwrap() }
+    Nrpc {
+        server,
+        client: c.unwrap(),
+        server_session: s.unwrap(),
+    }
 }
 
 // ---------------------------------------------------------------- tonic side (plaintext)
@@ -199,14 +217,19 @@ mod tower_like {
 struct UploadSvc;
 impl tower_like::Svc<tonic::Request<tonic::Streaming<Bytes>>> for UploadSvc {
     type Resp = tonic::Response<Bytes>;
-    fn call(&mut self, req: tonic::Request<tonic::Streaming<Bytes>>) -> BoxFut<Result<Self::Resp, Status>> {
+    fn call(
+        &mut self,
+        req: tonic::Request<tonic::Streaming<Bytes>>,
+    ) -> BoxFut<Result<Self::Resp, Status>> {
         Box::pin(async move {
             let mut stream = req.into_inner();
             let mut total = 0u64;
             while let Some(msg) = stream.next().await {
                 total += msg?.len() as u64;
             }
-            Ok(tonic::Response::new(Bytes::copy_from_slice(&total.to_le_bytes())))
+            Ok(tonic::Response::new(Bytes::copy_from_slice(
+                &total.to_le_bytes(),
+            )))
         })
     }
 }
@@ -214,7 +237,10 @@ impl tower_like::Svc<tonic::Request<tonic::Streaming<Bytes>>> for UploadSvc {
 struct EchoStreamSvc;
 impl tower_like::Svc<tonic::Request<tonic::Streaming<Bytes>>> for EchoStreamSvc {
     type Resp = tonic::Response<BytesStream>;
-    fn call(&mut self, req: tonic::Request<tonic::Streaming<Bytes>>) -> BoxFut<Result<Self::Resp, Status>> {
+    fn call(
+        &mut self,
+        req: tonic::Request<tonic::Streaming<Bytes>>,
+    ) -> BoxFut<Result<Self::Resp, Status>> {
         Box::pin(async move {
             let stream: BytesStream = Box::pin(req.into_inner());
             Ok(tonic::Response::new(stream))
@@ -235,9 +261,10 @@ impl tower_like::Svc<tonic::Request<Bytes>> for FirehoseSvc {
                 while tx.send(Ok(blob.clone())).await.is_ok() {}
                 active.fetch_sub(1, Ordering::SeqCst);
             });
-            let stream: BytesStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            }));
+            let stream: BytesStream =
+                Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                }));
             Ok(tonic::Response::new(stream))
         })
     }
@@ -261,10 +288,16 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for BenchService 
             let mut grpc = tonic::server::Grpc::new(RawCodec);
             let resp = match req.uri().path() {
                 "/bench.Bench/Echo" => grpc.unary(tower_like::Wrap(UnaryEcho), req).await,
-                "/bench.Bench/Upload" => grpc.client_streaming(tower_like::Wrap(UploadSvc), req).await,
-                "/bench.Bench/EchoStream" => grpc.streaming(tower_like::Wrap(EchoStreamSvc), req).await,
+                "/bench.Bench/Upload" => {
+                    grpc.client_streaming(tower_like::Wrap(UploadSvc), req)
+                        .await
+                }
+                "/bench.Bench/EchoStream" => {
+                    grpc.streaming(tower_like::Wrap(EchoStreamSvc), req).await
+                }
                 "/bench.Bench/Firehose" => {
-                    grpc.server_streaming(tower_like::Wrap(FirehoseSvc(active)), req).await
+                    grpc.server_streaming(tower_like::Wrap(FirehoseSvc(active)), req)
+                        .await
                 }
                 _ => Status::unimplemented("no such method").into_http(),
             };
@@ -286,7 +319,9 @@ async fn tonic_setup() -> Tonic {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let firehose_active = Arc::new(AtomicUsize::new(0));
-    let service = BenchService { firehose_active: firehose_active.clone() };
+    let service = BenchService {
+        firehose_active: firehose_active.clone(),
+    };
     let incoming = futures_util::stream::unfold(listener, |listener| async move {
         let accepted = listener.accept().await.map(|(stream, _)| {
             let _ = stream.set_nodelay(true);
@@ -307,24 +342,37 @@ async fn tonic_setup() -> Tonic {
         .connect()
         .await
         .unwrap();
-    Tonic { client: tonic::client::Grpc::new(channel), firehose_active }
+    Tonic {
+        client: tonic::client::Grpc::new(channel),
+        firehose_active,
+    }
 }
 
 fn path(p: &'static str) -> http::uri::PathAndQuery {
     http::uri::PathAndQuery::from_static(p)
 }
 
-async fn tonic_unary(client: &mut tonic::client::Grpc<tonic::transport::Channel>, msg: Bytes) -> Bytes {
+async fn tonic_unary(
+    client: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    msg: Bytes,
+) -> Bytes {
     client.ready().await.unwrap();
     client
-        .unary(tonic::Request::new(msg), path("/bench.Bench/Echo"), RawCodec)
+        .unary(
+            tonic::Request::new(msg),
+            path("/bench.Bench/Echo"),
+            RawCodec,
+        )
         .await
         .unwrap()
         .into_inner()
 }
 
 async fn nrpc_unary(session: &Session, msg: &Blob) -> Blob {
-    session.call_unary("echo", msg, CallOptions::default()).await.unwrap()
+    session
+        .call_unary("echo", msg, CallOptions::default())
+        .await
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- measurements
@@ -349,7 +397,9 @@ fn unary_latency(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic, summary: 
     let blob = Blob(vec![1; SMALL]);
     let bytes = Bytes::from(vec![1u8; SMALL]);
     let mut g = c.benchmark_group("unary_latency_c1");
-    g.bench_function("nrpc", |b| b.to_async(rt).iter(|| nrpc_unary(&n.client, &blob)));
+    g.bench_function("nrpc", |b| {
+        b.to_async(rt).iter(|| nrpc_unary(&n.client, &blob))
+    });
     g.bench_function("tonic", |b| {
         b.to_async(rt).iter(|| {
             let mut client = t.client.clone();
@@ -394,54 +444,66 @@ fn unary_qps(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
     let mut g = c.benchmark_group("unary_qps");
     g.throughput(Throughput::Elements(1));
     for concurrency in [16usize, 128] {
-        g.bench_with_input(BenchmarkId::new("nrpc", concurrency), &concurrency, |b, &conc| {
-            b.to_async(rt).iter_custom(|iters| {
-                let session = n.client.clone();
-                async move {
-                    let per_task = (iters as usize).div_ceil(conc);
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..conc)
-                        .map(|_| {
-                            let session = session.clone();
-                            tokio::spawn(async move {
-                                let blob = Blob(vec![1; SMALL]);
-                                for _ in 0..per_task {
-                                    nrpc_unary(&session, &blob).await;
-                                }
+        g.bench_with_input(
+            BenchmarkId::new("nrpc", concurrency),
+            &concurrency,
+            |b, &conc| {
+                b.to_async(rt).iter_custom(|iters| {
+                    let session = n.client.clone();
+                    async move {
+                        let per_task = (iters as usize).div_ceil(conc);
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..conc)
+                            .map(|_| {
+                                let session = session.clone();
+                                tokio::spawn(async move {
+                                    let blob = Blob(vec![1; SMALL]);
+                                    for _ in 0..per_task {
+                                        nrpc_unary(&session, &blob).await;
+                                    }
+                                })
                             })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.unwrap();
+                            .collect();
+                        for task in tasks {
+                            task.await.unwrap();
+                        }
+                        start
+                            .elapsed()
+                            .mul_f64(iters as f64 / (per_task * conc) as f64)
                     }
-                    start.elapsed().mul_f64(iters as f64 / (per_task * conc) as f64)
-                }
-            })
-        });
-        g.bench_with_input(BenchmarkId::new("tonic", concurrency), &concurrency, |b, &conc| {
-            b.to_async(rt).iter_custom(|iters| {
-                let client = t.client.clone();
-                async move {
-                    let per_task = (iters as usize).div_ceil(conc);
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..conc)
-                        .map(|_| {
-                            let mut client = client.clone();
-                            tokio::spawn(async move {
-                                let msg = Bytes::from(vec![1u8; SMALL]);
-                                for _ in 0..per_task {
-                                    tonic_unary(&mut client, msg.clone()).await;
-                                }
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("tonic", concurrency),
+            &concurrency,
+            |b, &conc| {
+                b.to_async(rt).iter_custom(|iters| {
+                    let client = t.client.clone();
+                    async move {
+                        let per_task = (iters as usize).div_ceil(conc);
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..conc)
+                            .map(|_| {
+                                let mut client = client.clone();
+                                tokio::spawn(async move {
+                                    let msg = Bytes::from(vec![1u8; SMALL]);
+                                    for _ in 0..per_task {
+                                        tonic_unary(&mut client, msg.clone()).await;
+                                    }
+                                })
                             })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.unwrap();
+                            .collect();
+                        for task in tasks {
+                            task.await.unwrap();
+                        }
+                        start
+                            .elapsed()
+                            .mul_f64(iters as f64 / (per_task * conc) as f64)
                     }
-                    start.elapsed().mul_f64(iters as f64 / (per_task * conc) as f64)
-                }
-            })
-        });
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -454,8 +516,10 @@ fn client_streaming(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
         let blob = Blob(vec![3; size]);
         g.bench_function(BenchmarkId::new("nrpc", label), |b| {
             b.to_async(rt).iter(|| async {
-                let mut call =
-                    n.client.call_client_streaming::<Blob, u64>("upload", CallOptions::default()).unwrap();
+                let mut call = n
+                    .client
+                    .call_client_streaming::<Blob, u64>("upload", CallOptions::default())
+                    .unwrap();
                 for _ in 0..count {
                     call.send(&blob).await.unwrap();
                 }
@@ -470,7 +534,11 @@ fn client_streaming(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
                 async move {
                     client.ready().await.unwrap();
                     let resp = client
-                        .client_streaming(tonic::Request::new(msgs), path("/bench.Bench/Upload"), RawCodec)
+                        .client_streaming(
+                            tonic::Request::new(msgs),
+                            path("/bench.Bench/Upload"),
+                            RawCodec,
+                        )
                         .await
                         .unwrap()
                         .into_inner();
@@ -484,19 +552,29 @@ fn client_streaming(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
 
 fn duplex_rtt(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic, summary: &mut Summary) {
     let blob = Blob(vec![5; SMALL]);
-    let nrpc_call = n.client.call_duplex::<Blob, Blob>("echo_stream", CallOptions::default()).unwrap();
-    let (tonic_tx, tonic_rx) = rt.block_on(async {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let reqs = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-        let mut client = t.client.clone();
-        client.ready().await.unwrap();
-        let resp = client
-            .streaming(tonic::Request::new(reqs), path("/bench.Bench/EchoStream"), RawCodec)
-            .await
-            .unwrap()
-            .into_inner();
-        (tx, resp)
-    });
+    let nrpc_call = n
+        .client
+        .call_duplex::<Blob, Blob>("echo_stream", CallOptions::default())
+        .unwrap();
+    let (tonic_tx, tonic_rx) =
+        rt.block_on(async {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+            let reqs = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|m| (m, rx))
+            });
+            let mut client = t.client.clone();
+            client.ready().await.unwrap();
+            let resp = client
+                .streaming(
+                    tonic::Request::new(reqs),
+                    path("/bench.Bench/EchoStream"),
+                    RawCodec,
+                )
+                .await
+                .unwrap()
+                .into_inner();
+            (tx, resp)
+        });
     let bytes = Bytes::from(vec![5u8; SMALL]);
     let nrpc_shared = Arc::new(tokio::sync::Mutex::new(nrpc_call));
     let tonic_shared = Arc::new(tokio::sync::Mutex::new((tonic_tx, tonic_rx)));
@@ -577,8 +655,10 @@ fn cancel_quiescent(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
         b.to_async(rt).iter_custom(|iters| async move {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let mut stream =
-                    n.client.call_server_streaming::<(), Blob>("firehose", &(), CallOptions::default()).unwrap();
+                let mut stream = n
+                    .client
+                    .call_server_streaming::<(), Blob>("firehose", &(), CallOptions::default())
+                    .unwrap();
                 stream.next().await.unwrap().unwrap();
                 let start = Instant::now();
                 drop(stream);
@@ -668,7 +748,7 @@ fn transport_only(c: &mut Criterion, rt: &Runtime) {
         let mut n = 0u64;
         while let Ok(Some(_)) = rx.recv_frame().await {
             n += 1;
-            if n % 16 == 0 && done_tx.send(()).is_err() {
+            if n.is_multiple_of(16) && done_tx.send(()).is_err() {
                 break;
             }
         }
@@ -692,7 +772,11 @@ fn transport_only(c: &mut Criterion, rt: &Runtime) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let nrpc = rt.block_on(nrpc_setup());
     let tonic = rt.block_on(tonic_setup());
     let mut c = Criterion::default()
@@ -708,6 +792,7 @@ fn main() {
     duplex_rtt(&mut c, &rt, &nrpc, &tonic, &mut summary);
     cancel_quiescent(&mut c, &rt, &nrpc, &tonic);
     c.final_summary();
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nrpc-bench-summary.txt");
+    let out =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nrpc-bench-summary.txt");
     let _ = std::fs::write(out, summary.0.join("\n") + "\n");
 }

@@ -643,7 +643,11 @@ impl<'a> Frame<'a> {
 /// payload directly (saving a copy) and must then call [`finish_chunk`].
 pub fn begin_chunk(out: &mut Vec<u8>, request: bool, call_id: u64, seq: u64) {
     out.push(FRAME_VERSION);
-    out.push(if request { dispatch::REQUEST_CHUNK } else { dispatch::RESPONSE_CHUNK });
+    out.push(if request {
+        dispatch::REQUEST_CHUNK
+    } else {
+        dispatch::RESPONSE_CHUNK
+    });
     out.extend_from_slice(&call_id.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
 }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-
 use crate::frame::MAX_FRAME_LEN;
 
 /// Largest plaintext per Noise message (65535 minus the 16-byte AEAD tag).
@@ -108,10 +107,13 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
     /// stream on the wire is the same.
     pub fn queue_frame(&mut self, frame: &[u8]) -> Result<(), TransportError> {
         if frame.len() > MAX_FRAME_LEN {
-            return Err(TransportError::FrameTooLarge { len: frame.len() as u64 });
+            return Err(TransportError::FrameTooLarge {
+                len: frame.len() as u64,
+            });
         }
-        let len = u32::try_from(frame.len())
-            .map_err(|_| TransportError::FrameTooLarge { len: frame.len() as u64 })?;
+        let len = u32::try_from(frame.len()).map_err(|_| TransportError::FrameTooLarge {
+            len: frame.len() as u64,
+        })?;
         self.stream_bytes.extend_from_slice(&len.to_le_bytes());
         if frame.len() < DIRECT_ENCRYPT_MIN {
             self.stream_bytes.extend_from_slice(frame);
@@ -245,7 +247,10 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
     /// Ciphertext is read in large slabs (up to [`READ_SLAB`]) to keep syscalls few.
     async fn read_noise_message(&mut self) -> Result<bool, TransportError> {
         let (msg_at, msg_len) = loop {
-            let buffered = self.ciphertext.get(self.cipher_start..self.cipher_end).unwrap_or_default();
+            let buffered = self
+                .ciphertext
+                .get(self.cipher_start..self.cipher_end)
+                .unwrap_or_default();
             if let Some((prefix, rest)) = buffered.split_first_chunk::<2>() {
                 let len = usize::from(u16::from_le_bytes(*prefix));
                 if rest.len() >= len {
@@ -254,14 +259,22 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
             }
             // Need more bytes: compact, then read.
             if self.cipher_start > 0 {
-                self.ciphertext.copy_within(self.cipher_start..self.cipher_end, 0);
+                self.ciphertext
+                    .copy_within(self.cipher_start..self.cipher_end, 0);
                 self.cipher_end = self.cipher_end.saturating_sub(self.cipher_start);
                 self.cipher_start = 0;
             }
-            let room = self.ciphertext.get_mut(self.cipher_end..).ok_or(TransportError::Truncated)?;
+            let room = self
+                .ciphertext
+                .get_mut(self.cipher_end..)
+                .ok_or(TransportError::Truncated)?;
             let n = self.reader.read(room).await?;
             if n == 0 {
-                return if self.cipher_end == 0 { Ok(false) } else { Err(TransportError::Truncated) };
+                return if self.cipher_end == 0 {
+                    Ok(false)
+                } else {
+                    Err(TransportError::Truncated)
+                };
             }
             self.cipher_end = self.cipher_end.saturating_add(n);
         };
@@ -273,7 +286,10 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
         self.plain.resize(at.saturating_add(msg_len), 0);
         let out = self.plain.get_mut(at..).ok_or(TransportError::Truncated)?;
         let msg_end = msg_at.saturating_add(msg_len);
-        let msg = self.ciphertext.get(msg_at..msg_end).ok_or(TransportError::Truncated)?;
+        let msg = self
+            .ciphertext
+            .get(msg_at..msg_end)
+            .ok_or(TransportError::Truncated)?;
         let n = match self.state.read_message(self.nonce, msg, out) {
             Ok(n) => n,
             Err(e) => {
@@ -308,9 +324,20 @@ mod tests {
         let (br, bw) = tokio::io::split(b);
         let (mut tx, _arx) = split(ea.unwrap().transport, ar, aw);
         let (_btx, mut rx) = split(eb.unwrap().transport, br, bw);
-        let sizes = [0usize, 1, MAX_NOISE_PLAINTEXT - 4, MAX_NOISE_PLAINTEXT, 200_000, 3, 1 << 20];
-        let frames: Vec<Vec<u8>> =
-            sizes.iter().enumerate().map(|(i, &n)| vec![i as u8; n]).collect();
+        let sizes = [
+            0usize,
+            1,
+            MAX_NOISE_PLAINTEXT - 4,
+            MAX_NOISE_PLAINTEXT,
+            200_000,
+            3,
+            1 << 20,
+        ];
+        let frames: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| vec![i as u8; n])
+            .collect();
         let sender = tokio::spawn(async move {
             for frame in &frames {
                 tx.queue_frame(frame).unwrap();

@@ -1,7 +1,12 @@
 //! A slow consumer bounds a fast producer's in-flight messages, in both directions, for every
 //! call kind. Assertions are on credit accounting and queue lengths, never on timing: after the
 //! producer has used its window we give it ample opportunity to overrun, then check it did not.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -16,7 +21,10 @@ use net_mesh::rpc::{CallOptions, Config, Metrics};
 const WINDOW: u32 = 8;
 
 fn config() -> Config {
-    Config { window: WINDOW, ..Config::default() }
+    Config {
+        window: WINDOW,
+        ..Config::default()
+    }
 }
 
 /// Lets a stalled producer run freely for a while (not an assertion on time: if flow control
@@ -28,8 +36,10 @@ async fn give_producer_a_chance() {
 #[tokio::test]
 async fn client_streaming_slow_handler_bounds_caller_in_flight() {
     let mut h = harness_with(config()).await;
-    let mut call =
-        h.session.call_client_streaming::<u32, Vec<u32>>("collect_gated", CallOptions::default()).unwrap();
+    let mut call = h
+        .session
+        .call_client_streaming::<u32, Vec<u32>>("collect_gated", CallOptions::default())
+        .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = sent.clone();
@@ -42,7 +52,11 @@ async fn client_streaming_slow_handler_bounds_caller_in_flight() {
     });
     eventually(|| sent.load(Ordering::SeqCst) == WINDOW as usize).await;
     give_producer_a_chance().await;
-    assert_eq!(sent.load(Ordering::SeqCst), WINDOW as usize, "caller sent beyond its credit");
+    assert_eq!(
+        sent.load(Ordering::SeqCst),
+        WINDOW as usize,
+        "caller sent beyond its credit"
+    );
     assert!(Metrics::get(&h.server.metrics().max_call_queue_depth) <= u64::from(WINDOW));
     h.probe.release.notify_one();
     let all = within(producer).await.unwrap();
@@ -54,12 +68,18 @@ async fn client_streaming_slow_handler_bounds_caller_in_flight() {
 #[tokio::test]
 async fn server_streaming_slow_caller_bounds_handler_in_flight() {
     let mut h = harness_with(config()).await;
-    let mut stream =
-        h.session.call_server_streaming::<u32, u32>("count", &1000, CallOptions::default()).unwrap();
+    let mut stream = h
+        .session
+        .call_server_streaming::<u32, u32>("count", &1000, CallOptions::default())
+        .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
     eventually(|| h.probe.produced.load(Ordering::SeqCst) == WINDOW as usize).await;
     give_producer_a_chance().await;
-    assert_eq!(h.probe.produced.load(Ordering::SeqCst), WINDOW as usize, "handler sent beyond credit");
+    assert_eq!(
+        h.probe.produced.load(Ordering::SeqCst),
+        WINDOW as usize,
+        "handler sent beyond credit"
+    );
     assert!(stream.queued() <= WINDOW as usize);
     let mut expected = 0u32;
     while let Some(item) = within(stream.next()).await {
@@ -74,7 +94,10 @@ async fn server_streaming_slow_caller_bounds_handler_in_flight() {
 #[tokio::test]
 async fn duplex_upload_is_bounded_when_the_handler_does_not_read() {
     let mut h = harness_with(config()).await;
-    let call = h.session.call_duplex::<u32, u32>("echo_stream_gated", CallOptions::default()).unwrap();
+    let call = h
+        .session
+        .call_duplex::<u32, u32>("echo_stream_gated", CallOptions::default())
+        .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
     let (mut tx, mut rx) = call.into_split();
     let sent = Arc::new(AtomicUsize::new(0));
@@ -89,7 +112,11 @@ async fn duplex_upload_is_bounded_when_the_handler_does_not_read() {
     });
     eventually(|| sent.load(Ordering::SeqCst) == WINDOW as usize).await;
     give_producer_a_chance().await;
-    assert_eq!(sent.load(Ordering::SeqCst), WINDOW as usize, "caller sent beyond its credit");
+    assert_eq!(
+        sent.load(Ordering::SeqCst),
+        WINDOW as usize,
+        "caller sent beyond its credit"
+    );
     h.probe.release.notify_one();
     let mut expected = 0u32;
     while let Some(item) = within(rx.next()).await {
@@ -104,11 +131,18 @@ async fn duplex_upload_is_bounded_when_the_handler_does_not_read() {
 #[tokio::test]
 async fn duplex_download_is_bounded_when_the_caller_does_not_read() {
     let mut h = harness_with(config()).await;
-    let mut call = h.session.call_duplex::<u32, u32>("flood", CallOptions::default()).unwrap();
+    let mut call = h
+        .session
+        .call_duplex::<u32, u32>("flood", CallOptions::default())
+        .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
     eventually(|| h.probe.produced.load(Ordering::SeqCst) == WINDOW as usize).await;
     give_producer_a_chance().await;
-    assert_eq!(h.probe.produced.load(Ordering::SeqCst), WINDOW as usize, "handler sent beyond credit");
+    assert_eq!(
+        h.probe.produced.load(Ordering::SeqCst),
+        WINDOW as usize,
+        "handler sent beyond credit"
+    );
     for expected in 0..100u32 {
         assert_eq!(within(call.next()).await.unwrap().unwrap(), expected);
     }
@@ -118,8 +152,14 @@ async fn duplex_download_is_bounded_when_the_caller_does_not_read() {
 #[tokio::test]
 async fn per_call_response_window_overrides_the_default() {
     let mut h = harness_with(config()).await;
-    let opts = CallOptions { response_window: Some(3), ..CallOptions::default() };
-    let _stream = h.session.call_server_streaming::<u32, u32>("count", &1000, opts).unwrap();
+    let opts = CallOptions {
+        response_window: Some(3),
+        ..CallOptions::default()
+    };
+    let _stream = h
+        .session
+        .call_server_streaming::<u32, u32>("count", &1000, opts)
+        .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
     eventually(|| h.probe.produced.load(Ordering::SeqCst) == 3).await;
     give_producer_a_chance().await;
@@ -128,18 +168,27 @@ async fn per_call_response_window_overrides_the_default() {
 
 #[tokio::test]
 async fn unary_calls_beyond_the_concurrency_limit_get_resource_exhausted() {
-    let mut h = harness_with(Config { max_concurrent_calls: 2, ..config() }).await;
+    let mut h = harness_with(Config {
+        max_concurrent_calls: 2,
+        ..config()
+    })
+    .await;
     let mut pending = Vec::new();
     for _ in 0..2 {
         let session = h.session.clone();
         pending.push(tokio::spawn(async move {
-            session.call_unary::<(), ()>("wait_cancel", &(), CallOptions::default()).await
+            session
+                .call_unary::<(), ()>("wait_cancel", &(), CallOptions::default())
+                .await
         }));
         let _ctx = within(h.contexts.recv()).await.unwrap();
     }
-    let err = within(h.session.call_unary::<(), ()>("wait_cancel", &(), CallOptions::default()))
-        .await
-        .unwrap_err();
+    let err = within(
+        h.session
+            .call_unary::<(), ()>("wait_cancel", &(), CallOptions::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind, net_mesh::rpc::ErrorKind::ResourceExhausted);
     assert_eq!(h.server_session.served_calls(), 2);
     for task in pending {

@@ -1,6 +1,11 @@
 //! docs/FORMAT.md section 5 and the code agree: the frame header layout, the call header
 //! layout, every dispatch value and every named limit.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use net_mesh::frame::{self, CallHeader, CallKind, Frame, TraceContext, dispatch};
 
@@ -15,20 +20,29 @@ fn section5() -> String {
 
 /// Rows (cells trimmed) of the first table after the line containing `marker`.
 fn table_after(doc: &str, marker: &str) -> Vec<Vec<String>> {
-    let at = doc.find(marker).unwrap_or_else(|| panic!("marker {marker:?} not in FORMAT.md"));
+    let at = doc
+        .find(marker)
+        .unwrap_or_else(|| panic!("marker {marker:?} not in FORMAT.md"));
     doc[at..]
         .lines()
         .skip_while(|l| !l.starts_with('|'))
         .take_while(|l| l.starts_with('|'))
         .skip(2) // header + separator
-        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
         .collect()
 }
 
 fn parse_num(cell: &str) -> usize {
     match cell.strip_prefix("0x") {
         Some(hex) => usize::from_str_radix(hex, 16).unwrap(),
-        None => cell.parse().unwrap_or_else(|_| panic!("not a number: {cell:?}")),
+        None => cell
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {cell:?}")),
     }
 }
 
@@ -49,12 +63,23 @@ fn frame_header_table_matches_offsets() {
         assert_eq!(offset, next, "gap or overlap at {row:?}");
         next = offset + size;
     }
-    assert_eq!(next, frame::HEADER_LEN, "documented header does not add up to HEADER_LEN");
+    assert_eq!(
+        next,
+        frame::HEADER_LEN,
+        "documented header does not add up to HEADER_LEN"
+    );
     // And the encoder really puts them there.
-    let bytes = Frame::RequestEnd { call_id: 0x0102_0304_0506_0708 }.to_vec().unwrap();
+    let bytes = Frame::RequestEnd {
+        call_id: 0x0102_0304_0506_0708,
+    }
+    .to_vec()
+    .unwrap();
     assert_eq!(bytes[frame::OFF_VERSION], frame::FRAME_VERSION);
     assert_eq!(bytes[frame::OFF_DISPATCH], dispatch::REQUEST_END);
-    assert_eq!(bytes[frame::OFF_CALL_ID..frame::OFF_CALL_ID + 8], 0x0102_0304_0506_0708u64.to_le_bytes());
+    assert_eq!(
+        bytes[frame::OFF_CALL_ID..frame::OFF_CALL_ID + 8],
+        0x0102_0304_0506_0708u64.to_le_bytes()
+    );
 }
 
 #[test]
@@ -66,11 +91,17 @@ fn call_header_table_matches_the_encoder() {
         next += parse_num(&row[1]);
     }
     assert_eq!(next, frame::CALL_HEADER_FIXED_LEN);
-    assert_eq!(parse_num(&rows.last().unwrap()[0]), frame::CALL_HEADER_FIXED_LEN);
+    assert_eq!(
+        parse_num(&rows.last().unwrap()[0]),
+        frame::CALL_HEADER_FIXED_LEN
+    );
     let header = CallHeader {
         kind: CallKind::Duplex,
         timeout_us: 0x1122,
-        trace: TraceContext { trace_id: [0xaa; 16], span_id: [0xbb; 8] },
+        trace: TraceContext {
+            trace_id: [0xaa; 16],
+            span_id: [0xbb; 8],
+        },
         response_window: 0x33,
         method: "mm",
     };
@@ -108,12 +139,20 @@ fn dispatch_table_matches_constants() {
     ];
     assert_eq!(rows.len(), code.len());
     for (name, value) in code {
-        let row = rows.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("{name} undocumented"));
+        let row = rows
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("{name} undocumented"));
         assert_eq!(parse_num(&row[1]), usize::from(value), "{name}");
     }
     // The issue fixes these four exactly.
     assert_eq!(
-        [dispatch::REQUEST_INIT, dispatch::REQUEST_CHUNK, dispatch::REQUEST_END, dispatch::REQUEST_CANCEL],
+        [
+            dispatch::REQUEST_INIT,
+            dispatch::REQUEST_CHUNK,
+            dispatch::REQUEST_END,
+            dispatch::REQUEST_CANCEL
+        ],
         [0x10, 0x11, 0x12, 0x13]
     );
 }
@@ -128,14 +167,23 @@ fn limits_table_matches_constants() {
         ("MAX_ERROR_MESSAGE_LEN", frame::MAX_ERROR_MESSAGE_LEN),
         ("MAX_PAYLOAD_LEN", frame::MAX_PAYLOAD_LEN),
         ("MAX_FRAME_LEN", frame::MAX_FRAME_LEN),
-        ("MAX_NOISE_PLAINTEXT", net_mesh::transport::MAX_NOISE_PLAINTEXT),
-        ("HANDSHAKE_PAYLOAD_LEN", net_mesh::handshake::HANDSHAKE_PAYLOAD_LEN),
+        (
+            "MAX_NOISE_PLAINTEXT",
+            net_mesh::transport::MAX_NOISE_PLAINTEXT,
+        ),
+        (
+            "HANDSHAKE_PAYLOAD_LEN",
+            net_mesh::handshake::HANDSHAKE_PAYLOAD_LEN,
+        ),
         ("KEY_FILE_LEN", net_mesh::identity::KEY_FILE_LEN),
         ("DEFAULT_WINDOW", net_mesh::rpc::DEFAULT_WINDOW as usize),
     ];
     assert_eq!(rows.len(), code.len());
     for (name, value) in code {
-        let row = rows.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("{name} undocumented"));
+        let row = rows
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("{name} undocumented"));
         assert_eq!(parse_num(&row[1]), value, "{name}");
     }
 }

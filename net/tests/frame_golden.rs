@@ -2,17 +2,24 @@
 //! under tests/golden/, also quoted in docs/FORMAT.md section 5), corrupt fixtures with their
 //! exact errors, and property tests that arbitrary bytes never panic the decoders.
 //! Regenerate with `NET_MESH_UPDATE_GOLDEN=1 cargo test -p net-mesh --test frame_golden`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 
+use net_mesh::Identity;
 use net_mesh::frame::{CallHeader, CallKind, ErrorKind, Frame, FrameError, TraceContext};
 use net_mesh::handshake::{HandshakePayload, PayloadError, ROLE_RESPONDER};
-use net_mesh::Identity;
 use proptest::prelude::*;
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("golden")
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -21,7 +28,10 @@ fn to_hex(bytes: &[u8]) -> String {
 
 fn from_hex(text: &str) -> Vec<u8> {
     let clean: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    (0..clean.len()).step_by(2).map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap()).collect()
+    (0..clean.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Compares `bytes` with the checked-in file (or rewrites it when regenerating).
@@ -30,14 +40,22 @@ fn check_golden(name: &str, bytes: &[u8]) {
     if std::env::var_os("NET_MESH_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, format!("{}\n", to_hex(bytes))).unwrap();
     }
-    let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(to_hex(bytes), to_hex(&from_hex(&stored)), "golden vector {name} changed");
+    let stored =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        to_hex(bytes),
+        to_hex(&from_hex(&stored)),
+        "golden vector {name} changed"
+    );
 }
 
 const CALL_ID: u64 = 0x0123_4567_89ab_cdef;
 
 fn trace() -> TraceContext {
-    TraceContext { trace_id: [0x11; 16], span_id: [0x22; 8] }
+    TraceContext {
+        trace_id: [0x11; 16],
+        span_id: [0x22; 8],
+    }
 }
 
 fn golden_frames() -> Vec<(&'static str, Frame<'static>)> {
@@ -56,23 +74,78 @@ fn golden_frames() -> Vec<(&'static str, Frame<'static>)> {
         method: "blob.put",
     };
     vec![
-        ("frame_request", Frame::Request { call_id: CALL_ID, header: unary, payload: b"\x02hi" }),
-        ("frame_request_init", Frame::RequestInit { call_id: CALL_ID, header: duplex }),
-        ("frame_request_chunk", Frame::RequestChunk { call_id: CALL_ID, seq: 7, payload: b"\xaa\xbb" }),
+        (
+            "frame_request",
+            Frame::Request {
+                call_id: CALL_ID,
+                header: unary,
+                payload: b"\x02hi",
+            },
+        ),
+        (
+            "frame_request_init",
+            Frame::RequestInit {
+                call_id: CALL_ID,
+                header: duplex,
+            },
+        ),
+        (
+            "frame_request_chunk",
+            Frame::RequestChunk {
+                call_id: CALL_ID,
+                seq: 7,
+                payload: b"\xaa\xbb",
+            },
+        ),
         ("frame_request_end", Frame::RequestEnd { call_id: CALL_ID }),
         (
             "frame_request_cancel",
-            Frame::RequestCancel { call_id: CALL_ID, reason: ErrorKind::DeadlineExceeded },
+            Frame::RequestCancel {
+                call_id: CALL_ID,
+                reason: ErrorKind::DeadlineExceeded,
+            },
         ),
-        ("frame_request_window_grant", Frame::RequestWindowGrant { call_id: CALL_ID, credits: 16 }),
-        ("frame_response", Frame::Response { call_id: CALL_ID, payload: b"\x01" }),
-        ("frame_response_chunk", Frame::ResponseChunk { call_id: CALL_ID, seq: 1, payload: b"\xcc" }),
-        ("frame_response_end", Frame::ResponseEnd { call_id: CALL_ID }),
+        (
+            "frame_request_window_grant",
+            Frame::RequestWindowGrant {
+                call_id: CALL_ID,
+                credits: 16,
+            },
+        ),
+        (
+            "frame_response",
+            Frame::Response {
+                call_id: CALL_ID,
+                payload: b"\x01",
+            },
+        ),
+        (
+            "frame_response_chunk",
+            Frame::ResponseChunk {
+                call_id: CALL_ID,
+                seq: 1,
+                payload: b"\xcc",
+            },
+        ),
+        (
+            "frame_response_end",
+            Frame::ResponseEnd { call_id: CALL_ID },
+        ),
         (
             "frame_response_error",
-            Frame::ResponseError { call_id: CALL_ID, kind: ErrorKind::HandlerPanic, message: "boom" },
+            Frame::ResponseError {
+                call_id: CALL_ID,
+                kind: ErrorKind::HandlerPanic,
+                message: "boom",
+            },
         ),
-        ("frame_response_window_grant", Frame::ResponseWindowGrant { call_id: CALL_ID, credits: 16 }),
+        (
+            "frame_response_window_grant",
+            Frame::ResponseWindowGrant {
+                call_id: CALL_ID,
+                credits: 16,
+            },
+        ),
     ]
 }
 
@@ -94,7 +167,12 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
     version[0] = 2;
     let mut unknown = end.clone();
     unknown[1] = 0x7f;
-    let grant = Frame::RequestWindowGrant { call_id: CALL_ID, credits: 1 }.to_vec().unwrap();
+    let grant = Frame::RequestWindowGrant {
+        call_id: CALL_ID,
+        credits: 1,
+    }
+    .to_vec()
+    .unwrap();
     let mut zero_grant = grant.clone();
     zero_grant[10..14].copy_from_slice(&0u32.to_le_bytes());
     let init = golden_frames()[1].1.to_vec().unwrap();
@@ -102,17 +180,49 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
     bad_kind[10] = 1; // unary kind inside REQUEST_INIT
     let truncated_init = init[..init.len() - 1].to_vec();
     let cases: Vec<(&str, Vec<u8>, FrameError)> = vec![
-        ("corrupt_trailing_byte", trailing, FrameError::TrailingBytes { dispatch: 0x12, extra: 1 }),
-        ("corrupt_version", version, FrameError::UnsupportedVersion(2)),
-        ("corrupt_unknown_dispatch", unknown, FrameError::UnknownDispatch { dispatch: 0x7f, call_id: CALL_ID }),
+        (
+            "corrupt_trailing_byte",
+            trailing,
+            FrameError::TrailingBytes {
+                dispatch: 0x12,
+                extra: 1,
+            },
+        ),
+        (
+            "corrupt_version",
+            version,
+            FrameError::UnsupportedVersion(2),
+        ),
+        (
+            "corrupt_unknown_dispatch",
+            unknown,
+            FrameError::UnknownDispatch {
+                dispatch: 0x7f,
+                call_id: CALL_ID,
+            },
+        ),
         ("corrupt_zero_grant", zero_grant, FrameError::ZeroCredit),
-        ("corrupt_init_unary_kind", bad_kind, FrameError::BadCallKind { dispatch: 0x10, kind: 1 }),
+        (
+            "corrupt_init_unary_kind",
+            bad_kind,
+            FrameError::BadCallKind {
+                dispatch: 0x10,
+                kind: 1,
+            },
+        ),
         (
             "corrupt_init_truncated_method",
             truncated_init,
-            FrameError::Truncated { dispatch: 0x10, field: "method" },
+            FrameError::Truncated {
+                dispatch: 0x10,
+                field: "method",
+            },
         ),
-        ("corrupt_short", end[..9].to_vec(), FrameError::TooShort { len: 9 }),
+        (
+            "corrupt_short",
+            end[..9].to_vec(),
+            FrameError::TooShort { len: 9 },
+        ),
     ];
     for (name, bytes, expected) in cases {
         check_golden(name, &bytes);
@@ -126,11 +236,17 @@ fn handshake_payload_and_key_file_match_golden_vectors() {
     let payload = HandshakePayload::sign(&identity, ROLE_RESPONDER, &[0x33; 32]);
     let bytes = payload.encode();
     check_golden("handshake_payload", &bytes);
-    assert_eq!(payload.verify(ROLE_RESPONDER, &[0x33; 32]).unwrap().node_id, identity.node_id());
+    assert_eq!(
+        payload.verify(ROLE_RESPONDER, &[0x33; 32]).unwrap().node_id,
+        identity.node_id()
+    );
     let mut bad = bytes;
     bad[0] = 9;
     check_golden("corrupt_handshake_payload_version", &bad);
-    assert_eq!(HandshakePayload::decode(&bad), Err(PayloadError::UnsupportedVersion(9)));
+    assert_eq!(
+        HandshakePayload::decode(&bad),
+        Err(PayloadError::UnsupportedVersion(9))
+    );
 
     let key_file = identity.to_key_file_bytes();
     check_golden("identity_key_file", &key_file);

@@ -1,5 +1,10 @@
 //! Call semantics over real TCP + Noise sessions (issue 5, item 7).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -8,19 +13,35 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
-use net_mesh::rpc::{CallOptions, ErrorKind, Metrics, TraceContext};
 use net_mesh::RpcError;
+use net_mesh::rpc::{CallOptions, ErrorKind, Metrics, TraceContext};
 
 #[tokio::test]
 async fn unary_echo_and_context_carry_peer_call_id_and_trace() {
     let h = harness().await;
-    let out: String = h.session.call_unary("echo", &"hi".to_string(), CallOptions::default()).await.unwrap();
+    let out: String = h
+        .session
+        .call_unary("echo", &"hi".to_string(), CallOptions::default())
+        .await
+        .unwrap();
     assert_eq!(out, "hi");
-    let trace = TraceContext { trace_id: [7; 16], span_id: [8; 8] };
-    let opts = CallOptions { trace, ..CallOptions::default() };
+    let trace = TraceContext {
+        trace_id: [7; 16],
+        span_id: [8; 8],
+    };
+    let opts = CallOptions {
+        trace,
+        ..CallOptions::default()
+    };
     let (peer, call_id, trace_id): ([u8; 32], u64, [u8; 16]) =
-        within(h.session.call_unary("whoami", &(), opts)).await.unwrap();
-    assert_eq!(peer, h.client.identity().node_id().0, "handler sees the authenticated peer");
+        within(h.session.call_unary("whoami", &(), opts))
+            .await
+            .unwrap();
+    assert_eq!(
+        peer,
+        h.client.identity().node_id().0,
+        "handler sees the authenticated peer"
+    );
     assert_ne!(call_id, 0);
     assert_eq!(trace_id, [7; 16]);
     assert_eq!(h.session.peer().node_id, h.server.identity().node_id());
@@ -29,9 +50,12 @@ async fn unary_echo_and_context_carry_peer_call_id_and_trace() {
 #[tokio::test]
 async fn handler_error_becomes_response_error_with_its_kind() {
     let h = harness().await;
-    let err = within(h.session.call_unary::<(), ()>("fail", &(), CallOptions::default()))
-        .await
-        .unwrap_err();
+    let err = within(
+        h.session
+            .call_unary::<(), ()>("fail", &(), CallOptions::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert_eq!(err.message, "no such thing");
 }
@@ -39,30 +63,42 @@ async fn handler_error_becomes_response_error_with_its_kind() {
 #[tokio::test]
 async fn unknown_method_is_a_typed_error() {
     let h = harness().await;
-    let err = within(h.session.call_unary::<(), ()>("nope", &(), CallOptions::default()))
-        .await
-        .unwrap_err();
+    let err = within(
+        h.session
+            .call_unary::<(), ()>("nope", &(), CallOptions::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::UnknownMethod);
     // Right name, wrong kind.
-    let err = within(h.session.call_unary::<u32, u32>("count", &1, CallOptions::default()))
-        .await
-        .unwrap_err();
+    let err = within(
+        h.session
+            .call_unary::<u32, u32>("count", &1, CallOptions::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::UnknownMethod);
 }
 
 #[tokio::test]
 async fn handler_panic_becomes_handler_panic_and_server_keeps_serving() {
     let h = harness().await;
-    let err = within(h.session.call_unary::<(), ()>("panic", &(), CallOptions::default()))
-        .await
-        .unwrap_err();
+    let err = within(
+        h.session
+            .call_unary::<(), ()>("panic", &(), CallOptions::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::HandlerPanic);
     assert!(err.message.contains("blew up"), "{err}");
     assert_eq!(Metrics::get(&h.server.metrics().handler_panics), 1);
-    let out: String =
-        within(h.session.call_unary("echo", &"still here".to_string(), CallOptions::default()))
-            .await
-            .unwrap();
+    let out: String = within(h.session.call_unary(
+        "echo",
+        &"still here".to_string(),
+        CallOptions::default(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(out, "still here");
 }
 
@@ -96,7 +132,10 @@ async fn caller_cancel_stops_handler_and_it_sees_cancelled() {
 #[tokio::test]
 async fn server_cancel_reaches_caller_as_cancelled_in_both_directions() {
     let h = harness().await;
-    let mut call = h.session.call_duplex::<u32, u32>("echo_stream", CallOptions::default()).unwrap();
+    let mut call = h
+        .session
+        .call_duplex::<u32, u32>("echo_stream", CallOptions::default())
+        .unwrap();
     call.send(&5).await.unwrap();
     assert_eq!(within(call.next()).await.unwrap().unwrap(), 5);
     call.send(&u32::MAX).await.unwrap(); // the handler answers this with Err(Cancelled)
@@ -112,7 +151,9 @@ async fn server_cancel_reaches_caller_as_cancelled_in_both_directions() {
 async fn deadline_exceeded_on_both_sides_and_handler_token_fires() {
     let mut h = harness().await;
     let opts = CallOptions::with_timeout(Duration::from_millis(200));
-    let err = within(h.session.call_unary::<(), ()>("wait_cancel", &(), opts)).await.unwrap_err();
+    let err = within(h.session.call_unary::<(), ()>("wait_cancel", &(), opts))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
     let ctx = within(h.contexts.recv()).await.unwrap();
     assert!(ctx.deadline().is_some());
@@ -121,7 +162,10 @@ async fn deadline_exceeded_on_both_sides_and_handler_token_fires() {
 
     // Streaming kinds: a duplex call whose handler never answers.
     let opts = CallOptions::with_timeout(Duration::from_millis(200));
-    let mut call = h.session.call_duplex::<u32, u32>("echo_stream_gated", opts).unwrap();
+    let mut call = h
+        .session
+        .call_duplex::<u32, u32>("echo_stream_gated", opts)
+        .unwrap();
     let ctx = within(h.contexts.recv()).await.unwrap();
     let err = within(call.next()).await.unwrap().unwrap_err();
     assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
@@ -135,7 +179,10 @@ async fn deadline_exceeded_on_both_sides_and_handler_token_fires() {
 async fn dropping_one_split_half_does_not_cancel_but_dropping_both_does() {
     let mut h = harness().await;
     // Drop the receiver: the sender keeps working and the handler keeps receiving.
-    let call = h.session.call_duplex::<u32, u32>("echo_stream", CallOptions::default()).unwrap();
+    let call = h
+        .session
+        .call_duplex::<u32, u32>("echo_stream", CallOptions::default())
+        .unwrap();
     let (mut tx, rx) = call.into_split();
     let ctx = within(h.contexts.recv()).await.unwrap();
     drop(rx);
@@ -143,13 +190,19 @@ async fn dropping_one_split_half_does_not_cancel_but_dropping_both_does() {
         within(tx.send(&i)).await.unwrap();
     }
     eventually(|| h.probe.produced.load(Ordering::SeqCst) == 5).await;
-    assert!(!ctx.token().is_cancelled(), "dropping the receiver alone must not cancel");
+    assert!(
+        !ctx.token().is_cancelled(),
+        "dropping the receiver alone must not cancel"
+    );
     drop(tx);
     within(ctx.token().cancelled()).await;
     assert_eq!(ctx.cancel_reason(), Some(ErrorKind::Cancelled));
 
     // Drop the sender: responses to what was sent still arrive.
-    let call = h.session.call_duplex::<u32, u32>("echo_stream", CallOptions::default()).unwrap();
+    let call = h
+        .session
+        .call_duplex::<u32, u32>("echo_stream", CallOptions::default())
+        .unwrap();
     let (mut tx, mut rx) = call.into_split();
     let ctx = within(h.contexts.recv()).await.unwrap();
     within(tx.send(&41)).await.unwrap();
@@ -157,7 +210,10 @@ async fn dropping_one_split_half_does_not_cancel_but_dropping_both_does() {
     drop(tx);
     assert_eq!(within(rx.next()).await.unwrap().unwrap(), 41);
     assert_eq!(within(rx.next()).await.unwrap().unwrap(), 42);
-    assert!(!ctx.token().is_cancelled(), "dropping the sender alone must not cancel");
+    assert!(
+        !ctx.token().is_cancelled(),
+        "dropping the sender alone must not cancel"
+    );
     drop(rx);
     within(ctx.token().cancelled()).await;
 }
@@ -167,7 +223,11 @@ async fn session_loss_fails_every_open_call_with_disconnected() {
     let mut h = harness().await;
     let unary = {
         let session = h.session.clone();
-        tokio::spawn(async move { session.call_unary::<(), ()>("wait_cancel", &(), CallOptions::default()).await })
+        tokio::spawn(async move {
+            session
+                .call_unary::<(), ()>("wait_cancel", &(), CallOptions::default())
+                .await
+        })
     };
     let mut server_stream = h
         .session
@@ -177,7 +237,10 @@ async fn session_loss_fails_every_open_call_with_disconnected() {
         .session
         .call_client_streaming::<u32, Vec<u32>>("collect_gated", CallOptions::default())
         .unwrap();
-    let mut duplex = h.session.call_duplex::<u32, u32>("echo_stream_gated", CallOptions::default()).unwrap();
+    let mut duplex = h
+        .session
+        .call_duplex::<u32, u32>("echo_stream_gated", CallOptions::default())
+        .unwrap();
     let mut server_contexts = Vec::new();
     for _ in 0..4 {
         server_contexts.push(within(h.contexts.recv()).await.unwrap());
@@ -209,8 +272,12 @@ async fn session_loss_fails_every_open_call_with_disconnected() {
     let err = within(duplex.next()).await.unwrap().unwrap_err();
     assert_eq!(err.kind, ErrorKind::Disconnected);
     // New calls fail fast too.
-    let err: RpcError =
-        within(h.session.call_unary::<(), ()>("echo", &(), CallOptions::default())).await.unwrap_err();
+    let err: RpcError = within(
+        h.session
+            .call_unary::<(), ()>("echo", &(), CallOptions::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Disconnected);
     // Server-side handlers see their tokens fire.
     for ctx in &server_contexts {
@@ -223,17 +290,26 @@ async fn thousand_chunk_round_trips_arrive_complete_and_in_order() {
     let h = harness().await;
     let expected: Vec<u32> = (0..1000).collect();
 
-    let mut up = h.session.call_client_streaming::<u32, Vec<u32>>("collect", CallOptions::default()).unwrap();
+    let mut up = h
+        .session
+        .call_client_streaming::<u32, Vec<u32>>("collect", CallOptions::default())
+        .unwrap();
     for i in &expected {
         within(up.send(i)).await.unwrap();
     }
     assert_eq!(within(up.finish()).await.unwrap(), expected);
 
-    let down = h.session.call_server_streaming::<u32, u32>("count", &1000, CallOptions::default()).unwrap();
+    let down = h
+        .session
+        .call_server_streaming::<u32, u32>("count", &1000, CallOptions::default())
+        .unwrap();
     let got: Vec<u32> = within(down.map(|r| r.unwrap()).collect::<Vec<_>>()).await;
     assert_eq!(got, expected);
 
-    let call = h.session.call_duplex::<u32, u32>("echo_stream", CallOptions::default()).unwrap();
+    let call = h
+        .session
+        .call_duplex::<u32, u32>("echo_stream", CallOptions::default())
+        .unwrap();
     let (mut tx, rx) = call.into_split();
     let sender = tokio::spawn(async move {
         for i in 0..1000u32 {
@@ -252,7 +328,10 @@ async fn call_ids_are_random_not_sequential() {
     let h = harness().await;
     let mut ids = Vec::new();
     for _ in 0..4 {
-        let call = h.session.call_duplex::<u32, u32>("echo_stream", CallOptions::default()).unwrap();
+        let call = h
+            .session
+            .call_duplex::<u32, u32>("echo_stream", CallOptions::default())
+            .unwrap();
         ids.push(call.call_id());
     }
     let sequential = ids.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 1);
@@ -265,8 +344,13 @@ async fn call_ids_are_random_not_sequential() {
 #[tokio::test]
 async fn chunk_veneer_yields_init_then_numbered_data_then_end() {
     let h = harness().await;
-    let mut call =
-        h.session.call_client_streaming::<u32, (u64, Vec<(u64, u32)>, bool)>("chunk_view", CallOptions::default()).unwrap();
+    let mut call = h
+        .session
+        .call_client_streaming::<u32, (u64, Vec<(u64, u32)>, bool)>(
+            "chunk_view",
+            CallOptions::default(),
+        )
+        .unwrap();
     let call_id = call.call_id();
     for i in [10u32, 20, 30] {
         within(call.send(&i)).await.unwrap();
@@ -281,7 +365,9 @@ async fn chunk_veneer_yields_init_then_numbered_data_then_end() {
 async fn messages_larger_than_one_noise_message_round_trip() {
     let h = harness().await;
     let big: String = "x".repeat(3 << 20);
-    let out: String = within(h.session.call_unary("echo", &big, CallOptions::default())).await.unwrap();
+    let out: String = within(h.session.call_unary("echo", &big, CallOptions::default()))
+        .await
+        .unwrap();
     assert_eq!(out.len(), big.len());
     assert_eq!(out, big);
     eventually(|| Metrics::get(&h.server.metrics().active_handlers) == 0).await;

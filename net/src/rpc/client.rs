@@ -326,7 +326,13 @@ impl<Req: Serialize> DuplexSender<Req> {
                 }));
             }
         }
-        self.core.shared.send_chunk(true, self.core.call_id, self.seq, item, &mut self.size_hint)?;
+        self.core.shared.send_chunk(
+            true,
+            self.core.call_id,
+            self.seq,
+            item,
+            &mut self.size_hint,
+        )?;
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }

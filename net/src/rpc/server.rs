@@ -271,7 +271,8 @@ impl<Resp: Serialize> ResponseSink<Resp> {
                 Err(_) => return Err(self.control.error()),
             },
         }
-        self.shared.send_chunk(false, self.call_id, self.seq, item, &mut self.size_hint)?;
+        self.shared
+            .send_chunk(false, self.call_id, self.seq, item, &mut self.size_hint)?;
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }
@@ -554,7 +555,10 @@ where
     let call_id = start.ctx.call_id;
     let control = start.ctx.control;
     let deadline = start.ctx.deadline;
-    shared.metrics.active_handlers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .metrics
+        .active_handlers
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(async move {
         let fut = AssertUnwindSafe(fut).catch_unwind();
         tokio::pin!(fut);
@@ -617,6 +621,9 @@ where
                 let _ = tokio::time::timeout(grace, &mut fut).await;
             }
         }
-        shared.metrics.active_handlers.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .metrics
+            .active_handlers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     });
 }

@@ -155,18 +155,19 @@ impl SessionShared {
 
     /// A cleared buffer, recycled when one is available.
     pub(crate) fn take_buffer(&self, min_capacity: usize) -> Vec<u8> {
-        if min_capacity >= POOL_MIN_CAPACITY {
-            if let Some(mut buf) = lock(&self.buffers).pop() {
-                buf.clear();
-                return buf;
-            }
+        if min_capacity >= POOL_MIN_CAPACITY
+            && let Some(mut buf) = lock(&self.buffers).pop()
+        {
+            buf.clear();
+            return buf;
         }
         Vec::new()
     }
 
     /// Returns a large buffer to the pool.
     pub(crate) fn recycle(&self, buf: Vec<u8>) {
-        if buf.capacity() >= POOL_MIN_CAPACITY && buf.capacity() <= 2 * crate::frame::MAX_FRAME_LEN {
+        if buf.capacity() >= POOL_MIN_CAPACITY && buf.capacity() <= 2 * crate::frame::MAX_FRAME_LEN
+        {
             let mut pool = lock(&self.buffers);
             if pool.len() < POOL_MAX_BUFFERS {
                 pool.push(buf);
@@ -611,7 +612,7 @@ fn dispatch_frame(shared: &Arc<SessionShared>, bytes: Vec<u8>) -> Result<(), Ses
         }
         Frame::Response { call_id, payload } => {
             let payload_len = payload.len();
-                let payload = Payload::tail_of(bytes, payload_len);
+            let payload = Payload::tail_of(bytes, payload_len);
             finish_call(shared, call_id, CallEvent::Response(payload));
         }
         Frame::ResponseEnd { call_id } => finish_call(shared, call_id, CallEvent::End),
@@ -653,7 +654,7 @@ fn dispatch_frame(shared: &Arc<SessionShared>, bytes: Vec<u8>) -> Result<(), Ses
             }
             slot.next_seq = slot.next_seq.saturating_add(1);
             let payload_len = payload.len();
-                let payload = Payload::tail_of(bytes, payload_len);
+            let payload = Payload::tail_of(bytes, payload_len);
             match slot.events.try_send(CallEvent::Chunk(payload)) {
                 Ok(()) => {
                     let depth = slot

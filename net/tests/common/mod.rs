@@ -1,6 +1,12 @@
 //! Shared test fixtures: a server endpoint with test handlers, a connected client, and a raw
 //! frame-level peer for protocol-violation tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -200,7 +206,10 @@ impl RpcClientStreamingHandler for ChunkView {
     ) -> Result<Self::Resp, RpcError> {
         use net_mesh::rpc::Chunk;
         let Chunk::Init { call_id, .. } = requests.next_chunk().await? else {
-            return Err(RpcError::new(ErrorKind::Internal, "first chunk was not Init"));
+            return Err(RpcError::new(
+                ErrorKind::Internal,
+                "first chunk was not Init",
+            ));
         };
         assert_eq!(call_id, ctx.call_id());
         let mut data = Vec::new();
@@ -208,7 +217,9 @@ impl RpcClientStreamingHandler for ChunkView {
             match requests.next_chunk().await? {
                 Chunk::Data { seq, item } => data.push((seq, item)),
                 Chunk::End => break,
-                Chunk::Init { .. } => return Err(RpcError::new(ErrorKind::Internal, "second Init")),
+                Chunk::Init { .. } => {
+                    return Err(RpcError::new(ErrorKind::Internal, "second Init"));
+                }
             }
         }
         let end_repeats = requests.next_chunk().await? == Chunk::End;
@@ -224,10 +235,34 @@ pub fn router(probe: &Probe) -> Router {
         .unary("panic", Panics)
         .unary("wait_cancel", WaitForCancel(probe.clone()))
         .server_streaming("count", Count(probe.clone()))
-        .client_streaming("collect", Collect { probe: probe.clone(), gated: false })
-        .client_streaming("collect_gated", Collect { probe: probe.clone(), gated: true })
-        .duplex("echo_stream", EchoStream { probe: probe.clone(), gated: false })
-        .duplex("echo_stream_gated", EchoStream { probe: probe.clone(), gated: true })
+        .client_streaming(
+            "collect",
+            Collect {
+                probe: probe.clone(),
+                gated: false,
+            },
+        )
+        .client_streaming(
+            "collect_gated",
+            Collect {
+                probe: probe.clone(),
+                gated: true,
+            },
+        )
+        .duplex(
+            "echo_stream",
+            EchoStream {
+                probe: probe.clone(),
+                gated: false,
+            },
+        )
+        .duplex(
+            "echo_stream_gated",
+            EchoStream {
+                probe: probe.clone(),
+                gated: true,
+            },
+        )
         .duplex("flood", Flood(probe.clone()))
         .client_streaming("chunk_view", ChunkView)
 }
@@ -245,8 +280,11 @@ pub struct Harness {
 
 pub fn probe() -> (Probe, mpsc::UnboundedReceiver<RpcContext>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let probe =
-        Probe { contexts: tx, produced: Arc::new(AtomicUsize::new(0)), release: Arc::new(Notify::new()) };
+    let probe = Probe {
+        contexts: tx,
+        produced: Arc::new(AtomicUsize::new(0)),
+        release: Arc::new(Notify::new()),
+    };
     (probe, rx)
 }
 
