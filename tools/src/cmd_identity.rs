@@ -30,8 +30,8 @@ pub fn run(cmd: IdentityCmd, data_dir: &Path, json: bool) -> anyhow::Result<()> 
             (name, identity, true)
         }
         IdentityCmd::Show { name } => {
-            let identity =
-                Identity::load(data_dir, &name).with_context(|| format!("loading identity {name:?}"))?;
+            let identity = Identity::load(data_dir, &name)
+                .with_context(|| format!("loading identity {name:?}"))?;
             (name, identity, false)
         }
     };
