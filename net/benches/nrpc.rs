@@ -748,7 +748,7 @@ fn transport_only(c: &mut Criterion, rt: &Runtime) {
         let mut n = 0u64;
         while let Ok(Some(_)) = rx.recv_frame().await {
             n += 1;
-            if n % 16 == 0 && done_tx.send(()).is_err() {
+            if n.is_multiple_of(16) && done_tx.send(()).is_err() {
                 break;
             }
         }

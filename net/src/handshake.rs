@@ -164,7 +164,7 @@ pub struct Established {
 }
 
 fn builder() -> Result<snow::Builder<'static>, snow::Error> {
-    let params = NOISE_PARAMS.parse().map_err(snow::Error::from)?;
+    let params = NOISE_PARAMS.parse()?;
     snow::Builder::new(params).prologue(PROLOGUE)
 }
 

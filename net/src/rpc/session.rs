@@ -155,11 +155,11 @@ impl SessionShared {
 
     /// A cleared buffer, recycled when one is available.
     pub(crate) fn take_buffer(&self, min_capacity: usize) -> Vec<u8> {
-        if min_capacity >= POOL_MIN_CAPACITY {
-            if let Some(mut buf) = lock(&self.buffers).pop() {
-                buf.clear();
-                return buf;
-            }
+        if min_capacity >= POOL_MIN_CAPACITY
+            && let Some(mut buf) = lock(&self.buffers).pop()
+        {
+            buf.clear();
+            return buf;
         }
         Vec::new()
     }
@@ -373,6 +373,8 @@ impl Endpoint {
 }
 
 /// One authenticated encrypted session; cheap to clone. Calls can be made in both directions.
+/// The session runs until [`Session::close`], the peer disconnects, or the peer breaks the
+/// protocol; dropping handles does not end it (call handles keep working on their own).
 #[derive(Clone)]
 pub struct Session {
     pub(crate) shared: Arc<SessionShared>,
