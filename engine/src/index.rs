@@ -233,6 +233,10 @@ pub struct Batch {
     pub segment_lengths: Vec<(SegmentId, u64)>,
     pub pins_add: Vec<Pin>,
     pub pins_remove: Vec<Hash>,
+    /// Objects whose bytes were rewritten elsewhere (repair of a corrupt record, compaction):
+    /// the entry keeps its kind, count and creation time and points at the new location.
+    /// Applied after `new_objects`; see [`Batch::relocate`].
+    pub relocations: Vec<(Hash, RecordLoc)>,
 }
 
 impl Batch {
@@ -242,6 +246,15 @@ impl Batch {
             && self.segment_lengths.is_empty()
             && self.pins_add.is_empty()
             && self.pins_remove.is_empty()
+            && self.relocations.is_empty()
+    }
+
+    /// Repoints object `hash` at `new_loc` when the batch commits (`Index::relocate`'s batch
+    /// form). The record at `new_loc` must hold the same object (same id, same payload length)
+    /// and be durable before the commit, like every location the index stores; the entry must
+    /// exist (else `MissingObject`). The old record becomes dead bytes for compaction.
+    pub fn relocate(&mut self, hash: Hash, new_loc: RecordLoc) {
+        self.relocations.push((hash, new_loc));
     }
 
     pub fn add_ref(&mut self, hash: Hash, delta: i64) {
@@ -259,6 +272,8 @@ pub struct CommitOutcome {
     /// Pins added (not already present) and removed (present).
     pub pins_added: u64,
     pub pins_removed: u64,
+    /// Objects repointed by `Batch::relocations`.
+    pub relocated: u64,
 }
 
 /// The index database.
@@ -371,6 +386,42 @@ impl Index {
                     .inserted_bytes
                     .saturating_add(u64::from(loc.payload_len));
             }
+            // --- relocations (issue 4: repair; compaction) ---
+            for (hash, loc) in &batch.relocations {
+                let Some(raw) = objects.get(hash)?.map(|v| v.value().to_vec()) else {
+                    return Err(IndexError::MissingObject(crate::error::hex(hash)));
+                };
+                let mut entry = ObjectEntry::decode(hash, &raw)?;
+                if entry.loc.payload_len != loc.payload_len {
+                    return Err(corrupted(
+                        "objects_v1",
+                        hash,
+                        format!(
+                            "relocation to a record of {} bytes, the object has {}",
+                            loc.payload_len, entry.loc.payload_len
+                        ),
+                    ));
+                }
+                if entry.loc == *loc {
+                    continue;
+                }
+                let len = u64::from(loc.payload_len);
+                let mut old = match seg_entries.get(&entry.loc.segment) {
+                    Some(e) => *e,
+                    None => load_seg(&segments, entry.loc.segment)?,
+                };
+                old.live_bytes = old.live_bytes.saturating_sub(len);
+                seg_entries.insert(entry.loc.segment, old);
+                let mut new = match seg_entries.get(&loc.segment) {
+                    Some(e) => *e,
+                    None => load_seg(&segments, loc.segment)?,
+                };
+                new.live_bytes = new.live_bytes.saturating_add(len);
+                seg_entries.insert(loc.segment, new);
+                entry.loc = *loc;
+                objects.insert(hash, entry.encode().as_slice())?;
+                outcome.relocated = outcome.relocated.saturating_add(1);
+            }
             let mut deltas = batch.ref_deltas.clone();
             for pin in &batch.pins_add {
                 let id = blob_id(&pin.blob_ref);
@@ -417,6 +468,25 @@ impl Index {
         txn.commit()?;
         net_mesh_segments::failpoint::hit("engine.index_commit.after");
         Ok(outcome)
+    }
+}
+
+impl Index {
+    /// Repoints object `hash` at `new_loc` in one transaction, recording `segment_lengths`
+    /// (from `Segments::sync`, which must have made `new_loc` durable first). Prefer
+    /// `Batch::relocate` + `Store` commit, which does the sync; this is the index-level form.
+    pub fn relocate(
+        &self,
+        hash: Hash,
+        new_loc: RecordLoc,
+        segment_lengths: Vec<(SegmentId, u64)>,
+    ) -> Result<CommitOutcome, IndexError> {
+        let mut batch = Batch {
+            segment_lengths,
+            ..Batch::default()
+        };
+        batch.relocate(hash, new_loc);
+        self.commit(&batch)
     }
 }
 

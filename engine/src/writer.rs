@@ -10,7 +10,10 @@ use std::io::Read;
 use net_mesh_segments::RecordKind;
 
 use crate::chunking::Chunker;
-use crate::codec::{BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, chunk_id};
+use crate::codec::{
+    BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id,
+};
+use crate::erasure::{RsParams, StripeAccumulator};
 use crate::error::StoreError;
 use crate::index::{Batch, IndexReader, Pin, blob_id};
 use crate::store::{Store, now_ms};
@@ -127,6 +130,8 @@ pub struct BlobWriter<'s> {
     chunker: Chunker,
     tree: TreeBuilder,
     pending: Pending<'s>,
+    /// Erasure coding: data chunks of the stripe being filled (`None` for Plain blobs).
+    stripes: Option<StripeAccumulator>,
 }
 
 impl std::fmt::Debug for BlobWriter<'_> {
@@ -145,10 +150,11 @@ impl<'s> BlobWriter<'s> {
             chunker,
             tree,
             pending,
+            stripes,
         } = self;
         chunker.push(data, |chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
-            tree.push(chunk_ref, pending).map_err(tree_error)
+            push_chunk(tree, pending, stripes, chunk_ref, chunk)
         })
     }
 
@@ -163,17 +169,32 @@ impl<'s> BlobWriter<'s> {
             chunker,
             mut tree,
             mut pending,
+            mut stripes,
         } = self;
         chunker.finish(|chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
-            tree.push(chunk_ref, &mut pending).map_err(tree_error)
+            push_chunk(&mut tree, &mut pending, &mut stripes, chunk_ref, chunk)
         })?;
+        if let Some(acc) = stripes.as_mut() {
+            emit_stripe(&mut tree, &mut pending, acc)?;
+        }
+        // An empty erasure-coded blob has nothing to protect: it is the empty Small blob.
+        let empty_rs = stripes.is_some() && tree.chunk_count() == 0;
         if tree.chunk_count() == 0 {
             let chunk_ref = pending.put_chunk(&[])?;
-            tree.push(chunk_ref, &mut pending).map_err(tree_error)?;
+            if !empty_rs {
+                tree.push(chunk_ref, &mut pending).map_err(tree_error)?;
+            }
         }
-        let chunks = tree.chunk_count();
-        let blob_ref = tree.finish(&mut pending).map_err(tree_error)?;
+        let chunks = tree.chunk_count().max(u64::from(empty_rs));
+        let blob_ref = if empty_rs {
+            BlobRef::Small {
+                hash: chunk_id(&[]),
+                size: 0,
+            }
+        } else {
+            tree.finish(&mut pending).map_err(tree_error)?
+        };
         pending.batch.pins_add.push(Pin {
             blob_ref: blob_ref.clone(),
             name: pin_name.to_string(),
@@ -196,10 +217,20 @@ const READ_BUF: usize = 4 * 1024 * 1024;
 impl Store {
     /// Starts an upload with the store's chunking and tree policy.
     pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
+        self.writer_with(Encoding::Plain)
+    }
+
+    /// Starts an upload with the store's chunking and tree policy and `encoding`
+    /// (`Encoding::ReedSolomon` adds parity chunks per stripe; docs/FORMAT.md §2.11).
+    pub fn writer_with(&self, encoding: Encoding) -> Result<BlobWriter<'_>, StoreError> {
         self.check_writable()?;
+        let stripes = RsParams::from_encoding(encoding)?
+            .map(StripeAccumulator::new)
+            .transpose()?;
         Ok(BlobWriter {
+            stripes,
             chunker: Chunker::new(self.config.chunking)?,
-            tree: TreeBuilder::new(self.config.tree, crate::codec::Encoding::Plain)?,
+            tree: TreeBuilder::new(self.config.tree, encoding)?,
             pending: Pending {
                 store: self,
                 batch: Batch::default(),
@@ -221,22 +252,84 @@ impl Store {
 
     /// Stores everything `input` yields as one blob, in bounded memory, and pins it under
     /// `pin_name`.
-    pub fn store_stream(
+    pub fn store_stream(&self, input: impl Read, pin_name: &str) -> Result<PutOutcome, StoreError> {
+        stream_into(self.writer()?, input, pin_name)
+    }
+
+    /// Like [`Store::store_stream`], erasure-coded: every stripe of `k` data chunks gets
+    /// `n - k` parity chunks (docs/FORMAT.md §2.11).
+    pub fn store_stream_with_rs(
         &self,
-        mut input: impl Read,
+        input: impl Read,
+        k: u8,
+        n: u8,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
-        let mut writer = self.writer()?;
-        let mut buf = vec![0u8; READ_BUF];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::Input(e)),
-            };
-            writer.write(buf.get(..n).unwrap_or_default())?;
-        }
-        writer.finish(pin_name)
+        let encoding = RsParams::new(k, n)?.encoding();
+        stream_into(self.writer_with(encoding)?, input, pin_name)
     }
 }
+
+/// Feeds everything `input` yields to `writer`, then finishes it.
+fn stream_into(
+    mut writer: BlobWriter<'_>,
+    mut input: impl Read,
+    pin_name: &str,
+) -> Result<PutOutcome, StoreError> {
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::Input(e)),
+        };
+        writer.write(buf.get(..n).unwrap_or_default())?;
+    }
+    writer.finish(pin_name)
+}
+
+// --- erasure coding hook (issue 4): the one write path, with a stripe accumulator ---------
+
+/// Hands a stored data chunk to the tree, or to the stripe being filled for RS blobs.
+fn push_chunk(
+    tree: &mut TreeBuilder,
+    pending: &mut Pending<'_>,
+    stripes: &mut Option<StripeAccumulator>,
+    chunk_ref: ChunkRef,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    match stripes {
+        None => tree.push(chunk_ref, pending).map_err(tree_error),
+        Some(acc) => {
+            if acc.push(chunk_ref, bytes) {
+                emit_stripe(tree, pending, acc)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Encodes the collected stripe, stores its parity chunks right after its data chunks and
+/// hands the whole stripe (data refs, then parity refs) to the tree builder.
+fn emit_stripe(
+    tree: &mut TreeBuilder,
+    pending: &mut Pending<'_>,
+    acc: &mut StripeAccumulator,
+) -> Result<(), StoreError> {
+    let Some(stripe) = acc.take_stripe()? else {
+        return Ok(());
+    };
+    let mut refs = stripe.data;
+    for parity in &stripe.parity {
+        let stored = pending.put_chunk(parity)?;
+        refs.push(crate::erasure::parity_ref(
+            stored.hash,
+            stored.size,
+            stripe.stripe_index,
+        ));
+    }
+    tree.push_stripe(&refs, pending).map_err(tree_error)
+}
+
+// --- end erasure coding hook ----------------------------------------------------------------

@@ -1,0 +1,613 @@
+//! Reed–Solomon erasure-coding layout: stripes, padding, parity and reconstruction. Pure code:
+//! no I/O (the writer and the reader feed it bytes they stored or read).
+//!
+//! Layout rules (docs/FORMAT.md §2.11):
+//! - A blob encoded `ReedSolomon { data_shards: k, total_shards: n }` groups its data chunks, in
+//!   blob order, into **stripes** of `k` data chunks; stripe `s` (counted from 0 over the whole
+//!   blob) is followed in its chunk list by exactly `p = n − k` parity refs
+//!   `ChunkRole::Parity { stripe_index: s }`.
+//! - CDC chunks differ in size: every data chunk of a stripe is zero-padded (for coding only) to
+//!   the stripe's largest data chunk, the **shard length**; every parity chunk is exactly one
+//!   shard long. Chunk refs keep the true sizes; padding is never stored.
+//! - **Short final stripe**: when the blob's chunk count is not a multiple of `k`, the last
+//!   stripe has `k' < k` data chunks and still `p` parity chunks, computed with the code for
+//!   `k'` data shards (`RS(k', k' + p)`); it tolerates the same `p` losses. (No empty shards are
+//!   invented.)
+//! - Parity chunks are ordinary chunks: id = plain BLAKE3 of the parity bytes.
+//! - The tree builder never splits a stripe across leaves (see `TreeBuilder::push_stripe`).
+//!
+//! Parity bytes are those of `reed-solomon-erasure` 6 (`galois_8`: GF(2^8) with polynomial
+//! 0x11d, a systematic matrix built from a Vandermonde matrix); the golden vector in
+//! FORMAT.md pins them.
+#![deny(clippy::arithmetic_side_effects)]
+
+use std::ops::Range;
+
+use reed_solomon_erasure::galois_8::ReedSolomon;
+
+use crate::codec::{ChunkRef, ChunkRole, Encoding, Hash, chunk_id};
+
+/// Why an erasure-coding step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErasureError {
+    #[error("invalid Reed-Solomon parameters k={k}, n={n}: need 1 <= k < n <= 255")]
+    InvalidParams { k: u8, n: u8 },
+    #[error("bad stripe layout at chunk list entry {at}: {reason}")]
+    BadLayout { at: usize, reason: String },
+    #[error("stripe {stripe}: {lost} shards lost, at most {tolerated} can be rebuilt")]
+    TooManyLost {
+        stripe: u32,
+        lost: usize,
+        tolerated: usize,
+    },
+    #[error(
+        "stripe {stripe}: rebuilt shard {position} hashes to {}, its ref says {}",
+        crate::error::short_hex(actual),
+        crate::error::short_hex(expected)
+    )]
+    RebuiltMismatch {
+        stripe: u32,
+        position: usize,
+        expected: Hash,
+        actual: Hash,
+    },
+    #[error("Reed-Solomon codec: {0}")]
+    Codec(String),
+}
+
+fn codec_error(e: reed_solomon_erasure::Error) -> ErasureError {
+    ErasureError::Codec(e.to_string())
+}
+
+/// Valid Reed–Solomon parameters: `k` data shards out of `n` total per stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RsParams {
+    data_shards: u8,
+    total_shards: u8,
+}
+
+impl RsParams {
+    /// `1 <= k < n <= 255`.
+    pub fn new(k: u8, n: u8) -> Result<RsParams, ErasureError> {
+        if k == 0 || k >= n {
+            return Err(ErasureError::InvalidParams { k, n });
+        }
+        Ok(RsParams {
+            data_shards: k,
+            total_shards: n,
+        })
+    }
+
+    /// The parameters of an RS encoding; `None` for Plain.
+    pub fn from_encoding(encoding: Encoding) -> Result<Option<RsParams>, ErasureError> {
+        match encoding {
+            Encoding::Plain => Ok(None),
+            Encoding::ReedSolomon {
+                data_shards,
+                total_shards,
+            } => RsParams::new(data_shards, total_shards).map(Some),
+        }
+    }
+
+    pub fn encoding(self) -> Encoding {
+        Encoding::ReedSolomon {
+            data_shards: self.data_shards,
+            total_shards: self.total_shards,
+        }
+    }
+
+    /// k.
+    pub fn data_shards(self) -> usize {
+        usize::from(self.data_shards)
+    }
+
+    /// n − k: parity chunks per stripe, and the losses a stripe tolerates.
+    pub fn parity_shards(self) -> usize {
+        usize::from(self.total_shards.saturating_sub(self.data_shards))
+    }
+}
+
+/// Where one stripe sits in a chunk list (a Manifest's or a leaf's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StripeSpan {
+    pub stripe_index: u32,
+    /// List position of the stripe's first data ref.
+    pub start: usize,
+    /// Data refs (`1..=k`; fewer than k only in a short stripe).
+    pub data_count: usize,
+    /// Parity refs (always n − k).
+    pub parity_count: usize,
+    /// Padded length every shard is coded at: the largest data chunk = every parity chunk's size.
+    pub shard_len: u32,
+}
+
+impl StripeSpan {
+    /// List positions of the data refs.
+    pub fn data_range(&self) -> Range<usize> {
+        self.start..self.start.saturating_add(self.data_count)
+    }
+
+    /// List positions of every ref of the stripe (data then parity).
+    pub fn all_range(&self) -> Range<usize> {
+        self.start
+            ..self
+                .start
+                .saturating_add(self.data_count)
+                .saturating_add(self.parity_count)
+    }
+
+    /// Shards of the stripe (data + parity).
+    pub fn total(&self) -> usize {
+        self.data_count.saturating_add(self.parity_count)
+    }
+}
+
+/// Splits an RS chunk list into its stripes and checks the layout: each stripe is a run of
+/// `1..=k` Data refs followed by exactly `n − k` Parity refs that all name the same stripe,
+/// stripe indexes increase by one along the list, the list ends with a parity ref, and every
+/// parity ref's size equals the stripe's largest data chunk.
+pub fn stripes(params: RsParams, chunks: &[ChunkRef]) -> Result<Vec<StripeSpan>, ErasureError> {
+    let bad = |at: usize, reason: String| ErasureError::BadLayout { at, reason };
+    let k = params.data_shards();
+    let p = params.parity_shards();
+    let mut out: Vec<StripeSpan> = Vec::new();
+    let mut at = 0usize;
+    while at < chunks.len() {
+        let start = at;
+        let mut shard_len = 0u32;
+        while let Some(c) = chunks.get(at).filter(|c| c.role == ChunkRole::Data) {
+            shard_len = shard_len.max(c.size);
+            at = at.saturating_add(1);
+        }
+        let data_count = at.saturating_sub(start);
+        if data_count == 0 {
+            return Err(bad(start, "parity ref without data refs before it".into()));
+        }
+        if data_count > k {
+            return Err(bad(
+                start,
+                format!("{data_count} data refs in a stripe of k = {k}"),
+            ));
+        }
+        let expected_index = match out.last() {
+            Some(prev) => prev.stripe_index.checked_add(1),
+            None => None,
+        };
+        let mut stripe_index = None;
+        for _ in 0..p {
+            let Some(c) = chunks.get(at) else {
+                return Err(bad(at, format!("stripe ends before its {p} parity refs")));
+            };
+            let ChunkRole::Parity { stripe_index: s } = c.role else {
+                return Err(bad(at, format!("data ref where parity {p} refs are due")));
+            };
+            if *stripe_index.get_or_insert(s) != s {
+                return Err(bad(at, "parity refs of one stripe name two stripes".into()));
+            }
+            if c.size != shard_len {
+                return Err(bad(
+                    at,
+                    format!("parity size {} != shard length {shard_len}", c.size),
+                ));
+            }
+            at = at.saturating_add(1);
+        }
+        let stripe_index = stripe_index.unwrap_or_default();
+        if let Some(expected) = expected_index
+            && expected != stripe_index
+        {
+            return Err(bad(
+                start,
+                format!("stripe index {stripe_index} follows stripe index {expected} - 1"),
+            ));
+        }
+        if let Some(c) = chunks.get(at)
+            && matches!(c.role, ChunkRole::Parity { .. })
+        {
+            return Err(bad(at, format!("more than {p} parity refs in a stripe")));
+        }
+        out.push(StripeSpan {
+            stripe_index,
+            start,
+            data_count,
+            parity_count: p,
+            shard_len,
+        });
+    }
+    Ok(out)
+}
+
+/// Codecs for full stripes (cached) and short ones (made on demand).
+#[derive(Debug)]
+pub struct StripeCodec {
+    params: RsParams,
+    full: ReedSolomon,
+}
+
+impl StripeCodec {
+    pub fn new(params: RsParams) -> Result<StripeCodec, ErasureError> {
+        let full =
+            ReedSolomon::new(params.data_shards(), params.parity_shards()).map_err(codec_error)?;
+        Ok(StripeCodec { params, full })
+    }
+
+    pub fn params(&self) -> RsParams {
+        self.params
+    }
+
+    fn with_codec<T>(
+        &self,
+        data_count: usize,
+        f: impl FnOnce(&ReedSolomon) -> Result<T, reed_solomon_erasure::Error>,
+    ) -> Result<T, ErasureError> {
+        if data_count == self.params.data_shards() {
+            f(&self.full).map_err(codec_error)
+        } else {
+            let short =
+                ReedSolomon::new(data_count, self.params.parity_shards()).map_err(codec_error)?;
+            f(&short).map_err(codec_error)
+        }
+    }
+
+    /// Computes the parity shards of one stripe from its data chunks (`1..=k`, non-empty):
+    /// pads them in place to the largest one and returns `n − k` parity shards of that length.
+    pub fn encode(&self, data: &mut [Vec<u8>]) -> Result<Vec<Vec<u8>>, ErasureError> {
+        if data.is_empty() || data.len() > self.params.data_shards() {
+            return Err(ErasureError::Codec(format!(
+                "{} data shards for k = {}",
+                data.len(),
+                self.params.data_shards()
+            )));
+        }
+        let shard_len = data.iter().map(Vec::len).max().unwrap_or(0);
+        if shard_len == 0 {
+            return Err(ErasureError::Codec("empty stripe".into()));
+        }
+        for shard in data.iter_mut() {
+            shard.resize(shard_len, 0);
+        }
+        let mut parity = vec![vec![0u8; shard_len]; self.params.parity_shards()];
+        self.with_codec(data.len(), |rs| rs.encode_sep(data, &mut parity))?;
+        Ok(parity)
+    }
+
+    /// Rebuilds the lost shards of one stripe in place and verifies them.
+    ///
+    /// `refs` are the stripe's refs (data then parity, as in its list); `shards[i]` holds the
+    /// verified bytes of `refs[i]` (true size, unpadded) or `None` when lost. With
+    /// `with_parity`, lost parity shards are rebuilt too (repair); otherwise only data shards
+    /// (reads). Every rebuilt shard is cut to its ref's size and hashed against its ref.
+    pub fn reconstruct(
+        &self,
+        span: &StripeSpan,
+        refs: &[ChunkRef],
+        shards: &mut [Option<Vec<u8>>],
+        with_parity: bool,
+    ) -> Result<(), ErasureError> {
+        let total = span.total();
+        if refs.len() != total || shards.len() != total {
+            return Err(ErasureError::Codec(format!(
+                "stripe {} has {total} shards, got {} refs and {} buffers",
+                span.stripe_index,
+                refs.len(),
+                shards.len()
+            )));
+        }
+        let lost: Vec<usize> = shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if lost.len() > span.parity_count {
+            return Err(ErasureError::TooManyLost {
+                stripe: span.stripe_index,
+                lost: lost.len(),
+                tolerated: span.parity_count,
+            });
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let shard_len = usize::try_from(span.shard_len).unwrap_or(usize::MAX);
+        for shard in shards.iter_mut().flatten() {
+            if shard.len() > shard_len {
+                return Err(ErasureError::Codec(format!(
+                    "stripe {}: a shard of {} bytes exceeds the shard length {shard_len}",
+                    span.stripe_index,
+                    shard.len()
+                )));
+            }
+            shard.resize(shard_len, 0);
+        }
+        self.with_codec(span.data_count, |rs| {
+            if with_parity {
+                rs.reconstruct(shards)
+            } else {
+                rs.reconstruct_data(shards)
+            }
+        })?;
+        for (position, (shard, r)) in shards.iter_mut().zip(refs).enumerate() {
+            if let Some(bytes) = shard.as_mut() {
+                bytes.truncate(usize::try_from(r.size).unwrap_or(usize::MAX));
+            }
+            let rebuilt = lost.contains(&position);
+            let wanted = with_parity || r.role == ChunkRole::Data;
+            if !(rebuilt && wanted) {
+                continue;
+            }
+            let Some(bytes) = shard.as_ref() else {
+                return Err(ErasureError::Codec(format!(
+                    "stripe {}: shard {position} was not rebuilt",
+                    span.stripe_index
+                )));
+            };
+            let actual = chunk_id(bytes);
+            if actual != r.hash {
+                return Err(ErasureError::RebuiltMismatch {
+                    stripe: span.stripe_index,
+                    position,
+                    expected: r.hash,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The write side: collects a blob's data chunks until a stripe is full.
+#[derive(Debug)]
+pub struct StripeAccumulator {
+    codec: StripeCodec,
+    refs: Vec<ChunkRef>,
+    bytes: Vec<Vec<u8>>,
+    next_stripe: u32,
+}
+
+/// A stripe ready to be stored: its data refs and the parity bytes to store after them.
+#[derive(Debug)]
+pub struct EncodedStripe {
+    pub stripe_index: u32,
+    pub data: Vec<ChunkRef>,
+    pub parity: Vec<Vec<u8>>,
+}
+
+impl StripeAccumulator {
+    pub fn new(params: RsParams) -> Result<StripeAccumulator, ErasureError> {
+        Ok(StripeAccumulator {
+            codec: StripeCodec::new(params)?,
+            refs: Vec::with_capacity(params.data_shards()),
+            bytes: Vec::with_capacity(params.data_shards()),
+            next_stripe: 0,
+        })
+    }
+
+    pub fn params(&self) -> RsParams {
+        self.codec.params()
+    }
+
+    /// Adds the next data chunk (already stored); returns true when the stripe is full.
+    pub fn push(&mut self, chunk: ChunkRef, data: &[u8]) -> bool {
+        self.refs.push(chunk);
+        self.bytes.push(data.to_vec());
+        self.refs.len() >= self.codec.params().data_shards()
+    }
+
+    /// Data chunks waiting for their stripe to fill.
+    pub fn pending(&self) -> usize {
+        self.refs.len()
+    }
+
+    /// Encodes the collected chunks (a full stripe, or the short final one); `None` when empty.
+    pub fn take_stripe(&mut self) -> Result<Option<EncodedStripe>, ErasureError> {
+        if self.refs.is_empty() {
+            return Ok(None);
+        }
+        let mut bytes = std::mem::take(&mut self.bytes);
+        let parity = self.codec.encode(&mut bytes)?;
+        let stripe_index = self.next_stripe;
+        self.next_stripe = self
+            .next_stripe
+            .checked_add(1)
+            .ok_or_else(|| ErasureError::Codec("more than 2^32 stripes".into()))?;
+        Ok(Some(EncodedStripe {
+            stripe_index,
+            data: std::mem::take(&mut self.refs),
+            parity,
+        }))
+    }
+}
+
+/// Builds the parity refs for an encoded stripe given each parity chunk's id.
+pub fn parity_ref(hash: Hash, size: u32, stripe_index: u32) -> ChunkRef {
+    ChunkRef {
+        hash,
+        size,
+        role: ChunkRole::Parity { stripe_index },
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    fn data_ref(bytes: &[u8]) -> ChunkRef {
+        ChunkRef {
+            hash: chunk_id(bytes),
+            size: bytes.len() as u32,
+            role: ChunkRole::Data,
+        }
+    }
+
+    /// Encodes `chunks` as consecutive stripes; returns (refs, shard bytes by ref position).
+    fn encode_all(params: RsParams, chunks: &[Vec<u8>]) -> (Vec<ChunkRef>, Vec<Vec<u8>>) {
+        let mut acc = StripeAccumulator::new(params).unwrap();
+        let mut refs = Vec::new();
+        let mut bytes = Vec::new();
+        let mut flush = |acc: &mut StripeAccumulator, refs: &mut Vec<ChunkRef>| {
+            if let Some(s) = acc.take_stripe().unwrap() {
+                refs.extend(s.data);
+                for p in s.parity {
+                    refs.push(parity_ref(chunk_id(&p), p.len() as u32, s.stripe_index));
+                    bytes.push((refs.len() - 1, p));
+                }
+            }
+        };
+        for c in chunks {
+            if acc.push(data_ref(c), c) {
+                flush(&mut acc, &mut refs);
+            }
+        }
+        flush(&mut acc, &mut refs);
+        let mut by_pos = vec![Vec::new(); refs.len()];
+        let mut data = chunks.iter();
+        for (i, r) in refs.iter().enumerate() {
+            if r.role == ChunkRole::Data {
+                by_pos[i] = data.next().unwrap().clone();
+            }
+        }
+        for (i, p) in bytes {
+            by_pos[i] = p;
+        }
+        (refs, by_pos)
+    }
+
+    fn chunks_of(sizes: &[usize]) -> Vec<Vec<u8>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 31 + j * 7) as u8).collect())
+            .collect()
+    }
+
+    #[test]
+    fn params_are_checked() {
+        assert!(RsParams::new(0, 3).is_err());
+        assert!(RsParams::new(3, 3).is_err());
+        assert!(RsParams::new(4, 2).is_err());
+        let p = RsParams::new(10, 14).unwrap();
+        assert_eq!((p.data_shards(), p.parity_shards()), (10, 4));
+        assert_eq!(RsParams::from_encoding(p.encoding()).unwrap(), Some(p));
+        assert_eq!(RsParams::from_encoding(Encoding::Plain).unwrap(), None);
+    }
+
+    #[test]
+    fn layout_has_full_stripes_then_a_short_one_padded_to_the_largest_chunk() {
+        let params = RsParams::new(3, 5).unwrap();
+        let chunks = chunks_of(&[10, 30, 20, 7, 9]);
+        let (refs, bytes) = encode_all(params, &chunks);
+        let spans = stripes(params, &refs).unwrap();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(
+            spans[0],
+            StripeSpan {
+                stripe_index: 0,
+                start: 0,
+                data_count: 3,
+                parity_count: 2,
+                shard_len: 30
+            }
+        );
+        assert_eq!(
+            spans[1],
+            StripeSpan {
+                stripe_index: 1,
+                start: 5,
+                data_count: 2,
+                parity_count: 2,
+                shard_len: 9
+            }
+        );
+        assert_eq!(refs.len(), 9);
+        assert_eq!(bytes[3].len(), 30);
+        assert_eq!(bytes[7].len(), 9);
+        assert_eq!(
+            refs[8].role,
+            ChunkRole::Parity { stripe_index: 1 },
+            "last ref is the short stripe's parity"
+        );
+    }
+
+    #[test]
+    fn every_loss_up_to_the_parity_count_is_rebuilt_and_one_more_is_refused() {
+        for (k, n) in [(1u8, 2u8), (2, 3), (3, 5), (4, 6)] {
+            let params = RsParams::new(k, n).unwrap();
+            let codec = StripeCodec::new(params).unwrap();
+            let chunks = chunks_of(&[5, 17, 3, 11, 8, 2, 13][..usize::from(k) + 1]);
+            let (refs, bytes) = encode_all(params, &chunks);
+            for span in stripes(params, &refs).unwrap() {
+                let total = span.total();
+                let srefs = &refs[span.all_range()];
+                for mask in 0u32..(1 << total) {
+                    let lost = mask.count_ones() as usize;
+                    let mut shards: Vec<Option<Vec<u8>>> = (0..total)
+                        .map(|i| (mask & (1 << i) == 0).then(|| bytes[span.start + i].clone()))
+                        .collect();
+                    let result = codec.reconstruct(&span, srefs, &mut shards, true);
+                    if lost <= span.parity_count {
+                        result.unwrap();
+                        for i in 0..total {
+                            assert_eq!(shards[i].as_deref(), Some(&bytes[span.start + i][..]));
+                        }
+                    } else {
+                        assert_eq!(
+                            result.unwrap_err(),
+                            ErasureError::TooManyLost {
+                                stripe: span.stripe_index,
+                                lost,
+                                tolerated: span.parity_count
+                            }
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_shard_is_caught_by_the_rebuilt_hash() {
+        let params = RsParams::new(2, 3).unwrap();
+        let codec = StripeCodec::new(params).unwrap();
+        let chunks = chunks_of(&[6, 6]);
+        let (refs, bytes) = encode_all(params, &chunks);
+        let span = stripes(params, &refs).unwrap()[0];
+        let mut wrong = bytes[1].clone();
+        wrong[0] ^= 1;
+        let mut shards = vec![None, Some(wrong), Some(bytes[2].clone())];
+        assert!(matches!(
+            codec.reconstruct(&span, &refs, &mut shards, false),
+            Err(ErasureError::RebuiltMismatch { position: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_layouts_are_rejected() {
+        let params = RsParams::new(2, 3).unwrap();
+        let chunks = chunks_of(&[4, 4, 4, 4]);
+        let (refs, _) = encode_all(params, &chunks);
+        assert!(stripes(params, &refs).is_ok());
+        // Parity missing at the end.
+        assert!(stripes(params, &refs[..5]).is_err());
+        // Too many data refs in one stripe.
+        let mut bad = refs.clone();
+        bad.remove(2);
+        assert!(stripes(params, &bad).is_err());
+        // Parity first.
+        assert!(stripes(params, &refs[2..]).is_err());
+        // Wrong parity size.
+        let mut bad = refs.clone();
+        bad[2].size = 3;
+        assert!(stripes(params, &bad).is_err());
+        // Stripe indexes out of order.
+        let mut bad = refs.clone();
+        bad[5].role = ChunkRole::Parity { stripe_index: 7 };
+        assert!(stripes(params, &bad).is_err());
+    }
+}
