@@ -10,9 +10,15 @@
 //!   the stripe's largest data chunk, the **shard length**; every parity chunk is exactly one
 //!   shard long. Chunk refs keep the true sizes; padding is never stored.
 //! - **Short final stripe**: when the blob's chunk count is not a multiple of `k`, the last
-//!   stripe has `k' < k` data chunks and still `p` parity chunks, computed with the code for
-//!   `k'` data shards (`RS(k', k' + p)`); it tolerates the same `p` losses. (No empty shards are
-//!   invented.)
+//!   stripe has `k' < k` data chunks and still `p` parity chunks. It is coded with the same
+//!   `RS(k, n)` code as a full stripe, data shards `k'..k` being *virtual*: shard-length runs
+//!   of zeros, except the last column `k − 1`, all [`VIRTUAL_SHARD_BYTE`] (0xFF); never stored
+//!   nor listed (every reader knows them). It tolerates the same `p` losses. (The alternative, the code `RS(k', k' + p)`, is plain replication for
+//!   `k' = 1`: its parity would equal the data chunk and dedup would store them as ONE record.)
+//! - **Identical shards share fate**: chunks are content-addressed, so two shards of a stripe
+//!   with equal bytes (e.g. two all-zero chunks) are one record, and losing it loses both
+//!   positions. A stripe tolerates `p` lost positions; k = 1 is refused for writing since its
+//!   parity always equals the data (`RsParams::for_writing`).
 //! - Parity chunks are ordinary chunks: id = plain BLAKE3 of the parity bytes.
 //! - The tree builder never splits a stripe across leaves (see `TreeBuilder::push_stripe`).
 //!
@@ -30,7 +36,9 @@ use crate::codec::{ChunkRef, ChunkRole, Encoding, Hash, chunk_id};
 /// Why an erasure-coding step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ErasureError {
-    #[error("invalid Reed-Solomon parameters k={k}, n={n}: need 1 <= k < n <= 255")]
+    #[error(
+        "invalid Reed-Solomon parameters k={k}, n={n}: need 1 <= k < n <= 255 (and k >= 2 to write)"
+    )]
     InvalidParams { k: u8, n: u8 },
     #[error("bad stripe layout at chunk list entry {at}: {reason}")]
     BadLayout { at: usize, reason: String },
@@ -76,6 +84,24 @@ impl RsParams {
             data_shards: k,
             total_shards: n,
         })
+    }
+
+    /// Parameters a new blob may be written with: as [`RsParams::new`], and `k >= 2` (with
+    /// `k = 1` every parity chunk equals the data chunk, so dedup would store one record and
+    /// the "parity" would protect nothing).
+    pub fn for_writing(k: u8, n: u8) -> Result<RsParams, ErasureError> {
+        RsParams::new(k, n)?.writable()
+    }
+
+    /// These parameters, when a new blob may be written with them (see [`RsParams::for_writing`]).
+    pub fn writable(self) -> Result<RsParams, ErasureError> {
+        if self.data_shards < 2 {
+            return Err(ErasureError::InvalidParams {
+                k: self.data_shards,
+                n: self.total_shards,
+            });
+        }
+        Ok(self)
     }
 
     /// The parameters of an RS encoding; `None` for Plain.
@@ -217,7 +243,27 @@ pub fn stripes(params: RsParams, chunks: &[ChunkRef]) -> Result<Vec<StripeSpan>,
     Ok(out)
 }
 
-/// Codecs for full stripes (cached) and short ones (made on demand).
+/// Byte the LAST data column's virtual shard of a short stripe is filled with (the other
+/// virtual shards are zero). With all-zero virtual shards, a one-chunk stripe's parity would
+/// be `c · data`, and for codes whose parity matrix has a row of ones (k = 3, 7, 15, …: the
+/// first parity row is the XOR of the data) that parity chunk would equal the data chunk byte
+/// for byte — one deduplicated record, no protection. (Filling every virtual shard does not
+/// help: an even number of equal shards cancels under XOR.) With exactly one non-zero virtual
+/// shard, every parity chunk is `c · data ⊕ e` with `e = c' · 0xFF ≠ 0` (every coefficient of
+/// an MDS code's parity rows is non-zero), never a copy of the data.
+pub const VIRTUAL_SHARD_BYTE: u8 = 0xFF;
+
+/// The virtual shard of data column `column` in a short stripe.
+fn virtual_shard(k: usize, column: usize, shard_len: usize) -> Vec<u8> {
+    let byte = if column.saturating_add(1) == k {
+        VIRTUAL_SHARD_BYTE
+    } else {
+        0
+    };
+    vec![byte; shard_len]
+}
+
+/// The `RS(k, n)` codec of a blob, for full and short stripes alike.
 #[derive(Debug)]
 pub struct StripeCodec {
     params: RsParams,
@@ -233,20 +279,6 @@ impl StripeCodec {
 
     pub fn params(&self) -> RsParams {
         self.params
-    }
-
-    fn with_codec<T>(
-        &self,
-        data_count: usize,
-        f: impl FnOnce(&ReedSolomon) -> Result<T, reed_solomon_erasure::Error>,
-    ) -> Result<T, ErasureError> {
-        if data_count == self.params.data_shards() {
-            f(&self.full).map_err(codec_error)
-        } else {
-            let short =
-                ReedSolomon::new(data_count, self.params.parity_shards()).map_err(codec_error)?;
-            f(&short).map_err(codec_error)
-        }
     }
 
     /// Computes the parity shards of one stripe from its data chunks (`1..=k`, non-empty):
@@ -267,7 +299,26 @@ impl StripeCodec {
             shard.resize(shard_len, 0);
         }
         let mut parity = vec![vec![0u8; shard_len]; self.params.parity_shards()];
-        self.with_codec(data.len(), |rs| rs.encode_sep(data, &mut parity))?;
+        let k = self.params.data_shards();
+        if data.len() == k {
+            self.full
+                .encode_sep(data, &mut parity)
+                .map_err(codec_error)?;
+        } else {
+            // Short stripe: virtual shards fill the data columns `k'..k`.
+            let zeros = vec![0u8; shard_len];
+            let last = virtual_shard(k, k.saturating_sub(1), shard_len);
+            let mut all: Vec<&[u8]> = vec![zeros.as_slice(); k];
+            if let Some(slot) = all.last_mut() {
+                *slot = last.as_slice();
+            }
+            for (slot, shard) in all.iter_mut().zip(data.iter()) {
+                *slot = shard.as_slice();
+            }
+            self.full
+                .encode_sep(&all, &mut parity)
+                .map_err(codec_error)?;
+        }
         Ok(parity)
     }
 
@@ -320,13 +371,30 @@ impl StripeCodec {
             }
             shard.resize(shard_len, 0);
         }
-        self.with_codec(span.data_count, |rs| {
-            if with_parity {
-                rs.reconstruct(shards)
-            } else {
-                rs.reconstruct_data(shards)
-            }
-        })?;
+        // Lay the stripe out in code columns: data chunks in `0..k'`, virtual shards (known,
+        // never lost) in `k'..k`, then the parity.
+        let k = self.params.data_shards();
+        let mut full: Vec<Option<Vec<u8>>> = (0..k)
+            .map(|column| Some(virtual_shard(k, column, shard_len)))
+            .collect();
+        let (data_part, parity_part) = shards.split_at_mut(span.data_count.min(shards.len()));
+        for (slot, shard) in full.iter_mut().zip(data_part.iter_mut()) {
+            *slot = shard.take();
+        }
+        full.extend(parity_part.iter_mut().map(Option::take));
+        let result = if with_parity {
+            self.full.reconstruct(&mut full)
+        } else {
+            self.full.reconstruct_data(&mut full)
+        };
+        // Hand the shards back (virtual ones dropped) before looking at the result.
+        for (slot, shard) in data_part.iter_mut().zip(full.iter_mut()) {
+            *slot = shard.take();
+        }
+        for (slot, shard) in parity_part.iter_mut().zip(full.iter_mut().skip(k)) {
+            *slot = shard.take();
+        }
+        result.map_err(codec_error)?;
         for (position, (shard, r)) in shards.iter_mut().zip(refs).enumerate() {
             if let Some(bytes) = shard.as_mut() {
                 bytes.truncate(usize::try_from(r.size).unwrap_or(usize::MAX));
@@ -569,6 +637,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_one_chunk_short_stripe_never_stores_parity_equal_to_its_data() {
+        // With RS(1, 1 + p) every parity shard would equal the data shard: dedup would make
+        // them one record. So would zero virtual shards for k = 3, 7, 15 (a parity row of ones).
+        let data: Vec<u8> = (0..64u32).map(|i| (i * 37 + 11) as u8).collect();
+        for k in 2u8..=32 {
+            for n in k + 1..=k + 8 {
+                let codec = StripeCodec::new(RsParams::for_writing(k, n).unwrap()).unwrap();
+                let parity = codec.encode(&mut [data.clone()]).unwrap();
+                for (i, p) in parity.iter().enumerate() {
+                    assert_ne!(p, &data, "{k}+{n}: parity {i} equals the data");
+                }
+            }
+        }
+        assert!(RsParams::for_writing(1, 3).is_err());
     }
 
     #[test]

@@ -225,6 +225,8 @@ impl Store {
     pub fn writer_with(&self, encoding: Encoding) -> Result<BlobWriter<'_>, StoreError> {
         self.check_writable()?;
         let stripes = RsParams::from_encoding(encoding)?
+            .map(RsParams::writable)
+            .transpose()?
             .map(StripeAccumulator::new)
             .transpose()?;
         Ok(BlobWriter {
@@ -265,7 +267,7 @@ impl Store {
         n: u8,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
-        let encoding = RsParams::new(k, n)?.encoding();
+        let encoding = RsParams::for_writing(k, n)?.encoding();
         stream_into(self.writer_with(encoding)?, input, pin_name)
     }
 }
