@@ -46,6 +46,37 @@ pub enum RepairError {
     Blob(#[from] BlobError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Raised by callers (the CLI) for a finished repair that left stripes unrecoverable.
+    #[error(
+        "{count} stripe(s) could not be rebuilt (first: stripe {first_stripe}): more chunks lost than parity"
+    )]
+    Unrecoverable { count: u64, first_stripe: u32 },
+}
+
+impl RepairError {
+    /// True when the failure means stored data is damaged or missing (CLI exit code 3).
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            RepairError::NotErasureCoded => false,
+            RepairError::Blob(e) => e.is_integrity(),
+            RepairError::Store(StoreError::Segments(e)) => e.is_corruption(),
+            RepairError::Store(_) => false,
+            RepairError::Unrecoverable { .. } => true,
+        }
+    }
+}
+
+impl RepairReport {
+    /// `Err(RepairError::Unrecoverable)` when some stripe could not be rebuilt.
+    pub fn check(&self) -> Result<(), RepairError> {
+        match self.unrecoverable_stripes.first() {
+            None => Ok(()),
+            Some(&first_stripe) => Err(RepairError::Unrecoverable {
+                count: self.unrecoverable,
+                first_stripe,
+            }),
+        }
+    }
 }
 
 impl From<ErasureError> for RepairError {

@@ -25,6 +25,9 @@ pub enum BlobCmd {
         /// Print a JSON object instead of the ref
         #[arg(long)]
         json: bool,
+        /// Erasure-code the blob: stripes of K data chunks get N-K parity chunks (2 <= K < N <= 255)
+        #[arg(long, value_name = "K,N", value_parser = parse_rs)]
+        rs: Option<(u8, u8)>,
         /// Chunk refs per leaf node (tests use tiny values to build deep trees)
         #[arg(long, hide = true)]
         leaf_fanout: Option<usize>,
@@ -62,12 +65,23 @@ pub enum BlobCmd {
     Rm { blob: String },
 }
 
+/// `K,N` for `--rs`.
+fn parse_rs(text: &str) -> Result<(u8, u8), String> {
+    let (k, n) = text
+        .split_once(',')
+        .ok_or_else(|| format!("{text:?} is not K,N"))?;
+    let k: u8 = k.trim().parse().map_err(|e| format!("K {k:?}: {e}"))?;
+    let n: u8 = n.trim().parse().map_err(|e| format!("N {n:?}: {e}"))?;
+    net_mesh_engine::RsParams::for_writing(k, n).map_err(|e| e.to_string())?;
+    Ok((k, n))
+}
+
 fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
     Store::open(dir, config).with_context(|| format!("opening store {}", dir.display()))
 }
 
 /// A blob named on the command line: a full ref, or the id prefix of a pinned blob.
-fn resolve(store: &Store, text: &str) -> anyhow::Result<BlobRef> {
+pub(crate) fn resolve(store: &Store, text: &str) -> anyhow::Result<BlobRef> {
     if text.starts_with("nm1") {
         return BlobRef::from_text(text).with_context(|| format!("invalid blob ref {text:?}"));
     }
@@ -109,6 +123,7 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             file,
             chunking,
             json,
+            rs,
             leaf_fanout,
             internal_fanout,
         } => {
@@ -125,7 +140,7 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                     ..StoreConfig::default()
                 },
             )?;
-            put(&store, &file, json)
+            put(&store, &file, json, rs)
         }
         BlobCmd::Get { blob, output } => {
             let store = open(dir, StoreConfig::default())?;
@@ -227,7 +242,7 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
+fn put(store: &Store, file: &Path, json: bool, rs: Option<(u8, u8)>) -> anyhow::Result<()> {
     let (input, size, name): (Box<dyn Read>, Option<u64>, String) = if file == Path::new("-") {
         (Box::new(std::io::stdin().lock()), None, "-".to_string())
     } else {
@@ -240,13 +255,14 @@ fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
         (Box::new(f), size, name)
     };
     let bar = progress(size, "put");
-    let outcome = store.store_stream(
-        Counted {
-            inner: input,
-            bar: bar.clone(),
-        },
-        &name,
-    )?;
+    let counted = Counted {
+        inner: input,
+        bar: bar.clone(),
+    };
+    let outcome = match rs {
+        None => store.store_stream(counted, &name)?,
+        Some((k, n)) => store.store_stream_with_rs(counted, k, n, &name)?,
+    };
     bar.finish_and_clear();
     let r = &outcome.blob_ref;
     if json {
@@ -261,6 +277,7 @@ fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
                 "chunks": outcome.chunks,
                 "new_chunks": outcome.new_chunks,
                 "new_bytes": outcome.new_bytes,
+                "encoding": encoding_name(r.encoding()),
             })
         );
     } else {

@@ -5,6 +5,7 @@
 
 mod blob;
 mod output;
+mod repair;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     /// Store, read, inspect and unpin blobs
     #[command(subcommand)]
     Blob(blob::BlobCmd),
+    /// Rebuild and store every missing or corrupt chunk of an erasure-coded blob
+    Repair(repair::RepairArgs),
 }
 
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = data_dir(cli.data_dir).and_then(|dir| match cli.command {
         Command::Blob(cmd) => blob::run(cmd, &dir),
+        Command::Repair(args) => repair::run(args, &dir),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use net_mesh_engine::{BlobError, OpenError, StoreError};
+use net_mesh_engine::{BlobError, OpenError, RepairError, StoreError};
 
 /// Exit code for an integrity failure.
 pub const EXIT_INTEGRITY: u8 = 3;
@@ -25,6 +25,11 @@ pub fn one_line(err: &anyhow::Error) -> String {
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<BlobError>()
+            && e.is_integrity()
+        {
+            return EXIT_INTEGRITY;
+        }
+        if let Some(e) = cause.downcast_ref::<RepairError>()
             && e.is_integrity()
         {
             return EXIT_INTEGRITY;
