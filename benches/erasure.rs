@@ -45,10 +45,14 @@ fn encode(c: &mut Criterion) {
     for len in SHARD_SIZES {
         let data = shards(len);
         g.throughput(Throughput::Bytes((K * len) as u64));
-        g.bench_with_input(BenchmarkId::new("crate_encode_sep", len), &data, |b, data| {
-            let mut parity = vec![vec![0u8; len]; P];
-            b.iter(|| rs.encode_sep(black_box(data), &mut parity).unwrap());
-        });
+        g.bench_with_input(
+            BenchmarkId::new("crate_encode_sep", len),
+            &data,
+            |b, data| {
+                let mut parity = vec![vec![0u8; len]; P];
+                b.iter(|| rs.encode_sep(black_box(data), &mut parity).unwrap());
+            },
+        );
         g.bench_with_input(BenchmarkId::new("engine_encode", len), &data, |b, data| {
             let mut data = data.clone();
             b.iter(|| black_box(codec.encode(black_box(&mut data)).unwrap()));
