@@ -296,6 +296,9 @@ fn virtual_shard(k: usize, column: usize, shard_len: usize) -> Vec<u8> {
     vec![byte; shard_len]
 }
 
+/// Bytes of every shard coded per call into the codec (see `StripeCodec::encode`).
+const CODING_BLOCK: usize = 32 * 1024;
+
 /// The `RS(k, n)` codec of a blob, for full and short stripes alike.
 #[derive(Debug)]
 pub struct StripeCodec {
@@ -333,24 +336,39 @@ impl StripeCodec {
         }
         let mut parity = vec![vec![0u8; shard_len]; self.params.parity_shards()];
         let k = self.params.data_shards();
-        if data.len() == k {
-            self.full
-                .encode_sep(data, &mut parity)
-                .map_err(codec_error)?;
+        // Short stripe: virtual shards fill the data columns `k'..k`.
+        let (zeros, last) = if data.len() < k {
+            (
+                vec![0u8; shard_len],
+                virtual_shard(k, k.saturating_sub(1), shard_len),
+            )
         } else {
-            // Short stripe: virtual shards fill the data columns `k'..k`.
-            let zeros = vec![0u8; shard_len];
-            let last = virtual_shard(k, k.saturating_sub(1), shard_len);
-            let mut all: Vec<&[u8]> = vec![zeros.as_slice(); k];
-            if let Some(slot) = all.last_mut() {
-                *slot = last.as_slice();
-            }
-            for (slot, shard) in all.iter_mut().zip(data.iter()) {
-                *slot = shard.as_slice();
-            }
+            (Vec::new(), Vec::new())
+        };
+        let mut all: Vec<&[u8]> = vec![zeros.as_slice(); k];
+        if let Some(slot) = all.last_mut() {
+            *slot = last.as_slice();
+        }
+        for (slot, shard) in all.iter_mut().zip(data.iter()) {
+            *slot = shard.as_slice();
+        }
+        // Code column-block by column-block (RS works bytewise across shards), so the block of
+        // every shard stays in the L2 cache: ~2× faster than whole 1 MiB shards.
+        let mut offset = 0usize;
+        while offset < shard_len {
+            let end = offset.saturating_add(CODING_BLOCK).min(shard_len);
+            let data_blocks: Vec<&[u8]> = all
+                .iter()
+                .map(|s| s.get(offset..end).unwrap_or_default())
+                .collect();
+            let mut parity_blocks: Vec<&mut [u8]> = parity
+                .iter_mut()
+                .map(|s| s.get_mut(offset..end).unwrap_or_default())
+                .collect();
             self.full
-                .encode_sep(&all, &mut parity)
+                .encode_sep(&data_blocks, &mut parity_blocks)
                 .map_err(codec_error)?;
+            offset = end;
         }
         Ok(parity)
     }
@@ -415,17 +433,42 @@ impl StripeCodec {
             *slot = shard.take();
         }
         full.extend(parity_part.iter_mut().map(Option::take));
-        let result = if with_parity {
-            self.full.reconstruct(&mut full)
-        } else {
-            self.full.reconstruct_data(&mut full)
-        };
-        // Hand the shards back (virtual ones dropped) before looking at the result.
-        for (slot, shard) in data_part.iter_mut().zip(full.iter_mut()) {
-            *slot = shard.take();
+        let present: Vec<bool> = full.iter().map(Option::is_some).collect();
+        let mut bufs: Vec<Vec<u8>> = full
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| vec![0u8; shard_len]))
+            .collect();
+        // Column-block by column-block, like `encode`.
+        let mut result = Ok(());
+        let mut offset = 0usize;
+        while offset < shard_len {
+            let end = offset.saturating_add(CODING_BLOCK).min(shard_len);
+            let mut blocks: Vec<(&mut [u8], bool)> = bufs
+                .iter_mut()
+                .zip(&present)
+                .map(|(b, &p)| (b.get_mut(offset..end).unwrap_or_default(), p))
+                .collect();
+            result = if with_parity {
+                self.full.reconstruct(&mut blocks)
+            } else {
+                self.full.reconstruct_data(&mut blocks)
+            };
+            if result.is_err() {
+                break;
+            }
+            offset = end;
         }
-        for (slot, shard) in parity_part.iter_mut().zip(full.iter_mut().skip(k)) {
-            *slot = shard.take();
+        // Hand the shards back (virtual ones dropped): present ones, and rebuilt ones on success.
+        let ok = result.is_ok();
+        let mut bufs = bufs.into_iter().zip(present);
+        for slot in data_part.iter_mut() {
+            *slot = bufs.next().and_then(|(b, p)| (p || ok).then_some(b));
+        }
+        let mut bufs = bufs.skip(k.saturating_sub(span.data_count));
+        for slot in parity_part.iter_mut() {
+            *slot = bufs
+                .next()
+                .and_then(|(b, p)| (p || (ok && with_parity)).then_some(b));
         }
         result.map_err(codec_error)?;
         for (position, (shard, r)) in shards.iter_mut().zip(refs).enumerate() {
@@ -687,6 +730,37 @@ mod tests {
             }
         }
         assert!(RsParams::for_writing(1, 3).is_err());
+    }
+
+    #[test]
+    fn blocked_coding_equals_whole_shard_coding() {
+        // Shards of several coding blocks, the last one partial, full and short stripes.
+        let params = RsParams::new(4, 7).unwrap();
+        let codec = StripeCodec::new(params).unwrap();
+        let rs = ReedSolomon::new(4, 3).unwrap();
+        let len = CODING_BLOCK * 3 + 1234;
+        let chunks = chunks_of(&[len, len - 7, len, 99, len - 1, 5]);
+        let (refs, bytes) = encode_all(params, &chunks);
+        let spans = stripes(params, &refs).unwrap();
+        let mut whole: Vec<Vec<u8>> = chunks[..4].to_vec();
+        for w in whole.iter_mut() {
+            w.resize(len, 0);
+        }
+        let mut parity = vec![vec![0u8; len]; 3];
+        rs.encode_sep(&whole, &mut parity).unwrap();
+        assert_eq!(&bytes[4..7], &parity[..]);
+        for span in spans {
+            let srefs = &refs[span.all_range()];
+            let mut shards: Vec<Option<Vec<u8>>> =
+                bytes[span.all_range()].iter().cloned().map(Some).collect();
+            shards[0] = None;
+            shards[span.data_count] = None;
+            shards[span.total() - 1] = None;
+            codec.reconstruct(&span, srefs, &mut shards, true).unwrap();
+            for (i, s) in shards.iter().enumerate() {
+                assert_eq!(s.as_deref(), Some(&bytes[span.start + i][..]));
+            }
+        }
     }
 
     #[test]
