@@ -503,39 +503,65 @@ impl StripeCodec {
 /// The write side: collects a blob's data chunks until a stripe is full.
 #[derive(Debug)]
 pub struct StripeAccumulator {
-    codec: StripeCodec,
+    params: RsParams,
     refs: Vec<ChunkRef>,
     bytes: Vec<Vec<u8>>,
     next_stripe: u32,
 }
 
-/// A stripe ready to be stored: its data refs and the parity bytes to store after them.
+/// A stripe's data, collected and not yet encoded.
+#[derive(Debug)]
+pub struct RawStripe {
+    pub stripe_index: u32,
+    pub data: Vec<ChunkRef>,
+    /// The data chunks' bytes (true sizes; padded by the encoder).
+    pub bytes: Vec<Vec<u8>>,
+}
+
+/// A stripe ready to be stored: its data refs and the parity chunks to store after them.
 #[derive(Debug)]
 pub struct EncodedStripe {
     pub stripe_index: u32,
     pub data: Vec<ChunkRef>,
     pub parity: Vec<Vec<u8>>,
+    /// `chunk_id` of each parity chunk.
+    pub parity_ids: Vec<Hash>,
+}
+
+impl StripeCodec {
+    /// Encodes a collected stripe and hashes its parity chunks.
+    pub fn encode_stripe(&self, raw: RawStripe) -> Result<EncodedStripe, ErasureError> {
+        let mut bytes = raw.bytes;
+        let parity = self.encode(&mut bytes)?;
+        let parity_ids = parity.iter().map(|p| chunk_id(p)).collect();
+        Ok(EncodedStripe {
+            stripe_index: raw.stripe_index,
+            data: raw.data,
+            parity,
+            parity_ids,
+        })
+    }
 }
 
 impl StripeAccumulator {
-    pub fn new(params: RsParams) -> Result<StripeAccumulator, ErasureError> {
-        Ok(StripeAccumulator {
-            codec: StripeCodec::new(params)?,
+    pub fn new(params: RsParams) -> StripeAccumulator {
+        StripeAccumulator {
+            params,
             refs: Vec::with_capacity(params.data_shards()),
             bytes: Vec::with_capacity(params.data_shards()),
             next_stripe: 0,
-        })
+        }
     }
 
     pub fn params(&self) -> RsParams {
-        self.codec.params()
+        self.params
     }
 
     /// Adds the next data chunk (already stored); returns true when the stripe is full.
     pub fn push(&mut self, chunk: ChunkRef, data: &[u8]) -> bool {
         self.refs.push(chunk);
         self.bytes.push(data.to_vec());
-        self.refs.len() >= self.codec.params().data_shards()
+        self.refs.len() >= self.params.data_shards()
     }
 
     /// Data chunks waiting for their stripe to fill.
@@ -543,22 +569,20 @@ impl StripeAccumulator {
         self.refs.len()
     }
 
-    /// Encodes the collected chunks (a full stripe, or the short final one); `None` when empty.
-    pub fn take_stripe(&mut self) -> Result<Option<EncodedStripe>, ErasureError> {
+    /// Takes the collected chunks (a full stripe, or the short final one); `None` when empty.
+    pub fn take_raw(&mut self) -> Result<Option<RawStripe>, ErasureError> {
         if self.refs.is_empty() {
             return Ok(None);
         }
-        let mut bytes = std::mem::take(&mut self.bytes);
-        let parity = self.codec.encode(&mut bytes)?;
         let stripe_index = self.next_stripe;
         self.next_stripe = self
             .next_stripe
             .checked_add(1)
             .ok_or_else(|| ErasureError::Codec("more than 2^32 stripes".into()))?;
-        Ok(Some(EncodedStripe {
+        Ok(Some(RawStripe {
             stripe_index,
             data: std::mem::take(&mut self.refs),
-            parity,
+            bytes: std::mem::take(&mut self.bytes),
         }))
     }
 }
@@ -592,11 +616,13 @@ mod tests {
 
     /// Encodes `chunks` as consecutive stripes; returns (refs, shard bytes by ref position).
     fn encode_all(params: RsParams, chunks: &[Vec<u8>]) -> (Vec<ChunkRef>, Vec<Vec<u8>>) {
-        let mut acc = StripeAccumulator::new(params).unwrap();
+        let mut acc = StripeAccumulator::new(params);
+        let codec = StripeCodec::new(params).unwrap();
         let mut refs = Vec::new();
         let mut bytes = Vec::new();
         let mut flush = |acc: &mut StripeAccumulator, refs: &mut Vec<ChunkRef>| {
-            if let Some(s) = acc.take_stripe().unwrap() {
+            if let Some(raw) = acc.take_raw().unwrap() {
+                let s = codec.encode_stripe(raw).unwrap();
                 refs.extend(s.data);
                 for p in s.parity {
                     refs.push(parity_ref(chunk_id(&p), p.len() as u32, s.stripe_index));

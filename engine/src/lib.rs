@@ -15,6 +15,7 @@ mod erasure_read;
 pub mod error;
 pub mod fetch;
 pub mod index;
+mod parity_pipeline;
 pub mod repair;
 pub mod store;
 pub mod tree;

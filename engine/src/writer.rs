@@ -13,9 +13,10 @@ use crate::chunking::Chunker;
 use crate::codec::{
     BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id,
 };
-use crate::erasure::{RsParams, StripeAccumulator};
+use crate::erasure::RsParams;
 use crate::error::StoreError;
 use crate::index::{Batch, IndexReader, Pin, blob_id};
+use crate::parity_pipeline::{MAX_IN_FLIGHT, StripeWriter};
 use crate::store::{Store, now_ms};
 use crate::tree::{NodeSink, TreeBuilder, TreeError};
 
@@ -65,7 +66,11 @@ impl Pending<'_> {
     }
 
     fn put_chunk(&mut self, data: &[u8]) -> Result<ChunkRef, StoreError> {
-        let hash = chunk_id(data);
+        self.put_chunk_with_id(chunk_id(data), data)
+    }
+
+    /// `put_chunk` for bytes whose `chunk_id` is already known.
+    fn put_chunk_with_id(&mut self, hash: Hash, data: &[u8]) -> Result<ChunkRef, StoreError> {
         let size = u32::try_from(data.len()).map_err(|_| StoreError::TooLarge("chunk size"))?;
         if self.put_object(RecordKind::Chunk, hash, data)? {
             self.new_chunks = self.new_chunks.saturating_add(1);
@@ -131,7 +136,7 @@ pub struct BlobWriter<'s> {
     tree: TreeBuilder,
     pending: Pending<'s>,
     /// Erasure coding: data chunks of the stripe being filled (`None` for Plain blobs).
-    stripes: Option<StripeAccumulator>,
+    stripes: Option<StripeWriter>,
 }
 
 impl std::fmt::Debug for BlobWriter<'_> {
@@ -175,8 +180,9 @@ impl<'s> BlobWriter<'s> {
             let chunk_ref = pending.put_chunk(chunk)?;
             push_chunk(&mut tree, &mut pending, &mut stripes, chunk_ref, chunk)
         })?;
-        if let Some(acc) = stripes.as_mut() {
-            emit_stripe(&mut tree, &mut pending, acc)?;
+        if let Some(sw) = stripes.as_mut() {
+            sw.submit()?;
+            emit_stripes(&mut tree, &mut pending, sw, 0)?;
         }
         // An empty erasure-coded blob has nothing to protect: it is the empty Small blob.
         let empty_rs = stripes.is_some() && tree.chunk_count() == 0;
@@ -227,7 +233,7 @@ impl Store {
         let stripes = RsParams::from_encoding(encoding)?
             .map(RsParams::writable)
             .transpose()?
-            .map(StripeAccumulator::new)
+            .map(StripeWriter::new)
             .transpose()?;
         Ok(BlobWriter {
             stripes,
@@ -297,41 +303,44 @@ fn stream_into(
 fn push_chunk(
     tree: &mut TreeBuilder,
     pending: &mut Pending<'_>,
-    stripes: &mut Option<StripeAccumulator>,
+    stripes: &mut Option<StripeWriter>,
     chunk_ref: ChunkRef,
     bytes: &[u8],
 ) -> Result<(), StoreError> {
     match stripes {
         None => tree.push(chunk_ref, pending).map_err(tree_error),
-        Some(acc) => {
-            if acc.push(chunk_ref, bytes) {
-                emit_stripe(tree, pending, acc)?;
+        Some(sw) => {
+            if sw.push(chunk_ref, bytes) {
+                sw.submit()?;
+                emit_stripes(tree, pending, sw, MAX_IN_FLIGHT)?;
             }
             Ok(())
         }
     }
 }
 
-/// Encodes the collected stripe, stores its parity chunks right after its data chunks and
-/// hands the whole stripe (data refs, then parity refs) to the tree builder.
-fn emit_stripe(
+/// Takes back encoded stripes (oldest first) until at most `keep` are in flight: stores each
+/// one's parity chunks (after its data chunks) and hands the whole stripe (data refs, then
+/// parity refs) to the tree builder.
+fn emit_stripes(
     tree: &mut TreeBuilder,
     pending: &mut Pending<'_>,
-    acc: &mut StripeAccumulator,
+    sw: &mut StripeWriter,
+    keep: usize,
 ) -> Result<(), StoreError> {
-    let Some(stripe) = acc.take_stripe()? else {
-        return Ok(());
-    };
-    let mut refs = stripe.data;
-    for parity in &stripe.parity {
-        let stored = pending.put_chunk(parity)?;
-        refs.push(crate::erasure::parity_ref(
-            stored.hash,
-            stored.size,
-            stripe.stripe_index,
-        ));
+    while let Some(stripe) = sw.next_done(keep)? {
+        let mut refs = stripe.data;
+        for (parity, id) in stripe.parity.iter().zip(&stripe.parity_ids) {
+            let stored = pending.put_chunk_with_id(*id, parity)?;
+            refs.push(crate::erasure::parity_ref(
+                stored.hash,
+                stored.size,
+                stripe.stripe_index,
+            ));
+        }
+        tree.push_stripe(&refs, pending).map_err(tree_error)?;
     }
-    tree.push_stripe(&refs, pending).map_err(tree_error)
+    Ok(())
 }
 
 // --- end erasure coding hook ----------------------------------------------------------------
