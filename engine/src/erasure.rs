@@ -320,6 +320,16 @@ impl StripeCodec {
     /// Computes the parity shards of one stripe from its data chunks (`1..=k`, non-empty):
     /// pads them in place to the largest one and returns `n − k` parity shards of that length.
     pub fn encode(&self, data: &mut [Vec<u8>]) -> Result<Vec<Vec<u8>>, ErasureError> {
+        self.encode_with(data, Vec::new())
+    }
+
+    /// [`StripeCodec::encode`], writing the parity into `spare` buffers when given (reused
+    /// allocations: no fresh pages to fault in per stripe).
+    pub fn encode_with(
+        &self,
+        data: &mut [Vec<u8>],
+        mut spare: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, ErasureError> {
         if data.is_empty() || data.len() > self.params.data_shards() {
             return Err(ErasureError::Codec(format!(
                 "{} data shards for k = {}",
@@ -334,7 +344,14 @@ impl StripeCodec {
         for shard in data.iter_mut() {
             shard.resize(shard_len, 0);
         }
-        let mut parity = vec![vec![0u8; shard_len]; self.params.parity_shards()];
+        let mut parity: Vec<Vec<u8>> = (0..self.params.parity_shards())
+            .map(|_| {
+                let mut buf = spare.pop().unwrap_or_default();
+                buf.clear();
+                buf.resize(shard_len, 0);
+                buf
+            })
+            .collect();
         let k = self.params.data_shards();
         // Short stripe: virtual shards fill the data columns `k'..k`.
         let (zeros, last) = if data.len() < k {
@@ -507,6 +524,8 @@ pub struct StripeAccumulator {
     refs: Vec<ChunkRef>,
     bytes: Vec<Vec<u8>>,
     next_stripe: u32,
+    /// Buffers of earlier stripes, reused for the next chunks and parity.
+    pool: Vec<Vec<u8>>,
 }
 
 /// A stripe's data, collected and not yet encoded.
@@ -516,6 +535,8 @@ pub struct RawStripe {
     pub data: Vec<ChunkRef>,
     /// The data chunks' bytes (true sizes; padded by the encoder).
     pub bytes: Vec<Vec<u8>>,
+    /// Buffers the encoder may reuse for the parity.
+    pub spare: Vec<Vec<u8>>,
 }
 
 /// A stripe ready to be stored: its data refs and the parity chunks to store after them.
@@ -526,19 +547,22 @@ pub struct EncodedStripe {
     pub parity: Vec<Vec<u8>>,
     /// `chunk_id` of each parity chunk.
     pub parity_ids: Vec<Hash>,
+    /// The data buffers (padded), handed back for reuse.
+    pub data_bytes: Vec<Vec<u8>>,
 }
 
 impl StripeCodec {
     /// Encodes a collected stripe and hashes its parity chunks.
     pub fn encode_stripe(&self, raw: RawStripe) -> Result<EncodedStripe, ErasureError> {
         let mut bytes = raw.bytes;
-        let parity = self.encode(&mut bytes)?;
+        let parity = self.encode_with(&mut bytes, raw.spare)?;
         let parity_ids = parity.iter().map(|p| chunk_id(p)).collect();
         Ok(EncodedStripe {
             stripe_index: raw.stripe_index,
             data: raw.data,
             parity,
             parity_ids,
+            data_bytes: bytes,
         })
     }
 }
@@ -550,6 +574,18 @@ impl StripeAccumulator {
             refs: Vec::with_capacity(params.data_shards()),
             bytes: Vec::with_capacity(params.data_shards()),
             next_stripe: 0,
+            pool: Vec::new(),
+        }
+    }
+
+    /// Gives buffers back for reuse (kept up to two stripes' worth).
+    pub fn recycle(&mut self, buffers: Vec<Vec<u8>>) {
+        let cap = usize::from(self.params.total_shards).saturating_mul(2);
+        for buf in buffers {
+            if self.pool.len() >= cap {
+                break;
+            }
+            self.pool.push(buf);
         }
     }
 
@@ -560,7 +596,10 @@ impl StripeAccumulator {
     /// Adds the next data chunk (already stored); returns true when the stripe is full.
     pub fn push(&mut self, chunk: ChunkRef, data: &[u8]) -> bool {
         self.refs.push(chunk);
-        self.bytes.push(data.to_vec());
+        let mut buf = self.pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.bytes.push(buf);
         self.refs.len() >= self.params.data_shards()
     }
 
@@ -579,10 +618,15 @@ impl StripeAccumulator {
             .next_stripe
             .checked_add(1)
             .ok_or_else(|| ErasureError::Codec("more than 2^32 stripes".into()))?;
+        let spare_count = self.params.parity_shards().min(self.pool.len());
+        let spare = self
+            .pool
+            .split_off(self.pool.len().saturating_sub(spare_count));
         Ok(Some(RawStripe {
             stripe_index,
             data: std::mem::take(&mut self.refs),
             bytes: std::mem::take(&mut self.bytes),
+            spare,
         }))
     }
 }

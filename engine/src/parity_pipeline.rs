@@ -71,6 +71,11 @@ impl StripeWriter {
         self.acc.push(chunk, bytes)
     }
 
+    /// Gives an emitted stripe's buffers back for the next stripes.
+    pub(crate) fn recycle(&mut self, buffers: Vec<Vec<u8>>) {
+        self.acc.recycle(buffers);
+    }
+
     /// Hands the collected stripe (if any) to the worker.
     pub(crate) fn submit(&mut self) -> Result<(), ErasureError> {
         let Some(raw) = self.acc.take_raw()? else {

@@ -339,6 +339,8 @@ fn emit_stripes(
             ));
         }
         tree.push_stripe(&refs, pending).map_err(tree_error)?;
+        sw.recycle(stripe.parity);
+        sw.recycle(stripe.data_bytes);
     }
     Ok(())
 }
