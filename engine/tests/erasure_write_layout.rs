@@ -178,3 +178,32 @@ fn golden_vector_matches_format_md() {
         );
     }
 }
+
+#[test]
+fn a_reed_solomon_blob_writer_fed_in_pieces_builds_the_same_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(
+        tmp.path(),
+        SMALL_CDC,
+        TreePolicy {
+            leaf_fanout: 9,
+            internal_fanout: 2,
+        },
+    );
+    let data = random_bytes(200_000, 12);
+    let whole = store.store_stream_with_rs(&data[..], 4, 7, "a").unwrap();
+    let mut w = store
+        .writer_with(Encoding::ReedSolomon {
+            data_shards: 4,
+            total_shards: 7,
+        })
+        .unwrap();
+    for piece in data.chunks(777) {
+        w.write(piece).unwrap();
+    }
+    let pieces = w.finish("b").unwrap();
+    assert_eq!(pieces.blob_ref, whole.blob_ref);
+    assert!(matches!(whole.blob_ref, BlobRef::Tree { .. }));
+    assert_eq!(pieces.new_chunks, 0, "second upload dedups data and parity");
+    assert!(fetch_all(&store, &pieces.blob_ref) == data);
+}
