@@ -29,7 +29,7 @@
 
 use std::ops::Range;
 
-use reed_solomon_erasure::galois_8::ReedSolomon;
+use reed_solomon_erasure::galois_8::{self, ReedSolomon};
 
 use crate::codec::{ChunkRef, ChunkRole, Encoding, Hash, chunk_id};
 
@@ -304,13 +304,34 @@ const CODING_BLOCK: usize = 32 * 1024;
 pub struct StripeCodec {
     params: RsParams,
     full: ReedSolomon,
+    /// The code's parity rows, `p × k` row-major: parity i = Σ_j c[i][j] · data column j.
+    coefficients: Vec<u8>,
 }
 
 impl StripeCodec {
     pub fn new(params: RsParams) -> Result<StripeCodec, ErasureError> {
-        let full =
-            ReedSolomon::new(params.data_shards(), params.parity_shards()).map_err(codec_error)?;
-        Ok(StripeCodec { params, full })
+        let (k, p) = (params.data_shards(), params.parity_shards());
+        let full = ReedSolomon::new(k, p).map_err(codec_error)?;
+        // Read the parity rows off the codec: encode each unit vector (1-byte shards).
+        let mut columns = Vec::with_capacity(k);
+        for j in 0..k {
+            let unit: Vec<[u8; 1]> = (0..k).map(|c| [u8::from(c == j)]).collect();
+            let mut out = vec![[0u8; 1]; p];
+            full.encode_sep(&unit, &mut out).map_err(codec_error)?;
+            columns.push(out);
+        }
+        let coefficients = (0..p)
+            .flat_map(|i| {
+                columns
+                    .iter()
+                    .map(move |col| col.get(i).map_or(0, |c| c[0]))
+            })
+            .collect();
+        Ok(StripeCodec {
+            params,
+            full,
+            coefficients,
+        })
     }
 
     pub fn params(&self) -> RsParams {
@@ -318,7 +339,8 @@ impl StripeCodec {
     }
 
     /// Computes the parity shards of one stripe from its data chunks (`1..=k`, non-empty):
-    /// pads them in place to the largest one and returns `n − k` parity shards of that length.
+    /// `n − k` parity shards as long as the largest chunk (the others count as zero-padded;
+    /// the chunks are left as they are).
     pub fn encode(&self, data: &mut [Vec<u8>]) -> Result<Vec<Vec<u8>>, ErasureError> {
         self.encode_with(data, Vec::new())
     }
@@ -341,53 +363,55 @@ impl StripeCodec {
         if shard_len == 0 {
             return Err(ErasureError::Codec("empty stripe".into()));
         }
-        for shard in data.iter_mut() {
-            shard.resize(shard_len, 0);
-        }
-        let mut parity: Vec<Vec<u8>> = (0..self.params.parity_shards())
-            .map(|_| {
-                let mut buf = spare.pop().unwrap_or_default();
-                buf.clear();
-                buf.resize(shard_len, 0);
-                buf
-            })
-            .collect();
         let k = self.params.data_shards();
-        // Short stripe: virtual shards fill the data columns `k'..k`.
-        let (zeros, last) = if data.len() < k {
-            (
-                vec![0u8; shard_len],
-                virtual_shard(k, k.saturating_sub(1), shard_len),
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let mut all: Vec<&[u8]> = vec![zeros.as_slice(); k];
-        if let Some(slot) = all.last_mut() {
-            *slot = last.as_slice();
+        let p = self.params.parity_shards();
+        // A short stripe's virtual shards: zero columns contribute nothing; the last column's
+        // 0xFF shard contributes the constant `c[i][k-1] · 0xFF` to every byte of parity i.
+        let short = data.len() < k;
+        let mut parity: Vec<Vec<u8>> = Vec::with_capacity(p);
+        for i in 0..p {
+            let fill = if short {
+                galois_8::mul(self.coefficient(i, k.saturating_sub(1)), VIRTUAL_SHARD_BYTE)
+            } else {
+                0
+            };
+            let mut buf = spare.pop().unwrap_or_default();
+            buf.clear();
+            buf.resize(shard_len, fill);
+            parity.push(buf);
         }
-        for (slot, shard) in all.iter_mut().zip(data.iter()) {
-            *slot = shard.as_slice();
-        }
-        // Code column-block by column-block (RS works bytewise across shards), so the block of
-        // every shard stays in the L2 cache: ~2× faster than whole 1 MiB shards.
+        // parity[i] ^= c[i][j] · data[j] over each data chunk's TRUE length: the zero padding
+        // contributes nothing, so it is never coded. Column block by column block, so every
+        // shard's block stays in the L2 cache.
         let mut offset = 0usize;
         while offset < shard_len {
             let end = offset.saturating_add(CODING_BLOCK).min(shard_len);
-            let data_blocks: Vec<&[u8]> = all
-                .iter()
-                .map(|s| s.get(offset..end).unwrap_or_default())
-                .collect();
-            let mut parity_blocks: Vec<&mut [u8]> = parity
-                .iter_mut()
-                .map(|s| s.get_mut(offset..end).unwrap_or_default())
-                .collect();
-            self.full
-                .encode_sep(&data_blocks, &mut parity_blocks)
-                .map_err(codec_error)?;
+            for (i, out) in parity.iter_mut().enumerate() {
+                for (j, shard) in data.iter().enumerate() {
+                    let stop = end.min(shard.len());
+                    if offset >= stop {
+                        continue;
+                    }
+                    let (Some(input), Some(output)) =
+                        (shard.get(offset..stop), out.get_mut(offset..stop))
+                    else {
+                        continue;
+                    };
+                    galois_8::mul_slice_xor(self.coefficient(i, j), input, output);
+                }
+            }
             offset = end;
         }
         Ok(parity)
+    }
+
+    /// Parity-matrix coefficient of parity row `i`, data column `j`.
+    fn coefficient(&self, i: usize, j: usize) -> u8 {
+        i.checked_mul(self.params.data_shards())
+            .and_then(|at| at.checked_add(j))
+            .and_then(|at| self.coefficients.get(at))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Rebuilds the lost shards of one stripe in place and verifies them.
