@@ -13,8 +13,10 @@
 //!   stripe has `k' < k` data chunks and still `p` parity chunks. It is coded with the same
 //!   `RS(k, n)` code as a full stripe, data shards `k'..k` being *virtual*: shard-length runs
 //!   of zeros, except the last column `k − 1`, all [`VIRTUAL_SHARD_BYTE`] (0xFF); never stored
-//!   nor listed (every reader knows them). It tolerates the same `p` losses. (The alternative, the code `RS(k', k' + p)`, is plain replication for
-//!   `k' = 1`: its parity would equal the data chunk and dedup would store them as ONE record.)
+//!   nor listed (every reader knows them). It tolerates the same `p` losses. (Neither the code
+//!   `RS(k', k' + p)` nor all-zero virtual shards would do: for `k' = 1` the former is plain
+//!   replication, and with the latter codes whose parity matrix has a row of ones (k = 3, 7,
+//!   15, …) make a parity chunk equal to the data chunk — and dedup stores them as ONE record.)
 //! - **Identical shards share fate**: chunks are content-addressed, so two shards of a stripe
 //!   with equal bytes (e.g. two all-zero chunks) are one record, and losing it loses both
 //!   positions. A stripe tolerates `p` lost positions; k = 1 is refused for writing since its
