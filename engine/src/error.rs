@@ -7,6 +7,7 @@ use net_mesh_segments::SegmentError;
 
 use crate::chunking::ChunkingError;
 use crate::codec::{DecodeError, Hash};
+use crate::erasure::ErasureError;
 use crate::index::IndexError;
 use crate::tree::PolicyError;
 
@@ -56,6 +57,8 @@ pub enum StoreError {
     Policy(#[from] PolicyError),
     #[error("blob is too large for the tree format: {0}")]
     TooLarge(&'static str),
+    #[error("erasure coding: {0}")]
+    Erasure(#[from] ErasureError),
     #[error("no pinned blob matches {0:?}")]
     NotPinned(String),
     #[error("{0:?} matches more than one pinned blob; give more characters")]
@@ -100,6 +103,37 @@ pub enum BlobError {
     Index(#[from] IndexError),
     #[error("writing output: {0}")]
     Sink(std::io::Error),
+    // --- erasure coding (issue 4) ---
+    /// More chunks of an erasure-coded stripe are missing or corrupt than its parity covers.
+    #[error(
+        "stripe {stripe} is unrecoverable: {lost} of its chunks are missing or corrupt, \
+         at most {tolerated} can be rebuilt"
+    )]
+    Unrecoverable {
+        stripe: u32,
+        lost: usize,
+        tolerated: usize,
+    },
+    /// An erasure-coded chunk list is malformed, or a rebuilt chunk fails its hash.
+    #[error("erasure-coded stripe: {0}")]
+    Stripe(ErasureError),
+}
+
+impl From<ErasureError> for BlobError {
+    fn from(e: ErasureError) -> Self {
+        match e {
+            ErasureError::TooManyLost {
+                stripe,
+                lost,
+                tolerated,
+            } => BlobError::Unrecoverable {
+                stripe,
+                lost,
+                tolerated,
+            },
+            other => BlobError::Stripe(other),
+        }
+    }
 }
 
 impl BlobError {
@@ -110,7 +144,9 @@ impl BlobError {
             | BlobError::ChunkHashMismatch { .. }
             | BlobError::Missing { .. }
             | BlobError::Corrupted { .. }
-            | BlobError::BadNode { .. } => true,
+            | BlobError::BadNode { .. }
+            | BlobError::Unrecoverable { .. }
+            | BlobError::Stripe(_) => true,
             BlobError::Segments(e) => e.is_corruption(),
             BlobError::Index(e) => e.is_corruption(),
             BlobError::InvalidRange { .. } | BlobError::Sink(_) => false,

@@ -30,7 +30,7 @@ pub struct BlobStat {
 
 /// Where a chunk that fails its hash check sits, for the error it produces.
 #[derive(Clone, Copy)]
-enum ChunkPlace {
+pub(crate) enum ChunkPlace {
     /// Listed in a Small or Manifest ref: index in the list.
     Flat,
     /// Listed in a leaf at this depth of a tree.
@@ -40,13 +40,13 @@ enum ChunkPlace {
 /// Record kind, name for errors, and id function of a node level.
 type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
 
-struct Reader<'a> {
-    store: &'a Store,
-    index: IndexReader,
+pub(crate) struct Reader<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) index: IndexReader,
 }
 
 impl Reader<'_> {
-    fn read_object(
+    pub(crate) fn read_object(
         &self,
         hash: &Hash,
         kind: RecordKind,
@@ -71,7 +71,12 @@ impl Reader<'_> {
     }
 
     /// Reads and verifies one chunk.
-    fn chunk(&self, chunk: &ChunkRef, index: u64, place: ChunkPlace) -> Result<Vec<u8>, BlobError> {
+    pub(crate) fn chunk(
+        &self,
+        chunk: &ChunkRef,
+        index: u64,
+        place: ChunkPlace,
+    ) -> Result<Vec<u8>, BlobError> {
         let data = self.read_object(&chunk.hash, RecordKind::Chunk, "chunk")?;
         let actual = chunk_id(&data);
         if actual != chunk.hash {
@@ -99,7 +104,7 @@ impl Reader<'_> {
 
     /// Writes the part of `range` that falls in the data chunks of `chunks`, whose first byte is
     /// at blob offset `base`.
-    fn chunks(
+    pub(crate) fn chunks(
         &self,
         chunks: &[ChunkRef],
         base: u64,
@@ -169,8 +174,9 @@ impl Reader<'_> {
                     reason: format!("leaf covers {leaf_bytes} bytes, its parent says {covered}"),
                 });
             }
-            return self.chunks(
+            return self.chunk_list(
                 &leaf.chunks,
+                leaf.encoding,
                 base,
                 range,
                 ChunkPlace::InTree {
@@ -247,9 +253,9 @@ impl Reader<'_> {
                 };
                 self.chunks(&[chunk], 0, &range, ChunkPlace::Flat, sink)
             }
-            BlobRef::Manifest { chunks, .. } => {
-                self.chunks(chunks, 0, &range, ChunkPlace::Flat, sink)
-            }
+            BlobRef::Manifest {
+                chunks, encoding, ..
+            } => self.chunk_list(chunks, *encoding, 0, &range, ChunkPlace::Flat, sink),
             BlobRef::Tree {
                 encoding,
                 root_hash,
@@ -301,7 +307,7 @@ impl Reader<'_> {
 }
 
 impl Store {
-    fn blob_reader(&self) -> Result<Reader<'_>, BlobError> {
+    pub(crate) fn blob_reader(&self) -> Result<Reader<'_>, BlobError> {
         Ok(Reader {
             store: self,
             index: self.index.reader()?,

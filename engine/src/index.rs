@@ -240,8 +240,9 @@ pub struct Batch {
     pub pins_remove: Vec<Hash>,
     /// Staging checkpoint changes (resumable uploads), applied in the same transaction.
     pub staging: Vec<crate::staging_table::StagingOp>,
-    /// Objects whose bytes moved (compaction, repair): new location of each; live bytes move
-    /// from the old segment to the new one. An id no longer in the index is skipped.
+    /// Objects whose bytes were rewritten elsewhere (repair of a corrupt record, compaction):
+    /// the entry keeps its kind, count and creation time and points at the new location.
+    /// Applied after `new_objects`; see [`Batch::relocate`].
     pub relocations: Vec<(Hash, RecordLoc)>,
 }
 
@@ -254,6 +255,14 @@ impl Batch {
             && self.pins_remove.is_empty()
             && self.staging.is_empty()
             && self.relocations.is_empty()
+    }
+
+    /// Repoints object `hash` at `new_loc` when the batch commits (`Index::relocate`'s batch
+    /// form). The record at `new_loc` must hold the same object (same id, same payload length)
+    /// and be durable before the commit, like every location the index stores; the entry must
+    /// exist (else `MissingObject`). The old record becomes dead bytes for compaction.
+    pub fn relocate(&mut self, hash: Hash, new_loc: RecordLoc) {
+        self.relocations.push((hash, new_loc));
     }
 
     pub fn add_ref(&mut self, hash: Hash, delta: i64) {
@@ -271,6 +280,8 @@ pub struct CommitOutcome {
     /// Pins added (not already present) and removed (present).
     pub pins_added: u64,
     pub pins_removed: u64,
+    /// Objects repointed by `Batch::relocations`.
+    pub relocated: u64,
 }
 
 /// The index database.
@@ -392,32 +403,41 @@ impl Index {
                     .inserted_bytes
                     .saturating_add(u64::from(loc.payload_len));
             }
-            for (hash, new_loc) in &batch.relocations {
+            // --- relocations (issue 4: repair; compaction) ---
+            for (hash, loc) in &batch.relocations {
                 let Some(raw) = objects.get(hash)?.map(|v| v.value().to_vec()) else {
-                    continue;
+                    return Err(IndexError::MissingObject(crate::error::hex(hash)));
                 };
                 let mut entry = ObjectEntry::decode(hash, &raw)?;
-                if entry.loc == *new_loc {
+                if entry.loc.payload_len != loc.payload_len {
+                    return Err(corrupted(
+                        "objects_v1",
+                        hash,
+                        format!(
+                            "relocation to a record of {} bytes, the object has {}",
+                            loc.payload_len, entry.loc.payload_len
+                        ),
+                    ));
+                }
+                if entry.loc == *loc {
                     continue;
                 }
+                let len = u64::from(loc.payload_len);
                 let mut old = match seg_entries.get(&entry.loc.segment) {
                     Some(e) => *e,
                     None => load_seg(&segments, entry.loc.segment)?,
                 };
-                old.live_bytes = old
-                    .live_bytes
-                    .saturating_sub(u64::from(entry.loc.payload_len));
+                old.live_bytes = old.live_bytes.saturating_sub(len);
                 seg_entries.insert(entry.loc.segment, old);
-                let mut new = match seg_entries.get(&new_loc.segment) {
+                let mut new = match seg_entries.get(&loc.segment) {
                     Some(e) => *e,
-                    None => load_seg(&segments, new_loc.segment)?,
+                    None => load_seg(&segments, loc.segment)?,
                 };
-                new.live_bytes = new
-                    .live_bytes
-                    .saturating_add(u64::from(new_loc.payload_len));
-                seg_entries.insert(new_loc.segment, new);
-                entry.loc = *new_loc;
+                new.live_bytes = new.live_bytes.saturating_add(len);
+                seg_entries.insert(loc.segment, new);
+                entry.loc = *loc;
                 objects.insert(hash, entry.encode().as_slice())?;
+                outcome.relocated = outcome.relocated.saturating_add(1);
             }
             let mut deltas = batch.ref_deltas.clone();
             crate::staging_table::apply(&txn, &batch.staging, &mut deltas)?;
@@ -477,20 +497,6 @@ impl Index {
         &self.db
     }
 
-    /// Moves one object to `new_loc` (bytes already durable there) in one transaction, moving
-    /// its live bytes between the segment entries. Returns false when the id is not indexed.
-    pub fn relocate(&self, hash: Hash, new_loc: RecordLoc) -> Result<bool, IndexError> {
-        if self.reader()?.object(&hash)?.is_none() {
-            return Ok(false);
-        }
-        let batch = Batch {
-            relocations: vec![(hash, new_loc)],
-            ..Batch::default()
-        };
-        self.commit(&batch)?;
-        Ok(true)
-    }
-
     /// Calls `f` with every object entry, in id order, from one read snapshot, without
     /// collecting them (GC's scan and compaction keep only what they need).
     pub fn for_each_object(
@@ -505,6 +511,21 @@ impl Index {
             f(&id, &ObjectEntry::decode(&id, v.value())?);
         }
         Ok(())
+    }
+
+    /// The reference count recorded for an object that was dropped while still referenced
+    /// (`lost_refs_v1`, docs/FORMAT.md §3.10), if any.
+    pub fn lost_refs(&self, hash: &Hash) -> Result<Option<u64>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(LOST_REFS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match table.get(hash)? {
+            Some(v) => Ok(Some(decode_lost_refs(hash, v.value())?)),
+            None => Ok(None),
+        }
     }
 
     /// Every object entry, in id order (for fsck; O(objects) memory).
@@ -578,6 +599,25 @@ pub(crate) fn take_lost_refs(
 }
 
 // ---- end of GC, compaction and fsck support -------------------------------------------------
+
+impl Index {
+    /// Repoints object `hash` at `new_loc` in one transaction, recording `segment_lengths`
+    /// (from `Segments::sync`, which must have made `new_loc` durable first). Prefer
+    /// `Batch::relocate` + `Store` commit, which does the sync; this is the index-level form.
+    pub fn relocate(
+        &self,
+        hash: Hash,
+        new_loc: RecordLoc,
+        segment_lengths: Vec<(SegmentId, u64)>,
+    ) -> Result<CommitOutcome, IndexError> {
+        let mut batch = Batch {
+            segment_lengths,
+            ..Batch::default()
+        };
+        batch.relocate(hash, new_loc);
+        self.commit(&batch)
+    }
+}
 
 /// A read snapshot of the index.
 #[derive(Debug)]

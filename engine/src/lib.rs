@@ -5,14 +5,18 @@
 //! its parent holds before a byte leaves the engine. It must never know about the network, never
 //! let the index point at bytes that are not durable, and never panic on bytes read from disk.
 //!
-//! Layers: `codec`, `chunking` and `tree` are pure (no I/O); `index`, `store`, `writer` and
-//! `fetch` do the I/O.
+//! Layers: `codec`, `chunking`, `tree` and `erasure` are pure (no I/O); `index`, `store`,
+//! `writer`, `fetch` (with `erasure_read`) and `repair` do the I/O.
 
 pub mod chunking;
 pub mod codec;
+pub mod erasure;
+mod erasure_read;
 pub mod error;
 pub mod fetch;
 pub mod index;
+mod parity_pipeline;
+pub mod repair;
 pub mod store;
 pub mod tree;
 pub mod writer;
@@ -33,8 +37,10 @@ pub use gc::{GcError, GcOptions, GcPhase, GcReport};
 
 pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
+pub use erasure::{ErasureError, RsParams};
 pub use error::{BlobError, OpenError, StoreError};
 pub use fetch::BlobStat;
+pub use repair::{RepairError, RepairReport};
 pub use resumable::{CheckpointCadence, ResumableConfig, ResumableWriter, StagingError};
 pub use store::{ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;

@@ -144,6 +144,42 @@ impl TreeBuilder {
         Ok(())
     }
 
+    // --- erasure coding (issue 4): stripes are never split across leaves -------------------
+
+    /// Adds one erasure-coding stripe: its data refs, then its parity refs. A stripe is never
+    /// split across leaves: when it would take the open leaf past `leaf_fanout` refs, the leaf
+    /// is closed first. So leaf fan-out is counted in whole stripes, and a single stripe of
+    /// more than `leaf_fanout` refs gets a leaf of its own.
+    pub fn push_stripe<S: NodeSink>(
+        &mut self,
+        stripe: &[ChunkRef],
+        sink: &mut S,
+    ) -> Result<(), TreeError<S::Error>> {
+        if !self.leaf.is_empty()
+            && self.leaf.len().saturating_add(stripe.len()) > self.policy.leaf_fanout
+        {
+            self.close_leaf(sink)?;
+        }
+        for chunk in stripe {
+            if chunk.role == ChunkRole::Data {
+                let size = u64::from(chunk.size);
+                self.leaf_bytes = self
+                    .leaf_bytes
+                    .checked_add(size)
+                    .ok_or(TreeError::SizeOverflow)?;
+                self.total_bytes = self
+                    .total_bytes
+                    .checked_add(size)
+                    .ok_or(TreeError::SizeOverflow)?;
+            }
+            self.leaf.push(*chunk);
+            self.chunk_count = self.chunk_count.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    // --- end erasure coding ---------------------------------------------------------------
+
     fn close_leaf<S: NodeSink>(&mut self, sink: &mut S) -> Result<(), TreeError<S::Error>> {
         let node = LeafNode {
             encoding: self.encoding,

@@ -10,9 +10,13 @@ use std::io::Read;
 use net_mesh_segments::RecordKind;
 
 use crate::chunking::Chunker;
-use crate::codec::{BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, chunk_id};
+use crate::codec::{
+    BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id,
+};
+use crate::erasure::RsParams;
 use crate::error::StoreError;
 use crate::index::{Batch, IndexReader, Pin, blob_id};
+use crate::parity_pipeline::{MAX_IN_FLIGHT, StripeWriter};
 use crate::store::{Store, now_ms};
 use crate::tree::{NodeSink, TreeBuilder, TreeError};
 
@@ -85,7 +89,11 @@ impl<'s> Pending<'s> {
     }
 
     fn put_chunk(&mut self, data: &[u8]) -> Result<ChunkRef, StoreError> {
-        let hash = chunk_id(data);
+        self.put_chunk_with_id(chunk_id(data), data)
+    }
+
+    /// `put_chunk` for bytes whose `chunk_id` is already known.
+    fn put_chunk_with_id(&mut self, hash: Hash, data: &[u8]) -> Result<ChunkRef, StoreError> {
         let size = u32::try_from(data.len()).map_err(|_| StoreError::TooLarge("chunk size"))?;
         if self.put_object(RecordKind::Chunk, hash, data)? {
             self.new_chunks = self.new_chunks.saturating_add(1);
@@ -170,11 +178,14 @@ impl CommitPolicy for CommitWhenFull {
 }
 
 /// The one write path shared by plain and resumable uploads: chunker → dedup + segment append
-/// → tree builder, with the commit decision left to a [`CommitPolicy`].
+/// → tree builder (through the stripe accumulator for erasure-coded blobs), with the commit
+/// decision left to a [`CommitPolicy`].
 pub(crate) struct WritePath<'s> {
     pub(crate) chunker: Chunker,
     pub(crate) tree: TreeBuilder,
     pub(crate) pending: Pending<'s>,
+    /// Erasure coding: the stripes being filled and encoded (`None` for Plain blobs).
+    pub(crate) stripes: Option<StripeWriter>,
 }
 
 impl<'s> WritePath<'s> {
@@ -188,10 +199,11 @@ impl<'s> WritePath<'s> {
             chunker,
             tree,
             pending,
+            stripes,
         } = self;
         chunker.push(data, |chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
-            tree.push(chunk_ref, pending).map_err(tree_error)?;
+            push_chunk(tree, pending, stripes, chunk_ref, chunk)?;
             policy.after_chunk(tree, pending)
         })
     }
@@ -203,9 +215,13 @@ impl<'s> WritePath<'s> {
         policy: &mut impl CommitPolicy,
     ) -> Result<(), StoreError> {
         let chunk_ref = self.pending.put_chunk(chunk)?;
-        self.tree
-            .push(chunk_ref, &mut self.pending)
-            .map_err(tree_error)?;
+        push_chunk(
+            &mut self.tree,
+            &mut self.pending,
+            &mut self.stripes,
+            chunk_ref,
+            chunk,
+        )?;
         policy.after_chunk(&self.tree, &mut self.pending)
     }
 
@@ -219,18 +235,34 @@ impl<'s> WritePath<'s> {
             chunker,
             mut tree,
             mut pending,
+            mut stripes,
         } = self;
         chunker.finish(|chunk| {
             let chunk_ref = pending.put_chunk(chunk)?;
-            tree.push(chunk_ref, &mut pending).map_err(tree_error)?;
+            push_chunk(&mut tree, &mut pending, &mut stripes, chunk_ref, chunk)?;
             policy.after_chunk(&tree, &mut pending)
         })?;
+        if let Some(sw) = stripes.as_mut() {
+            sw.submit()?;
+            emit_stripes(&mut tree, &mut pending, sw, 0)?;
+        }
+        // An empty erasure-coded blob has nothing to protect: it is the empty Small blob.
+        let empty_rs = stripes.is_some() && tree.chunk_count() == 0;
         if tree.chunk_count() == 0 {
             let chunk_ref = pending.put_chunk(&[])?;
-            tree.push(chunk_ref, &mut pending).map_err(tree_error)?;
+            if !empty_rs {
+                tree.push(chunk_ref, &mut pending).map_err(tree_error)?;
+            }
         }
-        let chunks = tree.chunk_count();
-        let blob_ref = tree.finish(&mut pending).map_err(tree_error)?;
+        let chunks = tree.chunk_count().max(u64::from(empty_rs));
+        let blob_ref = if empty_rs {
+            BlobRef::Small {
+                hash: chunk_id(&[]),
+                size: 0,
+            }
+        } else {
+            tree.finish(&mut pending).map_err(tree_error)?
+        };
         Ok((blob_ref, chunks, pending))
     }
 }
@@ -290,12 +322,24 @@ const READ_BUF: usize = 4 * 1024 * 1024;
 impl Store {
     /// Starts an upload with the store's chunking and tree policy.
     pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
+        self.writer_with(Encoding::Plain)
+    }
+
+    /// Starts an upload with the store's chunking and tree policy and `encoding`
+    /// (`Encoding::ReedSolomon` adds parity chunks per stripe; docs/FORMAT.md §2.12).
+    pub fn writer_with(&self, encoding: Encoding) -> Result<BlobWriter<'_>, StoreError> {
         self.check_writable()?;
+        let stripes = RsParams::from_encoding(encoding)?
+            .map(RsParams::writable)
+            .transpose()?
+            .map(StripeWriter::new)
+            .transpose()?;
         Ok(BlobWriter {
             path: WritePath {
                 chunker: Chunker::new(self.config.chunking)?,
-                tree: TreeBuilder::new(self.config.tree, crate::codec::Encoding::Plain)?,
+                tree: TreeBuilder::new(self.config.tree, encoding)?,
                 pending: Pending::new(self)?,
+                stripes,
             },
         })
     }
@@ -318,25 +362,53 @@ impl Store {
         input: impl Read + Send,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
-        let mut writer = self.writer()?;
-        let chunking = self.config.chunking;
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_CHUNKS);
-            // Emptied chunk buffers go back to the cutter, so the pipeline allocates a fixed
-            // number of buffers instead of one per chunk.
-            let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-            let cutter = scope.spawn(move || cut_stream(input, chunking, &tx, &recycle_rx));
-            for chunk in &rx {
-                writer.write_chunk(&chunk)?;
-                let _ = recycle_tx.send(chunk);
-            }
-            match cutter.join() {
-                Ok(result) => result?,
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-            writer.finish(pin_name)
-        })
+        stream_into(self.writer()?, self.config.chunking, input, pin_name)
     }
+
+    /// Like [`Store::store_stream`], erasure-coded: every stripe of `k` data chunks gets
+    /// `n - k` parity chunks (docs/FORMAT.md §2.12).
+    pub fn store_stream_with_rs(
+        &self,
+        input: impl Read + Send,
+        k: u8,
+        n: u8,
+        pin_name: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        let encoding = RsParams::for_writing(k, n)?.encoding();
+        stream_into(
+            self.writer_with(encoding)?,
+            self.config.chunking,
+            input,
+            pin_name,
+        )
+    }
+}
+
+/// Feeds everything `input` yields to `writer` and finishes it. Two threads share the work: one
+/// reads and cuts chunks, the caller's thread hashes, deduplicates, appends and builds the tree.
+/// At most [`PIPELINE_CHUNKS`] cut chunks wait between them, so memory stays bounded.
+fn stream_into(
+    mut writer: BlobWriter<'_>,
+    chunking: crate::chunking::ChunkingStrategy,
+    input: impl Read + Send,
+    pin_name: &str,
+) -> Result<PutOutcome, StoreError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_CHUNKS);
+        // Emptied chunk buffers go back to the cutter, so the pipeline allocates a fixed
+        // number of buffers instead of one per chunk.
+        let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let cutter = scope.spawn(move || cut_stream(input, chunking, &tx, &recycle_rx));
+        for chunk in &rx {
+            writer.write_chunk(&chunk)?;
+            let _ = recycle_tx.send(chunk);
+        }
+        match cutter.join() {
+            Ok(result) => result?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        writer.finish(pin_name)
+    })
 }
 
 /// Cut chunks waiting between the reading thread and the storing thread of `store_stream`.
@@ -374,5 +446,53 @@ fn cut_stream(
         }
     }
     let _ = chunker.finish(send);
+    Ok(())
+}
+
+// --- erasure coding hook (issue 4): the one write path, with a stripe accumulator ---------
+
+/// Hands a stored data chunk to the tree, or to the stripe being filled for RS blobs.
+fn push_chunk(
+    tree: &mut TreeBuilder,
+    pending: &mut Pending<'_>,
+    stripes: &mut Option<StripeWriter>,
+    chunk_ref: ChunkRef,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    match stripes {
+        None => tree.push(chunk_ref, pending).map_err(tree_error),
+        Some(sw) => {
+            if sw.push(chunk_ref, bytes) {
+                sw.submit()?;
+                emit_stripes(tree, pending, sw, MAX_IN_FLIGHT)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Takes back encoded stripes (oldest first) until at most `keep` are in flight: stores each
+/// one's parity chunks (after its data chunks) and hands the whole stripe (data refs, then
+/// parity refs) to the tree builder.
+fn emit_stripes(
+    tree: &mut TreeBuilder,
+    pending: &mut Pending<'_>,
+    sw: &mut StripeWriter,
+    keep: usize,
+) -> Result<(), StoreError> {
+    while let Some(stripe) = sw.next_done(keep)? {
+        let mut refs = stripe.data;
+        for (parity, id) in stripe.parity.iter().zip(&stripe.parity_ids) {
+            let stored = pending.put_chunk_with_id(*id, parity)?;
+            refs.push(crate::erasure::parity_ref(
+                stored.hash,
+                stored.size,
+                stripe.stripe_index,
+            ));
+        }
+        tree.push_stripe(&refs, pending).map_err(tree_error)?;
+        sw.recycle(stripe.parity);
+        sw.recycle(stripe.data_bytes);
+    }
     Ok(())
 }

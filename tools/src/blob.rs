@@ -26,6 +26,9 @@ pub enum BlobCmd {
         /// Print a JSON object instead of the ref
         #[arg(long)]
         json: bool,
+        /// Erasure-code the blob: stripes of K data chunks get N-K parity chunks (2 <= K < N <= 255)
+        #[arg(long, value_name = "K,N", value_parser = parse_rs)]
+        rs: Option<(u8, u8)>,
         /// Chunk refs per leaf node (tests use tiny values to build deep trees)
         #[arg(long, hide = true)]
         leaf_fanout: Option<usize>,
@@ -80,12 +83,23 @@ pub enum BlobCmd {
     },
 }
 
+/// `K,N` for `--rs`.
+fn parse_rs(text: &str) -> Result<(u8, u8), String> {
+    let (k, n) = text
+        .split_once(',')
+        .ok_or_else(|| format!("{text:?} is not K,N"))?;
+    let k: u8 = k.trim().parse().map_err(|e| format!("K {k:?}: {e}"))?;
+    let n: u8 = n.trim().parse().map_err(|e| format!("N {n:?}: {e}"))?;
+    net_mesh_engine::RsParams::for_writing(k, n).map_err(|e| e.to_string())?;
+    Ok((k, n))
+}
+
 fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
     Store::open(dir, config).with_context(|| format!("opening store {}", dir.display()))
 }
 
 /// A blob named on the command line: a full ref, or the id prefix of a pinned blob.
-fn resolve(store: &Store, text: &str) -> anyhow::Result<BlobRef> {
+pub(crate) fn resolve(store: &Store, text: &str) -> anyhow::Result<BlobRef> {
     if text.starts_with("nm1") {
         return BlobRef::from_text(text).with_context(|| format!("invalid blob ref {text:?}"));
     }
@@ -127,6 +141,7 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             file,
             chunking,
             json,
+            rs,
             leaf_fanout,
             internal_fanout,
             resumable,
@@ -144,6 +159,9 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                 ..StoreConfig::default()
             };
             if resumable {
+                if rs.is_some() {
+                    bail!("--rs and --resumable cannot be combined yet");
+                }
                 return crate::staging::put_resumable(
                     dir,
                     config,
@@ -154,7 +172,7 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                 );
             }
             let store = open(dir, config)?;
-            put(&store, &file, json)
+            put(&store, &file, json, rs)
         }
         BlobCmd::Get { blob, output } => {
             let store = open(dir, StoreConfig::default())?;
@@ -261,7 +279,7 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
+fn put(store: &Store, file: &Path, json: bool, rs: Option<(u8, u8)>) -> anyhow::Result<()> {
     let (input, size, name): (Box<dyn Read + Send>, Option<u64>, String) = if file == Path::new("-")
     {
         (Box::new(std::io::stdin()), None, "-".to_string())
@@ -275,13 +293,14 @@ fn put(store: &Store, file: &Path, json: bool) -> anyhow::Result<()> {
         (Box::new(f), size, name)
     };
     let bar = progress(size, "put");
-    let outcome = store.store_stream(
-        Counted {
-            inner: input,
-            bar: bar.clone(),
-        },
-        &name,
-    )?;
+    let counted = Counted {
+        inner: input,
+        bar: bar.clone(),
+    };
+    let outcome = match rs {
+        None => store.store_stream(counted, &name)?,
+        Some((k, n)) => store.store_stream_with_rs(counted, k, n, &name)?,
+    };
     bar.finish_and_clear();
     print_put(&outcome, json)
 }
@@ -301,6 +320,7 @@ pub(crate) fn print_put(outcome: &net_mesh_engine::PutOutcome, json: bool) -> an
                 "chunks": outcome.chunks,
                 "new_chunks": outcome.new_chunks,
                 "new_bytes": outcome.new_bytes,
+                "encoding": encoding_name(r.encoding()),
             })
         );
     } else {

@@ -9,6 +9,7 @@ mod fsck;
 mod gc;
 mod identity;
 mod output;
+mod repair;
 mod staging;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     /// Per-chunk operator tools
     #[command(subcommand)]
     Chunk(chunk::ChunkCmd),
+    /// Rebuild and store every missing or corrupt chunk of an erasure-coded blob
+    Repair(repair::RepairArgs),
 }
 
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Gc(args) => gc::run(args, &dir),
         Command::Fsck(args) => fsck::run(args, &dir),
         Command::Chunk(cmd) => chunk::run(cmd, &dir),
+        Command::Repair(args) => repair::run(args, &dir),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use net_mesh_engine::{BlobError, OpenError, StoreError};
+use net_mesh_engine::{BlobError, OpenError, RepairError, StoreError};
 
 /// `println!` that returns an error instead of panicking when stdout is closed.
 #[macro_export]
@@ -50,6 +50,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             return EXIT_INTEGRITY;
         }
         if let Some(e) = cause.downcast_ref::<BlobError>()
+            && e.is_integrity()
+        {
+            return EXIT_INTEGRITY;
+        }
+        if let Some(e) = cause.downcast_ref::<RepairError>()
             && e.is_integrity()
         {
             return EXIT_INTEGRITY;

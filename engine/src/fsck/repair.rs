@@ -95,8 +95,7 @@ impl Checker<'_> {
         net_mesh_segments::failpoint::hit("fsck.repair_commit.before");
         txn.commit()?;
         net_mesh_segments::failpoint::hit("fsck.repair_commit.after");
-        // RS-MERGE: before dropping a chunk of an erasure-coded blob, rebuild it from its
-        // stripe with the RS engineer's repair API (`Store::repair_blob`) and keep the entry.
+        self.rebuild_erasure_coded()?;
         if dropped > 0 {
             self.report.repairs.push(format!(
                 "dropped {dropped} index entries whose bytes are gone or corrupt (re-upload the affected blobs to restore them)"
@@ -163,6 +162,55 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Rebuilds the lost chunks of affected erasure-coded blobs from their stripes
+    /// (`Store::repair`). Runs after the index transaction: the dropped entries are re-inserted
+    /// with the reference counts recorded for them in `lost_refs_v1`.
+    fn rebuild_erasure_coded(&mut self) -> Result<(), FsckError> {
+        let affected: HashSet<String> = self
+            .report
+            .affected_blobs
+            .iter()
+            .map(|b| b.blob_id.clone())
+            .collect();
+        if affected.is_empty() {
+            return Ok(());
+        }
+        for (id, pin) in self.store.index.reader()?.pins()? {
+            if pin.blob_ref.encoding() == crate::codec::Encoding::Plain
+                || !affected.contains(&hex(&id))
+            {
+                continue;
+            }
+            let line = match self.store.repair(&pin.blob_ref) {
+                Ok(r) => format!(
+                    "blob {}: rebuilt {} chunk(s) from parity ({} stripe(s) repaired, {} unrecoverable)",
+                    hex(&id),
+                    r.chunks_rebuilt,
+                    r.repaired,
+                    r.unrecoverable
+                ),
+                Err(e) => format!("blob {}: could not rebuild from parity: {e}", hex(&id)),
+            };
+            self.report.repairs.push(line);
+        }
+        // Objects the rebuild put back are no longer missing.
+        let reader = self.store.index.reader()?;
+        let mut restored = HashSet::new();
+        for p in &self.report.problems {
+            if p.kind == ProblemKind::MissingObject
+                && let Some(object) = &p.location.object
+                && let Some(hash) = parse_hex(object)
+                && reader.contains(&hash)?
+            {
+                restored.insert(object.clone());
+            }
+        }
+        self.report.mark_repaired(ProblemKind::MissingObject, |l| {
+            l.object.as_ref().is_some_and(|o| restored.contains(o))
+        });
+        Ok(())
+    }
+
     /// Recomputes the affected blobs with everything now known to be bad.
     pub(super) fn refresh_affected(&mut self) -> Result<(), FsckError> {
         let pins = self.store.index.reader()?.pins()?;
@@ -188,4 +236,16 @@ impl Checker<'_> {
         self.report.affected_blobs = out;
         Ok(())
     }
+}
+
+fn parse_hex(text: &str) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        let pair = text.get(i.checked_mul(2)?..i.checked_mul(2)?.checked_add(2)?)?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
 }

@@ -83,3 +83,121 @@ pub fn flip_payload_byte(store: &Store, hash: &Hash, at: u64) {
     f.write_all(&b).unwrap();
     f.sync_all().unwrap();
 }
+
+// --- erasure coding tests (issue 4) ---------------------------------------------------------
+
+/// XORs payload byte `at` of object `hash` with 0x40, without fsync (a second call undoes it).
+/// Reads see the change at once: the page cache backs both `pread` and the read-only mappings.
+pub fn toggle_payload_byte(store: &Store, hash: &Hash, at: u64) {
+    let entry = store
+        .reader()
+        .unwrap()
+        .object(hash)
+        .unwrap()
+        .expect("object in index");
+    let path = store
+        .dir()
+        .join("segments")
+        .join(segment_file_name(entry.loc.segment));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let pos = entry.loc.offset + RECORD_HEADER_LEN as u64 + at;
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    b[0] ^= 0x40;
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.write_all(&b).unwrap();
+}
+
+const OBJECTS_TABLE: redb::TableDefinition<&[u8; 32], &[u8]> =
+    redb::TableDefinition::new("objects_v1");
+
+/// Removes the index entries of `hashes` from the (closed) store in `dir`; returns what it
+/// removed so [`restore_index_entries`] can put it back. Simulates lost objects.
+pub fn remove_index_entries(dir: &Path, hashes: &[Hash]) -> Vec<(Hash, Vec<u8>)> {
+    let db = redb::Database::create(dir.join("index.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    let mut removed = Vec::new();
+    {
+        let mut t = txn.open_table(OBJECTS_TABLE).unwrap();
+        for h in hashes {
+            if let Some(v) = t.remove(h).unwrap() {
+                removed.push((*h, v.value().to_vec()));
+            }
+        }
+    }
+    txn.commit().unwrap();
+    removed
+}
+
+/// Puts back entries removed by [`remove_index_entries`] (store closed).
+pub fn restore_index_entries(dir: &Path, saved: &[(Hash, Vec<u8>)]) {
+    let db = redb::Database::create(dir.join("index.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(OBJECTS_TABLE).unwrap();
+        for (h, v) in saved {
+            t.insert(h, v.as_slice()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+/// Every combination of `size` items out of `0..n`, in lexicographic order.
+pub fn combinations(n: usize, size: usize) -> Vec<Vec<usize>> {
+    fn go(start: usize, n: usize, left: usize, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if left == 0 {
+            out.push(cur.clone());
+            return;
+        }
+        for i in start..n {
+            cur.push(i);
+            go(i + 1, n, left - 1, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    go(0, n, size, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The chunk lists of a blob (the Manifest's, or every leaf's in order), with their encoding.
+pub fn chunk_lists(
+    store: &Store,
+    r: &net_mesh_engine::BlobRef,
+) -> Vec<Vec<net_mesh_engine::ChunkRef>> {
+    use net_mesh_engine::BlobRef;
+    use net_mesh_engine::codec::{InternalNode, LeafNode};
+    use net_mesh_segments::RecordKind;
+    fn walk(store: &Store, hash: &Hash, level: u8, out: &mut Vec<Vec<net_mesh_engine::ChunkRef>>) {
+        let kind = if level == 0 {
+            RecordKind::LeafNode
+        } else {
+            RecordKind::InternalNode
+        };
+        let e = store.reader().unwrap().object(hash).unwrap().unwrap();
+        let bytes = store.segments().read(e.loc, kind, hash).unwrap();
+        if level == 0 {
+            out.push(LeafNode::decode(&bytes).unwrap().chunks);
+        } else {
+            for c in InternalNode::decode(&bytes).unwrap().children {
+                walk(store, &c.hash, level - 1, out);
+            }
+        }
+    }
+    match r {
+        BlobRef::Small { .. } => Vec::new(),
+        BlobRef::Manifest { chunks, .. } => vec![chunks.clone()],
+        BlobRef::Tree {
+            root_hash, depth, ..
+        } => {
+            let mut out = Vec::new();
+            walk(store, root_hash, depth - 1, &mut out);
+            out
+        }
+    }
+}

@@ -1,0 +1,929 @@
+//! Reed–Solomon erasure-coding layout: stripes, padding, parity and reconstruction. Pure code:
+//! no I/O (the writer and the reader feed it bytes they stored or read).
+//!
+//! Layout rules (docs/FORMAT.md §2.12):
+//! - A blob encoded `ReedSolomon { data_shards: k, total_shards: n }` groups its data chunks, in
+//!   blob order, into **stripes** of `k` data chunks; stripe `s` (counted from 0 over the whole
+//!   blob) is followed in its chunk list by exactly `p = n − k` parity refs
+//!   `ChunkRole::Parity { stripe_index: s }`.
+//! - CDC chunks differ in size: every data chunk of a stripe is zero-padded (for coding only) to
+//!   the stripe's largest data chunk, the **shard length**; every parity chunk is exactly one
+//!   shard long. Chunk refs keep the true sizes; padding is never stored.
+//! - **Short final stripe**: when the blob's chunk count is not a multiple of `k`, the last
+//!   stripe has `k' < k` data chunks and still `p` parity chunks. It is coded with the same
+//!   `RS(k, n)` code as a full stripe, data shards `k'..k` being *virtual*: shard-length runs
+//!   of zeros, except the last column `k − 1`, all [`VIRTUAL_SHARD_BYTE`] (0xFF); never stored
+//!   nor listed (every reader knows them). It tolerates the same `p` losses. (Neither the code
+//!   `RS(k', k' + p)` nor all-zero virtual shards would do: for `k' = 1` the former is plain
+//!   replication, and with the latter codes whose parity matrix has a row of ones (k = 3, 7,
+//!   15, …) make a parity chunk equal to the data chunk — and dedup stores them as ONE record.)
+//! - **Identical shards share fate**: chunks are content-addressed, so two shards of a stripe
+//!   with equal bytes (e.g. two all-zero chunks) are one record, and losing it loses both
+//!   positions. A stripe tolerates `p` lost positions; k = 1 is refused for writing since its
+//!   parity always equals the data (`RsParams::for_writing`).
+//! - Parity chunks are ordinary chunks: id = plain BLAKE3 of the parity bytes.
+//! - The tree builder never splits a stripe across leaves (see `TreeBuilder::push_stripe`).
+//!
+//! Parity bytes are those of `reed-solomon-erasure` 6 (`galois_8`: GF(2^8) with polynomial
+//! 0x11d, a systematic matrix built from a Vandermonde matrix); the golden vector in
+//! FORMAT.md pins them.
+#![deny(clippy::arithmetic_side_effects)]
+
+use std::ops::Range;
+
+use reed_solomon_erasure::galois_8::{self, ReedSolomon};
+
+use crate::codec::{ChunkRef, ChunkRole, Encoding, Hash, chunk_id};
+
+/// Why an erasure-coding step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErasureError {
+    #[error(
+        "invalid Reed-Solomon parameters k={k}, n={n}: need 1 <= k < n <= 255 (and k >= 2 to write)"
+    )]
+    InvalidParams { k: u8, n: u8 },
+    #[error("bad stripe layout at chunk list entry {at}: {reason}")]
+    BadLayout { at: usize, reason: String },
+    #[error("stripe {stripe}: {lost} shards lost, at most {tolerated} can be rebuilt")]
+    TooManyLost {
+        stripe: u32,
+        lost: usize,
+        tolerated: usize,
+    },
+    #[error(
+        "stripe {stripe}: rebuilt shard {position} hashes to {}, its ref says {}",
+        crate::error::short_hex(actual),
+        crate::error::short_hex(expected)
+    )]
+    RebuiltMismatch {
+        stripe: u32,
+        position: usize,
+        expected: Hash,
+        actual: Hash,
+    },
+    #[error("Reed-Solomon codec: {0}")]
+    Codec(String),
+    /// A delete would remove some, not all, chunks of a live stripe (stripe integrity).
+    #[error(
+        "refusing to delete {deleting} of the {total} chunks of live stripe {stripe}: a stripe's \
+         data and parity chunks go together"
+    )]
+    PartialStripe {
+        stripe: u32,
+        deleting: usize,
+        total: usize,
+    },
+}
+
+fn codec_error(e: reed_solomon_erasure::Error) -> ErasureError {
+    ErasureError::Codec(e.to_string())
+}
+
+/// Valid Reed–Solomon parameters: `k` data shards out of `n` total per stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RsParams {
+    data_shards: u8,
+    total_shards: u8,
+}
+
+impl RsParams {
+    /// `1 <= k < n <= 255`.
+    pub fn new(k: u8, n: u8) -> Result<RsParams, ErasureError> {
+        if k == 0 || k >= n {
+            return Err(ErasureError::InvalidParams { k, n });
+        }
+        Ok(RsParams {
+            data_shards: k,
+            total_shards: n,
+        })
+    }
+
+    /// Parameters a new blob may be written with: as [`RsParams::new`], and `k >= 2` (with
+    /// `k = 1` every parity chunk equals the data chunk, so dedup would store one record and
+    /// the "parity" would protect nothing).
+    pub fn for_writing(k: u8, n: u8) -> Result<RsParams, ErasureError> {
+        RsParams::new(k, n)?.writable()
+    }
+
+    /// These parameters, when a new blob may be written with them (see [`RsParams::for_writing`]).
+    pub fn writable(self) -> Result<RsParams, ErasureError> {
+        if self.data_shards < 2 {
+            return Err(ErasureError::InvalidParams {
+                k: self.data_shards,
+                n: self.total_shards,
+            });
+        }
+        Ok(self)
+    }
+
+    /// The parameters of an RS encoding; `None` for Plain.
+    pub fn from_encoding(encoding: Encoding) -> Result<Option<RsParams>, ErasureError> {
+        match encoding {
+            Encoding::Plain => Ok(None),
+            Encoding::ReedSolomon {
+                data_shards,
+                total_shards,
+            } => RsParams::new(data_shards, total_shards).map(Some),
+        }
+    }
+
+    pub fn encoding(self) -> Encoding {
+        Encoding::ReedSolomon {
+            data_shards: self.data_shards,
+            total_shards: self.total_shards,
+        }
+    }
+
+    /// k.
+    pub fn data_shards(self) -> usize {
+        usize::from(self.data_shards)
+    }
+
+    /// n − k: parity chunks per stripe, and the losses a stripe tolerates.
+    pub fn parity_shards(self) -> usize {
+        usize::from(self.total_shards.saturating_sub(self.data_shards))
+    }
+}
+
+/// Where one stripe sits in a chunk list (a Manifest's or a leaf's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StripeSpan {
+    pub stripe_index: u32,
+    /// List position of the stripe's first data ref.
+    pub start: usize,
+    /// Data refs (`1..=k`; fewer than k only in a short stripe).
+    pub data_count: usize,
+    /// Parity refs (always n − k).
+    pub parity_count: usize,
+    /// Padded length every shard is coded at: the largest data chunk = every parity chunk's size.
+    pub shard_len: u32,
+}
+
+impl StripeSpan {
+    /// List positions of the data refs.
+    pub fn data_range(&self) -> Range<usize> {
+        self.start..self.start.saturating_add(self.data_count)
+    }
+
+    /// List positions of every ref of the stripe (data then parity).
+    pub fn all_range(&self) -> Range<usize> {
+        self.start
+            ..self
+                .start
+                .saturating_add(self.data_count)
+                .saturating_add(self.parity_count)
+    }
+
+    /// Shards of the stripe (data + parity).
+    pub fn total(&self) -> usize {
+        self.data_count.saturating_add(self.parity_count)
+    }
+}
+
+/// Splits an RS chunk list into its stripes and checks the layout: each stripe is a run of
+/// `1..=k` Data refs followed by exactly `n − k` Parity refs that all name the same stripe,
+/// stripe indexes increase by one along the list, the list ends with a parity ref, and every
+/// parity ref's size equals the stripe's largest data chunk.
+pub fn stripes(params: RsParams, chunks: &[ChunkRef]) -> Result<Vec<StripeSpan>, ErasureError> {
+    let bad = |at: usize, reason: String| ErasureError::BadLayout { at, reason };
+    let k = params.data_shards();
+    let p = params.parity_shards();
+    let mut out: Vec<StripeSpan> = Vec::new();
+    let mut at = 0usize;
+    while at < chunks.len() {
+        let start = at;
+        let mut shard_len = 0u32;
+        while let Some(c) = chunks.get(at).filter(|c| c.role == ChunkRole::Data) {
+            shard_len = shard_len.max(c.size);
+            at = at.saturating_add(1);
+        }
+        let data_count = at.saturating_sub(start);
+        if data_count == 0 {
+            return Err(bad(start, "parity ref without data refs before it".into()));
+        }
+        if data_count > k {
+            return Err(bad(
+                start,
+                format!("{data_count} data refs in a stripe of k = {k}"),
+            ));
+        }
+        let expected_index = match out.last() {
+            Some(prev) => prev.stripe_index.checked_add(1),
+            None => None,
+        };
+        let mut stripe_index = None;
+        for _ in 0..p {
+            let Some(c) = chunks.get(at) else {
+                return Err(bad(at, format!("stripe ends before its {p} parity refs")));
+            };
+            let ChunkRole::Parity { stripe_index: s } = c.role else {
+                return Err(bad(at, format!("data ref where parity {p} refs are due")));
+            };
+            if *stripe_index.get_or_insert(s) != s {
+                return Err(bad(at, "parity refs of one stripe name two stripes".into()));
+            }
+            if c.size != shard_len {
+                return Err(bad(
+                    at,
+                    format!("parity size {} != shard length {shard_len}", c.size),
+                ));
+            }
+            at = at.saturating_add(1);
+        }
+        let stripe_index = stripe_index.unwrap_or_default();
+        if let Some(expected) = expected_index
+            && expected != stripe_index
+        {
+            return Err(bad(
+                start,
+                format!("stripe index {stripe_index} follows stripe index {expected} - 1"),
+            ));
+        }
+        if let Some(c) = chunks.get(at)
+            && matches!(c.role, ChunkRole::Parity { .. })
+        {
+            return Err(bad(at, format!("more than {p} parity refs in a stripe")));
+        }
+        out.push(StripeSpan {
+            stripe_index,
+            start,
+            data_count,
+            parity_count: p,
+            shard_len,
+        });
+    }
+    Ok(out)
+}
+
+/// Stripe integrity rule for deletes (docs/FORMAT.md §2.12): given a LIVE erasure-coded chunk
+/// list and the ids a caller is about to delete, refuses with `PartialStripe` when the ids cover
+/// some but not all positions of a stripe (e.g. a data chunk without its parity). Deleting none
+/// or all of a stripe passes. For GC, fsck and `chunk rm` (without `--force`).
+pub fn check_stripe_delete(
+    params: RsParams,
+    chunks: &[ChunkRef],
+    deleting: impl Fn(&Hash) -> bool,
+) -> Result<(), ErasureError> {
+    for span in stripes(params, chunks)? {
+        let refs = chunks.get(span.all_range()).unwrap_or_default();
+        let hit = refs.iter().filter(|c| deleting(&c.hash)).count();
+        if hit > 0 && hit < refs.len() {
+            return Err(ErasureError::PartialStripe {
+                stripe: span.stripe_index,
+                deleting: hit,
+                total: refs.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Byte the LAST data column's virtual shard of a short stripe is filled with (the other
+/// virtual shards are zero). With all-zero virtual shards, a one-chunk stripe's parity would
+/// be `c · data`, and for codes whose parity matrix has a row of ones (k = 3, 7, 15, …: the
+/// first parity row is the XOR of the data) that parity chunk would equal the data chunk byte
+/// for byte — one deduplicated record, no protection. (Filling every virtual shard does not
+/// help: an even number of equal shards cancels under XOR.) With exactly one non-zero virtual
+/// shard, every parity chunk is `c · data ⊕ e` with `e = c' · 0xFF ≠ 0` (every coefficient of
+/// an MDS code's parity rows is non-zero), never a copy of the data.
+pub const VIRTUAL_SHARD_BYTE: u8 = 0xFF;
+
+/// The virtual shard of data column `column` in a short stripe.
+fn virtual_shard(k: usize, column: usize, shard_len: usize) -> Vec<u8> {
+    let byte = if column.saturating_add(1) == k {
+        VIRTUAL_SHARD_BYTE
+    } else {
+        0
+    };
+    vec![byte; shard_len]
+}
+
+/// Bytes of every shard coded per call into the codec (see `StripeCodec::encode`).
+const CODING_BLOCK: usize = 32 * 1024;
+
+/// The `RS(k, n)` codec of a blob, for full and short stripes alike.
+#[derive(Debug)]
+pub struct StripeCodec {
+    params: RsParams,
+    full: ReedSolomon,
+    /// The code's parity rows, `p × k` row-major: parity i = Σ_j c[i][j] · data column j.
+    coefficients: Vec<u8>,
+}
+
+impl StripeCodec {
+    pub fn new(params: RsParams) -> Result<StripeCodec, ErasureError> {
+        let (k, p) = (params.data_shards(), params.parity_shards());
+        let full = ReedSolomon::new(k, p).map_err(codec_error)?;
+        // Read the parity rows off the codec: encode each unit vector (1-byte shards).
+        let mut columns = Vec::with_capacity(k);
+        for j in 0..k {
+            let unit: Vec<[u8; 1]> = (0..k).map(|c| [u8::from(c == j)]).collect();
+            let mut out = vec![[0u8; 1]; p];
+            full.encode_sep(&unit, &mut out).map_err(codec_error)?;
+            columns.push(out);
+        }
+        let coefficients = (0..p)
+            .flat_map(|i| {
+                columns
+                    .iter()
+                    .map(move |col| col.get(i).map_or(0, |c| c[0]))
+            })
+            .collect();
+        Ok(StripeCodec {
+            params,
+            full,
+            coefficients,
+        })
+    }
+
+    pub fn params(&self) -> RsParams {
+        self.params
+    }
+
+    /// Computes the parity shards of one stripe from its data chunks (`1..=k`, non-empty):
+    /// `n − k` parity shards as long as the largest chunk (the others count as zero-padded;
+    /// the chunks are left as they are).
+    pub fn encode(&self, data: &mut [Vec<u8>]) -> Result<Vec<Vec<u8>>, ErasureError> {
+        self.encode_with(data, Vec::new())
+    }
+
+    /// [`StripeCodec::encode`], writing the parity into `spare` buffers when given (reused
+    /// allocations: no fresh pages to fault in per stripe).
+    pub fn encode_with(
+        &self,
+        data: &mut [Vec<u8>],
+        mut spare: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, ErasureError> {
+        if data.is_empty() || data.len() > self.params.data_shards() {
+            return Err(ErasureError::Codec(format!(
+                "{} data shards for k = {}",
+                data.len(),
+                self.params.data_shards()
+            )));
+        }
+        let shard_len = data.iter().map(Vec::len).max().unwrap_or(0);
+        if shard_len == 0 {
+            return Err(ErasureError::Codec("empty stripe".into()));
+        }
+        let k = self.params.data_shards();
+        let p = self.params.parity_shards();
+        // A short stripe's virtual shards: zero columns contribute nothing; the last column's
+        // 0xFF shard contributes the constant `c[i][k-1] · 0xFF` to every byte of parity i.
+        let short = data.len() < k;
+        let mut parity: Vec<Vec<u8>> = Vec::with_capacity(p);
+        for i in 0..p {
+            let fill = if short {
+                galois_8::mul(self.coefficient(i, k.saturating_sub(1)), VIRTUAL_SHARD_BYTE)
+            } else {
+                0
+            };
+            let mut buf = spare.pop().unwrap_or_default();
+            buf.clear();
+            buf.resize(shard_len, fill);
+            parity.push(buf);
+        }
+        // parity[i] ^= c[i][j] · data[j] over each data chunk's TRUE length: the zero padding
+        // contributes nothing, so it is never coded. Column block by column block, so every
+        // shard's block stays in the L2 cache.
+        let mut offset = 0usize;
+        while offset < shard_len {
+            let end = offset.saturating_add(CODING_BLOCK).min(shard_len);
+            for (i, out) in parity.iter_mut().enumerate() {
+                for (j, shard) in data.iter().enumerate() {
+                    let stop = end.min(shard.len());
+                    if offset >= stop {
+                        continue;
+                    }
+                    let (Some(input), Some(output)) =
+                        (shard.get(offset..stop), out.get_mut(offset..stop))
+                    else {
+                        continue;
+                    };
+                    galois_8::mul_slice_xor(self.coefficient(i, j), input, output);
+                }
+            }
+            offset = end;
+        }
+        Ok(parity)
+    }
+
+    /// Parity-matrix coefficient of parity row `i`, data column `j`.
+    fn coefficient(&self, i: usize, j: usize) -> u8 {
+        i.checked_mul(self.params.data_shards())
+            .and_then(|at| at.checked_add(j))
+            .and_then(|at| self.coefficients.get(at))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Rebuilds the lost shards of one stripe in place and verifies them.
+    ///
+    /// `refs` are the stripe's refs (data then parity, as in its list); `shards[i]` holds the
+    /// verified bytes of `refs[i]` (true size, unpadded) or `None` when lost. With
+    /// `with_parity`, lost parity shards are rebuilt too (repair); otherwise only data shards
+    /// (reads). Every rebuilt shard is cut to its ref's size and hashed against its ref.
+    pub fn reconstruct(
+        &self,
+        span: &StripeSpan,
+        refs: &[ChunkRef],
+        shards: &mut [Option<Vec<u8>>],
+        with_parity: bool,
+    ) -> Result<(), ErasureError> {
+        let total = span.total();
+        if refs.len() != total || shards.len() != total {
+            return Err(ErasureError::Codec(format!(
+                "stripe {} has {total} shards, got {} refs and {} buffers",
+                span.stripe_index,
+                refs.len(),
+                shards.len()
+            )));
+        }
+        let lost: Vec<usize> = shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if lost.len() > span.parity_count {
+            return Err(ErasureError::TooManyLost {
+                stripe: span.stripe_index,
+                lost: lost.len(),
+                tolerated: span.parity_count,
+            });
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let shard_len = usize::try_from(span.shard_len).unwrap_or(usize::MAX);
+        for shard in shards.iter_mut().flatten() {
+            if shard.len() > shard_len {
+                return Err(ErasureError::Codec(format!(
+                    "stripe {}: a shard of {} bytes exceeds the shard length {shard_len}",
+                    span.stripe_index,
+                    shard.len()
+                )));
+            }
+            shard.resize(shard_len, 0);
+        }
+        // Lay the stripe out in code columns: data chunks in `0..k'`, virtual shards (known,
+        // never lost) in `k'..k`, then the parity.
+        let k = self.params.data_shards();
+        let mut full: Vec<Option<Vec<u8>>> = (0..k)
+            .map(|column| Some(virtual_shard(k, column, shard_len)))
+            .collect();
+        let (data_part, parity_part) = shards.split_at_mut(span.data_count.min(shards.len()));
+        for (slot, shard) in full.iter_mut().zip(data_part.iter_mut()) {
+            *slot = shard.take();
+        }
+        full.extend(parity_part.iter_mut().map(Option::take));
+        let present: Vec<bool> = full.iter().map(Option::is_some).collect();
+        let mut bufs: Vec<Vec<u8>> = full
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| vec![0u8; shard_len]))
+            .collect();
+        // Column-block by column-block, like `encode`.
+        let mut result = Ok(());
+        let mut offset = 0usize;
+        while offset < shard_len {
+            let end = offset.saturating_add(CODING_BLOCK).min(shard_len);
+            let mut blocks: Vec<(&mut [u8], bool)> = bufs
+                .iter_mut()
+                .zip(&present)
+                .map(|(b, &p)| (b.get_mut(offset..end).unwrap_or_default(), p))
+                .collect();
+            result = if with_parity {
+                self.full.reconstruct(&mut blocks)
+            } else {
+                self.full.reconstruct_data(&mut blocks)
+            };
+            if result.is_err() {
+                break;
+            }
+            offset = end;
+        }
+        // Hand the shards back (virtual ones dropped): present ones, and rebuilt ones on success.
+        let ok = result.is_ok();
+        let mut bufs = bufs.into_iter().zip(present);
+        for slot in data_part.iter_mut() {
+            *slot = bufs.next().and_then(|(b, p)| (p || ok).then_some(b));
+        }
+        let mut bufs = bufs.skip(k.saturating_sub(span.data_count));
+        for slot in parity_part.iter_mut() {
+            *slot = bufs
+                .next()
+                .and_then(|(b, p)| (p || (ok && with_parity)).then_some(b));
+        }
+        result.map_err(codec_error)?;
+        for (position, (shard, r)) in shards.iter_mut().zip(refs).enumerate() {
+            if let Some(bytes) = shard.as_mut() {
+                bytes.truncate(usize::try_from(r.size).unwrap_or(usize::MAX));
+            }
+            let rebuilt = lost.contains(&position);
+            let wanted = with_parity || r.role == ChunkRole::Data;
+            if !(rebuilt && wanted) {
+                continue;
+            }
+            let Some(bytes) = shard.as_ref() else {
+                return Err(ErasureError::Codec(format!(
+                    "stripe {}: shard {position} was not rebuilt",
+                    span.stripe_index
+                )));
+            };
+            let actual = chunk_id(bytes);
+            if actual != r.hash {
+                return Err(ErasureError::RebuiltMismatch {
+                    stripe: span.stripe_index,
+                    position,
+                    expected: r.hash,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The write side: collects a blob's data chunks until a stripe is full.
+#[derive(Debug)]
+pub struct StripeAccumulator {
+    params: RsParams,
+    refs: Vec<ChunkRef>,
+    bytes: Vec<Vec<u8>>,
+    next_stripe: u32,
+    /// Buffers of earlier stripes, reused for the next chunks and parity.
+    pool: Vec<Vec<u8>>,
+}
+
+/// A stripe's data, collected and not yet encoded.
+#[derive(Debug)]
+pub struct RawStripe {
+    pub stripe_index: u32,
+    pub data: Vec<ChunkRef>,
+    /// The data chunks' bytes (true sizes; padded by the encoder).
+    pub bytes: Vec<Vec<u8>>,
+    /// Buffers the encoder may reuse for the parity.
+    pub spare: Vec<Vec<u8>>,
+}
+
+/// A stripe ready to be stored: its data refs and the parity chunks to store after them.
+#[derive(Debug)]
+pub struct EncodedStripe {
+    pub stripe_index: u32,
+    pub data: Vec<ChunkRef>,
+    pub parity: Vec<Vec<u8>>,
+    /// `chunk_id` of each parity chunk.
+    pub parity_ids: Vec<Hash>,
+    /// The data buffers (padded), handed back for reuse.
+    pub data_bytes: Vec<Vec<u8>>,
+}
+
+impl StripeCodec {
+    /// Encodes a collected stripe and hashes its parity chunks.
+    pub fn encode_stripe(&self, raw: RawStripe) -> Result<EncodedStripe, ErasureError> {
+        let mut bytes = raw.bytes;
+        let parity = self.encode_with(&mut bytes, raw.spare)?;
+        let parity_ids = parity.iter().map(|p| chunk_id(p)).collect();
+        Ok(EncodedStripe {
+            stripe_index: raw.stripe_index,
+            data: raw.data,
+            parity,
+            parity_ids,
+            data_bytes: bytes,
+        })
+    }
+}
+
+impl StripeAccumulator {
+    pub fn new(params: RsParams) -> StripeAccumulator {
+        StripeAccumulator {
+            params,
+            refs: Vec::with_capacity(params.data_shards()),
+            bytes: Vec::with_capacity(params.data_shards()),
+            next_stripe: 0,
+            pool: Vec::new(),
+        }
+    }
+
+    /// Gives buffers back for reuse (kept up to two stripes' worth).
+    pub fn recycle(&mut self, buffers: Vec<Vec<u8>>) {
+        let cap = usize::from(self.params.total_shards).saturating_mul(2);
+        for buf in buffers {
+            if self.pool.len() >= cap {
+                break;
+            }
+            self.pool.push(buf);
+        }
+    }
+
+    pub fn params(&self) -> RsParams {
+        self.params
+    }
+
+    /// Adds the next data chunk (already stored); returns true when the stripe is full.
+    pub fn push(&mut self, chunk: ChunkRef, data: &[u8]) -> bool {
+        self.refs.push(chunk);
+        let mut buf = self.pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.bytes.push(buf);
+        self.refs.len() >= self.params.data_shards()
+    }
+
+    /// Data chunks waiting for their stripe to fill.
+    pub fn pending(&self) -> usize {
+        self.refs.len()
+    }
+
+    /// Takes the collected chunks (a full stripe, or the short final one); `None` when empty.
+    pub fn take_raw(&mut self) -> Result<Option<RawStripe>, ErasureError> {
+        if self.refs.is_empty() {
+            return Ok(None);
+        }
+        let stripe_index = self.next_stripe;
+        self.next_stripe = self
+            .next_stripe
+            .checked_add(1)
+            .ok_or_else(|| ErasureError::Codec("more than 2^32 stripes".into()))?;
+        let spare_count = self.params.parity_shards().min(self.pool.len());
+        let spare = self
+            .pool
+            .split_off(self.pool.len().saturating_sub(spare_count));
+        Ok(Some(RawStripe {
+            stripe_index,
+            data: std::mem::take(&mut self.refs),
+            bytes: std::mem::take(&mut self.bytes),
+            spare,
+        }))
+    }
+}
+
+/// Builds the parity refs for an encoded stripe given each parity chunk's id.
+pub fn parity_ref(hash: Hash, size: u32, stripe_index: u32) -> ChunkRef {
+    ChunkRef {
+        hash,
+        size,
+        role: ChunkRole::Parity { stripe_index },
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    fn data_ref(bytes: &[u8]) -> ChunkRef {
+        ChunkRef {
+            hash: chunk_id(bytes),
+            size: bytes.len() as u32,
+            role: ChunkRole::Data,
+        }
+    }
+
+    /// Encodes `chunks` as consecutive stripes; returns (refs, shard bytes by ref position).
+    fn encode_all(params: RsParams, chunks: &[Vec<u8>]) -> (Vec<ChunkRef>, Vec<Vec<u8>>) {
+        let mut acc = StripeAccumulator::new(params);
+        let codec = StripeCodec::new(params).unwrap();
+        let mut refs = Vec::new();
+        let mut bytes = Vec::new();
+        let mut flush = |acc: &mut StripeAccumulator, refs: &mut Vec<ChunkRef>| {
+            if let Some(raw) = acc.take_raw().unwrap() {
+                let s = codec.encode_stripe(raw).unwrap();
+                refs.extend(s.data);
+                for p in s.parity {
+                    refs.push(parity_ref(chunk_id(&p), p.len() as u32, s.stripe_index));
+                    bytes.push((refs.len() - 1, p));
+                }
+            }
+        };
+        for c in chunks {
+            if acc.push(data_ref(c), c) {
+                flush(&mut acc, &mut refs);
+            }
+        }
+        flush(&mut acc, &mut refs);
+        let mut by_pos = vec![Vec::new(); refs.len()];
+        let mut data = chunks.iter();
+        for (i, r) in refs.iter().enumerate() {
+            if r.role == ChunkRole::Data {
+                by_pos[i] = data.next().unwrap().clone();
+            }
+        }
+        for (i, p) in bytes {
+            by_pos[i] = p;
+        }
+        (refs, by_pos)
+    }
+
+    fn chunks_of(sizes: &[usize]) -> Vec<Vec<u8>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 31 + j * 7) as u8).collect())
+            .collect()
+    }
+
+    #[test]
+    fn params_are_checked() {
+        assert!(RsParams::new(0, 3).is_err());
+        assert!(RsParams::new(3, 3).is_err());
+        assert!(RsParams::new(4, 2).is_err());
+        let p = RsParams::new(10, 14).unwrap();
+        assert_eq!((p.data_shards(), p.parity_shards()), (10, 4));
+        assert_eq!(RsParams::from_encoding(p.encoding()).unwrap(), Some(p));
+        assert_eq!(RsParams::from_encoding(Encoding::Plain).unwrap(), None);
+    }
+
+    #[test]
+    fn layout_has_full_stripes_then_a_short_one_padded_to_the_largest_chunk() {
+        let params = RsParams::new(3, 5).unwrap();
+        let chunks = chunks_of(&[10, 30, 20, 7, 9]);
+        let (refs, bytes) = encode_all(params, &chunks);
+        let spans = stripes(params, &refs).unwrap();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(
+            spans[0],
+            StripeSpan {
+                stripe_index: 0,
+                start: 0,
+                data_count: 3,
+                parity_count: 2,
+                shard_len: 30
+            }
+        );
+        assert_eq!(
+            spans[1],
+            StripeSpan {
+                stripe_index: 1,
+                start: 5,
+                data_count: 2,
+                parity_count: 2,
+                shard_len: 9
+            }
+        );
+        assert_eq!(refs.len(), 9);
+        assert_eq!(bytes[3].len(), 30);
+        assert_eq!(bytes[7].len(), 9);
+        assert_eq!(
+            refs[8].role,
+            ChunkRole::Parity { stripe_index: 1 },
+            "last ref is the short stripe's parity"
+        );
+    }
+
+    #[test]
+    fn every_loss_up_to_the_parity_count_is_rebuilt_and_one_more_is_refused() {
+        for (k, n) in [(1u8, 2u8), (2, 3), (3, 5), (4, 6)] {
+            let params = RsParams::new(k, n).unwrap();
+            let codec = StripeCodec::new(params).unwrap();
+            let chunks = chunks_of(&[5, 17, 3, 11, 8, 2, 13][..usize::from(k) + 1]);
+            let (refs, bytes) = encode_all(params, &chunks);
+            for span in stripes(params, &refs).unwrap() {
+                let total = span.total();
+                let srefs = &refs[span.all_range()];
+                for mask in 0u32..(1 << total) {
+                    let lost = mask.count_ones() as usize;
+                    let mut shards: Vec<Option<Vec<u8>>> = (0..total)
+                        .map(|i| (mask & (1 << i) == 0).then(|| bytes[span.start + i].clone()))
+                        .collect();
+                    let result = codec.reconstruct(&span, srefs, &mut shards, true);
+                    if lost <= span.parity_count {
+                        result.unwrap();
+                        for i in 0..total {
+                            assert_eq!(shards[i].as_deref(), Some(&bytes[span.start + i][..]));
+                        }
+                    } else {
+                        assert_eq!(
+                            result.unwrap_err(),
+                            ErasureError::TooManyLost {
+                                stripe: span.stripe_index,
+                                lost,
+                                tolerated: span.parity_count
+                            }
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_one_chunk_short_stripe_never_stores_parity_equal_to_its_data() {
+        // With RS(1, 1 + p) every parity shard would equal the data shard: dedup would make
+        // them one record. So would zero virtual shards for k = 3, 7, 15 (a parity row of ones).
+        let data: Vec<u8> = (0..64u32).map(|i| (i * 37 + 11) as u8).collect();
+        for k in 2u8..=32 {
+            for n in k + 1..=k + 8 {
+                let codec = StripeCodec::new(RsParams::for_writing(k, n).unwrap()).unwrap();
+                let parity = codec.encode(&mut [data.clone()]).unwrap();
+                for (i, p) in parity.iter().enumerate() {
+                    assert_ne!(p, &data, "{k}+{n}: parity {i} equals the data");
+                }
+            }
+        }
+        assert!(RsParams::for_writing(1, 3).is_err());
+    }
+
+    #[test]
+    fn blocked_coding_equals_whole_shard_coding() {
+        // Shards of several coding blocks, the last one partial, full and short stripes.
+        let params = RsParams::new(4, 7).unwrap();
+        let codec = StripeCodec::new(params).unwrap();
+        let rs = ReedSolomon::new(4, 3).unwrap();
+        let len = CODING_BLOCK * 3 + 1234;
+        let chunks = chunks_of(&[len, len - 7, len, 99, len - 1, 5]);
+        let (refs, bytes) = encode_all(params, &chunks);
+        let spans = stripes(params, &refs).unwrap();
+        let mut whole: Vec<Vec<u8>> = chunks[..4].to_vec();
+        for w in whole.iter_mut() {
+            w.resize(len, 0);
+        }
+        let mut parity = vec![vec![0u8; len]; 3];
+        rs.encode_sep(&whole, &mut parity).unwrap();
+        assert_eq!(&bytes[4..7], &parity[..]);
+        for span in spans {
+            let srefs = &refs[span.all_range()];
+            let mut shards: Vec<Option<Vec<u8>>> =
+                bytes[span.all_range()].iter().cloned().map(Some).collect();
+            shards[0] = None;
+            shards[span.data_count] = None;
+            shards[span.total() - 1] = None;
+            codec.reconstruct(&span, srefs, &mut shards, true).unwrap();
+            for (i, s) in shards.iter().enumerate() {
+                assert_eq!(s.as_deref(), Some(&bytes[span.start + i][..]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_shard_is_caught_by_the_rebuilt_hash() {
+        let params = RsParams::new(2, 3).unwrap();
+        let codec = StripeCodec::new(params).unwrap();
+        let chunks = chunks_of(&[6, 6]);
+        let (refs, bytes) = encode_all(params, &chunks);
+        let span = stripes(params, &refs).unwrap()[0];
+        let mut wrong = bytes[1].clone();
+        wrong[0] ^= 1;
+        let mut shards = vec![None, Some(wrong), Some(bytes[2].clone())];
+        assert!(matches!(
+            codec.reconstruct(&span, &refs, &mut shards, false),
+            Err(ErasureError::RebuiltMismatch { position: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn deleting_part_of_a_live_stripe_is_refused() {
+        let params = RsParams::new(2, 4).unwrap();
+        let (refs, _) = encode_all(params, &chunks_of(&[4, 5, 6, 7]));
+        let none = |_: &Hash| false;
+        assert!(check_stripe_delete(params, &refs, none).is_ok());
+        let data0 = refs[0].hash;
+        assert_eq!(
+            check_stripe_delete(params, &refs, |h| *h == data0).unwrap_err(),
+            ErasureError::PartialStripe {
+                stripe: 0,
+                deleting: 1,
+                total: 4
+            }
+        );
+        let parity1: Vec<Hash> = refs[6..8].iter().map(|c| c.hash).collect();
+        assert!(matches!(
+            check_stripe_delete(params, &refs, |h| parity1.contains(h)),
+            Err(ErasureError::PartialStripe {
+                stripe: 1,
+                deleting: 2,
+                total: 4
+            })
+        ));
+        let stripe0: Vec<Hash> = refs[..4].iter().map(|c| c.hash).collect();
+        assert!(check_stripe_delete(params, &refs, |h| stripe0.contains(h)).is_ok());
+    }
+
+    #[test]
+    fn malformed_layouts_are_rejected() {
+        let params = RsParams::new(2, 3).unwrap();
+        let chunks = chunks_of(&[4, 4, 4, 4]);
+        let (refs, _) = encode_all(params, &chunks);
+        assert!(stripes(params, &refs).is_ok());
+        // Parity missing at the end.
+        assert!(stripes(params, &refs[..5]).is_err());
+        // Too many data refs in one stripe.
+        let mut bad = refs.clone();
+        bad.remove(2);
+        assert!(stripes(params, &bad).is_err());
+        // Parity first.
+        assert!(stripes(params, &refs[2..]).is_err());
+        // Wrong parity size.
+        let mut bad = refs.clone();
+        bad[2].size = 3;
+        assert!(stripes(params, &bad).is_err());
+        // Stripe indexes out of order.
+        let mut bad = refs.clone();
+        bad[5].role = ChunkRole::Parity { stripe_index: 7 };
+        assert!(stripes(params, &bad).is_err());
+    }
+}
