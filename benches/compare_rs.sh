@@ -4,13 +4,17 @@
 # Goal: rs / plain <= 1.6. Also prints `blob get` of the RS blob with 4 chunks of one stripe
 # corrupted vs healthy, and `repair` time.
 # Usage: [CHUNKING=cdc|fixed:1M|...] benches/compare_rs.sh [SIZE_MIB=1024] [RUNS=2] [WORK_DIR]
-# (CHUNKING is passed to both puts; parity per stripe is sized by its largest chunk, so CDC's
-# spread of chunk sizes costs bytes: ~1.76x the input with default CDC, 1.4x with fixed.)
+# (CHUNKING, when set, is passed to both puts; unset, each uses its default: CDC for the plain
+# put, fixed:1M for --rs, because parity per stripe is sized by its largest chunk and CDC's
+# spread of chunk sizes costs bytes: ~1.76x the input with CDC, 1.4x with fixed.)
 set -euo pipefail
 SIZE_MIB=${1:-1024}
 RUNS=${2:-2}
 WORK=${3:-/tmp/nm-rs-bench}
-CHUNKING=${CHUNKING:-cdc}
+# Unset: each command uses its own default (plain put: CDC; --rs: fixed:1M).
+CHUNKING=${CHUNKING:-}
+CHUNK_ARGS=()
+[ -n "$CHUNKING" ] && CHUNK_ARGS=(--chunking "$CHUNKING")
 cd "$(dirname "$0")/.."
 cargo build --release -q -p net-mesh-cli
 NM=$PWD/target/release/net-mesh
@@ -27,14 +31,14 @@ min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
 best_plain=999999; best_rs=999999
 for i in $(seq "$RUNS"); do
   rm -rf "$WORK/plain" "$WORK/rs"; sync
-  t=$(secs "$NM" --data-dir "$WORK/plain" blob put --chunking "$CHUNKING" "$IN"); best_plain=$(min "$best_plain" "$t")
+  t=$(secs "$NM" --data-dir "$WORK/plain" blob put "${CHUNK_ARGS[@]}" "$IN"); best_plain=$(min "$best_plain" "$t")
   echo "run $i plain  ${t}s"
   rm -rf "$WORK/plain"; sync
-  t=$(secs "$NM" --data-dir "$WORK/rs" blob put --chunking "$CHUNKING" --rs 10,14 "$IN"); best_rs=$(min "$best_rs" "$t")
+  t=$(secs "$NM" --data-dir "$WORK/rs" blob put "${CHUNK_ARGS[@]}" --rs 10,14 "$IN"); best_rs=$(min "$best_rs" "$t")
   echo "run $i rs10,14 ${t}s"
 done
 rs_bytes=$(du -sb "$WORK/rs" | cut -f1)
-rm -rf "$WORK/plain"; "$NM" --data-dir "$WORK/plain" blob put --chunking "$CHUNKING" "$IN" >/dev/null
+rm -rf "$WORK/plain"; "$NM" --data-dir "$WORK/plain" blob put "${CHUNK_ARGS[@]}" "$IN" >/dev/null
 plain_bytes=$(du -sb "$WORK/plain" | cut -f1); rm -rf "$WORK/plain"
 
 REF=$("$NM" --data-dir "$WORK/rs" blob ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["blob_ref"])')
@@ -42,7 +46,7 @@ REF=$("$NM" --data-dir "$WORK/rs" blob ls --json | python3 -c 'import json,sys; 
 t_get=$(secs "$NM" --data-dir "$WORK/rs" blob get "$REF")
 t_repair_healthy=$(secs "$NM" --data-dir "$WORK/rs" repair "$REF")
 
-printf '\n%-46s %9s %9s %7s\n' "comparison (${SIZE_MIB} MiB random, $CHUNKING)" "rs 10,14" "plain" "ratio"
+printf '\n%-46s %9s %9s %7s\n' "comparison (${SIZE_MIB} MiB random, ${CHUNKING:-defaults})" "rs 10,14" "plain" "ratio"
 printf '%-46s %8.2fs %8.2fs %7s\n' "durable put, best of $RUNS (goal<=1.6)" "$best_rs" "$best_plain" \
   "$(echo "scale=3; $best_rs / $best_plain" | bc -l)"
 printf '%-46s %9s %9s %7s\n' "store size, bytes (ideal ratio 1.4)" "$rs_bytes" "$plain_bytes" \

@@ -21,8 +21,9 @@ pub enum BlobCmd {
         /// File to store, or `-` for stdin
         file: PathBuf,
         /// cdc | cdc:MIN,AVG,MAX | fixed:SIZE (sizes in bytes or with K/M suffix)
-        #[arg(long, default_value = "cdc")]
-        chunking: ChunkingStrategy,
+        /// [default: cdc; with --rs: fixed:1M]
+        #[arg(long)]
+        chunking: Option<ChunkingStrategy>,
         /// Print a JSON object instead of the ref
         #[arg(long)]
         json: bool,
@@ -84,6 +85,9 @@ pub enum BlobCmd {
 }
 
 /// `K,N` for `--rs`.
+/// Default chunk size of erasure-coded puts (`blob put --rs` without `--chunking`).
+const RS_DEFAULT_CHUNK: u32 = 1024 * 1024;
+
 fn parse_rs(text: &str) -> Result<(u8, u8), String> {
     let (k, n) = text
         .split_once(',')
@@ -153,6 +157,13 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                 leaf_fanout: leaf_fanout.unwrap_or(defaults.leaf_fanout),
                 internal_fanout: internal_fanout.unwrap_or(defaults.internal_fanout),
             };
+            // Parity chunks are as long as their stripe's largest chunk, so erasure-coded blobs
+            // default to equal-size chunks (10+4 stores 1.4x the input instead of ~1.76x with
+            // CDC's spread of sizes); an explicit --chunking still wins.
+            let chunking = chunking.unwrap_or(match rs {
+                Some(_) => ChunkingStrategy::Fixed { size: RS_DEFAULT_CHUNK },
+                None => ChunkingStrategy::default(),
+            });
             let config = StoreConfig {
                 chunking,
                 tree,
