@@ -161,7 +161,9 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             // default to equal-size chunks (10+4 stores 1.4x the input instead of ~1.76x with
             // CDC's spread of sizes); an explicit --chunking still wins.
             let chunking = chunking.unwrap_or(match rs {
-                Some(_) => ChunkingStrategy::Fixed { size: RS_DEFAULT_CHUNK },
+                Some(_) => ChunkingStrategy::Fixed {
+                    size: RS_DEFAULT_CHUNK,
+                },
                 None => ChunkingStrategy::default(),
             });
             let config = StoreConfig {
