@@ -289,6 +289,110 @@ impl Chunker {
     }
 }
 
+/// Cuts whole blocks of a stream on two threads, with exactly the boundaries of [`Chunker`].
+///
+/// A block is split in half; the second half is cut on a helper thread starting fresh at the
+/// midpoint, while the first half is cut from the block's start. The first chain then continues
+/// past the midpoint until one of its boundaries is also a boundary of the second chain: since a
+/// boundary depends only on the bytes since the previous one, from that shared boundary on both
+/// chains cut identically, and the rest of the second chain is taken as is. If the chains never
+/// meet, the first chain simply cuts the whole block (the sequential result).
+#[derive(Debug, Clone, Copy)]
+pub struct BlockCutter {
+    cut: Cutter,
+}
+
+impl BlockCutter {
+    pub fn new(strategy: ChunkingStrategy) -> Result<BlockCutter, ChunkingError> {
+        Ok(BlockCutter {
+            cut: Chunker::new(strategy)?.cut,
+        })
+    }
+
+    /// The largest chunk; a block that is not the stream's end keeps its last `< max` bytes
+    /// (and whatever chunk could still grow) for the next block.
+    pub fn max_chunk(&self) -> usize {
+        self.cut.max()
+    }
+
+    /// Chunk end offsets in `block`, in order, for every chunk whose end is certain: all of
+    /// them when `eof`, else those that start at least `max_chunk` bytes before the block's end
+    /// (what [`Chunker::push`] would have emitted). The caller carries the bytes after the last
+    /// end over to the next block.
+    pub fn cut_block(&self, block: &[u8], eof: bool) -> Vec<usize> {
+        let max = self.cut.max();
+        if block.len() < 4 * max {
+            return self.chain(block, 0, None, eof);
+        }
+        let mid = block.len() / 2;
+        std::thread::scope(|scope| {
+            let second = scope.spawn(|| self.chain(block, mid, None, eof));
+            let mut ends = self.chain(block, 0, Some(mid), eof);
+            let start = ends.last().copied().unwrap_or(0);
+            match second.join() {
+                Ok(second_ends) => {
+                    ends.extend(self.join_chains(block, start, &second_ends, mid, eof));
+                }
+                // The helper only runs the same cut code; if it died, cut sequentially.
+                Err(_) => ends.extend(self.chain(block, start, None, eof)),
+            }
+            ends
+        })
+    }
+
+    /// Cuts from `start` while a chunk's end is certain, stopping at the first boundary at or
+    /// past `stop` (if given). Returns the chunk ends.
+    fn chain(&self, block: &[u8], mut start: usize, stop: Option<usize>, eof: bool) -> Vec<usize> {
+        let max = self.cut.max();
+        let mut ends = Vec::new();
+        while stop.is_none_or(|s| start < s) {
+            let Some(rest) = block.get(start..).filter(|r| !r.is_empty()) else {
+                break;
+            };
+            if !eof && rest.len() < max {
+                break;
+            }
+            start += self.cut.next_len(rest);
+            ends.push(start);
+        }
+        ends
+    }
+
+    /// Continues the first chain from `start` (≥ the midpoint, or where it stopped) until it
+    /// lands on a boundary of the second chain (which starts at `mid`), then takes the rest of
+    /// the second chain.
+    fn join_chains(
+        &self,
+        block: &[u8],
+        mut start: usize,
+        second: &[usize],
+        mid: usize,
+        eof: bool,
+    ) -> Vec<usize> {
+        let max = self.cut.max();
+        let mut ends = Vec::new();
+        loop {
+            let shared = if start == mid {
+                Some(0)
+            } else {
+                second.binary_search(&start).ok().map(|i| i + 1)
+            };
+            if let Some(from) = shared {
+                ends.extend(second.get(from..).unwrap_or_default());
+                return ends;
+            }
+            let Some(rest) = block.get(start..).filter(|r| !r.is_empty()) else {
+                return ends;
+            };
+            if !eof && rest.len() < max {
+                return ends;
+            }
+            start += self.cut.next_len(rest);
+            ends.push(start);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,6 +536,57 @@ mod tests {
             ChunkingStrategy::Fixed { size: 4096 },
         ] {
             assert_eq!(s.to_string().parse::<ChunkingStrategy>().unwrap(), s);
+        }
+    }
+
+    /// The block cutter, fed the way `store_stream` feeds it, against the sequential chunker.
+    fn block_cut_all(strategy: ChunkingStrategy, data: &[u8], block_len: usize) -> Vec<Vec<u8>> {
+        let cutter = BlockCutter::new(strategy).unwrap();
+        let mut out = Vec::new();
+        let mut block: Vec<u8> = Vec::new();
+        let mut pos = 0;
+        loop {
+            let take = block_len.saturating_sub(block.len()).min(data.len() - pos);
+            block.extend_from_slice(&data[pos..pos + take]);
+            pos += take;
+            let eof = pos == data.len();
+            let ends = cutter.cut_block(&block, eof);
+            let mut start = 0;
+            for end in &ends {
+                out.push(block[start..*end].to_vec());
+                start = *end;
+            }
+            block.drain(..start);
+            if eof {
+                assert!(block.is_empty());
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn block_cutter_matches_the_sequential_chunker() {
+        for (seed, len, block) in [
+            (1, 300_000, 70_000),
+            (2, 1_000_000, 200_000),
+            (3, 65_537, 65_536),
+            (4, 0, 70_000),
+        ] {
+            let data = random(len, seed);
+            for strategy in [SMALL_CDC, ChunkingStrategy::Fixed { size: 4096 }] {
+                let want = chunk_all(strategy, &data, 8192);
+                let got = block_cut_all(strategy, &data, block);
+                assert_eq!(got, want, "seed {seed} len {len} block {block} {strategy}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, .. Default::default() })]
+        #[test]
+        fn block_cutter_matches_for_random_inputs(seed in proptest::prelude::any::<u64>(), len in 0usize..600_000, block in 65_536usize..300_000) {
+            let data = random(len, seed);
+            proptest::prop_assert_eq!(block_cut_all(SMALL_CDC, &data, block), chunk_all(SMALL_CDC, &data, 4096));
         }
     }
 }

@@ -9,7 +9,7 @@ use std::io::Read;
 
 use net_mesh_segments::RecordKind;
 
-use crate::chunking::Chunker;
+use crate::chunking::{BlockCutter, Chunker};
 use crate::codec::{
     BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id,
 };
@@ -316,9 +316,6 @@ impl<'s> BlobWriter<'s> {
     }
 }
 
-/// Input read size for `store_stream`.
-const READ_BUF: usize = 4 * 1024 * 1024;
-
 impl Store {
     /// Starts an upload with the store's chunking and tree policy.
     pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
@@ -422,31 +419,48 @@ fn cut_stream(
     tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
     recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), StoreError> {
-    struct Hangup;
-    let send = |chunk: &[u8]| {
-        let mut owned = recycled.try_recv().unwrap_or_default();
-        owned.clear();
-        owned.extend_from_slice(chunk);
-        tx.send(owned).map_err(|_| Hangup)
-    };
-    let mut chunker = Chunker::new(chunking)?;
-    let mut buf = vec![0u8; READ_BUF];
+    let cutter = BlockCutter::new(chunking)?;
+    // A block holds the bytes carried over from the previous one (less than a chunk can grow
+    // to) plus fresh input; it is cut on two threads. Allocated once.
+    let mut block = vec![0u8; CUT_BLOCK.max(cutter.max_chunk().saturating_mul(4))];
+    let mut filled = 0;
     loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StoreError::Input(e)),
-        };
-        if chunker
-            .push(buf.get(..n).unwrap_or_default(), send)
-            .is_err()
-        {
+        let eof = fill(&mut input, &mut block, &mut filled)?;
+        let data = block.get(..filled).unwrap_or_default();
+        let mut start = 0;
+        for end in cutter.cut_block(data, eof) {
+            let mut owned = recycled.try_recv().unwrap_or_default();
+            owned.clear();
+            owned.extend_from_slice(data.get(start..end).unwrap_or_default());
+            if tx.send(owned).is_err() {
+                return Ok(());
+            }
+            start = end;
+        }
+        if eof {
             return Ok(());
         }
+        block.copy_within(start..filled, 0);
+        filled -= start;
     }
-    let _ = chunker.finish(send);
-    Ok(())
+}
+
+/// Bytes of input cut per block by `store_stream`'s cutter (two threads per block).
+const CUT_BLOCK: usize = 16 * 1024 * 1024;
+
+/// Reads into `block[*filled..]` until it is full or the input ends. Returns whether it ended.
+fn fill(input: &mut impl Read, block: &mut [u8], filled: &mut usize) -> Result<bool, StoreError> {
+    loop {
+        let Some(space) = block.get_mut(*filled..).filter(|s| !s.is_empty()) else {
+            return Ok(false);
+        };
+        match input.read(space) {
+            Ok(0) => return Ok(true),
+            Ok(n) => *filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StoreError::Input(e)),
+        }
+    }
 }
 
 // --- erasure coding hook (issue 4): the one write path, with a stripe accumulator ---------
