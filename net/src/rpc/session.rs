@@ -468,15 +468,17 @@ async fn read_loop(shared: Arc<SessionShared>, mut receiver: FrameReceiver<Owned
         let next = tokio::select! {
             biased;
             _ = shared.closed.cancelled() => break,
-            next = receiver.recv_frame_into(shared.take_buffer(POOL_MIN_CAPACITY)) => next,
+            next = receiver.recv_frame_with(|len| {
+                // Large frames reuse pooled buffers; small ones get a right-sized allocation.
+                if len >= POOL_MIN_CAPACITY {
+                    shared.take_buffer(len)
+                } else {
+                    Vec::with_capacity(len)
+                }
+            }) => next,
         };
         match next {
-            Ok(Some(mut bytes)) => {
-                if bytes.len() < POOL_MIN_CAPACITY && bytes.capacity() >= POOL_MIN_CAPACITY {
-                    // Keep pooled buffers for large frames; small ones get a right-sized copy.
-                    let small = bytes.clone();
-                    shared.recycle(std::mem::replace(&mut bytes, small));
-                }
+            Ok(Some(bytes)) => {
                 if let Err(e) = dispatch_frame(&shared, bytes) {
                     shared.close(e);
                     break;
