@@ -86,6 +86,11 @@ impl Payload {
         self.frame.get(self.start..).unwrap_or_default()
     }
 
+    /// The whole frame buffer and the payload's offset in it.
+    pub(crate) fn into_parts(self) -> (Vec<u8>, usize) {
+        (self.frame, self.start)
+    }
+
     /// Hands the buffer back to the session's pool.
     pub(crate) fn recycle(self, shared: &SessionShared) {
         shared.recycle(self.frame);
