@@ -442,14 +442,12 @@ async fn write_loop(
         };
         let Some(first) = first else { break };
         let mut taken = 1usize;
-        let mut result = sender.queue_frame(&first);
-        shared.recycle(first);
+        let mut result = sender.queue_owned_frame(first);
         while result.is_ok() && sender.queued_len() < BATCH_BYTES {
             match rx.try_recv() {
                 Ok(frame) => {
                     taken = taken.saturating_add(1);
-                    result = sender.queue_frame(&frame);
-                    shared.recycle(frame);
+                    result = sender.queue_owned_frame(frame);
                 }
                 Err(_) => break,
             }
@@ -459,7 +457,11 @@ async fn write_loop(
             shared.close(e.into());
             break;
         }
-        if let Err(e) = sender.flush().await {
+        let flushed = sender.flush().await;
+        for buf in sender.take_spent() {
+            shared.recycle(buf);
+        }
+        if let Err(e) = flushed {
             Metrics::bump(&shared.metrics.transport_errors);
             shared.close(e.into());
             break;
