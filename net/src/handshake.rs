@@ -159,8 +159,8 @@ pub enum HandshakeError {
 pub struct Established {
     /// Who is on the other end.
     pub peer: PeerIdentity,
-    /// Noise transport state (explicit nonces; see `transport`).
-    pub transport: snow::StatelessTransportState,
+    /// Noise transport keys from the handshake's `Split()` (see `transport`).
+    pub transport: crate::transport::SessionKeys,
 }
 
 fn builder() -> Result<snow::Builder<'static>, snow::Error> {
@@ -220,8 +220,23 @@ async fn initiate_inner<S: AsyncRead + AsyncWrite + Unpin>(
     write_msg(stream, buf.get(..n).unwrap_or_default()).await?;
     Ok(Established {
         peer,
-        transport: hs.into_stateless_transport_mode()?,
+        transport: transport_keys(&mut hs, true)?,
     })
+}
+
+/// The transport keys of a finished handshake (the Noise `Split()`).
+fn transport_keys(
+    hs: &mut snow::HandshakeState,
+    initiator: bool,
+) -> Result<crate::transport::SessionKeys, HandshakeError> {
+    if !hs.is_handshake_finished() {
+        return Err(snow::Error::State(snow::error::StateProblem::HandshakeNotFinished).into());
+    }
+    let (mut k1, mut k2) = hs.dangerously_get_raw_split();
+    let keys = crate::transport::SessionKeys::from_split(initiator, &k1, &k2);
+    k1.fill(0);
+    k2.fill(0);
+    Ok(keys?)
 }
 
 /// Runs the responder side with a timeout.
@@ -260,7 +275,7 @@ async fn respond_inner<S: AsyncRead + AsyncWrite + Unpin>(
     let peer = theirs.verify(ROLE_INITIATOR, &h3)?;
     Ok(Established {
         peer,
-        transport: hs.into_stateless_transport_mode()?,
+        transport: transport_keys(&mut hs, false)?,
     })
 }
 

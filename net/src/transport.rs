@@ -8,11 +8,19 @@
 //!   little-endian length followed by that many frame bytes. A frame may span many Noise messages
 //!   and one Noise message may carry many frames. A length above [`crate::frame::MAX_FRAME_LEN`]
 //!   is a fatal [`TransportError::FrameTooLarge`]; the receiver never buffers more than one
-//!   maximum frame plus one Noise message.
+//!   maximum frame plus one read slab of ciphertext.
+//!
+//! The Noise cipher is `AESGCM` (Noise_XX_25519_AESGCM_BLAKE2s). The transport keys come from
+//! the Noise `Split()` of the finished handshake and are used exactly as a Noise `CipherState`
+//! would use them (nonce = 4 zero bytes ‖ 64-bit big-endian counter, empty associated data,
+//! counter `2^64-1` reserved), but sealing and opening happen **in place**: the sender seals
+//! straight inside its outgoing wire buffer and the receiver opens straight inside its read slab
+//! and copies the plaintext once, into the frame being reassembled. The bytes on the wire are
+//! identical to snow's `StatelessTransportState` (a unit test checks this).
 
-use std::sync::Arc;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use std::io::IoSlice;
 
-use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::frame::MAX_FRAME_LEN;
@@ -24,11 +32,10 @@ pub const NOISE_TAG_LEN: usize = 16;
 /// Receive buffer size: several maximum Noise messages per read syscall (must be at least
 /// one maximum message plus its 2-byte length).
 pub const READ_SLAB: usize = 4 * (MAX_NOISE_PLAINTEXT + NOISE_TAG_LEN + 2);
-/// Frames at least this large are encrypted directly from their buffer instead of being
-/// copied into the batch first.
-pub const DIRECT_ENCRYPT_MIN: usize = 16 * 1024;
 /// Size of the per-frame length prefix in the frame stream.
 pub const FRAME_LEN_PREFIX: usize = 4;
+/// Length of a Noise transport key.
+pub const NOISE_KEY_LEN: usize = 32;
 
 /// Transport failure; every variant ends the session.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +43,7 @@ pub enum TransportError {
     /// Socket error.
     #[error("transport I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// A Noise message failed to decrypt or encrypt.
+    /// A Noise message failed to decrypt (bad tag, too short) or the nonce space ran out.
     #[error("noise transport error: {0}")]
     Noise(#[from] snow::Error),
     /// A frame length prefix exceeds the maximum frame size.
@@ -47,64 +54,159 @@ pub enum TransportError {
     Truncated,
 }
 
+/// One direction's Noise `CipherState` key (AES-256-GCM) with its nonce counter.
+struct CipherKey {
+    key: LessSafeKey,
+    nonce: u64,
+}
+
+impl std::fmt::Debug for CipherKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CipherKey")
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CipherKey {
+    fn new(raw: &[u8; NOISE_KEY_LEN]) -> Result<Self, snow::Error> {
+        let key = UnboundKey::new(&AES_256_GCM, raw).map_err(|_| snow::Error::Input)?;
+        Ok(CipherKey {
+            key: LessSafeKey::new(key),
+            nonce: 0,
+        })
+    }
+
+    /// The Noise AESGCM nonce for the current counter, then advances the counter. Counter
+    /// `u64::MAX` is reserved by Noise, so the session fails instead of ever reusing a nonce.
+    fn next_nonce(&mut self) -> Result<Nonce, snow::Error> {
+        let n = self.nonce;
+        if n == u64::MAX {
+            return Err(snow::Error::State(snow::error::StateProblem::Exhausted));
+        }
+        self.nonce = n.saturating_add(1);
+        let mut bytes = [0u8; 12];
+        let (_, counter) = bytes.split_at_mut(4);
+        counter.copy_from_slice(&n.to_be_bytes());
+        Ok(Nonce::assume_unique_for_key(bytes))
+    }
+}
+
+/// The two transport keys of a finished handshake (sending and receiving direction).
+pub struct SessionKeys {
+    send: CipherKey,
+    recv: CipherKey,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys").finish_non_exhaustive()
+    }
+}
+
+impl SessionKeys {
+    /// Keys from the Noise `Split()` output `(k1, k2)`: the initiator sends with `k1` and
+    /// receives with `k2`, the responder the other way round.
+    pub fn from_split(
+        initiator: bool,
+        k1: &[u8; NOISE_KEY_LEN],
+        k2: &[u8; NOISE_KEY_LEN],
+    ) -> Result<Self, snow::Error> {
+        let (send, recv) = if initiator { (k1, k2) } else { (k2, k1) };
+        Ok(SessionKeys {
+            send: CipherKey::new(send)?,
+            recv: CipherKey::new(recv)?,
+        })
+    }
+}
+
 /// Sending half: frames → encrypted Noise messages.
 #[derive(Debug)]
 pub struct FrameSender<W> {
     writer: W,
-    state: Arc<StatelessTransportState>,
-    nonce: u64,
-    stream_bytes: Vec<u8>,
+    key: CipherKey,
+    /// Sealed Noise messages ready to write, then possibly one open (not yet sealed) message.
     wire: Vec<u8>,
+    /// Offset in `wire` of the open message's 2-byte length, if a message is open.
+    open: Option<usize>,
+    /// Output in order: sealed `wire` bytes and large frames sealed in place (see
+    /// [`FrameSender::queue_owned_frame`]). `wire` itself is always last.
+    segments: Vec<Segment>,
+    /// Frame buffers already written, for the caller to recycle.
+    spent: Vec<Vec<u8>>,
 }
+
+/// A block of output queued ahead of `wire`.
+#[derive(Debug)]
+enum Segment {
+    /// Sealed Noise messages (a former `wire`).
+    Wire(Vec<u8>),
+    /// A frame whose bytes were sealed in place as consecutive Noise messages of
+    /// [`MAX_NOISE_PLAINTEXT`] bytes; `meta` holds each message's 2-byte length followed by
+    /// its 16-byte tag.
+    Sealed { frame: Vec<u8>, meta: Vec<u8> },
+}
+
+/// Frames at least this large, when handed over owned, are sealed in place in their own buffer
+/// and written with vectored I/O instead of being copied into the wire buffer.
+pub const IN_PLACE_MIN: usize = 32 * 1024;
+/// Most I/O slices per vectored write (below the kernel's `IOV_MAX`).
+const MAX_IOV: usize = 512;
+/// Per sealed-in-place message: 2-byte length + 16-byte tag.
+const META_LEN: usize = 2 + NOISE_TAG_LEN;
 
 /// Receiving half: encrypted Noise messages → frames.
 #[derive(Debug)]
 pub struct FrameReceiver<R> {
     reader: R,
-    state: Arc<StatelessTransportState>,
-    nonce: u64,
-    /// Decrypted frame-stream bytes not yet returned; `start` marks the unread part.
-    plain: Vec<u8>,
-    start: usize,
-    /// Ciphertext read from the socket; `cipher_start..cipher_end` is not yet decrypted.
-    ciphertext: Vec<u8>,
+    key: CipherKey,
+    /// Read slab. `cipher_start..cipher_end` is ciphertext not yet opened; `plain_start..
+    /// plain_end` (always before `cipher_start`) is plaintext opened in place, not yet consumed.
+    slab: Vec<u8>,
+    plain_start: usize,
+    plain_end: usize,
     cipher_start: usize,
     cipher_end: usize,
+    /// Bytes of the current frame's length prefix received so far.
+    prefix: [u8; FRAME_LEN_PREFIX],
+    prefix_len: usize,
+    /// Length of the frame being reassembled (once its prefix is complete) and its buffer.
+    want: Option<usize>,
+    frame: Vec<u8>,
 }
 
 /// Splits an established Noise transport over a stream's two halves.
-pub fn split<R, W>(
-    state: StatelessTransportState,
-    reader: R,
-    writer: W,
-) -> (FrameSender<W>, FrameReceiver<R>) {
-    let state = Arc::new(state);
+pub fn split<R, W>(keys: SessionKeys, reader: R, writer: W) -> (FrameSender<W>, FrameReceiver<R>) {
     (
         FrameSender {
             writer,
-            state: state.clone(),
-            nonce: 0,
-            stream_bytes: Vec::new(),
+            key: keys.send,
             wire: Vec::new(),
+            open: None,
+            segments: Vec::new(),
+            spent: Vec::new(),
         },
         FrameReceiver {
             reader,
-            state,
-            nonce: 0,
-            plain: Vec::new(),
-            start: 0,
-            ciphertext: vec![0u8; READ_SLAB],
+            key: keys.recv,
+            slab: vec![0u8; READ_SLAB],
+            plain_start: 0,
+            plain_end: 0,
             cipher_start: 0,
             cipher_end: 0,
+            prefix: [0; FRAME_LEN_PREFIX],
+            prefix_len: 0,
+            want: None,
+            frame: Vec::new(),
         },
     )
 }
 
 impl<W: AsyncWrite + Unpin> FrameSender<W> {
-    /// Queues one frame (length prefix + bytes) for the next [`FrameSender::flush`]. Small
-    /// frames are batched into shared Noise messages; a large frame is encrypted straight from
-    /// `frame` (after sealing what was batched before it), saving a copy. Either way the frame
-    /// stream on the wire is the same.
+    /// Queues one frame (length prefix + bytes) for the next [`FrameSender::flush`]. The frame
+    /// stream is cut into maximum-size Noise messages, each sealed in place in the wire buffer
+    /// (one copy of the frame bytes, no intermediate plaintext buffer); small frames share
+    /// Noise messages.
     pub fn queue_frame(&mut self, frame: &[u8]) -> Result<(), TransportError> {
         if frame.len() > MAX_FRAME_LEN {
             return Err(TransportError::FrameTooLarge {
@@ -114,63 +216,174 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
         let len = u32::try_from(frame.len()).map_err(|_| TransportError::FrameTooLarge {
             len: frame.len() as u64,
         })?;
-        self.stream_bytes.extend_from_slice(&len.to_le_bytes());
-        if frame.len() < DIRECT_ENCRYPT_MIN {
-            self.stream_bytes.extend_from_slice(frame);
-            return Ok(());
-        }
-        self.seal_batched()?;
-        self.encrypt_into_wire(frame)
+        self.append_stream(&len.to_le_bytes())?;
+        self.append_stream(frame)
     }
 
     /// Queues raw frame-stream bytes, bypassing the length prefix (lets tests act as a
     /// misbehaving peer, e.g. announce an oversized frame).
-    pub fn queue_raw_stream_bytes(&mut self, bytes: &[u8]) {
-        self.stream_bytes.extend_from_slice(bytes);
+    pub fn queue_raw_stream_bytes(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        self.append_stream(bytes)
     }
 
-    /// Bytes queued (plaintext batched plus ciphertext ready) and not yet written.
+    /// Like [`FrameSender::queue_frame`], taking the frame's buffer: a frame of at least
+    /// [`IN_PLACE_MIN`] bytes is sealed in place (no copy) and written with vectored I/O; the
+    /// buffer comes back through [`FrameSender::take_spent`] after the flush. The frame stream
+    /// is the same; only the cut into Noise messages differs (the length prefix and anything
+    /// batched before it end one message, the frame starts the next).
+    pub fn queue_owned_frame(&mut self, mut frame: Vec<u8>) -> Result<(), TransportError> {
+        if frame.len() < IN_PLACE_MIN {
+            let result = self.queue_frame(&frame);
+            self.spent.push(frame);
+            return result;
+        }
+        if frame.len() > MAX_FRAME_LEN {
+            return Err(TransportError::FrameTooLarge {
+                len: frame.len() as u64,
+            });
+        }
+        let len = u32::try_from(frame.len()).map_err(|_| TransportError::FrameTooLarge {
+            len: frame.len() as u64,
+        })?;
+        self.append_stream(&len.to_le_bytes())?;
+        self.seal_open()?;
+        let pieces = frame.len().div_ceil(MAX_NOISE_PLAINTEXT);
+        let mut meta = Vec::with_capacity(pieces.saturating_mul(META_LEN));
+        for piece in frame.chunks_mut(MAX_NOISE_PLAINTEXT) {
+            let msg_len = u16::try_from(piece.len().saturating_add(NOISE_TAG_LEN))
+                .map_err(|_| snow::Error::Input)?;
+            let nonce = self.key.next_nonce()?;
+            let tag = self
+                .key
+                .key
+                .seal_in_place_separate_tag(nonce, Aad::empty(), piece)
+                .map_err(|_| snow::Error::Input)?;
+            meta.extend_from_slice(&msg_len.to_le_bytes());
+            meta.extend_from_slice(tag.as_ref());
+        }
+        if !self.wire.is_empty() {
+            self.segments
+                .push(Segment::Wire(std::mem::take(&mut self.wire)));
+        }
+        self.segments.push(Segment::Sealed { frame, meta });
+        Ok(())
+    }
+
+    /// Frame buffers handed over with [`FrameSender::queue_owned_frame`] that are no longer
+    /// needed (their contents are ciphertext or stale).
+    pub fn take_spent(&mut self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.spent.drain(..)
+    }
+
+    /// Bytes queued (sealed or not) and not yet written.
     pub fn queued_len(&self) -> usize {
-        self.stream_bytes.len().saturating_add(self.wire.len())
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Wire(w) => w.len(),
+                Segment::Sealed { frame, meta } => frame.len().saturating_add(meta.len()),
+            })
+            .fold(self.wire.len(), usize::saturating_add)
     }
 
-    fn seal_batched(&mut self) -> Result<(), TransportError> {
-        let batched = std::mem::take(&mut self.stream_bytes);
-        let result = self.encrypt_into_wire(&batched);
-        self.stream_bytes = batched;
-        self.stream_bytes.clear();
-        result
-    }
-
-    fn encrypt_into_wire(&mut self, plaintext: &[u8]) -> Result<(), TransportError> {
-        for piece in plaintext.chunks(MAX_NOISE_PLAINTEXT) {
-            let at = self.wire.len();
-            let msg_len = piece.len().saturating_add(NOISE_TAG_LEN);
-            let len16 = u16::try_from(msg_len).map_err(|_| snow::Error::Input)?;
-            self.wire.extend_from_slice(&len16.to_le_bytes());
-            let body_at = at.saturating_add(2);
-            self.wire.resize(body_at.saturating_add(msg_len), 0);
-            let out = self.wire.get_mut(body_at..).ok_or(snow::Error::Input)?;
-            self.state.write_message(self.nonce, piece, out)?;
-            self.nonce = self.nonce.checked_add(1).ok_or(snow::Error::Input)?;
+    fn append_stream(&mut self, mut bytes: &[u8]) -> Result<(), TransportError> {
+        while !bytes.is_empty() {
+            let at = match self.open {
+                Some(at) => at,
+                None => {
+                    let at = self.wire.len();
+                    self.wire.extend_from_slice(&[0, 0]);
+                    self.open = Some(at);
+                    at
+                }
+            };
+            let body = self.wire.len().saturating_sub(at.saturating_add(2));
+            let room = MAX_NOISE_PLAINTEXT.saturating_sub(body);
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.wire.extend_from_slice(now);
+            if now.len() == room {
+                self.seal_open()?;
+            }
+            bytes = rest;
         }
         Ok(())
     }
 
-    /// Encrypts everything batched into Noise messages, ready to be written.
+    /// Seals the open Noise message, if any, in place.
+    fn seal_open(&mut self) -> Result<(), TransportError> {
+        let Some(at) = self.open.take() else {
+            return Ok(());
+        };
+        let body_at = at.saturating_add(2);
+        let body_len = self.wire.len().saturating_sub(body_at);
+        let msg_len = u16::try_from(body_len.saturating_add(NOISE_TAG_LEN))
+            .map_err(|_| snow::Error::Input)?;
+        let nonce = self.key.next_nonce()?;
+        let body = self.wire.get_mut(body_at..).ok_or(snow::Error::Input)?;
+        let tag = self
+            .key
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), body)
+            .map_err(|_| snow::Error::Input)?;
+        self.wire.extend_from_slice(tag.as_ref());
+        let len_bytes = self.wire.get_mut(at..body_at).ok_or(snow::Error::Input)?;
+        len_bytes.copy_from_slice(&msg_len.to_le_bytes());
+        Ok(())
+    }
+
+    /// Seals everything queued into Noise messages, ready to be written.
     pub fn flush_blocking_encrypt(&mut self) -> Result<(), TransportError> {
-        self.seal_batched()
+        self.seal_open()
     }
 
     /// Encrypts and writes everything queued.
     pub async fn flush(&mut self) -> Result<(), TransportError> {
-        self.flush_blocking_encrypt()?;
+        self.seal_open()?;
+        if !self.segments.is_empty() {
+            self.write_segments().await?;
+        }
         self.writer.write_all(&self.wire).await?;
         self.writer.flush().await?;
         self.wire.clear();
         if self.wire.capacity() > 4 * MAX_FRAME_LEN / 16 {
             self.wire = Vec::new();
-            self.stream_bytes = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Writes the queued segments with vectored writes, then recycles their buffers.
+    async fn write_segments(&mut self) -> Result<(), TransportError> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Wire(w) => slices.push(IoSlice::new(w)),
+                Segment::Sealed { frame, meta } => {
+                    for (piece, m) in frame.chunks(MAX_NOISE_PLAINTEXT).zip(meta.chunks(META_LEN)) {
+                        let (len, tag) = m.split_at(2.min(m.len()));
+                        slices.push(IoSlice::new(len));
+                        slices.push(IoSlice::new(piece));
+                        slices.push(IoSlice::new(tag));
+                    }
+                }
+            }
+        }
+        let mut rest: &mut [IoSlice<'_>] = &mut slices;
+        while !rest.is_empty() {
+            let batch = rest.len().min(MAX_IOV);
+            let n = self
+                .writer
+                .write_vectored(rest.get(..batch).unwrap_or_default())
+                .await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        drop(slices);
+        for segment in self.segments.drain(..) {
+            if let Segment::Sealed { frame, .. } = segment {
+                self.spent.push(frame);
+            }
         }
         Ok(())
     }
@@ -191,22 +404,34 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
 impl<R: AsyncRead + Unpin> FrameReceiver<R> {
     /// The next whole frame, or `None` on a clean end of stream at a frame boundary.
     pub async fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
-        self.recv_frame_into(Vec::new()).await
+        self.recv_frame_with(|_| Vec::new()).await
     }
 
     /// Like [`FrameReceiver::recv_frame`], but fills `buf` (cleared first) so a caller can
     /// recycle frame buffers instead of allocating one per frame.
     pub async fn recv_frame_into(
         &mut self,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, TransportError> {
+        let mut buf = Some(buf);
+        self.recv_frame_with(move |_| buf.take().unwrap_or_default())
+            .await
+    }
+
+    /// Like [`FrameReceiver::recv_frame`]; `alloc(len)` supplies the buffer for a frame of
+    /// `len` bytes once its length prefix has arrived (so a caller can pool large buffers and
+    /// right-size small ones). The frame's bytes are copied into it straight from the opened
+    /// Noise messages.
+    pub async fn recv_frame_with(
+        &mut self,
+        mut alloc: impl FnMut(usize) -> Vec<u8>,
     ) -> Result<Option<Vec<u8>>, TransportError> {
         loop {
-            if self.take_frame(&mut buf)? {
-                let frame = buf;
+            if let Some(frame) = self.take_frame(&mut alloc)? {
                 return Ok(Some(frame));
             }
-            if !self.read_noise_message().await? {
-                return if self.plain.len() == self.start {
+            if !self.open_next_message().await? {
+                return if self.prefix_len == 0 && self.want.is_none() {
                     Ok(None)
                 } else {
                     Err(TransportError::Truncated)
@@ -215,40 +440,67 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
         }
     }
 
-    fn take_frame(&mut self, out: &mut Vec<u8>) -> Result<bool, TransportError> {
-        let unread = self.plain.get(self.start..).unwrap_or_default();
-        let Some((prefix, rest)) = unread.split_first_chunk::<FRAME_LEN_PREFIX>() else {
-            return Ok(false);
-        };
-        let len64 = u64::from(u32::from_le_bytes(*prefix));
-        let len =
-            usize::try_from(len64).map_err(|_| TransportError::FrameTooLarge { len: len64 })?;
-        if len > MAX_FRAME_LEN {
-            return Err(TransportError::FrameTooLarge { len: len64 });
+    /// Moves opened plaintext into the frame being reassembled; a whole frame when one is done.
+    fn take_frame(
+        &mut self,
+        alloc: &mut impl FnMut(usize) -> Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, TransportError> {
+        loop {
+            let plain = self
+                .slab
+                .get(self.plain_start..self.plain_end)
+                .unwrap_or_default();
+            match self.want {
+                None => {
+                    let prefix_rest = self.prefix.get_mut(self.prefix_len..).unwrap_or_default();
+                    let n = prefix_rest.len().min(plain.len());
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    let (dst, src) = (
+                        prefix_rest.get_mut(..n).unwrap_or_default(),
+                        plain.get(..n).unwrap_or_default(),
+                    );
+                    dst.copy_from_slice(src);
+                    self.plain_start = self.plain_start.saturating_add(n);
+                    self.prefix_len = self.prefix_len.saturating_add(n);
+                    if self.prefix_len == FRAME_LEN_PREFIX {
+                        self.prefix_len = 0;
+                        let len64 = u64::from(u32::from_le_bytes(self.prefix));
+                        let len = usize::try_from(len64)
+                            .map_err(|_| TransportError::FrameTooLarge { len: len64 })?;
+                        if len > MAX_FRAME_LEN {
+                            return Err(TransportError::FrameTooLarge { len: len64 });
+                        }
+                        let mut frame = alloc(len);
+                        frame.clear();
+                        frame.reserve(len);
+                        self.frame = frame;
+                        self.want = Some(len);
+                    }
+                }
+                Some(len) => {
+                    let missing = len.saturating_sub(self.frame.len());
+                    let n = missing.min(plain.len());
+                    self.frame
+                        .extend_from_slice(plain.get(..n).unwrap_or_default());
+                    self.plain_start = self.plain_start.saturating_add(n);
+                    if self.frame.len() == len {
+                        self.want = None;
+                        return Ok(Some(std::mem::take(&mut self.frame)));
+                    }
+                    return Ok(None);
+                }
+            }
         }
-        let Some(frame) = rest.get(..len) else {
-            return Ok(false);
-        };
-        out.clear();
-        out.reserve(len);
-        out.extend_from_slice(frame);
-        self.start = self
-            .start
-            .saturating_add(FRAME_LEN_PREFIX)
-            .saturating_add(len);
-        if self.start == self.plain.len() {
-            self.plain.clear();
-            self.start = 0;
-        }
-        Ok(true)
     }
 
-    /// Reads and decrypts one Noise message onto the plaintext buffer. `false` on clean EOF.
+    /// Reads (if needed) and opens the next Noise message in place. `false` on clean EOF.
     /// Ciphertext is read in large slabs (up to [`READ_SLAB`]) to keep syscalls few.
-    async fn read_noise_message(&mut self) -> Result<bool, TransportError> {
+    async fn open_next_message(&mut self) -> Result<bool, TransportError> {
         let (msg_at, msg_len) = loop {
             let buffered = self
-                .ciphertext
+                .slab
                 .get(self.cipher_start..self.cipher_end)
                 .unwrap_or_default();
             if let Some((prefix, rest)) = buffered.split_first_chunk::<2>() {
@@ -257,15 +509,16 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
                     break (self.cipher_start.saturating_add(2), len);
                 }
             }
-            // Need more bytes: compact, then read.
+            // Need more bytes (all opened plaintext has been consumed): compact, then read.
             if self.cipher_start > 0 {
-                self.ciphertext
-                    .copy_within(self.cipher_start..self.cipher_end, 0);
+                self.slab.copy_within(self.cipher_start..self.cipher_end, 0);
                 self.cipher_end = self.cipher_end.saturating_sub(self.cipher_start);
                 self.cipher_start = 0;
+                self.plain_start = 0;
+                self.plain_end = 0;
             }
             let room = self
-                .ciphertext
+                .slab
                 .get_mut(self.cipher_end..)
                 .ok_or(TransportError::Truncated)?;
             let n = self.reader.read(room).await?;
@@ -278,28 +531,23 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
             }
             self.cipher_end = self.cipher_end.saturating_add(n);
         };
-        if self.start > 0 {
-            self.plain.drain(..self.start);
-            self.start = 0;
-        }
-        let at = self.plain.len();
-        self.plain.resize(at.saturating_add(msg_len), 0);
-        let out = self.plain.get_mut(at..).ok_or(TransportError::Truncated)?;
         let msg_end = msg_at.saturating_add(msg_len);
+        if msg_len < NOISE_TAG_LEN {
+            return Err(snow::Error::Decrypt.into());
+        }
+        let nonce = self.key.next_nonce()?;
         let msg = self
-            .ciphertext
-            .get(msg_at..msg_end)
+            .slab
+            .get_mut(msg_at..msg_end)
             .ok_or(TransportError::Truncated)?;
-        let n = match self.state.read_message(self.nonce, msg, out) {
-            Ok(n) => n,
-            Err(e) => {
-                self.plain.truncate(at);
-                return Err(e.into());
-            }
-        };
-        self.plain.truncate(at.saturating_add(n));
+        let plain = self
+            .key
+            .key
+            .open_in_place(nonce, Aad::empty(), msg)
+            .map_err(|_| snow::Error::Decrypt)?;
+        self.plain_start = msg_at;
+        self.plain_end = msg_at.saturating_add(plain.len());
         self.cipher_start = msg_end;
-        self.nonce = self.nonce.checked_add(1).ok_or(snow::Error::Input)?;
         Ok(true)
     }
 }
@@ -350,6 +598,189 @@ mod tests {
             assert_eq!(rx.recv_frame().await.unwrap().unwrap(), vec![i as u8; n]);
         }
         assert_eq!(rx.recv_frame().await.unwrap().unwrap(), b"last");
+        drop(sender.await.unwrap());
+    }
+
+    fn snow_pair() -> (snow::HandshakeState, snow::HandshakeState) {
+        let params: snow::params::NoiseParams = handshake::NOISE_PARAMS.parse().unwrap();
+        let b = || snow::Builder::new(params.clone());
+        let (ki, kr) = (
+            b().generate_keypair().unwrap(),
+            b().generate_keypair().unwrap(),
+        );
+        let mut i = b()
+            .local_private_key(&ki.private)
+            .unwrap()
+            .build_initiator()
+            .unwrap();
+        let mut r = b()
+            .local_private_key(&kr.private)
+            .unwrap()
+            .build_responder()
+            .unwrap();
+        let (mut buf, mut out) = (vec![0u8; 1024], vec![0u8; 1024]);
+        for step in 0..3 {
+            let (w, rd) = if step == 1 {
+                (&mut r, &mut i)
+            } else {
+                (&mut i, &mut r)
+            };
+            let n = w.write_message(&[], &mut buf).unwrap();
+            rd.read_message(&buf[..n], &mut out).unwrap();
+        }
+        (i, r)
+    }
+
+    /// In-place sealing produces exactly the bytes snow's own transport state would, and
+    /// snow can open what we seal (the wire format is unchanged).
+    #[tokio::test]
+    async fn in_place_sealing_is_byte_identical_to_snow() {
+        let (mut i, mut r) = snow_pair();
+        let (k1, k2) = i.dangerously_get_raw_split();
+        let ours_i = SessionKeys::from_split(true, &k1, &k2).unwrap();
+        let (k1, k2) = r.dangerously_get_raw_split();
+        let ours_r = SessionKeys::from_split(false, &k1, &k2).unwrap();
+        let snow_i = i.into_stateless_transport_mode().unwrap();
+        let snow_r = r.into_stateless_transport_mode().unwrap();
+
+        let frames = [vec![7u8; 100_000], vec![1, 2, 3], Vec::new()];
+        let (mut tx, _) = split(ours_i, tokio::io::empty(), Vec::new());
+        let mut stream = Vec::new();
+        for frame in &frames {
+            tx.queue_frame(frame).unwrap();
+            stream.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            stream.extend_from_slice(frame);
+        }
+        tx.flush().await.unwrap();
+        let mut expected = Vec::new();
+        for (nonce, piece) in stream.chunks(MAX_NOISE_PLAINTEXT).enumerate() {
+            let mut msg = vec![0u8; piece.len() + NOISE_TAG_LEN];
+            let n = snow_i.write_message(nonce as u64, piece, &mut msg).unwrap();
+            expected.extend_from_slice(&(n as u16).to_le_bytes());
+            expected.extend_from_slice(&msg[..n]);
+        }
+        assert_eq!(tx.writer, expected);
+
+        // snow opens ours ...
+        let mut at = 0;
+        let mut opened = Vec::new();
+        for nonce in 0u64.. {
+            if at == expected.len() {
+                break;
+            }
+            let len = u16::from_le_bytes([expected[at], expected[at + 1]]) as usize;
+            let mut out = vec![0u8; len];
+            let n = snow_r
+                .read_message(nonce, &expected[at + 2..at + 2 + len], &mut out)
+                .unwrap();
+            opened.extend_from_slice(&out[..n]);
+            at += 2 + len;
+        }
+        assert_eq!(opened, stream);
+        // ... and our receiver reassembles the frames.
+        let (_, mut rx) = split(ours_r, &expected[..], tokio::io::sink());
+        for frame in &frames {
+            assert_eq!(&rx.recv_frame().await.unwrap().unwrap(), frame);
+        }
+        assert!(rx.recv_frame().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn tampered_short_or_truncated_messages_are_errors() {
+        let keys = || {
+            let (mut i, mut r) = snow_pair();
+            let (a1, a2) = i.dangerously_get_raw_split();
+            let (b1, b2) = r.dangerously_get_raw_split();
+            (
+                SessionKeys::from_split(true, &a1, &a2).unwrap(),
+                SessionKeys::from_split(false, &b1, &b2).unwrap(),
+            )
+        };
+        let (ki, kr) = keys();
+        let (mut tx, _) = split(ki, tokio::io::empty(), Vec::new());
+        tx.send_frame(b"hello").await.unwrap();
+        let wire = tx.writer;
+        let mut bad = wire.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        let (_, mut rx) = split(kr, &bad[..], tokio::io::sink());
+        assert!(matches!(
+            rx.recv_frame().await,
+            Err(TransportError::Noise(snow::Error::Decrypt))
+        ));
+        let (_, kr) = keys();
+        let short = [3u8, 0, 1, 2, 3];
+        let (_, mut rx) = split(kr, &short[..], tokio::io::sink());
+        assert!(matches!(
+            rx.recv_frame().await,
+            Err(TransportError::Noise(snow::Error::Decrypt))
+        ));
+        // Truncated mid-message and mid-frame.
+        let (ki, kr) = keys();
+        let (mut tx, _) = split(ki, tokio::io::empty(), Vec::new());
+        tx.send_frame(b"hello").await.unwrap();
+        let cut = &tx.writer[..tx.writer.len() - 1];
+        let (_, mut rx) = split(kr, cut, tokio::io::sink());
+        assert!(matches!(
+            rx.recv_frame().await,
+            Err(TransportError::Truncated)
+        ));
+        let (ki, kr) = keys();
+        let (mut tx, _) = split(ki, tokio::io::empty(), Vec::new());
+        tx.queue_raw_stream_bytes(&[10, 0, 0, 0, 1]).unwrap();
+        tx.flush().await.unwrap();
+        let (_, mut rx) = split(kr, &tx.writer[..], tokio::io::sink());
+        assert!(matches!(
+            rx.recv_frame().await,
+            Err(TransportError::Truncated)
+        ));
+    }
+
+    /// Owned frames sealed in place (vectored writes, partial progress through a small pipe)
+    /// interleave correctly with copied ones.
+    #[tokio::test]
+    async fn owned_frames_sealed_in_place_round_trip() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let t = Duration::from_secs(10);
+        let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
+        let (ea, eb) = tokio::join!(
+            handshake::initiate(&mut a, &ia, t),
+            handshake::respond(&mut b, &ib, t)
+        );
+        let (ar, aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        let (mut tx, _arx) = split(ea.unwrap().transport, ar, aw);
+        let (_btx, mut rx) = split(eb.unwrap().transport, br, bw);
+        let sizes = [
+            5usize,
+            IN_PLACE_MIN,
+            1 << 20,
+            0,
+            MAX_NOISE_PLAINTEXT,
+            3 * MAX_NOISE_PLAINTEXT + 1,
+            7,
+            IN_PLACE_MIN - 1,
+        ];
+        let frames: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i + j) as u8).collect())
+            .collect();
+        let to_send = frames.clone();
+        let sender = tokio::spawn(async move {
+            for (i, frame) in to_send.into_iter().enumerate() {
+                tx.queue_owned_frame(frame).unwrap();
+                if i % 3 == 2 {
+                    tx.flush().await.unwrap();
+                }
+            }
+            tx.flush().await.unwrap();
+            assert_eq!(tx.queued_len(), 0);
+            assert_eq!(tx.take_spent().count(), sizes.len());
+            tx
+        });
+        for frame in &frames {
+            assert_eq!(&rx.recv_frame().await.unwrap().unwrap(), frame);
+        }
         drop(sender.await.unwrap());
     }
 }

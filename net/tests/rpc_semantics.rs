@@ -411,3 +411,40 @@ async fn handler_panic_emits_a_tracing_error_event() {
     assert_eq!(err.kind, ErrorKind::HandlerPanic);
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+/// `RawBytes` is wire-compatible with serde byte strings and is decoded strictly.
+#[tokio::test]
+async fn raw_bytes_requests_interoperate_and_decode_strictly() {
+    let h = harness().await;
+    let mut call = h
+        .session
+        .call_client_streaming::<serde_bytes::ByteBuf, Vec<(usize, Option<u8>)>>(
+            "raw_lens",
+            CallOptions::default(),
+        )
+        .unwrap();
+    for n in [0usize, 1, 200, 70_000, 1 << 20] {
+        let msg = serde_bytes::ByteBuf::from(vec![n as u8; n]);
+        within(call.send(&msg)).await.unwrap();
+    }
+    let got = within(call.finish()).await.unwrap();
+    assert_eq!(
+        got,
+        [0usize, 1, 200, 70_000, 1 << 20]
+            .iter()
+            .map(|&n| (n, (n > 0).then_some(n as u8)))
+            .collect::<Vec<_>>()
+    );
+
+    // A payload that is not exactly one byte string is a Decode error, not a panic.
+    let mut bad = h
+        .session
+        .call_client_streaming::<(u32, u8), Vec<(usize, Option<u8>)>>(
+            "raw_lens",
+            CallOptions::default(),
+        )
+        .unwrap();
+    within(bad.send(&(3, 7))).await.unwrap();
+    let err = within(bad.finish()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Decode, "{err}");
+}

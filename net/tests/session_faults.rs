@@ -222,7 +222,9 @@ async fn oversized_frame_disconnects_before_buffering_it() {
     let h = harness().await;
     let (mut peer, server_session) = raw(&h, 9).await;
     let too_big = u32::try_from(MAX_FRAME_LEN + 1).unwrap();
-    peer.tx.queue_raw_stream_bytes(&too_big.to_le_bytes());
+    peer.tx
+        .queue_raw_stream_bytes(&too_big.to_le_bytes())
+        .unwrap();
     peer.tx.flush().await.unwrap();
     let reason = within(server_session.closed()).await;
     assert!(

@@ -468,7 +468,7 @@ impl<Resp> ResponseStream<Resp> {
     }
 }
 
-impl<Resp: DeserializeOwned> Stream for ResponseStream<Resp> {
+impl<Resp: DeserializeOwned + 'static> Stream for ResponseStream<Resp> {
     type Item = Result<Resp, RpcError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -479,9 +479,7 @@ impl<Resp: DeserializeOwned> Stream for ResponseStream<Resp> {
         let item = match this.rx.poll_recv(cx) {
             Poll::Ready(Some(CallEvent::Chunk(payload))) => {
                 this.consumed_one();
-                let item = decode_message(payload.bytes());
-                payload.recycle(&this.core.shared);
-                return Poll::Ready(Some(item));
+                return Poll::Ready(Some(super::raw::decode_payload(payload, &this.core.shared)));
             }
             Poll::Ready(Some(CallEvent::End)) => None,
             Poll::Ready(Some(CallEvent::Error(e))) => Some(Err(e)),
@@ -543,7 +541,7 @@ impl<Req: Serialize, Resp: DeserializeOwned> DuplexCall<Req, Resp> {
     }
 }
 
-impl<Req, Resp: DeserializeOwned> Stream for DuplexCall<Req, Resp> {
+impl<Req, Resp: DeserializeOwned + 'static> Stream for DuplexCall<Req, Resp> {
     type Item = Result<Resp, RpcError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {

@@ -15,6 +15,7 @@
 //! credit is a protocol violation that ends the session.
 
 pub mod client;
+pub mod raw;
 pub mod server;
 pub mod session;
 
@@ -25,6 +26,7 @@ pub use crate::frame::{ErrorKind, TraceContext};
 pub use client::{
     CallOptions, ClientStreamCall, DuplexCall, DuplexReceiver, DuplexSender, ResponseStream,
 };
+pub use raw::RawBytes;
 pub use server::{
     Chunk, RequestStreamTyped, ResponseSink, Router, RpcClientStreamingHandler, RpcContext,
     RpcDuplexHandler, RpcServerStreamingHandler, RpcUnaryHandler,

@@ -183,7 +183,7 @@ pub struct RequestStreamTyped<Req> {
     _req: PhantomData<fn() -> Req>,
 }
 
-impl<Req: DeserializeOwned> RequestStreamTyped<Req> {
+impl<Req: DeserializeOwned + 'static> RequestStreamTyped<Req> {
     /// The next step as a [`Chunk`]: `Init` once, then `Data` per message, then `End`.
     pub async fn next_chunk(&mut self) -> Result<Chunk<Req>, RpcError> {
         if !self.init_seen {
@@ -219,7 +219,7 @@ impl<Req: DeserializeOwned> RequestStreamTyped<Req> {
     }
 }
 
-impl<Req: DeserializeOwned> Stream for RequestStreamTyped<Req> {
+impl<Req: DeserializeOwned + 'static> Stream for RequestStreamTyped<Req> {
     type Item = Result<Req, RpcError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -230,9 +230,7 @@ impl<Req: DeserializeOwned> Stream for RequestStreamTyped<Req> {
         match this.rx.poll_recv(cx) {
             Poll::Ready(Some(ReqEvent::Chunk(payload))) => {
                 this.consumed_one();
-                let item = decode_message(payload.bytes());
-                payload.recycle(&this.shared);
-                Poll::Ready(Some(item))
+                Poll::Ready(Some(super::raw::decode_payload(payload, &this.shared)))
             }
             Poll::Ready(Some(ReqEvent::End)) => {
                 this.done = true;

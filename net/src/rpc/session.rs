@@ -86,6 +86,11 @@ impl Payload {
         self.frame.get(self.start..).unwrap_or_default()
     }
 
+    /// The whole frame buffer and the payload's offset in it.
+    pub(crate) fn into_parts(self) -> (Vec<u8>, usize) {
+        (self.frame, self.start)
+    }
+
     /// Hands the buffer back to the session's pool.
     pub(crate) fn recycle(self, shared: &SessionShared) {
         shared.recycle(self.frame);
@@ -437,14 +442,12 @@ async fn write_loop(
         };
         let Some(first) = first else { break };
         let mut taken = 1usize;
-        let mut result = sender.queue_frame(&first);
-        shared.recycle(first);
+        let mut result = sender.queue_owned_frame(first);
         while result.is_ok() && sender.queued_len() < BATCH_BYTES {
             match rx.try_recv() {
                 Ok(frame) => {
                     taken = taken.saturating_add(1);
-                    result = sender.queue_frame(&frame);
-                    shared.recycle(frame);
+                    result = sender.queue_owned_frame(frame);
                 }
                 Err(_) => break,
             }
@@ -454,7 +457,11 @@ async fn write_loop(
             shared.close(e.into());
             break;
         }
-        if let Err(e) = sender.flush().await {
+        let flushed = sender.flush().await;
+        for buf in sender.take_spent() {
+            shared.recycle(buf);
+        }
+        if let Err(e) = flushed {
             Metrics::bump(&shared.metrics.transport_errors);
             shared.close(e.into());
             break;
@@ -468,15 +475,17 @@ async fn read_loop(shared: Arc<SessionShared>, mut receiver: FrameReceiver<Owned
         let next = tokio::select! {
             biased;
             _ = shared.closed.cancelled() => break,
-            next = receiver.recv_frame_into(shared.take_buffer(POOL_MIN_CAPACITY)) => next,
+            next = receiver.recv_frame_with(|len| {
+                // Large frames reuse pooled buffers; small ones get a right-sized allocation.
+                if len >= POOL_MIN_CAPACITY {
+                    shared.take_buffer(len)
+                } else {
+                    Vec::with_capacity(len)
+                }
+            }) => next,
         };
         match next {
-            Ok(Some(mut bytes)) => {
-                if bytes.len() < POOL_MIN_CAPACITY && bytes.capacity() >= POOL_MIN_CAPACITY {
-                    // Keep pooled buffers for large frames; small ones get a right-sized copy.
-                    let small = bytes.clone();
-                    shared.recycle(std::mem::replace(&mut bytes, small));
-                }
+            Ok(Some(bytes)) => {
                 if let Err(e) = dispatch_frame(&shared, bytes) {
                     shared.close(e);
                     break;

@@ -119,6 +119,25 @@ impl RpcServerStreamingHandler for Count {
     }
 }
 
+/// Reports the length and first byte of every raw byte-string request.
+pub struct RawLens;
+impl RpcClientStreamingHandler for RawLens {
+    type Req = net_mesh::rpc::RawBytes;
+    type Resp = Vec<(usize, Option<u8>)>;
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        mut requests: RequestStreamTyped<net_mesh::rpc::RawBytes>,
+    ) -> Result<Self::Resp, RpcError> {
+        let mut all = Vec::new();
+        while let Some(item) = requests.next().await {
+            let item = item?;
+            all.push((item.len(), item.first().copied()));
+        }
+        Ok(all)
+    }
+}
+
 /// Collects every request (after `release` if `gated`).
 pub struct Collect {
     pub probe: Probe,
@@ -265,6 +284,7 @@ pub fn router(probe: &Probe) -> Router {
         )
         .duplex("flood", Flood(probe.clone()))
         .client_streaming("chunk_view", ChunkView)
+        .client_streaming("raw_lens", RawLens)
 }
 
 pub struct Harness {

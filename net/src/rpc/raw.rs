@@ -1,0 +1,206 @@
+//! [`RawBytes`]: a byte-string message that nRPC hands over without deserializing.
+//!
+//! On the wire a `RawBytes` is exactly what serde's byte-string encoding gives under postcard
+//! (varint length + the bytes), the same as `serde_bytes::ByteBuf` or a
+//! `#[serde(with = "serde_bytes")] Vec<u8>` newtype, so either side may use either type. The
+//! difference is local: when a stream's message type is `RawBytes`, the received frame buffer
+//! itself becomes the message (no copy into a fresh `Vec`), and the buffer goes back to the
+//! session's pool when the message is dropped. Decoding stays strict: the length must match
+//! the payload exactly.
+
+use std::any::{Any, TypeId};
+use std::sync::{Arc, Weak};
+
+use serde::de::DeserializeOwned;
+
+use super::session::{Payload, SessionShared};
+use super::{RpcError, decode_message};
+use crate::frame::ErrorKind;
+
+/// An owned byte string; see the module docs. Derefs to `[u8]`.
+pub struct RawBytes {
+    buf: Vec<u8>,
+    start: usize,
+    pool: Weak<SessionShared>,
+}
+
+impl std::fmt::Debug for RawBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawBytes")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawBytes {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+
+    /// Into a plain vector (moves the bytes to the front of the buffer when they are not
+    /// there already).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.drain(..self.start.min(buf.len()));
+        buf
+    }
+}
+
+impl From<Vec<u8>> for RawBytes {
+    fn from(buf: Vec<u8>) -> Self {
+        RawBytes {
+            buf,
+            start: 0,
+            pool: Weak::new(),
+        }
+    }
+}
+
+impl From<&[u8]> for RawBytes {
+    fn from(bytes: &[u8]) -> Self {
+        RawBytes::from(bytes.to_vec())
+    }
+}
+
+impl Clone for RawBytes {
+    fn clone(&self) -> Self {
+        RawBytes::from(self.as_slice())
+    }
+}
+
+impl PartialEq for RawBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for RawBytes {}
+
+impl std::ops::Deref for RawBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for RawBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Drop for RawBytes {
+    fn drop(&mut self) {
+        if let Some(shared) = self.pool.upgrade() {
+            shared.recycle(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+impl serde::Serialize for RawBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.as_slice())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<RawBytes, E> {
+                Ok(RawBytes::from(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<RawBytes, E> {
+                Ok(RawBytes::from(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawBytes, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(RawBytes::from(out))
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
+    }
+}
+
+/// Splits a postcard varint (u64, LEB128, canonical) length off the front of `bytes`:
+/// `(length, bytes used)`.
+fn take_varint_len(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut value: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        let bits = u64::from(b & 0x7f);
+        if i == 9 && b > 1 {
+            return None; // more than 64 bits
+        }
+        value |= bits << (7 * i);
+        if b & 0x80 == 0 {
+            if i > 0 && b == 0 {
+                return None; // over-long encoding, which postcard rejects too
+            }
+            return Some((usize::try_from(value).ok()?, i + 1));
+        }
+    }
+    None
+}
+
+/// Decodes a streamed message, consuming its frame buffer: a [`RawBytes`] takes the buffer
+/// over (no copy); any other type is deserialized and the buffer is recycled.
+pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(
+    payload: Payload,
+    shared: &Arc<SessionShared>,
+) -> Result<T, RpcError> {
+    if TypeId::of::<T>() != TypeId::of::<RawBytes>() {
+        let item = decode_message(payload.bytes());
+        payload.recycle(shared);
+        return item;
+    }
+    let (frame, start) = payload.into_parts();
+    let body = frame.get(start..).unwrap_or_default();
+    let exact =
+        take_varint_len(body).filter(|&(len, prefix)| body.len().checked_sub(prefix) == Some(len));
+    let Some((_, prefix)) = exact else {
+        shared.recycle(frame);
+        return Err(RpcError::new(
+            ErrorKind::Decode,
+            "decode: byte-string length does not match the payload",
+        ));
+    };
+    let mut slot = Some(RawBytes {
+        buf: frame,
+        start: start.saturating_add(prefix),
+        pool: Arc::downgrade(shared),
+    });
+    // `T` is `RawBytes` (checked above), so the downcast succeeds and moves the buffer out.
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+        .ok_or_else(|| RpcError::new(ErrorKind::Internal, "raw decode"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_lengths_match_postcard() {
+        for n in [0usize, 1, 127, 128, 300, 1 << 20, 16 << 20] {
+            let bytes = postcard::to_stdvec(&RawBytes::from(vec![1u8; n])).unwrap();
+            assert_eq!(take_varint_len(&bytes), Some((n, bytes.len() - n)));
+            let back: RawBytes = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(back.len(), n);
+        }
+        assert_eq!(take_varint_len(&[0x80, 0x00]), None);
+        assert_eq!(take_varint_len(&[0x80]), None);
+        assert_eq!(take_varint_len(&[0xff; 11]), None);
+    }
+}
