@@ -296,3 +296,43 @@ async fn handshake_from_a_peer_that_hangs_up_midway_fails_typed() {
     );
     assert_eq!(Metrics::get(&h.server.metrics().handshake_failures), 1);
 }
+
+#[tokio::test]
+async fn serve_refuses_connections_beyond_max_sessions_and_frees_slots_on_close() {
+    use net_mesh::Identity;
+    use net_mesh::rpc::{Config, Endpoint, Router};
+    let config = Config {
+        max_sessions: 1,
+        ..Config::default()
+    };
+    let server = Endpoint::new(Identity::from_seed([7; 32]), Router::new(), config.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serving = {
+        let server = server.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { server.serve(listener, stop).await })
+    };
+    let client = Endpoint::new(Identity::from_seed([8; 32]), Router::new(), config);
+    let first = within(client.connect(addr)).await.unwrap();
+    // The only slot is taken: the next connection is closed before its handshake.
+    assert!(within(client.connect(addr)).await.is_err());
+    assert_eq!(Metrics::get(&server.metrics().sessions_refused), 1);
+    // Closing the first session frees the slot.
+    first.close();
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(s) = within(client.connect(addr)).await {
+            again = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        again.is_some(),
+        "a slot must free up once the first session closed"
+    );
+    stop.cancel();
+    within(serving).await.unwrap();
+}

@@ -97,6 +97,9 @@ pub struct Config {
     /// Outgoing frames queued but not yet written; a peer that stops reading past this is
     /// disconnected.
     pub max_queued_frames: usize,
+    /// Most sessions [`Endpoint::serve`] keeps at once, handshakes in progress included; a
+    /// connection beyond it is closed at once and counted in `sessions_refused`.
+    pub max_sessions: usize,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             cancel_grace: Duration::from_secs(1),
             max_queued_frames: 1 << 16,
+            max_sessions: 4096,
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Metrics {
     pub sessions_closed: AtomicU64,
     /// Handshakes that failed.
     pub handshake_failures: AtomicU64,
+    /// Connections `serve` closed unhandshaken because `max_sessions` were open.
+    pub sessions_refused: AtomicU64,
     /// Frames that failed to decode (session dropped).
     pub malformed_frames: AtomicU64,
     /// Frame length prefixes above the maximum (session dropped).

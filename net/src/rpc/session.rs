@@ -316,7 +316,9 @@ impl Endpoint {
 
     /// Accept loop: every connection is handshaken and served on its own task until `stop`
     /// fires. Failed handshakes are counted and logged; they never stop the loop.
+    /// At most `config.max_sessions` connections are held at once; more are closed unhandshaken.
     pub async fn serve(&self, listener: tokio::net::TcpListener, stop: CancellationToken) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.max_sessions));
         loop {
             let accepted = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -325,9 +327,17 @@ impl Endpoint {
             let Ok((stream, addr)) = accepted else {
                 continue;
             };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                Metrics::bump(&self.metrics.sessions_refused);
+                tracing::info!(%addr, "nRPC session refused: max_sessions open");
+                drop(stream);
+                continue;
+            };
             let endpoint = self.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
+                // Held until the session ends.
+                let _slot = slot;
                 match endpoint.accept_stream(stream).await {
                     Ok(session) => {
                         tokio::select! {
