@@ -57,38 +57,18 @@ pub fn fetch_all(store: &Store, r: &net_mesh_engine::BlobRef) -> Vec<u8> {
     out
 }
 
-/// XORs one payload byte of object `hash` in its segment file (`at` bytes into the payload).
+/// XORs one payload byte of object `hash` in its segment file (`at` bytes into the payload)
+/// and fsyncs the file.
 pub fn flip_payload_byte(store: &Store, hash: &Hash, at: u64) {
-    let entry = store
-        .reader()
-        .unwrap()
-        .object(hash)
-        .unwrap()
-        .expect("object in index");
-    let path = store
-        .dir()
-        .join("segments")
-        .join(segment_file_name(entry.loc.segment));
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let pos = entry.loc.offset + RECORD_HEADER_LEN as u64 + at;
-    let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(pos)).unwrap();
-    f.read_exact(&mut b).unwrap();
-    b[0] ^= 0x40;
-    f.seek(SeekFrom::Start(pos)).unwrap();
-    f.write_all(&b).unwrap();
-    f.sync_all().unwrap();
+    toggle_payload_byte(store, hash, at).sync_all().unwrap();
 }
 
 // --- erasure coding tests (issue 4) ---------------------------------------------------------
 
 /// XORs payload byte `at` of object `hash` with 0x40, without fsync (a second call undoes it).
 /// Reads see the change at once: the page cache backs both `pread` and the read-only mappings.
-pub fn toggle_payload_byte(store: &Store, hash: &Hash, at: u64) {
+/// Returns the open segment file.
+pub fn toggle_payload_byte(store: &Store, hash: &Hash, at: u64) -> std::fs::File {
     let entry = store
         .reader()
         .unwrap()
@@ -111,6 +91,7 @@ pub fn toggle_payload_byte(store: &Store, hash: &Hash, at: u64) {
     b[0] ^= 0x40;
     f.seek(SeekFrom::Start(pos)).unwrap();
     f.write_all(&b).unwrap();
+    f
 }
 
 const OBJECTS_TABLE: redb::TableDefinition<&[u8; 32], &[u8]> =

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::fsck::{FsckOptions, FsckReport, ProblemKind, ReadData};
-use net_mesh_engine::{ChunkingStrategy, GcOptions, Store, StoreConfig, TreePolicy};
+use net_mesh_engine::{GcOptions, Store, StoreConfig, TreePolicy};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-pub const SMALL_CDC: ChunkingStrategy = ChunkingStrategy::Cdc {
-    avg: 4096,
-    min: 1024,
-    max: 16384,
-};
+// The engine tests' shared helpers; only what GC and fsck tests need is re-exported.
+#[path = "../common/mod.rs"]
+mod shared;
+#[allow(unused_imports)] // each test file uses some of them
+pub use shared::{SMALL_CDC, fetch_all as fetch, random_bytes};
 
 /// Small segments (so most data sits in sealed ones) and small batches.
 pub fn config(tree: TreePolicy) -> StoreConfig {
@@ -45,26 +45,6 @@ pub fn gc_now() -> GcOptions {
         grace: Duration::ZERO,
         ..GcOptions::default()
     }
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-pub fn fetch(store: &Store, r: &net_mesh_engine::BlobRef) -> Vec<u8> {
-    let mut out = Vec::new();
-    store.fetch(r, &mut out).unwrap();
-    out
 }
 
 pub fn seg_dir(dir: &Path) -> PathBuf {
