@@ -63,16 +63,6 @@ pub enum ErasureError {
     },
     #[error("Reed-Solomon codec: {0}")]
     Codec(String),
-    /// A delete would remove some, not all, chunks of a live stripe (stripe integrity).
-    #[error(
-        "refusing to delete {deleting} of the {total} chunks of live stripe {stripe}: a stripe's \
-         data and parity chunks go together"
-    )]
-    PartialStripe {
-        stripe: u32,
-        deleting: usize,
-        total: usize,
-    },
 }
 
 fn codec_error(e: reed_solomon_erasure::Error) -> ErasureError {
@@ -253,29 +243,6 @@ pub fn stripes(params: RsParams, chunks: &[ChunkRef]) -> Result<Vec<StripeSpan>,
         });
     }
     Ok(out)
-}
-
-/// Stripe integrity rule for deletes (docs/FORMAT.md §2.12): given a LIVE erasure-coded chunk
-/// list and the ids a caller is about to delete, refuses with `PartialStripe` when the ids cover
-/// some but not all positions of a stripe (e.g. a data chunk without its parity). Deleting none
-/// or all of a stripe passes. For GC, fsck and `chunk rm` (without `--force`).
-pub fn check_stripe_delete(
-    params: RsParams,
-    chunks: &[ChunkRef],
-    deleting: impl Fn(&Hash) -> bool,
-) -> Result<(), ErasureError> {
-    for span in stripes(params, chunks)? {
-        let refs = chunks.get(span.all_range()).unwrap_or_default();
-        let hit = refs.iter().filter(|c| deleting(&c.hash)).count();
-        if hit > 0 && hit < refs.len() {
-            return Err(ErasureError::PartialStripe {
-                stripe: span.stripe_index,
-                deleting: hit,
-                total: refs.len(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Byte the LAST data column's virtual shard of a short stripe is filled with (the other
@@ -873,34 +840,6 @@ mod tests {
             codec.reconstruct(&span, &refs, &mut shards, false),
             Err(ErasureError::RebuiltMismatch { position: 0, .. })
         ));
-    }
-
-    #[test]
-    fn deleting_part_of_a_live_stripe_is_refused() {
-        let params = RsParams::new(2, 4).unwrap();
-        let (refs, _) = encode_all(params, &chunks_of(&[4, 5, 6, 7]));
-        let none = |_: &Hash| false;
-        assert!(check_stripe_delete(params, &refs, none).is_ok());
-        let data0 = refs[0].hash;
-        assert_eq!(
-            check_stripe_delete(params, &refs, |h| *h == data0).unwrap_err(),
-            ErasureError::PartialStripe {
-                stripe: 0,
-                deleting: 1,
-                total: 4
-            }
-        );
-        let parity1: Vec<Hash> = refs[6..8].iter().map(|c| c.hash).collect();
-        assert!(matches!(
-            check_stripe_delete(params, &refs, |h| parity1.contains(h)),
-            Err(ErasureError::PartialStripe {
-                stripe: 1,
-                deleting: 2,
-                total: 4
-            })
-        ));
-        let stripe0: Vec<Hash> = refs[..4].iter().map(|c| c.hash).collect();
-        assert!(check_stripe_delete(params, &refs, |h| stripe0.contains(h)).is_ok());
     }
 
     #[test]
