@@ -9,6 +9,7 @@ use std::str::FromStr;
 use fastcdc::v2020::{self, Normalization};
 
 use crate::codec::MAX_CHUNK_SIZE;
+use crate::gear::CdcParams;
 
 const KIB: u32 = 1024;
 const MIB: u32 = 1024 * KIB;
@@ -176,22 +177,14 @@ pub struct Chunker {
 
 #[derive(Debug, Clone, Copy)]
 enum Cutter {
-    Cdc {
-        min: usize,
-        avg: usize,
-        max: usize,
-        mask_s: u64,
-        mask_l: u64,
-    },
-    Fixed {
-        size: usize,
-    },
+    Cdc(CdcParams),
+    Fixed { size: usize },
 }
 
 impl Cutter {
     fn max(&self) -> usize {
         match *self {
-            Cutter::Cdc { max, .. } => max,
+            Cutter::Cdc(params) => params.max,
             Cutter::Fixed { size } => size,
         }
     }
@@ -200,25 +193,7 @@ impl Cutter {
     /// `max` long or the end of the stream).
     fn next_len(&self, data: &[u8]) -> usize {
         match *self {
-            Cutter::Cdc {
-                min,
-                avg,
-                max,
-                mask_s,
-                mask_l,
-            } => {
-                let (_, len) = v2020::cut(
-                    data,
-                    min,
-                    avg,
-                    max,
-                    mask_s,
-                    mask_l,
-                    mask_s << 1,
-                    mask_l << 1,
-                );
-                len.clamp(1, data.len())
-            }
+            Cutter::Cdc(params) => crate::gear::cut_len(data, &params).clamp(1, data.len()),
             Cutter::Fixed { size } => size.min(data.len()),
         }
     }
@@ -230,13 +205,13 @@ impl Chunker {
         let cut = match strategy {
             ChunkingStrategy::Cdc { avg, min, max } => {
                 let (mask_s, mask_l) = v2020::select_masks(avg as usize, Normalization::Level1);
-                Cutter::Cdc {
+                Cutter::Cdc(CdcParams {
                     min: min as usize,
                     avg: avg as usize,
                     max: max as usize,
                     mask_s,
                     mask_l,
-                }
+                })
             }
             ChunkingStrategy::Fixed { size } => Cutter::Fixed {
                 size: size as usize,

@@ -14,6 +14,7 @@ pub mod erasure;
 mod erasure_read;
 pub mod error;
 pub mod fetch;
+mod gear;
 pub mod index;
 mod parity_pipeline;
 pub mod repair;
