@@ -183,7 +183,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if runs && x % 97 == 0 {
+            if runs && x.is_multiple_of(97) {
                 let run = (x >> 32) as usize % 70_000;
                 out.extend(std::iter::repeat_n(
                     (x >> 8) as u8,
@@ -234,7 +234,7 @@ mod tests {
             let max = (avg << max_step).max(v2020::MAXIMUM_MIN);
             let p = params(min, avg, max);
             let mut data = bytes(len, seed, runs);
-            if odd_tail && data.len() % 2 == 0 {
+            if odd_tail && data.len().is_multiple_of(2) {
                 data.push(7);
             }
             prop_assert_eq!(lengths(&data, &p, cut_len), lengths(&data, &p, crate_cut));

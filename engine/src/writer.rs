@@ -351,9 +351,9 @@ impl Store {
     /// Stores everything `input` yields as one blob, in bounded memory, and pins it under
     /// `pin_name`.
     ///
-    /// Two threads share the work: one reads and cuts chunks, the caller's thread hashes,
-    /// deduplicates, appends and builds the tree. At most [`PIPELINE_CHUNKS`] cut chunks wait
-    /// between them, so memory stays bounded.
+    /// Two threads share the work: one reads and cuts blocks of input, the caller's thread
+    /// hashes, deduplicates, appends and builds the tree. [`PIPELINE_BLOCKS`] block buffers
+    /// circulate between them, so memory stays bounded.
     pub fn store_stream(
         &self,
         input: impl Read + Send,
@@ -382,8 +382,9 @@ impl Store {
 }
 
 /// Feeds everything `input` yields to `writer` and finishes it. Two threads share the work: one
-/// reads and cuts chunks, the caller's thread hashes, deduplicates, appends and builds the tree.
-/// At most [`PIPELINE_CHUNKS`] cut chunks wait between them, so memory stays bounded.
+/// reads and cuts blocks of input, the caller's thread hashes, deduplicates, appends and builds
+/// the tree, reading each chunk straight out of its block. [`PIPELINE_BLOCKS`] block buffers
+/// circulate between them, so memory stays bounded and no chunk is copied on the way.
 fn stream_into(
     mut writer: BlobWriter<'_>,
     chunking: crate::chunking::ChunkingStrategy,
@@ -391,14 +392,17 @@ fn stream_into(
     pin_name: &str,
 ) -> Result<PutOutcome, StoreError> {
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_CHUNKS);
-        // Emptied chunk buffers go back to the cutter, so the pipeline allocates a fixed
-        // number of buffers instead of one per chunk.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<CutBlock>(PIPELINE_BLOCKS);
+        // Emptied blocks go back to the cutter, which allocates at most PIPELINE_BLOCKS.
         let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let cutter = scope.spawn(move || cut_stream(input, chunking, &tx, &recycle_rx));
-        for chunk in &rx {
-            writer.write_chunk(&chunk)?;
-            let _ = recycle_tx.send(chunk);
+        for cut in &rx {
+            let mut start = 0;
+            for &end in &cut.ends {
+                writer.write_chunk(cut.block.get(start..end).unwrap_or_default())?;
+                start = end;
+            }
+            let _ = recycle_tx.send(cut.block);
         }
         match cutter.join() {
             Ok(result) => result?,
@@ -408,40 +412,65 @@ fn stream_into(
     })
 }
 
-/// Cut chunks waiting between the reading thread and the storing thread of `store_stream`.
-pub const PIPELINE_CHUNKS: usize = 4;
+/// Block buffers of `store_stream`: one being read and cut, the others waiting to be stored.
+pub const PIPELINE_BLOCKS: usize = 2;
 
-/// Reads `input` to its end and sends its chunks in order. Stops quietly when the receiver is
-/// gone (the storing side failed and reports its own error).
+/// A block of input and the ends of the chunks cut from it (the first starts at 0).
+struct CutBlock {
+    block: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// Reads `input` to its end and sends its blocks, cut, in order. Stops quietly when the
+/// receiver is gone (the storing side failed and reports its own error).
 fn cut_stream(
     mut input: impl Read,
     chunking: crate::chunking::ChunkingStrategy,
-    tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    tx: &std::sync::mpsc::SyncSender<CutBlock>,
     recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), StoreError> {
     let cutter = BlockCutter::new(chunking)?;
     // A block holds the bytes carried over from the previous one (less than a chunk can grow
-    // to) plus fresh input; it is cut on two threads. Allocated once.
-    let mut block = vec![0u8; CUT_BLOCK.max(cutter.max_chunk().saturating_mul(4))];
+    // to) plus fresh input; it is cut on two threads.
+    let block_len = CUT_BLOCK.max(cutter.max_chunk().saturating_mul(4));
+    let mut allocated = 1;
+    let mut block = vec![0u8; block_len];
+    // A block that yielded no chunk (only at the end of an empty input) is kept, not sent.
+    let mut spare = None;
     let mut filled = 0;
     loop {
         let eof = fill(&mut input, &mut block, &mut filled)?;
-        let data = block.get(..filled).unwrap_or_default();
-        let mut start = 0;
-        for end in cutter.cut_block(data, eof) {
-            let mut owned = recycled.try_recv().unwrap_or_default();
-            owned.clear();
-            owned.extend_from_slice(data.get(start..end).unwrap_or_default());
-            if tx.send(owned).is_err() {
-                return Ok(());
+        let ends = cutter.cut_block(block.get(..filled).unwrap_or_default(), eof);
+        if eof && ends.is_empty() {
+            return Ok(());
+        }
+        let cut_to = ends.last().copied().unwrap_or(0);
+        let mut next = match spare.take() {
+            Some(next) => next,
+            None if allocated < PIPELINE_BLOCKS => {
+                allocated += 1;
+                vec![0u8; block_len]
             }
-            start = end;
+            None => match recycled.recv() {
+                Ok(next) => next,
+                // The storing side is gone; it reports its own error.
+                Err(_) => return Ok(()),
+            },
+        };
+        let carry = block.get(cut_to..filled).unwrap_or_default();
+        if let Some(head) = next.get_mut(..carry.len()) {
+            head.copy_from_slice(carry);
+        }
+        filled = carry.len();
+        if ends.is_empty() {
+            spare = Some(block);
+        } else if tx.send(CutBlock { block, ends }).is_err() {
+            return Ok(());
         }
         if eof {
             return Ok(());
         }
-        block.copy_within(start..filled, 0);
-        filled -= start;
+        block = next;
     }
 }
 

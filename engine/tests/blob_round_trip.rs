@@ -85,6 +85,51 @@ fn same_bytes_give_the_same_ref_across_stores_and_piece_sizes() {
     assert!(ra.depth() >= 3);
 }
 
+/// Hands out its bytes in pieces of varying size, as a pipe or socket would.
+struct Trickle<'a> {
+    data: &'a [u8],
+    turn: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.turn += 1;
+        let n = [1, 4093, 65_536, 1 << 20, 7 << 20][self.turn % 5]
+            .min(buf.len())
+            .min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn store_stream_over_many_blocks_equals_store() {
+    // Larger than several of store_stream's 16 MiB cut blocks, so chunks straddle blocks and
+    // the block buffers are recycled; both chunkings, and an empty input.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = random_bytes(50 << 20, 17);
+    for (i, chunking) in [
+        ChunkingStrategy::default(),
+        ChunkingStrategy::Fixed { size: 3 << 20 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let store = open(&tmp.path().join(i.to_string()), chunking, TINY_TREE);
+        for len in [0, data.len() - 12_345] {
+            let whole = store.store(&data[..len]).unwrap().blob_ref;
+            let reader = Trickle {
+                data: &data[..len],
+                turn: 0,
+            };
+            let streamed = store.store_stream(reader, "s").unwrap().blob_ref;
+            assert_eq!(streamed, whole, "{chunking} len {len}");
+            assert_eq!(fetch_all(&store, &streamed), &data[..len]);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
     #[test]
