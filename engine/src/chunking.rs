@@ -315,6 +315,11 @@ impl BlockCutter {
         })
     }
 
+    /// What [`BlockCutter::cut_block`] returns, computed on the calling thread alone.
+    pub fn cut_block_on_this_thread(&self, block: &[u8], eof: bool) -> Vec<usize> {
+        self.chain(block, 0, None, eof)
+    }
+
     /// Cuts from `start` while a chunk's end is certain, stopping at the first boundary at or
     /// past `stop` (if given). Returns the chunk ends.
     fn chain(&self, block: &[u8], mut start: usize, stop: Option<usize>, eof: bool) -> Vec<usize> {
