@@ -18,7 +18,7 @@
 //! and copies the plaintext once, into the frame being reassembled. The bytes on the wire are
 //! identical to snow's `StatelessTransportState` (a unit test checks this).
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use std::io::IoSlice;
 
 use bytes::BufMut;
