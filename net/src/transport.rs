@@ -14,14 +14,14 @@
 //! the Noise `Split()` of the finished handshake and are used exactly as a Noise `CipherState`
 //! would use them (nonce = 4 zero bytes ‖ 64-bit big-endian counter, empty associated data,
 //! counter `2^64-1` reserved), but sealing and opening happen **in place**: the sender seals
-//! straight inside its outgoing wire buffer and the receiver opens straight inside its read slab
-//! and copies the plaintext once, into the frame being reassembled. The bytes on the wire are
+//! straight inside its outgoing wire buffer; the receiver decrypts a message whose plaintext lies
+//! inside the frame being reassembled straight from its read slab into the frame, and opens any
+//! other in place in the slab and copies its plaintext out. The bytes on the wire are
 //! identical to snow's `StatelessTransportState` (a unit test checks this).
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use std::io::IoSlice;
 
-use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::frame::MAX_FRAME_LEN;
@@ -155,8 +155,6 @@ pub const IN_PLACE_MIN: usize = 32 * 1024;
 const MAX_IOV: usize = 512;
 /// Per sealed-in-place message: 2-byte length + 16-byte tag.
 const META_LEN: usize = 2 + NOISE_TAG_LEN;
-/// A frame still missing at least this many bytes is read straight into its buffer.
-pub const DIRECT_MIN: usize = 64 * 1024;
 
 /// Receiving half: encrypted Noise messages → frames.
 #[derive(Debug)]
@@ -433,9 +431,6 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
             if let Some(frame) = self.take_frame(&mut alloc)? {
                 return Ok(Some(frame));
             }
-            if self.direct_worthwhile() {
-                return self.recv_rest_direct().await.map(Some);
-            }
             if !self.open_next_message().await? {
                 return if self.prefix_len == 0 && self.want.is_none() {
                     Ok(None)
@@ -501,139 +496,11 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
         }
     }
 
-    /// Whether the rest of the current frame should be read straight into its buffer: it still
-    /// misses at least [`DIRECT_MIN`] bytes, all opened plaintext has been taken and the slab
-    /// holds no whole message (so the next step would be a read).
-    fn direct_worthwhile(&self) -> bool {
-        let Some(len) = self.want else {
-            return false;
-        };
-        if len.saturating_sub(self.frame.len()) < DIRECT_MIN || self.plain_start < self.plain_end {
-            return false;
-        }
-        let buffered = self
-            .slab
-            .get(self.cipher_start..self.cipher_end)
-            .unwrap_or_default();
-        match buffered.split_first_chunk::<2>() {
-            Some((prefix, rest)) => rest.len() < usize::from(u16::from_le_bytes(*prefix)),
-            None => true,
-        }
-    }
-
-    /// Receives the rest of the current frame with its ciphertext read straight into the
-    /// frame's buffer, each Noise message opened there and its plaintext moved down over the
-    /// gaps left by lengths and tags in the same pass (`open_within`): no slab → frame copy.
-    ///
-    /// Reads never run past the Noise message holding the frame's last byte: each asks for at
-    /// most the fewest wire bytes the rest of the frame can take (every message full), or the
-    /// rest of the message being read, whichever is more. Plaintext of that last message past
-    /// the frame's end goes back to the slab for the next frame.
-    async fn recv_rest_direct(&mut self) -> Result<Vec<u8>, TransportError> {
-        let len = self.want.unwrap_or_default();
-        let mut buf = std::mem::take(&mut self.frame);
-        let mut plain = buf.len();
-        // Room for the rest of the frame, the lengths and tags of its messages, and one more
-        // message that may run past the frame's end.
-        let messages = len
-            .saturating_sub(plain)
-            .div_ceil(MAX_NOISE_PLAINTEXT)
-            .saturating_add(2);
-        let room = len
-            .saturating_add(messages.saturating_mul(META_LEN))
-            .saturating_add(MAX_NOISE_PLAINTEXT + META_LEN);
-        buf.reserve(room.saturating_sub(buf.len()));
-        buf.extend_from_slice(
-            self.slab
-                .get(self.cipher_start..self.cipher_end)
-                .unwrap_or_default(),
-        );
-        self.plain_start = 0;
-        self.plain_end = 0;
-        self.cipher_start = 0;
-        self.cipher_end = 0;
-        // Ciphertext not yet opened starts here (plaintext is buf[..plain]).
-        let mut cipher = plain;
-        loop {
-            let msg_len = buf
-                .get(cipher..)
-                .and_then(|rest| rest.first_chunk::<2>())
-                .map(|prefix| usize::from(u16::from_le_bytes(*prefix)));
-            let msg_end = msg_len.map(|m| cipher.saturating_add(2).saturating_add(m));
-            if let (Some(m), Some(end)) = (msg_len, msg_end)
-                && end <= buf.len()
-            {
-                if m < NOISE_TAG_LEN {
-                    return Err(snow::Error::Decrypt.into());
-                }
-                let nonce = self.key.next_nonce()?;
-                let region = buf.get_mut(plain..end).ok_or(TransportError::Truncated)?;
-                let opened = self
-                    .key
-                    .key
-                    .open_within(
-                        nonce,
-                        Aad::empty(),
-                        region,
-                        cipher.saturating_add(2).saturating_sub(plain)..,
-                    )
-                    .map_err(|_| snow::Error::Decrypt)?;
-                plain = plain.saturating_add(opened.len());
-                cipher = end;
-                if plain >= len {
-                    return self.finish_direct(buf, len, plain, cipher);
-                }
-                continue;
-            }
-            let rest = len.saturating_sub(plain);
-            let fewest =
-                rest.saturating_add(rest.div_ceil(MAX_NOISE_PLAINTEXT).saturating_mul(META_LEN));
-            let buffered = buf.len().saturating_sub(cipher);
-            let message_rest = match msg_end {
-                Some(end) => end.saturating_sub(buf.len()),
-                None => 2usize.saturating_sub(buffered),
-            };
-            let want = fewest.saturating_sub(buffered).max(message_rest);
-            buf.reserve(want);
-            let n = self.reader.read_buf(&mut (&mut buf).limit(want)).await?;
-            if n == 0 {
-                return Err(TransportError::Truncated);
-            }
-        }
-    }
-
-    /// Ends [`FrameReceiver::recv_rest_direct`]: plaintext past the frame's end and any
-    /// ciphertext after it go back to the slab, and the frame is cut to its length.
-    fn finish_direct(
-        &mut self,
-        mut buf: Vec<u8>,
-        len: usize,
-        plain: usize,
-        cipher: usize,
-    ) -> Result<Vec<u8>, TransportError> {
-        let extra_plain = buf.get(len..plain).unwrap_or_default();
-        let extra_cipher = buf.get(cipher..).unwrap_or_default();
-        let kept = extra_plain.len().saturating_add(extra_cipher.len());
-        if self.slab.len() < kept {
-            self.slab.resize(kept, 0);
-        }
-        let (plain_part, cipher_part) = self.slab.split_at_mut(extra_plain.len());
-        plain_part.copy_from_slice(extra_plain);
-        cipher_part
-            .get_mut(..extra_cipher.len())
-            .ok_or(TransportError::Truncated)?
-            .copy_from_slice(extra_cipher);
-        self.plain_start = 0;
-        self.plain_end = extra_plain.len();
-        self.cipher_start = extra_plain.len();
-        self.cipher_end = kept;
-        buf.truncate(len);
-        self.want = None;
-        Ok(buf)
-    }
-
-    /// Reads (if needed) and opens the next Noise message in place. `false` on clean EOF.
-    /// Ciphertext is read in large slabs (up to [`READ_SLAB`]) to keep syscalls few.
+    /// Reads (if needed) and opens the next Noise message. `false` on clean EOF. Ciphertext is
+    /// read in large slabs (up to [`READ_SLAB`]) to keep syscalls few. A message whose
+    /// plaintext lies wholly inside the frame being reassembled is decrypted straight from the
+    /// slab into the frame (one pass, no copy); any other is opened in place in the slab and
+    /// its plaintext taken from there.
     async fn open_next_message(&mut self) -> Result<bool, TransportError> {
         let (msg_at, msg_len) = loop {
             let buffered = self
@@ -673,6 +540,28 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
             return Err(snow::Error::Decrypt.into());
         }
         let nonce = self.key.next_nonce()?;
+        let body = msg_len.saturating_sub(NOISE_TAG_LEN);
+        if let Some(len) = self.want
+            && self.plain_start == self.plain_end
+            && body <= len.saturating_sub(self.frame.len())
+        {
+            let at = self.frame.len();
+            self.frame.resize(at.saturating_add(body), 0);
+            let msg = self
+                .slab
+                .get(msg_at..msg_end)
+                .ok_or(TransportError::Truncated)?;
+            let (ciphertext, tag) = msg.split_at(body.min(msg.len()));
+            let out = self.frame.get_mut(at..).unwrap_or_default();
+            self.key
+                .key
+                .open_separate_gather(nonce, Aad::empty(), ciphertext, tag, out)
+                .map_err(|_| snow::Error::Decrypt)?;
+            self.plain_start = msg_end;
+            self.plain_end = msg_end;
+            self.cipher_start = msg_end;
+            return Ok(true);
+        }
         let msg = self
             .slab
             .get_mut(msg_at..msg_end)
@@ -942,9 +831,9 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, .. Default::default() })]
         /// Any mix of frame sizes, however the sender cuts them into Noise messages and however
-        /// the stream fragments reads, arrives intact: this drives the slab path, the direct
-        /// path for large frames, and the hand-over between them (plaintext or ciphertext of
-        /// the next frames left in the last message of a directly received frame).
+        /// the stream fragments reads, arrives intact: this drives both ways of opening a
+        /// message (straight into the frame when its plaintext lies inside it, in the slab when
+        /// it spans frame boundaries) and the switches between them.
         #[test]
         fn any_frames_over_any_fragmentation_arrive_intact(
             sends in proptest::collection::vec(send_strategy(), 1..12),
