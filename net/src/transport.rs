@@ -153,6 +153,8 @@ enum Segment {
 pub const IN_PLACE_MIN: usize = 32 * 1024;
 /// Most I/O slices per vectored write (below the kernel's `IOV_MAX`).
 const MAX_IOV: usize = 512;
+/// Wire buffers above this capacity are not kept for reuse.
+const WIRE_KEEP: usize = 4 * MAX_FRAME_LEN / 16;
 /// Per sealed-in-place message: 2-byte length + 16-byte tag.
 const META_LEN: usize = 2 + NOISE_TAG_LEN;
 
@@ -203,7 +205,7 @@ pub fn split<R, W>(keys: SessionKeys, reader: R, writer: W) -> (FrameSender<W>, 
     )
 }
 
-impl<W: AsyncWrite + Unpin> FrameSender<W> {
+impl<W> FrameSender<W> {
     /// Queues one frame (length prefix + bytes) for the next [`FrameSender::flush`]. The frame
     /// stream is cut into maximum-size Noise messages, each sealed in place in the wire buffer
     /// (one copy of the frame bytes, no intermediate plaintext buffer); small frames share
@@ -337,23 +339,67 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
         self.seal_open()
     }
 
-    /// Encrypts and writes everything queued.
-    pub async fn flush(&mut self) -> Result<(), TransportError> {
+    /// Seals everything queued and takes it out, in order, to be written by
+    /// [`SealedBatch::write_to`] (possibly on another task): what is taken later must be written
+    /// later.
+    pub fn take_sealed(&mut self) -> Result<SealedBatch, TransportError> {
         self.seal_open()?;
-        if !self.segments.is_empty() {
-            self.write_segments().await?;
+        let mut segments = std::mem::take(&mut self.segments);
+        if !self.wire.is_empty() {
+            segments.push(Segment::Wire(std::mem::take(&mut self.wire)));
         }
-        self.writer.write_all(&self.wire).await?;
-        self.writer.flush().await?;
-        self.wire.clear();
-        if self.wire.capacity() > 4 * MAX_FRAME_LEN / 16 {
-            self.wire = Vec::new();
-        }
-        Ok(())
+        Ok(SealedBatch { segments })
     }
 
-    /// Writes the queued segments with vectored writes, then recycles their buffers.
-    async fn write_segments(&mut self) -> Result<(), TransportError> {
+    /// Offers an emptied buffer to hold the next sealed messages (kept if none is held yet
+    /// and it is not oversized), so batches of small frames do not allocate.
+    pub fn reuse_wire(&mut self, mut buf: Vec<u8>) {
+        if self.wire.capacity() == 0 && buf.capacity() <= WIRE_KEEP {
+            buf.clear();
+            self.wire = buf;
+        }
+    }
+
+    /// The sealing half alone and the stream, for a session that seals on one task and
+    /// writes on another.
+    pub fn into_parts(self) -> (FrameSender<()>, W) {
+        let FrameSender {
+            writer,
+            key,
+            wire,
+            open,
+            segments,
+            spent,
+        } = self;
+        let sealer = FrameSender {
+            writer: (),
+            key,
+            wire,
+            open,
+            segments,
+            spent,
+        };
+        (sealer, writer)
+    }
+}
+
+/// Sealed Noise messages taken out of a [`FrameSender`], in order.
+#[derive(Debug, Default)]
+pub struct SealedBatch {
+    segments: Vec<Segment>,
+}
+
+impl SealedBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Writes the batch with vectored writes and hands back its buffers for reuse.
+    pub async fn write_to<W: AsyncWrite + Unpin>(
+        self,
+        writer: &mut W,
+    ) -> Result<Spent, TransportError> {
         let mut slices: Vec<IoSlice<'_>> = Vec::new();
         for segment in &self.segments {
             match segment {
@@ -371,8 +417,7 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
         let mut rest: &mut [IoSlice<'_>] = &mut slices;
         while !rest.is_empty() {
             let batch = rest.len().min(MAX_IOV);
-            let n = self
-                .writer
+            let n = writer
                 .write_vectored(rest.get(..batch).unwrap_or_default())
                 .await?;
             if n == 0 {
@@ -381,10 +426,34 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
             IoSlice::advance_slices(&mut rest, n);
         }
         drop(slices);
-        for segment in self.segments.drain(..) {
-            if let Segment::Sealed { frame, .. } = segment {
-                self.spent.push(frame);
+        writer.flush().await?;
+        let mut spent = Spent::default();
+        for segment in self.segments {
+            match segment {
+                Segment::Wire(w) => spent.wire.push(w),
+                Segment::Sealed { frame, .. } => spent.frames.push(frame),
             }
+        }
+        Ok(spent)
+    }
+}
+
+/// Buffers of a written [`SealedBatch`]: frame buffers handed over with
+/// [`FrameSender::queue_owned_frame`], and wire buffers (see [`FrameSender::reuse_wire`]).
+#[derive(Debug, Default)]
+pub struct Spent {
+    pub frames: Vec<Vec<u8>>,
+    pub wire: Vec<Vec<u8>>,
+}
+
+impl<W: AsyncWrite + Unpin> FrameSender<W> {
+    /// Encrypts and writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), TransportError> {
+        let batch = self.take_sealed()?;
+        let spent = batch.write_to(&mut self.writer).await?;
+        self.spent.extend(spent.frames);
+        for wire in spent.wire {
+            self.reuse_wire(wire);
         }
         Ok(())
     }

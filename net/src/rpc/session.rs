@@ -18,7 +18,7 @@ use super::{Config, MAX_WINDOW, Metrics, RpcError};
 use crate::frame::{ErrorKind, Frame, FrameError};
 use crate::handshake::{self, HandshakeError, PeerIdentity};
 use crate::identity::Identity;
-use crate::transport::{self, FrameReceiver, FrameSender, TransportError};
+use crate::transport::{self, FrameReceiver, FrameSender, SealedBatch, TransportError};
 
 /// Why a session ended (or could not start).
 #[derive(Debug, thiserror::Error)]
@@ -381,7 +381,11 @@ impl Endpoint {
             router: self.router.clone(),
             buffers: Mutex::new(Vec::new()),
         });
-        tokio::spawn(write_loop(shared.clone(), sender, out_rx));
+        let (sealer, write) = sender.into_parts();
+        // Two sealed batches in flight: one being written, one ready.
+        let (batch_tx, batch_rx) = mpsc::channel(2);
+        tokio::spawn(seal_loop(shared.clone(), sealer, out_rx, batch_tx));
+        tokio::spawn(write_loop(shared.clone(), write, batch_rx));
         tokio::spawn(read_loop(shared.clone(), receiver));
         Ok(Session { shared })
     }
@@ -437,11 +441,13 @@ impl Session {
     }
 }
 
-/// Writes frames from the queue, batching whatever is ready into one flush.
-async fn write_loop(
+/// Seals frames from the queue, batching whatever is ready, and hands the sealed batches to the
+/// writer task, so encryption of one batch overlaps the socket write of the previous one.
+async fn seal_loop(
     shared: Arc<SessionShared>,
-    mut sender: FrameSender<OwnedWriteHalf>,
+    mut sealer: FrameSender<()>,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    batches: mpsc::Sender<SealedBatch>,
 ) {
     const BATCH_BYTES: usize = 256 * 1024;
     loop {
@@ -452,32 +458,57 @@ async fn write_loop(
         };
         let Some(first) = first else { break };
         let mut taken = 1usize;
-        let mut result = sender.queue_owned_frame(first);
-        while result.is_ok() && sender.queued_len() < BATCH_BYTES {
+        let mut result = sealer.queue_owned_frame(first);
+        while result.is_ok() && sealer.queued_len() < BATCH_BYTES {
             match rx.try_recv() {
                 Ok(frame) => {
                     taken = taken.saturating_add(1);
-                    result = sender.queue_owned_frame(frame);
+                    result = sealer.queue_owned_frame(frame);
                 }
                 Err(_) => break,
             }
         }
         shared.queued.fetch_sub(taken, Ordering::Relaxed);
-        if let Err(e) = result {
-            shared.close(e.into());
-            break;
-        }
-        let flushed = sender.flush().await;
-        for buf in sender.take_spent() {
+        for buf in sealer.take_spent() {
             shared.recycle(buf);
         }
-        if let Err(e) = flushed {
-            Metrics::bump(&shared.metrics.transport_errors);
-            shared.close(e.into());
-            break;
+        let batch = result.and_then(|()| sealer.take_sealed());
+        sealer.reuse_wire(shared.take_buffer(POOL_MIN_CAPACITY));
+        match batch {
+            Ok(batch) => {
+                if batches.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                shared.close(e.into());
+                break;
+            }
         }
     }
-    let _ = sender.shutdown().await;
+}
+
+/// Writes sealed batches in order; shuts the stream down when the sealer stops.
+async fn write_loop(
+    shared: Arc<SessionShared>,
+    mut writer: OwnedWriteHalf,
+    mut batches: mpsc::Receiver<SealedBatch>,
+) {
+    while let Some(batch) = batches.recv().await {
+        match batch.write_to(&mut writer).await {
+            Ok(spent) => {
+                for buf in spent.frames.into_iter().chain(spent.wire) {
+                    shared.recycle(buf);
+                }
+            }
+            Err(e) => {
+                Metrics::bump(&shared.metrics.transport_errors);
+                shared.close(e.into());
+                break;
+            }
+        }
+    }
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
 }
 
 async fn read_loop(shared: Arc<SessionShared>, mut receiver: FrameReceiver<OwnedReadHalf>) {
