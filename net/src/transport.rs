@@ -173,9 +173,11 @@ pub struct FrameReceiver<R> {
     /// Bytes of the current frame's length prefix received so far.
     prefix: [u8; FRAME_LEN_PREFIX],
     prefix_len: usize,
-    /// Length of the frame being reassembled (once its prefix is complete) and its buffer.
+    /// Length of the frame being reassembled (once its prefix is complete), its buffer (already
+    /// that long) and how much of it is filled.
     want: Option<usize>,
     frame: Vec<u8>,
+    filled: usize,
 }
 
 /// Splits an established Noise transport over a stream's two halves.
@@ -201,6 +203,7 @@ pub fn split<R, W>(keys: SessionKeys, reader: R, writer: W) -> (FrameSender<W>, 
             prefix_len: 0,
             want: None,
             frame: Vec::new(),
+            filled: 0,
         },
     )
 }
@@ -471,13 +474,24 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
     }
 }
 
+/// `buf` made exactly `len` long for a frame to be written into. Its old bytes are kept (every
+/// one is overwritten before the frame is handed out), so a recycled buffer is not zeroed; only
+/// bytes it never held are (a fresh buffer comes zeroed from the allocator).
+fn frame_buffer(mut buf: Vec<u8>, len: usize) -> Vec<u8> {
+    if buf.capacity() < len {
+        return vec![0; len];
+    }
+    buf.resize(len, 0);
+    buf
+}
+
 impl<R: AsyncRead + Unpin> FrameReceiver<R> {
     /// The next whole frame, or `None` on a clean end of stream at a frame boundary.
     pub async fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
         self.recv_frame_with(|_| Vec::new()).await
     }
 
-    /// Like [`FrameReceiver::recv_frame`], but fills `buf` (cleared first) so a caller can
+    /// Like [`FrameReceiver::recv_frame`], but fills `buf` (overwritten) so a caller can
     /// recycle frame buffers instead of allocating one per frame.
     pub async fn recv_frame_into(
         &mut self,
@@ -490,8 +504,9 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
 
     /// Like [`FrameReceiver::recv_frame`]; `alloc(len)` supplies the buffer for a frame of
     /// `len` bytes once its length prefix has arrived (so a caller can pool large buffers and
-    /// right-size small ones). The frame's bytes are copied into it straight from the opened
-    /// Noise messages.
+    /// right-size small ones). Whatever it holds is overwritten, so a recycled buffer need not
+    /// be cleared (clearing it only makes it be zeroed again). The frame's bytes are decrypted
+    /// or copied into it straight from the read slab.
     pub async fn recv_frame_with(
         &mut self,
         mut alloc: impl FnMut(usize) -> Vec<u8>,
@@ -542,20 +557,22 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
                         if len > MAX_FRAME_LEN {
                             return Err(TransportError::FrameTooLarge { len: len64 });
                         }
-                        let mut frame = alloc(len);
-                        frame.clear();
-                        frame.reserve(len);
-                        self.frame = frame;
+                        self.frame = frame_buffer(alloc(len), len);
+                        self.filled = 0;
                         self.want = Some(len);
                     }
                 }
                 Some(len) => {
-                    let missing = len.saturating_sub(self.frame.len());
+                    let missing = len.saturating_sub(self.filled);
                     let n = missing.min(plain.len());
+                    let end = self.filled.saturating_add(n);
                     self.frame
-                        .extend_from_slice(plain.get(..n).unwrap_or_default());
+                        .get_mut(self.filled..end)
+                        .ok_or(TransportError::Truncated)?
+                        .copy_from_slice(plain.get(..n).unwrap_or_default());
+                    self.filled = end;
                     self.plain_start = self.plain_start.saturating_add(n);
-                    if self.frame.len() == len {
+                    if self.filled == len {
                         self.want = None;
                         return Ok(Some(std::mem::take(&mut self.frame)));
                     }
@@ -612,16 +629,19 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
         let body = msg_len.saturating_sub(NOISE_TAG_LEN);
         if let Some(len) = self.want
             && self.plain_start == self.plain_end
-            && body <= len.saturating_sub(self.frame.len())
+            && body <= len.saturating_sub(self.filled)
         {
-            let at = self.frame.len();
-            self.frame.resize(at.saturating_add(body), 0);
+            let at = self.filled;
+            self.filled = at.saturating_add(body);
             let msg = self
                 .slab
                 .get(msg_at..msg_end)
                 .ok_or(TransportError::Truncated)?;
             let (ciphertext, tag) = msg.split_at(body.min(msg.len()));
-            let out = self.frame.get_mut(at..).unwrap_or_default();
+            let out = self
+                .frame
+                .get_mut(at..self.filled)
+                .ok_or(TransportError::Truncated)?;
             self.key
                 .key
                 .open_separate_gather(nonce, Aad::empty(), ciphertext, tag, out)

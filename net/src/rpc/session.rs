@@ -169,6 +169,12 @@ impl SessionShared {
         Vec::new()
     }
 
+    /// A recycled buffer as it was left (contents and length), for the receiver to overwrite
+    /// without zeroing it first; empty when none is pooled.
+    pub(crate) fn take_receive_buffer(&self) -> Vec<u8> {
+        lock(&self.buffers).pop().unwrap_or_default()
+    }
+
     /// Returns a large buffer to the pool.
     pub(crate) fn recycle(&self, buf: Vec<u8>) {
         if buf.capacity() >= POOL_MIN_CAPACITY && buf.capacity() <= 2 * crate::frame::MAX_FRAME_LEN
@@ -519,7 +525,7 @@ async fn read_loop(shared: Arc<SessionShared>, mut receiver: FrameReceiver<Owned
             next = receiver.recv_frame_with(|len| {
                 // Large frames reuse pooled buffers; small ones get a right-sized allocation.
                 if len >= POOL_MIN_CAPACITY {
-                    shared.take_buffer(len)
+                    shared.take_receive_buffer()
                 } else {
                     Vec::with_capacity(len)
                 }
