@@ -100,6 +100,13 @@ pub struct Config {
     /// Most sessions [`Endpoint::serve`] keeps at once, handshakes in progress included; a
     /// connection beyond it is closed at once and counted in `sessions_refused`.
     pub max_sessions: usize,
+    /// TCP congestion control for this endpoint's sessions (Linux `TCP_CONGESTION`, e.g.
+    /// `"reno"`); `None` keeps the system default. A name the kernel refuses is logged and
+    /// the default kept. Why it can matter: with BBR, the default on some hosts, large
+    /// messages over loopback were retransmitted ~1% of segments (paced sends leave from
+    /// several CPUs and arrive reordered), which cost a third of the bulk throughput
+    /// (net/BENCHMARKS.md).
+    pub tcp_congestion: Option<String>,
 }
 
 impl Default for Config {
@@ -111,6 +118,7 @@ impl Default for Config {
             cancel_grace: Duration::from_secs(1),
             max_queued_frames: 1 << 16,
             max_sessions: 4096,
+            tcp_congestion: None,
         }
     }
 }

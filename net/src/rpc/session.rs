@@ -297,7 +297,7 @@ impl Endpoint {
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(SessionError::Connect)?;
-        let _ = stream.set_nodelay(true);
+        set_socket_options(&stream, &self.config);
         let established =
             handshake::initiate(&mut stream, &self.identity, self.config.handshake_timeout).await;
         self.start(stream, established)
@@ -305,7 +305,7 @@ impl Endpoint {
 
     /// Runs the responder handshake on an accepted stream.
     pub async fn accept_stream(&self, mut stream: TcpStream) -> Result<Session, SessionError> {
-        let _ = stream.set_nodelay(true);
+        set_socket_options(&stream, &self.config);
         let established =
             handshake::respond(&mut stream, &self.identity, self.config.handshake_timeout).await;
         self.start(stream, established)
@@ -394,6 +394,16 @@ impl Endpoint {
         tokio::spawn(write_loop(shared.clone(), write, batch_rx));
         tokio::spawn(read_loop(shared.clone(), receiver));
         Ok(Session { shared })
+    }
+}
+
+/// Socket options every session gets: no Nagle delay, and the configured congestion control.
+pub(crate) fn set_socket_options(stream: &TcpStream, config: &Config) {
+    let _ = stream.set_nodelay(true);
+    if let Some(name) = &config.tcp_congestion
+        && let Err(e) = socket2::SockRef::from(stream).set_tcp_congestion(name.as_bytes())
+    {
+        tracing::warn!(congestion = %name, error = %e, "TCP congestion control not set");
     }
 }
 
@@ -778,4 +788,52 @@ fn protocol_violation(
 
 pub(crate) fn report_protocol_violation(shared: &SessionShared, call_id: u64, message: String) {
     protocol_violation(shared, call_id, None, message);
+}
+
+#[cfg(test)]
+mod socket_option_tests {
+    use super::*;
+
+    async fn loopback_stream() -> TcpStream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stream, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        drop(accepted.unwrap());
+        stream.unwrap()
+    }
+
+    fn congestion(stream: &TcpStream) -> String {
+        let name = socket2::SockRef::from(stream).tcp_congestion().unwrap();
+        String::from_utf8_lossy(&name)
+            .trim_end_matches('\0')
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn configured_congestion_control_reaches_the_socket() {
+        let stream = loopback_stream().await;
+        let system_default = congestion(&stream);
+        set_socket_options(&stream, &Config::default());
+        assert_eq!(
+            congestion(&stream),
+            system_default,
+            "None keeps the default"
+        );
+        assert!(stream.nodelay().unwrap());
+
+        let reno = Config {
+            tcp_congestion: Some("reno".into()),
+            ..Config::default()
+        };
+        set_socket_options(&stream, &reno);
+        assert_eq!(congestion(&stream), "reno");
+
+        // A name the kernel does not know leaves the socket as it was.
+        let bogus = Config {
+            tcp_congestion: Some("no-such-algorithm".into()),
+            ..Config::default()
+        };
+        set_socket_options(&stream, &bogus);
+        assert_eq!(congestion(&stream), "reno");
+    }
 }
