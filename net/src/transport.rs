@@ -674,9 +674,13 @@ mod tests {
     use crate::identity::Identity;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn frames_larger_than_a_noise_message_are_split_and_reassembled() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+    type PipeTx = FrameSender<tokio::io::WriteHalf<tokio::io::DuplexStream>>;
+    type PipeRx = FrameReceiver<tokio::io::ReadHalf<tokio::io::DuplexStream>>;
+
+    /// A sender (one side) and a receiver (the other) over an in-memory pipe of `capacity`
+    /// bytes, after a real handshake; the two unused halves come back too, to keep the pipe open.
+    async fn pipe_pair(capacity: usize) -> (PipeTx, PipeRx, (PipeRx, PipeTx)) {
+        let (mut a, mut b) = tokio::io::duplex(capacity);
         let t = Duration::from_secs(10);
         let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
         let (ea, eb) = tokio::join!(
@@ -685,8 +689,14 @@ mod tests {
         );
         let (ar, aw) = tokio::io::split(a);
         let (br, bw) = tokio::io::split(b);
-        let (mut tx, _arx) = split(ea.unwrap().transport, ar, aw);
-        let (_btx, mut rx) = split(eb.unwrap().transport, br, bw);
+        let (tx, arx) = split(ea.unwrap().transport, ar, aw);
+        let (btx, rx) = split(eb.unwrap().transport, br, bw);
+        (tx, rx, (arx, btx))
+    }
+
+    #[tokio::test]
+    async fn frames_larger_than_a_noise_message_are_split_and_reassembled() {
+        let (mut tx, mut rx, _unused) = pipe_pair(1 << 20).await;
         let sizes = [
             0usize,
             1,
@@ -854,17 +864,7 @@ mod tests {
     /// interleave correctly with copied ones.
     #[tokio::test]
     async fn owned_frames_sealed_in_place_round_trip() {
-        let (mut a, mut b) = tokio::io::duplex(4096);
-        let t = Duration::from_secs(10);
-        let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
-        let (ea, eb) = tokio::join!(
-            handshake::initiate(&mut a, &ia, t),
-            handshake::respond(&mut b, &ib, t)
-        );
-        let (ar, aw) = tokio::io::split(a);
-        let (br, bw) = tokio::io::split(b);
-        let (mut tx, _arx) = split(ea.unwrap().transport, ar, aw);
-        let (_btx, mut rx) = split(eb.unwrap().transport, br, bw);
+        let (mut tx, mut rx, _unused) = pipe_pair(4096).await;
         let sizes = [
             5usize,
             IN_PLACE_MIN,
@@ -933,17 +933,7 @@ mod tests {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let (mut a, mut b) = tokio::io::duplex(pipe);
-                let t = Duration::from_secs(10);
-                let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
-                let (ea, eb) = tokio::join!(
-                    handshake::initiate(&mut a, &ia, t),
-                    handshake::respond(&mut b, &ib, t)
-                );
-                let (ar, aw) = tokio::io::split(a);
-                let (br, bw) = tokio::io::split(b);
-                let (mut tx, _arx) = split(ea.unwrap().transport, ar, aw);
-                let (_btx, mut rx) = split(eb.unwrap().transport, br, bw);
+                let (mut tx, mut rx, _unused) = pipe_pair(pipe).await;
                 let frames: Vec<Vec<u8>> = sends
                     .iter()
                     .enumerate()
