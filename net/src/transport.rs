@@ -354,12 +354,16 @@ impl<W> FrameSender<W> {
         Ok(SealedBatch { segments })
     }
 
-    /// Offers an emptied buffer to hold the next sealed messages (kept if none is held yet
-    /// and it is not oversized), so batches of small frames do not allocate.
-    pub fn reuse_wire(&mut self, mut buf: Vec<u8>) {
+    /// Offers an emptied buffer to hold the next sealed messages, so batches of small frames
+    /// do not allocate. It is kept if none is held yet and it is not oversized; otherwise it
+    /// comes back.
+    pub fn reuse_wire(&mut self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
         if self.wire.capacity() == 0 && buf.capacity() <= WIRE_KEEP {
             buf.clear();
             self.wire = buf;
+            None
+        } else {
+            Some(buf)
         }
     }
 
@@ -455,8 +459,9 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
         let batch = self.take_sealed()?;
         let spent = batch.write_to(&mut self.writer).await?;
         self.spent.extend(spent.frames);
+        // One wire buffer is kept for the next batch; spent holds only handed-over frames.
         for wire in spent.wire {
-            self.reuse_wire(wire);
+            drop(self.reuse_wire(wire));
         }
         Ok(())
     }

@@ -489,7 +489,9 @@ async fn seal_loop(
             shared.recycle(buf);
         }
         let batch = result.and_then(|()| sealer.take_sealed());
-        sealer.reuse_wire(shared.take_buffer(POOL_MIN_CAPACITY));
+        if let Some(unused) = sealer.reuse_wire(shared.take_buffer(POOL_MIN_CAPACITY)) {
+            shared.recycle(unused);
+        }
         match batch {
             Ok(batch) => {
                 if batches.send(batch).await.is_err() {
