@@ -391,17 +391,12 @@ impl<W> FrameSender<W> {
 }
 
 /// Sealed Noise messages taken out of a [`FrameSender`], in order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SealedBatch {
     segments: Vec<Segment>,
 }
 
 impl SealedBatch {
-    /// Whether there is nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
-    }
-
     /// Writes the batch with vectored writes and hands back its buffers for reuse.
     pub async fn write_to<W: AsyncWrite + Unpin>(
         self,
