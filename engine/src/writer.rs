@@ -435,39 +435,36 @@ fn cut_stream(
     let block_len = CUT_BLOCK.max(cutter.max_chunk().saturating_mul(4));
     let mut allocated = 1;
     let mut block = vec![0u8; block_len];
-    // A block that yielded no chunk (only at the end of an empty input) is kept, not sent.
-    let mut spare = None;
     let mut filled = 0;
     loop {
         let eof = fill(&mut input, &mut block, &mut filled)?;
         let ends = cutter.cut_block(block.get(..filled).unwrap_or_default(), eof);
-        if eof && ends.is_empty() {
+        if eof {
+            if !ends.is_empty() {
+                let _ = tx.send(CutBlock { block, ends });
+            }
             return Ok(());
         }
-        let cut_to = ends.last().copied().unwrap_or(0);
-        let mut next = match spare.take() {
-            Some(next) => next,
-            None if allocated < PIPELINE_BLOCKS => {
-                allocated += 1;
-                vec![0u8; block_len]
-            }
-            None => match recycled.recv() {
+        // Not the end, so the block is full; holding at least four maximum chunks, it always
+        // has a chunk whose end is certain. The bytes after the last one start the next block.
+        let mut next = if allocated < PIPELINE_BLOCKS {
+            allocated += 1;
+            vec![0u8; block_len]
+        } else {
+            match recycled.recv() {
                 Ok(next) => next,
                 // The storing side is gone; it reports its own error.
                 Err(_) => return Ok(()),
-            },
+            }
         };
-        let carry = block.get(cut_to..filled).unwrap_or_default();
+        let carry = block
+            .get(ends.last().copied().unwrap_or(0)..filled)
+            .unwrap_or_default();
         if let Some(head) = next.get_mut(..carry.len()) {
             head.copy_from_slice(carry);
         }
         filled = carry.len();
-        if ends.is_empty() {
-            spare = Some(block);
-        } else if tx.send(CutBlock { block, ends }).is_err() {
-            return Ok(());
-        }
-        if eof {
+        if tx.send(CutBlock { block, ends }).is_err() {
             return Ok(());
         }
         block = next;
