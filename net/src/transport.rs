@@ -444,7 +444,9 @@ impl SealedBatch {
 /// [`FrameSender::queue_owned_frame`], and wire buffers (see [`FrameSender::reuse_wire`]).
 #[derive(Debug, Default)]
 pub struct Spent {
+    /// Frame buffers whose bytes were sealed in place (now ciphertext, free to reuse).
     pub frames: Vec<Vec<u8>>,
+    /// Buffers that held sealed Noise messages.
     pub wire: Vec<Vec<u8>>,
 }
 
