@@ -1,16 +1,22 @@
 //! Compaction: reclaims the space of deleted objects by copying a sparse sealed segment's live
-//! records forward and unlinking it.
+//! records forward and unlinking it. It runs beside uploads, reads and other commits; nothing
+//! waits for it and it waits for nothing but its own commits.
 //!
-//! Per segment (the caller holds the GC write guard, so no upload appends meanwhile):
+//! Per segment:
+//! 0. only sealed segments with no unsettled records are candidates (`Segments::has_unsettled`:
+//!    an upload may still be about to index a record it appended there);
 //! 1. the live set is the index entries that place objects in the segment (not a scan of the
 //!    file, so damage in dead regions does not block compaction);
 //! 2. copy each live record (read back with its header checked) to the active segment
 //!    (`append`); failpoint `compact.after_copy`;
 //! 3. `Segments::sync` (fdatasync); failpoint `compact.after_sync`;
-//! 4. ONE index transaction relocates the copied objects (live bytes move with them), stores
-//!    the new committed lengths and drops the old segment's entry — only if its live bytes
-//!    reach exactly 0, i.e. nothing else still points there; failpoint `compact.after_commit`;
-//! 5. unlink the old file (and fsync the directory); failpoint `compact.after_unlink`.
+//! 4. ONE index transaction relocates each copied object *if it still points at the old
+//!    record* (an object deleted or moved meanwhile keeps its state; its copy is dead bytes),
+//!    stores the new committed lengths and drops the old segment's entry — only if its live
+//!    bytes reach exactly 0, i.e. nothing else still points there; failpoint
+//!    `compact.after_commit`;
+//! 5. unlink the old file (and fsync the directory); failpoint `compact.after_unlink`. A reader
+//!    that looked the old location up before step 4 retries with a fresh snapshot.
 //!
 //! A crash before 4 leaves copies past nothing (unreferenced bytes in the active segment, or
 //! past its committed length, truncated at open); a crash between 4 and 5 leaves an orphan file
@@ -25,7 +31,7 @@ use net_mesh_segments::failpoint;
 
 use crate::codec::Hash;
 use crate::gc::{GcError, GcReport};
-use crate::index::{Batch, OBJECTS, ObjectEntry, SEGMENTS, SegmentEntry, object_in, segment_in};
+use crate::index::{Batch, ObjectEntry, Relocation, SegmentEntry};
 use crate::store::Store;
 
 const FILE_HEADER: u64 = FILE_HEADER_LEN as u64;
@@ -44,7 +50,7 @@ fn is_sparse(e: &SegmentEntry, threshold: f64) -> bool {
     e.committed_len > FILE_HEADER && (live_ratio(e) < threshold || e.live_bytes == 0)
 }
 
-/// Compacts every sealed segment below `threshold`. Caller holds the GC write guard.
+/// Compacts every sealed segment below `threshold`.
 pub(crate) fn compact(
     store: &Store,
     threshold: f64,
@@ -57,19 +63,26 @@ pub(crate) fn compact(
         && is_sparse(e, threshold)
         && !dry_run
     {
-        // Seal the sparse active segment so it can be compacted; commit the new segment's
-        // header length at once so the new file is never an orphan.
+        // Seal the sparse active segment so it can be compacted (once uploads that appended
+        // to it have settled); commit the new segment's header length at once so the new file
+        // is never an orphan.
         store.segments.seal_active()?;
-        let mut batch = Batch::default();
-        store
-            .commit_batch(&mut batch)
-            .map_err(|e| GcError::Segments(store_to_segment_error(e)))?;
+        store.commit_batch(Batch::default())?;
         entries = store.index.segments()?;
     }
     let active = store.segments.active_segment();
     let sparse: BTreeMap<SegmentId, SegmentEntry> = entries
         .into_iter()
         .filter(|(id, e)| *id != active && is_sparse(e, threshold))
+        .filter(|(id, _)| {
+            let busy = store.segments.has_unsettled(*id);
+            if busy {
+                report.compaction_notes.push(format!(
+                    "segment {id} skipped: an upload has not yet committed records it holds"
+                ));
+            }
+            !busy
+        })
         .collect();
     if dry_run {
         report.segments_compacted = sparse.len() as u64;
@@ -87,11 +100,45 @@ pub(crate) fn compact(
     Ok(())
 }
 
-fn store_to_segment_error(e: crate::error::StoreError) -> net_mesh_segments::SegmentError {
-    match e {
-        crate::error::StoreError::Segments(s) => s,
-        other => net_mesh_segments::SegmentError::InvalidConfig(other.to_string()),
+/// Appends a copy of each live record of `segment` and records its relocation in `batch`.
+/// Returns the payload bytes copied.
+fn copy_live(
+    store: &Store,
+    segment: SegmentId,
+    live_objects: &[(Hash, ObjectEntry)],
+    batch: &mut Batch,
+    report: &mut GcReport,
+) -> Result<u64, GcError> {
+    // A live record that does not read back (header mismatch, I/O) is not copied; the segment
+    // is then kept (fsck reports it).
+    let mut live: Vec<&(Hash, ObjectEntry)> = live_objects
+        .iter()
+        .filter(|(_, e)| e.loc.segment == segment)
+        .collect();
+    live.sort_by_key(|(_, e)| e.loc.offset);
+    let mut copied_bytes = 0u64;
+    for (id, current) in live {
+        let loc = current.loc;
+        let payload = match store.segments.read(loc, current.kind, id) {
+            Ok(payload) => payload,
+            Err(e) => {
+                report.compaction_notes.push(format!(
+                    "segment {segment}: object {} not copied: {e}",
+                    crate::error::hex(id)
+                ));
+                continue;
+            }
+        };
+        let new_loc = store.segments.append(current.kind, id, &payload)?;
+        batch.relocations.push(Relocation {
+            hash: *id,
+            to: new_loc,
+            only_from: Some(loc),
+        });
+        failpoint::hit("compact.after_copy");
+        copied_bytes = copied_bytes.saturating_add(u64::from(loc.payload_len));
     }
+    Ok(copied_bytes)
 }
 
 fn compact_one(
@@ -100,95 +147,23 @@ fn compact_one(
     live_objects: &[(Hash, ObjectEntry)],
     report: &mut GcReport,
 ) -> Result<(), GcError> {
-    // The live set comes from the index (not from framing the file), so damage in dead
-    // regions of the segment does not block its compaction. A live record that does not read
-    // back (header mismatch, I/O) is not copied; the segment is then kept (fsck reports it).
-    let mut live: Vec<(Hash, ObjectEntry)> = live_objects
-        .iter()
-        .filter(|(_, e)| e.loc.segment == segment)
-        .copied()
-        .collect();
-    live.sort_by_key(|(_, e)| e.loc.offset);
-    let mut moves = Vec::new();
-    let mut copied_bytes = 0u64;
-    for (id, current) in live {
-        let loc = current.loc;
-        let payload = match store.segments.read(loc, current.kind, &id) {
-            Ok(payload) => payload,
-            Err(e) => {
-                report.compaction_notes.push(format!(
-                    "segment {segment}: object {} not copied: {e}",
-                    crate::error::hex(&id)
-                ));
-                continue;
-            }
-        };
-        let new_loc = store.segments.append(current.kind, &id, &payload)?;
-        failpoint::hit("compact.after_copy");
-        copied_bytes = copied_bytes.saturating_add(u64::from(loc.payload_len));
-        moves.push((id, loc, new_loc));
-    }
-    let lengths = store.segments.sync().inspect_err(|_| {
-        store
-            .poisoned
-            .store(true, std::sync::atomic::Ordering::Release)
-    })?;
-    failpoint::hit("compact.after_sync");
-
-    let txn = store.index.db().begin_write()?;
-    let dropped;
-    {
-        let mut objects = txn.open_table(OBJECTS)?;
-        let mut segments = txn.open_table(SEGMENTS)?;
-        let mut seg_entries: BTreeMap<SegmentId, SegmentEntry> = BTreeMap::new();
-        for (id, len) in &lengths {
-            let mut e = segment_in(&segments, *id)?.unwrap_or_default();
-            e.committed_len = e.committed_len.max(*len);
-            seg_entries.insert(*id, e);
+    let mut batch = Batch::default();
+    let copied_bytes = match copy_live(store, segment, live_objects, &mut batch, report) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // The copies made so far are given up (dead bytes past nothing).
+            store.segments.settle(&batch.appended_records());
+            return Err(e);
         }
-        for (id, old_loc, new_loc) in &moves {
-            let Some(mut e) = object_in(&objects, id)? else {
-                continue;
-            };
-            if e.loc != *old_loc {
-                continue;
-            }
-            e.loc = *new_loc;
-            objects.insert(id, e.encode().as_slice())?;
-            for (seg, add, sub) in [
-                (old_loc.segment, 0u64, u64::from(old_loc.payload_len)),
-                (new_loc.segment, u64::from(new_loc.payload_len), 0u64),
-            ] {
-                let mut s = match seg_entries.get(&seg) {
-                    Some(s) => *s,
-                    None => segment_in(&segments, seg)?.unwrap_or_default(),
-                };
-                s.live_bytes = s.live_bytes.saturating_add(add).saturating_sub(sub);
-                seg_entries.insert(seg, s);
-            }
-        }
-        let old = match seg_entries.remove(&segment) {
-            Some(s) => s,
-            None => segment_in(&segments, segment)?.unwrap_or_default(),
-        };
-        for (id, e) in &seg_entries {
-            segments.insert(*id, e.encode().as_slice())?;
-        }
-        if old.live_bytes == 0 {
-            segments.remove(segment)?;
-            dropped = true;
-        } else {
-            // Something the scan did not see still points here: keep the segment.
-            segments.insert(segment, old.encode().as_slice())?;
-            dropped = false;
-        }
-    }
-    txn.commit()?;
+    };
+    let copies = batch.relocations.len() as u64;
+    batch.retire_segments.push(segment);
+    let outcome = store.commit_batch_after_sync_failpoint(batch, "compact.after_sync")?;
     failpoint::hit("compact.after_commit");
-    report.records_copied = report.records_copied.saturating_add(moves.len() as u64);
+    report.records_copied = report.records_copied.saturating_add(copies);
     report.bytes_copied = report.bytes_copied.saturating_add(copied_bytes);
     report.segments_compacted = report.segments_compacted.saturating_add(1);
-    if !dropped {
+    if !outcome.retired.contains(&segment) {
         report.compaction_notes.push(format!(
             "segment {segment} kept: index entries outside its framed records still point there"
         ));

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
-use net_mesh_segments::RecordKind;
+use net_mesh_segments::{RecordKind, SegmentError};
 
 use crate::codec::{
     BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id, internal_id,
@@ -67,7 +67,20 @@ impl Reader<'_> {
             _ => &self.store.stats.node_reads,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        Ok(self.store.segments.read(entry.loc, kind, hash)?)
+        match self.store.segments.read(entry.loc, kind, hash) {
+            // Compaction moved the object and removed its old segment after this snapshot
+            // was taken: look it up again.
+            Err(SegmentError::UnknownSegment(_)) => {
+                let moved = self
+                    .store
+                    .index
+                    .reader()?
+                    .object(hash)?
+                    .ok_or(BlobError::Missing { hash: *hash, what })?;
+                Ok(self.store.segments.read(moved.loc, kind, hash)?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Reads and verifies one chunk.

@@ -1,18 +1,25 @@
-//! Garbage collection: deletes objects whose reference count is 0 and that are older than a
-//! grace period, cascading into their children, then hands the space to compaction.
+//! Garbage collection: deletes objects that have been unreferenced (count 0) for longer than a
+//! grace period, cascading into their children, then hands the space to compaction. It runs
+//! beside uploads, reads and pins: it never waits for an upload, and uploads never wait for it.
 //!
 //! Safety argument (docs/GC.md has the crash analysis):
-//! - **Scan** (read snapshot): candidates = count 0 and `created_unix_ms` ≤ now − grace.
-//! - **Delete** (one write transaction, under the store's GC write guard, so no `BlobWriter` is
-//!   alive): every candidate's entry is re-read *inside* the transaction and deleted only if its
-//!   count is still 0 and it is still old enough — a reference taken after the scan (a pin, a
-//!   new parent node) always wins. Deleting a node decrements each child entry it lists; a child
-//!   that reaches 0 joins the same run (lazy cascade), under the same checks.
+//! - **Scan** (read snapshot): candidates = count 0 and unreferenced since ≤ now − grace
+//!   (`ObjectEntry::unreferenced_since_unix_ms`: set when an object is stored and whenever its
+//!   count falls to 0).
+//! - **Delete** (one write transaction, inside an in-flight sweep, see `in_flight.rs`): every
+//!   candidate's entry is re-read *inside* the transaction and deleted only if its count is
+//!   still 0, it is still past the grace, and no live upload holds it — a reference taken after
+//!   the scan (a pin, a new parent node, an upload that found it stored) always wins. Deleting
+//!   a node decrements each child entry it lists; a child that reaches 0 has been unreachable
+//!   since its parent was, so it joins the same run under the same checks (lazy cascade).
 //! - A node whose bytes cannot be read or verified is kept (its children's counts would be
 //!   unknown): GC never lowers a count it cannot justify.
 //! - Stripe integrity: a chunk listed in a live erasure-coded blob is never deleted, whatever
 //!   its stored count says (the check walks the pinned RS blobs). A leaf and all of its data and
 //!   parity chunks are released by the same decrement, so a stripe goes all at once.
+//! - Staging uploads idle for longer than their own grace (`GcOptions::staging_grace`, default
+//!   24 h, independent of `grace`) are released first; what only they held then becomes
+//!   unreferenced from that moment.
 //! - Failpoints: `gc.delete_commit.before`, `gc.delete_commit.after`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -34,8 +41,10 @@ use crate::store::{Store, now_ms};
 /// What `Store::gc` does.
 #[derive(Debug, Clone)]
 pub struct GcOptions {
-    /// Only objects created at least this long ago are deleted.
+    /// Only objects unreferenced for at least this long are deleted.
     pub grace: Duration,
+    /// Staging uploads with no checkpoint for this long are released as abandoned.
+    pub staging_grace: Duration,
     /// Compute and report, change nothing.
     pub dry_run: bool,
     /// Sealed segments whose live payload bytes fall below this fraction of their committed
@@ -45,6 +54,8 @@ pub struct GcOptions {
 
 /// Default grace period: 24 hours.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// Default abandonment grace of staging uploads: 24 hours.
+pub const DEFAULT_STAGING_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Default compaction threshold: compact segments less than half live.
 pub const DEFAULT_COMPACT_THRESHOLD: f64 = 0.5;
 
@@ -52,6 +63,7 @@ impl Default for GcOptions {
     fn default() -> Self {
         GcOptions {
             grace: DEFAULT_GRACE,
+            staging_grace: DEFAULT_STAGING_GRACE,
             dry_run: false,
             compact_threshold: DEFAULT_COMPACT_THRESHOLD,
         }
@@ -61,7 +73,7 @@ impl Default for GcOptions {
 /// Points where a test hook runs (deterministic interleaving tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GcPhase {
-    /// After the candidate scan, before the delete transaction takes the GC guard.
+    /// After the candidate scan, before the delete transaction.
     Scanned,
     /// After the delete transaction committed, before compaction.
     Swept,
@@ -91,6 +103,8 @@ pub struct GcReport {
     pub skipped_referenced: u64,
     /// Objects that reached 0 in the cascade but are younger than the grace.
     pub skipped_young: u64,
+    /// Candidates kept because a live upload relies on them.
+    pub skipped_in_use: u64,
     pub stripe_refusals: Vec<StripeRefusal>,
     /// Nodes kept because their bytes could not be read or verified (run fsck).
     pub unreadable_nodes: Vec<String>,
@@ -124,8 +138,8 @@ pub enum GcError {
     Segments(#[from] SegmentError),
     #[error("reading blob: {0}")]
     Blob(#[from] BlobError),
-    #[error("releasing abandoned staging uploads: {0}")]
-    Staging(#[from] crate::error::StoreError),
+    #[error(transparent)]
+    Store(#[from] crate::error::StoreError),
     #[error(
         "chunk {chunk} is in stripe {stripe} of live erasure-coded blob {blob_id}: deleting it \
          alone would weaken the stripe (unpin the blob, or use the operator override --force)"
@@ -358,15 +372,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes count-0 objects older than `options.grace` (cascading), then compacts sparse
-    /// sealed segments. See the module docs for why this is safe with concurrent pins. Waits
-    /// for uploads in flight to finish, so do not call it while holding a `BlobWriter`.
+    /// Deletes objects unreferenced for longer than `options.grace` (cascading), then
+    /// compacts sparse sealed segments. See the module docs for why this is safe beside
+    /// uploads and pins; it never waits for them. Two GC runs on one store take turns.
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport, GcError> {
         self.gc_with_hook(options, &mut |_| {})
     }
 
-    /// [`Store::gc`] calling `hook` at each [`GcPhase`] (for deterministic interleaving tests;
-    /// the hook must not start a `BlobWriter`, which would wait for GC's guard).
+    /// [`Store::gc`] calling `hook` at each [`GcPhase`] (for deterministic interleaving tests).
     pub fn gc_with_hook(
         &self,
         options: &GcOptions,
@@ -375,26 +388,23 @@ impl Store {
         if self.check_writable().is_err() {
             return Err(GcError::Poisoned);
         }
+        let _one_gc = self.gc_run.lock().unwrap_or_else(|e| e.into_inner());
         let mut report = GcReport {
             dry_run: options.dry_run,
             grace_secs: options.grace.as_secs(),
             disk_bytes_before: self.disk_bytes(),
             ..GcReport::default()
         };
+        if !options.dry_run {
+            report.staging_released = self.release_abandoned_staging(options.staging_grace)?;
+        }
         let grace_ms = u64::try_from(options.grace.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms().saturating_sub(grace_ms);
 
-        // Release the +1 references of staging uploads abandoned for longer than the grace
-        // (re-checked inside the staging transaction), so their objects become candidates in
-        // this same run.
-        if !options.dry_run {
-            report.staging_released = self.release_abandoned_staging(options.grace)?;
-        }
-
-        // Scan: a read snapshot, no guard.
+        // Scan: a read snapshot.
         let mut candidates: Vec<Hash> = Vec::new();
         self.index.for_each_object(|hash, e| {
-            if e.refcount == 0 && e.created_unix_ms <= cutoff {
+            if e.refcount == 0 && e.unreferenced_since_unix_ms <= cutoff {
                 candidates.push(*hash);
             }
         })?;
@@ -402,14 +412,13 @@ impl Store {
         hook(GcPhase::Scanned);
 
         {
-            let _guard = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+            let _sweep = self.in_flight.begin_sweep();
             let protected = self.live_stripe_members(&self.index.reader()?)?;
             self.sweep(candidates, cutoff, &protected, options.dry_run, &mut report)?;
         }
         hook(GcPhase::Swept);
 
         if options.compact_threshold > 0.0 {
-            let _guard = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
             crate::compact::compact(
                 self,
                 options.compact_threshold,
@@ -421,7 +430,7 @@ impl Store {
         Ok(report)
     }
 
-    /// The delete transaction. Caller holds the GC write guard.
+    /// The delete transaction. The caller runs it inside an in-flight sweep.
     fn sweep(
         &self,
         candidates: Vec<Hash>,
@@ -431,14 +440,16 @@ impl Store {
         report: &mut GcReport,
     ) -> Result<(), GcError> {
         let initial: HashSet<Hash> = candidates.iter().copied().collect();
-        let mut work: VecDeque<Hash> = candidates.into();
+        // Each object with the time it has been unreferenced since (a cascaded child: since
+        // its deleted parent was).
+        let mut work: VecDeque<(Hash, u64)> = candidates.into_iter().map(|h| (h, 0)).collect();
         let txn = self.index.db().begin_write()?;
         {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
             let mut lost_refs = txn.open_table(LOST_REFS)?;
             let mut live_delta: HashMap<u64, u64> = HashMap::new();
-            while let Some(hash) = work.pop_front() {
+            while let Some((hash, unreferenced_since)) = work.pop_front() {
                 // Re-check inside the deleting transaction: a reference taken since the scan
                 // wins.
                 let Some(entry) = object_in(&objects, &hash)? else {
@@ -450,8 +461,13 @@ impl Store {
                     }
                     continue;
                 }
-                if entry.created_unix_ms > cutoff {
+                let unreferenced_since = unreferenced_since.max(entry.unreferenced_since_unix_ms);
+                if unreferenced_since > cutoff {
                     report.skipped_young = report.skipped_young.saturating_add(1);
+                    continue;
+                }
+                if self.in_flight.is_held(&hash) {
+                    report.skipped_in_use = report.skipped_in_use.saturating_add(1);
                     continue;
                 }
                 if let Some((blob, stripe)) = protected.get(&hash) {
@@ -496,10 +512,12 @@ impl Store {
                         continue;
                     }
                     c.refcount = c.refcount.saturating_sub(1);
-                    objects.insert(&child, c.encode().as_slice())?;
                     if c.refcount == 0 {
-                        work.push_back(child);
+                        // Unreachable since its parent was.
+                        c.unreferenced_since_unix_ms = unreferenced_since;
+                        work.push_back((child, unreferenced_since));
                     }
+                    objects.insert(&child, c.encode().as_slice())?;
                 }
                 objects.remove(&hash)?;
                 let d = live_delta.entry(entry.loc.segment).or_insert(0);
@@ -536,13 +554,13 @@ impl Store {
     /// with [`GcError::StripeIntegrity`] for a chunk of a live erasure-coded stripe and with
     /// [`GcError::Referenced`] for any referenced chunk. With `force` (the operator override,
     /// used to simulate loss) it deletes the entry whatever references it; counts of other
-    /// objects are untouched. Returns the refcount the chunk had. Waits for uploads in flight
-    /// (like GC's delete phase), so do not call it while holding a `BlobWriter`.
+    /// objects are untouched. Returns the refcount the chunk had. Without `force`, a chunk a
+    /// live upload relies on counts as referenced.
     pub fn remove_chunk(&self, hash: &Hash, force: bool) -> Result<u64, GcError> {
         if self.check_writable().is_err() {
             return Err(GcError::Poisoned);
         }
-        let _guard = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+        let _sweep = self.in_flight.begin_sweep();
         if !force {
             let protected = self.live_stripe_members(&self.index.reader()?)?;
             if let Some((blob, stripe)) = protected.get(hash) {
@@ -565,7 +583,7 @@ impl Store {
                     kind: entry.kind,
                 });
             }
-            if !force && entry.refcount > 0 {
+            if !force && (entry.refcount > 0 || self.in_flight.is_held(hash)) {
                 return Err(GcError::Referenced {
                     hash: hex(hash),
                     refcount: entry.refcount,

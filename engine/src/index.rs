@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use net_mesh_segments::codec::RECORD_HEADER_LEN;
 use net_mesh_segments::{RecordKind, RecordLoc, SegmentId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -22,6 +23,8 @@ pub(crate) const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new(
 pub(crate) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments_v1");
 
 const META_FORMAT_KEY: &str = "format_version";
+
+const RECORD_HEADER_LEN_U64: u64 = RECORD_HEADER_LEN as u64;
 
 /// Size of an encoded [`ObjectEntry`] (docs/FORMAT.md §3.2).
 pub const OBJECT_ENTRY_LEN: usize = 38;
@@ -51,9 +54,29 @@ pub enum IndexError {
     MissingObject(String),
     #[error("staging: {0}")]
     Staging(crate::staging_table::StagingTableError),
+    /// A batch would store a location whose bytes are not covered by a committed length (an
+    /// engine bug caught before anything is written; the store stays consistent).
+    #[error(
+        "refused: a record in segment {segment} ends at {end}, past its committed length {committed}"
+    )]
+    PastCommitted {
+        segment: SegmentId,
+        end: u64,
+        committed: u64,
+    },
 }
 
 impl IndexError {
+    /// A batch refused inside its transaction before anything was written: it says nothing
+    /// about durability, so the store handle stays usable.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            IndexError::Staging(e) => e.is_conflict(),
+            IndexError::MissingObject(_) | IndexError::PastCommitted { .. } => true,
+            _ => false,
+        }
+    }
+
     pub fn is_corruption(&self) -> bool {
         match self {
             IndexError::Staging(e) => !e.is_conflict(),
@@ -85,9 +108,11 @@ fn corrupted(table: &'static str, key: &[u8], reason: impl Into<String>) -> Inde
 pub struct ObjectEntry {
     pub kind: RecordKind,
     pub loc: RecordLoc,
-    /// Parents that reference the object plus pins that name it.
+    /// Parents that reference the object, pins that name it and holds (docs/FORMAT.md §3.6).
     pub refcount: u64,
-    pub created_unix_ms: u64,
+    /// When the object was stored or its count last fell to 0, whichever is later: while the
+    /// count is 0, the object has been unreferenced since then (GC's grace runs from it).
+    pub unreferenced_since_unix_ms: u64,
 }
 
 fn take<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
@@ -103,7 +128,7 @@ impl ObjectEntry {
         out.extend_from_slice(&self.loc.offset.to_le_bytes());
         out.extend_from_slice(&self.loc.payload_len.to_le_bytes());
         out.extend_from_slice(&self.refcount.to_le_bytes());
-        out.extend_from_slice(&self.created_unix_ms.to_le_bytes());
+        out.extend_from_slice(&self.unreferenced_since_unix_ms.to_le_bytes());
         out
     }
 
@@ -127,7 +152,7 @@ impl ObjectEntry {
                 payload_len: u32::from_le_bytes(take(bytes, 18).ok_or_else(short)?),
             },
             refcount: u64::from_le_bytes(take(bytes, 22).ok_or_else(short)?),
-            created_unix_ms: u64::from_le_bytes(take(bytes, 30).ok_or_else(short)?),
+            unreferenced_since_unix_ms: u64::from_le_bytes(take(bytes, 30).ok_or_else(short)?),
         })
     }
 }
@@ -230,20 +255,47 @@ pub fn pin_roots(blob_ref: &BlobRef) -> Vec<Hash> {
 /// Everything one write transaction changes.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// New objects; an id already in the index is skipped (another writer stored it first).
-    pub new_objects: Vec<(Hash, RecordKind, RecordLoc)>,
-    /// Reference count changes, applied after the new objects exist.
+    /// New objects; an id already in the index is skipped, with its children (another
+    /// writer stored it first, and that copy already counts them).
+    pub new_objects: Vec<NewObject>,
+    /// Other reference count changes, applied after the new objects exist.
     pub ref_deltas: HashMap<Hash, i64>,
-    /// Durable lengths returned by `Segments::sync` (committed lengths only ever grow).
+    /// Durable lengths returned by `Segments::sync` (committed lengths only ever grow). Every
+    /// location this batch stores must end within them (else [`IndexError::PastCommitted`]).
     pub segment_lengths: Vec<(SegmentId, u64)>,
     pub pins_add: Vec<Pin>,
     pub pins_remove: Vec<Hash>,
     /// Staging checkpoint changes (resumable uploads), applied in the same transaction.
     pub staging: Vec<crate::staging_table::StagingOp>,
-    /// Objects whose bytes were rewritten elsewhere (repair of a corrupt record, compaction):
-    /// the entry keeps its kind, count and creation time and points at the new location.
-    /// Applied after `new_objects`; see [`Batch::relocate`].
-    pub relocations: Vec<(Hash, RecordLoc)>,
+    /// Objects whose bytes were rewritten elsewhere (repair of a corrupt record, compaction);
+    /// applied after `new_objects`. See [`Relocation`].
+    pub relocations: Vec<Relocation>,
+    /// Segments whose index entry is dropped if, after this batch, no object lives in them
+    /// (compaction); [`CommitOutcome::retired`] lists those dropped.
+    pub retire_segments: Vec<SegmentId>,
+}
+
+/// An object appended for this batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewObject {
+    pub hash: Hash,
+    pub kind: RecordKind,
+    pub loc: RecordLoc,
+    /// What the object lists (a node's children, repeats included): each gets +1 when the
+    /// object is inserted, so an indexed node always counts its children exactly once.
+    pub children: Vec<Hash>,
+}
+
+/// An object whose bytes were copied to `to` (same id, same payload length; durable before the
+/// commit, like every location the index stores). The entry keeps its kind, count and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relocation {
+    pub hash: Hash,
+    pub to: RecordLoc,
+    /// `Some(loc)`: move only if the entry still points at `loc`, and skip quietly if it moved
+    /// or was deleted meanwhile (compaction's copies of a concurrently changed object are then
+    /// dead bytes). `None`: the entry must exist (else `MissingObject`).
+    pub only_from: Option<RecordLoc>,
 }
 
 impl Batch {
@@ -255,24 +307,43 @@ impl Batch {
             && self.pins_remove.is_empty()
             && self.staging.is_empty()
             && self.relocations.is_empty()
+            && self.retire_segments.is_empty()
     }
 
-    /// Repoints object `hash` at `new_loc` when the batch commits (`Index::relocate`'s batch
-    /// form). The record at `new_loc` must hold the same object (same id, same payload length)
-    /// and be durable before the commit, like every location the index stores; the entry must
-    /// exist (else `MissingObject`). The old record becomes dead bytes for compaction.
+    /// Repoints object `hash` at `new_loc` when the batch commits (the entry must exist).
+    /// The old record becomes dead bytes for compaction.
     pub fn relocate(&mut self, hash: Hash, new_loc: RecordLoc) {
-        self.relocations.push((hash, new_loc));
+        self.relocations.push(Relocation {
+            hash,
+            to: new_loc,
+            only_from: None,
+        });
     }
 
     pub fn add_ref(&mut self, hash: Hash, delta: i64) {
         let d = self.ref_deltas.entry(hash).or_insert(0);
         *d = d.saturating_add(delta);
     }
+
+    /// Records this batch appended, per segment (what `Segments::settle` needs once the batch
+    /// is committed or given up).
+    pub fn appended_records(&self) -> BTreeMap<SegmentId, u64> {
+        let mut out: BTreeMap<SegmentId, u64> = BTreeMap::new();
+        let locs = self
+            .new_objects
+            .iter()
+            .map(|o| &o.loc)
+            .chain(self.relocations.iter().map(|r| &r.to));
+        for loc in locs {
+            let n = out.entry(loc.segment).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+        out
+    }
 }
 
 /// What a batch commit changed that the caller reports.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct CommitOutcome {
     /// New objects actually inserted (not already present).
     pub inserted: u64,
@@ -282,6 +353,8 @@ pub struct CommitOutcome {
     pub pins_removed: u64,
     /// Objects repointed by `Batch::relocations`.
     pub relocated: u64,
+    /// Segments of `Batch::retire_segments` whose entry was dropped (nothing lives there).
+    pub retired: Vec<SegmentId>,
 }
 
 /// The index database.
@@ -352,94 +425,86 @@ impl Index {
     }
 
     /// Applies one batch in one write transaction. The segment bytes it references must already
-    /// be durable.
+    /// be durable, and every location it stores must end within a committed length (the
+    /// batch's own `segment_lengths` or one already stored): a batch that breaks this is
+    /// refused with [`IndexError::PastCommitted`] before anything is written.
     pub fn commit(&self, batch: &Batch) -> Result<CommitOutcome, IndexError> {
         let mut outcome = CommitOutcome::default();
         let now = now_unix_ms();
         let txn = self.db.begin_write()?;
         {
             let mut objects = txn.open_table(OBJECTS)?;
-            let mut segments = txn.open_table(SEGMENTS)?;
             let mut pins = txn.open_table(PINS)?;
             let mut lost_refs = txn.open_table(LOST_REFS)?;
-            let mut seg_entries: BTreeMap<SegmentId, SegmentEntry> = BTreeMap::new();
-            let load_seg = |segments: &redb::Table<u64, &[u8]>,
-                            id: SegmentId|
-             -> Result<SegmentEntry, IndexError> {
-                Ok(match segments.get(id)? {
-                    Some(v) => SegmentEntry::decode(id, v.value())?,
-                    None => SegmentEntry::default(),
-                })
-            };
+            let mut segs = SegmentTally::new(txn.open_table(SEGMENTS)?);
             for &(id, len) in &batch.segment_lengths {
-                let mut e = match seg_entries.get(&id) {
-                    Some(e) => *e,
-                    None => load_seg(&segments, id)?,
-                };
+                let e = segs.get(id)?;
                 e.committed_len = e.committed_len.max(len);
-                seg_entries.insert(id, e);
             }
-            for (hash, kind, loc) in &batch.new_objects {
-                if objects.get(hash)?.is_some() {
+            let stored_locs = batch
+                .new_objects
+                .iter()
+                .map(|o| &o.loc)
+                .chain(batch.relocations.iter().map(|r| &r.to));
+            for loc in stored_locs {
+                segs.check_committed(loc)?;
+            }
+            let mut deltas = batch.ref_deltas.clone();
+            for new in &batch.new_objects {
+                if objects.get(&new.hash)?.is_some() {
                     continue;
                 }
                 let entry = ObjectEntry {
-                    kind: *kind,
-                    loc: *loc,
-                    // gc: an object fsck --repair dropped while still referenced gets back the
+                    kind: new.kind,
+                    loc: new.loc,
+                    // An object fsck --repair dropped while still referenced gets back the
                     // count its surviving parents and pins hold (§3.10).
-                    refcount: take_lost_refs(&mut lost_refs, hash)?,
-                    created_unix_ms: now,
+                    refcount: take_lost_refs(&mut lost_refs, &new.hash)?,
+                    unreferenced_since_unix_ms: now,
                 };
-                objects.insert(hash, entry.encode().as_slice())?;
-                let mut e = match seg_entries.get(&loc.segment) {
-                    Some(e) => *e,
-                    None => load_seg(&segments, loc.segment)?,
-                };
-                e.live_bytes = e.live_bytes.saturating_add(u64::from(loc.payload_len));
-                seg_entries.insert(loc.segment, e);
+                objects.insert(&new.hash, entry.encode().as_slice())?;
+                for child in &new.children {
+                    let d = deltas.entry(*child).or_insert(0);
+                    *d = d.saturating_add(1);
+                }
+                segs.add_live(new.loc.segment, new.loc.payload_len)?;
                 outcome.inserted = outcome.inserted.saturating_add(1);
                 outcome.inserted_bytes = outcome
                     .inserted_bytes
-                    .saturating_add(u64::from(loc.payload_len));
+                    .saturating_add(u64::from(new.loc.payload_len));
             }
-            // --- relocations (issue 4: repair; compaction) ---
-            for (hash, loc) in &batch.relocations {
-                let Some(raw) = objects.get(hash)?.map(|v| v.value().to_vec()) else {
-                    return Err(IndexError::MissingObject(crate::error::hex(hash)));
+            for relocation in &batch.relocations {
+                let Some(mut entry) = object_in(&objects, &relocation.hash)? else {
+                    if relocation.only_from.is_some() {
+                        continue;
+                    }
+                    return Err(IndexError::MissingObject(crate::error::hex(
+                        &relocation.hash,
+                    )));
                 };
-                let mut entry = ObjectEntry::decode(hash, &raw)?;
-                if entry.loc.payload_len != loc.payload_len {
+                if relocation.only_from.is_some_and(|from| from != entry.loc) {
+                    continue;
+                }
+                let to = relocation.to;
+                if entry.loc.payload_len != to.payload_len {
                     return Err(corrupted(
                         "objects_v1",
-                        hash,
+                        &relocation.hash,
                         format!(
                             "relocation to a record of {} bytes, the object has {}",
-                            loc.payload_len, entry.loc.payload_len
+                            to.payload_len, entry.loc.payload_len
                         ),
                     ));
                 }
-                if entry.loc == *loc {
+                if entry.loc == to {
                     continue;
                 }
-                let len = u64::from(loc.payload_len);
-                let mut old = match seg_entries.get(&entry.loc.segment) {
-                    Some(e) => *e,
-                    None => load_seg(&segments, entry.loc.segment)?,
-                };
-                old.live_bytes = old.live_bytes.saturating_sub(len);
-                seg_entries.insert(entry.loc.segment, old);
-                let mut new = match seg_entries.get(&loc.segment) {
-                    Some(e) => *e,
-                    None => load_seg(&segments, loc.segment)?,
-                };
-                new.live_bytes = new.live_bytes.saturating_add(len);
-                seg_entries.insert(loc.segment, new);
-                entry.loc = *loc;
-                objects.insert(hash, entry.encode().as_slice())?;
+                segs.sub_live(entry.loc.segment, entry.loc.payload_len)?;
+                segs.add_live(to.segment, to.payload_len)?;
+                entry.loc = to;
+                objects.insert(&relocation.hash, entry.encode().as_slice())?;
                 outcome.relocated = outcome.relocated.saturating_add(1);
             }
-            let mut deltas = batch.ref_deltas.clone();
             crate::staging_table::apply(&txn, &batch.staging, &mut deltas)?;
             for pin in &batch.pins_add {
                 let id = blob_id(&pin.blob_ref);
@@ -468,24 +533,107 @@ impl Index {
                 if delta == 0 {
                     continue;
                 }
-                let Some(raw) = objects.get(&hash)?.map(|v| v.value().to_vec()) else {
+                let Some(mut entry) = object_in(&objects, &hash)? else {
                     return Err(IndexError::MissingObject(crate::error::hex(&hash)));
                 };
-                let mut entry = ObjectEntry::decode(&hash, &raw)?;
-                entry.refcount = entry
-                    .refcount
+                let was = entry.refcount;
+                entry.refcount = was
                     .checked_add_signed(delta)
                     .ok_or_else(|| corrupted("objects_v1", &hash, "reference count underflow"))?;
+                if entry.refcount == 0 && was != 0 {
+                    entry.unreferenced_since_unix_ms = now;
+                }
                 objects.insert(&hash, entry.encode().as_slice())?;
             }
-            for (id, e) in seg_entries {
-                segments.insert(id, e.encode().as_slice())?;
+            for &segment in &batch.retire_segments {
+                if segs.retire_if_dead(segment)? {
+                    outcome.retired.push(segment);
+                }
             }
+            segs.store()?;
         }
         net_mesh_segments::failpoint::hit("engine.index_commit.before");
         txn.commit()?;
         net_mesh_segments::failpoint::hit("engine.index_commit.after");
         Ok(outcome)
+    }
+}
+
+/// The segment entries one transaction changes, loaded on first use and written back once.
+pub(crate) struct SegmentTally<'t> {
+    table: redb::Table<'t, u64, &'static [u8]>,
+    entries: BTreeMap<SegmentId, SegmentEntry>,
+    retired: Vec<SegmentId>,
+}
+
+impl<'t> SegmentTally<'t> {
+    pub(crate) fn new(table: redb::Table<'t, u64, &'static [u8]>) -> SegmentTally<'t> {
+        SegmentTally {
+            table,
+            entries: BTreeMap::new(),
+            retired: Vec::new(),
+        }
+    }
+
+    /// The entry of `segment` (a default one if the index has none yet).
+    pub(crate) fn get(&mut self, segment: SegmentId) -> Result<&mut SegmentEntry, IndexError> {
+        if !self.entries.contains_key(&segment) {
+            let entry = segment_in(&self.table, segment)?.unwrap_or_default();
+            self.entries.insert(segment, entry);
+        }
+        self.entries
+            .get_mut(&segment)
+            .ok_or_else(|| corrupted("segments_v1", &segment.to_be_bytes(), "vanished"))
+    }
+
+    /// Refuses a location that ends past its segment's committed length.
+    fn check_committed(&mut self, loc: &RecordLoc) -> Result<(), IndexError> {
+        let end = loc
+            .offset
+            .saturating_add(RECORD_HEADER_LEN_U64)
+            .saturating_add(u64::from(loc.payload_len));
+        let committed = self.get(loc.segment)?.committed_len;
+        if end > committed {
+            return Err(IndexError::PastCommitted {
+                segment: loc.segment,
+                end,
+                committed,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_live(&mut self, segment: SegmentId, bytes: u32) -> Result<(), IndexError> {
+        let e = self.get(segment)?;
+        e.live_bytes = e.live_bytes.saturating_add(u64::from(bytes));
+        Ok(())
+    }
+
+    pub(crate) fn sub_live(&mut self, segment: SegmentId, bytes: u32) -> Result<(), IndexError> {
+        let e = self.get(segment)?;
+        e.live_bytes = e.live_bytes.saturating_sub(u64::from(bytes));
+        Ok(())
+    }
+
+    /// Drops the entry of `segment` if no object lives there; returns whether it did.
+    fn retire_if_dead(&mut self, segment: SegmentId) -> Result<bool, IndexError> {
+        if self.get(segment)?.live_bytes != 0 {
+            return Ok(false);
+        }
+        self.entries.remove(&segment);
+        self.retired.push(segment);
+        Ok(true)
+    }
+
+    /// Writes every changed entry back (and removes the retired ones).
+    pub(crate) fn store(mut self) -> Result<(), IndexError> {
+        for (id, e) in &self.entries {
+            self.table.insert(*id, e.encode().as_slice())?;
+        }
+        for id in &self.retired {
+            self.table.remove(*id)?;
+        }
+        Ok(())
     }
 }
 
@@ -600,25 +748,6 @@ pub(crate) fn take_lost_refs(
 
 // ---- end of GC, compaction and fsck support -------------------------------------------------
 
-impl Index {
-    /// Repoints object `hash` at `new_loc` in one transaction, recording `segment_lengths`
-    /// (from `Segments::sync`, which must have made `new_loc` durable first). Prefer
-    /// `Batch::relocate` + `Store` commit, which does the sync; this is the index-level form.
-    pub fn relocate(
-        &self,
-        hash: Hash,
-        new_loc: RecordLoc,
-        segment_lengths: Vec<(SegmentId, u64)>,
-    ) -> Result<CommitOutcome, IndexError> {
-        let mut batch = Batch {
-            segment_lengths,
-            ..Batch::default()
-        };
-        batch.relocate(hash, new_loc);
-        self.commit(&batch)
-    }
-}
-
 /// A read snapshot of the index.
 #[derive(Debug)]
 pub struct IndexReader {
@@ -671,7 +800,7 @@ mod tests {
                 payload_len: 123,
             },
             refcount: 3,
-            created_unix_ms: 1_700_000_000_000,
+            unreferenced_since_unix_ms: 1_700_000_000_000,
         };
         let bytes = e.encode();
         assert_eq!(ObjectEntry::decode(&[0], &bytes).unwrap(), e);
@@ -697,7 +826,7 @@ mod tests {
                 payload_len: 3,
             },
             refcount: 4,
-            created_unix_ms: 5,
+            unreferenced_since_unix_ms: 5,
         };
         let hex: String = e.encode().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(

@@ -15,6 +15,7 @@ mod erasure_read;
 pub mod error;
 pub mod fetch;
 mod gear;
+mod in_flight;
 pub mod index;
 mod parity_pipeline;
 pub mod repair;

@@ -15,7 +15,7 @@ use crate::codec::{BlobRef, ChunkRef, Hash, InternalNode, LeafNode, internal_id,
 use crate::erasure::{ErasureError, RsParams, StripeCodec, stripes};
 use crate::error::{BlobError, StoreError};
 use crate::fetch::{ChunkPlace, Reader};
-use crate::index::Batch;
+use crate::index::{Batch, NewObject};
 use crate::store::Store;
 
 /// What a repair found and did.
@@ -96,13 +96,19 @@ struct Repair<'s> {
     report: RepairReport,
 }
 
+impl Drop for Repair<'_> {
+    fn drop(&mut self) {
+        // Records of a batch never committed are given up.
+        self.store.segments.settle(&self.batch.appended_records());
+    }
+}
+
 impl<'s> Repair<'s> {
     fn commit(&mut self) -> Result<(), RepairError> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        self.store.commit_batch(&mut self.batch)?;
-        self.batch = Batch::default();
+        self.store.commit_batch(std::mem::take(&mut self.batch))?;
         self.rebuilt.clear();
         self.batch_payload = 0;
         self.reader = self.store.blob_reader()?;
@@ -230,7 +236,12 @@ impl<'s> Repair<'s> {
         {
             self.batch.relocate(hash, loc);
         } else {
-            self.batch.new_objects.push((hash, RecordKind::Chunk, loc));
+            self.batch.new_objects.push(NewObject {
+                hash,
+                kind: RecordKind::Chunk,
+                loc,
+                children: Vec::new(),
+            });
             // When the entry was dropped by `fsck --repair` or `chunk rm --force`, the
             // references still held on it were recorded (lost_refs_v1) and the re-inserted
             // entry gets exactly those; otherwise count this blob's list.
@@ -280,6 +291,6 @@ impl Store {
             } => job.node(root_hash, depth.saturating_sub(1))?,
         }
         job.commit()?;
-        Ok(job.report)
+        Ok(std::mem::take(&mut job.report))
     }
 }

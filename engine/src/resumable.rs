@@ -339,7 +339,8 @@ impl<'s> ResumableWriter<'s> {
             id: ckpt.id.clone(),
             expect_seq: Some(ckpt.seq),
         });
-        pending.commit().map_err(staging_error)
+        pending.commit().map_err(staging_error)?;
+        Ok(())
     }
 }
 
@@ -374,7 +375,7 @@ impl Store {
             expect_seq: None,
             checkpoint: Box::new(ckpt.checkpoint(&tree, 0, now)),
         });
-        self.commit_batch(&mut batch).map_err(staging_error)?;
+        self.commit_batch(batch).map_err(staging_error)?;
         Ok(ResumableWriter {
             path: WritePath {
                 chunker,
@@ -473,7 +474,7 @@ impl Store {
             id: staging_id.to_string(),
             expect_seq: None,
         });
-        self.commit_batch(&mut batch)?;
+        self.commit_batch(batch)?;
         Ok(true)
     }
 
@@ -493,7 +494,7 @@ impl Store {
         if stale.is_empty() {
             return Ok(stale);
         }
-        let mut batch = Batch {
+        let batch = Batch {
             staging: stale
                 .iter()
                 .map(|id| StagingOp::ReleaseIfIdle {
@@ -503,7 +504,7 @@ impl Store {
                 .collect(),
             ..Batch::default()
         };
-        self.commit_batch(&mut batch)?;
+        self.commit_batch(batch)?;
         Ok(stale)
     }
 }

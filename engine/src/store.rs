@@ -7,14 +7,15 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 use net_mesh_segments::{FileBackend, SegmentBackend, SegmentConfig, SegmentId, Segments};
 
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
 use crate::error::{OpenError, StoreError};
-use crate::index::{Batch, Index, IndexError, IndexReader, Pin, blob_id};
+use crate::in_flight::InFlight;
+use crate::index::{Batch, CommitOutcome, Index, IndexError, IndexReader, Pin, blob_id};
 use crate::tree::TreePolicy;
 
 /// How a store writes. Reads do not depend on it: every blob carries its own shape.
@@ -70,10 +71,10 @@ pub struct Store {
     pub(crate) segments: Segments,
     pub(crate) poisoned: AtomicBool,
     pub(crate) stats: ReadStats,
-    /// Uploads hold a read guard for a `BlobWriter`'s lifetime; GC's delete and compaction
-    /// phases take the write guard, so they never run while an upload may still reference a
-    /// count-0 object it found already stored (see `gc.rs`).
-    pub(crate) gc_lock: RwLock<()>,
+    /// Objects live uploads rely on that the index does not anchor yet; GC keeps them.
+    pub(crate) in_flight: InFlight,
+    /// One GC (or chunk removal) at a time; writers never wait on it.
+    pub(crate) gc_run: Mutex<()>,
     /// Held for the store's lifetime; the OS lock is released when the file is closed.
     _lock: File,
 }
@@ -190,7 +191,8 @@ impl Store {
             segments,
             poisoned: AtomicBool::new(false),
             stats: ReadStats::default(),
-            gc_lock: RwLock::new(()),
+            in_flight: InFlight::default(),
+            gc_run: Mutex::new(()),
             _lock: lock,
         })
     }
@@ -226,30 +228,34 @@ impl Store {
         Ok(())
     }
 
-    /// Makes appended bytes durable, then commits `batch` in one index transaction.
-    /// Any failure poisons the handle: the kernel may have dropped dirty pages (fsyncgate).
-    pub(crate) fn commit_batch(
+    /// Makes appended bytes durable, then commits `batch` in one index transaction, carrying
+    /// every durable segment length not yet committed (so no length is lost whatever happens
+    /// to another writer's commit). The records the batch appended are settled whether the
+    /// commit succeeds or not. A refusal decided inside the transaction (see
+    /// [`IndexError::is_refusal`]) leaves the handle usable; any other failure poisons it:
+    /// the kernel may have dropped dirty pages (fsyncgate).
+    pub(crate) fn commit_batch(&self, batch: Batch) -> Result<CommitOutcome, StoreError> {
+        self.commit_batch_after_sync_failpoint(batch, "engine.after_segment_sync")
+    }
+
+    /// [`Store::commit_batch`] with the name of the failpoint hit between sync and commit.
+    pub(crate) fn commit_batch_after_sync_failpoint(
         &self,
-        batch: &mut Batch,
-    ) -> Result<crate::index::CommitOutcome, StoreError> {
-        self.check_writable()?;
-        let result = (|| {
+        mut batch: Batch,
+        failpoint: &str,
+    ) -> Result<CommitOutcome, StoreError> {
+        let appended = batch.appended_records();
+        let result = self.check_writable().and_then(|()| {
             batch.segment_lengths = self.segments.sync()?;
-            net_mesh_segments::failpoint::hit("engine.after_segment_sync");
-            Ok::<_, StoreError>(self.index.commit(batch)?)
-        })();
-        // Refusals decided before anything is written say nothing about durability, so the
-        // handle stays usable: a staging conflict decided inside the transaction, or a batch
-        // naming an object that is not indexed (e.g. pinning a blob GC collected).
-        let refused = matches!(
-            &result,
-            Err(StoreError::Index(IndexError::Staging(e))) if e.is_conflict()
-        ) || matches!(
-            &result,
-            Err(StoreError::Index(IndexError::MissingObject(_)))
-        );
-        if result.is_err() && !refused {
-            self.poisoned.store(true, Ordering::Release);
+            net_mesh_segments::failpoint::hit(failpoint);
+            Ok(self.index.commit(&batch)?)
+        });
+        self.segments.settle(&appended);
+        match &result {
+            Ok(_) => self.segments.acknowledge_committed(&batch.segment_lengths),
+            Err(StoreError::Index(e)) if e.is_refusal() => {}
+            Err(StoreError::Poisoned) => {}
+            Err(_) => self.poisoned.store(true, Ordering::Release),
         }
         result
     }
@@ -262,7 +268,7 @@ impl Store {
             name: name.to_string(),
             created_unix_ms: now_ms(),
         });
-        self.commit_batch(&mut batch)?;
+        self.commit_batch(batch)?;
         Ok(blob_id(blob_ref))
     }
 
@@ -271,7 +277,7 @@ impl Store {
     pub fn unpin(&self, id: &Hash) -> Result<bool, StoreError> {
         let mut batch = Batch::default();
         batch.pins_remove.push(*id);
-        let outcome = self.commit_batch(&mut batch)?;
+        let outcome = self.commit_batch(batch)?;
         Ok(outcome.pins_removed > 0)
     }
 

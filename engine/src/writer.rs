@@ -4,7 +4,7 @@
 //! the tree builder one leaf plus one pending list per level, and a batch only the index entries
 //! of the last `batch_bytes` written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use net_mesh_segments::RecordKind;
@@ -15,7 +15,8 @@ use crate::codec::{
 };
 use crate::erasure::RsParams;
 use crate::error::StoreError;
-use crate::index::{Batch, IndexReader, Pin, blob_id};
+use crate::in_flight::LookupState;
+use crate::index::{Batch, CommitOutcome, IndexReader, NewObject, Pin, blob_id};
 use crate::parity_pipeline::{MAX_IN_FLIGHT, StripeWriter};
 use crate::store::{Store, now_ms};
 use crate::tree::{NodeSink, TreeBuilder, TreeError};
@@ -34,32 +35,38 @@ pub struct PutOutcome {
     pub new_bytes: u64,
 }
 
-/// Index-side state of an upload: the open batch and what it already holds.
+/// Index-side state of an upload: the open batch, what it already holds, and the objects it
+/// relies on that no committed parent counts yet (held in the store's [`InFlight`] so GC keeps
+/// them; see `in_flight.rs`).
 pub(crate) struct Pending<'s> {
-    /// Keeps GC's delete phase out while this upload may reference count-0 objects.
-    _gc_guard: std::sync::RwLockReadGuard<'s, ()>,
     pub(crate) store: &'s Store,
     pub(crate) batch: Batch,
     /// Objects appended in the open batch (not yet visible through `reader`).
     in_batch: HashSet<Hash>,
     batch_payload: u64,
     reader: IndexReader,
+    /// The sweep generation `reader` was taken in.
+    reader_generation: u64,
+    /// This upload's holds in `store.in_flight`, with multiplicity.
+    held: HashMap<Hash, u64>,
+    /// Children of the nodes in the open batch: the commit anchors them, so their holds end.
+    anchored_by_batch: Vec<Hash>,
     pub(crate) new_chunks: u64,
     pub(crate) new_bytes: u64,
 }
 
 impl<'s> Pending<'s> {
     pub(crate) fn new(store: &'s Store) -> Result<Pending<'s>, StoreError> {
-        // A poisoned lock only means another thread panicked while holding it; the guard
-        // protects no data of its own.
-        let gc_guard = store.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+        let reader_generation = store.in_flight.generation();
         Ok(Pending {
-            _gc_guard: gc_guard,
             store,
             batch: Batch::default(),
             in_batch: HashSet::new(),
             batch_payload: 0,
             reader: store.reader()?,
+            reader_generation,
+            held: HashMap::new(),
+            anchored_by_batch: Vec::new(),
             new_chunks: 0,
             new_bytes: 0,
         })
@@ -70,19 +77,63 @@ impl<'s> Pending<'s> {
         self.batch_payload >= self.store.config.batch_bytes
     }
 
-    /// Appends the object unless the store or this batch has it. Returns whether it was new.
+    fn hold(&mut self, id: Hash) {
+        self.store.in_flight.hold(id);
+        let n = self.held.entry(id).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    fn release(&mut self, id: &Hash) {
+        if let Some(n) = self.held.get_mut(id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held.remove(id);
+            }
+            self.store.in_flight.release(id, 1);
+        }
+    }
+
+    /// Whether the index already has `id`, looked up so that GC cannot delete it after we
+    /// relied on it: the caller holds `id` first (see `in_flight.rs`).
+    fn indexed(&mut self, id: &Hash) -> Result<bool, StoreError> {
+        match self.store.in_flight.lookup_state(self.reader_generation) {
+            LookupState::Current => {}
+            LookupState::Stale(generation) => {
+                self.reader = self.store.reader()?;
+                self.reader_generation = generation;
+            }
+            LookupState::Sweeping => return Ok(false),
+        }
+        Ok(self.reader.contains(id)?)
+    }
+
+    /// Appends the object (a chunk, or a node listing `children`) unless the store or this
+    /// batch has it. Returns whether it was new. Either way the upload holds it until a
+    /// committed parent counts it, and its holds on `children` end: a stored node already
+    /// counts them, a new one will once the batch commits (until then they stay held).
     fn put_object(
         &mut self,
         kind: RecordKind,
         id: Hash,
         payload: &[u8],
+        children: Vec<Hash>,
     ) -> Result<bool, StoreError> {
-        if self.in_batch.contains(&id) || self.reader.contains(&id)? {
+        self.hold(id);
+        if self.in_batch.contains(&id) || self.indexed(&id)? {
+            for child in &children {
+                self.release(child);
+            }
             return Ok(false);
         }
         let loc = self.store.segments.append(kind, &id, payload)?;
         net_mesh_segments::failpoint::hit("engine.after_segment_append");
-        self.batch.new_objects.push((id, kind, loc));
+        self.anchored_by_batch.extend_from_slice(&children);
+        self.batch.new_objects.push(NewObject {
+            hash: id,
+            kind,
+            loc,
+            children,
+        });
         self.in_batch.insert(id);
         self.batch_payload = self.batch_payload.saturating_add(loc.payload_len.into());
         Ok(true)
@@ -95,7 +146,7 @@ impl<'s> Pending<'s> {
     /// `put_chunk` for bytes whose `chunk_id` is already known.
     fn put_chunk_with_id(&mut self, hash: Hash, data: &[u8]) -> Result<ChunkRef, StoreError> {
         let size = u32::try_from(data.len()).map_err(|_| StoreError::TooLarge("chunk size"))?;
-        if self.put_object(RecordKind::Chunk, hash, data)? {
+        if self.put_object(RecordKind::Chunk, hash, data, Vec::new())? {
             self.new_chunks = self.new_chunks.saturating_add(1);
             self.new_bytes = self.new_bytes.saturating_add(data.len() as u64);
         }
@@ -107,13 +158,28 @@ impl<'s> Pending<'s> {
     }
 
     /// Commits the open batch (fdatasync, then one index transaction) and starts a new one.
-    pub(crate) fn commit(&mut self) -> Result<(), StoreError> {
-        self.store.commit_batch(&mut self.batch)?;
-        self.batch = Batch::default();
+    pub(crate) fn commit(&mut self) -> Result<CommitOutcome, StoreError> {
+        let batch = std::mem::take(&mut self.batch);
         self.in_batch.clear();
         self.batch_payload = 0;
+        let anchored = std::mem::take(&mut self.anchored_by_batch);
+        let outcome = self.store.commit_batch(batch)?;
+        for child in &anchored {
+            self.release(child);
+        }
+        self.reader_generation = self.store.in_flight.generation();
         self.reader = self.store.reader()?;
-        Ok(())
+        Ok(outcome)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        // Records of a batch never committed are given up (dead bytes past nothing).
+        self.store.segments.settle(&self.batch.appended_records());
+        for (id, n) in self.held.drain() {
+            self.store.in_flight.release(&id, n);
+        }
     }
 }
 
@@ -123,22 +189,16 @@ impl NodeSink for Pending<'_> {
     fn put_leaf(&mut self, leaf: &LeafNode) -> Result<Hash, StoreError> {
         let encoded = leaf.encode();
         let id = crate::codec::leaf_id(&encoded);
-        if self.put_object(RecordKind::LeafNode, id, &encoded)? {
-            for chunk in &leaf.chunks {
-                self.batch.add_ref(chunk.hash, 1);
-            }
-        }
+        let children = leaf.chunks.iter().map(|c| c.hash).collect();
+        self.put_object(RecordKind::LeafNode, id, &encoded, children)?;
         Ok(id)
     }
 
     fn put_internal(&mut self, node: &InternalNode) -> Result<Hash, StoreError> {
         let encoded = node.encode();
         let id = crate::codec::internal_id(&encoded);
-        if self.put_object(RecordKind::InternalNode, id, &encoded)? {
-            for child in &node.children {
-                self.batch.add_ref(child.hash, 1);
-            }
-        }
+        let children = node.children.iter().map(|c| c.hash).collect();
+        self.put_object(RecordKind::InternalNode, id, &encoded, children)?;
         Ok(id)
     }
 }

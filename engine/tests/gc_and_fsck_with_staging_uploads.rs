@@ -1,6 +1,7 @@
 //! Live staging uploads: their checkpoint holds count in fsck's recomputed counts (a store with
 //! an interrupted upload is clean), GC keeps what they hold within the grace period, and GC
-//! releases an abandoned upload (idle past the grace) and collects what only it held.
+//! releases an abandoned upload (idle past the staging grace, which `grace` does not shorten)
+//! and collects what only it held.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -51,16 +52,25 @@ fn an_interrupted_upload_is_counted_by_fsck_kept_by_gc_then_released_when_abando
     assert_eq!(report.stats.staging_uploads, 1);
 
     let store = open_tree(dir, TREE);
-    // Within the grace period the upload is live: GC keeps everything it holds.
-    let r = store.gc(&GcOptions::default()).unwrap();
-    assert!(r.staging_released.is_empty());
-    for h in held.keys() {
-        assert!(store.reader().unwrap().contains(h).unwrap());
+    // Within the staging grace the upload is live: GC keeps everything it holds, even with an
+    // object grace of 0 s.
+    for options in [GcOptions::default(), gc_now()] {
+        let r = store.gc(&options).unwrap();
+        assert!(r.staging_released.is_empty());
+        for h in held.keys() {
+            assert!(store.reader().unwrap().contains(h).unwrap());
+        }
     }
     // (make sure the clock has moved past the checkpoint's millisecond)
     std::thread::sleep(std::time::Duration::from_millis(3));
-    // Past the grace (0 s here) it is abandoned: released, and what only it held is freed.
-    let r = store.gc(&gc_now()).unwrap();
+    // Past the staging grace (0 s here) it is abandoned: released, and what only it held is
+    // freed.
+    let r = store
+        .gc(&GcOptions {
+            staging_grace: std::time::Duration::ZERO,
+            ..gc_now()
+        })
+        .unwrap();
     assert_eq!(r.staging_released, vec!["u1".to_string()]);
     assert!(r.objects_freed > 0);
     for h in held.keys() {

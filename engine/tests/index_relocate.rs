@@ -1,4 +1,4 @@
-//! `Index::relocate` / `Batch::relocate` repoint an existing object at a durable copy of its
+//! `Batch::relocate` repoints an existing object at a durable copy of its
 //! record: kind, count and creation time are kept, segment live bytes move, and a relocation to
 //! a record of another length or of an unknown object is refused.
 #![allow(
@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use net_mesh_engine::index::IndexError;
+use net_mesh_engine::index::{Batch, IndexError};
 use net_mesh_engine::{BlobRef, TreePolicy};
 use net_mesh_segments::{RecordKind, RecordLoc};
 
@@ -42,14 +42,26 @@ fn relocation_keeps_the_entry_and_moves_live_bytes() {
         .values()
         .map(|e| e.live_bytes)
         .sum();
-    let outcome = store.index().relocate(hash, new_loc, lengths).unwrap();
+    let relocate = |hash, to, segment_lengths| {
+        let mut batch = Batch {
+            segment_lengths,
+            ..Batch::default()
+        };
+        batch.relocate(hash, to);
+        store.index().commit(&batch)
+    };
+    let outcome = relocate(hash, new_loc, lengths.clone()).unwrap();
     assert_eq!(outcome.relocated, 1);
     let after = store.reader().unwrap().object(&hash).unwrap().unwrap();
     assert_eq!(after.loc, new_loc);
     assert_ne!(after.loc, before.loc);
     assert_eq!(
-        (after.kind, after.refcount, after.created_unix_ms),
-        (before.kind, before.refcount, before.created_unix_ms)
+        (after.kind, after.refcount, after.unreferenced_since_unix_ms),
+        (
+            before.kind,
+            before.refcount,
+            before.unreferenced_since_unix_ms
+        )
     );
     let live_after: u64 = store
         .index()
@@ -67,11 +79,11 @@ fn relocation_keeps_the_entry_and_moves_live_bytes() {
         ..new_loc
     };
     assert!(matches!(
-        store.index().relocate(hash, short, Vec::new()),
+        relocate(hash, short, lengths.clone()),
         Err(IndexError::Corrupted { .. })
     ));
     assert!(matches!(
-        store.index().relocate([7u8; 32], new_loc, Vec::new()),
+        relocate([7u8; 32], new_loc, lengths.clone()),
         Err(IndexError::MissingObject(_))
     ));
     assert_eq!(

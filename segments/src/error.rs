@@ -99,6 +99,10 @@ pub enum SegmentError {
     /// No segment with this id is known to the store.
     #[error("unknown segment {0}")]
     UnknownSegment(SegmentId),
+    /// The segment still holds records whose caller has not settled them (they may be about
+    /// to be indexed), so it cannot be removed.
+    #[error("segment {0} still holds unsettled records")]
+    Unsettled(SegmentId),
     /// A location or scan range reaches outside the segment's known length.
     #[error("segment {segment}: range {offset}+{len} lies outside its {segment_len} bytes")]
     OutOfBounds {

@@ -28,6 +28,13 @@ struct AppendState {
     sealed_lens: BTreeMap<SegmentId, u64>,
     /// Segments written since the last sync, with the length a sync will make durable.
     dirty: BTreeMap<SegmentId, (Arc<dyn SegmentFile>, u64)>,
+    /// Durable lengths the caller has not yet acknowledged as committed (see
+    /// [`Segments::acknowledge_committed`]). Every [`Segments::sync`] returns all of them, so a
+    /// length is never lost when the commit that first carried it is refused or never happens.
+    unacknowledged: BTreeMap<SegmentId, u64>,
+    /// Records appended to each segment and not yet settled by the caller (indexed or given
+    /// up); see [`Segments::settle`].
+    unsettled: BTreeMap<SegmentId, u64>,
     /// A segment file was created since the last directory sync.
     dir_dirty: bool,
     /// Next id for a new segment: above every segment file seen in the directory.
@@ -222,6 +229,8 @@ impl Segments {
                 active_len,
                 sealed_lens,
                 dirty,
+                unacknowledged: BTreeMap::new(),
+                unsettled: BTreeMap::new(),
                 dir_dirty,
                 next_id,
             }),
@@ -299,6 +308,8 @@ impl Segments {
         let segment = state.active;
         let file = Arc::clone(&state.active_file);
         state.dirty.insert(segment, (file, end));
+        let unsettled = state.unsettled.entry(segment).or_insert(0);
+        *unsettled = unsettled.saturating_add(1);
         Ok(RecordLoc {
             segment,
             offset,
@@ -332,10 +343,13 @@ impl Segments {
     }
 
     /// fdatasyncs every segment written since the last sync (and fsyncs the directory if a
-    /// segment file was created), then returns the new durable length of each segment touched:
-    /// the engine commits these as committed lengths. Records appended before this call are
-    /// durable when it returns Ok. Any sync error poisons the handle: this call returns
-    /// [`SegmentError::SyncFailed`] and every later append/sync returns
+    /// segment file was created), then returns the durable length of every segment whose
+    /// durable length the caller has not yet acknowledged with
+    /// [`Segments::acknowledge_committed`]: the engine commits these as committed lengths.
+    /// Records appended before this call are durable when it returns Ok, and the lengths
+    /// returned cover them, whichever caller's sync actually wrote them (two writers syncing
+    /// at once each get lengths covering both). Any sync error poisons the handle: this call
+    /// returns [`SegmentError::SyncFailed`] and every later append/sync returns
     /// [`SegmentError::Poisoned`] until reopen.
     pub fn sync(&self) -> Result<Vec<(SegmentId, u64)>, SegmentError> {
         self.check_poisoned()?;
@@ -347,18 +361,67 @@ impl Segments {
             let dir_dirty = std::mem::replace(&mut state.dir_dirty, false);
             (dirty, dir_dirty)
         };
-        let mut durable = Vec::with_capacity(dirty.len());
+        let mut synced = Vec::with_capacity(dirty.len());
         for (segment, (file, len)) in dirty {
             if let Err(e) = file.sync_data() {
                 return Err(self.poison(self.path_of(segment), "fdatasync segment", e));
             }
             failpoint::hit("segment.after_sync");
-            durable.push((segment, len));
+            synced.push((segment, len));
         }
         if dir_dirty && let Err(e) = self.backend.sync_dir(&self.dir) {
             return Err(self.poison(self.dir.clone(), "fsync segment directory", e));
         }
-        Ok(durable)
+        let mut state = lock(&self.state)?;
+        for (segment, len) in synced {
+            // A segment removed meanwhile (compaction) has nothing left to commit.
+            if segment == state.active || state.sealed_lens.contains_key(&segment) {
+                let durable = state.unacknowledged.entry(segment).or_insert(len);
+                *durable = (*durable).max(len);
+            }
+        }
+        Ok(state
+            .unacknowledged
+            .iter()
+            .map(|(&segment, &len)| (segment, len))
+            .collect())
+    }
+
+    /// Tells the handle that `lengths` (from [`Segments::sync`]) are now stored as committed
+    /// lengths, so later syncs need not return them again. Lengths the caller never
+    /// acknowledges are returned by every later sync until some commit carries them.
+    pub fn acknowledge_committed(&self, lengths: &[(SegmentId, u64)]) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for &(segment, len) in lengths {
+            if state
+                .unacknowledged
+                .get(&segment)
+                .is_some_and(|d| *d <= len)
+            {
+                state.unacknowledged.remove(&segment);
+            }
+        }
+    }
+
+    /// Settles records appended earlier: `records` holds, per segment, how many of them the
+    /// caller has now either indexed or given up on. Until then the segment has unsettled
+    /// records ([`Segments::has_unsettled`]) and must not be compacted or removed.
+    pub fn settle(&self, records: &BTreeMap<SegmentId, u64>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (&segment, &n) in records {
+            if let Some(left) = state.unsettled.get_mut(&segment) {
+                *left = left.saturating_sub(n);
+                if *left == 0 {
+                    state.unsettled.remove(&segment);
+                }
+            }
+        }
+    }
+
+    /// Whether records appended to `segment` are still waiting to be settled.
+    pub fn has_unsettled(&self, segment: SegmentId) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.unsettled.contains_key(&segment)
     }
 
     fn view(&self, segment: SegmentId) -> Result<View, SegmentError> {
@@ -645,11 +708,15 @@ impl Segments {
             if !state.sealed_lens.contains_key(&segment) {
                 return Err(SegmentError::UnknownSegment(segment));
             }
+            if state.unsettled.contains_key(&segment) {
+                return Err(SegmentError::Unsettled(segment));
+            }
             self.backend
                 .remove(&path)
                 .map_err(|e| SegmentError::io(&path, "remove segment", e))?;
             state.sealed_lens.remove(&segment);
             state.dirty.remove(&segment);
+            state.unacknowledged.remove(&segment);
         }
         lock(&self.sealed)?.remove(&segment);
         if let Err(e) = self.backend.sync_dir(&self.dir) {

@@ -49,7 +49,10 @@ fn appended_records_read_back_across_a_roll() {
     for (loc, kind, id, data) in &written {
         assert_eq!(&segs.read(*loc, *kind, id).unwrap(), data);
     }
-    // A second sync with nothing written touches nothing.
+    // Until acknowledged as committed, every sync returns those lengths again; after, a sync
+    // with nothing written returns nothing.
+    assert_eq!(segs.sync().unwrap(), synced);
+    segs.acknowledge_committed(&synced);
     assert_eq!(segs.sync().unwrap(), vec![]);
 }
 
@@ -186,6 +189,18 @@ fn remove_segment_unlinks_sealed_only() {
     }
     segs.sync().unwrap();
     let first = locs[0].0.segment;
+    // Records not yet settled (indexed or given up) keep their segment.
+    let err = segs.remove_segment(first).unwrap_err();
+    assert!(
+        matches!(err, SegmentError::Unsettled(s) if s == first),
+        "{err}"
+    );
+    let mut appended = BTreeMap::new();
+    for (loc, _) in &locs {
+        *appended.entry(loc.segment).or_insert(0) += 1;
+    }
+    segs.settle(&appended);
+    assert!(!segs.has_unsettled(first));
     // Map the sealed segment, then remove it: the mapping must stay valid for held readers,
     // and later reads report an unknown segment.
     assert_eq!(

@@ -10,9 +10,13 @@ use net_mesh_engine::{GcOptions, GcReport, Store, StoreConfig};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Only delete objects unreferenced and older than this (e.g. 24h, 30m, 0s)
+    /// Only delete objects unreferenced for longer than this (e.g. 24h, 30m, 0s)
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     grace: Duration,
+    /// Release resumable uploads with no checkpoint for longer than this (their own grace,
+    /// independent of --grace)
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    staging_grace: Duration,
     /// Report what would be freed; change nothing
     #[arg(long)]
     dry_run: bool,
@@ -143,6 +147,7 @@ pub fn run(args: GcArgs, dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("opening store {}", dir.display()))?;
     let report = store.gc(&GcOptions {
         grace: args.grace,
+        staging_grace: args.staging_grace,
         dry_run: args.dry_run,
         compact_threshold: args.compact_threshold,
     })?;
