@@ -758,6 +758,57 @@ mod tests {
         ));
     }
 
+    fn pin(name: &str) -> Pin {
+        Pin {
+            blob_ref: BlobRef::Small {
+                hash: [7; 32],
+                size: 3,
+            },
+            name: name.to_string(),
+            created_unix_ms: 9,
+        }
+    }
+
+    #[test]
+    fn pin_names_are_checked_and_never_encoded_cut_inside_a_character() {
+        let limit = "é".repeat(MAX_PIN_NAME / 2);
+        assert_eq!(check_pin_name(&limit), Ok(()));
+        let long = format!("a{limit}");
+        assert_eq!(
+            check_pin_name(&long),
+            Err(PinNameTooLong {
+                len: MAX_PIN_NAME + 1
+            })
+        );
+        // The encoder's guard: a name that bypassed the check is cut at a boundary.
+        let p = pin(&long);
+        let decoded = Pin::decode(&[0], &p.encode()).unwrap();
+        assert_eq!(decoded.name.len(), MAX_PIN_NAME - 1);
+        assert!(long.starts_with(&decoded.name));
+        assert_eq!(
+            Pin::decode(&[0], &pin(&limit).encode()).unwrap(),
+            pin(&limit)
+        );
+    }
+
+    #[test]
+    fn a_name_an_older_build_cut_inside_a_character_decodes_without_it() {
+        let whole = pin(&"a".repeat(MAX_PIN_NAME - 1)).encode();
+        let mut legacy = whole.clone();
+        let name_end = PIN_HEADER_LEN + MAX_PIN_NAME - 1;
+        legacy.splice(name_end..name_end, ["é".as_bytes()[0]]);
+        legacy[9..11].copy_from_slice(&(MAX_PIN_NAME as u16).to_le_bytes());
+        let decoded = Pin::decode(&[0], &legacy).unwrap();
+        assert_eq!(decoded, Pin::decode(&[0], &whole).unwrap());
+        // Only that signature is forgiven: a shorter name, or a bad byte inside, is corrupt.
+        let mut bad = pin("ab").encode();
+        bad[PIN_HEADER_LEN + 1] = 0xc3;
+        assert!(Pin::decode(&[0], &bad).is_err());
+        let mut inside = legacy.clone();
+        inside[PIN_HEADER_LEN] = 0xff;
+        assert!(Pin::decode(&[0], &inside).is_err());
+    }
+
     #[test]
     fn object_entry_golden_bytes() {
         let e = ObjectEntry {
