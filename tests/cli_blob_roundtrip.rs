@@ -56,11 +56,12 @@ fn put_json_reports_shape_and_dedup() {
         file.to_str().unwrap(),
     ];
     let first: serde_json::Value = serde_json::from_slice(&ok(&data_dir, &args)).unwrap();
-    assert_eq!(first["kind"], "manifest");
+    // ~70 chunks: past the 30-ref Manifest cross-over, one leaf under a root.
+    assert_eq!(first["kind"], "tree");
     assert_eq!(first["size"], 300_000);
-    assert_eq!(first["depth"], 1);
+    assert_eq!(first["depth"], 2);
     let chunks = first["chunks"].as_u64().unwrap();
-    assert!(chunks > 10);
+    assert!(chunks > 30);
     assert_eq!(first["new_chunks"].as_u64().unwrap(), chunks);
     assert_eq!(first["new_bytes"], 300_000);
     let second: serde_json::Value = serde_json::from_slice(&ok(&data_dir, &args)).unwrap();

@@ -9,15 +9,19 @@ use crate::chunking::ChunkingStrategy;
 use crate::codec::{
     DecodeError, Encoding, Hash, InternalNode, LeafNode, MAX_CHUNK_SIZE, MAX_DEPTH,
 };
-use crate::index::MAX_PIN_NAME;
-use crate::tree::{StateError, TreePolicy, TreeState};
+use crate::index::{MAX_PIN_NAME, pin_name_prefix};
+use crate::tree::{DEFAULT_MANIFEST_MAX_REFS, StateError, TreePolicy, TreeState};
 
 /// Magic of an encoded checkpoint: ASCII `NMSC`.
 pub const CHECKPOINT_MAGIC: [u8; 4] = *b"NMSC";
-/// Version byte of the checkpoint layout.
-pub const CHECKPOINT_VERSION: u8 = 1;
+/// Version byte of the checkpoint layout this build writes.
+pub const CHECKPOINT_VERSION: u8 = 2;
+/// The older layout this build still reads: no `manifest_max_refs` field (a resumed upload
+/// gets [`DEFAULT_MANIFEST_MAX_REFS`]).
+pub const CHECKPOINT_VERSION_V1: u8 = 1;
 
-/// Offsets of the fixed part (docs/FORMAT.md §4.2).
+/// Offsets of the fixed part (docs/FORMAT.md §4.2), version 2. Version 1 is the same up to
+/// `internal_fanout`, then has `pin_name_len` at [`layout::V1_PIN_NAME_LEN_OFFSET`].
 pub mod layout {
     pub const MAGIC_OFFSET: usize = 0;
     pub const VERSION_OFFSET: usize = 4;
@@ -35,9 +39,14 @@ pub mod layout {
     pub const CHUNKING_PARAMS_OFFSET: usize = 99;
     pub const LEAF_FANOUT_OFFSET: usize = 111;
     pub const INTERNAL_FANOUT_OFFSET: usize = 115;
-    pub const PIN_NAME_LEN_OFFSET: usize = 119;
+    pub const MANIFEST_MAX_REFS_OFFSET: usize = 119;
+    pub const PIN_NAME_LEN_OFFSET: usize = 123;
     /// Length of the fixed part; the pin name starts here.
-    pub const FIXED_LEN: usize = 121;
+    pub const FIXED_LEN: usize = 125;
+    /// Version 1: `pin_name_len` follows `internal_fanout`.
+    pub const V1_PIN_NAME_LEN_OFFSET: usize = 119;
+    /// Version 1: length of the fixed part.
+    pub const V1_FIXED_LEN: usize = 121;
     pub const CHUNKING_CDC: u8 = 0;
     pub const CHUNKING_FIXED: u8 = 1;
 }
@@ -68,7 +77,10 @@ pub enum CheckpointError {
     },
     #[error("bad magic {found:02x?} (expected NMSC)")]
     BadMagic { found: [u8; 4] },
-    #[error("unsupported checkpoint version {0} (this build reads {CHECKPOINT_VERSION})")]
+    #[error(
+        "unsupported checkpoint version {0} (this build reads {CHECKPOINT_VERSION_V1} and \
+         {CHECKPOINT_VERSION})"
+    )]
     UnsupportedVersion(u8),
     #[error("{what} at offset {offset} is invalid: {reason}")]
     Invalid {
@@ -128,8 +140,10 @@ impl StagingCheckpoint {
         let fanout = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         out.extend_from_slice(&fanout(self.tree.policy.leaf_fanout).to_le_bytes());
         out.extend_from_slice(&fanout(self.tree.policy.internal_fanout).to_le_bytes());
-        let name = self.pin_name.as_bytes();
-        let name = name.get(..name.len().min(MAX_PIN_NAME)).unwrap_or_default();
+        out.extend_from_slice(&fanout(self.tree.policy.manifest_max_refs).to_le_bytes());
+        // Names are checked where an upload begins; the cut (at a character boundary) only
+        // guards this encoder's contract that it never writes a name the decoder refuses.
+        let name = pin_name_prefix(&self.pin_name).as_bytes();
         out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_le_bytes());
         out.extend_from_slice(name);
         encode_encoding(self.tree.encoding, &mut out);
@@ -161,7 +175,7 @@ impl StagingCheckpoint {
             return Err(CheckpointError::BadMagic { found: magic });
         }
         let version = r.u8("version")?;
-        if version != CHECKPOINT_VERSION {
+        if version != CHECKPOINT_VERSION && version != CHECKPOINT_VERSION_V1 {
             return Err(CheckpointError::UnsupportedVersion(version));
         }
         let flags_at = r.pos;
@@ -193,9 +207,17 @@ impl StagingCheckpoint {
         chunking
             .validate()
             .map_err(|e| r.invalid("chunking", chunking_at, e.to_string()))?;
+        let leaf_fanout = r.u32("leaf_fanout")? as usize;
+        let internal_fanout = r.u32("internal_fanout")? as usize;
+        let manifest_max_refs = if version == CHECKPOINT_VERSION_V1 {
+            DEFAULT_MANIFEST_MAX_REFS
+        } else {
+            r.u32("manifest_max_refs")? as usize
+        };
         let policy = TreePolicy {
-            leaf_fanout: r.u32("leaf_fanout")? as usize,
-            internal_fanout: r.u32("internal_fanout")? as usize,
+            leaf_fanout,
+            internal_fanout,
+            manifest_max_refs,
         };
         let name_at = r.pos;
         let name_len = usize::from(r.u16("pin name length")?);
@@ -274,11 +296,20 @@ impl StagingCheckpoint {
 }
 
 /// Fuzz harness (`fuzz/fuzz_targets/staging_checkpoint.rs`): decoding arbitrary bytes never
-/// panics, and an accepted checkpoint re-encodes to the same bytes (canonical).
+/// panics, an accepted checkpoint of the current version re-encodes to the same bytes
+/// (canonical), and one of version 1 re-encodes to a current one that decodes to the same value.
 #[allow(clippy::panic)] // fuzz harness: a panic is how a found bug is reported
 pub fn fuzz_decode(data: &[u8]) {
     if let Ok(c) = StagingCheckpoint::decode(data) {
-        assert!(c.encode() == data, "checkpoint decode/encode not canonical");
+        let again = c.encode();
+        if data.get(layout::VERSION_OFFSET) == Some(&CHECKPOINT_VERSION) {
+            assert!(again == data, "checkpoint decode/encode not canonical");
+        } else {
+            assert!(
+                StagingCheckpoint::decode(&again).as_ref() == Ok(&c),
+                "version 1 checkpoint does not survive re-encoding"
+            );
+        }
     }
 }
 
@@ -405,6 +436,7 @@ mod tests {
                 policy: TreePolicy {
                     leaf_fanout: 2,
                     internal_fanout: 2,
+                    manifest_max_refs: 3,
                 },
                 encoding: Encoding::Plain,
                 open_leaf: vec![chunk(0xaa, 100)],

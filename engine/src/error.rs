@@ -8,7 +8,7 @@ use net_mesh_segments::SegmentError;
 use crate::chunking::ChunkingError;
 use crate::codec::{DecodeError, Hash};
 use crate::erasure::ErasureError;
-use crate::index::IndexError;
+use crate::index::{IndexError, PinNameTooLong};
 use crate::tree::PolicyError;
 
 /// Short hex form of a hash for messages.
@@ -63,6 +63,9 @@ pub enum StoreError {
     NotPinned(String),
     #[error("{0:?} matches more than one pinned blob; give more characters")]
     Ambiguous(String),
+    /// A pin name longer than `index::MAX_PIN_NAME` bytes; refused before anything is written.
+    #[error(transparent)]
+    PinName(#[from] PinNameTooLong),
 }
 
 /// Why reading a blob failed. Every integrity failure stops the read before any unverified byte

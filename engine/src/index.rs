@@ -35,6 +35,34 @@ pub const PIN_HEADER_LEN: usize = 11;
 /// Longest pin label in bytes.
 pub const MAX_PIN_NAME: usize = 1024;
 
+/// Why a pin name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pin name is {len} bytes long; at most {MAX_PIN_NAME} bytes are allowed")]
+pub struct PinNameTooLong {
+    /// Length of the refused name in bytes.
+    pub len: usize,
+}
+
+/// Checks a pin name against [`MAX_PIN_NAME`]. Every API that takes a pin name calls it before
+/// it writes anything.
+pub fn check_pin_name(name: &str) -> Result<(), PinNameTooLong> {
+    if name.len() > MAX_PIN_NAME {
+        Err(PinNameTooLong { len: name.len() })
+    } else {
+        Ok(())
+    }
+}
+
+/// The longest prefix of `name` of at most [`MAX_PIN_NAME`] bytes that ends on a character
+/// boundary (`name` itself when it fits).
+pub(crate) fn pin_name_prefix(name: &str) -> &str {
+    let mut end = name.len().min(MAX_PIN_NAME);
+    while !name.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    name.get(..end).unwrap_or_default()
+}
+
 /// Why an index operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -195,9 +223,11 @@ pub struct Pin {
 }
 
 impl Pin {
+    /// The row bytes (docs/FORMAT.md §3.4). Names are checked where a pin is requested
+    /// ([`check_pin_name`]); the cut at a character boundary only guards this encoder's
+    /// contract that it never writes a row the decoder refuses.
     pub fn encode(&self) -> Vec<u8> {
-        let name = self.name.as_bytes();
-        let name = name.get(..name.len().min(MAX_PIN_NAME)).unwrap_or_default();
+        let name = pin_name_prefix(&self.name).as_bytes();
         let name_len = u16::try_from(name.len()).unwrap_or(0);
         let mut out =
             Vec::with_capacity(PIN_HEADER_LEN.saturating_add(name.len()).saturating_add(64));
@@ -226,7 +256,17 @@ impl Pin {
         let name = bytes
             .get(PIN_HEADER_LEN..name_end)
             .ok_or_else(|| bad("short name".into()))?;
-        let name = String::from_utf8(name.to_vec()).map_err(|_| bad("name not UTF-8".into()))?;
+        let name = match std::str::from_utf8(name) {
+            Ok(name) => name.to_owned(),
+            // Older builds cut an over-long name at MAX_PIN_NAME bytes, possibly inside a
+            // character; the rest of such a row is intact, so the partial character is dropped.
+            Err(e) if name_len == MAX_PIN_NAME && e.error_len().is_none() => name
+                .get(..e.valid_up_to())
+                .and_then(|valid| std::str::from_utf8(valid).ok())
+                .unwrap_or_default()
+                .to_owned(),
+            Err(_) => return Err(bad("name not UTF-8".into())),
+        };
         let ref_bytes = bytes.get(name_end..).unwrap_or_default();
         let blob_ref = BlobRef::decode(ref_bytes).map_err(|e| bad(format!("blob ref: {e}")))?;
         Ok(Pin {
@@ -748,6 +788,22 @@ pub(crate) fn take_lost_refs(
 
 // ---- end of GC, compaction and fsck support -------------------------------------------------
 
+/// A pin row that does not decode.
+#[derive(Debug)]
+pub struct BadPinRow {
+    /// The row's key: the blob id it claims.
+    pub id: Hash,
+    /// Why it does not decode.
+    pub error: IndexError,
+}
+
+/// Every pin row: those that decode, in id order, and those that do not.
+#[derive(Debug, Default)]
+pub struct PinListing {
+    pub pins: Vec<(Hash, Pin)>,
+    pub bad: Vec<BadPinRow>,
+}
+
 /// A read snapshot of the index.
 #[derive(Debug)]
 pub struct IndexReader {
@@ -767,15 +823,30 @@ impl IndexReader {
         Ok(self.objects.get(hash)?.is_some())
     }
 
-    /// Every pin with its blob id, in id order.
-    pub fn pins(&self) -> Result<Vec<(Hash, Pin)>, IndexError> {
-        let mut out = Vec::new();
+    /// Every pin row: a row that does not decode is listed apart instead of failing the
+    /// listing. Fails only when the table itself cannot be read.
+    pub fn pin_listing(&self) -> Result<PinListing, IndexError> {
+        let mut out = PinListing::default();
         for row in self.pins.iter()? {
             let (k, v) = row?;
             let id = *k.value();
-            out.push((id, Pin::decode(&id, v.value())?));
+            match Pin::decode(&id, v.value()) {
+                Ok(pin) => out.pins.push((id, pin)),
+                Err(error) => out.bad.push(BadPinRow { id, error }),
+            }
         }
         Ok(out)
+    }
+
+    /// Every pin with its blob id, in id order; fails on the first row that does not decode.
+    /// For callers that must know every pin to stay safe (GC's stripe guard): a row whose
+    /// blob is unknown could name anything.
+    pub fn pins(&self) -> Result<Vec<(Hash, Pin)>, IndexError> {
+        let listing = self.pin_listing()?;
+        match listing.bad.into_iter().next() {
+            Some(bad) => Err(bad.error),
+            None => Ok(listing.pins),
+        }
     }
 
     pub fn pin(&self, id: &Hash) -> Result<Option<Pin>, IndexError> {
@@ -814,6 +885,57 @@ mod tests {
             ObjectEntry::decode(&[0], &bad),
             Err(IndexError::Corrupted { .. })
         ));
+    }
+
+    fn pin(name: &str) -> Pin {
+        Pin {
+            blob_ref: BlobRef::Small {
+                hash: [7; 32],
+                size: 3,
+            },
+            name: name.to_string(),
+            created_unix_ms: 9,
+        }
+    }
+
+    #[test]
+    fn pin_names_are_checked_and_never_encoded_cut_inside_a_character() {
+        let limit = "é".repeat(MAX_PIN_NAME / 2);
+        assert_eq!(check_pin_name(&limit), Ok(()));
+        let long = format!("a{limit}");
+        assert_eq!(
+            check_pin_name(&long),
+            Err(PinNameTooLong {
+                len: MAX_PIN_NAME + 1
+            })
+        );
+        // The encoder's guard: a name that bypassed the check is cut at a boundary.
+        let p = pin(&long);
+        let decoded = Pin::decode(&[0], &p.encode()).unwrap();
+        assert_eq!(decoded.name.len(), MAX_PIN_NAME - 1);
+        assert!(long.starts_with(&decoded.name));
+        assert_eq!(
+            Pin::decode(&[0], &pin(&limit).encode()).unwrap(),
+            pin(&limit)
+        );
+    }
+
+    #[test]
+    fn a_name_an_older_build_cut_inside_a_character_decodes_without_it() {
+        let whole = pin(&"a".repeat(MAX_PIN_NAME - 1)).encode();
+        let mut legacy = whole.clone();
+        let name_end = PIN_HEADER_LEN + MAX_PIN_NAME - 1;
+        legacy.splice(name_end..name_end, ["é".as_bytes()[0]]);
+        legacy[9..11].copy_from_slice(&(MAX_PIN_NAME as u16).to_le_bytes());
+        let decoded = Pin::decode(&[0], &legacy).unwrap();
+        assert_eq!(decoded, Pin::decode(&[0], &whole).unwrap());
+        // Only that signature is forgiven: a shorter name, or a bad byte inside, is corrupt.
+        let mut bad = pin("ab").encode();
+        bad[PIN_HEADER_LEN + 1] = 0xc3;
+        assert!(Pin::decode(&[0], &bad).is_err());
+        let mut inside = legacy.clone();
+        inside[PIN_HEADER_LEN] = 0xff;
+        assert!(Pin::decode(&[0], &inside).is_err());
     }
 
     #[test]

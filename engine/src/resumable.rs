@@ -23,7 +23,7 @@ use crate::checkpoint::StagingCheckpoint;
 use crate::chunking::{Chunker, ChunkingStrategy};
 use crate::codec::{Encoding, Hash};
 use crate::error::StoreError;
-use crate::index::{Batch, IndexError, Pin, blob_id};
+use crate::index::{Batch, IndexError, Pin, blob_id, check_pin_name};
 use crate::staging_table::{self, StagingOp, StagingTableError};
 use crate::store::{Store, now_ms};
 use crate::tree::{StateError, TreeBuilder, TreePolicy};
@@ -354,6 +354,7 @@ impl Store {
         if !staging_table::valid_staging_id(&config.staging_id) {
             return Err(StagingError::InvalidId(config.staging_id));
         }
+        check_pin_name(&config.pin_name).map_err(StoreError::from)?;
         self.check_writable()?;
         let tree = TreeBuilder::new(config.tree, Encoding::Plain).map_err(StoreError::from)?;
         let chunker = Chunker::new(config.chunking).map_err(StoreError::from)?;

@@ -15,7 +15,9 @@ use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
 use crate::error::{OpenError, StoreError};
 use crate::in_flight::InFlight;
-use crate::index::{Batch, CommitOutcome, Index, IndexError, IndexReader, Pin, blob_id};
+use crate::index::{
+    Batch, CommitOutcome, Index, IndexError, IndexReader, Pin, PinListing, blob_id, check_pin_name,
+};
 use crate::tree::TreePolicy;
 
 /// How a store writes. Reads do not depend on it: every blob carries its own shape.
@@ -261,7 +263,9 @@ impl Store {
     }
 
     /// Pins `blob_ref` under `name` (a no-op if it is pinned already). Its objects must exist.
+    /// A name longer than [`MAX_PIN_NAME`](crate::index::MAX_PIN_NAME) bytes is refused.
     pub fn pin(&self, blob_ref: &BlobRef, name: &str) -> Result<Hash, StoreError> {
+        check_pin_name(name)?;
         let mut batch = Batch::default();
         batch.pins_add.push(Pin {
             blob_ref: blob_ref.clone(),
@@ -281,9 +285,10 @@ impl Store {
         Ok(outcome.pins_removed > 0)
     }
 
-    /// Every pinned blob with its id.
-    pub fn pins(&self) -> Result<Vec<(Hash, Pin)>, StoreError> {
-        Ok(self.index.reader()?.pins()?)
+    /// Every pinned blob with its id, and apart from them the pin rows that do not decode (one
+    /// damaged row never hides the others).
+    pub fn pins(&self) -> Result<PinListing, StoreError> {
+        Ok(self.index.reader()?.pin_listing()?)
     }
 
     /// Finds a pinned blob by its id's hex prefix (at least 4 characters).
@@ -292,12 +297,23 @@ impl Store {
         if want.len() < 4 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StoreError::NotPinned(id_prefix.to_string()));
         }
-        let mut found = self
-            .pins()?
+        let listing = self.pins()?;
+        let matches = |id: &Hash| crate::error::hex(id).starts_with(&want);
+        let mut found = listing
+            .pins
             .into_iter()
-            .filter(|(id, _)| crate::error::hex(id).starts_with(&want));
+            .filter(|(id, _)| matches(id))
+            .map(Ok)
+            .chain(
+                listing
+                    .bad
+                    .into_iter()
+                    .filter(|row| matches(&row.id))
+                    .map(|row| Err(row.error)),
+            );
         match (found.next(), found.next()) {
-            (Some(hit), None) => Ok(hit),
+            (Some(Ok(hit)), None) => Ok(hit),
+            (Some(Err(damaged)), None) => Err(damaged.into()),
             (None, _) => Err(StoreError::NotPinned(id_prefix.to_string())),
             (Some(_), Some(_)) => Err(StoreError::Ambiguous(id_prefix.to_string())),
         }

@@ -5,13 +5,21 @@
 //! internal nodes likewise. The shape depends only on the chunk sequence and the policy, so two
 //! uploads of the same bytes build the same tree (and the same `BlobRef`).
 //!
-//! Shape rules (documented in docs/FORMAT.md §2):
+//! Shape rules (documented in docs/FORMAT.md §2.11):
 //! - 1 chunk → `BlobRef::Small` (plain encoding only);
-//! - up to `leaf_fanout` chunks → `BlobRef::Manifest` (no node stored);
+//! - a list that fits one leaf and holds at most `manifest_max_refs` refs → `BlobRef::Manifest`
+//!   (no node stored);
 //! - more → leaves of `leaf_fanout` chunks (the last may be short), grouped into internal nodes of
 //!   `internal_fanout` children level by level; at the end every level below the top is closed
 //!   (a closing node may have a single child), and the top level's single node is the root.
+//!
+//! The Manifest → Tree cross-over is what bounds the printed ref: a Manifest inlines its chunk
+//! list, a Tree is 48 or 50 bytes whatever the blob size. The default cross-over
+//! ([`DEFAULT_MANIFEST_MAX_REFS`]) keeps every text ref within [`MAX_SHORT_REF_TEXT_LEN`].
 
+use crate::codec::layout::{
+    CHUNK_REF_PARITY_LEN, ENCODING_REED_SOLOMON_LEN, MANIFEST_ENCODING_OFFSET, TEXT_PREFIX,
+};
 use crate::codec::{
     BlobRef, ChildRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, MAX_DEPTH,
     MAX_INTERNAL_FANOUT, MAX_LEAF_FANOUT,
@@ -21,11 +29,36 @@ use crate::codec::{
 mod state;
 pub use state::{StateError, TreeState};
 
-/// Fan-out of leaves and internal nodes.
+/// Longest printed ref (the `nm1…` text form) a store writing with the default tree policy
+/// produces, for every blob size and encoding. Refs are pasted into shells, URLs and messages.
+pub const MAX_SHORT_REF_TEXT_LEN: usize = 2048;
+
+/// Default Manifest → Tree cross-over: the most chunk refs a Manifest whose text form fits
+/// [`MAX_SHORT_REF_TEXT_LEN`] can hold in the worst case (30).
+pub const DEFAULT_MANIFEST_MAX_REFS: usize = manifest_refs_within(MAX_SHORT_REF_TEXT_LEN);
+
+/// Most chunk refs a Manifest may inline so that its text form is at most `text_len`
+/// characters whatever its chunks: every ref counted as large as a Parity ref (41 bytes) and
+/// the header as large as a Reed-Solomon one (21 bytes). Base32 turns `b` bytes into
+/// `ceil(8b / 5)` characters, so `b <= floor(5 × (text_len − 3) / 8)`.
+pub const fn manifest_refs_within(text_len: usize) -> usize {
+    let base32_chars = text_len.saturating_sub(TEXT_PREFIX.len());
+    let wire_bytes = base32_chars.saturating_mul(5) / 8;
+    let header = MANIFEST_ENCODING_OFFSET + ENCODING_REED_SOLOMON_LEN;
+    wire_bytes.saturating_sub(header) / CHUNK_REF_PARITY_LEN
+}
+
+/// The shape of the trees a store writes. Reads never depend on it: every ref carries its
+/// shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreePolicy {
+    /// Chunk refs per leaf node.
     pub leaf_fanout: usize,
+    /// Children per internal node.
     pub internal_fanout: usize,
+    /// Most chunk refs a `BlobRef::Manifest` inlines; a blob with more becomes a `Tree` (even
+    /// when its refs fit one leaf: a tree of one root over one leaf).
+    pub manifest_max_refs: usize,
 }
 
 impl Default for TreePolicy {
@@ -33,6 +66,7 @@ impl Default for TreePolicy {
         TreePolicy {
             leaf_fanout: 8192,
             internal_fanout: 4096,
+            manifest_max_refs: DEFAULT_MANIFEST_MAX_REFS,
         }
     }
 }
@@ -44,6 +78,8 @@ pub enum PolicyError {
     LeafFanout(usize),
     #[error("internal fan-out {0} is outside 2..={MAX_INTERNAL_FANOUT}")]
     InternalFanout(usize),
+    #[error("manifest cross-over {0} is outside 1..={MAX_LEAF_FANOUT} chunk refs")]
+    ManifestMaxRefs(usize),
 }
 
 impl TreePolicy {
@@ -53,6 +89,9 @@ impl TreePolicy {
         }
         if self.internal_fanout < 2 || self.internal_fanout > MAX_INTERNAL_FANOUT {
             return Err(PolicyError::InternalFanout(self.internal_fanout));
+        }
+        if self.manifest_max_refs == 0 || self.manifest_max_refs > MAX_LEAF_FANOUT {
+            return Err(PolicyError::ManifestMaxRefs(self.manifest_max_refs));
         }
         Ok(())
     }
@@ -144,8 +183,6 @@ impl TreeBuilder {
         Ok(())
     }
 
-    // --- erasure coding (issue 4): stripes are never split across leaves -------------------
-
     /// Adds one erasure-coding stripe: its data refs, then its parity refs. A stripe is never
     /// split across leaves: when it would take the open leaf past `leaf_fanout` refs, the leaf
     /// is closed first. So leaf fan-out is counted in whole stripes, and a single stripe of
@@ -177,8 +214,6 @@ impl TreeBuilder {
         }
         Ok(())
     }
-
-    // --- end erasure coding ---------------------------------------------------------------
 
     fn close_leaf<S: NodeSink>(&mut self, sink: &mut S) -> Result<(), TreeError<S::Error>> {
         let node = LeafNode {
@@ -247,7 +282,7 @@ impl TreeBuilder {
     ///
     /// A blob with no chunk at all is the caller's business (it stores the empty chunk first).
     pub fn finish<S: NodeSink>(mut self, sink: &mut S) -> Result<BlobRef, TreeError<S::Error>> {
-        if self.levels.is_empty() {
+        if self.levels.is_empty() && self.leaf.len() <= self.policy.manifest_max_refs {
             return Ok(self.flat_ref());
         }
         self.close_leaf(sink)?;
@@ -255,7 +290,9 @@ impl TreeBuilder {
         loop {
             let is_top = level + 1 >= self.levels.len();
             let pending = self.levels.get(level).map_or(0, Vec::len);
-            if is_top && pending == 1 {
+            // A leaf is never the root (a Tree's depth is at least 2): a single leaf gets an
+            // internal node of one child above it.
+            if is_top && pending == 1 && level > 0 {
                 let root = self.levels.get(level).and_then(|l| l.first()).copied();
                 let Some(root) = root else { break };
                 let depth = u8::try_from(level + 1).map_err(|_| TreeError::TooDeep)?;
@@ -355,6 +392,7 @@ mod tests {
     const TINY: TreePolicy = TreePolicy {
         leaf_fanout: 2,
         internal_fanout: 2,
+        manifest_max_refs: DEFAULT_MANIFEST_MAX_REFS,
     };
 
     #[test]
@@ -411,9 +449,54 @@ mod tests {
         let policy = TreePolicy {
             leaf_fanout: 3,
             internal_fanout: 4,
+            manifest_max_refs: DEFAULT_MANIFEST_MAX_REFS,
         };
         assert_eq!(build(50, policy).0, build(50, policy).0);
         assert_ne!(build(50, policy).0, build(51, policy).0);
+    }
+
+    #[test]
+    fn past_the_manifest_cross_over_one_leaf_becomes_a_tree_of_depth_two() {
+        let policy = TreePolicy {
+            leaf_fanout: 10,
+            internal_fanout: 2,
+            manifest_max_refs: 4,
+        };
+        let (r, sink) = build(4, policy);
+        assert!(matches!(r, BlobRef::Manifest { ref chunks, .. } if chunks.len() == 4));
+        assert!(sink.leaves.is_empty() && sink.internals.is_empty());
+        for n in 5..=10u32 {
+            let (r, sink) = build(n, policy);
+            let BlobRef::Tree {
+                root_hash, depth, ..
+            } = r
+            else {
+                panic!("{n} chunks should make a tree, got {r:?}")
+            };
+            assert_eq!(depth, 2, "n = {n}");
+            assert_eq!(sink.leaves.len(), 1);
+            assert_eq!(sink.internals[&root_hash].children.len(), 1);
+            let mut out = Vec::new();
+            walk(&sink, root_hash, 1, &mut out);
+            assert_eq!(out, (0..n).map(chunk).collect::<Vec<_>>());
+        }
+        // One chunk stays Small whatever the cross-over.
+        let one = TreePolicy {
+            manifest_max_refs: 1,
+            ..policy
+        };
+        assert!(matches!(build(1, one).0, BlobRef::Small { .. }));
+        assert!(matches!(build(2, one).0, BlobRef::Tree { depth: 2, .. }));
+    }
+
+    #[test]
+    fn default_cross_over_is_the_largest_that_keeps_refs_short() {
+        assert_eq!(DEFAULT_MANIFEST_MAX_REFS, 30);
+        let base32 = |bytes: usize| (bytes * 8).div_ceil(5);
+        assert!(3 + base32(21 + 30 * 41) <= MAX_SHORT_REF_TEXT_LEN);
+        assert!(3 + base32(21 + 31 * 41) > MAX_SHORT_REF_TEXT_LEN);
+        assert_eq!(manifest_refs_within(3 + base32(21 + 7 * 41)), 7);
+        assert_eq!(manifest_refs_within(0), 0);
     }
 
     #[test]
@@ -421,6 +504,7 @@ mod tests {
         let bad = TreePolicy {
             leaf_fanout: 0,
             internal_fanout: 2,
+            manifest_max_refs: 1,
         };
         assert_eq!(
             TreeBuilder::new(bad, Encoding::Plain).unwrap_err(),
@@ -429,10 +513,19 @@ mod tests {
         let bad = TreePolicy {
             leaf_fanout: 2,
             internal_fanout: 1,
+            manifest_max_refs: 1,
         };
         assert_eq!(
             TreeBuilder::new(bad, Encoding::Plain).unwrap_err(),
             PolicyError::InternalFanout(1)
+        );
+        let bad = TreePolicy {
+            manifest_max_refs: 0,
+            ..TreePolicy::default()
+        };
+        assert_eq!(
+            TreeBuilder::new(bad, Encoding::Plain).unwrap_err(),
+            PolicyError::ManifestMaxRefs(0)
         );
     }
 }

@@ -16,7 +16,7 @@ use crate::codec::{
 use crate::erasure::RsParams;
 use crate::error::StoreError;
 use crate::in_flight::LookupState;
-use crate::index::{Batch, CommitOutcome, IndexReader, NewObject, Pin, blob_id};
+use crate::index::{Batch, CommitOutcome, IndexReader, NewObject, Pin, blob_id, check_pin_name};
 use crate::parity_pipeline::{MAX_IN_FLIGHT, StripeWriter};
 use crate::store::{Store, now_ms};
 use crate::tree::{NodeSink, TreeBuilder, TreeError};
@@ -357,8 +357,12 @@ impl<'s> BlobWriter<'s> {
         self.path.tree.total_bytes()
     }
 
-    /// Ends the blob, commits everything and pins the blob under `pin_name`.
+    /// Ends the blob, commits everything and pins the blob under `pin_name`. A name longer
+    /// than [`MAX_PIN_NAME`](crate::index::MAX_PIN_NAME) bytes is refused before the last
+    /// chunks, the nodes or the pin are written (chunks already written are unreferenced and
+    /// left to GC); check it with [`check_pin_name`] before the upload to waste nothing.
     pub fn finish(self, pin_name: &str) -> Result<PutOutcome, StoreError> {
+        check_pin_name(pin_name)?;
         let (blob_ref, chunks, mut pending) = self.path.finish_tree(&mut CommitWhenFull)?;
         pending.batch.pins_add.push(Pin {
             blob_ref: blob_ref.clone(),
@@ -409,7 +413,8 @@ impl Store {
     }
 
     /// Stores everything `input` yields as one blob, in bounded memory, and pins it under
-    /// `pin_name`.
+    /// `pin_name` (refused before anything is written when longer than
+    /// [`MAX_PIN_NAME`](crate::index::MAX_PIN_NAME) bytes).
     ///
     /// Two threads share the work: one reads and cuts blocks of input, the caller's thread
     /// hashes, deduplicates, appends and builds the tree. [`PIPELINE_BLOCKS`] block buffers
@@ -419,6 +424,7 @@ impl Store {
         input: impl Read + Send,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
+        check_pin_name(pin_name)?;
         stream_into(self.writer()?, self.config.chunking, input, pin_name)
     }
 
@@ -431,6 +437,7 @@ impl Store {
         n: u8,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
+        check_pin_name(pin_name)?;
         let encoding = RsParams::for_writing(k, n)?.encoding();
         stream_into(
             self.writer_with(encoding)?,

@@ -136,7 +136,7 @@ proptest! {
     fn random_sizes_round_trip(len in 0usize..200_000, seed in any::<u64>(), fixed in any::<bool>(), fan in 2usize..5) {
         let tmp = tempfile::tempdir().unwrap();
         let chunking = if fixed { ChunkingStrategy::Fixed { size: 2048 } } else { SMALL_CDC };
-        let store = open(tmp.path(), chunking, TreePolicy { leaf_fanout: fan, internal_fanout: fan });
+        let store = open(tmp.path(), chunking, TreePolicy { leaf_fanout: fan, internal_fanout: fan, manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS });
         let data = random_bytes(len, seed);
         let out = store.store(&data).unwrap();
         prop_assert_eq!(fetch_all(&store, &out.blob_ref), data);

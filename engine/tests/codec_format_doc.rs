@@ -437,3 +437,62 @@ fn encoders_put_fields_at_the_documented_offsets() {
     assert_eq!(u64_at(&internal, second + CHILD_COVERED_REL), 1 << 40);
     assert_eq!(internal.len(), INTERNAL_CHILDREN_OFFSET + 2 * CHILD_REF_LEN);
 }
+
+/// §2.11's cross-over figures are the ones the code derives from the layout constants.
+#[test]
+fn documented_tree_shape_defaults_and_short_ref_bound_match_code() {
+    use net_mesh_engine::TreePolicy;
+    use net_mesh_engine::tree::{
+        DEFAULT_MANIFEST_MAX_REFS, MAX_SHORT_REF_TEXT_LEN, manifest_refs_within,
+    };
+    // Compared with line breaks folded into spaces.
+    let doc = section_2().split_whitespace().collect::<Vec<_>>().join(" ");
+    let p = TreePolicy::default();
+    assert!(doc.contains(&format!(
+        "Defaults: `leaf_fanout` {}, `internal_fanout` {}, `manifest_max_refs` {}",
+        p.leaf_fanout, p.internal_fanout, p.manifest_max_refs
+    )));
+    assert_eq!(p.manifest_max_refs, DEFAULT_MANIFEST_MAX_REFS);
+    assert_eq!(
+        DEFAULT_MANIFEST_MAX_REFS,
+        manifest_refs_within(MAX_SHORT_REF_TEXT_LEN)
+    );
+    let text_len = |bytes: usize| TEXT_PREFIX.len() + (bytes * 8).div_ceil(5);
+    let worst = |refs: usize| {
+        MANIFEST_ENCODING_OFFSET + ENCODING_REED_SOLOMON_LEN + refs * CHUNK_REF_PARITY_LEN
+    };
+    let max_bytes = (MAX_SHORT_REF_TEXT_LEN - TEXT_PREFIX.len()) * 5 / 8;
+    let n = DEFAULT_MANIFEST_MAX_REFS;
+    for fact in [
+        format!("every printed ref is at most {MAX_SHORT_REF_TEXT_LEN} characters"),
+        format!("= {max_bytes} bytes"),
+        format!(
+            "`Small` is {SMALL_LEN} bytes ({} characters)",
+            text_len(SMALL_LEN)
+        ),
+        format!(
+            "`Tree` at most {} ({} characters)",
+            TREE_ENCODING_OFFSET + ENCODING_REED_SOLOMON_LEN,
+            text_len(TREE_ENCODING_OFFSET + ENCODING_REED_SOLOMON_LEN)
+        ),
+        format!(
+            "`{} + {CHUNK_REF_PARITY_LEN} × refs` bytes",
+            MANIFEST_ENCODING_OFFSET + ENCODING_REED_SOLOMON_LEN
+        ),
+        format!(
+            "refs ≤ {n} ({} bytes, {} characters)",
+            worst(n),
+            text_len(worst(n))
+        ),
+        format!(
+            "not for {} ({} bytes, {} characters)",
+            n + 1,
+            worst(n + 1),
+            text_len(worst(n + 1))
+        ),
+    ] {
+        assert!(doc.contains(&fact), "FORMAT.md §2.11 should say {fact:?}");
+    }
+    assert!(text_len(worst(n)) <= MAX_SHORT_REF_TEXT_LEN);
+    assert!(text_len(worst(n + 1)) > MAX_SHORT_REF_TEXT_LEN);
+}

@@ -29,7 +29,7 @@ proptest! {
     ) {
         let n = k + p;
         let tmp = tempfile::tempdir().unwrap();
-        let tree = TreePolicy { leaf_fanout, internal_fanout: 2 };
+        let tree = TreePolicy { leaf_fanout, internal_fanout: 2, manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS };
         let store = open(tmp.path(), SMALL_CDC, tree);
         let data = random_bytes(len, seed);
         let r = store.store_stream_with_rs(&data[..], k, n, "").unwrap().blob_ref;

@@ -23,6 +23,7 @@ fn leaves_hold_whole_stripes_with_consecutive_indexes() {
         let tree = TreePolicy {
             leaf_fanout,
             internal_fanout: 2,
+            manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
         };
         let store = open(&tmp.path().join(format!("f{leaf_fanout}")), SMALL_CDC, tree);
         let data = random_bytes(150_000, leaf_fanout as u64);
@@ -57,6 +58,7 @@ fn ranges_across_stripes_and_leaves_survive_lost_chunks() {
     let tree = TreePolicy {
         leaf_fanout: 10,
         internal_fanout: 2,
+        manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
     };
     let store = open(tmp.path(), SMALL_CDC, tree);
     let data = random_bytes(300_000, 77);
@@ -103,9 +105,9 @@ fn a_range_in_one_stripe_reads_only_that_stripe() {
         .store_stream_with_rs(&data[..], 10, 14, "t")
         .unwrap()
         .blob_ref;
-    let BlobRef::Manifest { chunks, .. } = &r else {
-        panic!("{r:?}")
-    };
+    // 3 stripes of 14 refs: past the Manifest cross-over, a Tree of one leaf.
+    assert!(matches!(r, BlobRef::Tree { depth: 2, .. }), "{r:?}");
+    let chunks = store.blob_chunks(&r).unwrap();
     // Stripe 1 covers bytes 10240..20480; read 3 chunks' worth inside it.
     let range = 10 * 1024 + 100..10 * 1024 + 3 * 1024 + 5;
     store.stats().reset();
@@ -122,6 +124,7 @@ fn a_range_in_one_stripe_reads_only_that_stripe() {
     // (10 verified shards), nothing from other stripes.
     let stripe1: Vec<_> = chunks[14..28].to_vec();
     assert!(stripe1[..10].iter().all(|c| c.role == ChunkRole::Data));
+    assert!(stripe1.iter().all(|c| c.stripe == Some(1)));
     toggle_payload_byte(&store, &stripe1[1].hash, 0);
     store.stats().reset();
     let mut out = Vec::new();

@@ -18,6 +18,7 @@ use net_mesh_engine::{BlobRef, RepairError, RepairReport, Store, TreePolicy};
 const TREE: TreePolicy = TreePolicy {
     leaf_fanout: 12,
     internal_fanout: 3,
+    manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
 };
 
 #[test]

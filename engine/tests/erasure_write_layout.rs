@@ -31,7 +31,12 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn stripes_store_data_then_parity_with_true_sizes() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path(), SMALL_CDC, TreePolicy::default());
+    // A cross-over past the ~50 refs of this blob keeps the whole list inline in the ref.
+    let inline = TreePolicy {
+        manifest_max_refs: 8192,
+        ..TreePolicy::default()
+    };
+    let store = open(tmp.path(), SMALL_CDC, inline);
     let data = random_bytes(120_000, 4);
     let out = store.store_stream_with_rs(&data[..], 5, 8, "l").unwrap();
     let BlobRef::Manifest {
@@ -188,6 +193,7 @@ fn a_reed_solomon_blob_writer_fed_in_pieces_builds_the_same_blob() {
         TreePolicy {
             leaf_fanout: 9,
             internal_fanout: 2,
+            manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
         },
     );
     let data = random_bytes(200_000, 12);

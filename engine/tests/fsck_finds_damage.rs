@@ -99,6 +99,7 @@ fn flipped_node_byte_is_found_without_reading_data() {
     let tiny = TreePolicy {
         leaf_fanout: 4,
         internal_fanout: 4,
+        manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
     };
     let (ra, _rb, _a, _b) = setup(dir, tiny);
     let BlobRef::Tree { root_hash, .. } = ra.blob_ref else {

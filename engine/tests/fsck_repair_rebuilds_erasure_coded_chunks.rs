@@ -22,6 +22,7 @@ fn repair_rebuilds_corrupt_and_removed_chunks_of_an_rs_blob() {
     let tree = TreePolicy {
         leaf_fanout: 12,
         internal_fanout: 3,
+        manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
     };
     let data = random_bytes(300_000, 61);
     let store = open_tree(dir, tree);

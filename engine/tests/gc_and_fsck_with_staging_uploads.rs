@@ -19,6 +19,7 @@ use net_mesh_engine::{GcOptions, TreePolicy};
 const TREE: TreePolicy = TreePolicy {
     leaf_fanout: 4,
     internal_fanout: 2,
+    manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
 };
 
 #[test]

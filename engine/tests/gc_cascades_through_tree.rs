@@ -16,6 +16,7 @@ use net_mesh_engine::fsck::ReadData;
 const TINY: TreePolicy = TreePolicy {
     leaf_fanout: 2,
     internal_fanout: 2,
+    manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
 };
 
 #[test]

@@ -41,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
 const TREE: TreePolicy = TreePolicy {
     leaf_fanout: 3,
     internal_fanout: 2,
+    manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
 };
 
 fn bytes_of(parts: &[u8]) -> Vec<u8> {

@@ -48,6 +48,7 @@ fn config() -> StoreConfig {
         tree: TreePolicy {
             leaf_fanout: 3,
             internal_fanout: 2,
+            manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
         },
         // Small batches and segments so commits and rolls happen inside one put.
         batch_bytes: 20_000,
@@ -96,7 +97,7 @@ proptest! {
                     store = Store::open(tmp.path(), config()).unwrap();
                 }
             }
-            let pins: Vec<[u8; 32]> = store.pins().unwrap().into_iter().map(|(id, _)| id).collect();
+            let pins: Vec<[u8; 32]> = store.pins().unwrap().pins.into_iter().map(|(id, _)| id).collect();
             let expected: Vec<[u8; 32]> = model.keys().copied().collect();
             prop_assert_eq!(pins, expected);
         }

@@ -25,7 +25,7 @@ proptest! {
     fn random_ranges_equal_the_slice_for_small_manifest_and_deep_trees(seed in any::<u64>(), cdc in any::<bool>(), cuts in proptest::collection::vec((any::<u32>(), any::<u32>()), 12)) {
         let tmp = tempfile::tempdir().unwrap();
         let chunking = if cdc { SMALL_CDC } else { ChunkingStrategy::Fixed { size: 4096 } };
-        let store = open(tmp.path(), chunking, TreePolicy { leaf_fanout: 16, internal_fanout: 2 });
+        let store = open(tmp.path(), chunking, TreePolicy { leaf_fanout: 16, internal_fanout: 2, manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS });
         for len in [800usize, 40_000, 600_000] {
             let data = random_bytes(len, seed);
             let r = store.store(&data).unwrap().blob_ref;
@@ -54,6 +54,7 @@ fn a_64k_range_of_a_large_tree_reads_at_most_depth_plus_one_nodes_and_two_chunks
         TreePolicy {
             leaf_fanout: 4,
             internal_fanout: 4,
+            manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
         },
     );
     let data = random_bytes(16 * 1024 * 1024, 9); // 256 chunks, 64 leaves: depth 4

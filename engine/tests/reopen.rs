@@ -26,7 +26,7 @@ fn committed_blobs_read_back_after_reopen() {
     for (r, data) in &refs {
         assert_eq!(&fetch_all(&store, r), data);
     }
-    assert_eq!(store.pins().unwrap().len(), 5);
+    assert_eq!(store.pins().unwrap().pins.len(), 5);
     // Appending continues after reopen.
     let more = random_bytes(70_000, 99);
     let r = store.store(&more).unwrap().blob_ref;
@@ -44,7 +44,7 @@ fn unpin_persists_and_unknown_ids_report_false() {
         out.blob_id
     };
     let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-    assert!(store.pins().unwrap().iter().all(|(i, _)| *i != id));
+    assert!(store.pins().unwrap().pins.iter().all(|(i, _)| *i != id));
 }
 
 #[test]

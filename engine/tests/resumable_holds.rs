@@ -59,6 +59,7 @@ fn a_live_checkpoint_holds_every_object_it_names_and_finish_or_abort_release_the
     let tree = TreePolicy {
         leaf_fanout: 4,
         internal_fanout: 2,
+        manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
     };
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path(), SMALL_CDC, tree);
@@ -201,5 +202,5 @@ fn many_uploads_run_at_once_in_one_store() {
         assert_eq!(&fetch_all(&store, &out.blob_ref), data);
     }
     assert!(store.staging_uploads().unwrap().is_empty());
-    assert_eq!(store.pins().unwrap().len(), 4);
+    assert_eq!(store.pins().unwrap().pins.len(), 4);
 }

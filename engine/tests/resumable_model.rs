@@ -21,6 +21,7 @@ use net_mesh_engine::{BlobRef, ResumableWriter, Store, TreePolicy};
 const TREE: TreePolicy = TreePolicy {
     leaf_fanout: 3,
     internal_fanout: 2,
+    manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
 };
 const IDS: [&str; 3] = ["a", "b", "c"];
 

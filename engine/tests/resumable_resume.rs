@@ -87,7 +87,7 @@ fn resume_after_crash_at_many_points_yields_the_uninterrupted_ref() {
         assert_eq!(out.blob_ref, want, "crash at {crash_at}");
         assert_eq!(fetch_all(&store, &out.blob_ref), data);
         assert!(store.staging_uploads().unwrap().is_empty());
-        assert_eq!(store.pins().unwrap().len(), 1);
+        assert_eq!(store.pins().unwrap().pins.len(), 1);
     }
 }
 
@@ -97,6 +97,7 @@ fn repeated_crashes_and_resumes_converge_on_the_same_ref() {
     let tree = TreePolicy {
         leaf_fanout: 3,
         internal_fanout: 2,
+        manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
     };
     let want = plain_ref(&data, SMALL_CDC, tree);
     let tmp = tempfile::tempdir().unwrap();
@@ -294,6 +295,7 @@ fn fixed_chunking_and_manifest_and_small_blobs_resume_too() {
         let tree = TreePolicy {
             leaf_fanout: 16,
             internal_fanout: 2,
+            manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
         };
         let tmp = tempfile::tempdir().unwrap();
         {

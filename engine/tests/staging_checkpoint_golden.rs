@@ -11,9 +11,11 @@
 
 use std::path::PathBuf;
 
-use net_mesh_engine::checkpoint::{CheckpointError, StagingCheckpoint, layout::*};
+use net_mesh_engine::checkpoint::{
+    CHECKPOINT_VERSION, CHECKPOINT_VERSION_V1, CheckpointError, StagingCheckpoint, layout::*,
+};
 use net_mesh_engine::codec::{ChildRef, ChunkRef, ChunkRole, Encoding};
-use net_mesh_engine::tree::TreeState;
+use net_mesh_engine::tree::{DEFAULT_MANIFEST_MAX_REFS, TreeState};
 use net_mesh_engine::{ChunkingStrategy, TreePolicy};
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
@@ -87,6 +89,7 @@ fn tree() -> StagingCheckpoint {
             policy: TreePolicy {
                 leaf_fanout: 2,
                 internal_fanout: 2,
+                manifest_max_refs: 3,
             },
             encoding: Encoding::Plain,
             open_leaf: vec![ChunkRef {
@@ -111,12 +114,12 @@ fn valid_vectors_match_the_encoder_and_decode_back() {
     for (name, comment, c) in [
         (
             "checkpoint_begin.hex",
-            "StagingCheckpoint seq 0, nothing fed, name in.bin",
+            "StagingCheckpoint v2 seq 0, nothing fed, default policy, name in.bin",
             begin(),
         ),
         (
             "checkpoint_tree.hex",
-            "StagingCheckpoint seq 7, one open chunk (aa..), one pending leaf (bb..)",
+            "StagingCheckpoint v2 seq 7, fan-out 2/2, manifest cross-over 3, one open chunk (aa..), one pending leaf (bb..)",
             tree(),
         ),
     ] {
@@ -126,12 +129,40 @@ fn valid_vectors_match_the_encoder_and_decode_back() {
     }
 }
 
+/// Version 1 checkpoints (written before the Manifest cross-over was a policy field) still
+/// decode: the same state, with the default cross-over.
+#[test]
+fn version_1_vectors_still_decode_with_the_default_cross_over() {
+    let read = |name: &str| parse_hex(&std::fs::read_to_string(path(name)).unwrap());
+    for (name, want) in [
+        ("checkpoint_v1_begin.hex", begin()),
+        ("checkpoint_v1_tree.hex", tree()),
+    ] {
+        let v1 = read(name);
+        assert_eq!(v1[VERSION_OFFSET], CHECKPOINT_VERSION_V1, "{name}");
+        let got = StagingCheckpoint::decode(&v1).unwrap();
+        let mut want = want;
+        want.tree.policy.manifest_max_refs = DEFAULT_MANIFEST_MAX_REFS;
+        assert_eq!(got, want, "{name}");
+        // Version 1 is version 2 without the 4-byte field, pin name length moved up.
+        let v2 = got.encode();
+        assert_eq!(v2[VERSION_OFFSET], CHECKPOINT_VERSION);
+        assert_eq!(&v2[..VERSION_OFFSET], &v1[..VERSION_OFFSET]);
+        assert_eq!(
+            &v2[VERSION_OFFSET + 1..MANIFEST_MAX_REFS_OFFSET],
+            &v1[VERSION_OFFSET + 1..V1_PIN_NAME_LEN_OFFSET]
+        );
+        assert_eq!(&v2[PIN_NAME_LEN_OFFSET..], &v1[V1_PIN_NAME_LEN_OFFSET..]);
+        assert_eq!(V1_FIXED_LEN + 4, FIXED_LEN);
+    }
+}
+
 #[test]
 fn corrupt_vectors_are_rejected_with_typed_errors() {
     let read = |name: &str| parse_hex(&std::fs::read_to_string(path(name)).unwrap());
     assert!(matches!(
         StagingCheckpoint::decode(&read("checkpoint_bad_version.hex")),
-        Err(CheckpointError::UnsupportedVersion(2))
+        Err(CheckpointError::UnsupportedVersion(3))
     ));
     assert!(matches!(
         StagingCheckpoint::decode(&read("checkpoint_bad_last_chunk.hex")),
@@ -147,7 +178,7 @@ fn corrupt_vectors_are_rejected_with_typed_errors() {
     // And they are what their names say: one change away from the valid vector.
     let good = tree().encode();
     let mut v = good.clone();
-    v[VERSION_OFFSET] = 2;
+    v[VERSION_OFFSET] = 3;
     assert_eq!(read("checkpoint_bad_version.hex"), v);
     let mut v = good.clone();
     v[LAST_CHUNK_HASH_OFFSET] ^= 0xff;
@@ -188,6 +219,7 @@ fn documented_fixed_layout_matches_the_constants_and_the_encoder() {
         ("chunking_params", CHUNKING_PARAMS_OFFSET, "12"),
         ("leaf_fanout", LEAF_FANOUT_OFFSET, "4"),
         ("internal_fanout", INTERNAL_FANOUT_OFFSET, "4"),
+        ("manifest_max_refs", MANIFEST_MAX_REFS_OFFSET, "4"),
         ("pin_name_len", PIN_NAME_LEN_OFFSET, "2"),
         ("pin_name", FIXED_LEN, "N"),
     ];
@@ -218,6 +250,7 @@ fn documented_fixed_layout_matches_the_constants_and_the_encoder() {
     assert_eq!(b[CHUNKING_TAG_OFFSET], CHUNKING_CDC);
     assert_eq!(b[CHUNKING_PARAMS_OFFSET + 5], 0x10); // avg 4096 = 0x1000, LE
     assert_eq!(b[LEAF_FANOUT_OFFSET], 2);
+    assert_eq!(b[MANIFEST_MAX_REFS_OFFSET], 3);
     assert_eq!(b[PIN_NAME_LEN_OFFSET], 5);
     assert_eq!(&b[FIXED_LEN..FIXED_LEN + 5], b"a.bin");
 }

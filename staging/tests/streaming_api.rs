@@ -25,6 +25,7 @@ fn store(dir: &std::path::Path) -> Store {
             tree: TreePolicy {
                 leaf_fanout: 3,
                 internal_fanout: 2,
+                manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
             },
             ..StoreConfig::default()
         },
@@ -82,7 +83,7 @@ fn begin_append_finalize_equals_a_plain_upload() {
         store(tmp2.path()).store(&data).unwrap().blob_ref,
         out.blob_ref
     );
-    assert_eq!(s.pins().unwrap()[0].1.name, "api");
+    assert_eq!(s.pins().unwrap().pins[0].1.name, "api");
 }
 
 #[test]

@@ -47,6 +47,7 @@ pub fn store_config() -> StoreConfig {
         tree: TreePolicy {
             leaf_fanout: 8,
             internal_fanout: 4,
+            manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
         },
         segment_roll_size: 256 * 1024,
         batch_bytes: 48 * 1024,

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use net_mesh_engine::codec::Encoding;
 use net_mesh_engine::error::hex;
+use net_mesh_engine::index::check_pin_name;
 use net_mesh_engine::{BlobRef, ChunkingStrategy, Store, StoreConfig, TreePolicy};
 use serde_json::json;
 
@@ -30,12 +31,18 @@ pub enum BlobCmd {
         /// Erasure-code the blob: stripes of K data chunks get N-K parity chunks (2 <= K < N <= 255)
         #[arg(long, value_name = "K,N", value_parser = parse_rs)]
         rs: Option<(u8, u8)>,
+        /// Pin name of the blob, at most 1024 bytes [default: the file name; `-` for stdin]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
         /// Chunk refs per leaf node (tests use tiny values to build deep trees)
         #[arg(long, hide = true)]
         leaf_fanout: Option<usize>,
         /// Children per internal node
         #[arg(long, hide = true)]
         internal_fanout: Option<usize>,
+        /// Most chunk refs a Manifest ref inlines before the blob becomes a Tree
+        #[arg(long, hide = true)]
+        manifest_max_refs: Option<usize>,
         /// Upload with durable checkpoints; prints `staging-id: ID` on stderr at once, and a
         /// killed upload continues with `staging resume ID FILE`
         #[arg(long)]
@@ -146,16 +153,21 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             chunking,
             json,
             rs,
+            name,
             leaf_fanout,
             internal_fanout,
+            manifest_max_refs,
             resumable,
             staging_id,
             checkpoint_interval,
         } => {
+            let name = name.unwrap_or_else(|| default_pin_name(&file));
+            check_pin_name(&name)?;
             let defaults = TreePolicy::default();
             let tree = TreePolicy {
                 leaf_fanout: leaf_fanout.unwrap_or(defaults.leaf_fanout),
                 internal_fanout: internal_fanout.unwrap_or(defaults.internal_fanout),
+                manifest_max_refs: manifest_max_refs.unwrap_or(defaults.manifest_max_refs),
             };
             // Parity chunks are as long as their stripe's largest chunk, so erasure-coded blobs
             // default to equal-size chunks (10+4 stores 1.4x the input instead of ~1.76x with
@@ -179,13 +191,14 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                     dir,
                     config,
                     &file,
+                    name,
                     staging_id,
                     checkpoint_interval,
                     json,
                 );
             }
             let store = open(dir, config)?;
-            put(&store, &file, json, rs)
+            put(&store, &file, &name, json, rs)
         }
         BlobCmd::Get { blob, output } => {
             let store = open(dir, StoreConfig::default())?;
@@ -230,7 +243,16 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
         }
         BlobCmd::Ls { json } => {
             let store = open(dir, StoreConfig::default())?;
-            let pins = store.pins()?;
+            let listing = store.pins()?;
+            // A damaged row is reported, never a reason to hide the others.
+            for row in &listing.bad {
+                eprintln!(
+                    "net-mesh: warning: pin {} does not decode (run fsck): {}",
+                    hex(&row.id),
+                    row.error
+                );
+            }
+            let pins = listing.pins;
             if json {
                 let rows: Vec<_> = pins
                     .iter()
@@ -292,18 +314,29 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-fn put(store: &Store, file: &Path, json: bool, rs: Option<(u8, u8)>) -> anyhow::Result<()> {
-    let (input, size, name): (Box<dyn Read + Send>, Option<u64>, String) = if file == Path::new("-")
-    {
-        (Box::new(std::io::stdin()), None, "-".to_string())
+/// The pin name `blob put FILE` uses without `--name`: the file name, `-` for stdin.
+pub(crate) fn default_pin_name(file: &Path) -> String {
+    if file == Path::new("-") {
+        return "-".to_string();
+    }
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn put(
+    store: &Store,
+    file: &Path,
+    name: &str,
+    json: bool,
+    rs: Option<(u8, u8)>,
+) -> anyhow::Result<()> {
+    let (input, size): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
+        (Box::new(std::io::stdin()), None)
     } else {
         let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (Box::new(f), size, name)
+        (Box::new(f), size)
     };
     let bar = progress(size, "put");
     let counted = Counted {
@@ -311,8 +344,8 @@ fn put(store: &Store, file: &Path, json: bool, rs: Option<(u8, u8)>) -> anyhow::
         bar: bar.clone(),
     };
     let outcome = match rs {
-        None => store.store_stream(counted, &name)?,
-        Some((k, n)) => store.store_stream_with_rs(counted, k, n, &name)?,
+        None => store.store_stream(counted, name)?,
+        Some((k, n)) => store.store_stream_with_rs(counted, k, n, name)?,
     };
     bar.finish_and_clear();
     print_put(&outcome, json)

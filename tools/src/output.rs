@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use net_mesh_engine::index::PinNameTooLong;
 use net_mesh_engine::{BlobError, OpenError, RepairError, StoreError};
 
 /// `println!` that returns an error instead of panicking when stdout is closed.
@@ -29,6 +30,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// Exit code for an integrity failure.
 pub const EXIT_INTEGRITY: u8 = 3;
+/// Exit code for a request refused as malformed before anything ran (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
 
 /// The error and its causes on one line.
 pub fn one_line(err: &anyhow::Error) -> String {
@@ -43,9 +46,21 @@ pub fn one_line(err: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
-/// 3 for integrity failures anywhere in the chain, else 1.
+/// 3 for integrity failures anywhere in the chain, 2 for usage errors, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if cause.downcast_ref::<PinNameTooLong>().is_some()
+            || matches!(
+                cause.downcast_ref::<StoreError>(),
+                Some(StoreError::PinName(_))
+            )
+            || matches!(
+                cause.downcast_ref::<net_mesh_engine::StagingError>(),
+                Some(net_mesh_engine::StagingError::Store(StoreError::PinName(_)))
+            )
+        {
+            return EXIT_USAGE;
+        }
         if cause.downcast_ref::<crate::fsck::ProblemsFound>().is_some() {
             return EXIT_INTEGRITY;
         }

@@ -102,21 +102,18 @@ pub fn put_resumable(
     dir: &Path,
     config: StoreConfig,
     file: &Path,
+    name: String,
     staging_id: Option<String>,
     checkpoint_interval: Option<u64>,
     json: bool,
 ) -> anyhow::Result<()> {
     let store = open(dir, config.clone())?;
-    let (input, size, name): (Box<dyn Read>, Option<u64>, String) = if file == Path::new("-") {
-        (Box::new(std::io::stdin().lock()), None, "-".to_string())
+    let (input, size): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
+        (Box::new(std::io::stdin().lock()), None)
     } else {
         let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (Box::new(f), size, name)
+        (Box::new(f), size)
     };
     let mut handle = begin_streaming_store(
         &store,

@@ -156,8 +156,8 @@ struct Checker<'a> {
     children: HashMap<Hash, Vec<Hash>>,
     expected: HashMap<Hash, u64>,
     orphans: Vec<PathBuf>,
-    /// Some references could not be counted (undecodable staging checkpoints): repair may
-    /// raise counts but never lower them.
+    /// Some references could not be counted (undecodable staging checkpoints or pin rows):
+    /// repair may raise counts but never lower them.
     counts_floor_only: bool,
 }
 
@@ -451,8 +451,23 @@ impl Checker<'_> {
 
     /// Phase 4: recomputed counts, reachability, live bytes.
     fn counts(&mut self) -> Result<(), FsckError> {
-        let pins = self.store.index.reader()?.pins()?;
+        let listing = self.store.index.reader()?.pin_listing()?;
+        let pins = listing.pins;
         self.report.stats.pins = pins.len() as u64;
+        for row in &listing.bad {
+            // The blob such a row names is unknown, so are the counts it holds: repair must
+            // not lower any count while it is there.
+            self.counts_floor_only = true;
+            self.report.push(
+                ProblemKind::PinCorrupt,
+                Severity::Error,
+                Location {
+                    path: Some(format!("pins_v1/{}", hex(&row.id))),
+                    ..Location::default()
+                },
+                format!("pin row does not decode: {}", row.error),
+            );
+        }
         let mut expected: HashMap<Hash, u64> = HashMap::new();
         for children in self.children.values() {
             for c in children {
@@ -514,7 +529,10 @@ impl Checker<'_> {
             }
         }
         for hash in &missing {
-            let reachable = reached_missing.contains(hash) || staged.contains_key(hash);
+            // A pin row that does not decode may need it too.
+            let reachable = reached_missing.contains(hash)
+                || staged.contains_key(hash)
+                || !listing.bad.is_empty();
             self.report.push(
                 ProblemKind::MissingObject,
                 if reachable {

@@ -175,7 +175,7 @@ impl Checker<'_> {
         if affected.is_empty() {
             return Ok(());
         }
-        for (id, pin) in self.store.index.reader()?.pins()? {
+        for (id, pin) in self.store.index.reader()?.pin_listing()?.pins {
             if pin.blob_ref.encoding() == crate::codec::Encoding::Plain
                 || !affected.contains(&hex(&id))
             {
@@ -213,7 +213,7 @@ impl Checker<'_> {
 
     /// Recomputes the affected blobs with everything now known to be bad.
     pub(super) fn refresh_affected(&mut self) -> Result<(), FsckError> {
-        let pins = self.store.index.reader()?.pins()?;
+        let pins = self.store.index.reader()?.pin_listing()?.pins;
         let indexed: HashMap<Hash, ObjectEntry> = self.objects.iter().copied().collect();
         let mut memo = HashMap::new();
         let mut missing = BTreeSet::new();

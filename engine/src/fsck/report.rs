@@ -65,6 +65,8 @@ pub enum ProblemKind {
     OrphanRecord,
     /// The staging checkpoints table does not decode.
     StagingCheckpointCorrupt,
+    /// A pin row does not decode (its blob, and the counts it holds, are unknown).
+    PinCorrupt,
 }
 
 /// How serious a problem is. `Info` does not count as a problem for the exit code.

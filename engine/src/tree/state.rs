@@ -202,6 +202,7 @@ mod tests {
         TreePolicy {
             leaf_fanout: leaf,
             internal_fanout: internal,
+            manifest_max_refs: crate::tree::DEFAULT_MANIFEST_MAX_REFS,
         }
     }
 
@@ -216,7 +217,17 @@ mod tests {
 
     #[test]
     fn resuming_from_any_exported_state_builds_the_same_ref_and_nodes() {
-        for p in [policy(1, 2), policy(2, 2), policy(3, 4), policy(8, 3)] {
+        let crossing = TreePolicy {
+            manifest_max_refs: 3,
+            ..policy(8, 3)
+        };
+        for p in [
+            policy(1, 2),
+            policy(2, 2),
+            policy(3, 4),
+            policy(8, 3),
+            crossing,
+        ] {
             for n in [1u32, 2, 3, 5, 9, 17, 40] {
                 let (want, want_nodes) = uninterrupted(n, p);
                 for cut in 0..=n {

@@ -23,6 +23,7 @@ pub const SMALL_CDC: ChunkingStrategy = ChunkingStrategy::Cdc {
 pub const TINY_TREE: TreePolicy = TreePolicy {
     leaf_fanout: 2,
     internal_fanout: 2,
+    manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
 };
 
 pub fn config(chunking: ChunkingStrategy, tree: TreePolicy) -> StoreConfig {
