@@ -18,6 +18,9 @@ mod gear;
 pub mod index;
 mod parity_pipeline;
 pub mod repair;
+#[cfg(feature = "sim")]
+pub mod sim_index;
+pub mod storage;
 pub mod store;
 pub mod tree;
 pub mod writer;
@@ -43,6 +46,7 @@ pub use error::{BlobError, OpenError, StoreError};
 pub use fetch::BlobStat;
 pub use repair::{RepairError, RepairReport};
 pub use resumable::{CheckpointCadence, ResumableConfig, ResumableWriter, StagingError};
+pub use storage::{IndexStorage, StoreBackends};
 pub use store::{ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;
 pub use writer::{BlobWriter, PutOutcome};

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use net_mesh_segments::{FileBackend, SegmentBackend, SegmentConfig, SegmentId, Segments};
+use net_mesh_segments::{SegmentBackend, SegmentConfig, SegmentId, Segments};
 
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
 use crate::error::{OpenError, StoreError};
 use crate::index::{Batch, Index, IndexError, IndexReader, Pin, blob_id};
+use crate::storage::StoreBackends;
 use crate::tree::TreePolicy;
 
 /// How a store writes. Reads do not depend on it: every blob carries its own shape.
@@ -78,7 +79,8 @@ pub struct Store {
     _lock: File,
 }
 
-/// Takes the data dir's exclusive lock and records our pid in it.
+/// Takes the data dir's exclusive lock and records our pid in it. The lock file is an OS lock
+/// and always lives on the real filesystem, whatever the store's backends.
 fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     let path = dir.join("LOCK");
     let io = |op, source| OpenError::Io {
@@ -86,6 +88,7 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
         path: path.clone(),
         source,
     };
+    std::fs::create_dir_all(dir).map_err(|e| io("create directory of lock file", e))?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -119,11 +122,35 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     Ok(file)
 }
 
+/// Creates `dir` and its missing ancestors, fsyncing the parent of each directory created so
+/// that a power cut cannot take the new data dir away with everything in it.
+fn create_dir_durably(files: &dyn SegmentBackend, dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while files.list_dir(at).is_err() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    files.create_dir_all(dir)?;
+    for created in missing.into_iter().rev() {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => files.sync_dir(parent)?,
+            _ => files.sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
     /// another process has it open.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, Arc::new(FileBackend), |_, committed| committed)
+        Self::open_inner(dir, config, StoreBackends::default(), |_, committed| {
+            committed
+        })
     }
 
     /// [`Store::open`] with an explicit segment storage backend (fault injection in tests).
@@ -132,7 +159,22 @@ impl Store {
         config: StoreConfig,
         backend: Arc<dyn SegmentBackend>,
     ) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, backend, |_, committed| committed)
+        let backends = StoreBackends {
+            files: backend,
+            ..StoreBackends::default()
+        };
+        Self::open_with(dir, config, backends)
+    }
+
+    /// [`Store::open`] on explicit backends for the data dir, the segment files and the index
+    /// (fault injection and power-loss simulation in tests). The `LOCK` file is always taken on
+    /// the real filesystem, in `dir`.
+    pub fn open_with(
+        dir: &Path,
+        config: StoreConfig,
+        backends: StoreBackends,
+    ) -> Result<Store, OpenError> {
+        Self::open_inner(dir, config, backends, |_, committed| committed)
     }
 
     /// [`Store::open`], letting `screen` adjust the committed segment set before the segment
@@ -142,13 +184,13 @@ impl Store {
         config: StoreConfig,
         screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, Arc::new(FileBackend), screen)
+        Self::open_inner(dir, config, StoreBackends::default(), screen)
     }
 
     fn open_inner(
         dir: &Path,
         config: StoreConfig,
-        backend: Arc<dyn SegmentBackend>,
+        backends: StoreBackends,
         screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
         config
@@ -159,30 +201,35 @@ impl Store {
             .tree
             .validate()
             .map_err(|e| OpenError::Config(e.to_string()))?;
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Io {
-            op: "create",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let files = backends.files;
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OpenError::Io { op, path, source }
+        };
+        create_dir_durably(files.as_ref(), dir).map_err(io("create", dir))?;
         let lock = lock_dir(dir)?;
-        let index = Index::open(&dir.join("index.redb"))?;
+        let index = Index::open_on(backends.index.as_ref(), &dir.join("index.redb"))?;
         let committed = index
             .segments()?
             .into_iter()
             .map(|(id, e)| (id, e.committed_len))
             .collect();
         let seg_dir = dir.join("segments");
-        std::fs::create_dir_all(&seg_dir).map_err(|source| OpenError::Io {
-            op: "create",
-            path: seg_dir.clone(),
-            source,
-        })?;
+        files
+            .create_dir_all(&seg_dir)
+            .map_err(io("create", &seg_dir))?;
+        // `index.redb` and `segments/` are entries of the data dir: without this fsync a power
+        // cut can lose them (and every commit in them) even after their own contents were
+        // synced. Done at every open, so entries a crashed earlier open created become durable.
+        files
+            .sync_dir(dir)
+            .map_err(io("fsync data directory", dir))?;
         let seg_config = SegmentConfig {
             roll_size: config.segment_roll_size,
             ..SegmentConfig::default()
         };
         let committed = screen(&seg_dir, committed);
-        let segments = Segments::open_with_backend(&seg_dir, seg_config, &committed, backend)?;
+        let segments = Segments::open_with_backend(&seg_dir, seg_config, &committed, files)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             config,
