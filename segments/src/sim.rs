@@ -24,7 +24,8 @@
 //!    its name: POSIX does not promise that an `fsync` of a new file makes its directory entry
 //!    durable.
 //! 2. A directory-entry operation is **durable** if a `sync dir` of its directory comes after
-//!    it (and before `N`). A rename is only supported within one directory.
+//!    it (and before `N`). A rename (of a file, within one directory) is one atomic entry
+//!    operation: after the crash the file has its old name or its new one.
 //! 3. Every durable operation survives. Each operation that is not durable is, according to the
 //!    [`CrashMode`]: lost ([`CrashMode::DropUnsynced`]), kept ([`CrashMode::KeepAll`], what a
 //!    process kill leaves), or chosen at random ([`CrashMode::Random`], seeded): an entry
@@ -538,39 +539,6 @@ impl SimDisk {
         }
     }
 
-    /// Opens the file at `path`, creating it (recorded) if it does not exist.
-    pub fn open_or_create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-        match self.open(path, true) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.create(path),
-            other => other,
-        }
-    }
-
-    /// Renames `from` to `to` within one directory (recorded).
-    pub fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let (dir, from_name) = split(from)?;
-        let (to_dir, to_name) = split(to)?;
-        if dir != to_dir {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "sim: rename across directories",
-            ));
-        }
-        let mut disk = lock(&self.disk);
-        if disk.live.lookup(from).is_none() {
-            return Err(not_found(from));
-        }
-        record(
-            &mut disk,
-            Op::Rename {
-                dir,
-                from: from_name,
-                to: to_name,
-            },
-        );
-        Ok(())
-    }
-
     fn file_handle(&self, ino: Ino, path: &Path, writable: bool) -> Box<dyn SegmentFile> {
         Box::new(SimFile {
             disk: Arc::clone(&self.disk),
@@ -641,6 +609,43 @@ impl SegmentBackend for SimDisk {
             None => return Err(not_found(path)),
         }
         record(&mut disk, Op::Unlink { dir, name });
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (dir, from_name) = split(from)?;
+        let (to_dir, to_name) = split(to)?;
+        if dir != to_dir {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "sim: rename across directories",
+            ));
+        }
+        let mut disk = lock(&self.disk);
+        match disk.live.lookup(from) {
+            Some(Node::File(_)) => {}
+            Some(Node::Dir) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "sim: only files are renamed",
+                ));
+            }
+            None => return Err(not_found(from)),
+        }
+        if disk.live.lookup(to) == Some(Node::Dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("sim: {} is a directory", to.display()),
+            ));
+        }
+        record(
+            &mut disk,
+            Op::Rename {
+                dir,
+                from: from_name,
+                to: to_name,
+            },
+        );
         Ok(())
     }
 
@@ -763,183 +768,5 @@ impl SegmentFile for SimFile {
         self.check_writable()?;
         record(&mut lock(&self.disk), Op::SetLen { ino: self.ino, len });
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::*;
-
-    fn disk() -> (SimDisk, PathBuf) {
-        let dir = PathBuf::from("/data");
-        (SimDisk::with_dir(&dir), dir)
-    }
-
-    #[test]
-    fn synced_contents_survive_and_unsynced_are_dropped() {
-        let (d, dir) = disk();
-        let path = dir.join("f");
-        let f = d.create(&path).unwrap();
-        d.sync_dir(&dir).unwrap();
-        f.write_at(b"durable", 0).unwrap();
-        f.sync_data().unwrap();
-        f.write_at(b"lost", 7).unwrap();
-        let after = d.crash(d.op_count(), CrashMode::DropUnsynced);
-        assert_eq!(after.read_file(&path).unwrap(), b"durable");
-        let kept = d.crash(d.op_count(), CrashMode::KeepAll);
-        assert_eq!(kept.read_file(&path).unwrap(), b"durablelost");
-    }
-
-    #[test]
-    fn a_file_needs_its_directory_synced_to_exist_after_a_crash() {
-        let (d, dir) = disk();
-        let path = dir.join("f");
-        let f = d.create(&path).unwrap();
-        f.write_at(b"x", 0).unwrap();
-        f.sync_data().unwrap();
-        let cut = d.op_count();
-        d.sync_dir(&dir).unwrap();
-        assert_eq!(d.crash(cut, CrashMode::DropUnsynced).read_file(&path), None);
-        assert_eq!(
-            d.crash(cut + 1, CrashMode::DropUnsynced).read_file(&path),
-            Some(b"x".to_vec())
-        );
-    }
-
-    #[test]
-    fn an_unlink_without_a_directory_sync_can_come_back() {
-        let (d, dir) = disk();
-        let path = dir.join("f");
-        d.create(&path).unwrap();
-        d.sync_dir(&dir).unwrap();
-        d.remove(&path).unwrap();
-        let cut = d.op_count();
-        assert!(d.read_file(&path).is_none());
-        assert!(
-            d.crash(cut, CrashMode::DropUnsynced)
-                .read_file(&path)
-                .is_some()
-        );
-        d.sync_dir(&dir).unwrap();
-        assert!(
-            d.crash(cut + 1, CrashMode::DropUnsynced)
-                .read_file(&path)
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn a_lost_mkdir_takes_its_synced_contents_with_it() {
-        let (d, dir) = disk();
-        let sub = dir.join("segments");
-        d.create_dir_all(&sub).unwrap();
-        let path = sub.join("f");
-        let f = d.create(&path).unwrap();
-        f.write_at(b"x", 0).unwrap();
-        f.sync_data().unwrap();
-        d.sync_dir(&sub).unwrap();
-        assert!(
-            d.crash(d.op_count(), CrashMode::DropUnsynced)
-                .read_file(&path)
-                .is_none()
-        );
-        d.sync_dir(&dir).unwrap();
-        assert!(
-            d.crash(d.op_count(), CrashMode::DropUnsynced)
-                .read_file(&path)
-                .is_some()
-        );
-    }
-
-    #[test]
-    fn a_truncation_is_durable_only_after_a_sync() {
-        let (d, dir) = disk();
-        let path = dir.join("f");
-        let f = d.create(&path).unwrap();
-        d.sync_dir(&dir).unwrap();
-        f.write_at(&[7u8; 100], 0).unwrap();
-        f.sync_data().unwrap();
-        f.set_len(10).unwrap();
-        let cut = d.op_count();
-        f.sync_data().unwrap();
-        assert_eq!(
-            d.crash(cut, CrashMode::DropUnsynced)
-                .read_file(&path)
-                .unwrap()
-                .len(),
-            100
-        );
-        assert_eq!(
-            d.crash(cut + 1, CrashMode::DropUnsynced)
-                .read_file(&path)
-                .unwrap()
-                .len(),
-            10
-        );
-    }
-
-    #[test]
-    fn torn_writes_change_whole_sectors_inside_the_written_range_only() {
-        let (d, dir) = disk();
-        let path = dir.join("f");
-        let f = d.create(&path).unwrap();
-        d.sync_dir(&dir).unwrap();
-        f.write_at(&[1u8; 4096], 0).unwrap();
-        f.sync_data().unwrap();
-        f.write_at(&[2u8; 2000], 100).unwrap();
-        let mut seen_torn = false;
-        for seed in 0..64 {
-            let bytes = d
-                .crash(d.op_count(), CrashMode::Random(seed))
-                .read_file(&path)
-                .unwrap();
-            assert_eq!(bytes.len(), 4096);
-            assert!(bytes[..100].iter().all(|b| *b == 1));
-            assert!(bytes[2100..].iter().all(|b| *b == 1));
-            // Each piece between sector boundaries is all old or all new.
-            let bounds = [100usize, 512, 1024, 1536, 2048, 2100];
-            for w in bounds.windows(2) {
-                let piece = &bytes[w[0]..w[1]];
-                assert!(
-                    piece.iter().all(|b| *b == piece[0]),
-                    "seed {seed}: mixed piece"
-                );
-            }
-            let new = bytes[100..2100].iter().filter(|b| **b == 2).count();
-            seen_torn |= new > 0 && new < 2000;
-        }
-        assert!(seen_torn, "no seed tore the write");
-    }
-
-    #[test]
-    fn rename_follows_the_directory_rule() {
-        let (d, dir) = disk();
-        let tmp = dir.join("tmp");
-        let dst = dir.join("dst");
-        let f = d.create(&tmp).unwrap();
-        f.write_at(b"new", 0).unwrap();
-        f.sync_data().unwrap();
-        d.sync_dir(&dir).unwrap();
-        d.rename(&tmp, &dst).unwrap();
-        let cut = d.op_count();
-        d.sync_dir(&dir).unwrap();
-        let before = d.crash(cut, CrashMode::DropUnsynced);
-        assert!(before.read_file(&dst).is_none() && before.read_file(&tmp).is_some());
-        let after = d.crash(cut + 1, CrashMode::DropUnsynced);
-        assert_eq!(after.read_file(&dst).unwrap(), b"new");
-        assert!(after.read_file(&tmp).is_none());
-    }
-
-    #[test]
-    fn a_crashed_disk_is_all_durable() {
-        let (d, dir) = disk();
-        let path = dir.join("f");
-        let f = d.create(&path).unwrap();
-        f.write_at(b"abc", 0).unwrap();
-        let kept = d.crash(d.op_count(), CrashMode::KeepAll);
-        assert_eq!(kept.op_count(), 0);
-        let again = kept.crash(0, CrashMode::DropUnsynced);
-        assert_eq!(again.read_file(&path).unwrap(), b"abc");
     }
 }
