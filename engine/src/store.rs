@@ -1,6 +1,7 @@
 //! The one place that opens a store: the data-dir lock, the index and the segments.
 //!
-//! Layout of a data dir: `LOCK` (holds the owner's pid), `index.redb`, `segments/seg-*.nms`.
+//! Layout of a data dir: `LOCK` (holds the owner's pid), `index.redb`, `segments/seg-*.nms`
+//! (and, only while a new store's index is being created, `index.redb.new`).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -144,6 +145,40 @@ fn create_dir_durably(files: &dyn SegmentBackend, dir: &Path) -> std::io::Result
     Ok(())
 }
 
+fn file_exists(files: &dyn SegmentBackend, path: &Path) -> std::io::Result<bool> {
+    match files.open(path, false) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the index so that `index.redb` appears whole or not at all: the database is created
+/// and initialised as `index.redb.new` (its first commit is synced), closed, and renamed into
+/// place; the caller then fsyncs the data dir. A power cut while redb writes a new file's first
+/// pages would otherwise leave an `index.redb` that is not a database, and the store unopenable.
+fn create_index(
+    files: &dyn SegmentBackend,
+    storage: &dyn crate::storage::IndexStorage,
+    dir: &Path,
+    index_path: &Path,
+) -> Result<(), OpenError> {
+    let tmp = dir.join("index.redb.new");
+    let io = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OpenError::Io { op, path, source }
+    };
+    match files.remove(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("remove unfinished index", &tmp)(e)),
+    }
+    drop(Index::open_on(storage, &tmp)?);
+    files
+        .rename(&tmp, index_path)
+        .map_err(io("rename new index into place", index_path))
+}
+
 impl Store {
     /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
     /// another process has it open.
@@ -208,7 +243,11 @@ impl Store {
         };
         create_dir_durably(files.as_ref(), dir).map_err(io("create", dir))?;
         let lock = lock_dir(dir)?;
-        let index = Index::open_on(backends.index.as_ref(), &dir.join("index.redb"))?;
+        let index_path = dir.join("index.redb");
+        if !file_exists(files.as_ref(), &index_path).map_err(io("open", &index_path))? {
+            create_index(files.as_ref(), backends.index.as_ref(), dir, &index_path)?;
+        }
+        let index = Index::open_on(backends.index.as_ref(), &index_path)?;
         let committed = index
             .segments()?
             .into_iter()
