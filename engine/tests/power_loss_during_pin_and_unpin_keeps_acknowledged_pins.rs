@@ -48,7 +48,10 @@ fn power_loss_during_pin_and_unpin_keeps_acknowledged_pins() {
             || assert!(store.unpin(&id_a).unwrap()),
             |_| vec![Effect::Unpinned { id: id_a }],
         );
-        rec.step(|| store.pin(&ref_a, "again").unwrap(), |_| pinned(&ref_a, &a));
+        rec.step(
+            || store.pin(&ref_a, "again").unwrap(),
+            |_| pinned(&ref_a, &a),
+        );
         rec.step(
             || assert!(store.unpin(&id_b).unwrap()),
             |_| vec![Effect::Unpinned { id: id_b }],
@@ -67,7 +70,10 @@ fn power_loss_during_pin_and_unpin_keeps_acknowledged_pins() {
             || assert!(store.unpin(&id_a).unwrap()),
             |_| vec![Effect::Unpinned { id: id_a }],
         );
-        rec.step(|| store.pin(&ref_b, "b again").unwrap(), |_| pinned(&ref_b, &b));
+        rec.step(
+            || store.pin(&ref_b, "b again").unwrap(),
+            |_| pinned(&ref_b, &b),
+        );
     }
 
     let points = crash_points(&rec.disk, 40, 0x5eed_0003);
