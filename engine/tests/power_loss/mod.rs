@@ -324,7 +324,7 @@ fn check_one(
 
     // Pins: the model's verdict per blob id (Some(true) must be pinned, Some(false) must not,
     // None: either).
-    let mut pinned: HashMap<Hash, (Option<bool>, BlobRef, Arc<Vec<u8>>)> = HashMap::new();
+    let mut pinned: HashMap<Hash, Option<bool>> = HashMap::new();
     let mut data_of: HashMap<Hash, Arc<Vec<u8>>> = HashMap::new();
     let mut uploads: HashMap<String, (Status, Arc<Vec<u8>>, BlobRef)> = HashMap::new();
     let mut finished: HashMap<String, Status> = HashMap::new();
@@ -342,12 +342,8 @@ fn check_one(
                         Status::Acked => Some(true),
                         _ => None,
                     };
-                    let entry = pinned.entry(id).or_insert((
-                        Some(false),
-                        blob_ref.clone(),
-                        Arc::clone(data),
-                    ));
-                    entry.0 = match (entry.0, verdict) {
+                    let entry = pinned.entry(id).or_insert(Some(false));
+                    *entry = match (*entry, verdict) {
                         (_, Some(v)) => Some(v),
                         (Some(true), None) => Some(true),
                         _ => None,
@@ -358,7 +354,7 @@ fn check_one(
                         continue;
                     }
                     if let Some(entry) = pinned.get_mut(id) {
-                        entry.0 = match (entry.0, status) {
+                        *entry = match (*entry, status) {
                             (_, Status::Acked) => Some(false),
                             (Some(false), _) => Some(false),
                             _ => None,
@@ -391,23 +387,17 @@ fn check_one(
         .into_iter()
         .map(|(id, pin)| (id, pin.blob_ref))
         .collect();
-    for (id, (verdict, blob_ref, data)) in &pinned {
+    for (id, verdict) in &pinned {
+        let len = data_of.get(id).map_or(0, |d| d.len());
         match (verdict, pins.contains_key(id)) {
             (Some(true), false) => {
-                return Err(format!(
-                    "acknowledged pin of a {}-byte blob is gone",
-                    data.len()
-                ));
+                return Err(format!("acknowledged pin of a {len}-byte blob is gone"));
             }
             (Some(false), true) => {
-                return Err(format!(
-                    "acknowledged unpin of a {}-byte blob came back",
-                    data.len()
-                ));
+                return Err(format!("acknowledged unpin of a {len}-byte blob came back"));
             }
             _ => {}
         }
-        let _ = blob_ref;
     }
     for (id, blob_ref) in &pins {
         let got = fetch(&store, blob_ref).map_err(|e| format!("pinned blob does not read: {e}"))?;
