@@ -104,7 +104,7 @@ fn power_loss_during_gc_and_compaction_keeps_live_blobs() {
         );
     }
 
-    let points = crash_points(&rec.disk, 40, 0x5eed_0004);
+    let points = crash_points(&rec.disk, 100, 0x5eed_0004);
     let checked = check_all(&rec, &points, &|_, _| false);
     let stats = rec.disk.stats();
     eprintln!(

@@ -76,7 +76,7 @@ fn power_loss_during_pin_and_unpin_keeps_acknowledged_pins() {
         );
     }
 
-    let points = crash_points(&rec.disk, 40, 0x5eed_0003);
+    let points = crash_points(&rec.disk, 100, 0x5eed_0003);
     let checked = check_all(&rec, &points, &|_, _| false);
     let stats = rec.disk.stats();
     eprintln!(

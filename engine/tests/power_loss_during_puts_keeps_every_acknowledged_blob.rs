@@ -74,7 +74,7 @@ fn power_loss_during_puts_keeps_every_acknowledged_blob() {
         );
     }
 
-    let points = crash_points(&rec.disk, 40, 0x5eed_0001);
+    let points = crash_points(&rec.disk, 100, 0x5eed_0001);
     let checked = check_all(&rec, &points, &|_, _| false);
     let stats = rec.disk.stats();
     eprintln!(

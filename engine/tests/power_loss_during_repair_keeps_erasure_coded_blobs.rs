@@ -71,7 +71,7 @@ fn power_loss_during_repair_keeps_erasure_coded_blobs() {
 
     let repair = rec.steps.last().unwrap().clone();
     let lost_hex = hex(&lost);
-    let points = crash_points(&rec.disk, 40, 0x5eed_0005);
+    let points = crash_points(&rec.disk, 100, 0x5eed_0005);
     let checked = check_all(&rec, &points, &|p, cut| {
         p.kind == ProblemKind::MissingObject
             && p.location.object.as_deref() == Some(lost_hex.as_str())

@@ -118,7 +118,7 @@ fn power_loss_during_resumable_upload_resumes_to_the_same_ref() {
         rec.abandon(started, vec![Effect::Other("first 50 000 bytes of up-2")]);
     }
 
-    let points = crash_points(&rec.disk, 40, 0x5eed_0002);
+    let points = crash_points(&rec.disk, 100, 0x5eed_0002);
     let checked = check_all(&rec, &points, &|_, _| false);
     let stats = rec.disk.stats();
     eprintln!(

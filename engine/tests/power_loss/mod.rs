@@ -185,9 +185,11 @@ fn splitmix(x: u64) -> u64 {
 }
 
 /// The crash states explored for a recording: for every sync at log index `s`, the cut just
-/// before it with every unsynced operation dropped, and the cut just after it with a random
-/// crash state; `random_cuts` uniformly random cuts with random crash states; the end of the
-/// log with everything dropped and with everything kept. Seeded by `seed`.
+/// before it with every unsynced operation dropped (the least that can survive, with the most
+/// calls acknowledged) and with every operation kept (what a process kill leaves), and the cut
+/// just after it with a random crash state (unsynced operations dropped, kept or torn at
+/// random); `random_cuts` uniformly random cuts with random crash states; the end of the log
+/// with everything dropped and with everything kept. Seeded by `seed`.
 pub fn crash_points(disk: &SimDisk, random_cuts: usize, seed: u64) -> Vec<(usize, CrashMode)> {
     let k = soak();
     let ops = disk.op_count();
@@ -202,6 +204,7 @@ pub fn crash_points(disk: &SimDisk, random_cuts: usize, seed: u64) -> Vec<(usize
     };
     for s in disk.sync_points() {
         add(s, CrashMode::DropUnsynced);
+        add(s, CrashMode::KeepAll);
         for j in 0..k {
             add(
                 s + 1,
@@ -252,26 +255,39 @@ pub fn reclaimable(p: &Problem) -> bool {
 }
 
 /// Checks the store at every crash point of `points`; `allow(problem, cut)` accepts extra fsck
-/// findings. Returns the number of crash points checked.
+/// findings. Returns the number of crash points checked; panics listing every failing one.
 pub fn check_all(
     rec: &Recording,
     points: &[(usize, CrashMode)],
     allow: &dyn Fn(&Problem, usize) -> bool,
 ) -> usize {
+    let mut failures = Vec::new();
     for &(cut, mode) in points {
         let crashed = rec.disk.crash(cut, mode);
-        let context = || {
-            format!(
-                "power cut at {cut}/{} ({mode:?}); last op before the cut: {}",
-                rec.disk.op_count(),
-                if cut == 0 {
-                    "none".to_string()
-                } else {
-                    rec.disk.describe(cut - 1)
-                }
-            )
-        };
-        check_one(rec, &crashed, cut, allow).unwrap_or_else(|e| panic!("{}: {e}", context()));
+        if let Err(e) = check_one(rec, &crashed, cut, allow) {
+            let last = match cut {
+                0 => "none".to_string(),
+                _ => rec.disk.describe(cut - 1),
+            };
+            failures.push(format!(
+                "power cut at {cut}/{} ({mode:?}); last op before the cut: {last}: {e}",
+                rec.disk.op_count()
+            ));
+        }
+    }
+    if !failures.is_empty() {
+        let dropped = failures
+            .iter()
+            .filter(|f| f.contains("(DropUnsynced)"))
+            .count();
+        let kept = failures.iter().filter(|f| f.contains("(KeepAll)")).count();
+        panic!(
+            "{} of {} crash points fail ({dropped} with unsynced operations dropped, {kept} with \
+             all kept, the rest random); the first:\n{}",
+            failures.len(),
+            points.len(),
+            failures[..failures.len().min(3)].join("\n")
+        );
     }
     points.len()
 }
