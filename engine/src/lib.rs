@@ -6,7 +6,8 @@
 //! let the index point at bytes that are not durable, and never panic on bytes read from disk.
 //!
 //! Layers: `codec`, `chunking`, `tree` and `erasure` are pure (no I/O); `index`, `store`,
-//! `writer`, `fetch` (with `erasure_read`) and `repair` do the I/O.
+//! `writer`, `fetch` (with `erasure_read`) and `repair` do the I/O, through the backends named
+//! in `storage` (real files by default; `sim_index`, feature `sim`, for power-loss tests).
 
 pub mod chunking;
 pub mod codec;

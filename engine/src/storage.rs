@@ -26,7 +26,9 @@ impl IndexStorage for RedbFile {
     }
 }
 
-/// The backends a store is opened on (see [`crate::Store::open_with`]).
+/// The backends a store is opened on (see [`crate::Store::open_with`]). Both must see the same
+/// files: a new index is created by `index` as `index.redb.new` and renamed into place through
+/// `files`.
 #[derive(Debug, Clone)]
 pub struct StoreBackends {
     /// Segment files, and the data dir's own directory operations.
