@@ -413,7 +413,15 @@ fn now_unix_ms() -> u64 {
 impl Index {
     /// Opens (creating if needed) the index at `path` and checks its format version.
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        let db = Database::create(path)?;
+        Self::open_on(&crate::storage::RedbFile, path)
+    }
+
+    /// [`Index::open`] on an explicit index storage.
+    pub fn open_on(
+        storage: &dyn crate::storage::IndexStorage,
+        path: &Path,
+    ) -> Result<Index, IndexError> {
+        let db = storage.open_database(path)?;
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;

@@ -6,7 +6,8 @@
 //! let the index point at bytes that are not durable, and never panic on bytes read from disk.
 //!
 //! Layers: `codec`, `chunking`, `tree` and `erasure` are pure (no I/O); `index`, `store`,
-//! `writer`, `fetch` (with `erasure_read`) and `repair` do the I/O.
+//! `writer`, `fetch` (with `erasure_read`) and `repair` do the I/O, through the backends named
+//! in `storage` (real files by default; `sim_index`, feature `sim`, for power-loss tests).
 
 pub mod chunking;
 pub mod codec;
@@ -19,6 +20,9 @@ mod in_flight;
 pub mod index;
 mod parity_pipeline;
 pub mod repair;
+#[cfg(feature = "sim")]
+pub mod sim_index;
+pub mod storage;
 pub mod store;
 pub mod tree;
 pub mod writer;
@@ -44,6 +48,7 @@ pub use error::{BlobError, OpenError, StoreError};
 pub use fetch::BlobStat;
 pub use repair::{RepairError, RepairReport};
 pub use resumable::{CheckpointCadence, ResumableConfig, ResumableWriter, StagingError};
+pub use storage::{IndexStorage, StoreBackends};
 pub use store::{ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;
 pub use writer::{BlobWriter, PutOutcome};

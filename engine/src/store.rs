@@ -1,6 +1,7 @@
 //! The one place that opens a store: the data-dir lock, the index and the segments.
 //!
-//! Layout of a data dir: `LOCK` (holds the owner's pid), `index.redb`, `segments/seg-*.nms`.
+//! Layout of a data dir: `LOCK` (holds the owner's pid), `index.redb`, `segments/seg-*.nms`
+//! (and, only while a new store's index is being created, `index.redb.new`).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use net_mesh_segments::{FileBackend, SegmentBackend, SegmentConfig, SegmentId, Segments};
+use net_mesh_segments::{SegmentBackend, SegmentConfig, SegmentId, Segments};
 
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
@@ -18,6 +19,7 @@ use crate::in_flight::InFlight;
 use crate::index::{
     Batch, CommitOutcome, Index, IndexError, IndexReader, Pin, PinListing, blob_id, check_pin_name,
 };
+use crate::storage::StoreBackends;
 use crate::tree::TreePolicy;
 
 /// How a store writes. Reads do not depend on it: every blob carries its own shape.
@@ -81,7 +83,8 @@ pub struct Store {
     _lock: File,
 }
 
-/// Takes the data dir's exclusive lock and records our pid in it.
+/// Takes the data dir's exclusive lock and records our pid in it. The lock file is an OS lock
+/// and always lives on the real filesystem, whatever the store's backends.
 fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     let path = dir.join("LOCK");
     let io = |op, source| OpenError::Io {
@@ -89,6 +92,7 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
         path: path.clone(),
         source,
     };
+    std::fs::create_dir_all(dir).map_err(|e| io("create directory of lock file", e))?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -122,11 +126,69 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     Ok(file)
 }
 
+/// Creates `dir` and its missing ancestors, fsyncing the parent of each directory created so
+/// that a power cut cannot take the new data dir away with everything in it.
+fn create_dir_durably(files: &dyn SegmentBackend, dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while files.list_dir(at).is_err() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    files.create_dir_all(dir)?;
+    for created in missing.into_iter().rev() {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => files.sync_dir(parent)?,
+            _ => files.sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
+fn file_exists(files: &dyn SegmentBackend, path: &Path) -> std::io::Result<bool> {
+    match files.open(path, false) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the index so that `index.redb` appears whole or not at all: the database is created
+/// and initialised as `index.redb.new` (its first commit is synced), closed, and renamed into
+/// place; the caller then fsyncs the data dir. A power cut while redb writes a new file's first
+/// pages would otherwise leave an `index.redb` that is not a database, and the store unopenable.
+fn create_index(
+    files: &dyn SegmentBackend,
+    storage: &dyn crate::storage::IndexStorage,
+    dir: &Path,
+    index_path: &Path,
+) -> Result<(), OpenError> {
+    let tmp = dir.join("index.redb.new");
+    let io = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OpenError::Io { op, path, source }
+    };
+    match files.remove(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("remove unfinished index", &tmp)(e)),
+    }
+    drop(Index::open_on(storage, &tmp)?);
+    files
+        .rename(&tmp, index_path)
+        .map_err(io("rename new index into place", index_path))
+}
+
 impl Store {
     /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
     /// another process has it open.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, Arc::new(FileBackend), |_, committed| committed)
+        Self::open_inner(dir, config, StoreBackends::default(), |_, committed| {
+            committed
+        })
     }
 
     /// [`Store::open`] with an explicit segment storage backend (fault injection in tests).
@@ -135,7 +197,22 @@ impl Store {
         config: StoreConfig,
         backend: Arc<dyn SegmentBackend>,
     ) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, backend, |_, committed| committed)
+        let backends = StoreBackends {
+            files: backend,
+            ..StoreBackends::default()
+        };
+        Self::open_with(dir, config, backends)
+    }
+
+    /// [`Store::open`] on explicit backends for the data dir, the segment files and the index
+    /// (fault injection and power-loss simulation in tests). The `LOCK` file is always taken on
+    /// the real filesystem, in `dir`.
+    pub fn open_with(
+        dir: &Path,
+        config: StoreConfig,
+        backends: StoreBackends,
+    ) -> Result<Store, OpenError> {
+        Self::open_inner(dir, config, backends, |_, committed| committed)
     }
 
     /// [`Store::open`], letting `screen` adjust the committed segment set before the segment
@@ -145,13 +222,13 @@ impl Store {
         config: StoreConfig,
         screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, Arc::new(FileBackend), screen)
+        Self::open_inner(dir, config, StoreBackends::default(), screen)
     }
 
     fn open_inner(
         dir: &Path,
         config: StoreConfig,
-        backend: Arc<dyn SegmentBackend>,
+        backends: StoreBackends,
         screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
         config
@@ -162,30 +239,39 @@ impl Store {
             .tree
             .validate()
             .map_err(|e| OpenError::Config(e.to_string()))?;
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Io {
-            op: "create",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let files = backends.files;
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OpenError::Io { op, path, source }
+        };
+        create_dir_durably(files.as_ref(), dir).map_err(io("create", dir))?;
         let lock = lock_dir(dir)?;
-        let index = Index::open(&dir.join("index.redb"))?;
+        let index_path = dir.join("index.redb");
+        if !file_exists(files.as_ref(), &index_path).map_err(io("open", &index_path))? {
+            create_index(files.as_ref(), backends.index.as_ref(), dir, &index_path)?;
+        }
+        let index = Index::open_on(backends.index.as_ref(), &index_path)?;
         let committed = index
             .segments()?
             .into_iter()
             .map(|(id, e)| (id, e.committed_len))
             .collect();
         let seg_dir = dir.join("segments");
-        std::fs::create_dir_all(&seg_dir).map_err(|source| OpenError::Io {
-            op: "create",
-            path: seg_dir.clone(),
-            source,
-        })?;
+        files
+            .create_dir_all(&seg_dir)
+            .map_err(io("create", &seg_dir))?;
+        // `index.redb` and `segments/` are entries of the data dir: without this fsync a power
+        // cut can lose them (and every commit in them) even after their own contents were
+        // synced. Done at every open, so entries a crashed earlier open created become durable.
+        files
+            .sync_dir(dir)
+            .map_err(io("fsync data directory", dir))?;
         let seg_config = SegmentConfig {
             roll_size: config.segment_roll_size,
             ..SegmentConfig::default()
         };
         let committed = screen(&seg_dir, committed);
-        let segments = Segments::open_with_backend(&seg_dir, seg_config, &committed, backend)?;
+        let segments = Segments::open_with_backend(&seg_dir, seg_config, &committed, files)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             config,

@@ -8,7 +8,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Directory-level operations on segment files.
+/// Directory-level operations on segment files (and, for the engine, on the other entries of a
+/// data dir: creating it, the index file's name, fsyncing it).
 pub trait SegmentBackend: Send + Sync + Debug {
     /// Creates a new file (fails if it exists), open for reading and writing.
     fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
@@ -18,6 +19,9 @@ pub trait SegmentBackend: Send + Sync + Debug {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Unlinks a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file within one directory, replacing `to` if it exists (durable after
+    /// [`SegmentBackend::sync_dir`] of that directory).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsyncs a directory so created/removed entries are durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Creates `dir` and its parents if missing.
@@ -86,6 +90,10 @@ impl SegmentBackend for FileBackend {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

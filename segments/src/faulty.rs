@@ -134,6 +134,11 @@ impl SegmentBackend for FaultyBackend {
         self.inner.remove(path)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check_crashed()?;
+        self.inner.rename(from, to)
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         count_sync(&self.state)?;
         self.inner.sync_dir(dir)

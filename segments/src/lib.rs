@@ -17,6 +17,8 @@ mod error;
 pub mod failpoint;
 mod faulty;
 mod files;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod store;
 
 pub use backend::{FileBackend, SegmentBackend, SegmentFile};

@@ -741,6 +741,11 @@ impl Segments {
         Ok(state.active)
     }
 
+    /// The storage backend this handle reads and writes through.
+    pub fn backend(&self) -> &Arc<dyn SegmentBackend> {
+        &self.backend
+    }
+
     /// The directory holding the segment files.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -172,8 +172,23 @@ pub fn fsck(
     let store = Store::open_screened(dir, config, |seg_dir, committed| {
         screen_segments(seg_dir, committed, &mut issues)
     })?;
+    check(&store, issues, options)
+}
+
+/// Runs fsck on a store that is already open (e.g. on custom storage backends). The store was
+/// opened strictly, so a missing, short or damaged committed segment file already failed its
+/// open; everything else is checked (and repaired, if asked) as [`fsck`] does.
+pub fn fsck_open_store(store: &Store, options: &FsckOptions) -> Result<FsckReport, FsckError> {
+    check(store, BTreeMap::new(), options)
+}
+
+fn check(
+    store: &Store,
+    issues: BTreeMap<SegmentId, SegmentIssue>,
+    options: &FsckOptions,
+) -> Result<FsckReport, FsckError> {
     let mut checker = Checker {
-        store: &store,
+        store,
         options,
         report: FsckReport::default(),
         index_segments: store.index.segments()?,
@@ -289,7 +304,13 @@ impl Checker<'_> {
             if id.is_some_and(|id| self.index_segments.contains_key(&id)) {
                 continue; // a committed segment we chose not to open (reported above)
             }
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let size = self
+                .store
+                .segments
+                .backend()
+                .open(&path, false)
+                .and_then(|f| f.len())
+                .unwrap_or(0);
             // A header-only file is a segment a store created at open and never committed
             // (nothing was ever written to it): harmless, listed as info.
             let (severity, detail) = if size <= FILE_HEADER {

@@ -145,12 +145,18 @@ impl Checker<'_> {
         });
         self.report.repairs.extend(segment_fixes);
         for path in std::mem::take(&mut self.orphans) {
-            std::fs::remove_file(&path).map_err(|source| FsckError::Io {
+            let files = self.store.segments.backend();
+            files.remove(&path).map_err(|source| FsckError::Io {
                 op: "remove orphan file",
                 path: path.clone(),
                 source,
             })?;
-            net_mesh_segments::durable::sync_dir(self.store.segments.dir())?;
+            let dir = self.store.segments.dir();
+            files.sync_dir(dir).map_err(|source| FsckError::Io {
+                op: "fsync segment directory",
+                path: dir.to_path_buf(),
+                source,
+            })?;
             let shown = path.display().to_string();
             self.report
                 .repairs

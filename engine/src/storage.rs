@@ -1,0 +1,47 @@
+//! Where a store keeps its bytes. [`StoreBackends`] names the two backends a store opens: the
+//! file backend (segment files and the data dir's own entries: creating it, fsyncing it) and the
+//! index storage (the redb database `index.redb`). The default is the real filesystem for both;
+//! tests substitute backends that inject faults or simulate power loss (feature `sim`:
+//! [`crate::sim_index`]). The `LOCK` file is an OS lock and always lives on the real filesystem.
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+
+use net_mesh_segments::{FileBackend, SegmentBackend};
+
+/// Opens the index database.
+pub trait IndexStorage: Send + Sync + Debug {
+    /// Opens the redb database at `path`, creating it if it does not exist.
+    fn open_database(&self, path: &Path) -> Result<redb::Database, redb::DatabaseError>;
+}
+
+/// The real index storage: redb's own file backend (`redb::Database::create`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RedbFile;
+
+impl IndexStorage for RedbFile {
+    fn open_database(&self, path: &Path) -> Result<redb::Database, redb::DatabaseError> {
+        redb::Database::create(path)
+    }
+}
+
+/// The backends a store is opened on (see [`crate::Store::open_with`]). Both must see the same
+/// files: a new index is created by `index` as `index.redb.new` and renamed into place through
+/// `files`.
+#[derive(Debug, Clone)]
+pub struct StoreBackends {
+    /// Segment files, and the data dir's own directory operations.
+    pub files: Arc<dyn SegmentBackend>,
+    /// The index database.
+    pub index: Arc<dyn IndexStorage>,
+}
+
+impl Default for StoreBackends {
+    fn default() -> Self {
+        StoreBackends {
+            files: Arc::new(FileBackend),
+            index: Arc::new(RedbFile),
+        }
+    }
+}
