@@ -115,7 +115,11 @@ fn deep_tree_via_cli_reads_back_with_stat_and_ranges() {
         assert!(got == data[a..b], "range {a}..{b}");
     }
     let bad = run(&data_dir, &["blob", "cat", r, "--range", "10..200001"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a range past the end is a usage error"
+    );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid"));
 }
 

@@ -113,6 +113,10 @@ fn bad_rs_parameters_are_usage_errors_and_plain_blobs_cannot_be_repaired() {
     }
     let r = ok_text(&dir, &["blob", "put", file.to_str().unwrap()]);
     let out = run(&dir, &["repair", &r]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "repairing a plain blob is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not erasure-coded"));
 }

@@ -55,9 +55,9 @@ fn fsck_is_clean_then_reports_a_forced_chunk_loss_with_kind_and_location() {
     }
     let victim = chunks[3]["hash"].as_str().unwrap();
 
-    // Without --force: refused, with the reason.
+    // Without --force: refused (exit 4), with the reason.
     let out = run(&dir, &["chunk", "rm", victim]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("reference") && err.contains("--force"),

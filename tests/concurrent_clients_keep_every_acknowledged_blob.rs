@@ -13,7 +13,6 @@ mod common;
 
 use common::crash::Rng;
 use common::workload::{self, AckLog};
-use net_mesh_engine::Store;
 
 #[test]
 fn eight_writers_with_gc_and_compaction_keep_every_acknowledged_blob() {
@@ -28,8 +27,8 @@ fn eight_writers_with_gc_and_compaction_keep_every_acknowledged_blob() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
 
-    let store = Store::open(&dir, workload::store_config()).unwrap();
-    let scratch = Store::open(&scratch_dir, workload::store_config()).unwrap();
+    let store = workload::open(&dir);
+    let scratch = workload::open(&scratch_dir);
     let tally = workload::run(&store, &log, 8, ops, 0, seed);
     eprintln!("{tally:?}");
     assert!(tally.puts > 0 && tally.resumable > 0 && tally.interrupted > 0);
@@ -40,7 +39,7 @@ fn eight_writers_with_gc_and_compaction_keep_every_acknowledged_blob() {
     workload::check_store(&store, &expected, &scratch, &log);
     drop(store);
 
-    let store = Store::open(&dir, workload::store_config()).unwrap();
+    let store = workload::open(&dir);
     workload::check_store(&store, &expected, &scratch, &log);
     drop(store);
     workload::assert_fsck_clean(&dir);

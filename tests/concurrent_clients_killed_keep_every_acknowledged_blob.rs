@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use common::crash::Rng;
 use common::workload::{self, AckLog};
-use net_mesh_engine::Store;
 
 const CHILD_ENV: &str = "NET_MESH_WORKLOAD_CHILD";
 
@@ -36,7 +35,7 @@ fn workload_child() {
     let base: u64 = parts.next().unwrap().parse().unwrap();
     let seed: u64 = parts.next().unwrap().parse().unwrap();
     let dir = PathBuf::from(parts.next().unwrap());
-    let store = Store::open(&dir.join("store"), workload::store_config()).unwrap();
+    let store = workload::open(&dir.join("store"));
     let log = AckLog::create(&dir.join("acks.log"));
     workload::run(&store, &log, 8, u64::MAX, base, seed);
 }
@@ -45,7 +44,7 @@ fn workload_child() {
 fn killed_mid_workload_the_store_keeps_every_acknowledged_blob() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let scratch = Store::open(&dir.join("scratch"), workload::store_config()).unwrap();
+    let scratch = workload::open(&dir.join("scratch"));
     let log_path = dir.join("acks.log");
     let mut rng = Rng::from_env();
     let rounds: u64 = std::env::var("NET_MESH_STRESS_ROUNDS")
@@ -83,8 +82,7 @@ fn killed_mid_workload_the_store_keeps_every_acknowledged_blob() {
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL), "round {round}");
 
-        let store = Store::open(&dir.join("store"), workload::store_config())
-            .unwrap_or_else(|e| panic!("round {round}: store does not reopen: {e}"));
+        let store = workload::open(&dir.join("store"));
         let expected = workload::read_log(&log_path);
         let log = AckLog::create(&log_path);
         resumed += workload::check_store(&store, &expected, &scratch, &log);

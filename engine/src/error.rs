@@ -9,7 +9,7 @@ use crate::chunking::ChunkingError;
 use crate::codec::{DecodeError, Hash};
 use crate::erasure::ErasureError;
 use crate::index::{IndexError, PinNameTooLong};
-use crate::tree::PolicyError;
+use crate::tree::{PolicyError, StateError};
 
 /// Short hex form of a hash for messages.
 pub fn short_hex(hash: &Hash) -> String {
@@ -19,6 +19,33 @@ pub fn short_hex(hash: &Hash) -> String {
 /// Full lowercase hex of a hash.
 pub fn hex(hash: &Hash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What kind of failure an error is: the one classification every public error of the engine
+/// (and of the crates built on it) maps to. The CLI's exit codes and the node's RPC error kinds
+/// derive from it in one `match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Stored or received data is damaged or missing (a hash or chain mismatch, a corrupt
+    /// record, a missing object).
+    Integrity,
+    /// The request was refused without changing anything: a conflict, a missing permission,
+    /// a rule of the store (pinning what does not exist, an id already in use).
+    Refused,
+    /// What the request names does not exist.
+    NotFound,
+    /// The store cannot take the request now (locked by another process); try later.
+    Busy,
+    /// The operating system failed a read, write or sync (the handle may be poisoned).
+    Io,
+    /// The request itself is invalid (bad arguments, limits, configuration).
+    Usage,
+}
+
+/// Every public error says which [`ErrorClass`] it is.
+pub trait Classify {
+    fn class(&self) -> ErrorClass;
 }
 
 /// Why a store could not be opened.
@@ -66,6 +93,9 @@ pub enum StoreError {
     /// A pin name longer than `index::MAX_PIN_NAME` bytes; refused before anything is written.
     #[error(transparent)]
     PinName(#[from] PinNameTooLong),
+    /// An exported tree state (a checkpoint's) does not hold together.
+    #[error("tree state is inconsistent: {0}")]
+    TreeState(#[from] StateError),
 }
 
 /// Why reading a blob failed. Every integrity failure stops the read before any unverified byte
@@ -106,7 +136,6 @@ pub enum BlobError {
     Index(#[from] IndexError),
     #[error("writing output: {0}")]
     Sink(std::io::Error),
-    // --- erasure coding (issue 4) ---
     /// More chunks of an erasure-coded stripe are missing or corrupt than its parity covers.
     #[error(
         "stripe {stripe} is unrecoverable: {lost} of its chunks are missing or corrupt, \
@@ -140,8 +169,58 @@ impl From<ErasureError> for BlobError {
 }
 
 impl BlobError {
-    /// True when the failure means stored data is damaged or missing (CLI exit code 3).
+    /// True when the failure means stored data is damaged or missing.
     pub fn is_integrity(&self) -> bool {
+        self.class() == ErrorClass::Integrity
+    }
+}
+
+/// The class of a segment store error.
+pub fn segment_error_class(e: &SegmentError) -> ErrorClass {
+    match e {
+        _ if e.is_corruption() => ErrorClass::Integrity,
+        SegmentError::UnknownSegment(_) | SegmentError::OutOfBounds { .. } => ErrorClass::Integrity,
+        SegmentError::InvalidCommittedLength { .. } => ErrorClass::Integrity,
+        SegmentError::Io { .. } | SegmentError::SyncFailed { .. } | SegmentError::Poisoned => {
+            ErrorClass::Io
+        }
+        SegmentError::ActiveSegment(_) | SegmentError::Unsettled(_) => ErrorClass::Refused,
+        _ => ErrorClass::Usage,
+    }
+}
+
+impl Classify for OpenError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            OpenError::Locked { .. } => ErrorClass::Busy,
+            OpenError::Io { .. } => ErrorClass::Io,
+            OpenError::Index(e) => e.class(),
+            OpenError::Segments(e) => segment_error_class(e),
+            OpenError::Config(_) => ErrorClass::Usage,
+        }
+    }
+}
+
+impl Classify for StoreError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Poisoned | StoreError::Input(_) => ErrorClass::Io,
+            StoreError::Segments(e) => segment_error_class(e),
+            StoreError::Index(e) => e.class(),
+            StoreError::Chunking(_)
+            | StoreError::Policy(_)
+            | StoreError::TooLarge(_)
+            | StoreError::Erasure(_)
+            | StoreError::PinName(_) => ErrorClass::Usage,
+            StoreError::NotPinned(_) => ErrorClass::NotFound,
+            StoreError::Ambiguous(_) => ErrorClass::Usage,
+            StoreError::TreeState(_) => ErrorClass::Integrity,
+        }
+    }
+}
+
+impl Classify for BlobError {
+    fn class(&self) -> ErrorClass {
         match self {
             BlobError::ChainMismatch { .. }
             | BlobError::ChunkHashMismatch { .. }
@@ -149,10 +228,11 @@ impl BlobError {
             | BlobError::Corrupted { .. }
             | BlobError::BadNode { .. }
             | BlobError::Unrecoverable { .. }
-            | BlobError::Stripe(_) => true,
-            BlobError::Segments(e) => e.is_corruption(),
-            BlobError::Index(e) => e.is_corruption(),
-            BlobError::InvalidRange { .. } | BlobError::Sink(_) => false,
+            | BlobError::Stripe(_) => ErrorClass::Integrity,
+            BlobError::Segments(e) => segment_error_class(e),
+            BlobError::Index(e) => e.class(),
+            BlobError::InvalidRange { .. } => ErrorClass::Usage,
+            BlobError::Sink(_) => ErrorClass::Io,
         }
     }
 }

@@ -17,12 +17,13 @@
 //! - Stripe integrity: a chunk listed in a live erasure-coded blob is never deleted, whatever
 //!   its stored count says (the check walks the pinned RS blobs). A leaf and all of its data and
 //!   parity chunks are released by the same decrement, so a stripe goes all at once.
-//! - Staging uploads idle for longer than their own grace (`GcOptions::staging_grace`, default
-//!   24 h, independent of `grace`) are released first; what only they held then becomes
+//! - Extensions release their stale holds first (e.g. staging uploads idle for longer than
+//!   staging's own abandonment grace, independent of `grace`); what only they held then becomes
 //!   unreferenced from that moment.
 //! - Failpoints: `gc.delete_commit.before`, `gc.delete_commit.after`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use net_mesh_segments::{RecordKind, SegmentError};
@@ -32,6 +33,7 @@ use crate::codec::{
     BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, internal_id, leaf_id,
 };
 use crate::error::{BlobError, hex};
+use crate::index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionTxn, ReleasedHold};
 use crate::index::{
     IndexError, IndexReader, LOST_REFS, OBJECTS, ObjectEntry, SEGMENTS, decode_lost_refs,
     encode_lost_refs, object_in,
@@ -43,8 +45,6 @@ use crate::store::{Store, now_ms};
 pub struct GcOptions {
     /// Only objects unreferenced for at least this long are deleted.
     pub grace: Duration,
-    /// Staging uploads with no checkpoint for this long are released as abandoned.
-    pub staging_grace: Duration,
     /// Compute and report, change nothing.
     pub dry_run: bool,
     /// Sealed segments whose live payload bytes fall below this fraction of their committed
@@ -54,8 +54,6 @@ pub struct GcOptions {
 
 /// Default grace period: 24 hours.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
-/// Default abandonment grace of staging uploads: 24 hours.
-pub const DEFAULT_STAGING_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Default compaction threshold: compact segments less than half live.
 pub const DEFAULT_COMPACT_THRESHOLD: f64 = 0.5;
 
@@ -63,7 +61,6 @@ impl Default for GcOptions {
     fn default() -> Self {
         GcOptions {
             grace: DEFAULT_GRACE,
-            staging_grace: DEFAULT_STAGING_GRACE,
             dry_run: false,
             compact_threshold: DEFAULT_COMPACT_THRESHOLD,
         }
@@ -123,8 +120,8 @@ pub struct GcReport {
     pub orphan_files: Vec<String>,
     /// Segments compaction left alone, with the reason.
     pub compaction_notes: Vec<String>,
-    /// Staging uploads released as abandoned (idle longer than the grace) before the scan.
-    pub staging_released: Vec<String>,
+    /// Holds extensions released as stale before the scan (e.g. abandoned staging uploads).
+    pub released_holds: Vec<ReleasedHold>,
 }
 
 /// Why GC or an object deletion failed (or was refused).
@@ -160,6 +157,22 @@ pub enum GcError {
     NotAChunk { hash: String, kind: RecordKind },
 }
 
+impl crate::error::Classify for GcError {
+    fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            GcError::Poisoned => ErrorClass::Io,
+            GcError::Index(e) => e.class(),
+            GcError::Segments(e) => crate::error::segment_error_class(e),
+            GcError::Blob(e) => e.class(),
+            GcError::Store(e) => e.class(),
+            GcError::StripeIntegrity { .. } | GcError::Referenced { .. } => ErrorClass::Refused,
+            GcError::NotFound(_) => ErrorClass::NotFound,
+            GcError::NotAChunk { .. } => ErrorClass::Usage,
+        }
+    }
+}
+
 impl From<redb::Error> for GcError {
     fn from(e: redb::Error) -> Self {
         GcError::Index(IndexError::from(e))
@@ -181,6 +194,20 @@ redb_from!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// GC's request to one extension to release its stale holds.
+#[derive(Debug)]
+struct ReleaseStale(Arc<dyn Extension>);
+
+impl ExtensionOp for ReleaseStale {
+    fn namespace(&self) -> &'static str {
+        self.0.namespace()
+    }
+
+    fn apply(&self, txn: &mut ExtensionTxn<'_>) -> Result<(), ExtensionError> {
+        self.0.release_stale(txn)
+    }
+}
 
 /// One chunk of a blob, for `blob chunks`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -396,7 +423,7 @@ impl Store {
             ..GcReport::default()
         };
         if !options.dry_run {
-            report.staging_released = self.release_abandoned_staging(options.staging_grace)?;
+            report.released_holds = self.release_stale_holds()?;
         }
         let grace_ms = u64::try_from(options.grace.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms().saturating_sub(grace_ms);
@@ -605,6 +632,20 @@ impl Store {
         }
         txn.commit()?;
         Ok(refcount)
+    }
+
+    /// Asks every registered extension to release its stale holds, in one transaction.
+    pub fn release_stale_holds(&self) -> Result<Vec<ReleasedHold>, crate::error::StoreError> {
+        let ops: Vec<Box<dyn ExtensionOp>> = self
+            .index
+            .extensions()
+            .iter()
+            .map(|e| Box::new(ReleaseStale(Arc::clone(e))) as Box<dyn ExtensionOp>)
+            .collect();
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.commit_ops(ops)?.released)
     }
 
     /// Sum of the sizes of the segment files in the store's segment directory.

@@ -6,7 +6,7 @@
 //! let the index point at bytes that are not durable, and never panic on bytes read from disk.
 //!
 //! Layers: `codec`, `chunking`, `tree` and `erasure` are pure (no I/O); `index`, `store`,
-//! `writer`, `fetch` (with `erasure_read`) and `repair` do the I/O, through the backends named
+//! `write`, `fetch` (with `erasure_read`) and `repair` do the I/O, through the backends named
 //! in `storage` (real files by default; `sim_index`, feature `sim`, for power-loss tests).
 
 pub mod chunking;
@@ -16,7 +16,6 @@ mod erasure_read;
 pub mod error;
 pub mod fetch;
 mod gear;
-mod in_flight;
 pub mod index;
 mod parity_pipeline;
 pub mod repair;
@@ -25,14 +24,7 @@ pub mod sim_index;
 pub mod storage;
 pub mod store;
 pub mod tree;
-pub mod writer;
-
-// Resumable uploads (staging): checkpoint codec, the staging_v1 table, the checkpointed writer.
-pub mod checkpoint;
-pub mod resumable;
-pub mod staging_table;
-
-pub use checkpoint::StagingCheckpoint;
+pub mod write;
 
 // GC, compaction and fsck.
 pub mod compact;
@@ -44,11 +36,11 @@ pub use gc::{GcError, GcOptions, GcPhase, GcReport};
 pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
 pub use erasure::{ErasureError, RsParams};
-pub use error::{BlobError, OpenError, StoreError};
+pub use error::{BlobError, Classify, ErrorClass, OpenError, StoreError};
 pub use fetch::BlobStat;
+pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
 pub use repair::{RepairError, RepairReport};
-pub use resumable::{CheckpointCadence, ResumableConfig, ResumableWriter, StagingError};
 pub use storage::{IndexStorage, StoreBackends};
-pub use store::{ReadStats, Store, StoreConfig};
+pub use store::{OpenOptions, ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;
-pub use writer::{BlobWriter, PutOutcome};
+pub use write::{BlobWriter, CommitPolicy, OpenBatch, PutOutcome, Upload};

@@ -13,7 +13,7 @@ use net_mesh_segments::RecordKind;
 
 use crate::codec::{BlobRef, ChunkRef, Hash, InternalNode, LeafNode, internal_id, leaf_id};
 use crate::erasure::{ErasureError, RsParams, StripeCodec, stripes};
-use crate::error::{BlobError, StoreError};
+use crate::error::{BlobError, Classify, ErrorClass, StoreError};
 use crate::fetch::{ChunkPlace, Reader};
 use crate::index::{Batch, NewObject};
 use crate::store::Store;
@@ -53,15 +53,13 @@ pub enum RepairError {
     Unrecoverable { count: u64, first_stripe: u32 },
 }
 
-impl RepairError {
-    /// True when the failure means stored data is damaged or missing (CLI exit code 3).
-    pub fn is_integrity(&self) -> bool {
+impl Classify for RepairError {
+    fn class(&self) -> ErrorClass {
         match self {
-            RepairError::NotErasureCoded => false,
-            RepairError::Blob(e) => e.is_integrity(),
-            RepairError::Store(StoreError::Segments(e)) => e.is_corruption(),
-            RepairError::Store(_) => false,
-            RepairError::Unrecoverable { .. } => true,
+            RepairError::NotErasureCoded => ErrorClass::Usage,
+            RepairError::Blob(e) => e.class(),
+            RepairError::Store(e) => e.class(),
+            RepairError::Unrecoverable { .. } => ErrorClass::Integrity,
         }
     }
 }

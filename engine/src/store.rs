@@ -4,23 +4,27 @@
 //! (and, only while a new store's index is being created, `index.redb.new`).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use net_mesh_segments::{SegmentBackend, SegmentConfig, SegmentId, Segments};
+use redb::ReadableDatabase;
 
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
 use crate::error::{OpenError, StoreError};
-use crate::in_flight::InFlight;
+use crate::index::extension::{
+    Extension, ExtensionError, ExtensionOp, ExtensionReader, Extensions,
+};
 use crate::index::{
     Batch, CommitOutcome, Index, IndexError, IndexReader, Pin, PinListing, blob_id, check_pin_name,
 };
 use crate::storage::StoreBackends;
 use crate::tree::TreePolicy;
+use crate::write::InFlight;
 
 /// How a store writes. Reads do not depend on it: every blob carries its own shape.
 #[derive(Debug, Clone)]
@@ -93,7 +97,7 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(|e| io("create directory of lock file", e))?;
-    let mut file = OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -176,61 +180,71 @@ fn create_index(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("remove unfinished index", &tmp)(e)),
     }
-    drop(Index::open_on(storage, &tmp)?);
+    drop(Index::open_on(storage, &tmp, Extensions::default())?);
     files
         .rename(&tmp, index_path)
         .map_err(io("rename new index into place", index_path))
 }
 
+/// How a store is opened: how it writes, the backends it lives on, and the extensions that keep
+/// tables and holds in its index (see [`crate::index::extension`]).
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub config: StoreConfig,
+    /// Real files by default; tests substitute fault-injecting or power-loss backends. The
+    /// `LOCK` file is always taken on the real filesystem, in the data dir.
+    pub backends: StoreBackends,
+    pub extensions: Vec<Arc<dyn Extension>>,
+}
+
+impl OpenOptions {
+    pub fn new(config: StoreConfig) -> OpenOptions {
+        OpenOptions {
+            config,
+            ..OpenOptions::default()
+        }
+    }
+
+    /// Adds an extension.
+    pub fn extension(mut self, extension: Arc<dyn Extension>) -> OpenOptions {
+        self.extensions.push(extension);
+        self
+    }
+}
+
 impl Store {
-    /// Opens the store in `dir`, creating it if needed. Fails with [`OpenError::Locked`] when
-    /// another process has it open.
+    /// Opens the store in `dir`, creating it if needed, with no extensions. Fails with
+    /// [`OpenError::Locked`] when another process has it open.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, StoreBackends::default(), |_, committed| {
-            committed
-        })
+        Self::open_with(dir, OpenOptions::new(config))
     }
 
-    /// [`Store::open`] with an explicit segment storage backend (fault injection in tests).
-    pub fn open_with_backend(
-        dir: &Path,
-        config: StoreConfig,
-        backend: Arc<dyn SegmentBackend>,
-    ) -> Result<Store, OpenError> {
-        let backends = StoreBackends {
-            files: backend,
-            ..StoreBackends::default()
-        };
-        Self::open_with(dir, config, backends)
+    /// Opens the store in `dir` as `options` say (the one place a store is opened).
+    pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Store, OpenError> {
+        Self::open_inner(dir, options, |_, committed| committed)
     }
 
-    /// [`Store::open`] on explicit backends for the data dir, the segment files and the index
-    /// (fault injection and power-loss simulation in tests). The `LOCK` file is always taken on
-    /// the real filesystem, in `dir`.
-    pub fn open_with(
-        dir: &Path,
-        config: StoreConfig,
-        backends: StoreBackends,
-    ) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, backends, |_, committed| committed)
-    }
-
-    /// [`Store::open`], letting `screen` adjust the committed segment set before the segment
-    /// files are opened (fsck drops missing or damaged segments instead of failing).
+    /// [`Store::open_with`], letting `screen` adjust the committed segment set before the
+    /// segment files are opened (fsck drops missing or damaged segments instead of failing).
     pub(crate) fn open_screened(
         dir: &Path,
-        config: StoreConfig,
+        options: OpenOptions,
         screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
-        Self::open_inner(dir, config, StoreBackends::default(), screen)
+        Self::open_inner(dir, options, screen)
     }
 
     fn open_inner(
         dir: &Path,
-        config: StoreConfig,
-        backends: StoreBackends,
+        options: OpenOptions,
         screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
+        let OpenOptions {
+            config,
+            backends,
+            extensions,
+        } = options;
+        let extensions = Extensions::new(extensions).map_err(IndexError::from)?;
         config
             .chunking
             .validate()
@@ -250,7 +264,7 @@ impl Store {
         if !file_exists(files.as_ref(), &index_path).map_err(io("open", &index_path))? {
             create_index(files.as_ref(), backends.index.as_ref(), dir, &index_path)?;
         }
-        let index = Index::open_on(backends.index.as_ref(), &index_path)?;
+        let index = Index::open_on(backends.index.as_ref(), &index_path, extensions)?;
         let committed = index
             .segments()?
             .into_iter()
@@ -369,6 +383,25 @@ impl Store {
         batch.pins_remove.push(*id);
         let outcome = self.commit_batch(batch)?;
         Ok(outcome.pins_removed > 0)
+    }
+
+    /// Commits extension changes on their own, in one index transaction (e.g. staging's begin
+    /// or abort of an upload). Refusals leave the store usable.
+    pub fn commit_ops(&self, ops: Vec<Box<dyn ExtensionOp>>) -> Result<CommitOutcome, StoreError> {
+        self.commit_batch(Batch {
+            extension_ops: ops,
+            ..Batch::default()
+        })
+    }
+
+    /// Reads the tables of extension `namespace` from one snapshot.
+    pub fn read_extension<T>(
+        &self,
+        namespace: &'static str,
+        read: impl FnOnce(&ExtensionReader<'_>) -> Result<T, ExtensionError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.index.db().begin_read().map_err(IndexError::from)?;
+        read(&ExtensionReader::new(&txn, namespace)).map_err(|e| StoreError::Index(e.into()))
     }
 
     /// Every pinned blob with its id, and apart from them the pin rows that do not decode (one

@@ -25,7 +25,7 @@ use crate::codec::{
     MAX_INTERNAL_FANOUT, MAX_LEAF_FANOUT,
 };
 
-// Staging: export/import of the builder's pending state (resumable uploads).
+// Export/import of the builder's pending state (resumable uploads keep it in checkpoints).
 mod state;
 pub use state::{StateError, TreeState};
 
@@ -128,7 +128,7 @@ pub struct TreeBuilder {
     levels: Vec<Vec<ChildRef>>,
     total_bytes: u64,
     chunk_count: u64,
-    /// Leaf nodes handed to the sink so far (staging checkpoints record it).
+    /// Leaf nodes handed to the sink so far (checkpoints record it).
     completed_leaves: u64,
     /// Internal nodes handed to the sink so far.
     completed_internals: u64,

@@ -9,6 +9,8 @@
 
 mod gc_common;
 
+use net_mesh_engine::OpenOptions;
+
 use std::time::Duration;
 
 use gc_common::*;
@@ -38,8 +40,12 @@ fn zero_duration_runs_check_one_chunk_each_and_together_cover_everything() {
     let mut runs = 0;
     loop {
         runs += 1;
-        let report =
-            net_mesh_engine::fsck::fsck(dir, config(TreePolicy::default()), &options).unwrap();
+        let report = net_mesh_engine::fsck::fsck(
+            dir,
+            OpenOptions::new(config(TreePolicy::default())),
+            &options,
+        )
+        .unwrap();
         assert_eq!(report.data.checked, 1, "one chunk per zero-duration run");
         if report
             .problems

@@ -22,7 +22,8 @@ use net_mesh_engine::fsck::{FsckOptions, ProblemKind, ReadData, Severity, fsck, 
 use net_mesh_engine::index::{IndexError, blob_id};
 use net_mesh_engine::sim_index::{IndexFaults, IndexOnBackend};
 use net_mesh_engine::{
-    BlobRef, GcError, GcOptions, OpenError, Store, StoreBackends, StoreConfig, StoreError,
+    BlobRef, GcError, GcOptions, OpenError, OpenOptions, Store, StoreBackends, StoreConfig,
+    StoreError,
 };
 use net_mesh_segments::sim::SimDisk;
 use net_mesh_segments::{FileBackend, SegmentBackend};
@@ -103,7 +104,14 @@ fn run(
         files,
     };
     let mut acked = Acked::default();
-    let store = match Store::open_with(dir, config(), backends) {
+    let store = match Store::open_with(
+        dir,
+        OpenOptions {
+            config: config(),
+            backends,
+            ..OpenOptions::default()
+        },
+    ) {
         Ok(store) => store,
         Err(e) => {
             assert!(
@@ -138,7 +146,6 @@ fn run(
         acked.unpinned.push(refs[1].clone());
         let gc = GcOptions {
             grace: Duration::ZERO,
-            staging_grace: Duration::ZERO,
             dry_run: false,
             compact_threshold: 0.9,
         };
@@ -194,7 +201,14 @@ fn check_reopen(dir: &Path, disk: &Disk, acked: &Acked, context: &str) {
                 index: Arc::new(IndexOnBackend::new(Arc::clone(&files))),
                 files,
             };
-            Store::open_with(dir, config(), backends)
+            Store::open_with(
+                dir,
+                OpenOptions {
+                    config: config(),
+                    backends,
+                    ..OpenOptions::default()
+                },
+            )
         }
     }
     .unwrap_or_else(|e| panic!("{context}: reopen: {e}"));
@@ -231,7 +245,7 @@ fn check_reopen(dir: &Path, disk: &Disk, acked: &Acked, context: &str) {
     let report = match disk {
         Disk::Real => {
             drop(store);
-            fsck(dir, config(), &options)
+            fsck(dir, OpenOptions::new(config()), &options)
         }
         Disk::Sim(_) => fsck_open_store(&store, &options),
     }

@@ -17,7 +17,7 @@ use gc_common::*;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::fsck::{ProblemKind, ReadData};
 use net_mesh_engine::index::{MAX_PIN_NAME, PIN_HEADER_LEN, pin_roots};
-use net_mesh_engine::{BlobRef, StoreError};
+use net_mesh_engine::{BlobRef, Classify, ErrorClass, StoreError};
 use redb::{ReadableTable, TableDefinition};
 
 const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
@@ -92,13 +92,13 @@ fn a_bad_pin_row_is_reported_and_never_lets_gc_or_fsck_lose_what_it_may_pin() {
     assert_eq!(good, want, "every good row, the legacy one recovered");
     assert_eq!(listing.bad.len(), 1);
     assert_eq!(listing.bad[0].id, b.blob_id);
-    assert!(listing.bad[0].error.is_corruption());
+    assert!(listing.bad[0].error.class() == ErrorClass::Integrity);
 
     // Lookup by id prefix: the good ones resolve, the bad one names its corruption.
     assert_eq!(store.find_pin(&hex(&c.blob_id)[..8]).unwrap().0, c.blob_id);
     let e = store.find_pin(&hex(&b.blob_id)[..8]).unwrap_err();
     assert!(
-        matches!(e, StoreError::Index(ref i) if i.is_corruption()),
+        matches!(e, StoreError::Index(ref i) if i.class() == ErrorClass::Integrity),
         "{e:?}"
     );
 

@@ -21,7 +21,7 @@ use common::{SMALL_CDC, TINY_TREE, random_bytes};
 use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{GcOptions, Store, StoreConfig};
 use net_mesh_segments::SegmentId;
-use power_loss::{Effect, Recording, check_all, crash_points};
+use power_loss::{Effect, Recording, check_all, crash_points, no_extra_check};
 
 fn config() -> StoreConfig {
     StoreConfig {
@@ -45,7 +45,6 @@ fn power_loss_during_gc_and_compaction_keeps_live_blobs() {
     let late = Arc::new(random_bytes(20_000, 39));
     let gc = GcOptions {
         grace: Duration::ZERO,
-        staging_grace: Duration::ZERO,
         dry_run: false,
         compact_threshold: 0.6,
     };
@@ -106,7 +105,7 @@ fn power_loss_during_gc_and_compaction_keeps_live_blobs() {
     }
 
     let points = crash_points(&rec.disk, 100, 0x5eed_0004);
-    let checked = check_all(&rec, &points, &|_, _| false);
+    let checked = check_all(&rec, &points, &|_, _| false, &no_extra_check);
     let stats = rec.disk.stats();
     eprintln!(
         "gc: {checked} crash points over {} ops ({} syncs)",

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use common::{SMALL_CDC, TINY_TREE, random_bytes};
 use net_mesh_engine::index::{IndexError, blob_id};
 use net_mesh_engine::{BlobRef, StoreConfig, StoreError};
-use power_loss::{Effect, Recording, check_all, crash_points};
+use power_loss::{Effect, Recording, check_all, crash_points, no_extra_check};
 
 fn config() -> StoreConfig {
     StoreConfig {
@@ -77,7 +77,7 @@ fn power_loss_during_pin_and_unpin_keeps_acknowledged_pins() {
     }
 
     let points = crash_points(&rec.disk, 100, 0x5eed_0003);
-    let checked = check_all(&rec, &points, &|_, _| false);
+    let checked = check_all(&rec, &points, &|_, _| false, &no_extra_check);
     let stats = rec.disk.stats();
     eprintln!(
         "pins: {checked} crash points over {} ops ({} syncs)",

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use common::{SMALL_CDC, TINY_TREE, random_bytes};
 use net_mesh_engine::StoreConfig;
-use power_loss::{Effect, Recording, check_all, crash_points};
+use power_loss::{Effect, Recording, check_all, crash_points, no_extra_check};
 
 fn config() -> StoreConfig {
     StoreConfig {
@@ -75,7 +75,7 @@ fn power_loss_during_puts_keeps_every_acknowledged_blob() {
     }
 
     let points = crash_points(&rec.disk, 100, 0x5eed_0001);
-    let checked = check_all(&rec, &points, &|_, _| false);
+    let checked = check_all(&rec, &points, &|_, _| false, &no_extra_check);
     let stats = rec.disk.stats();
     eprintln!(
         "puts: {checked} crash points over {} ops ({} syncs, {} bytes written)",

@@ -19,7 +19,7 @@ use common::{SMALL_CDC, TINY_TREE, random_bytes};
 use net_mesh_engine::error::hex;
 use net_mesh_engine::fsck::ProblemKind;
 use net_mesh_engine::{ChunkRole, StoreConfig};
-use power_loss::{Effect, Recording, Status, check_all, crash_points};
+use power_loss::{Effect, Recording, Status, check_all, crash_points, no_extra_check};
 
 fn config() -> StoreConfig {
     StoreConfig {
@@ -72,11 +72,16 @@ fn power_loss_during_repair_keeps_erasure_coded_blobs() {
     let repair = rec.steps.last().unwrap().clone();
     let lost_hex = hex(&lost);
     let points = crash_points(&rec.disk, 100, 0x5eed_0005);
-    let checked = check_all(&rec, &points, &|p, cut| {
-        p.kind == ProblemKind::MissingObject
-            && p.location.object.as_deref() == Some(lost_hex.as_str())
-            && repair.status(cut) != Status::Acked
-    });
+    let checked = check_all(
+        &rec,
+        &points,
+        &|p, cut| {
+            p.kind == ProblemKind::MissingObject
+                && p.location.object.as_deref() == Some(lost_hex.as_str())
+                && repair.status(cut) != Status::Acked
+        },
+        &no_extra_check,
+    );
     let stats = rec.disk.stats();
     eprintln!(
         "repair: {checked} crash points over {} ops ({} syncs)",

@@ -62,7 +62,7 @@ fn a_refused_pin_between_an_uploads_appends_and_its_commit_leaves_the_store_open
     drop(store);
     let report = net_mesh_engine::fsck::fsck(
         tmp.path(),
-        small_segments(),
+        net_mesh_engine::OpenOptions::new(small_segments()),
         &net_mesh_engine::fsck::FsckOptions {
             read_data: net_mesh_engine::fsck::ReadData::All,
             ..Default::default()

@@ -1,6 +1,6 @@
-//! Fuzz target: the harness lives in `net_mesh_engine::checkpoint::fuzz_decode`.
+//! Fuzz target: the harness lives in `net_mesh_staging::checkpoint::fuzz_decode`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    net_mesh_engine::checkpoint::fuzz_decode(data);
+    net_mesh_staging::checkpoint::fuzz_decode(data);
 });

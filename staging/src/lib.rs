@@ -1,23 +1,41 @@
 //! `net-mesh-staging`: durable, resumable streaming uploads. A publisher begins an upload, gets
 //! a stable staging id, appends bytes of any sizes and finalizes into a pinned blob; if it is
-//! killed at any instant it resumes from the last checkpoint with
-//! [`resume_streaming_store`], replays its input from the returned offset, and the finished blob
-//! is byte-for-byte and ref-for-ref identical to an uninterrupted upload.
+//! killed at any instant it resumes from the last checkpoint with [`resume_streaming_store`],
+//! replays its input from the returned offset, and the finished blob is byte-for-byte and
+//! ref-for-ref identical to an uninterrupted upload. A publisher killed after its finalize
+//! committed learns its ref by resuming too, for the abandonment grace.
 //!
-//! This crate is the API and the listing/abandonment policy; the checkpointed write path, the
-//! checkpoint format (docs/FORMAT.md §4) and the one-transaction commit live in the engine
-//! (`net_mesh_engine::resumable`). It must never write to the store except through the engine,
-//! never know about the network, and never panic on a checkpoint read from disk.
+//! Staging is an extension of the engine ([`Staging`], registered when the store opens): its
+//! checkpoints live in its own tables of the store's index (docs/FORMAT.md §4), written in the
+//! same transaction as the chunks and nodes they cover, and hold +1 on every object their tree
+//! state names so GC keeps them. It runs the engine's one write path with its own commit policy.
+//! It must never open the index or the segments itself (only through the engine's seam), never
+//! know about the network, and never panic on a checkpoint read from disk.
 
+pub mod checkpoint;
+pub mod table;
+mod writer;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use net_mesh_engine::checkpoint::StagingCheckpoint;
-pub use net_mesh_engine::resumable::{
-    CheckpointCadence, DEFAULT_ABANDON_GRACE, DEFAULT_CHECKPOINT_INTERVAL, StagingError,
+use net_mesh_engine::{ChunkingStrategy, OpenOptions, PutOutcome, Store, TreePolicy};
+
+pub use checkpoint::StagingCheckpoint;
+pub use table::{Staging, valid_staging_id};
+pub use writer::{
+    CheckpointCadence, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_MAX_AGE_MS, Resumed,
+    StagingError, StagingHandle,
 };
-use net_mesh_engine::resumable::{ResumableConfig, ResumableWriter};
-pub use net_mesh_engine::staging_table::valid_staging_id;
-use net_mesh_engine::{ChunkingStrategy, PutOutcome, Store, StoreError, TreePolicy};
+
+/// Default grace after which an upload with no checkpoint is abandoned (and a finished
+/// upload's record is forgotten).
+pub const DEFAULT_ABANDON_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `options` with the staging extension registered (abandonment grace `abandon_grace`).
+pub fn with_staging(options: OpenOptions, abandon_grace: Duration) -> OpenOptions {
+    options.extension(Arc::new(Staging { abandon_grace }))
+}
 
 /// How a streaming upload starts.
 #[derive(Debug, Clone)]
@@ -41,35 +59,6 @@ impl StagingConfig {
             tree: store.config().tree,
             cadence: CheckpointCadence::default(),
         }
-    }
-}
-
-/// A live upload. Dropping it without [`finalize_streaming_store`] or
-/// [`abort_streaming_store`] leaves the upload resumable from its last checkpoint.
-#[derive(Debug)]
-pub struct StagingHandle<'s> {
-    writer: ResumableWriter<'s>,
-}
-
-impl StagingHandle<'_> {
-    /// The stable id to persist for [`resume_streaming_store`].
-    pub fn staging_id(&self) -> &str {
-        self.writer.staging_id()
-    }
-
-    /// Input bytes covered by the last durable checkpoint.
-    pub fn checkpointed_bytes(&self) -> u64 {
-        self.writer.checkpointed_bytes()
-    }
-
-    /// Input bytes cut into chunks so far (durable or not).
-    pub fn chunked_bytes(&self) -> u64 {
-        self.writer.chunked_bytes()
-    }
-
-    /// Commits a checkpoint now.
-    pub fn checkpoint(&mut self) -> Result<(), StagingError> {
-        self.writer.checkpoint()
     }
 }
 
@@ -97,52 +86,44 @@ pub fn new_staging_id() -> String {
 }
 
 /// Starts an upload and commits its first checkpoint: from the moment this returns, the
-/// staging id can be resumed.
+/// staging id can be resumed. The store must be open with the [`Staging`] extension.
 pub fn begin_streaming_store(
     store: &Store,
     config: StagingConfig,
 ) -> Result<StagingHandle<'_>, StagingError> {
-    let staging_id = config.staging_id.unwrap_or_else(new_staging_id);
-    let writer = store.begin_upload(ResumableConfig {
-        staging_id,
-        pin_name: config.pin_name,
-        chunking: config.chunking,
-        tree: config.tree,
-        cadence: config.cadence,
-    })?;
-    Ok(StagingHandle { writer })
+    writer::begin(store, config)
 }
 
 /// Appends the next bytes of the input (any sizes, any number of calls).
 pub fn append_to_stream(handle: &mut StagingHandle<'_>, bytes: &[u8]) -> Result<(), StagingError> {
-    handle.writer.write(bytes)
+    handle.write(bytes)
 }
 
 /// Ends the input, commits and pins the blob, and removes the checkpoint, in one transaction.
 pub fn finalize_streaming_store(handle: StagingHandle<'_>) -> Result<PutOutcome, StagingError> {
-    handle.writer.finish()
+    handle.finish()
 }
 
 /// Abandons the upload and releases its references at once.
 pub fn abort_streaming_store(handle: StagingHandle<'_>) -> Result<(), StagingError> {
-    handle.writer.abort()
+    handle.abort()
 }
 
 /// Aborts an upload by id (no live handle needed). Returns false if it did not exist.
 pub fn abort_staging_id(store: &Store, staging_id: &str) -> Result<bool, StagingError> {
-    Ok(store.abort_upload(staging_id)?)
+    writer::abort_id(store, staging_id)
 }
 
-/// Continues `staging_id` after a crash. Returns the handle and the input offset from which
-/// the publisher must replay its input (the start of the last checkpointed chunk; those bytes
-/// are re-hashed to check the input is the same, then chunking continues).
+/// Continues `staging_id` after a crash: [`Resumed::Live`] with the handle and the input offset
+/// from which the publisher must replay its input (the start of the last checkpointed chunk;
+/// those bytes are re-hashed to check the input is the same, then chunking continues), or
+/// [`Resumed::Finished`] with the blob when the upload already finished.
 pub fn resume_streaming_store<'s>(
     store: &'s Store,
     staging_id: &str,
     cadence: CheckpointCadence,
-) -> Result<(StagingHandle<'s>, u64), StagingError> {
-    let (writer, offset) = store.resume_upload(staging_id, cadence)?;
-    Ok((StagingHandle { writer }, offset))
+) -> Result<Resumed<'s>, StagingError> {
+    writer::resume(store, staging_id, cadence)
 }
 
 /// What `list_staging` shows of one live upload.
@@ -177,17 +158,23 @@ impl StagingInfo {
     }
 }
 
+/// Every live upload with its checkpoint, in id order.
+pub fn checkpoints(store: &Store) -> Result<Vec<(String, StagingCheckpoint)>, StagingError> {
+    Ok(store.read_extension(table::NAMESPACE, table::uploads)?)
+}
+
+/// The checkpoint of live upload `staging_id`, if any.
+pub fn checkpoint_of(
+    store: &Store,
+    staging_id: &str,
+) -> Result<Option<StagingCheckpoint>, StagingError> {
+    Ok(store.read_extension(table::NAMESPACE, |r| table::upload(r, staging_id))?)
+}
+
 /// Every live upload, in id order.
 pub fn list_staging(store: &Store) -> Result<Vec<StagingInfo>, StagingError> {
-    Ok(store
-        .staging_uploads()?
+    Ok(checkpoints(store)?
         .into_iter()
         .map(|(id, c)| StagingInfo::from_checkpoint(id, &c))
         .collect())
-}
-
-/// Releases uploads with no checkpoint for `grace` (default [`DEFAULT_ABANDON_GRACE`]); GC
-/// calls this (through the engine's `Store::release_abandoned_staging`) before collecting.
-pub fn release_abandoned(store: &Store, grace: Duration) -> Result<Vec<String>, StoreError> {
-    store.release_abandoned_staging(grace)
 }

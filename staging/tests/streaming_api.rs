@@ -1,6 +1,6 @@
 //! The public staging API end to end: begin → append (any sizes) → finalize gives the plain
 //! upload's ref; a dropped handle resumes from its checkpoint; list shows live uploads; abort
-//! and release_abandoned remove them.
+//! and the abandonment grace remove them; a finished upload resumes to its ref.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,27 +10,35 @@
 
 use std::time::Duration;
 
-use net_mesh_engine::{ChunkingStrategy, Store, StoreConfig, TreePolicy};
+use net_mesh_engine::{ChunkingStrategy, OpenOptions, Store, StoreConfig, TreePolicy};
 use net_mesh_staging::*;
 
 fn store(dir: &std::path::Path) -> Store {
-    Store::open(
-        dir,
-        StoreConfig {
-            chunking: ChunkingStrategy::Cdc {
-                avg: 4096,
-                min: 1024,
-                max: 16384,
-            },
-            tree: TreePolicy {
-                leaf_fanout: 3,
-                internal_fanout: 2,
-                manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
-            },
-            ..StoreConfig::default()
+    store_with_grace(dir, DEFAULT_ABANDON_GRACE)
+}
+
+fn store_with_grace(dir: &std::path::Path, grace: Duration) -> Store {
+    let config = StoreConfig {
+        chunking: ChunkingStrategy::Cdc {
+            avg: 4096,
+            min: 1024,
+            max: 16384,
         },
-    )
-    .unwrap()
+        tree: TreePolicy {
+            leaf_fanout: 3,
+            internal_fanout: 2,
+            manifest_max_refs: net_mesh_engine::tree::DEFAULT_MANIFEST_MAX_REFS,
+        },
+        ..StoreConfig::default()
+    };
+    Store::open_with(dir, with_staging(OpenOptions::new(config), grace)).unwrap()
+}
+
+fn live<'s>(resumed: Resumed<'s>) -> (StagingHandle<'s>, u64) {
+    match resumed {
+        Resumed::Live { writer, offset } => (*writer, offset),
+        Resumed::Finished(outcome) => panic!("finished already: {outcome:?}"),
+    }
 }
 
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -101,7 +109,7 @@ fn a_dropped_handle_resumes_from_the_listed_offset() {
     assert!(info.bytes_committed > 0 && info.resume_offset < info.bytes_committed);
     assert_eq!(info.pin_name, "api");
     let (mut h, offset) =
-        resume_streaming_store(&s, "job-1", CheckpointCadence::default()).unwrap();
+        live(resume_streaming_store(&s, "job-1", CheckpointCadence::default()).unwrap());
     assert_eq!(offset, info.resume_offset);
     append_to_stream(&mut h, &data[offset as usize..]).unwrap();
     let out = finalize_streaming_store(h).unwrap();
@@ -125,19 +133,71 @@ fn abort_and_release_abandoned_remove_uploads() {
     append_to_stream(&mut b, &bytes(50_000, 4)).unwrap();
     b.checkpoint().unwrap();
     drop(b);
-    assert!(
-        release_abandoned(&s, DEFAULT_ABANDON_GRACE)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.release_stale_holds().unwrap().is_empty());
+    drop(s);
     std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(
-        release_abandoned(&s, Duration::from_millis(1)).unwrap(),
-        vec!["b".to_string()]
-    );
+    let s = store_with_grace(tmp.path(), Duration::from_millis(1));
+    let released: Vec<String> = s
+        .release_stale_holds()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.what)
+        .collect();
+    assert_eq!(released, vec!["b".to_string()]);
     assert!(matches!(
         resume_streaming_store(&s, "b", CheckpointCadence::default()).unwrap_err(),
         StagingError::NotFound(_)
     ));
     assert!(!abort_staging_id(&s, "b").unwrap());
+}
+
+#[test]
+fn a_finished_upload_resumes_to_its_ref_until_the_abandonment_grace_ends() {
+    let data = bytes(120_000, 5);
+    let tmp = tempfile::tempdir().unwrap();
+    let want = {
+        let s = store(tmp.path());
+        let mut h = begin_streaming_store(&s, config(&s, Some("done-1"))).unwrap();
+        append_to_stream(&mut h, &data).unwrap();
+        // The publisher is killed right after this commit, before it learns the outcome.
+        finalize_streaming_store(h).unwrap()
+    };
+    let s = store(tmp.path());
+    for _ in 0..2 {
+        let Resumed::Finished(again) =
+            resume_streaming_store(&s, "done-1", CheckpointCadence::default()).unwrap()
+        else {
+            panic!("a finished upload must not be live");
+        };
+        assert_eq!(again.blob_ref, want.blob_ref);
+        assert_eq!(again.blob_id, want.blob_id);
+        assert_eq!(again.chunks, want.chunks);
+        assert_eq!((again.new_chunks, again.new_bytes), (0, 0));
+    }
+    // The id stays taken while the record lives.
+    assert!(matches!(
+        begin_streaming_store(&s, config(&s, Some("done-1"))).unwrap_err(),
+        StagingError::Exists(_)
+    ));
+    // GC (with a zero object grace) keeps the record: it has its own grace.
+    let report = s
+        .gc(&net_mesh_engine::GcOptions {
+            grace: Duration::ZERO,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(report.released_holds.is_empty());
+    assert!(matches!(
+        resume_streaming_store(&s, "done-1", CheckpointCadence::default()).unwrap(),
+        Resumed::Finished(_)
+    ));
+    drop(s);
+    // Past the abandonment grace it is forgotten.
+    std::thread::sleep(Duration::from_millis(20));
+    let s = store_with_grace(tmp.path(), Duration::from_millis(1));
+    s.release_stale_holds().unwrap();
+    assert!(matches!(
+        resume_streaming_store(&s, "done-1", CheckpointCadence::default()).unwrap_err(),
+        StagingError::NotFound(_)
+    ));
 }

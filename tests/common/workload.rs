@@ -17,7 +17,7 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -27,10 +27,12 @@ use std::time::Duration;
 use net_mesh_engine::codec::{ChunkRef, ChunkRole, Encoding};
 use net_mesh_engine::fsck::{FsckOptions, ProblemKind, ReadData, Severity};
 use net_mesh_engine::index::blob_id;
-use net_mesh_engine::{BlobRef, ChunkingStrategy, GcOptions, Store, StoreConfig, TreePolicy};
+use net_mesh_engine::{
+    BlobRef, ChunkingStrategy, GcOptions, OpenOptions, Store, StoreConfig, TreePolicy,
+};
 use net_mesh_staging::{
-    CheckpointCadence, StagingConfig, StagingError, append_to_stream, begin_streaming_store,
-    finalize_streaming_store, resume_streaming_store,
+    CheckpointCadence, Resumed, StagingConfig, StagingError, append_to_stream,
+    begin_streaming_store, finalize_streaming_store, resume_streaming_store,
 };
 
 use super::crash::Rng;
@@ -52,6 +54,18 @@ pub fn store_config() -> StoreConfig {
         segment_roll_size: 256 * 1024,
         batch_bytes: 48 * 1024,
     }
+}
+
+/// Opens the store in `dir` with the workload's config and the staging extension.
+pub fn open(dir: &Path) -> Store {
+    Store::open_with(dir, options()).unwrap()
+}
+
+fn options() -> OpenOptions {
+    net_mesh_staging::with_staging(
+        OpenOptions::new(store_config()),
+        net_mesh_staging::DEFAULT_ABANDON_GRACE,
+    )
 }
 
 fn cadence() -> CheckpointCadence {
@@ -95,7 +109,7 @@ pub struct AckLog(Mutex<File>);
 
 impl AckLog {
     pub fn create(path: &Path) -> AckLog {
-        let file = OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
@@ -136,7 +150,6 @@ pub fn run(store: &Store, log: &AckLog, writers: u64, ops: u64, base: u64, seed:
                 let report = store
                     .gc(&GcOptions {
                         grace: Duration::ZERO,
-                        staging_grace: Duration::from_secs(3600),
                         dry_run: false,
                         compact_threshold: 0.5,
                     })
@@ -264,8 +277,14 @@ fn resumable_put(
         // Interrupted: the handle goes away; the upload resumes from its last checkpoint.
         drop(handle);
         tally.lock().unwrap().interrupted += 1;
-        let (resumed, offset) = resume_streaming_store(store, &id, cadence()).unwrap();
-        handle = resumed;
+        let Resumed::Live {
+            writer: resumed,
+            offset,
+        } = resume_streaming_store(store, &id, cadence()).unwrap()
+        else {
+            panic!("upload {id} finished before it was resumed");
+        };
+        handle = *resumed;
         for part in data[offset as usize..].chunks(7000) {
             append_to_stream(&mut handle, part).unwrap();
         }
@@ -368,9 +387,15 @@ pub fn check_store(store: &Store, expected: &Expected, scratch: &Store, log: &Ac
             log.line(format!("done {id} {want}"));
             continue;
         }
-        let (mut handle, offset) = resume_streaming_store(store, id, cadence()).unwrap();
+        let Resumed::Live {
+            writer: mut handle,
+            offset,
+        } = resume_streaming_store(store, id, cadence()).unwrap()
+        else {
+            panic!("upload {id} is live and finished at once");
+        };
         append_to_stream(&mut handle, &data[offset as usize..]).unwrap();
-        let got = finalize_streaming_store(handle).unwrap().blob_ref;
+        let got = finalize_streaming_store(*handle).unwrap().blob_ref;
         assert_eq!(got, want, "resumed upload {id} built another blob");
         log.line(format!("done {id} {got}"));
         resumed += 1;
@@ -383,7 +408,7 @@ pub fn check_store(store: &Store, expected: &Expected, scratch: &Store, log: &Ac
 pub fn assert_fsck_clean(dir: &Path) {
     let report = net_mesh_engine::fsck::fsck(
         dir,
-        store_config(),
+        options(),
         &FsckOptions {
             read_data: ReadData::All,
             ..FsckOptions::default()

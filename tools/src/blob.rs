@@ -105,9 +105,7 @@ fn parse_rs(text: &str) -> Result<(u8, u8), String> {
     Ok((k, n))
 }
 
-fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
-    Store::open(dir, config).with_context(|| format!("opening store {}", dir.display()))
-}
+use crate::open::open;
 
 /// A blob named on the command line: a full ref, or the id prefix of a pinned blob.
 pub(crate) fn resolve(store: &Store, text: &str) -> anyhow::Result<BlobRef> {

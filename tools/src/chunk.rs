@@ -38,8 +38,7 @@ fn parse_hash(text: &str) -> anyhow::Result<Hash> {
 }
 
 pub fn run(cmd: ChunkCmd, dir: &Path) -> anyhow::Result<()> {
-    let store = Store::open(dir, StoreConfig::default())
-        .with_context(|| format!("opening store {}", dir.display()))?;
+    let store = crate::open::open(dir, StoreConfig::default())?;
     match cmd {
         ChunkCmd::Rm { hash, force } => {
             let hash = parse_hash(&hash)?;

@@ -126,7 +126,10 @@ pub fn run(args: FsckArgs, dir: &Path) -> anyhow::Result<()> {
     };
     let report = fsck(
         dir,
-        StoreConfig::default(),
+        crate::open::options(
+            StoreConfig::default(),
+            net_mesh_staging::DEFAULT_ABANDON_GRACE,
+        ),
         &FsckOptions {
             read_data,
             max_duration: args.max_duration,

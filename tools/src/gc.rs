@@ -4,9 +4,9 @@ use crate::outln;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use net_mesh_engine::{GcOptions, GcReport, Store, StoreConfig};
+use net_mesh_engine::{GcOptions, GcReport, StoreConfig};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -143,11 +143,10 @@ pub fn run(args: GcArgs, dir: &Path) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.compact_threshold) {
         bail!("--compact-threshold must be between 0 and 1");
     }
-    let store = Store::open(dir, StoreConfig::default())
-        .with_context(|| format!("opening store {}", dir.display()))?;
+    let store =
+        crate::open::open_with_staging_grace(dir, StoreConfig::default(), args.staging_grace)?;
     let report = store.gc(&GcOptions {
         grace: args.grace,
-        staging_grace: args.staging_grace,
         dry_run: args.dry_run,
         compact_threshold: args.compact_threshold,
     })?;

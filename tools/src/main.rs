@@ -8,6 +8,7 @@ mod chunk;
 mod fsck;
 mod gc;
 mod identity;
+mod open;
 mod output;
 mod repair;
 mod staging;

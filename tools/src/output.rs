@@ -3,8 +3,12 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use net_mesh_engine::fsck::FsckError;
 use net_mesh_engine::index::PinNameTooLong;
-use net_mesh_engine::{BlobError, OpenError, RepairError, StoreError};
+use net_mesh_engine::{
+    BlobError, Classify, ErrorClass, GcError, OpenError, RepairError, StoreError,
+};
+use net_mesh_staging::StagingError;
 
 /// `println!` that returns an error instead of panicking when stdout is closed.
 #[macro_export]
@@ -32,6 +36,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub const EXIT_INTEGRITY: u8 = 3;
 /// Exit code for a request refused as malformed before anything ran (clap uses it too).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a refused request (nothing was changed).
+pub const EXIT_REFUSED: u8 = 4;
 
 /// The error and its causes on one line.
 pub fn one_line(err: &anyhow::Error) -> String {
@@ -46,51 +52,71 @@ pub fn one_line(err: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
-/// 3 for integrity failures anywhere in the chain, 2 for usage errors, else 1.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<PinNameTooLong>().is_some()
-            || matches!(
-                cause.downcast_ref::<StoreError>(),
-                Some(StoreError::PinName(_))
-            )
-            || matches!(
-                cause.downcast_ref::<net_mesh_engine::StagingError>(),
-                Some(net_mesh_engine::StagingError::Store(StoreError::PinName(_)))
-            )
-        {
-            return EXIT_USAGE;
-        }
-        if cause.downcast_ref::<crate::fsck::ProblemsFound>().is_some() {
-            return EXIT_INTEGRITY;
-        }
-        if let Some(e) = cause.downcast_ref::<BlobError>()
-            && e.is_integrity()
-        {
-            return EXIT_INTEGRITY;
-        }
-        if let Some(e) = cause.downcast_ref::<RepairError>()
-            && e.is_integrity()
-        {
-            return EXIT_INTEGRITY;
-        }
-        if let Some(StoreError::Segments(e)) = cause.downcast_ref::<StoreError>()
-            && e.is_corruption()
-        {
-            return EXIT_INTEGRITY;
-        }
-        if let Some(e) = cause.downcast_ref::<net_mesh_engine::StagingError>()
-            && e.is_integrity()
-        {
-            return EXIT_INTEGRITY;
-        }
-        if let Some(OpenError::Segments(e)) = cause.downcast_ref::<OpenError>()
-            && e.is_corruption()
-        {
-            return EXIT_INTEGRITY;
-        }
+/// The exit code of an error class: the one place they are mapped.
+pub fn exit_code_of(class: ErrorClass) -> u8 {
+    match class {
+        ErrorClass::Integrity => EXIT_INTEGRITY,
+        ErrorClass::Usage => EXIT_USAGE,
+        ErrorClass::Refused => EXIT_REFUSED,
+        ErrorClass::NotFound | ErrorClass::Busy | ErrorClass::Io => 1,
     }
-    1
+}
+
+/// The class of the first classified error in the chain (the outermost one that knows).
+fn class_of(err: &anyhow::Error) -> Option<ErrorClass> {
+    err.chain().find_map(|cause| {
+        if cause.downcast_ref::<crate::fsck::ProblemsFound>().is_some() {
+            return Some(ErrorClass::Integrity);
+        }
+        let classified: Option<&dyn Classify> = cause
+            .downcast_ref::<StoreError>()
+            .map(|e| e as &dyn Classify)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<BlobError>()
+                    .map(|e| e as &dyn Classify)
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<OpenError>()
+                    .map(|e| e as &dyn Classify)
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<RepairError>()
+                    .map(|e| e as &dyn Classify)
+            })
+            .or_else(|| cause.downcast_ref::<GcError>().map(|e| e as &dyn Classify))
+            .or_else(|| {
+                cause
+                    .downcast_ref::<FsckError>()
+                    .map(|e| e as &dyn Classify)
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<StagingError>()
+                    .map(|e| e as &dyn Classify)
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<PinNameTooLong>()
+                    .map(|_| &USAGE as &dyn Classify)
+            });
+        classified.map(Classify::class)
+    })
+}
+
+struct Usage;
+const USAGE: Usage = Usage;
+impl Classify for Usage {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Usage
+    }
+}
+
+/// The exit code of a failed command: from the class of its error, 1 when unclassified.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    class_of(err).map_or(1, exit_code_of)
 }
 
 /// A byte progress bar on stderr when stderr is a terminal; hidden otherwise.

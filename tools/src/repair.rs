@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use clap::Args;
+use net_mesh_engine::StoreConfig;
 use net_mesh_engine::error::hex;
-use net_mesh_engine::{Store, StoreConfig};
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -20,8 +19,7 @@ pub struct RepairArgs {
 }
 
 pub fn run(args: RepairArgs, dir: &Path) -> anyhow::Result<()> {
-    let store = Store::open(dir, StoreConfig::default())
-        .with_context(|| format!("opening store {}", dir.display()))?;
+    let store = crate::open::open(dir, StoreConfig::default())?;
     let blob_ref = crate::blob::resolve(&store, &args.blob)?;
     let report = store.repair(&blob_ref)?;
     if args.json {

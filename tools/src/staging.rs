@@ -6,10 +6,10 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use net_mesh_engine::{PutOutcome, Store, StoreConfig};
+use net_mesh_engine::{PutOutcome, StoreConfig};
 use net_mesh_staging::{
-    CheckpointCadence, StagingConfig, StagingHandle, append_to_stream, begin_streaming_store,
-    finalize_streaming_store, list_staging, resume_streaming_store,
+    CheckpointCadence, Resumed, StagingConfig, StagingHandle, append_to_stream,
+    begin_streaming_store, finalize_streaming_store, list_staging, resume_streaming_store,
 };
 use serde_json::json;
 
@@ -71,9 +71,7 @@ fn cadence(interval: Option<u64>) -> CheckpointCadence {
     c
 }
 
-fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
-    Store::open(dir, config).with_context(|| format!("opening store {}", dir.display()))
-}
+use crate::open::open;
 
 /// Size of the reads fed to the upload.
 const READ_BUF: usize = 4 * 1024 * 1024;
@@ -143,7 +141,12 @@ fn resume(
     let store = open(dir, StoreConfig::default())?;
     let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let size = input.metadata().ok().map(|m| m.len());
-    let (mut handle, offset) = resume_streaming_store(&store, id, cadence(checkpoint_interval))?;
+    let (mut handle, offset) =
+        match resume_streaming_store(&store, id, cadence(checkpoint_interval))? {
+            Resumed::Live { writer, offset } => (*writer, offset),
+            // It finished already (the publisher lost the answer): its ref, as `blob put` prints it.
+            Resumed::Finished(outcome) => return crate::blob::print_put(&outcome, json),
+        };
     if size.is_some_and(|s| s < offset) {
         bail!(
             "{} has {} bytes, fewer than the upload's resume offset {offset}",

@@ -51,7 +51,7 @@ use crate::index::{
     IndexError, LOST_REFS, OBJECTS, ObjectEntry, SEGMENTS, SegmentEntry, encode_lost_refs,
     pin_roots,
 };
-use crate::store::{Store, StoreConfig, now_ms};
+use crate::store::{OpenOptions, Store, now_ms};
 
 const FILE_HEADER: u64 = FILE_HEADER_LEN as u64;
 
@@ -156,20 +156,16 @@ struct Checker<'a> {
     children: HashMap<Hash, Vec<Hash>>,
     expected: HashMap<Hash, u64>,
     orphans: Vec<PathBuf>,
-    /// Some references could not be counted (undecodable staging checkpoints or pin rows):
+    /// Some references could not be counted (an extension's holds, unowned tables, pin rows):
     /// repair may raise counts but never lower them.
     counts_floor_only: bool,
 }
 
 /// Runs fsck on the store in `dir` (takes the store's lock; the store must not be open
 /// elsewhere).
-pub fn fsck(
-    dir: &Path,
-    config: StoreConfig,
-    options: &FsckOptions,
-) -> Result<FsckReport, FsckError> {
+pub fn fsck(dir: &Path, open: OpenOptions, options: &FsckOptions) -> Result<FsckReport, FsckError> {
     let mut issues = BTreeMap::new();
-    let store = Store::open_screened(dir, config, |seg_dir, committed| {
+    let store = Store::open_screened(dir, open, |seg_dir, committed| {
         screen_segments(seg_dir, committed, &mut issues)
     })?;
     check(&store, issues, options)
@@ -500,28 +496,49 @@ impl Checker<'_> {
                 *expected.entry(root).or_insert(0) += 1;
             }
         }
-        // Live staging uploads hold +1 on every object their checkpoint names (staging_v1).
-        let mut staged: BTreeMap<Hash, String> = BTreeMap::new();
-        match self.store.staging_uploads() {
-            Ok(uploads) => {
-                self.report.stats.staging_uploads = uploads.len() as u64;
-                for (id, checkpoint) in uploads {
-                    for hash in checkpoint.tree.held_objects() {
-                        *expected.entry(hash).or_insert(0) += 1;
-                        staged.entry(hash).or_insert_with(|| id.clone());
-                    }
+        // Extensions (staging uploads, ...) hold references their tables account for.
+        let mut held: BTreeSet<Hash> = BTreeSet::new();
+        let db = self.store.index.db();
+        match self.store.index.extensions().holds(db) {
+            Ok(holds) => {
+                self.report.stats.extension_holds = holds.values().sum();
+                for (hash, n) in holds {
+                    *expected.entry(hash).or_insert(0) += n;
+                    held.insert(hash);
                 }
             }
             Err(e) => {
                 // Their holds are unknown: repair must not lower any count.
                 self.counts_floor_only = true;
                 self.report.push(
-                    ProblemKind::StagingCheckpointCorrupt,
+                    ProblemKind::ExtensionCorrupt,
                     Severity::Error,
                     Location::default(),
-                    format!("staging checkpoints do not decode: {e}"),
+                    format!("an extension's holds cannot be counted: {e}"),
                 );
             }
+        }
+        // Tables nobody registered may hold references nobody can count.
+        let unowned = self
+            .store
+            .index
+            .extensions()
+            .unowned_tables(db)
+            .map_err(IndexError::from)?;
+        for table in unowned {
+            self.counts_floor_only = true;
+            self.report.push(
+                ProblemKind::UnownedTable,
+                Severity::Error,
+                Location {
+                    path: Some(format!("index.redb/{table}")),
+                    ..Location::default()
+                },
+                "a table no registered extension owns: its references cannot be counted, so \
+                 repair will not lower any count (open the store with the extension that owns \
+                 it)"
+                .to_string(),
+            );
         }
         let indexed: HashMap<Hash, ObjectEntry> = self.objects.iter().copied().collect();
         // Objects named by a parent or pin that the index lacks.
@@ -551,9 +568,8 @@ impl Checker<'_> {
         }
         for hash in &missing {
             // A pin row that does not decode may need it too.
-            let reachable = reached_missing.contains(hash)
-                || staged.contains_key(hash)
-                || !listing.bad.is_empty();
+            let reachable =
+                reached_missing.contains(hash) || held.contains(hash) || !listing.bad.is_empty();
             self.report.push(
                 ProblemKind::MissingObject,
                 if reachable {
@@ -568,10 +584,12 @@ impl Checker<'_> {
                 format!(
                     "named {} time(s) by indexed nodes or pins but not in the index{}",
                     expected.get(hash).copied().unwrap_or(0),
-                    match (reached_missing.contains(hash), staged.get(hash)) {
-                        (true, _) => " (a pinned blob needs it)".to_string(),
-                        (false, Some(id)) => format!(" (staging upload {id} holds it)"),
-                        (false, None) => String::new(),
+                    if reached_missing.contains(hash) {
+                        " (a pinned blob needs it)"
+                    } else if held.contains(hash) {
+                        " (an extension holds it)"
+                    } else {
+                        ""
                     }
                 ),
             );

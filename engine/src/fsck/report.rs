@@ -63,8 +63,10 @@ pub enum ProblemKind {
     LiveBytesMismatch,
     /// A framed record no entry points at (dead bytes awaiting compaction; informational).
     OrphanRecord,
-    /// The staging checkpoints table does not decode.
-    StagingCheckpointCorrupt,
+    /// An extension's tables do not decode, so its holds cannot be counted.
+    ExtensionCorrupt,
+    /// A table in the index that neither the engine nor a registered extension owns.
+    UnownedTable,
     /// A pin row does not decode (its blob, and the counts it holds, are unknown).
     PinCorrupt,
 }
@@ -136,7 +138,8 @@ pub struct FsckStats {
     pub chunks: u64,
     pub nodes: u64,
     pub pins: u64,
-    pub staging_uploads: u64,
+    /// References registered extensions hold (staging uploads, ...).
+    pub extension_holds: u64,
     pub orphan_records: u64,
     pub orphan_record_bytes: u64,
 }
@@ -209,6 +212,18 @@ pub enum FsckError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl crate::error::Classify for FsckError {
+    fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            FsckError::Open(e) => e.class(),
+            FsckError::Index(e) => e.class(),
+            FsckError::Segments(e) => crate::error::segment_error_class(e),
+            FsckError::Io { .. } => ErrorClass::Io,
+        }
+    }
 }
 
 macro_rules! redb_into_fsck {

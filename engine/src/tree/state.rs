@@ -56,7 +56,7 @@ pub enum StateError {
 
 impl TreeState {
     /// Every object this state references (the open leaf's chunks, then each pending node), with
-    /// repeats: the objects a live staging checkpoint holds a reference on.
+    /// repeats: the objects a resumable upload's checkpoint holds a reference on.
     pub fn held_objects(&self) -> impl Iterator<Item = Hash> + '_ {
         self.open_leaf
             .iter()

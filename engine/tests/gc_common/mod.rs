@@ -58,7 +58,7 @@ pub fn seg_path(dir: &Path, segment: u64) -> PathBuf {
 pub fn fsck(dir: &Path, read_data: ReadData, repair: bool) -> FsckReport {
     net_mesh_engine::fsck::fsck(
         dir,
-        config(TreePolicy::default()),
+        net_mesh_engine::OpenOptions::new(config(TreePolicy::default())),
         &FsckOptions {
             read_data,
             repair,

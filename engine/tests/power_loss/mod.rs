@@ -7,9 +7,8 @@
 //! - open;
 //! - hold every acknowledged pin, and no acknowledged unpin, and every pin it holds (acknowledged
 //!   or not) must read back verified, byte for byte equal to what was stored;
-//! - resume every staging upload whose begin was acknowledged (and whose finish was not) to the
-//!   ref an uninterrupted upload gives; an upload whose finish was in flight is either resumable
-//!   or finished (pinned);
+//! - pass the scenario's own checks (the staging crate's tests resume every upload whose begin
+//!   was acknowledged to the ref an uninterrupted upload gives);
 //! - not show again a segment file that an acknowledged GC removed;
 //! - pass `fsck --read-data` with nothing but reclaimable orphans (info findings, orphan segment
 //!   files) and what the scenario allows at that point.
@@ -31,9 +30,8 @@ use std::sync::Arc;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::fsck::{FsckOptions, Problem, ProblemKind, ReadData, Severity};
 use net_mesh_engine::index::blob_id;
-use net_mesh_engine::resumable::CheckpointCadence;
 use net_mesh_engine::sim_index::IndexOnBackend;
-use net_mesh_engine::{BlobRef, Store, StoreBackends, StoreConfig};
+use net_mesh_engine::{BlobRef, Extension, OpenOptions, Store, StoreBackends, StoreConfig};
 use net_mesh_segments::sim::{CrashMode, SimDisk};
 use net_mesh_segments::{SegmentId, segment_file_name};
 
@@ -98,6 +96,8 @@ pub struct Recording {
     pub dir: PathBuf,
     pub disk: SimDisk,
     pub config: StoreConfig,
+    /// Extensions the store is opened with, at every open.
+    pub extensions: Vec<Arc<dyn Extension>>,
     pub steps: Vec<Step>,
 }
 
@@ -110,8 +110,15 @@ pub fn backends(disk: &SimDisk) -> StoreBackends {
     }
 }
 
-pub fn open_on(disk: &SimDisk, dir: &std::path::Path, config: &StoreConfig) -> Store {
-    Store::open_with(dir, config.clone(), backends(disk)).unwrap()
+impl Recording {
+    /// How the store is opened on `disk`.
+    pub fn options(&self, disk: &SimDisk) -> OpenOptions {
+        OpenOptions {
+            config: self.config.clone(),
+            backends: backends(disk),
+            extensions: self.extensions.clone(),
+        }
+    }
 }
 
 impl Recording {
@@ -125,13 +132,14 @@ impl Recording {
             dir,
             disk,
             config,
+            extensions: Vec::new(),
             steps: Vec::new(),
         }
     }
 
     /// Opens the store on the recording disk (the open itself is part of the recording).
     pub fn open(&self) -> Store {
-        open_on(&self.disk, &self.dir, &self.config)
+        Store::open_with(&self.dir, self.options(&self.disk)).unwrap()
     }
 
     /// The current cut point.
@@ -233,16 +241,7 @@ pub fn crash_points(disk: &SimDisk, random_cuts: usize, seed: u64) -> Vec<(usize
         .collect()
 }
 
-/// The resumable cadence the checks resume with (any cadence gives the same ref).
-pub fn resume_cadence() -> CheckpointCadence {
-    CheckpointCadence {
-        interval_bytes: 1 << 40,
-        at_leaf_close: false,
-        max_age_ms: u64::MAX,
-    }
-}
-
-fn fetch(store: &Store, r: &BlobRef) -> Result<Vec<u8>, String> {
+pub fn fetch(store: &Store, r: &BlobRef) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     store.fetch(r, &mut out).map_err(|e| e.to_string())?;
     Ok(out)
@@ -254,17 +253,27 @@ pub fn reclaimable(p: &Problem) -> bool {
     p.severity == Severity::Info || p.kind == ProblemKind::OrphanFile
 }
 
+/// The scenario's own checks of a reopened store at a cut point.
+pub type ExtraCheck<'a> = &'a dyn Fn(&Store, &Recording, usize) -> Result<(), String>;
+
+/// No checks beyond the harness's own.
+pub fn no_extra_check(_: &Store, _: &Recording, _: usize) -> Result<(), String> {
+    Ok(())
+}
+
 /// Checks the store at every crash point of `points`; `allow(problem, cut)` accepts extra fsck
-/// findings. Returns the number of crash points checked; panics listing every failing one.
+/// findings and `extra` adds the scenario's own checks. Returns the number of crash points
+/// checked; panics listing every failing one.
 pub fn check_all(
     rec: &Recording,
     points: &[(usize, CrashMode)],
     allow: &dyn Fn(&Problem, usize) -> bool,
+    extra: ExtraCheck<'_>,
 ) -> usize {
     let mut failures = Vec::new();
     for &(cut, mode) in points {
         let crashed = rec.disk.crash(cut, mode);
-        if let Err(e) = check_one(rec, &crashed, cut, allow) {
+        if let Err(e) = check_one(rec, &crashed, cut, allow, extra) {
             let last = match cut {
                 0 => "none".to_string(),
                 _ => rec.disk.describe(cut - 1),
@@ -297,6 +306,7 @@ fn check_one(
     crashed: &SimDisk,
     cut: usize,
     allow: &dyn Fn(&Problem, usize) -> bool,
+    extra: ExtraCheck<'_>,
 ) -> Result<(), String> {
     // Removed segment files stay removed once the GC that removed them returned.
     let seg_dir = rec.dir.join("segments");
@@ -317,7 +327,7 @@ fn check_one(
         }
     }
 
-    let store = Store::open_with(&rec.dir, rec.config.clone(), backends(crashed))
+    let store = Store::open_with(&rec.dir, rec.options(crashed))
         .map_err(|e| format!("reopen failed: {e}"))?;
 
     let report = net_mesh_engine::fsck::fsck_open_store(
@@ -342,8 +352,6 @@ fn check_one(
     // None: either).
     let mut pinned: HashMap<Hash, Option<bool>> = HashMap::new();
     let mut data_of: HashMap<Hash, Arc<Vec<u8>>> = HashMap::new();
-    let mut uploads: HashMap<String, (Status, Arc<Vec<u8>>, BlobRef)> = HashMap::new();
-    let mut finished: HashMap<String, Status> = HashMap::new();
     for step in &rec.steps {
         let status = step.status(cut);
         for effect in &step.effects {
@@ -377,22 +385,10 @@ fn check_one(
                         };
                     }
                 }
-                Effect::UploadBegun {
-                    staging_id,
-                    data,
-                    want,
-                } => {
-                    if status != Status::NotStarted {
-                        uploads
-                            .insert(staging_id.clone(), (status, Arc::clone(data), want.clone()));
-                    }
-                }
-                Effect::UploadFinished { staging_id } => {
-                    if status != Status::NotStarted {
-                        finished.insert(staging_id.clone(), status);
-                    }
-                }
-                Effect::SegmentsRemoved(_) | Effect::Other(_) => {}
+                Effect::UploadBegun { .. }
+                | Effect::UploadFinished { .. }
+                | Effect::SegmentsRemoved(_)
+                | Effect::Other(_) => {}
             }
         }
     }
@@ -431,55 +427,5 @@ fn check_one(
         }
     }
 
-    for (staging_id, (begun, data, want)) in uploads {
-        let finish = finished.get(&staging_id).copied();
-        if begun != Status::Acked {
-            continue; // never acknowledged: nothing promised
-        }
-        let exists = store
-            .staging_checkpoint(&staging_id)
-            .map_err(|e| format!("reading checkpoint of {staging_id}: {e}"))?
-            .is_some();
-        match (exists, finish) {
-            (true, Some(Status::Acked)) => {
-                return Err(format!("upload {staging_id} finished but is still staged"));
-            }
-            (true, _) => {
-                let (mut w, from) = store
-                    .resume_upload(&staging_id, resume_cadence())
-                    .map_err(|e| format!("resume {staging_id}: {e}"))?;
-                for part in data[from as usize..].chunks(7_777) {
-                    w.write(part)
-                        .map_err(|e| format!("resume {staging_id}: {e}"))?;
-                }
-                let out = w
-                    .finish()
-                    .map_err(|e| format!("finish {staging_id}: {e}"))?;
-                if out.blob_ref != want {
-                    return Err(format!(
-                        "upload {staging_id} resumed from {from} to another ref"
-                    ));
-                }
-                let got = fetch(&store, &out.blob_ref)?;
-                if got != *data {
-                    return Err(format!(
-                        "resumed upload {staging_id} reads back other bytes"
-                    ));
-                }
-            }
-            (false, Some(Status::Acked | Status::InFlight)) => {
-                if !pins.contains_key(&blob_id(&want)) {
-                    return Err(format!(
-                        "upload {staging_id} is neither staged nor finished and pinned"
-                    ));
-                }
-            }
-            (false, _) => {
-                return Err(format!(
-                    "acknowledged upload {staging_id} cannot be resumed: its checkpoint is gone"
-                ));
-            }
-        }
-    }
-    Ok(())
+    extra(&store, rec, cut)
 }

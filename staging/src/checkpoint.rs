@@ -1,16 +1,16 @@
 //! The staging checkpoint: everything a resumed upload needs to continue the exact tree an
 //! uninterrupted upload would build. Pure codec: no I/O. Layout: docs/FORMAT.md §4.
 //!
-//! Stored as the value of `staging_v1[staging_id]`, written in the same index transaction as the
-//! chunks and nodes it covers.
+//! Stored as the value of `ext.staging.uploads_v1[staging_id]`, written in the same index
+//! transaction as the chunks and nodes it covers.
 #![deny(clippy::arithmetic_side_effects)]
 
-use crate::chunking::ChunkingStrategy;
-use crate::codec::{
+use net_mesh_engine::chunking::ChunkingStrategy;
+use net_mesh_engine::codec::{
     DecodeError, Encoding, Hash, InternalNode, LeafNode, MAX_CHUNK_SIZE, MAX_DEPTH,
 };
-use crate::index::{MAX_PIN_NAME, pin_name_prefix};
-use crate::tree::{DEFAULT_MANIFEST_MAX_REFS, StateError, TreePolicy, TreeState};
+use net_mesh_engine::index::{MAX_PIN_NAME, pin_name_prefix};
+use net_mesh_engine::tree::{DEFAULT_MANIFEST_MAX_REFS, StateError, TreePolicy, TreeState};
 
 /// Magic of an encoded checkpoint: ASCII `NMSC`.
 pub const CHECKPOINT_MAGIC: [u8; 4] = *b"NMSC";
@@ -414,7 +414,7 @@ impl<'a> Cursor<'a> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::codec::{ChildRef, ChunkRef, ChunkRole};
+    use net_mesh_engine::codec::{ChildRef, ChunkRef, ChunkRole};
 
     pub(crate) fn sample() -> StagingCheckpoint {
         let chunk = |b: u8, size: u32| ChunkRef {

@@ -14,9 +14,9 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use net_mesh_engine::resumable::{CheckpointCadence, ResumableConfig, StagingError};
 use net_mesh_engine::{BlobRef, Store, StoreError};
 use net_mesh_segments::FaultyBackend;
+use net_mesh_staging::{CheckpointCadence, StagingConfig, StagingError, begin_streaming_store};
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -34,13 +34,16 @@ fn cadence() -> CheckpointCadence {
 }
 
 fn upload(store: &Store, data: &[u8]) -> Result<BlobRef, StagingError> {
-    let mut w = store.begin_upload(ResumableConfig {
-        staging_id: "f".into(),
-        pin_name: "f".into(),
-        chunking: SMALL_CDC,
-        tree: TINY_TREE,
-        cadence: cadence(),
-    })?;
+    let mut w = begin_streaming_store(
+        store,
+        StagingConfig {
+            staging_id: Some("f".into()),
+            pin_name: "f".into(),
+            chunking: SMALL_CDC,
+            tree: TINY_TREE,
+            cadence: cadence(),
+        },
+    )?;
     for part in data.chunks(5_000) {
         w.write(part)?;
     }
@@ -62,12 +65,9 @@ fn run(fault: Fault) {
     let failed;
     {
         let backend = FaultyBackend::new();
-        let store = Store::open_with_backend(
-            tmp.path(),
-            config(SMALL_CDC, TINY_TREE),
-            Arc::new(backend.clone()),
-        )
-        .unwrap();
+        let mut options = options(config(SMALL_CDC, TINY_TREE));
+        options.backends.files = Arc::new(backend.clone());
+        let store = Store::open_with(tmp.path(), options).unwrap();
         earlier_ref = store.store(&earlier).unwrap().blob_ref;
         match fault {
             Fault::Write(n) => backend.fail_nth_write(backend.writes() + n),
@@ -100,7 +100,7 @@ fn run(fault: Fault) {
     let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
     assert_eq!(fetch_all(&store, &earlier_ref), earlier, "{fault:?}");
     let blob = if failed {
-        match store.resume_upload("f", cadence()) {
+        match resume_live(&store, "f", cadence()) {
             Ok((mut w, from)) => {
                 for part in data[from as usize..].chunks(7_000) {
                     w.write(part).unwrap();
@@ -116,7 +116,10 @@ fn run(fault: Fault) {
     };
     assert_eq!(blob, want, "{fault:?}");
     assert_eq!(fetch_all(&store, &blob), data, "{fault:?}");
-    assert!(store.staging_uploads().unwrap().is_empty(), "{fault:?}");
+    assert!(
+        net_mesh_staging::checkpoints(&store).unwrap().is_empty(),
+        "{fault:?}"
+    );
 }
 
 #[test]

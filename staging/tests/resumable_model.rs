@@ -15,8 +15,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use net_mesh_engine::resumable::{CheckpointCadence, ResumableConfig};
-use net_mesh_engine::{BlobRef, ResumableWriter, Store, TreePolicy};
+use net_mesh_engine::{BlobRef, Store, TreePolicy};
+use net_mesh_staging::StagingHandle;
+use net_mesh_staging::{CheckpointCadence, StagingConfig, begin_streaming_store};
 
 const TREE: TreePolicy = TreePolicy {
     leaf_fanout: 3,
@@ -56,8 +57,7 @@ enum Model {
 }
 
 fn check(store: &Store, models: &BTreeMap<&str, Model>, want: &BTreeMap<&str, BlobRef>) {
-    let staged: Vec<String> = store
-        .staging_uploads()
+    let staged: Vec<String> = net_mesh_staging::checkpoints(store)
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)
@@ -69,7 +69,7 @@ fn check(store: &Store, models: &BTreeMap<&str, Model>, want: &BTreeMap<&str, Bl
         .collect();
     assert_eq!(staged, expect);
     let reader = store.reader().unwrap();
-    for (hash, held) in store.staging_holds().unwrap() {
+    for (hash, held) in staging_holds(store) {
         let count = reader.object(&hash).unwrap().map_or(0, |e| e.refcount);
         assert!(count >= held, "object held {held} times has count {count}");
     }
@@ -110,27 +110,29 @@ fn run(seed: u64) {
                 *live = false;
             }
         }
-        let mut handles: BTreeMap<&str, ResumableWriter<'_>> = BTreeMap::new();
+        let mut handles: BTreeMap<&str, StagingHandle<'_>> = BTreeMap::new();
         for _step in 0..25 {
             let id = IDS[rng.below(3) as usize];
             let data = &inputs[id];
             let model = models[id].clone();
             match (model, rng.below(6)) {
                 (Model::Absent, _) => {
-                    let w = store
-                        .begin_upload(ResumableConfig {
-                            staging_id: id.to_string(),
+                    let w = begin_streaming_store(
+                        &store,
+                        StagingConfig {
+                            staging_id: Some(id.to_string()),
                             pin_name: id.to_string(),
                             chunking: SMALL_CDC,
                             tree: TREE,
                             cadence: cadence(),
-                        })
-                        .unwrap();
+                        },
+                    )
+                    .unwrap();
                     handles.insert(id, w);
                     models.insert(id, Model::Staged { live: true, fed: 0 });
                 }
                 (Model::Staged { live: false, .. }, _) => {
-                    let (w, from) = store.resume_upload(id, cadence()).unwrap();
+                    let (w, from) = resume_live(&store, id, cadence()).unwrap();
                     handles.insert(id, w);
                     models.insert(
                         id,
@@ -181,7 +183,7 @@ fn run(seed: u64) {
     let store = open(tmp.path(), SMALL_CDC, TREE);
     for (id, m) in models.clone() {
         if let Model::Staged { .. } = m {
-            let (mut w, from) = store.resume_upload(id, cadence()).unwrap();
+            let (mut w, from) = resume_live(&store, id, cadence()).unwrap();
             w.write(&inputs[id][from as usize..]).unwrap();
             let out = w.finish().unwrap();
             models.insert(id, Model::Done(out.blob_ref));

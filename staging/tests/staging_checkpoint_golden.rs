@@ -11,12 +11,12 @@
 
 use std::path::PathBuf;
 
-use net_mesh_engine::checkpoint::{
-    CHECKPOINT_VERSION, CHECKPOINT_VERSION_V1, CheckpointError, StagingCheckpoint, layout::*,
-};
 use net_mesh_engine::codec::{ChildRef, ChunkRef, ChunkRole, Encoding};
 use net_mesh_engine::tree::{DEFAULT_MANIFEST_MAX_REFS, TreeState};
 use net_mesh_engine::{ChunkingStrategy, TreePolicy};
+use net_mesh_staging::checkpoint::{
+    CHECKPOINT_VERSION, CHECKPOINT_VERSION_V1, CheckpointError, StagingCheckpoint, layout::*,
+};
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
 

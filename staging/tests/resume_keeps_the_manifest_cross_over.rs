@@ -1,6 +1,7 @@
 //! The Manifest → Tree cross-over is part of the tree policy a checkpoint records: a resumed
 //! upload finishes with the cross-over it began with, whatever the resuming store's config; a
-//! version 1 checkpoint (written before the field existed) resumes with the default cross-over.
+//! version 1 checkpoint (written before the field existed, under the table name older builds
+//! used) resumes with the default cross-over.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,13 +14,14 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use net_mesh_engine::checkpoint::layout::{MANIFEST_MAX_REFS_OFFSET, VERSION_OFFSET};
-use net_mesh_engine::checkpoint::{CHECKPOINT_VERSION, CHECKPOINT_VERSION_V1};
-use net_mesh_engine::resumable::{CheckpointCadence, ResumableConfig};
 use net_mesh_engine::{BlobRef, TreePolicy};
+use net_mesh_staging::checkpoint::layout::{MANIFEST_MAX_REFS_OFFSET, VERSION_OFFSET};
+use net_mesh_staging::checkpoint::{CHECKPOINT_VERSION, CHECKPOINT_VERSION_V1};
+use net_mesh_staging::{CheckpointCadence, StagingConfig, begin_streaming_store};
 use redb::{ReadableTable, TableDefinition};
 
-const STAGING: TableDefinition<&str, &[u8]> = TableDefinition::new("staging_v1");
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("ext.staging.uploads_v1");
+const LEGACY_UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("staging_v1");
 
 fn cadence() -> CheckpointCadence {
     CheckpointCadence {
@@ -32,15 +34,17 @@ fn cadence() -> CheckpointCadence {
 /// Begins an upload of `data` under `policy`, feeds `upto` bytes and "crashes".
 fn begin_and_crash(dir: &Path, id: &str, policy: TreePolicy, data: &[u8], upto: usize) {
     let store = open(dir, SMALL_CDC, policy);
-    let mut w = store
-        .begin_upload(ResumableConfig {
-            staging_id: id.into(),
+    let mut w = begin_streaming_store(
+        &store,
+        StagingConfig {
+            staging_id: Some(id.into()),
             pin_name: "in".into(),
             chunking: SMALL_CDC,
             tree: policy,
             cadence: cadence(),
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     for part in data[..upto].chunks(5_000) {
         w.write(part).unwrap();
     }
@@ -48,7 +52,7 @@ fn begin_and_crash(dir: &Path, id: &str, policy: TreePolicy, data: &[u8], upto: 
 
 fn resume_to_end(dir: &Path, id: &str, data: &[u8]) -> BlobRef {
     let store = open(dir, SMALL_CDC, TreePolicy::default());
-    let (mut w, from) = store.resume_upload(id, cadence()).unwrap();
+    let (mut w, from) = resume_live(&store, id, cadence()).unwrap();
     for part in data[from as usize..].chunks(5_000) {
         w.write(part).unwrap();
     }
@@ -65,16 +69,24 @@ fn plain_ref(data: &[u8], policy: TreePolicy) -> BlobRef {
         .blob_ref
 }
 
-/// Rewrites the stored checkpoint of `id` with `edit`. The store must be closed.
-fn edit_checkpoint(dir: &Path, id: &str, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
+/// Rewrites the stored checkpoint of `id` with `edit` and moves it to the table older builds
+/// used (`staging_v1`), as a store written by such a build has it. The store must be closed.
+fn rewrite_as_legacy(dir: &Path, id: &str, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
     let db = redb::Database::open(dir.join("index.redb")).unwrap();
     let txn = db.begin_write().unwrap();
-    let old;
-    {
-        let mut t = txn.open_table(STAGING).unwrap();
-        old = t.get(id).unwrap().unwrap().value().to_vec();
-        t.insert(id, edit(old.clone()).as_slice()).unwrap();
-    }
+    let old = txn
+        .open_table(UPLOADS)
+        .unwrap()
+        .get(id)
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert!(txn.delete_table(UPLOADS).unwrap());
+    txn.open_table(LEGACY_UPLOADS)
+        .unwrap()
+        .insert(id, edit(old.clone()).as_slice())
+        .unwrap();
     txn.commit().unwrap();
     old
 }
@@ -107,15 +119,19 @@ fn a_version_1_checkpoint_resumes_with_the_default_cross_over() {
         ..TreePolicy::default()
     };
     begin_and_crash(tmp.path(), "old", wide, &data, 150_000);
-    let v2 = edit_checkpoint(tmp.path(), "old", |mut v| {
+    let v2 = rewrite_as_legacy(tmp.path(), "old", |mut v| {
         v[VERSION_OFFSET] = CHECKPOINT_VERSION_V1;
         v.drain(MANIFEST_MAX_REFS_OFFSET..MANIFEST_MAX_REFS_OFFSET + 4);
         v
     });
     assert_eq!(v2[VERSION_OFFSET], CHECKPOINT_VERSION);
     {
+        // Opening renames the legacy table into staging's namespace.
         let store = open(tmp.path(), SMALL_CDC, TreePolicy::default());
-        let (_, stored) = store.staging_uploads().unwrap().pop().unwrap();
+        let (_, stored) = net_mesh_staging::checkpoints(&store)
+            .unwrap()
+            .pop()
+            .unwrap();
         assert_eq!(stored.tree.policy, TreePolicy::default());
     }
     assert_eq!(resume_to_end(tmp.path(), "old", &data), want);

@@ -12,8 +12,8 @@
 mod common;
 
 use common::*;
-use net_mesh_engine::resumable::{CheckpointCadence, ResumableConfig, StagingError};
 use net_mesh_engine::{BlobRef, ChunkingStrategy, Store, TreePolicy};
+use net_mesh_staging::{CheckpointCadence, StagingConfig, StagingError, begin_streaming_store};
 
 fn cadence(interval: u64) -> CheckpointCadence {
     CheckpointCadence {
@@ -23,14 +23,9 @@ fn cadence(interval: u64) -> CheckpointCadence {
     }
 }
 
-fn rconfig(
-    id: &str,
-    chunking: ChunkingStrategy,
-    tree: TreePolicy,
-    interval: u64,
-) -> ResumableConfig {
-    ResumableConfig {
-        staging_id: id.to_string(),
+fn rconfig(id: &str, chunking: ChunkingStrategy, tree: TreePolicy, interval: u64) -> StagingConfig {
+    StagingConfig {
+        staging_id: Some(id.to_string()),
         pin_name: "input".to_string(),
         chunking,
         tree,
@@ -46,7 +41,7 @@ fn plain_ref(data: &[u8], chunking: ChunkingStrategy, tree: TreePolicy) -> BlobR
 
 /// Writes `data[from..upto]` in pieces of `piece` bytes.
 fn feed(
-    w: &mut net_mesh_engine::ResumableWriter<'_>,
+    w: &mut net_mesh_staging::StagingHandle<'_>,
     data: &[u8],
     from: usize,
     upto: usize,
@@ -70,14 +65,13 @@ fn resume_after_crash_at_many_points_yields_the_uninterrupted_ref() {
         let id = format!("up-{i}");
         {
             let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-            let mut w = store
-                .begin_upload(rconfig(&id, SMALL_CDC, TINY_TREE, 20_000))
-                .unwrap();
+            let mut w =
+                begin_streaming_store(&store, rconfig(&id, SMALL_CDC, TINY_TREE, 20_000)).unwrap();
             feed(&mut w, &data, 0, crash_at, 7_777);
             // crash: no finish, no abort
         }
         let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-        let (mut w, from) = store.resume_upload(&id, cadence(20_000)).unwrap();
+        let (mut w, from) = resume_live(&store, &id, cadence(20_000)).unwrap();
         assert!(
             from as usize <= crash_at,
             "{crash_at}: resume offset {from}"
@@ -86,7 +80,7 @@ fn resume_after_crash_at_many_points_yields_the_uninterrupted_ref() {
         let out = w.finish().unwrap();
         assert_eq!(out.blob_ref, want, "crash at {crash_at}");
         assert_eq!(fetch_all(&store, &out.blob_ref), data);
-        assert!(store.staging_uploads().unwrap().is_empty());
+        assert!(net_mesh_staging::checkpoints(&store).unwrap().is_empty());
         assert_eq!(store.pins().unwrap().pins.len(), 1);
     }
 }
@@ -103,20 +97,19 @@ fn repeated_crashes_and_resumes_converge_on_the_same_ref() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let store = open(tmp.path(), SMALL_CDC, tree);
-        let mut w = store
-            .begin_upload(rconfig("multi", SMALL_CDC, tree, 10_000))
-            .unwrap();
+        let mut w =
+            begin_streaming_store(&store, rconfig("multi", SMALL_CDC, tree, 10_000)).unwrap();
         feed(&mut w, &data, 0, 40_000, 1_000);
     }
     let mut stop = 40_000usize;
     for step in [60_000usize, 91_000, 150_000, 220_000] {
         stop += step / 3;
         let store = open(tmp.path(), SMALL_CDC, tree);
-        let (mut w, from) = store.resume_upload("multi", cadence(10_000)).unwrap();
+        let (mut w, from) = resume_live(&store, "multi", cadence(10_000)).unwrap();
         feed(&mut w, &data, from as usize, stop.min(data.len()), 3_000);
     }
     let store = open(tmp.path(), SMALL_CDC, tree);
-    let (mut w, from) = store.resume_upload("multi", cadence(10_000)).unwrap();
+    let (mut w, from) = resume_live(&store, "multi", cadence(10_000)).unwrap();
     feed(&mut w, &data, from as usize, data.len(), 65_536);
     let out = w.finish().unwrap();
     assert_eq!(out.blob_ref, want);
@@ -129,16 +122,18 @@ fn chunks_stored_after_the_checkpoint_are_deduplicated_on_resume() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let store = open(tmp.path(), SMALL_CDC, TreePolicy::default());
-        let mut w = store
-            .begin_upload(rconfig("dedup", SMALL_CDC, TreePolicy::default(), 1 << 40))
-            .unwrap();
+        let mut w = begin_streaming_store(
+            &store,
+            rconfig("dedup", SMALL_CDC, TreePolicy::default(), 1 << 40),
+        )
+        .unwrap();
         feed(&mut w, &data, 0, 100_000, 10_000);
         w.checkpoint().unwrap();
         // Covered by the checkpoint: everything cut so far.
         assert!(w.checkpointed_bytes() > 50_000);
     }
     let store = open(tmp.path(), SMALL_CDC, TreePolicy::default());
-    let (mut w, from) = store.resume_upload("dedup", cadence(1 << 40)).unwrap();
+    let (mut w, from) = resume_live(&store, "dedup", cadence(1 << 40)).unwrap();
     feed(&mut w, &data, from as usize, data.len(), 10_000);
     let out = w.finish().unwrap();
     // Only bytes after the checkpoint (plus the uncut tail) are new.
@@ -157,13 +152,13 @@ fn replaying_a_different_input_is_a_typed_error() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-        let mut w = store
-            .begin_upload(rconfig("mismatch", SMALL_CDC, TINY_TREE, 10_000))
-            .unwrap();
+        let mut w =
+            begin_streaming_store(&store, rconfig("mismatch", SMALL_CDC, TINY_TREE, 10_000))
+                .unwrap();
         feed(&mut w, &data, 0, 80_000, 5_000);
     }
     let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-    let (mut w, from) = store.resume_upload("mismatch", cadence(10_000)).unwrap();
+    let (mut w, from) = resume_live(&store, "mismatch", cadence(10_000)).unwrap();
     assert!(from > 0);
     let mut other = data[from as usize..].to_vec();
     other[10] ^= 0xff;
@@ -172,7 +167,7 @@ fn replaying_a_different_input_is_a_typed_error() {
     // The handle refuses further use; the checkpoint is still there to resume correctly.
     assert!(matches!(w.write(b"x").unwrap_err(), StagingError::Failed));
     drop(w);
-    let (mut w, from2) = store.resume_upload("mismatch", cadence(10_000)).unwrap();
+    let (mut w, from2) = resume_live(&store, "mismatch", cadence(10_000)).unwrap();
     assert_eq!(from, from2);
     w.write(&data[from2 as usize..]).unwrap();
     let out = w.finish().unwrap();
@@ -185,13 +180,12 @@ fn input_shorter_than_the_replayed_chunk_is_a_typed_error() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-        let mut w = store
-            .begin_upload(rconfig("short", SMALL_CDC, TINY_TREE, 5_000))
-            .unwrap();
+        let mut w =
+            begin_streaming_store(&store, rconfig("short", SMALL_CDC, TINY_TREE, 5_000)).unwrap();
         feed(&mut w, &data, 0, 50_000, 5_000);
     }
     let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-    let (mut w, from) = store.resume_upload("short", cadence(5_000)).unwrap();
+    let (mut w, from) = resume_live(&store, "short", cadence(5_000)).unwrap();
     w.write(&data[from as usize..from as usize + 1]).unwrap();
     assert!(matches!(
         w.finish().unwrap_err(),
@@ -203,23 +197,17 @@ fn input_shorter_than_the_replayed_chunk_is_a_typed_error() {
 fn begin_twice_with_one_id_and_unknown_ids_are_typed_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-    let _w = store
-        .begin_upload(rconfig("same", SMALL_CDC, TINY_TREE, 5_000))
-        .unwrap();
+    let _w = begin_streaming_store(&store, rconfig("same", SMALL_CDC, TINY_TREE, 5_000)).unwrap();
     assert!(matches!(
-        store
-            .begin_upload(rconfig("same", SMALL_CDC, TINY_TREE, 5_000))
-            .unwrap_err(),
+        begin_streaming_store(&store, rconfig("same", SMALL_CDC, TINY_TREE, 5_000)).unwrap_err(),
         StagingError::Exists(_)
     ));
     assert!(matches!(
-        store.resume_upload("nope", cadence(5_000)).unwrap_err(),
+        resume_live(&store, "nope", cadence(5_000)).unwrap_err(),
         StagingError::NotFound(_)
     ));
     assert!(matches!(
-        store
-            .begin_upload(rconfig("bad id!", SMALL_CDC, TINY_TREE, 5_000))
-            .unwrap_err(),
+        begin_streaming_store(&store, rconfig("bad id!", SMALL_CDC, TINY_TREE, 5_000)).unwrap_err(),
         StagingError::InvalidId(_)
     ));
     // The store is not poisoned by refused staging changes.
@@ -231,16 +219,15 @@ fn a_stale_handle_cannot_overwrite_a_newer_checkpoint() {
     let data = random_bytes(100_000, 10);
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
-    let mut a = store
-        .begin_upload(rconfig("race", SMALL_CDC, TINY_TREE, 1 << 40))
-        .unwrap();
+    let mut a =
+        begin_streaming_store(&store, rconfig("race", SMALL_CDC, TINY_TREE, 1 << 40)).unwrap();
     feed(&mut a, &data, 0, 30_000, 5_000);
     a.checkpoint().unwrap();
-    let (mut b, from) = store.resume_upload("race", cadence(1 << 40)).unwrap();
+    let (mut b, from) = resume_live(&store, "race", cadence(1 << 40)).unwrap();
     feed(&mut b, &data, from as usize, 60_000, 5_000);
     b.checkpoint().unwrap();
     let err = a.checkpoint().unwrap_err();
-    assert!(matches!(err, StagingError::Store(_)), "{err}");
+    assert!(matches!(err, StagingError::Conflict { .. }), "{err}");
     store.store(b"still writable").unwrap();
     feed(&mut b, &data, 60_000, data.len(), 5_000);
     assert_eq!(
@@ -259,19 +246,21 @@ fn resent_bytes_after_a_crash_stay_within_one_checkpoint_interval() {
         let tmp = tempfile::tempdir().unwrap();
         {
             let store = open(tmp.path(), SMALL_CDC, TreePolicy::default());
-            let mut w = store
-                .begin_upload(ResumableConfig {
+            let mut w = begin_streaming_store(
+                &store,
+                StagingConfig {
                     cadence: CheckpointCadence {
                         interval_bytes: interval,
                         ..CheckpointCadence::default()
                     },
                     ..rconfig("resent", SMALL_CDC, TreePolicy::default(), interval)
-                })
-                .unwrap();
+                },
+            )
+            .unwrap();
             feed(&mut w, &data, 0, crash_at, 32_768);
         }
         let store: Store = open(tmp.path(), SMALL_CDC, TreePolicy::default());
-        let (_w, from) = store.resume_upload("resent", cadence(interval)).unwrap();
+        let (_w, from) = resume_live(&store, "resent", cadence(interval)).unwrap();
         let resent = crash_at as u64 - from;
         worst = worst.max(resent);
         // interval since the checkpoint + the uncut tail in the chunker + the replayed chunk
@@ -300,13 +289,11 @@ fn fixed_chunking_and_manifest_and_small_blobs_resume_too() {
         let tmp = tempfile::tempdir().unwrap();
         {
             let store = open(tmp.path(), chunking, tree);
-            let mut w = store
-                .begin_upload(rconfig("k", chunking, tree, 8_000))
-                .unwrap();
+            let mut w = begin_streaming_store(&store, rconfig("k", chunking, tree, 8_000)).unwrap();
             feed(&mut w, &data, 0, len / 2, 1_000);
         }
         let store = open(tmp.path(), chunking, tree);
-        let (mut w, from) = store.resume_upload("k", cadence(8_000)).unwrap();
+        let (mut w, from) = resume_live(&store, "k", cadence(8_000)).unwrap();
         if (from as usize) < len {
             feed(&mut w, &data, from as usize, len, 1_000);
         }

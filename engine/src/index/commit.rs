@@ -1,0 +1,247 @@
+//! [`Index::commit`]: one batch, one write transaction, every rule checked inside it.
+#![deny(clippy::arithmetic_side_effects)]
+
+use std::collections::BTreeMap;
+
+use net_mesh_segments::codec::RECORD_HEADER_LEN;
+use net_mesh_segments::{RecordLoc, SegmentId};
+use redb::ReadableTable;
+
+use super::extension::{ExtensionError, ExtensionTxn};
+
+use super::{
+    Batch, CommitOutcome, Index, IndexError, LOST_REFS, OBJECTS, ObjectEntry, PINS, Pin, SEGMENTS,
+    SegmentEntry, blob_id, corrupted, object_in, pin_roots, segment_in, take_lost_refs,
+};
+
+const RECORD_HEADER_LEN_U64: u64 = RECORD_HEADER_LEN as u64;
+
+pub(super) fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Index {
+    /// Applies one batch in one write transaction. The segment bytes it references must already
+    /// be durable, and every location it stores must end within a committed length (the
+    /// batch's own `segment_lengths` or one already stored): a batch that breaks this is
+    /// refused with [`IndexError::PastCommitted`] before anything is written.
+    pub fn commit(&self, batch: &Batch) -> Result<CommitOutcome, IndexError> {
+        let mut outcome = CommitOutcome::default();
+        let now = now_unix_ms();
+        let txn = self.db.begin_write()?;
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut pins = txn.open_table(PINS)?;
+            let mut lost_refs = txn.open_table(LOST_REFS)?;
+            let mut segs = SegmentTally::new(txn.open_table(SEGMENTS)?);
+            for &(id, len) in &batch.segment_lengths {
+                let e = segs.get(id)?;
+                e.committed_len = e.committed_len.max(len);
+            }
+            let stored_locs = batch
+                .new_objects
+                .iter()
+                .map(|o| &o.loc)
+                .chain(batch.relocations.iter().map(|r| &r.to));
+            for loc in stored_locs {
+                segs.check_committed(loc)?;
+            }
+            let mut deltas = batch.ref_deltas.clone();
+            for new in &batch.new_objects {
+                if objects.get(&new.hash)?.is_some() {
+                    continue;
+                }
+                let entry = ObjectEntry {
+                    kind: new.kind,
+                    loc: new.loc,
+                    // An object fsck --repair dropped while still referenced gets back the
+                    // count its surviving parents and pins hold (§3.10).
+                    refcount: take_lost_refs(&mut lost_refs, &new.hash)?,
+                    unreferenced_since_unix_ms: now,
+                };
+                objects.insert(&new.hash, entry.encode().as_slice())?;
+                for child in &new.children {
+                    let d = deltas.entry(*child).or_insert(0);
+                    *d = d.saturating_add(1);
+                }
+                segs.add_live(new.loc.segment, new.loc.payload_len)?;
+                outcome.inserted = outcome.inserted.saturating_add(1);
+                outcome.inserted_bytes = outcome
+                    .inserted_bytes
+                    .saturating_add(u64::from(new.loc.payload_len));
+            }
+            for relocation in &batch.relocations {
+                let Some(mut entry) = object_in(&objects, &relocation.hash)? else {
+                    if relocation.only_from.is_some() {
+                        continue;
+                    }
+                    return Err(IndexError::MissingObject(crate::error::hex(
+                        &relocation.hash,
+                    )));
+                };
+                if relocation.only_from.is_some_and(|from| from != entry.loc) {
+                    continue;
+                }
+                let to = relocation.to;
+                if entry.loc.payload_len != to.payload_len {
+                    return Err(corrupted(
+                        "objects_v1",
+                        &relocation.hash,
+                        format!(
+                            "relocation to a record of {} bytes, the object has {}",
+                            to.payload_len, entry.loc.payload_len
+                        ),
+                    ));
+                }
+                if entry.loc == to {
+                    continue;
+                }
+                segs.sub_live(entry.loc.segment, entry.loc.payload_len)?;
+                segs.add_live(to.segment, to.payload_len)?;
+                entry.loc = to;
+                objects.insert(&relocation.hash, entry.encode().as_slice())?;
+                outcome.relocated = outcome.relocated.saturating_add(1);
+            }
+            for op in &batch.extension_ops {
+                let namespace = self
+                    .extensions()
+                    .get(op.namespace())
+                    .ok_or_else(|| ExtensionError::Unregistered(op.namespace().to_string()))?
+                    .namespace();
+                let mut ext_txn =
+                    ExtensionTxn::new(&txn, namespace, &mut deltas, &mut outcome.released, now);
+                op.apply(&mut ext_txn)?;
+            }
+            for pin in &batch.pins_add {
+                let id = blob_id(&pin.blob_ref);
+                if pins.get(&id)?.is_some() {
+                    continue;
+                }
+                pins.insert(&id, pin.encode().as_slice())?;
+                outcome.pins_added = outcome.pins_added.saturating_add(1);
+                for root in pin_roots(&pin.blob_ref) {
+                    let d = deltas.entry(root).or_insert(0);
+                    *d = d.saturating_add(1);
+                }
+            }
+            for id in &batch.pins_remove {
+                let Some(old) = pins.remove(id)?.map(|v| v.value().to_vec()) else {
+                    continue;
+                };
+                let pin = Pin::decode(id, &old)?;
+                outcome.pins_removed = outcome.pins_removed.saturating_add(1);
+                for root in pin_roots(&pin.blob_ref) {
+                    let d = deltas.entry(root).or_insert(0);
+                    *d = d.saturating_sub(1);
+                }
+            }
+            for (hash, delta) in deltas {
+                if delta == 0 {
+                    continue;
+                }
+                let Some(mut entry) = object_in(&objects, &hash)? else {
+                    return Err(IndexError::MissingObject(crate::error::hex(&hash)));
+                };
+                let was = entry.refcount;
+                entry.refcount = was
+                    .checked_add_signed(delta)
+                    .ok_or_else(|| corrupted("objects_v1", &hash, "reference count underflow"))?;
+                if entry.refcount == 0 && was != 0 {
+                    entry.unreferenced_since_unix_ms = now;
+                }
+                objects.insert(&hash, entry.encode().as_slice())?;
+            }
+            for &segment in &batch.retire_segments {
+                if segs.retire_if_dead(segment)? {
+                    outcome.retired.push(segment);
+                }
+            }
+            segs.store()?;
+        }
+        net_mesh_segments::failpoint::hit("engine.index_commit.before");
+        txn.commit()?;
+        net_mesh_segments::failpoint::hit("engine.index_commit.after");
+        Ok(outcome)
+    }
+}
+
+/// The segment entries one transaction changes, loaded on first use and written back once.
+pub(crate) struct SegmentTally<'t> {
+    table: redb::Table<'t, u64, &'static [u8]>,
+    entries: BTreeMap<SegmentId, SegmentEntry>,
+    retired: Vec<SegmentId>,
+}
+
+impl<'t> SegmentTally<'t> {
+    pub(crate) fn new(table: redb::Table<'t, u64, &'static [u8]>) -> SegmentTally<'t> {
+        SegmentTally {
+            table,
+            entries: BTreeMap::new(),
+            retired: Vec::new(),
+        }
+    }
+
+    /// The entry of `segment` (a default one if the index has none yet).
+    pub(crate) fn get(&mut self, segment: SegmentId) -> Result<&mut SegmentEntry, IndexError> {
+        if !self.entries.contains_key(&segment) {
+            let entry = segment_in(&self.table, segment)?.unwrap_or_default();
+            self.entries.insert(segment, entry);
+        }
+        self.entries
+            .get_mut(&segment)
+            .ok_or_else(|| corrupted("segments_v1", &segment.to_be_bytes(), "vanished"))
+    }
+
+    /// Refuses a location that ends past its segment's committed length.
+    fn check_committed(&mut self, loc: &RecordLoc) -> Result<(), IndexError> {
+        let end = loc
+            .offset
+            .saturating_add(RECORD_HEADER_LEN_U64)
+            .saturating_add(u64::from(loc.payload_len));
+        let committed = self.get(loc.segment)?.committed_len;
+        if end > committed {
+            return Err(IndexError::PastCommitted {
+                segment: loc.segment,
+                end,
+                committed,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_live(&mut self, segment: SegmentId, bytes: u32) -> Result<(), IndexError> {
+        let e = self.get(segment)?;
+        e.live_bytes = e.live_bytes.saturating_add(u64::from(bytes));
+        Ok(())
+    }
+
+    pub(crate) fn sub_live(&mut self, segment: SegmentId, bytes: u32) -> Result<(), IndexError> {
+        let e = self.get(segment)?;
+        e.live_bytes = e.live_bytes.saturating_sub(u64::from(bytes));
+        Ok(())
+    }
+
+    /// Drops the entry of `segment` if no object lives there; returns whether it did.
+    fn retire_if_dead(&mut self, segment: SegmentId) -> Result<bool, IndexError> {
+        if self.get(segment)?.live_bytes != 0 {
+            return Ok(false);
+        }
+        self.entries.remove(&segment);
+        self.retired.push(segment);
+        Ok(true)
+    }
+
+    /// Writes every changed entry back (and removes the retired ones).
+    pub(crate) fn store(mut self) -> Result<(), IndexError> {
+        for (id, e) in &self.entries {
+            self.table.insert(*id, e.encode().as_slice())?;
+        }
+        for id in &self.retired {
+            self.table.remove(*id)?;
+        }
+        Ok(())
+    }
+}

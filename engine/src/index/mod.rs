@@ -1,0 +1,345 @@
+//! The redb index: where every object lives, its reference count, the pinned roots, each
+//! segment's committed length, and the tables other crates attach through the extension seam.
+//! Layouts of the values are in docs/FORMAT.md §3.
+//!
+//! All changes of one batch are applied by [`Index::commit`] in ONE write transaction, which the
+//! caller runs only after the segment bytes it points at are durable.
+#![deny(clippy::arithmetic_side_effects)]
+
+mod batch;
+mod commit;
+mod entry;
+pub mod extension;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use net_mesh_segments::SegmentId;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::codec::Hash;
+use crate::error::ErrorClass;
+use extension::{ExtensionError, ExtensionTxn, Extensions};
+
+pub use batch::{Batch, CommitOutcome, NewObject, Relocation};
+pub use entry::*;
+
+/// Version of the index layout (the `_v1` suffix of every table name).
+pub const INDEX_FORMAT_VERSION: u8 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
+pub(crate) const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects_v1");
+pub(crate) const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
+pub(crate) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments_v1");
+
+const META_FORMAT_KEY: &str = "format_version";
+
+/// Every table the engine itself keeps (anything else belongs to an extension).
+pub(crate) const ENGINE_TABLES: [&str; 6] = [
+    "meta_v1",
+    "objects_v1",
+    "pins_v1",
+    "segments_v1",
+    "lost_refs_v1",
+    "fsck_cursor_v1",
+];
+
+/// Why an index operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("redb: {0}")]
+    Db(Box<redb::Error>),
+    #[error("index entry {table}[{key}] is corrupted: {reason}")]
+    Corrupted {
+        table: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "index format version {found} is not supported (this build reads {INDEX_FORMAT_VERSION})"
+    )]
+    UnsupportedFormat { found: u8 },
+    #[error("object {0} is referenced but not in the index")]
+    MissingObject(String),
+    #[error("{0}")]
+    Extension(#[from] extension::ExtensionError),
+    /// A batch would store a location whose bytes are not covered by a committed length (an
+    /// engine bug caught before anything is written; the store stays consistent).
+    #[error(
+        "refused: a record in segment {segment} ends at {end}, past its committed length {committed}"
+    )]
+    PastCommitted {
+        segment: SegmentId,
+        end: u64,
+        committed: u64,
+    },
+}
+
+impl IndexError {
+    /// A batch refused inside its transaction before anything was written: it says nothing
+    /// about durability, so the store handle stays usable.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            IndexError::MissingObject(_)
+                | IndexError::PastCommitted { .. }
+                | IndexError::Extension(
+                    ExtensionError::Refused { .. } | ExtensionError::Unregistered(_)
+                )
+        )
+    }
+}
+
+impl crate::error::Classify for IndexError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            IndexError::Db(_) => ErrorClass::Io,
+            IndexError::Corrupted { .. } | IndexError::UnsupportedFormat { .. } => {
+                ErrorClass::Integrity
+            }
+            IndexError::MissingObject(_) | IndexError::PastCommitted { .. } => ErrorClass::Refused,
+            IndexError::Extension(e) => e.class(),
+        }
+    }
+}
+
+impl<E: Into<redb::Error>> From<E> for IndexError {
+    fn from(e: E) -> Self {
+        IndexError::Db(Box::new(e.into()))
+    }
+}
+
+fn corrupted(table: &'static str, key: &[u8], reason: impl Into<String>) -> IndexError {
+    let key = key.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    IndexError::Corrupted {
+        table,
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// The index database, with the extensions registered for it.
+#[derive(Debug)]
+pub struct Index {
+    db: Database,
+    extensions: Extensions,
+}
+
+impl Index {
+    /// Opens (creating if needed) the index at `path` on `storage`, checks its format version
+    /// and lets each extension run its open step (in the same transaction).
+    pub(crate) fn open_on(
+        storage: &dyn crate::storage::IndexStorage,
+        path: &Path,
+        extensions: Extensions,
+    ) -> Result<Index, IndexError> {
+        let db = storage.open_database(path)?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get(META_FORMAT_KEY)?.map(|v| v.value().to_vec());
+            match found.as_deref() {
+                None => {
+                    meta.insert(META_FORMAT_KEY, [INDEX_FORMAT_VERSION].as_slice())?;
+                }
+                Some([v]) if *v == INDEX_FORMAT_VERSION => {}
+                Some(other) => {
+                    return Err(IndexError::UnsupportedFormat {
+                        found: other.first().copied().unwrap_or(0),
+                    });
+                }
+            }
+            txn.open_table(OBJECTS)?;
+            txn.open_table(PINS)?;
+            txn.open_table(SEGMENTS)?;
+            let mut deltas = std::collections::HashMap::new();
+            let mut released = Vec::new();
+            for ext in extensions.iter() {
+                let mut ext_txn = ExtensionTxn::new(
+                    &txn,
+                    ext.namespace(),
+                    &mut deltas,
+                    &mut released,
+                    commit::now_unix_ms(),
+                );
+                ext.on_open(&mut ext_txn)?;
+            }
+            if !deltas.is_empty() {
+                return Err(ExtensionError::InvalidName(
+                    "an extension's open step changed holds".to_string(),
+                )
+                .into());
+            }
+        }
+        txn.commit()?;
+        Ok(Index { db, extensions })
+    }
+
+    /// The extensions registered with this index.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Every segment's entry.
+    pub fn segments(&self) -> Result<BTreeMap<SegmentId, SegmentEntry>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SEGMENTS)?;
+        let mut out = BTreeMap::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value(), SegmentEntry::decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// A consistent snapshot for lookups.
+    pub fn reader(&self) -> Result<IndexReader, IndexError> {
+        let txn = self.db.begin_read()?;
+        Ok(IndexReader {
+            objects: txn.open_table(OBJECTS)?,
+            pins: txn.open_table(PINS)?,
+        })
+    }
+}
+
+impl Index {
+    /// The database, for the GC, compaction and fsck transactions (engine-internal).
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Calls `f` with every object entry, in id order, from one read snapshot, without
+    /// collecting them (GC's scan and compaction keep only what they need).
+    pub fn for_each_object(
+        &self,
+        mut f: impl FnMut(&Hash, &ObjectEntry),
+    ) -> Result<(), IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let id = *k.value();
+            f(&id, &ObjectEntry::decode(&id, v.value())?);
+        }
+        Ok(())
+    }
+
+    /// The reference count recorded for an object that was dropped while still referenced
+    /// (`lost_refs_v1`, docs/FORMAT.md §3.10), if any.
+    pub fn lost_refs(&self, hash: &Hash) -> Result<Option<u64>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(LOST_REFS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match table.get(hash)? {
+            Some(v) => Ok(Some(decode_lost_refs(hash, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object entry, in id order (for fsck; O(objects) memory).
+    pub fn objects(&self) -> Result<Vec<(Hash, ObjectEntry)>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let id = *k.value();
+            out.push((id, ObjectEntry::decode(&id, v.value())?));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one object entry inside a write transaction.
+pub(crate) fn object_in(
+    table: &redb::Table<&[u8; 32], &[u8]>,
+    hash: &Hash,
+) -> Result<Option<ObjectEntry>, IndexError> {
+    match table.get(hash)?.map(|v| v.value().to_vec()) {
+        Some(raw) => Ok(Some(ObjectEntry::decode(hash, &raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads one segment entry inside a write transaction (absent → default).
+pub(crate) fn segment_in(
+    table: &redb::Table<u64, &[u8]>,
+    id: SegmentId,
+) -> Result<Option<SegmentEntry>, IndexError> {
+    match table.get(id)?.map(|v| v.value().to_vec()) {
+        Some(raw) => Ok(Some(SegmentEntry::decode(id, &raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// A pin row that does not decode.
+#[derive(Debug)]
+pub struct BadPinRow {
+    /// The row's key: the blob id it claims.
+    pub id: Hash,
+    /// Why it does not decode.
+    pub error: IndexError,
+}
+
+/// Every pin row: those that decode, in id order, and those that do not.
+#[derive(Debug, Default)]
+pub struct PinListing {
+    pub pins: Vec<(Hash, Pin)>,
+    pub bad: Vec<BadPinRow>,
+}
+
+/// A read snapshot of the index.
+#[derive(Debug)]
+pub struct IndexReader {
+    objects: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+    pins: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+}
+
+impl IndexReader {
+    pub fn object(&self, hash: &Hash) -> Result<Option<ObjectEntry>, IndexError> {
+        match self.objects.get(hash)? {
+            Some(v) => Ok(Some(ObjectEntry::decode(hash, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn contains(&self, hash: &Hash) -> Result<bool, IndexError> {
+        Ok(self.objects.get(hash)?.is_some())
+    }
+
+    /// Every pin row: a row that does not decode is listed apart instead of failing the
+    /// listing. Fails only when the table itself cannot be read.
+    pub fn pin_listing(&self) -> Result<PinListing, IndexError> {
+        let mut out = PinListing::default();
+        for row in self.pins.iter()? {
+            let (k, v) = row?;
+            let id = *k.value();
+            match Pin::decode(&id, v.value()) {
+                Ok(pin) => out.pins.push((id, pin)),
+                Err(error) => out.bad.push(BadPinRow { id, error }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every pin with its blob id, in id order; fails on the first row that does not decode.
+    /// For callers that must know every pin to stay safe (GC's stripe guard): a row whose
+    /// blob is unknown could name anything.
+    pub fn pins(&self) -> Result<Vec<(Hash, Pin)>, IndexError> {
+        let listing = self.pin_listing()?;
+        match listing.bad.into_iter().next() {
+            Some(bad) => Err(bad.error),
+            None => Ok(listing.pins),
+        }
+    }
+
+    pub fn pin(&self, id: &Hash) -> Result<Option<Pin>, IndexError> {
+        match self.pins.get(id)? {
+            Some(v) => Ok(Some(Pin::decode(id, v.value())?)),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! [`OpenBatch`]: an upload's batch between two commits, and the holds that keep what it relies
+//! on safe from GC (see `in_flight.rs`).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use net_mesh_segments::RecordKind;
+
+use super::in_flight::LookupState;
+use crate::codec::{BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, chunk_id};
+use crate::error::StoreError;
+use crate::index::extension::ExtensionOp;
+use crate::index::{Batch, CommitOutcome, IndexReader, NewObject, Pin};
+use crate::store::{Store, now_ms};
+use crate::tree::NodeSink;
+
+impl fmt::Debug for OpenBatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenBatch")
+            .field("objects", &self.batch.new_objects.len())
+            .field("payload", &self.batch_payload)
+            .field("held", &self.held.len())
+            .finish()
+    }
+}
+
+/// The index side of an upload: the batch not yet committed, what it already holds, and the
+/// objects the upload relies on that no committed parent counts yet (held in the store's
+/// in-flight set so GC keeps them; see `in_flight.rs`). A [`CommitPolicy`](super::CommitPolicy)
+/// decides when it commits and may attach extension ops and a pin first.
+pub struct OpenBatch<'s> {
+    store: &'s Store,
+    batch: Batch,
+    /// Objects appended in the open batch (not yet visible through `reader`).
+    in_batch: HashSet<Hash>,
+    batch_payload: u64,
+    reader: IndexReader,
+    /// The sweep generation `reader` was taken in.
+    reader_generation: u64,
+    /// This upload's holds in `store.in_flight`, with multiplicity.
+    held: HashMap<Hash, u64>,
+    /// Children of the nodes in the open batch: the commit anchors them, so their holds end.
+    anchored_by_batch: Vec<Hash>,
+    new_chunks: u64,
+    new_bytes: u64,
+}
+
+impl<'s> OpenBatch<'s> {
+    pub(crate) fn new(store: &'s Store) -> Result<OpenBatch<'s>, StoreError> {
+        let reader_generation = store.in_flight.generation();
+        Ok(OpenBatch {
+            store,
+            batch: Batch::default(),
+            in_batch: HashSet::new(),
+            batch_payload: 0,
+            reader: store.reader()?,
+            reader_generation,
+            held: HashMap::new(),
+            anchored_by_batch: Vec::new(),
+            new_chunks: 0,
+            new_bytes: 0,
+        })
+    }
+
+    /// Whether the batch holds the store's `batch_bytes` of payload or more.
+    pub fn is_full(&self) -> bool {
+        self.batch_payload >= self.store.config.batch_bytes
+    }
+
+    /// Chunks this upload stored so far (the rest were already present).
+    pub fn new_chunks(&self) -> u64 {
+        self.new_chunks
+    }
+
+    /// Payload bytes of those chunks.
+    pub fn new_bytes(&self) -> u64 {
+        self.new_bytes
+    }
+
+    /// Adds an extension's change to the batch (applied in its commit's transaction).
+    pub fn push_op(&mut self, op: Box<dyn ExtensionOp>) {
+        self.batch.extension_ops.push(op);
+    }
+
+    /// Pins `blob_ref` under `name` when the batch commits (a no-op if it is pinned already).
+    /// The name must pass [`check_pin_name`](crate::index::check_pin_name).
+    pub fn pin(&mut self, blob_ref: &BlobRef, name: &str) {
+        self.batch.pins_add.push(Pin {
+            blob_ref: blob_ref.clone(),
+            name: name.to_string(),
+            created_unix_ms: now_ms(),
+        });
+    }
+
+    fn hold(&mut self, id: Hash) {
+        self.store.in_flight.hold(id);
+        let n = self.held.entry(id).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    fn release(&mut self, id: &Hash) {
+        if let Some(n) = self.held.get_mut(id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held.remove(id);
+            }
+            self.store.in_flight.release(id, 1);
+        }
+    }
+
+    /// Whether the index already has `id`, looked up so that GC cannot delete it after we
+    /// relied on it: the caller holds `id` first (see `in_flight.rs`).
+    fn indexed(&mut self, id: &Hash) -> Result<bool, StoreError> {
+        match self.store.in_flight.lookup_state(self.reader_generation) {
+            LookupState::Current => {}
+            LookupState::Stale(generation) => {
+                self.reader = self.store.reader()?;
+                self.reader_generation = generation;
+            }
+            LookupState::Sweeping => return Ok(false),
+        }
+        Ok(self.reader.contains(id)?)
+    }
+
+    /// Appends the object (a chunk, or a node listing `children`) unless the store or this
+    /// batch has it. Returns whether it was new. Either way the upload holds it until a
+    /// committed parent counts it, and its holds on `children` end: a stored node already
+    /// counts them, a new one will once the batch commits (until then they stay held).
+    fn put_object(
+        &mut self,
+        kind: RecordKind,
+        id: Hash,
+        payload: &[u8],
+        children: Vec<Hash>,
+    ) -> Result<bool, StoreError> {
+        self.hold(id);
+        if self.in_batch.contains(&id) || self.indexed(&id)? {
+            for child in &children {
+                self.release(child);
+            }
+            return Ok(false);
+        }
+        let loc = self.store.segments.append(kind, &id, payload)?;
+        net_mesh_segments::failpoint::hit("engine.after_segment_append");
+        self.anchored_by_batch.extend_from_slice(&children);
+        self.batch.new_objects.push(NewObject {
+            hash: id,
+            kind,
+            loc,
+            children,
+        });
+        self.in_batch.insert(id);
+        self.batch_payload = self.batch_payload.saturating_add(loc.payload_len.into());
+        Ok(true)
+    }
+
+    pub(super) fn put_chunk(&mut self, data: &[u8]) -> Result<ChunkRef, StoreError> {
+        self.put_chunk_with_id(chunk_id(data), data)
+    }
+
+    /// `put_chunk` for bytes whose `chunk_id` is already known.
+    pub(super) fn put_chunk_with_id(
+        &mut self,
+        hash: Hash,
+        data: &[u8],
+    ) -> Result<ChunkRef, StoreError> {
+        let size = u32::try_from(data.len()).map_err(|_| StoreError::TooLarge("chunk size"))?;
+        if self.put_object(RecordKind::Chunk, hash, data, Vec::new())? {
+            self.new_chunks = self.new_chunks.saturating_add(1);
+            self.new_bytes = self.new_bytes.saturating_add(data.len() as u64);
+        }
+        Ok(ChunkRef {
+            hash,
+            size,
+            role: ChunkRole::Data,
+        })
+    }
+
+    /// Commits the batch (fdatasync, then one index transaction) and starts a new one. A
+    /// refusal (an extension op refusing, a pin of missing objects) leaves the store usable;
+    /// the upload itself should then be given up.
+    pub fn commit(&mut self) -> Result<CommitOutcome, StoreError> {
+        let batch = std::mem::take(&mut self.batch);
+        self.in_batch.clear();
+        self.batch_payload = 0;
+        let anchored = std::mem::take(&mut self.anchored_by_batch);
+        let outcome = self.store.commit_batch(batch)?;
+        for child in &anchored {
+            self.release(child);
+        }
+        self.reader_generation = self.store.in_flight.generation();
+        self.reader = self.store.reader()?;
+        Ok(outcome)
+    }
+}
+
+impl Drop for OpenBatch<'_> {
+    fn drop(&mut self) {
+        // Records of a batch never committed are given up (dead bytes past nothing).
+        self.store.segments.settle(&self.batch.appended_records());
+        for (id, n) in self.held.drain() {
+            self.store.in_flight.release(&id, n);
+        }
+    }
+}
+
+impl NodeSink for OpenBatch<'_> {
+    type Error = StoreError;
+
+    fn put_leaf(&mut self, leaf: &LeafNode) -> Result<Hash, StoreError> {
+        let encoded = leaf.encode();
+        let id = crate::codec::leaf_id(&encoded);
+        let children = leaf.chunks.iter().map(|c| c.hash).collect();
+        self.put_object(RecordKind::LeafNode, id, &encoded, children)?;
+        Ok(id)
+    }
+
+    fn put_internal(&mut self, node: &InternalNode) -> Result<Hash, StoreError> {
+        let encoded = node.encode();
+        let id = crate::codec::internal_id(&encoded);
+        let children = node.children.iter().map(|c| c.hash).collect();
+        self.put_object(RecordKind::InternalNode, id, &encoded, children)?;
+        Ok(id)
+    }
+}

@@ -1,0 +1,28 @@
+//! The one way the CLI opens a store: with the staging extension registered, so resumable
+//! uploads, fsck's counts and GC's releases all see staging's tables.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use net_mesh_engine::{OpenOptions, Store, StoreConfig};
+
+/// Opens the store in `dir` with `config` and staging's default abandonment grace.
+pub fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
+    open_with_staging_grace(dir, config, net_mesh_staging::DEFAULT_ABANDON_GRACE)
+}
+
+/// [`open`] with an explicit abandonment grace for staging uploads (`gc --staging-grace`).
+pub fn open_with_staging_grace(
+    dir: &Path,
+    config: StoreConfig,
+    staging_grace: Duration,
+) -> anyhow::Result<Store> {
+    Store::open_with(dir, options(config, staging_grace))
+        .with_context(|| format!("opening store {}", dir.display()))
+}
+
+/// The open options of the CLI's stores.
+pub fn options(config: StoreConfig, staging_grace: Duration) -> OpenOptions {
+    net_mesh_staging::with_staging(OpenOptions::new(config), staging_grace)
+}
