@@ -1,4 +1,4 @@
-//! Reed–Solomon figures for issue 4, on one core: 10+4 encode of a full stripe (data bytes per
+//! Reed–Solomon figures on one core: 10+4 encode of a full stripe (data bytes per
 //! second) and reconstruct of 4 lost data shards, for 64 KiB, 256 KiB and 1 MiB shards.
 //! `engine_*` goes through `net_mesh_engine::erasure::StripeCodec` (what the store runs: the
 //! rebuild includes hashing the rebuilt chunks); `crate_*` is the bare codec call.

@@ -1,24 +1,26 @@
 //! `net-mesh-engine` is the content-addressed blob engine: it cuts bytes into chunks (FastCDC or
 //! fixed), stores chunks and BLAKE3 Merkle tree nodes as records in segment files, indexes them
-//! in one redb database (locations, reference counts, pinned roots, committed segment lengths),
-//! and reads blobs back — whole or by range — verifying every node and chunk against the hash
-//! its parent holds before a byte leaves the engine. It must never know about the network, never
-//! let the index point at bytes that are not durable, and never panic on bytes read from disk.
+//! in one redb database (locations, reference counts, pinned roots, committed segment lengths,
+//! and the tables of crates built on it), and reads blobs back — whole or by range — verifying
+//! every node and chunk against the hash its parent holds before a byte leaves the engine. It
+//! must never know about the network or about the crates built on it (they come in through the
+//! extension seam, `index::extension`), never let the index point at bytes that are not
+//! durable, and never panic on bytes read from disk.
 //!
-//! Layers: `codec`, `chunking`, `tree` and `erasure` are pure (no I/O); `index`, `store`,
-//! `write`, `fetch` (with `erasure_read`) and `repair` do the I/O, through the backends named
-//! in `storage` (real files by default; `sim_index`, feature `sim`, for power-loss tests).
+//! Folders by concept, pure ones first (no I/O): `codec`, `chunking`, `tree`, `erasure` (layout
+//! and codec; its `repair` does I/O). Then the I/O: `index` (tables, the one commit, the
+//! extension seam), `store` (the one place a store is opened, on the backends of `storage`),
+//! `write` (the one write path), `read` (verified reads), `gc` (GC and compaction), `fsck`.
+//! Dependencies point down that list, never back up.
 
 pub mod chunking;
 pub mod codec;
 pub mod erasure;
-mod erasure_read;
 pub mod error;
-pub mod fetch;
-mod gear;
+pub mod fsck;
+pub mod gc;
 pub mod index;
-mod parity_pipeline;
-pub mod repair;
+pub mod read;
 #[cfg(feature = "sim")]
 pub mod sim_index;
 pub mod storage;
@@ -26,20 +28,14 @@ pub mod store;
 pub mod tree;
 pub mod write;
 
-// GC, compaction and fsck.
-pub mod compact;
-pub mod fsck;
-pub mod gc;
-pub mod stripe;
-pub use gc::{GcError, GcOptions, GcPhase, GcReport};
-
 pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
+pub use erasure::repair::{RepairError, RepairReport};
 pub use erasure::{ErasureError, RsParams};
 pub use error::{BlobError, Classify, ErrorClass, OpenError, StoreError};
-pub use fetch::BlobStat;
+pub use gc::{GcError, GcOptions, GcPhase, GcReport};
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
-pub use repair::{RepairError, RepairReport};
+pub use read::BlobStat;
 pub use storage::{IndexStorage, StoreBackends};
 pub use store::{OpenOptions, ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;

@@ -1,4 +1,4 @@
-//! Call semantics over real TCP + Noise sessions (issue 5, item 7).
+//! Call semantics over real TCP + Noise sessions.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use net_mesh_engine::codec::{BlobRef, Hash};
+use net_mesh_engine::erasure::stripe::role_name;
 use net_mesh_engine::error::hex;
-use net_mesh_engine::stripe::role_name;
 use net_mesh_engine::{Store, StoreConfig};
 use serde_json::json;
 

@@ -10,6 +10,7 @@
 
 mod in_flight;
 mod open_batch;
+mod parity;
 mod stream;
 mod upload;
 

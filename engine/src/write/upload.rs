@@ -8,9 +8,9 @@ use crate::chunking::{Chunker, ChunkingStrategy};
 use crate::codec::{BlobRef, ChunkRef, Encoding, chunk_id};
 use crate::erasure::RsParams;
 use crate::error::StoreError;
-use crate::parity_pipeline::{MAX_IN_FLIGHT, StripeWriter};
 use crate::store::Store;
 use crate::tree::{TreeBuilder, TreeError, TreePolicy, TreeState};
+use crate::write::parity::{MAX_IN_FLIGHT, StripeWriter};
 
 /// Decides, after each chunk has joined the tree, whether the open batch is committed now.
 pub trait CommitPolicy {

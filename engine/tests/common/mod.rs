@@ -64,8 +64,6 @@ pub fn flip_payload_byte(store: &Store, hash: &Hash, at: u64) {
     toggle_payload_byte(store, hash, at).sync_all().unwrap();
 }
 
-// --- erasure coding tests (issue 4) ---------------------------------------------------------
-
 /// XORs payload byte `at` of object `hash` with 0x40, without fsync (a second call undoes it).
 /// Reads see the change at once: the page cache backs both `pread` and the read-only mappings.
 /// Returns the open segment file.

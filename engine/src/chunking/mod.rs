@@ -3,13 +3,15 @@
 //! Boundaries depend only on the bytes since the previous boundary, so chunking restarted at a
 //! boundary (a resumed upload) yields exactly the chunks an uninterrupted run would have.
 
+mod gear;
+
 use std::fmt;
 use std::str::FromStr;
 
 use fastcdc::v2020::{self, Normalization};
 
+use crate::chunking::gear::CdcParams;
 use crate::codec::MAX_CHUNK_SIZE;
-use crate::gear::CdcParams;
 
 const KIB: u32 = 1024;
 const MIB: u32 = 1024 * KIB;
@@ -193,7 +195,9 @@ impl Cutter {
     /// `max` long or the end of the stream).
     fn next_len(&self, data: &[u8]) -> usize {
         match *self {
-            Cutter::Cdc(params) => crate::gear::cut_len(data, &params).clamp(1, data.len()),
+            Cutter::Cdc(params) => {
+                crate::chunking::gear::cut_len(data, &params).clamp(1, data.len())
+            }
             Cutter::Fixed { size } => size.min(data.len()),
         }
     }

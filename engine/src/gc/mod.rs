@@ -22,6 +22,8 @@
 //!   unreferenced from that moment.
 //! - Failpoints: `gc.delete_commit.before`, `gc.delete_commit.after`.
 
+pub(crate) mod compact;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -356,7 +358,7 @@ fn list_chunks(
     let mut out = Vec::new();
     let mut data_before = 0u64;
     for_each_list(store, reader, blob_ref, &mut |chunks, encoding| {
-        let (stripes, after) = crate::stripe::assign(chunks, encoding, data_before);
+        let (stripes, after) = crate::erasure::stripe::assign(chunks, encoding, data_before);
         data_before = after;
         out.extend(chunks.iter().zip(stripes).map(|(c, stripe)| ChunkInfo {
             hash: c.hash,
@@ -446,7 +448,7 @@ impl Store {
         hook(GcPhase::Swept);
 
         if options.compact_threshold > 0.0 {
-            crate::compact::compact(
+            crate::gc::compact::compact(
                 self,
                 options.compact_threshold,
                 options.dry_run,

@@ -1,4 +1,4 @@
-//! The erasure-coding side of the write path (issue 4): collects each stripe's data chunks and
+//! The erasure-coding side of the write path: collects each stripe's data chunks and
 //! computes its parity on a worker thread, so the writer thread goes on chunking, hashing and
 //! appending the next stripe meanwhile (both cores busy, like the rest of the pipeline).
 //!

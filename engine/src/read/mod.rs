@@ -4,6 +4,8 @@
 //! children are used; every chunk is hashed before a byte of it reaches the sink. A range read
 //! descends only into the children whose byte span intersects the range.
 
+mod erasure;
+
 use std::io::Write;
 use std::ops::Range;
 use std::sync::atomic::Ordering;

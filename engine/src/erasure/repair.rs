@@ -1,4 +1,4 @@
-//! Repair of an erasure-coded blob (issue 4): walk every stripe, read and verify every data and
+//! Repair of an erasure-coded blob: walk every stripe, read and verify every data and
 //! parity chunk, rebuild the lost ones from the rest and store them again.
 //!
 //! A rebuilt chunk is appended as a new record (a corrupt record is never overwritten in place).
@@ -14,8 +14,8 @@ use net_mesh_segments::RecordKind;
 use crate::codec::{BlobRef, ChunkRef, Hash, InternalNode, LeafNode, internal_id, leaf_id};
 use crate::erasure::{ErasureError, RsParams, StripeCodec, stripes};
 use crate::error::{BlobError, Classify, ErrorClass, StoreError};
-use crate::fetch::{ChunkPlace, Reader};
 use crate::index::{Batch, NewObject};
+use crate::read::{ChunkPlace, Reader};
 use crate::store::Store;
 
 /// What a repair found and did.

@@ -1,4 +1,4 @@
-//! The read path of erasure-coded chunk lists (issue 4): whole and range reads that tolerate up
+//! The read path of erasure-coded chunk lists: whole and range reads that tolerate up
 //! to n − k missing or corrupt chunks per stripe.
 //!
 //! A range read touching a stripe reads only the data chunks it needs; when one of them is
@@ -14,7 +14,7 @@ use std::ops::Range;
 use crate::codec::{ChunkRef, Encoding};
 use crate::erasure::{RsParams, StripeCodec, StripeSpan, stripes};
 use crate::error::BlobError;
-use crate::fetch::{ChunkPlace, Reader};
+use crate::read::{ChunkPlace, Reader};
 
 /// Whether a failed chunk read counts as an erasure (the chunk is lost; parity may rebuild it)
 /// rather than a failure of the read itself (index database error, output error).

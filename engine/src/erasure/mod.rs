@@ -29,6 +29,9 @@
 //! FORMAT.md pins them.
 #![deny(clippy::arithmetic_side_effects)]
 
+pub mod repair;
+pub mod stripe;
+
 use std::ops::Range;
 
 use reed_solomon_erasure::galois_8::{self, ReedSolomon};
