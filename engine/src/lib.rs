@@ -35,8 +35,11 @@ pub use erasure::{ErasureError, RsParams};
 pub use error::{BlobError, Classify, ErrorClass, OpenError, StoreError};
 pub use gc::{GcError, GcOptions, GcPhase, GcReport};
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
+pub use net_mesh_segments::RecordKind as ObjectKind;
 pub use read::BlobStat;
 pub use storage::{IndexStorage, StoreBackends};
 pub use store::{OpenOptions, ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;
-pub use write::{BlobWriter, CommitPolicy, OpenBatch, PutOutcome, Upload};
+pub use write::{
+    BlobWriter, CommitPolicy, ImportError, Importer, Object, OpenBatch, PutOutcome, Upload,
+};

@@ -35,7 +35,9 @@ pub fn assign(
             }
             ChunkRole::Data => {
                 ordinal = ordinal.saturating_sub(1);
-                Some(next_parity.unwrap_or(u32::try_from(ordinal.checked_div(k).unwrap_or(0)).unwrap_or(u32::MAX)))
+                Some(next_parity.unwrap_or(
+                    u32::try_from(ordinal.checked_div(k).unwrap_or(0)).unwrap_or(u32::MAX),
+                ))
             }
         };
     }

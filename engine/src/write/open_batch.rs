@@ -122,11 +122,22 @@ impl<'s> OpenBatch<'s> {
         Ok(self.reader.contains(id)?)
     }
 
+    /// Whether the store or this batch has `id`; if so the upload holds it (like an object it
+    /// put) until a committed parent counts it.
+    pub(crate) fn hold_if_present(&mut self, id: Hash) -> Result<bool, StoreError> {
+        self.hold(id);
+        if self.in_batch.contains(&id) || self.indexed(&id)? {
+            return Ok(true);
+        }
+        self.release(&id);
+        Ok(false)
+    }
+
     /// Appends the object (a chunk, or a node listing `children`) unless the store or this
     /// batch has it. Returns whether it was new. Either way the upload holds it until a
     /// committed parent counts it, and its holds on `children` end: a stored node already
     /// counts them, a new one will once the batch commits (until then they stay held).
-    fn put_object(
+    pub(crate) fn put_object(
         &mut self,
         kind: RecordKind,
         id: Hash,
