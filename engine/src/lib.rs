@@ -7,20 +7,24 @@
 //! extension seam, `index::extension`), never let the index point at bytes that are not
 //! durable, and never panic on bytes read from disk.
 //!
-//! Folders by concept, pure ones first (no I/O): `codec`, `chunking`, `tree`, `erasure` (layout
-//! and codec; its `repair` does I/O). Then the I/O: `index` (tables, the one commit, the
-//! extension seam), `store` (the one place a store is opened, on the backends of `storage`),
-//! `write` (the one write path), `read` (verified reads), `gc` (GC and compaction), `fsck`.
-//! Dependencies point down that list, never back up.
+//! Modules by concept, each depending only on those before it in this list (no cycles):
+//! `class` (error classes) and `codec`; pure code with no I/O — `chunking`, `tree`, `erasure`
+//! (layout and codec); `storage` (the backends); `index` (tables, the one commit, the extension
+//! seam); `in_flight` (what live uploads hold); `error`; `store` (the one place a store is
+//! opened); `write` (the one write path and the importer) and `read` (verified reads); `repair`
+//! and `gc` (GC and compaction); `fsck`.
 
 pub mod chunking;
+pub mod class;
 pub mod codec;
 pub mod erasure;
 pub mod error;
 pub mod fsck;
 pub mod gc;
+mod in_flight;
 pub mod index;
 pub mod read;
+pub mod repair;
 #[cfg(feature = "sim")]
 pub mod sim_index;
 pub mod storage;
@@ -30,13 +34,13 @@ pub mod write;
 
 pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
-pub use erasure::repair::{RepairError, RepairReport};
 pub use erasure::{ErasureError, RsParams};
 pub use error::{BlobError, Classify, ErrorClass, OpenError, StoreError};
 pub use gc::{GcError, GcOptions, GcPhase, GcReport};
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
 pub use net_mesh_segments::RecordKind as ObjectKind;
 pub use read::BlobStat;
+pub use repair::{RepairError, RepairReport};
 pub use storage::{IndexStorage, StoreBackends};
 pub use store::{OpenOptions, ReadStats, Store, StoreConfig};
 pub use tree::TreePolicy;

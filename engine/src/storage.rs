@@ -2,7 +2,7 @@
 //! file backend (segment files and the data dir's own entries: creating it, fsyncing it) and the
 //! index storage (the redb database `index.redb`). The default is the real filesystem for both;
 //! tests substitute backends that inject faults or simulate power loss (feature `sim`:
-//! [`crate::sim_index`]). The `LOCK` file is an OS lock and always lives on the real filesystem.
+//! `sim_index`). The `LOCK` file is an OS lock and always lives on the real filesystem.
 
 use std::fmt::Debug;
 use std::path::Path;

@@ -16,6 +16,7 @@ use redb::ReadableDatabase;
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
 use crate::error::{OpenError, StoreError};
+use crate::in_flight::InFlight;
 use crate::index::extension::{
     Extension, ExtensionError, ExtensionOp, ExtensionReader, Extensions,
 };
@@ -24,7 +25,6 @@ use crate::index::{
 };
 use crate::storage::StoreBackends;
 use crate::tree::TreePolicy;
-use crate::write::InFlight;
 
 /// How a store writes. Reads do not depend on it: every blob carries its own shape.
 #[derive(Debug, Clone)]

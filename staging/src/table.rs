@@ -48,6 +48,8 @@ pub fn valid_staging_id(id: &str) -> bool {
 pub enum StagingTableError {
     #[error("staging id {0:?} already exists")]
     Exists(String),
+    #[error("staging upload {0:?} already finished; `staging resume` gives its ref")]
+    Finished(String),
     #[error("staging upload {0:?} does not exist (aborted or released as abandoned)")]
     NotFound(String),
     #[error("staging upload {id:?} moved on: stored seq {found}, this handle expected {expected}")]
@@ -62,9 +64,9 @@ impl StagingTableError {
     fn class(&self) -> ErrorClass {
         match self {
             StagingTableError::NotFound(_) => ErrorClass::NotFound,
-            StagingTableError::Exists(_) | StagingTableError::SeqMismatch { .. } => {
-                ErrorClass::Refused
-            }
+            StagingTableError::Exists(_)
+            | StagingTableError::Finished(_)
+            | StagingTableError::SeqMismatch { .. } => ErrorClass::Refused,
         }
     }
 }
@@ -186,7 +188,7 @@ impl ExtensionOp for StagingOp {
                     (None, None) => {
                         let finished = txn.open_table::<&str, &[u8]>(FINISHED_TABLE)?;
                         if finished.get(id.as_str())?.is_some() {
-                            return Err(refuse(StagingTableError::Exists(id.clone())));
+                            return Err(refuse(StagingTableError::Finished(id.clone())));
                         }
                     }
                     (Some(_), None) => {

@@ -71,6 +71,8 @@ pub enum StagingError {
     NotFound(String),
     #[error("staging id {0:?} already exists; resume or abort it")]
     Exists(String),
+    #[error("staging upload {0:?} already finished; `staging resume` gives its ref")]
+    Finished(String),
     #[error("staging upload {id:?} moved on (resumed or taken over elsewhere): {detail}")]
     Conflict { id: String, detail: String },
     #[error(
@@ -97,7 +99,9 @@ impl Classify for StagingError {
             StagingError::Store(e) => e.class(),
             StagingError::InvalidId(_) | StagingError::ReplayTooShort { .. } => ErrorClass::Usage,
             StagingError::NotFound(_) => ErrorClass::NotFound,
-            StagingError::Exists(_) | StagingError::Conflict { .. } => ErrorClass::Refused,
+            StagingError::Exists(_) | StagingError::Finished(_) | StagingError::Conflict { .. } => {
+                ErrorClass::Refused
+            }
             StagingError::ReplayMismatch { .. } => ErrorClass::Refused,
             StagingError::Failed => ErrorClass::Usage,
         }
@@ -117,6 +121,7 @@ impl From<StoreError> for StagingError {
             return match refusal {
                 StagingTableError::NotFound(id) => StagingError::NotFound(id.clone()),
                 StagingTableError::Exists(id) => StagingError::Exists(id.clone()),
+                StagingTableError::Finished(id) => StagingError::Finished(id.clone()),
                 StagingTableError::SeqMismatch { id, .. } => StagingError::Conflict {
                     id: id.clone(),
                     detail: refusal.to_string(),

@@ -56,7 +56,10 @@ fn the_finished_record_matches_its_documented_layout() {
     bad_version[0] = 2;
     assert!(FinishedUpload::decode(&bad_version).is_err());
     for cut in 0..bytes.len() {
-        assert!(FinishedUpload::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        assert!(
+            FinishedUpload::decode(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
     }
     let mut trailing = bytes.clone();
     trailing.push(0);

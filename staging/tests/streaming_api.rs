@@ -177,7 +177,7 @@ fn a_finished_upload_resumes_to_its_ref_until_the_abandonment_grace_ends() {
     // The id stays taken while the record lives.
     assert!(matches!(
         begin_streaming_store(&s, config(&s, Some("done-1"))).unwrap_err(),
-        StagingError::Exists(_)
+        StagingError::Finished(_)
     ));
     // GC (with a zero object grace) keeps the record: it has its own grace.
     let report = s

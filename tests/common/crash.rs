@@ -67,11 +67,23 @@ impl Upload<'_> {
             .any(|r| r["staging_id"] == self.id)
     }
 
-    /// Starts the writer: `blob put --resumable` when nothing is staged yet, else
-    /// `staging resume`.
+    /// True when the upload already finished (its finalize committed; the writer may have been
+    /// killed before it printed the ref): `staging resume` then answers with the ref.
+    pub fn finished(&self) -> bool {
+        !self.staged()
+            && run(
+                self.dir,
+                &["staging", "resume", self.id, self.file.to_str().unwrap()],
+            )
+            .status
+            .success()
+    }
+
+    /// Starts the writer: `blob put --resumable` when the upload was never begun, else
+    /// `staging resume` (which also answers for an upload that already finished).
     pub fn spawn(&self, failpoint: Option<&str>) -> Child {
         let mut c = cmd(self.dir);
-        if self.staged() {
+        if self.staged() || self.finished() {
             c.args(["staging", "resume", self.id])
                 .arg(self.file)
                 .args(["--checkpoint-interval", self.interval]);

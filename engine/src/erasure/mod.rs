@@ -29,7 +29,6 @@
 //! FORMAT.md pins them.
 #![deny(clippy::arithmetic_side_effects)]
 
-pub mod repair;
 pub mod stripe;
 
 use std::ops::Range;
@@ -55,8 +54,8 @@ pub enum ErasureError {
     },
     #[error(
         "stripe {stripe}: rebuilt shard {position} hashes to {}, its ref says {}",
-        crate::error::short_hex(actual),
-        crate::error::short_hex(expected)
+        crate::class::short_hex(actual),
+        crate::class::short_hex(expected)
     )]
     RebuiltMismatch {
         stripe: u32,

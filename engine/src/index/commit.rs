@@ -78,7 +78,7 @@ impl Index {
                     if relocation.only_from.is_some() {
                         continue;
                     }
-                    return Err(IndexError::MissingObject(crate::error::hex(
+                    return Err(IndexError::MissingObject(crate::class::hex(
                         &relocation.hash,
                     )));
                 };
@@ -143,7 +143,7 @@ impl Index {
                     continue;
                 }
                 let Some(mut entry) = object_in(&objects, &hash)? else {
-                    return Err(IndexError::MissingObject(crate::error::hex(&hash)));
+                    return Err(IndexError::MissingObject(crate::class::hex(&hash)));
                 };
                 let was = entry.refcount;
                 entry.refcount = was

@@ -26,8 +26,8 @@ use redb::{
     Key, ReadTransaction, ReadableDatabase, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
+use crate::class::ErrorClass;
 use crate::codec::Hash;
-use crate::error::ErrorClass;
 
 /// Prefix of every extension table name.
 pub const EXTENSION_TABLE_PREFIX: &str = "ext.";

@@ -17,8 +17,8 @@ use std::path::Path;
 use net_mesh_segments::SegmentId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::class::ErrorClass;
 use crate::codec::Hash;
-use crate::error::ErrorClass;
 use extension::{ExtensionError, ExtensionTxn, Extensions};
 
 pub use batch::{Batch, CommitOutcome, NewObject, Relocation};
@@ -90,7 +90,7 @@ impl IndexError {
     }
 }
 
-impl crate::error::Classify for IndexError {
+impl crate::class::Classify for IndexError {
     fn class(&self) -> ErrorClass {
         match self {
             IndexError::Db(_) => ErrorClass::Io,

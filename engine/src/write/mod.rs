@@ -9,14 +9,12 @@
 //! Uploads and GC never wait for each other: see `in_flight.rs`.
 
 mod import;
-mod in_flight;
 mod open_batch;
 mod parity;
 mod stream;
 mod upload;
 
 pub use import::{ImportError, Importer, Object, children_of};
-pub(crate) use in_flight::InFlight;
 pub use open_batch::OpenBatch;
 pub use stream::PIPELINE_BLOCKS;
 pub use upload::{CommitPolicy, CommitWhenFull, FinishedUpload, Upload};

@@ -6,9 +6,9 @@ use std::fmt;
 
 use net_mesh_segments::RecordKind;
 
-use super::in_flight::LookupState;
 use crate::codec::{BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, chunk_id};
 use crate::error::StoreError;
+use crate::in_flight::LookupState;
 use crate::index::extension::ExtensionOp;
 use crate::index::{Batch, CommitOutcome, IndexReader, NewObject, Pin};
 use crate::store::{Store, now_ms};
