@@ -230,7 +230,9 @@ mod tests {
     #[test]
     fn errors_without_a_class_get_one_where_they_are_raised() {
         let parsed: Result<u64, _> = "x".parse::<u64>();
-        let err = parsed.with_class(ErrorClass::Usage, || "range start").unwrap_err();
+        let err = parsed
+            .with_class(ErrorClass::Usage, || "range start")
+            .unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert_eq!(err.one_line(), "range start: invalid digit found in string");
         let err = CliError::unclassified(anyhow::anyhow!("odd")).context("while x");
