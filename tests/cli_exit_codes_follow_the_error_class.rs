@@ -131,6 +131,13 @@ fn exit_codes_follow_the_error_class() {
     let err = fails(&dir, &["blob", "rm", &small], 1);
     assert!(err.contains("is not pinned"), "{err}");
 
+    // Identities: the same classes.
+    ok(&dir, &["identity", "generate", "node"]);
+    let err = fails(&dir, &["identity", "generate", "node"], 4);
+    assert!(err.contains("already exists"), "{err}");
+    fails(&dir, &["identity", "generate", "no spaces"], 2);
+    fails(&dir, &["identity", "show", "nobody"], 1);
+
     // 3: stored data is damaged.
     ok(&dir, &["chunk", "rm", &victim, "--force"]);
     let err = fails(&dir, &["blob", "get", &r], 3);

@@ -94,13 +94,14 @@ fn print_text(r: &FsckReport) -> CliResult {
     }
     let s = &r.stats;
     outln!(
-        "checked {} segments, {} records, {} objects ({} chunks, {} nodes), {} pins; {} orphan records ({}) await compaction",
+        "checked {} segments, {} records, {} objects ({} chunks, {} nodes), {} pins, {} extension holds; {} orphan records ({}) await compaction",
         s.segments,
         s.records,
         s.objects,
         s.chunks,
         s.nodes,
         s.pins,
+        s.extension_holds,
         s.orphan_records,
         crate::gc::bytes(s.orphan_record_bytes)
     );

@@ -12,11 +12,12 @@ use crate::output::{CliError, CliResult};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Only delete objects unreferenced for longer than this (e.g. 24h, 30m, 0s)
+    /// Only delete objects unreferenced for longer than this, counted from when their reference
+    /// count last fell to 0 (e.g. 24h, 30m, 0s)
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     grace: Duration,
-    /// Release resumable uploads with no checkpoint for longer than this (their own grace,
-    /// independent of --grace)
+    /// Release resumable uploads with no checkpoint for longer than this, and forget the refs
+    /// of uploads that finished longer ago (their own grace, independent of --grace)
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     staging_grace: Duration,
     /// Report what would be freed; change nothing
@@ -90,6 +91,13 @@ pub fn bytes(n: u64) -> String {
 }
 
 fn print_text(r: &GcReport) -> CliResult {
+    for h in &r.released_holds {
+        outln!(
+            "released {} {} (idle for longer than its grace)",
+            h.namespace,
+            h.what
+        );
+    }
     let verb = if r.dry_run { "would free" } else { "freed" };
     outln!(
         "{verb} {} objects ({} chunks, {} nodes), {} of payload",

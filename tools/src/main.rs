@@ -50,7 +50,8 @@ enum Command {
     /// Resumable uploads: list, resume, abort
     #[command(subcommand)]
     Staging(staging::StagingCmd),
-    /// Delete unreferenced objects older than the grace period and compact sparse segments
+    /// Delete objects unreferenced for longer than the grace, release idle resumable uploads,
+    /// compact sparse segments
     Gc(gc::GcArgs),
     /// Check the store offline (framing, index, hashes, counts, orphans); exit 3 on problems
     Fsck(fsck::FsckArgs),

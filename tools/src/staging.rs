@@ -22,7 +22,8 @@ pub enum StagingCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Replay FILE from the upload's resume offset, finalize it and print the blob ref
+    /// Replay FILE from the upload's resume offset, finalize it and print the blob ref (an
+    /// upload that already finished prints its ref)
     Resume {
         /// Staging id printed by `blob put --resumable`
         id: String,
