@@ -147,17 +147,25 @@ fn ls_lists_pins_and_rm_unpins_by_id_prefix() {
 }
 
 #[test]
-fn usage_errors_exit_2_and_bad_refs_exit_1() {
+fn usage_errors_and_malformed_refs_exit_2_and_unknown_blobs_exit_1() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run(tmp.path(), &["blob", "frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(tmp.path(), &["blob", "put", "--chunking", "cdc:1,2,3", "x"]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(tmp.path(), &["blob", "get", "nm1zzzz"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a ref that does not decode");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with("net-mesh: error:") && stderr.trim().lines().count() == 1,
+        stderr.starts_with("net-mesh: error: invalid blob ref")
+            && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+    let out = run(tmp.path(), &["blob", "get", "deadbeef"]);
+    assert_eq!(out.status.code(), Some(1), "no pinned blob has that id");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no pinned blob matches") && stderr.trim().lines().count() == 1,
         "{stderr}"
     );
 }

@@ -54,6 +54,36 @@ fn gc_frees_an_unpinned_blob_and_keeps_the_shared_chunks() {
     assert_eq!(disk_bytes(&dir), before, "dry run changes nothing");
 
     let r: Value = serde_json::from_slice(&ok(&dir, &["gc", "--grace", "0s", "--json"])).unwrap();
+    // The fields the README documents, no more, no fewer.
+    let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "bytes_copied",
+            "bytes_freed",
+            "candidates",
+            "chunks_freed",
+            "compaction_notes",
+            "disk_bytes_after",
+            "disk_bytes_before",
+            "dry_run",
+            "grace_secs",
+            "missing_children",
+            "nodes_freed",
+            "objects_freed",
+            "orphan_files",
+            "records_copied",
+            "released_holds",
+            "segments_compacted",
+            "segments_removed",
+            "skipped_in_use",
+            "skipped_referenced",
+            "skipped_young",
+            "stripe_refusals",
+            "unreadable_nodes",
+        ]
+    );
     assert_eq!(r["chunks_freed"], dry["chunks_freed"]);
     assert!(r["bytes_freed"].as_u64().unwrap() > 1_100_000);
     assert!(r["segments_compacted"].as_u64().unwrap() >= 1, "{r}");

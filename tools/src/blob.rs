@@ -4,16 +4,17 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use clap::Subcommand;
 use net_mesh_engine::codec::Encoding;
 use net_mesh_engine::error::hex;
 use net_mesh_engine::index::check_pin_name;
-use net_mesh_engine::{BlobRef, ChunkingStrategy, Store, StoreConfig, TreePolicy};
+use net_mesh_engine::{
+    BlobRef, ChunkingStrategy, ErrorClass, Store, StoreConfig, StoreError, TreePolicy,
+};
 use serde_json::json;
 
 use crate::outln;
-use crate::output::progress;
+use crate::output::{CliError, CliResult, ErrorContext, progress};
 
 #[derive(Debug, Subcommand)]
 pub enum BlobCmd {
@@ -45,7 +46,7 @@ pub enum BlobCmd {
         manifest_max_refs: Option<usize>,
         /// Upload with durable checkpoints; prints `staging-id: ID` on stderr at once, and a
         /// killed upload continues with `staging resume ID FILE`
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rs")]
         resumable: bool,
         /// Staging id to use with --resumable (default: a random one)
         #[arg(long, value_name = "ID", requires = "resumable")]
@@ -108,19 +109,27 @@ fn parse_rs(text: &str) -> Result<(u8, u8), String> {
 use crate::open::open;
 
 /// A blob named on the command line: a full ref, or the id prefix of a pinned blob.
-pub(crate) fn resolve(store: &Store, text: &str) -> anyhow::Result<BlobRef> {
+pub(crate) fn resolve(store: &Store, text: &str) -> CliResult<BlobRef> {
     if text.starts_with("nm1") {
-        return BlobRef::from_text(text).with_context(|| format!("invalid blob ref {text:?}"));
+        return BlobRef::from_text(text)
+            .with_class(ErrorClass::Usage, || format!("invalid blob ref {text:?}"));
     }
     Ok(store.find_pin(text)?.1.blob_ref)
 }
 
-fn parse_range(text: &str) -> anyhow::Result<std::ops::Range<u64>> {
+fn parse_range(text: &str) -> CliResult<std::ops::Range<u64>> {
     let Some((a, b)) = text.split_once("..") else {
-        bail!("range {text:?} is not A..B")
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            format!("range {text:?} is not A..B"),
+        ));
     };
-    let a: u64 = a.parse().with_context(|| format!("range start {a:?}"))?;
-    let b: u64 = b.parse().with_context(|| format!("range end {b:?}"))?;
+    let a: u64 = a
+        .parse()
+        .with_class(ErrorClass::Usage, || format!("range start {a:?}"))?;
+    let b: u64 = b
+        .parse()
+        .with_class(ErrorClass::Usage, || format!("range end {b:?}"))?;
     Ok(a..b)
 }
 
@@ -144,7 +153,7 @@ fn kind_name(r: &BlobRef) -> &'static str {
     }
 }
 
-pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
+pub fn run(cmd: BlobCmd, dir: &Path) -> CliResult {
     match cmd {
         BlobCmd::Put {
             file,
@@ -160,7 +169,7 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             checkpoint_interval,
         } => {
             let name = name.unwrap_or_else(|| default_pin_name(&file));
-            check_pin_name(&name)?;
+            check_pin_name(&name).map_err(StoreError::from)?;
             let defaults = TreePolicy::default();
             let tree = TreePolicy {
                 leaf_fanout: leaf_fanout.unwrap_or(defaults.leaf_fanout),
@@ -182,9 +191,6 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
                 ..StoreConfig::default()
             };
             if resumable {
-                if rs.is_some() {
-                    bail!("--rs and --resumable cannot be combined yet");
-                }
                 return crate::staging::put_resumable(
                     dir,
                     config,
@@ -210,7 +216,8 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             let stdout = std::io::stdout();
             let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
             store.fetch_range(&blob_ref, range, &mut out)?;
-            out.flush().context("writing stdout")?;
+            out.flush()
+                .with_class(ErrorClass::Io, || "writing stdout")?;
             Ok(())
         }
         BlobCmd::Stat { blob, json } => {
@@ -291,7 +298,10 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> anyhow::Result<()> {
             let id = net_mesh_engine::index::blob_id(&blob_ref);
             if !store.unpin(&id)? {
                 let id = hex(&id);
-                bail!("blob {} is not pinned", id.get(..16).unwrap_or(&id));
+                return Err(CliError::msg(
+                    ErrorClass::NotFound,
+                    format!("blob {} is not pinned", id.get(..16).unwrap_or(&id)),
+                ));
             }
             Ok(())
         }
@@ -322,17 +332,12 @@ pub(crate) fn default_pin_name(file: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn put(
-    store: &Store,
-    file: &Path,
-    name: &str,
-    json: bool,
-    rs: Option<(u8, u8)>,
-) -> anyhow::Result<()> {
+fn put(store: &Store, file: &Path, name: &str, json: bool, rs: Option<(u8, u8)>) -> CliResult {
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin()), None)
     } else {
-        let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let f = File::open(file)
+            .with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(f), size)
     };
@@ -349,26 +354,28 @@ fn put(
     print_put(&outcome, json)
 }
 
-/// Prints a finished upload like `blob put` does (the ref, or a JSON object).
-pub(crate) fn print_put(outcome: &net_mesh_engine::PutOutcome, json: bool) -> anyhow::Result<()> {
+/// The `blob put --json` object of a finished upload.
+pub(crate) fn put_json(outcome: &net_mesh_engine::PutOutcome) -> serde_json::Value {
     let r = &outcome.blob_ref;
+    json!({
+        "blob_ref": r.to_text(),
+        "blob_id": hex(&outcome.blob_id),
+        "kind": kind_name(r),
+        "size": r.size(),
+        "depth": r.depth(),
+        "chunks": outcome.chunks,
+        "new_chunks": outcome.new_chunks,
+        "new_bytes": outcome.new_bytes,
+        "encoding": encoding_name(r.encoding()),
+    })
+}
+
+/// Prints a finished upload like `blob put` does (the ref, or a JSON object).
+pub(crate) fn print_put(outcome: &net_mesh_engine::PutOutcome, json: bool) -> CliResult {
     if json {
-        outln!(
-            "{}",
-            json!({
-                "blob_ref": r.to_text(),
-                "blob_id": hex(&outcome.blob_id),
-                "kind": kind_name(r),
-                "size": r.size(),
-                "depth": r.depth(),
-                "chunks": outcome.chunks,
-                "new_chunks": outcome.new_chunks,
-                "new_bytes": outcome.new_bytes,
-                "encoding": encoding_name(r.encoding()),
-            })
-        );
+        outln!("{}", put_json(outcome));
     } else {
-        outln!("{}", r.to_text());
+        outln!("{}", outcome.blob_ref.to_text());
     }
     Ok(())
 }
@@ -390,7 +397,7 @@ impl<W: Write> Write for CountedWrite<W> {
     }
 }
 
-fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> anyhow::Result<()> {
+fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> CliResult {
     let bar = progress(Some(blob_ref.size()), "get");
     match output {
         None => {
@@ -400,25 +407,28 @@ fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> anyhow::Resu
                 bar: bar.clone(),
             };
             store.fetch(blob_ref, &mut out)?;
-            out.flush().context("writing stdout")?;
+            out.flush()
+                .with_class(ErrorClass::Io, || "writing stdout")?;
         }
         Some(path) => {
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+            let tmp = tempfile::NamedTempFile::new_in(dir).with_class(ErrorClass::Io, || {
+                format!("creating a temp file in {}", dir.display())
+            })?;
             let mut out = CountedWrite {
                 inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
                 bar: bar.clone(),
             };
             store.fetch(blob_ref, &mut out)?;
             out.flush()
-                .with_context(|| format!("writing {}", path.display()))?;
+                .with_class(ErrorClass::Io, || format!("writing {}", path.display()))?;
             drop(out);
-            tmp.persist(path)
-                .with_context(|| format!("renaming into {}", path.display()))?;
+            tmp.persist(path).with_class(ErrorClass::Io, || {
+                format!("renaming into {}", path.display())
+            })?;
         }
     }
     bar.finish_and_clear();

@@ -3,13 +3,14 @@
 use crate::outln;
 use std::path::Path;
 
-use anyhow::{Context, bail};
 use clap::Subcommand;
 use net_mesh_engine::codec::{BlobRef, Hash};
 use net_mesh_engine::erasure::stripe::role_name;
 use net_mesh_engine::error::hex;
-use net_mesh_engine::{Store, StoreConfig};
+use net_mesh_engine::{ErrorClass, Store, StoreConfig};
 use serde_json::json;
+
+use crate::output::{CliError, CliResult, ErrorContext};
 
 #[derive(Debug, Subcommand)]
 pub enum ChunkCmd {
@@ -24,20 +25,23 @@ pub enum ChunkCmd {
     },
 }
 
-fn parse_hash(text: &str) -> anyhow::Result<Hash> {
+fn parse_hash(text: &str) -> CliResult<Hash> {
     let text = text.trim();
+    let not_a_hash = || format!("{text:?} is not a 64-digit hex chunk hash");
     if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{text:?} is not a 64-digit hex chunk hash");
+        return Err(CliError::msg(ErrorClass::Usage, not_a_hash()));
     }
     let mut out = [0u8; 32];
     for (i, byte) in out.iter_mut().enumerate() {
-        let pair = text.get(i * 2..i * 2 + 2).context("hash digits")?;
-        *byte = u8::from_str_radix(pair, 16).context("hash digits")?;
+        let pair = text
+            .get(i * 2..i * 2 + 2)
+            .ok_or_else(|| CliError::msg(ErrorClass::Usage, not_a_hash()))?;
+        *byte = u8::from_str_radix(pair, 16).with_class(ErrorClass::Usage, not_a_hash)?;
     }
     Ok(out)
 }
 
-pub fn run(cmd: ChunkCmd, dir: &Path) -> anyhow::Result<()> {
+pub fn run(cmd: ChunkCmd, dir: &Path) -> CliResult {
     let store = crate::open::open(dir, StoreConfig::default())?;
     match cmd {
         ChunkCmd::Rm { hash, force } => {
@@ -57,7 +61,7 @@ pub fn run(cmd: ChunkCmd, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `blob chunks REF`: every chunk as `{hash, size, role, stripe}`.
-pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> anyhow::Result<()> {
+pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> CliResult {
     let chunks = store.blob_chunks(blob_ref)?;
     if as_json {
         let rows: Vec<_> = chunks

@@ -4,12 +4,20 @@ use crate::outln;
 use std::path::Path;
 
 use clap::Args;
-use net_mesh_engine::StoreConfig;
 use net_mesh_engine::fsck::{FsckOptions, FsckReport, ReadData, Severity, fsck};
+use net_mesh_engine::{Classify, ErrorClass, StoreConfig};
 
-/// fsck found problems: exit code 3 (see `output::exit_code`).
+use crate::output::{CliError, CliResult};
+
+/// fsck found problems: an integrity failure (exit code 3).
 #[derive(Debug)]
 pub struct ProblemsFound(pub usize);
+
+impl Classify for ProblemsFound {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Integrity
+    }
+}
 
 impl std::fmt::Display for ProblemsFound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +61,7 @@ fn parse_pct(text: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-fn print_text(r: &FsckReport) -> anyhow::Result<()> {
+fn print_text(r: &FsckReport) -> CliResult {
     for p in &r.problems {
         if p.severity == Severity::Info {
             continue;
@@ -86,13 +94,14 @@ fn print_text(r: &FsckReport) -> anyhow::Result<()> {
     }
     let s = &r.stats;
     outln!(
-        "checked {} segments, {} records, {} objects ({} chunks, {} nodes), {} pins; {} orphan records ({}) await compaction",
+        "checked {} segments, {} records, {} objects ({} chunks, {} nodes), {} pins, {} extension holds; {} orphan records ({}) await compaction",
         s.segments,
         s.records,
         s.objects,
         s.chunks,
         s.nodes,
         s.pins,
+        s.extension_holds,
         s.orphan_records,
         crate::gc::bytes(s.orphan_record_bytes)
     );
@@ -118,7 +127,7 @@ fn print_text(r: &FsckReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: FsckArgs, dir: &Path) -> anyhow::Result<()> {
+pub fn run(args: FsckArgs, dir: &Path) -> CliResult {
     let read_data = match (args.read_data, args.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(p)) => ReadData::Subset(p),
@@ -138,7 +147,10 @@ pub fn run(args: FsckArgs, dir: &Path) -> anyhow::Result<()> {
         },
     )?;
     if args.json {
-        outln!("{}", serde_json::to_string(&report)?);
+        outln!(
+            "{}",
+            serde_json::to_string(&report).map_err(CliError::unclassified)?
+        );
     } else {
         print_text(&report)?;
     }

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use net_mesh::{Identity, IdentityError};
+use net_mesh_engine::ErrorClass;
 
 use crate::outln;
-use net_mesh::Identity;
+use crate::output::{CliError, CliResult};
 
 /// Identity subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -24,20 +25,20 @@ pub enum IdentityCmd {
 }
 
 /// Runs an identity subcommand against `data_dir`.
-pub fn run(cmd: IdentityCmd, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+pub fn run(cmd: IdentityCmd, data_dir: &Path, json: bool) -> CliResult {
     let (name, identity, created) = match cmd {
         IdentityCmd::Generate { name } => {
             let identity = Identity::generate(data_dir, &name)
-                .with_context(|| format!("generating identity {name:?}"))?;
+                .map_err(|e| classified(e).context(format!("generating identity {name:?}")))?;
             (name, identity, true)
         }
         IdentityCmd::Show { name } => {
             let identity = Identity::load(data_dir, &name)
-                .with_context(|| format!("loading identity {name:?}"))?;
+                .map_err(|e| classified(e).context(format!("loading identity {name:?}")))?;
             (name, identity, false)
         }
     };
-    let key_file = Identity::key_path(data_dir, &name)?;
+    let key_file = Identity::key_path(data_dir, &name).map_err(classified)?;
     let node_id = identity.node_id().to_hex();
     if json {
         let out = serde_json::json!({
@@ -56,4 +57,17 @@ pub fn run(cmd: IdentityCmd, data_dir: &Path, json: bool) -> anyhow::Result<()> 
         outln!("key_file   {}", key_file.display());
     }
     Ok(())
+}
+
+/// An identity error with its class (the network crate does not depend on the engine's
+/// classification, so the CLI gives it here).
+fn classified(e: IdentityError) -> CliError {
+    let class = match &e {
+        IdentityError::InvalidName(_) => ErrorClass::Usage,
+        IdentityError::AlreadyExists(_) => ErrorClass::Refused,
+        IdentityError::NotFound(_) => ErrorClass::NotFound,
+        IdentityError::Corrupt { .. } => ErrorClass::Integrity,
+        IdentityError::Rng(_) | IdentityError::Io { .. } => ErrorClass::Io,
+    };
+    CliError::new(class, e)
 }

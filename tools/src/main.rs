@@ -1,7 +1,8 @@
 //! `net-mesh`: the operator's command-line tool over the net-mesh engine.
 //!
-//! Exit codes: 0 ok; 2 usage; 3 integrity failure (hash/chain mismatch, corruption, missing
-//! object); 1 any other error. Errors are one line on stderr.
+//! Exit codes derive from the class of the error (`output::exit_code_of`): 0 ok; 2 usage;
+//! 3 integrity failure (hash/chain mismatch, corruption, missing object); 4 refused (nothing was
+//! changed); 1 any other error. Errors are one line on stderr.
 
 mod blob;
 mod chunk;
@@ -17,6 +18,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use net_mesh_engine::ErrorClass;
+
+use crate::output::{CliError, CliResult};
 
 /// Content-addressed, crash-safe blob storage for mesh storage nodes.
 #[derive(Debug, Parser)]
@@ -46,7 +50,8 @@ enum Command {
     /// Resumable uploads: list, resume, abort
     #[command(subcommand)]
     Staging(staging::StagingCmd),
-    /// Delete unreferenced objects older than the grace period and compact sparse segments
+    /// Delete objects unreferenced for longer than the grace, release idle resumable uploads,
+    /// compact sparse segments
     Gc(gc::GcArgs),
     /// Check the store offline (framing, index, hashes, counts, orphans); exit 3 on problems
     Fsck(fsck::FsckArgs),
@@ -58,7 +63,7 @@ enum Command {
 }
 
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
-fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+fn data_dir(flag: Option<PathBuf>) -> CliResult<PathBuf> {
     if let Some(dir) = flag {
         return Ok(dir);
     }
@@ -70,7 +75,12 @@ fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("no data dir: pass --data-dir or set NET_MESH_DATA_DIR"))?;
+        .ok_or_else(|| {
+            CliError::msg(
+                ErrorClass::Usage,
+                "no data dir: pass --data-dir or set NET_MESH_DATA_DIR",
+            )
+        })?;
     let base = if cfg!(target_os = "macos") {
         PathBuf::from(home).join("Library/Application Support")
     } else {
@@ -92,10 +102,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if output::is_broken_pipe(&err) => ExitCode::FAILURE,
+        Err(err) if err.is_broken_pipe() => ExitCode::FAILURE,
         Err(err) => {
-            eprintln!("net-mesh: error: {}", output::one_line(&err));
-            ExitCode::from(output::exit_code(&err))
+            eprintln!("net-mesh: error: {}", err.one_line());
+            ExitCode::from(err.exit_code())
         }
     }
 }

@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
 use net_mesh_engine::{OpenOptions, Store, StoreConfig};
 
+use crate::output::{CliResult, ErrorContext};
+
 /// Opens the store in `dir` with `config` and staging's default abandonment grace.
-pub fn open(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
+pub fn open(dir: &Path, config: StoreConfig) -> CliResult<Store> {
     open_with_staging_grace(dir, config, net_mesh_staging::DEFAULT_ABANDON_GRACE)
 }
 
@@ -17,9 +18,9 @@ pub fn open_with_staging_grace(
     dir: &Path,
     config: StoreConfig,
     staging_grace: Duration,
-) -> anyhow::Result<Store> {
+) -> CliResult<Store> {
     Store::open_with(dir, options(config, staging_grace))
-        .with_context(|| format!("opening store {}", dir.display()))
+        .context_classified(format!("opening store {}", dir.display()))
 }
 
 /// The open options of the CLI's stores.

@@ -1,35 +1,28 @@
 //! Error lines, exit codes and progress bars shared by the subcommands.
+//!
+//! A command fails with a [`CliError`]: the error with its context, and the [`ErrorClass`] it
+//! carries from where it was raised to the exit code. Engine errors convert with `?` and keep
+//! their own class; context is added with [`ErrorContext::context_classified`], which keeps it.
+//! Errors without a class of their own (the OS's, a codec's, the CLI's own checks) are given
+//! one where they are raised, with [`ErrorContext::with_class`] or [`CliError::new`]. There is
+//! no implicit conversion from `anyhow::Error`: it would let a `.with_context(..)` on an engine
+//! error drop its class without anyone noticing.
 
+use std::fmt::{Debug, Display};
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use net_mesh_engine::fsck::FsckError;
-use net_mesh_engine::index::PinNameTooLong;
-use net_mesh_engine::{
-    BlobError, Classify, ErrorClass, GcError, OpenError, RepairError, StoreError,
-};
-use net_mesh_staging::StagingError;
+use net_mesh_engine::{BlobError, Classify, ErrorClass};
 
 /// `println!` that returns an error instead of panicking when stdout is closed.
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
+        use $crate::output::ErrorContext as _;
         writeln!(std::io::stdout().lock(), $($arg)*)
-            .map_err(|e| anyhow::Error::new(e).context("writing stdout"))?;
+            .with_class(net_mesh_engine::ErrorClass::Io, || "writing stdout")?;
     }};
-}
-
-/// True when the failure is only that the reader of our stdout went away (`… | head`): the
-/// process then exits 1 without an error line, like other Unix tools that stop on EPIPE.
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<net_mesh_engine::BlobError>().is_some_and(
-                |e| matches!(e, BlobError::Sink(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
-            )
-    })
 }
 
 /// Exit code for an integrity failure.
@@ -38,85 +31,135 @@ pub const EXIT_INTEGRITY: u8 = 3;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a refused request (nothing was changed).
 pub const EXIT_REFUSED: u8 = 4;
+/// Exit code for every other failure.
+pub const EXIT_OTHER: u8 = 1;
 
-/// The error and its causes on one line.
-pub fn one_line(err: &anyhow::Error) -> String {
-    let mut line = err.to_string();
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-    }
-    line.replace('\n', " ")
-}
-
-/// The exit code of an error class: the one place they are mapped.
-pub fn exit_code_of(class: ErrorClass) -> u8 {
+/// The exit code of a failure of `class` (`None`: no class fits): the one place they are mapped.
+pub fn exit_code_of(class: Option<ErrorClass>) -> u8 {
     match class {
-        ErrorClass::Integrity => EXIT_INTEGRITY,
-        ErrorClass::Usage => EXIT_USAGE,
-        ErrorClass::Refused => EXIT_REFUSED,
-        ErrorClass::NotFound | ErrorClass::Busy | ErrorClass::Io => 1,
+        Some(ErrorClass::Integrity) => EXIT_INTEGRITY,
+        Some(ErrorClass::Usage) => EXIT_USAGE,
+        Some(ErrorClass::Refused) => EXIT_REFUSED,
+        Some(ErrorClass::NotFound | ErrorClass::Busy | ErrorClass::Io) | None => EXIT_OTHER,
     }
 }
 
-/// The class of the first classified error in the chain (the outermost one that knows).
-fn class_of(err: &anyhow::Error) -> Option<ErrorClass> {
-    err.chain().find_map(|cause| {
-        if cause.downcast_ref::<crate::fsck::ProblemsFound>().is_some() {
-            return Some(ErrorClass::Integrity);
+/// A failed command: the error with its context, and its class.
+#[derive(Debug)]
+pub struct CliError {
+    class: Option<ErrorClass>,
+    error: anyhow::Error,
+}
+
+/// What a command returns.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+impl CliError {
+    /// `error` as a failure of `class`.
+    pub fn new(class: ErrorClass, error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            class: Some(class),
+            error: error.into(),
         }
-        let classified: Option<&dyn Classify> = cause
-            .downcast_ref::<StoreError>()
-            .map(|e| e as &dyn Classify)
-            .or_else(|| {
-                cause
-                    .downcast_ref::<BlobError>()
-                    .map(|e| e as &dyn Classify)
-            })
-            .or_else(|| {
-                cause
-                    .downcast_ref::<OpenError>()
-                    .map(|e| e as &dyn Classify)
-            })
-            .or_else(|| {
-                cause
-                    .downcast_ref::<RepairError>()
-                    .map(|e| e as &dyn Classify)
-            })
-            .or_else(|| cause.downcast_ref::<GcError>().map(|e| e as &dyn Classify))
-            .or_else(|| {
-                cause
-                    .downcast_ref::<FsckError>()
-                    .map(|e| e as &dyn Classify)
-            })
-            .or_else(|| {
-                cause
-                    .downcast_ref::<StagingError>()
-                    .map(|e| e as &dyn Classify)
-            })
-            .or_else(|| {
-                cause
-                    .downcast_ref::<PinNameTooLong>()
-                    .map(|_| &USAGE as &dyn Classify)
-            });
-        classified.map(Classify::class)
-    })
-}
+    }
 
-struct Usage;
-const USAGE: Usage = Usage;
-impl Classify for Usage {
-    fn class(&self) -> ErrorClass {
-        ErrorClass::Usage
+    /// A failure of `class` described by `message`.
+    pub fn msg(
+        class: ErrorClass,
+        message: impl Display + Debug + Send + Sync + 'static,
+    ) -> CliError {
+        CliError::new(class, anyhow::Error::msg(message))
+    }
+
+    /// A failure no class fits (exit 1).
+    pub fn unclassified(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            class: None,
+            error: error.into(),
+        }
+    }
+
+    /// Wraps the error in `context`; the class stays.
+    pub fn context(self, context: impl Display + Send + Sync + 'static) -> CliError {
+        CliError {
+            class: self.class,
+            error: self.error.context(context),
+        }
+    }
+
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        exit_code_of(self.class)
+    }
+
+    /// The error and its causes on one line.
+    pub fn one_line(&self) -> String {
+        let mut line = self.error.to_string();
+        for cause in self.error.chain().skip(1) {
+            let text = cause.to_string();
+            if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+        }
+        line.replace('\n', " ")
+    }
+
+    /// True when the failure is only that the reader of our stdout went away (`… | head`):
+    /// the process then exits 1 without an error line, like other Unix tools that stop on EPIPE.
+    pub fn is_broken_pipe(&self) -> bool {
+        self.error.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+                || c.downcast_ref::<BlobError>().is_some_and(|e| {
+                    matches!(e, BlobError::Sink(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+                })
+        })
     }
 }
 
-/// The exit code of a failed command: from the class of its error, 1 when unclassified.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    class_of(err).map_or(1, exit_code_of)
+impl<E> From<E> for CliError
+where
+    E: Classify + std::error::Error + Send + Sync + 'static,
+{
+    /// An error that knows its class keeps it.
+    fn from(e: E) -> CliError {
+        CliError::new(e.class(), e)
+    }
+}
+
+/// Context for a failed `Result`, keeping or giving the error's class.
+pub trait ErrorContext<T, E> {
+    /// Wraps the error in `context`, keeping the class it carries.
+    fn context_classified(self, context: impl Display + Send + Sync + 'static) -> CliResult<T>
+    where
+        E: Into<CliError>;
+
+    /// Gives an error without a class of its own (an OS or codec error) `class`, and wraps it in
+    /// `context`.
+    fn with_class<C, F>(self, class: ErrorClass, context: F) -> CliResult<T>
+    where
+        E: Into<anyhow::Error>,
+        C: Display + Send + Sync + 'static,
+        F: FnOnce() -> C;
+}
+
+impl<T, E> ErrorContext<T, E> for Result<T, E> {
+    fn context_classified(self, context: impl Display + Send + Sync + 'static) -> CliResult<T>
+    where
+        E: Into<CliError>,
+    {
+        self.map_err(|e| e.into().context(context))
+    }
+
+    fn with_class<C, F>(self, class: ErrorClass, context: F) -> CliResult<T>
+    where
+        E: Into<anyhow::Error>,
+        C: Display + Send + Sync + 'static,
+        F: FnOnce() -> C,
+    {
+        self.map_err(|e| CliError::new(class, e).context(context()))
+    }
 }
 
 /// A byte progress bar on stderr when stderr is a terminal; hidden otherwise.
@@ -138,4 +181,73 @@ pub fn progress(total: Option<u64>, what: &str) -> ProgressBar {
     }
     bar.set_message(what.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use net_mesh_engine::StoreError;
+    use net_mesh_staging::StagingError;
+
+    /// Fails with `e` through `?`, as commands do.
+    fn fail_with<E>(e: E) -> CliResult
+    where
+        E: Classify + std::error::Error + Send + Sync + 'static,
+    {
+        Err(e)?
+    }
+
+    #[test]
+    fn every_class_has_its_exit_code() {
+        assert_eq!(exit_code_of(Some(ErrorClass::Integrity)), 3);
+        assert_eq!(exit_code_of(Some(ErrorClass::Usage)), 2);
+        assert_eq!(exit_code_of(Some(ErrorClass::Refused)), 4);
+        assert_eq!(exit_code_of(Some(ErrorClass::NotFound)), 1);
+        assert_eq!(exit_code_of(Some(ErrorClass::Busy)), 1);
+        assert_eq!(exit_code_of(Some(ErrorClass::Io)), 1);
+        assert_eq!(exit_code_of(None), 1);
+    }
+
+    #[test]
+    fn an_engine_error_keeps_its_class_through_context() {
+        let refused: Result<(), _> = Err(StagingError::Exists("x".into()));
+        let err = refused
+            .context_classified("starting upload x")
+            .context_classified("outer")
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        assert_eq!(
+            err.one_line(),
+            "outer: starting upload x: staging id \"x\" already exists; resume or abort it"
+        );
+        let err = fail_with(StoreError::NotPinned("ab".into())).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        let err = fail_with(StagingError::InvalidId("?".into())).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn errors_without_a_class_get_one_where_they_are_raised() {
+        let parsed: Result<u64, _> = "x".parse::<u64>();
+        let err = parsed
+            .with_class(ErrorClass::Usage, || "range start")
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.one_line(), "range start: invalid digit found in string");
+        let err = CliError::unclassified(anyhow::anyhow!("odd")).context("while x");
+        assert_eq!(err.exit_code(), 1);
+        assert_eq!(err.one_line(), "while x: odd");
+    }
+
+    #[test]
+    fn a_closed_stdout_is_a_broken_pipe_and_nothing_else_is() {
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let err = CliError::new(ErrorClass::Io, pipe).context("writing stdout");
+        assert!(err.is_broken_pipe());
+        let sink = BlobError::Sink(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(CliError::from(sink).is_broken_pipe());
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!CliError::new(ErrorClass::Io, other).is_broken_pipe());
+    }
 }

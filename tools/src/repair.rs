@@ -9,6 +9,9 @@ use net_mesh_engine::StoreConfig;
 use net_mesh_engine::error::hex;
 use serde_json::json;
 
+use crate::outln;
+use crate::output::CliResult;
+
 #[derive(Debug, Args)]
 pub struct RepairArgs {
     /// Blob ref (nm1…) or the hex prefix of a pinned blob's id
@@ -18,12 +21,12 @@ pub struct RepairArgs {
     json: bool,
 }
 
-pub fn run(args: RepairArgs, dir: &Path) -> anyhow::Result<()> {
+pub fn run(args: RepairArgs, dir: &Path) -> CliResult {
     let store = crate::open::open(dir, StoreConfig::default())?;
     let blob_ref = crate::blob::resolve(&store, &args.blob)?;
     let report = store.repair(&blob_ref)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "blob_id": hex(&net_mesh_engine::index::blob_id(&blob_ref)),
@@ -37,13 +40,14 @@ pub fn run(args: RepairArgs, dir: &Path) -> anyhow::Result<()> {
             })
         );
     } else {
-        println!("stripes walked:  {}", report.stripes_walked);
-        println!("healthy:         {}", report.healthy);
-        println!("repaired:        {}", report.repaired);
-        println!("unrecoverable:   {}", report.unrecoverable);
-        println!(
+        outln!("stripes walked:  {}", report.stripes_walked);
+        outln!("healthy:         {}", report.healthy);
+        outln!("repaired:        {}", report.repaired);
+        outln!("unrecoverable:   {}", report.unrecoverable);
+        outln!(
             "chunks rebuilt:  {} ({} bytes)",
-            report.chunks_rebuilt, report.bytes_rebuilt
+            report.chunks_rebuilt,
+            report.bytes_rebuilt
         );
     }
     report.check()?;

@@ -4,9 +4,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use anyhow::{Context, bail};
 use clap::Subcommand;
-use net_mesh_engine::{PutOutcome, StoreConfig};
+use net_mesh_engine::{ErrorClass, PutOutcome, StoreConfig};
 use net_mesh_staging::{
     CheckpointCadence, Resumed, StagingConfig, StagingHandle, append_to_stream,
     begin_streaming_store, finalize_streaming_store, list_staging, resume_streaming_store,
@@ -14,7 +13,7 @@ use net_mesh_staging::{
 use serde_json::json;
 
 use crate::outln;
-use crate::output::progress;
+use crate::output::{CliError, CliResult, ErrorContext, progress};
 
 #[derive(Debug, Subcommand)]
 pub enum StagingCmd {
@@ -23,7 +22,8 @@ pub enum StagingCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Replay FILE from the upload's resume offset, finalize it and print the blob ref
+    /// Replay FILE from the upload's resume offset, finalize it and print the blob ref (an
+    /// upload that already finished prints its ref)
     Resume {
         /// Staging id printed by `blob put --resumable`
         id: String,
@@ -81,14 +81,14 @@ fn feed(
     handle: &mut StagingHandle<'_>,
     mut input: impl Read,
     bar: &indicatif::ProgressBar,
-) -> anyhow::Result<()> {
+) -> CliResult {
     let mut buf = vec![0u8; READ_BUF];
     loop {
         let n = match input.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("reading input"),
+            Err(e) => return Err(CliError::new(ErrorClass::Io, e).context("reading input")),
         };
         append_to_stream(handle, buf.get(..n).unwrap_or_default())?;
         bar.inc(n as u64);
@@ -104,12 +104,13 @@ pub fn put_resumable(
     staging_id: Option<String>,
     checkpoint_interval: Option<u64>,
     json: bool,
-) -> anyhow::Result<()> {
+) -> CliResult {
     let store = open(dir, config.clone())?;
     let (input, size): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin().lock()), None)
     } else {
-        let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let f = File::open(file)
+            .with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(f), size)
     };
@@ -137,52 +138,62 @@ fn resume(
     file: &Path,
     json: bool,
     checkpoint_interval: Option<u64>,
-) -> anyhow::Result<()> {
+) -> CliResult {
     let store = open(dir, StoreConfig::default())?;
-    let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut input =
+        File::open(file).with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;
     let size = input.metadata().ok().map(|m| m.len());
     let (mut handle, offset) =
         match resume_streaming_store(&store, id, cadence(checkpoint_interval))? {
             Resumed::Live { writer, offset } => (*writer, offset),
-            // It finished already (the publisher lost the answer): its ref, as `blob put` prints it.
-            Resumed::Finished(outcome) => return crate::blob::print_put(&outcome, json),
+            // It finished already (the publisher lost the answer): its ref, as `blob put` prints
+            // it; nothing was replayed.
+            Resumed::Finished(outcome) => return print_resumed(&outcome, None, Some(0), json),
         };
     if size.is_some_and(|s| s < offset) {
-        bail!(
-            "{} has {} bytes, fewer than the upload's resume offset {offset}",
-            file.display(),
-            size.unwrap_or(0)
-        );
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            format!(
+                "{} has {} bytes, fewer than the upload's resume offset {offset}",
+                file.display(),
+                size.unwrap_or(0)
+            ),
+        ));
     }
     input
         .seek(SeekFrom::Start(offset))
-        .with_context(|| format!("seeking {} to {offset}", file.display()))?;
+        .with_class(ErrorClass::Io, || {
+            format!("seeking {} to {offset}", file.display())
+        })?;
     let bar = progress(size.map(|s| s.saturating_sub(offset)), "resume");
     feed(&mut handle, input, &bar)?;
     let outcome: PutOutcome = finalize_streaming_store(handle)?;
     bar.finish_and_clear();
-    if json {
-        let replayed = size.map(|s| s.saturating_sub(offset));
-        outln!(
-            "{}",
-            json!({
-                "blob_ref": outcome.blob_ref.to_text(),
-                "blob_id": net_mesh_engine::error::hex(&outcome.blob_id),
-                "size": outcome.blob_ref.size(),
-                "resumed_from": offset,
-                "replayed_bytes": replayed,
-                "chunks": outcome.chunks,
-                "new_chunks": outcome.new_chunks,
-                "new_bytes": outcome.new_bytes,
-            })
-        );
-    } else {
-        outln!("{}", outcome.blob_ref.to_text());
+    let replayed = size.map(|s| s.saturating_sub(offset));
+    print_resumed(&outcome, Some(offset), replayed, json)
+}
+
+/// Prints a resumed upload's blob like `blob put` does; `--json` adds where the replay started
+/// (`null` when the upload had already finished) and how many input bytes were replayed.
+fn print_resumed(
+    outcome: &PutOutcome,
+    resumed_from: Option<u64>,
+    replayed_bytes: Option<u64>,
+    json: bool,
+) -> CliResult {
+    if !json {
+        return crate::blob::print_put(outcome, false);
     }
+    let mut object = crate::blob::put_json(outcome);
+    if let Some(fields) = object.as_object_mut() {
+        fields.insert("resumed_from".into(), json!(resumed_from));
+        fields.insert("replayed_bytes".into(), json!(replayed_bytes));
+    }
+    outln!("{object}");
     Ok(())
 }
 
-pub fn run(cmd: StagingCmd, dir: &Path) -> anyhow::Result<()> {
+pub fn run(cmd: StagingCmd, dir: &Path) -> CliResult {
     match cmd {
         StagingCmd::List { json } => {
             let store = open(dir, StoreConfig::default())?;
@@ -235,7 +246,10 @@ pub fn run(cmd: StagingCmd, dir: &Path) -> anyhow::Result<()> {
         StagingCmd::Abort { id } => {
             let store = open(dir, StoreConfig::default())?;
             if !net_mesh_staging::abort_staging_id(&store, &id)? {
-                bail!("staging upload {id:?} does not exist");
+                return Err(CliError::msg(
+                    ErrorClass::NotFound,
+                    format!("staging upload {id:?} does not exist"),
+                ));
             }
             Ok(())
         }
