@@ -109,6 +109,8 @@ fn exit_codes_follow_the_error_class() {
         2,
     );
     assert!(err.contains("invalid staging id"), "{err}");
+    let err = fails(&dir, &["staging", "resume", "bad/id", path], 2);
+    assert!(err.contains("invalid staging id"), "{err}");
     // (clap's own argument errors exit 2 too, with its usage text)
     let out = run(&dir, &["blob", "put", "--rs", "4,6", "--resumable", path]);
     assert_eq!(out.status.code(), Some(2));

@@ -103,7 +103,7 @@ impl Classify for StagingError {
                 ErrorClass::Refused
             }
             StagingError::ReplayMismatch { .. } => ErrorClass::Refused,
-            StagingError::Failed => ErrorClass::Usage,
+            StagingError::Failed => ErrorClass::Refused,
         }
     }
 }
@@ -421,6 +421,9 @@ pub fn resume<'s>(
     staging_id: &str,
     cadence: CheckpointCadence,
 ) -> Result<Resumed<'s>, StagingError> {
+    if !table::valid_staging_id(staging_id) {
+        return Err(StagingError::InvalidId(staging_id.to_string()));
+    }
     let (stored, finished) = store.read_extension(NAMESPACE, |r| {
         Ok((
             table::upload(r, staging_id)?,
