@@ -123,14 +123,30 @@ impl<'s> OpenBatch<'s> {
     }
 
     /// Whether the store or this batch has `id`; if so the upload holds it (like an object it
-    /// put) until a committed parent counts it.
+    /// put) until a committed parent counts it. Unlike a put's dedup check, the answer must be
+    /// exact, so while a GC delete transaction runs this waits for it to end (GC never waits
+    /// for uploads; this waits at most one GC transaction).
     pub(crate) fn hold_if_present(&mut self, id: Hash) -> Result<bool, StoreError> {
+        let already_held = self.held.contains_key(&id);
         self.hold(id);
-        if self.in_batch.contains(&id) || self.indexed(&id)? {
+        if already_held || self.in_batch.contains(&id) {
             return Ok(true);
         }
-        self.release(&id);
-        Ok(false)
+        let present = loop {
+            match self.store.in_flight.lookup_state(self.reader_generation) {
+                LookupState::Current => break self.reader.contains(&id)?,
+                LookupState::Stale(generation) => {
+                    self.reader = self.store.reader()?;
+                    self.reader_generation = generation;
+                    break self.reader.contains(&id)?;
+                }
+                LookupState::Sweeping => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        };
+        if !present {
+            self.release(&id);
+        }
+        Ok(present)
     }
 
     /// Appends the object (a chunk, or a node listing `children`) unless the store or this
