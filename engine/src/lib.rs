@@ -33,7 +33,9 @@ pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
 pub use erasure::repair::{RepairError, RepairReport};
 pub use erasure::{ErasureError, RsParams};
 pub use error::{BlobError, Classify, ErrorClass, OpenError, StoreError};
-pub use gc::{GcError, GcOptions, GcPhase, GcReport};
+#[cfg(feature = "testing")]
+pub use gc::GcPhase;
+pub use gc::{GcError, GcOptions, GcReport};
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
 pub use read::BlobStat;
 pub use storage::{IndexStorage, StoreBackends};

@@ -69,13 +69,21 @@ impl Default for GcOptions {
     }
 }
 
-/// Points where a test hook runs (deterministic interleaving tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GcPhase {
-    /// After the candidate scan, before the delete transaction.
-    Scanned,
-    /// After the delete transaction committed, before compaction.
-    Swept,
+#[cfg(not(feature = "testing"))]
+use phase::GcPhase;
+#[cfg(feature = "testing")]
+pub use phase::GcPhase;
+
+mod phase {
+    /// Points where a test hook runs ([`Store::gc_with_hook`](crate::Store::gc_with_hook),
+    /// feature `testing`: deterministic interleaving tests).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum GcPhase {
+        /// After the candidate scan, before the delete transaction.
+        Scanned,
+        /// After the delete transaction committed, before compaction.
+        Swept,
+    }
 }
 
 /// A chunk GC refused to delete because a live erasure-coded blob lists it.
@@ -405,11 +413,21 @@ impl Store {
     /// compacts sparse sealed segments. See the module docs for why this is safe beside
     /// uploads and pins; it never waits for them. Two GC runs on one store take turns.
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport, GcError> {
-        self.gc_with_hook(options, &mut |_| {})
+        self.gc_phases(options, &mut |_| {})
     }
 
-    /// [`Store::gc`] calling `hook` at each [`GcPhase`] (for deterministic interleaving tests).
+    /// [`Store::gc`] calling `hook` at each [`GcPhase`] (feature `testing`: deterministic
+    /// interleaving tests).
+    #[cfg(feature = "testing")]
     pub fn gc_with_hook(
+        &self,
+        options: &GcOptions,
+        hook: &mut dyn FnMut(GcPhase),
+    ) -> Result<GcReport, GcError> {
+        self.gc_phases(options, hook)
+    }
+
+    fn gc_phases(
         &self,
         options: &GcOptions,
         hook: &mut dyn FnMut(GcPhase),
