@@ -26,6 +26,7 @@ pub(crate) mod compact;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use net_mesh_segments::{RecordKind, SegmentError};
@@ -477,8 +478,31 @@ impl Store {
         Ok(report)
     }
 
+    /// Poisons the handle when `result` failed in the index database itself: after an I/O
+    /// error inside a write transaction what reached the disk is unknown, as after a failed
+    /// batch commit (`Store::commit_batch`). A corrupt entry, a refusal or a missing object
+    /// aborts the transaction without writing anything and leaves the handle usable.
+    fn poison_on_index_io<T>(&self, result: Result<T, GcError>) -> Result<T, GcError> {
+        if matches!(result, Err(GcError::Index(IndexError::Db(_)))) {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
     /// The delete transaction. The caller runs it inside an in-flight sweep.
     fn sweep(
+        &self,
+        candidates: Vec<Hash>,
+        cutoff: u64,
+        protected: &StripePlaces,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
+        let result = self.sweep_txn(candidates, cutoff, protected, dry_run, report);
+        self.poison_on_index_io(result)
+    }
+
+    fn sweep_txn(
         &self,
         candidates: Vec<Hash>,
         cutoff: u64,
@@ -618,6 +642,11 @@ impl Store {
                 });
             }
         }
+        let result = self.remove_chunk_txn(hash, force);
+        self.poison_on_index_io(result)
+    }
+
+    fn remove_chunk_txn(&self, hash: &Hash, force: bool) -> Result<u64, GcError> {
         let txn = self.index.db().begin_write()?;
         let refcount;
         {
