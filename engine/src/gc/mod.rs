@@ -302,12 +302,15 @@ fn read_verified(
     Ok(store.segments.read(entry.loc, kind, hash)?)
 }
 
+/// What [`for_each_list`] calls with each chunk list.
+type ListVisitor<'a> = dyn FnMut(&[ChunkRef], Encoding) -> Result<(), BlobError> + 'a;
+
 /// Calls `f` with every chunk list of the blob in blob order (reading and verifying its nodes).
 fn for_each_list(
     store: &Store,
     reader: &IndexReader,
     blob_ref: &BlobRef,
-    f: &mut dyn FnMut(&[ChunkRef], Encoding),
+    f: &mut ListVisitor<'_>,
 ) -> Result<(), BlobError> {
     match blob_ref {
         BlobRef::Small { hash, size } => {
@@ -316,15 +319,11 @@ fn for_each_list(
                 size: u32::try_from(*size).unwrap_or(u32::MAX),
                 role: ChunkRole::Data,
             };
-            f(&[chunk], Encoding::Plain);
-            Ok(())
+            f(&[chunk], Encoding::Plain)
         }
         BlobRef::Manifest {
             encoding, chunks, ..
-        } => {
-            f(chunks, *encoding);
-            Ok(())
-        }
+        } => f(chunks, *encoding),
         BlobRef::Tree {
             root_hash, depth, ..
         } => walk_node(store, reader, root_hash, depth.saturating_sub(1), f),
@@ -336,13 +335,12 @@ fn walk_node(
     reader: &IndexReader,
     hash: &Hash,
     level: u8,
-    f: &mut dyn FnMut(&[ChunkRef], Encoding),
+    f: &mut ListVisitor<'_>,
 ) -> Result<(), BlobError> {
     if level == 0 {
         let bytes = read_verified(store, reader, hash, RecordKind::LeafNode, "leaf node")?;
         let leaf = decode_leaf(hash, &bytes)?;
-        f(&leaf.chunks, leaf.encoding);
-        return Ok(());
+        return f(&leaf.chunks, leaf.encoding);
     }
     let bytes = read_verified(
         store,
@@ -358,23 +356,24 @@ fn walk_node(
     Ok(())
 }
 
-/// Every chunk of the blob with its role and stripe, in blob order.
+/// Every chunk of the blob with its role and stripe, in blob order. An erasure-coded list that
+/// does not split into stripes fails the listing as it fails a read
+/// ([`crate::erasure::stripe::assign`]).
 fn list_chunks(
     store: &Store,
     reader: &IndexReader,
     blob_ref: &BlobRef,
 ) -> Result<Vec<ChunkInfo>, BlobError> {
     let mut out = Vec::new();
-    let mut data_before = 0u64;
     for_each_list(store, reader, blob_ref, &mut |chunks, encoding| {
-        let (stripes, after) = crate::erasure::stripe::assign(chunks, encoding, data_before);
-        data_before = after;
+        let stripes = crate::erasure::stripe::assign(chunks, encoding)?;
         out.extend(chunks.iter().zip(stripes).map(|(c, stripe)| ChunkInfo {
             hash: c.hash,
             size: c.size,
             role: c.role,
             stripe,
         }));
+        Ok(())
     })?;
     Ok(out)
 }
@@ -396,7 +395,8 @@ impl Store {
             if pin.blob_ref.encoding() == Encoding::Plain {
                 continue;
             }
-            // An unreadable RS blob is reported by fsck; its chunks are protected by counts.
+            // An unreadable RS blob (or one whose lists do not split into stripes, so no read
+            // or repair can use them) is reported by fsck; its chunks are protected by counts.
             let Ok(chunks) = list_chunks(self, reader, &pin.blob_ref) else {
                 tracing::warn!(blob = %hex(&id), "cannot walk erasure-coded blob for stripe check");
                 continue;
