@@ -36,6 +36,7 @@ pub use error::{BlobError, Classify, ErrorClass, OpenError, StoreError};
 #[cfg(feature = "testing")]
 pub use gc::GcPhase;
 pub use gc::{GcError, GcOptions, GcReport};
+pub use index::Unpinned;
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
 pub use read::BlobStat;
 pub use storage::{IndexStorage, StoreBackends};
