@@ -237,7 +237,7 @@ pub(crate) fn node_children(
     hash: &Hash,
     entry: &ObjectEntry,
 ) -> Result<Vec<Hash>, BlobError> {
-    let bytes = store.segments.read(entry.loc, entry.kind, hash)?;
+    let bytes = store.read_record(hash, entry.kind, "object", entry.loc)?;
     match entry.kind {
         RecordKind::Chunk => Ok(Vec::new()),
         RecordKind::LeafNode => Ok(decode_leaf(hash, &bytes)?
@@ -299,7 +299,7 @@ fn read_verified(
             reason: format!("index says {:?}, expected {what}", entry.kind),
         });
     }
-    Ok(store.segments.read(entry.loc, kind, hash)?)
+    store.read_record(hash, kind, what, entry.loc)
 }
 
 /// What [`for_each_list`] calls with each chunk list.
@@ -631,6 +631,7 @@ impl Store {
         if self.check_writable().is_err() {
             return Err(GcError::Poisoned);
         }
+        let _one_gc = self.gc_run.lock().unwrap_or_else(|e| e.into_inner());
         let _sweep = self.in_flight.begin_sweep();
         if !force {
             let protected = self.live_stripe_members(&self.index.reader()?)?;
