@@ -76,8 +76,8 @@ use phase::GcPhase;
 pub use phase::GcPhase;
 
 mod phase {
-    /// Points where a test hook runs ([`Store::gc_with_hook`](crate::Store::gc_with_hook),
-    /// feature `testing`: deterministic interleaving tests).
+    /// Points where a test hook runs (`Store::gc_with_hook`, feature `testing`: deterministic
+    /// interleaving tests).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum GcPhase {
         /// After the candidate scan, before the delete transaction.
