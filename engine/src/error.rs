@@ -54,6 +54,17 @@ pub enum StoreError {
     NotPinned(String),
     #[error("{0:?} matches more than one pinned blob; give more characters")]
     Ambiguous(String),
+    /// The pin row an id prefix names does not decode, so its blob is unknown. Unpinning it
+    /// by its full id removes the row.
+    #[error(
+        "pin row {} does not decode ({source}); unpin it by its full id to remove the row",
+        hex(id)
+    )]
+    PinUndecodable {
+        /// The row's key, the full blob id it claims.
+        id: Hash,
+        source: IndexError,
+    },
     /// A pin name longer than `index::MAX_PIN_NAME` bytes; refused before anything is written.
     #[error(transparent)]
     PinName(#[from] PinNameTooLong),
@@ -178,7 +189,7 @@ impl Classify for StoreError {
             | StoreError::PinName(_) => ErrorClass::Usage,
             StoreError::NotPinned(_) => ErrorClass::NotFound,
             StoreError::Ambiguous(_) => ErrorClass::Usage,
-            StoreError::TreeState(_) => ErrorClass::Integrity,
+            StoreError::TreeState(_) | StoreError::PinUndecodable { .. } => ErrorClass::Integrity,
         }
     }
 }

@@ -36,7 +36,10 @@ pub use chunking::{ChunkingError, ChunkingStrategy};
 pub use codec::{BlobRef, ChunkRef, ChunkRole, Encoding, Hash};
 pub use erasure::{ErasureError, RsParams};
 pub use error::{BlobError, Classify, ErrorClass, OpenError, StoreError};
-pub use gc::{GcError, GcOptions, GcPhase, GcReport};
+#[cfg(feature = "testing")]
+pub use gc::GcPhase;
+pub use gc::{GcError, GcOptions, GcReport};
+pub use index::Unpinned;
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
 pub use net_mesh_segments::RecordKind as ObjectKind;
 pub use read::BlobStat;

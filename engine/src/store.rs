@@ -21,7 +21,8 @@ use crate::index::extension::{
     Extension, ExtensionError, ExtensionOp, ExtensionReader, Extensions,
 };
 use crate::index::{
-    Batch, CommitOutcome, Index, IndexError, IndexReader, Pin, PinListing, blob_id, check_pin_name,
+    Batch, CommitOutcome, Index, IndexError, IndexReader, Pin, PinListing, Unpinned, blob_id,
+    check_pin_name,
 };
 use crate::storage::StoreBackends;
 use crate::tree::TreePolicy;
@@ -376,13 +377,19 @@ impl Store {
         Ok(blob_id(blob_ref))
     }
 
-    /// Unpins the blob with id `id`. Returns false when it was not pinned. Space is reclaimed
-    /// by GC.
-    pub fn unpin(&self, id: &Hash) -> Result<bool, StoreError> {
+    /// Unpins the blob with id `id` (space is reclaimed by GC). A pin row that does not decode
+    /// is removed too, without lowering any count ([`Unpinned::RemovedUndecodable`]).
+    pub fn unpin(&self, id: &Hash) -> Result<Unpinned, StoreError> {
         let mut batch = Batch::default();
         batch.pins_remove.push(*id);
         let outcome = self.commit_batch(batch)?;
-        Ok(outcome.pins_removed > 0)
+        Ok(if !outcome.pins_removed_undecodable.is_empty() {
+            Unpinned::RemovedUndecodable
+        } else if outcome.pins_removed > 0 {
+            Unpinned::Removed
+        } else {
+            Unpinned::NotPinned
+        })
     }
 
     /// Commits extension changes on their own, in one index transaction (e.g. staging's begin
@@ -410,7 +417,8 @@ impl Store {
         Ok(self.index.reader()?.pin_listing()?)
     }
 
-    /// Finds a pinned blob by its id's hex prefix (at least 4 characters).
+    /// Finds a pinned blob by its id's hex prefix (at least 4 characters). A prefix of a row
+    /// that does not decode gives [`StoreError::PinUndecodable`], which names the row's full id.
     pub fn find_pin(&self, id_prefix: &str) -> Result<(Hash, Pin), StoreError> {
         let want = id_prefix.to_ascii_lowercase();
         if want.len() < 4 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -428,13 +436,24 @@ impl Store {
                     .bad
                     .into_iter()
                     .filter(|row| matches(&row.id))
-                    .map(|row| Err(row.error)),
+                    .map(|row| Err((row.id, row.error))),
             );
         match (found.next(), found.next()) {
             (Some(Ok(hit)), None) => Ok(hit),
-            (Some(Err(damaged)), None) => Err(damaged.into()),
+            (Some(Err((id, source))), None) => Err(StoreError::PinUndecodable { id, source }),
             (None, _) => Err(StoreError::NotPinned(id_prefix.to_string())),
             (Some(_), Some(_)) => Err(StoreError::Ambiguous(id_prefix.to_string())),
+        }
+    }
+
+    /// The id of the pin row `id_text` names: a hex prefix (at least 4 characters) of a pinned
+    /// blob's id, as [`Store::find_pin`] takes, or the full id (64 characters) of any pin row —
+    /// also one that does not decode, which is how such a row is named to unpin it.
+    pub fn find_pin_id(&self, id_text: &str) -> Result<Hash, StoreError> {
+        match self.find_pin(id_text) {
+            Ok((id, _)) => Ok(id),
+            Err(StoreError::PinUndecodable { id, .. }) if id_text.len() == 64 => Ok(id),
+            Err(e) => Err(e),
         }
     }
 }

@@ -48,7 +48,10 @@ fn unpinning_a_and_collecting_frees_its_unique_chunks_and_disk_space() {
     // Nothing is collectable while both are pinned, nor with the default grace.
     let report = store.gc(&gc_now()).unwrap();
     assert_eq!(report.objects_freed, 0);
-    assert!(store.unpin(&ra.blob_id).unwrap());
+    assert_eq!(
+        store.unpin(&ra.blob_id).unwrap(),
+        net_mesh_engine::Unpinned::Removed
+    );
     let report = store.gc(&GcOptions::default()).unwrap();
     assert_eq!(report.objects_freed, 0, "24h grace keeps fresh objects");
 

@@ -94,7 +94,7 @@ proptest! {
                 Op::Rm(i) => {
                     if !model.is_empty() {
                         let id = *model.keys().nth(i % model.len()).unwrap();
-                        prop_assert!(store.unpin(&id).unwrap());
+                        prop_assert_eq!(store.unpin(&id).unwrap(), net_mesh_engine::Unpinned::Removed);
                         model.remove(&id);
                     }
                 }

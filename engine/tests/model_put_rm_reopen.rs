@@ -84,7 +84,7 @@ proptest! {
                 Op::Unpin(i) => {
                     if model.is_empty() { continue; }
                     let id = *model.keys().nth(i % model.len()).unwrap();
-                    prop_assert!(store.unpin(&id).unwrap());
+                    prop_assert_eq!(store.unpin(&id).unwrap(), net_mesh_engine::Unpinned::Removed);
                     model.remove(&id);
                 }
                 Op::Abandon { seed, len } => {

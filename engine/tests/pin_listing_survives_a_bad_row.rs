@@ -94,13 +94,16 @@ fn a_bad_pin_row_is_reported_and_never_lets_gc_or_fsck_lose_what_it_may_pin() {
     assert_eq!(listing.bad[0].id, b.blob_id);
     assert!(listing.bad[0].error.class() == ErrorClass::Integrity);
 
-    // Lookup by id prefix: the good ones resolve, the bad one names its corruption.
+    // Lookup by id prefix: the good ones resolve, the bad one names its corruption and the
+    // row's full id.
     assert_eq!(store.find_pin(&hex(&c.blob_id)[..8]).unwrap().0, c.blob_id);
     let e = store.find_pin(&hex(&b.blob_id)[..8]).unwrap_err();
     assert!(
-        matches!(e, StoreError::Index(ref i) if i.class() == ErrorClass::Integrity),
+        matches!(e, StoreError::PinUndecodable { id, .. } if id == b.blob_id),
         "{e:?}"
     );
+    assert_eq!(e.class(), ErrorClass::Integrity);
+    assert!(e.to_string().contains(&hex(&b.blob_id)), "{e}");
 
     // GC's stripe guard needs every pinned blob: it refuses, and deletes nothing.
     assert!(store.gc(&gc_now()).is_err());

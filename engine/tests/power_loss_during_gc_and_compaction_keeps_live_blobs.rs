@@ -66,7 +66,12 @@ fn power_loss_during_gc_and_compaction_keeps_live_blobs() {
         for r in [&refs[1], &refs[2]] {
             let id = blob_id(r);
             rec.step(
-                || assert!(store.unpin(&id).unwrap()),
+                || {
+                    assert_eq!(
+                        store.unpin(&id).unwrap(),
+                        net_mesh_engine::Unpinned::Removed
+                    )
+                },
                 |_| vec![Effect::Unpinned { id }],
             );
         }
@@ -91,7 +96,12 @@ fn power_loss_during_gc_and_compaction_keeps_live_blobs() {
         );
         let id = blob_id(&refs[0]);
         rec.step(
-            || assert!(store.unpin(&id).unwrap()),
+            || {
+                assert_eq!(
+                    store.unpin(&id).unwrap(),
+                    net_mesh_engine::Unpinned::Removed
+                )
+            },
             |_| vec![Effect::Unpinned { id }],
         );
         let before = segment_ids(&store);

@@ -45,7 +45,12 @@ fn power_loss_during_pin_and_unpin_keeps_acknowledged_pins() {
         let ref_b = rec.step(|| store.store(&b).unwrap().blob_ref, |r| pinned(r, &b));
         let (id_a, id_b) = (blob_id(&ref_a), blob_id(&ref_b));
         rec.step(
-            || assert!(store.unpin(&id_a).unwrap()),
+            || {
+                assert_eq!(
+                    store.unpin(&id_a).unwrap(),
+                    net_mesh_engine::Unpinned::Removed
+                )
+            },
             |_| vec![Effect::Unpinned { id: id_a }],
         );
         rec.step(
@@ -53,7 +58,12 @@ fn power_loss_during_pin_and_unpin_keeps_acknowledged_pins() {
             |_| pinned(&ref_a, &a),
         );
         rec.step(
-            || assert!(store.unpin(&id_b).unwrap()),
+            || {
+                assert_eq!(
+                    store.unpin(&id_b).unwrap(),
+                    net_mesh_engine::Unpinned::Removed
+                )
+            },
             |_| vec![Effect::Unpinned { id: id_b }],
         );
         // A pin of a blob whose objects were never stored is refused; the handle stays usable.
@@ -67,7 +77,12 @@ fn power_loss_during_pin_and_unpin_keeps_acknowledged_pins() {
             "{refused}"
         );
         rec.step(
-            || assert!(store.unpin(&id_a).unwrap()),
+            || {
+                assert_eq!(
+                    store.unpin(&id_a).unwrap(),
+                    net_mesh_engine::Unpinned::Removed
+                )
+            },
             |_| vec![Effect::Unpinned { id: id_a }],
         );
         rec.step(

@@ -39,8 +39,14 @@ fn unpin_persists_and_unknown_ids_report_false() {
     let id = {
         let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
         let out = store.store(b"keep me").unwrap();
-        assert!(store.unpin(&out.blob_id).unwrap());
-        assert!(!store.unpin(&out.blob_id).unwrap());
+        assert_eq!(
+            store.unpin(&out.blob_id).unwrap(),
+            net_mesh_engine::Unpinned::Removed
+        );
+        assert_eq!(
+            store.unpin(&out.blob_id).unwrap(),
+            net_mesh_engine::Unpinned::NotPinned
+        );
         out.blob_id
     };
     let store = open(tmp.path(), SMALL_CDC, TINY_TREE);

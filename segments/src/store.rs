@@ -425,20 +425,23 @@ impl Segments {
     }
 
     fn view(&self, segment: SegmentId) -> Result<View, SegmentError> {
-        let sealed_len = {
-            let state = lock(&self.state)?;
-            if segment == state.active {
-                return Ok(View::Active(
-                    Arc::clone(&state.active_file),
-                    state.active_len,
-                ));
-            }
-            *state
-                .sealed_lens
-                .get(&segment)
-                .ok_or(SegmentError::UnknownSegment(segment))?
-        };
-        Ok(View::Sealed(self.sealed_reader(segment)?, sealed_len))
+        let state = lock(&self.state)?;
+        if segment == state.active {
+            return Ok(View::Active(
+                Arc::clone(&state.active_file),
+                state.active_len,
+            ));
+        }
+        let sealed_len = *state
+            .sealed_lens
+            .get(&segment)
+            .ok_or(SegmentError::UnknownSegment(segment))?;
+        // Under the state lock, so that `remove_segment` cannot unlink the file between the
+        // lookup and the open (the read would fail with an I/O error instead of
+        // `UnknownSegment`), nor leave a reader of a removed segment in the cache.
+        let reader = self.sealed_reader(segment)?;
+        drop(state);
+        Ok(View::Sealed(reader, sealed_len))
     }
 
     fn sealed_reader(&self, segment: SegmentId) -> Result<Arc<SealedReader>, SegmentError> {
@@ -696,7 +699,8 @@ impl Segments {
     }
 
     /// Unlinks a sealed segment (after the index no longer points into it) and fsyncs the
-    /// directory. Never the active one. Readers that already hold its mapping keep working.
+    /// directory. Never the active one. Readers that already hold its mapping keep working;
+    /// later reads of it fail with [`SegmentError::UnknownSegment`].
     pub fn remove_segment(&self, segment: SegmentId) -> Result<(), SegmentError> {
         self.check_poisoned()?;
         let path = self.path_of(segment);
@@ -717,8 +721,8 @@ impl Segments {
             state.sealed_lens.remove(&segment);
             state.dirty.remove(&segment);
             state.unacknowledged.remove(&segment);
+            lock(&self.sealed)?.remove(&segment);
         }
-        lock(&self.sealed)?.remove(&segment);
         if let Err(e) = self.backend.sync_dir(&self.dir) {
             return Err(self.poison(self.dir.clone(), "fsync segment directory", e));
         }

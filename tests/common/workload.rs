@@ -221,7 +221,10 @@ fn writer(
                 let (unpinned_seed, blob_ref) =
                     mine.swap_remove(rng.below(mine.len() as u64) as usize);
                 log.line(format!("unpin {unpinned_seed}"));
-                assert!(store.unpin(&blob_id(&blob_ref)).unwrap());
+                assert_eq!(
+                    store.unpin(&blob_id(&blob_ref)).unwrap(),
+                    net_mesh_engine::Unpinned::Removed
+                );
                 tally.lock().unwrap().unpins += 1;
             }
             8 => {

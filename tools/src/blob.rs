@@ -9,7 +9,7 @@ use net_mesh_engine::codec::Encoding;
 use net_mesh_engine::error::hex;
 use net_mesh_engine::index::check_pin_name;
 use net_mesh_engine::{
-    BlobRef, ChunkingStrategy, ErrorClass, Store, StoreConfig, StoreError, TreePolicy,
+    BlobRef, ChunkingStrategy, ErrorClass, Store, StoreConfig, StoreError, TreePolicy, Unpinned,
 };
 use serde_json::json;
 
@@ -82,8 +82,12 @@ pub enum BlobCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Unpin a blob (space is reclaimed by gc)
-    Rm { blob: String },
+    /// Unpin a blob (space is reclaimed by gc). A pin row that does not decode is named by its
+    /// full id (64 hex digits, as `blob ls` and fsck print it)
+    Rm {
+        /// Blob ref (nm1…), the hex prefix of a pinned blob's id, or a pin row's full id
+        blob: String,
+    },
     /// List every chunk of a blob: hash, size, role (data/parity) and stripe
     Chunks {
         blob: String,
@@ -294,14 +298,26 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> CliResult {
         }
         BlobCmd::Rm { blob } => {
             let store = open(dir, StoreConfig::default())?;
-            let blob_ref = resolve(&store, &blob)?;
-            let id = net_mesh_engine::index::blob_id(&blob_ref);
-            if !store.unpin(&id)? {
-                let id = hex(&id);
-                return Err(CliError::msg(
-                    ErrorClass::NotFound,
-                    format!("blob {} is not pinned", id.get(..16).unwrap_or(&id)),
-                ));
+            let id = if blob.starts_with("nm1") {
+                net_mesh_engine::index::blob_id(&resolve(&store, &blob)?)
+            } else {
+                store.find_pin_id(&blob)?
+            };
+            match store.unpin(&id)? {
+                Unpinned::Removed => {}
+                Unpinned::RemovedUndecodable => eprintln!(
+                    "net-mesh: warning: pin row {} did not decode; it was removed, but the \
+                     references it held are unknown and were kept: run `net-mesh fsck --repair` \
+                     to recompute the counts (until then gc cannot reclaim that space)",
+                    hex(&id)
+                ),
+                Unpinned::NotPinned => {
+                    let id = hex(&id);
+                    return Err(CliError::msg(
+                        ErrorClass::NotFound,
+                        format!("blob {} is not pinned", id.get(..16).unwrap_or(&id)),
+                    ));
+                }
             }
             Ok(())
         }

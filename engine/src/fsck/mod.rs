@@ -174,6 +174,11 @@ pub fn fsck(dir: &Path, open: OpenOptions, options: &FsckOptions) -> Result<Fsck
 /// Runs fsck on a store that is already open (e.g. on custom storage backends). The store was
 /// opened strictly, so a missing, short or damaged committed segment file already failed its
 /// open; everything else is checked (and repaired, if asked) as [`fsck`] does.
+///
+/// It takes the store's GC turn, so no GC, compaction or chunk removal runs meanwhile (a
+/// compaction would move records between the snapshot fsck lists entries from and its reads,
+/// and they would look missing). No other writer may use the store while it runs either: fsck
+/// compares several snapshots, and its repair rewrites counts from them.
 pub fn fsck_open_store(store: &Store, options: &FsckOptions) -> Result<FsckReport, FsckError> {
     check(store, BTreeMap::new(), options)
 }
@@ -183,6 +188,7 @@ fn check(
     issues: BTreeMap<SegmentId, SegmentIssue>,
     options: &FsckOptions,
 ) -> Result<FsckReport, FsckError> {
+    let _no_gc = store.gc_run.lock().unwrap_or_else(|e| e.into_inner());
     let mut checker = Checker {
         store,
         options,

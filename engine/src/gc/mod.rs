@@ -26,6 +26,7 @@ pub(crate) mod compact;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use net_mesh_segments::{RecordKind, SegmentError};
@@ -69,13 +70,21 @@ impl Default for GcOptions {
     }
 }
 
-/// Points where a test hook runs (deterministic interleaving tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GcPhase {
-    /// After the candidate scan, before the delete transaction.
-    Scanned,
-    /// After the delete transaction committed, before compaction.
-    Swept,
+#[cfg(not(feature = "testing"))]
+use phase::GcPhase;
+#[cfg(feature = "testing")]
+pub use phase::GcPhase;
+
+mod phase {
+    /// Points where a test hook runs (`Store::gc_with_hook`, feature `testing`: deterministic
+    /// interleaving tests).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum GcPhase {
+        /// After the candidate scan, before the delete transaction.
+        Scanned,
+        /// After the delete transaction committed, before compaction.
+        Swept,
+    }
 }
 
 /// A chunk GC refused to delete because a live erasure-coded blob lists it.
@@ -228,7 +237,7 @@ pub(crate) fn node_children(
     hash: &Hash,
     entry: &ObjectEntry,
 ) -> Result<Vec<Hash>, BlobError> {
-    let bytes = store.segments.read(entry.loc, entry.kind, hash)?;
+    let bytes = store.read_record(hash, entry.kind, "object", entry.loc)?;
     match entry.kind {
         RecordKind::Chunk => Ok(Vec::new()),
         RecordKind::LeafNode => Ok(decode_leaf(hash, &bytes)?
@@ -290,15 +299,18 @@ fn read_verified(
             reason: format!("index says {:?}, expected {what}", entry.kind),
         });
     }
-    Ok(store.segments.read(entry.loc, kind, hash)?)
+    store.read_record(hash, kind, what, entry.loc)
 }
+
+/// What [`for_each_list`] calls with each chunk list.
+type ListVisitor<'a> = dyn FnMut(&[ChunkRef], Encoding) -> Result<(), BlobError> + 'a;
 
 /// Calls `f` with every chunk list of the blob in blob order (reading and verifying its nodes).
 fn for_each_list(
     store: &Store,
     reader: &IndexReader,
     blob_ref: &BlobRef,
-    f: &mut dyn FnMut(&[ChunkRef], Encoding),
+    f: &mut ListVisitor<'_>,
 ) -> Result<(), BlobError> {
     match blob_ref {
         BlobRef::Small { hash, size } => {
@@ -307,15 +319,11 @@ fn for_each_list(
                 size: u32::try_from(*size).unwrap_or(u32::MAX),
                 role: ChunkRole::Data,
             };
-            f(&[chunk], Encoding::Plain);
-            Ok(())
+            f(&[chunk], Encoding::Plain)
         }
         BlobRef::Manifest {
             encoding, chunks, ..
-        } => {
-            f(chunks, *encoding);
-            Ok(())
-        }
+        } => f(chunks, *encoding),
         BlobRef::Tree {
             root_hash, depth, ..
         } => walk_node(store, reader, root_hash, depth.saturating_sub(1), f),
@@ -327,13 +335,12 @@ fn walk_node(
     reader: &IndexReader,
     hash: &Hash,
     level: u8,
-    f: &mut dyn FnMut(&[ChunkRef], Encoding),
+    f: &mut ListVisitor<'_>,
 ) -> Result<(), BlobError> {
     if level == 0 {
         let bytes = read_verified(store, reader, hash, RecordKind::LeafNode, "leaf node")?;
         let leaf = decode_leaf(hash, &bytes)?;
-        f(&leaf.chunks, leaf.encoding);
-        return Ok(());
+        return f(&leaf.chunks, leaf.encoding);
     }
     let bytes = read_verified(
         store,
@@ -349,23 +356,24 @@ fn walk_node(
     Ok(())
 }
 
-/// Every chunk of the blob with its role and stripe, in blob order.
+/// Every chunk of the blob with its role and stripe, in blob order. An erasure-coded list that
+/// does not split into stripes fails the listing as it fails a read
+/// ([`crate::erasure::stripe::assign`]).
 fn list_chunks(
     store: &Store,
     reader: &IndexReader,
     blob_ref: &BlobRef,
 ) -> Result<Vec<ChunkInfo>, BlobError> {
     let mut out = Vec::new();
-    let mut data_before = 0u64;
     for_each_list(store, reader, blob_ref, &mut |chunks, encoding| {
-        let (stripes, after) = crate::erasure::stripe::assign(chunks, encoding, data_before);
-        data_before = after;
+        let stripes = crate::erasure::stripe::assign(chunks, encoding)?;
         out.extend(chunks.iter().zip(stripes).map(|(c, stripe)| ChunkInfo {
             hash: c.hash,
             size: c.size,
             role: c.role,
             stripe,
         }));
+        Ok(())
     })?;
     Ok(out)
 }
@@ -387,7 +395,8 @@ impl Store {
             if pin.blob_ref.encoding() == Encoding::Plain {
                 continue;
             }
-            // An unreadable RS blob is reported by fsck; its chunks are protected by counts.
+            // An unreadable RS blob (or one whose lists do not split into stripes, so no read
+            // or repair can use them) is reported by fsck; its chunks are protected by counts.
             let Ok(chunks) = list_chunks(self, reader, &pin.blob_ref) else {
                 tracing::warn!(blob = %hex(&id), "cannot walk erasure-coded blob for stripe check");
                 continue;
@@ -405,11 +414,21 @@ impl Store {
     /// compacts sparse sealed segments. See the module docs for why this is safe beside
     /// uploads and pins; it never waits for them. Two GC runs on one store take turns.
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport, GcError> {
-        self.gc_with_hook(options, &mut |_| {})
+        self.gc_phases(options, &mut |_| {})
     }
 
-    /// [`Store::gc`] calling `hook` at each [`GcPhase`] (for deterministic interleaving tests).
+    /// [`Store::gc`] calling `hook` at each [`GcPhase`] (feature `testing`: deterministic
+    /// interleaving tests).
+    #[cfg(feature = "testing")]
     pub fn gc_with_hook(
+        &self,
+        options: &GcOptions,
+        hook: &mut dyn FnMut(GcPhase),
+    ) -> Result<GcReport, GcError> {
+        self.gc_phases(options, hook)
+    }
+
+    fn gc_phases(
         &self,
         options: &GcOptions,
         hook: &mut dyn FnMut(GcPhase),
@@ -459,8 +478,31 @@ impl Store {
         Ok(report)
     }
 
+    /// Poisons the handle when `result` failed in the index database itself: after an I/O
+    /// error inside a write transaction what reached the disk is unknown, as after a failed
+    /// batch commit (`Store::commit_batch`). A corrupt entry, a refusal or a missing object
+    /// aborts the transaction without writing anything and leaves the handle usable.
+    fn poison_on_index_io<T>(&self, result: Result<T, GcError>) -> Result<T, GcError> {
+        if matches!(result, Err(GcError::Index(IndexError::Db(_)))) {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
     /// The delete transaction. The caller runs it inside an in-flight sweep.
     fn sweep(
+        &self,
+        candidates: Vec<Hash>,
+        cutoff: u64,
+        protected: &StripePlaces,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
+        let result = self.sweep_txn(candidates, cutoff, protected, dry_run, report);
+        self.poison_on_index_io(result)
+    }
+
+    fn sweep_txn(
         &self,
         candidates: Vec<Hash>,
         cutoff: u64,
@@ -589,6 +631,7 @@ impl Store {
         if self.check_writable().is_err() {
             return Err(GcError::Poisoned);
         }
+        let _one_gc = self.gc_run.lock().unwrap_or_else(|e| e.into_inner());
         let _sweep = self.in_flight.begin_sweep();
         if !force {
             let protected = self.live_stripe_members(&self.index.reader()?)?;
@@ -600,6 +643,11 @@ impl Store {
                 });
             }
         }
+        let result = self.remove_chunk_txn(hash, force);
+        self.poison_on_index_io(result)
+    }
+
+    fn remove_chunk_txn(&self, hash: &Hash, force: bool) -> Result<u64, GcError> {
         let txn = self.index.db().begin_write()?;
         let refcount;
         {

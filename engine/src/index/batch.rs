@@ -105,9 +105,14 @@ pub struct CommitOutcome {
     /// New objects actually inserted (not already present).
     pub inserted: u64,
     pub inserted_bytes: u64,
-    /// Pins added (not already present) and removed (present).
+    /// Pins added (not already present) and removed (present, including rows that did not
+    /// decode).
     pub pins_added: u64,
     pub pins_removed: u64,
+    /// Pin rows removed that did not decode: the references they held are unknown, so no count
+    /// was lowered. Those counts are now too high (a leak, never a loss): fsck reports
+    /// `refcount_mismatch` and `fsck --repair` recomputes them.
+    pub pins_removed_undecodable: Vec<Hash>,
     /// Objects repointed by `Batch::relocations`.
     pub relocated: u64,
     /// Segments of `Batch::retire_segments` whose entry was dropped (nothing lives there).

@@ -131,8 +131,13 @@ impl Index {
                 let Some(old) = pins.remove(id)?.map(|v| v.value().to_vec()) else {
                     continue;
                 };
-                let pin = Pin::decode(id, &old)?;
                 outcome.pins_removed = outcome.pins_removed.saturating_add(1);
+                let Ok(pin) = Pin::decode(id, &old) else {
+                    // What the row pinned is unknown: leave every count as it is (too high
+                    // now, which fsck --repair settles; lowering a guess could lose data).
+                    outcome.pins_removed_undecodable.push(*id);
+                    continue;
+                };
                 for root in pin_roots(&pin.blob_ref) {
                     let d = deltas.entry(root).or_insert(0);
                     *d = d.saturating_sub(1);

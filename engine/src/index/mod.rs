@@ -275,6 +275,19 @@ pub(crate) fn segment_in(
     }
 }
 
+/// What an unpin removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpinned {
+    /// No pin row has that id.
+    NotPinned,
+    /// The pin row was removed and the references it held released.
+    Removed,
+    /// The pin row did not decode: it was removed, and since the references it held are
+    /// unknown no count was lowered. Those counts are now too high — space leaks until
+    /// `fsck --repair` recomputes them (fsck reports `refcount_mismatch`); nothing is lost.
+    RemovedUndecodable,
+}
+
 /// A pin row that does not decode.
 #[derive(Debug)]
 pub struct BadPinRow {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
-use net_mesh_segments::{RecordKind, SegmentError};
+use net_mesh_segments::{RecordKind, RecordLoc, SegmentError};
 
 use crate::codec::{
     BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id, internal_id,
@@ -69,20 +69,7 @@ impl Reader<'_> {
             _ => &self.store.stats.node_reads,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        match self.store.segments.read(entry.loc, kind, hash) {
-            // Compaction moved the object and removed its old segment after this snapshot
-            // was taken: look it up again.
-            Err(SegmentError::UnknownSegment(_)) => {
-                let moved = self
-                    .store
-                    .index
-                    .reader()?
-                    .object(hash)?
-                    .ok_or(BlobError::Missing { hash: *hash, what })?;
-                Ok(self.store.segments.read(moved.loc, kind, hash)?)
-            }
-            other => Ok(other?),
-        }
+        self.store.read_record(hash, kind, what, entry.loc)
     }
 
     /// Reads and verifies one chunk.
@@ -322,6 +309,37 @@ impl Reader<'_> {
 }
 
 impl Store {
+    /// Reads the record of object `hash` at `loc`, the location an index snapshot gave. When
+    /// compaction moved the object and removed that segment after the snapshot was taken
+    /// (`UnknownSegment`), the object is looked up again in a fresh snapshot and read there —
+    /// again as long as each lookup finds it somewhere new (a later compaction may have moved
+    /// it once more); at the same place twice, the segment really is unknown. Every read of an
+    /// object the index places goes through here.
+    pub(crate) fn read_record(
+        &self,
+        hash: &Hash,
+        kind: RecordKind,
+        what: &'static str,
+        mut loc: RecordLoc,
+    ) -> Result<Vec<u8>, BlobError> {
+        loop {
+            match self.segments.read(loc, kind, hash) {
+                Err(SegmentError::UnknownSegment(segment)) => {
+                    let moved = self
+                        .index
+                        .reader()?
+                        .object(hash)?
+                        .ok_or(BlobError::Missing { hash: *hash, what })?;
+                    if moved.loc == loc {
+                        return Err(SegmentError::UnknownSegment(segment).into());
+                    }
+                    loc = moved.loc;
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
     pub(crate) fn blob_reader(&self) -> Result<Reader<'_>, BlobError> {
         Ok(Reader {
             store: self,
