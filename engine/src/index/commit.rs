@@ -11,7 +11,8 @@ use super::extension::{ExtensionError, ExtensionTxn};
 
 use super::{
     Batch, CommitOutcome, Index, IndexError, LOST_REFS, OBJECTS, ObjectEntry, PINS, Pin, SEGMENTS,
-    SegmentEntry, blob_id, corrupted, object_in, pin_roots, segment_in, take_lost_refs,
+    SegmentEntry, blob_id, corrupted, decode_lost_refs, encode_lost_refs, object_in, pin_roots,
+    segment_in, take_lost_refs,
 };
 
 const RECORD_HEADER_LEN_U64: u64 = RECORD_HEADER_LEN as u64;
@@ -148,7 +149,13 @@ impl Index {
                     continue;
                 }
                 let Some(mut entry) = object_in(&objects, &hash)? else {
-                    return Err(IndexError::MissingObject(crate::class::hex(&hash)));
+                    if delta > 0 {
+                        return Err(IndexError::MissingObject(crate::class::hex(&hash)));
+                    }
+                    // Dropping references to an object that is gone (fsck --repair or a forced
+                    // chunk removal dropped it): the count they held, if recorded, loses them.
+                    release_lost_refs(&mut lost_refs, &hash, delta.unsigned_abs())?;
+                    continue;
                 };
                 let was = entry.refcount;
                 entry.refcount = was
@@ -171,6 +178,25 @@ impl Index {
         net_mesh_segments::failpoint::hit("engine.index_commit.after");
         Ok(outcome)
     }
+}
+
+/// Lowers the recorded lost count of `hash` by `by` (removing the row at 0); nothing when no
+/// count is recorded.
+fn release_lost_refs(
+    table: &mut redb::Table<&[u8; 32], &[u8]>,
+    hash: &crate::codec::Hash,
+    by: u64,
+) -> Result<(), IndexError> {
+    let Some(raw) = table.get(hash)?.map(|v| v.value().to_vec()) else {
+        return Ok(());
+    };
+    let left = decode_lost_refs(hash, &raw)?.saturating_sub(by);
+    if left == 0 {
+        table.remove(hash)?;
+    } else {
+        table.insert(hash, encode_lost_refs(left).as_slice())?;
+    }
+    Ok(())
 }
 
 /// The segment entries one transaction changes, loaded on first use and written back once.
