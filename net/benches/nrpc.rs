@@ -683,6 +683,7 @@ fn cancel_quiescent(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
                 let mut stream = n
                     .client
                     .call_server_streaming::<(), Blob>("firehose", &(), CallOptions::default())
+                    .await
                     .unwrap();
                 stream.next().await.unwrap().unwrap();
                 let start = Instant::now();
@@ -745,8 +746,8 @@ fn transport_only(c: &mut Criterion, rt: &Runtime) {
         let t = Duration::from_secs(10);
         let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
         let (ea, eb) = tokio::join!(
-            net_mesh::handshake::initiate(&mut a, &ia, t),
-            net_mesh::handshake::respond(&mut b, &ib, t)
+            net_mesh::handshake::initiate(&mut a, (&ia).into(), None, t),
+            net_mesh::handshake::respond(&mut b, (&ib).into(), t)
         );
         let (ar, aw) = a.into_split();
         let (br, bw) = b.into_split();

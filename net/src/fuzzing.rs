@@ -21,6 +21,6 @@ pub fn handshake_payload_decoder(data: &[u8]) {
             data,
             "payload did not round-trip"
         );
-        let _ = payload.verify(crate::handshake::ROLE_INITIATOR, &[0u8; 32]);
+        let _ = payload.verify(crate::handshake::ROLE_INITIATOR, &[0u8; 32], &[0u8; 32]);
     }
 }

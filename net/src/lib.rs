@@ -16,6 +16,6 @@ pub mod identity;
 pub mod rpc;
 pub mod transport;
 
-pub use handshake::PeerIdentity;
-pub use identity::{Identity, IdentityError, NodeId};
+pub use handshake::{Capabilities, PeerIdentity};
+pub use identity::{Identity, IdentityError, NodeAddr, NodeId};
 pub use rpc::{Endpoint, RpcError, Session};

@@ -65,7 +65,11 @@ impl RpcUnaryHandler for WhoAmI {
     type Req = ();
     type Resp = ([u8; 32], u64, [u8; 16]);
     async fn call(&self, ctx: RpcContext, _req: ()) -> Result<Self::Resp, RpcError> {
-        Ok((ctx.peer().node_id.0, ctx.call_id(), ctx.trace().trace_id))
+        Ok((
+            *ctx.peer().node_id().as_bytes(),
+            ctx.call_id(),
+            ctx.trace().trace_id,
+        ))
     }
 }
 
@@ -342,7 +346,9 @@ impl RawPeer {
     pub async fn connect(addr: SocketAddr, seed: u8) -> RawPeer {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let id = Identity::from_seed([seed; 32]);
-        let est = handshake::initiate(&mut stream, &id, HANG).await.unwrap();
+        let est = handshake::initiate(&mut stream, (&id).into(), None, HANG)
+            .await
+            .unwrap();
         let (read, write) = stream.into_split();
         let (tx, rx) = transport::split(est.transport, read, write);
         RawPeer { tx, rx }
