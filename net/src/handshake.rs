@@ -202,6 +202,16 @@ impl PeerIdentity {
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
+
+    /// A peer for the dispatcher fuzz harness, which runs a session without a handshake.
+    pub(crate) fn for_harness() -> Self {
+        let key = crate::identity::Identity::from_seed([0x66; 32]).public_key();
+        PeerIdentity {
+            node_id: NodeId::from_public_key(&key),
+            public_key: key.to_bytes(),
+            capabilities: Capabilities::default(),
+        }
+    }
 }
 
 /// The identity proof carried inside an encrypted handshake message.

@@ -412,6 +412,107 @@ pub(crate) fn report_protocol_violation(shared: &SessionShared, call_id: u64, me
     );
 }
 
+/// The dispatcher fuzz harness (see `crate::fuzzing::dispatcher`).
+pub(crate) fn fuzz_session(data: &[u8]) {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::Config;
+    use super::budget::NodeBudgets;
+
+    let config = Config {
+        max_concurrent_calls: 8,
+        session_recv_budget: 64 * 1024,
+        node_recv_budget: 128 * 1024,
+        call_window: 16 * 1024,
+        min_call_window: 1024,
+        call_send_budget: 8 * 1024,
+        session_send_budget: 16 * 1024,
+        node_send_budget: 32 * 1024,
+        cancel_grace: Duration::ZERO,
+        ..Config::default()
+    };
+    let _ = crate::fuzzing::block_on(async move {
+        let metrics = Arc::new(Metrics::default());
+        let node = Arc::new(NodeBudgets::new(
+            config.node_recv_budget,
+            config.node_send_budget,
+            metrics.clone(),
+        ));
+        let max_calls = config.max_concurrent_calls;
+        let session_budget = config.session_recv_budget;
+        let shared = SessionShared::new(
+            crate::handshake::PeerIdentity::for_harness(),
+            Arc::new(config),
+            metrics.clone(),
+            Arc::new(crate::fuzzing::harness_router()),
+            node.clone(),
+        );
+        let mut held = None;
+        let mut rest = data;
+        while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+            let len = usize::from(u16::from_le_bytes(*len)).min(tail.len());
+            let (frame, tail) = tail.split_at(len);
+            rest = tail;
+            let head = frame
+                .get(..frame.len().min(crate::frame::HEADER_LEN))
+                .unwrap_or_default();
+            let outcome = match admit(&shared, frame.len(), head, &mut held) {
+                Err(e) => Err(e),
+                Ok(Admit::Discard) => Ok(()),
+                Ok(Admit::Store(mut buf)) => {
+                    buf.clear();
+                    buf.extend_from_slice(frame);
+                    dispatch_frame(&shared, buf, held.take())
+                }
+            };
+            if let Err(e) = outcome {
+                shared.close(e);
+                break;
+            }
+            assert!(
+                shared.recv.held() <= session_budget,
+                "receive budget exceeded"
+            );
+            assert!(
+                shared.live_handlers.load(Ordering::Acquire) <= max_calls,
+                "handler limit exceeded"
+            );
+            // A peer that reads everything: queued frames count as written.
+            shared.discard_outbox();
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+        }
+        shared.close(SessionError::LocalClose);
+        for _ in 0..10_000 {
+            if shared.live_handlers.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            shared.live_handlers.load(Ordering::Acquire),
+            0,
+            "a handler outlived its closed session"
+        );
+        drop(shared);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            metrics.recv_bytes_held.load(Ordering::Acquire),
+            0,
+            "receive bytes still reserved after the session ended"
+        );
+        assert_eq!(
+            metrics.send_bytes_queued.load(Ordering::Acquire),
+            0,
+            "send budget not returned"
+        );
+    });
+}
+
 /// Unbounded queue for a call's events: its bytes are bounded by the call's window, not by a
 /// message count.
 pub(crate) fn call_queue<T>() -> (mpsc::UnboundedSender<T>, mpsc::UnboundedReceiver<T>) {

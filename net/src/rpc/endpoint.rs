@@ -106,9 +106,19 @@ impl Endpoint {
         addr: SocketAddr,
         expected: Option<NodeId>,
     ) -> Result<Session, SessionError> {
-        let mut stream = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
             .map_err(SessionError::Connect)?;
+        self.connect_stream(stream, expected).await
+    }
+
+    /// Runs the initiator handshake on a stream this side connected itself (e.g. from a chosen
+    /// source address), optionally pinned like [`Endpoint::connect_pinned`].
+    pub async fn connect_stream(
+        &self,
+        mut stream: TcpStream,
+        expected: Option<NodeId>,
+    ) -> Result<Session, SessionError> {
         set_socket_options(&stream, &self.config);
         let established = handshake::initiate(
             &mut stream,

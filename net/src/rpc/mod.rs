@@ -32,7 +32,7 @@
 
 mod budget;
 pub mod client;
-mod dispatch;
+pub(crate) mod dispatch;
 pub mod endpoint;
 pub mod raw;
 pub mod server;
@@ -49,7 +49,7 @@ pub use client::{
 pub use endpoint::{Endpoint, raise_fd_limit};
 pub use raw::RawBytes;
 pub use server::{
-    Authorize, Chunk, RequestStreamTyped, ResponseSink, Router, RpcClientStreamingHandler,
+    Authorize, Chunk, Denied, RequestStreamTyped, ResponseSink, Router, RpcClientStreamingHandler,
     RpcContext, RpcDuplexHandler, RpcServerStreamingHandler, RpcUnaryHandler,
 };
 pub use session::{Session, SessionError};

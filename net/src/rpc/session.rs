@@ -496,6 +496,18 @@ impl SessionShared {
             && lock(&self.outbox).frames.is_empty()
     }
 
+    /// Drops every queued frame as if it had been written (the dispatcher fuzz harness plays a
+    /// peer that reads everything).
+    pub(crate) fn discard_outbox(&self) {
+        while let Some(frames) = self.take_batch() {
+            for frame in frames {
+                if let Some(charge) = frame.charge {
+                    self.release_send(charge);
+                }
+            }
+        }
+    }
+
     /// Takes queued frames (up to [`BATCH_BYTES`], at least one) for the sealer; `None` when
     /// the outbox is empty.
     fn take_batch(&self) -> Option<Vec<OutFrame>> {
