@@ -213,6 +213,11 @@ impl SendBudget {
             return Err(SendBudgetError::TooLarge { limit });
         }
         let n = u32::try_from(bytes).map_err(|_| SendBudgetError::TooLarge { limit })?;
+        if self.try_acquire_now(call, n) {
+            self.node_held.fetch_add(bytes, Ordering::AcqRel);
+            self.node.note_send_level();
+            return Ok(());
+        }
         let take = async {
             let call_permit = match call {
                 Some(call) => Some(
@@ -248,6 +253,27 @@ impl SendBudget {
         self.node_held.fetch_add(bytes, Ordering::AcqRel);
         self.node.note_send_level();
         Ok(())
+    }
+
+    /// The fast path of [`SendBudget::acquire`]: all three budgets have room right now.
+    fn try_acquire_now(&self, call: Option<&Semaphore>, n: u32) -> bool {
+        let call_permit = match call.map(|c| c.try_acquire_many(n)) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => return false,
+            None => None,
+        };
+        let Ok(session_permit) = self.session.try_acquire_many(n) else {
+            return false;
+        };
+        let Ok(node_permit) = self.node.send.try_acquire_many(n) else {
+            return false;
+        };
+        node_permit.forget();
+        session_permit.forget();
+        if let Some(p) = call_permit {
+            p.forget();
+        }
+        true
     }
 
     /// Returns bytes taken with [`SendBudget::acquire`] (the writer calls this once they are
@@ -347,6 +373,22 @@ impl SendWindow {
 
     /// Waits until `charge` bytes of window are free and takes them.
     pub(crate) async fn acquire(&self, charge: usize) -> Result<(), WindowError> {
+        let window = self.window.load(Ordering::Acquire);
+        if window != 0 {
+            if charge > window as usize {
+                return Err(WindowError::TooLarge { window });
+            }
+            let n = u32::try_from(charge).map_err(|_| WindowError::TooLarge { window })?;
+            match self.available.try_acquire_many(n) {
+                Ok(permit) => {
+                    permit.forget();
+                    self.outstanding.fetch_add(u64::from(n), Ordering::AcqRel);
+                    return Ok(());
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(WindowError::Closed),
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+        }
         loop {
             let notified = self.announced.notified();
             tokio::pin!(notified);
