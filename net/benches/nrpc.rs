@@ -113,13 +113,27 @@ struct Nrpc {
     server_session: Session,
 }
 
-/// The nRPC endpoints' settings: defaults, except TCP congestion control reno (the host default
-/// here is BBR, whose paced sends reorder bulk loopback traffic; see net/BENCHMARKS.md). The
-/// 1 MiB client-streaming figure is also measured with the host default (`nrpc-host-cc`).
-fn bench_config() -> Config {
+/// TCP congestion control of the default rows, on both stacks (the host default here is BBR,
+/// whose paced sends reorder bulk loopback traffic; see net/BENCHMARKS.md). The `-host-cc`
+/// rows use the host default on both stacks.
+const CONGESTION: &str = "reno";
+
+/// The nRPC endpoints' settings: defaults, except the congestion control.
+fn bench_config(congestion: Option<&str>) -> Config {
     Config {
-        tcp_congestion: Some("reno".into()),
+        tcp_congestion: congestion.map(str::to_string),
         ..Config::default()
+    }
+}
+
+/// Sets TCP_NODELAY and (when given) the congestion control on a tonic socket, the same options
+/// nRPC's sessions get.
+fn tune_tonic_socket(stream: &tokio::net::TcpStream, congestion: Option<&str>) {
+    let _ = stream.set_nodelay(true);
+    if let Some(name) = congestion {
+        socket2::SockRef::from(stream)
+            .set_tcp_congestion(name.as_bytes())
+            .unwrap();
     }
 }
 
@@ -569,30 +583,34 @@ fn client_streaming(c: &mut Criterion, rt: &Runtime, pairs: &[UploadPair<'_>]) {
                     assert_eq!(call.finish().await.unwrap(), (size * count) as u64);
                 }
             };
-            g.bench_function(BenchmarkId::new(format!("nrpc{}", pair.label), label), |b| {
-                b.to_async(rt).iter(|| upload(&pair.nrpc.client))
-            });
-            g.bench_function(BenchmarkId::new(format!("tonic{}", pair.label), label), |b| {
-                b.to_async(rt).iter(|| {
-                    let mut client = pair.tonic.client.clone();
-                    let msgs = futures_util::stream::iter(vec![bytes.clone(); count]);
-                    async move {
-                        client.ready().await.unwrap();
-                        let resp = client
-                            .client_streaming(
-                                tonic::Request::new(msgs),
-                                path("/bench.Bench/Upload"),
-                                RawCodec,
-                            )
-                            .await
-                            .unwrap()
-                            .into_inner();
-                        // The server counted every byte.
-                        let total = u64::from_le_bytes(resp.as_ref().try_into().unwrap());
-                        assert_eq!(total, (size * count) as u64);
-                    }
-                })
-            });
+            g.bench_function(
+                BenchmarkId::new(format!("nrpc{}", pair.label), label),
+                |b| b.to_async(rt).iter(|| upload(&pair.nrpc.client)),
+            );
+            g.bench_function(
+                BenchmarkId::new(format!("tonic{}", pair.label), label),
+                |b| {
+                    b.to_async(rt).iter(|| {
+                        let mut client = pair.tonic.client.clone();
+                        let msgs = futures_util::stream::iter(vec![bytes.clone(); count]);
+                        async move {
+                            client.ready().await.unwrap();
+                            let resp = client
+                                .client_streaming(
+                                    tonic::Request::new(msgs),
+                                    path("/bench.Bench/Upload"),
+                                    RawCodec,
+                                )
+                                .await
+                                .unwrap()
+                                .into_inner();
+                            // The server counted every byte.
+                            let total = u64::from_le_bytes(resp.as_ref().try_into().unwrap());
+                            assert_eq!(total, (size * count) as u64);
+                        }
+                    })
+                },
+            );
         }
     }
     g.finish();

@@ -399,6 +399,8 @@ pub struct DuplexSender<Req> {
     seq: u64,
     finished: bool,
     size_hint: usize,
+    /// Reused encode buffer for small messages.
+    scratch: Vec<u8>,
     _req: PhantomData<fn(Req)>,
 }
 
@@ -409,6 +411,7 @@ impl<Req: Serialize> DuplexSender<Req> {
             seq: 0,
             finished: false,
             size_hint: 64,
+            scratch: Vec::new(),
             _req: PhantomData,
         }
     }
@@ -423,9 +426,14 @@ impl<Req: Serialize> DuplexSender<Req> {
             ));
         }
         let core = &self.core;
-        let (frame, charge) =
-            core.shared
-                .encode_chunk(true, core.call_id, self.seq, item, &mut self.size_hint)?;
+        let charge = core.shared.encode_chunk(
+            true,
+            core.call_id,
+            self.seq,
+            item,
+            &mut self.scratch,
+            &mut self.size_hint,
+        )?;
         let wait = async {
             core.call
                 .request_window
@@ -449,12 +457,10 @@ impl<Req: Serialize> DuplexSender<Req> {
         };
         let send_charge = match core.until_deadline(wait).await {
             Ok(Ok(charge)) => charge,
-            Ok(Err(e)) | Err(e) => {
-                core.shared.recycle(frame);
-                return Err(e);
-            }
+            Ok(Err(e)) | Err(e) => return Err(e),
         };
-        core.shared.enqueue_data(frame, send_charge)?;
+        core.shared
+            .enqueue_scratch(&mut self.scratch, send_charge)?;
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }

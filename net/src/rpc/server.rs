@@ -75,17 +75,10 @@ impl CallControl {
         *lock(&self.live) = false;
     }
 
-    /// Runs `send` (which queues a frame of this call) only while the call is live, atomically
-    /// with [`CallControl::retire`].
-    fn send_if_live(
-        &self,
-        send: impl FnOnce() -> Result<(), RpcError>,
-    ) -> Result<(), (RpcError, bool)> {
-        let live = lock(&self.live);
-        if !*live {
-            return Err((self.error(), false));
-        }
-        send().map_err(|e| (e, true))
+    /// Holds the routing state: while the guard says `true`, a frame queued under it goes out
+    /// before any [`CallControl::retire`] can complete.
+    fn live(&self) -> std::sync::MutexGuard<'_, bool> {
+        lock(&self.live)
     }
 
     fn error(&self) -> RpcError {
@@ -364,6 +357,8 @@ pub struct ResponseSink<Resp> {
     control: Arc<CallControl>,
     seq: u64,
     size_hint: usize,
+    /// Reused encode buffer for small messages.
+    scratch: Vec<u8>,
     _resp: PhantomData<fn(Resp)>,
 }
 
@@ -376,9 +371,14 @@ impl<Resp: Serialize> ResponseSink<Resp> {
         if self.control.token.is_cancelled() {
             return Err(self.control.error());
         }
-        let (frame, charge) =
-            self.shared
-                .encode_chunk(false, self.call_id, self.seq, item, &mut self.size_hint)?;
+        let charge = self.shared.encode_chunk(
+            false,
+            self.call_id,
+            self.seq,
+            item,
+            &mut self.scratch,
+            &mut self.size_hint,
+        )?;
         let wait = async {
             self.window.acquire(charge).await.map_err(|e| match e {
                 WindowError::TooLarge { window } => RpcError::new(
@@ -389,21 +389,25 @@ impl<Resp: Serialize> ResponseSink<Resp> {
             })?;
             self.shared.reserve_send(Some(&self.budget), charge).await
         };
-        let send_charge = tokio::select! {
-            biased;
-            _ = self.control.token.cancelled() => Err(self.control.error()),
-            charge = wait => charge,
-        };
-        let send_charge = match send_charge {
-            Ok(c) => c,
-            Err(e) => {
-                self.shared.recycle(frame);
-                return Err(e);
-            }
-        };
-        self.control
-            .send_if_live(|| self.shared.enqueue_data(frame, send_charge))
-            .map_err(|(e, _)| e)?;
+        let mut wait = std::pin::pin!(wait);
+        // Usually the window and the budgets have room: no need to watch the token then.
+        let send_charge = match (&mut wait).now_or_never() {
+            Some(charge) => charge,
+            None => tokio::select! {
+                biased;
+                _ = self.control.token.cancelled() => Err(self.control.error()),
+                charge = &mut wait => charge,
+            },
+        }?;
+        let live = self.control.live();
+        if !*live {
+            drop(live);
+            self.shared.release_send(send_charge);
+            return Err(self.control.error());
+        }
+        self.shared
+            .enqueue_scratch(&mut self.scratch, send_charge)?;
+        drop(live);
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }
@@ -460,6 +464,7 @@ impl CallStart {
             control: self.ctx.control.clone(),
             seq: 0,
             size_hint: 64,
+            scratch: Vec::new(),
             _resp: PhantomData,
         }
     }
@@ -830,7 +835,7 @@ fn finish_served(
     if let Some(call) = served.remove(&call_id) {
         call.response_window.close();
     }
-    let mut live = lock(&control.live);
+    let mut live = control.live();
     *live = false;
     let _ = match charge {
         Some(charge) => shared.enqueue_data(frame, charge),

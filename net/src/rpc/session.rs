@@ -173,12 +173,51 @@ pub(crate) struct ServerCall {
     pub(crate) control: Arc<CallControl>,
 }
 
-/// One queued outgoing frame; data frames carry the send budget they hold.
+/// Queued outgoing frames. Small ones are copied, with their length prefixes, into a stream
+/// buffer shared by many frames (no allocation per message); large ones are handed over whole
+/// and sealed in place. Data frames carry the send budget they hold until written.
 #[derive(Debug)]
-struct OutFrame {
-    bytes: Vec<u8>,
-    charge: Option<SendCharge>,
+enum OutItem {
+    Stream {
+        bytes: Vec<u8>,
+        charges: Vec<SendCharge>,
+        /// Bytes of control frames in `bytes` (they count against the control cap).
+        control: usize,
+    },
+    Owned {
+        frame: Vec<u8>,
+        charge: Option<SendCharge>,
+    },
 }
+
+impl OutItem {
+    fn len(&self) -> usize {
+        match self {
+            OutItem::Stream { bytes, .. } => bytes.len(),
+            OutItem::Owned { frame, .. } => frame.len(),
+        }
+    }
+}
+
+/// A frame to queue: borrowed (copied into a stream buffer; must be small) or owned.
+pub(crate) enum Outgoing<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Outgoing<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Outgoing::Borrowed(b) => b.len(),
+            Outgoing::Owned(v) => v.len(),
+        }
+    }
+}
+
+/// A stream buffer is closed for appends at this size (a batch takes whole items).
+const STREAM_ITEM_MAX: usize = 128 * 1024;
+/// Emptied stream buffers kept for reuse.
+const STREAM_SPARES: usize = 4;
 
 /// Send budget held by a queued data frame until it is written.
 #[derive(Debug)]
@@ -190,8 +229,9 @@ pub(crate) struct SendCharge {
 /// Frames waiting for the sealer, in order.
 #[derive(Debug, Default)]
 struct Outbox {
-    frames: VecDeque<OutFrame>,
+    items: VecDeque<OutItem>,
     control_bytes: usize,
+    spare: Vec<(Vec<u8>, Vec<SendCharge>)>,
     closed: bool,
 }
 
@@ -353,25 +393,89 @@ impl SessionShared {
 
     /// Queues an encoded control frame (see [`SessionShared::send_frame`]).
     pub(crate) fn enqueue_control(&self, bytes: Vec<u8>) -> Result<(), RpcError> {
+        self.push(Outgoing::Borrowed(&bytes), None)
+    }
+
+    /// Queues a frame; data frames hold `charge` of send budget until written, control frames
+    /// (`None`) count against [`CONTROL_QUEUE_MAX`].
+    fn push(&self, frame: Outgoing<'_>, charge: Option<SendCharge>) -> Result<(), RpcError> {
+        let len = frame.len();
         let mut outbox = lock(&self.outbox);
         if outbox.closed {
-            return Err(RpcError::disconnected());
-        }
-        let queued = outbox.control_bytes.saturating_add(bytes.len());
-        if queued > CONTROL_QUEUE_MAX {
             drop(outbox);
-            Metrics::bump(&self.metrics.send_queue_overflows);
-            self.close(SessionError::SendQueueOverflow(queued));
-            return Err(RpcError::disconnected());
+            if let Some(charge) = charge {
+                self.release_send(charge);
+            }
+            return Err(self.closed_error());
         }
-        outbox.control_bytes = queued;
-        outbox.frames.push_back(OutFrame {
-            bytes,
-            charge: None,
-        });
+        if charge.is_none() {
+            let queued = outbox.control_bytes.saturating_add(len);
+            if queued > CONTROL_QUEUE_MAX {
+                drop(outbox);
+                Metrics::bump(&self.metrics.send_queue_overflows);
+                self.close(SessionError::SendQueueOverflow(queued));
+                return Err(RpcError::disconnected());
+            }
+            outbox.control_bytes = queued;
+        }
+        if len < crate::transport::IN_PLACE_MIN {
+            let open = matches!(
+                outbox.items.back(),
+                Some(OutItem::Stream { bytes, .. }) if bytes.len() < STREAM_ITEM_MAX
+            );
+            if !open {
+                let (bytes, charges) = outbox.spare.pop().unwrap_or_default();
+                outbox.items.push_back(OutItem::Stream {
+                    bytes,
+                    charges,
+                    control: 0,
+                });
+            }
+            if let Some(OutItem::Stream {
+                bytes,
+                charges,
+                control,
+            }) = outbox.items.back_mut()
+            {
+                let prefix = u32::try_from(len).unwrap_or(u32::MAX);
+                bytes.extend_from_slice(&prefix.to_le_bytes());
+                match &frame {
+                    Outgoing::Borrowed(b) => bytes.extend_from_slice(b),
+                    Outgoing::Owned(v) => bytes.extend_from_slice(v),
+                }
+                match charge {
+                    Some(charge) => match charges.last_mut() {
+                        Some(last) if same_call(last, &charge) => {
+                            last.bytes = last.bytes.saturating_add(charge.bytes);
+                        }
+                        _ => charges.push(charge),
+                    },
+                    None => *control = control.saturating_add(len),
+                }
+            }
+        } else {
+            let frame = match frame {
+                Outgoing::Borrowed(b) => b.to_vec(),
+                Outgoing::Owned(v) => v,
+            };
+            outbox.items.push_back(OutItem::Owned { frame, charge });
+        }
         drop(outbox);
         self.outbox_ready.notify_one();
         Ok(())
+    }
+
+    /// Gives an emptied stream buffer back for reuse.
+    fn return_stream_buffer(&self, mut bytes: Vec<u8>, mut charges: Vec<SendCharge>) {
+        if bytes.capacity() > 2 * STREAM_ITEM_MAX {
+            return;
+        }
+        bytes.clear();
+        charges.clear();
+        let mut outbox = lock(&self.outbox);
+        if outbox.spare.len() < STREAM_SPARES {
+            outbox.spare.push((bytes, charges));
+        }
     }
 
     /// Takes `bytes` of send budget for a data frame (waits while it is spent).
@@ -400,36 +504,46 @@ impl SessionShared {
 
     /// Queues a data frame holding `charge` of send budget (returned once it is written).
     pub(crate) fn enqueue_data(&self, bytes: Vec<u8>, charge: SendCharge) -> Result<(), RpcError> {
-        let mut outbox = lock(&self.outbox);
-        if outbox.closed {
-            drop(outbox);
-            self.release_send(charge);
-            return Err(self.closed_error());
-        }
-        outbox.frames.push_back(OutFrame {
-            bytes,
-            charge: Some(charge),
-        });
-        drop(outbox);
-        self.outbox_ready.notify_one();
-        Ok(())
+        self.push(Outgoing::Owned(bytes), Some(charge))
+    }
+
+    /// Queues the data frame encoded in `scratch` (see [`SessionShared::encode_chunk`]): a small
+    /// one is copied and `scratch` kept for the next message, a large one handed over.
+    pub(crate) fn enqueue_scratch(
+        &self,
+        scratch: &mut Vec<u8>,
+        charge: SendCharge,
+    ) -> Result<(), RpcError> {
+        let result = if scratch.len() < crate::transport::IN_PLACE_MIN {
+            self.push(Outgoing::Borrowed(scratch), Some(charge))
+        } else {
+            self.push(Outgoing::Owned(std::mem::take(scratch)), Some(charge))
+        };
+        scratch.clear();
+        result
     }
 
     fn closed_error(&self) -> RpcError {
         RpcError::disconnected()
     }
 
-    /// Encodes a message into a chunk frame in a (pooled) buffer: `(frame, charge)`.
+    /// Encodes a message into a chunk frame in `scratch` (replaced by a pooled buffer of the
+    /// last size when it was handed over) and returns the frame's charge.
     pub(crate) fn encode_chunk<T: serde::Serialize>(
         &self,
         request: bool,
         call_id: u64,
         seq: u64,
         item: &T,
+        scratch: &mut Vec<u8>,
         size_hint: &mut usize,
-    ) -> Result<(Vec<u8>, usize), RpcError> {
+    ) -> Result<usize, RpcError> {
         let want = crate::frame::CHUNK_PAYLOAD_OFFSET.saturating_add(*size_hint);
-        let mut buf = self.take_buffer(want);
+        let mut buf = std::mem::take(scratch);
+        if buf.capacity() == 0 {
+            buf = self.take_buffer(want);
+        }
+        buf.clear();
         buf.reserve(want);
         crate::frame::begin_chunk(&mut buf, request, call_id, seq);
         let buf = postcard::to_extend(item, buf)
@@ -438,7 +552,8 @@ impl SessionShared {
             .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("frame: {e}")))?;
         *size_hint = buf.len().saturating_sub(crate::frame::CHUNK_PAYLOAD_OFFSET);
         let charge = crate::frame::charge(buf.len());
-        Ok((buf, charge))
+        *scratch = buf;
+        Ok(charge)
     }
 
     /// Best-effort error reply for a call.
@@ -462,12 +577,11 @@ impl SessionShared {
             let mut outbox = lock(&self.outbox);
             outbox.closed = true;
             outbox.control_bytes = 0;
-            std::mem::take(&mut outbox.frames)
+            outbox.spare.clear();
+            std::mem::take(&mut outbox.items)
         };
-        for frame in dropped {
-            if let Some(charge) = frame.charge {
-                self.release_send(charge);
-            }
+        for item in dropped {
+            self.release_item(item);
         }
         self.outbox_ready.notify_one();
         let calls: Vec<CallerSlot> = self.calls().drain().map(|(_, slot)| slot).collect();
@@ -493,41 +607,74 @@ impl SessionShared {
         self.live_handlers.load(Ordering::Acquire) == 0
             && self.calls().is_empty()
             && self.served().is_empty()
-            && lock(&self.outbox).frames.is_empty()
+            && lock(&self.outbox).items.is_empty()
     }
 
     /// Drops every queued frame as if it had been written (the dispatcher fuzz harness plays a
     /// peer that reads everything).
     pub(crate) fn discard_outbox(&self) {
-        while let Some(frames) = self.take_batch() {
-            for frame in frames {
-                if let Some(charge) = frame.charge {
+        while let Some(items) = self.take_batch() {
+            for item in items {
+                self.release_item(item);
+            }
+        }
+    }
+
+    /// Returns the send budget a queued item holds.
+    fn release_item(&self, item: OutItem) {
+        match item {
+            OutItem::Stream { charges, .. } => {
+                for charge in charges {
+                    self.release_send(charge);
+                }
+            }
+            OutItem::Owned { charge, .. } => {
+                if let Some(charge) = charge {
                     self.release_send(charge);
                 }
             }
         }
     }
 
-    /// Takes queued frames (up to [`BATCH_BYTES`], at least one) for the sealer; `None` when
+    /// Takes queued items (up to [`BATCH_BYTES`], at least one) for the sealer; `None` when
     /// the outbox is empty.
-    fn take_batch(&self) -> Option<Vec<OutFrame>> {
+    fn take_batch(&self) -> Option<Vec<OutItem>> {
         let mut outbox = lock(&self.outbox);
-        if outbox.frames.is_empty() {
+        if outbox.items.is_empty() {
             return None;
         }
         let mut taken = Vec::new();
         let mut bytes = 0usize;
         while bytes < BATCH_BYTES {
-            let Some(frame) = outbox.frames.pop_front() else {
+            let Some(item) = outbox.items.pop_front() else {
                 break;
             };
-            bytes = bytes.saturating_add(frame.bytes.len());
-            if frame.charge.is_none() {
-                outbox.control_bytes = outbox.control_bytes.saturating_sub(frame.bytes.len());
-            }
-            taken.push(frame);
+            bytes = bytes.saturating_add(item.len());
+            taken.push(item);
         }
+        // Control bytes leave the cap once taken (they are written next).
+        let control = taken
+            .iter()
+            .map(|item| match item {
+                OutItem::Stream { control, .. } => *control,
+                OutItem::Owned {
+                    frame,
+                    charge: None,
+                } => frame.len(),
+                OutItem::Owned { .. } => 0,
+            })
+            .fold(0usize, usize::saturating_add);
+        outbox.control_bytes = outbox.control_bytes.saturating_sub(control);
         Some(taken)
+    }
+}
+
+/// True when two charges draw on the same call budget (or both on none).
+fn same_call(a: &SendCharge, b: &SendCharge) -> bool {
+    match (&a.call, &b.call) {
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -672,12 +819,27 @@ async fn seal_loop(
         };
         let mut charges = Vec::new();
         let mut result = Ok(());
-        for frame in frames {
-            if let Some(charge) = frame.charge {
-                charges.push(charge);
-            }
-            if result.is_ok() {
-                result = sealer.queue_owned_frame(frame.bytes);
+        for item in frames {
+            match item {
+                OutItem::Stream {
+                    bytes,
+                    charges: mut item_charges,
+                    ..
+                } => {
+                    charges.append(&mut item_charges);
+                    if result.is_ok() {
+                        result = sealer.queue_raw_stream_bytes(&bytes);
+                    }
+                    shared.return_stream_buffer(bytes, item_charges);
+                }
+                OutItem::Owned { frame, charge } => {
+                    if let Some(charge) = charge {
+                        charges.push(charge);
+                    }
+                    if result.is_ok() {
+                        result = sealer.queue_owned_frame(frame);
+                    }
+                }
             }
         }
         for buf in sealer.take_spent() {
