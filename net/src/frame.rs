@@ -697,6 +697,29 @@ pub fn begin_chunk(out: &mut Vec<u8>, request: bool, call_id: u64, seq: u64) {
 /// Length of the part of a chunk frame before its payload.
 pub const CHUNK_PAYLOAD_OFFSET: usize = HEADER_LEN + 8;
 
+/// The bytes [`begin_chunk`] writes, as an array.
+pub fn chunk_head(request: bool, call_id: u64, seq: u64) -> [u8; CHUNK_PAYLOAD_OFFSET] {
+    let mut out = [0u8; CHUNK_PAYLOAD_OFFSET];
+    let dispatch = if request {
+        dispatch::REQUEST_CHUNK
+    } else {
+        dispatch::RESPONSE_CHUNK
+    };
+    let parts: [&[u8]; 4] = [
+        &[FRAME_VERSION],
+        &[dispatch],
+        &call_id.to_le_bytes(),
+        &seq.to_le_bytes(),
+    ];
+    let mut rest: &mut [u8] = &mut out;
+    for part in parts {
+        let (head, tail) = rest.split_at_mut(part.len().min(rest.len()));
+        head.copy_from_slice(part.get(..head.len()).unwrap_or_default());
+        rest = tail;
+    }
+    out
+}
+
 /// Checks a frame built with [`begin_chunk`] against the payload limit.
 pub fn finish_chunk(frame: &[u8]) -> Result<(), FrameError> {
     validate_payload(frame.get(CHUNK_PAYLOAD_OFFSET..).unwrap_or_default())
@@ -849,6 +872,15 @@ mod tests {
             let bytes = frame.to_vec().unwrap();
             assert_eq!(Frame::decode(&bytes).unwrap(), frame);
             assert_eq!(peek_call_id(&bytes), Some(frame.call_id()));
+        }
+    }
+
+    #[test]
+    fn chunk_head_matches_begin_chunk() {
+        for request in [true, false] {
+            let mut out = Vec::new();
+            begin_chunk(&mut out, request, 0x0102_0304_0506_0708, 99);
+            assert_eq!(chunk_head(request, 0x0102_0304_0506_0708, 99).to_vec(), out);
         }
     }
 

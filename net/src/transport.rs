@@ -170,6 +170,98 @@ const WIRE_KEEP: usize = 512 * 1024;
 /// Per sealed-in-place message: 2-byte length + 16-byte tag.
 const META_LEN: usize = 2 + NOISE_TAG_LEN;
 
+/// Frame-stream bytes already laid out as Noise messages — a 2-byte length slot, up to
+/// [`MAX_NOISE_PLAINTEXT`] bytes of plaintext, a 16-byte tag slot — so that
+/// [`FrameSender::queue_stream_buf`] seals them in place: bytes appended here are copied once
+/// and never again on their way to the socket. Appending needs no key, so many producers can
+/// append (under their own lock) while one sealer holds the key.
+#[derive(Debug, Default)]
+pub struct StreamBuf {
+    buf: Vec<u8>,
+    /// Offset of the open message's length slot, if a message is open.
+    open: Option<usize>,
+    /// Offsets of the closed messages' length slots, and their plaintext lengths.
+    closed: Vec<(usize, usize)>,
+}
+
+/// A point to roll a [`StreamBuf`] back to.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamMark {
+    len: usize,
+    open: Option<usize>,
+    closed: usize,
+}
+
+impl StreamBuf {
+    /// An empty stream buffer reusing `buf`'s allocation.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        StreamBuf {
+            buf,
+            open: None,
+            closed: Vec::new(),
+        }
+    }
+
+    /// Appends frame-stream bytes (a length prefix, frame bytes).
+    pub fn append(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let at = match self.open {
+                Some(at) => at,
+                None => {
+                    let at = self.buf.len();
+                    self.buf.extend_from_slice(&[0, 0]);
+                    self.open = Some(at);
+                    at
+                }
+            };
+            let body = self.buf.len().saturating_sub(at.saturating_add(2));
+            let room = MAX_NOISE_PLAINTEXT.saturating_sub(body);
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.buf.extend_from_slice(now);
+            if now.len() == room {
+                self.close();
+            }
+            bytes = rest;
+        }
+    }
+
+    /// Closes the open message (reserving its tag slot).
+    fn close(&mut self) {
+        if let Some(at) = self.open.take() {
+            let body = self.buf.len().saturating_sub(at.saturating_add(2));
+            self.buf.extend_from_slice(&[0; NOISE_TAG_LEN]);
+            self.closed.push((at, body));
+        }
+    }
+
+    /// Bytes on the wire once sealed (so far).
+    pub fn wire_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The current end, to roll back to if an append fails halfway.
+    pub fn mark(&self) -> StreamMark {
+        StreamMark {
+            len: self.buf.len(),
+            open: self.open,
+            closed: self.closed.len(),
+        }
+    }
+
+    /// Drops everything appended since `mark`.
+    pub fn rollback(&mut self, mark: StreamMark) {
+        self.buf.truncate(mark.len);
+        self.open = mark.open;
+        self.closed.truncate(mark.closed);
+    }
+}
+
 /// Receiving half: encrypted Noise messages → frames.
 #[derive(Debug)]
 pub struct FrameReceiver<R> {
@@ -376,6 +468,46 @@ impl<W> FrameSender<W> {
         Ok(())
     }
 
+    /// Seals a [`StreamBuf`] in place and queues it after everything queued so far.
+    pub fn queue_stream_buf(&mut self, mut stream: StreamBuf) -> Result<(), TransportError> {
+        self.seal_open()?;
+        stream.close();
+        for &(at, body) in &stream.closed {
+            let msg_len = u16::try_from(body.saturating_add(NOISE_TAG_LEN))
+                .map_err(|_| snow::Error::Input)?;
+            let nonce = self.key.next_nonce()?;
+            let body_at = at.saturating_add(2);
+            let body_end = body_at.saturating_add(body);
+            let plain = stream
+                .buf
+                .get_mut(body_at..body_end)
+                .ok_or(snow::Error::Input)?;
+            let tag = self
+                .key
+                .key
+                .seal_in_place_separate_tag(nonce, Aad::empty(), plain)
+                .map_err(|_| snow::Error::Input)?;
+            stream
+                .buf
+                .get_mut(body_end..body_end.saturating_add(NOISE_TAG_LEN))
+                .ok_or(snow::Error::Input)?
+                .copy_from_slice(tag.as_ref());
+            stream
+                .buf
+                .get_mut(at..body_at)
+                .ok_or(snow::Error::Input)?
+                .copy_from_slice(&msg_len.to_le_bytes());
+        }
+        if !self.wire.is_empty() {
+            self.segments
+                .push(Segment::Wire(std::mem::take(&mut self.wire)));
+        }
+        if !stream.buf.is_empty() {
+            self.segments.push(Segment::Wire(stream.buf));
+        }
+        Ok(())
+    }
+
     /// Seals everything queued into Noise messages, ready to be written.
     pub fn flush_blocking_encrypt(&mut self) -> Result<(), TransportError> {
         self.seal_open()
@@ -540,14 +672,25 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
     }
 }
 
-/// `buf` made exactly `len` long for a frame to be written into. Its old bytes are kept (every
-/// one is overwritten before the frame is handed out), so a recycled buffer is not zeroed; only
-/// bytes it never held are (a fresh buffer comes zeroed from the allocator).
+/// Frames at least this long get a zeroed buffer up front when none is supplied (fresh zero
+/// pages from the allocator, so the direct-decrypt path can write anywhere in it).
+const PRESIZE_MIN: usize = 64 * 1024;
+
+/// `buf` prepared for a frame of `len` bytes, in one of two modes. *Presized* (`len()` is the
+/// frame length, bytes land at their offsets): a recycled buffer at least that long keeps its
+/// old bytes (every one is overwritten before the frame is handed out), so it is not zeroed; a
+/// large fresh one comes zeroed from the allocator. *Append* (empty, capacity reserved): bytes
+/// are appended, so a small frame's buffer is never zero-filled first.
 fn frame_buffer(mut buf: Vec<u8>, len: usize) -> Vec<u8> {
-    if buf.capacity() < len {
+    if buf.len() >= len {
+        buf.truncate(len);
+        return buf;
+    }
+    if len >= PRESIZE_MIN && buf.capacity() < len {
         return vec![0; len];
     }
-    buf.resize(len, 0);
+    buf.clear();
+    buf.reserve(len);
     buf
 }
 
@@ -664,10 +807,15 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
                 let n = missing.min(plain.len());
                 let end = self.filled.saturating_add(n);
                 if !self.discard {
-                    self.frame
-                        .get_mut(self.filled..end)
-                        .ok_or(TransportError::Truncated)?
-                        .copy_from_slice(plain.get(..n).unwrap_or_default());
+                    let bytes = plain.get(..n).unwrap_or_default();
+                    if self.frame.len() >= len {
+                        self.frame
+                            .get_mut(self.filled..end)
+                            .ok_or(TransportError::Truncated)?
+                            .copy_from_slice(bytes);
+                    } else {
+                        self.frame.extend_from_slice(bytes);
+                    }
                 }
                 self.filled = end;
                 self.plain_start = self.plain_start.saturating_add(n);
@@ -727,10 +875,14 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
                     .head
                     .get(FRAME_LEN_PREFIX..self.head_len)
                     .unwrap_or_default();
-                self.frame
-                    .get_mut(..head_len)
-                    .ok_or(TransportError::Truncated)?
-                    .copy_from_slice(head);
+                if self.frame.len() >= len {
+                    self.frame
+                        .get_mut(..head_len)
+                        .ok_or(TransportError::Truncated)?
+                        .copy_from_slice(head);
+                } else {
+                    self.frame.extend_from_slice(head);
+                }
                 self.discard = false;
             }
             Admit::Discard => {
@@ -819,6 +971,10 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
                 .get(msg_at..msg_end)
                 .ok_or(TransportError::Truncated)?;
             let (ciphertext, tag) = msg.split_at(body.min(msg.len()));
+            if self.frame.len() < self.filled {
+                // Append mode: make room for the message's plaintext.
+                self.frame.resize(self.filled, 0);
+            }
             let out = self
                 .frame
                 .get_mut(at..self.filled)
@@ -1084,24 +1240,26 @@ mod tests {
     #[derive(Debug, Clone)]
     struct Send {
         len: usize,
-        owned: bool,
+        /// 0: copied with `queue_frame`, 1: handed over owned, 2: through a `StreamBuf`.
+        mode: u8,
         flush_after: bool,
     }
 
     fn send_strategy() -> impl proptest::strategy::Strategy<Value = Send> {
         use proptest::prelude::*;
         let len = prop_oneof![0usize..100, 100usize..70_000, 60_000usize..400_000];
-        (len, any::<bool>(), any::<bool>()).prop_map(|(len, owned, flush_after)| Send {
+        (len, 0u8..3, any::<bool>()).prop_map(|(len, mode, flush_after)| Send {
             len,
-            owned,
+            mode,
             flush_after,
         })
     }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, .. Default::default() })]
-        /// Any mix of frame sizes, however the sender cuts them into Noise messages and however
-        /// the stream fragments reads, arrives intact: this drives both ways of opening a
+        /// Any mix of frame sizes, however the sender cuts them into Noise messages (copied,
+        /// sealed in place, or laid out in a `StreamBuf`) and however the stream fragments
+        /// reads, arrives intact: this drives both ways of opening a
         /// message (straight into the frame when its plaintext lies inside it, in the slab when
         /// it spans frame boundaries) and the switches between them.
         #[test]
@@ -1124,10 +1282,19 @@ mod tests {
                 let plan = sends.clone();
                 let sender = async move {
                     for (frame, s) in to_send.into_iter().zip(plan) {
-                        if s.owned {
-                            tx.queue_owned_frame(frame).unwrap();
-                        } else {
-                            tx.queue_frame(&frame).unwrap();
+                        match s.mode {
+                            0 => tx.queue_frame(&frame).unwrap(),
+                            1 => tx.queue_owned_frame(frame).unwrap(),
+                            _ => {
+                                let mut stream = StreamBuf::default();
+                                // A rolled-back partial append leaves no trace.
+                                let mark = stream.mark();
+                                stream.append(&[9; 70_000]);
+                                stream.rollback(mark);
+                                stream.append(&(frame.len() as u32).to_le_bytes());
+                                stream.append(&frame);
+                                tx.queue_stream_buf(stream).unwrap();
+                            }
                         }
                         if s.flush_after {
                             tx.flush().await.unwrap();

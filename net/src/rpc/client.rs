@@ -18,11 +18,11 @@ use futures_core::Stream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use super::budget::{RecvWindow, Returner, SendBudget, SendWindow, WindowError};
 use super::dispatch::call_queue;
+use super::queue::Receiver;
 use super::session::{CallEvent, CallShared, CallerSlot, Session, SessionShared};
 use super::{RpcError, decode_message, random_call_id};
 use crate::frame::{CallHeader, CallKind, ErrorKind, Frame, TraceContext};
@@ -76,11 +76,7 @@ struct CallCore {
 
 /// What opening a call yields: the call, its event queue and (for streamed responses) its
 /// receive window.
-type Opened = (
-    Arc<CallCore>,
-    mpsc::UnboundedReceiver<CallEvent>,
-    Option<Arc<RecvWindow>>,
-);
+type Opened = (Arc<CallCore>, Receiver<CallEvent>, Option<Arc<RecvWindow>>);
 
 impl CallCore {
     /// Registers a call (reserving its response window) without sending anything yet.
@@ -272,10 +268,7 @@ impl CallCore {
         self.done.store(true, Ordering::Release);
     }
 
-    async fn recv(
-        &self,
-        rx: &mut mpsc::UnboundedReceiver<CallEvent>,
-    ) -> Result<CallEvent, RpcError> {
+    async fn recv(&self, rx: &mut Receiver<CallEvent>) -> Result<CallEvent, RpcError> {
         let event = self.until_deadline(rx.recv()).await?;
         match event {
             Some(CallEvent::Error(e)) => {
@@ -292,7 +285,7 @@ impl CallCore {
 
     async fn single_response<Resp: DeserializeOwned>(
         &self,
-        rx: &mut mpsc::UnboundedReceiver<CallEvent>,
+        rx: &mut Receiver<CallEvent>,
     ) -> Result<Resp, RpcError> {
         match self.recv(rx).await? {
             CallEvent::Response(payload) => {
@@ -426,14 +419,7 @@ impl<Req: Serialize> DuplexSender<Req> {
             ));
         }
         let core = &self.core;
-        let charge = core.shared.encode_chunk(
-            true,
-            core.call_id,
-            self.seq,
-            item,
-            &mut self.scratch,
-            &mut self.size_hint,
-        )?;
+        let (frame_len, charge) = SessionShared::measure_chunk(item)?;
         let wait = async {
             core.call
                 .request_window
@@ -459,8 +445,16 @@ impl<Req: Serialize> DuplexSender<Req> {
             Ok(Ok(charge)) => charge,
             Ok(Err(e)) | Err(e) => return Err(e),
         };
-        core.shared
-            .enqueue_scratch(&mut self.scratch, send_charge)?;
+        core.shared.send_chunk(
+            true,
+            core.call_id,
+            self.seq,
+            item,
+            frame_len,
+            send_charge,
+            &mut self.scratch,
+            &mut self.size_hint,
+        )?;
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }
@@ -504,7 +498,7 @@ impl<Req: Serialize> DuplexSender<Req> {
 #[derive(Debug)]
 pub struct ClientStreamCall<Req, Resp> {
     sender: DuplexSender<Req>,
-    rx: mpsc::UnboundedReceiver<CallEvent>,
+    rx: Receiver<CallEvent>,
     _resp: PhantomData<fn() -> Resp>,
 }
 
@@ -548,7 +542,7 @@ impl<Req: Serialize, Resp: DeserializeOwned> ClientStreamCall<Req, Resp> {
 #[derive(Debug)]
 pub struct ResponseStream<Resp> {
     core: Arc<CallCore>,
-    rx: mpsc::UnboundedReceiver<CallEvent>,
+    rx: Receiver<CallEvent>,
     window: Option<Arc<RecvWindow>>,
     returner: Returner,
     done: bool,
@@ -560,11 +554,7 @@ pub struct ResponseStream<Resp> {
 pub type DuplexReceiver<Resp> = ResponseStream<Resp>;
 
 impl<Resp> ResponseStream<Resp> {
-    fn new(
-        core: Arc<CallCore>,
-        rx: mpsc::UnboundedReceiver<CallEvent>,
-        window: Option<Arc<RecvWindow>>,
-    ) -> Self {
+    fn new(core: Arc<CallCore>, rx: Receiver<CallEvent>, window: Option<Arc<RecvWindow>>) -> Self {
         let expiry = core.deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
         let size = window.as_ref().map_or(0, |w| w.window());
         ResponseStream {

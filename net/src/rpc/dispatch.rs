@@ -12,10 +12,11 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::mpsc;
 
 use super::budget::{RecvWindow, Reservation};
+use super::queue::{self, Wakes};
 use super::server::{self, ReqEvent};
 use super::session::{
     CallEvent, Liveness, POOL_MIN_CAPACITY, Payload, SessionError, SessionShared, TaskGuard,
@@ -34,16 +35,31 @@ pub(crate) async fn read_loop(
 ) {
     let _task = TaskGuard(&shared);
     let mut held: Option<Reservation> = None;
+    let mut wakes = Wakes::default();
     let mut liveness = Liveness::new();
     let mut ticks = tokio::time::interval(Liveness::tick(&shared.config));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = shared.closed.cancelled() => break,
-            _ = ticks.tick() => None,
-            next = receiver.recv_frame_admitted(|len, head| admit(&shared, len, head, &mut held)) => {
-                Some(next)
+        if shared.closed.is_cancelled() {
+            break;
+        }
+        // Frames already buffered are dispatched without waiting; consumers are woken once
+        // the reader is about to wait for the socket.
+        let ready = receiver
+            .recv_frame_admitted(|len, head| admit(&shared, len, head, &mut held))
+            .now_or_never();
+        let next = match ready {
+            Some(next) => Some(next),
+            None => {
+                wakes.flush();
+                tokio::select! {
+                    biased;
+                    _ = shared.closed.cancelled() => break,
+                    _ = ticks.tick() => None,
+                    next = receiver.recv_frame_admitted(|len, head| admit(&shared, len, head, &mut held)) => {
+                        Some(next)
+                    }
+                }
             }
         };
         let Some(next) = next else {
@@ -52,7 +68,7 @@ pub(crate) async fn read_loop(
         };
         match next {
             Ok(Some(Incoming::Frame(bytes))) => {
-                if let Err(e) = dispatch_frame(&shared, bytes, held.take()) {
+                if let Err(e) = dispatch_frame(&shared, bytes, held.take(), &mut wakes) {
                     shared.close(e);
                     break;
                 }
@@ -216,6 +232,7 @@ pub(crate) fn dispatch_frame(
     shared: &Arc<SessionShared>,
     bytes: Vec<u8>,
     held: Option<Reservation>,
+    wakes: &mut Wakes,
 ) -> Result<(), SessionError> {
     let frame = match Frame::decode(&bytes) {
         Ok(frame) => frame,
@@ -282,7 +299,7 @@ pub(crate) fn dispatch_frame(
             match &call.requests {
                 Some(requests) => {
                     let payload = Payload::tail_of(bytes, payload_len);
-                    let _ = requests.send(ReqEvent::Chunk(payload));
+                    requests.push(ReqEvent::Chunk(payload), wakes);
                 }
                 None => Metrics::bump(&shared.metrics.stray_frames),
             }
@@ -293,9 +310,7 @@ pub(crate) fn dispatch_frame(
                 .get_mut(&call_id)
                 .and_then(|call| call.requests.take())
             {
-                Some(requests) => {
-                    let _ = requests.send(ReqEvent::End);
-                }
+                Some(requests) => requests.send(ReqEvent::End),
                 None => Metrics::bump(&shared.metrics.stray_frames),
             }
         }
@@ -384,7 +399,7 @@ pub(crate) fn dispatch_frame(
             slot.next_seq = slot.next_seq.saturating_add(1);
             let payload_len = payload.len();
             let payload = Payload::tail_of(bytes, payload_len);
-            let _ = slot.events.send(CallEvent::Chunk(payload));
+            slot.events.push(CallEvent::Chunk(payload), wakes);
         }
     }
     Ok(())
@@ -400,7 +415,7 @@ pub(crate) fn finish_call(shared: &SessionShared, call_id: u64, event: CallEvent
         let _ = slot.shared.terminal.set(error.clone());
     }
     slot.shared.close();
-    let _ = slot.events.send(event);
+    slot.events.send(event);
 }
 
 /// A per-call protocol violation on the serving side: reply and count.
@@ -449,6 +464,7 @@ pub(crate) fn fuzz_session(data: &[u8]) {
             node.clone(),
         );
         let mut held = None;
+        let mut wakes = Wakes::default();
         let mut rest = data;
         while let Some((len, tail)) = rest.split_first_chunk::<2>() {
             let len = usize::from(u16::from_le_bytes(*len)).min(tail.len());
@@ -463,7 +479,7 @@ pub(crate) fn fuzz_session(data: &[u8]) {
                 Ok(Admit::Store(mut buf)) => {
                     buf.clear();
                     buf.extend_from_slice(frame);
-                    dispatch_frame(&shared, buf, held.take())
+                    dispatch_frame(&shared, buf, held.take(), &mut wakes)
                 }
             };
             if let Err(e) = outcome {
@@ -478,6 +494,7 @@ pub(crate) fn fuzz_session(data: &[u8]) {
                 shared.live_handlers.load(Ordering::Acquire) <= max_calls,
                 "handler limit exceeded"
             );
+            wakes.flush();
             // A peer that reads everything: queued frames count as written.
             shared.discard_outbox();
             for _ in 0..4 {
@@ -513,8 +530,7 @@ pub(crate) fn fuzz_session(data: &[u8]) {
     });
 }
 
-/// Unbounded queue for a call's events: its bytes are bounded by the call's window, not by a
-/// message count.
-pub(crate) fn call_queue<T>() -> (mpsc::UnboundedSender<T>, mpsc::UnboundedReceiver<T>) {
-    mpsc::unbounded_channel()
+/// The queue for a call's events (see [`queue`]).
+pub(crate) fn call_queue<T: Send + 'static>() -> (queue::Sender<T>, queue::Receiver<T>) {
+    queue::queue()
 }

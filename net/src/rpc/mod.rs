@@ -34,6 +34,7 @@ mod budget;
 pub mod client;
 pub(crate) mod dispatch;
 pub mod endpoint;
+mod queue;
 pub mod raw;
 pub mod server;
 pub mod session;

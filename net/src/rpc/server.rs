@@ -32,12 +32,13 @@ use futures_core::Stream;
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::{RecvWindow, Reservation, Returner, SendBudget, SendWindow, WindowError};
 use super::dispatch::{call_queue, report_protocol_violation};
+use super::queue;
 use super::session::{Payload, SendCharge, ServerCall, SessionShared, error_frame, lock};
 use super::{CallOptions, Metrics, RpcError, decode_message};
 use crate::frame::{CallHeader, CallKind, ErrorKind, Frame, TraceContext};
@@ -266,7 +267,7 @@ pub enum Chunk<T> {
 /// bytes to the caller, so at most one window of requests is ever queued here.
 #[derive(Debug)]
 pub struct RequestStreamTyped<Req> {
-    rx: mpsc::UnboundedReceiver<ReqEvent>,
+    rx: queue::Receiver<ReqEvent>,
     shared: Arc<SessionShared>,
     call_id: u64,
     trace: TraceContext,
@@ -371,14 +372,7 @@ impl<Resp: Serialize> ResponseSink<Resp> {
         if self.control.token.is_cancelled() {
             return Err(self.control.error());
         }
-        let charge = self.shared.encode_chunk(
-            false,
-            self.call_id,
-            self.seq,
-            item,
-            &mut self.scratch,
-            &mut self.size_hint,
-        )?;
+        let (frame_len, charge) = SessionShared::measure_chunk(item)?;
         let wait = async {
             self.window.acquire(charge).await.map_err(|e| match e {
                 WindowError::TooLarge { window } => RpcError::new(
@@ -405,8 +399,16 @@ impl<Resp: Serialize> ResponseSink<Resp> {
             self.shared.release_send(send_charge);
             return Err(self.control.error());
         }
-        self.shared
-            .enqueue_scratch(&mut self.scratch, send_charge)?;
+        self.shared.send_chunk(
+            false,
+            self.call_id,
+            self.seq,
+            item,
+            frame_len,
+            send_charge,
+            &mut self.scratch,
+            &mut self.size_hint,
+        )?;
         drop(live);
         self.seq = self.seq.saturating_add(1);
         Ok(())
@@ -430,14 +432,14 @@ pub(crate) struct CallStart {
     payload: Option<Payload>,
     /// The unary request's receive bytes, held until the handler ends.
     reservation: Option<Reservation>,
-    requests: Option<mpsc::UnboundedReceiver<ReqEvent>>,
+    requests: Option<queue::Receiver<ReqEvent>>,
     request_window: Option<Arc<RecvWindow>>,
     response_window: Arc<SendWindow>,
 }
 
 impl CallStart {
     fn request_stream<Req>(&mut self) -> RequestStreamTyped<Req> {
-        let (_, empty) = mpsc::unbounded_channel();
+        let (_, empty) = queue::queue();
         let window = self.request_window.take();
         let size = window.as_ref().map_or(0, |w| w.window());
         RequestStreamTyped {

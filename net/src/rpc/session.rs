@@ -25,7 +25,7 @@ use super::server::{CallControl, ReqEvent, Router};
 use super::{CONTROL_QUEUE_MAX, Config, Metrics, RpcError};
 use crate::frame::{ErrorKind, Frame, FrameError};
 use crate::handshake::{HandshakeError, PeerIdentity};
-use crate::transport::{FrameReceiver, FrameSender, SealedBatch, TransportError};
+use crate::transport::{FrameReceiver, FrameSender, SealedBatch, StreamBuf, TransportError};
 
 /// Why a session ended (or could not start).
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +135,7 @@ pub(crate) enum CallEvent {
 /// Caller-side state of one open call, as seen by the dispatcher.
 #[derive(Debug)]
 pub(crate) struct CallerSlot {
-    pub(crate) events: mpsc::UnboundedSender<CallEvent>,
+    pub(crate) events: super::queue::Sender<CallEvent>,
     pub(crate) shared: Arc<CallShared>,
     pub(crate) next_seq: u64,
     /// Our receive window for streamed responses.
@@ -164,7 +164,7 @@ impl CallShared {
 /// Server-side state of one open call.
 #[derive(Debug)]
 pub(crate) struct ServerCall {
-    pub(crate) requests: Option<mpsc::UnboundedSender<ReqEvent>>,
+    pub(crate) requests: Option<super::queue::Sender<ReqEvent>>,
     pub(crate) next_seq: u64,
     /// Our receive window for streamed requests.
     pub(crate) window: Option<Arc<RecvWindow>>,
@@ -179,9 +179,9 @@ pub(crate) struct ServerCall {
 #[derive(Debug)]
 enum OutItem {
     Stream {
-        bytes: Vec<u8>,
+        stream: StreamBuf,
         charges: Vec<SendCharge>,
-        /// Bytes of control frames in `bytes` (they count against the control cap).
+        /// Bytes of control frames in `stream` (they count against the control cap).
         control: usize,
     },
     Owned {
@@ -193,7 +193,7 @@ enum OutItem {
 impl OutItem {
     fn len(&self) -> usize {
         match self {
-            OutItem::Stream { bytes, .. } => bytes.len(),
+            OutItem::Stream { stream, .. } => stream.wire_len(),
             OutItem::Owned { frame, .. } => frame.len(),
         }
     }
@@ -231,7 +231,8 @@ pub(crate) struct SendCharge {
 struct Outbox {
     items: VecDeque<OutItem>,
     control_bytes: usize,
-    spare: Vec<(Vec<u8>, Vec<SendCharge>)>,
+    spare_bufs: Vec<Vec<u8>>,
+    spare_charges: Vec<Vec<SendCharge>>,
     closed: bool,
 }
 
@@ -419,37 +420,20 @@ impl SessionShared {
             outbox.control_bytes = queued;
         }
         if len < crate::transport::IN_PLACE_MIN {
-            let open = matches!(
-                outbox.items.back(),
-                Some(OutItem::Stream { bytes, .. }) if bytes.len() < STREAM_ITEM_MAX
-            );
-            if !open {
-                let (bytes, charges) = outbox.spare.pop().unwrap_or_default();
-                outbox.items.push_back(OutItem::Stream {
-                    bytes,
-                    charges,
-                    control: 0,
-                });
-            }
+            let prefix = u32::try_from(len).unwrap_or(u32::MAX);
             if let Some(OutItem::Stream {
-                bytes,
+                stream,
                 charges,
                 control,
-            }) = outbox.items.back_mut()
+            }) = open_stream(&mut outbox)
             {
-                let prefix = u32::try_from(len).unwrap_or(u32::MAX);
-                bytes.extend_from_slice(&prefix.to_le_bytes());
+                stream.append(&prefix.to_le_bytes());
                 match &frame {
-                    Outgoing::Borrowed(b) => bytes.extend_from_slice(b),
-                    Outgoing::Owned(v) => bytes.extend_from_slice(v),
+                    Outgoing::Borrowed(b) => stream.append(b),
+                    Outgoing::Owned(v) => stream.append(v),
                 }
                 match charge {
-                    Some(charge) => match charges.last_mut() {
-                        Some(last) if same_call(last, &charge) => {
-                            last.bytes = last.bytes.saturating_add(charge.bytes);
-                        }
-                        _ => charges.push(charge),
-                    },
+                    Some(charge) => add_charge(charges, charge),
                     None => *control = control.saturating_add(len),
                 }
             }
@@ -465,16 +449,141 @@ impl SessionShared {
         Ok(())
     }
 
-    /// Gives an emptied stream buffer back for reuse.
-    fn return_stream_buffer(&self, mut bytes: Vec<u8>, mut charges: Vec<SendCharge>) {
-        if bytes.capacity() > 2 * STREAM_ITEM_MAX {
+    /// The length and charge of the chunk frame that would carry `item`, without encoding it.
+    pub(crate) fn measure_chunk<T: serde::Serialize + ?Sized>(
+        item: &T,
+    ) -> Result<(usize, usize), RpcError> {
+        let size = postcard::experimental::serialized_size(item)
+            .map_err(|e| RpcError::new(ErrorKind::Decode, format!("encode: {e}")))?;
+        if size > crate::frame::MAX_PAYLOAD_LEN {
+            return Err(RpcError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "frame: payload of {size} bytes exceeds the maximum of {}",
+                    crate::frame::MAX_PAYLOAD_LEN
+                ),
+            ));
+        }
+        let frame_len = crate::frame::CHUNK_PAYLOAD_OFFSET.saturating_add(size);
+        Ok((frame_len, crate::frame::charge(frame_len)))
+    }
+
+    /// Queues the chunk frame carrying `item` (measured with [`SessionShared::measure_chunk`]):
+    /// a small one is serialized straight into the outbox, a large one into `scratch` and
+    /// handed over whole.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_chunk<T: serde::Serialize + ?Sized>(
+        &self,
+        request: bool,
+        call_id: u64,
+        seq: u64,
+        item: &T,
+        frame_len: usize,
+        charge: SendCharge,
+        scratch: &mut Vec<u8>,
+        size_hint: &mut usize,
+    ) -> Result<(), RpcError> {
+        if frame_len < crate::transport::IN_PLACE_MIN {
+            return self.push_chunk(request, call_id, seq, item, frame_len, charge);
+        }
+        match self.encode_chunk(request, call_id, seq, item, scratch, size_hint) {
+            Ok(_) => self.enqueue_scratch(scratch, charge),
+            Err(e) => {
+                self.release_send(charge);
+                Err(e)
+            }
+        }
+    }
+
+    /// Serializes a small chunk frame (`frame_len` bytes, measured beforehand) straight into
+    /// the outbox, holding `charge` of send budget until written. No copy of the payload is
+    /// made before sealing, which happens in place.
+    pub(crate) fn push_chunk<T: serde::Serialize + ?Sized>(
+        &self,
+        request: bool,
+        call_id: u64,
+        seq: u64,
+        item: &T,
+        frame_len: usize,
+        charge: SendCharge,
+    ) -> Result<(), RpcError> {
+        let mut outbox = lock(&self.outbox);
+        if outbox.closed {
+            drop(outbox);
+            self.release_send(charge);
+            return Err(self.closed_error());
+        }
+        let head = crate::frame::chunk_head(request, call_id, seq);
+        let written = match open_stream(&mut outbox) {
+            Some(OutItem::Stream {
+                stream, charges, ..
+            }) => {
+                let mark = stream.mark();
+                let prefix = u32::try_from(frame_len).unwrap_or(u32::MAX);
+                stream.append(&prefix.to_le_bytes());
+                stream.append(&head);
+                let written =
+                    postcard::serialize_with_flavor(item, StreamFlavor { stream, written: 0 });
+                match written {
+                    Ok(n) if n.saturating_add(head.len()) == frame_len => {
+                        add_charge(charges, charge);
+                        Ok(())
+                    }
+                    Ok(_) => {
+                        stream.rollback(mark);
+                        Err((
+                            charge,
+                            RpcError::new(
+                                ErrorKind::Internal,
+                                "message size changed while encoding",
+                            ),
+                        ))
+                    }
+                    Err(e) => {
+                        stream.rollback(mark);
+                        Err((
+                            charge,
+                            RpcError::new(ErrorKind::Decode, format!("encode: {e}")),
+                        ))
+                    }
+                }
+            }
+            _ => Err((
+                charge,
+                RpcError::new(ErrorKind::Internal, "no stream buffer open"),
+            )),
+        };
+        drop(outbox);
+        match written {
+            Ok(()) => {
+                self.outbox_ready.notify_one();
+                Ok(())
+            }
+            Err((charge, e)) => {
+                self.release_send(charge);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives a written stream buffer back for reuse.
+    fn return_stream_buffer(&self, mut bytes: Vec<u8>) {
+        if bytes.capacity() > 2 * STREAM_ITEM_MAX || bytes.capacity() == 0 {
             return;
         }
         bytes.clear();
+        let mut outbox = lock(&self.outbox);
+        if outbox.spare_bufs.len() < STREAM_SPARES {
+            outbox.spare_bufs.push(bytes);
+        }
+    }
+
+    /// Gives an emptied charge list back for reuse.
+    fn return_charge_list(&self, mut charges: Vec<SendCharge>) {
         charges.clear();
         let mut outbox = lock(&self.outbox);
-        if outbox.spare.len() < STREAM_SPARES {
-            outbox.spare.push((bytes, charges));
+        if outbox.spare_charges.len() < STREAM_SPARES {
+            outbox.spare_charges.push(charges);
         }
     }
 
@@ -529,7 +638,7 @@ impl SessionShared {
 
     /// Encodes a message into a chunk frame in `scratch` (replaced by a pooled buffer of the
     /// last size when it was handed over) and returns the frame's charge.
-    pub(crate) fn encode_chunk<T: serde::Serialize>(
+    pub(crate) fn encode_chunk<T: serde::Serialize + ?Sized>(
         &self,
         request: bool,
         call_id: u64,
@@ -577,7 +686,8 @@ impl SessionShared {
             let mut outbox = lock(&self.outbox);
             outbox.closed = true;
             outbox.control_bytes = 0;
-            outbox.spare.clear();
+            outbox.spare_bufs.clear();
+            outbox.spare_charges.clear();
             std::mem::take(&mut outbox.items)
         };
         for item in dropped {
@@ -666,6 +776,60 @@ impl SessionShared {
             .fold(0usize, usize::saturating_add);
         outbox.control_bytes = outbox.control_bytes.saturating_sub(control);
         Some(taken)
+    }
+}
+
+/// The outbox's last item if it is a stream buffer with room, else a new one (from the spares).
+fn open_stream(outbox: &mut Outbox) -> Option<&mut OutItem> {
+    let open = matches!(
+        outbox.items.back(),
+        Some(OutItem::Stream { stream, .. }) if stream.wire_len() < STREAM_ITEM_MAX
+    );
+    if !open {
+        let bytes = outbox.spare_bufs.pop().unwrap_or_default();
+        let charges = outbox.spare_charges.pop().unwrap_or_default();
+        outbox.items.push_back(OutItem::Stream {
+            stream: StreamBuf::with_buffer(bytes),
+            charges,
+            control: 0,
+        });
+    }
+    outbox.items.back_mut()
+}
+
+/// Adds a charge to a stream item's list, merging it with the last one of the same call.
+fn add_charge(charges: &mut Vec<SendCharge>, charge: SendCharge) {
+    match charges.last_mut() {
+        Some(last) if same_call(last, &charge) => {
+            last.bytes = last.bytes.saturating_add(charge.bytes);
+        }
+        _ => charges.push(charge),
+    }
+}
+
+/// A postcard output that appends to a [`StreamBuf`], counting what it wrote.
+struct StreamFlavor<'a> {
+    stream: &'a mut StreamBuf,
+    written: usize,
+}
+
+impl postcard::ser_flavors::Flavor for StreamFlavor<'_> {
+    type Output = usize;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.stream.append(&[byte]);
+        self.written = self.written.saturating_add(1);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.stream.append(data);
+        self.written = self.written.saturating_add(data.len());
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.written)
     }
 }
 
@@ -822,15 +986,15 @@ async fn seal_loop(
         for item in frames {
             match item {
                 OutItem::Stream {
-                    bytes,
+                    stream,
                     charges: mut item_charges,
                     ..
                 } => {
                     charges.append(&mut item_charges);
                     if result.is_ok() {
-                        result = sealer.queue_raw_stream_bytes(&bytes);
+                        result = sealer.queue_stream_buf(stream);
                     }
-                    shared.return_stream_buffer(bytes, item_charges);
+                    shared.return_charge_list(item_charges);
                 }
                 OutItem::Owned { frame, charge } => {
                     if let Some(charge) = charge {
@@ -906,8 +1070,11 @@ async fn write_loop(
         }
         match written {
             Some(Ok(spent)) => {
-                for buf in spent.frames.into_iter().chain(spent.wire) {
+                for buf in spent.frames {
                     shared.recycle(buf);
+                }
+                for buf in spent.wire {
+                    shared.return_stream_buffer(buf);
                 }
             }
             Some(Err(e)) => {
