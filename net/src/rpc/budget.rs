@@ -488,17 +488,23 @@ impl Returner {
         }
     }
 
-    /// Notes one consumed message of `charge` bytes; returns the bytes to grant back now:
-    /// once half the window is consumed, or whenever the queue runs empty (so a sender whose
-    /// next message needs more than what it has left is never stuck behind a small return).
-    pub(crate) fn consumed(&mut self, charge: usize, queue_empty: bool) -> Option<u32> {
+    /// Notes one consumed message of `charge` bytes; returns the bytes to grant back now, once
+    /// half the window is consumed.
+    pub(crate) fn consumed(&mut self, charge: usize) -> Option<u32> {
         let charge = u32::try_from(charge).unwrap_or(u32::MAX);
         self.unreturned = self.unreturned.saturating_add(charge);
-        if self.unreturned > 0 && (queue_empty || self.unreturned >= (self.window / 2).max(1)) {
+        if self.unreturned >= (self.window / 2).max(1) {
             Some(std::mem::take(&mut self.unreturned))
         } else {
             None
         }
+    }
+
+    /// The consumer found its queue empty and waits: returns everything consumed so far, so a
+    /// sender whose next message needs more than it has left is never stuck behind a small
+    /// return (and a consumer that keeps up sends one grant per wait, not per message).
+    pub(crate) fn idle(&mut self) -> Option<u32> {
+        (self.unreturned > 0).then(|| std::mem::take(&mut self.unreturned))
     }
 }
 
@@ -560,11 +566,13 @@ mod tests {
     }
 
     #[test]
-    fn returner_returns_at_half_window_or_when_the_queue_runs_empty() {
+    fn returner_returns_at_half_window_or_when_the_consumer_waits() {
         let mut r = Returner::new(100);
-        assert_eq!(r.consumed(10, false), None);
-        assert_eq!(r.consumed(10, true), Some(20));
-        assert_eq!(r.consumed(30, false), None);
-        assert_eq!(r.consumed(20, false), Some(50));
+        assert_eq!(r.consumed(10), None);
+        assert_eq!(r.idle(), Some(10));
+        assert_eq!(r.idle(), None);
+        assert_eq!(r.consumed(30), None);
+        assert_eq!(r.consumed(20), Some(50));
+        assert_eq!(r.idle(), None);
     }
 }

@@ -590,15 +590,20 @@ impl<Resp> ResponseStream<Resp> {
     }
 
     fn consumed(&mut self, charge: usize) {
-        let Some(window) = &self.window else { return };
-        if let Some(bytes) = self.returner.consumed(charge, self.rx.is_empty()) {
-            window.reopen(bytes);
-            let frame = Frame::ResponseWindowGrant {
-                call_id: self.core.call_id,
-                credits: bytes,
-            };
-            let _ = self.core.shared.send_frame(&frame);
-        }
+        let bytes = self.returner.consumed(charge);
+        self.give_back(bytes);
+    }
+
+    fn give_back(&mut self, bytes: Option<u32>) {
+        let (Some(window), Some(bytes)) = (&self.window, bytes) else {
+            return;
+        };
+        window.reopen(bytes);
+        let frame = Frame::ResponseWindowGrant {
+            call_id: self.core.call_id,
+            credits: bytes,
+        };
+        let _ = self.core.shared.send_frame(&frame);
     }
 }
 
@@ -623,6 +628,8 @@ impl<Resp: DeserializeOwned + 'static> Stream for ResponseStream<Resp> {
             }
             Poll::Ready(None) => Some(Err(this.core.terminal_error())),
             Poll::Pending => {
+                let bytes = this.returner.idle();
+                this.give_back(bytes);
                 let expired = this
                     .expiry
                     .as_mut()

@@ -125,11 +125,6 @@ impl<T: Send + 'static> Receiver<T> {
     pub(crate) fn len(&self) -> usize {
         lock(&self.0.inner).items.len()
     }
-
-    /// True when nothing is queued.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl<T: Send + 'static> Drop for Receiver<T> {

@@ -310,14 +310,19 @@ impl<Req: DeserializeOwned + 'static> RequestStreamTyped<Req> {
 
     fn consumed(&mut self, charge: usize) {
         self.next_seq = self.next_seq.saturating_add(1);
-        let Some(window) = &self.window else { return };
-        if let Some(bytes) = self.returner.consumed(charge, self.rx.is_empty()) {
-            window.reopen(bytes);
-            let _ = self.shared.send_frame(&Frame::RequestWindowGrant {
-                call_id: self.call_id,
-                credits: bytes,
-            });
-        }
+        let bytes = self.returner.consumed(charge);
+        self.give_back(bytes);
+    }
+
+    fn give_back(&mut self, bytes: Option<u32>) {
+        let (Some(window), Some(bytes)) = (&self.window, bytes) else {
+            return;
+        };
+        window.reopen(bytes);
+        let _ = self.shared.send_frame(&Frame::RequestWindowGrant {
+            call_id: self.call_id,
+            credits: bytes,
+        });
     }
 }
 
@@ -342,7 +347,11 @@ impl<Req: DeserializeOwned + 'static> Stream for RequestStreamTyped<Req> {
                 this.done = true;
                 Poll::Ready(Some(Err(this.control.error())))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let bytes = this.returner.idle();
+                this.give_back(bytes);
+                Poll::Pending
+            }
         }
     }
 }

@@ -247,9 +247,9 @@ struct BufferPool {
 /// Buffers below this capacity are not worth pooling.
 pub(crate) const POOL_MIN_CAPACITY: usize = 16 * 1024;
 /// Most bytes of buffer capacity kept per session.
-const POOL_MAX_BYTES: usize = 8 * 1024 * 1024;
+const POOL_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Most buffers kept per session.
-const POOL_MAX_BUFFERS: usize = 16;
+const POOL_MAX_BUFFERS: usize = 32;
 /// Frames the sealer takes into one batch (bytes).
 const BATCH_BYTES: usize = 256 * 1024;
 
