@@ -87,7 +87,9 @@ fn model_frames(mut stream: &[u8]) -> (Vec<Vec<u8>>, Option<&'static str>) {
 }
 
 /// Frame reassembly: `data` is `[n_cuts][cuts..][n_reads][reads..][frame stream..]`. The frame
-/// stream (arbitrary, lengths included) is sealed into Noise messages cut at the given sizes,
+/// stream (arbitrary, lengths included) is sealed into Noise messages cut at the given sizes
+/// (copied by the sender, or laid out in `StreamBuf`s and sealed in place when `n_cuts` is
+/// odd),
 /// read back in pieces of the given sizes, and reassembled with an admission that stores or
 /// discards frames by their head; the frames (or discards) must be exactly what a plain parse
 /// of the stream gives, with the same failure at the same point.
@@ -110,6 +112,7 @@ pub fn frame_reassembly(data: &[u8]) {
         return;
     };
     let (mut tx, _) = transport::split(send_keys, tokio::io::empty(), Vec::new());
+    let in_place = data.first().is_some_and(|n| n % 2 == 1);
     let mut rest = stream;
     let mut cut = cuts.iter().cycle();
     while !rest.is_empty() {
@@ -117,7 +120,15 @@ pub fn frame_reassembly(data: &[u8]) {
             .next()
             .map_or(rest.len(), |&c| usize::from(c).saturating_mul(131).max(1));
         let (piece, tail) = rest.split_at(size.min(rest.len()));
-        if tx.queue_raw_stream_bytes(piece).is_err() || tx.flush_blocking_encrypt().is_err() {
+        let queued = if in_place {
+            let mut buf = transport::StreamBuf::default();
+            buf.append(piece);
+            tx.queue_stream_buf(buf)
+        } else {
+            tx.queue_raw_stream_bytes(piece)
+                .and_then(|()| tx.flush_blocking_encrypt())
+        };
+        if queued.is_err() {
             return;
         }
         rest = tail;
