@@ -104,8 +104,9 @@ pub(crate) fn decode_message<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Re
 ///
 /// What a peer can make this endpoint hold: per session at most `session_recv_budget` received
 /// and `session_send_budget` (+ [`CONTROL_QUEUE_MAX`]) queued to send, all sessions together at
-/// most the two node budgets; beyond the budgets each session holds its read slab (256 KiB,
-/// released after a quiet tick) and one sealed batch being written. Budgets are claimed first
+/// most the two node budgets; beyond the budgets each session holds its read slab (256 KiB),
+/// a few spare stream buffers (≤ 1 MiB) and the batch being written; the slab and spares are
+/// released after a quiet tick. Budgets are claimed first
 /// come, first served, so keep `max_sessions_per_addr` × the session budgets well below the
 /// node budgets: then one source address cannot claim everything.
 #[derive(Debug, Clone)]

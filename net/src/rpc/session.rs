@@ -377,10 +377,18 @@ impl SessionShared {
         }
     }
 
-    /// Frees every pooled buffer.
+    /// Frees every pooled buffer and spare stream buffer.
     pub(crate) fn drain_pool(&self) {
         let drained = std::mem::take(&mut *lock(&self.buffers));
         drop(drained);
+        let spares = {
+            let mut outbox = lock(&self.outbox);
+            (
+                std::mem::take(&mut outbox.spare_bufs),
+                std::mem::take(&mut outbox.spare_charges),
+            )
+        };
+        drop(spares);
     }
 
     /// Queues a control frame (no payload) for the writer. Control frames are not budgeted but
