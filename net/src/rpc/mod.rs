@@ -8,6 +8,8 @@
 //! * `dispatch`: admission of every incoming frame (before any buffer for it exists) and the
 //!   dispatcher keyed by (session, call_id).
 //! * `budget`: receive reservations, send budgets and the per-call windows.
+//! * `outbox`: outgoing frames waiting for the sealer (small ones in shared stream buffers).
+//! * `queue`: the per-call event queue the reader fills and wakes once per batch.
 //! * [`server`]: handler traits, [`RpcContext`], the router and its authorization hook, the
 //!   request stream and response sink handed to handlers, and the task that runs one handler.
 //! * [`client`]: the caller side (`call_unary`, `call_server_streaming`, `call_client_streaming`,
@@ -34,6 +36,7 @@ mod budget;
 pub mod client;
 pub(crate) mod dispatch;
 pub mod endpoint;
+mod outbox;
 mod queue;
 pub mod raw;
 pub mod server;

@@ -10,22 +10,24 @@
 //! returned, every call fails with `Disconnected` and every handler's token fires. Nothing a
 //! peer does — including never reading — keeps a task or a buffer of a closed session alive.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::{RecvBudget, RecvWindow, Reservation, SendBudget, SendWindow};
+pub(crate) use super::outbox::SendCharge;
+use super::outbox::{OutItem, Outbox, Outgoing, PushError};
 use super::server::{CallControl, ReqEvent, Router};
-use super::{CONTROL_QUEUE_MAX, Config, Metrics, RpcError};
+use super::{Config, Metrics, RpcError};
 use crate::frame::{ErrorKind, Frame, FrameError};
 use crate::handshake::{HandshakeError, PeerIdentity};
-use crate::transport::{FrameReceiver, FrameSender, SealedBatch, StreamBuf, TransportError};
+use crate::transport::{FrameReceiver, FrameSender, SealedBatch, TransportError};
 
 /// Why a session ended (or could not start).
 #[derive(Debug, thiserror::Error)]
@@ -173,69 +175,6 @@ pub(crate) struct ServerCall {
     pub(crate) control: Arc<CallControl>,
 }
 
-/// Queued outgoing frames. Small ones are copied, with their length prefixes, into a stream
-/// buffer shared by many frames (no allocation per message); large ones are handed over whole
-/// and sealed in place. Data frames carry the send budget they hold until written.
-#[derive(Debug)]
-enum OutItem {
-    Stream {
-        stream: StreamBuf,
-        charges: Vec<SendCharge>,
-        /// Bytes of control frames in `stream` (they count against the control cap).
-        control: usize,
-    },
-    Owned {
-        frame: Vec<u8>,
-        charge: Option<SendCharge>,
-    },
-}
-
-impl OutItem {
-    fn len(&self) -> usize {
-        match self {
-            OutItem::Stream { stream, .. } => stream.wire_len(),
-            OutItem::Owned { frame, .. } => frame.len(),
-        }
-    }
-}
-
-/// A frame to queue: borrowed (copied into a stream buffer; must be small) or owned.
-pub(crate) enum Outgoing<'a> {
-    Borrowed(&'a [u8]),
-    Owned(Vec<u8>),
-}
-
-impl Outgoing<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Outgoing::Borrowed(b) => b.len(),
-            Outgoing::Owned(v) => v.len(),
-        }
-    }
-}
-
-/// A stream buffer is closed for appends at this size (a batch takes whole items).
-const STREAM_ITEM_MAX: usize = 128 * 1024;
-/// Emptied stream buffers kept for reuse.
-const STREAM_SPARES: usize = 4;
-
-/// Send budget held by a queued data frame until it is written.
-#[derive(Debug)]
-pub(crate) struct SendCharge {
-    pub(crate) call: Option<Arc<Semaphore>>,
-    pub(crate) bytes: usize,
-}
-
-/// Frames waiting for the sealer, in order.
-#[derive(Debug, Default)]
-struct Outbox {
-    items: VecDeque<OutItem>,
-    control_bytes: usize,
-    spare_bufs: Vec<Vec<u8>>,
-    spare_charges: Vec<Vec<SendCharge>>,
-    closed: bool,
-}
-
 /// Recycled large buffers (avoids a fresh, page-faulting allocation per message); their
 /// capacity is reserved from the session's receive budget, so pooling never exceeds it.
 #[derive(Debug, Default)]
@@ -250,8 +189,6 @@ pub(crate) const POOL_MIN_CAPACITY: usize = 16 * 1024;
 const POOL_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Most buffers kept per session.
 const POOL_MAX_BUFFERS: usize = 32;
-/// Frames the sealer takes into one batch (bytes).
-const BATCH_BYTES: usize = 256 * 1024;
 
 /// State shared by a session's tasks and all its call handles.
 pub(crate) struct SessionShared {
@@ -259,8 +196,7 @@ pub(crate) struct SessionShared {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) router: Arc<Router>,
-    outbox: Mutex<Outbox>,
-    outbox_ready: Notify,
+    outbox: Outbox,
     pub(crate) recv: Arc<RecvBudget>,
     pub(crate) send: SendBudget,
     pub(crate) calls: Mutex<HashMap<u64, CallerSlot>>,
@@ -305,8 +241,7 @@ impl SessionShared {
             config,
             metrics,
             router,
-            outbox: Mutex::new(Outbox::default()),
-            outbox_ready: Notify::new(),
+            outbox: Outbox::default(),
             calls: Mutex::new(HashMap::new()),
             served: Mutex::new(HashMap::new()),
             live_handlers: AtomicUsize::new(0),
@@ -381,14 +316,7 @@ impl SessionShared {
     pub(crate) fn drain_pool(&self) {
         let drained = std::mem::take(&mut *lock(&self.buffers));
         drop(drained);
-        let spares = {
-            let mut outbox = lock(&self.outbox);
-            (
-                std::mem::take(&mut outbox.spare_bufs),
-                std::mem::take(&mut outbox.spare_charges),
-            )
-        };
-        drop(spares);
+        self.outbox.drain_spares();
     }
 
     /// Queues a control frame (no payload) for the writer. Control frames are not budgeted but
@@ -408,53 +336,31 @@ impl SessionShared {
     /// Queues a frame; data frames hold `charge` of send budget until written, control frames
     /// (`None`) count against [`CONTROL_QUEUE_MAX`].
     fn push(&self, frame: Outgoing<'_>, charge: Option<SendCharge>) -> Result<(), RpcError> {
-        let len = frame.len();
-        let mut outbox = lock(&self.outbox);
-        if outbox.closed {
-            drop(outbox);
-            if let Some(charge) = charge {
-                self.release_send(charge);
+        let pushed = self.outbox.push(frame, charge);
+        self.pushed(pushed)
+    }
+
+    /// Settles the outcome of an outbox push: budget of refused frames returned, a peer that
+    /// let the control queue overflow disconnected.
+    fn pushed(&self, pushed: Result<(), PushError>) -> Result<(), RpcError> {
+        match pushed {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed(charge)) => {
+                if let Some(charge) = charge {
+                    self.release_send(charge);
+                }
+                Err(self.closed_error())
             }
-            return Err(self.closed_error());
-        }
-        if charge.is_none() {
-            let queued = outbox.control_bytes.saturating_add(len);
-            if queued > CONTROL_QUEUE_MAX {
-                drop(outbox);
+            Err(PushError::ControlOverflow(queued)) => {
                 Metrics::bump(&self.metrics.send_queue_overflows);
                 self.close(SessionError::SendQueueOverflow(queued));
-                return Err(RpcError::disconnected());
+                Err(RpcError::disconnected())
             }
-            outbox.control_bytes = queued;
-        }
-        if len < crate::transport::IN_PLACE_MIN {
-            let prefix = u32::try_from(len).unwrap_or(u32::MAX);
-            if let Some(OutItem::Stream {
-                stream,
-                charges,
-                control,
-            }) = open_stream(&mut outbox)
-            {
-                stream.append(&prefix.to_le_bytes());
-                match &frame {
-                    Outgoing::Borrowed(b) => stream.append(b),
-                    Outgoing::Owned(v) => stream.append(v),
-                }
-                match charge {
-                    Some(charge) => add_charge(charges, charge),
-                    None => *control = control.saturating_add(len),
-                }
+            Err(PushError::Encode(charge, error)) => {
+                self.release_send(charge);
+                Err(error)
             }
-        } else {
-            let frame = match frame {
-                Outgoing::Borrowed(b) => b.to_vec(),
-                Outgoing::Owned(v) => v,
-            };
-            outbox.items.push_back(OutItem::Owned { frame, charge });
         }
-        drop(outbox);
-        self.outbox_ready.notify_one();
-        Ok(())
     }
 
     /// The length and charge of the chunk frame that would carry `item`, without encoding it.
@@ -504,9 +410,8 @@ impl SessionShared {
     }
 
     /// Serializes a small chunk frame (`frame_len` bytes, measured beforehand) straight into
-    /// the outbox, holding `charge` of send budget until written. No copy of the payload is
-    /// made before sealing, which happens in place.
-    pub(crate) fn push_chunk<T: serde::Serialize + ?Sized>(
+    /// the outbox, holding `charge` of send budget until written.
+    fn push_chunk<T: serde::Serialize + ?Sized>(
         &self,
         request: bool,
         call_id: u64,
@@ -515,84 +420,9 @@ impl SessionShared {
         frame_len: usize,
         charge: SendCharge,
     ) -> Result<(), RpcError> {
-        let mut outbox = lock(&self.outbox);
-        if outbox.closed {
-            drop(outbox);
-            self.release_send(charge);
-            return Err(self.closed_error());
-        }
         let head = crate::frame::chunk_head(request, call_id, seq);
-        let written = match open_stream(&mut outbox) {
-            Some(OutItem::Stream {
-                stream, charges, ..
-            }) => {
-                let mark = stream.mark();
-                let prefix = u32::try_from(frame_len).unwrap_or(u32::MAX);
-                stream.append(&prefix.to_le_bytes());
-                stream.append(&head);
-                let written =
-                    postcard::serialize_with_flavor(item, StreamFlavor { stream, written: 0 });
-                match written {
-                    Ok(n) if n.saturating_add(head.len()) == frame_len => {
-                        add_charge(charges, charge);
-                        Ok(())
-                    }
-                    Ok(_) => {
-                        stream.rollback(mark);
-                        Err((
-                            charge,
-                            RpcError::new(
-                                ErrorKind::Internal,
-                                "message size changed while encoding",
-                            ),
-                        ))
-                    }
-                    Err(e) => {
-                        stream.rollback(mark);
-                        Err((
-                            charge,
-                            RpcError::new(ErrorKind::Decode, format!("encode: {e}")),
-                        ))
-                    }
-                }
-            }
-            _ => Err((
-                charge,
-                RpcError::new(ErrorKind::Internal, "no stream buffer open"),
-            )),
-        };
-        drop(outbox);
-        match written {
-            Ok(()) => {
-                self.outbox_ready.notify_one();
-                Ok(())
-            }
-            Err((charge, e)) => {
-                self.release_send(charge);
-                Err(e)
-            }
-        }
-    }
-
-    /// Gives a written stream buffer back for reuse.
-    fn return_stream_buffer(&self, mut bytes: Vec<u8>) {
-        if bytes.capacity() > 2 * STREAM_ITEM_MAX || bytes.capacity() == 0 {
-            return;
-        }
-        bytes.clear();
-        let mut outbox = lock(&self.outbox);
-        if outbox.spare_bufs.len() < STREAM_SPARES {
-            outbox.spare_bufs.push(bytes);
-        }
-    }
-
-    /// Gives an emptied charge list back for reuse.
-    fn return_charge_list(&self, mut charges: Vec<SendCharge>) {
-        charges.clear();
-        let mut outbox = lock(&self.outbox);
-        if outbox.spare_charges.len() < STREAM_SPARES {
-            outbox.spare_charges.push(charges);
-        }
+        let pushed = self.outbox.push_chunk(&head, item, frame_len, charge);
+        self.pushed(pushed)
     }
 
     /// Takes `bytes` of send budget for a data frame (waits while it is spent).
@@ -690,18 +520,9 @@ impl SessionShared {
         }
         self.closed.cancel();
         self.send.close();
-        let dropped = {
-            let mut outbox = lock(&self.outbox);
-            outbox.closed = true;
-            outbox.control_bytes = 0;
-            outbox.spare_bufs.clear();
-            outbox.spare_charges.clear();
-            std::mem::take(&mut outbox.items)
-        };
-        for item in dropped {
+        for item in self.outbox.close() {
             self.release_item(item);
         }
-        self.outbox_ready.notify_one();
         let calls: Vec<CallerSlot> = self.calls().drain().map(|(_, slot)| slot).collect();
         for slot in calls {
             let _ = slot.shared.terminal.set(RpcError::disconnected());
@@ -725,13 +546,13 @@ impl SessionShared {
         self.live_handlers.load(Ordering::Acquire) == 0
             && self.calls().is_empty()
             && self.served().is_empty()
-            && lock(&self.outbox).items.is_empty()
+            && self.outbox.is_empty()
     }
 
     /// Drops every queued frame as if it had been written (the dispatcher fuzz harness plays a
     /// peer that reads everything).
     pub(crate) fn discard_outbox(&self) {
-        while let Some(items) = self.take_batch() {
+        while let Some(items) = self.outbox.take_batch() {
             for item in items {
                 self.release_item(item);
             }
@@ -752,101 +573,6 @@ impl SessionShared {
                 }
             }
         }
-    }
-
-    /// Takes queued items (up to [`BATCH_BYTES`], at least one) for the sealer; `None` when
-    /// the outbox is empty.
-    fn take_batch(&self) -> Option<Vec<OutItem>> {
-        let mut outbox = lock(&self.outbox);
-        if outbox.items.is_empty() {
-            return None;
-        }
-        let mut taken = Vec::new();
-        let mut bytes = 0usize;
-        while bytes < BATCH_BYTES {
-            let Some(item) = outbox.items.pop_front() else {
-                break;
-            };
-            bytes = bytes.saturating_add(item.len());
-            taken.push(item);
-        }
-        // Control bytes leave the cap once taken (they are written next).
-        let control = taken
-            .iter()
-            .map(|item| match item {
-                OutItem::Stream { control, .. } => *control,
-                OutItem::Owned {
-                    frame,
-                    charge: None,
-                } => frame.len(),
-                OutItem::Owned { .. } => 0,
-            })
-            .fold(0usize, usize::saturating_add);
-        outbox.control_bytes = outbox.control_bytes.saturating_sub(control);
-        Some(taken)
-    }
-}
-
-/// The outbox's last item if it is a stream buffer with room, else a new one (from the spares).
-fn open_stream(outbox: &mut Outbox) -> Option<&mut OutItem> {
-    let open = matches!(
-        outbox.items.back(),
-        Some(OutItem::Stream { stream, .. }) if stream.wire_len() < STREAM_ITEM_MAX
-    );
-    if !open {
-        let bytes = outbox.spare_bufs.pop().unwrap_or_default();
-        let charges = outbox.spare_charges.pop().unwrap_or_default();
-        outbox.items.push_back(OutItem::Stream {
-            stream: StreamBuf::with_buffer(bytes),
-            charges,
-            control: 0,
-        });
-    }
-    outbox.items.back_mut()
-}
-
-/// Adds a charge to a stream item's list, merging it with the last one of the same call.
-fn add_charge(charges: &mut Vec<SendCharge>, charge: SendCharge) {
-    match charges.last_mut() {
-        Some(last) if same_call(last, &charge) => {
-            last.bytes = last.bytes.saturating_add(charge.bytes);
-        }
-        _ => charges.push(charge),
-    }
-}
-
-/// A postcard output that appends to a [`StreamBuf`], counting what it wrote.
-struct StreamFlavor<'a> {
-    stream: &'a mut StreamBuf,
-    written: usize,
-}
-
-impl postcard::ser_flavors::Flavor for StreamFlavor<'_> {
-    type Output = usize;
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.stream.append(&[byte]);
-        self.written = self.written.saturating_add(1);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.stream.append(data);
-        self.written = self.written.saturating_add(data.len());
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<usize> {
-        Ok(self.written)
-    }
-}
-
-/// True when two charges draw on the same call budget (or both on none).
-fn same_call(a: &SendCharge, b: &SendCharge) -> bool {
-    match (&a.call, &b.call) {
-        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
-        (None, None) => true,
-        _ => false,
     }
 }
 
@@ -980,13 +706,13 @@ async fn seal_loop(
             if shared.closed.is_cancelled() {
                 return;
             }
-            if let Some(frames) = shared.take_batch() {
+            if let Some(frames) = shared.outbox.take_batch() {
                 break frames;
             }
             tokio::select! {
                 biased;
                 _ = shared.closed.cancelled() => return,
-                _ = shared.outbox_ready.notified() => {}
+                _ = shared.outbox.ready() => {}
             }
         };
         let mut charges = Vec::new();
@@ -1002,7 +728,7 @@ async fn seal_loop(
                     if result.is_ok() {
                         result = sealer.queue_stream_buf(stream);
                     }
-                    shared.return_charge_list(item_charges);
+                    shared.outbox.return_charge_list(item_charges);
                 }
                 OutItem::Owned { frame, charge } => {
                     if let Some(charge) = charge {
@@ -1082,7 +808,7 @@ async fn write_loop(
                     shared.recycle(buf);
                 }
                 for buf in spent.wire {
-                    shared.return_stream_buffer(buf);
+                    shared.outbox.return_stream_buffer(buf);
                 }
             }
             Some(Err(e)) => {
