@@ -1,9 +1,13 @@
 //! nRPC benchmarks with a tonic gRPC baseline in the same run.
 //!
 //! nRPC runs over real encrypted sessions (TCP loopback + Noise XX, AES-256-GCM). The tonic
-//! baseline runs **plaintext HTTP/2 over loopback** (no TLS) with tonic's default settings and a
-//! hand-written raw-bytes codec and service (no protobuf codegen), so it does strictly less work
-//! per byte than nRPC. Both share one tokio runtime (2 worker threads).
+//! baseline runs **plaintext HTTP/2 over loopback** (no TLS) with a hand-written raw-bytes codec
+//! and service (no protobuf codegen), so it does strictly less work per byte than nRPC, and it is
+//! tuned the way a user moving bulk data would tune it: adaptive HTTP/2 flow-control windows
+//! (BDP estimation) on both ends and 1 MiB HTTP/2 frames. Both stacks use the same TCP
+//! congestion control in every compared pair: `reno` on both (the default rows) or the host's
+//! default on both (`-host-cc` rows). Every upload checks, on both stacks, that the server
+//! counted every byte. Both share one tokio runtime (2 worker threads).
 //!
 //! Besides criterion's own output, the run prints `SUMMARY ...` lines with p50/p99 latencies
 //! (from individually timed calls) and writes them to `target/nrpc-bench-summary.txt`.
@@ -109,13 +113,27 @@ struct Nrpc {
     server_session: Session,
 }
 
-/// The nRPC endpoints' settings: defaults, except TCP congestion control reno (the host default
-/// here is BBR, whose paced sends reorder bulk loopback traffic; see net/BENCHMARKS.md). The
-/// 1 MiB client-streaming figure is also measured with the host default (`nrpc-host-cc`).
-fn bench_config() -> Config {
+/// TCP congestion control of the default rows, on both stacks (the host default here is BBR,
+/// whose paced sends reorder bulk loopback traffic; see net/BENCHMARKS.md). The `-host-cc`
+/// rows use the host default on both stacks.
+const CONGESTION: &str = "reno";
+
+/// The nRPC endpoints' settings: defaults, except the congestion control.
+fn bench_config(congestion: Option<&str>) -> Config {
     Config {
-        tcp_congestion: Some("reno".into()),
+        tcp_congestion: congestion.map(str::to_string),
         ..Config::default()
+    }
+}
+
+/// Sets TCP_NODELAY and (when given) the congestion control on a tonic socket, the same options
+/// nRPC's sessions get.
+fn tune_tonic_socket(stream: &tokio::net::TcpStream, congestion: Option<&str>) {
+    let _ = stream.set_nodelay(true);
+    if let Some(name) = congestion {
+        socket2::SockRef::from(stream)
+            .set_tcp_congestion(name.as_bytes())
+            .unwrap();
     }
 }
 
@@ -321,31 +339,40 @@ struct Tonic {
     client: tonic::client::Grpc<tonic::transport::Channel>,
     firehose_active: Arc<AtomicUsize>,
     addr: std::net::SocketAddr,
+    congestion: Option<&'static str>,
 }
 
-/// A new HTTP/2 connection to the tonic server.
+/// A new HTTP/2 connection to the tonic server, tuned for bulk transfer.
 async fn tonic_connect(
     addr: std::net::SocketAddr,
+    congestion: Option<&'static str>,
 ) -> tonic::client::Grpc<tonic::transport::Channel> {
+    let connector = tower::service_fn(move |_uri: http::Uri| async move {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        tune_tonic_socket(&stream, congestion);
+        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+    });
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .tcp_nodelay(true)
-        .connect()
+        .http2_adaptive_window(true)
+        .max_frame_size(1 << 20)
+        .connect_with_connector(connector)
         .await
         .unwrap();
     tonic::client::Grpc::new(channel)
 }
 
-async fn tonic_setup() -> Tonic {
+async fn tonic_setup(congestion: Option<&'static str>) -> Tonic {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let firehose_active = Arc::new(AtomicUsize::new(0));
     let service = BenchService {
         firehose_active: firehose_active.clone(),
     };
-    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+    let incoming = futures_util::stream::unfold(listener, move |listener| async move {
         let accepted = listener.accept().await.map(|(stream, _)| {
-            let _ = stream.set_nodelay(true);
+            tune_tonic_socket(&stream, congestion);
             stream
         });
         Some((accepted, listener))
@@ -353,14 +380,17 @@ async fn tonic_setup() -> Tonic {
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .http2_adaptive_window(Some(true))
+            .max_frame_size(1 << 20)
             .serve_with_incoming(service, incoming)
             .await
             .unwrap();
     });
     Tonic {
-        client: tonic_connect(addr).await,
+        client: tonic_connect(addr, congestion).await,
         firehose_active,
         addr,
+        congestion,
     }
 }
 
@@ -524,53 +554,64 @@ fn unary_qps(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
     g.finish();
 }
 
-fn client_streaming(c: &mut Criterion, rt: &Runtime, n: &Nrpc, host_cc: &Nrpc, t: &Tonic) {
+/// One compared pair of stacks for uploads: both with the same congestion control.
+struct UploadPair<'a> {
+    label: &'static str,
+    nrpc: &'a Nrpc,
+    tonic: &'a Tonic,
+}
+
+fn client_streaming(c: &mut Criterion, rt: &Runtime, pairs: &[UploadPair<'_>]) {
     let mut g = c.benchmark_group("client_streaming");
     // (message size, messages per call): 1 MiB per call for 1 KiB messages, 16 MiB for 1 MiB.
     for (size, count, label) in [(1024usize, 1024usize, "1KiB"), (1 << 20, 16, "1MiB")] {
         g.throughput(Throughput::Bytes((size * count) as u64));
         let blob = Blob(vec![3; size]);
-        let upload = |session: &Session| {
-            let session = session.clone();
-            let blob = &blob;
-            async move {
-                let mut call = session
-                    .call_client_streaming::<Blob, u64>("upload", CallOptions::default())
-                    .unwrap();
-                for _ in 0..count {
-                    call.send(blob).await.unwrap();
-                }
-                assert_eq!(call.finish().await.unwrap(), (size * count) as u64);
-            }
-        };
-        g.bench_function(BenchmarkId::new("nrpc", label), |b| {
-            b.to_async(rt).iter(|| upload(&n.client))
-        });
-        if size == 1 << 20 {
-            g.bench_function(BenchmarkId::new("nrpc-host-cc", label), |b| {
-                b.to_async(rt).iter(|| upload(&host_cc.client))
-            });
-        }
         let bytes = Bytes::from(vec![3u8; size]);
-        g.bench_function(BenchmarkId::new("tonic", label), |b| {
-            b.to_async(rt).iter(|| {
-                let mut client = t.client.clone();
-                let msgs = futures_util::stream::iter(vec![bytes.clone(); count]);
+        for pair in pairs {
+            let upload = |session: &Session| {
+                let session = session.clone();
+                let blob = &blob;
                 async move {
-                    client.ready().await.unwrap();
-                    let resp = client
-                        .client_streaming(
-                            tonic::Request::new(msgs),
-                            path("/bench.Bench/Upload"),
-                            RawCodec,
-                        )
-                        .await
-                        .unwrap()
-                        .into_inner();
-                    assert_eq!(resp.len(), 8);
+                    let mut call = session
+                        .call_client_streaming::<Blob, u64>("upload", CallOptions::default())
+                        .unwrap();
+                    for _ in 0..count {
+                        call.send(blob).await.unwrap();
+                    }
+                    // The server counted every byte.
+                    assert_eq!(call.finish().await.unwrap(), (size * count) as u64);
                 }
-            })
-        });
+            };
+            g.bench_function(
+                BenchmarkId::new(format!("nrpc{}", pair.label), label),
+                |b| b.to_async(rt).iter(|| upload(&pair.nrpc.client)),
+            );
+            g.bench_function(
+                BenchmarkId::new(format!("tonic{}", pair.label), label),
+                |b| {
+                    b.to_async(rt).iter(|| {
+                        let mut client = pair.tonic.client.clone();
+                        let msgs = futures_util::stream::iter(vec![bytes.clone(); count]);
+                        async move {
+                            client.ready().await.unwrap();
+                            let resp = client
+                                .client_streaming(
+                                    tonic::Request::new(msgs),
+                                    path("/bench.Bench/Upload"),
+                                    RawCodec,
+                                )
+                                .await
+                                .unwrap()
+                                .into_inner();
+                            // The server counted every byte.
+                            let total = u64::from_le_bytes(resp.as_ref().try_into().unwrap());
+                            assert_eq!(total, (size * count) as u64);
+                        }
+                    })
+                },
+            );
+        }
     }
     g.finish();
 }
@@ -680,9 +721,17 @@ fn cancel_quiescent(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
         b.to_async(rt).iter_custom(|iters| async move {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
+                // A 256 KiB window: what is in flight when the caller cancels is what has to
+                // drain, so the default (one maximum message plus 64 KiB) would measure the
+                // window, not the cancel.
+                let opts = CallOptions {
+                    response_window: Some(256 * 1024),
+                    ..CallOptions::default()
+                };
                 let mut stream = n
                     .client
-                    .call_server_streaming::<(), Blob>("firehose", &(), CallOptions::default())
+                    .call_server_streaming::<(), Blob>("firehose", &(), opts)
+                    .await
                     .unwrap();
                 stream.next().await.unwrap().unwrap();
                 let start = Instant::now();
@@ -704,13 +753,13 @@ fn cancel_quiescent(c: &mut Criterion, rt: &Runtime, n: &Nrpc, t: &Tonic) {
             let addr = t.addr;
             async move {
                 let mut total = Duration::ZERO;
-                let mut client = tonic_connect(addr).await;
+                let mut client = tonic_connect(addr, t.congestion).await;
                 for i in 0..iters {
                     // h2 ends a connection after 1024 locally reset streams (GOAWAY
                     // ENHANCE_YOUR_CALM), so cancelled calls get a fresh connection every 500
                     // (set up outside the timed part).
                     if i > 0 && i % 500 == 0 {
-                        client = tonic_connect(addr).await;
+                        client = tonic_connect(addr, t.congestion).await;
                     }
                     client.ready().await.unwrap();
                     let mut stream = client
@@ -745,8 +794,8 @@ fn transport_only(c: &mut Criterion, rt: &Runtime) {
         let t = Duration::from_secs(10);
         let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
         let (ea, eb) = tokio::join!(
-            net_mesh::handshake::initiate(&mut a, &ia, t),
-            net_mesh::handshake::respond(&mut b, &ib, t)
+            net_mesh::handshake::initiate(&mut a, (&ia).into(), None, t),
+            net_mesh::handshake::respond(&mut b, (&ib).into(), t)
         );
         let (ar, aw) = a.into_split();
         let (br, bw) = b.into_split();
@@ -809,9 +858,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let nrpc = rt.block_on(nrpc_setup(bench_config()));
-    let nrpc_host_cc = rt.block_on(nrpc_setup(Config::default()));
-    let tonic = rt.block_on(tonic_setup());
+    let nrpc = rt.block_on(nrpc_setup(bench_config(Some(CONGESTION))));
+    let tonic = rt.block_on(tonic_setup(Some(CONGESTION)));
+    let nrpc_host_cc = rt.block_on(nrpc_setup(bench_config(None)));
+    let tonic_host_cc = rt.block_on(tonic_setup(None));
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
@@ -821,7 +871,19 @@ fn main() {
     transport_only(&mut c, &rt);
     unary_latency(&mut c, &rt, &nrpc, &tonic, &mut summary);
     unary_qps(&mut c, &rt, &nrpc, &tonic);
-    client_streaming(&mut c, &rt, &nrpc, &nrpc_host_cc, &tonic);
+    let pairs = [
+        UploadPair {
+            label: "",
+            nrpc: &nrpc,
+            tonic: &tonic,
+        },
+        UploadPair {
+            label: "-host-cc",
+            nrpc: &nrpc_host_cc,
+            tonic: &tonic_host_cc,
+        },
+    ];
+    client_streaming(&mut c, &rt, &pairs);
     duplex_rtt(&mut c, &rt, &nrpc, &tonic, &mut summary);
     cancel_quiescent(&mut c, &rt, &nrpc, &tonic);
     c.final_summary();

@@ -17,7 +17,7 @@
 use std::fmt;
 
 /// Version byte carried in every frame.
-pub const FRAME_VERSION: u8 = 1;
+pub const FRAME_VERSION: u8 = 2;
 /// Offset of the version byte.
 pub const OFF_VERSION: usize = 0;
 /// Offset of the dispatch byte.
@@ -37,9 +37,37 @@ pub const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
 pub const MAX_METHOD_LEN: usize = 255;
 /// Longest RESPONSE_ERROR message, in bytes.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 4096;
-/// Size of the call header that REQUEST and REQUEST_INIT carry, without the method bytes:
-/// kind (1) + timeout_us (8) + trace_id (16) + span_id (8) + response_window (4) + method_len (1).
-pub const CALL_HEADER_FIXED_LEN: usize = 38;
+/// Longest call metadata (opaque bytes the caller attaches, e.g. a 169-byte permission token).
+pub const MAX_METADATA_LEN: usize = 1024;
+/// Size of the call header that REQUEST and REQUEST_INIT carry, without the method and metadata
+/// bytes: kind (1) + timeout_us (8) + trace_id (16) + span_id (8) + response_window (4) +
+/// method_len (1) + metadata_len (2).
+pub const CALL_HEADER_FIXED_LEN: usize = 40;
+/// Largest frame that is not a data frame (REQUEST, RESPONSE, REQUEST_CHUNK, RESPONSE_CHUNK):
+/// a REQUEST_INIT with the longest method and metadata, or a RESPONSE_ERROR with the longest
+/// message. A longer frame of any other dispatch ends the session before it is buffered.
+pub const MAX_CONTROL_FRAME_LEN: usize = {
+    let init = HEADER_LEN + CALL_HEADER_FIXED_LEN + MAX_METHOD_LEN + MAX_METADATA_LEN;
+    let error = HEADER_LEN + 4 + MAX_ERROR_MESSAGE_LEN;
+    if init > error { init } else { error }
+};
+/// Bytes charged per received data frame on top of its length, for the bookkeeping that comes
+/// with a queued message; window grants and budgets count `frame length + FRAME_CHARGE_OVERHEAD`.
+pub const FRAME_CHARGE_OVERHEAD: usize = 64;
+
+/// What one data frame of `frame_len` bytes costs against windows and budgets.
+pub const fn charge(frame_len: usize) -> usize {
+    frame_len.saturating_add(FRAME_CHARGE_OVERHEAD)
+}
+
+/// True for the dispatch values whose frames carry a payload (the only frames that may be longer
+/// than [`MAX_CONTROL_FRAME_LEN`]).
+pub const fn is_data_dispatch(value: u8) -> bool {
+    matches!(
+        value,
+        dispatch::REQUEST | dispatch::RESPONSE | dispatch::REQUEST_CHUNK | dispatch::RESPONSE_CHUNK
+    )
+}
 
 /// Dispatch values (byte 1 of every frame).
 pub mod dispatch {
@@ -53,7 +81,7 @@ pub mod dispatch {
     pub const RESPONSE_END: u8 = 0x04;
     /// Terminal error for a call: kind + message.
     pub const RESPONSE_ERROR: u8 = 0x05;
-    /// Caller → server: grant credits for RESPONSE_CHUNK frames.
+    /// Caller → server: return window bytes for RESPONSE_CHUNK frames.
     pub const RESPONSE_WINDOW_GRANT: u8 = 0x06;
     /// Opens a client-streaming or duplex call: call header, no payload.
     pub const REQUEST_INIT: u8 = 0x10;
@@ -63,7 +91,7 @@ pub mod dispatch {
     pub const REQUEST_END: u8 = 0x12;
     /// Caller → server: abandon the call.
     pub const REQUEST_CANCEL: u8 = 0x13;
-    /// Server → caller: grant credits for REQUEST_CHUNK frames.
+    /// Server → caller: grant (first) or return (later) window bytes for REQUEST_CHUNK frames.
     pub const REQUEST_WINDOW_GRANT: u8 = 0x14;
 }
 
@@ -215,10 +243,14 @@ pub struct CallHeader<'a> {
     pub timeout_us: u64,
     /// Trace context of the caller.
     pub trace: TraceContext,
-    /// Initial RESPONSE_CHUNK credits the caller grants (0 for kinds with one response).
+    /// The caller's receive window for RESPONSE_CHUNK frames, in charged bytes (0 for kinds
+    /// with one response).
     pub response_window: u32,
     /// Method name, 1..=255 bytes of UTF-8.
     pub method: &'a str,
+    /// Opaque call metadata (e.g. a permission token), at most [`MAX_METADATA_LEN`] bytes;
+    /// empty when none.
+    pub metadata: &'a [u8],
 }
 
 /// One decoded nRPC frame, borrowing its payload from the input buffer.
@@ -245,7 +277,7 @@ pub enum Frame<'a> {
     RequestEnd { call_id: u64 },
     /// The caller abandons the call; `reason` is `Cancelled` or `DeadlineExceeded`.
     RequestCancel { call_id: u64, reason: ErrorKind },
-    /// Server grants request credits.
+    /// Server grants (first) or returns request window bytes.
     RequestWindowGrant { call_id: u64, credits: u32 },
     /// Single response.
     Response { call_id: u64, payload: &'a [u8] },
@@ -263,7 +295,7 @@ pub enum Frame<'a> {
         kind: ErrorKind,
         message: &'a str,
     },
-    /// Caller grants response credits.
+    /// Caller returns response window bytes.
     ResponseWindowGrant { call_id: u64, credits: u32 },
 }
 
@@ -294,6 +326,9 @@ pub enum FrameError {
     /// Method name empty, too long or not UTF-8.
     #[error("invalid method name: {0}")]
     BadMethod(&'static str),
+    /// Call metadata longer than [`MAX_METADATA_LEN`].
+    #[error("call metadata of {len} bytes exceeds the maximum of {MAX_METADATA_LEN}")]
+    MetadataTooLong { len: usize },
     /// RESPONSE_ERROR message too long or not UTF-8.
     #[error("invalid error message: {0}")]
     BadErrorMessage(&'static str),
@@ -381,17 +416,23 @@ impl<'a> Cursor<'a> {
         let span_id = self.array::<8>("span_id")?;
         let response_window = self.u32("response_window")?;
         let method_len = usize::from(self.u8("method_len")?);
+        let metadata_len = usize::from(self.u16("metadata_len")?);
         if method_len == 0 {
             return Err(FrameError::BadMethod("empty"));
         }
+        if metadata_len > MAX_METADATA_LEN {
+            return Err(FrameError::MetadataTooLong { len: metadata_len });
+        }
         let method = std::str::from_utf8(self.take(method_len, "method")?)
             .map_err(|_| FrameError::BadMethod("not UTF-8"))?;
+        let metadata = self.take(metadata_len, "metadata")?;
         Ok(CallHeader {
             kind,
             timeout_us,
             trace: TraceContext { trace_id, span_id },
             response_window,
             method,
+            metadata,
         })
     }
 }
@@ -591,10 +632,11 @@ impl<'a> Frame<'a> {
                 header, payload, ..
             } => CALL_HEADER_FIXED_LEN
                 .saturating_add(header.method.len())
+                .saturating_add(header.metadata.len())
                 .saturating_add(payload.len()),
-            Frame::RequestInit { header, .. } => {
-                CALL_HEADER_FIXED_LEN.saturating_add(header.method.len())
-            }
+            Frame::RequestInit { header, .. } => CALL_HEADER_FIXED_LEN
+                .saturating_add(header.method.len())
+                .saturating_add(header.metadata.len()),
             Frame::RequestChunk { payload, .. } | Frame::ResponseChunk { payload, .. } => {
                 payload.len().saturating_add(8)
             }
@@ -655,9 +697,61 @@ pub fn begin_chunk(out: &mut Vec<u8>, request: bool, call_id: u64, seq: u64) {
 /// Length of the part of a chunk frame before its payload.
 pub const CHUNK_PAYLOAD_OFFSET: usize = HEADER_LEN + 8;
 
+/// The bytes [`begin_chunk`] writes, as an array.
+pub fn chunk_head(request: bool, call_id: u64, seq: u64) -> [u8; CHUNK_PAYLOAD_OFFSET] {
+    let mut out = [0u8; CHUNK_PAYLOAD_OFFSET];
+    let dispatch = if request {
+        dispatch::REQUEST_CHUNK
+    } else {
+        dispatch::RESPONSE_CHUNK
+    };
+    let parts: [&[u8]; 4] = [
+        &[FRAME_VERSION],
+        &[dispatch],
+        &call_id.to_le_bytes(),
+        &seq.to_le_bytes(),
+    ];
+    let mut rest: &mut [u8] = &mut out;
+    for part in parts {
+        let (head, tail) = rest.split_at_mut(part.len().min(rest.len()));
+        head.copy_from_slice(part.get(..head.len()).unwrap_or_default());
+        rest = tail;
+    }
+    out
+}
+
 /// Checks a frame built with [`begin_chunk`] against the payload limit.
 pub fn finish_chunk(frame: &[u8]) -> Result<(), FrameError> {
     validate_payload(frame.get(CHUNK_PAYLOAD_OFFSET..).unwrap_or_default())
+}
+
+/// Starts a REQUEST frame in `out` (frame header and call header) and returns the payload's
+/// offset; the caller appends the payload and checks it with [`finish_payload`].
+pub fn begin_request(
+    out: &mut Vec<u8>,
+    call_id: u64,
+    header: &CallHeader<'_>,
+) -> Result<usize, FrameError> {
+    validate_header(header, false)?;
+    out.push(FRAME_VERSION);
+    out.push(dispatch::REQUEST);
+    out.extend_from_slice(&call_id.to_le_bytes());
+    encode_call_header(header, out);
+    Ok(out.len())
+}
+
+/// Starts a RESPONSE frame in `out` and returns the payload's offset (see [`begin_request`]).
+pub fn begin_response(out: &mut Vec<u8>, call_id: u64) -> usize {
+    out.push(FRAME_VERSION);
+    out.push(dispatch::RESPONSE);
+    out.extend_from_slice(&call_id.to_le_bytes());
+    out.len()
+}
+
+/// Checks the payload (everything from `payload_offset`) of a frame built with
+/// [`begin_request`] or [`begin_response`] against the payload limit.
+pub fn finish_payload(frame: &[u8], payload_offset: usize) -> Result<(), FrameError> {
+    validate_payload(frame.get(payload_offset..).unwrap_or_default())
 }
 
 fn validate_payload(payload: &[u8]) -> Result<(), FrameError> {
@@ -686,6 +780,11 @@ fn validate_header(header: &CallHeader<'_>, streaming_init: bool) -> Result<(), 
     if header.method.len() > MAX_METHOD_LEN {
         return Err(FrameError::BadMethod("longer than 255 bytes"));
     }
+    if header.metadata.len() > MAX_METADATA_LEN {
+        return Err(FrameError::MetadataTooLong {
+            len: header.metadata.len(),
+        });
+    }
     Ok(())
 }
 
@@ -695,9 +794,16 @@ fn encode_call_header(header: &CallHeader<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&header.trace.trace_id);
     out.extend_from_slice(&header.trace.span_id);
     out.extend_from_slice(&header.response_window.to_le_bytes());
-    // validate_header bounded the method to MAX_METHOD_LEN (= u8::MAX).
+    // validate_header bounded the method to MAX_METHOD_LEN (= u8::MAX) and the metadata to
+    // MAX_METADATA_LEN (< u16::MAX).
     out.push(u8::try_from(header.method.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(
+        &u16::try_from(header.metadata.len())
+            .unwrap_or(u16::MAX)
+            .to_le_bytes(),
+    );
     out.extend_from_slice(header.method.as_bytes());
+    out.extend_from_slice(header.metadata);
 }
 
 #[cfg(test)]
@@ -715,6 +821,7 @@ mod tests {
             },
             response_window: 9,
             method: "m",
+            metadata: b"token",
         };
         let unary = CallHeader {
             kind: CallKind::Unary,
@@ -769,6 +876,15 @@ mod tests {
     }
 
     #[test]
+    fn chunk_head_matches_begin_chunk() {
+        for request in [true, false] {
+            let mut out = Vec::new();
+            begin_chunk(&mut out, request, 0x0102_0304_0506_0708, 99);
+            assert_eq!(chunk_head(request, 0x0102_0304_0506_0708, 99).to_vec(), out);
+        }
+    }
+
+    #[test]
     fn request_with_streaming_kind_is_rejected() {
         let header = CallHeader {
             kind: CallKind::Duplex,
@@ -776,6 +892,7 @@ mod tests {
             trace: TraceContext::default(),
             response_window: 0,
             method: "m",
+            metadata: b"",
         };
         let frame = Frame::Request {
             call_id: 1,

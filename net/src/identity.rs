@@ -23,9 +23,12 @@ pub const NODE_ID_CONTEXT: &str = "net-mesh 2026 node id v1";
 /// Longest identity name accepted.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// A node id: 32 bytes derived from an ed25519 public key.
+/// A node id: 32 bytes derived from an ed25519 public key. A `NodeId` is a *name* (it can be
+/// parsed from what an operator typed, to pin a dial or fill an allow list); the only proof that
+/// a peer holds the key behind it is a [`crate::PeerIdentity`], which only a completed
+/// handshake creates.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(pub [u8; 32]);
+pub struct NodeId([u8; 32]);
 
 impl NodeId {
     /// Derives the node id of a public key.
@@ -33,13 +36,110 @@ impl NodeId {
         NodeId(blake3::derive_key(NODE_ID_CONTEXT, key.as_bytes()))
     }
 
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Lowercase hex form (64 characters).
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push_str(&format!("{byte:02x}"));
+        hex(&self.0)
+    }
+
+    /// Parses the 64-character hex form (either case).
+    pub fn from_hex(text: &str) -> Result<Self, ParseNodeIdError> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return Err(ParseNodeIdError::Length(bytes.len()));
         }
-        out
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let digit = |c: u8| -> Result<u8, ParseNodeIdError> {
+                (c as char)
+                    .to_digit(16)
+                    .and_then(|d| u8::try_from(d).ok())
+                    .ok_or(ParseNodeIdError::NotHex)
+            };
+            let (hi, lo) = match pair {
+                [hi, lo] => (digit(*hi)?, digit(*lo)?),
+                _ => return Err(ParseNodeIdError::NotHex),
+            };
+            *byte = (hi << 4) | lo;
+        }
+        Ok(NodeId(out))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
+    for byte in bytes {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// A node id that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseNodeIdError {
+    /// Not 64 characters.
+    #[error("a node id is 64 hex characters, got {0}")]
+    Length(usize),
+    /// A character outside `[0-9a-fA-F]`.
+    #[error("a node id is hex")]
+    NotHex,
+}
+
+impl std::str::FromStr for NodeId {
+    type Err = ParseNodeIdError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        NodeId::from_hex(text)
+    }
+}
+
+/// A node's address as `NODEID@HOST:PORT`: where to dial and which node must answer (a dial to
+/// a `NodeAddr` is pinned to its node id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeAddr {
+    /// The node that must answer.
+    pub node_id: NodeId,
+    /// `HOST:PORT` (a name, an IPv4 address or a bracketed IPv6 address).
+    pub host_port: String,
+}
+
+/// A `NODEID@HOST:PORT` that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseNodeAddrError {
+    /// No `@` separating the node id from the address.
+    #[error("expected NODEID@HOST:PORT")]
+    MissingAt,
+    /// The node id part is invalid.
+    #[error("bad node id: {0}")]
+    NodeId(#[from] ParseNodeIdError),
+    /// The address part is not `HOST:PORT` with a numeric port.
+    #[error("expected HOST:PORT after '@', got {0:?}")]
+    HostPort(String),
+}
+
+impl std::str::FromStr for NodeAddr {
+    type Err = ParseNodeAddrError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (id, host_port) = text.split_once('@').ok_or(ParseNodeAddrError::MissingAt)?;
+        let node_id = NodeId::from_hex(id)?;
+        let bad = || ParseNodeAddrError::HostPort(host_port.to_string());
+        let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        Ok(NodeAddr {
+            node_id,
+            host_port: host_port.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.node_id, self.host_port)
     }
 }
 
@@ -122,7 +222,7 @@ impl Identity {
 
     /// The public key as lowercase hex (64 characters).
     pub fn public_key_hex(&self) -> String {
-        NodeId(self.public_key().to_bytes()).to_hex()
+        hex(self.public_key().as_bytes())
     }
 
     /// The node id derived from the public key.
@@ -285,7 +385,37 @@ fn fsync_dir(dir: &Path) -> Result<(), IdentityError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn node_ids_and_addresses_parse_strictly() {
+        let id = Identity::from_seed([9; 32]).node_id();
+        let upper = id.to_hex().to_uppercase();
+        assert_eq!(upper.parse::<NodeId>(), Ok(id));
+        assert_eq!(
+            NodeId::from_hex(&id.to_hex()[1..]),
+            Err(ParseNodeIdError::Length(63))
+        );
+        assert_eq!(
+            NodeId::from_hex(&"g".repeat(64)),
+            Err(ParseNodeIdError::NotHex)
+        );
+        let addr: NodeAddr = format!("{id}@127.0.0.1:4100").parse().unwrap();
+        assert_eq!(addr.node_id, id);
+        assert_eq!(addr.host_port, "127.0.0.1:4100");
+        assert_eq!(addr.to_string(), format!("{id}@127.0.0.1:4100"));
+        let v6: NodeAddr = format!("{id}@[::1]:9").parse().unwrap();
+        assert_eq!(v6.host_port, "[::1]:9");
+        for bad in [
+            format!("{id}127.0.0.1:1"),
+            format!("{id}@127.0.0.1"),
+            format!("{id}@:1"),
+            format!("{id}@h:port"),
+        ] {
+            assert!(bad.parse::<NodeAddr>().is_err(), "{bad}");
+        }
+    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -305,6 +435,7 @@ mod tests {
             Identity::load(dir.path(), "alice").unwrap().node_id(),
             id.node_id()
         );
+        assert_eq!(NodeId::from_hex(&id.node_id().to_hex()), Ok(id.node_id()));
         // No temp files left behind.
         assert_eq!(
             fs::read_dir(dir.path().join("identities")).unwrap().count(),

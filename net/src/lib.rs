@@ -8,6 +8,23 @@
 //! payload — the session's authenticated peer is the only identity any check may use; panic or
 //! allocate without bound on bytes from the network; or touch storage — nothing here reads or
 //! writes the blob store (identity key files are the only files it writes).
+//!
+//! Identities cannot be forged outside the handshake: a [`PeerIdentity`] has no public fields
+//! or constructor, and a [`NodeId`]'s bytes are private (a node id can only be derived from a
+//! public key or parsed as a name). Neither of these compiles:
+//!
+//! ```compile_fail,E0423
+//! let forged = net_mesh::NodeId([0u8; 32]);
+//! ```
+//!
+//! ```compile_fail,E0451
+//! let id: net_mesh::NodeId = "00".repeat(32).parse().unwrap();
+//! let forged = net_mesh::PeerIdentity {
+//!     node_id: id,
+//!     public_key: [0; 32],
+//!     capabilities: Default::default(),
+//! };
+//! ```
 
 pub mod frame;
 pub mod fuzzing;
@@ -16,6 +33,6 @@ pub mod identity;
 pub mod rpc;
 pub mod transport;
 
-pub use handshake::PeerIdentity;
-pub use identity::{Identity, IdentityError, NodeId};
+pub use handshake::{Capabilities, PeerIdentity};
+pub use identity::{Identity, IdentityError, NodeAddr, NodeId};
 pub use rpc::{Endpoint, RpcError, Session};

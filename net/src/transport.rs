@@ -53,6 +53,9 @@ pub enum TransportError {
     /// The stream ended in the middle of a Noise message or frame.
     #[error("stream ended mid-message")]
     Truncated,
+    /// A write made no progress for the stall timeout (the peer stopped reading).
+    #[error("write made no progress for {0:?}")]
+    WriteStalled(std::time::Duration),
 }
 
 /// One direction's Noise `CipherState` key (AES-256-GCM) with its nonce counter.
@@ -148,36 +151,165 @@ enum Segment {
     Sealed { frame: Vec<u8>, meta: Vec<u8> },
 }
 
+impl Segment {
+    fn len(&self) -> usize {
+        match self {
+            Segment::Wire(w) => w.len(),
+            Segment::Sealed { frame, meta } => frame.len().saturating_add(meta.len()),
+        }
+    }
+}
+
 /// Frames at least this large, when handed over owned, are sealed in place in their own buffer
 /// and written with vectored I/O instead of being copied into the wire buffer.
 pub const IN_PLACE_MIN: usize = 32 * 1024;
 /// Most I/O slices per vectored write (below the kernel's `IOV_MAX`).
 const MAX_IOV: usize = 512;
 /// Wire buffers above this capacity are not kept for reuse.
-const WIRE_KEEP: usize = 4 * MAX_FRAME_LEN / 16;
+const WIRE_KEEP: usize = 512 * 1024;
 /// Per sealed-in-place message: 2-byte length + 16-byte tag.
 const META_LEN: usize = 2 + NOISE_TAG_LEN;
+
+/// Frame-stream bytes already laid out as Noise messages — a 2-byte length slot, up to
+/// [`MAX_NOISE_PLAINTEXT`] bytes of plaintext, a 16-byte tag slot — so that
+/// [`FrameSender::queue_stream_buf`] seals them in place: bytes appended here are copied once
+/// and never again on their way to the socket. Appending needs no key, so many producers can
+/// append (under their own lock) while one sealer holds the key.
+#[derive(Debug, Default)]
+pub struct StreamBuf {
+    buf: Vec<u8>,
+    /// Offset of the open message's length slot, if a message is open.
+    open: Option<usize>,
+    /// Offsets of the closed messages' length slots, and their plaintext lengths.
+    closed: Vec<(usize, usize)>,
+}
+
+/// A point to roll a [`StreamBuf`] back to.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamMark {
+    len: usize,
+    open: Option<usize>,
+    closed: usize,
+}
+
+impl StreamBuf {
+    /// An empty stream buffer reusing `buf`'s allocation.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        StreamBuf {
+            buf,
+            open: None,
+            closed: Vec::new(),
+        }
+    }
+
+    /// Appends frame-stream bytes (a length prefix, frame bytes).
+    pub fn append(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let at = match self.open {
+                Some(at) => at,
+                None => {
+                    let at = self.buf.len();
+                    self.buf.extend_from_slice(&[0, 0]);
+                    self.open = Some(at);
+                    at
+                }
+            };
+            let body = self.buf.len().saturating_sub(at.saturating_add(2));
+            let room = MAX_NOISE_PLAINTEXT.saturating_sub(body);
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.buf.extend_from_slice(now);
+            if now.len() == room {
+                self.close();
+            }
+            bytes = rest;
+        }
+    }
+
+    /// Closes the open message (reserving its tag slot).
+    fn close(&mut self) {
+        if let Some(at) = self.open.take() {
+            let body = self.buf.len().saturating_sub(at.saturating_add(2));
+            self.buf.extend_from_slice(&[0; NOISE_TAG_LEN]);
+            self.closed.push((at, body));
+        }
+    }
+
+    /// Bytes on the wire once sealed (so far).
+    pub fn wire_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The current end, to roll back to if an append fails halfway.
+    pub fn mark(&self) -> StreamMark {
+        StreamMark {
+            len: self.buf.len(),
+            open: self.open,
+            closed: self.closed.len(),
+        }
+    }
+
+    /// Drops everything appended since `mark`.
+    pub fn rollback(&mut self, mark: StreamMark) {
+        self.buf.truncate(mark.len);
+        self.open = mark.open;
+        self.closed.truncate(mark.closed);
+    }
+}
 
 /// Receiving half: encrypted Noise messages → frames.
 #[derive(Debug)]
 pub struct FrameReceiver<R> {
     reader: R,
     key: CipherKey,
-    /// Read slab. `cipher_start..cipher_end` is ciphertext not yet opened; `plain_start..
-    /// plain_end` (always before `cipher_start`) is plaintext opened in place, not yet consumed.
+    /// Read slab (empty while released, see [`FrameReceiver::release_idle_slab`]).
+    /// `cipher_start..cipher_end` is ciphertext not yet opened; `plain_start..plain_end` (always
+    /// before `cipher_start`) is plaintext opened in place, not yet consumed.
     slab: Vec<u8>,
     plain_start: usize,
     plain_end: usize,
     cipher_start: usize,
     cipher_end: usize,
-    /// Bytes of the current frame's length prefix received so far.
-    prefix: [u8; FRAME_LEN_PREFIX],
-    prefix_len: usize,
-    /// Length of the frame being reassembled (once its prefix is complete), its buffer (already
-    /// that long) and how much of it is filled.
+    /// The current frame's length prefix, then its first [`FRAME_HEAD_LEN`] bytes (fewer for a
+    /// shorter frame), as received so far; the frame is admitted once they are complete.
+    head: [u8; FRAME_LEN_PREFIX + FRAME_HEAD_LEN],
+    head_len: usize,
+    /// Length of the admitted frame being reassembled, its buffer (already that long, empty
+    /// when discarding) and how much of it is filled.
     want: Option<usize>,
+    discard: bool,
     frame: Vec<u8>,
     filled: usize,
+    /// Ciphertext bytes read from the stream so far.
+    bytes_read: u64,
+}
+
+/// How many leading bytes of a frame [`FrameReceiver::recv_frame_admitted`] shows its admission
+/// function before any buffer for the frame exists (the nRPC frame header: version, dispatch,
+/// call id).
+pub const FRAME_HEAD_LEN: usize = crate::frame::HEADER_LEN;
+
+/// An admission decision for one incoming frame, made from its length and head.
+#[derive(Debug)]
+pub enum Admit {
+    /// Reassemble the frame into this buffer (overwritten, resized to the frame length).
+    Store(Vec<u8>),
+    /// Read the frame's bytes and drop them without buffering the frame.
+    Discard,
+}
+
+/// One frame out of [`FrameReceiver::recv_frame_admitted`].
+#[derive(Debug)]
+pub enum Incoming {
+    /// A whole frame that was admitted with [`Admit::Store`].
+    Frame(Vec<u8>),
+    /// A frame of `len` bytes that was read past and dropped ([`Admit::Discard`]).
+    Discarded { len: usize },
 }
 
 /// Splits an established Noise transport over a stream's two halves.
@@ -199,11 +331,13 @@ pub fn split<R, W>(keys: SessionKeys, reader: R, writer: W) -> (FrameSender<W>, 
             plain_end: 0,
             cipher_start: 0,
             cipher_end: 0,
-            prefix: [0; FRAME_LEN_PREFIX],
-            prefix_len: 0,
+            head: [0; FRAME_LEN_PREFIX + FRAME_HEAD_LEN],
+            head_len: 0,
             want: None,
+            discard: false,
             frame: Vec::new(),
             filled: 0,
+            bytes_read: 0,
         },
     )
 }
@@ -285,10 +419,7 @@ impl<W> FrameSender<W> {
     pub fn queued_len(&self) -> usize {
         self.segments
             .iter()
-            .map(|s| match s {
-                Segment::Wire(w) => w.len(),
-                Segment::Sealed { frame, meta } => frame.len().saturating_add(meta.len()),
-            })
+            .map(Segment::len)
             .fold(self.wire.len(), usize::saturating_add)
     }
 
@@ -334,6 +465,46 @@ impl<W> FrameSender<W> {
         self.wire.extend_from_slice(tag.as_ref());
         let len_bytes = self.wire.get_mut(at..body_at).ok_or(snow::Error::Input)?;
         len_bytes.copy_from_slice(&msg_len.to_le_bytes());
+        Ok(())
+    }
+
+    /// Seals a [`StreamBuf`] in place and queues it after everything queued so far.
+    pub fn queue_stream_buf(&mut self, mut stream: StreamBuf) -> Result<(), TransportError> {
+        self.seal_open()?;
+        stream.close();
+        for &(at, body) in &stream.closed {
+            let msg_len = u16::try_from(body.saturating_add(NOISE_TAG_LEN))
+                .map_err(|_| snow::Error::Input)?;
+            let nonce = self.key.next_nonce()?;
+            let body_at = at.saturating_add(2);
+            let body_end = body_at.saturating_add(body);
+            let plain = stream
+                .buf
+                .get_mut(body_at..body_end)
+                .ok_or(snow::Error::Input)?;
+            let tag = self
+                .key
+                .key
+                .seal_in_place_separate_tag(nonce, Aad::empty(), plain)
+                .map_err(|_| snow::Error::Input)?;
+            stream
+                .buf
+                .get_mut(body_end..body_end.saturating_add(NOISE_TAG_LEN))
+                .ok_or(snow::Error::Input)?
+                .copy_from_slice(tag.as_ref());
+            stream
+                .buf
+                .get_mut(at..body_at)
+                .ok_or(snow::Error::Input)?
+                .copy_from_slice(&msg_len.to_le_bytes());
+        }
+        if !self.wire.is_empty() {
+            self.segments
+                .push(Segment::Wire(std::mem::take(&mut self.wire)));
+        }
+        if !stream.buf.is_empty() {
+            self.segments.push(Segment::Wire(stream.buf));
+        }
         Ok(())
     }
 
@@ -402,6 +573,27 @@ impl SealedBatch {
         self,
         writer: &mut W,
     ) -> Result<Spent, TransportError> {
+        self.write_to_within(writer, None).await
+    }
+
+    /// Bytes in the batch.
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(Segment::len).sum()
+    }
+
+    /// True when the batch holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Like [`SealedBatch::write_to`]; with `stall = Some(t)` every write must make progress
+    /// within `t`, or the batch fails with [`TransportError::WriteStalled`] (a peer that stops
+    /// reading cannot hold the writer forever).
+    pub async fn write_to_within<W: AsyncWrite + Unpin>(
+        self,
+        writer: &mut W,
+        stall: Option<std::time::Duration>,
+    ) -> Result<Spent, TransportError> {
         let mut slices: Vec<IoSlice<'_>> = Vec::new();
         for segment in &self.segments {
             match segment {
@@ -419,9 +611,13 @@ impl SealedBatch {
         let mut rest: &mut [IoSlice<'_>] = &mut slices;
         while !rest.is_empty() {
             let batch = rest.len().min(MAX_IOV);
-            let n = writer
-                .write_vectored(rest.get(..batch).unwrap_or_default())
-                .await?;
+            let write = writer.write_vectored(rest.get(..batch).unwrap_or_default());
+            let n = match stall {
+                Some(limit) => tokio::time::timeout(limit, write)
+                    .await
+                    .map_err(|_| TransportError::WriteStalled(limit))??,
+                None => write.await?,
+            };
             if n == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
             }
@@ -476,15 +672,64 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
     }
 }
 
-/// `buf` made exactly `len` long for a frame to be written into. Its old bytes are kept (every
-/// one is overwritten before the frame is handed out), so a recycled buffer is not zeroed; only
-/// bytes it never held are (a fresh buffer comes zeroed from the allocator).
+/// Frames at least this long get a zeroed buffer up front when none is supplied (fresh zero
+/// pages from the allocator, so the direct-decrypt path can write anywhere in it).
+const PRESIZE_MIN: usize = 64 * 1024;
+
+/// `buf` prepared for a frame of `len` bytes, in one of two modes. *Presized* (`len()` is the
+/// frame length, bytes land at their offsets): a recycled buffer at least that long keeps its
+/// old bytes (every one is overwritten before the frame is handed out), so it is not zeroed; a
+/// large fresh one comes zeroed from the allocator. *Append* (empty, capacity reserved): bytes
+/// are appended, so a small frame's buffer is never zero-filled first.
 fn frame_buffer(mut buf: Vec<u8>, len: usize) -> Vec<u8> {
-    if buf.capacity() < len {
+    if buf.len() >= len {
+        buf.truncate(len);
+        return buf;
+    }
+    if len >= PRESIZE_MIN && buf.capacity() < len {
         return vec![0; len];
     }
-    buf.resize(len, 0);
+    buf.clear();
+    buf.reserve(len);
     buf
+}
+
+impl<R> FrameReceiver<R> {
+    /// True while part of a Noise message or of a frame has arrived and the rest has not (a
+    /// peer that stops here is making no progress).
+    pub fn is_mid_frame(&self) -> bool {
+        self.cipher_start != self.cipher_end
+            || self.plain_start != self.plain_end
+            || self.head_len != 0
+            || self.want.is_some()
+    }
+
+    /// Frees the read slab when nothing is buffered in it, so an idle session holds no receive
+    /// buffer; the next read allocates a fresh one. Returns whether it was freed.
+    pub fn release_idle_slab(&mut self) -> bool {
+        if self.slab.is_empty()
+            || self.cipher_start != self.cipher_end
+            || self.plain_start != self.plain_end
+        {
+            return false;
+        }
+        self.slab = Vec::new();
+        self.cipher_start = 0;
+        self.cipher_end = 0;
+        self.plain_start = 0;
+        self.plain_end = 0;
+        true
+    }
+
+    /// Ciphertext bytes read from the stream so far (progress, for stall detection).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Bytes this receiver currently holds in its slab and the frame being reassembled.
+    pub fn buffered_capacity(&self) -> usize {
+        self.slab.capacity().saturating_add(self.frame.capacity())
+    }
 }
 
 impl<R: AsyncRead + Unpin> FrameReceiver<R> {
@@ -505,82 +750,163 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
     }
 
     /// Like [`FrameReceiver::recv_frame`]; `alloc(len)` supplies the buffer for a frame of
-    /// `len` bytes once its length prefix has arrived (so a caller can pool large buffers and
-    /// right-size small ones). Whatever it holds is overwritten, so a recycled buffer need not
-    /// be cleared (clearing it only makes it be zeroed again). The frame's bytes are decrypted
-    /// or copied into it straight from the read slab.
+    /// `len` bytes once its head has arrived (so a caller can pool large buffers and right-size
+    /// small ones). Whatever it holds is overwritten, so a recycled buffer need not be cleared.
     pub async fn recv_frame_with(
         &mut self,
         mut alloc: impl FnMut(usize) -> Vec<u8>,
     ) -> Result<Option<Vec<u8>>, TransportError> {
+        let next = self
+            .recv_frame_admitted(|len, _head| Ok::<_, TransportError>(Admit::Store(alloc(len))))
+            .await?;
+        match next {
+            Some(Incoming::Frame(frame)) => Ok(Some(frame)),
+            // Every frame was admitted with `Store`.
+            Some(Incoming::Discarded { .. }) | None => Ok(None),
+        }
+    }
+
+    /// The next frame, admitted by `admit(len, head)` before any buffer for it exists: `head`
+    /// is its first [`FRAME_HEAD_LEN`] bytes (all of it when shorter). `admit` may store the
+    /// frame, have it read past and dropped, or fail (the error is returned as is). A length
+    /// above [`MAX_FRAME_LEN`] fails before `admit` is asked. `None` on a clean end of stream
+    /// at a frame boundary.
+    ///
+    /// Cancel-safe: dropping the future between polls loses nothing (the only await is the
+    /// socket read, and all state lives in `self`), so a caller may race it against timers.
+    pub async fn recv_frame_admitted<E: From<TransportError>>(
+        &mut self,
+        mut admit: impl FnMut(usize, &[u8]) -> Result<Admit, E>,
+    ) -> Result<Option<Incoming>, E> {
         loop {
-            if let Some(frame) = self.take_frame(&mut alloc)? {
-                return Ok(Some(frame));
+            if let Some(incoming) = self.take_frame(&mut admit)? {
+                return Ok(Some(incoming));
             }
             if !self.open_next_message().await? {
-                return if self.prefix_len == 0 && self.want.is_none() {
+                return if self.head_len == 0 && self.want.is_none() {
                     Ok(None)
                 } else {
-                    Err(TransportError::Truncated)
+                    Err(TransportError::Truncated.into())
                 };
             }
         }
     }
 
     /// Moves opened plaintext into the frame being reassembled; a whole frame when one is done.
-    fn take_frame(
+    fn take_frame<E: From<TransportError>>(
         &mut self,
-        alloc: &mut impl FnMut(usize) -> Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, TransportError> {
+        admit: &mut impl FnMut(usize, &[u8]) -> Result<Admit, E>,
+    ) -> Result<Option<Incoming>, E> {
         loop {
             let plain = self
                 .slab
                 .get(self.plain_start..self.plain_end)
                 .unwrap_or_default();
-            match self.want {
-                None => {
-                    let prefix_rest = self.prefix.get_mut(self.prefix_len..).unwrap_or_default();
-                    let n = prefix_rest.len().min(plain.len());
-                    if n == 0 {
-                        return Ok(None);
-                    }
-                    let (dst, src) = (
-                        prefix_rest.get_mut(..n).unwrap_or_default(),
-                        plain.get(..n).unwrap_or_default(),
-                    );
-                    dst.copy_from_slice(src);
-                    self.plain_start = self.plain_start.saturating_add(n);
-                    self.prefix_len = self.prefix_len.saturating_add(n);
-                    if self.prefix_len == FRAME_LEN_PREFIX {
-                        self.prefix_len = 0;
-                        let len64 = u64::from(u32::from_le_bytes(self.prefix));
-                        let len = usize::try_from(len64)
-                            .map_err(|_| TransportError::FrameTooLarge { len: len64 })?;
-                        if len > MAX_FRAME_LEN {
-                            return Err(TransportError::FrameTooLarge { len: len64 });
-                        }
-                        self.frame = frame_buffer(alloc(len), len);
-                        self.filled = 0;
-                        self.want = Some(len);
+            if let Some(len) = self.want {
+                let missing = len.saturating_sub(self.filled);
+                let n = missing.min(plain.len());
+                let end = self.filled.saturating_add(n);
+                if !self.discard {
+                    let bytes = plain.get(..n).unwrap_or_default();
+                    if self.frame.len() >= len {
+                        self.frame
+                            .get_mut(self.filled..end)
+                            .ok_or(TransportError::Truncated)?
+                            .copy_from_slice(bytes);
+                    } else {
+                        self.frame.extend_from_slice(bytes);
                     }
                 }
-                Some(len) => {
-                    let missing = len.saturating_sub(self.filled);
-                    let n = missing.min(plain.len());
-                    let end = self.filled.saturating_add(n);
-                    self.frame
-                        .get_mut(self.filled..end)
-                        .ok_or(TransportError::Truncated)?
-                        .copy_from_slice(plain.get(..n).unwrap_or_default());
-                    self.filled = end;
-                    self.plain_start = self.plain_start.saturating_add(n);
-                    if self.filled == len {
-                        self.want = None;
-                        return Ok(Some(std::mem::take(&mut self.frame)));
-                    }
-                    return Ok(None);
-                }
+                self.filled = end;
+                self.plain_start = self.plain_start.saturating_add(n);
+                return Ok(self.finish_if_filled());
             }
+            // Collect the length prefix, then the head; admit the frame once both are complete.
+            let target = if self.head_len < FRAME_LEN_PREFIX {
+                FRAME_LEN_PREFIX
+            } else {
+                FRAME_LEN_PREFIX.saturating_add(self.announced_len().min(FRAME_HEAD_LEN))
+            };
+            if self.head_len >= target {
+                self.admit_frame(admit)?;
+                continue;
+            }
+            if plain.is_empty() {
+                return Ok(None);
+            }
+            let room = self.head.get_mut(self.head_len..target).unwrap_or_default();
+            let n = room.len().min(plain.len());
+            if let (Some(dst), Some(src)) = (room.get_mut(..n), plain.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            self.plain_start = self.plain_start.saturating_add(n);
+            self.head_len = self.head_len.saturating_add(n);
+            if self.head_len == FRAME_LEN_PREFIX && self.announced_len() > MAX_FRAME_LEN {
+                let len = u64::try_from(self.announced_len()).unwrap_or(u64::MAX);
+                return Err(TransportError::FrameTooLarge { len }.into());
+            }
+        }
+    }
+
+    /// The frame length announced by the (complete) length prefix.
+    fn announced_len(&self) -> usize {
+        let mut prefix = [0u8; FRAME_LEN_PREFIX];
+        if let Some(bytes) = self.head.get(..FRAME_LEN_PREFIX) {
+            prefix.copy_from_slice(bytes);
+        }
+        usize::try_from(u32::from_le_bytes(prefix)).unwrap_or(usize::MAX)
+    }
+
+    /// Asks `admit` about the frame whose prefix and head are complete, and starts it.
+    fn admit_frame<E: From<TransportError>>(
+        &mut self,
+        admit: &mut impl FnMut(usize, &[u8]) -> Result<Admit, E>,
+    ) -> Result<(), E> {
+        let len = self.announced_len();
+        let head = self
+            .head
+            .get(FRAME_LEN_PREFIX..self.head_len)
+            .unwrap_or_default();
+        let head_len = head.len();
+        match admit(len, head)? {
+            Admit::Store(buf) => {
+                self.frame = frame_buffer(buf, len);
+                let head = self
+                    .head
+                    .get(FRAME_LEN_PREFIX..self.head_len)
+                    .unwrap_or_default();
+                if self.frame.len() >= len {
+                    self.frame
+                        .get_mut(..head_len)
+                        .ok_or(TransportError::Truncated)?
+                        .copy_from_slice(head);
+                } else {
+                    self.frame.extend_from_slice(head);
+                }
+                self.discard = false;
+            }
+            Admit::Discard => {
+                self.frame = Vec::new();
+                self.discard = true;
+            }
+        }
+        self.filled = head_len;
+        self.want = Some(len);
+        self.head_len = 0;
+        Ok(())
+    }
+
+    /// The finished frame, once every byte of it arrived.
+    fn finish_if_filled(&mut self) -> Option<Incoming> {
+        let len = self.want?;
+        if self.filled < len {
+            return None;
+        }
+        self.want = None;
+        if std::mem::take(&mut self.discard) {
+            Some(Incoming::Discarded { len })
+        } else {
+            Some(Incoming::Frame(std::mem::take(&mut self.frame)))
         }
     }
 
@@ -602,6 +928,9 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
                 }
             }
             // Need more bytes (all opened plaintext has been consumed): compact, then read.
+            if self.slab.is_empty() {
+                self.slab = vec![0u8; READ_SLAB];
+            }
             if self.cipher_start > 0 {
                 self.slab.copy_within(self.cipher_start..self.cipher_end, 0);
                 self.cipher_end = self.cipher_end.saturating_sub(self.cipher_start);
@@ -622,6 +951,7 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
                 };
             }
             self.cipher_end = self.cipher_end.saturating_add(n);
+            self.bytes_read = self.bytes_read.saturating_add(n as u64);
         };
         let msg_end = msg_at.saturating_add(msg_len);
         if msg_len < NOISE_TAG_LEN {
@@ -630,6 +960,7 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
         let nonce = self.key.next_nonce()?;
         let body = msg_len.saturating_sub(NOISE_TAG_LEN);
         if let Some(len) = self.want
+            && !self.discard
             && self.plain_start == self.plain_end
             && body <= len.saturating_sub(self.filled)
         {
@@ -640,6 +971,10 @@ impl<R: AsyncRead + Unpin> FrameReceiver<R> {
                 .get(msg_at..msg_end)
                 .ok_or(TransportError::Truncated)?;
             let (ciphertext, tag) = msg.split_at(body.min(msg.len()));
+            if self.frame.len() < self.filled {
+                // Append mode: make room for the message's plaintext.
+                self.frame.resize(self.filled, 0);
+            }
             let out = self
                 .frame
                 .get_mut(at..self.filled)
@@ -686,8 +1021,8 @@ mod tests {
         let t = Duration::from_secs(10);
         let (ia, ib) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
         let (ea, eb) = tokio::join!(
-            handshake::initiate(&mut a, &ia, t),
-            handshake::respond(&mut b, &ib, t)
+            handshake::initiate(&mut a, (&ia).into(), None, t),
+            handshake::respond(&mut b, (&ib).into(), t)
         );
         let (ar, aw) = tokio::io::split(a);
         let (br, bw) = tokio::io::split(b);
@@ -905,24 +1240,26 @@ mod tests {
     #[derive(Debug, Clone)]
     struct Send {
         len: usize,
-        owned: bool,
+        /// 0: copied with `queue_frame`, 1: handed over owned, 2: through a `StreamBuf`.
+        mode: u8,
         flush_after: bool,
     }
 
     fn send_strategy() -> impl proptest::strategy::Strategy<Value = Send> {
         use proptest::prelude::*;
         let len = prop_oneof![0usize..100, 100usize..70_000, 60_000usize..400_000];
-        (len, any::<bool>(), any::<bool>()).prop_map(|(len, owned, flush_after)| Send {
+        (len, 0u8..3, any::<bool>()).prop_map(|(len, mode, flush_after)| Send {
             len,
-            owned,
+            mode,
             flush_after,
         })
     }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, .. Default::default() })]
-        /// Any mix of frame sizes, however the sender cuts them into Noise messages and however
-        /// the stream fragments reads, arrives intact: this drives both ways of opening a
+        /// Any mix of frame sizes, however the sender cuts them into Noise messages (copied,
+        /// sealed in place, or laid out in a `StreamBuf`) and however the stream fragments
+        /// reads, arrives intact: this drives both ways of opening a
         /// message (straight into the frame when its plaintext lies inside it, in the slab when
         /// it spans frame boundaries) and the switches between them.
         #[test]
@@ -945,10 +1282,19 @@ mod tests {
                 let plan = sends.clone();
                 let sender = async move {
                     for (frame, s) in to_send.into_iter().zip(plan) {
-                        if s.owned {
-                            tx.queue_owned_frame(frame).unwrap();
-                        } else {
-                            tx.queue_frame(&frame).unwrap();
+                        match s.mode {
+                            0 => tx.queue_frame(&frame).unwrap(),
+                            1 => tx.queue_owned_frame(frame).unwrap(),
+                            _ => {
+                                let mut stream = StreamBuf::default();
+                                // A rolled-back partial append leaves no trace.
+                                let mark = stream.mark();
+                                stream.append(&[9; 70_000]);
+                                stream.rollback(mark);
+                                stream.append(&(frame.len() as u32).to_le_bytes());
+                                stream.append(&frame);
+                                tx.queue_stream_buf(stream).unwrap();
+                            }
                         }
                         if s.flush_after {
                             tx.flush().await.unwrap();

@@ -1,5 +1,5 @@
-//! A slow consumer bounds a fast producer's in-flight messages, in both directions, for every
-//! call kind. Assertions are on credit accounting and queue lengths, never on timing: after the
+//! A slow consumer bounds a fast producer's in-flight bytes, in both directions, for every call
+//! kind. Assertions are on window accounting and queue lengths, never on timing: after the
 //! producer has used its window we give it ample opportunity to overrun, then check it did not.
 #![allow(
     clippy::unwrap_used,
@@ -18,11 +18,17 @@ use common::*;
 use futures_util::StreamExt;
 use net_mesh::rpc::{CallOptions, Config, Metrics};
 
+/// Messages per window: the windows below hold exactly this many small `u32` messages.
 const WINDOW: u32 = 8;
+/// Charge of one small `u32` message (< 128, a 1-byte varint): 10-byte header + 8-byte seq +
+/// 1 payload byte, plus the per-frame overhead.
+const SMALL_CHARGE: u32 = (10 + 8 + 1 + net_mesh::frame::FRAME_CHARGE_OVERHEAD) as u32;
+const WINDOW_BYTES: u32 = WINDOW * SMALL_CHARGE;
 
 fn config() -> Config {
     Config {
-        window: WINDOW,
+        call_window: WINDOW_BYTES,
+        min_call_window: WINDOW_BYTES,
         ..Config::default()
     }
 }
@@ -57,12 +63,12 @@ async fn client_streaming_slow_handler_bounds_caller_in_flight() {
         WINDOW as usize,
         "caller sent beyond its credit"
     );
-    assert!(Metrics::get(&h.server.metrics().max_call_queue_depth) <= u64::from(WINDOW));
+    assert_eq!(h.server_session.recv_bytes_held(), WINDOW_BYTES as usize);
     h.probe.release.notify_one();
     let all = within(producer).await.unwrap();
     assert_eq!(all, (0..1000).collect::<Vec<_>>());
-    assert!(Metrics::get(&h.server.metrics().max_call_queue_depth) <= u64::from(WINDOW));
     assert_eq!(Metrics::get(&h.server.metrics().credit_violations), 0);
+    assert!(Metrics::get(&h.server.metrics().recv_bytes_peak) <= u64::from(WINDOW_BYTES));
 }
 
 #[tokio::test]
@@ -71,6 +77,7 @@ async fn server_streaming_slow_caller_bounds_handler_in_flight() {
     let mut stream = h
         .session
         .call_server_streaming::<u32, u32>("count", &1000, CallOptions::default())
+        .await
         .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
     eventually(|| h.probe.produced.load(Ordering::SeqCst) == WINDOW as usize).await;
@@ -88,7 +95,8 @@ async fn server_streaming_slow_caller_bounds_handler_in_flight() {
         assert!(stream.queued() <= WINDOW as usize + 1);
     }
     assert_eq!(expected, 1000);
-    assert!(Metrics::get(&h.client.metrics().max_call_queue_depth) <= u64::from(WINDOW));
+    assert_eq!(Metrics::get(&h.client.metrics().credit_violations), 0);
+    assert!(Metrics::get(&h.client.metrics().recv_bytes_peak) <= u64::from(WINDOW_BYTES));
 }
 
 #[tokio::test]
@@ -125,7 +133,7 @@ async fn duplex_upload_is_bounded_when_the_handler_does_not_read() {
     }
     assert_eq!(expected, 500);
     drop(within(producer).await.unwrap());
-    assert!(Metrics::get(&h.server.metrics().max_call_queue_depth) <= u64::from(WINDOW));
+    assert_eq!(Metrics::get(&h.server.metrics().credit_violations), 0);
 }
 
 #[tokio::test]
@@ -146,19 +154,24 @@ async fn duplex_download_is_bounded_when_the_caller_does_not_read() {
     for expected in 0..100u32 {
         assert_eq!(within(call.next()).await.unwrap().unwrap(), expected);
     }
-    assert!(Metrics::get(&h.client.metrics().max_call_queue_depth) <= u64::from(WINDOW));
+    assert_eq!(Metrics::get(&h.client.metrics().credit_violations), 0);
 }
 
 #[tokio::test]
 async fn per_call_response_window_overrides_the_default() {
-    let mut h = harness_with(config()).await;
+    let mut h = harness_with(Config {
+        min_call_window: 1,
+        ..config()
+    })
+    .await;
     let opts = CallOptions {
-        response_window: Some(3),
+        response_window: Some(3 * SMALL_CHARGE),
         ..CallOptions::default()
     };
     let _stream = h
         .session
         .call_server_streaming::<u32, u32>("count", &1000, opts)
+        .await
         .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
     eventually(|| h.probe.produced.load(Ordering::SeqCst) == 3).await;

@@ -1,5 +1,6 @@
 //! docs/FORMAT.md section 5 and the code agree: the frame header layout, the call header
-//! layout, every dispatch value and every named limit.
+//! layout, the handshake payload layout, every dispatch value, every named limit, and every
+//! golden vector quoted in the text.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -85,16 +86,26 @@ fn frame_header_table_matches_offsets() {
 #[test]
 fn call_header_table_matches_the_encoder() {
     let rows = table_after(&section5(), "Call header (REQUEST and REQUEST_INIT)");
+    // Fixed-size rows first (numeric offset and size), then the method and the metadata.
+    let fixed: Vec<_> = rows
+        .iter()
+        .take_while(|r| r[1].parse::<usize>().is_ok())
+        .collect();
     let mut next = 0;
-    for row in &rows[..rows.len() - 1] {
+    for row in &fixed {
         assert_eq!(parse_num(&row[0]), next, "gap or overlap at {row:?}");
         next += parse_num(&row[1]);
     }
     assert_eq!(next, frame::CALL_HEADER_FIXED_LEN);
+    let variable = &rows[fixed.len()..];
+    assert_eq!(variable.len(), 2, "method and metadata rows");
+    assert_eq!(parse_num(&variable[0][0]), frame::CALL_HEADER_FIXED_LEN);
+    assert!(variable[0][2].contains("method name"));
     assert_eq!(
-        parse_num(&rows.last().unwrap()[0]),
-        frame::CALL_HEADER_FIXED_LEN
+        variable[1][0],
+        format!("{} + method_len", frame::CALL_HEADER_FIXED_LEN)
     );
+    assert!(variable[1][2].contains("metadata"));
     let header = CallHeader {
         kind: CallKind::Duplex,
         timeout_us: 0x1122,
@@ -104,11 +115,12 @@ fn call_header_table_matches_the_encoder() {
         },
         response_window: 0x33,
         method: "mm",
+        metadata: b"xyz",
     };
     let bytes = Frame::RequestInit { call_id: 1, header }.to_vec().unwrap();
     let body = &bytes[frame::HEADER_LEN..];
     let field = |name: &str| {
-        let row = rows.iter().find(|r| r[2].contains(name)).unwrap();
+        let row = fixed.iter().find(|r| r[2].contains(name)).unwrap();
         let (at, len) = (parse_num(&row[0]), parse_num(&row[1]));
         body[at..at + len].to_vec()
     };
@@ -118,7 +130,81 @@ fn call_header_table_matches_the_encoder() {
     assert_eq!(field("span_id"), vec![0xbb; 8]);
     assert_eq!(field("response_window"), 0x33u32.to_le_bytes().to_vec());
     assert_eq!(field("method_len"), vec![2]);
-    assert_eq!(&body[frame::CALL_HEADER_FIXED_LEN..], b"mm");
+    assert_eq!(field("metadata_len"), 3u16.to_le_bytes().to_vec());
+    assert_eq!(&body[frame::CALL_HEADER_FIXED_LEN..], b"mmxyz");
+}
+
+#[test]
+fn handshake_payload_table_matches_the_encoder() {
+    use net_mesh::handshake::{self, HandshakePayload};
+    let rows = table_after(&section5(), "Handshake payload, version 2");
+    let caps = net_mesh::Capabilities::new(["ab"]).unwrap();
+    let payload = HandshakePayload {
+        public_key: [0x11; 32],
+        signature: [0x22; 64],
+        capabilities: caps,
+    };
+    let bytes = payload.encode();
+    let mut next = 0;
+    for row in &rows[..rows.len() - 1] {
+        assert_eq!(parse_num(&row[0]), next, "gap or overlap at {row:?}");
+        next += parse_num(&row[1]);
+    }
+    assert_eq!(next, handshake::HANDSHAKE_PAYLOAD_MIN_LEN);
+    let at = |name: &str| {
+        let row = rows.iter().find(|r| r[2].contains(name)).unwrap();
+        parse_num(&row[0])
+    };
+    assert_eq!(
+        bytes[at("payload version")],
+        handshake::HANDSHAKE_PAYLOAD_VERSION
+    );
+    assert_eq!(bytes[at("public key")], 0x11);
+    assert_eq!(bytes[at("signature")], 0x22);
+    assert_eq!(bytes[at("caps_len")..at("caps_len") + 2], [3, 0]);
+    assert_eq!(&bytes[at("capability tags")..], &[2, b'a', b'b']);
+}
+
+/// Every `name.hex` quoted in section 5 next to a hex string equals the checked-in file.
+#[test]
+fn golden_vectors_quoted_in_the_text_match_the_files() {
+    let doc = section5();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let file = std::fs::read_to_string(&path).unwrap().trim().to_string();
+        let Some(at) = doc.find(&format!("`{name}`")) else {
+            continue;
+        };
+        // Quoted later on the same line (a table row, or "`name`: `hex`"), or on the next
+        // line after a line that ends with ':'; other mentions quote nothing.
+        let mut lines = doc[at + name.len() + 2..].lines();
+        let rest = lines.next().unwrap();
+        let long_hex = |text: &str| {
+            text.split(|c: char| !c.is_ascii_hexdigit())
+                .find(|run| run.len() >= 16)
+                .map(str::to_string)
+        };
+        let quoted = if rest.trim_end() == ":" {
+            lines.next().and_then(long_hex)
+        } else {
+            long_hex(rest)
+        };
+        let Some(quoted) = quoted else { continue };
+        let quoted = Some(quoted.as_str());
+        assert_eq!(
+            quoted,
+            Some(file.as_str()),
+            "{name} quoted differently in FORMAT.md"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 22,
+        "only {checked} golden vectors found in the text"
+    );
 }
 
 #[test]
@@ -164,19 +250,33 @@ fn limits_table_matches_constants() {
         ("HEADER_LEN", frame::HEADER_LEN),
         ("CALL_HEADER_FIXED_LEN", frame::CALL_HEADER_FIXED_LEN),
         ("MAX_METHOD_LEN", frame::MAX_METHOD_LEN),
+        ("MAX_METADATA_LEN", frame::MAX_METADATA_LEN),
         ("MAX_ERROR_MESSAGE_LEN", frame::MAX_ERROR_MESSAGE_LEN),
+        ("MAX_CONTROL_FRAME_LEN", frame::MAX_CONTROL_FRAME_LEN),
         ("MAX_PAYLOAD_LEN", frame::MAX_PAYLOAD_LEN),
         ("MAX_FRAME_LEN", frame::MAX_FRAME_LEN),
+        ("FRAME_CHARGE_OVERHEAD", frame::FRAME_CHARGE_OVERHEAD),
+        (
+            "DEFAULT_CALL_WINDOW",
+            net_mesh::rpc::DEFAULT_CALL_WINDOW as usize,
+        ),
         (
             "MAX_NOISE_PLAINTEXT",
             net_mesh::transport::MAX_NOISE_PLAINTEXT,
         ),
         (
-            "HANDSHAKE_PAYLOAD_LEN",
-            net_mesh::handshake::HANDSHAKE_PAYLOAD_LEN,
+            "HANDSHAKE_PAYLOAD_MIN_LEN",
+            net_mesh::handshake::HANDSHAKE_PAYLOAD_MIN_LEN,
+        ),
+        (
+            "MAX_CAPABILITIES_LEN",
+            net_mesh::handshake::MAX_CAPABILITIES_LEN,
+        ),
+        (
+            "MAX_HANDSHAKE_MESSAGE_LEN",
+            net_mesh::handshake::MAX_HANDSHAKE_MESSAGE_LEN,
         ),
         ("KEY_FILE_LEN", net_mesh::identity::KEY_FILE_LEN),
-        ("DEFAULT_WINDOW", net_mesh::rpc::DEFAULT_WINDOW as usize),
     ];
     assert_eq!(rows.len(), code.len());
     for (name, value) in code {

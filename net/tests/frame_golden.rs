@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use net_mesh::Capabilities;
 use net_mesh::Identity;
 use net_mesh::frame::{CallHeader, CallKind, ErrorKind, Frame, FrameError, TraceContext};
 use net_mesh::handshake::{HandshakePayload, PayloadError, ROLE_RESPONDER};
@@ -50,6 +51,8 @@ fn check_golden(name: &str, bytes: &[u8]) {
 }
 
 const CALL_ID: u64 = 0x0123_4567_89ab_cdef;
+/// Stands in for a 169-byte permission token carried as call metadata.
+const TOKEN: [u8; 169] = [0x5a; 169];
 
 fn trace() -> TraceContext {
     TraceContext {
@@ -65,13 +68,23 @@ fn golden_frames() -> Vec<(&'static str, Frame<'static>)> {
         trace: trace(),
         response_window: 0,
         method: "blob.stat",
+        metadata: b"tok",
     };
     let duplex = CallHeader {
         kind: CallKind::Duplex,
         timeout_us: 0,
         trace: TraceContext::default(),
-        response_window: 32,
+        response_window: 16 * 1024 * 1024,
         method: "blob.put",
+        metadata: b"",
+    };
+    let with_token = CallHeader {
+        kind: CallKind::ClientStreaming,
+        timeout_us: 0,
+        trace: TraceContext::default(),
+        response_window: 0,
+        method: "blob.put",
+        metadata: &TOKEN,
     };
     vec![
         (
@@ -87,6 +100,13 @@ fn golden_frames() -> Vec<(&'static str, Frame<'static>)> {
             Frame::RequestInit {
                 call_id: CALL_ID,
                 header: duplex,
+            },
+        ),
+        (
+            "frame_request_init_token",
+            Frame::RequestInit {
+                call_id: CALL_ID,
+                header: with_token,
             },
         ),
         (
@@ -109,7 +129,7 @@ fn golden_frames() -> Vec<(&'static str, Frame<'static>)> {
             "frame_request_window_grant",
             Frame::RequestWindowGrant {
                 call_id: CALL_ID,
-                credits: 16,
+                credits: 65536,
             },
         ),
         (
@@ -143,7 +163,7 @@ fn golden_frames() -> Vec<(&'static str, Frame<'static>)> {
             "frame_response_window_grant",
             Frame::ResponseWindowGrant {
                 call_id: CALL_ID,
-                credits: 16,
+                credits: 65536,
             },
         ),
     ]
@@ -164,7 +184,7 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
     let mut trailing = end.clone();
     trailing.push(0);
     let mut version = end.clone();
-    version[0] = 2;
+    version[0] = 1;
     let mut unknown = end.clone();
     unknown[1] = 0x7f;
     let grant = Frame::RequestWindowGrant {
@@ -179,6 +199,9 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
     let mut bad_kind = init.clone();
     bad_kind[10] = 1; // unary kind inside REQUEST_INIT
     let truncated_init = init[..init.len() - 1].to_vec();
+    let mut long_metadata = init.clone();
+    // metadata_len (call header offset 38) of MAX_METADATA_LEN + 1.
+    long_metadata[10 + 38..10 + 40].copy_from_slice(&1025u16.to_le_bytes());
     let cases: Vec<(&str, Vec<u8>, FrameError)> = vec![
         (
             "corrupt_trailing_byte",
@@ -191,7 +214,12 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
         (
             "corrupt_version",
             version,
-            FrameError::UnsupportedVersion(2),
+            FrameError::UnsupportedVersion(1),
+        ),
+        (
+            "corrupt_metadata_too_long",
+            long_metadata,
+            FrameError::MetadataTooLong { len: 1025 },
         ),
         (
             "corrupt_unknown_dispatch",
@@ -233,26 +261,51 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
 #[test]
 fn handshake_payload_and_key_file_match_golden_vectors() {
     let identity = Identity::from_seed([0x42; 32]);
-    let payload = HandshakePayload::sign(&identity, ROLE_RESPONDER, &[0x33; 32]);
+    let caps = Capabilities::new(["dataforts.blob_tree_v3"]).unwrap();
+    let payload =
+        HandshakePayload::sign(&identity, ROLE_RESPONDER, &[0x33; 32], &[0x44; 32], &caps);
     let bytes = payload.encode();
     check_golden("handshake_payload", &bytes);
     assert_eq!(
-        payload.verify(ROLE_RESPONDER, &[0x33; 32]).unwrap().node_id,
+        payload
+            .verify(ROLE_RESPONDER, &[0x33; 32], &[0x44; 32])
+            .unwrap(),
         identity.node_id()
     );
-    let mut bad = bytes;
-    bad[0] = 9;
+    // The signature binds the Noise static key: another one does not verify.
+    assert!(
+        payload
+            .verify(ROLE_RESPONDER, &[0x33; 32], &[0x45; 32])
+            .is_err()
+    );
+    let mut bad = bytes.clone();
+    bad[0] = 1;
     check_golden("corrupt_handshake_payload_version", &bad);
     assert_eq!(
         HandshakePayload::decode(&bad),
-        Err(PayloadError::UnsupportedVersion(9))
+        Err(PayloadError::UnsupportedVersion(1))
     );
+    let mut unsorted = HandshakePayload::sign(
+        &identity,
+        ROLE_RESPONDER,
+        &[0x33; 32],
+        &[0x44; 32],
+        &Capabilities::default(),
+    )
+    .encode();
+    unsorted[97..99].copy_from_slice(&4u16.to_le_bytes());
+    unsorted.extend_from_slice(&[1, b'b', 1, b'a']);
+    check_golden("corrupt_handshake_payload_unsorted_caps", &unsorted);
+    assert!(matches!(
+        HandshakePayload::decode(&unsorted),
+        Err(PayloadError::Capabilities(_))
+    ));
 
     let key_file = identity.to_key_file_bytes();
     check_golden("identity_key_file", &key_file);
     let loaded = Identity::from_key_file_bytes(&key_file, Path::new("golden")).unwrap();
     assert_eq!(loaded.node_id(), identity.node_id());
-    check_golden("identity_node_id", &identity.node_id().0);
+    check_golden("identity_node_id", identity.node_id().as_bytes());
 }
 
 proptest! {

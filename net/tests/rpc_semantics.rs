@@ -40,12 +40,12 @@ async fn unary_echo_and_context_carry_peer_call_id_and_trace() {
             .unwrap();
     assert_eq!(
         peer,
-        h.client.identity().node_id().0,
+        *h.client.identity().node_id().as_bytes(),
         "handler sees the authenticated peer"
     );
     assert_ne!(call_id, 0);
     assert_eq!(trace_id, [7; 16]);
-    assert_eq!(h.session.peer().node_id, h.server.identity().node_id());
+    assert_eq!(h.session.peer().node_id(), h.server.identity().node_id());
 }
 
 #[tokio::test]
@@ -121,6 +121,7 @@ async fn caller_cancel_stops_handler_and_it_sees_cancelled() {
     let stream = h
         .session
         .call_server_streaming::<u32, u32>("count", &1_000_000, CallOptions::default())
+        .await
         .unwrap();
     let ctx = within(h.contexts.recv()).await.unwrap();
     stream.cancel();
@@ -233,6 +234,7 @@ async fn session_loss_fails_every_open_call_with_disconnected() {
     let mut server_stream = h
         .session
         .call_server_streaming::<u32, u32>("count", &1_000_000, CallOptions::default())
+        .await
         .unwrap();
     let mut client_stream = h
         .session
@@ -303,6 +305,7 @@ async fn thousand_chunk_round_trips_arrive_complete_and_in_order() {
     let down = h
         .session
         .call_server_streaming::<u32, u32>("count", &1000, CallOptions::default())
+        .await
         .unwrap();
     let got: Vec<u32> = within(down.map(|r| r.unwrap()).collect::<Vec<_>>()).await;
     assert_eq!(got, expected);

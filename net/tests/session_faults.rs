@@ -23,8 +23,9 @@ fn header(kind: CallKind, method: &str) -> CallHeader<'_> {
         kind,
         timeout_us: 0,
         trace: TraceContext::default(),
-        response_window: 8,
+        response_window: 8 * 1024,
         method,
+        metadata: &[],
     }
 }
 
@@ -240,7 +241,8 @@ async fn oversized_frame_disconnects_before_buffering_it() {
 #[tokio::test]
 async fn credit_overrun_disconnects_with_typed_error() {
     let h = harness_with(net_mesh::rpc::Config {
-        window: 2,
+        call_window: 1000,
+        min_call_window: 1000,
         ..Default::default()
     })
     .await;
@@ -250,7 +252,7 @@ async fn credit_overrun_disconnects_with_typed_error() {
         header: header(CallKind::ClientStreaming, "collect_gated"),
     })
     .await;
-    for seq in 0..10 {
+    for seq in 0..20 {
         peer.send(&Frame::RequestChunk {
             call_id: 8,
             seq,

@@ -1,6 +1,11 @@
 //! Calling side: `Session::call_unary`, `call_server_streaming`, `call_client_streaming` and
 //! `call_duplex`, and the handles they return. A call handle dropped before the call finished
 //! sends REQUEST_CANCEL; for a split duplex call that happens only once both halves are gone.
+//!
+//! A call that streams responses reserves its receive window from this side's session and
+//! endpoint budgets when it opens (refused locally with `ResourceExhausted` when they are
+//! spent); streamed requests wait for the window the server grants, and every message (and a
+//! unary request) waits for the send budgets.
 
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -13,22 +18,28 @@ use futures_core::Stream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
-use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, Sleep};
 
+use super::budget::{RecvWindow, Returner, SendBudget, SendWindow, WindowError};
+use super::dispatch::call_queue;
+use super::queue::Receiver;
 use super::session::{CallEvent, CallShared, CallerSlot, Session, SessionShared};
-use super::{MAX_WINDOW, RpcError, decode_message, encode_message, random_call_id};
+use super::{RpcError, decode_message, random_call_id};
 use crate::frame::{CallHeader, CallKind, ErrorKind, Frame, TraceContext};
 
 /// Per-call options.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CallOptions {
     /// Deadline relative to now; travels to the server, which enforces it too.
     pub timeout: Option<Duration>,
-    /// Trace context handed to the handler.
+    /// Trace context handed to the handler (it travels in the call header).
     pub trace: TraceContext,
-    /// Initial response window for streamed responses (default: the endpoint's window).
+    /// This side's receive window for streamed responses, in charged bytes (default and cap:
+    /// the endpoint's `Config::call_window`).
     pub response_window: Option<u32>,
+    /// Opaque call metadata for the server's authorization hook and handler (e.g. a permission
+    /// token), at most `frame::MAX_METADATA_LEN` bytes.
+    pub metadata: Vec<u8>,
 }
 
 impl CallOptions {
@@ -38,6 +49,18 @@ impl CallOptions {
             timeout: Some(timeout),
             ..Self::default()
         }
+    }
+
+    /// These options with a trace context.
+    pub fn trace(mut self, trace: TraceContext) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// These options with call metadata.
+    pub fn metadata(mut self, metadata: impl Into<Vec<u8>>) -> Self {
+        self.metadata = metadata.into();
+        self
     }
 }
 
@@ -51,29 +74,39 @@ struct CallCore {
     done: AtomicBool,
 }
 
+/// What opening a call yields: the call, its event queue and (for streamed responses) its
+/// receive window.
+type Opened = (Arc<CallCore>, Receiver<CallEvent>, Option<Arc<RecvWindow>>);
+
 impl CallCore {
-    fn open(
-        session: &Session,
-        method: &str,
-        kind: CallKind,
-        opts: &CallOptions,
-        payload: Option<&[u8]>,
-    ) -> Result<(Arc<CallCore>, mpsc::Receiver<CallEvent>, u32), RpcError> {
+    /// Registers a call (reserving its response window) without sending anything yet.
+    fn register(session: &Session, kind: CallKind, opts: &CallOptions) -> Result<Opened, RpcError> {
         let shared = session.shared.clone();
         if shared.closed.is_cancelled() {
             return Err(RpcError::disconnected());
         }
         let window = if kind.streams_responses() {
-            opts.response_window
-                .unwrap_or(shared.config.window)
-                .clamp(1, MAX_WINDOW)
+            let config = &shared.config;
+            let want = opts
+                .response_window
+                .unwrap_or(config.call_window)
+                .min(config.call_window)
+                .max(1) as usize;
+            let min = (config.min_call_window as usize).min(want).max(1);
+            let reservation = shared.recv.reserve(want, min).ok_or_else(|| {
+                RpcError::new(
+                    ErrorKind::ResourceExhausted,
+                    "receive budget spent; no window for the responses",
+                )
+            })?;
+            Some(Arc::new(RecvWindow::new(reservation)))
         } else {
-            0
+            None
         };
-        // One slot beyond the window for the terminal event.
-        let (events, rx) = mpsc::channel(window as usize + 1);
+        let (events, rx) = call_queue();
         let call = Arc::new(CallShared {
-            request_credit: Semaphore::new(0),
+            request_window: SendWindow::unannounced(),
+            send_budget: SendBudget::call_budget(shared.config.call_send_budget),
             terminal: OnceLock::new(),
         });
         let call_id = {
@@ -88,28 +121,10 @@ impl CallCore {
                     events,
                     shared: call.clone(),
                     next_seq: 0,
+                    window: window.clone(),
                 },
             );
             call_id
-        };
-        let timeout_us = opts
-            .timeout
-            .map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1))
-            .unwrap_or(0);
-        let header = CallHeader {
-            kind,
-            timeout_us,
-            trace: opts.trace,
-            response_window: window,
-            method,
-        };
-        let frame = match payload {
-            Some(payload) => Frame::Request {
-                call_id,
-                header,
-                payload,
-            },
-            None => Frame::RequestInit { call_id, header },
         };
         let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
         let core = Arc::new(CallCore {
@@ -119,12 +134,107 @@ impl CallCore {
             deadline,
             done: AtomicBool::new(false),
         });
-        if let Err(e) = core.shared.send_frame(&frame) {
-            core.done.store(true, Ordering::Relaxed);
-            core.shared.calls().remove(&call_id);
+        Ok((core, rx, window))
+    }
+
+    /// The call header for this call.
+    fn header<'a>(
+        kind: CallKind,
+        method: &'a str,
+        opts: &'a CallOptions,
+        window: Option<&Arc<RecvWindow>>,
+    ) -> CallHeader<'a> {
+        let timeout_us = opts
+            .timeout
+            .map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1))
+            .unwrap_or(0);
+        CallHeader {
+            kind,
+            timeout_us,
+            trace: opts.trace,
+            response_window: window.map_or(0, |w| w.window()),
+            method,
+            metadata: &opts.metadata,
+        }
+    }
+
+    /// Opens a call with a REQUEST carrying `req` (waits for send budget).
+    async fn open_request<Req: Serialize>(
+        session: &Session,
+        method: &str,
+        kind: CallKind,
+        opts: &CallOptions,
+        req: &Req,
+    ) -> Result<Opened, RpcError> {
+        let (core, rx, window) = Self::register(session, kind, opts)?;
+        let header = Self::header(kind, method, opts, window.as_ref());
+        if let Err(e) = core.send_request(&header, req).await {
+            core.forget();
             return Err(e);
         }
         Ok((core, rx, window))
+    }
+
+    /// Opens a call with REQUEST_INIT (a control frame: nothing to wait for).
+    fn open_init(
+        session: &Session,
+        method: &str,
+        kind: CallKind,
+        opts: &CallOptions,
+    ) -> Result<Opened, RpcError> {
+        let (core, rx, window) = Self::register(session, kind, opts)?;
+        let header = Self::header(kind, method, opts, window.as_ref());
+        let init = Frame::RequestInit {
+            call_id: core.call_id,
+            header,
+        };
+        if let Err(e) = core.shared.send_frame(&init) {
+            core.forget();
+            return Err(e);
+        }
+        Ok((core, rx, window))
+    }
+
+    /// Drops a call whose opening frame was never sent (nothing to cancel on the server).
+    fn forget(&self) {
+        self.done.store(true, Ordering::Relaxed);
+        self.call.close();
+        self.shared.calls().remove(&self.call_id);
+    }
+
+    /// Encodes and queues a REQUEST frame, waiting for send budget (and the deadline).
+    async fn send_request<Req: Serialize>(
+        &self,
+        header: &CallHeader<'_>,
+        req: &Req,
+    ) -> Result<(), RpcError> {
+        let mut frame = Vec::new();
+        let offset = crate::frame::begin_request(&mut frame, self.call_id, header)
+            .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("frame: {e}")))?;
+        let frame = postcard::to_extend(req, frame)
+            .map_err(|e| RpcError::new(ErrorKind::Decode, format!("encode: {e}")))?;
+        crate::frame::finish_payload(&frame, offset)
+            .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("frame: {e}")))?;
+        let charge = crate::frame::charge(frame.len());
+        let reserve = self
+            .shared
+            .reserve_send(Some(&self.call.send_budget), charge);
+        let charge = self.until_deadline(reserve).await??;
+        self.shared.enqueue_data(frame, charge)
+    }
+
+    /// Runs `fut` until the call's deadline (abandoning the call when it passes).
+    async fn until_deadline<T>(&self, fut: impl Future<Output = T>) -> Result<T, RpcError> {
+        match self.deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, fut).await {
+                Ok(out) => Ok(out),
+                Err(_) => {
+                    self.abandon(ErrorKind::DeadlineExceeded);
+                    Err(RpcError::deadline())
+                }
+            },
+            None => Ok(fut.await),
+        }
     }
 
     fn terminal_error(&self) -> RpcError {
@@ -145,7 +255,7 @@ impl CallCore {
             _ => RpcError::cancelled("call cancelled by the caller"),
         };
         let _ = self.call.terminal.set(error);
-        self.call.request_credit.close();
+        self.call.close();
         if self.shared.calls().remove(&self.call_id).is_some() {
             let _ = self.shared.send_frame(&Frame::RequestCancel {
                 call_id: self.call_id,
@@ -158,17 +268,8 @@ impl CallCore {
         self.done.store(true, Ordering::Release);
     }
 
-    async fn recv(&self, rx: &mut mpsc::Receiver<CallEvent>) -> Result<CallEvent, RpcError> {
-        let event = match self.deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(event) => event,
-                Err(_) => {
-                    self.abandon(ErrorKind::DeadlineExceeded);
-                    return Err(RpcError::deadline());
-                }
-            },
-            None => rx.recv().await,
-        };
+    async fn recv(&self, rx: &mut Receiver<CallEvent>) -> Result<CallEvent, RpcError> {
+        let event = self.until_deadline(rx.recv()).await?;
         match event {
             Some(CallEvent::Error(e)) => {
                 self.mark_done();
@@ -184,12 +285,14 @@ impl CallCore {
 
     async fn single_response<Resp: DeserializeOwned>(
         &self,
-        rx: &mut mpsc::Receiver<CallEvent>,
+        rx: &mut Receiver<CallEvent>,
     ) -> Result<Resp, RpcError> {
         match self.recv(rx).await? {
             CallEvent::Response(payload) => {
                 self.mark_done();
-                decode_message(payload.bytes())
+                let resp = decode_message(payload.bytes());
+                payload.recycle(&self.shared);
+                resp
             }
             other => {
                 self.abandon(ErrorKind::Cancelled);
@@ -226,27 +329,20 @@ impl Session {
         req: &Req,
         opts: CallOptions,
     ) -> Result<Resp, RpcError> {
-        let payload = encode_message(req)?;
         let (core, mut rx, _) =
-            CallCore::open(self, method, CallKind::Unary, &opts, Some(&payload))?;
+            CallCore::open_request(self, method, CallKind::Unary, &opts, req).await?;
         core.single_response(&mut rx).await
     }
 
     /// One request, a stream of responses.
-    pub fn call_server_streaming<Req: Serialize, Resp: DeserializeOwned>(
+    pub async fn call_server_streaming<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         method: &str,
         req: &Req,
         opts: CallOptions,
     ) -> Result<ResponseStream<Resp>, RpcError> {
-        let payload = encode_message(req)?;
-        let (core, rx, window) = CallCore::open(
-            self,
-            method,
-            CallKind::ServerStreaming,
-            &opts,
-            Some(&payload),
-        )?;
+        let (core, rx, window) =
+            CallCore::open_request(self, method, CallKind::ServerStreaming, &opts, req).await?;
         Ok(ResponseStream::new(core, rx, window))
     }
 
@@ -256,7 +352,7 @@ impl Session {
         method: &str,
         opts: CallOptions,
     ) -> Result<ClientStreamCall<Req, Resp>, RpcError> {
-        let (core, rx, _) = CallCore::open(self, method, CallKind::ClientStreaming, &opts, None)?;
+        let (core, rx, _) = CallCore::open_init(self, method, CallKind::ClientStreaming, &opts)?;
         Ok(ClientStreamCall {
             sender: DuplexSender::new(core),
             rx,
@@ -270,7 +366,7 @@ impl Session {
         method: &str,
         opts: CallOptions,
     ) -> Result<DuplexCall<Req, Resp>, RpcError> {
-        let (core, rx, window) = CallCore::open(self, method, CallKind::Duplex, &opts, None)?;
+        let (core, rx, window) = CallCore::open_init(self, method, CallKind::Duplex, &opts)?;
         Ok(DuplexCall {
             sender: DuplexSender::new(core.clone()),
             receiver: ResponseStream::new(core, rx, window),
@@ -278,13 +374,26 @@ impl Session {
     }
 }
 
-/// Sends the request stream of a client-streaming or duplex call; `send` waits for credit.
+/// The request window a server granted for a streamed-request call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestWindow {
+    /// The whole per-call window the server granted, in charged bytes (0 until its grant
+    /// arrives). A message whose charge exceeds it fails with `ResourceExhausted`.
+    pub window: u32,
+    /// Bytes that can be sent right now without waiting for the server.
+    pub available: usize,
+}
+
+/// Sends the request stream of a client-streaming or duplex call; `send` waits for the
+/// server's window and the send budgets.
 #[derive(Debug)]
 pub struct DuplexSender<Req> {
     core: Arc<CallCore>,
     seq: u64,
     finished: bool,
     size_hint: usize,
+    /// Reused encode buffer for small messages.
+    scratch: Vec<u8>,
     _req: PhantomData<fn(Req)>,
 }
 
@@ -295,11 +404,13 @@ impl<Req: Serialize> DuplexSender<Req> {
             seq: 0,
             finished: false,
             size_hint: 64,
+            scratch: Vec::new(),
             _req: PhantomData,
         }
     }
 
-    /// Sends one request message, waiting while the server has granted no credit.
+    /// Sends one request message, waiting while the server's window or the send budget is
+    /// spent; fails with `ResourceExhausted` for a message larger than the whole window.
     pub async fn send(&mut self, item: &Req) -> Result<(), RpcError> {
         if self.finished {
             return Err(RpcError::new(
@@ -307,30 +418,41 @@ impl<Req: Serialize> DuplexSender<Req> {
                 "request stream already finished",
             ));
         }
-        let acquire = self.core.call.request_credit.acquire();
-        let permit = match self.core.deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, acquire).await {
-                Ok(permit) => permit,
-                Err(_) => {
-                    self.core.abandon(ErrorKind::DeadlineExceeded);
-                    return Err(RpcError::deadline());
-                }
-            },
-            None => acquire.await,
+        let core = &self.core;
+        let (frame_len, charge) = SessionShared::measure_chunk(item)?;
+        let wait = async {
+            core.call
+                .request_window
+                .acquire(charge)
+                .await
+                .map_err(|e| match e {
+                    WindowError::TooLarge { window } => RpcError::new(
+                        ErrorKind::ResourceExhausted,
+                        format!(
+                            "a {charge}-byte message exceeds the server's {window}-byte window"
+                        ),
+                    ),
+                    WindowError::Closed => core.call.terminal.get().cloned().unwrap_or_else(|| {
+                        RpcError::cancelled("the server already finished the call")
+                    }),
+                })?;
+            core.shared
+                .reserve_send(Some(&core.call.send_budget), charge)
+                .await
+                .map_err(|e| core.call.terminal.get().cloned().unwrap_or(e))
         };
-        match permit {
-            Ok(permit) => permit.forget(),
-            Err(_) => {
-                return Err(self.core.call.terminal.get().cloned().unwrap_or_else(|| {
-                    RpcError::cancelled("the server already finished the call")
-                }));
-            }
-        }
-        self.core.shared.send_chunk(
+        let send_charge = match core.until_deadline(wait).await {
+            Ok(Ok(charge)) => charge,
+            Ok(Err(e)) | Err(e) => return Err(e),
+        };
+        core.shared.send_chunk(
             true,
-            self.core.call_id,
+            core.call_id,
             self.seq,
             item,
+            frame_len,
+            send_charge,
+            &mut self.scratch,
             &mut self.size_hint,
         )?;
         self.seq = self.seq.saturating_add(1);
@@ -348,9 +470,17 @@ impl<Req: Serialize> DuplexSender<Req> {
         Ok(())
     }
 
-    /// Request credit currently available.
+    /// Window bytes currently available.
     pub fn available_credit(&self) -> usize {
-        self.core.call.request_credit.available_permits()
+        self.core.call.request_window.available()
+    }
+
+    /// The request window the server granted: its size and what is free now.
+    pub fn grant_request_window(&self) -> RequestWindow {
+        RequestWindow {
+            window: self.core.call.request_window.window(),
+            available: self.available_credit(),
+        }
     }
 
     /// The call's id.
@@ -368,12 +498,12 @@ impl<Req: Serialize> DuplexSender<Req> {
 #[derive(Debug)]
 pub struct ClientStreamCall<Req, Resp> {
     sender: DuplexSender<Req>,
-    rx: mpsc::Receiver<CallEvent>,
+    rx: Receiver<CallEvent>,
     _resp: PhantomData<fn() -> Resp>,
 }
 
 impl<Req: Serialize, Resp: DeserializeOwned> ClientStreamCall<Req, Resp> {
-    /// Sends one request message (waits for credit).
+    /// Sends one request message (waits for window and budget).
     pub async fn send(&mut self, item: &Req) -> Result<(), RpcError> {
         self.sender.send(item).await
     }
@@ -389,17 +519,14 @@ impl<Req: Serialize, Resp: DeserializeOwned> ClientStreamCall<Req, Resp> {
         self.sender.call_id()
     }
 
-    /// Advanced flow control: adds `credits` of request credit locally, for a server that
-    /// documents a larger window than it grants in band. The server still enforces its own
-    /// queue bound and drops a session that overruns it, so this can never make it buffer more.
-    pub fn grant_request_window(&self, credits: u32) {
-        let call = &self.sender.core.call;
-        let room = (MAX_WINDOW as usize).saturating_sub(call.request_credit.available_permits());
-        call.request_credit
-            .add_permits((credits as usize).min(room));
+    /// The request window the server granted (the accessor for callers that size their
+    /// messages or batching to it). The window is always the server's choice: a caller cannot
+    /// enlarge it, and sending past it would be a protocol violation.
+    pub fn grant_request_window(&self) -> RequestWindow {
+        self.sender.grant_request_window()
     }
 
-    /// Request credit currently available.
+    /// Window bytes currently available.
     pub fn available_credit(&self) -> usize {
         self.sender.available_credit()
     }
@@ -411,13 +538,13 @@ impl<Req: Serialize, Resp: DeserializeOwned> ClientStreamCall<Req, Resp> {
 }
 
 /// A stream of responses (server-streaming calls, and the receiving half of duplex calls).
-/// Consuming a message re-grants credit, so at most one window is ever queued here.
+/// Consuming messages returns window bytes, so at most one window is ever queued here.
 #[derive(Debug)]
 pub struct ResponseStream<Resp> {
     core: Arc<CallCore>,
-    rx: mpsc::Receiver<CallEvent>,
-    window: u32,
-    unacked: u32,
+    rx: Receiver<CallEvent>,
+    window: Option<Arc<RecvWindow>>,
+    returner: Returner,
     done: bool,
     expiry: Option<Pin<Box<Sleep>>>,
     _resp: PhantomData<fn() -> Resp>,
@@ -427,13 +554,14 @@ pub struct ResponseStream<Resp> {
 pub type DuplexReceiver<Resp> = ResponseStream<Resp>;
 
 impl<Resp> ResponseStream<Resp> {
-    fn new(core: Arc<CallCore>, rx: mpsc::Receiver<CallEvent>, window: u32) -> Self {
+    fn new(core: Arc<CallCore>, rx: Receiver<CallEvent>, window: Option<Arc<RecvWindow>>) -> Self {
         let expiry = core.deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+        let size = window.as_ref().map_or(0, |w| w.window());
         ResponseStream {
             core,
             rx,
             window,
-            unacked: 0,
+            returner: Returner::new(size),
             done: false,
             expiry,
             _resp: PhantomData,
@@ -445,9 +573,15 @@ impl<Resp> ResponseStream<Resp> {
         self.core.call_id
     }
 
-    /// Responses queued and not yet consumed (never more than the window, plus the end marker).
+    /// Responses queued and not yet consumed (never more than fit the window, plus the end
+    /// marker).
     pub fn queued(&self) -> usize {
         self.rx.len()
+    }
+
+    /// This call's receive window for responses, in charged bytes.
+    pub fn window(&self) -> u32 {
+        self.window.as_ref().map_or(0, |w| w.window())
     }
 
     /// Cancels the call (both directions).
@@ -455,16 +589,21 @@ impl<Resp> ResponseStream<Resp> {
         self.core.abandon(ErrorKind::Cancelled);
     }
 
-    fn consumed_one(&mut self) {
-        self.unacked = self.unacked.saturating_add(1);
-        if self.unacked >= (self.window / 2).max(1) {
-            let credits = std::mem::take(&mut self.unacked);
-            let frame = Frame::ResponseWindowGrant {
-                call_id: self.core.call_id,
-                credits,
-            };
-            let _ = self.core.shared.send_frame(&frame);
-        }
+    fn consumed(&mut self, charge: usize) {
+        let bytes = self.returner.consumed(charge);
+        self.give_back(bytes);
+    }
+
+    fn give_back(&mut self, bytes: Option<u32>) {
+        let (Some(window), Some(bytes)) = (&self.window, bytes) else {
+            return;
+        };
+        window.reopen(bytes);
+        let frame = Frame::ResponseWindowGrant {
+            call_id: self.core.call_id,
+            credits: bytes,
+        };
+        let _ = self.core.shared.send_frame(&frame);
     }
 }
 
@@ -478,7 +617,7 @@ impl<Resp: DeserializeOwned + 'static> Stream for ResponseStream<Resp> {
         }
         let item = match this.rx.poll_recv(cx) {
             Poll::Ready(Some(CallEvent::Chunk(payload))) => {
-                this.consumed_one();
+                this.consumed(payload.charge());
                 return Poll::Ready(Some(super::raw::decode_payload(payload, &this.core.shared)));
             }
             Poll::Ready(Some(CallEvent::End)) => None,
@@ -489,6 +628,8 @@ impl<Resp: DeserializeOwned + 'static> Stream for ResponseStream<Resp> {
             }
             Poll::Ready(None) => Some(Err(this.core.terminal_error())),
             Poll::Pending => {
+                let bytes = this.returner.idle();
+                this.give_back(bytes);
                 let expired = this
                     .expiry
                     .as_mut()
@@ -514,7 +655,7 @@ pub struct DuplexCall<Req, Resp> {
 }
 
 impl<Req: Serialize, Resp: DeserializeOwned> DuplexCall<Req, Resp> {
-    /// Sends one request message (waits for credit).
+    /// Sends one request message (waits for window and budget).
     pub async fn send(&mut self, item: &Req) -> Result<(), RpcError> {
         self.sender.send(item).await
     }
@@ -522,6 +663,11 @@ impl<Req: Serialize, Resp: DeserializeOwned> DuplexCall<Req, Resp> {
     /// Ends the request stream; responses keep flowing.
     pub fn finish_sending(&mut self) -> Result<(), RpcError> {
         self.sender.finish()
+    }
+
+    /// The request window the server granted (see [`ClientStreamCall::grant_request_window`]).
+    pub fn grant_request_window(&self) -> RequestWindow {
+        self.sender.grant_request_window()
     }
 
     /// Splits into halves that can move to separate tasks. Dropping one half does not cancel

@@ -1,5 +1,21 @@
-//! Serving side: handler traits, the context and streams handed to handlers, the router, and the
-//! task that runs one call (deadline, cancellation, panic → `HandlerPanic`).
+//! Serving side: handler traits, the context and streams handed to handlers, the router and its
+//! authorization hook, and the task that runs one call (deadline, cancellation, panic →
+//! `HandlerPanic`).
+//!
+//! Opening a call (REQUEST / REQUEST_INIT) runs these checks in order, each refusal a typed
+//! RESPONSE_ERROR and nothing granted: call id not already open (`ProtocolViolation`), method
+//! and kind registered (`UnknownMethod`), the router's [`Authorize`] hook with the session's
+//! authenticated peer, the method and the call's metadata (`PermissionDenied`), a free handler
+//! slot (`ResourceExhausted`), and for streamed requests a receive window reserved from the
+//! session's and endpoint's budgets (`ResourceExhausted`). Only then is the window granted and
+//! the handler started.
+//!
+//! **Server-side cancel path.** A handler ends its call early by returning an error; returning
+//! `Err(RpcError::cancelled(..))` sends RESPONSE_ERROR `Cancelled`, which the caller sees as the
+//! result of its call (or as the last item of its response stream, and as the error of its next
+//! `send`). The handler's request stream and response sink are closed with it. Nothing else is
+//! needed: the call's entry is removed atomically with that reply, so a later call that reuses
+//! the id is never touched.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -7,7 +23,8 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,27 +32,54 @@ use futures_core::Stream;
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::session::{ServerCall, SessionShared, report_protocol_violation};
-use super::{MAX_WINDOW, Metrics, RpcError, decode_message, encode_message};
+use super::budget::{RecvWindow, Reservation, Returner, SendBudget, SendWindow, WindowError};
+use super::dispatch::{call_queue, report_protocol_violation};
+use super::queue;
+use super::session::{Payload, SendCharge, ServerCall, SessionShared, error_frame, lock};
+use super::{CallOptions, Metrics, RpcError, decode_message};
 use crate::frame::{CallHeader, CallKind, ErrorKind, Frame, TraceContext};
 use crate::handshake::PeerIdentity;
 
-/// Cancellation state of one served call: the token handlers watch and why it fired.
-#[derive(Debug, Default)]
+/// Cancellation and routing state of one served call: the token handlers watch, why it fired,
+/// and whether the call may still put frames on the wire.
+#[derive(Debug)]
 pub(crate) struct CallControl {
     token: CancellationToken,
     reason: OnceLock<ErrorKind>,
+    /// False once the call left the session's table (finished, cancelled, expired, session
+    /// closed): from then on nothing of this call is sent, so a call that reuses its id can
+    /// never receive a frame of this one.
+    live: Mutex<bool>,
 }
 
 impl CallControl {
+    fn new() -> Self {
+        CallControl {
+            token: CancellationToken::new(),
+            reason: OnceLock::new(),
+            live: Mutex::new(true),
+        }
+    }
+
     /// Fires the token; the first reason wins.
     pub(crate) fn cancel(&self, reason: ErrorKind) {
         let _ = self.reason.set(reason);
         self.token.cancel();
+    }
+
+    /// Marks the call as gone from the session's table.
+    pub(crate) fn retire(&self) {
+        *lock(&self.live) = false;
+    }
+
+    /// Holds the routing state: while the guard says `true`, a frame queued under it goes out
+    /// before any [`CallControl::retire`] can complete.
+    fn live(&self) -> std::sync::MutexGuard<'_, bool> {
+        lock(&self.live)
     }
 
     fn error(&self) -> RpcError {
@@ -53,8 +97,10 @@ impl CallControl {
 pub struct RpcContext {
     call_id: u64,
     peer: PeerIdentity,
+    method: Arc<str>,
     deadline: Option<Instant>,
     trace: TraceContext,
+    metadata: Arc<[u8]>,
     control: Arc<CallControl>,
 }
 
@@ -65,8 +111,13 @@ impl RpcContext {
     }
 
     /// The authenticated peer of the session the call arrived on.
-    pub fn peer(&self) -> PeerIdentity {
-        self.peer
+    pub fn peer(&self) -> &PeerIdentity {
+        &self.peer
+    }
+
+    /// The method name the call was opened with.
+    pub fn method(&self) -> &str {
+        &self.method
     }
 
     /// When the call must be finished, if the caller set a deadline.
@@ -77,6 +128,30 @@ impl RpcContext {
     /// The caller's trace context.
     pub fn trace(&self) -> TraceContext {
         self.trace
+    }
+
+    /// The call's metadata as the caller sent it (empty when none), e.g. a permission token.
+    /// The authorization hook has already seen it; it is not authenticated beyond the session.
+    pub fn metadata(&self) -> &[u8] {
+        &self.metadata
+    }
+
+    /// Options for a call this handler makes on behalf of its own call: the same trace id with
+    /// `span_id` as the parent span (so the trace context travels in the next call header), and
+    /// what is left of this call's deadline.
+    pub fn with_trace(&self, span_id: [u8; 8]) -> CallOptions {
+        let timeout = self.deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_micros(1))
+        });
+        CallOptions {
+            timeout,
+            trace: TraceContext {
+                trace_id: self.trace.trace_id,
+                span_id,
+            },
+            ..CallOptions::default()
+        }
     }
 
     /// Fires when the call is cancelled, its deadline passes or the session is lost.
@@ -104,7 +179,7 @@ pub trait RpcUnaryHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Resp, RpcError>> + Send;
 }
 
-/// One request → a stream of responses written to a credit-limited sink.
+/// One request → a stream of responses written to a window-limited sink.
 pub trait RpcServerStreamingHandler: Send + Sync + 'static {
     /// Request message.
     type Req: DeserializeOwned + Send + 'static;
@@ -148,10 +223,32 @@ pub trait RpcDuplexHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
 }
 
+/// A refusal from an [`Authorize`] hook; the caller gets `PermissionDenied` with the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("permission denied: {0}")]
+pub struct Denied(pub String);
+
+/// The authorization hook of a [`Router`]: sees the session's authenticated peer, the method
+/// and the call's metadata before anything is granted for the call, and may refuse it. It runs
+/// on the session's reader task, so it must be quick (no I/O, no waiting).
+pub trait Authorize: Send + Sync + 'static {
+    /// `Ok` lets the call through; `Err` refuses it with `PermissionDenied`.
+    fn authorize(&self, peer: &PeerIdentity, method: &str, metadata: &[u8]) -> Result<(), Denied>;
+}
+
+impl<F> Authorize for F
+where
+    F: Fn(&PeerIdentity, &str, &[u8]) -> Result<(), Denied> + Send + Sync + 'static,
+{
+    fn authorize(&self, peer: &PeerIdentity, method: &str, metadata: &[u8]) -> Result<(), Denied> {
+        self(peer, method, metadata)
+    }
+}
+
 /// Request-stream event queued by the dispatcher for a handler.
 #[derive(Debug)]
 pub(crate) enum ReqEvent {
-    Chunk(super::session::Payload),
+    Chunk(Payload),
     End,
 }
 
@@ -166,16 +263,16 @@ pub enum Chunk<T> {
     End,
 }
 
-/// The request stream of a client-streaming or duplex call. Consuming messages re-grants credit
-/// to the caller, so at most one window of requests is ever queued here.
+/// The request stream of a client-streaming or duplex call. Consuming messages returns window
+/// bytes to the caller, so at most one window of requests is ever queued here.
 #[derive(Debug)]
 pub struct RequestStreamTyped<Req> {
-    rx: mpsc::Receiver<ReqEvent>,
+    rx: queue::Receiver<ReqEvent>,
     shared: Arc<SessionShared>,
     call_id: u64,
     trace: TraceContext,
-    window: u32,
-    unacked: u32,
+    window: Option<Arc<RecvWindow>>,
+    returner: Returner,
     next_seq: u64,
     init_seen: bool,
     done: bool,
@@ -201,21 +298,31 @@ impl<Req: DeserializeOwned + 'static> RequestStreamTyped<Req> {
         }
     }
 
-    /// Messages queued and not yet consumed (never more than the window).
+    /// Messages queued and not yet consumed (never more than fit the window).
     pub fn queued(&self) -> usize {
         self.rx.len()
     }
 
-    fn consumed_one(&mut self) {
+    /// This call's receive window in charged bytes.
+    pub fn window(&self) -> u32 {
+        self.window.as_ref().map_or(0, |w| w.window())
+    }
+
+    fn consumed(&mut self, charge: usize) {
         self.next_seq = self.next_seq.saturating_add(1);
-        self.unacked = self.unacked.saturating_add(1);
-        if self.unacked >= (self.window / 2).max(1) {
-            let credits = std::mem::take(&mut self.unacked);
-            let _ = self.shared.send_frame(&Frame::RequestWindowGrant {
-                call_id: self.call_id,
-                credits,
-            });
-        }
+        let bytes = self.returner.consumed(charge);
+        self.give_back(bytes);
+    }
+
+    fn give_back(&mut self, bytes: Option<u32>) {
+        let (Some(window), Some(bytes)) = (&self.window, bytes) else {
+            return;
+        };
+        window.reopen(bytes);
+        let _ = self.shared.send_frame(&Frame::RequestWindowGrant {
+            call_id: self.call_id,
+            credits: bytes,
+        });
     }
 }
 
@@ -229,7 +336,7 @@ impl<Req: DeserializeOwned + 'static> Stream for RequestStreamTyped<Req> {
         }
         match this.rx.poll_recv(cx) {
             Poll::Ready(Some(ReqEvent::Chunk(payload))) => {
-                this.consumed_one();
+                this.consumed(payload.charge());
                 Poll::Ready(Some(super::raw::decode_payload(payload, &this.shared)))
             }
             Poll::Ready(Some(ReqEvent::End)) => {
@@ -240,44 +347,90 @@ impl<Req: DeserializeOwned + 'static> Stream for RequestStreamTyped<Req> {
                 this.done = true;
                 Poll::Ready(Some(Err(this.control.error())))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let bytes = this.returner.idle();
+                this.give_back(bytes);
+                Poll::Pending
+            }
         }
     }
 }
 
-/// Where a streaming handler writes responses; `send` waits for credit from the caller.
+/// Where a streaming handler writes responses; `send` waits for window bytes from the caller
+/// and for the send budgets.
 #[derive(Debug)]
 pub struct ResponseSink<Resp> {
     shared: Arc<SessionShared>,
     call_id: u64,
-    credit: Arc<Semaphore>,
+    window: Arc<SendWindow>,
+    budget: Arc<Semaphore>,
     control: Arc<CallControl>,
     seq: u64,
     size_hint: usize,
+    /// Reused encode buffer for small messages.
+    scratch: Vec<u8>,
     _resp: PhantomData<fn(Resp)>,
 }
 
 impl<Resp: Serialize> ResponseSink<Resp> {
-    /// Sends one response message, waiting while the caller has granted no credit. Fails with
-    /// the call's cancellation reason once the call is cancelled, expired or disconnected.
+    /// Sends one response message, waiting while the caller's window or the send budget is
+    /// spent. Fails with the call's cancellation reason once the call is cancelled, expired or
+    /// disconnected, and with `ResourceExhausted` for a message larger than the caller's whole
+    /// window.
     pub async fn send(&mut self, item: &Resp) -> Result<(), RpcError> {
-        tokio::select! {
-            biased;
-            _ = self.control.token.cancelled() => return Err(self.control.error()),
-            permit = self.credit.acquire() => match permit {
-                Ok(permit) => permit.forget(),
-                Err(_) => return Err(self.control.error()),
-            },
+        if self.control.token.is_cancelled() {
+            return Err(self.control.error());
         }
-        self.shared
-            .send_chunk(false, self.call_id, self.seq, item, &mut self.size_hint)?;
+        let (frame_len, charge) = SessionShared::measure_chunk(item)?;
+        let wait = async {
+            self.window.acquire(charge).await.map_err(|e| match e {
+                WindowError::TooLarge { window } => RpcError::new(
+                    ErrorKind::ResourceExhausted,
+                    format!("a {charge}-byte message exceeds the caller's {window}-byte window"),
+                ),
+                WindowError::Closed => self.control.error(),
+            })?;
+            self.shared.reserve_send(Some(&self.budget), charge).await
+        };
+        let mut wait = std::pin::pin!(wait);
+        // Usually the window and the budgets have room: no need to watch the token then.
+        let send_charge = match (&mut wait).now_or_never() {
+            Some(charge) => charge,
+            None => tokio::select! {
+                biased;
+                _ = self.control.token.cancelled() => Err(self.control.error()),
+                charge = &mut wait => charge,
+            },
+        }?;
+        let live = self.control.live();
+        if !*live {
+            drop(live);
+            self.shared.release_send(send_charge);
+            return Err(self.control.error());
+        }
+        self.shared.send_chunk(
+            false,
+            self.call_id,
+            self.seq,
+            item,
+            frame_len,
+            send_charge,
+            &mut self.scratch,
+            &mut self.size_hint,
+        )?;
+        drop(live);
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }
 
-    /// Credit currently available (messages that can be sent without waiting).
+    /// Window bytes currently available (what can be sent without waiting for the caller).
     pub fn available_credit(&self) -> usize {
-        self.credit.available_permits()
+        self.window.available()
+    }
+
+    /// The caller's receive window for this call, in charged bytes.
+    pub fn window(&self) -> u32 {
+        self.window.window()
     }
 }
 
@@ -285,22 +438,26 @@ impl<Resp: Serialize> ResponseSink<Resp> {
 pub(crate) struct CallStart {
     ctx: RpcContext,
     shared: Arc<SessionShared>,
-    payload: Vec<u8>,
-    requests: Option<mpsc::Receiver<ReqEvent>>,
-    response_credit: Arc<Semaphore>,
-    window: u32,
+    payload: Option<Payload>,
+    /// The unary request's receive bytes, held until the handler ends.
+    reservation: Option<Reservation>,
+    requests: Option<queue::Receiver<ReqEvent>>,
+    request_window: Option<Arc<RecvWindow>>,
+    response_window: Arc<SendWindow>,
 }
 
 impl CallStart {
     fn request_stream<Req>(&mut self) -> RequestStreamTyped<Req> {
-        let (_, empty) = mpsc::channel(1);
+        let (_, empty) = queue::queue();
+        let window = self.request_window.take();
+        let size = window.as_ref().map_or(0, |w| w.window());
         RequestStreamTyped {
             rx: self.requests.take().unwrap_or(empty),
             shared: self.shared.clone(),
             call_id: self.ctx.call_id,
             trace: self.ctx.trace,
-            window: self.window,
-            unacked: 0,
+            window,
+            returner: Returner::new(size),
             next_seq: 0,
             init_seen: false,
             done: false,
@@ -313,13 +470,42 @@ impl CallStart {
         ResponseSink {
             shared: self.shared.clone(),
             call_id: self.ctx.call_id,
-            credit: self.response_credit.clone(),
+            window: self.response_window.clone(),
+            budget: SendBudget::call_budget(self.shared.config.call_send_budget),
             control: self.ctx.control.clone(),
             seq: 0,
             size_hint: 64,
+            scratch: Vec::new(),
             _resp: PhantomData,
         }
     }
+
+    /// A future decoding the unary request (on the handler's task; its buffer goes back to
+    /// the pool).
+    fn request<Req: DeserializeOwned>(
+        &mut self,
+    ) -> impl Future<Output = Result<Req, RpcError>> + Send + 'static {
+        let payload = self.payload.take();
+        let shared = self.shared.clone();
+        async move {
+            let payload = payload
+                .ok_or_else(|| RpcError::new(ErrorKind::Internal, "request payload missing"))?;
+            let req = decode_message(payload.bytes());
+            payload.recycle(&shared);
+            req
+        }
+    }
+}
+
+/// The RESPONSE frame for `resp`, encoded straight after the frame header.
+fn response_frame<T: Serialize>(call_id: u64, resp: &T) -> Result<Vec<u8>, RpcError> {
+    let mut out = Vec::new();
+    let offset = crate::frame::begin_response(&mut out, call_id);
+    let out = postcard::to_extend(resp, out)
+        .map_err(|e| RpcError::new(ErrorKind::Decode, format!("encode: {e}")))?;
+    crate::frame::finish_payload(&out, offset)
+        .map_err(|e| RpcError::new(ErrorKind::ResourceExhausted, format!("response: {e}")))?;
+    Ok(out)
 }
 
 /// Type-erased handler stored in the router (the one `dyn` in nRPC).
@@ -337,14 +523,14 @@ impl<H: RpcUnaryHandler> ErasedHandler for Unary<H> {
     fn kind(&self) -> CallKind {
         CallKind::Unary
     }
-    fn start(&self, start: CallStart) {
+    fn start(&self, mut start: CallStart) {
         let handler = self.0.clone();
         let ctx = start.ctx.clone();
-        let payload = start.payload.clone();
+        let req = start.request::<H::Req>();
         run_call(start, async move {
-            let req = decode_message::<H::Req>(&payload)?;
-            let resp = handler.call(ctx, req).await?;
-            encode_message(&resp).map(Some)
+            let call_id = ctx.call_id;
+            let resp = handler.call(ctx, req.await?).await?;
+            response_frame(call_id, &resp).map(Some)
         });
     }
 }
@@ -353,14 +539,13 @@ impl<H: RpcServerStreamingHandler> ErasedHandler for ServerStreaming<H> {
     fn kind(&self) -> CallKind {
         CallKind::ServerStreaming
     }
-    fn start(&self, start: CallStart) {
+    fn start(&self, mut start: CallStart) {
         let handler = self.0.clone();
         let ctx = start.ctx.clone();
-        let payload = start.payload.clone();
+        let req = start.request::<H::Req>();
         let sink = start.response_sink::<H::Resp>();
         run_call(start, async move {
-            let req = decode_message::<H::Req>(&payload)?;
-            handler.call(ctx, req, sink).await.map(|()| None)
+            handler.call(ctx, req.await?, sink).await.map(|()| None)
         });
     }
 }
@@ -374,8 +559,9 @@ impl<H: RpcClientStreamingHandler> ErasedHandler for ClientStreaming<H> {
         let ctx = start.ctx.clone();
         let requests = start.request_stream::<H::Req>();
         run_call(start, async move {
+            let call_id = ctx.call_id;
             let resp = handler.call(ctx, requests).await?;
-            encode_message(&resp).map(Some)
+            response_frame(call_id, &resp).map(Some)
         });
     }
 }
@@ -395,22 +581,28 @@ impl<H: RpcDuplexHandler> ErasedHandler for Duplex<H> {
     }
 }
 
-/// Method name → handler.
+/// Method name → handler, plus the authorization hook every call passes first. The router an
+/// endpoint serves to peers that dial it and the one it exposes on sessions it dials are set
+/// separately (see `Endpoint::with_dialed_router`).
 #[derive(Default, Clone)]
 pub struct Router {
     handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    authorize: Option<Arc<dyn Authorize>>,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut methods: Vec<_> = self.handlers.keys().collect();
         methods.sort();
-        f.debug_struct("Router").field("methods", &methods).finish()
+        f.debug_struct("Router")
+            .field("methods", &methods)
+            .field("authorize", &self.authorize.is_some())
+            .finish()
     }
 }
 
 impl Router {
-    /// An empty router (a pure client).
+    /// An empty router: every call gets `UnknownMethod`.
     pub fn new() -> Self {
         Self::default()
     }
@@ -442,30 +634,50 @@ impl Router {
             .insert(method.to_string(), Arc::new(Duplex(Arc::new(handler))));
         self
     }
+
+    /// Sets the authorization hook (replacing any earlier one). Without a hook every
+    /// authenticated peer may call every registered method.
+    pub fn authorize(mut self, hook: impl Authorize) -> Self {
+        self.authorize = Some(Arc::new(hook));
+        self
+    }
+
+    /// True when no method is registered.
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
 }
 
-/// Opens a served call for REQUEST / REQUEST_INIT (called by the dispatcher).
-pub(crate) fn open_call(
+/// A call that passed every check of [`prepare_call`], with what it was granted.
+pub(crate) struct Prepared {
+    handler: Arc<dyn ErasedHandler>,
+    kind: CallKind,
+    method: Arc<str>,
+    deadline: Option<Instant>,
+    trace: TraceContext,
+    metadata: Arc<[u8]>,
+    request_window: Option<Arc<RecvWindow>>,
+    response_window: u32,
+}
+
+/// Runs the opening checks for REQUEST / REQUEST_INIT (see the module docs); a refusal is
+/// answered here and gives `None`.
+pub(crate) fn prepare_call(
     shared: &Arc<SessionShared>,
-    router: &Router,
     call_id: u64,
-    header: CallHeader<'_>,
-    payload: Option<&[u8]>,
-) {
-    let mut served = shared.served();
-    if served.contains_key(&call_id) {
-        drop(served);
+    header: &CallHeader<'_>,
+) -> Option<Prepared> {
+    if shared.served().contains_key(&call_id) {
         report_protocol_violation(
             shared,
             call_id,
             format!("call id {call_id:#018x} is already open on this session"),
         );
-        return;
+        return None;
     }
-    let handler = match router.handlers.get(header.method) {
+    let handler = match shared.router.handlers.get(header.method) {
         Some(handler) if handler.kind() == header.kind => handler.clone(),
         found => {
-            drop(served);
             let detail = match found {
                 Some(h) => format!(
                     "method {:?} is {:?}, not {:?}",
@@ -476,60 +688,116 @@ pub(crate) fn open_call(
                 None => format!("no method {:?}", header.method),
             };
             shared.send_error(call_id, &RpcError::new(ErrorKind::UnknownMethod, detail));
-            return;
+            return None;
         }
     };
-    if served.len() >= shared.config.max_concurrent_calls {
-        drop(served);
+    if let Some(hook) = &shared.router.authorize
+        && let Err(Denied(why)) = hook.authorize(&shared.peer, header.method, header.metadata)
+    {
+        Metrics::bump(&shared.metrics.authorization_refusals);
+        shared.send_error(call_id, &RpcError::new(ErrorKind::PermissionDenied, why));
+        return None;
+    }
+    if shared.live_handlers.load(Ordering::Acquire) >= shared.config.max_concurrent_calls {
+        Metrics::bump(&shared.metrics.budget_refusals);
         let error = RpcError::new(ErrorKind::ResourceExhausted, "too many concurrent calls");
         shared.send_error(call_id, &error);
-        return;
+        return None;
     }
-    let control = Arc::new(CallControl::default());
-    let response_window = header.response_window.min(MAX_WINDOW);
-    let response_credit = Arc::new(Semaphore::new(response_window as usize));
-    let window = shared.config.window.clamp(1, MAX_WINDOW);
-    let (requests, requests_rx) = if header.kind.streams_requests() {
-        // One slot beyond the window for REQUEST_END.
-        let (tx, rx) = mpsc::channel(window as usize + 1);
-        (Some(tx), Some(rx))
+    let request_window = if header.kind.streams_requests() {
+        let config = &shared.config;
+        let want = config.call_window as usize;
+        let min = (config.min_call_window as usize).min(want).max(1);
+        match shared.recv.reserve(want, min) {
+            Some(reservation) => Some(Arc::new(RecvWindow::new(reservation))),
+            None => {
+                Metrics::bump(&shared.metrics.budget_refusals);
+                let error = RpcError::new(
+                    ErrorKind::ResourceExhausted,
+                    "receive budget spent; no window for this call",
+                );
+                shared.send_error(call_id, &error);
+                return None;
+            }
+        }
     } else {
-        (None, None)
+        None
     };
-    served.insert(
-        call_id,
-        ServerCall {
-            requests,
-            next_seq: 0,
-            response_credit: response_credit.clone(),
-            control: control.clone(),
-        },
-    );
-    drop(served);
-    if header.kind.streams_requests() {
-        let _ = shared.send_frame(&Frame::RequestWindowGrant {
-            call_id,
-            credits: window,
-        });
-    }
     let deadline = match header.timeout_us {
         0 => None,
         us => Instant::now().checked_add(Duration::from_micros(us)),
     };
-    let ctx = RpcContext {
-        call_id,
-        peer: shared.peer,
+    Some(Prepared {
+        handler,
+        kind: header.kind,
+        method: Arc::from(header.method),
         deadline,
         trace: header.trace,
+        metadata: Arc::from(header.metadata),
+        request_window,
+        response_window: if header.kind.streams_responses() {
+            header.response_window
+        } else {
+            0
+        },
+    })
+}
+
+/// Registers a prepared call, grants its request window and starts its handler.
+pub(crate) fn start_call(
+    shared: &Arc<SessionShared>,
+    call_id: u64,
+    prepared: Prepared,
+    payload: Option<Payload>,
+) {
+    let control = Arc::new(CallControl::new());
+    let response_window = Arc::new(SendWindow::announced(prepared.response_window));
+    let (requests, requests_rx) = if prepared.kind.streams_requests() {
+        let (tx, rx) = call_queue();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let granted = prepared.request_window.as_ref().map(|w| w.window());
+    shared.served().insert(
+        call_id,
+        ServerCall {
+            requests,
+            next_seq: 0,
+            window: prepared.request_window.clone(),
+            response_window: response_window.clone(),
+            control: control.clone(),
+        },
+    );
+    shared.live_handlers.fetch_add(1, Ordering::AcqRel);
+    Metrics::gauge_up(&shared.metrics.active_handlers);
+    if let Some(credits) = granted {
+        let _ = shared.send_frame(&Frame::RequestWindowGrant { call_id, credits });
+    }
+    let ctx = RpcContext {
+        call_id,
+        peer: shared.peer.clone(),
+        method: prepared.method,
+        deadline: prepared.deadline,
+        trace: prepared.trace,
+        metadata: prepared.metadata,
         control,
     };
-    handler.start(CallStart {
+    let (payload, reservation) = match payload {
+        Some(payload) => {
+            let (payload, reservation) = payload.split_reservation();
+            (Some(payload), reservation)
+        }
+        None => (None, None),
+    };
+    prepared.handler.start(CallStart {
         ctx,
         shared: shared.clone(),
-        payload: payload.map(<[u8]>::to_vec).unwrap_or_default(),
+        payload,
+        reservation,
         requests: requests_rx,
-        response_credit,
-        window,
+        request_window: prepared.request_window,
+        response_window,
     });
 }
 
@@ -543,8 +811,54 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs one handler future on its own task: `Ok(Some(bytes))` → RESPONSE, `Ok(None)` →
+/// Counts a running handler against its session's `max_concurrent_calls` and the endpoint's
+/// gauge until the handler's task ends.
+struct LiveHandler(Arc<SessionShared>);
+
+impl Drop for LiveHandler {
+    fn drop(&mut self) {
+        self.0.live_handlers.fetch_sub(1, Ordering::AcqRel);
+        Metrics::gauge_down(&self.0.metrics.active_handlers);
+    }
+}
+
+/// Removes the call from the session's table if the entry is still this call's (a call that
+/// reused the id is left alone) and queues `frame` for it atomically with the removal; `false`
+/// (and nothing sent) when the entry was already gone.
+fn finish_served(
+    shared: &SessionShared,
+    call_id: u64,
+    control: &Arc<CallControl>,
+    frame: Vec<u8>,
+    charge: Option<SendCharge>,
+) -> bool {
+    let mut served = shared.served();
+    let mine = served
+        .get(&call_id)
+        .is_some_and(|call| Arc::ptr_eq(&call.control, control));
+    if !mine {
+        drop(served);
+        if let Some(charge) = charge {
+            shared.release_send(charge);
+        }
+        return false;
+    }
+    if let Some(call) = served.remove(&call_id) {
+        call.response_window.close();
+    }
+    let mut live = control.live();
+    *live = false;
+    let _ = match charge {
+        Some(charge) => shared.enqueue_data(frame, charge),
+        None => shared.enqueue_control(frame),
+    };
+    drop(live);
+    true
+}
+
+/// Runs one handler future on its own task: `Ok(Some(frame))` → that RESPONSE, `Ok(None)` →
 /// RESPONSE_END, `Err` → RESPONSE_ERROR, panic → `HandlerPanic`, deadline → `DeadlineExceeded`.
+/// The task counts against `max_concurrent_calls` until it ends.
 fn run_call<F>(start: CallStart, fut: F)
 where
     F: Future<Output = Result<Option<Vec<u8>>, RpcError>> + Send + 'static,
@@ -553,11 +867,12 @@ where
     let call_id = start.ctx.call_id;
     let control = start.ctx.control;
     let deadline = start.ctx.deadline;
-    shared
-        .metrics
-        .active_handlers
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The unary request's receive bytes stay reserved while its handler runs.
+    let reservation = start.reservation;
+    let guard = LiveHandler(shared.clone());
     tokio::spawn(async move {
+        let _guard = guard;
+        let _reservation = reservation;
         let fut = AssertUnwindSafe(fut).catch_unwind();
         tokio::pin!(fut);
         let expiry = async {
@@ -572,56 +887,60 @@ where
             outcome = &mut fut => Some(outcome),
             _ = control.token.cancelled() => None,
             _ = &mut expiry => {
-                // Drop the request channel first so a handler blocked on its stream wakes too.
-                let _ = shared.served().remove(&call_id);
+                let error = error_frame(call_id, &RpcError::deadline()).to_vec();
+                if let Ok(frame) = error {
+                    finish_served(&shared, call_id, &control, frame, None);
+                }
                 control.cancel(ErrorKind::DeadlineExceeded);
                 None
             }
         };
-        let still_open = shared.served().remove(&call_id).is_some();
         match outcome {
-            Some(Ok(Ok(Some(payload)))) => {
-                if still_open {
-                    let frame = Frame::Response {
-                        call_id,
-                        payload: &payload,
-                    };
-                    if let Err(e) = shared.send_frame(&frame) {
-                        shared.send_error(call_id, &e);
+            Some(Ok(Ok(Some(frame)))) => {
+                let charge = crate::frame::charge(frame.len());
+                let reserved = tokio::select! {
+                    biased;
+                    _ = control.token.cancelled() => None,
+                    reserved = shared.reserve_send(None, charge) => Some(reserved),
+                };
+                match reserved {
+                    Some(Ok(charge)) => {
+                        finish_served(&shared, call_id, &control, frame, Some(charge));
                     }
+                    Some(Err(error)) => {
+                        if let Ok(frame) = error_frame(call_id, &error).to_vec() {
+                            finish_served(&shared, call_id, &control, frame, None);
+                        }
+                    }
+                    None => {}
                 }
             }
             Some(Ok(Ok(None))) => {
-                if still_open {
-                    let _ = shared.send_frame(&Frame::ResponseEnd { call_id });
+                if let Ok(frame) = (Frame::ResponseEnd { call_id }).to_vec() {
+                    finish_served(&shared, call_id, &control, frame, None);
                 }
             }
             Some(Ok(Err(error))) => {
-                control.cancel(error.kind);
-                if still_open {
-                    shared.send_error(call_id, &error);
+                if let Ok(frame) = error_frame(call_id, &error).to_vec() {
+                    finish_served(&shared, call_id, &control, frame, None);
                 }
+                control.cancel(error.kind);
             }
             Some(Err(panic)) => {
                 let message = panic_message(panic.as_ref());
                 Metrics::bump(&shared.metrics.handler_panics);
                 tracing::error!(call_id, panic = %message, "nRPC handler panicked");
-                control.cancel(ErrorKind::HandlerPanic);
                 let error = RpcError::new(ErrorKind::HandlerPanic, message);
-                shared.send_error(call_id, &error);
+                if let Ok(frame) = error_frame(call_id, &error).to_vec() {
+                    finish_served(&shared, call_id, &control, frame, None);
+                }
+                control.cancel(ErrorKind::HandlerPanic);
             }
             None => {
-                if control.reason.get() == Some(&ErrorKind::DeadlineExceeded) {
-                    shared.send_error(call_id, &RpcError::deadline());
-                }
                 // Let the handler observe its token, then drop it.
                 let grace = shared.config.cancel_grace;
                 let _ = tokio::time::timeout(grace, &mut fut).await;
             }
         }
-        shared
-            .metrics
-            .active_handlers
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     });
 }

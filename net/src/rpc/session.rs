@@ -1,29 +1,39 @@
-//! Sessions: the endpoint that dials and accepts, the per-session writer and reader tasks, and
-//! the dispatcher that routes every frame by (session, call_id) to the per-call channel of the
-//! call it belongs to. Each session keeps its own call tables, so a frame can only ever reach a
-//! call that was opened on the same authenticated session.
+//! One session: its shared state (call tables, outbox, budgets, buffer pool) and its three
+//! tasks — the sealer (encrypts queued frames in batches), the writer (writes sealed batches,
+//! each write bounded by the stall timeout) and the reader (admits, reassembles and dispatches
+//! frames, and runs the idle and stall timers). Each session keeps its own call tables, so a
+//! frame can only ever reach a call that was opened on the same authenticated session.
+//!
+//! Teardown: [`SessionShared::close`] fires the session token; every task selects on it and
+//! ends, dropping its half of the socket (the writer sets `SO_LINGER 0` first when bytes were
+//! left unwritten, so the kernel frees the socket at once), the outbox is emptied and its budget
+//! returned, every call fails with `Disconnected` and every handler's token fires. Nothing a
+//! peer does — including never reading — keeps a task or a buffer of a closed session alive.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{RecvBudget, RecvWindow, Reservation, SendBudget, SendWindow};
+pub(crate) use super::outbox::SendCharge;
+use super::outbox::{OutItem, Outbox, Outgoing, PushError};
 use super::server::{CallControl, ReqEvent, Router};
-use super::{Config, MAX_WINDOW, Metrics, RpcError};
+use super::{Config, Metrics, RpcError};
 use crate::frame::{ErrorKind, Frame, FrameError};
-use crate::handshake::{self, HandshakeError, PeerIdentity};
-use crate::identity::Identity;
-use crate::transport::{self, FrameReceiver, FrameSender, SealedBatch, TransportError};
+use crate::handshake::{HandshakeError, PeerIdentity};
+use crate::transport::{FrameReceiver, FrameSender, SealedBatch, TransportError};
 
 /// Why a session ended (or could not start).
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    /// The Noise handshake or identity proof failed.
+    /// The Noise handshake or identity proof failed (including a pinned dial that reached
+    /// another node).
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
     /// The encrypted transport failed (includes oversized frames).
@@ -32,15 +42,27 @@ pub enum SessionError {
     /// The peer sent a frame that does not decode.
     #[error("malformed frame: {0}")]
     Malformed(#[from] FrameError),
-    /// The peer sent more messages than it had credit for.
-    #[error("peer exceeded its credit window on call {call_id:#018x}")]
+    /// A frame that carries no payload announced more than [`crate::frame::MAX_CONTROL_FRAME_LEN`].
+    #[error("peer announced a {len}-byte control frame")]
+    ControlFrameTooLarge { len: usize },
+    /// The peer sent more bytes than its window for the call allowed.
+    #[error("peer exceeded its window on call {call_id:#018x}")]
     CreditExceeded { call_id: u64 },
-    /// The peer granted an absurd window.
-    #[error("peer granted more than the maximum window on call {call_id:#018x}")]
+    /// The peer returned more window bytes than were ever sent.
+    #[error("peer returned more window than was used on call {call_id:#018x}")]
     WindowOverflow { call_id: u64 },
-    /// The peer stopped reading while we had too many frames queued for it.
-    #[error("peer is not reading; {0} frames queued")]
+    /// The peer stopped reading while its control queue was full.
+    #[error("peer is not reading; {0} control bytes queued")]
     SendQueueOverflow(usize),
+    /// A write made no progress, or an incoming frame stopped midway, for the stall timeout.
+    #[error("no progress for {0:?}")]
+    Stalled(Duration),
+    /// Nothing happened on the session for the idle timeout.
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    /// The endpoint had no room for the session (its fixed buffers or a session cap).
+    #[error("session refused: {0}")]
+    Refused(&'static str),
     /// Connecting failed.
     #[error("connect failed: {0}")]
     Connect(std::io::Error),
@@ -52,38 +74,44 @@ pub enum SessionError {
     LocalClose,
 }
 
-/// Caller-side state of one open call, as seen by the dispatcher.
-pub(crate) struct CallerSlot {
-    pub(crate) events: mpsc::Sender<CallEvent>,
-    pub(crate) shared: Arc<CallShared>,
-    pub(crate) next_seq: u64,
-}
-
-/// State a caller's call handle shares with the dispatcher.
-#[derive(Debug)]
-pub(crate) struct CallShared {
-    /// Credits for REQUEST_CHUNK, granted by the server.
-    pub(crate) request_credit: Semaphore,
-    /// Terminal error set when the dispatcher ends the call.
-    pub(crate) terminal: OnceLock<RpcError>,
-}
-
-/// A received frame kept whole, with the offset where its payload starts (saves a copy).
+/// A received frame kept whole, with the offset where its payload starts (saves a copy), and
+/// the receive bytes it holds when it was charged on its own (unary requests and responses).
 #[derive(Debug)]
 pub(crate) struct Payload {
     frame: Vec<u8>,
     start: usize,
+    reservation: Option<Reservation>,
 }
 
 impl Payload {
     /// `payload` must be the tail of `frame` (true for every payload-carrying frame).
-    fn tail_of(frame: Vec<u8>, payload_len: usize) -> Self {
+    pub(crate) fn tail_of(frame: Vec<u8>, payload_len: usize) -> Self {
         let start = frame.len().saturating_sub(payload_len);
-        Payload { frame, start }
+        Payload {
+            frame,
+            start,
+            reservation: None,
+        }
+    }
+
+    pub(crate) fn with_reservation(mut self, reservation: Option<Reservation>) -> Self {
+        self.reservation = reservation;
+        self
+    }
+
+    /// The payload without its reservation, and the reservation.
+    pub(crate) fn split_reservation(mut self) -> (Self, Option<Reservation>) {
+        let reservation = self.reservation.take();
+        (self, reservation)
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
         self.frame.get(self.start..).unwrap_or_default()
+    }
+
+    /// What this frame was charged against its window.
+    pub(crate) fn charge(&self) -> usize {
+        crate::frame::charge(self.frame.len())
     }
 
     /// The whole frame buffer and the payload's offset in it.
@@ -106,50 +134,130 @@ pub(crate) enum CallEvent {
     Error(RpcError),
 }
 
-/// Server-side state of one open call.
-pub(crate) struct ServerCall {
-    pub(crate) requests: Option<mpsc::Sender<ReqEvent>>,
+/// Caller-side state of one open call, as seen by the dispatcher.
+#[derive(Debug)]
+pub(crate) struct CallerSlot {
+    pub(crate) events: super::queue::Sender<CallEvent>,
+    pub(crate) shared: Arc<CallShared>,
     pub(crate) next_seq: u64,
-    pub(crate) response_credit: Arc<Semaphore>,
+    /// Our receive window for streamed responses.
+    pub(crate) window: Option<Arc<RecvWindow>>,
+}
+
+/// State a caller's call handle shares with the dispatcher.
+#[derive(Debug)]
+pub(crate) struct CallShared {
+    /// The window the server granted for REQUEST_CHUNK frames.
+    pub(crate) request_window: SendWindow,
+    /// This call's share of the session's send budget.
+    pub(crate) send_budget: Arc<Semaphore>,
+    /// Terminal error set when the dispatcher ends the call.
+    pub(crate) terminal: OnceLock<RpcError>,
+}
+
+impl CallShared {
+    /// Ends the call for its senders.
+    pub(crate) fn close(&self) {
+        self.request_window.close();
+        self.send_budget.close();
+    }
+}
+
+/// Server-side state of one open call.
+#[derive(Debug)]
+pub(crate) struct ServerCall {
+    pub(crate) requests: Option<super::queue::Sender<ReqEvent>>,
+    pub(crate) next_seq: u64,
+    /// Our receive window for streamed requests.
+    pub(crate) window: Option<Arc<RecvWindow>>,
+    /// The window the caller granted for RESPONSE_CHUNK frames.
+    pub(crate) response_window: Arc<SendWindow>,
     pub(crate) control: Arc<CallControl>,
 }
+
+/// Recycled large buffers (avoids a fresh, page-faulting allocation per message); their
+/// capacity is reserved from the session's receive budget, so pooling never exceeds it.
+#[derive(Debug, Default)]
+struct BufferPool {
+    buffers: Vec<(Vec<u8>, Reservation)>,
+    bytes: usize,
+}
+
+/// Buffers below this capacity are not worth pooling.
+pub(crate) const POOL_MIN_CAPACITY: usize = 16 * 1024;
+/// Most bytes of buffer capacity kept per session.
+const POOL_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Most buffers kept per session.
+const POOL_MAX_BUFFERS: usize = 32;
 
 /// State shared by a session's tasks and all its call handles.
 pub(crate) struct SessionShared {
     pub(crate) peer: PeerIdentity,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
-    queued: AtomicUsize,
+    pub(crate) router: Arc<Router>,
+    outbox: Outbox,
+    pub(crate) recv: Arc<RecvBudget>,
+    pub(crate) send: SendBudget,
     pub(crate) calls: Mutex<HashMap<u64, CallerSlot>>,
     pub(crate) served: Mutex<HashMap<u64, ServerCall>>,
+    /// Handler tasks of this session that have not finished (cancelled ones included).
+    pub(crate) live_handlers: AtomicUsize,
     pub(crate) closed: CancellationToken,
     end: OnceLock<Arc<SessionError>>,
-    router: Arc<Router>,
-    /// Recycled large frame buffers (avoids a fresh, page-faulting allocation per message).
-    buffers: Mutex<Vec<Vec<u8>>>,
+    buffers: Mutex<BufferPool>,
+    /// Session tasks still running; `tasks_done` fires when the last one ends.
+    tasks: AtomicUsize,
+    tasks_done: CancellationToken,
 }
-
-/// Buffers below this capacity are not worth pooling.
-const POOL_MIN_CAPACITY: usize = 16 * 1024;
-/// Most buffers kept per session.
-const POOL_MAX_BUFFERS: usize = 16;
 
 impl std::fmt::Debug for SessionShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionShared")
-            .field("peer", &self.peer.node_id)
+            .field("peer", &self.peer.node_id())
             .finish_non_exhaustive()
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means another task panicked mid-update of a map of channels; the
     // maps stay structurally valid, so keep going.
     m.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl SessionShared {
+    pub(crate) fn new(
+        peer: PeerIdentity,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        router: Arc<Router>,
+        node: Arc<super::budget::NodeBudgets>,
+    ) -> Arc<Self> {
+        let closed = CancellationToken::new();
+        Arc::new(SessionShared {
+            peer,
+            recv: RecvBudget::new(config.session_recv_budget, node.clone()),
+            send: SendBudget::new(config.session_send_budget, node, closed.clone()),
+            config,
+            metrics,
+            router,
+            outbox: Outbox::default(),
+            calls: Mutex::new(HashMap::new()),
+            served: Mutex::new(HashMap::new()),
+            live_handlers: AtomicUsize::new(0),
+            closed,
+            end: OnceLock::new(),
+            buffers: Mutex::new(BufferPool::default()),
+            tasks: AtomicUsize::new(0),
+            tasks_done: CancellationToken::new(),
+        })
+    }
+
+    /// Resolves once every task of the session has ended (its socket and buffers are freed).
+    pub(crate) async fn tasks_ended(&self) {
+        self.tasks_done.cancelled().await;
+    }
+
     pub(crate) fn calls(&self) -> MutexGuard<'_, HashMap<u64, CallerSlot>> {
         lock(&self.calls)
     }
@@ -160,11 +268,13 @@ impl SessionShared {
 
     /// A cleared buffer, recycled when one is available.
     pub(crate) fn take_buffer(&self, min_capacity: usize) -> Vec<u8> {
-        if min_capacity >= POOL_MIN_CAPACITY
-            && let Some(mut buf) = lock(&self.buffers).pop()
-        {
-            buf.clear();
-            return buf;
+        if min_capacity >= POOL_MIN_CAPACITY {
+            let mut pool = lock(&self.buffers);
+            if let Some((mut buf, _reservation)) = pool.buffers.pop() {
+                pool.bytes = pool.bytes.saturating_sub(buf.capacity());
+                buf.clear();
+                return buf;
+            }
         }
         Vec::new()
     }
@@ -172,39 +282,215 @@ impl SessionShared {
     /// A recycled buffer as it was left (contents and length), for the receiver to overwrite
     /// without zeroing it first; empty when none is pooled.
     pub(crate) fn take_receive_buffer(&self) -> Vec<u8> {
-        lock(&self.buffers).pop().unwrap_or_default()
-    }
-
-    /// Returns a large buffer to the pool.
-    pub(crate) fn recycle(&self, buf: Vec<u8>) {
-        if buf.capacity() >= POOL_MIN_CAPACITY && buf.capacity() <= 2 * crate::frame::MAX_FRAME_LEN
-        {
-            let mut pool = lock(&self.buffers);
-            if pool.len() < POOL_MAX_BUFFERS {
-                pool.push(buf);
+        let mut pool = lock(&self.buffers);
+        match pool.buffers.pop() {
+            Some((buf, _reservation)) => {
+                pool.bytes = pool.bytes.saturating_sub(buf.capacity());
+                buf
             }
+            None => Vec::new(),
         }
     }
 
-    /// Queues a frame for the writer task. Frames for a closed session are dropped.
+    /// Returns a large buffer to the pool (dropped when the pool or the budget is full).
+    pub(crate) fn recycle(&self, buf: Vec<u8>) {
+        let capacity = buf.capacity();
+        if !(POOL_MIN_CAPACITY..=2 * crate::frame::MAX_FRAME_LEN).contains(&capacity)
+            || self.closed.is_cancelled()
+        {
+            return;
+        }
+        let mut pool = lock(&self.buffers);
+        if pool.buffers.len() >= POOL_MAX_BUFFERS
+            || pool.bytes.saturating_add(capacity) > POOL_MAX_BYTES
+        {
+            return;
+        }
+        if let Some(reservation) = self.recv.reserve(capacity, capacity) {
+            pool.bytes = pool.bytes.saturating_add(capacity);
+            pool.buffers.push((buf, reservation));
+        }
+    }
+
+    /// Frees every pooled buffer and spare stream buffer.
+    pub(crate) fn drain_pool(&self) {
+        let drained = std::mem::take(&mut *lock(&self.buffers));
+        drop(drained);
+        self.outbox.drain_spares();
+    }
+
+    /// Queues a control frame (no payload) for the writer. Control frames are not budgeted but
+    /// capped per session: a peer that lets them pile up without reading is disconnected.
     pub(crate) fn send_frame(&self, frame: &Frame<'_>) -> Result<(), RpcError> {
         let bytes = frame
             .to_vec()
             .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("frame: {e}")))?;
-        self.send_encoded(bytes)
+        self.enqueue_control(bytes)
     }
 
-    /// Encodes a message straight into a chunk frame (one copy less than `send_frame`).
-    pub(crate) fn send_chunk<T: serde::Serialize>(
+    /// Queues an encoded control frame (see [`SessionShared::send_frame`]).
+    pub(crate) fn enqueue_control(&self, bytes: Vec<u8>) -> Result<(), RpcError> {
+        self.push(Outgoing::Borrowed(&bytes), None)
+    }
+
+    /// Queues a frame; data frames hold `charge` of send budget until written, control frames
+    /// (`None`) count against [`CONTROL_QUEUE_MAX`].
+    fn push(&self, frame: Outgoing<'_>, charge: Option<SendCharge>) -> Result<(), RpcError> {
+        let pushed = self.outbox.push(frame, charge);
+        self.pushed(pushed)
+    }
+
+    /// Settles the outcome of an outbox push: budget of refused frames returned, a peer that
+    /// let the control queue overflow disconnected.
+    fn pushed(&self, pushed: Result<(), PushError>) -> Result<(), RpcError> {
+        match pushed {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed(charge)) => {
+                if let Some(charge) = charge {
+                    self.release_send(charge);
+                }
+                Err(self.closed_error())
+            }
+            Err(PushError::ControlOverflow(queued)) => {
+                Metrics::bump(&self.metrics.send_queue_overflows);
+                self.close(SessionError::SendQueueOverflow(queued));
+                Err(RpcError::disconnected())
+            }
+            Err(PushError::Encode(charge, error)) => {
+                self.release_send(charge);
+                Err(error)
+            }
+        }
+    }
+
+    /// The length and charge of the chunk frame that would carry `item`, without encoding it.
+    pub(crate) fn measure_chunk<T: serde::Serialize + ?Sized>(
+        item: &T,
+    ) -> Result<(usize, usize), RpcError> {
+        let size = postcard::experimental::serialized_size(item)
+            .map_err(|e| RpcError::new(ErrorKind::Decode, format!("encode: {e}")))?;
+        if size > crate::frame::MAX_PAYLOAD_LEN {
+            return Err(RpcError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "frame: payload of {size} bytes exceeds the maximum of {}",
+                    crate::frame::MAX_PAYLOAD_LEN
+                ),
+            ));
+        }
+        let frame_len = crate::frame::CHUNK_PAYLOAD_OFFSET.saturating_add(size);
+        Ok((frame_len, crate::frame::charge(frame_len)))
+    }
+
+    /// Queues the chunk frame carrying `item` (measured with [`SessionShared::measure_chunk`]):
+    /// a small one is serialized straight into the outbox, a large one into `scratch` and
+    /// handed over whole.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_chunk<T: serde::Serialize + ?Sized>(
         &self,
         request: bool,
         call_id: u64,
         seq: u64,
         item: &T,
+        frame_len: usize,
+        charge: SendCharge,
+        scratch: &mut Vec<u8>,
         size_hint: &mut usize,
     ) -> Result<(), RpcError> {
+        if frame_len < crate::transport::IN_PLACE_MIN {
+            return self.push_chunk(request, call_id, seq, item, frame_len, charge);
+        }
+        match self.encode_chunk(request, call_id, seq, item, scratch, size_hint) {
+            Ok(_) => self.enqueue_scratch(scratch, charge),
+            Err(e) => {
+                self.release_send(charge);
+                Err(e)
+            }
+        }
+    }
+
+    /// Serializes a small chunk frame (`frame_len` bytes, measured beforehand) straight into
+    /// the outbox, holding `charge` of send budget until written.
+    fn push_chunk<T: serde::Serialize + ?Sized>(
+        &self,
+        request: bool,
+        call_id: u64,
+        seq: u64,
+        item: &T,
+        frame_len: usize,
+        charge: SendCharge,
+    ) -> Result<(), RpcError> {
+        let head = crate::frame::chunk_head(request, call_id, seq);
+        let pushed = self.outbox.push_chunk(&head, item, frame_len, charge);
+        self.pushed(pushed)
+    }
+
+    /// Takes `bytes` of send budget for a data frame (waits while it is spent).
+    pub(crate) async fn reserve_send(
+        &self,
+        call: Option<&Arc<Semaphore>>,
+        bytes: usize,
+    ) -> Result<SendCharge, RpcError> {
+        match self.send.acquire(call.map(|c| &**c), bytes).await {
+            Ok(()) => Ok(SendCharge {
+                call: call.cloned(),
+                bytes,
+            }),
+            Err(super::budget::SendBudgetError::TooLarge { limit }) => Err(RpcError::new(
+                ErrorKind::ResourceExhausted,
+                format!("a {bytes}-byte message exceeds the {limit}-byte send budget"),
+            )),
+            Err(super::budget::SendBudgetError::Closed) => Err(self.closed_error()),
+        }
+    }
+
+    /// Returns send budget that will not be used.
+    pub(crate) fn release_send(&self, charge: SendCharge) {
+        self.send.release(charge.call.as_deref(), charge.bytes);
+    }
+
+    /// Queues a data frame holding `charge` of send budget (returned once it is written).
+    pub(crate) fn enqueue_data(&self, bytes: Vec<u8>, charge: SendCharge) -> Result<(), RpcError> {
+        self.push(Outgoing::Owned(bytes), Some(charge))
+    }
+
+    /// Queues the data frame encoded in `scratch` (see [`SessionShared::encode_chunk`]): a small
+    /// one is copied and `scratch` kept for the next message, a large one handed over.
+    pub(crate) fn enqueue_scratch(
+        &self,
+        scratch: &mut Vec<u8>,
+        charge: SendCharge,
+    ) -> Result<(), RpcError> {
+        let result = if scratch.len() < crate::transport::IN_PLACE_MIN {
+            self.push(Outgoing::Borrowed(scratch), Some(charge))
+        } else {
+            self.push(Outgoing::Owned(std::mem::take(scratch)), Some(charge))
+        };
+        scratch.clear();
+        result
+    }
+
+    fn closed_error(&self) -> RpcError {
+        RpcError::disconnected()
+    }
+
+    /// Encodes a message into a chunk frame in `scratch` (replaced by a pooled buffer of the
+    /// last size when it was handed over) and returns the frame's charge.
+    pub(crate) fn encode_chunk<T: serde::Serialize + ?Sized>(
+        &self,
+        request: bool,
+        call_id: u64,
+        seq: u64,
+        item: &T,
+        scratch: &mut Vec<u8>,
+        size_hint: &mut usize,
+    ) -> Result<usize, RpcError> {
         let want = crate::frame::CHUNK_PAYLOAD_OFFSET.saturating_add(*size_hint);
-        let mut buf = self.take_buffer(want);
+        let mut buf = std::mem::take(scratch);
+        if buf.capacity() == 0 {
+            buf = self.take_buffer(want);
+        }
+        buf.clear();
         buf.reserve(want);
         crate::frame::begin_chunk(&mut buf, request, call_id, seq);
         let buf = postcard::to_extend(item, buf)
@@ -212,204 +498,105 @@ impl SessionShared {
         crate::frame::finish_chunk(&buf)
             .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("frame: {e}")))?;
         *size_hint = buf.len().saturating_sub(crate::frame::CHUNK_PAYLOAD_OFFSET);
-        self.send_encoded(buf)
-    }
-
-    fn send_encoded(&self, bytes: Vec<u8>) -> Result<(), RpcError> {
-        let queued = self.queued.fetch_add(1, Ordering::Relaxed);
-        if queued > self.config.max_queued_frames {
-            self.close(SessionError::SendQueueOverflow(queued));
-            return Err(RpcError::disconnected());
-        }
-        self.out.send(bytes).map_err(|_| RpcError::disconnected())
+        let charge = crate::frame::charge(buf.len());
+        *scratch = buf;
+        Ok(charge)
     }
 
     /// Best-effort error reply for a call.
     pub(crate) fn send_error(&self, call_id: u64, error: &RpcError) {
-        let mut message = error.message.as_str();
-        while message.len() > crate::frame::MAX_ERROR_MESSAGE_LEN {
-            let mut cut = crate::frame::MAX_ERROR_MESSAGE_LEN;
-            while !message.is_char_boundary(cut) {
-                cut = cut.saturating_sub(1);
-            }
-            message = message.get(..cut).unwrap_or_default();
-        }
-        let _ = self.send_frame(&Frame::ResponseError {
-            call_id,
-            kind: error.kind,
-            message,
-        });
+        let _ = self.send_frame(&error_frame(call_id, error));
     }
 
-    /// Ends the session with `error` (first reason wins) and fails every open call.
+    /// Ends the session with `error` (first reason wins): fires the token, empties the outbox
+    /// (returning its budget), fails every open call and cancels every handler.
     pub(crate) fn close(&self, error: SessionError) {
         if self.end.set(Arc::new(error)).is_ok() {
             if let Some(end) = self.end.get() {
-                tracing::debug!(peer = %self.peer.node_id, reason = %end, "nRPC session closed");
+                tracing::debug!(peer = %self.peer.node_id(), reason = %end, "nRPC session closed");
             }
             Metrics::bump(&self.metrics.sessions_closed);
+            Metrics::gauge_down(&self.metrics.open_sessions);
         }
         self.closed.cancel();
+        self.send.close();
+        for item in self.outbox.close() {
+            self.release_item(item);
+        }
         let calls: Vec<CallerSlot> = self.calls().drain().map(|(_, slot)| slot).collect();
         for slot in calls {
             let _ = slot.shared.terminal.set(RpcError::disconnected());
-            slot.shared.request_credit.close();
+            slot.shared.close();
         }
         let served: Vec<ServerCall> = self.served().drain().map(|(_, call)| call).collect();
         for call in served {
+            call.response_window.close();
             call.control.cancel(ErrorKind::Disconnected);
         }
-    }
-}
-
-/// An identity plus the handlers it serves; dials and accepts sessions.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    identity: Identity,
-    router: Arc<Router>,
-    config: Arc<Config>,
-    metrics: Arc<Metrics>,
-}
-
-impl Endpoint {
-    /// An endpoint serving `router` (use `Router::new()` for a pure client).
-    pub fn new(identity: Identity, router: Router, config: Config) -> Self {
-        Endpoint {
-            identity,
-            router: Arc::new(router),
-            config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
-        }
+        self.drain_pool();
     }
 
-    /// This endpoint's counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// Why the session ended, if it has.
+    pub(crate) fn end_reason(&self) -> Option<Arc<SessionError>> {
+        self.end.get().cloned()
     }
 
-    /// This endpoint's identity.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    /// True when no call is open in either direction and no handler is running.
+    fn is_quiet(&self) -> bool {
+        self.live_handlers.load(Ordering::Acquire) == 0
+            && self.calls().is_empty()
+            && self.served().is_empty()
+            && self.outbox.is_empty()
     }
 
-    /// Dials `addr` and runs the initiator handshake.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<Session, SessionError> {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(SessionError::Connect)?;
-        set_socket_options(&stream, &self.config);
-        let established =
-            handshake::initiate(&mut stream, &self.identity, self.config.handshake_timeout).await;
-        self.start(stream, established)
-    }
-
-    /// Runs the responder handshake on an accepted stream.
-    pub async fn accept_stream(&self, mut stream: TcpStream) -> Result<Session, SessionError> {
-        set_socket_options(&stream, &self.config);
-        let established =
-            handshake::respond(&mut stream, &self.identity, self.config.handshake_timeout).await;
-        self.start(stream, established)
-    }
-
-    /// Accepts one connection from `listener` and handshakes it.
-    pub async fn accept(
-        &self,
-        listener: &tokio::net::TcpListener,
-    ) -> Result<Session, SessionError> {
-        let (stream, _) = listener.accept().await.map_err(SessionError::Connect)?;
-        self.accept_stream(stream).await
-    }
-
-    /// Accept loop: every connection is handshaken and served on its own task until `stop`
-    /// fires. Failed handshakes are counted and logged; they never stop the loop.
-    /// At most `config.max_sessions` connections are held at once; more are closed unhandshaken.
-    pub async fn serve(&self, listener: tokio::net::TcpListener, stop: CancellationToken) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.max_sessions));
-        loop {
-            let accepted = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let Ok((stream, addr)) = accepted else {
-                continue;
-            };
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                Metrics::bump(&self.metrics.sessions_refused);
-                tracing::info!(%addr, "nRPC session refused: max_sessions open");
-                drop(stream);
-                continue;
-            };
-            let endpoint = self.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                // Held until the session ends.
-                let _slot = slot;
-                match endpoint.accept_stream(stream).await {
-                    Ok(session) => {
-                        tokio::select! {
-                            _ = stop.cancelled() => session.close(),
-                            _ = session.closed() => {}
-                        }
-                    }
-                    Err(e) => tracing::info!(%addr, error = %e, "nRPC session refused"),
-                }
-            });
-        }
-    }
-
-    fn start(
-        &self,
-        stream: TcpStream,
-        established: Result<handshake::Established, HandshakeError>,
-    ) -> Result<Session, SessionError> {
-        let established = match established {
-            Ok(established) => established,
-            Err(e) => {
-                Metrics::bump(&self.metrics.handshake_failures);
-                tracing::info!(error = %e, "nRPC handshake failed");
-                return Err(e.into());
+    /// Drops every queued frame as if it had been written (the dispatcher fuzz harness plays a
+    /// peer that reads everything).
+    pub(crate) fn discard_outbox(&self) {
+        while let Some(items) = self.outbox.take_batch() {
+            for item in items {
+                self.release_item(item);
             }
-        };
-        Metrics::bump(&self.metrics.sessions_opened);
-        let (read, write) = stream.into_split();
-        let (sender, receiver) = transport::split(established.transport, read, write);
-        let (out, out_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(SessionShared {
-            peer: established.peer,
-            config: self.config.clone(),
-            metrics: self.metrics.clone(),
-            out,
-            queued: AtomicUsize::new(0),
-            calls: Mutex::new(HashMap::new()),
-            served: Mutex::new(HashMap::new()),
-            closed: CancellationToken::new(),
-            end: OnceLock::new(),
-            router: self.router.clone(),
-            buffers: Mutex::new(Vec::new()),
-        });
-        let (sealer, write) = sender.into_parts();
-        // Two sealed batches in flight: one being written, one ready.
-        let (batch_tx, batch_rx) = mpsc::channel(2);
-        tokio::spawn(seal_loop(shared.clone(), sealer, out_rx, batch_tx));
-        tokio::spawn(write_loop(shared.clone(), write, batch_rx));
-        tokio::spawn(read_loop(shared.clone(), receiver));
-        Ok(Session { shared })
+        }
+    }
+
+    /// Returns the send budget a queued item holds.
+    fn release_item(&self, item: OutItem) {
+        match item {
+            OutItem::Stream { charges, .. } => {
+                for charge in charges {
+                    self.release_send(charge);
+                }
+            }
+            OutItem::Owned { charge, .. } => {
+                if let Some(charge) = charge {
+                    self.release_send(charge);
+                }
+            }
+        }
     }
 }
 
-/// Socket options every session gets: no Nagle delay, and the configured congestion control.
-pub(crate) fn set_socket_options(stream: &TcpStream, config: &Config) {
-    let _ = stream.set_nodelay(true);
-    if let Some(name) = &config.tcp_congestion
-        && let Err(e) = socket2::SockRef::from(stream).set_tcp_congestion(name.as_bytes())
-    {
-        tracing::warn!(congestion = %name, error = %e, "TCP congestion control not set");
+/// RESPONSE_ERROR for `error`, its message cut to the frame maximum at a char boundary.
+pub(crate) fn error_frame(call_id: u64, error: &RpcError) -> Frame<'_> {
+    let mut message = error.message.as_str();
+    while message.len() > crate::frame::MAX_ERROR_MESSAGE_LEN {
+        let mut cut = crate::frame::MAX_ERROR_MESSAGE_LEN;
+        while !message.is_char_boundary(cut) {
+            cut = cut.saturating_sub(1);
+        }
+        message = message.get(..cut).unwrap_or_default();
+    }
+    Frame::ResponseError {
+        call_id,
+        kind: error.kind,
+        message,
     }
 }
 
 /// One authenticated encrypted session; cheap to clone. Calls can be made in both directions.
-/// The session runs until [`Session::close`], the peer disconnects, or the peer breaks the
-/// protocol; dropping handles does not end it (call handles keep working on their own).
+/// The session runs until [`Session::close`], the peer disconnects, the peer breaks the
+/// protocol, or a liveness timeout fires; dropping handles does not end it (call handles keep
+/// working on their own).
 #[derive(Clone)]
 pub struct Session {
     pub(crate) shared: Arc<SessionShared>,
@@ -418,15 +605,15 @@ pub struct Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("peer", &self.shared.peer.node_id)
+            .field("peer", &self.shared.peer.node_id())
             .finish()
     }
 }
 
 impl Session {
     /// The authenticated peer (the only identity any check may use).
-    pub fn peer(&self) -> PeerIdentity {
-        self.shared.peer
+    pub fn peer(&self) -> &PeerIdentity {
+        &self.shared.peer
     }
 
     /// Closes the session; every open call fails with `Disconnected`.
@@ -443,399 +630,284 @@ impl Session {
 
     /// Why the session ended, if it has.
     pub fn end_reason(&self) -> Option<Arc<SessionError>> {
-        self.shared.end.get().cloned()
+        self.shared.end_reason()
     }
 
-    /// Number of calls this side currently serves for the peer.
+    /// Number of calls this side currently serves for the peer (cancelled calls whose handler
+    /// is still finishing are not included; see [`Session::running_handlers`]).
     pub fn served_calls(&self) -> usize {
         self.shared.served().len()
+    }
+
+    /// Handler tasks of this session that have not finished yet.
+    pub fn running_handlers(&self) -> usize {
+        self.shared.live_handlers.load(Ordering::Acquire)
     }
 
     /// Number of calls this side has open towards the peer.
     pub fn open_calls(&self) -> usize {
         self.shared.calls().len()
     }
+
+    /// Receive bytes this session holds reserved (call windows, unary payloads, pooled
+    /// buffers).
+    pub fn recv_bytes_held(&self) -> usize {
+        self.shared.recv.held()
+    }
 }
 
-/// Seals frames from the queue, batching whatever is ready, and hands the sealed batches to the
-/// writer task, so encryption of one batch overlaps the socket write of the previous one.
+/// Starts the three tasks of an established session.
+pub(crate) fn spawn_tasks(
+    shared: &Arc<SessionShared>,
+    sender: FrameSender<OwnedWriteHalf>,
+    receiver: FrameReceiver<OwnedReadHalf>,
+) {
+    let (sealer, write) = sender.into_parts();
+    // Two sealed batches in flight: one being written, one ready.
+    let (batch_tx, batch_rx) = mpsc::channel(2);
+    Metrics::gauge_up(&shared.metrics.open_sessions);
+    shared.tasks.store(3, Ordering::Release);
+    for _ in 0..3 {
+        Metrics::gauge_up(&shared.metrics.session_tasks);
+    }
+    tokio::spawn(seal_loop(shared.clone(), sealer, batch_tx));
+    tokio::spawn(write_loop(shared.clone(), write, batch_rx));
+    tokio::spawn(super::dispatch::read_loop(shared.clone(), receiver));
+}
+
+/// Counts a session task down when it ends, however it ends.
+pub(crate) struct TaskGuard<'a>(pub(crate) &'a SessionShared);
+
+impl Drop for TaskGuard<'_> {
+    fn drop(&mut self) {
+        Metrics::gauge_down(&self.0.metrics.session_tasks);
+        if self.0.tasks.fetch_sub(1, Ordering::AcqRel) <= 1 {
+            self.0.tasks_done.cancel();
+        }
+    }
+}
+
+/// A sealed batch and the send budget its data frames hold.
+struct Batch {
+    sealed: SealedBatch,
+    charges: Vec<SendCharge>,
+}
+
+/// Seals queued frames in batches and hands them to the writer task, so encryption of one
+/// batch overlaps the socket write of the previous one.
 async fn seal_loop(
     shared: Arc<SessionShared>,
     mut sealer: FrameSender<()>,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    batches: mpsc::Sender<SealedBatch>,
+    batches: mpsc::Sender<Batch>,
 ) {
-    const BATCH_BYTES: usize = 256 * 1024;
+    let _task = TaskGuard(&shared);
     loop {
-        let first = tokio::select! {
-            biased;
-            frame = rx.recv() => frame,
-            _ = shared.closed.cancelled() => None,
+        let frames = loop {
+            if shared.closed.is_cancelled() {
+                return;
+            }
+            if let Some(frames) = shared.outbox.take_batch() {
+                break frames;
+            }
+            tokio::select! {
+                biased;
+                _ = shared.closed.cancelled() => return,
+                _ = shared.outbox.ready() => {}
+            }
         };
-        let Some(first) = first else { break };
-        let mut taken = 1usize;
-        let mut result = sealer.queue_owned_frame(first);
-        while result.is_ok() && sealer.queued_len() < BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(frame) => {
-                    taken = taken.saturating_add(1);
-                    result = sealer.queue_owned_frame(frame);
+        let mut charges = Vec::new();
+        let mut result = Ok(());
+        for item in frames {
+            match item {
+                OutItem::Stream {
+                    stream,
+                    charges: mut item_charges,
+                    ..
+                } => {
+                    charges.append(&mut item_charges);
+                    if result.is_ok() {
+                        result = sealer.queue_stream_buf(stream);
+                    }
+                    shared.outbox.return_charge_list(item_charges);
                 }
-                Err(_) => break,
+                OutItem::Owned { frame, charge } => {
+                    if let Some(charge) = charge {
+                        charges.push(charge);
+                    }
+                    if result.is_ok() {
+                        result = sealer.queue_owned_frame(frame);
+                    }
+                }
             }
         }
-        shared.queued.fetch_sub(taken, Ordering::Relaxed);
         for buf in sealer.take_spent() {
             shared.recycle(buf);
         }
-        let batch = result.and_then(|()| sealer.take_sealed());
+        let sealed = result.and_then(|()| sealer.take_sealed());
         if let Some(unused) = sealer.reuse_wire(shared.take_buffer(POOL_MIN_CAPACITY)) {
             shared.recycle(unused);
         }
-        match batch {
-            Ok(batch) => {
-                if batches.send(batch).await.is_err() {
-                    break;
-                }
-            }
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
             Err(e) => {
+                for charge in charges {
+                    shared.release_send(charge);
+                }
                 shared.close(e.into());
-                break;
+                return;
+            }
+        };
+        let batch = Batch { sealed, charges };
+        let permit = tokio::select! {
+            biased;
+            _ = shared.closed.cancelled() => None,
+            permit = batches.reserve() => permit.ok(),
+        };
+        match permit {
+            Some(permit) => permit.send(batch),
+            None => {
+                for charge in batch.charges {
+                    shared.release_send(charge);
+                }
+                return;
             }
         }
     }
 }
 
-/// Writes sealed batches in order; shuts the stream down when the sealer stops.
+/// Writes sealed batches in order, each write bounded by the stall timeout; returns send
+/// budget as bytes go out. Ends as soon as the session closes, unwritten bytes and all.
 async fn write_loop(
     shared: Arc<SessionShared>,
     mut writer: OwnedWriteHalf,
-    mut batches: mpsc::Receiver<SealedBatch>,
+    mut batches: mpsc::Receiver<Batch>,
 ) {
-    while let Some(batch) = batches.recv().await {
-        match batch.write_to(&mut writer).await {
-            Ok(spent) => {
-                for buf in spent.frames.into_iter().chain(spent.wire) {
+    let _task = TaskGuard(&shared);
+    let stall = shared.config.stall_timeout;
+    let mut clean = true;
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = shared.closed.cancelled() => None,
+            batch = batches.recv() => batch,
+        };
+        let Some(Batch { sealed, charges }) = batch else {
+            break;
+        };
+        let written = tokio::select! {
+            biased;
+            _ = shared.closed.cancelled() => None,
+            written = sealed.write_to_within(&mut writer, Some(stall)) => Some(written),
+        };
+        for charge in charges {
+            shared.release_send(charge);
+        }
+        match written {
+            Some(Ok(spent)) => {
+                for buf in spent.frames {
                     shared.recycle(buf);
                 }
+                for buf in spent.wire {
+                    shared.outbox.return_stream_buffer(buf);
+                }
             }
-            Err(e) => {
-                Metrics::bump(&shared.metrics.transport_errors);
-                shared.close(e.into());
-                break;
-            }
-        }
-    }
-    let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
-}
-
-async fn read_loop(shared: Arc<SessionShared>, mut receiver: FrameReceiver<OwnedReadHalf>) {
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = shared.closed.cancelled() => break,
-            next = receiver.recv_frame_with(|len| {
-                // Large frames reuse pooled buffers; small ones get a right-sized allocation.
-                if len >= POOL_MIN_CAPACITY {
-                    shared.take_receive_buffer()
+            Some(Err(e)) => {
+                clean = false;
+                if let TransportError::WriteStalled(after) = e {
+                    Metrics::bump(&shared.metrics.stalled_closes);
+                    shared.close(SessionError::Stalled(after));
                 } else {
-                    Vec::with_capacity(len)
+                    Metrics::bump(&shared.metrics.transport_errors);
+                    shared.close(e.into());
                 }
-            }) => next,
-        };
-        match next {
-            Ok(Some(bytes)) => {
-                if let Err(e) = dispatch_frame(&shared, bytes) {
-                    shared.close(e);
-                    break;
-                }
-            }
-            Ok(None) => {
-                shared.close(SessionError::PeerClosed);
                 break;
             }
-            Err(e) => {
-                let counter = match e {
-                    TransportError::FrameTooLarge { .. } => &shared.metrics.oversized_frames,
-                    _ => &shared.metrics.transport_errors,
-                };
-                Metrics::bump(counter);
-                tracing::info!(peer = %shared.peer.node_id, error = %e, "nRPC transport error");
-                shared.close(e.into());
+            None => {
+                clean = false;
                 break;
             }
         }
     }
-}
-
-/// Routes one decoded frame. An `Err` ends the session.
-fn dispatch_frame(shared: &Arc<SessionShared>, bytes: Vec<u8>) -> Result<(), SessionError> {
-    let frame = match Frame::decode(&bytes) {
-        Ok(frame) => frame,
-        Err(FrameError::UnknownDispatch { dispatch, call_id }) => {
-            Metrics::bump(&shared.metrics.unknown_dispatch);
-            let error = RpcError::new(
-                ErrorKind::UnknownDispatch,
-                format!("unknown dispatch value {dispatch:#04x}"),
-            );
-            shared.send_error(call_id, &error);
-            return Ok(());
-        }
-        Err(e) => {
-            Metrics::bump(&shared.metrics.malformed_frames);
-            tracing::info!(peer = %shared.peer.node_id, error = %e, "nRPC malformed frame");
-            return Err(e.into());
-        }
-    };
-    match frame {
-        Frame::Request {
-            call_id,
-            header,
-            payload,
-        } => {
-            super::server::open_call(shared, &shared.router, call_id, header, Some(payload));
-        }
-        Frame::RequestInit { call_id, header } => {
-            super::server::open_call(shared, &shared.router, call_id, header, None);
-        }
-        Frame::RequestChunk {
-            call_id,
-            seq,
-            payload,
-        } => {
-            let mut served = shared.served();
-            let Some(call) = served.get_mut(&call_id) else {
-                Metrics::bump(&shared.metrics.stray_frames);
-                return Ok(());
-            };
-            if seq != call.next_seq {
-                let expected = call.next_seq;
-                let call = served.remove(&call_id);
-                drop(served);
-                protocol_violation(
-                    shared,
-                    call_id,
-                    call.map(|c| c.control),
-                    format!("REQUEST_CHUNK seq {seq}, expected {expected}"),
-                );
-                return Ok(());
-            }
-            call.next_seq = call.next_seq.saturating_add(1);
-            if let Some(requests) = &call.requests {
-                let payload_len = payload.len();
-                let payload = Payload::tail_of(bytes, payload_len);
-                match requests.try_send(ReqEvent::Chunk(payload)) {
-                    Ok(()) => {
-                        let depth = requests.max_capacity().saturating_sub(requests.capacity());
-                        shared.metrics.observe_depth(depth);
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        Metrics::bump(&shared.metrics.credit_violations);
-                        return Err(SessionError::CreditExceeded { call_id });
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
-            } else {
-                Metrics::bump(&shared.metrics.stray_frames);
-            }
-        }
-        Frame::RequestEnd { call_id } => {
-            let mut served = shared.served();
-            match served
-                .get_mut(&call_id)
-                .and_then(|call| call.requests.take())
-            {
-                Some(requests) => {
-                    let _ = requests.try_send(ReqEvent::End);
-                }
-                None => Metrics::bump(&shared.metrics.stray_frames),
-            }
-        }
-        Frame::RequestCancel { call_id, reason } => {
-            let call = shared.served().remove(&call_id);
-            match call {
-                Some(call) => {
-                    let reason = match reason {
-                        ErrorKind::DeadlineExceeded => ErrorKind::DeadlineExceeded,
-                        _ => ErrorKind::Cancelled,
-                    };
-                    call.control.cancel(reason);
-                }
-                None => Metrics::bump(&shared.metrics.stray_frames),
-            }
-        }
-        Frame::ResponseWindowGrant { call_id, credits } => {
-            let served = shared.served();
-            match served.get(&call_id) {
-                Some(call) => add_credit(shared, &call.response_credit, call_id, credits)?,
-                None => Metrics::bump(&shared.metrics.stray_frames),
-            }
-        }
-        Frame::RequestWindowGrant { call_id, credits } => {
-            let calls = shared.calls();
-            match calls.get(&call_id) {
-                Some(slot) => add_credit(shared, &slot.shared.request_credit, call_id, credits)?,
-                None => Metrics::bump(&shared.metrics.stray_frames),
-            }
-        }
-        Frame::Response { call_id, payload } => {
-            let payload_len = payload.len();
-            let payload = Payload::tail_of(bytes, payload_len);
-            finish_call(shared, call_id, CallEvent::Response(payload));
-        }
-        Frame::ResponseEnd { call_id } => finish_call(shared, call_id, CallEvent::End),
-        Frame::ResponseError {
-            call_id,
-            kind,
-            message,
-        } => {
-            finish_call(
-                shared,
-                call_id,
-                CallEvent::Error(RpcError::new(kind, message)),
-            );
-        }
-        Frame::ResponseChunk {
-            call_id,
-            seq,
-            payload,
-        } => {
-            let mut calls = shared.calls();
-            let Some(slot) = calls.get_mut(&call_id) else {
-                Metrics::bump(&shared.metrics.stray_frames);
-                return Ok(());
-            };
-            if seq != slot.next_seq {
-                let expected = slot.next_seq;
-                drop(calls);
-                Metrics::bump(&shared.metrics.protocol_violations);
-                let error = RpcError::new(
-                    ErrorKind::ProtocolViolation,
-                    format!("RESPONSE_CHUNK seq {seq}, expected {expected}"),
-                );
-                finish_call(shared, call_id, CallEvent::Error(error));
-                let _ = shared.send_frame(&Frame::RequestCancel {
-                    call_id,
-                    reason: ErrorKind::Cancelled,
-                });
-                return Ok(());
-            }
-            slot.next_seq = slot.next_seq.saturating_add(1);
-            let payload_len = payload.len();
-            let payload = Payload::tail_of(bytes, payload_len);
-            match slot.events.try_send(CallEvent::Chunk(payload)) {
-                Ok(()) => {
-                    let depth = slot
-                        .events
-                        .max_capacity()
-                        .saturating_sub(slot.events.capacity());
-                    shared.metrics.observe_depth(depth);
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    Metrics::bump(&shared.metrics.credit_violations);
-                    return Err(SessionError::CreditExceeded { call_id });
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+    // Batches still queued are dropped with their budget returned.
+    batches.close();
+    while let Ok(batch) = batches.try_recv() {
+        clean = false;
+        for charge in batch.charges {
+            shared.release_send(charge);
         }
     }
-    Ok(())
+    if !clean {
+        // Unwritten bytes: reset instead of leaving them in the kernel for a peer that does
+        // not read.
+        let _ = socket2::SockRef::from(writer.as_ref()).set_linger(Some(Duration::ZERO));
+    } else {
+        let _ = tokio::time::timeout(stall, tokio::io::AsyncWriteExt::shutdown(&mut writer)).await;
+    }
 }
 
-fn add_credit(
-    shared: &SessionShared,
-    credit: &Semaphore,
-    call_id: u64,
-    credits: u32,
-) -> Result<(), SessionError> {
-    let total = credit.available_permits().saturating_add(credits as usize);
-    if total > MAX_WINDOW as usize {
-        Metrics::bump(&shared.metrics.credit_violations);
-        return Err(SessionError::WindowOverflow { call_id });
-    }
-    credit.add_permits(credits as usize);
-    Ok(())
+/// Liveness bookkeeping for the reader: when bytes last arrived, and when the session last
+/// had anything going on.
+pub(crate) struct Liveness {
+    last_bytes: u64,
+    last_bytes_at: Instant,
+    last_busy_at: Instant,
+    slab_released: bool,
 }
 
-/// Delivers a terminal event to a caller and forgets the call.
-fn finish_call(shared: &SessionShared, call_id: u64, event: CallEvent) {
-    let Some(slot) = shared.calls().remove(&call_id) else {
-        Metrics::bump(&shared.metrics.stray_frames);
-        return;
-    };
-    if let CallEvent::Error(error) = &event {
-        let _ = slot.shared.terminal.set(error.clone());
-    }
-    slot.shared.request_credit.close();
-    // The channel keeps one slot beyond the credit window for the terminal event.
-    let _ = slot.events.try_send(event);
-}
-
-/// A per-call protocol violation on the serving side: reply, cancel the handler, count.
-fn protocol_violation(
-    shared: &SessionShared,
-    call_id: u64,
-    control: Option<Arc<CallControl>>,
-    message: String,
-) {
-    Metrics::bump(&shared.metrics.protocol_violations);
-    if let Some(control) = control {
-        control.cancel(ErrorKind::ProtocolViolation);
-    }
-    shared.send_error(
-        call_id,
-        &RpcError::new(ErrorKind::ProtocolViolation, message),
-    );
-}
-
-pub(crate) fn report_protocol_violation(shared: &SessionShared, call_id: u64, message: String) {
-    protocol_violation(shared, call_id, None, message);
-}
-
-#[cfg(test)]
-mod socket_option_tests {
-    use super::*;
-
-    async fn loopback_stream() -> TcpStream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stream, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        drop(accepted.unwrap());
-        stream.unwrap()
+impl Liveness {
+    pub(crate) fn new() -> Self {
+        let now = Instant::now();
+        Liveness {
+            last_bytes: 0,
+            last_bytes_at: now,
+            last_busy_at: now,
+            slab_released: false,
+        }
     }
 
-    fn congestion(stream: &TcpStream) -> String {
-        let name = socket2::SockRef::from(stream).tcp_congestion().unwrap();
-        String::from_utf8_lossy(&name)
-            .trim_end_matches('\0')
-            .to_string()
+    /// The tick interval for a config: a fraction of the shortest timeout, within 10 ms..1 s.
+    pub(crate) fn tick(config: &Config) -> Duration {
+        let shortest = config
+            .idle_timeout
+            .map_or(config.stall_timeout, |idle| idle.min(config.stall_timeout));
+        (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
-    #[tokio::test]
-    async fn configured_congestion_control_reaches_the_socket() {
-        let stream = loopback_stream().await;
-        let system_default = congestion(&stream);
-        set_socket_options(&stream, &Config::default());
-        assert_eq!(
-            congestion(&stream),
-            system_default,
-            "None keeps the default"
-        );
-        assert!(stream.nodelay().unwrap());
-
-        let reno = Config {
-            tcp_congestion: Some("reno".into()),
-            ..Config::default()
-        };
-        set_socket_options(&stream, &reno);
-        assert_eq!(congestion(&stream), "reno");
-
-        // A name the kernel does not know leaves the socket as it was.
-        let bogus = Config {
-            tcp_congestion: Some("no-such-algorithm".into()),
-            ..Config::default()
-        };
-        set_socket_options(&stream, &bogus);
-        assert_eq!(congestion(&stream), "reno");
+    /// Runs on every tick: ends a stalled or idle session, and releases idle buffers.
+    pub(crate) fn check(
+        &mut self,
+        shared: &SessionShared,
+        receiver: &mut FrameReceiver<OwnedReadHalf>,
+    ) {
+        let now = Instant::now();
+        let bytes = receiver.bytes_read();
+        if bytes != self.last_bytes {
+            self.last_bytes = bytes;
+            self.last_bytes_at = now;
+            self.slab_released = false;
+        }
+        if !shared.is_quiet() {
+            self.last_busy_at = now;
+        }
+        let silent = now.saturating_duration_since(self.last_bytes_at);
+        let stall = shared.config.stall_timeout;
+        if receiver.is_mid_frame() && silent >= stall {
+            Metrics::bump(&shared.metrics.stalled_closes);
+            shared.close(SessionError::Stalled(stall));
+            return;
+        }
+        if let Some(idle) = shared.config.idle_timeout {
+            let quiet = now.saturating_duration_since(self.last_busy_at).min(silent);
+            if quiet >= idle {
+                Metrics::bump(&shared.metrics.idle_closes);
+                shared.close(SessionError::Idle(idle));
+                return;
+            }
+        }
+        // Nothing arrived for a whole tick: an idle session holds no receive buffers.
+        if !self.slab_released && silent >= Self::tick(&shared.config) && !receiver.is_mid_frame() {
+            self.slab_released = receiver.release_idle_slab();
+            shared.drain_pool();
+        }
     }
 }

@@ -65,7 +65,11 @@ impl RpcUnaryHandler for WhoAmI {
     type Req = ();
     type Resp = ([u8; 32], u64, [u8; 16]);
     async fn call(&self, ctx: RpcContext, _req: ()) -> Result<Self::Resp, RpcError> {
-        Ok((ctx.peer().node_id.0, ctx.call_id(), ctx.trace().trace_id))
+        Ok((
+            *ctx.peer().node_id().as_bytes(),
+            ctx.call_id(),
+            ctx.trace().trace_id,
+        ))
     }
 }
 
@@ -283,6 +287,8 @@ pub fn router(probe: &Probe) -> Router {
             },
         )
         .duplex("flood", Flood(probe.clone()))
+        .server_streaming("firehose", Firehose)
+        .unary("stubborn", Stubborn)
         .client_streaming("chunk_view", ChunkView)
         .client_streaming("raw_lens", RawLens)
 }
@@ -342,7 +348,9 @@ impl RawPeer {
     pub async fn connect(addr: SocketAddr, seed: u8) -> RawPeer {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let id = Identity::from_seed([seed; 32]);
-        let est = handshake::initiate(&mut stream, &id, HANG).await.unwrap();
+        let est = handshake::initiate(&mut stream, (&id).into(), None, HANG)
+            .await
+            .unwrap();
         let (read, write) = stream.into_split();
         let (tx, rx) = transport::split(est.transport, read, write);
         RawPeer { tx, rx }
@@ -355,5 +363,181 @@ impl RawPeer {
     /// Next frame, decoded into an owned debug string plus the raw bytes.
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
         within(self.rx.recv_frame()).await.ok().flatten()
+    }
+}
+
+// ---------------------------------------------------------------- hostile-peer helpers
+
+/// Descriptors this process has open right now.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Resets this process's peak resident set (`VmHWM`) to its current size.
+pub fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+/// This process's peak resident set since the last reset, in bytes.
+pub fn peak_rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// This process's current resident set, in bytes.
+pub fn current_rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Tasks alive on the current tokio runtime.
+pub fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// An honest client's round of calls: a unary echo and a short server stream, all correct.
+pub async fn honest_round(session: &Session) {
+    let out: String = within(session.call_unary(
+        "echo",
+        &"honest".to_string(),
+        net_mesh::rpc::CallOptions::default(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(out, "honest");
+    let mut stream = within(session.call_server_streaming::<u32, u32>(
+        "count",
+        &50,
+        net_mesh::rpc::CallOptions::default(),
+    ))
+    .await
+    .unwrap();
+    for i in 0..50u32 {
+        assert_eq!(within(stream.next()).await.unwrap().unwrap(), i);
+    }
+    assert!(within(stream.next()).await.is_none());
+}
+
+/// A server running `Endpoint::serve` on 127.0.0.1.
+pub struct Served {
+    pub server: Endpoint,
+    pub addr: SocketAddr,
+    pub stop: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    pub probe: Probe,
+    pub contexts: mpsc::UnboundedReceiver<RpcContext>,
+}
+
+pub async fn serve_with(config: Config) -> Served {
+    let (probe, contexts) = probe();
+    let server = Endpoint::new(Identity::from_seed([1; 32]), router(&probe), config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let server = server.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { server.serve(listener, stop).await })
+    };
+    Served {
+        server,
+        addr,
+        stop,
+        task,
+        probe,
+        contexts,
+    }
+}
+
+/// Connects an honest client from `source` (e.g. 127.0.0.2, so per-address caps on 127.0.0.1
+/// do not apply to it).
+pub async fn honest_client_from(source: [u8; 4], addr: SocketAddr, config: Config) -> Session {
+    let client = Endpoint::new(Identity::from_seed([2; 32]), Router::new(), config);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    let stream = within(socket.connect(addr)).await.unwrap();
+    within(client.connect_stream(stream, None)).await.unwrap()
+}
+
+/// Server-streams 1 MiB messages until cancelled.
+pub struct Firehose;
+impl RpcServerStreamingHandler for Firehose {
+    type Req = ();
+    type Resp = net_mesh::rpc::RawBytes;
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        _req: (),
+        mut out: ResponseSink<net_mesh::rpc::RawBytes>,
+    ) -> Result<(), RpcError> {
+        let blob = net_mesh::rpc::RawBytes::from(vec![7u8; 1 << 20]);
+        loop {
+            out.send(&blob).await?;
+        }
+    }
+}
+
+/// Ignores its token: waits until released (by its request string), then echoes.
+#[derive(Clone, Default)]
+pub struct Gate {
+    pub started: Arc<std::sync::Mutex<Vec<String>>>,
+    pub gates: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>>,
+}
+impl Gate {
+    pub fn gate(&self, name: &str) -> Arc<Notify> {
+        self.gates
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+}
+impl RpcUnaryHandler for Gate {
+    type Req = String;
+    type Resp = String;
+    async fn call(&self, _ctx: RpcContext, req: String) -> Result<String, RpcError> {
+        let gate = self.gate(&req);
+        self.started.lock().unwrap().push(req.clone());
+        gate.notified().await;
+        Ok(req)
+    }
+}
+
+/// Ignores its token and never returns (it is dropped after the cancel grace).
+pub struct Stubborn;
+impl RpcUnaryHandler for Stubborn {
+    type Req = ();
+    type Resp = ();
+    async fn call(&self, _ctx: RpcContext, _req: ()) -> Result<(), RpcError> {
+        std::future::pending().await
+    }
+}
+
+pub fn unary_header(method: &str) -> net_mesh::frame::CallHeader<'_> {
+    net_mesh::frame::CallHeader {
+        kind: net_mesh::frame::CallKind::Unary,
+        timeout_us: 0,
+        trace: net_mesh::frame::TraceContext::default(),
+        response_window: 0,
+        method,
+        metadata: &[],
+    }
+}
+
+impl RawPeer {
+    /// Reads frames until the session ends, returning how many arrived.
+    pub async fn drain(mut self) -> usize {
+        let mut n = 0;
+        while let Ok(Some(_)) = self.rx.recv_frame().await {
+            n += 1;
+        }
+        n
     }
 }

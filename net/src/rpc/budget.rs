@@ -1,0 +1,578 @@
+//! Byte accounting: receive reservations (never waited for: what does not fit is refused),
+//! send budgets (waited for: a sender blocks until its bytes are written), and the two sides
+//! of a per-call window.
+//!
+//! Every budget counts charged bytes (`frame::charge`). Receive bytes are reserved from the
+//! session's budget and the endpoint's together and released when the [`Reservation`] drops;
+//! send bytes are taken from the call's, the session's and the endpoint's semaphores, in that
+//! order, and returned once the writer has written them. A session returns whatever endpoint
+//! send bytes it still holds when it is dropped, so no path can leak endpoint budget.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::Metrics;
+
+/// Bytes held against a limit; taking never waits.
+#[derive(Debug)]
+pub(crate) struct Limit {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+impl Limit {
+    pub(crate) fn new(limit: usize) -> Self {
+        Limit {
+            limit,
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes up to `want` bytes but at least `min` (all of `want` when `min == want`); `None`
+    /// when not even `min` is free. Returns the bytes taken and the new total held.
+    fn take(&self, want: usize, min: usize) -> Option<(usize, usize)> {
+        let mut taken = 0;
+        let updated = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                let free = self.limit.saturating_sub(held);
+                let n = want.min(free);
+                if n < min {
+                    return None;
+                }
+                taken = n;
+                Some(held.saturating_add(n))
+            })
+            .ok()?;
+        Some((taken, updated.saturating_add(taken)))
+    }
+
+    fn give(&self, n: usize) -> usize {
+        let before = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(held.saturating_sub(n))
+            })
+            .unwrap_or(0);
+        before.saturating_sub(n)
+    }
+
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
+/// The endpoint-wide budgets its sessions share.
+#[derive(Debug)]
+pub(crate) struct NodeBudgets {
+    recv: Limit,
+    send: Semaphore,
+    send_limit: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl NodeBudgets {
+    pub(crate) fn new(recv_limit: usize, send_limit: usize, metrics: Arc<Metrics>) -> Self {
+        NodeBudgets {
+            recv: Limit::new(recv_limit),
+            send: Semaphore::new(send_limit.min(Semaphore::MAX_PERMITS)),
+            send_limit: send_limit.min(Semaphore::MAX_PERMITS),
+            metrics,
+        }
+    }
+
+    fn note_send_level(&self) {
+        let queued = self
+            .send_limit
+            .saturating_sub(self.send.available_permits());
+        let queued = u64::try_from(queued).unwrap_or(u64::MAX);
+        self.metrics
+            .send_bytes_queued
+            .store(queued, Ordering::Relaxed);
+        self.metrics
+            .send_bytes_peak
+            .fetch_max(queued, Ordering::Relaxed);
+    }
+}
+
+/// One session's receive budget, on top of the endpoint's.
+#[derive(Debug)]
+pub(crate) struct RecvBudget {
+    session: Limit,
+    node: Arc<NodeBudgets>,
+}
+
+impl RecvBudget {
+    pub(crate) fn new(limit: usize, node: Arc<NodeBudgets>) -> Arc<Self> {
+        Arc::new(RecvBudget {
+            session: Limit::new(limit),
+            node,
+        })
+    }
+
+    /// Reserves between `min` and `want` bytes from this session's and the endpoint's budgets
+    /// (as much as both have free); `None` when not even `min` fits.
+    pub(crate) fn reserve(self: &Arc<Self>, want: usize, min: usize) -> Option<Reservation> {
+        let (from_session, _) = self.session.take(want, min)?;
+        let Some((bytes, node_held)) = self.node.recv.take(from_session, min) else {
+            self.session.give(from_session);
+            return None;
+        };
+        self.session.give(from_session.saturating_sub(bytes));
+        let held = u64::try_from(node_held).unwrap_or(u64::MAX);
+        let metrics = &self.node.metrics;
+        metrics.recv_bytes_held.store(held, Ordering::Relaxed);
+        metrics.recv_bytes_peak.fetch_max(held, Ordering::Relaxed);
+        Some(Reservation {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+
+    /// Bytes this session holds reserved.
+    pub(crate) fn held(&self) -> usize {
+        self.session.held()
+    }
+}
+
+/// Receive bytes held until dropped.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<RecvBudget>,
+    bytes: usize,
+}
+
+impl Reservation {
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.session.give(self.bytes);
+        let held = self.budget.node.recv.give(self.bytes);
+        self.budget
+            .node
+            .metrics
+            .recv_bytes_held
+            .store(u64::try_from(held).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// Why outgoing bytes could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendBudgetError {
+    /// More bytes than the smallest of the three budgets could ever hold.
+    TooLarge { limit: usize },
+    /// The session or the call ended while waiting.
+    Closed,
+}
+
+/// One session's send budget, on top of the endpoint's (and under each call's).
+#[derive(Debug)]
+pub(crate) struct SendBudget {
+    session: Semaphore,
+    session_limit: usize,
+    node: Arc<NodeBudgets>,
+    /// Endpoint bytes this session holds; returned when the session is dropped.
+    node_held: AtomicUsize,
+    /// Fires when the session ends; waiting senders give up.
+    closed: CancellationToken,
+}
+
+impl SendBudget {
+    pub(crate) fn new(limit: usize, node: Arc<NodeBudgets>, closed: CancellationToken) -> Self {
+        let limit = limit.min(Semaphore::MAX_PERMITS);
+        SendBudget {
+            session: Semaphore::new(limit),
+            session_limit: limit,
+            node,
+            node_held: AtomicUsize::new(0),
+            closed,
+        }
+    }
+
+    /// A per-call budget of `limit` bytes.
+    pub(crate) fn call_budget(limit: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS)))
+    }
+
+    /// Takes `bytes` from the call's budget (if any), the session's and the endpoint's,
+    /// waiting while any is spent. Cancel-safe: nothing is held unless it returns `Ok`.
+    pub(crate) async fn acquire(
+        &self,
+        call: Option<&Semaphore>,
+        bytes: usize,
+    ) -> Result<(), SendBudgetError> {
+        let limit = self.session_limit.min(self.node.send_limit);
+        if bytes > limit {
+            return Err(SendBudgetError::TooLarge { limit });
+        }
+        let n = u32::try_from(bytes).map_err(|_| SendBudgetError::TooLarge { limit })?;
+        if self.try_acquire_now(call, n) {
+            self.node_held.fetch_add(bytes, Ordering::AcqRel);
+            self.node.note_send_level();
+            return Ok(());
+        }
+        let take = async {
+            let call_permit = match call {
+                Some(call) => Some(
+                    call.acquire_many(n)
+                        .await
+                        .map_err(|_| SendBudgetError::Closed)?,
+                ),
+                None => None,
+            };
+            let session_permit = self
+                .session
+                .acquire_many(n)
+                .await
+                .map_err(|_| SendBudgetError::Closed)?;
+            let node_permit = self
+                .node
+                .send
+                .acquire_many(n)
+                .await
+                .map_err(|_| SendBudgetError::Closed)?;
+            Ok((call_permit, session_permit, node_permit))
+        };
+        let (call_permit, session_permit, node_permit) = tokio::select! {
+            biased;
+            taken = take => taken?,
+            _ = self.closed.cancelled() => return Err(SendBudgetError::Closed),
+        };
+        node_permit.forget();
+        session_permit.forget();
+        if let Some(p) = call_permit {
+            p.forget();
+        }
+        self.node_held.fetch_add(bytes, Ordering::AcqRel);
+        self.node.note_send_level();
+        Ok(())
+    }
+
+    /// The fast path of [`SendBudget::acquire`]: all three budgets have room right now.
+    fn try_acquire_now(&self, call: Option<&Semaphore>, n: u32) -> bool {
+        let call_permit = match call.map(|c| c.try_acquire_many(n)) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => return false,
+            None => None,
+        };
+        let Ok(session_permit) = self.session.try_acquire_many(n) else {
+            return false;
+        };
+        let Ok(node_permit) = self.node.send.try_acquire_many(n) else {
+            return false;
+        };
+        node_permit.forget();
+        session_permit.forget();
+        if let Some(p) = call_permit {
+            p.forget();
+        }
+        true
+    }
+
+    /// Returns bytes taken with [`SendBudget::acquire`] (the writer calls this once they are
+    /// written, or when queued frames are dropped).
+    pub(crate) fn release(&self, call: Option<&Semaphore>, bytes: usize) {
+        if let Some(call) = call {
+            call.add_permits(bytes);
+        }
+        self.session.add_permits(bytes);
+        let returned = self
+            .node_held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(held.saturating_sub(bytes))
+            })
+            .map(|held| held.min(bytes))
+            .unwrap_or(0);
+        self.node.send.add_permits(returned);
+        self.node.note_send_level();
+    }
+
+    /// Wakes every sender waiting on this session's budget with `Closed`.
+    pub(crate) fn close(&self) {
+        self.session.close();
+    }
+}
+
+impl Drop for SendBudget {
+    fn drop(&mut self) {
+        let held = self.node_held.swap(0, Ordering::AcqRel);
+        self.node.send.add_permits(held);
+        self.node.note_send_level();
+    }
+}
+
+/// Why a message could not be sent within the peer's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WindowError {
+    /// The message's charge exceeds the whole window the peer granted for this call.
+    TooLarge { window: u32 },
+    /// The call ended.
+    Closed,
+}
+
+/// The window a peer granted us for one call: what we may still send.
+#[derive(Debug)]
+pub(crate) struct SendWindow {
+    available: Semaphore,
+    /// The window the peer announced (its first grant, or the call header's response window);
+    /// 0 until announced.
+    window: AtomicU32,
+    /// Bytes sent and not yet returned by the peer.
+    outstanding: AtomicU64,
+    announced: Notify,
+}
+
+impl SendWindow {
+    /// A window the peer announces later with its first grant.
+    pub(crate) fn unannounced() -> Self {
+        SendWindow {
+            available: Semaphore::new(0),
+            window: AtomicU32::new(0),
+            outstanding: AtomicU64::new(0),
+            announced: Notify::new(),
+        }
+    }
+
+    /// A window the peer announced up front (the response window of a call header).
+    pub(crate) fn announced(window: u32) -> Self {
+        SendWindow {
+            available: Semaphore::new(window as usize),
+            window: AtomicU32::new(window),
+            outstanding: AtomicU64::new(0),
+            announced: Notify::new(),
+        }
+    }
+
+    /// A grant from the peer: the first of an unannounced window announces it, later ones
+    /// return bytes sent. `Err` when the peer returns more than was sent (a violation).
+    pub(crate) fn grant(&self, bytes: u32) -> Result<(), ()> {
+        if self
+            .window
+            .compare_exchange(0, bytes, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.available.add_permits(bytes as usize);
+            self.announced.notify_waiters();
+            return Ok(());
+        }
+        self.outstanding
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |out| {
+                out.checked_sub(u64::from(bytes))
+            })
+            .map_err(|_| ())?;
+        self.available.add_permits(bytes as usize);
+        Ok(())
+    }
+
+    /// Waits until `charge` bytes of window are free and takes them.
+    pub(crate) async fn acquire(&self, charge: usize) -> Result<(), WindowError> {
+        let window = self.window.load(Ordering::Acquire);
+        if window != 0 {
+            if charge > window as usize {
+                return Err(WindowError::TooLarge { window });
+            }
+            let n = u32::try_from(charge).map_err(|_| WindowError::TooLarge { window })?;
+            match self.available.try_acquire_many(n) {
+                Ok(permit) => {
+                    permit.forget();
+                    self.outstanding.fetch_add(u64::from(n), Ordering::AcqRel);
+                    return Ok(());
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(WindowError::Closed),
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+        }
+        loop {
+            let notified = self.announced.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let window = self.window.load(Ordering::Acquire);
+            if window == 0 {
+                if self.available.is_closed() {
+                    return Err(WindowError::Closed);
+                }
+                notified.await;
+                continue;
+            }
+            if charge > window as usize {
+                return Err(WindowError::TooLarge { window });
+            }
+            let n = u32::try_from(charge).map_err(|_| WindowError::TooLarge { window })?;
+            let permit = self
+                .available
+                .acquire_many(n)
+                .await
+                .map_err(|_| WindowError::Closed)?;
+            permit.forget();
+            self.outstanding.fetch_add(u64::from(n), Ordering::AcqRel);
+            return Ok(());
+        }
+    }
+
+    /// Ends the call for senders: waiters fail with `Closed`.
+    pub(crate) fn close(&self) {
+        self.available.close();
+        self.announced.notify_waiters();
+    }
+
+    /// Bytes that can be sent right now.
+    pub(crate) fn available(&self) -> usize {
+        self.available.available_permits()
+    }
+
+    /// The announced window (0 until announced).
+    pub(crate) fn window(&self) -> u32 {
+        self.window.load(Ordering::Acquire)
+    }
+}
+
+/// Our receive window for one call: what the peer may still send, backed by a reservation.
+#[derive(Debug)]
+pub(crate) struct RecvWindow {
+    window: u32,
+    remaining: AtomicU64,
+    _reservation: Reservation,
+}
+
+impl RecvWindow {
+    /// A window of the reservation's size, all of it open to the peer.
+    pub(crate) fn new(reservation: Reservation) -> Self {
+        let window = u32::try_from(reservation.bytes()).unwrap_or(u32::MAX);
+        RecvWindow {
+            window,
+            remaining: AtomicU64::new(u64::from(window)),
+            _reservation: reservation,
+        }
+    }
+
+    pub(crate) fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// Takes `charge` bytes for an arriving frame; `false` when the peer has not been granted
+    /// that much (a violation).
+    pub(crate) fn admit(&self, charge: usize) -> bool {
+        let charge = u64::try_from(charge).unwrap_or(u64::MAX);
+        self.remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(charge)
+            })
+            .is_ok()
+    }
+
+    /// Opens `bytes` again (just before they are returned to the peer in a grant).
+    pub(crate) fn reopen(&self, bytes: u32) {
+        self.remaining.fetch_add(u64::from(bytes), Ordering::AcqRel);
+    }
+}
+
+/// The consumer side of a receive window: decides when consumed bytes go back to the peer.
+#[derive(Debug)]
+pub(crate) struct Returner {
+    window: u32,
+    unreturned: u32,
+}
+
+impl Returner {
+    pub(crate) fn new(window: u32) -> Self {
+        Returner {
+            window,
+            unreturned: 0,
+        }
+    }
+
+    /// Notes one consumed message of `charge` bytes; returns the bytes to grant back now, once
+    /// half the window is consumed.
+    pub(crate) fn consumed(&mut self, charge: usize) -> Option<u32> {
+        let charge = u32::try_from(charge).unwrap_or(u32::MAX);
+        self.unreturned = self.unreturned.saturating_add(charge);
+        if self.unreturned >= (self.window / 2).max(1) {
+            Some(std::mem::take(&mut self.unreturned))
+        } else {
+            None
+        }
+    }
+
+    /// The consumer found its queue empty and waits: returns everything consumed so far, so a
+    /// sender whose next message needs more than it has left is never stuck behind a small
+    /// return (and a consumer that keeps up sends one grant per wait, not per message).
+    pub(crate) fn idle(&mut self) -> Option<u32> {
+        (self.unreturned > 0).then(|| std::mem::take(&mut self.unreturned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn node(recv: usize, send: usize) -> Arc<NodeBudgets> {
+        Arc::new(NodeBudgets::new(recv, send, Arc::new(Metrics::default())))
+    }
+
+    #[test]
+    fn reservations_respect_both_limits_and_release_on_drop() {
+        let node = node(100, 100);
+        let a = RecvBudget::new(60, node.clone());
+        let b = RecvBudget::new(60, node.clone());
+        let r1 = a.reserve(50, 50).unwrap();
+        assert!(a.reserve(20, 20).is_none(), "session limit");
+        let r2 = b.reserve(60, 10).unwrap();
+        assert_eq!(r2.bytes(), 50, "endpoint limit leaves 50");
+        assert!(b.reserve(1, 1).is_none());
+        drop(r1);
+        assert_eq!(node.recv.held(), 50);
+        assert_eq!(a.held(), 0);
+        drop(r2);
+        assert_eq!(node.recv.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn send_budget_returns_endpoint_bytes_when_dropped() {
+        let node = node(0, 100);
+        let s = SendBudget::new(80, node.clone(), CancellationToken::new());
+        let call = SendBudget::call_budget(50);
+        s.acquire(Some(&call), 40).await.unwrap();
+        assert_eq!(
+            s.acquire(Some(&call), 90).await,
+            Err(SendBudgetError::TooLarge { limit: 80 })
+        );
+        assert_eq!(call.available_permits(), 10);
+        assert_eq!(node.send.available_permits(), 60);
+        drop(s);
+        assert_eq!(node.send.available_permits(), 100);
+    }
+
+    #[tokio::test]
+    async fn send_window_announces_then_only_takes_back_what_was_sent() {
+        let w = SendWindow::unannounced();
+        assert!(w.grant(100).is_ok());
+        assert_eq!(w.window(), 100);
+        assert_eq!(
+            w.acquire(101).await,
+            Err(WindowError::TooLarge { window: 100 })
+        );
+        w.acquire(60).await.unwrap();
+        assert!(w.grant(61).is_err(), "returning more than was sent");
+        assert!(w.grant(60).is_ok());
+        assert_eq!(w.available(), 100);
+    }
+
+    #[test]
+    fn returner_returns_at_half_window_or_when_the_consumer_waits() {
+        let mut r = Returner::new(100);
+        assert_eq!(r.consumed(10), None);
+        assert_eq!(r.idle(), Some(10));
+        assert_eq!(r.idle(), None);
+        assert_eq!(r.consumed(30), None);
+        assert_eq!(r.consumed(20), Some(50));
+        assert_eq!(r.idle(), None);
+    }
+}

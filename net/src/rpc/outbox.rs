@@ -1,0 +1,343 @@
+//! A session's outbox: outgoing frames waiting for the sealer, in order. Small frames (control
+//! frames, and chunks serialized straight in) share stream buffers laid out as Noise messages
+//! (no allocation per message; the sealer encrypts them in place); large frames are handed
+//! over whole and sealed in their own buffer. Data frames carry the send budget they hold
+//! until written; control frames count against a per-session cap.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, Semaphore};
+
+use super::session::lock;
+use super::{CONTROL_QUEUE_MAX, RpcError};
+use crate::frame::ErrorKind;
+use crate::transport::{IN_PLACE_MIN, StreamBuf};
+
+/// Queued outgoing frames. Small ones are copied, with their length prefixes, into a stream
+/// buffer shared by many frames (no allocation per message); large ones are handed over whole
+/// and sealed in place. Data frames carry the send budget they hold until written.
+#[derive(Debug)]
+pub(crate) enum OutItem {
+    Stream {
+        stream: StreamBuf,
+        charges: Vec<SendCharge>,
+        /// Bytes of control frames in `stream` (they count against the control cap).
+        control: usize,
+    },
+    Owned {
+        frame: Vec<u8>,
+        charge: Option<SendCharge>,
+    },
+}
+
+impl OutItem {
+    fn len(&self) -> usize {
+        match self {
+            OutItem::Stream { stream, .. } => stream.wire_len(),
+            OutItem::Owned { frame, .. } => frame.len(),
+        }
+    }
+}
+
+/// A frame to queue: borrowed (copied into a stream buffer; must be small) or owned.
+pub(crate) enum Outgoing<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Outgoing<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Outgoing::Borrowed(b) => b.len(),
+            Outgoing::Owned(v) => v.len(),
+        }
+    }
+}
+
+/// A stream buffer is closed for appends at this size (a batch takes whole items).
+const STREAM_ITEM_MAX: usize = 128 * 1024;
+/// Emptied stream buffers kept for reuse.
+const STREAM_SPARES: usize = 4;
+
+/// Send budget held by a queued data frame until it is written.
+#[derive(Debug)]
+pub(crate) struct SendCharge {
+    pub(crate) call: Option<Arc<Semaphore>>,
+    pub(crate) bytes: usize,
+}
+
+/// What the outbox holds, under its lock.
+#[derive(Debug, Default)]
+struct State {
+    items: VecDeque<OutItem>,
+    control_bytes: usize,
+    spare_bufs: Vec<Vec<u8>>,
+    spare_charges: Vec<Vec<SendCharge>>,
+    closed: bool,
+}
+
+/// Frames the sealer takes into one batch (bytes).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Why a frame was not queued; the caller settles the charge it carried.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    /// The session is closed.
+    Closed(Option<SendCharge>),
+    /// Control frames would exceed [`CONTROL_QUEUE_MAX`] (this many bytes).
+    ControlOverflow(usize),
+    /// The message could not be serialized.
+    Encode(SendCharge, RpcError),
+}
+
+/// The outbox and the signal the sealer waits on.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    ready: Notify,
+}
+
+impl Outbox {
+    /// Queues a frame (see the module docs) and wakes the sealer.
+    pub(crate) fn push(
+        &self,
+        frame: Outgoing<'_>,
+        charge: Option<SendCharge>,
+    ) -> Result<(), PushError> {
+        let len = frame.len();
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(PushError::Closed(charge));
+        }
+        if charge.is_none() {
+            let queued = state.control_bytes.saturating_add(len);
+            if queued > CONTROL_QUEUE_MAX {
+                return Err(PushError::ControlOverflow(queued));
+            }
+            state.control_bytes = queued;
+        }
+        if len < IN_PLACE_MIN {
+            let prefix = u32::try_from(len).unwrap_or(u32::MAX);
+            if let Some(OutItem::Stream {
+                stream,
+                charges,
+                control,
+            }) = open_stream(&mut state)
+            {
+                stream.append(&prefix.to_le_bytes());
+                match &frame {
+                    Outgoing::Borrowed(b) => stream.append(b),
+                    Outgoing::Owned(v) => stream.append(v),
+                }
+                match charge {
+                    Some(charge) => add_charge(charges, charge),
+                    None => *control = control.saturating_add(len),
+                }
+            }
+        } else {
+            let frame = match frame {
+                Outgoing::Borrowed(b) => b.to_vec(),
+                Outgoing::Owned(v) => v,
+            };
+            state.items.push_back(OutItem::Owned { frame, charge });
+        }
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Serializes a small chunk frame — `head` (frame header and seq), then `item` — straight
+    /// into a stream buffer; `frame_len` is its measured length, checked against what was
+    /// written (a mismatch, or a serialization error, rolls the buffer back).
+    pub(crate) fn push_chunk<T: serde::Serialize + ?Sized>(
+        &self,
+        head: &[u8],
+        item: &T,
+        frame_len: usize,
+        charge: SendCharge,
+    ) -> Result<(), PushError> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(PushError::Closed(Some(charge)));
+        }
+        let Some(OutItem::Stream {
+            stream, charges, ..
+        }) = open_stream(&mut state)
+        else {
+            return Err(PushError::Encode(
+                charge,
+                RpcError::new(ErrorKind::Internal, "no stream buffer open"),
+            ));
+        };
+        let mark = stream.mark();
+        let prefix = u32::try_from(frame_len).unwrap_or(u32::MAX);
+        stream.append(&prefix.to_le_bytes());
+        stream.append(head);
+        let written = postcard::serialize_with_flavor(item, StreamFlavor { stream, written: 0 });
+        let error = match written {
+            Ok(n) if n.saturating_add(head.len()) == frame_len => {
+                add_charge(charges, charge);
+                drop(state);
+                self.ready.notify_one();
+                return Ok(());
+            }
+            Ok(_) => RpcError::new(ErrorKind::Internal, "message size changed while encoding"),
+            Err(e) => RpcError::new(ErrorKind::Decode, format!("encode: {e}")),
+        };
+        stream.rollback(mark);
+        Err(PushError::Encode(charge, error))
+    }
+
+    /// Takes queued items (up to [`BATCH_BYTES`], at least one) for the sealer; `None` when
+    /// the outbox is empty.
+    pub(crate) fn take_batch(&self) -> Option<Vec<OutItem>> {
+        let mut state = lock(&self.state);
+        if state.items.is_empty() {
+            return None;
+        }
+        let mut taken = Vec::new();
+        let mut bytes = 0usize;
+        while bytes < BATCH_BYTES {
+            let Some(item) = state.items.pop_front() else {
+                break;
+            };
+            bytes = bytes.saturating_add(item.len());
+            taken.push(item);
+        }
+        // Control bytes leave the cap once taken (they are written next).
+        let control = taken
+            .iter()
+            .map(|item| match item {
+                OutItem::Stream { control, .. } => *control,
+                OutItem::Owned {
+                    frame,
+                    charge: None,
+                } => frame.len(),
+                OutItem::Owned { .. } => 0,
+            })
+            .fold(0usize, usize::saturating_add);
+        state.control_bytes = state.control_bytes.saturating_sub(control);
+        Some(taken)
+    }
+
+    /// Resolves once something was queued since the sealer last looked.
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Closes the outbox (later pushes fail) and hands back what was queued.
+    pub(crate) fn close(&self) -> VecDeque<OutItem> {
+        let items = {
+            let mut state = lock(&self.state);
+            state.closed = true;
+            state.control_bytes = 0;
+            state.spare_bufs.clear();
+            state.spare_charges.clear();
+            std::mem::take(&mut state.items)
+        };
+        self.ready.notify_one();
+        items
+    }
+
+    /// True when nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.state).items.is_empty()
+    }
+
+    /// Gives a written stream buffer back for reuse.
+    pub(crate) fn return_stream_buffer(&self, mut bytes: Vec<u8>) {
+        if bytes.capacity() > 2 * STREAM_ITEM_MAX || bytes.capacity() == 0 {
+            return;
+        }
+        bytes.clear();
+        let mut state = lock(&self.state);
+        if state.spare_bufs.len() < STREAM_SPARES && !state.closed {
+            state.spare_bufs.push(bytes);
+        }
+    }
+
+    /// Gives an emptied charge list back for reuse.
+    pub(crate) fn return_charge_list(&self, mut charges: Vec<SendCharge>) {
+        charges.clear();
+        let mut state = lock(&self.state);
+        if state.spare_charges.len() < STREAM_SPARES && !state.closed {
+            state.spare_charges.push(charges);
+        }
+    }
+
+    /// Frees the spare buffers (a quiet session holds none).
+    pub(crate) fn drain_spares(&self) {
+        let spares = {
+            let mut state = lock(&self.state);
+            (
+                std::mem::take(&mut state.spare_bufs),
+                std::mem::take(&mut state.spare_charges),
+            )
+        };
+        drop(spares);
+    }
+}
+
+/// The outbox's last item if it is a stream buffer with room, else a new one (from the spares).
+fn open_stream(outbox: &mut State) -> Option<&mut OutItem> {
+    let open = matches!(
+        outbox.items.back(),
+        Some(OutItem::Stream { stream, .. }) if stream.wire_len() < STREAM_ITEM_MAX
+    );
+    if !open {
+        let bytes = outbox.spare_bufs.pop().unwrap_or_default();
+        let charges = outbox.spare_charges.pop().unwrap_or_default();
+        outbox.items.push_back(OutItem::Stream {
+            stream: StreamBuf::with_buffer(bytes),
+            charges,
+            control: 0,
+        });
+    }
+    outbox.items.back_mut()
+}
+
+/// Adds a charge to a stream item's list, merging it with the last one of the same call.
+fn add_charge(charges: &mut Vec<SendCharge>, charge: SendCharge) {
+    match charges.last_mut() {
+        Some(last) if same_call(last, &charge) => {
+            last.bytes = last.bytes.saturating_add(charge.bytes);
+        }
+        _ => charges.push(charge),
+    }
+}
+
+/// A postcard output that appends to a [`StreamBuf`], counting what it wrote.
+struct StreamFlavor<'a> {
+    stream: &'a mut StreamBuf,
+    written: usize,
+}
+
+impl postcard::ser_flavors::Flavor for StreamFlavor<'_> {
+    type Output = usize;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.stream.append(&[byte]);
+        self.written = self.written.saturating_add(1);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.stream.append(data);
+        self.written = self.written.saturating_add(data.len());
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.written)
+    }
+}
+
+/// True when two charges draw on the same call budget (or both on none).
+fn same_call(a: &SendCharge, b: &SendCharge) -> bool {
+    match (&a.call, &b.call) {
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        (None, None) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,215 @@
+//! The per-call event queue between a session's reader and a call's consumer (a handler's
+//! request stream, a caller's response stream). Its bytes are bounded by the call's window, not
+//! by a message count. The reader can push without waking the consumer and wake each consumer
+//! once per batch of frames it decoded ([`Wakes`]), instead of once per frame: a consumer that
+//! drains faster than frames arrive is then not woken (and switched to) for every message.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+
+use super::session::lock;
+
+#[derive(Debug)]
+struct Inner<T> {
+    items: VecDeque<T>,
+    /// The sender is gone: after the queued items, the consumer sees the end.
+    tx_closed: bool,
+    /// The consumer is gone: pushes are dropped.
+    rx_closed: bool,
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    inner: Mutex<Inner<T>>,
+    waker: AtomicWaker,
+}
+
+/// Something whose consumer can be woken (type-erased, for [`Wakes`]).
+trait Wake: Send + Sync {
+    fn wake_consumer(&self);
+}
+
+impl<T: Send> Wake for Shared<T> {
+    fn wake_consumer(&self) {
+        self.waker.wake();
+    }
+}
+
+/// The producing end (one per call, held by the session's call table).
+#[derive(Debug)]
+pub(crate) struct Sender<T: Send + 'static>(Arc<Shared<T>>);
+
+/// The consuming end.
+#[derive(Debug)]
+pub(crate) struct Receiver<T: Send + 'static>(Arc<Shared<T>>);
+
+/// A new queue.
+pub(crate) fn queue<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        inner: Mutex::new(Inner {
+            items: VecDeque::new(),
+            tx_closed: false,
+            rx_closed: false,
+        }),
+        waker: AtomicWaker::new(),
+    });
+    (Sender(shared.clone()), Receiver(shared))
+}
+
+impl<T: Send + 'static> Sender<T> {
+    /// Queues `item` without waking the consumer; the caller wakes it later through `wakes`.
+    /// Dropped when the consumer is gone.
+    pub(crate) fn push(&self, item: T, wakes: &mut Wakes) {
+        if self.enqueue(item) {
+            wakes.add(&self.0);
+        }
+    }
+
+    /// Queues `item` and wakes the consumer now.
+    pub(crate) fn send(&self, item: T) {
+        if self.enqueue(item) {
+            self.0.waker.wake();
+        }
+    }
+
+    fn enqueue(&self, item: T) -> bool {
+        let mut inner = lock(&self.0.inner);
+        if inner.rx_closed {
+            return false;
+        }
+        inner.items.push_back(item);
+        true
+    }
+}
+
+impl<T: Send + 'static> Drop for Sender<T> {
+    fn drop(&mut self) {
+        lock(&self.0.inner).tx_closed = true;
+        self.0.waker.wake();
+    }
+}
+
+impl<T: Send + 'static> Receiver<T> {
+    /// The next item; `None` once the sender is gone and everything queued was taken.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if let Some(ready) = self.try_take() {
+            return Poll::Ready(ready);
+        }
+        self.0.waker.register(cx.waker());
+        // An item may have arrived between the check and the registration.
+        match self.try_take() {
+            Some(ready) => Poll::Ready(ready),
+            None => Poll::Pending,
+        }
+    }
+
+    fn try_take(&self) -> Option<Option<T>> {
+        let mut inner = lock(&self.0.inner);
+        match inner.items.pop_front() {
+            Some(item) => Some(Some(item)),
+            None if inner.tx_closed => Some(None),
+            None => None,
+        }
+    }
+
+    /// Waits for the next item (see [`Receiver::poll_recv`]).
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Items queued and not yet taken.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.0.inner).items.len()
+    }
+}
+
+impl<T: Send + 'static> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let dropped = {
+            let mut inner = lock(&self.0.inner);
+            inner.rx_closed = true;
+            std::mem::take(&mut inner.items)
+        };
+        drop(dropped);
+    }
+}
+
+/// Consumers to wake once the reader has dispatched what it has buffered.
+#[derive(Default)]
+pub(crate) struct Wakes(Vec<Arc<dyn Wake>>);
+
+impl std::fmt::Debug for Wakes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wakes")
+            .field("pending", &self.0.len())
+            .finish()
+    }
+}
+
+impl Wakes {
+    fn add<T: Send + 'static>(&mut self, shared: &Arc<Shared<T>>) {
+        let ptr = Arc::as_ptr(shared).cast::<()>();
+        if !self
+            .0
+            .iter()
+            .any(|w| std::ptr::eq(Arc::as_ptr(w).cast::<()>(), ptr))
+        {
+            self.0.push(shared.clone());
+        }
+    }
+
+    /// Wakes every consumer that got items since the last flush.
+    pub(crate) fn flush(&mut self) {
+        for consumer in self.0.drain(..) {
+            consumer.wake_consumer();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn pushed_items_arrive_in_order_and_the_end_follows_the_sender() {
+        let (tx, mut rx) = queue::<u32>();
+        let mut wakes = Wakes::default();
+        tx.push(1, &mut wakes);
+        tx.push(2, &mut wakes);
+        assert_eq!(wakes.0.len(), 1, "one wake per consumer");
+        wakes.flush();
+        tx.send(3);
+        assert_eq!(rx.len(), 3);
+        drop(tx);
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(rx.recv().await, Some(3));
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_wake_reaches_a_waiting_consumer() {
+        let (tx, mut rx) = queue::<u32>();
+        let consumer = tokio::spawn(async move { rx.recv().await });
+        tokio::task::yield_now().await;
+        let mut wakes = Wakes::default();
+        tx.push(7, &mut wakes);
+        wakes.flush();
+        assert_eq!(consumer.await.unwrap(), Some(7));
+    }
+
+    #[test]
+    fn pushes_after_the_consumer_left_are_dropped() {
+        let (tx, rx) = queue::<Vec<u8>>();
+        drop(rx);
+        let mut wakes = Wakes::default();
+        tx.push(vec![1], &mut wakes);
+        assert!(wakes.0.is_empty());
+        assert_eq!(lock(&tx.0.inner).items.len(), 0);
+    }
+}
