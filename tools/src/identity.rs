@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use net_mesh::{Identity, IdentityError};
 use net_mesh_engine::ErrorClass;
+use net_mesh_rpc::{Identity, IdentityError};
 
 use crate::outln;
 use crate::output::{CliError, CliResult};
