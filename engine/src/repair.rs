@@ -15,7 +15,7 @@ use crate::codec::{BlobRef, ChunkRef, Hash, InternalNode, LeafNode, internal_id,
 use crate::erasure::{ErasureError, RsParams, StripeCodec, stripes};
 use crate::error::{BlobError, Classify, ErrorClass, StoreError};
 use crate::index::{Batch, NewObject};
-use crate::read::{ChunkPlace, Reader};
+use crate::read::{ChunkPlace, ObjectSource, Reader, StoreSource};
 use crate::store::Store;
 
 /// What a repair found and did.
@@ -85,10 +85,10 @@ impl From<ErasureError> for RepairError {
 
 struct Repair<'s> {
     store: &'s Store,
-    reader: Reader<'s>,
+    source: StoreSource<'s>,
     codec: StripeCodec,
     batch: Batch,
-    /// Chunks rebuilt in the open batch (not yet visible through `reader`).
+    /// Chunks rebuilt in the open batch (not yet visible through `source`).
     rebuilt: HashMap<Hash, Vec<u8>>,
     batch_payload: u64,
     report: RepairReport,
@@ -109,15 +109,15 @@ impl<'s> Repair<'s> {
         self.store.commit_batch(std::mem::take(&mut self.batch))?;
         self.rebuilt.clear();
         self.batch_payload = 0;
-        self.reader = self.store.blob_reader()?;
+        self.source = self.store.source()?;
         Ok(())
     }
 
     fn node(&mut self, hash: &Hash, level: u8) -> Result<(), RepairError> {
         if level == 0 {
             let bytes = self
-                .reader
-                .read_object(hash, RecordKind::LeafNode, "leaf node")?;
+                .source
+                .object(hash, RecordKind::LeafNode, "leaf node")?;
             let actual = leaf_id(&bytes);
             if actual != *hash {
                 return Err(BlobError::ChainMismatch {
@@ -141,8 +141,8 @@ impl<'s> Repair<'s> {
             return self.list(&leaf.chunks);
         }
         let bytes = self
-            .reader
-            .read_object(hash, RecordKind::InternalNode, "internal node")?;
+            .source
+            .object(hash, RecordKind::InternalNode, "internal node")?;
         let actual = internal_id(&bytes);
         if actual != *hash {
             return Err(BlobError::ChainMismatch {
@@ -171,7 +171,7 @@ impl<'s> Repair<'s> {
             for (i, chunk) in refs.iter().enumerate() {
                 let shard = match self.rebuilt.get(&chunk.hash) {
                     Some(bytes) => Some(bytes.clone()),
-                    None => self.reader.shard(chunk, i, ChunkPlace::Flat)?,
+                    None => Reader::new(&self.source).shard(chunk, i, ChunkPlace::Flat)?,
                 };
                 shards.push(shard);
             }
@@ -226,7 +226,7 @@ impl<'s> Repair<'s> {
             .append(RecordKind::Chunk, &hash, &bytes)
             .map_err(StoreError::from)?;
         if self
-            .reader
+            .source
             .index
             .object(&hash)
             .map_err(StoreError::from)?
@@ -274,7 +274,7 @@ impl Store {
             RsParams::from_encoding(blob_ref.encoding())?.ok_or(RepairError::NotErasureCoded)?;
         let mut job = Repair {
             store: self,
-            reader: self.blob_reader()?,
+            source: self.source()?,
             codec: StripeCodec::new(params)?,
             batch: Batch::default(),
             rebuilt: HashMap::new(),

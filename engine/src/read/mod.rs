@@ -42,13 +42,29 @@ pub(crate) enum ChunkPlace {
 /// Record kind, name for errors, and id function of a node level.
 type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
 
-pub(crate) struct Reader<'a> {
+/// Where a verified read gets the objects it asks for: the store's index and segments
+/// ([`Store::fetch_range`]), or a remote node's stream (the storage node's client). The reader
+/// checks every object it is given against the hash it asked for (and every node against its
+/// parent, every chunk against its ref) before using it, so a source need not be trusted.
+pub trait ObjectSource {
+    /// The bytes of object `hash`, which the reader expects to be a `kind` (`what` names it in
+    /// errors).
+    fn object(
+        &self,
+        hash: &Hash,
+        kind: RecordKind,
+        what: &'static str,
+    ) -> Result<Vec<u8>, BlobError>;
+}
+
+/// The store as an [`ObjectSource`]: one index snapshot, and the segments.
+pub(crate) struct StoreSource<'a> {
     pub(crate) store: &'a Store,
     pub(crate) index: IndexReader,
 }
 
-impl Reader<'_> {
-    pub(crate) fn read_object(
+impl ObjectSource for StoreSource<'_> {
+    fn object(
         &self,
         hash: &Hash,
         kind: RecordKind,
@@ -70,6 +86,26 @@ impl Reader<'_> {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.store.read_record(hash, kind, what, entry.loc)
+    }
+}
+
+/// A verified traversal of one blob over an [`ObjectSource`].
+pub(crate) struct Reader<'a> {
+    source: &'a dyn ObjectSource,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(source: &'a dyn ObjectSource) -> Reader<'a> {
+        Reader { source }
+    }
+
+    pub(crate) fn read_object(
+        &self,
+        hash: &Hash,
+        kind: RecordKind,
+        what: &'static str,
+    ) -> Result<Vec<u8>, BlobError> {
+        self.source.object(hash, kind, what)
     }
 
     /// Reads and verifies one chunk.
@@ -340,8 +376,9 @@ impl Store {
         }
     }
 
-    pub(crate) fn blob_reader(&self) -> Result<Reader<'_>, BlobError> {
-        Ok(Reader {
+    /// The store as an object source over one index snapshot.
+    pub(crate) fn source(&self) -> Result<StoreSource<'_>, BlobError> {
+        Ok(StoreSource {
             store: self,
             index: self.index.reader()?,
         })
@@ -360,20 +397,25 @@ impl Store {
         range: Range<u64>,
         sink: &mut dyn Write,
     ) -> Result<u64, BlobError> {
-        let size = blob_ref.size();
-        if range.start > range.end || range.end > size {
-            return Err(BlobError::InvalidRange {
-                start: range.start,
-                end: range.end,
-                size,
-            });
-        }
-        if range.is_empty() {
-            return Ok(0);
-        }
-        let len = range.end - range.start;
-        self.blob_reader()?.blob(blob_ref, range, sink)?;
-        Ok(len)
+        fetch_range_from(&self.source()?, blob_ref, range, sink)
+    }
+
+    /// Runs the verified read of `range` of the blob on this store without producing its
+    /// bytes, handing `emit` every object the read asked for, in the order it asked, with what
+    /// the store gave (bytes, or the error). A remote reader that runs [`fetch_range_from`]
+    /// over the same sequence asks for the same objects in the same order (the traversal
+    /// depends only on the ref, the range and the answers), so a node can stream them to it.
+    pub fn read_objects(
+        &self,
+        blob_ref: &BlobRef,
+        range: Range<u64>,
+        emit: &mut dyn FnMut(&Hash, RecordKind, &Result<Vec<u8>, BlobError>),
+    ) -> Result<u64, BlobError> {
+        let recording = Recording {
+            inner: self.source()?,
+            emit: std::cell::RefCell::new(emit),
+        };
+        fetch_range_from(&recording, blob_ref, range, &mut std::io::sink())
     }
 
     /// Kind, size, depth, chunk count and encoding of a blob (reads its nodes for a Tree).
@@ -385,8 +427,7 @@ impl Store {
                 root_hash, depth, ..
             } => (
                 "tree",
-                self.blob_reader()?
-                    .count_chunks(root_hash, depth.saturating_sub(1), 0)?,
+                Reader::new(&self.source()?).count_chunks(root_hash, depth.saturating_sub(1), 0)?,
             ),
         };
         Ok(BlobStat {
@@ -396,5 +437,50 @@ impl Store {
             chunks,
             encoding: blob_ref.encoding(),
         })
+    }
+}
+
+/// Streams bytes `range.start..range.end` of the blob into `sink`, verified, reading the objects
+/// from `source` (only those the range touches). Returns the bytes written.
+pub fn fetch_range_from(
+    source: &dyn ObjectSource,
+    blob_ref: &BlobRef,
+    range: Range<u64>,
+    sink: &mut dyn Write,
+) -> Result<u64, BlobError> {
+    let size = blob_ref.size();
+    if range.start > range.end || range.end > size {
+        return Err(BlobError::InvalidRange {
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    if range.is_empty() {
+        return Ok(0);
+    }
+    let len = range.end - range.start;
+    Reader::new(source).blob(blob_ref, range, sink)?;
+    Ok(len)
+}
+
+/// A source that reports every answer of another.
+struct Recording<'a, 'e> {
+    inner: StoreSource<'a>,
+    emit: std::cell::RefCell<&'e mut dyn FnMut(&Hash, RecordKind, &Result<Vec<u8>, BlobError>)>,
+}
+
+impl ObjectSource for Recording<'_, '_> {
+    fn object(
+        &self,
+        hash: &Hash,
+        kind: RecordKind,
+        what: &'static str,
+    ) -> Result<Vec<u8>, BlobError> {
+        let answer = self.inner.object(hash, kind, what);
+        if let Ok(mut emit) = self.emit.try_borrow_mut() {
+            (*emit)(hash, kind, &answer);
+        }
+        answer
     }
 }

@@ -20,6 +20,7 @@ use crate::codec::{DecodeError, Hash, InternalNode, LeafNode, chunk_id, internal
 use crate::error::{BlobError, Classify, ErrorClass, StoreError};
 use crate::index::extension::ExtensionOp;
 use crate::index::{CommitOutcome, check_pin_name};
+use crate::read::ObjectSource;
 use crate::store::Store;
 
 /// One object's kind and bytes.
@@ -208,8 +209,7 @@ impl Store {
                 hash: *hash,
                 what: "object",
             })?;
-        let reader = self.blob_reader()?;
-        let bytes = reader.read_object(hash, entry.kind, "object")?;
+        let bytes = self.source()?.object(hash, entry.kind, "object")?;
         match children_of(entry.kind, hash, &bytes) {
             Ok(_) => Ok(Object {
                 kind: entry.kind,
