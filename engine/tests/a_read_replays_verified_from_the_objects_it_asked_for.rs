@@ -21,8 +21,10 @@ use net_mesh_engine::{
     BlobError, BlobRef, Classify, ErrorClass, ObjectKind, ObjectSource, Store, fetch_range_from,
 };
 
+/// What the store answered for one object.
+type Answer = (Hash, ObjectKind, Result<Vec<u8>, String>);
 /// What the store answered for each object, in order.
-type Recorded = Vec<(Hash, ObjectKind, Result<Vec<u8>, String>)>;
+type Recorded = Vec<Answer>;
 
 fn record(store: &Store, blob: &BlobRef, range: std::ops::Range<u64>) -> Recorded {
     let mut out = Vec::new();
@@ -39,7 +41,7 @@ fn record(store: &Store, blob: &BlobRef, range: std::ops::Range<u64>) -> Recorde
 }
 
 /// Hands the recorded answers on in order; asks for anything else are a test failure.
-struct Replay(RefCell<VecDeque<(Hash, ObjectKind, Result<Vec<u8>, String>)>>);
+struct Replay(RefCell<VecDeque<Answer>>);
 
 impl ObjectSource for Replay {
     fn object(

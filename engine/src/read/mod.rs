@@ -42,6 +42,10 @@ pub(crate) enum ChunkPlace {
 /// Record kind, name for errors, and id function of a node level.
 type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
 
+/// What [`Store::read_objects`] hands on for each object: its id, its kind, and what the store
+/// answered.
+pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, &Result<Vec<u8>, BlobError>) + 'a;
+
 /// Where a verified read gets the objects it asks for: the store's index and segments
 /// ([`Store::fetch_range`]), or a remote node's stream (the storage node's client). The reader
 /// checks every object it is given against the hash it asked for (and every node against its
@@ -409,7 +413,7 @@ impl Store {
         &self,
         blob_ref: &BlobRef,
         range: Range<u64>,
-        emit: &mut dyn FnMut(&Hash, RecordKind, &Result<Vec<u8>, BlobError>),
+        emit: &mut ObjectAnswer<'_>,
     ) -> Result<u64, BlobError> {
         let recording = Recording {
             inner: self.source()?,
@@ -467,7 +471,7 @@ pub fn fetch_range_from(
 /// A source that reports every answer of another.
 struct Recording<'a, 'e> {
     inner: StoreSource<'a>,
-    emit: std::cell::RefCell<&'e mut dyn FnMut(&Hash, RecordKind, &Result<Vec<u8>, BlobError>)>,
+    emit: std::cell::RefCell<&'e mut ObjectAnswer<'e>>,
 }
 
 impl ObjectSource for Recording<'_, '_> {
