@@ -30,11 +30,11 @@ fn record(store: &Store, blob: &BlobRef, range: std::ops::Range<u64>) -> Recorde
     let mut out = Vec::new();
     store
         .read_objects(blob, range, &mut |hash, kind, answer| {
-            out.push((
-                *hash,
-                kind,
-                answer.as_ref().map(Clone::clone).map_err(|e| e.to_string()),
-            ));
+            let answer = match answer {
+                Ok(bytes) => Ok(bytes.to_vec()),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push((*hash, kind, answer));
         })
         .unwrap();
     out
