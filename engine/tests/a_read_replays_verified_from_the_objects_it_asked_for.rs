@@ -35,6 +35,7 @@ fn record(store: &Store, blob: &BlobRef, range: std::ops::Range<u64>) -> Recorde
                 Err(e) => Err(e.to_string()),
             };
             out.push((*hash, kind, answer));
+            true
         })
         .unwrap();
     out

@@ -67,6 +67,18 @@ pub enum ErasureError {
     Codec(String),
 }
 
+impl crate::class::Classify for ErasureError {
+    fn class(&self) -> crate::class::ErrorClass {
+        use crate::class::ErrorClass;
+        match self {
+            ErasureError::InvalidParams { .. } | ErasureError::Codec(_) => ErrorClass::Usage,
+            ErasureError::BadLayout { .. }
+            | ErasureError::TooManyLost { .. }
+            | ErasureError::RebuiltMismatch { .. } => ErrorClass::Integrity,
+        }
+    }
+}
+
 fn codec_error(e: reed_solomon_erasure::Error) -> ErasureError {
     ErasureError::Codec(e.to_string())
 }

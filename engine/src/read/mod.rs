@@ -43,8 +43,8 @@ pub(crate) enum ChunkPlace {
 type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
 
 /// What [`Store::read_objects`] hands on for each object: its id, its kind, and what the store
-/// answered.
-pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, &Result<Vec<u8>, BlobError>) + 'a;
+/// answered. Returning `false` stops the read (it then fails with `BlobError::Sink`).
+pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, &Result<Vec<u8>, BlobError>) -> bool + 'a;
 
 /// Where a verified read gets the objects it asks for: the store's index and segments
 /// ([`Store::fetch_range`]), or a remote node's stream (the storage node's client). The reader
@@ -482,8 +482,15 @@ impl ObjectSource for Recording<'_, '_> {
         what: &'static str,
     ) -> Result<Vec<u8>, BlobError> {
         let answer = self.inner.object(hash, kind, what);
-        if let Ok(mut emit) = self.emit.try_borrow_mut() {
-            (*emit)(hash, kind, &answer);
+        let go_on = match self.emit.try_borrow_mut() {
+            Ok(mut emit) => (*emit)(hash, kind, &answer),
+            Err(_) => false,
+        };
+        if !go_on {
+            return Err(BlobError::Sink(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the read was stopped by its receiver",
+            )));
         }
         answer
     }

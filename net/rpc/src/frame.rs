@@ -145,6 +145,11 @@ pub enum ErrorKind {
     Internal,
     /// The service is not available right now.
     Unavailable,
+    /// Stored or received data is damaged or missing (a hash or chain mismatch, a lost object).
+    DataLoss,
+    /// The request was refused by a rule of the service without changing anything (a conflict,
+    /// something already in use).
+    FailedPrecondition,
     /// The handler panicked; the server kept serving.
     HandlerPanic,
     /// The call was cancelled by either side.
@@ -175,6 +180,8 @@ impl ErrorKind {
             Self::ResourceExhausted => 4,
             Self::Internal => 5,
             Self::Unavailable => 6,
+            Self::DataLoss => 7,
+            Self::FailedPrecondition => 8,
             Self::HandlerPanic => 16,
             Self::Cancelled => 17,
             Self::DeadlineExceeded => 18,
@@ -196,6 +203,8 @@ impl ErrorKind {
             4 => Self::ResourceExhausted,
             5 => Self::Internal,
             6 => Self::Unavailable,
+            7 => Self::DataLoss,
+            8 => Self::FailedPrecondition,
             16 => Self::HandlerPanic,
             17 => Self::Cancelled,
             18 => Self::DeadlineExceeded,

@@ -1,0 +1,407 @@
+//! The node's typed client: one authenticated session to a node dialed by its pinned id, and a
+//! method per call of [`crate::proto`]. Reads are verified on this side too: the client runs
+//! the engine's verified read over the objects the node streams ([`ObjectStream`]), so a lying
+//! or corrupt node gives an integrity error, never wrong bytes.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use net_mesh_engine::codec::Hash;
+use net_mesh_engine::{BlobError, BlobRef, ErrorClass, ObjectKind, ObjectSource, fetch_range_from};
+use net_mesh_rpc::rpc::{CallOptions, Config, ResponseStream, Router};
+use net_mesh_rpc::{Capabilities, Endpoint, Identity, NodeAddr, Session};
+use serde_bytes::ByteBuf;
+use tokio::runtime::Handle;
+
+use crate::error::{NodeError, NodeResult};
+use crate::proto::{
+    BlobSpec, ChunkRow, GcDone, GcRequest, MAX_PIECE, Method, ObjectPart, PinRow, PullDone,
+    PullRequest, PutDone, PutPart, PutStart, ReadRequest, Resolved, StagingRow, StagingState, Stat,
+    Status, TAG_BLOB_TREE, Unpinned,
+};
+
+/// Bytes of input per `Data` message of a put.
+pub const PUT_PIECE: usize = 1024 * 1024;
+
+fn rpc(e: net_mesh_rpc::RpcError) -> NodeError {
+    NodeError::from_rpc(&e)
+}
+
+/// The capability tags a client (or a node dialing another) announces.
+pub fn client_capabilities() -> Capabilities {
+    Capabilities::new([TAG_BLOB_TREE]).unwrap_or_default()
+}
+
+/// A session to one node.
+#[derive(Debug)]
+pub struct NodeClient {
+    session: Session,
+    /// Keeps the dialing endpoint alive as long as the session (when this client dialed).
+    _endpoint: Option<Endpoint>,
+}
+
+impl NodeClient {
+    /// Dials `addr` as `identity`; a node answering with another id is refused before anything
+    /// of ours is sent.
+    pub async fn connect(identity: Identity, addr: &NodeAddr) -> NodeResult<NodeClient> {
+        let config = Config {
+            capabilities: client_capabilities(),
+            ..Config::default()
+        };
+        let endpoint = Endpoint::new(identity, Router::new(), config);
+        let session = endpoint.connect_node(addr).await.map_err(|e| {
+            // A node answering with another id is a failed connection (nothing was sent).
+            NodeError::new(
+                ErrorClass::Io,
+                format!("connecting to {}: {e}", addr.host_port),
+            )
+        })?;
+        Ok(NodeClient {
+            session,
+            _endpoint: Some(endpoint),
+        })
+    }
+
+    /// A client over a session an endpoint already opened.
+    pub fn from_session(session: Session) -> NodeClient {
+        NodeClient {
+            session,
+            _endpoint: None,
+        }
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    async fn unary<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        req: &Req,
+    ) -> NodeResult<Resp> {
+        self.session
+            .call_unary(method.name(), req, CallOptions::default())
+            .await
+            .map_err(rpc)
+    }
+
+    async fn collect<Req: serde::Serialize, Resp: serde::de::DeserializeOwned + 'static>(
+        &self,
+        method: Method,
+        req: &Req,
+    ) -> NodeResult<Vec<Resp>> {
+        let mut stream: ResponseStream<Resp> = self
+            .session
+            .call_server_streaming(method.name(), req, CallOptions::default())
+            .await
+            .map_err(rpc)?;
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            out.push(item.map_err(rpc)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn status(&self) -> NodeResult<Status> {
+        self.unary(Method::Status, &()).await
+    }
+
+    pub async fn list(&self) -> NodeResult<Vec<PinRow>> {
+        self.collect(Method::List, &()).await
+    }
+
+    /// The ref `spec` names on the node, checked here: a ref is itself; for an id prefix the
+    /// node's answer must be a ref whose id starts with the prefix.
+    pub async fn resolve(&self, spec: &BlobSpec) -> NodeResult<(BlobRef, Option<String>)> {
+        let resolved: Resolved = self.unary(Method::Resolve, spec).await?;
+        let blob_ref = BlobRef::decode(&resolved.blob_ref).map_err(|e| {
+            NodeError::new(
+                ErrorClass::Integrity,
+                format!("the node sent a bad ref: {e}"),
+            )
+        })?;
+        check_names(spec, &blob_ref)?;
+        Ok((blob_ref, resolved.name))
+    }
+
+    pub async fn stat(&self, spec: &BlobSpec) -> NodeResult<Stat> {
+        let stat: Stat = self.unary(Method::Stat, spec).await?;
+        let blob_ref = BlobRef::decode(&stat.blob_ref).map_err(|e| {
+            NodeError::new(
+                ErrorClass::Integrity,
+                format!("the node sent a bad ref: {e}"),
+            )
+        })?;
+        check_names(spec, &blob_ref)?;
+        Ok(stat)
+    }
+
+    pub async fn chunks(&self, spec: &BlobSpec) -> NodeResult<Vec<ChunkRow>> {
+        self.collect(Method::Chunks, spec).await
+    }
+
+    pub async fn remove(&self, spec: &BlobSpec) -> NodeResult<Unpinned> {
+        self.unary(Method::Remove, spec).await
+    }
+
+    pub async fn staging_list(&self) -> NodeResult<Vec<StagingRow>> {
+        self.unary(Method::StagingList, &()).await
+    }
+
+    pub async fn staging_state(&self, staging_id: &str) -> NodeResult<StagingState> {
+        self.unary(Method::StagingState, &staging_id.to_string())
+            .await
+    }
+
+    pub async fn staging_abort(&self, staging_id: &str) -> NodeResult<bool> {
+        self.unary(Method::StagingAbort, &staging_id.to_string())
+            .await
+    }
+
+    pub async fn pull(
+        &self,
+        blob_ref: &BlobRef,
+        from: &NodeAddr,
+        name: &str,
+    ) -> NodeResult<PullDone> {
+        self.unary(
+            Method::Pull,
+            &PullRequest {
+                blob_ref: ByteBuf::from(blob_ref.encode()),
+                from: from.to_string(),
+                name: name.to_string(),
+            },
+        )
+        .await
+    }
+
+    pub async fn gc(&self, grace: Duration, dry_run: bool) -> NodeResult<GcDone> {
+        self.unary(
+            Method::Gc,
+            &GcRequest {
+                grace_secs: grace.as_secs(),
+                dry_run,
+            },
+        )
+        .await
+    }
+
+    /// Sends `input` (from its current position to its end) as one put call started by
+    /// `start`. `progress` is told every piece's length.
+    pub async fn put(
+        &self,
+        start: PutStart,
+        input: &mut (dyn Read + Send),
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> NodeResult<PutDone> {
+        let mut call = self
+            .session
+            .call_client_streaming::<PutPart, PutDone>(Method::Put.name(), CallOptions::default())
+            .map_err(rpc)?;
+        call.send(&PutPart::Start(start)).await.map_err(rpc)?;
+        let mut buf = vec![0u8; PUT_PIECE];
+        loop {
+            let n = tokio::task::block_in_place(|| read_full(input, &mut buf))
+                .map_err(|e| NodeError::new(ErrorClass::Io, format!("reading input: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            let piece = buf.get(..n).unwrap_or_default().to_vec();
+            call.send(&PutPart::Data(ByteBuf::from(piece)))
+                .await
+                .map_err(rpc)?;
+            progress(n as u64);
+        }
+        call.finish().await.map_err(rpc)
+    }
+
+    /// Reads bytes `range` of `blob_ref` from the node into `sink`, verified here: the node
+    /// streams the objects its own verified read asked for, and this side runs the same read
+    /// over them. Must run on a blocking thread of a runtime (it waits for the stream).
+    pub fn read_blocking(
+        &self,
+        runtime: &Handle,
+        blob_ref: &BlobRef,
+        range: Range<u64>,
+        sink: &mut dyn Write,
+    ) -> Result<u64, BlobError> {
+        let req = ReadRequest {
+            blob_ref: ByteBuf::from(blob_ref.encode()),
+            start: range.start,
+            end: range.end,
+        };
+        let stream: ResponseStream<ObjectPart> = runtime
+            .block_on(self.session.call_server_streaming(
+                Method::Read.name(),
+                &req,
+                CallOptions::default(),
+            ))
+            .map_err(remote)?;
+        let source = ObjectStream::new(runtime, stream);
+        let n = fetch_range_from(&source, blob_ref, range, sink)?;
+        source.finish()?;
+        Ok(n)
+    }
+
+    /// Streams objects `hashes` from the node (for pulls). Must run on a blocking thread.
+    pub fn objects_blocking<'r>(
+        &self,
+        runtime: &'r Handle,
+        hashes: &[Hash],
+    ) -> NodeResult<ObjectStream<'r>> {
+        let stream: ResponseStream<ObjectPart> = runtime
+            .block_on(self.session.call_server_streaming(
+                Method::Objects.name(),
+                &hashes.to_vec(),
+                CallOptions::default(),
+            ))
+            .map_err(rpc)?;
+        Ok(ObjectStream::new(runtime, stream))
+    }
+}
+
+/// Checks the node's answer names what was asked: a ref is itself, an id prefix must prefix
+/// the answer's blob id.
+fn check_names(spec: &BlobSpec, blob_ref: &BlobRef) -> NodeResult<()> {
+    let ok = match spec {
+        BlobSpec::Ref(bytes) => bytes.as_slice() == blob_ref.encode().as_slice(),
+        BlobSpec::IdPrefix(prefix) => {
+            net_mesh_engine::class::hex(&net_mesh_engine::index::blob_id(blob_ref))
+                .starts_with(&prefix.to_ascii_lowercase())
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(NodeError::new(
+            ErrorClass::Integrity,
+            "the node answered with another blob than the one asked for",
+        ))
+    }
+}
+
+fn read_full(input: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(buf.get_mut(filled..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A remote failure during a read, as the read path reports it.
+fn remote(e: net_mesh_rpc::RpcError) -> BlobError {
+    let e = NodeError::from_rpc(&e);
+    match e.class {
+        ErrorClass::Integrity => BlobError::Corrupted {
+            hash: [0; 32],
+            reason: format!("the node reported: {}", e.message),
+        },
+        _ => BlobError::Sink(std::io::Error::other(format!("node: {}", e.message))),
+    }
+}
+
+/// One object of a stream: its id, its kind byte, and its bytes (`Err` with the node's reason
+/// for an object it could not give).
+pub type StreamedObject = (Hash, u8, Result<Vec<u8>, String>);
+
+/// Objects as a node streams them ([`ObjectPart`]s), handed out one by one as an
+/// [`ObjectSource`]: the next object must be the one asked for (else an integrity error), and
+/// the reader verifies its bytes. Waits for the stream on the given runtime, so it is used on a
+/// blocking thread.
+#[derive(Debug)]
+pub struct ObjectStream<'r> {
+    runtime: &'r Handle,
+    stream: RefCell<ResponseStream<ObjectPart>>,
+}
+
+impl<'r> ObjectStream<'r> {
+    fn new(runtime: &'r Handle, stream: ResponseStream<ObjectPart>) -> ObjectStream<'r> {
+        ObjectStream {
+            runtime,
+            stream: RefCell::new(stream),
+        }
+    }
+
+    fn next_part(&self) -> Result<Option<ObjectPart>, BlobError> {
+        let mut stream = self
+            .stream
+            .try_borrow_mut()
+            .map_err(|_| BlobError::Sink(std::io::Error::other("object stream busy")))?;
+        self.runtime
+            .block_on(stream.next())
+            .transpose()
+            .map_err(remote)
+    }
+
+    /// The next object of the stream: its id, kind and bytes (`Err` for one the node could not
+    /// give), or `None` at the end.
+    pub fn next_object(&self) -> Result<Option<StreamedObject>, BlobError> {
+        let bad = |reason: String| BlobError::Corrupted {
+            hash: [0; 32],
+            reason: format!("the node's object stream: {reason}"),
+        };
+        match self.next_part()? {
+            None => Ok(None),
+            Some(ObjectPart::Missing { hash, kind, reason }) => Ok(Some((hash, kind, Err(reason)))),
+            Some(ObjectPart::Piece(_)) => Err(bad("a piece before its object".into())),
+            Some(ObjectPart::Object { hash, kind, len }) => {
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                if len > net_mesh_engine::codec::MAX_CHUNK_SIZE as usize {
+                    return Err(bad(format!("an object of {len} bytes")));
+                }
+                let mut bytes = Vec::with_capacity(len);
+                while bytes.len() < len {
+                    match self.next_part()? {
+                        Some(ObjectPart::Piece(piece))
+                            if piece.len() <= MAX_PIECE
+                                && bytes.len().saturating_add(piece.len()) <= len =>
+                        {
+                            bytes.extend_from_slice(&piece);
+                        }
+                        _ => return Err(bad("an object's pieces do not add up".into())),
+                    }
+                }
+                Ok(Some((hash, kind, Ok(bytes))))
+            }
+        }
+    }
+
+    /// Checks nothing follows the last object the read asked for.
+    pub fn finish(&self) -> Result<(), BlobError> {
+        match self.next_part()? {
+            None => Ok(()),
+            Some(_) => Err(BlobError::Corrupted {
+                hash: [0; 32],
+                reason: "the node sent objects the read did not ask for".into(),
+            }),
+        }
+    }
+}
+
+impl ObjectSource for ObjectStream<'_> {
+    fn object(
+        &self,
+        hash: &Hash,
+        kind: ObjectKind,
+        what: &'static str,
+    ) -> Result<Vec<u8>, BlobError> {
+        let Some((got, got_kind, answer)) = self.next_object()? else {
+            return Err(BlobError::Missing { hash: *hash, what });
+        };
+        if got != *hash || got_kind != kind as u8 {
+            return Err(BlobError::Corrupted {
+                hash: *hash,
+                reason: "the node sent another object than the read asked for".into(),
+            });
+        }
+        answer.map_err(|_| BlobError::Missing { hash: *hash, what })
+    }
+}

@@ -1,0 +1,198 @@
+//! The node's metrics, kept in a `prometheus-client` registry and rendered in the Prometheus
+//! text format (`serve --metrics HOST:PORT`); `status` reads the same numbers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use net_mesh_engine::ErrorClass;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: String,
+}
+
+/// Every number the node reports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<MethodLabel, Counter>,
+    errors: Family<ClassLabel, Counter>,
+    refusals: Family<MethodLabel, Counter>,
+    latency: Family<MethodLabel, Histogram, fn() -> Histogram>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    gc_runs: Counter,
+    live_uploads: Gauge,
+    store_bytes: Gauge,
+    open_sessions: Gauge,
+    blob_count: Gauge,
+    /// Mirrors of the counters, for `status`.
+    bytes_in_total: AtomicU64,
+    bytes_out_total: AtomicU64,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs … ~105 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 21))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("net_mesh_node");
+        let requests = Family::<MethodLabel, Counter>::default();
+        let errors = Family::<ClassLabel, Counter>::default();
+        let refusals = Family::<MethodLabel, Counter>::default();
+        let latency = Family::<MethodLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        let gc_runs = Counter::default();
+        let live_uploads = Gauge::default();
+        let store_bytes = Gauge::default();
+        let open_sessions = Gauge::default();
+        let blob_count = Gauge::default();
+        registry.register("requests", "Calls served, by method", requests.clone());
+        registry.register(
+            "errors",
+            "Calls that failed, by error class",
+            errors.clone(),
+        );
+        registry.register(
+            "authorization_refusals",
+            "Calls refused by the allow list, by method",
+            refusals.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a call's start to its end, by method",
+            latency.clone(),
+        );
+        registry.register("received_bytes", "Blob bytes received", bytes_in.clone());
+        registry.register("sent_bytes", "Object bytes sent", bytes_out.clone());
+        registry.register("gc_runs", "Garbage collections run", gc_runs.clone());
+        registry.register(
+            "live_staging_uploads",
+            "Resumable uploads with a live checkpoint",
+            live_uploads.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Bytes of the store's segment files",
+            store_bytes.clone(),
+        );
+        registry.register(
+            "open_sessions",
+            "Sessions open on the node",
+            open_sessions.clone(),
+        );
+        registry.register("pinned_blobs", "Blobs pinned", blob_count.clone());
+        Metrics {
+            registry,
+            requests,
+            errors,
+            refusals,
+            latency,
+            bytes_in,
+            bytes_out,
+            gc_runs,
+            live_uploads,
+            store_bytes,
+            open_sessions,
+            blob_count,
+            bytes_in_total: AtomicU64::new(0),
+            bytes_out_total: AtomicU64::new(0),
+        }
+    }
+}
+
+fn class_name(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Integrity => "integrity",
+        ErrorClass::Refused => "refused",
+        ErrorClass::NotFound => "not_found",
+        ErrorClass::Busy => "busy",
+        ErrorClass::Io => "io",
+        ErrorClass::Usage => "usage",
+    }
+}
+
+impl Metrics {
+    /// A call of `method` ended after `took`, with `error`'s class if it failed.
+    pub fn call(&self, method: &str, took: Duration, error: Option<ErrorClass>) {
+        let label = MethodLabel {
+            method: method.to_string(),
+        };
+        self.requests.get_or_create(&label).inc();
+        self.latency
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+        if let Some(class) = error {
+            self.errors
+                .get_or_create(&ClassLabel {
+                    class: class_name(class).to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// A call of `method` refused by the allow list.
+    pub fn refused(&self, method: &str) {
+        self.refusals
+            .get_or_create(&MethodLabel {
+                method: method.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn received(&self, bytes: u64) {
+        self.bytes_in.inc_by(bytes);
+        self.bytes_in_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self, bytes: u64) {
+        self.bytes_out.inc_by(bytes);
+        self.bytes_out_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn gc_ran(&self) {
+        self.gc_runs.inc();
+    }
+
+    /// (bytes received, bytes sent) so far.
+    pub fn transferred(&self) -> (u64, u64) {
+        (
+            self.bytes_in_total.load(Ordering::Relaxed),
+            self.bytes_out_total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The gauges, set just before they are read.
+    pub fn set_gauges(&self, live_uploads: u64, store_bytes: u64, open_sessions: u64, blobs: u64) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.live_uploads.set(as_i64(live_uploads));
+        self.store_bytes.set(as_i64(store_bytes));
+        self.open_sessions.set(as_i64(open_sessions));
+        self.blob_count.set(as_i64(blobs));
+    }
+
+    /// Everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
