@@ -15,6 +15,7 @@ use net_mesh_rpc::rpc::{CallOptions, Config, ResponseStream, Router};
 use net_mesh_rpc::{Capabilities, Endpoint, Identity, NodeAddr, Session};
 use serde_bytes::ByteBuf;
 use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{NodeError, NodeResult};
 use crate::proto::{
@@ -35,12 +36,23 @@ pub fn client_capabilities() -> Capabilities {
     Capabilities::new([TAG_BLOB_TREE]).unwrap_or_default()
 }
 
-/// A session to one node.
+/// How long a stream may bring nothing before the client gives up on it, by default.
+pub const DEFAULT_SILENCE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A session to one node; dropping the client closes the session.
 #[derive(Debug)]
 pub struct NodeClient {
     session: Session,
     /// Keeps the dialing endpoint alive as long as the session (when this client dialed).
     _endpoint: Option<Endpoint>,
+    /// A read or object stream that brings nothing for this long fails.
+    silence: Duration,
+}
+
+impl Drop for NodeClient {
+    fn drop(&mut self) {
+        self.session.close();
+    }
 }
 
 impl NodeClient {
@@ -51,6 +63,15 @@ impl NodeClient {
             capabilities: client_capabilities(),
             ..Config::default()
         };
+        NodeClient::connect_with(identity, addr, config).await
+    }
+
+    /// [`NodeClient::connect`] with the endpoint settings given (e.g. other capability tags).
+    pub async fn connect_with(
+        identity: Identity,
+        addr: &NodeAddr,
+        config: Config,
+    ) -> NodeResult<NodeClient> {
         let endpoint = Endpoint::new(identity, Router::new(), config);
         let session = endpoint.connect_node(addr).await.map_err(|e| {
             // A node answering with another id is a failed connection (nothing was sent).
@@ -62,6 +83,7 @@ impl NodeClient {
         Ok(NodeClient {
             session,
             _endpoint: Some(endpoint),
+            silence: DEFAULT_SILENCE_TIMEOUT,
         })
     }
 
@@ -70,7 +92,14 @@ impl NodeClient {
         NodeClient {
             session,
             _endpoint: None,
+            silence: DEFAULT_SILENCE_TIMEOUT,
         }
+    }
+
+    /// Sets how long a read or object stream may bring nothing before it fails.
+    pub fn with_silence_timeout(mut self, silence: Duration) -> NodeClient {
+        self.silence = silence;
+        self
     }
 
     pub fn session(&self) -> &Session {
@@ -220,14 +249,17 @@ impl NodeClient {
 
     /// Reads bytes `range` of `blob_ref` from the node into `sink`, verified here: the node
     /// streams the objects its own verified read asked for, and this side runs the same read
-    /// over them. Must run on a blocking thread of a runtime (it waits for the stream).
+    /// over them, so `sink` only ever gets bytes that verified against `blob_ref`. A failure
+    /// keeps its class: the node's refusal is refused, a stream that lies or objects that do
+    /// not verify are integrity errors. Must run on a blocking thread of a runtime (it waits
+    /// for the stream).
     pub fn read_blocking(
         &self,
         runtime: &Handle,
         blob_ref: &BlobRef,
         range: Range<u64>,
         sink: &mut dyn Write,
-    ) -> Result<u64, BlobError> {
+    ) -> NodeResult<u64> {
         let req = ReadRequest {
             blob_ref: ByteBuf::from(blob_ref.encode()),
             start: range.start,
@@ -239,11 +271,17 @@ impl NodeClient {
                 &req,
                 CallOptions::default(),
             ))
-            .map_err(remote)?;
-        let source = ObjectStream::new(runtime, stream);
-        let n = fetch_range_from(&source, blob_ref, range, sink)?;
-        source.finish()?;
-        Ok(n)
+            .map_err(rpc)?;
+        let source = ObjectStream::new(runtime, stream, self.silence);
+        match fetch_range_from(&source, blob_ref, range, sink) {
+            Ok(n) => {
+                source.finish()?;
+                Ok(n)
+            }
+            Err(e) => Err(source
+                .failure()
+                .unwrap_or_else(|| NodeError::from_classified(&e))),
+        }
     }
 
     /// Streams objects `hashes` from the node (for pulls). Must run on a blocking thread.
@@ -259,7 +297,23 @@ impl NodeClient {
                 CallOptions::default(),
             ))
             .map_err(rpc)?;
-        Ok(ObjectStream::new(runtime, stream))
+        Ok(ObjectStream::new(runtime, stream, self.silence))
+    }
+
+    /// Which of `hashes` the node has.
+    pub async fn has(&self, hashes: &[Hash]) -> NodeResult<Vec<bool>> {
+        let answer: Vec<bool> = self.unary(Method::Has, &hashes.to_vec()).await?;
+        if answer.len() != hashes.len() {
+            return Err(NodeError::new(
+                ErrorClass::Integrity,
+                format!(
+                    "asked about {} objects, the node answered {}",
+                    hashes.len(),
+                    answer.len()
+                ),
+            ));
+        }
+        Ok(answer)
     }
 }
 
@@ -296,77 +350,118 @@ fn read_full(input: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<u
     Ok(filled)
 }
 
-/// A remote failure during a read, as the read path reports it.
-fn remote(e: net_mesh_rpc::RpcError) -> BlobError {
-    let e = NodeError::from_rpc(&e);
-    match e.class {
-        ErrorClass::Integrity => BlobError::Corrupted {
-            hash: [0; 32],
-            reason: format!("the node reported: {}", e.message),
-        },
-        _ => BlobError::Sink(std::io::Error::other(format!("node: {}", e.message))),
-    }
-}
-
 /// One object of a stream: its id, its kind byte, and its bytes (`Err` with the node's reason
 /// for an object it could not give).
 pub type StreamedObject = (Hash, u8, Result<Vec<u8>, String>);
 
-/// Objects as a node streams them ([`ObjectPart`]s), handed out one by one as an
-/// [`ObjectSource`]: the next object must be the one asked for (else an integrity error), and
-/// the reader verifies its bytes. Waits for the stream on the given runtime, so it is used on a
-/// blocking thread.
+/// Objects as a node streams them ([`ObjectPart`]s), handed out one by one; as an
+/// [`ObjectSource`] the next object must be the one the read asks for (else an integrity
+/// error), and the reader verifies its bytes. Waits for the stream on the given runtime, so it
+/// is used on a blocking thread; a stream that brings nothing for the client's silence timeout
+/// fails. Memory: one object being received (grown as its pieces arrive, never from the
+/// length the node announces).
 #[derive(Debug)]
 pub struct ObjectStream<'r> {
     runtime: &'r Handle,
     stream: RefCell<ResponseStream<ObjectPart>>,
+    silence: Duration,
+    stop: Option<CancellationToken>,
+    /// The first failure of the stream itself, with its class (what a read reports).
+    failure: RefCell<Option<NodeError>>,
+}
+
+fn lie(reason: impl std::fmt::Display) -> NodeError {
+    NodeError::new(
+        ErrorClass::Integrity,
+        format!("the node's object stream: {reason}"),
+    )
 }
 
 impl<'r> ObjectStream<'r> {
-    fn new(runtime: &'r Handle, stream: ResponseStream<ObjectPart>) -> ObjectStream<'r> {
+    fn new(
+        runtime: &'r Handle,
+        stream: ResponseStream<ObjectPart>,
+        silence: Duration,
+    ) -> ObjectStream<'r> {
         ObjectStream {
             runtime,
             stream: RefCell::new(stream),
+            silence,
+            stop: None,
+            failure: RefCell::new(None),
         }
     }
 
-    fn next_part(&self) -> Result<Option<ObjectPart>, BlobError> {
-        let mut stream = self
-            .stream
-            .try_borrow_mut()
-            .map_err(|_| BlobError::Sink(std::io::Error::other("object stream busy")))?;
-        self.runtime
-            .block_on(stream.next())
-            .transpose()
-            .map_err(remote)
+    /// Makes waiting for the stream fail (busy) once `stop` fires.
+    pub fn stop_on(mut self, stop: CancellationToken) -> ObjectStream<'r> {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// The first failure the stream itself had, if any.
+    pub fn failure(&self) -> Option<NodeError> {
+        self.failure.try_borrow().ok().and_then(|f| f.clone())
+    }
+
+    fn failed<T>(&self, e: NodeError) -> NodeResult<T> {
+        if let Ok(mut first) = self.failure.try_borrow_mut()
+            && first.is_none()
+        {
+            *first = Some(e.clone());
+        }
+        Err(e)
+    }
+
+    fn next_part(&self) -> NodeResult<Option<ObjectPart>> {
+        let Ok(mut stream) = self.stream.try_borrow_mut() else {
+            return self.failed(NodeError::new(ErrorClass::Io, "object stream busy"));
+        };
+        let silence = self.silence;
+        let stop = self.stop.clone().unwrap_or_default();
+        let next = self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => Err(NodeError::new(ErrorClass::Busy, "stopped")),
+                next = tokio::time::timeout(silence, stream.next()) => match next {
+                    Err(_) => Err(NodeError::new(
+                        ErrorClass::Io,
+                        format!("the node sent nothing for {silence:?}"),
+                    )),
+                    Ok(None) => Ok(None),
+                    Ok(Some(Ok(part))) => Ok(Some(part)),
+                    Ok(Some(Err(e))) => Err(NodeError::from_rpc(&e)),
+                },
+            }
+        });
+        match next {
+            Ok(part) => Ok(part),
+            Err(e) => self.failed(e),
+        }
     }
 
     /// The next object of the stream: its id, kind and bytes (`Err` for one the node could not
     /// give), or `None` at the end.
-    pub fn next_object(&self) -> Result<Option<StreamedObject>, BlobError> {
-        let bad = |reason: String| BlobError::Corrupted {
-            hash: [0; 32],
-            reason: format!("the node's object stream: {reason}"),
-        };
+    pub fn next_object(&self) -> NodeResult<Option<StreamedObject>> {
         match self.next_part()? {
             None => Ok(None),
             Some(ObjectPart::Missing { hash, kind, reason }) => Ok(Some((hash, kind, Err(reason)))),
-            Some(ObjectPart::Piece(_)) => Err(bad("a piece before its object".into())),
+            Some(ObjectPart::Piece(_)) => self.failed(lie("a piece before its object")),
             Some(ObjectPart::Object { hash, kind, len }) => {
                 let len = usize::try_from(len).unwrap_or(usize::MAX);
                 if len > net_mesh_engine::codec::MAX_CHUNK_SIZE as usize {
-                    return Err(bad(format!("an object of {len} bytes")));
+                    return self.failed(lie(format!("an object of {len} bytes")));
                 }
-                let mut bytes = Vec::with_capacity(len);
+                let mut bytes = Vec::with_capacity(len.min(MAX_PIECE));
                 while bytes.len() < len {
                     match self.next_part()? {
                         Some(ObjectPart::Piece(piece))
                             if piece.len() <= MAX_PIECE
+                                && !piece.is_empty()
                                 && bytes.len().saturating_add(piece.len()) <= len =>
                         {
                             bytes.extend_from_slice(&piece);
                         }
-                        _ => return Err(bad("an object's pieces do not add up".into())),
+                        _ => return self.failed(lie("an object's pieces do not add up")),
                     }
                 }
                 Ok(Some((hash, kind, Ok(bytes))))
@@ -374,14 +469,11 @@ impl<'r> ObjectStream<'r> {
         }
     }
 
-    /// Checks nothing follows the last object the read asked for.
-    pub fn finish(&self) -> Result<(), BlobError> {
+    /// Checks the stream ends here, and ends well: nothing follows the last object asked for.
+    pub fn finish(&self) -> NodeResult<()> {
         match self.next_part()? {
             None => Ok(()),
-            Some(_) => Err(BlobError::Corrupted {
-                hash: [0; 32],
-                reason: "the node sent objects the read did not ask for".into(),
-            }),
+            Some(_) => self.failed(lie("objects nobody asked for")),
         }
     }
 }
@@ -393,15 +485,25 @@ impl ObjectSource for ObjectStream<'_> {
         kind: ObjectKind,
         what: &'static str,
     ) -> Result<Vec<u8>, BlobError> {
-        let Some((got, got_kind, answer)) = self.next_object()? else {
+        let next = self
+            .next_object()
+            .map_err(|e| BlobError::Sink(std::io::Error::other(e.message)))?;
+        let Some((got, got_kind, answer)) = next else {
             return Err(BlobError::Missing { hash: *hash, what });
         };
-        if got != *hash || got_kind != kind as u8 {
+        if got != *hash {
             return Err(BlobError::Corrupted {
                 hash: *hash,
                 reason: "the node sent another object than the read asked for".into(),
             });
         }
-        answer.map_err(|_| BlobError::Missing { hash: *hash, what })
+        let bytes = answer.map_err(|_| BlobError::Missing { hash: *hash, what })?;
+        if got_kind != kind as u8 {
+            return Err(BlobError::Corrupted {
+                hash: *hash,
+                reason: format!("the node sent it as kind {got_kind}"),
+            });
+        }
+        Ok(bytes)
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod allow;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod proto;
@@ -18,7 +19,6 @@ pub mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use net_mesh_rpc::rpc::{Config, Router};
 use net_mesh_rpc::{Endpoint, Identity};
@@ -27,25 +27,17 @@ use tokio_util::sync::CancellationToken;
 
 pub use allow::{Allow, AllowError};
 pub use client::NodeClient;
+pub use config::NodeConfig;
 pub use error::{NodeError, NodeResult};
 pub use service::Node;
 
-/// How long a stopping node waits for live uploads to checkpoint.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// The endpoint configuration of a node: the client capabilities plus budgets sized for many
-/// clients on one host (the defaults cap sessions per source address low).
+/// The endpoint configuration of a node with the default limits ([`NodeConfig::rpc`]).
 pub fn node_config() -> Config {
-    Config {
-        capabilities: client::client_capabilities(),
-        max_sessions_per_addr: 256,
-        max_sessions_per_identity: 256,
-        ..Config::default()
-    }
+    NodeConfig::default().rpc
 }
 
-/// A node serving on a listener until `stop` fires; then it stops accepting, lets live
-/// uploads checkpoint (up to [`SHUTDOWN_GRACE`]) and returns.
+/// A node serving on a listener until `stop` fires; then it stops accepting, makes live
+/// uploads checkpoint (waiting up to [`NodeConfig::shutdown_grace`] for them) and returns.
 pub async fn serve(
     node: Arc<Node>,
     identity: Identity,
@@ -54,21 +46,32 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let endpoint = Arc::new(
-        Endpoint::new(identity, node.router(allow), node_config())
+        Endpoint::new(identity, node.router(allow), node.config().rpc.clone())
             .with_dialed_router(Router::new()),
     );
     node.set_dialer(Arc::clone(&endpoint));
-    endpoint.serve(listener, stop.clone()).await;
+    let serving = endpoint.serve(listener, stop.clone());
+    tokio::pin!(serving);
+    tokio::select! {
+        _ = &mut serving => {}
+        // Uploads hear of the shutdown while their sessions still stand.
+        _ = stop.cancelled() => {
+            node.shut_down();
+            serving.await;
+        }
+    }
     node.shut_down();
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while node.live_uploads() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if !node.uploads_settled(node.config().shutdown_grace).await {
+        tracing::warn!(
+            live = node.live_uploads(),
+            "uploads still running at the end of the shutdown grace"
+        );
     }
 }
 
 /// Binds `addr` (port 0 picks one) and returns the listener and its actual address.
 pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    Ok((listener, local))
+    let local = TcpListener::bind(addr).await?;
+    let address = local.local_addr()?;
+    Ok((local, address))
 }

@@ -165,13 +165,16 @@ pub struct Status {
     pub capabilities: Vec<String>,
 }
 
-/// One pin of [`Method::List`]: the blob id, its name and ref; or a row that does not decode.
+/// One pin of [`Method::List`]: the blob id, its name, ref and creation time; or a row that
+/// does not decode. A Tree pin listed to a peer that does not announce [`TAG_BLOB_TREE`] is an
+/// `Undecodable` row saying so (its ref is withheld).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PinRow {
     Pin {
         blob_id: [u8; 32],
         name: String,
         blob_ref: ByteBuf,
+        created_unix_ms: u64,
     },
     Undecodable {
         blob_id: [u8; 32],
@@ -237,19 +240,32 @@ pub enum Unpinned {
     RemovedUndecodable,
 }
 
-/// How a [`Method::Put`] starts.
+/// The tree shape of a new blob ([`crate::proto`] mirror of the engine's `TreePolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeShape {
+    pub leaf_fanout: u32,
+    pub internal_fanout: u32,
+    pub manifest_max_refs: u32,
+}
+
+/// How a [`Method::Put`] starts. A client that wants the ref a local put with the same options
+/// gives sends its chunking and tree shape; `None` takes the node's store configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PutStart {
-    /// A new upload: staging id (`None`: the node picks one), pin name, chunking (`None`: the
-    /// node's), checkpoint interval in bytes (`None`: the node's default).
+    /// A new resumable upload: staging id (`None`: the node picks one, and a call that drops
+    /// cannot be resumed since the id only comes back in [`PutDone`]), pin name, chunking
+    /// (text form `cdc`, `cdc:MIN,AVG,MAX` or `fixed:SIZE`, as `ChunkingStrategy` parses it), tree shape,
+    /// checkpoint interval in bytes (`None`: the node's default).
     Begin {
         staging_id: Option<String>,
         name: String,
         chunking: Option<String>,
+        tree: Option<TreeShape>,
         checkpoint_interval: Option<u64>,
     },
     /// Continue upload `staging_id`; the data that follows starts at input offset `offset`,
-    /// which must be the upload's resume offset ([`StagingState::Live`]).
+    /// which must be the upload's resume offset ([`StagingState::Live`]). Chunking and tree
+    /// shape are the upload's own (in its checkpoint).
     Resume {
         staging_id: String,
         offset: u64,
@@ -259,6 +275,7 @@ pub enum PutStart {
     ErasureCoded {
         name: String,
         chunking: Option<String>,
+        tree: Option<TreeShape>,
         k: u8,
         n: u8,
     },

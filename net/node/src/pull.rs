@@ -1,25 +1,32 @@
-//! Node-to-node pull: this node fetches a blob from another, only the objects it lacks,
-//! verifying each against its id before it is stored (the engine's importer), children before
-//! parents, and pins the blob once every object is in. Runs on a blocking thread.
+//! Node-to-node pull: this node fetches a blob from another, only the objects it lacks, and
+//! pins it once every object is in. Runs on a blocking thread.
+//!
+//! The walk goes down from the ref's roots and imports children before parents, as the
+//! engine's importer requires (a node is indexed only when everything it lists is): objects the
+//! store has are skipped with their whole subtree (an indexed node's subtree is complete) and
+//! held until the import ends; missing ones are asked for in calls of at most
+//! [`MAX_OBJECTS_PER_CALL`] chunks or [`NODE_BATCH`] nodes. A chunk is verified against its id
+//! and stored as it arrives; a node is verified against its id and decoded for its children,
+//! kept until its subtree is in, then stored. So memory holds one object being received plus
+//! at most [`NODE_BATCH`] nodes per tree level, whatever the blob's size. Any object that does
+//! not verify, or that the source lacks, fails the pull (an integrity error) before anything
+//! is pinned; what was stored unpinned is left to GC.
+
+use std::collections::HashSet;
 
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::write::children_of;
 use net_mesh_engine::{BlobRef, ErrorClass, Importer, ObjectKind, Store};
 use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 
 use crate::client::NodeClient;
+use crate::config::MAX_OBJECTS_PER_CALL;
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::proto::PullDone;
-use crate::service::MAX_OBJECTS_PER_CALL;
 
-fn kind_of(byte: u8) -> NodeResult<ObjectKind> {
-    ObjectKind::try_from(byte).map_err(|_| {
-        NodeError::new(
-            ErrorClass::Integrity,
-            format!("the source node sent object kind {byte}"),
-        )
-    })
-}
+/// Most tree nodes asked for in one call (each is kept until its subtree is in).
+pub(crate) const NODE_BATCH: usize = 16;
 
 /// The objects a ref names directly: its chunks (Small, Manifest) or its root node (Tree).
 fn roots(blob_ref: &BlobRef) -> Vec<(Hash, ObjectKind)> {
@@ -34,24 +41,40 @@ fn roots(blob_ref: &BlobRef) -> Vec<(Hash, ObjectKind)> {
         .collect()
 }
 
+fn integrity(message: String) -> NodeError {
+    NodeError::new(ErrorClass::Integrity, message)
+}
+
+/// A tree node received and verified, waiting for its subtree.
+struct ReceivedNode {
+    hash: Hash,
+    kind: ObjectKind,
+    bytes: Vec<u8>,
+    children: Vec<(Hash, ObjectKind)>,
+}
+
 struct Pull<'a, 's> {
     client: &'a NodeClient,
     runtime: &'a Handle,
+    stop: &'a CancellationToken,
     importer: Importer<'s>,
     done: PullDone,
 }
 
-/// Fetches `blob_ref` from `client`'s node into `store` and pins it under `name`.
+/// Fetches `blob_ref` from `client`'s node into `store` and pins it under `name`; stops (busy)
+/// when `stop` fires.
 pub(crate) fn pull(
     store: &Store,
     client: &NodeClient,
     runtime: &Handle,
+    stop: &CancellationToken,
     blob_ref: &BlobRef,
     name: &str,
 ) -> NodeResult<PullDone> {
     let mut pull = Pull {
         client,
         runtime,
+        stop,
         importer: store.importer().node_err()?,
         done: PullDone {
             objects_fetched: 0,
@@ -65,57 +88,96 @@ pub(crate) fn pull(
 }
 
 impl Pull<'_, '_> {
+    fn check_stop(&self) -> NodeResult<()> {
+        if self.stop.is_cancelled() {
+            return Err(NodeError::new(
+                ErrorClass::Busy,
+                "the pull was stopped (its call ended or the node is shutting down)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Brings every object of `wanted` (and everything under it) into the store.
     fn fetch(&mut self, wanted: Vec<(Hash, ObjectKind)>) -> NodeResult<()> {
-        let mut missing = Vec::new();
+        let mut chunks = Vec::new();
+        let mut nodes = Vec::new();
+        let mut seen = HashSet::with_capacity(wanted.len());
         for (hash, kind) in wanted {
-            if !self.importer.has(&hash).node_err()? && !missing.contains(&(hash, kind)) {
-                missing.push((hash, kind));
+            if !seen.insert(hash) || self.importer.has(&hash).node_err()? {
+                continue;
+            }
+            if kind == ObjectKind::Chunk {
+                chunks.push((hash, kind));
+            } else {
+                nodes.push((hash, kind));
             }
         }
-        for batch in missing.chunks(MAX_OBJECTS_PER_CALL) {
-            let hashes: Vec<Hash> = batch.iter().map(|(h, _)| *h).collect();
-            let stream = self.client.objects_blocking(self.runtime, &hashes)?;
-            // Chunks are stored as they arrive; nodes wait until what they list is in.
-            let mut nodes = Vec::new();
-            for (hash, kind) in batch {
-                let Some((got, got_kind, answer)) = stream.next_object().node_err()? else {
-                    return Err(NodeError::new(
-                        ErrorClass::Integrity,
-                        "the source node's stream ended early",
-                    ));
-                };
-                if got != *hash || kind_of(got_kind)? != *kind {
-                    return Err(NodeError::new(
-                        ErrorClass::Integrity,
-                        "the source node sent another object than asked for",
-                    ));
-                }
-                let bytes = answer.map_err(|reason| {
-                    NodeError::new(
-                        ErrorClass::Integrity,
-                        format!(
-                            "the source node lacks object {}: {reason}",
-                            net_mesh_engine::class::short_hex(hash)
-                        ),
-                    )
-                })?;
-                self.done.objects_fetched = self.done.objects_fetched.saturating_add(1);
-                self.done.bytes_fetched =
-                    self.done.bytes_fetched.saturating_add(bytes.len() as u64);
-                if *kind == ObjectKind::Chunk {
-                    self.importer.import(*kind, hash, &bytes).node_err()?;
-                } else {
-                    let children = children_of(*kind, hash, &bytes).node_err()?;
-                    nodes.push((*hash, *kind, bytes, children));
-                }
-            }
-            stream.finish().node_err()?;
-            for (hash, kind, bytes, children) in nodes {
-                self.fetch(children)?;
-                self.importer.import(kind, &hash, &bytes).node_err()?;
+        for batch in chunks.chunks(MAX_OBJECTS_PER_CALL) {
+            self.fetch_batch(batch, &mut Vec::new())?;
+        }
+        for batch in nodes.chunks(NODE_BATCH) {
+            let mut received = Vec::with_capacity(batch.len());
+            self.fetch_batch(batch, &mut received)?;
+            for node in received {
+                self.fetch(node.children)?;
+                self.importer
+                    .import(node.kind, &node.hash, &node.bytes)
+                    .node_err()?;
             }
         }
         Ok(())
+    }
+
+    /// Asks the source for `batch` in one call; stores each chunk (verified) as it arrives,
+    /// and puts each node (verified, decoded) in `nodes`.
+    fn fetch_batch(
+        &mut self,
+        batch: &[(Hash, ObjectKind)],
+        nodes: &mut Vec<ReceivedNode>,
+    ) -> NodeResult<()> {
+        self.check_stop()?;
+        let hashes: Vec<Hash> = batch.iter().map(|(h, _)| *h).collect();
+        let stream = self
+            .client
+            .objects_blocking(self.runtime, &hashes)?
+            .stop_on(self.stop.clone());
+        for (hash, kind) in batch {
+            self.check_stop()?;
+            let Some((got, got_kind, answer)) = stream.next_object()? else {
+                return Err(integrity("the source node's stream ended early".into()));
+            };
+            if got != *hash {
+                return Err(integrity(
+                    "the source node sent another object than asked for".into(),
+                ));
+            }
+            let bytes = answer.map_err(|reason| {
+                integrity(format!(
+                    "the source node lacks object {}: {reason}",
+                    net_mesh_engine::class::short_hex(hash)
+                ))
+            })?;
+            if got_kind != *kind as u8 {
+                return Err(integrity(format!(
+                    "the source node sent object {} as kind {got_kind}",
+                    net_mesh_engine::class::short_hex(hash)
+                )));
+            }
+            self.done.objects_fetched = self.done.objects_fetched.saturating_add(1);
+            self.done.bytes_fetched = self.done.bytes_fetched.saturating_add(bytes.len() as u64);
+            if *kind == ObjectKind::Chunk {
+                self.importer.import(*kind, hash, &bytes).node_err()?;
+            } else {
+                let children = children_of(*kind, hash, &bytes).node_err()?;
+                nodes.push(ReceivedNode {
+                    hash: *hash,
+                    kind: *kind,
+                    bytes,
+                    children,
+                });
+            }
+        }
+        stream.finish()
     }
 }

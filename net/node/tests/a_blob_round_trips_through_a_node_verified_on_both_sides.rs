@@ -36,6 +36,7 @@ async fn a_blob_round_trips_through_a_node_verified_on_both_sides() {
                 staging_id: None,
                 name: "in.bin".into(),
                 chunking: None,
+                tree: None,
                 checkpoint_interval: Some(256 * 1024),
             },
             &mut input,

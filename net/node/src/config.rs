@@ -1,0 +1,83 @@
+//! What a node may spend: its nRPC budgets, how many store workers of each kind run at once,
+//! and the timers that end a call whose peer stopped taking part. Together they bound the
+//! memory and the threads a node gives its peers (docs/NODE.md, *Budgets*).
+
+use std::time::Duration;
+
+use net_mesh_rpc::rpc::Config;
+
+use crate::proto::MAX_PIECE;
+
+/// Messages of object data in flight between a read worker and its call's sink.
+pub(crate) const READ_QUEUE: usize = 2;
+/// Input pieces in flight between a put call and its worker.
+pub(crate) const PUT_QUEUE: usize = 4;
+/// Most object ids one `objects` or `has` call may name.
+pub const MAX_OBJECTS_PER_CALL: usize = 1024;
+
+/// A node's limits. `NodeConfig::default()` suits a node serving many clients on one host.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The endpoint's settings: capability tags and nRPC byte budgets.
+    pub rpc: Config,
+    /// Puts running at once (each owns one blocking worker and at most [`PUT_QUEUE`] pieces
+    /// of [`MAX_PIECE`] bytes); one more is refused as busy.
+    pub max_uploads: usize,
+    /// Reads and object streams running at once (each owns one blocking worker and at most
+    /// [`READ_QUEUE`] pieces plus the object being read); one more is refused as busy.
+    pub max_streams: usize,
+    /// Pulls running at once; one more is refused as busy.
+    pub max_pulls: usize,
+    /// A put that receives nothing for this long checkpoints and ends (busy: resume it).
+    pub upload_idle_timeout: Duration,
+    /// A response message the peer makes no room for during this long ends its call.
+    pub send_timeout: Duration,
+    /// How long a stopping node waits for live uploads to checkpoint.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        // One piece plus the frame overhead fits a window many times over; small windows keep
+        // what many slow peers can make the node hold small, and loopback needs no more.
+        let window = 4 * 1024 * 1024 + 64 * 1024;
+        NodeConfig {
+            rpc: Config {
+                capabilities: crate::client::client_capabilities(),
+                max_sessions_per_addr: 256,
+                max_sessions_per_identity: 256,
+                call_window: window,
+                call_send_budget: window as usize,
+                session_recv_budget: 16 * 1024 * 1024,
+                session_send_budget: 16 * 1024 * 1024,
+                node_recv_budget: 64 * 1024 * 1024,
+                node_send_budget: 64 * 1024 * 1024,
+                ..Config::default()
+            },
+            max_uploads: 32,
+            max_streams: 32,
+            max_pulls: 4,
+            upload_idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Bytes the node's workers may hold for their calls beyond the nRPC budgets and the
+    /// engine's own write buffers: queued put pieces, and queued read pieces with the object
+    /// each read holds (at most the largest object a record may hold).
+    pub fn worker_bytes(&self) -> usize {
+        let max_object = net_mesh_engine::codec::MAX_CHUNK_SIZE as usize;
+        self.max_uploads
+            .saturating_mul(PUT_QUEUE.saturating_mul(MAX_PIECE))
+            .saturating_add(
+                self.max_streams.saturating_mul(
+                    READ_QUEUE
+                        .saturating_mul(MAX_PIECE)
+                        .saturating_add(max_object),
+                ),
+            )
+    }
+}

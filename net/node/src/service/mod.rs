@@ -1,0 +1,643 @@
+//! The storage-node service: the nRPC router a node serves, thin glue between the protocol
+//! ([`crate::proto`]) and the store. Every store operation runs on a blocking worker (a worker
+//! owns its upload, read or pull and talks to its call through a bounded channel), so no engine
+//! call and no lock ever blocks the async runtime, and a peer that stalls stalls only its own
+//! worker until a timer of [`NodeConfig`] ends its call. Each handler is a `*_impl` returning
+//! [`NodeResult`], wrapped once where the error is mapped and the call is measured.
+//!
+//! * `put`: resumable uploads (the feed, the worker, what a stop leaves behind);
+//! * `stream`: verified reads streamed as objects, the `objects` and `has` calls of pulls.
+
+mod put;
+mod stream;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use net_mesh_engine::codec::Encoding;
+use net_mesh_engine::index::blob_id;
+use net_mesh_engine::{BlobRef, ErrorClass, GcOptions, Store, Unpinned as EngineUnpinned};
+use net_mesh_rpc::rpc::{
+    ResponseSink, Router, RpcContext, RpcServerStreamingHandler, RpcUnaryHandler,
+};
+use net_mesh_rpc::{Endpoint, NodeId, RpcError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_bytes::ByteBuf;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::allow::{Allow, AllowHook};
+use crate::config::NodeConfig;
+use crate::error::{Classified, NodeError, NodeResult};
+use crate::metrics::Metrics;
+use crate::proto::{
+    BlobSpec, ChunkRow, GcDone, GcRequest, Method, PinRow, PullDone, PullRequest, PutDone,
+    Resolved, StagingRow, StagingState, Stat, Status, TAG_BLOB_TREE, Unpinned,
+};
+
+/// A storage node: the store, its limits, and what it reports.
+#[derive(Debug)]
+pub struct Node {
+    store: Arc<Store>,
+    node_id: NodeId,
+    config: NodeConfig,
+    metrics: Arc<Metrics>,
+    started: Instant,
+    /// Upload workers alive (counted until the worker has returned, not the call).
+    live_uploads: AtomicU64,
+    /// Staging ids a worker of this node is writing right now.
+    live_ids: Mutex<HashSet<String>>,
+    uploads: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
+    pulls: Arc<Semaphore>,
+    /// Fires when the node shuts down: live uploads checkpoint and stop, pulls stop.
+    shutdown: CancellationToken,
+    /// The endpoint the node serves on and dials other nodes with (pulls), once it exists.
+    endpoint: OnceLock<Arc<Endpoint>>,
+}
+
+impl Node {
+    /// A node over `store` with the default limits.
+    pub fn new(store: Arc<Store>, node_id: NodeId) -> Arc<Node> {
+        Node::with_config(store, node_id, NodeConfig::default())
+    }
+
+    pub fn with_config(store: Arc<Store>, node_id: NodeId, config: NodeConfig) -> Arc<Node> {
+        Arc::new(Node {
+            store,
+            node_id,
+            uploads: Arc::new(Semaphore::new(config.max_uploads)),
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+            pulls: Arc::new(Semaphore::new(config.max_pulls)),
+            config,
+            metrics: Arc::new(Metrics::default()),
+            started: Instant::now(),
+            live_uploads: AtomicU64::new(0),
+            live_ids: Mutex::new(HashSet::new()),
+            shutdown: CancellationToken::new(),
+            endpoint: OnceLock::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Gives the node the endpoint it serves on; pulls dial other nodes with it.
+    pub fn set_dialer(&self, endpoint: Arc<Endpoint>) {
+        let _ = self.endpoint.set(endpoint);
+    }
+
+    /// Makes live uploads checkpoint and stop, and pulls stop; new ones are refused.
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Upload workers alive right now (a stopped upload counts until it has checkpointed).
+    pub fn live_uploads(&self) -> u64 {
+        self.live_uploads.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no upload worker is alive, at most `grace`; returns whether none is.
+    pub async fn uploads_settled(&self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.live_uploads() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Sessions open on the node's endpoint.
+    pub fn open_sessions(&self) -> u64 {
+        self.endpoint.get().map_or(0, |e| {
+            net_mesh_rpc::rpc::Metrics::get(&e.metrics().open_sessions)
+        })
+    }
+
+    /// Sets the gauges from the store (blocking: run it on a blocking thread) and returns
+    /// the metrics in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        if let Ok((store_bytes, blobs)) = gauges(&self.store) {
+            self.metrics.set_gauges(
+                self.live_uploads(),
+                store_bytes,
+                self.open_sessions(),
+                blobs,
+            );
+        }
+        self.metrics.render()
+    }
+
+    /// The router to serve: every method of [`Method`], behind the allow list.
+    pub fn router(self: &Arc<Self>, allow: Allow) -> Router {
+        let n = self;
+        Router::new()
+            .unary(Method::Status.name(), unary(n, Method::Status, status_impl))
+            .server_streaming(Method::List.name(), streaming(n, Method::List, list_impl))
+            .unary(
+                Method::Resolve.name(),
+                unary(n, Method::Resolve, resolve_impl),
+            )
+            .unary(Method::Stat.name(), unary(n, Method::Stat, stat_impl))
+            .server_streaming(
+                Method::Read.name(),
+                streaming(n, Method::Read, stream::read_impl),
+            )
+            .server_streaming(
+                Method::Chunks.name(),
+                streaming(n, Method::Chunks, chunks_impl),
+            )
+            .unary(Method::Remove.name(), unary(n, Method::Remove, remove_impl))
+            .client_streaming(Method::Put.name(), put::PutHandler(Arc::clone(n)))
+            .unary(
+                Method::StagingList.name(),
+                unary(n, Method::StagingList, staging_list_impl),
+            )
+            .unary(
+                Method::StagingState.name(),
+                unary(n, Method::StagingState, staging_state_impl),
+            )
+            .unary(
+                Method::StagingAbort.name(),
+                unary(n, Method::StagingAbort, staging_abort_impl),
+            )
+            .unary(Method::Has.name(), unary(n, Method::Has, stream::has_impl))
+            .server_streaming(
+                Method::Objects.name(),
+                streaming(n, Method::Objects, stream::objects_impl),
+            )
+            .unary(Method::Pull.name(), unary(n, Method::Pull, pull_impl))
+            .unary(Method::Gc.name(), unary(n, Method::Gc, gc_impl))
+            .authorize(AllowHook {
+                allow,
+                metrics: Arc::clone(&self.metrics),
+            })
+    }
+
+    /// Runs `work` on a blocking thread with the store.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> NodeResult<T> + Send + 'static,
+    ) -> NodeResult<T> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(worker_failed)?
+    }
+
+    /// A worker slot of `pool`, or a busy refusal naming `what`.
+    fn slot(pool: &Arc<Semaphore>, what: &str, max: usize) -> NodeResult<OwnedSemaphorePermit> {
+        Arc::clone(pool).try_acquire_owned().map_err(|_| {
+            NodeError::new(
+                ErrorClass::Busy,
+                format!("{max} {what} are running on this node; try again later"),
+            )
+        })
+    }
+}
+
+fn worker_failed(e: tokio::task::JoinError) -> NodeError {
+    NodeError::new(ErrorClass::Io, format!("worker failed: {e}"))
+}
+
+/// Store bytes and pinned blobs.
+fn gauges(store: &Store) -> NodeResult<(u64, u64)> {
+    let blobs = store.pins().node_err()?.pins.len() as u64;
+    Ok((store.disk_bytes(), blobs))
+}
+
+// ---- handler adapters: each wraps an `*_impl` once (error mapping, metrics) --------------
+
+type Bound<Req, Resp, F> = (Arc<Node>, Method, F, PhantomData<fn(Req) -> Resp>);
+
+struct Unary<Req, Resp, F>(Bound<Req, Resp, F>);
+
+fn unary<Req, Resp, F>(node: &Arc<Node>, method: Method, f: F) -> Unary<Req, Resp, F> {
+    Unary((Arc::clone(node), method, f, PhantomData))
+}
+
+impl<Req, Resp, F, Fut> RpcUnaryHandler for Unary<Req, Resp, F>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Arc<Node>, RpcContext, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = NodeResult<Resp>> + Send + 'static,
+{
+    type Req = Req;
+    type Resp = Resp;
+
+    fn call(
+        &self,
+        ctx: RpcContext,
+        req: Req,
+    ) -> impl Future<Output = Result<Resp, RpcError>> + Send {
+        let (node, method, f, _) = &self.0;
+        measured(Arc::clone(node), *method, f(Arc::clone(node), ctx, req))
+    }
+}
+
+struct Streaming<Req, Resp, F>(Bound<Req, Resp, F>);
+
+fn streaming<Req, Resp, F>(node: &Arc<Node>, method: Method, f: F) -> Streaming<Req, Resp, F> {
+    Streaming((Arc::clone(node), method, f, PhantomData))
+}
+
+impl<Req, Resp, F, Fut> RpcServerStreamingHandler for Streaming<Req, Resp, F>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + Sync + 'static,
+    F: Fn(Arc<Node>, RpcContext, Req, ResponseSink<Resp>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = NodeResult<()>> + Send + 'static,
+{
+    type Req = Req;
+    type Resp = Resp;
+
+    fn call(
+        &self,
+        ctx: RpcContext,
+        req: Req,
+        sink: ResponseSink<Resp>,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send {
+        let (node, method, f, _) = &self.0;
+        measured(
+            Arc::clone(node),
+            *method,
+            f(Arc::clone(node), ctx, req, sink),
+        )
+    }
+}
+
+async fn measured<T>(
+    node: Arc<Node>,
+    method: Method,
+    work: impl Future<Output = NodeResult<T>>,
+) -> Result<T, RpcError> {
+    let start = Instant::now();
+    let result = work.await;
+    node.metrics.call(
+        method.name(),
+        start.elapsed(),
+        result.as_ref().err().map(|e| e.class),
+    );
+    result.map_err(|e| e.to_rpc())
+}
+
+/// Sends one response message, ending the call when the peer makes no room for it within the
+/// node's send timeout.
+async fn send_within<T: Serialize>(
+    node: &Node,
+    sink: &mut ResponseSink<T>,
+    item: &T,
+) -> NodeResult<()> {
+    let limit = node.config.send_timeout;
+    match tokio::time::timeout(limit, sink.send(item)).await {
+        Ok(sent) => sent.map_err(|e| NodeError::new(ErrorClass::Io, format!("sending: {e}"))),
+        Err(_) => Err(NodeError::new(
+            ErrorClass::Busy,
+            format!("the peer took no data for {limit:?}"),
+        )),
+    }
+}
+
+// ---- blobs -------------------------------------------------------------------------------
+
+fn decode_ref(bytes: &[u8]) -> NodeResult<BlobRef> {
+    BlobRef::decode(bytes)
+        .map_err(|e| NodeError::new(ErrorClass::Usage, format!("blob ref does not decode: {e}")))
+}
+
+/// The ref a spec names, and its pin name if it is pinned.
+fn resolve(store: &Store, spec: &BlobSpec) -> NodeResult<(BlobRef, Option<String>)> {
+    match spec {
+        BlobSpec::Ref(bytes) => {
+            let blob_ref = decode_ref(bytes)?;
+            let name = store
+                .reader()
+                .node_err()?
+                .pin(&blob_id(&blob_ref))
+                .node_err()?
+                .map(|p| p.name);
+            Ok((blob_ref, name))
+        }
+        BlobSpec::IdPrefix(prefix) => {
+            let (_, pin) = store.find_pin(prefix).node_err()?;
+            Ok((pin.blob_ref, Some(pin.name)))
+        }
+    }
+}
+
+/// Whether the peer announced it reads Tree refs.
+fn reads_trees(ctx: &RpcContext) -> bool {
+    ctx.peer().capabilities().contains(TAG_BLOB_TREE)
+}
+
+/// Refuses, before anything is sent, to hand a Tree ref (or its objects) to a peer that did
+/// not announce it reads one.
+fn gate_tree(ctx: &RpcContext, blob_ref: &BlobRef) -> NodeResult<()> {
+    if matches!(blob_ref, BlobRef::Tree { .. }) && !reads_trees(ctx) {
+        return Err(tree_refused("the blob is a Tree"));
+    }
+    Ok(())
+}
+
+fn tree_refused(what: &str) -> NodeError {
+    NodeError::new(
+        ErrorClass::Refused,
+        format!("{what} and the peer does not announce {TAG_BLOB_TREE}"),
+    )
+}
+
+async fn status_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Status> {
+    let (store_bytes, blobs) = node.blocking(gauges).await?;
+    let live = node.live_uploads();
+    let open_sessions = node.open_sessions();
+    node.metrics
+        .set_gauges(live, store_bytes, open_sessions, blobs);
+    let (bytes_in, bytes_out) = node.metrics.transferred();
+    Ok(Status {
+        node_id: node.node_id.to_hex(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_secs: node.started.elapsed().as_secs(),
+        store_bytes,
+        blob_count: blobs,
+        live_uploads: live,
+        open_sessions,
+        bytes_in,
+        bytes_out,
+        capabilities: node
+            .config
+            .rpc
+            .capabilities
+            .iter()
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+async fn list_impl(
+    node: Arc<Node>,
+    ctx: RpcContext,
+    _: (),
+    mut sink: ResponseSink<PinRow>,
+) -> NodeResult<()> {
+    let listing = node.blocking(|store| store.pins().node_err()).await?;
+    let trees = reads_trees(&ctx);
+    for (id, pin) in listing.pins {
+        let row = if trees || !matches!(pin.blob_ref, BlobRef::Tree { .. }) {
+            PinRow::Pin {
+                blob_id: id,
+                name: pin.name,
+                blob_ref: ByteBuf::from(pin.blob_ref.encode()),
+                created_unix_ms: pin.created_unix_ms,
+            }
+        } else {
+            PinRow::Undecodable {
+                blob_id: id,
+                error: format!("a Tree ref, withheld: the peer does not announce {TAG_BLOB_TREE}"),
+            }
+        };
+        send_within(&node, &mut sink, &row).await?;
+    }
+    for bad in listing.bad {
+        let row = PinRow::Undecodable {
+            blob_id: bad.id,
+            error: bad.error.to_string(),
+        };
+        send_within(&node, &mut sink, &row).await?;
+    }
+    Ok(())
+}
+
+async fn resolve_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Resolved> {
+    let (blob_ref, name) = node.blocking(move |store| resolve(store, &spec)).await?;
+    gate_tree(&ctx, &blob_ref)?;
+    Ok(Resolved {
+        blob_ref: ByteBuf::from(blob_ref.encode()),
+        name,
+    })
+}
+
+async fn stat_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Stat> {
+    node.blocking(move |store| {
+        let (blob_ref, _) = resolve(store, &spec)?;
+        gate_tree(&ctx, &blob_ref)?;
+        let stat = store.stat(&blob_ref).node_err()?;
+        Ok(Stat {
+            blob_ref: ByteBuf::from(blob_ref.encode()),
+            kind: stat.kind.to_string(),
+            size: stat.size,
+            depth: stat.depth,
+            chunks: stat.chunks,
+            encoding: match stat.encoding {
+                Encoding::Plain => None,
+                Encoding::ReedSolomon {
+                    data_shards,
+                    total_shards,
+                } => Some((data_shards, total_shards)),
+            },
+        })
+    })
+    .await
+}
+
+async fn chunks_impl(
+    node: Arc<Node>,
+    _: RpcContext,
+    spec: BlobSpec,
+    mut sink: ResponseSink<ChunkRow>,
+) -> NodeResult<()> {
+    let rows = node
+        .blocking(move |store| {
+            let (blob_ref, _) = resolve(store, &spec)?;
+            store.blob_chunks(&blob_ref).node_err()
+        })
+        .await?;
+    for c in rows {
+        let row = ChunkRow {
+            hash: c.hash,
+            size: c.size,
+            role: net_mesh_engine::erasure::stripe::role_name(c.role).to_string(),
+            stripe: c.stripe,
+        };
+        send_within(&node, &mut sink, &row).await?;
+    }
+    Ok(())
+}
+
+async fn remove_impl(node: Arc<Node>, _: RpcContext, spec: BlobSpec) -> NodeResult<Unpinned> {
+    node.blocking(move |store| {
+        let id = match &spec {
+            BlobSpec::Ref(bytes) => blob_id(&decode_ref(bytes)?),
+            BlobSpec::IdPrefix(prefix) => store.find_pin_id(prefix).node_err()?,
+        };
+        Ok(match store.unpin(&id).node_err()? {
+            EngineUnpinned::NotPinned => Unpinned::NotPinned,
+            EngineUnpinned::Removed => Unpinned::Removed,
+            EngineUnpinned::RemovedUndecodable => Unpinned::RemovedUndecodable,
+        })
+    })
+    .await
+}
+
+// ---- staging -----------------------------------------------------------------------------
+
+async fn staging_list_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Vec<StagingRow>> {
+    node.blocking(|store| {
+        Ok(net_mesh_staging::list_staging(store)
+            .node_err()?
+            .into_iter()
+            .map(|u| StagingRow {
+                staging_id: u.staging_id,
+                bytes_committed: u.bytes_committed,
+                resume_offset: u.resume_offset,
+                seq: u.seq,
+                chunks: u.chunks,
+                created_unix_ms: u.created_unix_ms,
+                last_checkpoint_unix_ms: u.last_checkpoint_unix_ms,
+                chunking: u.chunking.to_string(),
+                name: u.pin_name,
+            })
+            .collect())
+    })
+    .await
+}
+
+/// Where upload `id` stands, read from its checkpoint or its finished record (nothing is
+/// opened for writing).
+async fn staging_state_impl(
+    node: Arc<Node>,
+    ctx: RpcContext,
+    id: String,
+) -> NodeResult<StagingState> {
+    node.blocking(move |store| {
+        if !net_mesh_staging::valid_staging_id(&id) {
+            return Err(NodeError::from_classified(
+                &net_mesh_staging::StagingError::InvalidId(id),
+            ));
+        }
+        if let Some(checkpoint) = net_mesh_staging::checkpoint_of(store, &id).node_err()? {
+            return Ok(StagingState::Live {
+                resume_offset: checkpoint.replay_offset(),
+            });
+        }
+        let finished = store
+            .read_extension(net_mesh_staging::table::NAMESPACE, |r| {
+                net_mesh_staging::table::finished(r, &id)
+            })
+            .node_err()?;
+        let Some(done) = finished else {
+            return Ok(StagingState::NotFound);
+        };
+        gate_tree(&ctx, &done.blob_ref)?;
+        Ok(StagingState::Finished(PutDone {
+            blob_ref: ByteBuf::from(done.blob_ref.encode()),
+            chunks: done.chunks,
+            new_chunks: 0,
+            new_bytes: 0,
+            staging_id: Some(id),
+            resumed_from: None,
+        }))
+    })
+    .await
+}
+
+async fn staging_abort_impl(node: Arc<Node>, _: RpcContext, id: String) -> NodeResult<bool> {
+    node.blocking(move |store| net_mesh_staging::abort_staging_id(store, &id).node_err())
+        .await
+}
+
+// ---- node to node and admin --------------------------------------------------------------
+
+async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeResult<PullDone> {
+    let blob_ref = decode_ref(&req.blob_ref)?;
+    net_mesh_engine::index::check_pin_name(&req.name)
+        .map_err(|e| NodeError::new(ErrorClass::Usage, e.to_string()))?;
+    let from: net_mesh_rpc::NodeAddr = req
+        .from
+        .parse()
+        .map_err(|e| NodeError::new(ErrorClass::Usage, format!("--from {}: {e}", req.from)))?;
+    if node.shutdown.is_cancelled() {
+        return Err(NodeError::new(
+            ErrorClass::Busy,
+            "the node is shutting down",
+        ));
+    }
+    let slot = Node::slot(&node.pulls, "pulls", node.config.max_pulls)?;
+    let dialer = node
+        .endpoint
+        .get()
+        .cloned()
+        .ok_or_else(|| NodeError::new(ErrorClass::Busy, "the node cannot dial yet"))?;
+    let session = dialer.connect_node(&from).await.map_err(|e| {
+        NodeError::new(
+            ErrorClass::Io,
+            format!("connecting to {}: {e}", from.host_port),
+        )
+    })?;
+    let client = crate::client::NodeClient::from_session(session)
+        .with_silence_timeout(node.config.send_timeout);
+    // The pull stops when its call ends or the node shuts down.
+    let stop = ctx.token().child_token();
+    let on_shutdown = node.shutdown.clone();
+    let stop_on_shutdown = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = on_shutdown.cancelled() => stop_on_shutdown.cancel(),
+            _ = stop_on_shutdown.cancelled() => {}
+        }
+    });
+    let runtime = tokio::runtime::Handle::current();
+    let worker_stop = stop.clone();
+    let store = Arc::clone(&node.store);
+    let done = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        crate::pull::pull(
+            &store,
+            &client,
+            &runtime,
+            &worker_stop,
+            &blob_ref,
+            &req.name,
+        )
+    })
+    .await
+    .map_err(worker_failed);
+    stop.cancel();
+    let done = done??;
+    node.metrics.received(done.bytes_fetched);
+    Ok(done)
+}
+
+async fn gc_impl(node: Arc<Node>, _: RpcContext, req: GcRequest) -> NodeResult<GcDone> {
+    let report = node
+        .blocking(move |store| {
+            store
+                .gc(&GcOptions {
+                    grace: Duration::from_secs(req.grace_secs),
+                    dry_run: req.dry_run,
+                    ..GcOptions::default()
+                })
+                .node_err()
+        })
+        .await?;
+    node.metrics.gc_ran();
+    let report_json = serde_json::to_string(&report)
+        .map_err(|e| NodeError::new(ErrorClass::Io, format!("encoding the gc report: {e}")))?;
+    Ok(GcDone { report_json })
+}

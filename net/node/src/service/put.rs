@@ -1,0 +1,461 @@
+//! Remote uploads: a put call is a staging upload on the node, fed to a blocking worker.
+//!
+//! The call's task (the *feed*) takes the request stream's messages and hands the input to the
+//! worker through a bounded channel of [`PUT_QUEUE`] pieces of at most [`MAX_PIECE`] bytes, so
+//! an upload holds at most that much beyond the nRPC window, and a slow disk slows its client
+//! through the window instead of growing a queue. The worker owns the staging handle: it writes
+//! each piece (chunking, hashing, checkpointing on the upload's cadence) and finishes the blob
+//! only on the explicit end of the input. Whenever the feed stops first — the client's stream
+//! fails or the session is lost, the client sends nothing for
+//! [`NodeConfig::upload_idle_timeout`](crate::NodeConfig), the node shuts down, or the call's
+//! task is dropped — the channel closes without that end, and the worker commits a checkpoint
+//! of every chunk cut so far and returns: the upload stays live at a resume offset
+//! (`staging_state`), and a `PutStart::Resume` from that offset finishes it to the same ref.
+//! A worker counts as a live upload, and its staging id as in use, until it has returned.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use net_mesh_engine::tree::TreePolicy;
+use net_mesh_engine::write::{CommitWhenFull, FinishedUpload, Upload};
+use net_mesh_engine::{ChunkingStrategy, ErrorClass, Store};
+use net_mesh_rpc::RpcError;
+use net_mesh_rpc::rpc::{Chunk, RequestStreamTyped, RpcClientStreamingHandler, RpcContext};
+use net_mesh_staging::{
+    CheckpointCadence, Resumed, StagingConfig, StagingHandle, begin_streaming_store,
+    resume_streaming_store,
+};
+use serde_bytes::ByteBuf;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::{Node, measured, reads_trees, tree_refused, worker_failed};
+use crate::config::PUT_QUEUE;
+use crate::error::{Classified, NodeError, NodeResult};
+use crate::proto::{MAX_PIECE, Method, PutDone, PutPart, PutStart, TreeShape};
+
+/// What the feed hands the worker.
+enum PutInput {
+    Data(Vec<u8>),
+    /// The input ended: finish the blob.
+    End,
+}
+
+/// How the feed ended.
+enum Fed {
+    /// The input's end was handed over.
+    End,
+    /// The worker stopped taking input (it failed; its result says why).
+    WorkerGone,
+    /// The feed stopped before the input's end, for this reason.
+    Stopped(NodeError),
+}
+
+/// How a worker ended without a blob.
+enum WorkerEnd {
+    /// Its input stopped before the end; what was cut is checkpointed.
+    Stopped,
+    Failed(NodeError),
+}
+
+impl<E: net_mesh_engine::Classify + std::fmt::Display> From<E> for WorkerEnd {
+    fn from(e: E) -> Self {
+        WorkerEnd::Failed(NodeError::from_classified(&e))
+    }
+}
+
+pub(super) struct PutHandler(pub(super) Arc<Node>);
+
+impl RpcClientStreamingHandler for PutHandler {
+    type Req = PutPart;
+    type Resp = PutDone;
+
+    fn call(
+        &self,
+        ctx: RpcContext,
+        requests: RequestStreamTyped<PutPart>,
+    ) -> impl Future<Output = Result<PutDone, RpcError>> + Send {
+        let node = Arc::clone(&self.0);
+        measured(
+            Arc::clone(&node),
+            Method::Put,
+            put_impl(node, ctx, requests),
+        )
+    }
+}
+
+/// An upload worker's claim on the node: counted as live, its staging id in use, one upload
+/// slot taken; all given back when the worker returns.
+struct LiveUpload {
+    node: Arc<Node>,
+    staging_id: Option<String>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl LiveUpload {
+    fn claim(
+        node: &Arc<Node>,
+        staging_id: Option<&str>,
+        slot: OwnedSemaphorePermit,
+    ) -> NodeResult<LiveUpload> {
+        if let Some(id) = staging_id {
+            let mut live = node
+                .live_ids
+                .lock()
+                .map_err(|_| NodeError::new(ErrorClass::Io, "the live upload table is poisoned"))?;
+            if !live.insert(id.to_string()) {
+                return Err(NodeError::new(
+                    ErrorClass::Busy,
+                    format!(
+                        "upload {id} is still being written on this node (its last call has not \
+                         checkpointed yet); try again"
+                    ),
+                ));
+            }
+        }
+        node.live_uploads.fetch_add(1, Ordering::SeqCst);
+        Ok(LiveUpload {
+            node: Arc::clone(node),
+            staging_id: staging_id.map(str::to_string),
+            _slot: slot,
+        })
+    }
+}
+
+impl Drop for LiveUpload {
+    fn drop(&mut self) {
+        if let Some(id) = &self.staging_id
+            && let Ok(mut live) = self.node.live_ids.lock()
+        {
+            live.remove(id);
+        }
+        self.node.live_uploads.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn next_part(requests: &mut RequestStreamTyped<PutPart>) -> NodeResult<Option<PutPart>> {
+    loop {
+        match requests.next_chunk().await {
+            Ok(Chunk::Init { .. }) => {}
+            Ok(Chunk::Data { item, .. }) => return Ok(Some(item)),
+            Ok(Chunk::End) => return Ok(None),
+            Err(e) => return Err(NodeError::from_rpc(&e)),
+        }
+    }
+}
+
+/// The next message, or why there is none within the upload idle timeout or before shutdown.
+async fn next_within(
+    node: &Node,
+    requests: &mut RequestStreamTyped<PutPart>,
+) -> NodeResult<Option<PutPart>> {
+    let idle = node.config.upload_idle_timeout;
+    tokio::select! {
+        biased;
+        _ = node.shutdown.cancelled() => Err(NodeError::new(
+            ErrorClass::Busy,
+            "the node is shutting down; the upload checkpointed: resume it",
+        )),
+        next = tokio::time::timeout(idle, next_part(requests)) => next.unwrap_or_else(|_| {
+            Err(NodeError::new(
+                ErrorClass::Busy,
+                format!("no data for {idle:?}; the upload checkpointed: resume it"),
+            ))
+        }),
+    }
+}
+
+async fn put_impl(
+    node: Arc<Node>,
+    ctx: RpcContext,
+    mut requests: RequestStreamTyped<PutPart>,
+) -> NodeResult<PutDone> {
+    if node.shutdown.is_cancelled() {
+        return Err(NodeError::new(
+            ErrorClass::Busy,
+            "the node is shutting down",
+        ));
+    }
+    if !reads_trees(&ctx) {
+        // The answer is a ref, and whether it is a Tree is known only at the end.
+        return Err(tree_refused("a put answers with a ref that may be a Tree"));
+    }
+    let slot = Node::slot(&node.uploads, "uploads", node.config.max_uploads)?;
+    let start = match next_within(&node, &mut requests).await? {
+        Some(PutPart::Start(start)) => start,
+        _ => {
+            return Err(NodeError::new(
+                ErrorClass::Usage,
+                "a put starts with a Start message",
+            ));
+        }
+    };
+    let start = match start {
+        // A fresh id now, so the upload is claimed under it like any other.
+        PutStart::Begin {
+            staging_id: None,
+            name,
+            chunking,
+            tree,
+            checkpoint_interval,
+        } => PutStart::Begin {
+            staging_id: Some(net_mesh_staging::new_staging_id()),
+            name,
+            chunking,
+            tree,
+            checkpoint_interval,
+        },
+        other => other,
+    };
+    let claimed_id = match &start {
+        PutStart::Begin { staging_id, .. } => staging_id.as_deref(),
+        PutStart::Resume { staging_id, .. } => Some(staging_id.as_str()),
+        PutStart::ErasureCoded { .. } => None,
+    };
+    let live = LiveUpload::claim(&node, claimed_id, slot)?;
+    let (tx, rx) = mpsc::channel(PUT_QUEUE);
+    let store = Arc::clone(&node.store);
+    let worker = tokio::task::spawn_blocking(move || {
+        let _live = live;
+        put_worker(&store, start, rx)
+    });
+    let fed = feed(&node, &mut requests, &tx).await;
+    drop(tx);
+    let result = worker.await.map_err(worker_failed)?;
+    match (fed, result) {
+        (Fed::Stopped(why), _) => Err(why),
+        (_, Ok(done)) => Ok(done),
+        (_, Err(WorkerEnd::Failed(e))) => Err(e),
+        (_, Err(WorkerEnd::Stopped)) => Err(NodeError::new(
+            ErrorClass::Io,
+            "the upload stopped before its end; it checkpointed: resume it",
+        )),
+    }
+}
+
+/// Hands the call's input to the worker until its end, or until the feed has to stop.
+async fn feed(
+    node: &Node,
+    requests: &mut RequestStreamTyped<PutPart>,
+    tx: &mpsc::Sender<PutInput>,
+) -> Fed {
+    loop {
+        let input = match next_within(node, requests).await {
+            Err(why) => return Fed::Stopped(why),
+            Ok(None) => PutInput::End,
+            Ok(Some(PutPart::Data(bytes))) if bytes.len() > MAX_PIECE => {
+                return Fed::Stopped(NodeError::new(
+                    ErrorClass::Usage,
+                    format!("a put piece of {} bytes; at most {MAX_PIECE}", bytes.len()),
+                ));
+            }
+            Ok(Some(PutPart::Data(bytes))) => {
+                node.metrics.received(bytes.len() as u64);
+                PutInput::Data(bytes.into_vec())
+            }
+            Ok(Some(PutPart::Start(_))) => {
+                return Fed::Stopped(NodeError::new(
+                    ErrorClass::Usage,
+                    "a put has one Start message",
+                ));
+            }
+        };
+        let end = matches!(input, PutInput::End);
+        // Waits while the worker is busy: the window then stops the client.
+        let handed = tokio::select! {
+            biased;
+            _ = node.shutdown.cancelled() => return Fed::Stopped(NodeError::new(
+                ErrorClass::Busy,
+                "the node is shutting down; the upload checkpointed: resume it",
+            )),
+            handed = tx.send(input) => handed,
+        };
+        if handed.is_err() {
+            return Fed::WorkerGone;
+        }
+        if end {
+            return Fed::End;
+        }
+    }
+}
+
+/// The chunking and tree policy a put asks for, the store's where it asks for none.
+fn layout(
+    store: &Store,
+    chunking: Option<&str>,
+    tree: Option<TreeShape>,
+) -> NodeResult<(ChunkingStrategy, TreePolicy)> {
+    let usage = |what: &str, e: &dyn std::fmt::Display| {
+        NodeError::new(ErrorClass::Usage, format!("{what}: {e}"))
+    };
+    let chunking = match chunking {
+        None => store.config().chunking,
+        Some(t) => t
+            .parse()
+            .map_err(|e| usage(&format!("chunking {t:?}"), &e))?,
+    };
+    let policy = match tree {
+        None => store.config().tree,
+        Some(shape) => {
+            let policy = TreePolicy {
+                leaf_fanout: shape.leaf_fanout as usize,
+                internal_fanout: shape.internal_fanout as usize,
+                manifest_max_refs: shape.manifest_max_refs as usize,
+            };
+            policy.validate().map_err(|e| usage("tree shape", &e))?;
+            policy
+        }
+    };
+    Ok((chunking, policy))
+}
+
+fn cadence(interval: Option<u64>) -> CheckpointCadence {
+    let mut c = CheckpointCadence::default();
+    if let Some(i) = interval {
+        c.interval_bytes = i.max(1);
+    }
+    c
+}
+
+fn done(
+    outcome: net_mesh_engine::PutOutcome,
+    staging_id: Option<String>,
+    from: Option<u64>,
+) -> PutDone {
+    PutDone {
+        blob_ref: ByteBuf::from(outcome.blob_ref.encode()),
+        chunks: outcome.chunks,
+        new_chunks: outcome.new_chunks,
+        new_bytes: outcome.new_bytes,
+        staging_id,
+        resumed_from: from,
+    }
+}
+
+/// The worker of one put (on a blocking thread): opens or resumes the upload, writes the
+/// input, and finishes on its end or checkpoints when the channel closes first.
+fn put_worker(
+    store: &Store,
+    start: PutStart,
+    mut input: mpsc::Receiver<PutInput>,
+) -> Result<PutDone, WorkerEnd> {
+    let (mut handle, staging_id, resumed_from) = match start {
+        PutStart::Begin {
+            staging_id,
+            name,
+            chunking,
+            tree,
+            checkpoint_interval,
+        } => {
+            let (chunking, tree) =
+                layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;
+            let handle = begin_streaming_store(
+                store,
+                StagingConfig {
+                    staging_id,
+                    pin_name: name,
+                    chunking,
+                    tree,
+                    cadence: cadence(checkpoint_interval),
+                },
+            )?;
+            let id = handle.staging_id().to_string();
+            (handle, id, 0)
+        }
+        PutStart::Resume {
+            staging_id,
+            offset,
+            checkpoint_interval,
+        } => match resume_streaming_store(store, &staging_id, cadence(checkpoint_interval))? {
+            Resumed::Live { writer, offset: at } => {
+                if at != offset {
+                    return Err(WorkerEnd::Failed(NodeError::new(
+                        ErrorClass::Refused,
+                        format!(
+                            "upload {staging_id} resumes at offset {at}, the data starts at {offset}"
+                        ),
+                    )));
+                }
+                (*writer, staging_id, offset)
+            }
+            Resumed::Finished(outcome) => {
+                return Ok(done(outcome, Some(staging_id), None));
+            }
+        },
+        PutStart::ErasureCoded {
+            name,
+            chunking,
+            tree,
+            k,
+            n,
+        } => {
+            let (chunking, tree) =
+                layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;
+            return put_erasure_coded(store, &name, chunking, tree, k, n, input);
+        }
+    };
+    loop {
+        match input.blocking_recv() {
+            Some(PutInput::Data(bytes)) => handle.write(&bytes)?,
+            Some(PutInput::End) => break,
+            None => return Err(checkpointed(handle)),
+        }
+    }
+    let outcome = handle.finish()?;
+    Ok(done(outcome, Some(staging_id), Some(resumed_from)))
+}
+
+/// Commits what `handle` holds as a checkpoint before the upload stops (so a resume re-sends
+/// as little as possible).
+fn checkpointed(mut handle: StagingHandle<'_>) -> WorkerEnd {
+    match handle.checkpoint() {
+        Ok(()) => WorkerEnd::Stopped,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint of a stopped upload failed");
+            WorkerEnd::Failed(NodeError::from_classified(&e))
+        }
+    }
+}
+
+/// An erasure-coded put (not resumable): nothing is pinned unless the input ends.
+fn put_erasure_coded(
+    store: &Store,
+    name: &str,
+    chunking: ChunkingStrategy,
+    tree: TreePolicy,
+    k: u8,
+    n: u8,
+    mut input: mpsc::Receiver<PutInput>,
+) -> Result<PutDone, WorkerEnd> {
+    net_mesh_engine::index::check_pin_name(name)
+        .map_err(|e| WorkerEnd::Failed(NodeError::new(ErrorClass::Usage, e.to_string())))?;
+    let params = net_mesh_engine::RsParams::for_writing(k, n)
+        .node_err()
+        .map_err(WorkerEnd::Failed)?;
+    let mut upload = Upload::new(store, chunking, tree, params.encoding())?;
+    loop {
+        match input.blocking_recv() {
+            Some(PutInput::Data(bytes)) => upload.write(&bytes, &mut CommitWhenFull)?,
+            Some(PutInput::End) => break,
+            None => return Err(WorkerEnd::Stopped),
+        }
+    }
+    let FinishedUpload {
+        blob_ref,
+        chunks,
+        mut batch,
+    } = upload.finish(&mut CommitWhenFull)?;
+    batch.pin(&blob_ref, name);
+    batch.commit()?;
+    Ok(done(
+        net_mesh_engine::PutOutcome {
+            blob_id: net_mesh_engine::index::blob_id(&blob_ref),
+            blob_ref,
+            chunks,
+            new_chunks: batch.new_chunks(),
+            new_bytes: batch.new_bytes(),
+        },
+        None,
+        None,
+    ))
+}

@@ -1,0 +1,179 @@
+//! Objects out: verified reads streamed as the objects the read asks for (`read`), objects by
+//! id for pulls (`objects`), and which objects the node has (`has`).
+//!
+//! A stream's worker (a blocking thread) reads and verifies objects and hands their parts to
+//! the call through a channel of [`READ_QUEUE`] messages; the call sends each when the peer's
+//! window has room. So a stream holds at most that queue plus the object being read, a peer
+//! that stops reading stops the worker (it waits on the full queue), and one that makes no
+//! room for [`NodeConfig::send_timeout`](crate::NodeConfig) ends its call; the worker then
+//! sees the queue closed and returns.
+//!
+//! Gating: a Tree ref's objects go only to a peer that announced [`TAG_BLOB_TREE`]; `read` of
+//! a Tree ref and `objects` naming any tree node are refused before anything is sent.
+
+use std::sync::Arc;
+
+use net_mesh_engine::codec::Hash;
+use net_mesh_engine::{ErrorClass, ObjectKind, Store};
+use net_mesh_rpc::rpc::{ResponseSink, RpcContext};
+use serde_bytes::ByteBuf;
+use tokio::sync::mpsc;
+
+use super::{Node, decode_ref, gate_tree, reads_trees, send_within, tree_refused, worker_failed};
+use crate::config::{MAX_OBJECTS_PER_CALL, READ_QUEUE};
+use crate::error::{Classified, NodeError, NodeResult};
+use crate::proto::{MAX_PIECE, ObjectPart, ReadRequest};
+
+/// Sends the parts a worker queues until it ends.
+async fn forward(
+    node: &Node,
+    mut parts: mpsc::Receiver<ObjectPart>,
+    sink: &mut ResponseSink<ObjectPart>,
+) -> NodeResult<()> {
+    while let Some(part) = parts.recv().await {
+        if let ObjectPart::Piece(bytes) = &part {
+            node.metrics.sent(bytes.len() as u64);
+        }
+        send_within(node, sink, &part).await?;
+    }
+    Ok(())
+}
+
+/// Runs `work` on a stream worker whose parts go to `sink`; returns the worker's result once
+/// both have ended (a failed send closes the queue, which stops the worker).
+async fn run_stream(
+    node: &Arc<Node>,
+    sink: &mut ResponseSink<ObjectPart>,
+    work: impl FnOnce(&Store, &mut dyn FnMut(ObjectPart) -> bool) -> NodeResult<()> + Send + 'static,
+) -> NodeResult<()> {
+    let slot = Node::slot(&node.streams, "reads", node.config.max_streams)?;
+    let (tx, rx) = mpsc::channel(READ_QUEUE);
+    let store = Arc::clone(&node.store);
+    let worker = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let mut send = |part: ObjectPart| tx.blocking_send(part).is_ok();
+        work(&store, &mut send)
+    });
+    let (sent, worked) = tokio::join!(forward(node, rx, sink), worker);
+    let worked = worked.map_err(worker_failed)?;
+    // The worker's failure explains a stream cut short better than the send that noticed it.
+    worked.and(sent)
+}
+
+/// The parts of one object: `Object` and its bytes in pieces, or `Missing`. Returns false once
+/// the call stopped taking parts.
+fn object_parts(
+    hash: &Hash,
+    kind: u8,
+    answer: Result<&[u8], String>,
+    send: &mut dyn FnMut(ObjectPart) -> bool,
+) -> bool {
+    match answer {
+        Ok(bytes) => {
+            let Ok(len) = u32::try_from(bytes.len()) else {
+                return false;
+            };
+            send(ObjectPart::Object {
+                hash: *hash,
+                kind,
+                len,
+            }) && bytes
+                .chunks(MAX_PIECE)
+                .all(|piece| send(ObjectPart::Piece(ByteBuf::from(piece))))
+        }
+        Err(reason) => send(ObjectPart::Missing {
+            hash: *hash,
+            kind,
+            reason,
+        }),
+    }
+}
+
+pub(super) async fn read_impl(
+    node: Arc<Node>,
+    ctx: RpcContext,
+    req: ReadRequest,
+    mut sink: ResponseSink<ObjectPart>,
+) -> NodeResult<()> {
+    let blob_ref = decode_ref(&req.blob_ref)?;
+    gate_tree(&ctx, &blob_ref)?;
+    run_stream(&node, &mut sink, move |store, send| {
+        store
+            .read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
+                let answer = match answer {
+                    Ok(bytes) => Ok(bytes.as_slice()),
+                    Err(e) => Err(e.to_string()),
+                };
+                object_parts(hash, kind as u8, answer, send)
+            })
+            .node_err()
+            .map(|_| ())
+    })
+    .await
+}
+
+fn check_count(hashes: &[Hash]) -> NodeResult<()> {
+    if hashes.len() > MAX_OBJECTS_PER_CALL {
+        return Err(NodeError::new(
+            ErrorClass::Usage,
+            format!(
+                "{} objects named in one call, at most {MAX_OBJECTS_PER_CALL}",
+                hashes.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) async fn objects_impl(
+    node: Arc<Node>,
+    ctx: RpcContext,
+    hashes: Vec<Hash>,
+    mut sink: ResponseSink<ObjectPart>,
+) -> NodeResult<()> {
+    check_count(&hashes)?;
+    let trees = reads_trees(&ctx);
+    run_stream(&node, &mut sink, move |store, send| {
+        // The kinds first: a refusal comes before any object is sent.
+        let index = store.reader().node_err()?;
+        let mut kinds = Vec::with_capacity(hashes.len());
+        for hash in &hashes {
+            let kind = index.object(hash).node_err()?.map(|e| e.kind);
+            if !trees && kind.is_some_and(|k| k != ObjectKind::Chunk) {
+                return Err(tree_refused("tree nodes are asked for"));
+            }
+            kinds.push(kind);
+        }
+        drop(index);
+        for (hash, kind) in hashes.iter().zip(kinds) {
+            let sent = match kind {
+                None => object_parts(hash, 0, Err("not stored here".into()), send),
+                Some(kind) => match store.read_object(hash) {
+                    Ok(object) => object_parts(hash, object.kind as u8, Ok(&object.bytes), send),
+                    Err(e) => object_parts(hash, kind as u8, Err(e.to_string()), send),
+                },
+            };
+            if !sent {
+                break;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(super) async fn has_impl(
+    node: Arc<Node>,
+    _: RpcContext,
+    hashes: Vec<Hash>,
+) -> NodeResult<Vec<bool>> {
+    check_count(&hashes)?;
+    node.blocking(move |store| {
+        let index = store.reader().node_err()?;
+        hashes
+            .iter()
+            .map(|h| index.contains(h).node_err())
+            .collect()
+    })
+    .await
+}
