@@ -37,6 +37,27 @@ impl Role {
     }
 }
 
+/// How a method's call runs (nRPC call kinds, docs/FORMAT.md §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    /// One request, one response.
+    Unary,
+    /// One request, a stream of responses.
+    ServerStreaming,
+    /// A stream of requests, one response.
+    ClientStreaming,
+}
+
+impl CallKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallKind::Unary => "unary",
+            CallKind::ServerStreaming => "server-streaming",
+            CallKind::ClientStreaming => "client-streaming",
+        }
+    }
+}
+
 /// The node's methods, with their names and the role each needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -114,6 +135,26 @@ impl Method {
 
     pub fn from_name(name: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// How its call runs.
+    pub fn kind(self) -> CallKind {
+        match self {
+            Method::List | Method::Read | Method::Chunks | Method::Objects => {
+                CallKind::ServerStreaming
+            }
+            Method::Put => CallKind::ClientStreaming,
+            Method::Status
+            | Method::Resolve
+            | Method::Stat
+            | Method::Remove
+            | Method::StagingList
+            | Method::StagingState
+            | Method::StagingAbort
+            | Method::Has
+            | Method::Pull
+            | Method::Gc => CallKind::Unary,
+        }
     }
 
     /// The role a peer needs to call it.

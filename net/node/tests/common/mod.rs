@@ -1,5 +1,6 @@
 //! Nodes on 127.0.0.1 for the node crate's tests: each with its own store (staging
-//! registered), identity and allow list, serving until its stop token fires.
+//! registered), identity and allow list, serving until its stop token fires; clients with
+//! chosen identities and capability tags; helpers to damage a stored object.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -8,12 +9,16 @@
     clippy::panic
 )]
 
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use net_mesh_engine::{ChunkingStrategy, OpenOptions, Store, StoreConfig, TreePolicy};
-use net_mesh_node::{Allow, Node, NodeClient};
-use net_mesh_rpc::{Identity, NodeAddr, NodeId};
+use net_mesh_engine::codec::Hash;
+use net_mesh_engine::{BlobRef, ChunkingStrategy, OpenOptions, Store, StoreConfig, TreePolicy};
+use net_mesh_node::proto::{PutDone, PutStart, TreeShape};
+use net_mesh_node::{Allow, Node, NodeClient, NodeConfig, NodeResult};
+use net_mesh_rpc::rpc::Config;
+use net_mesh_rpc::{Capabilities, Identity, NodeAddr, NodeId};
 use tokio_util::sync::CancellationToken;
 
 pub struct TestNode {
@@ -22,6 +27,14 @@ pub struct TestNode {
     pub id: NodeId,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
+}
+
+impl TestNode {
+    /// Stops the node and waits until it has returned (live uploads checkpointed).
+    pub async fn shut(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
 }
 
 pub fn config() -> StoreConfig {
@@ -53,10 +66,29 @@ pub fn open_store(dir: &Path) -> Store {
 
 /// Starts a node on `dir`; `allow(own id)` gives its allow-file text.
 pub async fn start(dir: &Path, allow: impl FnOnce(NodeId) -> String) -> TestNode {
+    start_with(dir, allow, NodeConfig::default()).await
+}
+
+/// Starts a node on `dir` with limits `config`.
+pub async fn start_with(
+    dir: &Path,
+    allow: impl FnOnce(NodeId) -> String,
+    config: NodeConfig,
+) -> TestNode {
     let identity = Identity::generate_ephemeral().unwrap();
+    start_as(identity, dir, allow, config).await
+}
+
+/// Starts a node on `dir` as `identity`.
+pub async fn start_as(
+    identity: Identity,
+    dir: &Path,
+    allow: impl FnOnce(NodeId) -> String,
+    config: NodeConfig,
+) -> TestNode {
     let id = identity.node_id();
     let allow = Allow::parse(id, &allow(id)).unwrap();
-    let node = Node::new(Arc::new(open_store(dir)), id);
+    let node = Node::with_config(Arc::new(open_store(dir)), id, config);
     let (listener, local) = net_mesh_node::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(net_mesh_node::serve(
@@ -78,16 +110,115 @@ pub async fn start(dir: &Path, allow: impl FnOnce(NodeId) -> String) -> TestNode
     }
 }
 
-/// A client with a fresh identity, and that identity's id.
-pub async fn client(addr: &NodeAddr) -> (NodeClient, NodeId) {
+/// A fresh identity and its id.
+pub fn identity() -> (Identity, NodeId) {
     let identity = Identity::generate_ephemeral().unwrap();
     let id = identity.node_id();
+    (identity, id)
+}
+
+/// A client with a fresh identity, and that identity's id.
+pub async fn client(addr: &NodeAddr) -> (NodeClient, NodeId) {
+    let (identity, id) = identity();
     (NodeClient::connect(identity, addr).await.unwrap(), id)
 }
 
 /// A client that connects as `identity`.
 pub async fn client_as(identity: Identity, addr: &NodeAddr) -> NodeClient {
     NodeClient::connect(identity, addr).await.unwrap()
+}
+
+/// A client that connects as `identity` and announces no capability tags.
+pub async fn tagless_client_as(identity: Identity, addr: &NodeAddr) -> NodeClient {
+    let config = Config {
+        capabilities: Capabilities::default(),
+        ..Config::default()
+    };
+    NodeClient::connect_with(identity, addr, config)
+        .await
+        .unwrap()
+}
+
+/// The shape of the test stores' trees.
+pub fn tree_shape() -> TreeShape {
+    let t = config().tree;
+    TreeShape {
+        leaf_fanout: t.leaf_fanout as u32,
+        internal_fanout: t.internal_fanout as u32,
+        manifest_max_refs: t.manifest_max_refs as u32,
+    }
+}
+
+/// A new resumable upload named `name` with the test stores' layout.
+pub fn begin(staging_id: Option<&str>, name: &str, checkpoint_interval: u64) -> PutStart {
+    PutStart::Begin {
+        staging_id: staging_id.map(str::to_string),
+        name: name.into(),
+        chunking: Some(config().chunking.to_string()),
+        tree: Some(tree_shape()),
+        checkpoint_interval: Some(checkpoint_interval),
+    }
+}
+
+/// Puts `data` through `client` as one call.
+pub async fn put(client: &NodeClient, start: PutStart, data: &[u8]) -> NodeResult<PutDone> {
+    let mut input = std::io::Cursor::new(data.to_vec());
+    client.put(start, &mut input, &mut |_| {}).await
+}
+
+/// The ref a local put of `data` into a store of the test configuration gives.
+pub fn local_ref(data: &[u8]) -> BlobRef {
+    let tmp = tempfile::tempdir().unwrap();
+    open_store(tmp.path()).store(data).unwrap().blob_ref
+}
+
+/// Reads `range` of `blob_ref` through `client` (verified by the client), on a blocking
+/// thread; returns what reached the sink along with the result.
+pub async fn read(
+    client: &Arc<NodeClient>,
+    blob_ref: &BlobRef,
+    range: std::ops::Range<u64>,
+) -> (NodeResult<u64>, Vec<u8>) {
+    let client = Arc::clone(client);
+    let blob_ref = blob_ref.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = Vec::new();
+        let result = client.read_blocking(&runtime, &blob_ref, range, &mut sink);
+        (result, sink)
+    })
+    .await
+    .unwrap()
+}
+
+/// XORs payload byte `at` of object `hash` of the (closed or open) store in `dir` with 0x40,
+/// and syncs the file.
+pub fn flip_payload_byte(store: &Store, hash: &Hash, at: u64) {
+    let entry = store.reader().unwrap().object(hash).unwrap().unwrap();
+    let path = store
+        .dir()
+        .join("segments")
+        .join(net_mesh_segments::segment_file_name(entry.loc.segment));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let pos = entry.loc.offset + net_mesh_segments::codec::RECORD_HEADER_LEN as u64 + at;
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    b[0] ^= 0x40;
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.write_all(&b).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// Waits (without a time limit: the test harness has one) until `cond` holds.
+pub async fn wait_until(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Deterministic pseudo-random bytes.
