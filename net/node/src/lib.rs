@@ -49,7 +49,7 @@ pub async fn serve(
         Endpoint::new(identity, node.router(allow), node.config().rpc.clone())
             .with_dialed_router(Router::new()),
     );
-    node.set_dialer(Arc::clone(&endpoint));
+    node.set_dialer(&endpoint);
     let serving = endpoint.serve(listener, stop.clone());
     tokio::pin!(serving);
     tokio::select! {

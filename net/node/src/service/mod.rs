@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use net_mesh_engine::codec::Encoding;
@@ -57,8 +57,9 @@ pub struct Node {
     pulls: Arc<Semaphore>,
     /// Fires when the node shuts down: live uploads checkpoint and stop, pulls stop.
     shutdown: CancellationToken,
-    /// The endpoint the node serves on and dials other nodes with (pulls), once it exists.
-    endpoint: OnceLock<Arc<Endpoint>>,
+    /// The endpoint the node serves on and dials other nodes with (pulls), once it exists
+    /// (weak: the endpoint's router holds the node).
+    endpoint: OnceLock<Weak<Endpoint>>,
 }
 
 impl Node {
@@ -97,8 +98,12 @@ impl Node {
     }
 
     /// Gives the node the endpoint it serves on; pulls dial other nodes with it.
-    pub fn set_dialer(&self, endpoint: Arc<Endpoint>) {
-        let _ = self.endpoint.set(endpoint);
+    pub fn set_dialer(&self, endpoint: &Arc<Endpoint>) {
+        let _ = self.endpoint.set(Arc::downgrade(endpoint));
+    }
+
+    fn endpoint(&self) -> Option<Arc<Endpoint>> {
+        self.endpoint.get().and_then(Weak::upgrade)
     }
 
     /// Makes live uploads checkpoint and stop, and pulls stop; new ones are refused.
@@ -125,7 +130,7 @@ impl Node {
 
     /// Sessions open on the node's endpoint.
     pub fn open_sessions(&self) -> u64 {
-        self.endpoint.get().map_or(0, |e| {
+        self.endpoint().map_or(0, |e| {
             net_mesh_rpc::rpc::Metrics::get(&e.metrics().open_sessions)
         })
     }
@@ -580,9 +585,7 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
     }
     let slot = Node::slot(&node.pulls, "pulls", node.config.max_pulls)?;
     let dialer = node
-        .endpoint
-        .get()
-        .cloned()
+        .endpoint()
         .ok_or_else(|| NodeError::new(ErrorClass::Busy, "the node cannot dial yet"))?;
     let session = dialer.connect_node(&from).await.map_err(|e| {
         NodeError::new(

@@ -234,3 +234,57 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Starts upload `staging_id` of `data` through a client of its own, sends the first
+/// `sent` bytes in pieces of `piece`, waits until the node has checkpointed part of them,
+/// then drops the client (its session closes mid-stream) and waits until the node's worker
+/// has stopped. Returns the upload's resume offset.
+pub async fn vanish_mid_upload(
+    node: &TestNode,
+    as_identity: Identity,
+    staging_id: &str,
+    data: &[u8],
+    sent: usize,
+    piece: usize,
+) -> u64 {
+    use net_mesh_node::proto::{PutPart, StagingState};
+    use serde_bytes::ByteBuf;
+    let client = client_as(as_identity.clone(), &node.addr).await;
+    let mut call = client
+        .session()
+        .call_client_streaming::<PutPart, PutDone>(
+            net_mesh_node::proto::Method::Put.name(),
+            net_mesh_rpc::rpc::CallOptions::default(),
+        )
+        .unwrap();
+    call.send(&PutPart::Start(begin(
+        Some(staging_id),
+        "vanishing",
+        64 * 1024,
+    )))
+    .await
+    .unwrap();
+    for chunk in data[..sent].chunks(piece) {
+        call.send(&PutPart::Data(ByteBuf::from(chunk)))
+            .await
+            .unwrap();
+    }
+    let store = Arc::clone(node.node.store());
+    let id = staging_id.to_string();
+    let checkpointed = move || {
+        net_mesh_staging::list_staging(&store)
+            .unwrap()
+            .iter()
+            .any(|u| u.staging_id == id && u.bytes_committed > 0)
+    };
+    wait_until(checkpointed).await;
+    drop(call);
+    drop(client);
+    let live = Arc::clone(&node.node);
+    wait_until(move || live.live_uploads() == 0).await;
+    let observer = client_as(as_identity, &node.addr).await;
+    match observer.staging_state(staging_id).await.unwrap() {
+        StagingState::Live { resume_offset } => resume_offset,
+        other => panic!("the upload should be live, it is {other:?}"),
+    }
+}
