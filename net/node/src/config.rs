@@ -38,19 +38,23 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        // One piece plus the frame overhead fits a window many times over; small windows keep
-        // what many slow peers can make the node hold small, and loopback needs no more.
-        let window = 4 * 1024 * 1024 + 64 * 1024;
+        // A window always holds a whole piece message (a window is never granted smaller than
+        // `min_call_window`); two pieces keep a put streaming while the worker takes one.
+        // Every upload's full window fits the receive budget, so uploads are limited by
+        // `max_uploads`, never by a window the budget cannot give.
+        let piece_window = (MAX_PIECE + 64 * 1024) as u32;
+        let window = 2 * MAX_PIECE as u32 + 64 * 1024;
         NodeConfig {
             rpc: Config {
                 capabilities: crate::client::client_capabilities(),
                 max_sessions_per_addr: 256,
                 max_sessions_per_identity: 256,
                 call_window: window,
+                min_call_window: piece_window,
                 call_send_budget: window as usize,
                 session_recv_budget: 16 * 1024 * 1024,
                 session_send_budget: 16 * 1024 * 1024,
-                node_recv_budget: 64 * 1024 * 1024,
+                node_recv_budget: 128 * 1024 * 1024,
                 node_send_budget: 64 * 1024 * 1024,
                 ..Config::default()
             },
@@ -79,5 +83,24 @@ impl NodeConfig {
                         .saturating_add(max_object),
                 ),
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_window_holds_a_piece_and_every_upload_gets_a_full_window() {
+        let c = NodeConfig::default();
+        // The largest put message: a `Data` of MAX_PIECE bytes (tag, varint length) in a
+        // chunk frame, charged with the frame overhead.
+        let piece = crate::proto::PutPart::Data(serde_bytes::ByteBuf::from(vec![0u8; MAX_PIECE]));
+        let message = postcard::to_allocvec(&piece).map(|m| m.len()).unwrap_or(usize::MAX);
+        let charge = message + 64 + 64;
+        assert!(charge <= c.rpc.min_call_window as usize);
+        assert!(c.rpc.min_call_window <= c.rpc.call_window);
+        assert!(c.max_uploads * c.rpc.call_window as usize <= c.rpc.node_recv_budget);
+        assert!(c.rpc.call_window as usize <= c.rpc.session_recv_budget);
     }
 }
