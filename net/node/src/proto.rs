@@ -165,13 +165,15 @@ pub struct Status {
     pub capabilities: Vec<String>,
 }
 
-/// One pin of [`Method::List`]: the blob id, its name and ref; or a row that does not decode.
+/// One pin of [`Method::List`]: the blob id, its name, ref and creation time (Unix ms); or a
+/// row that does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PinRow {
     Pin {
         blob_id: [u8; 32],
         name: String,
         blob_ref: ByteBuf,
+        created_unix_ms: u64,
     },
     Undecodable {
         blob_id: [u8; 32],

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use net_mesh_engine::codec::{Encoding, Hash};
-use net_mesh_engine::index::blob_id;
+use net_mesh_engine::index::{blob_id, check_pin_name};
+use net_mesh_engine::write::{CommitWhenFull, FinishedUpload, Upload};
 use net_mesh_engine::{
     BlobRef, ChunkingStrategy, ErrorClass, GcOptions, ObjectKind, Store, Unpinned as EngineUnpinned,
 };
@@ -60,6 +61,22 @@ pub struct Node {
     shutdown: CancellationToken,
     /// The endpoint the node dials other nodes with (pulls), set once it exists.
     dialer: std::sync::OnceLock<Arc<Endpoint>>,
+    /// Staging ids a put call is writing right now: one call writes an upload at a time.
+    writing: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A put call's claim on its staging id, released when the call's worker is done.
+struct Writing<'n> {
+    node: &'n Node,
+    staging_id: String,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut writing) = self.node.writing.lock() {
+            writing.remove(&self.staging_id);
+        }
+    }
 }
 
 impl Node {
@@ -72,6 +89,7 @@ impl Node {
             live_uploads: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             dialer: std::sync::OnceLock::new(),
+            writing: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -96,6 +114,43 @@ impl Node {
     /// Uploads in progress right now.
     pub fn live_uploads(&self) -> u64 {
         self.live_uploads.load(Ordering::SeqCst)
+    }
+
+    /// The node's status; sets the metrics' gauges to the same numbers, so call it before
+    /// rendering the metrics.
+    pub async fn status(self: &Arc<Self>) -> NodeResult<Status> {
+        let (store_bytes, blobs, live) = self
+            .blocking(move |store| {
+                let blobs = store.pins().node_err()?.pins.len() as u64;
+                let live = net_mesh_staging::list_staging(store).node_err()?.len() as u64;
+                Ok((store.disk_bytes(), blobs, live))
+            })
+            .await?;
+        let open_sessions = self.dialer.get().map_or(0, |e| {
+            let m = e.metrics();
+            m.sessions_opened
+                .load(Ordering::Relaxed)
+                .saturating_sub(m.sessions_closed.load(Ordering::Relaxed))
+        });
+        self.metrics
+            .set_gauges(live, store_bytes, open_sessions, blobs);
+        let (bytes_in, bytes_out) = self.metrics.transferred();
+        Ok(Status {
+            node_id: self.node_id.to_hex(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            store_bytes,
+            blob_count: blobs,
+            live_uploads: live,
+            open_sessions,
+            bytes_in,
+            bytes_out,
+            capabilities: self
+                .dialer
+                .get()
+                .map(|e| e.config().capabilities.iter().map(str::to_string).collect())
+                .unwrap_or_default(),
+        })
     }
 
     /// The router to serve: every method of [`Method`], behind the allow list.
@@ -138,6 +193,25 @@ impl Node {
                 allow,
                 metrics: Arc::clone(&self.metrics),
             })
+    }
+
+    /// Claims `staging_id` for one put call; busy while another call still writes it (a
+    /// client that lost its connection and came back before the node noticed).
+    fn claim(&self, staging_id: &str) -> NodeResult<Writing<'_>> {
+        let mut writing = self
+            .writing
+            .lock()
+            .map_err(|_| NodeError::new(ErrorClass::Io, "the upload registry is poisoned"))?;
+        if !writing.insert(staging_id.to_string()) {
+            return Err(NodeError::new(
+                ErrorClass::Busy,
+                format!("upload {staging_id} is still being written by another call; retry"),
+            ));
+        }
+        Ok(Writing {
+            node: self,
+            staging_id: staging_id.to_string(),
+        })
     }
 
     /// Runs `work` on a blocking thread with the store.
@@ -274,39 +348,7 @@ fn gate_tree(ctx: &RpcContext, blob_ref: &BlobRef) -> NodeResult<()> {
 }
 
 async fn status_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Status> {
-    let n = Arc::clone(&node);
-    let (store_bytes, blobs, live) = node
-        .blocking(move |store| {
-            let blobs = store.pins().node_err()?.pins.len() as u64;
-            let live = net_mesh_staging::list_staging(store).node_err()?.len() as u64;
-            Ok((store.disk_bytes(), blobs, live))
-        })
-        .await?;
-    let open_sessions = n.dialer.get().map_or(0, |e| {
-        let m = e.metrics();
-        m.sessions_opened
-            .load(Ordering::Relaxed)
-            .saturating_sub(m.sessions_closed.load(Ordering::Relaxed))
-    });
-    n.metrics
-        .set_gauges(live, store_bytes, open_sessions, blobs);
-    let (bytes_in, bytes_out) = n.metrics.transferred();
-    Ok(Status {
-        node_id: n.node_id.to_hex(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        uptime_secs: n.started.elapsed().as_secs(),
-        store_bytes,
-        blob_count: blobs,
-        live_uploads: live,
-        open_sessions,
-        bytes_in,
-        bytes_out,
-        capabilities: n
-            .dialer
-            .get()
-            .map(|e| e.config().capabilities.iter().map(str::to_string).collect())
-            .unwrap_or_default(),
-    })
+    node.status().await
 }
 
 async fn list_impl(
@@ -321,6 +363,7 @@ async fn list_impl(
             blob_id: id,
             name: pin.name,
             blob_ref: ByteBuf::from(pin.blob_ref.encode()),
+            created_unix_ms: pin.created_unix_ms,
         })
         .await
         .map_err(sent)?;
@@ -551,6 +594,14 @@ async fn put_impl(
             ));
         }
     };
+    let _writing = match &start {
+        PutStart::Begin {
+            staging_id: Some(id),
+            ..
+        }
+        | PutStart::Resume { staging_id: id, .. } => Some(node.claim(id)?),
+        _ => None,
+    };
     node.live_uploads.fetch_add(1, Ordering::SeqCst);
     let (tx, rx) = std::sync::mpsc::sync_channel::<PutInput>(PUT_QUEUE);
     let worker = node.blocking(move |store| put_worker(store, start, rx));
@@ -630,10 +681,12 @@ fn put_worker(
         {
             Resumed::Live { writer, offset: at } => {
                 if at != offset {
+                    // The upload moved on since the client asked where it stands.
                     return Err(NodeError::new(
-                        ErrorClass::Refused,
+                        ErrorClass::Busy,
                         format!(
-                            "upload {staging_id} resumes at offset {at}, the data starts at {offset}"
+                            "upload {staging_id} resumes at offset {at}, the data starts at \
+                             {offset}: ask where it stands again"
                         ),
                     ));
                 }
@@ -683,6 +736,7 @@ fn checkpointed(mut handle: StagingHandle<'_>, why: NodeError) -> NodeError {
     why
 }
 
+/// An erasure-coded upload with the chunking asked for (the store's without one).
 fn put_erasure_coded(
     store: &Store,
     name: &str,
@@ -691,23 +745,35 @@ fn put_erasure_coded(
     n: u8,
     input: std::sync::mpsc::Receiver<PutInput>,
 ) -> NodeResult<PutDone> {
-    if chunking_text.is_some() {
-        chunking(&chunking_text, store)?;
-    }
+    check_pin_name(name)
+        .map_err(net_mesh_engine::StoreError::from)
+        .node_err()?;
     let params = net_mesh_engine::RsParams::for_writing(k, n).node_err()?;
-    let mut writer = store.writer_with(params.encoding()).node_err()?;
+    let mut upload = Upload::new(
+        store,
+        chunking(&chunking_text, store)?,
+        store.config().tree,
+        params.encoding(),
+    )
+    .node_err()?;
     for piece in input.iter() {
         match piece {
-            PutInput::Data(bytes) => writer.write(&bytes).node_err()?,
+            PutInput::Data(bytes) => upload.write(&bytes, &mut CommitWhenFull).node_err()?,
             PutInput::Stop(why) => return Err(why),
         }
     }
-    let outcome = writer.finish(name).node_err()?;
+    let FinishedUpload {
+        blob_ref,
+        chunks,
+        mut batch,
+    } = upload.finish(&mut CommitWhenFull).node_err()?;
+    batch.pin(&blob_ref, name);
+    batch.commit().node_err()?;
     Ok(PutDone {
-        blob_ref: ByteBuf::from(outcome.blob_ref.encode()),
-        chunks: outcome.chunks,
-        new_chunks: outcome.new_chunks,
-        new_bytes: outcome.new_bytes,
+        blob_ref: ByteBuf::from(blob_ref.encode()),
+        chunks,
+        new_chunks: batch.new_chunks(),
+        new_bytes: batch.new_bytes(),
         staging_id: None,
         resumed_from: None,
     })
