@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod crash;
+pub mod node;
 pub mod workload;
 
 /// Path of the `net-mesh` binary cargo built for these tests.

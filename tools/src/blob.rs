@@ -1,4 +1,5 @@
-//! `net-mesh blob …`: put, get, cat, stat, ls, rm.
+//! `net-mesh blob …`: put, get, cat, stat, ls, rm, chunks on the local data dir, and the
+//! printing both they and their `--node` forms (`node_blob`) use, so the two cannot drift.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -6,19 +7,27 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use net_mesh_engine::codec::Encoding;
+use net_mesh_engine::codec::Hash;
 use net_mesh_engine::error::hex;
 use net_mesh_engine::index::check_pin_name;
 use net_mesh_engine::{
-    BlobRef, ChunkingStrategy, ErrorClass, Store, StoreConfig, StoreError, TreePolicy, Unpinned,
+    BlobRef, BlobStat, ChunkingStrategy, ErrorClass, Store, StoreConfig, StoreError, TreePolicy,
+    Unpinned,
 };
+use net_mesh_rpc::NodeAddr;
 use serde_json::json;
+
+use crate::Ctx;
 
 use crate::outln;
 use crate::output::{CliError, CliResult, ErrorContext, progress};
 
 #[derive(Debug, Subcommand)]
 pub enum BlobCmd {
-    /// Store a file (or stdin with `-`) as a blob, pin it and print its ref
+    /// Store a file (or stdin with `-`) as a blob, pin it and print its ref. With --node it is
+    /// a resumable upload on the node (`staging-id: ID` on stderr) that reconnects and resumes
+    /// by itself when the connection drops; input from stdin cannot be replayed, so such an
+    /// upload fails instead (finish it with `staging resume ID FILE --node`)
     Put {
         /// File to store, or `-` for stdin
         file: PathBuf,
@@ -55,6 +64,10 @@ pub enum BlobCmd {
         #[arg(long, value_name = "SIZE", env = "NET_MESH_CHECKPOINT_INTERVAL",
               value_parser = crate::staging::parse_size)]
         checkpoint_interval: Option<u64>,
+        /// With --node: reconnect and resume this many times after the connection drops (with
+        /// exponential backoff from 200 ms up to 5 s between tries)
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        retries: u32,
     },
     /// Write a whole blob to stdout or a file, verified
     Get {
@@ -94,11 +107,26 @@ pub enum BlobCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Make the node (--node) fetch a blob from another node, only the objects it lacks, each
+    /// verified, and pin it; the node's identity needs read on the other node
+    Pull {
+        /// The blob's full ref (nm1…)
+        blob: String,
+        /// The node to fetch from: NODEID@HOST:PORT
+        #[arg(long, value_name = "NODE_ADDR")]
+        from: NodeAddr,
+        /// Pin name on the node [default: the blob's id]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Print `{"blob_ref","objects_fetched","bytes_fetched"}`
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `K,N` for `--rs`.
 /// Default chunk size of erasure-coded puts (`blob put --rs` without `--chunking`).
-const RS_DEFAULT_CHUNK: u32 = 1024 * 1024;
+pub(crate) const RS_DEFAULT_CHUNK: u32 = 1024 * 1024;
 
 fn parse_rs(text: &str) -> Result<(u8, u8), String> {
     let (k, n) = text
@@ -121,7 +149,7 @@ pub(crate) fn resolve(store: &Store, text: &str) -> CliResult<BlobRef> {
     Ok(store.find_pin(text)?.1.blob_ref)
 }
 
-fn parse_range(text: &str) -> CliResult<std::ops::Range<u64>> {
+pub(crate) fn parse_range(text: &str) -> CliResult<std::ops::Range<u64>> {
     let Some((a, b)) = text.split_once("..") else {
         return Err(CliError::msg(
             ErrorClass::Usage,
@@ -137,7 +165,7 @@ fn parse_range(text: &str) -> CliResult<std::ops::Range<u64>> {
     Ok(a..b)
 }
 
-fn encoding_name(e: Encoding) -> String {
+pub(crate) fn encoding_name(e: Encoding) -> String {
     match e {
         Encoding::Plain => "plain".to_string(),
         Encoding::ReedSolomon {
@@ -149,7 +177,7 @@ fn encoding_name(e: Encoding) -> String {
     }
 }
 
-fn kind_name(r: &BlobRef) -> &'static str {
+pub(crate) fn kind_name(r: &BlobRef) -> &'static str {
     match r {
         BlobRef::Small { .. } => "small",
         BlobRef::Manifest { .. } => "manifest",
@@ -157,7 +185,11 @@ fn kind_name(r: &BlobRef) -> &'static str {
     }
 }
 
-pub fn run(cmd: BlobCmd, dir: &Path) -> CliResult {
+pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
+    if let Some(addr) = &ctx.node {
+        return crate::node_blob::run(cmd, ctx, addr);
+    }
+    let dir = ctx.dir.as_path();
     match cmd {
         BlobCmd::Put {
             file,
@@ -171,6 +203,7 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> CliResult {
             resumable,
             staging_id,
             checkpoint_interval,
+            retries: _,
         } => {
             let name = name.unwrap_or_else(|| default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
@@ -211,91 +244,51 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> CliResult {
         BlobCmd::Get { blob, output } => {
             let store = open(dir, StoreConfig::default())?;
             let blob_ref = resolve(&store, &blob)?;
-            get(&store, &blob_ref, output.as_deref())
+            get(&blob_ref, output.as_deref(), &mut |sink| {
+                Ok(store.fetch(&blob_ref, sink)?)
+            })
         }
         BlobCmd::Cat { blob, range } => {
             let store = open(dir, StoreConfig::default())?;
             let blob_ref = resolve(&store, &blob)?;
             let range = parse_range(&range)?;
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
-            store.fetch_range(&blob_ref, range, &mut out)?;
-            out.flush()
-                .with_class(ErrorClass::Io, || "writing stdout")?;
-            Ok(())
+            cat(&mut |sink| Ok(store.fetch_range(&blob_ref, range.clone(), sink)?))
         }
         BlobCmd::Stat { blob, json } => {
             let store = open(dir, StoreConfig::default())?;
             let blob_ref = resolve(&store, &blob)?;
             let stat = store.stat(&blob_ref)?;
-            if json {
-                outln!(
-                    "{}",
-                    json!({
-                        "blob_ref": blob_ref.to_text(),
-                        "blob_id": hex(&net_mesh_engine::index::blob_id(&blob_ref)),
-                        "kind": stat.kind,
-                        "size": stat.size,
-                        "depth": stat.depth,
-                        "chunks": stat.chunks,
-                        "encoding": encoding_name(stat.encoding),
-                    })
-                );
-            } else {
-                outln!("kind:     {}", stat.kind);
-                outln!("size:     {}", stat.size);
-                outln!("depth:    {}", stat.depth);
-                outln!("chunks:   {}", stat.chunks);
-                outln!("encoding: {}", encoding_name(stat.encoding));
-            }
-            Ok(())
+            print_stat(&blob_ref, &stat, json)
         }
         BlobCmd::Ls { json } => {
             let store = open(dir, StoreConfig::default())?;
             let listing = store.pins()?;
-            // A damaged row is reported, never a reason to hide the others.
-            for row in &listing.bad {
-                eprintln!(
-                    "net-mesh: warning: pin {} does not decode (run fsck): {}",
-                    hex(&row.id),
-                    row.error
-                );
-            }
-            let pins = listing.pins;
-            if json {
-                let rows: Vec<_> = pins
-                    .iter()
-                    .map(|(id, pin)| {
-                        json!({
-                            "blob_id": hex(id),
-                            "name": pin.name,
-                            "kind": kind_name(&pin.blob_ref),
-                            "size": pin.blob_ref.size(),
-                            "created_unix_ms": pin.created_unix_ms,
-                            "blob_ref": pin.blob_ref.to_text(),
-                        })
-                    })
-                    .collect();
-                outln!("{}", serde_json::Value::Array(rows));
-            } else {
-                for (id, pin) in &pins {
-                    let id = hex(id);
-                    let short = id.get(..16).unwrap_or(&id);
-                    let kind = kind_name(&pin.blob_ref);
-                    outln!(
-                        "{short}  {kind:<8} {:>14}  {}",
-                        pin.blob_ref.size(),
-                        pin.name
-                    );
-                }
-            }
-            Ok(())
+            let pins: Vec<PinLine> = listing
+                .pins
+                .into_iter()
+                .map(|(blob_id, pin)| PinLine {
+                    blob_id,
+                    name: pin.name,
+                    blob_ref: pin.blob_ref,
+                    created_unix_ms: pin.created_unix_ms,
+                })
+                .collect();
+            let bad: Vec<(Hash, String)> = listing
+                .bad
+                .into_iter()
+                .map(|row| (row.id, row.error.to_string()))
+                .collect();
+            print_pins(&pins, &bad, json)
         }
         BlobCmd::Chunks { blob, json } => {
             let store = open(dir, StoreConfig::default())?;
             let blob_ref = resolve(&store, &blob)?;
             crate::chunk::list(&store, &blob_ref, json)
         }
+        BlobCmd::Pull { .. } => Err(CliError::msg(
+            ErrorClass::Usage,
+            "`blob pull` makes a node fetch a blob: pass --node NODE_ADDR",
+        )),
         BlobCmd::Rm { blob } => {
             let store = open(dir, StoreConfig::default())?;
             let id = if blob.starts_with("nm1") {
@@ -303,23 +296,7 @@ pub fn run(cmd: BlobCmd, dir: &Path) -> CliResult {
             } else {
                 store.find_pin_id(&blob)?
             };
-            match store.unpin(&id)? {
-                Unpinned::Removed => {}
-                Unpinned::RemovedUndecodable => eprintln!(
-                    "net-mesh: warning: pin row {} did not decode; it was removed, but the \
-                     references it held are unknown and were kept: run `net-mesh fsck --repair` \
-                     to recompute the counts (until then gc cannot reclaim that space)",
-                    hex(&id)
-                ),
-                Unpinned::NotPinned => {
-                    let id = hex(&id);
-                    return Err(CliError::msg(
-                        ErrorClass::NotFound,
-                        format!("blob {} is not pinned", id.get(..16).unwrap_or(&id)),
-                    ));
-                }
-            }
-            Ok(())
+            report_unpinned(store.unpin(&id)?, &hex(&id))
         }
     }
 }
@@ -413,7 +390,12 @@ impl<W: Write> Write for CountedWrite<W> {
     }
 }
 
-fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> CliResult {
+/// A verified read of a blob into a sink (the local store's, or a node's checked here).
+pub(crate) type Fetch<'a> = dyn FnMut(&mut dyn Write) -> CliResult<u64> + 'a;
+
+/// `blob get`: the whole blob to stdout, or to `output` through a temp file renamed into place
+/// only once every byte was verified.
+pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'_>) -> CliResult {
     let bar = progress(Some(blob_ref.size()), "get");
     match output {
         None => {
@@ -422,7 +404,7 @@ fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> CliResult {
                 inner: BufWriter::with_capacity(1 << 20, stdout.lock()),
                 bar: bar.clone(),
             };
-            store.fetch(blob_ref, &mut out)?;
+            fetch(&mut out)?;
             out.flush()
                 .with_class(ErrorClass::Io, || "writing stdout")?;
         }
@@ -438,7 +420,7 @@ fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> CliResult {
                 inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
                 bar: bar.clone(),
             };
-            store.fetch(blob_ref, &mut out)?;
+            fetch(&mut out)?;
             out.flush()
                 .with_class(ErrorClass::Io, || format!("writing {}", path.display()))?;
             drop(out);
@@ -449,4 +431,107 @@ fn get(store: &Store, blob_ref: &BlobRef, output: Option<&Path>) -> CliResult {
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// `blob cat --range`: the verified bytes of the range to stdout.
+pub(crate) fn cat(fetch: &mut Fetch<'_>) -> CliResult {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+    fetch(&mut out)?;
+    out.flush()
+        .with_class(ErrorClass::Io, || "writing stdout")?;
+    Ok(())
+}
+
+/// `blob stat`'s output.
+pub(crate) fn print_stat(blob_ref: &BlobRef, stat: &BlobStat, json: bool) -> CliResult {
+    if json {
+        outln!(
+            "{}",
+            json!({
+                "blob_ref": blob_ref.to_text(),
+                "blob_id": hex(&net_mesh_engine::index::blob_id(blob_ref)),
+                "kind": stat.kind,
+                "size": stat.size,
+                "depth": stat.depth,
+                "chunks": stat.chunks,
+                "encoding": encoding_name(stat.encoding),
+            })
+        );
+    } else {
+        outln!("kind:     {}", stat.kind);
+        outln!("size:     {}", stat.size);
+        outln!("depth:    {}", stat.depth);
+        outln!("chunks:   {}", stat.chunks);
+        outln!("encoding: {}", encoding_name(stat.encoding));
+    }
+    Ok(())
+}
+
+/// One pinned blob as `blob ls` prints it.
+#[derive(Debug, Clone)]
+pub(crate) struct PinLine {
+    pub blob_id: Hash,
+    pub name: String,
+    pub blob_ref: BlobRef,
+    pub created_unix_ms: u64,
+}
+
+/// `blob ls`'s output; rows that do not decode (`bad`: id and why) are warnings on stderr.
+pub(crate) fn print_pins(pins: &[PinLine], bad: &[(Hash, String)], json: bool) -> CliResult {
+    // A damaged row is reported, never a reason to hide the others.
+    for (id, error) in bad {
+        eprintln!(
+            "net-mesh: warning: pin {} does not decode (run fsck): {error}",
+            hex(id)
+        );
+    }
+    if json {
+        let rows: Vec<_> = pins
+            .iter()
+            .map(|pin| {
+                json!({
+                    "blob_id": hex(&pin.blob_id),
+                    "name": pin.name,
+                    "kind": kind_name(&pin.blob_ref),
+                    "size": pin.blob_ref.size(),
+                    "created_unix_ms": pin.created_unix_ms,
+                    "blob_ref": pin.blob_ref.to_text(),
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::Value::Array(rows));
+    } else {
+        for pin in pins {
+            let id = hex(&pin.blob_id);
+            let short = id.get(..16).unwrap_or(&id);
+            let kind = kind_name(&pin.blob_ref);
+            outln!(
+                "{short}  {kind:<8} {:>14}  {}",
+                pin.blob_ref.size(),
+                pin.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `blob rm` reports for the unpin of the blob with (hex) id `id`.
+pub(crate) fn report_unpinned(unpinned: Unpinned, id: &str) -> CliResult {
+    match unpinned {
+        Unpinned::Removed => Ok(()),
+        Unpinned::RemovedUndecodable => {
+            eprintln!(
+                "net-mesh: warning: pin row {} did not decode; it was removed, but the \
+                 references it held are unknown and were kept: run `net-mesh fsck --repair` \
+                 to recompute the counts (until then gc cannot reclaim that space)",
+                id
+            );
+            Ok(())
+        }
+        Unpinned::NotPinned => Err(CliError::msg(
+            ErrorClass::NotFound,
+            format!("blob {} is not pinned", id.get(..16).unwrap_or(id)),
+        )),
+    }
 }

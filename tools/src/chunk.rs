@@ -8,6 +8,7 @@ use net_mesh_engine::codec::{BlobRef, Hash};
 use net_mesh_engine::erasure::stripe::role_name;
 use net_mesh_engine::error::hex;
 use net_mesh_engine::{ErrorClass, Store, StoreConfig};
+use net_mesh_node::proto::ChunkRow;
 use serde_json::json;
 
 use crate::output::{CliError, CliResult, ErrorContext};
@@ -60,9 +61,23 @@ pub fn run(cmd: ChunkCmd, dir: &Path) -> CliResult {
     }
 }
 
-/// `blob chunks REF`: every chunk as `{hash, size, role, stripe}`.
+/// `blob chunks REF` on the local store.
 pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> CliResult {
-    let chunks = store.blob_chunks(blob_ref)?;
+    let rows: Vec<ChunkRow> = store
+        .blob_chunks(blob_ref)?
+        .into_iter()
+        .map(|c| ChunkRow {
+            hash: c.hash,
+            size: c.size,
+            role: role_name(c.role).to_string(),
+            stripe: c.stripe,
+        })
+        .collect();
+    print_chunks(&rows, as_json)
+}
+
+/// `blob chunks`' output: every chunk as `{hash, size, role, stripe}`.
+pub fn print_chunks(chunks: &[ChunkRow], as_json: bool) -> CliResult {
     if as_json {
         let rows: Vec<_> = chunks
             .iter()
@@ -70,24 +85,19 @@ pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> CliResult {
                 json!({
                     "hash": hex(&c.hash),
                     "size": c.size,
-                    "role": role_name(c.role),
+                    "role": c.role,
                     "stripe": c.stripe,
                 })
             })
             .collect();
         outln!("{}", serde_json::Value::Array(rows));
     } else {
-        for c in &chunks {
+        for c in chunks {
             let stripe = c
                 .stripe
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into());
-            outln!(
-                "{}  {:>8}  {:<6}  {stripe}",
-                hex(&c.hash),
-                c.size,
-                role_name(c.role)
-            );
+            outln!("{}  {:>8}  {:<6}  {stripe}", hex(&c.hash), c.size, c.role);
         }
     }
     Ok(())

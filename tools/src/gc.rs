@@ -1,14 +1,17 @@
-//! `net-mesh gc`: delete unreferenced objects past a grace period and compact sparse segments.
+//! `net-mesh gc`: delete unreferenced objects past a grace period and compact sparse segments,
+//! on the local store or (`--node`, admin only) on a node, printed the same way.
 
 use crate::outln;
-use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
 use net_mesh_engine::{ErrorClass, GcOptions, GcReport, StoreConfig};
-use serde_json::json;
+use net_mesh_rpc::NodeAddr;
+use serde_json::{Value, json};
 
+use crate::Ctx;
 use crate::output::{CliError, CliResult};
+use crate::remote::Remote;
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -18,8 +21,9 @@ pub struct GcArgs {
     grace: Duration,
     /// Release resumable uploads with no checkpoint for longer than this, and forget the refs
     /// of uploads that finished longer ago (their own grace, independent of --grace)
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
-    staging_grace: Duration,
+    /// [default: 24h; with --node: the node's]
+    #[arg(long, value_parser = parse_duration)]
+    staging_grace: Option<Duration>,
     /// Report what would be freed; change nothing
     #[arg(long)]
     dry_run: bool,
@@ -27,8 +31,8 @@ pub struct GcArgs {
     #[arg(long)]
     json: bool,
     /// Compact sealed segments whose live fraction is below this (0 disables)
-    #[arg(long, default_value_t = net_mesh_engine::gc::DEFAULT_COMPACT_THRESHOLD, hide = true)]
-    compact_threshold: f64,
+    #[arg(long, hide = true)]
+    compact_threshold: Option<f64>,
 }
 
 /// Parses durations like `24h`, `30m`, `90s`, `500ms`, `2d`, `1h30m`, `0` (seconds if no unit).
@@ -90,60 +94,90 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn print_text(r: &GcReport) -> CliResult {
-    for h in &r.released_holds {
+/// A number of a report object (0 if absent).
+fn num(r: &Value, key: &str) -> u64 {
+    r.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// The strings of a report object's list `key`.
+fn texts<'r>(r: &'r Value, key: &str) -> impl Iterator<Item = &'r str> {
+    r.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// The objects of a report object's list `key`.
+fn objects<'r>(r: &'r Value, key: &str) -> impl Iterator<Item = &'r Value> {
+    r.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// The text of field `key` of `v` (`""` if absent).
+fn field<'v>(v: &'v Value, key: &str) -> std::borrow::Cow<'v, str> {
+    match v.get(key) {
+        Some(Value::String(s)) => std::borrow::Cow::Borrowed(s),
+        Some(other) => std::borrow::Cow::Owned(other.to_string()),
+        None => std::borrow::Cow::Borrowed(""),
+    }
+}
+
+/// The text report, from the `gc --json` object.
+fn print_text(r: &Value) -> CliResult {
+    let dry_run = r.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    for h in objects(r, "released_holds") {
         outln!(
             "released {} {} (idle for longer than its grace)",
-            h.namespace,
-            h.what
+            field(h, "namespace"),
+            field(h, "what")
         );
     }
-    let verb = if r.dry_run { "would free" } else { "freed" };
+    let verb = if dry_run { "would free" } else { "freed" };
     outln!(
         "{verb} {} objects ({} chunks, {} nodes), {} of payload",
-        r.objects_freed,
-        r.chunks_freed,
-        r.nodes_freed,
-        bytes(r.bytes_freed)
+        num(r, "objects_freed"),
+        num(r, "chunks_freed"),
+        num(r, "nodes_freed"),
+        bytes(num(r, "bytes_freed"))
     );
-    let verb = if r.dry_run {
+    let verb = if dry_run {
         "would compact"
     } else {
         "compacted"
     };
     outln!(
         "{verb} {} segments ({} removed), copied {} records / {}",
-        r.segments_compacted,
-        r.segments_removed,
-        r.records_copied,
-        bytes(r.bytes_copied)
+        num(r, "segments_compacted"),
+        num(r, "segments_removed"),
+        num(r, "records_copied"),
+        bytes(num(r, "bytes_copied"))
     );
     outln!(
         "segment files: {} -> {}",
-        bytes(r.disk_bytes_before),
-        bytes(r.disk_bytes_after)
+        bytes(num(r, "disk_bytes_before")),
+        bytes(num(r, "disk_bytes_after"))
     );
-    if r.skipped_referenced > 0 {
+    if num(r, "skipped_referenced") > 0 {
         outln!(
             "{} objects were referenced again during the sweep and kept",
-            r.skipped_referenced
+            num(r, "skipped_referenced")
         );
     }
-    for s in &r.stripe_refusals {
+    for s in objects(r, "stripe_refusals") {
         outln!(
             "kept chunk {} of stripe {} of live erasure-coded blob {} (stored count is wrong; run fsck --repair)",
-            s.chunk,
-            s.stripe,
-            s.blob_id
+            field(s, "chunk"),
+            field(s, "stripe"),
+            field(s, "blob_id")
         );
     }
-    for n in &r.unreadable_nodes {
+    for n in texts(r, "unreadable_nodes") {
         outln!("kept unreadable node {n} (run fsck)");
     }
-    for f in &r.orphan_files {
+    for f in texts(r, "orphan_files") {
         outln!("could not unlink {f}; left as an orphan for fsck --repair");
     }
-    for n in &r.compaction_notes {
+    for n in texts(r, "compaction_notes") {
         outln!("{n}");
     }
     Ok(())
@@ -188,26 +222,92 @@ fn report_json(r: &GcReport) -> serde_json::Value {
     })
 }
 
-pub fn run(args: GcArgs, dir: &Path) -> CliResult {
-    if !(0.0..=1.0).contains(&args.compact_threshold) {
-        return Err(CliError::msg(
-            ErrorClass::Usage,
-            "--compact-threshold must be between 0 and 1",
-        ));
+/// The fields of `gc --json`, in the order `report_json` builds them.
+const REPORT_FIELDS: [&str; 22] = [
+    "dry_run",
+    "grace_secs",
+    "candidates",
+    "objects_freed",
+    "chunks_freed",
+    "nodes_freed",
+    "bytes_freed",
+    "skipped_referenced",
+    "skipped_young",
+    "skipped_in_use",
+    "stripe_refusals",
+    "unreadable_nodes",
+    "missing_children",
+    "segments_compacted",
+    "segments_removed",
+    "records_copied",
+    "bytes_copied",
+    "disk_bytes_before",
+    "disk_bytes_after",
+    "orphan_files",
+    "compaction_notes",
+    "released_holds",
+];
+
+/// A node's report (the engine's report as JSON) cut to the fields `gc --json` prints.
+fn node_report(text: &str) -> CliResult<Value> {
+    let bad = |why: String| CliError::msg(ErrorClass::Io, format!("the node's gc report: {why}"));
+    let full: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let mut out = serde_json::Map::new();
+    for key in REPORT_FIELDS {
+        let value = full
+            .get(key)
+            .ok_or_else(|| bad(format!("no field {key}")))?;
+        out.insert(key.to_string(), value.clone());
     }
-    let store =
-        crate::open::open_with_staging_grace(dir, StoreConfig::default(), args.staging_grace)?;
-    let report = store.gc(&GcOptions {
-        grace: args.grace,
-        dry_run: args.dry_run,
-        compact_threshold: args.compact_threshold,
-    })?;
+    Ok(Value::Object(out))
+}
+
+pub fn run(args: GcArgs, ctx: &Ctx) -> CliResult {
+    let report = match &ctx.node {
+        Some(addr) => run_on_node(&args, ctx, addr)?,
+        None => {
+            let compact_threshold = args
+                .compact_threshold
+                .unwrap_or(net_mesh_engine::gc::DEFAULT_COMPACT_THRESHOLD);
+            if !(0.0..=1.0).contains(&compact_threshold) {
+                return Err(CliError::msg(
+                    ErrorClass::Usage,
+                    "--compact-threshold must be between 0 and 1",
+                ));
+            }
+            let store = crate::open::open_with_staging_grace(
+                &ctx.dir,
+                StoreConfig::default(),
+                args.staging_grace
+                    .unwrap_or(net_mesh_staging::DEFAULT_ABANDON_GRACE),
+            )?;
+            report_json(&store.gc(&GcOptions {
+                grace: args.grace,
+                dry_run: args.dry_run,
+                compact_threshold,
+            })?)
+        }
+    };
     if args.json {
-        outln!("{}", report_json(&report));
+        outln!("{report}");
     } else {
         print_text(&report)?;
     }
     Ok(())
+}
+
+/// `gc --node`: the node runs it with its own staging grace and compaction threshold.
+fn run_on_node(args: &GcArgs, ctx: &Ctx, addr: &NodeAddr) -> CliResult<Value> {
+    if args.staging_grace.is_some() || args.compact_threshold.is_some() {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            "--staging-grace and --compact-threshold are the node's own with --node",
+        ));
+    }
+    let mut remote = Remote::connect(ctx, addr)?;
+    let client = remote.client()?;
+    let done = remote.block_on(client.gc(args.grace, args.dry_run))?;
+    node_report(&done.report_json)
 }
 
 #[cfg(test)]

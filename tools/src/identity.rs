@@ -71,3 +71,25 @@ fn classified(e: IdentityError) -> CliError {
     };
     CliError::new(class, e)
 }
+
+/// Identity `name` of `data_dir`, created on first use (with a one-line note on stderr).
+pub fn load_or_create(data_dir: &Path, name: &str) -> CliResult<Identity> {
+    let loaded = match Identity::load(data_dir, name) {
+        Err(IdentityError::NotFound(_)) => match Identity::generate(data_dir, name) {
+            Ok(identity) => {
+                let key_file = Identity::key_path(data_dir, name).map_err(classified)?;
+                eprintln!(
+                    "net-mesh: created identity {name:?} (node id {}) in {}",
+                    identity.node_id(),
+                    key_file.display()
+                );
+                Ok(identity)
+            }
+            // Another process created it first.
+            Err(IdentityError::AlreadyExists(_)) => Identity::load(data_dir, name),
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    loaded.map_err(|e| classified(e).context(format!("loading identity {name:?}")))
+}

@@ -1,4 +1,5 @@
-//! `net-mesh`: the operator's command-line tool over the net-mesh engine.
+//! `net-mesh`: the operator's command-line tool over the net-mesh engine, on a local data dir
+//! or, with `--node NODE_ADDR`, on a storage node (`net-mesh serve`) through the node client.
 //!
 //! Exit codes derive from the class of the error (`output::exit_code_of`): 0 ok; 2 usage;
 //! 3 integrity failure (hash/chain mismatch, corruption, missing object); 4 refused (nothing was
@@ -9,16 +10,23 @@ mod chunk;
 mod fsck;
 mod gc;
 mod identity;
+mod metrics_http;
+mod node_blob;
+mod node_put;
 mod open;
 mod output;
+mod remote;
 mod repair;
+mod serve;
 mod staging;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use net_mesh_engine::ErrorClass;
+use net_mesh_rpc::NodeAddr;
 
 use crate::output::{CliError, CliResult};
 
@@ -30,8 +38,40 @@ struct Cli {
     /// ~/.local/share/net-mesh]
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Run blob, staging, gc and status commands on the node at NODE_ADDR (NODEID@HOST:PORT, as
+    /// `serve` prints it) instead of the local data dir. The node must prove to be NODEID:
+    /// another node answering is refused before anything is sent
+    #[arg(long, global = true, value_name = "NODE_ADDR")]
+    node: Option<NodeAddr>,
+    /// Identity this process uses on the network (DATA_DIR/identities/NAME.key), created on first
+    /// use: the client's with --node, the node's with serve
+    #[arg(long, global = true, value_name = "NAME", default_value = "default")]
+    identity: String,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What every command is run with: the data dir and the global network options.
+#[derive(Debug)]
+pub struct Ctx {
+    pub dir: PathBuf,
+    /// `--node`: the node to run on instead of the local data dir.
+    pub node: Option<NodeAddr>,
+    /// `--identity`: the identity's name in the data dir.
+    pub identity: String,
+}
+
+impl Ctx {
+    /// Refuses `--node` for a command that only works on the local data dir.
+    pub fn local_only(&self, command: &str) -> CliResult {
+        match &self.node {
+            None => Ok(()),
+            Some(_) => Err(CliError::msg(
+                ErrorClass::Usage,
+                format!("`{command}` works on the local data dir only; drop --node"),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +100,12 @@ enum Command {
     Chunk(chunk::ChunkCmd),
     /// Rebuild and store every missing or corrupt chunk of an erasure-coded blob
     Repair(repair::RepairArgs),
+    /// Serve the data dir's store as a storage node; prints NODE_ADDR (NODEID@HOST:PORT) on
+    /// stdout once it accepts connections, logs to stderr, exits 0 on SIGTERM/SIGINT
+    Serve(serve::ServeArgs),
+    /// Node id, version, uptime, store bytes, blob count, live uploads, sessions, bytes in/out
+    /// and capability tags of a node (--node), or the numbers of the local store that apply
+    Status(status::StatusArgs),
 }
 
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
@@ -91,14 +137,36 @@ fn data_dir(flag: Option<PathBuf>) -> CliResult<PathBuf> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = data_dir(cli.data_dir).and_then(|dir| match cli.command {
-        Command::Blob(cmd) => blob::run(cmd, &dir),
-        Command::Staging(cmd) => staging::run(cmd, &dir),
-        Command::Identity { cmd, json } => identity::run(cmd, &dir, json),
-        Command::Gc(args) => gc::run(args, &dir),
-        Command::Fsck(args) => fsck::run(args, &dir),
-        Command::Chunk(cmd) => chunk::run(cmd, &dir),
-        Command::Repair(args) => repair::run(args, &dir),
+    let result = data_dir(cli.data_dir).and_then(|dir| {
+        let ctx = Ctx {
+            dir,
+            node: cli.node,
+            identity: cli.identity,
+        };
+        let dir = ctx.dir.as_path();
+        match cli.command {
+            Command::Blob(cmd) => blob::run(cmd, &ctx),
+            Command::Staging(cmd) => staging::run(cmd, &ctx),
+            Command::Identity { cmd, json } => {
+                ctx.local_only("identity")?;
+                identity::run(cmd, dir, json)
+            }
+            Command::Gc(args) => gc::run(args, &ctx),
+            Command::Fsck(args) => {
+                ctx.local_only("fsck")?;
+                fsck::run(args, dir)
+            }
+            Command::Chunk(cmd) => {
+                ctx.local_only("chunk")?;
+                chunk::run(cmd, dir)
+            }
+            Command::Repair(args) => {
+                ctx.local_only("repair")?;
+                repair::run(args, dir)
+            }
+            Command::Serve(args) => serve::run(args, &ctx),
+            Command::Status(args) => status::run(args, &ctx),
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
-//! `net-mesh staging …` (list, resume, abort) and `net-mesh blob put --resumable`.
+//! `net-mesh staging …` (list, resume, abort) and `net-mesh blob put --resumable` on the local
+//! data dir, and the printing their `--node` forms share.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -6,12 +7,14 @@ use std::path::Path;
 
 use clap::Subcommand;
 use net_mesh_engine::{ErrorClass, PutOutcome, StoreConfig};
+use net_mesh_node::proto::StagingRow;
 use net_mesh_staging::{
     CheckpointCadence, Resumed, StagingConfig, StagingHandle, append_to_stream,
     begin_streaming_store, finalize_streaming_store, list_staging, resume_streaming_store,
 };
 use serde_json::json;
 
+use crate::Ctx;
 use crate::outln;
 use crate::output::{CliError, CliResult, ErrorContext, progress};
 
@@ -34,6 +37,9 @@ pub enum StagingCmd {
         /// Input bytes between two checkpoints (K/M/G suffixes)
         #[arg(long, value_name = "SIZE", env = "NET_MESH_CHECKPOINT_INTERVAL", value_parser = parse_size)]
         checkpoint_interval: Option<u64>,
+        /// With --node: reconnect and resume this many times after the connection drops
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        retries: u32,
     },
     /// Abort a resumable upload and release what it holds
     Abort { id: String },
@@ -132,6 +138,32 @@ pub fn put_resumable(
     crate::blob::print_put(&outcome, json)
 }
 
+/// Positions a replayed input at the upload's resume offset; an input shorter than that is not
+/// the upload's.
+pub(crate) fn seek_input(
+    input: &mut File,
+    file: &Path,
+    size: Option<u64>,
+    offset: u64,
+) -> CliResult {
+    if size.is_some_and(|s| s < offset) {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            format!(
+                "{} has {} bytes, fewer than the upload's resume offset {offset}",
+                file.display(),
+                size.unwrap_or(0)
+            ),
+        ));
+    }
+    input
+        .seek(SeekFrom::Start(offset))
+        .with_class(ErrorClass::Io, || {
+            format!("seeking {} to {offset}", file.display())
+        })?;
+    Ok(())
+}
+
 fn resume(
     dir: &Path,
     id: &str,
@@ -150,21 +182,7 @@ fn resume(
             // it; nothing was replayed.
             Resumed::Finished(outcome) => return print_resumed(&outcome, None, Some(0), json),
         };
-    if size.is_some_and(|s| s < offset) {
-        return Err(CliError::msg(
-            ErrorClass::Usage,
-            format!(
-                "{} has {} bytes, fewer than the upload's resume offset {offset}",
-                file.display(),
-                size.unwrap_or(0)
-            ),
-        ));
-    }
-    input
-        .seek(SeekFrom::Start(offset))
-        .with_class(ErrorClass::Io, || {
-            format!("seeking {} to {offset}", file.display())
-        })?;
+    seek_input(&mut input, file, size, offset)?;
     let bar = progress(size.map(|s| s.saturating_sub(offset)), "resume");
     feed(&mut handle, input, &bar)?;
     let outcome: PutOutcome = finalize_streaming_store(handle)?;
@@ -175,7 +193,7 @@ fn resume(
 
 /// Prints a resumed upload's blob like `blob put` does; `--json` adds where the replay started
 /// (`null` when the upload had already finished) and how many input bytes were replayed.
-fn print_resumed(
+pub(crate) fn print_resumed(
     outcome: &PutOutcome,
     resumed_from: Option<u64>,
     replayed_bytes: Option<u64>,
@@ -193,63 +211,91 @@ fn print_resumed(
     Ok(())
 }
 
-pub fn run(cmd: StagingCmd, dir: &Path) -> CliResult {
+/// `staging list`'s output.
+pub(crate) fn print_staging(rows: &[StagingRow], json: bool) -> CliResult {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "staging_id": r.staging_id,
+                    "bytes_committed": r.bytes_committed,
+                    "resume_offset": r.resume_offset,
+                    "seq": r.seq,
+                    "chunks": r.chunks,
+                    "created_unix_ms": r.created_unix_ms,
+                    "last_checkpoint_unix_ms": r.last_checkpoint_unix_ms,
+                    "age_ms": now.saturating_sub(r.last_checkpoint_unix_ms),
+                    "chunking": r.chunking,
+                    "name": r.name,
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::Value::Array(rows));
+    } else {
+        for r in rows {
+            let age_s = now.saturating_sub(r.last_checkpoint_unix_ms) / 1000;
+            outln!(
+                "{}  committed {:>14}  resume at {:>14}  age {:>6}s  {}  {}",
+                r.staging_id,
+                r.bytes_committed,
+                r.resume_offset,
+                age_s,
+                r.chunking,
+                r.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The error `staging abort` gives for an id that is not there.
+pub(crate) fn not_found(id: &str) -> CliError {
+    CliError::msg(
+        ErrorClass::NotFound,
+        format!("staging upload {id:?} does not exist"),
+    )
+}
+
+pub fn run(cmd: StagingCmd, ctx: &Ctx) -> CliResult {
+    if let Some(addr) = &ctx.node {
+        return crate::node_blob::run_staging(cmd, ctx, addr);
+    }
+    let dir = ctx.dir.as_path();
     match cmd {
         StagingCmd::List { json } => {
             let store = open(dir, StoreConfig::default())?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(0);
-            let rows = list_staging(&store)?;
-            if json {
-                let rows: Vec<_> = rows
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "staging_id": r.staging_id,
-                            "bytes_committed": r.bytes_committed,
-                            "resume_offset": r.resume_offset,
-                            "seq": r.seq,
-                            "chunks": r.chunks,
-                            "created_unix_ms": r.created_unix_ms,
-                            "last_checkpoint_unix_ms": r.last_checkpoint_unix_ms,
-                            "age_ms": now.saturating_sub(r.last_checkpoint_unix_ms),
-                            "chunking": r.chunking.to_string(),
-                            "name": r.pin_name,
-                        })
-                    })
-                    .collect();
-                outln!("{}", serde_json::Value::Array(rows));
-            } else {
-                for r in &rows {
-                    let age_s = now.saturating_sub(r.last_checkpoint_unix_ms) / 1000;
-                    outln!(
-                        "{}  committed {:>14}  resume at {:>14}  age {:>6}s  {}  {}",
-                        r.staging_id,
-                        r.bytes_committed,
-                        r.resume_offset,
-                        age_s,
-                        r.chunking,
-                        r.pin_name
-                    );
-                }
-            }
-            Ok(())
+            let rows: Vec<StagingRow> = list_staging(&store)?
+                .into_iter()
+                .map(|r| StagingRow {
+                    staging_id: r.staging_id,
+                    bytes_committed: r.bytes_committed,
+                    resume_offset: r.resume_offset,
+                    seq: r.seq,
+                    chunks: r.chunks,
+                    created_unix_ms: r.created_unix_ms,
+                    last_checkpoint_unix_ms: r.last_checkpoint_unix_ms,
+                    chunking: r.chunking.to_string(),
+                    name: r.pin_name,
+                })
+                .collect();
+            print_staging(&rows, json)
         }
         StagingCmd::Resume {
             id,
             file,
             json,
             checkpoint_interval,
+            retries: _,
         } => resume(dir, &id, &file, json, checkpoint_interval),
         StagingCmd::Abort { id } => {
             let store = open(dir, StoreConfig::default())?;
             if !net_mesh_staging::abort_staging_id(&store, &id)? {
-                return Err(CliError::msg(
-                    ErrorClass::NotFound,
-                    format!("staging upload {id:?} does not exist"),
-                ));
+                return Err(not_found(&id));
             }
             Ok(())
         }

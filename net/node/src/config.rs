@@ -96,7 +96,9 @@ mod tests {
         // The largest put message: a `Data` of MAX_PIECE bytes (tag, varint length) in a
         // chunk frame, charged with the frame overhead.
         let piece = crate::proto::PutPart::Data(serde_bytes::ByteBuf::from(vec![0u8; MAX_PIECE]));
-        let message = postcard::to_allocvec(&piece).map(|m| m.len()).unwrap_or(usize::MAX);
+        let message = postcard::to_allocvec(&piece)
+            .map(|m| m.len())
+            .unwrap_or(usize::MAX);
         let charge = message + 64 + 64;
         assert!(charge <= c.rpc.min_call_window as usize);
         assert!(c.rpc.min_call_window <= c.rpc.call_window);

@@ -70,13 +70,12 @@ async fn hostile_oversized_requests_are_refused_and_hold_nothing() {
         hostile.has(&too_many).await.unwrap_err().class,
         ErrorClass::Usage
     );
-    assert_eq!(
-        hostile.has(&too_many[..3]).await.unwrap(),
-        vec![false; 3]
-    );
+    assert_eq!(hostile.has(&too_many[..3]).await.unwrap(), vec![false; 3]);
 
     let data = random_bytes(500_000, 2);
-    let done = put(&honest, begin(None, "fine", 64 * 1024), &data).await.unwrap();
+    let done = put(&honest, begin(None, "fine", 64 * 1024), &data)
+        .await
+        .unwrap();
     let blob_ref = BlobRef::decode(&done.blob_ref).unwrap();
     let (result, bytes) = read(&honest, &blob_ref, 0..blob_ref.size()).await;
     result.unwrap();

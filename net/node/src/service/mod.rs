@@ -524,12 +524,26 @@ async fn staging_list_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<
 }
 
 /// Where upload `id` stands, read from its checkpoint or its finished record (nothing is
-/// opened for writing).
+/// opened for writing). Busy while a put call still writes it: its offset is still moving.
 async fn staging_state_impl(
     node: Arc<Node>,
     ctx: RpcContext,
     id: String,
 ) -> NodeResult<StagingState> {
+    let writing = node
+        .live_ids
+        .lock()
+        .map_err(|_| NodeError::new(ErrorClass::Io, "the live upload table is poisoned"))?
+        .contains(&id);
+    if writing {
+        return Err(NodeError::new(
+            ErrorClass::Busy,
+            format!(
+                "upload {id} is still being written on this node (its last call has not \
+                 checkpointed yet); ask again"
+            ),
+        ));
+    }
     node.blocking(move |store| {
         if !net_mesh_staging::valid_staging_id(&id) {
             return Err(NodeError::from_classified(

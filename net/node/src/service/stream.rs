@@ -56,8 +56,9 @@ async fn run_stream(
     });
     let (sent, worked) = tokio::join!(forward(node, rx, sink), worker);
     let worked = worked.map_err(worker_failed)?;
-    // The worker's failure explains a stream cut short better than the send that noticed it.
-    worked.and(sent)
+    // A failed send closed the queue, which is why a worker stopped then: the send's error is
+    // the cause. A worker that failed on its own closed the queue and the sends ended cleanly.
+    sent.and(worked)
 }
 
 /// The parts of one object: `Object` and its bytes in pieces, or `Missing`. Returns false once

@@ -215,8 +215,14 @@ pub fn flip_payload_byte(store: &Store, hash: &Hash, at: u64) {
 }
 
 /// Waits (without a time limit: the test harness has one) until `cond` holds.
+/// Waits for `cond`, failing the test after 20 s.
 pub async fn wait_until(mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition did not hold within 20 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

@@ -1,0 +1,264 @@
+//! `blob …` and `staging …` with `--node`: the same commands on a node, printed by the same
+//! functions as on a local data dir (so stdout, `--json` and exit codes are the same), plus
+//! `blob pull`. Reads run the node client's verified read, so bytes reach stdout or the output
+//! file only once this side has checked them against the ref.
+
+use net_mesh_engine::codec::{Encoding, Hash};
+use net_mesh_engine::error::hex;
+use net_mesh_engine::index::{blob_id, check_pin_name};
+use net_mesh_engine::{BlobRef, BlobStat, ChunkingStrategy, ErrorClass, StoreError, Unpinned};
+use net_mesh_node::proto::{self, BlobSpec, PinRow};
+use net_mesh_rpc::NodeAddr;
+use serde_json::json;
+
+use crate::Ctx;
+use crate::blob::{
+    BlobCmd, PinLine, RS_DEFAULT_CHUNK, cat, default_pin_name, get, parse_range, print_pins,
+    print_put, print_stat, report_unpinned,
+};
+use crate::node_put::{Input, Start, upload};
+use crate::outln;
+use crate::output::{CliError, CliResult, ErrorContext};
+use crate::remote::{Remote, resolve, spec};
+use crate::staging::{StagingCmd, not_found, print_resumed, print_staging};
+
+/// An answer of the node that cannot be right.
+fn bad_answer(what: impl std::fmt::Display) -> CliError {
+    CliError::msg(ErrorClass::Integrity, format!("the node sent {what}"))
+}
+
+pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
+    match cmd {
+        BlobCmd::Put {
+            file,
+            chunking,
+            json,
+            rs,
+            name,
+            leaf_fanout,
+            internal_fanout,
+            manifest_max_refs,
+            resumable: _,
+            staging_id,
+            checkpoint_interval,
+            retries,
+        } => {
+            if leaf_fanout.is_some() || internal_fanout.is_some() || manifest_max_refs.is_some() {
+                return Err(CliError::msg(
+                    ErrorClass::Usage,
+                    "a node builds trees with its own fan-outs: --leaf-fanout, \
+                     --internal-fanout and --manifest-max-refs are for local puts",
+                ));
+            }
+            let name = name.unwrap_or_else(|| default_pin_name(&file));
+            check_pin_name(&name).map_err(StoreError::from)?;
+            let chunking = chunking.unwrap_or(match rs {
+                Some(_) => ChunkingStrategy::Fixed {
+                    size: RS_DEFAULT_CHUNK,
+                },
+                None => ChunkingStrategy::default(),
+            });
+            let start = match rs {
+                Some((k, n)) => Start::ErasureCoded {
+                    name,
+                    chunking: chunking.to_string(),
+                    k,
+                    n,
+                },
+                None => {
+                    let staging_id = staging_id.unwrap_or_else(net_mesh_staging::new_staging_id);
+                    eprintln!("staging-id: {staging_id}");
+                    Start::Begin {
+                        staging_id,
+                        name,
+                        chunking: chunking.to_string(),
+                        checkpoint_interval,
+                    }
+                }
+            };
+            let mut remote = Remote::new(ctx, addr)?;
+            let uploaded = upload(&mut remote, &Input::new(&file), &start, retries)?;
+            print_put(&uploaded.outcome, json)
+        }
+        BlobCmd::Get { blob, output } => {
+            let mut remote = Remote::connect(ctx, addr)?;
+            let blob_ref = resolve(&mut remote, &blob)?;
+            let client = remote.client()?;
+            let runtime = remote.handle();
+            get(&blob_ref, output.as_deref(), &mut |sink| {
+                Ok(client.read_blocking(runtime, &blob_ref, 0..blob_ref.size(), sink)?)
+            })
+        }
+        BlobCmd::Cat { blob, range } => {
+            let mut remote = Remote::connect(ctx, addr)?;
+            let blob_ref = resolve(&mut remote, &blob)?;
+            let range = parse_range(&range)?;
+            let client = remote.client()?;
+            let runtime = remote.handle();
+            cat(&mut |sink| Ok(client.read_blocking(runtime, &blob_ref, range.clone(), sink)?))
+        }
+        BlobCmd::Stat { blob, json } => {
+            let spec = spec(&blob)?;
+            let mut remote = Remote::connect(ctx, addr)?;
+            let client = remote.client()?;
+            let stat = remote.block_on(client.stat(&spec))?;
+            let blob_ref = BlobRef::decode(&stat.blob_ref)
+                .map_err(|e| bad_answer(format!("a ref that does not decode: {e}")))?;
+            let kind = match stat.kind.as_str() {
+                "small" => "small",
+                "manifest" => "manifest",
+                "tree" => "tree",
+                other => return Err(bad_answer(format!("blob kind {other:?}"))),
+            };
+            let encoding = match stat.encoding {
+                None => Encoding::Plain,
+                Some((data_shards, total_shards)) => Encoding::ReedSolomon {
+                    data_shards,
+                    total_shards,
+                },
+            };
+            let stat = BlobStat {
+                kind,
+                size: stat.size,
+                depth: stat.depth,
+                chunks: stat.chunks,
+                encoding,
+            };
+            print_stat(&blob_ref, &stat, json)
+        }
+        BlobCmd::Ls { json } => {
+            let mut remote = Remote::connect(ctx, addr)?;
+            let client = remote.client()?;
+            let rows = remote.block_on(client.list())?;
+            let mut pins = Vec::new();
+            let mut bad: Vec<(Hash, String)> = Vec::new();
+            for row in rows {
+                match row {
+                    PinRow::Pin {
+                        blob_id: id,
+                        name,
+                        blob_ref,
+                        created_unix_ms,
+                    } => {
+                        let blob_ref = BlobRef::decode(&blob_ref).map_err(|e| {
+                            bad_answer(format!("pin {} with a bad ref: {e}", hex(&id)))
+                        })?;
+                        if blob_id(&blob_ref) != id {
+                            return Err(bad_answer(format!(
+                                "pin {} under another blob's id",
+                                hex(&id)
+                            )));
+                        }
+                        pins.push(PinLine {
+                            blob_id: id,
+                            name,
+                            blob_ref,
+                            created_unix_ms,
+                        });
+                    }
+                    PinRow::Undecodable { blob_id, error } => bad.push((blob_id, error)),
+                }
+            }
+            print_pins(&pins, &bad, json)
+        }
+        BlobCmd::Chunks { blob, json } => {
+            let spec = spec(&blob)?;
+            let mut remote = Remote::connect(ctx, addr)?;
+            let client = remote.client()?;
+            let rows = remote.block_on(client.chunks(&spec))?;
+            crate::chunk::print_chunks(&rows, json)
+        }
+        BlobCmd::Rm { blob } => {
+            let spec = spec(&blob)?;
+            let mut remote = Remote::connect(ctx, addr)?;
+            let client = remote.client()?;
+            let unpinned = match remote.block_on(client.remove(&spec))? {
+                proto::Unpinned::NotPinned => Unpinned::NotPinned,
+                proto::Unpinned::Removed => Unpinned::Removed,
+                proto::Unpinned::RemovedUndecodable => Unpinned::RemovedUndecodable,
+            };
+            let id = match &spec {
+                BlobSpec::Ref(bytes) => hex(&blob_id(
+                    &BlobRef::decode(bytes).map_err(|e| bad_answer(e.to_string()))?,
+                )),
+                BlobSpec::IdPrefix(text) => text.to_ascii_lowercase(),
+            };
+            report_unpinned(unpinned, &id)
+        }
+        BlobCmd::Pull {
+            blob,
+            from,
+            name,
+            json,
+        } => {
+            if !blob.starts_with("nm1") {
+                return Err(CliError::msg(
+                    ErrorClass::Usage,
+                    format!("`blob pull` needs the blob's full ref (nm1…), not {blob:?}"),
+                ));
+            }
+            let blob_ref = BlobRef::from_text(&blob)
+                .with_class(ErrorClass::Usage, || format!("invalid blob ref {blob:?}"))?;
+            let name = name.unwrap_or_else(|| hex(&blob_id(&blob_ref)));
+            check_pin_name(&name).map_err(StoreError::from)?;
+            let mut remote = Remote::connect(ctx, addr)?;
+            let client = remote.client()?;
+            let done = remote.block_on(client.pull(&blob_ref, &from, &name))?;
+            if json {
+                outln!(
+                    "{}",
+                    json!({
+                        "blob_ref": blob_ref.to_text(),
+                        "objects_fetched": done.objects_fetched,
+                        "bytes_fetched": done.bytes_fetched,
+                    })
+                );
+            } else {
+                eprintln!(
+                    "net-mesh: fetched {} objects ({} bytes) from {from}",
+                    done.objects_fetched, done.bytes_fetched
+                );
+                outln!("{}", blob_ref.to_text());
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn run_staging(cmd: StagingCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
+    match cmd {
+        StagingCmd::List { json } => {
+            let mut remote = Remote::connect(ctx, addr)?;
+            let client = remote.client()?;
+            let rows = remote.block_on(client.staging_list())?;
+            print_staging(&rows, json)
+        }
+        StagingCmd::Resume {
+            id,
+            file,
+            json,
+            checkpoint_interval,
+            retries,
+        } => {
+            let mut remote = Remote::new(ctx, addr)?;
+            let start = Start::Resume {
+                staging_id: id,
+                checkpoint_interval,
+            };
+            let uploaded = upload(&mut remote, &Input::File(file), &start, retries)?;
+            let replayed = match uploaded.resumed_from {
+                None => Some(0),
+                Some(offset) => uploaded.input_size.map(|s| s.saturating_sub(offset)),
+            };
+            print_resumed(&uploaded.outcome, uploaded.resumed_from, replayed, json)
+        }
+        StagingCmd::Abort { id } => {
+            let mut remote = Remote::connect(ctx, addr)?;
+            let client = remote.client()?;
+            if !remote.block_on(client.staging_abort(&id))? {
+                return Err(not_found(&id));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `net-mesh serve`: the data dir's store served as a storage node. Once it accepts connections
+//! it prints exactly one line on stdout, its `NODE_ADDR` (`NODEID@HOST:PORT`, the address it
+//! actually bound), and logs to stderr; SIGTERM or SIGINT stops accepting, lets live uploads
+//! checkpoint, and exits 0.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use net_mesh_engine::{ErrorClass, Store, StoreConfig};
+use net_mesh_node::{Allow, AllowError, Node};
+use net_mesh_rpc::{Identity, NodeAddr};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::Ctx;
+use crate::output::{CliError, CliResult, ErrorContext};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; NODE_ADDR shows the one bound)
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: String,
+    /// Peers allowed besides the node's own identity (always admin): one per line,
+    /// `NODEID read|write|admin` (write implies read, admin implies both), `#` comments.
+    /// Without it, only the node's own identity is served
+    #[arg(long, value_name = "FILE")]
+    allow: Option<PathBuf>,
+    /// Serve the node's metrics in the Prometheus text format at http://HOST:PORT/metrics
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
+}
+
+/// How long a stopping node waits for its store workers after the uploads checkpointed.
+const WORKER_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(args: ServeArgs, ctx: &Ctx) -> CliResult {
+    if ctx.node.is_some() {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            "`serve` serves the local data dir; drop --node",
+        ));
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .try_init();
+    let identity = crate::identity::load_or_create(&ctx.dir, &ctx.identity)?;
+    let own = identity.node_id();
+    let allow = match &args.allow {
+        None => Allow::only(own),
+        Some(path) => Allow::load(own, path).map_err(|e| {
+            let class = match &e {
+                AllowError::Io { .. } => ErrorClass::Io,
+                AllowError::Line { .. } => ErrorClass::Usage,
+            };
+            CliError::new(class, e)
+        })?,
+    };
+    let store = crate::open::open(&ctx.dir, StoreConfig::default())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .with_class(ErrorClass::Io, || "starting the async runtime")?;
+    let served = runtime.block_on(serve(store, identity, allow, &args));
+    runtime.shutdown_timeout(WORKER_GRACE);
+    served
+}
+
+async fn serve(store: Store, identity: Identity, allow: Allow, args: &ServeArgs) -> CliResult {
+    let own = identity.node_id();
+    let (listener, local) = net_mesh_node::bind(&args.listen)
+        .await
+        .with_class(ErrorClass::Io, || format!("listening on {}", args.listen))?;
+    let metrics_listener = match &args.metrics {
+        None => None,
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at.as_str())
+                .await
+                .with_class(ErrorClass::Io, || format!("serving metrics on {at}"))?,
+        ),
+    };
+    // Signals are caught before NODE_ADDR is printed: whoever reads it may stop us at once.
+    let mut terminate =
+        signal(SignalKind::terminate()).with_class(ErrorClass::Io, || "catching SIGTERM")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).with_class(ErrorClass::Io, || "catching SIGINT")?;
+    let node = Node::new(Arc::new(store), own);
+    let stop = CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        if let Ok(at) = listener.local_addr() {
+            tracing::info!("metrics on http://{at}/metrics");
+        }
+        tokio::spawn(crate::metrics_http::serve(
+            listener,
+            Arc::clone(&node),
+            stop.clone(),
+        ));
+    }
+    let addr = NodeAddr {
+        node_id: own,
+        host_port: local.to_string(),
+    };
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{addr}")
+            .and_then(|()| stdout.flush())
+            .with_class(ErrorClass::Io, || "writing stdout")?;
+    }
+    tracing::info!("serving {} as node {own}", node.store().dir().display());
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+                () = stop.cancelled() => {}
+            }
+            stop.cancel();
+        })
+    };
+    net_mesh_node::serve(Arc::clone(&node), identity, allow, listener, stop.clone()).await;
+    stop.cancel();
+    let _ = watcher.await;
+    match node.live_uploads() {
+        0 => tracing::info!("stopped"),
+        n => tracing::warn!(
+            "stopped with {n} uploads still running; they resume from their last checkpoint"
+        ),
+    }
+    Ok(())
+}

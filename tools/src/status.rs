@@ -1,0 +1,113 @@
+//! `net-mesh status`: a node's numbers (`--node`), or those of the local store that apply (the
+//! others are `-`, `null` in JSON).
+
+use net_mesh_engine::StoreConfig;
+use net_mesh_rpc::Identity;
+use serde_json::json;
+
+use crate::Ctx;
+use crate::outln;
+use crate::output::CliResult;
+use crate::remote::Remote;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print a JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `status` prints; `None` for what a local store does not have.
+#[derive(Debug)]
+struct StatusView {
+    node_id: Option<String>,
+    version: String,
+    uptime_secs: Option<u64>,
+    store_bytes: u64,
+    blob_count: u64,
+    live_uploads: u64,
+    open_sessions: Option<u64>,
+    bytes_in: Option<u64>,
+    bytes_out: Option<u64>,
+    capabilities: Option<Vec<String>>,
+}
+
+pub fn run(args: StatusArgs, ctx: &Ctx) -> CliResult {
+    let view = match &ctx.node {
+        Some(addr) => {
+            let mut remote = Remote::connect(ctx, addr)?;
+            let client = remote.client()?;
+            let s = remote.block_on(client.status())?;
+            StatusView {
+                node_id: Some(s.node_id),
+                version: s.version,
+                uptime_secs: Some(s.uptime_secs),
+                store_bytes: s.store_bytes,
+                blob_count: s.blob_count,
+                live_uploads: s.live_uploads,
+                open_sessions: Some(s.open_sessions),
+                bytes_in: Some(s.bytes_in),
+                bytes_out: Some(s.bytes_out),
+                capabilities: Some(s.capabilities),
+            }
+        }
+        None => {
+            let store = crate::open::open(&ctx.dir, StoreConfig::default())?;
+            StatusView {
+                // The identity a `serve` on this data dir would use, if it exists.
+                node_id: Identity::load(&ctx.dir, &ctx.identity)
+                    .ok()
+                    .map(|i| i.node_id().to_hex()),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                uptime_secs: None,
+                store_bytes: store.disk_bytes(),
+                blob_count: store.pins()?.pins.len() as u64,
+                live_uploads: net_mesh_staging::list_staging(&store)?.len() as u64,
+                open_sessions: None,
+                bytes_in: None,
+                bytes_out: None,
+                capabilities: None,
+            }
+        }
+    };
+    print(&view, args.json)
+}
+
+fn print(v: &StatusView, as_json: bool) -> CliResult {
+    if as_json {
+        outln!(
+            "{}",
+            json!({
+                "node_id": v.node_id,
+                "version": v.version,
+                "uptime_secs": v.uptime_secs,
+                "store_bytes": v.store_bytes,
+                "blob_count": v.blob_count,
+                "live_uploads": v.live_uploads,
+                "open_sessions": v.open_sessions,
+                "bytes_in": v.bytes_in,
+                "bytes_out": v.bytes_out,
+                "capabilities": v.capabilities,
+            })
+        );
+        return Ok(());
+    }
+    let or_dash = |n: Option<u64>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+    outln!("node_id        {}", v.node_id.as_deref().unwrap_or("-"));
+    outln!("version        {}", v.version);
+    outln!("uptime_secs    {}", or_dash(v.uptime_secs));
+    outln!("store_bytes    {}", v.store_bytes);
+    outln!("blob_count     {}", v.blob_count);
+    outln!("live_uploads   {}", v.live_uploads);
+    outln!("open_sessions  {}", or_dash(v.open_sessions));
+    outln!("bytes_in       {}", or_dash(v.bytes_in));
+    outln!("bytes_out      {}", or_dash(v.bytes_out));
+    outln!(
+        "capabilities   {}",
+        match &v.capabilities {
+            Some(tags) if !tags.is_empty() => tags.join(","),
+            _ => "-".to_string(),
+        }
+    );
+    Ok(())
+}
