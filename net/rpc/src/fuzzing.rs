@@ -37,6 +37,63 @@ pub fn handshake_payload_decoder(data: &[u8]) {
     }
 }
 
+/// Decodes `data` as a permission token, a token chain and a token text. Whatever decodes must
+/// re-encode to the same bytes (and text), and checking signatures or verifying the chain
+/// against a context that trusts the root must not panic; a chain that verifies must have
+/// been signed, so with arbitrary bytes it never does.
+pub fn token_decoder(data: &[u8]) {
+    use std::collections::{HashMap, HashSet};
+
+    use crate::token::{self, PermissionToken, Scope, VerifyContext};
+
+    if let Ok(token) = PermissionToken::decode(data) {
+        assert_eq!(token.encode().as_slice(), data, "token did not round-trip");
+        let text = token.to_text();
+        assert_eq!(text.len(), token::TOKEN_TEXT_LEN, "token text length");
+        assert_eq!(
+            text.parse::<PermissionToken>().as_ref(),
+            Ok(&token),
+            "token text did not round-trip"
+        );
+        let _ = token.verify_signature();
+    }
+    if let Ok(chain) = token::decode_chain(data) {
+        assert_eq!(
+            token::encode_chain(&chain),
+            data,
+            "chain did not round-trip"
+        );
+        let text = token::chain_to_text(&chain);
+        assert_eq!(
+            token::chain_from_text(&text).as_ref(),
+            Ok(&chain),
+            "chain text did not round-trip"
+        );
+        if let (Some(root), Some(last)) = (chain.first(), chain.last()) {
+            let trusted = HashSet::from([root.issuer_node_id()]);
+            let floors = HashMap::new();
+            let ctx = VerifyContext::new(
+                &trusted,
+                &floors,
+                last.claims().subject,
+                "default",
+                Scope::NONE,
+                last.claims().not_before,
+            );
+            let verified = token::verify(&chain, &ctx);
+            assert!(
+                verified.is_err() || chain.iter().all(|t| t.verify_signature().is_ok()),
+                "a chain verified with a bad signature"
+            );
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(chain) = token::chain_from_text(text)
+    {
+        assert_eq!(token::chain_to_text(&chain), text, "text is not canonical");
+    }
+}
+
 /// A reader that hands out its bytes in pieces of the given sizes (cycled), never pending.
 struct Pieces<'a> {
     data: &'a [u8],

@@ -33,7 +33,13 @@ pub struct NodeId([u8; 32]);
 impl NodeId {
     /// Derives the node id of a public key.
     pub fn from_public_key(key: &VerifyingKey) -> Self {
-        NodeId(blake3::derive_key(NODE_ID_CONTEXT, key.as_bytes()))
+        Self::from_public_key_bytes(key.as_bytes())
+    }
+
+    /// Derives the node id of 32 public key bytes (a key carried in a signed structure, such
+    /// as a permission token's issuer, whose signature is checked separately).
+    pub(crate) fn from_public_key_bytes(key: &[u8; 32]) -> Self {
+        NodeId(blake3::derive_key(NODE_ID_CONTEXT, key))
     }
 
     /// The 32 bytes.

@@ -2,8 +2,10 @@
 //! node ids derived from them), authenticated encrypted sessions (TCP + a Noise `XX` handshake in
 //! which each side proves its ed25519 identity), and nRPC — unary, server-streaming,
 //! client-streaming and duplex calls multiplexed over one session with credit windows in both
-//! directions, cancellation and deadlines. Pure protocol code (`frame`, the handshake payload
-//! codec, the transport's frame reassembly) is kept apart from the tokio I/O that drives it.
+//! directions, cancellation and deadlines — and the permission-token codec and chain verifier
+//! (`token`) a node checks calls with. Pure protocol code (`frame`, the handshake payload
+//! codec, the transport's frame reassembly, `token`) is kept apart from the tokio I/O that
+//! drives it.
 //! What this crate must never do: trust a node id, peer name or any other identity carried in a
 //! payload — the session's authenticated peer is the only identity any check may use; panic or
 //! allocate without bound on bytes from the network; or touch storage — nothing here reads or
@@ -31,8 +33,10 @@ pub mod fuzzing;
 pub mod handshake;
 pub mod identity;
 pub mod rpc;
+pub mod token;
 pub mod transport;
 
 pub use handshake::{Capabilities, PeerIdentity};
 pub use identity::{Identity, IdentityError, NodeAddr, NodeId};
 pub use rpc::{Endpoint, RpcError, Session};
+pub use token::{PermissionToken, Scope, TokenChannel, TokenClaims, channel_hash};
