@@ -20,6 +20,7 @@ mod repair;
 mod serve;
 mod staging;
 mod status;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,6 +107,9 @@ enum Command {
     /// Node id, version, uptime, store bytes, blob count, live uploads, sessions, bytes in/out
     /// and capability tags of a node (--node), or the numbers of the local store that apply
     Status(status::StatusArgs),
+    /// Permission tokens: mint (signed by --identity), inspect
+    #[command(subcommand)]
+    Token(token::TokenCmd),
 }
 
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
@@ -166,6 +170,7 @@ fn main() -> ExitCode {
             }
             Command::Serve(args) => serve::run(args, &ctx),
             Command::Status(args) => status::run(args, &ctx),
+            Command::Token(cmd) => token::run(cmd, &ctx),
         }
     });
     match result {
