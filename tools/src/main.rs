@@ -48,6 +48,14 @@ struct Cli {
     /// use: the client's with --node, the node's with serve
     #[arg(long, global = true, value_name = "NAME", default_value = "default")]
     identity: String,
+    /// Permission token chain (text form, `nmt1…`, links joined with `.`) every node call
+    /// carries (with --node): the node lets through what it grants --identity, beyond its allow
+    /// list
+    #[arg(long, global = true, value_name = "TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// File holding the permission token chain in text form, on one line (see --token)
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +68,10 @@ pub struct Ctx {
     pub node: Option<NodeAddr>,
     /// `--identity`: the identity's name in the data dir.
     pub identity: String,
+    /// `--token`: the permission token chain's text, for node calls.
+    pub token: Option<String>,
+    /// `--token-file`: a file holding the chain's text on one line.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -146,6 +158,8 @@ fn main() -> ExitCode {
             dir,
             node: cli.node,
             identity: cli.identity,
+            token: cli.token,
+            token_file: cli.token_file,
         };
         let dir = ctx.dir.as_path();
         match cli.command {

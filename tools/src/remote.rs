@@ -1,7 +1,7 @@
 //! The CLI's side of a node: the identity it connects as, a small runtime, and one session
 //! dialed pinned to the node's id (another node answering is refused before anything of ours is
-//! sent). Node errors carry their class, so `?` turns them into the same exit codes as local
-//! failures.
+//! sent), carrying the permission token chain of `--token`/`--token-file` on every call. Node
+//! errors carry their class, so `?` turns them into the same exit codes as local failures.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use net_mesh_node::NodeClient;
 use net_mesh_node::proto::BlobSpec;
 use net_mesh_rpc::handshake::HandshakeError;
 use net_mesh_rpc::rpc::{Config, Router, SessionError};
+use net_mesh_rpc::token::{PermissionToken, chain_from_text};
 use net_mesh_rpc::{Endpoint, Identity, NodeAddr};
 use serde_bytes::ByteBuf;
 use tokio::runtime::{Handle, Runtime};
@@ -54,6 +55,8 @@ pub struct Remote {
     /// Declared before the runtime so the session goes first.
     connected: Option<Connected>,
     identity: Identity,
+    /// The token chain every call carries (empty: none).
+    token: Vec<PermissionToken>,
     addr: NodeAddr,
     runtime: Runtime,
 }
@@ -71,9 +74,11 @@ impl Remote {
     /// The identity and runtime for talking to `addr`; nothing is dialed yet.
     pub fn new(ctx: &Ctx, addr: &NodeAddr) -> CliResult<Remote> {
         let identity = crate::identity::load_or_create(&ctx.dir, &ctx.identity)?;
+        let token = token_chain(ctx)?;
         Ok(Remote {
             connected: None,
             identity,
+            token,
             addr: addr.clone(),
             runtime: runtime()?,
         })
@@ -119,7 +124,7 @@ impl Remote {
                     format!("connecting to node {addr}: {e}"),
                 )),
             })?;
-        let client = Arc::new(NodeClient::from_session(session));
+        let client = Arc::new(NodeClient::from_session(session).with_token(&self.token));
         self.connected = Some(Connected {
             client: Arc::clone(&client),
             _endpoint: endpoint,
@@ -154,6 +159,29 @@ impl Drop for Remote {
     fn drop(&mut self) {
         self.disconnect();
     }
+}
+
+/// The chain of `--token` or `--token-file` (one line of text; surrounding whitespace and the
+/// line end are dropped), or none. Text that is not a chain is a usage error.
+fn token_chain(ctx: &Ctx) -> CliResult<Vec<PermissionToken>> {
+    let (text, source) = match (&ctx.token, &ctx.token_file) {
+        (Some(text), _) => (text.clone(), "--token".to_string()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_class(ErrorClass::Io, || {
+                format!("reading token file {}", path.display())
+            })?;
+            (text, format!("token file {}", path.display()))
+        }
+        (None, None) => return Ok(Vec::new()),
+    };
+    let line = text.trim();
+    if line.lines().nth(1).is_some() {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            format!("{source}: a token chain is one line of text"),
+        ));
+    }
+    chain_from_text(line).with_class(ErrorClass::Usage, || format!("{source}: not a token chain"))
 }
 
 /// How a blob is named on the command line, for the node: a full ref (`nm1…`), or the hex

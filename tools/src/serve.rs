@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use net_mesh_engine::{ErrorClass, Store, StoreConfig};
 use net_mesh_node::{Allow, AllowError, Node};
-use net_mesh_rpc::{Identity, NodeAddr};
+use net_mesh_rpc::{Identity, NodeAddr, NodeId};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// Without it, only the node's own identity is served
     #[arg(long, value_name = "FILE")]
     allow: Option<PathBuf>,
+    /// Accept permission tokens issued by NODEID (chains rooted at it) besides the node's own
+    /// identity, which is always trusted; repeatable. A token lets its subject call what it
+    /// grants on channel `default` even where the allow file does not
+    #[arg(long = "trust", value_name = "NODEID")]
+    trust: Vec<NodeId>,
     /// Serve the node's metrics in the Prometheus text format at http://HOST:PORT/metrics
     #[arg(long, value_name = "HOST:PORT")]
     metrics: Option<String>,
@@ -59,6 +64,10 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> CliResult {
             CliError::new(class, e)
         })?,
     };
+    let allow = args
+        .trust
+        .iter()
+        .fold(allow, |allow, issuer| allow.trust(*issuer));
     let store = crate::open::open(&ctx.dir, StoreConfig::default())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,14 +1,24 @@
 //! Who may call what: the `--allow` file (one peer per line, `NODEID read|write|admin`, `#`
-//! comments) and the authorization hook that checks every call against it before the call gets
-//! a window. The node's own identity is always admin; without an allow file, nobody else is.
-//! Every decision keys on the session's authenticated peer, never on anything in a payload.
+//! comments), the issuers whose permission tokens the node accepts (`--trust`), and the
+//! authorization hook that checks every call against them before the call gets a window.
+//!
+//! A call is let through when the allow list gives the peer the method's role; otherwise when
+//! its metadata carries a token chain ([`crate::call_token`]) rooted at a trusted issuer, for
+//! the session's authenticated peer key, valid on channel `default` (every call acts on it
+//! until the node has channels), now, with the method's right or a higher one. The node's own
+//! identity is always admin and always a trusted issuer; without an allow file or `--trust`,
+//! nobody else is served except with a token the node itself issued (or delegated from one).
+//! Every decision keys on the session's authenticated peer, never on a key or id carried in a
+//! payload.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use net_mesh_rpc::rpc::{Authorize, Denied};
+use net_mesh_rpc::token::Verified;
 use net_mesh_rpc::{NodeId, PeerIdentity};
 
+use crate::call_token::{TokenRefusal, TokenTrust, now_unix_s};
 use crate::proto::{Method, Role};
 
 /// Why an allow file was refused.
@@ -23,18 +33,93 @@ pub enum AllowError {
     Line { line: usize, reason: String },
 }
 
-/// The peers a node serves and the role of each.
+/// The node's authorization state: the peers it serves and the role of each, and whose
+/// permission tokens it accepts.
 #[derive(Debug, Clone)]
 pub struct Allow {
     roles: HashMap<NodeId, Role>,
+    tokens: TokenTrust,
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No method of that name.
+    #[error("unknown method {0}")]
+    UnknownMethod(String),
+    /// The peer is not in the allow list and brought no token.
+    #[error("node {peer} is not allowed on this node")]
+    NotAllowed {
+        /// The session's peer.
+        peer: NodeId,
+    },
+    /// The peer's role is below the method's and it brought no token.
+    #[error("{method} needs {} but node {peer} has {}", .needs.name(), .has.name())]
+    RoleTooLow {
+        /// The method's name.
+        method: &'static str,
+        /// The role it needs.
+        needs: Role,
+        /// The peer's role.
+        has: Role,
+        /// The session's peer.
+        peer: NodeId,
+    },
+    /// The allow list does not grant the call and the peer's token was refused.
+    #[error("{method} by node {peer}: permission token refused: {refusal}")]
+    Token {
+        /// The method's name.
+        method: &'static str,
+        /// The session's peer.
+        peer: NodeId,
+        /// Why the token was refused.
+        refusal: TokenRefusal,
+    },
+}
+
+impl Refusal {
+    /// The token refusal's metric label, when a token was refused.
+    pub fn token_reason(&self) -> Option<&'static str> {
+        match self {
+            Refusal::Token { refusal, .. } => Some(refusal.reason()),
+            _ => None,
+        }
+    }
+}
+
+/// What let a call through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// The allow list's role.
+    Role(Role),
+    /// A verified token chain.
+    Token(Verified),
 }
 
 impl Allow {
-    /// Only `own` (the node's identity), as admin.
+    /// Only `own` (the node's identity), as admin and as the one trusted token issuer.
     pub fn only(own: NodeId) -> Allow {
         Allow {
             roles: HashMap::from([(own, Role::Admin)]),
+            tokens: TokenTrust::only(own),
         }
+    }
+
+    /// Also accepts token chains rooted at `issuer`.
+    pub fn trust(mut self, issuer: NodeId) -> Allow {
+        self.tokens.trust(issuer);
+        self
+    }
+
+    /// Sets the clock tolerance for tokens (default `token::DEFAULT_SKEW_S`).
+    pub fn with_skew(mut self, skew_s: u64) -> Allow {
+        self.tokens.set_skew(skew_s);
+        self
+    }
+
+    /// Whose tokens the node accepts, and its clock tolerance.
+    pub fn tokens(&self) -> &TokenTrust {
+        &self.tokens
     }
 
     /// Parses an allow file's text; `own` is admin whatever the file says.
@@ -83,25 +168,57 @@ impl Allow {
         self.roles.get(peer).copied()
     }
 
-    /// Whether `peer` may call `method`.
-    pub fn check(&self, peer: &NodeId, method: &str) -> Result<(), Denied> {
+    /// Whether a call of `method` by the session peer `peer` (node id and ed25519 key, both
+    /// from the handshake) with call metadata `metadata` is let through at `now_unix_s`: the
+    /// allow list first, then the metadata's token chain (module docs).
+    pub fn authorize(
+        &self,
+        peer: &NodeId,
+        peer_public_key: [u8; 32],
+        method: &str,
+        metadata: &[u8],
+        now_unix_s: u64,
+    ) -> Result<Grant, Refusal> {
         let method =
-            Method::from_name(method).ok_or_else(|| Denied(format!("unknown method {method}")))?;
-        match self.role(peer) {
-            Some(role) if role >= method.role() => Ok(()),
-            Some(role) => Err(Denied(format!(
-                "{} needs {} but node {peer} has {}",
-                method.name(),
-                method.role().name(),
-                role.name()
-            ))),
-            None => Err(Denied(format!("node {peer} is not allowed on this node"))),
+            Method::from_name(method).ok_or_else(|| Refusal::UnknownMethod(method.to_string()))?;
+        let role = self.role(peer);
+        if let Some(role) = role
+            && role >= method.role()
+        {
+            return Ok(Grant::Role(role));
         }
+        match self
+            .tokens
+            .check(metadata, peer_public_key, method.role(), now_unix_s)
+        {
+            Ok(Some(verified)) => Ok(Grant::Token(verified)),
+            Ok(None) => Err(match role {
+                Some(has) => Refusal::RoleTooLow {
+                    method: method.name(),
+                    needs: method.role(),
+                    has,
+                    peer: *peer,
+                },
+                None => Refusal::NotAllowed { peer: *peer },
+            }),
+            Err(refusal) => Err(Refusal::Token {
+                method: method.name(),
+                peer: *peer,
+                refusal,
+            }),
+        }
+    }
+
+    /// Whether `peer` may call `method` by the allow list alone (a call without a token).
+    pub fn check(&self, peer: &NodeId, method: &str) -> Result<(), Denied> {
+        self.authorize(peer, [0; 32], method, &[], 0)
+            .map(|_| ())
+            .map_err(|refusal| Denied(refusal.to_string()))
     }
 }
 
-/// The authorization hook: [`Allow::check`] on the session's authenticated peer, counting
-/// refusals.
+/// The authorization hook: [`Allow::authorize`] on the session's authenticated peer and the
+/// node's clock, counting refusals (by method, and refused tokens by reason).
 #[derive(Debug)]
 pub(crate) struct AllowHook {
     pub(crate) allow: Allow,
@@ -109,12 +226,24 @@ pub(crate) struct AllowHook {
 }
 
 impl Authorize for AllowHook {
-    fn authorize(&self, peer: &PeerIdentity, method: &str, _metadata: &[u8]) -> Result<(), Denied> {
-        let verdict = self.allow.check(&peer.node_id(), method);
-        if verdict.is_err() {
-            self.metrics.refused(method);
+    fn authorize(&self, peer: &PeerIdentity, method: &str, metadata: &[u8]) -> Result<(), Denied> {
+        let verdict = self.allow.authorize(
+            &peer.node_id(),
+            peer.public_key(),
+            method,
+            metadata,
+            now_unix_s(),
+        );
+        match verdict {
+            Ok(_) => Ok(()),
+            Err(refusal) => {
+                self.metrics.refused(method);
+                if let Some(reason) = refusal.token_reason() {
+                    self.metrics.token_refused(reason);
+                }
+                Err(Denied(refusal.to_string()))
+            }
         }
-        verdict
     }
 }
 

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{BlobError, BlobRef, ErrorClass, ObjectKind, ObjectSource, fetch_range_from};
 use net_mesh_rpc::rpc::{CallOptions, Config, ResponseStream, Router};
+use net_mesh_rpc::token::PermissionToken;
 use net_mesh_rpc::{Capabilities, Endpoint, Identity, NodeAddr, Session};
 use serde_bytes::ByteBuf;
 use tokio::runtime::Handle;
@@ -47,6 +48,8 @@ pub struct NodeClient {
     _endpoint: Option<Endpoint>,
     /// A read or object stream that brings nothing for this long fails.
     silence: Duration,
+    /// Metadata every call carries: a permission-token chain ([`crate::call_token`]), or none.
+    metadata: Vec<u8>,
 }
 
 impl Drop for NodeClient {
@@ -84,6 +87,7 @@ impl NodeClient {
             session,
             _endpoint: Some(endpoint),
             silence: DEFAULT_SILENCE_TIMEOUT,
+            metadata: Vec::new(),
         })
     }
 
@@ -93,6 +97,7 @@ impl NodeClient {
             session,
             _endpoint: None,
             silence: DEFAULT_SILENCE_TIMEOUT,
+            metadata: Vec::new(),
         }
     }
 
@@ -102,8 +107,25 @@ impl NodeClient {
         self
     }
 
+    /// Makes every call carry `chain` (root first) in its metadata, so the node lets through
+    /// what the chain grants this client's identity even where its allow list does not. An
+    /// empty chain sends no token.
+    pub fn with_token(mut self, chain: &[PermissionToken]) -> NodeClient {
+        self.metadata = if chain.is_empty() {
+            Vec::new()
+        } else {
+            crate::call_token::encode_metadata(chain)
+        };
+        self
+    }
+
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// The options of every call: the token metadata, if any.
+    fn options(&self) -> CallOptions {
+        CallOptions::default().metadata(self.metadata.clone())
     }
 
     async fn unary<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
@@ -112,7 +134,7 @@ impl NodeClient {
         req: &Req,
     ) -> NodeResult<Resp> {
         self.session
-            .call_unary(method.name(), req, CallOptions::default())
+            .call_unary(method.name(), req, self.options())
             .await
             .map_err(rpc)
     }
@@ -124,7 +146,7 @@ impl NodeClient {
     ) -> NodeResult<Vec<Resp>> {
         let mut stream: ResponseStream<Resp> = self
             .session
-            .call_server_streaming(method.name(), req, CallOptions::default())
+            .call_server_streaming(method.name(), req, self.options())
             .await
             .map_err(rpc)?;
         let mut out = Vec::new();
@@ -228,7 +250,7 @@ impl NodeClient {
     ) -> NodeResult<PutDone> {
         let mut call = self
             .session
-            .call_client_streaming::<PutPart, PutDone>(Method::Put.name(), CallOptions::default())
+            .call_client_streaming::<PutPart, PutDone>(Method::Put.name(), self.options())
             .map_err(rpc)?;
         call.send(&PutPart::Start(start)).await.map_err(rpc)?;
         let mut buf = vec![0u8; PUT_PIECE];
@@ -266,11 +288,10 @@ impl NodeClient {
             end: range.end,
         };
         let stream: ResponseStream<ObjectPart> = runtime
-            .block_on(self.session.call_server_streaming(
-                Method::Read.name(),
-                &req,
-                CallOptions::default(),
-            ))
+            .block_on(
+                self.session
+                    .call_server_streaming(Method::Read.name(), &req, self.options()),
+            )
             .map_err(rpc)?;
         let source = ObjectStream::new(runtime, stream, self.silence);
         match fetch_range_from(&source, blob_ref, range, sink) {
@@ -294,7 +315,7 @@ impl NodeClient {
             .block_on(self.session.call_server_streaming(
                 Method::Objects.name(),
                 &hashes.to_vec(),
-                CallOptions::default(),
+                self.options(),
             ))
             .map_err(rpc)?;
         Ok(ObjectStream::new(runtime, stream, self.silence))

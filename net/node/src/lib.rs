@@ -3,12 +3,14 @@
 //! remote uploads, verified reads, node-to-node pull — and the typed client that calls it. The
 //! protocol is `proto` (pure, versioned, docs/FORMAT.md §6), the service thin glue from it to
 //! the engine and staging (`service`), every call checked against the allow list on the
-//! session's authenticated peer before it gets a window (`allow`). It must never trust an
+//! session's authenticated peer — or against the permission token the call carries
+//! (`call_token`) — before it gets a window (`allow`). It must never trust an
 //! identity carried in a payload, never block the async runtime on the store (store work runs
 //! on blocking workers), never send a Tree ref to a peer that does not announce it reads one,
 //! and never hand a client bytes the client has not verified itself.
 
 pub mod allow;
+pub mod call_token;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -25,7 +27,8 @@ use net_mesh_rpc::{Endpoint, Identity};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use allow::{Allow, AllowError};
+pub use allow::{Allow, AllowError, Grant, Refusal};
+pub use call_token::TokenRefusal;
 pub use client::NodeClient;
 pub use config::NodeConfig;
 pub use error::{NodeError, NodeResult};

@@ -18,6 +18,11 @@ struct MethodLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabel {
     class: String,
 }
@@ -29,6 +34,7 @@ pub struct Metrics {
     requests: Family<MethodLabel, Counter>,
     errors: Family<ClassLabel, Counter>,
     refusals: Family<MethodLabel, Counter>,
+    token_refusals: Family<ReasonLabel, Counter>,
     latency: Family<MethodLabel, Histogram, fn() -> Histogram>,
     bytes_in: Counter,
     bytes_out: Counter,
@@ -53,6 +59,7 @@ impl Default for Metrics {
         let requests = Family::<MethodLabel, Counter>::default();
         let errors = Family::<ClassLabel, Counter>::default();
         let refusals = Family::<MethodLabel, Counter>::default();
+        let token_refusals = Family::<ReasonLabel, Counter>::default();
         let latency = Family::<MethodLabel, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
         );
@@ -71,8 +78,14 @@ impl Default for Metrics {
         );
         registry.register(
             "authorization_refusals",
-            "Calls refused by the allow list, by method",
+            "Calls refused (by the allow list and, if the call carried one, its permission \
+             token), by method",
             refusals.clone(),
+        );
+        registry.register(
+            "token_refusals",
+            "Permission tokens refused, by reason (a VerifyError's label, or metadata_version)",
+            token_refusals.clone(),
         );
         registry.register(
             "request_duration_seconds",
@@ -103,6 +116,7 @@ impl Default for Metrics {
             requests,
             errors,
             refusals,
+            token_refusals,
             latency,
             bytes_in,
             bytes_out,
@@ -147,13 +161,31 @@ impl Metrics {
         }
     }
 
-    /// A call of `method` refused by the allow list.
+    /// A call of `method` refused.
     pub fn refused(&self, method: &str) {
         self.refusals
             .get_or_create(&MethodLabel {
                 method: method.to_string(),
             })
             .inc();
+    }
+
+    /// A call's permission token refused for `reason`.
+    pub fn token_refused(&self, reason: &str) {
+        self.token_refusals
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Permission tokens refused so far for `reason`.
+    pub fn token_refusals(&self, reason: &str) -> u64 {
+        self.token_refusals
+            .get(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .map_or(0, |counter| counter.get())
     }
 
     pub fn received(&self, bytes: u64) {
