@@ -152,7 +152,7 @@ fn mint(args: MintArgs, ctx: &Ctx) -> CliResult {
     let not_before = parent_link.map_or(now, |link| now.max(link.claims().not_before));
     let not_after = not_before
         .checked_add(args.ttl.as_secs())
-        .ok_or_else(|| usage(format!("--ttl {:?} ends after year 292277026596", args.ttl)))?;
+        .ok_or_else(|| usage(format!("--ttl {:?} is too long", args.ttl)))?;
     let claims = TokenClaims {
         subject,
         scope: args.scope,
