@@ -51,7 +51,12 @@ struct Cli {
     /// Permission token chain (text form, `nmt1…`, links joined with `.`) every node call
     /// carries (with --node): the node lets through what it grants --identity, beyond its allow
     /// list
-    #[arg(long, global = true, value_name = "TOKEN", conflicts_with = "token_file")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        conflicts_with = "token_file"
+    )]
     token: Option<String>,
     /// File holding the permission token chain in text form, on one line (see --token)
     #[arg(long, global = true, value_name = "FILE")]
