@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Side-by-side figures for the storage node, in one run on one machine (loopback):
+#   remote `blob put` / `blob get` of SIZE MiB through `net-mesh serve` vs the local CLI on the
+#   same data, and vs a plain TCP copy of the same file (the transport limit);
+#   16 clients × SIZE16 MiB at once vs one client (aggregate throughput ratio) and the node's
+#   peak RSS; `blob pull` of SIZE MiB between two nodes vs `rsync -W` of the same file.
+# Usage: benches/compare_node.sh [SIZE_MIB=1024] [SIZE16_MIB=64] [WORK_DIR=/tmp/nm-node-bench]
+# Installs its peers (rsync, GNU time) with apt-get when they are missing.
+set -euo pipefail
+SIZE_MIB=${1:-1024}
+SIZE16_MIB=${2:-64}
+WORK=${3:-/tmp/nm-node-bench}
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need rsync || [ ! -x /usr/bin/time ]; then
+  apt-get update -qq && apt-get install -y -qq rsync time >/dev/null
+fi
+cargo build --release -q -p net-mesh-cli
+NM=$PWD/target/release/net-mesh
+
+rm -rf "$WORK" && mkdir -p "$WORK"
+IN=$WORK/input.bin
+head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$IN"
+for i in $(seq 1 16); do head -c "$((SIZE16_MIB * 1024 * 1024))" /dev/urandom > "$WORK/in16-$i.bin"; done
+sync
+
+secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+ratio() { echo "scale=3; $1 / $2" | bc -l; }
+mibs() { echo "scale=1; $1 / $2" | bc -l; }
+
+# The client's identity, allowed to write on both nodes; node B's identity may read on A.
+CLIENT=$WORK/client
+"$NM" --data-dir "$CLIENT" identity generate default >/dev/null
+CLIENT_ID=$("$NM" --data-dir "$CLIENT" identity show default --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')
+"$NM" --data-dir "$WORK/b" identity generate default >/dev/null
+B_ID=$("$NM" --data-dir "$WORK/b" identity show default --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')
+printf '%s write\n%s read\n' "$CLIENT_ID" "$B_ID" > "$WORK/allow-a"
+printf '%s write\n' "$CLIENT_ID" > "$WORK/allow-b"
+
+# start NAME ALLOW: starts a node on WORK/NAME, sets NODE_ADDR and NODE_PID
+start() {
+  local fifo=$WORK/$1.addr
+  rm -f "$fifo" && mkfifo "$fifo"
+  "$NM" --data-dir "$WORK/$1" serve --listen 127.0.0.1:0 --allow "$2" > "$fifo" 2>"$WORK/$1.log" &
+  NODE_PID=$!
+  read -r NODE_ADDR < "$fifo"
+}
+start a "$WORK/allow-a"; A=$NODE_ADDR; A_PID=$NODE_PID
+start b "$WORK/allow-b"; B=$NODE_ADDR; B_PID=$NODE_PID
+trap 'kill $A_PID $B_PID 2>/dev/null || true' EXIT
+C() { "$NM" --data-dir "$CLIENT" "$@"; }
+
+# Plain TCP copy of the file over loopback (sendfile into a socket, server discards).
+tcp_copy() {
+  python3 - "$IN" <<'PY'
+import os, socket, sys, threading
+path = sys.argv[1]
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+port = srv.getsockname()[1]
+got = [0]
+def sink():
+    c, _ = srv.accept()
+    while True:
+        b = c.recv(1 << 20)
+        if not b: break
+        got[0] += len(b)
+t = threading.Thread(target=sink); t.start()
+s = socket.create_connection(("127.0.0.1", port))
+with open(path, "rb") as f:
+    s.sendfile(f)
+s.close(); t.join()
+assert got[0] == os.path.getsize(path), "the server did not get every byte"
+PY
+}
+
+t_local_put=$(secs "$NM" --data-dir "$WORK/local" blob put "$IN")
+t_remote_put=$(secs C --node "$A" blob put "$IN")
+t_tcp=$(secs tcp_copy)
+REF=$("$NM" --data-dir "$WORK/local" blob put "$IN")
+"$NM" --data-dir "$WORK/local" blob get "$REF" > /dev/null
+t_local_get=$(secs "$NM" --data-dir "$WORK/local" blob get "$REF")
+C --node "$A" blob get "$REF" | cmp - "$IN"   # both did all the work: bytes equal
+t_remote_get=$(secs C --node "$A" blob get "$REF")
+
+# 16 clients at once vs one client, SIZE16 MiB each.
+t_one=$(secs C --node "$B" blob put "$WORK/in16-1.bin")
+C --node "$B" blob rm "$(C --node "$B" blob put "$WORK/in16-1.bin")" >/dev/null
+s=$(date +%s.%N)
+pids=()
+for i in $(seq 1 16); do C --node "$B" blob put "$WORK/in16-$i.bin" > "$WORK/ref16-$i" 2>/dev/null & pids+=($!); done
+wait "${pids[@]}"   # not a bare `wait`: the nodes are children too
+e=$(date +%s.%N)
+t_sixteen=$(echo "$e - $s" | bc -l)
+for i in $(seq 1 16); do C --node "$B" blob get "$(cat "$WORK/ref16-$i")" | cmp - "$WORK/in16-$i.bin"; done
+rss_node=$(awk '/VmHWM/ {print $2}' "/proc/$B_PID/status")
+
+# Pull SIZE MiB from A to B vs rsync -W of the same file to a local path.
+t_pull=$(secs C --node "$B" blob pull "$REF" --from "$A")
+pull_again=$(C --node "$B" blob pull "$REF" --from "$A" --json)
+t_rsync=$(secs rsync -W "$IN" "$WORK/rsync.out")
+cmp "$WORK/rsync.out" "$IN"
+
+agg16=$(mibs "$((16 * SIZE16_MIB))" "$t_sixteen")
+one16=$(mibs "$SIZE16_MIB" "$t_one")
+printf '\n%-52s %10s %10s %8s\n' "comparison (${SIZE_MIB} MiB random file, loopback)" "node" "peer" "ratio"
+printf '%-52s %9.2fs %9.2fs %8s\n' "remote put vs local put (goal: throughput >= 0.7x)" "$t_remote_put" "$t_local_put" "$(ratio "$t_local_put" "$t_remote_put")"
+printf '%-52s %9.2fs %9.2fs %8s\n' "remote put vs plain TCP copy" "$t_remote_put" "$t_tcp" "$(ratio "$t_tcp" "$t_remote_put")"
+printf '%-52s %9.2fs %9.2fs %8s\n' "remote get vs local get (goal: throughput >= 0.7x)" "$t_remote_get" "$t_local_get" "$(ratio "$t_local_get" "$t_remote_get")"
+printf '%-52s %9.2fs %9.2fs %8s\n' "remote get vs plain TCP copy" "$t_remote_get" "$t_tcp" "$(ratio "$t_tcp" "$t_remote_get")"
+printf '%-52s %7s MiB/s %6s MiB/s %8s\n' "16 clients x ${SIZE16_MIB} MiB vs one (goal >= 0.8x)" "$agg16" "$one16" "$(ratio "$agg16" "$one16")"
+printf '%-52s %9s KiB\n' "node peak RSS during the 16 clients (goal <= 256 MiB)" "$rss_node"
+printf '%-52s %9.2fs %9.2fs %8s\n' "blob pull A->B vs rsync -W" "$t_pull" "$t_rsync" "$(ratio "$t_rsync" "$t_pull")"
+printf '%-52s %s\n' "second pull" "$pull_again"
