@@ -1,4 +1,4 @@
-//! The permission-token chain a call carries in its nRPC metadata (docs/FORMAT.md §5.5.1), and
+//! The permission-token chain a call carries in its nRPC metadata (docs/FORMAT.md §5.6), and
 //! the node's trust in token issuers.
 //!
 //! Metadata layout: one version byte, [`METADATA_VERSION`] (`0x01`), then the chain's binary
