@@ -189,6 +189,27 @@ fn node_commands_print_what_local_commands_print() {
         "--json",
     ]));
     assert_eq!(large_put["kind"], "tree");
+    // A tree shape of its own reaches the node: the same (deeper) ref on both sides.
+    let shaped = json(&sides.same(&[
+        "blob",
+        "put",
+        "--chunking",
+        "cdc:16K,64K,256K",
+        "--leaf-fanout",
+        "4",
+        "--internal-fanout",
+        "2",
+        "--manifest-max-refs",
+        "2",
+        &path(&large),
+        "--json",
+    ]));
+    assert_ne!(shaped["blob_ref"], large_put["blob_ref"]);
+    assert!(
+        shaped["depth"].as_u64() > large_put["depth"].as_u64(),
+        "{shaped}"
+    );
+    sides.same(&["blob", "rm", shaped["blob_ref"].as_str().unwrap()]);
     let again = json(&sides.same(&["blob", "put", &path(&medium), "--json"]));
     assert_eq!(
         (again["new_chunks"].as_u64(), again["new_bytes"].as_u64()),

@@ -207,21 +207,11 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
         } => {
             let name = name.unwrap_or_else(|| default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
-            let defaults = TreePolicy::default();
-            let tree = TreePolicy {
-                leaf_fanout: leaf_fanout.unwrap_or(defaults.leaf_fanout),
-                internal_fanout: internal_fanout.unwrap_or(defaults.internal_fanout),
-                manifest_max_refs: manifest_max_refs.unwrap_or(defaults.manifest_max_refs),
-            };
-            // Parity chunks are as long as their stripe's largest chunk, so erasure-coded blobs
-            // default to equal-size chunks (10+4 stores 1.4x the input instead of ~1.76x with
-            // CDC's spread of sizes); an explicit --chunking still wins.
-            let chunking = chunking.unwrap_or(match rs {
-                Some(_) => ChunkingStrategy::Fixed {
-                    size: RS_DEFAULT_CHUNK,
-                },
-                None => ChunkingStrategy::default(),
-            });
+            let (chunking, tree) = put_layout(
+                chunking,
+                rs,
+                [leaf_fanout, internal_fanout, manifest_max_refs],
+            );
             let config = StoreConfig {
                 chunking,
                 tree,
@@ -316,6 +306,32 @@ impl<R: Read> Read for Counted<R> {
 }
 
 /// The pin name `blob put FILE` uses without `--name`: the file name, `-` for stdin.
+/// The chunking and tree shape of a put: the options given, the defaults for the rest.
+/// Parity chunks are as long as their stripe's largest chunk, so erasure-coded blobs default to
+/// equal-size chunks (10+4 stores 1.4x the input instead of ~1.76x with CDC's spread of sizes);
+/// an explicit --chunking still wins. `fanouts`: --leaf-fanout, --internal-fanout,
+/// --manifest-max-refs.
+pub(crate) fn put_layout(
+    chunking: Option<ChunkingStrategy>,
+    rs: Option<(u8, u8)>,
+    fanouts: [Option<usize>; 3],
+) -> (ChunkingStrategy, TreePolicy) {
+    let [leaf_fanout, internal_fanout, manifest_max_refs] = fanouts;
+    let defaults = TreePolicy::default();
+    let tree = TreePolicy {
+        leaf_fanout: leaf_fanout.unwrap_or(defaults.leaf_fanout),
+        internal_fanout: internal_fanout.unwrap_or(defaults.internal_fanout),
+        manifest_max_refs: manifest_max_refs.unwrap_or(defaults.manifest_max_refs),
+    };
+    let chunking = chunking.unwrap_or(match rs {
+        Some(_) => ChunkingStrategy::Fixed {
+            size: RS_DEFAULT_CHUNK,
+        },
+        None => ChunkingStrategy::default(),
+    });
+    (chunking, tree)
+}
+
 pub(crate) fn default_pin_name(file: &Path) -> String {
     if file == Path::new("-") {
         return "-".to_string();

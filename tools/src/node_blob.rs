@@ -6,21 +6,35 @@
 use net_mesh_engine::codec::{Encoding, Hash};
 use net_mesh_engine::error::hex;
 use net_mesh_engine::index::{blob_id, check_pin_name};
-use net_mesh_engine::{BlobRef, BlobStat, ChunkingStrategy, ErrorClass, StoreError, Unpinned};
+use net_mesh_engine::{BlobRef, BlobStat, ErrorClass, StoreError, Unpinned};
 use net_mesh_node::proto::{self, BlobSpec, PinRow};
 use net_mesh_rpc::NodeAddr;
 use serde_json::json;
 
 use crate::Ctx;
 use crate::blob::{
-    BlobCmd, PinLine, RS_DEFAULT_CHUNK, cat, default_pin_name, get, parse_range, print_pins,
-    print_put, print_stat, report_unpinned,
+    BlobCmd, PinLine, cat, default_pin_name, get, parse_range, print_pins, print_put, print_stat,
+    put_layout, report_unpinned,
 };
 use crate::node_put::{Input, Start, upload};
 use crate::outln;
 use crate::output::{CliError, CliResult, ErrorContext};
 use crate::remote::{Remote, resolve, spec};
 use crate::staging::{StagingCmd, not_found, print_resumed, print_staging};
+
+/// `tree` as the protocol carries it; a fan-out beyond u32 is a usage error (the engine would
+/// refuse it anyway).
+fn tree_shape(tree: &net_mesh_engine::TreePolicy) -> CliResult<proto::TreeShape> {
+    let field = |v: usize, what: &str| {
+        u32::try_from(v)
+            .map_err(|_| CliError::msg(ErrorClass::Usage, format!("{what} {v} is too large")))
+    };
+    Ok(proto::TreeShape {
+        leaf_fanout: field(tree.leaf_fanout, "--leaf-fanout")?,
+        internal_fanout: field(tree.internal_fanout, "--internal-fanout")?,
+        manifest_max_refs: field(tree.manifest_max_refs, "--manifest-max-refs")?,
+    })
+}
 
 /// An answer of the node that cannot be right.
 fn bad_answer(what: impl std::fmt::Display) -> CliError {
@@ -43,25 +57,20 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             checkpoint_interval,
             retries,
         } => {
-            if leaf_fanout.is_some() || internal_fanout.is_some() || manifest_max_refs.is_some() {
-                return Err(CliError::msg(
-                    ErrorClass::Usage,
-                    "a node builds trees with its own fan-outs: --leaf-fanout, \
-                     --internal-fanout and --manifest-max-refs are for local puts",
-                ));
-            }
             let name = name.unwrap_or_else(|| default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
-            let chunking = chunking.unwrap_or(match rs {
-                Some(_) => ChunkingStrategy::Fixed {
-                    size: RS_DEFAULT_CHUNK,
-                },
-                None => ChunkingStrategy::default(),
-            });
+            // The same layout a local put takes, sent along, so the node builds the same ref.
+            let (chunking, tree) = put_layout(
+                chunking,
+                rs,
+                [leaf_fanout, internal_fanout, manifest_max_refs],
+            );
+            let tree = tree_shape(&tree)?;
             let start = match rs {
                 Some((k, n)) => Start::ErasureCoded {
                     name,
                     chunking: chunking.to_string(),
+                    tree,
                     k,
                     n,
                 },
@@ -72,6 +81,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                         staging_id,
                         name,
                         chunking: chunking.to_string(),
+                        tree,
                         checkpoint_interval,
                     }
                 }

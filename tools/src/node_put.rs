@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{BlobRef, ErrorClass, PutOutcome};
 use net_mesh_node::NodeError;
-use net_mesh_node::proto::{PutDone, PutStart, StagingState};
+use net_mesh_node::proto::{PutDone, PutStart, StagingState, TreeShape};
 use net_mesh_staging::StagingError;
 
 use crate::output::{CliError, CliResult, ErrorContext, progress};
@@ -73,6 +73,7 @@ pub enum Start {
         staging_id: String,
         name: String,
         chunking: String,
+        tree: TreeShape,
         checkpoint_interval: Option<u64>,
     },
     /// Continue a staging upload from where the node says it stands (`staging resume`).
@@ -84,6 +85,7 @@ pub enum Start {
     ErasureCoded {
         name: String,
         chunking: String,
+        tree: TreeShape,
         k: u8,
         n: u8,
     },
@@ -233,6 +235,7 @@ fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
                 staging_id,
                 name,
                 chunking,
+                tree,
                 checkpoint_interval,
             },
             None,
@@ -240,7 +243,7 @@ fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
             staging_id: Some(staging_id.clone()),
             name: name.clone(),
             chunking: Some(chunking.clone()),
-            tree: None,
+            tree: Some(*tree),
             checkpoint_interval: *checkpoint_interval,
         },
         (
@@ -258,6 +261,7 @@ fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
             Start::ErasureCoded {
                 name,
                 chunking,
+                tree,
                 k,
                 n,
             },
@@ -265,7 +269,7 @@ fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
         ) => PutStart::ErasureCoded {
             name: name.clone(),
             chunking: Some(chunking.clone()),
-            tree: None,
+            tree: Some(*tree),
             k: *k,
             n: *n,
         },

@@ -88,6 +88,17 @@ pub async fn start_as(
 ) -> TestNode {
     let id = identity.node_id();
     let allow = Allow::parse(id, &allow(id)).unwrap();
+    start_allowing(identity, dir, allow, config).await
+}
+
+/// Starts a node on `dir` as `identity` with authorization state `allow`.
+pub async fn start_allowing(
+    identity: Identity,
+    dir: &Path,
+    allow: Allow,
+    config: NodeConfig,
+) -> TestNode {
+    let id = identity.node_id();
     let node = Node::with_config(Arc::new(open_store(dir)), id, config);
     let (listener, local) = net_mesh_node::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();

@@ -10,18 +10,16 @@
 )]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use net_mesh_node::call_token::{CHANNEL, now_unix_s};
 use net_mesh_node::proto::{Method, PutDone, PutPart, PutStart, Status};
-use net_mesh_node::{Allow, Node, NodeClient, NodeConfig};
+use net_mesh_node::{Allow, NodeClient, NodeConfig};
 use net_mesh_rpc::rpc::{CallOptions, ErrorKind};
 use net_mesh_rpc::token::{PermissionToken, Scope, TokenChannel, TokenClaims};
 use net_mesh_rpc::{Identity, NodeAddr, NodeId, RpcError};
 use serde_bytes::ByteBuf;
-use tokio_util::sync::CancellationToken;
 
-use crate::common::{TestNode, open_store};
+use crate::common::{TestNode, start_allowing};
 
 /// Starts a node on `dir` as `identity`, with allow-file text `allow(own id)`, trusting
 /// `trusted` issuers besides itself.
@@ -37,26 +35,7 @@ pub async fn start_trusting(
         .fold(Allow::parse(id, &allow(id)).unwrap(), |allow, issuer| {
             allow.trust(*issuer)
         });
-    let node = Node::with_config(Arc::new(open_store(dir)), id, NodeConfig::default());
-    let (listener, local) = net_mesh_node::bind("127.0.0.1:0").await.unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(net_mesh_node::serve(
-        Arc::clone(&node),
-        identity,
-        allow,
-        listener,
-        stop.clone(),
-    ));
-    TestNode {
-        node,
-        addr: NodeAddr {
-            node_id: id,
-            host_port: local.to_string(),
-        },
-        id,
-        stop,
-        task,
-    }
+    start_allowing(identity, dir, allow, NodeConfig::default()).await
 }
 
 /// Claims for `subject` on channel `default`, valid `from`..=`until` (Unix seconds).
