@@ -168,7 +168,7 @@ fn parse_size(text: &str) -> Option<u32> {
 
 /// Cuts a stream pushed in pieces of any size into chunks.
 ///
-/// Holds at most `max_chunk` bytes plus the last pushed piece.
+/// Holds at most `max_chunk` bytes plus the last pushed piece (its buffer: about twice that).
 #[derive(Debug)]
 pub struct Chunker {
     cut: Cutter,
@@ -239,12 +239,22 @@ impl Chunker {
         data: &[u8],
         mut emit: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
+        let max = self.cut.max();
+        // Room for the piece without growing: drop what was emitted first. When it must grow,
+        // it grows to what it holds plus one `max` of headroom (not by doubling), so a chunker
+        // holds at most ~2 × max + the piece, and moves the pending bytes about once per `max`
+        // bytes pushed.
+        let fits = self.buf.len().saturating_add(data.len()) <= self.buf.capacity();
+        if self.start > 0 && (!fits || self.start >= self.buf.len() / 2) {
             self.buf.drain(..self.start);
             self.start = 0;
         }
+        let needed = self.buf.len().saturating_add(data.len());
+        if needed > self.buf.capacity() {
+            self.buf
+                .reserve_exact(needed.saturating_add(max).saturating_sub(self.buf.len()));
+        }
         self.buf.extend_from_slice(data);
-        let max = self.cut.max();
         while let Some(rest) = self.buf.get(self.start..).filter(|r| r.len() >= max) {
             let len = self.cut.next_len(rest);
             if let Some(chunk) = rest.get(..len) {
