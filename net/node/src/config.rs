@@ -11,7 +11,7 @@ use crate::proto::MAX_PIECE;
 /// Messages of object data in flight between a read worker and its call's sink.
 pub(crate) const READ_QUEUE: usize = 2;
 /// Input pieces in flight between a put call and its worker.
-pub(crate) const PUT_QUEUE: usize = 4;
+pub(crate) const PUT_QUEUE: usize = 2;
 /// Most object ids one `objects` or `has` call may name.
 pub const MAX_OBJECTS_PER_CALL: usize = 1024;
 
