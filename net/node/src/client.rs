@@ -472,7 +472,7 @@ impl<'r> ObjectStream<'r> {
                 if len > net_mesh_engine::codec::MAX_CHUNK_SIZE as usize {
                     return self.failed(lie(format!("an object of {len} bytes")));
                 }
-                let mut bytes = Vec::with_capacity(len.min(MAX_PIECE));
+                let mut bytes = Vec::new();
                 while bytes.len() < len {
                     match self.next_part()? {
                         Some(ObjectPart::Piece(piece))
@@ -480,7 +480,14 @@ impl<'r> ObjectStream<'r> {
                                 && !piece.is_empty()
                                 && bytes.len().saturating_add(piece.len()) <= len =>
                         {
-                            bytes.extend_from_slice(&piece);
+                            if bytes.is_empty() {
+                                // The first piece becomes the object's buffer (no copy); the
+                                // rest, if any, are appended to it.
+                                bytes = piece.into_vec();
+                                bytes.reserve_exact(len.saturating_sub(bytes.len()));
+                            } else {
+                                bytes.extend_from_slice(&piece);
+                            }
                         }
                         _ => return self.failed(lie("an object's pieces do not add up")),
                     }
