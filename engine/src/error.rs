@@ -9,7 +9,7 @@ use crate::chunking::ChunkingError;
 pub use crate::class::{Classify, ErrorClass, hex, short_hex};
 use crate::codec::{DecodeError, Hash};
 use crate::erasure::ErasureError;
-use crate::index::{IndexError, PinNameTooLong};
+use crate::index::{ChannelNameError, IndexError, PinNameTooLong};
 use crate::tree::{PolicyError, StateError};
 
 /// Why a store could not be opened.
@@ -68,6 +68,14 @@ pub enum StoreError {
     /// A pin name longer than `index::MAX_PIN_NAME` bytes; refused before anything is written.
     #[error(transparent)]
     PinName(#[from] PinNameTooLong),
+    /// A channel name that breaks the rule (`index::check_channel_name`); refused before
+    /// anything is written.
+    #[error(transparent)]
+    ChannelName(#[from] ChannelNameError),
+    /// A pin into a channel the store does not have; refused inside the commit's transaction,
+    /// so nothing of the batch is written and the handle stays usable.
+    #[error("channel {0:?} does not exist on this store")]
+    NoSuchChannel(String),
     /// An exported tree state (a checkpoint's) does not hold together.
     #[error("tree state is inconsistent: {0}")]
     TreeState(#[from] StateError),
@@ -186,8 +194,9 @@ impl Classify for StoreError {
             | StoreError::Policy(_)
             | StoreError::TooLarge(_)
             | StoreError::Erasure(_)
-            | StoreError::PinName(_) => ErrorClass::Usage,
-            StoreError::NotPinned(_) => ErrorClass::NotFound,
+            | StoreError::PinName(_)
+            | StoreError::ChannelName(_) => ErrorClass::Usage,
+            StoreError::NotPinned(_) | StoreError::NoSuchChannel(_) => ErrorClass::NotFound,
             StoreError::Ambiguous(_) => ErrorClass::Usage,
             StoreError::TreeState(_) | StoreError::PinUndecodable { .. } => ErrorClass::Integrity,
         }

@@ -39,8 +39,8 @@ pub use error::{BlobError, Classify, ErrorClass, OpenError, StoreError};
 #[cfg(feature = "testing")]
 pub use gc::GcPhase;
 pub use gc::{GcError, GcOptions, GcReport};
-pub use index::Unpinned;
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
+pub use index::{ChannelInfo, DEFAULT_CHANNEL, Unpinned, check_channel_name};
 pub use net_mesh_segments::RecordKind as ObjectKind;
 pub use read::{BlobStat, ObjectSource, fetch_range_from};
 pub use repair::{RepairError, RepairReport};

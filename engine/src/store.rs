@@ -21,8 +21,8 @@ use crate::index::extension::{
     Extension, ExtensionError, ExtensionOp, ExtensionReader, Extensions,
 };
 use crate::index::{
-    Batch, CommitOutcome, Index, IndexError, IndexReader, Pin, PinListing, Unpinned, blob_id,
-    check_pin_name,
+    Batch, ChannelInfo, CommitOutcome, DEFAULT_CHANNEL, Index, IndexError, IndexReader, Pin,
+    PinListing, Unpinned, blob_id, check_channel_name, check_pin_name,
 };
 use crate::storage::StoreBackends;
 use crate::tree::TreePolicy;
@@ -360,15 +360,35 @@ impl Store {
             Err(StoreError::Poisoned) => {}
             Err(_) => self.poisoned.store(true, Ordering::Release),
         }
-        result
+        match result {
+            Err(StoreError::Index(IndexError::NoSuchChannel(name))) => {
+                Err(StoreError::NoSuchChannel(name))
+            }
+            other => other,
+        }
     }
 
-    /// Pins `blob_ref` under `name` (a no-op if it is pinned already). Its objects must exist.
-    /// A name longer than [`MAX_PIN_NAME`](crate::index::MAX_PIN_NAME) bytes is refused.
+    /// Pins `blob_ref` under `name` in channel `default` ([`Store::pin_in`]).
     pub fn pin(&self, blob_ref: &BlobRef, name: &str) -> Result<Hash, StoreError> {
+        self.pin_in(DEFAULT_CHANNEL, blob_ref, name)
+    }
+
+    /// Pins `blob_ref` under `name` in `channel` (a no-op if it is pinned there already; a
+    /// pin in another channel is another reference). Its objects must exist. A bad channel
+    /// name ([`StoreError::ChannelName`]), a name longer than
+    /// [`MAX_PIN_NAME`](crate::index::MAX_PIN_NAME) bytes, and a channel the store does not
+    /// have ([`StoreError::NoSuchChannel`]) are refused and change nothing.
+    pub fn pin_in(
+        &self,
+        channel: &str,
+        blob_ref: &BlobRef,
+        name: &str,
+    ) -> Result<Hash, StoreError> {
+        check_channel_name(channel)?;
         check_pin_name(name)?;
         let mut batch = Batch::default();
         batch.pins_add.push(Pin {
+            channel: channel.to_string(),
             blob_ref: blob_ref.clone(),
             name: name.to_string(),
             created_unix_ms: now_ms(),
@@ -377,11 +397,18 @@ impl Store {
         Ok(blob_id(blob_ref))
     }
 
-    /// Unpins the blob with id `id` (space is reclaimed by GC). A pin row that does not decode
-    /// is removed too, without lowering any count ([`Unpinned::RemovedUndecodable`]).
+    /// Unpins the blob with id `id` from channel `default` ([`Store::unpin_in`]).
     pub fn unpin(&self, id: &Hash) -> Result<Unpinned, StoreError> {
+        self.unpin_in(DEFAULT_CHANNEL, id)
+    }
+
+    /// Unpins the blob with id `id` from `channel` (space is reclaimed by GC once no channel
+    /// pins it and nothing else references it). A pin row that does not decode is removed
+    /// too, without lowering any count ([`Unpinned::RemovedUndecodable`]).
+    pub fn unpin_in(&self, channel: &str, id: &Hash) -> Result<Unpinned, StoreError> {
+        check_channel_name(channel)?;
         let mut batch = Batch::default();
-        batch.pins_remove.push(*id);
+        batch.pins_remove.push((channel.to_string(), *id));
         let outcome = self.commit_batch(batch)?;
         Ok(if !outcome.pins_removed_undecodable.is_empty() {
             Unpinned::RemovedUndecodable
@@ -390,6 +417,28 @@ impl Store {
         } else {
             Unpinned::NotPinned
         })
+    }
+
+    /// Creates channel `name`; returns false when it exists already (nothing changes).
+    pub fn create_channel(&self, name: &str) -> Result<bool, StoreError> {
+        check_channel_name(name)?;
+        let outcome = self.commit_batch(Batch {
+            channels_create: vec![name.to_string()],
+            ..Batch::default()
+        })?;
+        Ok(outcome.channels_created > 0)
+    }
+
+    /// Every channel in name order, with its creation time and pin rows.
+    pub fn channels(&self) -> Result<Vec<ChannelInfo>, StoreError> {
+        Ok(self.index.reader()?.channels()?)
+    }
+
+    /// Whether channel `name` exists (a snapshot answer; a pin into it is checked again in
+    /// its commit).
+    pub fn has_channel(&self, name: &str) -> Result<bool, StoreError> {
+        check_channel_name(name)?;
+        Ok(self.index.reader()?.channel(name)?.is_some())
     }
 
     /// Commits extension changes on their own, in one index transaction (e.g. staging's begin
@@ -411,20 +460,33 @@ impl Store {
         read(&ExtensionReader::new(&txn, namespace)).map_err(|e| StoreError::Index(e.into()))
     }
 
-    /// Every pinned blob with its id, and apart from them the pin rows that do not decode (one
-    /// damaged row never hides the others).
+    /// Every pin of every channel with its blob id, in (channel, id) order (each [`Pin`]
+    /// names its channel), and apart from them the pin rows that do not decode (one damaged
+    /// row never hides the others).
     pub fn pins(&self) -> Result<PinListing, StoreError> {
         Ok(self.index.reader()?.pin_listing()?)
     }
 
-    /// Finds a pinned blob by its id's hex prefix (at least 4 characters). A prefix of a row
-    /// that does not decode gives [`StoreError::PinUndecodable`], which names the row's full id.
+    /// The pins of `channel`, in id order, as [`Store::pins`] lists them.
+    pub fn pins_in(&self, channel: &str) -> Result<PinListing, StoreError> {
+        check_channel_name(channel)?;
+        Ok(self.index.reader()?.pin_listing_in(channel)?)
+    }
+
+    /// Finds a blob pinned in channel `default` by its id's hex prefix ([`Store::find_pin_in`]).
     pub fn find_pin(&self, id_prefix: &str) -> Result<(Hash, Pin), StoreError> {
+        self.find_pin_in(DEFAULT_CHANNEL, id_prefix)
+    }
+
+    /// Finds a blob pinned in `channel` by its id's hex prefix (at least 4 characters). A
+    /// prefix of a row that does not decode gives [`StoreError::PinUndecodable`], which names
+    /// the row's full id.
+    pub fn find_pin_in(&self, channel: &str, id_prefix: &str) -> Result<(Hash, Pin), StoreError> {
         let want = id_prefix.to_ascii_lowercase();
         if want.len() < 4 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StoreError::NotPinned(id_prefix.to_string()));
         }
-        let listing = self.pins()?;
+        let listing = self.pins_in(channel)?;
         let matches = |id: &Hash| crate::error::hex(id).starts_with(&want);
         let mut found = listing
             .pins
@@ -446,11 +508,17 @@ impl Store {
         }
     }
 
-    /// The id of the pin row `id_text` names: a hex prefix (at least 4 characters) of a pinned
-    /// blob's id, as [`Store::find_pin`] takes, or the full id (64 characters) of any pin row —
-    /// also one that does not decode, which is how such a row is named to unpin it.
+    /// The id of the pin row `id_text` names in channel `default` ([`Store::find_pin_id_in`]).
     pub fn find_pin_id(&self, id_text: &str) -> Result<Hash, StoreError> {
-        match self.find_pin(id_text) {
+        self.find_pin_id_in(DEFAULT_CHANNEL, id_text)
+    }
+
+    /// The id of the pin row `id_text` names in `channel`: a hex prefix (at least 4
+    /// characters) of a pinned blob's id, as [`Store::find_pin_in`] takes, or the full id (64
+    /// characters) of any pin row of the channel — also one that does not decode, which is
+    /// how such a row is named to unpin it.
+    pub fn find_pin_id_in(&self, channel: &str, id_text: &str) -> Result<Hash, StoreError> {
+        match self.find_pin_in(channel, id_text) {
             Ok((id, _)) => Ok(id),
             Err(StoreError::PinUndecodable { id, .. }) if id_text.len() == 64 => Ok(id),
             Err(e) => Err(e),

@@ -20,16 +20,16 @@ use net_mesh_engine::index::{MAX_PIN_NAME, PIN_HEADER_LEN, pin_roots};
 use net_mesh_engine::{BlobRef, Classify, ErrorClass, StoreError};
 use redb::{ReadableTable, TableDefinition};
 
-const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
+const PINS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("pins_v2");
 
-/// Rewrites the pin row `id` with `edit`. The store must be closed.
+/// Rewrites the pin row `id` of channel `default` with `edit`. The store must be closed.
 fn edit_pin_row(dir: &Path, id: &Hash, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) {
     let db = redb::Database::open(dir.join("index.redb")).unwrap();
     let txn = db.begin_write().unwrap();
     {
         let mut t = txn.open_table(PINS).unwrap();
-        let row = t.get(id).unwrap().unwrap().value().to_vec();
-        t.insert(id, edit(row).as_slice()).unwrap();
+        let row = t.get(("default", id)).unwrap().unwrap().value().to_vec();
+        t.insert(("default", id), edit(row).as_slice()).unwrap();
     }
     txn.commit().unwrap();
 }
@@ -121,7 +121,7 @@ fn a_bad_pin_row_is_reported_and_never_lets_gc_or_fsck_lose_what_it_may_pin() {
     assert_eq!(pin_problems.len(), 1, "{:?}", report.problems);
     assert_eq!(
         pin_problems[0].location.path.as_deref(),
-        Some(format!("pins_v1/{}", hex(&b.blob_id)).as_str())
+        Some(format!("pins_v2/default/{}", hex(&b.blob_id)).as_str())
     );
     let repaired = fsck(dir, ReadData::None, true);
     assert!(kinds(&repaired).contains(&ProblemKind::PinCorrupt));

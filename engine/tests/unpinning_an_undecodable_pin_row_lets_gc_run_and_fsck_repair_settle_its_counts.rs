@@ -21,18 +21,18 @@ use net_mesh_engine::index::{PIN_HEADER_LEN, pin_roots};
 use net_mesh_engine::{StoreError, Unpinned};
 use redb::{ReadableTable, TableDefinition};
 
-const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
+const PINS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("pins_v2");
 
-/// Damages the BlobRef bytes (its magic) of the pin row `id`. The store must be closed.
+/// Damages the BlobRef bytes (its magic) of the pin row `id` in channel `default`. The store must be closed.
 fn damage_pin_row(dir: &Path, id: &Hash) {
     let db = redb::Database::open(dir.join("index.redb")).unwrap();
     let txn = db.begin_write().unwrap();
     {
         let mut t = txn.open_table(PINS).unwrap();
-        let mut row = t.get(id).unwrap().unwrap().value().to_vec();
+        let mut row = t.get(("default", id)).unwrap().unwrap().value().to_vec();
         let name_len = u16::from_le_bytes([row[9], row[10]]) as usize;
         row[PIN_HEADER_LEN + name_len] ^= 0xff;
-        t.insert(id, row.as_slice()).unwrap();
+        t.insert(("default", id), row.as_slice()).unwrap();
     }
     txn.commit().unwrap();
 }

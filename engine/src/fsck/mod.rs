@@ -48,8 +48,8 @@ use crate::codec::{Hash, chunk_id};
 use crate::error::{BlobError, OpenError, hex};
 use crate::gc::{decode_internal, decode_leaf};
 use crate::index::{
-    IndexError, LOST_REFS, OBJECTS, ObjectEntry, SEGMENTS, SegmentEntry, encode_lost_refs,
-    pin_roots,
+    CHANNELS, ChannelEntry, IndexError, LOST_REFS, OBJECTS, ObjectEntry, SEGMENTS, SegmentEntry,
+    encode_lost_refs, pin_roots,
 };
 use crate::store::{OpenOptions, Store, now_ms};
 
@@ -159,6 +159,8 @@ struct Checker<'a> {
     /// Some references could not be counted (an extension's holds, unowned tables, pin rows):
     /// repair may raise counts but never lower them.
     counts_floor_only: bool,
+    /// Channels pin rows name that `channels_v1` lacks (repair creates them).
+    missing_channels: Vec<String>,
 }
 
 /// Runs fsck on the store in `dir` (takes the store's lock; the store must not be open
@@ -203,6 +205,7 @@ fn check(
         expected: HashMap::new(),
         orphans: Vec::new(),
         counts_floor_only: false,
+        missing_channels: Vec::new(),
     };
     checker.segments()?;
     checker.objects()?;
@@ -485,11 +488,23 @@ impl Checker<'_> {
                 ProblemKind::PinCorrupt,
                 Severity::Error,
                 Location {
-                    path: Some(format!("pins_v1/{}", hex(&row.id))),
+                    path: Some(format!("pins_v2/{}/{}", row.channel, hex(&row.id))),
                     ..Location::default()
                 },
                 format!("pin row does not decode: {}", row.error),
             );
+        }
+        for (channel, rows) in self.store.index.reader()?.channels_missing()? {
+            self.report.push(
+                ProblemKind::ChannelMissing,
+                Severity::Error,
+                Location {
+                    path: Some(format!("channels_v1/{channel}")),
+                    ..Location::default()
+                },
+                format!("{rows} pin row(s) name channel {channel:?}, which channels_v1 lacks"),
+            );
+            self.missing_channels.push(channel);
         }
         let mut expected: HashMap<Hash, u64> = HashMap::new();
         for children in self.children.values() {

@@ -17,6 +17,15 @@ impl Checker<'_> {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut segments = txn.open_table(SEGMENTS)?;
             let mut lost_refs = txn.open_table(LOST_REFS)?;
+            let mut channels = txn.open_table(CHANNELS)?;
+            for name in &self.missing_channels {
+                if channels.get(name.as_str())?.is_none() {
+                    let entry = ChannelEntry {
+                        created_unix_ms: now_ms(),
+                    };
+                    channels.insert(name.as_str(), entry.encode().as_slice())?;
+                }
+            }
             for hash in self.bad.keys() {
                 objects.remove(hash)?;
                 dropped += 1;
@@ -109,6 +118,15 @@ impl Checker<'_> {
                 self.report
                     .mark_repaired(kind, |l| l.object.as_ref().is_some_and(|o| bad.contains(o)));
             }
+        }
+        if !self.missing_channels.is_empty() {
+            self.report.repairs.push(format!(
+                "created {} channel(s) that pin rows name: {}",
+                self.missing_channels.len(),
+                self.missing_channels.join(", ")
+            ));
+            self.report
+                .mark_repaired(ProblemKind::ChannelMissing, |_| true);
         }
         if recounted > 0 {
             self.report

@@ -69,6 +69,8 @@ pub enum ProblemKind {
     UnownedTable,
     /// A pin row does not decode (its blob, and the counts it holds, are unknown).
     PinCorrupt,
+    /// Pin rows name a channel that `channels_v1` lacks (`--repair` creates it).
+    ChannelMissing,
 }
 
 /// How serious a problem is. `Info` does not count as a problem for the exit code.

@@ -19,8 +19,14 @@ pub struct Batch {
     /// Durable lengths returned by `Segments::sync` (committed lengths only ever grow). Every
     /// location this batch stores must end within them (else [`IndexError::PastCommitted`]).
     pub segment_lengths: Vec<(SegmentId, u64)>,
+    /// Channels to create (an existing one is left as it is); applied before the pins, so a
+    /// batch may pin into a channel it creates.
+    pub channels_create: Vec<String>,
+    /// Pins to add, each into its [`Pin::channel`], which must exist (else the batch is
+    /// refused with [`super::IndexError::NoSuchChannel`]).
     pub pins_add: Vec<Pin>,
-    pub pins_remove: Vec<Hash>,
+    /// Pins to remove: (channel, blob id).
+    pub pins_remove: Vec<(String, Hash)>,
     /// Changes of extensions' tables and holds, applied in the same transaction (see
     /// [`super::extension`]).
     pub extension_ops: Vec<Box<dyn ExtensionOp>>,
@@ -60,6 +66,7 @@ impl Batch {
         self.new_objects.is_empty()
             && self.ref_deltas.is_empty()
             && self.segment_lengths.is_empty()
+            && self.channels_create.is_empty()
             && self.pins_add.is_empty()
             && self.pins_remove.is_empty()
             && self.extension_ops.is_empty()
@@ -105,6 +112,8 @@ pub struct CommitOutcome {
     /// New objects actually inserted (not already present).
     pub inserted: u64,
     pub inserted_bytes: u64,
+    /// Channels created (not already present).
+    pub channels_created: u64,
     /// Pins added (not already present) and removed (present, including rows that did not
     /// decode).
     pub pins_added: u64,

@@ -10,9 +10,9 @@ use redb::ReadableTable;
 use super::extension::{ExtensionError, ExtensionTxn};
 
 use super::{
-    Batch, CommitOutcome, Index, IndexError, LOST_REFS, OBJECTS, ObjectEntry, PINS, Pin, SEGMENTS,
-    SegmentEntry, blob_id, corrupted, decode_lost_refs, encode_lost_refs, object_in, pin_roots,
-    segment_in, take_lost_refs,
+    Batch, CHANNELS, ChannelEntry, CommitOutcome, Index, IndexError, LOST_REFS, OBJECTS,
+    ObjectEntry, PINS, Pin, SEGMENTS, SegmentEntry, blob_id, corrupted, decode_lost_refs,
+    encode_lost_refs, object_in, pin_roots, segment_in, take_lost_refs,
 };
 
 const RECORD_HEADER_LEN_U64: u64 = RECORD_HEADER_LEN as u64;
@@ -36,6 +36,7 @@ impl Index {
         {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut pins = txn.open_table(PINS)?;
+            let mut channels = txn.open_table(CHANNELS)?;
             let mut lost_refs = txn.open_table(LOST_REFS)?;
             let mut segs = SegmentTally::new(txn.open_table(SEGMENTS)?);
             for &(id, len) in &batch.segment_lengths {
@@ -116,24 +117,41 @@ impl Index {
                     ExtensionTxn::new(&txn, namespace, &mut deltas, &mut outcome.released, now);
                 op.apply(&mut ext_txn)?;
             }
-            for pin in &batch.pins_add {
-                let id = blob_id(&pin.blob_ref);
-                if pins.get(&id)?.is_some() {
+            for name in &batch.channels_create {
+                if channels.get(name.as_str())?.is_some() {
                     continue;
                 }
-                pins.insert(&id, pin.encode().as_slice())?;
+                let entry = ChannelEntry {
+                    created_unix_ms: now,
+                };
+                channels.insert(name.as_str(), entry.encode().as_slice())?;
+                outcome.channels_created = outcome.channels_created.saturating_add(1);
+            }
+            for pin in &batch.pins_add {
+                let channel = pin.channel.as_str();
+                if channels.get(channel)?.is_none() {
+                    return Err(IndexError::NoSuchChannel(pin.channel.clone()));
+                }
+                let id = blob_id(&pin.blob_ref);
+                if pins.get((channel, &id))?.is_some() {
+                    continue;
+                }
+                pins.insert((channel, &id), pin.encode().as_slice())?;
                 outcome.pins_added = outcome.pins_added.saturating_add(1);
                 for root in pin_roots(&pin.blob_ref) {
                     let d = deltas.entry(root).or_insert(0);
                     *d = d.saturating_add(1);
                 }
             }
-            for id in &batch.pins_remove {
-                let Some(old) = pins.remove(id)?.map(|v| v.value().to_vec()) else {
+            for (channel, id) in &batch.pins_remove {
+                let Some(old) = pins
+                    .remove((channel.as_str(), id))?
+                    .map(|v| v.value().to_vec())
+                else {
                     continue;
                 };
                 outcome.pins_removed = outcome.pins_removed.saturating_add(1);
-                let Ok(pin) = Pin::decode(id, &old) else {
+                let Ok(pin) = Pin::decode(channel, id, &old) else {
                     // What the row pinned is unknown: leave every count as it is (too high
                     // now, which fsck --repair settles; lowering a guess could lose data).
                     outcome.pins_removed_undecodable.push(*id);

@@ -1,5 +1,6 @@
 //! The values of the engine's tables — object entries, segment entries, pins, lost reference
-//! counts (byte layouts in docs/FORMAT.md §3) — and the pin-name rule.
+//! counts, channels (byte layouts in docs/FORMAT.md §3) — and the pin-name and channel-name
+//! rules.
 #![deny(clippy::arithmetic_side_effects)]
 
 use net_mesh_segments::{RecordKind, RecordLoc, SegmentId};
@@ -32,6 +33,66 @@ pub fn check_pin_name(name: &str) -> Result<(), PinNameTooLong> {
         Err(PinNameTooLong { len: name.len() })
     } else {
         Ok(())
+    }
+}
+
+/// The channel every node has; the existing single-channel APIs pin into it.
+pub const DEFAULT_CHANNEL: &str = "default";
+/// Longest channel name in bytes.
+pub const MAX_CHANNEL_NAME: usize = 64;
+/// Size of an encoded channel entry (docs/FORMAT.md §3.4).
+pub const CHANNEL_ENTRY_LEN: usize = 9;
+
+/// Why a channel name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid channel name {name:?}: use 1..={MAX_CHANNEL_NAME} bytes of a-z 0-9 - _ . \
+     not starting with ."
+)]
+pub struct ChannelNameError {
+    /// The refused name.
+    pub name: String,
+}
+
+/// Checks a channel name: 1..=[`MAX_CHANNEL_NAME`] bytes of `a-z 0-9 - _ .`, not starting
+/// with `.` (so `*`, the token wildcard, is never a channel). Every API that takes a channel
+/// calls it before it writes anything.
+pub fn check_channel_name(name: &str) -> Result<(), ChannelNameError> {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b);
+    if (1..=MAX_CHANNEL_NAME).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(allowed)
+    {
+        Ok(())
+    } else {
+        Err(ChannelNameError {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// A channel's row in `channels_v1`: when it was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelEntry {
+    pub created_unix_ms: u64,
+}
+
+impl ChannelEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CHANNEL_ENTRY_LEN);
+        out.push(INDEX_FORMAT_VERSION);
+        out.extend_from_slice(&self.created_unix_ms.to_le_bytes());
+        out
+    }
+
+    pub fn decode(name: &str, bytes: &[u8]) -> Result<ChannelEntry, IndexError> {
+        let bad = || corrupted("channels_v1", name.as_bytes(), "bad length or version");
+        if bytes.len() != CHANNEL_ENTRY_LEN || bytes.first() != Some(&INDEX_FORMAT_VERSION) {
+            return Err(bad());
+        }
+        Ok(ChannelEntry {
+            created_unix_ms: u64::from_le_bytes(take(bytes, 1).ok_or_else(bad)?),
+        })
     }
 }
 
@@ -128,9 +189,11 @@ impl SegmentEntry {
     }
 }
 
-/// A pinned root: a blob the user keeps, with an optional label.
+/// A pinned root: a blob the user keeps in one channel, with an optional label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {
+    /// The channel the pin belongs to (part of the row's key, not of its bytes).
+    pub channel: String,
     pub blob_ref: BlobRef,
     pub name: String,
     pub created_unix_ms: u64,
@@ -153,8 +216,9 @@ impl Pin {
         out
     }
 
-    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Pin, IndexError> {
-        let bad = |reason: String| corrupted("pins_v1", key, reason);
+    /// Decodes the row `key` of `channel`.
+    pub fn decode(channel: &str, key: &[u8], bytes: &[u8]) -> Result<Pin, IndexError> {
+        let bad = |reason: String| corrupted("pins_v2", key, reason);
         if bytes.first() != Some(&INDEX_FORMAT_VERSION) {
             return Err(bad("bad version".into()));
         }
@@ -184,6 +248,7 @@ impl Pin {
         let ref_bytes = bytes.get(name_end..).unwrap_or_default();
         let blob_ref = BlobRef::decode(ref_bytes).map_err(|e| bad(format!("blob ref: {e}")))?;
         Ok(Pin {
+            channel: channel.to_string(),
             blob_ref,
             name,
             created_unix_ms,
@@ -191,7 +256,7 @@ impl Pin {
     }
 }
 
-/// The stable id of a blob ref: keys the pin table and is what `blob ls` shows.
+/// The stable id of a blob ref: with the channel, keys the pin table and is what `blob ls` shows.
 pub fn blob_id(blob_ref: &BlobRef) -> Hash {
     blake3::derive_key("net-mesh 2026-11 blob ref id v1", &blob_ref.encode())
 }
@@ -272,6 +337,7 @@ mod tests {
 
     fn pin(name: &str) -> Pin {
         Pin {
+            channel: DEFAULT_CHANNEL.to_string(),
             blob_ref: BlobRef::Small {
                 hash: [7; 32],
                 size: 3,
@@ -294,11 +360,11 @@ mod tests {
         );
         // The encoder's guard: a name that bypassed the check is cut at a boundary.
         let p = pin(&long);
-        let decoded = Pin::decode(&[0], &p.encode()).unwrap();
+        let decoded = Pin::decode(DEFAULT_CHANNEL, &[0], &p.encode()).unwrap();
         assert_eq!(decoded.name.len(), MAX_PIN_NAME - 1);
         assert!(long.starts_with(&decoded.name));
         assert_eq!(
-            Pin::decode(&[0], &pin(&limit).encode()).unwrap(),
+            Pin::decode(DEFAULT_CHANNEL, &[0], &pin(&limit).encode()).unwrap(),
             pin(&limit)
         );
     }
@@ -310,15 +376,15 @@ mod tests {
         let name_end = PIN_HEADER_LEN + MAX_PIN_NAME - 1;
         legacy.splice(name_end..name_end, ["é".as_bytes()[0]]);
         legacy[9..11].copy_from_slice(&(MAX_PIN_NAME as u16).to_le_bytes());
-        let decoded = Pin::decode(&[0], &legacy).unwrap();
-        assert_eq!(decoded, Pin::decode(&[0], &whole).unwrap());
+        let decoded = Pin::decode(DEFAULT_CHANNEL, &[0], &legacy).unwrap();
+        assert_eq!(decoded, Pin::decode(DEFAULT_CHANNEL, &[0], &whole).unwrap());
         // Only that signature is forgiven: a shorter name, or a bad byte inside, is corrupt.
         let mut bad = pin("ab").encode();
         bad[PIN_HEADER_LEN + 1] = 0xc3;
-        assert!(Pin::decode(&[0], &bad).is_err());
+        assert!(Pin::decode(DEFAULT_CHANNEL, &[0], &bad).is_err());
         let mut inside = legacy.clone();
         inside[PIN_HEADER_LEN] = 0xff;
-        assert!(Pin::decode(&[0], &inside).is_err());
+        assert!(Pin::decode(DEFAULT_CHANNEL, &[0], &inside).is_err());
     }
 
     #[test]

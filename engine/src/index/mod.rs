@@ -1,5 +1,5 @@
-//! The redb index: where every object lives, its reference count, the pinned roots, each
-//! segment's committed length, and the tables other crates attach through the extension seam.
+//! The redb index: where every object lives, its reference count, the channels and the roots
+//! pinned in each, each segment's committed length, and the tables other crates attach through the extension seam.
 //! Layouts of the values are in docs/FORMAT.md §3.
 //!
 //! All changes of one batch are applied by [`Index::commit`] in ONE write transaction, which the
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use net_mesh_segments::SegmentId;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::class::ErrorClass;
 use crate::codec::Hash;
@@ -29,16 +29,25 @@ pub const INDEX_FORMAT_VERSION: u8 = 1;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 pub(crate) const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects_v1");
-pub(crate) const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
+/// Pins, keyed by channel then blob id (a channel lists by a range).
+pub(crate) const PINS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("pins_v2");
+/// Channels: name → [`ChannelEntry`].
+pub(crate) const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels_v1");
+/// The pin table of stores written before channels (keyed by blob id alone); migrated into
+/// channel `default` of [`PINS`] and deleted when such a store opens.
+const LEGACY_PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
 pub(crate) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments_v1");
 
 const META_FORMAT_KEY: &str = "format_version";
 
-/// Every table the engine itself keeps (anything else belongs to an extension).
-pub(crate) const ENGINE_TABLES: [&str; 6] = [
+/// Every table the engine itself keeps or kept (anything else belongs to an extension;
+/// `pins_v1` stays reserved so no extension can claim it).
+pub(crate) const ENGINE_TABLES: [&str; 8] = [
     "meta_v1",
     "objects_v1",
     "pins_v1",
+    "pins_v2",
+    "channels_v1",
     "segments_v1",
     "lost_refs_v1",
     "fsck_cursor_v1",
@@ -61,6 +70,9 @@ pub enum IndexError {
     UnsupportedFormat { found: u8 },
     #[error("object {0} is referenced but not in the index")]
     MissingObject(String),
+    /// A pin names a channel the index does not have; refused before anything is written.
+    #[error("channel {0:?} does not exist")]
+    NoSuchChannel(String),
     #[error("{0}")]
     Extension(#[from] extension::ExtensionError),
     /// A batch would store a location whose bytes are not covered by a committed length (an
@@ -82,6 +94,7 @@ impl IndexError {
         matches!(
             self,
             IndexError::MissingObject(_)
+                | IndexError::NoSuchChannel(_)
                 | IndexError::PastCommitted { .. }
                 | IndexError::Extension(
                     ExtensionError::Refused { .. } | ExtensionError::Unregistered(_)
@@ -98,6 +111,7 @@ impl crate::class::Classify for IndexError {
                 ErrorClass::Integrity
             }
             IndexError::MissingObject(_) | IndexError::PastCommitted { .. } => ErrorClass::Refused,
+            IndexError::NoSuchChannel(_) => ErrorClass::NotFound,
             IndexError::Extension(e) => e.class(),
         }
     }
@@ -150,8 +164,8 @@ impl Index {
                 }
             }
             txn.open_table(OBJECTS)?;
-            txn.open_table(PINS)?;
             txn.open_table(SEGMENTS)?;
+            migrate_pins(&txn)?;
             let mut deltas = std::collections::HashMap::new();
             let mut released = Vec::new();
             for ext in extensions.iter() {
@@ -198,6 +212,7 @@ impl Index {
         Ok(IndexReader {
             objects: txn.open_table(OBJECTS)?,
             pins: txn.open_table(PINS)?,
+            channels: txn.open_table(CHANNELS)?,
         })
     }
 }
@@ -253,6 +268,39 @@ impl Index {
     }
 }
 
+/// Brings the pin tables to the current layout inside the open transaction: creates
+/// `pins_v2` and `channels_v1`, makes sure channel `default` exists, and moves every row of a
+/// legacy `pins_v1` (bytes as they are, decodable or not) into `default`, then deletes
+/// `pins_v1`. One transaction, so a crash leaves either the old tables or the new ones; the
+/// references the rows hold are the same, so no count changes.
+fn migrate_pins(txn: &redb::WriteTransaction) -> Result<(), IndexError> {
+    let mut pins = txn.open_table(PINS)?;
+    let mut channels = txn.open_table(CHANNELS)?;
+    if channels.get(DEFAULT_CHANNEL)?.is_none() {
+        let entry = ChannelEntry {
+            created_unix_ms: commit::now_unix_ms(),
+        };
+        channels.insert(DEFAULT_CHANNEL, entry.encode().as_slice())?;
+    }
+    let legacy_exists = txn.list_tables()?.any(|t| t.name() == LEGACY_PINS.name());
+    if !legacy_exists {
+        return Ok(());
+    }
+    {
+        let legacy = txn.open_table(LEGACY_PINS)?;
+        for row in legacy.iter()? {
+            let (k, v) = row?;
+            let id = *k.value();
+            // A row already in `default` (never written by this build) keeps its bytes.
+            if pins.get((DEFAULT_CHANNEL, &id))?.is_none() {
+                pins.insert((DEFAULT_CHANNEL, &id), v.value())?;
+            }
+        }
+    }
+    txn.delete_table(LEGACY_PINS)?;
+    Ok(())
+}
+
 /// Reads one object entry inside a write transaction.
 pub(crate) fn object_in(
     table: &redb::Table<&[u8; 32], &[u8]>,
@@ -291,24 +339,51 @@ pub enum Unpinned {
 /// A pin row that does not decode.
 #[derive(Debug)]
 pub struct BadPinRow {
+    /// The channel of the row's key.
+    pub channel: String,
     /// The row's key: the blob id it claims.
     pub id: Hash,
     /// Why it does not decode.
     pub error: IndexError,
 }
 
-/// Every pin row: those that decode, in id order, and those that do not.
+/// Pin rows: those that decode, in (channel, id) order, each [`Pin`] carrying its channel, and
+/// those that do not.
 #[derive(Debug, Default)]
 pub struct PinListing {
     pub pins: Vec<(Hash, Pin)>,
     pub bad: Vec<BadPinRow>,
 }
 
+/// A channel as listed: its name, when it was created and how many pin rows it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub name: String,
+    pub created_unix_ms: u64,
+    /// Pin rows in the channel, including rows that do not decode.
+    pub pins: u64,
+}
+
+type PinsTable = redb::ReadOnlyTable<(&'static str, &'static [u8; 32]), &'static [u8]>;
+
 /// A read snapshot of the index.
 #[derive(Debug)]
 pub struct IndexReader {
     objects: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
-    pins: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+    pins: PinsTable,
+    channels: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+}
+
+/// Adds one pin row to `out`: decoded, or apart when it does not decode.
+fn list_pin_row(out: &mut PinListing, channel: &str, id: Hash, bytes: &[u8]) {
+    match Pin::decode(channel, &id, bytes) {
+        Ok(pin) => out.pins.push((id, pin)),
+        Err(error) => out.bad.push(BadPinRow {
+            channel: channel.to_string(),
+            id,
+            error,
+        }),
+    }
 }
 
 impl IndexReader {
@@ -323,22 +398,33 @@ impl IndexReader {
         Ok(self.objects.get(hash)?.is_some())
     }
 
-    /// Every pin row: a row that does not decode is listed apart instead of failing the
-    /// listing. Fails only when the table itself cannot be read.
+    /// Every pin row of every channel, in (channel, id) order: a row that does not decode is
+    /// listed apart instead of failing the listing. Fails only when the table itself cannot be
+    /// read.
     pub fn pin_listing(&self) -> Result<PinListing, IndexError> {
         let mut out = PinListing::default();
         for row in self.pins.iter()? {
             let (k, v) = row?;
-            let id = *k.value();
-            match Pin::decode(&id, v.value()) {
-                Ok(pin) => out.pins.push((id, pin)),
-                Err(error) => out.bad.push(BadPinRow { id, error }),
-            }
+            let (channel, id) = k.value();
+            list_pin_row(&mut out, channel, *id, v.value());
         }
         Ok(out)
     }
 
-    /// Every pin with its blob id, in id order; fails on the first row that does not decode.
+    /// Every pin row of `channel`, in id order, as [`IndexReader::pin_listing`] lists them.
+    pub fn pin_listing_in(&self, channel: &str) -> Result<PinListing, IndexError> {
+        let mut out = PinListing::default();
+        let (first, last) = ([0u8; 32], [0xffu8; 32]);
+        for row in self.pins.range((channel, &first)..=(channel, &last))? {
+            let (k, v) = row?;
+            let (_, id) = k.value();
+            list_pin_row(&mut out, channel, *id, v.value());
+        }
+        Ok(out)
+    }
+
+    /// Every pin of every channel with its blob id, in (channel, id) order; fails on the
+    /// first row that does not decode.
     /// For callers that must know every pin to stay safe (GC's stripe guard): a row whose
     /// blob is unknown could name anything.
     pub fn pins(&self) -> Result<Vec<(Hash, Pin)>, IndexError> {
@@ -349,10 +435,60 @@ impl IndexReader {
         }
     }
 
+    /// The pin of blob `id` in channel `default`.
     pub fn pin(&self, id: &Hash) -> Result<Option<Pin>, IndexError> {
-        match self.pins.get(id)? {
-            Some(v) => Ok(Some(Pin::decode(id, v.value())?)),
+        self.pin_in(DEFAULT_CHANNEL, id)
+    }
+
+    /// The pin of blob `id` in `channel`.
+    pub fn pin_in(&self, channel: &str, id: &Hash) -> Result<Option<Pin>, IndexError> {
+        match self.pins.get((channel, id))? {
+            Some(v) => Ok(Some(Pin::decode(channel, id, v.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// The entry of channel `name`, if it exists.
+    pub fn channel(&self, name: &str) -> Result<Option<ChannelEntry>, IndexError> {
+        match self.channels.get(name)? {
+            Some(v) => Ok(Some(ChannelEntry::decode(name, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every channel in name order, with its pin rows counted.
+    pub fn channels(&self) -> Result<Vec<ChannelInfo>, IndexError> {
+        let mut out = Vec::new();
+        for row in self.channels.iter()? {
+            let (k, v) = row?;
+            let name = k.value();
+            let entry = ChannelEntry::decode(name, v.value())?;
+            let (first, last) = ([0u8; 32], [0xffu8; 32]);
+            let mut pins = 0u64;
+            for row in self.pins.range((name, &first)..=(name, &last))? {
+                row?;
+                pins = pins.saturating_add(1);
+            }
+            out.push(ChannelInfo {
+                name: name.to_string(),
+                created_unix_ms: entry.created_unix_ms,
+                pins,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Channels that pin rows name but `channels_v1` lacks, with their row counts (fsck).
+    pub fn channels_missing(&self) -> Result<BTreeMap<String, u64>, IndexError> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for row in self.pins.iter()? {
+            let (k, _) = row?;
+            let (channel, _) = k.value();
+            if self.channels.get(channel)?.is_none() {
+                let n = out.entry(channel.to_string()).or_insert(0);
+                *n = n.saturating_add(1);
+            }
+        }
+        Ok(out)
     }
 }

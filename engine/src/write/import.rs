@@ -19,7 +19,7 @@ use crate::BlobRef;
 use crate::codec::{DecodeError, Hash, InternalNode, LeafNode, chunk_id, internal_id, leaf_id};
 use crate::error::{BlobError, Classify, ErrorClass, StoreError};
 use crate::index::extension::ExtensionOp;
-use crate::index::{CommitOutcome, check_pin_name};
+use crate::index::{CommitOutcome, DEFAULT_CHANNEL, check_channel_name, check_pin_name};
 use crate::read::ObjectSource;
 use crate::store::Store;
 
@@ -162,11 +162,24 @@ impl<'s> Importer<'s> {
         (self.imported, self.imported_bytes)
     }
 
-    /// Pins `blob_ref` under `name` when the import commits. Its roots must be in the store
-    /// or imported (else the commit is refused with `MissingObject`).
+    /// Pins `blob_ref` under `name` in channel `default` when the import commits
+    /// ([`Importer::pin_in`]).
     pub fn pin(&mut self, blob_ref: &BlobRef, name: &str) -> Result<(), StoreError> {
+        self.pin_in(DEFAULT_CHANNEL, blob_ref, name)
+    }
+
+    /// Pins `blob_ref` under `name` in `channel` when the import commits. Its roots must be
+    /// in the store or imported (else the commit is refused with `MissingObject`), and the
+    /// channel must exist (else [`StoreError::NoSuchChannel`]).
+    pub fn pin_in(
+        &mut self,
+        channel: &str,
+        blob_ref: &BlobRef,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        check_channel_name(channel)?;
         check_pin_name(name)?;
-        self.batch.pin(blob_ref, name);
+        self.batch.pin_in(channel, blob_ref, name);
         Ok(())
     }
 

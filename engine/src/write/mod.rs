@@ -24,7 +24,7 @@ use std::io::Read;
 use crate::codec::{BlobRef, Encoding, Hash};
 use crate::erasure::RsParams;
 use crate::error::StoreError;
-use crate::index::{blob_id, check_pin_name};
+use crate::index::{DEFAULT_CHANNEL, blob_id, check_channel_name, check_pin_name};
 use crate::store::Store;
 
 /// What a finished upload produced.
@@ -69,13 +69,21 @@ impl<'s> BlobWriter<'s> {
     /// chunks, the nodes or the pin are written (chunks already written are unreferenced and
     /// left to GC); check it with [`check_pin_name`] before the upload to waste nothing.
     pub fn finish(self, pin_name: &str) -> Result<PutOutcome, StoreError> {
+        self.finish_in(DEFAULT_CHANNEL, pin_name)
+    }
+
+    /// [`BlobWriter::finish`], pinning into `channel`. A bad channel name is refused before
+    /// the last chunks are written; a channel the store does not have refuses the last commit
+    /// (nothing of it is written; what earlier commits stored is unreferenced and left to GC).
+    pub fn finish_in(self, channel: &str, pin_name: &str) -> Result<PutOutcome, StoreError> {
+        check_channel_name(channel)?;
         check_pin_name(pin_name)?;
         let FinishedUpload {
             blob_ref,
             chunks,
             mut batch,
         } = self.upload.finish(&mut CommitWhenFull)?;
-        batch.pin(&blob_ref, pin_name);
+        batch.pin_in(channel, &blob_ref, pin_name);
         batch.commit()?;
         Ok(PutOutcome {
             blob_id: blob_id(&blob_ref),
@@ -120,8 +128,26 @@ impl Store {
         input: impl Read + Send,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
+        self.store_stream_in(DEFAULT_CHANNEL, input, pin_name)
+    }
+
+    /// [`Store::store_stream`], pinning into `channel` (a bad name is refused before anything
+    /// is written; a channel the store does not have refuses the last commit).
+    pub fn store_stream_in(
+        &self,
+        channel: &str,
+        input: impl Read + Send,
+        pin_name: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        check_channel_name(channel)?;
         check_pin_name(pin_name)?;
-        stream::stream_into(self.writer()?, self.config.chunking, input, pin_name)
+        stream::stream_into(
+            self.writer()?,
+            self.config.chunking,
+            input,
+            channel,
+            pin_name,
+        )
     }
 
     /// Like [`Store::store_stream`], erasure-coded: every stripe of `k` data chunks gets
@@ -139,6 +165,7 @@ impl Store {
             self.writer_with(encoding)?,
             self.config.chunking,
             input,
+            DEFAULT_CHANNEL,
             pin_name,
         )
     }

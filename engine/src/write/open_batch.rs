@@ -10,7 +10,7 @@ use crate::codec::{BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, c
 use crate::error::StoreError;
 use crate::in_flight::LookupState;
 use crate::index::extension::ExtensionOp;
-use crate::index::{Batch, CommitOutcome, IndexReader, NewObject, Pin};
+use crate::index::{Batch, CommitOutcome, DEFAULT_CHANNEL, IndexReader, NewObject, Pin};
 use crate::store::{Store, now_ms};
 use crate::tree::NodeSink;
 
@@ -82,10 +82,20 @@ impl<'s> OpenBatch<'s> {
         self.batch.extension_ops.push(op);
     }
 
-    /// Pins `blob_ref` under `name` when the batch commits (a no-op if it is pinned already).
-    /// The name must pass [`check_pin_name`](crate::index::check_pin_name).
+    /// Pins `blob_ref` under `name` in channel `default` when the batch commits
+    /// ([`OpenBatch::pin_in`]).
     pub fn pin(&mut self, blob_ref: &BlobRef, name: &str) {
+        self.pin_in(DEFAULT_CHANNEL, blob_ref, name);
+    }
+
+    /// Pins `blob_ref` under `name` in `channel` when the batch commits (a no-op if it is
+    /// pinned there already). The name must pass
+    /// [`check_pin_name`](crate::index::check_pin_name) and the channel
+    /// [`check_channel_name`](crate::index::check_channel_name); a channel the store does not
+    /// have refuses the whole commit ([`StoreError::NoSuchChannel`]).
+    pub fn pin_in(&mut self, channel: &str, blob_ref: &BlobRef, name: &str) {
         self.batch.pins_add.push(Pin {
+            channel: channel.to_string(),
             blob_ref: blob_ref.clone(),
             name: name.to_string(),
             created_unix_ms: now_ms(),

@@ -7,7 +7,7 @@ use super::{BlobWriter, PutOutcome};
 use crate::chunking::{BlockCutter, ChunkingStrategy};
 use crate::error::StoreError;
 
-/// Feeds everything `input` yields to `writer` and finishes it. Two threads share the work: one
+/// Feeds everything `input` yields to `writer` and finishes it, pinned in `channel`. Two threads share the work: one
 /// reads and cuts blocks of input, the caller's thread hashes, deduplicates, appends and builds
 /// the tree, reading each chunk straight out of its block. [`PIPELINE_BLOCKS`] block buffers
 /// circulate between them, so memory stays bounded and no chunk is copied on the way.
@@ -15,6 +15,7 @@ pub(super) fn stream_into(
     mut writer: BlobWriter<'_>,
     chunking: ChunkingStrategy,
     input: impl Read + Send,
+    channel: &str,
     pin_name: &str,
 ) -> Result<PutOutcome, StoreError> {
     std::thread::scope(|scope| {
@@ -34,7 +35,7 @@ pub(super) fn stream_into(
             Ok(result) => result?,
             Err(panic) => std::panic::resume_unwind(panic),
         }
-        writer.finish(pin_name)
+        writer.finish_in(channel, pin_name)
     })
 }
 
