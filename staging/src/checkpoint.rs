@@ -9,19 +9,25 @@ use net_mesh_engine::chunking::ChunkingStrategy;
 use net_mesh_engine::codec::{
     DecodeError, Encoding, Hash, InternalNode, LeafNode, MAX_CHUNK_SIZE, MAX_DEPTH,
 };
-use net_mesh_engine::index::{MAX_PIN_NAME, pin_name_prefix};
+use net_mesh_engine::index::{
+    DEFAULT_CHANNEL, MAX_CHANNEL_NAME, MAX_PIN_NAME, check_channel_name, pin_name_prefix,
+};
 use net_mesh_engine::tree::{DEFAULT_MANIFEST_MAX_REFS, StateError, TreePolicy, TreeState};
 
 /// Magic of an encoded checkpoint: ASCII `NMSC`.
 pub const CHECKPOINT_MAGIC: [u8; 4] = *b"NMSC";
 /// Version byte of the checkpoint layout this build writes.
-pub const CHECKPOINT_VERSION: u8 = 2;
-/// The older layout this build still reads: no `manifest_max_refs` field (a resumed upload
-/// gets [`DEFAULT_MANIFEST_MAX_REFS`]).
+pub const CHECKPOINT_VERSION: u8 = 3;
+/// An older layout this build still reads: no `channel` field (the upload pins into
+/// [`DEFAULT_CHANNEL`]).
+pub const CHECKPOINT_VERSION_V2: u8 = 2;
+/// The oldest layout this build still reads: no `manifest_max_refs` field either (a resumed
+/// upload gets [`DEFAULT_MANIFEST_MAX_REFS`]).
 pub const CHECKPOINT_VERSION_V1: u8 = 1;
 
-/// Offsets of the fixed part (docs/FORMAT.md §4.2), version 2. Version 1 is the same up to
-/// `internal_fanout`, then has `pin_name_len` at [`layout::V1_PIN_NAME_LEN_OFFSET`].
+/// Offsets of the fixed part (docs/FORMAT.md §4.2), versions 3 and 2 (which differ only after
+/// the pin name). Version 1 is the same up to `internal_fanout`, then has `pin_name_len` at
+/// [`layout::V1_PIN_NAME_LEN_OFFSET`].
 pub mod layout {
     pub const MAGIC_OFFSET: usize = 0;
     pub const VERSION_OFFSET: usize = 4;
@@ -62,6 +68,8 @@ pub struct StagingCheckpoint {
     pub chunking: ChunkingStrategy,
     /// Pin label the finished blob gets.
     pub pin_name: String,
+    /// Channel the finished blob is pinned in.
+    pub channel: String,
     /// The tree builder's pending state; `tree.total_bytes` is `last_chunk_byte_offset`.
     pub tree: TreeState,
 }
@@ -78,7 +86,7 @@ pub enum CheckpointError {
     #[error("bad magic {found:02x?} (expected NMSC)")]
     BadMagic { found: [u8; 4] },
     #[error(
-        "unsupported checkpoint version {0} (this build reads {CHECKPOINT_VERSION_V1} and \
+        "unsupported checkpoint version {0} (this build reads {CHECKPOINT_VERSION_V1} to \
          {CHECKPOINT_VERSION})"
     )]
     UnsupportedVersion(u8),
@@ -146,6 +154,14 @@ impl StagingCheckpoint {
         let name = pin_name_prefix(&self.pin_name).as_bytes();
         out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_le_bytes());
         out.extend_from_slice(name);
+        // Checked where an upload begins, like the name; an invalid one is written empty,
+        // which the decoder refuses rather than pinning somewhere else.
+        let channel = match check_channel_name(&self.channel) {
+            Ok(()) => self.channel.as_bytes(),
+            Err(_) => &[],
+        };
+        out.push(u8::try_from(channel.len()).unwrap_or(0));
+        out.extend_from_slice(channel);
         encode_encoding(self.tree.encoding, &mut out);
         let leaf = if self.tree.open_leaf.is_empty() {
             Vec::new()
@@ -175,7 +191,7 @@ impl StagingCheckpoint {
             return Err(CheckpointError::BadMagic { found: magic });
         }
         let version = r.u8("version")?;
-        if version != CHECKPOINT_VERSION && version != CHECKPOINT_VERSION_V1 {
+        if !(CHECKPOINT_VERSION_V1..=CHECKPOINT_VERSION).contains(&version) {
             return Err(CheckpointError::UnsupportedVersion(version));
         }
         let flags_at = r.pos;
@@ -227,6 +243,21 @@ impl StagingCheckpoint {
         let name = r.take(name_len, "pin name")?;
         let pin_name = String::from_utf8(name.to_vec())
             .map_err(|_| r.invalid("pin name", name_at, "not UTF-8"))?;
+        let channel = if version < CHECKPOINT_VERSION {
+            DEFAULT_CHANNEL.to_string()
+        } else {
+            let channel_at = r.pos;
+            let channel_len = usize::from(r.u8("channel length")?);
+            if channel_len > MAX_CHANNEL_NAME {
+                return Err(r.invalid("channel", channel_at, format!("length {channel_len}")));
+            }
+            let bytes = r.take(channel_len, "channel")?;
+            let channel = std::str::from_utf8(bytes)
+                .map_err(|_| r.invalid("channel", channel_at, "not UTF-8"))?;
+            check_channel_name(channel)
+                .map_err(|e| r.invalid("channel", channel_at, e.to_string()))?;
+            channel.to_string()
+        };
         let encoding_at = r.pos;
         let encoding = r.encoding()?;
         let leaf_at = r.pos;
@@ -290,6 +321,7 @@ impl StagingCheckpoint {
             last_checkpoint_unix_ms,
             chunking,
             pin_name,
+            channel,
             tree,
         })
     }
@@ -297,7 +329,8 @@ impl StagingCheckpoint {
 
 /// Fuzz harness (`fuzz/fuzz_targets/staging_checkpoint.rs`): decoding arbitrary bytes never
 /// panics, an accepted checkpoint of the current version re-encodes to the same bytes
-/// (canonical), and one of version 1 re-encodes to a current one that decodes to the same value.
+/// (canonical), and one of an older version re-encodes to a current one that decodes to the same
+/// value.
 #[allow(clippy::panic)] // fuzz harness: a panic is how a found bug is reported
 pub fn fuzz_decode(data: &[u8]) {
     if let Ok(c) = StagingCheckpoint::decode(data) {
@@ -307,7 +340,7 @@ pub fn fuzz_decode(data: &[u8]) {
         } else {
             assert!(
                 StagingCheckpoint::decode(&again).as_ref() == Ok(&c),
-                "version 1 checkpoint does not survive re-encoding"
+                "older checkpoint does not survive re-encoding"
             );
         }
     }
@@ -432,6 +465,7 @@ mod tests {
                 max: 16384,
             },
             pin_name: "a.bin".into(),
+            channel: "photos".into(),
             tree: TreeState {
                 policy: TreePolicy {
                     leaf_fanout: 2,

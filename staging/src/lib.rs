@@ -19,7 +19,9 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use net_mesh_engine::{ChunkingStrategy, OpenOptions, PutOutcome, Store, TreePolicy};
+use net_mesh_engine::{
+    ChunkingStrategy, DEFAULT_CHANNEL, OpenOptions, PutOutcome, Store, TreePolicy,
+};
 
 pub use checkpoint::StagingCheckpoint;
 pub use table::{Staging, valid_staging_id};
@@ -85,13 +87,26 @@ pub fn new_staging_id() -> String {
         .collect()
 }
 
-/// Starts an upload and commits its first checkpoint: from the moment this returns, the
-/// staging id can be resumed. The store must be open with the [`Staging`] extension.
+/// Starts an upload pinned in channel `default` when it finishes
+/// ([`begin_streaming_store_in`]).
 pub fn begin_streaming_store(
     store: &Store,
     config: StagingConfig,
 ) -> Result<StagingHandle<'_>, StagingError> {
-    writer::begin(store, config)
+    writer::begin(store, DEFAULT_CHANNEL, config)
+}
+
+/// Starts an upload whose blob is pinned in `channel` when it finishes, and commits its first
+/// checkpoint: from the moment this returns, the staging id can be resumed. The store must be
+/// open with the [`Staging`] extension. A bad channel name, or a channel the store does not
+/// have, is refused before anything is written; finishing refuses if the channel no longer
+/// exists.
+pub fn begin_streaming_store_in<'s>(
+    store: &'s Store,
+    channel: &str,
+    config: StagingConfig,
+) -> Result<StagingHandle<'s>, StagingError> {
+    writer::begin(store, channel, config)
 }
 
 /// Appends the next bytes of the input (any sizes, any number of calls).
@@ -140,6 +155,8 @@ pub struct StagingInfo {
     pub last_checkpoint_unix_ms: u64,
     pub chunking: ChunkingStrategy,
     pub pin_name: String,
+    /// Channel the finished blob is pinned in.
+    pub channel: String,
 }
 
 impl StagingInfo {
@@ -154,6 +171,7 @@ impl StagingInfo {
             last_checkpoint_unix_ms: c.last_checkpoint_unix_ms,
             chunking: c.chunking,
             pin_name: c.pin_name.clone(),
+            channel: c.channel.clone(),
         }
     }
 }

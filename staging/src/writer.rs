@@ -141,6 +141,8 @@ struct Checkpointer {
     created_unix_ms: u64,
     chunking: ChunkingStrategy,
     pin_name: String,
+    /// Channel the finished blob is pinned in.
+    channel: String,
     cadence: CheckpointCadence,
     /// Input covered by the stored checkpoint.
     covered: u64,
@@ -156,6 +158,7 @@ impl Checkpointer {
             last_checkpoint_unix_ms: now,
             chunking: self.chunking,
             pin_name: self.pin_name.clone(),
+            channel: self.channel.clone(),
             tree: tree.export_state(),
         }
     }
@@ -302,10 +305,21 @@ impl StagingHandle<'_> {
         result
     }
 
-    /// Ends the input: builds the blob, pins it, removes the checkpoint (releasing its holds)
-    /// and records the ref under the staging id, all in one transaction.
+    /// The channel the finished blob will be pinned in.
+    pub fn channel(&self) -> &str {
+        &self.ckpt.channel
+    }
+
+    /// Ends the input: builds the blob, pins it in the upload's channel, removes the
+    /// checkpoint (releasing its holds) and records the ref under the staging id, all in one
+    /// transaction. A channel that no longer exists is refused
+    /// ([`StoreError::NoSuchChannel`]) before anything is pinned: checked first, and again
+    /// inside that transaction, which it refuses whole; the upload stays live and resumable.
     pub fn finish(self) -> Result<PutOutcome, StagingError> {
         self.usable()?;
+        if !self.upload.store().has_channel(&self.ckpt.channel)? {
+            return Err(StoreError::NoSuchChannel(self.ckpt.channel.clone()).into());
+        }
         if let Some(check) = &self.replay {
             return Err(StagingError::ReplayTooShort {
                 ended_at: check.end.saturating_sub(check.remaining),
@@ -320,7 +334,7 @@ impl StagingHandle<'_> {
             chunks,
             mut batch,
         } = upload.finish(&mut ckpt)?;
-        batch.pin(&blob_ref, &ckpt.pin_name);
+        batch.pin_in(&ckpt.channel, &blob_ref, &ckpt.pin_name);
         batch.push_op(Box::new(StagingOp::Finish {
             id: ckpt.id.clone(),
             expect_seq: ckpt.seq,
@@ -364,11 +378,13 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts a resumable upload: commits its first (empty) checkpoint, so the staging id can be
-/// resumed from the moment this returns. The store must be open with the [`crate::Staging`]
-/// extension.
+/// Starts a resumable upload whose blob is pinned in `channel`: commits its first (empty)
+/// checkpoint, so the staging id can be resumed from the moment this returns. The store must be
+/// open with the [`crate::Staging`] extension. A bad channel name or one the store does not
+/// have is refused before anything is written.
 pub fn begin<'s>(
     store: &'s Store,
+    channel: &str,
     config: StagingConfig,
 ) -> Result<StagingHandle<'s>, StagingError> {
     let staging_id = config.staging_id.unwrap_or_else(crate::new_staging_id);
@@ -376,6 +392,9 @@ pub fn begin<'s>(
         return Err(StagingError::InvalidId(staging_id));
     }
     check_pin_name(&config.pin_name).map_err(StoreError::from)?;
+    if !store.has_channel(channel)? {
+        return Err(StoreError::NoSuchChannel(channel.to_string()).into());
+    }
     let upload = Upload::new(store, config.chunking, config.tree, Encoding::Plain)?;
     let now = now_ms();
     let ckpt = Checkpointer {
@@ -384,6 +403,7 @@ pub fn begin<'s>(
         created_unix_ms: now,
         chunking: config.chunking,
         pin_name: config.pin_name,
+        channel: channel.to_string(),
         cadence: config.cadence,
         covered: 0,
         last_unix_ms: now,
@@ -460,6 +480,7 @@ pub fn resume<'s>(
         created_unix_ms: stored.created_unix_ms,
         chunking: stored.chunking,
         pin_name: stored.pin_name,
+        channel: stored.channel,
         cadence,
         covered,
         last_unix_ms: now_ms(),

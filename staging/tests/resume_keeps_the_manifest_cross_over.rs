@@ -15,7 +15,9 @@ use std::path::Path;
 
 use common::*;
 use net_mesh_engine::{BlobRef, TreePolicy};
-use net_mesh_staging::checkpoint::layout::{MANIFEST_MAX_REFS_OFFSET, VERSION_OFFSET};
+use net_mesh_staging::checkpoint::layout::{
+    FIXED_LEN, MANIFEST_MAX_REFS_OFFSET, PIN_NAME_LEN_OFFSET, VERSION_OFFSET,
+};
 use net_mesh_staging::checkpoint::{CHECKPOINT_VERSION, CHECKPOINT_VERSION_V1};
 use net_mesh_staging::{CheckpointCadence, StagingConfig, begin_streaming_store};
 use redb::{ReadableTable, TableDefinition};
@@ -119,12 +121,18 @@ fn a_version_1_checkpoint_resumes_with_the_default_cross_over() {
         ..TreePolicy::default()
     };
     begin_and_crash(tmp.path(), "old", wide, &data, 150_000);
-    let v2 = rewrite_as_legacy(tmp.path(), "old", |mut v| {
+    let current = rewrite_as_legacy(tmp.path(), "old", |mut v| {
         v[VERSION_OFFSET] = CHECKPOINT_VERSION_V1;
+        // Version 1 has neither the channel after the pin name nor the cross-over field.
+        let name_len =
+            u16::from_le_bytes([v[PIN_NAME_LEN_OFFSET], v[PIN_NAME_LEN_OFFSET + 1]]) as usize;
+        let channel_at = FIXED_LEN + name_len;
+        let channel_len = v[channel_at] as usize;
+        v.drain(channel_at..channel_at + 1 + channel_len);
         v.drain(MANIFEST_MAX_REFS_OFFSET..MANIFEST_MAX_REFS_OFFSET + 4);
         v
     });
-    assert_eq!(v2[VERSION_OFFSET], CHECKPOINT_VERSION);
+    assert_eq!(current[VERSION_OFFSET], CHECKPOINT_VERSION);
     {
         // Opening renames the legacy table into staging's namespace.
         let store = open(tmp.path(), SMALL_CDC, TreePolicy::default());

@@ -1,7 +1,8 @@
 //! docs/FORMAT.md §4 (staging checkpoints), the `checkpoint::layout` constants, the encoder and
 //! the golden vectors agree; corrupt vectors are rejected with typed errors.
 //!
-//! `NET_MESH_BLESS_GOLDEN=1` rewrites the valid vectors from the encoder.
+//! `NET_MESH_BLESS_GOLDEN=1` rewrites the valid vectors from the encoder (the corrupt ones are
+//! checked against them: see `corrupt_vectors_are_rejected_with_typed_errors`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,7 +16,8 @@ use net_mesh_engine::codec::{ChildRef, ChunkRef, ChunkRole, Encoding};
 use net_mesh_engine::tree::{DEFAULT_MANIFEST_MAX_REFS, TreeState};
 use net_mesh_engine::{ChunkingStrategy, TreePolicy};
 use net_mesh_staging::checkpoint::{
-    CHECKPOINT_VERSION, CHECKPOINT_VERSION_V1, CheckpointError, StagingCheckpoint, layout::*,
+    CHECKPOINT_VERSION, CHECKPOINT_VERSION_V1, CHECKPOINT_VERSION_V2, CheckpointError,
+    StagingCheckpoint, layout::*,
 };
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
@@ -61,6 +63,7 @@ fn begin() -> StagingCheckpoint {
         last_checkpoint_unix_ms: 1_764_201_600_000,
         chunking: ChunkingStrategy::default(),
         pin_name: "in.bin".into(),
+        channel: "default".into(),
         tree: TreeState {
             policy: TreePolicy::default(),
             encoding: Encoding::Plain,
@@ -85,6 +88,7 @@ fn tree() -> StagingCheckpoint {
             max: 16384,
         },
         pin_name: "a.bin".into(),
+        channel: "photos".into(),
         tree: TreeState {
             policy: TreePolicy {
                 leaf_fanout: 2,
@@ -114,12 +118,12 @@ fn valid_vectors_match_the_encoder_and_decode_back() {
     for (name, comment, c) in [
         (
             "checkpoint_begin.hex",
-            "StagingCheckpoint v2 seq 0, nothing fed, default policy, name in.bin",
+            "StagingCheckpoint v3 seq 0, nothing fed, default policy, name in.bin, channel default",
             begin(),
         ),
         (
             "checkpoint_tree.hex",
-            "StagingCheckpoint v2 seq 7, fan-out 2/2, manifest cross-over 3, one open chunk (aa..), one pending leaf (bb..)",
+            "StagingCheckpoint v3 seq 7, fan-out 2/2, manifest cross-over 3, one open chunk (aa..), one pending leaf (bb..), channel photos",
             tree(),
         ),
     ] {
@@ -129,8 +133,37 @@ fn valid_vectors_match_the_encoder_and_decode_back() {
     }
 }
 
+/// Version 2 checkpoints (written before channels) still decode: the same state, pinned in
+/// channel `default`; re-encoded they are version 3 with the channel after the pin name.
+#[test]
+fn version_2_vectors_still_decode_into_the_default_channel() {
+    let read = |name: &str| parse_hex(&std::fs::read_to_string(path(name)).unwrap());
+    for (name, want) in [
+        ("checkpoint_v2_begin.hex", begin()),
+        ("checkpoint_v2_tree.hex", tree()),
+    ] {
+        let v2 = read(name);
+        assert_eq!(v2[VERSION_OFFSET], CHECKPOINT_VERSION_V2, "{name}");
+        let got = StagingCheckpoint::decode(&v2).unwrap();
+        let mut want = want;
+        want.channel = "default".into();
+        assert_eq!(got, want, "{name}");
+        let v3 = got.encode();
+        assert_eq!(v3[VERSION_OFFSET], CHECKPOINT_VERSION);
+        let name_end = FIXED_LEN + usize::from(v2[PIN_NAME_LEN_OFFSET]);
+        assert_eq!(&v3[..VERSION_OFFSET], &v2[..VERSION_OFFSET]);
+        assert_eq!(
+            &v3[VERSION_OFFSET + 1..name_end],
+            &v2[VERSION_OFFSET + 1..name_end]
+        );
+        assert_eq!(v3[name_end], 7);
+        assert_eq!(&v3[name_end + 1..name_end + 8], b"default");
+        assert_eq!(&v3[name_end + 8..], &v2[name_end..]);
+    }
+}
+
 /// Version 1 checkpoints (written before the Manifest cross-over was a policy field) still
-/// decode: the same state, with the default cross-over.
+/// decode: the same state, with the default cross-over, in channel `default`.
 #[test]
 fn version_1_vectors_still_decode_with_the_default_cross_over() {
     let read = |name: &str| parse_hex(&std::fs::read_to_string(path(name)).unwrap());
@@ -143,16 +176,26 @@ fn version_1_vectors_still_decode_with_the_default_cross_over() {
         let got = StagingCheckpoint::decode(&v1).unwrap();
         let mut want = want;
         want.tree.policy.manifest_max_refs = DEFAULT_MANIFEST_MAX_REFS;
+        want.channel = "default".into();
         assert_eq!(got, want, "{name}");
-        // Version 1 is version 2 without the 4-byte field, pin name length moved up.
-        let v2 = got.encode();
-        assert_eq!(v2[VERSION_OFFSET], CHECKPOINT_VERSION);
-        assert_eq!(&v2[..VERSION_OFFSET], &v1[..VERSION_OFFSET]);
+        // Version 1 is version 3 without the 4-byte cross-over field (pin name length moved
+        // up) and without the channel after the pin name.
+        let v3 = got.encode();
+        assert_eq!(v3[VERSION_OFFSET], CHECKPOINT_VERSION);
+        assert_eq!(&v3[..VERSION_OFFSET], &v1[..VERSION_OFFSET]);
         assert_eq!(
-            &v2[VERSION_OFFSET + 1..MANIFEST_MAX_REFS_OFFSET],
+            &v3[VERSION_OFFSET + 1..MANIFEST_MAX_REFS_OFFSET],
             &v1[VERSION_OFFSET + 1..V1_PIN_NAME_LEN_OFFSET]
         );
-        assert_eq!(&v2[PIN_NAME_LEN_OFFSET..], &v1[V1_PIN_NAME_LEN_OFFSET..]);
+        let name_len = usize::from(v1[V1_PIN_NAME_LEN_OFFSET]);
+        assert_eq!(
+            &v3[PIN_NAME_LEN_OFFSET..FIXED_LEN + name_len],
+            &v1[V1_PIN_NAME_LEN_OFFSET..V1_FIXED_LEN + name_len]
+        );
+        assert_eq!(
+            &v3[FIXED_LEN + name_len + 8..],
+            &v1[V1_FIXED_LEN + name_len..]
+        );
         assert_eq!(V1_FIXED_LEN + 4, FIXED_LEN);
     }
 }
@@ -162,7 +205,7 @@ fn corrupt_vectors_are_rejected_with_typed_errors() {
     let read = |name: &str| parse_hex(&std::fs::read_to_string(path(name)).unwrap());
     assert!(matches!(
         StagingCheckpoint::decode(&read("checkpoint_bad_version.hex")),
-        Err(CheckpointError::UnsupportedVersion(3))
+        Err(CheckpointError::UnsupportedVersion(4))
     ));
     assert!(matches!(
         StagingCheckpoint::decode(&read("checkpoint_bad_last_chunk.hex")),
@@ -178,7 +221,7 @@ fn corrupt_vectors_are_rejected_with_typed_errors() {
     // And they are what their names say: one change away from the valid vector.
     let good = tree().encode();
     let mut v = good.clone();
-    v[VERSION_OFFSET] = 3;
+    v[VERSION_OFFSET] = 4;
     assert_eq!(read("checkpoint_bad_version.hex"), v);
     let mut v = good.clone();
     v[LAST_CHUNK_HASH_OFFSET] ^= 0xff;
@@ -253,4 +296,8 @@ fn documented_fixed_layout_matches_the_constants_and_the_encoder() {
     assert_eq!(b[MANIFEST_MAX_REFS_OFFSET], 3);
     assert_eq!(b[PIN_NAME_LEN_OFFSET], 5);
     assert_eq!(&b[FIXED_LEN..FIXED_LEN + 5], b"a.bin");
+    // The variable part starts with the channel (version 3), after the pin name.
+    assert!(section.contains("| 125+N | 1 | `channel_len` |"));
+    assert_eq!(b[FIXED_LEN + 5], 6);
+    assert_eq!(&b[FIXED_LEN + 6..FIXED_LEN + 12], b"photos");
 }

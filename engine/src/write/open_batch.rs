@@ -62,6 +62,11 @@ impl<'s> OpenBatch<'s> {
         })
     }
 
+    /// The store the batch commits to.
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
     /// Whether the batch holds the store's `batch_bytes` of payload or more.
     pub fn is_full(&self) -> bool {
         self.batch_payload >= self.store.config.batch_bytes

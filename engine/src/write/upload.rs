@@ -117,6 +117,11 @@ impl<'s> Upload<'s> {
         })
     }
 
+    /// The store the upload writes to.
+    pub fn store(&self) -> &'s Store {
+        self.batch.store()
+    }
+
     /// The tree built so far.
     pub fn tree(&self) -> &TreeBuilder {
         &self.tree
