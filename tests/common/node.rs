@@ -36,6 +36,8 @@ pub struct Serve<'a> {
     pub metrics: bool,
     /// Extra environment, e.g. a failpoint.
     pub env: Vec<(&'a str, &'a str)>,
+    /// Extra `serve` arguments, e.g. `--bandwidth 8M`.
+    pub args: Vec<&'a str>,
 }
 
 impl ServedNode {
@@ -59,6 +61,7 @@ impl ServedNode {
         if opts.metrics {
             c.arg("--metrics").arg("127.0.0.1:0");
         }
+        c.args(&opts.args);
         for (k, v) in &opts.env {
             c.env(k, v);
         }

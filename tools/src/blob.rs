@@ -14,6 +14,7 @@ use net_mesh_engine::{
     BlobRef, BlobStat, ChunkingStrategy, ErrorClass, Store, StoreConfig, StoreError, TreePolicy,
     Unpinned,
 };
+use net_mesh_node::proto::BandwidthClass;
 use net_mesh_rpc::NodeAddr;
 use serde_json::json;
 
@@ -68,6 +69,11 @@ pub enum BlobCmd {
         /// exponential backoff from 200 ms up to 5 s between tries)
         #[arg(long, value_name = "N", default_value_t = 5)]
         retries: u32,
+        /// With --node: the bandwidth class of the transfer on the node (foreground |
+        /// background | realtime; see `serve --bandwidth`). Without --node it is accepted and
+        /// has no effect (a local command has no bandwidth budget)
+        #[arg(long, value_name = "CLASS", default_value = "foreground", value_parser = parse_class)]
+        class: BandwidthClass,
     },
     /// Write a whole blob to stdout or a file, verified
     Get {
@@ -76,6 +82,11 @@ pub enum BlobCmd {
         /// Write to FILE instead of stdout (written to a temp file, renamed when verified)
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// With --node: the bandwidth class of the transfer on the node (foreground |
+        /// background | realtime; see `serve --bandwidth`). Without --node it is accepted and
+        /// has no effect (a local command has no bandwidth budget)
+        #[arg(long, value_name = "CLASS", default_value = "foreground", value_parser = parse_class)]
+        class: BandwidthClass,
     },
     /// Write bytes A (inclusive) to B (exclusive) of a blob to stdout, verified
     Cat {
@@ -83,6 +94,11 @@ pub enum BlobCmd {
         /// A..B
         #[arg(long, value_name = "A..B")]
         range: String,
+        /// With --node: the bandwidth class of the transfer on the node (foreground |
+        /// background | realtime; see `serve --bandwidth`). Without --node it is accepted and
+        /// has no effect (a local command has no bandwidth budget)
+        #[arg(long, value_name = "CLASS", default_value = "foreground", value_parser = parse_class)]
+        class: BandwidthClass,
     },
     /// Show a blob's kind, size, depth, chunk count and encoding
     Stat {
@@ -121,12 +137,22 @@ pub enum BlobCmd {
         /// Print `{"blob_ref","objects_fetched","bytes_fetched"}`
         #[arg(long)]
         json: bool,
+        /// With --node: the bandwidth class of the transfer on the node (foreground |
+        /// background | realtime; see `serve --bandwidth`). Without --node it is accepted and
+        /// has no effect (a local command has no bandwidth budget)
+        #[arg(long, value_name = "CLASS", default_value = "foreground", value_parser = parse_class)]
+        class: BandwidthClass,
     },
 }
 
 /// `K,N` for `--rs`.
 /// Default chunk size of erasure-coded puts (`blob put --rs` without `--chunking`).
 pub(crate) const RS_DEFAULT_CHUNK: u32 = 1024 * 1024;
+
+fn parse_class(text: &str) -> Result<BandwidthClass, String> {
+    BandwidthClass::from_name(text)
+        .ok_or_else(|| format!("{text:?} is not a class: foreground, background or realtime"))
+}
 
 fn parse_rs(text: &str) -> Result<(u8, u8), String> {
     let (k, n) = text
@@ -204,6 +230,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
             staging_id,
             checkpoint_interval,
             retries: _,
+            class: _,
         } => {
             let name = name.unwrap_or_else(|| default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
@@ -231,14 +258,14 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
             let store = open(dir, config)?;
             put(&store, &file, &name, json, rs)
         }
-        BlobCmd::Get { blob, output } => {
+        BlobCmd::Get { blob, output, .. } => {
             let store = open(dir, StoreConfig::default())?;
             let blob_ref = resolve(&store, &blob)?;
             get(&blob_ref, output.as_deref(), &mut |sink| {
                 Ok(store.fetch(&blob_ref, sink)?)
             })
         }
-        BlobCmd::Cat { blob, range } => {
+        BlobCmd::Cat { blob, range, .. } => {
             let store = open(dir, StoreConfig::default())?;
             let blob_ref = resolve(&store, &blob)?;
             let range = parse_range(&range)?;

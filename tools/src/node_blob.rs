@@ -56,6 +56,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             staging_id,
             checkpoint_interval,
             retries,
+            class,
         } => {
             let name = name.unwrap_or_else(|| default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
@@ -86,12 +87,16 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                     }
                 }
             };
-            let mut remote = Remote::new(ctx, addr)?;
+            let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let uploaded = upload(&mut remote, &Input::new(&file), &start, retries)?;
             print_put(&uploaded.outcome, json)
         }
-        BlobCmd::Get { blob, output } => {
-            let mut remote = Remote::connect(ctx, addr)?;
+        BlobCmd::Get {
+            blob,
+            output,
+            class,
+        } => {
+            let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let blob_ref = resolve(&mut remote, &blob)?;
             let client = remote.client()?;
             let runtime = remote.handle();
@@ -99,8 +104,8 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                 Ok(client.read_blocking(runtime, &blob_ref, 0..blob_ref.size(), sink)?)
             })
         }
-        BlobCmd::Cat { blob, range } => {
-            let mut remote = Remote::connect(ctx, addr)?;
+        BlobCmd::Cat { blob, range, class } => {
+            let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let blob_ref = resolve(&mut remote, &blob)?;
             let range = parse_range(&range)?;
             let client = remote.client()?;
@@ -200,6 +205,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             from,
             name,
             json,
+            class,
         } => {
             if !blob.starts_with("nm1") {
                 return Err(CliError::msg(
@@ -211,7 +217,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                 .with_class(ErrorClass::Usage, || format!("invalid blob ref {blob:?}"))?;
             let name = name.unwrap_or_else(|| hex(&blob_id(&blob_ref)));
             check_pin_name(&name).map_err(StoreError::from)?;
-            let mut remote = Remote::connect(ctx, addr)?;
+            let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let client = remote.client()?;
             let done = remote.block_on(client.pull(&blob_ref, &from, &name))?;
             if json {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{BlobRef, ErrorClass, PutOutcome};
 use net_mesh_node::NodeError;
-use net_mesh_node::proto::{PutDone, PutStart, StagingState, TreeShape};
+use net_mesh_node::proto::{BandwidthClass, PutDone, PutStart, StagingState, TreeShape};
 use net_mesh_staging::StagingError;
 
 use crate::output::{CliError, CliResult, ErrorContext, progress};
@@ -212,7 +212,7 @@ pub fn upload(
 
 /// The start message of a try: a resume at `resume_at` when the node holds the staged upload,
 /// else the upload's own start.
-fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
+fn put_start(start: &Start, resume_at: Option<u64>, class: BandwidthClass) -> PutStart {
     match (start, resume_at) {
         (
             Start::Begin {
@@ -226,6 +226,7 @@ fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
             },
             Some(offset),
         ) => PutStart::Resume {
+            class,
             staging_id: staging_id.clone(),
             offset,
             checkpoint_interval: *checkpoint_interval,
@@ -240,6 +241,7 @@ fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
             },
             None,
         ) => PutStart::Begin {
+            class,
             staging_id: Some(staging_id.clone()),
             name: name.clone(),
             chunking: Some(chunking.clone()),
@@ -253,6 +255,7 @@ fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
             },
             None,
         ) => PutStart::Resume {
+            class,
             staging_id: staging_id.clone(),
             offset: 0,
             checkpoint_interval: *checkpoint_interval,
@@ -267,6 +270,7 @@ fn put_start(start: &Start, resume_at: Option<u64>) -> PutStart {
             },
             _,
         ) => PutStart::ErasureCoded {
+            class,
             name: name.clone(),
             chunking: Some(chunking.clone()),
             tree: Some(*tree),
@@ -308,7 +312,7 @@ fn attempt(
         _ => None,
     };
     let offset = resume_at.unwrap_or(0);
-    let put_start = put_start(start, resume_at);
+    let put_start = put_start(start, resume_at, remote.class());
     resumed_from.get_or_insert(Some(offset));
     if offset > 0
         && let Some(id) = start.staging_id()

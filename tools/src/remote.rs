@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use net_mesh_engine::{BlobRef, ErrorClass};
 use net_mesh_node::NodeClient;
-use net_mesh_node::proto::BlobSpec;
+use net_mesh_node::proto::{BandwidthClass, BlobSpec};
 use net_mesh_rpc::handshake::HandshakeError;
 use net_mesh_rpc::rpc::{Config, Router, SessionError};
 use net_mesh_rpc::token::{PermissionToken, chain_from_text};
@@ -57,6 +57,8 @@ pub struct Remote {
     identity: Identity,
     /// The token chain every call carries (empty: none).
     token: Vec<PermissionToken>,
+    /// The bandwidth class of the transfers (reads, pulls, puts).
+    class: BandwidthClass,
     addr: NodeAddr,
     runtime: Runtime,
 }
@@ -79,9 +81,20 @@ impl Remote {
             connected: None,
             identity,
             token,
+            class: BandwidthClass::Foreground,
             addr: addr.clone(),
             runtime: runtime()?,
         })
+    }
+
+    /// Sets the bandwidth class of the transfers (before the session is dialed).
+    pub fn with_class(mut self, class: BandwidthClass) -> Remote {
+        self.class = class;
+        self
+    }
+
+    pub fn class(&self) -> BandwidthClass {
+        self.class
     }
 
     /// [`Remote::new`] and a session to the node.
@@ -124,7 +137,11 @@ impl Remote {
                     format!("connecting to node {addr}: {e}"),
                 )),
             })?;
-        let client = Arc::new(NodeClient::from_session(session).with_token(&self.token));
+        let client = Arc::new(
+            NodeClient::from_session(session)
+                .with_token(&self.token)
+                .with_class(self.class),
+        );
         self.connected = Some(Connected {
             client: Arc::clone(&client),
             _endpoint: endpoint,

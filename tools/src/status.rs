@@ -2,6 +2,7 @@
 //! others are `-`, `null` in JSON).
 
 use net_mesh_engine::StoreConfig;
+use net_mesh_node::proto::StreamRow;
 use net_mesh_rpc::Identity;
 use serde_json::json;
 
@@ -30,6 +31,8 @@ struct StatusView {
     bytes_in: Option<u64>,
     bytes_out: Option<u64>,
     capabilities: Option<Vec<String>>,
+    /// The node's live streams with their bandwidth class counters.
+    streams: Option<Vec<StreamRow>>,
 }
 
 pub fn run(args: StatusArgs, ctx: &Ctx) -> CliResult {
@@ -49,6 +52,7 @@ pub fn run(args: StatusArgs, ctx: &Ctx) -> CliResult {
                 bytes_in: Some(s.bytes_in),
                 bytes_out: Some(s.bytes_out),
                 capabilities: Some(s.capabilities),
+                streams: Some(s.streams),
             }
         }
         None => {
@@ -67,6 +71,7 @@ pub fn run(args: StatusArgs, ctx: &Ctx) -> CliResult {
                 bytes_in: None,
                 bytes_out: None,
                 capabilities: None,
+                streams: None,
             }
         }
     };
@@ -88,6 +93,13 @@ fn print(v: &StatusView, as_json: bool) -> CliResult {
                 "bytes_in": v.bytes_in,
                 "bytes_out": v.bytes_out,
                 "capabilities": v.capabilities,
+                "streams": v.streams.as_ref().map(|rows| rows.iter().map(|s| json!({
+                    "id": s.id,
+                    "kind": s.kind,
+                    "current_bandwidth_class": s.class.name(),
+                    "bytes_in_class": s.bytes_in_class,
+                    "paused_for_higher_class_ms": s.paused_for_higher_class_ms,
+                })).collect::<Vec<_>>()),
             })
         );
         return Ok(());
@@ -109,5 +121,15 @@ fn print(v: &StatusView, as_json: bool) -> CliResult {
             _ => "-".to_string(),
         }
     );
+    for s in v.streams.iter().flatten() {
+        outln!(
+            "stream         {} {} {} bytes_in_class={} paused_for_higher_class_ms={}",
+            s.id,
+            s.kind,
+            s.class.name(),
+            s.bytes_in_class,
+            s.paused_for_higher_class_ms
+        );
+    }
     Ok(())
 }

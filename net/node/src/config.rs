@@ -34,6 +34,11 @@ pub struct NodeConfig {
     pub send_timeout: Duration,
     /// How long a stopping node waits for live uploads to checkpoint.
     pub shutdown_grace: Duration,
+    /// Bytes per second all streams' payload shares (`None`: unlimited), by bandwidth class
+    /// ([`crate::bandwidth`]).
+    pub bandwidth: Option<u64>,
+    /// Bytes per second of [`NodeConfig::bandwidth`] realtime streams take without waiting.
+    pub realtime_reserve: u64,
 }
 
 impl Default for NodeConfig {
@@ -64,6 +69,8 @@ impl Default for NodeConfig {
             upload_idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            bandwidth: None,
+            realtime_reserve: 0,
         }
     }
 }

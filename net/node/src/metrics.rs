@@ -27,6 +27,14 @@ struct ClassLabel {
     class: String,
 }
 
+/// A live stream (only live ones are kept, so the label sets stay few).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabel {
+    stream: String,
+    kind: String,
+    class: String,
+}
+
 /// Every number the node reports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -43,6 +51,9 @@ pub struct Metrics {
     store_bytes: Gauge,
     open_sessions: Gauge,
     blob_count: Gauge,
+    stream_class: Family<StreamLabel, Gauge>,
+    stream_bytes: Family<StreamLabel, Gauge>,
+    stream_paused: Family<StreamLabel, Gauge>,
     /// Mirrors of the counters, for `status`.
     bytes_in_total: AtomicU64,
     bytes_out_total: AtomicU64,
@@ -111,6 +122,24 @@ impl Default for Metrics {
             open_sessions.clone(),
         );
         registry.register("pinned_blobs", "Blobs pinned", blob_count.clone());
+        let stream_class = Family::<StreamLabel, Gauge>::default();
+        let stream_bytes = Family::<StreamLabel, Gauge>::default();
+        let stream_paused = Family::<StreamLabel, Gauge>::default();
+        registry.register(
+            "current_bandwidth_class",
+            "Live streams, by stream id, kind and bandwidth class (always 1)",
+            stream_class.clone(),
+        );
+        registry.register(
+            "bytes_in_class",
+            "Payload bytes a live stream moved in its bandwidth class",
+            stream_bytes.clone(),
+        );
+        registry.register(
+            "paused_for_higher_class_ms",
+            "Milliseconds a live stream waited while a higher bandwidth class was served",
+            stream_paused.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -125,6 +154,9 @@ impl Default for Metrics {
             store_bytes,
             open_sessions,
             blob_count,
+            stream_class,
+            stream_bytes,
+            stream_paused,
             bytes_in_total: AtomicU64::new(0),
             bytes_out_total: AtomicU64::new(0),
         }
@@ -217,6 +249,28 @@ impl Metrics {
         self.store_bytes.set(as_i64(store_bytes));
         self.open_sessions.set(as_i64(open_sessions));
         self.blob_count.set(as_i64(blobs));
+    }
+
+    /// The live streams' class counters, replacing the previous ones (a stream that ended goes).
+    pub fn set_streams(&self, streams: &[crate::proto::StreamRow]) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.stream_class.clear();
+        self.stream_bytes.clear();
+        self.stream_paused.clear();
+        for s in streams {
+            let label = StreamLabel {
+                stream: s.id.clone(),
+                kind: s.kind.clone(),
+                class: s.class.name().to_string(),
+            };
+            self.stream_class.get_or_create(&label).set(1);
+            self.stream_bytes
+                .get_or_create(&label)
+                .set(as_i64(s.bytes_in_class));
+            self.stream_paused
+                .get_or_create(&label)
+                .set(as_i64(s.paused_for_higher_class_ms));
+        }
     }
 
     /// Everything in the Prometheus text format.

@@ -20,6 +20,7 @@ use net_mesh_engine::{BlobRef, ErrorClass, Importer, ObjectKind, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::bandwidth::LiveStream;
 use crate::client::NodeClient;
 use crate::config::MAX_OBJECTS_PER_CALL;
 use crate::error::{Classified, NodeError, NodeResult};
@@ -57,12 +58,14 @@ struct Pull<'a, 's> {
     client: &'a NodeClient,
     runtime: &'a Handle,
     stop: &'a CancellationToken,
+    stream: &'a LiveStream,
     importer: Importer<'s>,
     done: PullDone,
 }
 
 /// Fetches `blob_ref` from `client`'s node into `store` and pins it under `name`; stops (busy)
-/// when `stop` fires.
+/// when `stop` fires. Takes the bytes of each object received from `stream`'s bandwidth before
+/// it reads the next (so a waiting pull stops its source through the window).
 pub(crate) fn pull(
     store: &Store,
     client: &NodeClient,
@@ -70,11 +73,13 @@ pub(crate) fn pull(
     stop: &CancellationToken,
     blob_ref: &BlobRef,
     name: &str,
+    stream: &LiveStream,
 ) -> NodeResult<PullDone> {
     let mut pull = Pull {
         client,
         runtime,
         stop,
+        stream,
         importer: store.importer().node_err()?,
         done: PullDone {
             objects_fetched: 0,
@@ -163,6 +168,10 @@ impl Pull<'_, '_> {
                     "the source node sent object {} as kind {got_kind}",
                     net_mesh_engine::class::short_hex(hash)
                 )));
+            }
+            for piece in bytes.chunks(crate::proto::MAX_PIECE) {
+                self.runtime
+                    .block_on(self.stream.acquire(piece.len() as u64));
             }
             self.done.objects_fetched = self.done.objects_fetched.saturating_add(1);
             self.done.bytes_fetched = self.done.bytes_fetched.saturating_add(bytes.len() as u64);

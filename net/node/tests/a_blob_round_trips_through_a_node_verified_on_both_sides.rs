@@ -33,6 +33,7 @@ async fn a_blob_round_trips_through_a_node_verified_on_both_sides() {
     let done = client
         .put(
             PutStart::Begin {
+                class: Default::default(),
                 staging_id: None,
                 name: "in.bin".into(),
                 chunking: None,

@@ -222,6 +222,7 @@ async fn a_lying_node_gives_an_integrity_error_and_no_wrong_bytes() {
         lie: Lie::FlipChunk,
     };
     let req = ReadRequest {
+        class: Default::default(),
         blob_ref: ByteBuf::from(blob_ref.encode()),
         start: 0,
         end: blob_ref.size(),

@@ -82,6 +82,7 @@ async fn a_node_shutting_down_checkpoints_live_uploads_which_resume_after_restar
     let done = put(
         &client,
         PutStart::Resume {
+            class: Default::default(),
             staging_id: "stop-1".into(),
             offset,
             checkpoint_interval: None,

@@ -50,6 +50,7 @@ async fn a_peer_without_the_tree_tag_never_receives_a_tree_ref() {
 
     // A read of the Tree: the first thing on the stream is the refusal.
     let request = ReadRequest {
+        class: Default::default(),
         blob_ref: ByteBuf::from(tree_ref.encode()),
         start: 0,
         end: tree_ref.size(),

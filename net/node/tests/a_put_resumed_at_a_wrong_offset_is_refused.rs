@@ -17,6 +17,7 @@ use net_mesh_node::proto::{PutStart, StagingState};
 
 fn resume(offset: u64) -> PutStart {
     PutStart::Resume {
+        class: Default::default(),
         staging_id: "wrong-1".into(),
         offset,
         checkpoint_interval: None,

@@ -62,6 +62,7 @@ async fn a_put_whose_client_stops_sending_checkpoints_and_frees_its_worker() {
     let done = put(
         &client,
         PutStart::Resume {
+            class: Default::default(),
             staging_id: "idle-1".into(),
             offset,
             checkpoint_interval: None,

@@ -34,6 +34,7 @@ async fn a_put_whose_client_vanishes_resumes_from_the_nodes_checkpoint() {
     let done = put(
         &client,
         PutStart::Resume {
+            class: Default::default(),
             staging_id: "vanish-1".into(),
             offset,
             checkpoint_interval: None,

@@ -46,6 +46,7 @@ async fn a_reader_that_stops_reading_frees_its_worker() {
         .await
         .unwrap();
     let request = ReadRequest {
+        class: Default::default(),
         blob_ref: ByteBuf::from(blob_ref.encode()),
         start: 0,
         end: blob_ref.size(),

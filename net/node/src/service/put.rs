@@ -12,6 +12,10 @@
 //! of every chunk cut so far and returns: the upload stays live at a resume offset
 //! (`staging_state`), and a `PutStart::Resume` from that offset finishes it to the same ref.
 //! A worker counts as a live upload, and its staging id as in use, until it has returned.
+//!
+//! Each piece received waits for the upload's bandwidth ([`crate::bandwidth`]) before the feed
+//! hands it over and reads the next, so a waiting upload stops its client through the window.
+//! A resumable upload keeps the class it began with, and its counters, across its calls.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::{Node, measured, reads_trees, tree_refused, worker_failed};
+use crate::bandwidth::LiveStream;
 use crate::config::PUT_QUEUE;
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::proto::{MAX_PIECE, Method, PutDone, PutPart, PutStart, TreeShape};
@@ -198,30 +203,44 @@ async fn put_impl(
             chunking,
             tree,
             checkpoint_interval,
+            class,
         } => PutStart::Begin {
             staging_id: Some(net_mesh_staging::new_staging_id()),
             name,
             chunking,
             tree,
             checkpoint_interval,
+            class,
         },
         other => other,
     };
-    let claimed_id = match &start {
-        PutStart::Begin { staging_id, .. } => staging_id.as_deref(),
-        PutStart::Resume { staging_id, .. } => Some(staging_id.as_str()),
-        PutStart::ErasureCoded { .. } => None,
+    let (claimed_id, class) = match &start {
+        PutStart::Begin {
+            staging_id, class, ..
+        } => (staging_id.as_deref(), *class),
+        PutStart::Resume {
+            staging_id, class, ..
+        } => (Some(staging_id.as_str()), *class),
+        PutStart::ErasureCoded { class, .. } => (None, *class),
     };
     let live = LiveUpload::claim(&node, claimed_id, slot)?;
+    let stream = match claimed_id {
+        Some(id) => node.bandwidth.open_upload(id, class),
+        None => node.bandwidth.open("put", class),
+    };
+    let finished_id = claimed_id.map(str::to_string);
     let (tx, rx) = mpsc::channel(PUT_QUEUE);
     let store = Arc::clone(&node.store);
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
         put_worker(&store, start, rx)
     });
-    let fed = feed(&node, &mut requests, &tx).await;
+    let fed = feed(&node, &stream, &mut requests, &tx).await;
     drop(tx);
     let result = worker.await.map_err(worker_failed)?;
+    if let (Some(id), Ok(_)) = (&finished_id, &result) {
+        node.bandwidth.upload_finished(id);
+    }
     match (fed, result) {
         (Fed::Stopped(why), _) => Err(why),
         (_, Ok(done)) => Ok(done),
@@ -236,6 +255,7 @@ async fn put_impl(
 /// Hands the call's input to the worker until its end, or until the feed has to stop.
 async fn feed(
     node: &Node,
+    stream: &LiveStream,
     requests: &mut RequestStreamTyped<PutPart>,
     tx: &mpsc::Sender<PutInput>,
 ) -> Fed {
@@ -260,6 +280,16 @@ async fn feed(
                 ));
             }
         };
+        if let PutInput::Data(bytes) = &input {
+            tokio::select! {
+                biased;
+                _ = node.shutdown.cancelled() => return Fed::Stopped(NodeError::new(
+                    ErrorClass::Busy,
+                    "the node is shutting down; the upload checkpointed: resume it",
+                )),
+                () = stream.acquire(bytes.len() as u64) => {}
+            }
+        }
         let end = matches!(input, PutInput::End);
         // Waits while the worker is busy: the window then stops the client.
         let handed = tokio::select! {
@@ -346,6 +376,7 @@ fn put_worker(
             chunking,
             tree,
             checkpoint_interval,
+            class: _,
         } => {
             let (chunking, tree) =
                 layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;
@@ -366,6 +397,7 @@ fn put_worker(
             staging_id,
             offset,
             checkpoint_interval,
+            class: _,
         } => match resume_streaming_store(store, &staging_id, cadence(checkpoint_interval))? {
             Resumed::Live { writer, offset: at } => {
                 if at != offset {
@@ -388,6 +420,7 @@ fn put_worker(
             tree,
             k,
             n,
+            class: _,
         } => {
             let (chunking, tree) =
                 layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;

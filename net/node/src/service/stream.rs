@@ -8,6 +8,10 @@
 //! room for [`NodeConfig::send_timeout`](crate::NodeConfig) ends its call; the worker then
 //! sees the queue closed and returns.
 //!
+//! Each piece waits for its stream's bandwidth ([`crate::bandwidth`]) before it is sent: a
+//! `read` in the class it asks for, an `objects` stream (a pull's source side) as foreground
+//! (the pulling node holds its own pull to the pull's class).
+//!
 //! Gating: a Tree ref's objects go only to a peer that announced [`TAG_BLOB_TREE`]; `read` of
 //! a Tree ref and `objects` naming any tree node are refused before anything is sent.
 
@@ -20,18 +24,22 @@ use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
 use super::{Node, decode_ref, gate_tree, reads_trees, send_within, tree_refused, worker_failed};
+use crate::bandwidth::LiveStream;
 use crate::config::{MAX_OBJECTS_PER_CALL, READ_QUEUE};
 use crate::error::{Classified, NodeError, NodeResult};
-use crate::proto::{MAX_PIECE, ObjectPart, ReadRequest};
+use crate::proto::{BandwidthClass, MAX_PIECE, ObjectPart, ReadRequest};
 
-/// Sends the parts a worker queues until it ends.
+/// Sends the parts a worker queues until it ends, each piece once the stream's bandwidth lets
+/// it go.
 async fn forward(
     node: &Node,
+    stream: &LiveStream,
     mut parts: mpsc::Receiver<ObjectPart>,
     sink: &mut ResponseSink<ObjectPart>,
 ) -> NodeResult<()> {
     while let Some(part) = parts.recv().await {
         if let ObjectPart::Piece(bytes) = &part {
+            stream.acquire(bytes.len() as u64).await;
             node.metrics.sent(bytes.len() as u64);
         }
         send_within(node, sink, &part).await?;
@@ -43,6 +51,7 @@ async fn forward(
 /// both have ended (a failed send closes the queue, which stops the worker).
 async fn run_stream(
     node: &Arc<Node>,
+    stream: LiveStream,
     sink: &mut ResponseSink<ObjectPart>,
     work: impl FnOnce(&Store, &mut dyn FnMut(ObjectPart) -> bool) -> NodeResult<()> + Send + 'static,
 ) -> NodeResult<()> {
@@ -54,7 +63,7 @@ async fn run_stream(
         let mut send = |part: ObjectPart| tx.blocking_send(part).is_ok();
         work(&store, &mut send)
     });
-    let (sent, worked) = tokio::join!(forward(node, rx, sink), worker);
+    let (sent, worked) = tokio::join!(forward(node, &stream, rx, sink), worker);
     let worked = worked.map_err(worker_failed)?;
     // A failed send closed the queue, which is why a worker stopped then: the send's error is
     // the cause. A worker that failed on its own closed the queue and the sends ended cleanly.
@@ -98,7 +107,8 @@ pub(super) async fn read_impl(
 ) -> NodeResult<()> {
     let blob_ref = decode_ref(&req.blob_ref)?;
     gate_tree(&ctx, &blob_ref)?;
-    run_stream(&node, &mut sink, move |store, send| {
+    let stream = node.bandwidth.open("read", req.class);
+    run_stream(&node, stream, &mut sink, move |store, send| {
         store
             .read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
                 let answer = match answer {
@@ -134,7 +144,8 @@ pub(super) async fn objects_impl(
 ) -> NodeResult<()> {
     check_count(&hashes)?;
     let trees = reads_trees(&ctx);
-    run_stream(&node, &mut sink, move |store, send| {
+    let stream = node.bandwidth.open("objects", BandwidthClass::Foreground);
+    run_stream(&node, stream, &mut sink, move |store, send| {
         // The kinds first: a refusal comes before any object is sent.
         let index = store.reader().node_err()?;
         let mut kinds = Vec::with_capacity(hashes.len());
