@@ -21,6 +21,7 @@ mod serve;
 mod staging;
 mod status;
 mod token;
+mod token_revoke;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,7 +125,7 @@ enum Command {
     /// Node id, version, uptime, store bytes, blob count, live uploads, sessions, bytes in/out
     /// and capability tags of a node (--node), or the numbers of the local store that apply
     Status(status::StatusArgs),
-    /// Permission tokens: mint (signed by --identity), inspect
+    /// Permission tokens: mint (signed by --identity), inspect, revoke
     #[command(subcommand)]
     Token(token::TokenCmd),
 }

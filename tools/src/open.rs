@@ -1,5 +1,6 @@
-//! The one way the CLI opens a store: with the staging extension registered, so resumable
-//! uploads, fsck's counts and GC's releases all see staging's tables.
+//! The one way the CLI opens a store: with the staging and node extensions registered, so
+//! resumable uploads, fsck's counts, GC's releases and a node's token revocations all see
+//! their tables.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,5 +26,8 @@ pub fn open_with_staging_grace(
 
 /// The open options of the CLI's stores.
 pub fn options(config: StoreConfig, staging_grace: Duration) -> OpenOptions {
-    net_mesh_staging::with_staging(OpenOptions::new(config), staging_grace)
+    net_mesh_node::revoke::with_node_tables(net_mesh_staging::with_staging(
+        OpenOptions::new(config),
+        staging_grace,
+    ))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use net_mesh_engine::{ErrorClass, Store, StoreConfig};
-use net_mesh_node::{Allow, AllowError, Node};
+use net_mesh_node::{Allow, AllowError, Node, NodeConfig};
 use net_mesh_rpc::{Identity, NodeAddr, NodeId};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,16 @@ pub struct ServeArgs {
     /// Serve the node's metrics in the Prometheus text format at http://HOST:PORT/metrics
     #[arg(long, value_name = "HOST:PORT")]
     metrics: Option<String>,
+    /// Bytes per second all transfers share (puts received, reads sent, pulls fetched), in SI
+    /// units: `200M` = 200,000,000 bytes/s (K, M, G, T; decimals allowed). Background
+    /// transfers yield to foreground ones. Default: unlimited
+    #[arg(long, value_name = "RATE", value_parser = net_mesh_node::bandwidth::parse_rate)]
+    bandwidth: Option<u64>,
+    /// Bytes per second of --bandwidth that realtime transfers take without waiting behind
+    /// the others (beyond it they compete as foreground). Default: none
+    #[arg(long, value_name = "RATE", requires = "bandwidth",
+          value_parser = net_mesh_node::bandwidth::parse_rate)]
+    realtime_reserve: Option<u64>,
 }
 
 /// How long a stopping node waits for its store workers after the uploads checkpointed.
@@ -96,7 +106,13 @@ async fn serve(store: Store, identity: Identity, allow: Allow, args: &ServeArgs)
         signal(SignalKind::terminate()).with_class(ErrorClass::Io, || "catching SIGTERM")?;
     let mut interrupt =
         signal(SignalKind::interrupt()).with_class(ErrorClass::Io, || "catching SIGINT")?;
-    let node = Node::new(Arc::new(store), own);
+    let config = NodeConfig {
+        bandwidth: args.bandwidth,
+        realtime_reserve: args.realtime_reserve.unwrap_or(0),
+        ..NodeConfig::default()
+    };
+    let node =
+        Node::with_config(Arc::new(store), own, config).context_classified("starting the node")?;
     let stop = CancellationToken::new();
     if let Some(listener) = metrics_listener {
         if let Ok(at) = listener.local_addr() {

@@ -40,6 +40,9 @@ pub enum TokenCmd {
     /// Print every field of every link of a token or chain and whether each verifies (exit 3
     /// if a signature is bad or a link does not narrow its parent)
     Inspect(InspectArgs),
+    /// Refuse an issuer's tokens below a generation from now on (admin; on --node, or on the
+    /// local data dir for the next `serve`)
+    Revoke(crate::token_revoke::RevokeArgs),
 }
 
 /// `token mint` options.
@@ -89,12 +92,18 @@ pub struct InspectArgs {
     json: bool,
 }
 
-/// Runs a token subcommand (local only: nothing is sent anywhere).
+/// Runs a token subcommand (`mint` and `inspect` are local: nothing is sent anywhere).
 pub fn run(cmd: TokenCmd, ctx: &Ctx) -> CliResult {
-    ctx.local_only("token")?;
     match cmd {
-        TokenCmd::Mint(args) => mint(args, ctx),
-        TokenCmd::Inspect(args) => inspect(args),
+        TokenCmd::Mint(args) => {
+            ctx.local_only("token mint")?;
+            mint(args, ctx)
+        }
+        TokenCmd::Inspect(args) => {
+            ctx.local_only("token inspect")?;
+            inspect(args)
+        }
+        TokenCmd::Revoke(args) => crate::token_revoke::run(args, ctx),
     }
 }
 

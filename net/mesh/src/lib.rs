@@ -82,16 +82,16 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! // A node's uploads are staging uploads: its store has the staging extension.
-//! let options = net_mesh::staging::with_staging(
+//! let options = net_mesh::node::revoke::with_node_tables(net_mesh::staging::with_staging(
 //!     OpenOptions::new(StoreConfig::default()),
 //!     net_mesh::staging::DEFAULT_ABANDON_GRACE,
-//! );
+//! ));
 //! let store = Arc::new(Store::open_with(dir.path(), options)?);
 //! let (node_identity, client_identity) = (Identity::generate_ephemeral()?, Identity::generate_ephemeral()?);
 //! let node_id = node_identity.node_id();
 //! let allow = Allow::parse(node_id, &format!("{} write\n", client_identity.node_id()))?;
 //!
-//! let node = Node::new(store, node_id);
+//! let node = Node::new(store, node_id)?;
 //! let (listener, local) = net_mesh::node::bind("127.0.0.1:0").await?;
 //! let stop = tokio_util::sync::CancellationToken::new();
 //! let serving = tokio::spawn(net_mesh::node::serve(node, node_identity, allow, listener, stop.clone()));
@@ -104,6 +104,7 @@
 //!     chunking: None,
 //!     tree: None,
 //!     checkpoint_interval: None,
+//!     class: Default::default(),
 //! };
 //! let done = client.put(start, &mut &b"hello, node"[..], &mut |_| {}).await?;
 //! let blob_ref = net_mesh::BlobRef::decode(&done.blob_ref)?;

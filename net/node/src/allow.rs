@@ -18,7 +18,7 @@ use net_mesh_rpc::rpc::{Authorize, Denied};
 use net_mesh_rpc::token::Verified;
 use net_mesh_rpc::{NodeId, PeerIdentity};
 
-use crate::call_token::{TokenRefusal, TokenTrust, now_unix_s};
+use crate::call_token::{TokenRefusal, TokenTrust, decode_metadata, now_unix_s};
 use crate::proto::{Method, Role};
 
 /// Why an allow file was refused.
@@ -117,6 +117,12 @@ impl Allow {
         self
     }
 
+    /// Enforces the node's revocation floors `floors`.
+    pub(crate) fn with_floors(mut self, floors: crate::revoke::Floors) -> Allow {
+        self.tokens.set_floors(floors);
+        self
+    }
+
     /// Whose tokens the node accepts, and its clock tolerance.
     pub fn tokens(&self) -> &TokenTrust {
         &self.tokens
@@ -181,18 +187,20 @@ impl Allow {
     ) -> Result<Grant, Refusal> {
         let method =
             Method::from_name(method).ok_or_else(|| Refusal::UnknownMethod(method.to_string()))?;
+        let refused = |refusal: TokenRefusal| Refusal::Token {
+            method: method.name(),
+            peer: *peer,
+            refusal,
+        };
+        let call = decode_metadata(metadata).map_err(refused)?;
         let role = self.role(peer);
         if let Some(role) = role
             && role >= method.role()
         {
             return Ok(Grant::Role(role));
         }
-        match self
-            .tokens
-            .check(metadata, peer_public_key, method.role(), now_unix_s)
-        {
-            Ok(Some(verified)) => Ok(Grant::Token(verified)),
-            Ok(None) => Err(match role {
+        if call.chain.is_empty() {
+            return Err(match role {
                 Some(has) => Refusal::RoleTooLow {
                     method: method.name(),
                     needs: method.role(),
@@ -200,13 +208,18 @@ impl Allow {
                     peer: *peer,
                 },
                 None => Refusal::NotAllowed { peer: *peer },
-            }),
-            Err(refusal) => Err(Refusal::Token {
-                method: method.name(),
-                peer: *peer,
-                refusal,
-            }),
+            });
         }
+        self.tokens
+            .check(
+                &call.chain,
+                &call.channel,
+                peer_public_key,
+                method.role(),
+                now_unix_s,
+            )
+            .map(Grant::Token)
+            .map_err(refused)
     }
 
     /// Whether `peer` may call `method` by the allow list alone (a call without a token).

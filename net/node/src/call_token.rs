@@ -1,17 +1,18 @@
-//! The permission-token chain a call carries in its nRPC metadata (docs/FORMAT.md §5.6), and
-//! the node's trust in token issuers.
+//! What a call to the node carries in its nRPC metadata (docs/FORMAT.md §5.6) — the channel it
+//! acts on and, optionally, a permission-token chain — and the node's trust in token issuers.
 //!
-//! Metadata layout: one version byte, [`METADATA_VERSION`] (`0x01`), then the chain's binary
-//! form (§5.5: 1..=[`MAX_CHAIN_LEN`] tokens of [`TOKEN_LEN`] bytes, root first). Empty metadata
-//! means "no token". Anything else — another version byte, a length that is not whole tokens,
-//! too many links, a malformed token — is a refusal with its own reason, never a panic.
-//!
-//! Channels do not exist on the node yet: every call acts on channel [`CHANNEL`] (`default`),
-//! so a token must be valid on `default` (or on every channel).
+//! Metadata layout: one version byte, [`METADATA_VERSION`] (`0x02`), the channel name's length
+//! (one byte) and the name (a valid channel name, `check_channel_name`), then the chain's binary
+//! form (§5.5: 0..=[`MAX_CHAIN_LEN`] tokens of [`TOKEN_LEN`] bytes, root first). Empty metadata
+//! means channel [`DEFAULT_CHANNEL`] and no token. Anything else — another version byte, a
+//! missing or invalid channel name, a length that is not whole tokens, too many links, a
+//! malformed token — is a refusal with its own reason, never a panic.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use net_mesh_engine::index::DEFAULT_CHANNEL;
+use net_mesh_engine::index::{ChannelNameError, MAX_CHANNEL_NAME, check_channel_name};
 use net_mesh_rpc::NodeId;
 use net_mesh_rpc::frame::MAX_METADATA_LEN;
 use net_mesh_rpc::token::{
@@ -20,20 +21,43 @@ use net_mesh_rpc::token::{
 };
 
 use crate::proto::Role;
+use crate::revoke::Floors;
 
-/// The version byte that opens token metadata.
-pub const METADATA_VERSION: u8 = 0x01;
-/// The channel every call acts on until the node has channels.
-pub const CHANNEL: &str = "default";
-/// The longest token metadata: the version byte and a full chain.
-pub const MAX_TOKEN_METADATA_LEN: usize = 1 + MAX_CHAIN_LEN * TOKEN_LEN;
+/// The version byte that opens call metadata.
+pub const METADATA_VERSION: u8 = 0x02;
+/// The longest call metadata: the version byte, the longest channel name with its length
+/// byte, and a full chain.
+pub const MAX_CALL_METADATA_LEN: usize = 2 + MAX_CHANNEL_NAME + MAX_CHAIN_LEN * TOKEN_LEN;
 
-const _: () = assert!(MAX_TOKEN_METADATA_LEN <= MAX_METADATA_LEN);
+const _: () = assert!(MAX_CALL_METADATA_LEN <= MAX_METADATA_LEN);
 
-/// The call metadata that carries `chain`: [`METADATA_VERSION`], then the tokens root first.
-pub fn encode_metadata(chain: &[PermissionToken]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chain.len().saturating_mul(TOKEN_LEN).saturating_add(1));
+/// What a call's metadata says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMetadata {
+    /// The channel the call acts on.
+    pub channel: String,
+    /// The token chain, root first; empty when the call carries none.
+    pub chain: Vec<PermissionToken>,
+}
+
+/// The metadata of a call on `channel` carrying `chain` (empty: no token). A call on
+/// [`DEFAULT_CHANNEL`] without a token carries no metadata at all. `channel` must be a valid
+/// channel name (the node refuses the call otherwise).
+pub fn encode_metadata(channel: &str, chain: &[PermissionToken]) -> Vec<u8> {
+    if channel == DEFAULT_CHANNEL && chain.is_empty() {
+        return Vec::new();
+    }
+    let name = channel.as_bytes();
+    let mut out = Vec::with_capacity(
+        chain
+            .len()
+            .saturating_mul(TOKEN_LEN)
+            .saturating_add(name.len())
+            .saturating_add(2),
+    );
     out.push(METADATA_VERSION);
+    out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(name);
     out.extend_from_slice(&encode_chain(chain));
     out
 }
@@ -49,31 +73,51 @@ pub enum TokenRefusal {
         /// The byte found.
         version: u8,
     },
+    /// The channel name is missing, cut short or not a valid name.
+    #[error("channel: {0}")]
+    Channel(#[from] ChannelNameError),
     /// The chain does not decode or does not verify.
     #[error("{}: {}", .0.reason(), .0)]
     Verify(#[from] VerifyError),
 }
 
 impl TokenRefusal {
-    /// A short stable label for metrics: `metadata_version`, or the [`VerifyError`]'s own.
+    /// A short stable label for metrics: `metadata_version`, `channel`, or the
+    /// [`VerifyError`]'s own.
     pub fn reason(&self) -> &'static str {
         match self {
             TokenRefusal::MetadataVersion { .. } => "metadata_version",
+            TokenRefusal::Channel(_) => "channel",
             TokenRefusal::Verify(e) => e.reason(),
         }
     }
 }
 
-/// Decodes token metadata: `Ok(None)` when the call carries none (empty metadata).
-pub fn decode_metadata(metadata: &[u8]) -> Result<Option<Vec<PermissionToken>>, TokenRefusal> {
-    let Some((&version, chain)) = metadata.split_first() else {
-        return Ok(None);
+/// Decodes call metadata (module docs).
+pub fn decode_metadata(metadata: &[u8]) -> Result<CallMetadata, TokenRefusal> {
+    let Some((&version, rest)) = metadata.split_first() else {
+        return Ok(CallMetadata {
+            channel: DEFAULT_CHANNEL.to_string(),
+            chain: Vec::new(),
+        });
     };
     if version != METADATA_VERSION {
         return Err(TokenRefusal::MetadataVersion { version });
     }
-    let chain = decode_chain(chain).map_err(VerifyError::from)?;
-    Ok(Some(chain))
+    let (name, chain) = rest
+        .split_first()
+        .and_then(|(&len, rest)| rest.split_at_checked(usize::from(len)))
+        .ok_or_else(|| ChannelNameError {
+            name: String::from_utf8_lossy(rest.get(1..).unwrap_or_default()).into_owned(),
+        })?;
+    let channel = String::from_utf8_lossy(name).into_owned();
+    check_channel_name(&channel)?;
+    let chain = if chain.is_empty() {
+        Vec::new()
+    } else {
+        decode_chain(chain).map_err(VerifyError::from)?
+    };
+    Ok(CallMetadata { channel, chain })
 }
 
 /// The right a token must hold for a method of `role`, given the rights `granted` by the
@@ -103,8 +147,8 @@ pub fn required_scope(role: Role, granted: Scope) -> Scope {
 #[derive(Debug, Clone)]
 pub struct TokenTrust {
     trusted_issuers: HashSet<NodeId>,
-    /// Revocation floors; none are kept yet (every generation is accepted).
-    generation_floors: HashMap<NodeId, u32>,
+    /// Revocation floors, shared with the node that persists them ([`crate::revoke`]).
+    generation_floors: Floors,
     skew_s: u64,
 }
 
@@ -113,7 +157,7 @@ impl TokenTrust {
     pub fn only(own: NodeId) -> TokenTrust {
         TokenTrust {
             trusted_issuers: HashSet::from([own]),
-            generation_floors: HashMap::new(),
+            generation_floors: Floors::default(),
             skew_s: DEFAULT_SKEW_S,
         }
     }
@@ -121,6 +165,11 @@ impl TokenTrust {
     /// Also trusts chains rooted at `issuer`.
     pub fn trust(&mut self, issuer: NodeId) {
         self.trusted_issuers.insert(issuer);
+    }
+
+    /// Enforces `floors` (the node's revocation floors, which it may raise at any time).
+    pub fn set_floors(&mut self, floors: Floors) {
+        self.generation_floors = floors;
     }
 
     /// Sets the clock tolerance at both ends of a token's window.
@@ -138,29 +187,32 @@ impl TokenTrust {
         self.skew_s
     }
 
-    /// Checks `metadata`'s chain for a call of `role` by the session peer whose ed25519 key is
-    /// `peer_public_key`, on [`CHANNEL`], at `now_unix_s`. `Ok(None)`: no token.
+    /// Checks `chain` (non-empty) for a call of `role` on `channel` by the session peer whose
+    /// ed25519 key is `peer_public_key`, at `now_unix_s`.
     pub fn check(
         &self,
-        metadata: &[u8],
+        chain: &[PermissionToken],
+        channel: &str,
         peer_public_key: [u8; 32],
         role: Role,
         now_unix_s: u64,
-    ) -> Result<Option<Verified>, TokenRefusal> {
-        let Some(chain) = decode_metadata(metadata)? else {
-            return Ok(None);
-        };
+    ) -> Result<Verified, TokenRefusal> {
         let granted = chain.last().map_or(Scope::NONE, |t| t.claims().scope);
+        // A writer only ever raises one entry, so a poisoned map is still a valid one.
+        let floors = self
+            .generation_floors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let ctx = VerifyContext {
             trusted_issuers: &self.trusted_issuers,
-            generation_floors: &self.generation_floors,
+            generation_floors: &floors,
             now_unix_s,
             skew_s: self.skew_s,
             peer_public_key,
-            channel: CHANNEL,
+            channel,
             required: required_scope(role, granted),
         };
-        Ok(Some(verify(&chain, &ctx)?))
+        Ok(verify(chain, &ctx)?)
     }
 }
 
@@ -184,7 +236,7 @@ mod tests {
             TokenClaims {
                 subject: subject.public_key().to_bytes(),
                 scope,
-                channel: TokenChannel::named(CHANNEL),
+                channel: TokenChannel::named(DEFAULT_CHANNEL),
                 issuer_generation: 0,
                 not_before: 1_000,
                 not_after: 2_000,
@@ -213,26 +265,45 @@ mod tests {
         let node = Identity::generate_ephemeral().unwrap();
         let peer = Identity::generate_ephemeral().unwrap();
         let chain = vec![token(&node, &peer, Scope::READ)];
-        let metadata = encode_metadata(&chain);
-        assert_eq!(metadata.len(), 1 + TOKEN_LEN);
-        assert_eq!(metadata.first(), Some(&METADATA_VERSION));
-        assert_eq!(decode_metadata(&metadata).unwrap(), Some(chain.clone()));
-        assert_eq!(decode_metadata(&[]).unwrap(), None);
+        let metadata = encode_metadata("photos", &chain);
+        assert_eq!(metadata.len(), 2 + 6 + TOKEN_LEN);
+        assert_eq!(&metadata[..8], b"\x02\x06photos");
+        let decoded = decode_metadata(&metadata).unwrap();
+        assert_eq!(
+            (decoded.channel.as_str(), decoded.chain),
+            ("photos", chain.clone())
+        );
+        let plain = CallMetadata {
+            channel: DEFAULT_CHANNEL.into(),
+            chain: Vec::new(),
+        };
+        assert_eq!(encode_metadata(DEFAULT_CHANNEL, &[]), Vec::<u8>::new());
+        assert_eq!(decode_metadata(&[]).unwrap(), plain);
+        assert_eq!(decode_metadata(b"\x02\x07default").unwrap(), plain);
+        let no_token = decode_metadata(&encode_metadata("photos", &[])).unwrap();
+        assert_eq!(
+            (no_token.channel.as_str(), no_token.chain.len()),
+            ("photos", 0)
+        );
 
         let reason = |bytes: &[u8]| decode_metadata(bytes).unwrap_err().reason();
         let mut other_version = metadata.clone();
-        other_version[0] = 2;
+        other_version[0] = 1;
         assert_eq!(reason(&other_version), "metadata_version");
         assert_eq!(reason(&metadata[1..]), "metadata_version");
-        assert_eq!(reason(&[METADATA_VERSION]), "empty_chain");
+        assert_eq!(reason(&[METADATA_VERSION]), "channel");
+        assert_eq!(reason(b"\x02\x09photos"), "channel");
+        assert_eq!(reason(b"\x02\x00"), "channel");
+        assert_eq!(reason(b"\x02\x01*"), "channel");
+        assert_eq!(reason(b"\x02\x02\xc3\x28"), "channel");
         assert_eq!(reason(&metadata[..100]), "length");
-        let mut seven = vec![METADATA_VERSION];
+        let mut seven = encode_metadata("photos", &[]);
         for _ in 0..MAX_CHAIN_LEN + 1 {
             seven.extend_from_slice(&chain[0].encode());
         }
         assert_eq!(reason(&seven), "chain_too_long");
         let mut bad_scope = metadata.clone();
-        bad_scope[1 + net_mesh_rpc::token::OFF_SCOPE] = 0x80;
+        bad_scope[8 + net_mesh_rpc::token::OFF_SCOPE] = 0x80;
         assert_eq!(reason(&bad_scope), "malformed");
     }
 
@@ -243,46 +314,69 @@ mod tests {
         let other = Identity::generate_ephemeral().unwrap();
         let trust = TokenTrust::only(node.node_id());
         let key = peer.public_key().to_bytes();
-        let writer = encode_metadata(&[token(&node, &peer, Scope::WRITE)]);
-        let reason = |r: Result<Option<Verified>, TokenRefusal>| r.unwrap_err().reason();
+        let writer = [token(&node, &peer, Scope::WRITE)];
+        let reason = |r: Result<Verified, TokenRefusal>| r.unwrap_err().reason();
 
         assert!(
             trust
-                .check(&writer, key, Role::Read, 1_500)
-                .unwrap()
-                .is_some()
+                .check(&writer, DEFAULT_CHANNEL, key, Role::Read, 1_500)
+                .is_ok()
         );
         assert!(
             trust
-                .check(&writer, key, Role::Write, 1_500)
-                .unwrap()
-                .is_some()
+                .check(&writer, DEFAULT_CHANNEL, key, Role::Write, 1_500)
+                .is_ok()
         );
         assert_eq!(
-            reason(trust.check(&writer, key, Role::Admin, 1_500)),
+            reason(trust.check(&writer, DEFAULT_CHANNEL, key, Role::Admin, 1_500)),
             "missing_scope"
         );
         assert_eq!(
-            reason(trust.check(&writer, key, Role::Write, 2_000 + DEFAULT_SKEW_S + 1)),
+            reason(trust.check(
+                &writer,
+                DEFAULT_CHANNEL,
+                key,
+                Role::Write,
+                2_000 + DEFAULT_SKEW_S + 1
+            )),
             "expired"
         );
         assert!(
             trust
-                .check(&writer, key, Role::Write, 2_000 + DEFAULT_SKEW_S)
+                .check(
+                    &writer,
+                    DEFAULT_CHANNEL,
+                    key,
+                    Role::Write,
+                    2_000 + DEFAULT_SKEW_S
+                )
                 .is_ok()
         );
         assert_eq!(
-            reason(trust.check(&writer, other.public_key().to_bytes(), Role::Write, 1_500)),
+            reason(trust.check(
+                &writer,
+                DEFAULT_CHANNEL,
+                other.public_key().to_bytes(),
+                Role::Write,
+                1_500
+            )),
             "wrong_subject"
         );
-        let foreign = encode_metadata(&[token(&other, &peer, Scope::WRITE)]);
+        let foreign = [token(&other, &peer, Scope::WRITE)];
         assert_eq!(
-            reason(trust.check(&foreign, key, Role::Write, 1_500)),
+            reason(trust.check(&foreign, DEFAULT_CHANNEL, key, Role::Write, 1_500)),
             "untrusted_issuer"
         );
         let mut trusting = trust.clone();
         trusting.trust(other.node_id());
-        assert!(trusting.check(&foreign, key, Role::Write, 1_500).is_ok());
-        assert_eq!(trust.check(&[], key, Role::Write, 1_500).unwrap(), None);
+        assert!(
+            trusting
+                .check(&foreign, DEFAULT_CHANNEL, key, Role::Write, 1_500)
+                .is_ok()
+        );
+        assert_eq!(
+            reason(trust.check(&writer, "photos", key, Role::Write, 1_500)),
+            "wrong_channel"
+        );
     }
 }

@@ -10,19 +10,21 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use net_mesh_engine::codec::Hash;
+use net_mesh_engine::index::check_channel_name;
 use net_mesh_engine::{BlobError, BlobRef, ErrorClass, ObjectKind, ObjectSource, fetch_range_from};
 use net_mesh_rpc::rpc::{CallOptions, Config, ResponseStream, Router};
 use net_mesh_rpc::token::PermissionToken;
-use net_mesh_rpc::{Capabilities, Endpoint, Identity, NodeAddr, Session};
+use net_mesh_rpc::{Capabilities, Endpoint, Identity, NodeAddr, NodeId, Session};
 use serde_bytes::ByteBuf;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::call_token::{DEFAULT_CHANNEL, encode_metadata};
 use crate::error::{NodeError, NodeResult};
 use crate::proto::{
-    BlobSpec, ChunkRow, GcDone, GcRequest, MAX_PIECE, Method, ObjectPart, PinRow, PullDone,
-    PullRequest, PutDone, PutPart, PutStart, ReadRequest, Resolved, StagingRow, StagingState, Stat,
-    Status, TAG_BLOB_TREE, Unpinned,
+    BandwidthClass, BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE, Method,
+    ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart, ReadRequest, Resolved,
+    RevokeRequest, StagingRow, StagingState, Stat, Status, TAG_BLOB_TREE, Unpinned,
 };
 
 /// Bytes of input per `Data` message of a put.
@@ -48,8 +50,14 @@ pub struct NodeClient {
     _endpoint: Option<Endpoint>,
     /// A read or object stream that brings nothing for this long fails.
     silence: Duration,
-    /// Metadata every call carries: a permission-token chain ([`crate::call_token`]), or none.
+    /// The channel every call acts on.
+    channel: String,
+    /// The permission-token chain every call carries (root first; empty: none).
+    chain: Vec<PermissionToken>,
+    /// Metadata every call carries: the channel and the chain ([`crate::call_token`]).
     metadata: Vec<u8>,
+    /// The bandwidth class of this client's reads and pulls.
+    class: BandwidthClass,
 }
 
 impl Drop for NodeClient {
@@ -87,7 +95,10 @@ impl NodeClient {
             session,
             _endpoint: Some(endpoint),
             silence: DEFAULT_SILENCE_TIMEOUT,
+            channel: DEFAULT_CHANNEL.to_string(),
+            chain: Vec::new(),
             metadata: Vec::new(),
+            class: BandwidthClass::Foreground,
         })
     }
 
@@ -97,8 +108,18 @@ impl NodeClient {
             session,
             _endpoint: None,
             silence: DEFAULT_SILENCE_TIMEOUT,
+            channel: DEFAULT_CHANNEL.to_string(),
+            chain: Vec::new(),
             metadata: Vec::new(),
+            class: BandwidthClass::Foreground,
         }
+    }
+
+    /// Sets the bandwidth class of this client's reads and pulls (a put's is in its
+    /// [`PutStart`]).
+    pub fn with_class(mut self, class: BandwidthClass) -> NodeClient {
+        self.class = class;
+        self
     }
 
     /// Sets how long a read or object stream may bring nothing before it fails.
@@ -111,19 +132,32 @@ impl NodeClient {
     /// what the chain grants this client's identity even where its allow list does not. An
     /// empty chain sends no token.
     pub fn with_token(mut self, chain: &[PermissionToken]) -> NodeClient {
-        self.metadata = if chain.is_empty() {
-            Vec::new()
-        } else {
-            crate::call_token::encode_metadata(chain)
-        };
+        self.chain = chain.to_vec();
+        self.metadata = encode_metadata(&self.channel, &self.chain);
         self
+    }
+
+    /// Makes every call act on `channel` (default: [`DEFAULT_CHANNEL`]): the pins it lists,
+    /// names, makes and removes, and the channel a token must cover. An invalid name is a
+    /// usage error here, before anything is sent.
+    pub fn with_channel(mut self, channel: &str) -> NodeResult<NodeClient> {
+        check_channel_name(channel)
+            .map_err(|e| NodeError::new(ErrorClass::Usage, e.to_string()))?;
+        self.channel = channel.to_string();
+        self.metadata = encode_metadata(&self.channel, &self.chain);
+        Ok(self)
+    }
+
+    /// The channel every call acts on.
+    pub fn channel(&self) -> &str {
+        &self.channel
     }
 
     pub fn session(&self) -> &Session {
         &self.session
     }
 
-    /// The options of every call: the token metadata, if any.
+    /// The options of every call: the channel and token metadata.
     fn options(&self) -> CallOptions {
         CallOptions::default().metadata(self.metadata.clone())
     }
@@ -224,6 +258,7 @@ impl NodeClient {
                 blob_ref: ByteBuf::from(blob_ref.encode()),
                 from: from.to_string(),
                 name: name.to_string(),
+                class: self.class,
             },
         )
         .await
@@ -235,6 +270,29 @@ impl NodeClient {
             &GcRequest {
                 grace_secs: grace.as_secs(),
                 dry_run,
+            },
+        )
+        .await
+    }
+
+    /// Creates channel `name` on the node (admin); `false` when it existed already.
+    pub async fn channel_create(&self, name: &str) -> NodeResult<bool> {
+        self.unary(Method::ChannelCreate, &name.to_string()).await
+    }
+
+    /// The node's channels.
+    pub async fn channel_list(&self) -> NodeResult<Vec<ChannelRow>> {
+        self.unary(Method::ChannelList, &()).await
+    }
+
+    /// Revokes, on the node, every token of `issuer` whose issuer generation is below
+    /// `below_generation`; returns the floor in force (floors never go down).
+    pub async fn token_revoke(&self, issuer: &NodeId, below_generation: u32) -> NodeResult<u32> {
+        self.unary(
+            Method::TokenRevoke,
+            &RevokeRequest {
+                issuer: *issuer.as_bytes(),
+                below_generation,
             },
         )
         .await
@@ -286,6 +344,7 @@ impl NodeClient {
             blob_ref: ByteBuf::from(blob_ref.encode()),
             start: range.start,
             end: range.end,
+            class: self.class,
         };
         let stream: ResponseStream<ObjectPart> = runtime
             .block_on(

@@ -10,6 +10,7 @@
 //! and never hand a client bytes the client has not verified itself.
 
 pub mod allow;
+pub mod bandwidth;
 pub mod call_token;
 pub mod client;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod metrics;
 pub mod proto;
 mod pull;
+pub mod revoke;
 pub mod service;
 
 use std::net::SocketAddr;

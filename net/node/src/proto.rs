@@ -91,10 +91,16 @@ pub enum Method {
     Pull,
     /// unary [`GcRequest`] → [`GcDone`].
     Gc,
+    /// unary [`RevokeRequest`] → `u32`: the issuer's revocation floor now in force.
+    TokenRevoke,
+    /// unary `String` (a channel name) → `bool` (whether it was created; false: it existed).
+    ChannelCreate,
+    /// unary `()` → `Vec<`[`ChannelRow`]`>`.
+    ChannelList,
 }
 
 impl Method {
-    pub const ALL: [Method; 15] = [
+    pub const ALL: [Method; 18] = [
         Method::Status,
         Method::List,
         Method::Resolve,
@@ -110,6 +116,9 @@ impl Method {
         Method::Objects,
         Method::Pull,
         Method::Gc,
+        Method::TokenRevoke,
+        Method::ChannelCreate,
+        Method::ChannelList,
     ];
 
     /// The nRPC method name.
@@ -130,6 +139,9 @@ impl Method {
             Method::Objects => "node/v1/objects",
             Method::Pull => "node/v1/pull",
             Method::Gc => "node/v1/gc",
+            Method::TokenRevoke => "node/v1/token_revoke",
+            Method::ChannelCreate => "node/v1/channel_create",
+            Method::ChannelList => "node/v1/channel_list",
         }
     }
 
@@ -153,7 +165,10 @@ impl Method {
             | Method::StagingAbort
             | Method::Has
             | Method::Pull
-            | Method::Gc => CallKind::Unary,
+            | Method::Gc
+            | Method::TokenRevoke
+            | Method::ChannelCreate
+            | Method::ChannelList => CallKind::Unary,
         }
     }
 
@@ -169,9 +184,10 @@ impl Method {
             | Method::StagingList
             | Method::StagingState
             | Method::Has
-            | Method::Objects => Role::Read,
+            | Method::Objects
+            | Method::ChannelList => Role::Read,
             Method::Remove | Method::Put | Method::StagingAbort | Method::Pull => Role::Write,
-            Method::Gc => Role::Admin,
+            Method::Gc | Method::TokenRevoke | Method::ChannelCreate => Role::Admin,
         }
     }
 }
@@ -204,6 +220,9 @@ pub struct Status {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub capabilities: Vec<String>,
+    /// The streams moving bytes right now; an older node's message ends before it (none).
+    #[serde(deserialize_with = "trailing::streams_or_none")]
+    pub streams: Vec<StreamRow>,
 }
 
 /// One pin of [`Method::List`]: the blob id, its name, ref and creation time; or a row that
@@ -241,6 +260,9 @@ pub struct ReadRequest {
     pub blob_ref: ByteBuf,
     pub start: u64,
     pub end: u64,
+    /// Its bandwidth class; an older peer's message ends before it (foreground).
+    #[serde(deserialize_with = "trailing::class_or_foreground")]
+    pub class: BandwidthClass,
 }
 
 /// One step of a stream of objects. An object is `Object` followed by its bytes in `Piece`s
@@ -303,6 +325,9 @@ pub enum PutStart {
         chunking: Option<String>,
         tree: Option<TreeShape>,
         checkpoint_interval: Option<u64>,
+        /// The upload's bandwidth class; an older peer's message ends before it (foreground).
+        #[serde(deserialize_with = "trailing::class_or_foreground")]
+        class: BandwidthClass,
     },
     /// Continue upload `staging_id`; the data that follows starts at input offset `offset`,
     /// which must be the upload's resume offset ([`StagingState::Live`]). Chunking and tree
@@ -311,6 +336,10 @@ pub enum PutStart {
         staging_id: String,
         offset: u64,
         checkpoint_interval: Option<u64>,
+        /// Used only when the node holds no class for the upload (it keeps the one the upload
+        /// began with).
+        #[serde(deserialize_with = "trailing::class_or_foreground")]
+        class: BandwidthClass,
     },
     /// An erasure-coded upload (not resumable): `k` data and `n − k` parity chunks per stripe.
     ErasureCoded {
@@ -319,6 +348,9 @@ pub enum PutStart {
         tree: Option<TreeShape>,
         k: u8,
         n: u8,
+        /// The upload's bandwidth class; an older peer's message ends before it (foreground).
+        #[serde(deserialize_with = "trailing::class_or_foreground")]
+        class: BandwidthClass,
     },
 }
 
@@ -375,6 +407,9 @@ pub struct PullRequest {
     pub blob_ref: ByteBuf,
     pub from: String,
     pub name: String,
+    /// Its bandwidth class; an older peer's message ends before it (foreground).
+    #[serde(deserialize_with = "trailing::class_or_foreground")]
+    pub class: BandwidthClass,
 }
 
 /// What a pull moved.
@@ -391,10 +426,149 @@ pub struct GcRequest {
     pub dry_run: bool,
 }
 
+/// A channel as [`Method::ChannelList`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelRow {
+    pub name: String,
+    pub created_unix_ms: u64,
+    /// Pin rows in the channel.
+    pub pins: u64,
+}
+
+/// [`Method::TokenRevoke`]'s request: refuse, from now on, tokens of `issuer` (a node id)
+/// whose issuer generation is below `below_generation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeRequest {
+    pub issuer: [u8; 32],
+    pub below_generation: u32,
+}
+
 /// [`Method::Gc`]'s answer: the engine's report as `gc --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcDone {
     pub report_json: String,
+}
+
+/// How a stream shares the node's bandwidth (`serve --bandwidth`): `Background` moves only
+/// while no `Foreground` stream waits; `Realtime` moves within the node's realtime reserve
+/// without waiting behind either, and beyond it competes as `Foreground`. One byte on the
+/// wire: `0`, `1`, `2`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum BandwidthClass {
+    #[default]
+    Foreground,
+    Background,
+    Realtime,
+}
+
+impl BandwidthClass {
+    pub const ALL: [BandwidthClass; 3] = [
+        BandwidthClass::Foreground,
+        BandwidthClass::Background,
+        BandwidthClass::Realtime,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BandwidthClass::Foreground => "foreground",
+            BandwidthClass::Background => "background",
+            BandwidthClass::Realtime => "realtime",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<BandwidthClass> {
+        BandwidthClass::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    fn wire(self) -> u8 {
+        match self {
+            BandwidthClass::Foreground => 0,
+            BandwidthClass::Background => 1,
+            BandwidthClass::Realtime => 2,
+        }
+    }
+
+    fn from_wire(byte: u8) -> Option<BandwidthClass> {
+        BandwidthClass::ALL.into_iter().find(|c| c.wire() == byte)
+    }
+}
+
+impl Serialize for BandwidthClass {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.wire())
+    }
+}
+
+impl<'de> Deserialize<'de> for BandwidthClass {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let byte = u8::deserialize(d)?;
+        BandwidthClass::from_wire(byte)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown bandwidth class {byte}")))
+    }
+}
+
+/// One stream moving bytes on the node, with its class counters (`status --json`): a put's
+/// counters belong to its upload and go on across the calls that resume it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRow {
+    /// `put:STAGING_ID` for a resumable upload, else `KIND-N`.
+    pub id: String,
+    /// `put`, `read`, `objects` or `pull`.
+    pub kind: String,
+    pub class: BandwidthClass,
+    /// Payload bytes the stream moved in its class.
+    pub bytes_in_class: u64,
+    /// Time it waited while a higher class was served.
+    pub paused_for_higher_class_ms: u64,
+}
+
+/// Fields added at the end of a version 1 message: a node ignores bytes after a message it
+/// decoded, so an older peer skips them, and a message of an older peer ends before them.
+mod trailing {
+    use serde::Deserialize;
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+
+    use super::{BandwidthClass, StreamRow};
+
+    /// The class byte, or foreground when the message ends first. (Postcard fails to read a
+    /// `u8` only at the end of the input.)
+    pub(super) fn class_or_foreground<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BandwidthClass, D::Error> {
+        match u8::deserialize(d) {
+            Err(_) => Ok(BandwidthClass::Foreground),
+            Ok(byte) => BandwidthClass::from_wire(byte)
+                .ok_or_else(|| D::Error::custom(format!("unknown bandwidth class {byte}"))),
+        }
+    }
+
+    /// A `Vec<StreamRow>` as postcard writes it (count, rows), or none when the message ends
+    /// before the count; a row that does not decode is an error.
+    pub(super) fn streams_or_none<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<StreamRow>, D::Error> {
+        struct Rows;
+        impl<'de> Visitor<'de> for Rows {
+            type Value = Vec<StreamRow>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a count and stream rows")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let Ok(Some(count)) = seq.next_element::<u64>() else {
+                    return Ok(Vec::new());
+                };
+                let mut rows = Vec::with_capacity(usize::try_from(count.min(64)).unwrap_or(64));
+                for _ in 0..count {
+                    let row = seq
+                        .next_element::<StreamRow>()?
+                        .ok_or_else(|| A::Error::custom("stream rows end early"))?;
+                    rows.push(row);
+                }
+                Ok(rows)
+            }
+        }
+        d.deserialize_tuple(usize::MAX, Rows)
+    }
 }
 
 #[cfg(test)]
@@ -411,6 +585,51 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Method::ALL.len());
+    }
+
+    #[test]
+    fn a_message_ending_before_its_trailing_fields_is_an_older_peers() {
+        let req = ReadRequest {
+            blob_ref: ByteBuf::from(vec![1, 2]),
+            start: 0,
+            end: 5,
+            class: BandwidthClass::Background,
+        };
+        let bytes = postcard::to_allocvec(&req).unwrap();
+        assert_eq!(bytes.last(), Some(&1));
+        let older: ReadRequest = postcard::from_bytes(&bytes[..bytes.len() - 1]).unwrap();
+        assert_eq!(older.class, BandwidthClass::Foreground);
+        let mut unknown = bytes.clone();
+        *unknown.last_mut().unwrap() = 9;
+        assert!(postcard::from_bytes::<ReadRequest>(&unknown).is_err());
+        let status = Status {
+            node_id: "n".into(),
+            version: "v".into(),
+            uptime_secs: 1,
+            store_bytes: 2,
+            blob_count: 3,
+            live_uploads: 0,
+            open_sessions: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            capabilities: vec![],
+            streams: vec![StreamRow {
+                id: "read-1".into(),
+                kind: "read".into(),
+                class: BandwidthClass::Realtime,
+                bytes_in_class: 7,
+                paused_for_higher_class_ms: 0,
+            }],
+        };
+        let bytes = postcard::to_allocvec(&status).unwrap();
+        assert_eq!(postcard::from_bytes::<Status>(&bytes).unwrap(), status);
+        let rows = postcard::to_allocvec(&status.streams).unwrap();
+        let cut = bytes.len() - rows.len();
+        let older: Status = postcard::from_bytes(&bytes[..cut]).unwrap();
+        assert!(older.streams.is_empty());
+        for inside in cut + 1..bytes.len() {
+            assert!(postcard::from_bytes::<Status>(&bytes[..inside]).is_err());
+        }
     }
 
     #[test]

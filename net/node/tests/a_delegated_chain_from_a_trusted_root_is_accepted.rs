@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use common::*;
 use net_mesh_engine::BlobRef;
-use net_mesh_node::call_token::{encode_metadata, now_unix_s};
+use net_mesh_node::call_token::{DEFAULT_CHANNEL, encode_metadata, now_unix_s};
 use net_mesh_rpc::Identity;
 use net_mesh_rpc::token::{PermissionToken, Scope};
 use tokens::*;
@@ -59,12 +59,12 @@ async fn a_delegated_chain_from_a_trusted_root_is_accepted() {
         let (peer, _) = identity();
         let links = chain(root, &delegate, &peer);
         let delegate_client = client_as(delegate.clone(), &node.addr).await;
-        let refused = status_with(&delegate_client, encode_metadata(&links))
+        let refused = status_with(&delegate_client, encode_metadata(DEFAULT_CHANNEL, &links))
             .await
             .unwrap_err();
         assert_refused_for(&refused, "wrong_subject");
         let peer_client = client_as(peer.clone(), &node.addr).await;
-        let refused = status_with(&peer_client, encode_metadata(&links[1..]))
+        let refused = status_with(&peer_client, encode_metadata(DEFAULT_CHANNEL, &links[1..]))
             .await
             .unwrap_err();
         assert_refused_for(&refused, "untrusted_issuer");

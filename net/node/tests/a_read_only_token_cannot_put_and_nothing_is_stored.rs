@@ -12,7 +12,7 @@ mod common;
 mod tokens;
 
 use common::*;
-use net_mesh_node::call_token::encode_metadata;
+use net_mesh_node::call_token::{DEFAULT_CHANNEL, encode_metadata};
 use net_mesh_rpc::token::Scope;
 use tokens::*;
 
@@ -31,7 +31,7 @@ async fn a_read_only_token_cannot_put_and_nothing_is_stored() {
     let data = random_bytes(300_000, 7);
     let refused = put_with(
         &client,
-        encode_metadata(&chain),
+        encode_metadata(DEFAULT_CHANNEL, &chain),
         begin(Some("up-ro"), "nope", 64 * 1024),
         &data,
     )

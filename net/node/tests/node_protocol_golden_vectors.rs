@@ -19,11 +19,13 @@ use net_mesh_engine::{BlobRef, ErrorClass};
 use net_mesh_node::NodeError;
 use net_mesh_node::config::MAX_OBJECTS_PER_CALL;
 use net_mesh_node::proto::{
-    self, BlobSpec, CallKind, ChunkRow, GcDone, GcRequest, MAX_PIECE, Method, ObjectPart, PinRow,
-    PullDone, PullRequest, PutDone, PutPart, PutStart, ReadRequest, Resolved, Role, StagingRow,
-    StagingState, Stat, Status, TAG_BLOB_TREE, TreeShape, Unpinned,
+    self, BandwidthClass, BlobSpec, CallKind, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE,
+    Method, ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart, ReadRequest,
+    Resolved, RevokeRequest, Role, StagingRow, StagingState, Stat, Status, StreamRow,
+    TAG_BLOB_TREE, TreeShape, Unpinned,
 };
 use net_mesh_node::{NodeConfig, client::PUT_PIECE};
+use net_mesh_rpc::NodeId;
 use net_mesh_rpc::rpc::ErrorKind;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -84,12 +86,38 @@ where
     (name, hex.to_string())
 }
 
+/// [`golden`] for a message that ends with a trailing field (§6.2): the prefix without its
+/// last `tail` bytes is an older peer's message and decodes; every other strict prefix fails.
+fn golden_tail<T>(
+    name: &'static str,
+    value: T,
+    hex: &'static str,
+    tail: usize,
+) -> (&'static str, String)
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    let bytes = postcard::to_allocvec(&value).unwrap();
+    assert_eq!(to_hex(&bytes), hex, "{name}: encoding of {value:?}");
+    let back: T = postcard::from_bytes(&from_hex(hex)).unwrap();
+    assert_eq!(back, value, "{name}: decoding");
+    let older = bytes.len() - tail;
+    for cut in 0..bytes.len() {
+        assert_eq!(
+            postcard::from_bytes::<T>(&bytes[..cut]).is_ok(),
+            cut == older,
+            "{name}: the first {cut} bytes"
+        );
+    }
+    (name, hex.to_string())
+}
+
 /// Every golden vector of §6, checked, by name.
 fn vectors() -> BTreeMap<&'static str, String> {
     let hello = hello_ref();
     let id = blob_id(&BlobRef::decode(&hello).unwrap());
     let v = [
-        golden(
+        golden_tail(
             "put_start_begin",
             PutPart::Start(PutStart::Begin {
                 staging_id: Some("up-1".into()),
@@ -101,10 +129,12 @@ fn vectors() -> BTreeMap<&'static str, String> {
                     manifest_max_refs: 30,
                 }),
                 checkpoint_interval: Some(64 * 1024 * 1024),
+                class: BandwidthClass::Foreground,
             }),
-            "0000010475702d310968656c6c6f2e747874010a66697865643a3430393601804080201e0180808020",
+            "0000010475702d310968656c6c6f2e747874010a66697865643a3430393601804080201e018080802000",
+            1,
         ),
-        golden(
+        golden_tail(
             "put_start_begin_defaults",
             PutPart::Start(PutStart::Begin {
                 staging_id: None,
@@ -112,19 +142,23 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 chunking: None,
                 tree: None,
                 checkpoint_interval: None,
+                class: BandwidthClass::Background,
             }),
-            "000000012d000000",
+            "000000012d00000001",
+            1,
         ),
-        golden(
+        golden_tail(
             "put_start_resume",
             PutPart::Start(PutStart::Resume {
                 staging_id: "up-1".into(),
                 offset: 1_048_576,
                 checkpoint_interval: None,
+                class: BandwidthClass::Foreground,
             }),
-            "00010475702d3180804000",
+            "00010475702d318080400000",
+            1,
         ),
-        golden(
+        golden_tail(
             "put_start_erasure_coded",
             PutPart::Start(PutStart::ErasureCoded {
                 name: "x".into(),
@@ -132,8 +166,10 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 tree: None,
                 k: 10,
                 n: 14,
+                class: BandwidthClass::Realtime,
             }),
-            "0002017800000a0e",
+            "0002017800000a0e02",
+            1,
         ),
         golden(
             "put_data",
@@ -175,14 +211,16 @@ fn vectors() -> BTreeMap<&'static str, String> {
             },
             "02ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f010f6e6f742073746f7265642068657265",
         ),
-        golden(
+        golden_tail(
             "read_request",
             ReadRequest {
                 blob_ref: hello.clone(),
                 start: 0,
                 end: 5,
+                class: BandwidthClass::Background,
             },
-            "2e4e4d42520100ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f05000000000000000005",
+            "2e4e4d42520100ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f0500000000000000000501",
+            1,
         ),
         golden(
             "pin_row_pin",
@@ -210,7 +248,7 @@ fn vectors() -> BTreeMap<&'static str, String> {
             "00808040",
         ),
         golden("staging_state_not_found", StagingState::NotFound, "02"),
-        golden(
+        golden_tail(
             "status",
             Status {
                 node_id: GOLDEN_NODE_ID.into(),
@@ -223,8 +261,16 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 bytes_in: 5,
                 bytes_out: 300,
                 capabilities: vec![TAG_BLOB_TREE.into()],
+                streams: vec![StreamRow {
+                    id: "put:up-1".into(),
+                    kind: "put".into(),
+                    class: BandwidthClass::Background,
+                    bytes_in_class: 1_048_576,
+                    paused_for_higher_class_ms: 250,
+                }],
             },
-            "403161633464393966373438633238323732646265306464396664633165643636313938666139663936316431346330396234626564393561373338393663613005302e312e30901c80804002010305ac02011664617461666f7274732e626c6f625f747265655f7633",
+            "403161633464393966373438633238323732646265306464396664633165643636313938666139663936316431346330396234626564393561373338393663613005302e312e30901c80804002010305ac02011664617461666f7274732e626c6f625f747265655f763301087075743a75702d310370757401808040fa01",
+            20,
         ),
         golden(
             "blob_spec_ref",
@@ -289,14 +335,16 @@ fn vectors() -> BTreeMap<&'static str, String> {
             "01ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f",
         ),
         golden("has_answer", vec![true, false], "020100"),
-        golden(
+        golden_tail(
             "pull_request",
             PullRequest {
                 blob_ref: hello.clone(),
                 from: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
                 name: "hello.txt".into(),
+                class: BandwidthClass::Foreground,
             },
-            "2e4e4d42520100ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f05000000000000004f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a373030300968656c6c6f2e747874",
+            "2e4e4d42520100ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f05000000000000004f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a373030300968656c6c6f2e74787400",
+            1,
         ),
         golden(
             "pull_done",
@@ -320,6 +368,24 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 report_json: "{}".into(),
             },
             "027b7d",
+        ),
+        golden(
+            "revoke_request",
+            RevokeRequest {
+                issuer: *NodeId::from_hex(GOLDEN_NODE_ID).unwrap().as_bytes(),
+                below_generation: 300,
+            },
+            "1ac4d99f748c28272dbe0dd9fdc1ed66198fa9f961d14c09b4bed95a73896ca0ac02",
+        ),
+        golden("revoke_floor", 300u32, "ac02"),
+        golden(
+            "channel_row",
+            ChannelRow {
+                name: "photos".into(),
+                created_unix_ms: 1_800_000_000_000,
+                pins: 2,
+            },
+            "0670686f746f7380a0f1c2b13402",
         ),
     ];
     let mut map = BTreeMap::new();
@@ -389,11 +455,13 @@ fn decode_as(type_name: &str, bytes: &[u8]) -> Result<(), String> {
         "PullDone" => go::<PullDone>(bytes),
         "GcRequest" => go::<GcRequest>(bytes),
         "GcDone" => go::<GcDone>(bytes),
+        "RevokeRequest" => go::<RevokeRequest>(bytes),
+        "ChannelRow" => go::<ChannelRow>(bytes),
         other => panic!("no message type {other:?}"),
     }
 }
 
-const MESSAGE_TYPES: [&str; 21] = [
+const MESSAGE_TYPES: [&str; 23] = [
     "PutPart",
     "PutDone",
     "ObjectPart",
@@ -415,12 +483,14 @@ const MESSAGE_TYPES: [&str; 21] = [
     "PullDone",
     "GcRequest",
     "GcDone",
+    "RevokeRequest",
+    "ChannelRow",
 ];
 
 #[test]
 fn every_message_encodes_to_its_golden_bytes_and_back() {
     let v = vectors();
-    assert_eq!(v.len(), 29);
+    assert_eq!(v.len(), 32);
     // A unit request (status, list, staging_list) is an empty payload.
     assert!(postcard::to_allocvec(&()).unwrap().is_empty());
 }
@@ -515,7 +585,7 @@ fn garbage_and_flipped_bits_decode_to_errors_or_values_never_panics() {
 }
 
 /// The protocol's methods as version 1 defines them: name, role, call kind.
-const METHODS: [(&str, &str, &str); 15] = [
+const METHODS: [(&str, &str, &str); 18] = [
     ("node/v1/status", "read", "unary"),
     ("node/v1/list", "read", "server-streaming"),
     ("node/v1/resolve", "read", "unary"),
@@ -531,6 +601,9 @@ const METHODS: [(&str, &str, &str); 15] = [
     ("node/v1/objects", "read", "server-streaming"),
     ("node/v1/pull", "write", "unary"),
     ("node/v1/gc", "admin", "unary"),
+    ("node/v1/token_revoke", "admin", "unary"),
+    ("node/v1/channel_create", "admin", "unary"),
+    ("node/v1/channel_list", "read", "unary"),
 ];
 
 #[test]

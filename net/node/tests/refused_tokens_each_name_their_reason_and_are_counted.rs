@@ -14,7 +14,7 @@ mod common;
 mod tokens;
 
 use common::*;
-use net_mesh_node::call_token::{encode_metadata, now_unix_s};
+use net_mesh_node::call_token::{DEFAULT_CHANNEL, encode_metadata, now_unix_s};
 use net_mesh_rpc::token::{OFF_SIGNATURE, PermissionToken, Scope, TOKEN_LEN};
 use tokens::*;
 
@@ -56,7 +56,7 @@ async fn refused_tokens_each_name_their_reason_and_are_counted() {
         ("bad_signature", bad_signature),
     ];
     for (i, (reason, token)) in cases.iter().enumerate() {
-        let metadata = encode_metadata(std::slice::from_ref(token));
+        let metadata = encode_metadata(DEFAULT_CHANNEL, std::slice::from_ref(token));
         let data = random_bytes(100_000, 90 + i as u64);
         let refused = put_with(
             &client,
@@ -86,7 +86,7 @@ async fn refused_tokens_each_name_their_reason_and_are_counted() {
     }
 
     // The same session with a good token: let through.
-    let good = encode_metadata(&[mint(&node_identity, &peer, write)]);
+    let good = encode_metadata(DEFAULT_CHANNEL, &[mint(&node_identity, &peer, write)]);
     let done = put_with(&client, good, begin(None, "ok", 64 * 1024), b"fine")
         .await
         .unwrap();

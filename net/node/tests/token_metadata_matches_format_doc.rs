@@ -1,6 +1,7 @@
 //! docs/FORMAT.md §5.6 and the code agree: the layout table (version byte and its value, the
-//! chain after it), the longest token metadata, the golden vector (file, quoted hex, and what
-//! `encode_metadata` makes of the §5.5 golden tokens), and every refusal reason named.
+//! channel name's length and bytes, the chain after them), the longest call metadata, the
+//! golden vector (file, quoted hex, and what `encode_metadata` makes of the §5.5 golden tokens
+//! on `default`), and every refusal reason named.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,9 +9,11 @@
     clippy::indexing_slicing
 )]
 
+use net_mesh_engine::index::MAX_CHANNEL_NAME;
 use net_mesh_node::call_token::{
-    MAX_TOKEN_METADATA_LEN, METADATA_VERSION, decode_metadata, encode_metadata,
+    DEFAULT_CHANNEL, MAX_CALL_METADATA_LEN, METADATA_VERSION, decode_metadata, encode_metadata,
 };
+use net_mesh_rpc::frame::MAX_METADATA_LEN;
 use net_mesh_rpc::token::{MAX_CHAIN_LEN, PermissionToken, TOKEN_LEN};
 
 fn read(path: &str) -> String {
@@ -29,7 +32,7 @@ fn unhex(text: &str) -> Vec<u8> {
 fn section() -> String {
     let doc = read("../../docs/FORMAT.md");
     let start = doc
-        .find("### 5.6 Permission tokens in call metadata")
+        .find("### 5.6 Call metadata: channel and permission tokens")
         .expect("section 5.6 missing");
     let rest = &doc[start..];
     let end = ["\n## ", "\n### "]
@@ -58,16 +61,23 @@ fn token_metadata_matches_format_doc() {
                 .collect()
         })
         .collect();
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 4, "{rows:?}");
     assert_eq!((rows[0][0].as_str(), rows[0][1].as_str()), ("0", "1"));
     assert!(rows[0][2].contains(&format!("`0x{METADATA_VERSION:02x}`")));
-    assert_eq!(rows[1][0], "1");
-    assert_eq!(rows[1][1], format!("n × {TOKEN_LEN}"));
-    assert!(rows[1][2].contains(&format!("1 ≤ n ≤ {MAX_CHAIN_LEN}")));
-    assert_eq!(MAX_TOKEN_METADATA_LEN, 1 + MAX_CHAIN_LEN * TOKEN_LEN);
+    assert_eq!((rows[1][0].as_str(), rows[1][1].as_str()), ("1", "1"));
+    assert_eq!((rows[2][0].as_str(), rows[2][1].as_str()), ("2", "L"));
+    assert!(rows[2][2].contains(&format!("1..={MAX_CHANNEL_NAME} bytes")));
+    assert_eq!(rows[3][0], "2 + L");
+    assert_eq!(rows[3][1], format!("n × {TOKEN_LEN}"));
+    assert!(rows[3][2].contains(&format!("0 ≤ n ≤ {MAX_CHAIN_LEN}")));
+    assert_eq!(
+        MAX_CALL_METADATA_LEN,
+        2 + MAX_CHANNEL_NAME + MAX_CHAIN_LEN * TOKEN_LEN
+    );
     assert!(prose.contains(&format!(
-        "1 + {MAX_CHAIN_LEN} × {TOKEN_LEN} = {MAX_TOKEN_METADATA_LEN} bytes"
+        "2 + {MAX_CHANNEL_NAME} + {MAX_CHAIN_LEN} × {TOKEN_LEN} = {MAX_CALL_METADATA_LEN} bytes"
     )));
+    assert!(prose.contains(&format!("within `MAX_METADATA_LEN` ({MAX_METADATA_LEN})")));
 
     // Golden vector: the §5.5 tokens, behind the version byte.
     let root = unhex(&read("../rpc/tests/golden/token_root.hex"));
@@ -78,8 +88,12 @@ fn token_metadata_matches_format_doc() {
     ];
     let file = read("tests/golden/call_metadata_chain.hex");
     let golden = unhex(&file);
-    assert_eq!(encode_metadata(&chain), golden);
-    assert_eq!(decode_metadata(&golden).unwrap(), Some(chain));
+    assert_eq!(encode_metadata(DEFAULT_CHANNEL, &chain), golden);
+    let decoded = decode_metadata(&golden).unwrap();
+    assert_eq!(
+        (decoded.channel.as_str(), decoded.chain),
+        (DEFAULT_CHANNEL, chain)
+    );
     assert!(prose.contains(&format!("Golden vector ({} bytes)", golden.len())));
     assert!(
         section.contains(&format!("`{}`", file.trim())),
@@ -87,7 +101,7 @@ fn token_metadata_matches_format_doc() {
     );
 
     // Every refusal reason is named.
-    let mut reasons = vec!["metadata_version"];
+    let mut reasons = vec!["metadata_version", "channel"];
     reasons.extend([
         "empty_chain",
         "length",
@@ -111,7 +125,7 @@ fn token_metadata_matches_format_doc() {
         assert!(prose.contains(&format!("`{reason}`")), "{reason} not named");
     }
     let mut other_version = golden.clone();
-    other_version[0] = 0x02;
+    other_version[0] = 0x01;
     assert_eq!(
         decode_metadata(&other_version).unwrap_err().reason(),
         "metadata_version"

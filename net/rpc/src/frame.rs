@@ -37,8 +37,9 @@ pub const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
 pub const MAX_METHOD_LEN: usize = 255;
 /// Longest RESPONSE_ERROR message, in bytes.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 4096;
-/// Longest call metadata (opaque bytes the caller attaches, e.g. a 169-byte permission token).
-pub const MAX_METADATA_LEN: usize = 1024;
+/// Longest call metadata (opaque bytes the caller attaches, e.g. a storage node's channel name
+/// and a chain of six 169-byte permission tokens).
+pub const MAX_METADATA_LEN: usize = 1280;
 /// Size of the call header that REQUEST and REQUEST_INIT carry, without the method and metadata
 /// bytes: kind (1) + timeout_us (8) + trace_id (16) + span_id (8) + response_window (4) +
 /// method_len (1) + metadata_len (2).

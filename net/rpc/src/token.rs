@@ -73,7 +73,7 @@ pub const SIGNATURE_DOMAIN: &[u8] = b"net-mesh permission token v1\0";
 /// BLAKE3 derive-key context of [`channel_hash`].
 pub const CHANNEL_HASH_CONTEXT: &str = "net-mesh 2026 channel hash v1";
 /// Most links in a chain. Six encoded tokens (1014 bytes) fit one call's metadata
-/// (`frame::MAX_METADATA_LEN`, 1024), so a full chain travels with the call it authorizes.
+/// (`frame::MAX_METADATA_LEN`, 1280), so a full chain travels with the call it authorizes.
 pub const MAX_CHAIN_LEN: usize = 6;
 /// Largest delegation depth a token may carry: a root of this depth can be delegated down to
 /// a chain of [`MAX_CHAIN_LEN`] links.

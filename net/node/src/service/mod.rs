@@ -32,13 +32,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::allow::{Allow, AllowHook};
+use crate::bandwidth::Bandwidth;
+use crate::call_token::decode_metadata;
 use crate::config::NodeConfig;
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::metrics::Metrics;
 use crate::proto::{
-    BlobSpec, ChunkRow, GcDone, GcRequest, Method, PinRow, PullDone, PullRequest, PutDone,
-    Resolved, StagingRow, StagingState, Stat, Status, TAG_BLOB_TREE, Unpinned,
+    BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, Method, PinRow, PullDone, PullRequest,
+    PutDone, Resolved, RevokeRequest, StagingRow, StagingState, Stat, Status, TAG_BLOB_TREE,
+    Unpinned,
 };
+use crate::revoke::{self, Floors};
 
 /// A storage node: the store, its limits, and what it reports.
 #[derive(Debug)]
@@ -60,18 +64,30 @@ pub struct Node {
     /// The endpoint the node serves on and dials other nodes with (pulls), once it exists
     /// (weak: the endpoint's router holds the node).
     endpoint: OnceLock<Weak<Endpoint>>,
+    /// The byte rate streams share, and their class counters.
+    bandwidth: Arc<Bandwidth>,
+    /// Token revocation floors, as persisted in the store.
+    floors: Floors,
 }
 
 impl Node {
     /// A node over `store` with the default limits.
-    pub fn new(store: Arc<Store>, node_id: NodeId) -> Arc<Node> {
+    pub fn new(store: Arc<Store>, node_id: NodeId) -> NodeResult<Arc<Node>> {
         Node::with_config(store, node_id, NodeConfig::default())
     }
 
-    pub fn with_config(store: Arc<Store>, node_id: NodeId, config: NodeConfig) -> Arc<Node> {
-        Arc::new(Node {
+    /// A node over `store` (opened with [`revoke::with_node_tables`]); fails when the stored
+    /// revocation floors cannot be read, so a node never serves with a revocation forgotten.
+    pub fn with_config(
+        store: Arc<Store>,
+        node_id: NodeId,
+        config: NodeConfig,
+    ) -> NodeResult<Arc<Node>> {
+        let floors = Floors::new(revoke::load_floors(&store)?.into());
+        Ok(Arc::new(Node {
             store,
             node_id,
+            bandwidth: Arc::new(Bandwidth::new(config.bandwidth, config.realtime_reserve)),
             uploads: Arc::new(Semaphore::new(config.max_uploads)),
             streams: Arc::new(Semaphore::new(config.max_streams)),
             pulls: Arc::new(Semaphore::new(config.max_pulls)),
@@ -82,7 +98,8 @@ impl Node {
             live_ids: Mutex::new(HashSet::new()),
             shutdown: CancellationToken::new(),
             endpoint: OnceLock::new(),
-        })
+            floors,
+        }))
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -95,6 +112,10 @@ impl Node {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    pub fn bandwidth(&self) -> &Arc<Bandwidth> {
+        &self.bandwidth
     }
 
     /// Gives the node the endpoint it serves on; pulls dial other nodes with it.
@@ -146,6 +167,7 @@ impl Node {
                 blobs,
             );
         }
+        self.metrics.set_streams(&self.bandwidth.live());
         self.metrics.render()
     }
 
@@ -189,8 +211,20 @@ impl Node {
             )
             .unary(Method::Pull.name(), unary(n, Method::Pull, pull_impl))
             .unary(Method::Gc.name(), unary(n, Method::Gc, gc_impl))
+            .unary(
+                Method::TokenRevoke.name(),
+                unary(n, Method::TokenRevoke, token_revoke_impl),
+            )
+            .unary(
+                Method::ChannelCreate.name(),
+                unary(n, Method::ChannelCreate, channel_create_impl),
+            )
+            .unary(
+                Method::ChannelList.name(),
+                unary(n, Method::ChannelList, channel_list_impl),
+            )
             .authorize(AllowHook {
-                allow,
+                allow: allow.with_floors(Arc::clone(&self.floors)),
                 metrics: Arc::clone(&self.metrics),
             })
     }
@@ -327,21 +361,30 @@ fn decode_ref(bytes: &[u8]) -> NodeResult<BlobRef> {
         .map_err(|e| NodeError::new(ErrorClass::Usage, format!("blob ref does not decode: {e}")))
 }
 
-/// The ref a spec names, and its pin name if it is pinned.
-fn resolve(store: &Store, spec: &BlobSpec) -> NodeResult<(BlobRef, Option<String>)> {
+/// The channel a call acts on, from its metadata (which the authorization hook has already
+/// decoded and accepted).
+fn channel_of(ctx: &RpcContext) -> NodeResult<String> {
+    decode_metadata(ctx.metadata())
+        .map(|call| call.channel)
+        .map_err(|e| NodeError::new(ErrorClass::Usage, format!("call metadata: {e}")))
+}
+
+/// The ref a spec names, and its pin name if it is pinned in `channel` (an id prefix names a
+/// blob pinned there).
+fn resolve(store: &Store, channel: &str, spec: &BlobSpec) -> NodeResult<(BlobRef, Option<String>)> {
     match spec {
         BlobSpec::Ref(bytes) => {
             let blob_ref = decode_ref(bytes)?;
             let name = store
                 .reader()
                 .node_err()?
-                .pin(&blob_id(&blob_ref))
+                .pin_in(channel, &blob_id(&blob_ref))
                 .node_err()?
                 .map(|p| p.name);
             Ok((blob_ref, name))
         }
         BlobSpec::IdPrefix(prefix) => {
-            let (_, pin) = store.find_pin(prefix).node_err()?;
+            let (_, pin) = store.find_pin_in(channel, prefix).node_err()?;
             Ok((pin.blob_ref, Some(pin.name)))
         }
     }
@@ -392,6 +435,7 @@ async fn status_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Status
             .iter()
             .map(str::to_string)
             .collect(),
+        streams: node.bandwidth.live(),
     })
 }
 
@@ -401,7 +445,10 @@ async fn list_impl(
     _: (),
     mut sink: ResponseSink<PinRow>,
 ) -> NodeResult<()> {
-    let listing = node.blocking(|store| store.pins().node_err()).await?;
+    let channel = channel_of(&ctx)?;
+    let listing = node
+        .blocking(move |store| store.pins_in(&channel).node_err())
+        .await?;
     let trees = reads_trees(&ctx);
     for (id, pin) in listing.pins {
         let row = if trees || !matches!(pin.blob_ref, BlobRef::Tree { .. }) {
@@ -430,7 +477,10 @@ async fn list_impl(
 }
 
 async fn resolve_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Resolved> {
-    let (blob_ref, name) = node.blocking(move |store| resolve(store, &spec)).await?;
+    let channel = channel_of(&ctx)?;
+    let (blob_ref, name) = node
+        .blocking(move |store| resolve(store, &channel, &spec))
+        .await?;
     gate_tree(&ctx, &blob_ref)?;
     Ok(Resolved {
         blob_ref: ByteBuf::from(blob_ref.encode()),
@@ -439,8 +489,9 @@ async fn resolve_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeR
 }
 
 async fn stat_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Stat> {
+    let channel = channel_of(&ctx)?;
     node.blocking(move |store| {
-        let (blob_ref, _) = resolve(store, &spec)?;
+        let (blob_ref, _) = resolve(store, &channel, &spec)?;
         gate_tree(&ctx, &blob_ref)?;
         let stat = store.stat(&blob_ref).node_err()?;
         Ok(Stat {
@@ -463,13 +514,14 @@ async fn stat_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResu
 
 async fn chunks_impl(
     node: Arc<Node>,
-    _: RpcContext,
+    ctx: RpcContext,
     spec: BlobSpec,
     mut sink: ResponseSink<ChunkRow>,
 ) -> NodeResult<()> {
+    let channel = channel_of(&ctx)?;
     let rows = node
         .blocking(move |store| {
-            let (blob_ref, _) = resolve(store, &spec)?;
+            let (blob_ref, _) = resolve(store, &channel, &spec)?;
             store.blob_chunks(&blob_ref).node_err()
         })
         .await?;
@@ -485,13 +537,14 @@ async fn chunks_impl(
     Ok(())
 }
 
-async fn remove_impl(node: Arc<Node>, _: RpcContext, spec: BlobSpec) -> NodeResult<Unpinned> {
+async fn remove_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Unpinned> {
+    let channel = channel_of(&ctx)?;
     node.blocking(move |store| {
         let id = match &spec {
             BlobSpec::Ref(bytes) => blob_id(&decode_ref(bytes)?),
-            BlobSpec::IdPrefix(prefix) => store.find_pin_id(prefix).node_err()?,
+            BlobSpec::IdPrefix(prefix) => store.find_pin_id_in(&channel, prefix).node_err()?,
         };
-        Ok(match store.unpin(&id).node_err()? {
+        Ok(match store.unpin_in(&channel, &id).node_err()? {
             EngineUnpinned::NotPinned => Unpinned::NotPinned,
             EngineUnpinned::Removed => Unpinned::Removed,
             EngineUnpinned::RemovedUndecodable => Unpinned::RemovedUndecodable,
@@ -622,6 +675,7 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
     let runtime = tokio::runtime::Handle::current();
     let worker_stop = stop.clone();
     let store = Arc::clone(&node.store);
+    let stream = node.bandwidth.open("pull", req.class);
     let done = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         crate::pull::pull(
@@ -631,6 +685,7 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
             &worker_stop,
             &blob_ref,
             &req.name,
+            &stream,
         )
     })
     .await
@@ -657,4 +712,31 @@ async fn gc_impl(node: Arc<Node>, _: RpcContext, req: GcRequest) -> NodeResult<G
     let report_json = serde_json::to_string(&report)
         .map_err(|e| NodeError::new(ErrorClass::Io, format!("encoding the gc report: {e}")))?;
     Ok(GcDone { report_json })
+}
+
+async fn token_revoke_impl(node: Arc<Node>, _: RpcContext, req: RevokeRequest) -> NodeResult<u32> {
+    let floors = Arc::clone(&node.floors);
+    node.blocking(move |store| {
+        revoke::raise_floor(store, &floors, req.issuer, req.below_generation)
+    })
+    .await
+}
+
+// ---- channels ----------------------------------------------------------------------------
+
+async fn channel_create_impl(node: Arc<Node>, _: RpcContext, name: String) -> NodeResult<bool> {
+    node.blocking(move |store| store.create_channel(&name).node_err())
+        .await
+}
+
+async fn channel_list_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Vec<ChannelRow>> {
+    let channels = node.blocking(|store| store.channels().node_err()).await?;
+    Ok(channels
+        .into_iter()
+        .map(|c| ChannelRow {
+            name: c.name,
+            created_unix_ms: c.created_unix_ms,
+            pins: c.pins,
+        })
+        .collect())
 }

@@ -56,10 +56,10 @@ pub fn config() -> StoreConfig {
 pub fn open_store(dir: &Path) -> Store {
     Store::open_with(
         dir,
-        net_mesh_staging::with_staging(
+        net_mesh_node::revoke::with_node_tables(net_mesh_staging::with_staging(
             OpenOptions::new(config()),
             net_mesh_staging::DEFAULT_ABANDON_GRACE,
-        ),
+        )),
     )
     .unwrap()
 }
@@ -99,7 +99,7 @@ pub async fn start_allowing(
     config: NodeConfig,
 ) -> TestNode {
     let id = identity.node_id();
-    let node = Node::with_config(Arc::new(open_store(dir)), id, config);
+    let node = Node::with_config(Arc::new(open_store(dir)), id, config).unwrap();
     let (listener, local) = net_mesh_node::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(net_mesh_node::serve(
@@ -163,6 +163,7 @@ pub fn tree_shape() -> TreeShape {
 /// A new resumable upload named `name` with the test stores' layout.
 pub fn begin(staging_id: Option<&str>, name: &str, checkpoint_interval: u64) -> PutStart {
     PutStart::Begin {
+        class: Default::default(),
         staging_id: staging_id.map(str::to_string),
         name: name.into(),
         chunking: Some(config().chunking.to_string()),

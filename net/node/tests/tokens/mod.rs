@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use net_mesh_node::call_token::{CHANNEL, now_unix_s};
+use net_mesh_node::call_token::{DEFAULT_CHANNEL, now_unix_s};
 use net_mesh_node::proto::{Method, PutDone, PutPart, PutStart, Status};
 use net_mesh_node::{Allow, NodeClient, NodeConfig};
 use net_mesh_rpc::rpc::{CallOptions, ErrorKind};
@@ -43,7 +43,7 @@ pub fn claims(subject: &Identity, scope: Scope, from: u64, until: u64, depth: u8
     TokenClaims {
         subject: subject.public_key().to_bytes(),
         scope,
-        channel: TokenChannel::named(CHANNEL),
+        channel: TokenChannel::named(DEFAULT_CHANNEL),
         issuer_generation: 0,
         not_before: from,
         not_after: until,
