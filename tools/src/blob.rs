@@ -166,13 +166,14 @@ fn parse_rs(text: &str) -> Result<(u8, u8), String> {
 
 use crate::open::open;
 
-/// A blob named on the command line: a full ref, or the id prefix of a pinned blob.
-pub(crate) fn resolve(store: &Store, text: &str) -> CliResult<BlobRef> {
+/// A blob named on the command line: a full ref, or the id prefix of a blob pinned in
+/// `channel`.
+pub(crate) fn resolve(store: &Store, channel: &str, text: &str) -> CliResult<BlobRef> {
     if text.starts_with("nm1") {
         return BlobRef::from_text(text)
             .with_class(ErrorClass::Usage, || format!("invalid blob ref {text:?}"));
     }
-    Ok(store.find_pin(text)?.1.blob_ref)
+    Ok(store.find_pin_in(channel, text)?.1.blob_ref)
 }
 
 pub(crate) fn parse_range(text: &str) -> CliResult<std::ops::Range<u64>> {
@@ -246,7 +247,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
             };
             if resumable {
                 return crate::staging::put_resumable(
-                    dir,
+                    ctx,
                     config,
                     &file,
                     name,
@@ -256,30 +257,30 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
                 );
             }
             let store = open(dir, config)?;
-            put(&store, &file, &name, json, rs)
+            put(&store, &ctx.channel, &file, &name, json, rs)
         }
         BlobCmd::Get { blob, output, .. } => {
             let store = open(dir, StoreConfig::default())?;
-            let blob_ref = resolve(&store, &blob)?;
+            let blob_ref = resolve(&store, &ctx.channel, &blob)?;
             get(&blob_ref, output.as_deref(), &mut |sink| {
                 Ok(store.fetch(&blob_ref, sink)?)
             })
         }
         BlobCmd::Cat { blob, range, .. } => {
             let store = open(dir, StoreConfig::default())?;
-            let blob_ref = resolve(&store, &blob)?;
+            let blob_ref = resolve(&store, &ctx.channel, &blob)?;
             let range = parse_range(&range)?;
             cat(&mut |sink| Ok(store.fetch_range(&blob_ref, range.clone(), sink)?))
         }
         BlobCmd::Stat { blob, json } => {
             let store = open(dir, StoreConfig::default())?;
-            let blob_ref = resolve(&store, &blob)?;
+            let blob_ref = resolve(&store, &ctx.channel, &blob)?;
             let stat = store.stat(&blob_ref)?;
             print_stat(&blob_ref, &stat, json)
         }
         BlobCmd::Ls { json } => {
             let store = open(dir, StoreConfig::default())?;
-            let listing = store.pins()?;
+            let listing = store.pins_in(&ctx.channel)?;
             let pins: Vec<PinLine> = listing
                 .pins
                 .into_iter()
@@ -299,7 +300,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
         }
         BlobCmd::Chunks { blob, json } => {
             let store = open(dir, StoreConfig::default())?;
-            let blob_ref = resolve(&store, &blob)?;
+            let blob_ref = resolve(&store, &ctx.channel, &blob)?;
             crate::chunk::list(&store, &blob_ref, json)
         }
         BlobCmd::Pull { .. } => Err(CliError::msg(
@@ -309,11 +310,11 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
         BlobCmd::Rm { blob } => {
             let store = open(dir, StoreConfig::default())?;
             let id = if blob.starts_with("nm1") {
-                net_mesh_engine::index::blob_id(&resolve(&store, &blob)?)
+                net_mesh_engine::index::blob_id(&resolve(&store, &ctx.channel, &blob)?)
             } else {
-                store.find_pin_id(&blob)?
+                store.find_pin_id_in(&ctx.channel, &blob)?
             };
-            report_unpinned(store.unpin(&id)?, &hex(&id))
+            report_unpinned(store.unpin_in(&ctx.channel, &id)?, &hex(&id))
         }
     }
 }
@@ -368,7 +369,18 @@ pub(crate) fn default_pin_name(file: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn put(store: &Store, file: &Path, name: &str, json: bool, rs: Option<(u8, u8)>) -> CliResult {
+fn put(
+    store: &Store,
+    channel: &str,
+    file: &Path,
+    name: &str,
+    json: bool,
+    rs: Option<(u8, u8)>,
+) -> CliResult {
+    // Refused before any byte is read, not at the end of the upload.
+    if !store.has_channel(channel)? {
+        return Err(StoreError::NoSuchChannel(channel.to_string()).into());
+    }
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin()), None)
     } else {
@@ -383,8 +395,8 @@ fn put(store: &Store, file: &Path, name: &str, json: bool, rs: Option<(u8, u8)>)
         bar: bar.clone(),
     };
     let outcome = match rs {
-        None => store.store_stream(counted, name)?,
-        Some((k, n)) => store.store_stream_with_rs(counted, k, n, name)?,
+        None => store.store_stream_in(channel, counted, name)?,
+        Some((k, n)) => store.store_stream_with_rs_in(channel, counted, k, n, name)?,
     };
     bar.finish_and_clear();
     print_put(&outcome, json)

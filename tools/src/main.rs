@@ -6,6 +6,7 @@
 //! changed); 1 any other error. Errors are one line on stderr.
 
 mod blob;
+mod channel;
 mod chunk;
 mod fsck;
 mod gc;
@@ -28,6 +29,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use net_mesh_engine::ErrorClass;
+use net_mesh_engine::index::{DEFAULT_CHANNEL, check_channel_name};
 use net_mesh_rpc::NodeAddr;
 
 use crate::output::{CliError, CliResult};
@@ -78,6 +80,8 @@ pub struct Ctx {
     pub token: Option<String>,
     /// `--token-file`: a file holding the chain's text on one line.
     pub token_file: Option<PathBuf>,
+    /// `blob --channel`: the channel blob commands act on (`default` for other commands).
+    pub channel: String,
 }
 
 impl Ctx {
@@ -96,8 +100,10 @@ impl Ctx {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Store, read, inspect and unpin blobs
+    Blob(BlobArgs),
+    /// Channels (named namespaces of pins): create, ls
     #[command(subcommand)]
-    Blob(blob::BlobCmd),
+    Channel(channel::ChannelCmd),
     /// Node identities (ed25519): generate, show
     Identity {
         #[command(subcommand)]
@@ -130,6 +136,17 @@ enum Command {
     Token(token::TokenCmd),
 }
 
+/// `blob`: the channel its pins live in, and the subcommand.
+#[derive(Debug, clap::Args)]
+struct BlobArgs {
+    /// The channel whose pins `put` makes, `ls` lists, `rm` removes and id prefixes name
+    /// (created with `channel create`)
+    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_CHANNEL)]
+    channel: String,
+    #[command(subcommand)]
+    cmd: blob::BlobCmd,
+}
+
 /// The data dir: `--data-dir`, else `$NET_MESH_DATA_DIR`, else the platform data dir.
 fn data_dir(flag: Option<PathBuf>) -> CliResult<PathBuf> {
     if let Some(dir) = flag {
@@ -160,16 +177,23 @@ fn data_dir(flag: Option<PathBuf>) -> CliResult<PathBuf> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = data_dir(cli.data_dir).and_then(|dir| {
+        let channel = match &cli.command {
+            Command::Blob(args) => args.channel.clone(),
+            _ => DEFAULT_CHANNEL.to_string(),
+        };
+        check_channel_name(&channel).map_err(|e| CliError::msg(ErrorClass::Usage, e))?;
         let ctx = Ctx {
             dir,
             node: cli.node,
             identity: cli.identity,
             token: cli.token,
             token_file: cli.token_file,
+            channel,
         };
         let dir = ctx.dir.as_path();
         match cli.command {
-            Command::Blob(cmd) => blob::run(cmd, &ctx),
+            Command::Blob(args) => blob::run(args.cmd, &ctx),
+            Command::Channel(cmd) => channel::run(cmd, &ctx),
             Command::Staging(cmd) => staging::run(cmd, &ctx),
             Command::Identity { cmd, json } => {
                 ctx.local_only("identity")?;

@@ -59,6 +59,8 @@ pub struct Remote {
     token: Vec<PermissionToken>,
     /// The bandwidth class of the transfers (reads, pulls, puts).
     class: BandwidthClass,
+    /// The channel every call acts on.
+    channel: String,
     addr: NodeAddr,
     runtime: Runtime,
 }
@@ -82,6 +84,7 @@ impl Remote {
             identity,
             token,
             class: BandwidthClass::Foreground,
+            channel: ctx.channel.clone(),
             addr: addr.clone(),
             runtime: runtime()?,
         })
@@ -140,7 +143,9 @@ impl Remote {
         let client = Arc::new(
             NodeClient::from_session(session)
                 .with_token(&self.token)
-                .with_class(self.class),
+                .with_class(self.class)
+                .with_channel(&self.channel)
+                .map_err(|e| DialError::Failed(e.into()))?,
         );
         self.connected = Some(Connected {
             client: Arc::clone(&client),

@@ -7,6 +7,7 @@ use std::path::Path;
 use clap::Args;
 use net_mesh_engine::StoreConfig;
 use net_mesh_engine::error::hex;
+use net_mesh_engine::index::DEFAULT_CHANNEL;
 use serde_json::json;
 
 use crate::outln;
@@ -23,7 +24,7 @@ pub struct RepairArgs {
 
 pub fn run(args: RepairArgs, dir: &Path) -> CliResult {
     let store = crate::open::open(dir, StoreConfig::default())?;
-    let blob_ref = crate::blob::resolve(&store, &args.blob)?;
+    let blob_ref = crate::blob::resolve(&store, DEFAULT_CHANNEL, &args.blob)?;
     let report = store.repair(&blob_ref)?;
     if args.json {
         outln!(

@@ -10,7 +10,7 @@ use net_mesh_engine::{ErrorClass, PutOutcome, StoreConfig};
 use net_mesh_node::proto::StagingRow;
 use net_mesh_staging::{
     CheckpointCadence, Resumed, StagingConfig, StagingHandle, append_to_stream,
-    begin_streaming_store, finalize_streaming_store, list_staging, resume_streaming_store,
+    begin_streaming_store_in, finalize_streaming_store, list_staging, resume_streaming_store,
 };
 use serde_json::json;
 
@@ -103,7 +103,7 @@ fn feed(
 
 /// `blob put --resumable [--staging-id ID] FILE`.
 pub fn put_resumable(
-    dir: &Path,
+    ctx: &Ctx,
     config: StoreConfig,
     file: &Path,
     name: String,
@@ -111,7 +111,7 @@ pub fn put_resumable(
     checkpoint_interval: Option<u64>,
     json: bool,
 ) -> CliResult {
-    let store = open(dir, config.clone())?;
+    let store = open(&ctx.dir, config.clone())?;
     let (input, size): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin().lock()), None)
     } else {
@@ -120,8 +120,9 @@ pub fn put_resumable(
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(f), size)
     };
-    let mut handle = begin_streaming_store(
+    let mut handle = begin_streaming_store_in(
         &store,
+        &ctx.channel,
         StagingConfig {
             staging_id,
             pin_name: name,

@@ -159,13 +159,26 @@ impl Store {
         n: u8,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
+        self.store_stream_with_rs_in(DEFAULT_CHANNEL, input, k, n, pin_name)
+    }
+
+    /// [`Store::store_stream_with_rs`], pinning into `channel` (as [`Store::store_stream_in`]).
+    pub fn store_stream_with_rs_in(
+        &self,
+        channel: &str,
+        input: impl Read + Send,
+        k: u8,
+        n: u8,
+        pin_name: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        check_channel_name(channel)?;
         check_pin_name(pin_name)?;
         let encoding = RsParams::for_writing(k, n)?.encoding();
         stream::stream_into(
             self.writer_with(encoding)?,
             self.config.chunking,
             input,
-            DEFAULT_CHANNEL,
+            channel,
             pin_name,
         )
     }

@@ -25,6 +25,7 @@ use crate::client::NodeClient;
 use crate::config::MAX_OBJECTS_PER_CALL;
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::proto::PullDone;
+use crate::service::PinAt;
 
 /// Most tree nodes asked for in one call (each is kept until its subtree is in).
 pub(crate) const NODE_BATCH: usize = 16;
@@ -72,7 +73,7 @@ pub(crate) fn pull(
     runtime: &Handle,
     stop: &CancellationToken,
     blob_ref: &BlobRef,
-    name: &str,
+    pin: PinAt<'_>,
     stream: &LiveStream,
 ) -> NodeResult<PullDone> {
     let mut pull = Pull {
@@ -87,7 +88,9 @@ pub(crate) fn pull(
         },
     };
     pull.fetch(roots(blob_ref))?;
-    pull.importer.pin(blob_ref, name).node_err()?;
+    pull.importer
+        .pin_in(pin.channel, blob_ref, pin.name)
+        .node_err()?;
     pull.importer.commit().node_err()?;
     Ok(pull.done)
 }

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use net_mesh_engine::codec::Encoding;
 use net_mesh_engine::index::blob_id;
-use net_mesh_engine::{BlobRef, ErrorClass, GcOptions, Store, Unpinned as EngineUnpinned};
+use net_mesh_engine::{
+    BlobRef, ErrorClass, GcOptions, Store, StoreError, Unpinned as EngineUnpinned,
+};
 use net_mesh_rpc::rpc::{
     ResponseSink, Router, RpcContext, RpcServerStreamingHandler, RpcUnaryHandler,
 };
@@ -361,6 +363,13 @@ fn decode_ref(bytes: &[u8]) -> NodeResult<BlobRef> {
         .map_err(|e| NodeError::new(ErrorClass::Usage, format!("blob ref does not decode: {e}")))
 }
 
+/// Where a finished put or pull pins its blob: a channel and a pin name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PinAt<'a> {
+    pub(crate) channel: &'a str,
+    pub(crate) name: &'a str,
+}
+
 /// The channel a call acts on, from its metadata (which the authorization hook has already
 /// decoded and accepted).
 fn channel_of(ctx: &RpcContext) -> NodeResult<String> {
@@ -650,6 +659,16 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
             "the node is shutting down",
         ));
     }
+    let channel = channel_of(&ctx)?;
+    let named = channel.clone();
+    if !node
+        .blocking(move |store| store.has_channel(&named).node_err())
+        .await?
+    {
+        return Err(NodeError::from_classified(&StoreError::NoSuchChannel(
+            channel,
+        )));
+    }
     let slot = Node::slot(&node.pulls, "pulls", node.config.max_pulls)?;
     let dialer = node
         .endpoint()
@@ -684,7 +703,10 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
             &runtime,
             &worker_stop,
             &blob_ref,
-            &req.name,
+            PinAt {
+                channel: &channel,
+                name: &req.name,
+            },
             &stream,
         )
     })

@@ -27,13 +27,13 @@ use net_mesh_engine::{ChunkingStrategy, ErrorClass, Store};
 use net_mesh_rpc::RpcError;
 use net_mesh_rpc::rpc::{Chunk, RequestStreamTyped, RpcClientStreamingHandler, RpcContext};
 use net_mesh_staging::{
-    CheckpointCadence, Resumed, StagingConfig, StagingHandle, begin_streaming_store,
+    CheckpointCadence, Resumed, StagingConfig, StagingHandle, begin_streaming_store_in,
     resume_streaming_store,
 };
 use serde_bytes::ByteBuf;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::{Node, measured, reads_trees, tree_refused, worker_failed};
+use super::{Node, PinAt, measured, reads_trees, tree_refused, worker_failed};
 use crate::bandwidth::LiveStream;
 use crate::config::PUT_QUEUE;
 use crate::error::{Classified, NodeError, NodeResult};
@@ -185,6 +185,7 @@ async fn put_impl(
         // The answer is a ref, and whether it is a Tree is known only at the end.
         return Err(tree_refused("a put answers with a ref that may be a Tree"));
     }
+    let channel = super::channel_of(&ctx)?;
     let slot = Node::slot(&node.uploads, "uploads", node.config.max_uploads)?;
     let start = match next_within(&node, &mut requests).await? {
         Some(PutPart::Start(start)) => start,
@@ -233,7 +234,7 @@ async fn put_impl(
     let store = Arc::clone(&node.store);
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
-        put_worker(&store, start, rx)
+        put_worker(&store, &channel, start, rx)
     });
     let fed = feed(&node, &stream, &mut requests, &tx).await;
     drop(tx);
@@ -362,10 +363,12 @@ fn done(
     }
 }
 
-/// The worker of one put (on a blocking thread): opens or resumes the upload, writes the
-/// input, and finishes on its end or checkpoints when the channel closes first.
+/// The worker of one put (on a blocking thread): opens the upload in `channel` or resumes it
+/// (in the channel it began in), writes the input, and finishes on its end or checkpoints
+/// when the input closes first.
 fn put_worker(
     store: &Store,
+    channel: &str,
     start: PutStart,
     mut input: mpsc::Receiver<PutInput>,
 ) -> Result<PutDone, WorkerEnd> {
@@ -380,8 +383,9 @@ fn put_worker(
         } => {
             let (chunking, tree) =
                 layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;
-            let handle = begin_streaming_store(
+            let handle = begin_streaming_store_in(
                 store,
+                channel,
                 StagingConfig {
                     staging_id,
                     pin_name: name,
@@ -424,7 +428,11 @@ fn put_worker(
         } => {
             let (chunking, tree) =
                 layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;
-            return put_erasure_coded(store, &name, chunking, tree, k, n, input);
+            let pin = PinAt {
+                channel,
+                name: &name,
+            };
+            return put_erasure_coded(store, pin, chunking, tree, (k, n), input);
         }
     };
     loop {
@@ -453,15 +461,23 @@ fn checkpointed(mut handle: StagingHandle<'_>) -> WorkerEnd {
 /// An erasure-coded put (not resumable): nothing is pinned unless the input ends.
 fn put_erasure_coded(
     store: &Store,
-    name: &str,
+    PinAt { channel, name }: PinAt<'_>,
     chunking: ChunkingStrategy,
     tree: TreePolicy,
-    k: u8,
-    n: u8,
+    (k, n): (u8, u8),
     mut input: mpsc::Receiver<PutInput>,
 ) -> Result<PutDone, WorkerEnd> {
     net_mesh_engine::index::check_pin_name(name)
         .map_err(|e| WorkerEnd::Failed(NodeError::new(ErrorClass::Usage, e.to_string())))?;
+    if !store
+        .has_channel(channel)
+        .node_err()
+        .map_err(WorkerEnd::Failed)?
+    {
+        return Err(WorkerEnd::Failed(NodeError::from_classified(
+            &net_mesh_engine::StoreError::NoSuchChannel(channel.to_string()),
+        )));
+    }
     let params = net_mesh_engine::RsParams::for_writing(k, n)
         .node_err()
         .map_err(WorkerEnd::Failed)?;
@@ -478,7 +494,7 @@ fn put_erasure_coded(
         chunks,
         mut batch,
     } = upload.finish(&mut CommitWhenFull)?;
-    batch.pin(&blob_ref, name);
+    batch.pin_in(channel, &blob_ref, name);
     batch.commit()?;
     Ok(done(
         net_mesh_engine::PutOutcome {

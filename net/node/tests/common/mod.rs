@@ -265,6 +265,19 @@ pub async fn vanish_mid_upload(
     sent: usize,
     piece: usize,
 ) -> u64 {
+    vanish_mid_upload_with(node, as_identity, Vec::new(), staging_id, data, sent, piece).await
+}
+
+/// [`vanish_mid_upload`] with the put call carrying `metadata` (a channel, a token).
+pub async fn vanish_mid_upload_with(
+    node: &TestNode,
+    as_identity: Identity,
+    metadata: Vec<u8>,
+    staging_id: &str,
+    data: &[u8],
+    sent: usize,
+    piece: usize,
+) -> u64 {
     use net_mesh_node::proto::{PutPart, StagingState};
     use serde_bytes::ByteBuf;
     let client = client_as(as_identity.clone(), &node.addr).await;
@@ -272,7 +285,7 @@ pub async fn vanish_mid_upload(
         .session()
         .call_client_streaming::<PutPart, PutDone>(
             net_mesh_node::proto::Method::Put.name(),
-            net_mesh_rpc::rpc::CallOptions::default(),
+            net_mesh_rpc::rpc::CallOptions::default().metadata(metadata),
         )
         .unwrap();
     call.send(&PutPart::Start(begin(
