@@ -29,9 +29,13 @@ pub struct ServeArgs {
     allow: Option<PathBuf>,
     /// Accept permission tokens issued by NODEID (chains rooted at it) besides the node's own
     /// identity, which is always trusted; repeatable. A token lets its subject call what it
-    /// grants on channel `default` even where the allow file does not
+    /// grants on its channel even where the allow file does not
     #[arg(long = "trust", value_name = "NODEID")]
     trust: Vec<NodeId>,
+    /// Clock difference tolerated at both ends of a token's validity window
+    #[arg(long, value_name = "DURATION", default_value = "60s",
+          value_parser = crate::gc::parse_duration)]
+    token_skew: Duration,
     /// Serve the node's metrics in the Prometheus text format at http://HOST:PORT/metrics
     #[arg(long, value_name = "HOST:PORT")]
     metrics: Option<String>,
@@ -77,7 +81,8 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> CliResult {
     let allow = args
         .trust
         .iter()
-        .fold(allow, |allow, issuer| allow.trust(*issuer));
+        .fold(allow, |allow, issuer| allow.trust(*issuer))
+        .with_skew(args.token_skew.as_secs());
     let store = crate::open::open(&ctx.dir, StoreConfig::default())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
