@@ -120,6 +120,15 @@ pub fn decode_metadata(metadata: &[u8]) -> Result<CallMetadata, TokenRefusal> {
     Ok(CallMetadata { channel, chain })
 }
 
+/// Fuzz harness of [`decode_metadata`]: any bytes decode to a value or a refusal, never a
+/// panic, and an accepted value encodes to metadata that decodes to the same value.
+pub fn fuzz_decode_metadata(data: &[u8]) {
+    if let Ok(call) = decode_metadata(data) {
+        let again = decode_metadata(&encode_metadata(&call.channel, &call.chain));
+        assert_eq!(again.as_ref().ok(), Some(&call), "metadata did not round-trip");
+    }
+}
+
 /// The right a token must hold for a method of `role`, given the rights `granted` by the
 /// chain's last link: as in the allow file, a higher right covers the ones below it (admin
 /// covers write and read, write covers read). Returns the lowest such right the token holds,
@@ -305,6 +314,23 @@ mod tests {
         let mut bad_scope = metadata.clone();
         bad_scope[8 + net_mesh_rpc::token::OFF_SCOPE] = 0x80;
         assert_eq!(reason(&bad_scope), "malformed");
+    }
+
+    #[test]
+    fn the_fuzz_harness_takes_any_bytes() {
+        let node = Identity::generate_ephemeral().unwrap();
+        let token = token(&node, &node, Scope::READ);
+        let good = encode_metadata("photos", &[token]);
+        fuzz_decode_metadata(&good);
+        fuzz_decode_metadata(b"\x02\x07default");
+        for cut in 0..good.len() {
+            fuzz_decode_metadata(&good[..cut]);
+        }
+        for bit in 0..good.len() * 8 {
+            let mut flipped = good.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            fuzz_decode_metadata(&flipped);
+        }
     }
 
     #[test]
