@@ -450,6 +450,38 @@ impl Store {
         })
     }
 
+    /// Pins `pins` (blob ref, name) in `channel`, unpins the blob ids `unpins` from it, and
+    /// commits `ops` with them, all in one index transaction (e.g. a replicated channel's log
+    /// entry together with its applied index). Checks as [`Store::pin_in`] and
+    /// [`Store::unpin_in`]; a pin of missing objects or an op's refusal refuses the whole
+    /// transaction and leaves the store usable.
+    pub fn commit_pin_changes(
+        &self,
+        channel: &str,
+        pins: &[(BlobRef, String)],
+        unpins: &[Hash],
+        ops: Vec<Box<dyn ExtensionOp>>,
+    ) -> Result<CommitOutcome, StoreError> {
+        check_channel_name(channel)?;
+        let created_unix_ms = now_ms();
+        let mut pins_add = Vec::with_capacity(pins.len());
+        for (blob_ref, name) in pins {
+            check_pin_name(name)?;
+            pins_add.push(Pin {
+                channel: channel.to_string(),
+                blob_ref: blob_ref.clone(),
+                name: name.clone(),
+                created_unix_ms,
+            });
+        }
+        self.commit_batch(Batch {
+            pins_add,
+            pins_remove: unpins.iter().map(|id| (channel.to_string(), *id)).collect(),
+            extension_ops: ops,
+            ..Batch::default()
+        })
+    }
+
     /// Reads the tables of extension `namespace` from one snapshot.
     pub fn read_extension<T>(
         &self,

@@ -1,0 +1,387 @@
+//! [`ReplicatedChannel`]: one channel's Raft group on this node, and the API a node uses to
+//! write to it (propose, status, shutdown).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use net_mesh_engine::codec::Hash;
+use net_mesh_engine::index::{blob_id, check_pin_name, pin_roots};
+use net_mesh_engine::{BlobRef, Store};
+use net_mesh_rpc::{Endpoint, NodeAddr, NodeId};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+
+use crate::error::{ProposeError, ReplicationError};
+use crate::log_store::LogStore;
+use crate::network::{Group, Network, Replication};
+use crate::state_machine::StateMachine;
+use crate::tables::{
+    LOG_META_TABLE, NAMESPACE, STATE_TABLE, StateRow, read_channel_row, read_last_log,
+};
+use crate::types::{
+    LogId, MAX_OP_LEN, MAX_PAYLOAD_ENTRIES, Member, PinOp, SNAPSHOT_CHUNK_LEN, TypeConfig,
+    member_map, raft_id,
+};
+
+/// Timing of a channel's group.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    pub heartbeat: Duration,
+    /// A follower that hears no leader for a random time in this range starts an election.
+    pub election_timeout: (Duration, Duration),
+    /// A snapshot is built after this many applied entries since the last one.
+    pub snapshot_every: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            heartbeat: Duration::from_millis(150),
+            election_timeout: (Duration::from_millis(750), Duration::from_millis(1500)),
+            snapshot_every: 5000,
+        }
+    }
+}
+
+impl ReplicationConfig {
+    fn raft_config(&self, channel: &str) -> Result<Arc<Config>, ReplicationError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = Config {
+            cluster_name: format!("net-mesh channel {channel}"),
+            heartbeat_interval: ms(self.heartbeat),
+            election_timeout_min: ms(self.election_timeout.0),
+            election_timeout_max: ms(self.election_timeout.1),
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_LEN,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            ..Config::default()
+        };
+        config
+            .validate()
+            .map(Arc::new)
+            .map_err(|e| ReplicationError::Raft(e.to_string()))
+    }
+}
+
+/// A member's replication as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub addr: NodeAddr,
+    /// The last log index known to be on that member (the leader's own: its last log index);
+    /// `None` when this node is not the leader or has not heard from it.
+    pub matched: Option<u64>,
+    /// How far `matched` is behind the leader's last log index.
+    pub lag: Option<u64>,
+}
+
+/// A channel's replication as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelStatus {
+    pub channel: String,
+    pub members: Vec<MemberStatus>,
+    pub leader: Option<NodeAddr>,
+    pub is_leader: bool,
+    pub term: u64,
+    /// The quorum-committed index as far as this node knows it: on the leader, the highest
+    /// index a majority of voters has matched; elsewhere, the last index applied here.
+    pub committed: Option<u64>,
+    /// The last index applied to this node's pins.
+    pub applied: Option<u64>,
+    /// This node's last log index (may hold entries not yet committed).
+    pub last_log_index: Option<u64>,
+    /// Entries in this node's log not yet applied here.
+    pub pending_apply: u64,
+}
+
+/// One channel replicated on this node.
+pub struct ReplicatedChannel {
+    channel: String,
+    raft: Raft<TypeConfig>,
+    replication: Replication,
+    store: Arc<Store>,
+}
+
+impl std::fmt::Debug for ReplicatedChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicatedChannel")
+            .field("channel", &self.channel)
+            .field("store", &self.store.dir())
+            .finish()
+    }
+}
+
+impl ReplicatedChannel {
+    /// Creates the channel's group with `members` (which must include this endpoint's node),
+    /// or opens it if this store already holds its state. Every member runs `create` with the
+    /// same list; the channel is created in the store when missing.
+    pub async fn create(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        members: &[NodeAddr],
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        let own = endpoint.identity().node_id();
+        let map = member_map(members)?;
+        if !map.values().any(|m| m.is(&own)) {
+            return Err(ReplicationError::Membership(format!(
+                "this node ({own}) is not in the member list"
+            )));
+        }
+        let c = Self::start(replication, store, channel, endpoint, config).await?;
+        let initialized = c
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+        if !initialized {
+            // Every member writes the same first membership entry; a member that has heard
+            // from another first refuses, which is fine.
+            if let Err(e) = c.raft.initialize(map).await {
+                tracing::debug!(channel, error = %e, "initialize refused");
+            }
+        }
+        Ok(c)
+    }
+
+    /// Opens the channel's group from this store's state (after a restart).
+    pub async fn open(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        let has_state = {
+            let store = store.clone();
+            let ch = channel.to_string();
+            tokio::task::spawn_blocking(move || {
+                store.read_extension(NAMESPACE, |r| {
+                    Ok(read_channel_row::<StateRow>(r, STATE_TABLE, &ch)?.is_some()
+                        || read_channel_row::<crate::tables::LogMetaRow>(r, LOG_META_TABLE, &ch)?
+                            .is_some()
+                        || read_last_log(r, &ch)?.is_some())
+                })
+            })
+            .await
+            .map_err(|e| ReplicationError::Raft(e.to_string()))??
+        };
+        if !has_state {
+            return Err(ReplicationError::NotReplicated(channel.to_string()));
+        }
+        Self::start(replication, store, channel, endpoint, config).await
+    }
+
+    async fn start(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        {
+            let store = store.clone();
+            let ch = channel.to_string();
+            tokio::task::spawn_blocking(move || store.create_channel(&ch))
+                .await
+                .map_err(|e| ReplicationError::Raft(e.to_string()))??;
+        }
+        let own = raft_id(&endpoint.identity().node_id());
+        let raft = Raft::new(
+            own,
+            config.raft_config(channel)?,
+            Network::new(endpoint, channel),
+            LogStore::new(store.clone(), channel),
+            StateMachine::new(store.clone(), channel),
+        )
+        .await
+        .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+        if !replication.insert(channel, Group { raft: raft.clone() }) {
+            let _ = raft.shutdown().await;
+            return Err(ReplicationError::AlreadyOpen(channel.to_string()));
+        }
+        Ok(ReplicatedChannel {
+            channel: channel.to_string(),
+            raft,
+            replication: replication.clone(),
+            store,
+        })
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Proposes pinning `blob_ref` under `name`. Returns the entry's log index once it is
+    /// committed (on a quorum) and applied here. Only the leader proposes; its store must
+    /// hold the blob's objects.
+    pub async fn propose_pin(&self, blob_ref: &BlobRef, name: &str) -> Result<u64, ProposeError> {
+        check_pin_name(name).map_err(|e| ProposeError::Usage(e.to_string()))?;
+        let store = self.store.clone();
+        let roots = pin_roots(blob_ref);
+        let missing = tokio::task::spawn_blocking(move || {
+            let mut missing = Vec::new();
+            for root in roots {
+                if !store.has(&root)? {
+                    missing.push(root);
+                }
+            }
+            Ok::<_, net_mesh_engine::StoreError>(missing)
+        })
+        .await
+        .map_err(|e| self.stopped(e))?
+        .map_err(|e| self.stopped(e))?;
+        if !missing.is_empty() {
+            return Err(ProposeError::MissingObjects {
+                channel: self.channel.clone(),
+                missing,
+            });
+        }
+        self.propose(PinOp::Pin {
+            blob_ref: blob_ref.encode(),
+            name: name.to_string(),
+        })
+        .await
+    }
+
+    /// Proposes unpinning the blob with id `id` (see [`ReplicatedChannel::propose_pin`]).
+    pub async fn propose_unpin(&self, id: &Hash) -> Result<u64, ProposeError> {
+        self.propose(PinOp::Unpin { blob_id: *id }).await
+    }
+
+    /// The blob id a pin of `blob_ref` has (what [`ReplicatedChannel::propose_unpin`] takes).
+    pub fn blob_id(blob_ref: &BlobRef) -> Hash {
+        blob_id(blob_ref)
+    }
+
+    async fn propose(&self, op: PinOp) -> Result<u64, ProposeError> {
+        let len = postcard::to_allocvec(&op)
+            .map_err(|e| ProposeError::Usage(e.to_string()))?
+            .len();
+        if len > MAX_OP_LEN {
+            return Err(ProposeError::Usage(format!(
+                "a log entry of {len} bytes is over the {MAX_OP_LEN} a channel's log takes"
+            )));
+        }
+        match self.raft.client_write(op).await {
+            Ok(resp) => Ok(resp.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader {
+                    channel: self.channel.clone(),
+                    leader: f.leader_node.and_then(|m| m.addr()),
+                })
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ProposeError::Busy {
+                    channel: self.channel.clone(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(RaftError::Fatal(e)) => Err(self.stopped(e)),
+        }
+    }
+
+    fn stopped(&self, e: impl std::fmt::Display) -> ProposeError {
+        ProposeError::Stopped {
+            channel: self.channel.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// The group as this node sees it now.
+    pub fn status(&self) -> ChannelStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let is_leader = metrics.state == ServerState::Leader;
+        let last_log_index = metrics.last_log_index;
+        let matched_of = |id: &u64| -> Option<u64> {
+            if !is_leader {
+                return None;
+            }
+            if *id == metrics.id {
+                return last_log_index;
+            }
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l: LogId| l.index)
+        };
+        let members: Vec<MemberStatus> = membership
+            .nodes()
+            .filter_map(|(id, m): (&u64, &Member)| {
+                let matched = matched_of(id);
+                Some(MemberStatus {
+                    addr: m.addr()?,
+                    matched,
+                    lag: match (last_log_index, matched) {
+                        (Some(last), Some(m)) => Some(last.saturating_sub(m)),
+                        (Some(last), None) if is_leader => Some(last.saturating_add(1)),
+                        _ => None,
+                    },
+                })
+            })
+            .collect();
+        let applied = metrics.last_applied.map(|l| l.index);
+        let committed = if is_leader {
+            // The highest index a majority of voters holds.
+            let mut voter_matched: Vec<u64> = membership
+                .voter_ids()
+                .map(|id| matched_of(&id).unwrap_or(0))
+                .collect();
+            voter_matched.sort_unstable_by(|a, b| b.cmp(a));
+            voter_matched.get(voter_matched.len() / 2).copied()
+        } else {
+            applied
+        };
+        let leader = metrics
+            .current_leader
+            .and_then(|id| membership.get_node(&id))
+            .and_then(Member::addr);
+        ChannelStatus {
+            channel: self.channel.clone(),
+            members,
+            leader,
+            is_leader,
+            term: metrics.current_term,
+            committed,
+            applied,
+            last_log_index,
+            pending_apply: match (last_log_index, applied) {
+                (Some(last), Some(a)) => last.saturating_sub(a),
+                (Some(last), None) => last.saturating_add(1),
+                _ => 0,
+            },
+        }
+    }
+
+    /// The leader's node id, if this node knows one.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.status().leader.map(|a| a.node_id)
+    }
+
+    /// Stops the group on this node (its state stays in the store; [`ReplicatedChannel::open`]
+    /// resumes it) and stops serving its calls.
+    pub async fn shutdown(self) -> Result<(), ReplicationError> {
+        self.replication.remove(&self.channel);
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| ReplicationError::Raft(e.to_string()))
+    }
+}
+
+/// The applied state this store holds for `channel`: the last applied log index and term, if
+/// anything was applied (read from `ext.raft.state_v1`).
+pub fn stored_applied(
+    store: &Store,
+    channel: &str,
+) -> Result<Option<(u64, u64)>, ReplicationError> {
+    let row = store.read_extension(NAMESPACE, |r| {
+        read_channel_row::<StateRow>(r, STATE_TABLE, channel)
+    })?;
+    Ok(row
+        .and_then(|s| s.last_applied)
+        .map(|l| (l.leader_id.term, l.index)))
+}

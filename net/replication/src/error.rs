@@ -1,0 +1,102 @@
+//! Errors of replicated channels, each with the engine's error class.
+
+use net_mesh_engine::{Classify, ErrorClass, StoreError};
+use net_mesh_rpc::NodeAddr;
+
+/// Why a channel could not be created, opened or shut down.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// The member list is not usable (empty, a repeated node, two ids that collide, this node
+    /// missing from it).
+    #[error("membership: {0}")]
+    Membership(String),
+    /// The channel is already open on this node.
+    #[error("channel {0} is already replicated on this node")]
+    AlreadyOpen(String),
+    /// `open` of a channel this store holds no replication state for.
+    #[error("channel {0} has no replication state in this store")]
+    NotReplicated(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// openraft stopped or refused (its message).
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl Classify for ReplicationError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ReplicationError::Membership(_) => ErrorClass::Usage,
+            ReplicationError::AlreadyOpen(_) => ErrorClass::Refused,
+            ReplicationError::NotReplicated(_) => ErrorClass::NotFound,
+            ReplicationError::Store(e) => e.class(),
+            ReplicationError::Raft(_) => ErrorClass::Io,
+        }
+    }
+}
+
+/// Why a proposal was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not the leader; `leader` is where to forward (unknown during an election).
+    #[error("not the leader of channel {channel}; leader: {}", leader.as_ref().map_or("unknown".to_string(), |l| l.to_string()))]
+    NotLeader {
+        channel: String,
+        leader: Option<NodeAddr>,
+    },
+    /// The blob's objects are not all in this store: a pin is proposed only for data that is
+    /// here (and, in the next milestone, on a quorum).
+    #[error("channel {channel}: {} object(s) of the blob are missing here, first {}", missing.len(), missing.first().map(net_mesh_engine::class::short_hex).unwrap_or_default())]
+    MissingObjects {
+        channel: String,
+        missing: Vec<[u8; 32]>,
+    },
+    /// The pin name or the encoded operation is too long.
+    #[error("{0}")]
+    Usage(String),
+    /// A membership change is running; retry.
+    #[error("channel {channel}: busy: {reason}")]
+    Busy { channel: String, reason: String },
+    /// openraft stopped (shutdown or a fatal storage error).
+    #[error("channel {channel}: raft stopped: {reason}")]
+    Stopped { channel: String, reason: String },
+}
+
+impl Classify for ProposeError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ProposeError::NotLeader { .. } => ErrorClass::Refused,
+            ProposeError::MissingObjects { .. } => ErrorClass::NotFound,
+            ProposeError::Usage(_) => ErrorClass::Usage,
+            ProposeError::Busy { .. } => ErrorClass::Busy,
+            ProposeError::Stopped { .. } => ErrorClass::Io,
+        }
+    }
+}
+
+/// Why applying a committed entry (or installing a snapshot) failed. Any of these stops the
+/// channel's group on this node (openraft treats a state machine error as fatal): it never
+/// applies an entry partly, never skips one, and never reports one applied that is not.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A pin whose objects this store lacks. The next milestone fetches them from a member
+    /// before applying; until then the entry is not applied and the group stops here.
+    #[error("channel {channel}: entry {index}: {} object(s) missing, first {}", missing.len(), missing.first().map(net_mesh_engine::class::short_hex).unwrap_or_default())]
+    MissingObjects {
+        channel: String,
+        index: u64,
+        missing: Vec<[u8; 32]>,
+    },
+    /// An entry or snapshot that does not decode.
+    #[error("channel {channel}: {what}: {reason}")]
+    Corrupted {
+        channel: String,
+        what: String,
+        reason: String,
+    },
+    #[error("channel {channel}: {source}")]
+    Store {
+        channel: String,
+        source: Box<StoreError>,
+    },
+}

@@ -1,0 +1,31 @@
+//! `net-mesh-replication` replicates channels across storage nodes: each replicated channel
+//! is one Raft group (openraft 0.9) whose log holds that channel's pin and unpin operations.
+//! The group's vote, log and applied state live in the store's index through the engine's
+//! extension seam (namespace `raft`, docs/REPLICATION.md), and applying an entry commits its
+//! pin change together with `last_applied` in one engine transaction. Raft messages travel as
+//! nRPC unary calls (`raft/v1/*`) on authenticated sessions, dialed pinned to the member's
+//! node id, and only members of a channel's group may send them.
+//!
+//! It must never open `index.redb` itself (only through the engine's seam), never keep
+//! `last_applied` only in memory, never pin a blob whose objects the store lacks, and never
+//! decide who may call on anything but the session's authenticated peer.
+//!
+//! Modules: `types` (openraft type config, the log operation, member ids), `tables` (the
+//! extension and its rows), `log_store` and `state_machine` (openraft's storage roles),
+//! `network` (the nRPC methods, both sides), `channel` (the API a node uses), `error`.
+
+pub mod channel;
+pub mod error;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod tables;
+pub mod types;
+
+pub use channel::{
+    ChannelStatus, MemberStatus, ReplicatedChannel, ReplicationConfig, stored_applied,
+};
+pub use error::{ApplyError, ProposeError, ReplicationError};
+pub use network::{METHOD_APPEND, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
+pub use tables::extension;
+pub use types::{Member, PinOp, raft_id};

@@ -1,0 +1,412 @@
+//! Raft messages over nRPC (docs/REPLICATION.md §3): three unary methods, each request the
+//! postcard encoding of openraft's message and each response a [`Reply`]; the call metadata
+//! names the channel (the node protocol's call metadata, docs/FORMAT.md §5.6, without
+//! tokens). Who may call: only an authenticated session whose peer is a member of that
+//! channel's group — checked before the call is admitted ([`Replication::authorize_call`]) and
+//! again by the handler; every refusal is counted (`replication_peer_auth_rejections`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use net_mesh_node::call_token::{decode_metadata, encode_metadata};
+use net_mesh_rpc::rpc::client::CallOptions;
+use net_mesh_rpc::rpc::server::{Denied, Router, RpcContext, RpcUnaryHandler};
+use net_mesh_rpc::rpc::{ErrorKind, RpcError};
+use net_mesh_rpc::{Endpoint, NodeAddr, NodeId, PeerIdentity, Session};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, SnapshotMismatch,
+    Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{Raft, RaftNetwork, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{MAX_SNAPSHOT_LEN, Member, TypeConfig};
+
+/// Method of openraft's append-entries (also heartbeats).
+pub const METHOD_APPEND: &str = "raft/v1/append";
+/// Method of openraft's vote.
+pub const METHOD_VOTE: &str = "raft/v1/vote";
+/// Method of one chunk of openraft's install-snapshot.
+pub const METHOD_SNAPSHOT: &str = "raft/v1/snapshot";
+/// Prefix of every replication method.
+pub const METHOD_PREFIX: &str = "raft/v1/";
+
+/// A handler's answer: openraft's response, or why the group could not handle it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply<T> {
+    Ok(T),
+    /// The group stopped on the callee (shutdown or a fatal error): the caller backs off.
+    Stopped(String),
+    /// The snapshot chunk does not continue the snapshot being received.
+    SnapshotMismatch(SnapshotMismatch),
+}
+
+/// One replicated channel as the dispatcher sees it.
+#[derive(Clone)]
+pub(crate) struct Group {
+    pub(crate) raft: Raft<TypeConfig>,
+}
+
+/// The replicated channels of one node and the state their nRPC methods share: which channel
+/// a call is for, who may call, and the rejection counter. Create one per node, build the
+/// node's router with [`Replication::routes`] (and its hook with
+/// [`Replication::authorize_call`]), then create or open channels with it.
+#[derive(Debug, Clone, Default)]
+pub struct Replication {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: RwLock<HashMap<String, Group>>,
+    peer_auth_rejections: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let channels: Vec<String> = self
+            .groups
+            .read()
+            .map(|g| g.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("Replication")
+            .field("channels", &channels)
+            .field(
+                "peer_auth_rejections",
+                &self.peer_auth_rejections.load(Ordering::Relaxed),
+            )
+            .finish()
+    }
+}
+
+impl Replication {
+    pub fn new() -> Replication {
+        Replication::default()
+    }
+
+    /// Calls refused because the peer is not a member of the channel's group (or named no
+    /// replicated channel): `replication_peer_auth_rejections`.
+    pub fn peer_auth_rejections(&self) -> u64 {
+        self.inner.peer_auth_rejections.load(Ordering::Relaxed)
+    }
+
+    /// Adds the three replication methods to `router`.
+    pub fn routes(&self, router: Router) -> Router {
+        router
+            .unary(METHOD_APPEND, AppendHandler(self.clone()))
+            .unary(METHOD_VOTE, VoteHandler(self.clone()))
+            .unary(METHOD_SNAPSHOT, SnapshotHandler(self.clone()))
+    }
+
+    /// A router with only the replication methods and [`Replication::authorize_call`] as its
+    /// hook (a node composes its own hook with `authorize_call` instead).
+    pub fn router(&self) -> Router {
+        let me = self.clone();
+        self.routes(Router::new()).authorize(
+            move |peer: &PeerIdentity, method: &str, metadata: &[u8]| {
+                me.authorize_call(peer, method, metadata).unwrap_or(Ok(()))
+            },
+        )
+    }
+
+    /// The admission check of a call: `None` for a method that is not a replication method;
+    /// otherwise `Ok` only when the metadata names a channel replicated here whose current
+    /// membership (voters and learners) includes the session's authenticated peer.
+    pub fn authorize_call(
+        &self,
+        peer: &PeerIdentity,
+        method: &str,
+        metadata: &[u8],
+    ) -> Option<Result<(), Denied>> {
+        if !method.starts_with(METHOD_PREFIX) {
+            return None;
+        }
+        Some(
+            self.member_group(&peer.node_id(), metadata)
+                .map(|_| ())
+                .map_err(|e| Denied(e.message)),
+        )
+    }
+
+    pub(crate) fn insert(&self, channel: &str, group: Group) -> bool {
+        let mut groups = self.inner.groups.write().unwrap_or_else(|p| p.into_inner());
+        if groups.contains_key(channel) {
+            return false;
+        }
+        groups.insert(channel.to_string(), group);
+        true
+    }
+
+    pub(crate) fn remove(&self, channel: &str) {
+        self.inner
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(channel);
+    }
+
+    /// The group of the call's channel, if `peer` is one of its members; else a refusal,
+    /// counted.
+    fn member_group(&self, peer: &NodeId, metadata: &[u8]) -> Result<Group, RpcError> {
+        let refuse = |why: String| {
+            self.inner
+                .peer_auth_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            RpcError::new(ErrorKind::PermissionDenied, why)
+        };
+        let channel = match decode_metadata(metadata) {
+            Ok(m) => m.channel,
+            Err(e) => return Err(refuse(format!("replication call metadata: {e}"))),
+        };
+        let group = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel)
+            .cloned();
+        let Some(group) = group else {
+            return Err(refuse(format!(
+                "channel {channel} is not replicated on this node"
+            )));
+        };
+        let is_member = group
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .nodes()
+            .any(|(_, m)| m.is(peer));
+        if !is_member {
+            return Err(refuse(format!(
+                "node {peer} is not a member of channel {channel}'s group"
+            )));
+        }
+        Ok(group)
+    }
+}
+
+fn stopped<T>(e: impl std::fmt::Display) -> Reply<T> {
+    Reply::Stopped(e.to_string())
+}
+
+struct AppendHandler(Replication);
+struct VoteHandler(Replication);
+struct SnapshotHandler(Replication);
+
+impl RpcUnaryHandler for AppendHandler {
+    type Req = AppendEntriesRequest<TypeConfig>;
+    type Resp = Reply<AppendEntriesResponse<u64>>;
+
+    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
+        let group = self.0.member_group(&ctx.peer().node_id(), ctx.metadata())?;
+        Ok(match group.raft.append_entries(req).await {
+            Ok(r) => Reply::Ok(r),
+            Err(e) => stopped(e),
+        })
+    }
+}
+
+impl RpcUnaryHandler for VoteHandler {
+    type Req = VoteRequest<u64>;
+    type Resp = Reply<VoteResponse<u64>>;
+
+    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
+        let group = self.0.member_group(&ctx.peer().node_id(), ctx.metadata())?;
+        Ok(match group.raft.vote(req).await {
+            Ok(r) => Reply::Ok(r),
+            Err(e) => stopped(e),
+        })
+    }
+}
+
+impl RpcUnaryHandler for SnapshotHandler {
+    type Req = InstallSnapshotRequest<TypeConfig>;
+    type Resp = Reply<InstallSnapshotResponse<u64>>;
+
+    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
+        let group = self.0.member_group(&ctx.peer().node_id(), ctx.metadata())?;
+        let end = req.offset.saturating_add(req.data.len() as u64);
+        if end > MAX_SNAPSHOT_LEN {
+            return Err(RpcError::new(
+                ErrorKind::ResourceExhausted,
+                format!("snapshot past {MAX_SNAPSHOT_LEN} bytes (chunk ends at {end})"),
+            ));
+        }
+        Ok(match group.raft.install_snapshot(req).await {
+            Ok(r) => Reply::Ok(r),
+            Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
+                Reply::SnapshotMismatch(m)
+            }
+            Err(e) => stopped(e),
+        })
+    }
+}
+
+/// Dials members for one channel's group (openraft's network factory).
+#[derive(Debug, Clone)]
+pub struct Network {
+    endpoint: Endpoint,
+    metadata: Arc<[u8]>,
+}
+
+impl Network {
+    pub fn new(endpoint: Endpoint, channel: &str) -> Network {
+        Network {
+            endpoint,
+            metadata: encode_metadata(channel, &[]).into(),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &Member) -> PeerClient {
+        PeerClient {
+            endpoint: self.endpoint.clone(),
+            metadata: self.metadata.clone(),
+            target,
+            addr: node.addr(),
+            session: None,
+        }
+    }
+}
+
+/// One member as seen by the leader (or a candidate): a pinned session, dialed on demand and
+/// dropped on any transport error.
+#[derive(Debug)]
+pub struct PeerClient {
+    endpoint: Endpoint,
+    metadata: Arc<[u8]>,
+    target: u64,
+    addr: Option<NodeAddr>,
+    session: Option<Session>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Transport(String);
+
+/// How a call failed below openraft's own errors.
+enum CallFailure {
+    /// Could not reach the member (dial, session, timeout): back off and retry.
+    Unreachable(Transport),
+    /// The member refused the call (not a member there, bad request): a network error.
+    Refused(Transport),
+    /// The member's group stopped.
+    Stopped(String),
+    Mismatch(SnapshotMismatch),
+}
+
+impl PeerClient {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, CallFailure> {
+        let session = match &self.session {
+            Some(s) if s.end_reason().is_none() => s.clone(),
+            _ => {
+                let Some(addr) = &self.addr else {
+                    return Err(CallFailure::Refused(Transport(format!(
+                        "member {:#018x} has no valid node id",
+                        self.target
+                    ))));
+                };
+                let s = self.endpoint.connect_node(addr).await.map_err(|e| {
+                    CallFailure::Unreachable(Transport(format!("dial {addr}: {e}")))
+                })?;
+                self.session = Some(s.clone());
+                s
+            }
+        };
+        let timeout = option.hard_ttl().max(Duration::from_millis(50));
+        let opts = CallOptions::with_timeout(timeout).metadata(self.metadata.to_vec());
+        match session
+            .call_unary::<Req, Reply<Resp>>(method, req, opts)
+            .await
+        {
+            Ok(Reply::Ok(r)) => Ok(r),
+            Ok(Reply::Stopped(why)) => Err(CallFailure::Stopped(why)),
+            Ok(Reply::SnapshotMismatch(m)) => Err(CallFailure::Mismatch(m)),
+            Err(e) => {
+                let refused = matches!(
+                    e.kind,
+                    ErrorKind::PermissionDenied
+                        | ErrorKind::InvalidArgument
+                        | ErrorKind::UnknownMethod
+                        | ErrorKind::Decode
+                        | ErrorKind::ResourceExhausted
+                );
+                if !refused {
+                    self.session = None;
+                }
+                let t = Transport(format!("{method} to {:#018x}: {e}", self.target));
+                Err(if refused {
+                    CallFailure::Refused(t)
+                } else {
+                    CallFailure::Unreachable(t)
+                })
+            }
+        }
+    }
+}
+
+fn rpc_error<E: std::error::Error>(f: CallFailure) -> RPCError<u64, Member, RaftError<u64, E>> {
+    match f {
+        CallFailure::Unreachable(t) => RPCError::Unreachable(Unreachable::new(&t)),
+        CallFailure::Refused(t) => RPCError::Network(NetworkError::new(&t)),
+        CallFailure::Stopped(why) => RPCError::Unreachable(Unreachable::new(&Transport(why))),
+        CallFailure::Mismatch(m) => RPCError::Network(NetworkError::new(&Transport(m.to_string()))),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        self.call(METHOD_APPEND, &rpc, &option)
+            .await
+            .map_err(rpc_error)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, Member, RaftError<u64, InstallSnapshotError>>,
+    > {
+        match self.call(METHOD_SNAPSHOT, &rpc, &option).await {
+            Ok(r) => Ok(r),
+            Err(CallFailure::Mismatch(m)) => Err(RPCError::RemoteError(RemoteError::new(
+                self.target,
+                RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m)),
+            ))),
+            Err(f) => Err(rpc_error(f)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        self.call(METHOD_VOTE, &rpc, &option)
+            .await
+            .map_err(rpc_error)
+    }
+}

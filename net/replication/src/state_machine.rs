@@ -1,0 +1,342 @@
+//! openraft's state machine for one channel: the channel's pin set in the store, and the
+//! applied state (last applied log id, membership) in `ext.raft.state_v1`.
+//!
+//! Applying an entry commits its pin change and the new applied state in ONE engine
+//! transaction, so after any crash the pins and `last_applied` agree: an entry is either
+//! applied and recorded, or neither. A snapshot is built from the store (the channel's pins
+//! and the applied state, read under the same lock that applying takes), never kept apart.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Cursor;
+use std::sync::Arc;
+
+use net_mesh_engine::codec::Hash;
+use net_mesh_engine::index::{blob_id, pin_roots};
+use net_mesh_engine::{BlobRef, ExtensionOp, Store, StoreError};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
+    SnapshotMeta, StorageIOError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApplyError;
+use crate::log_store::blocking;
+use crate::tables::{
+    Change, NAMESPACE, RaftWrite, STATE_TABLE, StateRow, decode_row, encode_row, read_channel_row,
+};
+use crate::types::{
+    Applied, Entry, LogId, MAX_SNAPSHOT_LEN, Member, PinOp, StorageError, StoredMembership,
+    TypeConfig,
+};
+
+/// Table name used in error reports of snapshot bodies.
+const SNAPSHOT: &str = "snapshot";
+
+/// A snapshot's body: the channel's pins (meta travels beside it, in openraft's
+/// `SnapshotMeta`). Encoded as a row: version byte 1, then postcard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotBody {
+    pub pins: Vec<SnapshotPin>,
+}
+
+/// One pin of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPin {
+    pub name: String,
+    pub blob_ref: Vec<u8>,
+}
+
+/// The state machine of one channel (clones share the store and the apply lock).
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    store: Arc<Store>,
+    channel: Arc<str>,
+    /// Held while an entry or snapshot is committed and while a snapshot reads the store, so
+    /// a snapshot's pins and applied state come from the same point.
+    lock: Arc<std::sync::Mutex<()>>,
+}
+
+fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageError::from(StorageIOError::new(
+        ErrorSubject::StateMachine,
+        ErrorVerb::Write,
+        AnyError::new(e),
+    ))
+}
+
+impl StateMachine {
+    pub fn new(store: Arc<Store>, channel: &str) -> StateMachine {
+        StateMachine {
+            store,
+            channel: channel.into(),
+            lock: Arc::default(),
+        }
+    }
+
+    /// Applies one entry (blocking): the pin change and the applied state in one transaction.
+    fn apply_one(&self, entry: &Entry, state: &mut StateRow) -> Result<Applied, ApplyError> {
+        let channel = self.channel.to_string();
+        let store_err = |source: StoreError| ApplyError::Store {
+            channel: channel.clone(),
+            source: Box::new(source),
+        };
+        let mut pins = Vec::new();
+        let mut unpins = Vec::new();
+        match &entry.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Membership(m) => {
+                state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+            }
+            EntryPayload::Normal(PinOp::Pin { blob_ref, name }) => {
+                let decoded = BlobRef::decode(blob_ref).map_err(|e| ApplyError::Corrupted {
+                    channel: channel.clone(),
+                    what: format!("entry {}", entry.log_id.index),
+                    reason: e.to_string(),
+                })?;
+                let missing = missing_roots(&self.store, &decoded).map_err(store_err)?;
+                if !missing.is_empty() {
+                    return Err(ApplyError::MissingObjects {
+                        channel,
+                        index: entry.log_id.index,
+                        missing,
+                    });
+                }
+                pins.push((decoded, name.clone()));
+            }
+            EntryPayload::Normal(PinOp::Unpin { blob_id }) => unpins.push(*blob_id),
+        }
+        state.last_applied = Some(entry.log_id);
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let op: Box<dyn ExtensionOp> = Box::new(RaftWrite {
+            channel: channel.clone(),
+            change: Change::Applied {
+                state: state.clone(),
+                allow_equal: false,
+            },
+        });
+        let outcome = self
+            .store
+            .commit_pin_changes(&channel, &pins, &unpins, vec![op])
+            .map_err(store_err)?;
+        Ok(Applied {
+            changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
+        })
+    }
+
+    fn read_state(&self) -> Result<StateRow, StoreError> {
+        let channel = self.channel.clone();
+        Ok(self
+            .store
+            .read_extension(NAMESPACE, |r| {
+                read_channel_row::<StateRow>(r, STATE_TABLE, &channel)
+            })?
+            .unwrap_or_default())
+    }
+
+    /// Builds a snapshot of the channel as the store holds it now (blocking).
+    fn build(&self) -> Result<Snapshot<TypeConfig>, ApplyError> {
+        let channel = self.channel.to_string();
+        let store_err = |source: StoreError| ApplyError::Store {
+            channel: channel.clone(),
+            source: Box::new(source),
+        };
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.read_state().map_err(store_err)?;
+        let listing = self.store.pins_in(&channel).map_err(store_err)?;
+        let body = SnapshotBody {
+            pins: listing
+                .pins
+                .iter()
+                .map(|(_, pin)| SnapshotPin {
+                    name: pin.name.clone(),
+                    blob_ref: pin.blob_ref.encode(),
+                })
+                .collect(),
+        };
+        let bytes = encode_row(&body).map_err(|e| ApplyError::Corrupted {
+            channel: channel.clone(),
+            what: SNAPSHOT.into(),
+            reason: e.to_string(),
+        })?;
+        if bytes.len() as u64 > MAX_SNAPSHOT_LEN {
+            return Err(ApplyError::Corrupted {
+                channel,
+                what: SNAPSHOT.into(),
+                reason: format!(
+                    "{} bytes, more than the {MAX_SNAPSHOT_LEN} a snapshot may hold",
+                    bytes.len()
+                ),
+            });
+        }
+        let snapshot_id = match &state.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+            None => "empty".to_string(),
+        };
+        Ok(Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership,
+                snapshot_id,
+            },
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+
+    /// Replaces the channel's pin set with the snapshot's, and the applied state with its
+    /// meta, in one transaction (blocking). Pins whose objects are missing refuse it whole.
+    fn install(&self, meta: &SnapshotMeta<u64, Member>, bytes: &[u8]) -> Result<(), ApplyError> {
+        let channel = self.channel.to_string();
+        let store_err = |source: StoreError| ApplyError::Store {
+            channel: channel.clone(),
+            source: Box::new(source),
+        };
+        let corrupted = |reason: String| ApplyError::Corrupted {
+            channel: channel.clone(),
+            what: format!("snapshot {}", meta.snapshot_id),
+            reason,
+        };
+        let body: SnapshotBody =
+            decode_row(SNAPSHOT, bytes).map_err(|e| corrupted(e.to_string()))?;
+        let mut wanted: BTreeMap<Hash, (BlobRef, String)> = BTreeMap::new();
+        for pin in body.pins {
+            let r = BlobRef::decode(&pin.blob_ref).map_err(|e| corrupted(e.to_string()))?;
+            wanted.insert(blob_id(&r), (r, pin.name));
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let listing = self.store.pins_in(&channel).map_err(store_err)?;
+        let present: HashSet<Hash> = listing
+            .pins
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(listing.bad.iter().map(|b| b.id))
+            .collect();
+        let unpins: Vec<Hash> = present
+            .iter()
+            .filter(|id| !wanted.contains_key(*id))
+            .copied()
+            .collect();
+        let mut pins = Vec::new();
+        let mut missing = Vec::new();
+        for (id, (r, name)) in &wanted {
+            if present.contains(id) {
+                continue;
+            }
+            missing.extend(missing_roots(&self.store, r).map_err(store_err)?);
+            pins.push((r.clone(), name.clone()));
+        }
+        if !missing.is_empty() {
+            return Err(ApplyError::MissingObjects {
+                channel,
+                index: meta.last_log_id.map_or(0, |l| l.index),
+                missing,
+            });
+        }
+        let op: Box<dyn ExtensionOp> = Box::new(RaftWrite {
+            channel: channel.clone(),
+            change: Change::Applied {
+                state: StateRow {
+                    last_applied: meta.last_log_id,
+                    membership: meta.last_membership.clone(),
+                },
+                allow_equal: true,
+            },
+        });
+        self.store
+            .commit_pin_changes(&channel, &pins, &unpins, vec![op])
+            .map_err(store_err)?;
+        Ok(())
+    }
+}
+
+/// The objects a pin of `blob_ref` needs (its roots; an indexed node always has its
+/// children) that the store lacks.
+fn missing_roots(store: &Store, blob_ref: &BlobRef) -> Result<Vec<Hash>, StoreError> {
+    let mut missing = Vec::new();
+    for root in pin_roots(blob_ref) {
+        if !store.has(&root)? {
+            missing.push(root);
+        }
+    }
+    Ok(missing)
+}
+
+async fn run<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApplyError> + Send + 'static,
+) -> Result<T, StorageError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "replicated channel stops: applying failed");
+            Err(sm_error(&e))
+        }
+        Err(e) => Err(sm_error(&e)),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let sm = self.clone();
+        run(move || sm.build()).await
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let sm = self.clone();
+        let state = blocking(
+            move || sm.read_state(),
+            ErrorSubject::StateMachine,
+            ErrorVerb::Read,
+        )
+        .await?;
+        Ok((state.last_applied, state.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let sm = self.clone();
+        run(move || {
+            let mut state = sm.read_state().map_err(|source| ApplyError::Store {
+                channel: sm.channel.to_string(),
+                source: Box::new(source),
+            })?;
+            entries
+                .iter()
+                .map(|entry| sm.apply_one(entry, &mut state))
+                .collect()
+        })
+        .await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> StateMachine {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let sm = self.clone();
+        let meta = meta.clone();
+        let bytes = snapshot.into_inner();
+        run(move || sm.install(&meta, &bytes)).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let sm = self.clone();
+        let snapshot = run(move || sm.build()).await?;
+        Ok(snapshot.meta.last_log_id.is_some().then_some(snapshot))
+    }
+}

@@ -1,0 +1,280 @@
+//! The replication tables in the store's index (namespace `raft`, docs/REPLICATION.md §2):
+//! a channel's vote, log, log bounds and applied state, written only through the engine's
+//! extension seam, each write in one engine transaction.
+//!
+//! Every value is a version byte (1) followed by the postcard encoding of its row type; a
+//! value with another version, that does not decode or that has trailing bytes is reported as
+//! corrupted, never guessed at.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use net_mesh_engine::codec::Hash;
+use net_mesh_engine::{
+    ErrorClass, Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn,
+};
+use redb::ReadableTable;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{LogId, StoredMembership};
+
+/// The extension namespace of the replication tables.
+pub const NAMESPACE: &str = "raft";
+/// Key: channel name. Value: the vote ([`VoteRow`]).
+pub const VOTE_TABLE: &str = "vote_v1";
+/// Key: (channel name, log index). Value: the entry ([`crate::types::Entry`]).
+pub const LOG_TABLE: &str = "log_v1";
+/// Key: channel name. Value: the log's bounds ([`LogMetaRow`]).
+pub const LOG_META_TABLE: &str = "log_meta_v1";
+/// Key: channel name. Value: what the channel's pins reflect ([`StateRow`]).
+pub const STATE_TABLE: &str = "state_v1";
+
+/// The version byte every value starts with.
+pub const ROW_VERSION: u8 = 1;
+
+/// A stored vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteRow {
+    pub vote: openraft::Vote<u64>,
+}
+
+/// A channel's log bounds: the last purged log id and the last committed one openraft saved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogMetaRow {
+    pub last_purged: Option<LogId>,
+    pub committed: Option<LogId>,
+}
+
+/// What a channel's pin set reflects: the last applied log id and the membership in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRow {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// Encodes a row: the version byte, then postcard.
+pub fn encode_row<T: Serialize>(row: &T) -> Result<Vec<u8>, ExtensionError> {
+    let out = vec![ROW_VERSION];
+    postcard::to_extend(row, out).map_err(|e| corrupted("(encode)", e.to_string()))
+}
+
+/// Decodes a row of `table`: version byte, postcard, no trailing bytes.
+pub fn decode_row<T: DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<T, ExtensionError> {
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(corrupted(table, "empty value".into()));
+    };
+    if version != ROW_VERSION {
+        return Err(corrupted(table, format!("value version {version}")));
+    }
+    let (row, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|e| corrupted(table, e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(corrupted(table, format!("{} trailing bytes", rest.len())));
+    }
+    Ok(row)
+}
+
+fn corrupted(table: &str, reason: String) -> ExtensionError {
+    ExtensionError::Corrupted {
+        namespace: NAMESPACE,
+        table: table.to_string(),
+        reason,
+    }
+}
+
+/// The replication extension: register it when opening a store that holds replicated channels
+/// (`OpenOptions::extension(net_mesh_replication::extension())`). Its tables hold no object
+/// references (the channel's pins do, in the engine's own table).
+#[derive(Debug, Default)]
+pub struct RaftExtension;
+
+/// The extension to register with the store.
+pub fn extension() -> Arc<dyn Extension> {
+    Arc::new(RaftExtension)
+}
+
+impl Extension for RaftExtension {
+    fn namespace(&self) -> &'static str {
+        NAMESPACE
+    }
+
+    fn on_open(&self, txn: &mut ExtensionTxn<'_>) -> Result<(), ExtensionError> {
+        txn.open_table::<&str, &[u8]>(VOTE_TABLE)?;
+        txn.open_table::<(&str, u64), &[u8]>(LOG_TABLE)?;
+        txn.open_table::<&str, &[u8]>(LOG_META_TABLE)?;
+        txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
+        Ok(())
+    }
+
+    fn holds(&self, _reader: &ExtensionReader<'_>) -> Result<HashMap<Hash, u64>, ExtensionError> {
+        Ok(HashMap::new())
+    }
+}
+
+/// A write to one channel's replication tables, committed in an engine transaction.
+#[derive(Debug)]
+pub struct RaftWrite {
+    pub channel: String,
+    pub change: Change,
+}
+
+/// What a [`RaftWrite`] changes.
+#[derive(Debug)]
+pub enum Change {
+    Vote(VoteRow),
+    /// Entries (index, encoded value) appended to the log.
+    Append(Vec<(u64, Vec<u8>)>),
+    /// Removes entries from this index on.
+    Truncate(u64),
+    /// Removes entries up to this log id (inclusive) and records it as purged.
+    Purge(LogId),
+    Committed(Option<LogId>),
+    /// Sets the applied state. Refused when the stored state is already at or past it
+    /// (`allow_equal` lets a snapshot of the same point install again).
+    Applied {
+        state: StateRow,
+        allow_equal: bool,
+    },
+}
+
+/// Why a [`Change::Applied`] was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("channel {channel}: applied state is at {stored:?}, refusing to move it to {new:?}")]
+pub struct AppliedRegression {
+    pub channel: String,
+    pub stored: Option<LogId>,
+    pub new: Option<LogId>,
+}
+
+impl ExtensionOp for RaftWrite {
+    fn namespace(&self) -> &'static str {
+        NAMESPACE
+    }
+
+    fn apply(&self, txn: &mut ExtensionTxn<'_>) -> Result<(), ExtensionError> {
+        let channel = self.channel.as_str();
+        match &self.change {
+            Change::Vote(row) => {
+                let mut t = txn.open_table::<&str, &[u8]>(VOTE_TABLE)?;
+                t.insert(channel, encode_row(row)?.as_slice())?;
+            }
+            Change::Append(entries) => {
+                let mut t = txn.open_table::<(&str, u64), &[u8]>(LOG_TABLE)?;
+                for (index, value) in entries {
+                    t.insert((channel, *index), value.as_slice())?;
+                }
+            }
+            Change::Truncate(from) => {
+                let mut t = txn.open_table::<(&str, u64), &[u8]>(LOG_TABLE)?;
+                t.retain_in((channel, *from)..=(channel, u64::MAX), |_, _| false)?;
+            }
+            Change::Purge(upto) => {
+                {
+                    let mut t = txn.open_table::<(&str, u64), &[u8]>(LOG_TABLE)?;
+                    t.retain_in((channel, 0)..=(channel, upto.index), |_, _| false)?;
+                }
+                update_meta(txn, channel, |m| m.last_purged = Some(*upto))?;
+            }
+            Change::Committed(committed) => {
+                update_meta(txn, channel, |m| m.committed = *committed)?;
+            }
+            Change::Applied { state, allow_equal } => {
+                let mut t = txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
+                let stored: Option<StateRow> = match t.get(channel)? {
+                    Some(v) => Some(decode_row(STATE_TABLE, v.value())?),
+                    None => None,
+                };
+                let stored = stored.and_then(|s| s.last_applied);
+                let moves_back = match (&stored, &state.last_applied) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(old), Some(new)) => {
+                        old.index > new.index || (old.index == new.index && !allow_equal)
+                    }
+                };
+                if moves_back {
+                    return Err(ExtensionError::refused(
+                        NAMESPACE,
+                        ErrorClass::Refused,
+                        AppliedRegression {
+                            channel: channel.to_string(),
+                            stored,
+                            new: state.last_applied,
+                        },
+                    ));
+                }
+                t.insert(channel, encode_row(state)?.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn update_meta(
+    txn: &mut ExtensionTxn<'_>,
+    channel: &str,
+    change: impl FnOnce(&mut LogMetaRow),
+) -> Result<(), ExtensionError> {
+    let mut t = txn.open_table::<&str, &[u8]>(LOG_META_TABLE)?;
+    let mut meta: LogMetaRow = match t.get(channel)? {
+        Some(v) => decode_row(LOG_META_TABLE, v.value())?,
+        None => LogMetaRow::default(),
+    };
+    change(&mut meta);
+    t.insert(channel, encode_row(&meta)?.as_slice())?;
+    Ok(())
+}
+
+/// Reads one channel-keyed row of `table`.
+pub fn read_channel_row<T: DeserializeOwned>(
+    reader: &ExtensionReader<'_>,
+    table: &str,
+    channel: &str,
+) -> Result<Option<T>, ExtensionError> {
+    let Some(t) = reader.open_table::<&str, &[u8]>(table)? else {
+        return Ok(None);
+    };
+    match t.get(channel)? {
+        Some(v) => Ok(Some(decode_row(table, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The encoded log entries of `channel` with index in `start..end`, in index order.
+pub fn read_log_range(
+    reader: &ExtensionReader<'_>,
+    channel: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, ExtensionError> {
+    let Some(t) = reader.open_table::<(&str, u64), &[u8]>(LOG_TABLE)? else {
+        return Ok(Vec::new());
+    };
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for item in t.range((channel, start)..(channel, end))? {
+        let (k, v) = item?;
+        out.push((k.value().1, v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// The last encoded log entry of `channel`, if any.
+pub fn read_last_log(
+    reader: &ExtensionReader<'_>,
+    channel: &str,
+) -> Result<Option<(u64, Vec<u8>)>, ExtensionError> {
+    let Some(t) = reader.open_table::<(&str, u64), &[u8]>(LOG_TABLE)? else {
+        return Ok(None);
+    };
+    match t.range((channel, 0)..=(channel, u64::MAX))?.next_back() {
+        Some(item) => {
+            let (k, v) = item?;
+            Ok(Some((k.value().1, v.value().to_vec())))
+        }
+        None => Ok(None),
+    }
+}
