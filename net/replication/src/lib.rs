@@ -28,4 +28,4 @@ pub use channel::{
 pub use error::{ApplyError, ProposeError, ReplicationError};
 pub use network::{METHOD_APPEND, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
 pub use tables::extension;
-pub use types::{Member, PinOp, raft_id};
+pub use types::{Member, PinOp, TypeConfig, raft_id};
