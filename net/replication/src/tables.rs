@@ -278,3 +278,43 @@ pub fn read_last_log(
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_empty_state_row_encodes_as_docs_replication_md_says() {
+        let bytes = encode_row(&StateRow::default()).unwrap();
+        assert_eq!(bytes, [1, 0, 0, 0, 0]);
+        assert_eq!(
+            decode_row::<StateRow>(STATE_TABLE, &bytes).unwrap(),
+            StateRow::default()
+        );
+    }
+
+    #[test]
+    fn rows_with_another_version_or_trailing_bytes_are_corrupted() {
+        assert!(matches!(
+            decode_row::<StateRow>(STATE_TABLE, &[2, 0, 0, 0, 0]),
+            Err(ExtensionError::Corrupted { .. })
+        ));
+        assert!(matches!(
+            decode_row::<StateRow>(STATE_TABLE, &[1, 0, 0, 0, 0, 0]),
+            Err(ExtensionError::Corrupted { .. })
+        ));
+        assert!(matches!(
+            decode_row::<StateRow>(STATE_TABLE, &[]),
+            Err(ExtensionError::Corrupted { .. })
+        ));
+    }
+
+    #[test]
+    fn a_vote_row_is_term_node_committed() {
+        let row = VoteRow {
+            vote: openraft::Vote::new_committed(3, 258),
+        };
+        assert_eq!(encode_row(&row).unwrap(), [1, 3, 0x82, 0x02, 1]);
+    }
+}
