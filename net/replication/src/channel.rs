@@ -2,6 +2,7 @@
 //! write to it (propose, status, shutdown).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use net_mesh_engine::codec::Hash;
@@ -29,8 +30,14 @@ pub struct ReplicationConfig {
     pub heartbeat: Duration,
     /// A follower that hears no leader for a random time in this range starts an election.
     pub election_timeout: (Duration, Duration),
-    /// A snapshot is built after this many applied entries since the last one.
+    /// A snapshot (the channel's pin set, read from the store) is built after this many
+    /// applied entries since the last one.
     pub snapshot_every: u64,
+    /// Log entries already covered by a snapshot that are kept (the rest are purged). A
+    /// member that needs a purged entry catches up by installing the leader's snapshot.
+    pub keep_after_snapshot: u64,
+    /// How long [`ReplicatedChannel::add_learner`] waits for the learner to catch up.
+    pub learner_catch_up: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -39,6 +46,8 @@ impl Default for ReplicationConfig {
             heartbeat: Duration::from_millis(150),
             election_timeout: (Duration::from_millis(750), Duration::from_millis(1500)),
             snapshot_every: 5000,
+            keep_after_snapshot: 1000,
+            learner_catch_up: Duration::from_secs(60),
         }
     }
 }
@@ -54,12 +63,18 @@ impl ReplicationConfig {
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_LEN,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_after_snapshot,
             ..Config::default()
         };
+        if self.snapshot_every == 0 {
+            return Err(ReplicationError::Config(
+                "snapshot_every must be at least 1".into(),
+            ));
+        }
         config
             .validate()
             .map(Arc::new)
-            .map_err(|e| ReplicationError::Raft(e.to_string()))
+            .map_err(|e| ReplicationError::Config(e.to_string()))
     }
 }
 
@@ -91,6 +106,13 @@ pub struct ChannelStatus {
     pub last_log_index: Option<u64>,
     /// Entries in this node's log not yet applied here.
     pub pending_apply: u64,
+    /// The last log index covered by this node's latest snapshot (built or installed).
+    pub snapshot: Option<u64>,
+    /// The last log index purged from this node's log.
+    pub purged: Option<u64>,
+    /// Snapshots installed here since the channel was opened (sent by a leader because this
+    /// node needed entries it no longer had).
+    pub snapshots_installed: u64,
 }
 
 /// One channel replicated on this node.
@@ -99,6 +121,8 @@ pub struct ReplicatedChannel {
     raft: Raft<TypeConfig>,
     replication: Replication,
     store: Arc<Store>,
+    /// Snapshots installed by this channel's state machine.
+    installs: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ReplicatedChannel {
@@ -188,12 +212,14 @@ impl ReplicatedChannel {
                 .map_err(|e| ReplicationError::Raft(e.to_string()))??;
         }
         let own = raft_id(&endpoint.identity().node_id());
+        let state_machine = StateMachine::new(store.clone(), channel);
+        let installs = state_machine.installs();
         let raft = Raft::new(
             own,
             config.raft_config(channel)?,
             Network::new(endpoint, channel),
             LogStore::new(store.clone(), channel),
-            StateMachine::new(store.clone(), channel),
+            state_machine,
         )
         .await
         .map_err(|e| ReplicationError::Raft(e.to_string()))?;
@@ -206,6 +232,7 @@ impl ReplicatedChannel {
             raft,
             replication: replication.clone(),
             store,
+            installs,
         })
     }
 
@@ -353,6 +380,9 @@ impl ReplicatedChannel {
                 (Some(last), None) => last.saturating_add(1),
                 _ => 0,
             },
+            snapshot: metrics.snapshot.map(|l| l.index),
+            purged: metrics.purged.map(|l| l.index),
+            snapshots_installed: self.installs.load(Ordering::Relaxed),
         }
     }
 

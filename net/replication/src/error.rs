@@ -10,6 +10,10 @@ pub enum ReplicationError {
     /// missing from it).
     #[error("membership: {0}")]
     Membership(String),
+    /// A [`crate::ReplicationConfig`] openraft refuses (e.g. the election timeout not above
+    /// the heartbeat).
+    #[error("replication config: {0}")]
+    Config(String),
     /// The channel is already open on this node.
     #[error("channel {0} is already replicated on this node")]
     AlreadyOpen(String),
@@ -26,7 +30,7 @@ pub enum ReplicationError {
 impl Classify for ReplicationError {
     fn class(&self) -> ErrorClass {
         match self {
-            ReplicationError::Membership(_) => ErrorClass::Usage,
+            ReplicationError::Membership(_) | ReplicationError::Config(_) => ErrorClass::Usage,
             ReplicationError::AlreadyOpen(_) => ErrorClass::Refused,
             ReplicationError::NotReplicated(_) => ErrorClass::NotFound,
             ReplicationError::Store(e) => e.class(),

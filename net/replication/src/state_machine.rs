@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Cursor;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::{blob_id, pin_roots};
@@ -55,6 +56,8 @@ pub struct StateMachine {
     /// Held while an entry or snapshot is committed and while a snapshot reads the store, so
     /// a snapshot's pins and applied state come from the same point.
     lock: Arc<std::sync::Mutex<()>>,
+    /// Snapshots installed (committed) since this state machine was made.
+    installs: Arc<AtomicU64>,
 }
 
 fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError {
@@ -71,7 +74,13 @@ impl StateMachine {
             store,
             channel: channel.into(),
             lock: Arc::default(),
+            installs: Arc::default(),
         }
+    }
+
+    /// The counter of snapshots this state machine installed.
+    pub fn installs(&self) -> Arc<AtomicU64> {
+        self.installs.clone()
     }
 
     /// Applies one entry (blocking): the pin change and the applied state in one transaction.
@@ -245,6 +254,15 @@ impl StateMachine {
         self.store
             .commit_pin_changes(&channel, &pins, &unpins, vec![op])
             .map_err(store_err)?;
+        self.installs.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            channel,
+            snapshot = %meta.snapshot_id,
+            bytes = bytes.len(),
+            pinned = pins.len(),
+            unpinned = unpins.len(),
+            "snapshot installed"
+        );
         Ok(())
     }
 }

@@ -129,6 +129,23 @@ pub fn addrs(members: &[Member]) -> Vec<NodeAddr> {
 }
 
 pub async fn create_all(members: &[Member]) -> Vec<ReplicatedChannel> {
+    create_all_with(members, &config()).await
+}
+
+/// A config that snapshots every `every` applied entries and purges everything a snapshot
+/// covers but `keep` entries.
+pub fn snapshotting(every: u64, keep: u64) -> ReplicationConfig {
+    ReplicationConfig {
+        snapshot_every: every,
+        keep_after_snapshot: keep,
+        ..ReplicationConfig::default()
+    }
+}
+
+pub async fn create_all_with(
+    members: &[Member],
+    config: &ReplicationConfig,
+) -> Vec<ReplicatedChannel> {
     let all = addrs(members);
     let mut channels = Vec::new();
     for m in members {
@@ -139,7 +156,7 @@ pub async fn create_all(members: &[Member]) -> Vec<ReplicatedChannel> {
                 CHANNEL,
                 &all,
                 m.endpoint.clone(),
-                &config(),
+                config,
             )
             .await
             .unwrap(),
@@ -180,6 +197,31 @@ pub async fn wait_for_leader(channels: &[&ReplicatedChannel]) -> usize {
             .then_some(leader)
     })
     .await
+}
+
+/// Stores `count` distinct small blobs on every member; returns their refs.
+pub fn store_blobs(members: &[&Member], tag: &str, count: u32) -> Vec<net_mesh_engine::BlobRef> {
+    (0..count)
+        .map(|i| {
+            let bytes = format!("{tag} blob {i}").into_bytes();
+            let mut r = None;
+            for m in members {
+                r = Some(m.store.store(&bytes).unwrap().blob_ref);
+            }
+            r.unwrap()
+        })
+        .collect()
+}
+
+/// The (blob id, name) pairs pinned in the test channel of `store`, in id order.
+pub fn pin_set(store: &Store) -> Vec<([u8; 32], String)> {
+    store
+        .pins_in(CHANNEL)
+        .unwrap()
+        .pins
+        .into_iter()
+        .map(|(id, pin)| (id, pin.name))
+        .collect()
 }
 
 /// The blob ids pinned in the test channel of `store`.
