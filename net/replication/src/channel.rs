@@ -117,12 +117,14 @@ pub struct ChannelStatus {
 
 /// One channel replicated on this node.
 pub struct ReplicatedChannel {
-    channel: String,
-    raft: Raft<TypeConfig>,
+    pub(crate) channel: String,
+    pub(crate) raft: Raft<TypeConfig>,
     replication: Replication,
     store: Arc<Store>,
     /// Snapshots installed by this channel's state machine.
     installs: Arc<AtomicU64>,
+    /// How long `add_learner` waits for the learner to catch up.
+    pub(crate) learner_catch_up: Duration,
 }
 
 impl std::fmt::Debug for ReplicatedChannel {
@@ -153,7 +155,7 @@ impl ReplicatedChannel {
                 "this node ({own}) is not in the member list"
             )));
         }
-        let c = Self::start(replication, store, channel, endpoint, config).await?;
+        let c = Self::start(replication, store, channel, endpoint, config, members).await?;
         let initialized = c
             .raft
             .is_initialized()
@@ -177,24 +179,32 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let has_state = {
-            let store = store.clone();
-            let ch = channel.to_string();
-            tokio::task::spawn_blocking(move || {
-                store.read_extension(NAMESPACE, |r| {
-                    Ok(read_channel_row::<StateRow>(r, STATE_TABLE, &ch)?.is_some()
-                        || read_channel_row::<crate::tables::LogMetaRow>(r, LOG_META_TABLE, &ch)?
-                            .is_some()
-                        || read_last_log(r, &ch)?.is_some())
-                })
-            })
-            .await
-            .map_err(|e| ReplicationError::Raft(e.to_string()))??
-        };
+        let has_state = has_state(&store, channel).await?;
         if !has_state {
             return Err(ReplicationError::NotReplicated(channel.to_string()));
         }
-        Self::start(replication, store, channel, endpoint, config).await
+        Self::start(replication, store, channel, endpoint, config, &[]).await
+    }
+
+    /// Joins an existing group as a new member (the first step of a replica move): starts the
+    /// channel's group on this node with no membership, to be added by the leader with
+    /// [`ReplicatedChannel::add_learner`]. Until the leader's log or snapshot tells it the
+    /// membership, it admits raft calls only from `members` (the group's current members, as
+    /// the operator who starts the move names them). If this store already holds the
+    /// channel's state, this is [`ReplicatedChannel::open`].
+    pub async fn join(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        members: &[NodeAddr],
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        member_map(members)?;
+        if has_state(&store, channel).await? {
+            return Self::open(replication, store, channel, endpoint, config).await;
+        }
+        Self::start(replication, store, channel, endpoint, config, members).await
     }
 
     async fn start(
@@ -203,6 +213,7 @@ impl ReplicatedChannel {
         channel: &str,
         endpoint: Endpoint,
         config: &ReplicationConfig,
+        bootstrap: &[NodeAddr],
     ) -> Result<ReplicatedChannel, ReplicationError> {
         {
             let store = store.clone();
@@ -223,7 +234,11 @@ impl ReplicatedChannel {
         )
         .await
         .map_err(|e| ReplicationError::Raft(e.to_string()))?;
-        if !replication.insert(channel, Group { raft: raft.clone() }) {
+        let group = Group {
+            raft: raft.clone(),
+            bootstrap: bootstrap.iter().map(|a| a.node_id).collect(),
+        };
+        if !replication.insert(channel, group) {
             let _ = raft.shutdown().await;
             return Err(ReplicationError::AlreadyOpen(channel.to_string()));
         }
@@ -233,6 +248,7 @@ impl ReplicatedChannel {
             replication: replication.clone(),
             store,
             installs,
+            learner_catch_up: config.learner_catch_up,
         })
     }
 
@@ -400,6 +416,23 @@ impl ReplicatedChannel {
             .await
             .map_err(|e| ReplicationError::Raft(e.to_string()))
     }
+}
+
+/// Whether this store holds any replication state (applied state, log bounds, log entries)
+/// for `channel`.
+async fn has_state(store: &Arc<Store>, channel: &str) -> Result<bool, ReplicationError> {
+    let store = store.clone();
+    let ch = channel.to_string();
+    tokio::task::spawn_blocking(move || {
+        store.read_extension(NAMESPACE, |r| {
+            Ok(read_channel_row::<StateRow>(r, STATE_TABLE, &ch)?.is_some()
+                || read_channel_row::<crate::tables::LogMetaRow>(r, LOG_META_TABLE, &ch)?.is_some()
+                || read_last_log(r, &ch)?.is_some())
+        })
+    })
+    .await
+    .map_err(|e| ReplicationError::Raft(e.to_string()))?
+    .map_err(ReplicationError::from)
 }
 
 /// The applied state this store holds for `channel`: the last applied log index and term, if

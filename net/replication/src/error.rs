@@ -104,3 +104,47 @@ pub enum ApplyError {
         source: Box<StoreError>,
     },
 }
+
+/// Why a membership change (adding a learner, changing the voters) did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// This node is not the leader; `leader` is where to send it (unknown during an election).
+    #[error("not the leader of channel {channel}; leader: {}", leader.as_ref().map_or("unknown".to_string(), |l| l.to_string()))]
+    NotLeader {
+        channel: String,
+        leader: Option<NodeAddr>,
+    },
+    /// The node list is not usable: empty, a node listed twice, a raft id that collides with
+    /// another node's, or a voter that is not yet in the group (add it as a learner first).
+    #[error("channel {channel}: {reason}")]
+    Usage { channel: String, reason: String },
+    /// Another membership change is in progress; retry when it is done.
+    #[error("channel {channel}: busy: {reason}")]
+    Busy { channel: String, reason: String },
+    /// The learner was added but did not catch up to `target` within the configured wait
+    /// (`ReplicationConfig::learner_catch_up`); it stays a learner and keeps catching up.
+    #[error("channel {channel}: learner {learner} matched {} of {target} in {waited:?}", matched.map_or("nothing".to_string(), |m| m.to_string()))]
+    CatchUpTimeout {
+        channel: String,
+        learner: NodeAddr,
+        matched: Option<u64>,
+        target: u64,
+        waited: std::time::Duration,
+    },
+    /// openraft stopped (shutdown or a fatal storage error).
+    #[error("channel {channel}: raft stopped: {reason}")]
+    Stopped { channel: String, reason: String },
+}
+
+impl Classify for MembershipError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            MembershipError::NotLeader { .. } => ErrorClass::Refused,
+            MembershipError::Usage { .. } => ErrorClass::Usage,
+            MembershipError::Busy { .. } | MembershipError::CatchUpTimeout { .. } => {
+                ErrorClass::Busy
+            }
+            MembershipError::Stopped { .. } => ErrorClass::Io,
+        }
+    }
+}

@@ -12,11 +12,13 @@
 //!
 //! Modules: `types` (openraft type config, the log operation, member ids), `tables` (the
 //! extension and its rows), `log_store` and `state_machine` (openraft's storage roles),
-//! `network` (the nRPC methods, both sides), `channel` (the API a node uses), `error`.
+//! `network` (the nRPC methods, both sides), `channel` (the API a node uses), `membership`
+//! (adding learners, changing the voters), `error`.
 
 pub mod channel;
 pub mod error;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod state_machine;
 pub mod tables;
@@ -25,7 +27,7 @@ pub mod types;
 pub use channel::{
     ChannelStatus, MemberStatus, ReplicatedChannel, ReplicationConfig, stored_applied,
 };
-pub use error::{ApplyError, ProposeError, ReplicationError};
+pub use error::{ApplyError, MembershipError, ProposeError, ReplicationError};
 pub use network::{METHOD_APPEND, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
 pub use tables::extension;
 pub use types::{Member, PinOp, TypeConfig, raft_id};

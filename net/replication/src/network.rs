@@ -53,6 +53,10 @@ pub enum Reply<T> {
 #[derive(Clone)]
 pub(crate) struct Group {
     pub(crate) raft: Raft<TypeConfig>,
+    /// Who may call while this node knows no membership of the group yet (a node joining an
+    /// existing group admits its current members until the leader's log or snapshot tells it
+    /// the membership); ignored once a membership is known.
+    pub(crate) bootstrap: Arc<[NodeId]>,
 }
 
 /// The replicated channels of one node and the state their nRPC methods share: which channel
@@ -119,7 +123,9 @@ impl Replication {
 
     /// The admission check of a call: `None` for a method that is not a replication method;
     /// otherwise `Ok` only when the metadata names a channel replicated here whose current
-    /// membership (voters and learners) includes the session's authenticated peer.
+    /// membership (voters and learners; the latest one this node has, committed or not)
+    /// includes the session's authenticated peer. A node that has joined but knows no
+    /// membership yet admits only the members it was told at join.
     pub fn authorize_call(
         &self,
         peer: &PeerIdentity,
@@ -178,13 +184,16 @@ impl Replication {
                 "channel {channel} is not replicated on this node"
             )));
         };
-        let is_member = group
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .nodes()
-            .any(|(_, m)| m.is(peer));
+        let is_member = {
+            let metrics = group.raft.metrics();
+            let metrics = metrics.borrow();
+            let mut nodes = metrics.membership_config.nodes().peekable();
+            if nodes.peek().is_none() {
+                group.bootstrap.contains(peer)
+            } else {
+                nodes.any(|(_, m)| m.is(peer))
+            }
+        };
         if !is_member {
             return Err(refuse(format!(
                 "node {peer} is not a member of channel {channel}'s group"
