@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use net_mesh_engine::codec::Hash;
-use net_mesh_engine::index::{blob_id, check_pin_name, pin_roots};
+use net_mesh_engine::index::{blob_id, check_pin_name};
 use net_mesh_engine::{BlobRef, Store};
 use net_mesh_rpc::{Endpoint, NodeAddr, NodeId};
 use openraft::error::{ClientWriteError, RaftError};
@@ -15,7 +15,7 @@ use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use crate::error::{ProposeError, ReplicationError};
 use crate::log_store::LogStore;
 use crate::network::{Group, Network, Replication};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{StateMachine, missing_roots};
 use crate::tables::{
     LOG_META_TABLE, NAMESPACE, STATE_TABLE, StateRow, read_channel_row, read_last_log,
 };
@@ -261,20 +261,21 @@ impl ReplicatedChannel {
     /// hold the blob's objects.
     pub async fn propose_pin(&self, blob_ref: &BlobRef, name: &str) -> Result<u64, ProposeError> {
         check_pin_name(name).map_err(|e| ProposeError::Usage(e.to_string()))?;
+        let status = self.status();
+        if !status.is_leader {
+            return Err(ProposeError::NotLeader {
+                channel: self.channel.clone(),
+                leader: status.leader,
+            });
+        }
+        // The leader pins only a blob whose every object it holds (checked before anything
+        // is proposed, so a pin that could not apply here never enters the log).
         let store = self.store.clone();
-        let roots = pin_roots(blob_ref);
-        let missing = tokio::task::spawn_blocking(move || {
-            let mut missing = Vec::new();
-            for root in roots {
-                if !store.has(&root)? {
-                    missing.push(root);
-                }
-            }
-            Ok::<_, net_mesh_engine::StoreError>(missing)
-        })
-        .await
-        .map_err(|e| self.stopped(e))?
-        .map_err(|e| self.stopped(e))?;
+        let wanted = blob_ref.clone();
+        let missing = tokio::task::spawn_blocking(move || missing_roots(&store, &wanted))
+            .await
+            .map_err(|e| self.stopped(e))?
+            .map_err(|e| self.stopped(e))?;
         if !missing.is_empty() {
             return Err(ProposeError::MissingObjects {
                 channel: self.channel.clone(),
