@@ -11,8 +11,10 @@ use net_mesh_engine::{BlobRef, Store};
 use net_mesh_rpc::{Endpoint, NodeAddr, NodeId};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{ProposeError, ReplicationError};
+use crate::fetch::{FetchCounts, FetchStats, Fetcher};
 use crate::log_store::LogStore;
 use crate::network::{Group, Network, Replication};
 use crate::state_machine::{StateMachine, missing_roots};
@@ -113,6 +115,9 @@ pub struct ChannelStatus {
     /// Snapshots installed here since the channel was opened (sent by a leader because this
     /// node needed entries it no longer had).
     pub snapshots_installed: u64,
+    /// Objects this node fetched from other members for pins it applied, and the failures
+    /// on the way.
+    pub fetched: FetchCounts,
 }
 
 /// One channel replicated on this node.
@@ -125,6 +130,10 @@ pub struct ReplicatedChannel {
     installs: Arc<AtomicU64>,
     /// How long `add_learner` waits for the learner to catch up.
     pub(crate) learner_catch_up: Duration,
+    /// Fetches for pins this node applies.
+    fetched: Arc<FetchStats>,
+    /// Stops fetching (an entry waiting for its objects) at shutdown.
+    stop: CancellationToken,
 }
 
 impl std::fmt::Debug for ReplicatedChannel {
@@ -223,7 +232,14 @@ impl ReplicatedChannel {
                 .map_err(|e| ReplicationError::Raft(e.to_string()))??;
         }
         let own = raft_id(&endpoint.identity().node_id());
-        let state_machine = StateMachine::new(store.clone(), channel);
+        let stop = CancellationToken::new();
+        let fetcher = Fetcher::new(
+            endpoint.clone(),
+            tokio::runtime::Handle::current(),
+            stop.clone(),
+        );
+        let fetched = fetcher.stats();
+        let state_machine = StateMachine::new(store.clone(), channel).with_fetcher(fetcher);
         let installs = state_machine.installs();
         let raft = Raft::new(
             own,
@@ -249,6 +265,8 @@ impl ReplicatedChannel {
             store,
             installs,
             learner_catch_up: config.learner_catch_up,
+            fetched,
+            stop,
         })
     }
 
@@ -400,6 +418,7 @@ impl ReplicatedChannel {
             snapshot: metrics.snapshot.map(|l| l.index),
             purged: metrics.purged.map(|l| l.index),
             snapshots_installed: self.installs.load(Ordering::Relaxed),
+            fetched: self.fetched.counts(),
         }
     }
 
@@ -411,6 +430,7 @@ impl ReplicatedChannel {
     /// Stops the group on this node (its state stays in the store; [`ReplicatedChannel::open`]
     /// resumes it) and stops serving its calls.
     pub async fn shutdown(self) -> Result<(), ReplicationError> {
+        self.stop.cancel();
         self.replication.remove(&self.channel);
         self.raft
             .shutdown()

@@ -83,14 +83,18 @@ impl Classify for ProposeError {
 /// applies an entry partly, never skips one, and never reports one applied that is not.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// A pin whose objects this store lacks. The next milestone fetches them from a member
-    /// before applying; until then the entry is not applied and the group stops here.
+    /// A pin (or a snapshot's pins) whose objects this store lacks, where nothing fetches
+    /// them: a state machine made without a fetcher, or a snapshot install.
     #[error("channel {channel}: entry {index}: {} object(s) missing, first {}", missing.len(), missing.first().map(net_mesh_engine::class::short_hex).unwrap_or_default())]
     MissingObjects {
         channel: String,
         index: u64,
         missing: Vec<[u8; 32]>,
     },
+    /// The channel shut down while the entry waited for its objects (it is applied when the
+    /// channel is opened again).
+    #[error("channel {channel}: entry {index}: stopped while fetching its objects")]
+    Stopped { channel: String, index: u64 },
     /// An entry or snapshot that does not decode.
     #[error("channel {channel}: {what}: {reason}")]
     Corrupted {

@@ -17,6 +17,7 @@
 
 pub mod channel;
 pub mod error;
+pub mod fetch;
 pub mod log_store;
 pub mod membership;
 pub mod network;
@@ -28,6 +29,7 @@ pub use channel::{
     ChannelStatus, MemberStatus, ReplicatedChannel, ReplicationConfig, stored_applied,
 };
 pub use error::{ApplyError, MembershipError, ProposeError, ReplicationError};
+pub use fetch::{FetchCounts, Fetcher};
 pub use network::{METHOD_APPEND, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
 pub use tables::extension;
 pub use types::{Member, PinOp, TypeConfig, raft_id};

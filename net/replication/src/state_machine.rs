@@ -22,6 +22,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApplyError;
+use crate::fetch::{FETCH_BACKOFF_MAX, FETCH_BACKOFF_MIN, Fetcher};
 use crate::log_store::blocking;
 use crate::tables::{
     Change, NAMESPACE, RaftWrite, STATE_TABLE, StateRow, decode_row, encode_row, read_channel_row,
@@ -58,6 +59,8 @@ pub struct StateMachine {
     lock: Arc<std::sync::Mutex<()>>,
     /// Snapshots installed (committed) since this state machine was made.
     installs: Arc<AtomicU64>,
+    /// How a pin whose objects the store lacks gets them (none: such a pin fails to apply).
+    fetcher: Option<Fetcher>,
 }
 
 fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError {
@@ -75,7 +78,15 @@ impl StateMachine {
             channel: channel.into(),
             lock: Arc::default(),
             installs: Arc::default(),
+            fetcher: None,
         }
+    }
+
+    /// Makes a pin whose objects the store lacks fetch them from the other members before it
+    /// is applied (docs/REPLICATION.md §5) instead of failing with `MissingObjects`.
+    pub fn with_fetcher(mut self, fetcher: Fetcher) -> StateMachine {
+        self.fetcher = Some(fetcher);
+        self
     }
 
     /// The counter of snapshots this state machine installed.
@@ -104,6 +115,12 @@ impl StateMachine {
                     reason: e.to_string(),
                 })?;
                 let missing = missing_roots(&self.store, &decoded).map_err(store_err)?;
+                if !missing.is_empty()
+                    && let Some(fetcher) = &self.fetcher
+                {
+                    state.last_applied = Some(entry.log_id);
+                    return self.fetch_and_apply(fetcher, entry, &decoded, name, state);
+                }
                 if !missing.is_empty() {
                     return Err(ApplyError::MissingObjects {
                         channel,
@@ -131,6 +148,82 @@ impl StateMachine {
         Ok(Applied {
             changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
         })
+    }
+
+    /// Applies a pin whose objects the store lacks (blocking): fetches them from the other
+    /// members (the entry's leader first), each verified and imported children first, and
+    /// commits the pin with the applied state `state` in the import's last transaction. A
+    /// round in which every member failed is followed by a backoff (doubling from
+    /// [`FETCH_BACKOFF_MIN`] to [`FETCH_BACKOFF_MAX`]) and another round, until one succeeds
+    /// or the channel shuts down: the entry is never skipped and never reported applied
+    /// before its pin is committed.
+    fn fetch_and_apply(
+        &self,
+        fetcher: &Fetcher,
+        entry: &Entry,
+        blob_ref: &BlobRef,
+        name: &str,
+        state: &StateRow,
+    ) -> Result<Applied, ApplyError> {
+        let channel = self.channel.to_string();
+        let index = entry.log_id.index;
+        let mut backoff = FETCH_BACKOFF_MIN;
+        loop {
+            let sources = fetcher.sources(&state.membership, entry.log_id.leader_id.node_id);
+            for source in &sources {
+                if fetcher.stop.is_cancelled() {
+                    return Err(ApplyError::Stopped { channel, index });
+                }
+                let mut importer = self.store.importer().map_err(|source| ApplyError::Store {
+                    channel: channel.clone(),
+                    source: Box::new(source),
+                })?;
+                if let Err(e) = fetcher.fetch_from(source, &mut importer, blob_ref) {
+                    fetcher.stats.source_failed();
+                    tracing::warn!(channel, index, source = %source, error = %e, "fetching a pin's objects from a member failed; trying the next");
+                    continue;
+                }
+                importer
+                    .pin_in(&channel, blob_ref, name)
+                    .map_err(|source| ApplyError::Store {
+                        channel: channel.clone(),
+                        source: Box::new(source),
+                    })?;
+                importer.push_op(Box::new(RaftWrite {
+                    channel: channel.clone(),
+                    change: Change::Applied {
+                        state: state.clone(),
+                        allow_equal: false,
+                    },
+                }));
+                let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+                let outcome = importer.commit().map_err(|source| ApplyError::Store {
+                    channel: channel.clone(),
+                    source: Box::new(source),
+                })?;
+                tracing::info!(channel, index, source = %source, "pin applied with objects fetched from a member");
+                return Ok(Applied {
+                    changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
+                });
+            }
+            fetcher.stats.round_failed();
+            tracing::warn!(
+                channel,
+                index,
+                members = sources.len(),
+                retry_in = ?backoff,
+                "no member gave the pin's objects; the entry waits"
+            );
+            let stop = fetcher.stop.clone();
+            let wait = backoff;
+            fetcher.runtime.block_on(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            });
+            backoff = backoff.saturating_mul(2).min(FETCH_BACKOFF_MAX);
+        }
     }
 
     fn read_state(&self) -> Result<StateRow, StoreError> {

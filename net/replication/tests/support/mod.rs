@@ -1,18 +1,24 @@
 //! Members of a replicated channel for tests: a real store in a temp dir, a real nRPC endpoint
-//! on 127.0.0.1, the replication router, and helpers that wait (bounded) for a condition.
+//! on 127.0.0.1 serving the storage node's methods (`net_mesh_node::Node`) and the replication
+//! methods on one router (each behind its own authorization: the replication hook for
+//! `raft/v1/*`, the node's allow list for the rest, where the members of [`PEER_SEEDS`] have
+//! read), and helpers that wait (bounded) for a condition.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use net_mesh_engine::{OpenOptions, Store, StoreConfig};
+use net_mesh_node::{Allow, Node};
 use net_mesh_replication::{
     ChannelStatus, ReplicatedChannel, Replication, ReplicationConfig, extension,
 };
-use net_mesh_rpc::rpc::Config;
-use net_mesh_rpc::{Endpoint, Identity, NodeAddr};
+use net_mesh_rpc::rpc::{Denied, ResponseSink, Router, RpcContext, RpcServerStreamingHandler};
+use net_mesh_rpc::{Endpoint, Identity, NodeAddr, PeerIdentity, RpcError};
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -21,11 +27,31 @@ pub const CHANNEL: &str = "photos";
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub fn open_store(dir: &Path) -> Arc<Store> {
+    open_store_with(dir, StoreConfig::default())
+}
+
+/// A store config whose blobs of more than a few 64 KiB chunks are trees several levels deep
+/// (so fetching walks tree nodes, children first).
+pub fn small_tree_config() -> StoreConfig {
+    StoreConfig {
+        chunking: net_mesh_engine::chunking::ChunkingStrategy::Fixed { size: 64 * 1024 },
+        tree: net_mesh_engine::tree::TreePolicy {
+            leaf_fanout: 4,
+            internal_fanout: 3,
+            manifest_max_refs: 2,
+        },
+        ..StoreConfig::default()
+    }
+}
+
+pub fn open_store_with(dir: &Path, config: StoreConfig) -> Arc<Store> {
     let deadline = Instant::now() + WAIT;
     loop {
         match Store::open_with(
             dir,
-            OpenOptions::new(StoreConfig::default()).extension(extension()),
+            net_mesh_node::revoke::with_node_tables(
+                OpenOptions::new(config.clone()).extension(extension()),
+            ),
         ) {
             Ok(s) => return Arc::new(s),
             // A reopen right after shutdown may race the last task dropping the old handle.
@@ -42,6 +68,82 @@ pub fn config() -> ReplicationConfig {
     ReplicationConfig::default()
 }
 
+/// The identities (seeds of `Identity::from_seed([seed; 32])`) that members of these tests
+/// have: each member's node allow list gives them read (so they may fetch objects).
+pub const PEER_SEEDS: [u8; 4] = [1, 2, 3, 4];
+
+/// A member's `node/v1/objects` that can be made to lie: while `corrupt` is set, every object
+/// it sends has its first byte flipped (and is counted in `served_corrupt`).
+#[derive(Debug, Clone, Default)]
+pub struct Liar {
+    pub corrupt: Arc<AtomicBool>,
+    pub served_corrupt: Arc<AtomicU64>,
+}
+
+/// The node protocol's `ObjectPart` as it travels (postcard encodes a byte vector and
+/// `serde_bytes::ByteBuf` alike).
+#[derive(Debug, Serialize)]
+enum WirePart {
+    Object {
+        hash: [u8; 32],
+        kind: u8,
+        len: u32,
+    },
+    Piece(Vec<u8>),
+    Missing {
+        hash: [u8; 32],
+        kind: u8,
+        reason: String,
+    },
+}
+
+struct LyingObjects {
+    store: Arc<Store>,
+    liar: Liar,
+}
+
+impl RpcServerStreamingHandler for LyingObjects {
+    type Req = Vec<[u8; 32]>;
+    type Resp = WirePart;
+
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        hashes: Vec<[u8; 32]>,
+        mut sink: ResponseSink<WirePart>,
+    ) -> Result<(), RpcError> {
+        for hash in hashes {
+            match self.store.read_object(&hash) {
+                Ok(object) => {
+                    let mut bytes = object.bytes;
+                    if self.liar.corrupt.load(Ordering::SeqCst) {
+                        bytes[0] ^= 1;
+                        self.liar.served_corrupt.fetch_add(1, Ordering::SeqCst);
+                    }
+                    sink.send(&WirePart::Object {
+                        hash,
+                        kind: object.kind as u8,
+                        len: bytes.len() as u32,
+                    })
+                    .await?;
+                    for piece in bytes.chunks(net_mesh_node::proto::MAX_PIECE) {
+                        sink.send(&WirePart::Piece(piece.to_vec())).await?;
+                    }
+                }
+                Err(e) => {
+                    sink.send(&WirePart::Missing {
+                        hash,
+                        kind: 0,
+                        reason: e.to_string(),
+                    })
+                    .await?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One member: identity, store dir, and (while running) its endpoint and serve loop.
 pub struct Member {
     pub identity: Identity,
@@ -50,16 +152,89 @@ pub struct Member {
     pub replication: Replication,
     pub endpoint: Endpoint,
     pub store: Arc<Store>,
+    /// Set when started with [`Member::start_lying`].
+    pub liar: Option<Liar>,
     stop: CancellationToken,
     serving: tokio::task::JoinHandle<()>,
+}
+
+/// The node's allow list of a member: read for every identity of [`PEER_SEEDS`].
+fn peer_allow(own: &Identity) -> Allow {
+    let text: String = PEER_SEEDS
+        .iter()
+        .map(|s| format!("{} read\n", Identity::from_seed([*s; 32]).node_id()))
+        .collect();
+    Allow::parse(own.node_id(), &text).unwrap()
 }
 
 impl Member {
     /// Starts a member serving on `port` (0: any free port).
     pub async fn start(identity: Identity, dir: PathBuf, port: u16) -> Member {
-        let store = open_store(&dir);
+        Member::start_with(identity, dir, port, None, StoreConfig::default()).await
+    }
+
+    /// [`Member::start`] with a store opened with `config`.
+    pub async fn start_with_store(
+        identity: Identity,
+        dir: PathBuf,
+        port: u16,
+        config: StoreConfig,
+    ) -> Member {
+        Member::start_with(identity, dir, port, None, config).await
+    }
+
+    /// [`Member::start`] with a `node/v1/objects` that lies while told to.
+    pub async fn start_lying(identity: Identity, dir: PathBuf, port: u16) -> Member {
+        Member::start_with(
+            identity,
+            dir,
+            port,
+            Some(Liar::default()),
+            StoreConfig::default(),
+        )
+        .await
+    }
+
+    async fn start_with(
+        identity: Identity,
+        dir: PathBuf,
+        port: u16,
+        liar: Option<Liar>,
+        config: StoreConfig,
+    ) -> Member {
+        let store = open_store_with(&dir, config);
         let replication = Replication::new();
-        let endpoint = Endpoint::new(identity.clone(), replication.router(), Config::default());
+        let node = Node::new(store.clone(), identity.node_id()).unwrap();
+        let allow = peer_allow(&identity);
+        let mut router: Router = replication.routes(node.router(allow.clone()));
+        if let Some(liar) = &liar {
+            router = router.server_streaming(
+                net_mesh_node::proto::Method::Objects.name(),
+                LyingObjects {
+                    store: store.clone(),
+                    liar: liar.clone(),
+                },
+            );
+        }
+        let hook_replication = replication.clone();
+        let router = router.authorize(
+            move |peer: &PeerIdentity, method: &str, metadata: &[u8]| -> Result<(), Denied> {
+                if let Some(verdict) = hook_replication.authorize_call(peer, method, metadata) {
+                    return verdict;
+                }
+                allow
+                    .authorize(
+                        &peer.node_id(),
+                        peer.public_key(),
+                        method,
+                        metadata,
+                        net_mesh_node::call_token::now_unix_s(),
+                    )
+                    .map(|_| ())
+                    .map_err(|r| Denied(r.to_string()))
+            },
+        );
+        let endpoint = Endpoint::new(identity.clone(), router, net_mesh_node::node_config());
         let listener = bind(port).await;
         let local = listener.local_addr().unwrap();
         let addr = NodeAddr {
@@ -79,6 +254,7 @@ impl Member {
             replication,
             endpoint,
             store,
+            liar,
             stop,
             serving,
         }
@@ -120,6 +296,28 @@ pub async fn three_members(root: &Path) -> Vec<Member> {
     for i in 0..3u8 {
         let identity = Identity::from_seed([i + 1; 32]);
         members.push(Member::start(identity, root.join(format!("m{i}")), 0).await);
+    }
+    members
+}
+
+/// [`three_members`] whose stores are opened with `config`.
+pub async fn three_members_with(root: &Path, config: StoreConfig) -> Vec<Member> {
+    let mut members = Vec::new();
+    for i in 0..3u8 {
+        let identity = Identity::from_seed([i + 1; 32]);
+        members.push(
+            Member::start_with_store(identity, root.join(format!("m{i}")), 0, config.clone()).await,
+        );
+    }
+    members
+}
+
+/// [`three_members`] whose `node/v1/objects` can each be made to lie ([`Member::liar`]).
+pub async fn three_lying_members(root: &Path) -> Vec<Member> {
+    let mut members = Vec::new();
+    for i in 0..3u8 {
+        let identity = Identity::from_seed([i + 1; 32]);
+        members.push(Member::start_lying(identity, root.join(format!("m{i}")), 0).await);
     }
     members
 }
