@@ -9,6 +9,7 @@
 //! malformed token — is a refusal with its own reason, never a panic.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use net_mesh_engine::index::DEFAULT_CHANNEL;
@@ -16,8 +17,8 @@ use net_mesh_engine::index::{ChannelNameError, MAX_CHANNEL_NAME, check_channel_n
 use net_mesh_rpc::NodeId;
 use net_mesh_rpc::frame::MAX_METADATA_LEN;
 use net_mesh_rpc::token::{
-    DEFAULT_SKEW_S, MAX_CHAIN_LEN, PermissionToken, Scope, TOKEN_LEN, Verified, VerifyContext,
-    VerifyError, decode_chain, encode_chain, verify,
+    DEFAULT_SKEW_S, MAX_CHAIN_LEN, PermissionToken, Scope, SignatureCache, TOKEN_LEN, Verified,
+    VerifyContext, VerifyError, decode_chain, encode_chain, verify_cached,
 };
 
 use crate::proto::Role;
@@ -125,7 +126,11 @@ pub fn decode_metadata(metadata: &[u8]) -> Result<CallMetadata, TokenRefusal> {
 pub fn fuzz_decode_metadata(data: &[u8]) {
     if let Ok(call) = decode_metadata(data) {
         let again = decode_metadata(&encode_metadata(&call.channel, &call.chain));
-        assert_eq!(again.as_ref().ok(), Some(&call), "metadata did not round-trip");
+        assert_eq!(
+            again.as_ref().ok(),
+            Some(&call),
+            "metadata did not round-trip"
+        );
     }
 }
 
@@ -152,10 +157,46 @@ pub fn required_scope(role: Role, granted: Scope) -> Scope {
         .unwrap_or(own)
 }
 
+/// Most chains [`VerifiedChains`] remembers; when full it forgets them all (a chain costs its
+/// signature checks again on its next call). 32 bytes each.
+pub const MAX_VERIFIED_CHAINS: usize = 4096;
+
+/// Token chains whose every signature verified on this node, by the digest of their bytes, so
+/// a client's next calls with the same chain skip the ed25519 checks (everything else is
+/// checked on every call; `token::verify_cached`). Only a chain rooted at a trusted issuer
+/// with valid signatures gets in, and the set is bounded.
+#[derive(Debug, Default)]
+pub struct VerifiedChains(Mutex<HashSet<[u8; 32]>>);
+
+impl VerifiedChains {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        // Inserting or clearing a set of digests cannot leave it invalid.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl SignatureCache for VerifiedChains {
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.set().contains(digest)
+    }
+
+    fn insert(&self, digest: [u8; 32]) {
+        let mut set = self.set();
+        if set.len() >= MAX_VERIFIED_CHAINS {
+            set.clear();
+        }
+        set.insert(digest);
+    }
+}
+
 /// Whom the node takes tokens from, and how far it lets their clocks drift.
 #[derive(Debug, Clone)]
 pub struct TokenTrust {
     trusted_issuers: HashSet<NodeId>,
+    /// Chains whose signatures verified here.
+    verified: Arc<VerifiedChains>,
     /// Revocation floors, shared with the node that persists them ([`crate::revoke`]).
     generation_floors: Floors,
     skew_s: u64,
@@ -166,6 +207,7 @@ impl TokenTrust {
     pub fn only(own: NodeId) -> TokenTrust {
         TokenTrust {
             trusted_issuers: HashSet::from([own]),
+            verified: Arc::default(),
             generation_floors: Floors::default(),
             skew_s: DEFAULT_SKEW_S,
         }
@@ -221,7 +263,7 @@ impl TokenTrust {
             channel,
             required: required_scope(role, granted),
         };
-        Ok(verify(chain, &ctx)?)
+        Ok(verify_cached(chain, &ctx, self.verified.as_ref())?)
     }
 }
 
@@ -314,6 +356,21 @@ mod tests {
         let mut bad_scope = metadata.clone();
         bad_scope[8 + net_mesh_rpc::token::OFF_SCOPE] = 0x80;
         assert_eq!(reason(&bad_scope), "malformed");
+    }
+
+    #[test]
+    fn verified_chains_stay_bounded() {
+        let chains = VerifiedChains::default();
+        for i in 0..MAX_VERIFIED_CHAINS {
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            chains.insert(digest);
+        }
+        assert_eq!(chains.set().len(), MAX_VERIFIED_CHAINS);
+        assert!(chains.contains(&[0; 32]));
+        chains.insert([0xff; 32]);
+        assert_eq!(chains.set().len(), 1);
+        assert!(!chains.contains(&[0; 32]) && chains.contains(&[0xff; 32]));
     }
 
     #[test]

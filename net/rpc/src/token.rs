@@ -36,8 +36,8 @@ pub use text::{
     CHAIN_SEPARATOR, ParseTokenError, TEXT_PREFIX, TOKEN_TEXT_LEN, chain_from_text, chain_to_text,
 };
 pub use verify::{
-    ChainDecodeError, DEFAULT_SKEW_S, DelegationFault, Verified, VerifyContext, VerifyError,
-    Widened, decode_chain, encode_chain, verify, verify_encoded,
+    ChainDecodeError, DEFAULT_SKEW_S, DelegationFault, SignatureCache, Verified, VerifyContext,
+    VerifyError, Widened, decode_chain, encode_chain, verify, verify_cached, verify_encoded,
 };
 
 /// Size of an encoded token.

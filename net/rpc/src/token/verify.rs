@@ -15,6 +15,12 @@
 //!
 //! The binary form of a chain (e.g. in call metadata) is its tokens' encodings concatenated,
 //! 1..=[`MAX_CHAIN_LEN`] of them.
+//!
+//! A verifier that sees the same chain on call after call may keep a [`SignatureCache`]
+//! ([`verify_cached`]): a chain's signatures depend on its bytes alone, so once every signature
+//! of those exact bytes (named by their BLAKE3 digest) has verified, later calls skip the
+//! ed25519 checks — and only those: trust, links, revocation, subject, channel, scope and the
+//! clock are checked on every call.
 
 use std::collections::{HashMap, HashSet};
 
@@ -384,6 +390,49 @@ pub fn verify_encoded(bytes: &[u8], ctx: &VerifyContext<'_>) -> Result<Verified,
 
 /// Verifies a chain (root first) for the call described by `ctx` (module docs).
 pub fn verify(chain: &[PermissionToken], ctx: &VerifyContext<'_>) -> Result<Verified, VerifyError> {
+    let verified = check_all_but_signatures(chain, ctx)?;
+    check_signatures(chain)?;
+    Ok(verified)
+}
+
+/// Chains whose every signature has verified, by the BLAKE3 digest of their binary form.
+pub trait SignatureCache {
+    /// Whether the chain with this digest verified before.
+    fn contains(&self, digest: &[u8; 32]) -> bool;
+    /// Remembers that the chain with this digest verified.
+    fn insert(&self, digest: [u8; 32]);
+}
+
+/// [`verify`], skipping the signature checks of a chain `cache` holds, and adding a chain
+/// whose signatures all verified to it. Every other check runs on every call.
+pub fn verify_cached(
+    chain: &[PermissionToken],
+    ctx: &VerifyContext<'_>,
+    cache: &dyn SignatureCache,
+) -> Result<Verified, VerifyError> {
+    let verified = check_all_but_signatures(chain, ctx)?;
+    let digest = *blake3::hash(&encode_chain(chain)).as_bytes();
+    if !cache.contains(&digest) {
+        check_signatures(chain)?;
+        cache.insert(digest);
+    }
+    Ok(verified)
+}
+
+fn check_signatures(chain: &[PermissionToken]) -> Result<(), VerifyError> {
+    for (link, token) in chain.iter().enumerate() {
+        token
+            .verify_signature()
+            .map_err(|_| VerifyError::BadSignature { link })?;
+    }
+    Ok(())
+}
+
+/// Every check of [`verify`] but the signatures, cheapest first.
+fn check_all_but_signatures(
+    chain: &[PermissionToken],
+    ctx: &VerifyContext<'_>,
+) -> Result<Verified, VerifyError> {
     let (root, last) = match (chain.first(), chain.last()) {
         (Some(root), Some(last)) => (root, last),
         _ => return Err(VerifyError::EmptyChain),
@@ -462,11 +511,6 @@ pub fn verify(chain: &[PermissionToken], ctx: &VerifyContext<'_>) -> Result<Veri
             not_after: claims.not_after,
             now,
         });
-    }
-    for (link, token) in chain.iter().enumerate() {
-        token
-            .verify_signature()
-            .map_err(|_| VerifyError::BadSignature { link })?;
     }
     Ok(Verified {
         root_issuer,
