@@ -17,6 +17,7 @@ use crate::error::{ProposeError, ReplicationError};
 use crate::fetch::{FetchCounts, FetchStats, Fetcher};
 use crate::log_store::LogStore;
 use crate::network::{Group, Network, Replication};
+use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchServer};
 use crate::state_machine::{StateMachine, missing_roots};
 use crate::tables::{
     LOG_META_TABLE, NAMESPACE, STATE_TABLE, StateRow, read_channel_row, read_last_log,
@@ -40,6 +41,13 @@ pub struct ReplicationConfig {
     pub keep_after_snapshot: u64,
     /// How long [`ReplicatedChannel::add_learner`] waits for the learner to catch up.
     pub learner_catch_up: Duration,
+    /// Whether the leader makes a pin's objects durable on a majority of the voters before
+    /// proposing it (docs/REPLICATION.md §5). Off, an acknowledged pin whose bytes only the
+    /// leader held is lost with the leader's disk; only tests of apply-time fetching turn
+    /// it off.
+    pub quorum_durable: bool,
+    /// How long the leader waits for one voter's prefetch (dial and call).
+    pub prefetch_timeout: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -50,6 +58,8 @@ impl Default for ReplicationConfig {
             snapshot_every: 5000,
             keep_after_snapshot: 1000,
             learner_catch_up: Duration::from_secs(60),
+            quorum_durable: true,
+            prefetch_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -115,9 +125,12 @@ pub struct ChannelStatus {
     /// Snapshots installed here since the channel was opened (sent by a leader because this
     /// node needed entries it no longer had).
     pub snapshots_installed: u64,
-    /// Objects this node fetched from other members for pins it applied, and the failures
-    /// on the way.
+    /// Objects this node fetched from other members for pins it applied (or snapshots it
+    /// installed), and the failures on the way.
     pub fetched: FetchCounts,
+    /// Objects this node fetched for leaders' prefetch requests (held until their pins are
+    /// applied), and the requests it could not serve.
+    pub prefetched: FetchCounts,
 }
 
 /// One channel replicated on this node.
@@ -125,7 +138,7 @@ pub struct ReplicatedChannel {
     pub(crate) channel: String,
     pub(crate) raft: Raft<TypeConfig>,
     replication: Replication,
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     /// Snapshots installed by this channel's state machine.
     installs: Arc<AtomicU64>,
     /// How long `add_learner` waits for the learner to catch up.
@@ -134,6 +147,14 @@ pub struct ReplicatedChannel {
     fetched: Arc<FetchStats>,
     /// Stops fetching (an entry waiting for its objects) at shutdown.
     stop: CancellationToken,
+    /// Dials voters for prefetch requests.
+    pub(crate) endpoint: Endpoint,
+    /// Bounds the prefetch rounds this node runs at once as a leader.
+    pub(crate) prefetch_slots: tokio::sync::Semaphore,
+    pub(crate) prefetch_timeout: Duration,
+    quorum_durable: bool,
+    /// Fetches for other members' prefetch requests.
+    pub(crate) prefetched: Arc<FetchStats>,
 }
 
 impl std::fmt::Debug for ReplicatedChannel {
@@ -239,12 +260,25 @@ impl ReplicatedChannel {
             stop.clone(),
         );
         let fetched = fetcher.stats();
-        let state_machine = StateMachine::new(store.clone(), channel).with_fetcher(fetcher);
+        let snapshot_from = Arc::new(AtomicU64::new(0));
+        let state_machine = StateMachine::new(store.clone(), channel)
+            .with_fetcher(fetcher)
+            .with_snapshot_source(snapshot_from.clone());
+        let prefetch = Arc::new(PrefetchServer::new(
+            store.clone(),
+            channel,
+            Fetcher::new(
+                endpoint.clone(),
+                tokio::runtime::Handle::current(),
+                stop.clone(),
+            ),
+        ));
+        let prefetched = prefetch.stats();
         let installs = state_machine.installs();
         let raft = Raft::new(
             own,
             config.raft_config(channel)?,
-            Network::new(endpoint, channel),
+            Network::new(endpoint.clone(), channel),
             LogStore::new(store.clone(), channel),
             state_machine,
         )
@@ -253,6 +287,8 @@ impl ReplicatedChannel {
         let group = Group {
             raft: raft.clone(),
             bootstrap: bootstrap.iter().map(|a| a.node_id).collect(),
+            prefetch,
+            snapshot_from,
         };
         if !replication.insert(channel, group) {
             let _ = raft.shutdown().await;
@@ -267,6 +303,11 @@ impl ReplicatedChannel {
             learner_catch_up: config.learner_catch_up,
             fetched,
             stop,
+            endpoint,
+            prefetch_slots: tokio::sync::Semaphore::new(MAX_PREFETCHES_PER_CHANNEL),
+            prefetch_timeout: config.prefetch_timeout,
+            quorum_durable: config.quorum_durable,
+            prefetched,
         })
     }
 
@@ -276,7 +317,9 @@ impl ReplicatedChannel {
 
     /// Proposes pinning `blob_ref` under `name`. Returns the entry's log index once it is
     /// committed (on a quorum) and applied here. Only the leader proposes; its store must
-    /// hold the blob's objects.
+    /// hold the blob's objects, and before proposing it makes them durable on a majority of
+    /// the voters (itself included): [`ProposeError::NotDurable`] when too few voters could
+    /// prefetch them, and nothing is proposed.
     pub async fn propose_pin(&self, blob_ref: &BlobRef, name: &str) -> Result<u64, ProposeError> {
         check_pin_name(name).map_err(|e| ProposeError::Usage(e.to_string()))?;
         let status = self.status();
@@ -299,6 +342,9 @@ impl ReplicatedChannel {
                 channel: self.channel.clone(),
                 missing,
             });
+        }
+        if self.quorum_durable {
+            self.make_durable(blob_ref).await?;
         }
         self.propose(PinOp::Pin {
             blob_ref: blob_ref.encode(),
@@ -344,7 +390,7 @@ impl ReplicatedChannel {
         }
     }
 
-    fn stopped(&self, e: impl std::fmt::Display) -> ProposeError {
+    pub(crate) fn stopped(&self, e: impl std::fmt::Display) -> ProposeError {
         ProposeError::Stopped {
             channel: self.channel.clone(),
             reason: e.to_string(),
@@ -419,6 +465,7 @@ impl ReplicatedChannel {
             purged: metrics.purged.map(|l| l.index),
             snapshots_installed: self.installs.load(Ordering::Relaxed),
             fetched: self.fetched.counts(),
+            prefetched: self.prefetch_counts(),
         }
     }
 

@@ -49,11 +49,23 @@ pub enum ProposeError {
         leader: Option<NodeAddr>,
     },
     /// The blob's objects are not all in this store: a pin is proposed only for data that is
-    /// here (and, in the next milestone, on a quorum).
+    /// here.
     #[error("channel {channel}: {} object(s) of the blob are missing here, first {}", missing.len(), missing.first().map(net_mesh_engine::class::short_hex).unwrap_or_default())]
     MissingObjects {
         channel: String,
         missing: Vec<[u8; 32]>,
+    },
+    /// Too few voters could prefetch the blob's objects (unreachable, refused, busy, or
+    /// no valid bytes from the leader) to make them durable on a majority before proposing:
+    /// nothing was proposed. `holders` voters (this node included) hold them; `needed` is the
+    /// majority of the largest voter configuration.
+    #[error(
+        "channel {channel}: the blob is durable on {holders} voter(s), {needed} needed; nothing proposed"
+    )]
+    NotDurable {
+        channel: String,
+        holders: usize,
+        needed: usize,
     },
     /// The pin name or the encoded operation is too long.
     #[error("{0}")]
@@ -72,7 +84,7 @@ impl Classify for ProposeError {
             ProposeError::NotLeader { .. } => ErrorClass::Refused,
             ProposeError::MissingObjects { .. } => ErrorClass::NotFound,
             ProposeError::Usage(_) => ErrorClass::Usage,
-            ProposeError::Busy { .. } => ErrorClass::Busy,
+            ProposeError::Busy { .. } | ProposeError::NotDurable { .. } => ErrorClass::Busy,
             ProposeError::Stopped { .. } => ErrorClass::Io,
         }
     }
@@ -84,7 +96,7 @@ impl Classify for ProposeError {
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// A pin (or a snapshot's pins) whose objects this store lacks, where nothing fetches
-    /// them: a state machine made without a fetcher, or a snapshot install.
+    /// them: a state machine made without a fetcher.
     #[error("channel {channel}: entry {index}: {} object(s) missing, first {}", missing.len(), missing.first().map(net_mesh_engine::class::short_hex).unwrap_or_default())]
     MissingObjects {
         channel: String,

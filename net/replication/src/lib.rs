@@ -13,7 +13,8 @@
 //! Modules: `types` (openraft type config, the log operation, member ids), `tables` (the
 //! extension and its rows), `log_store` and `state_machine` (openraft's storage roles),
 //! `network` (the nRPC methods, both sides), `channel` (the API a node uses), `membership`
-//! (adding learners, changing the voters), `error`.
+//! (adding learners, changing the voters), `fetch` (bringing a pin's objects from other
+//! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `error`.
 
 pub mod channel;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod fetch;
 pub mod log_store;
 pub mod membership;
 pub mod network;
+pub mod prefetch;
 pub mod state_machine;
 pub mod tables;
 pub mod types;
@@ -30,6 +32,7 @@ pub use channel::{
 };
 pub use error::{ApplyError, MembershipError, ProposeError, ReplicationError};
 pub use fetch::{FetchCounts, Fetcher};
-pub use network::{METHOD_APPEND, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
+pub use network::{METHOD_APPEND, METHOD_PREFETCH, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
+pub use prefetch::{MAX_PREFETCHES_PER_CHANNEL, PREFETCH_HOLD};
 pub use tables::extension;
 pub use types::{Member, PinOp, TypeConfig, raft_id};

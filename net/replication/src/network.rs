@@ -1,5 +1,6 @@
-//! Raft messages over nRPC (docs/REPLICATION.md §3): three unary methods, each request the
-//! postcard encoding of openraft's message and each response a [`Reply`]; the call metadata
+//! Raft messages over nRPC (docs/REPLICATION.md §3): openraft's three unary methods, each
+//! request the postcard encoding of openraft's message and each response a [`Reply`], and the
+//! leader's prefetch request (`raft/v1/prefetch`, [`crate::prefetch`]); the call metadata
 //! names the channel (the node protocol's call metadata, docs/FORMAT.md §5.6, without
 //! tokens). Who may call: only an authenticated session whose peer is a member of that
 //! channel's group — checked before the call is admitted ([`Replication::authorize_call`]) and
@@ -28,7 +29,10 @@ use openraft::{Raft, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{MAX_SNAPSHOT_LEN, Member, TypeConfig};
+use net_mesh_engine::BlobRef;
+
+use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchRequest, PrefetchServer, Prefetched};
+use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig};
 
 /// Method of openraft's append-entries (also heartbeats).
 pub const METHOD_APPEND: &str = "raft/v1/append";
@@ -36,6 +40,9 @@ pub const METHOD_APPEND: &str = "raft/v1/append";
 pub const METHOD_VOTE: &str = "raft/v1/vote";
 /// Method of one chunk of openraft's install-snapshot.
 pub const METHOD_SNAPSHOT: &str = "raft/v1/snapshot";
+/// Method of the leader's prefetch request (docs/REPLICATION.md §5): hold a blob's objects
+/// before its pin is proposed.
+pub const METHOD_PREFETCH: &str = "raft/v1/prefetch";
 /// Prefix of every replication method.
 pub const METHOD_PREFIX: &str = "raft/v1/";
 
@@ -57,6 +64,11 @@ pub(crate) struct Group {
     /// existing group admits its current members until the leader's log or snapshot tells it
     /// the membership); ignored once a membership is known.
     pub(crate) bootstrap: Arc<[NodeId]>,
+    /// This channel's side of `raft/v1/prefetch`.
+    pub(crate) prefetch: Arc<PrefetchServer>,
+    /// The raft id of the leader that sent the snapshot being received (the state machine
+    /// fetches a snapshot's missing objects from it first).
+    pub(crate) snapshot_from: Arc<AtomicU64>,
 }
 
 /// The replicated channels of one node and the state their nRPC methods share: which channel
@@ -72,6 +84,7 @@ pub struct Replication {
 struct Inner {
     groups: RwLock<HashMap<String, Group>>,
     peer_auth_rejections: AtomicU64,
+    prefetch_rejections: AtomicU64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -102,12 +115,19 @@ impl Replication {
         self.inner.peer_auth_rejections.load(Ordering::Relaxed)
     }
 
-    /// Adds the three replication methods to `router`.
+    /// Prefetch requests refused because the channel already ran
+    /// [`MAX_PREFETCHES_PER_CHANNEL`] of them (`replication_prefetch_rejections`).
+    pub fn prefetch_rejections(&self) -> u64 {
+        self.inner.prefetch_rejections.load(Ordering::Relaxed)
+    }
+
+    /// Adds the four replication methods to `router`.
     pub fn routes(&self, router: Router) -> Router {
         router
             .unary(METHOD_APPEND, AppendHandler(self.clone()))
             .unary(METHOD_VOTE, VoteHandler(self.clone()))
             .unary(METHOD_SNAPSHOT, SnapshotHandler(self.clone()))
+            .unary(METHOD_PREFETCH, PrefetchHandler(self.clone()))
     }
 
     /// A router with only the replication methods and [`Replication::authorize_call`] as its
@@ -210,6 +230,7 @@ fn stopped<T>(e: impl std::fmt::Display) -> Reply<T> {
 struct AppendHandler(Replication);
 struct VoteHandler(Replication);
 struct SnapshotHandler(Replication);
+struct PrefetchHandler(Replication);
 
 impl RpcUnaryHandler for AppendHandler {
     type Req = AppendEntriesRequest<TypeConfig>;
@@ -250,6 +271,10 @@ impl RpcUnaryHandler for SnapshotHandler {
                 format!("snapshot past {MAX_SNAPSHOT_LEN} bytes (chunk ends at {end})"),
             ));
         }
+        group.snapshot_from.store(
+            req.vote.leader_id().voted_for().unwrap_or(0),
+            Ordering::Relaxed,
+        );
         Ok(match group.raft.install_snapshot(req).await {
             Ok(r) => Reply::Ok(r),
             Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
@@ -257,6 +282,74 @@ impl RpcUnaryHandler for SnapshotHandler {
             }
             Err(e) => stopped(e),
         })
+    }
+}
+
+impl RpcUnaryHandler for PrefetchHandler {
+    type Req = PrefetchRequest;
+    type Resp = Reply<Prefetched>;
+
+    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
+        let peer = ctx.peer().node_id();
+        let group = self.0.member_group(&peer, ctx.metadata())?;
+        let server = group.prefetch.clone();
+        let Ok(slot) = server.slots.clone().try_acquire_owned() else {
+            self.0
+                .inner
+                .prefetch_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(RpcError::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "channel {} already runs {MAX_PREFETCHES_PER_CHANNEL} prefetches",
+                    server.channel
+                ),
+            ));
+        };
+        if req.blob_ref.len() > MAX_OP_LEN {
+            return Err(RpcError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "a blob ref of {} bytes (most {MAX_OP_LEN})",
+                    req.blob_ref.len()
+                ),
+            ));
+        }
+        let blob_ref = BlobRef::decode(&req.blob_ref)
+            .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("blob ref: {e}")))?;
+        // The objects come from the caller, at its address in the membership.
+        let source = {
+            let metrics = group.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .nodes()
+                .find(|(_, m)| m.is(&peer))
+                .and_then(|(_, m)| m.addr())
+        };
+        let Some(source) = source else {
+            return Err(RpcError::new(
+                ErrorKind::FailedPrecondition,
+                format!("node {peer} has no address in this node's membership yet"),
+            ));
+        };
+        let answer = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            server.prefetch(&source, &blob_ref)
+        })
+        .await
+        .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?;
+        match answer {
+            Ok(p) => Ok(Reply::Ok(p)),
+            Err(e) => Err(RpcError::new(
+                if e.class == net_mesh_engine::ErrorClass::Integrity {
+                    ErrorKind::DataLoss
+                } else {
+                    ErrorKind::Unavailable
+                },
+                format!("prefetch from {peer}: {}", e.message),
+            )),
+        }
     }
 }
 

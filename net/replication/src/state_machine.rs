@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::{blob_id, pin_roots};
-use net_mesh_engine::{BlobRef, ExtensionOp, Store, StoreError};
+use net_mesh_engine::{BlobRef, ExtensionOp, Importer, Store, StoreError};
+use net_mesh_rpc::NodeAddr;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
@@ -24,8 +25,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApplyError;
 use crate::fetch::{FETCH_BACKOFF_MAX, FETCH_BACKOFF_MIN, Fetcher};
 use crate::log_store::blocking;
+use crate::prefetch::{hold_op, release_op};
 use crate::tables::{
     Change, NAMESPACE, RaftWrite, STATE_TABLE, StateRow, decode_row, encode_row, read_channel_row,
+    read_prefetched,
 };
 use crate::types::{
     Applied, Entry, LogId, MAX_SNAPSHOT_LEN, Member, PinOp, StorageError, StoredMembership,
@@ -61,6 +64,8 @@ pub struct StateMachine {
     installs: Arc<AtomicU64>,
     /// How a pin whose objects the store lacks gets them (none: such a pin fails to apply).
     fetcher: Option<Fetcher>,
+    /// The raft id of the leader that sent the snapshot being installed (0: unknown).
+    snapshot_from: Arc<AtomicU64>,
 }
 
 fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError {
@@ -79,7 +84,15 @@ impl StateMachine {
             lock: Arc::default(),
             installs: Arc::default(),
             fetcher: None,
+            snapshot_from: Arc::default(),
         }
+    }
+
+    /// Where the network records the sender of a snapshot being received (a snapshot's
+    /// missing objects are fetched from it first).
+    pub fn with_snapshot_source(mut self, snapshot_from: Arc<AtomicU64>) -> StateMachine {
+        self.snapshot_from = snapshot_from;
+        self
     }
 
     /// Makes a pin whose objects the store lacks fetch them from the other members before it
@@ -103,6 +116,7 @@ impl StateMachine {
         };
         let mut pins = Vec::new();
         let mut unpins = Vec::new();
+        let mut ops: Vec<Box<dyn ExtensionOp>> = Vec::new();
         match &entry.payload {
             EntryPayload::Blank => {}
             EntryPayload::Membership(m) => {
@@ -128,22 +142,23 @@ impl StateMachine {
                         missing,
                     });
                 }
+                ops.push(Box::new(release_op(&channel, vec![blob_id(&decoded)])));
                 pins.push((decoded, name.clone()));
             }
             EntryPayload::Normal(PinOp::Unpin { blob_id }) => unpins.push(*blob_id),
         }
         state.last_applied = Some(entry.log_id);
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let op: Box<dyn ExtensionOp> = Box::new(RaftWrite {
+        ops.push(Box::new(RaftWrite {
             channel: channel.clone(),
             change: Change::Applied {
                 state: state.clone(),
                 allow_equal: false,
             },
-        });
+        }));
         let outcome = self
             .store
-            .commit_pin_changes(&channel, &pins, &unpins, vec![op])
+            .commit_pin_changes(&channel, &pins, &unpins, ops)
             .map_err(store_err)?;
         Ok(Applied {
             changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
@@ -152,11 +167,10 @@ impl StateMachine {
 
     /// Applies a pin whose objects the store lacks (blocking): fetches them from the other
     /// members (the entry's leader first), each verified and imported children first, and
-    /// commits the pin with the applied state `state` in the import's last transaction. A
-    /// round in which every member failed is followed by a backoff (doubling from
-    /// [`FETCH_BACKOFF_MIN`] to [`FETCH_BACKOFF_MAX`]) and another round, until one succeeds
-    /// or the channel shuts down: the entry is never skipped and never reported applied
-    /// before its pin is committed.
+    /// commits the pin with the applied state `state` in the import's last transaction
+    /// ([`StateMachine::fetch_until`]: retried with a backoff until it succeeds or the
+    /// channel shuts down; the entry is never skipped and never reported applied before its
+    /// pin is committed).
     fn fetch_and_apply(
         &self,
         fetcher: &Fetcher,
@@ -166,29 +180,11 @@ impl StateMachine {
         state: &StateRow,
     ) -> Result<Applied, ApplyError> {
         let channel = self.channel.to_string();
-        let index = entry.log_id.index;
-        let mut backoff = FETCH_BACKOFF_MIN;
-        loop {
-            let sources = fetcher.sources(&state.membership, entry.log_id.leader_id.node_id);
-            for source in &sources {
-                if fetcher.stop.is_cancelled() {
-                    return Err(ApplyError::Stopped { channel, index });
-                }
-                let mut importer = self.store.importer().map_err(|source| ApplyError::Store {
-                    channel: channel.clone(),
-                    source: Box::new(source),
-                })?;
-                if let Err(e) = fetcher.fetch_from(source, &mut importer, blob_ref) {
-                    fetcher.stats.source_failed();
-                    tracing::warn!(channel, index, source = %source, error = %e, "fetching a pin's objects from a member failed; trying the next");
-                    continue;
-                }
-                importer
-                    .pin_in(&channel, blob_ref, name)
-                    .map_err(|source| ApplyError::Store {
-                        channel: channel.clone(),
-                        source: Box::new(source),
-                    })?;
+        let sources = || fetcher.sources(&state.membership, entry.log_id.leader_id.node_id);
+        let outcome =
+            self.fetch_until(fetcher, entry.log_id.index, sources, blob_ref, |importer| {
+                importer.pin_in(&channel, blob_ref, name)?;
+                importer.push_op(Box::new(release_op(&channel, vec![blob_id(blob_ref)])));
                 importer.push_op(Box::new(RaftWrite {
                     channel: channel.clone(),
                     change: Change::Applied {
@@ -197,14 +193,48 @@ impl StateMachine {
                     },
                 }));
                 let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-                let outcome = importer.commit().map_err(|source| ApplyError::Store {
-                    channel: channel.clone(),
-                    source: Box::new(source),
-                })?;
-                tracing::info!(channel, index, source = %source, "pin applied with objects fetched from a member");
-                return Ok(Applied {
-                    changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
-                });
+                importer.commit()
+            })?;
+        Ok(Applied {
+            changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
+        })
+    }
+
+    /// Brings every object of `blob_ref` this store lacks from one of `sources()` (tried in
+    /// order, each with a fresh import) and ends that import with `finish` (which adds what
+    /// must commit with the objects and commits). A round in which every member failed is
+    /// followed by a backoff (doubling from [`FETCH_BACKOFF_MIN`] to [`FETCH_BACKOFF_MAX`])
+    /// and another round, until one succeeds or the channel shuts down
+    /// ([`ApplyError::Stopped`]). Blocking.
+    fn fetch_until<T>(
+        &self,
+        fetcher: &Fetcher,
+        index: u64,
+        sources: impl Fn() -> Vec<NodeAddr>,
+        blob_ref: &BlobRef,
+        mut finish: impl FnMut(&mut Importer<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, ApplyError> {
+        let channel = self.channel.to_string();
+        let store_err = |source: StoreError| ApplyError::Store {
+            channel: channel.clone(),
+            source: Box::new(source),
+        };
+        let mut backoff = FETCH_BACKOFF_MIN;
+        loop {
+            let sources = sources();
+            for source in &sources {
+                if fetcher.stop.is_cancelled() {
+                    return Err(ApplyError::Stopped { channel, index });
+                }
+                let mut importer = self.store.importer().map_err(store_err)?;
+                if let Err(e) = fetcher.fetch_from(source, &mut importer, blob_ref) {
+                    fetcher.stats.source_failed();
+                    tracing::warn!(channel, index, source = %source, error = %e, "fetching a pin's objects from a member failed; trying the next");
+                    continue;
+                }
+                let done = finish(&mut importer).map_err(store_err)?;
+                tracing::info!(channel, index, source = %source, "a pin's objects fetched from a member");
+                return Ok(done);
             }
             fetcher.stats.round_failed();
             tracing::warn!(
@@ -212,7 +242,7 @@ impl StateMachine {
                 index,
                 members = sources.len(),
                 retry_in = ?backoff,
-                "no member gave the pin's objects; the entry waits"
+                "no member gave the pin's objects; waiting"
             );
             let stop = fetcher.stop.clone();
             let wait = backoff;
@@ -286,7 +316,11 @@ impl StateMachine {
     }
 
     /// Replaces the channel's pin set with the snapshot's, and the applied state with its
-    /// meta, in one transaction (blocking). Pins whose objects are missing refuse it whole.
+    /// meta, in one transaction (blocking). First, with a fetcher, the objects of every pin
+    /// the store lacks are fetched (the snapshot's sender first, then the snapshot's other
+    /// members; retried like an entry's, never skipped), each pin's in its own import that
+    /// commits them with a prefetch hold, which the install's transaction drops. Pins whose
+    /// objects are still missing then refuse it whole.
     fn install(&self, meta: &SnapshotMeta<u64, Member>, bytes: &[u8]) -> Result<(), ApplyError> {
         let channel = self.channel.to_string();
         let store_err = |source: StoreError| ApplyError::Store {
@@ -305,7 +339,32 @@ impl StateMachine {
             let r = BlobRef::decode(&pin.blob_ref).map_err(|e| corrupted(e.to_string()))?;
             wanted.insert(blob_id(&r), (r, pin.name));
         }
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        if let Some(fetcher) = &self.fetcher {
+            let sender = self.snapshot_from.load(Ordering::Relaxed);
+            let first = match meta.last_log_id {
+                Some(l) if sender == 0 => l.leader_id.node_id,
+                _ => sender,
+            };
+            let sources = || fetcher.sources(&meta.last_membership, first);
+            for (r, _) in wanted.values() {
+                if missing_roots(&self.store, r).map_err(store_err)?.is_empty() {
+                    continue;
+                }
+                self.fetch_until(fetcher, index, sources, r, |importer| {
+                    importer.push_op(Box::new(hold_op(&channel, r)));
+                    importer.commit()
+                })?;
+            }
+        }
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let prefetched: Vec<Hash> = self
+            .store
+            .read_extension(NAMESPACE, |r| read_prefetched(r, &channel))
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|id| wanted.contains_key(id))
+            .collect();
         let listing = self.store.pins_in(&channel).map_err(store_err)?;
         let present: HashSet<Hash> = listing
             .pins
@@ -330,22 +389,25 @@ impl StateMachine {
         if !missing.is_empty() {
             return Err(ApplyError::MissingObjects {
                 channel,
-                index: meta.last_log_id.map_or(0, |l| l.index),
+                index,
                 missing,
             });
         }
-        let op: Box<dyn ExtensionOp> = Box::new(RaftWrite {
-            channel: channel.clone(),
-            change: Change::Applied {
-                state: StateRow {
-                    last_applied: meta.last_log_id,
-                    membership: meta.last_membership.clone(),
+        let ops: Vec<Box<dyn ExtensionOp>> = vec![
+            Box::new(release_op(&channel, prefetched)),
+            Box::new(RaftWrite {
+                channel: channel.clone(),
+                change: Change::Applied {
+                    state: StateRow {
+                        last_applied: meta.last_log_id,
+                        membership: meta.last_membership.clone(),
+                    },
+                    allow_equal: true,
                 },
-                allow_equal: true,
-            },
-        });
+            }),
+        ];
         self.store
-            .commit_pin_changes(&channel, &pins, &unpins, vec![op])
+            .commit_pin_changes(&channel, &pins, &unpins, ops)
             .map_err(store_err)?;
         self.installs.fetch_add(1, Ordering::Relaxed);
         tracing::info!(

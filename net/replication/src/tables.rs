@@ -29,6 +29,9 @@ pub const LOG_TABLE: &str = "log_v1";
 pub const LOG_META_TABLE: &str = "log_meta_v1";
 /// Key: channel name. Value: what the channel's pins reflect ([`StateRow`]).
 pub const STATE_TABLE: &str = "state_v1";
+/// Key: (channel name, blob id bytes). Value: a hold on a blob's roots until its pin is
+/// applied or the hold expires ([`PrefetchRow`]).
+pub const PREFETCH_TABLE: &str = "prefetch_v1";
 
 /// The version byte every value starts with.
 pub const ROW_VERSION: u8 = 1;
@@ -51,6 +54,17 @@ pub struct LogMetaRow {
 pub struct StateRow {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+}
+
+/// A blob's objects held for a pin not applied yet (fetched for the leader's prefetch request,
+/// or for a snapshot being installed, or held by the leader while it proposes): one hold on
+/// each of `roots` (per entry, repeats included) until the pin is applied in this channel
+/// (the apply transaction drops the row and its holds) or `expires_unix_ms` passes (GC's
+/// stale-hold release drops it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefetchRow {
+    pub roots: Vec<[u8; 32]>,
+    pub expires_unix_ms: u64,
 }
 
 /// Encodes a row: the version byte, then postcard.
@@ -84,8 +98,9 @@ fn corrupted(table: &str, reason: String) -> ExtensionError {
 }
 
 /// The replication extension: register it when opening a store that holds replicated channels
-/// (`OpenOptions::extension(net_mesh_replication::extension())`). Its tables hold no object
-/// references (the channel's pins do, in the engine's own table).
+/// (`OpenOptions::extension(net_mesh_replication::extension())`). Its only object references
+/// are the prefetch holds ([`PREFETCH_TABLE`]), which it counts for fsck and releases when they
+/// expire (GC); the channel's pins hold the rest, in the engine's own table.
 #[derive(Debug, Default)]
 pub struct RaftExtension;
 
@@ -104,11 +119,50 @@ impl Extension for RaftExtension {
         txn.open_table::<(&str, u64), &[u8]>(LOG_TABLE)?;
         txn.open_table::<&str, &[u8]>(LOG_META_TABLE)?;
         txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
+        txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?;
         Ok(())
     }
 
-    fn holds(&self, _reader: &ExtensionReader<'_>) -> Result<HashMap<Hash, u64>, ExtensionError> {
-        Ok(HashMap::new())
+    fn holds(&self, reader: &ExtensionReader<'_>) -> Result<HashMap<Hash, u64>, ExtensionError> {
+        let mut holds: HashMap<Hash, u64> = HashMap::new();
+        let Some(t) = reader.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)? else {
+            return Ok(holds);
+        };
+        for row in t.iter()? {
+            let (_, v) = row?;
+            let row: PrefetchRow = decode_row(PREFETCH_TABLE, v.value())?;
+            for root in row.roots {
+                let n = holds.entry(root).or_insert(0);
+                *n = n.saturating_add(1);
+            }
+        }
+        Ok(holds)
+    }
+
+    fn release_stale(&self, txn: &mut ExtensionTxn<'_>) -> Result<(), ExtensionError> {
+        let now = txn.now_unix_ms();
+        let mut stale: Vec<(String, Vec<u8>, PrefetchRow)> = Vec::new();
+        {
+            let t = txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?;
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let row: PrefetchRow = decode_row(PREFETCH_TABLE, v.value())?;
+                if row.expires_unix_ms <= now {
+                    let (channel, id) = k.value();
+                    stale.push((channel.to_string(), id.to_vec(), row));
+                }
+            }
+        }
+        for (channel, id, row) in stale {
+            txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?
+                .remove((channel.as_str(), id.as_slice()))?;
+            for root in row.roots {
+                txn.release(root);
+            }
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            txn.released(format!("prefetch {channel} {hex}"));
+        }
+        Ok(())
     }
 }
 
@@ -130,6 +184,15 @@ pub enum Change {
     /// Removes entries up to this log id (inclusive) and records it as purged.
     Purge(LogId),
     Committed(Option<LogId>),
+    /// Holds `roots` of blob `blob_id` until its pin is applied or `hold_ms` pass (a row that
+    /// exists has its expiry pushed later; its holds are not taken twice).
+    PrefetchHold {
+        blob_id: Hash,
+        roots: Vec<Hash>,
+        hold_ms: u64,
+    },
+    /// Drops the prefetch rows of these blobs (if any) and their holds: their pins are applied.
+    ReleasePrefetch(Vec<Hash>),
     /// Sets the applied state. Refused when the stored state is already at or past it
     /// (`allow_equal` lets a snapshot of the same point install again).
     Applied {
@@ -178,6 +241,52 @@ impl ExtensionOp for RaftWrite {
             }
             Change::Committed(committed) => {
                 update_meta(txn, channel, |m| m.committed = *committed)?;
+            }
+            Change::PrefetchHold {
+                blob_id,
+                roots,
+                hold_ms,
+            } => {
+                let expires_unix_ms = txn.now_unix_ms().saturating_add(*hold_ms);
+                let old: Option<PrefetchRow> = {
+                    let t = txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?;
+                    let v = t.get((channel, blob_id.as_slice()))?;
+                    match v {
+                        Some(v) => Some(decode_row(PREFETCH_TABLE, v.value())?),
+                        None => None,
+                    }
+                };
+                let row = match old {
+                    Some(old) => PrefetchRow {
+                        expires_unix_ms: expires_unix_ms.max(old.expires_unix_ms),
+                        roots: old.roots,
+                    },
+                    None => {
+                        for root in roots {
+                            txn.hold(*root);
+                        }
+                        PrefetchRow {
+                            roots: roots.clone(),
+                            expires_unix_ms,
+                        }
+                    }
+                };
+                txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?
+                    .insert((channel, blob_id.as_slice()), encode_row(&row)?.as_slice())?;
+            }
+            Change::ReleasePrefetch(blob_ids) => {
+                for blob_id in blob_ids {
+                    let removed = txn
+                        .open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?
+                        .remove((channel, blob_id.as_slice()))?
+                        .map(|v| v.value().to_vec());
+                    if let Some(bytes) = removed {
+                        let row: PrefetchRow = decode_row(PREFETCH_TABLE, &bytes)?;
+                        for root in row.roots {
+                            txn.release(root);
+                        }
+                    }
+                }
             }
             Change::Applied { state, allow_equal } => {
                 let mut t = txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
@@ -239,6 +348,29 @@ pub fn read_channel_row<T: DeserializeOwned>(
         Some(v) => Ok(Some(decode_row(table, v.value())?)),
         None => Ok(None),
     }
+}
+
+/// The blob ids `channel` holds prefetched objects for (rows of [`PREFETCH_TABLE`]).
+pub fn read_prefetched(
+    reader: &ExtensionReader<'_>,
+    channel: &str,
+) -> Result<Vec<Hash>, ExtensionError> {
+    let Some(t) = reader.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let empty: &[u8] = &[];
+    for row in t.range((channel, empty)..)? {
+        let (k, _) = row?;
+        let (c, id) = k.value();
+        if c != channel {
+            break;
+        }
+        if let Ok(id) = <[u8; 32]>::try_from(id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
 }
 
 /// The encoded log entries of `channel` with index in `start..end`, in index order.

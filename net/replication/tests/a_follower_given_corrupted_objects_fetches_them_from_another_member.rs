@@ -20,7 +20,8 @@ use support::*;
 async fn a_follower_given_corrupted_objects_fetches_them_from_another_member() {
     let root = tempfile::tempdir().unwrap();
     let members = three_lying_members(root.path()).await;
-    let channels = create_all(&members).await;
+    // The leader proposes without prefetching: the followers lack the objects when they apply.
+    let channels = create_all_with(&members, &without_prefetch()).await;
     let leader = wait_for_leader(&channels.iter().collect::<Vec<_>>()).await;
     let holder = (leader + 1) % 3;
     let lacking = (leader + 2) % 3;

@@ -22,7 +22,8 @@ use support::*;
 async fn a_follower_whose_only_source_lies_never_applies_the_pin_until_it_gets_true_bytes() {
     let root = tempfile::tempdir().unwrap();
     let members = three_lying_members(root.path()).await;
-    let channels = create_all(&members).await;
+    // The leader proposes without prefetching: the followers lack the objects when they apply.
+    let channels = create_all_with(&members, &without_prefetch()).await;
     let leader = wait_for_leader(&channels.iter().collect::<Vec<_>>()).await;
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let liar = members[leader].liar.clone().unwrap();

@@ -20,7 +20,8 @@ async fn a_pin_stored_only_on_the_leader_is_fetched_by_every_follower() {
     let root = tempfile::tempdir().unwrap();
     // Small chunks and fanouts: the large blob is a tree several levels deep.
     let members = three_members_with(root.path(), small_tree_config()).await;
-    let channels = create_all(&members).await;
+    // The leader proposes without prefetching: the followers lack the objects when they apply.
+    let channels = create_all_with(&members, &without_prefetch()).await;
     let leader = wait_for_leader(&channels.iter().collect::<Vec<_>>()).await;
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
 

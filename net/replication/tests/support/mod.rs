@@ -330,6 +330,15 @@ pub async fn create_all(members: &[Member]) -> Vec<ReplicatedChannel> {
     create_all_with(members, &config()).await
 }
 
+/// A config whose leader proposes without making a pin's objects durable on a quorum first
+/// (for tests of apply-time fetching: the followers then lack the objects when they apply).
+pub fn without_prefetch() -> ReplicationConfig {
+    ReplicationConfig {
+        quorum_durable: false,
+        ..ReplicationConfig::default()
+    }
+}
+
 /// A config that snapshots every `every` applied entries and purges everything a snapshot
 /// covers but `keep` entries.
 pub fn snapshotting(every: u64, keep: u64) -> ReplicationConfig {
