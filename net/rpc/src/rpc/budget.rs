@@ -3,13 +3,16 @@
 //! of a per-call window.
 //!
 //! Every budget counts charged bytes (`frame::charge`). Receive bytes are reserved from the
-//! session's budget and the endpoint's together and released when the [`Reservation`] drops;
-//! send bytes are taken from the call's, the session's and the endpoint's semaphores, in that
+//! session's budget and the endpoint's together and released when the [`Reservation`] drops.
+//! Spare buffers a session keeps for reuse hold receive bytes too, but only while nothing else
+//! needs them: a window or message reservation that does not fit takes them back first
+//! ([`Reclaim`]), so a pool of idle buffers never shrinks a window or refuses a call. Send
+//! bytes are taken from the call's, the session's and the endpoint's semaphores, in that
 //! order, and returned once the writer has written them. A session returns whatever endpoint
 //! send bytes it still holds when it is dropped, so no path can leak endpoint budget.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -65,6 +68,13 @@ impl Limit {
     }
 }
 
+/// Receive bytes held by something that can give them back at once: a session's spare
+/// buffers.
+pub(crate) trait Reclaim: Send + Sync + std::fmt::Debug {
+    /// Gives back every byte held; returns how many.
+    fn reclaim(&self) -> usize;
+}
+
 /// The endpoint-wide budgets its sessions share.
 #[derive(Debug)]
 pub(crate) struct NodeBudgets {
@@ -72,6 +82,8 @@ pub(crate) struct NodeBudgets {
     send: Semaphore,
     send_limit: usize,
     metrics: Arc<Metrics>,
+    /// Every session's spare buffers, taken back when the endpoint's receive budget is short.
+    spares: Mutex<Vec<Weak<dyn Reclaim>>>,
 }
 
 impl NodeBudgets {
@@ -81,7 +93,27 @@ impl NodeBudgets {
             send: Semaphore::new(send_limit.min(Semaphore::MAX_PERMITS)),
             send_limit: send_limit.min(Semaphore::MAX_PERMITS),
             metrics,
+            spares: Mutex::new(Vec::new()),
         }
+    }
+
+    fn spares(&self) -> std::sync::MutexGuard<'_, Vec<Weak<dyn Reclaim>>> {
+        self.spares
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Registers a session's spare buffers (forgetting those of sessions that are gone).
+    pub(crate) fn register_spares(&self, spares: Weak<dyn Reclaim>) {
+        let mut all = self.spares();
+        all.retain(|s| s.strong_count() > 0);
+        all.push(spares);
+    }
+
+    /// Takes back every session's spare buffers; returns the bytes given back.
+    fn reclaim_spares(&self) -> usize {
+        let live: Vec<Arc<dyn Reclaim>> = self.spares().iter().filter_map(Weak::upgrade).collect();
+        live.iter().map(|s| s.reclaim()).sum()
     }
 
     fn note_send_level(&self) {
@@ -114,19 +146,53 @@ impl RecvBudget {
     }
 
     /// Reserves between `min` and `want` bytes from this session's and the endpoint's budgets
-    /// (as much as both have free); `None` when not even `min` fits.
+    /// (as much as both have free); `None` when not even `min` fits. Spare buffers keep what
+    /// they hold: this is how they reserve (see [`RecvBudget::reserve_reclaiming`] for the rest).
     pub(crate) fn reserve(self: &Arc<Self>, want: usize, min: usize) -> Option<Reservation> {
-        let (from_session, _) = self.session.take(want, min)?;
+        self.take(want, min).ok()
+    }
+
+    /// [`RecvBudget::reserve`] for a window or a message: when `want` does not fit, spare
+    /// buffers give their bytes back first — `own` (this session's) when the session's budget
+    /// is short, every session's when the endpoint's is — and only then is the reservation cut
+    /// down towards `min`, or refused.
+    pub(crate) fn reserve_reclaiming(
+        self: &Arc<Self>,
+        want: usize,
+        min: usize,
+        own: &dyn Reclaim,
+    ) -> Option<Reservation> {
+        let mut short = match self.take(want, want) {
+            Ok(reservation) => return Some(reservation),
+            Err(short) => short,
+        };
+        if short == Short::Session && own.reclaim() > 0 {
+            short = match self.take(want, want) {
+                Ok(reservation) => return Some(reservation),
+                Err(short) => short,
+            };
+        }
+        if short == Short::Endpoint
+            && self.node.reclaim_spares() > 0
+            && let Ok(reservation) = self.take(want, want)
+        {
+            return Some(reservation);
+        }
+        self.take(want, min).ok()
+    }
+
+    fn take(self: &Arc<Self>, want: usize, min: usize) -> Result<Reservation, Short> {
+        let (from_session, _) = self.session.take(want, min).ok_or(Short::Session)?;
         let Some((bytes, node_held)) = self.node.recv.take(from_session, min) else {
             self.session.give(from_session);
-            return None;
+            return Err(Short::Endpoint);
         };
         self.session.give(from_session.saturating_sub(bytes));
         let held = u64::try_from(node_held).unwrap_or(u64::MAX);
         let metrics = &self.node.metrics;
         metrics.recv_bytes_held.store(held, Ordering::Relaxed);
         metrics.recv_bytes_peak.fetch_max(held, Ordering::Relaxed);
-        Some(Reservation {
+        Ok(Reservation {
             budget: self.clone(),
             bytes,
         })
@@ -136,6 +202,13 @@ impl RecvBudget {
     pub(crate) fn held(&self) -> usize {
         self.session.held()
     }
+}
+
+/// Which budget had no room for a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Short {
+    Session,
+    Endpoint,
 }
 
 /// Receive bytes held until dropped.
@@ -531,6 +604,53 @@ mod tests {
         assert_eq!(node.recv.held(), 50);
         assert_eq!(a.held(), 0);
         drop(r2);
+        assert_eq!(node.recv.held(), 0);
+    }
+
+    /// Spare reservations, as a session's buffer pool holds them.
+    #[derive(Debug, Default)]
+    struct Spares(Mutex<Vec<Reservation>>);
+
+    impl Reclaim for Spares {
+        fn reclaim(&self) -> usize {
+            let taken = std::mem::take(&mut *self.0.lock().unwrap());
+            taken.iter().map(Reservation::bytes).sum()
+        }
+    }
+
+    #[test]
+    fn spares_give_their_bytes_back_before_a_window_is_cut_or_refused() {
+        let node = node(150, 0);
+        let a = RecvBudget::new(100, node.clone());
+        let b = RecvBudget::new(100, node.clone());
+        let (a_spares, b_spares) = (Arc::new(Spares::default()), Arc::new(Spares::default()));
+        let weak: std::sync::Weak<Spares> = Arc::downgrade(&a_spares);
+        node.register_spares(weak);
+        let weak: std::sync::Weak<Spares> = Arc::downgrade(&b_spares);
+        node.register_spares(weak);
+
+        // The session's own spares make room for a whole window.
+        a_spares.0.lock().unwrap().push(a.reserve(70, 70).unwrap());
+        let window = a.reserve_reclaiming(60, 10, &*a_spares).unwrap();
+        assert_eq!(window.bytes(), 60);
+        assert_eq!(a.held(), 60);
+
+        // Another session's spares make room at the endpoint.
+        a_spares.0.lock().unwrap().push(a.reserve(40, 40).unwrap());
+        assert_eq!(node.recv.held(), 100);
+        let other = b.reserve_reclaiming(80, 80, &*b_spares).unwrap();
+        assert_eq!(
+            other.bytes(),
+            80,
+            "a's spares gave the endpoint's bytes back"
+        );
+        assert_eq!(node.recv.held(), 140);
+        assert_eq!(a.held(), 60);
+
+        // Real reservations are never taken back: beyond them the call is refused.
+        assert!(a.reserve_reclaiming(60, 60, &*a_spares).is_none());
+        assert_eq!(a.held(), 60);
+        drop((window, other));
         assert_eq!(node.recv.held(), 0);
     }
 

@@ -93,7 +93,7 @@ impl CallCore {
                 .min(config.call_window)
                 .max(1) as usize;
             let min = (config.min_call_window as usize).min(want).max(1);
-            let reservation = shared.recv.reserve(want, min).ok_or_else(|| {
+            let reservation = shared.reserve_recv(want, min).ok_or_else(|| {
                 RpcError::new(
                     ErrorKind::ResourceExhausted,
                     "receive budget spent; no window for the responses",

@@ -152,7 +152,7 @@ fn admit(
                 window => admit_chunk(shared, window.flatten(), call_id, len, charge),
             }
         }
-        dispatch::REQUEST => match shared.recv.reserve(charge, charge) {
+        dispatch::REQUEST => match shared.reserve_recv(charge, charge) {
             Some(reservation) => {
                 *held = Some(reservation);
                 Ok(Admit::Store(frame_buffer(shared, len)))
@@ -175,7 +175,7 @@ fn admit(
                 Metrics::bump(&shared.metrics.stray_frames);
                 return Ok(Admit::Discard);
             }
-            match shared.recv.reserve(charge, charge) {
+            match shared.reserve_recv(charge, charge) {
                 Some(reservation) => {
                     *held = Some(reservation);
                     Ok(Admit::Store(frame_buffer(shared, len)))

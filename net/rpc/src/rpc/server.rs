@@ -708,7 +708,7 @@ pub(crate) fn prepare_call(
         let config = &shared.config;
         let want = config.call_window as usize;
         let min = (config.min_call_window as usize).min(want).max(1);
-        match shared.recv.reserve(want, min) {
+        match shared.reserve_recv(want, min) {
             Some(reservation) => Some(Arc::new(RecvWindow::new(reservation))),
             None => {
                 Metrics::bump(&shared.metrics.budget_refusals);

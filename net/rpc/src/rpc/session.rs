@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::budget::{RecvBudget, RecvWindow, Reservation, SendBudget, SendWindow};
+use super::budget::{Reclaim, RecvBudget, RecvWindow, Reservation, SendBudget, SendWindow};
 pub(crate) use super::outbox::SendCharge;
 use super::outbox::{OutItem, Outbox, Outgoing, PushError};
 use super::server::{CallControl, ReqEvent, Router};
@@ -176,11 +176,23 @@ pub(crate) struct ServerCall {
 }
 
 /// Recycled large buffers (avoids a fresh, page-faulting allocation per message); their
-/// capacity is reserved from the session's receive budget, so pooling never exceeds it.
+/// capacity is reserved from the session's receive budget, so pooling never exceeds it, and
+/// given back whenever a window or message needs those bytes ([`Reclaim`]).
 #[derive(Debug, Default)]
 struct BufferPool {
     buffers: Vec<(Vec<u8>, Reservation)>,
     bytes: usize,
+}
+
+/// A session's [`BufferPool`], shared with the endpoint's budgets so they can take it back.
+#[derive(Debug, Default)]
+pub(crate) struct SparePool(Mutex<BufferPool>);
+
+impl Reclaim for SparePool {
+    fn reclaim(&self) -> usize {
+        let drained = std::mem::take(&mut *lock(&self.0));
+        drained.bytes
+    }
 }
 
 /// Buffers below this capacity are not worth pooling.
@@ -205,7 +217,7 @@ pub(crate) struct SessionShared {
     pub(crate) live_handlers: AtomicUsize,
     pub(crate) closed: CancellationToken,
     end: OnceLock<Arc<SessionError>>,
-    buffers: Mutex<BufferPool>,
+    buffers: Arc<SparePool>,
     /// Session tasks still running; `tasks_done` fires when the last one ends.
     tasks: AtomicUsize,
     tasks_done: CancellationToken,
@@ -234,6 +246,9 @@ impl SessionShared {
         node: Arc<super::budget::NodeBudgets>,
     ) -> Arc<Self> {
         let closed = CancellationToken::new();
+        let buffers = Arc::new(SparePool::default());
+        let spares: std::sync::Weak<SparePool> = Arc::downgrade(&buffers);
+        node.register_spares(spares);
         Arc::new(SessionShared {
             peer,
             recv: RecvBudget::new(config.session_recv_budget, node.clone()),
@@ -247,7 +262,7 @@ impl SessionShared {
             live_handlers: AtomicUsize::new(0),
             closed,
             end: OnceLock::new(),
-            buffers: Mutex::new(BufferPool::default()),
+            buffers,
             tasks: AtomicUsize::new(0),
             tasks_done: CancellationToken::new(),
         })
@@ -269,7 +284,7 @@ impl SessionShared {
     /// A cleared buffer, recycled when one is available.
     pub(crate) fn take_buffer(&self, min_capacity: usize) -> Vec<u8> {
         if min_capacity >= POOL_MIN_CAPACITY {
-            let mut pool = lock(&self.buffers);
+            let mut pool = lock(&self.buffers.0);
             if let Some((mut buf, _reservation)) = pool.buffers.pop() {
                 pool.bytes = pool.bytes.saturating_sub(buf.capacity());
                 buf.clear();
@@ -282,7 +297,7 @@ impl SessionShared {
     /// A recycled buffer as it was left (contents and length), for the receiver to overwrite
     /// without zeroing it first; empty when none is pooled.
     pub(crate) fn take_receive_buffer(&self) -> Vec<u8> {
-        let mut pool = lock(&self.buffers);
+        let mut pool = lock(&self.buffers.0);
         match pool.buffers.pop() {
             Some((buf, _reservation)) => {
                 pool.bytes = pool.bytes.saturating_sub(buf.capacity());
@@ -300,7 +315,7 @@ impl SessionShared {
         {
             return;
         }
-        let mut pool = lock(&self.buffers);
+        let mut pool = lock(&self.buffers.0);
         if pool.buffers.len() >= POOL_MAX_BUFFERS
             || pool.bytes.saturating_add(capacity) > POOL_MAX_BYTES
         {
@@ -312,10 +327,15 @@ impl SessionShared {
         }
     }
 
+    /// Reserves receive bytes for a call's window or a unary message (see
+    /// [`RecvBudget::reserve_reclaiming`]: pooled buffers give theirs back first).
+    pub(crate) fn reserve_recv(&self, want: usize, min: usize) -> Option<Reservation> {
+        self.recv.reserve_reclaiming(want, min, &*self.buffers)
+    }
+
     /// Frees every pooled buffer and spare stream buffer.
     pub(crate) fn drain_pool(&self) {
-        let drained = std::mem::take(&mut *lock(&self.buffers));
-        drop(drained);
+        self.buffers.reclaim();
         self.outbox.drain_spares();
     }
 

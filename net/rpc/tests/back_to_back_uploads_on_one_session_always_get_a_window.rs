@@ -1,0 +1,156 @@
+//! One session, calls strictly one after another, each awaited until its answer: a download
+//! of several MiB (server-streaming, 1 MiB messages) and then an upload of several MiB
+//! (client-streaming, 1 MiB messages), many times over, with the storage node's budgets (a
+//! 2 MiB request window out of a 16 MiB session receive budget). A call that finished holds
+//! nothing, so every upload must be granted a window; and once the session is quiet its
+//! receive bytes all come back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use futures_util::StreamExt;
+use net_mesh_rpc::rpc::{
+    CallOptions, Config, RawBytes, RequestStreamTyped, ResponseSink, Router,
+    RpcClientStreamingHandler, RpcContext, RpcServerStreamingHandler,
+};
+use net_mesh_rpc::{Endpoint, Identity, RpcError};
+use tokio::net::TcpListener;
+
+const MIB: usize = 1024 * 1024;
+const ROUNDS: usize = 40;
+const DOWNLOAD_MIB: u32 = 8;
+const UPLOAD_MIB: usize = 4;
+
+/// Streams `n` messages of 1 MiB.
+struct Download;
+impl RpcServerStreamingHandler for Download {
+    type Req = u32;
+    type Resp = RawBytes;
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        n: u32,
+        mut out: ResponseSink<RawBytes>,
+    ) -> Result<(), RpcError> {
+        for i in 0..n {
+            out.send(&RawBytes::from(vec![i as u8; MIB])).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Takes every message and answers with the bytes received.
+struct Upload;
+impl RpcClientStreamingHandler for Upload {
+    type Req = RawBytes;
+    type Resp = u64;
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        mut requests: RequestStreamTyped<RawBytes>,
+    ) -> Result<u64, RpcError> {
+        let mut total = 0u64;
+        while let Some(item) = requests.next().await {
+            total += item?.len() as u64;
+        }
+        Ok(total)
+    }
+}
+
+/// The storage node's nRPC budgets (net-mesh-node `NodeConfig::default()`).
+fn node_like() -> Config {
+    let piece = MIB + 64 * 1024;
+    let window = 2 * MIB + 64 * 1024;
+    Config {
+        call_window: window as u32,
+        min_call_window: piece as u32,
+        call_send_budget: window,
+        session_recv_budget: 16 * MIB,
+        session_send_budget: 16 * MIB,
+        node_recv_budget: 128 * MIB,
+        node_send_budget: 64 * MIB,
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_uploads_on_one_session_always_get_a_window() {
+    let router = Router::new()
+        .server_streaming("download", Download)
+        .client_streaming("upload", Upload);
+    let server = Endpoint::new(Identity::from_seed([1; 32]), router, node_like());
+    let client = Endpoint::new(
+        Identity::from_seed([2; 32]),
+        Router::new(),
+        Config::default(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (session, served) =
+        within(async { tokio::join!(client.connect(addr), server.accept(&listener)) }).await;
+    let (session, served) = (session.unwrap(), served.unwrap());
+
+    // A busy machine (the failure this guards against was seen under load).
+    let stop = Arc::new(AtomicBool::new(false));
+    let hog = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut x = 1u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            x
+        })
+    };
+
+    let piece = RawBytes::from(vec![9u8; MIB]);
+    let mut refused = Vec::new();
+    for round in 0..ROUNDS {
+        let mut download = within(session.call_server_streaming::<u32, RawBytes>(
+            "download",
+            &DOWNLOAD_MIB,
+            CallOptions::default(),
+        ))
+        .await
+        .unwrap();
+        let mut got = 0;
+        while let Some(item) = within(download.next()).await {
+            got += item.unwrap().len();
+        }
+        assert_eq!(got, DOWNLOAD_MIB as usize * MIB);
+
+        let upload = async {
+            let mut call =
+                session.call_client_streaming::<RawBytes, u64>("upload", CallOptions::default())?;
+            for _ in 0..UPLOAD_MIB {
+                call.send(&piece).await?;
+            }
+            call.finish().await
+        };
+        match within(upload).await {
+            Ok(n) => assert_eq!(n, (UPLOAD_MIB * MIB) as u64),
+            Err(e) => refused.push((round, e.to_string(), served.recv_bytes_held())),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    hog.join().unwrap();
+
+    assert!(
+        refused.is_empty(),
+        "{} of {ROUNDS} uploads refused (round, error, server session's receive bytes held \
+         then): {refused:?}",
+        refused.len()
+    );
+    // Nothing is open: the server session's receive bytes all come back (pooled buffers
+    // included, once the session is quiet).
+    eventually(|| served.recv_bytes_held() == 0).await;
+}
