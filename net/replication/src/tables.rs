@@ -443,6 +443,22 @@ mod tests {
     }
 
     #[test]
+    fn a_prefetch_row_is_roots_then_expiry() {
+        let row = PrefetchRow {
+            roots: vec![[7; 32]],
+            expires_unix_ms: 300,
+        };
+        let mut want = vec![1, 1];
+        want.extend([7; 32]);
+        want.extend([0xac, 0x02]);
+        assert_eq!(encode_row(&row).unwrap(), want);
+        assert_eq!(
+            decode_row::<PrefetchRow>(PREFETCH_TABLE, &want).unwrap(),
+            row
+        );
+    }
+
+    #[test]
     fn a_vote_row_is_term_node_committed() {
         let row = VoteRow {
             vote: openraft::Vote::new_committed(3, 258),
