@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use net_mesh_rpc::Capabilities;
 use net_mesh_rpc::Identity;
-use net_mesh_rpc::frame::{CallHeader, CallKind, ErrorKind, Frame, FrameError, TraceContext};
+use net_mesh_rpc::frame::{
+    CallHeader, CallKind, ErrorKind, Frame, FrameError, MAX_METADATA_LEN, TraceContext,
+};
 use net_mesh_rpc::handshake::{HandshakePayload, PayloadError, ROLE_RESPONDER};
 use proptest::prelude::*;
 
@@ -201,7 +203,7 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
     let truncated_init = init[..init.len() - 1].to_vec();
     let mut long_metadata = init.clone();
     // metadata_len (call header offset 38) of MAX_METADATA_LEN + 1.
-    long_metadata[10 + 38..10 + 40].copy_from_slice(&1025u16.to_le_bytes());
+    long_metadata[10 + 38..10 + 40].copy_from_slice(&(MAX_METADATA_LEN as u16 + 1).to_le_bytes());
     let cases: Vec<(&str, Vec<u8>, FrameError)> = vec![
         (
             "corrupt_trailing_byte",
@@ -219,7 +221,9 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
         (
             "corrupt_metadata_too_long",
             long_metadata,
-            FrameError::MetadataTooLong { len: 1025 },
+            FrameError::MetadataTooLong {
+                len: MAX_METADATA_LEN + 1,
+            },
         ),
         (
             "corrupt_unknown_dispatch",
