@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use redb::{ReadableTable, TableDefinition};
 
-const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins_v1");
+const PINS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("pins_v2");
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
@@ -77,9 +77,9 @@ fn blob_ls_lists_every_good_pin_and_warns_about_a_bad_row() {
         let txn = db.begin_write().unwrap();
         {
             let mut t = txn.open_table(PINS).unwrap();
-            let mut row = t.get(&key).unwrap().unwrap().value().to_vec();
+            let mut row = t.get(("default", &key)).unwrap().unwrap().value().to_vec();
             row[11 + "two.bin".len()] ^= 0xff;
-            t.insert(&key, row.as_slice()).unwrap();
+            t.insert(("default", &key), row.as_slice()).unwrap();
         }
         txn.commit().unwrap();
     }
