@@ -17,7 +17,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod proto;
-mod pull;
+pub mod pull;
 pub mod revoke;
 pub mod service;
 

@@ -1,19 +1,21 @@
-//! Node-to-node pull: this node fetches a blob from another, only the objects it lacks, and
-//! pins it once every object is in. Runs on a blocking thread.
+//! Fetching a blob from another node, only the objects this store lacks: node-to-node pull
+//! ([`pull`], which then pins the blob) and the walk itself ([`fetch_blob`], which replication
+//! uses to bring in a pin's objects before applying it). Runs on a blocking thread.
 //!
 //! The walk goes down from the ref's roots and imports children before parents, as the
 //! engine's importer requires (a node is indexed only when everything it lists is): objects the
 //! store has are skipped with their whole subtree (an indexed node's subtree is complete) and
 //! held until the import ends; missing ones are asked for in calls of at most
-//! [`MAX_OBJECTS_PER_CALL`] chunks or [`NODE_BATCH`] nodes. A chunk is verified against its id
-//! and stored as it arrives; a node is verified against its id and decoded for its children,
-//! kept until its subtree is in, then stored. So memory holds one object being received plus
-//! at most [`NODE_BATCH`] nodes per tree level, whatever the blob's size. Any object that does
-//! not verify, or that the source lacks, fails the pull (an integrity error) before anything
-//! is pinned; what was stored unpinned is left to GC.
+//! [`MAX_OBJECTS_PER_CALL`] chunks or [`NODE_BATCH`] nodes. Every object is verified against
+//! its id before anything of it is stored or kept; a chunk is stored as it arrives; a node is
+//! decoded for its children, kept until its subtree is in, then stored. So memory holds one
+//! object being received plus at most [`NODE_BATCH`] nodes per tree level, whatever the blob's
+//! size. Any object that does not verify, or that the source lacks, fails the walk (an
+//! integrity error) before anything is pinned; what was stored unpinned is left to GC.
 
 use std::collections::HashSet;
 
+use net_mesh_engine::class::short_hex;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::write::children_of;
 use net_mesh_engine::{BlobRef, ErrorClass, Importer, ObjectKind, Store};
@@ -24,11 +26,11 @@ use crate::bandwidth::LiveStream;
 use crate::client::NodeClient;
 use crate::config::MAX_OBJECTS_PER_CALL;
 use crate::error::{Classified, NodeError, NodeResult};
-use crate::proto::PullDone;
+use crate::proto::{MAX_PIECE, PullDone};
 use crate::service::PinAt;
 
 /// Most tree nodes asked for in one call (each is kept until its subtree is in).
-pub(crate) const NODE_BATCH: usize = 16;
+pub const NODE_BATCH: usize = 16;
 
 /// The objects a ref names directly: its chunks (Small, Manifest) or its root node (Tree).
 fn roots(blob_ref: &BlobRef) -> Vec<(Hash, ObjectKind)> {
@@ -55,16 +57,7 @@ struct ReceivedNode {
     children: Vec<(Hash, ObjectKind)>,
 }
 
-struct Pull<'a, 's> {
-    client: &'a NodeClient,
-    runtime: &'a Handle,
-    stop: &'a CancellationToken,
-    stream: &'a LiveStream,
-    importer: Importer<'s>,
-    done: PullDone,
-}
-
-/// Fetches `blob_ref` from `client`'s node into `store` and pins it under `name`; stops (busy)
+/// Fetches `blob_ref` from `client`'s node into `store` and pins it at `pin`; stops (busy)
 /// when `stop` fires. Takes the bytes of each object received from `stream`'s bandwidth before
 /// it reads the next (so a waiting pull stops its source through the window).
 pub(crate) fn pull(
@@ -76,31 +69,69 @@ pub(crate) fn pull(
     pin: PinAt<'_>,
     stream: &LiveStream,
 ) -> NodeResult<PullDone> {
-    let mut pull = Pull {
+    let mut importer = store.importer().node_err()?;
+    let mut done = PullDone {
+        objects_fetched: 0,
+        bytes_fetched: 0,
+    };
+    let mut received = |bytes: &[u8]| {
+        for piece in bytes.chunks(MAX_PIECE) {
+            runtime.block_on(stream.acquire(piece.len() as u64));
+        }
+        done.objects_fetched = done.objects_fetched.saturating_add(1);
+        done.bytes_fetched = done.bytes_fetched.saturating_add(bytes.len() as u64);
+    };
+    fetch_blob(
+        &mut importer,
         client,
         runtime,
         stop,
-        stream,
-        importer: store.importer().node_err()?,
-        done: PullDone {
-            objects_fetched: 0,
-            bytes_fetched: 0,
-        },
-    };
-    pull.fetch(roots(blob_ref))?;
-    pull.importer
+        blob_ref,
+        &mut received,
+    )?;
+    importer
         .pin_in(pin.channel, blob_ref, pin.name)
         .node_err()?;
-    pull.importer.commit().node_err()?;
-    Ok(pull.done)
+    importer.commit().node_err()?;
+    Ok(done)
 }
 
-impl Pull<'_, '_> {
+/// Brings every object of `blob_ref` that `importer`'s store lacks from `client`'s node into
+/// `importer` (module docs), calling `received` with each object's bytes once they verified
+/// and before they are stored. Stops (busy) when `stop` fires. The importer holds what it
+/// found and stored until its caller commits (with a pin, typically).
+pub fn fetch_blob(
+    importer: &mut Importer<'_>,
+    client: &NodeClient,
+    runtime: &Handle,
+    stop: &CancellationToken,
+    blob_ref: &BlobRef,
+    received: &mut dyn FnMut(&[u8]),
+) -> NodeResult<()> {
+    Walk {
+        client,
+        runtime,
+        stop,
+        importer,
+        received,
+    }
+    .fetch(roots(blob_ref))
+}
+
+struct Walk<'a, 'i, 's> {
+    client: &'a NodeClient,
+    runtime: &'a Handle,
+    stop: &'a CancellationToken,
+    importer: &'i mut Importer<'s>,
+    received: &'a mut dyn FnMut(&[u8]),
+}
+
+impl Walk<'_, '_, '_> {
     fn check_stop(&self) -> NodeResult<()> {
         if self.stop.is_cancelled() {
             return Err(NodeError::new(
                 ErrorClass::Busy,
-                "the pull was stopped (its call ended or the node is shutting down)",
+                "the fetch was stopped (its call ended or the node is shutting down)",
             ));
         }
         Ok(())
@@ -163,25 +194,23 @@ impl Pull<'_, '_> {
             let bytes = answer.map_err(|reason| {
                 integrity(format!(
                     "the source node lacks object {}: {reason}",
-                    net_mesh_engine::class::short_hex(hash)
+                    short_hex(hash)
                 ))
             })?;
             if got_kind != *kind as u8 {
                 return Err(integrity(format!(
                     "the source node sent object {} as kind {got_kind}",
-                    net_mesh_engine::class::short_hex(hash)
+                    short_hex(hash)
                 )));
             }
-            for piece in bytes.chunks(crate::proto::MAX_PIECE) {
-                self.runtime
-                    .block_on(self.stream.acquire(piece.len() as u64));
-            }
-            self.done.objects_fetched = self.done.objects_fetched.saturating_add(1);
-            self.done.bytes_fetched = self.done.bytes_fetched.saturating_add(bytes.len() as u64);
+            // Verified against its id here (children_of checks it first), before anything of
+            // it is stored or kept.
+            let children = children_of(*kind, hash, &bytes)
+                .map_err(|e| integrity(format!("the source node's object: {e}")))?;
+            (self.received)(&bytes);
             if *kind == ObjectKind::Chunk {
                 self.importer.import(*kind, hash, &bytes).node_err()?;
             } else {
-                let children = children_of(*kind, hash, &bytes).node_err()?;
                 nodes.push(ReceivedNode {
                     hash: *hash,
                     kind: *kind,
