@@ -18,76 +18,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use futures_util::StreamExt;
-use net_mesh_rpc::rpc::{
-    CallOptions, Config, RawBytes, RequestStreamTyped, ResponseSink, Router,
-    RpcClientStreamingHandler, RpcContext, RpcServerStreamingHandler,
-};
-use net_mesh_rpc::{Endpoint, Identity, RpcError};
+use net_mesh_rpc::rpc::{CallOptions, Config, RawBytes, Router};
+use net_mesh_rpc::{Endpoint, Identity};
 use tokio::net::TcpListener;
 
-const MIB: usize = 1024 * 1024;
 const ROUNDS: usize = 40;
 const DOWNLOAD_MIB: u32 = 8;
 const UPLOAD_MIB: usize = 4;
 
-/// Streams `n` messages of 1 MiB.
-struct Download;
-impl RpcServerStreamingHandler for Download {
-    type Req = u32;
-    type Resp = RawBytes;
-    async fn call(
-        &self,
-        _ctx: RpcContext,
-        n: u32,
-        mut out: ResponseSink<RawBytes>,
-    ) -> Result<(), RpcError> {
-        for i in 0..n {
-            out.send(&RawBytes::from(vec![i as u8; MIB])).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Takes every message and answers with the bytes received.
-struct Upload;
-impl RpcClientStreamingHandler for Upload {
-    type Req = RawBytes;
-    type Resp = u64;
-    async fn call(
-        &self,
-        _ctx: RpcContext,
-        mut requests: RequestStreamTyped<RawBytes>,
-    ) -> Result<u64, RpcError> {
-        let mut total = 0u64;
-        while let Some(item) = requests.next().await {
-            total += item?.len() as u64;
-        }
-        Ok(total)
-    }
-}
-
-/// The storage node's nRPC budgets (net-mesh-node `NodeConfig::default()`).
-fn node_like() -> Config {
-    let piece = MIB + 64 * 1024;
-    let window = 2 * MIB + 64 * 1024;
-    Config {
-        call_window: window as u32,
-        min_call_window: piece as u32,
-        call_send_budget: window,
-        session_recv_budget: 16 * MIB,
-        session_send_budget: 16 * MIB,
-        node_recv_budget: 128 * MIB,
-        node_send_budget: 64 * MIB,
-        ..Config::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_back_uploads_on_one_session_always_get_a_window() {
     let router = Router::new()
-        .server_streaming("download", Download)
-        .client_streaming("upload", Upload);
-    let server = Endpoint::new(Identity::from_seed([1; 32]), router, node_like());
+        .server_streaming("download", MibDownload)
+        .client_streaming("upload", CountingUpload);
+    let server = Endpoint::new(Identity::from_seed([1; 32]), router, node_like(128 * MIB));
     let client = Endpoint::new(
         Identity::from_seed([2; 32]),
         Router::new(),

@@ -13,68 +13,13 @@ mod common;
 
 use common::*;
 use futures_util::StreamExt;
-use net_mesh_rpc::rpc::{
-    CallOptions, Config, RawBytes, RequestStreamTyped, ResponseSink, Router,
-    RpcClientStreamingHandler, RpcContext, RpcServerStreamingHandler,
-};
-use net_mesh_rpc::{Endpoint, Identity, RpcError, Session};
+use net_mesh_rpc::rpc::{CallOptions, Config, RawBytes, Router};
+use net_mesh_rpc::{Endpoint, Identity, Session};
 use tokio::net::TcpListener;
 
-const MIB: usize = 1024 * 1024;
 const ROUNDS: usize = 20;
 const DOWNLOAD_MIB: u32 = 16;
 const UPLOAD_MIB: usize = 4;
-
-/// Streams `n` messages of 1 MiB.
-struct Download;
-impl RpcServerStreamingHandler for Download {
-    type Req = u32;
-    type Resp = RawBytes;
-    async fn call(
-        &self,
-        _ctx: RpcContext,
-        n: u32,
-        mut out: ResponseSink<RawBytes>,
-    ) -> Result<(), RpcError> {
-        for i in 0..n {
-            out.send(&RawBytes::from(vec![i as u8; MIB])).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Takes every message and answers with the bytes received.
-struct Upload;
-impl RpcClientStreamingHandler for Upload {
-    type Req = RawBytes;
-    type Resp = u64;
-    async fn call(
-        &self,
-        _ctx: RpcContext,
-        mut requests: RequestStreamTyped<RawBytes>,
-    ) -> Result<u64, RpcError> {
-        let mut total = 0u64;
-        while let Some(item) = requests.next().await {
-            total += item?.len() as u64;
-        }
-        Ok(total)
-    }
-}
-
-/// The storage node's per-call windows, with an endpoint budget of one session's.
-fn tight_endpoint() -> Config {
-    let window = 2 * MIB + 64 * 1024;
-    Config {
-        call_window: window as u32,
-        min_call_window: (MIB + 64 * 1024) as u32,
-        call_send_budget: window,
-        session_recv_budget: 16 * MIB,
-        session_send_budget: 16 * MIB,
-        node_recv_budget: 16 * MIB,
-        node_send_budget: 64 * MIB,
-        ..Config::default()
-    }
-}
 
 async fn connect(server: &Endpoint, client: &Endpoint, listener: &TcpListener) -> Session {
     let addr = listener.local_addr().unwrap();
@@ -87,9 +32,9 @@ async fn connect(server: &Endpoint, client: &Endpoint, listener: &TcpListener) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spare_buffers_of_one_session_never_refuse_another_sessions_upload() {
     let router = Router::new()
-        .server_streaming("download", Download)
-        .client_streaming("upload", Upload);
-    let server = Endpoint::new(Identity::from_seed([1; 32]), router, tight_endpoint());
+        .server_streaming("download", MibDownload)
+        .client_streaming("upload", CountingUpload);
+    let server = Endpoint::new(Identity::from_seed([1; 32]), router, node_like(16 * MIB));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let reader = Endpoint::new(
         Identity::from_seed([2; 32]),

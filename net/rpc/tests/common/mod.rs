@@ -17,8 +17,9 @@ use futures_util::StreamExt;
 use net_mesh_rpc::frame::Frame;
 use net_mesh_rpc::handshake;
 use net_mesh_rpc::rpc::{
-    Config, ErrorKind, RequestStreamTyped, ResponseSink, Router, RpcClientStreamingHandler,
-    RpcContext, RpcDuplexHandler, RpcServerStreamingHandler, RpcUnaryHandler,
+    Config, ErrorKind, RawBytes, RequestStreamTyped, ResponseSink, Router,
+    RpcClientStreamingHandler, RpcContext, RpcDuplexHandler, RpcServerStreamingHandler,
+    RpcUnaryHandler,
 };
 use net_mesh_rpc::transport::{self, FrameReceiver, FrameSender};
 use net_mesh_rpc::{Endpoint, Identity, RpcError, Session};
@@ -539,5 +540,60 @@ impl RawPeer {
             n += 1;
         }
         n
+    }
+}
+
+/// One mebibyte.
+pub const MIB: usize = 1024 * 1024;
+
+/// Streams `n` messages of 1 MiB.
+pub struct MibDownload;
+impl RpcServerStreamingHandler for MibDownload {
+    type Req = u32;
+    type Resp = RawBytes;
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        n: u32,
+        mut out: ResponseSink<RawBytes>,
+    ) -> Result<(), RpcError> {
+        for i in 0..n {
+            out.send(&RawBytes::from(vec![i as u8; MIB])).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Takes every message and answers with the bytes received.
+pub struct CountingUpload;
+impl RpcClientStreamingHandler for CountingUpload {
+    type Req = RawBytes;
+    type Resp = u64;
+    async fn call(
+        &self,
+        _ctx: RpcContext,
+        mut requests: RequestStreamTyped<RawBytes>,
+    ) -> Result<u64, RpcError> {
+        let mut total = 0u64;
+        while let Some(item) = requests.next().await {
+            total += item?.len() as u64;
+        }
+        Ok(total)
+    }
+}
+
+/// The storage node's per-call windows and session budgets (net-mesh-node
+/// `NodeConfig::default()`), with an endpoint receive budget of `node_recv_budget` bytes.
+pub fn node_like(node_recv_budget: usize) -> Config {
+    let window = 2 * MIB + 64 * 1024;
+    Config {
+        call_window: window as u32,
+        min_call_window: (MIB + 64 * 1024) as u32,
+        call_send_budget: window,
+        session_recv_budget: 16 * MIB,
+        session_send_budget: 16 * MIB,
+        node_recv_budget,
+        node_send_budget: 64 * MIB,
+        ..Config::default()
     }
 }
