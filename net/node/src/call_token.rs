@@ -96,11 +96,25 @@ impl TokenRefusal {
 
 /// Decodes call metadata (module docs).
 pub fn decode_metadata(metadata: &[u8]) -> Result<CallMetadata, TokenRefusal> {
+    let (channel, chain) = split_metadata(metadata)?;
+    let chain = if chain.is_empty() {
+        Vec::new()
+    } else {
+        decode_chain(chain).map_err(VerifyError::from)?
+    };
+    Ok(CallMetadata { channel, chain })
+}
+
+/// The channel a call's metadata names, without decoding its tokens (a handler's view: the
+/// authorization hook has decoded and checked the whole metadata before the call got here).
+pub fn metadata_channel(metadata: &[u8]) -> Result<String, TokenRefusal> {
+    split_metadata(metadata).map(|(channel, _)| channel)
+}
+
+/// The channel (checked) and the chain's bytes (not yet decoded).
+fn split_metadata(metadata: &[u8]) -> Result<(String, &[u8]), TokenRefusal> {
     let Some((&version, rest)) = metadata.split_first() else {
-        return Ok(CallMetadata {
-            channel: DEFAULT_CHANNEL.to_string(),
-            chain: Vec::new(),
-        });
+        return Ok((DEFAULT_CHANNEL.to_string(), &[]));
     };
     if version != METADATA_VERSION {
         return Err(TokenRefusal::MetadataVersion { version });
@@ -113,12 +127,7 @@ pub fn decode_metadata(metadata: &[u8]) -> Result<CallMetadata, TokenRefusal> {
         })?;
     let channel = String::from_utf8_lossy(name).into_owned();
     check_channel_name(&channel)?;
-    let chain = if chain.is_empty() {
-        Vec::new()
-    } else {
-        decode_chain(chain).map_err(VerifyError::from)?
-    };
-    Ok(CallMetadata { channel, chain })
+    Ok((channel, chain))
 }
 
 /// Fuzz harness of [`decode_metadata`]: any bytes decode to a value or a refusal, never a
@@ -331,6 +340,10 @@ mod tests {
         assert_eq!(encode_metadata(DEFAULT_CHANNEL, &[]), Vec::<u8>::new());
         assert_eq!(decode_metadata(&[]).unwrap(), plain);
         assert_eq!(decode_metadata(b"\x02\x07default").unwrap(), plain);
+        assert_eq!(metadata_channel(&metadata).unwrap(), "photos");
+        assert_eq!(metadata_channel(&[]).unwrap(), DEFAULT_CHANNEL);
+        assert_eq!(metadata_channel(b"\x02\x01*").unwrap_err().reason(), "channel");
+        assert_eq!(metadata_channel(b"\x01").unwrap_err().reason(), "metadata_version");
         let no_token = decode_metadata(&encode_metadata("photos", &[])).unwrap();
         assert_eq!(
             (no_token.channel.as_str(), no_token.chain.len()),

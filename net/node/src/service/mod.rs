@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::allow::{Allow, AllowHook};
 use crate::bandwidth::Bandwidth;
-use crate::call_token::decode_metadata;
+use crate::call_token::metadata_channel;
 use crate::config::NodeConfig;
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::metrics::Metrics;
@@ -373,8 +373,7 @@ pub(crate) struct PinAt<'a> {
 /// The channel a call acts on, from its metadata (which the authorization hook has already
 /// decoded and accepted).
 fn channel_of(ctx: &RpcContext) -> NodeResult<String> {
-    decode_metadata(ctx.metadata())
-        .map(|call| call.channel)
+    metadata_channel(ctx.metadata())
         .map_err(|e| NodeError::new(ErrorClass::Usage, format!("call metadata: {e}")))
 }
 
