@@ -342,8 +342,14 @@ mod tests {
         assert_eq!(decode_metadata(b"\x02\x07default").unwrap(), plain);
         assert_eq!(metadata_channel(&metadata).unwrap(), "photos");
         assert_eq!(metadata_channel(&[]).unwrap(), DEFAULT_CHANNEL);
-        assert_eq!(metadata_channel(b"\x02\x01*").unwrap_err().reason(), "channel");
-        assert_eq!(metadata_channel(b"\x01").unwrap_err().reason(), "metadata_version");
+        assert_eq!(
+            metadata_channel(b"\x02\x01*").unwrap_err().reason(),
+            "channel"
+        );
+        assert_eq!(
+            metadata_channel(b"\x01").unwrap_err().reason(),
+            "metadata_version"
+        );
         let no_token = decode_metadata(&encode_metadata("photos", &[])).unwrap();
         assert_eq!(
             (no_token.channel.as_str(), no_token.chain.len()),
