@@ -476,7 +476,7 @@ impl ReplicatedChannel {
 
     /// Stops the group on this node (its state stays in the store; [`ReplicatedChannel::open`]
     /// resumes it) and stops serving its calls.
-    pub async fn shutdown(self) -> Result<(), ReplicationError> {
+    pub async fn shutdown(&self) -> Result<(), ReplicationError> {
         self.stop.cancel();
         self.replication.remove(&self.channel);
         self.raft
