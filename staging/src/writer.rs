@@ -24,8 +24,8 @@ use net_mesh_engine::index::{blob_id, check_pin_name};
 use net_mesh_engine::tree::TreeBuilder;
 use net_mesh_engine::write::FinishedUpload as BuiltBlob;
 use net_mesh_engine::{
-    ChunkingStrategy, Classify, CommitPolicy, Encoding, ErrorClass, ExtensionError, OpenBatch,
-    PutOutcome, Store, StoreError, Upload,
+    BlobRef, ChunkingStrategy, Classify, CommitPolicy, Encoding, ErrorClass, ExtensionError,
+    ExtensionOp, OpenBatch, PutOutcome, Store, StoreError, Upload,
 };
 
 use crate::StagingConfig;
@@ -310,12 +310,31 @@ impl StagingHandle<'_> {
         &self.ckpt.channel
     }
 
+    /// The name the finished blob is pinned under.
+    pub fn pin_name(&self) -> &str {
+        &self.ckpt.pin_name
+    }
+
     /// Ends the input: builds the blob, pins it in the upload's channel, removes the
     /// checkpoint (releasing its holds) and records the ref under the staging id, all in one
     /// transaction. A channel that no longer exists is refused
     /// ([`StoreError::NoSuchChannel`]) before anything is pinned: checked first, and again
     /// inside that transaction, which it refuses whole; the upload stays live and resumable.
     pub fn finish(self) -> Result<PutOutcome, StagingError> {
+        self.finish_keeping(Keep::Pin)
+    }
+
+    /// [`StagingHandle::finish`] that pins nothing: `hold(blob_ref)` gives the extension op
+    /// that keeps the blob's objects instead (a replicated channel's hold until its pin is
+    /// applied), committed in the same transaction as the blob and the finished record.
+    pub fn finish_held(
+        self,
+        hold: impl FnOnce(&BlobRef) -> Box<dyn ExtensionOp>,
+    ) -> Result<PutOutcome, StagingError> {
+        self.finish_keeping(Keep::Hold(Box::new(hold)))
+    }
+
+    fn finish_keeping(self, keep: Keep<'_>) -> Result<PutOutcome, StagingError> {
         self.usable()?;
         if !self.upload.store().has_channel(&self.ckpt.channel)? {
             return Err(StoreError::NoSuchChannel(self.ckpt.channel.clone()).into());
@@ -334,7 +353,10 @@ impl StagingHandle<'_> {
             chunks,
             mut batch,
         } = upload.finish(&mut ckpt)?;
-        batch.pin_in(&ckpt.channel, &blob_ref, &ckpt.pin_name);
+        match keep {
+            Keep::Pin => batch.pin_in(&ckpt.channel, &blob_ref, &ckpt.pin_name),
+            Keep::Hold(hold) => batch.push_op(hold(&blob_ref)),
+        }
         batch.push_op(Box::new(StagingOp::Finish {
             id: ckpt.id.clone(),
             expect_seq: ckpt.seq,
@@ -370,6 +392,15 @@ impl StagingHandle<'_> {
         Ok(())
     }
 }
+
+/// What keeps a finished upload's blob: its pin, or an extension's hold.
+enum Keep<'a> {
+    Pin,
+    Hold(HoldOf<'a>),
+}
+
+/// The extension op that holds a finished blob, given its ref.
+type HoldOf<'a> = Box<dyn FnOnce(&BlobRef) -> Box<dyn ExtensionOp> + 'a>;
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

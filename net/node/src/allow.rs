@@ -230,16 +230,28 @@ impl Allow {
     }
 }
 
-/// The authorization hook: [`Allow::authorize`] on the session's authenticated peer and the
-/// node's clock, counting refusals (by method, and refused tokens by reason).
+/// The authorization hook: the replicated channels' admission for their own methods, else
+/// [`Allow::authorize`] on the session's authenticated peer and the node's clock, counting
+/// refusals (by method, and refused tokens by reason).
 #[derive(Debug)]
 pub(crate) struct AllowHook {
     pub(crate) allow: Allow,
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub(crate) replicas: Option<std::sync::Arc<dyn crate::replicas::Replicas>>,
 }
 
 impl Authorize for AllowHook {
     fn authorize(&self, peer: &PeerIdentity, method: &str, metadata: &[u8]) -> Result<(), Denied> {
+        if let Some(verdict) = self
+            .replicas
+            .as_ref()
+            .and_then(|r| r.authorize(peer, method, metadata))
+        {
+            if verdict.is_err() {
+                self.metrics.refused(method);
+            }
+            return verdict;
+        }
         let verdict = self.allow.authorize(
             &peer.node_id(),
             peer.public_key(),

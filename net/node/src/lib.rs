@@ -18,6 +18,7 @@ pub mod error;
 pub mod metrics;
 pub mod proto;
 pub mod pull;
+pub mod replicas;
 pub mod revoke;
 pub mod service;
 
@@ -34,6 +35,7 @@ pub use call_token::TokenRefusal;
 pub use client::NodeClient;
 pub use config::NodeConfig;
 pub use error::{NodeError, NodeResult};
+pub use replicas::Replicas;
 pub use service::Node;
 
 /// The endpoint configuration of a node with the default limits ([`NodeConfig::rpc`]).
@@ -55,6 +57,11 @@ pub async fn serve(
             .with_dialed_router(Router::new()),
     );
     node.set_dialer(&endpoint);
+    if let Some(replicas) = node.replicas()
+        && let Err(e) = replicas.start(&endpoint).await
+    {
+        tracing::error!(error = %e, "starting the replicated channels");
+    }
     let serving = endpoint.serve(listener, stop.clone());
     tokio::pin!(serving);
     tokio::select! {
@@ -71,6 +78,11 @@ pub async fn serve(
             live = node.live_uploads(),
             "uploads still running at the end of the shutdown grace"
         );
+    }
+    if let Some(replicas) = node.replicas()
+        && let Err(e) = replicas.stop().await
+    {
+        tracing::warn!(error = %e, "stopping the replicated channels");
     }
 }
 

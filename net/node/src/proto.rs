@@ -97,10 +97,15 @@ pub enum Method {
     ChannelCreate,
     /// unary `()` → `Vec<`[`ChannelRow`]`>`.
     ChannelList,
+    /// unary [`ReplicateRequest`] → `bool` (whether the node started the channel's group now;
+    /// false: it ran it already).
+    ChannelReplicate,
+    /// unary `String` (a channel name) → [`ReplicaStatus`].
+    ChannelStatus,
 }
 
 impl Method {
-    pub const ALL: [Method; 18] = [
+    pub const ALL: [Method; 20] = [
         Method::Status,
         Method::List,
         Method::Resolve,
@@ -119,6 +124,8 @@ impl Method {
         Method::TokenRevoke,
         Method::ChannelCreate,
         Method::ChannelList,
+        Method::ChannelReplicate,
+        Method::ChannelStatus,
     ];
 
     /// The nRPC method name.
@@ -142,6 +149,8 @@ impl Method {
             Method::TokenRevoke => "node/v1/token_revoke",
             Method::ChannelCreate => "node/v1/channel_create",
             Method::ChannelList => "node/v1/channel_list",
+            Method::ChannelReplicate => "node/v1/channel_replicate",
+            Method::ChannelStatus => "node/v1/channel_status",
         }
     }
 
@@ -168,7 +177,9 @@ impl Method {
             | Method::Gc
             | Method::TokenRevoke
             | Method::ChannelCreate
-            | Method::ChannelList => CallKind::Unary,
+            | Method::ChannelList
+            | Method::ChannelReplicate
+            | Method::ChannelStatus => CallKind::Unary,
         }
     }
 
@@ -185,9 +196,12 @@ impl Method {
             | Method::StagingState
             | Method::Has
             | Method::Objects
-            | Method::ChannelList => Role::Read,
+            | Method::ChannelList
+            | Method::ChannelStatus => Role::Read,
             Method::Remove | Method::Put | Method::StagingAbort | Method::Pull => Role::Write,
-            Method::Gc | Method::TokenRevoke | Method::ChannelCreate => Role::Admin,
+            Method::Gc | Method::TokenRevoke | Method::ChannelCreate | Method::ChannelReplicate => {
+                Role::Admin
+            }
         }
     }
 }
@@ -433,6 +447,41 @@ pub struct ChannelRow {
     pub created_unix_ms: u64,
     /// Pin rows in the channel.
     pub pins: u64,
+}
+
+/// [`Method::ChannelReplicate`]'s request: run `channel` as a replicated channel whose
+/// members are `members` (`NODE_ADDR`s, the callee among them; every member gets the same
+/// list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicateRequest {
+    pub channel: String,
+    pub members: Vec<String>,
+}
+
+/// A replicated channel's group as one member sees it ([`Method::ChannelStatus`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub channel: String,
+    pub members: Vec<ReplicaMember>,
+    /// The leader's `NODE_ADDR`, if this member knows one.
+    pub leader: Option<String>,
+    pub is_leader: bool,
+    pub term: u64,
+    /// The quorum-committed log index as far as this member knows it.
+    pub committed: Option<u64>,
+    /// The last log index applied to this member's pins.
+    pub applied: Option<u64>,
+    pub last_log_index: Option<u64>,
+    /// Entries in this member's log not applied yet.
+    pub pending_apply: u64,
+}
+
+/// One member in a [`ReplicaStatus`]: its matched index and lag are known on the leader only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaMember {
+    pub addr: String,
+    pub matched: Option<u64>,
+    pub lag: Option<u64>,
 }
 
 /// [`Method::TokenRevoke`]'s request: refuse, from now on, tokens of `issuer` (a node id)

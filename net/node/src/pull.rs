@@ -57,7 +57,8 @@ struct ReceivedNode {
     children: Vec<(Hash, ObjectKind)>,
 }
 
-/// Fetches `blob_ref` from `client`'s node into `store` and pins it at `pin`; stops (busy)
+/// Fetches `blob_ref` from `client`'s node into `store` and pins it at `pin` (holds it, on a
+/// replicated channel: the caller proposes the pin); stops (busy)
 /// when `stop` fires. Takes the bytes of each object received from `stream`'s bandwidth before
 /// it reads the next (so a waiting pull stops its source through the window).
 pub(crate) fn pull(
@@ -89,9 +90,12 @@ pub(crate) fn pull(
         blob_ref,
         &mut received,
     )?;
-    importer
-        .pin_in(pin.channel, blob_ref, pin.name)
-        .node_err()?;
+    match pin.hold(blob_ref) {
+        Some(hold) => importer.push_op(hold),
+        None => importer
+            .pin_in(pin.channel, blob_ref, pin.name)
+            .node_err()?,
+    }
     importer.commit().node_err()?;
     Ok(done)
 }

@@ -12,7 +12,8 @@
 //!
 //! Modules: `types` (openraft type config, the log operation, member ids), `tables` (the
 //! extension and its rows), `log_store` and `state_machine` (openraft's storage roles),
-//! `network` (the nRPC methods, both sides), `channel` (the API a node uses), `membership`
+//! `network` (the nRPC methods, both sides), `channel` (the API a node uses),
+//! `node_replicas` (a storage node's replicated channels, behind the node's `Replicas` seam), `membership`
 //! (adding learners, changing the voters), `fetch` (bringing a pin's objects from other
 //! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `error`.
 
@@ -22,6 +23,7 @@ pub mod fetch;
 pub mod log_store;
 pub mod membership;
 pub mod network;
+pub mod node_replicas;
 pub mod prefetch;
 pub mod state_machine;
 pub mod tables;
@@ -33,6 +35,7 @@ pub use channel::{
 pub use error::{ApplyError, MembershipError, ProposeError, ReplicationError};
 pub use fetch::{FetchCounts, Fetcher};
 pub use network::{METHOD_APPEND, METHOD_PREFETCH, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
+pub use node_replicas::{METHOD_PROPOSE, NodeReplicas};
 pub use prefetch::{MAX_PREFETCHES_PER_CHANNEL, PREFETCH_HOLD};
 pub use tables::extension;
 pub use types::{Member, PinOp, TypeConfig, raft_id};

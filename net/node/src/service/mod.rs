@@ -41,9 +41,10 @@ use crate::error::{Classified, NodeError, NodeResult};
 use crate::metrics::Metrics;
 use crate::proto::{
     BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, Method, PinRow, PullDone, PullRequest,
-    PutDone, Resolved, RevokeRequest, StagingRow, StagingState, Stat, Status, TAG_BLOB_TREE,
-    Unpinned,
+    PutDone, ReplicaStatus, ReplicateRequest, Resolved, RevokeRequest, StagingRow, StagingState,
+    Stat, Status, TAG_BLOB_TREE, Unpinned,
 };
+use crate::replicas::Replicas;
 use crate::revoke::{self, Floors};
 
 /// A storage node: the store, its limits, and what it reports.
@@ -70,6 +71,8 @@ pub struct Node {
     bandwidth: Arc<Bandwidth>,
     /// Token revocation floors, as persisted in the store.
     floors: Floors,
+    /// The replicated channels, when the node runs any (set before the router is built).
+    replicas: OnceLock<Arc<dyn Replicas>>,
 }
 
 impl Node {
@@ -101,6 +104,7 @@ impl Node {
             shutdown: CancellationToken::new(),
             endpoint: OnceLock::new(),
             floors,
+            replicas: OnceLock::new(),
         }))
     }
 
@@ -123,6 +127,21 @@ impl Node {
     /// Gives the node the endpoint it serves on; pulls dial other nodes with it.
     pub fn set_dialer(&self, endpoint: &Arc<Endpoint>) {
         let _ = self.endpoint.set(Arc::downgrade(endpoint));
+    }
+
+    /// Gives the node its replicated channels; call it before [`Node::router`] (which adds
+    /// their methods and admission). `false` if it had some already.
+    pub fn set_replicas(&self, replicas: Arc<dyn Replicas>) -> bool {
+        self.replicas.set(replicas).is_ok()
+    }
+
+    pub fn replicas(&self) -> Option<&Arc<dyn Replicas>> {
+        self.replicas.get()
+    }
+
+    /// The replicated channels if `channel` is one of them.
+    fn replicated(&self, channel: &str) -> Option<&Arc<dyn Replicas>> {
+        self.replicas.get().filter(|r| r.is_replicated(channel))
     }
 
     fn endpoint(&self) -> Option<Arc<Endpoint>> {
@@ -173,10 +192,15 @@ impl Node {
         self.metrics.render()
     }
 
-    /// The router to serve: every method of [`Method`], behind the allow list.
+    /// The router to serve: every method of [`Method`], behind the allow list, and the
+    /// replicated channels' methods behind their own admission.
     pub fn router(self: &Arc<Self>, allow: Allow) -> Router {
         let n = self;
-        Router::new()
+        let router = match self.replicas.get() {
+            Some(replicas) => replicas.routes(Router::new()),
+            None => Router::new(),
+        };
+        router
             .unary(Method::Status.name(), unary(n, Method::Status, status_impl))
             .server_streaming(Method::List.name(), streaming(n, Method::List, list_impl))
             .unary(
@@ -225,9 +249,18 @@ impl Node {
                 Method::ChannelList.name(),
                 unary(n, Method::ChannelList, channel_list_impl),
             )
+            .unary(
+                Method::ChannelReplicate.name(),
+                unary(n, Method::ChannelReplicate, channel_replicate_impl),
+            )
+            .unary(
+                Method::ChannelStatus.name(),
+                unary(n, Method::ChannelStatus, channel_status_impl),
+            )
             .authorize(AllowHook {
                 allow: allow.with_floors(Arc::clone(&self.floors)),
                 metrics: Arc::clone(&self.metrics),
+                replicas: self.replicas.get().cloned(),
             })
     }
 
@@ -363,11 +396,21 @@ fn decode_ref(bytes: &[u8]) -> NodeResult<BlobRef> {
         .map_err(|e| NodeError::new(ErrorClass::Usage, format!("blob ref does not decode: {e}")))
 }
 
-/// Where a finished put or pull pins its blob: a channel and a pin name.
-#[derive(Debug, Clone, Copy)]
+/// Where a finished put or pull pins its blob: a channel and a pin name; on a replicated
+/// channel (`replicas` set) the blob is kept by the group's hold instead, and pinned through
+/// the group after (crate::replicas).
+#[derive(Clone, Copy)]
 pub(crate) struct PinAt<'a> {
     pub(crate) channel: &'a str,
     pub(crate) name: &'a str,
+    pub(crate) replicas: Option<&'a dyn Replicas>,
+}
+
+impl PinAt<'_> {
+    /// On a replicated channel, the group's hold that keeps `blob_ref` instead of a pin.
+    pub(crate) fn hold(&self, blob_ref: &BlobRef) -> Option<Box<dyn net_mesh_engine::ExtensionOp>> {
+        self.replicas.map(|r| r.hold(self.channel, blob_ref))
+    }
 }
 
 /// The channel a call acts on, from its metadata (which the authorization hook has already
@@ -547,6 +590,31 @@ async fn chunks_impl(
 
 async fn remove_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Unpinned> {
     let channel = channel_of(&ctx)?;
+    if let Some(replicas) = node.replicated(&channel) {
+        // The group unpins: proposed only for a pin this member has applied (a row that
+        // does not decode counts), answered once committed and applied here.
+        let named = channel.clone();
+        let (id, pinned) = node
+            .blocking(move |store| {
+                let id = match &spec {
+                    BlobSpec::Ref(bytes) => blob_id(&decode_ref(bytes)?),
+                    BlobSpec::IdPrefix(prefix) => {
+                        store.find_pin_id_in(&named, prefix).node_err()?
+                    }
+                };
+                let pinned = match store.reader().node_err()?.pin_in(&named, &id) {
+                    Ok(pin) => pin.map(|_| Unpinned::Removed),
+                    Err(_) => Some(Unpinned::RemovedUndecodable),
+                };
+                Ok((id, pinned))
+            })
+            .await?;
+        let Some(removed) = pinned else {
+            return Ok(Unpinned::NotPinned);
+        };
+        replicas.unpin(&channel, &id).await?;
+        return Ok(removed);
+    }
     node.blocking(move |store| {
         let id = match &spec {
             BlobSpec::Ref(bytes) => blob_id(&decode_ref(bytes)?),
@@ -694,6 +762,9 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
     let worker_stop = stop.clone();
     let store = Arc::clone(&node.store);
     let stream = node.bandwidth.open("pull", req.class);
+    let replicas = node.replicated(&channel).cloned();
+    let (held_by, pinned) = (replicas.clone(), blob_ref.clone());
+    let (at_channel, name) = (channel.clone(), req.name.clone());
     let done = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         crate::pull::pull(
@@ -703,8 +774,9 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
             &worker_stop,
             &blob_ref,
             PinAt {
-                channel: &channel,
-                name: &req.name,
+                channel: &at_channel,
+                name: &name,
+                replicas: held_by.as_deref(),
             },
             &stream,
         )
@@ -714,6 +786,9 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
     stop.cancel();
     let done = done??;
     node.metrics.received(done.bytes_fetched);
+    if let Some(replicas) = replicas {
+        replicas.pin(&channel, &pinned, &req.name).await?;
+    }
     Ok(done)
 }
 
@@ -748,6 +823,42 @@ async fn token_revoke_impl(node: Arc<Node>, _: RpcContext, req: RevokeRequest) -
 async fn channel_create_impl(node: Arc<Node>, _: RpcContext, name: String) -> NodeResult<bool> {
     node.blocking(move |store| store.create_channel(&name).node_err())
         .await
+}
+
+async fn channel_replicate_impl(
+    node: Arc<Node>,
+    _: RpcContext,
+    req: ReplicateRequest,
+) -> NodeResult<bool> {
+    let replicas = node.replicas.get().ok_or_else(|| {
+        NodeError::new(
+            ErrorClass::Refused,
+            "this node does not run replicated channels",
+        )
+    })?;
+    let members = req
+        .members
+        .iter()
+        .map(|m| {
+            m.parse::<net_mesh_rpc::NodeAddr>()
+                .map_err(|e| NodeError::new(ErrorClass::Usage, format!("member {m}: {e}")))
+        })
+        .collect::<NodeResult<Vec<_>>>()?;
+    replicas.replicate(&req.channel, &members).await
+}
+
+async fn channel_status_impl(
+    node: Arc<Node>,
+    _: RpcContext,
+    channel: String,
+) -> NodeResult<ReplicaStatus> {
+    match node.replicated(&channel) {
+        Some(replicas) => replicas.status(&channel),
+        None => Err(NodeError::new(
+            ErrorClass::NotFound,
+            format!("channel {channel} is not replicated on this node"),
+        )),
+    }
 }
 
 async fn channel_list_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Vec<ChannelRow>> {

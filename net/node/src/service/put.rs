@@ -38,6 +38,7 @@ use crate::bandwidth::LiveStream;
 use crate::config::PUT_QUEUE;
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::proto::{MAX_PIECE, Method, PutDone, PutPart, PutStart, TreeShape};
+use crate::replicas::Replicas;
 
 /// What the feed hands the worker.
 enum PutInput {
@@ -232,9 +233,11 @@ async fn put_impl(
     let finished_id = claimed_id.map(str::to_string);
     let (tx, rx) = mpsc::channel(PUT_QUEUE);
     let store = Arc::clone(&node.store);
+    let replicas = node.replicated(&channel).cloned();
+    let held_by = replicas.clone();
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
-        put_worker(&store, &channel, start, rx)
+        put_worker(&store, &channel, held_by.as_deref(), start, rx)
     });
     let fed = feed(&node, &stream, &mut requests, &tx).await;
     drop(tx);
@@ -244,7 +247,13 @@ async fn put_impl(
     }
     match (fed, result) {
         (Fed::Stopped(why), _) => Err(why),
-        (_, Ok(done)) => Ok(done),
+        (_, Ok(Finished { done, pin_as })) => {
+            if let (Some(replicas), Some((channel, name))) = (&replicas, pin_as) {
+                let blob_ref = super::decode_ref(&done.blob_ref)?;
+                replicas.pin(&channel, &blob_ref, &name).await?;
+            }
+            Ok(done)
+        }
         (_, Err(WorkerEnd::Failed(e))) => Err(e),
         (_, Err(WorkerEnd::Stopped)) => Err(NodeError::new(
             ErrorClass::Io,
@@ -363,15 +372,24 @@ fn done(
     }
 }
 
+/// What a worker's put finished: its answer, and on a replicated channel the channel and
+/// name the blob (held, not pinned) is to be pinned under through the group.
+struct Finished {
+    done: PutDone,
+    pin_as: Option<(String, String)>,
+}
+
 /// The worker of one put (on a blocking thread): opens the upload in `channel` or resumes it
 /// (in the channel it began in), writes the input, and finishes on its end or checkpoints
-/// when the input closes first.
+/// when the input closes first. On a replicated channel (`replicas`) the finished blob is
+/// held, not pinned; the caller proposes its pin.
 fn put_worker(
     store: &Store,
     channel: &str,
+    replicas: Option<&dyn Replicas>,
     start: PutStart,
     mut input: mpsc::Receiver<PutInput>,
-) -> Result<PutDone, WorkerEnd> {
+) -> Result<Finished, WorkerEnd> {
     let (mut handle, staging_id, resumed_from) = match start {
         PutStart::Begin {
             staging_id,
@@ -415,7 +433,17 @@ fn put_worker(
                 (*writer, staging_id, offset)
             }
             Resumed::Finished(outcome) => {
-                return Ok(done(outcome, Some(staging_id), None));
+                // Finished before: on a replicated channel its pin may not have been
+                // proposed (a crash in between); proposed again unless pinned here already,
+                // without a name (the finished record keeps none).
+                let pin_as = match replicas {
+                    Some(_) => unapplied(store, channel, &outcome.blob_ref)?,
+                    None => None,
+                };
+                return Ok(Finished {
+                    done: done(outcome, Some(staging_id), None),
+                    pin_as,
+                });
             }
         },
         PutStart::ErasureCoded {
@@ -431,8 +459,13 @@ fn put_worker(
             let pin = PinAt {
                 channel,
                 name: &name,
+                replicas,
             };
-            return put_erasure_coded(store, pin, chunking, tree, (k, n), input);
+            let done = put_erasure_coded(store, pin, chunking, tree, (k, n), input)?;
+            return Ok(Finished {
+                done,
+                pin_as: replicas.map(|_| (channel.to_string(), name)),
+            });
         }
     };
     loop {
@@ -442,8 +475,35 @@ fn put_worker(
             None => return Err(checkpointed(handle)),
         }
     }
-    let outcome = handle.finish()?;
-    Ok(done(outcome, Some(staging_id), Some(resumed_from)))
+    let pin_as = replicas.map(|_| (handle.channel().to_string(), handle.pin_name().to_string()));
+    let outcome = match replicas {
+        Some(replicas) => {
+            let at = handle.channel().to_string();
+            handle.finish_held(|blob_ref| replicas.hold(&at, blob_ref))?
+        }
+        None => handle.finish()?,
+    };
+    Ok(Finished {
+        done: done(outcome, Some(staging_id), Some(resumed_from)),
+        pin_as,
+    })
+}
+
+/// `(channel, "")` when `blob_ref` is not pinned in `channel` on this node yet.
+fn unapplied(
+    store: &Store,
+    channel: &str,
+    blob_ref: &net_mesh_engine::BlobRef,
+) -> Result<Option<(String, String)>, WorkerEnd> {
+    let id = net_mesh_engine::index::blob_id(blob_ref);
+    let pinned = store
+        .reader()
+        .node_err()
+        .and_then(|r| r.pin_in(channel, &id).node_err())
+        .map_err(WorkerEnd::Failed)?;
+    Ok(pinned
+        .is_none()
+        .then(|| (channel.to_string(), String::new())))
 }
 
 /// Commits what `handle` holds as a checkpoint before the upload stops (so a resume re-sends
@@ -461,12 +521,13 @@ fn checkpointed(mut handle: StagingHandle<'_>) -> WorkerEnd {
 /// An erasure-coded put (not resumable): nothing is pinned unless the input ends.
 fn put_erasure_coded(
     store: &Store,
-    PinAt { channel, name }: PinAt<'_>,
+    pin: PinAt<'_>,
     chunking: ChunkingStrategy,
     tree: TreePolicy,
     (k, n): (u8, u8),
     mut input: mpsc::Receiver<PutInput>,
 ) -> Result<PutDone, WorkerEnd> {
+    let PinAt { channel, name, .. } = pin;
     net_mesh_engine::index::check_pin_name(name)
         .map_err(|e| WorkerEnd::Failed(NodeError::new(ErrorClass::Usage, e.to_string())))?;
     if !store
@@ -494,7 +555,10 @@ fn put_erasure_coded(
         chunks,
         mut batch,
     } = upload.finish(&mut CommitWhenFull)?;
-    batch.pin_in(channel, &blob_ref, name);
+    match pin.hold(&blob_ref) {
+        Some(hold) => batch.push_op(hold),
+        None => batch.pin_in(channel, &blob_ref, name),
+    }
     batch.commit()?;
     Ok(done(
         net_mesh_engine::PutOutcome {

@@ -1,0 +1,513 @@
+//! [`NodeReplicas`]: the replicated channels of one storage node, behind the node's
+//! [`Replicas`] seam (`net_mesh_node::replicas`). It starts the channels the store holds
+//! state for, makes new ones (`node/v1/channel_replicate`), and carries a client's write on any
+//! member to the group: the leader proposes it itself; a follower forwards it to the leader
+//! with `raft/v1/propose`, whose handler first fetches the blob's objects the leader lacks
+//! from the calling member (verified, held), then proposes. A write returns once its entry is
+//! committed and applied on the member the client called (so a read there right after sees
+//! it).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use net_mesh_engine::codec::Hash;
+use net_mesh_engine::index::blob_id;
+use net_mesh_engine::{BlobRef, Classify, ErrorClass, ExtensionOp, Store};
+use net_mesh_node::call_token::{encode_metadata, metadata_channel};
+use net_mesh_node::proto::{ReplicaMember, ReplicaStatus};
+use net_mesh_node::replicas::{ReplicaFuture, Replicas};
+use net_mesh_node::{NodeError, NodeResult};
+use net_mesh_rpc::rpc::client::CallOptions;
+use net_mesh_rpc::rpc::{Denied, ErrorKind, Router, RpcContext, RpcError, RpcUnaryHandler};
+use net_mesh_rpc::{Endpoint, NodeAddr, PeerIdentity};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::{ReplicatedChannel, ReplicationConfig};
+use crate::error::{ProposeError, ReplicationError};
+use crate::fetch::Fetcher;
+use crate::network::Replication;
+use crate::prefetch::hold_op;
+use crate::tables::{LOG_META_TABLE, LogMetaRow, NAMESPACE, STATE_TABLE, StateRow};
+use crate::types::{MAX_OP_LEN, Member, PinOp};
+
+/// `raft/v1/propose`: a member asks the leader to propose `op` in the call's channel.
+pub const METHOD_PROPOSE: &str = "raft/v1/propose";
+
+/// How long a write waits for the group (a leader to be known, the entry committed and
+/// applied here) before it gives up with `Busy`.
+const WRITE_WAIT: Duration = Duration::from_secs(30);
+/// Pause between forwarding attempts while the group has no leader or it changed.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// `raft/v1/propose` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proposed {
+    /// Committed at this log index (and applied on the leader).
+    Committed(u64),
+    /// The callee is not the leader; the leader it knows, as `NODE_ADDR`.
+    NotLeader(Option<String>),
+}
+
+/// The replicated channels of one node.
+#[derive(Debug)]
+pub struct NodeReplicas {
+    /// This value (its `raft/v1/propose` handler holds it).
+    me: std::sync::Weak<NodeReplicas>,
+    replication: Replication,
+    store: Arc<Store>,
+    config: ReplicationConfig,
+    endpoint: OnceLock<Endpoint>,
+    /// Channels running on this node.
+    running: RwLock<HashMap<String, Arc<ReplicatedChannel>>>,
+    /// Channels this node replicates (running or not): their writes never pin locally.
+    replicated: RwLock<HashSet<String>>,
+    stop: CancellationToken,
+}
+
+impl NodeReplicas {
+    /// The replicated channels of `store` (opened with [`crate::extension`]): reads which
+    /// channels hold replication state (blocking).
+    pub fn new(
+        store: Arc<Store>,
+        config: ReplicationConfig,
+    ) -> Result<Arc<NodeReplicas>, ReplicationError> {
+        let replicated = replicated_channels(&store)?;
+        Ok(Arc::new_cyclic(|me| NodeReplicas {
+            me: me.clone(),
+            replication: Replication::new(),
+            store,
+            config,
+            endpoint: OnceLock::new(),
+            running: RwLock::new(HashMap::new()),
+            replicated: RwLock::new(replicated),
+            stop: CancellationToken::new(),
+        }))
+    }
+
+    /// The channel's group, when it runs here.
+    pub fn channel(&self, channel: &str) -> Option<Arc<ReplicatedChannel>> {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned()
+    }
+
+    /// Calls refused because the peer is not a member of the channel's group.
+    pub fn peer_auth_rejections(&self) -> u64 {
+        self.replication.peer_auth_rejections()
+    }
+
+    fn running_or_refused(&self, channel: &str) -> NodeResult<Arc<ReplicatedChannel>> {
+        self.channel(channel).ok_or_else(|| {
+            NodeError::new(
+                ErrorClass::Busy,
+                format!("channel {channel} is replicated but its group does not run on this node"),
+            )
+        })
+    }
+
+    fn endpoint(&self) -> NodeResult<&Endpoint> {
+        self.endpoint.get().ok_or_else(|| {
+            NodeError::new(ErrorClass::Busy, "the node has not started its channels")
+        })
+    }
+
+    async fn start_channels(&self, endpoint: &Endpoint) -> NodeResult<()> {
+        let _ = self.endpoint.set(endpoint.clone());
+        let names: Vec<String> = self
+            .replicated
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        for name in names {
+            let opened = ReplicatedChannel::open(
+                &self.replication,
+                self.store.clone(),
+                &name,
+                endpoint.clone(),
+                &self.config,
+            )
+            .await
+            .map_err(|e| node_error(&e))?;
+            tracing::info!(channel = name, "replicated channel started");
+            self.running
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name, Arc::new(opened));
+        }
+        Ok(())
+    }
+
+    async fn stop_channels(&self) -> NodeResult<()> {
+        self.stop.cancel();
+        let running: Vec<Arc<ReplicatedChannel>> = self
+            .running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for channel in running {
+            if let Err(e) = channel.shutdown().await {
+                tracing::warn!(channel = channel.channel(), error = %e, "stopping");
+            }
+        }
+        Ok(())
+    }
+
+    async fn make(&self, channel: &str, members: &[NodeAddr]) -> NodeResult<bool> {
+        if self.channel(channel).is_some() {
+            return Ok(false);
+        }
+        let endpoint = self.endpoint()?.clone();
+        let created = ReplicatedChannel::create(
+            &self.replication,
+            self.store.clone(),
+            channel,
+            members,
+            endpoint,
+            &self.config,
+        )
+        .await;
+        let created = match created {
+            Ok(c) => c,
+            Err(ReplicationError::AlreadyOpen(_)) => return Ok(false),
+            Err(e) => return Err(node_error(&e)),
+        };
+        self.replicated
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.to_string());
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.to_string(), Arc::new(created));
+        tracing::info!(
+            channel,
+            members = members.len(),
+            "replicated channel created"
+        );
+        Ok(true)
+    }
+
+    /// Proposes `op` through the group: on the leader directly, else forwarded to it; retried
+    /// while the group has no leader or it changed, up to [`WRITE_WAIT`]. Waits until the
+    /// entry is applied here.
+    async fn write(&self, channel: &str, op: PinOp) -> NodeResult<u64> {
+        let group = self.running_or_refused(channel)?;
+        let deadline = tokio::time::Instant::now() + WRITE_WAIT;
+        let index = loop {
+            let status = group.status();
+            let attempt = if status.is_leader {
+                propose_here(&group, &op).await
+            } else if let Some(leader) = status.leader {
+                self.forward(channel, &leader, &op).await
+            } else {
+                Attempt::Retry("no leader is known".into())
+            };
+            match attempt {
+                Attempt::Done(index) => break index,
+                Attempt::Failed(e) => return Err(e),
+                Attempt::Retry(why) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(NodeError::new(
+                            ErrorClass::Busy,
+                            format!("channel {channel}: no leader took the write: {why}"),
+                        ));
+                    }
+                    tracing::debug!(channel, why, "retrying a replicated write");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        };
+        let waited = group
+            .raft
+            .wait(Some(
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+            ))
+            .applied_index_at_least(Some(index), "the write applied here")
+            .await;
+        if let Err(e) = waited {
+            return Err(NodeError::new(
+                ErrorClass::Busy,
+                format!(
+                    "channel {channel}: entry {index} is committed but not applied on this node yet: {e}"
+                ),
+            ));
+        }
+        Ok(index)
+    }
+
+    async fn forward(&self, channel: &str, leader: &NodeAddr, op: &PinOp) -> Attempt {
+        let endpoint = match self.endpoint() {
+            Ok(e) => e.clone(),
+            Err(e) => return Attempt::Failed(e),
+        };
+        let call = async {
+            let session = endpoint.connect_node(leader).await.map_err(|e| {
+                NodeError::new(ErrorClass::Busy, format!("dial the leader {leader}: {e}"))
+            })?;
+            let opts =
+                CallOptions::with_timeout(WRITE_WAIT).metadata(encode_metadata(channel, &[]));
+            session
+                .call_unary::<PinOp, Proposed>(METHOD_PROPOSE, op, opts)
+                .await
+                .map_err(|e| NodeError::from_rpc(&e))
+        };
+        match call.await {
+            Ok(Proposed::Committed(index)) => Attempt::Done(index),
+            Ok(Proposed::NotLeader(_)) => {
+                Attempt::Retry(format!("{leader} is no longer the leader"))
+            }
+            Err(e) if matches!(e.class, ErrorClass::Busy | ErrorClass::Io) => {
+                Attempt::Retry(format!("the leader {leader}: {}", e.message))
+            }
+            Err(e) => Attempt::Failed(NodeError::new(
+                e.class,
+                format!("the leader {leader}: {}", e.message),
+            )),
+        }
+    }
+}
+
+/// One try at a replicated write.
+enum Attempt {
+    Done(u64),
+    Retry(String),
+    Failed(NodeError),
+}
+
+async fn propose_here(group: &ReplicatedChannel, op: &PinOp) -> Attempt {
+    let proposed = match op {
+        PinOp::Pin { blob_ref, name } => match BlobRef::decode(blob_ref) {
+            Ok(b) => group.propose_pin(&b, name).await,
+            Err(e) => {
+                return Attempt::Failed(NodeError::new(
+                    ErrorClass::Usage,
+                    format!("blob ref does not decode: {e}"),
+                ));
+            }
+        },
+        PinOp::Unpin { blob_id } => group.propose_unpin(blob_id).await,
+    };
+    match proposed {
+        Ok(index) => Attempt::Done(index),
+        Err(ProposeError::NotLeader { .. }) => Attempt::Retry("leadership moved".into()),
+        Err(e @ (ProposeError::Busy { .. } | ProposeError::NotDurable { .. })) => {
+            Attempt::Retry(e.to_string())
+        }
+        Err(e) => Attempt::Failed(NodeError::new(e.class(), e.to_string())),
+    }
+}
+
+fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
+    NodeError::new(e.class(), e.to_string())
+}
+
+/// The channels of `store` that hold replication state.
+fn replicated_channels(store: &Store) -> Result<HashSet<String>, ReplicationError> {
+    let names: Vec<String> = store
+        .channels()
+        .map_err(|e| ReplicationError::Raft(e.to_string()))?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    Ok(store.read_extension(NAMESPACE, |r| {
+        let mut replicated = HashSet::new();
+        for name in names {
+            if crate::tables::read_channel_row::<StateRow>(r, STATE_TABLE, &name)?.is_some()
+                || crate::tables::read_channel_row::<LogMetaRow>(r, LOG_META_TABLE, &name)?
+                    .is_some()
+                || crate::tables::read_last_log(r, &name)?.is_some()
+            {
+                replicated.insert(name);
+            }
+        }
+        Ok(replicated)
+    })?)
+}
+
+impl Replicas for NodeReplicas {
+    fn routes(&self, router: Router) -> Router {
+        let router = self.replication.routes(router);
+        match self.me.upgrade() {
+            Some(me) => router.unary(METHOD_PROPOSE, ProposeHandler(me)),
+            None => router,
+        }
+    }
+
+    fn authorize(
+        &self,
+        peer: &PeerIdentity,
+        method: &str,
+        metadata: &[u8],
+    ) -> Option<Result<(), Denied>> {
+        self.replication.authorize_call(peer, method, metadata)
+    }
+
+    fn start<'a>(&'a self, endpoint: &'a Endpoint) -> ReplicaFuture<'a, ()> {
+        Box::pin(self.start_channels(endpoint))
+    }
+
+    fn stop(&self) -> ReplicaFuture<'_, ()> {
+        Box::pin(self.stop_channels())
+    }
+
+    fn is_replicated(&self, channel: &str) -> bool {
+        self.replicated
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(channel)
+    }
+
+    fn hold(&self, channel: &str, blob_ref: &BlobRef) -> Box<dyn ExtensionOp> {
+        Box::new(hold_op(channel, blob_ref))
+    }
+
+    fn pin<'a>(
+        &'a self,
+        channel: &'a str,
+        blob_ref: &'a BlobRef,
+        name: &'a str,
+    ) -> ReplicaFuture<'a, u64> {
+        Box::pin(self.write(
+            channel,
+            PinOp::Pin {
+                blob_ref: blob_ref.encode(),
+                name: name.to_string(),
+            },
+        ))
+    }
+
+    fn unpin<'a>(&'a self, channel: &'a str, id: &'a Hash) -> ReplicaFuture<'a, u64> {
+        Box::pin(self.write(channel, PinOp::Unpin { blob_id: *id }))
+    }
+
+    fn replicate<'a>(
+        &'a self,
+        channel: &'a str,
+        members: &'a [NodeAddr],
+    ) -> ReplicaFuture<'a, bool> {
+        Box::pin(self.make(channel, members))
+    }
+
+    fn status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
+        let s = self.running_or_refused(channel)?.status();
+        Ok(ReplicaStatus {
+            channel: s.channel,
+            members: s
+                .members
+                .into_iter()
+                .map(|m| ReplicaMember {
+                    addr: m.addr.to_string(),
+                    matched: m.matched,
+                    lag: m.lag,
+                })
+                .collect(),
+            leader: s.leader.map(|l| l.to_string()),
+            is_leader: s.is_leader,
+            term: s.term,
+            committed: s.committed,
+            applied: s.applied,
+            last_log_index: s.last_log_index,
+            pending_apply: s.pending_apply,
+        })
+    }
+}
+
+struct ProposeHandler(Arc<NodeReplicas>);
+
+impl RpcUnaryHandler for ProposeHandler {
+    type Req = PinOp;
+    type Resp = Proposed;
+
+    async fn call(&self, ctx: RpcContext, op: PinOp) -> Result<Proposed, RpcError> {
+        let channel = metadata_channel(ctx.metadata())
+            .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("metadata: {e}")))?;
+        let Some(group) = self.0.channel(&channel) else {
+            return Err(RpcError::new(
+                ErrorKind::PermissionDenied,
+                format!("channel {channel} is not replicated on this node"),
+            ));
+        };
+        // Only a member proposes (the hook checked it; checked again), and its address in
+        // the membership is where the blob's objects come from.
+        let peer = ctx.peer().node_id();
+        let source = {
+            let metrics = group.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .nodes()
+                .find(|(_, m)| m.is(&peer))
+                .and_then(|(_, m)| Member::addr(m))
+        };
+        let Some(source) = source else {
+            return Err(RpcError::new(
+                ErrorKind::PermissionDenied,
+                format!("node {peer} is not a member of channel {channel}'s group"),
+            ));
+        };
+        if !group.status().is_leader {
+            return Ok(Proposed::NotLeader(
+                group.status().leader.map(|l| l.to_string()),
+            ));
+        }
+        if let PinOp::Pin { blob_ref, .. } = &op {
+            if blob_ref.len() > MAX_OP_LEN {
+                return Err(RpcError::new(
+                    ErrorKind::InvalidArgument,
+                    format!("a blob ref of {} bytes (most {MAX_OP_LEN})", blob_ref.len()),
+                ));
+            }
+            let blob_ref = BlobRef::decode(blob_ref)
+                .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("blob ref: {e}")))?;
+            fetch_held(&group, &source, &blob_ref, &self.0.stop)
+                .await
+                .map_err(|e| e.to_rpc())?;
+        }
+        match propose_here(&group, &op).await {
+            Attempt::Done(index) => Ok(Proposed::Committed(index)),
+            Attempt::Retry(why) => Err(NodeError::new(ErrorClass::Busy, why).to_rpc()),
+            Attempt::Failed(e) => Err(e.to_rpc()),
+        }
+    }
+}
+
+/// Brings what this store lacks of `blob_ref` from `source` (verified) and holds it, in one
+/// transaction (nothing when the store has it all).
+async fn fetch_held(
+    group: &ReplicatedChannel,
+    source: &NodeAddr,
+    blob_ref: &BlobRef,
+    stop: &CancellationToken,
+) -> NodeResult<()> {
+    let fetcher = Fetcher::new(
+        group.endpoint.clone(),
+        tokio::runtime::Handle::current(),
+        stop.child_token(),
+    );
+    let store = group.store.clone();
+    let (source, blob_ref) = (source.clone(), blob_ref.clone());
+    let channel = group.channel().to_string();
+    tokio::task::spawn_blocking(move || {
+        let missing = crate::state_machine::missing_roots(&store, &blob_ref)
+            .map_err(|e| node_error(&e))?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut importer = store.importer().map_err(|e| node_error(&e))?;
+        fetcher.fetch_from(&source, &mut importer, &blob_ref)?;
+        importer.push_op(Box::new(hold_op(&channel, &blob_ref)));
+        importer.commit().map_err(|e| node_error(&e))?;
+        tracing::debug!(channel, id = %net_mesh_engine::class::short_hex(&blob_id(&blob_ref)), "fetched a forwarded pin's objects");
+        Ok(())
+    })
+    .await
+    .map_err(|e| NodeError::new(ErrorClass::Io, format!("worker failed: {e}")))?
+}
