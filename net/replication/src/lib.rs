@@ -22,6 +22,7 @@ pub mod error;
 pub mod fetch;
 pub mod log_store;
 pub mod membership;
+pub mod moves;
 pub mod network;
 pub mod node_replicas;
 pub mod prefetch;
@@ -34,8 +35,12 @@ pub use channel::{
 };
 pub use error::{ApplyError, MembershipError, ProposeError, ReplicationError};
 pub use fetch::{FetchCounts, Fetcher};
+pub use moves::{
+    CleanupReply, CleanupRequest, HandoffState, METHOD_MOVE_CLEANUP, METHOD_MOVE_STATE,
+    MoveConfig, MoveError, MoveEvent, MoveRecord, MoveSpec, Moves, StateRequest,
+};
 pub use network::{METHOD_APPEND, METHOD_PREFETCH, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
 pub use node_replicas::{METHOD_PROPOSE, NodeReplicas};
 pub use prefetch::{MAX_PREFETCHES_PER_CHANNEL, PREFETCH_HOLD};
-pub use tables::extension;
+pub use tables::{MovePhase, extension};
 pub use types::{Member, PinOp, TypeConfig, raft_id};

@@ -27,20 +27,7 @@ impl ReplicatedChannel {
     /// the leader; adding a node already in the group re-adds it (no change).
     pub async fn add_learner(&self, learner: &NodeAddr) -> Result<u64, MembershipError> {
         let id = raft_id(&learner.node_id);
-        let known = self.membership_nodes();
-        if let Some(other) = known.get(&id).filter(|m| !m.is(&learner.node_id)) {
-            return Err(self.usage(format!(
-                "node {} has the raft id {id:#018x} of member {}",
-                learner.node_id,
-                other.node_id_hex()
-            )));
-        }
-        let resp = self
-            .raft
-            .add_learner(id, Member::from_addr(learner), false)
-            .await
-            .map_err(|e| self.membership_error(e))?;
-        let target = resp.log_id.index;
+        let target = self.add_learner_entry(learner).await?;
         let started = Instant::now();
         let waited = self
             .raft
@@ -71,6 +58,40 @@ impl ReplicatedChannel {
                 reason: "shutting down".into(),
             }),
         }
+    }
+
+    /// Adds `learner` as a learner and returns the log index of that membership entry once it
+    /// is committed, without waiting for the learner to catch up.
+    pub(crate) async fn add_learner_entry(
+        &self,
+        learner: &NodeAddr,
+    ) -> Result<u64, MembershipError> {
+        let id = raft_id(&learner.node_id);
+        let known = self.membership_nodes();
+        if let Some(other) = known.get(&id).filter(|m| !m.is(&learner.node_id)) {
+            return Err(self.usage(format!(
+                "node {} has the raft id {id:#018x} of member {}",
+                learner.node_id,
+                other.node_id_hex()
+            )));
+        }
+        let resp = self
+            .raft
+            .add_learner(id, Member::from_addr(learner), false)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        Ok(resp.log_id.index)
+    }
+
+    /// The voters of the latest membership this node knows (every configuration of a joint
+    /// one), and the log index of that membership's entry.
+    pub(crate) fn voters(&self) -> (BTreeSet<u64>, Option<u64>) {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        (
+            metrics.membership_config.voter_ids().collect(),
+            metrics.membership_config.log_id().map(|l| l.index),
+        )
     }
 
     /// Makes `voters` the group's voters: each must already be in the group (a voter, or a
@@ -110,7 +131,7 @@ impl ReplicatedChannel {
     }
 
     /// The nodes of the latest membership this node knows (voters and learners).
-    fn membership_nodes(&self) -> BTreeMap<u64, Member> {
+    pub(crate) fn membership_nodes(&self) -> BTreeMap<u64, Member> {
         self.raft
             .metrics()
             .borrow()
@@ -121,7 +142,7 @@ impl ReplicatedChannel {
     }
 
     /// The last log index the leader knows to be on member `id`.
-    fn matched(&self, id: u64) -> Option<u64> {
+    pub(crate) fn matched(&self, id: u64) -> Option<u64> {
         self.raft
             .metrics()
             .borrow()

@@ -32,6 +32,12 @@ pub const STATE_TABLE: &str = "state_v1";
 /// Key: (channel name, blob id bytes). Value: a hold on a blob's roots until its pin is
 /// applied or the hold expires ([`PrefetchRow`]).
 pub const PREFETCH_TABLE: &str = "prefetch_v1";
+/// Key: channel name. Value: the replica move of that channel this node takes part in
+/// ([`MoveRow`]; at most one per channel).
+pub const MOVES_TABLE: &str = "moves_v1";
+
+/// Longest `host_port` a [`MoveRow`] keeps (a DNS name of 253 bytes and a port fit).
+pub const MAX_HOST_PORT_LEN: usize = 270;
 
 /// The version byte every value starts with.
 pub const ROW_VERSION: u8 = 1;
@@ -65,6 +71,73 @@ pub struct StateRow {
 pub struct PrefetchRow {
     pub roots: Vec<[u8; 32]>,
     pub expires_unix_ms: u64,
+}
+
+/// The phase a replica move has reached (docs/REPLICATION.md, replica moves). The order is the
+/// order of the phases; a move only ever moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MovePhase {
+    /// Bound on this node (a participant told of the move, or the coordinator that started
+    /// it); nothing done yet.
+    Bound,
+    /// The target is in the group as a learner (its membership entry is committed).
+    LearnerAdded,
+    /// The target matched the committed index of the group.
+    CaughtUp,
+    /// The voters are the old ones less the source plus the target (committed).
+    CutOver,
+    /// The target has applied a membership without the source, at or past the cutover.
+    Left,
+    /// The source removed its copy of the channel.
+    CleanedUp,
+}
+
+/// A node of a move as a row keeps it: full node id and address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveNode {
+    pub node_id: [u8; 32],
+    pub host_port: String,
+}
+
+/// A replica move this node takes part in (as its coordinator, its source or its target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRow {
+    /// Chosen by whoever started the move; every phase message names it.
+    pub id: u64,
+    pub from: MoveNode,
+    pub to: MoveNode,
+    /// The only node whose phase messages this node accepts.
+    pub coordinator: [u8; 32],
+    pub phase: MovePhase,
+    pub started_unix_ms: u64,
+    /// The log index of the membership entry that made the cutover (once known).
+    pub cutover: Option<u64>,
+}
+
+impl MoveRow {
+    fn check(&self) -> Result<(), String> {
+        for n in [&self.from, &self.to] {
+            if n.host_port.len() > MAX_HOST_PORT_LEN {
+                return Err(format!(
+                    "host_port of {} bytes (most {MAX_HOST_PORT_LEN})",
+                    n.host_port.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a channel's move row ([`MOVES_TABLE`]), checking its bounds.
+pub fn read_move(
+    reader: &ExtensionReader<'_>,
+    channel: &str,
+) -> Result<Option<MoveRow>, ExtensionError> {
+    let row: Option<MoveRow> = read_channel_row(reader, MOVES_TABLE, channel)?;
+    if let Some(r) = &row {
+        r.check().map_err(|e| corrupted(MOVES_TABLE, e))?;
+    }
+    Ok(row)
 }
 
 /// Encodes a row: the version byte, then postcard.
@@ -120,6 +193,7 @@ impl Extension for RaftExtension {
         txn.open_table::<&str, &[u8]>(LOG_META_TABLE)?;
         txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
         txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?;
+        txn.open_table::<&str, &[u8]>(MOVES_TABLE)?;
         Ok(())
     }
 
@@ -193,6 +267,12 @@ pub enum Change {
     },
     /// Drops the prefetch rows of these blobs (if any) and their holds: their pins are applied.
     ReleasePrefetch(Vec<Hash>),
+    /// Writes the channel's move row (refused if its bounds do not hold).
+    Move(MoveRow),
+    /// The source's cleanup after a move: drops every replication row of the channel (vote,
+    /// log, log bounds, applied state, prefetch rows and their holds) and writes the move row
+    /// (phase [`MovePhase::CleanedUp`]), in the transaction that unpins the channel's pins.
+    Forget(MoveRow),
     /// Sets the applied state. Refused when the stored state is already at or past it
     /// (`allow_equal` lets a snapshot of the same point install again).
     Applied {
@@ -288,6 +368,37 @@ impl ExtensionOp for RaftWrite {
                     }
                 }
             }
+            Change::Move(row) => write_move(txn, channel, row)?,
+            Change::Forget(row) => {
+                txn.open_table::<&str, &[u8]>(VOTE_TABLE)?.remove(channel)?;
+                txn.open_table::<(&str, u64), &[u8]>(LOG_TABLE)?
+                    .retain_in((channel, 0)..=(channel, u64::MAX), |_, _| false)?;
+                txn.open_table::<&str, &[u8]>(LOG_META_TABLE)?
+                    .remove(channel)?;
+                txn.open_table::<&str, &[u8]>(STATE_TABLE)?
+                    .remove(channel)?;
+                let mut held: Vec<(Vec<u8>, PrefetchRow)> = Vec::new();
+                {
+                    let t = txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?;
+                    let empty: &[u8] = &[];
+                    for item in t.range((channel, empty)..)? {
+                        let (k, v) = item?;
+                        let (c, id) = k.value();
+                        if c != channel {
+                            break;
+                        }
+                        held.push((id.to_vec(), decode_row(PREFETCH_TABLE, v.value())?));
+                    }
+                }
+                for (id, row) in held {
+                    txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?
+                        .remove((channel, id.as_slice()))?;
+                    for root in row.roots {
+                        txn.release(root);
+                    }
+                }
+                write_move(txn, channel, row)?;
+            }
             Change::Applied { state, allow_equal } => {
                 let mut t = txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
                 let stored: Option<StateRow> = match t.get(channel)? {
@@ -318,6 +429,17 @@ impl ExtensionOp for RaftWrite {
         }
         Ok(())
     }
+}
+
+fn write_move(
+    txn: &mut ExtensionTxn<'_>,
+    channel: &str,
+    row: &MoveRow,
+) -> Result<(), ExtensionError> {
+    row.check().map_err(|e| corrupted(MOVES_TABLE, e))?;
+    txn.open_table::<&str, &[u8]>(MOVES_TABLE)?
+        .insert(channel, encode_row(row)?.as_slice())?;
+    Ok(())
 }
 
 fn update_meta(
@@ -456,6 +578,37 @@ mod tests {
             decode_row::<PrefetchRow>(PREFETCH_TABLE, &want).unwrap(),
             row
         );
+    }
+
+    #[test]
+    fn a_move_row_is_id_nodes_coordinator_phase_start_cutover() {
+        let row = MoveRow {
+            id: 300,
+            from: MoveNode {
+                node_id: [1; 32],
+                host_port: "a:1".into(),
+            },
+            to: MoveNode {
+                node_id: [2; 32],
+                host_port: "b:2".into(),
+            },
+            coordinator: [3; 32],
+            phase: MovePhase::CutOver,
+            started_unix_ms: 5,
+            cutover: Some(7),
+        };
+        let mut want = vec![1, 0xac, 0x02];
+        want.extend([1; 32]);
+        want.extend([3, b'a', b':', b'1']);
+        want.extend([2; 32]);
+        want.extend([3, b'b', b':', b'2']);
+        want.extend([3; 32]);
+        want.extend([3, 5, 1, 7]);
+        assert_eq!(encode_row(&row).unwrap(), want);
+        assert_eq!(decode_row::<MoveRow>(MOVES_TABLE, &want).unwrap(), row);
+        let mut too_long = row.clone();
+        too_long.to.host_port = "x".repeat(MAX_HOST_PORT_LEN + 1);
+        assert!(too_long.check().is_err());
     }
 
     #[test]

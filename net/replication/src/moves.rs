@@ -1,0 +1,1171 @@
+//! Replica moves (docs/REPLICATION.md, "Replica moves"): moving a channel's replica from a
+//! source node A to a target node B, driven by one coordinator K (the channel's leader where
+//! the move starts) through persisted phases: `Bound` → `LearnerAdded` → `CaughtUp` →
+//! `CutOver` → `Left` → `CleanedUp`.
+//!
+//! - **Binding.** Every node of a move keeps one row per channel in `ext.raft.moves_v1`: the
+//!   move's id, source, target, coordinator and phase. The source and the target are bound by
+//!   an admin ([`Moves::bind`], called by the node from an admin method its allow list
+//!   authorizes) before the move starts; the coordinator binds itself ([`Moves::begin`]). A
+//!   node accepts phase messages (`move/v1/*`) only from the peer its row names, matched on
+//!   the session's authenticated node id: nothing is learned from the first caller.
+//! - **Phases.** The coordinator runs each phase's action, then commits the phase reached;
+//!   every action is idempotent and re-checks the group's state first, so a move stopped at
+//!   any point ([`Moves::resume`]) continues from the stored phase without repeating or
+//!   skipping a step. The cutover happens only once the target matched the committed index.
+//! - **Cleanup.** The source removes its copy only when bound to that move as its source, the
+//!   message comes from the bound coordinator and names the bound move, and the target
+//!   itself (dialed pinned to its node id) reports an applied membership without the source,
+//!   at or past the cutover and at or past what the source applied. Anything else changes
+//!   nothing and is logged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use net_mesh_engine::{Classify, ErrorClass, Store, StoreError, check_channel_name};
+use net_mesh_node::call_token::{decode_metadata, encode_metadata};
+use net_mesh_rpc::rpc::client::CallOptions;
+use net_mesh_rpc::rpc::server::{Denied, Router, RpcContext, RpcUnaryHandler};
+use net_mesh_rpc::rpc::{ErrorKind, RpcError};
+use net_mesh_rpc::{NodeAddr, NodeId, PeerIdentity};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::ReplicatedChannel;
+use crate::error::MembershipError;
+use crate::tables::{
+    Change, MAX_HOST_PORT_LEN, MoveNode, MovePhase, MoveRow, NAMESPACE, RaftWrite, STATE_TABLE,
+    StateRow, read_channel_row, read_move,
+};
+use crate::types::raft_id;
+
+/// The source's cleanup, sent by the coordinator once the target holds the cutover.
+pub const METHOD_MOVE_CLEANUP: &str = "move/v1/cleanup";
+/// The target's applied state, asked by the coordinator and the source to verify the handoff.
+pub const METHOD_MOVE_STATE: &str = "move/v1/state";
+/// Prefix of every move method.
+pub const MOVE_METHOD_PREFIX: &str = "move/v1/";
+
+/// Request of `move/v1/cleanup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupRequest {
+    /// The move's id (as bound).
+    pub id: u64,
+    /// The log index of the membership entry that made the cutover.
+    pub cutover: u64,
+}
+
+/// Response of `move/v1/cleanup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CleanupReply {
+    /// The source removed its copy: `pins_removed` pins of the channel.
+    Cleaned { pins_removed: u64 },
+    /// The source had already removed its copy for this move (a repeated message).
+    AlreadyCleaned,
+}
+
+/// Request of `move/v1/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRequest {
+    pub id: u64,
+}
+
+/// Response of `move/v1/state`: the target's applied state of the channel (its
+/// `ext.raft.state_v1` row: committed, since it is applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffState {
+    /// The last log index applied on the target.
+    pub applied: Option<u64>,
+    /// Full node ids of the voters of the applied membership (every configuration).
+    pub voters: Vec<[u8; 32]>,
+    /// Full node ids of the learners of the applied membership.
+    pub learners: Vec<[u8; 32]>,
+}
+
+/// What an admin tells the nodes of a move, and what the coordinator starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveSpec {
+    pub channel: String,
+    /// Names this move in every phase message (a later or earlier move of the same channel
+    /// has another id). [`MoveSpec::new`] takes the current time in nanoseconds.
+    pub id: u64,
+    pub from: NodeAddr,
+    pub to: NodeAddr,
+    pub coordinator: NodeId,
+}
+
+impl MoveSpec {
+    pub fn new(channel: &str, from: NodeAddr, to: NodeAddr, coordinator: NodeId) -> MoveSpec {
+        let id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        MoveSpec {
+            channel: channel.to_string(),
+            id,
+            from,
+            to,
+            coordinator,
+        }
+    }
+}
+
+/// A move as a node holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveRecord {
+    pub channel: String,
+    pub id: u64,
+    pub from: NodeAddr,
+    pub to: NodeAddr,
+    pub coordinator: NodeId,
+    pub phase: MovePhase,
+    pub started_unix_ms: u64,
+    pub cutover: Option<u64>,
+}
+
+/// One phase reached, as reported to whoever drives the move (the CLI prints these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveEvent {
+    pub channel: String,
+    pub id: u64,
+    pub phase: MovePhase,
+    /// What the phase found or did (e.g. "learner matched 42 of committed 42").
+    pub detail: String,
+}
+
+/// Waits of a move.
+#[derive(Debug, Clone)]
+pub struct MoveConfig {
+    /// How long the coordinator waits for the target to match the committed index.
+    pub catch_up: Duration,
+    /// How long the coordinator waits for the target to apply the cutover.
+    pub handoff: Duration,
+    /// Timeout of one `move/v1/*` call (dial included).
+    pub call_timeout: Duration,
+}
+
+impl Default for MoveConfig {
+    fn default() -> Self {
+        MoveConfig {
+            catch_up: Duration::from_secs(60),
+            handoff: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a move (or a binding) did not go on. Every error but `Usage` leaves the move resumable
+/// from its stored phase ([`Moves::resume`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// The spec is not usable (source = target, the coordinator is the target, a node not
+    /// in the group, this node not part of the move, ...).
+    #[error("channel {channel}: {reason}")]
+    Usage { channel: String, reason: String },
+    /// Another move of the channel is bound here, or this one is already being driven.
+    #[error("channel {channel}: busy: {reason}")]
+    Busy { channel: String, reason: String },
+    /// No move of the channel is bound on this node.
+    #[error("channel {channel}: no move bound on this node")]
+    NotBound { channel: String },
+    /// The coordinator is not the channel's leader (membership changes run on the leader).
+    #[error("not the leader of channel {channel}; leader: {}", leader.as_ref().map_or("unknown".to_string(), |l| l.to_string()))]
+    NotLeader {
+        channel: String,
+        leader: Option<NodeAddr>,
+    },
+    /// The target did not match the committed index in time: no cutover; the move stays at
+    /// `LearnerAdded` (or `CaughtUp`) and the target keeps catching up.
+    #[error("channel {channel}: the target matched {} of committed {} after {waited:?}; no cutover", opt(*matched), opt(*committed))]
+    NotCaughtUp {
+        channel: String,
+        matched: Option<u64>,
+        committed: Option<u64>,
+        waited: Duration,
+    },
+    /// The handoff could not be verified (yet): the target has not applied a membership
+    /// without the source at or past the cutover.
+    #[error("channel {channel}: handoff not verified: {reason}")]
+    Handoff { channel: String, reason: String },
+    /// A node of the move could not be reached or refused the phase message.
+    #[error("channel {channel}: {node}: {reason}")]
+    Unreachable {
+        channel: String,
+        node: NodeAddr,
+        reason: String,
+    },
+    #[error(transparent)]
+    Membership(Box<MembershipError>),
+    #[error("channel {channel}: {source}")]
+    Store {
+        channel: String,
+        source: Box<StoreError>,
+    },
+}
+
+impl From<MembershipError> for MoveError {
+    fn from(e: MembershipError) -> Self {
+        MoveError::Membership(Box::new(e))
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("nothing".to_string(), |v| v.to_string())
+}
+
+impl Classify for MoveError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            MoveError::Usage { .. } => ErrorClass::Usage,
+            MoveError::Busy { .. } | MoveError::NotCaughtUp { .. } | MoveError::Handoff { .. } => {
+                ErrorClass::Busy
+            }
+            MoveError::NotBound { .. } => ErrorClass::NotFound,
+            MoveError::NotLeader { .. } => ErrorClass::Refused,
+            MoveError::Unreachable { .. } => ErrorClass::Io,
+            MoveError::Membership(e) => e.class(),
+            MoveError::Store { source, .. } => source.class(),
+        }
+    }
+}
+
+/// The replica moves of one node: its bindings (in its store), the channels it runs (for
+/// the coordinator's membership changes and the source's cleanup), and the `move/v1/*`
+/// methods with their admission. Create one per node beside [`crate::Replication`], add
+/// [`Moves::routes`] to the node's router and [`Moves::authorize_call`] to its hook, and
+/// [`Moves::attach`] every replicated channel the node opens.
+#[derive(Clone)]
+pub struct Moves {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    own: NodeId,
+    config: MoveConfig,
+    channels: RwLock<HashMap<String, Arc<ReplicatedChannel>>>,
+    /// One driver, bind or cleanup of a channel at a time.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    rejections: AtomicU64,
+    spurious: AtomicU64,
+}
+
+impl std::fmt::Debug for Moves {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moves")
+            .field("own", &self.inner.own)
+            .field("rejections", &self.phase_rejections())
+            .field("spurious_cleanups", &self.spurious_cleanups())
+            .finish()
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn node_id_of(bytes: &[u8; 32]) -> Option<NodeId> {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    NodeId::from_hex(&hex).ok()
+}
+
+fn move_node(addr: &NodeAddr) -> MoveNode {
+    MoveNode {
+        node_id: *addr.node_id.as_bytes(),
+        host_port: addr.host_port.clone(),
+    }
+}
+
+fn node_addr(n: &MoveNode) -> Option<NodeAddr> {
+    Some(NodeAddr {
+        node_id: node_id_of(&n.node_id)?,
+        host_port: n.host_port.clone(),
+    })
+}
+
+impl Moves {
+    pub fn new(store: Arc<Store>, own: NodeId) -> Moves {
+        Moves::with_config(store, own, MoveConfig::default())
+    }
+
+    pub fn with_config(store: Arc<Store>, own: NodeId, config: MoveConfig) -> Moves {
+        Moves {
+            inner: Arc::new(Inner {
+                store,
+                own,
+                config,
+                channels: RwLock::new(HashMap::new()),
+                locks: Mutex::new(HashMap::new()),
+                rejections: AtomicU64::new(0),
+                spurious: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Phase messages refused because the peer is not the one bound for that message (or no
+    /// move of the channel is bound here): `replication_move_rejections`.
+    pub fn phase_rejections(&self) -> u64 {
+        self.inner.rejections.load(Ordering::Relaxed)
+    }
+
+    /// Cleanups from the bound coordinator that changed nothing: another move's id, this
+    /// node not the source, a repeat of a cleanup already done, or a handoff that could not
+    /// be verified (`replication_move_spurious_cleanups`).
+    pub fn spurious_cleanups(&self) -> u64 {
+        self.inner.spurious.load(Ordering::Relaxed)
+    }
+
+    /// Registers a replicated channel this node runs (the coordinator changes its membership;
+    /// the source shuts it down at cleanup).
+    pub fn attach(&self, channel: Arc<ReplicatedChannel>) {
+        self.inner
+            .channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.channel().to_string(), channel);
+    }
+
+    /// Forgets a channel registered with [`Moves::attach`].
+    pub fn detach(&self, channel: &str) -> Option<Arc<ReplicatedChannel>> {
+        self.inner
+            .channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(channel)
+    }
+
+    fn attached(&self, channel: &str) -> Result<Arc<ReplicatedChannel>, MoveError> {
+        self.inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned()
+            .ok_or_else(|| MoveError::Usage {
+                channel: channel.to_string(),
+                reason: "the channel is not open on this node".into(),
+            })
+    }
+
+    fn lock(&self, channel: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(channel.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The move of `channel` bound on this node, if any.
+    pub async fn record(&self, channel: &str) -> Result<Option<MoveRecord>, MoveError> {
+        self.read_row(channel)
+            .await?
+            .map(|row| record_of(channel, &row))
+            .transpose()
+    }
+
+    /// Binds this node (the move's source or target) to the move `spec`, persisted: from
+    /// now on it accepts the move's phase messages only from `spec.coordinator`'s
+    /// authenticated sessions. Binding the same move again is a no-op, or hands the move over
+    /// to another coordinator (same id, source and target). A different move of the channel
+    /// is `Busy` while the bound one is unfinished here.
+    pub async fn bind(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
+        check_spec(spec)?;
+        let own = self.inner.own;
+        if spec.from.node_id != own && spec.to.node_id != own {
+            return Err(usage(
+                &spec.channel,
+                format!("node {own} is neither the source nor the target of the move"),
+            ));
+        }
+        let lock = self.lock(&spec.channel);
+        let _held = lock.lock().await;
+        self.bind_locked(spec).await
+    }
+
+    async fn bind_locked(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
+        let channel = spec.channel.as_str();
+        let row = match self.read_row(channel).await? {
+            Some(old) if same_move(&old, spec) => MoveRow {
+                coordinator: *spec.coordinator.as_bytes(),
+                ..old
+            },
+            Some(old) if !self.replaceable(channel, &old).await? => {
+                return Err(MoveError::Busy {
+                    channel: channel.to_string(),
+                    reason: format!(
+                        "move {} ({} -> {}) is bound here at phase {:?}",
+                        old.id,
+                        hex8(&old.from.node_id),
+                        hex8(&old.to.node_id),
+                        old.phase
+                    ),
+                });
+            }
+            _ => MoveRow {
+                id: spec.id,
+                from: move_node(&spec.from),
+                to: move_node(&spec.to),
+                coordinator: *spec.coordinator.as_bytes(),
+                phase: MovePhase::Bound,
+                started_unix_ms: now_unix_ms(),
+                cutover: None,
+            },
+        };
+        self.write_row(channel, &row).await?;
+        tracing::info!(channel, id = row.id, phase = ?row.phase, coordinator = %spec.coordinator, "move bound");
+        record_of(channel, &row)
+    }
+
+    /// Whether an earlier move's row may give way to a new move: it is finished here (the
+    /// source cleaned up), or this node was its target and holds an applied membership that
+    /// makes it a voter without that move's source.
+    async fn replaceable(&self, channel: &str, old: &MoveRow) -> Result<bool, MoveError> {
+        if old.phase == MovePhase::CleanedUp {
+            return Ok(true);
+        }
+        if old.to.node_id != *self.inner.own.as_bytes() || old.coordinator == old.to.node_id {
+            return Ok(false);
+        }
+        let state = self.handoff_state(channel).await?;
+        Ok(state.voters.contains(&old.to.node_id)
+            && !state.voters.contains(&old.from.node_id)
+            && !state.learners.contains(&old.from.node_id))
+    }
+
+    /// Binds this node as the coordinator of `spec` (it must be the channel's leader, the
+    /// source a voter, the target not one) and persists the move at `Bound`. The same move
+    /// again is a no-op (use [`Moves::resume`] to go on).
+    pub async fn begin(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
+        check_spec(spec)?;
+        let channel = spec.channel.as_str();
+        if spec.coordinator != self.inner.own {
+            return Err(usage(
+                channel,
+                format!(
+                    "the move's coordinator is {}, not this node",
+                    spec.coordinator
+                ),
+            ));
+        }
+        let lock = self.lock(channel);
+        let _held = lock.try_lock().map_err(|_| busy_running(channel))?;
+        if let Some(old) = self.read_row(channel).await?
+            && same_move(&old, spec)
+        {
+            return self.bind_locked(spec).await;
+        }
+        let ch = self.attached(channel)?;
+        let status = ch.status();
+        if !status.is_leader {
+            return Err(MoveError::NotLeader {
+                channel: channel.to_string(),
+                leader: status.leader,
+            });
+        }
+        let (voters, _) = ch.voters();
+        let nodes = ch.membership_nodes();
+        let is_voter = |a: &NodeAddr| {
+            voters.contains(&raft_id(&a.node_id))
+                && nodes
+                    .get(&raft_id(&a.node_id))
+                    .is_some_and(|m| m.is(&a.node_id))
+        };
+        if !is_voter(&spec.from) {
+            return Err(usage(
+                channel,
+                format!("the source {} is not a voter of the group", spec.from),
+            ));
+        }
+        if voters.contains(&raft_id(&spec.to.node_id)) {
+            return Err(usage(
+                channel,
+                format!("the target {} is already a voter of the group", spec.to),
+            ));
+        }
+        self.bind_locked(spec).await
+    }
+
+    /// [`Moves::begin`] then [`Moves::resume`] to the end: runs the whole move on the
+    /// coordinator, reporting each phase reached to `on_phase`.
+    pub async fn start(
+        &self,
+        spec: &MoveSpec,
+        on_phase: impl FnMut(&MoveEvent) + Send,
+    ) -> Result<MoveRecord, MoveError> {
+        self.begin(spec).await?;
+        self.resume(&spec.channel, None, on_phase).await
+    }
+
+    /// Drives the move of `channel` bound on this coordinator from its stored phase, until
+    /// `until` is reached (or to the end: `CleanedUp`), reporting each phase reached to
+    /// `on_phase`. Each phase is committed to `ext.raft.moves_v1` once its action is done;
+    /// an error leaves the move at the last phase committed, and `resume` goes on from there.
+    pub async fn resume(
+        &self,
+        channel: &str,
+        until: Option<MovePhase>,
+        mut on_phase: impl FnMut(&MoveEvent) + Send,
+    ) -> Result<MoveRecord, MoveError> {
+        let lock = self.lock(channel);
+        let _held = lock.try_lock().map_err(|_| busy_running(channel))?;
+        let mut row = self
+            .read_row(channel)
+            .await?
+            .ok_or_else(|| MoveError::NotBound {
+                channel: channel.to_string(),
+            })?;
+        if row.coordinator != *self.inner.own.as_bytes() {
+            return Err(usage(
+                channel,
+                "this node is not the move's coordinator".into(),
+            ));
+        }
+        let (Some(from), Some(to)) = (node_addr(&row.from), node_addr(&row.to)) else {
+            return Err(usage(
+                channel,
+                "the bound move names an invalid node id".into(),
+            ));
+        };
+        loop {
+            if row.phase == MovePhase::CleanedUp || until.is_some_and(|u| row.phase >= u) {
+                return record_of(channel, &row);
+            }
+            let (next, detail) = match row.phase {
+                MovePhase::Bound => {
+                    let ch = self.attached(channel)?;
+                    self.leading(&ch)?;
+                    let present = ch
+                        .membership_nodes()
+                        .get(&raft_id(&to.node_id))
+                        .is_some_and(|m| m.is(&to.node_id));
+                    let detail = if present {
+                        format!("{to} is already in the group")
+                    } else {
+                        let index = ch.add_learner_entry(&to).await?;
+                        format!("{to} added as a learner at index {index}")
+                    };
+                    (MovePhase::LearnerAdded, detail)
+                }
+                MovePhase::LearnerAdded => {
+                    let ch = self.attached(channel)?;
+                    let detail = if cut_over(&ch, &from, &to) {
+                        "the cutover is already done".to_string()
+                    } else {
+                        let (matched, committed) = self.caught_up(&ch, &to).await?;
+                        format!("{to} matched {matched} of committed {committed}")
+                    };
+                    (MovePhase::CaughtUp, detail)
+                }
+                MovePhase::CaughtUp => {
+                    let ch = self.attached(channel)?;
+                    let detail = if cut_over(&ch, &from, &to) {
+                        let (_, index) = ch.voters();
+                        row.cutover = index;
+                        "the cutover is already done".to_string()
+                    } else {
+                        // Checked again right before the change: the target may have fallen
+                        // behind since the phase was committed (a restart, a slow disk).
+                        self.caught_up(&ch, &to).await?;
+                        let voters: Vec<NodeAddr> = {
+                            let (voters, _) = ch.voters();
+                            let nodes = ch.membership_nodes();
+                            let mut v: Vec<NodeAddr> = voters
+                                .iter()
+                                .filter(|id| **id != raft_id(&from.node_id))
+                                .filter_map(|id| nodes.get(id).and_then(|m| m.addr()))
+                                .collect();
+                            v.push(to.clone());
+                            v
+                        };
+                        let index = ch.change_membership(&voters).await?;
+                        row.cutover = Some(index);
+                        format!("voters are now {} (index {index})", voters.len())
+                    };
+                    (MovePhase::CutOver, detail)
+                }
+                MovePhase::CutOver => {
+                    let state = self.wait_handoff(channel, &row, &to).await?;
+                    (
+                        MovePhase::Left,
+                        format!(
+                            "{to} applied {} with {} voters, {from} not among them",
+                            opt(state.applied),
+                            state.voters.len()
+                        ),
+                    )
+                }
+                MovePhase::Left => {
+                    let cutover = row.cutover.unwrap_or(0);
+                    let reply = if from.node_id == self.inner.own {
+                        self.cleanup_locked(channel, row.id, cutover)
+                            .await
+                            .map_err(|e| MoveError::Handoff {
+                                channel: channel.to_string(),
+                                reason: e.message,
+                            })?
+                    } else {
+                        self.call_cleanup(channel, &row, &from, cutover).await?
+                    };
+                    let detail = match reply {
+                        CleanupReply::Cleaned { pins_removed } => {
+                            format!("{from} removed its copy ({pins_removed} pins)")
+                        }
+                        CleanupReply::AlreadyCleaned => {
+                            format!("{from} had already removed its copy")
+                        }
+                    };
+                    (MovePhase::CleanedUp, detail)
+                }
+                MovePhase::CleanedUp => return record_of(channel, &row),
+            };
+            row.phase = next;
+            self.write_row(channel, &row).await?;
+            tracing::info!(channel, id = row.id, phase = ?next, detail, "move phase");
+            on_phase(&MoveEvent {
+                channel: channel.to_string(),
+                id: row.id,
+                phase: next,
+                detail,
+            });
+        }
+    }
+
+    fn leading(&self, ch: &ReplicatedChannel) -> Result<(), MoveError> {
+        let status = ch.status();
+        if status.is_leader {
+            Ok(())
+        } else {
+            Err(MoveError::NotLeader {
+                channel: status.channel,
+                leader: status.leader,
+            })
+        }
+    }
+
+    /// Waits (at most `catch_up`) until the target matched the group's committed index, on
+    /// the leader. Returns (matched, committed).
+    async fn caught_up(
+        &self,
+        ch: &ReplicatedChannel,
+        to: &NodeAddr,
+    ) -> Result<(u64, u64), MoveError> {
+        let started = Instant::now();
+        loop {
+            let status = ch.status();
+            if !status.is_leader {
+                return Err(MoveError::NotLeader {
+                    channel: status.channel,
+                    leader: status.leader,
+                });
+            }
+            let matched = status
+                .members
+                .iter()
+                .find(|m| m.addr.node_id == to.node_id)
+                .and_then(|m| m.matched);
+            if let (Some(m), Some(c)) = (matched, status.committed)
+                && m >= c
+            {
+                return Ok((m, c));
+            }
+            if started.elapsed() >= self.inner.config.catch_up {
+                return Err(MoveError::NotCaughtUp {
+                    channel: status.channel,
+                    matched,
+                    committed: status.committed,
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Asks the target, until `handoff` passes, for its applied state until it shows the
+    /// handoff (see [`verify_handoff`]).
+    async fn wait_handoff(
+        &self,
+        channel: &str,
+        row: &MoveRow,
+        to: &NodeAddr,
+    ) -> Result<HandoffState, MoveError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let answer = self.ask_state(channel, row, to).await;
+            let failure = match answer {
+                Ok(state) => match verify_handoff(row, &state, row.cutover.unwrap_or(0), None) {
+                    Ok(()) => return Ok(state),
+                    Err(reason) => MoveError::Handoff {
+                        channel: channel.to_string(),
+                        reason,
+                    },
+                },
+                Err(e) => e,
+            };
+            if started.elapsed() >= self.inner.config.handoff {
+                return Err(failure);
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// The target's applied state, by `move/v1/state` on a session pinned to its node id.
+    async fn ask_state(
+        &self,
+        channel: &str,
+        row: &MoveRow,
+        to: &NodeAddr,
+    ) -> Result<HandoffState, MoveError> {
+        self.call(channel, to, METHOD_MOVE_STATE, &StateRequest { id: row.id })
+            .await
+    }
+
+    async fn call_cleanup(
+        &self,
+        channel: &str,
+        row: &MoveRow,
+        from: &NodeAddr,
+        cutover: u64,
+    ) -> Result<CleanupReply, MoveError> {
+        self.call(
+            channel,
+            from,
+            METHOD_MOVE_CLEANUP,
+            &CleanupRequest {
+                id: row.id,
+                cutover,
+            },
+        )
+        .await
+    }
+
+    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        channel: &str,
+        node: &NodeAddr,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp, MoveError> {
+        let endpoint = self.attached(channel)?.endpoint.clone();
+        let unreachable = |reason: String| MoveError::Unreachable {
+            channel: channel.to_string(),
+            node: node.clone(),
+            reason,
+        };
+        let timeout = self.inner.config.call_timeout;
+        let session = tokio::time::timeout(timeout, endpoint.connect_node(node))
+            .await
+            .map_err(|_| unreachable(format!("dial: no answer in {timeout:?}")))?
+            .map_err(|e| unreachable(format!("dial: {e}")))?;
+        let opts = CallOptions::with_timeout(timeout).metadata(encode_metadata(channel, &[]));
+        session
+            .call_unary::<Req, Resp>(method, req, opts)
+            .await
+            .map_err(|e| unreachable(format!("{method}: {e}")))
+    }
+
+    /// The source's side of `move/v1/cleanup` (and the coordinator's own cleanup when it is
+    /// the source), with the channel's lock held.
+    async fn cleanup_locked(
+        &self,
+        channel: &str,
+        id: u64,
+        cutover: u64,
+    ) -> Result<CleanupReply, RpcError> {
+        let precondition = |reason: String| {
+            self.inner.spurious.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(channel, id, reason, "move cleanup changed nothing");
+            RpcError::new(ErrorKind::FailedPrecondition, reason)
+        };
+        let row = self
+            .read_row(channel)
+            .await
+            .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))?;
+        let Some(row) = row else {
+            return Err(precondition("no move of the channel is bound here".into()));
+        };
+        if row.id != id {
+            return Err(precondition(format!(
+                "cleanup for move {id}, but move {} is bound here",
+                row.id
+            )));
+        }
+        if row.from.node_id != *self.inner.own.as_bytes() {
+            return Err(precondition("this node is not the move's source".into()));
+        }
+        if row.phase == MovePhase::CleanedUp {
+            self.inner.spurious.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                channel,
+                id,
+                "repeated move cleanup: the copy is already gone"
+            );
+            return Ok(CleanupReply::AlreadyCleaned);
+        }
+        let Some(to) = node_addr(&row.to) else {
+            return Err(precondition(
+                "the bound target has an invalid node id".into(),
+            ));
+        };
+        // What this node applied: the target must hold at least that.
+        let own_applied = self
+            .read_state(channel)
+            .await
+            .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))?
+            .and_then(|s| s.last_applied)
+            .map(|l| l.index);
+        let state = self
+            .ask_state(channel, &row, &to)
+            .await
+            .map_err(|e| precondition(format!("could not ask the target: {e}")))?;
+        verify_handoff(&row, &state, cutover, own_applied).map_err(precondition)?;
+        if let Some(ch) = self.detach(channel)
+            && let Err(e) = ch.shutdown().await
+        {
+            tracing::warn!(channel, error = %e, "stopping the moved channel's group");
+        }
+        let store = self.inner.store.clone();
+        let ch = channel.to_string();
+        let done = MoveRow {
+            phase: MovePhase::CleanedUp,
+            cutover: Some(cutover),
+            ..row
+        };
+        let removed = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
+            let listing = store.pins_in(&ch)?;
+            let ids: Vec<[u8; 32]> = listing
+                .pins
+                .iter()
+                .map(|(id, _)| *id)
+                .chain(listing.bad.iter().map(|b| b.id))
+                .collect();
+            let outcome = store.commit_pin_changes(
+                &ch,
+                &[],
+                &ids,
+                vec![Box::new(RaftWrite {
+                    channel: ch.clone(),
+                    change: Change::Forget(done),
+                })],
+            )?;
+            Ok(outcome.pins_removed)
+        })
+        .await
+        .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
+        .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))?;
+        tracing::info!(
+            channel,
+            id,
+            pins_removed = removed,
+            "moved channel's copy removed"
+        );
+        Ok(CleanupReply::Cleaned {
+            pins_removed: removed,
+        })
+    }
+
+    /// This node's applied state of `channel`, as `move/v1/state` answers it.
+    async fn handoff_state(&self, channel: &str) -> Result<HandoffState, MoveError> {
+        let state = self.read_state(channel).await?;
+        Ok(state.map(|s| handoff_of(&s)).unwrap_or(HandoffState {
+            applied: None,
+            voters: Vec::new(),
+            learners: Vec::new(),
+        }))
+    }
+
+    async fn read_row(&self, channel: &str) -> Result<Option<MoveRow>, MoveError> {
+        let store = self.inner.store.clone();
+        let ch = channel.to_string();
+        tokio::task::spawn_blocking(move || store.read_extension(NAMESPACE, |r| read_move(r, &ch)))
+            .await
+            .map_err(|e| usage(channel, e.to_string()))?
+            .map_err(|source| MoveError::Store {
+                channel: channel.to_string(),
+                source: Box::new(source),
+            })
+    }
+
+    async fn read_state(&self, channel: &str) -> Result<Option<StateRow>, MoveError> {
+        let store = self.inner.store.clone();
+        let ch = channel.to_string();
+        tokio::task::spawn_blocking(move || {
+            store.read_extension(NAMESPACE, |r| {
+                read_channel_row::<StateRow>(r, STATE_TABLE, &ch)
+            })
+        })
+        .await
+        .map_err(|e| usage(channel, e.to_string()))?
+        .map_err(|source| MoveError::Store {
+            channel: channel.to_string(),
+            source: Box::new(source),
+        })
+    }
+
+    async fn write_row(&self, channel: &str, row: &MoveRow) -> Result<(), MoveError> {
+        let store = self.inner.store.clone();
+        let op = RaftWrite {
+            channel: channel.to_string(),
+            change: Change::Move(row.clone()),
+        };
+        tokio::task::spawn_blocking(move || store.commit_ops(vec![Box::new(op)]))
+            .await
+            .map_err(|e| usage(channel, e.to_string()))?
+            .map_err(|source| MoveError::Store {
+                channel: channel.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(())
+    }
+
+    /// Adds the move methods to `router`.
+    pub fn routes(&self, router: Router) -> Router {
+        router
+            .unary(METHOD_MOVE_CLEANUP, CleanupHandler(self.clone()))
+            .unary(METHOD_MOVE_STATE, StateHandler(self.clone()))
+    }
+
+    /// The admission check of a call: `None` for a method that is not a move method;
+    /// otherwise `Ok` only when the metadata names a channel with a move bound on this node
+    /// and the session's authenticated peer is the one that move admits for the method:
+    /// `move/v1/cleanup` its coordinator, `move/v1/state` its coordinator or its source.
+    /// Every refusal is counted ([`Moves::phase_rejections`]) and logged.
+    pub fn authorize_call(
+        &self,
+        peer: &PeerIdentity,
+        method: &str,
+        metadata: &[u8],
+    ) -> Option<Result<(), Denied>> {
+        if !method.starts_with(MOVE_METHOD_PREFIX) {
+            return None;
+        }
+        Some(
+            self.admit(&peer.node_id(), method, metadata)
+                .map(|_| ())
+                .map_err(|e| Denied(e.message)),
+        )
+    }
+
+    /// The call's channel and bound move, if `peer` may send `method` for it.
+    fn admit(
+        &self,
+        peer: &NodeId,
+        method: &str,
+        metadata: &[u8],
+    ) -> Result<(String, MoveRow), RpcError> {
+        let refuse = |channel: &str, why: String| {
+            self.inner.rejections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(channel, %peer, method, why, "move phase message refused");
+            RpcError::new(ErrorKind::PermissionDenied, why)
+        };
+        let channel = match decode_metadata(metadata) {
+            Ok(m) => m.channel,
+            Err(e) => return Err(refuse("", format!("move call metadata: {e}"))),
+        };
+        let row = match self
+            .inner
+            .store
+            .read_extension(NAMESPACE, |r| read_move(r, &channel))
+        {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                return Err(refuse(
+                    &channel,
+                    format!("no move of channel {channel} is bound on this node"),
+                ));
+            }
+            Err(e) => return Err(refuse(&channel, format!("reading the bound move: {e}"))),
+        };
+        let peer_bytes = peer.as_bytes();
+        let allowed = match method {
+            METHOD_MOVE_CLEANUP => row.coordinator == *peer_bytes,
+            METHOD_MOVE_STATE => row.coordinator == *peer_bytes || row.from.node_id == *peer_bytes,
+            _ => false,
+        };
+        if !allowed {
+            return Err(refuse(
+                &channel,
+                format!(
+                    "node {peer} may not send {method} for move {} of channel {channel}",
+                    row.id
+                ),
+            ));
+        }
+        Ok((channel, row))
+    }
+}
+
+/// `move/v1/cleanup` (the source's side).
+struct CleanupHandler(Moves);
+
+impl RpcUnaryHandler for CleanupHandler {
+    type Req = CleanupRequest;
+    type Resp = CleanupReply;
+
+    async fn call(&self, ctx: RpcContext, req: CleanupRequest) -> Result<CleanupReply, RpcError> {
+        let (channel, _) =
+            self.0
+                .admit(&ctx.peer().node_id(), METHOD_MOVE_CLEANUP, ctx.metadata())?;
+        let lock = self.0.lock(&channel);
+        let _held = lock.lock().await;
+        // Checked again under the lock: the binding may have changed meanwhile.
+        self.0
+            .admit(&ctx.peer().node_id(), METHOD_MOVE_CLEANUP, ctx.metadata())?;
+        self.0.cleanup_locked(&channel, req.id, req.cutover).await
+    }
+}
+
+/// `move/v1/state` (the target's side).
+struct StateHandler(Moves);
+
+impl RpcUnaryHandler for StateHandler {
+    type Req = StateRequest;
+    type Resp = HandoffState;
+
+    async fn call(&self, ctx: RpcContext, req: StateRequest) -> Result<HandoffState, RpcError> {
+        let (channel, row) =
+            self.0
+                .admit(&ctx.peer().node_id(), METHOD_MOVE_STATE, ctx.metadata())?;
+        if row.id != req.id {
+            return Err(RpcError::new(
+                ErrorKind::FailedPrecondition,
+                format!(
+                    "state of move {}, but move {} is bound here",
+                    req.id, row.id
+                ),
+            ));
+        }
+        self.0
+            .handoff_state(&channel)
+            .await
+            .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))
+    }
+}
+
+/// Whether the target's applied state shows the handoff: its applied membership (committed,
+/// since applied) has the target as a voter and the source neither as a voter nor a learner,
+/// and it applied at least the cutover's index and what the source applied (`own_applied`).
+fn verify_handoff(
+    row: &MoveRow,
+    state: &HandoffState,
+    cutover: u64,
+    own_applied: Option<u64>,
+) -> Result<(), String> {
+    let applied = state.applied.unwrap_or(0);
+    if state.applied.is_none() || applied < cutover {
+        return Err(format!(
+            "the target applied {} of the cutover at {cutover}",
+            opt(state.applied)
+        ));
+    }
+    if let Some(own) = own_applied
+        && applied < own
+    {
+        return Err(format!(
+            "the target applied {applied}, behind the source's {own}"
+        ));
+    }
+    if !state.voters.contains(&row.to.node_id) {
+        return Err("the target's applied membership does not make it a voter".into());
+    }
+    if state.voters.contains(&row.from.node_id) || state.learners.contains(&row.from.node_id) {
+        return Err("the target's applied membership still has the source".into());
+    }
+    Ok(())
+}
+
+fn handoff_of(state: &StateRow) -> HandoffState {
+    let membership = state.membership.membership();
+    let full = |id: u64| membership.get_node(&id).map(|m| m.node_id);
+    HandoffState {
+        applied: state.last_applied.map(|l| l.index),
+        voters: membership.voter_ids().filter_map(full).collect(),
+        learners: membership.learner_ids().filter_map(full).collect(),
+    }
+}
+
+/// Whether the group's latest membership already has the target as a voter and not the
+/// source (a cutover done by an earlier run).
+fn cut_over(ch: &ReplicatedChannel, from: &NodeAddr, to: &NodeAddr) -> bool {
+    let (voters, _) = ch.voters();
+    voters.contains(&raft_id(&to.node_id))
+        && !voters.contains(&raft_id(&from.node_id))
+        && !ch.membership_nodes().contains_key(&raft_id(&from.node_id))
+}
+
+fn same_move(row: &MoveRow, spec: &MoveSpec) -> bool {
+    row.id == spec.id
+        && row.from.node_id == *spec.from.node_id.as_bytes()
+        && row.to.node_id == *spec.to.node_id.as_bytes()
+}
+
+fn record_of(channel: &str, row: &MoveRow) -> Result<MoveRecord, MoveError> {
+    let invalid = || usage(channel, "the bound move names an invalid node id".into());
+    Ok(MoveRecord {
+        channel: channel.to_string(),
+        id: row.id,
+        from: node_addr(&row.from).ok_or_else(invalid)?,
+        to: node_addr(&row.to).ok_or_else(invalid)?,
+        coordinator: node_id_of(&row.coordinator).ok_or_else(invalid)?,
+        phase: row.phase,
+        started_unix_ms: row.started_unix_ms,
+        cutover: row.cutover,
+    })
+}
+
+fn check_spec(spec: &MoveSpec) -> Result<(), MoveError> {
+    let channel = spec.channel.as_str();
+    check_channel_name(channel).map_err(|e| usage(channel, e.to_string()))?;
+    if spec.from.node_id == spec.to.node_id {
+        return Err(usage(
+            channel,
+            "the source and the target are the same node".into(),
+        ));
+    }
+    if raft_id(&spec.from.node_id) == raft_id(&spec.to.node_id) {
+        return Err(usage(
+            channel,
+            "the source and the target have the same raft id".into(),
+        ));
+    }
+    if spec.coordinator == spec.to.node_id {
+        return Err(usage(
+            channel,
+            "the target cannot coordinate its own move (it is not a member yet)".into(),
+        ));
+    }
+    for a in [&spec.from, &spec.to] {
+        if a.host_port.len() > MAX_HOST_PORT_LEN {
+            return Err(usage(
+                channel,
+                format!("address {a} is over {MAX_HOST_PORT_LEN} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn usage(channel: &str, reason: String) -> MoveError {
+    MoveError::Usage {
+        channel: channel.to_string(),
+        reason,
+    }
+}
+
+fn busy_running(channel: &str) -> MoveError {
+    MoveError::Busy {
+        channel: channel.to_string(),
+        reason: "a move of this channel is already being driven or cleaned up here".into(),
+    }
+}
+
+fn hex8(id: &[u8; 32]) -> String {
+    id.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
