@@ -1,0 +1,234 @@
+//! Members for replica-move tests: like `support::Member` (a real store, a real nRPC endpoint
+//! on 127.0.0.1 serving the storage node's methods and the replication methods), plus the
+//! node's [`Moves`] with `move/v1/*` on the same router and its admission in the hook; and a
+//! three-member channel with a fourth node ready to join it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use net_mesh_engine::Store;
+use net_mesh_node::call_token::encode_metadata;
+use net_mesh_node::{Allow, Node};
+use net_mesh_replication::tables::{NAMESPACE, STATE_TABLE, StateRow, read_channel_row};
+use net_mesh_replication::{
+    MoveConfig, MoveSpec, Moves, ReplicatedChannel, Replication, ReplicationConfig, raft_id,
+};
+use net_mesh_rpc::rpc::client::CallOptions;
+use net_mesh_rpc::rpc::{Denied, Router};
+use net_mesh_rpc::{Endpoint, Identity, NodeAddr, PeerIdentity, RpcError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{CHANNEL, PEER_SEEDS, WAIT, open_store, wait_until};
+
+/// A member with its replica moves.
+pub struct MoveMember {
+    pub identity: Identity,
+    pub dir: PathBuf,
+    pub addr: NodeAddr,
+    pub replication: Replication,
+    pub moves: Moves,
+    pub endpoint: Endpoint,
+    pub store: Arc<Store>,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl MoveMember {
+    /// Starts a member on `port` (0: any free port); its moves wait as `config` says.
+    pub async fn start(identity: Identity, dir: PathBuf, port: u16, config: MoveConfig) -> Self {
+        let store = open_store(&dir);
+        let replication = Replication::new();
+        let moves = Moves::with_config(store.clone(), identity.node_id(), config);
+        let node = Node::new(store.clone(), identity.node_id()).unwrap();
+        let text: String = PEER_SEEDS
+            .iter()
+            .map(|s| format!("{} read\n", Identity::from_seed([*s; 32]).node_id()))
+            .collect();
+        let allow = Allow::parse(identity.node_id(), &text).unwrap();
+        let router: Router = moves.routes(replication.routes(node.router(allow.clone())));
+        let (hook_replication, hook_moves) = (replication.clone(), moves.clone());
+        let router = router.authorize(
+            move |peer: &PeerIdentity, method: &str, metadata: &[u8]| -> Result<(), Denied> {
+                if let Some(verdict) = hook_replication.authorize_call(peer, method, metadata) {
+                    return verdict;
+                }
+                if let Some(verdict) = hook_moves.authorize_call(peer, method, metadata) {
+                    return verdict;
+                }
+                allow
+                    .authorize(
+                        &peer.node_id(),
+                        peer.public_key(),
+                        method,
+                        metadata,
+                        net_mesh_node::call_token::now_unix_s(),
+                    )
+                    .map(|_| ())
+                    .map_err(|r| Denied(r.to_string()))
+            },
+        );
+        let endpoint = Endpoint::new(identity.clone(), router, net_mesh_node::node_config());
+        let listener = bind(port).await;
+        let addr = NodeAddr {
+            node_id: identity.node_id(),
+            host_port: listener.local_addr().unwrap().to_string(),
+        };
+        let stop = CancellationToken::new();
+        let serving = {
+            let endpoint = endpoint.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { endpoint.serve(listener, stop).await })
+        };
+        MoveMember {
+            identity,
+            dir,
+            addr,
+            replication,
+            moves,
+            endpoint,
+            store,
+            stop,
+            serving,
+        }
+    }
+
+    /// Stops serving; gives back what a restart needs.
+    pub async fn stop(self) -> (Identity, PathBuf, u16) {
+        self.stop.cancel();
+        let _ = self.serving.await;
+        let port = self
+            .addr
+            .host_port
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap();
+        (self.identity, self.dir, port)
+    }
+
+    /// Joins the test channel (admitting `members` until it learns the membership) and
+    /// attaches it to this member's moves.
+    pub async fn join(&self, members: &[NodeAddr]) -> Arc<ReplicatedChannel> {
+        let ch = Arc::new(
+            ReplicatedChannel::join(
+                &self.replication,
+                self.store.clone(),
+                CHANNEL,
+                members,
+                self.endpoint.clone(),
+                &ReplicationConfig::default(),
+            )
+            .await
+            .unwrap(),
+        );
+        self.moves.attach(ch.clone());
+        ch
+    }
+
+    /// Sends a raw `move/v1/*` call for the test channel to `to`.
+    pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        to: &NodeAddr,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp, RpcError> {
+        let session = self.endpoint.connect_node(to).await.unwrap();
+        let opts = CallOptions::with_timeout(Duration::from_secs(10))
+            .metadata(encode_metadata(CHANNEL, &[]));
+        session.call_unary(method, req, opts).await
+    }
+}
+
+async fn bind(port: u16) -> TcpListener {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await {
+            Ok(l) => return l,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("bind {port}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bind {port}: {e}"),
+        }
+    }
+}
+
+/// Three members running the test channel (attached to their moves) and a fourth, started
+/// but not in the group. Returns the members, the three channels and the leader's position.
+pub async fn three_and_a_newcomer(
+    root: &std::path::Path,
+    config: MoveConfig,
+) -> (Vec<MoveMember>, Vec<Arc<ReplicatedChannel>>, usize) {
+    let mut members = Vec::new();
+    for i in 0..4u8 {
+        let identity = Identity::from_seed([i + 1; 32]);
+        members
+            .push(MoveMember::start(identity, root.join(format!("m{i}")), 0, config.clone()).await);
+    }
+    let all: Vec<NodeAddr> = members[..3].iter().map(|m| m.addr.clone()).collect();
+    let mut channels = Vec::new();
+    for m in &members[..3] {
+        let ch = Arc::new(
+            ReplicatedChannel::create(
+                &m.replication,
+                m.store.clone(),
+                CHANNEL,
+                &all,
+                m.endpoint.clone(),
+                &ReplicationConfig::default(),
+            )
+            .await
+            .unwrap(),
+        );
+        m.moves.attach(ch.clone());
+        channels.push(ch);
+    }
+    let refs: Vec<&ReplicatedChannel> = channels.iter().map(|c| c.as_ref()).collect();
+    let leader = crate::support::wait_for_leader(&refs).await;
+    (members, channels, leader)
+}
+
+/// The applied state's (voters, learners) of the test channel in `store`, as full node ids.
+pub fn applied_membership(store: &Store) -> (BTreeSet<[u8; 32]>, BTreeSet<[u8; 32]>) {
+    let Some(row) = store
+        .read_extension(NAMESPACE, |r| {
+            read_channel_row::<StateRow>(r, STATE_TABLE, CHANNEL)
+        })
+        .unwrap()
+    else {
+        return (BTreeSet::new(), BTreeSet::new());
+    };
+    let m = row.membership.membership();
+    let full = |id: u64| m.get_node(&id).unwrap().node_id;
+    (
+        m.voter_ids().map(full).collect(),
+        m.learner_ids().map(full).collect(),
+    )
+}
+
+/// Waits until `store`'s applied membership has exactly `voters` and no learner.
+pub async fn wait_for_voters(store: &Store, voters: &[&NodeAddr]) {
+    let want: BTreeSet<[u8; 32]> = voters.iter().map(|a| *a.node_id.as_bytes()).collect();
+    wait_until("the applied membership to be the target voters", || {
+        let (v, l) = applied_membership(store);
+        (v == want && l.is_empty()).then_some(())
+    })
+    .await;
+}
+
+/// The move of the test channel from `from` to `to`, coordinated by `coordinator`.
+pub fn spec(from: &MoveMember, to: &MoveMember, coordinator: &MoveMember) -> MoveSpec {
+    let s = MoveSpec::new(
+        CHANNEL,
+        from.addr.clone(),
+        to.addr.clone(),
+        coordinator.identity.node_id(),
+    );
+    assert_ne!(raft_id(&from.addr.node_id), raft_id(&to.addr.node_id));
+    s
+}
