@@ -1,0 +1,108 @@
+//! H-2: a move whose coordinator stopped after `LearnerAdded` (its driver and in-memory state
+//! gone; a new `Moves` reads only the store) resumes from the stored phase: it does not add
+//! the learner again, reports `CaughtUp` → `CleanedUp`, and ends with the target voters.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod moves_support;
+mod support;
+
+use moves_support::*;
+use net_mesh_replication::{MoveConfig, MovePhase, Moves};
+use support::{CHANNEL, pin_set};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_interrupted_after_a_phase_resumes_from_it_and_finishes() {
+    let root = tempfile::tempdir().unwrap();
+    let (members, channels, leader) =
+        three_and_a_newcomer(root.path(), MoveConfig::default()).await;
+    let (a, other, b) = ((leader + 1) % 3, (leader + 2) % 3, 3);
+    for i in 0..5 {
+        let r = members[leader]
+            .store
+            .store(format!("pin {i}").as_bytes())
+            .unwrap()
+            .blob_ref;
+        channels[leader]
+            .propose_pin(&r, &format!("pin-{i}"))
+            .await
+            .unwrap();
+    }
+    let spec = spec(&members[a], &members[b], &members[leader]);
+    members[a].moves.bind(&spec).await.unwrap();
+    members[b].moves.bind(&spec).await.unwrap();
+    let voters: Vec<_> = members[..3].iter().map(|m| m.addr.clone()).collect();
+    let b_channel = members[b].join(&voters).await;
+
+    let first = &members[leader].moves;
+    first.begin(&spec).await.unwrap();
+    let mut events = Vec::new();
+    let record = first
+        .resume(CHANNEL, Some(MovePhase::LearnerAdded), |e| {
+            events.push(e.phase)
+        })
+        .await
+        .unwrap();
+    assert_eq!(record.phase, MovePhase::LearnerAdded);
+    assert_eq!(events, [MovePhase::LearnerAdded]);
+    let learner_entry = channels[leader].status().last_log_index;
+
+    // A new driver, with only the store to go by.
+    let restarted = Moves::new(
+        members[leader].store.clone(),
+        members[leader].identity.node_id(),
+    );
+    restarted.attach(channels[leader].clone());
+    assert_eq!(
+        restarted.record(CHANNEL).await.unwrap().unwrap().phase,
+        MovePhase::LearnerAdded
+    );
+    let mut events = Vec::new();
+    let record = restarted
+        .resume(CHANNEL, None, |e| {
+            eprintln!("phase {:?}: {}", e.phase, e.detail);
+            events.push(e.phase)
+        })
+        .await
+        .unwrap();
+    assert_eq!(record.phase, MovePhase::CleanedUp);
+    assert_eq!(
+        events,
+        [
+            MovePhase::CaughtUp,
+            MovePhase::CutOver,
+            MovePhase::Left,
+            MovePhase::CleanedUp
+        ]
+    );
+    // No second learner entry: the cutover (joint, then final) follows the first one.
+    assert!(record.cutover.unwrap() <= learner_entry.unwrap() + 2);
+
+    let target = [
+        &members[leader].addr,
+        &members[other].addr,
+        &members[b].addr,
+    ];
+    for i in [leader, other, b] {
+        wait_for_voters(&members[i].store, &target).await;
+    }
+    assert!(pin_set(&members[a].store).is_empty());
+    support::wait_until("B holds the leader's pins", || {
+        (pin_set(&members[b].store) == pin_set(&members[leader].store)).then_some(())
+    })
+    .await;
+    // A resume of a finished move does nothing.
+    let again = restarted
+        .resume(CHANNEL, None, |_| panic!("no phase"))
+        .await;
+    assert_eq!(again.unwrap().phase, MovePhase::CleanedUp);
+
+    b_channel.shutdown().await.unwrap();
+    for i in [leader, other] {
+        channels[i].shutdown().await.unwrap();
+    }
+}
