@@ -2,8 +2,16 @@
 //! (`--node`; creating needs admin there). A channel is a named namespace of pins (`blob
 //! --channel`); `default` exists everywhere. Creating one that exists changes nothing and says
 //! so (exit 0); an invalid name is a usage error (exit 2).
+//!
+//! `channel create NAME --replicas NODE_ADDR,... --node NODE_ADDR` makes a replicated channel
+//! whose members are the `--node` and the listed nodes (the caller needs admin on each: every
+//! member is told the same member list); `channel status NAME --node NODE_ADDR` shows its group
+//! as that member sees it.
+
+use std::time::{Duration, Instant};
 
 use net_mesh_engine::{ErrorClass, StoreConfig};
+use net_mesh_rpc::NodeAddr;
 use serde_json::json;
 
 use crate::Ctx;
@@ -16,6 +24,18 @@ use crate::remote::Remote;
 pub enum ChannelCmd {
     /// Create a channel (1..=64 bytes of a-z 0-9 - _ . not starting with .)
     Create {
+        name: String,
+        /// Make it a replicated channel whose members are the --node and these nodes
+        /// (NODE_ADDR,NODE_ADDR,...; admin needed on each)
+        #[arg(long, value_name = "NODE_ADDR,...", value_delimiter = ',')]
+        replicas: Vec<NodeAddr>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a replicated channel's group as the --node sees it: members, leader, term,
+    /// committed index, and (from the leader) each member's matched index and lag
+    Status {
         name: String,
         /// Print JSON
         #[arg(long)]
@@ -38,7 +58,13 @@ struct Row {
 
 pub fn run(cmd: ChannelCmd, ctx: &Ctx) -> CliResult {
     match cmd {
-        ChannelCmd::Create { name, json } => {
+        ChannelCmd::Create {
+            name,
+            replicas,
+            json,
+        } if !replicas.is_empty() => replicate(ctx, &name, replicas, json)?,
+        ChannelCmd::Status { name, json } => status(ctx, &name, json)?,
+        ChannelCmd::Create { name, json, .. } => {
             net_mesh_engine::index::check_channel_name(&name)
                 .map_err(|e| CliError::msg(ErrorClass::Usage, e))?;
             let created = match &ctx.node {
@@ -102,6 +128,128 @@ pub fn run(cmd: ChannelCmd, ctx: &Ctx) -> CliResult {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// How long `create --replicas` waits for the new group to elect its first leader.
+const FIRST_LEADER_WAIT: Duration = Duration::from_secs(30);
+
+fn replicate(ctx: &Ctx, name: &str, others: Vec<NodeAddr>, json: bool) -> CliResult {
+    net_mesh_engine::index::check_channel_name(name)
+        .map_err(|e| CliError::msg(ErrorClass::Usage, e))?;
+    let Some(first) = &ctx.node else {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            "--replicas makes a replicated channel across nodes: name one of them with --node",
+        ));
+    };
+    let mut members = vec![first.clone()];
+    for m in others {
+        if members.iter().any(|k| k.node_id == m.node_id) {
+            return Err(CliError::msg(
+                ErrorClass::Usage,
+                format!("node {} is listed twice", m.node_id),
+            ));
+        }
+        members.push(m);
+    }
+    let mut started = Vec::with_capacity(members.len());
+    for member in &members {
+        let mut remote = Remote::connect(ctx, member)?;
+        let client = remote.client()?;
+        started.push(remote.block_on(client.channel_replicate(name, &members))?);
+    }
+    // The group is usable once it has a leader; wait (bounded) so a write right after works.
+    let mut remote = Remote::connect(ctx, first)?;
+    let client = remote.client()?;
+    let deadline = Instant::now() + FIRST_LEADER_WAIT;
+    let leader = loop {
+        let status = remote.block_on(client.channel_status(name))?;
+        if let Some(leader) = status.leader {
+            break leader;
+        }
+        if Instant::now() >= deadline {
+            return Err(CliError::msg(
+                ErrorClass::Busy,
+                format!("channel {name}: no leader elected within {FIRST_LEADER_WAIT:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if json {
+        let rows: Vec<_> = members
+            .iter()
+            .zip(&started)
+            .map(|(m, s)| json!({ "member": m.to_string(), "started": s }))
+            .collect();
+        outln!(
+            "{}",
+            json!({ "channel": name, "replicated": true, "members": rows, "leader": leader })
+        );
+    } else {
+        outln!(
+            "replicated channel {name} on {} members; leader {leader}",
+            members.len()
+        );
+    }
+    Ok(())
+}
+
+fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
+    let Some(addr) = &ctx.node else {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            "channel status shows a replicated channel's group: name a member with --node",
+        ));
+    };
+    let mut remote = Remote::connect(ctx, addr)?;
+    let client = remote.client()?;
+    let s = remote.block_on(client.channel_status(name))?;
+    if json {
+        let members: Vec<_> = s
+            .members
+            .iter()
+            .map(|m| json!({ "addr": m.addr, "matched": m.matched, "lag": m.lag }))
+            .collect();
+        outln!(
+            "{}",
+            json!({
+                "channel": s.channel,
+                "leader": s.leader,
+                "is_leader": s.is_leader,
+                "term": s.term,
+                "committed": s.committed,
+                "applied": s.applied,
+                "last_log_index": s.last_log_index,
+                "pending_apply": s.pending_apply,
+                "members": members,
+            })
+        );
+        return Ok(());
+    }
+    let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    outln!(
+        "channel {}  term {}  leader {}  committed {}  applied {}  pending {}",
+        s.channel,
+        s.term,
+        s.leader.as_deref().unwrap_or("unknown"),
+        show(s.committed),
+        show(s.applied),
+        s.pending_apply
+    );
+    for m in &s.members {
+        outln!(
+            "  {}  matched {}  lag {}{}",
+            m.addr,
+            show(m.matched),
+            show(m.lag),
+            if s.leader.as_deref() == Some(m.addr.as_str()) {
+                "  (leader)"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }

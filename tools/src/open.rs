@@ -1,6 +1,6 @@
-//! The one way the CLI opens a store: with the staging and node extensions registered, so
-//! resumable uploads, fsck's counts, GC's releases and a node's token revocations all see
-//! their tables.
+//! The one way the CLI opens a store: with the staging, node and replication extensions
+//! registered, so resumable uploads, fsck's counts, GC's releases, a node's token revocations
+//! and replicated channels' holds all see their tables.
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub fn open_with_staging_grace(
 /// The open options of the CLI's stores.
 pub fn options(config: StoreConfig, staging_grace: Duration) -> OpenOptions {
     net_mesh_node::revoke::with_node_tables(net_mesh_staging::with_staging(
-        OpenOptions::new(config),
+        OpenOptions::new(config).extension(net_mesh_replication::extension()),
         staging_grace,
     ))
 }

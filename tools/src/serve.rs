@@ -1,7 +1,8 @@
 //! `net-mesh serve`: the data dir's store served as a storage node. Once it accepts connections
 //! it prints exactly one line on stdout, its `NODE_ADDR` (`NODEID@HOST:PORT`, the address it
 //! actually bound), and logs to stderr; SIGTERM or SIGINT stops accepting, lets live uploads
-//! checkpoint, and exits 0.
+//! checkpoint, stops the replicated channels, and exits 0. The replicated channels the store
+//! holds start with it (`channel create NAME --replicas` makes new ones).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use net_mesh_engine::{ErrorClass, Store, StoreConfig};
 use net_mesh_node::{Allow, AllowError, Node, NodeConfig};
+use net_mesh_replication::{NodeReplicas, ReplicationConfig};
 use net_mesh_rpc::{Identity, NodeAddr, NodeId};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -61,11 +63,22 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> CliResult {
             "`serve` serves the local data dir; drop --node",
         ));
     }
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        .with_target(false)
-        .try_init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        // openraft narrates every vote and append at INFO: only its warnings reach the log.
+        let filter = tracing_subscriber::filter::Targets::new()
+            .with_default(tracing::Level::INFO)
+            .with_target("openraft", tracing::Level::WARN);
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false),
+            )
+            .with(filter)
+            .try_init();
+    }
     let identity = crate::identity::load_or_create(&ctx.dir, &ctx.identity)?;
     let own = identity.node_id();
     let allow = match &args.allow {
@@ -116,8 +129,16 @@ async fn serve(store: Store, identity: Identity, allow: Allow, args: &ServeArgs)
         realtime_reserve: args.realtime_reserve.unwrap_or(0),
         ..NodeConfig::default()
     };
-    let node =
-        Node::with_config(Arc::new(store), own, config).context_classified("starting the node")?;
+    let store = Arc::new(store);
+    let replicas = {
+        let store = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || NodeReplicas::new(store, ReplicationConfig::default()))
+            .await
+            .with_class(ErrorClass::Io, || "reading the replicated channels")?
+            .context_classified("reading the replicated channels")?
+    };
+    let node = Node::with_config(store, own, config).context_classified("starting the node")?;
+    node.set_replicas(replicas);
     let stop = CancellationToken::new();
     if let Some(listener) = metrics_listener {
         if let Ok(at) = listener.local_addr() {

@@ -23,8 +23,9 @@ use crate::call_token::{DEFAULT_CHANNEL, encode_metadata};
 use crate::error::{NodeError, NodeResult};
 use crate::proto::{
     BandwidthClass, BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE, Method,
-    ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart, ReadRequest, Resolved,
-    RevokeRequest, StagingRow, StagingState, Stat, Status, TAG_BLOB_TREE, Unpinned,
+    ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart, ReadRequest,
+    ReplicaStatus, ReplicateRequest, Resolved, RevokeRequest, StagingRow, StagingState, Stat,
+    Status, TAG_BLOB_TREE, Unpinned,
 };
 
 /// Bytes of input per `Data` message of a put.
@@ -283,6 +284,22 @@ impl NodeClient {
     /// The node's channels.
     pub async fn channel_list(&self) -> NodeResult<Vec<ChannelRow>> {
         self.unary(Method::ChannelList, &()).await
+    }
+
+    /// Makes `channel` a replicated channel on the node with `members` (admin; every member
+    /// is told the same list); `false` when the node ran it already.
+    pub async fn channel_replicate(&self, channel: &str, members: &[NodeAddr]) -> NodeResult<bool> {
+        let request = ReplicateRequest {
+            channel: channel.to_string(),
+            members: members.iter().map(ToString::to_string).collect(),
+        };
+        self.unary(Method::ChannelReplicate, &request).await
+    }
+
+    /// A replicated channel's group as the node sees it.
+    pub async fn channel_status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
+        self.unary(Method::ChannelStatus, &channel.to_string())
+            .await
     }
 
     /// Revokes, on the node, every token of `issuer` whose issuer generation is below
