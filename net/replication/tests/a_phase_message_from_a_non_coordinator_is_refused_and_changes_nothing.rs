@@ -44,6 +44,10 @@ async fn a_phase_message_from_a_non_coordinator_is_refused_and_changes_nothing()
     let voters: Vec<_> = members[..3].iter().map(|m| m.addr.clone()).collect();
     let b_channel = members[b].join(&voters).await;
 
+    support::wait_until("A applied the five pins", || {
+        (pin_set(&members[a].store).len() == 5).then_some(())
+    })
+    .await;
     let pins_before = pin_set(&members[a].store);
     assert_eq!(pins_before.len(), 5);
     let applied_before = stored_applied(&members[a].store, CHANNEL).unwrap();
