@@ -1,0 +1,233 @@
+//! Every kind of write on a replicated channel of three real `net-mesh serve` processes,
+//! each sent to a follower: a resumable put, an erasure-coded put, and a node-to-node pull
+//! from a fourth node outside the group. Each returns once committed, is pinned on all three
+//! members, and reads back verified from each. Then an attacker plays a member: an identity
+//! that the node's allow file makes admin, but that is no member of the group, calls
+//! `raft/v1/propose` and `raft/v1/append` directly over its own session: both are refused and
+//! the channel's log and pins do not change.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::node::*;
+use common::*;
+use net_mesh_replication::node_replicas::Proposed;
+use net_mesh_replication::{METHOD_APPEND, METHOD_PROPOSE, PinOp};
+use net_mesh_rpc::rpc::client::CallOptions;
+use net_mesh_rpc::rpc::{ErrorKind, Router};
+use net_mesh_rpc::{Endpoint, Identity, NodeAddr};
+
+const CHANNEL: &str = "photos";
+const WAIT: Duration = Duration::from_secs(90);
+
+fn pinned(client: &Client, node: &str) -> BTreeSet<String> {
+    let rows = client.json(node, &["blob", "--channel", CHANNEL, "ls", "--json"]);
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["blob_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn status(client: &Client, node: &str) -> serde_json::Value {
+    client.json(node, &["channel", "status", CHANNEL, "--json"])
+}
+
+#[test]
+fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_members() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = Client::new(&tmp.path().join("client"), "operator");
+    let attacker_seed = [0xa7; 32];
+    let attacker = Identity::from_seed(attacker_seed);
+    let attacker_id = attacker.node_id().to_string();
+    let dirs: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("n{i}"))).collect();
+    let ids: Vec<String> = dirs.iter().map(|d| node_identity(d)).collect();
+    let allows: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let path = tmp.path().join(format!("allow{i}"));
+            let mut peers: Vec<(&str, &str)> = ids
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, id)| (id.as_str(), "read"))
+                .collect();
+            peers.push((&client.id, "admin"));
+            peers.push((&attacker_id, "admin"));
+            write_allow(&path, &peers);
+            path
+        })
+        .collect();
+    let nodes: Vec<ServedNode> = (0..4)
+        .map(|i| {
+            ServedNode::start(
+                &dirs[i],
+                Serve {
+                    allow: Some(&allows[i]),
+                    ..Serve::default()
+                },
+            )
+        })
+        .collect();
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let members = &addrs[..3];
+    let outside = &addrs[3];
+
+    let created = client.json(
+        &members[0],
+        &[
+            "channel",
+            "create",
+            CHANNEL,
+            "--replicas",
+            &format!("{},{}", members[1], members[2]),
+            "--json",
+        ],
+    );
+    let leader = created["leader"].as_str().unwrap().to_string();
+    let followers: Vec<&String> = members.iter().filter(|a| **a != leader).collect();
+
+    let mut wanted: Vec<(String, Vec<u8>)> = Vec::new();
+    // A resumable put through the first follower.
+    let data = random_bytes(900_000, 1);
+    let file = write_file(tmp.path(), "resumable.bin", &data);
+    let done = client.json(
+        followers[0],
+        &[
+            "blob",
+            "--channel",
+            CHANNEL,
+            "put",
+            "--resumable",
+            "--checkpoint-interval",
+            "256K",
+            "--json",
+            file.to_str().unwrap(),
+        ],
+    );
+    wanted.push((done["blob_id"].as_str().unwrap().to_string(), data));
+    // An erasure-coded put through the second follower.
+    let data = random_bytes(700_000, 2);
+    let file = write_file(tmp.path(), "coded.bin", &data);
+    let done = client.json(
+        followers[1],
+        &[
+            "blob",
+            "--channel",
+            CHANNEL,
+            "put",
+            "--rs",
+            "4,6",
+            "--chunking",
+            "fixed:64K",
+            "--json",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(done["encoding"], "rs:4,6", "{done}");
+    wanted.push((done["blob_id"].as_str().unwrap().to_string(), data));
+    // A pull from the outside node into the channel, asked of the first follower.
+    let data = random_bytes(1_200_000, 3);
+    let file = write_file(tmp.path(), "pulled.bin", &data);
+    let blob_ref = client.ok_text(outside, &["blob", "put", file.to_str().unwrap()]);
+    let pulled = client.json(
+        followers[0],
+        &[
+            "blob",
+            "--channel",
+            CHANNEL,
+            "pull",
+            &blob_ref,
+            "--from",
+            outside,
+            "--json",
+        ],
+    );
+    assert!(pulled["bytes_fetched"].as_u64().unwrap() > 0, "{pulled}");
+    let outside_rows = client.json(outside, &["blob", "ls", "--json"]);
+    wanted.push((
+        outside_rows[0]["blob_id"].as_str().unwrap().to_string(),
+        data,
+    ));
+
+    let ids: BTreeSet<String> = wanted.iter().map(|(id, _)| id.clone()).collect();
+    for member in members {
+        let deadline = Instant::now() + WAIT;
+        while pinned(&client, member) != ids {
+            assert!(Instant::now() < deadline, "{member} never pinned {ids:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for (id, data) in &wanted {
+            let out = tmp.path().join("got");
+            client.ok(
+                member,
+                &[
+                    "blob",
+                    "--channel",
+                    CHANNEL,
+                    "get",
+                    id,
+                    "-o",
+                    out.to_str().unwrap(),
+                ],
+            );
+            assert!(std::fs::read(&out).unwrap() == *data, "{id} on {member}");
+        }
+    }
+
+    // The attacker: admin by the allow file, no member of the group.
+    let before = status(&client, &leader);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refusals = runtime.block_on(async {
+        let endpoint = Endpoint::new(attacker, Router::new(), net_mesh_node::node_config());
+        let mut refusals = Vec::new();
+        for target in members {
+            let addr: NodeAddr = target.parse().unwrap();
+            let session = endpoint.connect_node(&addr).await.unwrap();
+            let opts = || {
+                CallOptions::with_timeout(Duration::from_secs(10))
+                    .metadata(net_mesh_node::call_token::encode_metadata(CHANNEL, &[]))
+            };
+            let op = PinOp::Pin {
+                blob_ref: net_mesh_engine::BlobRef::Small {
+                    hash: [7; 32],
+                    size: 10,
+                }
+                .encode(),
+                name: "forged".into(),
+            };
+            let proposed = session
+                .call_unary::<PinOp, Proposed>(METHOD_PROPOSE, &op, opts())
+                .await;
+            refusals.push(proposed.unwrap_err().kind);
+            let appended = session
+                .call_unary::<Vec<u8>, Vec<u8>>(METHOD_APPEND, &vec![0u8; 64], opts())
+                .await;
+            refusals.push(appended.unwrap_err().kind);
+        }
+        refusals
+    });
+    assert!(
+        refusals.iter().all(|k| *k == ErrorKind::PermissionDenied),
+        "{refusals:?}"
+    );
+    let after = status(&client, &leader);
+    assert_eq!(before["last_log_index"], after["last_log_index"]);
+    for member in members {
+        assert_eq!(pinned(&client, member), ids, "{member} changed");
+    }
+    for node in nodes {
+        assert!(node.stop().success());
+    }
+    for dir in &dirs {
+        ok(dir, &["fsck"]);
+    }
+}
