@@ -19,7 +19,7 @@ use net_mesh_engine::{BlobRef, ErrorClass};
 use net_mesh_node::NodeError;
 use net_mesh_node::config::MAX_OBJECTS_PER_CALL;
 use net_mesh_node::proto::{
-    self, BandwidthClass, BlobSpec, CallKind, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE,
+    self, BandwidthClass, BlobSpec, CallKind, ChannelRow, ChunkRow, GcDone, GcRequest, ReplicaMember, ReplicaStatus, ReplicateRequest, MAX_PIECE,
     Method, ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart, ReadRequest,
     Resolved, RevokeRequest, Role, StagingRow, StagingState, Stat, Status, StreamRow,
     TAG_BLOB_TREE, TreeShape, Unpinned,
@@ -387,6 +387,33 @@ fn vectors() -> BTreeMap<&'static str, String> {
             },
             "0670686f746f7380a0f1c2b13402",
         ),
+        golden(
+            "replicate_request",
+            ReplicateRequest {
+                channel: "photos".into(),
+                members: vec![format!("{GOLDEN_NODE_ID}@127.0.0.1:7000")],
+            },
+            "0670686f746f73014f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030",
+        ),
+        golden(
+            "replica_status",
+            ReplicaStatus {
+                channel: "photos".into(),
+                members: vec![ReplicaMember {
+                    addr: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
+                    matched: Some(5),
+                    lag: Some(0),
+                }],
+                leader: Some(format!("{GOLDEN_NODE_ID}@127.0.0.1:7000")),
+                is_leader: true,
+                term: 2,
+                committed: Some(5),
+                applied: Some(5),
+                last_log_index: Some(5),
+                pending_apply: 0,
+            },
+            "0670686f746f73014f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a3730303001050100014f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030010201050105010500",
+        ),
     ];
     let mut map = BTreeMap::new();
     for (name, hex) in v {
@@ -457,11 +484,13 @@ fn decode_as(type_name: &str, bytes: &[u8]) -> Result<(), String> {
         "GcDone" => go::<GcDone>(bytes),
         "RevokeRequest" => go::<RevokeRequest>(bytes),
         "ChannelRow" => go::<ChannelRow>(bytes),
+        "ReplicateRequest" => go::<ReplicateRequest>(bytes),
+        "ReplicaStatus" => go::<ReplicaStatus>(bytes),
         other => panic!("no message type {other:?}"),
     }
 }
 
-const MESSAGE_TYPES: [&str; 23] = [
+const MESSAGE_TYPES: [&str; 25] = [
     "PutPart",
     "PutDone",
     "ObjectPart",
@@ -485,12 +514,14 @@ const MESSAGE_TYPES: [&str; 23] = [
     "GcDone",
     "RevokeRequest",
     "ChannelRow",
+    "ReplicateRequest",
+    "ReplicaStatus",
 ];
 
 #[test]
 fn every_message_encodes_to_its_golden_bytes_and_back() {
     let v = vectors();
-    assert_eq!(v.len(), 32);
+    assert_eq!(v.len(), 34);
     // A unit request (status, list, staging_list) is an empty payload.
     assert!(postcard::to_allocvec(&()).unwrap().is_empty());
 }
@@ -585,7 +616,7 @@ fn garbage_and_flipped_bits_decode_to_errors_or_values_never_panics() {
 }
 
 /// The protocol's methods as version 1 defines them: name, role, call kind.
-const METHODS: [(&str, &str, &str); 18] = [
+const METHODS: [(&str, &str, &str); 20] = [
     ("node/v1/status", "read", "unary"),
     ("node/v1/list", "read", "server-streaming"),
     ("node/v1/resolve", "read", "unary"),
@@ -604,6 +635,8 @@ const METHODS: [(&str, &str, &str); 18] = [
     ("node/v1/token_revoke", "admin", "unary"),
     ("node/v1/channel_create", "admin", "unary"),
     ("node/v1/channel_list", "read", "unary"),
+    ("node/v1/channel_replicate", "admin", "unary"),
+    ("node/v1/channel_status", "read", "unary"),
 ];
 
 #[test]
