@@ -139,7 +139,7 @@ fn replicated_channel_keeps_every_acknowledged_blob_when_its_leader_is_killed() 
         std::thread::spawn(move || {
             for i in 0..24u64 {
                 // Small blobs and multi-chunk ones, so both inline refs and objects travel.
-                let len = if i % 3 == 0 {
+                let len = if i.is_multiple_of(3) {
                     1_500_000
                 } else {
                     20_000 + i as usize

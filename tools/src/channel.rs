@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use net_mesh_engine::{ErrorClass, StoreConfig};
+use net_mesh_node::proto::{MoveBind, MoveRun};
 use net_mesh_rpc::NodeAddr;
 use serde_json::json;
 
@@ -29,6 +30,26 @@ pub enum ChannelCmd {
         /// (NODE_ADDR,NODE_ADDR,...; admin needed on each)
         #[arg(long, value_name = "NODE_ADDR,...", value_delimiter = ',')]
         replicas: Vec<NodeAddr>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a replicated channel's replica from one node to another (drain --from): the target
+    /// joins as a learner, catches up, the voters change, the source leaves and removes its
+    /// copy. Each phase is persisted on the coordinator (the leader the --node names); a move
+    /// that fails part-way resumes from its phase when run again with the --id it printed.
+    /// Admin needed on the leader, the source and the target
+    Move {
+        name: String,
+        /// The member that leaves (NODE_ADDR)
+        #[arg(long, value_name = "NODE_ADDR")]
+        from: NodeAddr,
+        /// The node that joins (NODE_ADDR)
+        #[arg(long, value_name = "NODE_ADDR")]
+        to: NodeAddr,
+        /// The move to resume (as an earlier run printed it); default: a new move
+        #[arg(long)]
+        id: Option<u64>,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -64,6 +85,13 @@ pub fn run(cmd: ChannelCmd, ctx: &Ctx) -> CliResult {
             json,
         } if !replicas.is_empty() => replicate(ctx, &name, replicas, json)?,
         ChannelCmd::Status { name, json } => status(ctx, &name, json)?,
+        ChannelCmd::Move {
+            name,
+            from,
+            to,
+            id,
+            json,
+        } => move_replica(ctx, &name, &from, &to, id, json)?,
         ChannelCmd::Create { name, json, .. } => {
             net_mesh_engine::index::check_channel_name(&name)
                 .map_err(|e| CliError::msg(ErrorClass::Usage, e))?;
@@ -249,6 +277,99 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
             } else {
                 ""
             }
+        );
+    }
+    Ok(())
+}
+
+fn move_replica(
+    ctx: &Ctx,
+    name: &str,
+    from: &NodeAddr,
+    to: &NodeAddr,
+    id: Option<u64>,
+    json: bool,
+) -> CliResult {
+    let Some(addr) = &ctx.node else {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            "channel move runs on the channel's members: name one of them with --node",
+        ));
+    };
+    if from.node_id == to.node_id {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            "--from and --to name the same node",
+        ));
+    }
+    let status = {
+        let mut remote = Remote::connect(ctx, addr)?;
+        let client = remote.client()?;
+        remote.block_on(client.channel_status(name))?
+    };
+    let Some(leader) = status.leader.clone() else {
+        return Err(CliError::msg(
+            ErrorClass::Busy,
+            format!("channel {name} has no leader now; try again"),
+        ));
+    };
+    let coordinator: NodeAddr = leader
+        .parse()
+        .map_err(|e| CliError::msg(ErrorClass::Io, format!("the leader {leader}: {e}")))?;
+    let id = id.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    });
+    let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
+    if !json {
+        outln!("move {id} of channel {name}: {from} -> {to}, coordinated by {leader}");
+    }
+    let bind = MoveBind {
+        channel: name.to_string(),
+        id,
+        from: from.to_string(),
+        to: to.to_string(),
+        coordinator: coordinator.to_string(),
+        members,
+    };
+    for node in [from, to] {
+        if node.node_id == coordinator.node_id {
+            continue;
+        }
+        let mut remote = Remote::connect(ctx, node)?;
+        let client = remote.client()?;
+        remote.block_on(client.channel_move_bind(&bind))?;
+    }
+    let mut remote = Remote::connect(ctx, &coordinator)?;
+    let client = remote.client()?;
+    let done = remote
+        .block_on(client.channel_move(&MoveRun {
+            channel: name.to_string(),
+            id,
+            from: from.to_string(),
+            to: to.to_string(),
+        }))
+        .inspect_err(|_| eprintln!("net-mesh: resume move {id} with `channel move {name} --from {from} --to {to} --id {id}`"))?;
+    if json {
+        let phases: Vec<_> = done
+            .phases
+            .iter()
+            .map(|p| json!({ "phase": p.phase, "detail": p.detail }))
+            .collect();
+        outln!(
+            "{}",
+            json!({ "channel": name, "id": id, "from": from.to_string(), "to": to.to_string(), "phases": phases })
+        );
+    } else {
+        for p in &done.phases {
+            outln!("  {:<14} {}", p.phase, p.detail);
+        }
+        outln!(
+            "moved channel {name} from {} to {}",
+            from.node_id,
+            to.node_id
         );
     }
     Ok(())

@@ -132,10 +132,12 @@ async fn serve(store: Store, identity: Identity, allow: Allow, args: &ServeArgs)
     let store = Arc::new(store);
     let replicas = {
         let store = Arc::clone(&store);
-        tokio::task::spawn_blocking(move || NodeReplicas::new(store, ReplicationConfig::default()))
-            .await
-            .with_class(ErrorClass::Io, || "reading the replicated channels")?
-            .context_classified("reading the replicated channels")?
+        tokio::task::spawn_blocking(move || {
+            NodeReplicas::new(store, own, ReplicationConfig::default())
+        })
+        .await
+        .with_class(ErrorClass::Io, || "reading the replicated channels")?
+        .context_classified("reading the replicated channels")?
     };
     let node = Node::with_config(store, own, config).context_classified("starting the node")?;
     node.set_replicas(replicas);

@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::call_token::{DEFAULT_CHANNEL, encode_metadata};
 use crate::error::{NodeError, NodeResult};
 use crate::proto::{
-    BandwidthClass, BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE, Method,
-    ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart, ReadRequest,
-    ReplicaStatus, ReplicateRequest, Resolved, RevokeRequest, StagingRow, StagingState, Stat,
-    Status, TAG_BLOB_TREE, Unpinned,
+    BandwidthClass, BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE, Method, MoveBind,
+    MoveDone, MoveRun, ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart,
+    ReadRequest, ReplicaStatus, ReplicateRequest, Resolved, RevokeRequest, StagingRow,
+    StagingState, Stat, Status, TAG_BLOB_TREE, Unpinned,
 };
 
 /// Bytes of input per `Data` message of a put.
@@ -294,6 +294,16 @@ impl NodeClient {
             members: members.iter().map(ToString::to_string).collect(),
         };
         self.unary(Method::ChannelReplicate, &request).await
+    }
+
+    /// Binds the node (a move's source or target) to a replica move (admin).
+    pub async fn channel_move_bind(&self, bind: &MoveBind) -> NodeResult<()> {
+        self.unary(Method::ChannelMoveBind, bind).await
+    }
+
+    /// Runs (or resumes) a replica move on the node, its coordinator (admin).
+    pub async fn channel_move(&self, run: &MoveRun) -> NodeResult<MoveDone> {
+        self.unary(Method::ChannelMove, run).await
     }
 
     /// A replicated channel's group as the node sees it.

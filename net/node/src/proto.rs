@@ -102,10 +102,14 @@ pub enum Method {
     ChannelReplicate,
     /// unary `String` (a channel name) → [`ReplicaStatus`].
     ChannelStatus,
+    /// unary [`MoveBind`] → `()`: binds a source or target node to a replica move.
+    ChannelMoveBind,
+    /// unary [`MoveRun`] → [`MoveDone`]: the coordinator runs (or resumes) a replica move.
+    ChannelMove,
 }
 
 impl Method {
-    pub const ALL: [Method; 20] = [
+    pub const ALL: [Method; 22] = [
         Method::Status,
         Method::List,
         Method::Resolve,
@@ -126,6 +130,8 @@ impl Method {
         Method::ChannelList,
         Method::ChannelReplicate,
         Method::ChannelStatus,
+        Method::ChannelMoveBind,
+        Method::ChannelMove,
     ];
 
     /// The nRPC method name.
@@ -151,6 +157,8 @@ impl Method {
             Method::ChannelList => "node/v1/channel_list",
             Method::ChannelReplicate => "node/v1/channel_replicate",
             Method::ChannelStatus => "node/v1/channel_status",
+            Method::ChannelMoveBind => "node/v1/channel_move_bind",
+            Method::ChannelMove => "node/v1/channel_move",
         }
     }
 
@@ -179,7 +187,9 @@ impl Method {
             | Method::ChannelCreate
             | Method::ChannelList
             | Method::ChannelReplicate
-            | Method::ChannelStatus => CallKind::Unary,
+            | Method::ChannelStatus
+            | Method::ChannelMoveBind
+            | Method::ChannelMove => CallKind::Unary,
         }
     }
 
@@ -199,9 +209,12 @@ impl Method {
             | Method::ChannelList
             | Method::ChannelStatus => Role::Read,
             Method::Remove | Method::Put | Method::StagingAbort | Method::Pull => Role::Write,
-            Method::Gc | Method::TokenRevoke | Method::ChannelCreate | Method::ChannelReplicate => {
-                Role::Admin
-            }
+            Method::Gc
+            | Method::TokenRevoke
+            | Method::ChannelCreate
+            | Method::ChannelReplicate
+            | Method::ChannelMoveBind
+            | Method::ChannelMove => Role::Admin,
         }
     }
 }
@@ -482,6 +495,45 @@ pub struct ReplicaMember {
     pub addr: String,
     pub matched: Option<u64>,
     pub lag: Option<u64>,
+}
+
+/// [`Method::ChannelMoveBind`]'s request: bind the callee (the source or the target) to move
+/// `id` of `channel` from `from` to `to`, driven by `coordinator` (`NODE_ADDR`s), whose phase
+/// messages only it may then send; the target also joins the group, whose current members
+/// are `members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveBind {
+    pub channel: String,
+    pub id: u64,
+    pub from: String,
+    pub to: String,
+    pub coordinator: String,
+    pub members: Vec<String>,
+}
+
+/// [`Method::ChannelMove`]'s request: run move `id` of `channel` from `from` to `to` on the
+/// callee, the coordinator (the channel's leader), or resume it from its stored phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRun {
+    pub channel: String,
+    pub id: u64,
+    pub from: String,
+    pub to: String,
+}
+
+/// [`Method::ChannelMove`]'s answer: the phases reached by this call, in order (the last is
+/// the move's phase now: `cleaned_up` when it finished).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveDone {
+    pub phases: Vec<MoveStep>,
+}
+
+/// One phase of a move reached: its name (`learner_added`, `caught_up`, `cut_over`, `left`,
+/// `cleaned_up`) and what it found or did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveStep {
+    pub phase: String,
+    pub detail: String,
 }
 
 /// [`Method::TokenRevoke`]'s request: refuse, from now on, tokens of `issuer` (a node id)

@@ -17,7 +17,7 @@ use net_mesh_rpc::rpc::{Denied, Router};
 use net_mesh_rpc::{Endpoint, NodeAddr, PeerIdentity};
 
 use crate::error::NodeResult;
-use crate::proto::ReplicaStatus;
+use crate::proto::{MoveBind, MoveDone, MoveRun, ReplicaStatus};
 
 /// A future a [`Replicas`] method returns.
 pub type ReplicaFuture<'a, T> = Pin<Box<dyn Future<Output = NodeResult<T>> + Send + 'a>>;
@@ -71,4 +71,11 @@ pub trait Replicas: Send + Sync + Debug + 'static {
 
     /// The channel's group as this node sees it.
     fn status(&self, channel: &str) -> NodeResult<ReplicaStatus>;
+
+    /// Binds this node, the source or the target of a replica move, to it (the target joins
+    /// the group).
+    fn move_bind<'a>(&'a self, bind: &'a MoveBind) -> ReplicaFuture<'a, ()>;
+
+    /// Runs (or resumes) a replica move on this node, its coordinator.
+    fn move_run<'a>(&'a self, run: &'a MoveRun) -> ReplicaFuture<'a, MoveDone>;
 }

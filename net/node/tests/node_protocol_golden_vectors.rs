@@ -19,8 +19,9 @@ use net_mesh_engine::{BlobRef, ErrorClass};
 use net_mesh_node::NodeError;
 use net_mesh_node::config::MAX_OBJECTS_PER_CALL;
 use net_mesh_node::proto::{
-    self, BandwidthClass, BlobSpec, CallKind, ChannelRow, ChunkRow, GcDone, GcRequest, ReplicaMember, ReplicaStatus, ReplicateRequest, MAX_PIECE,
-    Method, ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart, ReadRequest,
+    self, BandwidthClass, BlobSpec, CallKind, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE,
+    Method, MoveBind, MoveDone, MoveRun, MoveStep, ObjectPart, PinRow, PullDone, PullRequest,
+    PutDone, PutPart, PutStart, ReadRequest, ReplicaMember, ReplicaStatus, ReplicateRequest,
     Resolved, RevokeRequest, Role, StagingRow, StagingState, Stat, Status, StreamRow,
     TAG_BLOB_TREE, TreeShape, Unpinned,
 };
@@ -396,6 +397,38 @@ fn vectors() -> BTreeMap<&'static str, String> {
             "0670686f746f73014f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030",
         ),
         golden(
+            "move_bind",
+            MoveBind {
+                channel: "photos".into(),
+                id: 300,
+                from: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
+                to: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
+                coordinator: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
+                members: vec![format!("{GOLDEN_NODE_ID}@127.0.0.1:7000")],
+            },
+            "0670686f746f73ac024f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a373030304f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a373030304f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030014f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030",
+        ),
+        golden(
+            "move_run",
+            MoveRun {
+                channel: "photos".into(),
+                id: 300,
+                from: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
+                to: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
+            },
+            "0670686f746f73ac024f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a373030304f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030",
+        ),
+        golden(
+            "move_done",
+            MoveDone {
+                phases: vec![MoveStep {
+                    phase: "cut_over".into(),
+                    detail: "voters are now 3 (index 7)".into(),
+                }],
+            },
+            "01086375745f6f7665721a766f7465727320617265206e6f7720332028696e646578203729",
+        ),
+        golden(
             "replica_status",
             ReplicaStatus {
                 channel: "photos".into(),
@@ -486,11 +519,14 @@ fn decode_as(type_name: &str, bytes: &[u8]) -> Result<(), String> {
         "ChannelRow" => go::<ChannelRow>(bytes),
         "ReplicateRequest" => go::<ReplicateRequest>(bytes),
         "ReplicaStatus" => go::<ReplicaStatus>(bytes),
+        "MoveBind" => go::<MoveBind>(bytes),
+        "MoveRun" => go::<MoveRun>(bytes),
+        "MoveDone" => go::<MoveDone>(bytes),
         other => panic!("no message type {other:?}"),
     }
 }
 
-const MESSAGE_TYPES: [&str; 25] = [
+const MESSAGE_TYPES: [&str; 28] = [
     "PutPart",
     "PutDone",
     "ObjectPart",
@@ -516,12 +552,15 @@ const MESSAGE_TYPES: [&str; 25] = [
     "ChannelRow",
     "ReplicateRequest",
     "ReplicaStatus",
+    "MoveBind",
+    "MoveRun",
+    "MoveDone",
 ];
 
 #[test]
 fn every_message_encodes_to_its_golden_bytes_and_back() {
     let v = vectors();
-    assert_eq!(v.len(), 34);
+    assert_eq!(v.len(), 37);
     // A unit request (status, list, staging_list) is an empty payload.
     assert!(postcard::to_allocvec(&()).unwrap().is_empty());
 }
@@ -616,7 +655,7 @@ fn garbage_and_flipped_bits_decode_to_errors_or_values_never_panics() {
 }
 
 /// The protocol's methods as version 1 defines them: name, role, call kind.
-const METHODS: [(&str, &str, &str); 20] = [
+const METHODS: [(&str, &str, &str); 22] = [
     ("node/v1/status", "read", "unary"),
     ("node/v1/list", "read", "server-streaming"),
     ("node/v1/resolve", "read", "unary"),
@@ -637,6 +676,8 @@ const METHODS: [(&str, &str, &str); 20] = [
     ("node/v1/channel_list", "read", "unary"),
     ("node/v1/channel_replicate", "admin", "unary"),
     ("node/v1/channel_status", "read", "unary"),
+    ("node/v1/channel_move_bind", "admin", "unary"),
+    ("node/v1/channel_move", "admin", "unary"),
 ];
 
 #[test]

@@ -15,7 +15,8 @@
 //! `network` (the nRPC methods, both sides), `channel` (the API a node uses),
 //! `node_replicas` (a storage node's replicated channels, behind the node's `Replicas` seam), `membership`
 //! (adding learners, changing the voters), `fetch` (bringing a pin's objects from other
-//! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `error`.
+//! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `moves`
+//! (guarded, persisted replica moves), `error`.
 
 pub mod channel;
 pub mod error;
@@ -36,8 +37,8 @@ pub use channel::{
 pub use error::{ApplyError, MembershipError, ProposeError, ReplicationError};
 pub use fetch::{FetchCounts, Fetcher};
 pub use moves::{
-    CleanupReply, CleanupRequest, HandoffState, METHOD_MOVE_CLEANUP, METHOD_MOVE_STATE,
-    MoveConfig, MoveError, MoveEvent, MoveRecord, MoveSpec, Moves, StateRequest,
+    CleanupReply, CleanupRequest, HandoffState, METHOD_MOVE_CLEANUP, METHOD_MOVE_STATE, MoveConfig,
+    MoveError, MoveEvent, MoveRecord, MoveSpec, Moves, StateRequest,
 };
 pub use network::{METHOD_APPEND, METHOD_PREFETCH, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
 pub use node_replicas::{METHOD_PROPOSE, NodeReplicas};

@@ -329,6 +329,16 @@ impl Moves {
             .insert(channel.channel().to_string(), channel);
     }
 
+    /// Whether `channel` is registered (a source's cleanup unregisters the channel it handed
+    /// off).
+    pub fn is_attached(&self, channel: &str) -> bool {
+        self.inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(channel)
+    }
+
     /// Forgets a channel registered with [`Moves::attach`].
     pub fn detach(&self, channel: &str) -> Option<Arc<ReplicatedChannel>> {
         self.inner

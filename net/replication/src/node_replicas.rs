@@ -5,7 +5,8 @@
 //! with `raft/v1/propose`, whose handler first fetches the blob's objects the leader lacks
 //! from the calling member (verified, held), then proposes. A write returns once its entry is
 //! committed and applied on the member the client called (so a read there right after sees
-//! it).
+//! it). It also runs the node's side of replica moves ([`Moves`]): binding a source or a
+//! target (the target joins the group), and driving a move as its coordinator.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -15,18 +16,19 @@ use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{BlobRef, Classify, ErrorClass, ExtensionOp, Store};
 use net_mesh_node::call_token::{encode_metadata, metadata_channel};
-use net_mesh_node::proto::{ReplicaMember, ReplicaStatus};
+use net_mesh_node::proto::{MoveBind, MoveDone, MoveRun, MoveStep, ReplicaMember, ReplicaStatus};
 use net_mesh_node::replicas::{ReplicaFuture, Replicas};
 use net_mesh_node::{NodeError, NodeResult};
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::{Denied, ErrorKind, Router, RpcContext, RpcError, RpcUnaryHandler};
-use net_mesh_rpc::{Endpoint, NodeAddr, PeerIdentity};
+use net_mesh_rpc::{Endpoint, NodeAddr, NodeId, PeerIdentity};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{ReplicatedChannel, ReplicationConfig};
 use crate::error::{ProposeError, ReplicationError};
 use crate::fetch::Fetcher;
+use crate::moves::{MoveEvent, MoveSpec, Moves};
 use crate::network::Replication;
 use crate::prefetch::hold_op;
 use crate::tables::{LOG_META_TABLE, LogMetaRow, NAMESPACE, STATE_TABLE, StateRow};
@@ -56,6 +58,7 @@ pub struct NodeReplicas {
     /// This value (its `raft/v1/propose` handler holds it).
     me: std::sync::Weak<NodeReplicas>,
     replication: Replication,
+    moves: Moves,
     store: Arc<Store>,
     config: ReplicationConfig,
     endpoint: OnceLock<Endpoint>,
@@ -67,16 +70,18 @@ pub struct NodeReplicas {
 }
 
 impl NodeReplicas {
-    /// The replicated channels of `store` (opened with [`crate::extension`]): reads which
-    /// channels hold replication state (blocking).
+    /// The replicated channels of `store` (opened with [`crate::extension`]) on node `own`:
+    /// reads which channels hold replication state (blocking).
     pub fn new(
         store: Arc<Store>,
+        own: NodeId,
         config: ReplicationConfig,
     ) -> Result<Arc<NodeReplicas>, ReplicationError> {
         let replicated = replicated_channels(&store)?;
         Ok(Arc::new_cyclic(|me| NodeReplicas {
             me: me.clone(),
             replication: Replication::new(),
+            moves: Moves::new(store.clone(), own),
             store,
             config,
             endpoint: OnceLock::new(),
@@ -95,12 +100,38 @@ impl NodeReplicas {
             .cloned()
     }
 
+    /// The node's replica moves.
+    pub fn moves(&self) -> &Moves {
+        &self.moves
+    }
+
+    /// Runs `channel` here from now on (and lets moves use it).
+    fn run(&self, channel: ReplicatedChannel) {
+        let channel = Arc::new(channel);
+        let name = channel.channel().to_string();
+        self.moves.attach(Arc::clone(&channel));
+        self.replicated
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone());
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, channel);
+    }
+
     /// Calls refused because the peer is not a member of the channel's group.
     pub fn peer_auth_rejections(&self) -> u64 {
         self.replication.peer_auth_rejections()
     }
 
     fn running_or_refused(&self, channel: &str) -> NodeResult<Arc<ReplicatedChannel>> {
+        if self.channel(channel).is_some() && !self.moves.is_attached(channel) {
+            return Err(NodeError::new(
+                ErrorClass::Refused,
+                format!("channel {channel}'s replica moved away from this node"),
+            ));
+        }
         self.channel(channel).ok_or_else(|| {
             NodeError::new(
                 ErrorClass::Busy,
@@ -135,10 +166,7 @@ impl NodeReplicas {
             .await
             .map_err(|e| node_error(&e))?;
             tracing::info!(channel = name, "replicated channel started");
-            self.running
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name, Arc::new(opened));
+            self.run(opened);
         }
         Ok(())
     }
@@ -153,6 +181,7 @@ impl NodeReplicas {
             .map(|(_, c)| c)
             .collect();
         for channel in running {
+            self.moves.detach(channel.channel());
             if let Err(e) = channel.shutdown().await {
                 tracing::warn!(channel = channel.channel(), error = %e, "stopping");
             }
@@ -179,20 +208,96 @@ impl NodeReplicas {
             Err(ReplicationError::AlreadyOpen(_)) => return Ok(false),
             Err(e) => return Err(node_error(&e)),
         };
-        self.replicated
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(channel.to_string());
-        self.running
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(channel.to_string(), Arc::new(created));
+        self.run(created);
         tracing::info!(
             channel,
             members = members.len(),
             "replicated channel created"
         );
         Ok(true)
+    }
+
+    async fn bind_move(&self, bind: &MoveBind) -> NodeResult<()> {
+        let spec = MoveSpec {
+            channel: bind.channel.clone(),
+            id: bind.id,
+            from: addr(&bind.from)?,
+            to: addr(&bind.to)?,
+            coordinator: addr(&bind.coordinator)?.node_id,
+        };
+        self.moves.bind(&spec).await.map_err(|e| node_error(&e))?;
+        let endpoint = self.endpoint()?.clone();
+        let own = endpoint.identity().node_id();
+        if spec.to.node_id == own && self.channel(&bind.channel).is_none() {
+            // The target joins: it admits raft calls only from the current members until
+            // the leader's log or snapshot gives it the membership.
+            let members = bind
+                .members
+                .iter()
+                .map(|m| addr(m))
+                .collect::<NodeResult<Vec<_>>>()?;
+            let joined = ReplicatedChannel::join(
+                &self.replication,
+                self.store.clone(),
+                &bind.channel,
+                &members,
+                endpoint,
+                &self.config,
+            )
+            .await
+            .map_err(|e| node_error(&e))?;
+            self.run(joined);
+            tracing::info!(
+                channel = bind.channel,
+                "joined as the target of move {}",
+                bind.id
+            );
+        }
+        Ok(())
+    }
+
+    async fn run_move(&self, run: &MoveRun) -> NodeResult<MoveDone> {
+        let own = self.endpoint()?.identity().node_id();
+        let spec = MoveSpec {
+            channel: run.channel.clone(),
+            id: run.id,
+            from: addr(&run.from)?,
+            to: addr(&run.to)?,
+            coordinator: own,
+        };
+        let mut phases = Vec::new();
+        let on_phase = |e: &MoveEvent| {
+            phases.push(MoveStep {
+                phase: e.phase.name().to_string(),
+                detail: e.detail.clone(),
+            })
+        };
+        let resuming = matches!(
+            self.moves.record(&run.channel).await,
+            Ok(Some(r)) if r.id == run.id
+        );
+        let moved = if resuming {
+            self.moves.resume(&run.channel, None, on_phase).await
+        } else {
+            self.moves.start(&spec, on_phase).await
+        };
+        match moved {
+            Ok(_) => Ok(MoveDone { phases }),
+            Err(e) => {
+                let reached = phases
+                    .iter()
+                    .map(|p| p.phase.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Err(NodeError::new(
+                    e.class(),
+                    format!(
+                        "{e} (phases reached by this call: {}; run the same move again to resume it)",
+                        if reached.is_empty() { "none" } else { &reached }
+                    ),
+                ))
+            }
+        }
     }
 
     /// Proposes `op` through the group: on the leader directly, else forwarded to it; retried
@@ -305,6 +410,11 @@ async fn propose_here(group: &ReplicatedChannel, op: &PinOp) -> Attempt {
     }
 }
 
+fn addr(text: &str) -> NodeResult<NodeAddr> {
+    text.parse()
+        .map_err(|e| NodeError::new(ErrorClass::Usage, format!("{text}: {e}")))
+}
+
 fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
     NodeError::new(e.class(), e.to_string())
 }
@@ -334,7 +444,7 @@ fn replicated_channels(store: &Store) -> Result<HashSet<String>, ReplicationErro
 
 impl Replicas for NodeReplicas {
     fn routes(&self, router: Router) -> Router {
-        let router = self.replication.routes(router);
+        let router = self.moves.routes(self.replication.routes(router));
         match self.me.upgrade() {
             Some(me) => router.unary(METHOD_PROPOSE, ProposeHandler(me)),
             None => router,
@@ -347,7 +457,9 @@ impl Replicas for NodeReplicas {
         method: &str,
         metadata: &[u8],
     ) -> Option<Result<(), Denied>> {
-        self.replication.authorize_call(peer, method, metadata)
+        self.replication
+            .authorize_call(peer, method, metadata)
+            .or_else(|| self.moves.authorize_call(peer, method, metadata))
     }
 
     fn start<'a>(&'a self, endpoint: &'a Endpoint) -> ReplicaFuture<'a, ()> {
@@ -394,6 +506,14 @@ impl Replicas for NodeReplicas {
         members: &'a [NodeAddr],
     ) -> ReplicaFuture<'a, bool> {
         Box::pin(self.make(channel, members))
+    }
+
+    fn move_bind<'a>(&'a self, bind: &'a MoveBind) -> ReplicaFuture<'a, ()> {
+        Box::pin(self.bind_move(bind))
+    }
+
+    fn move_run<'a>(&'a self, run: &'a MoveRun) -> ReplicaFuture<'a, MoveDone> {
+        Box::pin(self.run_move(run))
     }
 
     fn status(&self, channel: &str) -> NodeResult<ReplicaStatus> {

@@ -92,6 +92,20 @@ pub enum MovePhase {
     CleanedUp,
 }
 
+impl MovePhase {
+    /// The phase's name as the CLI prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MovePhase::Bound => "bound",
+            MovePhase::LearnerAdded => "learner_added",
+            MovePhase::CaughtUp => "caught_up",
+            MovePhase::CutOver => "cut_over",
+            MovePhase::Left => "left",
+            MovePhase::CleanedUp => "cleaned_up",
+        }
+    }
+}
+
 /// A node of a move as a row keeps it: full node id and address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveNode {

@@ -40,9 +40,9 @@ use crate::config::NodeConfig;
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::metrics::Metrics;
 use crate::proto::{
-    BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, Method, PinRow, PullDone, PullRequest,
-    PutDone, ReplicaStatus, ReplicateRequest, Resolved, RevokeRequest, StagingRow, StagingState,
-    Stat, Status, TAG_BLOB_TREE, Unpinned,
+    BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, Method, MoveBind, MoveDone, MoveRun, PinRow,
+    PullDone, PullRequest, PutDone, ReplicaStatus, ReplicateRequest, Resolved, RevokeRequest,
+    StagingRow, StagingState, Stat, Status, TAG_BLOB_TREE, Unpinned,
 };
 use crate::replicas::Replicas;
 use crate::revoke::{self, Floors};
@@ -256,6 +256,14 @@ impl Node {
             .unary(
                 Method::ChannelStatus.name(),
                 unary(n, Method::ChannelStatus, channel_status_impl),
+            )
+            .unary(
+                Method::ChannelMoveBind.name(),
+                unary(n, Method::ChannelMoveBind, channel_move_bind_impl),
+            )
+            .unary(
+                Method::ChannelMove.name(),
+                unary(n, Method::ChannelMove, channel_move_impl),
             )
             .authorize(AllowHook {
                 allow: allow.with_floors(Arc::clone(&self.floors)),
@@ -825,17 +833,30 @@ async fn channel_create_impl(node: Arc<Node>, _: RpcContext, name: String) -> No
         .await
 }
 
+/// The node's replicated channels, or a refusal when it runs none.
+fn replicas_of(node: &Node) -> NodeResult<&Arc<dyn Replicas>> {
+    node.replicas.get().ok_or_else(|| {
+        NodeError::new(
+            ErrorClass::Refused,
+            "this node does not run replicated channels",
+        )
+    })
+}
+
+async fn channel_move_bind_impl(node: Arc<Node>, _: RpcContext, req: MoveBind) -> NodeResult<()> {
+    replicas_of(&node)?.move_bind(&req).await
+}
+
+async fn channel_move_impl(node: Arc<Node>, _: RpcContext, req: MoveRun) -> NodeResult<MoveDone> {
+    replicas_of(&node)?.move_run(&req).await
+}
+
 async fn channel_replicate_impl(
     node: Arc<Node>,
     _: RpcContext,
     req: ReplicateRequest,
 ) -> NodeResult<bool> {
-    let replicas = node.replicas.get().ok_or_else(|| {
-        NodeError::new(
-            ErrorClass::Refused,
-            "this node does not run replicated channels",
-        )
-    })?;
+    let replicas = replicas_of(&node)?;
     let members = req
         .members
         .iter()
