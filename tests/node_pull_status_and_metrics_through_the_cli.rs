@@ -10,27 +10,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-
 use common::node::*;
 use common::*;
-
-/// `GET /metrics` from the node's metrics endpoint (named in its log).
-fn scrape(node: &ServedNode) -> String {
-    let log = node.log_text();
-    let at = log
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no metrics address in the log: {log}"));
-    let mut s = std::net::TcpStream::connect(at).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    answer
-}
 
 #[test]
 fn node_pull_status_and_metrics_through_the_cli() {

@@ -72,6 +72,7 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
                 &dirs[i],
                 Serve {
                     allow: Some(&allows[i]),
+                    metrics: true,
                     ..Serve::default()
                 },
             )
@@ -185,6 +186,19 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
 
     // The attacker: admin by the allow file, no member of the group.
     let before = status(&client, &leader);
+    let rejections = |node: &ServedNode| -> u64 {
+        let text = scrape(node);
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "net_mesh_node_replication_events_total{event=\"peer_auth_rejections\"}",
+                )
+            })
+            .unwrap_or_else(|| panic!("no rejection counter: {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let rejected_before: Vec<u64> = nodes[..3].iter().map(rejections).collect();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let refusals = runtime.block_on(async {
         let endpoint = Endpoint::new(attacker, Router::new(), net_mesh_node::node_config());
@@ -218,6 +232,18 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
     assert!(
         refusals.iter().all(|k| *k == ErrorKind::PermissionDenied),
         "{refusals:?}"
+    );
+    let rejected_after: Vec<u64> = nodes[..3].iter().map(rejections).collect();
+    for (b, a) in rejected_before.iter().zip(&rejected_after) {
+        assert!(
+            *a >= b + 2,
+            "rejections {rejected_before:?} -> {rejected_after:?}"
+        );
+    }
+    let leader_node = nodes.iter().find(|n| n.addr == leader).unwrap();
+    assert!(
+        scrape(leader_node).contains("net_mesh_node_replication_is_leader{channel=\"photos\"} 1"),
+        "the leader's metrics do not say so"
     );
     let after = status(&client, &leader);
     assert_eq!(before["last_log_index"], after["last_log_index"]);

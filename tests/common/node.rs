@@ -8,7 +8,7 @@
     clippy::panic
 )]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
@@ -248,4 +248,21 @@ pub fn corrupt_stored_bytes(dir: &Path, needle: &[u8]) {
         }
     }
     panic!("the bytes are in no segment file of {}", dir.display());
+}
+
+/// `GET /metrics` from the node's metrics endpoint (named in its log).
+pub fn scrape(node: &ServedNode) -> String {
+    let log = node.log_text();
+    let at = log
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in the log: {log}"));
+    let mut s = std::net::TcpStream::connect(at).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
 }

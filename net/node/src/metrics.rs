@@ -27,6 +27,17 @@ struct ClassLabel {
     class: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabel {
+    channel: String,
+}
+
+/// A replication counter (its name).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: String,
+}
+
 /// A live stream (only live ones are kept, so the label sets stay few).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabel {
@@ -54,6 +65,12 @@ pub struct Metrics {
     stream_class: Family<StreamLabel, Gauge>,
     stream_bytes: Family<StreamLabel, Gauge>,
     stream_paused: Family<StreamLabel, Gauge>,
+    replication_events: Family<EventLabel, Counter>,
+    replication_term: Family<ChannelLabel, Gauge>,
+    replication_committed: Family<ChannelLabel, Gauge>,
+    replication_applied: Family<ChannelLabel, Gauge>,
+    replication_pending_apply: Family<ChannelLabel, Gauge>,
+    replication_is_leader: Family<ChannelLabel, Gauge>,
     /// Mirrors of the counters, for `status`.
     bytes_in_total: AtomicU64,
     bytes_out_total: AtomicU64,
@@ -140,8 +157,52 @@ impl Default for Metrics {
             "Milliseconds a live stream waited while a higher bandwidth class was served",
             stream_paused.clone(),
         );
+        let replication_events = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "replication_events",
+            "Replication refusals, by event: peer_auth_rejections (raft calls from non-members), \
+             prefetch_rejections, move_rejections (move phase messages from anyone but the bound \
+             peer), spurious_cleanups",
+            replication_events.clone(),
+        );
+        let channel_gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<ChannelLabel, Gauge>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let replication_term = channel_gauge(
+            &mut registry,
+            "replication_term",
+            "A replicated channel's current term, as this member sees it",
+        );
+        let replication_committed = channel_gauge(
+            &mut registry,
+            "replication_committed_index",
+            "A replicated channel's quorum-committed log index, as far as this member knows it",
+        );
+        let replication_applied = channel_gauge(
+            &mut registry,
+            "replication_applied_index",
+            "The last log index this member applied to its pins",
+        );
+        let replication_pending_apply = channel_gauge(
+            &mut registry,
+            "replication_pending_apply",
+            "Entries in this member's log not applied yet (its uncommitted tail included)",
+        );
+        let replication_is_leader = channel_gauge(
+            &mut registry,
+            "replication_is_leader",
+            "1 while this member leads the channel's group",
+        );
         Metrics {
             registry,
+            replication_events,
+            replication_term,
+            replication_committed,
+            replication_applied,
+            replication_pending_apply,
+            replication_is_leader,
             requests,
             errors,
             refusals,
@@ -270,6 +331,55 @@ impl Metrics {
             self.stream_paused
                 .get_or_create(&label)
                 .set(as_i64(s.paused_for_higher_class_ms));
+        }
+    }
+
+    /// Sets the replication numbers from the node's replicated channels.
+    pub fn set_replicas(&self, counters: &crate::replicas::ReplicaCounters) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (event, value) in [
+            ("peer_auth_rejections", counters.peer_auth_rejections),
+            ("prefetch_rejections", counters.prefetch_rejections),
+            ("move_rejections", counters.move_rejections),
+            ("spurious_cleanups", counters.spurious_cleanups),
+        ] {
+            let counter = self.replication_events.get_or_create(&EventLabel {
+                event: event.to_string(),
+            });
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+        for family in [
+            &self.replication_term,
+            &self.replication_committed,
+            &self.replication_applied,
+            &self.replication_pending_apply,
+            &self.replication_is_leader,
+        ] {
+            family.clear();
+        }
+        for s in &counters.channels {
+            let label = ChannelLabel {
+                channel: s.channel.clone(),
+            };
+            self.replication_term
+                .get_or_create(&label)
+                .set(as_i64(s.term));
+            if let Some(c) = s.committed {
+                self.replication_committed
+                    .get_or_create(&label)
+                    .set(as_i64(c));
+            }
+            if let Some(a) = s.applied {
+                self.replication_applied
+                    .get_or_create(&label)
+                    .set(as_i64(a));
+            }
+            self.replication_pending_apply
+                .get_or_create(&label)
+                .set(as_i64(s.pending_apply));
+            self.replication_is_leader
+                .get_or_create(&label)
+                .set(i64::from(s.is_leader));
         }
     }
 

@@ -22,6 +22,21 @@ use crate::proto::{MoveBind, MoveDone, MoveRun, ReplicaStatus};
 /// A future a [`Replicas`] method returns.
 pub type ReplicaFuture<'a, T> = Pin<Box<dyn Future<Output = NodeResult<T>> + Send + 'a>>;
 
+/// The numbers replication reports in the node's metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaCounters {
+    /// `raft/v1/*` calls refused because the peer is no member of the channel's group.
+    pub peer_auth_rejections: u64,
+    /// Prefetch requests refused because the channel ran its most at once.
+    pub prefetch_rejections: u64,
+    /// Replica-move phase messages refused (not from the bound peer).
+    pub move_rejections: u64,
+    /// Replica-move cleanups that changed nothing (unverified, another move, replayed).
+    pub spurious_cleanups: u64,
+    /// Each replicated channel running here, as this member sees it.
+    pub channels: Vec<ReplicaStatus>,
+}
+
 /// Replicated channels as the node sees them.
 pub trait Replicas: Send + Sync + Debug + 'static {
     /// Adds the methods replication serves to the node's router.
@@ -71,6 +86,9 @@ pub trait Replicas: Send + Sync + Debug + 'static {
 
     /// The channel's group as this node sees it.
     fn status(&self, channel: &str) -> NodeResult<ReplicaStatus>;
+
+    /// The numbers for the node's metrics.
+    fn counters(&self) -> ReplicaCounters;
 
     /// Binds this node, the source or the target of a replica move, to it (the target joins
     /// the group).

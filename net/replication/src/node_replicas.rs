@@ -17,7 +17,7 @@ use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{BlobRef, Classify, ErrorClass, ExtensionOp, Store};
 use net_mesh_node::call_token::{encode_metadata, metadata_channel};
 use net_mesh_node::proto::{MoveBind, MoveDone, MoveRun, MoveStep, ReplicaMember, ReplicaStatus};
-use net_mesh_node::replicas::{ReplicaFuture, Replicas};
+use net_mesh_node::replicas::{ReplicaCounters, ReplicaFuture, Replicas};
 use net_mesh_node::{NodeError, NodeResult};
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::{Denied, ErrorKind, Router, RpcContext, RpcError, RpcUnaryHandler};
@@ -514,6 +514,26 @@ impl Replicas for NodeReplicas {
 
     fn move_run<'a>(&'a self, run: &'a MoveRun) -> ReplicaFuture<'a, MoveDone> {
         Box::pin(self.run_move(run))
+    }
+
+    fn counters(&self) -> ReplicaCounters {
+        let running: Vec<String> = self
+            .running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        ReplicaCounters {
+            peer_auth_rejections: self.replication.peer_auth_rejections(),
+            prefetch_rejections: self.replication.prefetch_rejections(),
+            move_rejections: self.moves.phase_rejections(),
+            spurious_cleanups: self.moves.spurious_cleanups(),
+            channels: running
+                .iter()
+                .filter_map(|c| Replicas::status(self, c).ok())
+                .collect(),
+        }
     }
 
     fn status(&self, channel: &str) -> NodeResult<ReplicaStatus> {

@@ -189,6 +189,9 @@ impl Node {
             );
         }
         self.metrics.set_streams(&self.bandwidth.live());
+        if let Some(replicas) = self.replicas.get() {
+            self.metrics.set_replicas(&replicas.counters());
+        }
         self.metrics.render()
     }
 
