@@ -10,7 +10,7 @@ use net_mesh_engine::index::{blob_id, check_pin_name};
 use net_mesh_engine::{BlobRef, Store};
 use net_mesh_rpc::{Endpoint, NodeAddr, NodeId};
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+use openraft::{Config, Raft, RaftNetworkFactory, ServerState, SnapshotPolicy};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ProposeError, ReplicationError};
@@ -178,27 +178,17 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let own = endpoint.identity().node_id();
-        let map = member_map(members)?;
-        if !map.values().any(|m| m.is(&own)) {
-            return Err(ReplicationError::Membership(format!(
-                "this node ({own}) is not in the member list"
-            )));
-        }
-        let c = Self::start(replication, store, channel, endpoint, config, members).await?;
-        let initialized = c
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| ReplicationError::Raft(e.to_string()))?;
-        if !initialized {
-            // Every member writes the same first membership entry; a member that has heard
-            // from another first refuses, which is fine.
-            if let Err(e) = c.raft.initialize(map).await {
-                tracing::debug!(channel, error = %e, "initialize refused");
-            }
-        }
-        Ok(c)
+        let network = Network::new(endpoint.clone(), channel);
+        Self::create_with_network(
+            replication,
+            store,
+            channel,
+            members,
+            endpoint,
+            config,
+            network,
+        )
+        .await
     }
 
     /// Opens the channel's group from this store's state (after a restart).
@@ -209,11 +199,8 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let has_state = has_state(&store, channel).await?;
-        if !has_state {
-            return Err(ReplicationError::NotReplicated(channel.to_string()));
-        }
-        Self::start(replication, store, channel, endpoint, config, &[]).await
+        let network = Network::new(endpoint.clone(), channel);
+        Self::open_with_network(replication, store, channel, endpoint, config, network).await
     }
 
     /// Joins an existing group as a new member (the first step of a replica move): starts the
@@ -230,20 +217,120 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        member_map(members)?;
-        if has_state(&store, channel).await? {
-            return Self::open(replication, store, channel, endpoint, config).await;
-        }
-        Self::start(replication, store, channel, endpoint, config, members).await
+        let network = Network::new(endpoint.clone(), channel);
+        Self::join_with_network(
+            replication,
+            store,
+            channel,
+            members,
+            endpoint,
+            config,
+            network,
+        )
+        .await
     }
 
-    async fn start(
+    /// [`ReplicatedChannel::create`] whose raft messages go through `network` instead of
+    /// nRPC sessions dialed from `endpoint` (which still dials the data path: fetches and
+    /// prefetches). For in-process simulations of a group (`tests/sim`); a node uses
+    /// `create`.
+    #[doc(hidden)]
+    pub async fn create_with_network<N: RaftNetworkFactory<TypeConfig>>(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        members: &[NodeAddr],
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+        network: N,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        let own = endpoint.identity().node_id();
+        let map = member_map(members)?;
+        if !map.values().any(|m| m.is(&own)) {
+            return Err(ReplicationError::Membership(format!(
+                "this node ({own}) is not in the member list"
+            )));
+        }
+        let c = Self::start(
+            replication,
+            store,
+            channel,
+            endpoint,
+            config,
+            members,
+            network,
+        )
+        .await?;
+        let initialized = c
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+        if !initialized {
+            // Every member writes the same first membership entry; a member that has heard
+            // from another first refuses, which is fine.
+            if let Err(e) = c.raft.initialize(map).await {
+                tracing::debug!(channel, error = %e, "initialize refused");
+            }
+        }
+        Ok(c)
+    }
+
+    /// [`ReplicatedChannel::open`] over `network` (see
+    /// [`ReplicatedChannel::create_with_network`]).
+    #[doc(hidden)]
+    pub async fn open_with_network<N: RaftNetworkFactory<TypeConfig>>(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+        network: N,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        let has_state = has_state(&store, channel).await?;
+        if !has_state {
+            return Err(ReplicationError::NotReplicated(channel.to_string()));
+        }
+        Self::start(replication, store, channel, endpoint, config, &[], network).await
+    }
+
+    /// [`ReplicatedChannel::join`] over `network` (see
+    /// [`ReplicatedChannel::create_with_network`]).
+    #[doc(hidden)]
+    pub async fn join_with_network<N: RaftNetworkFactory<TypeConfig>>(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        members: &[NodeAddr],
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+        network: N,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        member_map(members)?;
+        if has_state(&store, channel).await? {
+            return Self::open_with_network(replication, store, channel, endpoint, config, network)
+                .await;
+        }
+        Self::start(
+            replication,
+            store,
+            channel,
+            endpoint,
+            config,
+            members,
+            network,
+        )
+        .await
+    }
+
+    async fn start<N: RaftNetworkFactory<TypeConfig>>(
         replication: &Replication,
         store: Arc<Store>,
         channel: &str,
         endpoint: Endpoint,
         config: &ReplicationConfig,
         bootstrap: &[NodeAddr],
+        network: N,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         {
             let store = store.clone();
@@ -278,7 +365,7 @@ impl ReplicatedChannel {
         let raft = Raft::new(
             own,
             config.raft_config(channel)?,
-            Network::new(endpoint.clone(), channel),
+            network,
             LogStore::new(store.clone(), channel),
             state_machine,
         )

@@ -179,30 +179,34 @@ impl Replication {
             .remove(channel);
     }
 
-    /// The group of the call's channel, if `peer` is one of its members; else a refusal,
-    /// counted.
+    /// Counts a refused call and says why.
+    fn refuse(&self, why: String) -> RpcError {
+        self.inner
+            .peer_auth_rejections
+            .fetch_add(1, Ordering::Relaxed);
+        RpcError::new(ErrorKind::PermissionDenied, why)
+    }
+
+    /// The group of the call's channel (named by its metadata), if `peer` is one of its
+    /// members; else a refusal, counted.
     fn member_group(&self, peer: &NodeId, metadata: &[u8]) -> Result<Group, RpcError> {
-        let refuse = |why: String| {
-            self.inner
-                .peer_auth_rejections
-                .fetch_add(1, Ordering::Relaxed);
-            RpcError::new(ErrorKind::PermissionDenied, why)
-        };
-        let channel = match decode_metadata(metadata) {
-            Ok(m) => m.channel,
-            Err(e) => return Err(refuse(format!("replication call metadata: {e}"))),
-        };
+        let channel = self.call_channel(metadata)?;
+        self.member_group_of(peer, &channel)
+    }
+
+    /// The group of `channel`, if `peer` is one of its members (the latest membership this
+    /// node holds, voters and learners; before any, the members named at join); else a
+    /// refusal, counted.
+    fn member_group_of(&self, peer: &NodeId, channel: &str) -> Result<Group, RpcError> {
         let group = self
             .inner
             .groups
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&channel)
+            .get(channel)
             .cloned();
         let Some(group) = group else {
-            return Err(refuse(format!(
-                "channel {channel} is not replicated on this node"
-            )));
+            return Err(self.refuse(format!("channel {channel} is not replicated on this node")));
         };
         let is_member = {
             let metrics = group.raft.metrics();
@@ -215,55 +219,59 @@ impl Replication {
             }
         };
         if !is_member {
-            return Err(refuse(format!(
+            return Err(self.refuse(format!(
                 "node {peer} is not a member of channel {channel}'s group"
             )));
         }
         Ok(group)
     }
-}
 
-fn stopped<T>(e: impl std::fmt::Display) -> Reply<T> {
-    Reply::Stopped(e.to_string())
-}
-
-struct AppendHandler(Replication);
-struct VoteHandler(Replication);
-struct SnapshotHandler(Replication);
-struct PrefetchHandler(Replication);
-
-impl RpcUnaryHandler for AppendHandler {
-    type Req = AppendEntriesRequest<TypeConfig>;
-    type Resp = Reply<AppendEntriesResponse<u64>>;
-
-    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
-        let group = self.0.member_group(&ctx.peer().node_id(), ctx.metadata())?;
+    /// Hands an append (or heartbeat) from `peer` to `channel`'s group: the admission check
+    /// (members only, refusals counted), then openraft. What `raft/v1/append` runs once it
+    /// knows the session's authenticated peer and the channel its metadata names.
+    ///
+    /// Public only for in-process simulations of a group (`tests/sim`), which deliver
+    /// messages without sessions: a node never calls it, its peers reach it over nRPC, where
+    /// `peer` is the identity the handshake proved.
+    #[doc(hidden)]
+    pub async fn deliver_append(
+        &self,
+        peer: &NodeId,
+        channel: &str,
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<Reply<AppendEntriesResponse<u64>>, RpcError> {
+        let group = self.member_group_of(peer, channel)?;
         Ok(match group.raft.append_entries(req).await {
             Ok(r) => Reply::Ok(r),
             Err(e) => stopped(e),
         })
     }
-}
 
-impl RpcUnaryHandler for VoteHandler {
-    type Req = VoteRequest<u64>;
-    type Resp = Reply<VoteResponse<u64>>;
-
-    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
-        let group = self.0.member_group(&ctx.peer().node_id(), ctx.metadata())?;
+    /// A vote request from `peer` to `channel`'s group (see [`Replication::deliver_append`]).
+    #[doc(hidden)]
+    pub async fn deliver_vote(
+        &self,
+        peer: &NodeId,
+        channel: &str,
+        req: VoteRequest<u64>,
+    ) -> Result<Reply<VoteResponse<u64>>, RpcError> {
+        let group = self.member_group_of(peer, channel)?;
         Ok(match group.raft.vote(req).await {
             Ok(r) => Reply::Ok(r),
             Err(e) => stopped(e),
         })
     }
-}
 
-impl RpcUnaryHandler for SnapshotHandler {
-    type Req = InstallSnapshotRequest<TypeConfig>;
-    type Resp = Reply<InstallSnapshotResponse<u64>>;
-
-    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
-        let group = self.0.member_group(&ctx.peer().node_id(), ctx.metadata())?;
+    /// A snapshot chunk from `peer` to `channel`'s group, refused past
+    /// [`MAX_SNAPSHOT_LEN`] (see [`Replication::deliver_append`]).
+    #[doc(hidden)]
+    pub async fn deliver_snapshot(
+        &self,
+        peer: &NodeId,
+        channel: &str,
+        req: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<Reply<InstallSnapshotResponse<u64>>, RpcError> {
+        let group = self.member_group_of(peer, channel)?;
         let end = req.offset.saturating_add(req.data.len() as u64);
         if end > MAX_SNAPSHOT_LEN {
             return Err(RpcError::new(
@@ -282,6 +290,58 @@ impl RpcUnaryHandler for SnapshotHandler {
             }
             Err(e) => stopped(e),
         })
+    }
+
+    /// The channel a call's metadata names; a refusal, counted, if it does not decode.
+    fn call_channel(&self, metadata: &[u8]) -> Result<String, RpcError> {
+        decode_metadata(metadata)
+            .map(|m| m.channel)
+            .map_err(|e| self.refuse(format!("replication call metadata: {e}")))
+    }
+}
+
+fn stopped<T>(e: impl std::fmt::Display) -> Reply<T> {
+    Reply::Stopped(e.to_string())
+}
+
+struct AppendHandler(Replication);
+struct VoteHandler(Replication);
+struct SnapshotHandler(Replication);
+struct PrefetchHandler(Replication);
+
+impl RpcUnaryHandler for AppendHandler {
+    type Req = AppendEntriesRequest<TypeConfig>;
+    type Resp = Reply<AppendEntriesResponse<u64>>;
+
+    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
+        let channel = self.0.call_channel(ctx.metadata())?;
+        self.0
+            .deliver_append(&ctx.peer().node_id(), &channel, req)
+            .await
+    }
+}
+
+impl RpcUnaryHandler for VoteHandler {
+    type Req = VoteRequest<u64>;
+    type Resp = Reply<VoteResponse<u64>>;
+
+    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
+        let channel = self.0.call_channel(ctx.metadata())?;
+        self.0
+            .deliver_vote(&ctx.peer().node_id(), &channel, req)
+            .await
+    }
+}
+
+impl RpcUnaryHandler for SnapshotHandler {
+    type Req = InstallSnapshotRequest<TypeConfig>;
+    type Resp = Reply<InstallSnapshotResponse<u64>>;
+
+    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
+        let channel = self.0.call_channel(ctx.metadata())?;
+        self.0
+            .deliver_snapshot(&ctx.peer().node_id(), &channel, req)
+            .await
     }
 }
 
