@@ -6,7 +6,7 @@
 //! seed's invariants are checked (`tests/sim/check.rs`).
 //!
 //! `NET_MESH_SIM_SEEDS=N` runs seeds 0..N (default 200), `NET_MESH_SIM_SEED=N` replays one,
-//! `NET_MESH_SIM_OPS=N` sets the client operations per seed (default 14),
+//! `NET_MESH_SIM_OPS=N` sets the client operations per seed (default 24),
 //! `NET_MESH_SIM_VERBOSE=1` prints every seed's summary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -50,7 +50,7 @@ fn run(seed: u64, ops: usize) -> Result<sim::Summary, String> {
 
 #[test]
 fn simulation_keeps_every_acknowledged_pin_under_faults() {
-    let ops = env_u64("NET_MESH_SIM_OPS").unwrap_or(14) as usize;
+    let ops = env_u64("NET_MESH_SIM_OPS").unwrap_or(24) as usize;
     let seeds: Vec<u64> = match env_u64("NET_MESH_SIM_SEED") {
         Some(seed) => vec![seed],
         None => (0..env_u64("NET_MESH_SIM_SEEDS").unwrap_or(200)).collect(),
@@ -77,6 +77,8 @@ fn simulation_keeps_every_acknowledged_pin_under_faults() {
                 totals.forged += s.forged;
                 totals.virtual_time += s.virtual_time;
                 totals.max_term = totals.max_term.max(s.max_term);
+                totals.max_leaders_per_term =
+                    totals.max_leaders_per_term.max(s.max_leaders_per_term);
                 totals.messages.sent += s.messages.sent;
                 totals.messages.dropped += s.messages.dropped;
                 totals.messages.cut += s.messages.cut;
@@ -101,7 +103,7 @@ fn simulation_keeps_every_acknowledged_pin_under_faults() {
     eprintln!(
         "{} seeds x {ops} ops in {:?}: {} acknowledged, {} unknown, {} crashes, {} partitions, \
          {} forged rounds, {moved} replica moves, {snapshots} snapshotting seeds, max term {}, \
-         {:?} virtual; messages {:?}",
+         at most {} leaders in a term, {:?} virtual; messages {:?}",
         seeds.len(),
         started.elapsed(),
         totals.acked,
@@ -110,6 +112,7 @@ fn simulation_keeps_every_acknowledged_pin_under_faults() {
         totals.partitions,
         totals.forged,
         totals.max_term,
+        totals.max_leaders_per_term,
         totals.virtual_time,
         totals.messages,
     );

@@ -58,7 +58,9 @@ pub struct Attempt {
 #[derive(Debug, Default)]
 pub struct Observations {
     /// Every node seen as leader of each term (by itself, or by a member's committed vote).
-    pub leaders: BTreeMap<u64, BTreeSet<u64>>,
+    /// Every node seen as leader of each term, with when it was first seen (virtual time)
+    /// and by whom (the member itself, or a member whose committed vote names it).
+    pub leaders: BTreeMap<u64, BTreeMap<u64, (tokio::time::Instant, String)>>,
     pub max_term: u64,
     pub violations: Vec<String>,
 }
@@ -256,13 +258,28 @@ impl Cluster {
         {
             let obs = self.obs.lock().unwrap();
             bad.extend(obs.violations.iter().cloned());
+            // openraft 0.9 (without its `single-term-leader` feature) identifies a leader by
+            // (term, node id) and lets a candidate with a higher node id win the same term
+            // after another: its votes are ordered by term, then node id. So what must hold
+            // is that the leaders of one term were elected in increasing node id order (a
+            // voter never grants a lower vote than one it granted), checked here on when
+            // each was first seen; two seen first in the same sample are allowed.
             for (term, leaders) in &obs.leaders {
-                if leaders.len() > 1 {
-                    bad.push(format!(
-                        "term {term} had {} leaders: {leaders:x?}",
-                        leaders.len()
-                    ));
+                let mut by_time: Vec<(&tokio::time::Instant, &u64, &String)> = leaders
+                    .iter()
+                    .map(|(id, (at, how))| (at, id, how))
+                    .collect();
+                by_time.sort();
+                for w in by_time.windows(2) {
+                    let ((t0, a, how_a), (t1, b, how_b)) = (w[0], w[1]);
+                    if t0 < t1 && b < a {
+                        bad.push(format!(
+                            "term {term}: leader {b:#x} ({how_b}) after leader {a:#x} ({how_a}), a lower vote granted after a higher one"
+                        ));
+                    }
                 }
+                self.summary.max_leaders_per_term =
+                    self.summary.max_leaders_per_term.max(leaders.len());
             }
             if obs.max_term >= FORGED_TERM {
                 bad.push(format!(

@@ -51,6 +51,8 @@ pub struct Summary {
     pub moved: bool,
     pub snapshots: bool,
     pub max_term: u64,
+    /// The most leaders seen in one term (openraft 0.9 allows several, see `check`).
+    pub max_leaders_per_term: usize,
     pub applied: u64,
     pub virtual_time: Duration,
     pub messages: net::Counts,
@@ -362,6 +364,9 @@ impl Cluster {
     /// Crashes member `i`: its network is cut, its group stopped, its store handle dropped
     /// (what it wrote stays on disk).
     async fn crash(&mut self, i: usize) {
+        if trace() {
+            eprintln!("event: crash m{i}");
+        }
         let Some(slot) = self.world.down(i) else {
             return;
         };
@@ -375,6 +380,9 @@ impl Cluster {
     /// Restarts member `i` from its store on disk (`open`, or `join` again if it never got
     /// the group's state).
     async fn restart(&mut self, i: usize) -> Result<(), String> {
+        if trace() {
+            eprintln!("event: restart m{i}");
+        }
         if let Some(old) = self.nodes[i].old_store.take() {
             let mut waited = 0;
             while old.strong_count() > 0 {
@@ -468,10 +476,18 @@ impl Cluster {
                         *s = self.rng.below(2) as u8;
                     }
                 }
+                if trace() {
+                    eprintln!("event: sides {side:?}");
+                }
                 self.world.set_sides(side);
                 self.summary.partitions += 1;
             }
-            20..35 => self.world.heal(),
+            20..35 => {
+                if trace() {
+                    eprintln!("event: heal");
+                }
+                self.world.heal()
+            }
             35..50 => {
                 // At most two members down at once.
                 if self.down().len() < 2 {
@@ -730,6 +746,11 @@ impl Cluster {
     }
 }
 
+/// Whether `NET_MESH_SIM_TRACE` asks for a trace of every sample and event.
+pub fn trace() -> bool {
+    std::env::var_os("NET_MESH_SIM_TRACE").is_some()
+}
+
 /// Whether every member (voters and learners) holds log index `index`, as the leader
 /// `channel` sees it; an error once it is no longer the leader.
 fn all_hold(channel: &ReplicatedChannel, index: u64) -> Result<bool, String> {
@@ -747,23 +768,45 @@ fn all_hold(channel: &ReplicatedChannel, index: u64) -> Result<bool, String> {
 /// leader its committed vote names) and its term.
 fn sample(world: &World, obs: &Mutex<Observations>) {
     let mut seen = Vec::new();
+    let now = tokio::time::Instant::now();
     for (i, slot) in world.slots().into_iter().enumerate() {
         let Some(slot) = slot else { continue };
         let s = slot.channel.status();
         let own = raft_id(&world.node_id(i));
         if s.is_leader {
-            seen.push((s.term, own));
+            seen.push((s.term, Some(own), format!("member {i} as leader")));
         }
         if let Some(l) = &s.leader {
-            seen.push((s.term, raft_id(&l.node_id)));
+            seen.push((
+                s.term,
+                Some(raft_id(&l.node_id)),
+                format!("member {i}'s vote"),
+            ));
         }
-        seen.push((s.term, u64::MAX));
+        seen.push((s.term, None, String::new()));
+        if trace() {
+            eprintln!(
+                "{:>10.3}s m{i}: term {} leader? {} sees {:?} applied {:?} last {:?}",
+                now.duration_since(world.epoch()).as_secs_f64(),
+                s.term,
+                s.is_leader,
+                s.leader
+                    .as_ref()
+                    .and_then(|l| world.index_of(raft_id(&l.node_id))),
+                s.applied,
+                s.last_log_index
+            );
+        }
     }
     let mut obs = obs.lock().unwrap();
-    for (term, leader) in seen {
+    for (term, leader, how) in seen {
         obs.max_term = obs.max_term.max(term);
-        if leader != u64::MAX {
-            obs.leaders.entry(term).or_default().insert(leader);
+        if let Some(leader) = leader {
+            obs.leaders
+                .entry(term)
+                .or_default()
+                .entry(leader)
+                .or_insert((now, how));
         }
     }
 }

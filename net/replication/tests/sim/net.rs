@@ -77,6 +77,7 @@ pub struct World {
     ids: Vec<NodeId>,
     raft_ids: Vec<u64>,
     state: Mutex<State>,
+    epoch: tokio::time::Instant,
 }
 
 struct Fate {
@@ -102,11 +103,17 @@ impl World {
                 incarnation: vec![0; n],
                 ..State::default()
             }),
+            epoch: tokio::time::Instant::now(),
         })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the seed started (virtual time).
+    pub fn epoch(&self) -> tokio::time::Instant {
+        self.epoch
     }
 
     pub fn node_id(&self, i: usize) -> NodeId {
