@@ -216,7 +216,19 @@ pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
     cluster.summary.virtual_time = started.elapsed();
     let result = match result {
         Ok(()) => cluster.check().await,
-        Err(e) => Err(e),
+        Err(e) => {
+            // What the run already saw broken says more than the stall it led to.
+            let obs = cluster.obs.lock().unwrap();
+            let mut lines = obs.violations.clone();
+            if obs.max_term >= FORGED_TERM {
+                lines.push(format!(
+                    "a member reached term {}: a forged message was obeyed",
+                    obs.max_term
+                ));
+            }
+            lines.push(e);
+            Err(lines.join("\n"))
+        }
     };
     cluster.stop_all().await;
     drop(root);
