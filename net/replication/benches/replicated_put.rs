@@ -366,6 +366,12 @@ async fn elections(root: &Path, samples: usize, rows: &mut Vec<Row>) {
 }
 
 fn main() {
+    if std::env::var_os("NET_MESH_BENCH_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::WARN)
+            .try_init();
+    }
     let puts = env("NET_MESH_BENCH_PUTS", 50);
     let large_mib = env("NET_MESH_BENCH_LARGE_MIB", 256);
     let catch_up_mib = env("NET_MESH_BENCH_CATCHUP_MIB", 256);

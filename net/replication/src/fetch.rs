@@ -136,20 +136,24 @@ impl Fetcher {
                 }
             }
         })?;
+        // A session lives until closed (or idle for minutes): closed once the fetch ends.
+        let closing = session.clone();
         let client = NodeClient::from_session(session).with_silence_timeout(SILENCE_TIMEOUT);
         let stats = &self.stats;
         let mut received = |bytes: &[u8]| {
             stats.objects.fetch_add(1, Ordering::Relaxed);
             stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         };
-        fetch_blob(
+        let fetched = fetch_blob(
             importer,
             &client,
             &self.runtime,
             &self.stop,
             blob_ref,
             &mut received,
-        )
+        );
+        closing.close();
+        fetched
     }
 }
 

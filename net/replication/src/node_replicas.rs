@@ -359,10 +359,13 @@ impl NodeReplicas {
             })?;
             let opts =
                 CallOptions::with_timeout(WRITE_WAIT).metadata(encode_metadata(channel, &[]));
-            session
+            let answer = session
                 .call_unary::<PinOp, Proposed>(METHOD_PROPOSE, op, opts)
                 .await
-                .map_err(|e| NodeError::from_rpc(&e))
+                .map_err(|e| NodeError::from_rpc(&e));
+            // A session lives until closed (or idle for minutes): one per forwarded write.
+            session.close();
+            answer
         };
         match call.await {
             Ok(Proposed::Committed(index)) => Attempt::Done(index),

@@ -203,14 +203,16 @@ impl ReplicatedChannel {
                         .await
                         .map_err(|e| format!("dial {addr}: {e}"))?;
                     let opts = CallOptions::with_timeout(timeout).metadata(metadata);
-                    match session
+                    let answer = session
                         .call_unary::<PrefetchRequest, Reply<Prefetched>>(
                             METHOD_PREFETCH,
                             &request,
                             opts,
                         )
-                        .await
-                    {
+                        .await;
+                    // A session lives until closed (or idle for minutes): one per call.
+                    session.close();
+                    match answer {
                         Ok(Reply::Ok(p)) => Ok(p),
                         Ok(Reply::Stopped(why)) => Err(format!("{addr}: stopped: {why}")),
                         Ok(Reply::SnapshotMismatch(_)) => Err(format!("{addr}: unexpected answer")),

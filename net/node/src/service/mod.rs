@@ -757,6 +757,8 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
             format!("connecting to {}: {e}", from.host_port),
         )
     })?;
+    // A session lives until closed (or idle for minutes): closed once the pull ends.
+    let closing = session.clone();
     let client = crate::client::NodeClient::from_session(session)
         .with_silence_timeout(node.config.send_timeout);
     // The pull stops when its call ends or the node shuts down.
@@ -795,6 +797,7 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
     .await
     .map_err(worker_failed);
     stop.cancel();
+    closing.close();
     let done = done??;
     node.metrics.received(done.bytes_fetched);
     if let Some(replicas) = replicas {

@@ -170,7 +170,17 @@ fn peer_allow(own: &Identity) -> Allow {
 impl Member {
     /// Starts a member serving on `port` (0: any free port).
     pub async fn start(identity: Identity, dir: PathBuf, port: u16) -> Member {
-        Member::start_with(identity, dir, port, None, StoreConfig::default()).await
+        Member::start_with(identity, dir, port, None, StoreConfig::default(), None).await
+    }
+
+    /// [`Member::start`] whose endpoint runs with nRPC limits `rpc`.
+    pub async fn start_with_rpc(
+        identity: Identity,
+        dir: PathBuf,
+        port: u16,
+        rpc: net_mesh_rpc::rpc::Config,
+    ) -> Member {
+        Member::start_with(identity, dir, port, None, StoreConfig::default(), Some(rpc)).await
     }
 
     /// [`Member::start`] with a store opened with `config`.
@@ -180,7 +190,7 @@ impl Member {
         port: u16,
         config: StoreConfig,
     ) -> Member {
-        Member::start_with(identity, dir, port, None, config).await
+        Member::start_with(identity, dir, port, None, config, None).await
     }
 
     /// [`Member::start`] with a `node/v1/objects` that lies while told to.
@@ -191,6 +201,7 @@ impl Member {
             port,
             Some(Liar::default()),
             StoreConfig::default(),
+            None,
         )
         .await
     }
@@ -201,6 +212,7 @@ impl Member {
         port: u16,
         liar: Option<Liar>,
         config: StoreConfig,
+        rpc: Option<net_mesh_rpc::rpc::Config>,
     ) -> Member {
         let store = open_store_with(&dir, config);
         let replication = Replication::new();
@@ -234,7 +246,11 @@ impl Member {
                     .map_err(|r| Denied(r.to_string()))
             },
         );
-        let endpoint = Endpoint::new(identity.clone(), router, net_mesh_node::node_config());
+        let endpoint = Endpoint::new(
+            identity.clone(),
+            router,
+            rpc.unwrap_or_else(net_mesh_node::node_config),
+        );
         let listener = bind(port).await;
         let local = listener.local_addr().unwrap();
         let addr = NodeAddr {

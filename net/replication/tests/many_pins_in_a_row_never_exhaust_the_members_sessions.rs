@@ -1,0 +1,62 @@
+//! Every replicated pin opens sessions beside the Raft log: the leader dials each voter for
+//! its prefetch, and each voter dials the leader back to fetch the objects. With members whose
+//! nRPC endpoints admit only 8 sessions per peer identity, 40 pins of blobs only the leader
+//! holds are proposed one after another: each is acknowledged (its sessions are closed once
+//! used, so they never pile up to the cap), and every follower holds every blob.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use net_mesh_rpc::Identity;
+use support::*;
+
+/// Sessions a member admits per peer identity (and per source address) in this test.
+const CAP: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pins_in_a_row_never_exhaust_the_members_sessions() {
+    let root = tempfile::tempdir().unwrap();
+    let mut rpc = net_mesh_node::node_config();
+    rpc.max_sessions_per_identity = CAP;
+    rpc.max_sessions_per_addr = 4 * CAP;
+    let mut members = Vec::new();
+    for i in 0..3u8 {
+        let identity = Identity::from_seed([i + 1; 32]);
+        members.push(
+            Member::start_with_rpc(identity, root.path().join(format!("m{i}")), 0, rpc.clone())
+                .await,
+        );
+    }
+    let channels = create_all(&members).await;
+    let leader = wait_for_leader(&channels.iter().collect::<Vec<_>>()).await;
+    let pins = 5 * CAP as u32;
+    let mut blobs = Vec::new();
+    for i in 0..pins {
+        // Only the leader holds the blob: each pin needs the followers to prefetch it.
+        let bytes = vec![i as u8; 40_000 + i as usize];
+        let r = members[leader].store.store(&bytes).unwrap().blob_ref;
+        if let Err(e) = channels[leader].propose_pin(&r, &format!("b{i}")).await {
+            panic!("pin {i} of {pins} refused: {e}");
+        }
+        blobs.push((r, bytes));
+    }
+    for (f, m) in members.iter().enumerate().filter(|(f, _)| *f != leader) {
+        wait_until("the follower applied every pin", || {
+            (pinned(&m.store).len() == pins as usize).then_some(())
+        })
+        .await;
+        for (r, bytes) in &blobs {
+            let mut read = Vec::new();
+            m.store.fetch(r, &mut read).unwrap();
+            assert!(read == *bytes, "member {f}");
+        }
+    }
+    for c in channels {
+        c.shutdown().await.unwrap();
+    }
+}
