@@ -184,6 +184,17 @@ pub enum MoveError {
         committed: Option<u64>,
         waited: Duration,
     },
+    /// A voter that stays does not hold the membership entry that added the target yet (it
+    /// would refuse the target's calls once the target led): no cutover; the move stays at
+    /// `CaughtUp`.
+    #[error("channel {channel}: voter {voter} matched {} of the target's membership entry {entry} after {waited:?}; no cutover", opt(*matched))]
+    VoterBehind {
+        channel: String,
+        voter: NodeAddr,
+        matched: Option<u64>,
+        entry: u64,
+        waited: Duration,
+    },
     /// The handoff could not be verified (yet): the target has not applied a membership
     /// without the source at or past the cutover.
     #[error("channel {channel}: handoff not verified: {reason}")]
@@ -218,9 +229,10 @@ impl Classify for MoveError {
     fn class(&self) -> ErrorClass {
         match self {
             MoveError::Usage { .. } => ErrorClass::Usage,
-            MoveError::Busy { .. } | MoveError::NotCaughtUp { .. } | MoveError::Handoff { .. } => {
-                ErrorClass::Busy
-            }
+            MoveError::Busy { .. }
+            | MoveError::NotCaughtUp { .. }
+            | MoveError::VoterBehind { .. }
+            | MoveError::Handoff { .. } => ErrorClass::Busy,
             MoveError::NotBound { .. } => ErrorClass::NotFound,
             MoveError::NotLeader { .. } => ErrorClass::Refused,
             MoveError::Unreachable { .. } => ErrorClass::Io,
@@ -582,6 +594,7 @@ impl Moves {
                         // Checked again right before the change: the target may have fallen
                         // behind since the phase was committed (a restart, a slow disk).
                         self.caught_up(&ch, &to).await?;
+                        self.voters_know_target(&ch, &from).await?;
                         let voters: Vec<NodeAddr> = {
                             let (voters, _) = ch.voters();
                             let nodes = ch.membership_nodes();
@@ -696,6 +709,48 @@ impl Moves {
         }
     }
 
+    /// Waits (at most `catch_up`) until every voter that stays holds the membership entry
+    /// that made the target a member: a voter without it would refuse the target's raft calls
+    /// (admission reads the callee's own latest membership), so once the target led, that
+    /// voter could never catch up (the simulation's seed 24 shows it).
+    async fn voters_know_target(
+        &self,
+        ch: &ReplicatedChannel,
+        from: &NodeAddr,
+    ) -> Result<(), MoveError> {
+        let started = Instant::now();
+        loop {
+            let status = ch.status();
+            if !status.is_leader {
+                return Err(MoveError::NotLeader {
+                    channel: status.channel,
+                    leader: status.leader,
+                });
+            }
+            let (voters, entry) = ch.voters();
+            let entry = entry.unwrap_or(0);
+            let behind = status
+                .members
+                .iter()
+                .filter(|m| m.addr.node_id != from.node_id)
+                .filter(|m| voters.contains(&raft_id(&m.addr.node_id)))
+                .find(|m| m.matched.is_none_or(|matched| matched < entry));
+            let Some(behind) = behind else {
+                return Ok(());
+            };
+            if started.elapsed() >= self.inner.config.catch_up {
+                return Err(MoveError::VoterBehind {
+                    channel: status.channel,
+                    voter: behind.addr.clone(),
+                    matched: behind.matched,
+                    entry,
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Asks the target, until `handoff` passes, for its applied state until it shows the
     /// handoff (see [`verify_handoff`]).
     async fn wait_handoff(
@@ -775,10 +830,13 @@ impl Moves {
             .map_err(|_| unreachable(format!("dial: no answer in {timeout:?}")))?
             .map_err(|e| unreachable(format!("dial: {e}")))?;
         let opts = CallOptions::with_timeout(timeout).metadata(encode_metadata(channel, &[]));
-        session
+        let answer = session
             .call_unary::<Req, Resp>(method, req, opts)
             .await
-            .map_err(|e| unreachable(format!("{method}: {e}")))
+            .map_err(|e| unreachable(format!("{method}: {e}")));
+        // A session lives until closed (or idle for minutes): one per call, closed after it.
+        session.close();
+        answer
     }
 
     /// The source's side of `move/v1/cleanup` (and the coordinator's own cleanup when it is
