@@ -233,7 +233,9 @@ async fn put_impl(
     let finished_id = claimed_id.map(str::to_string);
     let (tx, rx) = mpsc::channel(PUT_QUEUE);
     let store = Arc::clone(&node.store);
-    let replicas = node.replicated(&channel).cloned();
+    // Which channel the blob lands in is known in the worker (a resumed upload keeps the
+    // channel it began in, whatever the call's).
+    let replicas = node.replicas().cloned();
     let held_by = replicas.clone();
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
@@ -381,15 +383,16 @@ struct Finished {
 
 /// The worker of one put (on a blocking thread): opens the upload in `channel` or resumes it
 /// (in the channel it began in), writes the input, and finishes on its end or checkpoints
-/// when the input closes first. On a replicated channel (`replicas`) the finished blob is
+/// when the input closes first. On a channel `replicas` replicates, the finished blob is
 /// held, not pinned; the caller proposes its pin.
 fn put_worker(
     store: &Store,
     channel: &str,
-    replicas: Option<&dyn Replicas>,
+    all_replicas: Option<&dyn Replicas>,
     start: PutStart,
     mut input: mpsc::Receiver<PutInput>,
 ) -> Result<Finished, WorkerEnd> {
+    let replicated_in = |channel: &str| all_replicas.filter(|r| r.is_replicated(channel));
     let (mut handle, staging_id, resumed_from) = match start {
         PutStart::Begin {
             staging_id,
@@ -435,8 +438,9 @@ fn put_worker(
             Resumed::Finished(outcome) => {
                 // Finished before: on a replicated channel its pin may not have been
                 // proposed (a crash in between); proposed again unless pinned here already,
-                // without a name (the finished record keeps none).
-                let pin_as = match replicas {
+                // without a name (the finished record keeps neither name nor channel: the
+                // call's channel is taken).
+                let pin_as = match replicated_in(channel) {
                     Some(_) => unapplied(store, channel, &outcome.blob_ref)?,
                     None => None,
                 };
@@ -456,6 +460,7 @@ fn put_worker(
         } => {
             let (chunking, tree) =
                 layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;
+            let replicas = replicated_in(channel);
             let pin = PinAt {
                 channel,
                 name: &name,
@@ -475,6 +480,7 @@ fn put_worker(
             None => return Err(checkpointed(handle)),
         }
     }
+    let replicas = replicated_in(handle.channel());
     let pin_as = replicas.map(|_| (handle.channel().to_string(), handle.pin_name().to_string()));
     let outcome = match replicas {
         Some(replicas) => {
