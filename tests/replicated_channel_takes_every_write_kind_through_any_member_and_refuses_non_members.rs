@@ -83,6 +83,32 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
     let members = &addrs[..3];
     let outside = &addrs[3];
 
+    // A channel that already holds pins on a member cannot become replicated (those pins are
+    // in no log).
+    client.ok(&members[0], &["channel", "create", "local"]);
+    let early = write_file(tmp.path(), "early.bin", b"pinned before replication");
+    client.ok(
+        &members[0],
+        &["blob", "--channel", "local", "put", early.to_str().unwrap()],
+    );
+    let refused = client.run(
+        &members[0],
+        &[
+            "channel",
+            "create",
+            "local",
+            "--replicas",
+            &format!("{},{}", members[1], members[2]),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    assert!(
+        !client
+            .run(&members[0], &["channel", "status", "local"])
+            .status
+            .success()
+    );
+
     let created = client.json(
         &members[0],
         &[

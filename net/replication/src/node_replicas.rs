@@ -193,6 +193,30 @@ impl NodeReplicas {
         if self.channel(channel).is_some() {
             return Ok(false);
         }
+        if !self.is_replicated(channel) {
+            // Pins made here alone are in no member's log: replicating them would leave the
+            // members different from the start.
+            let store = self.store.clone();
+            let name = channel.to_string();
+            let pins = tokio::task::spawn_blocking(move || {
+                store.channels().map(|cs| {
+                    cs.into_iter()
+                        .find(|c| c.name == name)
+                        .map_or(0, |c| c.pins)
+                })
+            })
+            .await
+            .map_err(|e| NodeError::new(ErrorClass::Io, format!("worker failed: {e}")))?
+            .map_err(|e| node_error(&e))?;
+            if pins > 0 {
+                return Err(NodeError::new(
+                    ErrorClass::Refused,
+                    format!(
+                        "channel {channel} already holds {pins} pin(s) on this node; only an empty or new channel can be replicated"
+                    ),
+                ));
+            }
+        }
         let endpoint = self.endpoint()?.clone();
         let created = ReplicatedChannel::create(
             &self.replication,
