@@ -13,33 +13,19 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::node::*;
+use common::replicated::Cluster;
 use common::*;
 
 const CHANNEL: &str = "photos";
 /// Upper bound on every wait (a bound on the test, not a timed assertion).
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Pins of the channel on a node: blob id → pin name.
-fn pins(client: &Client, node: &str) -> BTreeMap<String, String> {
-    let rows = client.json(node, &["blob", "--channel", CHANNEL, "ls", "--json"]);
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["blob_id"].as_str().unwrap().to_string(),
-                r["name"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
 
 fn leader_of(client: &Client, node: &str) -> Option<String> {
     let out = client.run(node, &["channel", "status", CHANNEL, "--json"]);
@@ -77,52 +63,10 @@ fn reads_back(client: &Client, node: &str, expected: &BTreeMap<String, Vec<u8>>,
 #[test]
 fn replicated_channel_keeps_every_acknowledged_blob_when_its_leader_is_killed() {
     let tmp = tempfile::tempdir().unwrap();
-    let client = Client::new(&tmp.path().join("client"), "operator");
-    let dirs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("n{i}"))).collect();
-    let ids: Vec<String> = dirs.iter().map(|d| node_identity(d)).collect();
-    let allows: Vec<PathBuf> = (0..3)
-        .map(|i| {
-            let path = tmp.path().join(format!("allow{i}"));
-            let mut peers: Vec<(&str, &str)> = ids
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, id)| (id.as_str(), "read"))
-                .collect();
-            peers.push((&client.id, "admin"));
-            write_allow(&path, &peers);
-            path
-        })
-        .collect();
-    let start = |i: usize, listen: Option<String>| {
-        ServedNode::start(
-            &dirs[i],
-            Serve {
-                allow: Some(&allows[i]),
-                listen,
-                ..Serve::default()
-            },
-        )
-    };
-    let mut nodes: Vec<Option<ServedNode>> = (0..3).map(|i| Some(start(i, None))).collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().addr.clone())
-        .collect();
-
-    let created = client.json(
-        &addrs[0],
-        &[
-            "channel",
-            "create",
-            CHANNEL,
-            "--replicas",
-            &format!("{},{}", addrs[1], addrs[2]),
-            "--json",
-        ],
-    );
-    assert_eq!(created["replicated"], true);
-    let leader = created["leader"].as_str().unwrap().to_string();
+    let mut cluster = Cluster::start(tmp.path(), 3, &[], false);
+    let client = cluster.client.clone();
+    let addrs = cluster.addrs.clone();
+    let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
     let leader_at = addrs.iter().position(|a| *a == leader).unwrap();
     let writer_at = (leader_at + 1) % 3;
     let other_at = (leader_at + 2) % 3;
@@ -177,7 +121,7 @@ fn replicated_channel_keeps_every_acknowledged_blob_when_its_leader_is_killed() 
         std::thread::sleep(Duration::from_millis(20));
     }
     let killed_at = Instant::now();
-    let mut victim = nodes[leader_at].take().unwrap();
+    let mut victim = cluster.nodes[leader_at].take().unwrap();
     victim.child.kill().unwrap();
     assert!(killed(victim.child.wait().unwrap()));
     let victim_port = victim.host_port().to_string();
@@ -228,17 +172,12 @@ fn replicated_channel_keeps_every_acknowledged_blob_when_its_leader_is_killed() 
     std::fs::create_dir_all(&out_dir).unwrap();
     for at in [writer_at, other_at] {
         let deadline = Instant::now() + WAIT;
-        while pins(&client, &addrs[at])
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            != kept.keys().cloned().collect::<Vec<_>>()
-        {
+        let want: BTreeSet<String> = kept.keys().cloned().collect();
+        while cluster.pinned(&addrs[at], CHANNEL) != want {
             assert!(
                 Instant::now() < deadline,
-                "n{at} pins {:?}, expected {:?}",
-                pins(&client, &addrs[at]).keys().collect::<Vec<_>>(),
-                kept.keys().collect::<Vec<_>>()
+                "n{at} pins {:?}, expected {want:?}",
+                cluster.pinned(&addrs[at], CHANNEL)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -246,14 +185,10 @@ fn replicated_channel_keeps_every_acknowledged_blob_when_its_leader_is_killed() 
     }
 
     // The killed node restarts on its port and catches up.
-    nodes[leader_at] = Some(start(leader_at, Some(victim_port)));
+    cluster.nodes[leader_at] = Some(cluster.serve(leader_at, Some(victim_port)));
     let deadline = Instant::now() + WAIT;
-    while pins(&client, &addrs[leader_at])
-        .keys()
-        .cloned()
-        .collect::<Vec<_>>()
-        != kept.keys().cloned().collect::<Vec<_>>()
-    {
+    let want: BTreeSet<String> = kept.keys().cloned().collect();
+    while cluster.pinned(&addrs[leader_at], CHANNEL) != want {
         assert!(
             Instant::now() < deadline,
             "the restarted node did not catch up"
@@ -266,10 +201,5 @@ fn replicated_channel_keeps_every_acknowledged_blob_when_its_leader_is_killed() 
     assert!(status["term"].as_u64().unwrap() >= 2);
 
     // A clean stop, then every store is consistent.
-    for node in nodes.iter_mut() {
-        assert!(node.take().unwrap().stop().success());
-    }
-    for dir in &dirs {
-        ok(dir, &["fsck"]);
-    }
+    cluster.stop_and_fsck();
 }

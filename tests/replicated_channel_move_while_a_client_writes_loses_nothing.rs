@@ -14,70 +14,23 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::node::*;
+use common::replicated::Cluster;
 use common::*;
 
 const CHANNEL: &str = "photos";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn pinned(client: &Client, node: &str) -> BTreeSet<String> {
-    let rows = client.json(node, &["blob", "--channel", CHANNEL, "ls", "--json"]);
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["blob_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn replicated_channel_move_while_a_client_writes_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let client = Client::new(&tmp.path().join("client"), "operator");
-    let dirs: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("n{i}"))).collect();
-    let ids: Vec<String> = dirs.iter().map(|d| node_identity(d)).collect();
-    let allows: Vec<PathBuf> = (0..4)
-        .map(|i| {
-            let path = tmp.path().join(format!("allow{i}"));
-            let mut peers: Vec<(&str, &str)> = ids
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, id)| (id.as_str(), "read"))
-                .collect();
-            peers.push((&client.id, "admin"));
-            write_allow(&path, &peers);
-            path
-        })
-        .collect();
-    let nodes: Vec<ServedNode> = (0..4)
-        .map(|i| {
-            ServedNode::start(
-                &dirs[i],
-                Serve {
-                    allow: Some(&allows[i]),
-                    ..Serve::default()
-                },
-            )
-        })
-        .collect();
-    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-    let created = client.json(
-        &addrs[0],
-        &[
-            "channel",
-            "create",
-            CHANNEL,
-            "--replicas",
-            &format!("{},{}", addrs[1], addrs[2]),
-            "--json",
-        ],
-    );
-    let leader = created["leader"].as_str().unwrap().to_string();
+    let mut cluster = Cluster::start(tmp.path(), 4, &[], false);
+    let client = cluster.client.clone();
+    let addrs = cluster.addrs.clone();
+    let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
     let followers: Vec<String> = addrs[..3]
         .iter()
         .filter(|a| **a != leader)
@@ -170,13 +123,13 @@ fn replicated_channel_move_while_a_client_writes_loses_nothing() {
                 .iter()
                 .map(|m| m["addr"].as_str().unwrap().to_string())
                 .collect();
-            if members == want && pinned(&client, member) == ids {
+            if members == want && cluster.pinned(member, CHANNEL) == ids {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "{member}: members {members:?}, pins {:?}",
-                pinned(&client, member).len()
+                cluster.pinned(member, CHANNEL).len()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -198,17 +151,12 @@ fn replicated_channel_move_while_a_client_writes_loses_nothing() {
         }
     }
     // The old member handed its copy off: no pins, and writes there are refused.
-    assert!(pinned(&client, source).is_empty());
+    assert!(cluster.pinned(source, CHANNEL).is_empty());
     let file = write_file(tmp.path(), "late.bin", b"late");
     let refused = client.run(
         source,
         &["blob", "--channel", CHANNEL, "put", file.to_str().unwrap()],
     );
     assert_eq!(refused.status.code(), Some(4), "{refused:?}");
-    for node in nodes {
-        assert!(node.stop().success());
-    }
-    for dir in &dirs {
-        ok(dir, &["fsck"]);
-    }
+    cluster.stop_and_fsck();
 }

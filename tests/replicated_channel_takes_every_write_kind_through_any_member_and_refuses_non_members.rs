@@ -16,10 +16,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::node::*;
+use common::replicated::Cluster;
 use common::*;
 use net_mesh_replication::node_replicas::Proposed;
 use net_mesh_replication::{METHOD_APPEND, METHOD_PROPOSE, PinOp};
@@ -30,15 +30,6 @@ use net_mesh_rpc::{Endpoint, Identity, NodeAddr};
 const CHANNEL: &str = "photos";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn pinned(client: &Client, node: &str) -> BTreeSet<String> {
-    let rows = client.json(node, &["blob", "--channel", CHANNEL, "ls", "--json"]);
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["blob_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn status(client: &Client, node: &str) -> serde_json::Value {
     client.json(node, &["channel", "status", CHANNEL, "--json"])
 }
@@ -46,40 +37,12 @@ fn status(client: &Client, node: &str) -> serde_json::Value {
 #[test]
 fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_members() {
     let tmp = tempfile::tempdir().unwrap();
-    let client = Client::new(&tmp.path().join("client"), "operator");
     let attacker_seed = [0xa7; 32];
     let attacker = Identity::from_seed(attacker_seed);
     let attacker_id = attacker.node_id().to_string();
-    let dirs: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("n{i}"))).collect();
-    let ids: Vec<String> = dirs.iter().map(|d| node_identity(d)).collect();
-    let allows: Vec<PathBuf> = (0..4)
-        .map(|i| {
-            let path = tmp.path().join(format!("allow{i}"));
-            let mut peers: Vec<(&str, &str)> = ids
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, id)| (id.as_str(), "read"))
-                .collect();
-            peers.push((&client.id, "admin"));
-            peers.push((&attacker_id, "admin"));
-            write_allow(&path, &peers);
-            path
-        })
-        .collect();
-    let nodes: Vec<ServedNode> = (0..4)
-        .map(|i| {
-            ServedNode::start(
-                &dirs[i],
-                Serve {
-                    allow: Some(&allows[i]),
-                    metrics: true,
-                    ..Serve::default()
-                },
-            )
-        })
-        .collect();
-    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let mut cluster = Cluster::start(tmp.path(), 4, &[&attacker_id], true);
+    let client = cluster.client.clone();
+    let addrs = cluster.addrs.clone();
     let members = &addrs[..3];
     let outside = &addrs[3];
 
@@ -109,18 +72,7 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
             .success()
     );
 
-    let created = client.json(
-        &members[0],
-        &[
-            "channel",
-            "create",
-            CHANNEL,
-            "--replicas",
-            &format!("{},{}", members[1], members[2]),
-            "--json",
-        ],
-    );
-    let leader = created["leader"].as_str().unwrap().to_string();
+    let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
     let followers: Vec<&String> = members.iter().filter(|a| **a != leader).collect();
 
     let mut wanted: Vec<(String, Vec<u8>)> = Vec::new();
@@ -229,7 +181,7 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
     let ids: BTreeSet<String> = wanted.iter().map(|(id, _)| id.clone()).collect();
     for member in members {
         let deadline = Instant::now() + WAIT;
-        while pinned(&client, member) != ids {
+        while cluster.pinned(member, CHANNEL) != ids {
             assert!(Instant::now() < deadline, "{member} never pinned {ids:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -265,7 +217,11 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
             .unwrap_or_else(|| panic!("no rejection counter: {text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    let rejected_before: Vec<u64> = nodes[..3].iter().map(rejections).collect();
+    let rejected_before: Vec<u64> = cluster.nodes[..3]
+        .iter()
+        .flatten()
+        .map(rejections)
+        .collect();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let refusals = runtime.block_on(async {
         let endpoint = Endpoint::new(attacker, Router::new(), net_mesh_node::node_config());
@@ -300,14 +256,23 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
         refusals.iter().all(|k| *k == ErrorKind::PermissionDenied),
         "{refusals:?}"
     );
-    let rejected_after: Vec<u64> = nodes[..3].iter().map(rejections).collect();
+    let rejected_after: Vec<u64> = cluster.nodes[..3]
+        .iter()
+        .flatten()
+        .map(rejections)
+        .collect();
     for (b, a) in rejected_before.iter().zip(&rejected_after) {
         assert!(
             *a >= b + 2,
             "rejections {rejected_before:?} -> {rejected_after:?}"
         );
     }
-    let leader_node = nodes.iter().find(|n| n.addr == leader).unwrap();
+    let leader_node = cluster
+        .nodes
+        .iter()
+        .flatten()
+        .find(|n| n.addr == leader)
+        .unwrap();
     assert!(
         scrape(leader_node).contains("net_mesh_node_replication_is_leader{channel=\"photos\"} 1"),
         "the leader's metrics do not say so"
@@ -315,12 +280,7 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
     let after = status(&client, &leader);
     assert_eq!(before["last_log_index"], after["last_log_index"]);
     for member in members {
-        assert_eq!(pinned(&client, member), ids, "{member} changed");
+        assert_eq!(cluster.pinned(member, CHANNEL), ids, "{member} changed");
     }
-    for node in nodes {
-        assert!(node.stop().success());
-    }
-    for dir in &dirs {
-        ok(dir, &["fsck"]);
-    }
+    cluster.stop_and_fsck();
 }

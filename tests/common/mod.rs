@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 
 pub mod crash;
 pub mod node;
+pub mod replicated;
 pub mod workload;
 
 /// Path of the `net-mesh` binary cargo built for these tests.

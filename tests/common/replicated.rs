@@ -1,0 +1,125 @@
+//! Nodes for the replicated-channel suites: `count` real `net-mesh serve` processes whose
+//! allow files give every other node `read` (members fetch objects from each other) and the
+//! operator (plus any extra identities) `admin`, and the operator's client.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::node::*;
+
+pub struct Cluster {
+    pub client: Client,
+    pub dirs: Vec<PathBuf>,
+    allows: Vec<PathBuf>,
+    metrics: bool,
+    /// `None` while a node is stopped.
+    pub nodes: Vec<Option<ServedNode>>,
+    /// Every node's `NODE_ADDR`, as first started (a restart keeps it: same identity, port).
+    pub addrs: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `count` nodes under `root`; `admins` are more identities (node ids) with admin.
+    pub fn start(root: &Path, count: usize, admins: &[&str], metrics: bool) -> Cluster {
+        let client = Client::new(&root.join("client"), "operator");
+        let dirs: Vec<PathBuf> = (0..count).map(|i| root.join(format!("n{i}"))).collect();
+        let ids: Vec<String> = dirs.iter().map(|d| node_identity(d)).collect();
+        let allows = (0..count)
+            .map(|i| {
+                let path = root.join(format!("allow{i}"));
+                let mut peers: Vec<(&str, &str)> = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, id)| (id.as_str(), "read"))
+                    .collect();
+                peers.push((&client.id, "admin"));
+                peers.extend(admins.iter().map(|a| (*a, "admin")));
+                write_allow(&path, &peers);
+                path
+            })
+            .collect();
+        let mut cluster = Cluster {
+            client,
+            dirs,
+            allows,
+            metrics,
+            nodes: Vec::new(),
+            addrs: Vec::new(),
+        };
+        cluster.nodes = (0..count).map(|i| Some(cluster.serve(i, None))).collect();
+        cluster.addrs = cluster
+            .nodes
+            .iter()
+            .map(|n| n.as_ref().unwrap().addr.clone())
+            .collect();
+        cluster
+    }
+
+    /// Starts node `i` (on `listen`, default any free port).
+    pub fn serve(&self, i: usize, listen: Option<String>) -> ServedNode {
+        ServedNode::start(
+            &self.dirs[i],
+            Serve {
+                allow: Some(&self.allows[i]),
+                listen,
+                metrics: self.metrics,
+                ..Serve::default()
+            },
+        )
+    }
+
+    /// `channel create CHANNEL --replicas …` on nodes `members` (the first one is `--node`);
+    /// returns the leader's `NODE_ADDR`.
+    pub fn replicate(&self, channel: &str, members: &[usize]) -> String {
+        let others: Vec<&str> = members[1..]
+            .iter()
+            .map(|i| self.addrs[*i].as_str())
+            .collect();
+        let created = self.client.json(
+            &self.addrs[members[0]],
+            &[
+                "channel",
+                "create",
+                channel,
+                "--replicas",
+                &others.join(","),
+                "--json",
+            ],
+        );
+        assert_eq!(created["replicated"], true, "{created}");
+        created["leader"].as_str().unwrap().to_string()
+    }
+
+    /// The blob ids pinned in `channel` on `node`.
+    pub fn pinned(&self, node: &str, channel: &str) -> BTreeSet<String> {
+        let rows = self
+            .client
+            .json(node, &["blob", "--channel", channel, "ls", "--json"]);
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["blob_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Stops every running node with SIGTERM (each must exit 0), then checks every store
+    /// with `fsck`.
+    pub fn stop_and_fsck(&mut self) {
+        for node in self.nodes.iter_mut() {
+            if let Some(node) = node.take() {
+                assert!(node.stop().success());
+            }
+        }
+        for dir in &self.dirs {
+            super::ok(dir, &["fsck"]);
+        }
+    }
+}
