@@ -241,6 +241,12 @@ impl Replication {
         req: AppendEntriesRequest<TypeConfig>,
     ) -> Result<Reply<AppendEntriesResponse<u64>>, RpcError> {
         let group = self.member_group_of(peer, channel)?;
+        well_formed(&req).map_err(|why| {
+            RpcError::new(
+                ErrorKind::InvalidArgument,
+                format!("append from {peer}: {why}"),
+            )
+        })?;
         Ok(match group.raft.append_entries(req).await {
             Ok(r) => Reply::Ok(r),
             Err(e) => stopped(e),
@@ -298,6 +304,39 @@ impl Replication {
             .map(|m| m.channel)
             .map_err(|e| self.refuse(format!("replication call metadata: {e}")))
     }
+}
+
+/// Whether an append is shaped as a leader sends it: its entries follow `prev_log_id` one
+/// index after another, and neither they nor `prev_log_id` carry a term above the sender's
+/// vote. openraft assumes this of every request it is given (only a debug assertion checks
+/// it), so a member that sends anything else is refused before openraft sees it.
+fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
+    let term = req.vote.leader_id().get_term();
+    if let Some(prev) = &req.prev_log_id
+        && prev.leader_id.term > term
+    {
+        return Err(format!(
+            "prev_log_id of term {} above the vote's term {term}",
+            prev.leader_id.term
+        ));
+    }
+    let mut next = req.prev_log_id.map_or(0, |p| p.index.saturating_add(1));
+    for entry in &req.entries {
+        if entry.log_id.index != next {
+            return Err(format!(
+                "entry at index {} where index {next} follows",
+                entry.log_id.index
+            ));
+        }
+        if entry.log_id.leader_id.term > term {
+            return Err(format!(
+                "entry {} of term {} above the vote's term {term}",
+                entry.log_id.index, entry.log_id.leader_id.term
+            ));
+        }
+        next = next.saturating_add(1);
+    }
+    Ok(())
 }
 
 fn stopped<T>(e: impl std::fmt::Display) -> Reply<T> {

@@ -106,14 +106,16 @@ pub async fn forge(
     let append = |term: u64, node: u64| AppendEntriesRequest::<TypeConfig> {
         vote: Vote::new_committed(term, node),
         prev_log_id: None,
+        // Well formed (the first entry follows `prev_log_id`): a malformed one is refused
+        // before openraft sees it, which would hide what the term check does.
         entries: vec![Entry {
-            log_id: log_id(term, node, 1),
+            log_id: log_id(term, node, 0),
             payload: EntryPayload::Normal(PinOp::Pin {
                 blob_ref: blob.encode(),
                 name: forged_name(seq),
             }),
         }],
-        leader_commit: Some(log_id(term, node, 1)),
+        leader_commit: Some(log_id(term, node, 0)),
     };
     let vote = |term: u64, node: u64| {
         VoteRequest::new(Vote::new(term, node), Some(log_id(term, node, 1 << 40)))
