@@ -21,17 +21,7 @@ async fn a_move_interrupted_after_a_phase_resumes_from_it_and_finishes() {
     let (members, channels, leader) =
         three_and_a_newcomer(root.path(), MoveConfig::default()).await;
     let (a, other, b) = ((leader + 1) % 3, (leader + 2) % 3, 3);
-    for i in 0..5 {
-        let r = members[leader]
-            .store
-            .store(format!("pin {i}").as_bytes())
-            .unwrap()
-            .blob_ref;
-        channels[leader]
-            .propose_pin(&r, &format!("pin-{i}"))
-            .await
-            .unwrap();
-    }
+    pin_on_leader(&members[leader], &channels[leader], 5).await;
     let spec = spec(&members[a], &members[b], &members[leader]);
     members[a].moves.bind(&spec).await.unwrap();
     members[b].moves.bind(&spec).await.unwrap();

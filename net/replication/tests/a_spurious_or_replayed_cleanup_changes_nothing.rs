@@ -26,17 +26,7 @@ async fn a_spurious_or_replayed_cleanup_changes_nothing() {
     let (members, channels, leader) =
         three_and_a_newcomer(root.path(), MoveConfig::default()).await;
     let (a, other, b) = ((leader + 1) % 3, (leader + 2) % 3, 3);
-    for i in 0..5 {
-        let r = members[leader]
-            .store
-            .store(format!("pin {i}").as_bytes())
-            .unwrap()
-            .blob_ref;
-        channels[leader]
-            .propose_pin(&r, &format!("pin-{i}"))
-            .await
-            .unwrap();
-    }
+    pin_on_leader(&members[leader], &channels[leader], 5).await;
     let k = &members[leader];
     for m in &members[..3] {
         support::wait_until("every voter applied the five pins", || {

@@ -27,17 +27,7 @@ async fn cutover_never_happens_before_the_target_caught_up() {
     };
     let (mut members, channels, leader) = three_and_a_newcomer(root.path(), config.clone()).await;
     let (a, other, b) = ((leader + 1) % 3, (leader + 2) % 3, 3);
-    for i in 0..5 {
-        let r = members[leader]
-            .store
-            .store(format!("pin {i}").as_bytes())
-            .unwrap()
-            .blob_ref;
-        channels[leader]
-            .propose_pin(&r, &format!("pin-{i}"))
-            .await
-            .unwrap();
-    }
+    pin_on_leader(&members[leader], &channels[leader], 5).await;
     let spec = spec(&members[a], &members[b], &members[leader]);
     members[a].moves.bind(&spec).await.unwrap();
     members[b].moves.bind(&spec).await.unwrap();

@@ -32,21 +32,12 @@ async fn cutover_waits_until_every_staying_voter_holds_the_target() {
     let mut members: Vec<Option<MoveMember>> = members.into_iter().map(Some).collect();
     let mut channels: Vec<Option<_>> = channels.into_iter().map(Some).collect();
     let (a, other, b) = ((leader + 1) % 3, (leader + 2) % 3, 3);
-    for i in 0..3 {
-        let r = members[leader]
-            .as_ref()
-            .unwrap()
-            .store
-            .store(format!("pin {i}").as_bytes())
-            .unwrap()
-            .blob_ref;
-        channels[leader]
-            .as_ref()
-            .unwrap()
-            .propose_pin(&r, &format!("pin-{i}"))
-            .await
-            .unwrap();
-    }
+    pin_on_leader(
+        members[leader].as_ref().unwrap(),
+        channels[leader].as_ref().unwrap(),
+        3,
+    )
+    .await;
     let voters: Vec<_> = members[..3]
         .iter()
         .map(|m| m.as_ref().unwrap().addr.clone())

@@ -232,3 +232,16 @@ pub fn spec(from: &MoveMember, to: &MoveMember, coordinator: &MoveMember) -> Mov
     assert_ne!(raft_id(&from.addr.node_id), raft_id(&to.addr.node_id));
     s
 }
+
+/// Pins `count` small blobs (`pin 0`, `pin 1`, …, named `pin-0`, …) stored on the leader,
+/// each acknowledged before the next.
+pub async fn pin_on_leader(leader: &MoveMember, channel: &ReplicatedChannel, count: u32) {
+    for i in 0..count {
+        let r = leader
+            .store
+            .store(format!("pin {i}").as_bytes())
+            .unwrap()
+            .blob_ref;
+        channel.propose_pin(&r, &format!("pin-{i}")).await.unwrap();
+    }
+}
