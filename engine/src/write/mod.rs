@@ -24,6 +24,7 @@ use std::io::Read;
 use crate::codec::{BlobRef, Encoding, Hash};
 use crate::erasure::RsParams;
 use crate::error::StoreError;
+use crate::index::extension::ExtensionOp;
 use crate::index::{DEFAULT_CHANNEL, blob_id, check_channel_name, check_pin_name};
 use crate::store::Store;
 
@@ -78,12 +79,30 @@ impl<'s> BlobWriter<'s> {
     pub fn finish_in(self, channel: &str, pin_name: &str) -> Result<PutOutcome, StoreError> {
         check_channel_name(channel)?;
         check_pin_name(pin_name)?;
+        self.finish_keeping(|batch, blob_ref| batch.pin_in(channel, blob_ref, pin_name))
+    }
+
+    /// Ends the blob and commits everything, pinning nothing: `hold(blob_ref)` gives the
+    /// extension op that keeps the blob's objects instead (a replicated channel's hold until
+    /// its pin is applied), committed in the blob's last transaction.
+    pub fn finish_held(
+        self,
+        hold: impl FnOnce(&BlobRef) -> Box<dyn ExtensionOp>,
+    ) -> Result<PutOutcome, StoreError> {
+        self.finish_keeping(|batch, blob_ref| batch.push_op(hold(blob_ref)))
+    }
+
+    /// Ends the blob; `keep` adds what keeps it (a pin, a hold) to the last commit.
+    fn finish_keeping(
+        self,
+        keep: impl FnOnce(&mut OpenBatch<'_>, &BlobRef),
+    ) -> Result<PutOutcome, StoreError> {
         let FinishedUpload {
             blob_ref,
             chunks,
             mut batch,
         } = self.upload.finish(&mut CommitWhenFull)?;
-        batch.pin_in(channel, &blob_ref, pin_name);
+        keep(&mut batch, &blob_ref);
         batch.commit()?;
         Ok(PutOutcome {
             blob_id: blob_id(&blob_ref),

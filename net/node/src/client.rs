@@ -43,10 +43,13 @@ pub fn client_capabilities() -> Capabilities {
 /// How long a stream may bring nothing before the client gives up on it, by default.
 pub const DEFAULT_SILENCE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A session to one node; dropping the client closes the session.
+/// A session to one node; dropping the client closes the session (unless it was made with
+/// [`NodeClient::on_shared_session`]).
 #[derive(Debug)]
 pub struct NodeClient {
     session: Session,
+    /// Whether dropping this client closes the session (false: its owner keeps it open).
+    closes_session: bool,
     /// Keeps the dialing endpoint alive as long as the session (when this client dialed).
     _endpoint: Option<Endpoint>,
     /// A read or object stream that brings nothing for this long fails.
@@ -63,7 +66,9 @@ pub struct NodeClient {
 
 impl Drop for NodeClient {
     fn drop(&mut self) {
-        self.session.close();
+        if self.closes_session {
+            self.session.close();
+        }
     }
 }
 
@@ -94,6 +99,7 @@ impl NodeClient {
         })?;
         Ok(NodeClient {
             session,
+            closes_session: true,
             _endpoint: Some(endpoint),
             silence: DEFAULT_SILENCE_TIMEOUT,
             channel: DEFAULT_CHANNEL.to_string(),
@@ -103,10 +109,19 @@ impl NodeClient {
         })
     }
 
-    /// A client over a session an endpoint already opened.
+    /// A client over a session an endpoint already opened (dropping the client closes it).
     pub fn from_session(session: Session) -> NodeClient {
+        let mut client = NodeClient::on_shared_session(session);
+        client.closes_session = true;
+        client
+    }
+
+    /// A client over a session its owner keeps for other calls too: dropping the client
+    /// leaves the session open.
+    pub fn on_shared_session(session: Session) -> NodeClient {
         NodeClient {
             session,
+            closes_session: false,
             _endpoint: None,
             silence: DEFAULT_SILENCE_TIMEOUT,
             channel: DEFAULT_CHANNEL.to_string(),

@@ -2,8 +2,9 @@
 //! TCP on 127.0.0.1 (the members of `tests/support`), each a real store in a temp dir.
 //!
 //! - put latency of a 1 MiB blob: single node (`Store::store`: the blob stored and pinned in one
-//!   local store) against a 3-node channel (the blob stored on the leader, then `propose_pin`,
-//!   which prefetches it to a quorum and returns once the pin is committed and applied there);
+//!   local store) against a 3-node channel (the blob stored held on the leader, as a node's
+//!   upload into a replicated channel finishes, then `propose_pin`, which prefetches it to a
+//!   quorum and returns once the pin is committed and applied there);
 //! - throughput of a large write as 4 MiB blobs, one after another, the same two ways;
 //! - catch-up: a follower stopped while pins of fresh blobs are written, restarted, until its
 //!   applied index reaches the leader's committed index (log replay + fetching the objects);
@@ -11,9 +12,12 @@
 //!
 //! `cargo bench -p net-mesh-replication --bench replicated_put`. Sizes:
 //! `NET_MESH_BENCH_PUTS` (50), `NET_MESH_BENCH_LARGE_MIB` (256), `NET_MESH_BENCH_CATCHUP_MIB`
-//! (256), `NET_MESH_BENCH_ELECTIONS` (5). With `NET_MESH_BENCH_LARGE_MIB=1024` the 3-node
-//! write stops at its 253rd blob: every proposal is refused `NotDurable` for a minute (the
-//! followers' counters are printed).
+//! (256), `NET_MESH_BENCH_ELECTIONS` (5).
+//!
+//! All three members run in this one process on the machine's cores and disk, so the 3-node
+//! side does (at least) three stores' work on the cores one node has. The CPU rows say how much:
+//! the process's CPU time (user + system, `/proc/self/stat`) per put on each side; their ratio bounds
+//! what the latency ratio can reach here when the cores are the limit.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -29,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use net_mesh_engine::Store;
+use net_mesh_replication::prefetch::hold_op;
 use net_mesh_replication::{ProposeError, ReplicatedChannel, stored_applied};
 use support::{CHANNEL, Member, config, create_all, open_store, three_members, wait_for_leader};
 
@@ -56,6 +61,17 @@ fn random(len: usize, seed: u64) -> Arc<Vec<u8>> {
     Arc::new(out)
 }
 
+/// CPU time (user + system, every thread) this process used so far: `/proc/self/stat`
+/// fields 14 and 15, in the kernel's 100 Hz user ticks.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
 fn percentile(samples: &[Duration], p: usize) -> Duration {
     let mut s = samples.to_vec();
     s.sort();
@@ -79,6 +95,23 @@ async fn local_put(store: &Arc<Store>, bytes: &Arc<Vec<u8>>) -> net_mesh_engine:
         .unwrap()
 }
 
+/// Stores `bytes` in `store` held for a pin in the channel (what a node's upload into a
+/// replicated channel commits before it proposes the pin).
+async fn held_put(store: &Arc<Store>, bytes: &Arc<Vec<u8>>) -> net_mesh_engine::BlobRef {
+    let store = store.clone();
+    let bytes = bytes.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut writer = store.writer().unwrap();
+        writer.write(&bytes).unwrap();
+        writer
+            .finish_held(|r| Box::new(hold_op(CHANNEL, r)))
+            .unwrap()
+            .blob_ref
+    })
+    .await
+    .unwrap()
+}
+
 /// A replicated channel's acknowledged put: stored on the leader, then proposed. A proposal
 /// refused as busy (`NotDurable`: too few voters could prefetch, e.g. both followers already
 /// running `MAX_PREFETCHES_PER_CHANNEL` prefetches) is retried after 20 ms, as a client would,
@@ -89,7 +122,7 @@ async fn replicated_put(
     bytes: &Arc<Vec<u8>>,
     retries: &mut Vec<String>,
 ) -> Result<(), ProposeError> {
-    let r = local_put(&leader.store, bytes).await;
+    let r = held_put(&leader.store, bytes).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match channel.propose_pin(&r, "bench").await {
@@ -176,27 +209,31 @@ async fn put_latency(root: &Path, puts: usize, rows: &mut Vec<Row>) {
     let warmup = 3;
     let single = open_store(&root.join("single"));
     let mut local = Vec::new();
+    let mut local_cpu = Duration::ZERO;
     for i in 0..warmup + puts {
         let bytes = random(MIB, 1_000 + i as u64);
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_time());
         local_put(&single, &bytes).await;
         if i >= warmup {
             local.push(t.elapsed());
+            local_cpu += cpu_time() - c;
         }
     }
     drop(single);
     let group = Group::start(&root.join("group")).await;
     let (leader, channel) = group.leader();
     let mut replicated = Vec::new();
+    let mut replicated_cpu = Duration::ZERO;
     let mut retries = Vec::new();
     for i in 0..warmup + puts {
         let bytes = random(MIB, 2_000 + i as u64);
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_time());
         replicated_put(leader, channel, &bytes, &mut retries)
             .await
             .unwrap();
         if i >= warmup {
             replicated.push(t.elapsed());
+            replicated_cpu += cpu_time() - c;
         }
     }
     group.shutdown().await;
@@ -210,6 +247,17 @@ async fn put_latency(root: &Path, puts: usize, rows: &mut Vec<Row>) {
             goal,
         });
     }
+    let per_put = |d: Duration| d / u32::try_from(puts).unwrap();
+    rows.push(Row {
+        what: "CPU time per 1 MiB put (all members in this process)".into(),
+        single: ms(per_put(local_cpu)),
+        replicated: ms(per_put(replicated_cpu)),
+        ratio: format!(
+            "{:.2}x",
+            replicated_cpu.as_secs_f64() / local_cpu.as_secs_f64()
+        ),
+        goal: "",
+    });
 }
 
 /// Large write, then catch-up of a follower stopped during a second write (same group).

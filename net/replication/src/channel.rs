@@ -18,6 +18,7 @@ use crate::fetch::{FetchCounts, FetchStats, Fetcher};
 use crate::log_store::LogStore;
 use crate::network::{Group, Network, Replication};
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchServer};
+use crate::sessions::Sessions;
 use crate::state_machine::{StateMachine, missing_roots};
 use crate::tables::{
     LOG_META_TABLE, NAMESPACE, STATE_TABLE, StateRow, read_channel_row, read_last_log,
@@ -147,8 +148,11 @@ pub struct ReplicatedChannel {
     fetched: Arc<FetchStats>,
     /// Stops fetching (an entry waiting for its objects) at shutdown.
     stop: CancellationToken,
-    /// Dials voters for prefetch requests.
+    /// This node's endpoint (moves dial with it).
     pub(crate) endpoint: Endpoint,
+    /// The data path's sessions to the other members: prefetch requests, fetches, writes
+    /// forwarded to the leader.
+    pub(crate) sessions: Sessions,
     /// Bounds the prefetch rounds this node runs at once as a leader.
     pub(crate) prefetch_slots: tokio::sync::Semaphore,
     pub(crate) prefetch_timeout: Duration,
@@ -341,8 +345,9 @@ impl ReplicatedChannel {
         }
         let own = raft_id(&endpoint.identity().node_id());
         let stop = CancellationToken::new();
+        let sessions = Sessions::new(endpoint.clone());
         let fetcher = Fetcher::new(
-            endpoint.clone(),
+            sessions.clone(),
             tokio::runtime::Handle::current(),
             stop.clone(),
         );
@@ -355,7 +360,7 @@ impl ReplicatedChannel {
             store.clone(),
             channel,
             Fetcher::new(
-                endpoint.clone(),
+                sessions.clone(),
                 tokio::runtime::Handle::current(),
                 stop.clone(),
             ),
@@ -391,6 +396,7 @@ impl ReplicatedChannel {
             fetched,
             stop,
             endpoint,
+            sessions,
             prefetch_slots: tokio::sync::Semaphore::new(MAX_PREFETCHES_PER_CHANNEL),
             prefetch_timeout: config.prefetch_timeout,
             quorum_durable: config.quorum_durable,
@@ -565,6 +571,7 @@ impl ReplicatedChannel {
     /// resumes it) and stops serving its calls.
     pub async fn shutdown(&self) -> Result<(), ReplicationError> {
         self.stop.cancel();
+        self.sessions.close_all();
         self.replication.remove(&self.channel);
         self.raft
             .shutdown()

@@ -18,10 +18,11 @@ use std::time::Duration;
 use net_mesh_engine::{BlobRef, ErrorClass, Importer};
 use net_mesh_node::pull::fetch_blob;
 use net_mesh_node::{NodeClient, NodeError};
-use net_mesh_rpc::{Endpoint, NodeAddr, NodeId};
+use net_mesh_rpc::{NodeAddr, NodeId};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::sessions::Sessions;
 use crate::types::{Member, StoredMembership};
 
 /// How long dialing a member may take.
@@ -75,11 +76,11 @@ impl FetchStats {
     }
 }
 
-/// What a state machine needs to fetch: the endpoint it dials with, its own node id, the
-/// runtime the sessions live on, and the token that stops it (the channel's shutdown).
+/// What a state machine needs to fetch: the channel's sessions to the members, its own node
+/// id, the runtime the sessions live on, and the token that stops it (the channel's shutdown).
 #[derive(Debug, Clone)]
 pub struct Fetcher {
-    pub(crate) endpoint: Endpoint,
+    pub(crate) sessions: Sessions,
     pub(crate) own: NodeId,
     pub(crate) runtime: Handle,
     pub(crate) stop: CancellationToken,
@@ -87,10 +88,10 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(endpoint: Endpoint, runtime: Handle, stop: CancellationToken) -> Fetcher {
+    pub(crate) fn new(sessions: Sessions, runtime: Handle, stop: CancellationToken) -> Fetcher {
         Fetcher {
-            own: endpoint.identity().node_id(),
-            endpoint,
+            own: sessions.endpoint().identity().node_id(),
+            sessions,
             runtime,
             stop,
             stats: Arc::default(),
@@ -114,9 +115,10 @@ impl Fetcher {
             .collect()
     }
 
-    /// Dials `source` pinned to its node id and brings every object of `blob_ref` that the
-    /// store lacks into `importer` (verified, children first). Blocking: runs on a blocking
-    /// thread. Any failure is the source's (or the stop's); the caller tries another member.
+    /// Brings every object of `blob_ref` that the store lacks from `source` (on the channel's
+    /// session to it, dialed pinned to its node id if there is none) into `importer`
+    /// (verified, children first). Blocking: runs on a blocking thread. Any failure is the
+    /// source's (or the stop's; the session is dropped); the caller tries another member.
     pub(crate) fn fetch_from(
         &self,
         source: &NodeAddr,
@@ -127,7 +129,7 @@ impl Fetcher {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => Err(stopped()),
-                dialed = tokio::time::timeout(DIAL_TIMEOUT, self.endpoint.connect_node(source)) => {
+                dialed = tokio::time::timeout(DIAL_TIMEOUT, self.sessions.get(source)) => {
                     match dialed {
                         Err(_) => Err(NodeError::new(ErrorClass::Io, format!("dialing {source}: no answer in {DIAL_TIMEOUT:?}"))),
                         Ok(Err(e)) => Err(NodeError::new(ErrorClass::Io, format!("dialing {source}: {e}"))),
@@ -136,9 +138,8 @@ impl Fetcher {
                 }
             }
         })?;
-        // A session lives until closed (or idle for minutes): closed once the fetch ends.
-        let closing = session.clone();
-        let client = NodeClient::from_session(session).with_silence_timeout(SILENCE_TIMEOUT);
+        let held = session.clone();
+        let client = NodeClient::on_shared_session(session).with_silence_timeout(SILENCE_TIMEOUT);
         let stats = &self.stats;
         let mut received = |bytes: &[u8]| {
             stats.objects.fetch_add(1, Ordering::Relaxed);
@@ -152,7 +153,9 @@ impl Fetcher {
             blob_ref,
             &mut received,
         );
-        closing.close();
+        if fetched.is_err() {
+            self.sessions.discard(source, &held);
+        }
         fetched
     }
 }

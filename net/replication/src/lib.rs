@@ -15,7 +15,8 @@
 //! `network` (the nRPC methods, both sides), `channel` (the API a node uses),
 //! `node_replicas` (a storage node's replicated channels, behind the node's `Replicas` seam), `membership`
 //! (adding learners, changing the voters), `fetch` (bringing a pin's objects from other
-//! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `moves`
+//! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `sessions` (one
+//! session per member for the data path), `moves`
 //! (guarded, persisted replica moves), `error`.
 
 pub mod channel;
@@ -27,6 +28,7 @@ pub mod moves;
 pub mod network;
 pub mod node_replicas;
 pub mod prefetch;
+mod sessions;
 pub mod state_machine;
 pub mod tables;
 pub mod types;

@@ -335,7 +335,7 @@ impl NodeReplicas {
             let attempt = if status.is_leader {
                 propose_here(&group, &op).await
             } else if let Some(leader) = status.leader {
-                self.forward(channel, &leader, &op).await
+                forward(&group, &leader, &op).await
             } else {
                 Attempt::Retry("no leader is known".into())
             };
@@ -371,39 +371,35 @@ impl NodeReplicas {
         }
         Ok(index)
     }
+}
 
-    async fn forward(&self, channel: &str, leader: &NodeAddr, op: &PinOp) -> Attempt {
-        let endpoint = match self.endpoint() {
-            Ok(e) => e.clone(),
-            Err(e) => return Attempt::Failed(e),
-        };
-        let call = async {
-            let session = endpoint.connect_node(leader).await.map_err(|e| {
-                NodeError::new(ErrorClass::Busy, format!("dial the leader {leader}: {e}"))
-            })?;
-            let opts =
-                CallOptions::with_timeout(WRITE_WAIT).metadata(encode_metadata(channel, &[]));
-            let answer = session
-                .call_unary::<PinOp, Proposed>(METHOD_PROPOSE, op, opts)
-                .await
-                .map_err(|e| NodeError::from_rpc(&e));
-            // A session lives until closed (or idle for minutes): one per forwarded write.
-            session.close();
-            answer
-        };
-        match call.await {
-            Ok(Proposed::Committed(index)) => Attempt::Done(index),
-            Ok(Proposed::NotLeader(_)) => {
-                Attempt::Retry(format!("{leader} is no longer the leader"))
-            }
-            Err(e) if matches!(e.class, ErrorClass::Busy | ErrorClass::Io) => {
-                Attempt::Retry(format!("the leader {leader}: {}", e.message))
-            }
-            Err(e) => Attempt::Failed(NodeError::new(
-                e.class,
-                format!("the leader {leader}: {}", e.message),
-            )),
+/// Forwards a write to the leader `leader` on the channel's session to it.
+async fn forward(group: &ReplicatedChannel, leader: &NodeAddr, op: &PinOp) -> Attempt {
+    let call = async {
+        let session = group.sessions.get(leader).await.map_err(|e| {
+            NodeError::new(ErrorClass::Busy, format!("dial the leader {leader}: {e}"))
+        })?;
+        let opts =
+            CallOptions::with_timeout(WRITE_WAIT).metadata(encode_metadata(group.channel(), &[]));
+        let answer = session
+            .call_unary::<PinOp, Proposed>(METHOD_PROPOSE, op, opts)
+            .await
+            .map_err(|e| NodeError::from_rpc(&e));
+        if answer.is_err() {
+            group.sessions.discard(leader, &session);
         }
+        answer
+    };
+    match call.await {
+        Ok(Proposed::Committed(index)) => Attempt::Done(index),
+        Ok(Proposed::NotLeader(_)) => Attempt::Retry(format!("{leader} is no longer the leader")),
+        Err(e) if matches!(e.class, ErrorClass::Busy | ErrorClass::Io) => {
+            Attempt::Retry(format!("the leader {leader}: {}", e.message))
+        }
+        Err(e) => Attempt::Failed(NodeError::new(
+            e.class,
+            format!("the leader {leader}: {}", e.message),
+        )),
     }
 }
 
@@ -655,7 +651,7 @@ async fn fetch_held(
     stop: &CancellationToken,
 ) -> NodeResult<()> {
     let fetcher = Fetcher::new(
-        group.endpoint.clone(),
+        group.sessions.clone(),
         tokio::runtime::Handle::current(),
         stop.child_token(),
     );

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::{blob_id, pin_roots};
-use net_mesh_engine::{BlobRef, Classify, ErrorClass, Store};
+use net_mesh_engine::{BlobRef, Classify, ErrorClass, Store, StoreError};
 use net_mesh_node::NodeError;
 use net_mesh_node::call_token::encode_metadata;
 use net_mesh_rpc::NodeAddr;
@@ -33,7 +33,7 @@ use crate::channel::ReplicatedChannel;
 use crate::error::ProposeError;
 use crate::fetch::{FetchCounts, FetchStats, Fetcher};
 use crate::network::{METHOD_PREFETCH, Reply};
-use crate::tables::{Change, RaftWrite};
+use crate::tables::{Change, NAMESPACE, PREFETCH_TABLE, PrefetchRow, RaftWrite, decode_row};
 use crate::types::{MAX_OP_LEN, Member};
 
 /// Prefetches one channel runs at once on a voter (and asks at once as a leader).
@@ -56,8 +56,9 @@ pub struct Prefetched {
     pub bytes: u64,
 }
 
-/// The op that holds `blob_ref`'s roots for a pin not applied yet (see the module docs).
-pub(crate) fn hold_op(channel: &str, blob_ref: &BlobRef) -> RaftWrite {
+/// The op that holds `blob_ref`'s roots for a pin in `channel` not applied yet (see the module
+/// docs); an upload into a replicated channel commits it in its last transaction.
+pub fn hold_op(channel: &str, blob_ref: &BlobRef) -> RaftWrite {
     RaftWrite {
         channel: channel.to_string(),
         change: Change::PrefetchHold {
@@ -66,6 +67,28 @@ pub(crate) fn hold_op(channel: &str, blob_ref: &BlobRef) -> RaftWrite {
             hold_ms: u64::try_from(PREFETCH_HOLD.as_millis()).unwrap_or(u64::MAX),
         },
     }
+}
+
+/// Whether `channel` already holds `blob_ref` here with at least half of [`PREFETCH_HOLD`]
+/// left (an upload into a replicated channel finishes held, in its last transaction): then
+/// the leader proposing its pin need not commit the hold again. A hold row holds its roots in
+/// the engine, so the objects are there.
+fn held_here(store: &Store, channel: &str, blob_ref: &BlobRef) -> Result<bool, StoreError> {
+    let id = blob_id(blob_ref);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let half = u64::try_from(PREFETCH_HOLD.as_millis() / 2).unwrap_or(u64::MAX);
+    store.read_extension(NAMESPACE, |r| {
+        let Some(t) = r.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)? else {
+            return Ok(false);
+        };
+        let Some(v) = t.get((channel, id.as_slice()))? else {
+            return Ok(false);
+        };
+        let row: PrefetchRow = decode_row(PREFETCH_TABLE, v.value())?;
+        Ok(row.expires_unix_ms >= now.saturating_add(half))
+    })
 }
 
 /// The op that drops the prefetch holds of these blobs (their pins are applied).
@@ -143,19 +166,26 @@ impl ReplicatedChannel {
             .acquire()
             .await
             .map_err(|e| self.stopped(e))?;
-        // This node's own hold (refused if the objects went meanwhile).
+        // This node's own hold (refused if the objects went meanwhile), unless the upload
+        // already committed it.
         let store = self.store.clone();
         let op = hold_op(&self.channel, blob_ref);
-        tokio::task::spawn_blocking(move || store.commit_ops(vec![Box::new(op)]))
-            .await
-            .map_err(|e| self.stopped(e))?
-            .map_err(|e| match e.class() {
-                ErrorClass::Refused | ErrorClass::NotFound => ProposeError::MissingObjects {
-                    channel: self.channel.clone(),
-                    missing: pin_roots(blob_ref),
-                },
-                _ => self.stopped(e),
-            })?;
+        let (channel, wanted) = (self.channel.clone(), blob_ref.clone());
+        tokio::task::spawn_blocking(move || {
+            if held_here(&store, &channel, &wanted)? {
+                return Ok(());
+            }
+            store.commit_ops(vec![Box::new(op)]).map(|_| ())
+        })
+        .await
+        .map_err(|e| self.stopped(e))?
+        .map_err(|e| match e.class() {
+            ErrorClass::Refused | ErrorClass::NotFound => ProposeError::MissingObjects {
+                channel: self.channel.clone(),
+                missing: pin_roots(blob_ref),
+            },
+            _ => self.stopped(e),
+        })?;
 
         let metrics = self.raft.metrics().borrow().clone();
         let own = metrics.id;
@@ -189,7 +219,7 @@ impl ReplicatedChannel {
                 continue;
             };
             asked = asked.saturating_add(1);
-            let endpoint = self.endpoint.clone();
+            let sessions = self.sessions.clone();
             let request = request.clone();
             let metadata = metadata.clone();
             let timeout = self.prefetch_timeout;
@@ -198,8 +228,8 @@ impl ReplicatedChannel {
             let raft_id = *id;
             tokio::spawn(async move {
                 let call = async {
-                    let session = endpoint
-                        .connect_node(&addr)
+                    let session = sessions
+                        .get(&addr)
                         .await
                         .map_err(|e| format!("dial {addr}: {e}"))?;
                     let opts = CallOptions::with_timeout(timeout).metadata(metadata);
@@ -210,8 +240,9 @@ impl ReplicatedChannel {
                             opts,
                         )
                         .await;
-                    // A session lives until closed (or idle for minutes): one per call.
-                    session.close();
+                    if answer.is_err() {
+                        sessions.discard(&addr, &session);
+                    }
                     match answer {
                         Ok(Reply::Ok(p)) => Ok(p),
                         Ok(Reply::Stopped(why)) => Err(format!("{addr}: stopped: {why}")),

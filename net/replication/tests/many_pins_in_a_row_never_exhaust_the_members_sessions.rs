@@ -1,8 +1,9 @@
-//! Every replicated pin opens sessions beside the Raft log: the leader dials each voter for
-//! its prefetch, and each voter dials the leader back to fetch the objects. With members whose
+//! Every replicated pin uses sessions beside the Raft log: the leader calls each voter for
+//! its prefetch, and each voter calls the leader back to fetch the objects. With members whose
 //! nRPC endpoints admit only 8 sessions per peer identity, 40 pins of blobs only the leader
-//! holds are proposed one after another: each is acknowledged (its sessions are closed once
-//! used, so they never pile up to the cap), and every follower holds every blob.
+//! holds are proposed one after another: each is acknowledged, every follower holds every
+//! blob, and after the first pin no member opens another session (the data path keeps one
+//! session per member instead of dialing per call, so sessions never pile up to the cap).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -36,6 +37,18 @@ async fn many_pins_in_a_row_never_exhaust_the_members_sessions() {
     let leader = wait_for_leader(&channels.iter().collect::<Vec<_>>()).await;
     let pins = 5 * CAP as u32;
     let mut blobs = Vec::new();
+    let opened = |members: &[Member]| -> Vec<u64> {
+        members
+            .iter()
+            .map(|m| {
+                m.endpoint
+                    .metrics()
+                    .sessions_opened
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .collect()
+    };
+    let mut after_first = Vec::new();
     for i in 0..pins {
         // Only the leader holds the blob: each pin needs the followers to prefetch it.
         let bytes = vec![i as u8; 40_000 + i as usize];
@@ -44,7 +57,15 @@ async fn many_pins_in_a_row_never_exhaust_the_members_sessions() {
             panic!("pin {i} of {pins} refused: {e}");
         }
         blobs.push((r, bytes));
+        if i == 0 {
+            after_first = opened(&members);
+        }
     }
+    assert_eq!(
+        opened(&members),
+        after_first,
+        "sessions opened by each member after the first pin and after the last"
+    );
     for (f, m) in members.iter().enumerate().filter(|(f, _)| *f != leader) {
         wait_until("the follower applied every pin", || {
             (pinned(&m.store).len() == pins as usize).then_some(())

@@ -653,6 +653,11 @@ impl Session {
         self.shared.end_reason()
     }
 
+    /// Whether `other` is a handle to this same session (not merely one to the same peer).
+    pub fn same_as(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Number of calls this side currently serves for the peer (cancelled calls whose handler
     /// is still finishing are not included; see [`Session::running_handlers`]).
     pub fn served_calls(&self) -> usize {
