@@ -352,10 +352,10 @@ impl ReplicatedChannel {
             stop.clone(),
         );
         let fetched = fetcher.stats();
-        let snapshot_from = Arc::new(AtomicU64::new(0));
+        let leader_from = Arc::new(AtomicU64::new(0));
         let state_machine = StateMachine::new(store.clone(), channel)
             .with_fetcher(fetcher)
-            .with_snapshot_source(snapshot_from.clone());
+            .with_leader_source(leader_from.clone());
         let prefetch = Arc::new(PrefetchServer::new(
             store.clone(),
             channel,
@@ -380,7 +380,7 @@ impl ReplicatedChannel {
             raft: raft.clone(),
             bootstrap: bootstrap.iter().map(|a| a.node_id).collect(),
             prefetch,
-            snapshot_from,
+            leader_from,
         };
         if !replication.insert(channel, group) {
             let _ = raft.shutdown().await;

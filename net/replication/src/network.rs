@@ -66,9 +66,9 @@ pub(crate) struct Group {
     pub(crate) bootstrap: Arc<[NodeId]>,
     /// This channel's side of `raft/v1/prefetch`.
     pub(crate) prefetch: Arc<PrefetchServer>,
-    /// The raft id of the leader that sent the snapshot being received (the state machine
-    /// fetches a snapshot's missing objects from it first).
-    pub(crate) snapshot_from: Arc<AtomicU64>,
+    /// The raft id of the leader that last sent this node appends or a snapshot (the state
+    /// machine fetches a pin's or a snapshot's missing objects from it first).
+    pub(crate) leader_from: Arc<AtomicU64>,
 }
 
 /// The replicated channels of one node and the state their nRPC methods share: which channel
@@ -247,6 +247,9 @@ impl Replication {
                 format!("append from {peer}: {why}"),
             )
         })?;
+        if let Some(leader) = req.vote.leader_id().voted_for() {
+            group.leader_from.store(leader, Ordering::Relaxed);
+        }
         Ok(match group.raft.append_entries(req).await {
             Ok(r) => Reply::Ok(r),
             Err(e) => stopped(e),
@@ -285,7 +288,7 @@ impl Replication {
                 format!("snapshot past {MAX_SNAPSHOT_LEN} bytes (chunk ends at {end})"),
             ));
         }
-        group.snapshot_from.store(
+        group.leader_from.store(
             req.vote.leader_id().voted_for().unwrap_or(0),
             Ordering::Relaxed,
         );

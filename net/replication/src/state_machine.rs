@@ -64,8 +64,8 @@ pub struct StateMachine {
     installs: Arc<AtomicU64>,
     /// How a pin whose objects the store lacks gets them (none: such a pin fails to apply).
     fetcher: Option<Fetcher>,
-    /// The raft id of the leader that sent the snapshot being installed (0: unknown).
-    snapshot_from: Arc<AtomicU64>,
+    /// The raft id of the leader that last sent this node appends or a snapshot (0: none).
+    leader_from: Arc<AtomicU64>,
 }
 
 fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError {
@@ -84,14 +84,14 @@ impl StateMachine {
             lock: Arc::default(),
             installs: Arc::default(),
             fetcher: None,
-            snapshot_from: Arc::default(),
+            leader_from: Arc::default(),
         }
     }
 
-    /// Where the network records the sender of a snapshot being received (a snapshot's
-    /// missing objects are fetched from it first).
-    pub fn with_snapshot_source(mut self, snapshot_from: Arc<AtomicU64>) -> StateMachine {
-        self.snapshot_from = snapshot_from;
+    /// Where the network records the leader that last sent appends or a snapshot (a pin's or
+    /// a snapshot's missing objects are fetched from it first).
+    pub fn with_leader_source(mut self, leader_from: Arc<AtomicU64>) -> StateMachine {
+        self.leader_from = leader_from;
         self
     }
 
@@ -180,7 +180,10 @@ impl StateMachine {
         state: &StateRow,
     ) -> Result<Applied, ApplyError> {
         let channel = self.channel.to_string();
-        let sources = || fetcher.sources(&state.membership, entry.log_id.leader_id.node_id);
+        // The leader that sent the entry is asked first (the one that proposed a pin held its
+        // objects; a later leader sending it on most likely fetched them); then the others.
+        let first = self.leader_from.load(Ordering::Relaxed);
+        let sources = || fetcher.sources(&state.membership, first);
         let outcome =
             self.fetch_until(fetcher, entry.log_id.index, sources, blob_ref, |importer| {
                 importer.pin_in(&channel, blob_ref, name)?;
@@ -302,7 +305,7 @@ impl StateMachine {
             });
         }
         let snapshot_id = match &state.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+            Some(l) => format!("{}-{}", l.leader_id.term, l.index),
             None => "empty".to_string(),
         };
         Ok(Snapshot {
@@ -341,11 +344,7 @@ impl StateMachine {
         }
         let index = meta.last_log_id.map_or(0, |l| l.index);
         if let Some(fetcher) = &self.fetcher {
-            let sender = self.snapshot_from.load(Ordering::Relaxed);
-            let first = match meta.last_log_id {
-                Some(l) if sender == 0 => l.leader_id.node_id,
-                _ => sender,
-            };
+            let first = self.leader_from.load(Ordering::Relaxed);
             let sources = || fetcher.sources(&meta.last_membership, first);
             for (r, _) in wanted.values() {
                 if missing_roots(&self.store, r).map_err(store_err)?.is_empty() {

@@ -40,7 +40,7 @@ pub const MOVES_TABLE: &str = "moves_v1";
 pub const MAX_HOST_PORT_LEN: usize = 270;
 
 /// The version byte every value starts with.
-pub const ROW_VERSION: u8 = 1;
+pub const ROW_VERSION: u8 = 2;
 
 /// A stored vote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +165,14 @@ pub fn decode_row<T: DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<T, E
     let Some((&version, body)) = bytes.split_first() else {
         return Err(corrupted(table, "empty value".into()));
     };
+    if version == 1 {
+        return Err(corrupted(
+            table,
+            "value version 1 (written by a pre-release whose raft terms could have two \
+             leaders; this release reads version 2 only: recreate the channel)"
+                .into(),
+        ));
+    }
     if version != ROW_VERSION {
         return Err(corrupted(table, format!("value version {version}")));
     }
@@ -555,7 +563,7 @@ mod tests {
     #[test]
     fn an_empty_state_row_encodes_as_docs_replication_md_says() {
         let bytes = encode_row(&StateRow::default()).unwrap();
-        assert_eq!(bytes, [1, 0, 0, 0, 0]);
+        assert_eq!(bytes, [2, 0, 0, 0, 0]);
         assert_eq!(
             decode_row::<StateRow>(STATE_TABLE, &bytes).unwrap(),
             StateRow::default()
@@ -563,13 +571,35 @@ mod tests {
     }
 
     #[test]
+    fn a_log_id_is_term_then_index() {
+        // openraft's `single-term-leader`: a committed leader is named by its term alone.
+        let row = StateRow {
+            last_applied: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(3, 0),
+                5,
+            )),
+            ..StateRow::default()
+        };
+        let bytes = encode_row(&row).unwrap();
+        assert_eq!(bytes, [2, 1, 3, 5, 0, 0, 0]);
+        assert_eq!(decode_row::<StateRow>(STATE_TABLE, &bytes).unwrap(), row);
+    }
+
+    #[test]
     fn rows_with_another_version_or_trailing_bytes_are_corrupted() {
         assert!(matches!(
-            decode_row::<StateRow>(STATE_TABLE, &[2, 0, 0, 0, 0]),
+            decode_row::<StateRow>(STATE_TABLE, &[3, 0, 0, 0, 0]),
             Err(ExtensionError::Corrupted { .. })
         ));
+        // Version 1: a pre-release's rows (leader ids with a node id), named in the error.
+        match decode_row::<StateRow>(STATE_TABLE, &[1, 0, 0, 0, 0]) {
+            Err(ExtensionError::Corrupted { reason, .. }) => {
+                assert!(reason.contains("version 1"), "{reason}");
+            }
+            other => panic!("a version 1 row decoded: {other:?}"),
+        }
         assert!(matches!(
-            decode_row::<StateRow>(STATE_TABLE, &[1, 0, 0, 0, 0, 0]),
+            decode_row::<StateRow>(STATE_TABLE, &[2, 0, 0, 0, 0, 0]),
             Err(ExtensionError::Corrupted { .. })
         ));
         assert!(matches!(
@@ -584,7 +614,7 @@ mod tests {
             roots: vec![[7; 32]],
             expires_unix_ms: 300,
         };
-        let mut want = vec![1, 1];
+        let mut want = vec![2, 1];
         want.extend([7; 32]);
         want.extend([0xac, 0x02]);
         assert_eq!(encode_row(&row).unwrap(), want);
@@ -611,7 +641,7 @@ mod tests {
             started_unix_ms: 5,
             cutover: Some(7),
         };
-        let mut want = vec![1, 0xac, 0x02];
+        let mut want = vec![2, 0xac, 0x02];
         want.extend([1; 32]);
         want.extend([3, b'a', b':', b'1']);
         want.extend([2; 32]);
@@ -626,10 +656,12 @@ mod tests {
     }
 
     #[test]
-    fn a_vote_row_is_term_node_committed() {
+    fn a_vote_row_is_term_voted_for_committed() {
         let row = VoteRow {
             vote: openraft::Vote::new_committed(3, 258),
         };
-        assert_eq!(encode_row(&row).unwrap(), [1, 3, 0x82, 0x02, 1]);
+        assert_eq!(encode_row(&row).unwrap(), [2, 3, 1, 0x82, 0x02, 1]);
+        let bytes = encode_row(&row).unwrap();
+        assert_eq!(decode_row::<VoteRow>(VOTE_TABLE, &bytes).unwrap(), row);
     }
 }

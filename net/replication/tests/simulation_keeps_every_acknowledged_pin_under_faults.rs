@@ -5,14 +5,33 @@
 //! messages from a non-member and with stale terms, and on some seeds a replica move. Every
 //! seed's invariants are checked (`tests/sim/check.rs`).
 //!
-//! `NET_MESH_SIM_SEEDS=N` runs seeds 0..N (default 200), `NET_MESH_SIM_SEED=N` replays one,
-//! `NET_MESH_SIM_OPS=N` sets the client operations per seed (default 24),
-//! `NET_MESH_SIM_VERBOSE=1` prints every seed's summary.
+//! `NET_MESH_SIM_SEEDS=N` runs N seeds (default 200) from `NET_MESH_SIM_FIRST` (default 0),
+//! `NET_MESH_SIM_SEED=N` replays one, `NET_MESH_SIM_OPS=N` sets the client operations per seed
+//! (default 24), `NET_MESH_SIM_VERBOSE=1` prints every seed's summary. A panic anywhere while a
+//! seed runs (a member's openraft task included: tokio would only end that task) fails the
+//! seed with the panic's message and the replay line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod sim;
 
+use std::sync::Mutex;
 use std::time::Instant;
+
+/// Panics seen (on any thread, in any task) since the running seed started.
+static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn panics() -> std::sync::MutexGuard<'static, Vec<String>> {
+    PANICS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records every panic (then prints it as the default hook does).
+fn record_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        panics().push(info.to_string());
+        default(info);
+    }));
+}
 
 const TEST: &str = "simulation_keeps_every_acknowledged_pin_under_faults";
 
@@ -32,10 +51,15 @@ fn run(seed: u64, ops: usize) -> Result<sim::Summary, String> {
         .max_blocking_threads(1)
         .build()
         .unwrap();
+    panics().clear();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(sim::run_seed(seed, ops))
     }));
     drop(runtime);
+    let panicked = std::mem::take(&mut *panics());
+    if !panicked.is_empty() {
+        return Err(format!("panicked: {}", panicked.join("\n")));
+    }
     match outcome {
         Ok(r) => r,
         Err(p) => Err(format!(
@@ -53,8 +77,12 @@ fn simulation_keeps_every_acknowledged_pin_under_faults() {
     let ops = env_u64("NET_MESH_SIM_OPS").unwrap_or(24) as usize;
     let seeds: Vec<u64> = match env_u64("NET_MESH_SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (0..env_u64("NET_MESH_SIM_SEEDS").unwrap_or(200)).collect(),
+        None => {
+            let first = env_u64("NET_MESH_SIM_FIRST").unwrap_or(0);
+            (first..first + env_u64("NET_MESH_SIM_SEEDS").unwrap_or(200)).collect()
+        }
     };
+    record_panics();
     let verbose = seeds.len() == 1 || std::env::var_os("NET_MESH_SIM_VERBOSE").is_some();
     let started = Instant::now();
     let mut failures = Vec::new();

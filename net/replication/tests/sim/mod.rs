@@ -51,7 +51,7 @@ pub struct Summary {
     pub moved: bool,
     pub snapshots: bool,
     pub max_term: u64,
-    /// The most leaders seen in one term (openraft 0.9 allows several, see `check`).
+    /// The most leaders seen in one term (more than one is a violation, see `check`).
     pub max_leaders_per_term: usize,
     pub applied: u64,
     pub virtual_time: Duration,
