@@ -2,7 +2,7 @@
 //! a channel's vote, log, log bounds and applied state, written only through the engine's
 //! extension seam, each write in one engine transaction.
 //!
-//! Every value is a version byte (1) followed by the postcard encoding of its row type; a
+//! Every value is a version byte (2) followed by the postcard encoding of its row type; a
 //! value with another version, that does not decode or that has trailing bytes is reported as
 //! corrupted, never guessed at.
 
