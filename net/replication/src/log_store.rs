@@ -1,6 +1,9 @@
 //! openraft's log storage for one channel: the vote, the log and its bounds in the `raft`
 //! extension tables. Every write is one engine transaction, durable when it returns (so a
-//! vote is on disk before it is answered, and an append before its callback runs).
+//! vote is on disk before it is answered, and an append before its callback runs). The
+//! committed log id is kept in memory only: openraft reads it back at start to re-apply
+//! faster, and needs it on disk only when applies are not durable by themselves; ours are
+//! (docs/REPLICATION.md §2), so the fsync it would cost on every commit is saved.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -30,11 +33,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
     }
 }
 
-/// The log storage of one channel (cheap to clone; clones share the store).
+/// The log storage of one channel (cheap to clone; clones share the store and the committed
+/// log id).
 #[derive(Debug, Clone)]
 pub struct LogStore {
     store: Arc<Store>,
     channel: Arc<str>,
+    /// The last committed log id openraft saved since this store was made.
+    committed: Arc<std::sync::Mutex<Option<LogId>>>,
 }
 
 impl LogStore {
@@ -42,7 +48,12 @@ impl LogStore {
         LogStore {
             store,
             channel: channel.into(),
+            committed: Arc::default(),
         }
+    }
+
+    fn committed(&self) -> std::sync::MutexGuard<'_, Option<LogId>> {
+        self.committed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn write(&self, change: Change, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
@@ -57,22 +68,6 @@ impl LogStore {
             ErrorVerb::Write,
         )
         .await
-    }
-
-    async fn meta(&self) -> Result<LogMetaRow, StorageError> {
-        let store = self.store.clone();
-        let channel = self.channel.clone();
-        blocking(
-            move || {
-                store.read_extension(NAMESPACE, |r| {
-                    read_channel_row::<LogMetaRow>(r, LOG_META_TABLE, &channel)
-                })
-            },
-            ErrorSubject::Logs,
-            ErrorVerb::Read,
-        )
-        .await
-        .map(Option::unwrap_or_default)
     }
 }
 
@@ -172,12 +167,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write(Change::Committed(committed), ErrorSubject::Store)
-            .await
+        *self.committed() = committed;
+        Ok(())
     }
 
+    /// The committed log id saved since this store was made (none after a restart).
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.meta().await?.committed)
+        Ok(*self.committed())
     }
 
     async fn append<I>(

@@ -48,11 +48,11 @@ pub struct VoteRow {
     pub vote: openraft::Vote<u64>,
 }
 
-/// A channel's log bounds: the last purged log id and the last committed one openraft saved.
+/// A channel's log bound: the last purged log id (the committed one is not stored, see
+/// `log_store`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogMetaRow {
     pub last_purged: Option<LogId>,
-    pub committed: Option<LogId>,
 }
 
 /// What a channel's pin set reflects: the last applied log id and the membership in force.
@@ -279,7 +279,6 @@ pub enum Change {
     Truncate(u64),
     /// Removes entries up to this log id (inclusive) and records it as purged.
     Purge(LogId),
-    Committed(Option<LogId>),
     /// Holds `roots` of blob `blob_id` until its pin is applied or `hold_ms` pass (a row that
     /// exists has its expiry pushed later; its holds are not taken twice).
     PrefetchHold {
@@ -340,9 +339,6 @@ impl ExtensionOp for RaftWrite {
                     t.retain_in((channel, 0)..=(channel, upto.index), |_, _| false)?;
                 }
                 update_meta(txn, channel, |m| m.last_purged = Some(*upto))?;
-            }
-            Change::Committed(committed) => {
-                update_meta(txn, channel, |m| m.committed = *committed)?;
             }
             Change::PrefetchHold {
                 blob_id,

@@ -1,7 +1,6 @@
 //! Power cuts while a replicated channel's raft storage runs: the real `LogStore` and
-//! `StateMachine`, called through openraft's storage-v2 traits (votes, appends, the committed
-//! id, truncation of a deposed leader's tail, purges, applies, a snapshot built and one
-//! installed) on a store whose segment files and index live on the simulated disk. At every
+//! `StateMachine`, called through openraft's storage-v2 traits (votes, appends, truncation of
+//! a deposed leader's tail, purges, applies, a snapshot built and one installed) on a store whose segment files and index live on the simulated disk. At every
 //! sync boundary and at seeded random points the store reopens and: the vote is the last
 //! acknowledged one or one saved after it (never older); every acknowledged log entry is there
 //! byte for byte, no acknowledged truncation or purge is undone, and every entry present is one
@@ -95,7 +94,6 @@ enum Call {
     Append(Vec<(u64, Vec<u8>)>),
     Truncate(u64),
     Purge(LogId),
-    Committed(Option<LogId>),
     /// The states after each entry of one apply call, in order.
     Apply(Vec<AppliedState>),
     Install(AppliedState),
@@ -242,7 +240,6 @@ fn check_raft(store: &Store, calls: &[(Step, Call)], cut: usize) -> Result<(), S
     let mut vote = Possible::new(None);
     let mut log: BTreeMap<u64, Possible<Option<Vec<u8>>>> = BTreeMap::new();
     let mut purged = Possible::new(None);
-    let mut committed = Possible::new(None);
     let mut applied = Possible::new(AppliedState::default());
     for (_, call) in calls {
         if let Call::Append(rows) = call {
@@ -274,7 +271,6 @@ fn check_raft(store: &Store, calls: &[(Step, Call)], cut: usize) -> Result<(), S
                 }
                 purged.set(status, Some(*upto));
             }
-            Call::Committed(c) => committed.set(status, *c),
             Call::Apply(states) => match status {
                 Status::Acked => applied.set(status, states.last().unwrap().clone()),
                 _ => {
@@ -339,12 +335,6 @@ fn check_raft(store: &Store, calls: &[(Step, Call)], cut: usize) -> Result<(), S
         return Err(format!(
             "last purged is {:?}, expected one of {:?}",
             meta.last_purged, purged.0
-        ));
-    }
-    if !committed.allows(&meta.committed) {
-        return Err(format!(
-            "committed is {:?}, expected one of {:?}",
-            meta.committed, committed.0
         ));
     }
 
@@ -451,20 +441,12 @@ fn power_loss_keeps_every_acknowledged_vote_log_entry_and_applied_pin() {
         pin(1, 3, &blobs[1], "one"),
     ];
     run.append(&mut ls, first.clone());
-    run.call(
-        Call::Committed(Some(lid(1, 3))),
-        ls.save_committed(Some(lid(1, 3))),
-    );
     run.apply(&mut sm, first);
     let e4 = unpin(1, 4, &blobs[0]);
     let e5 = pin(1, 5, &blobs[2], "two");
     run.append(&mut ls, vec![e4.clone()]);
     run.append(&mut ls, vec![e5.clone()]);
     run.apply(&mut sm, vec![e4]);
-    run.call(
-        Call::Committed(Some(lid(1, 5))),
-        ls.save_committed(Some(lid(1, 5))),
-    );
     run.apply(&mut sm, vec![e5]);
     // Entries of term 1 that never commit: node 2 wins term 2 and overwrites them.
     run.append(
@@ -482,10 +464,6 @@ fn power_loss_keeps_every_acknowledged_vote_log_entry_and_applied_pin() {
         pin(2, 8, &blobs[3], "three"),
     ];
     run.append(&mut ls, second.clone());
-    run.call(
-        Call::Committed(Some(lid(2, 8))),
-        ls.save_committed(Some(lid(2, 8))),
-    );
     run.apply(&mut sm, second);
 
     // A snapshot built from the store holds the applied pins; the log is purged behind it.
@@ -533,10 +511,6 @@ fn power_loss_keeps_every_acknowledged_vote_log_entry_and_applied_pin() {
     run.call(Call::Purge(lid(3, 12)), ls.purge(lid(3, 12)));
     let third = vec![pin(3, 13, &blobs[2], "two"), unpin(3, 14, &blobs[1])];
     run.append(&mut ls, third.clone());
-    run.call(
-        Call::Committed(Some(lid(3, 14))),
-        ls.save_committed(Some(lid(3, 14))),
-    );
     run.apply(&mut sm, third);
     // Term 4 starts: this member votes for a candidate.
     let v = Vote::new(4, 4);
