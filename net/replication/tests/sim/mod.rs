@@ -129,6 +129,9 @@ fn open_store(dir: &Path) -> Result<Store, String> {
     .map_err(|e| format!("open {}: {e}", dir.display()))
 }
 
+/// How far apart the members' (fixed) election timeouts are: more than two message delays.
+const TIMEOUT_SPACING_MS: u64 = 170;
+
 /// Runs seed `seed` with `ops` client operations.
 pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
     let root = store_dir_root();
@@ -143,9 +146,14 @@ pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
     let blob_bytes: Vec<Vec<u8>> = (0..blobs_needed)
         .map(|k| format!("simulated blob {k}").into_bytes())
         .collect();
+    let mut rank: Vec<u64> = (0..count as u64).collect();
+    for k in (1..rank.len()).rev() {
+        let j = rng.below(k as u64 + 1) as usize;
+        rank.swap(k, j);
+    }
     let mut nodes = Vec::new();
     let mut blobs = Vec::new();
-    for i in 0..count {
+    for (i, rank) in rank.iter().enumerate() {
         let identity = Identity::from_seed([i as u8 + 1; 32]);
         let addr = NodeAddr {
             node_id: identity.node_id(),
@@ -159,8 +167,13 @@ pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
             .collect::<Result<_, _>>()
             .map_err(|e| format!("store blobs: {e}"))?;
         // Election timeouts drawn from the seed; openraft draws in [min, max), so a 1 ms
-        // range leaves it nothing to choose.
-        let min = 300 + rng.below(300);
+        // range leaves it nothing to choose. A node draws a new timeout for every election
+        // (750–1500 ms), which is what ends split votes: with `single-term-leader` two
+        // candidates of one term both lose, and members whose fixed timeouts lie within a
+        // message delay of each other would split every term forever (seeds 735, 5470 and 6014
+        // did, timeouts 566/567/572 ms). So fixed timeouts are spaced further apart than two
+        // message delays (at most 79 ms each), in an order drawn from the seed.
+        let min = 300 + TIMEOUT_SPACING_MS * rank + rng.below(20);
         let config = ReplicationConfig {
             heartbeat: Duration::from_millis(50),
             election_timeout: (Duration::from_millis(min), Duration::from_millis(min + 1)),
