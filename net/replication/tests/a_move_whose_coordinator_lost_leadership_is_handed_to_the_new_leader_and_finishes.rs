@@ -1,0 +1,131 @@
+//! H-2 / H-5 when the coordinator stops leading mid-move: the leader K starts moving A's
+//! replica to B and reaches `LearnerAdded`; then K's group restarts and another member leads.
+//! K's own resume is refused (`NotLeader`) and changes nothing. An admin hands the same move
+//! (same id, source and target) to the new leader L by binding A and B to it; L's run goes on
+//! from what the group already holds (the learner is not added twice) to `CleanedUp`. The
+//! group ends with exactly K, the other voter and B; A has no pins; B holds every pin.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod moves_support;
+mod support;
+
+use std::sync::Arc;
+
+use moves_support::*;
+use net_mesh_replication::{
+    MoveConfig, MoveError, MovePhase, MoveSpec, ReplicatedChannel, ReplicationConfig,
+};
+use support::{CHANNEL, pin_set, wait_until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_whose_coordinator_lost_leadership_is_handed_to_the_new_leader_and_finishes() {
+    let root = tempfile::tempdir().unwrap();
+    let (members, mut channels, k) = three_and_a_newcomer(root.path(), MoveConfig::default()).await;
+    let (a, o, b) = ((k + 1) % 3, (k + 2) % 3, 3);
+    pin_on_leader(&members[k], &channels[k], 4).await;
+    let before = pin_set(&members[k].store);
+
+    let first = spec(&members[a], &members[b], &members[k]);
+    members[a].moves.bind(&first).await.unwrap();
+    members[b].moves.bind(&first).await.unwrap();
+    let voters: Vec<_> = members[..3].iter().map(|m| m.addr.clone()).collect();
+    let b_channel = members[b].join(&voters).await;
+    members[k].moves.begin(&first).await.unwrap();
+    let record = members[k]
+        .moves
+        .resume(CHANNEL, Some(MovePhase::LearnerAdded), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(record.phase, MovePhase::LearnerAdded);
+    let learner_entry = channels[k].status().last_log_index.unwrap();
+
+    // K's group restarts; A or the other voter leads meanwhile.
+    channels[k].shutdown().await.unwrap();
+    let l = wait_until("a new leader among the other two", || {
+        [a, o].into_iter().find(|i| {
+            let s = channels[*i].status();
+            s.is_leader && s.term > 1
+        })
+    })
+    .await;
+    channels[k] = Arc::new(
+        ReplicatedChannel::open(
+            &members[k].replication,
+            members[k].store.clone(),
+            CHANNEL,
+            members[k].endpoint.clone(),
+            &ReplicationConfig::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    members[k].moves.attach(channels[k].clone());
+    wait_until("K follows the new leader", || {
+        channels[k]
+            .status()
+            .leader
+            .filter(|leader| *leader == members[l].addr)
+    })
+    .await;
+
+    // K can no longer drive the move, and trying changes nothing.
+    match members[k].moves.resume(CHANNEL, None, |_| {}).await {
+        Err(MoveError::NotLeader { .. }) => {}
+        other => panic!("K resumed a move without leading: {other:?}"),
+    }
+    assert_eq!(
+        members[k]
+            .moves
+            .record(CHANNEL)
+            .await
+            .unwrap()
+            .unwrap()
+            .phase,
+        MovePhase::LearnerAdded
+    );
+
+    // An admin hands the move to L: the same move, bound to L on A and B.
+    let handed = MoveSpec {
+        coordinator: members[l].identity.node_id(),
+        ..first.clone()
+    };
+    members[a].moves.bind(&handed).await.unwrap();
+    members[b].moves.bind(&handed).await.unwrap();
+    let mut events = Vec::new();
+    let record = members[l]
+        .moves
+        .start(&handed, |e| {
+            eprintln!("phase {:?}: {}", e.phase, e.detail);
+            events.push((e.phase, e.detail.clone()));
+        })
+        .await
+        .unwrap();
+    assert_eq!(record.phase, MovePhase::CleanedUp);
+    assert_eq!(record.id, first.id);
+    assert!(
+        events[0].1.contains("already in the group"),
+        "the learner is not added twice: {events:?}"
+    );
+    // The learner entry K added is the one the cutover followed (no second learner entry).
+    assert!(record.cutover.unwrap() > learner_entry);
+
+    let target = [&members[k].addr, &members[o].addr, &members[b].addr];
+    for i in [k, o, b] {
+        wait_for_voters(&members[i].store, &target).await;
+    }
+    assert!(pin_set(&members[a].store).is_empty());
+    wait_until("B holds every pin", || {
+        (pin_set(&members[b].store) == before).then_some(())
+    })
+    .await;
+
+    b_channel.shutdown().await.unwrap();
+    for c in &channels {
+        c.shutdown().await.unwrap();
+    }
+}
