@@ -6,9 +6,10 @@
 //! after. A session that ended (closed by either side, idle timeout, transport error) is
 //! replaced by a fresh dial on the next call; a caller whose call failed on a session drops it
 //! with [`Sessions::discard`], so a member that stopped answering is dialed again. The channel's
-//! shutdown closes them all, so a stopped channel holds no sessions.
+//! shutdown closes them all and refuses new ones, so a stopped channel holds no sessions.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use net_mesh_rpc::rpc::SessionError;
@@ -19,6 +20,8 @@ use net_mesh_rpc::{Endpoint, NodeAddr, Session};
 pub(crate) struct Sessions {
     endpoint: Endpoint,
     live: Arc<Mutex<HashMap<NodeAddr, Session>>>,
+    /// Set by [`Sessions::close_all`]: no session is dialed or kept after it.
+    closed: Arc<AtomicBool>,
 }
 
 impl Sessions {
@@ -26,6 +29,7 @@ impl Sessions {
         Sessions {
             endpoint,
             live: Arc::default(),
+            closed: Arc::default(),
         }
     }
 
@@ -42,8 +46,15 @@ impl Sessions {
         if let Some(s) = self.live().get(addr).filter(|s| s.end_reason().is_none()) {
             return Ok(s.clone());
         }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SessionError::LocalClose);
+        }
         let dialed = self.endpoint.connect_node(addr).await?;
         let mut live = self.live();
+        if self.closed.load(Ordering::Acquire) {
+            dialed.close();
+            return Err(SessionError::LocalClose);
+        }
         match live.get(addr).filter(|s| s.end_reason().is_none()) {
             // Another call dialed meanwhile: keep one session per member.
             Some(s) => {
@@ -67,9 +78,11 @@ impl Sessions {
         }
     }
 
-    /// Closes every held session (the channel stops).
+    /// Closes every held session and refuses new ones (the channel stops).
     pub(crate) fn close_all(&self) {
-        for (_, s) in self.live().drain() {
+        let mut live = self.live();
+        self.closed.store(true, Ordering::Release);
+        for (_, s) in live.drain() {
             s.close();
         }
     }
