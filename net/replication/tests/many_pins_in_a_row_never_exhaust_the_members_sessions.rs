@@ -2,8 +2,9 @@
 //! its prefetch, and each voter calls the leader back to fetch the objects. With members whose
 //! nRPC endpoints admit only 8 sessions per peer identity, 40 pins of blobs only the leader
 //! holds are proposed one after another: each is acknowledged, every follower holds every
-//! blob, and after the first pin no member opens another session (the data path keeps one
-//! session per member instead of dialing per call, so sessions never pile up to the cap).
+//! blob, and after the first pin the members open (almost) no more sessions: the data path
+//! keeps one session per member instead of dialing per call, so sessions never pile up to the
+//! cap.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -61,11 +62,17 @@ async fn many_pins_in_a_row_never_exhaust_the_members_sessions() {
             after_first = opened(&members);
         }
     }
-    assert_eq!(
-        opened(&members),
-        after_first,
-        "sessions opened by each member after the first pin and after the last"
-    );
+    // A dial per call would open two sessions per pin on the leader and one on each follower;
+    // the data path's own sessions are dialed once. The raft sessions may be redialed when a
+    // heartbeat times out on a loaded machine, so a few more are allowed.
+    for (m, (last, first)) in opened(&members).iter().zip(&after_first).enumerate() {
+        assert!(
+            last - first < u64::from(pins) / 4,
+            "member {m} opened {} sessions during {} pins after the first",
+            last - first,
+            pins - 1
+        );
+    }
     for (f, m) in members.iter().enumerate().filter(|(f, _)| *f != leader) {
         wait_until("the follower applied every pin", || {
             (pinned(&m.store).len() == pins as usize).then_some(())
