@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{
-    BlobRef, ErrorClass, Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn,
+    ErrorClass, Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn,
 };
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use crate::checkpoint::StagingCheckpoint;
+use crate::finished::FinishedUpload;
 
 /// The extension namespace of staging's tables.
 pub const NAMESPACE: &str = "staging";
@@ -85,53 +86,6 @@ fn corrupted(table: &str, id: &str, reason: impl std::fmt::Display) -> Extension
 
 fn decode_checkpoint(id: &str, bytes: &[u8]) -> Result<StagingCheckpoint, ExtensionError> {
     StagingCheckpoint::decode(bytes).map_err(|e| corrupted(UPLOADS_TABLE, id, e))
-}
-
-/// What a finished upload left for a publisher that lost its answer (docs/FORMAT.md §4.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FinishedUpload {
-    pub finished_unix_ms: u64,
-    /// Chunks in the blob, counting repeats.
-    pub chunks: u64,
-    pub blob_ref: BlobRef,
-}
-
-/// Version byte of an encoded [`FinishedUpload`].
-pub const FINISHED_VERSION: u8 = 1;
-/// Fixed part of an encoded [`FinishedUpload`], before the ref bytes.
-pub const FINISHED_HEADER_LEN: usize = 17;
-
-impl FinishedUpload {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(FINISHED_HEADER_LEN.saturating_add(64));
-        out.push(FINISHED_VERSION);
-        out.extend_from_slice(&self.finished_unix_ms.to_le_bytes());
-        out.extend_from_slice(&self.chunks.to_le_bytes());
-        out.extend_from_slice(&self.blob_ref.encode());
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<FinishedUpload, String> {
-        let u64_at = |at: usize| -> Result<u64, String> {
-            bytes
-                .get(at..at.saturating_add(8))
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-                .ok_or_else(|| format!("truncated at offset {at}"))
-        };
-        match bytes.first() {
-            Some(&FINISHED_VERSION) => {}
-            Some(v) => return Err(format!("unsupported version {v}")),
-            None => return Err("empty".to_string()),
-        }
-        let blob_ref = BlobRef::decode(bytes.get(FINISHED_HEADER_LEN..).unwrap_or_default())
-            .map_err(|e| format!("blob ref: {e}"))?;
-        Ok(FinishedUpload {
-            finished_unix_ms: u64_at(1)?,
-            chunks: u64_at(9)?,
-            blob_ref,
-        })
-    }
 }
 
 fn add_holds(txn: &mut ExtensionTxn<'_>, checkpoint: &StagingCheckpoint, hold: bool) {

@@ -13,9 +13,10 @@
 //! last covered chunk: those bytes are re-hashed and compared with the checkpoint (a different
 //! input is [`StagingError::ReplayMismatch`]), then chunking continues.
 //!
-//! Finishing pins the blob, removes the checkpoint (releasing its holds) and records the ref
-//! under the staging id, all in one transaction; resuming a finished id within the abandonment
-//! grace returns that ref ([`Resumed::Finished`]).
+//! Finishing pins the blob (or holds it, for a replicated channel's pin), removes the checkpoint
+//! (releasing its holds) and records the ref, the channel and the pin name under the staging id,
+//! all in one transaction; resuming a finished id within the abandonment grace returns them
+//! ([`Resumed::Finished`]).
 
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::error::short_hex;
@@ -30,7 +31,8 @@ use net_mesh_engine::{
 
 use crate::StagingConfig;
 use crate::checkpoint::StagingCheckpoint;
-use crate::table::{self, FinishedUpload, NAMESPACE, StagingOp, StagingTableError};
+use crate::finished::FinishedUpload;
+use crate::table::{self, NAMESPACE, StagingOp, StagingTableError};
 
 /// Default bytes of input between two checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 64 * 1024 * 1024;
@@ -363,6 +365,8 @@ impl StagingHandle<'_> {
             finished: FinishedUpload {
                 finished_unix_ms: now_ms(),
                 chunks,
+                channel: ckpt.channel.clone(),
+                name: ckpt.pin_name.clone(),
                 blob_ref: blob_ref.clone(),
             },
         }));
@@ -461,9 +465,15 @@ pub enum Resumed<'s> {
         writer: Box<StagingHandle<'s>>,
         offset: u64,
     },
-    /// The upload already finished (within the abandonment grace): its outcome. Nothing new
-    /// was stored by this call, so `new_chunks` and `new_bytes` are 0.
-    Finished(PutOutcome),
+    /// The upload already finished (within the abandonment grace): its outcome, and the
+    /// channel and name its finish pinned the blob under (or, when it was held for a
+    /// replicated channel, the pin that is to be proposed). Nothing new was stored by this
+    /// call, so `new_chunks` and `new_bytes` are 0.
+    Finished {
+        outcome: PutOutcome,
+        channel: String,
+        name: String,
+    },
 }
 
 /// Continues the upload `staging_id` from its last checkpoint, or reports that it finished.
@@ -484,13 +494,17 @@ pub fn resume<'s>(
     let stored = match (stored, finished) {
         (Some(stored), _) => stored,
         (None, Some(done)) => {
-            return Ok(Resumed::Finished(PutOutcome {
-                blob_id: blob_id(&done.blob_ref),
-                blob_ref: done.blob_ref,
-                chunks: done.chunks,
-                new_chunks: 0,
-                new_bytes: 0,
-            }));
+            return Ok(Resumed::Finished {
+                outcome: PutOutcome {
+                    blob_id: blob_id(&done.blob_ref),
+                    blob_ref: done.blob_ref,
+                    chunks: done.chunks,
+                    new_chunks: 0,
+                    new_bytes: 0,
+                },
+                channel: done.channel,
+                name: done.name,
+            });
         }
         (None, None) => return Err(StagingError::NotFound(staging_id.to_string())),
     };

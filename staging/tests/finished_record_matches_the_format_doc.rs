@@ -1,5 +1,6 @@
 //! The finished-upload record (docs/FORMAT.md §4.5): its layout constants agree with the
-//! document, a golden encoding, and strict decoding of damaged values.
+//! document, golden encodings of version 2 and of version 1 (still read), and strict decoding
+//! of damaged values.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,12 +9,38 @@
 )]
 
 use net_mesh_engine::BlobRef;
-use net_mesh_staging::table::{FINISHED_HEADER_LEN, FINISHED_VERSION, FinishedUpload};
+use net_mesh_staging::finished::{
+    FINISHED_VERSION, FINISHED_VERSION_V1, FinishedError, FinishedUpload, layout,
+};
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn blob_ref() -> BlobRef {
+    BlobRef::Small {
+        hash: [0xAB; 32],
+        size: 5,
+    }
+}
+
+fn record() -> FinishedUpload {
+    FinishedUpload {
+        finished_unix_ms: 0x0102_0304_0506_0708,
+        chunks: 3,
+        channel: "photos".into(),
+        name: "n1".into(),
+        blob_ref: blob_ref(),
+    }
 }
 
 #[test]
@@ -22,46 +49,196 @@ fn the_finished_record_matches_its_documented_layout() {
         .split("### 4.5 Finished record")
         .nth(1)
         .expect("FORMAT.md has §4.5");
+    let fixed = layout::FIXED_LEN;
     assert!(
-        section.starts_with(&format!(" ({FINISHED_HEADER_LEN} + BlobRef bytes)")),
-        "FORMAT.md §4.5 title must give the fixed length {FINISHED_HEADER_LEN}"
+        section.starts_with(&format!(" ({fixed} + channel + name + BlobRef bytes)")),
+        "FORMAT.md §4.5 title must give the fixed length {fixed}"
     );
+    assert_eq!(layout::VERSION_OFFSET, 0);
+    let channel_len = layout::CHANNEL_LEN_OFFSET;
     for row in [
         format!("| 0 | 1 | version = {FINISHED_VERSION} |"),
-        "| 1 | 8 | finished, Unix milliseconds |".to_string(),
-        "| 9 | 8 | chunk count of the blob |".to_string(),
-        format!("| {FINISHED_HEADER_LEN} | rest | the BlobRef wire bytes (§2) |"),
+        format!(
+            "| {} | 8 | finished, Unix milliseconds |",
+            layout::FINISHED_MS_OFFSET
+        ),
+        format!(
+            "| {} | 8 | chunk count of the blob |",
+            layout::CHUNKS_OFFSET
+        ),
+        format!("| {channel_len} | 1 | `channel_len`, 1..=64 |"),
+        format!(
+            "| {} | `channel_len` | the upload's channel (UTF-8, a valid channel name, §3.4) |",
+            channel_len + 1
+        ),
+        format!(
+            "| {} + `channel_len` | 2 | `name_len`, 0..={} |",
+            channel_len + 1,
+            net_mesh_engine::index::MAX_PIN_NAME
+        ),
+        format!("| {fixed} + `channel_len` | `name_len` | the pin name (UTF-8) |"),
+        format!("| {fixed} + `channel_len` + `name_len` | rest | the BlobRef wire bytes (§2) |"),
     ] {
         assert!(section.contains(&row), "FORMAT.md §4.5 lacks {row:?}");
     }
+    assert!(
+        section.contains(&format!(
+            "with version = {FINISHED_VERSION_V1}, then the BlobRef wire bytes from offset {} to the end",
+            layout::V1_HEADER_LEN
+        )),
+        "FORMAT.md §4.5 must describe version {FINISHED_VERSION_V1}"
+    );
+    // The fixed part adds up: version, two u64s, the channel's length byte, the name's u16.
+    assert_eq!(layout::CHANNEL_LEN_OFFSET, layout::CHUNKS_OFFSET + 8);
+    assert_eq!(layout::V1_HEADER_LEN, layout::CHANNEL_LEN_OFFSET);
+    assert_eq!(fixed, layout::CHANNEL_LEN_OFFSET + 1 + 2);
+}
 
-    let record = FinishedUpload {
-        finished_unix_ms: 0x0102_0304_0506_0708,
-        chunks: 3,
-        blob_ref: BlobRef::Small {
-            hash: [0xAB; 32],
-            size: 5,
-        },
-    };
+#[test]
+fn a_version_2_record_keeps_the_channel_and_name_and_matches_its_golden_bytes() {
+    let record = record();
     let bytes = record.encode();
-    let mut want = String::from("01");
-    want += "0807060504030201";
-    want += "0300000000000000";
-    want += &hex(&record.blob_ref.encode());
+    let want = String::from("02")
+        + "0807060504030201"
+        + "0300000000000000"
+        + "06"
+        + &hex(b"photos")
+        + "0200"
+        + &hex(b"n1")
+        + &hex(&record.blob_ref.encode());
     assert_eq!(hex(&bytes), want);
     assert_eq!(FinishedUpload::decode(&bytes).unwrap(), record);
+    assert_eq!(
+        bytes.len(),
+        layout::FIXED_LEN + 6 + 2 + blob_ref().encode().len()
+    );
+}
 
-    // Damaged values are typed errors, never panics.
-    let mut bad_version = bytes.clone();
-    bad_version[0] = 2;
-    assert!(FinishedUpload::decode(&bad_version).is_err());
+#[test]
+fn a_version_1_record_still_decodes_as_channel_default_with_no_name() {
+    let v1 = unhex(&(String::from("01") + "0807060504030201" + "0300000000000000"))
+        .into_iter()
+        .chain(blob_ref().encode())
+        .collect::<Vec<u8>>();
+    let decoded = FinishedUpload::decode(&v1).unwrap();
+    assert_eq!(
+        decoded,
+        FinishedUpload {
+            channel: "default".into(),
+            name: String::new(),
+            ..record()
+        }
+    );
+    // Written back, it is version 2.
+    assert_eq!(decoded.encode()[0], FINISHED_VERSION);
+    for cut in 0..v1.len() {
+        assert!(
+            FinishedUpload::decode(&v1[..cut]).is_err(),
+            "v1 cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn damaged_finished_records_are_typed_errors() {
+    let bytes = record().encode();
+    let ref_len = blob_ref().encode().len();
+    // Offsets in the golden record: channel length 17, channel 18..24, name length 24..26,
+    // name 26..28, the ref from 28.
+    let (channel_len_at, name_len_at, name_at) = (17, 24, 26);
+    assert_eq!(bytes.len(), 28 + ref_len);
+
     for cut in 0..bytes.len() {
         assert!(
             FinishedUpload::decode(&bytes[..cut]).is_err(),
             "cut at {cut}"
         );
     }
+    assert!(matches!(
+        FinishedUpload::decode(&[]),
+        Err(FinishedError::Empty)
+    ));
+    for version in [0, 3, 0xFF] {
+        let mut bad = bytes.clone();
+        bad[0] = version;
+        assert_eq!(
+            FinishedUpload::decode(&bad),
+            Err(FinishedError::UnsupportedVersion(version))
+        );
+    }
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert!(FinishedUpload::decode(&trailing).is_err());
+    assert!(matches!(
+        FinishedUpload::decode(&trailing),
+        Err(FinishedError::BlobRef { offset: 28, .. })
+    ));
+
+    // A channel length past the end of the record.
+    let mut past_end = bytes[..channel_len_at].to_vec();
+    past_end.push(60);
+    past_end.extend_from_slice(b"photos");
+    assert!(matches!(
+        FinishedUpload::decode(&past_end),
+        Err(FinishedError::Truncated {
+            what: "channel",
+            offset: 18,
+            needed: 60
+        })
+    ));
+    // A channel length past the maximum (64), with the bytes there.
+    let mut too_long = bytes[..channel_len_at].to_vec();
+    too_long.push(65);
+    too_long.extend_from_slice(&[b'a'; 65]);
+    too_long.extend_from_slice(&bytes[name_len_at..]);
+    assert!(matches!(
+        FinishedUpload::decode(&too_long),
+        Err(FinishedError::Invalid {
+            what: "channel",
+            ..
+        })
+    ));
+    // An empty channel, an invalid channel name, a channel that is not UTF-8.
+    for channel in [&b""[..], b"Photos", b"ph\xffos"] {
+        let mut bad = bytes[..channel_len_at].to_vec();
+        bad.push(u8::try_from(channel.len()).unwrap());
+        bad.extend_from_slice(channel);
+        bad.extend_from_slice(&bytes[name_len_at..]);
+        assert!(
+            matches!(
+                FinishedUpload::decode(&bad),
+                Err(FinishedError::Invalid {
+                    what: "channel",
+                    ..
+                })
+            ),
+            "channel {channel:?}"
+        );
+    }
+    // A name that is not UTF-8.
+    let mut bad_name = bytes.clone();
+    bad_name[name_at] = 0xFF;
+    assert!(matches!(
+        FinishedUpload::decode(&bad_name),
+        Err(FinishedError::Invalid {
+            what: "pin name",
+            offset: 24,
+            ..
+        })
+    ));
+    // A name length past the maximum (1024), and one past the end.
+    for (len, why) in [(1025u16, "max"), (2 + ref_len as u16 + 1, "end")] {
+        let mut bad = bytes.clone();
+        bad[name_len_at..name_at].copy_from_slice(&len.to_le_bytes());
+        assert!(
+            FinishedUpload::decode(&bad).is_err(),
+            "name length past {why}"
+        );
+    }
+    // A damaged ref (its magic).
+    let mut bad_ref = bytes.clone();
+    bad_ref[28] ^= 0xFF;
+    assert!(matches!(
+        FinishedUpload::decode(&bad_ref),
+        Err(FinishedError::BlobRef { offset: 28, .. })
+    ));
 }

@@ -37,7 +37,7 @@ fn store_with_grace(dir: &std::path::Path, grace: Duration) -> Store {
 fn live<'s>(resumed: Resumed<'s>) -> (StagingHandle<'s>, u64) {
     match resumed {
         Resumed::Live { writer, offset } => (*writer, offset),
-        Resumed::Finished(outcome) => panic!("finished already: {outcome:?}"),
+        Resumed::Finished { outcome, .. } => panic!("finished already: {outcome:?}"),
     }
 }
 
@@ -164,11 +164,15 @@ fn a_finished_upload_resumes_to_its_ref_until_the_abandonment_grace_ends() {
     };
     let s = store(tmp.path());
     for _ in 0..2 {
-        let Resumed::Finished(again) =
-            resume_streaming_store(&s, "done-1", CheckpointCadence::default()).unwrap()
+        let Resumed::Finished {
+            outcome: again,
+            channel,
+            name,
+        } = resume_streaming_store(&s, "done-1", CheckpointCadence::default()).unwrap()
         else {
             panic!("a finished upload must not be live");
         };
+        assert_eq!((channel.as_str(), name.as_str()), ("default", "api"));
         assert_eq!(again.blob_ref, want.blob_ref);
         assert_eq!(again.blob_id, want.blob_id);
         assert_eq!(again.chunks, want.chunks);
@@ -189,7 +193,7 @@ fn a_finished_upload_resumes_to_its_ref_until_the_abandonment_grace_ends() {
     assert!(report.released_holds.is_empty());
     assert!(matches!(
         resume_streaming_store(&s, "done-1", CheckpointCadence::default()).unwrap(),
-        Resumed::Finished(_)
+        Resumed::Finished { .. }
     ));
     drop(s);
     // Past the abandonment grace it is forgotten.

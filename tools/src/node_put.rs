@@ -7,11 +7,12 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{BlobRef, ErrorClass, PutOutcome};
-use net_mesh_node::NodeError;
 use net_mesh_node::proto::{BandwidthClass, PutDone, PutStart, StagingState, TreeShape};
+use net_mesh_node::{NodeClient, NodeError};
 use net_mesh_staging::StagingError;
 
 use crate::output::{CliError, CliResult, ErrorContext, progress};
@@ -297,9 +298,20 @@ fn attempt(
             .map_err(node_failure)?
         {
             StagingState::Live { resume_offset } => Some(resume_offset),
-            StagingState::Finished(done) => {
+            StagingState::Finished(_) => {
+                // Its finish committed, but on a replicated channel that only held the blob:
+                // if the node died before proposing the pin, only a put call proposes it. A
+                // resume call with no input does (from the finished record) and answers the
+                // same ref; anywhere else it just answers the ref.
                 resumed_from.get_or_insert(None);
-                return Ok(done);
+                let put_start = put_start(start, Some(0), remote.class());
+                return send(
+                    remote,
+                    client,
+                    put_start,
+                    Box::new(std::io::empty()),
+                    |_| {},
+                );
             }
             // A new upload that never began durably begins again under the same id.
             StagingState::NotFound if matches!(start, Start::Begin { .. }) => None,
@@ -319,17 +331,28 @@ fn attempt(
     {
         eprintln!("net-mesh: resuming upload {id} at offset {offset}");
     }
-    let mut reader = input.open_at(offset)?;
+    let reader = input.open_at(offset)?;
     bar.set_position(offset);
     let progress = bar.clone();
-    let sent = remote.block_on(remote.handle().spawn(async move {
-        client
-            .put(put_start, &mut *reader, &mut |n| {
-                progress.inc(n);
-                net_mesh_segments::failpoint::hit(FAILPOINT_AFTER_PIECE);
-            })
-            .await
-    }));
+    send(remote, client, put_start, reader, move |n| {
+        progress.inc(n);
+        net_mesh_segments::failpoint::hit(FAILPOINT_AFTER_PIECE);
+    })
+}
+
+/// One put call: `put_start`, then everything `reader` gives (`sent` told of each piece).
+fn send(
+    remote: &Remote,
+    client: Arc<NodeClient>,
+    put_start: PutStart,
+    mut reader: Box<dyn Read + Send>,
+    mut sent: impl FnMut(u64) + Send + 'static,
+) -> Result<PutDone, Failure> {
+    let sent = remote.block_on(
+        remote
+            .handle()
+            .spawn(async move { client.put(put_start, &mut *reader, &mut sent).await }),
+    );
     match sent {
         Ok(done) => done.map_err(node_failure),
         Err(e) => Err(Failure::Final(CliError::msg(

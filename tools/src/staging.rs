@@ -181,7 +181,9 @@ fn resume(
             Resumed::Live { writer, offset } => (*writer, offset),
             // It finished already (the publisher lost the answer): its ref, as `blob put` prints
             // it; nothing was replayed.
-            Resumed::Finished(outcome) => return print_resumed(&outcome, None, Some(0), json),
+            Resumed::Finished { outcome, .. } => {
+                return print_resumed(&outcome, None, Some(0), json);
+            }
         };
     seek_input(&mut input, file, size, offset)?;
     let bar = progress(size.map(|s| s.saturating_sub(offset)), "resume");

@@ -73,7 +73,7 @@ pub fn resume_live<'s>(
 ) -> Result<(StagingHandle<'s>, u64), StagingError> {
     match resume_streaming_store(store, id, cadence)? {
         Resumed::Live { writer, offset } => Ok((*writer, offset)),
-        Resumed::Finished(outcome) => panic!("upload {id} already finished: {outcome:?}"),
+        Resumed::Finished { outcome, .. } => panic!("upload {id} already finished: {outcome:?}"),
     }
 }
 

@@ -435,13 +435,18 @@ fn put_worker(
                 }
                 (*writer, staging_id, offset)
             }
-            Resumed::Finished(outcome) => {
-                // Finished before: on a replicated channel its pin may not have been
-                // proposed (a crash in between); proposed again unless pinned here already,
-                // without a name (the finished record keeps neither name nor channel: the
-                // call's channel is taken).
-                let pin_as = match replicated_in(channel) {
-                    Some(_) => unapplied(store, channel, &outcome.blob_ref)?,
+            Resumed::Finished {
+                outcome,
+                channel: finished_in,
+                name,
+            } => {
+                // Finished before, in the channel and under the name its record keeps
+                // (whatever the call's channel). On a replicated channel the finish only held
+                // the blob, and its pin may never have been proposed (the node died in
+                // between): proposed now unless pinned here already. Elsewhere the finish
+                // pinned it.
+                let pin_as = match replicated_in(&finished_in) {
+                    Some(_) => unapplied(store, finished_in, name, &outcome.blob_ref)?,
                     None => None,
                 };
                 return Ok(Finished {
@@ -485,7 +490,11 @@ fn put_worker(
     let outcome = match replicas {
         Some(replicas) => {
             let at = handle.channel().to_string();
-            handle.finish_held(|blob_ref| replicas.hold(&at, blob_ref))?
+            let held = handle.finish_held(|blob_ref| replicas.hold(&at, blob_ref))?;
+            // Held and recorded, its pin not proposed yet: a resume of the staging id
+            // proposes it from the finished record.
+            net_mesh_segments::failpoint::hit("node.put.before_replicated_pin");
+            held
         }
         None => handle.finish()?,
     };
@@ -495,21 +504,20 @@ fn put_worker(
     })
 }
 
-/// `(channel, "")` when `blob_ref` is not pinned in `channel` on this node yet.
+/// `(channel, name)` when `blob_ref` is not pinned in `channel` on this node yet.
 fn unapplied(
     store: &Store,
-    channel: &str,
+    channel: String,
+    name: String,
     blob_ref: &net_mesh_engine::BlobRef,
 ) -> Result<Option<(String, String)>, WorkerEnd> {
     let id = net_mesh_engine::index::blob_id(blob_ref);
     let pinned = store
         .reader()
         .node_err()
-        .and_then(|r| r.pin_in(channel, &id).node_err())
+        .and_then(|r| r.pin_in(&channel, &id).node_err())
         .map_err(WorkerEnd::Failed)?;
-    Ok(pinned
-        .is_none()
-        .then(|| (channel.to_string(), String::new())))
+    Ok(pinned.is_none().then_some((channel, name)))
 }
 
 /// Commits what `handle` holds as a checkpoint before the upload stops (so a resume re-sends

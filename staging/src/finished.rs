@@ -1,0 +1,209 @@
+//! The finished record: what a finished upload leaves under its staging id for a publisher
+//! that lost its answer, and for the node that still has to propose its pin on a replicated
+//! channel. Pure codec: no I/O. Layout: docs/FORMAT.md §4.5.
+//!
+//! Stored as the value of `ext.staging.finished_v1[staging_id]`, written in the same index
+//! transaction as the blob's last nodes and the checkpoint's removal.
+#![deny(clippy::arithmetic_side_effects)]
+
+use net_mesh_engine::BlobRef;
+use net_mesh_engine::codec::DecodeError;
+use net_mesh_engine::index::{
+    DEFAULT_CHANNEL, MAX_CHANNEL_NAME, MAX_PIN_NAME, check_channel_name, pin_name_prefix,
+};
+
+/// Version byte of the finished record this build writes.
+pub const FINISHED_VERSION: u8 = 2;
+/// An older layout this build still reads: no channel and no name (read as channel
+/// [`DEFAULT_CHANNEL`], name empty).
+pub const FINISHED_VERSION_V1: u8 = 1;
+
+/// Offsets of the fixed part (docs/FORMAT.md §4.5), the same in both versions up to the
+/// chunk count.
+pub mod layout {
+    pub const VERSION_OFFSET: usize = 0;
+    pub const FINISHED_MS_OFFSET: usize = 1;
+    pub const CHUNKS_OFFSET: usize = 9;
+    /// Version 2: one byte, the channel's length; the channel follows.
+    pub const CHANNEL_LEN_OFFSET: usize = 17;
+    /// Version 2: bytes before the variable parts (the channel, the name, the ref): version,
+    /// finished ms, chunk count, channel length and name length.
+    pub const FIXED_LEN: usize = 20;
+    /// Version 1: bytes before the ref.
+    pub const V1_HEADER_LEN: usize = 17;
+}
+
+/// What a finished upload left (docs/FORMAT.md §4.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedUpload {
+    pub finished_unix_ms: u64,
+    /// Chunks in the blob, counting repeats.
+    pub chunks: u64,
+    /// The channel the upload pinned (or, on a replicated channel, is to pin) its blob in.
+    pub channel: String,
+    /// The name the blob is pinned under.
+    pub name: String,
+    pub blob_ref: BlobRef,
+}
+
+/// Why finished-record bytes were rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FinishedError {
+    #[error("empty finished record")]
+    Empty,
+    #[error(
+        "unsupported finished-record version {0} (this build reads {FINISHED_VERSION_V1} to \
+         {FINISHED_VERSION})"
+    )]
+    UnsupportedVersion(u8),
+    #[error("truncated at offset {offset}: {what} needs {needed} bytes")]
+    Truncated {
+        what: &'static str,
+        offset: usize,
+        needed: usize,
+    },
+    #[error("{what} at offset {offset} is invalid: {reason}")]
+    Invalid {
+        what: &'static str,
+        offset: usize,
+        reason: String,
+    },
+    #[error("blob ref at offset {offset}: {source}")]
+    BlobRef { offset: usize, source: DecodeError },
+}
+
+impl FinishedUpload {
+    /// Encodes as version [`FINISHED_VERSION`].
+    pub fn encode(&self) -> Vec<u8> {
+        // Both are checked where an upload begins (and read back checked from its
+        // checkpoint). The fallbacks only keep this encoder from writing a record the decoder
+        // refuses: a channel that is not a valid name becomes `default`, where no pin is
+        // pending; a name is cut at a character boundary.
+        let channel = match check_channel_name(&self.channel) {
+            Ok(()) => self.channel.as_str(),
+            Err(_) => DEFAULT_CHANNEL,
+        };
+        let name = pin_name_prefix(&self.name).as_bytes();
+        let blob_ref = self.blob_ref.encode();
+        let len = layout::FIXED_LEN
+            .saturating_add(channel.len())
+            .saturating_add(name.len())
+            .saturating_add(blob_ref.len());
+        let mut out = Vec::with_capacity(len);
+        out.push(FINISHED_VERSION);
+        out.extend_from_slice(&self.finished_unix_ms.to_le_bytes());
+        out.extend_from_slice(&self.chunks.to_le_bytes());
+        out.push(u8::try_from(channel.len()).unwrap_or(0));
+        out.extend_from_slice(channel.as_bytes());
+        out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&blob_ref);
+        out
+    }
+
+    /// Decodes version 2, or version 1 (channel `default`, no name). Strict: every length is
+    /// checked against its maximum and the input, names must be UTF-8 (and the channel a valid
+    /// channel name), and the ref takes exactly the rest.
+    pub fn decode(bytes: &[u8]) -> Result<FinishedUpload, FinishedError> {
+        let mut r = Cursor { bytes, pos: 0 };
+        let version = match bytes.first() {
+            None => return Err(FinishedError::Empty),
+            Some(&v) => v,
+        };
+        if version != FINISHED_VERSION && version != FINISHED_VERSION_V1 {
+            return Err(FinishedError::UnsupportedVersion(version));
+        }
+        r.take(1, "version")?;
+        let finished_unix_ms = r.u64("finished ms")?;
+        let chunks = r.u64("chunk count")?;
+        let (channel, name) = if version == FINISHED_VERSION_V1 {
+            (DEFAULT_CHANNEL.to_string(), String::new())
+        } else {
+            let channel_at = r.pos;
+            let channel_len = usize::from(r.u8("channel length")?);
+            if channel_len > MAX_CHANNEL_NAME {
+                return Err(invalid(
+                    "channel",
+                    channel_at,
+                    format!("length {channel_len}"),
+                ));
+            }
+            let bytes = r.take(channel_len, "channel")?;
+            let channel = std::str::from_utf8(bytes)
+                .map_err(|_| invalid("channel", channel_at, "not UTF-8"))?;
+            check_channel_name(channel)
+                .map_err(|e| invalid("channel", channel_at, e.to_string()))?;
+            let name_at = r.pos;
+            let name_len = usize::from(r.u16("pin name length")?);
+            if name_len > MAX_PIN_NAME {
+                return Err(invalid("pin name", name_at, format!("length {name_len}")));
+            }
+            let bytes = r.take(name_len, "pin name")?;
+            let name = std::str::from_utf8(bytes)
+                .map_err(|_| invalid("pin name", name_at, "not UTF-8"))?;
+            (channel.to_string(), name.to_string())
+        };
+        let ref_at = r.pos;
+        let blob_ref = BlobRef::decode(r.rest()).map_err(|source| FinishedError::BlobRef {
+            offset: ref_at,
+            source,
+        })?;
+        Ok(FinishedUpload {
+            finished_unix_ms,
+            chunks,
+            channel,
+            name,
+            blob_ref,
+        })
+    }
+}
+
+/// Bounded reader over the record's bytes.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], FinishedError> {
+        let truncated = FinishedError::Truncated {
+            what,
+            offset: self.pos,
+            needed: len,
+        };
+        let end = self.pos.checked_add(len).ok_or(truncated.clone())?;
+        let out = self.bytes.get(self.pos..end).ok_or(truncated)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], FinishedError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, FinishedError> {
+        Ok(u8::from_le_bytes(self.array(what)?))
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, FinishedError> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, FinishedError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.pos..).unwrap_or_default()
+    }
+}
+
+fn invalid(what: &'static str, offset: usize, reason: impl Into<String>) -> FinishedError {
+    FinishedError::Invalid {
+        what,
+        offset,
+        reason: reason.into(),
+    }
+}
