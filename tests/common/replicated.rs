@@ -65,12 +65,18 @@ impl Cluster {
 
     /// Starts node `i` (on `listen`, default any free port).
     pub fn serve(&self, i: usize, listen: Option<String>) -> ServedNode {
+        self.serve_with(i, listen, &[])
+    }
+
+    /// [`Cluster::serve`] with extra environment for the node, e.g. a failpoint.
+    pub fn serve_with(&self, i: usize, listen: Option<String>, env: &[(&str, &str)]) -> ServedNode {
         ServedNode::start(
             &self.dirs[i],
             Serve {
                 allow: Some(&self.allows[i]),
                 listen,
                 metrics: self.metrics,
+                env: env.to_vec(),
                 ..Serve::default()
             },
         )
