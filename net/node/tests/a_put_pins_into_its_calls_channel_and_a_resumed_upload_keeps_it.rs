@@ -1,7 +1,7 @@
 //! A put pins into the channel its call names: into a channel the node does not have it is
-//! refused before anything is stored; an upload begun in `photos` whose client vanishes and
-//! that is resumed by a call naming no channel still finishes pinned in `photos` (not in
-//! `default`), where `list` on `photos` shows it and `remove` on `default` does not touch it.
+//! refused before anything is stored; an upload begun in `photos` whose client vanishes is
+//! resumed by a call naming `photos` and finishes pinned in `photos` (not in `default`), where
+//! `list` on `photos` shows it and `remove` on `default` does not touch it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -54,8 +54,12 @@ async fn a_put_pins_into_its_calls_channel_and_a_resumed_upload_keeps_it() {
     )
     .await;
     let plain = client_as(user.clone(), &node.addr).await;
+    let photos = client_as(user, &node.addr)
+        .await
+        .with_channel("photos")
+        .unwrap();
     let done = put(
-        &plain,
+        &photos,
         PutStart::Resume {
             class: Default::default(),
             staging_id: "chan-1".into(),
@@ -72,10 +76,6 @@ async fn a_put_pins_into_its_calls_channel_and_a_resumed_upload_keeps_it() {
     assert_eq!(in_photos.len(), 1);
     assert_eq!(in_photos[0].1.blob_ref.encode(), done.blob_ref.to_vec());
 
-    let photos = client_as(user, &node.addr)
-        .await
-        .with_channel("photos")
-        .unwrap();
     let listed = photos.list().await.unwrap();
     assert!(matches!(&listed[..], [PinRow::Pin { name, .. }] if name == "vanishing"));
     assert!(plain.list().await.unwrap().is_empty());

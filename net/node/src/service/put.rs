@@ -33,7 +33,9 @@ use net_mesh_staging::{
 use serde_bytes::ByteBuf;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::{Node, PinAt, measured, reads_trees, tree_refused, worker_failed};
+use super::{
+    Node, PinAt, check_upload_channel, measured, reads_trees, tree_refused, worker_failed,
+};
 use crate::bandwidth::LiveStream;
 use crate::config::PUT_QUEUE;
 use crate::error::{Classified, NodeError, NodeResult};
@@ -233,8 +235,8 @@ async fn put_impl(
     let finished_id = claimed_id.map(str::to_string);
     let (tx, rx) = mpsc::channel(PUT_QUEUE);
     let store = Arc::clone(&node.store);
-    // Which channel the blob lands in is known in the worker (a resumed upload keeps the
-    // channel it began in, whatever the call's).
+    // Which channel the blob lands in is known in the worker (a resumed upload is refused
+    // unless the call names the channel it began in).
     let replicas = node.replicas().cloned();
     let held_by = replicas.clone();
     let worker = tokio::task::spawn_blocking(move || {
@@ -382,7 +384,7 @@ struct Finished {
 }
 
 /// The worker of one put (on a blocking thread): opens the upload in `channel` or resumes it
-/// (in the channel it began in), writes the input, and finishes on its end or checkpoints
+/// (refused unless it began in `channel`), writes the input, and finishes on its end or checkpoints
 /// when the input closes first. On a channel `replicas` replicates, the finished blob is
 /// held, not pinned; the caller proposes its pin.
 fn put_worker(
@@ -423,38 +425,44 @@ fn put_worker(
             offset,
             checkpoint_interval,
             class: _,
-        } => match resume_streaming_store(store, &staging_id, cadence(checkpoint_interval))? {
-            Resumed::Live { writer, offset: at } => {
-                if at != offset {
-                    return Err(WorkerEnd::Failed(NodeError::new(
-                        ErrorClass::Refused,
-                        format!(
-                            "upload {staging_id} resumes at offset {at}, the data starts at {offset}"
-                        ),
-                    )));
+        } => {
+            // Only a call naming the upload's own channel resumes or finishes it; checked
+            // before the upload is opened, so a refusal changes nothing. The id is claimed by
+            // this call, so no other put begins or finishes it in between.
+            check_upload_channel(store, &staging_id, channel).map_err(WorkerEnd::Failed)?;
+            match resume_streaming_store(store, &staging_id, cadence(checkpoint_interval))? {
+                Resumed::Live { writer, offset: at } => {
+                    if at != offset {
+                        return Err(WorkerEnd::Failed(NodeError::new(
+                            ErrorClass::Refused,
+                            format!(
+                                "upload {staging_id} resumes at offset {at}, the data starts at {offset}"
+                            ),
+                        )));
+                    }
+                    (*writer, staging_id, offset)
                 }
-                (*writer, staging_id, offset)
+                Resumed::Finished {
+                    outcome,
+                    channel: finished_in,
+                    name,
+                } => {
+                    // Finished before, in the channel (the call's, checked above) and under the
+                    // name its record keeps. On a replicated channel the finish only held
+                    // the blob, and its pin may never have been proposed (the node died in
+                    // between): proposed now unless pinned here already. Elsewhere the finish
+                    // pinned it.
+                    let pin_as = match replicated_in(&finished_in) {
+                        Some(_) => unapplied(store, finished_in, name, &outcome.blob_ref)?,
+                        None => None,
+                    };
+                    return Ok(Finished {
+                        done: done(outcome, Some(staging_id), None),
+                        pin_as,
+                    });
+                }
             }
-            Resumed::Finished {
-                outcome,
-                channel: finished_in,
-                name,
-            } => {
-                // Finished before, in the channel and under the name its record keeps
-                // (whatever the call's channel). On a replicated channel the finish only held
-                // the blob, and its pin may never have been proposed (the node died in
-                // between): proposed now unless pinned here already. Elsewhere the finish
-                // pinned it.
-                let pin_as = match replicated_in(&finished_in) {
-                    Some(_) => unapplied(store, finished_in, name, &outcome.blob_ref)?,
-                    None => None,
-                };
-                return Ok(Finished {
-                    done: done(outcome, Some(staging_id), None),
-                    pin_as,
-                });
-            }
-        },
+        }
         PutStart::ErasureCoded {
             name,
             chunking,

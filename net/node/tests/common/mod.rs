@@ -285,7 +285,7 @@ pub async fn vanish_mid_upload_with(
         .session()
         .call_client_streaming::<PutPart, PutDone>(
             net_mesh_node::proto::Method::Put.name(),
-            net_mesh_rpc::rpc::CallOptions::default().metadata(metadata),
+            net_mesh_rpc::rpc::CallOptions::default().metadata(metadata.clone()),
         )
         .unwrap();
     call.send(&PutPart::Start(begin(
@@ -313,8 +313,18 @@ pub async fn vanish_mid_upload_with(
     drop(client);
     let live = Arc::clone(&node.node);
     wait_until(move || live.live_uploads() == 0).await;
+    // Asked on the call's channel (the upload's).
     let observer = client_as(as_identity, &node.addr).await;
-    match observer.staging_state(staging_id).await.unwrap() {
+    let state = observer
+        .session()
+        .call_unary::<String, StagingState>(
+            net_mesh_node::proto::Method::StagingState.name(),
+            &staging_id.to_string(),
+            net_mesh_rpc::rpc::CallOptions::default().metadata(metadata),
+        )
+        .await
+        .unwrap();
+    match state {
         StagingState::Live { resume_offset } => resume_offset,
         other => panic!("the upload should be live, it is {other:?}"),
     }
