@@ -2,9 +2,11 @@
 //! a follower that is killed (failpoint `node.put.before_replicated_pin`) right after the
 //! upload's finish committed — blob held, finished record written — and before its pin was
 //! proposed to the group. Restarted, the follower is asked `staging resume` of the upload on a
-//! call that names no channel: the resume answers the ref, and the blob ends up pinned in the
-//! upload's channel under the upload's name on every member (not left to its hold's expiry),
-//! reads back verified from each, and every store is clean under fsck.
+//! call that names no channel: refused (exit 4, the upload's channel named), nothing pinned.
+//! Asked again with `--channel` naming the upload's channel, the resume answers the ref, and
+//! the blob ends up pinned in the upload's channel under the upload's name on every member
+//! (not left to its hold's expiry), reads back verified from each, and every store is clean
+//! under fsck.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -75,19 +77,39 @@ fn replicated_channel_a_put_killed_before_its_pin_is_pinned_by_its_resume_under_
 
     cluster.nodes[victim_at] = Some(cluster.serve(victim_at, Some(port)));
     // The upload is no longer live on the node: it finished (its finish committed).
-    let listed = client.json(&victim_addr, &["staging", "list", "--json"]);
+    let listed = client.json(
+        &victim_addr,
+        &["staging", "--channel", CHANNEL, "list", "--json"],
+    );
     assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
 
-    // Resumed on a call that names no channel (`default`).
+    // A resume on a call that names no channel (`default`) is refused and pins nothing (a
+    // pin it proposed would be applied here before it answered).
+    let resume = [
+        "staging",
+        "resume",
+        "up-held",
+        file.to_str().unwrap(),
+        "--json",
+    ];
+    let refused = client.run(&victim_addr, &resume);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("belongs to channel photos, not default")
+            && stderr.contains("--channel photos"),
+        "{stderr}"
+    );
+    let rows = client.json(
+        &victim_addr,
+        &["blob", "--channel", CHANNEL, "ls", "--json"],
+    );
+    assert_eq!(rows.as_array().unwrap().len(), 0, "{rows}");
+
+    // Resumed on a call that names the upload's channel.
     let done = client.json(
         &victim_addr,
-        &[
-            "staging",
-            "resume",
-            "up-held",
-            file.to_str().unwrap(),
-            "--json",
-        ],
+        &[&resume[..], &["--channel", CHANNEL]].concat(),
     );
     let blob_id = done["blob_id"].as_str().unwrap().to_string();
     let blob_ref = done["blob_ref"].as_str().unwrap().to_string();

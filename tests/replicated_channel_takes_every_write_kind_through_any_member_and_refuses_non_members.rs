@@ -1,6 +1,6 @@
 //! Every kind of write on a replicated channel of three real `net-mesh serve` processes,
 //! each sent to a follower: a resumable put, one whose client was killed and that `staging
-//! resume` finishes on a call naming no channel, an erasure-coded put, and a node-to-node pull
+//! resume` finishes on a call naming its channel, an erasure-coded put, and a node-to-node pull
 //! from a fourth node outside the group. Each returns once committed, is pinned on all three
 //! members, and reads back verified from each. Then an attacker plays a member: an identity
 //! that the node's allow file makes admin, but that is no member of the group, calls
@@ -95,8 +95,8 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
     );
     wanted.push((done["blob_id"].as_str().unwrap().to_string(), data));
     // A resumable put whose client is killed mid-way, finished with `staging resume` on a
-    // call that names no channel: the upload keeps its channel, and its blob goes through the
-    // group (never a local pin on the follower).
+    // call that names its channel: its blob goes through the group (never a local pin on the
+    // follower).
     let data = random_bytes(16_000_000, 4);
     let file = write_file(tmp.path(), "killed.bin", &data);
     let out = client
@@ -121,6 +121,8 @@ fn replicated_channel_takes_every_write_kind_through_any_member_and_refuses_non_
         followers[0],
         &[
             "staging",
+            "--channel",
+            CHANNEL,
             "resume",
             "up-killed",
             file.to_str().unwrap(),

@@ -80,7 +80,8 @@ pub struct Ctx {
     pub token: Option<String>,
     /// `--token-file`: a file holding the chain's text on one line.
     pub token_file: Option<PathBuf>,
-    /// `blob --channel`: the channel blob commands act on (`default` for other commands).
+    /// `blob --channel`, `staging --channel`: the channel blob and staging commands act on
+    /// (`default` for other commands).
     pub channel: String,
 }
 
@@ -112,9 +113,8 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
-    /// Resumable uploads: list, resume, abort
-    #[command(subcommand)]
-    Staging(staging::StagingCmd),
+    /// Resumable uploads of a channel: list, resume, abort
+    Staging(staging::StagingArgs),
     /// Delete objects unreferenced for longer than the grace, release idle resumable uploads,
     /// compact sparse segments
     Gc(gc::GcArgs),
@@ -179,6 +179,7 @@ fn main() -> ExitCode {
     let result = data_dir(cli.data_dir).and_then(|dir| {
         let channel = match &cli.command {
             Command::Blob(args) => args.channel.clone(),
+            Command::Staging(args) => args.channel.clone(),
             _ => DEFAULT_CHANNEL.to_string(),
         };
         check_channel_name(&channel).map_err(|e| CliError::msg(ErrorClass::Usage, e))?;
@@ -194,7 +195,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Blob(args) => blob::run(args.cmd, &ctx),
             Command::Channel(cmd) => channel::run(cmd, &ctx),
-            Command::Staging(cmd) => staging::run(cmd, &ctx),
+            Command::Staging(args) => staging::run(args.cmd, &ctx),
             Command::Identity { cmd, json } => {
                 ctx.local_only("identity")?;
                 identity::run(cmd, dir, json)

@@ -6,10 +6,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use clap::Subcommand;
-use net_mesh_engine::{ErrorClass, PutOutcome, StoreConfig};
+use net_mesh_engine::index::DEFAULT_CHANNEL;
+use net_mesh_engine::{ErrorClass, PutOutcome, Store, StoreConfig};
 use net_mesh_node::proto::StagingRow;
 use net_mesh_staging::{
-    CheckpointCadence, Resumed, StagingConfig, StagingHandle, append_to_stream,
+    CheckpointCadence, Resumed, StagingConfig, StagingError, StagingHandle, append_to_stream,
     begin_streaming_store_in, finalize_streaming_store, list_staging, resume_streaming_store,
 };
 use serde_json::json;
@@ -18,9 +19,22 @@ use crate::Ctx;
 use crate::outln;
 use crate::output::{CliError, CliResult, ErrorContext, progress};
 
+/// `staging`: the channel whose uploads it acts on, and the subcommand.
+#[derive(Debug, clap::Args)]
+pub struct StagingArgs {
+    /// The channel whose uploads `list` shows and `resume` and `abort` act on: an upload
+    /// belongs to the channel it began in (`blob --channel NAME put --resumable`), and acting
+    /// on it by id under another channel is refused (exit 4)
+    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_CHANNEL)]
+    pub channel: String,
+    #[command(subcommand)]
+    pub cmd: StagingCmd,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum StagingCmd {
-    /// List live resumable uploads (id, bytes committed, resume offset, age, chunking)
+    /// List the channel's live resumable uploads (id, bytes committed, resume offset, age,
+    /// chunking)
     List {
         #[arg(long)]
         json: bool,
@@ -165,14 +179,41 @@ pub(crate) fn seek_input(
     Ok(())
 }
 
+/// Refuses to act on upload `id` under `channel` when it began in another channel (its
+/// checkpoint's while live, its finished record's once finished), as a node refuses such a
+/// call; an id that is not there passes (the command says it is not found).
+fn check_channel(store: &Store, id: &str, channel: &str) -> CliResult {
+    let live = net_mesh_staging::checkpoint_of(store, id)?.map(|c| c.channel);
+    let belongs = match live {
+        Some(channel) => Some(channel),
+        None => store
+            .read_extension(net_mesh_staging::table::NAMESPACE, |r| {
+                net_mesh_staging::table::finished(r, id)
+            })
+            .map_err(StagingError::from)?
+            .map(|done| done.channel),
+    };
+    match belongs {
+        Some(belongs) if belongs != channel => Err(CliError::msg(
+            ErrorClass::Refused,
+            format!(
+                "upload {id} belongs to channel {belongs}, not {channel}: name it with \
+                 --channel {belongs}"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn resume(
-    dir: &Path,
+    ctx: &Ctx,
     id: &str,
     file: &Path,
     json: bool,
     checkpoint_interval: Option<u64>,
 ) -> CliResult {
-    let store = open(dir, StoreConfig::default())?;
+    let store = open(&ctx.dir, StoreConfig::default())?;
+    check_channel(&store, id, &ctx.channel)?;
     let mut input =
         File::open(file).with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;
     let size = input.metadata().ok().map(|m| m.len());
@@ -274,6 +315,7 @@ pub fn run(cmd: StagingCmd, ctx: &Ctx) -> CliResult {
             let store = open(dir, StoreConfig::default())?;
             let rows: Vec<StagingRow> = list_staging(&store)?
                 .into_iter()
+                .filter(|r| r.channel == ctx.channel)
                 .map(|r| StagingRow {
                     staging_id: r.staging_id,
                     bytes_committed: r.bytes_committed,
@@ -294,9 +336,10 @@ pub fn run(cmd: StagingCmd, ctx: &Ctx) -> CliResult {
             json,
             checkpoint_interval,
             retries: _,
-        } => resume(dir, &id, &file, json, checkpoint_interval),
+        } => resume(ctx, &id, &file, json, checkpoint_interval),
         StagingCmd::Abort { id } => {
             let store = open(dir, StoreConfig::default())?;
+            check_channel(&store, &id, &ctx.channel)?;
             if !net_mesh_staging::abort_staging_id(&store, &id)? {
                 return Err(not_found(&id));
             }
