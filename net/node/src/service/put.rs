@@ -384,8 +384,8 @@ struct Finished {
 }
 
 /// The worker of one put (on a blocking thread): opens the upload in `channel` or resumes it
-/// (refused unless it began in `channel`), writes the input, and finishes on its end or checkpoints
-/// when the input closes first. On a channel `replicas` replicates, the finished blob is
+/// (refused unless it began in `channel`), writes the input, and finishes on its end or
+/// checkpoints when the input closes first. On a channel `replicas` replicates, the finished blob is
 /// held, not pinned; the caller proposes its pin.
 fn put_worker(
     store: &Store,
