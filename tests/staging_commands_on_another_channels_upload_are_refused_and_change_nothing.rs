@@ -176,6 +176,21 @@ fn staging_commands_on_another_channels_upload_are_refused_and_change_nothing() 
         ],
     );
     put_killed(owner.cmd(&node.addr), "up-1", "cli.node_put.after_piece:12");
+    // The client is dead, but the node's worker still stores what it had received and
+    // checkpoints it: wait until no upload worker runs, so the upload stands still.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status: Value =
+            serde_json::from_slice(&owner.ok(&node.addr, &["status", "--json"])).unwrap();
+        if status["live_uploads"].as_u64() == Some(0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node's upload worker never ended: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let with_token = |args: &[&str]| {
         other.run(
             &node.addr,
