@@ -5,6 +5,7 @@
 //! transaction as the chunks and nodes it covers.
 #![deny(clippy::arithmetic_side_effects)]
 
+use crate::cursor::{Cursor, Truncation};
 use net_mesh_engine::chunking::ChunkingStrategy;
 use net_mesh_engine::codec::{
     DecodeError, Encoding, Hash, InternalNode, LeafNode, MAX_CHUNK_SIZE, MAX_DEPTH,
@@ -185,7 +186,7 @@ impl StagingCheckpoint {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<StagingCheckpoint, CheckpointError> {
-        let mut r = Cursor { bytes, pos: 0 };
+        let mut r: Cursor<'_, CheckpointError> = Cursor::new(bytes);
         let magic: [u8; 4] = r.array("magic")?;
         if magic != CHECKPOINT_MAGIC {
             return Err(CheckpointError::BadMagic { found: magic });
@@ -361,47 +362,17 @@ fn push_blob(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// Bounded reader over the checkpoint bytes.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+impl Truncation for CheckpointError {
+    fn truncated(what: &'static str, offset: usize, needed: usize) -> Self {
+        CheckpointError::Truncated {
+            what,
+            offset,
+            needed,
+        }
+    }
 }
 
-impl<'a> Cursor<'a> {
-    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], CheckpointError> {
-        let truncated = CheckpointError::Truncated {
-            what,
-            offset: self.pos,
-            needed: len,
-        };
-        let end = self.pos.checked_add(len).ok_or(truncated.clone())?;
-        let out = self.bytes.get(self.pos..end).ok_or(truncated)?;
-        self.pos = end;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CheckpointError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, CheckpointError> {
-        Ok(u8::from_le_bytes(self.array(what)?))
-    }
-
-    fn u16(&mut self, what: &'static str) -> Result<u16, CheckpointError> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, CheckpointError> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    fn u64(&mut self, what: &'static str) -> Result<u64, CheckpointError> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
-
+impl<'a> Cursor<'a, CheckpointError> {
     /// A u32 length then that many bytes (the length is checked against the input first).
     fn blob(&mut self, what: &'static str) -> Result<&'a [u8], CheckpointError> {
         let len = self.u32(what)? as usize;

@@ -6,6 +6,7 @@
 //! transaction as the blob's last nodes and the checkpoint's removal.
 #![deny(clippy::arithmetic_side_effects)]
 
+use crate::cursor::{Cursor, Truncation};
 use net_mesh_engine::BlobRef;
 use net_mesh_engine::codec::DecodeError;
 use net_mesh_engine::index::{
@@ -105,7 +106,7 @@ impl FinishedUpload {
     /// checked against its maximum and the input, names must be UTF-8 (and the channel a valid
     /// channel name), and the ref takes exactly the rest.
     pub fn decode(bytes: &[u8]) -> Result<FinishedUpload, FinishedError> {
-        let mut r = Cursor { bytes, pos: 0 };
+        let mut r: Cursor<'_, FinishedError> = Cursor::new(bytes);
         let version = match bytes.first() {
             None => return Err(FinishedError::Empty),
             Some(&v) => v,
@@ -158,45 +159,13 @@ impl FinishedUpload {
     }
 }
 
-/// Bounded reader over the record's bytes.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], FinishedError> {
-        let truncated = FinishedError::Truncated {
+impl Truncation for FinishedError {
+    fn truncated(what: &'static str, offset: usize, needed: usize) -> Self {
+        FinishedError::Truncated {
             what,
-            offset: self.pos,
-            needed: len,
-        };
-        let end = self.pos.checked_add(len).ok_or(truncated.clone())?;
-        let out = self.bytes.get(self.pos..end).ok_or(truncated)?;
-        self.pos = end;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], FinishedError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, FinishedError> {
-        Ok(u8::from_le_bytes(self.array(what)?))
-    }
-
-    fn u16(&mut self, what: &'static str) -> Result<u16, FinishedError> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    fn u64(&mut self, what: &'static str) -> Result<u64, FinishedError> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
-
-    fn rest(&self) -> &'a [u8] {
-        self.bytes.get(self.pos..).unwrap_or_default()
+            offset,
+            needed,
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! know about the network, and never panic on a checkpoint read from disk.
 
 pub mod checkpoint;
+mod cursor;
 pub mod finished;
 pub mod table;
 mod writer;
