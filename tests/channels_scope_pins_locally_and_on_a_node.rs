@@ -126,11 +126,7 @@ fn channels_scope_pins_locally_and_on_a_node() {
             ..Serve::default()
         },
     );
-    let admin = Client {
-        id: node.id().to_string(),
-        dir: node_dir.clone(),
-        name: "default".into(),
-    };
+    let admin = Client::node_admin(&node_dir);
     let refused = writer.run(&node.addr, &["channel", "create", "other"]);
     assert_eq!(code(&refused), Some(4), "{refused:?}");
     let run_remote = |args: &[&str]| writer.run(&node.addr, args);
@@ -138,16 +134,7 @@ fn channels_scope_pins_locally_and_on_a_node() {
     channel_story(&run_remote, &run_admin, &file);
 
     // A token for photos: put and list there, refused on default.
-    let holder_key = {
-        let out = ok(
-            &holder.dir,
-            &["--identity", "h", "identity", "show", "h", "--json"],
-        );
-        serde_json::from_slice::<Value>(&out).unwrap()["public_key"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let holder_key = holder.public_key();
     let token = ok_text(
         &node_dir,
         &[

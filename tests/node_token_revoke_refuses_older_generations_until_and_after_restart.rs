@@ -87,21 +87,10 @@ fn refused_as_revoked(out: &std::process::Output) {
 fn node_token_revoke_refuses_older_generations_until_and_after_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let node_dir = tmp.path().join("node");
-    let admin = Client {
-        id: node_identity(&node_dir),
-        dir: node_dir.clone(),
-        name: "default".into(),
-    };
+    let admin = Client::node_admin(&node_dir);
     let issuer = Client::new(&tmp.path().join("issuer"), "i");
     let peer = Client::new(&tmp.path().join("peer"), "p");
-    let peer_key = {
-        let out = ok(
-            &peer.dir,
-            &["--identity", "p", "identity", "show", "p", "--json"],
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        v["public_key"].as_str().unwrap().to_string()
-    };
+    let peer_key = peer.public_key();
     let gen0 = mint(&issuer.dir, "i", &peer_key, 0);
     let gen1 = mint(&issuer.dir, "i", &peer_key, 1);
     let gen2 = mint(&issuer.dir, "i", &peer_key, 2);

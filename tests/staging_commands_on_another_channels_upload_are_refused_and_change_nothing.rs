@@ -147,19 +147,9 @@ fn staging_commands_on_another_channels_upload_are_refused_and_change_nothing() 
             ..Serve::default()
         },
     );
-    let admin = Client {
-        id: node.id().to_string(),
-        dir: node_dir.clone(),
-        name: "default".into(),
-    };
+    let admin = Client::node_admin(&node_dir);
     admin.ok(&node.addr, &["channel", "create", "photos"]);
-    let other_key = {
-        let out = ok(&other.dir, &["identity", "show", "x", "--json"]);
-        serde_json::from_slice::<Value>(&out).unwrap()["public_key"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let other_key = other.public_key();
     let token = ok_text(
         &node_dir,
         &[

@@ -160,6 +160,33 @@ impl Client {
         }
     }
 
+    /// The identity `default` of the node whose data dir is `node_dir` (a node's own identity
+    /// is admin on it), as a client.
+    pub fn node_admin(node_dir: &Path) -> Client {
+        Client {
+            id: node_identity(node_dir),
+            dir: node_dir.to_path_buf(),
+            name: "default".into(),
+        }
+    }
+
+    /// Its public key, as `identity show NAME --json` prints it.
+    pub fn public_key(&self) -> String {
+        let out = ok(
+            &self.dir,
+            &[
+                "--identity",
+                &self.name,
+                "identity",
+                "show",
+                &self.name,
+                "--json",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        v["public_key"].as_str().unwrap().to_string()
+    }
+
     /// `net-mesh --data-dir DIR --identity NAME --node NODE`.
     pub fn cmd(&self, node: &str) -> Command {
         let mut c = cmd(&self.dir);
