@@ -15,6 +15,7 @@
 pub mod checkpoint;
 mod cursor;
 pub mod finished;
+mod pipeline;
 pub mod table;
 mod writer;
 
@@ -26,6 +27,7 @@ use net_mesh_engine::{
 };
 
 pub use checkpoint::StagingCheckpoint;
+pub use pipeline::{CHUNKS_IN_FLIGHT, InputEnd, Piece};
 pub use table::{Staging, valid_staging_id};
 pub use writer::{
     CheckpointCadence, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_MAX_AGE_MS, Resumed,

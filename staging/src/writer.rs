@@ -136,12 +136,12 @@ impl From<StoreError> for StagingError {
 
 /// The commit policy of resumable uploads (see the module docs).
 #[derive(Debug)]
-struct Checkpointer {
+pub(crate) struct Checkpointer {
     id: String,
     /// Seq of the checkpoint stored in the index (the next one is `seq + 1`).
     seq: u64,
     created_unix_ms: u64,
-    chunking: ChunkingStrategy,
+    pub(crate) chunking: ChunkingStrategy,
     pin_name: String,
     /// Channel the finished blob is pinned in.
     channel: String,
@@ -212,7 +212,7 @@ impl CommitPolicy for Checkpointer {
 
 /// The replayed last chunk still being checked.
 #[derive(Debug)]
-struct ReplayCheck {
+pub(crate) struct ReplayCheck {
     hasher: blake3::Hasher,
     start: u64,
     end: u64,
@@ -220,14 +220,44 @@ struct ReplayCheck {
     expected: Hash,
 }
 
+/// Checks the head of `data` against a resume's replayed last chunk (`replay`, cleared once
+/// every replayed byte matched) and returns the bytes after it, the new input.
+pub(crate) fn past_replay<'d>(
+    replay: &mut Option<ReplayCheck>,
+    data: &'d [u8],
+) -> Result<&'d [u8], StagingError> {
+    let Some(check) = replay else {
+        return Ok(data);
+    };
+    let take = usize::try_from(check.remaining)
+        .unwrap_or(usize::MAX)
+        .min(data.len());
+    let (head, rest) = data.split_at_checked(take).unwrap_or((data, &[]));
+    check.hasher.update(head);
+    check.remaining = check.remaining.saturating_sub(head.len() as u64);
+    if check.remaining == 0 {
+        let actual = *check.hasher.finalize().as_bytes();
+        if actual != check.expected {
+            return Err(StagingError::ReplayMismatch {
+                start: check.start,
+                end: check.end,
+                expected: check.expected,
+                actual,
+            });
+        }
+        *replay = None;
+    }
+    Ok(rest)
+}
+
 /// A live resumable upload: `write` any number of times, then `finish` (or `abort`). Dropping
 /// it leaves the upload resumable from its last checkpoint.
 #[derive(Debug)]
 pub struct StagingHandle<'s> {
-    upload: Upload<'s>,
-    ckpt: Checkpointer,
-    replay: Option<ReplayCheck>,
-    failed: bool,
+    pub(crate) upload: Upload<'s>,
+    pub(crate) ckpt: Checkpointer,
+    pub(crate) replay: Option<ReplayCheck>,
+    pub(crate) failed: bool,
 }
 
 impl StagingHandle<'_> {
@@ -250,7 +280,7 @@ impl StagingHandle<'_> {
         self.upload.tree().total_bytes()
     }
 
-    fn usable(&self) -> Result<(), StagingError> {
+    pub(crate) fn usable(&self) -> Result<(), StagingError> {
         if self.failed {
             return Err(StagingError::Failed);
         }
@@ -268,28 +298,8 @@ impl StagingHandle<'_> {
         result
     }
 
-    fn write_inner(&mut self, mut data: &[u8]) -> Result<(), StagingError> {
-        if let Some(check) = &mut self.replay {
-            let take = usize::try_from(check.remaining)
-                .unwrap_or(usize::MAX)
-                .min(data.len());
-            let (head, rest) = data.split_at_checked(take).unwrap_or((data, &[]));
-            check.hasher.update(head);
-            check.remaining = check.remaining.saturating_sub(head.len() as u64);
-            data = rest;
-            if check.remaining == 0 {
-                let actual = *check.hasher.finalize().as_bytes();
-                if actual != check.expected {
-                    return Err(StagingError::ReplayMismatch {
-                        start: check.start,
-                        end: check.end,
-                        expected: check.expected,
-                        actual,
-                    });
-                }
-                self.replay = None;
-            }
-        }
+    fn write_inner(&mut self, data: &[u8]) -> Result<(), StagingError> {
+        let data = past_replay(&mut self.replay, data)?;
         if data.is_empty() {
             return Ok(());
         }

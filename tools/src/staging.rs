@@ -10,7 +10,7 @@ use net_mesh_engine::index::DEFAULT_CHANNEL;
 use net_mesh_engine::{ErrorClass, PutOutcome, Store, StoreConfig};
 use net_mesh_node::proto::StagingRow;
 use net_mesh_staging::{
-    CheckpointCadence, Resumed, StagingConfig, StagingError, StagingHandle, append_to_stream,
+    CheckpointCadence, Piece, Resumed, StagingConfig, StagingError, StagingHandle,
     begin_streaming_store_in, finalize_streaming_store, list_staging, resume_streaming_store,
 };
 use serde_json::json;
@@ -93,25 +93,37 @@ fn cadence(interval: Option<u64>) -> CheckpointCadence {
 
 use crate::open::open;
 
-/// Size of the reads fed to the upload.
-const READ_BUF: usize = 4 * 1024 * 1024;
+/// Size of the pieces read from the input and handed to the upload's cutting thread.
+const READ_PIECE: usize = 1024 * 1024;
 
-/// Feeds `input` to the upload until EOF.
+/// Feeds `input` to the upload until EOF (cut on one thread, stored on this one).
 fn feed(
     handle: &mut StagingHandle<'_>,
-    mut input: impl Read,
+    mut input: impl Read + Send,
     bar: &indicatif::ProgressBar,
 ) -> CliResult {
-    let mut buf = vec![0u8; READ_BUF];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CliError::new(ErrorClass::Io, e).context("reading input")),
-        };
-        append_to_stream(handle, buf.get(..n).unwrap_or_default())?;
-        bar.inc(n as u64);
+    let mut failed = None;
+    handle.write_from(|| {
+        let mut piece = vec![0u8; READ_PIECE];
+        loop {
+            match input.read(&mut piece) {
+                Ok(0) => return Some(Piece::End),
+                Ok(n) => {
+                    piece.truncate(n);
+                    bar.inc(n as u64);
+                    return Some(Piece::Data(piece));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e);
+                    return None;
+                }
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(CliError::new(ErrorClass::Io, e).context("reading input")),
+        None => Ok(()),
     }
 }
 
@@ -126,8 +138,8 @@ pub fn put_resumable(
     json: bool,
 ) -> CliResult {
     let store = open(&ctx.dir, config.clone())?;
-    let (input, size): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
-        (Box::new(std::io::stdin().lock()), None)
+    let (input, size): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
+        (Box::new(std::io::stdin()), None)
     } else {
         let f = File::open(file)
             .with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;

@@ -152,8 +152,15 @@ impl<'s> Upload<'s> {
         })
     }
 
-    /// Adds one already-cut chunk (the caller cut it with this upload's strategy).
-    pub(crate) fn write_chunk<P: CommitPolicy>(
+    /// Bytes given to [`Upload::write`] that its chunker has not cut into a chunk yet.
+    pub fn unchunked_bytes(&self) -> usize {
+        self.chunker.pending()
+    }
+
+    /// Adds one already-cut chunk: the caller cut the input with this upload's strategy, on
+    /// its own (e.g. on another thread), and gave no bytes to [`Upload::write`] that are still
+    /// uncut ([`Upload::unchunked_bytes`] is 0).
+    pub fn write_chunk<P: CommitPolicy>(
         &mut self,
         chunk: &[u8],
         policy: &mut P,

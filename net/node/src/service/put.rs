@@ -3,9 +3,10 @@
 //! The call's task (the *feed*) takes the request stream's messages and hands the input to the
 //! worker through a bounded channel of [`PUT_QUEUE`] pieces of at most [`MAX_PIECE`] bytes, so
 //! an upload holds at most that much beyond the nRPC window, and a slow disk slows its client
-//! through the window instead of growing a queue. The worker owns the staging handle: it writes
-//! each piece (chunking, hashing, checkpointing on the upload's cadence) and finishes the blob
-//! only on the explicit end of the input. Whenever the feed stops first — the client's stream
+//! through the window instead of growing a queue. The worker owns the staging handle and writes
+//! the pieces on two threads (`StagingHandle::write_from`: one cuts chunks, the worker's own
+//! hashes, stores and checkpoints them on the upload's cadence); it finishes the blob only on
+//! the explicit end of the input. Whenever the feed stops first — the client's stream
 //! fails or the session is lost, the client sends nothing for
 //! [`NodeConfig::upload_idle_timeout`](crate::NodeConfig), the node shuts down, or the call's
 //! task is dropped — the channel closes without that end, and the worker commits a checkpoint
@@ -27,8 +28,8 @@ use net_mesh_engine::{ChunkingStrategy, ErrorClass, Store};
 use net_mesh_rpc::RpcError;
 use net_mesh_rpc::rpc::{Chunk, RequestStreamTyped, RpcClientStreamingHandler, RpcContext};
 use net_mesh_staging::{
-    CheckpointCadence, Resumed, StagingConfig, StagingHandle, begin_streaming_store_in,
-    resume_streaming_store,
+    CheckpointCadence, InputEnd, Piece, Resumed, StagingConfig, StagingHandle,
+    begin_streaming_store_in, resume_streaming_store,
 };
 use serde_bytes::ByteBuf;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -41,13 +42,6 @@ use crate::config::PUT_QUEUE;
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::proto::{MAX_PIECE, Method, PutDone, PutPart, PutStart, TreeShape};
 use crate::replicas::Replicas;
-
-/// What the feed hands the worker.
-enum PutInput {
-    Data(Vec<u8>),
-    /// The input ended: finish the blob.
-    End,
-}
 
 /// How the feed ended.
 enum Fed {
@@ -271,12 +265,12 @@ async fn feed(
     node: &Node,
     stream: &LiveStream,
     requests: &mut RequestStreamTyped<PutPart>,
-    tx: &mpsc::Sender<PutInput>,
+    tx: &mpsc::Sender<Piece>,
 ) -> Fed {
     loop {
         let input = match next_within(node, requests).await {
             Err(why) => return Fed::Stopped(why),
-            Ok(None) => PutInput::End,
+            Ok(None) => Piece::End,
             Ok(Some(PutPart::Data(bytes))) if bytes.len() > MAX_PIECE => {
                 return Fed::Stopped(NodeError::new(
                     ErrorClass::Usage,
@@ -285,7 +279,7 @@ async fn feed(
             }
             Ok(Some(PutPart::Data(bytes))) => {
                 node.metrics.received(bytes.len() as u64);
-                PutInput::Data(bytes.into_vec())
+                Piece::Data(bytes.into_vec())
             }
             Ok(Some(PutPart::Start(_))) => {
                 return Fed::Stopped(NodeError::new(
@@ -294,7 +288,7 @@ async fn feed(
                 ));
             }
         };
-        if let PutInput::Data(bytes) = &input {
+        if let Piece::Data(bytes) = &input {
             tokio::select! {
                 biased;
                 _ = node.shutdown.cancelled() => return Fed::Stopped(NodeError::new(
@@ -304,7 +298,7 @@ async fn feed(
                 () = stream.acquire(bytes.len() as u64) => {}
             }
         }
-        let end = matches!(input, PutInput::End);
+        let end = matches!(input, Piece::End);
         // Waits while the worker is busy: the window then stops the client.
         let handed = tokio::select! {
             biased;
@@ -392,7 +386,7 @@ fn put_worker(
     channel: &str,
     all_replicas: Option<&dyn Replicas>,
     start: PutStart,
-    mut input: mpsc::Receiver<PutInput>,
+    mut input: mpsc::Receiver<Piece>,
 ) -> Result<Finished, WorkerEnd> {
     let replicated_in = |channel: &str| all_replicas.filter(|r| r.is_replicated(channel));
     let (mut handle, staging_id, resumed_from) = match start {
@@ -486,12 +480,9 @@ fn put_worker(
             });
         }
     };
-    loop {
-        match input.blocking_recv() {
-            Some(PutInput::Data(bytes)) => handle.write(&bytes)?,
-            Some(PutInput::End) => break,
-            None => return Err(checkpointed(handle)),
-        }
+    // Cut on one thread, stored on this one; a closed queue (the feed stopped) is `None`.
+    if handle.write_from(|| input.blocking_recv())? == InputEnd::Stopped {
+        return Err(checkpointed(handle));
     }
     let replicas = replicated_in(handle.channel());
     let pin_as = replicas.map(|_| (handle.channel().to_string(), handle.pin_name().to_string()));
@@ -547,7 +538,7 @@ fn put_erasure_coded(
     chunking: ChunkingStrategy,
     tree: TreePolicy,
     (k, n): (u8, u8),
-    mut input: mpsc::Receiver<PutInput>,
+    mut input: mpsc::Receiver<Piece>,
 ) -> Result<PutDone, WorkerEnd> {
     let PinAt { channel, name, .. } = pin;
     net_mesh_engine::index::check_pin_name(name)
@@ -567,8 +558,8 @@ fn put_erasure_coded(
     let mut upload = Upload::new(store, chunking, tree, params.encoding())?;
     loop {
         match input.blocking_recv() {
-            Some(PutInput::Data(bytes)) => upload.write(&bytes, &mut CommitWhenFull)?,
-            Some(PutInput::End) => break,
+            Some(Piece::Data(bytes)) => upload.write(&bytes, &mut CommitWhenFull)?,
+            Some(Piece::End) => break,
             None => return Err(WorkerEnd::Stopped),
         }
     }

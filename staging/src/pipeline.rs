@@ -1,0 +1,135 @@
+//! One upload's input on two threads: [`StagingHandle::write_from`] cuts the input into chunks
+//! on a scoped thread (after checking a resume's replayed bytes) while the calling thread
+//! hashes, deduplicates, appends and checkpoints them — the split `Store::store_stream` makes
+//! for plain uploads. The chunks are the ones [`StagingHandle::write`] cuts, so the blob is the
+//! same ref for ref.
+//!
+//! Memory: the cutter's chunker (what it holds plus one maximum chunk, as for `write`) and at
+//! most [`CHUNKS_IN_FLIGHT`] cut chunks waiting, one being stored and one being cut — each a
+//! copy of its bytes, freed once stored.
+
+use std::sync::mpsc::{SyncSender, sync_channel};
+
+use net_mesh_engine::StoreError;
+use net_mesh_engine::chunking::{Chunker, ChunkingStrategy};
+
+use crate::writer::{ReplayCheck, StagingError, StagingHandle, past_replay};
+
+/// What an input source gives [`StagingHandle::write_from`] next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// The next bytes of the input (any size).
+    Data(Vec<u8>),
+    /// The input ended here.
+    End,
+}
+
+/// How [`StagingHandle::write_from`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputEnd {
+    /// The source gave [`Piece::End`]: every byte is stored; finish the upload.
+    Ended,
+    /// The source stopped (gave `None`) before its end: every chunk cut so far is stored, the
+    /// bytes after the last one are not; checkpoint, and resume later.
+    Stopped,
+}
+
+/// Cut chunks waiting between the two threads.
+pub const CHUNKS_IN_FLIGHT: usize = 1;
+
+/// The cutter stopped because the storing side did.
+struct StoreGone;
+
+impl StagingHandle<'_> {
+    /// Writes what `next` gives until it gives [`Piece::End`] or `None`, on two threads (see
+    /// the module docs); `next` runs on the cutting thread. A handle whose earlier
+    /// [`StagingHandle::write`] left bytes uncut writes on this thread alone. A failure of
+    /// either side fails the handle, as `write` does; when storing fails, the cutter stops at
+    /// the next chunk it cuts.
+    pub fn write_from<F>(&mut self, mut next: F) -> Result<InputEnd, StagingError>
+    where
+        F: FnMut() -> Option<Piece> + Send,
+    {
+        self.usable()?;
+        if self.upload.unchunked_bytes() > 0 {
+            return self.write_each(next);
+        }
+        let chunking = self.ckpt.chunking;
+        let replay = self.replay.take();
+        let (cut, stored) = std::thread::scope(|scope| {
+            let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+            let cutter = scope.spawn(move || cut_input(chunking, replay, &mut next, &tx));
+            let mut stored = Ok(());
+            for chunk in &rx {
+                stored = self.upload.write_chunk(&chunk, &mut self.ckpt);
+                if stored.is_err() {
+                    break;
+                }
+            }
+            // The cutter's next send fails and it returns (a failed store's error is the
+            // one reported).
+            drop(rx);
+            match cutter.join() {
+                Ok(cut) => (cut, stored),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        let result = stored.and_then(|()| {
+            cut.map(|(end, replay)| {
+                self.replay = replay;
+                end
+            })
+        });
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    /// [`StagingHandle::write_from`] on this thread alone.
+    fn write_each(
+        &mut self,
+        mut next: impl FnMut() -> Option<Piece>,
+    ) -> Result<InputEnd, StagingError> {
+        loop {
+            match next() {
+                Some(Piece::Data(bytes)) => self.write(&bytes)?,
+                Some(Piece::End) => return Ok(InputEnd::Ended),
+                None => return Ok(InputEnd::Stopped),
+            }
+        }
+    }
+}
+
+/// The cutting thread: checks the replayed bytes, cuts the rest and sends each chunk. Returns
+/// how the input ended and the replay check when the input ended before it was done (finishing
+/// then refuses the upload as too short). A store that stopped taking chunks ends it as
+/// `Stopped`.
+fn cut_input(
+    chunking: ChunkingStrategy,
+    mut replay: Option<ReplayCheck>,
+    next: &mut impl FnMut() -> Option<Piece>,
+    tx: &SyncSender<Vec<u8>>,
+) -> Result<(InputEnd, Option<ReplayCheck>), StagingError> {
+    let mut chunker = Chunker::new(chunking).map_err(StoreError::from)?;
+    let mut send = |chunk: &[u8]| tx.send(chunk.to_vec()).map_err(|_| StoreGone);
+    loop {
+        let cut = match next() {
+            None => return Ok((InputEnd::Stopped, replay)),
+            Some(Piece::End) if replay.is_some() => return Ok((InputEnd::Ended, replay)),
+            Some(Piece::End) => {
+                return Ok(match chunker.finish(&mut send) {
+                    Ok(()) => (InputEnd::Ended, None),
+                    Err(StoreGone) => (InputEnd::Stopped, None),
+                });
+            }
+            Some(Piece::Data(bytes)) => {
+                let fresh = past_replay(&mut replay, &bytes)?;
+                chunker.push(fresh, &mut send)
+            }
+        };
+        if let Err(StoreGone) = cut {
+            return Ok((InputEnd::Stopped, replay));
+        }
+    }
+}
