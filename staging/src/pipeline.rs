@@ -52,7 +52,7 @@ impl StagingHandle<'_> {
     {
         self.usable()?;
         if self.upload.unchunked_bytes() > 0 {
-            return self.write_each(next);
+            return self.write_from_on_this_thread(next);
         }
         let chunking = self.ckpt.chunking;
         let replay = self.replay.take();
@@ -86,8 +86,9 @@ impl StagingHandle<'_> {
         result
     }
 
-    /// [`StagingHandle::write_from`] on this thread alone.
-    fn write_each(
+    /// [`StagingHandle::write_from`] on this thread alone (no chunk copies: for a caller that
+    /// has no idle core to give the upload).
+    pub fn write_from_on_this_thread(
         &mut self,
         mut next: impl FnMut() -> Option<Piece>,
     ) -> Result<InputEnd, StagingError> {

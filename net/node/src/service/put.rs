@@ -233,9 +233,13 @@ async fn put_impl(
     // unless the call names the channel it began in).
     let replicas = node.replicas().cloned();
     let held_by = replicas.clone();
+    // A second thread per upload only while the node has a core for it: with more uploads
+    // than cores the cores are busy anyway, and each split upload holds chunk copies.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let split = node.live_uploads() <= cores;
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
-        put_worker(&store, &channel, held_by.as_deref(), start, rx)
+        put_worker(&store, &channel, held_by.as_deref(), start, rx, split)
     });
     let fed = feed(&node, &stream, &mut requests, &tx).await;
     drop(tx);
@@ -379,14 +383,15 @@ struct Finished {
 
 /// The worker of one put (on a blocking thread): opens the upload in `channel` or resumes it
 /// (refused unless it began in `channel`), writes the input, and finishes on its end or
-/// checkpoints when the input closes first. On a channel `replicas` replicates, the finished blob is
-/// held, not pinned; the caller proposes its pin.
+/// checkpoints when the input closes first; on two threads when `split`. On a channel `replicas`
+/// replicates, the finished blob is held, not pinned; the caller proposes its pin.
 fn put_worker(
     store: &Store,
     channel: &str,
     all_replicas: Option<&dyn Replicas>,
     start: PutStart,
     mut input: mpsc::Receiver<Piece>,
+    split: bool,
 ) -> Result<Finished, WorkerEnd> {
     let replicated_in = |channel: &str| all_replicas.filter(|r| r.is_replicated(channel));
     let (mut handle, staging_id, resumed_from) = match start {
@@ -480,8 +485,15 @@ fn put_worker(
             });
         }
     };
-    // Cut on one thread, stored on this one; a closed queue (the feed stopped) is `None`.
-    if handle.write_from(|| input.blocking_recv())? == InputEnd::Stopped {
+    // Cut on one thread and stored on this one when `split`; a closed queue (the feed
+    // stopped) is `None`.
+    let next = || input.blocking_recv();
+    let end = if split {
+        handle.write_from(next)?
+    } else {
+        handle.write_from_on_this_thread(next)?
+    };
+    if end == InputEnd::Stopped {
         return Err(checkpointed(handle));
     }
     let replicas = replicated_in(handle.channel());
