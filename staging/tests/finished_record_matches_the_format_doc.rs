@@ -10,7 +10,7 @@
 
 use net_mesh_engine::BlobRef;
 use net_mesh_staging::finished::{
-    FINISHED_VERSION, FINISHED_VERSION_V1, FinishedError, FinishedUpload, layout,
+    FINISHED_VERSION, FINISHED_VERSION_V1, FinishedError, FinishedUpload, fuzz_decode, layout,
 };
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
@@ -241,4 +241,28 @@ fn damaged_finished_records_are_typed_errors() {
         FinishedUpload::decode(&bad_ref),
         Err(FinishedError::BlobRef { offset: 28, .. })
     ));
+}
+
+#[test]
+fn the_fuzz_harness_holds_for_every_flipped_or_cut_golden_byte() {
+    let v1 = unhex(&(String::from("01") + "0807060504030201" + "0300000000000000"))
+        .into_iter()
+        .chain(blob_ref().encode())
+        .collect::<Vec<u8>>();
+    for golden in [record().encode(), v1] {
+        let mut accepted = 0;
+        for i in 0..golden.len() {
+            for flip in [0x01u8, 0x80] {
+                let mut bad = golden.clone();
+                bad[i] ^= flip;
+                accepted += usize::from(FinishedUpload::decode(&bad).is_ok());
+                fuzz_decode(&bad);
+            }
+            fuzz_decode(&golden[..i]);
+        }
+        fuzz_decode(&golden);
+        // Flips inside the time, the count and the hash decode to other records, so the
+        // harness's re-encoding check ran on accepted inputs too.
+        assert!(accepted > 16, "{accepted} flipped records accepted");
+    }
 }
