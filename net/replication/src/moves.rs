@@ -445,11 +445,16 @@ impl Moves {
     }
 
     /// Whether an earlier move's row may give way to a new move: it is finished here (the
-    /// source cleaned up), or this node was its target and holds an applied membership that
-    /// makes it a voter without that move's source.
+    /// source cleaned up), this node coordinated it (as neither source nor target) and it was
+    /// handed to another coordinator, or this node was its target and holds an applied
+    /// membership that makes it a voter without that move's source.
     async fn replaceable(&self, channel: &str, old: &MoveRow) -> Result<bool, MoveError> {
         if old.phase == MovePhase::CleanedUp {
             return Ok(true);
+        }
+        let own = self.inner.own.as_bytes();
+        if old.coordinator == *own && old.from.node_id != *own && old.to.node_id != *own {
+            return Ok(self.handed_over(channel, old).await);
         }
         if old.to.node_id != *self.inner.own.as_bytes() || old.coordinator == old.to.node_id {
             return Ok(false);
@@ -818,6 +823,23 @@ impl Moves {
         method: &str,
         req: &Req,
     ) -> Result<Resp, MoveError> {
+        self.call_answer(channel, node, method, req)
+            .await?
+            .map_err(|e| MoveError::Unreachable {
+                channel: channel.to_string(),
+                node: node.clone(),
+                reason: format!("{method}: {e}"),
+            })
+    }
+
+    /// `method` on a session pinned to `node`: the node's answer, or why it was not reached.
+    async fn call_answer<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        channel: &str,
+        node: &NodeAddr,
+        method: &str,
+        req: &Req,
+    ) -> Result<Result<Resp, RpcError>, MoveError> {
         let endpoint = self.attached(channel)?.endpoint.clone();
         let unreachable = |reason: String| MoveError::Unreachable {
             channel: channel.to_string(),
@@ -830,13 +852,30 @@ impl Moves {
             .map_err(|_| unreachable(format!("dial: no answer in {timeout:?}")))?
             .map_err(|e| unreachable(format!("dial: {e}")))?;
         let opts = CallOptions::with_timeout(timeout).metadata(encode_metadata(channel, &[]));
-        let answer = session
-            .call_unary::<Req, Resp>(method, req, opts)
-            .await
-            .map_err(|e| unreachable(format!("{method}: {e}")));
+        let answer = session.call_unary::<Req, Resp>(method, req, opts).await;
         // A session lives until closed (or idle for minutes): one per call, closed after it.
         session.close();
-        answer
+        Ok(answer)
+    }
+
+    /// Whether the move `old`, bound here with this node as its coordinator (and neither its
+    /// source nor its target), was handed to another coordinator: its source refuses this
+    /// node's `move/v1/state` because its row names another coordinator (or another move).
+    /// The refusal is counted on the source like any other. A source that cannot be asked
+    /// leaves it unknown: no.
+    async fn handed_over(&self, channel: &str, old: &MoveRow) -> bool {
+        let Some(from) = node_addr(&old.from) else {
+            return false;
+        };
+        let asked = self
+            .call_answer::<StateRequest, HandoffState>(
+                channel,
+                &from,
+                METHOD_MOVE_STATE,
+                &StateRequest { id: old.id },
+            )
+            .await;
+        matches!(asked, Ok(Err(e)) if e.kind == ErrorKind::PermissionDenied)
     }
 
     /// The source's side of `move/v1/cleanup` (and the coordinator's own cleanup when it is

@@ -3,7 +3,8 @@
 //! K's own resume is refused (`NotLeader`) and changes nothing. An admin hands the same move
 //! (same id, source and target) to the new leader L by binding A and B to it; L's run goes on
 //! from what the group already holds (the learner is not added twice) to `CleanedUp`. The
-//! group ends with exactly K, the other voter and B; A has no pins; B holds every pin.
+//! group ends with exactly K, the other voter and B; A has no pins; B holds every pin. K's
+//! stale row refuses a new move while A still names K, and gives way once A names L.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -89,6 +90,16 @@ async fn a_move_whose_coordinator_lost_leadership_is_handed_to_the_new_leader_an
         MovePhase::LearnerAdded
     );
 
+    // Its unfinished row is still its move (A names K as the coordinator): a different move
+    // of K's own replica cannot be bound on K.
+    // (To the voter that does not lead: a target cannot coordinate its own move.)
+    let other = if l == a { o } else { a };
+    let drain_k = spec(&members[k], &members[other], &members[l]);
+    match members[k].moves.bind(&drain_k).await {
+        Err(MoveError::Busy { .. }) => {}
+        other => panic!("K bound a second move over its unfinished one: {other:?}"),
+    }
+
     // An admin hands the move to L: the same move, bound to L on A and B.
     let handed = MoveSpec {
         coordinator: members[l].identity.node_id(),
@@ -123,6 +134,21 @@ async fn a_move_whose_coordinator_lost_leadership_is_handed_to_the_new_leader_an
         (pin_set(&members[b].store) == before).then_some(())
     })
     .await;
+
+    // K's row still stops at LearnerAdded, but A now refuses K (it names L): the move was
+    // handed over, so K's row gives way to a new move of K's own replica.
+    assert_eq!(
+        members[k]
+            .moves
+            .record(CHANNEL)
+            .await
+            .unwrap()
+            .unwrap()
+            .phase,
+        MovePhase::LearnerAdded
+    );
+    let bound = members[k].moves.bind(&drain_k).await.unwrap();
+    assert_eq!((bound.id, bound.phase), (drain_k.id, MovePhase::Bound));
 
     b_channel.shutdown().await.unwrap();
     for c in &channels {
