@@ -45,7 +45,8 @@ impl StagingHandle<'_> {
     /// the module docs); `next` runs on the cutting thread. A handle whose earlier
     /// [`StagingHandle::write`] left bytes uncut writes on this thread alone. A failure of
     /// either side fails the handle, as `write` does; when storing fails, the cutter stops at
-    /// the next chunk it cuts.
+    /// the next chunk it cuts. After [`InputEnd::Stopped`] the handle takes no more input and
+    /// does not finish (the uncut tail is gone): checkpoint it, and resume the upload.
     pub fn write_from<F>(&mut self, mut next: F) -> Result<InputEnd, StagingError>
     where
         F: FnMut() -> Option<Piece> + Send,
@@ -80,14 +81,16 @@ impl StagingHandle<'_> {
                 end
             })
         });
-        if result.is_err() {
-            self.failed = true;
+        match result {
+            Err(_) => self.failed = true,
+            Ok(InputEnd::Stopped) => self.stopped = true,
+            Ok(InputEnd::Ended) => {}
         }
         result
     }
 
     /// [`StagingHandle::write_from`] on this thread alone (no chunk copies: for a caller that
-    /// has no idle core to give the upload).
+    /// has no idle core to give the upload). The same rule after [`InputEnd::Stopped`].
     pub fn write_from_on_this_thread(
         &mut self,
         mut next: impl FnMut() -> Option<Piece>,
@@ -96,7 +99,10 @@ impl StagingHandle<'_> {
             match next() {
                 Some(Piece::Data(bytes)) => self.write(&bytes)?,
                 Some(Piece::End) => return Ok(InputEnd::Ended),
-                None => return Ok(InputEnd::Stopped),
+                None => {
+                    self.stopped = true;
+                    return Ok(InputEnd::Stopped);
+                }
             }
         }
     }

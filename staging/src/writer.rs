@@ -258,6 +258,10 @@ pub struct StagingHandle<'s> {
     pub(crate) ckpt: Checkpointer,
     pub(crate) replay: Option<ReplayCheck>,
     pub(crate) failed: bool,
+    /// Its input stopped before the end ([`crate::InputEnd::Stopped`]): bytes after the last
+    /// chunk cut may be gone, so it takes no more input and does not finish; a checkpoint
+    /// still commits what was cut.
+    pub(crate) stopped: bool,
 }
 
 impl StagingHandle<'_> {
@@ -281,7 +285,7 @@ impl StagingHandle<'_> {
     }
 
     pub(crate) fn usable(&self) -> Result<(), StagingError> {
-        if self.failed {
+        if self.failed || self.stopped {
             return Err(StagingError::Failed);
         }
         Ok(())
@@ -308,7 +312,9 @@ impl StagingHandle<'_> {
 
     /// Commits a checkpoint now (covering every chunk cut so far).
     pub fn checkpoint(&mut self) -> Result<(), StagingError> {
-        self.usable()?;
+        if self.failed {
+            return Err(StagingError::Failed);
+        }
         let (tree, batch) = self.upload.parts();
         let result = self.ckpt.commit(tree, batch);
         if result.is_err() {
@@ -464,6 +470,7 @@ pub fn begin<'s>(
         ckpt,
         replay: None,
         failed: false,
+        stopped: false,
     })
 }
 
@@ -546,6 +553,7 @@ pub fn resume<'s>(
         ckpt,
         replay,
         failed: false,
+        stopped: false,
     };
     Ok(Resumed::Live {
         writer: Box::new(writer),

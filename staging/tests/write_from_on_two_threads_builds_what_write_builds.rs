@@ -1,6 +1,6 @@
 //! `StagingHandle::write_from` (cut on one thread, stored on another) builds exactly what
 //! `write` builds: the same ref for a fresh upload and across stops and resumes (a stop
-//! checkpoints only what was cut; the replayed chunk is checked on the cutting thread, also
+//! checkpoints only what was cut and takes no more input; the replayed chunk is checked on the cutting thread, also
 //! when pieces split it), the same typed errors for a different or a too-short replay, and it
 //! falls back to one thread when an earlier `write` left bytes uncut.
 #![allow(
@@ -87,8 +87,10 @@ fn stops_checkpoint_what_was_cut_and_resumes_reach_the_same_ref() {
                 write_from(&mut w, &data[..stop_at], 7_777, false),
                 InputEnd::Stopped
             );
-            // Only what was cut is stored: the chunker's tail is re-sent on resume.
+            // Only what was cut is stored: the chunker's tail is re-sent on resume. The
+            // handle takes no more input and does not finish, but checkpoints.
             assert!(w.chunked_bytes() <= stop_at as u64);
+            assert!(matches!(w.write(b"x").unwrap_err(), StagingError::Failed));
             w.checkpoint().unwrap();
             assert_eq!(w.checkpointed_bytes(), w.chunked_bytes());
         }
