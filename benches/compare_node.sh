@@ -4,12 +4,14 @@
 #   same data, and vs a plain TCP copy of the same file (the transport limit);
 #   16 clients × SIZE16 MiB at once vs one client (aggregate throughput ratio) and the node's
 #   peak RSS; `blob pull` of SIZE MiB between two nodes vs `rsync -W` of the same file.
-# Usage: benches/compare_node.sh [SIZE_MIB=1024] [SIZE16_MIB=64] [WORK_DIR=/tmp/nm-node-bench]
+# Usage: [ROUNDS=3] benches/compare_node.sh [SIZE_MIB=1024] [SIZE16_MIB=64] [WORK_DIR=/tmp/nm-node-bench]
+# (put, get and TCP copy times are the median of ROUNDS runs, local and remote alternating)
 # Installs its peers (rsync, GNU time) with apt-get when they are missing.
 set -euo pipefail
 SIZE_MIB=${1:-1024}
 SIZE16_MIB=${2:-64}
 WORK=${3:-/tmp/nm-node-bench}
+ROUNDS=${ROUNDS:-3}
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -79,14 +81,34 @@ assert got[0] == os.path.getsize(path), "the server did not get every byte"
 PY
 }
 
-t_local_put=$(secs "$NM" --data-dir "$WORK/local" blob put "$IN")
-t_remote_put=$(secs C --node "$A" blob put "$IN")
-t_tcp=$(secs tcp_copy)
+# Puts and gets run ROUNDS times, local and remote alternating, and each side reports its
+# median: a put's time on this kind of machine swings with the state of the page cache (how
+# costly its fresh pages are), so one run of each side can land on different states. Each
+# round's puts store another random file (on a fresh local data dir; nothing deduplicates).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+puts_local=(); puts_remote=(); gets_local=(); gets_remote=(); tcps=()
+for r in $(seq 1 "$ROUNDS"); do
+  f=$IN
+  if [ "$r" -gt 1 ]; then f=$WORK/round-$r.bin; head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$f"; fi
+  rm -rf "$WORK/local"
+  puts_local+=("$(secs "$NM" --data-dir "$WORK/local" blob put "$f")")
+  puts_remote+=("$(secs C --node "$A" blob put "$f")")
+  [ "$f" = "$IN" ] || rm -f "$f"
+done
+t_local_put=$(median "${puts_local[@]}")
+t_remote_put=$(median "${puts_remote[@]}")
+rm -rf "$WORK/local"
 REF=$("$NM" --data-dir "$WORK/local" blob put "$IN")
 "$NM" --data-dir "$WORK/local" blob get "$REF" > /dev/null
-t_local_get=$(secs "$NM" --data-dir "$WORK/local" blob get "$REF")
 C --node "$A" blob get "$REF" | cmp - "$IN"   # both did all the work: bytes equal
-t_remote_get=$(secs C --node "$A" blob get "$REF")
+for r in $(seq 1 "$ROUNDS"); do
+  gets_local+=("$(secs "$NM" --data-dir "$WORK/local" blob get "$REF")")
+  gets_remote+=("$(secs C --node "$A" blob get "$REF")")
+  tcps+=("$(secs tcp_copy)")
+done
+t_local_get=$(median "${gets_local[@]}")
+t_remote_get=$(median "${gets_remote[@]}")
+t_tcp=$(median "${tcps[@]}")
 
 # 16 clients at once vs one client, SIZE16 MiB each.
 # The same work both ways, on different random files (nothing deduplicates): one client puts
@@ -110,6 +132,7 @@ cmp "$WORK/rsync.out" "$IN"
 
 agg16=$(mibs "$((16 * SIZE16_MIB))" "$t_sixteen")
 one16=$(mibs "$((16 * SIZE16_MIB))" "$t_one")
+printf '\nrounds (seconds): local put %s | remote put %s | local get %s | remote get %s | tcp %s\n' "${puts_local[*]}" "${puts_remote[*]}" "${gets_local[*]}" "${gets_remote[*]}" "${tcps[*]}"
 printf '\n%-52s %10s %10s %8s\n' "comparison (${SIZE_MIB} MiB random file, loopback)" "node" "peer" "ratio"
 printf '%-52s %9.2fs %9.2fs %8s\n' "remote put vs local put (goal: throughput >= 0.7x)" "$t_remote_put" "$t_local_put" "$(ratio "$t_local_put" "$t_remote_put")"
 printf '%-52s %9.2fs %9.2fs %8s\n' "remote put vs plain TCP copy" "$t_remote_put" "$t_tcp" "$(ratio "$t_tcp" "$t_remote_put")"
