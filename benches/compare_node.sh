@@ -54,7 +54,7 @@ start() {
 }
 start a "$WORK/allow-a"; A=$NODE_ADDR; A_PID=$NODE_PID
 start b "$WORK/allow-b"; B=$NODE_ADDR; B_PID=$NODE_PID
-trap 'kill $A_PID $B_PID 2>/dev/null || true' EXIT
+trap 'kill $A_PID $B_PID ${N_PID:-} 2>/dev/null || true' EXIT
 C() { "$NM" --data-dir "$CLIENT" "$@"; }
 
 # Plain TCP copy of the file over loopback (sendfile into a socket, server discards).
@@ -110,19 +110,32 @@ t_local_get=$(median "${gets_local[@]}")
 t_remote_get=$(median "${gets_remote[@]}")
 t_tcp=$(median "${tcps[@]}")
 
-# 16 clients at once vs one client, SIZE16 MiB each.
+# 16 clients at once vs one client, SIZE16 MiB each, ROUNDS times on a fresh node each (its
+# own data dir, so nothing deduplicates across rounds), the two orders alternating.
 # The same work both ways, on different random files (nothing deduplicates): one client puts
-# 16 files one after another; then 16 clients put 16 others at once.
-one_client() { for i in $(seq 1 16); do C --node "$B" blob put "$WORK/one16-$i.bin"; done; }
-t_one=$(secs one_client)
-s=$(date +%s.%N)
-pids=()
-for i in $(seq 1 16); do C --node "$B" blob put "$WORK/in16-$i.bin" > "$WORK/ref16-$i" 2>/dev/null & pids+=($!); done
-wait "${pids[@]}"   # not a bare `wait`: the nodes are children too
-e=$(date +%s.%N)
-t_sixteen=$(echo "$e - $s" | bc -l)
-for i in $(seq 1 16); do C --node "$B" blob get "$(cat "$WORK/ref16-$i")" | cmp - "$WORK/in16-$i.bin"; done
-rss_node=$(awk '/VmHWM/ {print $2}' "/proc/$B_PID/status")
+# 16 files one after another; 16 clients put 16 others at once.
+ones=(); sixteens=(); rss_node=0
+for r in $(seq 1 "$ROUNDS"); do
+  start "c$r" "$WORK/allow-b"; N=$NODE_ADDR; N_PID=$NODE_PID
+  one_client() { for i in $(seq 1 16); do C --node "$N" blob put "$WORK/one16-$i.bin"; done; }
+  sixteen_clients() {
+    local pids=() i
+    for i in $(seq 1 16); do C --node "$N" blob put "$WORK/in16-$i.bin" > "$WORK/ref16-$i" 2>/dev/null & pids+=($!); done
+    wait "${pids[@]}"   # not a bare `wait`: the nodes are children too
+  }
+  if [ $((r % 2)) -eq 1 ]; then
+    ones+=("$(secs one_client)"); sixteens+=("$(secs sixteen_clients)")
+  else
+    sixteens+=("$(secs sixteen_clients)"); ones+=("$(secs one_client)")
+  fi
+  for i in $(seq 1 16); do C --node "$N" blob get "$(cat "$WORK/ref16-$i")" | cmp - "$WORK/in16-$i.bin"; done
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$N_PID/status")
+  [ "$rss" -gt "$rss_node" ] && rss_node=$rss
+  kill "$N_PID"; wait "$N_PID" 2>/dev/null || true
+  rm -rf "$WORK/c$r"
+done
+t_one=$(median "${ones[@]}")
+t_sixteen=$(median "${sixteens[@]}")
 
 # Pull SIZE MiB from A to B vs rsync -W of the same file to a local path.
 t_pull=$(secs C --node "$B" blob pull "$REF" --from "$A")
@@ -132,13 +145,13 @@ cmp "$WORK/rsync.out" "$IN"
 
 agg16=$(mibs "$((16 * SIZE16_MIB))" "$t_sixteen")
 one16=$(mibs "$((16 * SIZE16_MIB))" "$t_one")
-printf '\nrounds (seconds): local put %s | remote put %s | local get %s | remote get %s | tcp %s\n' "${puts_local[*]}" "${puts_remote[*]}" "${gets_local[*]}" "${gets_remote[*]}" "${tcps[*]}"
+printf '\nrounds (seconds): local put %s | remote put %s | local get %s | remote get %s | tcp %s | one client 16 x %s | 16 clients %s\n' "${puts_local[*]}" "${puts_remote[*]}" "${gets_local[*]}" "${gets_remote[*]}" "${tcps[*]}" "${ones[*]}" "${sixteens[*]}"
 printf '\n%-52s %10s %10s %8s\n' "comparison (${SIZE_MIB} MiB random file, loopback)" "node" "peer" "ratio"
 printf '%-52s %9.2fs %9.2fs %8s\n' "remote put vs local put (goal: throughput >= 0.7x)" "$t_remote_put" "$t_local_put" "$(ratio "$t_local_put" "$t_remote_put")"
 printf '%-52s %9.2fs %9.2fs %8s\n' "remote put vs plain TCP copy" "$t_remote_put" "$t_tcp" "$(ratio "$t_tcp" "$t_remote_put")"
 printf '%-52s %9.2fs %9.2fs %8s\n' "remote get vs local get (goal: throughput >= 0.7x)" "$t_remote_get" "$t_local_get" "$(ratio "$t_local_get" "$t_remote_get")"
 printf '%-52s %9.2fs %9.2fs %8s\n' "remote get vs plain TCP copy" "$t_remote_get" "$t_tcp" "$(ratio "$t_tcp" "$t_remote_get")"
 printf '%-52s %7s MiB/s %6s MiB/s %8s\n' "16 clients x ${SIZE16_MIB} MiB vs one client 16 x (goal >= 0.8x)" "$agg16" "$one16" "$(ratio "$agg16" "$one16")"
-printf '%-52s %9s KiB\n' "node peak RSS during the 16 clients (goal <= 256 MiB)" "$rss_node"
+printf '%-52s %9s KiB\n' "node peak RSS, highest of the rounds (goal <= 256 MiB)" "$rss_node"
 printf '%-52s %9.2fs %9.2fs %8s\n' "blob pull A->B vs rsync -W" "$t_pull" "$t_rsync" "$(ratio "$t_rsync" "$t_pull")"
 printf '%-52s %s\n' "second pull" "$pull_again"
