@@ -233,10 +233,11 @@ async fn put_impl(
     // unless the call names the channel it began in).
     let replicas = node.replicas().cloned();
     let held_by = replicas.clone();
-    // A second thread per upload only while the node has a core for it: with more uploads
-    // than cores the cores are busy anyway, and each split upload holds chunk copies.
+    // A second (cutting) thread only while the node has a core for it beside one per live
+    // upload (this one counted): with as many uploads as cores the cores are busy anyway,
+    // and a split upload holds a few chunk copies more.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let split = node.live_uploads() <= cores;
+    let split = node.live_uploads() < cores;
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
         put_worker(&store, &channel, held_by.as_deref(), start, rx, split)
