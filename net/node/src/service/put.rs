@@ -66,6 +66,10 @@ impl<E: net_mesh_engine::Classify + std::fmt::Display> From<E> for WorkerEnd {
     }
 }
 
+/// The cores this process may run on (read once: it may read the cgroup's quota files).
+static CORES: std::sync::LazyLock<u64> =
+    std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as u64);
+
 pub(super) struct PutHandler(pub(super) Arc<Node>);
 
 impl RpcClientStreamingHandler for PutHandler {
@@ -236,8 +240,7 @@ async fn put_impl(
     // A second (cutting) thread only while the node has a core for it beside one per live
     // upload (this one counted): with as many uploads as cores the cores are busy anyway,
     // and a split upload holds a few chunk copies more.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let split = node.live_uploads() < cores;
+    let split = node.live_uploads() < *CORES;
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
         put_worker(&store, &channel, held_by.as_deref(), start, rx, split)
