@@ -4,9 +4,9 @@
 //! worker through a bounded channel of [`PUT_QUEUE`] pieces of at most [`MAX_PIECE`] bytes, so
 //! an upload holds at most that much beyond the nRPC window, and a slow disk slows its client
 //! through the window instead of growing a queue. The worker owns the staging handle and writes
-//! the pieces on two threads (`StagingHandle::write_from`: one cuts chunks, the worker's own
-//! hashes, stores and checkpoints them on the upload's cadence); it finishes the blob only on
-//! the explicit end of the input. Whenever the feed stops first — the client's stream
+//! the pieces — on two threads when the upload runs alone (`StagingHandle::write_from`: one
+//! cuts chunks, the worker's own hashes, stores and checkpoints them on the upload's cadence),
+//! else on its own; it finishes the blob only on the explicit end of the input. Whenever the feed stops first — the client's stream
 //! fails or the session is lost, the client sends nothing for
 //! [`NodeConfig::upload_idle_timeout`](crate::NodeConfig), the node shuts down, or the call's
 //! task is dropped — the channel closes without that end, and the worker commits a checkpoint
