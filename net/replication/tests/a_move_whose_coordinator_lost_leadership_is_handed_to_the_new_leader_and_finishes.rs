@@ -23,6 +23,11 @@ use net_mesh_replication::{
 };
 use support::{CHANNEL, pin_set, wait_until};
 
+/// The phase of the move row `member` keeps for the channel.
+async fn stored_phase(member: &MoveMember) -> MovePhase {
+    member.moves.record(CHANNEL).await.unwrap().unwrap().phase
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_whose_coordinator_lost_leadership_is_handed_to_the_new_leader_and_finishes() {
     let root = tempfile::tempdir().unwrap();
@@ -79,16 +84,7 @@ async fn a_move_whose_coordinator_lost_leadership_is_handed_to_the_new_leader_an
         Err(MoveError::NotLeader { .. }) => {}
         other => panic!("K resumed a move without leading: {other:?}"),
     }
-    assert_eq!(
-        members[k]
-            .moves
-            .record(CHANNEL)
-            .await
-            .unwrap()
-            .unwrap()
-            .phase,
-        MovePhase::LearnerAdded
-    );
+    assert_eq!(stored_phase(&members[k]).await, MovePhase::LearnerAdded);
 
     // Its unfinished row is still its move (A names K as the coordinator): a different move
     // of K's own replica cannot be bound on K.
@@ -137,16 +133,7 @@ async fn a_move_whose_coordinator_lost_leadership_is_handed_to_the_new_leader_an
 
     // K's row still stops at LearnerAdded, but A now refuses K (it names L): the move was
     // handed over, so K's row gives way to a new move of K's own replica.
-    assert_eq!(
-        members[k]
-            .moves
-            .record(CHANNEL)
-            .await
-            .unwrap()
-            .unwrap()
-            .phase,
-        MovePhase::LearnerAdded
-    );
+    assert_eq!(stored_phase(&members[k]).await, MovePhase::LearnerAdded);
     let bound = members[k].moves.bind(&drain_k).await.unwrap();
     assert_eq!((bound.id, bound.phase), (drain_k.id, MovePhase::Bound));
 
