@@ -31,7 +31,12 @@ done
 sync
 
 # Each timed run starts with no dirty pages left by the one before (the puts write GiBs).
-secs() { local s e; sync; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+# A timed command that fails ends the bench (a fast failure must not pass for a fast run).
+secs() {
+  local s e; sync; s=$(date +%s.%N)
+  "$@" >/dev/null 2>&1 || { echo "timed command failed: $*" >&2; return 1; }
+  e=$(date +%s.%N); echo "$e - $s" | bc -l
+}
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
 mibs() { echo "scale=1; $1 / $2" | bc -l; }
 
@@ -117,11 +122,12 @@ t_tcp=$(median "${tcps[@]}")
 ones=(); sixteens=(); rss_node=0
 for r in $(seq 1 "$ROUNDS"); do
   start "c$r" "$WORK/allow-b"; N=$NODE_ADDR; N_PID=$NODE_PID
-  one_client() { for i in $(seq 1 16); do C --node "$N" blob put "$WORK/one16-$i.bin"; done; }
+  one_client() { for i in $(seq 1 16); do C --node "$N" blob put "$WORK/one16-$i.bin" || return 1; done; }
   sixteen_clients() {
     local pids=() i
     for i in $(seq 1 16); do C --node "$N" blob put "$WORK/in16-$i.bin" > "$WORK/ref16-$i" 2>/dev/null & pids+=($!); done
-    wait "${pids[@]}"   # not a bare `wait`: the nodes are children too
+    # Each client's own status (not a bare `wait`: the nodes are children too).
+    for i in "${pids[@]}"; do wait "$i" || return 1; done
   }
   if [ $((r % 2)) -eq 1 ]; then
     ones+=("$(secs one_client)"); sixteens+=("$(secs sixteen_clients)")
