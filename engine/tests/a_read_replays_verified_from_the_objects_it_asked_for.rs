@@ -30,10 +30,7 @@ fn record(store: &Store, blob: &BlobRef, range: std::ops::Range<u64>) -> Recorde
     let mut out = Vec::new();
     store
         .read_objects(blob, range, &mut |hash, kind, answer| {
-            let answer = match answer {
-                Ok(bytes) => Ok(bytes.to_vec()),
-                Err(e) => Err(e.to_string()),
-            };
+            let answer = answer.map_err(|e| e.to_string());
             out.push((*hash, kind, answer));
             true
         })
@@ -129,4 +126,36 @@ fn an_erasure_coded_read_with_a_lost_chunk_replays_through_parity() {
         "the lost chunk was asked for"
     );
     assert!(replay(&recorded, &blob, 0..data.len() as u64).unwrap() == data);
+}
+
+#[test]
+fn a_chunk_that_fails_its_check_is_never_handed_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
+    let data = random_bytes(90_000, 5);
+    let blob = store.store(&data).unwrap().blob_ref;
+    let chunks = store.blob_chunks(&blob).unwrap();
+    assert!(chunks.len() > 3);
+    let bad = chunks[2].hash;
+    flip_payload_byte(&store, &bad, 7);
+    let mut handed = Vec::new();
+    let err = store
+        .read_objects(&blob, 0..data.len() as u64, &mut |hash, kind, answer| {
+            handed.push((*hash, kind, answer.is_ok()));
+            true
+        })
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Integrity, "{err}");
+    assert!(
+        handed.iter().all(|(h, _, _)| *h != bad),
+        "the damaged chunk was handed on"
+    );
+    // Everything before it was: the nodes on its path and the two chunks in front of it.
+    let handed_chunks: Vec<Hash> = handed
+        .iter()
+        .filter(|(_, k, _)| *k == ObjectKind::Chunk)
+        .map(|(h, _, _)| *h)
+        .collect();
+    assert_eq!(handed_chunks, vec![chunks[0].hash, chunks[1].hash]);
+    assert!(handed.iter().all(|(_, _, ok)| *ok));
 }

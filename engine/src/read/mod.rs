@@ -43,8 +43,9 @@ pub(crate) enum ChunkPlace {
 type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
 
 /// What [`Store::read_objects`] hands on for each object: its id, its kind, and what the store
-/// answered. Returning `false` stops the read (it then fails with `BlobError::Sink`).
-pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, &Result<Vec<u8>, BlobError>) -> bool + 'a;
+/// answered (the bytes are the receiver's to keep). Returning `false` stops the read (it then
+/// fails with `BlobError::Sink`).
+pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, Result<Vec<u8>, &BlobError>) -> bool + 'a;
 
 /// Where a verified read gets the objects it asks for: the store's index and segments
 /// ([`Store::fetch_range`]), or a remote node's stream (the storage node's client). The reader
@@ -59,6 +60,20 @@ pub trait ObjectSource {
         kind: RecordKind,
         what: &'static str,
     ) -> Result<Vec<u8>, BlobError>;
+
+    /// The bytes of data chunk `hash` for a read that gives them back through
+    /// [`ObjectSource::chunk_used`] once it has verified them and written its part of the
+    /// range (nothing is asked for in between), so a source that hands objects on can move
+    /// them instead of copying, and only verified ones. Default: [`ObjectSource::object`].
+    fn chunk_to_use(&self, hash: &Hash) -> Result<Vec<u8>, BlobError> {
+        self.object(hash, RecordKind::Chunk, "chunk")
+    }
+
+    /// Takes back a chunk read with [`ObjectSource::chunk_to_use`], verified and used. An
+    /// error stops the read. Default: the bytes are dropped.
+    fn chunk_used(&self, _hash: &Hash, _bytes: Vec<u8>) -> Result<(), BlobError> {
+        Ok(())
+    }
 }
 
 /// The store as an [`ObjectSource`]: one index snapshot, and the segments.
@@ -120,28 +135,7 @@ impl<'a> Reader<'a> {
         place: ChunkPlace,
     ) -> Result<Vec<u8>, BlobError> {
         let data = self.read_object(&chunk.hash, RecordKind::Chunk, "chunk")?;
-        let actual = chunk_id(&data);
-        if actual != chunk.hash {
-            return Err(match place {
-                ChunkPlace::Flat => BlobError::ChunkHashMismatch {
-                    index,
-                    expected: chunk.hash,
-                    actual,
-                },
-                ChunkPlace::InTree { leaf_depth } => BlobError::ChainMismatch {
-                    at_depth: leaf_depth.saturating_add(1),
-                    parent_hash: chunk.hash,
-                    child_hash: actual,
-                },
-            });
-        }
-        if data.len() as u64 != u64::from(chunk.size) {
-            return Err(BlobError::Corrupted {
-                hash: chunk.hash,
-                reason: format!("chunk is {} bytes, its ref says {}", data.len(), chunk.size),
-            });
-        }
-        Ok(data)
+        check_chunk(chunk, index, place, data)
     }
 
     /// Writes the part of `range` that falls in the data chunks of `chunks`, whose first byte is
@@ -161,7 +155,8 @@ impl<'a> Reader<'a> {
             }
             let end = start.saturating_add(u64::from(chunk.size));
             if end > range.start && start < range.end {
-                let data = self.chunk(chunk, i as u64, place)?;
+                let data = self.source.chunk_to_use(&chunk.hash)?;
+                let data = check_chunk(chunk, i as u64, place, data)?;
                 let from = usize::try_from(range.start.saturating_sub(start)).unwrap_or(usize::MAX);
                 let to = usize::try_from(range.end.min(end).saturating_sub(start)).unwrap_or(0);
                 let slice = data.get(from..to).ok_or(BlobError::Corrupted {
@@ -169,6 +164,7 @@ impl<'a> Reader<'a> {
                     reason: "chunk shorter than its ref".into(),
                 })?;
                 sink.write_all(slice).map_err(BlobError::Sink)?;
+                self.source.chunk_used(&chunk.hash, data)?;
             }
             if start >= range.end {
                 break;
@@ -348,6 +344,37 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Checks chunk bytes against their ref (hash, then size).
+fn check_chunk(
+    chunk: &ChunkRef,
+    index: u64,
+    place: ChunkPlace,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, BlobError> {
+    let actual = chunk_id(&data);
+    if actual != chunk.hash {
+        return Err(match place {
+            ChunkPlace::Flat => BlobError::ChunkHashMismatch {
+                index,
+                expected: chunk.hash,
+                actual,
+            },
+            ChunkPlace::InTree { leaf_depth } => BlobError::ChainMismatch {
+                at_depth: leaf_depth.saturating_add(1),
+                parent_hash: chunk.hash,
+                child_hash: actual,
+            },
+        });
+    }
+    if data.len() as u64 != u64::from(chunk.size) {
+        return Err(BlobError::Corrupted {
+            hash: chunk.hash,
+            reason: format!("chunk is {} bytes, its ref says {}", data.len(), chunk.size),
+        });
+    }
+    Ok(data)
+}
+
 impl Store {
     /// Reads the record of object `hash` at `loc`, the location an index snapshot gave. When
     /// compaction moved the object and removed that segment after the snapshot was taken
@@ -406,7 +433,9 @@ impl Store {
 
     /// Runs the verified read of `range` of the blob on this store without producing its
     /// bytes, handing `emit` every object the read asked for, in the order it asked, with what
-    /// the store gave (bytes, or the error). A remote reader that runs [`fetch_range_from`]
+    /// the store gave (bytes, or the error); a data chunk outside an erasure-coded stripe is
+    /// handed on only once it verified (a chunk that fails ends the read before it is sent
+    /// anywhere), and moved rather than copied. A remote reader that runs [`fetch_range_from`]
     /// over the same sequence asks for the same objects in the same order (the traversal
     /// depends only on the ref, the range and the answers), so a node can stream them to it.
     pub fn read_objects(
@@ -468,10 +497,34 @@ pub fn fetch_range_from(
     Ok(len)
 }
 
-/// A source that reports every answer of another.
+/// A source that reports every answer of another: a data chunk the read hands back once it
+/// verified and used it (moved, not copied), anything else as it is read.
 struct Recording<'a, 'e> {
     inner: StoreSource<'a>,
     emit: std::cell::RefCell<&'e mut ObjectAnswer<'e>>,
+}
+
+impl Recording<'_, '_> {
+    /// Reports one answer; a receiver that stopped taking them stops the read.
+    fn report(
+        &self,
+        hash: &Hash,
+        kind: RecordKind,
+        answer: Result<Vec<u8>, &BlobError>,
+    ) -> Result<(), BlobError> {
+        let go_on = match self.emit.try_borrow_mut() {
+            Ok(mut emit) => (*emit)(hash, kind, answer),
+            Err(_) => false,
+        };
+        if go_on {
+            Ok(())
+        } else {
+            Err(BlobError::Sink(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the read was stopped by its receiver",
+            )))
+        }
+    }
 }
 
 impl ObjectSource for Recording<'_, '_> {
@@ -482,16 +535,23 @@ impl ObjectSource for Recording<'_, '_> {
         what: &'static str,
     ) -> Result<Vec<u8>, BlobError> {
         let answer = self.inner.object(hash, kind, what);
-        let go_on = match self.emit.try_borrow_mut() {
-            Ok(mut emit) => (*emit)(hash, kind, &answer),
-            Err(_) => false,
+        let reported = match &answer {
+            Ok(bytes) => Ok(bytes.clone()),
+            Err(e) => Err(e),
         };
-        if !go_on {
-            return Err(BlobError::Sink(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "the read was stopped by its receiver",
-            )));
+        self.report(hash, kind, reported)?;
+        answer
+    }
+
+    fn chunk_to_use(&self, hash: &Hash) -> Result<Vec<u8>, BlobError> {
+        let answer = self.inner.object(hash, RecordKind::Chunk, "chunk");
+        if let Err(e) = &answer {
+            self.report(hash, RecordKind::Chunk, Err(e))?;
         }
         answer
+    }
+
+    fn chunk_used(&self, hash: &Hash, bytes: Vec<u8>) -> Result<(), BlobError> {
+        self.report(hash, RecordKind::Chunk, Ok(bytes))
     }
 }

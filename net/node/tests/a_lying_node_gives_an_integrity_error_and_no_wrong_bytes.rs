@@ -67,7 +67,7 @@ impl LyingRead {
         let mut answers = Vec::new();
         self.store
             .read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
-                answers.push((*hash, kind as u8, answer.as_ref().unwrap().clone()));
+                answers.push((*hash, kind as u8, answer.unwrap()));
                 true
             })
             .unwrap();

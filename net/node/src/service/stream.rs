@@ -70,12 +70,12 @@ async fn run_stream(
     sent.and(worked)
 }
 
-/// The parts of one object: `Object` and its bytes in pieces, or `Missing`. Returns false once
-/// the call stopped taking parts.
+/// The parts of one object: `Object` and its bytes in pieces (an object of one piece is moved
+/// into it, not copied), or `Missing`. Returns false once the call stopped taking parts.
 fn object_parts(
     hash: &Hash,
     kind: u8,
-    answer: Result<&[u8], String>,
+    answer: Result<Vec<u8>, String>,
     send: &mut dyn FnMut(ObjectPart) -> bool,
 ) -> bool {
     match answer {
@@ -83,13 +83,18 @@ fn object_parts(
             let Ok(len) = u32::try_from(bytes.len()) else {
                 return false;
             };
-            send(ObjectPart::Object {
+            let head = send(ObjectPart::Object {
                 hash: *hash,
                 kind,
                 len,
-            }) && bytes
-                .chunks(MAX_PIECE)
-                .all(|piece| send(ObjectPart::Piece(ByteBuf::from(piece))))
+            });
+            if bytes.len() <= MAX_PIECE {
+                head && send(ObjectPart::Piece(ByteBuf::from(bytes)))
+            } else {
+                head && bytes
+                    .chunks(MAX_PIECE)
+                    .all(|piece| send(ObjectPart::Piece(ByteBuf::from(piece))))
+            }
         }
         Err(reason) => send(ObjectPart::Missing {
             hash: *hash,
@@ -111,10 +116,7 @@ pub(super) async fn read_impl(
     run_stream(&node, stream, &mut sink, move |store, send| {
         store
             .read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
-                let answer = match answer {
-                    Ok(bytes) => Ok(bytes.as_slice()),
-                    Err(e) => Err(e.to_string()),
-                };
+                let answer = answer.map_err(|e| e.to_string());
                 object_parts(hash, kind as u8, answer, send)
             })
             .node_err()
@@ -161,7 +163,7 @@ pub(super) async fn objects_impl(
             let sent = match kind {
                 None => object_parts(hash, 0, Err("not stored here".into()), send),
                 Some(kind) => match store.read_object(hash) {
-                    Ok(object) => object_parts(hash, object.kind as u8, Ok(&object.bytes), send),
+                    Ok(object) => object_parts(hash, object.kind as u8, Ok(object.bytes), send),
                     Err(e) => object_parts(hash, kind as u8, Err(e.to_string()), send),
                 },
             };
