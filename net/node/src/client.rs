@@ -353,17 +353,19 @@ impl NodeClient {
             .call_client_streaming::<PutPart, PutDone>(Method::Put.name(), self.options())
             .map_err(rpc)?;
         call.send(&PutPart::Start(start)).await.map_err(rpc)?;
-        let mut buf = vec![0u8; PUT_PIECE];
+        // One buffer for every piece: a message is serialized from it when sent.
+        let mut part = PutPart::Data(ByteBuf::from(vec![0u8; PUT_PIECE]));
         loop {
-            let n = tokio::task::block_in_place(|| read_full(input, &mut buf))
+            let PutPart::Data(buf) = &mut part else {
+                break;
+            };
+            let n = tokio::task::block_in_place(|| read_full(input, buf))
                 .map_err(|e| NodeError::new(ErrorClass::Io, format!("reading input: {e}")))?;
             if n == 0 {
                 break;
             }
-            let piece = buf.get(..n).unwrap_or_default().to_vec();
-            call.send(&PutPart::Data(ByteBuf::from(piece)))
-                .await
-                .map_err(rpc)?;
+            buf.truncate(n);
+            call.send(&part).await.map_err(rpc)?;
             progress(n as u64);
         }
         call.finish().await.map_err(rpc)
