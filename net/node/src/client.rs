@@ -355,10 +355,7 @@ impl NodeClient {
         call.send(&PutPart::Start(start)).await.map_err(rpc)?;
         // One buffer for every piece: a message is serialized from it when sent.
         let mut part = PutPart::Data(ByteBuf::from(vec![0u8; PUT_PIECE]));
-        loop {
-            let PutPart::Data(buf) = &mut part else {
-                break;
-            };
+        while let PutPart::Data(buf) = &mut part {
             let n = tokio::task::block_in_place(|| read_full(input, buf))
                 .map_err(|e| NodeError::new(ErrorClass::Io, format!("reading input: {e}")))?;
             if n == 0 {
