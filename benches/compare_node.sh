@@ -37,6 +37,11 @@ secs() {
   "$@" >/dev/null 2>&1 || { echo "timed command failed: $*" >&2; return 1; }
   e=$(date +%s.%N); echo "$e - $s" | bc -l
 }
+# Pages this VM has not touched lately cost ~10x more to fill than just-freed ones: a `dd` of
+# 1 GiB into a new file took 2.3-2.6 s of system time while the page cache grew, 0.2 s right
+# after a 1 GiB file was deleted. Before each timed command that writes, `warm MIB` writes and
+# deletes that much, so both sides of a comparison fill just-freed pages.
+warm() { dd if=/dev/zero of="$WORK/warm" bs=1M count="$(($1 + 64))" status=none; rm -f "$WORK/warm"; }
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
 mibs() { echo "scale=1; $1 / $2" | bc -l; }
 
@@ -87,22 +92,35 @@ PY
 }
 
 # Puts and gets run ROUNDS times, local and remote alternating, and each side reports its
-# median: a put's time on this kind of machine swings with the state of the page cache (how
-# costly its fresh pages are), so one run of each side can land on different states. Each
-# round's puts store another random file (on a fresh local data dir; nothing deduplicates).
+# median, each put after `warm`. Each round's puts store another random file, each side into
+# a fresh data dir (a fresh node for the remote put) that is deleted right after, the order
+# alternating. (Without both, a put's time swung with the pages it landed on: three 1 GiB
+# local puts into one growing store took 1.6, 2.8 and 2.6 s, against 0.5-0.6 s each into a
+# store deleted before each put.)
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 puts_local=(); puts_remote=(); gets_local=(); gets_remote=(); tcps=()
+put_local() {
+  local t
+  warm "$SIZE_MIB"; t=$(secs "$NM" --data-dir "$WORK/local" blob put "$1") || return 1
+  rm -rf "$WORK/local"; puts_local+=("$t")
+}
+put_remote() {
+  local t
+  start "p$2" "$WORK/allow-b"; N_PID=$NODE_PID
+  warm "$SIZE_MIB"; t=$(secs C --node "$NODE_ADDR" blob put "$1") || return 1
+  kill "$N_PID"; wait "$N_PID" 2>/dev/null || true
+  rm -rf "$WORK/p$2"; puts_remote+=("$t")
+}
+rm -rf "$WORK/local"
 for r in $(seq 1 "$ROUNDS"); do
-  f=$IN
-  if [ "$r" -gt 1 ]; then f=$WORK/round-$r.bin; head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$f"; fi
-  rm -rf "$WORK/local"
-  puts_local+=("$(secs "$NM" --data-dir "$WORK/local" blob put "$f")")
-  puts_remote+=("$(secs C --node "$A" blob put "$f")")
-  [ "$f" = "$IN" ] || rm -f "$f"
+  f=$WORK/round-$r.bin; head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$f"
+  if [ $((r % 2)) -eq 1 ]; then put_local "$f"; put_remote "$f" "$r"
+  else put_remote "$f" "$r"; put_local "$f"; fi
+  rm -f "$f"
 done
 t_local_put=$(median "${puts_local[@]}")
 t_remote_put=$(median "${puts_remote[@]}")
-rm -rf "$WORK/local"
+C --node "$A" blob put "$IN" > /dev/null
 REF=$("$NM" --data-dir "$WORK/local" blob put "$IN")
 "$NM" --data-dir "$WORK/local" blob get "$REF" > /dev/null
 C --node "$A" blob get "$REF" | cmp - "$IN"   # both did all the work: bytes equal
@@ -130,9 +148,11 @@ for r in $(seq 1 "$ROUNDS"); do
     for i in "${pids[@]}"; do wait "$i" || return 1; done
   }
   if [ $((r % 2)) -eq 1 ]; then
-    ones+=("$(secs one_client)"); sixteens+=("$(secs sixteen_clients)")
+    warm "$((16 * SIZE16_MIB))"; ones+=("$(secs one_client)")
+    warm "$((16 * SIZE16_MIB))"; sixteens+=("$(secs sixteen_clients)")
   else
-    sixteens+=("$(secs sixteen_clients)"); ones+=("$(secs one_client)")
+    warm "$((16 * SIZE16_MIB))"; sixteens+=("$(secs sixteen_clients)")
+    warm "$((16 * SIZE16_MIB))"; ones+=("$(secs one_client)")
   fi
   for i in $(seq 1 16); do C --node "$N" blob get "$(cat "$WORK/ref16-$i")" | cmp - "$WORK/in16-$i.bin"; done
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$N_PID/status")
@@ -144,9 +164,9 @@ t_one=$(median "${ones[@]}")
 t_sixteen=$(median "${sixteens[@]}")
 
 # Pull SIZE MiB from A to B vs rsync -W of the same file to a local path.
-t_pull=$(secs C --node "$B" blob pull "$REF" --from "$A")
+warm "$SIZE_MIB"; t_pull=$(secs C --node "$B" blob pull "$REF" --from "$A")
 pull_again=$(C --node "$B" blob pull "$REF" --from "$A" --json)
-t_rsync=$(secs rsync -W "$IN" "$WORK/rsync.out")
+warm "$SIZE_MIB"; t_rsync=$(secs rsync -W "$IN" "$WORK/rsync.out")
 cmp "$WORK/rsync.out" "$IN"
 
 agg16=$(mibs "$((16 * SIZE16_MIB))" "$t_sixteen")
