@@ -14,6 +14,11 @@
 //! `NET_MESH_BENCH_PUTS` (50), `NET_MESH_BENCH_LARGE_MIB` (256), `NET_MESH_BENCH_CATCHUP_MIB`
 //! (256), `NET_MESH_BENCH_ELECTIONS` (5).
 //!
+//! Every timed put first writes and deletes as many bytes as it will store on all its members
+//! (`warm`): this VM fills pages it has not touched lately ~10x slower than just-freed ones (see
+//! benches/compare_node.sh), and the 3-node side, storing three copies, would otherwise pay that
+//! three times as often. `NET_MESH_BENCH_COLD=1` leaves it out.
+//!
 //! All three members run in this one process on the machine's cores and disk, so the 3-node
 //! side does (at least) three stores' work on the cores one node has. The CPU rows say how much:
 //! the process's CPU time (user + system, `/proc/self/stat`) per put on each side; their ratio bounds
@@ -38,6 +43,23 @@ use net_mesh_replication::{ProposeError, ReplicatedChannel, stored_applied};
 use support::{CHANNEL, Member, config, create_all, open_store, three_members, wait_for_leader};
 
 const MIB: usize = 1024 * 1024;
+
+/// Writes and deletes `bytes` (+ 1 MiB) of zeros under `root`, so the put timed next fills
+/// just-freed pages (see the module docs). Off with `NET_MESH_BENCH_COLD=1`.
+fn warm(root: &Path, bytes: usize) {
+    use std::io::Write;
+    static ZEROS: [u8; MIB] = [0; MIB];
+    if std::env::var("NET_MESH_BENCH_COLD").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let path = root.join("warm");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for _ in 0..=bytes.div_ceil(MIB) {
+        file.write_all(&ZEROS).unwrap();
+    }
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+}
 const LARGE_BLOB: usize = 4 * MIB;
 
 fn env(name: &str, default: usize) -> usize {
@@ -212,6 +234,7 @@ async fn put_latency(root: &Path, puts: usize, rows: &mut Vec<Row>) {
     let mut local_cpu = Duration::ZERO;
     for i in 0..warmup + puts {
         let bytes = random(MIB, 1_000 + i as u64);
+        warm(root, MIB);
         let (t, c) = (Instant::now(), cpu_time());
         local_put(&single, &bytes).await;
         if i >= warmup {
@@ -227,6 +250,7 @@ async fn put_latency(root: &Path, puts: usize, rows: &mut Vec<Row>) {
     let mut retries = Vec::new();
     for i in 0..warmup + puts {
         let bytes = random(MIB, 2_000 + i as u64);
+        warm(root, 3 * MIB);
         let (t, c) = (Instant::now(), cpu_time());
         replicated_put(leader, channel, &bytes, &mut retries)
             .await
@@ -273,6 +297,7 @@ async fn large_write_and_catch_up(
     let mut local = Duration::ZERO;
     for i in 0..blobs {
         let bytes = random(LARGE_BLOB, 10_000 + i as u64);
+        warm(root, LARGE_BLOB);
         let t = Instant::now();
         local_put(&single, &bytes).await;
         local += t.elapsed();
@@ -285,6 +310,7 @@ async fn large_write_and_catch_up(
         let (leader, channel) = group.leader();
         for i in 0..blobs {
             let bytes = random(LARGE_BLOB, 20_000 + i as u64);
+            warm(root, 3 * LARGE_BLOB);
             let t = Instant::now();
             if let Err(e) = replicated_put(leader, channel, &bytes, &mut retries).await {
                 for c in group.channels.iter().flatten() {
@@ -441,8 +467,13 @@ fn main() {
         "replicated_put: cargo bench -p net-mesh-replication --bench replicated_put \
          (NET_MESH_BENCH_PUTS={puts} NET_MESH_BENCH_LARGE_MIB={large_mib} \
          NET_MESH_BENCH_CATCHUP_MIB={catch_up_mib} NET_MESH_BENCH_ELECTIONS={samples}); \
-         {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+         {} cores; {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if std::env::var("NET_MESH_BENCH_COLD").is_ok_and(|v| v == "1") {
+            "NET_MESH_BENCH_COLD=1: puts fill whatever pages they get"
+        } else {
+            "each timed put after a warm-up write (see the module docs)"
+        }
     );
     println!("| measure | single node | 3-node channel | 3-node / single | goal |");
     println!("|---|---|---|---|---|");
