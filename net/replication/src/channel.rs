@@ -386,6 +386,13 @@ impl ReplicatedChannel {
             let _ = raft.shutdown().await;
             return Err(ReplicationError::AlreadyOpen(channel.to_string()));
         }
+        tokio::spawn(crate::elect::break_split_votes(
+            raft.clone(),
+            own,
+            config.heartbeat,
+            config.election_timeout.1,
+            stop.clone(),
+        ));
         Ok(ReplicatedChannel {
             channel: channel.to_string(),
             raft,

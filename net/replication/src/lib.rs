@@ -13,13 +13,14 @@
 //! Modules: `types` (openraft type config, the log operation, member ids), `tables` (the
 //! extension and its rows), `log_store` and `state_machine` (openraft's storage roles),
 //! `network` (the nRPC methods, both sides), `channel` (the API a node uses),
-//! `node_replicas` (a storage node's replicated channels, behind the node's `Replicas` seam), `membership`
+//! `elect` (ends split votes that repeat in step), `node_replicas` (a storage node's replicated channels, behind the node's `Replicas` seam), `membership`
 //! (adding learners, changing the voters), `fetch` (bringing a pin's objects from other
 //! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `sessions` (one
 //! session per member for the data path), `moves`
 //! (guarded, persisted replica moves), `error`.
 
 pub mod channel;
+mod elect;
 pub mod error;
 pub mod fetch;
 pub mod log_store;

@@ -102,6 +102,8 @@ pub struct Cluster {
     /// Change the voters as soon as the learner is added, without waiting for every member
     /// to hold that entry (`NET_MESH_SIM_UNGUARDED_MOVE`): shows the stuck voter.
     unguarded_move: bool,
+    /// Equal election timeouts and equal message delays (`run_seed`'s `equal_timeouts`).
+    in_step: bool,
 }
 
 fn store_dir_root() -> tempfile::TempDir {
@@ -132,8 +134,22 @@ fn open_store(dir: &Path) -> Result<Store, String> {
 /// How far apart the members' (fixed) election timeouts are: more than two message delays.
 const TIMEOUT_SPACING_MS: u64 = 170;
 
-/// Runs seed `seed` with `ops` client operations.
-pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
+/// Runs seed `seed` with `ops` client operations. With `equal_timeouts` every member gets the
+/// same election timeout and every message the same delay (the draws that would differ are
+/// still made, so the rest of the seed's plan is the same): the members' election timers then
+/// run in step and split every vote, until the channel's split-vote breaker
+/// (`net/replication/src/elect.rs`) ends it.
+pub async fn run_seed(seed: u64, ops: usize, equal_timeouts: bool) -> Result<Summary, String> {
+    let (root, plan, cluster) = build(seed, ops, equal_timeouts)?;
+    run_built(root, plan, cluster).await
+}
+
+/// The members, stores and plan of seed `seed` (see [`run_seed`]).
+fn build(
+    seed: u64,
+    ops: usize,
+    equal_timeouts: bool,
+) -> Result<(tempfile::TempDir, Plan, Cluster), String> {
     let root = store_dir_root();
     let mut rng = Rng::new(seed);
     let plan = Plan {
@@ -167,13 +183,15 @@ pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
             .collect::<Result<_, _>>()
             .map_err(|e| format!("store blobs: {e}"))?;
         // Election timeouts drawn from the seed; openraft draws in [min, max), so a 1 ms
-        // range leaves it nothing to choose. A node draws a new timeout for every election
-        // (750–1500 ms), which is what ends split votes: with `single-term-leader` two
-        // candidates of one term both lose, and members whose fixed timeouts lie within a
-        // message delay of each other would split every term forever (seeds 735, 5470 and 6014
-        // did, timeouts 566/567/572 ms). So fixed timeouts are spaced further apart than two
-        // message delays (at most 79 ms each), in an order drawn from the seed.
-        let min = 300 + TIMEOUT_SPACING_MS * rank + rng.below(20);
+        // range leaves it nothing to choose. (openraft 0.9 draws a member's timeout once, when
+        // it starts, and checks it on a tick; with `single-term-leader` two candidates of one
+        // term both lose, and members whose timeouts lie within a message delay of each other
+        // split term after term: seeds 735, 5470 and 6014 did forever, timeouts 566/567/572
+        // ms, before the split-vote breaker.) So timeouts are spaced further apart than two
+        // message delays (at most 79 ms each), in an order drawn from the seed; with
+        // `equal_timeouts` they are all the same.
+        let spaced = 300 + TIMEOUT_SPACING_MS * rank + rng.below(20);
+        let min = if equal_timeouts { 300 } else { spaced };
         let config = ReplicationConfig {
             heartbeat: Duration::from_millis(50),
             election_timeout: (Duration::from_millis(min), Duration::from_millis(min + 1)),
@@ -202,7 +220,7 @@ pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
         CHANNEL,
         nodes.iter().map(|n| n.identity.node_id()).collect(),
     );
-    let mut cluster = Cluster {
+    let cluster = Cluster {
         seed,
         rng,
         world,
@@ -221,7 +239,74 @@ pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
         },
         forged_seq: 0,
         unguarded_move: std::env::var_os("NET_MESH_SIM_UNGUARDED_MOVE").is_some(),
+        in_step: equal_timeouts,
     };
+    Ok((root, plan, cluster))
+}
+
+/// Seed `seed`'s three founders with equal election timeouts and equal message delays
+/// ([`run_seed`]'s `equal_timeouts`), no faults: once they agree on a leader it crashes, and
+/// this returns the virtual time until the two survivors agree on a new one (`Err` when they
+/// have not within `within`). Their timers run in step, so every election they start on
+/// their own splits.
+pub async fn leader_lost_in_step(seed: u64, within: Duration) -> Result<Duration, String> {
+    let (root, _, mut cluster) = build(seed, 0, true)?;
+    let founders: Vec<NodeAddr> = cluster
+        .founders
+        .iter()
+        .map(|i| cluster.nodes[*i].addr.clone())
+        .collect();
+    for i in cluster.founders.clone() {
+        cluster.start(i, Some(&founders), true).await?;
+    }
+    let result = async {
+        let leader = cluster
+            .wait_leader(Duration::from_secs(30))
+            .await
+            .ok_or("the founders elected no first leader")?;
+        let term = cluster
+            .world
+            .slot(leader)
+            .ok_or("leader gone")?
+            .channel
+            .status()
+            .term;
+        cluster.crash(leader).await;
+        let lost = Instant::now();
+        loop {
+            let views: Vec<_> = cluster
+                .live()
+                .into_iter()
+                .filter_map(|i| cluster.world.slot(i).map(|s| s.channel.status()))
+                .collect();
+            let agreed = views.len() == 2
+                && views.iter().any(|v| v.is_leader && v.term > term)
+                && views
+                    .iter()
+                    .all(|v| v.term > term && v.leader == views[0].leader);
+            if agreed {
+                return Ok(lost.elapsed());
+            }
+            if lost.elapsed() > within {
+                return Err(format!(
+                    "no new leader {within:?} after the leader crashed; terms now {:?}",
+                    views.iter().map(|v| v.term).collect::<Vec<_>>()
+                ));
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+    .await;
+    cluster.stop_all().await;
+    drop(root);
+    result
+}
+
+async fn run_built(
+    root: tempfile::TempDir,
+    plan: Plan,
+    mut cluster: Cluster,
+) -> Result<Summary, String> {
     let started = Instant::now();
     let sampler = cluster.spawn_sampler();
     let result = cluster.run(&plan).await;
@@ -251,11 +336,18 @@ pub async fn run_seed(seed: u64, ops: usize) -> Result<Summary, String> {
 impl Cluster {
     fn faults(&mut self) -> Faults {
         let rng = &mut self.rng;
-        Faults {
+        let faults = Faults {
             drop_pct: rng.below(25),
             duplicate_pct: rng.below(15),
             lose_reply_pct: rng.below(15),
             max_delay_ms: rng.below(80),
+        };
+        // In step: no message lost, every one takes the same time, so a heartbeat reaches
+        // every member at once and their election timers run in step.
+        if self.in_step {
+            Faults::default()
+        } else {
+            faults
         }
     }
 
