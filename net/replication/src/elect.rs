@@ -10,8 +10,8 @@
 //! [`break_split_votes`] watches the member: once it has been a voter without a leader for
 //! [`stalled_after`] (longer than openraft's own first election can take), it stands on a
 //! schedule of its own: after a delay that differs from member to member and from term to
-//! term ([`delay_fraction`], no randomness: a simulated run replays the same), then again each
-//! time as long stays without a leader. The first of two such members asks the other before
+//! term ([`delay_fraction`], no randomness: a simulated run replays the same), then once a
+//! round for as long as it stays without a leader. The first of two such members asks the other before
 //! the other stands, and wins. Standing is an ordinary Raft election, so it changes nothing
 //! that Raft's safety rests on.
 
