@@ -43,14 +43,19 @@ fn env_u64(name: &str) -> Option<u64> {
     })
 }
 
-/// Runs one seed on its own current-thread runtime with paused time.
-fn run(seed: u64, ops: usize, equal_timeouts: bool) -> Result<sim::Summary, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A current-thread runtime with paused (virtual) time and one blocking thread, for one seed.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .max_blocking_threads(1)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs one seed on its own [`paused_runtime`].
+fn run(seed: u64, ops: usize, equal_timeouts: bool) -> Result<sim::Summary, String> {
+    let runtime = paused_runtime();
     panics().clear();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(sim::run_seed(seed, ops, equal_timeouts))
@@ -195,13 +200,7 @@ fn members_with_equal_election_timeouts_still_elect_leaders() {
 fn survivors_whose_election_timers_run_in_step_still_elect_a_leader() {
     let within = std::time::Duration::from_secs(30);
     for seed in 0..2 {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .max_blocking_threads(1)
-            .build()
-            .unwrap();
-        let took = runtime.block_on(sim::leader_lost_in_step(seed, within));
+        let took = paused_runtime().block_on(sim::leader_lost_in_step(seed, within));
         match took {
             Ok(took) => eprintln!("seed {seed}: a new leader {took:?} (virtual) after the crash"),
             Err(e) => panic!("seed {seed}: {e}"),

@@ -251,14 +251,7 @@ fn build(
 /// their own splits.
 pub async fn leader_lost_in_step(seed: u64, within: Duration) -> Result<Duration, String> {
     let (root, _, mut cluster) = build(seed, 0, true)?;
-    let founders: Vec<NodeAddr> = cluster
-        .founders
-        .iter()
-        .map(|i| cluster.nodes[*i].addr.clone())
-        .collect();
-    for i in cluster.founders.clone() {
-        cluster.start(i, Some(&founders), true).await?;
-    }
+    cluster.start_founders().await?;
     let result = async {
         let leader = cluster
             .wait_leader(Duration::from_secs(30))
@@ -368,7 +361,8 @@ impl Cluster {
         sample(&self.world, &self.obs);
     }
 
-    async fn run(&mut self, plan: &Plan) -> Result<(), String> {
+    /// Starts the founders, each creating the group of all of them.
+    async fn start_founders(&mut self) -> Result<(), String> {
         let founders: Vec<NodeAddr> = self
             .founders
             .iter()
@@ -377,6 +371,11 @@ impl Cluster {
         for i in self.founders.clone() {
             self.start(i, Some(&founders), true).await?;
         }
+        Ok(())
+    }
+
+    async fn run(&mut self, plan: &Plan) -> Result<(), String> {
+        self.start_founders().await?;
         let faults = self.faults();
         self.world.set_faults(faults);
         let move_at = plan.ops / 2;
