@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use net_mesh_engine::Store;
+use net_mesh_node::Node;
 use net_mesh_node::call_token::encode_metadata;
-use net_mesh_node::{Allow, Node};
 use net_mesh_replication::tables::{NAMESPACE, STATE_TABLE, StateRow, read_channel_row};
 use net_mesh_replication::{
     MoveConfig, MoveSpec, Moves, ReplicatedChannel, Replication, ReplicationConfig, raft_id,
@@ -19,10 +19,8 @@ use net_mesh_replication::{
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::{Denied, Router};
 use net_mesh_rpc::{Endpoint, Identity, NodeAddr, PeerIdentity, RpcError};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{CHANNEL, PEER_SEEDS, WAIT, open_store, wait_until};
+use crate::support::{CHANNEL, Serving, open_store, peer_allow, wait_until};
 
 /// A member with its replica moves.
 pub struct MoveMember {
@@ -33,8 +31,7 @@ pub struct MoveMember {
     pub moves: Moves,
     pub endpoint: Endpoint,
     pub store: Arc<Store>,
-    stop: CancellationToken,
-    serving: tokio::task::JoinHandle<()>,
+    serving: Serving,
 }
 
 impl MoveMember {
@@ -44,11 +41,7 @@ impl MoveMember {
         let replication = Replication::new();
         let moves = Moves::with_config(store.clone(), identity.node_id(), config);
         let node = Node::new(store.clone(), identity.node_id()).unwrap();
-        let text: String = PEER_SEEDS
-            .iter()
-            .map(|s| format!("{} read\n", Identity::from_seed([*s; 32]).node_id()))
-            .collect();
-        let allow = Allow::parse(identity.node_id(), &text).unwrap();
+        let allow = peer_allow(&identity);
         let router: Router = moves.routes(replication.routes(node.router(allow.clone())));
         let (hook_replication, hook_moves) = (replication.clone(), moves.clone());
         let router = router.authorize(
@@ -72,42 +65,22 @@ impl MoveMember {
             },
         );
         let endpoint = Endpoint::new(identity.clone(), router, net_mesh_node::node_config());
-        let listener = bind(port).await;
-        let addr = NodeAddr {
-            node_id: identity.node_id(),
-            host_port: listener.local_addr().unwrap().to_string(),
-        };
-        let stop = CancellationToken::new();
-        let serving = {
-            let endpoint = endpoint.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move { endpoint.serve(listener, stop).await })
-        };
+        let serving = Serving::start(&endpoint, port).await;
         MoveMember {
             identity,
             dir,
-            addr,
+            addr: serving.addr.clone(),
             replication,
             moves,
             endpoint,
             store,
-            stop,
             serving,
         }
     }
 
     /// Stops serving; gives back what a restart needs.
     pub async fn stop(self) -> (Identity, PathBuf, u16) {
-        self.stop.cancel();
-        let _ = self.serving.await;
-        let port = self
-            .addr
-            .host_port
-            .rsplit_once(':')
-            .unwrap()
-            .1
-            .parse()
-            .unwrap();
+        let port = self.serving.stop().await;
         (self.identity, self.dir, port)
     }
 
@@ -141,20 +114,6 @@ impl MoveMember {
         let opts = CallOptions::with_timeout(Duration::from_secs(10))
             .metadata(encode_metadata(CHANNEL, &[]));
         session.call_unary(method, req, opts).await
-    }
-}
-
-async fn bind(port: u16) -> TcpListener {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        match TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await {
-            Ok(l) => return l,
-            Err(e) if std::time::Instant::now() < deadline => {
-                eprintln!("bind {port}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("bind {port}: {e}"),
-        }
     }
 }
 

@@ -154,12 +154,49 @@ pub struct Member {
     pub store: Arc<Store>,
     /// Set when started with [`Member::start_lying`].
     pub liar: Option<Liar>,
+    serving: Serving,
+}
+
+/// An endpoint serving on 127.0.0.1 until stopped.
+pub struct Serving {
+    pub addr: NodeAddr,
     stop: CancellationToken,
-    serving: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Serves `endpoint` on `port` (0: any free port; a port just freed is retried).
+    pub async fn start(endpoint: &Endpoint, port: u16) -> Serving {
+        let listener = bind(port).await;
+        let addr = NodeAddr {
+            node_id: endpoint.identity().node_id(),
+            host_port: listener.local_addr().unwrap().to_string(),
+        };
+        let stop = CancellationToken::new();
+        let task = {
+            let endpoint = endpoint.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { endpoint.serve(listener, stop).await })
+        };
+        Serving { addr, stop, task }
+    }
+
+    /// Stops serving (sessions close); gives back the port it served on.
+    pub async fn stop(self) -> u16 {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.addr
+            .host_port
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap()
+    }
 }
 
 /// The node's allow list of a member: read for every identity of [`PEER_SEEDS`].
-fn peer_allow(own: &Identity) -> Allow {
+pub fn peer_allow(own: &Identity) -> Allow {
     let text: String = PEER_SEEDS
         .iter()
         .map(|s| format!("{} read\n", Identity::from_seed([*s; 32]).node_id()))
@@ -251,43 +288,22 @@ impl Member {
             router,
             rpc.unwrap_or_else(net_mesh_node::node_config),
         );
-        let listener = bind(port).await;
-        let local = listener.local_addr().unwrap();
-        let addr = NodeAddr {
-            node_id: identity.node_id(),
-            host_port: local.to_string(),
-        };
-        let stop = CancellationToken::new();
-        let serving = {
-            let endpoint = endpoint.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move { endpoint.serve(listener, stop).await })
-        };
+        let serving = Serving::start(&endpoint, port).await;
         Member {
             identity,
             dir,
-            addr,
+            addr: serving.addr.clone(),
             replication,
             endpoint,
             store,
             liar,
-            stop,
             serving,
         }
     }
 
     /// Stops serving (sessions close) and gives back what a restart needs.
     pub async fn stop(self) -> (Identity, PathBuf, u16) {
-        self.stop.cancel();
-        let _ = self.serving.await;
-        let port = self
-            .addr
-            .host_port
-            .rsplit_once(':')
-            .unwrap()
-            .1
-            .parse()
-            .unwrap();
+        let port = self.serving.stop().await;
         (self.identity, self.dir, port)
     }
 }
