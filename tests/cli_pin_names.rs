@@ -11,9 +11,6 @@
 mod common;
 
 use common::*;
-use redb::{ReadableTable, TableDefinition};
-
-const PINS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("pins_v2");
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
@@ -65,24 +62,8 @@ fn blob_ls_lists_every_good_pin_and_warns_about_a_bad_row() {
         .unwrap();
         ids.push(put["blob_id"].as_str().unwrap().to_string());
     }
-    // Damage the BlobRef bytes of "two.bin"'s row (FORMAT.md §3.4: 11 + name, then the ref).
     let bad_id = ids[1].clone();
-    let key: [u8; 32] = (0..32)
-        .map(|i| u8::from_str_radix(&bad_id[2 * i..2 * i + 2], 16).unwrap())
-        .collect::<Vec<_>>()
-        .try_into()
-        .unwrap();
-    {
-        let db = redb::Database::open(dir.join("index.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut t = txn.open_table(PINS).unwrap();
-            let mut row = t.get(("default", &key)).unwrap().unwrap().value().to_vec();
-            row[11 + "two.bin".len()] ^= 0xff;
-            t.insert(("default", &key), row.as_slice()).unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    damage_pin_ref(&dir, &bad_id, "two.bin");
 
     let out = run(&dir, &["blob", "ls"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -77,3 +77,26 @@ pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     std::fs::write(&p, data).unwrap();
     p
 }
+
+/// Flips a byte of the `BlobRef` in the pin row of blob `blob_id` (hex) pinned as `name` in
+/// the default channel of the store in `dir` (docs/FORMAT.md §3.4: 11 + name, then the ref),
+/// so that the row no longer decodes.
+pub fn damage_pin_ref(dir: &Path, blob_id: &str, name: &str) {
+    use redb::ReadableTable;
+    const PINS: redb::TableDefinition<(&str, &[u8; 32]), &[u8]> =
+        redb::TableDefinition::new("pins_v2");
+    let key: [u8; 32] = (0..32)
+        .map(|i| u8::from_str_radix(&blob_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    let db = redb::Database::open(dir.join("index.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(PINS).unwrap();
+        let mut row = t.get(("default", &key)).unwrap().unwrap().value().to_vec();
+        row[11 + name.len()] ^= 0xff;
+        t.insert(("default", &key), row.as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+}
