@@ -168,7 +168,8 @@ fn parse_size(text: &str) -> Option<u32> {
 
 /// Cuts a stream pushed in pieces of any size into chunks.
 ///
-/// Holds at most `max_chunk` bytes plus the last pushed piece (its buffer: about twice that).
+/// Holds fewer than `max_chunk` pending bytes between pushes, whatever the size of the pieces
+/// (its buffer: at most four `max_chunk`).
 #[derive(Debug)]
 pub struct Chunker {
     cut: Cutter,
@@ -234,34 +235,67 @@ impl Chunker {
     }
 
     /// Adds bytes; emits every chunk whose end is now certain.
+    ///
+    /// Only the bytes a cut needs next to the pending ones are copied: the pending bytes
+    /// (fewer than `max`) and at most `max` bytes of `data` are cut in the buffer; once a chunk
+    /// ends inside `data`, the rest of `data` is cut where it lies, and its tail (fewer than
+    /// `max` bytes) is kept for the next push. A boundary depends only on the bytes since the
+    /// previous one, so where the bytes lie does not change the chunks.
     pub fn push<E>(
         &mut self,
-        data: &[u8],
+        mut data: &[u8],
         mut emit: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let max = self.cut.max();
-        // Room for the piece without growing: drop what was emitted first. When it must grow,
-        // it grows to what it holds plus one `max` of headroom (not by doubling), so a chunker
-        // holds at most ~2 × max + the piece, and moves the pending bytes about once per `max`
-        // bytes pushed.
-        let fits = self.buf.len().saturating_add(data.len()) <= self.buf.capacity();
-        if self.start > 0 && (!fits || self.start >= self.buf.len() / 2) {
-            self.buf.drain(..self.start);
+        if self.pending() > 0 {
+            let add = data.get(..max).unwrap_or(data);
+            // Room for `add` without growing: drop what was emitted first. When it must grow,
+            // it grows to what it holds plus one `max` of headroom (not by doubling), so the
+            // pending bytes move about once per `max` bytes pushed in pieces smaller than `max`.
+            let fits = self.buf.len().saturating_add(add.len()) <= self.buf.capacity();
+            if self.start > 0 && (!fits || self.start >= self.buf.len() / 2) {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let needed = self.buf.len().saturating_add(add.len());
+            if needed > self.buf.capacity() {
+                self.buf
+                    .reserve_exact(needed.saturating_add(max).saturating_sub(self.buf.len()));
+            }
+            // `buf[held..]` is `data[..add.len()]`.
+            let held = self.buf.len();
+            self.buf.extend_from_slice(add);
+            while let Some(rest) = self.buf.get(self.start..).filter(|r| r.len() >= max) {
+                let len = self.cut.next_len(rest);
+                if let Some(chunk) = rest.get(..len) {
+                    emit(chunk)?;
+                }
+                self.start += len;
+                if self.start >= held {
+                    break;
+                }
+            }
+            if self.start < held {
+                // Fewer than `max` bytes pending, so `add` was all of `data` (had it been
+                // `max` bytes, a chunk would have ended inside it).
+                return Ok(());
+            }
+            // A chunk ended inside `data`: cut the rest of `data` where it lies.
+            data = data.get(self.start - held..).unwrap_or_default();
+            self.buf.clear();
             self.start = 0;
         }
-        let needed = self.buf.len().saturating_add(data.len());
-        if needed > self.buf.capacity() {
-            self.buf
-                .reserve_exact(needed.saturating_add(max).saturating_sub(self.buf.len()));
+        while data.len() >= max {
+            let Some((chunk, rest)) = data.split_at_checked(self.cut.next_len(data)) else {
+                break;
+            };
+            emit(chunk)?;
+            data = rest;
         }
+        // Nothing pending here: keep the tail (fewer than `max` bytes) for the next push.
+        self.buf.clear();
+        self.start = 0;
         self.buf.extend_from_slice(data);
-        while let Some(rest) = self.buf.get(self.start..).filter(|r| r.len() >= max) {
-            let len = self.cut.next_len(rest);
-            if let Some(chunk) = rest.get(..len) {
-                emit(chunk)?;
-            }
-            self.start += len;
-        }
         Ok(())
     }
 
@@ -448,6 +482,60 @@ mod tests {
         let c = chunk_all(SMALL_CDC, &data, data.len());
         assert_eq!(a, b);
         assert_eq!(b, c);
+    }
+
+    /// Pieces of changing sizes around `max` (cut in the buffer, where they lie, or both in
+    /// one push) give the chunks of the whole stream in one piece; the chunker's buffer stays
+    /// within four `max`.
+    #[test]
+    fn pieces_of_any_sizes_give_the_chunks_of_the_whole_stream() {
+        let fixed = ChunkingStrategy::Fixed { size: 5000 };
+        for strategy in [SMALL_CDC, fixed] {
+            let max = Chunker::new(strategy).unwrap().cut.max();
+            let data = random(600_000, 21);
+            let whole = chunk_all(strategy, &data, data.len());
+            let sizes = [
+                1,
+                max - 1,
+                max,
+                max + 1,
+                2 * max + 3,
+                3,
+                5 * max,
+                777,
+                max / 2,
+            ];
+            for shift in 0..sizes.len() {
+                let mut chunker = Chunker::new(strategy).unwrap();
+                let mut out = Vec::new();
+                let mut rest = &data[..];
+                let mut i = shift;
+                while !rest.is_empty() {
+                    let (piece, tail) = rest.split_at(sizes[i % sizes.len()].min(rest.len()));
+                    chunker
+                        .push(piece, |c| {
+                            out.push(c.to_vec());
+                            Ok::<(), ()>(())
+                        })
+                        .unwrap();
+                    assert!(chunker.pending() < max, "{} pending", chunker.pending());
+                    assert!(
+                        chunker.buf.len() < 2 * max,
+                        "buffer of {}",
+                        chunker.buf.len()
+                    );
+                    rest = tail;
+                    i += 1;
+                }
+                chunker
+                    .finish(|c| {
+                        out.push(c.to_vec());
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap();
+                assert_eq!(out, whole, "shift {shift}");
+            }
+        }
     }
 
     #[test]
