@@ -2,16 +2,20 @@
 //! on a scoped thread (after checking a resume's replayed bytes) while the calling thread
 //! hashes, deduplicates, appends and checkpoints them — the split `Store::store_stream` makes
 //! for plain uploads. The chunks are the ones [`StagingHandle::write`] cuts, so the blob is the
-//! same ref for ref.
+//! same ref for ref, and each is handed over as soon as its end is certain (a paused input
+//! still checkpoints what it sent).
 //!
-//! Memory: the cutter's chunker (what it holds plus one maximum chunk, as for `write`) and at
-//! most [`CHUNKS_IN_FLIGHT`] cut chunks waiting, one being stored and one being cut — each a
-//! copy of its bytes, freed once stored.
+//! Copies: each input byte is copied once, into the cutter's buffer; a chunk is handed over as
+//! a shared view of that buffer (no copy), and the buffer is replaced, carrying its uncut
+//! tail (fewer than one maximum chunk), when the next piece does not fit. Memory: the buffer
+//! ([`CUT_BUFFER`], or four maximum chunks if that is more), the previous buffer until the
+//! chunks cut from it are stored, and the piece being read.
 
 use std::sync::mpsc::{SyncSender, sync_channel};
 
+use bytes::{Bytes, BytesMut};
 use net_mesh_engine::StoreError;
-use net_mesh_engine::chunking::{Chunker, ChunkingStrategy};
+use net_mesh_engine::chunking::{BlockCutter, ChunkingStrategy};
 
 use crate::writer::{ReplayCheck, StagingError, StagingHandle, past_replay};
 
@@ -37,6 +41,9 @@ pub enum InputEnd {
 /// Cut chunks waiting between the two threads.
 pub const CHUNKS_IN_FLIGHT: usize = 1;
 
+/// Bytes of the cutter's buffer (see the module docs).
+pub const CUT_BUFFER: usize = 16 * 1024 * 1024;
+
 /// The cutter stopped because the storing side did.
 struct StoreGone;
 
@@ -58,7 +65,7 @@ impl StagingHandle<'_> {
         let chunking = self.ckpt.chunking;
         let replay = self.replay.take();
         let (cut, stored) = std::thread::scope(|scope| {
-            let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+            let (tx, rx) = sync_channel::<Bytes>(CHUNKS_IN_FLIGHT);
             let cutter = scope.spawn(move || cut_input(chunking, replay, &mut next, &tx));
             let mut stored = Ok(());
             for chunk in &rx {
@@ -116,26 +123,46 @@ fn cut_input(
     chunking: ChunkingStrategy,
     mut replay: Option<ReplayCheck>,
     next: &mut impl FnMut() -> Option<Piece>,
-    tx: &SyncSender<Vec<u8>>,
+    tx: &SyncSender<Bytes>,
 ) -> Result<(InputEnd, Option<ReplayCheck>), StagingError> {
-    let mut chunker = Chunker::new(chunking).map_err(StoreError::from)?;
-    let mut send = |chunk: &[u8]| tx.send(chunk.to_vec()).map_err(|_| StoreGone);
+    let cutter = BlockCutter::new(chunking).map_err(StoreError::from)?;
+    let room = CUT_BUFFER.max(cutter.max_chunk().saturating_mul(4));
+    let mut buf = BytesMut::new();
+    // Hands over every chunk of `buf` whose end is certain (all of them at the end).
+    let send = |buf: &mut BytesMut, end: bool| -> Result<(), StoreGone> {
+        let mut cut = 0;
+        for chunk_end in cutter.cut_block_on_this_thread(buf, end) {
+            let chunk = buf.split_to(chunk_end.saturating_sub(cut)).freeze();
+            cut = chunk_end;
+            tx.send(chunk).map_err(|_| StoreGone)?;
+        }
+        Ok(())
+    };
     loop {
-        let cut = match next() {
+        let sent = match next() {
             None => return Ok((InputEnd::Stopped, replay)),
             Some(Piece::End) if replay.is_some() => return Ok((InputEnd::Ended, replay)),
             Some(Piece::End) => {
-                return Ok(match chunker.finish(&mut send) {
+                return Ok(match send(&mut buf, true) {
                     Ok(()) => (InputEnd::Ended, None),
                     Err(StoreGone) => (InputEnd::Stopped, None),
                 });
             }
             Some(Piece::Data(bytes)) => {
                 let fresh = past_replay(&mut replay, &bytes)?;
-                chunker.push(fresh, &mut send)
+                if buf.capacity().saturating_sub(buf.len()) < fresh.len() {
+                    // A new buffer with the uncut tail; the old one is freed once the chunks
+                    // cut from it are stored.
+                    let mut next =
+                        BytesMut::with_capacity(room.max(buf.len().saturating_add(fresh.len())));
+                    next.extend_from_slice(&buf);
+                    buf = next;
+                }
+                buf.extend_from_slice(fresh);
+                send(&mut buf, false)
             }
         };
-        if let Err(StoreGone) = cut {
+        if let Err(StoreGone) = sent {
             return Ok((InputEnd::Stopped, replay));
         }
     }
