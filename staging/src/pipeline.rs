@@ -22,8 +22,9 @@ use crate::writer::{ReplayCheck, StagingError, StagingHandle, past_replay};
 /// What an input source gives [`StagingHandle::write_from`] next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece {
-    /// The next bytes of the input (any size).
-    Data(Vec<u8>),
+    /// The next bytes of the input (any size; `Bytes` so that a caller can hand over a buffer
+    /// it received them in without copying them: `Bytes::from(vec)`, `Bytes::from_owner`).
+    Data(Bytes),
     /// The input ended here.
     End,
 }

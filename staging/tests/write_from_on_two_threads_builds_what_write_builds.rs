@@ -39,7 +39,7 @@ fn pieces(data: &[u8], piece: usize, end: bool) -> impl FnMut() -> Option<Piece>
     let mut parts = data.chunks(piece);
     let mut done = false;
     move || match parts.next() {
-        Some(p) => Some(Piece::Data(p.to_vec())),
+        Some(p) => Some(Piece::Data(p.to_vec().into())),
         None if end && !done => {
             done = true;
             Some(Piece::End)

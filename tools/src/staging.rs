@@ -111,7 +111,7 @@ fn feed(
                 Ok(n) => {
                     piece.truncate(n);
                     bar.inc(n as u64);
-                    return Some(Piece::Data(piece));
+                    return Some(Piece::Data(piece.into()));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {

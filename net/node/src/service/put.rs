@@ -22,11 +22,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use net_mesh_engine::tree::TreePolicy;
 use net_mesh_engine::write::{CommitWhenFull, FinishedUpload, Upload};
 use net_mesh_engine::{ChunkingStrategy, ErrorClass, Store};
 use net_mesh_rpc::RpcError;
-use net_mesh_rpc::rpc::{Chunk, RequestStreamTyped, RpcClientStreamingHandler, RpcContext};
+use net_mesh_rpc::rpc::{
+    Chunk, Encoded, RawBytes, RequestStreamTyped, RpcClientStreamingHandler, RpcContext,
+};
 use net_mesh_staging::{
     CheckpointCadence, InputEnd, Piece, Resumed, StagingConfig, StagingHandle,
     begin_streaming_store_in, resume_streaming_store,
@@ -73,13 +76,13 @@ static CORES: std::sync::LazyLock<u64> =
 pub(super) struct PutHandler(pub(super) Arc<Node>);
 
 impl RpcClientStreamingHandler for PutHandler {
-    type Req = PutPart;
+    type Req = Encoded;
     type Resp = PutDone;
 
     fn call(
         &self,
         ctx: RpcContext,
-        requests: RequestStreamTyped<PutPart>,
+        requests: RequestStreamTyped<Encoded>,
     ) -> impl Future<Output = Result<PutDone, RpcError>> + Send {
         let node = Arc::clone(&self.0);
         measured(
@@ -139,22 +142,54 @@ impl Drop for LiveUpload {
     }
 }
 
-async fn next_part(requests: &mut RequestStreamTyped<PutPart>) -> NodeResult<Option<PutPart>> {
+async fn next_part(requests: &mut RequestStreamTyped<Encoded>) -> NodeResult<Option<Part>> {
     loop {
         match requests.next_chunk().await {
             Ok(Chunk::Init { .. }) => {}
-            Ok(Chunk::Data { item, .. }) => return Ok(Some(item)),
+            Ok(Chunk::Data { item, .. }) => {
+                return decode_part(item)
+                    .map(Some)
+                    .map_err(|e| NodeError::from_rpc(&e));
+            }
             Ok(Chunk::End) => return Ok(None),
             Err(e) => return Err(NodeError::from_rpc(&e)),
         }
     }
 }
 
+/// A [`PutPart`] as the node takes it: a `Data` piece's bytes stay in the frame they arrived
+/// in (no copy).
+enum Part {
+    Start(PutStart),
+    Data(RawBytes),
+}
+
+/// Postcard's tag of [`PutPart::Data`] (its variant index, one byte).
+const DATA_TAG: u8 = 1;
+
+/// Decodes one put message as strictly as decoding a [`PutPart`]: a `Data` piece is its tag
+/// and then the byte string that ends the message.
+fn decode_part(message: Encoded) -> Result<Part, RpcError> {
+    let message = if message.bytes().first() == Some(&DATA_TAG) {
+        match message.byte_string_at(1) {
+            Ok(bytes) => return Ok(Part::Data(bytes)),
+            // Not a well-formed piece: decoding the whole message says why.
+            Err(message) => message,
+        }
+    } else {
+        message
+    };
+    match message.decode::<PutPart>()? {
+        PutPart::Start(start) => Ok(Part::Start(start)),
+        PutPart::Data(bytes) => Ok(Part::Data(RawBytes::from(bytes.into_vec()))),
+    }
+}
+
 /// The next message, or why there is none within the upload idle timeout or before shutdown.
 async fn next_within(
     node: &Node,
-    requests: &mut RequestStreamTyped<PutPart>,
-) -> NodeResult<Option<PutPart>> {
+    requests: &mut RequestStreamTyped<Encoded>,
+) -> NodeResult<Option<Part>> {
     let idle = node.config.upload_idle_timeout;
     tokio::select! {
         biased;
@@ -174,7 +209,7 @@ async fn next_within(
 async fn put_impl(
     node: Arc<Node>,
     ctx: RpcContext,
-    mut requests: RequestStreamTyped<PutPart>,
+    mut requests: RequestStreamTyped<Encoded>,
 ) -> NodeResult<PutDone> {
     if node.shutdown.is_cancelled() {
         return Err(NodeError::new(
@@ -189,7 +224,7 @@ async fn put_impl(
     let channel = super::channel_of(&ctx)?;
     let slot = Node::slot(&node.uploads, "uploads", node.config.max_uploads)?;
     let start = match next_within(&node, &mut requests).await? {
-        Some(PutPart::Start(start)) => start,
+        Some(Part::Start(start)) => start,
         _ => {
             return Err(NodeError::new(
                 ErrorClass::Usage,
@@ -272,24 +307,24 @@ async fn put_impl(
 async fn feed(
     node: &Node,
     stream: &LiveStream,
-    requests: &mut RequestStreamTyped<PutPart>,
+    requests: &mut RequestStreamTyped<Encoded>,
     tx: &mpsc::Sender<Piece>,
 ) -> Fed {
     loop {
         let input = match next_within(node, requests).await {
             Err(why) => return Fed::Stopped(why),
             Ok(None) => Piece::End,
-            Ok(Some(PutPart::Data(bytes))) if bytes.len() > MAX_PIECE => {
+            Ok(Some(Part::Data(bytes))) if bytes.len() > MAX_PIECE => {
                 return Fed::Stopped(NodeError::new(
                     ErrorClass::Usage,
                     format!("a put piece of {} bytes; at most {MAX_PIECE}", bytes.len()),
                 ));
             }
-            Ok(Some(PutPart::Data(bytes))) => {
+            Ok(Some(Part::Data(bytes))) => {
                 node.metrics.received(bytes.len() as u64);
-                Piece::Data(bytes.into_vec())
+                Piece::Data(Bytes::from_owner(bytes))
             }
-            Ok(Some(PutPart::Start(_))) => {
+            Ok(Some(Part::Start(_))) => {
                 return Fed::Stopped(NodeError::new(
                     ErrorClass::Usage,
                     "a put has one Start message",
@@ -600,4 +635,75 @@ fn put_erasure_coded(
         None,
         None,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn wire(part: &PutPart) -> Vec<u8> {
+        postcard::to_stdvec(part).unwrap()
+    }
+
+    /// What a message decodes to, either way, in one comparable form.
+    fn as_seen(part: Result<Part, RpcError>) -> Option<(bool, Vec<u8>)> {
+        match part.ok()? {
+            Part::Data(bytes) => Some((true, bytes.as_slice().to_vec())),
+            Part::Start(start) => Some((false, postcard::to_stdvec(&start).unwrap())),
+        }
+    }
+
+    /// `decode_part` accepts exactly what decoding a `PutPart` accepts (docs/FORMAT.md §6.2:
+    /// bytes after a complete message are ignored), with the same result: pieces of several
+    /// sizes, whole, with bytes after them, cut short; Start messages; and arbitrary bytes.
+    #[test]
+    fn put_messages_decode_as_putpart_decodes() {
+        let mut messages = Vec::new();
+        for n in [0usize, 1, 127, 128, 200, 70_000] {
+            let data: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let bytes = wire(&PutPart::Data(ByteBuf::from(data)));
+            assert_eq!(bytes.first(), Some(&DATA_TAG));
+            let mut longer = bytes.clone();
+            longer.extend_from_slice(&[7, 8]);
+            messages.push(longer);
+            messages.push(bytes.get(..bytes.len() - 1).unwrap().to_vec());
+            messages.push(bytes);
+        }
+        let start = PutStart::Resume {
+            staging_id: "u1".into(),
+            offset: 9,
+            checkpoint_interval: None,
+            class: Default::default(),
+        };
+        messages.push(wire(&PutPart::Start(start)));
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..64 {
+            let random: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8 % 4
+                })
+                .collect();
+            messages.push(random);
+        }
+        messages.extend([vec![], vec![DATA_TAG], vec![0x81, 0x00, 0x00], vec![2, 0]]);
+        let mut pieces = 0;
+        for bytes in messages {
+            let expected = match postcard::from_bytes::<PutPart>(&bytes) {
+                Ok(PutPart::Data(data)) => Some((true, data.into_vec())),
+                Ok(PutPart::Start(start)) => Some((false, postcard::to_stdvec(&start).unwrap())),
+                Err(_) => None,
+            };
+            pieces += usize::from(matches!(expected, Some((true, _))));
+            assert_eq!(
+                as_seen(decode_part(Encoded::from(bytes.clone()))),
+                expected,
+                "{bytes:?}"
+            );
+        }
+        assert!(pieces > 12, "{pieces} pieces among the messages");
+    }
 }

@@ -51,7 +51,7 @@ pub use client::{
     ResponseStream,
 };
 pub use endpoint::{Endpoint, raise_fd_limit};
-pub use raw::RawBytes;
+pub use raw::{Encoded, RawBytes};
 pub use server::{
     Authorize, Chunk, Denied, RequestStreamTyped, ResponseSink, Router, RpcClientStreamingHandler,
     RpcContext, RpcDuplexHandler, RpcServerStreamingHandler, RpcUnaryHandler,

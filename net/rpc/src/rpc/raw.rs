@@ -7,6 +7,12 @@
 //! itself becomes the message (no copy into a fresh `Vec`), and the buffer goes back to the
 //! session's pool when the message is dropped. Decoding stays strict: the length must match
 //! the payload exactly.
+//!
+//! [`Encoded`] goes one step further for a message type whose last field is a byte string
+//! (e.g. an enum with a data variant): the message is handed over still encoded, in its frame
+//! buffer, and the handler decodes it itself — its small variants with [`Encoded::decode`], a
+//! byte string that ends the message as a [`RawBytes`] view of the same buffer
+//! ([`Encoded::byte_string_at`]), with the same strict length check.
 
 use std::any::{Any, TypeId};
 use std::sync::{Arc, Weak};
@@ -133,6 +139,64 @@ impl<'de> serde::Deserialize<'de> for RawBytes {
     }
 }
 
+/// A streamed message left in its encoding (see the module docs): received as the message type
+/// of a stream, the frame buffer itself, without a copy. Only a whole streamed message is
+/// received this way (nested in another type, or as a unary message, it does not decode).
+pub struct Encoded(RawBytes);
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoded")
+            .field("len", &self.0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoded {
+    /// The message's encoding.
+    pub fn bytes(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+
+    /// Decodes the whole message as `T`, strictly (as a typed stream would).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, RpcError> {
+        decode_message(self.bytes())
+    }
+
+    /// The byte string (varint length + bytes) that starts at offset `at` and ends the
+    /// message, as a view of the frame buffer (no copy); the message back when there is none
+    /// there or its length does not match the rest of the message exactly.
+    pub fn byte_string_at(self, at: usize) -> Result<RawBytes, Encoded> {
+        let body = self.bytes().get(at..).unwrap_or_default();
+        let exact = take_varint_len(body)
+            .filter(|&(len, prefix)| body.len().checked_sub(prefix) == Some(len))
+            .and_then(|(_, prefix)| at.checked_add(prefix));
+        match exact {
+            Some(skip) if at < self.bytes().len() => {
+                let mut raw = self.0;
+                raw.start = raw.start.saturating_add(skip);
+                Ok(raw)
+            }
+            _ => Err(self),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Encoded {
+    /// A message's encoding held in a plain vector (e.g. to test a handler's decoding).
+    fn from(bytes: Vec<u8>) -> Self {
+        Encoded(RawBytes::from(bytes))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Encoded {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "an Encoded message is only received whole, as a stream's message type",
+        ))
+    }
+}
+
 /// Splits a postcard varint (u64, LEB128, canonical) length off the front of `bytes`:
 /// `(length, bytes used)`.
 fn take_varint_len(bytes: &[u8]) -> Option<(usize, usize)> {
@@ -153,38 +217,47 @@ fn take_varint_len(bytes: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// Decodes a streamed message, consuming its frame buffer: a [`RawBytes`] takes the buffer
-/// over (no copy); any other type is deserialized and the buffer is recycled.
+/// Decodes a streamed message, consuming its frame buffer: a [`RawBytes`] or an [`Encoded`]
+/// takes the buffer over (no copy); any other type is deserialized and the buffer is recycled.
 pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(
     payload: Payload,
     shared: &Arc<SessionShared>,
 ) -> Result<T, RpcError> {
-    if TypeId::of::<T>() != TypeId::of::<RawBytes>() {
+    let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>();
+    if !raw && TypeId::of::<T>() != TypeId::of::<Encoded>() {
         let item = decode_message(payload.bytes());
         payload.recycle(shared);
         return item;
     }
     let (frame, start) = payload.into_parts();
-    let body = frame.get(start..).unwrap_or_default();
-    let exact =
-        take_varint_len(body).filter(|&(len, prefix)| body.len().checked_sub(prefix) == Some(len));
-    let Some((_, prefix)) = exact else {
-        shared.recycle(frame);
-        return Err(RpcError::new(
-            ErrorKind::Decode,
-            "decode: byte-string length does not match the payload",
-        ));
-    };
-    let mut slot = Some(RawBytes {
+    let whole = RawBytes {
         buf: frame,
-        start: start.saturating_add(prefix),
+        start,
         pool: Arc::downgrade(shared),
-    });
-    // `T` is `RawBytes` (checked above), so the downcast succeeds and moves the buffer out.
+    };
+    let item = if raw {
+        match Encoded(whole).byte_string_at(0) {
+            Ok(bytes) => cast::<T, _>(bytes),
+            // Dropping the message gives its buffer back to the pool.
+            Err(_) => {
+                return Err(RpcError::new(
+                    ErrorKind::Decode,
+                    "decode: byte-string length does not match the payload",
+                ));
+            }
+        }
+    } else {
+        cast::<T, _>(Encoded(whole))
+    };
+    item.ok_or_else(|| RpcError::new(ErrorKind::Internal, "raw decode"))
+}
+
+/// `item` as `T` when it is one (moved, not copied; no allocation).
+fn cast<T: 'static, U: 'static>(item: U) -> Option<T> {
+    let mut slot = Some(item);
     (&mut slot as &mut dyn Any)
         .downcast_mut::<Option<T>>()
         .and_then(Option::take)
-        .ok_or_else(|| RpcError::new(ErrorKind::Internal, "raw decode"))
 }
 
 #[cfg(test)]
@@ -202,5 +275,46 @@ mod tests {
         assert_eq!(take_varint_len(&[0x80, 0x00]), None);
         assert_eq!(take_varint_len(&[0x80]), None);
         assert_eq!(take_varint_len(&[0xff; 11]), None);
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    enum Part {
+        Start(u32),
+        Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    }
+
+    fn encoded(bytes: Vec<u8>) -> Encoded {
+        Encoded::from(bytes)
+    }
+
+    /// A data variant's bytes come out as a view of the message, exactly; a small variant
+    /// decodes; a length that does not match the rest of the message, or no byte string at
+    /// the offset, gives the message back.
+    #[test]
+    fn an_encoded_message_gives_its_closing_byte_string_or_itself() {
+        for n in [0usize, 1, 127, 128, 70_000] {
+            let data: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let wire = postcard::to_stdvec(&Part::Data(data.clone())).unwrap();
+            assert_eq!(
+                encoded(wire.clone()).decode::<Part>().unwrap(),
+                Part::Data(data.clone())
+            );
+            let tail = encoded(wire.clone()).byte_string_at(1).unwrap();
+            assert_eq!(tail.as_slice(), &data[..]);
+            let mut longer = wire.clone();
+            longer.push(0);
+            assert!(encoded(longer).byte_string_at(1).is_err());
+            if n > 0 {
+                assert!(
+                    encoded(wire[..wire.len() - 1].to_vec())
+                        .byte_string_at(1)
+                        .is_err()
+                );
+            }
+            assert!(encoded(wire.clone()).byte_string_at(wire.len()).is_err());
+        }
+        let start = postcard::to_stdvec(&Part::Start(7)).unwrap();
+        assert_eq!(encoded(start).decode::<Part>().unwrap(), Part::Start(7));
+        assert!(postcard::from_bytes::<Encoded>(&[1, 2, 3]).is_err());
     }
 }
