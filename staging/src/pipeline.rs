@@ -8,7 +8,7 @@
 //! Copies: each input byte is copied once, into the cutter's buffer; a chunk is handed over as
 //! a shared view of that buffer (no copy), and the buffer is replaced, carrying its uncut
 //! tail (fewer than one maximum chunk), when the next piece does not fit. Memory: the buffer
-//! ([`CUT_BUFFER`], or four maximum chunks if that is more), the previous buffer until the
+//! ([`CUT_BUFFER`], or two maximum chunks if that is more), the previous buffer until the
 //! chunks cut from it are stored, and the piece being read.
 
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -43,7 +43,7 @@ pub enum InputEnd {
 pub const CHUNKS_IN_FLIGHT: usize = 1;
 
 /// Bytes of the cutter's buffer (see the module docs).
-pub const CUT_BUFFER: usize = 16 * 1024 * 1024;
+pub const CUT_BUFFER: usize = 8 * 1024 * 1024;
 
 /// The cutter stopped because the storing side did.
 struct StoreGone;
@@ -127,7 +127,7 @@ fn cut_input(
     tx: &SyncSender<Bytes>,
 ) -> Result<(InputEnd, Option<ReplayCheck>), StagingError> {
     let cutter = BlockCutter::new(chunking).map_err(StoreError::from)?;
-    let room = CUT_BUFFER.max(cutter.max_chunk().saturating_mul(4));
+    let room = CUT_BUFFER.max(cutter.max_chunk().saturating_mul(2));
     let mut buf = BytesMut::new();
     // Hands over every chunk of `buf` whose end is certain (all of them at the end).
     let send = |buf: &mut BytesMut, end: bool| -> Result<(), StoreGone> {
