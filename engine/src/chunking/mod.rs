@@ -250,8 +250,8 @@ impl Chunker {
         if self.pending() > 0 {
             let add = data.get(..max).unwrap_or(data);
             // Room for `add` without growing: drop what was emitted first. When it must grow,
-            // it grows to what it holds plus one `max` of headroom (not by doubling), so the
-            // pending bytes move about once per `max` bytes pushed in pieces smaller than `max`.
+            // it grows to one `max` plus `add` (what the pending bytes and `add` can need,
+            // not by doubling), so a chunker fed pieces of one size keeps one buffer.
             let fits = self.buf.len().saturating_add(add.len()) <= self.buf.capacity();
             if self.start > 0 && (!fits || self.start >= self.buf.len() / 2) {
                 self.buf.drain(..self.start);
@@ -259,8 +259,8 @@ impl Chunker {
             }
             let needed = self.buf.len().saturating_add(add.len());
             if needed > self.buf.capacity() {
-                self.buf
-                    .reserve_exact(needed.saturating_add(max).saturating_sub(self.buf.len()));
+                let room = needed.max(max.saturating_add(add.len()));
+                self.buf.reserve_exact(room.saturating_sub(self.buf.len()));
             }
             // `buf[held..]` is `data[..add.len()]`.
             let held = self.buf.len();
