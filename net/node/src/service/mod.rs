@@ -11,6 +11,8 @@
 mod put;
 mod stream;
 
+pub use put::fuzz_decode_put_part;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;

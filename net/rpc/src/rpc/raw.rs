@@ -158,7 +158,7 @@ impl Encoded {
         self.0.as_slice()
     }
 
-    /// Decodes the whole message as `T`, strictly (as a typed stream would).
+    /// Decodes the whole message as `T`, exactly as a stream typed `T` decodes it.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, RpcError> {
         decode_message(self.bytes())
     }
@@ -167,17 +167,18 @@ impl Encoded {
     /// message, as a view of the frame buffer (no copy); the message back when there is none
     /// there or its length does not match the rest of the message exactly.
     pub fn byte_string_at(self, at: usize) -> Result<RawBytes, Encoded> {
+        // An empty rest has no length, so `at` lies inside the message when this is `Some`.
         let body = self.bytes().get(at..).unwrap_or_default();
         let exact = take_varint_len(body)
             .filter(|&(len, prefix)| body.len().checked_sub(prefix) == Some(len))
             .and_then(|(_, prefix)| at.checked_add(prefix));
         match exact {
-            Some(skip) if at < self.bytes().len() => {
+            Some(skip) => {
                 let mut raw = self.0;
                 raw.start = raw.start.saturating_add(skip);
                 Ok(raw)
             }
-            _ => Err(self),
+            None => Err(self),
         }
     }
 }
