@@ -138,18 +138,22 @@ async fn held_put(store: &Arc<Store>, bytes: &Arc<Vec<u8>>) -> net_mesh_engine::
 /// A replicated channel's acknowledged put: stored on the leader, then proposed. A proposal
 /// refused as busy (`NotDurable`: too few voters could prefetch, e.g. both followers already
 /// running `MAX_PREFETCHES_PER_CHANNEL` prefetches) is retried after 20 ms, as a client would,
-/// for at most a minute, and counted in `retries` (the time includes the retries).
+/// for at most a minute, and counted in `retries` (the time includes the retries). Returns how
+/// long the leader's own store took (the rest of the put is the proposal: the quorum's
+/// prefetch, then the Raft round until the pin is applied on the leader).
 async fn replicated_put(
     leader: &Member,
     channel: &ReplicatedChannel,
     bytes: &Arc<Vec<u8>>,
     retries: &mut Vec<String>,
-) -> Result<(), ProposeError> {
+) -> Result<Duration, ProposeError> {
+    let t = Instant::now();
     let r = held_put(&leader.store, bytes).await;
+    let stored = t.elapsed();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match channel.propose_pin(&r, "bench").await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(stored),
             Err(e @ ProposeError::NotDurable { .. }) if Instant::now() < deadline => {
                 retries.push(e.to_string());
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -248,17 +252,19 @@ async fn put_latency(root: &Path, puts: usize, rows: &mut Vec<Row>) {
     let (leader, channel) = group.leader();
     let mut replicated = Vec::new();
     let mut replicated_cpu = Duration::ZERO;
+    let mut leader_stores = Vec::new();
     let mut retries = Vec::new();
     for i in 0..warmup + puts {
         let bytes = random(MIB, 2_000 + i as u64);
         warm(root, 3 * MIB);
         let (t, c) = (Instant::now(), cpu_time());
-        replicated_put(leader, channel, &bytes, &mut retries)
+        let stored = replicated_put(leader, channel, &bytes, &mut retries)
             .await
             .unwrap();
         if i >= warmup {
             replicated.push(t.elapsed());
             replicated_cpu += cpu_time() - c;
+            leader_stores.push(stored);
         }
     }
     group.shutdown().await;
@@ -270,6 +276,26 @@ async fn put_latency(root: &Path, puts: usize, rows: &mut Vec<Row>) {
             replicated: format!("{}{}", ms(r), refused(&retries)),
             ratio: format!("{:.2}x", r.as_secs_f64() / s.as_secs_f64()),
             goal,
+        });
+    }
+    let proposals: Vec<Duration> = replicated
+        .iter()
+        .zip(&leader_stores)
+        .map(|(all, stored)| all.saturating_sub(*stored))
+        .collect();
+    for (what, samples) in [
+        ("of which the leader's own store", &leader_stores),
+        (
+            "of which the proposal (quorum prefetch, Raft round)",
+            &proposals,
+        ),
+    ] {
+        rows.push(Row {
+            what: format!("{what}, p50"),
+            single: "-".into(),
+            replicated: ms(percentile(samples, 50)),
+            ratio: "-".into(),
+            goal: "",
         });
     }
     let per_put = |d: Duration| d / u32::try_from(puts).unwrap();
