@@ -98,7 +98,7 @@ pub(crate) async fn read_loop(
 /// A buffer for a frame of `len` bytes: pooled for large frames, right-sized for small ones.
 fn frame_buffer(shared: &SessionShared, len: usize) -> Vec<u8> {
     if len >= POOL_MIN_CAPACITY {
-        shared.take_receive_buffer()
+        shared.take_receive_buffer(len)
     } else {
         Vec::with_capacity(len)
     }

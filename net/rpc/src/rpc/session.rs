@@ -184,6 +184,14 @@ struct BufferPool {
     bytes: usize,
 }
 
+/// Which of the pooled buffers (by capacity) suits a frame of `len` bytes: one that holds it
+/// without growing and holds at most twice `len`. (A smaller one would be replaced anyway:
+/// the receiver allocates a large frame's buffer afresh rather than grow one.)
+fn fitting(mut capacities: impl Iterator<Item = usize>, len: usize) -> Option<usize> {
+    let most = len.saturating_mul(2);
+    capacities.position(|capacity| (len..=most).contains(&capacity))
+}
+
 /// A session's [`BufferPool`], shared with the endpoint's budgets so they can take it back.
 #[derive(Debug, Default)]
 pub(crate) struct SparePool(Mutex<BufferPool>);
@@ -294,17 +302,19 @@ impl SessionShared {
         Vec::new()
     }
 
-    /// A recycled buffer as it was left (contents and length), for the receiver to overwrite
-    /// without zeroing it first; empty when none is pooled.
-    pub(crate) fn take_receive_buffer(&self) -> Vec<u8> {
+    /// A recycled buffer for a frame of `len` bytes, as it was left (contents and length), for
+    /// the receiver to overwrite without zeroing it first; empty when no pooled buffer fits
+    /// ([`fitting`]). A frame's buffer may outlive its window and budget charge (a `RawBytes`
+    /// or `Encoded` message its handler queues), so what a frame holds stays within twice its
+    /// own size, whatever larger buffers earlier frames left in the pool.
+    pub(crate) fn take_receive_buffer(&self, len: usize) -> Vec<u8> {
         let mut pool = lock(&self.buffers.0);
-        match pool.buffers.pop() {
-            Some((buf, _reservation)) => {
-                pool.bytes = pool.bytes.saturating_sub(buf.capacity());
-                buf
-            }
-            None => Vec::new(),
-        }
+        let Some(at) = fitting(pool.buffers.iter().map(|(b, _)| b.capacity()), len) else {
+            return Vec::new();
+        };
+        let (buf, _reservation) = pool.buffers.swap_remove(at);
+        pool.bytes = pool.bytes.saturating_sub(buf.capacity());
+        buf
     }
 
     /// Returns a large buffer to the pool (dropped when the pool or the budget is full).
@@ -934,5 +944,24 @@ impl Liveness {
             self.slab_released = receiver.release_idle_slab();
             shared.drain_pool();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitting;
+
+    /// A frame gets a pooled buffer that holds it and at most twice its size, never a larger
+    /// one left by a bigger frame (a queued message would hold all of it) nor a smaller one.
+    #[test]
+    fn a_frame_takes_only_a_pooled_buffer_of_about_its_size() {
+        let mib = 1 << 20;
+        let pool = [32 * mib, mib / 2, mib + 100, 2 * mib];
+        assert_eq!(fitting(pool.into_iter(), mib), Some(2));
+        assert_eq!(fitting(pool.into_iter(), mib + 100), Some(2));
+        assert_eq!(fitting(pool.into_iter(), mib + 101), Some(3));
+        assert_eq!(fitting([32 * mib, mib / 2].into_iter(), mib), None);
+        assert_eq!(fitting([32 * mib].into_iter(), 16 * mib), Some(0));
+        assert_eq!(fitting(std::iter::empty(), mib), None);
     }
 }
