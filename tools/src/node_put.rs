@@ -5,14 +5,13 @@
 //! sends the whole input again. Input from stdin cannot be replayed, so it is never retried.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{BlobRef, ErrorClass, PutOutcome};
 use net_mesh_node::proto::{BandwidthClass, PutDone, PutStart, StagingState, TreeShape};
-use net_mesh_node::{NodeClient, NodeError};
+use net_mesh_node::{NodeClient, NodeError, PutInput};
 use net_mesh_staging::StagingError;
 
 use crate::output::{CliError, CliResult, ErrorContext, progress};
@@ -48,9 +47,9 @@ impl Input {
     }
 
     /// The input from byte `offset` on.
-    fn open_at(&self, offset: u64) -> CliResult<Box<dyn Read + Send>> {
+    fn open_at(&self, offset: u64) -> CliResult<PutInput> {
         match self {
-            Input::Stdin if offset == 0 => Ok(Box::new(std::io::stdin())),
+            Input::Stdin if offset == 0 => Ok(PutInput::Stream(Box::new(std::io::stdin()))),
             Input::Stdin => Err(CliError::msg(
                 ErrorClass::Usage,
                 "input from stdin cannot be replayed from an offset; resume with a file",
@@ -60,7 +59,7 @@ impl Input {
                     .with_class(ErrorClass::Io, || format!("opening {}", path.display()))?;
                 let size = file.metadata().ok().map(|m| m.len());
                 crate::staging::seek_input(&mut file, path, size, offset)?;
-                Ok(Box::new(file))
+                Ok(PutInput::file(file))
             }
         }
     }
@@ -309,7 +308,7 @@ fn attempt(
                     remote,
                     client,
                     put_start,
-                    Box::new(std::io::empty()),
+                    PutInput::Stream(Box::new(std::io::empty())),
                     |_| {},
                 );
             }
@@ -331,27 +330,27 @@ fn attempt(
     {
         eprintln!("net-mesh: resuming upload {id} at offset {offset}");
     }
-    let reader = input.open_at(offset)?;
+    let input = input.open_at(offset)?;
     bar.set_position(offset);
     let progress = bar.clone();
-    send(remote, client, put_start, reader, move |n| {
+    send(remote, client, put_start, input, move |n| {
         progress.inc(n);
         net_mesh_segments::failpoint::hit(FAILPOINT_AFTER_PIECE);
     })
 }
 
-/// One put call: `put_start`, then everything `reader` gives (`sent` told of each piece).
+/// One put call: `put_start`, then everything `input` gives (`sent` told of each piece).
 fn send(
     remote: &Remote,
     client: Arc<NodeClient>,
     put_start: PutStart,
-    mut reader: Box<dyn Read + Send>,
+    input: PutInput,
     mut sent: impl FnMut(u64) + Send + 'static,
 ) -> Result<PutDone, Failure> {
     let sent = remote.block_on(
         remote
             .handle()
-            .spawn(async move { client.put(put_start, &mut *reader, &mut sent).await }),
+            .spawn(async move { client.put(put_start, input, &mut sent).await }),
     );
     match sent {
         Ok(done) => done.map_err(node_failure),

@@ -40,7 +40,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use net_mesh_engine::{BlobRef, GcOptions, Hash, OpenOptions, Store, StoreConfig};
 use net_mesh_node::call_token::{DEFAULT_CHANNEL, now_unix_s};
 use net_mesh_node::proto::{BlobSpec, PutStart};
-use net_mesh_node::{Allow, Node, NodeClient, NodeConfig};
+use net_mesh_node::{Allow, Node, NodeClient, NodeConfig, PutInput};
 use net_mesh_rpc::token::{PermissionToken, Scope, TokenChannel, TokenClaims};
 use net_mesh_rpc::{Identity, NodeAddr};
 use tokio::runtime::Runtime;
@@ -257,9 +257,9 @@ impl Bench {
             checkpoint_interval: None,
             class: Default::default(),
         };
-        let mut input = Cursor::new(data);
+        let input = PutInput::Stream(Box::new(Cursor::new(data.to_vec())));
         self.rt
-            .block_on(client.put(start, &mut input, &mut |_| {}))
+            .block_on(client.put(start, input, &mut |_| {}))
             .unwrap()
     }
 

@@ -4,6 +4,7 @@
 //! or corrupt node gives an integrity error, never wrong bytes.
 
 use std::cell::RefCell;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::ops::Range;
 use std::time::Duration;
@@ -345,7 +346,7 @@ impl NodeClient {
     pub async fn put(
         &self,
         start: PutStart,
-        input: &mut (dyn Read + Send),
+        mut input: PutInput,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> NodeResult<PutDone> {
         let mut call = self
@@ -356,7 +357,8 @@ impl NodeClient {
         // One buffer for every piece: a message is serialized from it when sent.
         let mut part = PutPart::Data(ByteBuf::from(vec![0u8; PUT_PIECE]));
         while let PutPart::Data(buf) = &mut part {
-            let n = tokio::task::block_in_place(|| read_full(input, buf))
+            let n = input
+                .read_piece(buf)
                 .map_err(|e| NodeError::new(ErrorClass::Io, format!("reading input: {e}")))?;
             if n == 0 {
                 break;
@@ -458,7 +460,45 @@ fn check_names(spec: &BlobSpec, blob_ref: &BlobRef) -> NodeResult<()> {
     }
 }
 
-fn read_full(input: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize> {
+/// What a put sends.
+pub enum PutInput {
+    /// A regular file, from its current position: read on the sending task itself, so each
+    /// piece is read, encoded and sealed on one core while it is in its cache (a file's read
+    /// waits on no other program). [`PutInput::file`] makes one.
+    File(File),
+    /// Anything else (stdin, a pipe, bytes in memory): each read runs in `block_in_place`, as
+    /// it may wait for its writer without bound (the runtime must have several workers).
+    Stream(Box<dyn Read + Send>),
+}
+
+impl PutInput {
+    /// `file` as a `File` input if it is a regular file, else (a FIFO, a device) as a stream.
+    pub fn file(file: File) -> PutInput {
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => PutInput::File(file),
+            _ => PutInput::Stream(Box::new(file)),
+        }
+    }
+
+    /// Reads the next piece into `buf` (filled unless the input ends); the bytes read.
+    fn read_piece(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            PutInput::File(file) => read_full(file, buf),
+            PutInput::Stream(input) => tokio::task::block_in_place(|| read_full(input, buf)),
+        }
+    }
+}
+
+impl std::fmt::Debug for PutInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PutInput::File(file) => f.debug_tuple("File").field(file).finish(),
+            PutInput::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+fn read_full(input: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match input.read(buf.get_mut(filled..).unwrap_or_default()) {
@@ -633,5 +673,32 @@ impl ObjectSource for ObjectStream<'_> {
             });
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_regular_file_is_read_as_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let regular = dir.path().join("regular");
+        std::fs::write(&regular, b"bytes").unwrap();
+        let input = PutInput::file(File::open(&regular).unwrap());
+        assert!(matches!(input, PutInput::File(_)), "{input:?}");
+
+        // A FIFO's reads wait for its writer: it must be read as a stream. Opened read-write
+        // so that opening does not wait for a writer.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        let input = PutInput::file(file);
+        assert!(matches!(input, PutInput::Stream(_)), "{input:?}");
     }
 }

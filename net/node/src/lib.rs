@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use allow::{Allow, AllowError, Grant, Refusal};
 pub use call_token::TokenRefusal;
-pub use client::NodeClient;
+pub use client::{NodeClient, PutInput};
 pub use config::NodeConfig;
 pub use error::{NodeError, NodeResult};
 pub use replicas::Replicas;

@@ -29,7 +29,7 @@ async fn a_blob_round_trips_through_a_node_verified_on_both_sides() {
     let client = Arc::new(client_as(client_identity, &node.addr).await);
     let data = random_bytes(3_000_000, 1);
 
-    let mut input = std::io::Cursor::new(data.clone());
+    let input = net_mesh_node::PutInput::Stream(Box::new(std::io::Cursor::new(data.clone())));
     let done = client
         .put(
             PutStart::Begin {
@@ -40,7 +40,7 @@ async fn a_blob_round_trips_through_a_node_verified_on_both_sides() {
                 tree: None,
                 checkpoint_interval: Some(256 * 1024),
             },
-            &mut input,
+            input,
             &mut |_| {},
         )
         .await

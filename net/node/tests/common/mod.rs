@@ -16,7 +16,7 @@ use std::sync::Arc;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{BlobRef, ChunkingStrategy, OpenOptions, Store, StoreConfig, TreePolicy};
 use net_mesh_node::proto::{PutDone, PutStart, TreeShape};
-use net_mesh_node::{Allow, Node, NodeClient, NodeConfig, NodeResult};
+use net_mesh_node::{Allow, Node, NodeClient, NodeConfig, NodeResult, PutInput};
 use net_mesh_rpc::rpc::Config;
 use net_mesh_rpc::{Capabilities, Identity, NodeAddr, NodeId};
 use tokio_util::sync::CancellationToken;
@@ -174,8 +174,8 @@ pub fn begin(staging_id: Option<&str>, name: &str, checkpoint_interval: u64) -> 
 
 /// Puts `data` through `client` as one call.
 pub async fn put(client: &NodeClient, start: PutStart, data: &[u8]) -> NodeResult<PutDone> {
-    let mut input = std::io::Cursor::new(data.to_vec());
-    client.put(start, &mut input, &mut |_| {}).await
+    let input = PutInput::Stream(Box::new(std::io::Cursor::new(data.to_vec())));
+    client.put(start, input, &mut |_| {}).await
 }
 
 /// The ref a local put of `data` into a store of the test configuration gives.
