@@ -691,7 +691,10 @@ mod tests {
         // A FIFO's reads wait for its writer: it must be read as a stream. Opened read-write
         // so that opening does not wait for a writer.
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(made.success());
         let file = std::fs::OpenOptions::new()
             .read(true)
