@@ -74,7 +74,7 @@
 //! use std::sync::Arc;
 //!
 //! use net_mesh::node::proto::PutStart;
-//! use net_mesh::node::{Allow, Node, NodeClient};
+//! use net_mesh::node::{Allow, Node, NodeClient, PutInput};
 //! use net_mesh::rpc::{Identity, NodeAddr};
 //! use net_mesh::store::{OpenOptions, Store, StoreConfig};
 //!
@@ -106,7 +106,8 @@
 //!     checkpoint_interval: None,
 //!     class: Default::default(),
 //! };
-//! let done = client.put(start, &mut &b"hello, node"[..], &mut |_| {}).await?;
+//! let input = PutInput::Stream(Box::new(&b"hello, node"[..]));
+//! let done = client.put(start, input, &mut |_| {}).await?;
 //! let blob_ref = net_mesh::BlobRef::decode(&done.blob_ref)?;
 //!
 //! let runtime = tokio::runtime::Handle::current();
