@@ -1,4 +1,4 @@
-//! Entry points for the fuzz targets in `net/fuzz/` (thin harnesses call these). Each takes
+//! Entry points for the fuzz targets in `net/rpc/fuzz/` (thin harnesses call these). Each takes
 //! arbitrary bytes and must never panic except on a broken invariant (which is the finding).
 #![allow(
     clippy::panic,
