@@ -463,8 +463,10 @@ fn check_names(spec: &BlobSpec, blob_ref: &BlobRef) -> NodeResult<()> {
 /// What a put sends.
 pub enum PutInput {
     /// A regular file, from its current position: read on the sending task itself, with no
-    /// hand-off to another thread per piece (a file's read waits on no other program; about
-    /// 15 % less client CPU per GiB than `Stream`). [`PutInput::file`] makes one.
+    /// hand-off to another thread per piece (about 15 % less client CPU per GiB than
+    /// `Stream`). Its reads take page-cache or disk time and wait for no writer; one on a
+    /// network or FUSE file system that hangs holds up this put, which waits for it anyway.
+    /// [`PutInput::file`] makes one.
     File(File),
     /// Anything else (stdin, a pipe, bytes in memory): each read runs in `block_in_place`, as
     /// it may wait for its writer without bound (the runtime must have several workers).
