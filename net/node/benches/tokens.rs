@@ -36,6 +36,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use net_mesh_engine::{BlobRef, GcOptions, Hash, OpenOptions, Store, StoreConfig};
 use net_mesh_node::call_token::{DEFAULT_CHANNEL, now_unix_s};
@@ -248,7 +249,8 @@ impl Bench {
         self.clients.iter().filter(|(name, _)| *name != "token-3")
     }
 
-    fn put(&self, client: &NodeClient, name: &str, data: &[u8]) -> net_mesh_node::proto::PutDone {
+    /// Puts `data` (shared, not copied: a put's time is the node's work).
+    fn put(&self, client: &NodeClient, name: &str, data: &Bytes) -> net_mesh_node::proto::PutDone {
         let start = PutStart::Begin {
             staging_id: None,
             name: name.to_string(),
@@ -257,7 +259,7 @@ impl Bench {
             checkpoint_interval: None,
             class: Default::default(),
         };
-        let input = PutInput::Stream(Box::new(Cursor::new(data.to_vec())));
+        let input = PutInput::Stream(Box::new(Cursor::new(data.clone())));
         self.rt
             .block_on(client.put(start, input, &mut |_| {}))
             .unwrap()
@@ -289,7 +291,7 @@ fn calls<F: Future<Output = ()>>(bench: &Bench, calls: u64, call: impl Fn() -> F
 }
 
 fn small(c: &mut Criterion, bench: &Bench) {
-    let data = random_bytes(4096, 1);
+    let data = Bytes::from(random_bytes(4096, 1));
     let done = bench.put(&bench.clients[0].1, "small", &data);
     let spec = BlobSpec::Ref(done.blob_ref.clone());
     let node_id = bench
@@ -375,14 +377,14 @@ fn bulk(c: &mut Criterion, bench: &Bench) {
     // Two inputs taken in turn, each with the ref and pin id a local put gives.
     let local_dir = tempfile::tempdir().unwrap();
     let local = open_store(local_dir.path());
-    let inputs: Vec<(Vec<u8>, BlobRef, Hash)> = (0..2)
+    let inputs: Vec<(Bytes, BlobRef, Hash)> = (0..2)
         .map(|seed| {
             let data = random_bytes(BULK, 100 + seed);
             let outcome = local.store(&data).unwrap();
-            (data, outcome.blob_ref, outcome.blob_id)
+            (Bytes::from(data), outcome.blob_ref, outcome.blob_id)
         })
         .collect();
-    let read_data = random_bytes(BULK, 200);
+    let read_data = Bytes::from(random_bytes(BULK, 200));
     let read_ref = local.store(&read_data).unwrap().blob_ref;
     drop(local);
     let done = bench.put(&bench.clients[0].1, "read-me", &read_data);
