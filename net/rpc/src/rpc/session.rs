@@ -192,6 +192,26 @@ fn fitting(mut capacities: impl Iterator<Item = usize>, len: usize) -> Option<us
     capacities.position(|capacity| (len..=most).contains(&capacity))
 }
 
+impl BufferPool {
+    /// The pooled buffer that [`fits`](fitting) a frame of `len` bytes, if one does. On a miss
+    /// the largest pooled buffer is dropped (its reservation with it), so a pool that an earlier
+    /// frame size filled makes room for the current size instead of missing until it idles.
+    fn take_fitting(&mut self, len: usize) -> Option<Vec<u8>> {
+        let hit = fitting(self.buffers.iter().map(|(b, _)| b.capacity()), len);
+        let largest = || {
+            let by_capacity = self.buffers.iter().enumerate();
+            by_capacity
+                .max_by_key(|(_, (b, _))| b.capacity())
+                .map(|(at, _)| at)
+        };
+        let at = hit.or_else(largest)?;
+        let (buf, _reservation) = self.buffers.swap_remove(at);
+        self.bytes = self.bytes.saturating_sub(buf.capacity());
+        // On a miss `buf` is the largest buffer: dropped here, with its reservation.
+        hit.map(|_| buf)
+    }
+}
+
 /// A session's [`BufferPool`], shared with the endpoint's budgets so they can take it back.
 #[derive(Debug, Default)]
 pub(crate) struct SparePool(Mutex<BufferPool>);
@@ -304,17 +324,11 @@ impl SessionShared {
 
     /// A recycled buffer for a frame of `len` bytes, as it was left (contents and length), for
     /// the receiver to overwrite without zeroing it first; empty when no pooled buffer fits
-    /// ([`fitting`]). A frame's buffer may outlive its window and budget charge (a `RawBytes`
+    /// ([`fitting`]; the largest pooled buffer is then dropped, [`BufferPool::take_fitting`]). A frame's buffer may outlive its window and budget charge (a `RawBytes`
     /// or `Encoded` message its handler queues), so what a frame holds stays within twice its
     /// own size, whatever larger buffers earlier frames left in the pool.
     pub(crate) fn take_receive_buffer(&self, len: usize) -> Vec<u8> {
-        let mut pool = lock(&self.buffers.0);
-        let Some(at) = fitting(pool.buffers.iter().map(|(b, _)| b.capacity()), len) else {
-            return Vec::new();
-        };
-        let (buf, _reservation) = pool.buffers.swap_remove(at);
-        pool.bytes = pool.bytes.saturating_sub(buf.capacity());
-        buf
+        lock(&self.buffers.0).take_fitting(len).unwrap_or_default()
     }
 
     /// Returns a large buffer to the pool (dropped when the pool or the budget is full).
@@ -949,7 +963,43 @@ impl Liveness {
 
 #[cfg(test)]
 mod tests {
-    use super::fitting;
+    use super::{BufferPool, fitting};
+    use crate::rpc::budget::{NodeBudgets, RecvBudget};
+    use std::sync::Arc;
+
+    /// A miss drops the largest pooled buffer and gives its reserved bytes back; a hit takes
+    /// the fitting buffer.
+    #[test]
+    fn a_pool_that_misses_drops_its_largest_buffer() {
+        let mib = 1 << 20;
+        let node = Arc::new(NodeBudgets::new(
+            64 * mib,
+            64 * mib,
+            Arc::new(crate::rpc::Metrics::default()),
+        ));
+        let budget = RecvBudget::new(64 * mib, node);
+        let mut pool = BufferPool::default();
+        for capacity in [16 * mib, 2 * mib, 16 * mib] {
+            let reservation = budget.reserve(capacity, capacity).unwrap();
+            pool.buffers
+                .push((Vec::with_capacity(capacity), reservation));
+            pool.bytes += capacity;
+        }
+        assert_eq!(budget.held(), 34 * mib);
+
+        assert!(pool.take_fitting(mib / 2).is_none());
+        assert_eq!((pool.buffers.len(), pool.bytes), (2, 18 * mib));
+        assert_eq!(budget.held(), 18 * mib);
+
+        let buf = pool.take_fitting(mib + mib / 2).unwrap();
+        assert!(buf.capacity() >= 2 * mib && buf.capacity() < 3 * mib);
+        assert_eq!((pool.buffers.len(), pool.bytes), (1, 16 * mib));
+        assert_eq!(budget.held(), 16 * mib);
+
+        assert!(pool.take_fitting(mib / 2).is_none());
+        assert!(pool.take_fitting(mib / 2).is_none());
+        assert_eq!((pool.buffers.len(), pool.bytes, budget.held()), (0, 0, 0));
+    }
 
     /// A frame gets a pooled buffer that holds it and at most twice its size, never a larger
     /// one left by a bigger frame (a queued message would hold all of it) nor a smaller one.
