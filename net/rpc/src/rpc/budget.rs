@@ -116,19 +116,27 @@ impl NodeBudgets {
         live.iter().map(|s| s.reclaim()).sum()
     }
 
+    /// Updates the queued-bytes gauge and its peak. Called per message by every sender of the
+    /// endpoint, so it writes the shared gauges only when they change meaningfully: the gauge
+    /// when it moved by [`GAUGE_STEP`] or reached 0, the peak when it grew.
     fn note_send_level(&self) {
         let queued = self
             .send_limit
             .saturating_sub(self.send.available_permits());
         let queued = u64::try_from(queued).unwrap_or(u64::MAX);
-        self.metrics
-            .send_bytes_queued
-            .store(queued, Ordering::Relaxed);
-        self.metrics
-            .send_bytes_peak
-            .fetch_max(queued, Ordering::Relaxed);
+        let gauge = &self.metrics.send_bytes_queued;
+        if queued == 0 || gauge.load(Ordering::Relaxed).abs_diff(queued) >= GAUGE_STEP {
+            gauge.store(queued, Ordering::Relaxed);
+        }
+        let peak = &self.metrics.send_bytes_peak;
+        if queued > peak.load(Ordering::Relaxed) {
+            peak.fetch_max(queued, Ordering::Relaxed);
+        }
     }
 }
+
+/// How far the endpoint's queued-bytes gauge may lag behind the level (bytes).
+const GAUGE_STEP: u64 = 64 * 1024;
 
 /// One session's receive budget, on top of the endpoint's.
 #[derive(Debug)]

@@ -437,21 +437,22 @@ impl<Req: Serialize> DuplexSender<Req> {
                     }),
                 })?;
             core.shared
-                .reserve_send(Some(&core.call.send_budget), charge)
+                .reserve_send_bytes(Some(&core.call.send_budget), charge)
                 .await
                 .map_err(|e| core.call.terminal.get().cloned().unwrap_or(e))
         };
-        let send_charge = match core.until_deadline(wait).await {
-            Ok(Ok(charge)) => charge,
+        match core.until_deadline(wait).await {
+            Ok(Ok(())) => {}
             Ok(Err(e)) | Err(e) => return Err(e),
-        };
+        }
         core.shared.send_chunk(
             true,
             core.call_id,
             self.seq,
             item,
             frame_len,
-            send_charge,
+            &core.call.send_budget,
+            charge,
             &mut self.scratch,
             &mut self.size_hint,
         )?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use tokio::net::tcp::OwnedReadHalf;
 
-use super::budget::{RecvWindow, Reservation};
+use super::budget::Reservation;
 use super::queue::{self, Wakes};
 use super::server::{self, ReqEvent};
 use super::session::{
@@ -40,7 +40,7 @@ pub(crate) async fn read_loop(
     let mut ticks = tokio::time::interval(Liveness::tick(&shared.config));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if shared.closed.is_cancelled() {
+        if shared.is_closed() {
             break;
         }
         // Frames already buffered are dispatched without waiting; consumers are woken once
@@ -128,15 +128,19 @@ fn admit(
     let charge = frame::charge(len);
     match kind {
         dispatch::REQUEST_CHUNK => {
-            let window = shared
+            let admitted = shared
                 .served()
                 .get(&call_id)
                 .filter(|call| call.requests.is_some())
-                .and_then(|call| call.window.clone());
-            admit_chunk(shared, window, call_id, len, charge)
+                .and_then(|call| call.window.as_ref())
+                .map(|window| window.admit(charge));
+            admit_chunk(shared, admitted, call_id, len)
         }
         dispatch::RESPONSE_CHUNK => {
-            let slot = shared.calls().get(&call_id).map(|slot| slot.window.clone());
+            let slot = shared
+                .calls()
+                .get(&call_id)
+                .map(|slot| slot.window.as_ref().map(|window| window.admit(charge)));
             match slot {
                 Some(None) => {
                     fail_call(
@@ -149,7 +153,7 @@ fn admit(
                     );
                     Ok(Admit::Discard)
                 }
-                window => admit_chunk(shared, window.flatten(), call_id, len, charge),
+                admitted => admit_chunk(shared, admitted.flatten(), call_id, len),
             }
         }
         dispatch::REQUEST => match shared.reserve_recv(charge, charge) {
@@ -197,18 +201,19 @@ fn admit(
     }
 }
 
+/// Settles a chunk frame from what its call's window said (`None`: no such call, or no
+/// window: the frame is read past).
 fn admit_chunk(
     shared: &SessionShared,
-    window: Option<Arc<RecvWindow>>,
+    admitted: Option<bool>,
     call_id: u64,
     len: usize,
-    charge: usize,
 ) -> Result<Admit, SessionError> {
-    let Some(window) = window else {
+    let Some(admitted) = admitted else {
         Metrics::bump(&shared.metrics.stray_frames);
         return Ok(Admit::Discard);
     };
-    if !window.admit(charge) {
+    if !admitted {
         Metrics::bump(&shared.metrics.credit_violations);
         return Err(SessionError::CreditExceeded { call_id });
     }

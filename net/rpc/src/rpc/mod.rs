@@ -271,7 +271,8 @@ pub struct Metrics {
     pub recv_bytes_held: AtomicU64,
     /// Highest `recv_bytes_held` seen.
     pub recv_bytes_peak: AtomicU64,
-    /// Outgoing data bytes currently queued and not written, all sessions (gauge).
+    /// Outgoing data bytes currently queued and not written, all sessions (gauge; it may lag
+    /// the level by up to 64 KiB; it is written as 0 whenever the level reaches 0).
     pub send_bytes_queued: AtomicU64,
     /// Highest `send_bytes_queued` seen.
     pub send_bytes_peak: AtomicU64,

@@ -99,7 +99,9 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues a frame (see the module docs) and wakes the sealer.
+    /// Queues a frame (see the module docs) and wakes the sealer if nothing was queued (the
+    /// sealer takes batches until the outbox is empty before it waits, so a frame queued
+    /// behind others is taken without a wake).
     pub(crate) fn push(
         &self,
         frame: Outgoing<'_>,
@@ -117,6 +119,7 @@ impl Outbox {
             }
             state.control_bytes = queued;
         }
+        let wake = state.items.is_empty();
         if len < IN_PLACE_MIN {
             let prefix = u32::try_from(len).unwrap_or(u32::MAX);
             if let Some(OutItem::Stream {
@@ -143,7 +146,9 @@ impl Outbox {
             state.items.push_back(OutItem::Owned { frame, charge });
         }
         drop(state);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         Ok(())
     }
 
@@ -155,18 +160,24 @@ impl Outbox {
         head: &[u8],
         item: &T,
         frame_len: usize,
-        charge: SendCharge,
+        budget: &Arc<Semaphore>,
+        bytes: usize,
     ) -> Result<(), PushError> {
+        let charge = || SendCharge {
+            call: Some(budget.clone()),
+            bytes,
+        };
         let mut state = lock(&self.state);
         if state.closed {
-            return Err(PushError::Closed(Some(charge)));
+            return Err(PushError::Closed(Some(charge())));
         }
+        let wake = state.items.is_empty();
         let Some(OutItem::Stream {
             stream, charges, ..
         }) = open_stream(&mut state)
         else {
             return Err(PushError::Encode(
-                charge,
+                charge(),
                 RpcError::new(ErrorKind::Internal, "no stream buffer open"),
             ));
         };
@@ -177,16 +188,23 @@ impl Outbox {
         let written = postcard::serialize_with_flavor(item, StreamFlavor { stream, written: 0 });
         let error = match written {
             Ok(n) if n.saturating_add(head.len()) == frame_len => {
-                add_charge(charges, charge);
+                add_chunk_charge(charges, budget, bytes);
                 drop(state);
-                self.ready.notify_one();
+                if wake {
+                    self.ready.notify_one();
+                }
                 return Ok(());
             }
             Ok(_) => RpcError::new(ErrorKind::Internal, "message size changed while encoding"),
             Err(e) => RpcError::new(ErrorKind::Decode, format!("encode: {e}")),
         };
         stream.rollback(mark);
-        Err(PushError::Encode(charge, error))
+        if wake {
+            // Only the stream opened above is queued, and it is empty again: no frame is
+            // queued, so the next push must wake the sealer.
+            state.items.clear();
+        }
+        Err(PushError::Encode(charge(), error))
     }
 
     /// Takes queued items (up to [`BATCH_BYTES`], at least one) for the sealer; `None` when
@@ -307,6 +325,22 @@ fn add_charge(charges: &mut Vec<SendCharge>, charge: SendCharge) {
     }
 }
 
+/// [`add_charge`] for a chunk's `bytes` drawn on the call budget `budget`: the budget's `Arc`
+/// is cloned only when the list does not end with a charge of the same call (no reference
+/// count traffic per message of a stream).
+fn add_chunk_charge(charges: &mut Vec<SendCharge>, budget: &Arc<Semaphore>, bytes: usize) {
+    match charges.last_mut() {
+        Some(SendCharge {
+            call: Some(call),
+            bytes: held,
+        }) if Arc::ptr_eq(call, budget) => *held = held.saturating_add(bytes),
+        _ => charges.push(SendCharge {
+            call: Some(budget.clone()),
+            bytes,
+        }),
+    }
+}
+
 /// A postcard output that appends to a [`StreamBuf`], counting what it wrote.
 struct StreamFlavor<'a> {
     stream: &'a mut StreamBuf,
@@ -339,5 +373,64 @@ fn same_call(a: &SendCharge, b: &SendCharge) -> bool {
         (Some(x), Some(y)) => Arc::ptr_eq(x, y),
         (None, None) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// A message whose serialization fails.
+    struct Unencodable;
+
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refused"))
+        }
+    }
+
+    #[test]
+    fn only_a_push_into_an_empty_outbox_wakes_the_sealer() {
+        let outbox = Outbox::default();
+        let budget = Arc::new(Semaphore::new(1 << 20));
+        outbox.push_chunk(&[1], &7u8, 2, &budget, 2).unwrap();
+        assert!(outbox.ready().now_or_never().is_some(), "first frame wakes");
+        outbox.push_chunk(&[1], &8u8, 2, &budget, 2).unwrap();
+        assert!(
+            outbox.ready().now_or_never().is_none(),
+            "a frame behind a queued one does not"
+        );
+        assert_eq!(outbox.take_batch().unwrap().len(), 1);
+        assert!(outbox.take_batch().is_none());
+        // A failed push into the empty outbox leaves nothing queued, so the next one wakes.
+        assert!(matches!(
+            outbox.push_chunk(&[1], &Unencodable, 2, &budget, 2),
+            Err(PushError::Encode(..))
+        ));
+        assert!(
+            outbox.is_empty(),
+            "the failed frame's stream is not left queued"
+        );
+        outbox.push_chunk(&[1], &9u8, 2, &budget, 2).unwrap();
+        assert!(outbox.ready().now_or_never().is_some());
+    }
+
+    #[test]
+    fn chunk_charges_of_one_call_merge_without_cloning_its_budget() {
+        let a = Arc::new(Semaphore::new(100));
+        let b = Arc::new(Semaphore::new(100));
+        let mut charges = Vec::new();
+        for (budget, bytes) in [(&a, 10), (&a, 5), (&b, 7), (&a, 1)] {
+            add_chunk_charge(&mut charges, budget, bytes);
+        }
+        let got: Vec<(bool, usize)> = charges
+            .iter()
+            .map(|c| (Arc::ptr_eq(c.call.as_ref().unwrap(), &a), c.bytes))
+            .collect();
+        assert_eq!(got, [(true, 15), (false, 7), (true, 1)]);
+        assert_eq!(Arc::strong_count(&a), 3, "one clone per charge entry");
     }
 }

@@ -43,9 +43,13 @@ impl<T: Send> Wake for Shared<T> {
 #[derive(Debug)]
 pub(crate) struct Sender<T: Send + 'static>(Arc<Shared<T>>);
 
-/// The consuming end.
+/// The consuming end. It takes everything queued at once into `taken` and serves from there,
+/// so a consumer draining a batch of frames locks the queue once per batch, not per item.
 #[derive(Debug)]
-pub(crate) struct Receiver<T: Send + 'static>(Arc<Shared<T>>);
+pub(crate) struct Receiver<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+    taken: VecDeque<T>,
+}
 
 /// A new queue.
 pub(crate) fn queue<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
@@ -57,7 +61,13 @@ pub(crate) fn queue<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
         }),
         waker: AtomicWaker::new(),
     });
-    (Sender(shared.clone()), Receiver(shared))
+    (
+        Sender(shared.clone()),
+        Receiver {
+            shared,
+            taken: VecDeque::new(),
+        },
+    )
 }
 
 impl<T: Send + 'static> Sender<T> {
@@ -99,7 +109,7 @@ impl<T: Send + 'static> Receiver<T> {
         if let Some(ready) = self.try_take() {
             return Poll::Ready(ready);
         }
-        self.0.waker.register(cx.waker());
+        self.shared.waker.register(cx.waker());
         // An item may have arrived between the check and the registration.
         match self.try_take() {
             Some(ready) => Poll::Ready(ready),
@@ -107,11 +117,18 @@ impl<T: Send + 'static> Receiver<T> {
         }
     }
 
-    fn try_take(&self) -> Option<Option<T>> {
-        let mut inner = lock(&self.0.inner);
-        match inner.items.pop_front() {
+    fn try_take(&mut self) -> Option<Option<T>> {
+        if let Some(item) = self.taken.pop_front() {
+            return Some(Some(item));
+        }
+        let mut inner = lock(&self.shared.inner);
+        // `taken` is empty: swap it in for what is queued (the allocations go round).
+        std::mem::swap(&mut inner.items, &mut self.taken);
+        let closed = inner.tx_closed;
+        drop(inner);
+        match self.taken.pop_front() {
             Some(item) => Some(Some(item)),
-            None if inner.tx_closed => Some(None),
+            None if closed => Some(None),
             None => None,
         }
     }
@@ -123,14 +140,17 @@ impl<T: Send + 'static> Receiver<T> {
 
     /// Items queued and not yet taken.
     pub(crate) fn len(&self) -> usize {
-        lock(&self.0.inner).items.len()
+        lock(&self.shared.inner)
+            .items
+            .len()
+            .saturating_add(self.taken.len())
     }
 }
 
 impl<T: Send + 'static> Drop for Receiver<T> {
     fn drop(&mut self) {
         let dropped = {
-            let mut inner = lock(&self.0.inner);
+            let mut inner = lock(&self.shared.inner);
             inner.rx_closed = true;
             std::mem::take(&mut inner.items)
         };
@@ -187,6 +207,7 @@ mod tests {
         assert_eq!(rx.len(), 3);
         drop(tx);
         assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.len(), 2, "items taken in a batch still count as queued");
         assert_eq!(rx.recv().await, Some(2));
         assert_eq!(rx.recv().await, Some(3));
         assert_eq!(rx.recv().await, None);

@@ -390,22 +390,24 @@ impl<Resp: Serialize> ResponseSink<Resp> {
                 ),
                 WindowError::Closed => self.control.error(),
             })?;
-            self.shared.reserve_send(Some(&self.budget), charge).await
+            self.shared
+                .reserve_send_bytes(Some(&self.budget), charge)
+                .await
         };
         let mut wait = std::pin::pin!(wait);
         // Usually the window and the budgets have room: no need to watch the token then.
-        let send_charge = match (&mut wait).now_or_never() {
-            Some(charge) => charge,
+        match (&mut wait).now_or_never() {
+            Some(reserved) => reserved,
             None => tokio::select! {
                 biased;
                 _ = self.control.token.cancelled() => Err(self.control.error()),
-                charge = &mut wait => charge,
+                reserved = &mut wait => reserved,
             },
         }?;
         let live = self.control.live();
         if !*live {
             drop(live);
-            self.shared.release_send(send_charge);
+            self.shared.release_send_bytes(Some(&self.budget), charge);
             return Err(self.control.error());
         }
         self.shared.send_chunk(
@@ -414,7 +416,8 @@ impl<Resp: Serialize> ResponseSink<Resp> {
             self.seq,
             item,
             frame_len,
-            send_charge,
+            &self.budget,
+            charge,
             &mut self.scratch,
             &mut self.size_hint,
         )?;

@@ -335,7 +335,7 @@ impl SessionShared {
     pub(crate) fn recycle(&self, buf: Vec<u8>) {
         let capacity = buf.capacity();
         if !(POOL_MIN_CAPACITY..=2 * crate::frame::MAX_FRAME_LEN).contains(&capacity)
-            || self.closed.is_cancelled()
+            || self.is_closed()
         {
             return;
         }
@@ -426,9 +426,10 @@ impl SessionShared {
         Ok((frame_len, crate::frame::charge(frame_len)))
     }
 
-    /// Queues the chunk frame carrying `item` (measured with [`SessionShared::measure_chunk`]):
-    /// a small one is serialized straight into the outbox, a large one into `scratch` and
-    /// handed over whole.
+    /// Queues the chunk frame carrying `item` (measured with [`SessionShared::measure_chunk`]),
+    /// holding `charge` bytes of send budget (taken with [`SessionShared::reserve_send_bytes`]
+    /// from `budget` and the session's) until written: a small one is serialized straight into
+    /// the outbox, a large one into `scratch` and handed over whole.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_chunk<T: serde::Serialize + ?Sized>(
         &self,
@@ -437,36 +438,31 @@ impl SessionShared {
         seq: u64,
         item: &T,
         frame_len: usize,
-        charge: SendCharge,
+        budget: &Arc<Semaphore>,
+        charge: usize,
         scratch: &mut Vec<u8>,
         size_hint: &mut usize,
     ) -> Result<(), RpcError> {
         if frame_len < crate::transport::IN_PLACE_MIN {
-            return self.push_chunk(request, call_id, seq, item, frame_len, charge);
+            let head = crate::frame::chunk_head(request, call_id, seq);
+            let pushed = self
+                .outbox
+                .push_chunk(&head, item, frame_len, budget, charge);
+            return self.pushed(pushed);
         }
         match self.encode_chunk(request, call_id, seq, item, scratch, size_hint) {
-            Ok(_) => self.enqueue_scratch(scratch, charge),
+            Ok(_) => self.enqueue_scratch(
+                scratch,
+                SendCharge {
+                    call: Some(budget.clone()),
+                    bytes: charge,
+                },
+            ),
             Err(e) => {
-                self.release_send(charge);
+                self.release_send_bytes(Some(budget), charge);
                 Err(e)
             }
         }
-    }
-
-    /// Serializes a small chunk frame (`frame_len` bytes, measured beforehand) straight into
-    /// the outbox, holding `charge` of send budget until written.
-    fn push_chunk<T: serde::Serialize + ?Sized>(
-        &self,
-        request: bool,
-        call_id: u64,
-        seq: u64,
-        item: &T,
-        frame_len: usize,
-        charge: SendCharge,
-    ) -> Result<(), RpcError> {
-        let head = crate::frame::chunk_head(request, call_id, seq);
-        let pushed = self.outbox.push_chunk(&head, item, frame_len, charge);
-        self.pushed(pushed)
     }
 
     /// Takes `bytes` of send budget for a data frame (waits while it is spent).
@@ -475,11 +471,23 @@ impl SessionShared {
         call: Option<&Arc<Semaphore>>,
         bytes: usize,
     ) -> Result<SendCharge, RpcError> {
-        match self.send.acquire(call.map(|c| &**c), bytes).await {
-            Ok(()) => Ok(SendCharge {
-                call: call.cloned(),
-                bytes,
-            }),
+        self.reserve_send_bytes(call.map(|c| &**c), bytes).await?;
+        Ok(SendCharge {
+            call: call.cloned(),
+            bytes,
+        })
+    }
+
+    /// [`SessionShared::reserve_send`] without the charge: the caller hands `bytes` and the
+    /// call's budget to [`SessionShared::send_chunk`] (which, for a small chunk, merges them
+    /// into the charge of the frames before it without cloning the budget's `Arc`).
+    pub(crate) async fn reserve_send_bytes(
+        &self,
+        call: Option<&Semaphore>,
+        bytes: usize,
+    ) -> Result<(), RpcError> {
+        match self.send.acquire(call, bytes).await {
+            Ok(()) => Ok(()),
             Err(super::budget::SendBudgetError::TooLarge { limit }) => Err(RpcError::new(
                 ErrorKind::ResourceExhausted,
                 format!("a {bytes}-byte message exceeds the {limit}-byte send budget"),
@@ -491,6 +499,12 @@ impl SessionShared {
     /// Returns send budget that will not be used.
     pub(crate) fn release_send(&self, charge: SendCharge) {
         self.send.release(charge.call.as_deref(), charge.bytes);
+    }
+
+    /// Returns send budget taken with [`SessionShared::reserve_send_bytes`] that will not be
+    /// used.
+    pub(crate) fn release_send_bytes(&self, call: Option<&Semaphore>, bytes: usize) {
+        self.send.release(call, bytes);
     }
 
     /// Queues a data frame holding `charge` of send budget (returned once it is written).
@@ -550,6 +564,13 @@ impl SessionShared {
     /// Best-effort error reply for a call.
     pub(crate) fn send_error(&self, call_id: u64, error: &RpcError) {
         let _ = self.send_frame(&error_frame(call_id, error));
+    }
+
+    /// True once [`SessionShared::close`] has begun (it sets the end reason first, then fires
+    /// `closed`): one atomic load, for per-frame checks (`CancellationToken::is_cancelled`
+    /// takes a lock).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.end.get().is_some()
     }
 
     /// Ends the session with `error` (first reason wins): fires the token, empties the outbox
@@ -752,7 +773,7 @@ async fn seal_loop(
     let _task = TaskGuard(&shared);
     loop {
         let frames = loop {
-            if shared.closed.is_cancelled() {
+            if shared.is_closed() {
                 return;
             }
             if let Some(frames) = shared.outbox.take_batch() {
