@@ -274,7 +274,8 @@ pub struct Metrics {
     /// Outgoing data bytes currently queued and not written, all sessions (gauge; it may lag
     /// the level by up to 64 KiB; it is written as 0 whenever the level reaches 0).
     pub send_bytes_queued: AtomicU64,
-    /// Highest `send_bytes_queued` seen.
+    /// Highest level of outgoing data bytes queued seen (the exact level, not the lagging
+    /// `send_bytes_queued`).
     pub send_bytes_peak: AtomicU64,
 }
 
