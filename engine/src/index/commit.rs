@@ -2,6 +2,7 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use net_mesh_segments::codec::RECORD_HEADER_LEN;
 use net_mesh_segments::{RecordLoc, SegmentId};
@@ -39,7 +40,14 @@ impl Index {
             let mut channels = txn.open_table(CHANNELS)?;
             let mut lost_refs = txn.open_table(LOST_REFS)?;
             let mut segs = SegmentTally::new(txn.open_table(SEGMENTS)?);
+            let retired_below = self.retired_below.load(Ordering::Acquire);
             for &(id, len) in &batch.segment_lengths {
+                // A length taken by a sync before compaction retired the segment (and unlinked
+                // its file) must not bring its entry back: the index would then name a
+                // segment that no longer exists, and the store would not open.
+                if id < retired_below && !segs.has(id)? {
+                    continue;
+                }
                 let e = segs.get(id)?;
                 e.committed_len = e.committed_len.max(len);
             }
@@ -190,6 +198,12 @@ impl Index {
                 }
             }
             segs.store()?;
+            // Raised before the commit: a transaction that starts once this one has committed
+            // must see it (raised in vain if the commit fails, which only poisons the store).
+            if let Some(&top) = outcome.retired.iter().max() {
+                self.retired_below
+                    .fetch_max(top.saturating_add(1), Ordering::AcqRel);
+            }
         }
         net_mesh_segments::failpoint::hit("engine.index_commit.before");
         txn.commit()?;
@@ -242,6 +256,11 @@ impl<'t> SegmentTally<'t> {
         self.entries
             .get_mut(&segment)
             .ok_or_else(|| corrupted("segments_v1", &segment.to_be_bytes(), "vanished"))
+    }
+
+    /// Whether the index has an entry for `segment` (or this transaction made one).
+    pub(crate) fn has(&mut self, segment: SegmentId) -> Result<bool, IndexError> {
+        Ok(self.entries.contains_key(&segment) || segment_in(&self.table, segment)?.is_some())
     }
 
     /// Refuses a location that ends past its segment's committed length.

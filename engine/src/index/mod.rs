@@ -137,6 +137,13 @@ fn corrupted(table: &'static str, key: &[u8], reason: impl Into<String>) -> Inde
 pub struct Index {
     db: Database,
     extensions: Extensions,
+    /// One above the highest segment id a commit of this handle retired (0: none yet). A
+    /// segment length for a segment below it that has no entry is a stale report of a
+    /// retired segment (see [`Index::commit`]), never a new segment: segment ids only grow,
+    /// and every commit carries every length not yet committed, so a segment older than a
+    /// retired one has its entry by the time that one is retired. In memory only: stale
+    /// reports do not outlive the process that made them.
+    retired_below: std::sync::atomic::AtomicU64,
 }
 
 impl Index {
@@ -186,7 +193,11 @@ impl Index {
             }
         }
         txn.commit()?;
-        Ok(Index { db, extensions })
+        Ok(Index {
+            db,
+            extensions,
+            retired_below: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// The extensions registered with this index.
