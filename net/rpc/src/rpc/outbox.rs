@@ -134,7 +134,7 @@ impl Outbox {
                     Outgoing::Owned(v) => stream.append(v),
                 }
                 match charge {
-                    Some(charge) => add_charge(charges, charge),
+                    Some(charge) => add_charge(charges, charge.call.as_ref(), charge.bytes),
                     None => *control = control.saturating_add(len),
                 }
             }
@@ -188,7 +188,7 @@ impl Outbox {
         let written = postcard::serialize_with_flavor(item, StreamFlavor { stream, written: 0 });
         let error = match written {
             Ok(n) if n.saturating_add(head.len()) == frame_len => {
-                add_chunk_charge(charges, budget, bytes);
+                add_charge(charges, Some(budget), bytes);
                 drop(state);
                 if wake {
                     self.ready.notify_one();
@@ -315,27 +315,16 @@ fn open_stream(outbox: &mut State) -> Option<&mut OutItem> {
     outbox.items.back_mut()
 }
 
-/// Adds a charge to a stream item's list, merging it with the last one of the same call.
-fn add_charge(charges: &mut Vec<SendCharge>, charge: SendCharge) {
+/// Adds `bytes` drawn on `call` (a call budget, or none) to a stream item's charge list,
+/// merged into the last charge when that one draws on the same budget. The budget's `Arc` is
+/// cloned only for a new entry (no reference-count traffic per message of a stream).
+fn add_charge(charges: &mut Vec<SendCharge>, call: Option<&Arc<Semaphore>>, bytes: usize) {
     match charges.last_mut() {
-        Some(last) if same_call(last, &charge) => {
-            last.bytes = last.bytes.saturating_add(charge.bytes);
+        Some(last) if same_budget(last.call.as_ref(), call) => {
+            last.bytes = last.bytes.saturating_add(bytes);
         }
-        _ => charges.push(charge),
-    }
-}
-
-/// [`add_charge`] for a chunk's `bytes` drawn on the call budget `budget`: the budget's `Arc`
-/// is cloned only when the list does not end with a charge of the same call (no reference
-/// count traffic per message of a stream).
-fn add_chunk_charge(charges: &mut Vec<SendCharge>, budget: &Arc<Semaphore>, bytes: usize) {
-    match charges.last_mut() {
-        Some(SendCharge {
-            call: Some(call),
-            bytes: held,
-        }) if Arc::ptr_eq(call, budget) => *held = held.saturating_add(bytes),
         _ => charges.push(SendCharge {
-            call: Some(budget.clone()),
+            call: call.cloned(),
             bytes,
         }),
     }
@@ -368,8 +357,8 @@ impl postcard::ser_flavors::Flavor for StreamFlavor<'_> {
 }
 
 /// True when two charges draw on the same call budget (or both on none).
-fn same_call(a: &SendCharge, b: &SendCharge) -> bool {
-    match (&a.call, &b.call) {
+fn same_budget(a: Option<&Arc<Semaphore>>, b: Option<&Arc<Semaphore>>) -> bool {
+    match (a, b) {
         (Some(x), Some(y)) => Arc::ptr_eq(x, y),
         (None, None) => true,
         _ => false,
@@ -424,7 +413,7 @@ mod tests {
         let b = Arc::new(Semaphore::new(100));
         let mut charges = Vec::new();
         for (budget, bytes) in [(&a, 10), (&a, 5), (&b, 7), (&a, 1)] {
-            add_chunk_charge(&mut charges, budget, bytes);
+            add_charge(&mut charges, Some(budget), bytes);
         }
         let got: Vec<(bool, usize)> = charges
             .iter()
@@ -432,5 +421,13 @@ mod tests {
             .collect();
         assert_eq!(got, [(true, 15), (false, 7), (true, 1)]);
         assert_eq!(Arc::strong_count(&a), 3, "one clone per charge entry");
+        // Frames that draw on no call budget merge with each other, not with a call's.
+        add_charge(&mut charges, None, 2);
+        add_charge(&mut charges, None, 3);
+        let last = charges.last().unwrap();
+        assert_eq!(
+            (charges.len(), last.call.is_none(), last.bytes),
+            (4, true, 5)
+        );
     }
 }

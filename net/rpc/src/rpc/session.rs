@@ -324,9 +324,10 @@ impl SessionShared {
 
     /// A recycled buffer for a frame of `len` bytes, as it was left (contents and length), for
     /// the receiver to overwrite without zeroing it first; empty when no pooled buffer fits
-    /// ([`fitting`]; the largest pooled buffer is then dropped, [`BufferPool::take_fitting`]). A frame's buffer may outlive its window and budget charge (a `RawBytes`
-    /// or `Encoded` message its handler queues), so what a frame holds stays within twice its
-    /// own size, whatever larger buffers earlier frames left in the pool.
+    /// ([`fitting`]; the largest pooled buffer is then dropped, [`BufferPool::take_fitting`]).
+    /// A frame's buffer may outlive its window and budget charge (a `RawBytes` or `Encoded`
+    /// message its handler queues), so what a frame holds stays within twice its own size,
+    /// whatever larger buffers earlier frames left in the pool.
     pub(crate) fn take_receive_buffer(&self, len: usize) -> Vec<u8> {
         lock(&self.buffers.0).take_fitting(len).unwrap_or_default()
     }
