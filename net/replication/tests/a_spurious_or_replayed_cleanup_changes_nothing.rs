@@ -61,8 +61,17 @@ async fn a_spurious_or_replayed_cleanup_changes_nothing() {
         .resume(CHANNEL, Some(MovePhase::CaughtUp), |_| {})
         .await
         .unwrap();
+    // A learns the commit of the learner's membership entry with a later heartbeat; wait for
+    // it so that the state compared below no longer moves on its own.
+    let applied_a = support::wait_until("A applied the leader's whole log", || {
+        let leader_status = channels[leader].status();
+        let applied = stored_applied(&members[a].store, CHANNEL).unwrap();
+        (leader_status.committed == leader_status.last_log_index
+            && applied.map(|(_, index)| index) == leader_status.committed)
+            .then_some(applied)
+    })
+    .await;
     let pins_a = pin_set(&members[a].store);
-    let applied_a = stored_applied(&members[a].store, CHANNEL).unwrap();
     for (id, cutover) in [(spec.id, 1), (spec.id, u64::MAX), (spec.id + 1, 1)] {
         let before = members[a].moves.spurious_cleanups();
         let err = k
