@@ -17,7 +17,7 @@
 use std::fmt;
 
 /// Version byte carried in every frame.
-pub const FRAME_VERSION: u8 = 2;
+pub const FRAME_VERSION: u8 = 3;
 /// Offset of the version byte.
 pub const OFF_VERSION: usize = 0;
 /// Offset of the dispatch byte.
@@ -76,7 +76,7 @@ pub mod dispatch {
     pub const REQUEST: u8 = 0x01;
     /// Unary or client-streaming response: one payload.
     pub const RESPONSE: u8 = 0x02;
-    /// One message of a streamed response: seq + payload.
+    /// Messages of a streamed response: seq of the first + a message list ([`super::Messages`]).
     pub const RESPONSE_CHUNK: u8 = 0x03;
     /// End of a streamed response.
     pub const RESPONSE_END: u8 = 0x04;
@@ -86,7 +86,7 @@ pub mod dispatch {
     pub const RESPONSE_WINDOW_GRANT: u8 = 0x06;
     /// Opens a client-streaming or duplex call: call header, no payload.
     pub const REQUEST_INIT: u8 = 0x10;
-    /// One message of a streamed request: seq + payload.
+    /// Messages of a streamed request: seq of the first + a message list ([`super::Messages`]).
     pub const REQUEST_CHUNK: u8 = 0x11;
     /// End of a streamed request.
     pub const REQUEST_END: u8 = 0x12;
@@ -277,11 +277,11 @@ pub enum Frame<'a> {
         call_id: u64,
         header: CallHeader<'a>,
     },
-    /// One streamed request message.
+    /// Streamed request messages, the first with sequence number `seq`.
     RequestChunk {
         call_id: u64,
         seq: u64,
-        payload: &'a [u8],
+        messages: Messages<'a>,
     },
     /// End of the request stream.
     RequestEnd { call_id: u64 },
@@ -291,11 +291,11 @@ pub enum Frame<'a> {
     RequestWindowGrant { call_id: u64, credits: u32 },
     /// Single response.
     Response { call_id: u64, payload: &'a [u8] },
-    /// One streamed response message.
+    /// Streamed response messages, the first with sequence number `seq`.
     ResponseChunk {
         call_id: u64,
         seq: u64,
-        payload: &'a [u8],
+        messages: Messages<'a>,
     },
     /// End of the response stream.
     ResponseEnd { call_id: u64 },
@@ -348,6 +348,82 @@ pub enum FrameError {
     /// The payload exceeds [`MAX_PAYLOAD_LEN`].
     #[error("payload of {len} bytes exceeds the maximum of {MAX_PAYLOAD_LEN}")]
     PayloadTooLong { len: usize },
+    /// A chunk frame that carries no message.
+    #[error("chunk frame without a message")]
+    EmptyChunk,
+}
+
+/// Size of the length that precedes each message of a chunk frame (u32 LE).
+pub const MESSAGE_LEN_PREFIX: usize = 4;
+
+/// The messages of a REQUEST_CHUNK or RESPONSE_CHUNK: one or more, each `u32 LE length ||
+/// message` (at most [`MAX_PAYLOAD_LEN`]), filling the rest of the frame exactly. Built only by
+/// [`Messages::parse`], so a value always holds a well-formed list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Messages<'a> {
+    bytes: &'a [u8],
+    count: u32,
+}
+
+impl<'a> Messages<'a> {
+    /// Checks a message list (see the type docs).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FrameError> {
+        let mut rest = bytes;
+        let mut count = 0u32;
+        while !rest.is_empty() {
+            let (_, tail) = split_message(rest).ok_or(FrameError::Truncated {
+                dispatch: 0,
+                field: "message",
+            })?;
+            rest = tail;
+            count = count.saturating_add(1);
+        }
+        if count == 0 {
+            return Err(FrameError::EmptyChunk);
+        }
+        Ok(Messages { bytes, count })
+    }
+
+    /// The encoded list.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// How many messages the list holds (at least one).
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The messages, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let mut rest = self.bytes;
+        std::iter::from_fn(move || {
+            let (message, tail) = split_message(rest)?;
+            rest = tail;
+            Some(message)
+        })
+    }
+}
+
+/// Splits the first message off a message list: `(message, rest)`; `None` when the list is
+/// empty or its first length is too large or runs past the end.
+pub fn split_message(list: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = list.split_first_chunk::<MESSAGE_LEN_PREFIX>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    if len > MAX_PAYLOAD_LEN {
+        return None;
+    }
+    rest.split_at_checked(len)
+}
+
+/// Appends `messages` to `out` as a message list (see [`Messages`]); lengths above
+/// [`MAX_PAYLOAD_LEN`] are the caller's to avoid ([`Messages::parse`] rejects them).
+pub fn encode_messages(messages: &[&[u8]], out: &mut Vec<u8>) {
+    for message in messages {
+        let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(message);
+    }
 }
 
 /// Bounded cursor: every read checks the remaining length, nothing indexes.
@@ -411,6 +487,14 @@ impl<'a> Cursor<'a> {
             return Err(FrameError::PayloadTooLong { len: payload.len() });
         }
         Ok(payload)
+    }
+
+    fn messages(&mut self) -> Result<Messages<'a>, FrameError> {
+        let dispatch = self.dispatch;
+        Messages::parse(self.rest()).map_err(|e| match e {
+            FrameError::Truncated { field, .. } => FrameError::Truncated { dispatch, field },
+            other => other,
+        })
     }
 
     fn call_header(&mut self, streaming_init: bool) -> Result<CallHeader<'a>, FrameError> {
@@ -490,11 +574,11 @@ impl<'a> Frame<'a> {
             }
             dispatch::REQUEST_CHUNK => {
                 let seq = cur.u64("seq")?;
-                let payload = cur.payload()?;
+                let messages = cur.messages()?;
                 Frame::RequestChunk {
                     call_id,
                     seq,
-                    payload,
+                    messages,
                 }
             }
             dispatch::REQUEST_END => Frame::RequestEnd { call_id },
@@ -515,11 +599,11 @@ impl<'a> Frame<'a> {
             }
             dispatch::RESPONSE_CHUNK => {
                 let seq = cur.u64("seq")?;
-                let payload = cur.payload()?;
+                let messages = cur.messages()?;
                 Frame::ResponseChunk {
                     call_id,
                     seq,
-                    payload,
+                    messages,
                 }
             }
             dispatch::RESPONSE_END => Frame::ResponseEnd { call_id },
@@ -604,10 +688,10 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(payload);
             }
             Frame::RequestInit { header, .. } => encode_call_header(&header, out),
-            Frame::RequestChunk { seq, payload, .. }
-            | Frame::ResponseChunk { seq, payload, .. } => {
+            Frame::RequestChunk { seq, messages, .. }
+            | Frame::ResponseChunk { seq, messages, .. } => {
                 out.extend_from_slice(&seq.to_le_bytes());
-                out.extend_from_slice(payload);
+                out.extend_from_slice(messages.bytes());
             }
             Frame::Response { payload, .. } => out.extend_from_slice(payload),
             Frame::RequestEnd { .. } | Frame::ResponseEnd { .. } => {}
@@ -647,8 +731,8 @@ impl<'a> Frame<'a> {
             Frame::RequestInit { header, .. } => CALL_HEADER_FIXED_LEN
                 .saturating_add(header.method.len())
                 .saturating_add(header.metadata.len()),
-            Frame::RequestChunk { payload, .. } | Frame::ResponseChunk { payload, .. } => {
-                payload.len().saturating_add(8)
+            Frame::RequestChunk { messages, .. } | Frame::ResponseChunk { messages, .. } => {
+                messages.bytes().len().saturating_add(8)
             }
             Frame::Response { payload, .. } => payload.len(),
             Frame::ResponseError { message, .. } => message.len().saturating_add(4),
@@ -666,9 +750,10 @@ impl<'a> Frame<'a> {
                 validate_payload(payload)
             }
             Frame::RequestInit { header, .. } => validate_header(header, true),
-            Frame::RequestChunk { payload, .. }
-            | Frame::ResponseChunk { payload, .. }
-            | Frame::Response { payload, .. } => validate_payload(payload),
+            // A `Messages` is well-formed by construction, and a list fits a frame when each
+            // message fits: the frame as a whole is bounded by the transport.
+            Frame::RequestChunk { .. } | Frame::ResponseChunk { .. } => Ok(()),
+            Frame::Response { payload, .. } => validate_payload(payload),
             Frame::RequestWindowGrant { credits, .. }
             | Frame::ResponseWindowGrant { credits, .. } => {
                 if *credits == 0 {
@@ -691,35 +776,43 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// Starts a REQUEST_CHUNK or RESPONSE_CHUNK in `out` (header + seq); the caller appends the
-/// payload directly (saving a copy) and must then call [`finish_chunk`].
+/// Starts a REQUEST_CHUNK or RESPONSE_CHUNK of one message in `out` (header, seq and a
+/// placeholder for the message's length); the caller appends the message directly (saving a
+/// copy) and must then call [`finish_chunk`], which fills in the length.
 pub fn begin_chunk(out: &mut Vec<u8>, request: bool, call_id: u64, seq: u64) {
-    out.push(FRAME_VERSION);
-    out.push(if request {
-        dispatch::REQUEST_CHUNK
-    } else {
-        dispatch::RESPONSE_CHUNK
-    });
-    out.extend_from_slice(&call_id.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&chunk_head(request, call_id, seq, 0));
 }
 
-/// Length of the part of a chunk frame before its payload.
-pub const CHUNK_PAYLOAD_OFFSET: usize = HEADER_LEN + 8;
+/// Length of the part of a one-message chunk frame before its message: header, seq and the
+/// message's length.
+pub const CHUNK_PAYLOAD_OFFSET: usize = HEADER_LEN + 8 + MESSAGE_LEN_PREFIX;
 
-/// The bytes [`begin_chunk`] writes, as an array.
-pub fn chunk_head(request: bool, call_id: u64, seq: u64) -> [u8; CHUNK_PAYLOAD_OFFSET] {
+/// What a message appended to a chunk frame already queued saves against the charge of a
+/// chunk frame of its own: the header, seq and [`FRAME_CHARGE_OVERHEAD`], less its length
+/// prefix. A sender reserves a message's window as a frame of its own and gives this back when
+/// the message was appended.
+pub const APPENDED_MESSAGE_SAVING: usize =
+    CHUNK_PAYLOAD_OFFSET - MESSAGE_LEN_PREFIX + FRAME_CHARGE_OVERHEAD;
+
+/// The first bytes of a one-message chunk frame whose message is `message_len` bytes long.
+pub fn chunk_head(
+    request: bool,
+    call_id: u64,
+    seq: u64,
+    message_len: u32,
+) -> [u8; CHUNK_PAYLOAD_OFFSET] {
     let mut out = [0u8; CHUNK_PAYLOAD_OFFSET];
     let dispatch = if request {
         dispatch::REQUEST_CHUNK
     } else {
         dispatch::RESPONSE_CHUNK
     };
-    let parts: [&[u8]; 4] = [
+    let parts: [&[u8]; 5] = [
         &[FRAME_VERSION],
         &[dispatch],
         &call_id.to_le_bytes(),
         &seq.to_le_bytes(),
+        &message_len.to_le_bytes(),
     ];
     let mut rest: &mut [u8] = &mut out;
     for part in parts {
@@ -730,9 +823,17 @@ pub fn chunk_head(request: bool, call_id: u64, seq: u64) -> [u8; CHUNK_PAYLOAD_O
     out
 }
 
-/// Checks a frame built with [`begin_chunk`] against the payload limit.
-pub fn finish_chunk(frame: &[u8]) -> Result<(), FrameError> {
-    validate_payload(frame.get(CHUNK_PAYLOAD_OFFSET..).unwrap_or_default())
+/// Checks the message of a frame built with [`begin_chunk`] against the payload limit and
+/// writes its length.
+pub fn finish_chunk(frame: &mut [u8]) -> Result<(), FrameError> {
+    let len = frame.len().saturating_sub(CHUNK_PAYLOAD_OFFSET);
+    if len > MAX_PAYLOAD_LEN {
+        return Err(FrameError::PayloadTooLong { len });
+    }
+    let slot = CHUNK_PAYLOAD_OFFSET.saturating_sub(MESSAGE_LEN_PREFIX)..CHUNK_PAYLOAD_OFFSET;
+    let dst = frame.get_mut(slot).ok_or(FrameError::TooShort { len })?;
+    dst.copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    Ok(())
 }
 
 /// Starts a REQUEST frame in `out` (frame header and call header) and returns the payload's
@@ -820,8 +921,16 @@ fn encode_call_header(header: &CallHeader<'_>, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    fn list(messages: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_messages(messages, &mut out);
+        out
+    }
+
     #[test]
     fn every_frame_round_trips() {
+        let one = list(&[b"x"]);
+        let three = list(&[b"yz", b"", b"w"]);
         let header = CallHeader {
             kind: CallKind::Duplex,
             timeout_us: 5,
@@ -847,7 +956,7 @@ mod tests {
             Frame::RequestChunk {
                 call_id: 3,
                 seq: 4,
-                payload: b"x",
+                messages: Messages::parse(&one).unwrap(),
             },
             Frame::RequestEnd { call_id: 5 },
             Frame::RequestCancel {
@@ -865,7 +974,7 @@ mod tests {
             Frame::ResponseChunk {
                 call_id: 10,
                 seq: 11,
-                payload: b"yz",
+                messages: Messages::parse(&three).unwrap(),
             },
             Frame::ResponseEnd { call_id: 12 },
             Frame::ResponseError {
@@ -886,12 +995,59 @@ mod tests {
     }
 
     #[test]
-    fn chunk_head_matches_begin_chunk() {
+    fn chunk_head_matches_begin_and_finish_chunk() {
         for request in [true, false] {
             let mut out = Vec::new();
             begin_chunk(&mut out, request, 0x0102_0304_0506_0708, 99);
-            assert_eq!(chunk_head(request, 0x0102_0304_0506_0708, 99).to_vec(), out);
+            out.extend_from_slice(b"abc");
+            finish_chunk(&mut out).unwrap();
+            let mut expected = chunk_head(request, 0x0102_0304_0506_0708, 99, 3).to_vec();
+            expected.extend_from_slice(b"abc");
+            assert_eq!(expected, out);
+            let (Frame::RequestChunk { messages, .. } | Frame::ResponseChunk { messages, .. }) =
+                Frame::decode(&out).unwrap()
+            else {
+                panic!("not a chunk frame");
+            };
+            assert_eq!(messages.iter().collect::<Vec<_>>(), [b"abc"]);
         }
+    }
+
+    /// A message list is one or more length-prefixed messages that fill it exactly.
+    #[test]
+    fn message_lists_are_checked_strictly() {
+        let three = list(&[b"yz", b"", b"w"]);
+        let parsed = Messages::parse(&three).unwrap();
+        assert_eq!(parsed.count(), 3);
+        let got: Vec<&[u8]> = parsed.iter().collect();
+        assert_eq!(got, [&b"yz"[..], b"", b"w"]);
+        assert_eq!(Messages::parse(&[]), Err(FrameError::EmptyChunk));
+        for bad in [
+            &three[..three.len() - 1],     // last message cut short
+            &three[..2],                   // a length cut short
+            &[5, 0, 0, 0, 1, 2][..],       // length past the end
+            &[0xff, 0xff, 0xff, 0xff][..], // length above MAX_PAYLOAD_LEN
+        ] {
+            assert!(
+                matches!(Messages::parse(bad), Err(FrameError::Truncated { .. })),
+                "{bad:?}"
+            );
+        }
+        // A truncated list in a frame names the frame's dispatch.
+        let mut frame = Vec::new();
+        begin_chunk(&mut frame, true, 1, 0);
+        frame.extend_from_slice(b"abc");
+        finish_chunk(&mut frame).unwrap();
+        frame.pop();
+        assert_eq!(
+            Frame::decode(&frame),
+            Err(FrameError::Truncated {
+                dispatch: dispatch::REQUEST_CHUNK,
+                field: "message"
+            })
+        );
+        frame.truncate(CHUNK_PAYLOAD_OFFSET - MESSAGE_LEN_PREFIX);
+        assert_eq!(Frame::decode(&frame), Err(FrameError::EmptyChunk));
     }
 
     #[test]

@@ -368,6 +368,11 @@ mod tests {
                 metadata: &[],
             };
             let body = postcard::to_stdvec(payload).unwrap();
+            // Chunk frames carry one message, or two (the same one twice) for op 3.
+            let mut list = Vec::new();
+            let copies: &[&[u8]] = if *op == 3 { &[&body, &body] } else { &[&body] };
+            crate::frame::encode_messages(copies, &mut list);
+            let messages = crate::frame::Messages::parse(&list).unwrap();
             let frame = match op {
                 0 | 1 if !kind.streams_requests() => Frame::Request {
                     call_id: *call_id,
@@ -381,7 +386,7 @@ mod tests {
                 2..=4 => Frame::RequestChunk {
                     call_id: *call_id,
                     seq: *seq,
-                    payload: &body,
+                    messages,
                 },
                 5 => Frame::RequestEnd { call_id: *call_id },
                 6 => Frame::RequestCancel {
@@ -404,7 +409,7 @@ mod tests {
                 _ => Frame::ResponseChunk {
                     call_id: *call_id,
                     seq: *seq,
-                    payload: &body,
+                    messages,
                 },
             };
             let bytes = frame.to_vec().unwrap();

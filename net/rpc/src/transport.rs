@@ -226,6 +226,41 @@ impl StreamBuf {
         }
     }
 
+    /// Appends 4 bytes (a frame's length prefix) and returns their offset in the buffer when
+    /// they landed in one Noise message, so that [`StreamBuf::patch`] can rewrite them.
+    pub fn append_patchable(&mut self, bytes: [u8; 4]) -> Option<usize> {
+        let at = match self.open {
+            Some(slot) => {
+                let body = self.buf.len().saturating_sub(slot.saturating_add(2));
+                (MAX_NOISE_PLAINTEXT.saturating_sub(body) >= bytes.len()).then_some(self.buf.len())
+            }
+            // A new message starts: its 2-byte length slot comes first.
+            None => Some(self.buf.len().saturating_add(2)),
+        };
+        self.append(&bytes);
+        at
+    }
+
+    /// Rewrites 4 bytes appended with [`StreamBuf::append_patchable`] at offset `at`.
+    pub fn patch(&mut self, at: usize, bytes: [u8; 4]) {
+        if let Some(dst) = self.buf.get_mut(at..at.saturating_add(bytes.len())) {
+            dst.copy_from_slice(&bytes);
+        }
+    }
+
+    /// The frame-stream bytes appended so far (without length slots and tag room).
+    #[cfg(test)]
+    pub(crate) fn plaintext(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let open = self
+            .open
+            .map(|at| (at, self.buf.len().saturating_sub(at.saturating_add(2))));
+        for &(at, len) in self.closed.iter().chain(open.iter()) {
+            out.extend_from_slice(&self.buf[at + 2..at + 2 + len]);
+        }
+        out
+    }
+
     /// Closes the open message (reserving its tag slot).
     fn close(&mut self) {
         if let Some(at) = self.open.take() {

@@ -18,12 +18,33 @@ use common::*;
 use futures_util::StreamExt;
 use net_mesh_rpc::rpc::{CallOptions, Config, Metrics};
 
-/// Messages per window: the windows below hold exactly this many small `u32` messages.
+/// Messages per window: the windows below hold exactly this many small `u32` messages when
+/// each travels in a chunk frame of its own.
 const WINDOW: u32 = 8;
-/// Charge of one small `u32` message (< 128, a 1-byte varint): 10-byte header + 8-byte seq +
-/// 1 payload byte, plus the per-frame overhead.
-const SMALL_CHARGE: u32 = (10 + 8 + 1 + net_mesh_rpc::frame::FRAME_CHARGE_OVERHEAD) as u32;
+/// Charge of one small `u32` message (< 128, a 1-byte varint) in a frame of its own: 10-byte
+/// header + 8-byte seq + 4-byte message length + 1 payload byte, plus the per-frame overhead.
+const SMALL_CHARGE: u32 = (10 + 8 + 4 + 1 + net_mesh_rpc::frame::FRAME_CHARGE_OVERHEAD) as u32;
 const WINDOW_BYTES: u32 = WINDOW * SMALL_CHARGE;
+
+/// Waits until a producer that counts its sent messages in `sent` has stopped, and checks
+/// that it stopped where a window of `window` bytes stops it: at least `window / SMALL_CHARGE`
+/// messages (each in a frame of its own), at most what fits when every message after the
+/// first was appended to a queued frame (5 bytes each).
+async fn stalled_at_the_window(sent: impl Fn() -> usize, window: u32) -> usize {
+    let fewest = (window / SMALL_CHARGE) as usize;
+    eventually(|| sent() >= fewest).await;
+    give_producer_a_chance().await;
+    let stalled = sent();
+    give_producer_a_chance().await;
+    assert_eq!(sent(), stalled, "the producer is still sending");
+    let most = 1 + (window - SMALL_CHARGE) as usize / (4 + 1);
+    eprintln!("stalled at {stalled} messages ({fewest}..={most})");
+    assert!(
+        (fewest..=most).contains(&stalled),
+        "{stalled} messages in flight, outside {fewest}..={most}"
+    );
+    stalled
+}
 
 fn config() -> Config {
     Config {
@@ -56,13 +77,7 @@ async fn client_streaming_slow_handler_bounds_caller_in_flight() {
         }
         call.finish().await.unwrap()
     });
-    eventually(|| sent.load(Ordering::SeqCst) == WINDOW as usize).await;
-    give_producer_a_chance().await;
-    assert_eq!(
-        sent.load(Ordering::SeqCst),
-        WINDOW as usize,
-        "caller sent beyond its credit"
-    );
+    stalled_at_the_window(|| sent.load(Ordering::SeqCst), WINDOW_BYTES).await;
     assert_eq!(h.server_session.recv_bytes_held(), WINDOW_BYTES as usize);
     h.probe.release.notify_one();
     let all = within(producer).await.unwrap();
@@ -80,19 +95,14 @@ async fn server_streaming_slow_caller_bounds_handler_in_flight() {
         .await
         .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
-    eventually(|| h.probe.produced.load(Ordering::SeqCst) == WINDOW as usize).await;
-    give_producer_a_chance().await;
-    assert_eq!(
-        h.probe.produced.load(Ordering::SeqCst),
-        WINDOW as usize,
-        "handler sent beyond credit"
-    );
-    assert!(stream.queued() <= WINDOW as usize);
+    let stalled =
+        stalled_at_the_window(|| h.probe.produced.load(Ordering::SeqCst), WINDOW_BYTES).await;
+    assert!(stream.queued() <= stalled);
     let mut expected = 0u32;
     while let Some(item) = within(stream.next()).await {
         assert_eq!(item.unwrap(), expected);
         expected += 1;
-        assert!(stream.queued() <= WINDOW as usize + 1);
+        assert!(stream.queued() <= stalled + 1);
     }
     assert_eq!(expected, 1000);
     assert_eq!(Metrics::get(&h.client.metrics().credit_violations), 0);
@@ -118,13 +128,7 @@ async fn duplex_upload_is_bounded_when_the_handler_does_not_read() {
         tx.finish().unwrap();
         tx
     });
-    eventually(|| sent.load(Ordering::SeqCst) == WINDOW as usize).await;
-    give_producer_a_chance().await;
-    assert_eq!(
-        sent.load(Ordering::SeqCst),
-        WINDOW as usize,
-        "caller sent beyond its credit"
-    );
+    stalled_at_the_window(|| sent.load(Ordering::SeqCst), WINDOW_BYTES).await;
     h.probe.release.notify_one();
     let mut expected = 0u32;
     while let Some(item) = within(rx.next()).await {
@@ -144,13 +148,7 @@ async fn duplex_download_is_bounded_when_the_caller_does_not_read() {
         .call_duplex::<u32, u32>("flood", CallOptions::default())
         .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
-    eventually(|| h.probe.produced.load(Ordering::SeqCst) == WINDOW as usize).await;
-    give_producer_a_chance().await;
-    assert_eq!(
-        h.probe.produced.load(Ordering::SeqCst),
-        WINDOW as usize,
-        "handler sent beyond credit"
-    );
+    stalled_at_the_window(|| h.probe.produced.load(Ordering::SeqCst), WINDOW_BYTES).await;
     for expected in 0..100u32 {
         assert_eq!(within(call.next()).await.unwrap().unwrap(), expected);
     }
@@ -174,9 +172,7 @@ async fn per_call_response_window_overrides_the_default() {
         .await
         .unwrap();
     let _ctx = within(h.contexts.recv()).await.unwrap();
-    eventually(|| h.probe.produced.load(Ordering::SeqCst) == 3).await;
-    give_producer_a_chance().await;
-    assert_eq!(h.probe.produced.load(Ordering::SeqCst), 3);
+    stalled_at_the_window(|| h.probe.produced.load(Ordering::SeqCst), 3 * SMALL_CHARGE).await;
 }
 
 #[tokio::test]

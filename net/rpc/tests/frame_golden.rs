@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use net_mesh_rpc::Capabilities;
 use net_mesh_rpc::Identity;
 use net_mesh_rpc::frame::{
-    CallHeader, CallKind, ErrorKind, Frame, FrameError, MAX_METADATA_LEN, TraceContext,
+    CallHeader, CallKind, ErrorKind, FRAME_VERSION, Frame, FrameError, MAX_METADATA_LEN, Messages,
+    TraceContext,
 };
 use net_mesh_rpc::handshake::{HandshakePayload, PayloadError, ROLE_RESPONDER};
 use proptest::prelude::*;
@@ -116,7 +117,18 @@ fn golden_frames() -> Vec<(&'static str, Frame<'static>)> {
             Frame::RequestChunk {
                 call_id: CALL_ID,
                 seq: 7,
-                payload: b"\xaa\xbb",
+                messages: Messages::parse(b"\x02\x00\x00\x00\xaa\xbb").unwrap(),
+            },
+        ),
+        (
+            "frame_request_chunk_three",
+            Frame::RequestChunk {
+                call_id: CALL_ID,
+                seq: 9,
+                messages: Messages::parse(
+                    b"\x02\x00\x00\x00\xaa\xbb\x00\x00\x00\x00\x01\x00\x00\x00\xcc",
+                )
+                .unwrap(),
             },
         ),
         ("frame_request_end", Frame::RequestEnd { call_id: CALL_ID }),
@@ -146,7 +158,7 @@ fn golden_frames() -> Vec<(&'static str, Frame<'static>)> {
             Frame::ResponseChunk {
                 call_id: CALL_ID,
                 seq: 1,
-                payload: b"\xcc",
+                messages: Messages::parse(b"\x01\x00\x00\x00\xcc").unwrap(),
             },
         ),
         (
@@ -187,6 +199,18 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
     trailing.push(0);
     let mut version = end.clone();
     version[0] = 1;
+    let mut version_2 = end.clone();
+    version_2[0] = 2;
+    let chunk = golden_frames()
+        .into_iter()
+        .find(|(name, _)| *name == "frame_request_chunk")
+        .unwrap()
+        .1
+        .to_vec()
+        .unwrap();
+    let no_message = chunk[..18].to_vec();
+    let mut past_end = chunk.clone();
+    past_end[18] = 3; // a 3-byte message of which 2 bytes are there
     let mut unknown = end.clone();
     unknown[1] = 0x7f;
     let grant = Frame::RequestWindowGrant {
@@ -248,6 +272,24 @@ fn corrupt_fixtures_fail_with_their_exact_errors() {
             FrameError::Truncated {
                 dispatch: 0x10,
                 field: "method",
+            },
+        ),
+        (
+            "corrupt_version_2",
+            version_2,
+            FrameError::UnsupportedVersion(2),
+        ),
+        (
+            "corrupt_chunk_without_message",
+            no_message,
+            FrameError::EmptyChunk,
+        ),
+        (
+            "corrupt_chunk_message_past_end",
+            past_end,
+            FrameError::Truncated {
+                dispatch: 0x11,
+                field: "message",
             },
         ),
         (
@@ -322,7 +364,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_after_a_valid_header_never_panic(dispatch in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..128)) {
-        let mut bytes = vec![1, dispatch];
+        let mut bytes = vec![FRAME_VERSION, dispatch];
         bytes.extend_from_slice(&CALL_ID.to_le_bytes());
         bytes.extend_from_slice(&body);
         net_mesh_rpc::fuzzing::frame_decoder(&bytes);
@@ -334,9 +376,15 @@ proptest! {
     }
 
     #[test]
-    fn chunks_round_trip(call_id in any::<u64>(), seq in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let frame = Frame::RequestChunk { call_id, seq, payload: &payload };
+    fn chunks_round_trip(call_id in any::<u64>(), seq in any::<u64>(), messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..6)) {
+        let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let mut list = Vec::new();
+        net_mesh_rpc::frame::encode_messages(&slices, &mut list);
+        let frame = Frame::RequestChunk { call_id, seq, messages: Messages::parse(&list).unwrap() };
         let bytes = frame.to_vec().unwrap();
-        prop_assert_eq!(Frame::decode(&bytes).unwrap(), frame);
+        let back = Frame::decode(&bytes).unwrap();
+        prop_assert_eq!(back, frame);
+        let Frame::RequestChunk { messages: got, .. } = back else { unreachable!() };
+        prop_assert_eq!(got.iter().collect::<Vec<_>>(), slices);
     }
 }

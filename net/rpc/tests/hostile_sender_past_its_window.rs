@@ -51,13 +51,14 @@ async fn a_chunk_past_the_window_ends_the_session_before_it_is_buffered() {
 
     // Chunks that fit the window exactly (the handler is gated: nothing is consumed).
     let per_chunk = 4096usize;
-    let payload = vec![0u8; per_chunk - 10 - 8 - FRAME_CHARGE_OVERHEAD];
+    let payload =
+        vec![0u8; per_chunk - net_mesh_rpc::frame::CHUNK_PAYLOAD_OFFSET - FRAME_CHARGE_OVERHEAD];
     let fitting = WINDOW as usize / per_chunk;
     for seq in 0..fitting as u64 {
         peer.send(&Frame::RequestChunk {
             call_id: 5,
             seq,
-            payload: &payload,
+            messages: net_mesh_rpc::frame::Messages::parse(&one_message(&payload)).unwrap(),
         })
         .await;
     }

@@ -45,7 +45,7 @@ async fn callers_see_the_granted_window_and_cannot_exceed_it() {
     assert!(err.message.contains("window"), "{err}");
     // One that fits takes its charge from what is free.
     within(call.send(&vec![1u8; 1000])).await.unwrap();
-    let charge = 10 + 8 + 2 + 1000 + FRAME_CHARGE_OVERHEAD;
+    let charge = net_mesh_rpc::frame::CHUNK_PAYLOAD_OFFSET + 2 + 1000 + FRAME_CHARGE_OVERHEAD;
     assert_eq!(
         call.grant_request_window().available,
         WINDOW as usize - charge

@@ -81,7 +81,7 @@ async fn duplicate_request_init_for_live_call_is_rejected() {
     peer.send(&Frame::RequestChunk {
         call_id: 77,
         seq: 0,
-        payload: &[5],
+        messages: net_mesh_rpc::frame::Messages::parse(&one_message(&[5])).unwrap(),
     })
     .await;
     peer.send(&Frame::RequestEnd { call_id: 77 }).await;
@@ -164,7 +164,7 @@ async fn request_chunk_seq_gap_or_duplicate_is_a_protocol_error_for_that_call() 
             peer.send(&Frame::RequestChunk {
                 call_id,
                 seq,
-                payload: &[1],
+                messages: net_mesh_rpc::frame::Messages::parse(&one_message(&[1])).unwrap(),
             })
             .await;
         }
@@ -256,7 +256,7 @@ async fn credit_overrun_disconnects_with_typed_error() {
         peer.send(&Frame::RequestChunk {
             call_id: 8,
             seq,
-            payload: &[1],
+            messages: net_mesh_rpc::frame::Messages::parse(&one_message(&[1])).unwrap(),
         })
         .await;
     }

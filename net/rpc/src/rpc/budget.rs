@@ -452,6 +452,24 @@ impl SendWindow {
         Ok(())
     }
 
+    /// Gives back `bytes` taken with [`SendWindow::acquire`] that the peer will never return:
+    /// a message appended to a chunk frame already queued costs the window less than a frame
+    /// of its own, which is what was taken for it.
+    pub(crate) fn refund(&self, bytes: usize) {
+        let Ok(n) = u64::try_from(bytes) else {
+            return;
+        };
+        if self
+            .outstanding
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |out| {
+                out.checked_sub(n)
+            })
+            .is_ok()
+        {
+            self.available.add_permits(bytes);
+        }
+    }
+
     /// Waits until `charge` bytes of window are free and takes them.
     pub(crate) async fn acquire(&self, charge: usize) -> Result<(), WindowError> {
         let window = self.window.load(Ordering::Acquire);

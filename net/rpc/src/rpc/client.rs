@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 use super::budget::{RecvWindow, Returner, SendBudget, SendWindow, WindowError};
 use super::dispatch::call_queue;
 use super::queue::Receiver;
-use super::session::{CallEvent, CallShared, CallerSlot, Session, SessionShared};
+use super::session::{CallEvent, CallShared, CallerSlot, MessageList, Session, SessionShared};
 use super::{RpcError, decode_message, random_call_id};
 use crate::frame::{CallHeader, CallKind, ErrorKind, Frame, TraceContext};
 
@@ -445,7 +445,7 @@ impl<Req: Serialize> DuplexSender<Req> {
             Ok(Ok(())) => {}
             Ok(Err(e)) | Err(e) => return Err(e),
         }
-        core.shared.send_chunk(
+        let appended = core.shared.send_chunk(
             true,
             core.call_id,
             self.seq,
@@ -456,6 +456,11 @@ impl<Req: Serialize> DuplexSender<Req> {
             &mut self.scratch,
             &mut self.size_hint,
         )?;
+        if appended {
+            core.call
+                .request_window
+                .refund(crate::frame::APPENDED_MESSAGE_SAVING);
+        }
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }
@@ -546,6 +551,8 @@ pub struct ResponseStream<Resp> {
     rx: Receiver<CallEvent>,
     window: Option<Arc<RecvWindow>>,
     returner: Returner,
+    /// The chunk frame being taken apart, if its messages are not all taken yet.
+    pending: Option<MessageList>,
     done: bool,
     expiry: Option<Pin<Box<Sleep>>>,
     _resp: PhantomData<fn() -> Resp>,
@@ -563,6 +570,7 @@ impl<Resp> ResponseStream<Resp> {
             rx,
             window,
             returner: Returner::new(size),
+            pending: None,
             done: false,
             expiry,
             _resp: PhantomData,
@@ -575,9 +583,11 @@ impl<Resp> ResponseStream<Resp> {
     }
 
     /// Responses queued and not yet consumed (never more than fit the window, plus the end
-    /// marker).
+    /// marker), counting a queued chunk frame that carries several as one.
     pub fn queued(&self) -> usize {
-        self.rx.len()
+        self.rx
+            .len()
+            .saturating_add(self.pending.as_ref().map_or(0, MessageList::left))
     }
 
     /// This call's receive window for responses, in charged bytes.
@@ -588,11 +598,6 @@ impl<Resp> ResponseStream<Resp> {
     /// Cancels the call (both directions).
     pub fn cancel(&self) {
         self.core.abandon(ErrorKind::Cancelled);
-    }
-
-    fn consumed(&mut self, charge: usize) {
-        let bytes = self.returner.consumed(charge);
-        self.give_back(bytes);
     }
 
     fn give_back(&mut self, bytes: Option<u32>) {
@@ -608,6 +613,18 @@ impl<Resp> ResponseStream<Resp> {
     }
 }
 
+impl<Resp: DeserializeOwned + 'static> ResponseStream<Resp> {
+    /// The next message of the chunk frame being taken apart, if any.
+    fn next_pending(&mut self) -> Option<Result<Resp, RpcError>> {
+        let (item, done) = super::raw::decode_next::<Resp>(&mut self.pending, &self.core.shared)?;
+        if let Some(charge) = done {
+            let bytes = self.returner.consumed(charge);
+            self.give_back(bytes);
+        }
+        Some(item)
+    }
+}
+
 impl<Resp: DeserializeOwned + 'static> Stream for ResponseStream<Resp> {
     type Item = Result<Resp, RpcError>;
 
@@ -616,10 +633,16 @@ impl<Resp: DeserializeOwned + 'static> Stream for ResponseStream<Resp> {
         if this.done {
             return Poll::Ready(None);
         }
+        if let Some(item) = this.next_pending() {
+            return Poll::Ready(Some(item));
+        }
         let item = match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(CallEvent::Chunk(payload))) => {
-                this.consumed(payload.charge());
-                return Poll::Ready(Some(super::raw::decode_payload(payload, &this.core.shared)));
+            Poll::Ready(Some(CallEvent::Chunk(list))) => {
+                this.pending = Some(list);
+                let item = this.next_pending().unwrap_or_else(|| {
+                    Err(RpcError::new(ErrorKind::Internal, "empty chunk frame"))
+                });
+                return Poll::Ready(Some(item));
             }
             Poll::Ready(Some(CallEvent::End)) => None,
             Poll::Ready(Some(CallEvent::Error(e))) => Some(Err(e)),

@@ -19,7 +19,8 @@ use super::budget::Reservation;
 use super::queue::{self, Wakes};
 use super::server::{self, ReqEvent};
 use super::session::{
-    CallEvent, Liveness, POOL_MIN_CAPACITY, Payload, SessionError, SessionShared, TaskGuard,
+    CallEvent, Liveness, MessageList, POOL_MIN_CAPACITY, Payload, SessionError, SessionShared,
+    TaskGuard,
 };
 use super::{Metrics, RpcError};
 use crate::frame::{
@@ -276,7 +277,7 @@ pub(crate) fn dispatch_frame(
         Frame::RequestChunk {
             call_id,
             seq,
-            payload,
+            messages,
         } => {
             let mut served = shared.served();
             let Some(call) = served.get_mut(&call_id) else {
@@ -299,12 +300,12 @@ pub(crate) fn dispatch_frame(
                 );
                 return Ok(());
             }
-            call.next_seq = call.next_seq.saturating_add(1);
-            let payload_len = payload.len();
+            call.next_seq = call.next_seq.saturating_add(u64::from(messages.count()));
+            let (list_len, count) = (messages.bytes().len(), messages.count());
             match &call.requests {
                 Some(requests) => {
-                    let payload = Payload::tail_of(bytes, payload_len);
-                    requests.push(ReqEvent::Chunk(payload), wakes);
+                    let list = MessageList::new(Payload::tail_of(bytes, list_len), count);
+                    requests.push(ReqEvent::Chunk(list), wakes);
                 }
                 None => Metrics::bump(&shared.metrics.stray_frames),
             }
@@ -381,7 +382,7 @@ pub(crate) fn dispatch_frame(
         Frame::ResponseChunk {
             call_id,
             seq,
-            payload,
+            messages,
         } => {
             let mut calls = shared.calls();
             let Some(slot) = calls.get_mut(&call_id) else {
@@ -401,10 +402,10 @@ pub(crate) fn dispatch_frame(
                 );
                 return Ok(());
             }
-            slot.next_seq = slot.next_seq.saturating_add(1);
-            let payload_len = payload.len();
-            let payload = Payload::tail_of(bytes, payload_len);
-            slot.events.push(CallEvent::Chunk(payload), wakes);
+            slot.next_seq = slot.next_seq.saturating_add(u64::from(messages.count()));
+            let (list_len, count) = (messages.bytes().len(), messages.count());
+            let list = MessageList::new(Payload::tail_of(bytes, list_len), count);
+            slot.events.push(CallEvent::Chunk(list), wakes);
         }
     }
     Ok(())

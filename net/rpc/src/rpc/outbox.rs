@@ -11,7 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::session::lock;
 use super::{CONTROL_QUEUE_MAX, RpcError};
-use crate::frame::ErrorKind;
+use crate::frame::{CHUNK_PAYLOAD_OFFSET, ErrorKind, MESSAGE_LEN_PREFIX, chunk_head};
 use crate::transport::{IN_PLACE_MIN, StreamBuf};
 
 /// Queued outgoing frames. Small ones are copied, with their length prefixes, into a stream
@@ -60,6 +60,33 @@ const STREAM_ITEM_MAX: usize = 128 * 1024;
 /// Emptied stream buffers kept for reuse.
 const STREAM_SPARES: usize = 4;
 
+/// A chunk frame grows by appended messages while it stays below this length (so a merged
+/// frame is never one that would be sealed in place, and fits a pooled receive buffer).
+const APPEND_MAX: usize = IN_PLACE_MIN;
+
+/// Which call and message a small chunk is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkAddress {
+    pub(crate) request: bool,
+    pub(crate) call_id: u64,
+    pub(crate) seq: u64,
+}
+
+/// The chunk frame written last into the outbox's last stream buffer, while a message of the
+/// same call may still be appended to it.
+#[derive(Debug, Clone, Copy)]
+struct OpenChunk {
+    /// The call, and the seq the next appended message must have.
+    chunk: ChunkAddress,
+    /// Where the frame's length prefix is in the stream buffer (`None`: it was split across
+    /// two Noise messages and cannot be rewritten, so nothing is appended).
+    prefix_at: Option<usize>,
+    frame_len: usize,
+    /// The stream buffer's length right after the frame: appends are possible only while
+    /// nothing followed it.
+    end: usize,
+}
+
 /// Send budget held by a queued data frame until it is written.
 #[derive(Debug)]
 pub(crate) struct SendCharge {
@@ -74,6 +101,8 @@ struct State {
     control_bytes: usize,
     spare_bufs: Vec<Vec<u8>>,
     spare_charges: Vec<Vec<SendCharge>>,
+    /// See [`OpenChunk`]; cleared by anything else queued and by the sealer taking items.
+    open_chunk: Option<OpenChunk>,
     closed: bool,
 }
 
@@ -112,6 +141,7 @@ impl Outbox {
         if state.closed {
             return Err(PushError::Closed(charge));
         }
+        state.open_chunk = None;
         if charge.is_none() {
             let queued = state.control_bytes.saturating_add(len);
             if queued > CONTROL_QUEUE_MAX {
@@ -152,29 +182,51 @@ impl Outbox {
         Ok(())
     }
 
-    /// Serializes a small chunk frame — `head` (frame header and seq), then `item` — straight
-    /// into a stream buffer; `frame_len` is its measured length, checked against what was
-    /// written (a mismatch, or a serialization error, rolls the buffer back).
+    /// Serializes a small chunk message straight into a stream buffer: appended to the chunk
+    /// frame queued last when that one belongs to the same call, continues its sequence, is
+    /// still in the outbox with nothing after it and stays below [`APPEND_MAX`] (returns
+    /// `true`), else as a chunk frame of its own (`false`). `frame_len` is the length of a frame
+    /// of its own, measured, and checked against what was written (a mismatch, or a
+    /// serialization error, rolls the buffer back).
     pub(crate) fn push_chunk<T: serde::Serialize + ?Sized>(
         &self,
-        head: &[u8],
+        chunk: ChunkAddress,
         item: &T,
         frame_len: usize,
         budget: &Arc<Semaphore>,
         bytes: usize,
-    ) -> Result<(), PushError> {
+    ) -> Result<bool, PushError> {
         let charge = || SendCharge {
             call: Some(budget.clone()),
             bytes,
         };
-        let mut state = lock(&self.state);
+        let size = frame_len.saturating_sub(CHUNK_PAYLOAD_OFFSET);
+        let size_field = u32::try_from(size).unwrap_or(u32::MAX);
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
         if state.closed {
             return Err(PushError::Closed(Some(charge())));
         }
         let wake = state.items.is_empty();
+        let open = state.open_chunk.take().filter(|open| {
+            open.chunk == chunk
+                && open
+                    .frame_len
+                    .saturating_add(MESSAGE_LEN_PREFIX)
+                    .saturating_add(size)
+                    < APPEND_MAX
+                && matches!(
+                    state.items.back(),
+                    Some(OutItem::Stream { stream, .. }) if stream.wire_len() == open.end
+                )
+        });
+        let target = match open {
+            Some(_) => state.items.back_mut(),
+            None => open_stream(state),
+        };
         let Some(OutItem::Stream {
             stream, charges, ..
-        }) = open_stream(&mut state)
+        }) = target
         else {
             return Err(PushError::Encode(
                 charge(),
@@ -182,18 +234,47 @@ impl Outbox {
             ));
         };
         let mark = stream.mark();
-        let prefix = u32::try_from(frame_len).unwrap_or(u32::MAX);
-        stream.append(&prefix.to_le_bytes());
-        stream.append(head);
+        let (opened, head_len) = match open {
+            Some(open) => {
+                stream.append(&size_field.to_le_bytes());
+                (open, MESSAGE_LEN_PREFIX)
+            }
+            None => {
+                let prefix = u32::try_from(frame_len).unwrap_or(u32::MAX);
+                let prefix_at = stream.append_patchable(prefix.to_le_bytes());
+                let head = chunk_head(chunk.request, chunk.call_id, chunk.seq, size_field);
+                stream.append(&head);
+                let open = OpenChunk {
+                    chunk,
+                    prefix_at,
+                    frame_len: 0,
+                    end: 0,
+                };
+                (open, frame_len.saturating_sub(size))
+            }
+        };
         let written = postcard::serialize_with_flavor(item, StreamFlavor { stream, written: 0 });
         let error = match written {
-            Ok(n) if n.saturating_add(head.len()) == frame_len => {
+            Ok(n) if n == size => {
                 add_charge(charges, Some(budget), bytes);
-                drop(state);
+                let appended = open.is_some();
+                let mut next = opened;
+                next.frame_len = next.frame_len.saturating_add(head_len).saturating_add(n);
+                if appended {
+                    if let Some(at) = next.prefix_at {
+                        let len = u32::try_from(next.frame_len).unwrap_or(u32::MAX);
+                        stream.patch(at, len.to_le_bytes());
+                    }
+                }
+                next.chunk.seq = next.chunk.seq.saturating_add(1);
+                next.end = stream.wire_len();
+                // Only a frame whose length prefix can be rewritten takes appends.
+                state.open_chunk = next.prefix_at.map(|_| next);
+                drop(guard);
                 if wake {
                     self.ready.notify_one();
                 }
-                return Ok(());
+                return Ok(appended);
             }
             Ok(_) => RpcError::new(ErrorKind::Internal, "message size changed while encoding"),
             Err(e) => RpcError::new(ErrorKind::Decode, format!("encode: {e}")),
@@ -204,6 +285,8 @@ impl Outbox {
             // queued, so the next push must wake the sealer.
             state.items.clear();
         }
+        // A failed append leaves the frame as it was, still open for the next message.
+        state.open_chunk = open;
         Err(PushError::Encode(charge(), error))
     }
 
@@ -214,6 +297,7 @@ impl Outbox {
         if state.items.is_empty() {
             return None;
         }
+        state.open_chunk = None;
         let mut taken = Vec::new();
         let mut bytes = 0usize;
         while bytes < BATCH_BYTES {
@@ -249,6 +333,7 @@ impl Outbox {
         let items = {
             let mut state = lock(&self.state);
             state.closed = true;
+            state.open_chunk = None;
             state.control_bytes = 0;
             state.spare_bufs.clear();
             state.spare_charges.clear();
@@ -381,13 +466,159 @@ mod tests {
         }
     }
 
+    /// Chunk `seq` of call `call_id` (a request chunk).
+    fn at(call_id: u64, seq: u64) -> ChunkAddress {
+        ChunkAddress {
+            request: true,
+            call_id,
+            seq,
+        }
+    }
+
+    /// The length of a frame of its own for a one-byte message.
+    const ONE_BYTE: usize = CHUNK_PAYLOAD_OFFSET + 1;
+
+    /// The frames queued in `items`, decoded: (call id, first seq, messages).
+    fn frames(items: &[OutItem]) -> Vec<(u64, u64, Vec<Vec<u8>>)> {
+        let mut plain = Vec::new();
+        for item in items {
+            match item {
+                OutItem::Stream { stream, .. } => plain.extend(stream.plaintext()),
+                OutItem::Owned { frame, .. } => {
+                    plain.extend((frame.len() as u32).to_le_bytes());
+                    plain.extend(frame);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut rest = &plain[..];
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            let frame = crate::frame::Frame::decode(&rest[4..4 + len]).unwrap();
+            if let crate::frame::Frame::RequestChunk {
+                call_id,
+                seq,
+                messages,
+            } = frame
+            {
+                out.push((call_id, seq, messages.iter().map(<[u8]>::to_vec).collect()));
+            }
+            rest = &rest[4 + len..];
+        }
+        out
+    }
+
+    /// A message continues the chunk frame queued last when it is the same call's next one and
+    /// nothing was queued after the frame or taken by the sealer since; a failed append
+    /// leaves the frame as it was.
+    #[test]
+    fn a_message_of_the_same_call_is_appended_to_its_queued_chunk_frame() {
+        let outbox = Outbox::default();
+        let budget = Arc::new(Semaphore::new(1 << 20));
+        let push = |addr, byte: u8| {
+            outbox
+                .push_chunk(addr, &byte, ONE_BYTE, &budget, 9)
+                .unwrap()
+        };
+        assert!(!push(at(1, 0), 10));
+        assert!(
+            push(at(1, 1), 11),
+            "the same call's next message is appended"
+        );
+        assert!(push(at(1, 2), 12));
+        assert!(!push(at(1, 4), 14), "a gap in seq starts a frame");
+        assert!(!push(at(2, 0), 20), "another call's message starts a frame");
+        assert!(
+            !push(at(1, 5), 15),
+            "a frame of another call came in between"
+        );
+        assert!(matches!(
+            outbox.push_chunk(at(1, 6), &Unencodable, ONE_BYTE, &budget, 9),
+            Err(PushError::Encode(..))
+        ));
+        assert!(push(at(1, 6), 16), "a failed append leaves the frame open");
+        outbox
+            .push(Outgoing::Borrowed(&[3, 0x12, 0, 0, 0, 0, 0, 0, 0, 1]), None)
+            .unwrap();
+        assert!(!push(at(1, 7), 17), "a control frame came in between");
+        let taken = outbox.take_batch().unwrap();
+        assert!(!push(at(1, 8), 18), "the sealer took the frame");
+        let mut want = vec![
+            (1, 0, vec![vec![10], vec![11], vec![12]]),
+            (1, 4, vec![vec![14]]),
+            (2, 0, vec![vec![20]]),
+            (1, 5, vec![vec![15], vec![16]]),
+            (1, 7, vec![vec![17]]),
+        ];
+        assert_eq!(frames(&taken), want);
+        want = vec![(1, 8, vec![vec![18]])];
+        assert_eq!(frames(&outbox.take_batch().unwrap()), want);
+        // Each message keeps the budget it was charged.
+        let charged: usize = taken
+            .iter()
+            .map(|item| match item {
+                OutItem::Stream { charges, .. } => charges.iter().map(|c| c.bytes).sum(),
+                OutItem::Owned { .. } => 0,
+            })
+            .sum();
+        assert_eq!(charged, 8 * 9);
+    }
+
+    /// A frame grows only while it stays below `APPEND_MAX`, and only when its length prefix
+    /// can be rewritten (it did not straddle two Noise messages).
+    #[test]
+    fn a_chunk_frame_stops_growing_at_its_limit_or_when_its_prefix_is_split() {
+        let outbox = Outbox::default();
+        let budget = Arc::new(Semaphore::new(1 << 30));
+        let message = vec![7u8; 1000];
+        let frame_len = CHUNK_PAYLOAD_OFFSET + 2 + message.len(); // postcard: 2-byte varint
+        let mut appended = 0;
+        for seq in 0..40 {
+            if outbox
+                .push_chunk(at(1, seq), &message, frame_len, &budget, 1)
+                .unwrap()
+            {
+                appended += 1;
+            }
+        }
+        let taken = outbox.take_batch().unwrap();
+        let got = frames(&taken);
+        assert!(got.len() >= 2, "{} frames", got.len());
+        assert_eq!(got.iter().map(|f| f.2.len()).sum::<usize>(), 40);
+        assert_eq!(appended, 40 - got.len());
+        for (_, _, messages) in &got {
+            let len = CHUNK_PAYLOAD_OFFSET
+                + (messages.len() - 1) * 4
+                + messages.iter().map(Vec::len).sum::<usize>();
+            assert!(len < APPEND_MAX, "frame of {len} bytes");
+        }
+
+        // A prefix that would straddle the end of a Noise message cannot be rewritten; one
+        // that just fits can.
+        let filler = vec![0u8; crate::transport::MAX_NOISE_PLAINTEXT - 2];
+        let mut stream = StreamBuf::default();
+        stream.append(&filler);
+        assert!(stream.append_patchable([1, 2, 3, 4]).is_none());
+        let mut stream = StreamBuf::default();
+        stream.append(&filler[2..]);
+        let prefix_at = stream.append_patchable([1, 2, 3, 4]).unwrap();
+        stream.append(&[9]);
+        stream.patch(prefix_at, [5, 6, 7, 8]);
+        let plain = stream.plaintext();
+        assert_eq!(&plain[filler.len() - 2..], &[5, 6, 7, 8, 9]);
+    }
+
     #[test]
     fn only_a_push_into_an_empty_outbox_wakes_the_sealer() {
         let outbox = Outbox::default();
         let budget = Arc::new(Semaphore::new(1 << 20));
-        outbox.push_chunk(&[1], &7u8, 2, &budget, 2).unwrap();
+        outbox
+            .push_chunk(at(1, 0), &7u8, ONE_BYTE, &budget, 2)
+            .unwrap();
         assert!(outbox.ready().now_or_never().is_some(), "first frame wakes");
-        outbox.push_chunk(&[1], &8u8, 2, &budget, 2).unwrap();
+        outbox
+            .push_chunk(at(2, 0), &8u8, ONE_BYTE, &budget, 2)
+            .unwrap();
         assert!(
             outbox.ready().now_or_never().is_none(),
             "a frame behind a queued one does not"
@@ -396,14 +627,16 @@ mod tests {
         assert!(outbox.take_batch().is_none());
         // A failed push into the empty outbox leaves nothing queued, so the next one wakes.
         assert!(matches!(
-            outbox.push_chunk(&[1], &Unencodable, 2, &budget, 2),
+            outbox.push_chunk(at(3, 0), &Unencodable, ONE_BYTE, &budget, 2),
             Err(PushError::Encode(..))
         ));
         assert!(
             outbox.is_empty(),
             "the failed frame's stream is not left queued"
         );
-        outbox.push_chunk(&[1], &9u8, 2, &budget, 2).unwrap();
+        outbox
+            .push_chunk(at(3, 0), &9u8, ONE_BYTE, &budget, 2)
+            .unwrap();
         assert!(outbox.ready().now_or_never().is_some());
     }
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, Weak};
 
 use serde::de::DeserializeOwned;
 
-use super::session::{Payload, SessionShared};
+use super::session::{MessageList, NextMessage, Payload, SessionShared};
 use super::{RpcError, decode_message};
 use crate::frame::ErrorKind;
 
@@ -251,6 +251,40 @@ pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(
         cast::<T, _>(Encoded(whole))
     };
     item.ok_or_else(|| RpcError::new(ErrorKind::Internal, "raw decode"))
+}
+
+/// Takes and decodes the next message of a received chunk frame (`pending`, emptied after its
+/// last message). A message before the last is decoded from the frame (a [`RawBytes`] or
+/// [`Encoded`] gets a copy of its bytes); the last one is decoded as [`decode_payload`] does,
+/// taking over the frame or recycling it. Also returns the frame's charge once the last
+/// message is taken, for the window.
+pub(crate) fn decode_next<T: DeserializeOwned + 'static>(
+    pending: &mut Option<MessageList>,
+    shared: &Arc<SessionShared>,
+) -> Option<(Result<T, RpcError>, Option<usize>)> {
+    let list = pending.as_mut()?;
+    let (item, charge) = match list.next() {
+        NextMessage::Inner(bytes) => {
+            let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>()
+                || TypeId::of::<T>() == TypeId::of::<Encoded>();
+            let item = if raw {
+                decode_payload(Payload::tail_of(bytes.to_vec(), bytes.len()), shared)
+            } else {
+                decode_message(bytes)
+            };
+            return Some((item, None));
+        }
+        NextMessage::Last(payload, charge) => (decode_payload(payload, shared), charge),
+        NextMessage::Malformed(charge) => (
+            Err(RpcError::new(
+                ErrorKind::Decode,
+                "decode: chunk frame without another message",
+            )),
+            charge,
+        ),
+    };
+    *pending = None;
+    Some((item, Some(charge)))
 }
 
 /// `item` as `T` when it is one (moved, not copied; no allocation).

@@ -39,7 +39,9 @@ use tokio_util::sync::CancellationToken;
 use super::budget::{RecvWindow, Reservation, Returner, SendBudget, SendWindow, WindowError};
 use super::dispatch::{call_queue, report_protocol_violation};
 use super::queue;
-use super::session::{Payload, SendCharge, ServerCall, SessionShared, error_frame, lock};
+use super::session::{
+    MessageList, Payload, SendCharge, ServerCall, SessionShared, error_frame, lock,
+};
 use super::{CallOptions, Metrics, RpcError, decode_message};
 use crate::frame::{CallHeader, CallKind, ErrorKind, Frame, TraceContext};
 use crate::handshake::PeerIdentity;
@@ -248,7 +250,7 @@ where
 /// Request-stream event queued by the dispatcher for a handler.
 #[derive(Debug)]
 pub(crate) enum ReqEvent {
-    Chunk(Payload),
+    Chunk(MessageList),
     End,
 }
 
@@ -273,6 +275,8 @@ pub struct RequestStreamTyped<Req> {
     trace: TraceContext,
     window: Option<Arc<RecvWindow>>,
     returner: Returner,
+    /// The chunk frame being taken apart, if its messages are not all taken yet.
+    pending: Option<MessageList>,
     next_seq: u64,
     init_seen: bool,
     done: bool,
@@ -298,9 +302,12 @@ impl<Req: DeserializeOwned + 'static> RequestStreamTyped<Req> {
         }
     }
 
-    /// Messages queued and not yet consumed (never more than fit the window).
+    /// Messages queued and not yet consumed (never more than fit the window), counting a
+    /// queued chunk frame that carries several as one.
     pub fn queued(&self) -> usize {
-        self.rx.len()
+        self.rx
+            .len()
+            .saturating_add(self.pending.as_ref().map_or(0, MessageList::left))
     }
 
     /// This call's receive window in charged bytes.
@@ -308,10 +315,15 @@ impl<Req: DeserializeOwned + 'static> RequestStreamTyped<Req> {
         self.window.as_ref().map_or(0, |w| w.window())
     }
 
-    fn consumed(&mut self, charge: usize) {
+    /// The next message of the chunk frame being taken apart, if any.
+    fn next_pending(&mut self) -> Option<Result<Req, RpcError>> {
+        let (item, done) = super::raw::decode_next::<Req>(&mut self.pending, &self.shared)?;
         self.next_seq = self.next_seq.saturating_add(1);
-        let bytes = self.returner.consumed(charge);
-        self.give_back(bytes);
+        if let Some(charge) = done {
+            let bytes = self.returner.consumed(charge);
+            self.give_back(bytes);
+        }
+        Some(item)
     }
 
     fn give_back(&mut self, bytes: Option<u32>) {
@@ -334,10 +346,16 @@ impl<Req: DeserializeOwned + 'static> Stream for RequestStreamTyped<Req> {
         if this.done {
             return Poll::Ready(None);
         }
+        if let Some(item) = this.next_pending() {
+            return Poll::Ready(Some(item));
+        }
         match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(ReqEvent::Chunk(payload))) => {
-                this.consumed(payload.charge());
-                Poll::Ready(Some(super::raw::decode_payload(payload, &this.shared)))
+            Poll::Ready(Some(ReqEvent::Chunk(list))) => {
+                this.pending = Some(list);
+                let item = this.next_pending().unwrap_or_else(|| {
+                    Err(RpcError::new(ErrorKind::Internal, "empty chunk frame"))
+                });
+                Poll::Ready(Some(item))
             }
             Poll::Ready(Some(ReqEvent::End)) => {
                 this.done = true;
@@ -410,7 +428,7 @@ impl<Resp: Serialize> ResponseSink<Resp> {
             self.shared.release_send_bytes(Some(&self.budget), charge);
             return Err(self.control.error());
         }
-        self.shared.send_chunk(
+        let appended = self.shared.send_chunk(
             false,
             self.call_id,
             self.seq,
@@ -422,6 +440,9 @@ impl<Resp: Serialize> ResponseSink<Resp> {
             &mut self.size_hint,
         )?;
         drop(live);
+        if appended {
+            self.window.refund(crate::frame::APPENDED_MESSAGE_SAVING);
+        }
         self.seq = self.seq.saturating_add(1);
         Ok(())
     }
@@ -461,6 +482,7 @@ impl CallStart {
             trace: self.ctx.trace,
             window,
             returner: Returner::new(size),
+            pending: None,
             next_seq: 0,
             init_seen: false,
             done: false,

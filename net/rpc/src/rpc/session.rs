@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{Reclaim, RecvBudget, RecvWindow, Reservation, SendBudget, SendWindow};
 pub(crate) use super::outbox::SendCharge;
-use super::outbox::{OutItem, Outbox, Outgoing, PushError};
+use super::outbox::{ChunkAddress, OutItem, Outbox, Outgoing, PushError};
 use super::server::{CallControl, ReqEvent, Router};
 use super::{Config, Metrics, RpcError};
 use crate::frame::{ErrorKind, Frame, FrameError};
@@ -125,11 +125,81 @@ impl Payload {
     }
 }
 
+/// The messages of a received chunk frame (already checked by the decoder), taken in order.
+/// The frame's charge goes back to its window once the last one is taken.
+#[derive(Debug)]
+pub(crate) struct MessageList {
+    /// The frame; `start` is where the next message's length prefix begins.
+    payload: Payload,
+    left: u32,
+}
+
+/// The next message of a [`MessageList`].
+pub(crate) enum NextMessage<'a> {
+    /// A message before the last: its bytes in the frame.
+    Inner(&'a [u8]),
+    /// The last message: the frame, its offset in it, and the frame's charge.
+    Last(Payload, usize),
+    /// The list did not hold another message (cannot happen for a list the decoder checked).
+    Malformed(usize),
+}
+
+impl MessageList {
+    /// `payload` holds the message list of a chunk frame that holds `count` messages.
+    pub(crate) fn new(payload: Payload, count: u32) -> Self {
+        MessageList {
+            payload,
+            left: count,
+        }
+    }
+
+    /// Takes the next message. After `Last` or `Malformed` the list is empty and must not be
+    /// used again (the caller drops it).
+    pub(crate) fn next(&mut self) -> NextMessage<'_> {
+        let charge = self.payload.charge();
+        let rest = self.payload.bytes();
+        let Some((message, tail)) = crate::frame::split_message(rest) else {
+            self.left = 0;
+            return NextMessage::Malformed(charge);
+        };
+        let (len, tail_len) = (message.len(), tail.len());
+        self.left = self.left.saturating_sub(1);
+        if self.left > 0 && tail_len > 0 {
+            let start = self.payload.start;
+            self.payload.start = start
+                .saturating_add(crate::frame::MESSAGE_LEN_PREFIX)
+                .saturating_add(len);
+            let at = start.saturating_add(crate::frame::MESSAGE_LEN_PREFIX);
+            return NextMessage::Inner(
+                self.payload
+                    .frame
+                    .get(at..at.saturating_add(len))
+                    .unwrap_or_default(),
+            );
+        }
+        self.left = 0;
+        let payload = Payload {
+            frame: std::mem::take(&mut self.payload.frame),
+            start: self
+                .payload
+                .start
+                .saturating_add(crate::frame::MESSAGE_LEN_PREFIX),
+            reservation: None,
+        };
+        NextMessage::Last(payload, charge)
+    }
+
+    /// Messages not yet taken.
+    pub(crate) fn left(&self) -> usize {
+        self.left as usize
+    }
+}
+
 /// What the dispatcher hands a caller.
 #[derive(Debug)]
 pub(crate) enum CallEvent {
     Response(Payload),
-    Chunk(Payload),
+    Chunk(MessageList),
     End,
     Error(RpcError),
 }
@@ -427,10 +497,13 @@ impl SessionShared {
         Ok((frame_len, crate::frame::charge(frame_len)))
     }
 
-    /// Queues the chunk frame carrying `item` (measured with [`SessionShared::measure_chunk`]),
+    /// Queues `item` as a chunk message (measured with [`SessionShared::measure_chunk`]),
     /// holding `charge` bytes of send budget (taken with [`SessionShared::reserve_send_bytes`]
     /// from `budget` and the session's) until written: a small one is serialized straight into
-    /// the outbox, a large one into `scratch` and handed over whole.
+    /// the outbox, appended to the call's chunk frame queued last when it can be, a large one
+    /// into `scratch` and handed over whole as a frame of its own. Returns `true` when the
+    /// message was appended: it then costs [`crate::frame::APPENDED_MESSAGE_SAVING`] less of
+    /// the peer's window than the `charge` reserved for it, which the caller gives back.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_chunk<T: serde::Serialize + ?Sized>(
         &self,
@@ -443,22 +516,31 @@ impl SessionShared {
         charge: usize,
         scratch: &mut Vec<u8>,
         size_hint: &mut usize,
-    ) -> Result<(), RpcError> {
+    ) -> Result<bool, RpcError> {
         if frame_len < crate::transport::IN_PLACE_MIN {
-            let head = crate::frame::chunk_head(request, call_id, seq);
-            let pushed = self
+            let chunk = ChunkAddress {
+                request,
+                call_id,
+                seq,
+            };
+            return match self
                 .outbox
-                .push_chunk(&head, item, frame_len, budget, charge);
-            return self.pushed(pushed);
+                .push_chunk(chunk, item, frame_len, budget, charge)
+            {
+                Ok(appended) => Ok(appended),
+                Err(e) => self.pushed(Err(e)).map(|()| false),
+            };
         }
         match self.encode_chunk(request, call_id, seq, item, scratch, size_hint) {
-            Ok(_) => self.enqueue_scratch(
-                scratch,
-                SendCharge {
-                    call: Some(budget.clone()),
-                    bytes: charge,
-                },
-            ),
+            Ok(_) => self
+                .enqueue_scratch(
+                    scratch,
+                    SendCharge {
+                        call: Some(budget.clone()),
+                        bytes: charge,
+                    },
+                )
+                .map(|()| false),
             Err(e) => {
                 self.release_send_bytes(Some(budget), charge);
                 Err(e)
@@ -554,7 +636,8 @@ impl SessionShared {
         crate::frame::begin_chunk(&mut buf, request, call_id, seq);
         let buf = postcard::to_extend(item, buf)
             .map_err(|e| RpcError::new(ErrorKind::Decode, format!("encode: {e}")))?;
-        crate::frame::finish_chunk(&buf)
+        let mut buf = buf;
+        crate::frame::finish_chunk(&mut buf)
             .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("frame: {e}")))?;
         *size_hint = buf.len().saturating_sub(crate::frame::CHUNK_PAYLOAD_OFFSET);
         let charge = crate::frame::charge(buf.len());

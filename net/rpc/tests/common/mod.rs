@@ -597,3 +597,10 @@ pub fn node_like(node_recv_budget: usize) -> Config {
         ..Config::default()
     }
 }
+
+/// A chunk frame's message list holding one message.
+pub fn one_message(message: &[u8]) -> Vec<u8> {
+    let mut list = Vec::new();
+    net_mesh_rpc::frame::encode_messages(&[message], &mut list);
+    list
+}
