@@ -260,11 +260,9 @@ impl Outbox {
                 let appended = open.is_some();
                 let mut next = opened;
                 next.frame_len = next.frame_len.saturating_add(head_len).saturating_add(n);
-                if appended {
-                    if let Some(at) = next.prefix_at {
-                        let len = u32::try_from(next.frame_len).unwrap_or(u32::MAX);
-                        stream.patch(at, len.to_le_bytes());
-                    }
+                if let (true, Some(at)) = (appended, next.prefix_at) {
+                    let len = u32::try_from(next.frame_len).unwrap_or(u32::MAX);
+                    stream.patch(at, len.to_le_bytes());
                 }
                 next.chunk.seq = next.chunk.seq.saturating_add(1);
                 next.end = stream.wire_len();
