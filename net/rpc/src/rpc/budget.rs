@@ -452,32 +452,18 @@ impl SendWindow {
         Ok(())
     }
 
-    /// Gives back `bytes` taken with [`SendWindow::acquire`] that the peer will never return:
-    /// a message appended to a chunk frame already queued costs the window less than a frame
-    /// of its own, which is what was taken for it.
-    pub(crate) fn refund(&self, bytes: usize) {
-        let Ok(n) = u64::try_from(bytes) else {
-            return;
-        };
-        if self
-            .outstanding
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |out| {
-                out.checked_sub(n)
-            })
-            .is_ok()
-        {
-            self.available.add_permits(bytes);
-        }
-    }
-
-    /// Waits until `charge` bytes of window are free and takes them.
-    pub(crate) async fn acquire(&self, charge: usize) -> Result<(), WindowError> {
+    /// Waits until a message charged `charge` bytes fits the window and takes its bytes, less
+    /// `covered` (≤ `charge`) that the sender took before and the peer will not return: a
+    /// message appended to a queued chunk frame costs less than the frame of its own it was
+    /// reserved as, and its sender counts the difference toward its next message.
+    pub(crate) async fn acquire(&self, charge: usize, covered: usize) -> Result<(), WindowError> {
         let window = self.window.load(Ordering::Acquire);
+        let take = charge.saturating_sub(covered);
         if window != 0 {
             if charge > window as usize {
                 return Err(WindowError::TooLarge { window });
             }
-            let n = u32::try_from(charge).map_err(|_| WindowError::TooLarge { window })?;
+            let n = u32::try_from(take).map_err(|_| WindowError::TooLarge { window })?;
             match self.available.try_acquire_many(n) {
                 Ok(permit) => {
                     permit.forget();
@@ -503,7 +489,7 @@ impl SendWindow {
             if charge > window as usize {
                 return Err(WindowError::TooLarge { window });
             }
-            let n = u32::try_from(charge).map_err(|_| WindowError::TooLarge { window })?;
+            let n = u32::try_from(take).map_err(|_| WindowError::TooLarge { window })?;
             let permit = self
                 .available
                 .acquire_many(n)
@@ -702,13 +688,21 @@ mod tests {
         assert!(w.grant(100).is_ok());
         assert_eq!(w.window(), 100);
         assert_eq!(
-            w.acquire(101).await,
+            w.acquire(101, 0).await,
             Err(WindowError::TooLarge { window: 100 })
         );
-        w.acquire(60).await.unwrap();
+        assert_eq!(
+            w.acquire(101, 100).await,
+            Err(WindowError::TooLarge { window: 100 }),
+            "what was taken before does not make a message fit a smaller window"
+        );
+        w.acquire(60, 0).await.unwrap();
         assert!(w.grant(61).is_err(), "returning more than was sent");
         assert!(w.grant(60).is_ok());
         assert_eq!(w.available(), 100);
+        // A message partly covered by bytes taken before takes only the rest.
+        w.acquire(90, 30).await.unwrap();
+        assert_eq!(w.available(), 40);
     }
 
     #[test]

@@ -392,6 +392,10 @@ pub struct DuplexSender<Req> {
     seq: u64,
     finished: bool,
     size_hint: usize,
+    /// Window bytes taken for messages that were appended to a queued chunk frame and cost
+    /// less than that (see [`crate::frame::APPENDED_MESSAGE_SAVING`]); the next message takes
+    /// these first.
+    window_owed: usize,
     /// Reused encode buffer for small messages.
     scratch: Vec<u8>,
     _req: PhantomData<fn(Req)>,
@@ -404,6 +408,7 @@ impl<Req: Serialize> DuplexSender<Req> {
             seq: 0,
             finished: false,
             size_hint: 64,
+            window_owed: 0,
             scratch: Vec::new(),
             _req: PhantomData,
         }
@@ -420,10 +425,11 @@ impl<Req: Serialize> DuplexSender<Req> {
         }
         let core = &self.core;
         let (frame_len, charge) = SessionShared::measure_chunk(item)?;
+        let covered = self.window_owed.min(charge);
         let wait = async {
             core.call
                 .request_window
-                .acquire(charge)
+                .acquire(charge, covered)
                 .await
                 .map_err(|e| match e {
                     WindowError::TooLarge { window } => RpcError::new(
@@ -445,6 +451,7 @@ impl<Req: Serialize> DuplexSender<Req> {
             Ok(Ok(())) => {}
             Ok(Err(e)) | Err(e) => return Err(e),
         }
+        self.window_owed = self.window_owed.saturating_sub(covered);
         let appended = core.shared.send_chunk(
             true,
             core.call_id,
@@ -457,9 +464,9 @@ impl<Req: Serialize> DuplexSender<Req> {
             &mut self.size_hint,
         )?;
         if appended {
-            core.call
-                .request_window
-                .refund(crate::frame::APPENDED_MESSAGE_SAVING);
+            self.window_owed = self
+                .window_owed
+                .saturating_add(crate::frame::APPENDED_MESSAGE_SAVING);
         }
         self.seq = self.seq.saturating_add(1);
         Ok(())
