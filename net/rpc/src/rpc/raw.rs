@@ -231,11 +231,16 @@ pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(
         return item;
     }
     let (frame, start) = payload.into_parts();
-    let whole = RawBytes {
+    decode_raw(RawBytes {
         buf: frame,
         start,
         pool: Arc::downgrade(shared),
-    };
+    })
+}
+
+/// A [`RawBytes`] or [`Encoded`] message (`T`) from its encoding in `whole`.
+fn decode_raw<T: 'static>(whole: RawBytes) -> Result<T, RpcError> {
+    let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>();
     let item = if raw {
         match Encoded(whole).byte_string_at(0) {
             Ok(bytes) => cast::<T, _>(bytes),
@@ -268,7 +273,8 @@ pub(crate) fn decode_next<T: DeserializeOwned + 'static>(
             let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>()
                 || TypeId::of::<T>() == TypeId::of::<Encoded>();
             let item = if raw {
-                decode_payload(Payload::tail_of(bytes.to_vec(), bytes.len()), shared)
+                // A copy of its own, not a pooled frame buffer: nothing to recycle.
+                decode_raw(RawBytes::from(bytes))
             } else {
                 decode_message(bytes)
             };
