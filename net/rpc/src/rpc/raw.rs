@@ -25,9 +25,57 @@ use crate::frame::ErrorKind;
 
 /// An owned byte string; see the module docs. Derefs to `[u8]`.
 pub struct RawBytes {
-    buf: Vec<u8>,
+    backing: Backing,
+    /// The bytes are `start..end` of the backing buffer.
     start: usize,
+    end: usize,
+}
+
+/// Where a [`RawBytes`] keeps its bytes.
+enum Backing {
+    /// A buffer of its own, handed back to `pool` when dropped (none: `Weak::new()`).
+    Own {
+        buf: Vec<u8>,
+        pool: Weak<SessionShared>,
+    },
+    /// A received frame that carried several messages, shared by them.
+    Frame(Arc<SharedFrame>),
+}
+
+/// A received frame buffer shared by the messages it carried; back to the session's pool when
+/// the last of them is dropped.
+pub(crate) struct SharedFrame {
+    buf: Vec<u8>,
     pool: Weak<SessionShared>,
+}
+
+impl std::fmt::Debug for SharedFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedFrame")
+            .field("len", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedFrame {
+    pub(crate) fn new(buf: Vec<u8>, shared: &Arc<SessionShared>) -> Arc<Self> {
+        Arc::new(SharedFrame {
+            buf,
+            pool: Arc::downgrade(shared),
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for SharedFrame {
+    fn drop(&mut self) {
+        if let Some(shared) = self.pool.upgrade() {
+            shared.recycle(std::mem::take(&mut self.buf));
+        }
+    }
 }
 
 impl std::fmt::Debug for RawBytes {
@@ -41,25 +89,51 @@ impl std::fmt::Debug for RawBytes {
 impl RawBytes {
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        self.buf.get(self.start..).unwrap_or_default()
+        let buf = match &self.backing {
+            Backing::Own { buf, .. } => buf.as_slice(),
+            Backing::Frame(frame) => frame.bytes(),
+        };
+        buf.get(self.start..self.end).unwrap_or_default()
     }
 
     /// Into a plain vector (moves the bytes to the front of the buffer when they are not
-    /// there already).
+    /// there already; copies them out of a frame shared with other messages).
     pub fn into_vec(mut self) -> Vec<u8> {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.drain(..self.start.min(buf.len()));
-        buf
+        match &mut self.backing {
+            Backing::Own { buf, .. } => {
+                let mut buf = std::mem::take(buf);
+                buf.truncate(self.end);
+                buf.drain(..self.start.min(buf.len()));
+                buf
+            }
+            Backing::Frame(_) => self.as_slice().to_vec(),
+        }
+    }
+
+    /// Bytes `start..end` of a buffer of its own.
+    fn own(buf: Vec<u8>, start: usize, pool: Weak<SessionShared>) -> Self {
+        let end = buf.len();
+        RawBytes {
+            backing: Backing::Own { buf, pool },
+            start: start.min(end),
+            end,
+        }
+    }
+
+    /// Bytes `start..end` of a frame shared with other messages.
+    pub(crate) fn in_frame(frame: Arc<SharedFrame>, start: usize, end: usize) -> Self {
+        let end = end.min(frame.bytes().len());
+        RawBytes {
+            backing: Backing::Frame(frame),
+            start: start.min(end),
+            end,
+        }
     }
 }
 
 impl From<Vec<u8>> for RawBytes {
     fn from(buf: Vec<u8>) -> Self {
-        RawBytes {
-            buf,
-            start: 0,
-            pool: Weak::new(),
-        }
+        RawBytes::own(buf, 0, Weak::new())
     }
 }
 
@@ -98,8 +172,10 @@ impl AsRef<[u8]> for RawBytes {
 
 impl Drop for RawBytes {
     fn drop(&mut self) {
-        if let Some(shared) = self.pool.upgrade() {
-            shared.recycle(std::mem::take(&mut self.buf));
+        if let Backing::Own { buf, pool } = &mut self.backing
+            && let Some(shared) = pool.upgrade()
+        {
+            shared.recycle(std::mem::take(buf));
         }
     }
 }
@@ -231,15 +307,11 @@ pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(
         return item;
     }
     let (frame, start) = payload.into_parts();
-    decode_raw(RawBytes {
-        buf: frame,
-        start,
-        pool: Arc::downgrade(shared),
-    })
+    decode_raw(RawBytes::own(frame, start, Arc::downgrade(shared)))
 }
 
 /// A [`RawBytes`] or [`Encoded`] message (`T`) from its encoding in `whole`.
-fn decode_raw<T: 'static>(whole: RawBytes) -> Result<T, RpcError> {
+pub(crate) fn decode_raw<T: 'static>(whole: RawBytes) -> Result<T, RpcError> {
     let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>();
     let item = if raw {
         match Encoded(whole).byte_string_at(0) {
@@ -259,28 +331,22 @@ fn decode_raw<T: 'static>(whole: RawBytes) -> Result<T, RpcError> {
 }
 
 /// Takes and decodes the next message of a received chunk frame (`pending`, emptied after its
-/// last message). A message before the last is decoded from the frame (a [`RawBytes`] or
-/// [`Encoded`] gets a copy of its bytes); the last one is decoded as [`decode_payload`] does,
-/// taking over the frame or recycling it. Also returns the frame's charge once the last
-/// message is taken, for the window.
+/// last message). A [`RawBytes`] or [`Encoded`] message of a frame that carried several is a
+/// view of the frame, shared by them (no copy); of a frame that carried one, it takes the frame
+/// over. Other types are decoded from the frame, which is recycled after the last. Also
+/// returns the frame's charge once the last message is taken, for the window.
 pub(crate) fn decode_next<T: DeserializeOwned + 'static>(
     pending: &mut Option<MessageList>,
     shared: &Arc<SessionShared>,
 ) -> Option<(Result<T, RpcError>, Option<usize>)> {
     let list = pending.as_mut()?;
-    let (item, charge) = match list.next() {
-        NextMessage::Inner(bytes) => {
-            let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>()
-                || TypeId::of::<T>() == TypeId::of::<Encoded>();
-            let item = if raw {
-                // A copy of its own, not a pooled frame buffer: nothing to recycle.
-                decode_raw(RawBytes::from(bytes))
-            } else {
-                decode_message(bytes)
-            };
-            return Some((item, None));
-        }
+    let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>()
+        || TypeId::of::<T>() == TypeId::of::<Encoded>();
+    let (item, charge) = match list.next(raw.then_some(shared)) {
+        NextMessage::Inner(bytes) => return Some((decode_message(bytes), None)),
+        NextMessage::Shared(raw) => return Some((decode_raw(raw), None)),
         NextMessage::Last(payload, charge) => (decode_payload(payload, shared), charge),
+        NextMessage::LastShared(raw, charge) => (decode_raw(raw), charge),
         NextMessage::Malformed(charge) => (
             Err(RpcError::new(
                 ErrorKind::Decode,

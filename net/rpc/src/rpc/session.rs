@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::budget::{Reclaim, RecvBudget, RecvWindow, Reservation, SendBudget, SendWindow};
 pub(crate) use super::outbox::SendCharge;
 use super::outbox::{ChunkAddress, OutItem, Outbox, Outgoing, PushError};
+use super::raw::{RawBytes, SharedFrame};
 use super::server::{CallControl, ReqEvent, Router};
 use super::{Config, Metrics, RpcError};
 use crate::frame::{ErrorKind, Frame, FrameError};
@@ -109,11 +110,6 @@ impl Payload {
         self.frame.get(self.start..).unwrap_or_default()
     }
 
-    /// What this frame was charged against its window.
-    pub(crate) fn charge(&self) -> usize {
-        crate::frame::charge(self.frame.len())
-    }
-
     /// The whole frame buffer and the payload's offset in it.
     pub(crate) fn into_parts(self) -> (Vec<u8>, usize) {
         (self.frame, self.start)
@@ -131,6 +127,8 @@ impl Payload {
 pub(crate) struct MessageList {
     /// The frame; `start` is where the next message's length prefix begins.
     payload: Payload,
+    /// The frame, once shared by the raw messages taken from it (`payload.frame` is then empty).
+    frame: Option<Arc<SharedFrame>>,
     left: u32,
 }
 
@@ -138,8 +136,12 @@ pub(crate) struct MessageList {
 pub(crate) enum NextMessage<'a> {
     /// A message before the last: its bytes in the frame.
     Inner(&'a [u8]),
+    /// A message before the last, as a view of the shared frame.
+    Shared(RawBytes),
     /// The last message: the frame, its offset in it, and the frame's charge.
     Last(Payload, usize),
+    /// The last message as a view of the shared frame, and the frame's charge.
+    LastShared(RawBytes, usize),
     /// The list did not hold another message (cannot happen for a list the decoder checked).
     Malformed(usize),
 }
@@ -149,44 +151,62 @@ impl MessageList {
     pub(crate) fn new(payload: Payload, count: u32) -> Self {
         MessageList {
             payload,
+            frame: None,
             left: count,
         }
     }
 
-    /// Takes the next message. After `Last` or `Malformed` the list is empty and must not be
-    /// used again (the caller drops it).
-    pub(crate) fn next(&mut self) -> NextMessage<'_> {
-        let charge = self.payload.charge();
-        let rest = self.payload.bytes();
-        let Some((message, tail)) = crate::frame::split_message(rest) else {
+    /// Takes the next message; with `share`, a frame of several messages is shared by them as
+    /// [`RawBytes`] views (see [`NextMessage`]). After a `Last…` or `Malformed` the list is
+    /// empty and must not be used again (the caller drops it).
+    pub(crate) fn next(&mut self, share: Option<&Arc<SessionShared>>) -> NextMessage<'_> {
+        let charge = crate::frame::charge(match &self.frame {
+            Some(frame) => frame.bytes().len(),
+            None => self.payload.frame.len(),
+        });
+        let frame: &[u8] = match &self.frame {
+            Some(frame) => frame.bytes(),
+            None => &self.payload.frame,
+        };
+        let start = self.payload.start;
+        let Some((message, tail)) =
+            crate::frame::split_message(frame.get(start..).unwrap_or_default())
+        else {
             self.left = 0;
             return NextMessage::Malformed(charge);
         };
-        let (len, tail_len) = (message.len(), tail.len());
-        self.left = self.left.saturating_sub(1);
-        if self.left > 0 && tail_len > 0 {
-            let start = self.payload.start;
-            self.payload.start = start
-                .saturating_add(crate::frame::MESSAGE_LEN_PREFIX)
-                .saturating_add(len);
-            let at = start.saturating_add(crate::frame::MESSAGE_LEN_PREFIX);
-            return NextMessage::Inner(
-                self.payload
-                    .frame
-                    .get(at..at.saturating_add(len))
-                    .unwrap_or_default(),
-            );
+        let at = start.saturating_add(crate::frame::MESSAGE_LEN_PREFIX);
+        let end = at.saturating_add(message.len());
+        let last = self.left <= 1 || tail.is_empty();
+        self.left = if last { 0 } else { self.left.saturating_sub(1) };
+        self.payload.start = end;
+        if let Some(shared) = share
+            && (self.frame.is_some() || !last)
+        {
+            let frame = match &self.frame {
+                Some(frame) => frame.clone(),
+                None => {
+                    let frame = SharedFrame::new(std::mem::take(&mut self.payload.frame), shared);
+                    self.frame = Some(frame.clone());
+                    frame
+                }
+            };
+            let raw = RawBytes::in_frame(frame, at, end);
+            return if last {
+                NextMessage::LastShared(raw, charge)
+            } else {
+                NextMessage::Shared(raw)
+            };
         }
-        self.left = 0;
-        let payload = Payload {
-            frame: std::mem::take(&mut self.payload.frame),
-            start: self
-                .payload
-                .start
-                .saturating_add(crate::frame::MESSAGE_LEN_PREFIX),
-            reservation: None,
-        };
-        NextMessage::Last(payload, charge)
+        if last {
+            let payload = Payload {
+                frame: std::mem::take(&mut self.payload.frame),
+                start: at,
+                reservation: None,
+            };
+            return NextMessage::Last(payload, charge);
+        }
+        NextMessage::Inner(self.payload.frame.get(at..end).unwrap_or_default())
     }
 
     /// Messages not yet taken.
@@ -1068,9 +1088,100 @@ impl Liveness {
 
 #[cfg(test)]
 mod tests {
-    use super::{BufferPool, fitting};
+    use super::{BufferPool, MessageList, NextMessage, Payload, SessionShared, fitting};
     use crate::rpc::budget::{NodeBudgets, RecvBudget};
+    use crate::rpc::raw::{RawBytes, decode_raw};
+    use crate::rpc::{Config, Metrics};
     use std::sync::Arc;
+
+    /// A session's shared state without a socket.
+    fn shared() -> Arc<SessionShared> {
+        let metrics = Arc::new(Metrics::default());
+        let node = Arc::new(NodeBudgets::new(1 << 20, 1 << 20, metrics.clone()));
+        SessionShared::new(
+            crate::handshake::PeerIdentity::for_harness(),
+            Arc::new(Config::default()),
+            metrics,
+            Arc::new(crate::rpc::Router::new()),
+            node,
+        )
+    }
+
+    /// A received chunk frame of `messages` (postcard byte strings), in a 16 KiB buffer (the
+    /// pool keeps buffers from that size).
+    fn chunk_frame(messages: &[&[u8]]) -> (Vec<u8>, usize, u32) {
+        let encoded: Vec<Vec<u8>> = messages
+            .iter()
+            .map(|m| postcard::to_stdvec(&RawBytes::from(*m)).unwrap())
+            .collect();
+        let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        let mut frame = Vec::with_capacity(16 * 1024);
+        frame.extend_from_slice(&crate::frame::chunk_head(true, 1, 0, 0)[..18]);
+        let head = frame.len();
+        crate::frame::encode_messages(&slices, &mut frame);
+        let list_len = frame.len() - head;
+        (frame, list_len, messages.len() as u32)
+    }
+
+    /// Raw messages of a frame that carried several are views of it (no copy); the frame
+    /// goes back to the pool only when the last view is dropped, and its charge is handed out
+    /// with the last message. Typed takes of one frame read the same messages.
+    #[test]
+    fn raw_messages_of_one_frame_share_it_until_the_last_view_is_dropped() {
+        let shared = shared();
+        let messages: [&[u8]; 3] = [b"first", b"", b"third one"];
+        let (frame, list_len, count) = chunk_frame(&messages);
+        let charge = crate::frame::charge(frame.len());
+        let mut list = MessageList::new(Payload::tail_of(frame, list_len), count);
+        let mut views = Vec::new();
+        for (i, want) in messages.iter().enumerate() {
+            let (raw, got_charge) = match list.next(Some(&shared)) {
+                NextMessage::Shared(raw) => (raw, None),
+                NextMessage::LastShared(raw, charge) => (raw, Some(charge)),
+                _ => panic!("message {i} is not a view of the shared frame"),
+            };
+            assert_eq!(got_charge, (i == 2).then_some(charge), "message {i}");
+            let bytes: RawBytes = decode_raw(raw).unwrap();
+            assert_eq!(bytes.as_slice(), *want);
+            views.push(bytes);
+        }
+        assert_eq!(list.left(), 0);
+        drop(list);
+        let last = views.pop().unwrap();
+        assert_eq!(last.clone().into_vec(), b"third one");
+        drop(views);
+        assert_eq!(shared.recv.held(), 0, "recycled while a view is alive");
+        drop(last);
+        assert_eq!(
+            shared.recv.held(),
+            16 * 1024,
+            "the frame went back to the pool"
+        );
+
+        // Without sharing, messages before the last are read in place and the last takes the
+        // frame over.
+        let (frame, list_len, count) = chunk_frame(&messages);
+        let mut list = MessageList::new(Payload::tail_of(frame, list_len), count);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            match list.next(None) {
+                NextMessage::Inner(bytes) => {
+                    got.push(postcard::from_bytes::<Vec<u8>>(bytes).unwrap());
+                }
+                NextMessage::Last(payload, c) => {
+                    assert_eq!(c, charge);
+                    got.push(postcard::from_bytes::<Vec<u8>>(payload.bytes()).unwrap());
+                }
+                _ => panic!("unexpected take"),
+            }
+        }
+        assert_eq!(got, messages.map(<[u8]>::to_vec));
+
+        // A single-message frame is taken over whole even when sharing is offered.
+        let (frame, list_len, count) = chunk_frame(&[b"alone"]);
+        let mut list = MessageList::new(Payload::tail_of(frame, list_len), count);
+        assert!(matches!(list.next(Some(&shared)), NextMessage::Last(..)));
+    }
 
     /// A miss drops the largest pooled buffer and gives its reserved bytes back; a hit takes
     /// the fitting buffer.
