@@ -750,9 +750,15 @@ impl<'a> Frame<'a> {
                 validate_payload(payload)
             }
             Frame::RequestInit { header, .. } => validate_header(header, true),
-            // A `Messages` is well-formed by construction, and a list fits a frame when each
-            // message fits: the frame as a whole is bounded by the transport.
-            Frame::RequestChunk { .. } | Frame::ResponseChunk { .. } => Ok(()),
+            // A `Messages` is well-formed by construction; the frame must still fit.
+            Frame::RequestChunk { messages, .. } | Frame::ResponseChunk { messages, .. } => {
+                let len = (HEADER_LEN + 8).saturating_add(messages.bytes().len());
+                if len > MAX_FRAME_LEN {
+                    Err(FrameError::TooLong { len })
+                } else {
+                    Ok(())
+                }
+            }
             Frame::Response { payload, .. } => validate_payload(payload),
             Frame::RequestWindowGrant { credits, .. }
             | Frame::ResponseWindowGrant { credits, .. } => {
@@ -1048,6 +1054,16 @@ mod tests {
         );
         frame.truncate(CHUNK_PAYLOAD_OFFSET - MESSAGE_LEN_PREFIX);
         assert_eq!(Frame::decode(&frame), Err(FrameError::EmptyChunk));
+
+        // Messages that each fit but together overflow a frame are refused by the encoder.
+        let big = vec![0u8; MAX_PAYLOAD_LEN];
+        let two = list(&[&big, &big]);
+        let frame = Frame::RequestChunk {
+            call_id: 1,
+            seq: 0,
+            messages: Messages::parse(&two).unwrap(),
+        };
+        assert!(matches!(frame.to_vec(), Err(FrameError::TooLong { .. })));
     }
 
     #[test]
