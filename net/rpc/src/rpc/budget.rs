@@ -407,6 +407,11 @@ pub(crate) struct SendWindow {
     window: AtomicU32,
     /// Bytes sent and not yet returned by the peer.
     outstanding: AtomicU64,
+    /// Bytes taken for messages that were appended to a queued chunk frame, which cost that
+    /// much less than the frame of their own they were taken for (see
+    /// [`crate::frame::APPENDED_MESSAGE_SAVING`]); the next message takes these first. Only
+    /// the call's one sender touches it.
+    owed: AtomicUsize,
     announced: Notify,
 }
 
@@ -417,6 +422,7 @@ impl SendWindow {
             available: Semaphore::new(0),
             window: AtomicU32::new(0),
             outstanding: AtomicU64::new(0),
+            owed: AtomicUsize::new(0),
             announced: Notify::new(),
         }
     }
@@ -427,6 +433,7 @@ impl SendWindow {
             available: Semaphore::new(window as usize),
             window: AtomicU32::new(window),
             outstanding: AtomicU64::new(0),
+            owed: AtomicUsize::new(0),
             announced: Notify::new(),
         }
     }
@@ -452,13 +459,28 @@ impl SendWindow {
         Ok(())
     }
 
-    /// Waits until a message charged `charge` bytes fits the window and takes its bytes, less
-    /// `covered` (≤ `charge`) that the sender took before and the peer will not return: a
-    /// message appended to a queued chunk frame costs less than the frame of its own it was
-    /// reserved as, and its sender counts the difference toward its next message.
-    pub(crate) async fn acquire(&self, charge: usize, covered: usize) -> Result<(), WindowError> {
+    /// The message just sent was appended to a queued chunk frame: it cost
+    /// [`crate::frame::APPENDED_MESSAGE_SAVING`] bytes less than was taken for it, which the
+    /// next message takes first.
+    pub(crate) fn appended(&self) {
+        self.owed
+            .fetch_add(crate::frame::APPENDED_MESSAGE_SAVING, Ordering::Relaxed);
+    }
+
+    /// Waits until a message charged `charge` bytes fits the window and takes its bytes, the
+    /// ones owed by appended messages (see [`SendWindow::appended`]) first.
+    pub(crate) async fn acquire(&self, charge: usize) -> Result<(), WindowError> {
+        let owed = self.owed.load(Ordering::Relaxed);
+        let covered = owed.min(charge);
+        self.take(charge, charge.saturating_sub(covered)).await?;
+        self.owed
+            .store(owed.saturating_sub(covered), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits until a message charged `charge` bytes fits the window and takes `take` bytes.
+    async fn take(&self, charge: usize, take: usize) -> Result<(), WindowError> {
         let window = self.window.load(Ordering::Acquire);
-        let take = charge.saturating_sub(covered);
         if window != 0 {
             if charge > window as usize {
                 return Err(WindowError::TooLarge { window });
@@ -688,21 +710,18 @@ mod tests {
         assert!(w.grant(100).is_ok());
         assert_eq!(w.window(), 100);
         assert_eq!(
-            w.acquire(101, 0).await,
+            w.acquire(101).await,
             Err(WindowError::TooLarge { window: 100 })
         );
-        assert_eq!(
-            w.acquire(101, 100).await,
-            Err(WindowError::TooLarge { window: 100 }),
-            "what was taken before does not make a message fit a smaller window"
-        );
-        w.acquire(60, 0).await.unwrap();
+        w.acquire(60).await.unwrap();
         assert!(w.grant(61).is_err(), "returning more than was sent");
         assert!(w.grant(60).is_ok());
         assert_eq!(w.available(), 100);
-        // A message partly covered by bytes taken before takes only the rest.
-        w.acquire(90, 30).await.unwrap();
-        assert_eq!(w.available(), 40);
+        // Bytes saved by appended messages pay for the next message first.
+        w.appended();
+        let saved = crate::frame::APPENDED_MESSAGE_SAVING;
+        w.acquire(90).await.unwrap();
+        assert_eq!(w.available(), 100 - (90 - saved.min(90)));
     }
 
     #[test]

@@ -392,10 +392,6 @@ pub struct DuplexSender<Req> {
     seq: u64,
     finished: bool,
     size_hint: usize,
-    /// Window bytes taken for messages that were appended to a queued chunk frame and cost
-    /// less than that (see [`crate::frame::APPENDED_MESSAGE_SAVING`]); the next message takes
-    /// these first.
-    window_owed: usize,
     /// Reused encode buffer for small messages.
     scratch: Vec<u8>,
     _req: PhantomData<fn(Req)>,
@@ -408,7 +404,6 @@ impl<Req: Serialize> DuplexSender<Req> {
             seq: 0,
             finished: false,
             size_hint: 64,
-            window_owed: 0,
             scratch: Vec::new(),
             _req: PhantomData,
         }
@@ -425,11 +420,10 @@ impl<Req: Serialize> DuplexSender<Req> {
         }
         let core = &self.core;
         let (frame_len, charge) = SessionShared::measure_chunk(item)?;
-        let covered = self.window_owed.min(charge);
         let wait = async {
             core.call
                 .request_window
-                .acquire(charge, covered)
+                .acquire(charge)
                 .await
                 .map_err(|e| match e {
                     WindowError::TooLarge { window } => RpcError::new(
@@ -451,7 +445,6 @@ impl<Req: Serialize> DuplexSender<Req> {
             Ok(Ok(())) => {}
             Ok(Err(e)) | Err(e) => return Err(e),
         }
-        self.window_owed = self.window_owed.saturating_sub(covered);
         let appended = core.shared.send_chunk(
             true,
             core.call_id,
@@ -464,9 +457,7 @@ impl<Req: Serialize> DuplexSender<Req> {
             &mut self.size_hint,
         )?;
         if appended {
-            self.window_owed = self
-                .window_owed
-                .saturating_add(crate::frame::APPENDED_MESSAGE_SAVING);
+            core.call.request_window.appended();
         }
         self.seq = self.seq.saturating_add(1);
         Ok(())

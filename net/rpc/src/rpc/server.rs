@@ -385,10 +385,6 @@ pub struct ResponseSink<Resp> {
     control: Arc<CallControl>,
     seq: u64,
     size_hint: usize,
-    /// Window bytes taken for messages that were appended to a queued chunk frame and cost
-    /// less than that (see [`crate::frame::APPENDED_MESSAGE_SAVING`]); the next message takes
-    /// these first.
-    window_owed: usize,
     /// Reused encode buffer for small messages.
     scratch: Vec<u8>,
     _resp: PhantomData<fn(Resp)>,
@@ -404,20 +400,14 @@ impl<Resp: Serialize> ResponseSink<Resp> {
             return Err(self.control.error());
         }
         let (frame_len, charge) = SessionShared::measure_chunk(item)?;
-        let covered = self.window_owed.min(charge);
         let wait = async {
-            self.window
-                .acquire(charge, covered)
-                .await
-                .map_err(|e| match e {
-                    WindowError::TooLarge { window } => RpcError::new(
-                        ErrorKind::ResourceExhausted,
-                        format!(
-                            "a {charge}-byte message exceeds the caller's {window}-byte window"
-                        ),
-                    ),
-                    WindowError::Closed => self.control.error(),
-                })?;
+            self.window.acquire(charge).await.map_err(|e| match e {
+                WindowError::TooLarge { window } => RpcError::new(
+                    ErrorKind::ResourceExhausted,
+                    format!("a {charge}-byte message exceeds the caller's {window}-byte window"),
+                ),
+                WindowError::Closed => self.control.error(),
+            })?;
             self.shared
                 .reserve_send_bytes(Some(&self.budget), charge)
                 .await
@@ -432,7 +422,6 @@ impl<Resp: Serialize> ResponseSink<Resp> {
                 reserved = &mut wait => reserved,
             },
         }?;
-        self.window_owed = self.window_owed.saturating_sub(covered);
         let live = self.control.live();
         if !*live {
             drop(live);
@@ -452,9 +441,7 @@ impl<Resp: Serialize> ResponseSink<Resp> {
         )?;
         drop(live);
         if appended {
-            self.window_owed = self
-                .window_owed
-                .saturating_add(crate::frame::APPENDED_MESSAGE_SAVING);
+            self.window.appended();
         }
         self.seq = self.seq.saturating_add(1);
         Ok(())
@@ -513,7 +500,6 @@ impl CallStart {
             control: self.ctx.control.clone(),
             seq: 0,
             size_hint: 64,
-            window_owed: 0,
             scratch: Vec::new(),
             _resp: PhantomData,
         }
