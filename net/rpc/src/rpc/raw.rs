@@ -5,8 +5,11 @@
 //! `#[serde(with = "serde_bytes")] Vec<u8>` newtype, so either side may use either type. The
 //! difference is local: when a stream's message type is `RawBytes`, the received frame buffer
 //! itself becomes the message (no copy into a fresh `Vec`), and the buffer goes back to the
-//! session's pool when the message is dropped. Decoding stays strict: the length must match
-//! the payload exactly.
+//! session's pool when the message is dropped. Small messages that arrived together in one
+//! chunk frame are views of that frame, which goes back to the pool when the last of them is
+//! dropped (a view keeps its whole frame, up to 32 KiB, alive: a handler that keeps a few
+//! small messages for long should keep [`RawBytes::into_vec`] copies). Decoding stays strict:
+//! the length must match the payload exactly.
 //!
 //! [`Encoded`] goes one step further for a message type whose last field is a byte string
 //! (e.g. an enum with a data variant): the message is handed over still encoded, in its frame
