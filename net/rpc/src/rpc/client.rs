@@ -631,37 +631,37 @@ impl<Resp: DeserializeOwned + 'static> Stream for ResponseStream<Resp> {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some(item) = this.next_pending() {
-            return Poll::Ready(Some(item));
-        }
-        let item = match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(CallEvent::Chunk(list))) => {
-                this.pending = Some(list);
-                let item = this.next_pending().unwrap_or_else(|| {
-                    Err(RpcError::new(ErrorKind::Internal, "empty chunk frame"))
-                });
+        let item = loop {
+            if let Some(item) = this.next_pending() {
                 return Poll::Ready(Some(item));
             }
-            Poll::Ready(Some(CallEvent::End)) => None,
-            Poll::Ready(Some(CallEvent::Error(e))) => Some(Err(e)),
-            Poll::Ready(Some(other)) => {
-                this.core.abandon(ErrorKind::Cancelled);
-                Some(Err(unexpected(&other)))
-            }
-            Poll::Ready(None) => Some(Err(this.core.terminal_error())),
-            Poll::Pending => {
-                let bytes = this.returner.idle();
-                this.give_back(bytes);
-                let expired = this
-                    .expiry
-                    .as_mut()
-                    .is_some_and(|s| s.as_mut().poll(cx).is_ready());
-                if !expired {
-                    return Poll::Pending;
+            break match this.rx.poll_recv(cx) {
+                // A frame's messages are taken at the top of the loop.
+                Poll::Ready(Some(CallEvent::Chunk(list))) => {
+                    this.pending = Some(list);
+                    continue;
                 }
-                this.core.abandon(ErrorKind::DeadlineExceeded);
-                Some(Err(RpcError::deadline()))
-            }
+                Poll::Ready(Some(CallEvent::End)) => None,
+                Poll::Ready(Some(CallEvent::Error(e))) => Some(Err(e)),
+                Poll::Ready(Some(other)) => {
+                    this.core.abandon(ErrorKind::Cancelled);
+                    Some(Err(unexpected(&other)))
+                }
+                Poll::Ready(None) => Some(Err(this.core.terminal_error())),
+                Poll::Pending => {
+                    let bytes = this.returner.idle();
+                    this.give_back(bytes);
+                    let expired = this
+                        .expiry
+                        .as_mut()
+                        .is_some_and(|s| s.as_mut().poll(cx).is_ready());
+                    if !expired {
+                        return Poll::Pending;
+                    }
+                    this.core.abandon(ErrorKind::DeadlineExceeded);
+                    Some(Err(RpcError::deadline()))
+                }
+            };
         };
         this.done = true;
         this.core.mark_done();

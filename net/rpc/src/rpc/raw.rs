@@ -303,14 +303,18 @@ pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(
     payload: Payload,
     shared: &Arc<SessionShared>,
 ) -> Result<T, RpcError> {
-    let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>();
-    if !raw && TypeId::of::<T>() != TypeId::of::<Encoded>() {
+    if !taken_raw::<T>() {
         let item = decode_message(payload.bytes());
         payload.recycle(shared);
         return item;
     }
     let (frame, start) = payload.into_parts();
     decode_raw(RawBytes::own(frame, start, Arc::downgrade(shared)))
+}
+
+/// True for the message types received without deserializing: [`RawBytes`] and [`Encoded`].
+fn taken_raw<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<RawBytes>() || TypeId::of::<T>() == TypeId::of::<Encoded>()
 }
 
 /// A [`RawBytes`] or [`Encoded`] message (`T`) from its encoding in `whole`.
@@ -343,9 +347,7 @@ pub(crate) fn decode_next<T: DeserializeOwned + 'static>(
     shared: &Arc<SessionShared>,
 ) -> Option<(Result<T, RpcError>, Option<usize>)> {
     let list = pending.as_mut()?;
-    let raw = TypeId::of::<T>() == TypeId::of::<RawBytes>()
-        || TypeId::of::<T>() == TypeId::of::<Encoded>();
-    let (item, charge) = match list.next(raw.then_some(shared)) {
+    let (item, charge) = match list.next(taken_raw::<T>().then_some(shared)) {
         NextMessage::Inner(bytes) => return Some((decode_message(bytes), None)),
         NextMessage::Shared(raw) => return Some((decode_raw(raw), None)),
         NextMessage::Last(payload, charge) => (decode_payload(payload, shared), charge),

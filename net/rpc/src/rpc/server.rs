@@ -346,30 +346,30 @@ impl<Req: DeserializeOwned + 'static> Stream for RequestStreamTyped<Req> {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some(item) = this.next_pending() {
-            return Poll::Ready(Some(item));
-        }
-        match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(ReqEvent::Chunk(list))) => {
-                this.pending = Some(list);
-                let item = this.next_pending().unwrap_or_else(|| {
-                    Err(RpcError::new(ErrorKind::Internal, "empty chunk frame"))
-                });
-                Poll::Ready(Some(item))
+        loop {
+            if let Some(item) = this.next_pending() {
+                return Poll::Ready(Some(item));
             }
-            Poll::Ready(Some(ReqEvent::End)) => {
-                this.done = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(None) => {
-                this.done = true;
-                Poll::Ready(Some(Err(this.control.error())))
-            }
-            Poll::Pending => {
-                let bytes = this.returner.idle();
-                this.give_back(bytes);
-                Poll::Pending
-            }
+            return match this.rx.poll_recv(cx) {
+                // A frame's messages are taken at the top of the loop.
+                Poll::Ready(Some(ReqEvent::Chunk(list))) => {
+                    this.pending = Some(list);
+                    continue;
+                }
+                Poll::Ready(Some(ReqEvent::End)) => {
+                    this.done = true;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    Poll::Ready(Some(Err(this.control.error())))
+                }
+                Poll::Pending => {
+                    let bytes = this.returner.idle();
+                    this.give_back(bytes);
+                    Poll::Pending
+                }
+            };
         }
     }
 }
