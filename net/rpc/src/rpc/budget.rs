@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::Metrics;
+use super::{ErrorKind, Metrics, RpcError};
 
 /// Bytes held against a limit; taking never waits.
 #[derive(Debug)]
@@ -396,6 +396,26 @@ pub(crate) enum WindowError {
     TooLarge { window: u32 },
     /// The call ended.
     Closed,
+}
+
+impl WindowError {
+    /// The error a sender reports for a `charge`-byte message: `TooLarge` as
+    /// `ResourceExhausted` naming the window's owner (`"server"`, `"caller"`), `Closed` as the
+    /// call's own end (`ended`).
+    pub(crate) fn into_rpc(
+        self,
+        charge: usize,
+        owner: &str,
+        ended: impl FnOnce() -> RpcError,
+    ) -> RpcError {
+        match self {
+            WindowError::TooLarge { window } => RpcError::new(
+                ErrorKind::ResourceExhausted,
+                format!("a {charge}-byte message exceeds the {owner}'s {window}-byte window"),
+            ),
+            WindowError::Closed => ended(),
+        }
+    }
 }
 
 /// The window a peer granted us for one call: what we may still send.

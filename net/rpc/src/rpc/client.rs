@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use tokio::time::{Instant, Sleep};
 
-use super::budget::{RecvWindow, Returner, SendBudget, SendWindow, WindowError};
+use super::budget::{RecvWindow, Returner, SendBudget, SendWindow};
 use super::dispatch::call_queue;
 use super::queue::Receiver;
 use super::session::{CallEvent, CallShared, CallerSlot, MessageList, Session, SessionShared};
@@ -425,16 +425,12 @@ impl<Req: Serialize> DuplexSender<Req> {
                 .request_window
                 .acquire(charge)
                 .await
-                .map_err(|e| match e {
-                    WindowError::TooLarge { window } => RpcError::new(
-                        ErrorKind::ResourceExhausted,
-                        format!(
-                            "a {charge}-byte message exceeds the server's {window}-byte window"
-                        ),
-                    ),
-                    WindowError::Closed => core.call.terminal.get().cloned().unwrap_or_else(|| {
-                        RpcError::cancelled("the server already finished the call")
-                    }),
+                .map_err(|e| {
+                    e.into_rpc(charge, "server", || {
+                        core.call.terminal.get().cloned().unwrap_or_else(|| {
+                            RpcError::cancelled("the server already finished the call")
+                        })
+                    })
                 })?;
             core.shared
                 .reserve_send_bytes(Some(&core.call.send_budget), charge)

@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::budget::{RecvWindow, Reservation, Returner, SendBudget, SendWindow, WindowError};
+use super::budget::{RecvWindow, Reservation, Returner, SendBudget, SendWindow};
 use super::dispatch::{call_queue, report_protocol_violation};
 use super::queue;
 use super::session::{
@@ -401,13 +401,10 @@ impl<Resp: Serialize> ResponseSink<Resp> {
         }
         let (frame_len, charge) = SessionShared::measure_chunk(item)?;
         let wait = async {
-            self.window.acquire(charge).await.map_err(|e| match e {
-                WindowError::TooLarge { window } => RpcError::new(
-                    ErrorKind::ResourceExhausted,
-                    format!("a {charge}-byte message exceeds the caller's {window}-byte window"),
-                ),
-                WindowError::Closed => self.control.error(),
-            })?;
+            self.window
+                .acquire(charge)
+                .await
+                .map_err(|e| e.into_rpc(charge, "caller", || self.control.error()))?;
             self.shared
                 .reserve_send_bytes(Some(&self.budget), charge)
                 .await
