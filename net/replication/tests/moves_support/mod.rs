@@ -65,11 +65,11 @@ impl MoveMember {
             },
         );
         let endpoint = Endpoint::new(identity.clone(), router, net_mesh_node::node_config());
-        let serving = Serving::start(&endpoint, port).await;
+        let (serving, addr) = Serving::start(&endpoint, port).await;
         MoveMember {
             identity,
             dir,
-            addr: serving.addr.clone(),
+            addr,
             replication,
             moves,
             endpoint,

@@ -159,18 +159,20 @@ pub struct Member {
 
 /// An endpoint serving on 127.0.0.1 until stopped.
 pub struct Serving {
-    pub addr: NodeAddr,
+    port: u16,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Serving {
-    /// Serves `endpoint` on `port` (0: any free port; a port just freed is retried).
-    pub async fn start(endpoint: &Endpoint, port: u16) -> Serving {
+    /// Serves `endpoint` on `port` (0: any free port; a port just freed is retried); gives
+    /// the address it serves on.
+    pub async fn start(endpoint: &Endpoint, port: u16) -> (Serving, NodeAddr) {
         let listener = bind(port).await;
+        let local = listener.local_addr().unwrap();
         let addr = NodeAddr {
             node_id: endpoint.identity().node_id(),
-            host_port: listener.local_addr().unwrap().to_string(),
+            host_port: local.to_string(),
         };
         let stop = CancellationToken::new();
         let task = {
@@ -178,20 +180,19 @@ impl Serving {
             let stop = stop.clone();
             tokio::spawn(async move { endpoint.serve(listener, stop).await })
         };
-        Serving { addr, stop, task }
+        let serving = Serving {
+            port: local.port(),
+            stop,
+            task,
+        };
+        (serving, addr)
     }
 
     /// Stops serving (sessions close); gives back the port it served on.
     pub async fn stop(self) -> u16 {
         self.stop.cancel();
         let _ = self.task.await;
-        self.addr
-            .host_port
-            .rsplit_once(':')
-            .unwrap()
-            .1
-            .parse()
-            .unwrap()
+        self.port
     }
 }
 
@@ -288,11 +289,11 @@ impl Member {
             router,
             rpc.unwrap_or_else(net_mesh_node::node_config),
         );
-        let serving = Serving::start(&endpoint, port).await;
+        let (serving, addr) = Serving::start(&endpoint, port).await;
         Member {
             identity,
             dir,
-            addr: serving.addr.clone(),
+            addr,
             replication,
             endpoint,
             store,
