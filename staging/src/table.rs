@@ -18,7 +18,7 @@ use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{
     ErrorClass, Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn,
 };
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 use crate::checkpoint::StagingCheckpoint;
 use crate::finished::FinishedUpload;
@@ -299,7 +299,8 @@ pub fn uploads(
     let Some(table) = reader.open_table::<&str, &[u8]>(UPLOADS_TABLE)? else {
         return Ok(Vec::new());
     };
-    let mut out = Vec::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
+    // Grown as rows are read: the table's stored length is not trusted to size an allocation.
+    let mut out = Vec::new();
     for row in table.iter()? {
         let (k, v) = row?;
         let id = k.value().to_string();

@@ -24,8 +24,7 @@ use crate::tables::{
     LOG_META_TABLE, NAMESPACE, STATE_TABLE, StateRow, read_channel_row, read_last_log,
 };
 use crate::types::{
-    LogId, MAX_OP_LEN, MAX_PAYLOAD_ENTRIES, Member, PinOp, SNAPSHOT_CHUNK_LEN, TypeConfig,
-    member_map, raft_id,
+    LogId, MAX_PAYLOAD_ENTRIES, Member, PinOp, SNAPSHOT_CHUNK_LEN, TypeConfig, member_map, raft_id,
 };
 
 /// Timing of a channel's group.
@@ -464,14 +463,7 @@ impl ReplicatedChannel {
     }
 
     async fn propose(&self, op: PinOp) -> Result<u64, ProposeError> {
-        let len = postcard::to_allocvec(&op)
-            .map_err(|e| ProposeError::Usage(e.to_string()))?
-            .len();
-        if len > MAX_OP_LEN {
-            return Err(ProposeError::Usage(format!(
-                "a log entry of {len} bytes is over the {MAX_OP_LEN} a channel's log takes"
-            )));
-        }
+        op.check().map_err(ProposeError::Usage)?;
         match self.raft.client_write(op).await {
             Ok(resp) => Ok(resp.log_id.index),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {

@@ -25,14 +25,14 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{Raft, RaftNetwork, RaftNetworkFactory};
+use openraft::{EntryPayload, Raft, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use net_mesh_engine::BlobRef;
 
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchRequest, PrefetchServer, Prefetched};
-use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig};
+use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig, raft_id};
 
 /// Method of openraft's append-entries (also heartbeats).
 pub const METHOD_APPEND: &str = "raft/v1/append";
@@ -241,19 +241,45 @@ impl Replication {
         req: AppendEntriesRequest<TypeConfig>,
     ) -> Result<Reply<AppendEntriesResponse<u64>>, RpcError> {
         let group = self.member_group_of(peer, channel)?;
+        let leader = self.speaks_for_itself(peer, channel, &req.vote)?;
         well_formed(&req).map_err(|why| {
             RpcError::new(
                 ErrorKind::InvalidArgument,
                 format!("append from {peer}: {why}"),
             )
         })?;
-        if let Some(leader) = req.vote.leader_id().voted_for() {
-            group.leader_from.store(leader, Ordering::Relaxed);
-        }
         Ok(match group.raft.append_entries(req).await {
-            Ok(r) => Reply::Ok(r),
+            Ok(r) => {
+                if matches!(
+                    r,
+                    AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+                ) {
+                    group.leader_from.store(leader, Ordering::Relaxed);
+                }
+                Reply::Ok(r)
+            }
             Err(e) => stopped(e),
         })
+    }
+
+    /// The raft id of `peer`, if `vote` is its own (the leader an append or a snapshot comes
+    /// from, the candidate a vote request is for); else a refusal, counted: a member may
+    /// speak only for itself, never make another member (or the callee) leader or candidate.
+    fn speaks_for_itself(
+        &self,
+        peer: &NodeId,
+        channel: &str,
+        vote: &openraft::Vote<u64>,
+    ) -> Result<u64, RpcError> {
+        let own = raft_id(peer);
+        match vote.leader_id().voted_for() {
+            Some(id) if id == own => Ok(own),
+            named => Err(self.refuse(format!(
+                "node {peer} sent channel {channel}'s group a vote for {} (its own raft id is \
+                 {own:#018x}): a member speaks only for itself",
+                named.map_or_else(|| "no node".to_string(), |id| format!("{id:#018x}"))
+            ))),
+        }
     }
 
     /// A vote request from `peer` to `channel`'s group (see [`Replication::deliver_append`]).
@@ -265,6 +291,7 @@ impl Replication {
         req: VoteRequest<u64>,
     ) -> Result<Reply<VoteResponse<u64>>, RpcError> {
         let group = self.member_group_of(peer, channel)?;
+        self.speaks_for_itself(peer, channel, &req.vote)?;
         Ok(match group.raft.vote(req).await {
             Ok(r) => Reply::Ok(r),
             Err(e) => stopped(e),
@@ -281,6 +308,7 @@ impl Replication {
         req: InstallSnapshotRequest<TypeConfig>,
     ) -> Result<Reply<InstallSnapshotResponse<u64>>, RpcError> {
         let group = self.member_group_of(peer, channel)?;
+        let leader = self.speaks_for_itself(peer, channel, &req.vote)?;
         let end = req.offset.saturating_add(req.data.len() as u64);
         if end > MAX_SNAPSHOT_LEN {
             return Err(RpcError::new(
@@ -288,12 +316,11 @@ impl Replication {
                 format!("snapshot past {MAX_SNAPSHOT_LEN} bytes (chunk ends at {end})"),
             ));
         }
-        group.leader_from.store(
-            req.vote.leader_id().voted_for().unwrap_or(0),
-            Ordering::Relaxed,
-        );
         Ok(match group.raft.install_snapshot(req).await {
-            Ok(r) => Reply::Ok(r),
+            Ok(r) => {
+                group.leader_from.store(leader, Ordering::Relaxed);
+                Reply::Ok(r)
+            }
             Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
                 Reply::SnapshotMismatch(m)
             }
@@ -336,6 +363,10 @@ fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
                 "entry {} of term {} above the vote's term {term}",
                 entry.log_id.index, entry.log_id.leader_id.term
             ));
+        }
+        if let EntryPayload::Normal(op) = &entry.payload {
+            op.check()
+                .map_err(|why| format!("entry {}: {why}", entry.log_id.index))?;
         }
         next = next.saturating_add(1);
     }

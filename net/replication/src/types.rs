@@ -32,6 +32,30 @@ pub enum PinOp {
     Unpin { blob_id: [u8; 32] },
 }
 
+impl PinOp {
+    /// Whether this operation is one a leader of this build proposes: encoded in at most
+    /// [`MAX_OP_LEN`] bytes, and for a pin a valid pin name and a blob ref that decodes. The
+    /// leader checks before it proposes, and each member checks every entry an append brings
+    /// before openraft takes it, so an entry that could not apply never enters a member's
+    /// log (applying it would stop the group on that member, at every restart).
+    pub fn check(&self) -> Result<(), String> {
+        let len = postcard::to_allocvec(self)
+            .map_err(|e| e.to_string())?
+            .len();
+        if len > MAX_OP_LEN {
+            return Err(format!(
+                "a log entry of {len} bytes is over the {MAX_OP_LEN} a channel's log takes"
+            ));
+        }
+        if let PinOp::Pin { blob_ref, name } = self {
+            net_mesh_engine::index::check_pin_name(name).map_err(|e| e.to_string())?;
+            net_mesh_engine::BlobRef::decode(blob_ref)
+                .map_err(|e| format!("the blob ref does not decode: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// What applying an entry did (openraft's response type).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {

@@ -88,12 +88,14 @@ fn show<T: std::fmt::Debug>(r: &Result<Reply<T>, RpcError>) -> String {
     }
 }
 
-/// Delivers the forged messages to `to` (whose term was `term` just before) and returns what
-/// went wrong: a non-member's append, vote and snapshot (with a term no member reaches)
-/// must be refused; `member`'s append, vote and snapshot with the term before `term` must be
-/// rejected (or refused, if `member` has left meanwhile).
+/// Delivers the forged messages to `to` (node `to_id`, whose term was `term` just before) and
+/// returns what went wrong: a non-member's append, vote and snapshot (with a term no member
+/// reaches) must be refused; so must `member`'s append, vote and snapshot that speak for the
+/// callee (a vote naming it, at that far term); `member`'s own append, vote and snapshot with
+/// the term before `term` must be rejected (or refused, if `member` has left meanwhile).
 pub async fn forge(
     to: &Replication,
+    to_id: NodeId,
     blob: &BlobRef,
     seq: u64,
     term: u64,
@@ -164,8 +166,36 @@ pub async fn forge(
         ));
     }
 
-    // From a member, with a term older than the callee's.
     let Some(member) = member else { return bad };
+    // From a member, speaking for the callee (its leadership or candidacy), far ahead.
+    let callee = raft_id(&to_id);
+    let r = to
+        .deliver_append(&member, CHANNEL, append(far, callee))
+        .await;
+    if !denied(&r) {
+        bad.push(format!(
+            "a member's append in the callee's name was not refused: {}",
+            show(&r)
+        ));
+    }
+    let r = to.deliver_vote(&member, CHANNEL, vote(far, callee)).await;
+    if !denied(&r) {
+        bad.push(format!(
+            "a member's vote in the callee's name was not refused: {}",
+            show(&r)
+        ));
+    }
+    let r = to
+        .deliver_snapshot(&member, CHANNEL, snapshot(far, callee))
+        .await;
+    if !denied(&r) {
+        bad.push(format!(
+            "a member's snapshot in the callee's name was not refused: {}",
+            show(&r)
+        ));
+    }
+
+    // From a member, with a term older than the callee's.
     if term < 2 {
         return bad;
     }

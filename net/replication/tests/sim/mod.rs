@@ -798,6 +798,7 @@ impl Cluster {
             .map(|a| a.node_id);
         let verdicts = check::forge(
             &slot.replication,
+            self.world.node_id(i),
             &self.blobs[0],
             self.forged_seq,
             status.term,
