@@ -345,6 +345,12 @@ impl Bandwidth {
         locked(&self.uploads).remove(staging_id);
     }
 
+    /// Uploads whose class and counters are kept (live ones, and resumable ones whose last
+    /// call failed, until pruned past [`MAX_KEPT_UPLOADS`]).
+    pub fn kept_uploads(&self) -> usize {
+        locked(&self.uploads).len()
+    }
+
     /// Waits until `bytes` of `stream` may move, then counts them.
     pub async fn acquire(&self, stream: &StreamStats, bytes: u64) {
         if let Some(budget) = &self.budget {

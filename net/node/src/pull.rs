@@ -8,15 +8,21 @@
 //! held until the import ends; missing ones are asked for in calls of at most
 //! [`MAX_OBJECTS_PER_CALL`] chunks or [`NODE_BATCH`] nodes. Every object is verified against
 //! its id before anything of it is stored or kept; a chunk is stored as it arrives; a node is
-//! decoded for its children, kept until its subtree is in, then stored. So memory holds one
-//! object being received plus at most [`NODE_BATCH`] nodes per tree level, whatever the blob's
-//! size. Any object that does not verify, or that the source lacks, fails the walk (an
-//! integrity error) before anything is pinned; what was stored unpinned is left to GC.
+//! decoded for its children, kept until its subtree is in, then stored. Each internal node
+//! must sit at the level its place calls for (the ref's depth less one at the root, one less
+//! than its parent below), so the walk is at most [`MAX_DEPTH`] levels deep whatever the
+//! source sends (a chain of nodes that do not descend would otherwise recurse until the stack
+//! overflows). Memory holds one object being received plus at most [`NODE_BATCH`] nodes per
+//! level, and once the nodes kept reach [`HELD_NODE_BYTES`] the walk asks for one node per
+//! call: at most that plus one node per level (≤ 2.6 MB each), whatever the blob's size or the
+//! source's tree. Any object that does not verify, that sits at the wrong level, or that the
+//! source lacks, fails the walk (an integrity error) before anything is pinned; what was
+//! stored unpinned is left to GC.
 
 use std::collections::HashSet;
 
 use net_mesh_engine::class::short_hex;
-use net_mesh_engine::codec::Hash;
+use net_mesh_engine::codec::{Hash, InternalNode, MAX_DEPTH};
 use net_mesh_engine::write::children_of;
 use net_mesh_engine::{BlobRef, ErrorClass, Importer, ObjectKind, Store};
 use tokio::runtime::Handle;
@@ -31,6 +37,17 @@ use crate::service::PinAt;
 
 /// Most tree nodes asked for in one call (each is kept until its subtree is in).
 pub const NODE_BATCH: usize = 16;
+
+/// Bytes of received tree nodes a walk keeps before it asks for one node per call.
+pub const HELD_NODE_BYTES: usize = 32 << 20;
+
+/// The level of the internal nodes among a ref's roots (a Tree's root; 0 when there are none).
+fn root_level(blob_ref: &BlobRef) -> u8 {
+    match blob_ref {
+        BlobRef::Tree { depth, .. } => depth.saturating_sub(1),
+        _ => 0,
+    }
+}
 
 /// The objects a ref names directly: its chunks (Small, Manifest) or its root node (Tree).
 fn roots(blob_ref: &BlobRef) -> Vec<(Hash, ObjectKind)> {
@@ -118,8 +135,9 @@ pub fn fetch_blob(
         stop,
         importer,
         received,
+        held: 0,
     }
-    .fetch(roots(blob_ref))
+    .fetch(roots(blob_ref), root_level(blob_ref))
 }
 
 struct Walk<'a, 'i, 's> {
@@ -128,6 +146,8 @@ struct Walk<'a, 'i, 's> {
     stop: &'a CancellationToken,
     importer: &'i mut Importer<'s>,
     received: &'a mut dyn FnMut(&[u8]),
+    /// Bytes of the received nodes kept until their subtrees are in.
+    held: usize,
 }
 
 impl Walk<'_, '_, '_> {
@@ -141,8 +161,9 @@ impl Walk<'_, '_, '_> {
         Ok(())
     }
 
-    /// Brings every object of `wanted` (and everything under it) into the store.
-    fn fetch(&mut self, wanted: Vec<(Hash, ObjectKind)>) -> NodeResult<()> {
+    /// Brings every object of `wanted` (and everything under it) into the store; its internal
+    /// nodes must be of `level`.
+    fn fetch(&mut self, wanted: Vec<(Hash, ObjectKind)>, level: u8) -> NodeResult<()> {
         let mut chunks = Vec::new();
         let mut nodes = Vec::new();
         let mut seen = HashSet::with_capacity(wanted.len());
@@ -157,26 +178,37 @@ impl Walk<'_, '_, '_> {
             }
         }
         for batch in chunks.chunks(MAX_OBJECTS_PER_CALL) {
-            self.fetch_batch(batch, &mut Vec::new())?;
+            self.fetch_batch(batch, level, &mut Vec::new())?;
         }
-        for batch in nodes.chunks(NODE_BATCH) {
+        let mut rest = nodes.as_slice();
+        while !rest.is_empty() {
+            let n = if self.held >= HELD_NODE_BYTES {
+                1
+            } else {
+                NODE_BATCH
+            };
+            let (batch, after) = rest.split_at_checked(n).unwrap_or((rest, &[]));
+            rest = after;
             let mut received = Vec::with_capacity(batch.len());
-            self.fetch_batch(batch, &mut received)?;
+            self.fetch_batch(batch, level, &mut received)?;
             for node in received {
-                self.fetch(node.children)?;
+                self.fetch(node.children, level.saturating_sub(1))?;
                 self.importer
                     .import(node.kind, &node.hash, &node.bytes)
                     .node_err()?;
+                self.held = self.held.saturating_sub(node.bytes.len());
             }
         }
         Ok(())
     }
 
     /// Asks the source for `batch` in one call; stores each chunk (verified) as it arrives,
-    /// and puts each node (verified, decoded) in `nodes`.
+    /// and puts each node (verified, decoded, internal ones checked to be of `level`) in
+    /// `nodes`.
     fn fetch_batch(
         &mut self,
         batch: &[(Hash, ObjectKind)],
+        level: u8,
         nodes: &mut Vec<ReceivedNode>,
     ) -> NodeResult<()> {
         self.check_stop()?;
@@ -211,10 +243,23 @@ impl Walk<'_, '_, '_> {
             // it is stored or kept.
             let children = children_of(*kind, hash, &bytes)
                 .map_err(|e| integrity(format!("the source node's object: {e}")))?;
+            if *kind == ObjectKind::InternalNode {
+                let got_level = InternalNode::decode(&bytes)
+                    .map_err(|e| integrity(format!("the source node's object: {e}")))?
+                    .level;
+                if got_level != level || level >= MAX_DEPTH {
+                    return Err(integrity(format!(
+                        "the source node sent tree node {} of level {got_level} where a node of \
+                         level {level} belongs",
+                        short_hex(hash)
+                    )));
+                }
+            }
             (self.received)(&bytes);
             if *kind == ObjectKind::Chunk {
                 self.importer.import(*kind, hash, &bytes).node_err()?;
             } else {
+                self.held = self.held.saturating_add(bytes.len());
                 nodes.push(ReceivedNode {
                     hash: *hash,
                     kind: *kind,

@@ -1,4 +1,6 @@
-//! Requests past the protocol's limits: a put piece one byte over `MAX_PIECE` is refused
+//! Requests past the protocol's limits: a put whose staging id is 1 MiB long (beginning or
+//! resuming) is refused (usage, the id cut short in the error) before the id keys anything;
+//! a put piece one byte over `MAX_PIECE` is refused
 //! (usage) and the upload checkpoints what came before it and frees its worker; an `objects`
 //! or `has` call naming more than `MAX_OBJECTS_PER_CALL` ids is refused before any object is
 //! read or sent. An honest client on the same node is served throughout.
@@ -17,7 +19,9 @@ use common::*;
 use futures_util::StreamExt;
 use net_mesh_engine::{BlobRef, ErrorClass};
 use net_mesh_node::config::MAX_OBJECTS_PER_CALL;
-use net_mesh_node::proto::{MAX_PIECE, Method, ObjectPart, PutDone, PutPart, StagingState};
+use net_mesh_node::proto::{
+    MAX_PIECE, Method, ObjectPart, PutDone, PutPart, PutStart, StagingState,
+};
 use net_mesh_rpc::rpc::{CallOptions, ErrorKind};
 use serde_bytes::ByteBuf;
 
@@ -28,6 +32,34 @@ async fn hostile_oversized_requests_are_refused_and_hold_nothing() {
     let node = start(dir.path(), |_| format!("{user_id} write\n")).await;
     let hostile = client_as(user.clone(), &node.addr).await;
     let honest = Arc::new(client_as(user, &node.addr).await);
+
+    let long_id = "x".repeat(1 << 20);
+    let starts = [
+        begin(Some(&long_id), "long", 64 * 1024),
+        PutStart::Resume {
+            staging_id: long_id.clone(),
+            offset: 0,
+            checkpoint_interval: None,
+            class: Default::default(),
+        },
+    ];
+    for start in starts {
+        let mut call = hostile
+            .session()
+            .call_client_streaming::<PutPart, PutDone>(Method::Put.name(), CallOptions::default())
+            .unwrap();
+        call.send(&PutPart::Start(start)).await.unwrap();
+        let err = net_mesh_node::NodeError::from_rpc(&call.finish().await.unwrap_err());
+        assert_eq!(err.class, ErrorClass::Usage, "{err}");
+        assert!(err.message.contains("invalid staging id"), "{err}");
+        assert!(
+            err.message.len() < 400,
+            "the id is cut short: {} bytes",
+            err.message.len()
+        );
+    }
+    assert_eq!(node.node.bandwidth().kept_uploads(), 0);
+    assert_eq!(node.node.live_uploads(), 0);
 
     let mut call = hostile
         .session()

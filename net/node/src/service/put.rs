@@ -274,6 +274,15 @@ async fn put_impl(
         } => (Some(staging_id.as_str()), *class),
         PutStart::ErasureCoded { class, .. } => (None, *class),
     };
+    // Checked before the id keys anything (the live table, the bandwidth counters): a peer's
+    // id of any length would otherwise be kept until pruned.
+    if let Some(id) = claimed_id
+        && !net_mesh_staging::valid_staging_id(id)
+    {
+        return Err(NodeError::from_classified(
+            &net_mesh_staging::StagingError::InvalidId(short_id(id)),
+        ));
+    }
     let live = LiveUpload::claim(&node, claimed_id, slot)?;
     let stream = match claimed_id {
         Some(id) => node.bandwidth.open_upload(id, class),
@@ -649,6 +658,14 @@ fn put_erasure_coded(
         None,
         None,
     ))
+}
+
+/// An id refused as invalid, cut to what an error message should repeat of it.
+fn short_id(id: &str) -> String {
+    match id.char_indices().nth(80) {
+        Some((at, _)) => format!("{}… ({} bytes)", id.get(..at).unwrap_or(""), id.len()),
+        None => id.to_string(),
+    }
 }
 
 #[cfg(test)]
