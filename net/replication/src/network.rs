@@ -309,6 +309,12 @@ impl Replication {
     ) -> Result<Reply<InstallSnapshotResponse<u64>>, RpcError> {
         let group = self.member_group_of(peer, channel)?;
         let leader = self.speaks_for_itself(peer, channel, &req.vote)?;
+        well_formed_snapshot(&req).map_err(|why| {
+            RpcError::new(
+                ErrorKind::InvalidArgument,
+                format!("snapshot from {peer}: {why}"),
+            )
+        })?;
         let end = req.offset.saturating_add(req.data.len() as u64);
         if end > MAX_SNAPSHOT_LEN {
             return Err(RpcError::new(
@@ -369,6 +375,26 @@ fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
                 .map_err(|why| format!("entry {}: {why}", entry.log_id.index))?;
         }
         next = next.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Whether a snapshot's meta is shaped as a leader sends it: its last log id of a term no
+/// later than the sender's vote, and its membership's log id no later than that last log id.
+/// openraft assumes both of every snapshot it installs (only a debug assertion checks them).
+fn well_formed_snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> Result<(), String> {
+    let term = req.vote.leader_id().get_term();
+    let last = req.meta.last_log_id;
+    if let Some(last) = &last
+        && last.leader_id.term > term
+    {
+        return Err(format!(
+            "last log id of term {} above the vote's term {term}",
+            last.leader_id.term
+        ));
+    }
+    if req.meta.last_membership.log_id().as_ref() > last.as_ref() {
+        return Err("its membership is of a log id after its last log id".to_string());
     }
     Ok(())
 }

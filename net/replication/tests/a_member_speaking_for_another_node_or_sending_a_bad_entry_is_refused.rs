@@ -4,7 +4,8 @@
 //! counted, and changes nothing. And an entry no leader of this build would propose (a pin
 //! name that is not valid, a blob ref that does not decode, an entry over `MAX_OP_LEN`) is
 //! refused before openraft takes it, even from the leader's own identity: applying it would
-//! stop the group on that member at every restart. Real sessions over 127.0.0.1.
+//! stop the group on that member at every restart; so is a snapshot whose meta no leader
+//! sends (openraft assumes its shape). Real sessions over 127.0.0.1.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -217,6 +218,56 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
             &append,
             ErrorKind::InvalidArgument,
             says,
+        )
+        .await;
+    }
+
+    // A snapshot from the leader's identity whose meta no leader sends: a last log id of a
+    // term after the vote's, or a membership logged after its last log id.
+    let later_membership = openraft::StoredMembership::new(
+        Some(LogId::new(
+            CommittedLeaderId::new(term, leader_id),
+            index + 20,
+        )),
+        openraft::Membership::new(vec![std::collections::BTreeSet::from([leader_id])], None),
+    );
+    let bad_metas = [
+        (
+            Some(LogId::new(
+                CommittedLeaderId::new(term + 5, leader_id),
+                index + 10,
+            )),
+            Default::default(),
+        ),
+        (
+            Some(LogId::new(
+                CommittedLeaderId::new(term, leader_id),
+                index + 10,
+            )),
+            later_membership,
+        ),
+    ];
+    for (last_log_id, last_membership) in bad_metas {
+        let snapshot = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(term, leader_id),
+            meta: SnapshotMeta {
+                last_log_id,
+                last_membership,
+                snapshot_id: "bad-meta".into(),
+            },
+            offset: 0,
+            data: encode_row(&SnapshotBody {
+                pins: Vec::<SnapshotPin>::new(),
+            })
+            .unwrap(),
+            done: true,
+        };
+        refused(
+            &session,
+            METHOD_SNAPSHOT,
+            &snapshot,
+            ErrorKind::InvalidArgument,
+            "snapshot from",
         )
         .await;
     }
