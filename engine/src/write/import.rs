@@ -157,6 +157,22 @@ impl<'s> Importer<'s> {
         Ok(new)
     }
 
+    /// The level of `hash` if the store holds it (committed) as an internal node; `None` for
+    /// another kind. Read verified, for a caller that checks a tree's shape where it meets a
+    /// node it need not fetch.
+    pub fn stored_internal_level(&self, hash: &Hash) -> Result<Option<u8>, BlobError> {
+        let object = self.batch.store().read_object(hash)?;
+        if object.kind != RecordKind::InternalNode {
+            return Ok(None);
+        }
+        InternalNode::decode(&object.bytes)
+            .map(|node| Some(node.level))
+            .map_err(|source| BlobError::BadNode {
+                hash: *hash,
+                source,
+            })
+    }
+
     /// Objects stored by this import so far, and their payload bytes.
     pub fn imported(&self) -> (u64, u64) {
         (self.imported, self.imported_bytes)

@@ -10,16 +10,17 @@
 //! its id before anything of it is stored or kept; a chunk is stored as it arrives; a node is
 //! decoded for its children, kept until its subtree is in, then stored. Each internal node
 //! must sit at the level its place calls for (the ref's depth less one at the root, one less
-//! than its parent below), so the walk is at most [`MAX_DEPTH`] levels deep whatever the
-//! source sends (a chain of nodes that do not descend would otherwise recurse until the stack
-//! overflows). Memory holds one object being received plus at most [`NODE_BATCH`] nodes per
+//! than its parent below) — also one the store already has, or this walk brought in at another
+//! place — so the walk is at most [`MAX_DEPTH`] levels deep whatever the source sends (a chain
+//! of nodes that do not descend would otherwise recurse until the stack overflows) and no
+//! tree whose levels do not descend is ever stored by a walk. Memory holds one object being received plus at most [`NODE_BATCH`] nodes per
 //! level, and once the nodes kept reach [`HELD_NODE_BYTES`] the walk asks for one node per
 //! call: at most that plus one node per level (≤ 2.6 MB each), whatever the blob's size or the
 //! source's tree. Any object that does not verify, that sits at the wrong level, or that the
 //! source lacks, fails the walk (an integrity error) before anything is pinned; what was
 //! stored unpinned is left to GC.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use net_mesh_engine::class::short_hex;
 use net_mesh_engine::codec::{Hash, InternalNode, MAX_DEPTH};
@@ -136,6 +137,7 @@ pub fn fetch_blob(
         importer,
         received,
         held: 0,
+        levels: HashMap::new(),
     }
     .fetch(roots(blob_ref), root_level(blob_ref))
 }
@@ -148,6 +150,9 @@ struct Walk<'a, 'i, 's> {
     received: &'a mut dyn FnMut(&[u8]),
     /// Bytes of the received nodes kept until their subtrees are in.
     held: usize,
+    /// The level of each internal node this walk received (checked), for the places the walk
+    /// meets it again already imported.
+    levels: HashMap<Hash, u8>,
 }
 
 impl Walk<'_, '_, '_> {
@@ -168,7 +173,16 @@ impl Walk<'_, '_, '_> {
         let mut nodes = Vec::new();
         let mut seen = HashSet::with_capacity(wanted.len());
         for (hash, kind) in wanted {
-            if !seen.insert(hash) || self.importer.has(&hash).node_err()? {
+            if !seen.insert(hash) {
+                continue;
+            }
+            if self.importer.has(&hash).node_err()? {
+                // Skipped with its subtree, whose shape was checked when it came in; its own
+                // level must still fit this place (else a tree whose levels do not descend
+                // could be built out of nodes each checked in another place).
+                if kind == ObjectKind::InternalNode {
+                    self.check_present_level(&hash, level)?;
+                }
                 continue;
             }
             if kind == ObjectKind::Chunk {
@@ -200,6 +214,27 @@ impl Walk<'_, '_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Checks that internal node `hash`, which the store (or this walk) already has, is of
+    /// `level`.
+    fn check_present_level(&mut self, hash: &Hash, level: u8) -> NodeResult<()> {
+        let got = match self.levels.get(hash) {
+            Some(got) => Some(*got),
+            None => self.importer.stored_internal_level(hash).node_err()?,
+        };
+        match got {
+            Some(got) if got == level => Ok(()),
+            got => Err(integrity(format!(
+                "the source node's tree lists node {} (already here, {}) where a node of level \
+                 {level} belongs",
+                short_hex(hash),
+                got.map_or_else(
+                    || "not an internal node".to_string(),
+                    |l| format!("of level {l}")
+                )
+            ))),
+        }
     }
 
     /// Asks the source for `batch` in one call; stores each chunk (verified) as it arrives,
@@ -254,6 +289,7 @@ impl Walk<'_, '_, '_> {
                         short_hex(hash)
                     )));
                 }
+                self.levels.insert(*hash, got_level);
             }
             (self.received)(&bytes);
             if *kind == ObjectKind::Chunk {

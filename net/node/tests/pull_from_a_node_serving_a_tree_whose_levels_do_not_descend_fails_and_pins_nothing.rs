@@ -2,7 +2,9 @@
 //! chain of internal nodes that all say level 2 (a hostile source could make it thousands
 //! long, and a walk that trusted it would recurse until its thread's stack overflowed, taking
 //! the whole node down). Node B's pull refuses the first node out of place with an integrity
-//! error naming it, before fetching what lies below, and pins nothing; B keeps serving.
+//! error naming it, before fetching what lies below, and pins nothing; B keeps serving. So
+//! is a node the walk need not fetch (brought in at another place of the same tree, or held
+//! from an earlier pull) where its level does not fit.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -132,4 +134,127 @@ async fn pull_from_a_node_serving_a_tree_whose_levels_do_not_descend_fails_and_p
 /// The id of the chain's one chunk.
 fn chain_bottom(data: &[u8]) -> net_mesh_engine::Hash {
     chunk_id(data)
+}
+
+/// Imports an internal node of `level` over `children` (each covering `covered` bytes).
+fn internal(
+    importer: &mut net_mesh_engine::Importer<'_>,
+    level: u8,
+    children: &[net_mesh_engine::Hash],
+    covered: u64,
+) -> net_mesh_engine::Hash {
+    let node = InternalNode {
+        level,
+        children: children
+            .iter()
+            .map(|hash| ChildRef {
+                hash: *hash,
+                covered,
+            })
+            .collect(),
+    }
+    .encode();
+    let id = internal_id(&node);
+    importer
+        .import(ObjectKind::InternalNode, &id, &node)
+        .unwrap();
+    id
+}
+
+/// Imports a chunk of `data` and a leaf over it; gives the leaf's id.
+fn leaf(importer: &mut net_mesh_engine::Importer<'_>, data: &[u8]) -> net_mesh_engine::Hash {
+    let chunk = chunk_id(data);
+    importer.import(ObjectKind::Chunk, &chunk, data).unwrap();
+    let leaf = LeafNode {
+        encoding: Encoding::Plain,
+        chunks: vec![ChunkRef {
+            hash: chunk,
+            size: data.len() as u32,
+            role: ChunkRole::Data,
+        }],
+    }
+    .encode();
+    let id = leaf_id(&leaf);
+    importer.import(ObjectKind::LeafNode, &id, &leaf).unwrap();
+    id
+}
+
+fn tree(root: net_mesh_engine::Hash, size: u64, depth: u8) -> BlobRef {
+    BlobRef::Tree {
+        encoding: Encoding::Plain,
+        root_hash: root,
+        total_size: size,
+        depth,
+    }
+}
+
+/// A node out of place that the walk need not fetch is refused too: one it brought in at
+/// another place of the same tree, and one the pulling store already held from an earlier pull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_already_here_is_refused_where_its_level_does_not_fit() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let data = random_bytes(4_000, 9);
+    let size = data.len() as u64;
+    // In A: m (level 1) over a leaf; n1 (level 2) over m; n2 (level 2) over n1, where a
+    // level-1 node belongs. Tree `same_pull`: root (level 3) over n1 then n2 — the walk
+    // brings n1 in at its right place, then meets it under n2. Trees `first` (root level 3
+    // over n1: well formed) and `second` (root level 3 over n2) for two pulls.
+    let (same_pull, first, second, n1) = {
+        let store = open_store(dir_a.path());
+        let mut importer = store.importer().unwrap();
+        let leaf = leaf(&mut importer, &data);
+        let m = internal(&mut importer, 1, &[leaf], size);
+        let n1 = internal(&mut importer, 2, &[m], size);
+        let n2 = internal(&mut importer, 2, &[n1], size);
+        let same_pull = internal(&mut importer, 3, &[n1, n2], size);
+        let first = internal(&mut importer, 3, &[n1], size);
+        let second = internal(&mut importer, 3, &[n2], size);
+        importer.commit().unwrap();
+        (
+            tree(same_pull, 2 * size, 4),
+            tree(first, size, 4),
+            tree(second, size, 4),
+            n1,
+        )
+    };
+
+    let (user, user_id) = identity();
+    let (b_identity, b_id) = identity();
+    let a = start(dir_a.path(), |_| format!("{b_id} read\n")).await;
+    let b = start_as(
+        b_identity,
+        dir_b.path(),
+        |_| format!("{user_id} write\n"),
+        NodeConfig::default(),
+    )
+    .await;
+    let to_b = client_as(user, &b.addr).await;
+    let out_of_place = format!(
+        "lists node {} (already here, of level 2) where a node of level 1 belongs",
+        net_mesh_engine::class::short_hex(&n1)
+    );
+
+    let err = to_b.pull(&same_pull, &a.addr, "same").await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Integrity, "{err}");
+    assert!(err.message.contains(&out_of_place), "{err}");
+    assert!(
+        to_b.list().await.unwrap().is_empty(),
+        "nothing is pinned on B"
+    );
+
+    // A well-formed tree brings n1 into B's store for good; a later tree that lists it where a
+    // level-1 node belongs is refused reading n1's level from B's store.
+    to_b.pull(&first, &a.addr, "first").await.unwrap();
+    assert!(b.node.store().has(&n1).unwrap());
+    let err = to_b.pull(&second, &a.addr, "second").await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Integrity, "{err}");
+    assert!(err.message.contains(&out_of_place), "{err}");
+    assert!(matches!(
+        &to_b.list().await.unwrap()[..],
+        [PinRow::Pin { name, .. }] if name == "first"
+    ));
+
+    drop(to_b);
+    a.shut().await;
+    b.shut().await;
 }
