@@ -135,3 +135,96 @@ fn the_operator_override_deletes_one_chunk_whatever_references_it() {
         .unwrap();
     assert_eq!(entry(&store, &hash).refcount, 0, "its one pin is released");
 }
+
+/// A pinned erasure-coded tree that lists one stripe's leaf 2^32 times through two nodes of
+/// 65,536 children each (a blob of 8 TB in 3 nodes: repeated content, or a peer's tree made to
+/// cost an astronomical walk). GC's stripe guard walks each distinct list once, so a GC run
+/// finishes, and the stripe stays protected. (Walking every listing, a GC run never ended.)
+#[test]
+fn a_tree_that_repeats_one_stripe_astronomically_is_walked_once_per_distinct_list() {
+    use net_mesh_engine::ObjectKind;
+    use net_mesh_engine::codec::{ChildRef, InternalNode, LeafNode, internal_id, leaf_id};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let d0 = random_bytes(1000, 31);
+    let d1 = random_bytes(1000, 32);
+    let parity: Vec<u8> = d0.iter().zip(&d1).map(|(a, b)| a ^ b).collect();
+    let encoding = Encoding::ReedSolomon {
+        data_shards: 2,
+        total_shards: 3,
+    };
+    let mut importer = store.importer().unwrap();
+    let mut chunks = Vec::new();
+    for (data, role) in [
+        (&d0, ChunkRole::Data),
+        (&d1, ChunkRole::Data),
+        (&parity, ChunkRole::Parity { stripe_index: 0 }),
+    ] {
+        let hash = chunk_id(data);
+        importer.import(ObjectKind::Chunk, &hash, data).unwrap();
+        chunks.push(ChunkRef {
+            hash,
+            size: data.len() as u32,
+            role,
+        });
+    }
+    let leaf = LeafNode {
+        encoding,
+        chunks: chunks.clone(),
+    }
+    .encode();
+    let leaf_hash = leaf_id(&leaf);
+    importer
+        .import(ObjectKind::LeafNode, &leaf_hash, &leaf)
+        .unwrap();
+    let fanout = 65_536u64;
+    let mut below = (leaf_hash, 2000u64);
+    for level in 1..=2u8 {
+        let node = InternalNode {
+            level,
+            children: vec![
+                ChildRef {
+                    hash: below.0,
+                    covered: below.1,
+                };
+                fanout as usize
+            ],
+        }
+        .encode();
+        let hash = internal_id(&node);
+        importer
+            .import(ObjectKind::InternalNode, &hash, &node)
+            .unwrap();
+        below = (hash, below.1 * fanout);
+    }
+    importer.commit().unwrap();
+    drop(importer);
+    let tree = BlobRef::Tree {
+        encoding,
+        root_hash: below.0,
+        total_size: below.1,
+        depth: 3,
+    };
+    store.pin(&tree, "huge").unwrap();
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let dir = tmp.path().to_path_buf();
+    drop(store);
+    std::thread::spawn(move || {
+        let store = open(&dir);
+        let report = store.gc(&gc_now()).map(|r| r.objects_freed);
+        let refused = store.remove_chunk(&chunk_id(&d0), false);
+        let _ = done_tx.send((report, refused));
+    });
+    // Far beyond what walking each distinct list takes (milliseconds); walking every listing
+    // (2^32 leaves) takes days.
+    let (report, refused) = done_rx
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("a GC run over the repeated tree finishes");
+    assert_eq!(report.unwrap(), 0, "everything is pinned");
+    assert!(
+        matches!(refused, Err(GcError::StripeIntegrity { stripe: 0, .. })),
+        "{refused:?}"
+    );
+}

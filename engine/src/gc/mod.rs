@@ -306,10 +306,15 @@ fn read_verified(
 type ListVisitor<'a> = dyn FnMut(&[ChunkRef], Encoding) -> Result<(), BlobError> + 'a;
 
 /// Calls `f` with every chunk list of the blob in blob order (reading and verifying its nodes).
+/// With `visited`, a node already in it (met earlier in this blob or another) is skipped with
+/// its subtree, so each distinct list is visited once: a tree that lists one subtree many
+/// times (a blob of repeated content, or a peer's tree made to list a few nodes an
+/// astronomical number of times) costs its distinct nodes, not its logical size.
 fn for_each_list(
     store: &Store,
     reader: &IndexReader,
     blob_ref: &BlobRef,
+    visited: Option<&mut HashSet<Hash>>,
     f: &mut ListVisitor<'_>,
 ) -> Result<(), BlobError> {
     match blob_ref {
@@ -326,7 +331,14 @@ fn for_each_list(
         } => f(chunks, *encoding),
         BlobRef::Tree {
             root_hash, depth, ..
-        } => walk_node(store, reader, root_hash, depth.saturating_sub(1), f),
+        } => walk_node(
+            store,
+            reader,
+            root_hash,
+            depth.saturating_sub(1),
+            visited,
+            f,
+        ),
     }
 }
 
@@ -335,8 +347,14 @@ fn walk_node(
     reader: &IndexReader,
     hash: &Hash,
     level: u8,
+    mut visited: Option<&mut HashSet<Hash>>,
     f: &mut ListVisitor<'_>,
 ) -> Result<(), BlobError> {
+    if let Some(visited) = visited.as_deref_mut()
+        && !visited.insert(*hash)
+    {
+        return Ok(());
+    }
     if level == 0 {
         let bytes = read_verified(store, reader, hash, RecordKind::LeafNode, "leaf node")?;
         let leaf = decode_leaf(hash, &bytes)?;
@@ -351,7 +369,14 @@ fn walk_node(
     )?;
     let node = decode_internal(hash, &bytes)?;
     for child in &node.children {
-        walk_node(store, reader, &child.hash, level.saturating_sub(1), f)?;
+        walk_node(
+            store,
+            reader,
+            &child.hash,
+            level.saturating_sub(1),
+            visited.as_deref_mut(),
+            f,
+        )?;
     }
     Ok(())
 }
@@ -365,7 +390,7 @@ fn list_chunks(
     blob_ref: &BlobRef,
 ) -> Result<Vec<ChunkInfo>, BlobError> {
     let mut out = Vec::new();
-    for_each_list(store, reader, blob_ref, &mut |chunks, encoding| {
+    for_each_list(store, reader, blob_ref, None, &mut |chunks, encoding| {
         let stripes = crate::erasure::stripe::assign(chunks, encoding)?;
         out.extend(chunks.iter().zip(stripes).map(|(c, stripe)| ChunkInfo {
             hash: c.hash,
@@ -389,22 +414,35 @@ impl Store {
 
     /// Chunks listed by pinned erasure-coded blobs, with their blob and stripe. These are
     /// never deleted by GC or the normal delete path.
+    ///
+    /// A stripe lies within one chunk list, so each distinct list is walked once, whatever
+    /// the pins share or a tree repeats (the first blob that lists a chunk names it).
     fn live_stripe_members(&self, reader: &IndexReader) -> Result<StripePlaces, GcError> {
         let mut out = HashMap::new();
+        let mut visited = HashSet::new();
         for (id, pin) in reader.pins()? {
             if pin.blob_ref.encoding() == Encoding::Plain {
                 continue;
             }
             // An unreadable RS blob (or one whose lists do not split into stripes, so no read
             // or repair can use them) is reported by fsck; its chunks are protected by counts.
-            let Ok(chunks) = list_chunks(self, reader, &pin.blob_ref) else {
+            let walked = for_each_list(
+                self,
+                reader,
+                &pin.blob_ref,
+                Some(&mut visited),
+                &mut |chunks, encoding| {
+                    let stripes = crate::erasure::stripe::assign(chunks, encoding)?;
+                    for (c, stripe) in chunks.iter().zip(stripes) {
+                        if let Some(stripe) = stripe {
+                            out.entry(c.hash).or_insert((id, stripe));
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            if walked.is_err() {
                 tracing::warn!(blob = %hex(&id), "cannot walk erasure-coded blob for stripe check");
-                continue;
-            };
-            for c in chunks {
-                if let Some(stripe) = c.stripe {
-                    out.entry(c.hash).or_insert((id, stripe));
-                }
             }
         }
         Ok(out)
