@@ -7,7 +7,7 @@
 //! protocol. A re-inserted entry gets the references this blob's list makes to it; exact counts
 //! across blobs are fsck's to recompute.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use net_mesh_segments::RecordKind;
 
@@ -21,7 +21,7 @@ use crate::store::Store;
 /// What a repair found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairReport {
-    /// Stripes read.
+    /// Stripes read (those of a chunk list the blob repeats, once).
     pub stripes_walked: u64,
     /// Stripes with every chunk present and verified.
     pub healthy: u64,
@@ -92,6 +92,9 @@ struct Repair<'s> {
     rebuilt: HashMap<Hash, Vec<u8>>,
     batch_payload: u64,
     report: RepairReport,
+    /// Nodes walked: a node listed again (repeated content) is skipped with its subtree, so
+    /// a tree that lists one subtree many times costs its distinct nodes.
+    walked: HashSet<Hash>,
 }
 
 impl Drop for Repair<'_> {
@@ -114,6 +117,9 @@ impl<'s> Repair<'s> {
     }
 
     fn node(&mut self, hash: &Hash, level: u8) -> Result<(), RepairError> {
+        if !self.walked.insert(*hash) {
+            return Ok(());
+        }
         if level == 0 {
             let bytes = self
                 .source
@@ -280,6 +286,7 @@ impl Store {
             rebuilt: HashMap::new(),
             batch_payload: 0,
             report: RepairReport::default(),
+            walked: HashSet::new(),
         };
         match blob_ref {
             BlobRef::Small { .. } => return Err(RepairError::NotErasureCoded),

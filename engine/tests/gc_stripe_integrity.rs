@@ -138,8 +138,9 @@ fn the_operator_override_deletes_one_chunk_whatever_references_it() {
 
 /// A pinned erasure-coded tree that lists one stripe's leaf 2^32 times through two nodes of
 /// 65,536 children each (a blob of 8 TB in 3 nodes: repeated content, or a peer's tree made to
-/// cost an astronomical walk). GC's stripe guard walks each distinct list once, so a GC run
-/// finishes, and the stripe stays protected. (Walking every listing, a GC run never ended.)
+/// cost an astronomical walk). GC's stripe guard, `stat`'s chunk count and `repair` walk each
+/// distinct node once, so each finishes: the stripe stays protected, the count is exact, the
+/// repair reads the one stripe. (Walking every listing, each of them never ended.)
 #[test]
 fn a_tree_that_repeats_one_stripe_astronomically_is_walked_once_per_distinct_list() {
     use net_mesh_engine::ObjectKind;
@@ -213,18 +214,26 @@ fn a_tree_that_repeats_one_stripe_astronomically_is_walked_once_per_distinct_lis
     drop(store);
     std::thread::spawn(move || {
         let store = open(&dir);
-        let report = store.gc(&gc_now()).map(|r| r.objects_freed);
+        let gc = store.gc(&gc_now()).map(|r| r.objects_freed);
         let refused = store.remove_chunk(&chunk_id(&d0), false);
-        let _ = done_tx.send((report, refused));
+        let chunks = store.stat(&tree).map(|s| s.chunks);
+        let repaired = store.repair(&tree).map(|r| (r.stripes_walked, r.healthy));
+        let _ = done_tx.send((gc, refused, chunks, repaired));
     });
-    // Far beyond what walking each distinct list takes (milliseconds); walking every listing
+    // Far beyond what walking each distinct node takes (milliseconds); walking every listing
     // (2^32 leaves) takes days.
-    let (report, refused) = done_rx
+    let (gc, refused, chunks, repaired) = done_rx
         .recv_timeout(std::time::Duration::from_secs(300))
-        .expect("a GC run over the repeated tree finishes");
-    assert_eq!(report.unwrap(), 0, "everything is pinned");
+        .expect("the walks over the repeated tree finish");
+    assert_eq!(gc.unwrap(), 0, "everything is pinned");
     assert!(
         matches!(refused, Err(GcError::StripeIntegrity { stripe: 0, .. })),
         "{refused:?}"
+    );
+    assert_eq!(chunks.unwrap(), 3 << 32, "stat counts every listed chunk");
+    assert_eq!(
+        repaired.unwrap(),
+        (1, 1),
+        "repair walks the one stripe once, healthy"
     );
 }

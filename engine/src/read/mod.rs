@@ -6,6 +6,7 @@
 
 mod erasure;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -312,8 +313,19 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Counts the chunk refs under node `hash` (reads and verifies nodes, not chunks).
-    fn count_chunks(&self, hash: &Hash, level: u8, at_depth: u8) -> Result<u64, BlobError> {
+    /// Counts the chunk refs under node `hash` (reads and verifies nodes, not chunks). Each
+    /// distinct node is read once (`counted` remembers its count), so a tree that lists one
+    /// subtree many times costs its distinct nodes, not its logical size.
+    fn count_chunks(
+        &self,
+        hash: &Hash,
+        level: u8,
+        at_depth: u8,
+        counted: &mut HashMap<Hash, u64>,
+    ) -> Result<u64, BlobError> {
+        if let Some(count) = counted.get(hash) {
+            return Ok(*count);
+        }
         let (kind, what, id): NodeKindInfo = if level == 0 {
             (RecordKind::LeafNode, "leaf node", leaf_id)
         } else {
@@ -332,15 +344,22 @@ impl<'a> Reader<'a> {
             hash: *hash,
             source,
         };
-        if level == 0 {
-            return Ok(LeafNode::decode(&bytes).map_err(bad)?.chunks.len() as u64);
-        }
-        let node = InternalNode::decode(&bytes).map_err(bad)?;
-        node.children.iter().try_fold(0u64, |acc, c| {
-            let below =
-                self.count_chunks(&c.hash, level.saturating_sub(1), at_depth.saturating_add(1))?;
-            Ok(acc.saturating_add(below))
-        })
+        let count = if level == 0 {
+            LeafNode::decode(&bytes).map_err(bad)?.chunks.len() as u64
+        } else {
+            let node = InternalNode::decode(&bytes).map_err(bad)?;
+            node.children.iter().try_fold(0u64, |acc, c| {
+                let below = self.count_chunks(
+                    &c.hash,
+                    level.saturating_sub(1),
+                    at_depth.saturating_add(1),
+                    counted,
+                )?;
+                Ok::<u64, BlobError>(acc.saturating_add(below))
+            })?
+        };
+        counted.insert(*hash, count);
+        Ok(count)
     }
 }
 
@@ -460,7 +479,12 @@ impl Store {
                 root_hash, depth, ..
             } => (
                 "tree",
-                Reader::new(&self.source()?).count_chunks(root_hash, depth.saturating_sub(1), 0)?,
+                Reader::new(&self.source()?).count_chunks(
+                    root_hash,
+                    depth.saturating_sub(1),
+                    0,
+                    &mut HashMap::new(),
+                )?,
             ),
         };
         Ok(BlobStat {
