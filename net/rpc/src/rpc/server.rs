@@ -870,11 +870,12 @@ fn finish_served(
     }
     let mut live = control.live();
     *live = false;
-    let _ = match charge {
-        Some(charge) => shared.enqueue_data(frame, charge),
-        None => shared.enqueue_control(frame),
-    };
+    let queued = shared.enqueue_holding_served(frame, charge);
     drop(live);
+    drop(served);
+    if let Err(overflow) = queued {
+        shared.settle_overflow(overflow);
+    }
     true
 }
 

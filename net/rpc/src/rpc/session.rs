@@ -610,6 +610,31 @@ impl SessionShared {
         self.send.release(call, bytes);
     }
 
+    /// Queues `bytes` (a data frame holding `charge`, or a control frame) like
+    /// [`SessionShared::enqueue_data`] / [`SessionShared::enqueue_control`], for a caller that
+    /// holds the `served` lock: a control-queue overflow is returned, not acted on (closing the
+    /// session takes that lock, which would never return on this thread); the caller settles
+    /// it with [`SessionShared::settle_overflow`] once it let go.
+    pub(crate) fn enqueue_holding_served(
+        &self,
+        bytes: Vec<u8>,
+        charge: Option<SendCharge>,
+    ) -> Result<(), PushError> {
+        match self.outbox.push(Outgoing::Owned(bytes), charge) {
+            Err(overflow @ PushError::ControlOverflow(_)) => Err(overflow),
+            other => {
+                let _ = self.pushed(other);
+                Ok(())
+            }
+        }
+    }
+
+    /// Settles what [`SessionShared::enqueue_holding_served`] returned (the peer let the
+    /// control queue overflow: disconnected). Not with the `served` lock held.
+    pub(crate) fn settle_overflow(&self, overflow: PushError) {
+        let _ = self.pushed(Err(overflow));
+    }
+
     /// Queues a data frame holding `charge` of send budget (returned once it is written).
     pub(crate) fn enqueue_data(&self, bytes: Vec<u8>, charge: SendCharge) -> Result<(), RpcError> {
         self.push(Outgoing::Owned(bytes), Some(charge))
