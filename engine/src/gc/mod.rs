@@ -25,6 +25,7 @@
 pub(crate) mod compact;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -303,7 +304,8 @@ fn read_verified(
 }
 
 /// What [`for_each_list`] calls with each chunk list.
-type ListVisitor<'a> = dyn FnMut(&[ChunkRef], Encoding) -> Result<(), BlobError> + 'a;
+/// It returns `Break` to stop the walk there.
+type ListVisitor<'a> = dyn FnMut(&[ChunkRef], Encoding) -> Result<ControlFlow<()>, BlobError> + 'a;
 
 /// Calls `f` with every chunk list of the blob in blob order (reading and verifying its nodes).
 /// With `visited`, a node already in it (met earlier in this blob or another) is skipped with
@@ -316,7 +318,7 @@ fn for_each_list(
     blob_ref: &BlobRef,
     visited: Option<&mut HashSet<Hash>>,
     f: &mut ListVisitor<'_>,
-) -> Result<(), BlobError> {
+) -> Result<ControlFlow<()>, BlobError> {
     match blob_ref {
         BlobRef::Small { hash, size } => {
             let chunk = ChunkRef {
@@ -349,11 +351,11 @@ fn walk_node(
     level: u8,
     mut visited: Option<&mut HashSet<Hash>>,
     f: &mut ListVisitor<'_>,
-) -> Result<(), BlobError> {
+) -> Result<ControlFlow<()>, BlobError> {
     if let Some(visited) = visited.as_deref_mut()
         && !visited.insert(*hash)
     {
-        return Ok(());
+        return Ok(ControlFlow::Continue(()));
     }
     if level == 0 {
         let bytes = read_verified(store, reader, hash, RecordKind::LeafNode, "leaf node")?;
@@ -369,7 +371,7 @@ fn walk_node(
     )?;
     let node = decode_internal(hash, &bytes)?;
     for child in &node.children {
-        walk_node(
+        let flow = walk_node(
             store,
             reader,
             &child.hash,
@@ -377,39 +379,54 @@ fn walk_node(
             visited.as_deref_mut(),
             f,
         )?;
+        if flow.is_break() {
+            return Ok(flow);
+        }
     }
-    Ok(())
-}
-
-/// Every chunk of the blob with its role and stripe, in blob order. An erasure-coded list that
-/// does not split into stripes fails the listing as it fails a read
-/// ([`crate::erasure::stripe::assign`]).
-fn list_chunks(
-    store: &Store,
-    reader: &IndexReader,
-    blob_ref: &BlobRef,
-) -> Result<Vec<ChunkInfo>, BlobError> {
-    let mut out = Vec::new();
-    for_each_list(store, reader, blob_ref, None, &mut |chunks, encoding| {
-        let stripes = crate::erasure::stripe::assign(chunks, encoding)?;
-        out.extend(chunks.iter().zip(stripes).map(|(c, stripe)| ChunkInfo {
-            hash: c.hash,
-            size: c.size,
-            role: c.role,
-            stripe,
-        }));
-        Ok(())
-    })?;
-    Ok(out)
+    Ok(ControlFlow::Continue(()))
 }
 
 /// A chunk's place in a live stripe: (blob id, stripe).
 type StripePlaces = HashMap<Hash, (Hash, u32)>;
 
 impl Store {
-    /// Every chunk of a blob as `{hash, size, role, stripe}`, in blob order.
+    /// Every chunk of a blob as `{hash, size, role, stripe}`, in blob order (all in memory:
+    /// for a blob of many chunks, [`Store::for_each_chunk`]).
     pub fn blob_chunks(&self, blob_ref: &BlobRef) -> Result<Vec<ChunkInfo>, BlobError> {
-        list_chunks(self, &self.index.reader()?, blob_ref)
+        let mut out = Vec::new();
+        // Never stopped early: the visitor always continues.
+        let _listed_all = self.for_each_chunk(blob_ref, &mut |chunk| {
+            out.push(chunk);
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every chunk of a blob as `{hash, size, role, stripe}`, in blob order,
+    /// reading one tree node at a time, until `f` returns `Break`; returns whether it did. An
+    /// erasure-coded list that does not split into stripes fails the listing as it fails a
+    /// read ([`crate::erasure::stripe::assign`]).
+    pub fn for_each_chunk(
+        &self,
+        blob_ref: &BlobRef,
+        f: &mut dyn FnMut(ChunkInfo) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, BlobError> {
+        let reader = self.index.reader()?;
+        for_each_list(self, &reader, blob_ref, None, &mut |chunks, encoding| {
+            let stripes = crate::erasure::stripe::assign(chunks, encoding)?;
+            for (c, stripe) in chunks.iter().zip(stripes) {
+                let flow = f(ChunkInfo {
+                    hash: c.hash,
+                    size: c.size,
+                    role: c.role,
+                    stripe,
+                });
+                if flow.is_break() {
+                    return Ok(flow);
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })
     }
 
     /// Chunks listed by pinned erasure-coded blobs, with their blob and stripe. These are
@@ -438,7 +455,7 @@ impl Store {
                             out.entry(c.hash).or_insert((id, stripe));
                         }
                     }
-                    Ok(())
+                    Ok(ControlFlow::Continue(()))
                 },
             );
             if walked.is_err() {

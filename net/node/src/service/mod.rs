@@ -576,6 +576,13 @@ async fn stat_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResu
     .await
 }
 
+/// Rows of a `chunks` answer a worker hands over at once.
+const CHUNK_ROWS_PER_BATCH: usize = 1024;
+
+/// Lists a blob's chunks as the tree is walked, on a stream worker (one of the node's read
+/// slots): at most [`READ_QUEUE`](crate::config::READ_QUEUE) batches of
+/// [`CHUNK_ROWS_PER_BATCH`] rows wait for the caller, whatever the blob's size (a tree can
+/// list billions of chunks in a few nodes); a caller that stops reading stops the walk.
 async fn chunks_impl(
     node: Arc<Node>,
     ctx: RpcContext,
@@ -583,22 +590,51 @@ async fn chunks_impl(
     mut sink: ResponseSink<ChunkRow>,
 ) -> NodeResult<()> {
     let channel = channel_of(&ctx)?;
-    let rows = node
-        .blocking(move |store| {
-            let (blob_ref, _) = resolve(store, &channel, &spec)?;
-            store.blob_chunks(&blob_ref).node_err()
-        })
-        .await?;
-    for c in rows {
-        let row = ChunkRow {
-            hash: c.hash,
-            size: c.size,
-            role: net_mesh_engine::erasure::stripe::role_name(c.role).to_string(),
-            stripe: c.stripe,
-        };
-        send_within(&node, &mut sink, &row).await?;
-    }
-    Ok(())
+    let slot = Node::slot(&node.streams, "reads", node.config.max_streams)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<ChunkRow>>(crate::config::READ_QUEUE);
+    let store = Arc::clone(&node.store);
+    let worker = tokio::task::spawn_blocking(move || -> NodeResult<()> {
+        let _slot = slot;
+        let (blob_ref, _) = resolve(&store, &channel, &spec)?;
+        let mut batch = Vec::with_capacity(CHUNK_ROWS_PER_BATCH);
+        let listed = store
+            .for_each_chunk(&blob_ref, &mut |c| {
+                batch.push(ChunkRow {
+                    hash: c.hash,
+                    size: c.size,
+                    role: net_mesh_engine::erasure::stripe::role_name(c.role).to_string(),
+                    stripe: c.stripe,
+                });
+                if batch.len() < CHUNK_ROWS_PER_BATCH {
+                    return std::ops::ControlFlow::Continue(());
+                }
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(CHUNK_ROWS_PER_BATCH));
+                match tx.blocking_send(full) {
+                    Ok(()) => std::ops::ControlFlow::Continue(()),
+                    Err(_) => std::ops::ControlFlow::Break(()),
+                }
+            })
+            .node_err()?;
+        if listed.is_continue() && !batch.is_empty() {
+            // A caller gone by now has its own error.
+            let _ = tx.blocking_send(batch);
+        }
+        Ok(())
+    });
+    let forward = async {
+        // Owned here, so a failed send drops it and the worker's next send stops the walk.
+        let mut rx = rx;
+        while let Some(rows) = rx.recv().await {
+            for row in &rows {
+                send_within(&node, &mut sink, row).await?;
+            }
+        }
+        Ok::<(), NodeError>(())
+    };
+    let (sent, worked) = tokio::join!(forward, worker);
+    let worked = worked.map_err(worker_failed)?;
+    // A failed send stopped the worker: its error is the cause.
+    sent.and(worked)
 }
 
 async fn remove_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Unpinned> {
