@@ -15,10 +15,7 @@ mod common;
 
 use common::*;
 use futures_util::StreamExt;
-use net_mesh_engine::codec::{
-    ChildRef, ChunkRef, ChunkRole, Encoding, InternalNode, LeafNode, chunk_id, internal_id, leaf_id,
-};
-use net_mesh_engine::{BlobRef, ObjectKind};
+use net_mesh_engine::codec::chunk_id;
 use net_mesh_node::NodeConfig;
 use net_mesh_node::proto::{BlobSpec, ChunkRow, Method};
 use net_mesh_rpc::rpc::CallOptions;
@@ -38,49 +35,18 @@ async fn chunks_of_a_blob_listing_billions_stream_and_stop_with_their_caller() {
     let (huge, chunk) = {
         let store = open_store(dir.path());
         let mut importer = store.importer().unwrap();
-        let chunk = chunk_id(&data);
-        importer.import(ObjectKind::Chunk, &chunk, &data).unwrap();
-        let leaf = LeafNode {
-            encoding: Encoding::Plain,
-            chunks: vec![ChunkRef {
-                hash: chunk,
-                size: data.len() as u32,
-                role: ChunkRole::Data,
-            }],
-        }
-        .encode();
-        let mut below = (leaf_id(&leaf), data.len() as u64);
-        importer
-            .import(ObjectKind::LeafNode, &below.0, &leaf)
-            .unwrap();
+        let mut below = (import_leaf(&mut importer, &data), data.len() as u64);
         for level in 1..=2u8 {
-            let node = InternalNode {
-                level,
-                children: vec![
-                    ChildRef {
-                        hash: below.0,
-                        covered: below.1,
-                    };
-                    65_536
-                ],
-            }
-            .encode();
-            let hash = internal_id(&node);
-            importer
-                .import(ObjectKind::InternalNode, &hash, &node)
-                .unwrap();
-            below = (hash, below.1 * 65_536);
+            below = (
+                import_internal(&mut importer, level, &vec![below.0; 65_536], below.1),
+                below.1 * 65_536,
+            );
         }
         importer.commit().unwrap();
         drop(importer);
-        let huge = BlobRef::Tree {
-            encoding: Encoding::Plain,
-            root_hash: below.0,
-            total_size: below.1,
-            depth: 3,
-        };
+        let huge = tree_ref(below.0, below.1, 3);
         store.pin(&huge, "huge").unwrap();
-        (huge, chunk)
+        (huge, chunk_id(&data))
     };
     // One read slot: a listing whose worker went on after its caller left would hold it.
     let config = NodeConfig {

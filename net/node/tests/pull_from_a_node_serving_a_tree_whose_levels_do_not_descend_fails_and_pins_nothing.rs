@@ -15,10 +15,8 @@
 mod common;
 
 use common::*;
-use net_mesh_engine::codec::{
-    ChildRef, ChunkRef, ChunkRole, Encoding, InternalNode, LeafNode, chunk_id, internal_id, leaf_id,
-};
-use net_mesh_engine::{BlobRef, ErrorClass, ObjectKind};
+use net_mesh_engine::ErrorClass;
+use net_mesh_engine::codec::chunk_id;
 use net_mesh_node::NodeConfig;
 use net_mesh_node::proto::PinRow;
 
@@ -36,47 +34,16 @@ async fn pull_from_a_node_serving_a_tree_whose_levels_do_not_descend_fails_and_p
     let (blob_ref, second) = {
         let store = open_store(dir_a.path());
         let mut importer = store.importer().unwrap();
-        let chunk = chunk_id(&data);
-        importer.import(ObjectKind::Chunk, &chunk, &data).unwrap();
-        let leaf = LeafNode {
-            encoding: Encoding::Plain,
-            chunks: vec![ChunkRef {
-                hash: chunk,
-                size: data.len() as u32,
-                role: ChunkRole::Data,
-            }],
-        }
-        .encode();
-        let mut below = (leaf_id(&leaf), 1u8);
-        importer
-            .import(ObjectKind::LeafNode, &below.0, &leaf)
-            .unwrap();
-        let mut chain = Vec::new();
-        for _ in 0..=CHAIN {
-            let level = below.1.min(2);
-            let node = InternalNode {
-                level,
-                children: vec![ChildRef {
-                    hash: below.0,
-                    covered: data.len() as u64,
-                }],
-            }
-            .encode();
-            let id = internal_id(&node);
-            importer
-                .import(ObjectKind::InternalNode, &id, &node)
-                .unwrap();
-            chain.push(id);
-            below = (id, level + 1);
+        let size = data.len() as u64;
+        let leaf = import_leaf(&mut importer, &data);
+        let mut below = import_internal(&mut importer, 1, &[leaf], size);
+        let mut chain = vec![below];
+        for _ in 0..CHAIN {
+            below = import_internal(&mut importer, 2, &[below], size);
+            chain.push(below);
         }
         importer.commit().unwrap();
-        let root = *chain.last().unwrap();
-        let blob_ref = BlobRef::Tree {
-            encoding: Encoding::Plain,
-            root_hash: root,
-            total_size: data.len() as u64,
-            depth: 3,
-        };
+        let blob_ref = tree_ref(below, size, 3);
         // The root's child: level 2 where level 1 belongs.
         (blob_ref, chain[chain.len() - 2])
     };
@@ -108,7 +75,7 @@ async fn pull_from_a_node_serving_a_tree_whose_levels_do_not_descend_fails_and_p
         "nothing is pinned on B"
     );
     assert!(
-        !b.node.store().has(&chain_bottom(&data)).unwrap(),
+        !b.node.store().has(&chunk_id(&data)).unwrap(),
         "nothing below the node out of place was fetched"
     );
 
@@ -131,63 +98,6 @@ async fn pull_from_a_node_serving_a_tree_whose_levels_do_not_descend_fails_and_p
     b.shut().await;
 }
 
-/// The id of the chain's one chunk.
-fn chain_bottom(data: &[u8]) -> net_mesh_engine::Hash {
-    chunk_id(data)
-}
-
-/// Imports an internal node of `level` over `children` (each covering `covered` bytes).
-fn internal(
-    importer: &mut net_mesh_engine::Importer<'_>,
-    level: u8,
-    children: &[net_mesh_engine::Hash],
-    covered: u64,
-) -> net_mesh_engine::Hash {
-    let node = InternalNode {
-        level,
-        children: children
-            .iter()
-            .map(|hash| ChildRef {
-                hash: *hash,
-                covered,
-            })
-            .collect(),
-    }
-    .encode();
-    let id = internal_id(&node);
-    importer
-        .import(ObjectKind::InternalNode, &id, &node)
-        .unwrap();
-    id
-}
-
-/// Imports a chunk of `data` and a leaf over it; gives the leaf's id.
-fn leaf(importer: &mut net_mesh_engine::Importer<'_>, data: &[u8]) -> net_mesh_engine::Hash {
-    let chunk = chunk_id(data);
-    importer.import(ObjectKind::Chunk, &chunk, data).unwrap();
-    let leaf = LeafNode {
-        encoding: Encoding::Plain,
-        chunks: vec![ChunkRef {
-            hash: chunk,
-            size: data.len() as u32,
-            role: ChunkRole::Data,
-        }],
-    }
-    .encode();
-    let id = leaf_id(&leaf);
-    importer.import(ObjectKind::LeafNode, &id, &leaf).unwrap();
-    id
-}
-
-fn tree(root: net_mesh_engine::Hash, size: u64, depth: u8) -> BlobRef {
-    BlobRef::Tree {
-        encoding: Encoding::Plain,
-        root_hash: root,
-        total_size: size,
-        depth,
-    }
-}
-
 /// A node out of place that the walk need not fetch is refused too: one it brought in at
 /// another place of the same tree, and one the pulling store already held from an earlier pull.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,18 +112,18 @@ async fn a_node_already_here_is_refused_where_its_level_does_not_fit() {
     let (same_pull, first, second, n1) = {
         let store = open_store(dir_a.path());
         let mut importer = store.importer().unwrap();
-        let leaf = leaf(&mut importer, &data);
-        let m = internal(&mut importer, 1, &[leaf], size);
-        let n1 = internal(&mut importer, 2, &[m], size);
-        let n2 = internal(&mut importer, 2, &[n1], size);
-        let same_pull = internal(&mut importer, 3, &[n1, n2], size);
-        let first = internal(&mut importer, 3, &[n1], size);
-        let second = internal(&mut importer, 3, &[n2], size);
+        let leaf = import_leaf(&mut importer, &data);
+        let m = import_internal(&mut importer, 1, &[leaf], size);
+        let n1 = import_internal(&mut importer, 2, &[m], size);
+        let n2 = import_internal(&mut importer, 2, &[n1], size);
+        let same_pull = import_internal(&mut importer, 3, &[n1, n2], size);
+        let first = import_internal(&mut importer, 3, &[n1], size);
+        let second = import_internal(&mut importer, 3, &[n2], size);
         importer.commit().unwrap();
         (
-            tree(same_pull, 2 * size, 4),
-            tree(first, size, 4),
-            tree(second, size, 4),
+            tree_ref(same_pull, 2 * size, 4),
+            tree_ref(first, size, 4),
+            tree_ref(second, size, 4),
             n1,
         )
     };

@@ -329,3 +329,63 @@ pub async fn vanish_mid_upload_with(
         other => panic!("the upload should be live, it is {other:?}"),
     }
 }
+
+// ------------------------------------------------------- hand-built trees (hostile shapes)
+
+/// Imports a chunk of `data` and a plain leaf listing it once; gives the leaf's id.
+pub fn import_leaf(importer: &mut net_mesh_engine::Importer<'_>, data: &[u8]) -> Hash {
+    use net_mesh_engine::ObjectKind;
+    use net_mesh_engine::codec::{ChunkRef, ChunkRole, Encoding, LeafNode, chunk_id, leaf_id};
+    let chunk = chunk_id(data);
+    importer.import(ObjectKind::Chunk, &chunk, data).unwrap();
+    let leaf = LeafNode {
+        encoding: Encoding::Plain,
+        chunks: vec![ChunkRef {
+            hash: chunk,
+            size: data.len() as u32,
+            role: ChunkRole::Data,
+        }],
+    }
+    .encode();
+    let id = leaf_id(&leaf);
+    importer.import(ObjectKind::LeafNode, &id, &leaf).unwrap();
+    id
+}
+
+/// Imports an internal node of `level` listing `children`, each covering `covered` bytes
+/// (whatever their own levels: the importer checks ids and presence only); gives its id.
+pub fn import_internal(
+    importer: &mut net_mesh_engine::Importer<'_>,
+    level: u8,
+    children: &[Hash],
+    covered: u64,
+) -> Hash {
+    use net_mesh_engine::ObjectKind;
+    use net_mesh_engine::codec::{ChildRef, InternalNode, internal_id};
+    let node = InternalNode {
+        level,
+        children: children
+            .iter()
+            .map(|hash| ChildRef {
+                hash: *hash,
+                covered,
+            })
+            .collect(),
+    }
+    .encode();
+    let id = internal_id(&node);
+    importer
+        .import(ObjectKind::InternalNode, &id, &node)
+        .unwrap();
+    id
+}
+
+/// A plain Tree ref.
+pub fn tree_ref(root: Hash, size: u64, depth: u8) -> BlobRef {
+    BlobRef::Tree {
+        encoding: net_mesh_engine::codec::Encoding::Plain,
+        root_hash: root,
+        total_size: size,
+        depth,
+    }
+}
