@@ -418,6 +418,31 @@ impl WindowError {
     }
 }
 
+/// Window bytes taken for one message not yet queued (see [`SendWindow::take_message`]).
+#[must_use]
+pub(crate) struct TakenWindow<'a> {
+    window: &'a SendWindow,
+    /// What goes back if the message is not queued; 0 once it was.
+    charge: usize,
+}
+
+impl TakenWindow<'_> {
+    /// The message was queued: its bytes are the peer's to return.
+    pub(crate) fn spent(mut self) {
+        self.charge = 0;
+    }
+}
+
+impl Drop for TakenWindow<'_> {
+    fn drop(&mut self) {
+        if self.charge > 0 {
+            // Taken from the window and never sent: the peer will not return them, so the
+            // call's next message takes them first, as it takes an appended message's saving.
+            self.window.owed.fetch_add(self.charge, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The window a peer granted us for one call: what we may still send.
 #[derive(Debug)]
 pub(crate) struct SendWindow {
@@ -496,6 +521,18 @@ impl SendWindow {
         self.owed
             .store(owed.saturating_sub(covered), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// [`SendWindow::acquire`] for one message about to be queued: the bytes go back to the
+    /// window (owed to the call's next message) unless [`TakenWindow::spent`] says the message
+    /// was queued — so a send that fails after this, or whose future is dropped (a caller's
+    /// own timeout around it), does not shrink the call's window for good.
+    pub(crate) async fn take_message(&self, charge: usize) -> Result<TakenWindow<'_>, WindowError> {
+        self.acquire(charge).await?;
+        Ok(TakenWindow {
+            window: self,
+            charge,
+        })
     }
 
     /// Waits until a message charged `charge` bytes fits the window and takes `take` bytes.
@@ -742,6 +779,28 @@ mod tests {
         let saved = crate::frame::APPENDED_MESSAGE_SAVING;
         w.acquire(90).await.unwrap();
         assert_eq!(w.available(), 100 - (90 - saved.min(90)));
+    }
+
+    #[tokio::test]
+    async fn window_taken_for_a_message_never_queued_goes_to_the_next_message() {
+        let w = SendWindow::announced(1000);
+        // A send whose future is dropped (or that fails) after taking its bytes.
+        drop(w.take_message(600).await.unwrap());
+        assert_eq!(w.available(), 400);
+        // The next message of that size is covered by what was given back, at once.
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), w.take_message(600))
+            .await
+            .expect("the window taken for the dropped send was given back")
+            .unwrap();
+        next.spent();
+        assert_eq!(w.available(), 400);
+        // The peer returns what was sent once: the whole window is back.
+        assert!(w.grant(600).is_ok());
+        assert_eq!(w.available(), 1000);
+        assert!(
+            w.grant(1).is_err(),
+            "nothing else was outstanding beyond what is owed"
+        );
     }
 
     #[test]

@@ -411,6 +411,8 @@ impl<Req: Serialize> DuplexSender<Req> {
 
     /// Sends one request message, waiting while the server's window or the send budget is
     /// spent; fails with `ResourceExhausted` for a message larger than the whole window.
+    /// Cancel-safe: a send dropped while it waits (a caller's own timeout) or that fails
+    /// sends nothing and gives back what it took of the window.
     pub async fn send(&mut self, item: &Req) -> Result<(), RpcError> {
         if self.finished {
             return Err(RpcError::new(
@@ -421,9 +423,10 @@ impl<Req: Serialize> DuplexSender<Req> {
         let core = &self.core;
         let (frame_len, charge) = SessionShared::measure_chunk(item)?;
         let wait = async {
-            core.call
+            let taken = core
+                .call
                 .request_window
-                .acquire(charge)
+                .take_message(charge)
                 .await
                 .map_err(|e| {
                     e.into_rpc(charge, "server", || {
@@ -435,12 +438,13 @@ impl<Req: Serialize> DuplexSender<Req> {
             core.shared
                 .reserve_send_bytes(Some(&core.call.send_budget), charge)
                 .await
-                .map_err(|e| core.call.terminal.get().cloned().unwrap_or(e))
+                .map_err(|e| core.call.terminal.get().cloned().unwrap_or(e))?;
+            Ok(taken)
         };
-        match core.until_deadline(wait).await {
-            Ok(Ok(())) => {}
+        let taken = match core.until_deadline(wait).await {
+            Ok(Ok(taken)) => taken,
             Ok(Err(e)) | Err(e) => return Err(e),
-        }
+        };
         let appended = core.shared.send_chunk(
             true,
             core.call_id,
@@ -452,6 +456,7 @@ impl<Req: Serialize> DuplexSender<Req> {
             &mut self.scratch,
             &mut self.size_hint,
         )?;
+        taken.spent();
         if appended {
             core.call.request_window.appended();
         }

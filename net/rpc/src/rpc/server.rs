@@ -394,24 +394,27 @@ impl<Resp: Serialize> ResponseSink<Resp> {
     /// Sends one response message, waiting while the caller's window or the send budget is
     /// spent. Fails with the call's cancellation reason once the call is cancelled, expired or
     /// disconnected, and with `ResourceExhausted` for a message larger than the caller's whole
-    /// window.
+    /// window. Cancel-safe: a send dropped while it waits, or that fails, sends nothing and
+    /// gives back what it took of the window.
     pub async fn send(&mut self, item: &Resp) -> Result<(), RpcError> {
         if self.control.token.is_cancelled() {
             return Err(self.control.error());
         }
         let (frame_len, charge) = SessionShared::measure_chunk(item)?;
         let wait = async {
-            self.window
-                .acquire(charge)
+            let taken = self
+                .window
+                .take_message(charge)
                 .await
                 .map_err(|e| e.into_rpc(charge, "caller", || self.control.error()))?;
             self.shared
                 .reserve_send_bytes(Some(&self.budget), charge)
-                .await
+                .await?;
+            Ok::<_, RpcError>(taken)
         };
         let mut wait = std::pin::pin!(wait);
         // Usually the window and the budgets have room: no need to watch the token then.
-        match (&mut wait).now_or_never() {
+        let taken = match (&mut wait).now_or_never() {
             Some(reserved) => reserved,
             None => tokio::select! {
                 biased;
@@ -437,6 +440,7 @@ impl<Resp: Serialize> ResponseSink<Resp> {
             &mut self.size_hint,
         )?;
         drop(live);
+        taken.spent();
         if appended {
             self.window.appended();
         }
