@@ -72,6 +72,13 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
         (stored_applied(&store, CHANNEL).unwrap()?.1 >= index).then_some(())
     })
     .await;
+    // The status is read from openraft's metrics, which follow the store a moment later:
+    // compare only once they show the pin too.
+    wait_until("the target's status shows the pin", || {
+        let status = channels[target].status();
+        (status.last_log_index >= Some(index) && status.applied >= Some(index)).then_some(())
+    })
+    .await;
     let before = channels[target].status();
     let before_pins = pin_set(&members[target].store);
     let rejections_before = members[target].replication.peer_auth_rejections();
