@@ -451,6 +451,32 @@ impl RpcUnaryHandler for PrefetchHandler {
     async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
         let peer = ctx.peer().node_id();
         let group = self.0.member_group(&peer, ctx.metadata())?;
+        // Only a voter asks (a leader is one; a learner never proposes), and the objects come
+        // from it, at its address in the membership.
+        let source = {
+            let metrics = group.raft.metrics();
+            let metrics = metrics.borrow();
+            let config = &metrics.membership_config;
+            config
+                .nodes()
+                .find(|(id, m)| m.is(&peer) && config.membership().voter_ids().any(|v| v == **id))
+                .map(|(_, m)| m.addr())
+        };
+        let source = match source {
+            None => {
+                return Err(self.0.refuse(format!(
+                    "node {peer} is not a voter of channel {}'s group: only a voter asks for a prefetch",
+                    group.prefetch.channel
+                )));
+            }
+            Some(None) => {
+                return Err(RpcError::new(
+                    ErrorKind::FailedPrecondition,
+                    format!("node {peer}'s membership entry names no valid node id"),
+                ));
+            }
+            Some(Some(addr)) => addr,
+        };
         let server = group.prefetch.clone();
         let Ok(slot) = server.slots.clone().try_acquire_owned() else {
             self.0
@@ -476,22 +502,6 @@ impl RpcUnaryHandler for PrefetchHandler {
         }
         let blob_ref = BlobRef::decode(&req.blob_ref)
             .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("blob ref: {e}")))?;
-        // The objects come from the caller, at its address in the membership.
-        let source = {
-            let metrics = group.raft.metrics();
-            let metrics = metrics.borrow();
-            metrics
-                .membership_config
-                .nodes()
-                .find(|(_, m)| m.is(&peer))
-                .and_then(|(_, m)| m.addr())
-        };
-        let Some(source) = source else {
-            return Err(RpcError::new(
-                ErrorKind::FailedPrecondition,
-                format!("node {peer} has no address in this node's membership yet"),
-            ));
-        };
         let answer = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             server.prefetch(&source, &blob_ref)

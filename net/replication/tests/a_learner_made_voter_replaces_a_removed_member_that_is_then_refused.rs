@@ -2,7 +2,8 @@
 //! learner (it catches up by the leader's snapshot, the leader having purged its log, and
 //! holds the pins); the voters become {second, third, fourth}, dropping one member; proposals
 //! still commit and reach the fourth; the removed node's raft calls are refused and counted,
-//! while the learner's were admitted; the membership persisted is what `open` restores.
+//! while the learner's were admitted (but for a prefetch, which only a voter asks for); the
+//! membership persisted is what `open` restores.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use net_mesh_node::call_token::encode_metadata;
 use net_mesh_replication::network::Reply;
+use net_mesh_replication::prefetch::{PrefetchRequest, Prefetched};
 use net_mesh_replication::tables::{NAMESPACE, STATE_TABLE, StateRow, read_channel_row};
 use net_mesh_replication::{
-    METHOD_VOTE, MembershipError, ReplicatedChannel, raft_id, stored_applied,
+    METHOD_PREFETCH, METHOD_VOTE, MembershipError, ReplicatedChannel, raft_id, stored_applied,
 };
 use net_mesh_rpc::rpc::ErrorKind;
 use net_mesh_rpc::rpc::client::CallOptions;
@@ -117,6 +119,30 @@ async fn a_learner_made_voter_replaces_a_removed_member_that_is_then_refused() {
         Ok(Reply::Ok(resp)) => assert!(!resp.vote_granted),
         other => panic!("the learner's vote call: {other:?}"),
     }
+
+    // But only a voter asks members to prefetch (a leader is one; a learner never proposes):
+    // the learner's prefetch call is refused and counted, though the callee holds the blob.
+    let before = members[leader].replication.peer_auth_rejections();
+    let session = newcomer
+        .endpoint
+        .connect_node(&members[leader].addr)
+        .await
+        .unwrap();
+    let opts =
+        CallOptions::with_timeout(Duration::from_secs(10)).metadata(encode_metadata(CHANNEL, &[]));
+    let req = PrefetchRequest {
+        blob_ref: refs[25].encode(),
+    };
+    let err = session
+        .call_unary::<_, Reply<Prefetched>>(METHOD_PREFETCH, &req, opts)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert!(err.message.contains("not a voter"), "{err}");
+    assert_eq!(
+        members[leader].replication.peer_auth_rejections(),
+        before + 1
+    );
 
     // Cutover: drop a follower; the voters become the other two and the newcomer.
     let dropped = (leader + 2) % 3;
