@@ -258,6 +258,8 @@ pub(crate) enum SendBudgetError {
 pub(crate) struct SendBudget {
     session: Semaphore,
     session_limit: usize,
+    /// Each call's budget ([`SendBudget::call_budget`]): a message larger fails, never waits.
+    call_limit: usize,
     node: Arc<NodeBudgets>,
     /// Endpoint bytes this session holds; returned when the session is dropped.
     node_held: AtomicUsize,
@@ -266,18 +268,24 @@ pub(crate) struct SendBudget {
 }
 
 impl SendBudget {
-    pub(crate) fn new(limit: usize, node: Arc<NodeBudgets>, closed: CancellationToken) -> Self {
+    pub(crate) fn new(
+        limit: usize,
+        call_limit: usize,
+        node: Arc<NodeBudgets>,
+        closed: CancellationToken,
+    ) -> Self {
         let limit = limit.min(Semaphore::MAX_PERMITS);
         SendBudget {
             session: Semaphore::new(limit),
             session_limit: limit,
+            call_limit: call_limit.min(Semaphore::MAX_PERMITS),
             node,
             node_held: AtomicUsize::new(0),
             closed,
         }
     }
 
-    /// A per-call budget of `limit` bytes.
+    /// A per-call budget of `limit` bytes (the `call_limit` the session's budget was made with).
     pub(crate) fn call_budget(limit: usize) -> Arc<Semaphore> {
         Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS)))
     }
@@ -289,7 +297,10 @@ impl SendBudget {
         call: Option<&Semaphore>,
         bytes: usize,
     ) -> Result<(), SendBudgetError> {
-        let limit = self.session_limit.min(self.node.send_limit);
+        let mut limit = self.session_limit.min(self.node.send_limit);
+        if call.is_some() {
+            limit = limit.min(self.call_limit);
+        }
         if bytes > limit {
             return Err(SendBudgetError::TooLarge { limit });
         }
@@ -748,12 +759,17 @@ mod tests {
     #[tokio::test]
     async fn send_budget_returns_endpoint_bytes_when_dropped() {
         let node = node(0, 100);
-        let s = SendBudget::new(80, node.clone(), CancellationToken::new());
+        let s = SendBudget::new(80, 50, node.clone(), CancellationToken::new());
         let call = SendBudget::call_budget(50);
         s.acquire(Some(&call), 40).await.unwrap();
         assert_eq!(
-            s.acquire(Some(&call), 90).await,
+            s.acquire(None, 90).await,
             Err(SendBudgetError::TooLarge { limit: 80 })
+        );
+        // Over the call's budget: fails at once instead of waiting for bytes it can never have.
+        assert_eq!(
+            s.acquire(Some(&call), 60).await,
+            Err(SendBudgetError::TooLarge { limit: 50 })
         );
         assert_eq!(call.available_permits(), 10);
         assert_eq!(node.send.available_permits(), 60);

@@ -126,7 +126,8 @@ pub struct Config {
     pub session_recv_budget: usize,
     /// The same, for all of this endpoint's sessions together.
     pub node_recv_budget: usize,
-    /// Outgoing bytes one call may have queued and not yet written.
+    /// Outgoing bytes one call may have queued and not yet written. A message whose charge is
+    /// larger fails at once with `ResourceExhausted` (as one over the session's or node's).
     pub call_send_budget: usize,
     /// Outgoing bytes one session may have queued and not yet written. Control frames (grants,
     /// cancels, error replies) are not budgeted but capped at [`CONTROL_QUEUE_MAX`] per session;

@@ -370,7 +370,12 @@ impl SessionShared {
         Arc::new(SessionShared {
             peer,
             recv: RecvBudget::new(config.session_recv_budget, node.clone()),
-            send: SendBudget::new(config.session_send_budget, node, closed.clone()),
+            send: SendBudget::new(
+                config.session_send_budget,
+                config.call_send_budget,
+                node,
+                closed.clone(),
+            ),
             config,
             metrics,
             router,
