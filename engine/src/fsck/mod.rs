@@ -660,32 +660,84 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Whether the tree under `root` reaches a bad or missing object (missing ones reached go
+    /// to `reached_missing`). A post-order walk on a stack of its own, not recursion: the
+    /// stored nodes are what fsck checks, and a damaged index (or a tree an older build
+    /// imported) may chain them deeper than any thread's stack; a node met again on its own
+    /// path (only a damaged index can list one) counts as damaged.
     fn subtree_damaged(
+        &self,
+        root: &Hash,
+        indexed: &HashMap<Hash, ObjectEntry>,
+        memo: &mut HashMap<Hash, bool>,
+        reached_missing: &mut BTreeSet<Hash>,
+    ) -> bool {
+        struct Frame {
+            hash: Hash,
+            next_child: usize,
+            damaged: bool,
+        }
+        if let Some(known) = self.damage_without_children(root, indexed, memo, reached_missing) {
+            return known;
+        }
+        let mut on_path: HashSet<Hash> = HashSet::from([*root]);
+        let mut stack = vec![Frame {
+            hash: *root,
+            next_child: 0,
+            damaged: false,
+        }];
+        while let Some(top) = stack.last_mut() {
+            let kids = self.children.get(&top.hash).map_or(&[][..], Vec::as_slice);
+            if let Some(child) = kids.get(top.next_child).copied() {
+                top.next_child = top.next_child.saturating_add(1);
+                if on_path.contains(&child) {
+                    top.damaged = true;
+                } else if let Some(known) =
+                    self.damage_without_children(&child, indexed, memo, reached_missing)
+                {
+                    top.damaged |= known;
+                } else {
+                    on_path.insert(child);
+                    stack.push(Frame {
+                        hash: child,
+                        next_child: 0,
+                        damaged: false,
+                    });
+                }
+                continue;
+            }
+            let Some(done) = stack.pop() else { break };
+            on_path.remove(&done.hash);
+            memo.insert(done.hash, done.damaged);
+            match stack.last_mut() {
+                Some(parent) => parent.damaged |= done.damaged,
+                None => return done.damaged,
+            }
+        }
+        false
+    }
+
+    /// Whether `hash` is damaged when that is known without walking its children: already
+    /// walked, missing from the index (noted in `reached_missing`), or bad itself.
+    fn damage_without_children(
         &self,
         hash: &Hash,
         indexed: &HashMap<Hash, ObjectEntry>,
         memo: &mut HashMap<Hash, bool>,
         reached_missing: &mut BTreeSet<Hash>,
-    ) -> bool {
-        if let Some(d) = memo.get(hash) {
-            return *d;
+    ) -> Option<bool> {
+        if let Some(known) = memo.get(hash) {
+            return Some(*known);
         }
-        let damaged = if !indexed.contains_key(hash) {
+        if !indexed.contains_key(hash) {
             reached_missing.insert(*hash);
-            true
-        } else if self.bad.contains_key(hash) {
-            true
-        } else {
-            let kids = self.children.get(hash).cloned().unwrap_or_default();
-            let mut any = false;
-            for child in &kids {
-                if self.subtree_damaged(child, indexed, memo, reached_missing) {
-                    any = true;
-                }
-            }
-            any
-        };
-        memo.insert(*hash, damaged);
-        damaged
+            memo.insert(*hash, true);
+            return Some(true);
+        }
+        if self.bad.contains_key(hash) {
+            memo.insert(*hash, true);
+            return Some(true);
+        }
+        None
     }
 }
