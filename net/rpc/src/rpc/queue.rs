@@ -74,25 +74,32 @@ impl<T: Send + 'static> Sender<T> {
     /// Queues `item` without waking the consumer; the caller wakes it later through `wakes`.
     /// Dropped when the consumer is gone.
     pub(crate) fn push(&self, item: T, wakes: &mut Wakes) {
-        if self.enqueue(item) {
-            wakes.add(&self.0);
+        // Items already queued were queued with a wake of their own (in `wakes`, or given
+        // already), and the consumer takes everything queued at once: only an item that finds
+        // the queue empty needs one. So each wake is added in constant time, and a batch holds
+        // one per consumer, twice at most if the consumer took the queue in between.
+        if self.enqueue(item) == Some(true) {
+            wakes.0.push(self.0.clone());
         }
     }
 
     /// Queues `item` and wakes the consumer now.
     pub(crate) fn send(&self, item: T) {
-        if self.enqueue(item) {
+        if self.enqueue(item).is_some() {
             self.0.waker.wake();
         }
     }
 
-    fn enqueue(&self, item: T) -> bool {
+    /// Queues `item`: whether the queue was empty before, `None` (dropped) when the consumer
+    /// is gone.
+    fn enqueue(&self, item: T) -> Option<bool> {
         let mut inner = lock(&self.0.inner);
         if inner.rx_closed {
-            return false;
+            return None;
         }
+        let was_empty = inner.items.is_empty();
         inner.items.push_back(item);
-        true
+        Some(was_empty)
     }
 }
 
@@ -171,17 +178,6 @@ impl std::fmt::Debug for Wakes {
 }
 
 impl Wakes {
-    fn add<T: Send + 'static>(&mut self, shared: &Arc<Shared<T>>) {
-        let ptr = Arc::as_ptr(shared).cast::<()>();
-        if !self
-            .0
-            .iter()
-            .any(|w| std::ptr::eq(Arc::as_ptr(w).cast::<()>(), ptr))
-        {
-            self.0.push(shared.clone());
-        }
-    }
-
     /// Wakes every consumer that got items since the last flush.
     pub(crate) fn flush(&mut self) {
         for consumer in self.0.drain(..) {
@@ -211,6 +207,30 @@ mod tests {
         assert_eq!(rx.recv().await, Some(2));
         assert_eq!(rx.recv().await, Some(3));
         assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_a_wake_per_consumer_whatever_the_interleaving() {
+        let queues: Vec<_> = (0..100).map(|_| queue::<u32>()).collect();
+        let mut wakes = Wakes::default();
+        for round in 0..50 {
+            for (tx, _) in &queues {
+                tx.push(round, &mut wakes);
+            }
+        }
+        assert_eq!(wakes.0.len(), 100);
+        wakes.flush();
+        // A consumer that took its queue needs a new wake for what comes next.
+        let (tx, mut rx) = queues.into_iter().next().unwrap();
+        for want in 0..50 {
+            assert_eq!(rx.recv().await, Some(want));
+        }
+        let consumer = tokio::spawn(async move { rx.recv().await });
+        tokio::task::yield_now().await;
+        tx.push(99, &mut wakes);
+        assert_eq!(wakes.0.len(), 1);
+        wakes.flush();
+        assert_eq!(consumer.await.unwrap(), Some(99));
     }
 
     #[tokio::test]
