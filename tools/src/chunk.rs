@@ -1,6 +1,8 @@
 //! `net-mesh chunk …` and `net-mesh blob chunks`: per-chunk operator tools.
 
 use crate::outln;
+use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use clap::Subcommand;
@@ -61,44 +63,87 @@ pub fn run(cmd: ChunkCmd, dir: &Path) -> CliResult {
     }
 }
 
-/// `blob chunks REF` on the local store.
+/// `blob chunks REF` on the local store, printed as the tree is walked.
 pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> CliResult {
-    let rows: Vec<ChunkRow> = store
-        .blob_chunks(blob_ref)?
-        .into_iter()
-        .map(|c| ChunkRow {
+    let mut printer = ChunkPrinter::new(as_json);
+    let mut failed = None;
+    // Stopped early only by a failed write, kept in `failed`.
+    let _stopped = store.for_each_chunk(blob_ref, &mut |c| {
+        let row = ChunkRow {
             hash: c.hash,
             size: c.size,
             role: role_name(c.role).to_string(),
             stripe: c.stripe,
-        })
-        .collect();
-    print_chunks(&rows, as_json)
+        };
+        match printer.row(&row) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => printer.finish(),
+    }
 }
 
-/// `blob chunks`' output: every chunk as `{hash, size, role, stripe}`.
-pub fn print_chunks(chunks: &[ChunkRow], as_json: bool) -> CliResult {
-    if as_json {
-        let rows: Vec<_> = chunks
-            .iter()
-            .map(|c| {
-                json!({
-                    "hash": hex(&c.hash),
-                    "size": c.size,
-                    "role": c.role,
-                    "stripe": c.stripe,
-                })
-            })
-            .collect();
-        outln!("{}", serde_json::Value::Array(rows));
-    } else {
-        for c in chunks {
+/// `blob chunks`' output, written row by row as the rows come (a listing of millions of
+/// chunks is never held whole): a line per chunk, or with `--json` one array of
+/// `{hash, size, role, stripe}` on one line. A listing that fails midway leaves the array
+/// unclosed (and the command fails), so a partial listing never parses as a whole one.
+pub struct ChunkPrinter {
+    out: std::io::BufWriter<std::io::Stdout>,
+    as_json: bool,
+    rows: u64,
+}
+
+impl ChunkPrinter {
+    pub fn new(as_json: bool) -> ChunkPrinter {
+        ChunkPrinter {
+            out: std::io::BufWriter::new(std::io::stdout()),
+            as_json,
+            rows: 0,
+        }
+    }
+
+    pub fn row(&mut self, c: &ChunkRow) -> CliResult {
+        let written = if self.as_json {
+            let row = json!({
+                "hash": hex(&c.hash),
+                "size": c.size,
+                "role": c.role,
+                "stripe": c.stripe,
+            });
+            let open = if self.rows == 0 { "[" } else { "," };
+            write!(self.out, "{open}{row}")
+        } else {
             let stripe = c
                 .stripe
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into());
-            outln!("{}  {:>8}  {:<6}  {stripe}", hex(&c.hash), c.size, c.role);
-        }
+            writeln!(
+                self.out,
+                "{}  {:>8}  {:<6}  {stripe}",
+                hex(&c.hash),
+                c.size,
+                c.role
+            )
+        };
+        self.rows = self.rows.saturating_add(1);
+        written.with_class(ErrorClass::Io, || "writing stdout")
     }
-    Ok(())
+
+    /// Closes the listing (the JSON array) and flushes it.
+    pub fn finish(mut self) -> CliResult {
+        let closed = match (self.as_json, self.rows) {
+            (false, _) => Ok(()),
+            (true, 0) => writeln!(self.out, "[]"),
+            (true, _) => writeln!(self.out, "]"),
+        };
+        closed
+            .and_then(|()| self.out.flush())
+            .with_class(ErrorClass::Io, || "writing stdout")
+    }
 }

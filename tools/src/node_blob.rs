@@ -3,6 +3,8 @@
 //! `blob pull`. Reads run the node client's verified read, so bytes reach stdout or the output
 //! file only once this side has checked them against the ref.
 
+use std::ops::ControlFlow;
+
 use net_mesh_engine::codec::{Encoding, Hash};
 use net_mesh_engine::error::hex;
 use net_mesh_engine::index::{blob_id, check_pin_name};
@@ -180,8 +182,21 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             let spec = spec(&blob)?;
             let mut remote = Remote::connect(ctx, addr)?;
             let client = remote.client()?;
-            let rows = remote.block_on(client.chunks(&spec))?;
-            crate::chunk::print_chunks(&rows, json)
+            let mut printer = crate::chunk::ChunkPrinter::new(json);
+            let mut failed = None;
+            // Stopped early only by a failed write, kept in `failed`.
+            let _stopped =
+                remote.block_on(client.for_each_chunk(&spec, |row| match printer.row(&row) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => {
+                        failed = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }))?;
+            match failed {
+                Some(e) => Err(e),
+                None => printer.finish(),
+            }
         }
         BlobCmd::Rm { blob } => {
             let spec = spec(&blob)?;

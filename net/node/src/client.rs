@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -195,16 +195,41 @@ impl NodeClient {
         method: Method,
         req: &Req,
     ) -> NodeResult<Vec<Resp>> {
+        let mut out = Vec::new();
+        // Never stopped early: the visitor always continues.
+        let _all = self
+            .for_each(method, req, |item| {
+                out.push(item);
+                ControlFlow::Continue(())
+            })
+            .await?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each item of a streamed answer as it arrives, until `f` returns `Break`:
+    /// the call is then dropped (which ends it on the node). Returns whether `f` stopped it.
+    async fn for_each<Req, Resp, F>(
+        &self,
+        method: Method,
+        req: &Req,
+        mut f: F,
+    ) -> NodeResult<ControlFlow<()>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned + 'static,
+        F: FnMut(Resp) -> ControlFlow<()>,
+    {
         let mut stream: ResponseStream<Resp> = self
             .session
             .call_server_streaming(method.name(), req, self.options())
             .await
             .map_err(rpc)?;
-        let mut out = Vec::new();
         while let Some(item) = stream.next().await {
-            out.push(item.map_err(rpc)?);
+            if f(item.map_err(rpc)?).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
-        Ok(out)
+        Ok(ControlFlow::Continue(()))
     }
 
     pub async fn status(&self) -> NodeResult<Status> {
@@ -241,8 +266,21 @@ impl NodeClient {
         Ok(stat)
     }
 
+    /// Every chunk of the blob `spec` names, in blob order, collected
+    /// ([`NodeClient::for_each_chunk`] for a listing too long to hold).
     pub async fn chunks(&self, spec: &BlobSpec) -> NodeResult<Vec<ChunkRow>> {
         self.collect(Method::Chunks, spec).await
+    }
+
+    /// Calls `f` with every chunk of the blob `spec` names, in blob order, as the node walks
+    /// the tree, until `f` returns `Break` (which also stops the node's walk); returns whether
+    /// it did. Memory stays flat whatever the blob's size.
+    pub async fn for_each_chunk<F: FnMut(ChunkRow) -> ControlFlow<()>>(
+        &self,
+        spec: &BlobSpec,
+        f: F,
+    ) -> NodeResult<ControlFlow<()>> {
+        self.for_each(Method::Chunks, spec, f).await
     }
 
     pub async fn remove(&self, spec: &BlobSpec) -> NodeResult<Unpinned> {
