@@ -925,10 +925,12 @@ where
         match outcome {
             Some(Ok(Ok(Some(frame)))) => {
                 let charge = crate::frame::charge(frame.len());
+                // Waits for send budget within the call's deadline, as the handler ran.
                 let reserved = tokio::select! {
                     biased;
                     _ = control.token.cancelled() => None,
                     reserved = shared.reserve_send(None, charge) => Some(reserved),
+                    _ = &mut expiry => Some(Err(RpcError::deadline())),
                 };
                 match reserved {
                     Some(Ok(charge)) => {
