@@ -662,9 +662,9 @@ impl Checker<'_> {
 
     /// Whether the tree under `root` reaches a bad or missing object (missing ones reached go
     /// to `reached_missing`). A post-order walk on a stack of its own, not recursion: the
-    /// stored nodes are what fsck checks, and a damaged index (or a tree an older build
-    /// imported) may chain them deeper than any thread's stack; a node met again on its own
-    /// path (only a damaged index can list one) counts as damaged.
+    /// stored nodes are what fsck checks, and a damaged index (or a tree a caller imported
+    /// without checking its levels) may chain them deeper than any thread's stack; a node met
+    /// again on its own path (only a damaged index can list one) counts as damaged.
     fn subtree_damaged(
         &self,
         root: &Hash,

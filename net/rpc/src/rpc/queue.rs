@@ -77,7 +77,7 @@ impl<T: Send + 'static> Sender<T> {
         // Items already queued were queued with a wake of their own (in `wakes`, or given
         // already), and the consumer takes everything queued at once: only an item that finds
         // the queue empty needs one. So each wake is added in constant time, and a batch holds
-        // one per consumer, twice at most if the consumer took the queue in between.
+        // one per consumer, plus one each time that consumer took its queue meanwhile.
         if self.enqueue(item) == Some(true) {
             wakes.0.push(self.0.clone());
         }
