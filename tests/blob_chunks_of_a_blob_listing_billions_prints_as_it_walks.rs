@@ -93,6 +93,9 @@ fn first_output(command: &Command) -> String {
         .arg(program)
         .args(args)
         .env_remove("NET_MESH_DATA_DIR")
+        // The limit is on address space: keep glibc from reserving 64 MiB per thread's arena
+        // on a machine with many cores.
+        .env("MALLOC_ARENA_MAX", "2")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
