@@ -66,27 +66,16 @@ pub fn run(cmd: ChunkCmd, dir: &Path) -> CliResult {
 /// `blob chunks REF` on the local store, printed as the tree is walked.
 pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> CliResult {
     let mut printer = ChunkPrinter::new(as_json);
-    let mut failed = None;
-    // Stopped early only by a failed write, kept in `failed`.
+    // Stopped early only by a failed write, which `finish` reports.
     let _stopped = store.for_each_chunk(blob_ref, &mut |c| {
-        let row = ChunkRow {
+        printer.print(&ChunkRow {
             hash: c.hash,
             size: c.size,
             role: role_name(c.role).to_string(),
             stripe: c.stripe,
-        };
-        match printer.row(&row) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                failed = Some(e);
-                ControlFlow::Break(())
-            }
-        }
+        })
     })?;
-    match failed {
-        Some(e) => Err(e),
-        None => printer.finish(),
-    }
+    printer.finish()
 }
 
 /// `blob chunks`' output, written row by row as the rows come (a listing of millions of
@@ -97,6 +86,8 @@ pub struct ChunkPrinter {
     out: std::io::BufWriter<std::io::Stdout>,
     as_json: bool,
     rows: u64,
+    /// The write that failed, reported by [`ChunkPrinter::finish`].
+    failed: Option<CliError>,
 }
 
 impl ChunkPrinter {
@@ -105,10 +96,22 @@ impl ChunkPrinter {
             out: std::io::BufWriter::new(std::io::stdout()),
             as_json,
             rows: 0,
+            failed: None,
         }
     }
 
-    pub fn row(&mut self, c: &ChunkRow) -> CliResult {
+    /// Prints one row; `Break` once a write failed (the listing should stop there).
+    pub fn print(&mut self, c: &ChunkRow) -> ControlFlow<()> {
+        match self.row(c) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn row(&mut self, c: &ChunkRow) -> CliResult {
         let written = if self.as_json {
             let row = json!({
                 "hash": hex(&c.hash),
@@ -135,8 +138,11 @@ impl ChunkPrinter {
         written.with_class(ErrorClass::Io, || "writing stdout")
     }
 
-    /// Closes the listing (the JSON array) and flushes it.
+    /// Closes the listing (the JSON array) and flushes it, or reports the write that failed.
     pub fn finish(mut self) -> CliResult {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let closed = match (self.as_json, self.rows) {
             (false, _) => Ok(()),
             (true, 0) => writeln!(self.out, "[]"),

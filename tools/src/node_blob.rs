@@ -3,8 +3,6 @@
 //! `blob pull`. Reads run the node client's verified read, so bytes reach stdout or the output
 //! file only once this side has checked them against the ref.
 
-use std::ops::ControlFlow;
-
 use net_mesh_engine::codec::{Encoding, Hash};
 use net_mesh_engine::error::hex;
 use net_mesh_engine::index::{blob_id, check_pin_name};
@@ -183,20 +181,10 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             let mut remote = Remote::connect(ctx, addr)?;
             let client = remote.client()?;
             let mut printer = crate::chunk::ChunkPrinter::new(json);
-            let mut failed = None;
-            // Stopped early only by a failed write, kept in `failed`.
+            // Stopped early only by a failed write, which `finish` reports.
             let _stopped =
-                remote.block_on(client.for_each_chunk(&spec, |row| match printer.row(&row) {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(e) => {
-                        failed = Some(e);
-                        ControlFlow::Break(())
-                    }
-                }))?;
-            match failed {
-                Some(e) => Err(e),
-                None => printer.finish(),
-            }
+                remote.block_on(client.for_each_chunk(&spec, |row| printer.print(&row)))?;
+            printer.finish()
         }
         BlobCmd::Rm { blob } => {
             let spec = spec(&blob)?;

@@ -16,9 +16,9 @@
 //! tree whose levels do not descend is ever stored by a walk. Memory holds one object being
 //! received plus at most [`NODE_BATCH`] nodes per level, and once the nodes kept reach
 //! [`HELD_NODE_BYTES`] the walk asks for one node per call: at most that plus one node per
-//! level (≤ 2.6 MB each), whatever the blob's size or the source's tree. Any object that does not verify, that sits at the wrong level, or that the
-//! source lacks, fails the walk (an integrity error) before anything is pinned; what was
-//! stored unpinned is left to GC.
+//! level (≤ 2.6 MB each), whatever the blob's size or the source's tree. Any object that does
+//! not verify, that sits at the wrong level, or that the source lacks, fails the walk (an
+//! integrity error) before anything is pinned; what was stored unpinned is left to GC.
 
 use std::collections::{HashMap, HashSet};
 
