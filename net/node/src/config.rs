@@ -28,6 +28,12 @@ pub struct NodeConfig {
     pub max_streams: usize,
     /// Pulls running at once; one more is refused as busy.
     pub max_pulls: usize,
+    /// Of `max_uploads`, the most one peer (one authenticated identity, over all its
+    /// sessions) runs at once; one more from it is refused as busy, so no single identity
+    /// can leave every other one busy. Likewise `max_streams_per_peer`, `max_pulls_per_peer`.
+    pub max_uploads_per_peer: usize,
+    pub max_streams_per_peer: usize,
+    pub max_pulls_per_peer: usize,
     /// A put that receives nothing for this long checkpoints and ends (busy: resume it).
     pub upload_idle_timeout: Duration,
     /// A response message the peer makes no room for during this long ends its call.
@@ -66,6 +72,9 @@ impl Default for NodeConfig {
             max_uploads: 32,
             max_streams: 32,
             max_pulls: 4,
+            max_uploads_per_peer: 16,
+            max_streams_per_peer: 16,
+            max_pulls_per_peer: 2,
             upload_idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),

@@ -9,6 +9,7 @@
 //! * `stream`: verified reads streamed as objects, the `objects` and `has` calls of pulls.
 
 mod put;
+mod slots;
 mod stream;
 
 pub use put::fuzz_decode_put_part;
@@ -32,7 +33,6 @@ use net_mesh_rpc::{Endpoint, NodeId, RpcError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::allow::{Allow, AllowHook};
@@ -48,6 +48,7 @@ use crate::proto::{
 };
 use crate::replicas::Replicas;
 use crate::revoke::{self, Floors};
+use slots::Slots;
 
 /// A storage node: the store, its limits, and what it reports.
 #[derive(Debug)]
@@ -61,9 +62,9 @@ pub struct Node {
     live_uploads: AtomicU64,
     /// Staging ids a worker of this node is writing right now.
     live_ids: Mutex<HashSet<String>>,
-    uploads: Arc<Semaphore>,
-    streams: Arc<Semaphore>,
-    pulls: Arc<Semaphore>,
+    uploads: Arc<Slots>,
+    streams: Arc<Slots>,
+    pulls: Arc<Slots>,
     /// Fires when the node shuts down: live uploads checkpoint and stop, pulls stop.
     shutdown: CancellationToken,
     /// The endpoint the node serves on and dials other nodes with (pulls), once it exists
@@ -95,9 +96,9 @@ impl Node {
             store,
             node_id,
             bandwidth: Arc::new(Bandwidth::new(config.bandwidth, config.realtime_reserve)),
-            uploads: Arc::new(Semaphore::new(config.max_uploads)),
-            streams: Arc::new(Semaphore::new(config.max_streams)),
-            pulls: Arc::new(Semaphore::new(config.max_pulls)),
+            uploads: Slots::new("uploads", config.max_uploads, config.max_uploads_per_peer),
+            streams: Slots::new("reads", config.max_streams, config.max_streams_per_peer),
+            pulls: Slots::new("pulls", config.max_pulls, config.max_pulls_per_peer),
             config,
             metrics: Arc::new(Metrics::default()),
             started: Instant::now(),
@@ -286,16 +287,6 @@ impl Node {
         tokio::task::spawn_blocking(move || work(&store))
             .await
             .map_err(worker_failed)?
-    }
-
-    /// A worker slot of `pool`, or a busy refusal naming `what`.
-    fn slot(pool: &Arc<Semaphore>, what: &str, max: usize) -> NodeResult<OwnedSemaphorePermit> {
-        Arc::clone(pool).try_acquire_owned().map_err(|_| {
-            NodeError::new(
-                ErrorClass::Busy,
-                format!("{max} {what} are running on this node; try again later"),
-            )
-        })
     }
 }
 
@@ -590,7 +581,7 @@ async fn chunks_impl(
     mut sink: ResponseSink<ChunkRow>,
 ) -> NodeResult<()> {
     let channel = channel_of(&ctx)?;
-    let slot = Node::slot(&node.streams, "reads", node.config.max_streams)?;
+    let slot = node.streams.take(ctx.peer().node_id())?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<ChunkRow>>(crate::config::READ_QUEUE);
     let store = Arc::clone(&node.store);
     let worker = tokio::task::spawn_blocking(move || -> NodeResult<()> {
@@ -835,7 +826,7 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
             channel,
         )));
     }
-    let slot = Node::slot(&node.pulls, "pulls", node.config.max_pulls)?;
+    let slot = node.pulls.take(ctx.peer().node_id())?;
     let dialer = node
         .endpoint()
         .ok_or_else(|| NodeError::new(ErrorClass::Busy, "the node cannot dial yet"))?;

@@ -35,8 +35,9 @@ use net_mesh_staging::{
     begin_streaming_store_in, resume_streaming_store,
 };
 use serde_bytes::ByteBuf;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 
+use super::slots::Slot;
 use super::{
     Node, PinAt, check_upload_channel, measured, reads_trees, tree_refused, worker_failed,
 };
@@ -98,15 +99,11 @@ impl RpcClientStreamingHandler for PutHandler {
 struct LiveUpload {
     node: Arc<Node>,
     staging_id: Option<String>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl LiveUpload {
-    fn claim(
-        node: &Arc<Node>,
-        staging_id: Option<&str>,
-        slot: OwnedSemaphorePermit,
-    ) -> NodeResult<LiveUpload> {
+    fn claim(node: &Arc<Node>, staging_id: Option<&str>, slot: Slot) -> NodeResult<LiveUpload> {
         if let Some(id) = staging_id {
             let mut live = node
                 .live_ids
@@ -236,7 +233,7 @@ async fn put_impl(
         return Err(tree_refused("a put answers with a ref that may be a Tree"));
     }
     let channel = super::channel_of(&ctx)?;
-    let slot = Node::slot(&node.uploads, "uploads", node.config.max_uploads)?;
+    let slot = node.uploads.take(ctx.peer().node_id())?;
     let start = match next_within(&node, &mut requests).await? {
         Some(Part::Start(start)) => start,
         _ => {

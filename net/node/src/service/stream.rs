@@ -51,11 +51,12 @@ async fn forward(
 /// both have ended (a failed send closes the queue, which stops the worker).
 async fn run_stream(
     node: &Arc<Node>,
+    ctx: &RpcContext,
     stream: LiveStream,
     sink: &mut ResponseSink<ObjectPart>,
     work: impl FnOnce(&Store, &mut dyn FnMut(ObjectPart) -> bool) -> NodeResult<()> + Send + 'static,
 ) -> NodeResult<()> {
-    let slot = Node::slot(&node.streams, "reads", node.config.max_streams)?;
+    let slot = node.streams.take(ctx.peer().node_id())?;
     let (tx, rx) = mpsc::channel(READ_QUEUE);
     let store = Arc::clone(&node.store);
     let worker = tokio::task::spawn_blocking(move || {
@@ -113,7 +114,7 @@ pub(super) async fn read_impl(
     let blob_ref = decode_ref(&req.blob_ref)?;
     gate_tree(&ctx, &blob_ref)?;
     let stream = node.bandwidth.open("read", req.class);
-    run_stream(&node, stream, &mut sink, move |store, send| {
+    run_stream(&node, &ctx, stream, &mut sink, move |store, send| {
         store
             .read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
                 let answer = answer.map_err(|e| e.to_string());
@@ -147,7 +148,7 @@ pub(super) async fn objects_impl(
     check_count(&hashes)?;
     let trees = reads_trees(&ctx);
     let stream = node.bandwidth.open("objects", BandwidthClass::Foreground);
-    run_stream(&node, stream, &mut sink, move |store, send| {
+    run_stream(&node, &ctx, stream, &mut sink, move |store, send| {
         // The kinds first: a refusal comes before any object is sent.
         let index = store.reader().node_err()?;
         let mut kinds = Vec::with_capacity(hashes.len());

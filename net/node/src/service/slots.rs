@@ -1,0 +1,128 @@
+//! A pool of worker slots (uploads, reads, pulls) shared fairly among peers: the pool bounds
+//! the node's workers, and each peer may hold at most its share of them, so one authorized
+//! identity cannot take every slot of a kind and leave the others busy until its calls end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use net_mesh_engine::ErrorClass;
+use net_mesh_rpc::NodeId;
+
+use crate::error::{NodeError, NodeResult};
+
+/// Slots of one kind: `max` in all, at most `per_peer` held by one peer at once.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    what: &'static str,
+    max: usize,
+    per_peer: usize,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    by_peer: HashMap<NodeId, usize>,
+}
+
+/// One slot, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: Arc<Slots>,
+    peer: NodeId,
+}
+
+impl Slots {
+    pub(crate) fn new(what: &'static str, max: usize, per_peer: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            what,
+            max,
+            per_peer,
+            held: Mutex::new(Held::default()),
+        })
+    }
+
+    /// A slot for `peer`, or busy when the pool is full or `peer` holds its share.
+    pub(crate) fn take(self: &Arc<Self>, peer: NodeId) -> NodeResult<Slot> {
+        let mut held = self.held();
+        if held.total >= self.max {
+            return Err(NodeError::new(
+                ErrorClass::Busy,
+                format!(
+                    "{} {} are running on this node; try again later",
+                    self.max, self.what
+                ),
+            ));
+        }
+        let mine = held.by_peer.entry(peer).or_insert(0);
+        if *mine >= self.per_peer {
+            return Err(NodeError::new(
+                ErrorClass::Busy,
+                format!(
+                    "this identity already runs {} {} on this node, its most at once; try again \
+                     later",
+                    self.per_peer, self.what
+                ),
+            ));
+        }
+        *mine += 1;
+        held.total += 1;
+        Ok(Slot {
+            slots: Arc::clone(self),
+            peer,
+        })
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held();
+        held.total = held.total.saturating_sub(1);
+        if let Some(mine) = held.by_peer.get_mut(&self.peer) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                held.by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u8) -> NodeId {
+        NodeId::from_public_key(&net_mesh_rpc::Identity::from_seed([n; 32]).public_key())
+    }
+
+    #[test]
+    fn a_peer_holds_at_most_its_share_and_the_pool_at_most_its_size() {
+        let slots = Slots::new("uploads", 3, 2);
+        let (a, b, c) = (peer(1), peer(2), peer(3));
+        let a1 = slots.take(a).unwrap();
+        let _a2 = slots.take(a).unwrap();
+        let err = slots.take(a).unwrap_err();
+        assert!(err.message.contains("this identity"), "{err}");
+        let _b1 = slots.take(b).unwrap();
+        let err = slots.take(c).unwrap_err();
+        assert!(err.message.contains("3 uploads are running"), "{err}");
+        drop(a1);
+        let _c1 = slots.take(c).unwrap();
+        assert!(slots.take(a).is_err());
+        assert_eq!(slots.held().total, 3);
+        assert_eq!(slots.held().by_peer.len(), 3);
+    }
+
+    #[test]
+    fn a_peer_whose_slots_all_ended_is_forgotten() {
+        let slots = Slots::new("reads", 4, 4);
+        let taken: Vec<Slot> = (0..4).map(|_| slots.take(peer(9)).unwrap()).collect();
+        drop(taken);
+        assert_eq!(slots.held().total, 0);
+        assert!(slots.held().by_peer.is_empty());
+    }
+}
