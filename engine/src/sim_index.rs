@@ -84,7 +84,7 @@ impl IndexStorage for IndexOnBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => self.files.create(path)?,
             other => other?,
         };
-        redb::Builder::new().create_with_backend(RedbOnFile {
+        crate::storage::index_builder().create_with_backend(RedbOnFile {
             file,
             faults: Arc::clone(&self.faults),
         })

@@ -16,13 +16,26 @@ pub trait IndexStorage: Send + Sync + Debug {
     fn open_database(&self, path: &Path) -> Result<redb::Database, redb::DatabaseError>;
 }
 
-/// The real index storage: redb's own file backend (`redb::Database::create`).
+/// The most memory redb may keep as its page cache for one index. redb's own default is
+/// 1 GiB, which a walk over a large table (a listing, fsck, GC) fills and keeps for the life
+/// of the process; the index's interior pages, which every lookup touches, fit in far less,
+/// and the kernel's page cache still holds the file.
+pub const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// redb's builder with the index's settings ([`INDEX_CACHE_BYTES`]).
+pub fn index_builder() -> redb::Builder {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(INDEX_CACHE_BYTES);
+    builder
+}
+
+/// The real index storage: redb's own file backend.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RedbFile;
 
 impl IndexStorage for RedbFile {
     fn open_database(&self, path: &Path) -> Result<redb::Database, redb::DatabaseError> {
-        redb::Database::create(path)
+        index_builder().create(path)
     }
 }
 

@@ -21,8 +21,8 @@ use crate::index::extension::{
     Extension, ExtensionError, ExtensionOp, ExtensionReader, Extensions,
 };
 use crate::index::{
-    Batch, ChannelInfo, CommitOutcome, DEFAULT_CHANNEL, Index, IndexError, IndexReader, Pin,
-    PinListing, Unpinned, blob_id, check_channel_name, check_pin_name,
+    BadPinRow, Batch, ChannelInfo, CommitOutcome, DEFAULT_CHANNEL, Index, IndexError, IndexReader,
+    Pin, PinListing, Unpinned, blob_id, check_channel_name, check_pin_name,
 };
 use crate::storage::StoreBackends;
 use crate::tree::TreePolicy;
@@ -503,6 +503,18 @@ impl Store {
     pub fn pins_in(&self, channel: &str) -> Result<PinListing, StoreError> {
         check_channel_name(channel)?;
         Ok(self.index.reader()?.pin_listing_in(channel)?)
+    }
+
+    /// The pins of `channel` in id order, handed to `f` one at a time as they are read (a row
+    /// that does not decode as `Err`, in its place) until `f` breaks: a channel of any size
+    /// lists in constant memory ([`IndexReader::for_each_pin_in`]).
+    pub fn for_each_pin_in(
+        &self,
+        channel: &str,
+        f: &mut dyn FnMut(Result<(Hash, Pin), BadPinRow>) -> std::ops::ControlFlow<()>,
+    ) -> Result<std::ops::ControlFlow<()>, StoreError> {
+        check_channel_name(channel)?;
+        Ok(self.index.reader()?.for_each_pin_in(channel, f)?)
     }
 
     /// Finds a blob pinned in channel `default` by its id's hex prefix ([`Store::find_pin_in`]).

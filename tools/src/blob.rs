@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
@@ -21,7 +22,7 @@ use serde_json::json;
 use crate::Ctx;
 
 use crate::outln;
-use crate::output::{CliError, CliResult, ErrorContext, progress};
+use crate::output::{CliError, CliResult, ErrorContext, RowPrinter, progress};
 
 #[derive(Debug, Subcommand)]
 pub enum BlobCmd {
@@ -280,23 +281,24 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
         }
         BlobCmd::Ls { json } => {
             let store = open(dir, StoreConfig::default())?;
-            let listing = store.pins_in(&ctx.channel)?;
-            let pins: Vec<PinLine> = listing
-                .pins
-                .into_iter()
-                .map(|(blob_id, pin)| PinLine {
-                    blob_id,
-                    name: pin.name,
-                    blob_ref: pin.blob_ref,
-                    created_unix_ms: pin.created_unix_ms,
-                })
-                .collect();
-            let bad: Vec<(Hash, String)> = listing
-                .bad
-                .into_iter()
-                .map(|row| (row.id, row.error.to_string()))
-                .collect();
-            print_pins(&pins, &bad, json)
+            let mut printer = RowPrinter::new(json);
+            // Stopped early only by a failed write, which `finish` reports.
+            let _stopped = store.for_each_pin_in(&ctx.channel, &mut |row| match row {
+                Ok((blob_id, pin)) => print_pin(
+                    &mut printer,
+                    &PinLine {
+                        blob_id,
+                        name: pin.name,
+                        blob_ref: pin.blob_ref,
+                        created_unix_ms: pin.created_unix_ms,
+                    },
+                ),
+                Err(bad) => {
+                    warn_undecodable_pin(&bad.id, &bad.error.to_string());
+                    ControlFlow::Continue(())
+                }
+            })?;
+            printer.finish()
         }
         BlobCmd::Chunks { blob, json } => {
             let store = open(dir, StoreConfig::default())?;
@@ -532,43 +534,39 @@ pub(crate) struct PinLine {
     pub created_unix_ms: u64,
 }
 
-/// `blob ls`'s output; rows that do not decode (`bad`: id and why) are warnings on stderr.
-pub(crate) fn print_pins(pins: &[PinLine], bad: &[(Hash, String)], json: bool) -> CliResult {
-    // A damaged row is reported, never a reason to hide the others.
-    for (id, error) in bad {
-        eprintln!(
-            "net-mesh: warning: pin {} does not decode (run fsck): {error}",
-            hex(id)
-        );
-    }
-    if json {
-        let rows: Vec<_> = pins
-            .iter()
-            .map(|pin| {
-                json!({
-                    "blob_id": hex(&pin.blob_id),
-                    "name": pin.name,
-                    "kind": kind_name(&pin.blob_ref),
-                    "size": pin.blob_ref.size(),
-                    "created_unix_ms": pin.created_unix_ms,
-                    "blob_ref": pin.blob_ref.to_text(),
-                })
+/// One row of `blob ls`: a line per pin, or with `--json` its object.
+pub(crate) fn print_pin(printer: &mut RowPrinter, pin: &PinLine) -> ControlFlow<()> {
+    printer.print(
+        || {
+            json!({
+                "blob_id": hex(&pin.blob_id),
+                "name": pin.name,
+                "kind": kind_name(&pin.blob_ref),
+                "size": pin.blob_ref.size(),
+                "created_unix_ms": pin.created_unix_ms,
+                "blob_ref": pin.blob_ref.to_text(),
             })
-            .collect();
-        outln!("{}", serde_json::Value::Array(rows));
-    } else {
-        for pin in pins {
+        },
+        || {
             let id = hex(&pin.blob_id);
             let short = id.get(..16).unwrap_or(&id);
             let kind = kind_name(&pin.blob_ref);
-            outln!(
+            format!(
                 "{short}  {kind:<8} {:>14}  {}",
                 pin.blob_ref.size(),
                 pin.name
-            );
-        }
-    }
-    Ok(())
+            )
+        },
+    )
+}
+
+/// A pin row of `blob ls` that does not decode: a warning on stderr, never a reason to hide
+/// the others.
+pub(crate) fn warn_undecodable_pin(id: &Hash, error: &str) {
+    eprintln!(
+        "net-mesh: warning: pin {} does not decode (run fsck): {error}",
+        hex(id)
+    );
 }
 
 /// What `blob rm` reports for the unpin of the blob with (hex) id `id`.

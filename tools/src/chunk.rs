@@ -1,7 +1,6 @@
 //! `net-mesh chunk …` and `net-mesh blob chunks`: per-chunk operator tools.
 
 use crate::outln;
-use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -13,7 +12,7 @@ use net_mesh_engine::{ErrorClass, Store, StoreConfig};
 use net_mesh_node::proto::ChunkRow;
 use serde_json::json;
 
-use crate::output::{CliError, CliResult, ErrorContext};
+use crate::output::{CliError, CliResult, ErrorContext, RowPrinter};
 
 #[derive(Debug, Subcommand)]
 pub enum ChunkCmd {
@@ -65,91 +64,39 @@ pub fn run(cmd: ChunkCmd, dir: &Path) -> CliResult {
 
 /// `blob chunks REF` on the local store, printed as the tree is walked.
 pub fn list(store: &Store, blob_ref: &BlobRef, as_json: bool) -> CliResult {
-    let mut printer = ChunkPrinter::new(as_json);
+    let mut printer = RowPrinter::new(as_json);
     // Stopped early only by a failed write, which `finish` reports.
     let _stopped = store.for_each_chunk(blob_ref, &mut |c| {
-        printer.print(&ChunkRow {
-            hash: c.hash,
-            size: c.size,
-            role: role_name(c.role).to_string(),
-            stripe: c.stripe,
-        })
+        print_chunk(
+            &mut printer,
+            &ChunkRow {
+                hash: c.hash,
+                size: c.size,
+                role: role_name(c.role).to_string(),
+                stripe: c.stripe,
+            },
+        )
     })?;
     printer.finish()
 }
 
-/// `blob chunks`' output, written row by row as the rows come (a listing of millions of
-/// chunks is never held whole): a line per chunk, or with `--json` one array of
-/// `{hash, size, role, stripe}` on one line. A listing that fails midway leaves the array
-/// unclosed (and the command fails), so a partial listing never parses as a whole one.
-pub struct ChunkPrinter {
-    out: std::io::BufWriter<std::io::Stdout>,
-    as_json: bool,
-    rows: u64,
-    /// The write that failed, reported by [`ChunkPrinter::finish`].
-    failed: Option<CliError>,
-}
-
-impl ChunkPrinter {
-    pub fn new(as_json: bool) -> ChunkPrinter {
-        ChunkPrinter {
-            out: std::io::BufWriter::new(std::io::stdout()),
-            as_json,
-            rows: 0,
-            failed: None,
-        }
-    }
-
-    /// Prints one row; `Break` once a write failed (the listing should stop there).
-    pub fn print(&mut self, c: &ChunkRow) -> ControlFlow<()> {
-        match self.row(c) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                self.failed = Some(e);
-                ControlFlow::Break(())
-            }
-        }
-    }
-
-    fn row(&mut self, c: &ChunkRow) -> CliResult {
-        let written = if self.as_json {
-            let row = json!({
+/// One row of `blob chunks`: a line per chunk, or with `--json` `{hash, size, role, stripe}`.
+pub fn print_chunk(printer: &mut RowPrinter, c: &ChunkRow) -> ControlFlow<()> {
+    printer.print(
+        || {
+            json!({
                 "hash": hex(&c.hash),
                 "size": c.size,
                 "role": c.role,
                 "stripe": c.stripe,
-            });
-            let open = if self.rows == 0 { "[" } else { "," };
-            write!(self.out, "{open}{row}")
-        } else {
+            })
+        },
+        || {
             let stripe = c
                 .stripe
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into());
-            writeln!(
-                self.out,
-                "{}  {:>8}  {:<6}  {stripe}",
-                hex(&c.hash),
-                c.size,
-                c.role
-            )
-        };
-        self.rows = self.rows.saturating_add(1);
-        written.with_class(ErrorClass::Io, || "writing stdout")
-    }
-
-    /// Closes the listing (the JSON array) and flushes it, or reports the write that failed.
-    pub fn finish(mut self) -> CliResult {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
-        }
-        let closed = match (self.as_json, self.rows) {
-            (false, _) => Ok(()),
-            (true, 0) => writeln!(self.out, "[]"),
-            (true, _) => writeln!(self.out, "]"),
-        };
-        closed
-            .and_then(|()| self.out.flush())
-            .with_class(ErrorClass::Io, || "writing stdout")
-    }
+            format!("{}  {:>8}  {:<6}  {stripe}", hex(&c.hash), c.size, c.role)
+        },
+    )
 }

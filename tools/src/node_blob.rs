@@ -3,7 +3,9 @@
 //! `blob pull`. Reads run the node client's verified read, so bytes reach stdout or the output
 //! file only once this side has checked them against the ref.
 
-use net_mesh_engine::codec::{Encoding, Hash};
+use std::ops::ControlFlow;
+
+use net_mesh_engine::codec::Encoding;
 use net_mesh_engine::error::hex;
 use net_mesh_engine::index::{blob_id, check_pin_name};
 use net_mesh_engine::{BlobRef, BlobStat, ErrorClass, StoreError, Unpinned};
@@ -13,12 +15,12 @@ use serde_json::json;
 
 use crate::Ctx;
 use crate::blob::{
-    BlobCmd, PinLine, cat, default_pin_name, get, parse_range, print_pins, print_put, print_stat,
-    put_layout, report_unpinned,
+    BlobCmd, PinLine, cat, default_pin_name, get, parse_range, print_pin, print_put, print_stat,
+    put_layout, report_unpinned, warn_undecodable_pin,
 };
 use crate::node_put::{Input, Start, upload};
 use crate::outln;
-use crate::output::{CliError, CliResult, ErrorContext};
+use crate::output::{CliError, CliResult, ErrorContext, RowPrinter};
 use crate::remote::{Remote, resolve, spec};
 use crate::staging::{StagingCmd, not_found, print_resumed, print_staging};
 
@@ -144,46 +146,62 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
         BlobCmd::Ls { json } => {
             let mut remote = Remote::connect(ctx, addr)?;
             let client = remote.client()?;
-            let rows = remote.block_on(client.list())?;
-            let mut pins = Vec::new();
-            let mut bad: Vec<(Hash, String)> = Vec::new();
-            for row in rows {
-                match row {
-                    PinRow::Pin {
-                        blob_id: id,
-                        name,
-                        blob_ref,
-                        created_unix_ms,
-                    } => {
-                        let blob_ref = BlobRef::decode(&blob_ref).map_err(|e| {
-                            bad_answer(format!("pin {} with a bad ref: {e}", hex(&id)))
-                        })?;
-                        if blob_id(&blob_ref) != id {
-                            return Err(bad_answer(format!(
+            let mut printer = RowPrinter::new(json);
+            // A row the node should never send: the listing stops and fails with it.
+            let mut bad_row = None;
+            let _stopped = remote.block_on(client.for_each_pin(|row| match row {
+                PinRow::Pin {
+                    blob_id: id,
+                    name,
+                    blob_ref,
+                    created_unix_ms,
+                } => {
+                    let blob_ref = match BlobRef::decode(&blob_ref) {
+                        Ok(r) if blob_id(&r) == id => r,
+                        Ok(_) => {
+                            bad_row = Some(bad_answer(format!(
                                 "pin {} under another blob's id",
                                 hex(&id)
                             )));
+                            return ControlFlow::Break(());
                         }
-                        pins.push(PinLine {
+                        Err(e) => {
+                            bad_row =
+                                Some(bad_answer(format!("pin {} with a bad ref: {e}", hex(&id))));
+                            return ControlFlow::Break(());
+                        }
+                    };
+                    print_pin(
+                        &mut printer,
+                        &PinLine {
                             blob_id: id,
                             name,
                             blob_ref,
                             created_unix_ms,
-                        });
-                    }
-                    PinRow::Undecodable { blob_id, error } => bad.push((blob_id, error)),
+                        },
+                    )
                 }
+                PinRow::Undecodable { blob_id, error } => {
+                    warn_undecodable_pin(&blob_id, &error);
+                    ControlFlow::Continue(())
+                }
+            }))?;
+            match bad_row {
+                Some(e) => Err(e),
+                None => printer.finish(),
             }
-            print_pins(&pins, &bad, json)
         }
         BlobCmd::Chunks { blob, json } => {
             let spec = spec(&blob)?;
             let mut remote = Remote::connect(ctx, addr)?;
             let client = remote.client()?;
-            let mut printer = crate::chunk::ChunkPrinter::new(json);
+            let mut printer = RowPrinter::new(json);
             // Stopped early only by a failed write, which `finish` reports.
             let _stopped =
-                remote.block_on(client.for_each_chunk(&spec, |row| printer.print(&row)))?;
+                remote
+                    .block_on(client.for_each_chunk(&spec, |row| {
+                        crate::chunk::print_chunk(&mut printer, &row)
+                    }))?;
             printer.finish()
         }
         BlobCmd::Rm { blob } => {

@@ -183,6 +183,69 @@ pub fn progress(total: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
+/// A listing's output, written row by row as the rows come (a listing of millions of rows is
+/// never held whole): a line per row, or with `--json` one array of row objects on one line.
+/// A listing that fails midway leaves the array unclosed (and the command fails), so a
+/// partial listing never parses as a whole one.
+pub struct RowPrinter {
+    out: std::io::BufWriter<std::io::Stdout>,
+    as_json: bool,
+    rows: u64,
+    /// The write that failed, reported by [`RowPrinter::finish`].
+    failed: Option<CliError>,
+}
+
+impl RowPrinter {
+    pub fn new(as_json: bool) -> RowPrinter {
+        RowPrinter {
+            out: std::io::BufWriter::new(std::io::stdout()),
+            as_json,
+            rows: 0,
+            failed: None,
+        }
+    }
+
+    /// Prints one row, as `json()` with `--json`, else as the line `text()`; `Break` once a
+    /// write failed (the listing should stop there).
+    pub fn print(
+        &mut self,
+        json: impl FnOnce() -> serde_json::Value,
+        text: impl FnOnce() -> String,
+    ) -> std::ops::ControlFlow<()> {
+        use std::io::Write as _;
+        let written = if self.as_json {
+            let open = if self.rows == 0 { "[" } else { "," };
+            write!(self.out, "{open}{}", json())
+        } else {
+            writeln!(self.out, "{}", text())
+        };
+        self.rows = self.rows.saturating_add(1);
+        match written.with_class(ErrorClass::Io, || "writing stdout") {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(e) => {
+                self.failed = Some(e);
+                std::ops::ControlFlow::Break(())
+            }
+        }
+    }
+
+    /// Closes the listing (the JSON array) and flushes it, or reports the write that failed.
+    pub fn finish(mut self) -> CliResult {
+        use std::io::Write as _;
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let closed = match (self.as_json, self.rows) {
+            (false, _) => Ok(()),
+            (true, 0) => writeln!(self.out, "[]"),
+            (true, _) => writeln!(self.out, "]"),
+        };
+        closed
+            .and_then(|()| self.out.flush())
+            .with_class(ErrorClass::Io, || "writing stdout")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -385,15 +385,20 @@ pub struct IndexReader {
     channels: redb::ReadOnlyTable<&'static str, &'static [u8]>,
 }
 
+/// A pin row of `channel` that does not decode, and why.
+fn bad_pin_row(channel: &str, id: Hash, error: IndexError) -> BadPinRow {
+    BadPinRow {
+        channel: channel.to_string(),
+        id,
+        error,
+    }
+}
+
 /// Adds one pin row to `out`: decoded, or apart when it does not decode.
 fn list_pin_row(out: &mut PinListing, channel: &str, id: Hash, bytes: &[u8]) {
     match Pin::decode(channel, &id, bytes) {
         Ok(pin) => out.pins.push((id, pin)),
-        Err(error) => out.bad.push(BadPinRow {
-            channel: channel.to_string(),
-            id,
-            error,
-        }),
+        Err(error) => out.bad.push(bad_pin_row(channel, id, error)),
     }
 }
 
@@ -425,13 +430,37 @@ impl IndexReader {
     /// Every pin row of `channel`, in id order, as [`IndexReader::pin_listing`] lists them.
     pub fn pin_listing_in(&self, channel: &str) -> Result<PinListing, IndexError> {
         let mut out = PinListing::default();
+        // The closure never breaks.
+        let _all = self.for_each_pin_in(channel, &mut |row| {
+            match row {
+                Ok(pin) => out.pins.push(pin),
+                Err(bad) => out.bad.push(bad),
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands `f` every pin row of `channel` in id order, one at a time (a row that does not
+    /// decode as `Err`, in its place), until `f` breaks; nothing is collected, so a channel of
+    /// any size lists in constant memory. Fails only when the table itself cannot be read.
+    pub fn for_each_pin_in(
+        &self,
+        channel: &str,
+        f: &mut dyn FnMut(Result<(Hash, Pin), BadPinRow>) -> std::ops::ControlFlow<()>,
+    ) -> Result<std::ops::ControlFlow<()>, IndexError> {
         let (first, last) = ([0u8; 32], [0xffu8; 32]);
         for row in self.pins.range((channel, &first)..=(channel, &last))? {
             let (k, v) = row?;
             let (_, id) = k.value();
-            list_pin_row(&mut out, channel, *id, v.value());
+            let row = Pin::decode(channel, id, v.value())
+                .map(|pin| (*id, pin))
+                .map_err(|error| bad_pin_row(channel, *id, error));
+            if f(row).is_break() {
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
         }
-        Ok(out)
+        Ok(std::ops::ControlFlow::Continue(()))
     }
 
     /// Every pin of every channel with its blob id, in (channel, id) order; fails on the

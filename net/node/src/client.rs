@@ -236,8 +236,18 @@ impl NodeClient {
         self.unary(Method::Status, &()).await
     }
 
+    /// Every pin of the call's channel, collected (see [`NodeClient::for_each_pin`]).
     pub async fn list(&self) -> NodeResult<Vec<PinRow>> {
         self.collect(Method::List, &()).await
+    }
+
+    /// Hands `f` the pins of the call's channel in id order as they arrive, until `f`
+    /// breaks (which ends the call): a channel of any size lists in constant memory.
+    pub async fn for_each_pin<F: FnMut(PinRow) -> ControlFlow<()>>(
+        &self,
+        f: F,
+    ) -> NodeResult<ControlFlow<()>> {
+        self.for_each(Method::List, &(), f).await
     }
 
     /// The ref `spec` names on the node, checked here: a ref is itself; for an id prefix the

@@ -55,6 +55,9 @@ impl Default for NodeConfig {
         // `max_uploads`, never by a window the budget cannot give.
         let piece_window = (MAX_PIECE + 64 * 1024) as u32;
         let window = 2 * MAX_PIECE as u32 + 64 * 1024;
+        // The largest answer the node sends is a pin row (or stat) carrying the largest ref: a
+        // Manifest of MAX_LEAF_FANOUT chunk refs, ~2.7 MB.
+        let send_budget = 3 * 1024 * 1024;
         NodeConfig {
             rpc: Config {
                 capabilities: crate::client::client_capabilities(),
@@ -62,7 +65,7 @@ impl Default for NodeConfig {
                 max_sessions_per_identity: 256,
                 call_window: window,
                 min_call_window: piece_window,
-                call_send_budget: window as usize,
+                call_send_budget: send_budget,
                 session_recv_budget: 16 * 1024 * 1024,
                 session_send_budget: 16 * 1024 * 1024,
                 node_recv_budget: 128 * 1024 * 1024,
@@ -120,5 +123,42 @@ mod tests {
         assert!(c.rpc.min_call_window <= c.rpc.call_window);
         assert!(c.max_uploads * c.rpc.call_window as usize <= c.rpc.node_recv_budget);
         assert!(c.rpc.call_window as usize <= c.rpc.session_recv_budget);
+    }
+
+    #[test]
+    fn the_largest_answer_fits_a_calls_send_budget() {
+        use net_mesh_engine::codec::{BlobRef, ChunkRef, ChunkRole, Encoding, MAX_LEAF_FANOUT};
+        let chunks = vec![
+            ChunkRef {
+                hash: [0xff; 32],
+                size: u32::MAX,
+                role: ChunkRole::Parity {
+                    stripe_index: u32::MAX,
+                },
+            };
+            MAX_LEAF_FANOUT
+        ];
+        let largest = BlobRef::Manifest {
+            encoding: Encoding::ReedSolomon {
+                data_shards: 254,
+                total_shards: 255,
+            },
+            chunks,
+            size: u64::MAX,
+        };
+        let row = crate::proto::PinRow::Pin {
+            blob_id: [0xff; 32],
+            name: "n".repeat(net_mesh_engine::index::MAX_PIN_NAME),
+            blob_ref: serde_bytes::ByteBuf::from(largest.encode()),
+            created_unix_ms: u64::MAX,
+        };
+        let message = postcard::to_allocvec(&row)
+            .map(|m| m.len())
+            .unwrap_or(usize::MAX);
+        // The message and its frame overhead, charged as a put piece is above.
+        let c = NodeConfig::default();
+        assert!(message > 2_600_000, "{message}");
+        assert!(message + 64 + 64 <= c.rpc.call_send_budget, "{message}");
+        assert!(c.rpc.call_send_budget <= c.rpc.session_send_budget);
     }
 }

@@ -17,6 +17,7 @@ pub use put::fuzz_decode_put_part;
 use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -494,6 +495,8 @@ async fn status_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Status
     })
 }
 
+/// Lists the channel's pins in id order as they are read, on a stream worker (see
+/// [`stream_rows`]): a channel of any size lists in constant memory.
 async fn list_impl(
     node: Arc<Node>,
     ctx: RpcContext,
@@ -501,34 +504,34 @@ async fn list_impl(
     mut sink: ResponseSink<PinRow>,
 ) -> NodeResult<()> {
     let channel = channel_of(&ctx)?;
-    let listing = node
-        .blocking(move |store| store.pins_in(&channel).node_err())
-        .await?;
     let trees = reads_trees(&ctx);
-    for (id, pin) in listing.pins {
-        let row = if trees || !matches!(pin.blob_ref, BlobRef::Tree { .. }) {
-            PinRow::Pin {
-                blob_id: id,
-                name: pin.name,
-                blob_ref: ByteBuf::from(pin.blob_ref.encode()),
-                created_unix_ms: pin.created_unix_ms,
-            }
-        } else {
-            PinRow::Undecodable {
-                blob_id: id,
-                error: format!("a Tree ref, withheld: the peer does not announce {TAG_BLOB_TREE}"),
-            }
-        };
-        send_within(&node, &mut sink, &row).await?;
-    }
-    for bad in listing.bad {
-        let row = PinRow::Undecodable {
-            blob_id: bad.id,
-            error: bad.error.to_string(),
-        };
-        send_within(&node, &mut sink, &row).await?;
-    }
-    Ok(())
+    stream_rows(&node, &ctx, &mut sink, move |store, send| {
+        store
+            .for_each_pin_in(&channel, &mut |row| {
+                send(match row {
+                    Ok((id, pin)) if trees || !matches!(pin.blob_ref, BlobRef::Tree { .. }) => {
+                        PinRow::Pin {
+                            blob_id: id,
+                            name: pin.name,
+                            blob_ref: ByteBuf::from(pin.blob_ref.encode()),
+                            created_unix_ms: pin.created_unix_ms,
+                        }
+                    }
+                    Ok((id, _)) => PinRow::Undecodable {
+                        blob_id: id,
+                        error: format!(
+                            "a Tree ref, withheld: the peer does not announce {TAG_BLOB_TREE}"
+                        ),
+                    },
+                    Err(bad) => PinRow::Undecodable {
+                        blob_id: bad.id,
+                        error: bad.error.to_string(),
+                    },
+                })
+            })
+            .node_err()
+    })
+    .await
 }
 
 async fn resolve_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Resolved> {
@@ -567,45 +570,65 @@ async fn stat_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResu
     .await
 }
 
-/// Rows of a `chunks` answer a worker hands over at once.
-const CHUNK_ROWS_PER_BATCH: usize = 1024;
+/// Rows of a listing a worker hands over at once: at most this many, and no more once they
+/// hold [`BATCH_BYTES`] (a pin row can hold a Manifest ref of megabytes).
+const ROWS_PER_BATCH: usize = 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 
-/// Lists a blob's chunks as the tree is walked, on a stream worker (one of the node's read
-/// slots): at most [`READ_QUEUE`](crate::config::READ_QUEUE) batches of
-/// [`CHUNK_ROWS_PER_BATCH`] rows wait for the caller, whatever the blob's size (a tree can
-/// list billions of chunks in a few nodes); a caller that stops reading stops the walk.
-async fn chunks_impl(
-    node: Arc<Node>,
-    ctx: RpcContext,
-    spec: BlobSpec,
-    mut sink: ResponseSink<ChunkRow>,
+/// Roughly what a listed row holds in memory.
+trait RowBytes {
+    fn row_bytes(&self) -> usize;
+}
+
+impl RowBytes for ChunkRow {
+    fn row_bytes(&self) -> usize {
+        std::mem::size_of::<ChunkRow>() + self.role.len()
+    }
+}
+
+impl RowBytes for PinRow {
+    fn row_bytes(&self) -> usize {
+        std::mem::size_of::<PinRow>()
+            + match self {
+                PinRow::Pin { name, blob_ref, .. } => name.len() + blob_ref.len(),
+                PinRow::Undecodable { error, .. } => error.len(),
+            }
+    }
+}
+
+/// Runs `list` on a stream worker (one of the node's read slots) and sends the rows it hands
+/// its `send` to `sink` as they come: at most [`READ_QUEUE`](crate::config::READ_QUEUE)
+/// batches of [`ROWS_PER_BATCH`] rows or [`BATCH_BYTES`] wait for the caller, whatever the
+/// listing's length (a tree can list billions of chunks in a few nodes); a caller that stops
+/// reading stops the listing (`send` breaks).
+async fn stream_rows<Row: RowBytes + Serialize + Send + 'static>(
+    node: &Arc<Node>,
+    ctx: &RpcContext,
+    sink: &mut ResponseSink<Row>,
+    list: impl FnOnce(&Store, &mut dyn FnMut(Row) -> ControlFlow<()>) -> NodeResult<ControlFlow<()>>
+    + Send
+    + 'static,
 ) -> NodeResult<()> {
-    let channel = channel_of(&ctx)?;
     let slot = node.streams.take(ctx.peer().node_id())?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<ChunkRow>>(crate::config::READ_QUEUE);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Row>>(crate::config::READ_QUEUE);
     let store = Arc::clone(&node.store);
     let worker = tokio::task::spawn_blocking(move || -> NodeResult<()> {
         let _slot = slot;
-        let (blob_ref, _) = resolve(&store, &channel, &spec)?;
-        let mut batch = Vec::with_capacity(CHUNK_ROWS_PER_BATCH);
-        let listed = store
-            .for_each_chunk(&blob_ref, &mut |c| {
-                batch.push(ChunkRow {
-                    hash: c.hash,
-                    size: c.size,
-                    role: net_mesh_engine::erasure::stripe::role_name(c.role).to_string(),
-                    stripe: c.stripe,
-                });
-                if batch.len() < CHUNK_ROWS_PER_BATCH {
-                    return std::ops::ControlFlow::Continue(());
-                }
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(CHUNK_ROWS_PER_BATCH));
-                match tx.blocking_send(full) {
-                    Ok(()) => std::ops::ControlFlow::Continue(()),
-                    Err(_) => std::ops::ControlFlow::Break(()),
-                }
-            })
-            .node_err()?;
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
+        let listed = list(&store, &mut |row| {
+            batch_bytes = batch_bytes.saturating_add(row.row_bytes());
+            batch.push(row);
+            if batch.len() < ROWS_PER_BATCH && batch_bytes < BATCH_BYTES {
+                return ControlFlow::Continue(());
+            }
+            batch_bytes = 0;
+            let full = std::mem::take(&mut batch);
+            match tx.blocking_send(full) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
+        })?;
         if listed.is_continue() && !batch.is_empty() {
             // A caller gone by now has its own error.
             let _ = tx.blocking_send(batch);
@@ -613,11 +636,11 @@ async fn chunks_impl(
         Ok(())
     });
     let forward = async {
-        // Owned here, so a failed send drops it and the worker's next send stops the walk.
+        // Owned here, so a failed send drops it and the worker's next send stops the listing.
         let mut rx = rx;
         while let Some(rows) = rx.recv().await {
             for row in &rows {
-                send_within(&node, &mut sink, row).await?;
+                send_within(node, sink, row).await?;
             }
         }
         Ok::<(), NodeError>(())
@@ -626,6 +649,30 @@ async fn chunks_impl(
     let worked = worked.map_err(worker_failed)?;
     // A failed send stopped the worker: its error is the cause.
     sent.and(worked)
+}
+
+/// Lists a blob's chunks as the tree is walked, on a stream worker (see [`stream_rows`]).
+async fn chunks_impl(
+    node: Arc<Node>,
+    ctx: RpcContext,
+    spec: BlobSpec,
+    mut sink: ResponseSink<ChunkRow>,
+) -> NodeResult<()> {
+    let channel = channel_of(&ctx)?;
+    stream_rows(&node, &ctx, &mut sink, move |store, send| {
+        let (blob_ref, _) = resolve(store, &channel, &spec)?;
+        store
+            .for_each_chunk(&blob_ref, &mut |c| {
+                send(ChunkRow {
+                    hash: c.hash,
+                    size: c.size,
+                    role: net_mesh_engine::erasure::stripe::role_name(c.role).to_string(),
+                    stripe: c.stripe,
+                })
+            })
+            .node_err()
+    })
+    .await
 }
 
 async fn remove_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Unpinned> {

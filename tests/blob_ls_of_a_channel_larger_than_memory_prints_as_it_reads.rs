@@ -1,0 +1,158 @@
+//! `blob ls` of a channel whose pin rows hold more than the memory it may use: 420 pins of
+//! Manifest refs of ~65,000 chunk refs each (2.6 MB a row, 1.1 GB of rows; one stored chunk,
+//! repeated). Locally and through `--node` the command runs in 1 GiB of address space and
+//! prints every pin, and the node's peak resident memory stays far below the rows' total.
+//! (Both sides collected the whole listing before printing: the client ran out of its 1 GiB
+//! and the node held every row at once; and redb's default 1 GiB page cache kept what a walk
+//! read.) `--json` prints the same rows, locally and remotely alike, checked on a channel of
+//! a few such pins (encoding 1.1 GB of refs as text takes minutes in a debug build).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::node::*;
+use common::*;
+use net_mesh_engine::codec::{BlobRef, ChunkRef, ChunkRole, Encoding, chunk_id};
+use net_mesh_engine::index::blob_id;
+use net_mesh_engine::{ObjectKind, Store, StoreConfig};
+
+const PINS: usize = 420;
+const REFS: usize = 65_536;
+const FEW: usize = 3;
+
+/// Stores one chunk in `dir` and pins in channel `default` `PINS` Manifest refs listing it
+/// ~65,000 times each, and the first `FEW` of them in channel `few`; returns the pins' hex
+/// ids, sorted (the order `blob ls` lists them in), of each channel.
+fn store_huge_pins(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    let store = Store::open(dir, StoreConfig::default()).unwrap();
+    store.create_channel("few").unwrap();
+    let data = random_bytes(100, 9);
+    let chunk = ChunkRef {
+        hash: chunk_id(&data),
+        size: data.len() as u32,
+        role: ChunkRole::Data,
+    };
+    let mut importer = store.importer().unwrap();
+    importer
+        .import(ObjectKind::Chunk, &chunk.hash, &data)
+        .unwrap();
+    importer.commit().unwrap();
+    drop(importer);
+    let (mut ids, mut few) = (Vec::new(), Vec::new());
+    for i in 0..PINS {
+        // A distinct count per pin, so each ref (and id) differs.
+        let count = REFS - i;
+        let manifest = BlobRef::Manifest {
+            encoding: Encoding::Plain,
+            chunks: vec![chunk; count],
+            size: (count * data.len()) as u64,
+        };
+        store.pin(&manifest, &format!("m{i}")).unwrap();
+        let id: String = blob_id(&manifest)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if i < FEW {
+            store.pin_in("few", &manifest, &format!("m{i}")).unwrap();
+            few.push(id.clone());
+        }
+        ids.push(id);
+    }
+    ids.sort();
+    few.sort();
+    (ids, few)
+}
+
+/// Runs `command` in 1 GiB of address space; returns its stdout once it succeeded.
+fn run_limited(command: &Command) -> String {
+    let program = command.get_program().to_str().unwrap().to_string();
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_str().unwrap().to_string())
+        .collect();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$@\"")
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .env_remove("NET_MESH_DATA_DIR")
+        // The limit is on address space: keep glibc from reserving 64 MiB per thread's arena
+        // on a machine with many cores.
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn check_text(out: &str, ids: &[String]) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), ids.len());
+    for (line, id) in lines.iter().zip(ids) {
+        assert!(
+            line.starts_with(&format!("{}  manifest", &id[..16])),
+            "{line}"
+        );
+    }
+}
+
+fn check_json(out: &str, ids: &[String]) {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out).unwrap();
+    let listed: Vec<&str> = rows
+        .iter()
+        .map(|r| r["blob_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(rows.iter().all(|r| r["kind"] == "manifest"));
+}
+
+/// The process's peak resident set (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn blob_ls_of_a_channel_larger_than_memory_prints_as_it_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let (ids, few) = store_huge_pins(&dir);
+    let json_args = ["blob", "--channel", "few", "ls", "--json"];
+
+    let mut local = cmd(&dir);
+    local.args(["blob", "ls"]);
+    check_text(&run_limited(&local), &ids);
+    let mut local = cmd(&dir);
+    local.args(json_args);
+    let local_json = run_limited(&local);
+    check_json(&local_json, &few);
+
+    let node = ServedNode::start(&dir, Serve::default());
+    let client = Client::node_admin(&dir);
+    let mut remote = client.cmd(&node.addr);
+    remote.args(["blob", "ls"]);
+    check_text(&run_limited(&remote), &ids);
+    let mut remote = client.cmd(&node.addr);
+    remote.args(json_args);
+    assert_eq!(run_limited(&remote), local_json);
+    // The rows total 1.1 GB; the node held a few at a time.
+    let peak = peak_rss(node.child.id());
+    assert!(peak < 256 << 20, "node peak RSS {} MiB", peak >> 20);
+    assert!(node.stop().success());
+}
