@@ -5,7 +5,8 @@
 //! (Both sides collected the whole listing before printing: the client ran out of its 1 GiB
 //! and the node held every row at once; and redb's default 1 GiB page cache kept what a walk
 //! read.) `--json` prints the same rows, locally and remotely alike, checked on a channel of
-//! a few such pins (encoding 1.1 GB of refs as text takes minutes in a debug build).
+//! a few such pins (encoding 1.1 GB of refs as text takes minutes in a debug build). `status`
+//! counts the pins without reading them (it decoded every one, locally and on the node).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -143,6 +144,12 @@ fn blob_ls_of_a_channel_larger_than_memory_prints_as_it_reads() {
     let local_json = run_limited(&local);
     check_json(&local_json, &few);
 
+    // `status` counts the pin rows without reading them.
+    let mut local = cmd(&dir);
+    local.args(["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&run_limited(&local)).unwrap();
+    assert_eq!(status["blob_count"], (PINS + FEW) as u64);
+
     let node = ServedNode::start(&dir, Serve::default());
     let client = Client::node_admin(&dir);
     let mut remote = client.cmd(&node.addr);
@@ -151,6 +158,8 @@ fn blob_ls_of_a_channel_larger_than_memory_prints_as_it_reads() {
     let mut remote = client.cmd(&node.addr);
     remote.args(json_args);
     assert_eq!(run_limited(&remote), local_json);
+    let status = client.json(&node.addr, &["status", "--json"]);
+    assert_eq!(status["blob_count"], (PINS + FEW) as u64);
     // The rows total 1.1 GB; the node held a few at a time.
     let peak = peak_rss(node.child.id());
     assert!(peak < 256 << 20, "node peak RSS {} MiB", peak >> 20);

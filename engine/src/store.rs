@@ -505,6 +505,11 @@ impl Store {
         Ok(self.index.reader()?.pin_listing_in(channel)?)
     }
 
+    /// How many pin rows the store holds, in every channel ([`IndexReader::pin_rows`]).
+    pub fn pin_rows(&self) -> Result<u64, StoreError> {
+        Ok(self.index.reader()?.pin_rows()?)
+    }
+
     /// The pins of `channel` in id order, handed to `f` one at a time as they are read (a row
     /// that does not decode as `Err`, in its place) until `f` breaks: a channel of any size
     /// lists in constant memory ([`IndexReader::for_each_pin_in`]).

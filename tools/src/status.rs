@@ -65,7 +65,7 @@ pub fn run(args: StatusArgs, ctx: &Ctx) -> CliResult {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 uptime_secs: None,
                 store_bytes: store.disk_bytes(),
-                blob_count: store.pins()?.pins.len() as u64,
+                blob_count: store.pin_rows()?,
                 live_uploads: net_mesh_staging::list_staging(&store)?.len() as u64,
                 open_sessions: None,
                 bytes_in: None,

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use net_mesh_segments::SegmentId;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
 
 use crate::class::ErrorClass;
 use crate::codec::Hash;
@@ -425,6 +427,12 @@ impl IndexReader {
             list_pin_row(&mut out, channel, *id, v.value());
         }
         Ok(out)
+    }
+
+    /// How many pin rows the index holds, in every channel (rows that do not decode too),
+    /// counted without reading them.
+    pub fn pin_rows(&self) -> Result<u64, IndexError> {
+        Ok(self.pins.len()?)
     }
 
     /// Every pin row of `channel`, in id order, as [`IndexReader::pin_listing`] lists them.

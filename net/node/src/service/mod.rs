@@ -295,9 +295,9 @@ fn worker_failed(e: tokio::task::JoinError) -> NodeError {
     NodeError::new(ErrorClass::Io, format!("worker failed: {e}"))
 }
 
-/// Store bytes and pinned blobs.
+/// Store bytes and pin rows (counted, not read: a scrape costs no memory per pin).
 fn gauges(store: &Store) -> NodeResult<(u64, u64)> {
-    let blobs = store.pins().node_err()?.pins.len() as u64;
+    let blobs = store.pin_rows().node_err()?;
     Ok((store.disk_bytes(), blobs))
 }
 
