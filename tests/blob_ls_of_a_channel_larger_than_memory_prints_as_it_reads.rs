@@ -6,7 +6,8 @@
 //! and the node held every row at once; and redb's default 1 GiB page cache kept what a walk
 //! read.) `--json` prints the same rows, locally and remotely alike, checked on a channel of
 //! a few such pins (encoding 1.1 GB of refs as text takes minutes in a debug build). `status`
-//! counts the pins without reading them (it decoded every one, locally and on the node).
+//! counts the pins without reading them, and `blob stat ID_PREFIX` reads only the rows with
+//! that prefix (both decoded every pin, locally and on the node).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -144,7 +145,12 @@ fn blob_ls_of_a_channel_larger_than_memory_prints_as_it_reads() {
     let local_json = run_limited(&local);
     check_json(&local_json, &few);
 
-    // `status` counts the pin rows without reading them.
+    // `status` counts the pin rows without reading them; a blob named by an id prefix is
+    // found by reading only the rows with that prefix.
+    let mut local = cmd(&dir);
+    local.args(["blob", "stat", &ids[7][..12], "--json"]);
+    let stat: serde_json::Value = serde_json::from_str(&run_limited(&local)).unwrap();
+    assert_eq!(stat["kind"], "manifest");
     let mut local = cmd(&dir);
     local.args(["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&run_limited(&local)).unwrap();
@@ -158,6 +164,10 @@ fn blob_ls_of_a_channel_larger_than_memory_prints_as_it_reads() {
     let mut remote = client.cmd(&node.addr);
     remote.args(json_args);
     assert_eq!(run_limited(&remote), local_json);
+    let mut remote = client.cmd(&node.addr);
+    remote.args(["blob", "stat", &ids[7][..12], "--json"]);
+    let remote_stat: serde_json::Value = serde_json::from_str(&run_limited(&remote)).unwrap();
+    assert_eq!(remote_stat, stat);
     let status = client.json(&node.addr, &["status", "--json"]);
     assert_eq!(status["blob_count"], (PINS + FEW) as u64);
     // The rows total 1.1 GB; the node held a few at a time.

@@ -532,26 +532,39 @@ impl Store {
     /// the row's full id.
     pub fn find_pin_in(&self, channel: &str, id_prefix: &str) -> Result<(Hash, Pin), StoreError> {
         let want = id_prefix.to_ascii_lowercase();
-        if want.len() < 4 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if want.len() < 4 || want.len() > 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StoreError::NotPinned(id_prefix.to_string()));
         }
-        let listing = self.pins_in(channel)?;
-        let matches = |id: &Hash| crate::error::hex(id).starts_with(&want);
-        let mut found = listing
-            .pins
-            .into_iter()
-            .filter(|(id, _)| matches(id))
-            .map(Ok)
-            .chain(
-                listing
-                    .bad
-                    .into_iter()
-                    .filter(|row| matches(&row.id))
-                    .map(|row| Err((row.id, row.error))),
-            );
+        check_channel_name(channel)?;
+        // Only the rows whose ids start with the prefix are read: the prefix padded with zero
+        // bits is the first such id, padded with one bits the last.
+        let (mut first, mut last) = ([0u8; 32], [0xffu8; 32]);
+        for (i, digit) in want.bytes().enumerate() {
+            let value = char::from(digit).to_digit(16).unwrap_or(0) as u8;
+            let shift = if i % 2 == 0 { 4 } else { 0 };
+            if let (Some(lo), Some(hi)) = (first.get_mut(i / 2), last.get_mut(i / 2)) {
+                *lo = (*lo & !(0x0f << shift)) | (value << shift);
+                *hi = (*hi & !(0x0f << shift)) | (value << shift);
+            }
+        }
+        let mut found = Vec::with_capacity(2);
+        let reader = self.index.reader()?;
+        // Two rows are enough to know the prefix is ambiguous.
+        let _enough = reader.for_each_pin_between(channel, &first, &last, &mut |row| {
+            found.push(row);
+            if found.len() < 2 {
+                std::ops::ControlFlow::Continue(())
+            } else {
+                std::ops::ControlFlow::Break(())
+            }
+        })?;
+        let mut found = found.into_iter();
         match (found.next(), found.next()) {
             (Some(Ok(hit)), None) => Ok(hit),
-            (Some(Err((id, source))), None) => Err(StoreError::PinUndecodable { id, source }),
+            (Some(Err(bad)), None) => Err(StoreError::PinUndecodable {
+                id: bad.id,
+                source: bad.error,
+            }),
             (None, _) => Err(StoreError::NotPinned(id_prefix.to_string())),
             (Some(_), Some(_)) => Err(StoreError::Ambiguous(id_prefix.to_string())),
         }

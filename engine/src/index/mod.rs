@@ -457,8 +457,18 @@ impl IndexReader {
         channel: &str,
         f: &mut dyn FnMut(Result<(Hash, Pin), BadPinRow>) -> std::ops::ControlFlow<()>,
     ) -> Result<std::ops::ControlFlow<()>, IndexError> {
-        let (first, last) = ([0u8; 32], [0xffu8; 32]);
-        for row in self.pins.range((channel, &first)..=(channel, &last))? {
+        self.for_each_pin_between(channel, &[0u8; 32], &[0xffu8; 32], f)
+    }
+
+    /// [`IndexReader::for_each_pin_in`] for the rows whose ids lie in `first..=last`.
+    pub fn for_each_pin_between(
+        &self,
+        channel: &str,
+        first: &Hash,
+        last: &Hash,
+        f: &mut dyn FnMut(Result<(Hash, Pin), BadPinRow>) -> std::ops::ControlFlow<()>,
+    ) -> Result<std::ops::ControlFlow<()>, IndexError> {
+        for row in self.pins.range((channel, first)..=(channel, last))? {
             let (k, v) = row?;
             let (_, id) = k.value();
             let row = Pin::decode(channel, id, v.value())
