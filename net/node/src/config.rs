@@ -70,6 +70,7 @@ impl Default for NodeConfig {
                 session_send_budget: 16 * 1024 * 1024,
                 node_recv_budget: 128 * 1024 * 1024,
                 node_send_budget: 64 * 1024 * 1024,
+                peer_send_budget: 32 * 1024 * 1024,
                 ..Config::default()
             },
             max_uploads: 32,

@@ -778,6 +778,7 @@ fn limits_and_node_defaults_are_the_docs() {
         ("rpc.session_send_budget", r.session_send_budget.to_string()),
         ("rpc.node_recv_budget", r.node_recv_budget.to_string()),
         ("rpc.node_send_budget", r.node_send_budget.to_string()),
+        ("rpc.peer_send_budget", r.peer_send_budget.to_string()),
         (
             "rpc.max_sessions_per_addr",
             r.max_sessions_per_addr.to_string(),

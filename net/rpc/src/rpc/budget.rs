@@ -11,6 +11,7 @@
 //! order, and returned once the writer has written them. A session returns whatever endpoint
 //! send bytes it still holds when it is dropped, so no path can leak endpoint budget.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -18,6 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{ErrorKind, Metrics, RpcError};
+use crate::NodeId;
 
 /// Bytes held against a limit; taking never waits.
 #[derive(Debug)]
@@ -81,20 +83,50 @@ pub(crate) struct NodeBudgets {
     recv: Limit,
     send: Semaphore,
     send_limit: usize,
+    /// Send bytes all sessions with one peer may hold ([`NodeBudgets::peer_send`]).
+    peer_send_limit: usize,
+    /// Each peer's send budget, shared by its sessions while any is alive.
+    peer_send: Mutex<HashMap<NodeId, Weak<Semaphore>>>,
     metrics: Arc<Metrics>,
     /// Every session's spare buffers, taken back when the endpoint's receive budget is short.
     spares: Mutex<Vec<Weak<dyn Reclaim>>>,
 }
 
 impl NodeBudgets {
-    pub(crate) fn new(recv_limit: usize, send_limit: usize, metrics: Arc<Metrics>) -> Self {
+    /// Budgets of `recv_limit` and `send_limit` bytes, of which one peer's sessions together
+    /// may hold at most `peer_send_limit` to send.
+    pub(crate) fn new(
+        recv_limit: usize,
+        send_limit: usize,
+        peer_send_limit: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let send_limit = send_limit.min(Semaphore::MAX_PERMITS);
         NodeBudgets {
             recv: Limit::new(recv_limit),
-            send: Semaphore::new(send_limit.min(Semaphore::MAX_PERMITS)),
-            send_limit: send_limit.min(Semaphore::MAX_PERMITS),
+            send: Semaphore::new(send_limit),
+            send_limit,
+            peer_send_limit: peer_send_limit.min(send_limit),
+            peer_send: Mutex::new(HashMap::new()),
             metrics,
             spares: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The send budget all sessions with `peer` share (made for its first session, dropped
+    /// with its last), so one identity cannot hold every byte the endpoint may queue.
+    pub(crate) fn peer_send(&self, peer: NodeId) -> Arc<Semaphore> {
+        let mut all = self
+            .peer_send
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(live) = all.get(&peer).and_then(Weak::upgrade) {
+            return live;
+        }
+        all.retain(|_, budget| budget.strong_count() > 0);
+        let budget = Arc::new(Semaphore::new(self.peer_send_limit));
+        all.insert(peer, Arc::downgrade(&budget));
+        budget
     }
 
     fn spares(&self) -> std::sync::MutexGuard<'_, Vec<Weak<dyn Reclaim>>> {
@@ -258,6 +290,9 @@ pub(crate) enum SendBudgetError {
 pub(crate) struct SendBudget {
     session: Semaphore,
     session_limit: usize,
+    /// The peer's budget, shared with its other sessions; charged and returned with the
+    /// endpoint's (so `node_held` counts both).
+    peer: Arc<Semaphore>,
     /// Each call's budget ([`SendBudget::call_budget`]): a message larger fails, never waits.
     call_limit: usize,
     node: Arc<NodeBudgets>,
@@ -271,6 +306,7 @@ impl SendBudget {
     pub(crate) fn new(
         limit: usize,
         call_limit: usize,
+        peer: Arc<Semaphore>,
         node: Arc<NodeBudgets>,
         closed: CancellationToken,
     ) -> Self {
@@ -278,6 +314,7 @@ impl SendBudget {
         SendBudget {
             session: Semaphore::new(limit),
             session_limit: limit,
+            peer,
             call_limit: call_limit.min(Semaphore::MAX_PERMITS),
             node,
             node_held: AtomicUsize::new(0),
@@ -290,14 +327,18 @@ impl SendBudget {
         Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS)))
     }
 
-    /// Takes `bytes` from the call's budget (if any), the session's and the endpoint's,
-    /// waiting while any is spent. Cancel-safe: nothing is held unless it returns `Ok`.
+    /// Takes `bytes` from the call's budget (if any), the session's, the peer's and the
+    /// endpoint's, waiting while any is spent. Cancel-safe: nothing is held unless it returns
+    /// `Ok`.
     pub(crate) async fn acquire(
         &self,
         call: Option<&Semaphore>,
         bytes: usize,
     ) -> Result<(), SendBudgetError> {
-        let mut limit = self.session_limit.min(self.node.send_limit);
+        let mut limit = self
+            .session_limit
+            .min(self.node.peer_send_limit)
+            .min(self.node.send_limit);
         if call.is_some() {
             limit = limit.min(self.call_limit);
         }
@@ -324,20 +365,26 @@ impl SendBudget {
                 .acquire_many(n)
                 .await
                 .map_err(|_| SendBudgetError::Closed)?;
+            let peer_permit = self
+                .peer
+                .acquire_many(n)
+                .await
+                .map_err(|_| SendBudgetError::Closed)?;
             let node_permit = self
                 .node
                 .send
                 .acquire_many(n)
                 .await
                 .map_err(|_| SendBudgetError::Closed)?;
-            Ok((call_permit, session_permit, node_permit))
+            Ok((call_permit, session_permit, peer_permit, node_permit))
         };
-        let (call_permit, session_permit, node_permit) = tokio::select! {
+        let (call_permit, session_permit, peer_permit, node_permit) = tokio::select! {
             biased;
             taken = take => taken?,
             _ = self.closed.cancelled() => return Err(SendBudgetError::Closed),
         };
         node_permit.forget();
+        peer_permit.forget();
         session_permit.forget();
         if let Some(p) = call_permit {
             p.forget();
@@ -347,7 +394,7 @@ impl SendBudget {
         Ok(())
     }
 
-    /// The fast path of [`SendBudget::acquire`]: all three budgets have room right now.
+    /// The fast path of [`SendBudget::acquire`]: every budget has room right now.
     fn try_acquire_now(&self, call: Option<&Semaphore>, n: u32) -> bool {
         let call_permit = match call.map(|c| c.try_acquire_many(n)) {
             Some(Ok(p)) => Some(p),
@@ -357,10 +404,14 @@ impl SendBudget {
         let Ok(session_permit) = self.session.try_acquire_many(n) else {
             return false;
         };
+        let Ok(peer_permit) = self.peer.try_acquire_many(n) else {
+            return false;
+        };
         let Ok(node_permit) = self.node.send.try_acquire_many(n) else {
             return false;
         };
         node_permit.forget();
+        peer_permit.forget();
         session_permit.forget();
         if let Some(p) = call_permit {
             p.forget();
@@ -382,6 +433,7 @@ impl SendBudget {
             })
             .map(|held| held.min(bytes))
             .unwrap_or(0);
+        self.peer.add_permits(returned);
         self.node.send.add_permits(returned);
         self.node.note_send_level();
     }
@@ -395,6 +447,7 @@ impl SendBudget {
 impl Drop for SendBudget {
     fn drop(&mut self) {
         let held = self.node_held.swap(0, Ordering::AcqRel);
+        self.peer.add_permits(held);
         self.node.send.add_permits(held);
         self.node.note_send_level();
     }
@@ -689,7 +742,12 @@ mod tests {
     use super::*;
 
     fn node(recv: usize, send: usize) -> Arc<NodeBudgets> {
-        Arc::new(NodeBudgets::new(recv, send, Arc::new(Metrics::default())))
+        Arc::new(NodeBudgets::new(
+            recv,
+            send,
+            send,
+            Arc::new(Metrics::default()),
+        ))
     }
 
     #[test]
@@ -759,7 +817,8 @@ mod tests {
     #[tokio::test]
     async fn send_budget_returns_endpoint_bytes_when_dropped() {
         let node = node(0, 100);
-        let s = SendBudget::new(80, 50, node.clone(), CancellationToken::new());
+        let peer = node.peer_send(crate::handshake::PeerIdentity::for_harness().node_id());
+        let s = SendBudget::new(80, 50, peer, node.clone(), CancellationToken::new());
         let call = SendBudget::call_budget(50);
         s.acquire(Some(&call), 40).await.unwrap();
         assert_eq!(

@@ -458,6 +458,7 @@ pub(crate) fn fuzz_session(data: &[u8]) {
         let node = Arc::new(NodeBudgets::new(
             config.node_recv_budget,
             config.node_send_budget,
+            config.peer_send_budget,
             metrics.clone(),
         ));
         let max_calls = config.max_concurrent_calls;

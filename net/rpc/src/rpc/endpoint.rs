@@ -52,6 +52,7 @@ impl Endpoint {
         let budgets = Arc::new(NodeBudgets::new(
             config.node_recv_budget,
             config.node_send_budget,
+            config.peer_send_budget,
             metrics.clone(),
         ));
         Endpoint {

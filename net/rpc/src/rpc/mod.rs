@@ -135,6 +135,10 @@ pub struct Config {
     pub session_send_budget: usize,
     /// Outgoing bytes all of this endpoint's sessions together may have queued and not written.
     pub node_send_budget: usize,
+    /// Of `node_send_budget`, what all sessions with one peer (one authenticated identity)
+    /// together may hold, so a peer that reads slowly on many sessions cannot leave nothing
+    /// for the others.
+    pub peer_send_budget: usize,
     /// Most calls a peer may have running on one session; more get `ResourceExhausted`. A
     /// cancelled or expired call counts until its handler has finished.
     pub max_concurrent_calls: usize,
@@ -191,6 +195,7 @@ impl Default for Config {
             call_send_budget: DEFAULT_CALL_WINDOW as usize,
             session_send_budget: 32 * 1024 * 1024,
             node_send_budget: 256 * 1024 * 1024,
+            peer_send_budget: 128 * 1024 * 1024,
             max_concurrent_calls: 1024,
             handshake_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
