@@ -69,6 +69,7 @@ impl Default for NodeConfig {
                 session_recv_budget: 16 * 1024 * 1024,
                 session_send_budget: 16 * 1024 * 1024,
                 node_recv_budget: 128 * 1024 * 1024,
+                peer_recv_budget: 64 * 1024 * 1024,
                 node_send_budget: 64 * 1024 * 1024,
                 peer_send_budget: 32 * 1024 * 1024,
                 ..Config::default()
@@ -123,6 +124,7 @@ mod tests {
         assert!(charge <= c.rpc.min_call_window as usize);
         assert!(c.rpc.min_call_window <= c.rpc.call_window);
         assert!(c.max_uploads * c.rpc.call_window as usize <= c.rpc.node_recv_budget);
+        assert!(c.max_uploads_per_peer * c.rpc.call_window as usize <= c.rpc.peer_recv_budget);
         assert!(c.rpc.call_window as usize <= c.rpc.session_recv_budget);
     }
 

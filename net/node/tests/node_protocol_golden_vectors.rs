@@ -777,6 +777,7 @@ fn limits_and_node_defaults_are_the_docs() {
         ("rpc.session_recv_budget", r.session_recv_budget.to_string()),
         ("rpc.session_send_budget", r.session_send_budget.to_string()),
         ("rpc.node_recv_budget", r.node_recv_budget.to_string()),
+        ("rpc.peer_recv_budget", r.peer_recv_budget.to_string()),
         ("rpc.node_send_budget", r.node_send_budget.to_string()),
         ("rpc.peer_send_budget", r.peer_send_budget.to_string()),
         (

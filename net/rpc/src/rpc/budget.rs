@@ -83,10 +83,12 @@ pub(crate) struct NodeBudgets {
     recv: Limit,
     send: Semaphore,
     send_limit: usize,
-    /// Send bytes all sessions with one peer may hold ([`NodeBudgets::peer_send`]).
+    /// Send bytes all sessions with one peer may hold ([`NodeBudgets::peer`]).
     peer_send_limit: usize,
-    /// Each peer's send budget, shared by its sessions while any is alive.
-    peer_send: Mutex<HashMap<NodeId, Weak<Semaphore>>>,
+    /// Receive bytes all sessions with one peer may hold.
+    peer_recv_limit: usize,
+    /// Each peer's budgets, shared by its sessions while any is alive.
+    peers: Mutex<HashMap<NodeId, Weak<PeerBudgets>>>,
     metrics: Arc<Metrics>,
     /// Every session's spare buffers, taken back when the endpoint's receive budget is short.
     spares: Mutex<Vec<Weak<dyn Reclaim>>>,
@@ -94,11 +96,10 @@ pub(crate) struct NodeBudgets {
 
 impl NodeBudgets {
     /// Budgets of `recv_limit` and `send_limit` bytes, of which one peer's sessions together
-    /// may hold at most `peer_send_limit` to send.
+    /// may hold at most `peer_recv_limit` received and `peer_send_limit` to send.
     pub(crate) fn new(
-        recv_limit: usize,
-        send_limit: usize,
-        peer_send_limit: usize,
+        (recv_limit, peer_recv_limit): (usize, usize),
+        (send_limit, peer_send_limit): (usize, usize),
         metrics: Arc<Metrics>,
     ) -> Self {
         let send_limit = send_limit.min(Semaphore::MAX_PERMITS);
@@ -107,26 +108,30 @@ impl NodeBudgets {
             send: Semaphore::new(send_limit),
             send_limit,
             peer_send_limit: peer_send_limit.min(send_limit),
-            peer_send: Mutex::new(HashMap::new()),
+            peer_recv_limit: peer_recv_limit.min(recv_limit),
+            peers: Mutex::new(HashMap::new()),
             metrics,
             spares: Mutex::new(Vec::new()),
         }
     }
 
-    /// The send budget all sessions with `peer` share (made for its first session, dropped
-    /// with its last), so one identity cannot hold every byte the endpoint may queue.
-    pub(crate) fn peer_send(&self, peer: NodeId) -> Arc<Semaphore> {
+    /// The budgets all sessions with `peer` share (made for its first session, dropped with
+    /// its last), so one identity cannot hold every byte the endpoint may receive or queue.
+    pub(crate) fn peer(&self, peer: NodeId) -> Arc<PeerBudgets> {
         let mut all = self
-            .peer_send
+            .peers
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         if let Some(live) = all.get(&peer).and_then(Weak::upgrade) {
             return live;
         }
-        all.retain(|_, budget| budget.strong_count() > 0);
-        let budget = Arc::new(Semaphore::new(self.peer_send_limit));
-        all.insert(peer, Arc::downgrade(&budget));
-        budget
+        all.retain(|_, budgets| budgets.strong_count() > 0);
+        let budgets = Arc::new(PeerBudgets {
+            recv: Limit::new(self.peer_recv_limit),
+            send: Semaphore::new(self.peer_send_limit),
+        });
+        all.insert(peer, Arc::downgrade(&budgets));
+        budgets
     }
 
     fn spares(&self) -> std::sync::MutexGuard<'_, Vec<Weak<dyn Reclaim>>> {
@@ -170,31 +175,41 @@ impl NodeBudgets {
 /// How far the endpoint's queued-bytes gauge may lag behind the level (bytes).
 const GAUGE_STEP: u64 = 64 * 1024;
 
-/// One session's receive budget, on top of the endpoint's.
+/// What all sessions with one peer share, under the endpoint's budgets.
+#[derive(Debug)]
+pub(crate) struct PeerBudgets {
+    recv: Limit,
+    send: Semaphore,
+}
+
+/// One session's receive budget, on top of its peer's and the endpoint's.
 #[derive(Debug)]
 pub(crate) struct RecvBudget {
     session: Limit,
+    peer: Arc<PeerBudgets>,
     node: Arc<NodeBudgets>,
 }
 
 impl RecvBudget {
-    pub(crate) fn new(limit: usize, node: Arc<NodeBudgets>) -> Arc<Self> {
+    pub(crate) fn new(limit: usize, peer: Arc<PeerBudgets>, node: Arc<NodeBudgets>) -> Arc<Self> {
         Arc::new(RecvBudget {
             session: Limit::new(limit),
+            peer,
             node,
         })
     }
 
-    /// Reserves between `min` and `want` bytes from this session's and the endpoint's budgets
-    /// (as much as both have free); `None` when not even `min` fits. Spare buffers keep what
+    /// Reserves between `min` and `want` bytes from this session's, its peer's and the
+    /// endpoint's budgets (as much as all have free); `None` when not even `min` fits. Spare buffers keep what
     /// they hold: this is how they reserve (see [`RecvBudget::reserve_reclaiming`] for the rest).
     pub(crate) fn reserve(self: &Arc<Self>, want: usize, min: usize) -> Option<Reservation> {
         self.take(want, min).ok()
     }
 
     /// [`RecvBudget::reserve`] for a window or a message: when `want` does not fit, spare
-    /// buffers give their bytes back first — `own` (this session's) when the session's budget
-    /// is short, every session's when the endpoint's is — and only then is the reservation cut
+    /// buffers give their bytes back first — `own` (this session's) when the session's or the
+    /// peer's budget is short, then every session's when the peer's or the endpoint's is — and
+    /// only then is the reservation cut
     /// down towards `min`, or refused.
     pub(crate) fn reserve_reclaiming(
         self: &Arc<Self>,
@@ -206,13 +221,13 @@ impl RecvBudget {
             Ok(reservation) => return Some(reservation),
             Err(short) => short,
         };
-        if short == Short::Session && own.reclaim() > 0 {
+        if short != Short::Endpoint && own.reclaim() > 0 {
             short = match self.take(want, want) {
                 Ok(reservation) => return Some(reservation),
                 Err(short) => short,
             };
         }
-        if short == Short::Endpoint
+        if short != Short::Session
             && self.node.reclaim_spares() > 0
             && let Ok(reservation) = self.take(want, want)
         {
@@ -223,11 +238,17 @@ impl RecvBudget {
 
     fn take(self: &Arc<Self>, want: usize, min: usize) -> Result<Reservation, Short> {
         let (from_session, _) = self.session.take(want, min).ok_or(Short::Session)?;
-        let Some((bytes, node_held)) = self.node.recv.take(from_session, min) else {
+        let Some((from_peer, _)) = self.peer.recv.take(from_session, min) else {
             self.session.give(from_session);
+            return Err(Short::Peer);
+        };
+        let Some((bytes, node_held)) = self.node.recv.take(from_peer, min) else {
+            self.session.give(from_session);
+            self.peer.recv.give(from_peer);
             return Err(Short::Endpoint);
         };
         self.session.give(from_session.saturating_sub(bytes));
+        self.peer.recv.give(from_peer.saturating_sub(bytes));
         let held = u64::try_from(node_held).unwrap_or(u64::MAX);
         let metrics = &self.node.metrics;
         metrics.recv_bytes_held.store(held, Ordering::Relaxed);
@@ -248,6 +269,7 @@ impl RecvBudget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Short {
     Session,
+    Peer,
     Endpoint,
 }
 
@@ -267,6 +289,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.session.give(self.bytes);
+        self.budget.peer.recv.give(self.bytes);
         let held = self.budget.node.recv.give(self.bytes);
         self.budget
             .node
@@ -290,9 +313,9 @@ pub(crate) enum SendBudgetError {
 pub(crate) struct SendBudget {
     session: Semaphore,
     session_limit: usize,
-    /// The peer's budget, shared with its other sessions; charged and returned with the
-    /// endpoint's (so `node_held` counts both).
-    peer: Arc<Semaphore>,
+    /// The peer's budgets, shared with its other sessions; its send budget is charged and
+    /// returned with the endpoint's (so `node_held` counts both).
+    peer: Arc<PeerBudgets>,
     /// Each call's budget ([`SendBudget::call_budget`]): a message larger fails, never waits.
     call_limit: usize,
     node: Arc<NodeBudgets>,
@@ -306,7 +329,7 @@ impl SendBudget {
     pub(crate) fn new(
         limit: usize,
         call_limit: usize,
-        peer: Arc<Semaphore>,
+        peer: Arc<PeerBudgets>,
         node: Arc<NodeBudgets>,
         closed: CancellationToken,
     ) -> Self {
@@ -367,6 +390,7 @@ impl SendBudget {
                 .map_err(|_| SendBudgetError::Closed)?;
             let peer_permit = self
                 .peer
+                .send
                 .acquire_many(n)
                 .await
                 .map_err(|_| SendBudgetError::Closed)?;
@@ -404,7 +428,7 @@ impl SendBudget {
         let Ok(session_permit) = self.session.try_acquire_many(n) else {
             return false;
         };
-        let Ok(peer_permit) = self.peer.try_acquire_many(n) else {
+        let Ok(peer_permit) = self.peer.send.try_acquire_many(n) else {
             return false;
         };
         let Ok(node_permit) = self.node.send.try_acquire_many(n) else {
@@ -433,7 +457,7 @@ impl SendBudget {
             })
             .map(|held| held.min(bytes))
             .unwrap_or(0);
-        self.peer.add_permits(returned);
+        self.peer.send.add_permits(returned);
         self.node.send.add_permits(returned);
         self.node.note_send_level();
     }
@@ -447,7 +471,7 @@ impl SendBudget {
 impl Drop for SendBudget {
     fn drop(&mut self) {
         let held = self.node_held.swap(0, Ordering::AcqRel);
-        self.peer.add_permits(held);
+        self.peer.send.add_permits(held);
         self.node.send.add_permits(held);
         self.node.note_send_level();
     }
@@ -741,11 +765,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn peer(node: &NodeBudgets) -> Arc<PeerBudgets> {
+        node.peer(crate::handshake::PeerIdentity::for_harness().node_id())
+    }
+
     fn node(recv: usize, send: usize) -> Arc<NodeBudgets> {
         Arc::new(NodeBudgets::new(
-            recv,
-            send,
-            send,
+            (recv, recv),
+            (send, send),
             Arc::new(Metrics::default()),
         ))
     }
@@ -753,8 +780,8 @@ mod tests {
     #[test]
     fn reservations_respect_both_limits_and_release_on_drop() {
         let node = node(100, 100);
-        let a = RecvBudget::new(60, node.clone());
-        let b = RecvBudget::new(60, node.clone());
+        let a = RecvBudget::new(60, peer(&node), node.clone());
+        let b = RecvBudget::new(60, peer(&node), node.clone());
         let r1 = a.reserve(50, 50).unwrap();
         assert!(a.reserve(20, 20).is_none(), "session limit");
         let r2 = b.reserve(60, 10).unwrap();
@@ -781,8 +808,8 @@ mod tests {
     #[test]
     fn spares_give_their_bytes_back_before_a_window_is_cut_or_refused() {
         let node = node(150, 0);
-        let a = RecvBudget::new(100, node.clone());
-        let b = RecvBudget::new(100, node.clone());
+        let a = RecvBudget::new(100, peer(&node), node.clone());
+        let b = RecvBudget::new(100, peer(&node), node.clone());
         let (a_spares, b_spares) = (Arc::new(Spares::default()), Arc::new(Spares::default()));
         let weak: std::sync::Weak<Spares> = Arc::downgrade(&a_spares);
         node.register_spares(weak);
@@ -817,7 +844,7 @@ mod tests {
     #[tokio::test]
     async fn send_budget_returns_endpoint_bytes_when_dropped() {
         let node = node(0, 100);
-        let peer = node.peer_send(crate::handshake::PeerIdentity::for_harness().node_id());
+        let peer = node.peer(crate::handshake::PeerIdentity::for_harness().node_id());
         let s = SendBudget::new(80, 50, peer, node.clone(), CancellationToken::new());
         let call = SendBudget::call_budget(50);
         s.acquire(Some(&call), 40).await.unwrap();

@@ -456,9 +456,8 @@ pub(crate) fn fuzz_session(data: &[u8]) {
     let _ = crate::fuzzing::block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let node = Arc::new(NodeBudgets::new(
-            config.node_recv_budget,
-            config.node_send_budget,
-            config.peer_send_budget,
+            (config.node_recv_budget, config.peer_recv_budget),
+            (config.node_send_budget, config.peer_send_budget),
             metrics.clone(),
         ));
         let max_calls = config.max_concurrent_calls;

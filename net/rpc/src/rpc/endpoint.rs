@@ -50,9 +50,8 @@ impl Endpoint {
     pub fn new(identity: Identity, router: Router, config: Config) -> Self {
         let metrics = Arc::new(Metrics::default());
         let budgets = Arc::new(NodeBudgets::new(
-            config.node_recv_budget,
-            config.node_send_budget,
-            config.peer_send_budget,
+            (config.node_recv_budget, config.peer_recv_budget),
+            (config.node_send_budget, config.peer_send_budget),
             metrics.clone(),
         ));
         Endpoint {

@@ -126,6 +126,10 @@ pub struct Config {
     pub session_recv_budget: usize,
     /// The same, for all of this endpoint's sessions together.
     pub node_recv_budget: usize,
+    /// Of `node_recv_budget`, what all sessions with one peer (one authenticated identity)
+    /// together may hold, so a peer holding idle windows on many sessions cannot leave nothing
+    /// for the others.
+    pub peer_recv_budget: usize,
     /// Outgoing bytes one call may have queued and not yet written. A message whose charge is
     /// larger fails at once with `ResourceExhausted` (as one over the session's or node's).
     pub call_send_budget: usize,
@@ -192,6 +196,7 @@ impl Default for Config {
             min_call_window: 256 * 1024,
             session_recv_budget: 64 * 1024 * 1024,
             node_recv_budget: 512 * 1024 * 1024,
+            peer_recv_budget: 256 * 1024 * 1024,
             call_send_budget: DEFAULT_CALL_WINDOW as usize,
             session_send_budget: 32 * 1024 * 1024,
             node_send_budget: 256 * 1024 * 1024,

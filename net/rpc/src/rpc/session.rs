@@ -367,14 +367,18 @@ impl SessionShared {
         let buffers = Arc::new(SparePool::default());
         let spares: std::sync::Weak<SparePool> = Arc::downgrade(&buffers);
         node.register_spares(spares);
-        let peer_send = node.peer_send(peer.node_id());
+        let peer_budgets = node.peer(peer.node_id());
         Arc::new(SessionShared {
             peer,
-            recv: RecvBudget::new(config.session_recv_budget, node.clone()),
+            recv: RecvBudget::new(
+                config.session_recv_budget,
+                peer_budgets.clone(),
+                node.clone(),
+            ),
             send: SendBudget::new(
                 config.session_send_budget,
                 config.call_send_budget,
-                peer_send,
+                peer_budgets,
                 node,
                 closed.clone(),
             ),
@@ -1129,7 +1133,11 @@ mod tests {
     /// A session's shared state without a socket.
     fn shared() -> Arc<SessionShared> {
         let metrics = Arc::new(Metrics::default());
-        let node = Arc::new(NodeBudgets::new(1 << 20, 1 << 20, 1 << 20, metrics.clone()));
+        let node = Arc::new(NodeBudgets::new(
+            (1 << 20, 1 << 20),
+            (1 << 20, 1 << 20),
+            metrics.clone(),
+        ));
         SessionShared::new(
             crate::handshake::PeerIdentity::for_harness(),
             Arc::new(Config::default()),
@@ -1221,12 +1229,12 @@ mod tests {
     fn a_pool_that_misses_drops_its_largest_buffer() {
         let mib = 1 << 20;
         let node = Arc::new(NodeBudgets::new(
-            64 * mib,
-            64 * mib,
-            64 * mib,
+            (64 * mib, 64 * mib),
+            (64 * mib, 64 * mib),
             Arc::new(crate::rpc::Metrics::default()),
         ));
-        let budget = RecvBudget::new(64 * mib, node);
+        let peer = node.peer(crate::handshake::PeerIdentity::for_harness().node_id());
+        let budget = RecvBudget::new(64 * mib, peer, node);
         let mut pool = BufferPool::default();
         for capacity in [16 * mib, 2 * mib, 16 * mib] {
             let reservation = budget.reserve(capacity, capacity).unwrap();
