@@ -444,11 +444,14 @@ pub(crate) fn fuzz_session(data: &[u8]) {
     let config = Config {
         max_concurrent_calls: 8,
         session_recv_budget: 64 * 1024,
+        // Below the session's: the peer's budget is the one that runs short.
+        peer_recv_budget: 48 * 1024,
         node_recv_budget: 128 * 1024,
         call_window: 16 * 1024,
         min_call_window: 1024,
         call_send_budget: 8 * 1024,
         session_send_budget: 16 * 1024,
+        peer_send_budget: 12 * 1024,
         node_send_budget: 32 * 1024,
         cancel_grace: Duration::ZERO,
         ..Config::default()
@@ -461,7 +464,7 @@ pub(crate) fn fuzz_session(data: &[u8]) {
             metrics.clone(),
         ));
         let max_calls = config.max_concurrent_calls;
-        let session_budget = config.session_recv_budget;
+        let session_budget = config.session_recv_budget.min(config.peer_recv_budget);
         let shared = SessionShared::new(
             crate::handshake::PeerIdentity::for_harness(),
             Arc::new(config),
