@@ -81,22 +81,7 @@ fn store_huge_tree(dir: &std::path::Path) -> (String, String) {
 /// Runs `command` (a `net-mesh` command line) in 1 GiB of address space, reads the first
 /// 64 KiB it prints, then closes the pipe; returns what it read once the command ended.
 fn first_output(command: &Command) -> String {
-    let program = command.get_program().to_str().unwrap().to_string();
-    let args: Vec<String> = command
-        .get_args()
-        .map(|a| a.to_str().unwrap().to_string())
-        .collect();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -v 1048576 && exec \"$@\"")
-        .arg("sh")
-        .arg(program)
-        .args(args)
-        .env_remove("NET_MESH_DATA_DIR")
-        // The limit is on address space: keep glibc from reserving 64 MiB per thread's arena
-        // on a machine with many cores.
-        .env("MALLOC_ARENA_MAX", "2")
-        .stdin(Stdio::null())
+    let mut child = in_one_gib(command)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::node::*;
 use common::*;
@@ -74,24 +74,7 @@ fn store_huge_pins(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
 
 /// Runs `command` in 1 GiB of address space; returns its stdout once it succeeded.
 fn run_limited(command: &Command) -> String {
-    let program = command.get_program().to_str().unwrap().to_string();
-    let args: Vec<String> = command
-        .get_args()
-        .map(|a| a.to_str().unwrap().to_string())
-        .collect();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -v 1048576 && exec \"$@\"")
-        .arg("sh")
-        .arg(program)
-        .args(args)
-        .env_remove("NET_MESH_DATA_DIR")
-        // The limit is on address space: keep glibc from reserving 64 MiB per thread's arena
-        // on a machine with many cores.
-        .env("MALLOC_ARENA_MAX", "2")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = in_one_gib(command).output().unwrap();
     assert!(
         out.status.success(),
         "{:?}: {}",

@@ -31,6 +31,29 @@ pub fn cmd(dir: &Path) -> Command {
     c
 }
 
+/// `command` (a `net-mesh` command line) to be run in 1 GiB of address space (`ulimit -v`,
+/// through `sh`), stdin closed.
+pub fn in_one_gib(command: &Command) -> Command {
+    let program = command.get_program().to_str().unwrap().to_string();
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_str().unwrap().to_string())
+        .collect();
+    let mut limited = Command::new("sh");
+    limited
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$@\"")
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .env_remove("NET_MESH_DATA_DIR")
+        // The limit is on address space: keep glibc from reserving 64 MiB per thread's arena
+        // on a machine with many cores.
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdin(Stdio::null());
+    limited
+}
+
 /// Runs `net-mesh --data-dir dir ARGS…` and returns its output.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
     cmd(dir)
