@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use net_mesh_rpc::rpc::Config;
 
-use crate::proto::MAX_PIECE;
+use crate::proto::{MAX_PIECE, Method};
 
 /// Messages of object data in flight between a read worker and its call's sink.
 pub(crate) const READ_QUEUE: usize = 2;
@@ -105,6 +105,40 @@ impl NodeConfig {
                 ),
             )
     }
+
+    /// The most bytes `method`'s unary answer may take, reserved from the send budgets before
+    /// its handler runs (`RpcUnaryHandler::max_answer_bytes`), so a peer that opens many such
+    /// calls and reads no answer makes the node hold at most its send budgets: a blob ref
+    /// (the largest Manifest ref, ~2.7 MB) within a call's send budget, a listing within a
+    /// session's. 0 for the answers that are small (or streamed, or from a bounded pool).
+    pub fn max_answer(&self, method: Method) -> usize {
+        let frame = net_mesh_rpc::frame::charge(net_mesh_rpc::frame::HEADER_LEN);
+        match method {
+            Method::Resolve | Method::Stat | Method::StagingState => {
+                self.rpc.call_send_budget.saturating_sub(frame)
+            }
+            Method::StagingList | Method::ChannelList => {
+                self.rpc.session_send_budget.saturating_sub(frame)
+            }
+            Method::Status
+            | Method::List
+            | Method::Read
+            | Method::Chunks
+            | Method::Remove
+            | Method::Put
+            | Method::StagingAbort
+            | Method::Has
+            | Method::Objects
+            | Method::Pull
+            | Method::Gc
+            | Method::TokenRevoke
+            | Method::ChannelCreate
+            | Method::ChannelReplicate
+            | Method::ChannelStatus
+            | Method::ChannelMoveBind
+            | Method::ChannelMove => 0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -163,5 +197,55 @@ mod tests {
         assert!(message > 2_600_000, "{message}");
         assert!(message + 64 + 64 <= c.rpc.call_send_budget, "{message}");
         assert!(c.rpc.call_send_budget <= c.rpc.session_send_budget);
+
+        // The unary answers that carry a ref fit what their methods reserve.
+        let blob_ref = serde_bytes::ByteBuf::from(largest.encode());
+        let stat = crate::proto::Stat {
+            blob_ref: blob_ref.clone(),
+            kind: "manifest".repeat(4),
+            size: u64::MAX,
+            depth: u8::MAX,
+            chunks: u64::MAX,
+            encoding: Some((254, 255)),
+        };
+        let resolved = crate::proto::Resolved {
+            blob_ref: blob_ref.clone(),
+            name: Some("n".repeat(net_mesh_engine::index::MAX_PIN_NAME)),
+        };
+        let state = crate::proto::StagingState::Finished(crate::proto::PutDone {
+            blob_ref,
+            chunks: u64::MAX,
+            new_chunks: u64::MAX,
+            new_bytes: u64::MAX,
+            staging_id: Some("s".repeat(4096)),
+            resumed_from: Some(u64::MAX),
+        });
+        let len = |m: &dyn erased::Encode| m.len();
+        for (method, answer) in [
+            (Method::Stat, len(&stat)),
+            (Method::Resolve, len(&resolved)),
+            (Method::StagingState, len(&state)),
+        ] {
+            assert!(answer > 2_600_000, "{method:?}: {answer}");
+            assert!(answer <= c.max_answer(method), "{method:?}: {answer}");
+        }
+        // What a method reserves is within the session's send budget (else it never runs).
+        for method in Method::ALL {
+            let reserve =
+                net_mesh_rpc::frame::charge(c.max_answer(method) + net_mesh_rpc::frame::HEADER_LEN);
+            assert!(reserve <= c.rpc.session_send_budget, "{method:?}");
+        }
+    }
+
+    /// Encoded lengths of answers of different types, side by side.
+    mod erased {
+        pub(super) trait Encode {
+            fn len(&self) -> usize;
+        }
+        impl<T: serde::Serialize> Encode for T {
+            fn len(&self) -> usize {
+                postcard::to_allocvec(self).map_or(usize::MAX, |m| m.len())
+            }
+        }
     }
 }

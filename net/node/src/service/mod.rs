@@ -329,6 +329,11 @@ where
         let (node, method, f, _) = &self.0;
         measured(Arc::clone(node), *method, f(Arc::clone(node), ctx, req))
     }
+
+    fn max_answer_bytes(&self) -> usize {
+        let (node, method, _, _) = &self.0;
+        node.config.max_answer(*method)
+    }
 }
 
 struct Streaming<Req, Resp, F>(Bound<Req, Resp, F>);

@@ -179,6 +179,20 @@ pub trait RpcUnaryHandler: Send + Sync + 'static {
         ctx: RpcContext,
         req: Self::Req,
     ) -> impl Future<Output = Result<Self::Resp, RpcError>> + Send;
+
+    /// The most bytes this handler's encoded answer takes (the RESPONSE frame's payload).
+    ///
+    /// When not 0, the server reserves that much send budget (the session's, the peer's and
+    /// the endpoint's) before it runs the handler, waiting as a send waits (until the call's
+    /// deadline or cancel), and an answer larger than declared fails with
+    /// `ResourceExhausted`. Then a caller that opens many calls and reads none of their
+    /// answers makes this side hold at most its send budgets, not one answer per call: the
+    /// handlers past the budgets wait before they run. 0 (the default) runs the handler at
+    /// once and waits for budget once its answer is encoded, which suits answers that are
+    /// small: `max_concurrent_calls` of them per session are what a caller can make wait.
+    fn max_answer_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// One request → a stream of responses written to a window-limited sink.
@@ -553,7 +567,11 @@ impl<H: RpcUnaryHandler> ErasedHandler for Unary<H> {
         let handler = self.0.clone();
         let ctx = start.ctx.clone();
         let req = start.request::<H::Req>();
-        run_call(start, async move {
+        let reserve = match handler.max_answer_bytes() {
+            0 => 0,
+            max => crate::frame::charge(max.saturating_add(crate::frame::HEADER_LEN)),
+        };
+        run_call(start, reserve, async move {
             let call_id = ctx.call_id;
             let resp = handler.call(ctx, req.await?).await?;
             response_frame(call_id, &resp).map(Some)
@@ -570,7 +588,7 @@ impl<H: RpcServerStreamingHandler> ErasedHandler for ServerStreaming<H> {
         let ctx = start.ctx.clone();
         let req = start.request::<H::Req>();
         let sink = start.response_sink::<H::Resp>();
-        run_call(start, async move {
+        run_call(start, 0, async move {
             handler.call(ctx, req.await?, sink).await.map(|()| None)
         });
     }
@@ -584,7 +602,7 @@ impl<H: RpcClientStreamingHandler> ErasedHandler for ClientStreaming<H> {
         let handler = self.0.clone();
         let ctx = start.ctx.clone();
         let requests = start.request_stream::<H::Req>();
-        run_call(start, async move {
+        run_call(start, 0, async move {
             let call_id = ctx.call_id;
             let resp = handler.call(ctx, requests).await?;
             response_frame(call_id, &resp).map(Some)
@@ -601,7 +619,7 @@ impl<H: RpcDuplexHandler> ErasedHandler for Duplex<H> {
         let ctx = start.ctx.clone();
         let requests = start.request_stream::<H::Req>();
         let sink = start.response_sink::<H::Resp>();
-        run_call(start, async move {
+        run_call(start, 0, async move {
             handler.call(ctx, requests, sink).await.map(|()| None)
         });
     }
@@ -885,8 +903,10 @@ fn finish_served(
 
 /// Runs one handler future on its own task: `Ok(Some(frame))` → that RESPONSE, `Ok(None)` →
 /// RESPONSE_END, `Err` → RESPONSE_ERROR, panic → `HandlerPanic`, deadline → `DeadlineExceeded`.
-/// The task counts against `max_concurrent_calls` until it ends.
-fn run_call<F>(start: CallStart, fut: F)
+/// The task counts against `max_concurrent_calls` until it ends. With `reserve` (charged
+/// bytes; 0: none) the answer's send budget is taken before the handler runs, and the answer
+/// must fit it (see [`RpcUnaryHandler::max_answer_bytes`]).
+fn run_call<F>(start: CallStart, reserve: usize, fut: F)
 where
     F: Future<Output = Result<Option<Vec<u8>>, RpcError>> + Send + 'static,
 {
@@ -900,8 +920,6 @@ where
     tokio::spawn(async move {
         let _guard = guard;
         let _reservation = reservation;
-        let fut = AssertUnwindSafe(fut).catch_unwind();
-        tokio::pin!(fut);
         let expiry = async {
             match deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -909,6 +927,32 @@ where
             }
         };
         tokio::pin!(expiry);
+        let mut answer_budget = None;
+        if reserve > 0 {
+            let taken = tokio::select! {
+                biased;
+                _ = control.token.cancelled() => return,
+                taken = shared.reserve_send(None, reserve) => taken,
+                _ = &mut expiry => Err(RpcError::deadline()),
+            };
+            match taken {
+                Ok(charge) => {
+                    answer_budget = Some(AnswerBudget {
+                        shared: shared.clone(),
+                        bytes: charge.bytes,
+                    });
+                }
+                Err(error) => {
+                    if let Ok(frame) = error_frame(call_id, &error).to_vec() {
+                        finish_served(&shared, call_id, &control, frame, None);
+                    }
+                    control.cancel(error.kind);
+                    return;
+                }
+            }
+        }
+        let fut = AssertUnwindSafe(fut).catch_unwind();
+        tokio::pin!(fut);
         let outcome = tokio::select! {
             biased;
             outcome = &mut fut => Some(outcome),
@@ -925,12 +969,15 @@ where
         match outcome {
             Some(Ok(Ok(Some(frame)))) => {
                 let charge = crate::frame::charge(frame.len());
-                // Waits for send budget within the call's deadline, as the handler ran.
-                let reserved = tokio::select! {
-                    biased;
-                    _ = control.token.cancelled() => None,
-                    reserved = shared.reserve_send(None, charge) => Some(reserved),
-                    _ = &mut expiry => Some(Err(RpcError::deadline())),
+                let reserved = match answer_budget {
+                    Some(budget) => Some(budget.spend(charge)),
+                    // Waits for send budget within the call's deadline, as the handler ran.
+                    None => tokio::select! {
+                        biased;
+                        _ = control.token.cancelled() => None,
+                        reserved = shared.reserve_send(None, charge) => Some(reserved),
+                        _ = &mut expiry => Some(Err(RpcError::deadline())),
+                    },
                 };
                 match reserved {
                     Some(Ok(charge)) => {
@@ -945,17 +992,20 @@ where
                 }
             }
             Some(Ok(Ok(None))) => {
+                drop(answer_budget);
                 if let Ok(frame) = (Frame::ResponseEnd { call_id }).to_vec() {
                     finish_served(&shared, call_id, &control, frame, None);
                 }
             }
             Some(Ok(Err(error))) => {
+                drop(answer_budget);
                 if let Ok(frame) = error_frame(call_id, &error).to_vec() {
                     finish_served(&shared, call_id, &control, frame, None);
                 }
                 control.cancel(error.kind);
             }
             Some(Err(panic)) => {
+                drop(answer_budget);
                 let message = panic_message(panic.as_ref());
                 Metrics::bump(&shared.metrics.handler_panics);
                 tracing::error!(call_id, panic = %message, "nRPC handler panicked");
@@ -966,10 +1016,49 @@ where
                 control.cancel(ErrorKind::HandlerPanic);
             }
             None => {
+                drop(answer_budget);
                 // Let the handler observe its token, then drop it.
                 let grace = shared.config.cancel_grace;
                 let _ = tokio::time::timeout(grace, &mut fut).await;
             }
         }
     });
+}
+
+/// Send budget taken for an answer before its handler ran; given back when dropped unless
+/// the answer spent it.
+struct AnswerBudget {
+    shared: Arc<SessionShared>,
+    bytes: usize,
+}
+
+impl AnswerBudget {
+    /// The charge of an answer costing `charge`, out of this budget (the rest given back);
+    /// `ResourceExhausted` when it costs more than was reserved.
+    fn spend(mut self, charge: usize) -> Result<SendCharge, RpcError> {
+        if charge > self.bytes {
+            return Err(RpcError::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "a {charge}-byte answer exceeds the {} bytes its method may send",
+                    self.bytes
+                ),
+            ));
+        }
+        let spare = self.bytes - charge;
+        self.bytes = 0;
+        self.shared.release_send_bytes(None, spare);
+        Ok(SendCharge {
+            call: None,
+            bytes: charge,
+        })
+    }
+}
+
+impl Drop for AnswerBudget {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.shared.release_send_bytes(None, self.bytes);
+        }
+    }
 }

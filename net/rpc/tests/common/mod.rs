@@ -50,6 +50,8 @@ pub struct Probe {
     pub contexts: mpsc::UnboundedSender<RpcContext>,
     pub produced: Arc<AtomicUsize>,
     pub release: Arc<Notify>,
+    /// Calls the `bounded` handler has run.
+    pub answered: Arc<AtomicUsize>,
 }
 
 pub struct Echo;
@@ -290,6 +292,7 @@ pub fn router(probe: &Probe) -> Router {
         .duplex("flood", Flood(probe.clone()))
         .server_streaming("firehose", Firehose)
         .unary("stubborn", Stubborn)
+        .unary("bounded", Bounded(probe.answered.clone()))
         .client_streaming("chunk_view", ChunkView)
         .client_streaming("raw_lens", RawLens)
 }
@@ -311,6 +314,7 @@ pub fn probe() -> (Probe, mpsc::UnboundedReceiver<RpcContext>) {
         contexts: tx,
         produced: Arc::new(AtomicUsize::new(0)),
         release: Arc::new(Notify::new()),
+        answered: Arc::new(AtomicUsize::new(0)),
     };
     (probe, rx)
 }
@@ -512,6 +516,24 @@ impl RpcUnaryHandler for Gate {
 }
 
 /// Ignores its token and never returns (it is dropped after the cancel grace).
+/// The most bytes `bounded` answers: its declared [`RpcUnaryHandler::max_answer_bytes`].
+pub const BOUNDED_ANSWER: usize = 1 << 20;
+
+/// Answers a request of `n` with `n` bytes (a `Vec<u8>`), declaring answers of at most
+/// [`BOUNDED_ANSWER`]; counts the calls it ran.
+pub struct Bounded(pub Arc<AtomicUsize>);
+impl RpcUnaryHandler for Bounded {
+    type Req = u32;
+    type Resp = Vec<u8>;
+    async fn call(&self, _ctx: RpcContext, n: u32) -> Result<Vec<u8>, RpcError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![7; n as usize])
+    }
+    fn max_answer_bytes(&self) -> usize {
+        BOUNDED_ANSWER
+    }
+}
+
 pub struct Stubborn;
 impl RpcUnaryHandler for Stubborn {
     type Req = ();
