@@ -1,12 +1,13 @@
 //! The read path of erasure-coded chunk lists: whole and range reads that tolerate up
 //! to n − k missing or corrupt chunks per stripe.
 //!
-//! A range read touching a stripe reads only the data chunks it needs; when one of them is
-//! missing or fails its hash (an erasure), it reads the stripe's other shards — remaining data
-//! chunks first, then parity — until it holds as many verified shards as the stripe has data
-//! chunks, rebuilds the lost data chunks, checks each against its hash, and only then writes a
-//! byte. Stripes never straddle leaves (`TreeBuilder::push_stripe`), so every shard of a stripe
-//! is in the chunk list at hand.
+//! A range read touching a stripe reads only the data chunks it needs, one at a time (each
+//! verified, written and dropped: a read holds one chunk, not a stripe); when one of them is
+//! missing or fails its hash (an erasure), it reads the stripe's other shards — data chunks
+//! first, then parity — until it holds as many verified shards as the stripe has data chunks,
+//! rebuilds the lost data chunks, checks each against its hash, and writes the rest of the
+//! range from them. Stripes never straddle leaves (`TreeBuilder::push_stripe`), so every shard
+//! of a stripe is in the chunk list at hand.
 
 use std::io::Write;
 use std::ops::Range;
@@ -77,7 +78,10 @@ impl Reader<'_> {
         }
     }
 
-    /// Writes the part of `range` in one stripe, starting at blob offset `base`.
+    /// Writes the part of `range` in one stripe, starting at blob offset `base`: each data
+    /// chunk it touches is read, verified, written and dropped in turn (a stripe's chunks are
+    /// never all held); the first one lost makes it gather the stripe and rebuild it, and
+    /// the rest is written from the rebuilt stripe.
     #[allow(clippy::too_many_arguments)]
     fn stripe_range(
         &self,
@@ -89,8 +93,6 @@ impl Reader<'_> {
         place: ChunkPlace,
         sink: &mut dyn Write,
     ) -> Result<(), BlobError> {
-        let mut shards: Vec<Option<Vec<u8>>> = vec![None; refs.len()];
-        let mut tried = vec![false; refs.len()];
         // Data positions the range touches, with each chunk's blob offset.
         let mut wanted: Vec<(usize, u64)> = Vec::new();
         let mut start = base;
@@ -101,54 +103,76 @@ impl Reader<'_> {
             }
             start = end;
         }
-        let mut lost = false;
-        for &(i, _) in &wanted {
-            let (Some(chunk), Some(slot), Some(t)) =
-                (refs.get(i), shards.get_mut(i), tried.get_mut(i))
-            else {
+        for (n, &(i, chunk_start)) in wanted.iter().enumerate() {
+            let Some(chunk) = refs.get(i) else {
                 continue;
             };
-            *t = true;
-            *slot = self.shard(chunk, i, place)?;
-            lost |= slot.is_none();
-        }
-        if lost {
-            // Gather the stripe's other shards, data first, until enough are verified.
-            let mut present = shards.iter().filter(|s| s.is_some()).count();
-            for (i, chunk) in refs.iter().enumerate() {
-                if present >= span.data_count {
-                    break;
+            match self.shard(chunk, i, place)? {
+                Some(data) => write_part(chunk, chunk_start, &data, range, sink)?,
+                None => {
+                    let shards = self.rebuild(codec, span, refs, i, place)?;
+                    for &(i, chunk_start) in wanted.get(n..).unwrap_or_default() {
+                        let (Some(chunk), Some(Some(data))) = (refs.get(i), shards.get(i)) else {
+                            return Err(BlobError::Unrecoverable {
+                                stripe: span.stripe_index,
+                                lost: 1,
+                                tolerated: span.parity_count,
+                            });
+                        };
+                        write_part(chunk, chunk_start, data, range, sink)?;
+                    }
+                    return Ok(());
                 }
-                let (Some(slot), Some(t)) = (shards.get_mut(i), tried.get_mut(i)) else {
-                    continue;
-                };
-                if *t {
-                    continue;
-                }
-                *t = true;
-                *slot = self.shard(chunk, i, place)?;
-                present = present.saturating_add(usize::from(slot.is_some()));
             }
-            codec.reconstruct(span, refs, &mut shards, false)?;
-        }
-        for (i, chunk_start) in wanted {
-            let (Some(chunk), Some(Some(data))) = (refs.get(i), shards.get(i)) else {
-                return Err(BlobError::Unrecoverable {
-                    stripe: span.stripe_index,
-                    lost: 1,
-                    tolerated: span.parity_count,
-                });
-            };
-            let end = chunk_start.saturating_add(chunk.data_size());
-            let from =
-                usize::try_from(range.start.saturating_sub(chunk_start)).unwrap_or(usize::MAX);
-            let to = usize::try_from(range.end.min(end).saturating_sub(chunk_start)).unwrap_or(0);
-            let slice = data.get(from..to).ok_or(BlobError::Corrupted {
-                hash: chunk.hash,
-                reason: "chunk shorter than its ref".into(),
-            })?;
-            sink.write_all(slice).map_err(BlobError::Sink)?;
         }
         Ok(())
     }
+
+    /// The stripe's data shards, the lost ones rebuilt: reads its shards other than `lost`
+    /// (data first, then parity) until as many are verified as it has data chunks.
+    fn rebuild(
+        &self,
+        codec: &StripeCodec,
+        span: &StripeSpan,
+        refs: &[ChunkRef],
+        lost: usize,
+        place: ChunkPlace,
+    ) -> Result<Vec<Option<Vec<u8>>>, BlobError> {
+        let mut shards: Vec<Option<Vec<u8>>> = vec![None; refs.len()];
+        let mut present = 0usize;
+        for (i, chunk) in refs.iter().enumerate() {
+            if present >= span.data_count {
+                break;
+            }
+            let Some(slot) = shards.get_mut(i) else {
+                continue;
+            };
+            if i == lost {
+                continue;
+            }
+            *slot = self.shard(chunk, i, place)?;
+            present = present.saturating_add(usize::from(slot.is_some()));
+        }
+        codec.reconstruct(span, refs, &mut shards, false)?;
+        Ok(shards)
+    }
+}
+
+/// Writes the part of `range` in one data chunk (verified bytes `data`, first byte at blob
+/// offset `chunk_start`).
+fn write_part(
+    chunk: &ChunkRef,
+    chunk_start: u64,
+    data: &[u8],
+    range: &Range<u64>,
+    sink: &mut dyn Write,
+) -> Result<(), BlobError> {
+    let end = chunk_start.saturating_add(chunk.data_size());
+    let from = usize::try_from(range.start.saturating_sub(chunk_start)).unwrap_or(usize::MAX);
+    let to = usize::try_from(range.end.min(end).saturating_sub(chunk_start)).unwrap_or(0);
+    let slice = data.get(from..to).ok_or(BlobError::Corrupted {
+        hash: chunk.hash,
+        reason: "chunk shorter than its ref".into(),
+    })?;
+    sink.write_all(slice).map_err(BlobError::Sink)
 }
