@@ -342,50 +342,76 @@ impl StripeCodec {
                 self.params.data_shards()
             )));
         }
-        let shard_len = data.iter().map(Vec::len).max().unwrap_or(0);
-        if shard_len == 0 {
+        if data.iter().all(Vec::is_empty) {
             return Err(ErasureError::Codec("empty stripe".into()));
         }
-        let k = self.params.data_shards();
-        let p = self.params.parity_shards();
-        // A short stripe's virtual shards: zero columns contribute nothing; the last column's
-        // 0xFF shard contributes the constant `c[i][k-1] · 0xFF` to every byte of parity i.
-        let short = data.len() < k;
-        let mut parity: Vec<Vec<u8>> = Vec::with_capacity(p);
-        for i in 0..p {
-            let fill = if short {
-                galois_8::mul(self.coefficient(i, k.saturating_sub(1)), VIRTUAL_SHARD_BYTE)
-            } else {
-                0
-            };
-            let mut buf = spare.pop().unwrap_or_default();
-            buf.clear();
-            buf.resize(shard_len, fill);
-            parity.push(buf);
+        let mut parity: Vec<Vec<u8>> = (0..self.params.parity_shards())
+            .map(|_| {
+                let mut buf = spare.pop().unwrap_or_default();
+                buf.clear();
+                buf
+            })
+            .collect();
+        for (column, shard) in data.iter().enumerate() {
+            self.accumulate(&mut parity, column, shard)?;
         }
-        // parity[i] ^= c[i][j] · data[j] over each data chunk's TRUE length: the zero padding
-        // contributes nothing, so it is never coded. Column block by column block, so every
-        // shard's block stays in the L2 cache.
-        let mut offset = 0usize;
-        while offset < shard_len {
-            let end = offset.saturating_add(CODING_BLOCK).min(shard_len);
+        self.finish_parity(&mut parity, data.len());
+        Ok(parity)
+    }
+
+    /// Adds data column `column` (a data chunk of the stripe, at its true length) into the
+    /// stripe's `parity`, one buffer per parity shard, empty before the first column:
+    /// `parity[i] ^= c[i][column] · data`. The buffers grow with zeros to the longest column
+    /// so far (the zero padding of a shorter column contributes nothing, so it is never
+    /// coded). A writer adds each chunk as it comes and keeps only the parity, never the
+    /// stripe's data; [`StripeCodec::finish_parity`] completes it.
+    pub fn accumulate(
+        &self,
+        parity: &mut [Vec<u8>],
+        column: usize,
+        data: &[u8],
+    ) -> Result<(), ErasureError> {
+        if parity.len() != self.params.parity_shards() || column >= self.params.data_shards() {
+            return Err(ErasureError::Codec(format!(
+                "column {column} into {} parity buffers for k = {}, p = {}",
+                parity.len(),
+                self.params.data_shards(),
+                self.params.parity_shards()
+            )));
+        }
+        for buf in parity.iter_mut() {
+            if buf.len() < data.len() {
+                buf.resize(data.len(), 0);
+            }
+        }
+        // Block by block, so the data block stays in cache while every parity row takes it.
+        for (at, input) in data.chunks(CODING_BLOCK).enumerate() {
+            let offset = at.saturating_mul(CODING_BLOCK);
+            let end = offset.saturating_add(input.len());
             for (i, out) in parity.iter_mut().enumerate() {
-                for (j, shard) in data.iter().enumerate() {
-                    let stop = end.min(shard.len());
-                    if offset >= stop {
-                        continue;
-                    }
-                    let (Some(input), Some(output)) =
-                        (shard.get(offset..stop), out.get_mut(offset..stop))
-                    else {
-                        continue;
-                    };
-                    galois_8::mul_slice_xor(self.coefficient(i, j), input, output);
+                if let Some(output) = out.get_mut(offset..end) {
+                    galois_8::mul_slice_xor(self.coefficient(i, column), input, output);
                 }
             }
-            offset = end;
         }
-        Ok(parity)
+        Ok(())
+    }
+
+    /// Completes the parity of a stripe of `data_count` columns, each added with
+    /// [`StripeCodec::accumulate`]: a short stripe's virtual shards (see the module docs) add
+    /// the constant `c[i][k-1] · 0xFF` (their last column's) to every byte of parity `i`; the
+    /// zero ones add nothing.
+    pub fn finish_parity(&self, parity: &mut [Vec<u8>], data_count: usize) {
+        let k = self.params.data_shards();
+        if data_count >= k {
+            return;
+        }
+        for (i, buf) in parity.iter_mut().enumerate() {
+            let fill = galois_8::mul(self.coefficient(i, k.saturating_sub(1)), VIRTUAL_SHARD_BYTE);
+            for byte in buf.iter_mut() {
+                *byte ^= fill;
+            }
+        }
     }
 
     /// Parity-matrix coefficient of parity row `i`, data column `j`.
@@ -524,28 +550,6 @@ impl StripeCodec {
     }
 }
 
-/// The write side: collects a blob's data chunks until a stripe is full.
-#[derive(Debug)]
-pub struct StripeAccumulator {
-    params: RsParams,
-    refs: Vec<ChunkRef>,
-    bytes: Vec<Vec<u8>>,
-    next_stripe: u32,
-    /// Buffers of earlier stripes, reused for the next chunks and parity.
-    pool: Vec<Vec<u8>>,
-}
-
-/// A stripe's data, collected and not yet encoded.
-#[derive(Debug)]
-pub struct RawStripe {
-    pub stripe_index: u32,
-    pub data: Vec<ChunkRef>,
-    /// The data chunks' bytes (true sizes; padded by the encoder).
-    pub bytes: Vec<Vec<u8>>,
-    /// Buffers the encoder may reuse for the parity.
-    pub spare: Vec<Vec<u8>>,
-}
-
 /// A stripe ready to be stored: its data refs and the parity chunks to store after them.
 #[derive(Debug)]
 pub struct EncodedStripe {
@@ -554,88 +558,6 @@ pub struct EncodedStripe {
     pub parity: Vec<Vec<u8>>,
     /// `chunk_id` of each parity chunk.
     pub parity_ids: Vec<Hash>,
-    /// The data buffers (padded), handed back for reuse.
-    pub data_bytes: Vec<Vec<u8>>,
-}
-
-impl StripeCodec {
-    /// Encodes a collected stripe and hashes its parity chunks.
-    pub fn encode_stripe(&self, raw: RawStripe) -> Result<EncodedStripe, ErasureError> {
-        let mut bytes = raw.bytes;
-        let parity = self.encode_with(&mut bytes, raw.spare)?;
-        let parity_ids = parity.iter().map(|p| chunk_id(p)).collect();
-        Ok(EncodedStripe {
-            stripe_index: raw.stripe_index,
-            data: raw.data,
-            parity,
-            parity_ids,
-            data_bytes: bytes,
-        })
-    }
-}
-
-impl StripeAccumulator {
-    pub fn new(params: RsParams) -> StripeAccumulator {
-        StripeAccumulator {
-            params,
-            refs: Vec::with_capacity(params.data_shards()),
-            bytes: Vec::with_capacity(params.data_shards()),
-            next_stripe: 0,
-            pool: Vec::new(),
-        }
-    }
-
-    /// Gives buffers back for reuse (kept up to two stripes' worth).
-    pub fn recycle(&mut self, buffers: Vec<Vec<u8>>) {
-        let cap = usize::from(self.params.total_shards).saturating_mul(2);
-        for buf in buffers {
-            if self.pool.len() >= cap {
-                break;
-            }
-            self.pool.push(buf);
-        }
-    }
-
-    pub fn params(&self) -> RsParams {
-        self.params
-    }
-
-    /// Adds the next data chunk (already stored); returns true when the stripe is full.
-    pub fn push(&mut self, chunk: ChunkRef, data: &[u8]) -> bool {
-        self.refs.push(chunk);
-        let mut buf = self.pool.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(data);
-        self.bytes.push(buf);
-        self.refs.len() >= self.params.data_shards()
-    }
-
-    /// Data chunks waiting for their stripe to fill.
-    pub fn pending(&self) -> usize {
-        self.refs.len()
-    }
-
-    /// Takes the collected chunks (a full stripe, or the short final one); `None` when empty.
-    pub fn take_raw(&mut self) -> Result<Option<RawStripe>, ErasureError> {
-        if self.refs.is_empty() {
-            return Ok(None);
-        }
-        let stripe_index = self.next_stripe;
-        self.next_stripe = self
-            .next_stripe
-            .checked_add(1)
-            .ok_or_else(|| ErasureError::Codec("more than 2^32 stripes".into()))?;
-        let spare_count = self.params.parity_shards().min(self.pool.len());
-        let spare = self
-            .pool
-            .split_off(self.pool.len().saturating_sub(spare_count));
-        Ok(Some(RawStripe {
-            stripe_index,
-            data: std::mem::take(&mut self.refs),
-            bytes: std::mem::take(&mut self.bytes),
-            spare,
-        }))
-    }
 }
 
 /// Builds the parity refs for an encoded stripe given each parity chunk's id.
@@ -667,35 +589,20 @@ mod tests {
 
     /// Encodes `chunks` as consecutive stripes; returns (refs, shard bytes by ref position).
     fn encode_all(params: RsParams, chunks: &[Vec<u8>]) -> (Vec<ChunkRef>, Vec<Vec<u8>>) {
-        let mut acc = StripeAccumulator::new(params);
         let codec = StripeCodec::new(params).unwrap();
         let mut refs = Vec::new();
-        let mut bytes = Vec::new();
-        let mut flush = |acc: &mut StripeAccumulator, refs: &mut Vec<ChunkRef>| {
-            if let Some(raw) = acc.take_raw().unwrap() {
-                let s = codec.encode_stripe(raw).unwrap();
-                refs.extend(s.data);
-                for p in s.parity {
-                    refs.push(parity_ref(chunk_id(&p), p.len() as u32, s.stripe_index));
-                    bytes.push((refs.len() - 1, p));
-                }
+        let mut by_pos = Vec::new();
+        for (stripe, group) in chunks.chunks(params.data_shards()).enumerate() {
+            let mut data = group.to_vec();
+            let parity = codec.encode(&mut data).unwrap();
+            for c in group {
+                refs.push(data_ref(c));
+                by_pos.push(c.clone());
             }
-        };
-        for c in chunks {
-            if acc.push(data_ref(c), c) {
-                flush(&mut acc, &mut refs);
+            for p in parity {
+                refs.push(parity_ref(chunk_id(&p), p.len() as u32, stripe as u32));
+                by_pos.push(p);
             }
-        }
-        flush(&mut acc, &mut refs);
-        let mut by_pos = vec![Vec::new(); refs.len()];
-        let mut data = chunks.iter();
-        for (i, r) in refs.iter().enumerate() {
-            if r.role == ChunkRole::Data {
-                by_pos[i] = data.next().unwrap().clone();
-            }
-        }
-        for (i, p) in bytes {
-            by_pos[i] = p;
         }
         (refs, by_pos)
     }

@@ -16,6 +16,7 @@ mod upload;
 
 pub use import::{ImportError, Importer, Object, children_of};
 pub use open_batch::OpenBatch;
+pub use parity::erasure_put_bytes;
 pub use stream::PIPELINE_BLOCKS;
 pub use upload::{CommitPolicy, CommitWhenFull, FinishedUpload, Upload};
 

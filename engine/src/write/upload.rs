@@ -229,7 +229,7 @@ fn push_chunk(
     match stripes {
         None => tree.push(chunk_ref, pending).map_err(tree_error),
         Some(sw) => {
-            if sw.push(chunk_ref, bytes) {
+            if sw.push(chunk_ref, bytes)? {
                 sw.submit()?;
                 emit_stripes(tree, pending, sw, MAX_IN_FLIGHT)?;
             }
@@ -259,7 +259,6 @@ fn emit_stripes(
         }
         tree.push_stripe(&refs, pending).map_err(tree_error)?;
         sw.recycle(stripe.parity);
-        sw.recycle(stripe.data_bytes);
     }
     Ok(())
 }
