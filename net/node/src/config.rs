@@ -34,6 +34,11 @@ pub struct NodeConfig {
     pub max_uploads_per_peer: usize,
     pub max_streams_per_peer: usize,
     pub max_pulls_per_peer: usize,
+    /// Bytes all erasure-coded uploads together may hold for their parity beyond what a plain
+    /// upload holds (each takes `net_mesh_engine::write::erasure_put_bytes` of its `--rs`
+    /// and chunking when it begins: one more is refused as busy; one needing more than all
+    /// of it, as usage).
+    pub max_erasure_bytes: usize,
     /// A put that receives nothing for this long checkpoints and ends (busy: resume it).
     pub upload_idle_timeout: Duration,
     /// A response message the peer makes no room for during this long ends its call.
@@ -80,6 +85,7 @@ impl Default for NodeConfig {
             max_uploads_per_peer: 16,
             max_streams_per_peer: 16,
             max_pulls_per_peer: 2,
+            max_erasure_bytes: 256 * 1024 * 1024,
             upload_idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),

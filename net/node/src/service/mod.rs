@@ -49,7 +49,7 @@ use crate::proto::{
 };
 use crate::replicas::Replicas;
 use crate::revoke::{self, Floors};
-use slots::Slots;
+use slots::{ByteBudget, Slots};
 
 /// A storage node: the store, its limits, and what it reports.
 #[derive(Debug)]
@@ -66,6 +66,8 @@ pub struct Node {
     uploads: Arc<Slots>,
     streams: Arc<Slots>,
     pulls: Arc<Slots>,
+    /// What erasure-coded uploads hold for their parity.
+    erasure_bytes: Arc<ByteBudget>,
     /// Fires when the node shuts down: live uploads checkpoint and stop, pulls stop.
     shutdown: CancellationToken,
     /// The endpoint the node serves on and dials other nodes with (pulls), once it exists
@@ -100,6 +102,7 @@ impl Node {
             uploads: Slots::new("uploads", config.max_uploads, config.max_uploads_per_peer),
             streams: Slots::new("reads", config.max_streams, config.max_streams_per_peer),
             pulls: Slots::new("pulls", config.max_pulls, config.max_pulls_per_peer),
+            erasure_bytes: ByteBudget::new("erasure-coded uploads", config.max_erasure_bytes),
             config,
             metrics: Arc::new(Metrics::default()),
             started: Instant::now(),

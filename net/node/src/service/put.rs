@@ -37,7 +37,7 @@ use net_mesh_staging::{
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
-use super::slots::Slot;
+use super::slots::{HeldBytes, Slot};
 use super::{
     Node, PinAt, check_upload_channel, measured, reads_trees, tree_refused, worker_failed,
 };
@@ -280,6 +280,13 @@ async fn put_impl(
             &net_mesh_staging::StagingError::InvalidId(short_id(id)),
         ));
     }
+    // An erasure-coded upload's parity comes out of the node's budget for it.
+    let parity = match &start {
+        PutStart::ErasureCoded { chunking, k, n, .. } => {
+            Some(erasure_bytes(&node, chunking.as_deref(), *k, *n)?)
+        }
+        _ => None,
+    };
     let live = LiveUpload::claim(&node, claimed_id, slot)?;
     let stream = match claimed_id {
         Some(id) => node.bandwidth.open_upload(id, class),
@@ -298,6 +305,7 @@ async fn put_impl(
     let split = node.live_uploads() < *CORES;
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
+        let _parity = parity;
         put_worker(&store, &channel, held_by.as_deref(), start, rx, split)
     });
     let fed = feed(&node, &stream, &mut requests, &tx).await;
@@ -408,6 +416,29 @@ fn layout(
         }
     };
     Ok((chunking, policy))
+}
+
+/// Takes what an erasure-coded upload of `--rs k,n` with `chunking` holds for its parity
+/// from the node's budget: usage for invalid parameters or one needing more than the whole
+/// budget, busy while the other uploads hold too much of it.
+fn erasure_bytes(node: &Node, chunking: Option<&str>, k: u8, n: u8) -> NodeResult<HeldBytes> {
+    let (chunking, _) = layout(&node.store, chunking, None)?;
+    let params = net_mesh_engine::RsParams::for_writing(k, n).node_err()?;
+    let needs = net_mesh_engine::write::erasure_put_bytes(params, chunking.max_chunk());
+    let needs = usize::try_from(needs).unwrap_or(usize::MAX);
+    let max = node.erasure_bytes.max();
+    if needs > max {
+        return Err(NodeError::new(
+            ErrorClass::Usage,
+            format!(
+                "an erasure-coded upload of --rs {k},{n} with chunks of up to {} bytes holds \
+                 {needs} bytes of parity, more than this node allows ({max}): use smaller \
+                 chunks or fewer parity shards",
+                chunking.max_chunk()
+            ),
+        ));
+    }
+    node.erasure_bytes.take(needs)
 }
 
 fn cadence(interval: Option<u64>) -> CheckpointCadence {

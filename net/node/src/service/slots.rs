@@ -91,6 +91,67 @@ impl Drop for Slot {
     }
 }
 
+/// Bytes of one kind the node's workers hold together (the parity of erasure-coded
+/// uploads), at most `max`.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    what: &'static str,
+    max: usize,
+    held: Mutex<usize>,
+}
+
+/// Bytes taken from a [`ByteBudget`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct HeldBytes {
+    budget: Arc<ByteBudget>,
+    bytes: usize,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(what: &'static str, max: usize) -> Arc<ByteBudget> {
+        Arc::new(ByteBudget {
+            what,
+            max,
+            held: Mutex::new(0),
+        })
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// `bytes` of the budget, or busy when the others hold too much of it.
+    pub(crate) fn take(self: &Arc<Self>, bytes: usize) -> NodeResult<HeldBytes> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.saturating_add(bytes) > self.max {
+            return Err(NodeError::new(
+                ErrorClass::Busy,
+                format!(
+                    "{} hold {} of this node's {} bytes for them, and this one needs {bytes}; \
+                     try again later",
+                    self.what, *held, self.max
+                ),
+            ));
+        }
+        *held = held.saturating_add(bytes);
+        Ok(HeldBytes {
+            budget: Arc::clone(self),
+            bytes,
+        })
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        let mut held = self
+            .budget
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *held = held.saturating_sub(self.bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +176,20 @@ mod tests {
         assert!(slots.take(a).is_err());
         assert_eq!(slots.held().total, 3);
         assert_eq!(slots.held().by_peer.len(), 3);
+    }
+
+    #[test]
+    fn a_byte_budget_gives_what_it_has_and_takes_back_what_ends() {
+        let budget = ByteBudget::new("erasure-coded uploads", 100);
+        let a = budget.take(60).unwrap();
+        let err = budget.take(41).unwrap_err();
+        assert_eq!(err.class, ErrorClass::Busy);
+        assert!(err.message.contains("hold 60 of this node's 100"), "{err}");
+        let b = budget.take(40).unwrap();
+        drop(a);
+        let _c = budget.take(60).unwrap();
+        drop(b);
+        assert_eq!(*budget.held.lock().unwrap(), 60);
     }
 
     #[test]
