@@ -248,7 +248,7 @@ pub fn dispatcher(data: &[u8]) {
 }
 
 /// The router of the dispatcher harness: one handler of every kind (methods `u`, `s`, `c`,
-/// `d`) and one that never returns (`p`).
+/// `d`), a unary one declaring its largest answer (`b`) and one that never returns (`p`).
 pub(crate) fn harness_router() -> crate::rpc::Router {
     use crate::RpcError;
     use crate::rpc::{
@@ -263,6 +263,19 @@ pub(crate) fn harness_router() -> crate::rpc::Router {
         type Resp = Vec<u8>;
         async fn call(&self, _ctx: RpcContext, req: Vec<u8>) -> Result<Vec<u8>, RpcError> {
             Ok(req)
+        }
+    }
+    /// An echo declaring answers of at most 256 bytes: its send budget is taken before it
+    /// runs, and a longer answer fails.
+    struct Bounded;
+    impl RpcUnaryHandler for Bounded {
+        type Req = Vec<u8>;
+        type Resp = Vec<u8>;
+        async fn call(&self, _ctx: RpcContext, req: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+            Ok(req)
+        }
+        fn max_answer_bytes(&self) -> usize {
+            256
         }
     }
     struct Pending;
@@ -324,6 +337,7 @@ pub(crate) fn harness_router() -> crate::rpc::Router {
     crate::rpc::Router::new()
         .unary("u", Unary)
         .unary("p", Pending)
+        .unary("b", Bounded)
         .server_streaming("s", Stream)
         .client_streaming("c", Client)
         .duplex("d", Duplex)
@@ -357,6 +371,7 @@ mod tests {
                 1 => (CallKind::ServerStreaming, "s"),
                 2 => (CallKind::ClientStreaming, "c"),
                 3 => (CallKind::Duplex, "d"),
+                4 => (CallKind::Unary, "b"),
                 _ => (CallKind::Unary, "p"),
             };
             let header = CallHeader {
