@@ -39,6 +39,11 @@ pub struct NodeConfig {
     /// and chunking when it begins: one more is refused as busy; one needing more than all
     /// of it, as usage).
     pub max_erasure_bytes: usize,
+    /// Store lookups of unary calls (stat, resolve, has, rm, staging and channel calls, gc,
+    /// status) running at once, each on a blocking worker; of them, the most one peer runs.
+    /// More wait their turn (a peer's beyond its share behind its own).
+    pub max_lookups: usize,
+    pub max_lookups_per_peer: usize,
     /// A put that receives nothing for this long checkpoints and ends (busy: resume it).
     pub upload_idle_timeout: Duration,
     /// A response message the peer makes no room for during this long ends its call.
@@ -86,6 +91,8 @@ impl Default for NodeConfig {
             max_streams_per_peer: 16,
             max_pulls_per_peer: 2,
             max_erasure_bytes: 256 * 1024 * 1024,
+            max_lookups: 16,
+            max_lookups_per_peer: 4,
             upload_idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),

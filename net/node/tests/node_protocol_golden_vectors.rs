@@ -769,6 +769,8 @@ fn limits_and_node_defaults_are_the_docs() {
         ("max_streams_per_peer", c.max_streams_per_peer.to_string()),
         ("max_pulls_per_peer", c.max_pulls_per_peer.to_string()),
         ("max_erasure_bytes", c.max_erasure_bytes.to_string()),
+        ("max_lookups", c.max_lookups.to_string()),
+        ("max_lookups_per_peer", c.max_lookups_per_peer.to_string()),
         ("upload_idle_timeout", secs(c.upload_idle_timeout)),
         ("send_timeout", secs(c.send_timeout)),
         ("shutdown_grace", secs(c.shutdown_grace)),

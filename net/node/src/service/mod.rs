@@ -49,7 +49,7 @@ use crate::proto::{
 };
 use crate::replicas::Replicas;
 use crate::revoke::{self, Floors};
-use slots::{ByteBudget, Slots};
+use slots::{ByteBudget, Lookups, Slots};
 
 /// A storage node: the store, its limits, and what it reports.
 #[derive(Debug)]
@@ -68,6 +68,8 @@ pub struct Node {
     pulls: Arc<Slots>,
     /// What erasure-coded uploads hold for their parity.
     erasure_bytes: Arc<ByteBudget>,
+    /// Turns of the unary calls' store lookups.
+    lookups: Arc<Lookups>,
     /// Fires when the node shuts down: live uploads checkpoint and stop, pulls stop.
     shutdown: CancellationToken,
     /// The endpoint the node serves on and dials other nodes with (pulls), once it exists
@@ -103,6 +105,7 @@ impl Node {
             streams: Slots::new("reads", config.max_streams, config.max_streams_per_peer),
             pulls: Slots::new("pulls", config.max_pulls, config.max_pulls_per_peer),
             erasure_bytes: ByteBudget::new("erasure-coded uploads", config.max_erasure_bytes),
+            lookups: Lookups::new(config.max_lookups, config.max_lookups_per_peer),
             config,
             metrics: Arc::new(Metrics::default()),
             started: Instant::now(),
@@ -282,15 +285,22 @@ impl Node {
             })
     }
 
-    /// Runs `work` on a blocking thread with the store.
+    /// Runs a unary call's `work` on a blocking thread with the store, in the turn of the
+    /// call's `peer` among the node's lookups (the turn lasts until the work ends, also when
+    /// the call went away meanwhile).
     async fn blocking<T: Send + 'static>(
         &self,
+        peer: NodeId,
         work: impl FnOnce(&Store) -> NodeResult<T> + Send + 'static,
     ) -> NodeResult<T> {
+        let turn = self.lookups.turn(peer).await?;
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(worker_failed)?
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work(&store)
+        })
+        .await
+        .map_err(worker_failed)?
     }
 }
 
@@ -475,8 +485,8 @@ fn tree_refused(what: &str) -> NodeError {
     )
 }
 
-async fn status_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Status> {
-    let (store_bytes, blobs) = node.blocking(gauges).await?;
+async fn status_impl(node: Arc<Node>, ctx: RpcContext, _: ()) -> NodeResult<Status> {
+    let (store_bytes, blobs) = node.blocking(ctx.peer().node_id(), gauges).await?;
     let live = node.live_uploads();
     let open_sessions = node.open_sessions();
     node.metrics
@@ -545,7 +555,9 @@ async fn list_impl(
 async fn resolve_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Resolved> {
     let channel = channel_of(&ctx)?;
     let (blob_ref, name) = node
-        .blocking(move |store| resolve(store, &channel, &spec))
+        .blocking(ctx.peer().node_id(), move |store| {
+            resolve(store, &channel, &spec)
+        })
         .await?;
     gate_tree(&ctx, &blob_ref)?;
     Ok(Resolved {
@@ -556,7 +568,7 @@ async fn resolve_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeR
 
 async fn stat_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Stat> {
     let channel = channel_of(&ctx)?;
-    node.blocking(move |store| {
+    node.blocking(ctx.peer().node_id(), move |store| {
         let (blob_ref, _) = resolve(store, &channel, &spec)?;
         gate_tree(&ctx, &blob_ref)?;
         let stat = store.stat(&blob_ref).node_err()?;
@@ -690,7 +702,7 @@ async fn remove_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeRe
         // does not decode counts), answered once committed and applied here.
         let named = channel.clone();
         let (id, pinned) = node
-            .blocking(move |store| {
+            .blocking(ctx.peer().node_id(), move |store| {
                 let id = match &spec {
                     BlobSpec::Ref(bytes) => blob_id(&decode_ref(bytes)?),
                     BlobSpec::IdPrefix(prefix) => {
@@ -710,7 +722,7 @@ async fn remove_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeRe
         replicas.unpin(&channel, &id).await?;
         return Ok(removed);
     }
-    node.blocking(move |store| {
+    node.blocking(ctx.peer().node_id(), move |store| {
         let id = match &spec {
             BlobSpec::Ref(bytes) => blob_id(&decode_ref(bytes)?),
             BlobSpec::IdPrefix(prefix) => store.find_pin_id_in(&channel, prefix).node_err()?,
@@ -764,7 +776,7 @@ pub(super) fn check_upload_channel(store: &Store, id: &str, channel: &str) -> No
 
 async fn staging_list_impl(node: Arc<Node>, ctx: RpcContext, _: ()) -> NodeResult<Vec<StagingRow>> {
     let channel = channel_of(&ctx)?;
-    node.blocking(move |store| {
+    node.blocking(ctx.peer().node_id(), move |store| {
         Ok(net_mesh_staging::list_staging(store)
             .node_err()?
             .into_iter()
@@ -795,7 +807,7 @@ async fn staging_state_impl(
 ) -> NodeResult<StagingState> {
     let channel = channel_of(&ctx)?;
     let checked = id.clone();
-    node.blocking(move |store| {
+    node.blocking(ctx.peer().node_id(), move |store| {
         if !net_mesh_staging::valid_staging_id(&checked) {
             return Err(NodeError::from_classified(
                 &net_mesh_staging::StagingError::InvalidId(checked),
@@ -818,7 +830,7 @@ async fn staging_state_impl(
             ),
         ));
     }
-    node.blocking(move |store| {
+    node.blocking(ctx.peer().node_id(), move |store| {
         if let Some(checkpoint) = net_mesh_staging::checkpoint_of(store, &id).node_err()? {
             return Ok(StagingState::Live {
                 resume_offset: checkpoint.replay_offset(),
@@ -848,7 +860,7 @@ async fn staging_state_impl(
 /// Aborts live upload `id` of the call's channel; `false` when there is none.
 async fn staging_abort_impl(node: Arc<Node>, ctx: RpcContext, id: String) -> NodeResult<bool> {
     let channel = channel_of(&ctx)?;
-    node.blocking(move |store| {
+    node.blocking(ctx.peer().node_id(), move |store| {
         check_upload_channel(store, &id, &channel)?;
         net_mesh_staging::abort_staging_id(store, &id).node_err()
     })
@@ -874,7 +886,9 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
     let channel = channel_of(&ctx)?;
     let named = channel.clone();
     if !node
-        .blocking(move |store| store.has_channel(&named).node_err())
+        .blocking(ctx.peer().node_id(), move |store| {
+            store.has_channel(&named).node_err()
+        })
         .await?
     {
         return Err(NodeError::from_classified(&StoreError::NoSuchChannel(
@@ -940,9 +954,9 @@ async fn pull_impl(node: Arc<Node>, ctx: RpcContext, req: PullRequest) -> NodeRe
     Ok(done)
 }
 
-async fn gc_impl(node: Arc<Node>, _: RpcContext, req: GcRequest) -> NodeResult<GcDone> {
+async fn gc_impl(node: Arc<Node>, ctx: RpcContext, req: GcRequest) -> NodeResult<GcDone> {
     let report = node
-        .blocking(move |store| {
+        .blocking(ctx.peer().node_id(), move |store| {
             store
                 .gc(&GcOptions {
                     grace: Duration::from_secs(req.grace_secs),
@@ -958,9 +972,13 @@ async fn gc_impl(node: Arc<Node>, _: RpcContext, req: GcRequest) -> NodeResult<G
     Ok(GcDone { report_json })
 }
 
-async fn token_revoke_impl(node: Arc<Node>, _: RpcContext, req: RevokeRequest) -> NodeResult<u32> {
+async fn token_revoke_impl(
+    node: Arc<Node>,
+    ctx: RpcContext,
+    req: RevokeRequest,
+) -> NodeResult<u32> {
     let floors = Arc::clone(&node.floors);
-    node.blocking(move |store| {
+    node.blocking(ctx.peer().node_id(), move |store| {
         revoke::raise_floor(store, &floors, req.issuer, req.below_generation)
     })
     .await
@@ -968,9 +986,11 @@ async fn token_revoke_impl(node: Arc<Node>, _: RpcContext, req: RevokeRequest) -
 
 // ---- channels ----------------------------------------------------------------------------
 
-async fn channel_create_impl(node: Arc<Node>, _: RpcContext, name: String) -> NodeResult<bool> {
-    node.blocking(move |store| store.create_channel(&name).node_err())
-        .await
+async fn channel_create_impl(node: Arc<Node>, ctx: RpcContext, name: String) -> NodeResult<bool> {
+    node.blocking(ctx.peer().node_id(), move |store| {
+        store.create_channel(&name).node_err()
+    })
+    .await
 }
 
 /// The node's replicated channels, or a refusal when it runs none.
@@ -1022,8 +1042,10 @@ async fn channel_status_impl(
     }
 }
 
-async fn channel_list_impl(node: Arc<Node>, _: RpcContext, _: ()) -> NodeResult<Vec<ChannelRow>> {
-    let channels = node.blocking(|store| store.channels().node_err()).await?;
+async fn channel_list_impl(node: Arc<Node>, ctx: RpcContext, _: ()) -> NodeResult<Vec<ChannelRow>> {
+    let channels = node
+        .blocking(ctx.peer().node_id(), |store| store.channels().node_err())
+        .await?;
     Ok(channels
         .into_iter()
         .map(|c| ChannelRow {

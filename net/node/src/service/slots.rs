@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use net_mesh_engine::ErrorClass;
 use net_mesh_rpc::NodeId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{NodeError, NodeResult};
 
@@ -86,6 +87,84 @@ impl Drop for Slot {
             *mine = mine.saturating_sub(1);
             if *mine == 0 {
                 held.by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// The store lookups of unary calls (each on a blocking worker): at most `max` run at once,
+/// and at most `per_peer` of one peer's, over all its sessions. More wait their turn, a
+/// peer's beyond its share behind its own, so one identity's flood of calls neither takes
+/// the blocking pool the uploads and reads run on (a thread per queued call, up to the
+/// runtime's 512) nor keeps the other identities' lookups waiting behind all of its own.
+#[derive(Debug)]
+pub(crate) struct Lookups {
+    all: Arc<Semaphore>,
+    per_peer: usize,
+    /// Each peer with a lookup running or waiting: its semaphore, and how many.
+    peers: Mutex<HashMap<NodeId, (Arc<Semaphore>, usize)>>,
+}
+
+/// A lookup's turn (taken or awaited), given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Turn {
+    lookups: Arc<Lookups>,
+    peer: NodeId,
+    all: Option<OwnedSemaphorePermit>,
+    mine: Option<OwnedSemaphorePermit>,
+}
+
+impl Lookups {
+    pub(crate) fn new(max: usize, per_peer: usize) -> Arc<Lookups> {
+        Arc::new(Lookups {
+            all: Arc::new(Semaphore::new(max.max(1))),
+            per_peer: per_peer.max(1),
+            peers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Waits for `peer`'s turn: first among its own lookups, then among everyone's.
+    pub(crate) async fn turn(self: &Arc<Self>, peer: NodeId) -> NodeResult<Turn> {
+        let own = {
+            let mut peers = self.peers();
+            let (own, users) = peers
+                .entry(peer)
+                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_peer)), 0));
+            *users = users.saturating_add(1);
+            Arc::clone(own)
+        };
+        // Counted from here: a caller that goes away while it waits is uncounted on drop.
+        let mut turn = Turn {
+            lookups: Arc::clone(self),
+            peer,
+            all: None,
+            mine: None,
+        };
+        let closed = |_| NodeError::new(ErrorClass::Io, "the node is shutting down");
+        turn.mine = Some(own.acquire_owned().await.map_err(closed)?);
+        turn.all = Some(
+            Arc::clone(&self.all)
+                .acquire_owned()
+                .await
+                .map_err(closed)?,
+        );
+        Ok(turn)
+    }
+
+    fn peers(&self) -> MutexGuard<'_, HashMap<NodeId, (Arc<Semaphore>, usize)>> {
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.all = None;
+        self.mine = None;
+        let mut peers = self.lookups.peers();
+        if let Some((_, users)) = peers.get_mut(&self.peer) {
+            *users = users.saturating_sub(1);
+            if *users == 0 {
+                peers.remove(&self.peer);
             }
         }
     }
@@ -190,6 +269,35 @@ mod tests {
         let _c = budget.take(60).unwrap();
         drop(b);
         assert_eq!(*budget.held.lock().unwrap(), 60);
+    }
+
+    #[tokio::test]
+    async fn lookups_take_turns_within_each_peers_share_and_forget_idle_peers() {
+        use futures_util::FutureExt;
+        let lookups = Lookups::new(3, 2);
+        let (a, b) = (peer(1), peer(2));
+        let a1 = lookups.turn(a).await.unwrap();
+        let _a2 = lookups.turn(a).await.unwrap();
+        // A's third waits behind its own share, not taking the last turn from B.
+        let mut a3 = Box::pin(lookups.turn(a));
+        assert!((&mut a3).now_or_never().is_none());
+        let b1 = lookups.turn(b).await.unwrap();
+        // Everything is taken: B's second waits too.
+        let mut b2 = Box::pin(lookups.turn(b));
+        assert!((&mut b2).now_or_never().is_none());
+        drop(a1);
+        // The pool's turn goes to whoever waited for it first: B's second, not A's third.
+        let b2 = b2.await.unwrap();
+        assert!((&mut a3).now_or_never().is_none());
+        drop(b1);
+        let a3 = a3.await.unwrap();
+        assert_eq!(lookups.peers().len(), 2);
+        // A caller that goes away while it waits is forgotten with the rest.
+        let mut gone = Box::pin(lookups.turn(b));
+        assert!((&mut gone).now_or_never().is_none());
+        drop(gone);
+        drop((a3, b2, _a2));
+        assert!(lookups.peers().is_empty());
     }
 
     #[test]

@@ -179,11 +179,11 @@ pub(super) async fn objects_impl(
 
 pub(super) async fn has_impl(
     node: Arc<Node>,
-    _: RpcContext,
+    ctx: RpcContext,
     hashes: Vec<Hash>,
 ) -> NodeResult<Vec<bool>> {
     check_count(&hashes)?;
-    node.blocking(move |store| {
+    node.blocking(ctx.peer().node_id(), move |store| {
         let index = store.reader().node_err()?;
         hashes
             .iter()
