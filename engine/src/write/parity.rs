@@ -5,9 +5,9 @@
 //! held: a put holds its stripes' parity (n − k shards each), not k data chunks per stripe.
 //!
 //! Bounds: at most [`CHUNKS_QUEUED`] chunks wait for the worker (a writer ahead of it waits),
-//! and at most `MAX_IN_FLIGHT + 1` stripes' parity exists at once (the one being added to,
-//! and the finished ones not taken back yet), so memory stays ≈ (MAX_IN_FLIGHT + 2) × p
-//! shards + a few chunks. The resulting layout and `BlobRef` are exactly those of encoding
+//! and at most `MAX_IN_FLIGHT + 2` stripes' parity exists at once (the one being added to,
+//! the finished ones not taken back yet, and the one the writer is storing; spare buffers
+//! become the next stripe's), so memory stays within [`erasure_put_bytes`]. The resulting layout and `BlobRef` are exactly those of encoding
 //! each stripe whole ([`StripeCodec::encode`]): the worker only moves *when* parity is
 //! computed.
 
@@ -25,8 +25,9 @@ const CHUNKS_QUEUED: usize = 2;
 
 /// The most bytes an erasure-coded put with `params` holds for its parity beyond what a plain
 /// put holds, when no chunk is longer than `max_chunk`: `MAX_IN_FLIGHT + 2` stripes' parity
-/// (p shards each, as long as the stripe's longest chunk) and the chunk copies queued to and
-/// kept by the parity worker. A node bounds erasure-coded uploads by it.
+/// (p shards each, as long as the stripe's longest chunk) and the chunk copies: queued to the
+/// parity worker, in its hand, kept for reuse, and the one the writer fills. A node bounds
+/// erasure-coded uploads by it.
 pub fn erasure_put_bytes(params: RsParams, max_chunk: u32) -> u64 {
     let stripes = MAX_IN_FLIGHT.saturating_add(2);
     let chunks = CHUNKS_QUEUED.saturating_mul(2).saturating_add(2);
@@ -87,7 +88,7 @@ impl StripeWriter {
         let p = params.parity_shards();
         let (jobs, job_rx) = sync_channel::<Job>(CHUNKS_QUEUED);
         let (done_tx, done) = sync_channel(MAX_IN_FLIGHT.saturating_add(1));
-        let (free_chunk_tx, free_chunks) = sync_channel(CHUNKS_QUEUED.saturating_add(1));
+        let (free_chunk_tx, free_chunks) = sync_channel(CHUNKS_QUEUED);
         let (free_parity, free_parity_rx) = sync_channel::<Vec<u8>>(p);
         let worker = std::thread::Builder::new()
             .name("net-mesh-parity".into())
