@@ -1,6 +1,6 @@
 //! fsck checks what is stored, so it cannot trust a tree's shape: a pinned tree whose internal
-//! nodes chain 100,000 deep (a damaged index, or a tree imported by a caller that did not
-//! check its levels: the importer takes any node whose children are stored) is walked on
+//! nodes chain 100,000 deep (a damaged index, or a tree written by a faulty writer: an upload's
+//! batch stores the nodes it is given as they are; an importer would refuse them) is walked on
 //! fsck's own stack, not the thread's: clean while the bytes are, and the pin named affected
 //! once the chunk at the bottom is corrupt. (A recursive walk overflowed the stack and aborted
 //! the process at 30,000 in a debug build.)
@@ -14,12 +14,13 @@
 mod gc_common;
 
 use gc_common::*;
-use net_mesh_engine::ObjectKind;
 use net_mesh_engine::codec::{
     BlobRef, ChildRef, ChunkRef, ChunkRole, Encoding, InternalNode, LeafNode, chunk_id,
     internal_id, leaf_id,
 };
 use net_mesh_engine::fsck::{ProblemKind as K, ReadData};
+use net_mesh_engine::tree::{NodeSink, TreePolicy};
+use net_mesh_engine::{ObjectKind, Upload};
 
 const CHAIN: usize = 100_000;
 
@@ -45,7 +46,16 @@ fn fsck_walks_a_tree_deeper_than_any_stack() {
     importer
         .import(ObjectKind::LeafNode, &below, &leaf)
         .unwrap();
+    importer.commit().unwrap();
     // A level-1 node over the leaf, then a chain of level-2 nodes each over the one before.
+    let mut upload = Upload::new(
+        &store,
+        store.config().chunking,
+        TreePolicy::default(),
+        Encoding::Plain,
+    )
+    .unwrap();
+    let batch = upload.batch();
     for i in 0..=CHAIN {
         let node = InternalNode {
             level: if i == 0 { 1 } else { 2 },
@@ -53,14 +63,12 @@ fn fsck_walks_a_tree_deeper_than_any_stack() {
                 hash: below,
                 covered: data.len() as u64,
             }],
-        }
-        .encode();
-        below = internal_id(&node);
-        importer
-            .import(ObjectKind::InternalNode, &below, &node)
-            .unwrap();
+        };
+        below = batch.put_internal(&node).unwrap();
+        assert_eq!(below, internal_id(&node.encode()));
     }
-    importer.commit().unwrap();
+    batch.commit().unwrap();
+    drop(upload);
     drop(importer);
     let tree = BlobRef::Tree {
         encoding: Encoding::Plain,

@@ -1,7 +1,8 @@
 //! The object API for node-to-node sync: a blob copied object by object from one store to
 //! another (children first, only what the target lacks) reads back identical; a second copy
 //! moves nothing; a tampered object or a node sent before its children is refused and nothing
-//! is stored; GC with a zero grace during an import keeps what the import holds.
+//! is stored; a node listing an object that does not fit its place in the tree (wrong kind or
+//! level) is refused; GC with a zero grace during an import keeps what the import holds.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,9 +15,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use net_mesh_engine::codec::Hash;
+use net_mesh_engine::codec::{
+    ChildRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id, internal_id,
+    leaf_id,
+};
 use net_mesh_engine::index::{blob_id, pin_roots};
-use net_mesh_engine::write::children_of;
+use net_mesh_engine::write::{Shape, children_of};
 use net_mesh_engine::{
     BlobRef, BlobWriter, Classify, ErrorClass, GcOptions, ImportError, Importer, ObjectKind, Store,
 };
@@ -144,6 +148,185 @@ fn a_tampered_object_or_a_node_before_its_children_is_refused_and_nothing_is_sto
     import.commit().unwrap();
     drop(import);
     assert_eq!(objects(&b), 0);
+}
+
+fn leaf(chunks: &[Hash]) -> (Hash, Vec<u8>) {
+    let bytes = LeafNode {
+        encoding: Encoding::Plain,
+        chunks: chunks
+            .iter()
+            .map(|hash| ChunkRef {
+                hash: *hash,
+                size: 100,
+                role: ChunkRole::Data,
+            })
+            .collect(),
+    }
+    .encode();
+    (leaf_id(&bytes), bytes)
+}
+
+fn internal(level: u8, children: &[Hash]) -> (Hash, Vec<u8>) {
+    let bytes = InternalNode {
+        level,
+        children: children
+            .iter()
+            .map(|hash| ChildRef {
+                hash: *hash,
+                covered: 100,
+            })
+            .collect(),
+    }
+    .encode();
+    (internal_id(&bytes), bytes)
+}
+
+/// Imports a node that must be refused for listing `child` as `expected` when it is `found`.
+fn assert_misplaced(
+    import: &mut Importer<'_>,
+    kind: ObjectKind,
+    (hash, bytes): (Hash, Vec<u8>),
+    child: Hash,
+    expected: Shape,
+    found: Shape,
+) {
+    let err = import.import(kind, &hash, &bytes).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ImportError::MisplacedChild { node, child: c, expected: e, found: f }
+                if *node == hash && *c == child && *e == expected && *f == found
+        ),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Integrity);
+    assert!(!import.has(&hash).unwrap(), "a refused node was stored");
+}
+
+#[test]
+fn a_node_listing_an_object_of_the_wrong_kind_or_level_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SMALL_CDC, TINY_TREE);
+    let chunk_bytes = random_bytes(100, 9);
+    let chunk = chunk_id(&chunk_bytes);
+
+    // A well-shaped tree (chunk <- leaf <- level 1 <- level 2), committed by a first import
+    // (unpinned; GC's grace keeps it): a later import learns the stored nodes' levels from
+    // the store.
+    let good_leaf = leaf(&[chunk]);
+    let good_l1 = internal(1, &[good_leaf.0]);
+    let good_l2 = internal(2, &[good_l1.0]);
+    let mut first = store.importer().unwrap();
+    assert!(
+        first
+            .import(ObjectKind::Chunk, &chunk, &chunk_bytes)
+            .unwrap()
+    );
+    assert!(
+        first
+            .import(ObjectKind::LeafNode, &good_leaf.0, &good_leaf.1)
+            .unwrap()
+    );
+    assert!(
+        first
+            .import(ObjectKind::InternalNode, &good_l1.0, &good_l1.1)
+            .unwrap()
+    );
+    assert!(
+        first
+            .import(ObjectKind::InternalNode, &good_l2.0, &good_l2.1)
+            .unwrap()
+    );
+    first.commit().unwrap();
+    drop(first);
+    let stored = objects(&store);
+
+    let mut import = store.importer().unwrap();
+    // A leaf listing a leaf where a chunk belongs.
+    assert_misplaced(
+        &mut import,
+        ObjectKind::LeafNode,
+        leaf(&[chunk, good_leaf.0]),
+        good_leaf.0,
+        Shape::Chunk,
+        Shape::Leaf,
+    );
+    // Level 1 listing a chunk, or a level 1 node, where a leaf belongs.
+    assert_misplaced(
+        &mut import,
+        ObjectKind::InternalNode,
+        internal(1, &[chunk]),
+        chunk,
+        Shape::Leaf,
+        Shape::Chunk,
+    );
+    assert_misplaced(
+        &mut import,
+        ObjectKind::InternalNode,
+        internal(1, &[good_l1.0]),
+        good_l1.0,
+        Shape::Leaf,
+        Shape::Internal(1),
+    );
+    // Level 2 listing a leaf, or a level 2 node (stored before this import), where level 1
+    // belongs.
+    assert_misplaced(
+        &mut import,
+        ObjectKind::InternalNode,
+        internal(2, &[good_leaf.0]),
+        good_leaf.0,
+        Shape::Internal(1),
+        Shape::Leaf,
+    );
+    assert_misplaced(
+        &mut import,
+        ObjectKind::InternalNode,
+        internal(2, &[good_l2.0]),
+        good_l2.0,
+        Shape::Internal(1),
+        Shape::Internal(2),
+    );
+    // A level 3 node listing one of level 1 (the store's) and one of level 2 imported just
+    // now, not committed yet: the first does not fit.
+    let new_l2 = internal(2, &[good_l1.0, good_l1.0]);
+    assert!(
+        import
+            .import(ObjectKind::InternalNode, &new_l2.0, &new_l2.1)
+            .unwrap()
+    );
+    assert_misplaced(
+        &mut import,
+        ObjectKind::InternalNode,
+        internal(3, &[good_l1.0, new_l2.0]),
+        good_l1.0,
+        Shape::Internal(2),
+        Shape::Internal(1),
+    );
+    // ... and one listing a level 4 node imported now where level 3 belongs.
+    let new_l3 = internal(3, &[new_l2.0, good_l2.0]);
+    assert!(
+        import
+            .import(ObjectKind::InternalNode, &new_l3.0, &new_l3.1)
+            .unwrap()
+    );
+    let new_l4 = internal(4, &[new_l3.0]);
+    assert!(
+        import
+            .import(ObjectKind::InternalNode, &new_l4.0, &new_l4.1)
+            .unwrap()
+    );
+    assert_misplaced(
+        &mut import,
+        ObjectKind::InternalNode,
+        internal(4, &[new_l4.0]),
+        new_l4.0,
+        Shape::Internal(3),
+        Shape::Internal(4),
+    );
+    import.commit().unwrap();
+    drop(import);
+    // Only the three well-shaped nodes were stored (unreferenced: GC's to remove).
+    assert_eq!(objects(&store), stored + 3);
 }
 
 #[test]

@@ -9,8 +9,13 @@
 //! - a node is imported only after every object it lists is in the store or in this import
 //!   (`MissingChild`): an indexed node always counts children that exist, so a pull walks the
 //!   tree children first;
+//! - each of those children is what its place in the tree says (`MisplacedChild`): a leaf
+//!   lists chunks, an internal node of level 1 leaves, one of level L internal nodes of level
+//!   L - 1; so an imported tree has the shape a read expects;
 //! - everything the import found or stored stays held in memory while the importer lives (GC
 //!   keeps it); once the importer commits a pin or a hold of the caller's, that counts it.
+
+use std::collections::HashMap;
 
 use net_mesh_segments::RecordKind;
 
@@ -47,6 +52,19 @@ pub enum ImportError {
         short(child)
     )]
     MissingChild { node: Hash, child: Hash },
+    #[error(
+        "node {} lists {} as {expected}, but it is {found}",
+        short(node),
+        short(child)
+    )]
+    MisplacedChild {
+        node: Hash,
+        child: Hash,
+        expected: Shape,
+        found: Shape,
+    },
+    #[error("reading node {} already stored: {source}", short(hash))]
+    StoredNode { hash: Hash, source: BlobError },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,11 +76,42 @@ fn short(hash: &Hash) -> String {
 impl Classify for ImportError {
     fn class(&self) -> ErrorClass {
         match self {
-            ImportError::IdMismatch { .. } | ImportError::BadNode { .. } => ErrorClass::Integrity,
+            ImportError::IdMismatch { .. }
+            | ImportError::BadNode { .. }
+            | ImportError::MisplacedChild { .. } => ErrorClass::Integrity,
             ImportError::MissingChild { .. } => ErrorClass::Refused,
+            ImportError::StoredNode { source, .. } => source.class(),
             ImportError::Store(e) => e.class(),
         }
     }
+}
+
+/// What an object is, as far as the tree's shape goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Chunk,
+    Leaf,
+    /// An internal node of this level.
+    Internal(u8),
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Chunk => write!(f, "a chunk"),
+            Shape::Leaf => write!(f, "a leaf node"),
+            Shape::Internal(level) => write!(f, "an internal node of level {level}"),
+        }
+    }
+}
+
+/// An object checked against its id and decoded: what it lists, and what each of those must be.
+struct Parsed {
+    children: Vec<(Hash, RecordKind)>,
+    /// The shape every child must have (`None` for a chunk, which lists nothing).
+    child_shape: Option<Shape>,
+    /// The object's own level, for an internal node.
+    level: Option<u8>,
 }
 
 /// The objects `bytes` (an object of `kind`) lists, with their kinds: a leaf's chunks, an
@@ -72,6 +121,10 @@ pub fn children_of(
     hash: &Hash,
     bytes: &[u8],
 ) -> Result<Vec<(Hash, RecordKind)>, ImportError> {
+    parse(kind, hash, bytes).map(|p| p.children)
+}
+
+fn parse(kind: RecordKind, hash: &Hash, bytes: &[u8]) -> Result<Parsed, ImportError> {
     let actual = match kind {
         RecordKind::Chunk => chunk_id(bytes),
         RecordKind::LeafNode => leaf_id(bytes),
@@ -89,21 +142,32 @@ pub fn children_of(
         source,
     };
     Ok(match kind {
-        RecordKind::Chunk => Vec::new(),
-        RecordKind::LeafNode => LeafNode::decode(bytes)
-            .map_err(bad)?
-            .chunks
-            .iter()
-            .map(|c| (c.hash, RecordKind::Chunk))
-            .collect(),
+        RecordKind::Chunk => Parsed {
+            children: Vec::new(),
+            child_shape: None,
+            level: None,
+        },
+        RecordKind::LeafNode => Parsed {
+            children: LeafNode::decode(bytes)
+                .map_err(bad)?
+                .chunks
+                .iter()
+                .map(|c| (c.hash, RecordKind::Chunk))
+                .collect(),
+            child_shape: Some(Shape::Chunk),
+            level: None,
+        },
         RecordKind::InternalNode => {
             let node = InternalNode::decode(bytes).map_err(bad)?;
-            let child_kind = if node.level == 1 {
-                RecordKind::LeafNode
-            } else {
-                RecordKind::InternalNode
+            let (child_kind, child_shape) = match node.level {
+                0 | 1 => (RecordKind::LeafNode, Shape::Leaf),
+                level => (RecordKind::InternalNode, Shape::Internal(level - 1)),
             };
-            node.children.iter().map(|c| (c.hash, child_kind)).collect()
+            Parsed {
+                children: node.children.iter().map(|c| (c.hash, child_kind)).collect(),
+                child_shape: Some(child_shape),
+                level: Some(node.level),
+            }
         }
     })
 }
@@ -114,6 +178,9 @@ pub struct Importer<'s> {
     batch: OpenBatch<'s>,
     imported: u64,
     imported_bytes: u64,
+    /// The level of each internal node this import stored or checked (a child's level is
+    /// checked against its parent's; the store is asked only for nodes not seen here).
+    levels: HashMap<Hash, u8>,
 }
 
 impl<'s> Importer<'s> {
@@ -131,14 +198,32 @@ impl<'s> Importer<'s> {
         hash: &Hash,
         bytes: &[u8],
     ) -> Result<bool, ImportError> {
-        let children = children_of(kind, hash, bytes)?;
+        let Parsed {
+            children,
+            child_shape,
+            level,
+        } = parse(kind, hash, bytes)?;
         for (child, _) in &children {
-            if !self.batch.hold_if_present(*child)? {
+            let Some(child_kind) = self.batch.hold_present(*child)? else {
                 return Err(ImportError::MissingChild {
                     node: *hash,
                     child: *child,
                 });
+            };
+            let found = self.shape_of(child, child_kind)?;
+            if let Some(expected) = child_shape
+                && found != expected
+            {
+                return Err(ImportError::MisplacedChild {
+                    node: *hash,
+                    child: *child,
+                    expected,
+                    found,
+                });
             }
+        }
+        if let Some(level) = level {
+            self.levels.insert(*hash, level);
         }
         // The node's put takes those holds over: released once a committed node counts them.
         let new = self.batch.put_object(
@@ -155,6 +240,34 @@ impl<'s> Importer<'s> {
             self.batch.commit()?;
         }
         Ok(new)
+    }
+
+    /// What `hash`, present as an object of `kind`, is: an internal node's level comes from
+    /// this import if it stored or met it, else from the store (read verified).
+    fn shape_of(&mut self, hash: &Hash, kind: RecordKind) -> Result<Shape, ImportError> {
+        Ok(match kind {
+            RecordKind::Chunk => Shape::Chunk,
+            RecordKind::LeafNode => Shape::Leaf,
+            RecordKind::InternalNode => {
+                let level = match self.levels.get(hash) {
+                    Some(level) => *level,
+                    None => {
+                        // Not an internal node after all (a damaged index): level 0 fits
+                        // no place.
+                        let level = self
+                            .stored_internal_level(hash)
+                            .map_err(|source| ImportError::StoredNode {
+                                hash: *hash,
+                                source,
+                            })?
+                            .unwrap_or(0);
+                        self.levels.insert(*hash, level);
+                        level
+                    }
+                };
+                Shape::Internal(level)
+            }
+        })
     }
 
     /// The level of `hash` if the store holds it (committed) as an internal node; `None` for
@@ -218,6 +331,7 @@ impl Store {
             batch: OpenBatch::new(self)?,
             imported: 0,
             imported_bytes: 0,
+            levels: HashMap::new(),
         })
     }
 

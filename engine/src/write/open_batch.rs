@@ -1,7 +1,7 @@
 //! [`OpenBatch`]: an upload's batch between two commits, and the holds that keep what it relies
 //! on safe from GC (see `in_flight.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 
 use net_mesh_segments::RecordKind;
@@ -31,8 +31,8 @@ impl fmt::Debug for OpenBatch<'_> {
 pub struct OpenBatch<'s> {
     store: &'s Store,
     batch: Batch,
-    /// Objects appended in the open batch (not yet visible through `reader`).
-    in_batch: HashSet<Hash>,
+    /// Objects appended in the open batch (not yet visible through `reader`), with their kind.
+    in_batch: HashMap<Hash, RecordKind>,
     batch_payload: u64,
     reader: IndexReader,
     /// The sweep generation `reader` was taken in.
@@ -51,7 +51,7 @@ impl<'s> OpenBatch<'s> {
         Ok(OpenBatch {
             store,
             batch: Batch::default(),
-            in_batch: HashSet::new(),
+            in_batch: HashMap::new(),
             batch_payload: 0,
             reader: store.reader()?,
             reader_generation,
@@ -142,26 +142,33 @@ impl<'s> OpenBatch<'s> {
     /// exact, so while a GC delete transaction runs this waits for it to end (GC never waits
     /// for uploads; this waits at most one GC transaction).
     pub(crate) fn hold_if_present(&mut self, id: Hash) -> Result<bool, StoreError> {
-        let already_held = self.held.contains_key(&id);
+        Ok(self.hold_present(id)?.is_some())
+    }
+
+    /// [`OpenBatch::hold_if_present`] that also says what the object is: its kind, `None`
+    /// when neither the store nor this batch has it (then it is not held).
+    pub(crate) fn hold_present(&mut self, id: Hash) -> Result<Option<RecordKind>, StoreError> {
         self.hold(id);
-        if already_held || self.in_batch.contains(&id) {
-            return Ok(true);
+        if let Some(kind) = self.in_batch.get(&id) {
+            return Ok(Some(*kind));
         }
-        let present = loop {
+        // What this upload holds outside the open batch is indexed (it found it there, or
+        // committed it, and `reader` is never older than that).
+        let entry = loop {
             match self.store.in_flight.lookup_state(self.reader_generation) {
-                LookupState::Current => break self.reader.contains(&id)?,
+                LookupState::Current => break self.reader.object(&id)?,
                 LookupState::Stale(generation) => {
                     self.reader = self.store.reader()?;
                     self.reader_generation = generation;
-                    break self.reader.contains(&id)?;
+                    break self.reader.object(&id)?;
                 }
                 LookupState::Sweeping => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
         };
-        if !present {
+        if entry.is_none() {
             self.release(&id);
         }
-        Ok(present)
+        Ok(entry.map(|e| e.kind))
     }
 
     /// Appends the object (a chunk, or a node listing `children`) unless the store or this
@@ -176,7 +183,7 @@ impl<'s> OpenBatch<'s> {
         children: Vec<Hash>,
     ) -> Result<bool, StoreError> {
         self.hold(id);
-        if self.in_batch.contains(&id) || self.indexed(&id)? {
+        if self.in_batch.contains_key(&id) || self.indexed(&id)? {
             for child in &children {
                 self.release(child);
             }
@@ -191,7 +198,7 @@ impl<'s> OpenBatch<'s> {
             loc,
             children,
         });
-        self.in_batch.insert(id);
+        self.in_batch.insert(id, kind);
         self.batch_payload = self.batch_payload.saturating_add(loc.payload_len.into());
         Ok(true)
     }

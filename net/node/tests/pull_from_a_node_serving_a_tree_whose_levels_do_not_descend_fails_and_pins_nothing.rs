@@ -26,9 +26,9 @@ const CHAIN: usize = 40;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_from_a_node_serving_a_tree_whose_levels_do_not_descend_fails_and_pins_nothing() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    // Into A's store, bottom up (its importer checks ids and that children are present,
-    // which this tree satisfies): a chunk, a leaf, a level-1 node, then CHAIN nodes of level
-    // 2 each naming the one below. The ref says depth 3: its root should be of level 2, and
+    // Into A's store, bottom up: a chunk and a leaf (imported), then through an upload's
+    // batch (which stores the nodes it is given as they are; an importer would refuse this
+    // tree) a level-1 node and CHAIN nodes of level 2 each naming the one below. The ref says depth 3: its root should be of level 2, and
     // the root's children of level 1.
     let data = random_bytes(5_000, 7);
     let (blob_ref, second) = {
@@ -36,13 +36,16 @@ async fn pull_from_a_node_serving_a_tree_whose_levels_do_not_descend_fails_and_p
         let mut importer = store.importer().unwrap();
         let size = data.len() as u64;
         let leaf = import_leaf(&mut importer, &data);
-        let mut below = import_internal(&mut importer, 1, &[leaf], size);
+        importer.commit().unwrap();
+        let mut upload = raw_nodes(&store);
+        let batch = upload.batch();
+        let mut below = put_internal(batch, 1, &[leaf], size);
         let mut chain = vec![below];
         for _ in 0..CHAIN {
-            below = import_internal(&mut importer, 2, &[below], size);
+            below = put_internal(batch, 2, &[below], size);
             chain.push(below);
         }
-        importer.commit().unwrap();
+        batch.commit().unwrap();
         let blob_ref = tree_ref(below, size, 3);
         // The root's child: level 2 where level 1 belongs.
         (blob_ref, chain[chain.len() - 2])
@@ -113,13 +116,16 @@ async fn a_node_already_here_is_refused_where_its_level_does_not_fit() {
         let store = open_store(dir_a.path());
         let mut importer = store.importer().unwrap();
         let leaf = import_leaf(&mut importer, &data);
-        let m = import_internal(&mut importer, 1, &[leaf], size);
-        let n1 = import_internal(&mut importer, 2, &[m], size);
-        let n2 = import_internal(&mut importer, 2, &[n1], size);
-        let same_pull = import_internal(&mut importer, 3, &[n1, n2], size);
-        let first = import_internal(&mut importer, 3, &[n1], size);
-        let second = import_internal(&mut importer, 3, &[n2], size);
         importer.commit().unwrap();
+        let mut upload = raw_nodes(&store);
+        let batch = upload.batch();
+        let m = put_internal(batch, 1, &[leaf], size);
+        let n1 = put_internal(batch, 2, &[m], size);
+        let n2 = put_internal(batch, 2, &[n1], size);
+        let same_pull = put_internal(batch, 3, &[n1, n2], size);
+        let first = put_internal(batch, 3, &[n1], size);
+        let second = put_internal(batch, 3, &[n2], size);
+        batch.commit().unwrap();
         (
             tree_ref(same_pull, 2 * size, 4),
             tree_ref(first, size, 4),

@@ -353,7 +353,7 @@ pub fn import_leaf(importer: &mut net_mesh_engine::Importer<'_>, data: &[u8]) ->
 }
 
 /// Imports an internal node of `level` listing `children`, each covering `covered` bytes
-/// (whatever their own levels: the importer checks ids and presence only); gives its id.
+/// (the importer refuses children of another level); gives its id.
 pub fn import_internal(
     importer: &mut net_mesh_engine::Importer<'_>,
     level: u8,
@@ -378,6 +378,41 @@ pub fn import_internal(
         .import(ObjectKind::InternalNode, &id, &node)
         .unwrap();
     id
+}
+
+/// An upload whose batch takes hand-built nodes as they are ([`put_internal`]): how a test
+/// stores a tree of a shape an importer refuses, as a faulty or hostile node would serve it.
+pub fn raw_nodes(store: &net_mesh_engine::Store) -> net_mesh_engine::Upload<'_> {
+    net_mesh_engine::Upload::new(
+        store,
+        store.config().chunking,
+        net_mesh_engine::TreePolicy::default(),
+        net_mesh_engine::Encoding::Plain,
+    )
+    .unwrap()
+}
+
+/// Stores an internal node of `level` listing `children` (stored or in this batch), each
+/// covering `covered` bytes, whatever their levels; gives its id.
+pub fn put_internal(
+    batch: &mut net_mesh_engine::OpenBatch<'_>,
+    level: u8,
+    children: &[Hash],
+    covered: u64,
+) -> Hash {
+    use net_mesh_engine::codec::{ChildRef, InternalNode};
+    use net_mesh_engine::tree::NodeSink;
+    let node = InternalNode {
+        level,
+        children: children
+            .iter()
+            .map(|hash| ChildRef {
+                hash: *hash,
+                covered,
+            })
+            .collect(),
+    };
+    batch.put_internal(&node).unwrap()
 }
 
 /// A plain Tree ref.
