@@ -121,9 +121,10 @@ fn a_range_in_one_stripe_reads_only_that_stripe() {
     );
 
     // Lose the second of those chunks: the stripe's other data chunks and one parity are
-    // read (10 verified shards), nothing from other stripes. The first touched chunk, already
-    // written and dropped when the loss shows (a read holds one chunk, not a stripe), is read
-    // once more for the rebuild.
+    // read (10 verified shards, added into the lost one and dropped), nothing from other
+    // stripes. The first touched chunk, already written and dropped when the loss shows (a
+    // read holds one chunk, not a stripe), is read once more for the rebuild, and the two
+    // touched after the lost one once more to be written.
     let stripe1: Vec<_> = chunks[14..28].to_vec();
     assert!(stripe1[..10].iter().all(|c| c.role == ChunkRole::Data));
     assert!(stripe1.iter().all(|c| c.stripe == Some(1)));
@@ -134,7 +135,7 @@ fn a_range_in_one_stripe_reads_only_that_stripe() {
     assert!(out[..] == data[range.start as usize..range.end as usize]);
     assert_eq!(
         store.stats().get().1,
-        12,
-        "2 touched (1 lost) + the first again + 8 other data + 1 parity"
+        14,
+        "2 touched (1 lost) + the first again, 8 other data, 1 parity + the last 2 again"
     );
 }

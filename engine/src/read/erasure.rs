@@ -4,16 +4,18 @@
 //! A range read touching a stripe reads only the data chunks it needs, one at a time (each
 //! verified, written and dropped: a read holds one chunk, not a stripe); when one of them is
 //! missing or fails its hash (an erasure), it reads the stripe's other shards — data chunks
-//! first, then parity — until it holds as many verified shards as the stripe has data chunks,
-//! rebuilds the lost data chunks, checks each against its hash, and writes the rest of the
-//! range from them. Stripes never straddle leaves (`TreeBuilder::push_stripe`), so every shard
-//! of a stripe is in the chunk list at hand.
+//! first, then parity — one at a time, adding each into the lost ones (`Rebuild`: a lost
+//! shard is a fixed combination of any k others) until it has added as many verified shards
+//! as the stripe has data chunks; checks each rebuilt chunk against its hash and writes the
+//! rest of the range from those and from the others, read again. It holds the lost chunks and
+//! one shard, never the stripe. Stripes never straddle leaves (`TreeBuilder::push_stripe`), so
+//! every shard of a stripe is in the chunk list at hand.
 
 use std::io::Write;
 use std::ops::Range;
 
 use crate::codec::{ChunkRef, Encoding};
-use crate::erasure::{RsParams, StripeCodec, StripeSpan, stripes};
+use crate::erasure::{ErasureError, RsParams, StripeCodec, StripeSpan, stripes};
 use crate::error::BlobError;
 use crate::read::{ChunkPlace, Reader};
 
@@ -80,8 +82,9 @@ impl Reader<'_> {
 
     /// Writes the part of `range` in one stripe, starting at blob offset `base`: each data
     /// chunk it touches is read, verified, written and dropped in turn (a stripe's chunks are
-    /// never all held); the first one lost makes it gather the stripe and rebuild it, and
-    /// the rest is written from the rebuilt stripe.
+    /// never all held); the first one lost makes it rebuild the stripe's lost data chunks
+    /// ([`Reader::rebuild`]), and the rest of the range is written from those and from the
+    /// others read again.
     #[allow(clippy::too_many_arguments)]
     fn stripe_range(
         &self,
@@ -103,58 +106,85 @@ impl Reader<'_> {
             }
             start = end;
         }
-        for (n, &(i, chunk_start)) in wanted.iter().enumerate() {
+        let mut rebuilt: Vec<(usize, Vec<u8>)> = Vec::new();
+        for &(i, chunk_start) in &wanted {
             let Some(chunk) = refs.get(i) else {
                 continue;
             };
+            if let Some(at) = rebuilt.iter().position(|(p, _)| *p == i) {
+                let (_, data) = rebuilt.swap_remove(at);
+                write_part(chunk, chunk_start, &data, range, sink)?;
+                continue;
+            }
             match self.shard(chunk, i, place)? {
                 Some(data) => write_part(chunk, chunk_start, &data, range, sink)?,
                 None => {
-                    let shards = self.rebuild(codec, span, refs, i, place)?;
-                    for &(i, chunk_start) in wanted.get(n..).unwrap_or_default() {
-                        let (Some(chunk), Some(Some(data))) = (refs.get(i), shards.get(i)) else {
-                            return Err(BlobError::Unrecoverable {
-                                stripe: span.stripe_index,
-                                lost: 1,
-                                tolerated: span.parity_count,
-                            });
-                        };
-                        write_part(chunk, chunk_start, data, range, sink)?;
-                    }
-                    return Ok(());
+                    // Lost (also one read whole moments ago, for the last rebuild).
+                    rebuilt = self.rebuild(codec, span, refs, i, place)?;
+                    let at = rebuilt.iter().position(|(p, _)| *p == i).ok_or(
+                        BlobError::Unrecoverable {
+                            stripe: span.stripe_index,
+                            lost: 1,
+                            tolerated: span.parity_count,
+                        },
+                    )?;
+                    let (_, data) = rebuilt.swap_remove(at);
+                    write_part(chunk, chunk_start, &data, range, sink)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// The stripe's data shards, the lost ones rebuilt: reads its shards other than `lost`
-    /// (data first, then parity) until as many are verified as it has data chunks.
+    /// Rebuilds the stripe's lost data chunks, `first_lost` among them: reads the shards a
+    /// rebuild plan uses (the data chunks not known lost, then parity) one at a time, each
+    /// verified, added into the lost ones and dropped; a shard found lost too joins the lost
+    /// ones and the plan starts over without it (at most n − k times). Holds the rebuilt
+    /// chunks and one shard, never the stripe. Returns the rebuilt chunks (each checked
+    /// against its hash) with their stripe positions.
     fn rebuild(
         &self,
         codec: &StripeCodec,
         span: &StripeSpan,
         refs: &[ChunkRef],
-        lost: usize,
+        first_lost: usize,
         place: ChunkPlace,
-    ) -> Result<Vec<Option<Vec<u8>>>, BlobError> {
-        let mut shards: Vec<Option<Vec<u8>>> = vec![None; refs.len()];
-        let mut present = 0usize;
-        for (i, chunk) in refs.iter().enumerate() {
-            if present >= span.data_count {
-                break;
+    ) -> Result<Vec<(usize, Vec<u8>)>, BlobError> {
+        let mut lost = vec![first_lost];
+        'plan: loop {
+            if lost.len() > span.parity_count {
+                return Err(ErasureError::TooManyLost {
+                    stripe: span.stripe_index,
+                    lost: lost.len(),
+                    tolerated: span.parity_count,
+                }
+                .into());
             }
-            let Some(slot) = shards.get_mut(i) else {
-                continue;
-            };
-            if i == lost {
-                continue;
+            let used: Vec<usize> = (0..span.total())
+                .filter(|p| !lost.contains(p))
+                .take(span.data_count)
+                .collect();
+            let lost_data: Vec<usize> = lost
+                .iter()
+                .copied()
+                .filter(|p| *p < span.data_count)
+                .collect();
+            let mut plan = codec.plan_rebuild(span, &lost_data, &used)?;
+            for (index, &position) in used.iter().enumerate() {
+                let Some(chunk) = refs.get(position) else {
+                    lost.push(position);
+                    continue 'plan;
+                };
+                match self.shard(chunk, position, place)? {
+                    Some(bytes) => plan.add(index, &bytes)?,
+                    None => {
+                        lost.push(position);
+                        continue 'plan;
+                    }
+                }
             }
-            *slot = self.shard(chunk, i, place)?;
-            present = present.saturating_add(usize::from(slot.is_some()));
+            return Ok(plan.finish(refs)?);
         }
-        codec.reconstruct(span, refs, &mut shards, false)?;
-        Ok(shards)
     }
 }
 
