@@ -17,12 +17,15 @@
 //! (adding learners, changing the voters), `fetch` (bringing a pin's objects from other
 //! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `sessions` (one
 //! session per member for the data path), `moves`
-//! (guarded, persisted replica moves), `error`.
+//! (guarded, persisted replica moves), `error`, `fuzzing` (the harness of every decoder of
+//! network and disk bytes).
 
 pub mod channel;
 mod elect;
 pub mod error;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log_store;
 pub mod membership;
 pub mod moves;

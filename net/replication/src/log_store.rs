@@ -71,7 +71,7 @@ impl LogStore {
     }
 }
 
-fn decode_entry(bytes: &[u8]) -> Result<Entry, net_mesh_engine::ExtensionError> {
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, net_mesh_engine::ExtensionError> {
     decode_row(LOG_TABLE, bytes)
 }
 

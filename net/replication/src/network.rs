@@ -315,13 +315,7 @@ impl Replication {
                 format!("snapshot from {peer}: {why}"),
             )
         })?;
-        let end = req.offset.saturating_add(req.data.len() as u64);
-        if end > MAX_SNAPSHOT_LEN {
-            return Err(RpcError::new(
-                ErrorKind::ResourceExhausted,
-                format!("snapshot past {MAX_SNAPSHOT_LEN} bytes (chunk ends at {end})"),
-            ));
-        }
+        within_snapshot_len(&req)?;
         Ok(match group.raft.install_snapshot(req).await {
             Ok(r) => {
                 group.leader_from.store(leader, Ordering::Relaxed);
@@ -346,7 +340,7 @@ impl Replication {
 /// index after another, and neither they nor `prev_log_id` carry a term above the sender's
 /// vote. openraft assumes this of every request it is given (only a debug assertion checks
 /// it), so a member that sends anything else is refused before openraft sees it.
-fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
+pub(crate) fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
     let term = req.vote.leader_id().get_term();
     if let Some(prev) = &req.prev_log_id
         && prev.leader_id.term > term
@@ -382,7 +376,7 @@ fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
 /// Whether a snapshot's meta is shaped as a leader sends it: its last log id of a term no
 /// later than the sender's vote, and its membership's log id no later than that last log id.
 /// openraft assumes both of every snapshot it installs (only a debug assertion checks them).
-fn well_formed_snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> Result<(), String> {
+pub(crate) fn well_formed_snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> Result<(), String> {
     let term = req.vote.leader_id().get_term();
     let last = req.meta.last_log_id;
     if let Some(last) = &last
@@ -397,6 +391,33 @@ fn well_formed_snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> Result<(), 
         return Err("its membership is of a log id after its last log id".to_string());
     }
     Ok(())
+}
+
+/// Whether a snapshot chunk ends within [`MAX_SNAPSHOT_LEN`].
+pub(crate) fn within_snapshot_len(
+    req: &InstallSnapshotRequest<TypeConfig>,
+) -> Result<(), RpcError> {
+    let end = req.offset.saturating_add(req.data.len() as u64);
+    if end > MAX_SNAPSHOT_LEN {
+        return Err(RpcError::new(
+            ErrorKind::ResourceExhausted,
+            format!("snapshot past {MAX_SNAPSHOT_LEN} bytes (chunk ends at {end})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The blob ref a `raft/v1/prefetch` or `raft/v1/propose` request names: at most
+/// [`MAX_OP_LEN`] bytes that decode as a `BlobRef`.
+pub(crate) fn request_blob_ref(bytes: &[u8]) -> Result<BlobRef, RpcError> {
+    if bytes.len() > MAX_OP_LEN {
+        return Err(RpcError::new(
+            ErrorKind::InvalidArgument,
+            format!("a blob ref of {} bytes (most {MAX_OP_LEN})", bytes.len()),
+        ));
+    }
+    BlobRef::decode(bytes)
+        .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("blob ref: {e}")))
 }
 
 fn stopped<T>(e: impl std::fmt::Display) -> Reply<T> {
@@ -491,17 +512,7 @@ impl RpcUnaryHandler for PrefetchHandler {
                 ),
             ));
         };
-        if req.blob_ref.len() > MAX_OP_LEN {
-            return Err(RpcError::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "a blob ref of {} bytes (most {MAX_OP_LEN})",
-                    req.blob_ref.len()
-                ),
-            ));
-        }
-        let blob_ref = BlobRef::decode(&req.blob_ref)
-            .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("blob ref: {e}")))?;
+        let blob_ref = request_blob_ref(&req.blob_ref)?;
         let answer = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             server.prefetch(&source, &blob_ref)

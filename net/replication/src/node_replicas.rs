@@ -29,10 +29,10 @@ use crate::channel::{ReplicatedChannel, ReplicationConfig};
 use crate::error::{ProposeError, ReplicationError};
 use crate::fetch::Fetcher;
 use crate::moves::{MoveEvent, MoveSpec, Moves};
-use crate::network::Replication;
+use crate::network::{Replication, request_blob_ref};
 use crate::prefetch::hold_op;
 use crate::tables::{LOG_META_TABLE, LogMetaRow, NAMESPACE, STATE_TABLE, StateRow};
-use crate::types::{MAX_OP_LEN, Member, PinOp};
+use crate::types::{Member, PinOp};
 
 /// `raft/v1/propose`: a member asks the leader to propose `op` in the call's channel.
 pub const METHOD_PROPOSE: &str = "raft/v1/propose";
@@ -622,14 +622,7 @@ impl RpcUnaryHandler for ProposeHandler {
             ));
         }
         if let PinOp::Pin { blob_ref, .. } = &op {
-            if blob_ref.len() > MAX_OP_LEN {
-                return Err(RpcError::new(
-                    ErrorKind::InvalidArgument,
-                    format!("a blob ref of {} bytes (most {MAX_OP_LEN})", blob_ref.len()),
-                ));
-            }
-            let blob_ref = BlobRef::decode(blob_ref)
-                .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("blob ref: {e}")))?;
+            let blob_ref = request_blob_ref(blob_ref)?;
             fetch_held(&group, &source, &blob_ref, &self.0.stop)
                 .await
                 .map_err(|e| e.to_rpc())?;

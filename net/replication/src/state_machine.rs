@@ -36,10 +36,10 @@ use crate::types::{
 };
 
 /// Table name used in error reports of snapshot bodies.
-const SNAPSHOT: &str = "snapshot";
+pub(crate) const SNAPSHOT: &str = "snapshot";
 
 /// A snapshot's body: the channel's pins (meta travels beside it, in openraft's
-/// `SnapshotMeta`). Encoded as a row: version byte 1, then postcard.
+/// `SnapshotMeta`). Encoded as a row: version byte [`crate::tables::ROW_VERSION`], then postcard.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotBody {
     pub pins: Vec<SnapshotPin>,
@@ -50,6 +50,16 @@ pub struct SnapshotBody {
 pub struct SnapshotPin {
     pub name: String,
     pub blob_ref: Vec<u8>,
+}
+
+/// The pins a snapshot's body installs, by blob id: each pin's blob ref decoded.
+pub(crate) fn wanted_pins(body: SnapshotBody) -> Result<BTreeMap<Hash, (BlobRef, String)>, String> {
+    let mut wanted = BTreeMap::new();
+    for pin in body.pins {
+        let r = BlobRef::decode(&pin.blob_ref).map_err(|e| e.to_string())?;
+        wanted.insert(blob_id(&r), (r, pin.name));
+    }
+    Ok(wanted)
 }
 
 /// The state machine of one channel (clones share the store and the apply lock).
@@ -337,11 +347,7 @@ impl StateMachine {
         };
         let body: SnapshotBody =
             decode_row(SNAPSHOT, bytes).map_err(|e| corrupted(e.to_string()))?;
-        let mut wanted: BTreeMap<Hash, (BlobRef, String)> = BTreeMap::new();
-        for pin in body.pins {
-            let r = BlobRef::decode(&pin.blob_ref).map_err(|e| corrupted(e.to_string()))?;
-            wanted.insert(blob_id(&r), (r, pin.name));
-        }
+        let wanted = wanted_pins(body).map_err(corrupted)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         if let Some(fetcher) = &self.fetcher {
             let first = self.leader_from.load(Ordering::Relaxed);

@@ -129,7 +129,7 @@ pub struct MoveRow {
 }
 
 impl MoveRow {
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         for n in [&self.from, &self.to] {
             if n.host_port.len() > MAX_HOST_PORT_LEN {
                 return Err(format!(
