@@ -120,7 +120,8 @@ impl Reader<'_> {
                 Some(data) => write_part(chunk, chunk_start, &data, range, sink)?,
                 None => {
                     // Lost (also one read whole moments ago, for the last rebuild).
-                    rebuilt = self.rebuild(codec, span, refs, i, place)?;
+                    let wanted_positions: Vec<usize> = wanted.iter().map(|(p, _)| *p).collect();
+                    rebuilt = self.rebuild(codec, span, refs, i, &wanted_positions, place)?;
                     let at = rebuilt.iter().position(|(p, _)| *p == i).ok_or(
                         BlobError::Unrecoverable {
                             stripe: span.stripe_index,
@@ -136,18 +137,19 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Rebuilds the stripe's lost data chunks, `first_lost` among them: reads the shards a
-    /// rebuild plan uses (the data chunks not known lost, then parity) one at a time, each
-    /// verified, added into the lost ones and dropped; a shard found lost too joins the lost
-    /// ones and the plan starts over without it (at most n − k times). Holds the rebuilt
-    /// chunks and one shard, never the stripe. Returns the rebuilt chunks (each checked
-    /// against its hash) with their stripe positions.
+    /// Rebuilds the stripe's lost data chunks at positions in `wanted`, `first_lost` among
+    /// them: reads the shards a rebuild plan uses (the data chunks not known lost, then
+    /// parity) one at a time, each verified, added into the lost ones and dropped; a shard
+    /// found lost too is left out and the plan starts over without it (at most n − k times).
+    /// Holds the rebuilt chunks and one shard, never the stripe. Returns the rebuilt chunks
+    /// (each checked against its hash) with their stripe positions.
     fn rebuild(
         &self,
         codec: &StripeCodec,
         span: &StripeSpan,
         refs: &[ChunkRef],
         first_lost: usize,
+        wanted: &[usize],
         place: ChunkPlace,
     ) -> Result<Vec<(usize, Vec<u8>)>, BlobError> {
         let mut lost = vec![first_lost];
@@ -167,7 +169,7 @@ impl Reader<'_> {
             let lost_data: Vec<usize> = lost
                 .iter()
                 .copied()
-                .filter(|p| *p < span.data_count)
+                .filter(|p| *p < span.data_count && wanted.contains(p))
                 .collect();
             let mut plan = codec.plan_rebuild(span, &lost_data, &used)?;
             for (index, &position) in used.iter().enumerate() {
