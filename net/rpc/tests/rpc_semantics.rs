@@ -377,6 +377,40 @@ async fn messages_larger_than_one_noise_message_round_trip() {
 }
 
 /// `RawBytes` is wire-compatible with serde byte strings and is decoded strictly.
+/// A typed message is decoded whole: bytes after its encoding are a Decode error, for a
+/// request (the handler never runs) and for an answer.
+#[tokio::test]
+async fn a_message_with_bytes_after_it_is_a_decode_error() {
+    let h = harness().await;
+    let err = within(h.session.call_unary::<(String, u8), String>(
+        "echo",
+        &("hi".to_string(), 7),
+        CallOptions::default(),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Decode, "{err}");
+    assert!(err.message.contains("1 bytes after the message"), "{err}");
+    // The answer "hi" read as an empty string followed by bytes.
+    let err = within(h.session.call_unary::<String, ()>(
+        "echo",
+        &"hi".to_string(),
+        CallOptions::default(),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Decode, "{err}");
+    // The session goes on.
+    let out: String = within(h.session.call_unary(
+        "echo",
+        &"after".to_string(),
+        CallOptions::default(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(out, "after");
+}
+
 #[tokio::test]
 async fn raw_bytes_requests_interoperate_and_decode_strictly() {
     let h = harness().await;

@@ -97,9 +97,17 @@ impl RpcError {
     }
 }
 
+/// Decodes one whole message (docs/FORMAT.md §5): postcard, nothing after it.
 pub(crate) fn decode_message<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| RpcError::new(ErrorKind::Decode, format!("decode: {e}")))
+    let (message, rest) = postcard::take_from_bytes(bytes)
+        .map_err(|e| RpcError::new(ErrorKind::Decode, format!("decode: {e}")))?;
+    if !rest.is_empty() {
+        return Err(RpcError::new(
+            ErrorKind::Decode,
+            format!("decode: {} bytes after the message", rest.len()),
+        ));
+    }
+    Ok(message)
 }
 
 /// Tunables for an [`Endpoint`]. Budgets are in bytes; receive budgets count charged bytes
