@@ -25,7 +25,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{EntryPayload, Raft, RaftNetwork, RaftNetworkFactory};
+use openraft::{EntryPayload, Membership, Raft, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -337,9 +337,10 @@ impl Replication {
 }
 
 /// Whether an append is shaped as a leader sends it: its entries follow `prev_log_id` one
-/// index after another, and neither they nor `prev_log_id` carry a term above the sender's
-/// vote. openraft assumes this of every request it is given (only a debug assertion checks
-/// it), so a member that sends anything else is refused before openraft sees it.
+/// index after another, neither they nor `prev_log_id` carry a term above the sender's vote,
+/// and each entry is one a leader of this build logs (a valid op, a well-formed membership).
+/// openraft assumes this of every request it is given (only a debug assertion checks it, or
+/// none), so a member that sends anything else is refused before openraft sees it.
 pub(crate) fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
     let term = req.vote.leader_id().get_term();
     if let Some(prev) = &req.prev_log_id
@@ -364,9 +365,13 @@ pub(crate) fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), 
                 entry.log_id.index, entry.log_id.leader_id.term
             ));
         }
-        if let EntryPayload::Normal(op) = &entry.payload {
-            op.check()
-                .map_err(|why| format!("entry {}: {why}", entry.log_id.index))?;
+        match &entry.payload {
+            EntryPayload::Normal(op) => op
+                .check()
+                .map_err(|why| format!("entry {}: {why}", entry.log_id.index))?,
+            EntryPayload::Membership(m) => well_formed_membership(m)
+                .map_err(|why| format!("entry {}: {why}", entry.log_id.index))?,
+            EntryPayload::Blank => {}
         }
         next = next.saturating_add(1);
     }
@@ -374,8 +379,9 @@ pub(crate) fn well_formed(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), 
 }
 
 /// Whether a snapshot's meta is shaped as a leader sends it: its last log id of a term no
-/// later than the sender's vote, and its membership's log id no later than that last log id.
-/// openraft assumes both of every snapshot it installs (only a debug assertion checks them).
+/// later than the sender's vote, its membership's log id no later than that last log id, and
+/// its membership well formed ([`well_formed_membership`]). openraft assumes all three of
+/// every snapshot it installs (only a debug assertion checks the first two).
 pub(crate) fn well_formed_snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> Result<(), String> {
     let term = req.vote.leader_id().get_term();
     let last = req.meta.last_log_id;
@@ -389,6 +395,26 @@ pub(crate) fn well_formed_snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> 
     }
     if req.meta.last_membership.log_id().as_ref() > last.as_ref() {
         return Err("its membership is of a log id after its last log id".to_string());
+    }
+    well_formed_membership(req.meta.last_membership.membership())
+        .map_err(|why| format!("its membership: {why}"))
+}
+
+/// Whether a membership is one a leader logs: one configuration, or two while joint, none of
+/// them empty, and every voter among its nodes. openraft takes any membership a leader sends
+/// (only its own changes are checked), makes it the effective one, and later unwraps each
+/// voter's node to reach it: a voter without one stops the group on that member, and an
+/// empty configuration leaves it no quorum to count.
+pub(crate) fn well_formed_membership(m: &Membership<u64, Member>) -> Result<(), String> {
+    let configs = m.get_joint_config();
+    if configs.is_empty() || configs.len() > 2 {
+        return Err(format!("a membership of {} configurations", configs.len()));
+    }
+    if configs.iter().any(|c| c.is_empty()) {
+        return Err("a membership with an empty configuration".to_string());
+    }
+    if let Some(voter) = m.voter_ids().find(|id| m.get_node(id).is_none()) {
+        return Err(format!("voter {voter} is not among the membership's nodes"));
     }
     Ok(())
 }
@@ -690,5 +716,43 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         self.call(METHOD_VOTE, &rpc, &option)
             .await
             .map_err(rpc_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    fn member(b: u8) -> Member {
+        Member {
+            node_id: [b; 32],
+            host_port: format!("127.0.0.1:{b}"),
+        }
+    }
+
+    /// `Membership::new` gives every voter a node; the wire need not: a membership decoded
+    /// from bytes whose voter has none is refused, as is an empty or a triple one.
+    #[test]
+    fn a_membership_is_well_formed_only_as_a_leader_logs_it() -> Result<(), postcard::Error> {
+        let nodes = BTreeMap::from([(1u64, member(1)), (2, member(2))]);
+        let good = Membership::new(vec![BTreeSet::from([1u64, 2])], nodes.clone());
+        assert_eq!(well_formed_membership(&good), Ok(()));
+        let joint = Membership::new(
+            vec![BTreeSet::from([1u64]), BTreeSet::from([1u64, 2])],
+            nodes.clone(),
+        );
+        assert_eq!(well_formed_membership(&joint), Ok(()));
+        // Postcard encodes the struct as its two fields in order.
+        let bytes = postcard::to_allocvec(&(vec![BTreeSet::from([1u64, 3])], nodes))?;
+        let voter_without_node: Membership<u64, Member> = postcard::from_bytes(&bytes)?;
+        assert_eq!(
+            well_formed_membership(&voter_without_node),
+            Err("voter 3 is not among the membership's nodes".to_string())
+        );
+        assert!(well_formed_membership(&Membership::new(vec![BTreeSet::new()], None)).is_err());
+        assert!(well_formed_membership(&Membership::new(vec![], None)).is_err());
+        Ok(())
     }
 }

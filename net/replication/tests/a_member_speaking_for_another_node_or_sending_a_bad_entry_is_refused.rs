@@ -4,8 +4,9 @@
 //! counted, and changes nothing. And an entry no leader of this build would propose (a pin
 //! name that is not valid, a blob ref that does not decode, an entry over `MAX_OP_LEN`) is
 //! refused before openraft takes it, even from the leader's own identity: applying it would
-//! stop the group on that member at every restart; so is a snapshot whose meta no leader
-//! sends (openraft assumes its shape). Real sessions over 127.0.0.1.
+//! stop the group on that member at every restart; so is a membership no leader logs (an
+//! empty configuration, more than two) in an entry or a snapshot, and a snapshot whose meta no
+//! leader sends (openraft assumes its shape). Real sessions over 127.0.0.1.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -229,8 +230,43 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
         .await;
     }
 
+    // A membership no leader logs: openraft would make it the target's effective one and stop
+    // the group there (an empty configuration leaves no quorum; it unwraps each voter's node).
+    let bad_memberships = [
+        openraft::Membership::new(vec![std::collections::BTreeSet::new()], None),
+        openraft::Membership::new(vec![], None),
+        openraft::Membership::new(
+            vec![
+                std::collections::BTreeSet::from([leader_id]),
+                std::collections::BTreeSet::from([target_id]),
+                std::collections::BTreeSet::from([leader_id, target_id]),
+            ],
+            None,
+        ),
+    ];
+    for membership in bad_memberships.clone() {
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(term, leader_id),
+            prev_log_id: Some(last),
+            entries: vec![Entry::<TypeConfig> {
+                log_id: LogId::new(CommittedLeaderId::new(term, leader_id), index + 1),
+                payload: EntryPayload::Membership(membership),
+            }],
+            leader_commit: Some(last),
+        };
+        refused(
+            &session,
+            METHOD_APPEND,
+            &append,
+            ErrorKind::InvalidArgument,
+            "configuration",
+        )
+        .await;
+    }
+
     // A snapshot from the leader's identity whose meta no leader sends: a last log id of a
-    // term after the vote's, or a membership logged after its last log id.
+    // term after the vote's, a membership logged after its last log id, or a membership no
+    // leader logs.
     let later_membership = openraft::StoredMembership::new(
         Some(LogId::new(
             CommittedLeaderId::new(term, leader_id),
@@ -252,6 +288,16 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
                 index + 10,
             )),
             later_membership,
+        ),
+        (
+            Some(LogId::new(
+                CommittedLeaderId::new(term, leader_id),
+                index + 10,
+            )),
+            openraft::StoredMembership::new(
+                Some(LogId::new(CommittedLeaderId::new(term, leader_id), index)),
+                bad_memberships[0].clone(),
+            ),
         ),
     ];
     for (last_log_id, last_membership) in bad_metas {

@@ -124,9 +124,13 @@ pub async fn forge(
     };
     let snapshot = |term: u64, node: u64| InstallSnapshotRequest::<TypeConfig> {
         vote: Vote::new_committed(term, node),
+        // Well formed too (a membership a leader logs, before its last log id).
         meta: SnapshotMeta {
             last_log_id: Some(log_id(term, node, 1 << 40)),
-            last_membership: Default::default(),
+            last_membership: openraft::StoredMembership::new(
+                Some(log_id(term, node, 0)),
+                openraft::Membership::new(vec![std::collections::BTreeSet::from([node])], None),
+            ),
             snapshot_id: forged_name(seq),
         },
         offset: 0,
