@@ -19,6 +19,7 @@ mod support;
 use std::time::Duration;
 
 use net_mesh_node::call_token::encode_metadata;
+use net_mesh_replication::network::Reply;
 use net_mesh_replication::state_machine::{SnapshotBody, SnapshotPin};
 use net_mesh_replication::tables::encode_row;
 use net_mesh_replication::types::MAX_OP_LEN;
@@ -28,7 +29,10 @@ use net_mesh_replication::{
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::{Config, ErrorKind, Router};
 use net_mesh_rpc::{Endpoint, Session};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, SnapshotMeta, Vote};
 use support::*;
 
@@ -36,7 +40,9 @@ fn opts() -> CallOptions {
     CallOptions::with_timeout(Duration::from_secs(10)).metadata(encode_metadata(CHANNEL, &[]))
 }
 
-async fn refused<Req: serde::Serialize>(
+/// Calls `method` expecting a refusal of `kind` saying `says`; `Resp` is the method's answer
+/// (decoded in full if one comes, so an answer shows as what it is).
+async fn refused<Req: serde::Serialize, Resp: serde::de::DeserializeOwned + std::fmt::Debug>(
     session: &Session,
     method: &str,
     req: &Req,
@@ -44,7 +50,7 @@ async fn refused<Req: serde::Serialize>(
     says: &str,
 ) {
     let err = session
-        .call_unary::<_, serde_ignored::Any>(method, req, opts())
+        .call_unary::<_, Reply<Resp>>(method, req, opts())
         .await
         .unwrap_err();
     assert_eq!(err.kind, kind, "{method}: {err}");
@@ -123,7 +129,7 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
         )),
     };
     let says = "speaks only for itself";
-    refused(
+    refused::<_, AppendEntriesResponse<u64>>(
         &session,
         METHOD_APPEND,
         &crown_the_callee,
@@ -131,7 +137,7 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
         says,
     )
     .await;
-    refused(
+    refused::<_, AppendEntriesResponse<u64>>(
         &session,
         METHOD_APPEND,
         &as_the_leader,
@@ -140,7 +146,7 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
     )
     .await;
     let vote_for_the_leader = VoteRequest::new(Vote::new(far, leader_id), Some(last));
-    refused(
+    refused::<_, VoteResponse<u64>>(
         &session,
         METHOD_VOTE,
         &vote_for_the_leader,
@@ -165,7 +171,7 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
         .unwrap(),
         done: true,
     };
-    refused(
+    refused::<_, InstallSnapshotResponse<u64>>(
         &session,
         METHOD_SNAPSHOT,
         &snapshot_as_the_leader,
@@ -220,7 +226,7 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
                 index + 1,
             )),
         };
-        refused(
+        refused::<_, AppendEntriesResponse<u64>>(
             &session,
             METHOD_APPEND,
             &append,
@@ -254,7 +260,7 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
             }],
             leader_commit: Some(last),
         };
-        refused(
+        refused::<_, AppendEntriesResponse<u64>>(
             &session,
             METHOD_APPEND,
             &append,
@@ -315,7 +321,7 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
             .unwrap(),
             done: true,
         };
-        refused(
+        refused::<_, InstallSnapshotResponse<u64>>(
             &session,
             METHOD_SNAPSHOT,
             &snapshot,
@@ -341,16 +347,5 @@ async fn a_member_speaking_for_another_node_or_sending_a_bad_entry_is_refused() 
     assert!(pinned(&members[target].store).is_empty());
     for c in channels {
         c.shutdown().await.unwrap();
-    }
-}
-
-/// A response type that accepts any payload (the calls above must never get one).
-mod serde_ignored {
-    #[derive(Debug)]
-    pub struct Any;
-    impl<'de> serde::Deserialize<'de> for Any {
-        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Any, D::Error> {
-            Ok(Any)
-        }
     }
 }

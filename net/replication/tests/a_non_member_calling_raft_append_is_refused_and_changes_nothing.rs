@@ -13,11 +13,12 @@ mod support;
 use std::time::Duration;
 
 use net_mesh_node::call_token::encode_metadata;
+use net_mesh_replication::network::Reply;
 use net_mesh_replication::{METHOD_APPEND, METHOD_VOTE, TypeConfig, stored_applied};
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::{Config, ErrorKind, Router};
 use net_mesh_rpc::{Endpoint, Identity};
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use support::*;
 
@@ -77,21 +78,25 @@ async fn a_non_member_calling_raft_append_is_refused_and_changes_nothing() {
     let metadata = encode_metadata(CHANNEL, &[]);
     let opts = || CallOptions::with_timeout(Duration::from_secs(10)).metadata(metadata.clone());
     let err = session
-        .call_unary::<_, serde_ignored::Any>(METHOD_APPEND, &unpin_everything, opts())
+        .call_unary::<_, Reply<AppendEntriesResponse<u64>>>(
+            METHOD_APPEND,
+            &unpin_everything,
+            opts(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     assert!(err.message.contains("not a member"), "{err}");
     let vote = VoteRequest::new(Vote::new(term, fake_leader), None);
     let err = session
-        .call_unary::<_, serde_ignored::Any>(METHOD_VOTE, &vote, opts())
+        .call_unary::<_, Reply<VoteResponse<u64>>>(METHOD_VOTE, &vote, opts())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     // A channel that is not replicated here is refused the same way.
     let other = encode_metadata("elsewhere", &[]);
     let err = session
-        .call_unary::<_, serde_ignored::Any>(
+        .call_unary::<_, Reply<AppendEntriesResponse<u64>>>(
             METHOD_APPEND,
             &unpin_everything,
             CallOptions::with_timeout(Duration::from_secs(10)).metadata(other),
@@ -121,16 +126,5 @@ async fn a_non_member_calling_raft_append_is_refused_and_changes_nothing() {
     assert!(pinned(&members[target].store).is_empty());
     for c in channels {
         c.shutdown().await.unwrap();
-    }
-}
-
-/// A response type that accepts any payload (the calls above must never get one).
-mod serde_ignored {
-    #[derive(Debug)]
-    pub struct Any;
-    impl<'de> serde::Deserialize<'de> for Any {
-        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Any, D::Error> {
-            Ok(Any)
-        }
     }
 }
