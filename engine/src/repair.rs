@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use net_mesh_segments::RecordKind;
 
 use crate::codec::{BlobRef, ChunkRef, Hash, InternalNode, LeafNode, internal_id, leaf_id};
-use crate::erasure::{ErasureError, RsParams, StripeCodec, stripes};
+use crate::erasure::{ErasureError, RebuiltShards, RsParams, StripeCodec, StripeSpan, stripes};
 use crate::error::{BlobError, Classify, ErrorClass, StoreError};
 use crate::index::{Batch, NewObject};
 use crate::read::{ChunkPlace, ObjectSource, Reader, StoreSource};
@@ -168,47 +168,40 @@ impl<'s> Repair<'s> {
         Ok(())
     }
 
-    /// Checks and repairs every stripe of one chunk list.
+    /// Checks and repairs every stripe of one chunk list: reads every shard (verified, then
+    /// dropped) to find the lost ones, and rebuilds those from the others read again one at a
+    /// time ([`Rebuild`](crate::erasure::Rebuild)): a stripe is never held whole.
     fn list(&mut self, chunks: &[ChunkRef]) -> Result<(), RepairError> {
         for span in stripes(self.codec.params(), chunks)? {
             let refs = chunks.get(span.all_range()).unwrap_or_default();
             self.report.stripes_walked = self.report.stripes_walked.saturating_add(1);
-            let mut shards = Vec::with_capacity(refs.len());
+            let mut lost = Vec::new();
             for (i, chunk) in refs.iter().enumerate() {
-                let shard = match self.rebuilt.get(&chunk.hash) {
-                    Some(bytes) => Some(bytes.clone()),
-                    None => Reader::new(&self.source).shard(chunk, i, ChunkPlace::Flat)?,
-                };
-                shards.push(shard);
+                if !self.rebuilt.contains_key(&chunk.hash) && self.shard(chunk, i)?.is_none() {
+                    lost.push(i);
+                }
             }
-            let lost: Vec<usize> = shards
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.is_none())
-                .map(|(i, _)| i)
-                .collect();
             if lost.is_empty() {
                 self.report.healthy = self.report.healthy.saturating_add(1);
                 continue;
             }
-            match self.codec.reconstruct(&span, refs, &mut shards, true) {
-                Ok(()) => {}
+            let rebuilt = match self.rebuild(&span, refs, lost)? {
+                Ok(rebuilt) => rebuilt,
                 Err(ErasureError::TooManyLost { .. } | ErasureError::RebuiltMismatch { .. }) => {
                     tracing::warn!(stripe = span.stripe_index, "stripe is unrecoverable");
                     self.report.unrecoverable = self.report.unrecoverable.saturating_add(1);
                     self.report.unrecoverable_stripes.push(span.stripe_index);
                     continue;
                 }
-                Err(e) => return Err(e.into()),
-            }
-            for i in lost {
-                let (Some(chunk), Some(Some(bytes))) = (refs.get(i), shards.get_mut(i)) else {
+                Err(e) => return Err(BlobError::from(e).into()),
+            };
+            for (i, bytes) in rebuilt {
+                let Some(chunk) = refs.get(i) else {
                     continue;
                 };
                 if self.rebuilt.contains_key(&chunk.hash) {
                     continue;
                 }
-                let bytes = std::mem::take(bytes);
                 self.store_rebuilt(chunk.hash, bytes, chunks)?;
             }
             self.report.repaired = self.report.repaired.saturating_add(1);
@@ -217,6 +210,59 @@ impl<'s> Repair<'s> {
             }
         }
         Ok(())
+    }
+
+    /// Shard `i` of a stripe, verified (`None` when lost): one rebuilt by this repair, or read.
+    fn shard(&self, chunk: &ChunkRef, i: usize) -> Result<Option<Vec<u8>>, BlobError> {
+        match self.rebuilt.get(&chunk.hash) {
+            Some(bytes) => Ok(Some(bytes.clone())),
+            None => Reader::new(&self.source).shard(chunk, i, ChunkPlace::Flat),
+        }
+    }
+
+    /// Rebuilds the shards at `lost` (data and parity) from as many others as the stripe has
+    /// data shards, read one at a time and added in; one found lost now joins the lost ones
+    /// and the rebuild starts over. The outer error is a read's that is no erasure.
+    fn rebuild(
+        &self,
+        span: &StripeSpan,
+        refs: &[ChunkRef],
+        mut lost: Vec<usize>,
+    ) -> Result<Result<RebuiltShards, ErasureError>, BlobError> {
+        'plan: loop {
+            if lost.len() > span.parity_count {
+                return Ok(Err(ErasureError::TooManyLost {
+                    stripe: span.stripe_index,
+                    lost: lost.len(),
+                    tolerated: span.parity_count,
+                }));
+            }
+            let used: Vec<usize> = (0..span.total())
+                .filter(|p| !lost.contains(p))
+                .take(span.data_count)
+                .collect();
+            let mut plan = match self.codec.plan_rebuild(span, &lost, &used) {
+                Ok(plan) => plan,
+                Err(e) => return Ok(Err(e)),
+            };
+            for (index, &position) in used.iter().enumerate() {
+                let shard = match refs.get(position) {
+                    Some(chunk) => self.shard(chunk, position)?,
+                    None => None,
+                };
+                let added = match shard {
+                    Some(bytes) => plan.add(index, &bytes),
+                    None => {
+                        lost.push(position);
+                        continue 'plan;
+                    }
+                };
+                if let Err(e) = added {
+                    return Ok(Err(e));
+                }
+            }
+            return Ok(plan.finish(refs));
+        }
     }
 
     /// Appends a rebuilt chunk and records its index change in the open batch.

@@ -5,7 +5,8 @@
 //!   size, 200 MiB for a `--rs 200,210` get of 1 MiB chunks, 4 GiB at the largest k and
 //!   chunk.) A read with a lost chunk returns the right bytes and holds the lost chunk and
 //!   one shard: the rebuild adds each shard it reads into the lost one. (It held k shards of
-//!   the stripe's length, virtual ones of a short stripe included.)
+//!   the stripe's length, virtual ones of a short stripe included.) So does a repair (it held
+//!   every shard of the stripe).
 //! - A put adds each data chunk into its stripe's parity as it comes and keeps only the
 //!   parity: it holds what a plain put holds plus a few stripes' parity (p shards each). (It
 //!   kept every data chunk of the stripe being filled and of the stripes being encoded: 3 × k
@@ -125,6 +126,24 @@ fn an_erasure_coded_read_holds_one_chunk_not_a_stripe() {
     assert!(
         rebuilt < stripe / 4,
         "a read with rebuilds added {rebuilt} B"
+    );
+
+    // So does a repair, which reads every shard of every stripe and stores the rebuilt ones.
+    let mut report = None;
+    let repaired = peak_added(|| {
+        report = Some(store.repair(&blob_ref).unwrap());
+    });
+    let report = report.unwrap();
+    assert_eq!((report.repaired, report.chunks_rebuilt), (2, 2));
+    eprintln!("a repair rebuilding a chunk in each stripe added {repaired} B");
+    assert!(repaired < stripe / 4, "a repair added {repaired} B");
+    let mut sink = HashingSink::default();
+    store.fetch(&blob_ref, &mut sink).unwrap();
+    assert_eq!(sink.finish(), blake3::hash(&data), "the repaired blob");
+    assert_eq!(
+        store.repair(&blob_ref).unwrap().repaired,
+        0,
+        "nothing left to repair"
     );
 }
 

@@ -269,16 +269,6 @@ pub fn stripes(params: RsParams, chunks: &[ChunkRef]) -> Result<Vec<StripeSpan>,
 /// an MDS code's parity rows is non-zero), never a copy of the data.
 pub const VIRTUAL_SHARD_BYTE: u8 = 0xFF;
 
-/// The virtual shard of data column `column` in a short stripe.
-fn virtual_shard(k: usize, column: usize, shard_len: usize) -> Vec<u8> {
-    let byte = if column.saturating_add(1) == k {
-        VIRTUAL_SHARD_BYTE
-    } else {
-        0
-    };
-    vec![byte; shard_len]
-}
-
 /// Bytes of every shard coded per call into the codec (see `StripeCodec::encode`).
 const CODING_BLOCK: usize = 32 * 1024;
 
@@ -422,138 +412,13 @@ impl StripeCodec {
             .copied()
             .unwrap_or(0)
     }
-
-    /// Rebuilds the lost shards of one stripe in place and verifies them.
-    ///
-    /// `refs` are the stripe's refs (data then parity, as in its list); `shards[i]` holds the
-    /// verified bytes of `refs[i]` (true size, unpadded) or `None` when lost. With
-    /// `with_parity`, lost parity shards are rebuilt too (repair); otherwise only data shards
-    /// (reads). Every rebuilt shard is cut to its ref's size and hashed against its ref.
-    pub fn reconstruct(
-        &self,
-        span: &StripeSpan,
-        refs: &[ChunkRef],
-        shards: &mut [Option<Vec<u8>>],
-        with_parity: bool,
-    ) -> Result<(), ErasureError> {
-        let total = span.total();
-        if refs.len() != total || shards.len() != total {
-            return Err(ErasureError::Codec(format!(
-                "stripe {} has {total} shards, got {} refs and {} buffers",
-                span.stripe_index,
-                refs.len(),
-                shards.len()
-            )));
-        }
-        let lost: Vec<usize> = shards
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_none())
-            .map(|(i, _)| i)
-            .collect();
-        if lost.len() > span.parity_count {
-            return Err(ErasureError::TooManyLost {
-                stripe: span.stripe_index,
-                lost: lost.len(),
-                tolerated: span.parity_count,
-            });
-        }
-        if lost.is_empty() {
-            return Ok(());
-        }
-        let shard_len = usize::try_from(span.shard_len).unwrap_or(usize::MAX);
-        for shard in shards.iter_mut().flatten() {
-            if shard.len() > shard_len {
-                return Err(ErasureError::Codec(format!(
-                    "stripe {}: a shard of {} bytes exceeds the shard length {shard_len}",
-                    span.stripe_index,
-                    shard.len()
-                )));
-            }
-            shard.resize(shard_len, 0);
-        }
-        // Lay the stripe out in code columns: data chunks in `0..k'`, virtual shards (known,
-        // never lost) in `k'..k`, then the parity.
-        let k = self.params.data_shards();
-        let mut full: Vec<Option<Vec<u8>>> = (0..k)
-            .map(|column| Some(virtual_shard(k, column, shard_len)))
-            .collect();
-        let (data_part, parity_part) = shards.split_at_mut(span.data_count.min(shards.len()));
-        for (slot, shard) in full.iter_mut().zip(data_part.iter_mut()) {
-            *slot = shard.take();
-        }
-        full.extend(parity_part.iter_mut().map(Option::take));
-        let present: Vec<bool> = full.iter().map(Option::is_some).collect();
-        let mut bufs: Vec<Vec<u8>> = full
-            .into_iter()
-            .map(|s| s.unwrap_or_else(|| vec![0u8; shard_len]))
-            .collect();
-        // Column-block by column-block, like `encode`.
-        let mut result = Ok(());
-        let mut offset = 0usize;
-        while offset < shard_len {
-            let end = offset.saturating_add(CODING_BLOCK).min(shard_len);
-            let mut blocks: Vec<(&mut [u8], bool)> = bufs
-                .iter_mut()
-                .zip(&present)
-                .map(|(b, &p)| (b.get_mut(offset..end).unwrap_or_default(), p))
-                .collect();
-            result = if with_parity {
-                self.full.reconstruct(&mut blocks)
-            } else {
-                self.full.reconstruct_data(&mut blocks)
-            };
-            if result.is_err() {
-                break;
-            }
-            offset = end;
-        }
-        // Hand the shards back (virtual ones dropped): present ones, and rebuilt ones on success.
-        let ok = result.is_ok();
-        let mut bufs = bufs.into_iter().zip(present);
-        for slot in data_part.iter_mut() {
-            *slot = bufs.next().and_then(|(b, p)| (p || ok).then_some(b));
-        }
-        let mut bufs = bufs.skip(k.saturating_sub(span.data_count));
-        for slot in parity_part.iter_mut() {
-            *slot = bufs
-                .next()
-                .and_then(|(b, p)| (p || (ok && with_parity)).then_some(b));
-        }
-        result.map_err(codec_error)?;
-        for (position, (shard, r)) in shards.iter_mut().zip(refs).enumerate() {
-            if let Some(bytes) = shard.as_mut() {
-                bytes.truncate(usize::try_from(r.size).unwrap_or(usize::MAX));
-            }
-            let rebuilt = lost.contains(&position);
-            let wanted = with_parity || r.role == ChunkRole::Data;
-            if !(rebuilt && wanted) {
-                continue;
-            }
-            let Some(bytes) = shard.as_ref() else {
-                return Err(ErasureError::Codec(format!(
-                    "stripe {}: shard {position} was not rebuilt",
-                    span.stripe_index
-                )));
-            };
-            let actual = chunk_id(bytes);
-            if actual != r.hash {
-                return Err(ErasureError::RebuiltMismatch {
-                    stripe: span.stripe_index,
-                    position,
-                    expected: r.hash,
-                    actual,
-                });
-            }
-        }
-        Ok(())
-    }
 }
 
 impl StripeCodec {
-    /// Plans rebuilding the data shards at stripe positions `lost` (positions as in the
-    /// stripe's refs: data, then parity) from the shards at positions `used`: as many as the
-    /// stripe has data shards, none of them lost. See [`Rebuild`].
+    /// Plans rebuilding the shards at stripe positions `lost` (positions as in the stripe's
+    /// refs: data, then parity; reads rebuild data, a repair parity too) from the shards at
+    /// positions `used`: as many as the stripe has data shards, none of them lost. See
+    /// [`Rebuild`].
     pub fn plan_rebuild(
         &self,
         span: &StripeSpan,
@@ -571,13 +436,11 @@ impl StripeCodec {
             )));
         }
         if used.len() != span.data_count
-            || lost
-                .iter()
-                .any(|l| *l >= span.data_count || used.contains(l))
+            || lost.iter().any(|l| *l >= span.total() || used.contains(l))
             || used.iter().any(|u| *u >= span.total())
         {
             return Err(bad(format!(
-                "cannot rebuild data shards {lost:?} from shards {used:?}"
+                "cannot rebuild shards {lost:?} from shards {used:?}"
             )));
         }
         // Code columns: the stripe's data in 0..data_count, its virtual shards (known, never
@@ -608,9 +471,12 @@ impl StripeCodec {
                 .zip(&present)
                 .map(|(b, &p)| (b.as_mut_slice(), p))
                 .collect();
-            self.full
-                .reconstruct_data(&mut shards)
-                .map_err(codec_error)?;
+            if lost.iter().all(|l| *l < span.data_count) {
+                self.full.reconstruct_data(&mut shards)
+            } else {
+                self.full.reconstruct(&mut shards)
+            }
+            .map_err(codec_error)?;
             Ok(lost
                 .iter()
                 .map(|l| bytes.get(column(*l)).map_or(0, |b| b[0]))
@@ -647,15 +513,17 @@ impl StripeCodec {
     }
 }
 
-/// A rebuild of some of a stripe's lost data shards that takes the shards it reads one at a
-/// time: each lost shard is a fixed combination of the `k` shards used (virtual ones
-/// included), so every shard read is added into each lost one ([`Rebuild::add`]) and can be
-/// dropped. It holds the lost shards, never the stripe (the whole-stripe
-/// [`StripeCodec::reconstruct`] holds `k` shards).
+/// Rebuilt shards with their stripe positions ([`Rebuild::finish`]).
+pub type RebuiltShards = Vec<(usize, Vec<u8>)>;
+
+/// A rebuild of some of a stripe's lost shards that takes the shards it reads one at a time:
+/// each lost shard is a fixed combination of the `k` shards used (virtual ones included: a
+/// constant), so every shard read is added into each lost one ([`Rebuild::add`]) and can be
+/// dropped. It holds the lost shards, never the stripe.
 #[derive(Debug)]
 pub struct Rebuild {
     stripe_index: u32,
-    /// Stripe positions of the data shards rebuilt.
+    /// Stripe positions of the shards rebuilt.
     lost: Vec<usize>,
     /// Stripe positions of the shards to add, in order.
     used: Vec<usize>,
@@ -701,9 +569,9 @@ impl Rebuild {
         Ok(())
     }
 
-    /// The rebuilt data shards with their stripe positions, each cut to its ref's size and
-    /// checked against its hash (`refs`: the stripe's refs).
-    pub fn finish(self, refs: &[ChunkRef]) -> Result<Vec<(usize, Vec<u8>)>, ErasureError> {
+    /// The rebuilt shards with their stripe positions, each cut to its ref's size and checked
+    /// against its hash (`refs`: the stripe's refs).
+    pub fn finish(self, refs: &[ChunkRef]) -> Result<RebuiltShards, ErasureError> {
         if self.added.iter().any(|a| !a) {
             return Err(ErasureError::Codec(format!(
                 "stripe {}: a rebuild finished before every shard was added",
@@ -791,6 +659,26 @@ mod tests {
         (refs, by_pos)
     }
 
+    /// Rebuilds the shards at `lost` of the stripe at `span` from the first shards left
+    /// (`bytes`: every shard by list position).
+    fn rebuild(
+        codec: &StripeCodec,
+        span: &StripeSpan,
+        refs: &[ChunkRef],
+        bytes: &[Vec<u8>],
+        lost: &[usize],
+    ) -> Result<Vec<(usize, Vec<u8>)>, ErasureError> {
+        let used: Vec<usize> = (0..span.total())
+            .filter(|i| !lost.contains(i))
+            .take(span.data_count)
+            .collect();
+        let mut plan = codec.plan_rebuild(span, lost, &used)?;
+        for (index, position) in used.iter().enumerate() {
+            plan.add(index, &bytes[span.start + position])?;
+        }
+        plan.finish(&refs[span.all_range()])
+    }
+
     fn chunks_of(sizes: &[usize]) -> Vec<Vec<u8>> {
         sizes
             .iter()
@@ -856,57 +744,51 @@ mod tests {
             let (refs, bytes) = encode_all(params, &chunks);
             for span in stripes(params, &refs).unwrap() {
                 let total = span.total();
-                let srefs = &refs[span.all_range()];
-                for mask in 0u32..(1 << total) {
-                    let lost = mask.count_ones() as usize;
-                    let mut shards: Vec<Option<Vec<u8>>> = (0..total)
-                        .map(|i| (mask & (1 << i) == 0).then(|| bytes[span.start + i].clone()))
-                        .collect();
-                    let result = codec.reconstruct(&span, srefs, &mut shards, true);
-                    if lost <= span.parity_count {
-                        result.unwrap();
-                        for i in 0..total {
-                            assert_eq!(shards[i].as_deref(), Some(&bytes[span.start + i][..]));
+                for mask in 1u32..(1 << total) {
+                    let lost: Vec<usize> = (0..total).filter(|i| mask & (1 << i) != 0).collect();
+                    let result = rebuild(&codec, &span, &refs, &bytes, &lost);
+                    if lost.len() <= span.parity_count {
+                        let rebuilt = result.unwrap();
+                        assert_eq!(rebuilt.len(), lost.len());
+                        for (i, data) in rebuilt {
+                            assert_eq!(data, bytes[span.start + i]);
                         }
                     } else {
-                        assert_eq!(
-                            result.unwrap_err(),
-                            ErasureError::TooManyLost {
-                                stripe: span.stripe_index,
-                                lost,
-                                tolerated: span.parity_count
-                            }
-                        );
+                        // Too few shards left to plan with.
+                        assert!(matches!(result, Err(ErasureError::Codec(_))));
                     }
                 }
             }
         }
     }
 
-    /// Every set of lost data shards a stripe tolerates, rebuilt shard by shard from every
-    /// choice of the shards left (the first ones, the last ones, and parity first): the
-    /// original bytes, in full and short stripes; a wrong shard added fails the hash check.
+    /// Every set of lost shards (data and parity) a stripe tolerates, rebuilt shard by shard
+    /// from several choices of the shards left (the first ones, the last ones, parity first):
+    /// the original bytes, in full and short stripes; a wrong shard added fails the hash check;
+    /// a plan that names a used shard as lost, or too few shards, is refused.
     #[test]
-    fn a_rebuild_adding_one_shard_at_a_time_gives_the_lost_data_back() {
+    fn a_rebuild_adding_one_shard_at_a_time_gives_the_lost_shards_back() {
         for (k, n) in [(1u8, 2u8), (2, 3), (3, 5), (4, 6), (5, 8)] {
             let params = RsParams::new(k, n).unwrap();
             let codec = StripeCodec::new(params).unwrap();
             let chunks = chunks_of(&[5, 17, 3, 11, 8, 2, 13, 9][..usize::from(k) + 2]);
             let (refs, bytes) = encode_all(params, &chunks);
-            let mut rebuilt_any = 0;
             for span in stripes(params, &refs).unwrap() {
                 let (total, d) = (span.total(), span.data_count);
                 let srefs = &refs[span.all_range()];
-                for mask in 1u32..(1 << d) {
-                    let lost: Vec<usize> = (0..d).filter(|i| mask & (1 << i) != 0).collect();
+                for mask in 1u32..(1 << total) {
+                    let lost: Vec<usize> = (0..total).filter(|i| mask & (1 << i) != 0).collect();
                     if lost.len() > span.parity_count {
                         continue;
                     }
                     let left: Vec<usize> = (0..total).filter(|i| !lost.contains(i)).collect();
-                    let mut choices = vec![left[..d].to_vec(), left[left.len() - d..].to_vec()];
                     let mut parity_first = left.clone();
-                    parity_first.rotate_left(d - lost.len());
-                    choices.push(parity_first[..d].to_vec());
+                    parity_first.rotate_left(left.iter().filter(|i| **i < d).count());
+                    let choices = [
+                        left[..d].to_vec(),
+                        left[left.len() - d..].to_vec(),
+                        parity_first[..d].to_vec(),
+                    ];
                     for used in choices {
                         let mut plan = codec.plan_rebuild(&span, &lost, &used).unwrap();
                         for (index, position) in used.iter().enumerate() {
@@ -917,29 +799,17 @@ mod tests {
                         for (position, data) in got {
                             assert_eq!(data, bytes[span.start + position], "k {k} n {n} {used:?}");
                         }
-                        rebuilt_any += 1;
                     }
                     // A shard whose bytes are not the stripe's: the rebuilt hash says so.
-                    let used = left[..d].to_vec();
-                    let mut plan = codec.plan_rebuild(&span, &lost, &used).unwrap();
-                    for (index, position) in used.iter().enumerate() {
-                        let mut shard = bytes[span.start + position].clone();
-                        if index == 0 {
-                            shard.push(1);
-                            shard.truncate(shard.len().min(span.shard_len as usize));
-                            shard[0] ^= 0x5A;
-                        }
-                        plan.add(index, &shard).unwrap();
-                    }
+                    let mut wrong = bytes.clone();
+                    wrong[span.start + left[0]][0] ^= 0x5A;
                     assert!(matches!(
-                        plan.finish(srefs),
+                        rebuild(&codec, &span, &refs, &wrong, &lost),
                         Err(ErasureError::RebuiltMismatch { .. })
                     ));
                 }
             }
-            assert!(rebuilt_any > 0);
         }
-        // A plan that names a used shard as lost, or too few shards, is refused.
         let params = RsParams::new(3, 5).unwrap();
         let codec = StripeCodec::new(params).unwrap();
         let (refs, _) = encode_all(params, &chunks_of(&[4, 4, 4]));
@@ -947,6 +817,7 @@ mod tests {
         assert!(codec.plan_rebuild(&span, &[0], &[0, 1, 2]).is_err());
         assert!(codec.plan_rebuild(&span, &[0], &[1, 2]).is_err());
         assert!(codec.plan_rebuild(&span, &[0], &[1, 2, 5]).is_err());
+        assert!(codec.plan_rebuild(&span, &[5], &[1, 2, 3]).is_err());
     }
 
     #[test]
@@ -984,15 +855,9 @@ mod tests {
         rs.encode_sep(&whole, &mut parity).unwrap();
         assert_eq!(&bytes[4..7], &parity[..]);
         for span in spans {
-            let srefs = &refs[span.all_range()];
-            let mut shards: Vec<Option<Vec<u8>>> =
-                bytes[span.all_range()].iter().cloned().map(Some).collect();
-            shards[0] = None;
-            shards[span.data_count] = None;
-            shards[span.total() - 1] = None;
-            codec.reconstruct(&span, srefs, &mut shards, true).unwrap();
-            for (i, s) in shards.iter().enumerate() {
-                assert_eq!(s.as_deref(), Some(&bytes[span.start + i][..]));
+            let lost = [0, span.data_count, span.total() - 1];
+            for (i, data) in rebuild(&codec, &span, &refs, &bytes, &lost).unwrap() {
+                assert_eq!(data, bytes[span.start + i]);
             }
         }
     }
@@ -1004,11 +869,10 @@ mod tests {
         let chunks = chunks_of(&[6, 6]);
         let (refs, bytes) = encode_all(params, &chunks);
         let span = stripes(params, &refs).unwrap()[0];
-        let mut wrong = bytes[1].clone();
-        wrong[0] ^= 1;
-        let mut shards = vec![None, Some(wrong), Some(bytes[2].clone())];
+        let mut wrong = bytes.clone();
+        wrong[1][0] ^= 1;
         assert!(matches!(
-            codec.reconstruct(&span, &refs, &mut shards, false),
+            rebuild(&codec, &span, &refs, &wrong, &[0]),
             Err(ErasureError::RebuiltMismatch { position: 0, .. })
         ));
     }

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::ops::Range;
 
 use crate::codec::{ChunkRef, Encoding};
-use crate::erasure::{ErasureError, RsParams, StripeCodec, StripeSpan, stripes};
+use crate::erasure::{ErasureError, RebuiltShards, RsParams, StripeCodec, StripeSpan, stripes};
 use crate::error::BlobError;
 use crate::read::{ChunkPlace, Reader};
 
@@ -106,7 +106,7 @@ impl Reader<'_> {
             }
             start = end;
         }
-        let mut rebuilt: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut rebuilt: RebuiltShards = Vec::new();
         for &(i, chunk_start) in &wanted {
             let Some(chunk) = refs.get(i) else {
                 continue;
@@ -151,7 +151,7 @@ impl Reader<'_> {
         first_lost: usize,
         wanted: &[usize],
         place: ChunkPlace,
-    ) -> Result<Vec<(usize, Vec<u8>)>, BlobError> {
+    ) -> Result<RebuiltShards, BlobError> {
         let mut lost = vec![first_lost];
         'plan: loop {
             if lost.len() > span.parity_count {
