@@ -352,30 +352,35 @@ pub fn import_leaf(importer: &mut net_mesh_engine::Importer<'_>, data: &[u8]) ->
     id
 }
 
-/// Imports an internal node of `level` listing `children`, each covering `covered` bytes
-/// (the importer refuses children of another level); gives its id.
+/// An internal node of `level` listing `children`, each covering `covered` bytes.
+pub fn internal_node(
+    level: u8,
+    children: &[Hash],
+    covered: u64,
+) -> net_mesh_engine::codec::InternalNode {
+    net_mesh_engine::codec::InternalNode {
+        level,
+        children: children
+            .iter()
+            .map(|hash| net_mesh_engine::codec::ChildRef {
+                hash: *hash,
+                covered,
+            })
+            .collect(),
+    }
+}
+
+/// Imports [`internal_node`] (the importer refuses children of another level); gives its id.
 pub fn import_internal(
     importer: &mut net_mesh_engine::Importer<'_>,
     level: u8,
     children: &[Hash],
     covered: u64,
 ) -> Hash {
-    use net_mesh_engine::ObjectKind;
-    use net_mesh_engine::codec::{ChildRef, InternalNode, internal_id};
-    let node = InternalNode {
-        level,
-        children: children
-            .iter()
-            .map(|hash| ChildRef {
-                hash: *hash,
-                covered,
-            })
-            .collect(),
-    }
-    .encode();
-    let id = internal_id(&node);
+    let node = internal_node(level, children, covered).encode();
+    let id = net_mesh_engine::codec::internal_id(&node);
     importer
-        .import(ObjectKind::InternalNode, &id, &node)
+        .import(net_mesh_engine::ObjectKind::InternalNode, &id, &node)
         .unwrap();
     id
 }
@@ -392,27 +397,18 @@ pub fn raw_nodes(store: &net_mesh_engine::Store) -> net_mesh_engine::Upload<'_> 
     .unwrap()
 }
 
-/// Stores an internal node of `level` listing `children` (stored or in this batch), each
-/// covering `covered` bytes, whatever their levels; gives its id.
+/// Stores [`internal_node`] (its children stored or in this batch) whatever their levels;
+/// gives its id.
 pub fn put_internal(
     batch: &mut net_mesh_engine::OpenBatch<'_>,
     level: u8,
     children: &[Hash],
     covered: u64,
 ) -> Hash {
-    use net_mesh_engine::codec::{ChildRef, InternalNode};
     use net_mesh_engine::tree::NodeSink;
-    let node = InternalNode {
-        level,
-        children: children
-            .iter()
-            .map(|hash| ChildRef {
-                hash: *hash,
-                covered,
-            })
-            .collect(),
-    };
-    batch.put_internal(&node).unwrap()
+    batch
+        .put_internal(&internal_node(level, children, covered))
+        .unwrap()
 }
 
 /// A plain Tree ref.
