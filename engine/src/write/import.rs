@@ -178,7 +178,7 @@ pub struct Importer<'s> {
     batch: OpenBatch<'s>,
     imported: u64,
     imported_bytes: u64,
-    /// The level of each internal node this import stored or checked (a child's level is
+    /// The level of each internal node this import stored or read (a child's level is
     /// checked against its parent's; the store is asked only for nodes not seen here).
     levels: HashMap<Hash, u8>,
 }
@@ -242,48 +242,44 @@ impl<'s> Importer<'s> {
         Ok(new)
     }
 
-    /// What `hash`, present as an object of `kind`, is: an internal node's level comes from
-    /// this import if it stored or met it, else from the store (read verified).
+    /// What `hash`, present as an object of `kind`, is (an internal node's level from
+    /// [`Importer::stored_internal_level`]).
     fn shape_of(&mut self, hash: &Hash, kind: RecordKind) -> Result<Shape, ImportError> {
         Ok(match kind {
             RecordKind::Chunk => Shape::Chunk,
             RecordKind::LeafNode => Shape::Leaf,
-            RecordKind::InternalNode => {
-                let level = match self.levels.get(hash) {
-                    Some(level) => *level,
-                    None => {
-                        // Not an internal node after all (a damaged index): level 0 fits
-                        // no place.
-                        let level = self
-                            .stored_internal_level(hash)
-                            .map_err(|source| ImportError::StoredNode {
-                                hash: *hash,
-                                source,
-                            })?
-                            .unwrap_or(0);
-                        self.levels.insert(*hash, level);
-                        level
-                    }
-                };
-                Shape::Internal(level)
-            }
+            // Not an internal node after all (a damaged index): level 0 fits no place.
+            RecordKind::InternalNode => Shape::Internal(
+                self.stored_internal_level(hash)
+                    .map_err(|source| ImportError::StoredNode {
+                        hash: *hash,
+                        source,
+                    })?
+                    .unwrap_or(0),
+            ),
         })
     }
 
-    /// The level of `hash` if the store holds it (committed) as an internal node; `None` for
-    /// another kind. Read verified, for a caller that checks a tree's shape where it meets a
-    /// node it need not fetch.
-    pub fn stored_internal_level(&self, hash: &Hash) -> Result<Option<u8>, BlobError> {
+    /// The level of `hash` if it is an internal node this import stored or met, or one the
+    /// store holds (committed; read verified, once per import); `None` for another kind. For
+    /// a caller that checks a tree's shape where it meets a node it need not fetch, and for
+    /// the import's own check of a node's children.
+    pub fn stored_internal_level(&mut self, hash: &Hash) -> Result<Option<u8>, BlobError> {
+        if let Some(level) = self.levels.get(hash) {
+            return Ok(Some(*level));
+        }
         let object = self.batch.store().read_object(hash)?;
         if object.kind != RecordKind::InternalNode {
             return Ok(None);
         }
-        InternalNode::decode(&object.bytes)
-            .map(|node| Some(node.level))
+        let level = InternalNode::decode(&object.bytes)
+            .map(|node| node.level)
             .map_err(|source| BlobError::BadNode {
                 hash: *hash,
                 source,
-            })
+            })?;
+        self.levels.insert(*hash, level);
+        Ok(Some(level))
     }
 
     /// Objects stored by this import so far, and their payload bytes.
