@@ -278,6 +278,10 @@ pub struct Metrics {
     pub send_queue_overflows: AtomicU64,
     /// Handler panics turned into `HandlerPanic`.
     pub handler_panics: AtomicU64,
+    /// Calls this side served that ended at their deadline (answered `DeadlineExceeded`),
+    /// whether the handler was waiting for send budget, running, or done with its answer
+    /// waiting for room.
+    pub deadlines_exceeded: AtomicU64,
     /// Handler tasks currently running (gauge).
     pub active_handlers: AtomicU64,
     /// Established sessions currently open (gauge).

@@ -920,9 +920,13 @@ where
     tokio::spawn(async move {
         let _guard = guard;
         let _reservation = reservation;
+        // Completes only in the branch that ends the call at its deadline, so it counts it.
         let expiry = async {
             match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                Some(deadline) => {
+                    tokio::time::sleep_until(deadline).await;
+                    Metrics::bump(&shared.metrics.deadlines_exceeded);
+                }
                 None => std::future::pending().await,
             }
         };

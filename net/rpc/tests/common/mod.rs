@@ -292,6 +292,7 @@ pub fn router(probe: &Probe) -> Router {
         .duplex("flood", Flood(probe.clone()))
         .server_streaming("firehose", Firehose)
         .unary("stubborn", Stubborn)
+        .unary("hold_budget", HoldsAnswerBudget)
         .unary("bounded", Bounded(probe.answered.clone()))
         .client_streaming("chunk_view", ChunkView)
         .client_streaming("raw_lens", RawLens)
@@ -531,6 +532,21 @@ impl RpcUnaryHandler for Bounded {
     }
     fn max_answer_bytes(&self) -> usize {
         BOUNDED_ANSWER
+    }
+}
+
+/// Takes [`HELD_ANSWER`] bytes of send budget for its answer before it runs (as
+/// `max_answer_bytes` says), then never answers: the budget stays taken until it is cancelled.
+pub struct HoldsAnswerBudget;
+pub const HELD_ANSWER: usize = 3 << 20;
+impl RpcUnaryHandler for HoldsAnswerBudget {
+    type Req = ();
+    type Resp = Vec<u8>;
+    async fn call(&self, _ctx: RpcContext, _req: ()) -> Result<Vec<u8>, RpcError> {
+        std::future::pending().await
+    }
+    fn max_answer_bytes(&self) -> usize {
+        HELD_ANSWER
     }
 }
 
