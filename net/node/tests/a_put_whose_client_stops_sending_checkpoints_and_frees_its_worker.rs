@@ -44,9 +44,11 @@ async fn a_put_whose_client_stops_sending_checkpoints_and_frees_its_worker() {
     call.send(&PutPart::Data(ByteBuf::from(&data[..500_000])))
         .await
         .unwrap();
-    let live = Arc::clone(&node.node);
-    wait_until(move || live.live_uploads() == 1).await;
-    // The client holds its call open and sends nothing more.
+    // The client holds its call open and sends nothing more: the idle timeout ends the
+    // upload (counted as a busy error once it did; a wait for `live_uploads() == 1` first
+    // could miss the 300 ms it lasts on a loaded machine).
+    let metrics = Arc::clone(node.node.metrics());
+    wait_until(move || metrics.render().contains("errors_total{class=\"busy\"} 1")).await;
     let live = Arc::clone(&node.node);
     wait_until(move || live.live_uploads() == 0).await;
 
