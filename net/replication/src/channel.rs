@@ -137,7 +137,7 @@ pub struct ChannelStatus {
 pub struct ReplicatedChannel {
     pub(crate) channel: String,
     pub(crate) raft: Raft<TypeConfig>,
-    replication: Replication,
+    pub(crate) replication: Replication,
     pub(crate) store: Arc<Store>,
     /// Snapshots installed by this channel's state machine.
     installs: Arc<AtomicU64>,
@@ -347,6 +347,7 @@ impl ReplicatedChannel {
         let sessions = Sessions::new(endpoint.clone());
         let fetcher = Fetcher::new(
             sessions.clone(),
+            replication.member_streams(),
             tokio::runtime::Handle::current(),
             stop.clone(),
         );
@@ -360,6 +361,7 @@ impl ReplicatedChannel {
             channel,
             Fetcher::new(
                 sessions.clone(),
+                replication.member_streams(),
                 tokio::runtime::Handle::current(),
                 stop.clone(),
             ),

@@ -11,8 +11,9 @@
 //! The importer holds what it found and stored until its last commit, which carries the pin
 //! and the applied state.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use net_mesh_engine::{BlobRef, ErrorClass, Importer};
@@ -20,6 +21,7 @@ use net_mesh_node::pull::fetch_blob;
 use net_mesh_node::{NodeClient, NodeError};
 use net_mesh_rpc::{NodeAddr, NodeId};
 use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::sessions::Sessions;
@@ -33,6 +35,44 @@ pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const FETCH_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest wait between two rounds over the members.
 pub const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Object streams this node runs at once from one member, over all its channels, unless
+/// [`crate::Replication::with_member_streams`] says otherwise: half of a node's default
+/// `max_streams_per_peer` (16), so the member still has room for this node's other reads.
+pub const MEMBER_STREAMS: usize = 8;
+
+/// The object streams this node runs from each member, over all its channels: a fetch waits
+/// for its turn here. A member lets one peer identity run `max_streams_per_peer` streams at
+/// once and refuses one more as busy, so without this a node fetching for many channels (or
+/// many pins of one channel) from one leader at once had its prefetches refused and the
+/// leader's proposals failed `NotDurable`.
+#[derive(Debug)]
+pub(crate) struct MemberStreams {
+    per_member: usize,
+    members: Mutex<HashMap<NodeId, Arc<Semaphore>>>,
+}
+
+impl MemberStreams {
+    pub(crate) fn new(per_member: usize) -> MemberStreams {
+        MemberStreams {
+            per_member: per_member.max(1),
+            members: Mutex::default(),
+        }
+    }
+
+    /// Waits until fewer than the share of streams from `member` run; the permit is one.
+    async fn turn(&self, member: &NodeId) -> Result<OwnedSemaphorePermit, NodeError> {
+        let semaphore = {
+            let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+            members
+                .entry(*member)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_member)))
+                .clone()
+        };
+        // No semaphore is ever closed; were one, the fetch would stop like a shutdown.
+        semaphore.acquire_owned().await.map_err(|_| stopped())
+    }
+}
 
 /// Counters of the objects this node fetched for a channel's pins.
 #[derive(Debug, Default)]
@@ -81,6 +121,7 @@ impl FetchStats {
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     pub(crate) sessions: Sessions,
+    pub(crate) member_streams: Arc<MemberStreams>,
     pub(crate) own: NodeId,
     pub(crate) runtime: Handle,
     pub(crate) stop: CancellationToken,
@@ -88,10 +129,16 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub(crate) fn new(sessions: Sessions, runtime: Handle, stop: CancellationToken) -> Fetcher {
+    pub(crate) fn new(
+        sessions: Sessions,
+        member_streams: Arc<MemberStreams>,
+        runtime: Handle,
+        stop: CancellationToken,
+    ) -> Fetcher {
         Fetcher {
             own: sessions.endpoint().identity().node_id(),
             sessions,
+            member_streams,
             runtime,
             stop,
             stats: Arc::default(),
@@ -117,7 +164,8 @@ impl Fetcher {
 
     /// Brings every object of `blob_ref` that the store lacks from `source` (on the channel's
     /// session to it, dialed pinned to its node id if there is none) into `importer`
-    /// (verified, children first). Blocking: runs on a blocking thread. Any failure is the
+    /// (verified, children first), once this node runs fewer than its share of streams from
+    /// `source` ([`MemberStreams`]). Blocking: runs on a blocking thread. Any failure is the
     /// source's (or the stop's; the session is dropped); the caller tries another member.
     pub(crate) fn fetch_from(
         &self,
@@ -125,6 +173,13 @@ impl Fetcher {
         importer: &mut Importer<'_>,
         blob_ref: &BlobRef,
     ) -> Result<(), NodeError> {
+        let _turn = self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => Err(stopped()),
+                turn = self.member_streams.turn(&source.node_id) => turn,
+            }
+        })?;
         let session = self.runtime.block_on(async {
             tokio::select! {
                 biased;

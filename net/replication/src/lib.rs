@@ -41,7 +41,7 @@ pub use channel::{
     ChannelStatus, MemberStatus, ReplicatedChannel, ReplicationConfig, stored_applied,
 };
 pub use error::{ApplyError, MembershipError, ProposeError, ReplicationError};
-pub use fetch::{FetchCounts, Fetcher};
+pub use fetch::{FetchCounts, Fetcher, MEMBER_STREAMS};
 pub use moves::{
     CleanupReply, CleanupRequest, HandoffState, METHOD_MOVE_CLEANUP, METHOD_MOVE_STATE, MoveConfig,
     MoveError, MoveEvent, MoveRecord, MoveSpec, Moves, StateRequest,

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use net_mesh_engine::BlobRef;
 
+use crate::fetch::{MEMBER_STREAMS, MemberStreams};
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchRequest, PrefetchServer, Prefetched};
 use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig, raft_id};
 
@@ -80,11 +81,23 @@ pub struct Replication {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     groups: RwLock<HashMap<String, Group>>,
     peer_auth_rejections: AtomicU64,
     prefetch_rejections: AtomicU64,
+    /// The object streams this node's channels run from each member, all channels together.
+    member_streams: Arc<MemberStreams>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            groups: RwLock::default(),
+            peer_auth_rejections: AtomicU64::default(),
+            prefetch_rejections: AtomicU64::default(),
+            member_streams: Arc::new(MemberStreams::new(MEMBER_STREAMS)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -107,6 +120,22 @@ impl std::fmt::Debug for Inner {
 impl Replication {
     pub fn new() -> Replication {
         Replication::default()
+    }
+
+    /// A [`Replication`] whose channels run at most `per_member` object streams from one
+    /// member at once, all channels together (default [`MEMBER_STREAMS`]); keep it within
+    /// the members' `max_streams_per_peer`.
+    pub fn with_member_streams(per_member: usize) -> Replication {
+        Replication {
+            inner: Arc::new(Inner {
+                member_streams: Arc::new(MemberStreams::new(per_member)),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    pub(crate) fn member_streams(&self) -> Arc<MemberStreams> {
+        self.inner.member_streams.clone()
     }
 
     /// Calls refused because the peer is not a member of the channel's group (or named no

@@ -645,6 +645,7 @@ async fn fetch_held(
 ) -> NodeResult<()> {
     let fetcher = Fetcher::new(
         group.sessions.clone(),
+        group.replication.member_streams(),
         tokio::runtime::Handle::current(),
         stop.child_token(),
     );

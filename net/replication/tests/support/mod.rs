@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use net_mesh_engine::{OpenOptions, Store, StoreConfig};
-use net_mesh_node::{Allow, Node};
+use net_mesh_node::{Allow, Node, NodeConfig};
 use net_mesh_replication::{
     ChannelStatus, ReplicatedChannel, Replication, ReplicationConfig, extension,
 };
@@ -205,10 +205,27 @@ pub fn peer_allow(own: &Identity) -> Allow {
     Allow::parse(own.node_id(), &text).unwrap()
 }
 
+/// A member's limits: its node's (nRPC's among them) and its channels' object streams from
+/// one member.
+#[derive(Clone)]
+pub struct Limits {
+    pub node: NodeConfig,
+    pub member_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            node: NodeConfig::default(),
+            member_streams: net_mesh_replication::MEMBER_STREAMS,
+        }
+    }
+}
+
 impl Member {
     /// Starts a member serving on `port` (0: any free port).
     pub async fn start(identity: Identity, dir: PathBuf, port: u16) -> Member {
-        Member::start_with(identity, dir, port, None, StoreConfig::default(), None).await
+        Member::start_with_limits(identity, dir, port, Limits::default()).await
     }
 
     /// [`Member::start`] whose endpoint runs with nRPC limits `rpc`.
@@ -218,7 +235,25 @@ impl Member {
         port: u16,
         rpc: net_mesh_rpc::rpc::Config,
     ) -> Member {
-        Member::start_with(identity, dir, port, None, StoreConfig::default(), Some(rpc)).await
+        let node = NodeConfig {
+            rpc,
+            ..NodeConfig::default()
+        };
+        let limits = Limits {
+            node,
+            ..Limits::default()
+        };
+        Member::start_with_limits(identity, dir, port, limits).await
+    }
+
+    /// [`Member::start`] with `limits`.
+    pub async fn start_with_limits(
+        identity: Identity,
+        dir: PathBuf,
+        port: u16,
+        limits: Limits,
+    ) -> Member {
+        Member::start_with(identity, dir, port, None, StoreConfig::default(), limits).await
     }
 
     /// [`Member::start`] with a store opened with `config`.
@@ -228,7 +263,7 @@ impl Member {
         port: u16,
         config: StoreConfig,
     ) -> Member {
-        Member::start_with(identity, dir, port, None, config, None).await
+        Member::start_with(identity, dir, port, None, config, Limits::default()).await
     }
 
     /// [`Member::start`] with a `node/v1/objects` that lies while told to.
@@ -239,7 +274,7 @@ impl Member {
             port,
             Some(Liar::default()),
             StoreConfig::default(),
-            None,
+            Limits::default(),
         )
         .await
     }
@@ -250,11 +285,12 @@ impl Member {
         port: u16,
         liar: Option<Liar>,
         config: StoreConfig,
-        rpc: Option<net_mesh_rpc::rpc::Config>,
+        limits: Limits,
     ) -> Member {
         let store = open_store_with(&dir, config);
-        let replication = Replication::new();
-        let node = Node::new(store.clone(), identity.node_id()).unwrap();
+        let replication = Replication::with_member_streams(limits.member_streams);
+        let rpc = limits.node.rpc.clone();
+        let node = Node::with_config(store.clone(), identity.node_id(), limits.node).unwrap();
         let allow = peer_allow(&identity);
         let mut router: Router = replication.routes(node.router(allow.clone()));
         if let Some(liar) = &liar {
@@ -284,11 +320,7 @@ impl Member {
                     .map_err(|r| Denied(r.to_string()))
             },
         );
-        let endpoint = Endpoint::new(
-            identity.clone(),
-            router,
-            rpc.unwrap_or_else(net_mesh_node::node_config),
-        );
+        let endpoint = Endpoint::new(identity.clone(), router, rpc);
         let (serving, addr) = Serving::start(&endpoint, port).await;
         Member {
             identity,
