@@ -66,6 +66,7 @@ pub struct Metrics {
     stream_bytes: Family<StreamLabel, Gauge>,
     stream_paused: Family<StreamLabel, Gauge>,
     replication_events: Family<EventLabel, Counter>,
+    transport_events: Family<EventLabel, Counter>,
     replication_term: Family<ChannelLabel, Gauge>,
     replication_committed: Family<ChannelLabel, Gauge>,
     replication_applied: Family<ChannelLabel, Gauge>,
@@ -165,6 +166,18 @@ impl Default for Metrics {
              peer), spurious_cleanups",
             replication_events.clone(),
         );
+        let transport_events = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "transport_events",
+            "nRPC events on the node's endpoint, by event (net_mesh_rpc::rpc::Metrics): \
+             sessions_opened, handshake_failures, handshakes_refused, sessions_refused, \
+             sessions_refused_addr, sessions_refused_identity, sessions_refused_memory, \
+             accept_errors, idle_closes, stalled_closes, malformed_frames, oversized_frames, \
+             transport_errors, unknown_dispatch, protocol_violations, credit_violations, \
+             stray_frames, budget_refusals, send_queue_overflows, handler_panics, \
+             deadlines_exceeded",
+            transport_events.clone(),
+        );
         let channel_gauge = |registry: &mut Registry, name: &str, help: &str| {
             let family = Family::<ChannelLabel, Gauge>::default();
             registry.register(name, help, family.clone());
@@ -198,6 +211,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             replication_events,
+            transport_events,
             replication_term,
             replication_committed,
             replication_applied,
@@ -331,6 +345,42 @@ impl Metrics {
             self.stream_paused
                 .get_or_create(&label)
                 .set(as_i64(s.paused_for_higher_class_ms));
+        }
+    }
+
+    /// Sets the transport events from the node's endpoint's counters.
+    pub fn set_transport(&self, rpc: &net_mesh_rpc::rpc::Metrics) {
+        let get = net_mesh_rpc::rpc::Metrics::get;
+        for (event, value) in [
+            ("sessions_opened", get(&rpc.sessions_opened)),
+            ("handshake_failures", get(&rpc.handshake_failures)),
+            ("handshakes_refused", get(&rpc.handshakes_refused)),
+            ("sessions_refused", get(&rpc.sessions_refused)),
+            ("sessions_refused_addr", get(&rpc.sessions_refused_addr)),
+            (
+                "sessions_refused_identity",
+                get(&rpc.sessions_refused_identity),
+            ),
+            ("sessions_refused_memory", get(&rpc.sessions_refused_memory)),
+            ("accept_errors", get(&rpc.accept_errors)),
+            ("idle_closes", get(&rpc.idle_closes)),
+            ("stalled_closes", get(&rpc.stalled_closes)),
+            ("malformed_frames", get(&rpc.malformed_frames)),
+            ("oversized_frames", get(&rpc.oversized_frames)),
+            ("transport_errors", get(&rpc.transport_errors)),
+            ("unknown_dispatch", get(&rpc.unknown_dispatch)),
+            ("protocol_violations", get(&rpc.protocol_violations)),
+            ("credit_violations", get(&rpc.credit_violations)),
+            ("stray_frames", get(&rpc.stray_frames)),
+            ("budget_refusals", get(&rpc.budget_refusals)),
+            ("send_queue_overflows", get(&rpc.send_queue_overflows)),
+            ("handler_panics", get(&rpc.handler_panics)),
+            ("deadlines_exceeded", get(&rpc.deadlines_exceeded)),
+        ] {
+            let counter = self.transport_events.get_or_create(&EventLabel {
+                event: event.to_string(),
+            });
+            counter.inc_by(value.saturating_sub(counter.get()));
         }
     }
 

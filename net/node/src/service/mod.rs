@@ -199,6 +199,9 @@ impl Node {
             );
         }
         self.metrics.set_streams(&self.bandwidth.live());
+        if let Some(endpoint) = self.endpoint() {
+            self.metrics.set_transport(endpoint.metrics());
+        }
         if let Some(replicas) = self.replicas.get() {
             self.metrics.set_replicas(&replicas.counters());
         }
