@@ -39,17 +39,7 @@ async fn a_member_catching_up_by_snapshot_fetches_the_objects_it_never_had() {
     let mut blobs: Vec<Vec<u8>> = (0..24)
         .map(|i| format!("never on the target {i}").into_bytes())
         .collect();
-    let mut x = 0x1234_5678_9abc_def1u64;
-    blobs.push(
-        (0..600u32 << 10)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect(),
-    );
+    blobs.push(distinct_bytes(600 << 10, 1));
     let refs: Vec<_> = blobs
         .iter()
         .map(|b| leader_store.store(b).unwrap().blob_ref)

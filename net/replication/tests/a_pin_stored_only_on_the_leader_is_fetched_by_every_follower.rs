@@ -26,16 +26,8 @@ async fn a_pin_stored_only_on_the_leader_is_fetched_by_every_follower() {
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
 
     let small = b"a small blob only the leader holds".to_vec();
-    // 3 MiB that repeats nowhere (xorshift), so no chunk is another's.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let large: Vec<u8> = (0..3u32 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    // 3 MiB that repeats nowhere, so no chunk is another's.
+    let large = distinct_bytes(3 << 20, 0);
     let mut refs = Vec::new();
     for bytes in [&small, &large] {
         refs.push(members[leader].store.store(bytes).unwrap().blob_ref);

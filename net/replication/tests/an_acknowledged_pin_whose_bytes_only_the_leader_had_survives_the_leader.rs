@@ -34,15 +34,7 @@ async fn an_acknowledged_pin_whose_bytes_only_the_leader_had_survives_the_leader
     let old_term = channels[leader].as_ref().unwrap().status().term;
 
     // 1 MiB that repeats nowhere: a tree of several levels, only on the leader.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let bytes: Vec<u8> = (0..1u32 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let bytes = distinct_bytes(1 << 20, 2);
     let r = members[leader].store.store(&bytes).unwrap().blob_ref;
     for &f in &followers {
         assert!(

@@ -89,16 +89,3 @@ async fn concurrent_pins_wait_for_the_leaders_stream_share_instead_of_failing() 
         m.stop().await;
     }
 }
-
-/// `len` bytes that repeat nowhere (xorshift from `seed`), so no chunk is another blob's.
-fn distinct_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}

@@ -506,3 +506,16 @@ pub fn pinned(store: &Store) -> Vec<[u8; 32]> {
         .map(|(id, _)| id)
         .collect()
 }
+
+/// `len` bytes that repeat nowhere (xorshift from `seed`), so no chunk is another blob's.
+pub fn distinct_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
