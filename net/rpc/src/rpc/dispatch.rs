@@ -11,6 +11,7 @@
 //!   refused with `ResourceExhausted`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures_util::FutureExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -67,6 +68,9 @@ pub(crate) async fn read_loop(
             liveness.check(&shared, &mut receiver);
             continue;
         };
+        if matches!(next, Ok(Some(_))) {
+            shared.frames_received.fetch_add(1, Ordering::AcqRel);
+        }
         match next {
             Ok(Some(Incoming::Frame(bytes))) => {
                 if let Err(e) = dispatch_frame(&shared, bytes, held.take(), &mut wakes) {

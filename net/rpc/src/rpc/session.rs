@@ -11,7 +11,7 @@
 //! peer does — including never reading — keeps a task or a buffer of a closed session alive.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -333,6 +333,8 @@ pub(crate) struct SessionShared {
     pub(crate) served: Mutex<HashMap<u64, ServerCall>>,
     /// Handler tasks of this session that have not finished (cancelled ones included).
     pub(crate) live_handlers: AtomicUsize,
+    /// Frames read from the peer so far (see [`Session::frames_received`]).
+    pub(crate) frames_received: AtomicU64,
     pub(crate) closed: CancellationToken,
     end: OnceLock<Arc<SessionError>>,
     buffers: Arc<SparePool>,
@@ -389,6 +391,7 @@ impl SessionShared {
             calls: Mutex::new(HashMap::new()),
             served: Mutex::new(HashMap::new()),
             live_handlers: AtomicUsize::new(0),
+            frames_received: AtomicU64::new(0),
             closed,
             end: OnceLock::new(),
             buffers,
@@ -857,6 +860,14 @@ impl Session {
     /// Number of calls this side has open towards the peer.
     pub fn open_calls(&self) -> usize {
         self.shared.calls().len()
+    }
+
+    /// Frames read from the peer so far, of any kind. A caller sharing the session among many
+    /// users can tell by it whether the peer sent anything at all while its own call waited
+    /// (a silent peer is likely gone; one that answered others is alive and the failure was
+    /// the call's own).
+    pub fn frames_received(&self) -> u64 {
+        self.shared.frames_received.load(Ordering::Acquire)
     }
 
     /// Receive bytes this session holds reserved (call windows, unary payloads, pooled
