@@ -149,8 +149,8 @@ pub struct ReplicatedChannel {
     stop: CancellationToken,
     /// This node's endpoint (moves dial with it).
     pub(crate) endpoint: Endpoint,
-    /// The data path's sessions to the other members: prefetch requests, fetches, writes
-    /// forwarded to the leader.
+    /// The data path's sessions to the other members (shared with the node's other channels):
+    /// prefetch requests, fetches, writes forwarded to the leader.
     pub(crate) sessions: Sessions,
     /// Bounds the prefetch rounds this node runs at once as a leader.
     pub(crate) prefetch_slots: tokio::sync::Semaphore,
@@ -181,7 +181,7 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let network = Network::new(endpoint.clone(), channel);
+        let network = Network::new(replication.lanes(&endpoint).raft, channel);
         Self::create_with_network(
             replication,
             store,
@@ -202,7 +202,7 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let network = Network::new(endpoint.clone(), channel);
+        let network = Network::new(replication.lanes(&endpoint).raft, channel);
         Self::open_with_network(replication, store, channel, endpoint, config, network).await
     }
 
@@ -220,7 +220,7 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let network = Network::new(endpoint.clone(), channel);
+        let network = Network::new(replication.lanes(&endpoint).raft, channel);
         Self::join_with_network(
             replication,
             store,
@@ -234,8 +234,8 @@ impl ReplicatedChannel {
     }
 
     /// [`ReplicatedChannel::create`] whose raft messages go through `network` instead of
-    /// nRPC sessions dialed from `endpoint` (which still dials the data path: fetches and
-    /// prefetches). For in-process simulations of a group (`tests/sim`); a node uses
+    /// the node's shared nRPC sessions from `endpoint` (which still carry the data path:
+    /// fetches and prefetches). For in-process simulations of a group (`tests/sim`); a node uses
     /// `create`.
     #[doc(hidden)]
     pub async fn create_with_network<N: RaftNetworkFactory<TypeConfig>>(
@@ -344,7 +344,8 @@ impl ReplicatedChannel {
         }
         let own = raft_id(&endpoint.identity().node_id());
         let stop = CancellationToken::new();
-        let sessions = Sessions::new(endpoint.clone());
+        let lanes = replication.lanes(&endpoint);
+        let sessions = lanes.data.clone();
         let fetcher = Fetcher::new(
             sessions.clone(),
             replication.member_streams(),
@@ -383,7 +384,7 @@ impl ReplicatedChannel {
             prefetch,
             leader_from,
         };
-        if !replication.insert(channel, group) {
+        if !replication.insert(channel, group, &lanes) {
             let _ = raft.shutdown().await;
             return Err(ReplicationError::AlreadyOpen(channel.to_string()));
         }
@@ -572,12 +573,14 @@ impl ReplicatedChannel {
     /// resumes it) and stops serving its calls.
     pub async fn shutdown(&self) -> Result<(), ReplicationError> {
         self.stop.cancel();
-        self.sessions.close_all();
         self.replication.remove(&self.channel);
-        self.raft
+        let stopped = self
+            .raft
             .shutdown()
             .await
-            .map_err(|e| ReplicationError::Raft(e.to_string()))
+            .map_err(|e| ReplicationError::Raft(e.to_string()));
+        self.replication.close_sessions_if_idle();
+        stopped
     }
 }
 

@@ -116,7 +116,7 @@ impl FetchStats {
     }
 }
 
-/// What a state machine needs to fetch: the channel's sessions to the members, its own node
+/// What a state machine needs to fetch: the node's data sessions to the members, its own node
 /// id, the runtime the sessions live on, and the token that stops it (the channel's shutdown).
 #[derive(Debug, Clone)]
 pub struct Fetcher {
@@ -162,11 +162,12 @@ impl Fetcher {
             .collect()
     }
 
-    /// Brings every object of `blob_ref` that the store lacks from `source` (on the channel's
+    /// Brings every object of `blob_ref` that the store lacks from `source` (on the node's data
     /// session to it, dialed pinned to its node id if there is none) into `importer`
     /// (verified, children first), once this node runs fewer than its share of streams from
     /// `source` ([`MemberStreams`]). Blocking: runs on a blocking thread. Any failure is the
-    /// source's (or the stop's; the session is dropped); the caller tries another member.
+    /// source's (or the stop's; a session the source sent nothing on meanwhile is dropped);
+    /// the caller tries another member.
     pub(crate) fn fetch_from(
         &self,
         source: &NodeAddr,
@@ -193,8 +194,8 @@ impl Fetcher {
                 }
             }
         })?;
-        let held = session.clone();
-        let client = NodeClient::on_shared_session(session).with_silence_timeout(SILENCE_TIMEOUT);
+        let client = NodeClient::on_shared_session(session.session.clone())
+            .with_silence_timeout(SILENCE_TIMEOUT);
         let stats = &self.stats;
         let mut received = |bytes: &[u8]| {
             stats.objects.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +210,7 @@ impl Fetcher {
             &mut received,
         );
         if fetched.is_err() {
-            self.sessions.discard(source, &held);
+            self.sessions.call_failed(source, &session);
         }
         fetched
     }

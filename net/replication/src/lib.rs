@@ -15,8 +15,8 @@
 //! `network` (the nRPC methods, both sides), `channel` (the API a node uses),
 //! `elect` (ends split votes that repeat in step), `node_replicas` (a storage node's replicated channels, behind the node's `Replicas` seam), `membership`
 //! (adding learners, changing the voters), `fetch` (bringing a pin's objects from other
-//! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `sessions` (one
-//! session per member for the data path), `moves`
+//! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `sessions` (the
+//! sessions all channels share: per member, one for raft messages and one for the data path), `moves`
 //! (guarded, persisted replica moves), `error`, `fuzzing` (the harness of every decoder of
 //! network and disk bytes).
 

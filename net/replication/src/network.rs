@@ -8,14 +8,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use net_mesh_node::call_token::{decode_metadata, encode_metadata};
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::server::{Denied, Router, RpcContext, RpcUnaryHandler};
 use net_mesh_rpc::rpc::{ErrorKind, RpcError};
-use net_mesh_rpc::{Endpoint, NodeAddr, NodeId, PeerIdentity, Session};
+use net_mesh_rpc::{Endpoint, NodeAddr, NodeId, PeerIdentity};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, SnapshotMismatch,
     Unreachable,
@@ -33,6 +33,7 @@ use net_mesh_engine::BlobRef;
 
 use crate::fetch::{MEMBER_STREAMS, MemberStreams};
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchRequest, PrefetchServer, Prefetched};
+use crate::sessions::{Lanes, Sessions};
 use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig, raft_id};
 
 /// Method of openraft's append-entries (also heartbeats).
@@ -87,6 +88,8 @@ struct Inner {
     prefetch_rejections: AtomicU64,
     /// The object streams this node's channels run from each member, all channels together.
     member_streams: Arc<MemberStreams>,
+    /// The sessions all channels share, per endpoint (by its node id).
+    lanes: Mutex<HashMap<NodeId, Lanes>>,
 }
 
 impl Default for Inner {
@@ -96,6 +99,7 @@ impl Default for Inner {
             peer_auth_rejections: AtomicU64::default(),
             prefetch_rejections: AtomicU64::default(),
             member_streams: Arc::new(MemberStreams::new(MEMBER_STREAMS)),
+            lanes: Mutex::default(),
         }
     }
 }
@@ -136,6 +140,28 @@ impl Replication {
 
     pub(crate) fn member_streams(&self) -> Arc<MemberStreams> {
         self.inner.member_streams.clone()
+    }
+
+    /// The sessions this node's channels share to reach the members from `endpoint`.
+    pub(crate) fn lanes(&self, endpoint: &Endpoint) -> Lanes {
+        let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes
+            .entry(endpoint.identity().node_id())
+            .or_insert_with(|| Lanes::new(endpoint))
+            .clone()
+    }
+
+    /// Closes and forgets the shared sessions when no channel runs on this node any more (the
+    /// lanes hold the endpoint, whose router holds this `Replication`: kept, they would keep
+    /// the node's store open after its last channel and its node stopped).
+    pub(crate) fn close_sessions_if_idle(&self) {
+        let groups = self.inner.groups.read().unwrap_or_else(|p| p.into_inner());
+        if groups.is_empty() {
+            let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            for (_, l) in lanes.drain() {
+                l.close_all();
+            }
+        }
     }
 
     /// Calls refused because the peer is not a member of the channel's group (or named no
@@ -191,12 +217,20 @@ impl Replication {
         )
     }
 
-    pub(crate) fn insert(&self, channel: &str, group: Group) -> bool {
+    /// Adds `channel`'s group, which uses `lanes` (taken from [`Replication::lanes`] before:
+    /// if the node's last other channel stopped since, they are the node's lanes again).
+    pub(crate) fn insert(&self, channel: &str, group: Group, lanes: &Lanes) -> bool {
         let mut groups = self.inner.groups.write().unwrap_or_else(|p| p.into_inner());
         if groups.contains_key(channel) {
             return false;
         }
         groups.insert(channel.to_string(), group);
+        self.inner
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(lanes.node_id())
+            .or_insert_with(|| lanes.clone());
         true
     }
 
@@ -588,17 +622,18 @@ impl RpcUnaryHandler for PrefetchHandler {
     }
 }
 
-/// Dials members for one channel's group (openraft's network factory).
+/// Reaches members for one channel's group (openraft's network factory), on the raft lane
+/// of the sessions the node's channels share.
 #[derive(Debug, Clone)]
 pub struct Network {
-    endpoint: Endpoint,
+    sessions: Sessions,
     metadata: Arc<[u8]>,
 }
 
 impl Network {
-    pub fn new(endpoint: Endpoint, channel: &str) -> Network {
+    pub(crate) fn new(sessions: Sessions, channel: &str) -> Network {
         Network {
-            endpoint,
+            sessions,
             metadata: encode_metadata(channel, &[]).into(),
         }
     }
@@ -609,24 +644,22 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: u64, node: &Member) -> PeerClient {
         PeerClient {
-            endpoint: self.endpoint.clone(),
+            sessions: self.sessions.clone(),
             metadata: self.metadata.clone(),
             target,
             addr: node.addr(),
-            session: None,
         }
     }
 }
 
-/// One member as seen by the leader (or a candidate): a pinned session, dialed on demand and
-/// dropped on any transport error.
+/// One member as seen by the leader (or a candidate): the node's shared raft session to it,
+/// dialed pinned to its node id when there is none.
 #[derive(Debug)]
 pub struct PeerClient {
-    endpoint: Endpoint,
+    sessions: Sessions,
     metadata: Arc<[u8]>,
     target: u64,
     addr: Option<NodeAddr>,
-    session: Option<Session>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -651,25 +684,21 @@ impl PeerClient {
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, CallFailure> {
-        let session = match &self.session {
-            Some(s) if s.end_reason().is_none() => s.clone(),
-            _ => {
-                let Some(addr) = &self.addr else {
-                    return Err(CallFailure::Refused(Transport(format!(
-                        "member {:#018x} has no valid node id",
-                        self.target
-                    ))));
-                };
-                let s = self.endpoint.connect_node(addr).await.map_err(|e| {
-                    CallFailure::Unreachable(Transport(format!("dial {addr}: {e}")))
-                })?;
-                self.session = Some(s.clone());
-                s
-            }
+        let Some(addr) = &self.addr else {
+            return Err(CallFailure::Refused(Transport(format!(
+                "member {:#018x} has no valid node id",
+                self.target
+            ))));
         };
+        let held = self
+            .sessions
+            .get(addr)
+            .await
+            .map_err(|e| CallFailure::Unreachable(Transport(format!("dial {addr}: {e}"))))?;
         let timeout = option.hard_ttl().max(Duration::from_millis(50));
         let opts = CallOptions::with_timeout(timeout).metadata(self.metadata.to_vec());
-        match session
+        match held
+            .session
             .call_unary::<Req, Reply<Resp>>(method, req, opts)
             .await
         {
@@ -686,7 +715,7 @@ impl PeerClient {
                         | ErrorKind::ResourceExhausted
                 );
                 if !refused {
-                    self.session = None;
+                    self.sessions.call_failed(addr, &held);
                 }
                 let t = Transport(format!("{method} to {:#018x}: {e}", self.target));
                 Err(if refused {

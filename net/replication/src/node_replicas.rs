@@ -376,17 +376,18 @@ impl NodeReplicas {
 /// Forwards a write to the leader `leader` on the channel's session to it.
 async fn forward(group: &ReplicatedChannel, leader: &NodeAddr, op: &PinOp) -> Attempt {
     let call = async {
-        let session = group.sessions.get(leader).await.map_err(|e| {
+        let held = group.sessions.get(leader).await.map_err(|e| {
             NodeError::new(ErrorClass::Busy, format!("dial the leader {leader}: {e}"))
         })?;
         let opts =
             CallOptions::with_timeout(WRITE_WAIT).metadata(encode_metadata(group.channel(), &[]));
-        let answer = session
+        let answer = held
+            .session
             .call_unary::<PinOp, Proposed>(METHOD_PROPOSE, op, opts)
             .await
             .map_err(|e| NodeError::from_rpc(&e));
         if answer.is_err() {
-            group.sessions.discard(leader, &session);
+            group.sessions.call_failed(leader, &held);
         }
         answer
     };

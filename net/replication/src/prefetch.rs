@@ -228,12 +228,13 @@ impl ReplicatedChannel {
             let raft_id = *id;
             tokio::spawn(async move {
                 let call = async {
-                    let session = sessions
+                    let held = sessions
                         .get(&addr)
                         .await
                         .map_err(|e| format!("dial {addr}: {e}"))?;
                     let opts = CallOptions::with_timeout(timeout).metadata(metadata);
-                    let answer = session
+                    let answer = held
+                        .session
                         .call_unary::<PrefetchRequest, Reply<Prefetched>>(
                             METHOD_PREFETCH,
                             &request,
@@ -241,7 +242,7 @@ impl ReplicatedChannel {
                         )
                         .await;
                     if answer.is_err() {
-                        sessions.discard(&addr, &session);
+                        sessions.call_failed(&addr, &held);
                     }
                     match answer {
                         Ok(Reply::Ok(p)) => Ok(p),
