@@ -182,7 +182,7 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication.lanes(&endpoint).raft, channel);
-        Self::create_with_network(
+        let created = Self::create_with_network(
             replication,
             store,
             channel,
@@ -191,7 +191,8 @@ impl ReplicatedChannel {
             config,
             network,
         )
-        .await
+        .await;
+        released_on_error(replication, created)
     }
 
     /// Opens the channel's group from this store's state (after a restart).
@@ -203,7 +204,9 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication.lanes(&endpoint).raft, channel);
-        Self::open_with_network(replication, store, channel, endpoint, config, network).await
+        let opened =
+            Self::open_with_network(replication, store, channel, endpoint, config, network).await;
+        released_on_error(replication, opened)
     }
 
     /// Joins an existing group as a new member (the first step of a replica move): starts the
@@ -221,7 +224,7 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication.lanes(&endpoint).raft, channel);
-        Self::join_with_network(
+        let joined = Self::join_with_network(
             replication,
             store,
             channel,
@@ -230,7 +233,8 @@ impl ReplicatedChannel {
             config,
             network,
         )
-        .await
+        .await;
+        released_on_error(replication, joined)
     }
 
     /// [`ReplicatedChannel::create`] whose raft messages go through `network` instead of
@@ -327,6 +331,28 @@ impl ReplicatedChannel {
     }
 
     async fn start<N: RaftNetworkFactory<TypeConfig>>(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+        bootstrap: &[NodeAddr],
+        network: N,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        let started = Self::start_group(
+            replication,
+            store,
+            channel,
+            endpoint,
+            config,
+            bootstrap,
+            network,
+        )
+        .await;
+        released_on_error(replication, started)
+    }
+
+    async fn start_group<N: RaftNetworkFactory<TypeConfig>>(
         replication: &Replication,
         store: Arc<Store>,
         channel: &str,
@@ -582,6 +608,18 @@ impl ReplicatedChannel {
         self.replication.close_sessions_if_idle();
         stopped
     }
+}
+
+/// `result` of opening a channel; when it failed, the shared sessions the attempt took are
+/// released if no channel runs on the node (see [`Replication::close_sessions_if_idle`]).
+fn released_on_error<T>(
+    replication: &Replication,
+    result: Result<T, ReplicationError>,
+) -> Result<T, ReplicationError> {
+    if result.is_err() {
+        replication.close_sessions_if_idle();
+    }
+    result
 }
 
 /// Whether this store holds any replication state (applied state, log bounds, log entries)

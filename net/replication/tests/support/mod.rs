@@ -44,15 +44,21 @@ pub fn small_tree_config() -> StoreConfig {
     }
 }
 
+/// Opens the store in `dir` as a member does, once.
+pub fn try_open_store(
+    dir: &Path,
+    config: StoreConfig,
+) -> Result<Store, net_mesh_engine::OpenError> {
+    Store::open_with(
+        dir,
+        net_mesh_node::revoke::with_node_tables(OpenOptions::new(config).extension(extension())),
+    )
+}
+
 pub fn open_store_with(dir: &Path, config: StoreConfig) -> Arc<Store> {
     let deadline = Instant::now() + WAIT;
     loop {
-        match Store::open_with(
-            dir,
-            net_mesh_node::revoke::with_node_tables(
-                OpenOptions::new(config.clone()).extension(extension()),
-            ),
-        ) {
+        match try_open_store(dir, config.clone()) {
             Ok(s) => return Arc::new(s),
             // A reopen right after shutdown may race the last task dropping the old handle.
             Err(e) if Instant::now() < deadline => {
