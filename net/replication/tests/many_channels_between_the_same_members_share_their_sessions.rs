@@ -17,7 +17,6 @@ mod support;
 use std::sync::atomic::Ordering;
 
 use net_mesh_replication::ReplicatedChannel;
-use net_mesh_rpc::Identity;
 use support::*;
 
 /// Sessions a member admits per peer identity in this test (raft and data lanes, and one
@@ -30,14 +29,7 @@ async fn many_channels_between_the_same_members_share_their_sessions() {
     let root = tempfile::tempdir().unwrap();
     let mut rpc = net_mesh_node::node_config();
     rpc.max_sessions_per_identity = CAP;
-    let mut members = Vec::new();
-    for i in 0..3u8 {
-        let identity = Identity::from_seed([i + 1; 32]);
-        members.push(
-            Member::start_with_rpc(identity, root.path().join(format!("m{i}")), 0, rpc.clone())
-                .await,
-        );
-    }
+    let members = three_members_with_rpc(root.path(), rpc).await;
     let all = addrs(&members);
     let mut groups: Vec<Vec<ReplicatedChannel>> = Vec::new();
     for c in 0..CHANNELS {

@@ -14,7 +14,6 @@
 
 mod support;
 
-use net_mesh_rpc::Identity;
 use support::*;
 
 /// Sessions a member admits per peer identity (and per source address) in this test.
@@ -26,14 +25,7 @@ async fn many_pins_in_a_row_never_exhaust_the_members_sessions() {
     let mut rpc = net_mesh_node::node_config();
     rpc.max_sessions_per_identity = CAP;
     rpc.max_sessions_per_addr = 4 * CAP;
-    let mut members = Vec::new();
-    for i in 0..3u8 {
-        let identity = Identity::from_seed([i + 1; 32]);
-        members.push(
-            Member::start_with_rpc(identity, root.path().join(format!("m{i}")), 0, rpc.clone())
-                .await,
-        );
-    }
+    let members = three_members_with_rpc(root.path(), rpc).await;
     let channels = create_all(&members).await;
     let leader = wait_for_leader(&channels.iter().collect::<Vec<_>>()).await;
     let pins = 5 * CAP as u32;

@@ -383,6 +383,18 @@ pub async fn three_members_with(root: &Path, config: StoreConfig) -> Vec<Member>
     members
 }
 
+/// [`three_members`] whose endpoints run with nRPC limits `rpc`.
+pub async fn three_members_with_rpc(root: &Path, rpc: net_mesh_rpc::rpc::Config) -> Vec<Member> {
+    let mut members = Vec::new();
+    for i in 0..3u8 {
+        let identity = Identity::from_seed([i + 1; 32]);
+        members.push(
+            Member::start_with_rpc(identity, root.join(format!("m{i}")), 0, rpc.clone()).await,
+        );
+    }
+    members
+}
+
 /// [`three_members`] whose `node/v1/objects` can each be made to lie ([`Member::liar`]).
 pub async fn three_lying_members(root: &Path) -> Vec<Member> {
     let mut members = Vec::new();
