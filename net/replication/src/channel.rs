@@ -182,7 +182,7 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication.lanes(&endpoint).raft, channel);
-        let created = Self::create_with_network(
+        Self::create_with_network(
             replication,
             store,
             channel,
@@ -191,8 +191,7 @@ impl ReplicatedChannel {
             config,
             network,
         )
-        .await;
-        released_on_error(replication, created)
+        .await
     }
 
     /// Opens the channel's group from this store's state (after a restart).
@@ -204,9 +203,7 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication.lanes(&endpoint).raft, channel);
-        let opened =
-            Self::open_with_network(replication, store, channel, endpoint, config, network).await;
-        released_on_error(replication, opened)
+        Self::open_with_network(replication, store, channel, endpoint, config, network).await
     }
 
     /// Joins an existing group as a new member (the first step of a replica move): starts the
@@ -224,7 +221,7 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication.lanes(&endpoint).raft, channel);
-        let joined = Self::join_with_network(
+        Self::join_with_network(
             replication,
             store,
             channel,
@@ -233,8 +230,7 @@ impl ReplicatedChannel {
             config,
             network,
         )
-        .await;
-        released_on_error(replication, joined)
+        .await
     }
 
     /// [`ReplicatedChannel::create`] whose raft messages go through `network` instead of
@@ -339,28 +335,6 @@ impl ReplicatedChannel {
         bootstrap: &[NodeAddr],
         network: N,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let started = Self::start_group(
-            replication,
-            store,
-            channel,
-            endpoint,
-            config,
-            bootstrap,
-            network,
-        )
-        .await;
-        released_on_error(replication, started)
-    }
-
-    async fn start_group<N: RaftNetworkFactory<TypeConfig>>(
-        replication: &Replication,
-        store: Arc<Store>,
-        channel: &str,
-        endpoint: Endpoint,
-        config: &ReplicationConfig,
-        bootstrap: &[NodeAddr],
-        network: N,
-    ) -> Result<ReplicatedChannel, ReplicationError> {
         {
             let store = store.clone();
             let ch = channel.to_string();
@@ -370,8 +344,7 @@ impl ReplicatedChannel {
         }
         let own = raft_id(&endpoint.identity().node_id());
         let stop = CancellationToken::new();
-        let lanes = replication.lanes(&endpoint);
-        let sessions = lanes.data.clone();
+        let sessions = replication.lanes(&endpoint).data;
         let fetcher = Fetcher::new(
             sessions.clone(),
             replication.member_streams(),
@@ -410,7 +383,7 @@ impl ReplicatedChannel {
             prefetch,
             leader_from,
         };
-        if !replication.insert(channel, group, &lanes) {
+        if !replication.insert(channel, group) {
             let _ = raft.shutdown().await;
             return Err(ReplicationError::AlreadyOpen(channel.to_string()));
         }
@@ -608,18 +581,6 @@ impl ReplicatedChannel {
         self.replication.close_sessions_if_idle();
         stopped
     }
-}
-
-/// `result` of opening a channel; when it failed, the shared sessions the attempt took are
-/// released if no channel runs on the node (see [`Replication::close_sessions_if_idle`]).
-fn released_on_error<T>(
-    replication: &Replication,
-    result: Result<T, ReplicationError>,
-) -> Result<T, ReplicationError> {
-    if result.is_err() {
-        replication.close_sessions_if_idle();
-    }
-    result
 }
 
 /// Whether this store holds any replication state (applied state, log bounds, log entries)

@@ -33,7 +33,7 @@ use net_mesh_engine::BlobRef;
 
 use crate::fetch::{MEMBER_STREAMS, MemberStreams};
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchRequest, PrefetchServer, Prefetched};
-use crate::sessions::{Lanes, Sessions};
+use crate::sessions::{LaneRefs, Lanes, Sessions};
 use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig, raft_id};
 
 /// Method of openraft's append-entries (also heartbeats).
@@ -88,8 +88,8 @@ struct Inner {
     prefetch_rejections: AtomicU64,
     /// The object streams this node's channels run from each member, all channels together.
     member_streams: Arc<MemberStreams>,
-    /// The sessions all channels share, per endpoint (by its node id).
-    lanes: Mutex<HashMap<NodeId, Lanes>>,
+    /// The sessions all channels share, per endpoint (by its node id), held weakly.
+    lanes: Mutex<HashMap<NodeId, LaneRefs>>,
 }
 
 impl Default for Inner {
@@ -147,18 +147,16 @@ impl Replication {
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
         lanes
             .entry(endpoint.identity().node_id())
-            .or_insert_with(|| Lanes::new(endpoint))
-            .clone()
+            .or_default()
+            .lanes(endpoint)
     }
 
-    /// Closes and forgets the shared sessions when no channel runs on this node any more (the
-    /// lanes hold the endpoint, whose router holds this `Replication`: kept, they would keep
-    /// the node's store open after its last channel and its node stopped).
+    /// Closes the shared sessions when no channel runs on this node any more.
     pub(crate) fn close_sessions_if_idle(&self) {
         let groups = self.inner.groups.read().unwrap_or_else(|p| p.into_inner());
         if groups.is_empty() {
-            let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
-            for (_, l) in lanes.drain() {
+            let lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            for l in lanes.values() {
                 l.close_all();
             }
         }
@@ -217,20 +215,12 @@ impl Replication {
         )
     }
 
-    /// Adds `channel`'s group, which uses `lanes` (taken from [`Replication::lanes`] before:
-    /// if the node's last other channel stopped since, they are the node's lanes again).
-    pub(crate) fn insert(&self, channel: &str, group: Group, lanes: &Lanes) -> bool {
+    pub(crate) fn insert(&self, channel: &str, group: Group) -> bool {
         let mut groups = self.inner.groups.write().unwrap_or_else(|p| p.into_inner());
         if groups.contains_key(channel) {
             return false;
         }
         groups.insert(channel.to_string(), group);
-        self.inner
-            .lanes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(lanes.node_id())
-            .or_insert_with(|| lanes.clone());
         true
     }
 

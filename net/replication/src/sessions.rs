@@ -16,15 +16,15 @@
 //! dialed afresh only when the member sent nothing at all while the call waited (a member
 //! that answered other calls meanwhile is alive, and closing its session would fail every
 //! channel's calls on it for one call's timeout or refusal). The node's last channel to stop
-//! closes them all ([`Sessions::close_all`]), so a node running no channel holds none.
+//! closes them all ([`LaneRefs::close_all`]), so a node running no channel holds none.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use net_mesh_rpc::rpc::SessionError;
-use net_mesh_rpc::{Endpoint, NodeAddr, NodeId, Session};
+use net_mesh_rpc::{Endpoint, NodeAddr, Session};
 
 use crate::fetch::DIAL_TIMEOUT;
 
@@ -32,9 +32,13 @@ use crate::fetch::DIAL_TIMEOUT;
 #[derive(Debug, Clone)]
 pub(crate) struct Sessions {
     endpoint: Endpoint,
-    live: Arc<Mutex<HashMap<NodeAddr, Arc<Slot>>>>,
+    live: Live,
     dial_timeout: Duration,
 }
+
+/// A lane's sessions, by member address.
+type Live = Arc<LiveMap>;
+type LiveMap = Mutex<HashMap<NodeAddr, Arc<Slot>>>;
 
 /// The session to one member, if dialed; its state is locked while it is being dialed.
 #[derive(Debug, Default)]
@@ -150,21 +154,21 @@ impl Sessions {
             state.session = None;
         }
     }
+}
 
-    /// Closes every held session (the node's last channel stopped); the next call dials.
-    pub(crate) fn close_all(&self) {
-        let slots: Vec<_> = {
-            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-            live.values().cloned().collect()
-        };
-        for slot in slots {
-            // A slot being dialed right now is left to its dialer, whose call goes on (its
-            // session stays in the slot, for the next `close_all`).
-            if let Ok(mut state) = slot.state.try_lock()
-                && let Some(s) = state.session.take()
-            {
-                s.close();
-            }
+/// Closes every session of a lane (the node's last channel stopped); the next call dials.
+fn close_all(live: &Live) {
+    let slots: Vec<_> = {
+        let live = live.lock().unwrap_or_else(|p| p.into_inner());
+        live.values().cloned().collect()
+    };
+    for slot in slots {
+        // A slot being dialed right now is left to its dialer, whose call goes on (its
+        // session stays in the slot, for the next `close_all`).
+        if let Ok(mut state) = slot.state.try_lock()
+            && let Some(s) = state.session.take()
+        {
+            s.close();
         }
     }
 }
@@ -176,22 +180,44 @@ pub(crate) struct Lanes {
     pub(crate) data: Sessions,
 }
 
-impl Lanes {
-    pub(crate) fn new(endpoint: &Endpoint) -> Lanes {
+/// What a node's `Replication` keeps of its lanes: weak handles of their sessions. It holds
+/// neither the lanes' endpoint (whose router holds the `Replication`: a cycle that would keep
+/// the node's store open) nor anything once no channel uses them (e.g. after a channel
+/// failed to open); the channels hold the lanes.
+#[derive(Debug, Default)]
+pub(crate) struct LaneRefs {
+    raft: Weak<LiveMap>,
+    data: Weak<LiveMap>,
+}
+
+impl LaneRefs {
+    /// The lanes the node's running channels use; a lane no channel holds is made anew.
+    pub(crate) fn lanes(&mut self, endpoint: &Endpoint) -> Lanes {
+        let lane = |held: &mut Weak<LiveMap>| {
+            let live = held.upgrade().unwrap_or_else(|| {
+                let live = Live::default();
+                *held = Arc::downgrade(&live);
+                live
+            });
+            Sessions {
+                live,
+                ..Sessions::new(endpoint.clone())
+            }
+        };
         Lanes {
-            raft: Sessions::new(endpoint.clone()),
-            data: Sessions::new(endpoint.clone()),
+            raft: lane(&mut self.raft),
+            data: lane(&mut self.data),
         }
     }
 
-    /// The node id of the endpoint the lanes dial from.
-    pub(crate) fn node_id(&self) -> NodeId {
-        self.data.endpoint.identity().node_id()
-    }
-
+    /// Closes every session of both lanes (the node's last channel stopped).
     pub(crate) fn close_all(&self) {
-        self.raft.close_all();
-        self.data.close_all();
+        for live in [self.raft.upgrade(), self.data.upgrade()]
+            .into_iter()
+            .flatten()
+        {
+            close_all(&live);
+        }
     }
 }
 
