@@ -264,11 +264,14 @@ impl ReplicatedChannel {
             network,
         )
         .await?;
-        let initialized = c
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+        let initialized = match c.raft.is_initialized().await {
+            Ok(initialized) => initialized,
+            Err(e) => {
+                // The group started and holds its place in the node: stop it before failing.
+                let _ = c.shutdown().await;
+                return Err(ReplicationError::Raft(e.to_string()));
+            }
+        };
         if !initialized {
             // Every member writes the same first membership entry; a member that has heard
             // from another first refuses, which is fine.

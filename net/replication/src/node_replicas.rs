@@ -105,19 +105,33 @@ impl NodeReplicas {
         &self.moves
     }
 
-    /// Runs `channel` here from now on (and lets moves use it).
-    fn run(&self, channel: ReplicatedChannel) {
+    /// Runs `channel` here from now on (and lets moves use it), unless the node's channels
+    /// were stopped meanwhile (a create, join or start that finished during `stop_channels`): then it is
+    /// stopped too, and the node is refused as shutting down.
+    async fn run(&self, channel: ReplicatedChannel) -> NodeResult<()> {
         let channel = Arc::new(channel);
         let name = channel.channel().to_string();
-        self.moves.attach(Arc::clone(&channel));
-        self.replicated
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.clone());
-        self.running
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name, channel);
+        {
+            // `stop_channels` cancels, then drains under this lock: a channel put in after
+            // the drain sees the cancel.
+            let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+            if !self.stop.is_cancelled() {
+                self.moves.attach(Arc::clone(&channel));
+                self.replicated
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.clone());
+                running.insert(name, channel);
+                return Ok(());
+            }
+        }
+        if let Err(e) = channel.shutdown().await {
+            tracing::warn!(channel = name, error = %e, "stopping");
+        }
+        Err(NodeError::new(
+            ErrorClass::Busy,
+            "the node is shutting down its channels",
+        ))
     }
 
     /// Calls refused because the peer is not a member of the channel's group.
@@ -166,7 +180,7 @@ impl NodeReplicas {
             .await
             .map_err(|e| node_error(&e))?;
             tracing::info!(channel = name, "replicated channel started");
-            self.run(opened);
+            self.run(opened).await?;
         }
         Ok(())
     }
@@ -232,7 +246,7 @@ impl NodeReplicas {
             Err(ReplicationError::AlreadyOpen(_)) => return Ok(false),
             Err(e) => return Err(node_error(&e)),
         };
-        self.run(created);
+        self.run(created).await?;
         tracing::info!(
             channel,
             members = members.len(),
@@ -270,7 +284,7 @@ impl NodeReplicas {
             )
             .await
             .map_err(|e| node_error(&e))?;
-            self.run(joined);
+            self.run(joined).await?;
             tracing::info!(
                 channel = bind.channel,
                 "joined as the target of move {}",
