@@ -179,7 +179,7 @@ impl NodeClient {
         CallOptions::default().metadata(self.metadata.clone())
     }
 
-    async fn unary<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    async fn unary<Req: serde::Serialize, Resp: serde::de::DeserializeOwned + serde::Serialize>(
         &self,
         method: Method,
         req: &Req,
@@ -190,7 +190,10 @@ impl NodeClient {
             .map_err(rpc)
     }
 
-    async fn collect<Req: serde::Serialize, Resp: serde::de::DeserializeOwned + 'static>(
+    async fn collect<
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned + serde::Serialize + 'static,
+    >(
         &self,
         method: Method,
         req: &Req,
@@ -216,7 +219,7 @@ impl NodeClient {
     ) -> NodeResult<ControlFlow<()>>
     where
         Req: serde::Serialize,
-        Resp: serde::de::DeserializeOwned + 'static,
+        Resp: serde::de::DeserializeOwned + serde::Serialize + 'static,
         F: FnMut(Resp) -> ControlFlow<()>,
     {
         let mut stream: ResponseStream<Resp> = self

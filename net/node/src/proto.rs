@@ -688,6 +688,13 @@ mod tests {
         assert_eq!(names.len(), Method::ALL.len());
     }
 
+    /// As the node decodes a message it receives (nRPC: whole, as postcard writes it).
+    fn decode<T: serde::de::DeserializeOwned + Serialize>(
+        bytes: &[u8],
+    ) -> Result<T, net_mesh_rpc::RpcError> {
+        net_mesh_rpc::rpc::Encoded::from(bytes.to_vec()).decode()
+    }
+
     #[test]
     fn a_message_ending_before_its_trailing_fields_is_an_older_peers() {
         let req = ReadRequest {
@@ -698,11 +705,15 @@ mod tests {
         };
         let bytes = postcard::to_allocvec(&req).unwrap();
         assert_eq!(bytes.last(), Some(&1));
-        let older: ReadRequest = postcard::from_bytes(&bytes[..bytes.len() - 1]).unwrap();
+        let older: ReadRequest = decode(&bytes[..bytes.len() - 1]).unwrap();
         assert_eq!(older.class, BandwidthClass::Foreground);
+        // The fields before are still read strictly: `end` (5) written in two bytes.
+        assert_eq!(bytes, [2, 1, 2, 0, 5, 1]);
+        assert!(decode::<ReadRequest>(&[2, 1, 2, 0, 0x85, 0, 1]).is_err());
+        assert!(decode::<ReadRequest>(&[2, 1, 2, 0, 0x85, 0]).is_err());
         let mut unknown = bytes.clone();
         *unknown.last_mut().unwrap() = 9;
-        assert!(postcard::from_bytes::<ReadRequest>(&unknown).is_err());
+        assert!(decode::<ReadRequest>(&unknown).is_err());
         let status = Status {
             node_id: "n".into(),
             version: "v".into(),
@@ -723,13 +734,13 @@ mod tests {
             }],
         };
         let bytes = postcard::to_allocvec(&status).unwrap();
-        assert_eq!(postcard::from_bytes::<Status>(&bytes).unwrap(), status);
+        assert_eq!(decode::<Status>(&bytes).unwrap(), status);
         let rows = postcard::to_allocvec(&status.streams).unwrap();
         let cut = bytes.len() - rows.len();
-        let older: Status = postcard::from_bytes(&bytes[..cut]).unwrap();
+        let older: Status = decode(&bytes[..cut]).unwrap();
         assert!(older.streams.is_empty());
         for inside in cut + 1..bytes.len() {
-            assert!(postcard::from_bytes::<Status>(&bytes[..inside]).is_err());
+            assert!(decode::<Status>(&bytes[..inside]).is_err());
         }
     }
 

@@ -816,7 +816,7 @@ impl Moves {
         .await
     }
 
-    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned + Serialize>(
         &self,
         channel: &str,
         node: &NodeAddr,
@@ -833,7 +833,7 @@ impl Moves {
     }
 
     /// `method` on a session pinned to `node`: the node's answer, or why it was not reached.
-    async fn call_answer<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+    async fn call_answer<Req: Serialize, Resp: serde::de::DeserializeOwned + Serialize>(
         &self,
         channel: &str,
         node: &NodeAddr,

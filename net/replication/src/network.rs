@@ -668,7 +668,7 @@ enum CallFailure {
 }
 
 impl PeerClient {
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    async fn call<Req: Serialize, Resp: DeserializeOwned + Serialize>(
         &mut self,
         method: &str,
         req: &Req,

@@ -13,6 +13,7 @@ use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{
     ErrorClass, Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn,
 };
+use net_mesh_rpc::rpc::written_as_decoded;
 use redb::ReadableTable;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -160,8 +161,12 @@ pub fn encode_row<T: Serialize>(row: &T) -> Result<Vec<u8>, ExtensionError> {
     postcard::to_extend(row, out).map_err(|e| corrupted("(encode)", e.to_string()))
 }
 
-/// Decodes a row of `table`: version byte, postcard, no trailing bytes.
-pub fn decode_row<T: DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<T, ExtensionError> {
+/// Decodes a row of `table`: version byte, postcard as [`encode_row`] writes it, no trailing
+/// bytes.
+pub fn decode_row<T: DeserializeOwned + Serialize>(
+    table: &str,
+    bytes: &[u8],
+) -> Result<T, ExtensionError> {
     let Some((&version, body)) = bytes.split_first() else {
         return Err(corrupted(table, "empty value".into()));
     };
@@ -180,6 +185,12 @@ pub fn decode_row<T: DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<T, E
         postcard::take_from_bytes::<T>(body).map_err(|e| corrupted(table, e.to_string()))?;
     if !rest.is_empty() {
         return Err(corrupted(table, format!("{} trailing bytes", rest.len())));
+    }
+    if !written_as_decoded(&row, body) {
+        return Err(corrupted(
+            table,
+            "not the row's own encoding (e.g. an over-long varint)".into(),
+        ));
     }
     Ok(row)
 }
@@ -476,7 +487,7 @@ fn update_meta(
 }
 
 /// Reads one channel-keyed row of `table`.
-pub fn read_channel_row<T: DeserializeOwned>(
+pub fn read_channel_row<T: DeserializeOwned + Serialize>(
     reader: &ExtensionReader<'_>,
     table: &str,
     channel: &str,
@@ -582,7 +593,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_with_another_version_or_trailing_bytes_are_corrupted() {
+    fn rows_with_another_version_trailing_bytes_or_over_long_varints_are_corrupted() {
         assert!(matches!(
             decode_row::<StateRow>(STATE_TABLE, &[3, 0, 0, 0, 0]),
             Err(ExtensionError::Corrupted { .. })
@@ -602,6 +613,13 @@ mod tests {
             decode_row::<StateRow>(STATE_TABLE, &[]),
             Err(ExtensionError::Corrupted { .. })
         ));
+        // [2, 1, 3, 5, 0, 0, 0] with the index 5 written in two bytes.
+        match decode_row::<StateRow>(STATE_TABLE, &[2, 1, 3, 0x85, 0, 0, 0, 0]) {
+            Err(ExtensionError::Corrupted { reason, .. }) => {
+                assert!(reason.contains("own encoding"), "{reason}");
+            }
+            other => panic!("an over-long varint decoded: {other:?}"),
+        }
     }
 
     #[test]

@@ -42,7 +42,10 @@ fn opts() -> CallOptions {
 
 /// Calls `method` expecting a refusal of `kind` saying `says`; `Resp` is the method's answer
 /// (decoded in full if one comes, so an answer shows as what it is).
-async fn refused<Req: serde::Serialize, Resp: serde::de::DeserializeOwned + std::fmt::Debug>(
+async fn refused<
+    Req: serde::Serialize,
+    Resp: serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+>(
     session: &Session,
     method: &str,
     req: &Req,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::StreamExt;
 use net_mesh_rpc::RpcError;
-use net_mesh_rpc::rpc::{CallOptions, ErrorKind, Metrics, TraceContext};
+use net_mesh_rpc::rpc::{CallOptions, Encoded, ErrorKind, Metrics, TraceContext};
 
 #[tokio::test]
 async fn unary_echo_and_context_carry_peer_call_id_and_trace() {
@@ -394,6 +394,64 @@ async fn a_message_with_bytes_after_it_is_a_decode_error() {
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Decode, "{err}");
     // The session goes on.
+    honest_round(&h.session).await;
+}
+
+/// A typed message has one encoding: a varint written with more bytes than it needs (which
+/// postcard would read) is a Decode error, for a request, an answer and a streamed message.
+#[tokio::test]
+async fn an_over_long_varint_is_a_decode_error() {
+    let h = harness().await;
+    let echo = |bytes: Vec<u8>| {
+        let session = h.session.clone();
+        async move {
+            let request = Encoded::from(bytes);
+            session
+                .call_unary::<Encoded, String>("echo", &request, CallOptions::default())
+                .await
+        }
+    };
+    // "hi" with its length as [0x82, 0x00] instead of [0x02].
+    let err = within(echo(vec![0x82, 0x00, b'h', b'i']))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Decode, "{err}");
+    assert!(err.message.contains("own encoding"), "{err}");
+    assert_eq!(within(echo(vec![0x02, b'h', b'i'])).await.unwrap(), "hi");
+
+    // The answer to "Ā\0" is [3, 0xc4, 0x80, 0x00]: read as (u8, u8, u32), its u32 is 0
+    // written in two bytes.
+    let ask = |s: &str| s.to_string();
+    let err = within(h.session.call_unary::<String, (u8, u8, u32)>(
+        "echo",
+        &ask("\u{100}\0"),
+        CallOptions::default(),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Decode, "{err}");
+    let bytes = within(h.session.call_unary::<String, (u8, u8, u8, u8)>(
+        "echo",
+        &ask("\u{100}\0"),
+        CallOptions::default(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bytes, (3, 0xc4, 0x80, 0x00));
+
+    // A streamed u32 10 as [0x8a, 0x00].
+    let mut call = h
+        .session
+        .call_client_streaming::<Encoded, (u64, Vec<(u64, u32)>, bool)>(
+            "chunk_view",
+            CallOptions::default(),
+        )
+        .unwrap();
+    within(call.send(&Encoded::from(vec![0x8a, 0x00])))
+        .await
+        .unwrap();
+    let err = within(call.finish()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Decode, "{err}");
     honest_round(&h.session).await;
 }
 

@@ -329,7 +329,7 @@ fn unary<Req, Resp, F>(node: &Arc<Node>, method: Method, f: F) -> Unary<Req, Res
 
 impl<Req, Resp, F, Fut> RpcUnaryHandler for Unary<Req, Resp, F>
 where
-    Req: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Serialize + Send + 'static,
     Resp: Serialize + Send + 'static,
     F: Fn(Arc<Node>, RpcContext, Req) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = NodeResult<Resp>> + Send + 'static,
@@ -360,7 +360,7 @@ fn streaming<Req, Resp, F>(node: &Arc<Node>, method: Method, f: F) -> Streaming<
 
 impl<Req, Resp, F, Fut> RpcServerStreamingHandler for Streaming<Req, Resp, F>
 where
-    Req: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Serialize + Send + 'static,
     Resp: Serialize + Send + Sync + 'static,
     F: Fn(Arc<Node>, RpcContext, Req, ResponseSink<Resp>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = NodeResult<()>> + Send + 'static,

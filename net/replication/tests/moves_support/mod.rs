@@ -104,7 +104,10 @@ impl MoveMember {
     }
 
     /// Sends a raw `move/v1/*` call for the test channel to `to`.
-    pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    pub async fn call<
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned + serde::Serialize,
+    >(
         &self,
         to: &NodeAddr,
         method: &str,

@@ -283,7 +283,7 @@ impl CallCore {
         }
     }
 
-    async fn single_response<Resp: DeserializeOwned>(
+    async fn single_response<Resp: DeserializeOwned + Serialize>(
         &self,
         rx: &mut Receiver<CallEvent>,
     ) -> Result<Resp, RpcError> {
@@ -323,7 +323,7 @@ fn unexpected(event: &CallEvent) -> RpcError {
 
 impl Session {
     /// One request, one response.
-    pub async fn call_unary<Req: Serialize, Resp: DeserializeOwned>(
+    pub async fn call_unary<Req: Serialize, Resp: DeserializeOwned + Serialize>(
         &self,
         method: &str,
         req: &Req,
@@ -335,7 +335,7 @@ impl Session {
     }
 
     /// One request, a stream of responses.
-    pub async fn call_server_streaming<Req: Serialize, Resp: DeserializeOwned>(
+    pub async fn call_server_streaming<Req: Serialize, Resp: DeserializeOwned + Serialize>(
         &self,
         method: &str,
         req: &Req,
@@ -347,7 +347,7 @@ impl Session {
     }
 
     /// A stream of requests, one response.
-    pub fn call_client_streaming<Req: Serialize, Resp: DeserializeOwned>(
+    pub fn call_client_streaming<Req: Serialize, Resp: DeserializeOwned + Serialize>(
         &self,
         method: &str,
         opts: CallOptions,
@@ -361,7 +361,7 @@ impl Session {
     }
 
     /// A stream of requests and a stream of responses.
-    pub fn call_duplex<Req: Serialize, Resp: DeserializeOwned>(
+    pub fn call_duplex<Req: Serialize, Resp: DeserializeOwned + Serialize>(
         &self,
         method: &str,
         opts: CallOptions,
@@ -507,7 +507,7 @@ pub struct ClientStreamCall<Req, Resp> {
     _resp: PhantomData<fn() -> Resp>,
 }
 
-impl<Req: Serialize, Resp: DeserializeOwned> ClientStreamCall<Req, Resp> {
+impl<Req: Serialize, Resp: DeserializeOwned + Serialize> ClientStreamCall<Req, Resp> {
     /// Sends one request message (waits for window and budget).
     pub async fn send(&mut self, item: &Req) -> Result<(), RpcError> {
         self.sender.send(item).await
@@ -612,7 +612,7 @@ impl<Resp> ResponseStream<Resp> {
     }
 }
 
-impl<Resp: DeserializeOwned + 'static> ResponseStream<Resp> {
+impl<Resp: DeserializeOwned + Serialize + 'static> ResponseStream<Resp> {
     /// The next message of the chunk frame being taken apart, if any.
     fn next_pending(&mut self) -> Option<Result<Resp, RpcError>> {
         let (item, done) = super::raw::decode_next::<Resp>(&mut self.pending, &self.core.shared)?;
@@ -624,7 +624,7 @@ impl<Resp: DeserializeOwned + 'static> ResponseStream<Resp> {
     }
 }
 
-impl<Resp: DeserializeOwned + 'static> Stream for ResponseStream<Resp> {
+impl<Resp: DeserializeOwned + Serialize + 'static> Stream for ResponseStream<Resp> {
     type Item = Result<Resp, RpcError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -677,7 +677,7 @@ pub struct DuplexCall<Req, Resp> {
     receiver: ResponseStream<Resp>,
 }
 
-impl<Req: Serialize, Resp: DeserializeOwned> DuplexCall<Req, Resp> {
+impl<Req: Serialize, Resp: DeserializeOwned + Serialize> DuplexCall<Req, Resp> {
     /// Sends one request message (waits for window and budget).
     pub async fn send(&mut self, item: &Req) -> Result<(), RpcError> {
         self.sender.send(item).await
@@ -710,7 +710,7 @@ impl<Req: Serialize, Resp: DeserializeOwned> DuplexCall<Req, Resp> {
     }
 }
 
-impl<Req, Resp: DeserializeOwned + 'static> Stream for DuplexCall<Req, Resp> {
+impl<Req, Resp: DeserializeOwned + Serialize + 'static> Stream for DuplexCall<Req, Resp> {
     type Item = Result<Resp, RpcError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {

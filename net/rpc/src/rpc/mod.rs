@@ -97,8 +97,11 @@ impl RpcError {
     }
 }
 
-/// Decodes one whole message (docs/FORMAT.md §5): postcard, nothing after it.
-pub(crate) fn decode_message<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
+/// Decodes one whole message (docs/FORMAT.md §5): postcard, nothing after it, and written as
+/// postcard writes it (see [`written_as_decoded`]).
+pub(crate) fn decode_message<T: serde::de::DeserializeOwned + serde::Serialize>(
+    bytes: &[u8],
+) -> Result<T, RpcError> {
     let (message, rest) = postcard::take_from_bytes(bytes)
         .map_err(|e| RpcError::new(ErrorKind::Decode, format!("decode: {e}")))?;
     if !rest.is_empty() {
@@ -107,7 +110,53 @@ pub(crate) fn decode_message<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Re
             format!("decode: {} bytes after the message", rest.len()),
         ));
     }
+    if !written_as_decoded(&message, bytes) {
+        return Err(RpcError::new(
+            ErrorKind::Decode,
+            "decode: not the message's own encoding (e.g. an over-long varint)",
+        ));
+    }
     Ok(message)
+}
+
+/// Whether encoding `message` again gives `bytes`: postcard reads a varint with more bytes than
+/// it needs, which would give one message several encodings. The encoding may go on past
+/// `bytes` (fields added at a message's end, which a decoder fills in when an older peer's
+/// message ends before them); every byte of `bytes` must match. Compares as it encodes:
+/// nothing is allocated.
+pub fn written_as_decoded<T: serde::Serialize>(message: &T, bytes: &[u8]) -> bool {
+    postcard::serialize_with_flavor(message, Matches { rest: bytes }).is_ok()
+}
+
+/// A postcard output that checks each byte written against `rest` instead of keeping it.
+struct Matches<'a> {
+    rest: &'a [u8],
+}
+
+impl postcard::ser_flavors::Flavor for Matches<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let n = data.len().min(self.rest.len());
+        let (expected, after) = self.rest.split_at(n);
+        if data.get(..n) != Some(expected) {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.rest = after;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(postcard::Error::SerializeBufferFull)
+        }
+    }
 }
 
 /// Tunables for an [`Endpoint`]. Budgets are in bytes; receive budgets count charged bytes
@@ -333,5 +382,36 @@ pub(crate) fn random_call_id() -> Result<u64, RpcError> {
         if id != 0 {
             return Ok(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_message_decodes_only_from_its_own_encoding() {
+        let map = BTreeMap::from([(1u8, 10u8), (2, 20)]);
+        let bytes = postcard::to_allocvec(&map).unwrap();
+        assert_eq!(bytes, [2, 1, 10, 2, 20]);
+        assert_eq!(decode_message::<BTreeMap<u8, u8>>(&bytes).unwrap(), map);
+        // Postcard reads each of these; each has a shorter or ordered encoding.
+        for other in [
+            &[0x82, 0, 1, 10, 2, 20][..], // the count in two bytes
+            &[2, 2, 20, 1, 10],           // keys out of order
+            &[2, 1, 10, 1, 10],           // a key twice (one entry)
+        ] {
+            let err = decode_message::<BTreeMap<u8, u8>>(other).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Decode, "{other:?}");
+        }
+        // An encoding may go on past the bytes (a trailing field an older peer's message
+        // ends before); the bytes there must still match.
+        assert!(written_as_decoded(&(7u8, 300u32), &[7]));
+        assert!(written_as_decoded(&(7u8, 300u32), &[7, 0xac]));
+        assert!(!written_as_decoded(&(7u8, 300u32), &[7, 0xad]));
+        assert!(!written_as_decoded(&7u8, &[7, 0]));
     }
 }

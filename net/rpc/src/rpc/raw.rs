@@ -20,6 +20,7 @@
 use std::any::{Any, TypeId};
 use std::sync::{Arc, Weak};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::session::{MessageList, NextMessage, Payload, SessionShared};
@@ -238,7 +239,7 @@ impl Encoded {
     }
 
     /// Decodes the whole message as `T`, exactly as a stream typed `T` decodes it.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, RpcError> {
+    pub fn decode<T: DeserializeOwned + Serialize>(&self) -> Result<T, RpcError> {
         decode_message(self.bytes())
     }
 
@@ -266,6 +267,18 @@ impl From<Vec<u8>> for Encoded {
     /// A message's encoding held in a plain vector (e.g. to test a handler's decoding).
     fn from(bytes: Vec<u8>) -> Self {
         Encoded(RawBytes::from(bytes))
+    }
+}
+
+impl Serialize for Encoded {
+    /// The message's bytes as they are (a tuple of bytes: postcard writes no length).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut bytes = serializer.serialize_tuple(self.bytes().len())?;
+        for b in self.bytes() {
+            bytes.serialize_element(b)?;
+        }
+        bytes.end()
     }
 }
 
@@ -299,7 +312,7 @@ fn take_varint_len(bytes: &[u8]) -> Option<(usize, usize)> {
 
 /// Decodes a streamed message, consuming its frame buffer: a [`RawBytes`] or an [`Encoded`]
 /// takes the buffer over (no copy); any other type is deserialized and the buffer is recycled.
-pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(
+pub(crate) fn decode_payload<T: DeserializeOwned + Serialize + 'static>(
     payload: Payload,
     shared: &Arc<SessionShared>,
 ) -> Result<T, RpcError> {
@@ -342,7 +355,7 @@ pub(crate) fn decode_raw<T: 'static>(whole: RawBytes) -> Result<T, RpcError> {
 /// view of the frame, shared by them (no copy); of a frame that carried one, it takes the frame
 /// over. Other types are decoded from the frame, which is recycled after the last. Also
 /// returns the frame's charge once the last message is taken, for the window.
-pub(crate) fn decode_next<T: DeserializeOwned + 'static>(
+pub(crate) fn decode_next<T: DeserializeOwned + Serialize + 'static>(
     pending: &mut Option<MessageList>,
     shared: &Arc<SessionShared>,
 ) -> Option<(Result<T, RpcError>, Option<usize>)> {

@@ -170,7 +170,7 @@ impl RpcContext {
 /// One request → one response.
 pub trait RpcUnaryHandler: Send + Sync + 'static {
     /// Request message.
-    type Req: DeserializeOwned + Send + 'static;
+    type Req: DeserializeOwned + Serialize + Send + 'static;
     /// Response message.
     type Resp: Serialize + Send + 'static;
     /// Handles one call.
@@ -198,7 +198,7 @@ pub trait RpcUnaryHandler: Send + Sync + 'static {
 /// One request → a stream of responses written to a window-limited sink.
 pub trait RpcServerStreamingHandler: Send + Sync + 'static {
     /// Request message.
-    type Req: DeserializeOwned + Send + 'static;
+    type Req: DeserializeOwned + Serialize + Send + 'static;
     /// Response message.
     type Resp: Serialize + Send + Sync + 'static;
     /// Handles one call; returning `Ok` ends the stream with RESPONSE_END.
@@ -213,7 +213,7 @@ pub trait RpcServerStreamingHandler: Send + Sync + 'static {
 /// A stream of requests → one response.
 pub trait RpcClientStreamingHandler: Send + Sync + 'static {
     /// Request message.
-    type Req: DeserializeOwned + Send + 'static;
+    type Req: DeserializeOwned + Serialize + Send + 'static;
     /// Response message.
     type Resp: Serialize + Send + 'static;
     /// Handles one call.
@@ -227,7 +227,7 @@ pub trait RpcClientStreamingHandler: Send + Sync + 'static {
 /// A stream of requests in → a stream of responses out.
 pub trait RpcDuplexHandler: Send + Sync + 'static {
     /// Request message.
-    type Req: DeserializeOwned + Send + 'static;
+    type Req: DeserializeOwned + Serialize + Send + 'static;
     /// Response message.
     type Resp: Serialize + Send + Sync + 'static;
     /// Handles one call; returning `Ok` ends the response stream with RESPONSE_END.
@@ -298,7 +298,7 @@ pub struct RequestStreamTyped<Req> {
     _req: PhantomData<fn() -> Req>,
 }
 
-impl<Req: DeserializeOwned + 'static> RequestStreamTyped<Req> {
+impl<Req: DeserializeOwned + Serialize + 'static> RequestStreamTyped<Req> {
     /// The next step as a [`Chunk`]: `Init` once, then `Data` per message, then `End`.
     pub async fn next_chunk(&mut self) -> Result<Chunk<Req>, RpcError> {
         if !self.init_seen {
@@ -352,7 +352,7 @@ impl<Req: DeserializeOwned + 'static> RequestStreamTyped<Req> {
     }
 }
 
-impl<Req: DeserializeOwned + 'static> Stream for RequestStreamTyped<Req> {
+impl<Req: DeserializeOwned + Serialize + 'static> Stream for RequestStreamTyped<Req> {
     type Item = Result<Req, RpcError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -522,7 +522,7 @@ impl CallStart {
 
     /// A future decoding the unary request (on the handler's task; its buffer goes back to
     /// the pool).
-    fn request<Req: DeserializeOwned>(
+    fn request<Req: DeserializeOwned + Serialize>(
         &mut self,
     ) -> impl Future<Output = Result<Req, RpcError>> + Send + 'static {
         let payload = self.payload.take();
