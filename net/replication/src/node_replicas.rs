@@ -106,8 +106,8 @@ impl NodeReplicas {
     }
 
     /// Runs `channel` here from now on (and lets moves use it), unless the node's channels
-    /// were stopped meanwhile (a create, join or start that finished during `stop_channels`): then it is
-    /// stopped too, and the node is refused as shutting down.
+    /// were stopped meanwhile (a create, join or start that finished during `stop_channels`):
+    /// then it is stopped too, and refused as the node shutting down.
     async fn run(&self, channel: ReplicatedChannel) -> NodeResult<()> {
         let channel = Arc::new(channel);
         let name = channel.channel().to_string();
