@@ -361,6 +361,20 @@ async fn bind(port: u16) -> TcpListener {
     }
 }
 
+/// Panics unless the store in `dir` (its member stopped) opens again within 5 s: nothing of
+/// the member still holds it. (Its last tasks may take a moment to drop their handles.)
+pub async fn store_opens_again(dir: &Path) {
+    let mut last = None;
+    for _ in 0..50 {
+        match try_open_store(dir, StoreConfig::default()) {
+            Ok(_) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the store stayed held after the member stopped: {last:?}");
+}
+
 /// Three members with fresh stores, each holding `blobs` (stored, so their objects exist).
 pub async fn three_members(root: &Path) -> Vec<Member> {
     let mut members = Vec::new();
