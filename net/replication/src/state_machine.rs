@@ -234,6 +234,9 @@ impl StateMachine {
         };
         let mut backoff = FETCH_BACKOFF_MIN;
         loop {
+            if fetcher.stop.is_cancelled() {
+                return Err(ApplyError::Stopped { channel, index });
+            }
             let sources = sources();
             for source in &sources {
                 if fetcher.stop.is_cancelled() {
@@ -329,11 +332,11 @@ impl StateMachine {
     }
 
     /// Replaces the channel's pin set with the snapshot's, and the applied state with its
-    /// meta, in one transaction (blocking). First, with a fetcher, the objects of every pin
-    /// the store lacks are fetched (the snapshot's sender first, then the snapshot's other
-    /// members; retried like an entry's, never skipped), each pin's in its own import that
-    /// commits them with a prefetch hold, which the install's transaction drops. Pins whose
-    /// objects are still missing then refuse it whole.
+    /// meta, and purges the log up to it, in one transaction (blocking). First, with a
+    /// fetcher, the objects of every pin the store lacks are fetched (the snapshot's sender
+    /// first, then the snapshot's other members; retried like an entry's, never skipped),
+    /// each pin's in its own import that commits them with a prefetch hold, which the
+    /// install's transaction drops. Pins whose objects are still missing then refuse it whole.
     fn install(&self, meta: &SnapshotMeta<u64, Member>, bytes: &[u8]) -> Result<(), ApplyError> {
         let channel = self.channel.to_string();
         let store_err = |source: StoreError| ApplyError::Store {
@@ -398,7 +401,7 @@ impl StateMachine {
                 missing,
             });
         }
-        let ops: Vec<Box<dyn ExtensionOp>> = vec![
+        let mut ops: Vec<Box<dyn ExtensionOp>> = vec![
             Box::new(release_op(&channel, prefetched)),
             Box::new(RaftWrite {
                 channel: channel.clone(),
@@ -411,6 +414,14 @@ impl StateMachine {
                 },
             }),
         ];
+        // The log the snapshot covers goes with it: openraft's own purge may have run before
+        // this install and kept what was not applied then (tables::Change::Purge).
+        if let Some(last) = meta.last_log_id {
+            ops.push(Box::new(RaftWrite {
+                channel: channel.clone(),
+                change: Change::Purge(last),
+            }));
+        }
         self.store
             .commit_pin_changes(&channel, &pins, &unpins, ops)
             .map_err(store_err)?;
@@ -520,5 +531,73 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let sm = self.clone();
         let snapshot = run(move || sm.build()).await?;
         Ok(snapshot.meta.last_log_id.is_some().then_some(snapshot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use net_mesh_engine::{OpenOptions, StoreConfig};
+    use net_mesh_rpc::rpc::Config;
+    use net_mesh_rpc::rpc::server::Router;
+    use net_mesh_rpc::{Endpoint, Identity};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::fetch::MemberStreams;
+    use crate::sessions::Sessions;
+
+    /// A snapshot whose pin's objects no member can give (its membership names no other
+    /// node) waits round after round; once the channel stops, the install ends `Stopped`
+    /// instead of going round forever without waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_install_with_no_member_to_fetch_from_ends_when_the_channel_stops()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let root = tempfile::tempdir()?;
+        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
+        let store = Arc::new(Store::open_with(root.path(), options)?);
+        store.create_channel("c")?;
+        let elsewhere = tempfile::tempdir()?;
+        let missing = Store::open(elsewhere.path(), StoreConfig::default())?
+            .store(b"a blob no member holds")?
+            .blob_ref;
+        let endpoint = Endpoint::new(
+            Identity::from_seed([7; 32]),
+            Router::new(),
+            Config::default(),
+        );
+        let stop = CancellationToken::new();
+        let fetcher = Fetcher::new(
+            Sessions::new(endpoint),
+            Arc::new(MemberStreams::new(1)),
+            tokio::runtime::Handle::current(),
+            stop.clone(),
+        );
+        let stats = fetcher.stats();
+        let sm = StateMachine::new(store, "c").with_fetcher(fetcher);
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 4)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "1-4".into(),
+        };
+        let body = encode_row(&SnapshotBody {
+            pins: vec![SnapshotPin {
+                name: "p".into(),
+                blob_ref: missing.encode(),
+            }],
+        })?;
+        let install = tokio::task::spawn_blocking(move || sm.install(&meta, &body));
+        while stats.counts().rounds_failed < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        // A bound on the test, not a timed assertion: the install ends at its next check.
+        let ended = tokio::time::timeout(Duration::from_secs(30), install).await;
+        assert!(
+            matches!(ended, Ok(Ok(Err(ApplyError::Stopped { .. })))),
+            "the install did not end Stopped: {ended:?}"
+        );
+        Ok(())
     }
 }

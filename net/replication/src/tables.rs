@@ -288,7 +288,8 @@ pub enum Change {
     Append(Vec<(u64, Vec<u8>)>),
     /// Removes entries from this index on.
     Truncate(u64),
-    /// Removes entries up to this log id (inclusive) and records it as purged.
+    /// Removes entries up to this log id (inclusive) and records it as purged, but never past
+    /// the applied state (entries not applied stay; nothing goes when nothing is applied).
     Purge(LogId),
     /// Holds `roots` of blob `blob_id` until its pin is applied or `hold_ms` pass (a row that
     /// exists has its expiry pushed later; its holds are not taken twice).
@@ -345,11 +346,32 @@ impl ExtensionOp for RaftWrite {
                 t.retain_in((channel, *from)..=(channel, u64::MAX), |_, _| false)?;
             }
             Change::Purge(upto) => {
+                // openraft queues the purge behind a snapshot install without waiting for it;
+                // purging past what is applied would leave, if the install never commits,
+                // a member missing entries nobody applied. So only applied entries go now;
+                // the install's own transaction purges the rest (state_machine::install).
+                let applied = {
+                    let t = txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
+                    let state: Option<StateRow> = match t.get(channel)? {
+                        Some(v) => Some(decode_row(STATE_TABLE, v.value())?),
+                        None => None,
+                    };
+                    state.and_then(|s| s.last_applied)
+                };
+                let upto = match applied {
+                    None => return Ok(()),
+                    Some(a) if a.index < upto.index => a,
+                    Some(_) => *upto,
+                };
                 {
                     let mut t = txn.open_table::<(&str, u64), &[u8]>(LOG_TABLE)?;
                     t.retain_in((channel, 0)..=(channel, upto.index), |_, _| false)?;
                 }
-                update_meta(txn, channel, |m| m.last_purged = Some(*upto))?;
+                update_meta(txn, channel, |m| {
+                    if m.last_purged.is_none_or(|p| p.index < upto.index) {
+                        m.last_purged = Some(upto);
+                    }
+                })?;
             }
             Change::PrefetchHold {
                 blob_id,

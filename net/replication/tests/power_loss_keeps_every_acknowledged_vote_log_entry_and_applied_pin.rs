@@ -93,6 +93,8 @@ enum Call {
     /// Encoded entries by index.
     Append(Vec<(u64, Vec<u8>)>),
     Truncate(u64),
+    /// What a purge drops: up to this log id (the one asked for, or the applied state if that
+    /// is behind it).
     Purge(LogId),
     /// The states after each entry of one apply call, in order.
     Apply(Vec<AppliedState>),
@@ -279,7 +281,16 @@ fn check_raft(store: &Store, calls: &[(Step, Call)], cut: usize) -> Result<(), S
                     }
                 }
             },
-            Call::Install(s) => applied.set(status, s.clone()),
+            Call::Install(s) => {
+                applied.set(status, s.clone());
+                // The install purges the log its snapshot covers in its own transaction.
+                if let Some(last) = s.last_applied {
+                    for (_, p) in log.range_mut(..=last.index) {
+                        p.set(status, None);
+                    }
+                    purged.set(status, Some(last));
+                }
+            }
         }
     }
 
@@ -478,9 +489,12 @@ fn power_loss_keeps_every_acknowledged_vote_log_entry_and_applied_pin() {
     assert_eq!(in_snapshot, run.state.pins);
     run.call(Call::Purge(lid(2, 5)), ls.purge(lid(2, 5)));
 
-    // Term 3: a leader far ahead sends a snapshot; the member installs it and purges its log.
+    // Term 3: a leader far ahead sends a snapshot. In openraft's order the purge up to it
+    // comes first, before the install commits: it drops only what is applied (up to 2-8);
+    // the install's own transaction purges the rest.
     let v = Vote::new_committed(3, 3);
     run.call(Call::Vote(v), ls.save_vote(&v));
+    run.call(Call::Purge(lid(2, 8)), ls.purge(lid(3, 12)));
     let membership = StoredMembership::new(Some(lid(1, 1)), members());
     let meta = SnapshotMeta {
         last_log_id: Some(lid(3, 12)),
@@ -508,7 +522,6 @@ fn power_loss_keeps_every_acknowledged_vote_log_entry_and_applied_pin() {
         sm.install_snapshot(&meta, Box::new(Cursor::new(body))),
     );
     run.state = installed;
-    run.call(Call::Purge(lid(3, 12)), ls.purge(lid(3, 12)));
     let third = vec![pin(3, 13, &blobs[2], "two"), unpin(3, 14, &blobs[1])];
     run.append(&mut ls, third.clone());
     run.apply(&mut sm, third);
