@@ -91,13 +91,26 @@ impl NodeReplicas {
         }))
     }
 
-    /// The channel's group, when it runs here.
+    /// The channel's group, when it runs here (not once its replica moved away: the source's
+    /// cleanup unregisters it from the moves).
     pub fn channel(&self, channel: &str) -> Option<Arc<ReplicatedChannel>> {
-        self.running
+        let running = self
+            .running
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(channel)
-            .cloned()
+            .cloned()?;
+        self.moves.is_attached(channel).then_some(running)
+    }
+
+    /// Whether the channel's replica moved away from this node since it started (its group
+    /// ran here and a move's cleanup stopped it). A move back joins it again.
+    fn moved_away(&self, channel: &str) -> bool {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(channel)
+            && !self.moves.is_attached(channel)
     }
 
     /// The node's replica moves.
@@ -139,12 +152,16 @@ impl NodeReplicas {
         self.replication.peer_auth_rejections()
     }
 
+    fn moved_away_refusal(channel: &str) -> NodeError {
+        NodeError::new(
+            ErrorClass::Refused,
+            format!("channel {channel}'s replica moved away from this node"),
+        )
+    }
+
     fn running_or_refused(&self, channel: &str) -> NodeResult<Arc<ReplicatedChannel>> {
-        if self.channel(channel).is_some() && !self.moves.is_attached(channel) {
-            return Err(NodeError::new(
-                ErrorClass::Refused,
-                format!("channel {channel}'s replica moved away from this node"),
-            ));
+        if self.moved_away(channel) {
+            return Err(Self::moved_away_refusal(channel));
         }
         self.channel(channel).ok_or_else(|| {
             NodeError::new(
@@ -206,6 +223,9 @@ impl NodeReplicas {
     async fn make(&self, channel: &str, members: &[NodeAddr]) -> NodeResult<bool> {
         if self.channel(channel).is_some() {
             return Ok(false);
+        }
+        if self.moved_away(channel) {
+            return Err(Self::moved_away_refusal(channel));
         }
         if !self.is_replicated(channel) {
             // Pins made here alone are in no member's log: replicating them would leave the

@@ -1,0 +1,154 @@
+//! A replica moved away from a node and later back to it, the node never restarted (real
+//! `net-mesh serve` processes): after the first move the old member refuses writes and a
+//! `channel create` of the channel; the move back reports every phase, the node runs the
+//! channel's group again (it joins, it is not left with the group it stopped), catches up on
+//! the writes it missed, takes writes again, and every acknowledged blob reads back verified
+//! from it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::replicated::Cluster;
+use common::*;
+
+const CHANNEL: &str = "photos";
+const WAIT: Duration = Duration::from_secs(90);
+const PHASES: [&str; 5] = [
+    "learner_added",
+    "caught_up",
+    "cut_over",
+    "left",
+    "cleaned_up",
+];
+
+fn put(
+    cluster: &Cluster,
+    node: &str,
+    dir: &std::path::Path,
+    i: u64,
+    acked: &mut BTreeMap<String, Vec<u8>>,
+) {
+    let data = random_bytes(40_000, 900 + i);
+    let file = write_file(dir, &format!("f{i}"), &data);
+    let v = cluster.client.json(
+        node,
+        &[
+            "blob",
+            "--channel",
+            CHANNEL,
+            "put",
+            "--json",
+            file.to_str().unwrap(),
+        ],
+    );
+    acked.insert(v["blob_id"].as_str().unwrap().to_string(), data);
+}
+
+fn move_replica(cluster: &Cluster, via: &str, from: &str, to: &str) {
+    let moved = cluster.client.json(
+        via,
+        &[
+            "channel", "move", CHANNEL, "--from", from, "--to", to, "--json",
+        ],
+    );
+    let phases: Vec<&str> = moved["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, PHASES, "{moved}");
+}
+
+#[test]
+fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(tmp.path(), 4, &[], false);
+    let addrs = cluster.addrs.clone();
+    let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
+    let followers: Vec<String> = addrs[..3]
+        .iter()
+        .filter(|a| **a != leader)
+        .cloned()
+        .collect();
+    let (node, other, spare) = (&followers[0], &followers[1], &addrs[3]);
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut acked = BTreeMap::new();
+    for i in 0..3 {
+        put(&cluster, &leader, &dir, i, &mut acked);
+    }
+
+    move_replica(&cluster, &leader, node, spare);
+    assert!(cluster.pinned(node, CHANNEL).is_empty());
+    let late = write_file(tmp.path(), "late.bin", b"late");
+    let refused = cluster.client.run(
+        node,
+        &["blob", "--channel", CHANNEL, "put", late.to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    let recreate = cluster.client.run(
+        node,
+        &["channel", "create", CHANNEL, "--replicas", other.as_str()],
+    );
+    assert_eq!(recreate.status.code(), Some(4), "{recreate:?}");
+    for i in 3..5 {
+        put(&cluster, &leader, &dir, i, &mut acked);
+    }
+
+    // Back to the node it left; it takes writes again.
+    move_replica(&cluster, &leader, spare, node);
+    put(&cluster, node, &dir, 5, &mut acked);
+    let ids: BTreeSet<String> = acked.keys().cloned().collect();
+    let want: BTreeSet<String> = [leader.clone(), other.clone(), node.clone()].into();
+    for member in [&leader, other, node] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = cluster
+                .client
+                .json(member, &["channel", "status", CHANNEL, "--json"]);
+            let members: BTreeSet<String> = status["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["addr"].as_str().unwrap().to_string())
+                .collect();
+            if members == want && cluster.pinned(member, CHANNEL) == ids {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{member}: members {members:?}, {} of {} pins",
+                cluster.pinned(member, CHANNEL).len(),
+                ids.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for (id, data) in &acked {
+        let out = tmp.path().join("got");
+        cluster.client.ok(
+            node,
+            &[
+                "blob",
+                "--channel",
+                CHANNEL,
+                "get",
+                id,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(std::fs::read(&out).unwrap() == *data, "{id} on {node}");
+    }
+    assert!(cluster.pinned(spare, CHANNEL).is_empty());
+    cluster.stop_and_fsck();
+}
