@@ -908,6 +908,8 @@ impl Moves {
             return Err(precondition("this node is not the move's source".into()));
         }
         if row.phase == MovePhase::CleanedUp {
+            // A cleanup cut off after its commit may have left the group registered.
+            self.detach(channel);
             self.inner.spurious.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 channel,
@@ -933,7 +935,10 @@ impl Moves {
             .await
             .map_err(|e| precondition(format!("could not ask the target: {e}")))?;
         verify_handoff(&row, &state, cutover, own_applied).map_err(precondition)?;
-        if let Some(ch) = self.detach(channel)
+        // The group stops but stays registered until the copy is forgotten: a cleanup cut
+        // off anywhere before that (a failed commit, a dropped call) is retried in full, and
+        // a retry needs the registration to reach the target.
+        if let Ok(ch) = self.attached(channel)
             && let Err(e) = ch.shutdown().await
         {
             tracing::warn!(channel, error = %e, "stopping the moved channel's group");
@@ -967,6 +972,7 @@ impl Moves {
         .await
         .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
         .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))?;
+        self.detach(channel);
         tracing::info!(
             channel,
             id,
