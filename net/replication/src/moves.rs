@@ -411,6 +411,16 @@ impl Moves {
     }
 
     async fn bind_locked(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
+        self.bind_at(spec, MovePhase::Bound, None).await
+    }
+
+    /// Binds `spec` like [`Moves::bind`]; a new row starts at `phase` with `cutover`.
+    async fn bind_at(
+        &self,
+        spec: &MoveSpec,
+        phase: MovePhase,
+        cutover: Option<u64>,
+    ) -> Result<MoveRecord, MoveError> {
         let channel = spec.channel.as_str();
         let row = match self.read_row(channel).await? {
             Some(old) if same_move(&old, spec) => MoveRow {
@@ -434,9 +444,9 @@ impl Moves {
                 from: move_node(&spec.from),
                 to: move_node(&spec.to),
                 coordinator: *spec.coordinator.as_bytes(),
-                phase: MovePhase::Bound,
+                phase,
                 started_unix_ms: now_unix_ms(),
-                cutover: None,
+                cutover,
             },
         };
         self.write_row(channel, &row).await?;
@@ -467,7 +477,8 @@ impl Moves {
 
     /// Binds this node as the coordinator of `spec` (it must be the channel's leader, the
     /// source a voter, the target not one) and persists the move at `Bound`. The same move
-    /// again is a no-op (use [`Moves::resume`] to go on).
+    /// again is a no-op (use [`Moves::resume`] to go on). A move the group already cut over
+    /// (another coordinator's, handed to this node) is bound at `CutOver`, leader or not.
     pub async fn begin(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
         check_spec(spec)?;
         let channel = spec.channel.as_str();
@@ -488,6 +499,13 @@ impl Moves {
             return self.bind_locked(spec).await;
         }
         let ch = self.attached(channel)?;
+        if cut_over(&ch, &spec.from, &spec.to) {
+            // Another coordinator got this move past its cutover. What is left (the target's
+            // handoff, the source's cleanup) is asked of the target and the source and needs
+            // no leader, so this node takes the move over from there.
+            let (_, index) = ch.voters();
+            return self.bind_at(spec, MovePhase::CutOver, index).await;
+        }
         let status = ch.status();
         if !status.is_leader {
             return Err(MoveError::NotLeader {
