@@ -3,7 +3,8 @@
 //! `channel create` of the channel; the move back reports every phase, the node runs the
 //! channel's group again (it joins, it is not left with the group it stopped), catches up on
 //! the writes it missed, takes writes again, and every acknowledged blob reads back verified
-//! from it.
+//! from it. Before that, a target holding pins of a plain channel of the same name refuses
+//! the move and nothing is bound.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -86,6 +87,41 @@ fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart()
     for i in 0..3 {
         put(&cluster, &leader, &dir, i, &mut acked);
     }
+
+    // A target holding pins of the channel outside the group (a plain channel of the same
+    // name) refuses to join it, and the refusal binds nothing: once the stray pin is gone,
+    // a new move of the same source runs.
+    cluster.client.ok(spare, &["channel", "create", CHANNEL]);
+    let stray = write_file(tmp.path(), "stray.bin", b"pinned on the spare alone");
+    let stray_id = cluster.client.json(
+        spare,
+        &[
+            "blob",
+            "--channel",
+            CHANNEL,
+            "put",
+            "--json",
+            stray.to_str().unwrap(),
+        ],
+    )["blob_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = cluster.client.run(
+        &leader,
+        &[
+            "channel", "move", CHANNEL, "--from", node, "--to", spare, "--json",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("already holds 1 pin"),
+        "{refused:?}"
+    );
+    assert_eq!(cluster.pinned(node, CHANNEL).len(), acked.len());
+    cluster
+        .client
+        .ok(spare, &["blob", "--channel", CHANNEL, "rm", &stray_id]);
 
     move_replica(&cluster, &leader, node, spare);
     assert!(cluster.pinned(node, CHANNEL).is_empty());

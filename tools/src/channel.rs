@@ -36,9 +36,10 @@ pub enum ChannelCmd {
     },
     /// Move a replicated channel's replica from one node to another (drain --from): the target
     /// joins as a learner, catches up, the voters change, the source leaves and removes its
-    /// copy. Each phase is persisted on the coordinator (the leader the --node names); a move
-    /// that fails part-way resumes from its phase when run again with the --id it printed.
-    /// Admin needed on the leader, the source and the target
+    /// copy. Each phase is persisted on the coordinator (the leader the --node names, or
+    /// another member once the target leads); a move that fails part-way resumes from its
+    /// phase when run again with the --id it printed, on whichever member coordinates then.
+    /// Admin needed on the coordinator, the source and the target
     Move {
         name: String,
         /// The member that leaves (NODE_ADDR)
@@ -282,6 +283,19 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
     Ok(())
 }
 
+/// Who coordinates a move to `to`: the channel's leader, unless that is the target itself
+/// (it can lead only once the move cut over, and a target cannot coordinate its own move);
+/// then another member, as what is left after a cutover needs no leader.
+fn coordinator_for(leader: NodeAddr, members: &[String], to: &NodeAddr) -> Option<NodeAddr> {
+    if leader.node_id != to.node_id {
+        return Some(leader);
+    }
+    members
+        .iter()
+        .filter_map(|m| m.parse::<NodeAddr>().ok())
+        .find(|m| m.node_id != to.node_id)
+}
+
 fn move_replica(
     ctx: &Ctx,
     name: &str,
@@ -313,18 +327,26 @@ fn move_replica(
             format!("channel {name} has no leader now; try again"),
         ));
     };
-    let coordinator: NodeAddr = leader
+    let leader: NodeAddr = leader
         .parse()
         .map_err(|e| CliError::msg(ErrorClass::Io, format!("the leader {leader}: {e}")))?;
+    let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
+    let coordinator = coordinator_for(leader, &members, to).ok_or_else(|| {
+        CliError::msg(
+            ErrorClass::Busy,
+            format!(
+                "channel {name} is led by the move's target and has no other member to coordinate"
+            ),
+        )
+    })?;
     let id = id.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0)
     });
-    let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
     if !json {
-        outln!("move {id} of channel {name}: {from} -> {to}, coordinated by {leader}");
+        outln!("move {id} of channel {name}: {from} -> {to}, coordinated by {coordinator}");
     }
     let bind = MoveBind {
         channel: name.to_string(),
@@ -334,13 +356,22 @@ fn move_replica(
         coordinator: coordinator.to_string(),
         members,
     };
-    for node in [from, to] {
+    let resume_hint = || {
+        eprintln!(
+            "net-mesh: resume move {id} with `channel move {name} --from {from} --to {to} --id {id}`"
+        )
+    };
+    // The target first: it refuses a channel it holds pins of outside the group, and a
+    // refusal there leaves nothing bound anywhere.
+    for node in [to, from] {
         if node.node_id == coordinator.node_id {
             continue;
         }
-        let mut remote = Remote::connect(ctx, node)?;
+        let mut remote = Remote::connect(ctx, node).inspect_err(|_| resume_hint())?;
         let client = remote.client()?;
-        remote.block_on(client.channel_move_bind(&bind))?;
+        remote
+            .block_on(client.channel_move_bind(&bind))
+            .inspect_err(|_| resume_hint())?;
     }
     let mut remote = Remote::connect(ctx, &coordinator)?;
     let client = remote.client()?;
@@ -351,7 +382,7 @@ fn move_replica(
             from: from.to_string(),
             to: to.to_string(),
         }))
-        .inspect_err(|_| eprintln!("net-mesh: resume move {id} with `channel move {name} --from {from} --to {to} --id {id}`"))?;
+        .inspect_err(|_| resume_hint())?;
     if json {
         let phases: Vec<_> = done
             .phases
@@ -373,4 +404,27 @@ fn move_replica(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use net_mesh_rpc::Identity;
+
+    use super::*;
+
+    fn node(seed: u8) -> NodeAddr {
+        NodeAddr {
+            node_id: Identity::from_seed([seed; 32]).node_id(),
+            host_port: format!("127.0.0.1:{}", 7000 + u16::from(seed)),
+        }
+    }
+
+    #[test]
+    fn the_leader_coordinates_unless_it_is_the_target() {
+        let (k, o, b) = (node(1), node(2), node(3));
+        let members: Vec<String> = [&b, &k, &o].iter().map(|a| a.to_string()).collect();
+        assert_eq!(coordinator_for(k.clone(), &members, &b), Some(k.clone()));
+        assert_eq!(coordinator_for(b.clone(), &members, &b), Some(k));
+        assert_eq!(coordinator_for(b.clone(), &[b.to_string()], &b), None);
+    }
 }

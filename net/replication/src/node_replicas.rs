@@ -220,6 +220,36 @@ impl NodeReplicas {
         Ok(())
     }
 
+    /// Refuses to replicate `channel` here (create it, or join it as a move's target) while
+    /// it is a plain channel holding pins: pins made here alone are in no member's log, and
+    /// replicating them would leave the members different from the start.
+    async fn refuse_local_pins(&self, channel: &str) -> NodeResult<()> {
+        if self.is_replicated(channel) {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let name = channel.to_string();
+        let pins = tokio::task::spawn_blocking(move || {
+            store.channels().map(|cs| {
+                cs.into_iter()
+                    .find(|c| c.name == name)
+                    .map_or(0, |c| c.pins)
+            })
+        })
+        .await
+        .map_err(|e| NodeError::new(ErrorClass::Io, format!("worker failed: {e}")))?
+        .map_err(|e| node_error(&e))?;
+        if pins > 0 {
+            return Err(NodeError::new(
+                ErrorClass::Refused,
+                format!(
+                    "channel {channel} already holds {pins} pin(s) on this node; only an empty or new channel can be replicated"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn make(&self, channel: &str, members: &[NodeAddr]) -> NodeResult<bool> {
         if self.channel(channel).is_some() {
             return Ok(false);
@@ -227,30 +257,7 @@ impl NodeReplicas {
         if self.moved_away(channel) {
             return Err(Self::moved_away_refusal(channel));
         }
-        if !self.is_replicated(channel) {
-            // Pins made here alone are in no member's log: replicating them would leave the
-            // members different from the start.
-            let store = self.store.clone();
-            let name = channel.to_string();
-            let pins = tokio::task::spawn_blocking(move || {
-                store.channels().map(|cs| {
-                    cs.into_iter()
-                        .find(|c| c.name == name)
-                        .map_or(0, |c| c.pins)
-                })
-            })
-            .await
-            .map_err(|e| NodeError::new(ErrorClass::Io, format!("worker failed: {e}")))?
-            .map_err(|e| node_error(&e))?;
-            if pins > 0 {
-                return Err(NodeError::new(
-                    ErrorClass::Refused,
-                    format!(
-                        "channel {channel} already holds {pins} pin(s) on this node; only an empty or new channel can be replicated"
-                    ),
-                ));
-            }
-        }
+        self.refuse_local_pins(channel).await?;
         let endpoint = self.endpoint()?.clone();
         let created = ReplicatedChannel::create(
             &self.replication,
@@ -283,10 +290,14 @@ impl NodeReplicas {
             to: addr(&bind.to)?,
             coordinator: addr(&bind.coordinator)?.node_id,
         };
+        let own = self.endpoint()?.identity().node_id();
+        let joins = spec.to.node_id == own && self.channel(&bind.channel).is_none();
+        if joins {
+            self.refuse_local_pins(&bind.channel).await?;
+        }
         self.moves.bind(&spec).await.map_err(|e| node_error(&e))?;
         let endpoint = self.endpoint()?.clone();
-        let own = endpoint.identity().node_id();
-        if spec.to.node_id == own && self.channel(&bind.channel).is_none() {
+        if joins {
             // The target joins: it admits raft calls only from the current members until
             // the leader's log or snapshot gives it the membership.
             let members = bind
