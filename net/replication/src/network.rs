@@ -369,9 +369,14 @@ impl Replication {
             )
         })?;
         within_snapshot_len(&req)?;
+        let sent_vote = req.vote;
         Ok(match group.raft.install_snapshot(req).await {
             Ok(r) => {
-                group.leader_from.store(leader, Ordering::Relaxed);
+                // Taken only when the group took the chunk (it answers a higher vote of its
+                // own otherwise): the sender is then the leader to fetch from first.
+                if r.vote == sent_vote {
+                    group.leader_from.store(leader, Ordering::Relaxed);
+                }
                 Reply::Ok(r)
             }
             Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
