@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use net_mesh_engine::codec::Hash;
-use net_mesh_engine::index::{blob_id, pin_roots};
+use net_mesh_engine::index::{IndexError, blob_id, pin_roots};
 use net_mesh_engine::{BlobRef, ExtensionOp, Importer, Store, StoreError};
 use net_mesh_rpc::NodeAddr;
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -76,6 +76,15 @@ pub struct StateMachine {
     fetcher: Option<Fetcher>,
     /// The raft id of the leader that last sent this node appends or a snapshot (0: none).
     leader_from: Arc<AtomicU64>,
+    /// Runs between an apply's or an install's check of the objects and its commit.
+    #[cfg(test)]
+    before_commit: Option<tests::Hook>,
+}
+
+/// Whether a commit was refused because objects it pins are not in the store (a gc deleted
+/// them after they were checked: they were here, unreferenced).
+fn objects_gone(e: &StoreError) -> bool {
+    matches!(e, StoreError::Index(IndexError::MissingObject(_)))
 }
 
 fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError {
@@ -95,6 +104,15 @@ impl StateMachine {
             installs: Arc::default(),
             fetcher: None,
             leader_from: Arc::default(),
+            #[cfg(test)]
+            before_commit: None,
+        }
+    }
+
+    fn before_commit(&self) {
+        #[cfg(test)]
+        if let Some(hook) = &self.before_commit {
+            (hook.0)();
         }
     }
 
@@ -118,6 +136,8 @@ impl StateMachine {
     }
 
     /// Applies one entry (blocking): the pin change and the applied state in one transaction.
+    /// A pin's objects a gc deletes between their check and that commit are fetched (with a
+    /// fetcher) as if they had been missing.
     fn apply_one(&self, entry: &Entry, state: &mut StateRow) -> Result<Applied, ApplyError> {
         let channel = self.channel.to_string();
         let store_err = |source: StoreError| ApplyError::Store {
@@ -158,7 +178,7 @@ impl StateMachine {
             EntryPayload::Normal(PinOp::Unpin { blob_id }) => unpins.push(*blob_id),
         }
         state.last_applied = Some(entry.log_id);
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         ops.push(Box::new(RaftWrite {
             channel: channel.clone(),
             change: Change::Applied {
@@ -166,10 +186,21 @@ impl StateMachine {
                 allow_equal: false,
             },
         }));
-        let outcome = self
-            .store
-            .commit_pin_changes(&channel, &pins, &unpins, ops)
-            .map_err(store_err)?;
+        self.before_commit();
+        let outcome = match self.store.commit_pin_changes(&channel, &pins, &unpins, ops) {
+            Ok(outcome) => outcome,
+            // A gc took the pin's objects after they were checked: they are fetched like
+            // any missing objects (nothing was committed).
+            Err(e)
+                if objects_gone(&e)
+                    && let (Some(fetcher), [(blob_ref, name)]) =
+                        (&self.fetcher, pins.as_slice()) =>
+            {
+                drop(guard);
+                return self.fetch_and_apply(fetcher, entry, blob_ref, name, state);
+            }
+            Err(e) => return Err(store_err(e)),
+        };
         Ok(Applied {
             changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
         })
@@ -336,7 +367,9 @@ impl StateMachine {
     /// fetcher, the objects of every pin the store lacks are fetched (the snapshot's sender
     /// first, then the snapshot's other members; retried like an entry's, never skipped),
     /// each pin's in its own import that commits them with a prefetch hold, which the
-    /// install's transaction drops. Pins whose objects are still missing then refuse it whole.
+    /// install's transaction drops. Objects a gc deletes after that (objects that were here,
+    /// unreferenced) are fetched again; without a fetcher, pins whose objects are missing
+    /// refuse the install whole.
     fn install(&self, meta: &SnapshotMeta<u64, Member>, bytes: &[u8]) -> Result<(), ApplyError> {
         let channel = self.channel.to_string();
         let store_err = |source: StoreError| ApplyError::Store {
@@ -352,86 +385,96 @@ impl StateMachine {
             decode_row(SNAPSHOT, bytes).map_err(|e| corrupted(e.to_string()))?;
         let wanted = wanted_pins(body).map_err(corrupted)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        if let Some(fetcher) = &self.fetcher {
-            let first = self.leader_from.load(Ordering::Relaxed);
-            let sources = || fetcher.sources(&meta.last_membership, first);
-            for (r, _) in wanted.values() {
-                if missing_roots(&self.store, r).map_err(store_err)?.is_empty() {
+        let (pinned, unpinned) = loop {
+            if let Some(fetcher) = &self.fetcher {
+                let first = self.leader_from.load(Ordering::Relaxed);
+                let sources = || fetcher.sources(&meta.last_membership, first);
+                for (r, _) in wanted.values() {
+                    if missing_roots(&self.store, r).map_err(store_err)?.is_empty() {
+                        continue;
+                    }
+                    self.fetch_until(fetcher, index, sources, r, |importer| {
+                        importer.push_op(Box::new(hold_op(&channel, r)));
+                        importer.commit()
+                    })?;
+                }
+            }
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let prefetched: Vec<Hash> = self
+                .store
+                .read_extension(NAMESPACE, |r| read_prefetched(r, &channel))
+                .map_err(store_err)?
+                .into_iter()
+                .filter(|id| wanted.contains_key(id))
+                .collect();
+            let listing = self.store.pins_in(&channel).map_err(store_err)?;
+            let present: HashSet<Hash> = listing
+                .pins
+                .iter()
+                .map(|(id, _)| *id)
+                .chain(listing.bad.iter().map(|b| b.id))
+                .collect();
+            let unpins: Vec<Hash> = present
+                .iter()
+                .filter(|id| !wanted.contains_key(*id))
+                .copied()
+                .collect();
+            let mut pins = Vec::new();
+            let mut missing = Vec::new();
+            for (id, (r, name)) in &wanted {
+                if present.contains(id) {
                     continue;
                 }
-                self.fetch_until(fetcher, index, sources, r, |importer| {
-                    importer.push_op(Box::new(hold_op(&channel, r)));
-                    importer.commit()
-                })?;
+                missing.extend(missing_roots(&self.store, r).map_err(store_err)?);
+                pins.push((r.clone(), name.clone()));
             }
-        }
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let prefetched: Vec<Hash> = self
-            .store
-            .read_extension(NAMESPACE, |r| read_prefetched(r, &channel))
-            .map_err(store_err)?
-            .into_iter()
-            .filter(|id| wanted.contains_key(id))
-            .collect();
-        let listing = self.store.pins_in(&channel).map_err(store_err)?;
-        let present: HashSet<Hash> = listing
-            .pins
-            .iter()
-            .map(|(id, _)| *id)
-            .chain(listing.bad.iter().map(|b| b.id))
-            .collect();
-        let unpins: Vec<Hash> = present
-            .iter()
-            .filter(|id| !wanted.contains_key(*id))
-            .copied()
-            .collect();
-        let mut pins = Vec::new();
-        let mut missing = Vec::new();
-        for (id, (r, name)) in &wanted {
-            if present.contains(id) {
+            if !missing.is_empty() && self.fetcher.is_some() {
+                // A gc took objects between the fetch above and this check: fetched again.
                 continue;
             }
-            missing.extend(missing_roots(&self.store, r).map_err(store_err)?);
-            pins.push((r.clone(), name.clone()));
-        }
-        if !missing.is_empty() {
-            return Err(ApplyError::MissingObjects {
-                channel,
-                index,
-                missing,
-            });
-        }
-        let mut ops: Vec<Box<dyn ExtensionOp>> = vec![
-            Box::new(release_op(&channel, prefetched)),
-            Box::new(RaftWrite {
-                channel: channel.clone(),
-                change: Change::Applied {
-                    state: StateRow {
-                        last_applied: meta.last_log_id,
-                        membership: meta.last_membership.clone(),
+            if !missing.is_empty() {
+                return Err(ApplyError::MissingObjects {
+                    channel,
+                    index,
+                    missing,
+                });
+            }
+            let mut ops: Vec<Box<dyn ExtensionOp>> = vec![
+                Box::new(release_op(&channel, prefetched)),
+                Box::new(RaftWrite {
+                    channel: channel.clone(),
+                    change: Change::Applied {
+                        state: StateRow {
+                            last_applied: meta.last_log_id,
+                            membership: meta.last_membership.clone(),
+                        },
+                        allow_equal: true,
                     },
-                    allow_equal: true,
-                },
-            }),
-        ];
-        // The log the snapshot covers goes with it: openraft's own purge may have run before
-        // this install and kept what was not applied then (tables::Change::Purge).
-        if let Some(last) = meta.last_log_id {
-            ops.push(Box::new(RaftWrite {
-                channel: channel.clone(),
-                change: Change::Purge(last),
-            }));
-        }
-        self.store
-            .commit_pin_changes(&channel, &pins, &unpins, ops)
-            .map_err(store_err)?;
+                }),
+            ];
+            // The log the snapshot covers goes with it: openraft's own purge may have run before
+            // this install and kept what was not applied then (tables::Change::Purge).
+            if let Some(last) = meta.last_log_id {
+                ops.push(Box::new(RaftWrite {
+                    channel: channel.clone(),
+                    change: Change::Purge(last),
+                }));
+            }
+            self.before_commit();
+            match self.store.commit_pin_changes(&channel, &pins, &unpins, ops) {
+                Ok(_) => break (pins.len(), unpins.len()),
+                // A gc took objects after they were checked: they are fetched again.
+                Err(e) if objects_gone(&e) && self.fetcher.is_some() => continue,
+                Err(e) => return Err(store_err(e)),
+            }
+        };
         self.installs.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             channel,
             snapshot = %meta.snapshot_id,
             bytes = bytes.len(),
-            pinned = pins.len(),
-            unpinned = unpins.len(),
+            pinned,
+            unpinned,
             "snapshot installed"
         );
         Ok(())
@@ -547,6 +590,188 @@ mod tests {
     use super::*;
     use crate::fetch::MemberStreams;
     use crate::sessions::Sessions;
+
+    /// A test's code run between a check of the objects and the commit that relies on it.
+    #[derive(Clone)]
+    pub(super) struct Hook(pub(super) Arc<dyn Fn() + Send + Sync>);
+
+    impl std::fmt::Debug for Hook {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Hook")
+        }
+    }
+
+    /// A member B serving `data` (stored and pinned in its store) to `reader` over a real
+    /// socket on 127.0.0.1, until the token is cancelled.
+    async fn serving_member(
+        root: &std::path::Path,
+        data: &[u8],
+        reader: &Identity,
+    ) -> Result<(NodeAddr, CancellationToken), Box<dyn std::error::Error>> {
+        let options = net_mesh_node::revoke::with_node_tables(
+            OpenOptions::new(StoreConfig::default()).extension(crate::extension()),
+        );
+        let store = Arc::new(Store::open_with(root, options)?);
+        store.store(data)?;
+        let identity = Identity::from_seed([11; 32]);
+        let node = net_mesh_node::Node::new(store, identity.node_id())?;
+        let allow = net_mesh_node::Allow::parse(
+            identity.node_id(),
+            &format!("{} read\n", reader.node_id()),
+        )?;
+        let endpoint = Endpoint::new(identity.clone(), node.router(allow), Config::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = NodeAddr {
+            node_id: identity.node_id(),
+            host_port: listener.local_addr()?.to_string(),
+        };
+        let stop = CancellationToken::new();
+        let serving = stop.clone();
+        tokio::spawn(async move { endpoint.serve(listener, serving).await });
+        Ok((addr, stop))
+    }
+
+    /// A's side: its store, the blob whose objects it holds unreferenced, its state machine
+    /// of `c`, the objects its gc hook freed so far, and the fetcher's stop.
+    struct Unreferenced {
+        store: Arc<Store>,
+        blob_ref: BlobRef,
+        sm: StateMachine,
+        freed: Arc<AtomicU64>,
+        stop: CancellationToken,
+    }
+
+    /// A's store holding `data`'s objects unreferenced (stored, then unpinned) and a channel
+    /// `c`; A's state machine of `c` fetching from the members it is told of, whose hook
+    /// runs a gc (grace 0) before every commit.
+    fn unreferenced_here(
+        root: &std::path::Path,
+        data: &[u8],
+        identity: Identity,
+    ) -> Result<Unreferenced, Box<dyn std::error::Error>> {
+        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
+        let store = Arc::new(Store::open_with(root, options)?);
+        store.create_channel("c")?;
+        let blob_ref = store.store(data)?.blob_ref;
+        store.unpin(&blob_id(&blob_ref))?;
+        assert!(missing_roots(&store, &blob_ref)?.is_empty());
+        let endpoint = Endpoint::new(identity, Router::new(), Config::default());
+        let stop = CancellationToken::new();
+        let fetcher = Fetcher::new(
+            Sessions::new(endpoint),
+            Arc::new(MemberStreams::new(1)),
+            tokio::runtime::Handle::current(),
+            stop.clone(),
+        );
+        let freed = Arc::new(AtomicU64::new(0));
+        let mut sm = StateMachine::new(store.clone(), "c").with_fetcher(fetcher);
+        let (gc_store, gc_freed) = (store.clone(), freed.clone());
+        sm.before_commit = Some(Hook(Arc::new(move || {
+            let options = net_mesh_engine::GcOptions {
+                grace: Duration::ZERO,
+                dry_run: false,
+                compact_threshold: 0.0,
+            };
+            if let Ok(report) = gc_store.gc(&options) {
+                gc_freed.fetch_add(report.objects_freed, Ordering::Relaxed);
+            }
+        })));
+        Ok(Unreferenced {
+            store,
+            blob_ref,
+            sm,
+            freed,
+            stop,
+        })
+    }
+
+    fn membership_of(b: &NodeAddr) -> StoredMembership {
+        let id = crate::raft_id(&b.node_id);
+        let membership = openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([id])],
+            BTreeMap::from([(id, Member::from_addr(b))]),
+        );
+        StoredMembership::new(None, membership)
+    }
+
+    /// A pin whose objects were here (unreferenced) when the apply checked them, and which a
+    /// gc deletes before the apply's commit, is applied all the same: the refused commit
+    /// changes nothing and the objects are fetched from a member, as if they had been missing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pin_whose_objects_a_gc_deletes_after_the_check_is_fetched_and_applied()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (a_dir, b_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let data = b"a blob unpinned here long ago, pinned again by the log".repeat(500);
+        let a = Identity::from_seed([10; 32]);
+        let (b, stop_b) = serving_member(b_dir.path(), &data, &a).await?;
+        let Unreferenced {
+            store,
+            blob_ref,
+            sm,
+            freed,
+            stop,
+        } = unreferenced_here(a_dir.path(), &data, a)?;
+        let entry = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(PinOp::Pin {
+                blob_ref: blob_ref.encode(),
+                name: "p".into(),
+            }),
+        };
+        let mut state = StateRow {
+            last_applied: None,
+            membership: membership_of(&b),
+        };
+        let applied = tokio::task::spawn_blocking(move || sm.apply_one(&entry, &mut state)).await?;
+        assert!(applied.is_ok(), "{applied:?}");
+        assert!(freed.load(Ordering::Relaxed) > 0, "the gc freed nothing");
+        let pinned: Vec<Hash> = store.pins_in("c")?.pins.iter().map(|(id, _)| *id).collect();
+        assert_eq!(pinned, [blob_id(&blob_ref)]);
+        assert!(missing_roots(&store, &blob_ref)?.is_empty());
+        stop.cancel();
+        stop_b.cancel();
+        Ok(())
+    }
+
+    /// The same for a snapshot install: its check found the pin's objects here, a gc
+    /// deleted them before its commit; the install fetches them and commits, holding none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_install_whose_objects_a_gc_deletes_after_the_check_fetches_them()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (a_dir, b_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let data = b"a blob unpinned here long ago, in a snapshot now".repeat(500);
+        let a = Identity::from_seed([10; 32]);
+        let (b, stop_b) = serving_member(b_dir.path(), &data, &a).await?;
+        let Unreferenced {
+            store,
+            blob_ref,
+            sm,
+            freed,
+            stop,
+        } = unreferenced_here(a_dir.path(), &data, a)?;
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 4)),
+            last_membership: membership_of(&b),
+            snapshot_id: "1-4".into(),
+        };
+        let body = encode_row(&SnapshotBody {
+            pins: vec![SnapshotPin {
+                name: "p".into(),
+                blob_ref: blob_ref.encode(),
+            }],
+        })?;
+        let installed = tokio::task::spawn_blocking(move || sm.install(&meta, &body)).await?;
+        assert!(installed.is_ok(), "{installed:?}");
+        assert!(freed.load(Ordering::Relaxed) > 0, "the gc freed nothing");
+        let pinned: Vec<Hash> = store.pins_in("c")?.pins.iter().map(|(id, _)| *id).collect();
+        assert_eq!(pinned, [blob_id(&blob_ref)]);
+        assert!(missing_roots(&store, &blob_ref)?.is_empty());
+        let held = store.read_extension(NAMESPACE, |r| read_prefetched(r, "c"))?;
+        assert!(held.is_empty(), "holds left: {held:?}");
+        stop.cancel();
+        stop_b.cancel();
+        Ok(())
+    }
 
     /// A snapshot whose pin's objects no member can give (its membership names no other
     /// node) waits round after round; once the channel stops, the install ends `Stopped`
