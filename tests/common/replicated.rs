@@ -104,6 +104,34 @@ impl Cluster {
         created["leader"].as_str().unwrap().to_string()
     }
 
+    /// `channel move CHANNEL --from FROM --to TO --json` through `via`; asserts it reported
+    /// every phase, in order.
+    pub fn move_replica(&self, channel: &str, via: &str, from: &str, to: &str) {
+        let moved = self.client.json(
+            via,
+            &[
+                "channel", "move", channel, "--from", from, "--to", to, "--json",
+            ],
+        );
+        let phases: Vec<&str> = moved["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["phase"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                "learner_added",
+                "caught_up",
+                "cut_over",
+                "left",
+                "cleaned_up"
+            ],
+            "{moved}"
+        );
+    }
+
     /// The blob ids pinned in `channel` on `node`.
     pub fn pinned(&self, node: &str, channel: &str) -> BTreeSet<String> {
         let rows = self

@@ -31,7 +31,7 @@ use crate::fetch::Fetcher;
 use crate::moves::{MoveEvent, MoveSpec, Moves};
 use crate::network::{Replication, request_blob_ref};
 use crate::prefetch::hold_op;
-use crate::tables::{LOG_META_TABLE, LogMetaRow, NAMESPACE, STATE_TABLE, StateRow};
+use crate::tables::{LOG_META_TABLE, LogMetaRow, MovePhase, NAMESPACE, STATE_TABLE, StateRow};
 use crate::types::{Member, PinOp};
 
 /// `raft/v1/propose`: a member asks the leader to propose `op` in the call's channel.
@@ -66,6 +66,10 @@ pub struct NodeReplicas {
     running: RwLock<HashMap<String, Arc<ReplicatedChannel>>>,
     /// Channels this node replicates (running or not): their writes never pin locally.
     replicated: RwLock<HashSet<String>>,
+    /// Channels whose replica had moved away from this node when it started (its move row
+    /// names it the source, cleaned up): refused like a replica moved away since, not
+    /// taken as plain local channels, until a move brings them back.
+    moved_before_start: HashSet<String>,
     stop: CancellationToken,
 }
 
@@ -78,6 +82,10 @@ impl NodeReplicas {
         config: ReplicationConfig,
     ) -> Result<Arc<NodeReplicas>, ReplicationError> {
         let replicated = replicated_channels(&store)?;
+        let moved_before_start = moved_away_channels(&store, own)?
+            .into_iter()
+            .filter(|c| !replicated.contains(c))
+            .collect();
         Ok(Arc::new_cyclic(|me| NodeReplicas {
             me: me.clone(),
             replication: Replication::new(),
@@ -87,6 +95,7 @@ impl NodeReplicas {
             endpoint: OnceLock::new(),
             running: RwLock::new(HashMap::new()),
             replicated: RwLock::new(replicated),
+            moved_before_start,
             stop: CancellationToken::new(),
         }))
     }
@@ -103,14 +112,20 @@ impl NodeReplicas {
         self.moves.is_attached(channel).then_some(running)
     }
 
-    /// Whether the channel's replica moved away from this node since it started (its group
-    /// ran here and a move's cleanup stopped it). A move back joins it again.
+    /// Whether the channel's replica moved away from this node: since it started (its group
+    /// ran here and a move's cleanup stopped it) or before (and no move brought it back). A
+    /// move back joins it again.
     fn moved_away(&self, channel: &str) -> bool {
-        self.running
+        let running = self
+            .running
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(channel)
-            && !self.moves.is_attached(channel)
+            .contains_key(channel);
+        if running {
+            !self.moves.is_attached(channel)
+        } else {
+            self.moved_before_start.contains(channel)
+        }
     }
 
     /// The node's replica moves.
@@ -488,6 +503,28 @@ fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
     NodeError::new(e.class(), e.to_string())
 }
 
+/// The channels of `store` whose replica moved away from node `own` (their move row names
+/// it the source, cleaned up).
+fn moved_away_channels(store: &Store, own: NodeId) -> Result<HashSet<String>, ReplicationError> {
+    let names: Vec<String> = store
+        .channels()
+        .map_err(|e| ReplicationError::Raft(e.to_string()))?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    Ok(store.read_extension(NAMESPACE, |r| {
+        let mut moved = HashSet::new();
+        for name in names {
+            if crate::tables::read_move(r, &name)?.is_some_and(|m| {
+                m.phase == MovePhase::CleanedUp && m.from.node_id == *own.as_bytes()
+            }) {
+                moved.insert(name);
+            }
+        }
+        Ok(moved)
+    })?)
+}
+
 /// The channels of `store` that hold replication state.
 fn replicated_channels(store: &Store) -> Result<HashSet<String>, ReplicationError> {
     let names: Vec<String> = store
@@ -540,10 +577,13 @@ impl Replicas for NodeReplicas {
     }
 
     fn is_replicated(&self, channel: &str) -> bool {
-        self.replicated
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(channel)
+        // A replica moved away counts: its writes are refused, never pinned locally.
+        self.moved_before_start.contains(channel)
+            || self
+                .replicated
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(channel)
     }
 
     fn hold(&self, channel: &str, blob_ref: &BlobRef) -> Box<dyn ExtensionOp> {
