@@ -288,8 +288,9 @@ pub enum Change {
     Append(Vec<(u64, Vec<u8>)>),
     /// Removes entries from this index on.
     Truncate(u64),
-    /// Removes entries up to this log id (inclusive) and records it as purged, but never past
-    /// the applied state (entries not applied stay; nothing goes when nothing is applied).
+    /// Removes entries up to this log id (inclusive) and records it as purged; while the log
+    /// holds the entry at this index, never past the applied state (entries not applied stay;
+    /// nothing goes when nothing is applied).
     Purge(LogId),
     /// Holds `roots` of blob `blob_id` until its pin is applied or `hold_ms` pass (a row that
     /// exists has its expiry pushed later; its holds are not taken twice).
@@ -347,9 +348,17 @@ impl ExtensionOp for RaftWrite {
             }
             Change::Purge(upto) => {
                 // openraft queues the purge behind a snapshot install without waiting for it;
-                // purging past what is applied would leave, if the install never commits,
-                // a member missing entries nobody applied. So only applied entries go now;
-                // the install's own transaction purges the rest (state_machine::install).
+                // purging past what is applied would leave, if the install never commits, a
+                // member missing entries nobody applied. So while the log holds every entry
+                // up to `upto`, only applied entries go now and the install's own transaction
+                // purges the rest (state_machine::install). A log that ends before `upto` (a
+                // member behind the snapshot, the usual case) is purged whole up to it as
+                // openraft asks: keeping its entries would leave a hole once entries after
+                // `upto` are appended, and openraft cannot load a log with a hole.
+                let holds_upto = txn
+                    .open_table::<(&str, u64), &[u8]>(LOG_TABLE)?
+                    .get((channel, upto.index))?
+                    .is_some();
                 let applied = {
                     let t = txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
                     let state: Option<StateRow> = match t.get(channel)? {
@@ -359,6 +368,7 @@ impl ExtensionOp for RaftWrite {
                     state.and_then(|s| s.last_applied)
                 };
                 let upto = match applied {
+                    _ if !holds_upto => *upto,
                     None => return Ok(()),
                     Some(a) if a.index < upto.index => a,
                     Some(_) => *upto,

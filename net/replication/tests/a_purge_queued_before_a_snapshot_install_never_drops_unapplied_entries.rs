@@ -1,9 +1,12 @@
 //! openraft 0.9 queues the log purge that follows a snapshot install without waiting for the
 //! state machine to commit the install. If the install never commits (the objects never come,
 //! the node stops or crashes), a purge past the applied state would leave a member whose log
-//! starts after entries it never applied: wedged forever. So a purge only drops applied
-//! entries, and the install's own transaction purges what its snapshot covers. Checked on a
-//! real store in both orders, and across a reopen of the store.
+//! starts after entries it never applied: wedged forever. So while the log holds the entry at
+//! the purge's index, a purge only drops applied entries, and the install's own transaction
+//! purges what its snapshot covers. A log that ends before that index (a member behind the
+//! snapshot) is purged whole up to it: keeping its entries would leave a hole once later
+//! entries are appended, and openraft cannot load a log with a hole. Checked on a real store
+//! in both orders, and across a reopen of the store.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -100,9 +103,10 @@ async fn a_purge_queued_before_a_snapshot_install_never_drops_unapplied_entries(
         "a purge with nothing applied dropped entries"
     );
 
-    // Entries 1..=3 applied; openraft purges up to a snapshot at 12 before installing it.
+    // Entries 1..=3 applied; openraft purges up to a snapshot at 5 (an index the log holds)
+    // before installing it: only the applied entries go.
     sm.apply(entries[..3].to_vec()).await.unwrap();
-    ls.purge(lid(2, 12)).await.unwrap();
+    ls.purge(lid(1, 5)).await.unwrap();
     assert_eq!(
         state(&store).await,
         (Some(3), Some(5), Some(3), vec![4, 5]),
@@ -116,12 +120,14 @@ async fn a_purge_queued_before_a_snapshot_install_never_drops_unapplied_entries(
         .store(b"a blob only another member holds")
         .unwrap()
         .blob_ref;
-    let meta = SnapshotMeta {
-        last_log_id: Some(lid(2, 12)),
+    let meta = |last: LogId<u64>| SnapshotMeta {
+        last_log_id: Some(last),
         last_membership: StoredMembership::default(),
-        snapshot_id: "2-12".into(),
+        snapshot_id: format!("{last}"),
     };
-    let refused = sm.install_snapshot(&meta, snapshot(&[&other])).await;
+    let refused = sm
+        .install_snapshot(&meta(lid(1, 5)), snapshot(&[&other]))
+        .await;
     assert!(
         refused.is_err(),
         "installed a snapshot whose objects are missing"
@@ -141,18 +147,34 @@ async fn a_purge_queued_before_a_snapshot_install_never_drops_unapplied_entries(
     // openraft's purge that follows changes nothing.
     let mut ls = LogStore::new(store.clone(), CHANNEL);
     let mut sm = StateMachine::new(store.clone(), CHANNEL);
-    sm.install_snapshot(&meta, snapshot(&[&refs[0], &refs[5]]))
+    sm.install_snapshot(&meta(lid(1, 5)), snapshot(&[&refs[0], &refs[5]]))
         .await
         .unwrap();
-    assert_eq!(state(&store).await, (Some(12), Some(12), Some(12), vec![]));
-    ls.purge(lid(2, 12)).await.unwrap();
-    let next = pin(2, 13, &refs[1]);
+    assert_eq!(state(&store).await, (Some(5), Some(5), Some(5), vec![]));
+    ls.purge(lid(1, 5)).await.unwrap();
+    let next = pin(1, 6, &refs[1]);
     ls.blocking_append(vec![next.clone()]).await.unwrap();
     sm.apply(vec![next]).await.unwrap();
     // An older purge never moves the bound back.
     ls.purge(lid(1, 2)).await.unwrap();
+    assert_eq!(state(&store).await, (Some(5), Some(6), Some(6), vec![6]));
+
+    // Behind a snapshot at 12 (the log ends at 6): the purge takes the whole log up to 12,
+    // and the entries the leader sends next follow it without a hole, before the install
+    // commits (the leader takes the member as caught up once openraft answered).
+    ls.purge(lid(2, 12)).await.unwrap();
+    let after = pin(2, 13, &refs[2]);
+    ls.blocking_append(vec![after]).await.unwrap();
     assert_eq!(
         state(&store).await,
-        (Some(12), Some(13), Some(13), vec![13])
+        (Some(12), Some(13), Some(6), vec![13]),
+        "a log behind the snapshot kept entries (a hole before 13)"
+    );
+    sm.install_snapshot(&meta(lid(2, 12)), snapshot(&[&refs[0], &refs[3]]))
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&store).await,
+        (Some(12), Some(13), Some(12), vec![13])
     );
 }
