@@ -189,17 +189,17 @@ impl StateMachine {
         self.before_commit();
         let outcome = match self.store.commit_pin_changes(&channel, &pins, &unpins, ops) {
             Ok(outcome) => outcome,
-            // A gc took the pin's objects after they were checked: they are fetched like
-            // any missing objects (nothing was committed).
-            Err(e)
+            Err(e) => {
+                // A gc took the pin's objects after they were checked: they are fetched like
+                // any missing objects (nothing was committed).
                 if objects_gone(&e)
-                    && let (Some(fetcher), [(blob_ref, name)]) =
-                        (&self.fetcher, pins.as_slice()) =>
-            {
-                drop(guard);
-                return self.fetch_and_apply(fetcher, entry, blob_ref, name, state);
+                    && let (Some(fetcher), [(blob_ref, name)]) = (&self.fetcher, pins.as_slice())
+                {
+                    drop(guard);
+                    return self.fetch_and_apply(fetcher, entry, blob_ref, name, state);
+                }
+                return Err(store_err(e));
             }
-            Err(e) => return Err(store_err(e)),
         };
         Ok(Applied {
             changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
