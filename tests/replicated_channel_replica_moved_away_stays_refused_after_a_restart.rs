@@ -1,7 +1,8 @@
 //! A node whose replica of a channel moved away, then restarted (real `net-mesh serve`
 //! processes): its store no longer holds the channel's raft state, yet it does not take the
 //! channel as a plain local one: a put into it is refused (exit 4, "moved away") and pins
-//! nothing there, and `channel status` is refused. A move brings the replica back: the node
+//! nothing there, and `channel status` is refused. A move naming it the source again is
+//! refused and leaves that so (a second restart). A move brings the replica back: the node
 //! joins again and holds every pin.
 #![allow(
     clippy::unwrap_used,
@@ -36,6 +37,27 @@ fn put(cluster: &Cluster, node: &str, file: &std::path::Path) -> String {
     v["blob_id"].as_str().unwrap().to_string()
 }
 
+fn restart(cluster: &mut Cluster, i: usize) {
+    let stopped = cluster.nodes[i].take().unwrap();
+    let port = stopped.host_port().to_string();
+    assert!(stopped.stop().success());
+    cluster.nodes[i] = Some(cluster.serve(i, Some(port)));
+}
+
+/// A put into the channel on `node` is refused as moved away, and pins nothing there.
+fn refuses_writes(cluster: &Cluster, node: &str, file: &std::path::Path) {
+    let refused = cluster.client.run(
+        node,
+        &["blob", "--channel", CHANNEL, "put", file.to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("moved away"),
+        "{refused:?}"
+    );
+    assert!(cluster.pinned(node, CHANNEL).is_empty());
+}
+
 #[test]
 fn replicated_channel_replica_moved_away_stays_refused_after_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -51,25 +73,33 @@ fn replicated_channel_replica_moved_away_stays_refused_after_a_restart() {
     }
     cluster.move_replica(CHANNEL, &leader, node, spare);
 
-    let stopped = cluster.nodes[node_at].take().unwrap();
-    let port = stopped.host_port().to_string();
-    assert!(stopped.stop().success());
-    cluster.nodes[node_at] = Some(cluster.serve(node_at, Some(port)));
     let late = write_file(tmp.path(), "late.bin", b"written to the old member");
-    let refused = cluster.client.run(
-        node,
-        &["blob", "--channel", CHANNEL, "put", late.to_str().unwrap()],
-    );
-    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("moved away"),
-        "{refused:?}"
-    );
-    assert!(cluster.pinned(node, CHANNEL).is_empty());
+    restart(&mut cluster, node_at);
+    refuses_writes(&cluster, node, &late);
     let status = cluster
         .client
         .run(node, &["channel", "status", CHANNEL, "--json"]);
     assert_eq!(status.status.code(), Some(4), "{status:?}");
+
+    // A move naming it the source again is refused (it has no replica), and does not undo
+    // what marks the replica moved away: a second restart still refuses writes.
+    let other = (0..3)
+        .map(|i| &addrs[i])
+        .find(|a| **a != leader && *a != node)
+        .unwrap();
+    let again = cluster.client.run(
+        &leader,
+        &[
+            "channel", "move", CHANNEL, "--from", node, "--to", other, "--json",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(4), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("moved away"),
+        "{again:?}"
+    );
+    restart(&mut cluster, node_at);
+    refuses_writes(&cluster, node, &late);
 
     cluster.move_replica(CHANNEL, &leader, spare, node);
     acked.insert(put(&cluster, node, &late));

@@ -283,17 +283,23 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
     Ok(())
 }
 
-/// Who coordinates a move to `to`: the channel's leader, unless that is the target itself
-/// (it can lead only once the move cut over, and a target cannot coordinate its own move);
-/// then another member, as what is left after a cutover needs no leader.
-fn coordinator_for(leader: NodeAddr, members: &[String], to: &NodeAddr) -> Option<NodeAddr> {
+/// Who coordinates a move from `from` to `to`: the channel's leader, unless that is the
+/// target itself (a voter once the membership change began; a target cannot coordinate its
+/// own move); then another member, neither the target nor the source, as what is left after
+/// the cutover needs no leader.
+fn coordinator_for(
+    leader: NodeAddr,
+    members: &[String],
+    from: &NodeAddr,
+    to: &NodeAddr,
+) -> Option<NodeAddr> {
     if leader.node_id != to.node_id {
         return Some(leader);
     }
     members
         .iter()
         .filter_map(|m| m.parse::<NodeAddr>().ok())
-        .find(|m| m.node_id != to.node_id)
+        .find(|m| m.node_id != to.node_id && m.node_id != from.node_id)
 }
 
 fn move_replica(
@@ -331,7 +337,7 @@ fn move_replica(
         .parse()
         .map_err(|e| CliError::msg(ErrorClass::Io, format!("the leader {leader}: {e}")))?;
     let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
-    let coordinator = coordinator_for(leader, &members, to).ok_or_else(|| {
+    let coordinator = coordinator_for(leader, &members, from, to).ok_or_else(|| {
         CliError::msg(
             ErrorClass::Busy,
             format!(
@@ -421,10 +427,15 @@ mod tests {
 
     #[test]
     fn the_leader_coordinates_unless_it_is_the_target() {
-        let (k, o, b) = (node(1), node(2), node(3));
-        let members: Vec<String> = [&b, &k, &o].iter().map(|a| a.to_string()).collect();
-        assert_eq!(coordinator_for(k.clone(), &members, &b), Some(k.clone()));
-        assert_eq!(coordinator_for(b.clone(), &members, &b), Some(k));
-        assert_eq!(coordinator_for(b.clone(), &[b.to_string()], &b), None);
+        let (a, k, o, b) = (node(4), node(1), node(2), node(3));
+        let members: Vec<String> = [&b, &a, &k, &o].iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            coordinator_for(k.clone(), &members, &a, &b),
+            Some(k.clone())
+        );
+        // The target leads: another member, never the source (still listed mid-change).
+        assert_eq!(coordinator_for(b.clone(), &members, &a, &b), Some(k));
+        let only = [b.to_string(), a.to_string()];
+        assert_eq!(coordinator_for(b.clone(), &only, &a, &b), None);
     }
 }

@@ -414,7 +414,8 @@ impl Moves {
         self.bind_at(spec, MovePhase::Bound, None).await
     }
 
-    /// Binds `spec` like [`Moves::bind`]; a new row starts at `phase` with `cutover`.
+    /// Binds `spec` like [`Moves::bind`]; a new row starts at `phase` with `cutover`, a row
+    /// of the same move before `phase` moves on to it.
     async fn bind_at(
         &self,
         spec: &MoveSpec,
@@ -423,10 +424,19 @@ impl Moves {
     ) -> Result<MoveRecord, MoveError> {
         let channel = spec.channel.as_str();
         let row = match self.read_row(channel).await? {
-            Some(old) if same_move(&old, spec) => MoveRow {
-                coordinator: *spec.coordinator.as_bytes(),
-                ..old
-            },
+            Some(old) if same_move(&old, spec) => {
+                let (phase, cutover) = if old.phase < phase {
+                    (phase, cutover)
+                } else {
+                    (old.phase, old.cutover)
+                };
+                MoveRow {
+                    coordinator: *spec.coordinator.as_bytes(),
+                    phase,
+                    cutover,
+                    ..old
+                }
+            }
             Some(old) if !self.replaceable(channel, &old).await? => {
                 return Err(MoveError::Busy {
                     channel: channel.to_string(),
@@ -493,19 +503,22 @@ impl Moves {
         }
         let lock = self.lock(channel);
         let _held = lock.try_lock().map_err(|_| busy_running(channel))?;
+        if let Ok(ch) = self.attached(channel)
+            && cut_over(&ch, &spec.from, &spec.to)
+        {
+            // This move is past its cutover (another coordinator's doing, even if this node
+            // bound it earlier). What is left (the target's handoff, the source's cleanup)
+            // is asked of the target and the source and needs no leader, so this node
+            // takes the move over from there.
+            let (_, index) = ch.voters();
+            return self.bind_at(spec, MovePhase::CutOver, index).await;
+        }
         if let Some(old) = self.read_row(channel).await?
             && same_move(&old, spec)
         {
             return self.bind_locked(spec).await;
         }
         let ch = self.attached(channel)?;
-        if cut_over(&ch, &spec.from, &spec.to) {
-            // Another coordinator got this move past its cutover. What is left (the target's
-            // handoff, the source's cleanup) is asked of the target and the source and needs
-            // no leader, so this node takes the move over from there.
-            let (_, index) = ch.voters();
-            return self.bind_at(spec, MovePhase::CutOver, index).await;
-        }
         let status = ch.status();
         if !status.is_leader {
             return Err(MoveError::NotLeader {

@@ -306,6 +306,11 @@ impl NodeReplicas {
             coordinator: addr(&bind.coordinator)?.node_id,
         };
         let own = self.endpoint()?.identity().node_id();
+        if spec.from.node_id == own && self.moved_away(&bind.channel) {
+            // No replica here to move; binding would also overwrite the row that marks it
+            // moved away.
+            return Err(Self::moved_away_refusal(&bind.channel));
+        }
         let joins = spec.to.node_id == own && self.channel(&bind.channel).is_none();
         if joins {
             self.refuse_local_pins(&bind.channel).await?;
@@ -356,15 +361,9 @@ impl NodeReplicas {
                 detail: e.detail.clone(),
             })
         };
-        let resuming = matches!(
-            self.moves.record(&run.channel).await,
-            Ok(Some(r)) if r.id == run.id
-        );
-        let moved = if resuming {
-            self.moves.resume(&run.channel, None, on_phase).await
-        } else {
-            self.moves.start(&spec, on_phase).await
-        };
+        // A move bound here already goes on from its phase (`begin` keeps it, or moves it
+        // on to `CutOver` when the group is past it).
+        let moved = self.moves.start(&spec, on_phase).await;
         match moved {
             Ok(_) => Ok(MoveDone { phases }),
             Err(e) => {
