@@ -368,7 +368,8 @@ fn move_replica(
         )
     };
     // The target first: it refuses a channel it holds pins of outside the group, and a
-    // refusal there leaves nothing bound anywhere.
+    // refusal there leaves nothing bound anywhere. (A refusal by the source after it leaves
+    // the target bound and joined, idle; the same move, by its --id, goes on from there.)
     for node in [to, from] {
         if node.node_id == coordinator.node_id {
             continue;
