@@ -4,7 +4,8 @@
 //! channel's group again (it joins, it is not left with the group it stopped), catches up on
 //! the writes it missed, takes writes again, and every acknowledged blob reads back verified
 //! from it. Before that, a target holding pins of a plain channel of the same name refuses
-//! the move and nothing is bound.
+//! the move and nothing is bound, and that node, never a member, refuses to be a move's
+//! source (its plain channel keeps its pin).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -95,6 +96,23 @@ fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart()
         "{refused:?}"
     );
     assert_eq!(cluster.pinned(node, CHANNEL).len(), acked.len());
+    // Nor can a node that never ran the group be a move's source: its plain channel of the
+    // same name is not the group's, and its pins stay.
+    let refused = cluster.client.run(
+        &leader,
+        &[
+            "channel", "move", CHANNEL, "--from", spare, "--to", node, "--json",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no replica on this node"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        cluster.pinned(spare, CHANNEL),
+        BTreeSet::from([stray_id.clone()])
+    );
     cluster
         .client
         .ok(spare, &["blob", "--channel", CHANNEL, "rm", &stray_id]);

@@ -1,8 +1,8 @@
 //! A node whose replica of a channel moved away, then restarted (real `net-mesh serve`
 //! processes): its store no longer holds the channel's raft state, yet it does not take the
 //! channel as a plain local one: a put into it is refused (exit 4, "moved away") and pins
-//! nothing there, and `channel status` is refused. A move naming it the source again is
-//! refused and leaves that so (a second restart). A move brings the replica back: the node
+//! nothing there, and `channel status` is refused. A new move naming it the source is
+//! refused, the same move run again finishes at once, and both leave that so (restarts). A move brings the replica back: the node
 //! joins again and holds every pin.
 #![allow(
     clippy::unwrap_used,
@@ -71,7 +71,7 @@ fn replicated_channel_replica_moved_away_stays_refused_after_a_restart() {
         let file = write_file(tmp.path(), &format!("f{i}"), &random_bytes(30_000, 40 + i));
         acked.insert(put(&cluster, &leader, &file));
     }
-    cluster.move_replica(CHANNEL, &leader, node, spare);
+    let id = cluster.move_replica(CHANNEL, &leader, node, spare);
 
     let late = write_file(tmp.path(), "late.bin", b"written to the old member");
     restart(&mut cluster, node_at);
@@ -98,6 +98,19 @@ fn replicated_channel_replica_moved_away_stays_refused_after_a_restart() {
         String::from_utf8_lossy(&again.stderr).contains("moved away"),
         "{again:?}"
     );
+    restart(&mut cluster, node_at);
+    refuses_writes(&cluster, node, &late);
+
+    // The same move run again by its id (a resume after the source cleaned up) still binds
+    // the source and finishes at once; the replica stays marked moved away.
+    let id = id.to_string();
+    let resumed = cluster.client.json(
+        &leader,
+        &[
+            "channel", "move", CHANNEL, "--from", node, "--to", spare, "--id", &id, "--json",
+        ],
+    );
+    assert_eq!(resumed["id"].as_u64().unwrap().to_string(), id, "{resumed}");
     restart(&mut cluster, node_at);
     refuses_writes(&cluster, node, &late);
 

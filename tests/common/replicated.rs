@@ -105,8 +105,8 @@ impl Cluster {
     }
 
     /// `channel move CHANNEL --from FROM --to TO --json` through `via`; asserts it reported
-    /// every phase, in order.
-    pub fn move_replica(&self, channel: &str, via: &str, from: &str, to: &str) {
+    /// every phase, in order. Returns the move's id.
+    pub fn move_replica(&self, channel: &str, via: &str, from: &str, to: &str) -> u64 {
         let moved = self.client.json(
             via,
             &[
@@ -130,6 +130,7 @@ impl Cluster {
             ],
             "{moved}"
         );
+        moved["id"].as_u64().unwrap()
     }
 
     /// The blob ids pinned in `channel` on `node`.

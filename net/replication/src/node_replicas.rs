@@ -297,6 +297,32 @@ impl NodeReplicas {
         Ok(true)
     }
 
+    /// Refuses to bind this node as the source of `spec` when it has no replica of the
+    /// channel to move (it never ran the group, or its replica moved away: binding would
+    /// also overwrite the row that marks that), unless `spec` is the move already bound
+    /// here (its resume, also after this node cleaned up).
+    async fn check_source(&self, spec: &MoveSpec) -> NodeResult<()> {
+        let channel = spec.channel.as_str();
+        let bound = self
+            .moves
+            .record(channel)
+            .await
+            .map_err(|e| node_error(&e))?;
+        if bound.is_some_and(|r| r.id == spec.id && r.from == spec.from && r.to == spec.to) {
+            return Ok(());
+        }
+        if self.moved_away(channel) {
+            return Err(Self::moved_away_refusal(channel));
+        }
+        if self.channel(channel).is_none() {
+            return Err(NodeError::new(
+                ErrorClass::Refused,
+                format!("channel {channel} has no replica on this node to move"),
+            ));
+        }
+        Ok(())
+    }
+
     async fn bind_move(&self, bind: &MoveBind) -> NodeResult<()> {
         let spec = MoveSpec {
             channel: bind.channel.clone(),
@@ -306,10 +332,8 @@ impl NodeReplicas {
             coordinator: addr(&bind.coordinator)?.node_id,
         };
         let own = self.endpoint()?.identity().node_id();
-        if spec.from.node_id == own && self.moved_away(&bind.channel) {
-            // No replica here to move; binding would also overwrite the row that marks it
-            // moved away.
-            return Err(Self::moved_away_refusal(&bind.channel));
+        if spec.from.node_id == own {
+            self.check_source(&spec).await?;
         }
         let joins = spec.to.node_id == own && self.channel(&bind.channel).is_none();
         if joins {
