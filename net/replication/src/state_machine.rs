@@ -385,6 +385,9 @@ impl StateMachine {
             decode_row(SNAPSHOT, bytes).map_err(|e| corrupted(e.to_string()))?;
         let wanted = wanted_pins(body).map_err(corrupted)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
+        // Commits refused for objects a gc took (each round fetches them again); bounded, so
+        // a store whose checks and commits disagree cannot keep this going round unwaited.
+        let mut gone_rounds = 0;
         let (pinned, unpinned) = loop {
             if let Some(fetcher) = &self.fetcher {
                 let first = self.leader_from.load(Ordering::Relaxed);
@@ -464,7 +467,10 @@ impl StateMachine {
             match self.store.commit_pin_changes(&channel, &pins, &unpins, ops) {
                 Ok(_) => break (pins.len(), unpins.len()),
                 // A gc took objects after they were checked: they are fetched again.
-                Err(e) if objects_gone(&e) && self.fetcher.is_some() => continue,
+                Err(e) if objects_gone(&e) && self.fetcher.is_some() && gone_rounds < 3 => {
+                    gone_rounds += 1;
+                    continue;
+                }
                 Err(e) => return Err(store_err(e)),
             }
         };
