@@ -81,11 +81,7 @@ impl NodeReplicas {
         own: NodeId,
         config: ReplicationConfig,
     ) -> Result<Arc<NodeReplicas>, ReplicationError> {
-        let replicated = replicated_channels(&store)?;
-        let moved_before_start = moved_away_channels(&store, own)?
-            .into_iter()
-            .filter(|c| !replicated.contains(c))
-            .collect();
+        let (replicated, moved_before_start) = stored_channels(&store, own)?;
         Ok(Arc::new_cyclic(|me| NodeReplicas {
             me: me.clone(),
             replication: Replication::new(),
@@ -526,30 +522,12 @@ fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
     NodeError::new(e.class(), e.to_string())
 }
 
-/// The channels of `store` whose replica moved away from node `own` (their move row names
-/// it the source, cleaned up).
-fn moved_away_channels(store: &Store, own: NodeId) -> Result<HashSet<String>, ReplicationError> {
-    let names: Vec<String> = store
-        .channels()
-        .map_err(|e| ReplicationError::Raft(e.to_string()))?
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    Ok(store.read_extension(NAMESPACE, |r| {
-        let mut moved = HashSet::new();
-        for name in names {
-            if crate::tables::read_move(r, &name)?.is_some_and(|m| {
-                m.phase == MovePhase::CleanedUp && m.from.node_id == *own.as_bytes()
-            }) {
-                moved.insert(name);
-            }
-        }
-        Ok(moved)
-    })?)
-}
+/// The channels of `store` that hold replication state, and those that hold none but whose
+/// replica moved away from node `own` (their move row names it the source, cleaned up): one
+/// read of the store at start.
+type StoredChannels = (HashSet<String>, HashSet<String>);
 
-/// The channels of `store` that hold replication state.
-fn replicated_channels(store: &Store) -> Result<HashSet<String>, ReplicationError> {
+fn stored_channels(store: &Store, own: NodeId) -> Result<StoredChannels, ReplicationError> {
     let names: Vec<String> = store
         .channels()
         .map_err(|e| ReplicationError::Raft(e.to_string()))?
@@ -557,7 +535,7 @@ fn replicated_channels(store: &Store) -> Result<HashSet<String>, ReplicationErro
         .map(|c| c.name)
         .collect();
     Ok(store.read_extension(NAMESPACE, |r| {
-        let mut replicated = HashSet::new();
+        let (mut replicated, mut moved) = (HashSet::new(), HashSet::new());
         for name in names {
             if crate::tables::read_channel_row::<StateRow>(r, STATE_TABLE, &name)?.is_some()
                 || crate::tables::read_channel_row::<LogMetaRow>(r, LOG_META_TABLE, &name)?
@@ -565,9 +543,13 @@ fn replicated_channels(store: &Store) -> Result<HashSet<String>, ReplicationErro
                 || crate::tables::read_last_log(r, &name)?.is_some()
             {
                 replicated.insert(name);
+            } else if crate::tables::read_move(r, &name)?.is_some_and(|m| {
+                m.phase == MovePhase::CleanedUp && m.from.node_id == *own.as_bytes()
+            }) {
+                moved.insert(name);
             }
         }
-        Ok(replicated)
+        Ok((replicated, moved))
     })?)
 }
 

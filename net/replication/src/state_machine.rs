@@ -691,6 +691,19 @@ mod tests {
         })
     }
 
+    /// The gc freed objects, and `c` holds exactly `blob_ref`'s pin, its objects all here.
+    fn pinned_after_a_gc(
+        store: &Store,
+        blob_ref: &BlobRef,
+        freed: &AtomicU64,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        assert!(freed.load(Ordering::Relaxed) > 0, "the gc freed nothing");
+        let pinned: Vec<Hash> = store.pins_in("c")?.pins.iter().map(|(id, _)| *id).collect();
+        assert_eq!(pinned, [blob_id(blob_ref)]);
+        assert!(missing_roots(store, blob_ref)?.is_empty());
+        Ok(())
+    }
+
     fn membership_of(b: &NodeAddr) -> StoredMembership {
         let id = crate::raft_id(&b.node_id);
         let membership = openraft::Membership::new(
@@ -730,10 +743,7 @@ mod tests {
         };
         let applied = tokio::task::spawn_blocking(move || sm.apply_one(&entry, &mut state)).await?;
         assert!(applied.is_ok(), "{applied:?}");
-        assert!(freed.load(Ordering::Relaxed) > 0, "the gc freed nothing");
-        let pinned: Vec<Hash> = store.pins_in("c")?.pins.iter().map(|(id, _)| *id).collect();
-        assert_eq!(pinned, [blob_id(&blob_ref)]);
-        assert!(missing_roots(&store, &blob_ref)?.is_empty());
+        pinned_after_a_gc(&store, &blob_ref, &freed)?;
         stop.cancel();
         stop_b.cancel();
         Ok(())
@@ -768,10 +778,7 @@ mod tests {
         })?;
         let installed = tokio::task::spawn_blocking(move || sm.install(&meta, &body)).await?;
         assert!(installed.is_ok(), "{installed:?}");
-        assert!(freed.load(Ordering::Relaxed) > 0, "the gc freed nothing");
-        let pinned: Vec<Hash> = store.pins_in("c")?.pins.iter().map(|(id, _)| *id).collect();
-        assert_eq!(pinned, [blob_id(&blob_ref)]);
-        assert!(missing_roots(&store, &blob_ref)?.is_empty());
+        pinned_after_a_gc(&store, &blob_ref, &freed)?;
         let held = store.read_extension(NAMESPACE, |r| read_prefetched(r, "c"))?;
         assert!(held.is_empty(), "holds left: {held:?}");
         stop.cancel();
