@@ -19,7 +19,7 @@ use crate::log_store::LogStore;
 use crate::network::{Group, Network, Replication};
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchServer};
 use crate::sessions::Sessions;
-use crate::state_machine::{StateMachine, missing_roots};
+use crate::state_machine::{InstallGate, StateMachine, missing_roots};
 use crate::tables::{
     LOG_META_TABLE, NAMESPACE, STATE_TABLE, StateRow, read_channel_row, read_last_log,
 };
@@ -345,8 +345,11 @@ impl ReplicatedChannel {
                 .await
                 .map_err(|e| ReplicationError::Raft(e.to_string()))??;
         }
+        if replication.is_open(channel) {
+            return Err(ReplicationError::AlreadyOpen(channel.to_string()));
+        }
         let own = raft_id(&endpoint.identity().node_id());
-        let stop = CancellationToken::new();
+        let stop = replication.closing().child_token();
         let sessions = replication.lanes(&endpoint).data;
         let fetcher = Fetcher::new(
             sessions.clone(),
@@ -356,9 +359,18 @@ impl ReplicatedChannel {
         );
         let fetched = fetcher.stats();
         let leader_from = Arc::new(AtomicU64::new(0));
+        let gate = InstallGate::new(stop.clone());
         let state_machine = StateMachine::new(store.clone(), channel)
             .with_fetcher(fetcher)
-            .with_leader_source(leader_from.clone());
+            .with_leader_source(leader_from.clone())
+            .with_install_gate(gate.clone());
+        {
+            let sm = state_machine.clone();
+            tokio::task::spawn_blocking(move || sm.finish_interrupted_install())
+                .await
+                .map_err(|e| ReplicationError::Raft(e.to_string()))?
+                .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+        }
         let prefetch = Arc::new(PrefetchServer::new(
             store.clone(),
             channel,
@@ -375,7 +387,7 @@ impl ReplicatedChannel {
             own,
             config.raft_config(channel)?,
             network,
-            LogStore::new(store.clone(), channel),
+            LogStore::new(store.clone(), channel).with_install_gate(gate),
             state_machine,
         )
         .await

@@ -13,9 +13,10 @@ use net_mesh_engine::{ExtensionOp, Store, StoreError};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
 
+use crate::state_machine::InstallGate;
 use crate::tables::{
-    Change, LOG_META_TABLE, LOG_TABLE, LogMetaRow, NAMESPACE, RaftWrite, VOTE_TABLE, VoteRow,
-    decode_row, encode_row, read_channel_row, read_last_log, read_log_range,
+    Change, LOG_META_TABLE, LOG_TABLE, LogMetaRow, NAMESPACE, RaftWrite, STATE_TABLE, StateRow,
+    VOTE_TABLE, VoteRow, decode_row, encode_row, read_channel_row, read_last_log, read_log_range,
 };
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 
@@ -41,6 +42,9 @@ pub struct LogStore {
     channel: Arc<str>,
     /// The last committed log id openraft saved since this store was made.
     committed: Arc<std::sync::Mutex<Option<LogId>>>,
+    /// Where the state machine tells which snapshot it has stored before installing it (none:
+    /// purges never wait, e.g. a test driving the store by hand).
+    gate: Option<InstallGate>,
 }
 
 impl LogStore {
@@ -49,7 +53,32 @@ impl LogStore {
             store,
             channel: channel.into(),
             committed: Arc::default(),
+            gate: None,
         }
+    }
+
+    /// Makes a purge past the applied state wait until the state machine has stored the
+    /// snapshot that covers it ([`InstallGate`]); give the state machine the same gate.
+    pub fn with_install_gate(mut self, gate: InstallGate) -> LogStore {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// The channel's last applied log index (none: nothing applied).
+    async fn applied_index(&self) -> Result<Option<u64>, StorageError> {
+        let store = self.store.clone();
+        let channel = self.channel.clone();
+        let state = blocking(
+            move || {
+                store.read_extension(NAMESPACE, |r| {
+                    read_channel_row::<StateRow>(r, STATE_TABLE, &channel)
+                })
+            },
+            ErrorSubject::StateMachine,
+            ErrorVerb::Read,
+        )
+        .await?;
+        Ok(state.and_then(|s| s.last_applied).map(|l| l.index))
     }
 
     fn committed(&self) -> std::sync::MutexGuard<'_, Option<LogId>> {
@@ -211,7 +240,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
+    /// Purges up to `log_id`. Past the applied state (openraft's purge behind a snapshot
+    /// install, queued without waiting for it), first waits until the state machine has
+    /// stored that snapshot (`pending_snapshot_v1`): a member stopped before the install
+    /// commits then finishes it when it opens again, instead of starting with entries it never
+    /// applied purged (docs/REPLICATION.md §2).
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        if let Some(gate) = &self.gate
+            && self.applied_index().await?.is_none_or(|a| a < log_id.index)
+        {
+            gate.stored(log_id.index).await.map_err(|why| {
+                StorageError::from(StorageIOError::write_logs(AnyError::error(format!(
+                    "channel {}: purge up to {}: {why}",
+                    self.channel, log_id.index
+                ))))
+            })?;
+        }
         self.write(Change::Purge(log_id), ErrorSubject::Logs).await
     }
 }

@@ -28,12 +28,14 @@ use openraft::raft::{
 use openraft::{EntryPayload, Membership, Raft, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use net_mesh_engine::BlobRef;
 
 use crate::fetch::{MEMBER_STREAMS, MemberStreams};
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchRequest, PrefetchServer, Prefetched};
 use crate::sessions::{LaneRefs, Lanes, Sessions};
+use crate::tables::MAX_SNAPSHOT_ID_LEN;
 use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig, raft_id};
 
 /// Method of openraft's append-entries (also heartbeats).
@@ -90,6 +92,8 @@ struct Inner {
     member_streams: Arc<MemberStreams>,
     /// The sessions all channels share, per endpoint (by its node id), held weakly.
     lanes: Mutex<HashMap<NodeId, LaneRefs>>,
+    /// Parent of every channel's stop ([`Replication::shut_down`]).
+    closing: CancellationToken,
 }
 
 impl Default for Inner {
@@ -100,6 +104,7 @@ impl Default for Inner {
             prefetch_rejections: AtomicU64::default(),
             member_streams: Arc::new(MemberStreams::new(MEMBER_STREAMS)),
             lanes: Mutex::default(),
+            closing: CancellationToken::new(),
         }
     }
 }
@@ -162,6 +167,18 @@ impl Replication {
         }
     }
 
+    /// Cancels the work of channels still opening from this [`Replication`] (a channel
+    /// finishing an interrupted snapshot install at open waits for a member to give the
+    /// objects until then) and is the parent of every channel's stop. For a node shutting
+    /// down: channels opened afterwards start stopped.
+    pub fn shut_down(&self) {
+        self.inner.closing.cancel();
+    }
+
+    pub(crate) fn closing(&self) -> &CancellationToken {
+        &self.inner.closing
+    }
+
     /// Calls refused because the peer is not a member of the channel's group (or named no
     /// replicated channel): `replication_peer_auth_rejections`.
     pub fn peer_auth_rejections(&self) -> u64 {
@@ -213,6 +230,15 @@ impl Replication {
                 .map(|_| ())
                 .map_err(|e| Denied(e.message)),
         )
+    }
+
+    /// Whether `channel`'s group runs from this [`Replication`].
+    pub(crate) fn is_open(&self, channel: &str) -> bool {
+        self.inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(channel)
     }
 
     pub(crate) fn insert(&self, channel: &str, group: Group) -> bool {
@@ -449,6 +475,12 @@ pub(crate) fn well_formed_snapshot(req: &InstallSnapshotRequest<TypeConfig>) -> 
         return Err(format!(
             "last log id of term {} above the vote's term {term}",
             last.leader_id.term
+        ));
+    }
+    if req.meta.snapshot_id.len() > MAX_SNAPSHOT_ID_LEN {
+        return Err(format!(
+            "a snapshot id of {} bytes (most {MAX_SNAPSHOT_ID_LEN})",
+            req.meta.snapshot_id.len()
         ));
     }
     if req.meta.last_membership.log_id().as_ref() > last.as_ref() {

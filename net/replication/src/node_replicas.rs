@@ -198,6 +198,22 @@ impl NodeReplicas {
             .cloned()
             .collect();
         for name in names {
+            let interrupted = {
+                let store = self.store.clone();
+                let ch = name.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::state_machine::has_interrupted_install(&store, &ch)
+                })
+                .await
+                .map_err(|e| NodeError::new(ErrorClass::Io, e.to_string()))?
+                .map_err(|e| node_error(&e))?
+            };
+            if interrupted {
+                // Its open waits for a member to give the snapshot's objects: in the
+                // background, so the node serves (and its other channels run) meanwhile.
+                self.open_in_background(name, endpoint.clone());
+                continue;
+            }
             let opened = ReplicatedChannel::open(
                 &self.replication,
                 self.store.clone(),
@@ -213,8 +229,39 @@ impl NodeReplicas {
         Ok(())
     }
 
+    /// Opens `channel` (which finishes an interrupted snapshot install first) and runs it,
+    /// in a task of its own; a failure is logged, the channel then stays not running.
+    fn open_in_background(&self, channel: String, endpoint: Endpoint) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        tracing::info!(
+            channel,
+            "a snapshot install was interrupted: finishing it before the channel runs"
+        );
+        tokio::spawn(async move {
+            let opened = ReplicatedChannel::open(
+                &me.replication,
+                me.store.clone(),
+                &channel,
+                endpoint,
+                &me.config,
+            )
+            .await;
+            let run = match opened {
+                Ok(opened) => me.run(opened).await,
+                Err(e) => Err(node_error(&e)),
+            };
+            match run {
+                Ok(()) => tracing::info!(channel, "replicated channel started"),
+                Err(e) => tracing::error!(channel, error = %e, "starting the replicated channel"),
+            }
+        });
+    }
+
     async fn stop_channels(&self) -> NodeResult<()> {
         self.stop.cancel();
+        self.replication.shut_down();
         let running: Vec<Arc<ReplicatedChannel>> = self
             .running
             .write()

@@ -21,14 +21,16 @@ use openraft::{
     SnapshotMeta, StorageIOError,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApplyError;
 use crate::fetch::{FETCH_BACKOFF_MAX, FETCH_BACKOFF_MIN, Fetcher};
 use crate::log_store::blocking;
 use crate::prefetch::{hold_op, release_op};
 use crate::tables::{
-    Change, NAMESPACE, RaftWrite, STATE_TABLE, StateRow, decode_row, encode_row, read_channel_row,
-    read_prefetched,
+    Change, NAMESPACE, PendingSnapshotRow, RaftWrite, STATE_TABLE, StateRow, decode_row,
+    encode_row, read_channel_row, read_pending_snapshot, read_prefetched,
 };
 use crate::types::{
     Applied, Entry, LogId, MAX_SNAPSHOT_LEN, Member, PinOp, StorageError, StoredMembership,
@@ -62,6 +64,76 @@ pub(crate) fn wanted_pins(body: SnapshotBody) -> Result<BTreeMap<Hash, (BlobRef,
     Ok(wanted)
 }
 
+/// What the state machine has stored of the snapshots it installs, for the log store's purge
+/// (one per running group, shared by its state machine and log store). openraft queues the
+/// purge of the log a snapshot covers without waiting for the install; the purge waits here
+/// until the snapshot is stored (`pending_snapshot_v1`), so a member stopped or crashed
+/// before the install commits finishes it at its next open
+/// ([`StateMachine::finish_interrupted_install`]) instead of starting with its applied state
+/// behind its purged log.
+#[derive(Debug, Clone)]
+pub struct InstallGate {
+    state: Arc<watch::Sender<GateState>>,
+    stop: CancellationToken,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct GateState {
+    /// The last log index of the newest snapshot stored (pending or installed).
+    stored: Option<u64>,
+    /// An apply or install failed (the group stops: openraft takes a state machine error as
+    /// fatal).
+    failed: bool,
+}
+
+impl InstallGate {
+    /// A gate whose waits end when `stop` (the channel's) is cancelled.
+    pub fn new(stop: CancellationToken) -> InstallGate {
+        InstallGate {
+            state: Arc::new(watch::Sender::new(GateState::default())),
+            stop,
+        }
+    }
+
+    fn store_done(&self, index: u64) {
+        self.state.send_modify(|s| {
+            s.stored = Some(s.stored.map_or(index, |i| i.max(index)));
+        });
+    }
+
+    fn failed(&self) {
+        self.state.send_modify(|s| s.failed = true);
+    }
+
+    /// Waits until a snapshot reaching `index` is stored; an error when an install failed
+    /// first or the channel stopped.
+    pub(crate) async fn stored(&self, index: u64) -> Result<(), &'static str> {
+        let mut rx = self.state.subscribe();
+        let covered = |s: &GateState| s.stored.is_some_and(|i| i >= index);
+        tokio::select! {
+            seen = rx.wait_for(|s| covered(s) || s.failed) => match seen.map(|s| covered(&s)) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("the snapshot install failed before storing the snapshot"),
+                Err(_) => Err("the state machine is gone"),
+            },
+            _ = self.stop.cancelled() => Err("the channel stopped"),
+        }
+    }
+}
+
+/// Whether `channel` holds a snapshot whose install did not commit (reading one row): its
+/// group finishes that install when it opens, fetching the snapshot's missing objects first.
+pub fn has_interrupted_install(store: &Store, channel: &str) -> Result<bool, StoreError> {
+    store.read_extension(NAMESPACE, |r| {
+        let Some(pending) = read_pending_snapshot(r, channel)? else {
+            return Ok(false);
+        };
+        let applied =
+            read_channel_row::<StateRow>(r, STATE_TABLE, channel)?.and_then(|s| s.last_applied);
+        Ok(pending.last_log_id > applied)
+    })
+}
+
 /// The state machine of one channel (clones share the store and the apply lock).
 #[derive(Debug, Clone)]
 pub struct StateMachine {
@@ -76,6 +148,8 @@ pub struct StateMachine {
     fetcher: Option<Fetcher>,
     /// The raft id of the leader that last sent this node appends or a snapshot (0: none).
     leader_from: Arc<AtomicU64>,
+    /// Told when a snapshot is stored or an install fails (none: nobody waits).
+    gate: Option<InstallGate>,
     /// Runs between an apply's or an install's check of the objects and its commit.
     #[cfg(test)]
     before_commit: Option<tests::Hook>,
@@ -104,9 +178,16 @@ impl StateMachine {
             installs: Arc::default(),
             fetcher: None,
             leader_from: Arc::default(),
+            gate: None,
             #[cfg(test)]
             before_commit: None,
         }
+    }
+
+    /// Tells `gate` (the log store's too) when a snapshot being installed is stored.
+    pub fn with_install_gate(mut self, gate: InstallGate) -> StateMachine {
+        self.gate = Some(gate);
+        self
     }
 
     fn before_commit(&self) {
@@ -385,6 +466,25 @@ impl StateMachine {
             decode_row(SNAPSHOT, bytes).map_err(|e| corrupted(e.to_string()))?;
         let wanted = wanted_pins(body).map_err(corrupted)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
+        // Stored before anything is fetched: openraft may purge the log this snapshot covers
+        // as soon as it is (the log store's purge waits for it).
+        if meta.last_log_id > self.read_state().map_err(store_err)?.last_applied {
+            let pending = PendingSnapshotRow {
+                last_log_id: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                snapshot_id: meta.snapshot_id.clone(),
+                body: bytes.to_vec(),
+            };
+            self.store
+                .commit_ops(vec![Box::new(RaftWrite {
+                    channel: channel.clone(),
+                    change: Change::PendingSnapshot(pending),
+                })])
+                .map_err(store_err)?;
+        }
+        if let Some(gate) = &self.gate {
+            gate.store_done(index);
+        }
         // Commits refused for objects a gc took (each round fetches them again); bounded, so
         // a store whose checks and commits disagree cannot keep this going round unwaited.
         let mut gone_rounds = 0;
@@ -446,6 +546,10 @@ impl StateMachine {
                 Box::new(release_op(&channel, prefetched)),
                 Box::new(RaftWrite {
                     channel: channel.clone(),
+                    change: Change::DropPendingSnapshot,
+                }),
+                Box::new(RaftWrite {
+                    channel: channel.clone(),
                     change: Change::Applied {
                         state: StateRow {
                             last_applied: meta.last_log_id,
@@ -484,6 +588,50 @@ impl StateMachine {
             "snapshot installed"
         );
         Ok(())
+    }
+}
+
+impl StateMachine {
+    /// Finishes the install of a snapshot this member stored and did not install (stopped or
+    /// crashed while fetching its objects; openraft may have purged the log it covers), as
+    /// the install would have (blocking; with a fetcher, waits for a member to give the
+    /// objects until the channel stops). A stored snapshot the applied state has reached is
+    /// dropped. Run before the group starts: openraft cannot start a member whose applied
+    /// state is behind its purged log. Returns whether an install was finished.
+    pub fn finish_interrupted_install(&self) -> Result<bool, ApplyError> {
+        let channel = self.channel.to_string();
+        let store_err = |source: StoreError| ApplyError::Store {
+            channel: channel.clone(),
+            source: Box::new(source),
+        };
+        let pending = self
+            .store
+            .read_extension(NAMESPACE, |r| read_pending_snapshot(r, &channel))
+            .map_err(store_err)?;
+        let Some(pending) = pending else {
+            return Ok(false);
+        };
+        if pending.last_log_id <= self.read_state().map_err(store_err)?.last_applied {
+            self.store
+                .commit_ops(vec![Box::new(RaftWrite {
+                    channel: channel.clone(),
+                    change: Change::DropPendingSnapshot,
+                })])
+                .map_err(store_err)?;
+            return Ok(false);
+        }
+        tracing::info!(
+            channel,
+            snapshot = %pending.snapshot_id,
+            "finishing a snapshot install a stop or crash interrupted"
+        );
+        let meta = SnapshotMeta {
+            last_log_id: pending.last_log_id,
+            last_membership: pending.membership,
+            snapshot_id: pending.snapshot_id,
+        };
+        self.install(&meta, &pending.body)?;
+        Ok(true)
     }
 }
 
@@ -544,7 +692,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let sm = self.clone();
-        run(move || {
+        let applied = run(move || {
             let mut state = sm.read_state().map_err(|source| ApplyError::Store {
                 channel: sm.channel.to_string(),
                 source: Box::new(source),
@@ -554,7 +702,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map(|entry| sm.apply_one(entry, &mut state))
                 .collect()
         })
-        .await
+        .await;
+        if applied.is_err()
+            && let Some(gate) = &self.gate
+        {
+            gate.failed();
+        }
+        applied
     }
 
     async fn get_snapshot_builder(&mut self) -> StateMachine {
@@ -573,7 +727,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let sm = self.clone();
         let meta = meta.clone();
         let bytes = snapshot.into_inner();
-        run(move || sm.install(&meta, &bytes)).await
+        let installed = run(move || sm.install(&meta, &bytes)).await;
+        if installed.is_err()
+            && let Some(gate) = &self.gate
+        {
+            gate.failed();
+        }
+        installed
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
@@ -836,6 +996,122 @@ mod tests {
             matches!(ended, Ok(Ok(Err(ApplyError::Stopped { .. })))),
             "the install did not end Stopped: {ended:?}"
         );
+        Ok(())
+    }
+
+    fn fetching_as(identity: Identity, stop: &CancellationToken) -> Fetcher {
+        Fetcher::new(
+            Sessions::new(Endpoint::new(identity, Router::new(), Config::default())),
+            Arc::new(MemberStreams::new(1)),
+            tokio::runtime::Handle::current(),
+            stop.clone(),
+        )
+    }
+
+    /// openraft's purge behind a snapshot install (queued without waiting for it) waits until
+    /// the install has stored the snapshot; a member stopped while it fetches the snapshot's
+    /// objects then has its log purged and its applied state behind it, and finishes the
+    /// install from the stored snapshot when it opens again: pins, applied state, no
+    /// snapshot left pending.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_behind_an_install_waits_for_the_stored_snapshot_that_a_reopen_installs()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use openraft::storage::RaftLogStorage;
+
+        let (a_dir, b_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let data = b"a blob the snapshot pins, on member B only".repeat(500);
+        let a = Identity::from_seed([10; 32]);
+        let (b, stop_b) = serving_member(b_dir.path(), &data, &a).await?;
+        let blob_ref = {
+            let elsewhere = tempfile::tempdir()?;
+            Store::open(elsewhere.path(), StoreConfig::default())?
+                .store(&data)?
+                .blob_ref
+        };
+        let options = || OpenOptions::new(StoreConfig::default()).extension(crate::extension());
+        let store = Arc::new(Store::open_with(a_dir.path(), options())?);
+        store.create_channel("c")?;
+        let last = LogId::new(openraft::CommittedLeaderId::new(1, 1), 4);
+        let meta = SnapshotMeta {
+            last_log_id: Some(last),
+            last_membership: membership_of(&b),
+            snapshot_id: "1-4".into(),
+        };
+        let body = encode_row(&SnapshotBody {
+            pins: vec![SnapshotPin {
+                name: "p".into(),
+                blob_ref: blob_ref.encode(),
+            }],
+        })?;
+
+        // A fetches as an identity B refuses: the install keeps waiting for the objects.
+        let stop = CancellationToken::new();
+        let fetcher = fetching_as(Identity::from_seed([12; 32]), &stop);
+        let stats = fetcher.stats();
+        let gate = InstallGate::new(stop.clone());
+        let mut sm = StateMachine::new(store.clone(), "c")
+            .with_fetcher(fetcher)
+            .with_install_gate(gate.clone());
+        let mut log = crate::log_store::LogStore::new(store.clone(), "c").with_install_gate(gate);
+        let mut purge = tokio::spawn(async move { log.purge(last).await });
+        // A bound on a wait that must not end, not a timing figure: nothing is stored yet.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut purge).await;
+        assert!(
+            early.is_err(),
+            "the purge ran before the snapshot was stored: {early:?}"
+        );
+        let install = tokio::spawn(async move {
+            sm.install_snapshot(&meta, Box::new(Cursor::new(body)))
+                .await
+        });
+        tokio::time::timeout(Duration::from_secs(30), &mut purge).await???;
+        while stats.counts().rounds_failed < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pending = store.read_extension(NAMESPACE, |r| read_pending_snapshot(r, "c"))?;
+        assert_eq!(pending.map(|p| p.last_log_id), Some(Some(last)));
+        assert_eq!(
+            store
+                .read_extension(NAMESPACE, |r| {
+                    read_channel_row::<crate::tables::LogMetaRow>(
+                        r,
+                        crate::tables::LOG_META_TABLE,
+                        "c",
+                    )
+                })?
+                .and_then(|m| m.last_purged),
+            Some(last)
+        );
+        assert!(has_interrupted_install(&store, "c")?);
+        stop.cancel();
+        let stopped = tokio::time::timeout(Duration::from_secs(30), install).await?;
+        assert!(
+            stopped?.is_err(),
+            "the install finished without the objects"
+        );
+        assert!(store.pins_in("c")?.pins.is_empty());
+        drop(store);
+
+        // Opened again, with a fetcher B serves.
+        let store = Arc::new(Store::open_with(a_dir.path(), options())?);
+        assert!(has_interrupted_install(&store, "c")?);
+        let stop = CancellationToken::new();
+        let sm = StateMachine::new(store.clone(), "c").with_fetcher(fetching_as(a, &stop));
+        let finished = tokio::task::spawn_blocking(move || sm.finish_interrupted_install()).await?;
+        assert!(matches!(finished, Ok(true)), "{finished:?}");
+        let pinned: Vec<Hash> = store.pins_in("c")?.pins.iter().map(|(id, _)| *id).collect();
+        assert_eq!(pinned, [blob_id(&blob_ref)]);
+        let applied = store
+            .read_extension(NAMESPACE, |r| {
+                read_channel_row::<StateRow>(r, STATE_TABLE, "c")
+            })?
+            .and_then(|s| s.last_applied);
+        assert_eq!(applied, Some(last));
+        let pending = store.read_extension(NAMESPACE, |r| read_pending_snapshot(r, "c"))?;
+        assert_eq!(pending, None, "the install left its snapshot pending");
+        assert!(!has_interrupted_install(&store, "c")?);
+        stop.cancel();
+        stop_b.cancel();
         Ok(())
     }
 }

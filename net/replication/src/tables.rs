@@ -37,6 +37,15 @@ pub const PREFETCH_TABLE: &str = "prefetch_v1";
 /// ([`MoveRow`]; at most one per channel).
 pub const MOVES_TABLE: &str = "moves_v1";
 
+/// Key: channel name. Value: a snapshot this member received and has not installed yet
+/// ([`PendingSnapshotRow`]; written before the log the snapshot covers is purged, dropped by
+/// the install's transaction).
+pub const PENDING_SNAPSHOT_TABLE: &str = "pending_snapshot_v1";
+
+/// Longest snapshot id a snapshot may carry (a leader of this build names its snapshots
+/// `TERM-INDEX`).
+pub const MAX_SNAPSHOT_ID_LEN: usize = 64;
+
 /// Longest `host_port` a [`MoveRow`] keeps (a DNS name of 253 bytes and a port fit).
 pub const MAX_HOST_PORT_LEN: usize = 270;
 
@@ -72,6 +81,52 @@ pub struct StateRow {
 pub struct PrefetchRow {
     pub roots: Vec<[u8; 32]>,
     pub expires_unix_ms: u64,
+}
+
+/// A snapshot received from the leader whose install has not committed: openraft's meta (last
+/// log id, membership, id) and the body as received ([`crate::state_machine::SnapshotBody`]
+/// encoded as a row). Kept so that a member stopped or crashed while fetching the snapshot's
+/// objects (after openraft purged the log the snapshot covers) finishes that install when its
+/// group opens again, instead of starting with its applied state behind its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSnapshotRow {
+    pub last_log_id: Option<LogId>,
+    pub membership: StoredMembership,
+    pub snapshot_id: String,
+    pub body: Vec<u8>,
+}
+
+impl PendingSnapshotRow {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.snapshot_id.len() > MAX_SNAPSHOT_ID_LEN {
+            return Err(format!(
+                "snapshot id of {} bytes (most {MAX_SNAPSHOT_ID_LEN})",
+                self.snapshot_id.len()
+            ));
+        }
+        if self.body.len() as u64 > crate::types::MAX_SNAPSHOT_LEN {
+            return Err(format!(
+                "snapshot body of {} bytes (most {})",
+                self.body.len(),
+                crate::types::MAX_SNAPSHOT_LEN
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a channel's pending snapshot ([`PENDING_SNAPSHOT_TABLE`]), checking its bounds.
+pub fn read_pending_snapshot(
+    reader: &ExtensionReader<'_>,
+    channel: &str,
+) -> Result<Option<PendingSnapshotRow>, ExtensionError> {
+    let row: Option<PendingSnapshotRow> =
+        read_channel_row(reader, PENDING_SNAPSHOT_TABLE, channel)?;
+    if let Some(r) = &row {
+        r.check()
+            .map_err(|e| corrupted(PENDING_SNAPSHOT_TABLE, e))?;
+    }
+    Ok(row)
 }
 
 /// The phase a replica move has reached (docs/REPLICATION.md, replica moves). The order is the
@@ -227,6 +282,7 @@ impl Extension for RaftExtension {
         txn.open_table::<&str, &[u8]>(STATE_TABLE)?;
         txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?;
         txn.open_table::<&str, &[u8]>(MOVES_TABLE)?;
+        txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?;
         Ok(())
     }
 
@@ -303,8 +359,12 @@ pub enum Change {
     ReleasePrefetch(Vec<Hash>),
     /// Writes the channel's move row (refused if its bounds do not hold).
     Move(MoveRow),
+    /// Records the snapshot being installed (refused if its bounds do not hold).
+    PendingSnapshot(PendingSnapshotRow),
+    /// Drops the channel's pending snapshot, if any (its install commits).
+    DropPendingSnapshot,
     /// The source's cleanup after a move: drops every replication row of the channel (vote,
-    /// log, log bounds, applied state, prefetch rows and their holds) and writes the move row
+    /// log, log bounds, applied state, pending snapshot, prefetch rows and their holds) and writes the move row
     /// (phase [`MovePhase::CleanedUp`]), in the transaction that unpins the channel's pins.
     Forget(MoveRow),
     /// Sets the applied state. Refused when the stored state is already at or past it
@@ -430,6 +490,16 @@ impl ExtensionOp for RaftWrite {
                 }
             }
             Change::Move(row) => write_move(txn, channel, row)?,
+            Change::PendingSnapshot(row) => {
+                row.check()
+                    .map_err(|e| corrupted(PENDING_SNAPSHOT_TABLE, e))?;
+                txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?
+                    .insert(channel, encode_row(row)?.as_slice())?;
+            }
+            Change::DropPendingSnapshot => {
+                txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?
+                    .remove(channel)?;
+            }
             Change::Forget(row) => {
                 txn.open_table::<&str, &[u8]>(VOTE_TABLE)?.remove(channel)?;
                 txn.open_table::<(&str, u64), &[u8]>(LOG_TABLE)?
@@ -437,6 +507,8 @@ impl ExtensionOp for RaftWrite {
                 txn.open_table::<&str, &[u8]>(LOG_META_TABLE)?
                     .remove(channel)?;
                 txn.open_table::<&str, &[u8]>(STATE_TABLE)?
+                    .remove(channel)?;
+                txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?
                     .remove(channel)?;
                 let mut held: Vec<(Vec<u8>, PrefetchRow)> = Vec::new();
                 {
@@ -699,6 +771,29 @@ mod tests {
         let mut too_long = row.clone();
         too_long.to.host_port = "x".repeat(MAX_HOST_PORT_LEN + 1);
         assert!(too_long.check().is_err());
+    }
+
+    #[test]
+    fn a_pending_snapshot_row_is_last_log_id_membership_id_body() {
+        let row = PendingSnapshotRow {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(3, 0),
+                5,
+            )),
+            membership: StoredMembership::default(),
+            snapshot_id: "3-5".into(),
+            body: vec![2, 0],
+        };
+        let want = [2, 1, 3, 5, 0, 0, 0, 3, b'3', b'-', b'5', 2, 2, 0];
+        assert_eq!(encode_row(&row).unwrap(), want);
+        assert_eq!(
+            decode_row::<PendingSnapshotRow>(PENDING_SNAPSHOT_TABLE, &want).unwrap(),
+            row
+        );
+        let mut long_id = row.clone();
+        long_id.snapshot_id = "x".repeat(MAX_SNAPSHOT_ID_LEN + 1);
+        assert!(long_id.check().is_err());
+        assert!(row.check().is_ok());
     }
 
     #[test]

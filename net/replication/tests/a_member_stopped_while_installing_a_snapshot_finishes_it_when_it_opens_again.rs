@@ -1,0 +1,147 @@
+//! A member behind the leader's snapshot stops while it installs it: the snapshot is stored
+//! and openraft's purge of the log it covers has run, but the install, waiting for objects the
+//! member lacks, never commits. Its applied state is now behind its purged log, which openraft
+//! cannot apply from. Opened again, the member finishes that install from the stored snapshot
+//! (fetching the objects from the members) before its group starts, then catches up and
+//! applies what the group commits after.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use net_mesh_replication::log_store::LogStore;
+use net_mesh_replication::state_machine::{InstallGate, StateMachine, has_interrupted_install};
+use net_mesh_replication::{ReplicatedChannel, stored_applied};
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_again() {
+    let root = tempfile::tempdir().unwrap();
+    let members = three_members(root.path()).await;
+    let config = snapshotting(10, 2);
+    let mut channels: Vec<Option<ReplicatedChannel>> = create_all_with(&members, &config)
+        .await
+        .into_iter()
+        .map(Some)
+        .collect();
+    let leader = wait_for_leader(&channels.iter().flatten().collect::<Vec<_>>()).await;
+    let target = (leader + 1) % 3;
+    let mut members: Vec<Option<Member>> = members.into_iter().map(Some).collect();
+    let before = stored_applied(&members[target].as_ref().unwrap().store, CHANNEL)
+        .unwrap()
+        .map_or(0, |a| a.1);
+    channels[target].take().unwrap().shutdown().await.unwrap();
+    let (identity, dir, port) = members[target].take().unwrap().stop().await;
+
+    // Blobs only the leader stores, pinned while the target is away, past a purge.
+    let leader_store = members[leader].as_ref().unwrap().store.clone();
+    let blobs: Vec<Vec<u8>> = (0..16)
+        .map(|i| format!("pinned while the target was away {i}").into_bytes())
+        .collect();
+    let refs: Vec<_> = blobs
+        .iter()
+        .map(|b| leader_store.store(b).unwrap().blob_ref)
+        .collect();
+    let leader_channel = channels[leader].as_ref().unwrap();
+    for (i, r) in refs.iter().enumerate() {
+        leader_channel
+            .propose_pin(r, &format!("away-{i}"))
+            .await
+            .unwrap();
+    }
+    wait_until("the leader purged its log past the target", || {
+        leader_channel.status().purged.filter(|&p| p > before + 1)
+    })
+    .await;
+
+    // The target receives the leader's snapshot and stops mid-install, as openraft drives
+    // its storage: the install (no fetcher here, so it fails for want of the objects, as a
+    // stopped fetch does) and the purge openraft queues behind it.
+    let snapshot = StateMachine::new(leader_store.clone(), CHANNEL)
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .unwrap();
+    let last = snapshot.meta.last_log_id.unwrap();
+    {
+        let store = open_store(&dir);
+        let gate = InstallGate::new(CancellationToken::new());
+        let mut sm = StateMachine::new(store.clone(), CHANNEL).with_install_gate(gate.clone());
+        let mut log = LogStore::new(store.clone(), CHANNEL).with_install_gate(gate);
+        let installed = sm.install_snapshot(&snapshot.meta, snapshot.snapshot).await;
+        assert!(installed.is_err(), "installed without the objects");
+        log.purge(last).await.unwrap();
+        assert_eq!(
+            log.get_log_state().await.unwrap().last_purged_log_id,
+            Some(last)
+        );
+        let applied = stored_applied(&store, CHANNEL).unwrap().map_or(0, |a| a.1);
+        assert!(
+            applied < last.index,
+            "applied {applied}, purged {}",
+            last.index
+        );
+        assert!(has_interrupted_install(&store, CHANNEL).unwrap());
+    }
+    store_opens_again(&dir).await;
+
+    let back = Member::start(identity, dir, port).await;
+    let channel = ReplicatedChannel::open(
+        &back.replication,
+        back.store.clone(),
+        CHANNEL,
+        back.endpoint.clone(),
+        &config,
+    )
+    .await
+    .unwrap();
+    let store = back.store.clone();
+    assert!(!has_interrupted_install(&store, CHANNEL).unwrap());
+    assert!(
+        stored_applied(&store, CHANNEL).unwrap().unwrap().1 >= last.index,
+        "the open did not finish the install"
+    );
+
+    // The group goes on, and the target applies what it commits.
+    let after = leader_store
+        .store(b"pinned once the target is back")
+        .unwrap()
+        .blob_ref;
+    let index = leader_channel.propose_pin(&after, "after").await.unwrap();
+    wait_until("the target applied the pin made after it came back", || {
+        (stored_applied(&store, CHANNEL).unwrap()?.1 >= index).then_some(())
+    })
+    .await;
+    let mut got = pinned(&store);
+    got.sort();
+    let mut want: Vec<[u8; 32]> = refs
+        .iter()
+        .chain([&after])
+        .map(ReplicatedChannel::blob_id)
+        .collect();
+    want.sort();
+    // The pins the group held before the target went away are in the snapshot too.
+    let before_away: Vec<[u8; 32]> = pinned(&leader_store)
+        .into_iter()
+        .filter(|id| !want.contains(id))
+        .collect();
+    want.extend(before_away);
+    want.sort();
+    assert_eq!(got, want);
+    for (r, bytes) in refs.iter().zip(&blobs) {
+        let mut read = Vec::new();
+        store.fetch(r, &mut read).unwrap();
+        assert_eq!(&read, bytes, "read back verified");
+    }
+
+    channel.shutdown().await.unwrap();
+    for c in channels.into_iter().flatten() {
+        c.shutdown().await.unwrap();
+    }
+}
