@@ -3,7 +3,8 @@
 //! member lacks, never commits. Its applied state is now behind its purged log, which openraft
 //! cannot apply from. Opened again, the member finishes that install from the stored snapshot
 //! (fetching the objects from the members) before its group starts, then catches up and
-//! applies what the group commits after.
+//! applies what the group commits after. It restarts as a node does (`NodeReplicas`, which
+//! opens such a channel in the background while the node serves).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,9 +14,10 @@
 
 mod support;
 
+use net_mesh_node::{Node, NodeConfig};
 use net_mesh_replication::log_store::LogStore;
 use net_mesh_replication::state_machine::{InstallGate, StateMachine, has_interrupted_install};
-use net_mesh_replication::{ReplicatedChannel, stored_applied};
+use net_mesh_replication::{NodeReplicas, ReplicatedChannel, stored_applied};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -91,17 +93,28 @@ async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_
     }
     store_opens_again(&dir).await;
 
-    let back = Member::start(identity, dir, port).await;
-    let channel = ReplicatedChannel::open(
-        &back.replication,
-        back.store.clone(),
-        CHANNEL,
-        back.endpoint.clone(),
-        &config,
-    )
-    .await
-    .unwrap();
-    let store = back.store.clone();
+    // The target starts again as a node does (`net-mesh serve`): its replicas open the
+    // channel in the background, finishing the install before the group starts.
+    let store = open_store(&dir);
+    let own = identity.node_id();
+    let replicas = NodeReplicas::new(store.clone(), own, config.clone()).unwrap();
+    let node = Node::with_config(store.clone(), own, NodeConfig::default()).unwrap();
+    node.set_replicas(replicas.clone());
+    let (listener, _) = net_mesh_node::bind(&format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(net_mesh_node::serve(
+        node,
+        identity.clone(),
+        peer_allow(&identity),
+        listener,
+        stop.clone(),
+    ));
+    wait_until("the target's channel runs again", || {
+        replicas.channel(CHANNEL).map(|_| ())
+    })
+    .await;
     assert!(!has_interrupted_install(&store, CHANNEL).unwrap());
     assert!(
         stored_applied(&store, CHANNEL).unwrap().unwrap().1 >= last.index,
@@ -140,7 +153,8 @@ async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_
         assert_eq!(&read, bytes, "read back verified");
     }
 
-    channel.shutdown().await.unwrap();
+    stop.cancel();
+    serving.await.unwrap();
     for c in channels.into_iter().flatten() {
         c.shutdown().await.unwrap();
     }
