@@ -598,11 +598,7 @@ impl Moves {
                 MovePhase::Bound => {
                     let ch = self.attached(channel)?;
                     self.leading(&ch)?;
-                    let present = ch
-                        .membership_nodes()
-                        .get(&raft_id(&to.node_id))
-                        .is_some_and(|m| m.is(&to.node_id));
-                    let detail = if present {
+                    let detail = if in_group(&ch, &to) {
                         format!("{to} is already in the group")
                     } else {
                         let index = ch.add_learner_entry(&to).await?;
@@ -615,8 +611,17 @@ impl Moves {
                     let detail = if cut_over(&ch, &from, &to) {
                         "the cutover is already done".to_string()
                     } else {
+                        // The learner entry `Bound` found in the log may not have been
+                        // committed, and a new leader may have dropped it: added again.
+                        let again = if in_group(&ch, &to) {
+                            String::new()
+                        } else {
+                            self.leading(&ch)?;
+                            let index = ch.add_learner_entry(&to).await?;
+                            format!(" (added again as a learner at index {index})")
+                        };
                         let (matched, committed) = self.caught_up(&ch, &to).await?;
-                        format!("{to} matched {matched} of committed {committed}")
+                        format!("{to} matched {matched} of committed {committed}{again}")
                     };
                     (MovePhase::CaughtUp, detail)
                 }
@@ -1237,6 +1242,13 @@ fn handoff_of(state: &StateRow) -> HandoffState {
 
 /// Whether the group's latest membership already has the target as a voter and not the
 /// source (a cutover done by an earlier run).
+/// Whether `to` is a node of the group's latest membership (a learner or a voter).
+fn in_group(ch: &ReplicatedChannel, to: &NodeAddr) -> bool {
+    ch.membership_nodes()
+        .get(&raft_id(&to.node_id))
+        .is_some_and(|m| m.is(&to.node_id))
+}
+
 fn cut_over(ch: &ReplicatedChannel, from: &NodeAddr, to: &NodeAddr) -> bool {
     let (voters, _) = ch.voters();
     voters.contains(&raft_id(&to.node_id))
