@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use net_mesh_engine::{Classify, ErrorClass, Store, StoreError, check_channel_name};
+use net_mesh_engine::{Classify, ErrorClass, ExtensionOp, Store, StoreError, check_channel_name};
 use net_mesh_node::call_token::{decode_metadata, encode_metadata};
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::server::{Denied, Router, RpcContext, RpcUnaryHandler};
@@ -36,7 +36,7 @@ use crate::channel::ReplicatedChannel;
 use crate::error::MembershipError;
 use crate::tables::{
     Change, MAX_HOST_PORT_LEN, MoveNode, MovePhase, MoveRow, NAMESPACE, RaftWrite, STATE_TABLE,
-    StateRow, read_channel_row, read_move,
+    StateRow, read_channel_row, read_move, read_previous_move,
 };
 use crate::types::raft_id;
 
@@ -423,6 +423,7 @@ impl Moves {
         cutover: Option<u64>,
     ) -> Result<MoveRecord, MoveError> {
         let channel = spec.channel.as_str();
+        let mut previous = None;
         let row = match self.read_row(channel).await? {
             Some(old) if same_move(&old, spec) => {
                 let (phase, cutover) = if old.phase < phase {
@@ -449,17 +450,24 @@ impl Moves {
                     ),
                 });
             }
-            _ => MoveRow {
-                id: spec.id,
-                from: move_node(&spec.from),
-                to: move_node(&spec.to),
-                coordinator: *spec.coordinator.as_bytes(),
-                phase,
-                started_unix_ms: now_unix_ms(),
-                cutover,
-            },
+            old => {
+                // A move this node was the target of, replaced before its source cleaned up
+                // (it applied the cutover): kept, so that the move can still be finished.
+                previous = old.filter(|o| {
+                    o.phase != MovePhase::CleanedUp && o.to.node_id == *self.inner.own.as_bytes()
+                });
+                MoveRow {
+                    id: spec.id,
+                    from: move_node(&spec.from),
+                    to: move_node(&spec.to),
+                    coordinator: *spec.coordinator.as_bytes(),
+                    phase,
+                    started_unix_ms: now_unix_ms(),
+                    cutover,
+                }
+            }
         };
-        self.write_row(channel, &row).await?;
+        self.write_rows(channel, &row, previous).await?;
         tracing::info!(channel, id = row.id, phase = ?row.phase, coordinator = %spec.coordinator, "move bound");
         record_of(channel, &row)
     }
@@ -1059,12 +1067,29 @@ impl Moves {
     }
 
     async fn write_row(&self, channel: &str, row: &MoveRow) -> Result<(), MoveError> {
+        self.write_rows(channel, row, None).await
+    }
+
+    /// Writes the channel's move row and, if given, its previous move row, in one
+    /// transaction.
+    async fn write_rows(
+        &self,
+        channel: &str,
+        row: &MoveRow,
+        previous: Option<MoveRow>,
+    ) -> Result<(), MoveError> {
         let store = self.inner.store.clone();
-        let op = RaftWrite {
-            channel: channel.to_string(),
-            change: Change::Move(row.clone()),
+        let write = |change| -> Box<dyn ExtensionOp> {
+            Box::new(RaftWrite {
+                channel: channel.to_string(),
+                change,
+            })
         };
-        tokio::task::spawn_blocking(move || store.commit_ops(vec![Box::new(op)]))
+        let mut ops = vec![write(Change::Move(row.clone()))];
+        if let Some(previous) = previous {
+            ops.push(write(Change::PreviousMove(previous)));
+        }
+        tokio::task::spawn_blocking(move || store.commit_ops(ops))
             .await
             .map_err(|e| usage(channel, e.to_string()))?
             .map_err(|source| MoveError::Store {
@@ -1102,13 +1127,14 @@ impl Moves {
         )
     }
 
-    /// The call's channel and bound move, if `peer` may send `method` for it.
+    /// The call's channel, bound move and (for `move/v1/state`) the previous move this node
+    /// was the target of, if `peer` may send `method` for one of those moves.
     fn admit(
         &self,
         peer: &NodeId,
         method: &str,
         metadata: &[u8],
-    ) -> Result<(String, MoveRow), RpcError> {
+    ) -> Result<(String, MoveRow, Option<MoveRow>), RpcError> {
         let refuse = |channel: &str, why: String| {
             self.inner.rejections.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(channel, %peer, method, why, "move phase message refused");
@@ -1132,10 +1158,25 @@ impl Moves {
             }
             Err(e) => return Err(refuse(&channel, format!("reading the bound move: {e}"))),
         };
-        let peer_bytes = peer.as_bytes();
+        let previous = match method {
+            METHOD_MOVE_STATE => match self
+                .inner
+                .store
+                .read_extension(NAMESPACE, |r| read_previous_move(r, &channel))
+            {
+                Ok(previous) => previous.filter(|p| p.to.node_id == *self.inner.own.as_bytes()),
+                Err(e) => {
+                    return Err(refuse(&channel, format!("reading the previous move: {e}")));
+                }
+            },
+            _ => None,
+        };
         let allowed = match method {
-            METHOD_MOVE_CLEANUP => row.coordinator == *peer_bytes,
-            METHOD_MOVE_STATE => row.coordinator == *peer_bytes || row.from.node_id == *peer_bytes,
+            METHOD_MOVE_CLEANUP => row.coordinator == *peer.as_bytes(),
+            METHOD_MOVE_STATE => {
+                may_ask_state(&row, peer)
+                    || previous.as_ref().is_some_and(|p| may_ask_state(p, peer))
+            }
             _ => false,
         };
         if !allowed {
@@ -1147,8 +1188,20 @@ impl Moves {
                 ),
             ));
         }
-        Ok((channel, row))
+        Ok((channel, row, previous))
     }
+
+    fn refuse_state(&self, channel: &str, peer: &NodeId, why: String) -> RpcError {
+        self.inner.rejections.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(channel, %peer, why, "move phase message refused");
+        RpcError::new(ErrorKind::PermissionDenied, why)
+    }
+}
+
+/// Whether `peer` may ask this node's handoff state for `row`'s move: its coordinator or its
+/// source.
+fn may_ask_state(row: &MoveRow, peer: &NodeId) -> bool {
+    row.coordinator == *peer.as_bytes() || row.from.node_id == *peer.as_bytes()
 }
 
 /// `move/v1/cleanup` (the source's side).
@@ -1159,7 +1212,7 @@ impl RpcUnaryHandler for CleanupHandler {
     type Resp = CleanupReply;
 
     async fn call(&self, ctx: RpcContext, req: CleanupRequest) -> Result<CleanupReply, RpcError> {
-        let (channel, _) =
+        let (channel, _, _) =
             self.0
                 .admit(&ctx.peer().node_id(), METHOD_MOVE_CLEANUP, ctx.metadata())?;
         let lock = self.0.lock(&channel);
@@ -1179,17 +1232,44 @@ impl RpcUnaryHandler for StateHandler {
     type Resp = HandoffState;
 
     async fn call(&self, ctx: RpcContext, req: StateRequest) -> Result<HandoffState, RpcError> {
-        let (channel, row) =
-            self.0
-                .admit(&ctx.peer().node_id(), METHOD_MOVE_STATE, ctx.metadata())?;
-        if row.id != req.id {
-            return Err(RpcError::new(
-                ErrorKind::FailedPrecondition,
-                format!(
-                    "state of move {}, but move {} is bound here",
-                    req.id, row.id
-                ),
-            ));
+        let peer = ctx.peer().node_id();
+        let (channel, row, previous) = self.0.admit(&peer, METHOD_MOVE_STATE, ctx.metadata())?;
+        let asked = if row.id == req.id {
+            Some(&row)
+        } else {
+            previous.as_ref().filter(|p| p.id == req.id)
+        };
+        match asked {
+            Some(asked) if may_ask_state(asked, &peer) => {}
+            Some(asked) => {
+                return Err(self.0.refuse_state(
+                    &channel,
+                    &peer,
+                    format!(
+                        "node {peer} may not ask the state of move {} of channel {channel}",
+                        asked.id
+                    ),
+                ));
+            }
+            None if may_ask_state(&row, &peer) => {
+                return Err(RpcError::new(
+                    ErrorKind::FailedPrecondition,
+                    format!(
+                        "state of move {}, but move {} is bound here",
+                        req.id, row.id
+                    ),
+                ));
+            }
+            None => {
+                return Err(self.0.refuse_state(
+                    &channel,
+                    &peer,
+                    format!(
+                        "node {peer} may not ask the state of move {} of channel {channel}",
+                        req.id
+                    ),
+                ));
+            }
         }
         self.0
             .handoff_state(&channel)

@@ -37,6 +37,11 @@ pub const PREFETCH_TABLE: &str = "prefetch_v1";
 /// ([`MoveRow`]; at most one per channel).
 pub const MOVES_TABLE: &str = "moves_v1";
 
+/// Key: channel name. Value: the last move this node was the target of that a newer move's
+/// binding replaced in [`MOVES_TABLE`] before its source cleaned up ([`MoveRow`]): its
+/// coordinator and source can still ask this node's handoff state (`move/v1/state`) to finish
+/// it.
+pub const PREVIOUS_MOVE_TABLE: &str = "moves_previous_v1";
 /// Key: channel name. Value: a snapshot this member received and has not installed yet
 /// ([`PendingSnapshotRow`]; written before the log the snapshot covers is purged, dropped by
 /// the install's transaction).
@@ -203,9 +208,25 @@ pub fn read_move(
     reader: &ExtensionReader<'_>,
     channel: &str,
 ) -> Result<Option<MoveRow>, ExtensionError> {
-    let row: Option<MoveRow> = read_channel_row(reader, MOVES_TABLE, channel)?;
+    read_move_in(reader, MOVES_TABLE, channel)
+}
+
+/// Reads a channel's previous move row ([`PREVIOUS_MOVE_TABLE`]), checking its bounds.
+pub fn read_previous_move(
+    reader: &ExtensionReader<'_>,
+    channel: &str,
+) -> Result<Option<MoveRow>, ExtensionError> {
+    read_move_in(reader, PREVIOUS_MOVE_TABLE, channel)
+}
+
+fn read_move_in(
+    reader: &ExtensionReader<'_>,
+    table: &str,
+    channel: &str,
+) -> Result<Option<MoveRow>, ExtensionError> {
+    let row: Option<MoveRow> = read_channel_row(reader, table, channel)?;
     if let Some(r) = &row {
-        r.check().map_err(|e| corrupted(MOVES_TABLE, e))?;
+        r.check().map_err(|e| corrupted(table, e))?;
     }
     Ok(row)
 }
@@ -283,6 +304,7 @@ impl Extension for RaftExtension {
         txn.open_table::<(&str, &[u8]), &[u8]>(PREFETCH_TABLE)?;
         txn.open_table::<&str, &[u8]>(MOVES_TABLE)?;
         txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?;
+        txn.open_table::<&str, &[u8]>(PREVIOUS_MOVE_TABLE)?;
         Ok(())
     }
 
@@ -359,6 +381,8 @@ pub enum Change {
     ReleasePrefetch(Vec<Hash>),
     /// Writes the channel's move row (refused if its bounds do not hold).
     Move(MoveRow),
+    /// Writes the channel's previous move row ([`PREVIOUS_MOVE_TABLE`]).
+    PreviousMove(MoveRow),
     /// Records the snapshot being installed (refused if its bounds do not hold).
     PendingSnapshot(PendingSnapshotRow),
     /// Drops the channel's pending snapshot, if any (its install commits).
@@ -490,6 +514,11 @@ impl ExtensionOp for RaftWrite {
                 }
             }
             Change::Move(row) => write_move(txn, channel, row)?,
+            Change::PreviousMove(row) => {
+                row.check().map_err(|e| corrupted(PREVIOUS_MOVE_TABLE, e))?;
+                txn.open_table::<&str, &[u8]>(PREVIOUS_MOVE_TABLE)?
+                    .insert(channel, encode_row(row)?.as_slice())?;
+            }
             Change::PendingSnapshot(row) => {
                 row.check()
                     .map_err(|e| corrupted(PENDING_SNAPSHOT_TABLE, e))?;
