@@ -4,8 +4,9 @@
 //! channel's group again (it joins, it is not left with the group it stopped), catches up on
 //! the writes it missed, takes writes again, and every acknowledged blob reads back verified
 //! from it. Before that, a target holding pins of a plain channel of the same name refuses
-//! the move and nothing is bound, and that node, never a member, refuses to be a move's
-//! source (its plain channel keeps its pin).
+//! the move and nothing is bound, and that node, never a member, cannot be a move's source
+//! (the CLI refuses a new move from a non-member; the node refuses it too; its plain channel
+//! keeps its pin).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -97,11 +98,24 @@ fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart()
     );
     assert_eq!(cluster.pinned(node, CHANNEL).len(), acked.len());
     // Nor can a node that never ran the group be a move's source: its plain channel of the
-    // same name is not the group's, and its pins stay.
+    // same name is not the group's, and its pins stay. The CLI refuses a new move from a
+    // non-member before binding anything; a move given by --id (a resume, not checked there)
+    // is refused by the source itself.
     let refused = cluster.client.run(
         &leader,
         &[
             "channel", "move", CHANNEL, "--from", spare, "--to", node, "--json",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not a member of channel"),
+        "{refused:?}"
+    );
+    let refused = cluster.client.run(
+        &leader,
+        &[
+            "channel", "move", CHANNEL, "--from", spare, "--to", node, "--id", "77", "--json",
         ],
     );
     assert_eq!(refused.status.code(), Some(4), "{refused:?}");

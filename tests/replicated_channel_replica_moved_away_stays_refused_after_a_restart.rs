@@ -2,8 +2,9 @@
 //! processes): its store no longer holds the channel's raft state, yet it does not take the
 //! channel as a plain local one: a put into it is refused (exit 4, "moved away") and pins
 //! nothing there, and `channel status` is refused. A new move naming it the source is
-//! refused, the same move run again finishes at once, and both leave that so (restarts). A move brings the replica back: the node
-//! joins again and holds every pin.
+//! refused (by the CLI: not a member; given by --id, by the node: moved away), the same move
+//! run again finishes at once, and both leave that so (restarts). A move brings the replica
+//! back: the node joins again and holds every pin.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -91,6 +92,18 @@ fn replicated_channel_replica_moved_away_stays_refused_after_a_restart() {
         &leader,
         &[
             "channel", "move", CHANNEL, "--from", node, "--to", other, "--json",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not a member of channel"),
+        "{again:?}"
+    );
+    // Given by --id (the CLI checks only new moves), the node itself refuses.
+    let again = cluster.client.run(
+        &leader,
+        &[
+            "channel", "move", CHANNEL, "--from", node, "--to", other, "--id", "77", "--json",
         ],
     );
     assert_eq!(again.status.code(), Some(4), "{again:?}");

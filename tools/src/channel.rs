@@ -302,6 +302,14 @@ fn coordinator_for(
         .find(|m| m.node_id != to.node_id && m.node_id != from.node_id)
 }
 
+/// Whether `node` (by node id) is among `members` (`NODE_ADDR`s).
+fn is_member(members: &[String], node: &NodeAddr) -> bool {
+    members
+        .iter()
+        .filter_map(|m| m.parse::<NodeAddr>().ok())
+        .any(|m| m.node_id == node.node_id)
+}
+
 fn move_replica(
     ctx: &Ctx,
     name: &str,
@@ -337,6 +345,19 @@ fn move_replica(
         .parse()
         .map_err(|e| CliError::msg(ErrorClass::Io, format!("the leader {leader}: {e}")))?;
     let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
+    // A new move's source must be a member: checked before anything is bound (a source
+    // refusing after the target was bound would leave the target joined, idle, and bound to
+    // a move that cannot run, refusing other moves of the channel). A move resumed by its
+    // --id is not checked: past its cutover the source is no longer a member.
+    if id.is_none() && !is_member(&members, from) {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            format!(
+                "the source {from} is not a member of channel {name} (members: {})",
+                members.join(", ")
+            ),
+        ));
+    }
     let coordinator = coordinator_for(leader, &members, from, to).ok_or_else(|| {
         CliError::msg(
             ErrorClass::Busy,
@@ -368,8 +389,9 @@ fn move_replica(
         )
     };
     // The target first: it refuses a channel it holds pins of outside the group, and a
-    // refusal there leaves nothing bound anywhere. (A refusal by the source after it leaves
-    // the target bound and joined, idle; the same move, by its --id, goes on from there.)
+    // refusal there leaves nothing bound anywhere. (The source, a member, refuses only if it
+    // stopped running the group meanwhile; that leaves the target bound and joined, idle,
+    // and the same move, by its --id, goes on from there.)
     for node in [to, from] {
         if node.node_id == coordinator.node_id {
             continue;
@@ -438,5 +460,18 @@ mod tests {
         assert_eq!(coordinator_for(b.clone(), &members, &a, &b), Some(k));
         let only = [b.to_string(), a.to_string()];
         assert_eq!(coordinator_for(b.clone(), &only, &a, &b), None);
+    }
+
+    #[test]
+    fn a_member_is_found_by_node_id_whatever_its_address() {
+        let (a, b) = (node(1), node(2));
+        let members = [a.to_string(), "not an address".to_string()];
+        assert!(is_member(&members, &a));
+        let moved = NodeAddr {
+            host_port: "127.0.0.1:1".into(),
+            ..a.clone()
+        };
+        assert!(is_member(&members, &moved));
+        assert!(!is_member(&members, &b));
     }
 }
