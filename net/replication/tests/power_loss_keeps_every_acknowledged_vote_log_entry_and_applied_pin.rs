@@ -6,7 +6,9 @@
 //! byte for byte, no acknowledged truncation or purge is undone, and every entry present is one
 //! that was written at its index; the channel's pins and `state_v1` are one of the states an
 //! apply or install could leave (a pin is there iff its entry is at or below `last_applied`),
-//! never behind an acknowledged apply; every row decodes; fsck is clean.
+//! never behind an acknowledged apply; a log purged past the applied state comes with the
+//! stored snapshot that covers it (the next open installs it); every row decodes; fsck is
+//! clean.
 //!
 //! An append counts as acknowledged when `RaftLogStorageExt::blocking_append` returns: the
 //! call returned and its `LogFlushed` callback reported success (openraft makes that callback
@@ -29,10 +31,10 @@ use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{BlobRef, Store, StoreConfig};
 use net_mesh_replication::log_store::LogStore;
-use net_mesh_replication::state_machine::{SnapshotBody, SnapshotPin, StateMachine};
+use net_mesh_replication::state_machine::{InstallGate, SnapshotBody, SnapshotPin, StateMachine};
 use net_mesh_replication::tables::{
     LOG_META_TABLE, LOG_TABLE, LogMetaRow, NAMESPACE, STATE_TABLE, StateRow, VOTE_TABLE, VoteRow,
-    decode_row, encode_row, read_channel_row, read_log_range,
+    decode_row, encode_row, read_channel_row, read_log_range, read_pending_snapshot,
 };
 use net_mesh_replication::types::{Entry, LogId, StoredMembership};
 use net_mesh_replication::{Member, PinOp, extension};
@@ -41,6 +43,7 @@ use openraft::{
     CommittedLeaderId, EntryPayload, Membership, RaftSnapshotBuilder, SnapshotMeta, Vote,
 };
 use power_loss::{Effect, Recording, Status, Step, check_all, crash_points};
+use tokio_util::sync::CancellationToken;
 
 const CHANNEL: &str = "photos";
 
@@ -243,6 +246,7 @@ fn check_raft(store: &Store, calls: &[(Step, Call)], cut: usize) -> Result<(), S
     let mut log: BTreeMap<u64, Possible<Option<Vec<u8>>>> = BTreeMap::new();
     let mut purged = Possible::new(None);
     let mut applied = Possible::new(AppliedState::default());
+    let mut install_acked = false;
     for (_, call) in calls {
         if let Call::Append(rows) = call {
             for (i, _) in rows {
@@ -282,6 +286,7 @@ fn check_raft(store: &Store, calls: &[(Step, Call)], cut: usize) -> Result<(), S
                 }
             },
             Call::Install(s) => {
+                install_acked = status == Status::Acked;
                 applied.set(status, s.clone());
                 // The install purges the log its snapshot covers in its own transaction.
                 if let Some(last) = s.last_applied {
@@ -355,6 +360,27 @@ fn check_raft(store: &Store, calls: &[(Step, Call)], cut: usize) -> Result<(), S
         })
         .map_err(|e| read("the applied state", &e))?
         .unwrap_or_default();
+    // A log purged past the applied state (openraft cannot start from that) comes with the
+    // snapshot that covers it, stored for the next open to install; an acknowledged install
+    // leaves none.
+    let pending = store
+        .read_extension(NAMESPACE, |r| read_pending_snapshot(r, CHANNEL))
+        .map_err(|e| read("the pending snapshot", &e))?;
+    let index = |l: Option<LogId>| l.map(|l| l.index);
+    if index(meta.last_purged) > index(state.last_applied)
+        && pending
+            .as_ref()
+            .is_none_or(|p| index(p.last_log_id) < index(meta.last_purged))
+    {
+        return Err(format!(
+            "log purged to {:?} past the applied {:?}, with no stored snapshot covering it",
+            index(meta.last_purged),
+            index(state.last_applied)
+        ));
+    }
+    if install_acked && pending.is_some() {
+        return Err("an acknowledged install left its snapshot pending".into());
+    }
     let listing = store
         .pins_in(CHANNEL)
         .map_err(|e| read("the channel's pins", &e))?;
@@ -489,13 +515,13 @@ fn power_loss_keeps_every_acknowledged_vote_log_entry_and_applied_pin() {
     assert_eq!(in_snapshot, run.state.pins);
     run.call(Call::Purge(lid(2, 5)), ls.purge(lid(2, 5)));
 
-    // Term 3: a leader far ahead sends a snapshot. In openraft's order the purge up to it
-    // comes first, before the install commits; the log ends before the snapshot, so all of
-    // it goes (a_purge_queued_before_a_snapshot_install_never_drops_unapplied_entries has
-    // the case of a log that holds the snapshot's index).
+    // Term 3: a leader far ahead sends a snapshot. openraft queues the purge up to it
+    // without waiting for the install: both run at once, the purge waiting (the shared
+    // gate) until the install has stored the snapshot; the log ends before the snapshot, so
+    // all of it goes (a_purge_queued_before_a_snapshot_install_never_drops_unapplied_entries
+    // has the case of a log that holds the snapshot's index).
     let v = Vote::new_committed(3, 3);
     run.call(Call::Vote(v), ls.save_vote(&v));
-    run.call(Call::Purge(lid(3, 12)), ls.purge(lid(3, 12)));
     let membership = StoredMembership::new(Some(lid(1, 1)), members());
     let meta = SnapshotMeta {
         last_log_id: Some(lid(3, 12)),
@@ -518,10 +544,28 @@ fn power_loss_keeps_every_acknowledged_vote_log_entry_and_applied_pin() {
         membership: format!("{membership:?}"),
         pins: wanted.iter().map(|(r, _)| blob_id(r)).collect(),
     };
-    run.call(
-        Call::Install(installed.clone()),
-        sm.install_snapshot(&meta, Box::new(Cursor::new(body))),
-    );
+    {
+        let gate = InstallGate::new(CancellationToken::new());
+        let mut gated_sm = sm.clone().with_install_gate(gate.clone());
+        let mut gated_ls = ls.clone().with_install_gate(gate);
+        let started = run.rec.now();
+        // The purge is queued first, as openraft does; it must not go before the install
+        // has stored the snapshot, however long the install takes to start.
+        run.rt.block_on(async {
+            let purge = tokio::spawn(async move { gated_ls.purge(lid(3, 12)).await });
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            gated_sm
+                .install_snapshot(&meta, Box::new(Cursor::new(body)))
+                .await
+                .unwrap();
+            purge.await.unwrap().unwrap();
+        });
+        run.rec
+            .ack(started, vec![Effect::Other("raft storage calls")]);
+        let step = run.rec.steps.last().unwrap().clone();
+        run.calls.push((step.clone(), Call::Purge(lid(3, 12))));
+        run.calls.push((step, Call::Install(installed.clone())));
+    }
     run.state = installed;
     let third = vec![pin(3, 13, &blobs[2], "two"), unpin(3, 14, &blobs[1])];
     run.append(&mut ls, third.clone());
