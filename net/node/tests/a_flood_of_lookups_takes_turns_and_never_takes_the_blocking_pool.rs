@@ -92,7 +92,13 @@ async fn a_flood_of_lookups_takes_turns_and_never_takes_the_blocking_pool() {
     sampler.join().unwrap();
     let added = peak.load(Ordering::SeqCst).saturating_sub(before);
     eprintln!("400 lookups at once added {added} threads (max_lookups {max_lookups})");
-    // The lookups' turns, plus a few for the sessions and the sampler.
-    assert!(added <= max_lookups + 8, "the flood added {added} threads");
+    // The lookups' turns, plus the other blocking work meanwhile (the other identity's
+    // calls, the status, the sessions) and the sampler: 7–11 threads on an idle machine, 27
+    // once on a loaded CI run (slower turns overlap more). Without turns the flood adds one
+    // per call, hundreds.
+    assert!(
+        added <= 2 * max_lookups + 8,
+        "the flood added {added} threads"
+    );
     node.shut().await;
 }
