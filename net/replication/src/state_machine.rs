@@ -589,9 +589,7 @@ impl StateMachine {
         );
         Ok(())
     }
-}
 
-impl StateMachine {
     /// Finishes the install of a snapshot this member stored and did not install (stopped or
     /// crashed while fetching its objects; openraft may have purged the log it covers), as
     /// the install would have (blocking; with a fetcher, waits for a member to give the
