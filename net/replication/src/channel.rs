@@ -20,9 +20,7 @@ use crate::network::{Group, Network, Replication};
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchServer};
 use crate::sessions::Sessions;
 use crate::state_machine::{InstallGate, StateMachine, missing_roots};
-use crate::tables::{
-    LOG_META_TABLE, NAMESPACE, STATE_TABLE, StateRow, read_channel_row, read_last_log,
-};
+use crate::tables::{NAMESPACE, STATE_TABLE, StateRow, read_channel_row};
 use crate::types::{
     LogId, MAX_PAYLOAD_ENTRIES, Member, PinOp, SNAPSHOT_CHUNK_LEN, TypeConfig, member_map, raft_id,
 };
@@ -604,11 +602,7 @@ async fn has_state(store: &Arc<Store>, channel: &str) -> Result<bool, Replicatio
     let store = store.clone();
     let ch = channel.to_string();
     tokio::task::spawn_blocking(move || {
-        store.read_extension(NAMESPACE, |r| {
-            Ok(read_channel_row::<StateRow>(r, STATE_TABLE, &ch)?.is_some()
-                || read_channel_row::<crate::tables::LogMetaRow>(r, LOG_META_TABLE, &ch)?.is_some()
-                || read_last_log(r, &ch)?.is_some())
-        })
+        store.read_extension(NAMESPACE, |r| crate::tables::holds_state(r, &ch))
     })
     .await
     .map_err(|e| ReplicationError::Raft(e.to_string()))?

@@ -31,7 +31,7 @@ use crate::fetch::Fetcher;
 use crate::moves::{MoveEvent, MoveSpec, Moves};
 use crate::network::{Replication, request_blob_ref};
 use crate::prefetch::hold_op;
-use crate::tables::{LOG_META_TABLE, LogMetaRow, MovePhase, NAMESPACE, STATE_TABLE, StateRow};
+use crate::tables::{MovePhase, NAMESPACE};
 use crate::types::{Member, PinOp};
 
 /// `raft/v1/propose`: a member asks the leader to propose `op` in the call's channel.
@@ -584,11 +584,7 @@ fn stored_channels(store: &Store, own: NodeId) -> Result<StoredChannels, Replica
     Ok(store.read_extension(NAMESPACE, |r| {
         let (mut replicated, mut moved) = (HashSet::new(), HashSet::new());
         for name in names {
-            if crate::tables::read_channel_row::<StateRow>(r, STATE_TABLE, &name)?.is_some()
-                || crate::tables::read_channel_row::<LogMetaRow>(r, LOG_META_TABLE, &name)?
-                    .is_some()
-                || crate::tables::read_last_log(r, &name)?.is_some()
-            {
+            if crate::tables::holds_state(r, &name)? {
                 replicated.insert(name);
             } else if crate::tables::read_move(r, &name)?.is_some_and(|m| {
                 m.phase == MovePhase::CleanedUp && m.from.node_id == *own.as_bytes()

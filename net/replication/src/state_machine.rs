@@ -1112,4 +1112,30 @@ mod tests {
         stop_b.cancel();
         Ok(())
     }
+
+    /// A member that crashed while it installed its first snapshot (a joining target) holds
+    /// nothing of the group but that snapshot: its channel still counts as replicated here,
+    /// so it opens at start and finishes the install.
+    #[test]
+    fn a_store_holding_only_a_received_snapshot_holds_the_channel_state()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let root = tempfile::tempdir()?;
+        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
+        let store = Store::open_with(root.path(), options)?;
+        store.create_channel("c")?;
+        assert!(!store.read_extension(NAMESPACE, |r| crate::tables::holds_state(r, "c"))?);
+        let row = PendingSnapshotRow {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 4)),
+            membership: StoredMembership::default(),
+            snapshot_id: "1-4".into(),
+            body: encode_row(&SnapshotBody::default())?,
+        };
+        store.commit_ops(vec![Box::new(RaftWrite {
+            channel: "c".into(),
+            change: Change::PendingSnapshot(row),
+        })])?;
+        assert!(store.read_extension(NAMESPACE, |r| crate::tables::holds_state(r, "c"))?);
+        assert!(has_interrupted_install(&store, "c")?);
+        Ok(())
+    }
 }

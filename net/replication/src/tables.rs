@@ -619,6 +619,18 @@ fn update_meta(
     Ok(())
 }
 
+/// Whether this store holds replication state of `channel`: an applied state, log bounds, a
+/// log entry, or a snapshot received and not installed (a member that crashed while it
+/// installed its first snapshot, before anything else of the group was stored here).
+pub fn holds_state(reader: &ExtensionReader<'_>, channel: &str) -> Result<bool, ExtensionError> {
+    Ok(
+        read_channel_row::<StateRow>(reader, STATE_TABLE, channel)?.is_some()
+            || read_channel_row::<LogMetaRow>(reader, LOG_META_TABLE, channel)?.is_some()
+            || read_last_log(reader, channel)?.is_some()
+            || read_pending_snapshot(reader, channel)?.is_some(),
+    )
+}
+
 /// Reads one channel-keyed row of `table`.
 pub fn read_channel_row<T: DeserializeOwned + Serialize>(
     reader: &ExtensionReader<'_>,
