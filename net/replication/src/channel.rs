@@ -343,9 +343,9 @@ impl ReplicatedChannel {
                 .await
                 .map_err(|e| ReplicationError::Raft(e.to_string()))??;
         }
-        if replication.is_open(channel) {
-            return Err(ReplicationError::AlreadyOpen(channel.to_string()));
-        }
+        let _claim = replication
+            .claim_open(channel)
+            .ok_or_else(|| ReplicationError::AlreadyOpen(channel.to_string()))?;
         let own = raft_id(&endpoint.identity().node_id());
         let stop = replication.closing().child_token();
         let sessions = replication.lanes(&endpoint).data;

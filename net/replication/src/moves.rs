@@ -619,15 +619,7 @@ impl Moves {
                     let detail = if cut_over(&ch, &from, &to) {
                         "the cutover is already done".to_string()
                     } else {
-                        // The learner entry `Bound` found in the log may not have been
-                        // committed, and a new leader may have dropped it: added again.
-                        let again = if in_group(&ch, &to) {
-                            String::new()
-                        } else {
-                            self.leading(&ch)?;
-                            let index = ch.add_learner_entry(&to).await?;
-                            format!(" (added again as a learner at index {index})")
-                        };
+                        let again = self.learner_again(&ch, &to).await?;
                         let (matched, committed) = self.caught_up(&ch, &to).await?;
                         format!("{to} matched {matched} of committed {committed}{again}")
                     };
@@ -641,7 +633,9 @@ impl Moves {
                         "the cutover is already done".to_string()
                     } else {
                         // Checked again right before the change: the target may have fallen
-                        // behind since the phase was committed (a restart, a slow disk).
+                        // behind since the phase was committed (a restart, a slow disk), or
+                        // its learner entry may have been lost meanwhile.
+                        self.learner_again(&ch, &to).await?;
                         self.caught_up(&ch, &to).await?;
                         self.voters_know_target(&ch, &from).await?;
                         let voters: Vec<NodeAddr> = {
@@ -706,6 +700,22 @@ impl Moves {
                 detail,
             });
         }
+    }
+
+    /// Adds `to` as a learner again when the group's latest membership lacks it: the learner
+    /// entry an earlier step found in the log may not have been committed, and a new leader
+    /// may have dropped it. Returns what it did, for the phase's detail.
+    async fn learner_again(
+        &self,
+        ch: &ReplicatedChannel,
+        to: &NodeAddr,
+    ) -> Result<String, MoveError> {
+        if in_group(ch, to) {
+            return Ok(String::new());
+        }
+        self.leading(ch)?;
+        let index = ch.add_learner_entry(to).await?;
+        Ok(format!(" (added again as a learner at index {index})"))
     }
 
     fn leading(&self, ch: &ReplicatedChannel) -> Result<(), MoveError> {

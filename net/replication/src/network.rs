@@ -6,7 +6,7 @@
 //! channel's group — checked before the call is admitted ([`Replication::authorize_call`]) and
 //! again by the handler; every refusal is counted (`replication_peer_auth_rejections`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -60,6 +60,23 @@ pub enum Reply<T> {
     SnapshotMismatch(SnapshotMismatch),
 }
 
+/// A channel's open under way ([`Replication::claim_open`]); released when dropped.
+pub(crate) struct OpenClaim {
+    replication: Replication,
+    channel: String,
+}
+
+impl Drop for OpenClaim {
+    fn drop(&mut self) {
+        self.replication
+            .inner
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.channel);
+    }
+}
+
 /// One replicated channel as the dispatcher sees it.
 #[derive(Clone)]
 pub(crate) struct Group {
@@ -94,6 +111,8 @@ struct Inner {
     lanes: Mutex<HashMap<NodeId, LaneRefs>>,
     /// Parent of every channel's stop ([`Replication::shut_down`]).
     closing: CancellationToken,
+    /// Channels being opened ([`Replication::claim_open`]).
+    opening: Mutex<HashSet<String>>,
 }
 
 impl Default for Inner {
@@ -105,6 +124,7 @@ impl Default for Inner {
             member_streams: Arc::new(MemberStreams::new(MEMBER_STREAMS)),
             lanes: Mutex::default(),
             closing: CancellationToken::new(),
+            opening: Mutex::default(),
         }
     }
 }
@@ -232,13 +252,20 @@ impl Replication {
         )
     }
 
-    /// Whether `channel`'s group runs from this [`Replication`].
-    pub(crate) fn is_open(&self, channel: &str) -> bool {
-        self.inner
-            .groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(channel)
+    /// Claims `channel` for an open (held until the open ends, its group registered or not):
+    /// none while its group runs here or another open of it is under way (an open may take
+    /// long: it finishes an interrupted snapshot install first, and two at once would install
+    /// it twice and start two groups on one store).
+    pub(crate) fn claim_open(&self, channel: &str) -> Option<OpenClaim> {
+        let groups = self.inner.groups.read().unwrap_or_else(|p| p.into_inner());
+        let mut opening = self.inner.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if groups.contains_key(channel) || !opening.insert(channel.to_string()) {
+            return None;
+        }
+        Some(OpenClaim {
+            replication: self.clone(),
+            channel: channel.to_string(),
+        })
     }
 
     pub(crate) fn insert(&self, channel: &str, group: Group) -> bool {
@@ -815,6 +842,19 @@ mod tests {
             node_id: [b; 32],
             host_port: format!("127.0.0.1:{b}"),
         }
+    }
+
+    /// An open claims its channel: a second open of it while the first runs (the first may be
+    /// finishing an interrupted install) is refused, and the claim goes with the first open.
+    #[test]
+    fn a_channel_is_opened_by_one_open_at_a_time() {
+        let replication = Replication::new();
+        let first = replication.claim_open("c");
+        assert!(first.is_some());
+        assert!(replication.claim_open("c").is_none());
+        assert!(replication.claim_open("d").is_some());
+        drop(first);
+        assert!(replication.claim_open("c").is_some());
     }
 
     /// `Membership::new` gives every voter a node; the wire need not: a membership decoded

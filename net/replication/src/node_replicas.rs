@@ -230,7 +230,8 @@ impl NodeReplicas {
     }
 
     /// Opens `channel` (which finishes an interrupted snapshot install first) and runs it,
-    /// in a task of its own; a failure is logged, the channel then stays not running.
+    /// in a task of its own; a failed open (an error fetching, the objects gone again) is
+    /// retried with a backoff (1 s doubling to 60 s) until the node stops.
     fn open_in_background(&self, channel: String, endpoint: Endpoint) {
         let Some(me) = self.me.upgrade() else {
             return;
@@ -240,21 +241,40 @@ impl NodeReplicas {
             "a snapshot install was interrupted: finishing it before the channel runs"
         );
         tokio::spawn(async move {
-            let opened = ReplicatedChannel::open(
-                &me.replication,
-                me.store.clone(),
-                &channel,
-                endpoint,
-                &me.config,
-            )
-            .await;
-            let run = match opened {
-                Ok(opened) => me.run(opened).await,
-                Err(e) => Err(node_error(&e)),
-            };
-            match run {
-                Ok(()) => tracing::info!(channel, "replicated channel started"),
-                Err(e) => tracing::error!(channel, error = %e, "starting the replicated channel"),
+            let mut wait = Duration::from_secs(1);
+            loop {
+                let opened = ReplicatedChannel::open(
+                    &me.replication,
+                    me.store.clone(),
+                    &channel,
+                    endpoint.clone(),
+                    &me.config,
+                )
+                .await;
+                if me.stop.is_cancelled() {
+                    tracing::info!(channel, "the node stops before the channel ran");
+                    if let Ok(opened) = opened {
+                        let _ = opened.shutdown().await;
+                    }
+                    return;
+                }
+                match opened {
+                    Ok(opened) => {
+                        match me.run(opened).await {
+                            Ok(()) => tracing::info!(channel, "replicated channel started"),
+                            Err(e) => tracing::info!(channel, error = %e, "not started"),
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel, error = %e, retry_in = ?wait, "opening the replicated channel")
+                    }
+                }
+                tokio::select! {
+                    _ = me.stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = wait.saturating_mul(2).min(Duration::from_secs(60));
             }
         });
     }

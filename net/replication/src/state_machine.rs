@@ -81,8 +81,8 @@ pub struct InstallGate {
 struct GateState {
     /// The last log index of the newest snapshot stored (pending or installed).
     stored: Option<u64>,
-    /// An apply or install failed (the group stops: openraft takes a state machine error as
-    /// fatal).
+    /// The state machine failed (an apply, install or snapshot build: openraft stops the group
+    /// on any state machine error).
     failed: bool,
 }
 
@@ -114,7 +114,7 @@ impl InstallGate {
             seen = rx.wait_for(|s| covered(s) || s.failed) => match seen.map(|s| covered(&s)) {
                 Ok(true) => Ok(()),
                 Ok(false) => Err("the snapshot install failed before storing the snapshot"),
-                Err(_) => Err("the state machine is gone"),
+                Err(_) => Err("the install gate is gone"),
             },
             _ = self.stop.cancelled() => Err("the channel stopped"),
         }
@@ -181,6 +181,16 @@ impl StateMachine {
             gate: None,
             #[cfg(test)]
             before_commit: None,
+        }
+    }
+
+    /// Tells the gate when `result` is an error: openraft stops the group on any state
+    /// machine error, and a purge waiting for an install must not wait on.
+    fn note_failure<T>(&self, result: &Result<T, StorageError>) {
+        if result.is_err()
+            && let Some(gate) = &self.gate
+        {
+            gate.failed();
         }
     }
 
@@ -546,7 +556,7 @@ impl StateMachine {
                 Box::new(release_op(&channel, prefetched)),
                 Box::new(RaftWrite {
                     channel: channel.clone(),
-                    change: Change::DropPendingSnapshot,
+                    change: Change::DropPendingSnapshot(meta.last_log_id),
                 }),
                 Box::new(RaftWrite {
                     channel: channel.clone(),
@@ -609,11 +619,12 @@ impl StateMachine {
         let Some(pending) = pending else {
             return Ok(false);
         };
-        if pending.last_log_id <= self.read_state().map_err(store_err)?.last_applied {
+        let applied = self.read_state().map_err(store_err)?.last_applied;
+        if pending.last_log_id <= applied {
             self.store
                 .commit_ops(vec![Box::new(RaftWrite {
                     channel: channel.clone(),
-                    change: Change::DropPendingSnapshot,
+                    change: Change::DropPendingSnapshot(applied),
                 })])
                 .map_err(store_err)?;
             return Ok(false);
@@ -665,7 +676,9 @@ async fn run<T: Send + 'static>(
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let sm = self.clone();
-        run(move || sm.build()).await
+        let built = run(move || sm.build()).await;
+        self.note_failure(&built);
+        built
     }
 }
 
@@ -701,11 +714,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .collect()
         })
         .await;
-        if applied.is_err()
-            && let Some(gate) = &self.gate
-        {
-            gate.failed();
-        }
+        self.note_failure(&applied);
         applied
     }
 
@@ -726,17 +735,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         let bytes = snapshot.into_inner();
         let installed = run(move || sm.install(&meta, &bytes)).await;
-        if installed.is_err()
-            && let Some(gate) = &self.gate
-        {
-            gate.failed();
-        }
+        self.note_failure(&installed);
         installed
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let sm = self.clone();
-        let snapshot = run(move || sm.build()).await?;
+        let built = run(move || sm.build()).await;
+        self.note_failure(&built);
+        let snapshot = built?;
         Ok(snapshot.meta.last_log_id.is_some().then_some(snapshot))
     }
 }
@@ -1136,6 +1143,21 @@ mod tests {
         })])?;
         assert!(store.read_extension(NAMESPACE, |r| crate::tables::holds_state(r, "c"))?);
         assert!(has_interrupted_install(&store, "c")?);
+        // An install of an older snapshot (a second open's, late) leaves the newer one.
+        let drop_upto = |index| -> Result<(), StoreError> {
+            store.commit_ops(vec![Box::new(RaftWrite {
+                channel: "c".into(),
+                change: Change::DropPendingSnapshot(Some(LogId::new(
+                    openraft::CommittedLeaderId::new(1, 1),
+                    index,
+                ))),
+            })])?;
+            Ok(())
+        };
+        drop_upto(3)?;
+        assert!(has_interrupted_install(&store, "c")?);
+        drop_upto(4)?;
+        assert!(!store.read_extension(NAMESPACE, |r| crate::tables::holds_state(r, "c"))?);
         Ok(())
     }
 }

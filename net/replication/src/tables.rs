@@ -385,8 +385,9 @@ pub enum Change {
     PreviousMove(MoveRow),
     /// Records the snapshot being installed (refused if its bounds do not hold).
     PendingSnapshot(PendingSnapshotRow),
-    /// Drops the channel's pending snapshot, if any (its install commits).
-    DropPendingSnapshot,
+    /// Drops the channel's pending snapshot if it reaches no further than this log id (its
+    /// install commits, or the applied state is past it); a newer one stays.
+    DropPendingSnapshot(Option<LogId>),
     /// The source's cleanup after a move: drops every replication row of the channel (vote,
     /// log, log bounds, applied state, pending snapshot, prefetch rows and their holds) and writes the move row
     /// (phase [`MovePhase::CleanedUp`]), in the transaction that unpins the channel's pins.
@@ -525,9 +526,15 @@ impl ExtensionOp for RaftWrite {
                 txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?
                     .insert(channel, encode_row(row)?.as_slice())?;
             }
-            Change::DropPendingSnapshot => {
-                txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?
-                    .remove(channel)?;
+            Change::DropPendingSnapshot(upto) => {
+                let mut t = txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?;
+                let stored: Option<PendingSnapshotRow> = match t.get(channel)? {
+                    Some(v) => Some(decode_row(PENDING_SNAPSHOT_TABLE, v.value())?),
+                    None => None,
+                };
+                if stored.is_some_and(|p| p.last_log_id <= *upto) {
+                    t.remove(channel)?;
+                }
             }
             Change::Forget(row) => {
                 txn.open_table::<&str, &[u8]>(VOTE_TABLE)?.remove(channel)?;
