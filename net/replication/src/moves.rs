@@ -1145,11 +1145,7 @@ impl Moves {
         method: &str,
         metadata: &[u8],
     ) -> Result<(String, MoveRow, Option<MoveRow>), RpcError> {
-        let refuse = |channel: &str, why: String| {
-            self.inner.rejections.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(channel, %peer, method, why, "move phase message refused");
-            RpcError::new(ErrorKind::PermissionDenied, why)
-        };
+        let refuse = |channel: &str, why: String| self.refuse(channel, peer, method, why);
         let channel = match decode_metadata(metadata) {
             Ok(m) => m.channel,
             Err(e) => return Err(refuse("", format!("move call metadata: {e}"))),
@@ -1201,9 +1197,10 @@ impl Moves {
         Ok((channel, row, previous))
     }
 
-    fn refuse_state(&self, channel: &str, peer: &NodeId, why: String) -> RpcError {
+    /// A refused phase message: counted, logged, `PermissionDenied`.
+    fn refuse(&self, channel: &str, peer: &NodeId, method: &str, why: String) -> RpcError {
         self.inner.rejections.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(channel, %peer, why, "move phase message refused");
+        tracing::warn!(channel, %peer, method, why, "move phase message refused");
         RpcError::new(ErrorKind::PermissionDenied, why)
     }
 }
@@ -1252,9 +1249,10 @@ impl RpcUnaryHandler for StateHandler {
         match asked {
             Some(asked) if may_ask_state(asked, &peer) => {}
             Some(asked) => {
-                return Err(self.0.refuse_state(
+                return Err(self.0.refuse(
                     &channel,
                     &peer,
+                    METHOD_MOVE_STATE,
                     format!(
                         "node {peer} may not ask the state of move {} of channel {channel}",
                         asked.id
@@ -1271,9 +1269,10 @@ impl RpcUnaryHandler for StateHandler {
                 ));
             }
             None => {
-                return Err(self.0.refuse_state(
+                return Err(self.0.refuse(
                     &channel,
                     &peer,
+                    METHOD_MOVE_STATE,
                     format!(
                         "node {peer} may not ask the state of move {} of channel {channel}",
                         req.id
@@ -1330,8 +1329,6 @@ fn handoff_of(state: &StateRow) -> HandoffState {
     }
 }
 
-/// Whether the group's latest membership already has the target as a voter and not the
-/// source (a cutover done by an earlier run).
 /// Whether `to` is a node of the group's latest membership (a learner or a voter).
 fn in_group(ch: &ReplicatedChannel, to: &NodeAddr) -> bool {
     ch.membership_nodes()
@@ -1339,6 +1336,8 @@ fn in_group(ch: &ReplicatedChannel, to: &NodeAddr) -> bool {
         .is_some_and(|m| m.is(&to.node_id))
 }
 
+/// Whether the group's latest membership already has the target as a voter and not the
+/// source (a cutover done by an earlier run).
 fn cut_over(ch: &ReplicatedChannel, from: &NodeAddr, to: &NodeAddr) -> bool {
     let (voters, _) = ch.voters();
     voters.contains(&raft_id(&to.node_id))
