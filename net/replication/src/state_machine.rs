@@ -826,14 +826,8 @@ mod tests {
         let blob_ref = store.store(data)?.blob_ref;
         store.unpin(&blob_id(&blob_ref))?;
         assert!(missing_roots(&store, &blob_ref)?.is_empty());
-        let endpoint = Endpoint::new(identity, Router::new(), Config::default());
         let stop = CancellationToken::new();
-        let fetcher = Fetcher::new(
-            Sessions::new(endpoint),
-            Arc::new(MemberStreams::new(1)),
-            tokio::runtime::Handle::current(),
-            stop.clone(),
-        );
+        let fetcher = fetching_as(identity, &stop);
         let freed = Arc::new(AtomicU64::new(0));
         let mut sm = StateMachine::new(store.clone(), "c").with_fetcher(fetcher);
         let (gc_store, gc_freed) = (store.clone(), freed.clone());
@@ -965,18 +959,8 @@ mod tests {
         let missing = Store::open(elsewhere.path(), StoreConfig::default())?
             .store(b"a blob no member holds")?
             .blob_ref;
-        let endpoint = Endpoint::new(
-            Identity::from_seed([7; 32]),
-            Router::new(),
-            Config::default(),
-        );
         let stop = CancellationToken::new();
-        let fetcher = Fetcher::new(
-            Sessions::new(endpoint),
-            Arc::new(MemberStreams::new(1)),
-            tokio::runtime::Handle::current(),
-            stop.clone(),
-        );
+        let fetcher = fetching_as(Identity::from_seed([7; 32]), &stop);
         let stats = fetcher.stats();
         let sm = StateMachine::new(store, "c").with_fetcher(fetcher);
         let meta = SnapshotMeta {
@@ -1004,6 +988,7 @@ mod tests {
         Ok(())
     }
 
+    /// A's fetcher: its sessions as `identity`, stopped by `stop`.
     fn fetching_as(identity: Identity, stop: &CancellationToken) -> Fetcher {
         Fetcher::new(
             Sessions::new(Endpoint::new(identity, Router::new(), Config::default())),
