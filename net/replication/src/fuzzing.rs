@@ -31,8 +31,9 @@ use crate::node_replicas::Proposed;
 use crate::prefetch::{PrefetchRequest, Prefetched};
 use crate::state_machine::{SNAPSHOT, SnapshotBody, wanted_pins};
 use crate::tables::{
-    LOG_META_TABLE, LogMetaRow, MOVES_TABLE, MoveRow, PREFETCH_TABLE, PrefetchRow, STATE_TABLE,
-    StateRow, VOTE_TABLE, VoteRow, decode_row, encode_row,
+    LOG_META_TABLE, LogMetaRow, MOVES_TABLE, MoveRow, PENDING_SNAPSHOT_TABLE, PREFETCH_TABLE,
+    PendingSnapshotRow, PrefetchRow, STATE_TABLE, StateRow, VOTE_TABLE, VoteRow, decode_row,
+    encode_row,
 };
 use crate::types::{PinOp, TypeConfig};
 
@@ -81,11 +82,13 @@ pub enum Kind {
     MoveRow = 19,
     /// A snapshot's body, then each pin's blob ref (what installing it decodes).
     SnapshotBody = 20,
+    /// A value of `pending_snapshot_v1`, then its bounds.
+    PendingSnapshotRow = 21,
 }
 
 impl Kind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::AppendRequest,
         Kind::VoteRequest,
         Kind::SnapshotRequest,
@@ -107,6 +110,7 @@ impl Kind {
         Kind::PrefetchRow,
         Kind::MoveRow,
         Kind::SnapshotBody,
+        Kind::PendingSnapshotRow,
     ];
 
     /// The first byte of an input of this kind.
@@ -184,6 +188,9 @@ pub fn fuzz_decode(data: &[u8]) -> Outcome {
         Kind::MoveRow => row::<MoveRow>(kind, MOVES_TABLE, body, |r| r.check().is_ok()),
         Kind::SnapshotBody => {
             row::<SnapshotBody>(kind, SNAPSHOT, body, |b| wanted_pins(b.clone()).is_ok())
+        }
+        Kind::PendingSnapshotRow => {
+            row::<PendingSnapshotRow>(kind, PENDING_SNAPSHOT_TABLE, body, |r| r.check().is_ok())
         }
     }
 }

@@ -20,7 +20,8 @@ use net_mesh_replication::node_replicas::Proposed;
 use net_mesh_replication::prefetch::{PrefetchRequest, Prefetched};
 use net_mesh_replication::state_machine::{SnapshotBody, SnapshotPin};
 use net_mesh_replication::tables::{
-    LogMetaRow, MAX_HOST_PORT_LEN, MoveNode, MoveRow, PrefetchRow, StateRow, VoteRow, encode_row,
+    LogMetaRow, MAX_HOST_PORT_LEN, MAX_SNAPSHOT_ID_LEN, MoveNode, MoveRow, PendingSnapshotRow,
+    PrefetchRow, StateRow, VoteRow, encode_row,
 };
 use net_mesh_replication::types::{Entry, MAX_SNAPSHOT_LEN};
 use net_mesh_replication::{
@@ -293,7 +294,17 @@ fn valid_inputs() -> Vec<(Kind, Vec<u8>)> {
         row(Kind::MoveRow, &move_row("b.example:7000")),
         row(Kind::SnapshotBody, &snapshot_body(blob_ref())),
         row(Kind::SnapshotBody, &SnapshotBody::default()),
+        row(Kind::PendingSnapshotRow, &pending_row("2-8")),
     ]
+}
+
+fn pending_row(snapshot_id: &str) -> PendingSnapshotRow {
+    PendingSnapshotRow {
+        last_log_id: Some(log_id(8)),
+        membership: StoredMembership::new(Some(log_id(6)), membership()),
+        snapshot_id: snapshot_id.into(),
+        body: encode_row(&snapshot_body(blob_ref())).unwrap(),
+    }
 }
 
 /// Values that decode and that a handler or reader refuses.
@@ -332,6 +343,10 @@ fn refused_inputs() -> Vec<(Kind, Vec<u8>)> {
         message(Kind::ProposeRequest, &pin(&"n".repeat(1025))),
         row(Kind::MoveRow, &move_row(&"h".repeat(MAX_HOST_PORT_LEN + 1))),
         row(Kind::SnapshotBody, &snapshot_body(vec![0xff; 8])),
+        row(
+            Kind::PendingSnapshotRow,
+            &pending_row(&"s".repeat(MAX_SNAPSHOT_ID_LEN + 1)),
+        ),
     ]
 }
 
