@@ -423,8 +423,25 @@ impl Moves {
         cutover: Option<u64>,
     ) -> Result<MoveRecord, MoveError> {
         let channel = spec.channel.as_str();
+        let bound = self.read_row(channel).await?;
+        if let Some(bound) = &bound
+            && !same_move(bound, spec)
+            && let Some(earlier) = self.read_previous_row(channel).await?
+            && same_move(&earlier, spec)
+        {
+            // The move this node was the target of, replaced here by a newer one: handed to
+            // another coordinator, which may then ask this node's handoff state.
+            let earlier = MoveRow {
+                coordinator: *spec.coordinator.as_bytes(),
+                ..earlier
+            };
+            self.write_rows(channel, bound, Some(earlier.clone()))
+                .await?;
+            tracing::info!(channel, id = earlier.id, coordinator = %spec.coordinator, "previous move handed over");
+            return record_of(channel, &earlier);
+        }
         let mut previous = None;
-        let row = match self.read_row(channel).await? {
+        let row = match bound {
             Some(old) if same_move(&old, spec) => {
                 let (phase, cutover) = if old.phase < phase {
                     (phase, cutover)
@@ -1058,6 +1075,20 @@ impl Moves {
                 channel: channel.to_string(),
                 source: Box::new(source),
             })
+    }
+
+    async fn read_previous_row(&self, channel: &str) -> Result<Option<MoveRow>, MoveError> {
+        let store = self.inner.store.clone();
+        let ch = channel.to_string();
+        tokio::task::spawn_blocking(move || {
+            store.read_extension(NAMESPACE, |r| read_previous_move(r, &ch))
+        })
+        .await
+        .map_err(|e| usage(channel, e.to_string()))?
+        .map_err(|source| MoveError::Store {
+            channel: channel.to_string(),
+            source: Box::new(source),
+        })
     }
 
     async fn read_state(&self, channel: &str) -> Result<Option<StateRow>, MoveError> {

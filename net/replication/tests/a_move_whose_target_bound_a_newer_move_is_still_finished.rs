@@ -2,9 +2,11 @@
 //! B (B's row gives way to it), possibly before the first move's coordinator asked B for the
 //! handoff and before the source A cleaned up. B keeps the replaced move's row as its
 //! previous move, and answers that move's coordinator and source its handoff state
-//! (`move/v1/state`) from it: the first move still reaches `Left` and `CleanedUp`, and A's copy
-//! goes. (Before, B refused both: the move stopped at `CutOver` and A kept its copy.) Anyone
-//! else asking B the state of the previous move is refused and counted.
+//! (`move/v1/state`) from it: the first move still reaches `Left`, and, handed to another
+//! coordinator (B rebinds its previous move) as when the first is gone, `CleanedUp`, and A's
+//! copy goes. (Before, B refused both: the move stopped at `CutOver` and A kept its copy; and
+//! B answered the hand-over `Busy`.) Anyone else asking B the state of the previous move is
+//! refused and counted.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,7 +22,7 @@ use std::time::Duration;
 use moves_support::*;
 use net_mesh_replication::moves::{METHOD_MOVE_STATE, StateRequest};
 use net_mesh_replication::tables::{NAMESPACE, read_move, read_previous_move};
-use net_mesh_replication::{MoveConfig, MovePhase};
+use net_mesh_replication::{MoveConfig, MovePhase, MoveSpec};
 use net_mesh_rpc::rpc::ErrorKind;
 use support::{CHANNEL, pin_set};
 
@@ -83,9 +85,31 @@ async fn a_move_whose_target_bound_a_newer_move_is_still_finished() {
     }
     assert_eq!(members[b].moves.phase_rejections(), refused_before + 1);
 
-    let mut events = Vec::new();
+    // The first move's coordinator gets B's handoff state: the move reaches `Left`.
     let record = coordinator
-        .resume(CHANNEL, None, |e| {
+        .resume(CHANNEL, Some(MovePhase::Left), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(record.phase, MovePhase::Left);
+
+    // Then that coordinator is gone: an admin hands the move to the other member
+    // (bound on the source and, through its previous move, on the target), which finishes it.
+    let handed = MoveSpec {
+        coordinator: members[other].identity.node_id(),
+        ..first.clone()
+    };
+    members[a].moves.bind(&handed).await.unwrap();
+    let on_b = members[b].moves.bind(&handed).await.unwrap();
+    assert_eq!(on_b.id, first.id);
+    let bound = b_store
+        .read_extension(NAMESPACE, |r| read_move(r, CHANNEL))
+        .unwrap()
+        .unwrap();
+    assert_eq!(bound.id, newer.id, "the newer move stays bound on B");
+    let mut events = Vec::new();
+    let record = members[other]
+        .moves
+        .start(&handed, |e| {
             eprintln!("phase {:?}: {}", e.phase, e.detail);
             events.push(e.phase)
         })
