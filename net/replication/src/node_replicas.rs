@@ -70,6 +70,8 @@ pub struct NodeReplicas {
     /// names it the source, cleaned up): refused like a replica moved away since, not
     /// taken as plain local channels, until a move brings them back.
     moved_before_start: HashSet<String>,
+    /// Channels whose interrupted snapshot install a background open is finishing.
+    finishing_install: RwLock<HashSet<String>>,
     stop: CancellationToken,
 }
 
@@ -92,6 +94,7 @@ impl NodeReplicas {
             running: RwLock::new(HashMap::new()),
             replicated: RwLock::new(replicated),
             moved_before_start,
+            finishing_install: RwLock::new(HashSet::new()),
             stop: CancellationToken::new(),
         }))
     }
@@ -175,9 +178,20 @@ impl NodeReplicas {
             return Err(Self::moved_away_refusal(channel));
         }
         self.channel(channel).ok_or_else(|| {
+            let finishing = self
+                .finishing_install
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(channel);
             NodeError::new(
                 ErrorClass::Busy,
-                format!("channel {channel} is replicated but its group does not run on this node"),
+                if finishing {
+                    format!(
+                        "channel {channel} is finishing a snapshot install interrupted when this node last stopped; its group runs once a member gives the snapshot's objects (try again later)"
+                    )
+                } else {
+                    format!("channel {channel} is replicated but its group does not run on this node")
+                },
             )
         })
     }
@@ -240,43 +254,65 @@ impl NodeReplicas {
             channel,
             "a snapshot install was interrupted: finishing it before the channel runs"
         );
+        self.finishing_install
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.clone());
         tokio::spawn(async move {
-            let mut wait = Duration::from_secs(1);
-            loop {
-                let opened = ReplicatedChannel::open(
-                    &me.replication,
-                    me.store.clone(),
-                    &channel,
-                    endpoint.clone(),
-                    &me.config,
-                )
-                .await;
-                if me.stop.is_cancelled() {
-                    tracing::info!(channel, "the node stops before the channel ran");
-                    if let Ok(opened) = opened {
-                        let _ = opened.shutdown().await;
+            me.finish_install_and_run(&channel, &endpoint).await;
+            me.finishing_install
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&channel);
+        });
+    }
+
+    /// [`NodeReplicas::open_in_background`]'s task: opens and runs `channel`, retrying, until
+    /// it runs here (by this open, or by another one: a move's join, a create), or the node
+    /// stops.
+    async fn finish_install_and_run(&self, channel: &str, endpoint: &Endpoint) {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            if self.channel(channel).is_some() {
+                return;
+            }
+            let opened = ReplicatedChannel::open(
+                &self.replication,
+                self.store.clone(),
+                channel,
+                endpoint.clone(),
+                &self.config,
+            )
+            .await;
+            if self.stop.is_cancelled() {
+                tracing::info!(channel, "the node stops before the channel ran");
+                if let Ok(opened) = opened {
+                    let _ = opened.shutdown().await;
+                }
+                return;
+            }
+            match opened {
+                Ok(opened) => {
+                    match self.run(opened).await {
+                        Ok(()) => tracing::info!(channel, "replicated channel started"),
+                        Err(e) => tracing::info!(channel, error = %e, "not started"),
                     }
                     return;
                 }
-                match opened {
-                    Ok(opened) => {
-                        match me.run(opened).await {
-                            Ok(()) => tracing::info!(channel, "replicated channel started"),
-                            Err(e) => tracing::info!(channel, error = %e, "not started"),
-                        }
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel, error = %e, retry_in = ?wait, "opening the replicated channel")
-                    }
+                // Another open runs it: the next round sees whether it did.
+                Err(ReplicationError::AlreadyOpen(_)) => {
+                    tracing::debug!(channel, "opened by another call meanwhile")
                 }
-                tokio::select! {
-                    _ = me.stop.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
+                Err(e) => {
+                    tracing::warn!(channel, error = %e, retry_in = ?wait, "opening the replicated channel")
                 }
-                wait = wait.saturating_mul(2).min(Duration::from_secs(60));
             }
-        });
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = wait.saturating_mul(2).min(Duration::from_secs(60));
+        }
     }
 
     async fn stop_channels(&self) -> NodeResult<()> {

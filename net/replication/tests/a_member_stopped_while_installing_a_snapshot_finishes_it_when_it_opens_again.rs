@@ -4,7 +4,9 @@
 //! cannot apply from. Opened again, the member finishes that install from the stored snapshot
 //! (fetching the objects from the members) before its group starts, then catches up and
 //! applies what the group commits after. It restarts as a node does (`NodeReplicas`, which
-//! opens such a channel in the background while the node serves).
+//! opens such a channel in the background while the node serves): while no member can give
+//! the snapshot's objects the node says so to a client asking for the channel, and the
+//! install finishes once they can.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,6 +16,7 @@
 
 mod support;
 
+use net_mesh_node::replicas::Replicas;
 use net_mesh_node::{Node, NodeConfig};
 use net_mesh_replication::log_store::LogStore;
 use net_mesh_replication::state_machine::{InstallGate, StateMachine, has_interrupted_install};
@@ -92,6 +95,10 @@ async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_
         assert!(has_interrupted_install(&store, CHANNEL).unwrap());
     }
     store_opens_again(&dir).await;
+    // No member gives the snapshot's objects until told to.
+    for m in members.iter_mut().flatten() {
+        m.pause().await;
+    }
 
     // The target starts again as a node does (`net-mesh serve`): its replicas open the
     // channel in the background, finishing the install before the group starts.
@@ -111,6 +118,22 @@ async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_
         listener,
         stop.clone(),
     ));
+    wait_until(
+        "the node to say the channel finishes an interrupted install",
+        || {
+            let refused = Replicas::status(&*replicas, CHANNEL).err()?;
+            refused
+                .to_string()
+                .contains("finishing a snapshot install")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(replicas.channel(CHANNEL).is_none());
+    assert!(has_interrupted_install(&store, CHANNEL).unwrap());
+    for m in members.iter_mut().flatten() {
+        m.resume().await;
+    }
     wait_until("the target's channel runs again", || {
         replicas.channel(CHANNEL).map(|_| ())
     })

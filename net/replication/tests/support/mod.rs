@@ -160,7 +160,8 @@ pub struct Member {
     pub store: Arc<Store>,
     /// Set when started with [`Member::start_lying`].
     pub liar: Option<Liar>,
-    serving: Serving,
+    /// None while [`Member::pause`]d.
+    serving: Option<Serving>,
 }
 
 /// An endpoint serving on 127.0.0.1 until stopped.
@@ -336,14 +337,41 @@ impl Member {
             endpoint,
             store,
             liar,
-            serving,
+            serving: Some(serving),
         }
     }
 
     /// Stops serving (sessions close) and gives back what a restart needs.
-    pub async fn stop(self) -> (Identity, PathBuf, u16) {
-        let port = self.serving.stop().await;
+    pub async fn stop(mut self) -> (Identity, PathBuf, u16) {
+        self.pause().await;
+        let port = self.port();
         (self.identity, self.dir, port)
+    }
+
+    fn port(&self) -> u16 {
+        self.addr
+            .host_port
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Stops serving (sessions it accepted close; nobody reaches it), keeping its store and
+    /// its channels; [`Member::resume`] serves again on the same port.
+    pub async fn pause(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.stop().await;
+        }
+    }
+
+    /// Serves again after [`Member::pause`].
+    pub async fn resume(&mut self) {
+        if self.serving.is_none() {
+            let (serving, _) = Serving::start(&self.endpoint, self.port()).await;
+            self.serving = Some(serving);
+        }
     }
 }
 
