@@ -988,6 +988,55 @@ mod tests {
         Ok(())
     }
 
+    /// A purge waiting for an install's stored snapshot ends with an error as soon as the
+    /// state machine fails (here an apply whose pin's objects the store lacks and no fetcher
+    /// can get: openraft stops the group then), not only when the channel stops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_waiting_for_an_install_ends_when_the_state_machine_fails()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use openraft::storage::RaftLogStorage;
+
+        let root = tempfile::tempdir()?;
+        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
+        let store = Arc::new(Store::open_with(root.path(), options)?);
+        store.create_channel("c")?;
+        let elsewhere = tempfile::tempdir()?;
+        let missing = Store::open(elsewhere.path(), StoreConfig::default())?
+            .store(b"a blob this store never had")?
+            .blob_ref;
+        // Never cancelled while the purge waits: only the failure may end it.
+        let stop = CancellationToken::new();
+        let gate = InstallGate::new(stop.clone());
+        let mut sm = StateMachine::new(store.clone(), "c").with_install_gate(gate.clone());
+        let mut log = crate::log_store::LogStore::new(store.clone(), "c").with_install_gate(gate);
+        let upto = LogId::new(openraft::CommittedLeaderId::new(1, 1), 4);
+        let mut purge = tokio::spawn(async move { log.purge(upto).await });
+        // A bound on a wait that must not end, not a timing figure: nothing failed yet.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut purge).await;
+        assert!(early.is_err(), "the purge ran early: {early:?}");
+        let entry = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(PinOp::Pin {
+                blob_ref: missing.encode(),
+                name: "p".into(),
+            }),
+        };
+        let applied = sm.apply([entry]).await;
+        assert!(applied.is_err(), "applied without the objects");
+        // A bound on the test, not a timed assertion.
+        let purged = tokio::time::timeout(Duration::from_secs(30), purge).await;
+        assert!(
+            matches!(purged, Ok(Ok(Err(_)))),
+            "the purge did not end with an error: {purged:?}"
+        );
+        let log_meta = store.read_extension(NAMESPACE, |r| {
+            read_channel_row::<crate::tables::LogMetaRow>(r, crate::tables::LOG_META_TABLE, "c")
+        })?;
+        assert_eq!(log_meta.and_then(|m| m.last_purged), None, "purged anyway");
+        stop.cancel();
+        Ok(())
+    }
+
     /// A's fetcher: its sessions as `identity`, stopped by `stop`.
     fn fetching_as(identity: Identity, stop: &CancellationToken) -> Fetcher {
         Fetcher::new(
