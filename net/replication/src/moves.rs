@@ -652,7 +652,7 @@ impl Moves {
                         // Checked again right before the change: the target may have fallen
                         // behind since the phase was committed (a restart, a slow disk), or
                         // its learner entry may have been lost meanwhile.
-                        self.learner_again(&ch, &to).await?;
+                        let again = self.learner_again(&ch, &to).await?;
                         self.caught_up(&ch, &to).await?;
                         self.voters_know_target(&ch, &from).await?;
                         let voters: Vec<NodeAddr> = {
@@ -668,7 +668,7 @@ impl Moves {
                         };
                         let index = ch.change_membership(&voters).await?;
                         row.cutover = Some(index);
-                        format!("voters are now {} (index {index})", voters.len())
+                        format!("voters are now {} (index {index}){again}", voters.len())
                     };
                     (MovePhase::CutOver, detail)
                 }

@@ -2,7 +2,8 @@
 //! and that membership may be an uncommitted entry that a new leader then drops. The move's
 //! row says `LearnerAdded` while the group no longer has the target: the next step adds it as
 //! a learner again before waiting for it to catch up, instead of waiting for a member that is
-//! not there (which failed `NotCaughtUp` at every resume: the move was stuck).
+//! not there (which failed `NotCaughtUp` at every resume: the move was stuck). The cutover
+//! step checks it again (the entry may be lost after `CaughtUp` was stored): the second test.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,6 +23,24 @@ use support::{CHANNEL, pin_set};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_whose_learner_entry_was_lost_adds_the_learner_again() {
+    let events = resume_without_the_learner(MovePhase::LearnerAdded).await;
+    let (phase, detail) = &events[0];
+    assert_eq!(*phase, MovePhase::CaughtUp);
+    assert!(detail.contains("added again as a learner"), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_caught_up_whose_learner_entry_was_lost_adds_it_again_before_the_cutover() {
+    let events = resume_without_the_learner(MovePhase::CaughtUp).await;
+    let (phase, detail) = &events[0];
+    assert_eq!(*phase, MovePhase::CutOver);
+    assert!(detail.contains("added again as a learner"), "{detail}");
+}
+
+/// Runs a move whose coordinator's row is forced to `phase` while the target is in no
+/// membership of the group, resumes it to the end and checks the target membership and
+/// pins; gives the phases the resume reported.
+async fn resume_without_the_learner(forced: MovePhase) -> Vec<(MovePhase, String)> {
     let root = tempfile::tempdir().unwrap();
     let config = MoveConfig {
         catch_up: Duration::from_secs(5),
@@ -36,7 +55,7 @@ async fn a_move_whose_learner_entry_was_lost_adds_the_learner_again() {
     let voters: Vec<_> = members[..3].iter().map(|m| m.addr.clone()).collect();
     let b_channel = members[b].join(&voters).await;
 
-    // The coordinator's row at `LearnerAdded`, the target in no membership of the group: as
+    // The coordinator's row at `forced`, the target in no membership of the group: as
     // after a learner entry a new leader dropped.
     let coordinator = &members[leader];
     coordinator.moves.begin(&spec).await.unwrap();
@@ -45,7 +64,7 @@ async fn a_move_whose_learner_entry_was_lost_adds_the_learner_again() {
         .read_extension(NAMESPACE, |r| read_move(r, CHANNEL))
         .unwrap()
         .unwrap();
-    row.phase = MovePhase::LearnerAdded;
+    row.phase = forced;
     store
         .commit_ops(vec![Box::new(RaftWrite {
             channel: CHANNEL.to_string(),
@@ -69,9 +88,6 @@ async fn a_move_whose_learner_entry_was_lost_adds_the_learner_again() {
         .await
         .unwrap();
     assert_eq!(record.phase, MovePhase::CleanedUp);
-    let (phase, detail) = &events[0];
-    assert_eq!(*phase, MovePhase::CaughtUp);
-    assert!(detail.contains("added again as a learner"), "{detail}");
 
     let target = [
         &members[leader].addr,
@@ -91,4 +107,5 @@ async fn a_move_whose_learner_entry_was_lost_adds_the_learner_again() {
     for i in [leader, other] {
         channels[i].shutdown().await.unwrap();
     }
+    events
 }
