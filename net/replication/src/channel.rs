@@ -143,8 +143,11 @@ pub struct ReplicatedChannel {
     pub(crate) learner_catch_up: Duration,
     /// Fetches for pins this node applies.
     fetched: Arc<FetchStats>,
-    /// Stops fetching (an entry waiting for its objects) at shutdown.
+    /// Stops fetching (an entry waiting for its objects) and every state machine commit at
+    /// shutdown.
     stop: CancellationToken,
+    /// Held by every state machine commit ([`StateMachine::commit_lock`]).
+    commits: Arc<std::sync::Mutex<()>>,
     /// This node's endpoint (moves dial with it).
     pub(crate) endpoint: Endpoint,
     /// The data path's sessions to the other members (shared with the node's other channels):
@@ -361,7 +364,8 @@ impl ReplicatedChannel {
         let state_machine = StateMachine::new(store.clone(), channel)
             .with_fetcher(fetcher)
             .with_leader_source(leader_from.clone())
-            .with_install_gate(gate.clone());
+            .with_install_gate(gate.clone())
+            .with_stop(stop.clone());
         {
             let sm = state_machine.clone();
             tokio::task::spawn_blocking(move || sm.finish_interrupted_install())
@@ -381,6 +385,7 @@ impl ReplicatedChannel {
         ));
         let prefetched = prefetch.stats();
         let installs = state_machine.installs();
+        let commits = state_machine.commit_lock();
         let raft = Raft::new(
             own,
             config.raft_config(channel)?,
@@ -416,6 +421,7 @@ impl ReplicatedChannel {
             learner_catch_up: config.learner_catch_up,
             fetched,
             stop,
+            commits,
             endpoint,
             sessions,
             prefetch_slots: tokio::sync::Semaphore::new(MAX_PREFETCHES_PER_CHANNEL),
@@ -583,14 +589,23 @@ impl ReplicatedChannel {
 
     /// Stops the group on this node (its state stays in the store; [`ReplicatedChannel::open`]
     /// resumes it) and stops serving its calls.
+    /// Once it returns, nothing of the group writes to the store any more: openraft's core
+    /// has stopped, and its state machine worker, which goes on with the commands queued
+    /// before, commits nothing (every commit checks the stop under the commit lock, and a
+    /// commit running meanwhile has ended). Only then can another open of the channel start.
     pub async fn shutdown(&self) -> Result<(), ReplicationError> {
         self.stop.cancel();
-        self.replication.remove(&self.channel);
         let stopped = self
             .raft
             .shutdown()
             .await
             .map_err(|e| ReplicationError::Raft(e.to_string()));
+        let commits = self.commits.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(commits.lock().unwrap_or_else(|p| p.into_inner()));
+        })
+        .await;
+        self.replication.remove(&self.channel);
         self.replication.close_sessions_if_idle();
         stopped
     }

@@ -150,6 +150,9 @@ pub struct StateMachine {
     leader_from: Arc<AtomicU64>,
     /// Told when a snapshot is stored or an install fails (none: nobody waits).
     gate: Option<InstallGate>,
+    /// The channel's stop: once cancelled, nothing of this state machine commits (none:
+    /// never stops).
+    stop: Option<CancellationToken>,
     /// Runs between an apply's or an install's check of the objects and its commit.
     #[cfg(test)]
     before_commit: Option<tests::Hook>,
@@ -179,6 +182,7 @@ impl StateMachine {
             fetcher: None,
             leader_from: Arc::default(),
             gate: None,
+            stop: None,
             #[cfg(test)]
             before_commit: None,
         }
@@ -198,6 +202,34 @@ impl StateMachine {
     pub fn with_install_gate(mut self, gate: InstallGate) -> StateMachine {
         self.gate = Some(gate);
         self
+    }
+
+    /// Refuses every commit once `stop` (the channel's) is cancelled. openraft's shutdown
+    /// does not wait for its state machine worker, which goes on with the commands queued
+    /// before it; [`ReplicatedChannel::shutdown`](crate::ReplicatedChannel::shutdown) cancels
+    /// `stop`, then takes [`StateMachine::commit_lock`] once, so no commit of this state
+    /// machine lands after it returns (a moved replica's cleanup forgets the channel's rows
+    /// right after: an apply landing later would write its state and pins again).
+    pub fn with_stop(mut self, stop: CancellationToken) -> StateMachine {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// The lock every commit of this state machine holds (see [`StateMachine::with_stop`]).
+    pub fn commit_lock(&self) -> Arc<std::sync::Mutex<()>> {
+        self.lock.clone()
+    }
+
+    /// Takes the commit lock, unless the channel stopped (`Stopped`, about entry `index`).
+    fn commit_guard(&self, index: u64) -> Result<std::sync::MutexGuard<'_, ()>, ApplyError> {
+        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.stop.as_ref().is_some_and(|s| s.is_cancelled()) {
+            return Err(ApplyError::Stopped {
+                channel: self.channel.to_string(),
+                index,
+            });
+        }
+        Ok(guard)
     }
 
     fn before_commit(&self) {
@@ -269,7 +301,7 @@ impl StateMachine {
             EntryPayload::Normal(PinOp::Unpin { blob_id }) => unpins.push(*blob_id),
         }
         state.last_applied = Some(entry.log_id);
-        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.commit_guard(entry.log_id.index)?;
         ops.push(Box::new(RaftWrite {
             channel: channel.clone(),
             change: Change::Applied {
@@ -318,7 +350,13 @@ impl StateMachine {
         let sources = || fetcher.sources(&state.membership, first);
         let outcome =
             self.fetch_until(fetcher, entry.log_id.index, sources, blob_ref, |importer| {
-                importer.pin_in(&channel, blob_ref, name)?;
+                let store_err = |source: StoreError| ApplyError::Store {
+                    channel: channel.clone(),
+                    source: Box::new(source),
+                };
+                importer
+                    .pin_in(&channel, blob_ref, name)
+                    .map_err(store_err)?;
                 importer.push_op(Box::new(release_op(&channel, vec![blob_id(blob_ref)])));
                 importer.push_op(Box::new(RaftWrite {
                     channel: channel.clone(),
@@ -327,8 +365,8 @@ impl StateMachine {
                         allow_equal: false,
                     },
                 }));
-                let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-                importer.commit()
+                let _guard = self.commit_guard(entry.log_id.index)?;
+                importer.commit().map_err(store_err)
             })?;
         Ok(Applied {
             changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
@@ -347,7 +385,7 @@ impl StateMachine {
         index: u64,
         sources: impl Fn() -> Vec<NodeAddr>,
         blob_ref: &BlobRef,
-        mut finish: impl FnMut(&mut Importer<'_>) -> Result<T, StoreError>,
+        mut finish: impl FnMut(&mut Importer<'_>) -> Result<T, ApplyError>,
     ) -> Result<T, ApplyError> {
         let channel = self.channel.to_string();
         let store_err = |source: StoreError| ApplyError::Store {
@@ -370,7 +408,7 @@ impl StateMachine {
                     tracing::warn!(channel, index, source = %source, error = %e, "fetching a pin's objects from a member failed; trying the next");
                     continue;
                 }
-                let done = finish(&mut importer).map_err(store_err)?;
+                let done = finish(&mut importer)?;
                 tracing::info!(channel, index, source = %source, "a pin's objects fetched from a member");
                 return Ok(done);
             }
@@ -485,6 +523,7 @@ impl StateMachine {
                 snapshot_id: meta.snapshot_id.clone(),
                 body: bytes.to_vec(),
             };
+            let _guard = self.commit_guard(index)?;
             self.store
                 .commit_ops(vec![Box::new(RaftWrite {
                     channel: channel.clone(),
@@ -508,11 +547,12 @@ impl StateMachine {
                     }
                     self.fetch_until(fetcher, index, sources, r, |importer| {
                         importer.push_op(Box::new(hold_op(&channel, r)));
-                        importer.commit()
+                        let _guard = self.commit_guard(index)?;
+                        importer.commit().map_err(store_err)
                     })?;
                 }
             }
-            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = self.commit_guard(index)?;
             let prefetched: Vec<Hash> = self
                 .store
                 .read_extension(NAMESPACE, |r| read_prefetched(r, &channel))
@@ -665,6 +705,10 @@ async fn run<T: Send + 'static>(
 ) -> Result<T, StorageError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(v)) => Ok(v),
+        Ok(Err(e @ ApplyError::Stopped { .. })) => {
+            tracing::debug!(error = %e, "the channel stopped");
+            Err(sm_error(&e))
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "replicated channel stops: applying failed");
             Err(sm_error(&e))
@@ -1035,6 +1079,78 @@ mod tests {
         assert_eq!(log_meta.and_then(|m| m.last_purged), None, "purged anyway");
         stop.cancel();
         Ok(())
+    }
+
+    /// Once the channel's stop is cancelled the state machine commits nothing: openraft's
+    /// shutdown leaves its worker applying the commands queued before, and a moved replica's
+    /// cleanup forgets the channel's rows right after the shutdown. An apply that was
+    /// committing meanwhile ends before the commit lock is free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_state_machine_commits_nothing() -> Result<(), Box<dyn std::error::Error>> {
+        let root = tempfile::tempdir()?;
+        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
+        let store = Arc::new(Store::open_with(root.path(), options)?);
+        store.create_channel("c")?;
+        let first = store
+            .store(b"a blob pinned while the channel runs")?
+            .blob_ref;
+        let later = store
+            .store(b"a blob an entry queued before the stop pins")?
+            .blob_ref;
+        let pin = |index: u64, r: &BlobRef| Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(PinOp::Pin {
+                blob_ref: r.encode(),
+                name: format!("p{index}"),
+            }),
+        };
+        let stop = CancellationToken::new();
+        let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = std::sync::Mutex::new(release_rx);
+        let entered_tx = std::sync::Mutex::new(entered_tx);
+        let mut sm = StateMachine::new(store.clone(), "c").with_stop(stop.clone());
+        sm.before_commit = Some(tests::Hook(Arc::new(move || {
+            let _ = entered_tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(());
+            let _ = release_rx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .recv_timeout(Duration::from_secs(30));
+        })));
+        let mut applying = sm.clone();
+        let first_entry = pin(1, &first);
+        let running = tokio::spawn(async move { applying.apply([first_entry]).await });
+        tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(30)))
+            .await??;
+        // The shutdown: cancel, then wait for the commit lock.
+        stop.cancel();
+        let lock = sm.commit_lock();
+        let mut waited = tokio::task::spawn_blocking(move || drop(lock.lock()));
+        // A bound on a wait that must not end, not a timing figure: the commit is held.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut waited).await;
+        assert!(early.is_err(), "the lock was free during a commit");
+        release.send(())?;
+        tokio::time::timeout(Duration::from_secs(30), waited).await??;
+        assert!(running.await?.is_ok(), "the apply already committing ended");
+        assert_eq!(stored_applied_index(&store), Some(1));
+
+        // An entry queued before the stop, applied after it: refused, nothing written.
+        release.send(())?;
+        let refused = sm.apply([pin(2, &later)]).await;
+        assert!(refused.is_err(), "applied after the stop");
+        assert_eq!(stored_applied_index(&store), Some(1));
+        assert_eq!(store.pins_in("c")?.pins.len(), 1);
+        Ok(())
+    }
+
+    fn stored_applied_index(store: &Store) -> Option<u64> {
+        crate::channel::stored_applied(store, "c")
+            .ok()
+            .flatten()
+            .map(|(_, index)| index)
     }
 
     /// A's fetcher: its sessions as `identity`, stopped by `stop`.
