@@ -346,9 +346,11 @@ impl ReplicatedChannel {
                 .await
                 .map_err(|e| ReplicationError::Raft(e.to_string()))??;
         }
-        let _claim = replication
-            .claim_open(channel)
-            .ok_or_else(|| ReplicationError::AlreadyOpen(channel.to_string()))?;
+        let claim = Arc::new(
+            replication
+                .claim_open(channel)
+                .ok_or_else(|| ReplicationError::AlreadyOpen(channel.to_string()))?,
+        );
         let own = raft_id(&endpoint.identity().node_id());
         let stop = replication.closing().child_token();
         let sessions = replication.lanes(&endpoint).data;
@@ -368,10 +370,17 @@ impl ReplicatedChannel {
             .with_stop(stop.clone());
         {
             let sm = state_machine.clone();
-            tokio::task::spawn_blocking(move || sm.finish_interrupted_install())
-                .await
-                .map_err(|e| ReplicationError::Raft(e.to_string()))?
-                .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+            // The finish holds the claim too: it runs on if this call is dropped, and no
+            // other open may start meanwhile.
+            let claim = claim.clone();
+            tokio::task::spawn_blocking(move || {
+                let finished = sm.finish_interrupted_install();
+                drop(claim);
+                finished
+            })
+            .await
+            .map_err(|e| ReplicationError::Raft(e.to_string()))?
+            .map_err(|e| ReplicationError::Raft(e.to_string()))?;
         }
         let prefetch = Arc::new(PrefetchServer::new(
             store.clone(),
