@@ -94,6 +94,18 @@ impl ReplicatedChannel {
         )
     }
 
+    /// The voter sets of the group's latest membership: one, or two while a membership change
+    /// is between openraft's joint entry and its final one (the old voters, then the new).
+    pub(crate) fn voter_configs(&self) -> Vec<BTreeSet<u64>> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .clone()
+    }
+
     /// Makes `voters` the group's voters: each must already be in the group (a voter, or a
     /// learner added with [`ReplicatedChannel::add_learner`]); voters not listed leave the
     /// group (they are not kept as learners), learners not listed stay learners. Runs

@@ -565,7 +565,13 @@ impl Moves {
                 format!("the source {} is not a voter of the group", spec.from),
             ));
         }
-        if voters.contains(&raft_id(&spec.to.node_id)) {
+        // Between a cutover's joint entry and its final one (the cutting coordinator stopped)
+        // the target is a voter of the new voters only: the move is taken over and finished.
+        let configs = ch.voter_configs();
+        if configs
+            .iter()
+            .all(|c| c.contains(&raft_id(&spec.to.node_id)))
+        {
             return Err(usage(
                 channel,
                 format!("the target {} is already a voter of the group", spec.to),
@@ -655,17 +661,7 @@ impl Moves {
                         let again = self.learner_again(&ch, &to).await?;
                         self.caught_up(&ch, &to).await?;
                         self.voters_know_target(&ch, &from).await?;
-                        let voters: Vec<NodeAddr> = {
-                            let (voters, _) = ch.voters();
-                            let nodes = ch.membership_nodes();
-                            let mut v: Vec<NodeAddr> = voters
-                                .iter()
-                                .filter(|id| **id != raft_id(&from.node_id))
-                                .filter_map(|id| nodes.get(id).and_then(|m| m.addr()))
-                                .collect();
-                            v.push(to.clone());
-                            v
-                        };
+                        let voters = cutover_voters(&ch, &from, &to);
                         let index = ch.change_membership(&voters).await?;
                         row.cutover = Some(index);
                         format!("voters are now {} (index {index}){again}", voters.len())
@@ -1374,6 +1370,21 @@ fn cut_over(ch: &ReplicatedChannel, from: &NodeAddr, to: &NodeAddr) -> bool {
     voters.contains(&raft_id(&to.node_id))
         && !voters.contains(&raft_id(&from.node_id))
         && !ch.membership_nodes().contains_key(&raft_id(&from.node_id))
+}
+
+/// The voters a cutover makes: the group's newest voter set (the new one of a joint
+/// membership a cutover cut off left, whose final entry this one then proposes) without the
+/// source, with the target.
+fn cutover_voters(ch: &ReplicatedChannel, from: &NodeAddr, to: &NodeAddr) -> Vec<NodeAddr> {
+    let newest = ch.voter_configs().pop().unwrap_or_default();
+    let nodes = ch.membership_nodes();
+    let mut voters: Vec<NodeAddr> = newest
+        .iter()
+        .filter(|id| **id != raft_id(&from.node_id) && **id != raft_id(&to.node_id))
+        .filter_map(|id| nodes.get(id).and_then(|m| m.addr()))
+        .collect();
+    voters.push(to.clone());
+    voters
 }
 
 fn same_move(row: &MoveRow, spec: &MoveSpec) -> bool {
