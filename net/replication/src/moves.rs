@@ -927,7 +927,8 @@ impl Moves {
 
     /// Whether the move `old`, bound here with this node as its coordinator (and neither its
     /// source nor its target), was handed to another coordinator: its source refuses this
-    /// node's `move/v1/state` because its row names another coordinator (or another move).
+    /// node's `move/v1/state` because its row names another coordinator, or answers that
+    /// another move is bound there.
     /// The refusal is counted on the source like any other. A source that cannot be asked
     /// leaves it unknown: no.
     async fn handed_over(&self, channel: &str, old: &MoveRow) -> bool {
@@ -942,7 +943,10 @@ impl Moves {
                 &StateRequest { id: old.id },
             )
             .await;
-        matches!(asked, Ok(Err(e)) if e.kind == ErrorKind::PermissionDenied)
+        // `FailedPrecondition`: the source is bound to another move now, which it binds only
+        // once its row of this one is cleaned up (a source's row gives way to nothing else):
+        // this move finished.
+        matches!(asked, Ok(Err(e)) if e.kind == ErrorKind::PermissionDenied || e.kind == ErrorKind::FailedPrecondition)
     }
 
     /// The source's side of `move/v1/cleanup` (and the coordinator's own cleanup when it is
