@@ -30,6 +30,26 @@ async fn stored_phase(member: &MoveMember) -> MovePhase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_whose_coordinator_lost_leadership_is_handed_to_the_new_leader_and_finishes() {
+    hand_over_then(Next::DrainK).await;
+}
+
+/// The same, then A is bound to a move back to it (from K): A answers K's question about the
+/// first move that another move is bound there, which it binds only once its row of the
+/// first one is cleaned up, so K's row of the first move gives way too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_move_whose_source_bound_another_move_gives_way_on_its_first_coordinator() {
+    hand_over_then(Next::BackToA).await;
+}
+
+/// What is bound on K once the first move finished under L.
+enum Next {
+    /// A move of K's own replica to the other voter (A refuses K: it names L).
+    DrainK,
+    /// A move of K's own replica to A, bound on A first (A answers K: another move bound).
+    BackToA,
+}
+
+async fn hand_over_then(next: Next) {
     let root = tempfile::tempdir().unwrap();
     let (members, mut channels, k) = three_and_a_newcomer(root.path(), MoveConfig::default()).await;
     let (a, o, b) = ((k + 1) % 3, (k + 2) % 3, 3);
@@ -131,11 +151,25 @@ async fn a_move_whose_coordinator_lost_leadership_is_handed_to_the_new_leader_an
     })
     .await;
 
-    // K's row still stops at LearnerAdded, but A now refuses K (it names L): the move was
-    // handed over, so K's row gives way to a new move of K's own replica.
+    // K's row still stops at LearnerAdded, but A now refuses K (it names L), or answers that
+    // another move is bound there: the move was handed over, so K's row gives way to a new
+    // move of K's own replica.
     assert_eq!(stored_phase(&members[k]).await, MovePhase::LearnerAdded);
-    let bound = members[k].moves.bind(&drain_k).await.unwrap();
-    assert_eq!((bound.id, bound.phase), (drain_k.id, MovePhase::Bound));
+    let next = match next {
+        Next::DrainK => drain_k,
+        Next::BackToA => {
+            // (Coordinated by the other voter when A leads: a target cannot coordinate.)
+            let back = spec(
+                &members[k],
+                &members[a],
+                &members[if l == a { o } else { l }],
+            );
+            members[a].moves.bind(&back).await.unwrap();
+            back
+        }
+    };
+    let bound = members[k].moves.bind(&next).await.unwrap();
+    assert_eq!((bound.id, bound.phase), (next.id, MovePhase::Bound));
 
     b_channel.shutdown().await.unwrap();
     for c in &channels {
