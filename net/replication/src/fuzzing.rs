@@ -32,8 +32,8 @@ use crate::prefetch::{PrefetchRequest, Prefetched};
 use crate::state_machine::{SNAPSHOT, SnapshotBody, wanted_pins};
 use crate::tables::{
     LOG_META_TABLE, LogMetaRow, MOVES_TABLE, MoveRow, PENDING_SNAPSHOT_TABLE, PREFETCH_TABLE,
-    PendingSnapshotRow, PrefetchRow, STATE_TABLE, StateRow, VOTE_TABLE, VoteRow, decode_row,
-    encode_row,
+    PREVIOUS_HANDOFF_TABLE, PendingSnapshotRow, PrefetchRow, STATE_TABLE, StateRow, VOTE_TABLE,
+    VoteRow, check_handoff, decode_row, encode_row,
 };
 use crate::types::{PinOp, TypeConfig};
 
@@ -84,11 +84,13 @@ pub enum Kind {
     SnapshotBody = 20,
     /// A value of `pending_snapshot_v1`, then its bounds.
     PendingSnapshotRow = 21,
+    /// A value of `moves_previous_handoff_v1`, then its bounds.
+    PreviousHandoffRow = 22,
 }
 
 impl Kind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [Kind; 22] = [
+    pub const ALL: [Kind; 23] = [
         Kind::AppendRequest,
         Kind::VoteRequest,
         Kind::SnapshotRequest,
@@ -111,6 +113,7 @@ impl Kind {
         Kind::MoveRow,
         Kind::SnapshotBody,
         Kind::PendingSnapshotRow,
+        Kind::PreviousHandoffRow,
     ];
 
     /// The first byte of an input of this kind.
@@ -192,6 +195,9 @@ pub fn fuzz_decode(data: &[u8]) -> Outcome {
         Kind::PendingSnapshotRow => {
             row::<PendingSnapshotRow>(kind, PENDING_SNAPSHOT_TABLE, body, |r| r.check().is_ok())
         }
+        Kind::PreviousHandoffRow => row::<HandoffState>(kind, PREVIOUS_HANDOFF_TABLE, body, |r| {
+            check_handoff(r).is_ok()
+        }),
     }
 }
 

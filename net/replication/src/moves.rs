@@ -36,7 +36,7 @@ use crate::channel::ReplicatedChannel;
 use crate::error::MembershipError;
 use crate::tables::{
     Change, MAX_HOST_PORT_LEN, MoveNode, MovePhase, MoveRow, NAMESPACE, RaftWrite, STATE_TABLE,
-    StateRow, read_channel_row, read_move, read_previous_move,
+    StateRow, read_channel_row, read_move, read_previous_handoff, read_previous_move,
 };
 use crate::types::raft_id;
 
@@ -435,7 +435,7 @@ impl Moves {
                 coordinator: *spec.coordinator.as_bytes(),
                 ..earlier
             };
-            self.write_rows(channel, bound, Some(earlier.clone()))
+            self.write_rows(channel, bound, Some((earlier.clone(), None)))
                 .await?;
             tracing::info!(channel, id = earlier.id, coordinator = %spec.coordinator, "previous move handed over");
             return record_of(channel, &earlier);
@@ -483,6 +483,13 @@ impl Moves {
                     cutover,
                 }
             }
+        };
+        // What this node applied when the replaced row gave way (the handoff `replaceable`
+        // checked): answered about that move from now on, also once this node's own copy is
+        // gone (a newer move that makes it a source cleans its state up).
+        let previous = match previous {
+            Some(p) => Some((p, Some(self.handoff_state(channel).await?))),
+            None => None,
         };
         self.write_rows(channel, &row, previous).await?;
         tracing::info!(channel, id = row.id, phase = ?row.phase, coordinator = %spec.coordinator, "move bound");
@@ -1091,6 +1098,23 @@ impl Moves {
         })
     }
 
+    async fn read_previous_handoff(
+        &self,
+        channel: &str,
+    ) -> Result<Option<HandoffState>, MoveError> {
+        let store = self.inner.store.clone();
+        let ch = channel.to_string();
+        tokio::task::spawn_blocking(move || {
+            store.read_extension(NAMESPACE, |r| read_previous_handoff(r, &ch))
+        })
+        .await
+        .map_err(|e| usage(channel, e.to_string()))?
+        .map_err(|source| MoveError::Store {
+            channel: channel.to_string(),
+            source: Box::new(source),
+        })
+    }
+
     async fn read_state(&self, channel: &str) -> Result<Option<StateRow>, MoveError> {
         let store = self.inner.store.clone();
         let ch = channel.to_string();
@@ -1111,13 +1135,13 @@ impl Moves {
         self.write_rows(channel, row, None).await
     }
 
-    /// Writes the channel's move row and, if given, its previous move row, in one
-    /// transaction.
+    /// Writes the channel's move row and, if given, its previous move row (with the applied
+    /// state that made it give way, or keeping the stored one), in one transaction.
     async fn write_rows(
         &self,
         channel: &str,
         row: &MoveRow,
-        previous: Option<MoveRow>,
+        previous: Option<(MoveRow, Option<HandoffState>)>,
     ) -> Result<(), MoveError> {
         let store = self.inner.store.clone();
         let write = |change| -> Box<dyn ExtensionOp> {
@@ -1127,8 +1151,11 @@ impl Moves {
             })
         };
         let mut ops = vec![write(Change::Move(row.clone()))];
-        if let Some(previous) = previous {
-            ops.push(write(Change::PreviousMove(previous)));
+        if let Some((previous, handoff)) = previous {
+            ops.push(write(Change::PreviousMove {
+                row: previous,
+                handoff,
+            }));
         }
         tokio::task::spawn_blocking(move || store.commit_ops(ops))
             .await
@@ -1311,10 +1338,24 @@ impl RpcUnaryHandler for StateHandler {
                 ));
             }
         }
+        let unavailable =
+            |e: &dyn std::fmt::Display| RpcError::new(ErrorKind::Unavailable, e.to_string());
+        if row.id != req.id {
+            // The previous move: what this node applied when its row gave way (a row kept
+            // before that was stored: the applied state now).
+            let stored = self
+                .0
+                .read_previous_handoff(&channel)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if let Some(stored) = stored {
+                return Ok(stored);
+            }
+        }
         self.0
             .handoff_state(&channel)
             .await
-            .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))
+            .map_err(|e| unavailable(&e))
     }
 }
 

@@ -18,6 +18,7 @@ use redb::ReadableTable;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::moves::HandoffState;
 use crate::types::{LogId, StoredMembership};
 
 /// The extension namespace of the replication tables.
@@ -42,6 +43,11 @@ pub const MOVES_TABLE: &str = "moves_v1";
 /// coordinator and source can still ask this node's handoff state (`move/v1/state`) to finish
 /// it.
 pub const PREVIOUS_MOVE_TABLE: &str = "moves_previous_v1";
+/// Channel name → [`HandoffState`]: on a target, its applied state when its previous move's
+/// row gave way ([`PREVIOUS_MOVE_TABLE`]), which is what it answers about that move.
+pub const PREVIOUS_HANDOFF_TABLE: &str = "moves_previous_handoff_v1";
+/// Most node ids a stored [`HandoffState`] lists (voters and learners together).
+pub const MAX_HANDOFF_NODES: usize = 1024;
 /// Key: channel name. Value: a snapshot this member received and has not installed yet
 /// ([`PendingSnapshotRow`]; written before the log the snapshot covers is purged, dropped by
 /// the install's transaction).
@@ -219,6 +225,28 @@ pub fn read_previous_move(
     read_move_in(reader, PREVIOUS_MOVE_TABLE, channel)
 }
 
+/// Reads the applied state a target kept when its previous move's row gave way
+/// ([`PREVIOUS_HANDOFF_TABLE`]), checking its bounds.
+pub fn read_previous_handoff(
+    reader: &ExtensionReader<'_>,
+    channel: &str,
+) -> Result<Option<HandoffState>, ExtensionError> {
+    let row: Option<HandoffState> = read_channel_row(reader, PREVIOUS_HANDOFF_TABLE, channel)?;
+    if let Some(r) = &row {
+        check_handoff(r).map_err(|e| corrupted(PREVIOUS_HANDOFF_TABLE, e))?;
+    }
+    Ok(row)
+}
+
+/// The bounds of a stored [`HandoffState`]: at most [`MAX_HANDOFF_NODES`] node ids.
+pub fn check_handoff(state: &HandoffState) -> Result<(), String> {
+    let nodes = state.voters.len().saturating_add(state.learners.len());
+    if nodes > MAX_HANDOFF_NODES {
+        return Err(format!("{nodes} node ids (most {MAX_HANDOFF_NODES})"));
+    }
+    Ok(())
+}
+
 fn read_move_in(
     reader: &ExtensionReader<'_>,
     table: &str,
@@ -305,6 +333,7 @@ impl Extension for RaftExtension {
         txn.open_table::<&str, &[u8]>(MOVES_TABLE)?;
         txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?;
         txn.open_table::<&str, &[u8]>(PREVIOUS_MOVE_TABLE)?;
+        txn.open_table::<&str, &[u8]>(PREVIOUS_HANDOFF_TABLE)?;
         Ok(())
     }
 
@@ -381,8 +410,13 @@ pub enum Change {
     ReleasePrefetch(Vec<Hash>),
     /// Writes the channel's move row (refused if its bounds do not hold).
     Move(MoveRow),
-    /// Writes the channel's previous move row ([`PREVIOUS_MOVE_TABLE`]).
-    PreviousMove(MoveRow),
+    /// Writes the channel's previous move row ([`PREVIOUS_MOVE_TABLE`]) and, if given, the
+    /// applied state that made it give way ([`PREVIOUS_HANDOFF_TABLE`]; none keeps the stored
+    /// one: the same move's row rebound to another coordinator).
+    PreviousMove {
+        row: MoveRow,
+        handoff: Option<HandoffState>,
+    },
     /// Records the snapshot being installed (refused if its bounds do not hold).
     PendingSnapshot(PendingSnapshotRow),
     /// Drops the channel's pending snapshot if it reaches no further than this log id (its
@@ -515,10 +549,15 @@ impl ExtensionOp for RaftWrite {
                 }
             }
             Change::Move(row) => write_move(txn, channel, row)?,
-            Change::PreviousMove(row) => {
+            Change::PreviousMove { row, handoff } => {
                 row.check().map_err(|e| corrupted(PREVIOUS_MOVE_TABLE, e))?;
                 txn.open_table::<&str, &[u8]>(PREVIOUS_MOVE_TABLE)?
                     .insert(channel, encode_row(row)?.as_slice())?;
+                if let Some(handoff) = handoff {
+                    check_handoff(handoff).map_err(|e| corrupted(PREVIOUS_HANDOFF_TABLE, e))?;
+                    txn.open_table::<&str, &[u8]>(PREVIOUS_HANDOFF_TABLE)?
+                        .insert(channel, encode_row(handoff)?.as_slice())?;
+                }
             }
             Change::PendingSnapshot(row) => {
                 row.check()
@@ -788,6 +827,28 @@ mod tests {
             decode_row::<PrefetchRow>(PREFETCH_TABLE, &want).unwrap(),
             row
         );
+    }
+
+    #[test]
+    fn a_kept_handoff_is_applied_voters_learners() {
+        let kept = HandoffState {
+            applied: Some(9),
+            voters: vec![[2; 32]],
+            learners: Vec::new(),
+        };
+        let mut want = vec![2, 1, 9, 1];
+        want.extend([2; 32]);
+        want.push(0);
+        assert_eq!(encode_row(&kept).unwrap(), want);
+        assert_eq!(
+            decode_row::<HandoffState>(PREVIOUS_HANDOFF_TABLE, &want).unwrap(),
+            kept
+        );
+        let too_many = HandoffState {
+            voters: vec![[2; 32]; MAX_HANDOFF_NODES + 1],
+            ..kept
+        };
+        assert!(check_handoff(&too_many).is_err());
     }
 
     #[test]

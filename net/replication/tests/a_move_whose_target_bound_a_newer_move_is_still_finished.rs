@@ -6,7 +6,10 @@
 //! coordinator (B rebinds its previous move) as when the first is gone, `CleanedUp`, and A's
 //! copy goes. (Before, B refused both: the move stopped at `CutOver` and A kept its copy; and
 //! B answered the hand-over `Busy`.) Anyone else asking B the state of the previous move is
-//! refused and counted.
+//! refused and counted. B answers from the applied state it kept when the first move's row
+//! gave way: here the newer move takes B's own replica to a fifth node and B cleans its copy up
+//! before the first move's new coordinator asks (B answered its applied state of then: none,
+//! and the first move never finished).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,6 +26,7 @@ use moves_support::*;
 use net_mesh_replication::moves::{METHOD_MOVE_STATE, StateRequest};
 use net_mesh_replication::tables::{NAMESPACE, read_move, read_previous_move};
 use net_mesh_replication::{MoveConfig, MovePhase, MoveSpec};
+use net_mesh_rpc::Identity;
 use net_mesh_rpc::rpc::ErrorKind;
 use support::{CHANNEL, pin_set};
 
@@ -33,7 +37,14 @@ async fn a_move_whose_target_bound_a_newer_move_is_still_finished() {
         handoff: Duration::from_secs(5),
         ..MoveConfig::default()
     };
-    let (members, channels, leader) = three_and_a_newcomer(root.path(), config).await;
+    let (members, channels, leader) = three_and_a_newcomer(root.path(), config.clone()).await;
+    let c = MoveMember::start(
+        Identity::from_seed([5; 32]),
+        root.path().join("m4"),
+        0,
+        config,
+    )
+    .await;
     let (a, other, b) = ((leader + 1) % 3, (leader + 2) % 3, 3);
     pin_on_leader(&members[leader], &channels[leader], 5).await;
     let first = spec(&members[a], &members[b], &members[leader]);
@@ -55,8 +66,8 @@ async fn a_move_whose_target_bound_a_newer_move_is_still_finished() {
     ];
     wait_for_voters(&members[b].store, &target).await;
 
-    // A newer move binds on B (B its source, the other member coordinating).
-    let newer = spec(&members[b], &members[a], &members[other]);
+    // A newer move binds on B: B's own replica to C, the leader coordinating.
+    let newer = spec(&members[b], &c, &members[leader]);
     members[b].moves.bind(&newer).await.unwrap();
     let b_store = &members[b].store;
     let bound = b_store
@@ -92,8 +103,8 @@ async fn a_move_whose_target_bound_a_newer_move_is_still_finished() {
         .unwrap();
     assert_eq!(record.phase, MovePhase::Left);
 
-    // Then that coordinator is gone: an admin hands the move to the other member
-    // (bound on the source and, through its previous move, on the target), which finishes it.
+    // Then an admin hands the move to the other member (bound on the source and, through its
+    // previous move, on the target).
     let handed = MoveSpec {
         coordinator: members[other].identity.node_id(),
         ..first.clone()
@@ -106,10 +117,28 @@ async fn a_move_whose_target_bound_a_newer_move_is_still_finished() {
         .unwrap()
         .unwrap();
     assert_eq!(bound.id, newer.id, "the newer move stays bound on B");
+
+    // The other member takes the move over while B is still a voter (bound at `CutOver`).
+    let taken = members[other].moves.begin(&handed).await.unwrap();
+    assert_eq!(taken.phase, MovePhase::CutOver);
+
+    // Meanwhile the newer move runs to its end (the leader, no longer the first move's
+    // coordinator, is free to coordinate it): B leaves the group and cleans its copy up.
+    c.moves.bind(&newer).await.unwrap();
+    let now: Vec<_> = [leader, other, b]
+        .iter()
+        .map(|i| members[*i].addr.clone())
+        .collect();
+    let c_channel = c.join(&now).await;
+    let record = coordinator.start(&newer, |_| {}).await.unwrap();
+    assert_eq!(record.phase, MovePhase::CleanedUp);
+    assert!(pin_set(b_store).is_empty(), "B kept its copy");
+
+    // The other member finishes the first move from the handoff B kept.
     let mut events = Vec::new();
     let record = members[other]
         .moves
-        .start(&handed, |e| {
+        .resume(CHANNEL, None, |e| {
             eprintln!("phase {:?}: {}", e.phase, e.detail);
             events.push(e.phase)
         })
@@ -127,12 +156,18 @@ async fn a_move_whose_target_bound_a_newer_move_is_still_finished() {
             .phase,
         MovePhase::CleanedUp
     );
-    support::wait_until("B holds the leader's pins", || {
-        (pin_set(&members[b].store) == pin_set(&members[leader].store)).then_some(())
+    support::wait_until("C holds the leader's pins", || {
+        (pin_set(&c.store) == pin_set(&members[leader].store)).then_some(())
     })
     .await;
+    wait_for_voters(
+        &members[leader].store,
+        &[&members[leader].addr, &members[other].addr, &c.addr],
+    )
+    .await;
 
-    b_channel.shutdown().await.unwrap();
+    let _ = b_channel.shutdown().await;
+    c_channel.shutdown().await.unwrap();
     for i in [leader, other] {
         channels[i].shutdown().await.unwrap();
     }

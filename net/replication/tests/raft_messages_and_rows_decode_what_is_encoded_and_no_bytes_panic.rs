@@ -20,8 +20,8 @@ use net_mesh_replication::node_replicas::Proposed;
 use net_mesh_replication::prefetch::{PrefetchRequest, Prefetched};
 use net_mesh_replication::state_machine::{SnapshotBody, SnapshotPin};
 use net_mesh_replication::tables::{
-    LogMetaRow, MAX_HOST_PORT_LEN, MAX_SNAPSHOT_ID_LEN, MoveNode, MoveRow, PendingSnapshotRow,
-    PrefetchRow, StateRow, VoteRow, encode_row,
+    LogMetaRow, MAX_HANDOFF_NODES, MAX_HOST_PORT_LEN, MAX_SNAPSHOT_ID_LEN, MoveNode, MoveRow,
+    PendingSnapshotRow, PrefetchRow, StateRow, VoteRow, encode_row,
 };
 use net_mesh_replication::types::{Entry, MAX_SNAPSHOT_LEN};
 use net_mesh_replication::{
@@ -295,7 +295,16 @@ fn valid_inputs() -> Vec<(Kind, Vec<u8>)> {
         row(Kind::SnapshotBody, &snapshot_body(blob_ref())),
         row(Kind::SnapshotBody, &SnapshotBody::default()),
         row(Kind::PendingSnapshotRow, &pending_row("2-8")),
+        row(Kind::PreviousHandoffRow, &handoff(3)),
     ]
+}
+
+fn handoff(voters: usize) -> HandoffState {
+    HandoffState {
+        applied: Some(9),
+        voters: vec![[2; 32]; voters],
+        learners: vec![[3; 32]],
+    }
 }
 
 fn pending_row(snapshot_id: &str) -> PendingSnapshotRow {
@@ -347,6 +356,7 @@ fn refused_inputs() -> Vec<(Kind, Vec<u8>)> {
             Kind::PendingSnapshotRow,
             &pending_row(&"s".repeat(MAX_SNAPSHOT_ID_LEN + 1)),
         ),
+        row(Kind::PreviousHandoffRow, &handoff(MAX_HANDOFF_NODES)),
     ]
 }
 

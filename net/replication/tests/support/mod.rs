@@ -76,7 +76,7 @@ pub fn config() -> ReplicationConfig {
 
 /// The identities (seeds of `Identity::from_seed([seed; 32])`) that members of these tests
 /// have: each member's node allow list gives them read (so they may fetch objects).
-pub const PEER_SEEDS: [u8; 4] = [1, 2, 3, 4];
+pub const PEER_SEEDS: [u8; 5] = [1, 2, 3, 4, 5];
 
 /// A member's `node/v1/objects` that can be made to lie: while `corrupt` is set, every object
 /// it sends has its first byte flipped (and is counted in `served_corrupt`).
