@@ -70,6 +70,11 @@ pub struct NodeReplicas {
     /// names it the source, cleaned up): refused like a replica moved away since, not
     /// taken as plain local channels, until a move brings them back.
     moved_before_start: HashSet<String>,
+    /// Channels this node had joined as a move's target, without any of the group's state,
+    /// when it started (move id by channel): not opened (nothing to open), refused like a
+    /// replicated channel that does not run, never taken as plain local channels; the move's
+    /// resume (`--id`) binds this node again, which joins.
+    joining_before_start: HashMap<String, u64>,
     /// Channels whose interrupted snapshot install a background open is finishing.
     finishing_install: RwLock<HashSet<String>>,
     stop: CancellationToken,
@@ -83,7 +88,11 @@ impl NodeReplicas {
         own: NodeId,
         config: ReplicationConfig,
     ) -> Result<Arc<NodeReplicas>, ReplicationError> {
-        let (replicated, moved_before_start) = stored_channels(&store, own)?;
+        let StoredChannels {
+            replicated,
+            moved: moved_before_start,
+            joining: joining_before_start,
+        } = stored_channels(&store, own)?;
         Ok(Arc::new_cyclic(|me| NodeReplicas {
             me: me.clone(),
             replication: Replication::new(),
@@ -94,6 +103,7 @@ impl NodeReplicas {
             running: RwLock::new(HashMap::new()),
             replicated: RwLock::new(replicated),
             moved_before_start,
+            joining_before_start,
             finishing_install: RwLock::new(HashSet::new()),
             stop: CancellationToken::new(),
         }))
@@ -183,9 +193,14 @@ impl NodeReplicas {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(channel);
+            let joining = self.joining_before_start.get(channel);
             NodeError::new(
                 ErrorClass::Busy,
-                if finishing {
+                if let Some(id) = joining {
+                    format!(
+                        "channel {channel}: this node is the target of move {id} and had received none of the group's state when it stopped; resume the move (channel move --id {id}) to join again"
+                    )
+                } else if finishing {
                     format!(
                         "channel {channel} is finishing a snapshot install interrupted when this node last stopped; its group runs once a member gives the snapshot's objects (try again later)"
                     )
@@ -628,7 +643,17 @@ fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
 /// The channels of `store` that hold replication state, and those that hold none but whose
 /// replica moved away from node `own` (their move row names it the source, cleaned up): one
 /// read of the store at start.
-type StoredChannels = (HashSet<String>, HashSet<String>);
+/// What a node's store says of its channels when it starts.
+#[derive(Debug, Default)]
+struct StoredChannels {
+    /// Channels holding replication state: opened at start.
+    replicated: HashSet<String>,
+    /// Channels whose replica moved away (this node the source of a cleaned-up move).
+    moved: HashSet<String>,
+    /// Channels this node joined as a move's target without receiving any of the group's
+    /// state before it stopped: move id by channel.
+    joining: HashMap<String, u64>,
+}
 
 fn stored_channels(store: &Store, own: NodeId) -> Result<StoredChannels, ReplicationError> {
     let names: Vec<String> = store
@@ -638,17 +663,24 @@ fn stored_channels(store: &Store, own: NodeId) -> Result<StoredChannels, Replica
         .map(|c| c.name)
         .collect();
     Ok(store.read_extension(NAMESPACE, |r| {
-        let (mut replicated, mut moved) = (HashSet::new(), HashSet::new());
+        let mut found = StoredChannels::default();
         for name in names {
             if crate::tables::holds_state(r, &name)? {
-                replicated.insert(name);
-            } else if crate::tables::read_move(r, &name)?.is_some_and(|m| {
-                m.phase == MovePhase::CleanedUp && m.from.node_id == *own.as_bytes()
-            }) {
-                moved.insert(name);
+                found.replicated.insert(name);
+                continue;
+            }
+            match crate::tables::read_move(r, &name)? {
+                Some(m) if m.phase == MovePhase::CleanedUp && m.from.node_id == *own.as_bytes() => {
+                    found.moved.insert(name);
+                }
+                // A target's row stays `Bound`; one without state never received any.
+                Some(m) if m.phase != MovePhase::CleanedUp && m.to.node_id == *own.as_bytes() => {
+                    found.joining.insert(name, m.id);
+                }
+                _ => {}
             }
         }
-        Ok((replicated, moved))
+        Ok(found)
     })?)
 }
 
@@ -681,8 +713,10 @@ impl Replicas for NodeReplicas {
     }
 
     fn is_replicated(&self, channel: &str) -> bool {
-        // A replica moved away counts: its writes are refused, never pinned locally.
+        // A replica moved away counts: its writes are refused, never pinned locally; so does
+        // a move's target that had not received the group's state yet.
         self.moved_before_start.contains(channel)
+            || self.joining_before_start.contains_key(channel)
             || self
                 .replicated
                 .read()
