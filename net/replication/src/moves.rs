@@ -1409,12 +1409,17 @@ fn in_group(ch: &ReplicatedChannel, to: &NodeAddr) -> bool {
 }
 
 /// Whether the group's latest membership already has the target as a voter and not the
-/// source (a cutover done by an earlier run).
+/// source (a cutover done by an earlier run), and this node applied it: a membership entry
+/// only appended may be dropped by a new leader, while an applied one is committed. (Not yet
+/// applied here: the move takes the cutover step again, which openraft refuses while a change
+/// is in flight, so a resume fails until the entry is committed or dropped.)
 fn cut_over(ch: &ReplicatedChannel, from: &NodeAddr, to: &NodeAddr) -> bool {
-    let (voters, _) = ch.voters();
+    let (voters, index) = ch.voters();
+    let applied = ch.status().applied;
     voters.contains(&raft_id(&to.node_id))
         && !voters.contains(&raft_id(&from.node_id))
         && !ch.membership_nodes().contains_key(&raft_id(&from.node_id))
+        && index.is_some_and(|i| applied.is_some_and(|a| a >= i))
 }
 
 /// The voters a cutover makes: the group's newest voter set (the new one of a joint
