@@ -598,6 +598,7 @@ impl ReplicatedChannel {
 
     /// Stops the group on this node (its state stays in the store; [`ReplicatedChannel::open`]
     /// resumes it) and stops serving its calls.
+    ///
     /// Once it returns, nothing of the group writes to the store any more: openraft's core
     /// has stopped, and its state machine worker, which goes on with the commands queued
     /// before, commits nothing (every commit checks the stop under the commit lock, and a

@@ -640,10 +640,7 @@ fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
     NodeError::new(e.class(), e.to_string())
 }
 
-/// The channels of `store` that hold replication state, and those that hold none but whose
-/// replica moved away from node `own` (their move row names it the source, cleaned up): one
-/// read of the store at start.
-/// What a node's store says of its channels when it starts.
+/// What a node's store says of its channels when it starts (one read of the store).
 #[derive(Debug, Default)]
 struct StoredChannels {
     /// Channels holding replication state: opened at start.
