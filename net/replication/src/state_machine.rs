@@ -996,13 +996,8 @@ mod tests {
     async fn an_install_with_no_member_to_fetch_from_ends_when_the_channel_stops()
     -> Result<(), Box<dyn std::error::Error>> {
         let root = tempfile::tempdir()?;
-        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
-        let store = Arc::new(Store::open_with(root.path(), options)?);
-        store.create_channel("c")?;
-        let elsewhere = tempfile::tempdir()?;
-        let missing = Store::open(elsewhere.path(), StoreConfig::default())?
-            .store(b"a blob no member holds")?
-            .blob_ref;
+        let store = store_with_channel_c(root.path())?;
+        let missing = stored_elsewhere(b"a blob no member holds")?;
         let stop = CancellationToken::new();
         let fetcher = fetching_as(Identity::from_seed([7; 32]), &stop);
         let stats = fetcher.stats();
@@ -1041,13 +1036,8 @@ mod tests {
         use openraft::storage::RaftLogStorage;
 
         let root = tempfile::tempdir()?;
-        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
-        let store = Arc::new(Store::open_with(root.path(), options)?);
-        store.create_channel("c")?;
-        let elsewhere = tempfile::tempdir()?;
-        let missing = Store::open(elsewhere.path(), StoreConfig::default())?
-            .store(b"a blob this store never had")?
-            .blob_ref;
+        let store = store_with_channel_c(root.path())?;
+        let missing = stored_elsewhere(b"a blob this store never had")?;
         // Never cancelled while the purge waits: only the failure may end it.
         let stop = CancellationToken::new();
         let gate = InstallGate::new(stop.clone());
@@ -1088,9 +1078,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_state_machine_commits_nothing() -> Result<(), Box<dyn std::error::Error>> {
         let root = tempfile::tempdir()?;
-        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
-        let store = Arc::new(Store::open_with(root.path(), options)?);
-        store.create_channel("c")?;
+        let store = store_with_channel_c(root.path())?;
         let first = store
             .store(b"a blob pinned while the channel runs")?
             .blob_ref;
@@ -1151,6 +1139,24 @@ mod tests {
             .ok()
             .flatten()
             .map(|(_, index)| index)
+    }
+
+    /// A store in `dir` with the replication extension and channel `c`.
+    fn store_with_channel_c(
+        dir: &std::path::Path,
+    ) -> Result<Arc<Store>, Box<dyn std::error::Error>> {
+        let options = OpenOptions::new(StoreConfig::default()).extension(crate::extension());
+        let store = Arc::new(Store::open_with(dir, options)?);
+        store.create_channel("c")?;
+        Ok(store)
+    }
+
+    /// The ref of `bytes` stored in another store (its objects are in no test store).
+    fn stored_elsewhere(bytes: &[u8]) -> Result<BlobRef, Box<dyn std::error::Error>> {
+        let elsewhere = tempfile::tempdir()?;
+        Ok(Store::open(elsewhere.path(), StoreConfig::default())?
+            .store(bytes)?
+            .blob_ref)
     }
 
     /// A's fetcher: its sessions as `identity`, stopped by `stop`.

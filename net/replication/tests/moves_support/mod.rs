@@ -31,8 +31,7 @@ pub struct MoveMember {
     pub moves: Moves,
     pub endpoint: Endpoint,
     pub store: Arc<Store>,
-    /// None while [`MoveMember::pause`]d.
-    serving: Option<Serving>,
+    serving: Serving,
 }
 
 impl MoveMember {
@@ -75,41 +74,24 @@ impl MoveMember {
             moves,
             endpoint,
             store,
-            serving: Some(serving),
+            serving,
         }
     }
 
     /// Stops serving; gives back what a restart needs.
-    pub async fn stop(mut self) -> (Identity, PathBuf, u16) {
-        self.pause().await;
-        let port = self.port();
+    pub async fn stop(self) -> (Identity, PathBuf, u16) {
+        let port = self.serving.stop().await;
         (self.identity, self.dir, port)
     }
 
-    fn port(&self) -> u16 {
-        self.addr
-            .host_port
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    /// Stops serving (sessions it accepted close), keeping its store, channels and moves;
-    /// [`MoveMember::resume`] serves again on the same port.
+    /// Stops serving (nobody reaches it), keeping its store, channels and moves.
     pub async fn pause(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.stop().await;
-        }
+        self.serving.pause().await;
     }
 
-    /// Serves again after [`MoveMember::pause`].
+    /// Serves again on the same port after [`MoveMember::pause`].
     pub async fn resume(&mut self) {
-        if self.serving.is_none() {
-            let (serving, _) = Serving::start(&self.endpoint, self.port()).await;
-            self.serving = Some(serving);
-        }
+        self.serving.resume().await;
     }
 
     /// Joins the test channel (admitting `members` until it learns the membership) and

@@ -160,15 +160,15 @@ pub struct Member {
     pub store: Arc<Store>,
     /// Set when started with [`Member::start_lying`].
     pub liar: Option<Liar>,
-    /// None while [`Member::pause`]d.
-    serving: Option<Serving>,
+    serving: Serving,
 }
 
 /// An endpoint serving on 127.0.0.1 until stopped.
 pub struct Serving {
+    endpoint: Endpoint,
     port: u16,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    /// None while paused.
+    running: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Serving {
@@ -181,25 +181,45 @@ impl Serving {
             node_id: endpoint.identity().node_id(),
             host_port: local.to_string(),
         };
-        let stop = CancellationToken::new();
-        let task = {
-            let endpoint = endpoint.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move { endpoint.serve(listener, stop).await })
-        };
         let serving = Serving {
+            endpoint: endpoint.clone(),
             port: local.port(),
-            stop,
-            task,
+            running: Some(Self::run(endpoint, listener)),
         };
         (serving, addr)
     }
 
+    fn run(
+        endpoint: &Endpoint,
+        listener: TcpListener,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let stop = CancellationToken::new();
+        let endpoint = endpoint.clone();
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move { endpoint.serve(listener, stopped).await });
+        (stop, task)
+    }
+
     /// Stops serving (sessions close); gives back the port it served on.
-    pub async fn stop(self) -> u16 {
-        self.stop.cancel();
-        let _ = self.task.await;
+    pub async fn stop(mut self) -> u16 {
+        self.pause().await;
         self.port
+    }
+
+    /// Stops accepting (the sessions it accepted close; nobody reaches the endpoint), keeping
+    /// the port for [`Serving::resume`].
+    pub async fn pause(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            stop.cancel();
+            let _ = task.await;
+        }
+    }
+
+    /// Serves again on the same port after [`Serving::pause`].
+    pub async fn resume(&mut self) {
+        if self.running.is_none() {
+            self.running = Some(Self::run(&self.endpoint, bind(self.port).await));
+        }
     }
 }
 
@@ -337,41 +357,24 @@ impl Member {
             endpoint,
             store,
             liar,
-            serving: Some(serving),
+            serving,
         }
     }
 
     /// Stops serving (sessions close) and gives back what a restart needs.
-    pub async fn stop(mut self) -> (Identity, PathBuf, u16) {
-        self.pause().await;
-        let port = self.port();
+    pub async fn stop(self) -> (Identity, PathBuf, u16) {
+        let port = self.serving.stop().await;
         (self.identity, self.dir, port)
     }
 
-    fn port(&self) -> u16 {
-        self.addr
-            .host_port
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    /// Stops serving (sessions it accepted close; nobody reaches it), keeping its store and
-    /// its channels; [`Member::resume`] serves again on the same port.
+    /// Stops serving (nobody reaches it), keeping its store and its channels.
     pub async fn pause(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.stop().await;
-        }
+        self.serving.pause().await;
     }
 
-    /// Serves again after [`Member::pause`].
+    /// Serves again on the same port after [`Member::pause`].
     pub async fn resume(&mut self) {
-        if self.serving.is_none() {
-            let (serving, _) = Serving::start(&self.endpoint, self.port()).await;
-            self.serving = Some(serving);
-        }
+        self.serving.resume().await;
     }
 }
 
