@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use moves_support::*;
 use net_mesh_replication::{MoveConfig, MovePhase};
-use support::{pin_set, wait_until};
+use support::wait_until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cutover_cut_off_in_its_joint_membership_is_finished_on_resume() {
@@ -88,19 +88,7 @@ async fn a_cutover_cut_off_in_its_joint_membership_is_finished_on_resume() {
         .unwrap();
     assert_eq!(record.phase, MovePhase::CleanedUp);
     assert_eq!(events.first(), Some(&MovePhase::CutOver));
-    let target = [
-        &members[leader].addr,
-        &members[other].addr,
-        &members[b].addr,
-    ];
-    for i in [leader, other, b] {
-        wait_for_voters(&members[i].store, &target).await;
-    }
-    assert!(pin_set(&members[a].store).is_empty());
-    wait_until("B holds the leader's pins", || {
-        (pin_set(&members[b].store) == pin_set(&members[leader].store)).then_some(())
-    })
-    .await;
+    moved_to_b(&members, leader, other, a, b).await;
 
     b_channel.shutdown().await.unwrap();
     for i in [leader, other] {

@@ -13,7 +13,7 @@ mod support;
 
 use moves_support::*;
 use net_mesh_replication::{MoveConfig, MovePhase, Moves};
-use support::{CHANNEL, pin_set};
+use support::CHANNEL;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_interrupted_after_a_phase_resumes_from_it_and_finishes() {
@@ -72,19 +72,7 @@ async fn a_move_interrupted_after_a_phase_resumes_from_it_and_finishes() {
     // No second learner entry: the cutover (joint, then final) follows the first one.
     assert!(record.cutover.unwrap() <= learner_entry.unwrap() + 2);
 
-    let target = [
-        &members[leader].addr,
-        &members[other].addr,
-        &members[b].addr,
-    ];
-    for i in [leader, other, b] {
-        wait_for_voters(&members[i].store, &target).await;
-    }
-    assert!(pin_set(&members[a].store).is_empty());
-    support::wait_until("B holds the leader's pins", || {
-        (pin_set(&members[b].store) == pin_set(&members[leader].store)).then_some(())
-    })
-    .await;
+    moved_to_b(&members, leader, other, a, b).await;
     // A resume of a finished move does nothing.
     let again = restarted
         .resume(CHANNEL, None, |_| panic!("no phase"))

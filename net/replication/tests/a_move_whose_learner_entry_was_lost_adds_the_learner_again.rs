@@ -19,7 +19,7 @@ use std::time::Duration;
 use moves_support::*;
 use net_mesh_replication::tables::{Change, MOVES_TABLE, NAMESPACE, RaftWrite, read_move};
 use net_mesh_replication::{MoveConfig, MovePhase};
-use support::{CHANNEL, pin_set};
+use support::CHANNEL;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_whose_learner_entry_was_lost_adds_the_learner_again() {
@@ -89,19 +89,7 @@ async fn resume_without_the_learner(forced: MovePhase) -> Vec<(MovePhase, String
         .unwrap();
     assert_eq!(record.phase, MovePhase::CleanedUp);
 
-    let target = [
-        &members[leader].addr,
-        &members[other].addr,
-        &members[b].addr,
-    ];
-    for i in [leader, other, b] {
-        wait_for_voters(&members[i].store, &target).await;
-    }
-    assert!(pin_set(&members[a].store).is_empty());
-    support::wait_until("B holds the leader's pins", || {
-        (pin_set(&members[b].store) == pin_set(&members[leader].store)).then_some(())
-    })
-    .await;
+    moved_to_b(&members, leader, other, a, b).await;
 
     b_channel.shutdown().await.unwrap();
     for i in [leader, other] {

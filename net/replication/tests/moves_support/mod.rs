@@ -217,3 +217,26 @@ pub async fn pin_on_leader(leader: &MoveMember, channel: &ReplicatedChannel, cou
         channel.propose_pin(&r, &format!("pin-{i}")).await.unwrap();
     }
 }
+
+/// Checks that the move of A's replica to B finished, in a group led by `leader` whose other
+/// voter is `other` (positions in `members`): the leader, the other voter and B each hold the
+/// voters leader, other, B; A holds no pin; B holds the leader's pins.
+pub async fn moved_to_b(members: &[MoveMember], leader: usize, other: usize, a: usize, b: usize) {
+    let target = [
+        &members[leader].addr,
+        &members[other].addr,
+        &members[b].addr,
+    ];
+    for i in [leader, other, b] {
+        wait_for_voters(&members[i].store, &target).await;
+    }
+    assert!(crate::support::pin_set(&members[a].store).is_empty());
+    wait_until("B holds the leader's pins", || {
+        let (on_b, on_leader) = (
+            crate::support::pin_set(&members[b].store),
+            crate::support::pin_set(&members[leader].store),
+        );
+        (on_b == on_leader).then_some(())
+    })
+    .await;
+}
