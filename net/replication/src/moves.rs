@@ -71,17 +71,7 @@ pub struct StateRequest {
     pub id: u64,
 }
 
-/// Response of `move/v1/state`: the target's applied state of the channel (its
-/// `ext.raft.state_v1` row: committed, since it is applied).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HandoffState {
-    /// The last log index applied on the target.
-    pub applied: Option<u64>,
-    /// Full node ids of the voters of the applied membership (every configuration).
-    pub voters: Vec<[u8; 32]>,
-    /// Full node ids of the learners of the applied membership.
-    pub learners: Vec<[u8; 32]>,
-}
+pub use crate::tables::HandoffState;
 
 /// What an admin tells the nodes of a move, and what the coordinator starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

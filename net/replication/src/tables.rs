@@ -18,7 +18,6 @@ use redb::ReadableTable;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::moves::HandoffState;
 use crate::types::{LogId, StoredMembership};
 
 /// The extension namespace of the replication tables.
@@ -223,6 +222,18 @@ pub fn read_previous_move(
     channel: &str,
 ) -> Result<Option<MoveRow>, ExtensionError> {
     read_move_in(reader, PREVIOUS_MOVE_TABLE, channel)
+}
+
+/// Response of `move/v1/state` (and a [`PREVIOUS_HANDOFF_TABLE`] value): the target's applied
+/// state of the channel (its `ext.raft.state_v1` row: committed, since it is applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffState {
+    /// The last log index applied on the target.
+    pub applied: Option<u64>,
+    /// Full node ids of the voters of the applied membership (every configuration).
+    pub voters: Vec<[u8; 32]>,
+    /// Full node ids of the learners of the applied membership.
+    pub learners: Vec<[u8; 32]>,
 }
 
 /// Reads the applied state a target kept when its previous move's row gave way
