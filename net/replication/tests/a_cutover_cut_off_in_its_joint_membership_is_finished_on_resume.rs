@@ -71,12 +71,18 @@ async fn a_cutover_cut_off_in_its_joint_membership_is_finished_on_resume() {
         (leader_channel.status().committed? > before).then_some(())
     })
     .await;
-    let (in_voters, _) = applied_membership(&members[leader].store);
-    assert!(
-        in_voters.contains(members[a].identity.node_id().as_bytes())
-            && in_voters.contains(members[b].identity.node_id().as_bytes()),
-        "not a joint membership of the source and the target"
-    );
+    // Committed is not yet applied: the leader's state machine applies it just after.
+    let (a_id, b_id) = (members[a].identity.node_id(), members[b].identity.node_id());
+    let leader_store = members[leader].store.clone();
+    wait_until(
+        "the joint membership of the source and the target applied",
+        || {
+            let (in_voters, _) = applied_membership(&leader_store);
+            (in_voters.contains(a_id.as_bytes()) && in_voters.contains(b_id.as_bytes()))
+                .then_some(())
+        },
+    )
+    .await;
 
     let mut events = Vec::new();
     let record = coordinator_moves
