@@ -400,7 +400,7 @@ impl ReplicatedChannel {
             config.raft_config(channel)?,
             network,
             LogStore::new(store.clone(), channel).with_install_gate(gate),
-            state_machine,
+            state_machine.clone(),
         )
         .await
         .map_err(|e| ReplicationError::Raft(e.to_string()))?;
@@ -409,6 +409,7 @@ impl ReplicatedChannel {
             bootstrap: bootstrap.iter().map(|a| a.node_id).collect(),
             prefetch,
             leader_from,
+            state_machine,
         };
         if !replication.insert(channel, group) {
             let _ = raft.shutdown().await;

@@ -16,14 +16,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{BlobRef, ErrorClass, Importer};
+use net_mesh_node::call_token::encode_metadata;
 use net_mesh_node::pull::fetch_blob;
 use net_mesh_node::{NodeClient, NodeError};
+use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::{NodeAddr, NodeId};
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::network::{METHOD_PINNED, Reply};
 use crate::sessions::Sessions;
 use crate::types::{Member, StoredMembership};
 
@@ -40,6 +45,36 @@ pub const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// [`crate::Replication::with_member_streams`] says otherwise: half of a node's default
 /// `max_streams_per_peer` (16), so the member still has room for this node's other reads.
 pub const MEMBER_STREAMS: usize = 8;
+
+/// How long a member may take to answer `raft/v1/pinned` (dial included).
+pub const PINNED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `raft/v1/pinned` request: the id of a blob (the channel is named by the call metadata,
+/// like every `raft/v1/*` call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedRequest {
+    pub blob_id: Hash,
+}
+
+/// `raft/v1/pinned` answer: the callee's last applied log index of the channel and whether
+/// the blob is pinned there, both read under its state machine's commit lock (one point
+/// between two commits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedState {
+    pub applied: Option<u64>,
+    pub pinned: bool,
+}
+
+impl PinnedState {
+    /// Whether a pin of the blob by the entry (or in the snapshot) at `index` was undone by
+    /// a committed entry after it: the member applied `index` or past it and does not pin
+    /// the blob. A pin goes only by an unpin or by installing a snapshot of a later state,
+    /// and a member applies only committed entries (one that skipped such a pin itself did
+    /// so because another member showed the same of a point no later).
+    pub fn unpinned_after(&self, index: u64) -> bool {
+        self.applied.is_some_and(|a| a >= index) && !self.pinned
+    }
+}
 
 /// The object streams this node runs from each member, over all its channels: a fetch waits
 /// for its turn here. A member lets one peer identity run `max_streams_per_peer` streams at
@@ -81,6 +116,7 @@ pub struct FetchStats {
     bytes: AtomicU64,
     source_failures: AtomicU64,
     rounds_failed: AtomicU64,
+    pins_skipped: AtomicU64,
 }
 
 /// [`FetchStats`] read at one moment.
@@ -95,6 +131,10 @@ pub struct FetchCounts {
     pub source_failures: u64,
     /// Rounds in which every other member failed (followed by a backoff and another round).
     pub rounds_failed: u64,
+    /// Pins applied (or left out of a snapshot install) without their objects: no member
+    /// gave them, and one that applied past the pin does not pin the blob any more (a later
+    /// committed entry unpinned it; docs/REPLICATION.md §5).
+    pub pins_skipped: u64,
 }
 
 impl FetchStats {
@@ -104,6 +144,7 @@ impl FetchStats {
             bytes: self.bytes.load(Ordering::Relaxed),
             source_failures: self.source_failures.load(Ordering::Relaxed),
             rounds_failed: self.rounds_failed.load(Ordering::Relaxed),
+            pins_skipped: self.pins_skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -113,6 +154,10 @@ impl FetchStats {
 
     pub(crate) fn round_failed(&self) {
         self.rounds_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn pin_skipped(&self) {
+        self.pins_skipped.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -216,6 +261,85 @@ impl Fetcher {
     }
 }
 
+impl Fetcher {
+    /// Asks `source` whether it pins blob `id` in `channel` and how far it applied
+    /// (`raft/v1/pinned` on the node's data session to it; at most [`PINNED_TIMEOUT`]).
+    /// Blocking: runs on a blocking thread.
+    pub(crate) fn pinned_at(
+        &self,
+        source: &NodeAddr,
+        channel: &str,
+        id: &Hash,
+    ) -> Result<PinnedState, NodeError> {
+        let request = PinnedRequest { blob_id: *id };
+        let metadata = encode_metadata(channel, &[]);
+        let ask = async {
+            let held =
+                self.sessions.get(source).await.map_err(|e| {
+                    NodeError::new(ErrorClass::Io, format!("dialing {source}: {e}"))
+                })?;
+            let opts = CallOptions::with_timeout(PINNED_TIMEOUT).metadata(metadata);
+            let answer = held
+                .session
+                .call_unary::<PinnedRequest, Reply<PinnedState>>(METHOD_PINNED, &request, opts)
+                .await;
+            if answer.is_err() {
+                self.sessions.call_failed(source, &held);
+            }
+            match answer {
+                Ok(Reply::Ok(state)) => Ok(state),
+                Ok(Reply::Stopped(why)) => Err(NodeError::new(
+                    ErrorClass::Busy,
+                    format!("{source}: stopped: {why}"),
+                )),
+                Ok(Reply::SnapshotMismatch(_)) => Err(NodeError::new(
+                    ErrorClass::Io,
+                    format!("{source}: unexpected answer"),
+                )),
+                Err(e) => Err(NodeError::new(ErrorClass::Io, format!("{source}: {e}"))),
+            }
+        };
+        self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => Err(stopped()),
+                asked = tokio::time::timeout(PINNED_TIMEOUT, ask) => asked.unwrap_or_else(|_| {
+                    Err(NodeError::new(ErrorClass::Io, format!("{source}: no answer in {PINNED_TIMEOUT:?}")))
+                }),
+            }
+        })
+    }
+}
+
 pub(crate) fn stopped() -> NodeError {
     NodeError::new(ErrorClass::Busy, "the channel is shutting down")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_messages_golden_bytes() -> Result<(), postcard::Error> {
+        let request = PinnedRequest { blob_id: [7; 32] };
+        assert_eq!(postcard::to_allocvec(&request)?, vec![7; 32]);
+        let answer = Reply::Ok(PinnedState {
+            applied: Some(8),
+            pinned: false,
+        });
+        assert_eq!(postcard::to_allocvec(&answer)?, vec![0, 1, 8, 0]);
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_member_that_applied_the_pin_and_holds_it_no_more_shows_it_undone() {
+        let state = |applied, pinned| PinnedState { applied, pinned };
+        assert!(state(Some(9), false).unpinned_after(9));
+        assert!(state(Some(12), false).unpinned_after(9));
+        // Not there yet: the pin may still come.
+        assert!(!state(Some(8), false).unpinned_after(9));
+        assert!(!state(None, false).unpinned_after(9));
+        // Still pinned there: its objects are there.
+        assert!(!state(Some(12), true).unpinned_after(9));
+    }
 }

@@ -22,6 +22,7 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::fetch::{PinnedRequest, PinnedState};
 use crate::log_store::decode_entry;
 use crate::moves::{CleanupReply, CleanupRequest, HandoffState, StateRequest};
 use crate::network::{
@@ -86,11 +87,15 @@ pub enum Kind {
     PendingSnapshotRow = 21,
     /// A value of `moves_previous_handoff_v1`, then its bounds.
     PreviousHandoffRow = 22,
+    /// `raft/v1/pinned` request.
+    PinnedRequest = 23,
+    /// `raft/v1/pinned` answer.
+    PinnedAnswer = 24,
 }
 
 impl Kind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [Kind; 23] = [
+    pub const ALL: [Kind; 25] = [
         Kind::AppendRequest,
         Kind::VoteRequest,
         Kind::SnapshotRequest,
@@ -114,6 +119,8 @@ impl Kind {
         Kind::SnapshotBody,
         Kind::PendingSnapshotRow,
         Kind::PreviousHandoffRow,
+        Kind::PinnedRequest,
+        Kind::PinnedAnswer,
     ];
 
     /// The first byte of an input of this kind.
@@ -198,6 +205,8 @@ pub fn fuzz_decode(data: &[u8]) -> Outcome {
         Kind::PreviousHandoffRow => row::<HandoffState>(kind, PREVIOUS_HANDOFF_TABLE, body, |r| {
             check_handoff(r).is_ok()
         }),
+        Kind::PinnedRequest => message::<PinnedRequest>(kind, body, |_| true),
+        Kind::PinnedAnswer => message::<Reply<PinnedState>>(kind, body, |_| true),
     }
 }
 

@@ -46,7 +46,9 @@ pub use moves::{
     CleanupReply, CleanupRequest, HandoffState, METHOD_MOVE_CLEANUP, METHOD_MOVE_STATE, MoveConfig,
     MoveError, MoveEvent, MoveRecord, MoveSpec, Moves, StateRequest,
 };
-pub use network::{METHOD_APPEND, METHOD_PREFETCH, METHOD_SNAPSHOT, METHOD_VOTE, Replication};
+pub use network::{
+    METHOD_APPEND, METHOD_PINNED, METHOD_PREFETCH, METHOD_SNAPSHOT, METHOD_VOTE, Replication,
+};
 pub use node_replicas::{METHOD_PROPOSE, NodeReplicas};
 pub use prefetch::{MAX_PREFETCHES_PER_CHANNEL, PREFETCH_HOLD};
 pub use tables::{MovePhase, extension};

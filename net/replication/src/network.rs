@@ -32,9 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 use net_mesh_engine::BlobRef;
 
-use crate::fetch::{MEMBER_STREAMS, MemberStreams};
+use crate::fetch::{MEMBER_STREAMS, MemberStreams, PinnedRequest, PinnedState};
 use crate::prefetch::{MAX_PREFETCHES_PER_CHANNEL, PrefetchRequest, PrefetchServer, Prefetched};
 use crate::sessions::{LaneRefs, Lanes, Sessions};
+use crate::state_machine::StateMachine;
 use crate::tables::MAX_SNAPSHOT_ID_LEN;
 use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig, raft_id};
 
@@ -47,6 +48,9 @@ pub const METHOD_SNAPSHOT: &str = "raft/v1/snapshot";
 /// Method of the leader's prefetch request (docs/REPLICATION.md §5): hold a blob's objects
 /// before its pin is proposed.
 pub const METHOD_PREFETCH: &str = "raft/v1/prefetch";
+/// Method of a member's question whether this node still pins a blob in the channel and how
+/// far it applied (docs/REPLICATION.md §5: a pin whose objects no member gives any more).
+pub const METHOD_PINNED: &str = "raft/v1/pinned";
 /// Prefix of every replication method.
 pub const METHOD_PREFIX: &str = "raft/v1/";
 
@@ -90,6 +94,8 @@ pub(crate) struct Group {
     /// The raft id of the leader that last sent this node appends or a snapshot (the state
     /// machine fetches a pin's or a snapshot's missing objects from it first).
     pub(crate) leader_from: Arc<AtomicU64>,
+    /// The group's state machine (`raft/v1/pinned` reads it).
+    pub(crate) state_machine: StateMachine,
 }
 
 /// The replicated channels of one node and the state their nRPC methods share: which channel
@@ -211,13 +217,14 @@ impl Replication {
         self.inner.prefetch_rejections.load(Ordering::Relaxed)
     }
 
-    /// Adds the four replication methods to `router`.
+    /// Adds the five replication methods to `router`.
     pub fn routes(&self, router: Router) -> Router {
         router
             .unary(METHOD_APPEND, AppendHandler(self.clone()))
             .unary(METHOD_VOTE, VoteHandler(self.clone()))
             .unary(METHOD_SNAPSHOT, SnapshotHandler(self.clone()))
             .unary(METHOD_PREFETCH, PrefetchHandler(self.clone()))
+            .unary(METHOD_PINNED, PinnedHandler(self.clone()))
     }
 
     /// A router with only the replication methods and [`Replication::authorize_call`] as its
@@ -571,6 +578,7 @@ struct AppendHandler(Replication);
 struct VoteHandler(Replication);
 struct SnapshotHandler(Replication);
 struct PrefetchHandler(Replication);
+struct PinnedHandler(Replication);
 
 impl RpcUnaryHandler for AppendHandler {
     type Req = AppendEntriesRequest<TypeConfig>;
@@ -672,6 +680,24 @@ impl RpcUnaryHandler for PrefetchHandler {
                 },
                 format!("prefetch from {peer}: {}", e.message),
             )),
+        }
+    }
+}
+
+impl RpcUnaryHandler for PinnedHandler {
+    type Req = PinnedRequest;
+    type Resp = Reply<PinnedState>;
+
+    async fn call(&self, ctx: RpcContext, req: Self::Req) -> Result<Self::Resp, RpcError> {
+        let group = self.0.member_group(&ctx.peer().node_id(), ctx.metadata())?;
+        let sm = group.state_machine;
+        let answer = tokio::task::spawn_blocking(move || sm.pinned_state(&req.blob_id))
+            .await
+            .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?;
+        match answer {
+            Ok(state) => Ok(Reply::Ok(state)),
+            Err(e @ crate::ApplyError::Stopped { .. }) => Ok(stopped(e)),
+            Err(e) => Err(RpcError::new(ErrorKind::Internal, e.to_string())),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use net_mesh_engine::class::hex;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::{IndexError, blob_id, pin_roots};
 use net_mesh_engine::{BlobRef, ExtensionOp, Importer, Store, StoreError};
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApplyError;
-use crate::fetch::{FETCH_BACKOFF_MAX, FETCH_BACKOFF_MIN, Fetcher};
+use crate::fetch::{FETCH_BACKOFF_MAX, FETCH_BACKOFF_MIN, Fetcher, PinnedState};
 use crate::log_store::blocking;
 use crate::prefetch::{hold_op, release_op};
 use crate::tables::{
@@ -39,6 +40,14 @@ use crate::types::{
 
 /// Table name used in error reports of snapshot bodies.
 pub(crate) const SNAPSHOT: &str = "snapshot";
+
+/// How a fetch ended: the objects came (and `finish` ran), or no member gave them and this
+/// member (which applied this far) showed that a later committed entry unpinned the blob
+/// ([`PinnedState::unpinned_after`]).
+enum Fetched<T> {
+    Done(T),
+    UnpinnedAt(NodeAddr, u64),
+}
 
 /// A snapshot's body: the channel's pins (meta travels beside it, in openraft's
 /// `SnapshotMeta`). Encoded as a row: version byte [`crate::tables::ROW_VERSION`], then postcard.
@@ -253,6 +262,57 @@ impl StateMachine {
         self
     }
 
+    /// This member's applied index of the channel and whether it pins blob `id`, read under
+    /// the commit lock (so at one point between two commits, never across a cleanup that
+    /// forgets the channel: that runs after the stop, which this refuses). What
+    /// `raft/v1/pinned` answers. Blocking.
+    pub(crate) fn pinned_state(&self, id: &Hash) -> Result<PinnedState, ApplyError> {
+        let channel = self.channel.to_string();
+        let store_err = |source: StoreError| ApplyError::Store {
+            channel: channel.clone(),
+            source: Box::new(source),
+        };
+        let _guard = self.commit_guard(0)?;
+        let applied = self
+            .read_state()
+            .map_err(store_err)?
+            .last_applied
+            .map(|l| l.index);
+        let pinned = match self.store.find_pin_in(&channel, &hex(id)) {
+            Ok(_) => true,
+            Err(StoreError::NotPinned(_) | StoreError::NoSuchChannel(_)) => false,
+            // A pin row that does not decode still pins.
+            Err(StoreError::PinUndecodable { .. }) => true,
+            Err(e) => return Err(store_err(e)),
+        };
+        Ok(PinnedState { applied, pinned })
+    }
+
+    /// The first of `sources` that applied `index` or past it and does not pin `blob_ref`
+    /// any more ([`PinnedState::unpinned_after`]), with its applied index; members that do
+    /// not answer are passed over. Blocking.
+    fn unpinned_elsewhere(
+        &self,
+        fetcher: &Fetcher,
+        sources: &[NodeAddr],
+        blob_ref: &BlobRef,
+        index: u64,
+    ) -> Option<(NodeAddr, u64)> {
+        let id = blob_id(blob_ref);
+        for source in sources {
+            match fetcher.pinned_at(source, &self.channel, &id) {
+                Ok(state) if state.unpinned_after(index) => {
+                    return Some((source.clone(), state.applied.unwrap_or(index)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(channel = %self.channel, index, source = %source, error = %e, "a member did not say whether it pins the blob");
+                }
+            }
+        }
+        None
+    }
+
     /// The counter of snapshots this state machine installed.
     pub fn installs(&self) -> Arc<AtomicU64> {
         self.installs.clone()
@@ -348,26 +408,58 @@ impl StateMachine {
         // objects; a later leader sending it on most likely fetched them); then the others.
         let first = self.leader_from.load(Ordering::Relaxed);
         let sources = || fetcher.sources(&state.membership, first);
-        let outcome =
-            self.fetch_until(fetcher, entry.log_id.index, sources, blob_ref, |importer| {
-                let store_err = |source: StoreError| ApplyError::Store {
-                    channel: channel.clone(),
-                    source: Box::new(source),
-                };
-                importer
-                    .pin_in(&channel, blob_ref, name)
-                    .map_err(store_err)?;
-                importer.push_op(Box::new(release_op(&channel, vec![blob_id(blob_ref)])));
-                importer.push_op(Box::new(RaftWrite {
-                    channel: channel.clone(),
-                    change: Change::Applied {
-                        state: state.clone(),
-                        allow_equal: false,
-                    },
-                }));
-                let _guard = self.commit_guard(entry.log_id.index)?;
-                importer.commit().map_err(store_err)
-            })?;
+        let index = entry.log_id.index;
+        let fetched = self.fetch_until(fetcher, index, sources, blob_ref, |importer| {
+            let store_err = |source: StoreError| ApplyError::Store {
+                channel: channel.clone(),
+                source: Box::new(source),
+            };
+            importer
+                .pin_in(&channel, blob_ref, name)
+                .map_err(store_err)?;
+            importer.push_op(Box::new(release_op(&channel, vec![blob_id(blob_ref)])));
+            importer.push_op(Box::new(RaftWrite {
+                channel: channel.clone(),
+                change: Change::Applied {
+                    state: state.clone(),
+                    allow_equal: false,
+                },
+            }));
+            let _guard = self.commit_guard(entry.log_id.index)?;
+            importer.commit().map_err(store_err)
+        })?;
+        let outcome = match fetched {
+            Fetched::Done(outcome) => outcome,
+            Fetched::UnpinnedAt(member, applied) => {
+                tracing::warn!(
+                    channel,
+                    index,
+                    member = %member,
+                    member_applied = applied,
+                    "no member gave the pin's objects and one that applied past it unpinned the blob: applied without them"
+                );
+                let ops: Vec<Box<dyn ExtensionOp>> = vec![
+                    Box::new(release_op(&channel, vec![blob_id(blob_ref)])),
+                    Box::new(RaftWrite {
+                        channel: channel.clone(),
+                        change: Change::Applied {
+                            state: state.clone(),
+                            allow_equal: false,
+                        },
+                    }),
+                ];
+                let _guard = self.commit_guard(index)?;
+                self.before_commit();
+                self.store
+                    .commit_ops(ops)
+                    .map_err(|source| ApplyError::Store {
+                        channel: channel.clone(),
+                        source: Box::new(source),
+                    })?;
+                fetcher.stats.pin_skipped();
+                return Ok(Applied { changed: false });
+            }
+        };
         Ok(Applied {
             changed: outcome.pins_added > 0 || outcome.pins_removed > 0,
         })
@@ -376,8 +468,10 @@ impl StateMachine {
     /// Brings every object of `blob_ref` this store lacks from one of `sources()` (tried in
     /// order, each with a fresh import) and ends that import with `finish` (which adds what
     /// must commit with the objects and commits). A round in which every member failed is
-    /// followed by a backoff (doubling from [`FETCH_BACKOFF_MIN`] to [`FETCH_BACKOFF_MAX`])
-    /// and another round, until one succeeds or the channel shuts down
+    /// followed by asking them whether a later committed entry unpinned the blob (which ends
+    /// the fetch: [`StateMachine::unpinned_elsewhere`], `index` being the entry's or the
+    /// snapshot's), then a backoff (doubling from [`FETCH_BACKOFF_MIN`] to
+    /// [`FETCH_BACKOFF_MAX`]) and another round, until one succeeds or the channel shuts down
     /// ([`ApplyError::Stopped`]). Blocking.
     fn fetch_until<T>(
         &self,
@@ -386,7 +480,7 @@ impl StateMachine {
         sources: impl Fn() -> Vec<NodeAddr>,
         blob_ref: &BlobRef,
         mut finish: impl FnMut(&mut Importer<'_>) -> Result<T, ApplyError>,
-    ) -> Result<T, ApplyError> {
+    ) -> Result<Fetched<T>, ApplyError> {
         let channel = self.channel.to_string();
         let store_err = |source: StoreError| ApplyError::Store {
             channel: channel.clone(),
@@ -410,9 +504,14 @@ impl StateMachine {
                 }
                 let done = finish(&mut importer)?;
                 tracing::info!(channel, index, source = %source, "a pin's objects fetched from a member");
-                return Ok(done);
+                return Ok(Fetched::Done(done));
             }
             fetcher.stats.round_failed();
+            if let Some((member, applied)) =
+                self.unpinned_elsewhere(fetcher, &sources, blob_ref, index)
+            {
+                return Ok(Fetched::UnpinnedAt(member, applied));
+            }
             tracing::warn!(
                 channel,
                 index,
@@ -512,7 +611,7 @@ impl StateMachine {
         };
         let body: SnapshotBody =
             decode_row(SNAPSHOT, bytes).map_err(|e| corrupted(e.to_string()))?;
-        let wanted = wanted_pins(body).map_err(corrupted)?;
+        let mut wanted = wanted_pins(body).map_err(corrupted)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         // Stored before anything is fetched: openraft may purge the log this snapshot covers
         // as soon as it is (the log store's purge waits for it).
@@ -541,15 +640,30 @@ impl StateMachine {
             if let Some(fetcher) = &self.fetcher {
                 let first = self.leader_from.load(Ordering::Relaxed);
                 let sources = || fetcher.sources(&meta.last_membership, first);
-                for (r, _) in wanted.values() {
+                let mut skipped = Vec::new();
+                for (id, (r, _)) in &wanted {
                     if missing_roots(&self.store, r).map_err(store_err)?.is_empty() {
                         continue;
                     }
-                    self.fetch_until(fetcher, index, sources, r, |importer| {
+                    let fetched = self.fetch_until(fetcher, index, sources, r, |importer| {
                         importer.push_op(Box::new(hold_op(&channel, r)));
                         let _guard = self.commit_guard(index)?;
                         importer.commit().map_err(store_err)
                     })?;
+                    if let Fetched::UnpinnedAt(member, applied) = fetched {
+                        tracing::warn!(
+                            channel,
+                            snapshot = %meta.snapshot_id,
+                            member = %member,
+                            member_applied = applied,
+                            "no member gave a snapshot pin's objects and one that applied past the snapshot unpinned the blob: installed without it"
+                        );
+                        fetcher.stats.pin_skipped();
+                        skipped.push(*id);
+                    }
+                }
+                for id in &skipped {
+                    wanted.remove(id);
                 }
             }
             let _guard = self.commit_guard(index)?;

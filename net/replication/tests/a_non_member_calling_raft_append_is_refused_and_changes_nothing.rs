@@ -1,6 +1,6 @@
 //! A session from a node that is not a member of the channel's group calling `raft/v1/append`
-//! (with a higher term, trying to take over) is refused at dispatch, counted, and changes
-//! nothing; the members go on committing.
+//! (with a higher term, trying to take over), `raft/v1/vote` or `raft/v1/pinned` is refused at
+//! dispatch, counted, and changes nothing; the members go on committing.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,8 +13,9 @@ mod support;
 use std::time::Duration;
 
 use net_mesh_node::call_token::encode_metadata;
+use net_mesh_replication::fetch::{PinnedRequest, PinnedState};
 use net_mesh_replication::network::Reply;
-use net_mesh_replication::{METHOD_APPEND, METHOD_VOTE, TypeConfig, stored_applied};
+use net_mesh_replication::{METHOD_APPEND, METHOD_PINNED, METHOD_VOTE, TypeConfig, stored_applied};
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::{Config, ErrorKind, Router};
 use net_mesh_rpc::{Endpoint, Identity};
@@ -93,6 +94,16 @@ async fn a_non_member_calling_raft_append_is_refused_and_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    // Nor may it ask what the member pins (what a member asks before it skips a pin whose
+    // objects no member gives).
+    let asked = PinnedRequest {
+        blob_id: blob.blob_id,
+    };
+    let err = session
+        .call_unary::<_, Reply<PinnedState>>(METHOD_PINNED, &asked, opts())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     // A channel that is not replicated here is refused the same way.
     let other = encode_metadata("elsewhere", &[]);
     let err = session
@@ -106,7 +117,7 @@ async fn a_non_member_calling_raft_append_is_refused_and_changes_nothing() {
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     assert_eq!(
         members[target].replication.peer_auth_rejections() - rejections_before,
-        3
+        4
     );
 
     // Nothing changed: same pins, same applied state, no term bump from the outsider.

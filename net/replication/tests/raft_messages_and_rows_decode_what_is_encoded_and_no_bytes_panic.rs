@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use net_mesh_engine::BlobRef;
+use net_mesh_replication::fetch::{PinnedRequest, PinnedState};
 use net_mesh_replication::fuzzing::{Kind, Outcome, fuzz_decode};
 use net_mesh_replication::network::Reply;
 use net_mesh_replication::node_replicas::Proposed;
@@ -296,6 +297,21 @@ fn valid_inputs() -> Vec<(Kind, Vec<u8>)> {
         row(Kind::SnapshotBody, &SnapshotBody::default()),
         row(Kind::PendingSnapshotRow, &pending_row("2-8")),
         row(Kind::PreviousHandoffRow, &handoff(3)),
+        message(Kind::PinnedRequest, &PinnedRequest { blob_id: [7; 32] }),
+        message(
+            Kind::PinnedAnswer,
+            &Reply::Ok(PinnedState {
+                applied: Some(8),
+                pinned: false,
+            }),
+        ),
+        message(
+            Kind::PinnedAnswer,
+            &Reply::Ok(PinnedState {
+                applied: None,
+                pinned: true,
+            }),
+        ),
     ]
 }
 
