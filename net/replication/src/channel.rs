@@ -592,6 +592,29 @@ impl ReplicatedChannel {
         }
     }
 
+    /// Waits until this channel's group stops on its own: openraft's core ended on a fatal
+    /// error (a storage or state machine error, a panic) while nobody stopped the channel.
+    /// Returns the error; `None` once the channel is shut down (also when a shutdown and an
+    /// error race: the shutdown decides).
+    pub async fn failed(&self) -> Option<String> {
+        let mut metrics = self.raft.metrics();
+        let why = tokio::select! {
+            _ = self.stop.cancelled() => return None,
+            seen = metrics.wait_for(|m| m.running_state.is_err()) => match seen {
+                // openraft's text repeats the error's sources: the first is enough.
+                Ok(m) => match &m.running_state {
+                    Err(fatal) => {
+                        let text = fatal.to_string();
+                        text.split("; source:").next().unwrap_or_default().to_string()
+                    }
+                    Ok(()) => String::new(),
+                },
+                Err(_) => "the group's metrics ended".to_string(),
+            },
+        };
+        (!self.stop.is_cancelled()).then_some(why)
+    }
+
     /// The leader's node id, if this node knows one.
     pub fn leader(&self) -> Option<NodeId> {
         self.status().leader.map(|a| a.node_id)

@@ -9,8 +9,8 @@
 //! target (the target joins the group), and driving a move as its coordinator.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::blob_id;
@@ -75,10 +75,29 @@ pub struct NodeReplicas {
     /// replicated channel that does not run, never taken as plain local channels; the move's
     /// resume (`--id`) binds this node again, which joins.
     joining_before_start: HashMap<String, u64>,
-    /// Channels whose interrupted snapshot install a background open is finishing.
-    finishing_install: RwLock<HashSet<String>>,
+    /// Channels a background open is opening again, and why.
+    reopening: RwLock<HashMap<String, Reopen>>,
+    /// The wait before the next open of a channel whose group stopped on an error
+    /// ([`NodeReplicas::restart_failed`]).
+    failure_waits: Mutex<HashMap<String, Duration>>,
     stop: CancellationToken,
 }
+
+/// Why a background open opens a channel again.
+#[derive(Debug, Clone)]
+enum Reopen {
+    /// It finishes the snapshot install a stop or crash interrupted.
+    Install,
+    /// The channel's group stopped on this error.
+    Failed(String),
+}
+
+/// The first wait before a failed group is opened again ([`NodeReplicas::restart_failed`]).
+const FAILURE_WAIT_MIN: Duration = Duration::from_secs(1);
+/// The longest wait before a failed group is opened again.
+const FAILURE_WAIT_MAX: Duration = Duration::from_secs(60);
+/// A group that ran this long before failing starts again from [`FAILURE_WAIT_MIN`].
+const FAILURE_QUIET: Duration = Duration::from_secs(600);
 
 impl NodeReplicas {
     /// The replicated channels of `store` (opened with [`crate::extension`]) on node `own`:
@@ -104,7 +123,8 @@ impl NodeReplicas {
             replicated: RwLock::new(replicated),
             moved_before_start,
             joining_before_start,
-            finishing_install: RwLock::new(HashSet::new()),
+            reopening: RwLock::new(HashMap::new()),
+            failure_waits: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
         }))
     }
@@ -158,7 +178,9 @@ impl NodeReplicas {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(name.clone());
-                running.insert(name, channel);
+                running.insert(name, Arc::clone(&channel));
+                drop(running);
+                self.watch_for_failure(channel);
                 return Ok(());
             }
         }
@@ -188,24 +210,28 @@ impl NodeReplicas {
             return Err(Self::moved_away_refusal(channel));
         }
         self.channel(channel).ok_or_else(|| {
-            let finishing = self
-                .finishing_install
+            let reopening = self
+                .reopening
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains(channel);
+                .get(channel)
+                .cloned();
             let joining = self.joining_before_start.get(channel);
             NodeError::new(
                 ErrorClass::Busy,
-                if let Some(id) = joining {
-                    format!(
+                match (joining, reopening) {
+                    (Some(id), _) => format!(
                         "channel {channel}: this node is the target of move {id} and had received none of the group's state when it stopped; resume the move (channel move --id {id}) to join again"
-                    )
-                } else if finishing {
-                    format!(
+                    ),
+                    (None, Some(Reopen::Install)) => format!(
                         "channel {channel} is finishing a snapshot install interrupted when this node last stopped; its group runs once a member gives the snapshot's objects (try again later)"
-                    )
-                } else {
-                    format!("channel {channel} is replicated but its group does not run on this node")
+                    ),
+                    (None, Some(Reopen::Failed(why))) => format!(
+                        "channel {channel}'s group stopped on an error and is being opened again (try again later): {why}"
+                    ),
+                    (None, None) => format!(
+                        "channel {channel} is replicated but its group does not run on this node"
+                    ),
                 },
             )
         })
@@ -240,7 +266,11 @@ impl NodeReplicas {
             if interrupted {
                 // Its open waits for a member to give the snapshot's objects: in the
                 // background, so the node serves (and its other channels run) meanwhile.
-                self.open_in_background(name, endpoint.clone());
+                tracing::info!(
+                    channel = name,
+                    "a snapshot install was interrupted: finishing it before the channel runs"
+                );
+                self.open_in_background(name, endpoint.clone(), Reopen::Install, Duration::ZERO);
                 continue;
             }
             let opened = ReplicatedChannel::open(
@@ -259,33 +289,97 @@ impl NodeReplicas {
     }
 
     /// Opens `channel` (which finishes an interrupted snapshot install first) and runs it,
-    /// in a task of its own; a failed open (an error fetching, the objects gone again) is
-    /// retried with a backoff (1 s doubling to 60 s) until the node stops.
-    fn open_in_background(&self, channel: String, endpoint: Endpoint) {
+    /// in a task of its own, after `first_wait`; a failed open (an error fetching, the
+    /// objects gone again, a store error) is retried with a backoff (1 s doubling to 60 s)
+    /// until the node stops. Meanwhile calls for the channel are refused as busy, saying
+    /// `why`.
+    fn open_in_background(
+        &self,
+        channel: String,
+        endpoint: Endpoint,
+        why: Reopen,
+        first_wait: Duration,
+    ) {
         let Some(me) = self.me.upgrade() else {
             return;
         };
-        tracing::info!(
-            channel,
-            "a snapshot install was interrupted: finishing it before the channel runs"
-        );
-        self.finishing_install
+        self.reopening
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(channel.clone());
+            .insert(channel.clone(), why);
         tokio::spawn(async move {
-            me.finish_install_and_run(&channel, &endpoint).await;
-            me.finishing_install
+            tokio::select! {
+                _ = me.stop.cancelled() => {}
+                _ = tokio::time::sleep(first_wait) => {
+                    me.open_until_it_runs(&channel, &endpoint).await;
+                }
+            }
+            me.reopening
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&channel);
         });
     }
 
+    /// Watches a channel this node runs: when its group stops on an error while nobody
+    /// stopped it ([`ReplicatedChannel::failed`]), [`NodeReplicas::restart_failed`].
+    fn watch_for_failure(&self, channel: Arc<ReplicatedChannel>) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let started = Instant::now();
+            if let Some(why) = channel.failed().await {
+                me.restart_failed(channel, why, started.elapsed()).await;
+            }
+        });
+    }
+
+    /// A channel's group stopped on an error (openraft stops a group on any storage or
+    /// state machine error: a store that could not write or read, a row that does not
+    /// decode, an install that failed): it stops serving, and unless its replica moved away
+    /// or the node stops, it is opened again in the background from what its store holds.
+    /// The first open waits 1 s, doubling to 60 s while each open fails again within 10 min
+    /// (an error that persists, e.g. a damaged row, is retried, and logged each time).
+    async fn restart_failed(&self, channel: Arc<ReplicatedChannel>, why: String, ran: Duration) {
+        let name = channel.channel().to_string();
+        let ours = {
+            let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+            let ours = running.get(&name).is_some_and(|c| Arc::ptr_eq(c, &channel))
+                && self.moves.is_attached(&name)
+                && !self.stop.is_cancelled();
+            if ours {
+                running.remove(&name);
+            }
+            ours
+        };
+        if !ours {
+            return;
+        }
+        self.moves.detach(&name);
+        let wait = {
+            let mut waits = self.failure_waits.lock().unwrap_or_else(|p| p.into_inner());
+            let wait = match waits.get(&name) {
+                Some(&last) if ran < FAILURE_QUIET => last.saturating_mul(2).min(FAILURE_WAIT_MAX),
+                _ => FAILURE_WAIT_MIN,
+            };
+            waits.insert(name.clone(), wait);
+            wait
+        };
+        tracing::error!(channel = name, error = why, open_in = ?wait, "the channel's group stopped on an error: opening it again");
+        if let Err(e) = channel.shutdown().await {
+            tracing::debug!(channel = name, error = %e, "stopping the failed group");
+        }
+        let Some(endpoint) = self.endpoint.get().cloned() else {
+            return;
+        };
+        self.open_in_background(name, endpoint, Reopen::Failed(why), wait);
+    }
+
     /// [`NodeReplicas::open_in_background`]'s task: opens and runs `channel`, retrying, until
     /// it runs here (by this open, or by another one: a move's join, a create), or the node
     /// stops.
-    async fn finish_install_and_run(&self, channel: &str, endpoint: &Endpoint) {
+    async fn open_until_it_runs(&self, channel: &str, endpoint: &Endpoint) {
         let mut wait = Duration::from_secs(1);
         loop {
             if self.channel(channel).is_some() {
