@@ -46,7 +46,8 @@ pub const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// `max_streams_per_peer` (16), so the member still has room for this node's other reads.
 pub const MEMBER_STREAMS: usize = 8;
 
-/// How long a member may take to answer `raft/v1/pinned` (dial included).
+/// How long a member may take to answer `raft/v1/pinned` (after the dial, which may take
+/// [`DIAL_TIMEOUT`]).
 pub const PINNED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `raft/v1/pinned` request: the id of a blob (the channel is named by the call metadata,
@@ -263,7 +264,8 @@ impl Fetcher {
 
 impl Fetcher {
     /// Asks `source` whether it pins blob `id` in `channel` and how far it applied
-    /// (`raft/v1/pinned` on the node's data session to it; at most [`PINNED_TIMEOUT`]).
+    /// (`raft/v1/pinned` on the node's data session to it; at most [`DIAL_TIMEOUT`] to dial
+    /// and [`PINNED_TIMEOUT`] for the answer).
     /// Blocking: runs on a blocking thread.
     pub(crate) fn pinned_at(
         &self,
@@ -274,10 +276,21 @@ impl Fetcher {
         let request = PinnedRequest { blob_id: *id };
         let metadata = encode_metadata(channel, &[]);
         let ask = async {
-            let held =
-                self.sessions.get(source).await.map_err(|e| {
-                    NodeError::new(ErrorClass::Io, format!("dialing {source}: {e}"))
-                })?;
+            let held = match tokio::time::timeout(DIAL_TIMEOUT, self.sessions.get(source)).await {
+                Err(_) => {
+                    return Err(NodeError::new(
+                        ErrorClass::Io,
+                        format!("dialing {source}: no answer in {DIAL_TIMEOUT:?}"),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    return Err(NodeError::new(
+                        ErrorClass::Io,
+                        format!("dialing {source}: {e}"),
+                    ));
+                }
+                Ok(Ok(held)) => held,
+            };
             let opts = CallOptions::with_timeout(PINNED_TIMEOUT).metadata(metadata);
             let answer = held
                 .session
@@ -303,9 +316,7 @@ impl Fetcher {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => Err(stopped()),
-                asked = tokio::time::timeout(PINNED_TIMEOUT, ask) => asked.unwrap_or_else(|_| {
-                    Err(NodeError::new(ErrorClass::Io, format!("{source}: no answer in {PINNED_TIMEOUT:?}")))
-                }),
+                asked = ask => asked,
             }
         })
     }

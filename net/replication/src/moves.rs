@@ -363,7 +363,7 @@ impl Moves {
             })
     }
 
-    fn lock(&self, channel: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock(&self, channel: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.inner
             .locks
             .lock()

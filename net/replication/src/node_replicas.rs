@@ -130,8 +130,16 @@ impl NodeReplicas {
     }
 
     /// The channel's group, when it runs here (not once its replica moved away: the source's
-    /// cleanup unregisters it from the moves).
+    /// cleanup unregisters it from the moves; not while a failed group is opened again).
     pub fn channel(&self, channel: &str) -> Option<Arc<ReplicatedChannel>> {
+        if self
+            .reopening
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(channel)
+        {
+            return None;
+        }
         let running = self
             .running
             .read()
@@ -270,7 +278,13 @@ impl NodeReplicas {
                     channel = name,
                     "a snapshot install was interrupted: finishing it before the channel runs"
                 );
-                self.open_in_background(name, endpoint.clone(), Reopen::Install, Duration::ZERO);
+                self.open_in_background(
+                    name,
+                    endpoint.clone(),
+                    Reopen::Install,
+                    Duration::ZERO,
+                    None,
+                );
                 continue;
             }
             let opened = ReplicatedChannel::open(
@@ -280,25 +294,37 @@ impl NodeReplicas {
                 endpoint.clone(),
                 &self.config,
             )
-            .await
-            .map_err(|e| node_error(&e))?;
-            tracing::info!(channel = name, "replicated channel started");
-            self.run(opened).await?;
+            .await;
+            match opened {
+                Ok(opened) => {
+                    tracing::info!(channel = name, "replicated channel started");
+                    self.run(opened).await?;
+                }
+                // One channel that cannot open (a damaged row, a store error) does not keep
+                // the node or its other channels from running: it is retried meanwhile.
+                Err(e) => {
+                    tracing::error!(channel = name, error = %e, "opening the replicated channel: retrying in the background");
+                    let why = Reopen::Failed(e.to_string());
+                    self.open_in_background(name, endpoint.clone(), why, FAILURE_WAIT_MIN, None);
+                }
+            }
         }
         Ok(())
     }
 
     /// Opens `channel` (which finishes an interrupted snapshot install first) and runs it,
-    /// in a task of its own, after `first_wait`; a failed open (an error fetching, the
-    /// objects gone again, a store error) is retried with a backoff (1 s doubling to 60 s)
-    /// until the node stops. Meanwhile calls for the channel are refused as busy, saying
-    /// `why`.
+    /// in a task of its own, after `first_wait` ([`NodeReplicas::open_until_it_runs`]).
+    /// Meanwhile calls for the channel are refused as busy, saying `why`.
+    ///
+    /// `failed`: the failed group the channel ran (still registered) when it is opened
+    /// again after a failure; none when it does not run here yet.
     fn open_in_background(
         &self,
         channel: String,
         endpoint: Endpoint,
         why: Reopen,
         first_wait: Duration,
+        failed: Option<Arc<ReplicatedChannel>>,
     ) {
         let Some(me) = self.me.upgrade() else {
             return;
@@ -309,27 +335,32 @@ impl NodeReplicas {
             .insert(channel.clone(), why);
         tokio::spawn(async move {
             tokio::select! {
-                _ = me.stop.cancelled() => {}
+                _ = me.stop.cancelled() => me.done_reopening(&channel),
                 _ = tokio::time::sleep(first_wait) => {
-                    me.open_until_it_runs(&channel, &endpoint).await;
+                    me.open_until_it_runs(&channel, &endpoint, failed).await;
                 }
             }
-            me.reopening
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&channel);
         });
     }
 
+    fn done_reopening(&self, channel: &str) {
+        self.reopening
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(channel);
+    }
+
     /// Watches a channel this node runs: when its group stops on an error while nobody
-    /// stopped it ([`ReplicatedChannel::failed`]), [`NodeReplicas::restart_failed`].
+    /// stopped it ([`ReplicatedChannel::failed`]), [`NodeReplicas::restart_failed`]. Holds
+    /// the node's replicas only weakly.
     fn watch_for_failure(&self, channel: Arc<ReplicatedChannel>) {
-        let Some(me) = self.me.upgrade() else {
-            return;
-        };
+        let me = self.me.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            if let Some(why) = channel.failed().await {
+            let Some(why) = channel.failed().await else {
+                return;
+            };
+            if let Some(me) = me.upgrade() {
                 me.restart_failed(channel, why, started.elapsed()).await;
             }
         });
@@ -337,26 +368,25 @@ impl NodeReplicas {
 
     /// A channel's group stopped on an error (openraft stops a group on any storage or
     /// state machine error: a store that could not write or read, a row that does not
-    /// decode, an install that failed): it stops serving, and unless its replica moved away
-    /// or the node stops, it is opened again in the background from what its store holds.
-    /// The first open waits 1 s, doubling to 60 s while each open fails again within 10 min
-    /// (an error that persists, e.g. a damaged row, is retried, and logged each time).
+    /// decode, an install that failed): it is stopped, and unless the node stops, opened
+    /// again in the background from what its store holds. It stays registered (running,
+    /// attached to the moves, so a move's cleanup finds and stops it) but is refused as busy
+    /// until then. The first open waits 1 s, doubling to 60 s while each reopened group fails
+    /// again within 10 minutes (an error that persists, e.g. a damaged row, is retried, and
+    /// logged each time).
     async fn restart_failed(&self, channel: Arc<ReplicatedChannel>, why: String, ran: Duration) {
         let name = channel.channel().to_string();
-        let ours = {
-            let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
-            let ours = running.get(&name).is_some_and(|c| Arc::ptr_eq(c, &channel))
-                && self.moves.is_attached(&name)
-                && !self.stop.is_cancelled();
-            if ours {
-                running.remove(&name);
-            }
-            ours
-        };
+        let ours = self
+            .running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+            .is_some_and(|c| Arc::ptr_eq(c, &channel))
+            && self.moves.is_attached(&name)
+            && !self.stop.is_cancelled();
         if !ours {
             return;
         }
-        self.moves.detach(&name);
         let wait = {
             let mut waits = self.failure_waits.lock().unwrap_or_else(|p| p.into_inner());
             let wait = match waits.get(&name) {
@@ -367,22 +397,58 @@ impl NodeReplicas {
             wait
         };
         tracing::error!(channel = name, error = why, open_in = ?wait, "the channel's group stopped on an error: opening it again");
-        if let Err(e) = channel.shutdown().await {
-            tracing::debug!(channel = name, error = %e, "stopping the failed group");
-        }
         let Some(endpoint) = self.endpoint.get().cloned() else {
             return;
         };
-        self.open_in_background(name, endpoint, Reopen::Failed(why), wait);
+        let failed = Some(Arc::clone(&channel));
+        self.open_in_background(name, endpoint, Reopen::Failed(why), wait, failed);
+        if let Err(e) = channel.shutdown().await {
+            tracing::debug!(channel = channel.channel(), error = %e, "stopping the failed group");
+        }
     }
 
-    /// [`NodeReplicas::open_in_background`]'s task: opens and runs `channel`, retrying, until
-    /// it runs here (by this open, or by another one: a move's join, a create), or the node
-    /// stops.
-    async fn open_until_it_runs(&self, channel: &str, endpoint: &Endpoint) {
+    /// [`NodeReplicas::open_in_background`]'s task: opens and runs `channel`, retrying with
+    /// a backoff (1 s doubling to 60 s), until it runs here (by this open, or by another one:
+    /// a move's join, a create), its replica moved away, it has no state to open, or the node
+    /// stops. Opening a failed group again, each attempt holds the channel's move lock, so a
+    /// move's cleanup of this node's copy runs wholly before it (the channel is then left
+    /// moved away) or after (and stops the group this open started); not while finishing an
+    /// interrupted install, which may wait long for objects. Ends the channel's `reopening`
+    /// entry on every way out.
+    async fn open_until_it_runs(
+        &self,
+        channel: &str,
+        endpoint: &Endpoint,
+        failed: Option<Arc<ReplicatedChannel>>,
+    ) {
         let mut wait = Duration::from_secs(1);
         loop {
-            if self.channel(channel).is_some() {
+            let held = match &failed {
+                Some(_) => Some(self.moves.lock(channel).lock_owned().await),
+                None => None,
+            };
+            let current = self
+                .running
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(channel)
+                .cloned();
+            let replaced = match (&current, &failed) {
+                (None, None) => false,
+                (Some(c), Some(f)) => !Arc::ptr_eq(c, f),
+                _ => true,
+            };
+            if replaced {
+                tracing::debug!(channel, "another open runs the channel");
+                self.done_reopening(channel);
+                return;
+            }
+            if failed.is_some() && !self.moves.is_attached(channel) {
+                tracing::info!(
+                    channel,
+                    "the channel's replica moved away: not opened again"
+                );
+                self.done_reopening(channel);
                 return;
             }
             let opened = ReplicatedChannel::open(
@@ -398,14 +464,33 @@ impl NodeReplicas {
                 if let Ok(opened) = opened {
                     let _ = opened.shutdown().await;
                 }
+                self.done_reopening(channel);
                 return;
             }
             match opened {
                 Ok(opened) => {
+                    // Before `run` starts watching the new group, so that its own failure's
+                    // entry is never the one removed here.
+                    self.done_reopening(channel);
                     match self.run(opened).await {
                         Ok(()) => tracing::info!(channel, "replicated channel started"),
                         Err(e) => tracing::info!(channel, error = %e, "not started"),
                     }
+                    return;
+                }
+                Err(ReplicationError::NotReplicated(_)) => {
+                    tracing::error!(
+                        channel,
+                        "the channel holds no replication state here: not opened again"
+                    );
+                    if let Some(f) = &failed {
+                        let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+                        if running.get(channel).is_some_and(|c| Arc::ptr_eq(c, f)) {
+                            running.remove(channel);
+                            self.moves.detach(channel);
+                        }
+                    }
+                    self.done_reopening(channel);
                     return;
                 }
                 // Another open runs it: the next round sees whether it did.
@@ -416,6 +501,7 @@ impl NodeReplicas {
                     tracing::warn!(channel, error = %e, retry_in = ?wait, "opening the replicated channel")
                 }
             }
+            drop(held);
             tokio::select! {
                 _ = self.stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
