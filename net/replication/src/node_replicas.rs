@@ -503,7 +503,10 @@ impl NodeReplicas {
             }
             drop(held);
             tokio::select! {
-                _ = self.stop.cancelled() => return,
+                _ = self.stop.cancelled() => {
+                    self.done_reopening(channel);
+                    return;
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
             wait = wait.saturating_mul(2).min(Duration::from_secs(60));
