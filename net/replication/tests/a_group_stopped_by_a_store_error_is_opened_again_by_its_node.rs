@@ -15,11 +15,9 @@ mod support;
 
 use net_mesh_engine::{ExtensionError, ExtensionOp, ExtensionTxn};
 use net_mesh_node::replicas::Replicas;
-use net_mesh_node::{Node, NodeConfig};
 use net_mesh_replication::tables::{NAMESPACE, STATE_TABLE};
-use net_mesh_replication::{NodeReplicas, ReplicatedChannel, stored_applied};
+use net_mesh_replication::{ReplicatedChannel, stored_applied};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 /// Writes `bytes` as the channel's applied-state row, whatever they are.
 #[derive(Debug)]
@@ -72,22 +70,8 @@ async fn a_group_stopped_by_a_store_error_is_opened_again_by_its_node() {
     let (identity, dir, port) = members[target].take().unwrap().stop().await;
 
     // The target runs as a node does (`net-mesh serve`): its replicas run the channel.
-    let store = open_store(&dir);
-    let own = identity.node_id();
-    let replicas = NodeReplicas::new(store.clone(), own, config()).unwrap();
-    let node = Node::with_config(store.clone(), own, NodeConfig::default()).unwrap();
-    node.set_replicas(replicas.clone());
-    let (listener, _) = net_mesh_node::bind(&format!("127.0.0.1:{port}"))
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let serving = tokio::spawn(net_mesh_node::serve(
-        node,
-        identity.clone(),
-        peer_allow(&identity),
-        listener,
-        stop.clone(),
-    ));
+    let node = ServedNode::start(&identity, &dir, port).await;
+    let (store, replicas) = (node.store.clone(), node.replicas.clone());
     wait_until("the target's channel runs", || {
         replicas.channel(CHANNEL).map(|_| ())
     })
@@ -133,8 +117,7 @@ async fn a_group_stopped_by_a_store_error_is_opened_again_by_its_node() {
     assert_eq!(got, want);
     assert_eq!(got.len(), 3);
 
-    stop.cancel();
-    serving.await.unwrap();
+    node.stop().await;
     for c in channels.into_iter().flatten() {
         c.shutdown().await.unwrap();
     }

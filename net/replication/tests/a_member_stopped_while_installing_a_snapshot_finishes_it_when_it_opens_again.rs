@@ -17,13 +17,9 @@
 mod support;
 
 use net_mesh_node::replicas::Replicas;
-use net_mesh_node::{Node, NodeConfig};
-use net_mesh_replication::log_store::LogStore;
-use net_mesh_replication::state_machine::{InstallGate, StateMachine, has_interrupted_install};
-use net_mesh_replication::{NodeReplicas, ReplicatedChannel, stored_applied};
-use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use net_mesh_replication::state_machine::has_interrupted_install;
+use net_mesh_replication::{ReplicatedChannel, stored_applied};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_again() {
@@ -66,35 +62,8 @@ async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_
     .await;
 
     // The target receives the leader's snapshot and stops mid-install, as openraft drives
-    // its storage: the install (no fetcher here, so it fails for want of the objects, as a
-    // stopped fetch does) and the purge openraft queues behind it.
-    let snapshot = StateMachine::new(leader_store.clone(), CHANNEL)
-        .get_current_snapshot()
-        .await
-        .unwrap()
-        .unwrap();
-    let last = snapshot.meta.last_log_id.unwrap();
-    {
-        let store = open_store(&dir);
-        let gate = InstallGate::new(CancellationToken::new());
-        let mut sm = StateMachine::new(store.clone(), CHANNEL).with_install_gate(gate.clone());
-        let mut log = LogStore::new(store.clone(), CHANNEL).with_install_gate(gate);
-        let installed = sm.install_snapshot(&snapshot.meta, snapshot.snapshot).await;
-        assert!(installed.is_err(), "installed without the objects");
-        log.purge(last).await.unwrap();
-        assert_eq!(
-            log.get_log_state().await.unwrap().last_purged_log_id,
-            Some(last)
-        );
-        let applied = stored_applied(&store, CHANNEL).unwrap().map_or(0, |a| a.1);
-        assert!(
-            applied < last.index,
-            "applied {applied}, purged {}",
-            last.index
-        );
-        assert!(has_interrupted_install(&store, CHANNEL).unwrap());
-    }
-    store_opens_again(&dir).await;
+    // its storage: the install and the purge openraft queues behind it.
+    let last = interrupt_install(&leader_store, &dir).await;
     // No member gives the snapshot's objects until told to.
     for m in members.iter_mut().flatten() {
         m.pause().await;
@@ -102,22 +71,8 @@ async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_
 
     // The target starts again as a node does (`net-mesh serve`): its replicas open the
     // channel in the background, finishing the install before the group starts.
-    let store = open_store(&dir);
-    let own = identity.node_id();
-    let replicas = NodeReplicas::new(store.clone(), own, config.clone()).unwrap();
-    let node = Node::with_config(store.clone(), own, NodeConfig::default()).unwrap();
-    node.set_replicas(replicas.clone());
-    let (listener, _) = net_mesh_node::bind(&format!("127.0.0.1:{port}"))
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let serving = tokio::spawn(net_mesh_node::serve(
-        node,
-        identity.clone(),
-        peer_allow(&identity),
-        listener,
-        stop.clone(),
-    ));
+    let node = ServedNode::start(&identity, &dir, port).await;
+    let (store, replicas) = (node.store.clone(), node.replicas.clone());
     wait_until(
         "the node to say the channel finishes an interrupted install",
         || {
@@ -176,8 +131,7 @@ async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_
         assert_eq!(&read, bytes, "read back verified");
     }
 
-    stop.cancel();
-    serving.await.unwrap();
+    node.stop().await;
     for c in channels.into_iter().flatten() {
         c.shutdown().await.unwrap();
     }

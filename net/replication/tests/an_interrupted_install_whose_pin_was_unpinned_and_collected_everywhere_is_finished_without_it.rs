@@ -16,12 +16,9 @@ mod support;
 use std::time::Duration;
 
 use net_mesh_engine::GcOptions;
-use net_mesh_replication::log_store::LogStore;
-use net_mesh_replication::state_machine::{InstallGate, StateMachine, has_interrupted_install};
+use net_mesh_replication::state_machine::has_interrupted_install;
 use net_mesh_replication::{ReplicatedChannel, stored_applied};
-use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_install_whose_pin_was_unpinned_and_collected_everywhere_is_finished_without_it()
@@ -68,26 +65,7 @@ async fn an_interrupted_install_whose_pin_was_unpinned_and_collected_everywhere_
     .await;
 
     // The target stores the leader's snapshot and stops before the install commits.
-    let snapshot = StateMachine::new(leader_store.clone(), CHANNEL)
-        .get_current_snapshot()
-        .await
-        .unwrap()
-        .unwrap();
-    let covered = snapshot.meta.last_log_id.unwrap();
-    {
-        let store = open_store(&dir);
-        let gate = InstallGate::new(CancellationToken::new());
-        let mut sm = StateMachine::new(store.clone(), CHANNEL).with_install_gate(gate.clone());
-        let mut log = LogStore::new(store.clone(), CHANNEL).with_install_gate(gate);
-        assert!(
-            sm.install_snapshot(&snapshot.meta, snapshot.snapshot)
-                .await
-                .is_err()
-        );
-        log.purge(covered).await.unwrap();
-        assert!(has_interrupted_install(&store, CHANNEL).unwrap());
-    }
-    store_opens_again(&dir).await;
+    interrupt_install(&leader_store, &dir).await;
 
     // Meanwhile one of the snapshot's blobs is unpinned and collected on both other members.
     let gone = &refs[0];

@@ -582,3 +582,88 @@ pub fn distinct_bytes(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Leaves the store in `dir` as a member stopped while it installs the leader's current
+/// snapshot (taken from `leader_store`) leaves it, driving the storage as openraft does: the
+/// snapshot stored (the install, without a fetcher here, fails for want of the objects, as a
+/// stopped fetch does) and the purge of the log it covers run, the applied state behind it.
+/// Returns the snapshot's last log id.
+pub async fn interrupt_install(leader_store: &Arc<Store>, dir: &Path) -> openraft::LogId<u64> {
+    use net_mesh_replication::log_store::LogStore;
+    use net_mesh_replication::state_machine::{InstallGate, StateMachine, has_interrupted_install};
+    use openraft::storage::{RaftLogStorage, RaftStateMachine};
+
+    let snapshot = StateMachine::new(leader_store.clone(), CHANNEL)
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .unwrap();
+    let last = snapshot.meta.last_log_id.unwrap();
+    {
+        let store = open_store(dir);
+        let gate = InstallGate::new(CancellationToken::new());
+        let mut sm = StateMachine::new(store.clone(), CHANNEL).with_install_gate(gate.clone());
+        let mut log = LogStore::new(store.clone(), CHANNEL).with_install_gate(gate);
+        let installed = sm.install_snapshot(&snapshot.meta, snapshot.snapshot).await;
+        assert!(installed.is_err(), "installed without the objects");
+        log.purge(last).await.unwrap();
+        assert_eq!(
+            log.get_log_state().await.unwrap().last_purged_log_id,
+            Some(last)
+        );
+        let applied = net_mesh_replication::stored_applied(&store, CHANNEL)
+            .unwrap()
+            .map_or(0, |a| a.1);
+        assert!(
+            applied < last.index,
+            "applied {applied}, purged {}",
+            last.index
+        );
+        assert!(has_interrupted_install(&store, CHANNEL).unwrap());
+    }
+    store_opens_again(dir).await;
+    last
+}
+
+/// A member run as a node runs it (`net-mesh serve`): the store in `dir`, its replicated
+/// channels run by [`NodeReplicas`](net_mesh_replication::NodeReplicas), served on
+/// 127.0.0.1:`port`.
+pub struct ServedNode {
+    pub store: Arc<Store>,
+    pub replicas: Arc<net_mesh_replication::NodeReplicas>,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl ServedNode {
+    pub async fn start(identity: &Identity, dir: &Path, port: u16) -> ServedNode {
+        let store = open_store(dir);
+        let own = identity.node_id();
+        let replicas =
+            net_mesh_replication::NodeReplicas::new(store.clone(), own, config()).unwrap();
+        let node = Node::with_config(store.clone(), own, NodeConfig::default()).unwrap();
+        node.set_replicas(replicas.clone());
+        let (listener, _) = net_mesh_node::bind(&format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let serving = tokio::spawn(net_mesh_node::serve(
+            node,
+            identity.clone(),
+            peer_allow(identity),
+            listener,
+            stop.clone(),
+        ));
+        ServedNode {
+            store,
+            replicas,
+            stop,
+            serving,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.serving.await.unwrap();
+    }
+}
