@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use net_mesh_engine::{ErrorClass, StoreConfig};
-use net_mesh_node::proto::{MoveBind, MoveRun};
+use net_mesh_node::proto::{MoveBind, MoveRun, ReplicaStatus};
 use net_mesh_rpc::NodeAddr;
 use serde_json::json;
 
@@ -239,7 +239,10 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
         let members: Vec<_> = s
             .members
             .iter()
-            .map(|m| json!({ "addr": m.addr, "matched": m.matched, "lag": m.lag }))
+            .map(|m| {
+                let voter = !is_learner(&s, &m.addr);
+                json!({ "addr": m.addr, "voter": voter, "matched": m.matched, "lag": m.lag })
+            })
             .collect();
         outln!(
             "{}",
@@ -268,16 +271,18 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
         s.pending_apply
     );
     for m in &s.members {
+        let role = if s.leader.as_deref() == Some(m.addr.as_str()) {
+            "  (leader)"
+        } else if is_learner(&s, &m.addr) {
+            "  (learner)"
+        } else {
+            ""
+        };
         outln!(
-            "  {}  matched {}  lag {}{}",
+            "  {}  matched {}  lag {}{role}",
             m.addr,
             show(m.matched),
             show(m.lag),
-            if s.leader.as_deref() == Some(m.addr.as_str()) {
-                "  (leader)"
-            } else {
-                ""
-            }
         );
     }
     Ok(())
@@ -286,17 +291,17 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
 /// Who coordinates a move from `from` to `to`: the channel's leader, unless that is the
 /// target itself (a voter once the membership change began; a target cannot coordinate its
 /// own move); then another member, neither the target nor the source, as what is left after
-/// the cutover needs no leader.
+/// the cutover needs no leader. `voters`: the group's voters (a learner coordinates nothing).
 fn coordinator_for(
     leader: NodeAddr,
-    members: &[String],
+    voters: &[String],
     from: &NodeAddr,
     to: &NodeAddr,
 ) -> Option<NodeAddr> {
     if leader.node_id != to.node_id {
         return Some(leader);
     }
-    members
+    voters
         .iter()
         .filter_map(|m| m.parse::<NodeAddr>().ok())
         .find(|m| m.node_id != to.node_id && m.node_id != from.node_id)
@@ -308,6 +313,22 @@ fn is_member(members: &[String], node: &NodeAddr) -> bool {
         .iter()
         .filter_map(|m| m.parse::<NodeAddr>().ok())
         .any(|m| m.node_id == node.node_id)
+}
+
+/// Whether the member printed as `addr` is one of `status`'s learners (by node id).
+fn is_learner(status: &ReplicaStatus, addr: &str) -> bool {
+    addr.parse::<NodeAddr>()
+        .is_ok_and(|a| is_member(&status.learners, &a))
+}
+
+/// The members of `status` that vote (every member but its learners).
+fn voters_of(status: &ReplicaStatus) -> Vec<String> {
+    status
+        .members
+        .iter()
+        .filter(|m| !is_learner(status, &m.addr))
+        .map(|m| m.addr.clone())
+        .collect()
 }
 
 fn move_replica(
@@ -345,20 +366,25 @@ fn move_replica(
         .parse()
         .map_err(|e| CliError::msg(ErrorClass::Io, format!("the leader {leader}: {e}")))?;
     let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
-    // A new move's source must be a member: checked before anything is bound (a source
+    let voters = voters_of(&status);
+    // A new move's source must be a voter: checked before anything is bound (a source
     // refusing after the target was bound would leave the target joined, idle, and bound to
     // a move that cannot run, refusing other moves of the channel). A move resumed by its
     // --id is not checked: past its cutover the source is no longer a member.
-    if id.is_none() && !is_member(&members, from) {
-        return Err(CliError::msg(
-            ErrorClass::Usage,
+    if id.is_none() && !is_member(&voters, from) {
+        let why = if is_member(&members, from) {
+            format!(
+                "the source {from} is a learner of channel {name} (the target of a move not cut over yet), not a voter"
+            )
+        } else {
             format!(
                 "the source {from} is not a member of channel {name} (members: {})",
                 members.join(", ")
-            ),
-        ));
+            )
+        };
+        return Err(CliError::msg(ErrorClass::Usage, why));
     }
-    let coordinator = coordinator_for(leader, &members, from, to).ok_or_else(|| {
+    let coordinator = coordinator_for(leader, &voters, from, to).ok_or_else(|| {
         CliError::msg(
             ErrorClass::Busy,
             format!(
@@ -460,6 +486,42 @@ mod tests {
         assert_eq!(coordinator_for(b.clone(), &members, &a, &b), Some(k));
         let only = [b.to_string(), a.to_string()];
         assert_eq!(coordinator_for(b.clone(), &only, &a, &b), None);
+    }
+
+    #[test]
+    fn a_learner_is_no_voter_and_coordinates_nothing() {
+        let (a, b, l) = (node(4), node(3), node(5));
+        let member = |n: &NodeAddr| net_mesh_node::proto::ReplicaMember {
+            addr: n.to_string(),
+            matched: None,
+            lag: None,
+        };
+        let status = ReplicaStatus {
+            channel: "photos".into(),
+            members: vec![member(&b), member(&a), member(&l)],
+            leader: Some(b.to_string()),
+            is_leader: true,
+            term: 3,
+            committed: Some(9),
+            applied: Some(9),
+            last_log_index: Some(9),
+            pending_apply: 0,
+            // Printed with another address: matched by node id.
+            learners: vec![format!("{}@10.0.0.9:1", l.node_id)],
+        };
+        assert!(is_learner(&status, &l.to_string()));
+        assert!(!is_learner(&status, &a.to_string()));
+        let voters = voters_of(&status);
+        assert_eq!(voters, [b.to_string(), a.to_string()]);
+        // The target b leads and the only other voter is the source: no coordinator, even
+        // though a learner is there.
+        assert_eq!(coordinator_for(b.clone(), &voters, &a, &b), None);
+        // An older node names no learners: every member votes.
+        let older = ReplicaStatus {
+            learners: Vec::new(),
+            ..status
+        };
+        assert_eq!(voters_of(&older).len(), 3);
     }
 
     #[test]

@@ -248,7 +248,7 @@ pub struct Status {
     pub bytes_out: u64,
     pub capabilities: Vec<String>,
     /// The streams moving bytes right now; an older node's message ends before it (none).
-    #[serde(deserialize_with = "trailing::streams_or_none")]
+    #[serde(deserialize_with = "trailing::vec_or_empty")]
     pub streams: Vec<StreamRow>,
 }
 
@@ -487,6 +487,10 @@ pub struct ReplicaStatus {
     pub last_log_index: Option<u64>,
     /// Entries in this member's log not applied yet.
     pub pending_apply: u64,
+    /// The `NODE_ADDR`s of `members` that do not vote: learners (a move's target before its
+    /// cutover). An older node's message ends before it (none named).
+    #[serde(deserialize_with = "trailing::vec_or_empty")]
+    pub learners: Vec<String>,
 }
 
 /// One member in a [`ReplicaStatus`]: its matched index and lag are known on the leader only.
@@ -623,13 +627,14 @@ pub struct StreamRow {
     pub paused_for_higher_class_ms: u64,
 }
 
-/// Fields added at the end of a version 1 message: a node ignores bytes after a message it
-/// decoded, so an older peer skips them, and a message of an older peer ends before them.
+/// Fields added at the end of a version 1 message: a message of an older peer ends before
+/// them and reads as their default. (A peer older than a field refuses a message that holds
+/// it: bytes after the message are a decode error.)
 mod trailing {
     use serde::Deserialize;
     use serde::de::{Deserializer, Error, SeqAccess, Visitor};
 
-    use super::{BandwidthClass, StreamRow};
+    use super::BandwidthClass;
 
     /// The class byte, or foreground when the message ends first. (Postcard fails to read a
     /// `u8` only at the end of the input.)
@@ -643,32 +648,32 @@ mod trailing {
         }
     }
 
-    /// A `Vec<StreamRow>` as postcard writes it (count, rows), or none when the message ends
-    /// before the count; a row that does not decode is an error.
-    pub(super) fn streams_or_none<'de, D: Deserializer<'de>>(
+    /// A `Vec<T>` as postcard writes it (count, items), or empty when the message ends
+    /// before the count; an item that does not decode is an error.
+    pub(super) fn vec_or_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
         d: D,
-    ) -> Result<Vec<StreamRow>, D::Error> {
-        struct Rows;
-        impl<'de> Visitor<'de> for Rows {
-            type Value = Vec<StreamRow>;
+    ) -> Result<Vec<T>, D::Error> {
+        struct Items<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Items<T> {
+            type Value = Vec<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a count and stream rows")
+                f.write_str("a count and items")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let Ok(Some(count)) = seq.next_element::<u64>() else {
                     return Ok(Vec::new());
                 };
-                let mut rows = Vec::with_capacity(usize::try_from(count.min(64)).unwrap_or(64));
+                let mut items = Vec::with_capacity(usize::try_from(count.min(64)).unwrap_or(64));
                 for _ in 0..count {
-                    let row = seq
-                        .next_element::<StreamRow>()?
-                        .ok_or_else(|| A::Error::custom("stream rows end early"))?;
-                    rows.push(row);
+                    let item = seq
+                        .next_element::<T>()?
+                        .ok_or_else(|| A::Error::custom("items end early"))?;
+                    items.push(item);
                 }
-                Ok(rows)
+                Ok(items)
             }
         }
-        d.deserialize_tuple(usize::MAX, Rows)
+        d.deserialize_tuple(usize::MAX, Items(std::marker::PhantomData))
     }
 }
 

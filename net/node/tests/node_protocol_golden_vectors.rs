@@ -67,6 +67,8 @@ fn hello_ref() -> ByteBuf {
 
 /// The node id of the §5.1 golden identity (seed 32 × 0x42).
 const GOLDEN_NODE_ID: &str = "1ac4d99f748c28272dbe0dd9fdc1ed66198fa9f961d14c09b4bed95a73896ca0";
+/// A second member's node id in the `replica_status` vector (any 64 hex digits on the wire).
+const LEARNER_NODE_ID: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 
 /// Checks one vector: `value` encodes to `hex`, `hex` decodes to `value`, and every strict
 /// prefix of it is a decode error.
@@ -428,15 +430,22 @@ fn vectors() -> BTreeMap<&'static str, String> {
             },
             "01086375745f6f7665721a766f7465727320617265206e6f7720332028696e646578203729",
         ),
-        golden(
+        golden_tail(
             "replica_status",
             ReplicaStatus {
                 channel: "photos".into(),
-                members: vec![ReplicaMember {
-                    addr: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
-                    matched: Some(5),
-                    lag: Some(0),
-                }],
+                members: vec![
+                    ReplicaMember {
+                        addr: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
+                        matched: Some(5),
+                        lag: Some(0),
+                    },
+                    ReplicaMember {
+                        addr: format!("{LEARNER_NODE_ID}@127.0.0.1:7001"),
+                        matched: Some(4),
+                        lag: Some(1),
+                    },
+                ],
                 leader: Some(format!("{GOLDEN_NODE_ID}@127.0.0.1:7000")),
                 is_leader: true,
                 term: 2,
@@ -444,8 +453,10 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 applied: Some(5),
                 last_log_index: Some(5),
                 pending_apply: 0,
+                learners: vec![format!("{LEARNER_NODE_ID}@127.0.0.1:7001")],
             },
-            "0670686f746f73014f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a3730303001050100014f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030010201050105010500",
+            "0670686f746f73024f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030010501004f32323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232403132372e302e302e313a3730303101040101014f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a37303030010201050105010500014f32323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232403132372e302e302e313a37303031",
+            81,
         ),
     ];
     let mut map = BTreeMap::new();

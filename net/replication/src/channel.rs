@@ -1,6 +1,7 @@
 //! [`ReplicatedChannel`]: one channel's Raft group on this node, and the API a node uses to
 //! write to it (propose, status, shutdown).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -97,6 +98,9 @@ pub struct MemberStatus {
     pub matched: Option<u64>,
     /// How far `matched` is behind the leader's last log index.
     pub lag: Option<u64>,
+    /// Whether it votes (in either configuration of a joint membership); a learner (a move's
+    /// target before the cutover) does not.
+    pub voter: bool,
 }
 
 /// A channel's replication as this node sees it.
@@ -539,12 +543,14 @@ impl ReplicatedChannel {
                 .and_then(|r| r.get(id).cloned().flatten())
                 .map(|l: LogId| l.index)
         };
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let members: Vec<MemberStatus> = membership
             .nodes()
             .filter_map(|(id, m): (&u64, &Member)| {
                 let matched = matched_of(id);
                 Some(MemberStatus {
                     addr: m.addr()?,
+                    voter: voters.contains(id),
                     matched,
                     lag: match (last_log_index, matched) {
                         (Some(last), Some(m)) => Some(last.saturating_sub(m)),

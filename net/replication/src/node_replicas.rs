@@ -966,6 +966,12 @@ impl Replicas for NodeReplicas {
     fn status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
         let s = self.running_or_refused(channel)?.status();
         Ok(ReplicaStatus {
+            learners: s
+                .members
+                .iter()
+                .filter(|m| !m.voter)
+                .map(|m| m.addr.to_string())
+                .collect(),
             channel: s.channel,
             members: s
                 .members

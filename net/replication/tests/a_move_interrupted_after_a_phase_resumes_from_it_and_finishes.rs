@@ -1,6 +1,7 @@
 //! H-2: a move whose coordinator stopped after `LearnerAdded` (its driver and in-memory state
 //! gone; a new `Moves` reads only the store) resumes from the stored phase: it does not add
 //! the learner again, reports `CaughtUp` → `CleanedUp`, and ends with the target voters.
+//! Its status shows the target as the one member that does not vote until the cutover.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,6 +14,7 @@ mod support;
 
 use moves_support::*;
 use net_mesh_replication::{MoveConfig, MovePhase, Moves};
+use net_mesh_rpc::NodeId;
 use support::CHANNEL;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,6 +42,17 @@ async fn a_move_interrupted_after_a_phase_resumes_from_it_and_finishes() {
     assert_eq!(record.phase, MovePhase::LearnerAdded);
     assert_eq!(events, [MovePhase::LearnerAdded]);
     let learner_entry = channels[leader].status().last_log_index;
+    // The status tells the learner from the voters.
+    let roles: Vec<(NodeId, bool)> = channels[leader]
+        .status()
+        .members
+        .iter()
+        .map(|m| (m.addr.node_id, m.voter))
+        .collect();
+    assert_eq!(roles.len(), 4, "{roles:?}");
+    for (id, voter) in &roles {
+        assert_eq!(*voter, *id != members[b].addr.node_id, "{roles:?}");
+    }
 
     // A new driver, with only the store to go by.
     let restarted = Moves::new(
@@ -73,6 +86,13 @@ async fn a_move_interrupted_after_a_phase_resumes_from_it_and_finishes() {
     assert!(record.cutover.unwrap() <= learner_entry.unwrap() + 2);
 
     moved_to_b(&members, leader, other, a, b).await;
+    let status = channels[leader].status();
+    assert_eq!(status.members.len(), 3, "{:?}", status.members);
+    assert!(
+        status.members.iter().all(|m| m.voter),
+        "{:?}",
+        status.members
+    );
     // A resume of a finished move does nothing.
     let again = restarted
         .resume(CHANNEL, None, |_| panic!("no phase"))
