@@ -157,8 +157,8 @@ impl FetchStats {
         self.rounds_failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn pin_skipped(&self) {
-        self.pins_skipped.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn pins_skipped(&self, pins: u64) {
+        self.pins_skipped.fetch_add(pins, Ordering::Relaxed);
     }
 }
 
@@ -263,11 +263,57 @@ impl Fetcher {
 }
 
 impl Fetcher {
-    /// Asks `source` whether it pins blob `id` in `channel` and how far it applied
-    /// (`raft/v1/pinned` on the node's data session to it; at most [`DIAL_TIMEOUT`] to dial
-    /// and [`PINNED_TIMEOUT`] for the answer).
+    /// The first of `sources` to answer that it applied `index` or past it and does not pin
+    /// blob `id` in `channel` any more ([`PinnedState::unpinned_after`]), with its applied
+    /// index. All are asked at once (`raft/v1/pinned` on the node's data sessions; each at most
+    /// [`DIAL_TIMEOUT`] to dial and [`PINNED_TIMEOUT`] for the answer), so the question takes
+    /// one member's time whatever their number; members that do not answer are passed over,
+    /// and the channel's shutdown ends the question (`None`).
     /// Blocking: runs on a blocking thread.
-    pub(crate) fn pinned_at(
+    pub(crate) fn unpinned_at(
+        &self,
+        sources: &[NodeAddr],
+        channel: &str,
+        id: &Hash,
+        index: u64,
+    ) -> Option<(NodeAddr, u64)> {
+        let mut asks = tokio::task::JoinSet::new();
+        for source in sources {
+            let (fetcher, source, channel, id) =
+                (self.clone(), source.clone(), channel.to_string(), *id);
+            asks.spawn_on(
+                async move {
+                    let state = fetcher.pinned_at(&source, &channel, &id).await;
+                    (source, state)
+                },
+                &self.runtime,
+            );
+        }
+        self.runtime.block_on(async {
+            loop {
+                let answer = tokio::select! {
+                    biased;
+                    _ = self.stop.cancelled() => return None,
+                    answer = asks.join_next() => answer?,
+                };
+                match answer {
+                    Ok((source, Ok(state))) if state.unpinned_after(index) => {
+                        return Some((source, state.applied.unwrap_or(index)));
+                    }
+                    Ok((_, Ok(_))) => {}
+                    Ok((source, Err(e))) => {
+                        tracing::debug!(channel, index, source = %source, error = %e, "a member did not say whether it pins the blob");
+                    }
+                    Err(e) => {
+                        tracing::debug!(channel, index, error = %e, "asking a member whether it pins the blob failed");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Asks `source` whether it pins blob `id` in `channel` and how far it applied.
+    async fn pinned_at(
         &self,
         source: &NodeAddr,
         channel: &str,
@@ -275,50 +321,41 @@ impl Fetcher {
     ) -> Result<PinnedState, NodeError> {
         let request = PinnedRequest { blob_id: *id };
         let metadata = encode_metadata(channel, &[]);
-        let ask = async {
-            let held = match tokio::time::timeout(DIAL_TIMEOUT, self.sessions.get(source)).await {
-                Err(_) => {
-                    return Err(NodeError::new(
-                        ErrorClass::Io,
-                        format!("dialing {source}: no answer in {DIAL_TIMEOUT:?}"),
-                    ));
-                }
-                Ok(Err(e)) => {
-                    return Err(NodeError::new(
-                        ErrorClass::Io,
-                        format!("dialing {source}: {e}"),
-                    ));
-                }
-                Ok(Ok(held)) => held,
-            };
-            let opts = CallOptions::with_timeout(PINNED_TIMEOUT).metadata(metadata);
-            let answer = held
-                .session
-                .call_unary::<PinnedRequest, Reply<PinnedState>>(METHOD_PINNED, &request, opts)
-                .await;
-            if answer.is_err() {
-                self.sessions.call_failed(source, &held);
-            }
-            match answer {
-                Ok(Reply::Ok(state)) => Ok(state),
-                Ok(Reply::Stopped(why)) => Err(NodeError::new(
-                    ErrorClass::Busy,
-                    format!("{source}: stopped: {why}"),
-                )),
-                Ok(Reply::SnapshotMismatch(_)) => Err(NodeError::new(
+        let held = match tokio::time::timeout(DIAL_TIMEOUT, self.sessions.get(source)).await {
+            Err(_) => {
+                return Err(NodeError::new(
                     ErrorClass::Io,
-                    format!("{source}: unexpected answer"),
-                )),
-                Err(e) => Err(NodeError::new(ErrorClass::Io, format!("{source}: {e}"))),
+                    format!("dialing {source}: no answer in {DIAL_TIMEOUT:?}"),
+                ));
             }
+            Ok(Err(e)) => {
+                return Err(NodeError::new(
+                    ErrorClass::Io,
+                    format!("dialing {source}: {e}"),
+                ));
+            }
+            Ok(Ok(held)) => held,
         };
-        self.runtime.block_on(async {
-            tokio::select! {
-                biased;
-                _ = self.stop.cancelled() => Err(stopped()),
-                asked = ask => asked,
-            }
-        })
+        let opts = CallOptions::with_timeout(PINNED_TIMEOUT).metadata(metadata);
+        let answer = held
+            .session
+            .call_unary::<PinnedRequest, Reply<PinnedState>>(METHOD_PINNED, &request, opts)
+            .await;
+        if answer.is_err() {
+            self.sessions.call_failed(source, &held);
+        }
+        match answer {
+            Ok(Reply::Ok(state)) => Ok(state),
+            Ok(Reply::Stopped(why)) => Err(NodeError::new(
+                ErrorClass::Busy,
+                format!("{source}: stopped: {why}"),
+            )),
+            Ok(Reply::SnapshotMismatch(_)) => Err(NodeError::new(
+                ErrorClass::Io,
+                format!("{source}: unexpected answer"),
+            )),
+            Err(e) => Err(NodeError::new(ErrorClass::Io, format!("{source}: {e}"))),
+        }
     }
 }
 

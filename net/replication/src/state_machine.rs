@@ -288,31 +288,6 @@ impl StateMachine {
         Ok(PinnedState { applied, pinned })
     }
 
-    /// The first of `sources` that applied `index` or past it and does not pin `blob_ref`
-    /// any more ([`PinnedState::unpinned_after`]), with its applied index; members that do
-    /// not answer are passed over. Blocking.
-    fn unpinned_elsewhere(
-        &self,
-        fetcher: &Fetcher,
-        sources: &[NodeAddr],
-        blob_ref: &BlobRef,
-        index: u64,
-    ) -> Option<(NodeAddr, u64)> {
-        let id = blob_id(blob_ref);
-        for source in sources {
-            match fetcher.pinned_at(source, &self.channel, &id) {
-                Ok(state) if state.unpinned_after(index) => {
-                    return Some((source.clone(), state.applied.unwrap_or(index)));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(channel = %self.channel, index, source = %source, error = %e, "a member did not say whether it pins the blob");
-                }
-            }
-        }
-        None
-    }
-
     /// The counter of snapshots this state machine installed.
     pub fn installs(&self) -> Arc<AtomicU64> {
         self.installs.clone()
@@ -456,7 +431,7 @@ impl StateMachine {
                         channel: channel.clone(),
                         source: Box::new(source),
                     })?;
-                fetcher.stats.pin_skipped();
+                fetcher.stats.pins_skipped(1);
                 return Ok(Applied { changed: false });
             }
         };
@@ -469,7 +444,7 @@ impl StateMachine {
     /// order, each with a fresh import) and ends that import with `finish` (which adds what
     /// must commit with the objects and commits). A round in which every member failed is
     /// followed by asking them whether a later committed entry unpinned the blob (which ends
-    /// the fetch: [`StateMachine::unpinned_elsewhere`], `index` being the entry's or the
+    /// the fetch: [`Fetcher::unpinned_at`], `index` being the entry's or the
     /// snapshot's), then a backoff (doubling from [`FETCH_BACKOFF_MIN`] to
     /// [`FETCH_BACKOFF_MAX`]) and another round, until one succeeds or the channel shuts down
     /// ([`ApplyError::Stopped`]). Blocking.
@@ -508,7 +483,7 @@ impl StateMachine {
             }
             fetcher.stats.round_failed();
             if let Some((member, applied)) =
-                self.unpinned_elsewhere(fetcher, &sources, blob_ref, index)
+                fetcher.unpinned_at(&sources, &self.channel, &blob_id(blob_ref), index)
             {
                 return Ok(Fetched::UnpinnedAt(member, applied));
             }
@@ -636,6 +611,9 @@ impl StateMachine {
         // Commits refused for objects a gc took (each round fetches them again); bounded, so
         // a store whose checks and commits disagree cannot keep this going round unwaited.
         let mut gone_rounds = 0;
+        // Pins left out (no member gave their objects, one showed them unpinned later),
+        // counted once the install commits.
+        let mut skipped_pins = 0u64;
         let (pinned, unpinned) = loop {
             if let Some(fetcher) = &self.fetcher {
                 let first = self.leader_from.load(Ordering::Relaxed);
@@ -658,13 +636,13 @@ impl StateMachine {
                             member_applied = applied,
                             "no member gave a snapshot pin's objects and one that applied past the snapshot unpinned the blob: installed without it"
                         );
-                        fetcher.stats.pin_skipped();
                         skipped.push(*id);
                     }
                 }
                 for id in &skipped {
                     wanted.remove(id);
                 }
+                skipped_pins = skipped_pins.saturating_add(skipped.len() as u64);
             }
             let _guard = self.commit_guard(index)?;
             let prefetched: Vec<Hash> = self
@@ -743,6 +721,9 @@ impl StateMachine {
             }
         };
         self.installs.fetch_add(1, Ordering::Relaxed);
+        if let Some(fetcher) = &self.fetcher {
+            fetcher.stats.pins_skipped(skipped_pins);
+        }
         tracing::info!(
             channel,
             snapshot = %meta.snapshot_id,
