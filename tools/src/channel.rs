@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use net_mesh_engine::{ErrorClass, StoreConfig};
-use net_mesh_node::proto::{MoveBind, MoveRun, ReplicaStatus};
+use net_mesh_node::proto::{MoveBind, MoveDone, MoveRun, ReplicaStatus};
 use net_mesh_rpc::NodeAddr;
 use serde_json::json;
 
@@ -51,6 +51,11 @@ pub enum ChannelCmd {
         /// The move to resume (as an earlier run printed it); default: a new move
         #[arg(long)]
         id: Option<u64>,
+        /// Give the move --id up instead, before its cutover (a target that cannot catch up):
+        /// the target leaves the group and removes its copy, the source keeps its copy and is
+        /// free for another move. Run again to tell a node that was not reached
+        #[arg(long, requires = "id")]
+        abandon: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -91,8 +96,9 @@ pub fn run(cmd: ChannelCmd, ctx: &Ctx) -> CliResult {
             from,
             to,
             id,
+            abandon,
             json,
-        } => move_replica(ctx, &name, &from, &to, id, json)?,
+        } => move_replica(ctx, &name, &from, &to, id, abandon, json)?,
         ChannelCmd::Create { name, json, .. } => {
             net_mesh_engine::index::check_channel_name(&name)
                 .map_err(|e| CliError::msg(ErrorClass::Usage, e))?;
@@ -337,6 +343,7 @@ fn move_replica(
     from: &NodeAddr,
     to: &NodeAddr,
     id: Option<u64>,
+    abandon: bool,
     json: bool,
 ) -> CliResult {
     let Some(addr) = &ctx.node else {
@@ -398,6 +405,26 @@ fn move_replica(
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0)
     });
+    let run = MoveRun {
+        channel: name.to_string(),
+        id,
+        from: from.to_string(),
+        to: to.to_string(),
+    };
+    if abandon {
+        let mut remote = Remote::connect(ctx, &coordinator)?;
+        let client = remote.client()?;
+        let done = remote.block_on(client.channel_move_abandon(&run))?;
+        return print_phases(
+            name,
+            id,
+            from,
+            to,
+            &done,
+            json,
+            "abandoned the move of channel",
+        );
+    }
     if !json {
         outln!("move {id} of channel {name}: {from} -> {to}, coordinated by {coordinator}");
     }
@@ -431,13 +458,22 @@ fn move_replica(
     let mut remote = Remote::connect(ctx, &coordinator)?;
     let client = remote.client()?;
     let done = remote
-        .block_on(client.channel_move(&MoveRun {
-            channel: name.to_string(),
-            id,
-            from: from.to_string(),
-            to: to.to_string(),
-        }))
+        .block_on(client.channel_move(&run))
         .inspect_err(|_| resume_hint())?;
+    print_phases(name, id, from, to, &done, json, "moved channel")
+}
+
+/// Prints the phases a move call reached, then `what` (e.g. "moved channel") with the
+/// channel and its two nodes; with `json`, one object.
+fn print_phases(
+    name: &str,
+    id: u64,
+    from: &NodeAddr,
+    to: &NodeAddr,
+    done: &MoveDone,
+    json: bool,
+    what: &str,
+) -> CliResult {
     if json {
         let phases: Vec<_> = done
             .phases
@@ -452,11 +488,7 @@ fn move_replica(
         for p in &done.phases {
             outln!("  {:<14} {}", p.phase, p.detail);
         }
-        outln!(
-            "moved channel {name} from {} to {}",
-            from.node_id,
-            to.node_id
-        );
+        outln!("{what} {name} from {} to {}", from.node_id, to.node_id);
     }
     Ok(())
 }

@@ -373,6 +373,12 @@ impl NodeClient {
         self.unary(Method::ChannelMove, run).await
     }
 
+    /// `node/v1/channel_move_abandon` on the move's coordinator: gives the move up before its
+    /// cutover (admin).
+    pub async fn channel_move_abandon(&self, run: &MoveRun) -> NodeResult<MoveDone> {
+        self.unary(Method::ChannelMoveAbandon, run).await
+    }
+
     /// A replicated channel's group as the node sees it.
     pub async fn channel_status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
         self.unary(Method::ChannelStatus, &channel.to_string())

@@ -149,7 +149,8 @@ impl NodeConfig {
             | Method::ChannelReplicate
             | Method::ChannelStatus
             | Method::ChannelMoveBind
-            | Method::ChannelMove => 0,
+            | Method::ChannelMove
+            | Method::ChannelMoveAbandon => 0,
         }
     }
 }

@@ -106,10 +106,13 @@ pub enum Method {
     ChannelMoveBind,
     /// unary [`MoveRun`] → [`MoveDone`]: the coordinator runs (or resumes) a replica move.
     ChannelMove,
+    /// unary [`MoveRun`] → [`MoveDone`] (one step, `abandoned`): the coordinator gives up a
+    /// replica move before its cutover.
+    ChannelMoveAbandon,
 }
 
 impl Method {
-    pub const ALL: [Method; 22] = [
+    pub const ALL: [Method; 23] = [
         Method::Status,
         Method::List,
         Method::Resolve,
@@ -132,6 +135,7 @@ impl Method {
         Method::ChannelStatus,
         Method::ChannelMoveBind,
         Method::ChannelMove,
+        Method::ChannelMoveAbandon,
     ];
 
     /// The nRPC method name.
@@ -159,6 +163,7 @@ impl Method {
             Method::ChannelStatus => "node/v1/channel_status",
             Method::ChannelMoveBind => "node/v1/channel_move_bind",
             Method::ChannelMove => "node/v1/channel_move",
+            Method::ChannelMoveAbandon => "node/v1/channel_move_abandon",
         }
     }
 
@@ -189,7 +194,8 @@ impl Method {
             | Method::ChannelReplicate
             | Method::ChannelStatus
             | Method::ChannelMoveBind
-            | Method::ChannelMove => CallKind::Unary,
+            | Method::ChannelMove
+            | Method::ChannelMoveAbandon => CallKind::Unary,
         }
     }
 
@@ -214,7 +220,8 @@ impl Method {
             | Method::ChannelCreate
             | Method::ChannelReplicate
             | Method::ChannelMoveBind
-            | Method::ChannelMove => Role::Admin,
+            | Method::ChannelMove
+            | Method::ChannelMoveAbandon => Role::Admin,
         }
     }
 }

@@ -96,4 +96,7 @@ pub trait Replicas: Send + Sync + Debug + 'static {
 
     /// Runs (or resumes) a replica move on this node, its coordinator.
     fn move_run<'a>(&'a self, run: &'a MoveRun) -> ReplicaFuture<'a, MoveDone>;
+
+    /// Abandons a replica move before its cutover on this node, its coordinator.
+    fn move_abandon<'a>(&'a self, run: &'a MoveRun) -> ReplicaFuture<'a, MoveDone>;
 }

@@ -83,6 +83,19 @@ impl ReplicatedChannel {
         Ok(resp.log_id.index)
     }
 
+    /// Removes `learner` from the group and returns the log index of that membership entry
+    /// once it is committed. Only on the leader; a voter of either configuration is refused
+    /// (openraft removes learners only), so this never changes a quorum.
+    pub(crate) async fn remove_learner(&self, learner: &NodeAddr) -> Result<u64, MembershipError> {
+        let id = raft_id(&learner.node_id);
+        let resp = self
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        Ok(resp.log_id.index)
+    }
+
     /// The voters of the latest membership this node knows (every configuration of a joint
     /// one), and the log index of that membership's entry.
     pub(crate) fn voters(&self) -> (BTreeSet<u64>, Option<u64>) {

@@ -38,12 +38,14 @@ use crate::tables::{
     Change, MAX_HOST_PORT_LEN, MoveNode, MovePhase, MoveRow, NAMESPACE, RaftWrite, STATE_TABLE,
     StateRow, read_channel_row, read_move, read_previous_handoff, read_previous_move,
 };
-use crate::types::raft_id;
+use crate::types::{raft_id, raft_id_of};
 
 /// The source's cleanup, sent by the coordinator once the target holds the cutover.
 pub const METHOD_MOVE_CLEANUP: &str = "move/v1/cleanup";
 /// The target's applied state, asked by the coordinator and the source to verify the handoff.
 pub const METHOD_MOVE_STATE: &str = "move/v1/state";
+/// The coordinator's word to the source and the target that the move is abandoned.
+pub const METHOD_MOVE_ABANDON: &str = "move/v1/abandon";
 /// Prefix of every move method.
 pub const MOVE_METHOD_PREFIX: &str = "move/v1/";
 
@@ -63,6 +65,24 @@ pub enum CleanupReply {
     Cleaned { pins_removed: u64 },
     /// The source had already removed its copy for this move (a repeated message).
     AlreadyCleaned,
+}
+
+/// Request of `move/v1/abandon`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbandonRequest {
+    /// The move's id (as bound).
+    pub id: u64,
+}
+
+/// Response of `move/v1/abandon`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AbandonReply {
+    /// The source is free of the move and keeps its copy.
+    Released,
+    /// The target left the move and removed its copy: `pins_removed` pins of the channel.
+    Removed { pins_removed: u64 },
+    /// This node had already abandoned the move (a repeated message).
+    AlreadyAbandoned,
 }
 
 /// Request of `move/v1/state`.
@@ -461,7 +481,9 @@ impl Moves {
                 // A move this node was the target of, replaced before its source cleaned up
                 // (it applied the cutover): kept, so that the move can still be finished.
                 previous = old.filter(|o| {
-                    o.phase != MovePhase::CleanedUp && o.to.node_id == *self.inner.own.as_bytes()
+                    o.phase != MovePhase::CleanedUp
+                        && o.phase != MovePhase::Abandoned
+                        && o.to.node_id == *self.inner.own.as_bytes()
                 });
                 MoveRow {
                     id: spec.id,
@@ -491,7 +513,7 @@ impl Moves {
     /// handed to another coordinator, or this node was its target and holds an applied
     /// membership that makes it a voter without that move's source.
     async fn replaceable(&self, channel: &str, old: &MoveRow) -> Result<bool, MoveError> {
-        if old.phase == MovePhase::CleanedUp {
+        if old.phase == MovePhase::CleanedUp || old.phase == MovePhase::Abandoned {
             return Ok(true);
         }
         let own = self.inner.own.as_bytes();
@@ -619,6 +641,9 @@ impl Moves {
             ));
         };
         loop {
+            if row.phase == MovePhase::Abandoned {
+                return Err(abandoned(channel, row.id));
+            }
             if row.phase == MovePhase::CleanedUp || until.is_some_and(|u| row.phase >= u) {
                 return record_of(channel, &row);
             }
@@ -699,6 +724,7 @@ impl Moves {
                     (MovePhase::CleanedUp, detail)
                 }
                 MovePhase::CleanedUp => return record_of(channel, &row),
+                MovePhase::Abandoned => return Err(abandoned(channel, row.id)),
             };
             row.phase = next;
             self.write_row(channel, &row).await?;
@@ -710,6 +736,117 @@ impl Moves {
                 detail,
             });
         }
+    }
+
+    /// Gives up the move `spec` bound on this coordinator before its cutover (its target
+    /// cannot catch up, e.g. it is gone for good): removes the target from the group while it
+    /// is a learner there (on the leader), commits `Abandoned`, then tells the source (it
+    /// keeps its copy and may be the source of another move) and the target (it removes its
+    /// copy) by `move/v1/abandon`. Run again, it tells whoever was not reached. Returns the
+    /// record and what was done, one line per step. A move at or past `CutOver`, or whose
+    /// target is a voter of the group's membership (a cutover begun), cannot be abandoned:
+    /// resume it. A target that cannot be reached keeps its copy, bound to the move (said in
+    /// the lines); a source that cannot be reached fails the call (`Unreachable`), as it
+    /// stays bound and refuses other moves until told.
+    pub async fn abandon(&self, spec: &MoveSpec) -> Result<(MoveRecord, Vec<String>), MoveError> {
+        check_spec(spec)?;
+        let channel = spec.channel.as_str();
+        let lock = self.lock(channel);
+        let _held = lock.try_lock().map_err(|_| busy_running(channel))?;
+        let mut row = self
+            .read_row(channel)
+            .await?
+            .ok_or_else(|| MoveError::NotBound {
+                channel: channel.to_string(),
+            })?;
+        if !same_move(&row, spec) {
+            return Err(usage(
+                channel,
+                format!(
+                    "move {} ({} -> {}) is bound here, not move {}",
+                    row.id,
+                    hex8(&row.from.node_id),
+                    hex8(&row.to.node_id),
+                    spec.id
+                ),
+            ));
+        }
+        if row.coordinator != *self.inner.own.as_bytes() {
+            return Err(usage(
+                channel,
+                "this node is not the move's coordinator".into(),
+            ));
+        }
+        let (Some(from), Some(to)) = (node_addr(&row.from), node_addr(&row.to)) else {
+            return Err(usage(
+                channel,
+                "the bound move names an invalid node id".into(),
+            ));
+        };
+        let target = raft_id(&to.node_id);
+        let mut done = Vec::new();
+        if row.phase != MovePhase::Abandoned {
+            if row.phase >= MovePhase::CutOver {
+                return Err(usage(
+                    channel,
+                    format!(
+                        "move {} reached {}: past the cutover it can only be finished (run it again)",
+                        row.id,
+                        row.phase.name()
+                    ),
+                ));
+            }
+            let ch = self.attached(channel)?;
+            if ch.voter_configs().iter().any(|c| c.contains(&target)) {
+                return Err(usage(
+                    channel,
+                    format!(
+                        "{to} is a voter of the group: the cutover began; run the move again to finish it"
+                    ),
+                ));
+            }
+        }
+        // The learner leaves first (also on a rerun: a removal whose commit was cut off): the
+        // group never makes it a voter after this, so its copy may go.
+        if let Ok(ch) = self.attached(channel)
+            && in_group(&ch, &to)
+        {
+            self.leading(&ch)?;
+            let index = ch.remove_learner(&to).await?;
+            done.push(format!("{to} removed from the group (index {index})"));
+        }
+        if row.phase != MovePhase::Abandoned {
+            row.phase = MovePhase::Abandoned;
+            self.write_row(channel, &row).await?;
+            tracing::info!(channel, id = row.id, "move abandoned");
+        }
+        let request = AbandonRequest { id: row.id };
+        let told = |reply: AbandonReply, node: &NodeAddr| match reply {
+            AbandonReply::Released => format!("{node} is free of the move and keeps its copy"),
+            AbandonReply::Removed { pins_removed } => {
+                format!("{node} removed its copy ({pins_removed} pins)")
+            }
+            AbandonReply::AlreadyAbandoned => format!("{node} had already abandoned the move"),
+        };
+        if from.node_id == self.inner.own {
+            // This coordinator is the source: its row (the same) is abandoned already.
+            done.push(format!("{from} (this node) keeps its copy"));
+        } else {
+            let reply = self
+                .call::<_, AbandonReply>(channel, &from, METHOD_MOVE_ABANDON, &request)
+                .await?;
+            done.push(told(reply, &from));
+        }
+        match self
+            .call::<_, AbandonReply>(channel, &to, METHOD_MOVE_ABANDON, &request)
+            .await
+        {
+            Ok(reply) => done.push(told(reply, &to)),
+            Err(e) => done.push(format!(
+                "the target was not told ({e}): it keeps its copy, bound to this move, until the abandon runs again"
+            )),
+        }
+        Ok((record_of(channel, &row)?, done))
     }
 
     /// Adds `to` as a learner again when the group's latest membership lacks it: the learner
@@ -975,6 +1112,9 @@ impl Moves {
         if row.from.node_id != *self.inner.own.as_bytes() {
             return Err(precondition("this node is not the move's source".into()));
         }
+        if row.phase == MovePhase::Abandoned {
+            return Err(precondition(format!("move {id} was abandoned")));
+        }
         if row.phase == MovePhase::CleanedUp {
             // A cleanup cut off after its commit may have left the group registered.
             self.detach(channel);
@@ -1003,21 +1143,125 @@ impl Moves {
             .await
             .map_err(|e| precondition(format!("could not ask the target: {e}")))?;
         verify_handoff(&row, &state, cutover, own_applied).map_err(precondition)?;
-        // The group stops but stays registered until the copy is forgotten: a cleanup cut
-        // off anywhere before that (a failed commit, a dropped call) is retried in full, and
-        // a retry needs the registration to reach the target.
-        if let Ok(ch) = self.attached(channel)
-            && let Err(e) = ch.shutdown().await
-        {
-            tracing::warn!(channel, error = %e, "stopping the moved channel's group");
-        }
-        let store = self.inner.store.clone();
-        let ch = channel.to_string();
         let done = MoveRow {
             phase: MovePhase::CleanedUp,
             cutover: Some(cutover),
             ..row
         };
+        let removed = self.remove_copy(channel, done).await?;
+        tracing::info!(
+            channel,
+            id,
+            pins_removed = removed,
+            "moved channel's copy removed"
+        );
+        Ok(CleanupReply::Cleaned {
+            pins_removed: removed,
+        })
+    }
+
+    /// The source's and the target's side of `move/v1/abandon`, with the channel's lock
+    /// held. The source keeps its copy: it checks that the target is no voter in the group
+    /// it runs (no cutover) and commits `Abandoned`. The target checks that it is no voter
+    /// in the membership it holds and removes its copy with `Abandoned` (the coordinator
+    /// removed it from the group before). A repeat answers `AlreadyAbandoned`.
+    async fn abandon_locked(&self, channel: &str, id: u64) -> Result<AbandonReply, RpcError> {
+        let precondition = |reason: String| {
+            tracing::warn!(channel, id, reason, "move abandon changed nothing");
+            RpcError::new(ErrorKind::FailedPrecondition, reason)
+        };
+        let unavailable =
+            |e: &dyn std::fmt::Display| RpcError::new(ErrorKind::Unavailable, e.to_string());
+        let Some(row) = self.read_row(channel).await.map_err(|e| unavailable(&e))? else {
+            return Err(precondition("no move of the channel is bound here".into()));
+        };
+        if row.id != id {
+            return Err(precondition(format!(
+                "abandon of move {id}, but move {} is bound here",
+                row.id
+            )));
+        }
+        let own = *self.inner.own.as_bytes();
+        match row.phase {
+            MovePhase::Abandoned => {
+                if row.to.node_id == own {
+                    // A removal cut off after its commit may have left the group registered.
+                    self.detach(channel);
+                }
+                return Ok(AbandonReply::AlreadyAbandoned);
+            }
+            MovePhase::CleanedUp => {
+                return Err(precondition(format!("move {id} is finished here")));
+            }
+            _ => {}
+        }
+        let done = MoveRow {
+            phase: MovePhase::Abandoned,
+            ..row.clone()
+        };
+        if row.from.node_id == own {
+            let ch = self.attached(channel).map_err(|e| unavailable(&e))?;
+            if ch
+                .voter_configs()
+                .iter()
+                .any(|c| c.contains(&raft_id_of(&row.to.node_id)))
+            {
+                return Err(precondition(
+                    "the target is a voter of the group here: the move cut over".into(),
+                ));
+            }
+            self.write_row(channel, &done)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            tracing::info!(channel, id, "move abandoned: this source keeps its copy");
+            return Ok(AbandonReply::Released);
+        }
+        if row.to.node_id != own {
+            return Err(precondition(
+                "this node is neither the move's source nor its target".into(),
+            ));
+        }
+        let holds = self
+            .handoff_state(channel)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let voter_here = self.attached(channel).is_ok_and(|ch| {
+            ch.voter_configs()
+                .iter()
+                .any(|c| c.contains(&raft_id_of(&own)))
+        });
+        if voter_here || holds.voters.contains(&own) {
+            return Err(precondition(
+                "this node is a voter of the group: the move cut over".into(),
+            ));
+        }
+        let removed = self.remove_copy(channel, done).await?;
+        tracing::info!(
+            channel,
+            id,
+            pins_removed = removed,
+            "move abandoned: this target removed its copy"
+        );
+        Ok(AbandonReply::Removed {
+            pins_removed: removed,
+        })
+    }
+
+    /// Stops this node's group of `channel` and removes its copy: unpins every pin of the
+    /// channel and forgets its raft state, committing `done` as its move row in the same
+    /// transaction; then unregisters the channel. Returns the pins removed. With the
+    /// channel's lock held.
+    async fn remove_copy(&self, channel: &str, done: MoveRow) -> Result<u64, RpcError> {
+        // The group stops but stays registered until the copy is forgotten: a removal cut
+        // off anywhere before that (a failed commit, a dropped call) is retried in full, and
+        // a retry needs the registration (a source's to reach the target).
+        if let Ok(ch) = self.attached(channel)
+            && let Err(e) = ch.shutdown().await
+        {
+            tracing::warn!(channel, error = %e, "stopping the channel's group");
+        }
+        let store = self.inner.store.clone();
+        let ch = channel.to_string();
         let removed = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
             let listing = store.pins_in(&ch)?;
             let ids: Vec<[u8; 32]> = listing
@@ -1041,15 +1285,7 @@ impl Moves {
         .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
         .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))?;
         self.detach(channel);
-        tracing::info!(
-            channel,
-            id,
-            pins_removed = removed,
-            "moved channel's copy removed"
-        );
-        Ok(CleanupReply::Cleaned {
-            pins_removed: removed,
-        })
+        Ok(removed)
     }
 
     /// This node's applied state of `channel`, as `move/v1/state` answers it.
@@ -1162,12 +1398,14 @@ impl Moves {
         router
             .unary(METHOD_MOVE_CLEANUP, CleanupHandler(self.clone()))
             .unary(METHOD_MOVE_STATE, StateHandler(self.clone()))
+            .unary(METHOD_MOVE_ABANDON, AbandonHandler(self.clone()))
     }
 
     /// The admission check of a call: `None` for a method that is not a move method;
     /// otherwise `Ok` only when the metadata names a channel with a move bound on this node
     /// and the session's authenticated peer is the one that move admits for the method:
-    /// `move/v1/cleanup` its coordinator, `move/v1/state` its coordinator or its source.
+    /// `move/v1/cleanup` and `move/v1/abandon` its coordinator, `move/v1/state` its
+    /// coordinator or its source.
     /// Every refusal is counted ([`Moves::phase_rejections`]) and logged.
     pub fn authorize_call(
         &self,
@@ -1226,7 +1464,7 @@ impl Moves {
             _ => None,
         };
         let allowed = match method {
-            METHOD_MOVE_CLEANUP => row.coordinator == *peer.as_bytes(),
+            METHOD_MOVE_CLEANUP | METHOD_MOVE_ABANDON => row.coordinator == *peer.as_bytes(),
             METHOD_MOVE_STATE => {
                 may_ask_state(&row, peer)
                     || previous.as_ref().is_some_and(|p| may_ask_state(p, peer))
@@ -1276,6 +1514,26 @@ impl RpcUnaryHandler for CleanupHandler {
         self.0
             .admit(&ctx.peer().node_id(), METHOD_MOVE_CLEANUP, ctx.metadata())?;
         self.0.cleanup_locked(&channel, req.id, req.cutover).await
+    }
+}
+
+/// `move/v1/abandon` (the source's and the target's side).
+struct AbandonHandler(Moves);
+
+impl RpcUnaryHandler for AbandonHandler {
+    type Req = AbandonRequest;
+    type Resp = AbandonReply;
+
+    async fn call(&self, ctx: RpcContext, req: AbandonRequest) -> Result<AbandonReply, RpcError> {
+        let (channel, _, _) =
+            self.0
+                .admit(&ctx.peer().node_id(), METHOD_MOVE_ABANDON, ctx.metadata())?;
+        let lock = self.0.lock(&channel);
+        let _held = lock.lock().await;
+        // Checked again under the lock: the binding may have changed meanwhile.
+        self.0
+            .admit(&ctx.peer().node_id(), METHOD_MOVE_ABANDON, ctx.metadata())?;
+        self.0.abandon_locked(&channel, req.id).await
     }
 }
 
@@ -1484,6 +1742,13 @@ fn usage(channel: &str, reason: String) -> MoveError {
         channel: channel.to_string(),
         reason,
     }
+}
+
+fn abandoned(channel: &str, id: u64) -> MoveError {
+    usage(
+        channel,
+        format!("move {id} was abandoned; start a new move (a new id)"),
+    )
 }
 
 fn busy_running(channel: &str) -> MoveError {

@@ -704,6 +704,27 @@ impl NodeReplicas {
         }
     }
 
+    async fn abandon_move(&self, run: &MoveRun) -> NodeResult<MoveDone> {
+        let spec = MoveSpec {
+            channel: run.channel.clone(),
+            id: run.id,
+            from: addr(&run.from)?,
+            to: addr(&run.to)?,
+            coordinator: self.endpoint()?.identity().node_id(),
+        };
+        let (_, done) = self
+            .moves
+            .abandon(&spec)
+            .await
+            .map_err(|e| node_error(&e))?;
+        Ok(MoveDone {
+            phases: vec![MoveStep {
+                phase: MovePhase::Abandoned.name().to_string(),
+                detail: done.join("; "),
+            }],
+        })
+    }
+
     /// Proposes `op` through the group: on the leader directly, else forwarded to it; retried
     /// while the group has no leader or it changed, up to [`WRITE_WAIT`]. Waits until the
     /// entry is applied here.
@@ -853,8 +874,16 @@ fn stored_channels(store: &Store, own: NodeId) -> Result<StoredChannels, Replica
                 Some(m) if m.phase == MovePhase::CleanedUp && m.from.node_id == *own.as_bytes() => {
                     found.moved.insert(name);
                 }
+                // A target that abandoned its move removed its copy, as a cleaned-up source.
+                Some(m) if m.phase == MovePhase::Abandoned && m.to.node_id == *own.as_bytes() => {
+                    found.moved.insert(name);
+                }
                 // A target's row stays `Bound`; one without state never received any.
-                Some(m) if m.phase != MovePhase::CleanedUp && m.to.node_id == *own.as_bytes() => {
+                Some(m)
+                    if m.phase != MovePhase::CleanedUp
+                        && m.phase != MovePhase::Abandoned
+                        && m.to.node_id == *own.as_bytes() =>
+                {
                     found.joining.insert(name, m.id);
                 }
                 _ => {}
@@ -941,6 +970,10 @@ impl Replicas for NodeReplicas {
 
     fn move_run<'a>(&'a self, run: &'a MoveRun) -> ReplicaFuture<'a, MoveDone> {
         Box::pin(self.run_move(run))
+    }
+
+    fn move_abandon<'a>(&'a self, run: &'a MoveRun) -> ReplicaFuture<'a, MoveDone> {
+        Box::pin(self.abandon_move(run))
     }
 
     fn counters(&self) -> ReplicaCounters {

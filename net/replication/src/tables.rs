@@ -156,6 +156,10 @@ pub enum MovePhase {
     Left,
     /// The source removed its copy of the channel.
     CleanedUp,
+    /// Given up before the cutover ([`crate::Moves::abandon`]): the target left the group
+    /// (on the coordinator), the source keeps its copy and is free for another move (on the
+    /// source), the target removed its copy (on the target). Like `CleanedUp`, an end.
+    Abandoned,
 }
 
 impl MovePhase {
@@ -168,6 +172,7 @@ impl MovePhase {
             MovePhase::CutOver => "cut_over",
             MovePhase::Left => "left",
             MovePhase::CleanedUp => "cleaned_up",
+            MovePhase::Abandoned => "abandoned",
         }
     }
 }

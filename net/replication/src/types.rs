@@ -120,7 +120,12 @@ pub type StorageError = openraft::StorageError<u64>;
 
 /// The u64 openraft knows a member by: the first 8 bytes of its node id, little-endian.
 pub fn raft_id(node_id: &NodeId) -> u64 {
-    let [b0, b1, b2, b3, b4, b5, b6, b7, ..] = *node_id.as_bytes();
+    raft_id_of(node_id.as_bytes())
+}
+
+/// [`raft_id`] of the node whose full id is `bytes`.
+pub(crate) fn raft_id_of(bytes: &[u8; 32]) -> u64 {
+    let [b0, b1, b2, b3, b4, b5, b6, b7, ..] = *bytes;
     u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7])
 }
 

@@ -281,6 +281,10 @@ impl Node {
                 Method::ChannelMove.name(),
                 unary(n, Method::ChannelMove, channel_move_impl),
             )
+            .unary(
+                Method::ChannelMoveAbandon.name(),
+                unary(n, Method::ChannelMoveAbandon, channel_move_abandon_impl),
+            )
             .authorize(AllowHook {
                 allow: allow.with_floors(Arc::clone(&self.floors)),
                 metrics: Arc::clone(&self.metrics),
@@ -1012,6 +1016,14 @@ async fn channel_move_bind_impl(node: Arc<Node>, _: RpcContext, req: MoveBind) -
 
 async fn channel_move_impl(node: Arc<Node>, _: RpcContext, req: MoveRun) -> NodeResult<MoveDone> {
     replicas_of(&node)?.move_run(&req).await
+}
+
+async fn channel_move_abandon_impl(
+    node: Arc<Node>,
+    _: RpcContext,
+    req: MoveRun,
+) -> NodeResult<MoveDone> {
+    replicas_of(&node)?.move_abandon(&req).await
 }
 
 async fn channel_replicate_impl(
