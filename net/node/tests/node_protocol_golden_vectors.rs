@@ -666,7 +666,7 @@ fn garbage_and_flipped_bits_decode_to_errors_or_values_never_panics() {
 }
 
 /// The protocol's methods as version 1 defines them: name, role, call kind.
-const METHODS: [(&str, &str, &str); 22] = [
+const METHODS: [(&str, &str, &str); 23] = [
     ("node/v1/status", "read", "unary"),
     ("node/v1/list", "read", "server-streaming"),
     ("node/v1/resolve", "read", "unary"),
@@ -689,6 +689,7 @@ const METHODS: [(&str, &str, &str); 22] = [
     ("node/v1/channel_status", "read", "unary"),
     ("node/v1/channel_move_bind", "admin", "unary"),
     ("node/v1/channel_move", "admin", "unary"),
+    ("node/v1/channel_move_abandon", "admin", "unary"),
 ];
 
 #[test]

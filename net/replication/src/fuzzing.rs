@@ -24,7 +24,9 @@ use serde::de::DeserializeOwned;
 
 use crate::fetch::{PinnedRequest, PinnedState};
 use crate::log_store::decode_entry;
-use crate::moves::{CleanupReply, CleanupRequest, HandoffState, StateRequest};
+use crate::moves::{
+    AbandonReply, AbandonRequest, CleanupReply, CleanupRequest, HandoffState, StateRequest,
+};
 use crate::network::{
     Reply, request_blob_ref, well_formed, well_formed_snapshot, within_snapshot_len,
 };
@@ -91,11 +93,15 @@ pub enum Kind {
     PinnedRequest = 23,
     /// `raft/v1/pinned` answer.
     PinnedAnswer = 24,
+    /// `move/v1/abandon` request.
+    AbandonRequest = 25,
+    /// `move/v1/abandon` answer.
+    AbandonAnswer = 26,
 }
 
 impl Kind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 27] = [
         Kind::AppendRequest,
         Kind::VoteRequest,
         Kind::SnapshotRequest,
@@ -121,6 +127,8 @@ impl Kind {
         Kind::PreviousHandoffRow,
         Kind::PinnedRequest,
         Kind::PinnedAnswer,
+        Kind::AbandonRequest,
+        Kind::AbandonAnswer,
     ];
 
     /// The first byte of an input of this kind.
@@ -207,6 +215,8 @@ pub fn fuzz_decode(data: &[u8]) -> Outcome {
         }),
         Kind::PinnedRequest => message::<PinnedRequest>(kind, body, |_| true),
         Kind::PinnedAnswer => message::<Reply<PinnedState>>(kind, body, |_| true),
+        Kind::AbandonRequest => message::<AbandonRequest>(kind, body, |_| true),
+        Kind::AbandonAnswer => message::<AbandonReply>(kind, body, |_| true),
     }
 }
 

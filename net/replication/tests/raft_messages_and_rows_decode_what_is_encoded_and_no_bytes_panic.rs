@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use net_mesh_engine::BlobRef;
 use net_mesh_replication::fetch::{PinnedRequest, PinnedState};
 use net_mesh_replication::fuzzing::{Kind, Outcome, fuzz_decode};
+use net_mesh_replication::moves::{AbandonReply, AbandonRequest};
 use net_mesh_replication::network::Reply;
 use net_mesh_replication::node_replicas::Proposed;
 use net_mesh_replication::prefetch::{PrefetchRequest, Prefetched};
@@ -312,7 +313,35 @@ fn valid_inputs() -> Vec<(Kind, Vec<u8>)> {
                 pinned: true,
             }),
         ),
+        message(Kind::AbandonRequest, &AbandonRequest { id: 300 }),
+        message(Kind::AbandonAnswer, &AbandonReply::Released),
+        message(
+            Kind::AbandonAnswer,
+            &AbandonReply::Removed { pins_removed: 2 },
+        ),
+        message(Kind::AbandonAnswer, &AbandonReply::AlreadyAbandoned),
+        row(
+            Kind::MoveRow,
+            &MoveRow {
+                phase: MovePhase::Abandoned,
+                ..move_row("b.example:7000")
+            },
+        ),
     ]
+}
+
+/// The bytes docs/REPLICATION.md §8 gives for `move/v1/abandon` and the `Abandoned` phase.
+#[test]
+fn abandon_messages_and_phase_golden_bytes() {
+    fn bytes(value: &impl Serialize) -> Vec<u8> {
+        postcard::to_allocvec(value).unwrap()
+    }
+    assert_eq!(bytes(&AbandonRequest { id: 300 }), [0xac, 0x02]);
+    assert_eq!(bytes(&AbandonReply::Released), [0]);
+    assert_eq!(bytes(&AbandonReply::Removed { pins_removed: 2 }), [1, 2]);
+    assert_eq!(bytes(&AbandonReply::AlreadyAbandoned), [2]);
+    assert_eq!(bytes(&MovePhase::Abandoned), [6]);
+    assert_eq!(MovePhase::Abandoned.name(), "abandoned");
 }
 
 fn handoff(voters: usize) -> HandoffState {
