@@ -6,7 +6,8 @@
 //! from it. Before that, a target holding pins of a plain channel of the same name refuses
 //! the move and nothing is bound, and that node, never a member, cannot be a move's source
 //! (the CLI refuses a new move from a non-member; the node refuses it too; its plain channel
-//! keeps its pin).
+//! keeps its pin). At the end, `channel move --abandon` of a move that is not the one bound on
+//! the coordinator is a usage error.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -194,5 +195,42 @@ fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart()
         assert!(std::fs::read(&out).unwrap() == *data, "{id} on {node}");
     }
     assert!(cluster.pinned(spare, CHANNEL).is_empty());
+
+    // `--abandon` names the move by its id, and the coordinator (the leader) abandons only
+    // the move bound there; without `--id` it is a usage error.
+    let refused = cluster.client.run(
+        &leader,
+        &[
+            "channel",
+            "move",
+            CHANNEL,
+            "--from",
+            spare,
+            "--to",
+            node,
+            "--id",
+            "77",
+            "--abandon",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is bound here, not move 77"),
+        "{refused:?}"
+    );
+    let refused = cluster.client.run(
+        &leader,
+        &[
+            "channel",
+            "move",
+            CHANNEL,
+            "--from",
+            spare,
+            "--to",
+            node,
+            "--abandon",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     cluster.stop_and_fsck();
 }
