@@ -452,6 +452,11 @@ impl Moves {
         }
         let mut previous = None;
         let row = match bound {
+            // An abandoned move is over for its id (bound again, it would be run again, up to
+            // a cutover whose cleanup the source refuses).
+            Some(old) if same_move(&old, spec) && old.phase == MovePhase::Abandoned => {
+                return Err(abandoned(channel, old.id));
+            }
             Some(old) if same_move(&old, spec) => {
                 let (phase, cutover) = if old.phase < phase {
                     (phase, cutover)
@@ -828,15 +833,23 @@ impl Moves {
             }
             AbandonReply::AlreadyAbandoned => format!("{node} had already abandoned the move"),
         };
-        if from.node_id == self.inner.own {
+        // The target is told whatever the source answers: its own checks do not rest on the
+        // source's, and a source that moved on would otherwise keep it bound for good.
+        let source = if from.node_id == self.inner.own {
             // This coordinator is the source: its row (the same) is abandoned already.
-            done.push(format!("{from} (this node) keeps its copy"));
+            Ok(format!("{from} (this node) keeps its copy"))
         } else {
-            let reply = self
-                .call::<_, AbandonReply>(channel, &from, METHOD_MOVE_ABANDON, &request)
-                .await?;
-            done.push(told(reply, &from));
-        }
+            self.call::<_, AbandonReply>(channel, &from, METHOD_MOVE_ABANDON, &request)
+                .await
+                .map(|reply| told(reply, &from))
+        };
+        let source_failed = match source {
+            Ok(line) => {
+                done.push(line);
+                None
+            }
+            Err(e) => Some(e),
+        };
         match self
             .call::<_, AbandonReply>(channel, &to, METHOD_MOVE_ABANDON, &request)
             .await
@@ -845,6 +858,10 @@ impl Moves {
             Err(e) => done.push(format!(
                 "the target was not told ({e}): it keeps its copy, bound to this move, until the abandon runs again"
             )),
+        }
+        if let Some(e) = source_failed {
+            tracing::warn!(channel, id = row.id, steps = ?done, "move abandoned here; the source was not told");
+            return Err(e);
         }
         Ok((record_of(channel, &row)?, done))
     }
@@ -1220,6 +1237,23 @@ impl Moves {
             return Err(precondition(
                 "this node is neither the move's source nor its target".into(),
             ));
+        }
+        // A group stored here but not running (being reopened, e.g. finishing an interrupted
+        // snapshot install, which would write its pins back after the removal): not now.
+        if !self.is_attached(channel) {
+            let store = self.inner.store.clone();
+            let ch = channel.to_string();
+            let stored = tokio::task::spawn_blocking(move || {
+                store.read_extension(NAMESPACE, |r| crate::tables::holds_state(r, &ch))
+            })
+            .await
+            .map_err(|e| unavailable(&e))?
+            .map_err(|e| unavailable(&e))?;
+            if stored {
+                return Err(unavailable(
+                    &"the channel's group is not running here yet (reopening); abandon again later",
+                ));
+            }
         }
         let holds = self
             .handoff_state(channel)

@@ -1,8 +1,8 @@
 //! H-2, never stuck: a move whose target went away after it joined as a learner (the move
 //! stops at `LearnerAdded` with `NotCaughtUp`) is abandoned by its coordinator. The target
 //! leaves the group, the source keeps its copy and its vote, and a resume of the abandoned
-//! move is refused. The target, unreachable then, is told when the abandon runs again once it
-//! is back, and removes its copy. A later move between the same two nodes (a new id) binds on
+//! move is refused, and so is binding its id again. The target, unreachable then, is told
+//! when the abandon runs again once it is back, and removes its copy. A later move between the same two nodes (a new id) binds on
 //! both and finishes. `move/v1/abandon` from a node that is not the coordinator is refused,
 //! counted, and changes nothing; a move past its cutover cannot be abandoned.
 #![allow(
@@ -106,6 +106,17 @@ async fn a_move_whose_target_is_gone_is_abandoned_and_both_nodes_are_free_again(
         matches!(&resumed, Err(MoveError::Usage { reason, .. }) if reason.contains("abandoned")),
         "{resumed:?}"
     );
+    // The abandoned id is over: binding or beginning it again is refused (run again, it
+    // would reach a cutover whose cleanup the source refuses).
+    for again in [
+        members[a].moves.bind(&first).await,
+        members[leader].moves.begin(&first).await,
+    ] {
+        assert!(
+            matches!(&again, Err(MoveError::Usage { reason, .. }) if reason.contains("abandoned")),
+            "{again:?}"
+        );
+    }
     // The group still commits without B (a pin of a blob pinned already: still 5 pins).
     pin_on_leader(&members[leader], &channels[leader], 1).await;
 
