@@ -802,7 +802,7 @@ impl Moves {
                 ));
             }
             let ch = self.attached(channel)?;
-            if ch.voter_configs().iter().any(|c| c.contains(&target)) {
+            if ch.voters().0.contains(&target) {
                 return Err(usage(
                     channel,
                     format!(
@@ -1218,11 +1218,7 @@ impl Moves {
         };
         if row.from.node_id == own {
             let ch = self.attached(channel).map_err(|e| unavailable(&e))?;
-            if ch
-                .voter_configs()
-                .iter()
-                .any(|c| c.contains(&raft_id_of(&row.to.node_id)))
-            {
+            if ch.voters().0.contains(&raft_id_of(&row.to.node_id)) {
                 return Err(precondition(
                     "the target is a voter of the group here: the move cut over".into(),
                 ));
@@ -1259,11 +1255,9 @@ impl Moves {
             .handoff_state(channel)
             .await
             .map_err(|e| unavailable(&e))?;
-        let voter_here = self.attached(channel).is_ok_and(|ch| {
-            ch.voter_configs()
-                .iter()
-                .any(|c| c.contains(&raft_id_of(&own)))
-        });
+        let voter_here = self
+            .attached(channel)
+            .is_ok_and(|ch| ch.voters().0.contains(&raft_id_of(&own)));
         if voter_here || holds.voters.contains(&own) {
             return Err(precondition(
                 "this node is a voter of the group: the move cut over".into(),
