@@ -414,6 +414,8 @@ impl ReplicatedChannel {
             prefetch,
             leader_from,
             state_machine,
+            receiving: Arc::default(),
+            preparing: Arc::default(),
         };
         if !replication.insert(channel, group) {
             let _ = raft.shutdown().await;

@@ -28,7 +28,7 @@ use crate::moves::{
     AbandonReply, AbandonRequest, CleanupReply, CleanupRequest, HandoffState, StateRequest,
 };
 use crate::network::{
-    Reply, request_blob_ref, well_formed, well_formed_snapshot, within_snapshot_len,
+    Reply, receive_chunk, request_blob_ref, well_formed, well_formed_snapshot, within_snapshot_len,
 };
 use crate::node_replicas::Proposed;
 use crate::prefetch::{PrefetchRequest, Prefetched};
@@ -169,7 +169,14 @@ pub fn fuzz_decode(data: &[u8]) -> Outcome {
         }
         Kind::VoteRequest => message::<VoteRequest<u64>>(kind, body, |_| true),
         Kind::SnapshotRequest => message::<InstallSnapshotRequest<TypeConfig>>(kind, body, |req| {
-            well_formed_snapshot(req).is_ok() && within_snapshot_len(req).is_ok()
+            let taken = well_formed_snapshot(req).is_ok() && within_snapshot_len(req).is_ok();
+            if taken {
+                // The handler then puts the chunk together with the ones before it.
+                let mut receiving = None;
+                let _ = receive_chunk(&mut receiving, req);
+                let _ = receive_chunk(&mut receiving, req);
+            }
+            taken
         }),
         Kind::PrefetchRequest => {
             message::<PrefetchRequest>(kind, body, |req| request_blob_ref(&req.blob_ref).is_ok())

@@ -25,7 +25,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{EntryPayload, Membership, Raft, RaftNetwork, RaftNetworkFactory};
+use openraft::{
+    EntryPayload, Membership, Raft, RaftNetwork, RaftNetworkFactory, Snapshot, SnapshotMeta,
+    SnapshotSegmentId,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -94,8 +97,128 @@ pub(crate) struct Group {
     /// The raft id of the leader that last sent this node appends or a snapshot (the state
     /// machine fetches a pin's or a snapshot's missing objects from it first).
     pub(crate) leader_from: Arc<AtomicU64>,
-    /// The group's state machine (`raft/v1/pinned` reads it).
+    /// The group's state machine (`raft/v1/pinned` reads it; a received snapshot is stored
+    /// through it).
     pub(crate) state_machine: StateMachine,
+    /// The snapshot being received from a leader, chunk by chunk.
+    pub(crate) receiving: Arc<Mutex<Option<Receiving>>>,
+    /// The received snapshot being got ready to install ([`Preparing`]).
+    pub(crate) preparing: Arc<Mutex<Option<Preparing>>>,
+}
+
+/// A whole snapshot received and stored as pending, being got ready to install: its objects
+/// fetched, and every committed entry before it applied. Only then is openraft given it, so
+/// that its install runs at once: openraft answers no vote and no append while an install it
+/// queued waits (its commands run in order, and the answer to the install comes first).
+/// Replaced by a newer snapshot's (or dropped with the group), it stops.
+#[derive(Debug)]
+pub(crate) struct Preparing {
+    snapshot_id: String,
+    /// `true` once ready; closed without it if the preparation failed or stopped.
+    ready: tokio::sync::watch::Receiver<bool>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+/// How long a snapshot's last chunk waits for its preparation before the answer tells the
+/// leader to send it again (below openraft's default `install_snapshot_timeout`, 200 ms, so
+/// the leader gets the answer; the preparation goes on meanwhile).
+const PREPARE_WAIT: Duration = Duration::from_millis(100);
+
+/// A snapshot being received, chunk by chunk: its id and the bytes received so far.
+#[derive(Debug)]
+pub(crate) struct Receiving {
+    snapshot_id: String,
+    bytes: Vec<u8>,
+}
+
+/// Starts getting a snapshot ready to install ([`Preparing`]) in a task of its own: fetches
+/// its pins' missing objects, then waits until the state machine applied every entry the
+/// group committed (openraft would queue the install behind them). The answer turns `true`
+/// once ready; it closes if the preparation fails or the channel stops.
+fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Vec<u8>) -> Preparing {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (sm, raft) = (group.state_machine.clone(), group.raft.clone());
+    let stop = sm.stop_child();
+    let preparing = Preparing {
+        snapshot_id: meta.snapshot_id.clone(),
+        ready: rx,
+        _stop: stop.clone().drop_guard(),
+    };
+    tokio::spawn(async move {
+        let id = meta.snapshot_id.clone();
+        let (fetcher, cancel) = (sm.clone(), stop.clone());
+        let fetched =
+            tokio::task::spawn_blocking(move || fetcher.fetch_for_install(&meta, &bytes, cancel))
+                .await;
+        match fetched {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(snapshot = %id, error = %e, "getting a received snapshot ready to install failed");
+                return;
+            }
+            Err(_) => return,
+        }
+        loop {
+            let Ok(committed) = raft.with_raft_state(|s| s.committed).await else {
+                return;
+            };
+            let applied = {
+                let sm = sm.clone();
+                tokio::task::spawn_blocking(move || sm.applied_log_id()).await
+            };
+            match applied {
+                Ok(Ok(applied)) if applied >= committed => break,
+                Ok(Ok(_)) if !stop.is_cancelled() => {}
+                _ => return,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tx.send(true);
+    });
+    preparing
+}
+
+/// Adds `req`'s chunk to the snapshot being received, and returns the whole snapshot once its
+/// last chunk came. A chunk continues the snapshot of its id at any offset up to what was
+/// received (a chunk sent again after a lost answer overwrites the same bytes); a chunk of
+/// another snapshot starts over at offset 0. Any other offset is a mismatch, which tells the
+/// sender where to go on from. The caller bounds the length ([`within_snapshot_len`]).
+pub(crate) fn receive_chunk(
+    receiving: &mut Option<Receiving>,
+    req: &InstallSnapshotRequest<TypeConfig>,
+) -> Result<Option<Vec<u8>>, SnapshotMismatch> {
+    let id = &req.meta.snapshot_id;
+    let received = receiving
+        .as_ref()
+        .filter(|r| &r.snapshot_id == id)
+        .map_or(0, |r| r.bytes.len());
+    let offset = usize::try_from(req.offset).unwrap_or(usize::MAX);
+    if offset > received {
+        return Err(SnapshotMismatch {
+            expect: SnapshotSegmentId {
+                id: id.clone(),
+                offset: received as u64,
+            },
+            got: SnapshotSegmentId {
+                id: id.clone(),
+                offset: req.offset,
+            },
+        });
+    }
+    if receiving.as_ref().is_some_and(|r| &r.snapshot_id != id) {
+        *receiving = None;
+    }
+    let r = receiving.get_or_insert_with(|| Receiving {
+        snapshot_id: id.clone(),
+        bytes: Vec::new(),
+    });
+    r.bytes.truncate(offset);
+    r.bytes.extend_from_slice(&req.data);
+    Ok(if req.done {
+        receiving.take().map(|r| r.bytes)
+    } else {
+        None
+    })
 }
 
 /// The replicated channels of one node and the state their nRPC methods share: which channel
@@ -412,7 +535,13 @@ impl Replication {
     }
 
     /// A snapshot chunk from `peer` to `channel`'s group, refused past
-    /// [`MAX_SNAPSHOT_LEN`] (see [`Replication::deliver_append`]).
+    /// [`MAX_SNAPSHOT_LEN`] (see [`Replication::deliver_append`]). The chunks are put
+    /// together here ([`receive_chunk`]); the whole snapshot is stored as pending and got
+    /// ready to install ([`Preparing`]: its objects fetched, every committed entry before it
+    /// applied) before openraft is given it (`Raft::install_full_snapshot`). openraft runs
+    /// its commands in order and answers no vote and no append behind an install that
+    /// waits; until the snapshot is ready, its last chunk is answered `Stopped` (send it
+    /// again) while the preparation goes on (docs/REPLICATION.md §2).
     #[doc(hidden)]
     pub async fn deliver_snapshot(
         &self,
@@ -430,19 +559,123 @@ impl Replication {
         })?;
         within_snapshot_len(&req)?;
         let sent_vote = req.vote;
-        Ok(match group.raft.install_snapshot(req).await {
-            Ok(r) => {
-                // Taken only when the group took the chunk (it answers a higher vote of its
-                // own otherwise): the sender is then the leader to fetch from first.
-                if r.vote == sent_vote {
+        let own_vote = match group.raft.with_raft_state(|s| *s.vote_ref()).await {
+            Ok(v) => v,
+            Err(e) => return Ok(stopped(e)),
+        };
+        // A chunk sent under a vote below this member's is not taken (as openraft's own
+        // receiver does); the answer carries the member's vote.
+        if !sent_vote.partial_cmp(&own_vote).is_some_and(|o| o.is_ge()) {
+            return Ok(Reply::Ok(InstallSnapshotResponse { vote: own_vote }));
+        }
+        let whole = {
+            let mut receiving = group.receiving.lock().unwrap_or_else(|p| p.into_inner());
+            receive_chunk(&mut receiving, &req)
+        };
+        let bytes = match whole {
+            Err(mismatch) => return Ok(Reply::SnapshotMismatch(mismatch)),
+            Ok(None) => {
+                // The sender is the leader to fetch from first once the member follows it.
+                if own_vote == sent_vote {
                     group.leader_from.store(leader, Ordering::Relaxed);
                 }
-                Reply::Ok(r)
+                return Ok(Reply::Ok(InstallSnapshotResponse { vote: own_vote }));
             }
-            Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
-                Reply::SnapshotMismatch(m)
+            Ok(Some(bytes)) => bytes,
+        };
+        if !self.prepared(&group, channel, &req.meta, &bytes).await? {
+            // Kept whole: the leader sends the last chunk again.
+            let mut receiving = group.receiving.lock().unwrap_or_else(|p| p.into_inner());
+            *receiving = Some(Receiving {
+                snapshot_id: req.meta.snapshot_id.clone(),
+                bytes,
+            });
+            return Ok(Reply::Stopped(format!(
+                "channel {channel}: snapshot {} is stored and being got ready to install \
+                 (fetching its objects, or waiting for an earlier entry to apply): send its \
+                 last chunk again",
+                req.meta.snapshot_id
+            )));
+        }
+        let snapshot = Snapshot {
+            meta: req.meta,
+            snapshot: Box::new(std::io::Cursor::new(bytes)),
+        };
+        Ok(
+            match group.raft.install_full_snapshot(sent_vote, snapshot).await {
+                Ok(r) => {
+                    // Taken only when the group took the snapshot (it answers a higher vote of
+                    // its own otherwise): the sender is then the leader to fetch from first.
+                    if r.vote == sent_vote {
+                        group.leader_from.store(leader, Ordering::Relaxed);
+                    }
+                    Reply::Ok(InstallSnapshotResponse { vote: r.vote })
+                }
+                Err(e) => stopped(e),
+            },
+        )
+    }
+
+    /// Whether a whole snapshot received is ready to install ([`Preparing`]): the first time
+    /// it is seen, it is stored as pending and its preparation starts (in a task of its own,
+    /// which goes on when this call ends); then this waits up to [`PREPARE_WAIT`].
+    async fn prepared(
+        &self,
+        group: &Group,
+        channel: &str,
+        meta: &SnapshotMeta<u64, Member>,
+        bytes: &[u8],
+    ) -> Result<bool, RpcError> {
+        let running = {
+            let preparing = group.preparing.lock().unwrap_or_else(|p| p.into_inner());
+            preparing
+                .as_ref()
+                .filter(|p| p.snapshot_id == meta.snapshot_id)
+                .map(|p| p.ready.clone())
+        };
+        let mut ready = match running {
+            Some(ready) => ready,
+            None => {
+                let sm = group.state_machine.clone();
+                let (stored_meta, body) = (meta.clone(), bytes.to_vec());
+                tokio::task::spawn_blocking(move || sm.store_snapshot(&stored_meta, &body))
+                    .await
+                    .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
+                    .map_err(|e| {
+                        RpcError::new(
+                            ErrorKind::Unavailable,
+                            format!("channel {channel}: storing the snapshot received: {e}"),
+                        )
+                    })?;
+                let preparing = prepare(group, meta.clone(), bytes.to_vec());
+                let ready = preparing.ready.clone();
+                // Replaces (and so stops) the preparation of an older snapshot.
+                *group.preparing.lock().unwrap_or_else(|p| p.into_inner()) = Some(preparing);
+                ready
             }
-            Err(e) => stopped(e),
+        };
+        let outcome = tokio::time::timeout(PREPARE_WAIT, ready.wait_for(|r| *r)).await;
+        let Ok(outcome) = outcome else {
+            return Ok(false);
+        };
+        // Ready or failed: either way the next snapshot sent starts afresh.
+        {
+            let mut preparing = group.preparing.lock().unwrap_or_else(|p| p.into_inner());
+            if preparing
+                .as_ref()
+                .is_some_and(|p| p.snapshot_id == meta.snapshot_id)
+            {
+                *preparing = None;
+            }
+        }
+        outcome.map(|_| true).map_err(|_| {
+            RpcError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "channel {channel}: getting snapshot {} ready to install failed",
+                    meta.snapshot_id
+                ),
+            )
         })
     }
 
@@ -862,6 +1095,56 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+
+    fn chunk(id: &str, offset: u64, data: &[u8], done: bool) -> InstallSnapshotRequest<TypeConfig> {
+        InstallSnapshotRequest {
+            vote: openraft::Vote::new_committed(1, 1),
+            meta: openraft::SnapshotMeta {
+                last_log_id: None,
+                last_membership: openraft::StoredMembership::default(),
+                snapshot_id: id.to_string(),
+            },
+            offset,
+            data: data.to_vec(),
+            done,
+        }
+    }
+
+    #[test]
+    fn snapshot_chunks_are_put_together_and_a_gap_is_a_mismatch() {
+        let mut receiving = None;
+        assert_eq!(
+            receive_chunk(&mut receiving, &chunk("1-5", 0, b"abcd", false)),
+            Ok(None)
+        );
+        // Sent again after a lost answer: the same bytes, overwritten.
+        assert_eq!(
+            receive_chunk(&mut receiving, &chunk("1-5", 2, b"cd", false)),
+            Ok(None)
+        );
+        // A gap: the answer says where to go on from; nothing received is lost.
+        let gap = receive_chunk(&mut receiving, &chunk("1-5", 9, b"x", false)).unwrap_err();
+        assert_eq!((gap.expect.offset, gap.got.offset), (4, 9));
+        // A chunk of another snapshot past its start changes nothing either.
+        let other = receive_chunk(&mut receiving, &chunk("2-9", 4, b"x", false)).unwrap_err();
+        assert_eq!((other.expect.id.as_str(), other.expect.offset), ("2-9", 0));
+        assert_eq!(
+            receive_chunk(&mut receiving, &chunk("1-5", 4, b"ef", true)),
+            Ok(Some(b"abcdef".to_vec()))
+        );
+        assert!(
+            receiving.is_none(),
+            "a whole snapshot is handed over, not kept"
+        );
+
+        // Another snapshot from its start replaces one half received.
+        receive_chunk(&mut receiving, &chunk("1-5", 0, b"old", false)).unwrap();
+        assert_eq!(
+            receive_chunk(&mut receiving, &chunk("2-9", 0, b"new", true)),
+            Ok(Some(b"new".to_vec()))
+        );
+        assert!(receive_chunk(&mut receiving, &chunk("1-5", 3, b"!", true)).is_err());
+    }
 
     fn member(b: u8) -> Member {
         Member {

@@ -588,26 +588,10 @@ impl StateMachine {
             decode_row(SNAPSHOT, bytes).map_err(|e| corrupted(e.to_string()))?;
         let mut wanted = wanted_pins(body).map_err(corrupted)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        // Stored before anything is fetched: openraft may purge the log this snapshot covers
-        // as soon as it is (the log store's purge waits for it).
-        if meta.last_log_id > self.read_state().map_err(store_err)?.last_applied {
-            let pending = PendingSnapshotRow {
-                last_log_id: meta.last_log_id,
-                membership: meta.last_membership.clone(),
-                snapshot_id: meta.snapshot_id.clone(),
-                body: bytes.to_vec(),
-            };
-            let _guard = self.commit_guard(index)?;
-            self.store
-                .commit_ops(vec![Box::new(RaftWrite {
-                    channel: channel.clone(),
-                    change: Change::PendingSnapshot(pending),
-                })])
-                .map_err(store_err)?;
-        }
-        if let Some(gate) = &self.gate {
-            gate.store_done(index);
-        }
+        // Stored before anything is fetched (the network stored a snapshot it received
+        // already, and this changes nothing then): openraft may purge the log this snapshot
+        // covers as soon as it is (the log store's purge waits for it).
+        self.store_snapshot(meta, bytes)?;
         // Commits refused for objects a gc took (each round fetches them again); bounded, so
         // a store whose checks and commits disagree cannot keep this going round unwaited.
         let mut gone_rounds = 0;
@@ -616,29 +600,7 @@ impl StateMachine {
         let mut skipped_pins = 0u64;
         let (pinned, unpinned) = loop {
             if let Some(fetcher) = &self.fetcher {
-                let first = self.leader_from.load(Ordering::Relaxed);
-                let sources = || fetcher.sources(&meta.last_membership, first);
-                let mut skipped = Vec::new();
-                for (id, (r, _)) in &wanted {
-                    if missing_roots(&self.store, r).map_err(store_err)?.is_empty() {
-                        continue;
-                    }
-                    let fetched = self.fetch_until(fetcher, index, sources, r, |importer| {
-                        importer.push_op(Box::new(hold_op(&channel, r)));
-                        let _guard = self.commit_guard(index)?;
-                        importer.commit().map_err(store_err)
-                    })?;
-                    if let Fetched::UnpinnedAt(member, applied) = fetched {
-                        tracing::warn!(
-                            channel,
-                            snapshot = %meta.snapshot_id,
-                            member = %member,
-                            member_applied = applied,
-                            "no member gave a snapshot pin's objects and one that applied past the snapshot unpinned the blob: installed without it"
-                        );
-                        skipped.push(*id);
-                    }
-                }
+                let skipped = self.fetch_snapshot_objects(fetcher, meta, &wanted)?;
                 for id in &skipped {
                     wanted.remove(id);
                 }
@@ -733,6 +695,139 @@ impl StateMachine {
             "snapshot installed"
         );
         Ok(())
+    }
+
+    /// Fetches the objects of every pin of a snapshot (`wanted`) that the store lacks, each
+    /// pin's in an import that commits them with a prefetch hold (which the install's
+    /// transaction drops): the snapshot's sender first, then its other members, retried like
+    /// an entry's. Returns the pins left out: no member gave their objects and one that
+    /// applied past the snapshot unpinned the blob. Ends when `fetcher`'s stop is cancelled.
+    fn fetch_snapshot_objects(
+        &self,
+        fetcher: &Fetcher,
+        meta: &SnapshotMeta<u64, Member>,
+        wanted: &BTreeMap<Hash, (BlobRef, String)>,
+    ) -> Result<Vec<Hash>, ApplyError> {
+        let channel = self.channel.to_string();
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let first = self.leader_from.load(Ordering::Relaxed);
+        let sources = || fetcher.sources(&meta.last_membership, first);
+        let mut skipped = Vec::new();
+        for (id, (r, _)) in wanted {
+            if missing_roots(&self.store, r)
+                .map_err(|e| self.store_error(e))?
+                .is_empty()
+            {
+                continue;
+            }
+            let fetched = self.fetch_until(fetcher, index, sources, r, |importer| {
+                importer.push_op(Box::new(hold_op(&channel, r)));
+                let _guard = self.commit_guard(index)?;
+                importer.commit().map_err(|e| self.store_error(e))
+            })?;
+            if let Fetched::UnpinnedAt(member, applied) = fetched {
+                tracing::warn!(
+                    channel,
+                    snapshot = %meta.snapshot_id,
+                    member = %member,
+                    member_applied = applied,
+                    "no member gave a snapshot pin's objects and one that applied past the snapshot unpinned the blob: installed without it"
+                );
+                skipped.push(*id);
+            }
+        }
+        Ok(skipped)
+    }
+
+    /// Gets a received snapshot ready to install without waiting (blocking): fetches the
+    /// objects of its pins that the store lacks ([`StateMachine::fetch_snapshot_objects`]),
+    /// until done or until `cancel` (a child of the channel's stop) is cancelled. The network
+    /// runs this before it gives openraft the snapshot: openraft answers nothing (no vote, no
+    /// append) while an install it queued runs (docs/REPLICATION.md §2). Without a fetcher,
+    /// fetches nothing.
+    pub(crate) fn fetch_for_install(
+        &self,
+        meta: &SnapshotMeta<u64, Member>,
+        bytes: &[u8],
+        cancel: CancellationToken,
+    ) -> Result<(), ApplyError> {
+        let Some(fetcher) = &self.fetcher else {
+            return Ok(());
+        };
+        let fetcher = Fetcher {
+            stop: cancel,
+            ..fetcher.clone()
+        };
+        let body: SnapshotBody = decode_row(SNAPSHOT, bytes)
+            .map_err(|e| self.corrupted_snapshot(meta, e.to_string()))?;
+        let wanted = wanted_pins(body).map_err(|e| self.corrupted_snapshot(meta, e))?;
+        self.fetch_snapshot_objects(&fetcher, meta, &wanted)
+            .map(|_| ())
+    }
+
+    /// A token cancelled when the channel stops (or when it is cancelled itself).
+    pub(crate) fn stop_child(&self) -> CancellationToken {
+        self.stop
+            .as_ref()
+            .map_or_else(CancellationToken::new, CancellationToken::child_token)
+    }
+
+    fn corrupted_snapshot(&self, meta: &SnapshotMeta<u64, Member>, reason: String) -> ApplyError {
+        ApplyError::Corrupted {
+            channel: self.channel.to_string(),
+            what: format!("snapshot {}", meta.snapshot_id),
+            reason,
+        }
+    }
+
+    /// Stores a snapshot received from a leader as pending (`pending_snapshot_v1`) unless the
+    /// applied state or a pending snapshot already stored reaches as far, then tells the gate:
+    /// from then on a purge of the log it covers need not wait. The network calls this as a
+    /// snapshot's last chunk arrives, before openraft sees the snapshot, so openraft's purge
+    /// behind the install never waits on this state machine (which may be busy with an
+    /// earlier apply for as long as no member gives that apply's objects).
+    pub(crate) fn store_snapshot(
+        &self,
+        meta: &SnapshotMeta<u64, Member>,
+        bytes: &[u8],
+    ) -> Result<(), ApplyError> {
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        if meta.last_log_id
+            > self
+                .read_state()
+                .map_err(|e| self.store_error(e))?
+                .last_applied
+        {
+            let pending = PendingSnapshotRow {
+                last_log_id: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                snapshot_id: meta.snapshot_id.clone(),
+                body: bytes.to_vec(),
+            };
+            let _guard = self.commit_guard(index)?;
+            self.store
+                .commit_ops(vec![Box::new(RaftWrite {
+                    channel: self.channel.to_string(),
+                    change: Change::PendingSnapshot(pending),
+                })])
+                .map_err(|e| self.store_error(e))?;
+        }
+        if let Some(gate) = &self.gate {
+            gate.store_done(index);
+        }
+        Ok(())
+    }
+
+    /// The last log id applied (as stored).
+    pub(crate) fn applied_log_id(&self) -> Result<Option<LogId>, StoreError> {
+        Ok(self.read_state()?.last_applied)
+    }
+
+    fn store_error(&self, source: StoreError) -> ApplyError {
+        ApplyError::Store {
+            channel: self.channel.to_string(),
+            source: Box::new(source),
+        }
     }
 
     /// Finishes the install of a snapshot this member stored and did not install (stopped or
@@ -1382,18 +1477,33 @@ mod tests {
         let store = Store::open_with(root.path(), options)?;
         store.create_channel("c")?;
         assert!(!store.read_extension(NAMESPACE, |r| crate::tables::holds_state(r, "c"))?);
-        let row = PendingSnapshotRow {
-            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 4)),
-            membership: StoredMembership::default(),
-            snapshot_id: "1-4".into(),
-            body: encode_row(&SnapshotBody::default())?,
+        let body = encode_row(&SnapshotBody::default())?;
+        let pending = |index: u64, id: &str| -> Result<(), StoreError> {
+            let row = PendingSnapshotRow {
+                last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+                membership: StoredMembership::default(),
+                snapshot_id: id.to_string(),
+                body: body.clone(),
+            };
+            store.commit_ops(vec![Box::new(RaftWrite {
+                channel: "c".into(),
+                change: Change::PendingSnapshot(row),
+            })])?;
+            Ok(())
         };
-        store.commit_ops(vec![Box::new(RaftWrite {
-            channel: "c".into(),
-            change: Change::PendingSnapshot(row),
-        })])?;
+        let stored = || -> Result<Option<String>, StoreError> {
+            Ok(store
+                .read_extension(NAMESPACE, |r| read_pending_snapshot(r, "c"))?
+                .map(|p| p.snapshot_id))
+        };
+        pending(4, "1-4")?;
         assert!(store.read_extension(NAMESPACE, |r| crate::tables::holds_state(r, "c"))?);
         assert!(has_interrupted_install(&store, "c")?);
+        // A snapshot reaching less far (or as far) never replaces the stored one: the log it
+        // covers may be purged already.
+        pending(3, "1-3")?;
+        pending(4, "another 1-4")?;
+        assert_eq!(stored()?.as_deref(), Some("1-4"));
         // An install of an older snapshot (a second open's, late) leaves the newer one.
         let drop_upto = |index| -> Result<(), StoreError> {
             store.commit_ops(vec![Box::new(RaftWrite {

@@ -433,7 +433,10 @@ pub enum Change {
         row: MoveRow,
         handoff: Option<HandoffState>,
     },
-    /// Records the snapshot being installed (refused if its bounds do not hold).
+    /// Records a received snapshot not installed yet (refused if its bounds do not hold).
+    /// Written only if it reaches past both the applied state and the pending snapshot stored
+    /// (if any): a stored snapshot may already cover a purged log, so it is never replaced by
+    /// one that reaches less far.
     PendingSnapshot(PendingSnapshotRow),
     /// Drops the channel's pending snapshot if it reaches no further than this log id (its
     /// install commits, or the applied state is past it); a newer one stays.
@@ -578,8 +581,21 @@ impl ExtensionOp for RaftWrite {
             Change::PendingSnapshot(row) => {
                 row.check()
                     .map_err(|e| corrupted(PENDING_SNAPSHOT_TABLE, e))?;
-                txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?
-                    .insert(channel, encode_row(row)?.as_slice())?;
+                let applied: Option<StateRow> =
+                    match txn.open_table::<&str, &[u8]>(STATE_TABLE)?.get(channel)? {
+                        Some(v) => Some(decode_row(STATE_TABLE, v.value())?),
+                        None => None,
+                    };
+                let applied = applied.and_then(|s| s.last_applied);
+                let mut t = txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?;
+                let stored: Option<PendingSnapshotRow> = match t.get(channel)? {
+                    Some(v) => Some(decode_row(PENDING_SNAPSHOT_TABLE, v.value())?),
+                    None => None,
+                };
+                let reaches = stored.and_then(|p| p.last_log_id).max(applied);
+                if row.last_log_id > reaches {
+                    t.insert(channel, encode_row(row)?.as_slice())?;
+                }
             }
             Change::DropPendingSnapshot(upto) => {
                 let mut t = txn.open_table::<&str, &[u8]>(PENDING_SNAPSHOT_TABLE)?;
