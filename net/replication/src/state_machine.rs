@@ -76,7 +76,8 @@ pub(crate) fn wanted_pins(body: SnapshotBody) -> Result<BTreeMap<Hash, (BlobRef,
 /// What the state machine has stored of the snapshots it installs, for the log store's purge
 /// (one per running group, shared by its state machine and log store). openraft queues the
 /// purge of the log a snapshot covers without waiting for the install; the purge waits here
-/// until the snapshot is stored (`pending_snapshot_v1`), so a member stopped or crashed
+/// until the snapshot is stored (`pending_snapshot_v1`: by the `raft/v1/snapshot` handler
+/// before openraft is given it, else by the install), so a member stopped or crashed
 /// before the install commits finishes it at its next open
 /// ([`StateMachine::finish_interrupted_install`]) instead of starting with its applied state
 /// behind its purged log.
