@@ -103,7 +103,7 @@ pub(crate) struct Group {
     /// The snapshot being received from a leader, chunk by chunk.
     pub(crate) receiving: Arc<Mutex<Option<Receiving>>>,
     /// The received snapshot being got ready to install ([`Preparing`]).
-    pub(crate) preparing: Arc<Mutex<Option<Preparing>>>,
+    pub(crate) preparing: Arc<tokio::sync::Mutex<Option<Preparing>>>,
 }
 
 /// A whole snapshot received and stored as pending, being got ready to install: its objects
@@ -626,44 +626,45 @@ impl Replication {
         meta: &SnapshotMeta<u64, Member>,
         bytes: &[u8],
     ) -> Result<bool, RpcError> {
-        let running = {
-            let preparing = group.preparing.lock().unwrap_or_else(|p| p.into_inner());
-            preparing
+        let mut ready = {
+            // Held while a preparation starts: a second send of the same last chunk (the
+            // leader's, after its call timed out) joins it instead of starting another.
+            let mut preparing = group.preparing.lock().await;
+            match preparing
                 .as_ref()
                 .filter(|p| p.snapshot_id == meta.snapshot_id)
-                .map(|p| p.ready.clone())
-        };
-        let mut ready = match running {
-            Some(ready) => ready,
-            None => {
-                let sm = group.state_machine.clone();
-                let (stored_meta, body) = (meta.clone(), bytes.to_vec());
-                tokio::task::spawn_blocking(move || sm.store_snapshot(&stored_meta, &body))
-                    .await
-                    .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
-                    .map_err(|e| {
-                        RpcError::new(
-                            ErrorKind::Unavailable,
-                            format!("channel {channel}: storing the snapshot received: {e}"),
-                        )
-                    })?;
-                let preparing = prepare(group, meta.clone(), bytes.to_vec());
-                let ready = preparing.ready.clone();
-                // Replaces (and so stops) the preparation of an older snapshot.
-                *group.preparing.lock().unwrap_or_else(|p| p.into_inner()) = Some(preparing);
-                ready
+            {
+                Some(running) => running.ready.clone(),
+                None => {
+                    let sm = group.state_machine.clone();
+                    let (stored_meta, body) = (meta.clone(), bytes.to_vec());
+                    tokio::task::spawn_blocking(move || sm.store_snapshot(&stored_meta, &body))
+                        .await
+                        .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
+                        .map_err(|e| {
+                            RpcError::new(
+                                ErrorKind::Unavailable,
+                                format!("channel {channel}: storing the snapshot received: {e}"),
+                            )
+                        })?;
+                    let started = prepare(group, meta.clone(), bytes.to_vec());
+                    let ready = started.ready.clone();
+                    // Replaces (and so stops) the preparation of an older snapshot.
+                    *preparing = Some(started);
+                    ready
+                }
             }
         };
         let outcome = tokio::time::timeout(PREPARE_WAIT, ready.wait_for(|r| *r)).await;
-        let Ok(outcome) = outcome else {
+        let Ok(outcome) = outcome.map(|seen| seen.map(|_| ())) else {
             return Ok(false);
         };
         // Ready or failed: either way the next snapshot sent starts afresh.
         {
-            let mut preparing = group.preparing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut preparing = group.preparing.lock().await;
             if preparing
                 .as_ref()
-                .is_some_and(|p| p.snapshot_id == meta.snapshot_id)
+                .is_some_and(|p| p.ready.same_channel(&ready))
             {
                 *preparing = None;
             }
