@@ -106,10 +106,10 @@ pub(crate) struct Group {
     pub(crate) preparing: Arc<tokio::sync::Mutex<Option<Preparing>>>,
 }
 
-/// A whole snapshot received and stored as pending, being got ready to install: its objects
-/// fetched, and every committed entry before it applied. Only then is openraft given it, so
-/// that its install runs at once: openraft answers no vote and no append while an install it
-/// queued waits (its commands run in order, and the answer to the install comes first).
+/// A whole snapshot received, being got ready to install: every committed entry before it
+/// applied, and its objects fetched. Only then is openraft given it, so that its install runs
+/// at once: openraft answers no vote and no append while an install it queued waits (its
+/// commands run in order, and the answer to the install comes first).
 /// Replaced by a newer snapshot's (or dropped with the group), it stops.
 #[derive(Debug)]
 pub(crate) struct Preparing {
@@ -131,10 +131,11 @@ pub(crate) struct Receiving {
     bytes: Vec<u8>,
 }
 
-/// Starts getting a snapshot ready to install ([`Preparing`]) in a task of its own: fetches
-/// its pins' missing objects, then waits until the state machine applied every entry the
-/// group committed (openraft would queue the install behind them). The answer turns `true`
-/// once ready; it closes if the preparation fails or the channel stops.
+/// Starts getting a snapshot ready to install ([`Preparing`]) in a task of its own: waits
+/// until the state machine applied every entry the group committed (openraft would queue the
+/// install behind them), then fetches the snapshot's missing objects (held, so a gc leaves
+/// them), and again until the applies are still done once the fetch ends. The answer turns
+/// `true` once ready; it closes if the preparation fails or stops.
 fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Vec<u8>) -> Preparing {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (sm, raft) = (group.state_machine.clone(), group.raft.clone());
@@ -144,38 +145,43 @@ fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Vec<u8>) -> Pr
         ready: rx,
         _stop: stop.clone().drop_guard(),
     };
+    let (meta, bytes) = (Arc::new(meta), Arc::new(bytes));
     tokio::spawn(async move {
-        let id = meta.snapshot_id.clone();
-        let (fetcher, cancel) = (sm.clone(), stop.clone());
-        let fetched =
-            tokio::task::spawn_blocking(move || fetcher.fetch_for_install(&meta, &bytes, cancel))
-                .await;
-        match fetched {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(snapshot = %id, error = %e, "getting a received snapshot ready to install failed");
-                return;
-            }
-            Err(_) => return,
-        }
         loop {
-            let Ok(committed) = raft.with_raft_state(|s| s.committed).await else {
-                return;
-            };
-            let applied = {
-                let sm = sm.clone();
-                tokio::task::spawn_blocking(move || sm.applied_log_id()).await
-            };
-            match applied {
-                Ok(Ok(applied)) if applied >= committed => break,
-                Ok(Ok(_)) if !stop.is_cancelled() => {}
-                _ => return,
+            while !applied_all_committed(&raft, &sm).await? {
+                if stop.is_cancelled() {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let (fetcher, cancel) = (sm.clone(), stop.clone());
+            let (m, b) = (meta.clone(), bytes.clone());
+            let fetched =
+                tokio::task::spawn_blocking(move || fetcher.fetch_for_install(&m, &b, cancel))
+                    .await
+                    .ok()?;
+            if let Err(e) = fetched {
+                tracing::warn!(snapshot = %meta.snapshot_id, error = %e, "getting a received snapshot ready to install failed");
+                return None;
+            }
+            if applied_all_committed(&raft, &sm).await? {
+                return tx.send(true).ok();
+            }
         }
-        let _ = tx.send(true);
     });
     preparing
+}
+
+/// Whether the state machine applied every entry the group committed (none if the group or
+/// its store failed).
+async fn applied_all_committed(raft: &Raft<TypeConfig>, sm: &StateMachine) -> Option<bool> {
+    let committed = raft.with_raft_state(|s| s.committed).await.ok()?;
+    let sm = sm.clone();
+    let applied = tokio::task::spawn_blocking(move || sm.applied_log_id())
+        .await
+        .ok()?
+        .ok()?;
+    Some(applied >= committed)
 }
 
 /// Adds `req`'s chunk to the snapshot being received, and returns the whole snapshot once its
@@ -536,9 +542,9 @@ impl Replication {
 
     /// A snapshot chunk from `peer` to `channel`'s group, refused past
     /// [`MAX_SNAPSHOT_LEN`] (see [`Replication::deliver_append`]). The chunks are put
-    /// together here ([`receive_chunk`]); the whole snapshot is stored as pending and got
-    /// ready to install ([`Preparing`]: its objects fetched, every committed entry before it
-    /// applied) before openraft is given it (`Raft::install_full_snapshot`). openraft runs
+    /// together here ([`receive_chunk`]); the whole snapshot is got ready to install
+    /// ([`Preparing`]: every committed entry before it applied, its objects fetched) before
+    /// openraft is given it (`Raft::install_full_snapshot`). openraft runs
     /// its commands in order and answers no vote and no append behind an install that
     /// waits; until the snapshot is ready, its last chunk is answered `Stopped` (send it
     /// again) while the preparation goes on (docs/REPLICATION.md §2).
@@ -559,7 +565,11 @@ impl Replication {
         })?;
         within_snapshot_len(&req)?;
         let sent_vote = req.vote;
-        let own_vote = match group.raft.with_raft_state(|s| *s.vote_ref()).await {
+        let (own_vote, committed) = match group
+            .raft
+            .with_raft_state(|s| (*s.vote_ref(), s.committed))
+            .await
+        {
             Ok(v) => v,
             Err(e) => return Ok(stopped(e)),
         };
@@ -583,7 +593,10 @@ impl Replication {
             }
             Ok(Some(bytes)) => bytes,
         };
-        if !self.prepared(&group, channel, &req.meta, &bytes).await? {
+        // One not past the committed index openraft answers at once, installing nothing.
+        if req.meta.last_log_id > committed
+            && !Replication::prepared(&group, channel, &req.meta, &bytes).await?
+        {
             // Kept whole: the leader sends the last chunk again.
             let mut receiving = group.receiving.lock().unwrap_or_else(|p| p.into_inner());
             *receiving = Some(Receiving {
@@ -591,9 +604,8 @@ impl Replication {
                 bytes,
             });
             return Ok(Reply::Stopped(format!(
-                "channel {channel}: snapshot {} is stored and being got ready to install \
-                 (fetching its objects, or waiting for an earlier entry to apply): send its \
-                 last chunk again",
+                "channel {channel}: snapshot {} is being got ready to install (waiting for \
+                 earlier entries to apply, or fetching its objects): send its last chunk again",
                 req.meta.snapshot_id
             )));
         }
@@ -617,10 +629,10 @@ impl Replication {
     }
 
     /// Whether a whole snapshot received is ready to install ([`Preparing`]): the first time
-    /// it is seen, it is stored as pending and its preparation starts (in a task of its own,
-    /// which goes on when this call ends); then this waits up to [`PREPARE_WAIT`].
+    /// it is seen, its preparation starts (in a task of its own, which goes on when this call
+    /// ends); then this waits up to [`PREPARE_WAIT`], and checks once more that every
+    /// committed entry is applied.
     async fn prepared(
-        &self,
         group: &Group,
         channel: &str,
         meta: &SnapshotMeta<u64, Member>,
@@ -636,17 +648,6 @@ impl Replication {
             {
                 Some(running) => running.ready.clone(),
                 None => {
-                    let sm = group.state_machine.clone();
-                    let (stored_meta, body) = (meta.clone(), bytes.to_vec());
-                    tokio::task::spawn_blocking(move || sm.store_snapshot(&stored_meta, &body))
-                        .await
-                        .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
-                        .map_err(|e| {
-                            RpcError::new(
-                                ErrorKind::Unavailable,
-                                format!("channel {channel}: storing the snapshot received: {e}"),
-                            )
-                        })?;
                     let started = prepare(group, meta.clone(), bytes.to_vec());
                     let ready = started.ready.clone();
                     // Replaces (and so stops) the preparation of an older snapshot.
@@ -668,6 +669,12 @@ impl Replication {
             {
                 *preparing = None;
             }
+        }
+        if outcome.is_ok()
+            && applied_all_committed(&group.raft, &group.state_machine).await != Some(true)
+        {
+            // Entries committed since it was ready wait to apply: made ready again.
+            return Ok(false);
         }
         outcome.map(|_| true).map_err(|_| {
             RpcError::new(

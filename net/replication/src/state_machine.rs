@@ -76,8 +76,7 @@ pub(crate) fn wanted_pins(body: SnapshotBody) -> Result<BTreeMap<Hash, (BlobRef,
 /// What the state machine has stored of the snapshots it installs, for the log store's purge
 /// (one per running group, shared by its state machine and log store). openraft queues the
 /// purge of the log a snapshot covers without waiting for the install; the purge waits here
-/// until the snapshot is stored (`pending_snapshot_v1`: by the `raft/v1/snapshot` handler
-/// before openraft is given it, else by the install), so a member stopped or crashed
+/// until the snapshot is stored (`pending_snapshot_v1`), so a member stopped or crashed
 /// before the install commits finishes it at its next open
 /// ([`StateMachine::finish_interrupted_install`]) instead of starting with its applied state
 /// behind its purged log.
@@ -589,9 +588,8 @@ impl StateMachine {
             decode_row(SNAPSHOT, bytes).map_err(|e| corrupted(e.to_string()))?;
         let mut wanted = wanted_pins(body).map_err(corrupted)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        // Stored before anything is fetched (the network stored a snapshot it received
-        // already, and this changes nothing then): openraft may purge the log this snapshot
-        // covers as soon as it is (the log store's purge waits for it).
+        // Stored before anything is fetched: openraft may purge the log this snapshot covers
+        // as soon as it is (the log store's purge waits for it).
         self.store_snapshot(meta, bytes)?;
         // Commits refused for objects a gc took (each round fetches them again); bounded, so
         // a store whose checks and commits disagree cannot keep this going round unwaited.
@@ -781,13 +779,10 @@ impl StateMachine {
         }
     }
 
-    /// Stores a snapshot received from a leader as pending (`pending_snapshot_v1`) unless the
+    /// Stores a snapshot being installed as pending (`pending_snapshot_v1`) unless the
     /// applied state or a pending snapshot already stored reaches as far, then tells the gate:
-    /// from then on a purge of the log it covers need not wait. The network calls this as a
-    /// snapshot's last chunk arrives, before openraft sees the snapshot, so openraft's purge
-    /// behind the install never waits on this state machine (which may be busy with an
-    /// earlier apply for as long as no member gives that apply's objects).
-    pub(crate) fn store_snapshot(
+    /// from then on a purge of the log it covers need not wait.
+    fn store_snapshot(
         &self,
         meta: &SnapshotMeta<u64, Member>,
         bytes: &[u8],

@@ -1,16 +1,18 @@
-//! openraft purges the log a received snapshot covers without waiting for the install, and
-//! runs that purge in its core. The purge of entries not applied yet must wait until the
-//! snapshot is stored (docs/REPLICATION.md §2), and the state machine runs one command at a
-//! time: a member whose apply waits for objects no reachable member gives would, once a
-//! snapshot's last chunk arrived, hold its core in that wait and answer no vote and no
-//! append, counting as down for every quorum. So the snapshot is stored as its last chunk
-//! arrives, before openraft is given it, and the purge never waits.
+//! openraft 0.9 runs its output commands in order, and its answer to a snapshot install waits
+//! for the state machine to finish it: every command queued behind (the answer to a vote, to
+//! an append) waits too. The state machine runs one command at a time, and an apply or an
+//! install may wait long for objects no reachable member gives. A member given a snapshot
+//! then answered nothing, counting as down for every quorum. So a member gets a received
+//! snapshot ready first (every committed entry before it applied, its objects fetched), and
+//! only then gives it to openraft; until then its last chunk is answered `Stopped` (send it
+//! again).
 //!
 //! Played here over real sessions on 127.0.0.1: the other two members stop, and the test
 //! speaks with their identities. As the leader at a later term it starts a snapshot, then
 //! sends three pins of blobs nobody serves (the member commits them and its apply waits for
-//! their objects), then the snapshot's last chunk. The member must still answer votes, and it
-//! has stored the snapshot and purged the log it covers.
+//! their objects), then the snapshot's last chunk. The member must still answer votes; once
+//! the pins' blobs can be fetched it must still answer appends while it fetches the
+//! snapshot's; once that one can be fetched too, the snapshot sent again is installed.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -77,7 +79,7 @@ async fn a_member_whose_apply_waits_for_objects_still_votes_once_a_snapshot_arri
     // runs.
     let elsewhere = tempfile::tempdir().unwrap();
     let nowhere = open_store(elsewhere.path());
-    let lost_bytes: Vec<_> = (0..4u64).map(|i| distinct_bytes(4096, 7_000 + i)).collect();
+    let lost_bytes: Vec<_> = (0..5u64).map(|i| distinct_bytes(4096, 7_000 + i)).collect();
     let lost: Vec<_> = lost_bytes
         .iter()
         .map(|b| nowhere.store(b).unwrap().blob_ref)
@@ -117,40 +119,65 @@ async fn a_member_whose_apply_waits_for_objects_still_votes_once_a_snapshot_arri
     let as_leader = Vote::new_committed(term, a_id);
     let log_id = |i: u64| LogId::new(CommittedLeaderId::new(term, a_id), i);
 
-    // 1. A snapshot at last + 10 begins (its first chunk).
-    let body = encode_row(&SnapshotBody {
-        pins: vec![SnapshotPin {
-            name: "snap".to_string(),
-            blob_ref: lost[3].encode(),
-        }],
-    })
-    .unwrap();
-    let snapshot_at = last.index + 10;
-    let chunk = |vote: Vote<u64>, offset: usize, end: usize, done: bool| InstallSnapshotRequest::<
-        TypeConfig,
-    > {
-        vote,
-        meta: SnapshotMeta {
-            last_log_id: Some(log_id(snapshot_at)),
-            last_membership: membership.clone(),
-            snapshot_id: format!("{term}-{snapshot_at}"),
-        },
-        offset: offset as u64,
-        data: body[offset..end].to_vec(),
-        done,
-    };
-    let half = body.len() / 2;
-    let first: Reply<InstallSnapshotResponse<u64>> = session_a
-        .call_unary(
-            METHOD_SNAPSHOT,
-            &chunk(as_leader, 0, half, false),
-            opts(Duration::from_secs(10)),
-        )
-        .await
+    // A snapshot of one pin, at `at`, named `id`, in one chunk or from `offset` on.
+    let snapshot = |vote: Vote<u64>, at: LogId<u64>, pin: usize| {
+        let body = encode_row(&SnapshotBody {
+            pins: vec![SnapshotPin {
+                name: format!("snap{pin}"),
+                blob_ref: lost[pin].encode(),
+            }],
+        })
         .unwrap();
-    assert!(matches!(first, Reply::Ok(_)), "{first:?}");
+        let membership = membership.clone();
+        move |offset: usize, end: Option<usize>| InstallSnapshotRequest::<TypeConfig> {
+            vote,
+            meta: SnapshotMeta {
+                last_log_id: Some(at),
+                last_membership: membership.clone(),
+                snapshot_id: format!("{}-{}", at.leader_id.term, at.index),
+            },
+            offset: offset as u64,
+            data: body[offset..end.unwrap_or(body.len())].to_vec(),
+            done: end.is_none(),
+        }
+    };
+    let send = |session: &Session, req: InstallSnapshotRequest<TypeConfig>| {
+        let session = session.clone();
+        async move {
+            session
+                .call_unary::<_, Reply<InstallSnapshotResponse<u64>>>(
+                    METHOD_SNAPSHOT,
+                    &req,
+                    opts(Duration::from_secs(10)),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("a snapshot chunk was not answered in 10 s: {e}"))
+        }
+    };
+    // Sends a snapshot's last chunk until it is installed.
+    let installed = |session: Session, req: InstallSnapshotRequest<TypeConfig>| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match send(&session, req.clone()).await {
+                Reply::Ok(r) => break r,
+                Reply::Stopped(_) => {}
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the snapshot was never installed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
 
-    // 2. Three pins of blobs nobody serves, committed: the target's apply waits for them.
+    // 1. As the leader A at a later term: a snapshot at last + 10 begins (its first chunk),
+    // then three pins of blobs nobody serves are committed: the apply waits for them.
+    let snapshot_at = log_id(last.index + 10);
+    let first = snapshot(as_leader, snapshot_at, 3);
+    let half = first(0, None).data.len() / 2;
+    let answer = send(&session_a, first(0, Some(half))).await;
+    assert!(matches!(answer, Reply::Ok(_)), "{answer:?}");
     let entries: Vec<Entry<TypeConfig>> = (1..=3)
         .map(|i| Entry {
             log_id: log_id(last.index + i),
@@ -185,31 +212,22 @@ async fn a_member_whose_apply_waits_for_objects_still_votes_once_a_snapshot_arri
         "the target applied a pin whose objects nobody has"
     );
 
-    // 3. The snapshot's last chunk: the target stores the snapshot, and answers that it is
-    // getting it ready (its objects, and the entries before it applied): send it again. It
-    // has not given openraft the snapshot, so its log is not purged.
-    let send_last = |session: &Session, vote: Vote<u64>| {
-        let (session, req) = (session.clone(), chunk(vote, half, body.len(), true));
-        async move {
-            session
-                .call_unary::<_, Reply<InstallSnapshotResponse<u64>>>(
-                    METHOD_SNAPSHOT,
-                    &req,
-                    opts(Duration::from_secs(10)),
-                )
-                .await
-                .unwrap()
-        }
-    };
-    let answer = send_last(&session_a, as_leader).await;
+    // 2. A's node comes back holding the snapshot's blob only (not the channel): the
+    // snapshot could be fetched, but the pins before it still wait. Its last chunk is answered
+    // `Stopped` (send it again): it is not handed to openraft, nothing of it is stored, the
+    // log is not purged.
+    let a_dir = tempfile::tempdir().unwrap();
+    open_store(a_dir.path()).store(&lost_bytes[3]).unwrap();
+    let a_node = ServedNode::start(&others[0].0, a_dir.path(), others[0].1).await;
+    let answer = send(&session_a, first(half, None)).await;
     assert!(
         matches!(&answer, Reply::Stopped(why) if why.contains("send its last chunk again")),
         "{answer:?}"
     );
-    assert!(has_interrupted_install(&store, CHANNEL).unwrap());
+    assert!(!has_interrupted_install(&store, CHANNEL).unwrap());
     assert_eq!(channel.status().purged, None);
 
-    // 4. Votes are still answered: B asks at ever later terms until the target grants one
+    // 3. Votes are still answered: B asks at ever later terms until the target grants one
     // (it refuses while it still counts A as its leader).
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut asked = 0;
@@ -217,7 +235,7 @@ async fn a_member_whose_apply_waits_for_objects_still_votes_once_a_snapshot_arri
         asked += 1;
         let vote = VoteRequest {
             vote: Vote::new(term + 10 + asked, b_id),
-            last_log_id: Some(log_id(snapshot_at)),
+            last_log_id: Some(snapshot_at),
         };
         let answer = session_b
             .call_unary::<_, Reply<VoteResponse<u64>>>(
@@ -242,62 +260,64 @@ async fn a_member_whose_apply_waits_for_objects_still_votes_once_a_snapshot_arri
     // meanwhile (A's vote is stale now).
     let as_b = Vote::new_committed(granted.vote.leader_id().get_term() + 1000, b_id);
 
-    // Still waiting, and so is the snapshot: sent again, it is answered the same way.
-    assert_eq!(
-        stored_applied(&store, CHANNEL).unwrap().map(|(_, i)| i),
-        Some(last.index)
-    );
-    let answer = send_last(&session_b, as_b).await;
-    assert!(matches!(answer, Reply::Stopped(_)), "{answer:?}");
-
-    // A's node comes back holding the snapshot's blob (not the channel): the preparation
-    // fetches it, and the snapshot is still not handed over while the pins before it wait.
-    let a_dir = tempfile::tempdir().unwrap();
-    open_store(a_dir.path()).store(&lost_bytes[3]).unwrap();
-    let a_node = ServedNode::start(&others[0].0, a_dir.path(), others[0].1).await;
-    wait_until("the snapshot's objects fetched", || {
-        (channel.status().fetched.objects > 0).then_some(())
-    })
-    .await;
-    let answer = send_last(&session_b, as_b).await;
-    assert!(matches!(answer, Reply::Stopped(_)), "{answer:?}");
-
-    // Then A's node gets the three pins' blobs: they apply, and the last chunk sent again
-    // is installed.
+    // 4. The pins' blobs come: they apply, and the last chunk sent again (by B) is installed.
     for bytes in &lost_bytes[..3] {
         a_node.store.store(bytes).unwrap();
     }
-    wait_until("the target applied the three pins", || {
-        (stored_applied(&store, CHANNEL).unwrap()?.1 >= last.index + 3).then_some(())
-    })
+    let done = installed(
+        session_b.clone(),
+        snapshot(as_b, snapshot_at, 3)(half, None),
+    )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let installed = loop {
-        match send_last(&session_b, as_b).await {
-            Reply::Ok(r) => break r,
-            Reply::Stopped(_) => {}
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the snapshot was never installed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(installed.vote, as_b);
-    wait_until("the snapshot installed", || {
-        (stored_applied(&store, CHANNEL).unwrap()?.1 == snapshot_at).then_some(())
-    })
-    .await;
+    assert_eq!(done.vote, as_b);
     assert_eq!(
-        pin_set(&store),
-        vec![(
-            net_mesh_replication::ReplicatedChannel::blob_id(&lost[3]),
-            "snap".to_string()
-        )]
+        stored_applied(&store, CHANNEL).unwrap().map(|(_, i)| i),
+        Some(snapshot_at.index)
     );
+    let pin_of = |i: usize| {
+        vec![(
+            net_mesh_replication::ReplicatedChannel::blob_id(&lost[i]),
+            format!("snap{i}"),
+        )]
+    };
+    assert_eq!(pin_set(&store), pin_of(3));
     assert!(!has_interrupted_install(&store, CHANNEL).unwrap());
-    assert_eq!(channel.status().purged, Some(snapshot_at));
+    wait_until("the log the snapshot covers purged", || {
+        (channel.status().purged == Some(snapshot_at.index)).then_some(())
+    })
+    .await;
+
+    // 5. A newer snapshot (B's) of a blob nobody serves: every entry before it is applied,
+    // and while it waits for its object the target still answers appends.
+    let b_log_id =
+        |i: u64| LogId::new(CommittedLeaderId::new(as_b.leader_id().get_term(), b_id), i);
+    let second = snapshot(as_b, b_log_id(snapshot_at.index + 5), 4);
+    let answer = send(&session_b, second(0, None)).await;
+    assert!(matches!(answer, Reply::Stopped(_)), "{answer:?}");
+    let rounds = channel.status().fetched.rounds_failed;
+    wait_until(
+        "the preparation tried every member for the snapshot's blob",
+        || (channel.status().fetched.rounds_failed > rounds).then_some(()),
+    )
+    .await;
+    let heartbeat = AppendEntriesRequest::<TypeConfig> {
+        vote: as_b,
+        prev_log_id: Some(snapshot_at),
+        entries: vec![],
+        leader_commit: Some(snapshot_at),
+    };
+    let answer: Reply<AppendEntriesResponse<u64>> = session_b
+        .call_unary(METHOD_APPEND, &heartbeat, opts(Duration::from_secs(3)))
+        .await
+        .unwrap_or_else(|e| panic!("the target answered no append within 3 s: {e}"));
+    assert!(
+        matches!(answer, Reply::Ok(AppendEntriesResponse::Success)),
+        "{answer:?}"
+    );
+    a_node.store.store(&lost_bytes[4]).unwrap();
+    let done = installed(session_b.clone(), second(0, None)).await;
+    assert_eq!(done.vote, as_b);
+    assert_eq!(pin_set(&store), pin_of(4));
 
     channel.shutdown().await.unwrap();
     target_member.stop().await;
