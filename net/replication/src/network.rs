@@ -97,8 +97,8 @@ pub(crate) struct Group {
     /// The raft id of the leader that last sent this node appends or a snapshot (the state
     /// machine fetches a pin's or a snapshot's missing objects from it first).
     pub(crate) leader_from: Arc<AtomicU64>,
-    /// The group's state machine (`raft/v1/pinned` reads it; a received snapshot is stored
-    /// through it).
+    /// The group's state machine (`raft/v1/pinned` reads it; a received snapshot is got
+    /// ready to install through it).
     pub(crate) state_machine: StateMachine,
     /// The snapshot being received from a leader, chunk by chunk.
     pub(crate) receiving: Arc<Mutex<Option<Receiving>>>,
@@ -134,8 +134,8 @@ pub(crate) struct Receiving {
 /// Starts getting a snapshot ready to install ([`Preparing`]) in a task of its own: waits
 /// until the state machine applied every entry the group committed (openraft would queue the
 /// install behind them), then fetches the snapshot's missing objects (held, so a gc leaves
-/// them), and again until the applies are still done once the fetch ends. The answer turns
-/// `true` once ready; it closes if the preparation fails or stops.
+/// them); if entries committed during the fetch wait to apply, both steps run again. The
+/// answer turns `true` once ready; it closes if the preparation fails or stops.
 fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Vec<u8>) -> Preparing {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (sm, raft) = (group.state_machine.clone(), group.raft.clone());
