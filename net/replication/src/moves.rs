@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use net_mesh_engine::{Classify, ErrorClass, ExtensionOp, Store, StoreError, check_channel_name};
+use net_mesh_node::NodeError;
 use net_mesh_node::call_token::{decode_metadata, encode_metadata};
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::server::{Denied, Router, RpcContext, RpcUnaryHandler};
@@ -209,11 +210,21 @@ pub enum MoveError {
     /// without the source at or past the cutover.
     #[error("channel {channel}: handoff not verified: {reason}")]
     Handoff { channel: String, reason: String },
-    /// A node of the move could not be reached or refused the phase message.
+    /// A node of the move could not be reached, or failed the phase message for a reason of
+    /// its own (an I/O error, a lost session, no answer in time).
     #[error("channel {channel}: {node}: {reason}")]
     Unreachable {
         channel: String,
         node: NodeAddr,
+        reason: String,
+    },
+    /// A node of the move answered and refused the phase message (not its coordinator, another
+    /// move bound there, a state that forbids it, not now); `class` is that of its answer.
+    #[error("channel {channel}: {node} refused: {reason}")]
+    Refused {
+        channel: String,
+        node: NodeAddr,
+        class: ErrorClass,
         reason: String,
     },
     #[error(transparent)]
@@ -246,6 +257,7 @@ impl Classify for MoveError {
             MoveError::NotBound { .. } => ErrorClass::NotFound,
             MoveError::NotLeader { .. } => ErrorClass::Refused,
             MoveError::Unreachable { .. } => ErrorClass::Io,
+            MoveError::Refused { class, .. } => *class,
             MoveError::Membership(e) => e.class(),
             MoveError::Store { source, .. } => source.class(),
         }
@@ -751,8 +763,8 @@ impl Moves {
     /// record and what was done, one line per step. A move at or past `CutOver`, or whose
     /// target is a voter of the group's membership (a cutover begun), cannot be abandoned:
     /// resume it. A target that cannot be reached keeps its copy, bound to the move (said in
-    /// the lines); a source that cannot be reached fails the call (`Unreachable`), as it
-    /// stays bound and refuses other moves until told.
+    /// the lines); a source that cannot be reached (`Unreachable`) or refuses (`Refused`)
+    /// fails the call, as it stays bound and refuses other moves until told.
     pub async fn abandon(&self, spec: &MoveSpec) -> Result<(MoveRecord, Vec<String>), MoveError> {
         check_spec(spec)?;
         let channel = spec.channel.as_str();
@@ -1043,11 +1055,7 @@ impl Moves {
     ) -> Result<Resp, MoveError> {
         self.call_answer(channel, node, method, req)
             .await?
-            .map_err(|e| MoveError::Unreachable {
-                channel: channel.to_string(),
-                node: node.clone(),
-                reason: format!("{method}: {e}"),
-            })
+            .map_err(|e| answer_error(channel, node, method, &e))
     }
 
     /// `method` on a session pinned to `node`: the node's answer, or why it was not reached.
@@ -1519,6 +1527,26 @@ impl Moves {
     }
 }
 
+/// The error for a phase message `node` failed with `e`: an answer that refused it keeps the
+/// class a node client gives that answer (`NodeError::from_rpc`: a refusal is exit 4, "try
+/// later" is busy), not an I/O error; anything else (the session lost, no answer in time, a
+/// failure of the node's own) is `Unreachable`.
+fn answer_error(channel: &str, node: &NodeAddr, method: &str, e: &RpcError) -> MoveError {
+    match NodeError::from_rpc(e).class() {
+        ErrorClass::Io => MoveError::Unreachable {
+            channel: channel.to_string(),
+            node: node.clone(),
+            reason: format!("{method}: {e}"),
+        },
+        class => MoveError::Refused {
+            channel: channel.to_string(),
+            node: node.clone(),
+            class,
+            reason: format!("{method}: {}", e.message),
+        },
+    }
+}
+
 /// Whether `peer` may ask this node's handoff state for `row`'s move: its coordinator or its
 /// source.
 fn may_ask_state(row: &MoveRow, peer: &NodeId) -> bool {
@@ -1788,4 +1816,46 @@ fn busy_running(channel: &str) -> MoveError {
 
 fn hex8(id: &[u8; 32]) -> String {
     id.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_answered_keeps_its_class() {
+        let node = format!("{}@127.0.0.1:9", "ab".repeat(32))
+            .parse::<NodeAddr>()
+            .unwrap();
+        let class = |kind: ErrorKind| {
+            let e = answer_error("c", &node, METHOD_MOVE_ABANDON, &RpcError::new(kind, "why"));
+            (matches!(e, MoveError::Refused { .. }), e.class())
+        };
+        assert_eq!(
+            class(ErrorKind::PermissionDenied),
+            (true, ErrorClass::Refused)
+        );
+        assert_eq!(
+            class(ErrorKind::FailedPrecondition),
+            (true, ErrorClass::Refused)
+        );
+        assert_eq!(class(ErrorKind::Unavailable), (true, ErrorClass::Busy));
+        assert_eq!(class(ErrorKind::NotFound), (true, ErrorClass::NotFound));
+        // Not an answer of the node's: the session went, no answer in time, its own failure.
+        assert_eq!(class(ErrorKind::Disconnected), (false, ErrorClass::Io));
+        assert_eq!(class(ErrorKind::DeadlineExceeded), (false, ErrorClass::Io));
+        assert_eq!(class(ErrorKind::Internal), (false, ErrorClass::Io));
+        let refused = answer_error(
+            "c",
+            &node,
+            METHOD_MOVE_ABANDON,
+            &RpcError::new(ErrorKind::FailedPrecondition, "the target is a voter"),
+        );
+        assert!(
+            refused
+                .to_string()
+                .contains("refused: move/v1/abandon: the target is a voter"),
+            "{refused}"
+        );
+    }
 }

@@ -209,7 +209,10 @@ impl NodeReplicas {
     fn moved_away_refusal(channel: &str) -> NodeError {
         NodeError::new(
             ErrorClass::Refused,
-            format!("channel {channel}'s replica moved away from this node"),
+            format!(
+                "channel {channel}'s replica moved away from this node (or the move that brought \
+                 it here was abandoned)"
+            ),
         )
     }
 
