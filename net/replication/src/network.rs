@@ -124,11 +124,12 @@ pub(crate) struct Preparing {
 /// the leader gets the answer; the preparation goes on meanwhile).
 const PREPARE_WAIT: Duration = Duration::from_millis(100);
 
-/// A snapshot being received, chunk by chunk: its id and the bytes received so far.
+/// A snapshot being received, chunk by chunk: its id and the bytes received so far (shared
+/// with its [`Preparing`] once whole, so a snapshot being got ready is held once).
 #[derive(Debug)]
 pub(crate) struct Receiving {
     snapshot_id: String,
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
 }
 
 /// Starts getting a snapshot ready to install ([`Preparing`]) in a task of its own: waits
@@ -136,7 +137,7 @@ pub(crate) struct Receiving {
 /// install behind them), then fetches the snapshot's missing objects (held, so a gc leaves
 /// them); if entries committed during the fetch wait to apply, both steps run again. The
 /// answer turns `true` once ready; it closes if the preparation fails or stops.
-fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Vec<u8>) -> Preparing {
+fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Arc<Vec<u8>>) -> Preparing {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (sm, raft) = (group.state_machine.clone(), group.raft.clone());
     let stop = sm.stop_child();
@@ -145,7 +146,7 @@ fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Vec<u8>) -> Pr
         ready: rx,
         _stop: stop.clone().drop_guard(),
     };
-    let (meta, bytes) = (Arc::new(meta), Arc::new(bytes));
+    let meta = Arc::new(meta);
     tokio::spawn(async move {
         loop {
             while !applied_all_committed(&raft, &sm).await? {
@@ -165,6 +166,8 @@ fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Vec<u8>) -> Pr
                 return None;
             }
             if applied_all_committed(&raft, &sm).await? {
+                // Let go first: the hand-over then takes the bytes without a copy.
+                drop(bytes);
                 return tx.send(true).ok();
             }
         }
@@ -186,13 +189,16 @@ async fn applied_all_committed(raft: &Raft<TypeConfig>, sm: &StateMachine) -> Op
 
 /// Adds `req`'s chunk to the snapshot being received, and returns the whole snapshot once its
 /// last chunk came. A chunk continues the snapshot of its id at any offset up to what was
-/// received (a chunk sent again after a lost answer overwrites the same bytes); a chunk of
-/// another snapshot starts over at offset 0. Any other offset is a mismatch, which tells the
-/// sender where to go on from. The caller bounds the length ([`within_snapshot_len`]).
+/// received: a chunk sent again after a lost answer, whose bytes are received already, is
+/// taken as it is (a snapshot id names one snapshot; so the whole snapshot, shared with its
+/// preparation, is not copied when its last chunk comes again), any other overwrites from its
+/// offset on, and a last chunk ends the snapshot where it ends. A chunk of another snapshot
+/// starts over at offset 0. Any other offset is a mismatch, which tells the sender where to go
+/// on from. The caller bounds the length ([`within_snapshot_len`]).
 pub(crate) fn receive_chunk(
     receiving: &mut Option<Receiving>,
     req: &InstallSnapshotRequest<TypeConfig>,
-) -> Result<Option<Vec<u8>>, SnapshotMismatch> {
+) -> Result<Option<Arc<Vec<u8>>>, SnapshotMismatch> {
     let id = &req.meta.snapshot_id;
     let received = receiving
         .as_ref()
@@ -216,10 +222,15 @@ pub(crate) fn receive_chunk(
     }
     let r = receiving.get_or_insert_with(|| Receiving {
         snapshot_id: id.clone(),
-        bytes: Vec::new(),
+        bytes: Arc::default(),
     });
-    r.bytes.truncate(offset);
-    r.bytes.extend_from_slice(&req.data);
+    let end = offset.saturating_add(req.data.len());
+    let received_already = end <= received && (!req.done || end == received);
+    if !received_already {
+        let bytes = Arc::make_mut(&mut r.bytes);
+        bytes.truncate(offset);
+        bytes.extend_from_slice(&req.data);
+    }
     Ok(if req.done {
         receiving.take().map(|r| r.bytes)
     } else {
@@ -609,6 +620,8 @@ impl Replication {
                 req.meta.snapshot_id
             )));
         }
+        // Its preparation (ended) no longer shares the bytes: taken, not copied.
+        let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
         let snapshot = Snapshot {
             meta: req.meta,
             snapshot: Box::new(std::io::Cursor::new(bytes)),
@@ -636,7 +649,7 @@ impl Replication {
         group: &Group,
         channel: &str,
         meta: &SnapshotMeta<u64, Member>,
-        bytes: &[u8],
+        bytes: &Arc<Vec<u8>>,
     ) -> Result<bool, RpcError> {
         let mut ready = {
             // Held while a preparation starts: a second send of the same last chunk (the
@@ -648,7 +661,7 @@ impl Replication {
             {
                 Some(running) => running.ready.clone(),
                 None => {
-                    let started = prepare(group, meta.clone(), bytes.to_vec());
+                    let started = prepare(group, meta.clone(), Arc::clone(bytes));
                     let ready = started.ready.clone();
                     // Replaces (and so stops) the preparation of an older snapshot.
                     *preparing = Some(started);
@@ -1138,7 +1151,7 @@ mod tests {
         assert_eq!((other.expect.id.as_str(), other.expect.offset), ("2-9", 0));
         assert_eq!(
             receive_chunk(&mut receiving, &chunk("1-5", 4, b"ef", true)),
-            Ok(Some(b"abcdef".to_vec()))
+            Ok(Some(Arc::new(b"abcdef".to_vec())))
         );
         assert!(
             receiving.is_none(),
@@ -1149,9 +1162,35 @@ mod tests {
         receive_chunk(&mut receiving, &chunk("1-5", 0, b"old", false)).unwrap();
         assert_eq!(
             receive_chunk(&mut receiving, &chunk("2-9", 0, b"new", true)),
-            Ok(Some(b"new".to_vec()))
+            Ok(Some(Arc::new(b"new".to_vec())))
         );
         assert!(receive_chunk(&mut receiving, &chunk("1-5", 3, b"!", true)).is_err());
+
+        // A whole snapshot kept while its preparation shares it: its last chunk sent again
+        // hands the same bytes back, not a copy.
+        receive_chunk(&mut receiving, &chunk("3-7", 0, b"abc", false)).unwrap();
+        let whole = receive_chunk(&mut receiving, &chunk("3-7", 3, b"def", true))
+            .unwrap()
+            .unwrap();
+        let preparation = Arc::clone(&whole);
+        receiving = Some(Receiving {
+            snapshot_id: "3-7".into(),
+            bytes: whole,
+        });
+        let again = receive_chunk(&mut receiving, &chunk("3-7", 3, b"def", true))
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&again, &preparation), "copied");
+        // A last chunk ending before what was received ends the snapshot there.
+        receiving = Some(Receiving {
+            snapshot_id: "3-7".into(),
+            bytes: again,
+        });
+        assert_eq!(
+            receive_chunk(&mut receiving, &chunk("3-7", 3, b"d", true)),
+            Ok(Some(Arc::new(b"abcd".to_vec())))
+        );
+        assert_eq!(*preparation, b"abcdef".to_vec(), "the shared bytes changed");
     }
 
     fn member(b: u8) -> Member {
