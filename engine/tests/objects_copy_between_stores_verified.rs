@@ -2,7 +2,8 @@
 //! another (children first, only what the target lacks) reads back identical; a second copy
 //! moves nothing; a tampered object or a node sent before its children is refused and nothing
 //! is stored; a node listing an object that does not fit its place in the tree (wrong kind or
-//! level) is refused; GC with a zero grace during an import keeps what the import holds.
+//! level) is refused; GC with a zero grace during an import keeps what the import holds. An
+//! object checked once ([`Verified`], what a pull imports) is held to the same rules.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,7 +21,7 @@ use net_mesh_engine::codec::{
     leaf_id,
 };
 use net_mesh_engine::index::{blob_id, pin_roots};
-use net_mesh_engine::write::{Shape, children_of};
+use net_mesh_engine::write::{Shape, Verified, children_of};
 use net_mesh_engine::{
     BlobRef, BlobWriter, Classify, ErrorClass, GcOptions, ImportError, Importer, ObjectKind, Store,
 };
@@ -148,6 +149,70 @@ fn a_tampered_object_or_a_node_before_its_children_is_refused_and_nothing_is_sto
     import.commit().unwrap();
     drop(import);
     assert_eq!(objects(&b), 0);
+}
+
+/// [`copy`] through [`Verified`]: each object checked once, its children taken from the check.
+fn copy_verified(from: &Store, to: &mut Importer<'_>, hash: &Hash) -> u64 {
+    if to.has(hash).unwrap() {
+        return 0;
+    }
+    let object = from.read_object(hash).unwrap();
+    let verified = Verified::check(object.kind, hash, object.bytes.clone()).unwrap();
+    assert_eq!(verified.kind(), object.kind);
+    assert_eq!(verified.hash(), hash);
+    assert_eq!(verified.bytes(), object.bytes.as_slice());
+    assert_eq!(
+        verified.children(),
+        children_of(object.kind, hash, &object.bytes)
+            .unwrap()
+            .as_slice()
+    );
+    let expected_level = (object.kind == ObjectKind::InternalNode)
+        .then(|| InternalNode::decode(&object.bytes).unwrap().level);
+    assert_eq!(verified.level(), expected_level);
+    let mut sent = 0;
+    for (child, _) in verified.children() {
+        sent += copy_verified(from, to, child);
+    }
+    assert!(to.import_verified(verified).unwrap());
+    sent + 1
+}
+
+#[test]
+fn a_verified_object_is_held_to_the_import_rules_and_a_tree_copied_so_reads_back() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(a_dir.path(), SMALL_CDC, TINY_TREE);
+    let b = open(b_dir.path(), SMALL_CDC, TINY_TREE);
+    let data = random_bytes(150_000, 3);
+    let put = a.store(&data).unwrap();
+    assert!(matches!(put.blob_ref, BlobRef::Tree { depth, .. } if depth > 1));
+    let (root, _) = roots(&put.blob_ref)[0];
+    let node = a.read_object(&root).unwrap();
+
+    // Tampered bytes never become a Verified object.
+    let mut tampered = node.bytes.clone();
+    tampered[0] ^= 1;
+    let err = Verified::check(node.kind, &root, tampered).unwrap_err();
+    assert!(matches!(err, ImportError::IdMismatch { .. }), "{err}");
+
+    // A checked node still waits for its children.
+    let mut import = b.importer().unwrap();
+    let verified = Verified::check(node.kind, &root, node.bytes.clone()).unwrap();
+    let err = import.import_verified(verified).unwrap_err();
+    assert!(
+        matches!(err, ImportError::MissingChild { node, .. } if node == root),
+        "{err}"
+    );
+    assert!(!import.has(&root).unwrap(), "a refused node was stored");
+
+    // Copied children first, the tree reads back.
+    let sent = copy_verified(&a, &mut import, &root);
+    import.pin(&put.blob_ref, "copied").unwrap();
+    import.commit().unwrap();
+    assert_eq!(import.imported().0, sent);
+    drop(import);
+    assert_eq!(sent as usize, objects(&a));
+    assert_eq!(fetch_all(&b, &put.blob_ref), data);
 }
 
 fn leaf(chunks: &[Hash]) -> (Hash, Vec<u8>) {

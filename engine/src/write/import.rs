@@ -106,12 +106,61 @@ impl std::fmt::Display for Shape {
 }
 
 /// An object checked against its id and decoded: what it lists, and what each of those must be.
+#[derive(Debug)]
 struct Parsed {
     children: Vec<(Hash, RecordKind)>,
     /// The shape every child must have (`None` for a chunk, which lists nothing).
     child_shape: Option<Shape>,
     /// The object's own level, for an internal node.
     level: Option<u8>,
+}
+
+/// An object whose bytes were checked against its id and decoded ([`Verified::check`]), so
+/// that [`Importer::import_verified`] stores it without hashing it again. Its fields cannot be
+/// changed after the check.
+#[derive(Debug)]
+pub struct Verified {
+    kind: RecordKind,
+    hash: Hash,
+    bytes: Vec<u8>,
+    parsed: Parsed,
+}
+
+impl Verified {
+    /// Checks that `bytes` (an object of `kind`) hash to `hash` and, for a node, decode
+    /// (`IdMismatch`, `BadNode`).
+    pub fn check(kind: RecordKind, hash: &Hash, bytes: Vec<u8>) -> Result<Verified, ImportError> {
+        let parsed = parse(kind, hash, &bytes)?;
+        Ok(Verified {
+            kind,
+            hash: *hash,
+            bytes,
+            parsed,
+        })
+    }
+
+    pub fn kind(&self) -> RecordKind {
+        self.kind
+    }
+
+    pub fn hash(&self) -> &Hash {
+        &self.hash
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The objects it lists, with their kinds: a leaf's chunks, an internal node's children
+    /// (none for a chunk).
+    pub fn children(&self) -> &[(Hash, RecordKind)] {
+        &self.parsed.children
+    }
+
+    /// An internal node's level (`None` for a chunk or a leaf).
+    pub fn level(&self) -> Option<u8> {
+        self.parsed.level
+    }
 }
 
 /// The objects `bytes` (an object of `kind`) lists, with their kinds: a leaf's chunks, an
@@ -198,11 +247,36 @@ impl<'s> Importer<'s> {
         hash: &Hash,
         bytes: &[u8],
     ) -> Result<bool, ImportError> {
+        let parsed = parse(kind, hash, bytes)?;
+        self.store_parsed(kind, hash, bytes, parsed)
+    }
+
+    /// [`Importer::import`] of an object already checked against its id (its bytes are not
+    /// hashed again).
+    pub fn import_verified(&mut self, object: Verified) -> Result<bool, ImportError> {
+        let Verified {
+            kind,
+            hash,
+            bytes,
+            parsed,
+        } = object;
+        self.store_parsed(kind, &hash, &bytes, parsed)
+    }
+
+    /// Stores `bytes`, checked against `hash` and parsed into `parsed`, once its children fit
+    /// (module docs).
+    fn store_parsed(
+        &mut self,
+        kind: RecordKind,
+        hash: &Hash,
+        bytes: &[u8],
+        parsed: Parsed,
+    ) -> Result<bool, ImportError> {
         let Parsed {
             children,
             child_shape,
             level,
-        } = parse(kind, hash, bytes)?;
+        } = parsed;
         for (child, _) in &children {
             let Some(child_kind) = self.batch.hold_present(*child)? else {
                 return Err(ImportError::MissingChild {

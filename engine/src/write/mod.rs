@@ -14,7 +14,7 @@ mod parity;
 mod stream;
 mod upload;
 
-pub use import::{ImportError, Importer, Object, Shape, children_of};
+pub use import::{ImportError, Importer, Object, Shape, Verified, children_of};
 pub use open_batch::OpenBatch;
 pub use parity::erasure_put_bytes;
 pub use stream::PIPELINE_BLOCKS;

@@ -23,8 +23,8 @@
 use std::collections::{HashMap, HashSet};
 
 use net_mesh_engine::class::short_hex;
-use net_mesh_engine::codec::{Hash, InternalNode, MAX_DEPTH};
-use net_mesh_engine::write::children_of;
+use net_mesh_engine::codec::{Hash, MAX_DEPTH};
+use net_mesh_engine::write::Verified;
 use net_mesh_engine::{BlobRef, ErrorClass, Importer, ObjectKind, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -65,14 +65,6 @@ fn roots(blob_ref: &BlobRef) -> Vec<(Hash, ObjectKind)> {
 
 fn integrity(message: String) -> NodeError {
     NodeError::new(ErrorClass::Integrity, message)
-}
-
-/// A tree node received and verified, waiting for its subtree.
-struct ReceivedNode {
-    hash: Hash,
-    kind: ObjectKind,
-    bytes: Vec<u8>,
-    children: Vec<(Hash, ObjectKind)>,
 }
 
 /// Fetches `blob_ref` from `client`'s node into `store` and pins it at `pin` (holds it, on a
@@ -139,7 +131,7 @@ pub fn fetch_blob(
         held: 0,
         levels: HashMap::new(),
     }
-    .fetch(roots(blob_ref), root_level(blob_ref))
+    .fetch(&roots(blob_ref), root_level(blob_ref))
 }
 
 struct Walk<'a, 'i, 's> {
@@ -168,11 +160,11 @@ impl Walk<'_, '_, '_> {
 
     /// Brings every object of `wanted` (and everything under it) into the store; its internal
     /// nodes must be of `level`.
-    fn fetch(&mut self, wanted: Vec<(Hash, ObjectKind)>, level: u8) -> NodeResult<()> {
+    fn fetch(&mut self, wanted: &[(Hash, ObjectKind)], level: u8) -> NodeResult<()> {
         let mut chunks = Vec::new();
         let mut nodes = Vec::new();
         let mut seen = HashSet::with_capacity(wanted.len());
-        for (hash, kind) in wanted {
+        for &(hash, kind) in wanted {
             if !seen.insert(hash) {
                 continue;
             }
@@ -206,11 +198,10 @@ impl Walk<'_, '_, '_> {
             let mut received = Vec::with_capacity(batch.len());
             self.fetch_batch(batch, level, &mut received)?;
             for node in received {
-                self.fetch(node.children, level.saturating_sub(1))?;
-                self.importer
-                    .import(node.kind, &node.hash, &node.bytes)
-                    .node_err()?;
-                self.held = self.held.saturating_sub(node.bytes.len());
+                self.fetch(node.children(), level.saturating_sub(1))?;
+                let len = node.bytes().len();
+                self.importer.import_verified(node).node_err()?;
+                self.held = self.held.saturating_sub(len);
             }
         }
         Ok(())
@@ -244,7 +235,7 @@ impl Walk<'_, '_, '_> {
         &mut self,
         batch: &[(Hash, ObjectKind)],
         level: u8,
-        nodes: &mut Vec<ReceivedNode>,
+        nodes: &mut Vec<Verified>,
     ) -> NodeResult<()> {
         self.check_stop()?;
         let hashes: Vec<Hash> = batch.iter().map(|(h, _)| *h).collect();
@@ -274,14 +265,10 @@ impl Walk<'_, '_, '_> {
                     short_hex(hash)
                 )));
             }
-            // Verified against its id here (children_of checks it first), before anything of
-            // it is stored or kept.
-            let children = children_of(*kind, hash, &bytes)
+            // Verified against its id here, once, before anything of it is stored or kept.
+            let object = Verified::check(*kind, hash, bytes)
                 .map_err(|e| integrity(format!("the source node's object: {e}")))?;
-            if *kind == ObjectKind::InternalNode {
-                let got_level = InternalNode::decode(&bytes)
-                    .map_err(|e| integrity(format!("the source node's object: {e}")))?
-                    .level;
+            if let Some(got_level) = object.level() {
                 if got_level != level || level >= MAX_DEPTH {
                     return Err(integrity(format!(
                         "the source node sent tree node {} of level {got_level} where a node of \
@@ -291,17 +278,12 @@ impl Walk<'_, '_, '_> {
                 }
                 self.levels.insert(*hash, got_level);
             }
-            (self.received)(&bytes);
+            (self.received)(object.bytes());
             if *kind == ObjectKind::Chunk {
-                self.importer.import(*kind, hash, &bytes).node_err()?;
+                self.importer.import_verified(object).node_err()?;
             } else {
-                self.held = self.held.saturating_add(bytes.len());
-                nodes.push(ReceivedNode {
-                    hash: *hash,
-                    kind: *kind,
-                    bytes,
-                    children,
-                });
+                self.held = self.held.saturating_add(object.bytes().len());
+                nodes.push(object);
             }
         }
         stream.finish()
