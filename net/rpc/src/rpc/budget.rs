@@ -369,9 +369,7 @@ impl SendBudget {
             return Err(SendBudgetError::TooLarge { limit });
         }
         let n = u32::try_from(bytes).map_err(|_| SendBudgetError::TooLarge { limit })?;
-        if self.try_acquire_now(call, n) {
-            self.node_held.fetch_add(bytes, Ordering::AcqRel);
-            self.node.note_send_level();
+        if self.try_acquire(call, bytes) {
             return Ok(());
         }
         let take = async {
@@ -416,6 +414,20 @@ impl SendBudget {
         self.node_held.fetch_add(bytes, Ordering::AcqRel);
         self.node.note_send_level();
         Ok(())
+    }
+
+    /// [`SendBudget::acquire`] when every budget has room right now (never waits): `false`
+    /// when the caller must wait or fail, and nothing is held then.
+    pub(crate) fn try_acquire(&self, call: Option<&Semaphore>, bytes: usize) -> bool {
+        let Ok(n) = u32::try_from(bytes) else {
+            return false;
+        };
+        if !self.try_acquire_now(call, n) {
+            return false;
+        }
+        self.node_held.fetch_add(bytes, Ordering::AcqRel);
+        self.node.note_send_level();
+        true
     }
 
     /// The fast path of [`SendBudget::acquire`]: every budget has room right now.
@@ -618,6 +630,27 @@ impl SendWindow {
     pub(crate) async fn take_message(&self, charge: usize) -> Result<TakenWindow<'_>, WindowError> {
         self.acquire(charge).await?;
         Ok(TakenWindow {
+            window: self,
+            charge,
+        })
+    }
+
+    /// [`SendWindow::take_message`] when the window has room right now (never waits): `None`
+    /// when the caller must wait or fail, and nothing is taken then. A sender's fast path, so
+    /// that a message that need not wait costs no future of its own.
+    pub(crate) fn try_take_message(&self, charge: usize) -> Option<TakenWindow<'_>> {
+        let window = self.window.load(Ordering::Acquire);
+        if window == 0 || charge > window as usize {
+            return None;
+        }
+        let owed = self.owed.load(Ordering::Relaxed);
+        let covered = owed.min(charge);
+        let n = u32::try_from(charge.saturating_sub(covered)).ok()?;
+        self.available.try_acquire_many(n).ok()?.forget();
+        self.outstanding.fetch_add(u64::from(n), Ordering::AcqRel);
+        self.owed
+            .store(owed.saturating_sub(covered), Ordering::Relaxed);
+        Some(TakenWindow {
             window: self,
             charge,
         })
@@ -903,6 +936,45 @@ mod tests {
             w.grant(1).is_err(),
             "nothing else was outstanding beyond what is owed"
         );
+    }
+
+    #[tokio::test]
+    async fn the_send_fast_paths_take_what_the_waiting_ones_take_or_nothing() {
+        // The window: nothing before it is announced, nothing past it, owed bytes first.
+        let w = SendWindow::unannounced();
+        assert!(w.try_take_message(10).is_none());
+        assert!(w.grant(1000).is_ok());
+        assert!(w.try_take_message(1001).is_none());
+        assert_eq!(w.available(), 1000);
+        w.try_take_message(600).unwrap().spent();
+        assert_eq!(w.available(), 400);
+        assert!(w.try_take_message(500).is_none(), "only 400 are left");
+        assert_eq!(w.available(), 400, "a refused take holds nothing");
+        // A message taken and never queued is owed to the next one, which takes it first.
+        drop(w.try_take_message(300).unwrap());
+        assert_eq!(w.available(), 100);
+        w.try_take_message(350).unwrap().spent();
+        assert_eq!(w.available(), 50);
+        assert!(w.grant(950).is_ok());
+        assert_eq!(w.available(), 1000);
+        assert!(w.grant(1).is_err(), "nothing else was outstanding");
+
+        // The budgets: all four at once, or none.
+        let node = node(0, 100);
+        let peer = node.peer(crate::handshake::PeerIdentity::for_harness().node_id());
+        let s = SendBudget::new(80, 50, peer, node.clone(), CancellationToken::new());
+        let call = SendBudget::call_budget(50);
+        assert!(s.try_acquire(Some(&call), 40));
+        assert!(!s.try_acquire(Some(&call), 20), "past the call's budget");
+        assert!(!s.try_acquire(None, 41), "past the session's budget");
+        assert_eq!(call.available_permits(), 10);
+        assert_eq!(node.send.available_permits(), 60);
+        assert!(s.try_acquire(None, 40));
+        assert_eq!(node.send.available_permits(), 20);
+        s.release(Some(&call), 40);
+        s.release(None, 40);
+        assert_eq!(call.available_permits(), 50);
+        assert_eq!(node.send.available_permits(), 100);
     }
 
     #[test]

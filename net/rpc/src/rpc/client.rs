@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use tokio::time::{Instant, Sleep};
 
-use super::budget::{RecvWindow, Returner, SendBudget, SendWindow};
+use super::budget::{RecvWindow, Returner, SendBudget, SendWindow, TakenWindow};
 use super::dispatch::call_queue;
 use super::queue::Receiver;
 use super::session::{CallEvent, CallShared, CallerSlot, MessageList, Session, SessionShared};
@@ -224,6 +224,35 @@ impl CallCore {
     }
 
     /// Runs `fut` until the call's deadline (abandoning the call when it passes).
+    /// Waits until a message charged `charge` bytes fits the call's window and the send
+    /// budgets, and takes them (or fails: the call ended, its deadline passed, too large).
+    async fn wait_for_send_room(&self, charge: usize) -> Result<TakenWindow<'_>, RpcError> {
+        let core = self;
+        let wait = async {
+            let taken = core
+                .call
+                .request_window
+                .take_message(charge)
+                .await
+                .map_err(|e| {
+                    e.into_rpc(charge, "server", || {
+                        core.call.terminal.get().cloned().unwrap_or_else(|| {
+                            RpcError::cancelled("the server already finished the call")
+                        })
+                    })
+                })?;
+            core.shared
+                .reserve_send_bytes(Some(&core.call.send_budget), charge)
+                .await
+                .map_err(|e| core.call.terminal.get().cloned().unwrap_or(e))?;
+            Ok(taken)
+        };
+        match core.until_deadline(wait).await {
+            Ok(Ok(taken)) => Ok(taken),
+            Ok(Err(e)) | Err(e) => Err(e),
+        }
+    }
+
     async fn until_deadline<T>(&self, fut: impl Future<Output = T>) -> Result<T, RpcError> {
         match self.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, fut).await {
@@ -422,28 +451,20 @@ impl<Req: Serialize> DuplexSender<Req> {
         }
         let core = &self.core;
         let (frame_len, charge) = SessionShared::measure_chunk(item)?;
-        let wait = async {
-            let taken = core
-                .call
-                .request_window
-                .take_message(charge)
-                .await
-                .map_err(|e| {
-                    e.into_rpc(charge, "server", || {
-                        core.call.terminal.get().cloned().unwrap_or_else(|| {
-                            RpcError::cancelled("the server already finished the call")
-                        })
-                    })
-                })?;
-            core.shared
-                .reserve_send_bytes(Some(&core.call.send_budget), charge)
-                .await
-                .map_err(|e| core.call.terminal.get().cloned().unwrap_or(e))?;
-            Ok(taken)
-        };
-        let taken = match core.until_deadline(wait).await {
-            Ok(Ok(taken)) => taken,
-            Ok(Err(e)) | Err(e) => return Err(e),
+        // Usually the window and the budgets have room: taken without a future (a waiting
+        // send's futures are as large as the message, and moving them cost as much as
+        // queueing it). A window taken without the budget goes back to the call (owed).
+        let now = core
+            .call
+            .request_window
+            .try_take_message(charge)
+            .filter(|_| {
+                core.shared
+                    .try_reserve_send_bytes(Some(&core.call.send_budget), charge)
+            });
+        let taken = match now {
+            Some(taken) => taken,
+            None => core.wait_for_send_room(charge).await?,
         };
         let appended = core.shared.send_chunk(
             true,

@@ -415,27 +415,33 @@ impl<Resp: Serialize> ResponseSink<Resp> {
             return Err(self.control.error());
         }
         let (frame_len, charge) = SessionShared::measure_chunk(item)?;
-        let wait = async {
-            let taken = self
-                .window
-                .take_message(charge)
-                .await
-                .map_err(|e| e.into_rpc(charge, "caller", || self.control.error()))?;
+        // Usually the window and the budgets have room: taken without a future, and no need
+        // to watch the token then (see `DuplexSender::send`).
+        let now = self.window.try_take_message(charge).filter(|_| {
             self.shared
-                .reserve_send_bytes(Some(&self.budget), charge)
-                .await?;
-            Ok::<_, RpcError>(taken)
+                .try_reserve_send_bytes(Some(&self.budget), charge)
+        });
+        let taken = match now {
+            Some(taken) => taken,
+            None => {
+                let wait = async {
+                    let taken = self
+                        .window
+                        .take_message(charge)
+                        .await
+                        .map_err(|e| e.into_rpc(charge, "caller", || self.control.error()))?;
+                    self.shared
+                        .reserve_send_bytes(Some(&self.budget), charge)
+                        .await?;
+                    Ok::<_, RpcError>(taken)
+                };
+                tokio::select! {
+                    biased;
+                    _ = self.control.token.cancelled() => Err(self.control.error()),
+                    reserved = wait => reserved,
+                }?
+            }
         };
-        let mut wait = std::pin::pin!(wait);
-        // Usually the window and the budgets have room: no need to watch the token then.
-        let taken = match (&mut wait).now_or_never() {
-            Some(reserved) => reserved,
-            None => tokio::select! {
-                biased;
-                _ = self.control.token.cancelled() => Err(self.control.error()),
-                reserved = &mut wait => reserved,
-            },
-        }?;
         let live = self.control.live();
         if !*live {
             drop(live);

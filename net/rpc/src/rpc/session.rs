@@ -613,6 +613,12 @@ impl SessionShared {
         }
     }
 
+    /// [`SessionShared::reserve_send_bytes`] when every budget has room right now (never
+    /// waits): `false` when the caller must wait or fail, and nothing is held then.
+    pub(crate) fn try_reserve_send_bytes(&self, call: Option<&Semaphore>, bytes: usize) -> bool {
+        self.send.try_acquire(call, bytes)
+    }
+
     /// Returns send budget that will not be used.
     pub(crate) fn release_send(&self, charge: SendCharge) {
         self.send.release(charge.call.as_deref(), charge.bytes);
