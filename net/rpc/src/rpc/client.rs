@@ -223,7 +223,6 @@ impl CallCore {
         self.shared.enqueue_data(frame, charge)
     }
 
-    /// Runs `fut` until the call's deadline (abandoning the call when it passes).
     /// Waits until a message charged `charge` bytes fits the call's window and the send
     /// budgets, and takes them (or fails: the call ended, its deadline passed, too large).
     async fn wait_for_send_room(&self, charge: usize) -> Result<TakenWindow<'_>, RpcError> {
@@ -253,6 +252,7 @@ impl CallCore {
         }
     }
 
+    /// Runs `fut` until the call's deadline (abandoning the call when it passes).
     async fn until_deadline<T>(&self, fut: impl Future<Output = T>) -> Result<T, RpcError> {
         match self.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, fut).await {
