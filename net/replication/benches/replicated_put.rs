@@ -462,7 +462,7 @@ async fn elections(root: &Path, samples: usize, rows: &mut Vec<Row>) {
             ms(sorted[sorted.len() - 1])
         ),
         ratio: "-".into(),
-        goal: "election timeout 0.75-1.5 s",
+        goal: "expected: leader lease 1.5 s + election timeout 0.75-1.5 s (docs/REPLICATION.md)",
     });
 }
 
