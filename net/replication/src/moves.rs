@@ -1296,6 +1296,7 @@ impl Moves {
         {
             tracing::warn!(channel, error = %e, "stopping the channel's group");
         }
+        net_mesh_segments::failpoint::hit("move.remove_copy.before_commit");
         let store = self.inner.store.clone();
         let ch = channel.to_string();
         let removed = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
@@ -1320,6 +1321,7 @@ impl Moves {
         .await
         .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
         .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))?;
+        net_mesh_segments::failpoint::hit("move.remove_copy.after_commit");
         self.detach(channel);
         Ok(removed)
     }
