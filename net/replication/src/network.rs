@@ -124,6 +124,10 @@ pub(crate) struct Preparing {
 /// the leader gets the answer; the preparation goes on meanwhile).
 const PREPARE_WAIT: Duration = Duration::from_millis(100);
 
+/// How long a preparation waiting for entries to apply goes without checking again when the
+/// group's metrics do not change.
+const PREPARE_RECHECK: Duration = Duration::from_secs(1);
+
 /// A snapshot being received, chunk by chunk: its id and the bytes received so far (shared
 /// with its [`Preparing`] once whole, so a snapshot being got ready is held once).
 #[derive(Debug)]
@@ -148,12 +152,23 @@ fn prepare(group: &Group, meta: SnapshotMeta<u64, Member>, bytes: Arc<Vec<u8>>) 
     };
     let meta = Arc::new(meta);
     tokio::spawn(async move {
+        // Applying an entry changes the group's data metrics (`last_applied`; they change
+        // only when a value does, unlike `metrics()`, sent on every turn of openraft's loop,
+        // the check's own turn included): the wait wakes on that, not on a timer; the
+        // fallback only bounds a change they would not show.
+        let mut progress = raft.data_metrics();
         loop {
-            while !applied_all_committed(&raft, &sm).await? {
-                if stop.is_cancelled() {
-                    return None;
+            loop {
+                // Seen before the check, so an apply during the check wakes the wait.
+                progress.borrow_and_update();
+                if applied_all_committed(&raft, &sm).await? {
+                    break;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    changed = progress.changed() => changed.ok()?,
+                    () = tokio::time::sleep(PREPARE_RECHECK) => {}
+                }
             }
             let (fetcher, cancel) = (sm.clone(), stop.clone());
             let (m, b) = (meta.clone(), bytes.clone());
