@@ -279,6 +279,9 @@ struct Inner {
     own: NodeId,
     config: MoveConfig,
     channels: RwLock<HashMap<String, Arc<ReplicatedChannel>>>,
+    /// Channels whose copy a move removed here since this node started, and how: `CleanedUp`
+    /// (this node was the source) or `Abandoned` (the target of an abandoned move).
+    removed: Mutex<HashMap<String, MovePhase>>,
     /// One driver, bind or cleanup of a channel at a time.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     rejections: AtomicU64,
@@ -333,6 +336,7 @@ impl Moves {
                 own,
                 config,
                 channels: RwLock::new(HashMap::new()),
+                removed: Mutex::new(HashMap::new()),
                 locks: Mutex::new(HashMap::new()),
                 rejections: AtomicU64::new(0),
                 spurious: AtomicU64::new(0),
@@ -357,6 +361,11 @@ impl Moves {
     /// the source shuts it down at cleanup).
     pub fn attach(&self, channel: Arc<ReplicatedChannel>) {
         self.inner
+            .removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(channel.channel());
+        self.inner
             .channels
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -380,6 +389,28 @@ impl Moves {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(channel)
+    }
+
+    /// How a move removed `channel`'s copy from this node since it started, if one did:
+    /// `CleanedUp` (the replica moved away) or `Abandoned` (this node was the target of a move
+    /// that was abandoned). A later [`Moves::attach`] of the channel clears it.
+    pub fn removed_copy(&self, channel: &str) -> Option<MovePhase> {
+        self.inner
+            .removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .copied()
+    }
+
+    /// [`Moves::detach`] of a channel whose copy a move removed (`how`: its row's phase).
+    fn detach_removed(&self, channel: &str, how: MovePhase) {
+        self.inner
+            .removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.to_string(), how);
+        self.detach(channel);
     }
 
     fn attached(&self, channel: &str) -> Result<Arc<ReplicatedChannel>, MoveError> {
@@ -1142,7 +1173,7 @@ impl Moves {
         }
         if row.phase == MovePhase::CleanedUp {
             // A cleanup cut off after its commit may have left the group registered.
-            self.detach(channel);
+            self.detach_removed(channel, MovePhase::CleanedUp);
             self.inner.spurious.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 channel,
@@ -1211,7 +1242,7 @@ impl Moves {
             MovePhase::Abandoned => {
                 if row.to.node_id == own {
                     // A removal cut off after its commit may have left the group registered.
-                    self.detach(channel);
+                    self.detach_removed(channel, MovePhase::Abandoned);
                 }
                 return Ok(AbandonReply::AlreadyAbandoned);
             }
@@ -1288,6 +1319,7 @@ impl Moves {
     /// transaction; then unregisters the channel. Returns the pins removed. With the
     /// channel's lock held.
     async fn remove_copy(&self, channel: &str, done: MoveRow) -> Result<u64, RpcError> {
+        let how = done.phase;
         // The group stops but stays registered until the copy is forgotten: a removal cut
         // off anywhere before that (a failed commit, a dropped call) is retried in full, and
         // a retry needs the registration (a source's to reach the target).
@@ -1322,7 +1354,7 @@ impl Moves {
         .map_err(|e| RpcError::new(ErrorKind::Internal, e.to_string()))?
         .map_err(|e| RpcError::new(ErrorKind::Unavailable, e.to_string()))?;
         net_mesh_segments::failpoint::hit("move.remove_copy.after_commit");
-        self.detach(channel);
+        self.detach_removed(channel, how);
         Ok(removed)
     }
 

@@ -66,10 +66,11 @@ pub struct NodeReplicas {
     running: RwLock<HashMap<String, Arc<ReplicatedChannel>>>,
     /// Channels this node replicates (running or not): their writes never pin locally.
     replicated: RwLock<HashSet<String>>,
-    /// Channels whose replica had moved away from this node when it started (its move row
-    /// names it the source, cleaned up): refused like a replica moved away since, not
-    /// taken as plain local channels, until a move brings them back.
-    moved_before_start: HashSet<String>,
+    /// Channels whose copy a move had removed from this node when it started, and how (its
+    /// move row: `CleanedUp` naming it the source, or `Abandoned` naming it the target):
+    /// refused like a copy removed since, not taken as plain local channels, until a move
+    /// brings them back.
+    moved_before_start: HashMap<String, MovePhase>,
     /// Channels this node had joined as a move's target, without any of the group's state,
     /// when it started (move id by channel): not opened (nothing to open), refused like a
     /// replicated channel that does not run, never taken as plain local channels; the move's
@@ -149,19 +150,24 @@ impl NodeReplicas {
         self.moves.is_attached(channel).then_some(running)
     }
 
-    /// Whether the channel's replica moved away from this node: since it started (its group
-    /// ran here and a move's cleanup stopped it) or before (and no move brought it back). A
-    /// move back joins it again.
-    fn moved_away(&self, channel: &str) -> bool {
+    /// Whether a move removed the channel's copy from this node, and how (`CleanedUp`: the
+    /// replica moved away; `Abandoned`: the move bringing it here was abandoned): since it
+    /// started (its group ran here and the move stopped it) or before (and no move brought it
+    /// back). A move back joins it again.
+    fn moved_away(&self, channel: &str) -> Option<MovePhase> {
         let running = self
             .running
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(channel);
         if running {
-            !self.moves.is_attached(channel)
+            (!self.moves.is_attached(channel)).then(|| {
+                self.moves
+                    .removed_copy(channel)
+                    .unwrap_or(MovePhase::CleanedUp)
+            })
         } else {
-            self.moved_before_start.contains(channel)
+            self.moved_before_start.get(channel).copied()
         }
     }
 
@@ -206,19 +212,13 @@ impl NodeReplicas {
         self.replication.peer_auth_rejections()
     }
 
-    fn moved_away_refusal(channel: &str) -> NodeError {
-        NodeError::new(
-            ErrorClass::Refused,
-            format!(
-                "channel {channel}'s replica moved away from this node (or the move that brought \
-                 it here was abandoned)"
-            ),
-        )
+    fn moved_away_refusal(channel: &str, how: MovePhase) -> NodeError {
+        NodeError::new(ErrorClass::Refused, moved_away_reason(channel, how))
     }
 
     fn running_or_refused(&self, channel: &str) -> NodeResult<Arc<ReplicatedChannel>> {
-        if self.moved_away(channel) {
-            return Err(Self::moved_away_refusal(channel));
+        if let Some(how) = self.moved_away(channel) {
+            return Err(Self::moved_away_refusal(channel, how));
         }
         self.channel(channel).ok_or_else(|| {
             let reopening = self
@@ -569,8 +569,8 @@ impl NodeReplicas {
         if self.channel(channel).is_some() {
             return Ok(false);
         }
-        if self.moved_away(channel) {
-            return Err(Self::moved_away_refusal(channel));
+        if let Some(how) = self.moved_away(channel) {
+            return Err(Self::moved_away_refusal(channel, how));
         }
         self.refuse_local_pins(channel).await?;
         let endpoint = self.endpoint()?.clone();
@@ -611,8 +611,8 @@ impl NodeReplicas {
         if bound.is_some_and(|r| r.id == spec.id && r.from == spec.from && r.to == spec.to) {
             return Ok(());
         }
-        if self.moved_away(channel) {
-            return Err(Self::moved_away_refusal(channel));
+        if let Some(how) = self.moved_away(channel) {
+            return Err(Self::moved_away_refusal(channel, how));
         }
         if self.channel(channel).is_none() {
             return Err(NodeError::new(
@@ -843,6 +843,19 @@ fn addr(text: &str) -> NodeResult<NodeAddr> {
         .map_err(|e| NodeError::new(ErrorClass::Usage, format!("{text}: {e}")))
 }
 
+/// Why writes to `channel` are refused on a node a move removed its copy from (`how`: the
+/// move's phase there).
+fn moved_away_reason(channel: &str, how: MovePhase) -> String {
+    if how == MovePhase::Abandoned {
+        format!(
+            "channel {channel}'s replica was removed from this node: the move that was bringing \
+             it here was abandoned"
+        )
+    } else {
+        format!("channel {channel}'s replica moved away from this node")
+    }
+}
+
 fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
     NodeError::new(e.class(), e.to_string())
 }
@@ -852,8 +865,9 @@ fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
 struct StoredChannels {
     /// Channels holding replication state: opened at start.
     replicated: HashSet<String>,
-    /// Channels whose replica moved away (this node the source of a cleaned-up move).
-    moved: HashSet<String>,
+    /// Channels whose copy a move removed, and how (this node the source of a cleaned-up
+    /// move, or the target of an abandoned one).
+    moved: HashMap<String, MovePhase>,
     /// Channels this node joined as a move's target without receiving any of the group's
     /// state before it stopped: move id by channel.
     joining: HashMap<String, u64>,
@@ -875,11 +889,11 @@ fn stored_channels(store: &Store, own: NodeId) -> Result<StoredChannels, Replica
             }
             match crate::tables::read_move(r, &name)? {
                 Some(m) if m.phase == MovePhase::CleanedUp && m.from.node_id == *own.as_bytes() => {
-                    found.moved.insert(name);
+                    found.moved.insert(name, MovePhase::CleanedUp);
                 }
                 // A target that abandoned its move removed its copy, as a cleaned-up source.
                 Some(m) if m.phase == MovePhase::Abandoned && m.to.node_id == *own.as_bytes() => {
-                    found.moved.insert(name);
+                    found.moved.insert(name, MovePhase::Abandoned);
                 }
                 // A target's row stays `Bound`; one without state never received any.
                 Some(m)
@@ -927,7 +941,7 @@ impl Replicas for NodeReplicas {
     fn is_replicated(&self, channel: &str) -> bool {
         // A replica moved away counts: its writes are refused, never pinned locally; so does
         // a move's target that had not received the group's state yet.
-        self.moved_before_start.contains(channel)
+        self.moved_before_start.contains_key(channel)
             || self.joining_before_start.contains_key(channel)
             || self
                 .replicated
@@ -1113,4 +1127,18 @@ async fn fetch_held(
     })
     .await
     .map_err(|e| NodeError::new(ErrorClass::Io, format!("worker failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_whether_the_replica_moved_away_or_its_move_here_was_abandoned() {
+        let moved = moved_away_reason("photos", MovePhase::CleanedUp);
+        assert_eq!(moved, "channel photos's replica moved away from this node");
+        let abandoned = moved_away_reason("photos", MovePhase::Abandoned);
+        assert!(abandoned.contains("was abandoned"), "{abandoned}");
+        assert!(!abandoned.contains("moved away"), "{abandoned}");
+    }
 }

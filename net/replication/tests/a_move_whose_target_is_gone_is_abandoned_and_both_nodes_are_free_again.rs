@@ -129,6 +129,11 @@ async fn a_move_whose_target_is_gone_is_abandoned_and_both_nodes_are_free_again(
     assert!(done[1].contains("removed its copy (5 pins)"), "{done:?}");
     assert!(pin_set(&members[b].store).is_empty());
     assert!(!members[b].moves.is_attached(CHANNEL));
+    // B knows how its copy went (its node's refusals say so): its move there was abandoned.
+    assert_eq!(
+        members[b].moves.removed_copy(CHANNEL),
+        Some(MovePhase::Abandoned)
+    );
     drop(b_channel);
 
     // A new move between the same two nodes binds on both and finishes.
@@ -145,6 +150,12 @@ async fn a_move_whose_target_is_gone_is_abandoned_and_both_nodes_are_free_again(
     assert_eq!(record.phase, MovePhase::CleanedUp);
     moved_to_b(&members, leader, other, a, b).await;
     assert_eq!(pin_set(&members[b].store).len(), 5);
+    // Now B runs the channel again, and A's replica moved away.
+    assert_eq!(members[b].moves.removed_copy(CHANNEL), None);
+    assert_eq!(
+        members[a].moves.removed_copy(CHANNEL),
+        Some(MovePhase::CleanedUp)
+    );
 
     // Past its cutover, a move cannot be abandoned.
     let late = members[leader].moves.abandon(&second).await;
