@@ -25,21 +25,6 @@ use common::*;
 const CHANNEL: &str = "photos";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn put(cluster: &Cluster, node: &str, file: &std::path::Path) -> String {
-    let v = cluster.client.json(
-        node,
-        &[
-            "blob",
-            "--channel",
-            CHANNEL,
-            "put",
-            "--json",
-            file.to_str().unwrap(),
-        ],
-    );
-    v["blob_id"].as_str().unwrap().to_string()
-}
-
 /// The phases a `channel move --json` output reports, in order.
 fn phases(moved: &serde_json::Value) -> Vec<String> {
     moved["phases"]
@@ -62,7 +47,7 @@ fn source_killed_in_its_cleanup_at(point: &str, cleanup_says: &str) {
     let mut acked = BTreeSet::new();
     for i in 0..3u64 {
         let file = write_file(tmp.path(), &format!("f{i}"), &random_bytes(40_000, 60 + i));
-        acked.insert(put(&cluster, &leader, &file));
+        acked.insert(cluster.put(&leader, CHANNEL, &file));
     }
 
     // The source, restarted with the failpoint armed.
@@ -77,7 +62,7 @@ fn source_killed_in_its_cleanup_at(point: &str, cleanup_says: &str) {
     assert_eq!(armed.addr, source);
     // Written while the source was away and back: it holds them before the move starts.
     let file = write_file(tmp.path(), "f3", &random_bytes(40_000, 63));
-    acked.insert(put(&cluster, &leader, &file));
+    acked.insert(cluster.put(&leader, CHANNEL, &file));
 
     let cut = cluster.client.run(
         &leader,
@@ -133,7 +118,7 @@ fn source_killed_in_its_cleanup_at(point: &str, cleanup_says: &str) {
         "{point}: {refused:?}"
     );
     // The target holds every acknowledged pin, and takes new ones.
-    acked.insert(put(&cluster, &leader, &late));
+    acked.insert(cluster.put(&leader, CHANNEL, &late));
     let deadline = Instant::now() + WAIT;
     while cluster.pinned(&target, CHANNEL) != acked {
         assert!(

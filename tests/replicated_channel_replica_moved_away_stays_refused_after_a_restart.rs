@@ -23,21 +23,6 @@ use common::*;
 const CHANNEL: &str = "photos";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn put(cluster: &Cluster, node: &str, file: &std::path::Path) -> String {
-    let v = cluster.client.json(
-        node,
-        &[
-            "blob",
-            "--channel",
-            CHANNEL,
-            "put",
-            "--json",
-            file.to_str().unwrap(),
-        ],
-    );
-    v["blob_id"].as_str().unwrap().to_string()
-}
-
 fn restart(cluster: &mut Cluster, i: usize) {
     let stopped = cluster.nodes[i].take().unwrap();
     let port = stopped.host_port().to_string();
@@ -70,7 +55,7 @@ fn replicated_channel_replica_moved_away_stays_refused_after_a_restart() {
     let mut acked = BTreeSet::new();
     for i in 0..3u64 {
         let file = write_file(tmp.path(), &format!("f{i}"), &random_bytes(30_000, 40 + i));
-        acked.insert(put(&cluster, &leader, &file));
+        acked.insert(cluster.put(&leader, CHANNEL, &file));
     }
     let id = cluster.move_replica(CHANNEL, &leader, node, spare);
 
@@ -128,7 +113,7 @@ fn replicated_channel_replica_moved_away_stays_refused_after_a_restart() {
     refuses_writes(&cluster, node, &late);
 
     cluster.move_replica(CHANNEL, &leader, spare, node);
-    acked.insert(put(&cluster, node, &late));
+    acked.insert(cluster.put(node, CHANNEL, &late));
     let deadline = Instant::now() + WAIT;
     while cluster.pinned(node, CHANNEL) != acked {
         assert!(

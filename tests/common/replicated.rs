@@ -133,6 +133,22 @@ impl Cluster {
         moved["id"].as_u64().unwrap()
     }
 
+    /// `blob --channel CHANNEL put --json FILE` through `node`; returns the blob id.
+    pub fn put(&self, node: &str, channel: &str, file: &Path) -> String {
+        let v = self.client.json(
+            node,
+            &[
+                "blob",
+                "--channel",
+                channel,
+                "put",
+                "--json",
+                file.to_str().unwrap(),
+            ],
+        );
+        v["blob_id"].as_str().unwrap().to_string()
+    }
+
     /// The blob ids pinned in `channel` on `node`.
     pub fn pinned(&self, node: &str, channel: &str) -> BTreeSet<String> {
         let rows = self
