@@ -422,8 +422,8 @@ fn move_replica(
     if abandon {
         // The coordinator that began the move may no longer lead (or be gone): the move is
         // handed to this one, as a resume hands it over, by binding the source and the target
-        // to it. Either may refuse (bound to it already, abandoned already) or, the target
-        // above all, be unreachable: the abandon itself then tells who was not told.
+        // to it (bound to it already: nothing changes). Either may refuse (a move it abandoned
+        // already) or be unreachable (the target above all): the abandon says who was not told.
         for node in [to, from] {
             if node.node_id == coordinator.node_id {
                 continue;
