@@ -411,34 +411,7 @@ fn move_replica(
         from: from.to_string(),
         to: to.to_string(),
     };
-    let bind = MoveBind {
-        channel: name.to_string(),
-        id,
-        from: from.to_string(),
-        to: to.to_string(),
-        coordinator: coordinator.to_string(),
-        members,
-    };
     if abandon {
-        // The coordinator that began the move may no longer lead (or be gone): the move is
-        // handed to this one, as a resume hands it over, by binding the source and the target
-        // to it (bound to it already: nothing changes). Either may refuse (a move it abandoned
-        // already) or be unreachable (the target above all): the abandon says who was not told.
-        for node in [to, from] {
-            if node.node_id == coordinator.node_id {
-                continue;
-            }
-            let bound = Remote::connect(ctx, node).and_then(|mut remote| {
-                let client = remote.client()?;
-                Ok(remote.block_on(client.channel_move_bind(&bind))?)
-            });
-            if let Err(e) = bound {
-                eprintln!(
-                    "net-mesh: {node} not bound to the coordinator {coordinator}: {}",
-                    e.one_line()
-                );
-            }
-        }
         let mut remote = Remote::connect(ctx, &coordinator)?;
         let client = remote.client()?;
         let done = remote.block_on(client.channel_move_abandon(&run))?;
@@ -455,6 +428,14 @@ fn move_replica(
     if !json {
         outln!("move {id} of channel {name}: {from} -> {to}, coordinated by {coordinator}");
     }
+    let bind = MoveBind {
+        channel: name.to_string(),
+        id,
+        from: from.to_string(),
+        to: to.to_string(),
+        coordinator: coordinator.to_string(),
+        members,
+    };
     let resume_hint = || {
         eprintln!(
             "net-mesh: resume move {id} with `channel move {name} --from {from} --to {to} --id {id}`"

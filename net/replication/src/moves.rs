@@ -776,7 +776,6 @@ impl Moves {
             };
             row.phase = next;
             self.write_row(channel, &row).await?;
-            net_mesh_segments::failpoint::hit("move.coordinator.after_phase");
             tracing::info!(channel, id = row.id, phase = ?next, detail, "move phase");
             on_phase(&MoveEvent {
                 channel: channel.to_string(),

@@ -708,29 +708,13 @@ impl NodeReplicas {
     }
 
     async fn abandon_move(&self, run: &MoveRun) -> NodeResult<MoveDone> {
-        let own = self.endpoint()?.identity().node_id();
         let spec = MoveSpec {
             channel: run.channel.clone(),
             id: run.id,
             from: addr(&run.from)?,
             to: addr(&run.to)?,
-            coordinator: own,
+            coordinator: self.endpoint()?.identity().node_id(),
         };
-        let coordinated_here = self
-            .moves
-            .record(&spec.channel)
-            .await
-            .map_err(|e| node_error(&e))?
-            .is_some_and(|r| {
-                r.id == spec.id && r.from == spec.from && r.to == spec.to && r.coordinator == own
-            });
-        if !coordinated_here {
-            // A move handed to this node to abandon (its coordinator no longer leads, or is
-            // gone): this node binds itself as the coordinator first, as a move's handover
-            // does (it must lead, the source vote, the target not); the source (and the
-            // target, if it can be reached) were bound to it by the caller.
-            self.moves.begin(&spec).await.map_err(|e| node_error(&e))?;
-        }
         let (_, done) = self
             .moves
             .abandon(&spec)
