@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::check_channel_name;
 use net_mesh_engine::{BlobError, BlobRef, ErrorClass, ObjectKind, ObjectSource, fetch_range_from};
-use net_mesh_rpc::rpc::{CallOptions, Config, ResponseStream, Router};
+use net_mesh_rpc::rpc::{CallOptions, Config, Encoded, RawBytes, ResponseStream, Router};
 use net_mesh_rpc::token::PermissionToken;
 use net_mesh_rpc::{Capabilities, Endpoint, Identity, NodeAddr, NodeId, Session};
 use serde_bytes::ByteBuf;
@@ -24,9 +24,9 @@ use crate::call_token::{DEFAULT_CHANNEL, encode_metadata};
 use crate::error::{NodeError, NodeResult};
 use crate::proto::{
     BandwidthClass, BlobSpec, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE, Method, MoveBind,
-    MoveDone, MoveRun, ObjectPart, PinRow, PullDone, PullRequest, PutDone, PutPart, PutStart,
-    ReadRequest, ReplicaStatus, ReplicateRequest, Resolved, RevokeRequest, StagingRow,
-    StagingState, Stat, Status, TAG_BLOB_TREE, Unpinned,
+    MoveDone, MoveRun, ObjectPart, PIECE_TAG, PinRow, PullDone, PullRequest, PutDone, PutPart,
+    PutStart, ReadRequest, ReplicaStatus, ReplicateRequest, Resolved, RevokeRequest, StagingRow,
+    StagingState, Stat, Status, TAG_BLOB_TREE, Tagged, Unpinned,
 };
 
 /// Bytes of input per `Data` message of a put.
@@ -446,7 +446,7 @@ impl NodeClient {
             end: range.end,
             class: self.class,
         };
-        let stream: ResponseStream<ObjectPart> = runtime
+        let stream: ResponseStream<Encoded> = runtime
             .block_on(
                 self.session
                     .call_server_streaming(Method::Read.name(), &req, self.options()),
@@ -470,7 +470,7 @@ impl NodeClient {
         runtime: &'r Handle,
         hashes: &[Hash],
     ) -> NodeResult<ObjectStream<'r>> {
-        let stream: ResponseStream<ObjectPart> = runtime
+        let stream: ResponseStream<Encoded> = runtime
             .block_on(self.session.call_server_streaming(
                 Method::Objects.name(),
                 &hashes.to_vec(),
@@ -583,7 +583,7 @@ pub type StreamedObject = (Hash, u8, Result<Vec<u8>, String>);
 #[derive(Debug)]
 pub struct ObjectStream<'r> {
     runtime: &'r Handle,
-    stream: RefCell<ResponseStream<ObjectPart>>,
+    stream: RefCell<ResponseStream<Encoded>>,
     silence: Duration,
     stop: Option<CancellationToken>,
     /// The first failure of the stream itself, with its class (what a read reports).
@@ -600,7 +600,7 @@ fn lie(reason: impl std::fmt::Display) -> NodeError {
 impl<'r> ObjectStream<'r> {
     fn new(
         runtime: &'r Handle,
-        stream: ResponseStream<ObjectPart>,
+        stream: ResponseStream<Encoded>,
         silence: Duration,
     ) -> ObjectStream<'r> {
         ObjectStream {
@@ -632,7 +632,8 @@ impl<'r> ObjectStream<'r> {
         Err(e)
     }
 
-    fn next_part(&self) -> NodeResult<Option<ObjectPart>> {
+    /// The next part; a piece's bytes as a view of the frame they arrived in (no copy).
+    fn next_part(&self) -> NodeResult<Option<Tagged<ObjectPart>>> {
         let Ok(mut stream) = self.stream.try_borrow_mut() else {
             return self.failed(NodeError::new(ErrorClass::Io, "object stream busy"));
         };
@@ -648,7 +649,9 @@ impl<'r> ObjectStream<'r> {
                         format!("the node sent nothing for {silence:?}"),
                     )),
                     Ok(None) => Ok(None),
-                    Ok(Some(Ok(part))) => Ok(Some(part)),
+                    Ok(Some(Ok(message))) => Tagged::decode(message, PIECE_TAG)
+                        .map(Some)
+                        .map_err(|e| NodeError::from_rpc(&e)),
                     Ok(Some(Err(e))) => Err(NodeError::from_rpc(&e)),
                 },
             }
@@ -664,32 +667,36 @@ impl<'r> ObjectStream<'r> {
     pub fn next_object(&self) -> NodeResult<Option<StreamedObject>> {
         match self.next_part()? {
             None => Ok(None),
-            Some(ObjectPart::Missing { hash, kind, reason }) => Ok(Some((hash, kind, Err(reason)))),
-            Some(ObjectPart::Piece(_)) => self.failed(lie("a piece before its object")),
-            Some(ObjectPart::Object { hash, kind, len }) => {
+            Some(Tagged::Other(ObjectPart::Missing { hash, kind, reason })) => {
+                Ok(Some((hash, kind, Err(reason))))
+            }
+            Some(Tagged::Bytes(_) | Tagged::Other(ObjectPart::Piece(_))) => {
+                self.failed(lie("a piece before its object"))
+            }
+            Some(Tagged::Other(ObjectPart::Object { hash, kind, len })) => {
                 let len = usize::try_from(len).unwrap_or(usize::MAX);
                 if len > net_mesh_engine::codec::MAX_CHUNK_SIZE as usize {
                     return self.failed(lie(format!("an object of {len} bytes")));
                 }
+                // Sized once the first piece has arrived (never from the announcement alone);
+                // each piece is copied once, from the frame it arrived in.
                 let mut bytes = Vec::new();
                 while bytes.len() < len {
-                    match self.next_part()? {
-                        Some(ObjectPart::Piece(piece))
-                            if piece.len() <= MAX_PIECE
-                                && !piece.is_empty()
-                                && bytes.len().saturating_add(piece.len()) <= len =>
-                        {
-                            if bytes.is_empty() {
-                                // The first piece becomes the object's buffer (no copy); the
-                                // rest, if any, are appended to it.
-                                bytes = piece.into_vec();
-                                bytes.reserve_exact(len.saturating_sub(bytes.len()));
-                            } else {
-                                bytes.extend_from_slice(&piece);
-                            }
-                        }
+                    let piece = match self.next_part()? {
+                        Some(Tagged::Bytes(piece)) => piece,
+                        Some(Tagged::Other(ObjectPart::Piece(piece))) => RawBytes::from(&piece[..]),
                         _ => return self.failed(lie("an object's pieces do not add up")),
+                    };
+                    if piece.len() > MAX_PIECE
+                        || piece.is_empty()
+                        || bytes.len().saturating_add(piece.len()) > len
+                    {
+                        return self.failed(lie("an object's pieces do not add up"));
                     }
+                    if bytes.is_empty() {
+                        bytes.reserve_exact(len);
+                    }
+                    bytes.extend_from_slice(&piece);
                 }
                 Ok(Some((hash, kind, Ok(bytes))))
             }

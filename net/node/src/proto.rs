@@ -7,6 +7,10 @@
 //! connections and node restarts; a node never receives bytes it did not ask a role for, and
 //! never sends a Tree ref to a peer without the tag that says it can read one.
 
+use bytes::Bytes;
+use net_mesh_rpc::RpcError;
+use net_mesh_rpc::rpc::{Encoded, RawBytes};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -310,12 +314,77 @@ pub enum ObjectPart {
         kind: u8,
         len: u32,
     },
-    Piece(ByteBuf),
+    Piece(PieceBytes),
     Missing {
         hash: [u8; 32],
         kind: u8,
         reason: String,
     },
+}
+
+/// Postcard's tag of [`ObjectPart::Piece`] (its variant index, one byte).
+pub const PIECE_TAG: u8 = 1;
+
+/// A piece's bytes: on the wire a byte string, exactly as a `ByteBuf` (so either side may use
+/// either); here a view that a node cuts from the object it read without copying it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PieceBytes(Bytes);
+
+impl std::ops::Deref for PieceBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Bytes> for PieceBytes {
+    fn from(bytes: Bytes) -> Self {
+        PieceBytes(bytes)
+    }
+}
+
+impl From<Vec<u8>> for PieceBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        PieceBytes(Bytes::from(bytes))
+    }
+}
+
+impl Serialize for PieceBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PieceBytes {
+    /// Accepts what a `ByteBuf` accepts.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ByteBuf::deserialize(d).map(|b| PieceBytes::from(b.into_vec()))
+    }
+}
+
+/// A message of a type `T` one of whose variants (tag `tag`, one byte) is a byte string that
+/// ends the message, as its receiver takes it: that variant's bytes as a view of the frame
+/// they arrived in (no copy), any other message decoded as `T`.
+#[derive(Debug)]
+pub enum Tagged<T> {
+    Bytes(RawBytes),
+    Other(T),
+}
+
+impl<T: DeserializeOwned + Serialize> Tagged<T> {
+    /// Accepts exactly what decoding a `T` accepts, with the same result (a message of the
+    /// bytes variant that is not well formed is decoded as `T`, which says why it fails).
+    pub fn decode(message: Encoded, tag: u8) -> Result<Tagged<T>, RpcError> {
+        let message = if message.bytes().first() == Some(&tag) {
+            match message.byte_string_at(1) {
+                Ok(bytes) => return Ok(Tagged::Bytes(bytes)),
+                Err(message) => message,
+            }
+        } else {
+            message
+        };
+        message.decode::<T>().map(Tagged::Other)
+    }
 }
 
 /// One chunk of [`Method::Chunks`] (the fields of `blob chunks --json`).
@@ -634,6 +703,22 @@ pub struct StreamRow {
     pub paused_for_higher_class_ms: u64,
 }
 
+/// Fuzz harness of the object stream's decoder as a client takes it ([`Tagged`] with
+/// [`PIECE_TAG`]): any bytes give what decoding an [`ObjectPart`] gives (the same piece bytes,
+/// the same other part, or a refusal for both), never a panic.
+pub fn fuzz_decode_object_part(data: &[u8]) {
+    // As nRPC decodes a message typed `ObjectPart` (whole, nothing after it).
+    let expected = Encoded::from(data.to_vec()).decode::<ObjectPart>().ok();
+    let got = Tagged::<ObjectPart>::decode(Encoded::from(data.to_vec()), PIECE_TAG).ok();
+    let agree = match (got, expected) {
+        (None, None) => true,
+        (Some(Tagged::Bytes(got)), Some(ObjectPart::Piece(want))) => *got == *want,
+        (Some(Tagged::Other(got)), Some(want)) => got == want,
+        _ => false,
+    };
+    assert!(agree, "Tagged and ObjectPart decode {data:?} differently");
+}
+
 /// Fields added at the end of a version 1 message: a message of an older peer ends before
 /// them and reads as their default. (A peer older than a field refuses a message that holds
 /// it: bytes after the message are a decode error.)
@@ -687,6 +772,62 @@ mod trailing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A piece encodes exactly as a `ByteBuf` does, and the object stream's decoder
+    /// ([`Tagged`] with [`PIECE_TAG`]) accepts exactly what decoding an `ObjectPart` accepts,
+    /// with the same result: pieces of several sizes, whole, with bytes after them, cut short;
+    /// the other parts; and arbitrary bytes.
+    #[test]
+    fn object_parts_decode_as_objectpart_decodes() {
+        let wire = |part: &ObjectPart| postcard::to_stdvec(part).unwrap_or_default();
+        let mut messages = Vec::new();
+        for n in [0usize, 1, 127, 128, 200, 70_000] {
+            let data: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let bytes = wire(&ObjectPart::Piece(PieceBytes::from(data.clone())));
+            assert_eq!(
+                postcard::to_stdvec(&ByteBuf::from(data)).ok().as_deref(),
+                bytes.get(1..),
+            );
+            assert_eq!(bytes.first(), Some(&PIECE_TAG));
+            let mut longer = bytes.clone();
+            longer.extend_from_slice(&[7, 8]);
+            messages.push(longer);
+            messages.push(bytes.get(..bytes.len() - 1).unwrap_or_default().to_vec());
+            messages.push(bytes);
+        }
+        messages.push(wire(&ObjectPart::Object {
+            hash: [3; 32],
+            kind: 1,
+            len: 9,
+        }));
+        messages.push(wire(&ObjectPart::Missing {
+            hash: [4; 32],
+            kind: 2,
+            reason: "gone".into(),
+        }));
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..64 {
+            let random: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8 % 4
+                })
+                .collect();
+            messages.push(random);
+        }
+        messages.extend([vec![], vec![PIECE_TAG], vec![0x81, 0x00, 0x00], vec![2, 0]]);
+        let mut pieces = 0;
+        for bytes in messages {
+            pieces += usize::from(matches!(
+                postcard::from_bytes::<ObjectPart>(&bytes),
+                Ok(ObjectPart::Piece(_))
+            ));
+            fuzz_decode_object_part(&bytes);
+        }
+        assert!(pieces > 12, "{pieces} pieces among the messages");
+    }
 
     #[test]
     fn method_names_are_unique_and_versioned() {

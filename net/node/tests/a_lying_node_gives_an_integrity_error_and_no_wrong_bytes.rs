@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use common::*;
 use net_mesh_engine::{BlobRef, ErrorClass, ObjectKind, Store};
-use net_mesh_node::proto::{Method, ObjectPart, ReadRequest};
+use net_mesh_node::proto::{Method, ObjectPart, PieceBytes, ReadRequest};
 use net_mesh_rpc::rpc::{
     Config, ErrorKind, ResponseSink, Router, RpcContext, RpcServerStreamingHandler,
 };
@@ -55,7 +55,7 @@ fn parts(hash: [u8; 32], kind: u8, bytes: &[u8]) -> Vec<ObjectPart> {
     out.extend(
         bytes
             .chunks(1000)
-            .map(|p| ObjectPart::Piece(ByteBuf::from(p))),
+            .map(|p| ObjectPart::Piece(PieceBytes::from(p.to_vec()))),
     );
     out
 }
@@ -114,8 +114,10 @@ impl LyingRead {
                             kind: *kind,
                             len: bytes.len() as u32,
                         });
-                        out.push(ObjectPart::Piece(ByteBuf::from(&bytes[..bytes.len() - 5])));
-                        out.push(ObjectPart::Piece(ByteBuf::from(vec![0u8; 10])));
+                        out.push(ObjectPart::Piece(PieceBytes::from(
+                            bytes[..bytes.len() - 5].to_vec(),
+                        )));
+                        out.push(ObjectPart::Piece(PieceBytes::from(vec![0u8; 10])));
                         continue;
                     }
                     Lie::ReportMissing => {

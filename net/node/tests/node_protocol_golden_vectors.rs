@@ -20,10 +20,10 @@ use net_mesh_node::NodeError;
 use net_mesh_node::config::MAX_OBJECTS_PER_CALL;
 use net_mesh_node::proto::{
     self, BandwidthClass, BlobSpec, CallKind, ChannelRow, ChunkRow, GcDone, GcRequest, MAX_PIECE,
-    Method, MoveBind, MoveDone, MoveRun, MoveStep, ObjectPart, PinRow, PullDone, PullRequest,
-    PutDone, PutPart, PutStart, ReadRequest, ReplicaMember, ReplicaStatus, ReplicateRequest,
-    Resolved, RevokeRequest, Role, StagingRow, StagingState, Stat, Status, StreamRow,
-    TAG_BLOB_TREE, TreeShape, Unpinned,
+    Method, MoveBind, MoveDone, MoveRun, MoveStep, ObjectPart, PieceBytes, PinRow, PullDone,
+    PullRequest, PutDone, PutPart, PutStart, ReadRequest, ReplicaMember, ReplicaStatus,
+    ReplicateRequest, Resolved, RevokeRequest, Role, StagingRow, StagingState, Stat, Status,
+    StreamRow, TAG_BLOB_TREE, TreeShape, Unpinned,
 };
 use net_mesh_node::{NodeConfig, client::PUT_PIECE};
 use net_mesh_rpc::NodeId;
@@ -202,7 +202,7 @@ fn vectors() -> BTreeMap<&'static str, String> {
         ),
         golden(
             "object_piece",
-            ObjectPart::Piece(ByteBuf::from(b"hello".to_vec())),
+            ObjectPart::Piece(PieceBytes::from(b"hello".to_vec())),
             "010568656c6c6f",
         ),
         golden(

@@ -44,7 +44,7 @@ use super::{
 use crate::bandwidth::LiveStream;
 use crate::config::PUT_QUEUE;
 use crate::error::{Classified, NodeError, NodeResult};
-use crate::proto::{MAX_PIECE, Method, PutDone, PutPart, PutStart, TreeShape};
+use crate::proto::{MAX_PIECE, Method, PutDone, PutPart, PutStart, Tagged, TreeShape};
 use crate::replicas::Replicas;
 
 /// How the feed ended.
@@ -165,22 +165,13 @@ enum Part {
 const DATA_TAG: u8 = 1;
 
 /// Decodes one put message, accepting what decoding a [`PutPart`] accepts with the same
-/// result: a well-formed `Data` piece (its tag, then the byte string that ends the message)
-/// is taken without a copy, anything else is decoded as a `PutPart`.
+/// result: a well-formed `Data` piece is taken without a copy ([`Tagged`]).
 fn decode_part(message: Encoded) -> Result<Part, RpcError> {
-    let message = if message.bytes().first() == Some(&DATA_TAG) {
-        match message.byte_string_at(1) {
-            Ok(bytes) => return Ok(Part::Data(bytes)),
-            // Not a well-formed piece: decoding the whole message says why.
-            Err(message) => message,
-        }
-    } else {
-        message
-    };
-    match message.decode::<PutPart>()? {
-        PutPart::Start(start) => Ok(Part::Start(start)),
-        PutPart::Data(bytes) => Ok(Part::Data(RawBytes::from(bytes.into_vec()))),
-    }
+    Ok(match Tagged::<PutPart>::decode(message, DATA_TAG)? {
+        Tagged::Bytes(bytes) => Part::Data(bytes),
+        Tagged::Other(PutPart::Start(start)) => Part::Start(start),
+        Tagged::Other(PutPart::Data(bytes)) => Part::Data(RawBytes::from(bytes.into_vec())),
+    })
 }
 
 /// Fuzz harness of the put message decoder: any bytes give what decoding a [`PutPart`] gives

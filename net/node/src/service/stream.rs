@@ -17,17 +17,17 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{ErrorClass, ObjectKind, Store};
 use net_mesh_rpc::rpc::{ResponseSink, RpcContext};
-use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
 use super::{Node, decode_ref, gate_tree, reads_trees, send_within, tree_refused, worker_failed};
 use crate::bandwidth::LiveStream;
 use crate::config::{MAX_OBJECTS_PER_CALL, READ_QUEUE};
 use crate::error::{Classified, NodeError, NodeResult};
-use crate::proto::{BandwidthClass, MAX_PIECE, ObjectPart, ReadRequest};
+use crate::proto::{BandwidthClass, MAX_PIECE, ObjectPart, PieceBytes, ReadRequest};
 
 /// Sends the parts a worker queues until it ends, each piece once the stream's bandwidth lets
 /// it go.
@@ -89,13 +89,12 @@ fn object_parts(
                 kind,
                 len,
             });
-            if bytes.len() <= MAX_PIECE {
-                head && send(ObjectPart::Piece(ByteBuf::from(bytes)))
-            } else {
-                head && bytes
-                    .chunks(MAX_PIECE)
-                    .all(|piece| send(ObjectPart::Piece(ByteBuf::from(piece))))
-            }
+            // The pieces are views of the object's buffer (no copy).
+            let bytes = Bytes::from(bytes);
+            head && (0..bytes.len()).step_by(MAX_PIECE).all(|at| {
+                let end = at.saturating_add(MAX_PIECE).min(bytes.len());
+                send(ObjectPart::Piece(PieceBytes::from(bytes.slice(at..end))))
+            })
         }
         Err(reason) => send(ObjectPart::Missing {
             hash: *hash,
