@@ -6,8 +6,9 @@
 //! from it. Before that, a target holding pins of a plain channel of the same name refuses
 //! the move and nothing is bound, and that node, never a member, cannot be a move's source
 //! (the CLI refuses a new move from a non-member; the node refuses it too; its plain channel
-//! keeps its pin). At the end, `channel move --abandon` of a move that is not the one bound on
-//! the coordinator is a usage error.
+//! keeps its pin). At the end, `channel move --abandon` of a move that no node holds is a
+//! usage error that binds nothing: the nodes refuse to rebind it, and the leader refuses to
+//! take it over, its source holding no such move.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -196,8 +197,9 @@ fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart()
     }
     assert!(cluster.pinned(spare, CHANNEL).is_empty());
 
-    // `--abandon` names the move by its id, and the coordinator (the leader) abandons only
-    // the move bound there; without `--id` it is a usage error.
+    // `--abandon` names the move by its id: a move no node holds is not taken over by the
+    // leader (its source holds no such move) and nothing is rebound; without `--id` it is a
+    // usage error.
     let refused = cluster.client.run(
         &leader,
         &[
@@ -214,10 +216,12 @@ fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart()
         ],
     );
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("is bound here, not move 77"),
+        said.contains("holds no move 77 bound to this node"),
         "{refused:?}"
     );
+    assert!(said.contains("a rebind binds nothing new"), "{refused:?}");
     let refused = cluster.client.run(
         &leader,
         &[

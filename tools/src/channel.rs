@@ -412,9 +412,41 @@ fn move_replica(
         to: to.to_string(),
     };
     if abandon {
+        // The node that began the move may no longer lead (or be gone): the source and the
+        // target are rebound to the leader first (only a move bound there is; nothing new is
+        // bound), and the leader takes the move over once the source answers it as its
+        // coordinator. A rebind that fails (a node gone, the move abandoned there already) is
+        // reported only if the abandon fails too: the abandon says who it did not reach.
+        let rebind = MoveBind {
+            channel: name.to_string(),
+            id,
+            from: from.to_string(),
+            to: to.to_string(),
+            coordinator: coordinator.to_string(),
+            members: Vec::new(),
+            rebind: true,
+        };
+        let mut not_rebound = Vec::new();
+        for node in [from, to] {
+            if node.node_id == coordinator.node_id {
+                continue;
+            }
+            let rebound = Remote::connect(ctx, node).and_then(|mut remote| {
+                let client = remote.client()?;
+                Ok(remote.block_on(client.channel_move_bind(&rebind))?)
+            });
+            if let Err(e) = rebound {
+                not_rebound.push(format!(
+                    "net-mesh: {node} was not rebound to {coordinator}: {}",
+                    e.one_line()
+                ));
+            }
+        }
         let mut remote = Remote::connect(ctx, &coordinator)?;
         let client = remote.client()?;
-        let done = remote.block_on(client.channel_move_abandon(&run))?;
+        let done = remote
+            .block_on(client.channel_move_abandon(&run))
+            .inspect_err(|_| not_rebound.iter().for_each(|line| eprintln!("{line}")))?;
         return print_phases(
             name,
             id,
@@ -435,6 +467,7 @@ fn move_replica(
         to: to.to_string(),
         coordinator: coordinator.to_string(),
         members,
+        rebind: false,
     };
     let resume_hint = || {
         eprintln!(

@@ -580,7 +580,8 @@ pub struct ReplicaMember {
 /// [`Method::ChannelMoveBind`]'s request: bind the callee (the source or the target) to move
 /// `id` of `channel` from `from` to `to`, driven by `coordinator` (`NODE_ADDR`s), whose phase
 /// messages only it may then send; the target also joins the group, whose current members
-/// are `members`.
+/// are `members`. With `rebind`, the callee only hands a move already bound there (the same
+/// id, source and target) to `coordinator`, and binds nothing new (refused, not found).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveBind {
     pub channel: String,
@@ -589,6 +590,9 @@ pub struct MoveBind {
     pub to: String,
     pub coordinator: String,
     pub members: Vec<String>,
+    /// An older peer's message ends before it (false).
+    #[serde(deserialize_with = "trailing::flag_or_false")]
+    pub rebind: bool,
 }
 
 /// [`Method::ChannelMove`]'s request: run move `id` of `channel` from `from` to `to` on the
@@ -737,6 +741,16 @@ mod trailing {
             Err(_) => Ok(BandwidthClass::Foreground),
             Ok(byte) => BandwidthClass::from_wire(byte)
                 .ok_or_else(|| D::Error::custom(format!("unknown bandwidth class {byte}"))),
+        }
+    }
+
+    /// A flag byte (0 or 1), or false when the message ends first.
+    pub(super) fn flag_or_false<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match u8::deserialize(d) {
+            Err(_) => Ok(false),
+            Ok(0) => Ok(false),
+            Ok(1) => Ok(true),
+            Ok(byte) => Err(D::Error::custom(format!("flag byte {byte}, not 0 or 1"))),
         }
     }
 

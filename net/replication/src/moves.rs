@@ -463,6 +463,33 @@ impl Moves {
         self.bind_locked(spec).await
     }
 
+    /// Hands move `spec`, already bound on this node (its row, or the previous move it was the
+    /// target of), to the coordinator `spec` names, as [`Moves::bind`] does for that move; binds
+    /// nothing new (`Usage` when no such move is bound here). An abandoning leader that did not
+    /// begin the move has the source and the target rebound to it first.
+    pub async fn rebind(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
+        check_spec(spec)?;
+        let channel = spec.channel.as_str();
+        let lock = self.lock(channel);
+        let _held = lock.lock().await;
+        let bound = self.read_row(channel).await?;
+        let earlier = self.read_previous_row(channel).await?;
+        if !bound
+            .iter()
+            .chain(earlier.iter())
+            .any(|r| same_move(r, spec))
+        {
+            return Err(usage(
+                channel,
+                format!(
+                    "move {} ({} -> {}) is not bound here; a rebind binds nothing new",
+                    spec.id, spec.from, spec.to
+                ),
+            ));
+        }
+        self.bind_locked(spec).await
+    }
+
     async fn bind_locked(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
         self.bind_at(spec, MovePhase::Bound, None).await
     }
@@ -776,6 +803,7 @@ impl Moves {
             };
             row.phase = next;
             self.write_row(channel, &row).await?;
+            net_mesh_segments::failpoint::hit("move.coordinator.after_phase");
             tracing::info!(channel, id = row.id, phase = ?next, detail, "move phase");
             on_phase(&MoveEvent {
                 channel: channel.to_string(),
@@ -795,12 +823,22 @@ impl Moves {
     /// target is a voter of the group's membership (a cutover begun), cannot be abandoned:
     /// resume it. A target that cannot be reached keeps its copy, bound to the move (said in
     /// the lines); a source that cannot be reached (`Unreachable`) or refuses (`Refused`)
-    /// fails the call, as it stays bound and refuses other moves until told.
+    /// fails the call, as it stays bound and refuses other moves until told. A move another
+    /// node began is taken over first (`take_over`: this node leads, and the source holds the
+    /// move bound to it).
     pub async fn abandon(&self, spec: &MoveSpec) -> Result<(MoveRecord, Vec<String>), MoveError> {
         check_spec(spec)?;
         let channel = spec.channel.as_str();
         let lock = self.lock(channel);
         let _held = lock.try_lock().map_err(|_| busy_running(channel))?;
+        let bound = self.read_row(channel).await?;
+        let own = *self.inner.own.as_bytes();
+        if !bound
+            .as_ref()
+            .is_some_and(|r| same_move(r, spec) && r.coordinator == own)
+        {
+            self.take_over(spec, bound.as_ref()).await?;
+        }
         let mut row = self
             .read_row(channel)
             .await?
@@ -907,6 +945,71 @@ impl Moves {
             return Err(e);
         }
         Ok((record_of(channel, &row)?, done))
+    }
+
+    /// Binds this node as the coordinator of move `spec`, to abandon it, when the node that
+    /// began it no longer leads (or is gone): this node must lead the group, must not be
+    /// driving another move of it, and the source must hold the move bound with this node as
+    /// its coordinator (rebound to it first: `Moves::rebind`), which its `move/v1/state` shows
+    /// by answering this node for that id. Nothing is written before those checks pass.
+    async fn take_over(&self, spec: &MoveSpec, bound: Option<&MoveRow>) -> Result<(), MoveError> {
+        let channel = spec.channel.as_str();
+        let own = *self.inner.own.as_bytes();
+        if let Some(row) = bound
+            && !same_move(row, spec)
+            && row.coordinator == own
+            && row.phase != MovePhase::CleanedUp
+            && row.phase != MovePhase::Abandoned
+        {
+            return Err(usage(
+                channel,
+                format!(
+                    "move {} ({} -> {}) is bound here, not move {}",
+                    row.id,
+                    hex8(&row.from.node_id),
+                    hex8(&row.to.node_id),
+                    spec.id
+                ),
+            ));
+        }
+        let ch = self.attached(channel)?;
+        self.leading(&ch)?;
+        if spec.from.node_id == self.inner.own {
+            if !bound.is_some_and(|r| same_move(r, spec)) {
+                return Err(usage(
+                    channel,
+                    format!("move {} is not bound on this node, its source", spec.id),
+                ));
+            }
+        } else {
+            let asked = self
+                .call_answer::<StateRequest, HandoffState>(
+                    channel,
+                    &spec.from,
+                    METHOD_MOVE_STATE,
+                    &StateRequest { id: spec.id },
+                )
+                .await?;
+            match asked {
+                Ok(_) => {}
+                Err(e)
+                    if e.kind == ErrorKind::PermissionDenied
+                        || e.kind == ErrorKind::FailedPrecondition =>
+                {
+                    return Err(usage(
+                        channel,
+                        format!(
+                            "the source {} holds no move {} bound to this node ({}); rebind it here first",
+                            spec.from, spec.id, e.message
+                        ),
+                    ));
+                }
+                Err(e) => return Err(answer_error(channel, &spec.from, METHOD_MOVE_STATE, &e)),
+            }
+        }
+        let record = self.bind_at(spec, MovePhase::Bound, None).await?;
+        tracing::info!(channel, id = spec.id, phase = ?record.phase, "move taken over to abandon it");
+        Ok(())
     }
 
     /// Adds `to` as a learner again when the group's latest membership lacks it: the learner

@@ -631,6 +631,10 @@ impl NodeReplicas {
             to: addr(&bind.to)?,
             coordinator: addr(&bind.coordinator)?.node_id,
         };
+        if bind.rebind {
+            self.moves.rebind(&spec).await.map_err(|e| node_error(&e))?;
+            return Ok(());
+        }
         let own = self.endpoint()?.identity().node_id();
         if spec.from.node_id == own {
             self.check_source(&spec).await?;
