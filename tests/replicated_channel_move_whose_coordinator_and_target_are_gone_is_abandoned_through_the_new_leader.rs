@@ -4,10 +4,11 @@
 //! then went away too, is abandoned through the group's new leader: `channel move --id N
 //! --abandon` hands the move to it (the source bound to it; the target, unreachable, not), and
 //! it removes the learner, frees the source (which keeps every pin) and reports the target
-//! not told. Writes go on meanwhile. The target, back, is told by the same command run again:
-//! it removes its copy and refuses the channel, saying that the move was abandoned. With the
-//! old coordinator back, a new move between the same two nodes finishes, and every store is
-//! clean under fsck.
+//! not told. Writes go on meanwhile. Then the old coordinator comes back and the leader that
+//! abandoned the move stops, so another member leads; the target, back, is told by the same
+//! command run again, through that next leader (the abandoned move handed over to it): it
+//! removes its copy and refuses the channel, saying that the move was abandoned. A new move
+//! between the same two nodes then finishes, and every store is clean under fsck.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -155,9 +156,19 @@ fn replicated_channel_move_whose_coordinator_and_target_are_gone_is_abandoned_th
     acked.insert(cluster.put(&leader, CHANNEL, &file));
     assert_eq!(cluster.pinned(&source, CHANNEL), acked);
 
-    // The target is back: the same abandon tells it, and it removes its copy.
+    // Leadership moves on before the target is back: the old coordinator returns (its row of
+    // the move still at `learner_added`), and the leader that abandoned the move stops.
+    cluster.nodes[k] = Some(cluster.serve(k, Some(listen_of(&addrs[k]))));
+    let l = (0..3).find(|i| addrs[*i] == leader).unwrap();
+    let up = (0..3).find(|i| *i != l).unwrap();
+    assert!(cluster.nodes[l].take().unwrap().stop().success());
+    let next = new_leader(&cluster, &addrs[up], &leader);
+    cluster.nodes[l] = Some(cluster.serve(l, Some(listen_of(&addrs[l]))));
+
+    // The target is back: the same abandon, through the next leader, tells it, and it removes
+    // its copy.
     cluster.nodes[3] = Some(cluster.serve(3, Some(listen_of(&target))));
-    let detail = abandon(&cluster, &source, &source, &target, &id);
+    let detail = abandon(&cluster, &next, &source, &target, &id);
     assert!(detail.contains("removed its copy"), "{detail}");
     let late = write_file(tmp.path(), "late", b"written to the abandoned target");
     let refused = cluster.client.run(
@@ -171,9 +182,8 @@ fn replicated_channel_move_whose_coordinator_and_target_are_gone_is_abandoned_th
     );
     assert!(cluster.pinned(&target, CHANNEL).is_empty());
 
-    // Both nodes are free: with the old coordinator back (its row of the move it began gives
-    // way: the move was handed over), a new move between them finishes.
-    cluster.nodes[k] = Some(cluster.serve(k, Some(listen_of(&addrs[k]))));
+    // Both nodes are free: a new move between them finishes (the old coordinator's row of the
+    // move it began gave way, or was abandoned if it led).
     cluster.move_replica(CHANNEL, &source, &source, &target);
     let deadline = Instant::now() + WAIT;
     while cluster.pinned(&target, CHANNEL) != acked {

@@ -466,13 +466,34 @@ impl Moves {
     /// Hands move `spec`, already bound on this node (its row, or the previous move it was the
     /// target of), to the coordinator `spec` names, as [`Moves::bind`] does for that move; binds
     /// nothing new (`Usage` when no such move is bound here). An abandoning leader that did not
-    /// begin the move has the source and the target rebound to it first.
+    /// begin the move has the source and the target rebound to it first. An abandoned move is
+    /// handed over too (its row stays `Abandoned`), so that another leader can tell a node the
+    /// abandon did not reach.
     pub async fn rebind(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
         check_spec(spec)?;
         let channel = spec.channel.as_str();
         let lock = self.lock(channel);
         let _held = lock.lock().await;
+        self.rebind_locked(spec).await
+    }
+
+    async fn rebind_locked(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
+        let channel = spec.channel.as_str();
         let bound = self.read_row(channel).await?;
+        if let Some(row) = &bound
+            && same_move(row, spec)
+            && row.phase == MovePhase::Abandoned
+        {
+            // Handed over only, so that another leader can tell a node not told yet (an
+            // abandoned move is never bound or run again).
+            let row = MoveRow {
+                coordinator: *spec.coordinator.as_bytes(),
+                ..row.clone()
+            };
+            self.write_row(channel, &row).await?;
+            tracing::info!(channel, id = row.id, coordinator = %spec.coordinator, "abandoned move handed over");
+            return record_of(channel, &row);
+        }
         let earlier = self.read_previous_row(channel).await?;
         if !bound
             .iter()
@@ -975,37 +996,38 @@ impl Moves {
         let ch = self.attached(channel)?;
         self.leading(&ch)?;
         if spec.from.node_id == self.inner.own {
-            if !bound.is_some_and(|r| same_move(r, spec)) {
+            // This node is the source: its own row must be the move, handed over here.
+            self.rebind_locked(spec).await?;
+            tracing::info!(
+                channel,
+                id = spec.id,
+                "move taken over by its source to abandon it"
+            );
+            return Ok(());
+        }
+        let asked = self
+            .call_answer::<StateRequest, HandoffState>(
+                channel,
+                &spec.from,
+                METHOD_MOVE_STATE,
+                &StateRequest { id: spec.id },
+            )
+            .await?;
+        match asked {
+            Ok(_) => {}
+            Err(e)
+                if e.kind == ErrorKind::PermissionDenied
+                    || e.kind == ErrorKind::FailedPrecondition =>
+            {
                 return Err(usage(
                     channel,
-                    format!("move {} is not bound on this node, its source", spec.id),
+                    format!(
+                        "the source {} holds no move {} bound to this node ({}); rebind it here first",
+                        spec.from, spec.id, e.message
+                    ),
                 ));
             }
-        } else {
-            let asked = self
-                .call_answer::<StateRequest, HandoffState>(
-                    channel,
-                    &spec.from,
-                    METHOD_MOVE_STATE,
-                    &StateRequest { id: spec.id },
-                )
-                .await?;
-            match asked {
-                Ok(_) => {}
-                Err(e)
-                    if e.kind == ErrorKind::PermissionDenied
-                        || e.kind == ErrorKind::FailedPrecondition =>
-                {
-                    return Err(usage(
-                        channel,
-                        format!(
-                            "the source {} holds no move {} bound to this node ({}); rebind it here first",
-                            spec.from, spec.id, e.message
-                        ),
-                    ));
-                }
-                Err(e) => return Err(answer_error(channel, &spec.from, METHOD_MOVE_STATE, &e)),
-            }
+            Err(e) => return Err(answer_error(channel, &spec.from, METHOD_MOVE_STATE, &e)),
         }
         let record = self.bind_at(spec, MovePhase::Bound, None).await?;
         tracing::info!(channel, id = spec.id, phase = ?record.phase, "move taken over to abandon it");
