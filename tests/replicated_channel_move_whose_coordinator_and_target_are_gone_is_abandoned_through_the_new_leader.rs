@@ -22,67 +22,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::node::*;
-use common::replicated::Cluster;
+use common::replicated::{Cluster, listen_of, resume_id};
 use common::*;
 
 const CHANNEL: &str = "photos";
 const WAIT: Duration = Duration::from_secs(90);
-
-fn restart_with(cluster: &mut Cluster, i: usize, env: &[(&str, &str)]) {
-    let stopped = cluster.nodes[i].take().unwrap();
-    let port = stopped.host_port().to_string();
-    assert!(stopped.stop().success());
-    cluster.nodes[i] = Some(cluster.serve_with(i, Some(port), env));
-}
-
-/// The `HOST:PORT` of a `NODE_ADDR`.
-fn listen_of(node_addr: &str) -> String {
-    node_addr.split_once('@').unwrap().1.to_string()
-}
-
-/// The channel's leader as `node` sees it, once it is not `old`.
-fn new_leader(cluster: &Cluster, node: &str, old: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let out = cluster
-            .client
-            .run(node, &["channel", "status", CHANNEL, "--json"]);
-        if out.status.success() {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            if let Some(leader) = v["leader"].as_str()
-                && leader != old
-            {
-                return leader.to_string();
-            }
-        }
-        assert!(Instant::now() < deadline, "no new leader: {out:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `channel move --id ID --abandon --json` through `via`; returns the abandon's detail.
-fn abandon(cluster: &Cluster, via: &str, from: &str, to: &str, id: &str) -> String {
-    let out = cluster.client.json(
-        via,
-        &[
-            "channel",
-            "move",
-            CHANNEL,
-            "--from",
-            from,
-            "--to",
-            to,
-            "--id",
-            id,
-            "--abandon",
-            "--json",
-        ],
-    );
-    let phases = out["phases"].as_array().unwrap();
-    assert_eq!(phases.len(), 1, "{out}");
-    assert_eq!(phases[0]["phase"], "abandoned", "{out}");
-    phases[0]["detail"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn replicated_channel_move_whose_coordinator_and_target_are_gone_is_abandoned_through_the_new_leader()
@@ -92,8 +36,7 @@ fn replicated_channel_move_whose_coordinator_and_target_are_gone_is_abandoned_th
     let addrs = cluster.addrs.clone();
     // Whichever member leads will coordinate the move and die after its first phase.
     for i in 0..3 {
-        restart_with(
-            &mut cluster,
+        cluster.restart_with(
             i,
             &[("NET_MESH_FAILPOINT", "move.coordinator.after_phase:1")],
         );
@@ -119,25 +62,17 @@ fn replicated_channel_move_whose_coordinator_and_target_are_gone_is_abandoned_th
     let status = coordinator.wait();
     assert!(killed(status), "the coordinator was not killed: {status:?}");
     let said = String::from_utf8_lossy(&cut.stderr).to_string();
-    let id = said
-        .split_once("--id ")
-        .map(|(_, rest)| {
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| panic!("no move id to resume in: {said}"));
+    let id = resume_id(&said);
     // The target goes away too. The two members left are restarted without the failpoint
     // (one at a time: the group has a quorum again once each is back).
     assert!(cluster.nodes[3].take().unwrap().stop().success());
     for i in (0..3).filter(|i| *i != k) {
-        restart_with(&mut cluster, i, &[]);
+        cluster.restart_with(i, &[]);
     }
-    let leader = new_leader(&cluster, &source, &leader);
+    let leader = cluster.leader_other_than(CHANNEL, &source, &leader);
 
     // The abandon goes to the new leader, which takes the move over.
-    let detail = abandon(&cluster, &source, &source, &target, &id);
+    let detail = cluster.abandon(CHANNEL, &source, &source, &target, &id);
     assert!(detail.contains("removed from the group"), "{detail}");
     assert!(detail.contains("keeps its copy"), "{detail}");
     assert!(detail.contains("the target was not told"), "{detail}");
@@ -162,13 +97,13 @@ fn replicated_channel_move_whose_coordinator_and_target_are_gone_is_abandoned_th
     let l = (0..3).find(|i| addrs[*i] == leader).unwrap();
     let up = (0..3).find(|i| *i != l).unwrap();
     assert!(cluster.nodes[l].take().unwrap().stop().success());
-    let next = new_leader(&cluster, &addrs[up], &leader);
+    let next = cluster.leader_other_than(CHANNEL, &addrs[up], &leader);
     cluster.nodes[l] = Some(cluster.serve(l, Some(listen_of(&addrs[l]))));
 
     // The target is back: the same abandon, through the next leader, tells it, and it removes
     // its copy.
     cluster.nodes[3] = Some(cluster.serve(3, Some(listen_of(&target))));
-    let detail = abandon(&cluster, &next, &source, &target, &id);
+    let detail = cluster.abandon(CHANNEL, &next, &source, &target, &id);
     assert!(detail.contains("removed its copy"), "{detail}");
     let late = write_file(tmp.path(), "late", b"written to the abandoned target");
     let refused = cluster.client.run(

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::node::*;
-use common::replicated::Cluster;
+use common::replicated::{Cluster, resume_id};
 use common::*;
 
 const CHANNEL: &str = "photos";
@@ -83,15 +83,7 @@ fn source_killed_in_its_cleanup_at(point: &str, cleanup_says: &str) {
     let said = String::from_utf8_lossy(&cut.stderr).to_string();
     assert!(!said.contains("cleaned_up"), "{point}: {said}");
     // The CLI names the move to resume, by its id.
-    let id = said
-        .split_once("--id ")
-        .map(|(_, rest)| {
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| panic!("{point}: no move id to resume in: {said}"));
+    let id = resume_id(&said);
 
     cluster.nodes[source_at] = Some(cluster.serve(source_at, Some(port)));
     let resumed = cluster.client.json(

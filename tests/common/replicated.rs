@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::node::*;
 
@@ -161,6 +162,59 @@ impl Cluster {
             .collect()
     }
 
+    /// Stops node `i` (SIGTERM, exit 0) and starts it again on its port with `env`.
+    pub fn restart_with(&mut self, i: usize, env: &[(&str, &str)]) {
+        let stopped = self.nodes[i].take().unwrap();
+        let port = stopped.host_port().to_string();
+        assert!(stopped.stop().success());
+        self.nodes[i] = Some(self.serve_with(i, Some(port), env));
+    }
+
+    /// `channel`'s leader as `node` sees it, once it is not `old` (waits up to 90 s).
+    pub fn leader_other_than(&self, channel: &str, node: &str, old: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let out = self
+                .client
+                .run(node, &["channel", "status", channel, "--json"]);
+            if out.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                if let Some(leader) = v["leader"].as_str()
+                    && leader != old
+                {
+                    return leader.to_string();
+                }
+            }
+            assert!(Instant::now() < deadline, "no new leader: {out:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `channel move CHANNEL --from FROM --to TO --id ID --abandon --json` through `via`;
+    /// asserts its one phase, `abandoned`, and returns that phase's detail.
+    pub fn abandon(&self, channel: &str, via: &str, from: &str, to: &str, id: &str) -> String {
+        let out = self.client.json(
+            via,
+            &[
+                "channel",
+                "move",
+                channel,
+                "--from",
+                from,
+                "--to",
+                to,
+                "--id",
+                id,
+                "--abandon",
+                "--json",
+            ],
+        );
+        let phases = out["phases"].as_array().unwrap();
+        assert_eq!(phases.len(), 1, "{out}");
+        assert_eq!(phases[0]["phase"], "abandoned", "{out}");
+        phases[0]["detail"].as_str().unwrap().to_string()
+    }
+
     /// Stops every running node with SIGTERM (each must exit 0), then checks every store
     /// with `fsck`.
     pub fn stop_and_fsck(&mut self) {
@@ -173,4 +227,21 @@ impl Cluster {
             super::ok(dir, &["fsck"]);
         }
     }
+}
+
+/// The `HOST:PORT` of a `NODE_ADDR`.
+pub fn listen_of(node_addr: &str) -> String {
+    node_addr.split_once('@').unwrap().1.to_string()
+}
+
+/// The move id a failed `channel move` names to resume (`--id N` in what it printed).
+pub fn resume_id(said: &str) -> String {
+    said.split_once("--id ")
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| panic!("no move id to resume in: {said}"))
 }
