@@ -110,10 +110,7 @@ fn target_killed_in_its_removal_at(point: &str, rerun_says: &str) {
 fn replicated_channel_move_abandoned_while_its_target_removes_its_copy_before_the_commit_is_finished_when_run_again()
  {
     // The copy is still there: the run again removes it.
-    target_killed_in_its_removal_at(
-        "move.remove_copy.before_commit",
-        "removed its copy (",
-    );
+    target_killed_in_its_removal_at("move.remove_copy.before_commit", "removed its copy (");
 }
 
 #[test]

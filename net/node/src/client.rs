@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::check_channel_name;
 use net_mesh_engine::{BlobError, BlobRef, ErrorClass, ObjectKind, ObjectSource, fetch_range_from};
-use net_mesh_rpc::rpc::{CallOptions, Config, Encoded, RawBytes, ResponseStream, Router};
+use net_mesh_rpc::rpc::{CallOptions, Config, Encoded, ResponseStream, Router};
 use net_mesh_rpc::token::PermissionToken;
 use net_mesh_rpc::{Capabilities, Endpoint, Identity, NodeAddr, NodeId, Session};
 use serde_bytes::ByteBuf;
@@ -682,9 +682,10 @@ impl<'r> ObjectStream<'r> {
                 // each piece is copied once, from the frame it arrived in.
                 let mut bytes = Vec::new();
                 while bytes.len() < len {
-                    let piece = match self.next_part()? {
+                    let part = self.next_part()?;
+                    let piece: &[u8] = match &part {
                         Some(Tagged::Bytes(piece)) => piece,
-                        Some(Tagged::Other(ObjectPart::Piece(piece))) => RawBytes::from(&piece[..]),
+                        Some(Tagged::Other(ObjectPart::Piece(piece))) => piece,
                         _ => return self.failed(lie("an object's pieces do not add up")),
                     };
                     if piece.len() > MAX_PIECE
@@ -696,7 +697,7 @@ impl<'r> ObjectStream<'r> {
                     if bytes.is_empty() {
                         bytes.reserve_exact(len);
                     }
-                    bytes.extend_from_slice(&piece);
+                    bytes.extend_from_slice(piece);
                 }
                 Ok(Some((hash, kind, Ok(bytes))))
             }

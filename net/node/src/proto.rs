@@ -581,7 +581,7 @@ pub struct ReplicaMember {
 /// `id` of `channel` from `from` to `to`, driven by `coordinator` (`NODE_ADDR`s), whose phase
 /// messages only it may then send; the target also joins the group, whose current members
 /// are `members`. With `rebind`, the callee only hands a move already bound there (the same
-/// id, source and target) to `coordinator`, and binds nothing new (refused, not found).
+/// id, source and target) to `coordinator`, and binds nothing new (else a usage error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveBind {
     pub channel: String,
