@@ -723,6 +723,48 @@ pub fn fuzz_decode_object_part(data: &[u8]) {
     assert!(agree, "Tagged and ObjectPart decode {data:?} differently");
 }
 
+/// Messages that probe the decoder of a message type one of whose variants (tag `tag`) is a
+/// byte string that ends the message (see [`Tagged`]): that variant (`piece(data)` encodes it)
+/// of several sizes, each whole, with bytes after it and cut short; then `others`, 64 short
+/// random byte strings and a few edge cases.
+#[cfg(test)]
+pub(crate) fn tagged_decoder_probes(
+    tag: u8,
+    piece: impl Fn(Vec<u8>) -> Vec<u8>,
+    others: Vec<Vec<u8>>,
+) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    for n in [0usize, 1, 127, 128, 200, 70_000] {
+        let bytes = piece((0..n).map(|i| i as u8).collect());
+        assert_eq!(bytes.first(), Some(&tag));
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[7, 8]);
+        messages.push(longer);
+        messages.push(
+            bytes
+                .get(..bytes.len().saturating_sub(1))
+                .unwrap_or_default()
+                .to_vec(),
+        );
+        messages.push(bytes);
+    }
+    messages.extend(others);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for len in 0..64 {
+        let random: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8 % 4
+            })
+            .collect();
+        messages.push(random);
+    }
+    messages.extend([vec![], vec![tag], vec![0x81, 0x00, 0x00], vec![2, 0]]);
+    messages
+}
+
 /// Fields added at the end of a version 1 message: a message of an older peer ends before
 /// them and reads as their default. (A peer older than a field refuses a message that holds
 /// it: bytes after the message are a decode error.)
@@ -789,51 +831,31 @@ mod tests {
 
     /// A piece encodes exactly as a `ByteBuf` does, and the object stream's decoder
     /// ([`Tagged`] with [`PIECE_TAG`]) accepts exactly what decoding an `ObjectPart` accepts,
-    /// with the same result: pieces of several sizes, whole, with bytes after them, cut short;
-    /// the other parts; and arbitrary bytes.
+    /// with the same result ([`tagged_decoder_probes`], and the other parts).
     #[test]
     fn object_parts_decode_as_objectpart_decodes() {
         let wire = |part: &ObjectPart| postcard::to_stdvec(part).unwrap_or_default();
-        let mut messages = Vec::new();
-        for n in [0usize, 1, 127, 128, 200, 70_000] {
-            let data: Vec<u8> = (0..n).map(|i| i as u8).collect();
-            let bytes = wire(&ObjectPart::Piece(PieceBytes::from(data.clone())));
-            assert_eq!(
-                postcard::to_stdvec(&ByteBuf::from(data)).ok().as_deref(),
-                bytes.get(1..),
-            );
-            assert_eq!(bytes.first(), Some(&PIECE_TAG));
-            let mut longer = bytes.clone();
-            longer.extend_from_slice(&[7, 8]);
-            messages.push(longer);
-            messages.push(bytes.get(..bytes.len() - 1).unwrap_or_default().to_vec());
-            messages.push(bytes);
+        for n in [0usize, 1, 200, 70_000] {
+            let data = vec![7u8; n];
+            let piece = wire(&ObjectPart::Piece(PieceBytes::from(data.clone())));
+            let buf = postcard::to_stdvec(&ByteBuf::from(data)).unwrap_or_default();
+            assert_eq!(piece.get(1..), Some(&buf[..]));
         }
-        messages.push(wire(&ObjectPart::Object {
-            hash: [3; 32],
-            kind: 1,
-            len: 9,
-        }));
-        messages.push(wire(&ObjectPart::Missing {
-            hash: [4; 32],
-            kind: 2,
-            reason: "gone".into(),
-        }));
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for len in 0..64 {
-            let random: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8 % 4
-                })
-                .collect();
-            messages.push(random);
-        }
-        messages.extend([vec![], vec![PIECE_TAG], vec![0x81, 0x00, 0x00], vec![2, 0]]);
+        let others = vec![
+            wire(&ObjectPart::Object {
+                hash: [3; 32],
+                kind: 1,
+                len: 9,
+            }),
+            wire(&ObjectPart::Missing {
+                hash: [4; 32],
+                kind: 2,
+                reason: "gone".into(),
+            }),
+        ];
+        let piece = |data: Vec<u8>| wire(&ObjectPart::Piece(PieceBytes::from(data)));
         let mut pieces = 0;
-        for bytes in messages {
+        for bytes in tagged_decoder_probes(PIECE_TAG, piece, others) {
             pieces += usize::from(matches!(
                 postcard::from_bytes::<ObjectPart>(&bytes),
                 Ok(ObjectPart::Piece(_))

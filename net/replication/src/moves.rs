@@ -860,30 +860,14 @@ impl Moves {
         {
             self.take_over(spec, bound.as_ref()).await?;
         }
+        // The move is bound here with this node its coordinator now (taken over, or so before).
         let mut row = self
             .read_row(channel)
             .await?
+            .filter(|r| same_move(r, spec) && r.coordinator == own)
             .ok_or_else(|| MoveError::NotBound {
                 channel: channel.to_string(),
             })?;
-        if !same_move(&row, spec) {
-            return Err(usage(
-                channel,
-                format!(
-                    "move {} ({} -> {}) is bound here, not move {}",
-                    row.id,
-                    hex8(&row.from.node_id),
-                    hex8(&row.to.node_id),
-                    spec.id
-                ),
-            ));
-        }
-        if row.coordinator != *self.inner.own.as_bytes() {
-            return Err(usage(
-                channel,
-                "this node is not the move's coordinator".into(),
-            ));
-        }
         let (Some(from), Some(to)) = (node_addr(&row.from), node_addr(&row.to)) else {
             return Err(usage(
                 channel,

@@ -702,39 +702,16 @@ mod tests {
     /// sizes, whole, with bytes after them, cut short; Start messages; and arbitrary bytes.
     #[test]
     fn put_messages_decode_as_putpart_decodes() {
-        let mut messages = Vec::new();
-        for n in [0usize, 1, 127, 128, 200, 70_000] {
-            let data: Vec<u8> = (0..n).map(|i| i as u8).collect();
-            let bytes = wire(&PutPart::Data(ByteBuf::from(data)));
-            assert_eq!(bytes.first(), Some(&DATA_TAG));
-            let mut longer = bytes.clone();
-            longer.extend_from_slice(&[7, 8]);
-            messages.push(longer);
-            messages.push(bytes.get(..bytes.len() - 1).unwrap().to_vec());
-            messages.push(bytes);
-        }
         let start = PutStart::Resume {
             staging_id: "u1".into(),
             offset: 9,
             checkpoint_interval: None,
             class: Default::default(),
         };
-        messages.push(wire(&PutPart::Start(start)));
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for len in 0..64 {
-            let random: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8 % 4
-                })
-                .collect();
-            messages.push(random);
-        }
-        messages.extend([vec![], vec![DATA_TAG], vec![0x81, 0x00, 0x00], vec![2, 0]]);
+        let piece = |data: Vec<u8>| wire(&PutPart::Data(ByteBuf::from(data)));
+        let others = vec![wire(&PutPart::Start(start))];
         let mut pieces = 0;
-        for bytes in messages {
+        for bytes in crate::proto::tagged_decoder_probes(DATA_TAG, piece, others) {
             pieces += usize::from(matches!(
                 postcard::from_bytes::<PutPart>(&bytes),
                 Ok(PutPart::Data(_))
