@@ -17,10 +17,8 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use common::node::*;
-use common::replicated::{Cluster, listen_of, resume_id};
+use common::replicated::{Cluster, listen_of};
 use common::*;
 
 const CHANNEL: &str = "photos";
@@ -31,40 +29,9 @@ fn target_killed_in_its_removal_at(point: &str, rerun_says: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(tmp.path(), 4, &[], false);
     let addrs = cluster.addrs.clone();
-    // Whichever member leads will coordinate the move and die after its first phase.
-    for i in 0..3 {
-        cluster.restart_with(
-            i,
-            &[("NET_MESH_FAILPOINT", "move.coordinator.after_phase:1")],
-        );
-    }
-    let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
-    let k = (0..3).find(|i| addrs[*i] == leader).unwrap();
-    let a = (0..3).find(|i| *i != k).unwrap();
-    let (source, target) = (addrs[a].clone(), addrs[3].clone());
-    cluster.restart_with(3, &[("NET_MESH_FAILPOINT", point)]);
-    let mut acked = BTreeSet::new();
-    for i in 0..3u64 {
-        let file = write_file(tmp.path(), &format!("f{i}"), &random_bytes(40_000, 80 + i));
-        acked.insert(cluster.put(&leader, CHANNEL, &file));
-    }
-
-    let cut = cluster.client.run(
-        &leader,
-        &[
-            "channel", "move", CHANNEL, "--from", &source, "--to", &target, "--json",
-        ],
-    );
-    assert!(
-        !cut.status.success(),
-        "{point}: the move must not finish: {cut:?}"
-    );
-    let coordinator = cluster.nodes[k].take().unwrap();
-    assert!(
-        killed(coordinator.wait()),
-        "{point}: the coordinator was not killed"
-    );
-    let id = resume_id(&String::from_utf8_lossy(&cut.stderr));
+    let cut = cluster.cut_move(tmp.path(), CHANNEL, &[("NET_MESH_FAILPOINT", point)], 80);
+    let (k, id) = (cut.coordinator, cut.id);
+    let (source, target, mut acked) = (cut.source, cut.target, cut.acked);
     for i in (0..3).filter(|i| *i != k) {
         cluster.restart_with(i, &[]);
     }

@@ -18,11 +18,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::node::*;
-use common::replicated::{Cluster, listen_of, resume_id};
+use common::replicated::{Cluster, listen_of};
 use common::*;
 
 const CHANNEL: &str = "photos";
@@ -34,35 +32,9 @@ fn replicated_channel_move_whose_coordinator_and_target_are_gone_is_abandoned_th
     let tmp = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(tmp.path(), 4, &[], false);
     let addrs = cluster.addrs.clone();
-    // Whichever member leads will coordinate the move and die after its first phase.
-    for i in 0..3 {
-        cluster.restart_with(
-            i,
-            &[("NET_MESH_FAILPOINT", "move.coordinator.after_phase:1")],
-        );
-    }
-    let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
-    let k = (0..3).find(|i| addrs[*i] == leader).unwrap();
-    let a = (0..3).find(|i| *i != k).unwrap();
-    let (source, target) = (addrs[a].clone(), addrs[3].clone());
-    let mut acked = BTreeSet::new();
-    for i in 0..3u64 {
-        let file = write_file(tmp.path(), &format!("f{i}"), &random_bytes(40_000, 70 + i));
-        acked.insert(cluster.put(&leader, CHANNEL, &file));
-    }
-
-    let cut = cluster.client.run(
-        &leader,
-        &[
-            "channel", "move", CHANNEL, "--from", &source, "--to", &target, "--json",
-        ],
-    );
-    assert!(!cut.status.success(), "the move must not finish: {cut:?}");
-    let coordinator = cluster.nodes[k].take().unwrap();
-    let status = coordinator.wait();
-    assert!(killed(status), "the coordinator was not killed: {status:?}");
-    let said = String::from_utf8_lossy(&cut.stderr).to_string();
-    let id = resume_id(&said);
+    let cut = cluster.cut_move(tmp.path(), CHANNEL, &[], 70);
+    let (k, id, leader) = (cut.coordinator, cut.id, cut.leader);
+    let (source, target, mut acked) = (cut.source, cut.target, cut.acked);
     // The target goes away too. The two members left are restarted without the failpoint
     // (one at a time: the group has a quorum again once each is back).
     assert!(cluster.nodes[3].take().unwrap().stop().success());

@@ -26,6 +26,20 @@ pub struct Cluster {
     pub addrs: Vec<String>,
 }
 
+/// What [`Cluster::cut_move`] left.
+pub struct CutMove {
+    /// The move's id, as the failed `channel move` named it to resume.
+    pub id: String,
+    /// The index of the coordinator (killed).
+    pub coordinator: usize,
+    /// The coordinator's `NODE_ADDR` (the leader when the move began).
+    pub leader: String,
+    pub source: String,
+    pub target: String,
+    /// The blob ids acknowledged before the move.
+    pub acked: BTreeSet<String>,
+}
+
 impl Cluster {
     /// Starts `count` nodes under `root`; `admins` are more identities (node ids) with admin.
     pub fn start(root: &Path, count: usize, admins: &[&str], metrics: bool) -> Cluster {
@@ -213,6 +227,59 @@ impl Cluster {
         assert_eq!(phases.len(), 1, "{out}");
         assert_eq!(phases[0]["phase"], "abandoned", "{out}");
         phases[0]["detail"].as_str().unwrap().to_string()
+    }
+
+    /// A move of `channel` cut off before its cutover: nodes 0..3 run the channel with three
+    /// acknowledged pins (files under `root`, from `seed`), node 3 (restarted with
+    /// `target_env` first) is the target, and whichever member leads coordinates the move and
+    /// is killed right after `learner_added` (failpoint `move.coordinator.after_phase:1`). The
+    /// other members still run with that failpoint armed; node `coordinator` is stopped.
+    pub fn cut_move(
+        &mut self,
+        root: &Path,
+        channel: &str,
+        target_env: &[(&str, &str)],
+        seed: u64,
+    ) -> CutMove {
+        for i in 0..3 {
+            self.restart_with(
+                i,
+                &[("NET_MESH_FAILPOINT", "move.coordinator.after_phase:1")],
+            );
+        }
+        if !target_env.is_empty() {
+            self.restart_with(3, target_env);
+        }
+        let leader = self.replicate(channel, &[0, 1, 2]);
+        let coordinator = (0..3).find(|i| self.addrs[*i] == leader).unwrap();
+        let a = (0..3).find(|i| *i != coordinator).unwrap();
+        let (source, target) = (self.addrs[a].clone(), self.addrs[3].clone());
+        let mut acked = BTreeSet::new();
+        for i in 0..3u64 {
+            let file = super::write_file(
+                root,
+                &format!("f{i}"),
+                &super::random_bytes(40_000, seed + i),
+            );
+            acked.insert(self.put(&leader, channel, &file));
+        }
+        let cut = self.client.run(
+            &leader,
+            &[
+                "channel", "move", channel, "--from", &source, "--to", &target, "--json",
+            ],
+        );
+        assert!(!cut.status.success(), "the move must not finish: {cut:?}");
+        let status = self.nodes[coordinator].take().unwrap().wait();
+        assert!(killed(status), "the coordinator was not killed: {status:?}");
+        CutMove {
+            id: resume_id(&String::from_utf8_lossy(&cut.stderr)),
+            coordinator,
+            leader,
+            source,
+            target,
+            acked,
+        }
     }
 
     /// Stops every running node with SIGTERM (each must exit 0), then checks every store
