@@ -56,6 +56,12 @@ pub enum ChannelCmd {
         /// free for another move. Run again to tell a node that was not reached
         #[arg(long, requires = "id")]
         abandon: bool,
+        /// The source is gone for good (replace a dead node): a source that does not answer
+        /// is not bound, and once it left the group the move ends without its cleanup
+        /// (phase source_forgotten). It keeps its copy until the same move (--id) runs again
+        /// while it answers
+        #[arg(long, conflicts_with = "abandon")]
+        forget_source: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -97,8 +103,16 @@ pub fn run(cmd: ChannelCmd, ctx: &Ctx) -> CliResult {
             to,
             id,
             abandon,
+            forget_source,
             json,
-        } => move_replica(ctx, &name, &from, &to, id, abandon, json)?,
+        } => {
+            let how = MoveHow {
+                abandon,
+                forget_source,
+                json,
+            };
+            move_replica(ctx, &name, &from, &to, id, how)?
+        }
         ChannelCmd::Create { name, json, .. } => {
             net_mesh_engine::index::check_channel_name(&name)
                 .map_err(|e| CliError::msg(ErrorClass::Usage, e))?;
@@ -337,15 +351,26 @@ fn voters_of(status: &ReplicaStatus) -> Vec<String> {
         .collect()
 }
 
+/// `channel move`'s flags.
+struct MoveHow {
+    abandon: bool,
+    forget_source: bool,
+    json: bool,
+}
+
 fn move_replica(
     ctx: &Ctx,
     name: &str,
     from: &NodeAddr,
     to: &NodeAddr,
     id: Option<u64>,
-    abandon: bool,
-    json: bool,
+    how: MoveHow,
 ) -> CliResult {
+    let MoveHow {
+        abandon,
+        forget_source,
+        json,
+    } = how;
     let Some(addr) = &ctx.node else {
         return Err(CliError::msg(
             ErrorClass::Usage,
@@ -410,6 +435,7 @@ fn move_replica(
         id,
         from: from.to_string(),
         to: to.to_string(),
+        forget_source,
     };
     if abandon {
         // The node that began the move may no longer lead (or be gone): the source and the
@@ -471,7 +497,12 @@ fn move_replica(
     };
     let resume_hint = || {
         eprintln!(
-            "net-mesh: resume move {id} with `channel move {name} --from {from} --to {to} --id {id}`"
+            "net-mesh: resume move {id} with `channel move {name} --from {from} --to {to} --id {id}`{}",
+            if forget_source {
+                ""
+            } else {
+                " (add --forget-source if the source is gone for good)"
+            }
         )
     };
     // The target first: it refuses a channel it holds pins of outside the group, and a
@@ -482,11 +513,24 @@ fn move_replica(
         if node.node_id == coordinator.node_id {
             continue;
         }
-        let mut remote = Remote::connect(ctx, node).inspect_err(|_| resume_hint())?;
-        let client = remote.client()?;
-        remote
-            .block_on(client.channel_move_bind(&bind))
-            .inspect_err(|_| resume_hint())?;
+        let bound = Remote::connect(ctx, node).and_then(|mut remote| {
+            let client = remote.client()?;
+            Ok(remote.block_on(client.channel_move_bind(&bind))?)
+        });
+        match bound {
+            // A source gone for good is not bound: the move needs it only for its cleanup.
+            Err(e) if forget_source && node == from && e.class() == Some(ErrorClass::Io) => {
+                eprintln!(
+                    "net-mesh: the source {from} does not answer ({}); the move goes on without it (--forget-source)",
+                    e.one_line()
+                );
+            }
+            Err(e) => {
+                resume_hint();
+                return Err(e);
+            }
+            Ok(()) => {}
+        }
     }
     let mut remote = Remote::connect(ctx, &coordinator)?;
     let client = remote.client()?;

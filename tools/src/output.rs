@@ -87,6 +87,11 @@ impl CliError {
         }
     }
 
+    /// The failure's class (`None`: none fits).
+    pub fn class(&self) -> Option<ErrorClass> {
+        self.class
+    }
+
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         exit_code_of(self.class)

@@ -596,13 +596,18 @@ pub struct MoveBind {
 }
 
 /// [`Method::ChannelMove`]'s request: run move `id` of `channel` from `from` to `to` on the
-/// callee, the coordinator (the channel's leader), or resume it from its stored phase.
+/// callee, the coordinator (the channel's leader), or resume it from its stored phase. With
+/// `forget_source`, a source that cannot be reached for its cleanup once it left the group is
+/// forgotten (phase `source_forgotten`) instead of failing the move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveRun {
     pub channel: String,
     pub id: u64,
     pub from: String,
     pub to: String,
+    /// An older peer's message ends before it (false).
+    #[serde(deserialize_with = "trailing::flag_or_false")]
+    pub forget_source: bool,
 }
 
 /// [`Method::ChannelMove`]'s answer: the phases reached by this call, in order (the last is

@@ -609,7 +609,7 @@ impl Moves {
     /// handed to another coordinator, or this node was its target and holds an applied
     /// membership that makes it a voter without that move's source.
     async fn replaceable(&self, channel: &str, old: &MoveRow) -> Result<bool, MoveError> {
-        if old.phase == MovePhase::CleanedUp || old.phase == MovePhase::Abandoned {
+        if old.phase.is_end() {
             return Ok(true);
         }
         let own = self.inner.own.as_bytes();
@@ -797,7 +797,8 @@ impl Moves {
                         ),
                     )
                 }
-                MovePhase::Left => {
+                // A forgotten source is asked again: it may be back.
+                MovePhase::Left | MovePhase::SourceForgotten => {
                     let cutover = row.cutover.unwrap_or(0);
                     let reply = if from.node_id == self.inner.own {
                         self.cleanup_locked(channel, row.id, cutover)
@@ -833,6 +834,60 @@ impl Moves {
                 detail,
             });
         }
+    }
+
+    /// Ends the move `id` of `channel` bound on this coordinator without its source's cleanup,
+    /// for a source gone for good: the move must have reached `Left` (the target applied a
+    /// membership without the source, so the group no longer needs it). Commits
+    /// `SourceForgotten` and reports it to `on_phase`; this node is then free for another
+    /// move of the channel. The source keeps whatever copy it has; resuming this move (while
+    /// no other move replaced its row here) still asks it to clean up. Already forgotten: the
+    /// record, reported again. Any other phase or id is a usage error (resume the move, or
+    /// abandon it before its cutover). Call it after `resume` failed with `Unreachable` at
+    /// `Left`: it does not try the source itself.
+    pub async fn forget_source(
+        &self,
+        channel: &str,
+        id: u64,
+        mut on_phase: impl FnMut(&MoveEvent) + Send,
+    ) -> Result<MoveRecord, MoveError> {
+        let lock = self.lock(channel);
+        let _held = lock.try_lock().map_err(|_| busy_running(channel))?;
+        let mut row = self
+            .read_row(channel)
+            .await?
+            .filter(|r| r.id == id && r.coordinator == *self.inner.own.as_bytes())
+            .ok_or_else(|| {
+                usage(
+                    channel,
+                    format!("move {id} is not bound here with this node its coordinator"),
+                )
+            })?;
+        if row.phase != MovePhase::Left && row.phase != MovePhase::SourceForgotten {
+            return Err(usage(
+                channel,
+                format!(
+                    "move {id} is at {}: only a move whose source left the group (left) can forget it",
+                    row.phase.name()
+                ),
+            ));
+        }
+        let from = node_addr(&row.from).map_or_else(|| hex8(&row.from.node_id), |a| a.to_string());
+        let detail = format!(
+            "{from} was not told to remove its copy; it keeps it until this move runs again while it answers"
+        );
+        if row.phase == MovePhase::Left {
+            row.phase = MovePhase::SourceForgotten;
+            self.write_row(channel, &row).await?;
+            tracing::warn!(channel, id, detail, "move phase");
+        }
+        on_phase(&MoveEvent {
+            channel: channel.to_string(),
+            id,
+            phase: MovePhase::SourceForgotten,
+            detail,
+        });
+        record_of(channel, &row)
     }
 
     /// Gives up the move `spec` bound on this coordinator before its cutover (its target
@@ -963,8 +1018,7 @@ impl Moves {
         if let Some(row) = bound
             && !same_move(row, spec)
             && row.coordinator == own
-            && row.phase != MovePhase::CleanedUp
-            && row.phase != MovePhase::Abandoned
+            && !row.phase.is_end()
         {
             return Err(usage(
                 channel,

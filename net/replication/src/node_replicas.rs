@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{ReplicatedChannel, ReplicationConfig};
 use crate::error::{ProposeError, ReplicationError};
 use crate::fetch::Fetcher;
-use crate::moves::{MoveEvent, MoveSpec, Moves};
+use crate::moves::{MoveError, MoveEvent, MoveSpec, Moves};
 use crate::network::{Replication, request_blob_ref};
 use crate::prefetch::hold_op;
 use crate::tables::{MovePhase, NAMESPACE};
@@ -683,7 +683,7 @@ impl NodeReplicas {
             coordinator: own,
         };
         let mut phases = Vec::new();
-        let on_phase = |e: &MoveEvent| {
+        let mut on_phase = |e: &MoveEvent| {
             phases.push(MoveStep {
                 phase: e.phase.name().to_string(),
                 detail: e.detail.clone(),
@@ -691,7 +691,19 @@ impl NodeReplicas {
         };
         // A move bound here already goes on from its phase (`begin` keeps it, or moves it
         // on to `CutOver` when the group is past it).
-        let moved = self.moves.start(&spec, on_phase).await;
+        let mut moved = self.moves.start(&spec, &mut on_phase).await;
+        if run.forget_source
+            && let Err(MoveError::Unreachable { .. }) = moved
+            && let Ok(Some(record)) = self.moves.record(&spec.channel).await
+            && record.id == spec.id
+            && (record.phase == MovePhase::Left || record.phase == MovePhase::SourceForgotten)
+        {
+            // The source left the group and does not answer its cleanup: forgotten, as asked.
+            moved = self
+                .moves
+                .forget_source(&spec.channel, spec.id, &mut on_phase)
+                .await;
+        }
         match moved {
             Ok(_) => Ok(MoveDone { phases }),
             Err(e) => {

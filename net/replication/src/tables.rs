@@ -140,8 +140,9 @@ pub fn read_pending_snapshot(
 }
 
 /// The phase a replica move has reached (docs/REPLICATION.md, replica moves). The order is the
-/// order of the phases; a move only ever moves forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// order of the phases (`SourceForgotten` between `Left` and `CleanedUp`, whatever its stored
+/// index); a move only ever moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MovePhase {
     /// Bound on this node (a participant told of the move, or the coordinator that started
     /// it); nothing done yet.
@@ -160,6 +161,48 @@ pub enum MovePhase {
     /// (on the coordinator), the source keeps its copy and is free for another move (on the
     /// source), the target removed its copy (on the target). Like `CleanedUp`, an end.
     Abandoned,
+    /// On the coordinator: the source left the group (`Left`) but could not be told to remove
+    /// its copy, and the operator gave it up ([`crate::Moves::forget_source`]). An end for
+    /// the coordinator (free for another move); resumed, the move still asks the source to
+    /// clean up (then `CleanedUp`).
+    SourceForgotten,
+}
+
+impl MovePhase {
+    /// The phase's place in a move (see the type's docs).
+    fn rank(self) -> u8 {
+        match self {
+            MovePhase::Bound => 0,
+            MovePhase::LearnerAdded => 1,
+            MovePhase::CaughtUp => 2,
+            MovePhase::CutOver => 3,
+            MovePhase::Left => 4,
+            MovePhase::SourceForgotten => 5,
+            MovePhase::CleanedUp => 6,
+            MovePhase::Abandoned => 7,
+        }
+    }
+
+    /// Whether the move is over on the node holding this phase: nothing of it runs or waits
+    /// there, and another move of the channel may replace it.
+    pub fn is_end(self) -> bool {
+        matches!(
+            self,
+            MovePhase::CleanedUp | MovePhase::Abandoned | MovePhase::SourceForgotten
+        )
+    }
+}
+
+impl PartialOrd for MovePhase {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MovePhase {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
 }
 
 impl MovePhase {
@@ -173,6 +216,7 @@ impl MovePhase {
             MovePhase::Left => "left",
             MovePhase::CleanedUp => "cleaned_up",
             MovePhase::Abandoned => "abandoned",
+            MovePhase::SourceForgotten => "source_forgotten",
         }
     }
 }
@@ -909,6 +953,24 @@ mod tests {
         want.extend([3, 5, 1, 7]);
         assert_eq!(encode_row(&row).unwrap(), want);
         assert_eq!(decode_row::<MoveRow>(MOVES_TABLE, &want).unwrap(), row);
+        // The phase is the last-but-two byte: `SourceForgotten` is 7 (added after
+        // `Abandoned`, 6), and no index past it decodes.
+        let forgotten = MoveRow {
+            phase: MovePhase::SourceForgotten,
+            ..row.clone()
+        };
+        let mut want_forgotten = want.clone();
+        let phase_at = want.len() - 3;
+        want_forgotten[phase_at] = 7;
+        assert_eq!(encode_row(&forgotten).unwrap(), want_forgotten);
+        assert_eq!(
+            decode_row::<MoveRow>(MOVES_TABLE, &want_forgotten).unwrap(),
+            forgotten
+        );
+        want_forgotten[phase_at] = 8;
+        assert!(decode_row::<MoveRow>(MOVES_TABLE, &want_forgotten).is_err());
+        assert!(MovePhase::Left < MovePhase::SourceForgotten);
+        assert!(MovePhase::SourceForgotten < MovePhase::CleanedUp);
         let mut too_long = row.clone();
         too_long.to.host_port = "x".repeat(MAX_HOST_PORT_LEN + 1);
         assert!(too_long.check().is_err());

@@ -1,0 +1,231 @@
+//! H-2, never stuck, for a source gone for good (a dead node replaced): the move runs to
+//! `Left` without it, and its cleanup fails `Unreachable` on every resume. `forget_source`
+//! then ends the move at `SourceForgotten`: the coordinator is free for another move of the
+//! channel (refused `Busy` before), the group writes on with the target, and the source's
+//! copy stays. Once the source is back, resuming the forgotten move asks it again: it removes
+//! its copy (`CleanedUp`). `forget_source` refuses a move that has not reached `Left` and an
+//! id that is not bound.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod moves_support;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moves_support::*;
+use net_mesh_replication::{
+    MoveConfig, MoveError, MovePhase, MoveSpec, ReplicatedChannel, ReplicationConfig,
+};
+use support::{CHANNEL, pin_set};
+
+/// A group of three with five pins and a move of A's replica to the newcomer B, bound on A
+/// and B (B joined), begun on the leader; then A goes away for good (its group stopped,
+/// nobody reaches it). Returns the members, the channels, the leader, A, the other voter, B,
+/// the move and B's channel.
+struct Gone {
+    _root: tempfile::TempDir,
+    members: Vec<MoveMember>,
+    channels: Vec<Arc<ReplicatedChannel>>,
+    leader: usize,
+    a: usize,
+    other: usize,
+    b: usize,
+    first: MoveSpec,
+    b_channel: Arc<ReplicatedChannel>,
+}
+
+async fn source_gone_at_left() -> Gone {
+    let root = tempfile::tempdir().unwrap();
+    let config = MoveConfig {
+        call_timeout: Duration::from_secs(2),
+        handoff: Duration::from_secs(5),
+        ..MoveConfig::default()
+    };
+    let (mut members, channels, leader) = three_and_a_newcomer(root.path(), config).await;
+    let (a, other, b) = ((leader + 1) % 3, (leader + 2) % 3, 3);
+    pin_on_leader(&members[leader], &channels[leader], 5).await;
+    support::wait_until("A holds the five pins", || {
+        (pin_set(&members[a].store).len() == 5).then_some(())
+    })
+    .await;
+    let first = spec(&members[a], &members[b], &members[leader]);
+    members[a].moves.bind(&first).await.unwrap();
+    members[b].moves.bind(&first).await.unwrap();
+    let voters: Vec<_> = members[..3].iter().map(|m| m.addr.clone()).collect();
+    let b_channel = members[b].join(&voters).await;
+
+    // A is gone: its group stops and nobody reaches it.
+    channels[a].shutdown().await.unwrap();
+    members[a].moves.detach(CHANNEL);
+    members[a].pause().await;
+
+    let k = &members[leader];
+    k.moves.begin(&first).await.unwrap();
+    let mut phases = Vec::new();
+    let err = k
+        .moves
+        .resume(CHANNEL, None, |e| phases.push(e.phase))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MoveError::Unreachable { .. }), "{err:?}");
+    assert_eq!(
+        phases,
+        [
+            MovePhase::LearnerAdded,
+            MovePhase::CaughtUp,
+            MovePhase::CutOver,
+            MovePhase::Left
+        ]
+    );
+    Gone {
+        _root: root,
+        members,
+        channels,
+        leader,
+        a,
+        other,
+        b,
+        first,
+        b_channel,
+    }
+}
+
+fn phase_on(member: &MoveMember) -> impl std::future::Future<Output = MovePhase> + '_ {
+    async move { member.moves.record(CHANNEL).await.unwrap().unwrap().phase }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_back() {
+    let Gone {
+        _root,
+        mut members,
+        channels,
+        leader,
+        a,
+        other,
+        b,
+        first,
+        b_channel,
+    } = source_gone_at_left().await;
+    let k = &members[leader];
+
+    // Never forgotten by itself: run again, it fails the same way and stays at `Left`.
+    let err = k.moves.resume(CHANNEL, None, |_| {}).await.unwrap_err();
+    assert!(matches!(err, MoveError::Unreachable { .. }), "{err:?}");
+    assert_eq!(phase_on(k).await, MovePhase::Left);
+
+    // Another id is not forgotten.
+    let err = k
+        .moves
+        .forget_source(CHANNEL, first.id + 1, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MoveError::Usage { .. }), "{err:?}");
+    assert_eq!(phase_on(k).await, MovePhase::Left);
+
+    let mut events = Vec::new();
+    let record = k
+        .moves
+        .forget_source(CHANNEL, first.id, |e| events.push(e.clone()))
+        .await
+        .unwrap();
+    assert_eq!(record.phase, MovePhase::SourceForgotten);
+    assert_eq!(phase_on(k).await, MovePhase::SourceForgotten);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].phase, MovePhase::SourceForgotten);
+    assert!(
+        events[0].detail.contains(&members[a].addr.to_string()),
+        "{}",
+        events[0].detail
+    );
+    // Forgotten again: the same record, nothing else.
+    let again = k.moves.forget_source(CHANNEL, first.id, |_| {}).await.unwrap();
+    assert_eq!(again, record);
+
+    // The group writes on with the target; the source keeps its copy meanwhile.
+    pin_on_leader(&members[leader], &channels[leader], 1).await;
+    let target = [
+        &members[leader].addr,
+        &members[other].addr,
+        &members[b].addr,
+    ];
+    for i in [leader, other, b] {
+        wait_for_voters(&members[i].store, &target).await;
+    }
+    assert_eq!(pin_set(&members[a].store).len(), 5);
+
+    // The source is back (its group open again): the forgotten move, resumed, asks it again.
+    members[a].resume().await;
+    let a_channel = Arc::new(
+        ReplicatedChannel::open(
+            &members[a].replication,
+            members[a].store.clone(),
+            CHANNEL,
+            members[a].endpoint.clone(),
+            &ReplicationConfig::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    members[a].moves.attach(a_channel);
+    let k = &members[leader];
+    let mut phases = Vec::new();
+    let done = k
+        .moves
+        .resume(CHANNEL, None, |e| phases.push(e.phase))
+        .await
+        .unwrap();
+    assert_eq!(done.phase, MovePhase::CleanedUp);
+    assert_eq!(phases, [MovePhase::CleanedUp]);
+    assert_eq!(phase_on(&members[a]).await, MovePhase::CleanedUp);
+    moved_to_b(&members, leader, other, a, b).await;
+
+    b_channel.shutdown().await.unwrap();
+    for i in [leader, other] {
+        channels[i].shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_source_leaves_its_coordinator_free_for_another_move() {
+    let Gone {
+        _root,
+        members,
+        channels,
+        leader,
+        a,
+        other,
+        first,
+        b_channel,
+        ..
+    } = source_gone_at_left().await;
+    let k = &members[leader];
+    // The next move of the channel: the other voter's replica to A's node.
+    let second = MoveSpec {
+        id: first.id + 1,
+        ..spec(&members[other], &members[a], k)
+    };
+    let busy = k.moves.begin(&second).await.unwrap_err();
+    assert!(matches!(busy, MoveError::Busy { .. }), "{busy:?}");
+    assert_eq!(phase_on(k).await, MovePhase::Left);
+
+    k.moves.forget_source(CHANNEL, first.id, |_| {}).await.unwrap();
+    let bound = k.moves.begin(&second).await.unwrap();
+    assert_eq!((bound.id, bound.phase), (second.id, MovePhase::Bound));
+    // Replaced here, the first move is no longer there to forget; the second is not at `Left`.
+    let err = k.moves.forget_source(CHANNEL, first.id, |_| {}).await.unwrap_err();
+    assert!(matches!(err, MoveError::Usage { .. }), "{err:?}");
+    let err = k.moves.forget_source(CHANNEL, second.id, |_| {}).await.unwrap_err();
+    assert!(matches!(err, MoveError::Usage { .. }), "{err:?}");
+
+    b_channel.shutdown().await.unwrap();
+    for i in [leader, other] {
+        channels[i].shutdown().await.unwrap();
+    }
+}
