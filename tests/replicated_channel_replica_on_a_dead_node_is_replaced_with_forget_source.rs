@@ -1,0 +1,138 @@
+//! Replacing a dead member (real `net-mesh serve` processes): a follower of a three-member
+//! channel is killed (SIGKILL), and its replica is moved to a fourth node. Without
+//! `--forget-source` the move stops where it needs the dead source and says how to go on;
+//! with it (same `--id`), the move goes on without the source, reports
+//! `source_forgotten` after `left`, and the channel writes on with exactly the target
+//! membership, every acknowledged blob on the new member. Once the dead node is back, the
+//! same move run again (no flag) tells it: it removes its copy (`cleaned_up`) and refuses
+//! writes to the channel. fsck is clean on every store.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::replicated::{Cluster, listen_of, resume_id};
+use common::node::{killed, signal};
+use common::*;
+
+const CHANNEL: &str = "photos";
+
+fn phases_of(moved: &serde_json::Value) -> Vec<String> {
+    moved["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(tmp.path(), 4, &[], false);
+    let client = cluster.client.clone();
+    let addrs = cluster.addrs.clone();
+    let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
+    let dead = (0..3).find(|i| addrs[*i] != leader).unwrap();
+    let stays = (0..3).find(|i| addrs[*i] != leader && *i != dead).unwrap();
+    let (source, target) = (addrs[dead].clone(), addrs[3].clone());
+    let mut acked = BTreeSet::new();
+    for i in 0..3u64 {
+        let file = write_file(
+            tmp.path(),
+            &format!("f{i}"),
+            &random_bytes(50_000, 900 + i),
+        );
+        acked.insert(cluster.put(&leader, CHANNEL, &file));
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while cluster.pinned(&source, CHANNEL) != acked {
+        assert!(Instant::now() < deadline, "the source never applied the pins");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The source dies for good (as far as the operator knows).
+    let node = cluster.nodes[dead].take().unwrap();
+    signal(&node.child, "KILL");
+    assert!(killed(node.wait()));
+
+    // Without --forget-source: the move needs its source, and says how to go on.
+    let args = [
+        "channel", "move", CHANNEL, "--from", &source, "--to", &target, "--json",
+    ];
+    let refused = client.run(&leader, &args);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(said.contains("--forget-source"), "{said}");
+    let id = resume_id(&said);
+    assert!(!id.is_empty(), "{said}");
+
+    // With it: the move goes on without the source and forgets it once it left.
+    let mut forget = args.to_vec();
+    forget.extend(["--id", &id, "--forget-source"]);
+    let out = client.run(&leader, &forget);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains("does not answer") && stderr.contains("--forget-source"),
+        "{stderr}"
+    );
+    let moved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        phases_of(&moved),
+        [
+            "learner_added",
+            "caught_up",
+            "cut_over",
+            "left",
+            "source_forgotten"
+        ],
+        "{moved}"
+    );
+    assert_eq!(moved["id"].as_u64().unwrap().to_string(), id);
+
+    // The channel writes on with exactly the target membership.
+    let file = write_file(tmp.path(), "after", &random_bytes(50_000, 990));
+    acked.insert(cluster.put(&addrs[stays], CHANNEL, &file));
+    let want: BTreeSet<String> = [leader.clone(), addrs[stays].clone(), target.clone()].into();
+    for member in [&leader, &addrs[stays], &target] {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let status = client.json(member, &["channel", "status", CHANNEL, "--json"]);
+            let members: BTreeSet<String> = status["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["addr"].as_str().unwrap().to_string())
+                .collect();
+            if members == want && cluster.pinned(member, CHANNEL) == acked {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{member}: members {members:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // The dead node comes back with its copy; the same move, run again, tells it.
+    cluster.nodes[dead] = Some(cluster.serve(dead, Some(listen_of(&source))));
+    assert_eq!(cluster.pinned(&source, CHANNEL).len(), 3);
+    let mut again = args.to_vec();
+    again.extend(["--id", &id]);
+    let moved = client.json(&leader, &again);
+    assert_eq!(phases_of(&moved), ["cleaned_up"], "{moved}");
+    assert!(cluster.pinned(&source, CHANNEL).is_empty());
+    let late = write_file(tmp.path(), "late", b"late");
+    let refused = client.run(
+        &source,
+        &["blob", "--channel", CHANNEL, "put", late.to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    cluster.stop_and_fsck();
+}
