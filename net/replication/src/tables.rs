@@ -953,14 +953,14 @@ mod tests {
         want.extend([3, 5, 1, 7]);
         assert_eq!(encode_row(&row).unwrap(), want);
         assert_eq!(decode_row::<MoveRow>(MOVES_TABLE, &want).unwrap(), row);
-        // The phase is the last-but-two byte: `SourceForgotten` is 7 (added after
+        // The phase is the fourth byte from the end: `SourceForgotten` is 7 (added after
         // `Abandoned`, 6), and no index past it decodes.
         let forgotten = MoveRow {
             phase: MovePhase::SourceForgotten,
             ..row.clone()
         };
         let mut want_forgotten = want.clone();
-        let phase_at = want.len() - 3;
+        let phase_at = want.len() - 4;
         want_forgotten[phase_at] = 7;
         assert_eq!(encode_row(&forgotten).unwrap(), want_forgotten);
         assert_eq!(
