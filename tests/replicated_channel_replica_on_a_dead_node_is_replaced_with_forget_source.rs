@@ -18,8 +18,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::replicated::{Cluster, listen_of, resume_id};
 use common::node::{killed, signal};
+use common::replicated::{Cluster, listen_of, resume_id};
 use common::*;
 
 const CHANNEL: &str = "photos";
@@ -45,16 +45,15 @@ fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
     let (source, target) = (addrs[dead].clone(), addrs[3].clone());
     let mut acked = BTreeSet::new();
     for i in 0..3u64 {
-        let file = write_file(
-            tmp.path(),
-            &format!("f{i}"),
-            &random_bytes(50_000, 900 + i),
-        );
+        let file = write_file(tmp.path(), &format!("f{i}"), &random_bytes(50_000, 900 + i));
         acked.insert(cluster.put(&leader, CHANNEL, &file));
     }
     let deadline = Instant::now() + Duration::from_secs(90);
     while cluster.pinned(&source, CHANNEL) != acked {
-        assert!(Instant::now() < deadline, "the source never applied the pins");
+        assert!(
+            Instant::now() < deadline,
+            "the source never applied the pins"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 

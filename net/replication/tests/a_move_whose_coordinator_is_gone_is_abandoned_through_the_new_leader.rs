@@ -39,8 +39,7 @@ async fn a_move_whose_coordinator_is_gone_is_abandoned_through_the_new_leader_ot
 /// The move of the replica of the follower `source_offset` places after the leader.
 async fn abandoned_through_the_new_leader(source_offset: usize) {
     let root = tempfile::tempdir().unwrap();
-    let (mut members, channels, k) =
-        three_and_a_newcomer(root.path(), MoveConfig::default()).await;
+    let (mut members, channels, k) = three_and_a_newcomer(root.path(), MoveConfig::default()).await;
     let (a, o, b) = ((k + source_offset) % 3, (k + 3 - source_offset) % 3, 3);
     pin_on_leader(&members[k], &channels[k], 3).await;
     let first = spec(&members[a], &members[b], &members[k]);
@@ -75,7 +74,14 @@ async fn abandoned_through_the_new_leader(source_offset: usize) {
         ..first.clone()
     };
 
-    eprintln!("the new leader is {}", if l == a { "the source" } else { "the other voter" });
+    eprintln!(
+        "the new leader is {}",
+        if l == a {
+            "the source"
+        } else {
+            "the other voter"
+        }
+    );
     if l != a {
         // The source still names K: L's take-over is refused, and nothing is bound on L.
         let err = members[l].moves.abandon(&handed).await.unwrap_err();
@@ -107,11 +113,16 @@ async fn abandoned_through_the_new_leader(source_offset: usize) {
     eprintln!("abandoned: {done:?}");
     assert_eq!((record.id, record.phase), (first.id, MovePhase::Abandoned));
     assert!(
-        done.iter().any(|line| line.contains("removed from the group")),
+        done.iter()
+            .any(|line| line.contains("removed from the group")),
         "{done:?}"
     );
     for i in [l, a, b] {
-        assert_eq!(phase_on(&members[i]).await, Some(MovePhase::Abandoned), "{i}");
+        assert_eq!(
+            phase_on(&members[i]).await,
+            Some(MovePhase::Abandoned),
+            "{i}"
+        );
     }
     assert!(pin_set(&members[b].store).is_empty());
     assert_eq!(pin_set(&members[a].store).len(), 3);

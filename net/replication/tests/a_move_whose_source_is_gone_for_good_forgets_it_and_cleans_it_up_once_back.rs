@@ -145,7 +145,11 @@ async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_b
         events[0].detail
     );
     // Forgotten again: the same record, nothing else.
-    let again = k.moves.forget_source(CHANNEL, first.id, |_| {}).await.unwrap();
+    let again = k
+        .moves
+        .forget_source(CHANNEL, first.id, |_| {})
+        .await
+        .unwrap();
     assert_eq!(again, record);
 
     // The group writes on with the target; the source keeps its copy meanwhile.
@@ -215,13 +219,24 @@ async fn a_forgotten_source_leaves_its_coordinator_free_for_another_move() {
     assert!(matches!(busy, MoveError::Busy { .. }), "{busy:?}");
     assert_eq!(phase_on(k).await, MovePhase::Left);
 
-    k.moves.forget_source(CHANNEL, first.id, |_| {}).await.unwrap();
+    k.moves
+        .forget_source(CHANNEL, first.id, |_| {})
+        .await
+        .unwrap();
     let bound = k.moves.begin(&second).await.unwrap();
     assert_eq!((bound.id, bound.phase), (second.id, MovePhase::Bound));
     // Replaced here, the first move is no longer there to forget; the second is not at `Left`.
-    let err = k.moves.forget_source(CHANNEL, first.id, |_| {}).await.unwrap_err();
+    let err = k
+        .moves
+        .forget_source(CHANNEL, first.id, |_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, MoveError::Usage { .. }), "{err:?}");
-    let err = k.moves.forget_source(CHANNEL, second.id, |_| {}).await.unwrap_err();
+    let err = k
+        .moves
+        .forget_source(CHANNEL, second.id, |_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, MoveError::Usage { .. }), "{err:?}");
 
     b_channel.shutdown().await.unwrap();
