@@ -96,8 +96,8 @@ async fn source_gone_at_left() -> Gone {
     }
 }
 
-fn phase_on(member: &MoveMember) -> impl std::future::Future<Output = MovePhase> + '_ {
-    async move { member.moves.record(CHANNEL).await.unwrap().unwrap().phase }
+async fn phase_on(member: &MoveMember) -> MovePhase {
+    member.moves.record(CHANNEL).await.unwrap().unwrap().phase
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
