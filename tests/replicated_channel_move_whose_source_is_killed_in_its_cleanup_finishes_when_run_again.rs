@@ -5,7 +5,10 @@
 //! The move fails (the source is gone mid-call), never reports `cleaned_up`, and is resumable.
 //! Restarted, the source runs with whatever the cut-off left, and the same move run again by its
 //! id finishes: the source holds no pin of the channel and refuses writes to it ("moved away"),
-//! the target holds every acknowledged pin, and every store is clean under fsck.
+//! the target holds every acknowledged pin, and every store is clean under fsck. The same when
+//! the source's removal commit fails without a crash (error point
+//! `error:move.remove_copy.commit`): the move fails naming it, the source keeps running with its
+//! copy (nothing written), and the run again, on the same process, removes the copy.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -35,9 +38,11 @@ fn phases(moved: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Kills the source at failpoint `point` of its cleanup; the move run again must report its
-/// cleanup with a detail containing `cleanup_says`.
+/// Kills the source at failpoint `point` of its cleanup (an `error:` point: fails that step,
+/// the source going on); the move run again must report its cleanup with a detail containing
+/// `cleanup_says`.
 fn source_killed_in_its_cleanup_at(point: &str, cleanup_says: &str) {
+    let crash = !point.starts_with("error:");
     let tmp = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(tmp.path(), 4, &[], false);
     let addrs = cluster.addrs.clone();
@@ -75,17 +80,26 @@ fn source_killed_in_its_cleanup_at(point: &str, cleanup_says: &str) {
         "{point}: the move must not finish: {}",
         String::from_utf8_lossy(&cut.stdout)
     );
-    let status = armed.wait();
-    assert!(
-        killed(status),
-        "{point}: the source was not killed: {status:?}"
-    );
     let said = String::from_utf8_lossy(&cut.stderr).to_string();
     assert!(!said.contains("cleaned_up"), "{point}: {said}");
     // The CLI names the move to resume, by its id.
     let id = resume_id(&said);
-
-    cluster.nodes[source_at] = Some(cluster.serve(source_at, Some(port)));
+    if crash {
+        let status = armed.wait();
+        assert!(
+            killed(status),
+            "{point}: the source was not killed: {status:?}"
+        );
+        cluster.nodes[source_at] = Some(cluster.serve(source_at, Some(port)));
+    } else {
+        // The failed commit wrote nothing; the source runs on, its copy whole.
+        assert!(
+            said.contains("committing the removal failed"),
+            "{point}: {said}"
+        );
+        assert_eq!(cluster.pinned(&source, CHANNEL), acked, "{point}");
+        cluster.nodes[source_at] = Some(armed);
+    }
     let resumed = cluster.client.json(
         &leader,
         &[
@@ -142,4 +156,10 @@ fn replicated_channel_move_whose_source_is_killed_after_its_removal_commits_fini
         "move.remove_copy.after_commit",
         "had already removed its copy",
     );
+}
+
+#[test]
+fn replicated_channel_move_whose_source_fails_its_removal_commit_finishes_when_run_again() {
+    // No crash: the same process, its copy whole, removes it when the move runs again.
+    source_killed_in_its_cleanup_at("error:move.remove_copy.commit", "removed its copy (4 pins)");
 }

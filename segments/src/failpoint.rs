@@ -1,9 +1,12 @@
-//! Named crash points for process-level crash tests.
+//! Named crash points for process-level crash tests, and named error points.
 //!
 //! If the environment variable [`FAILPOINT_ENV`] (`NET_MESH_FAILPOINT`) is `name`, the first call
 //! of `hit(name)` kills the process with SIGKILL; if it is `name:N`, the Nth call (1-based) does.
-//! SIGKILL mimics a crash: no destructors, no buffered-writer flushes. The variable is read once
-//! per process. With the variable unset, `hit` costs one atomic load.
+//! SIGKILL mimics a crash: no destructors, no buffered-writer flushes. If it is `error:name`
+//! (or `error:name:N`), the first (Nth) call of `fails(name)` returns true, and the caller fails
+//! that step with an error as if its I/O had failed, the process going on: a failure without
+//! a crash. The variable is read once per process. With the variable unset, `hit` and `fails`
+//! cost one atomic load.
 //!
 //! Points in this crate: `segment.after_write` (after each append's write) and
 //! `segment.after_sync` (after each segment fdatasync in `sync`). The engine adds its own.
@@ -18,14 +21,21 @@ pub const FAILPOINT_ENV: &str = "NET_MESH_FAILPOINT";
 struct Armed {
     name: String,
     nth: u64,
+    /// `error:` points: `fails` answers, `hit` ignores them.
+    error: bool,
 }
 
 static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
 
-/// Parses `name` or `name:N` (N >= 1). A suffix that is not a positive number is part of the name.
+/// Parses `[error:]name` or `[error:]name:N` (N >= 1). A suffix that is not a positive number
+/// is part of the name.
 fn parse(spec: &str) -> Option<Armed> {
     let spec = spec.trim();
+    let (error, spec) = match spec.strip_prefix("error:") {
+        Some(rest) => (true, rest),
+        None => (false, spec),
+    };
     if spec.is_empty() {
         return None;
     }
@@ -37,11 +47,13 @@ fn parse(spec: &str) -> Option<Armed> {
         return Some(Armed {
             name: name.to_owned(),
             nth,
+            error,
         });
     }
     Some(Armed {
         name: spec.to_owned(),
         nth: 1,
+        error,
     })
 }
 
@@ -51,12 +63,33 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
+/// Whether the error point `name` fails now: it is the armed `error:` point and this is its
+/// Nth call (see module docs).
+pub fn fails(name: &str) -> bool {
+    let Some(armed) = armed() else {
+        return false;
+    };
+    if !armed.error || armed.name != name {
+        return false;
+    }
+    let n = HITS.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+    if n == armed.nth {
+        tracing::warn!(
+            failpoint = name,
+            hit = n,
+            "failpoint reached: failing this step"
+        );
+        return true;
+    }
+    false
+}
+
 /// Marks the crash point `name`; kills the process if it is the armed one (see module docs).
 pub fn hit(name: &str) {
     let Some(armed) = armed() else {
         return;
     };
-    if armed.name != name {
+    if armed.error || armed.name != name {
         return;
     }
     let n = HITS.fetch_add(1, Ordering::SeqCst).saturating_add(1);
@@ -96,5 +129,14 @@ mod tests {
         let d = parse("p:0").unwrap();
         assert_eq!((d.name.as_str(), d.nth), ("p:0", 1));
         assert!(parse("").is_none());
+        assert!(!a.error && !d.error);
+        let e = parse("error:move.remove_copy.commit:2").unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.nth, e.error),
+            ("move.remove_copy.commit", 2, true)
+        );
+        let f = parse("error:p").unwrap();
+        assert_eq!((f.name.as_str(), f.nth, f.error), ("p", 1, true));
+        assert!(parse("error:").is_none());
     }
 }

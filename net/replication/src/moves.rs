@@ -1492,6 +1492,13 @@ impl Moves {
             tracing::warn!(channel, error = %e, "stopping the channel's group");
         }
         net_mesh_segments::failpoint::hit("move.remove_copy.before_commit");
+        if net_mesh_segments::failpoint::fails("move.remove_copy.commit") {
+            // As a commit that failed: nothing of it written, the process going on.
+            return Err(RpcError::new(
+                ErrorKind::Unavailable,
+                "committing the removal failed: injected (failpoint error:move.remove_copy.commit)",
+            ));
+        }
         let store = self.inner.store.clone();
         let ch = channel.to_string();
         let removed = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
