@@ -127,10 +127,7 @@ async fn abandoned_through_the_new_leader(source_offset: usize) {
     assert!(pin_set(&members[b].store).is_empty());
     assert_eq!(pin_set(&members[a].store).len(), 3);
     // The group is its three voters again, B not even a learner.
-    let three = [&members[k].addr, &members[a].addr, &members[o].addr];
-    for i in [a, o] {
-        wait_for_voters(&members[i].store, &three).await;
-    }
+    wait_for_voters_on(&members, &[a, o], &[k, a, o]).await;
 
     b_channel.shutdown().await.ok();
     for i in [a, o] {

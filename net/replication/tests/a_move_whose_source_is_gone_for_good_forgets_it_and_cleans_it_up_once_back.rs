@@ -154,14 +154,7 @@ async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_b
 
     // The group writes on with the target; the source keeps its copy meanwhile.
     pin_on_leader(&members[leader], &channels[leader], 1).await;
-    let target = [
-        &members[leader].addr,
-        &members[other].addr,
-        &members[b].addr,
-    ];
-    for i in [leader, other, b] {
-        wait_for_voters(&members[i].store, &target).await;
-    }
+    wait_for_voters_on(&members, &[leader, other, b], &[leader, other, b]).await;
     assert_eq!(pin_set(&members[a].store).len(), 5);
 
     // The source is back (its group open again): the forgotten move, resumed, asks it again.

@@ -109,14 +109,7 @@ async fn a_replica_moved_while_a_client_proposes_ends_with_the_target_voters_and
     );
 
     // Exactly the target voters, on the leader, the other voter and B.
-    let target = [
-        &members[leader].addr,
-        &members[other].addr,
-        &members[b].addr,
-    ];
-    for i in [leader, other, b] {
-        wait_for_voters(&members[i].store, &target).await;
-    }
+    wait_for_voters_on(&members, &[leader, other, b], &[leader, other, b]).await;
 
     // Every acknowledged pin is on B, whose pin set is the leader's.
     let last = acked.iter().map(|(_, i)| *i).max().unwrap();

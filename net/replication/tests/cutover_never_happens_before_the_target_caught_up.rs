@@ -87,14 +87,7 @@ async fn cutover_never_happens_before_the_target_caught_up() {
             MovePhase::CleanedUp
         ]
     );
-    let target = [
-        &members[leader].addr,
-        &members[other].addr,
-        &members[b].addr,
-    ];
-    for i in [leader, other, b] {
-        wait_for_voters(&members[i].store, &target).await;
-    }
+    wait_for_voters_on(&members, &[leader, other, b], &[leader, other, b]).await;
     assert!(pin_set(&members[a].store).is_empty());
     support::wait_until("B holds the five pins", || {
         (pin_set(&members[b].store).len() == 5).then_some(())

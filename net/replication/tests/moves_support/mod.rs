@@ -193,6 +193,15 @@ pub async fn wait_for_voters(store: &Store, voters: &[&NodeAddr]) {
     .await;
 }
 
+/// Waits until each of `members[on]` has applied exactly the voters `members[voters]` and no
+/// learner.
+pub async fn wait_for_voters_on(members: &[MoveMember], on: &[usize], voters: &[usize]) {
+    let want: Vec<&NodeAddr> = voters.iter().map(|i| &members[*i].addr).collect();
+    for i in on {
+        wait_for_voters(&members[*i].store, &want).await;
+    }
+}
+
 /// The move of the test channel from `from` to `to`, coordinated by `coordinator`.
 pub fn spec(from: &MoveMember, to: &MoveMember, coordinator: &MoveMember) -> MoveSpec {
     let s = MoveSpec::new(
@@ -222,14 +231,7 @@ pub async fn pin_on_leader(leader: &MoveMember, channel: &ReplicatedChannel, cou
 /// voter is `other` (positions in `members`): the leader, the other voter and B each hold the
 /// voters leader, other, B; A holds no pin; B holds the leader's pins.
 pub async fn moved_to_b(members: &[MoveMember], leader: usize, other: usize, a: usize, b: usize) {
-    let target = [
-        &members[leader].addr,
-        &members[other].addr,
-        &members[b].addr,
-    ];
-    for i in [leader, other, b] {
-        wait_for_voters(&members[i].store, &target).await;
-    }
+    wait_for_voters_on(members, &[leader, other, b], &[leader, other, b]).await;
     assert!(crate::support::pin_set(&members[a].store).is_empty());
     wait_until("B holds the leader's pins", || {
         let (on_b, on_leader) = (
