@@ -3,8 +3,9 @@
 //! then ends the move at `SourceForgotten`: the coordinator is free for another move of the
 //! channel (refused `Busy` before), the group writes on with the target, and the source's
 //! copy stays. Once the source is back, resuming the forgotten move asks it again: it removes
-//! its copy (`CleanedUp`). `forget_source` refuses a move that has not reached `Left` and an
-//! id that is not bound.
+//! its copy (`CleanedUp`), also after a newer move replaced the coordinator's row (the first
+//! move begun again by its id). `forget_source` refuses a move that has not reached `Left`
+//! and an id that is not bound.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -231,6 +232,72 @@ async fn a_forgotten_source_leaves_its_coordinator_free_for_another_move() {
         .await
         .unwrap_err();
     assert!(matches!(err, MoveError::Usage { .. }), "{err:?}");
+
+    b_channel.shutdown().await.unwrap();
+    for i in [leader, other] {
+        channels[i].shutdown().await.unwrap();
+    }
+}
+
+/// The coordinator moved on before the source came back: a newer move of the channel replaced
+/// its row (begun, then abandoned). The forgotten move, begun again by its id, is bound at
+/// `CutOver` (the group is past it), reaches `Left` again and has the source, back now,
+/// remove its copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_source_back_after_its_coordinator_moved_on_is_cleaned_up_by_the_same_move() {
+    let Gone {
+        _root,
+        mut members,
+        channels,
+        leader,
+        a,
+        other,
+        first,
+        b_channel,
+        ..
+    } = source_gone_at_left().await;
+    let k = &members[leader];
+    k.moves
+        .forget_source(CHANNEL, first.id, |_| {})
+        .await
+        .unwrap();
+    let second = MoveSpec {
+        id: first.id + 1,
+        ..spec(&members[other], &members[a], k)
+    };
+    k.moves.begin(&second).await.unwrap();
+    // Its source was never bound and its target is away: only the coordinator's row ends.
+    k.moves.abandon(&second).await.unwrap_err();
+    let on_k = k.moves.record(CHANNEL).await.unwrap().unwrap();
+    assert_eq!((on_k.id, on_k.phase), (second.id, MovePhase::Abandoned));
+
+    members[a].resume().await;
+    let a_channel = Arc::new(
+        ReplicatedChannel::open(
+            &members[a].replication,
+            members[a].store.clone(),
+            CHANNEL,
+            members[a].endpoint.clone(),
+            &ReplicationConfig::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    members[a].moves.attach(a_channel);
+    assert_eq!(pin_set(&members[a].store).len(), 5);
+    let k = &members[leader];
+    let bound = k.moves.begin(&first).await.unwrap();
+    assert_eq!((bound.id, bound.phase), (first.id, MovePhase::CutOver));
+    let mut phases = Vec::new();
+    let done = k
+        .moves
+        .resume(CHANNEL, None, |e| phases.push(e.phase))
+        .await
+        .unwrap();
+    assert_eq!(done.phase, MovePhase::CleanedUp);
+    assert_eq!(phases, [MovePhase::Left, MovePhase::CleanedUp]);
+    assert!(pin_set(&members[a].store).is_empty());
+    assert_eq!(phase_on(&members[a]).await, MovePhase::CleanedUp);
 
     b_channel.shutdown().await.unwrap();
     for i in [leader, other] {
