@@ -15,12 +15,8 @@
 mod moves_support;
 mod support;
 
-use std::sync::Arc;
-
 use moves_support::*;
-use net_mesh_replication::{
-    MoveConfig, MoveError, MovePhase, MoveSpec, ReplicatedChannel, ReplicationConfig,
-};
+use net_mesh_replication::{MoveConfig, MoveError, MovePhase, MoveSpec};
 use support::{CHANNEL, pin_set, wait_until};
 
 /// The phase of the move row `member` keeps for the channel.
@@ -79,18 +75,7 @@ async fn hand_over_then(next: Next) {
         })
     })
     .await;
-    channels[k] = Arc::new(
-        ReplicatedChannel::open(
-            &members[k].replication,
-            members[k].store.clone(),
-            CHANNEL,
-            members[k].endpoint.clone(),
-            &ReplicationConfig::default(),
-        )
-        .await
-        .unwrap(),
-    );
-    members[k].moves.attach(channels[k].clone());
+    channels[k] = members[k].open().await;
     wait_until("K follows the new leader", || {
         channels[k]
             .status()

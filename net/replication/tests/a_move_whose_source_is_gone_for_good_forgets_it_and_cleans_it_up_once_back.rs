@@ -20,9 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moves_support::*;
-use net_mesh_replication::{
-    MoveConfig, MoveError, MovePhase, MoveSpec, ReplicatedChannel, ReplicationConfig,
-};
+use net_mesh_replication::{MoveConfig, MoveError, MovePhase, MoveSpec, ReplicatedChannel};
 use support::{CHANNEL, pin_set};
 
 /// A group of three with five pins and a move of A's replica to the newcomer B, bound on A
@@ -160,18 +158,7 @@ async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_b
 
     // The source is back (its group open again): the forgotten move, resumed, asks it again.
     members[a].resume().await;
-    let a_channel = Arc::new(
-        ReplicatedChannel::open(
-            &members[a].replication,
-            members[a].store.clone(),
-            CHANNEL,
-            members[a].endpoint.clone(),
-            &ReplicationConfig::default(),
-        )
-        .await
-        .unwrap(),
-    );
-    members[a].moves.attach(a_channel);
+    members[a].open().await;
     let k = &members[leader];
     let mut phases = Vec::new();
     let done = k
@@ -272,18 +259,7 @@ async fn a_forgotten_source_back_after_its_coordinator_moved_on_is_cleaned_up_by
     assert_eq!((on_k.id, on_k.phase), (second.id, MovePhase::Abandoned));
 
     members[a].resume().await;
-    let a_channel = Arc::new(
-        ReplicatedChannel::open(
-            &members[a].replication,
-            members[a].store.clone(),
-            CHANNEL,
-            members[a].endpoint.clone(),
-            &ReplicationConfig::default(),
-        )
-        .await
-        .unwrap(),
-    );
-    members[a].moves.attach(a_channel);
+    members[a].open().await;
     assert_eq!(pin_set(&members[a].store).len(), 5);
     let k = &members[leader];
     let bound = k.moves.begin(&first).await.unwrap();

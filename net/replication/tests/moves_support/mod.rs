@@ -113,6 +113,24 @@ impl MoveMember {
         ch
     }
 
+    /// Opens the test channel again from this member's store (after its group was stopped)
+    /// and attaches it to this member's moves.
+    pub async fn open(&self) -> Arc<ReplicatedChannel> {
+        let ch = Arc::new(
+            ReplicatedChannel::open(
+                &self.replication,
+                self.store.clone(),
+                CHANNEL,
+                self.endpoint.clone(),
+                &ReplicationConfig::default(),
+            )
+            .await
+            .unwrap(),
+        );
+        self.moves.attach(ch.clone());
+        ch
+    }
+
     /// Sends a raw `move/v1/*` call for the test channel to `to`.
     pub async fn call<
         Req: serde::Serialize,
