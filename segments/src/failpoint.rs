@@ -63,42 +63,36 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
-/// Whether the error point `name` fails now: it is the armed `error:` point and this is its
-/// Nth call (see module docs).
-pub fn fails(name: &str) -> bool {
+/// Counts a call of point `name` of kind `error` and says whether it is the armed one's Nth.
+fn reached(name: &str, error: bool) -> bool {
     let Some(armed) = armed() else {
         return false;
     };
-    if !armed.error || armed.name != name {
+    if armed.error != error || armed.name != name {
         return false;
     }
     let n = HITS.fetch_add(1, Ordering::SeqCst).saturating_add(1);
-    if n == armed.nth {
-        tracing::warn!(
-            failpoint = name,
-            hit = n,
-            "failpoint reached: failing this step"
-        );
-        return true;
+    if n != armed.nth {
+        return false;
     }
-    false
+    let what = if error {
+        "failing this step"
+    } else {
+        "killing process"
+    };
+    tracing::warn!(failpoint = name, hit = n, "failpoint reached: {what}");
+    true
+}
+
+/// Whether the error point `name` fails now: it is the armed `error:` point and this is its
+/// Nth call (see module docs).
+pub fn fails(name: &str) -> bool {
+    reached(name, true)
 }
 
 /// Marks the crash point `name`; kills the process if it is the armed one (see module docs).
 pub fn hit(name: &str) {
-    let Some(armed) = armed() else {
-        return;
-    };
-    if armed.error || armed.name != name {
-        return;
-    }
-    let n = HITS.fetch_add(1, Ordering::SeqCst).saturating_add(1);
-    if n == armed.nth {
-        tracing::warn!(
-            failpoint = name,
-            hit = n,
-            "failpoint reached: killing process"
-        );
+    if reached(name, false) {
         kill_self();
     }
 }
