@@ -25,18 +25,31 @@ use support::{CHANNEL, pin_set};
 
 /// A group of three with five pins and a move of A's replica to the newcomer B, bound on A
 /// and B (B joined), begun on the leader; then A goes away for good (its group stopped,
-/// nobody reaches it). Returns the members, the channels, the leader, A, the other voter, B,
-/// the move and B's channel.
+/// nobody reaches it). Holds the members, their positions, the move and the groups that run.
 struct Gone {
     _root: tempfile::TempDir,
     members: Vec<MoveMember>,
-    channels: Vec<Arc<ReplicatedChannel>>,
     leader: usize,
     a: usize,
     other: usize,
     b: usize,
     first: MoveSpec,
-    b_channel: Arc<ReplicatedChannel>,
+    running: Running,
+}
+
+/// The groups still running: the leader's, the other voter's and B's.
+struct Running {
+    leader: Arc<ReplicatedChannel>,
+    other: Arc<ReplicatedChannel>,
+    b: Arc<ReplicatedChannel>,
+}
+
+impl Running {
+    async fn stop(self) {
+        for ch in [self.b, self.leader, self.other] {
+            ch.shutdown().await.unwrap();
+        }
+    }
 }
 
 async fn source_gone_at_left() -> Gone {
@@ -84,14 +97,17 @@ async fn source_gone_at_left() -> Gone {
     );
     Gone {
         _root: root,
+        running: Running {
+            leader: channels[leader].clone(),
+            other: channels[other].clone(),
+            b: b_channel,
+        },
         members,
-        channels,
         leader,
         a,
         other,
         b,
         first,
-        b_channel,
     }
 }
 
@@ -104,13 +120,12 @@ async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_b
     let Gone {
         _root,
         mut members,
-        channels,
+        running,
         leader,
         a,
         other,
         b,
         first,
-        b_channel,
     } = source_gone_at_left().await;
     let k = &members[leader];
 
@@ -152,7 +167,7 @@ async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_b
     assert_eq!(again, record);
 
     // The group writes on with the target; the source keeps its copy meanwhile.
-    pin_on_leader(&members[leader], &channels[leader], 1).await;
+    pin_on_leader(&members[leader], &running.leader, 1).await;
     wait_for_voters_on(&members, &[leader, other, b], &[leader, other, b]).await;
     assert_eq!(pin_set(&members[a].store).len(), 5);
 
@@ -171,10 +186,7 @@ async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_b
     assert_eq!(phase_on(&members[a]).await, MovePhase::CleanedUp);
     moved_to_b(&members, leader, other, a, b).await;
 
-    b_channel.shutdown().await.unwrap();
-    for i in [leader, other] {
-        channels[i].shutdown().await.unwrap();
-    }
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,12 +194,11 @@ async fn a_forgotten_source_leaves_its_coordinator_free_for_another_move() {
     let Gone {
         _root,
         members,
-        channels,
+        running,
         leader,
         a,
         other,
         first,
-        b_channel,
         ..
     } = source_gone_at_left().await;
     let k = &members[leader];
@@ -220,10 +231,7 @@ async fn a_forgotten_source_leaves_its_coordinator_free_for_another_move() {
         .unwrap_err();
     assert!(matches!(err, MoveError::Usage { .. }), "{err:?}");
 
-    b_channel.shutdown().await.unwrap();
-    for i in [leader, other] {
-        channels[i].shutdown().await.unwrap();
-    }
+    running.stop().await;
 }
 
 /// The coordinator moved on before the source came back: a newer move of the channel replaced
@@ -235,12 +243,11 @@ async fn a_forgotten_source_back_after_its_coordinator_moved_on_is_cleaned_up_by
     let Gone {
         _root,
         mut members,
-        channels,
+        running,
         leader,
         a,
         other,
         first,
-        b_channel,
         ..
     } = source_gone_at_left().await;
     let k = &members[leader];
@@ -275,8 +282,5 @@ async fn a_forgotten_source_back_after_its_coordinator_moved_on_is_cleaned_up_by
     assert!(pin_set(&members[a].store).is_empty());
     assert_eq!(phase_on(&members[a]).await, MovePhase::CleanedUp);
 
-    b_channel.shutdown().await.unwrap();
-    for i in [leader, other] {
-        channels[i].shutdown().await.unwrap();
-    }
+    running.stop().await;
 }
