@@ -1,7 +1,8 @@
 //! Replacing a dead member (real `net-mesh serve` processes): a follower of a three-member
 //! channel is killed (SIGKILL), and its replica is moved to a fourth node. Without
 //! `--forget-source` the move stops where it needs the dead source and says how to go on;
-//! with it (same `--id`), the move goes on without the source, reports
+//! with it, another node answering at the source's address is refused (not taken as the
+//! source gone); with the source's address silent (same `--id`), the move goes on without the source, reports
 //! `source_forgotten` after `left`, and the channel writes on with exactly the target
 //! membership, every acknowledged blob on the new member. Once the dead node is back, the
 //! same move run again (no flag) tells it: it removes its copy (`cleaned_up`) and refuses
@@ -18,7 +19,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::node::{killed, signal};
+use common::node::{Serve, ServedNode, killed, signal};
 use common::replicated::{Cluster, listen_of, resume_id};
 use common::*;
 
@@ -73,9 +74,27 @@ fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
     let id = resume_id(&said);
     assert!(!id.is_empty(), "{said}");
 
-    // With it: the move goes on without the source and forgets it once it left.
     let mut forget = args.to_vec();
     forget.extend(["--id", &id, "--forget-source"]);
+
+    // Another node answering at the source's address is not the source gone: refused.
+    let impostor = ServedNode::start(
+        &tmp.path().join("impostor"),
+        Serve {
+            listen: Some(listen_of(&source)),
+            ..Serve::default()
+        },
+    );
+    let refused = client.run(&leader, &forget);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        said.contains("not the pinned") && !said.contains("does not answer"),
+        "{said}"
+    );
+    impostor.stop();
+
+    // With it: the move goes on without the source and forgets it once it left.
     let out = client.run(&leader, &forget);
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::Ctx;
 use crate::outln;
 use crate::output::{CliError, CliResult};
-use crate::remote::Remote;
+use crate::remote::{DialError, Remote};
 
 /// Channel subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -57,7 +57,7 @@ pub enum ChannelCmd {
         #[arg(long, requires = "id")]
         abandon: bool,
         /// The source is gone for good (replace a dead node): a source that does not answer
-        /// is not bound, and once it left the group the move ends without its cleanup
+        /// is not bound (another node answering at its address is refused), and once it left the group the move ends without its cleanup
         /// (phase source_forgotten). It keeps its copy until the same move (--id) runs again
         /// while it answers
         #[arg(long, conflicts_with = "abandon")]
@@ -513,19 +513,29 @@ fn move_replica(
         if node.node_id == coordinator.node_id {
             continue;
         }
-        let bound = Remote::connect(ctx, node).and_then(|mut remote| {
-            let client = remote.client()?;
-            Ok(remote.block_on(client.channel_move_bind(&bind))?)
-        });
+        let mut remote = Remote::new(ctx, node)?;
+        // Each error with whether the node did not answer (false: it answered, or another
+        // node did at its address).
+        let bound = match remote.client() {
+            Err(DialError::Pinned(e)) => Err((false, e)),
+            Err(DialError::Failed(e)) => Err((true, e)),
+            Ok(client) => remote
+                .block_on(client.channel_move_bind(&bind))
+                .map_err(|e| {
+                    let e = CliError::from(e);
+                    (e.class() == Some(ErrorClass::Io), e)
+                }),
+        };
         match bound {
             // A source gone for good is not bound: the move needs it only for its cleanup.
-            Err(e) if forget_source && node == from && e.class() == Some(ErrorClass::Io) => {
+            // Another node at its address is not "gone": the source may run elsewhere.
+            Err((true, e)) if forget_source && node == from => {
                 eprintln!(
                     "net-mesh: the source {from} does not answer ({}); the move goes on without it (--forget-source)",
                     e.one_line()
                 );
             }
-            Err(e) => {
+            Err((_, e)) => {
                 resume_hint();
                 return Err(e);
             }

@@ -27,9 +27,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use net_mesh_engine::{Classify, ErrorClass, ExtensionOp, Store, StoreError, check_channel_name};
 use net_mesh_node::NodeError;
 use net_mesh_node::call_token::{decode_metadata, encode_metadata};
+use net_mesh_rpc::handshake::HandshakeError;
 use net_mesh_rpc::rpc::client::CallOptions;
 use net_mesh_rpc::rpc::server::{Denied, Router, RpcContext, RpcUnaryHandler};
-use net_mesh_rpc::rpc::{ErrorKind, RpcError};
+use net_mesh_rpc::rpc::{ErrorKind, RpcError, SessionError};
 use net_mesh_rpc::{NodeAddr, NodeId, PeerIdentity};
 use serde::{Deserialize, Serialize};
 
@@ -218,6 +219,15 @@ pub enum MoveError {
         node: NodeAddr,
         reason: String,
     },
+    /// Another node answered at the address of a node of the move (the pinned dial refused
+    /// it before anything was sent). Not `Unreachable`: the node may be alive elsewhere, so a
+    /// source is never taken as gone for this.
+    #[error("channel {channel}: {node}: {reason}")]
+    WrongNode {
+        channel: String,
+        node: NodeAddr,
+        reason: String,
+    },
     /// A node of the move answered and refused the phase message (not its coordinator, another
     /// move bound there, a state that forbids it, not now); `class` is that of its answer.
     #[error("channel {channel}: {node} refused: {reason}")]
@@ -256,7 +266,7 @@ impl Classify for MoveError {
             | MoveError::Handoff { .. } => ErrorClass::Busy,
             MoveError::NotBound { .. } => ErrorClass::NotFound,
             MoveError::NotLeader { .. } => ErrorClass::Refused,
-            MoveError::Unreachable { .. } => ErrorClass::Io,
+            MoveError::Unreachable { .. } | MoveError::WrongNode { .. } => ErrorClass::Io,
             MoveError::Refused { class, .. } => *class,
             MoveError::Membership(e) => e.class(),
             MoveError::Store { source, .. } => source.class(),
@@ -1270,7 +1280,16 @@ impl Moves {
         let session = tokio::time::timeout(timeout, endpoint.connect_node(node))
             .await
             .map_err(|_| unreachable(format!("dial: no answer in {timeout:?}")))?
-            .map_err(|e| unreachable(format!("dial: {e}")))?;
+            .map_err(|e| match e {
+                SessionError::Handshake(HandshakeError::UnexpectedPeer { .. }) => {
+                    MoveError::WrongNode {
+                        channel: channel.to_string(),
+                        node: node.clone(),
+                        reason: format!("dial: {e}"),
+                    }
+                }
+                e => unreachable(format!("dial: {e}")),
+            })?;
         let opts = CallOptions::with_timeout(timeout).metadata(encode_metadata(channel, &[]));
         let answer = session.call_unary::<Req, Resp>(method, req, opts).await;
         // A session lives until closed (or idle for minutes): one per call, closed after it.

@@ -693,7 +693,8 @@ impl NodeReplicas {
         // on to `CutOver` when the group is past it).
         let mut moved = self.moves.start(&spec, &mut on_phase).await;
         if run.forget_source
-            && let Err(MoveError::Unreachable { .. }) = moved
+            && let Err(MoveError::Unreachable { node, .. }) = &moved
+            && *node == spec.from
             && let Ok(Some(record)) = self.moves.record(&spec.channel).await
             && record.id == spec.id
             && (record.phase == MovePhase::Left || record.phase == MovePhase::SourceForgotten)

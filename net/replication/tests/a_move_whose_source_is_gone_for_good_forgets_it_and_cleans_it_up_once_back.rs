@@ -5,7 +5,8 @@
 //! copy stays. Once the source is back, resuming the forgotten move asks it again: it removes
 //! its copy (`CleanedUp`), also after a newer move replaced the coordinator's row (the first
 //! move begun again by its id). `forget_source` refuses a move that has not reached `Left`
-//! and an id that is not bound.
+//! and an id that is not bound. Another node answering at the source's address is not the
+//! source gone (`WrongNode`, not `Unreachable`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,7 +22,9 @@ use std::time::Duration;
 
 use moves_support::*;
 use net_mesh_replication::{MoveConfig, MoveError, MovePhase, MoveSpec, ReplicatedChannel};
-use support::{CHANNEL, pin_set};
+use net_mesh_rpc::rpc::server::Router;
+use net_mesh_rpc::{Endpoint, Identity};
+use support::{CHANNEL, Serving, pin_set};
 
 /// A group of three with five pins and a move of A's replica to the newcomer B, bound on A
 /// and B (B joined), begun on the leader; then A goes away for good (its group stopped,
@@ -133,6 +136,27 @@ async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_b
     let err = k.moves.resume(CHANNEL, None, |_| {}).await.unwrap_err();
     assert!(matches!(err, MoveError::Unreachable { .. }), "{err:?}");
     assert_eq!(phase_on(k).await, MovePhase::Left);
+
+    // Another node answering at the source's address is not the source gone: `WrongNode`,
+    // which the node never takes as a reason to forget it.
+    let port: u16 = members[a]
+        .addr
+        .host_port
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let impostor = Endpoint::new(
+        Identity::from_seed([0xee; 32]),
+        Router::new(),
+        net_mesh_node::node_config(),
+    );
+    let (impostor, _) = Serving::start(&impostor, port).await;
+    let err = k.moves.resume(CHANNEL, None, |_| {}).await.unwrap_err();
+    assert!(matches!(err, MoveError::WrongNode { .. }), "{err:?}");
+    assert_eq!(phase_on(k).await, MovePhase::Left);
+    impostor.stop().await;
 
     // Another id is not forgotten.
     let err = k
