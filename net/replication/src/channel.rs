@@ -428,6 +428,12 @@ impl ReplicatedChannel {
             config.election_timeout.1,
             stop.clone(),
         ));
+        tokio::spawn(crate::membership::finish_left_joint(
+            raft.clone(),
+            config.heartbeat,
+            crate::elect::stalled_after(config.election_timeout.1),
+            stop.clone(),
+        ));
         Ok(ReplicatedChannel {
             channel: channel.to_string(),
             raft,

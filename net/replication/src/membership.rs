@@ -221,3 +221,73 @@ impl ReplicatedChannel {
         }
     }
 }
+
+/// Watches `raft` every `heartbeat` until `stop`, and ends a joint membership that its
+/// proposer left: while this member leads, a joint membership (the old voters and the new)
+/// that it has applied and still finds the group's latest after `left_after` is replaced by
+/// its new voters alone, the final entry openraft's `change_membership` would have proposed
+/// next. A cutover cut off between the two entries (its coordinator stopped, its call dropped)
+/// would otherwise leave the group joint, needing both quorums, until a coordinator that leads
+/// resumes the move, and a group led by the move's target has none (a target never
+/// coordinates its own move). The final entry is what the cutover asked for, so finishing it
+/// here decides nothing new. `left_after` is far longer than a proposer takes between its two
+/// entries (they are proposed back to back).
+pub(crate) async fn finish_left_joint(
+    raft: openraft::Raft<crate::types::TypeConfig>,
+    heartbeat: std::time::Duration,
+    left_after: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let metrics = raft.metrics();
+    // The joint entry this member leads with, and since when.
+    let mut seen: Option<(u64, Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(heartbeat) => {}
+        }
+        let joint = {
+            let m = metrics.borrow();
+            let configs = m.membership_config.membership().get_joint_config();
+            let entry = m.membership_config.log_id().map(|l| l.index);
+            let applied = m.last_applied.map(|l| l.index);
+            match (configs.last(), entry) {
+                (Some(newest), Some(entry))
+                    if m.state == ServerState::Leader
+                        && configs.len() > 1
+                        && applied.is_some_and(|a| a >= entry) =>
+                {
+                    Some((entry, newest.clone()))
+                }
+                _ => None,
+            }
+        };
+        let Some((entry, newest)) = joint else {
+            seen = None;
+            continue;
+        };
+        let since = match seen {
+            Some((e, since)) if e == entry => since,
+            _ => {
+                seen = Some((entry, Instant::now()));
+                continue;
+            }
+        };
+        if since.elapsed() < left_after {
+            continue;
+        }
+        tracing::info!(
+            entry,
+            voters = ?newest,
+            "a joint membership left by its proposer: proposing its new voters"
+        );
+        let proposed = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = raft.change_membership(ChangeMembers::ReplaceAllVoters(newest), false) => r,
+        };
+        if let Err(e) = proposed {
+            tracing::warn!(entry, "finishing the joint membership failed: {e}");
+        }
+        seen = None;
+    }
+}

@@ -638,7 +638,9 @@ impl Moves {
     /// Binds this node as the coordinator of `spec` (it must be the channel's leader, the
     /// source a voter, the target not one) and persists the move at `Bound`. The same move
     /// again is a no-op (use [`Moves::resume`] to go on). A move the group already cut over
-    /// (another coordinator's, handed to this node) is bound at `CutOver`, leader or not.
+    /// (another coordinator's, handed to this node) is bound at `CutOver`, leader or not; so
+    /// is one whose cutover was cut off in its joint membership, once the leader finished that
+    /// (waited for on a node that does not lead, at most [`MoveConfig::handoff`]).
     pub async fn begin(&self, spec: &MoveSpec) -> Result<MoveRecord, MoveError> {
         check_spec(spec)?;
         let channel = spec.channel.as_str();
@@ -669,6 +671,13 @@ impl Moves {
             return self.bind_locked(spec).await;
         }
         let ch = self.attached(channel)?;
+        if !ch.status().is_leader
+            && self.joint_finished_by_leader(&ch, &spec.to).await
+            && cut_over(&ch, &spec.from, &spec.to)
+        {
+            let (_, index) = ch.voters();
+            return self.bind_at(spec, MovePhase::CutOver, index).await;
+        }
         let status = ch.status();
         if !status.is_leader {
             return Err(MoveError::NotLeader {
@@ -703,6 +712,30 @@ impl Moves {
             ));
         }
         self.bind_locked(spec).await
+    }
+
+    /// Between a cutover's joint entry and its final one, on a node that does not lead (the
+    /// leader may be the target, which never coordinates its own move): waits, at most
+    /// [`MoveConfig::handoff`], for the leader to finish the joint membership its proposer
+    /// left (`membership::finish_left_joint`). True once the group's membership is no longer
+    /// joint; false at once when it is not joint with `to` a new voter, or after the wait.
+    async fn joint_finished_by_leader(&self, ch: &ReplicatedChannel, to: &NodeAddr) -> bool {
+        let configs = ch.voter_configs();
+        let joint_to = configs.len() > 1
+            && configs
+                .last()
+                .is_some_and(|newest| newest.contains(&raft_id(&to.node_id)));
+        if !joint_to {
+            return false;
+        }
+        let deadline = Instant::now() + self.inner.config.handoff;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if ch.voter_configs().len() <= 1 {
+                return true;
+            }
+        }
+        false
     }
 
     /// [`Moves::begin`] then [`Moves::resume`] to the end: runs the whole move on the

@@ -97,6 +97,15 @@ impl MoveMember {
     /// Joins the test channel (admitting `members` until it learns the membership) and
     /// attaches it to this member's moves.
     pub async fn join(&self, members: &[NodeAddr]) -> Arc<ReplicatedChannel> {
+        self.join_with(members, &ReplicationConfig::default()).await
+    }
+
+    /// [`MoveMember::join`] with `config` (e.g. election timeouts of its own).
+    pub async fn join_with(
+        &self,
+        members: &[NodeAddr],
+        config: &ReplicationConfig,
+    ) -> Arc<ReplicatedChannel> {
         let ch = Arc::new(
             ReplicatedChannel::join(
                 &self.replication,
@@ -104,7 +113,7 @@ impl MoveMember {
                 CHANNEL,
                 members,
                 self.endpoint.clone(),
-                &ReplicationConfig::default(),
+                config,
             )
             .await
             .unwrap(),
