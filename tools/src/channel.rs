@@ -20,6 +20,10 @@ use crate::outln;
 use crate::output::{CliError, CliResult};
 use crate::remote::{DialError, Remote};
 
+/// Crash point of `channel move`: the source and the target bound (the target joined), the
+/// coordinator not asked yet.
+pub const FAILPOINT_AFTER_BIND: &str = "cli.channel_move.after_bind";
+
 /// Channel subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ChannelCmd {
@@ -542,6 +546,7 @@ fn move_replica(
             Ok(()) => {}
         }
     }
+    net_mesh_segments::failpoint::hit(FAILPOINT_AFTER_BIND);
     let mut remote = Remote::connect(ctx, &coordinator)?;
     let client = remote.client()?;
     let done = remote

@@ -1,0 +1,124 @@
+//! A move's target stopped after it joined and before the leader sent it anything (real
+//! `net-mesh serve` processes): `channel move` is killed right after it bound the source and
+//! the target (failpoint `cli.channel_move.after_bind`), and the target is SIGKILLed. Started
+//! again, the target holds only its move row: its channel is not taken as a plain local one
+//! (a put there is refused as busy, naming the move to resume), and the same move run again
+//! (`--id`) binds it again, which joins it to the group, and finishes: exactly the target
+//! membership, every acknowledged blob on the target, none on the source; fsck clean.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::node::{killed, signal};
+use common::replicated::{Cluster, listen_of};
+use common::*;
+
+const CHANNEL: &str = "photos";
+
+#[test]
+fn replicated_channel_move_target_restarted_before_it_received_the_group_state_joins_on_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(tmp.path(), 4, &[], false);
+    let client = cluster.client.clone();
+    let addrs = cluster.addrs.clone();
+    let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
+    let a = (0..3).find(|i| addrs[*i] != leader).unwrap();
+    let (source, target) = (addrs[a].clone(), addrs[3].clone());
+    let mut acked = BTreeSet::new();
+    for i in 0..3u64 {
+        let file = write_file(tmp.path(), &format!("f{i}"), &random_bytes(40_000, 700 + i));
+        acked.insert(cluster.put(&leader, CHANNEL, &file));
+    }
+
+    // Both bound, the target joined; the CLI dies before it asks the coordinator.
+    let args = [
+        "channel", "move", CHANNEL, "--from", &source, "--to", &target,
+    ];
+    let cut = client
+        .cmd(&leader)
+        .args(args)
+        .env("NET_MESH_FAILPOINT", "cli.channel_move.after_bind")
+        .output()
+        .unwrap();
+    assert!(killed(cut.status), "the CLI was not killed: {cut:?}");
+    let said = String::from_utf8_lossy(&cut.stdout).to_string();
+    let id = said
+        .strip_prefix("move ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no move id in {said:?}"))
+        .to_string();
+
+    // The target dies before anyone sent it the group's state, and starts again.
+    let node = cluster.nodes[3].take().unwrap();
+    signal(&node.child, "KILL");
+    assert!(killed(node.wait()));
+    cluster.nodes[3] = Some(cluster.serve(3, Some(listen_of(&target))));
+    let late = write_file(tmp.path(), "late", b"not here");
+    let refused = client.run(
+        &target,
+        &[
+            "blob",
+            "--channel",
+            CHANNEL,
+            "put",
+            "--retries",
+            "0",
+            late.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let why = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(why.contains(&format!("--id {id}")), "{why}");
+    assert!(cluster.pinned(&target, CHANNEL).is_empty());
+
+    // The same move, run again, joins the target again and finishes.
+    let mut again = args.to_vec();
+    again.extend(["--id", &id, "--json"]);
+    let moved = client.json(&leader, &again);
+    let phases: Vec<&str> = moved["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "learner_added",
+            "caught_up",
+            "cut_over",
+            "left",
+            "cleaned_up"
+        ],
+        "{moved}"
+    );
+    let stays = (0..3).find(|i| *i != a && addrs[*i] != leader).unwrap();
+    let want: BTreeSet<String> = [leader.clone(), addrs[stays].clone(), target.clone()].into();
+    for member in [&leader, &addrs[stays], &target] {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let status = client.json(member, &["channel", "status", CHANNEL, "--json"]);
+            let members: BTreeSet<String> = status["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["addr"].as_str().unwrap().to_string())
+                .collect();
+            if members == want && cluster.pinned(member, CHANNEL) == acked {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{member}: members {members:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(cluster.pinned(&source, CHANNEL).is_empty());
+    cluster.stop_and_fsck();
+}
