@@ -1,7 +1,8 @@
 //! A move's target stopped after it joined and before the leader sent it anything (real
 //! `net-mesh serve` processes): `channel move` is killed right after it bound the source and
 //! the target (failpoint `cli.channel_move.after_bind`), and the target is SIGKILLed. Started
-//! again, the target holds only its move row: its channel is not taken as a plain local one
+//! again, the target holds only its move row (the move's id, the CLI's output lost, is read
+//! from the source's `channel status`): its channel is not taken as a plain local one
 //! (a put there is refused as busy, naming the move to resume), and the same move run again
 //! (`--id`) binds it again, which joins it to the group, and finishes: exactly the target
 //! membership, every acknowledged blob on the target, none on the source; fsck clean.
@@ -49,12 +50,16 @@ fn replicated_channel_move_target_restarted_before_it_received_the_group_state_j
         .output()
         .unwrap();
     assert!(killed(cut.status), "the CLI was not killed: {cut:?}");
+    // Its output lost, the operator finds the move on the source's `channel status`.
+    let status = client.json(&source, &["channel", "status", CHANNEL, "--json"]);
+    let bound = &status["move"];
+    assert_eq!(bound["from"], source.as_str(), "{status}");
+    assert_eq!(bound["to"], target.as_str(), "{status}");
+    assert_eq!(bound["coordinator"], leader.split('@').next().unwrap());
+    assert_eq!(bound["phase"], "bound");
+    let id = bound["id"].as_u64().unwrap().to_string();
     let said = String::from_utf8_lossy(&cut.stdout).to_string();
-    let id = said
-        .strip_prefix("move ")
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no move id in {said:?}"))
-        .to_string();
+    assert!(said.starts_with(&format!("move {id} of channel")), "{said}");
 
     // The target dies before anyone sent it the group's state, and starts again.
     let node = cluster.nodes[3].take().unwrap();
@@ -120,5 +125,11 @@ fn replicated_channel_move_target_restarted_before_it_received_the_group_state_j
         }
     }
     assert!(cluster.pinned(&source, CHANNEL).is_empty());
+    // The coordinator shows the move finished; a member no move bound shows none.
+    let status = client.json(&leader, &["channel", "status", CHANNEL, "--json"]);
+    assert_eq!(status["move"]["id"].as_u64().unwrap().to_string(), id);
+    assert_eq!(status["move"]["phase"], "cleaned_up", "{status}");
+    let status = client.json(&addrs[stays], &["channel", "status", CHANNEL, "--json"]);
+    assert!(status["move"].is_null(), "{status}");
     cluster.stop_and_fsck();
 }

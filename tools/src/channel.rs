@@ -280,6 +280,13 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
                 "last_log_index": s.last_log_index,
                 "pending_apply": s.pending_apply,
                 "members": members,
+                "move": s.bound_move.as_ref().map(|m| json!({
+                    "id": m.id,
+                    "from": m.from,
+                    "to": m.to,
+                    "coordinator": m.coordinator,
+                    "phase": m.phase,
+                })),
             })
         );
         return Ok(());
@@ -307,6 +314,16 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
             m.addr,
             show(m.matched),
             show(m.lag),
+        );
+    }
+    if let Some(m) = &s.bound_move {
+        outln!(
+            "move {} bound here: {} -> {}, coordinator {}, phase {}",
+            m.id,
+            m.from,
+            m.to,
+            m.coordinator,
+            m.phase
         );
     }
     Ok(())
@@ -632,6 +649,7 @@ mod tests {
             pending_apply: 0,
             // Printed with another address: matched by node id.
             learners: vec![format!("{}@10.0.0.9:1", l.node_id)],
+            bound_move: None,
         };
         assert!(is_learner(&status, &l.to_string()));
         assert!(!is_learner(&status, &a.to_string()));

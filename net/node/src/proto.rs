@@ -567,6 +567,27 @@ pub struct ReplicaStatus {
     /// cutover). An older node's message ends before it (none named).
     #[serde(deserialize_with = "trailing::vec_or_empty")]
     pub learners: Vec<String>,
+    /// The replica move of the channel bound on this member (finished or not), if any, so
+    /// that an operator who lost a move's id finds it. An older node's message ends before it
+    /// (none).
+    #[serde(deserialize_with = "trailing::option_or_none")]
+    pub bound_move: Option<BoundMove>,
+}
+
+/// A replica move as the member that answers a [`ReplicaStatus`] holds it bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundMove {
+    pub id: u64,
+    /// The source's and the target's `NODE_ADDR`s.
+    pub from: String,
+    pub to: String,
+    /// The node id of the node the member takes the move's phase messages from (its
+    /// coordinator).
+    pub coordinator: String,
+    /// The phase stored on this member (`bound`, `learner_added`, ..., `cleaned_up`,
+    /// `abandoned`, `source_forgotten`): on the coordinator the move's progress; a source or
+    /// a target stores `bound` until its own part is done.
+    pub phase: String,
 }
 
 /// One member in a [`ReplicaStatus`]: its matched index and lag are known on the leader only.
@@ -801,6 +822,31 @@ mod trailing {
         }
     }
 
+    /// An `Option<T>` as postcard writes it (tag byte 0 or 1, then the value), or `None` when
+    /// the message ends before the tag; a value that does not decode is an error.
+    pub(super) fn option_or_none<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        struct Tagged<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Tagged<T> {
+            type Value = Option<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an option tag and its value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                match seq.next_element::<u8>() {
+                    Err(_) | Ok(None) | Ok(Some(0)) => Ok(None),
+                    Ok(Some(1)) => Ok(Some(
+                        seq.next_element::<T>()?
+                            .ok_or_else(|| A::Error::custom("the value ends early"))?,
+                    )),
+                    Ok(Some(tag)) => Err(A::Error::custom(format!("option tag {tag}, not 0 or 1"))),
+                }
+            }
+        }
+        d.deserialize_tuple(usize::MAX, Tagged(std::marker::PhantomData))
+    }
+
     /// A `Vec<T>` as postcard writes it (count, items), or empty when the message ends
     /// before the count; an item that does not decode is an error.
     pub(super) fn vec_or_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -936,6 +982,27 @@ mod tests {
         for inside in cut + 1..bytes.len() {
             assert!(decode::<Status>(&bytes[..inside]).is_err());
         }
+        // A trailing option: its tag is 0 or 1, nothing else.
+        let replica = ReplicaStatus {
+            channel: "c".into(),
+            members: vec![],
+            leader: None,
+            is_leader: false,
+            term: 1,
+            committed: None,
+            applied: None,
+            last_log_index: None,
+            pending_apply: 0,
+            learners: vec![],
+            bound_move: None,
+        };
+        let mut bytes = postcard::to_allocvec(&replica).unwrap();
+        assert_eq!(bytes.last(), Some(&0));
+        assert_eq!(decode::<ReplicaStatus>(&bytes).unwrap(), replica);
+        *bytes.last_mut().unwrap() = 2;
+        assert!(decode::<ReplicaStatus>(&bytes).is_err());
+        *bytes.last_mut().unwrap() = 1;
+        assert!(decode::<ReplicaStatus>(&bytes).is_err());
     }
 
     #[test]

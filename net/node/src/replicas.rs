@@ -84,8 +84,8 @@ pub trait Replicas: Send + Sync + Debug + 'static {
         members: &'a [NodeAddr],
     ) -> ReplicaFuture<'a, bool>;
 
-    /// The channel's group as this node sees it.
-    fn status(&self, channel: &str) -> NodeResult<ReplicaStatus>;
+    /// The channel's group as this node sees it, and the move of the channel bound here.
+    fn status<'a>(&'a self, channel: &'a str) -> ReplicaFuture<'a, ReplicaStatus>;
 
     /// The numbers for the node's metrics.
     fn counters(&self) -> ReplicaCounters;

@@ -16,7 +16,9 @@ use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::blob_id;
 use net_mesh_engine::{BlobRef, Classify, ErrorClass, ExtensionOp, Store};
 use net_mesh_node::call_token::{encode_metadata, metadata_channel};
-use net_mesh_node::proto::{MoveBind, MoveDone, MoveRun, MoveStep, ReplicaMember, ReplicaStatus};
+use net_mesh_node::proto::{
+    BoundMove, MoveBind, MoveDone, MoveRun, MoveStep, ReplicaMember, ReplicaStatus,
+};
 use net_mesh_node::replicas::{ReplicaCounters, ReplicaFuture, Replicas};
 use net_mesh_node::{NodeError, NodeResult};
 use net_mesh_rpc::rpc::client::CallOptions;
@@ -1025,12 +1027,34 @@ impl Replicas for NodeReplicas {
             spurious_cleanups: self.moves.spurious_cleanups(),
             channels: running
                 .iter()
-                .filter_map(|c| Replicas::status(self, c).ok())
+                .filter_map(|c| self.group_status(c).ok())
                 .collect(),
         }
     }
 
-    fn status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
+    fn status<'a>(&'a self, channel: &'a str) -> ReplicaFuture<'a, ReplicaStatus> {
+        Box::pin(async move {
+            let mut status = self.group_status(channel)?;
+            status.bound_move = self
+                .moves
+                .record(channel)
+                .await
+                .map_err(|e| node_error(&e))?
+                .map(|r| BoundMove {
+                    id: r.id,
+                    from: r.from.to_string(),
+                    to: r.to.to_string(),
+                    coordinator: r.coordinator.to_string(),
+                    phase: r.phase.name().to_string(),
+                });
+            Ok(status)
+        })
+    }
+}
+
+impl NodeReplicas {
+    /// [`Replicas::status`] without the bound move (no store read): what the metrics show.
+    pub fn group_status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
         let s = self.running_or_refused(channel)?.status();
         Ok(ReplicaStatus {
             learners: s
@@ -1056,6 +1080,7 @@ impl Replicas for NodeReplicas {
             applied: s.applied,
             last_log_index: s.last_log_index,
             pending_apply: s.pending_apply,
+            bound_move: None,
         })
     }
 }

@@ -14,7 +14,6 @@
 mod support;
 
 use net_mesh_engine::{ExtensionError, ExtensionOp, ExtensionTxn};
-use net_mesh_node::replicas::Replicas;
 use net_mesh_replication::tables::{NAMESPACE, STATE_TABLE};
 use net_mesh_replication::{ReplicatedChannel, stored_applied};
 use support::*;
@@ -88,7 +87,7 @@ async fn a_group_stopped_by_a_store_error_is_opened_again_by_its_node() {
         .await
         .unwrap();
     let refused = wait_until("the node to say the group stopped on an error", || {
-        let refused = Replicas::status(&*replicas, CHANNEL).err()?;
+        let refused = replicas.group_status(CHANNEL).err()?;
         refused
             .to_string()
             .contains("stopped on an error")

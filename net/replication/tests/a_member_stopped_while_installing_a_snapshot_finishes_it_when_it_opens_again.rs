@@ -16,7 +16,6 @@
 
 mod support;
 
-use net_mesh_node::replicas::Replicas;
 use net_mesh_replication::state_machine::has_interrupted_install;
 use net_mesh_replication::{ReplicatedChannel, stored_applied};
 use support::*;
@@ -76,7 +75,7 @@ async fn a_member_stopped_while_installing_a_snapshot_finishes_it_when_it_opens_
     wait_until(
         "the node to say the channel finishes an interrupted install",
         || {
-            let refused = Replicas::status(&*replicas, CHANNEL).err()?;
+            let refused = replicas.group_status(CHANNEL).err()?;
             refused
                 .to_string()
                 .contains("finishing a snapshot install")

@@ -44,7 +44,10 @@ fn a_move_target_restarted_before_it_received_the_group_state_is_not_a_plain_cha
         replicas.is_replicated(CHANNEL),
         "a bound target's channel was taken as a plain local one"
     );
-    let refused = Replicas::status(&*replicas, CHANNEL).unwrap_err();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refused = runtime
+        .block_on(Replicas::status(&*replicas, CHANNEL))
+        .unwrap_err();
     assert!(
         refused
             .to_string()

@@ -1049,7 +1049,7 @@ async fn channel_status_impl(
     channel: String,
 ) -> NodeResult<ReplicaStatus> {
     match node.replicated(&channel) {
-        Some(replicas) => replicas.status(&channel),
+        Some(replicas) => replicas.status(&channel).await,
         None => Err(NodeError::new(
             ErrorClass::NotFound,
             format!("channel {channel} is not replicated on this node"),
