@@ -239,8 +239,9 @@ pub(crate) async fn finish_left_joint(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let metrics = raft.metrics();
-    // The joint entry this member leads with, and since when.
-    let mut seen: Option<(u64, Instant)> = None;
+    // The joint entry this member leads with, and since when (tokio's clock: virtual in the
+    // simulation, like the heartbeat).
+    let mut seen: Option<(u64, tokio::time::Instant)> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -269,7 +270,7 @@ pub(crate) async fn finish_left_joint(
         let since = match seen {
             Some((e, since)) if e == entry => since,
             _ => {
-                seen = Some((entry, Instant::now()));
+                seen = Some((entry, tokio::time::Instant::now()));
                 continue;
             }
         };
