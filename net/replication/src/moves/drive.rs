@@ -41,10 +41,7 @@ impl Moves {
             return self.bind_locked(spec).await;
         }
         let ch = self.attached(channel)?;
-        if !ch.status().is_leader
-            && self.joint_finished_by_leader(&ch, &spec.to).await
-            && cut_over(&ch, &spec.from, &spec.to)
-        {
+        if !ch.status().is_leader && self.cut_over_by_leader(&ch, &spec.from, &spec.to).await {
             let (_, index) = ch.voters();
             return self.bind_at(spec, MovePhase::CutOver, index).await;
         }
@@ -87,11 +84,13 @@ impl Moves {
     /// Between a cutover's joint entry and its final one, on a node that does not lead (the
     /// leader may be the target, which never coordinates its own move): waits, at most
     /// [`MoveConfig::handoff`], for the leader to finish the joint membership its proposer
-    /// left (`membership::finish_left_joint`). True once the group's membership is no longer
-    /// joint; false at once when it is not joint with `to` a new voter, or after the wait.
-    pub(super) async fn joint_finished_by_leader(
+    /// left (`membership::finish_left_joint`) and this node to apply it. True once the move
+    /// `from` → `to` is past its cutover here; false at once when the group is not joint with
+    /// `to` a new voter, once this node applied another settled membership, or after the wait.
+    pub(super) async fn cut_over_by_leader(
         &self,
         ch: &ReplicatedChannel,
+        from: &NodeAddr,
         to: &NodeAddr,
     ) -> bool {
         let configs = ch.voter_configs();
@@ -105,8 +104,13 @@ impl Moves {
         let deadline = Instant::now() + self.inner.config.handoff;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if ch.voter_configs().len() <= 1 {
+            if cut_over(ch, from, to) {
                 return true;
+            }
+            let (_, index) = ch.voters();
+            let applied = ch.status().applied;
+            if ch.voter_configs().len() <= 1 && index.is_some_and(|i| applied >= Some(i)) {
+                return false;
             }
         }
         false
