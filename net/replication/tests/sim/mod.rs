@@ -49,6 +49,11 @@ pub struct Summary {
     pub partitions: usize,
     pub forged: usize,
     pub moved: bool,
+    /// The move's first membership change was cut off after its joint entry, left for the
+    /// leader to finish (`membership::finish_left_joint`).
+    pub joint_cut: bool,
+    /// ... and a leader did (else the driver proposed again after 15 s).
+    pub joint_finished_by_leader: bool,
     pub snapshots: bool,
     pub max_term: u64,
     /// The most leaders seen in one term (more than one is a violation, see `check`).
@@ -67,6 +72,11 @@ struct Plan {
     ops: usize,
     /// A fourth node joins and replaces one of the three (add learner, change voters).
     move_replica: bool,
+    /// Of those moves, half: the first change of voters is cut off once its joint entry is
+    /// appended (its caller gone), and the driver waits for the leader to finish it before
+    /// it proposes again. Drawn from a hash of the seed, not from the seed's stream, so the
+    /// rest of the plan is what it was before this choice existed.
+    cut_cutover: bool,
     /// Snapshot every few entries and purge the log (members catch up by snapshot).
     snapshots: bool,
 }
@@ -104,6 +114,8 @@ pub struct Cluster {
     unguarded_move: bool,
     /// Equal election timeouts and equal message delays (`run_seed`'s `equal_timeouts`).
     in_step: bool,
+    /// The plan's `cut_cutover`, until the cut happened.
+    cut_cutover: bool,
 }
 
 fn store_dir_root() -> tempfile::TempDir {
@@ -156,6 +168,11 @@ fn build(
         ops,
         move_replica: rng.chance(35),
         snapshots: rng.chance(30),
+        cut_cutover: false,
+    };
+    let plan = Plan {
+        cut_cutover: plan.move_replica && Rng::new(seed ^ 0xC07_C07).below(2) == 0,
+        ..plan
     };
     let count = if plan.move_replica { 4 } else { 3 };
     let blobs_needed = ops + 1;
@@ -239,6 +256,7 @@ fn build(
         },
         forged_seq: 0,
         unguarded_move: std::env::var_os("NET_MESH_SIM_UNGUARDED_MOVE").is_some(),
+        cut_cutover: plan.cut_cutover,
         in_step: equal_timeouts,
     };
     Ok((root, plan, cluster))
@@ -750,6 +768,7 @@ impl Cluster {
                 continue;
             };
             let guarded = !self.unguarded_move;
+            let cut = self.cut_cutover;
             let step = async {
                 let added = slot
                     .channel
@@ -763,13 +782,39 @@ impl Cluster {
                 while guarded && !all_hold(&slot.channel, added)? {
                     sleep(Duration::from_millis(20)).await;
                 }
-                slot.channel
-                    .change_membership(&voters)
-                    .await
-                    .map_err(|e| e.to_string())
+                let before = slot.channel.status().last_log_index;
+                let change = slot.channel.change_membership(&voters);
+                if !cut {
+                    return change.await.map(|_| false).map_err(|e| e.to_string());
+                }
+                // Cut off once the joint entry is appended: the final entry is never proposed
+                // by this call (its future is dropped).
+                let appended = async {
+                    while slot.channel.status().last_log_index <= before {
+                        sleep(Duration::from_millis(1)).await;
+                    }
+                };
+                tokio::select! {
+                    done = change => done.map(|_| false).map_err(|e| e.to_string()),
+                    () = appended => Ok(true),
+                }
             };
             match tokio::time::timeout(Duration::from_secs(10), step).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(true)) => {
+                    // Left to the group: a leader holding the joint membership finishes it;
+                    // proposed again below only if none did in time (the entry lost with a
+                    // leader that crashed, or no leader).
+                    self.cut_cutover = false;
+                    self.summary.joint_cut = true;
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+                    while !self.moved() && tokio::time::Instant::now() < deadline {
+                        sleep(Duration::from_millis(100)).await;
+                    }
+                    if self.moved() {
+                        self.summary.joint_finished_by_leader = true;
+                    }
+                }
+                Ok(Ok(false)) => {}
                 _ => sleep(Duration::from_millis(300)).await,
             }
         }
