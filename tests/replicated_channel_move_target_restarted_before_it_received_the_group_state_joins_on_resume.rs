@@ -16,10 +16,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use common::node::{killed, signal};
-use common::replicated::{Cluster, listen_of};
+use common::replicated::{Cluster, listen_of, phases_of};
 use common::*;
 
 const CHANNEL: &str = "photos";
@@ -88,14 +87,8 @@ fn replicated_channel_move_target_restarted_before_it_received_the_group_state_j
     let mut again = args.to_vec();
     again.extend(["--id", &id, "--json"]);
     let moved = client.json(&leader, &again);
-    let phases: Vec<&str> = moved["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["phase"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        phases,
+        phases_of(&moved),
         [
             "learner_added",
             "caught_up",
@@ -106,24 +99,7 @@ fn replicated_channel_move_target_restarted_before_it_received_the_group_state_j
         "{moved}"
     );
     let stays = (0..3).find(|i| *i != a && addrs[*i] != leader).unwrap();
-    let want: BTreeSet<String> = [leader.clone(), addrs[stays].clone(), target.clone()].into();
-    for member in [&leader, &addrs[stays], &target] {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let status = client.json(member, &["channel", "status", CHANNEL, "--json"]);
-            let members: BTreeSet<String> = status["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["addr"].as_str().unwrap().to_string())
-                .collect();
-            if members == want && cluster.pinned(member, CHANNEL) == acked {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{member}: members {members:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    cluster.wait_for_members(CHANNEL, &[&leader, &addrs[stays], &target], &acked);
     assert!(cluster.pinned(&source, CHANNEL).is_empty());
     // The coordinator shows the move finished; a member no move bound shows none.
     let status = client.json(&leader, &["channel", "status", CHANNEL, "--json"]);

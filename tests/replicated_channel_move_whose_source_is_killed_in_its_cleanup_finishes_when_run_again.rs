@@ -22,21 +22,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::node::*;
-use common::replicated::{Cluster, resume_id};
+use common::replicated::{Cluster, phases_of, resume_id};
 use common::*;
 
 const CHANNEL: &str = "photos";
 const WAIT: Duration = Duration::from_secs(90);
-
-/// The phases a `channel move --json` output reports, in order.
-fn phases(moved: &serde_json::Value) -> Vec<String> {
-    moved["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["phase"].as_str().unwrap().to_string())
-        .collect()
-}
 
 /// Kills the source at failpoint `point` of its cleanup (an `error:` point: fails that step,
 /// the source going on); the move run again must report its cleanup with a detail containing
@@ -107,7 +97,7 @@ fn source_killed_in_its_cleanup_at(point: &str, cleanup_says: &str) {
         ],
     );
     // The run again reports only the cleanup, and how it found the source's copy.
-    assert_eq!(phases(&resumed), ["cleaned_up"], "{point}: {resumed}");
+    assert_eq!(phases_of(&resumed), ["cleaned_up"], "{point}: {resumed}");
     let detail = resumed["phases"][0]["detail"].as_str().unwrap();
     assert!(detail.contains(cleanup_says), "{point}: {resumed}");
 

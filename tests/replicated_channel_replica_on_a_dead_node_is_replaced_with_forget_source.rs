@@ -20,19 +20,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::node::{Serve, ServedNode, killed, signal};
-use common::replicated::{Cluster, listen_of, resume_id};
+use common::replicated::{Cluster, listen_of, phases_of, resume_id};
 use common::*;
 
 const CHANNEL: &str = "photos";
-
-fn phases_of(moved: &serde_json::Value) -> Vec<String> {
-    moved["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["phase"].as_str().unwrap().to_string())
-        .collect()
-}
 
 #[test]
 fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
@@ -119,24 +110,7 @@ fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
     // The channel writes on with exactly the target membership.
     let file = write_file(tmp.path(), "after", &random_bytes(50_000, 990));
     acked.insert(cluster.put(&addrs[stays], CHANNEL, &file));
-    let want: BTreeSet<String> = [leader.clone(), addrs[stays].clone(), target.clone()].into();
-    for member in [&leader, &addrs[stays], &target] {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let status = client.json(member, &["channel", "status", CHANNEL, "--json"]);
-            let members: BTreeSet<String> = status["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["addr"].as_str().unwrap().to_string())
-                .collect();
-            if members == want && cluster.pinned(member, CHANNEL) == acked {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{member}: members {members:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    cluster.wait_for_members(CHANNEL, &[&leader, &addrs[stays], &target], &acked);
 
     // The dead node comes back with its copy; the same move, run again, tells it.
     cluster.nodes[dead] = Some(cluster.serve(dead, Some(listen_of(&source))));

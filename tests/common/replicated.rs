@@ -128,12 +128,7 @@ impl Cluster {
                 "channel", "move", channel, "--from", from, "--to", to, "--json",
             ],
         );
-        let phases: Vec<&str> = moved["phases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["phase"].as_str().unwrap())
-            .collect();
+        let phases = phases_of(&moved);
         assert_eq!(
             phases,
             [
@@ -282,6 +277,31 @@ impl Cluster {
         }
     }
 
+    /// Waits (up to 90 s) until each of `members` (`NODE_ADDR`s) lists exactly `members` in
+    /// `channel status` and holds exactly the pins `acked` (blob ids).
+    pub fn wait_for_members(&self, channel: &str, members: &[&str], acked: &BTreeSet<String>) {
+        let want: BTreeSet<String> = members.iter().map(|m| m.to_string()).collect();
+        for member in members {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let status = self
+                    .client
+                    .json(member, &["channel", "status", channel, "--json"]);
+                let seen: BTreeSet<String> = status["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["addr"].as_str().unwrap().to_string())
+                    .collect();
+                if seen == want && self.pinned(member, channel) == *acked {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{member}: members {seen:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// Stops every running node with SIGTERM (each must exit 0), then checks every store
     /// with `fsck`.
     pub fn stop_and_fsck(&mut self) {
@@ -311,4 +331,14 @@ pub fn resume_id(said: &str) -> String {
         })
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| panic!("no move id to resume in: {said}"))
+}
+
+/// The phases a `channel move --json` output reports, in order.
+pub fn phases_of(moved: &serde_json::Value) -> Vec<String> {
+    moved["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap().to_string())
+        .collect()
 }
