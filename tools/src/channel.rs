@@ -61,9 +61,9 @@ pub enum ChannelCmd {
         #[arg(long, requires = "id")]
         abandon: bool,
         /// The source is gone for good (replace a dead node): a source that does not answer
-        /// is not bound (another node answering at its address is refused), and once it left the group the move ends without its cleanup
-        /// (phase source_forgotten). It keeps its copy until the same move (--id) runs again
-        /// while it answers
+        /// is not bound (another node answering at its address is refused), and once it left
+        /// the group the move ends without its cleanup (phase source_forgotten). It keeps its
+        /// copy until the same move (--id) runs again while it answers
         #[arg(long, conflicts_with = "abandon")]
         forget_source: bool,
         /// Print JSON

@@ -218,6 +218,37 @@ impl NodeReplicas {
         NodeError::new(ErrorClass::Refused, moved_away_reason(channel, how))
     }
 
+    /// [`Replicas::status`] without the bound move (no store read): what the metrics show.
+    pub fn group_status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
+        let s = self.running_or_refused(channel)?.status();
+        Ok(ReplicaStatus {
+            learners: s
+                .members
+                .iter()
+                .filter(|m| !m.voter)
+                .map(|m| m.addr.to_string())
+                .collect(),
+            channel: s.channel,
+            members: s
+                .members
+                .into_iter()
+                .map(|m| ReplicaMember {
+                    addr: m.addr.to_string(),
+                    matched: m.matched,
+                    lag: m.lag,
+                })
+                .collect(),
+            leader: s.leader.map(|l| l.to_string()),
+            is_leader: s.is_leader,
+            term: s.term,
+            committed: s.committed,
+            applied: s.applied,
+            last_log_index: s.last_log_index,
+            pending_apply: s.pending_apply,
+            bound_move: None,
+        })
+    }
+
     fn running_or_refused(&self, channel: &str) -> NodeResult<Arc<ReplicatedChannel>> {
         if let Some(how) = self.moved_away(channel) {
             return Err(Self::moved_away_refusal(channel, how));
@@ -1048,39 +1079,6 @@ impl Replicas for NodeReplicas {
                     phase: r.phase.name().to_string(),
                 });
             Ok(status)
-        })
-    }
-}
-
-impl NodeReplicas {
-    /// [`Replicas::status`] without the bound move (no store read): what the metrics show.
-    pub fn group_status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
-        let s = self.running_or_refused(channel)?.status();
-        Ok(ReplicaStatus {
-            learners: s
-                .members
-                .iter()
-                .filter(|m| !m.voter)
-                .map(|m| m.addr.to_string())
-                .collect(),
-            channel: s.channel,
-            members: s
-                .members
-                .into_iter()
-                .map(|m| ReplicaMember {
-                    addr: m.addr.to_string(),
-                    matched: m.matched,
-                    lag: m.lag,
-                })
-                .collect(),
-            leader: s.leader.map(|l| l.to_string()),
-            is_leader: s.is_leader,
-            term: s.term,
-            committed: s.committed,
-            applied: s.applied,
-            last_log_index: s.last_log_index,
-            pending_apply: s.pending_apply,
-            bound_move: None,
         })
     }
 }
