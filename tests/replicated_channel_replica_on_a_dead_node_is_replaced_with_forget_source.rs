@@ -5,6 +5,8 @@
 //! source gone); with the source's address silent (same `--id`), the move goes on without the source, reports
 //! `source_forgotten` after `left`, and the channel writes on with exactly the target
 //! membership, every acknowledged blob on the new member. Once the dead node is back, the
+//! members refuse its raft messages: it reports its copy stale (`channel status`, field
+//! `excluded`) and refuses reads of the channel (exit 4) instead of serving its old pins. The
 //! same move run again (no flag) tells it: it removes its copy (`cleaned_up`) and refuses
 //! writes to the channel. fsck is clean on every store.
 #![allow(
@@ -112,9 +114,39 @@ fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
     acked.insert(cluster.put(&addrs[stays], CHANNEL, &file));
     cluster.wait_for_members(CHANNEL, &[&leader, &addrs[stays], &target], &acked);
 
-    // The dead node comes back with its copy; the same move, run again, tells it.
+    // The dead node comes back with its copy. Once it asks for votes, the members refuse it
+    // as a non-member: it says its copy is stale and serves none of its old pins.
     cluster.nodes[dead] = Some(cluster.serve(dead, Some(listen_of(&source))));
-    assert_eq!(cluster.pinned(&source, CHANNEL).len(), 3);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let status = client.json(&source, &["channel", "status", CHANNEL, "--json"]);
+        if !status["excluded"].is_null() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the forgotten source never saw that it was left out: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let why = status["excluded"].as_str().unwrap();
+    assert!(
+        why.contains(&leader) && why.contains(&addrs[stays]),
+        "{status}"
+    );
+    let text = client.run(&source, &["channel", "status", CHANNEL]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains("copy is stale"), "{text}");
+    let one = acked.first().unwrap().as_str();
+    for read in [vec!["ls"], vec!["stat", one], vec!["get", one]] {
+        let mut args = vec!["blob", "--channel", CHANNEL];
+        args.extend(read);
+        let refused = client.run(&source, &args);
+        assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+        let said = String::from_utf8_lossy(&refused.stderr).to_string();
+        assert!(said.contains("stale") && said.contains("--id"), "{said}");
+    }
+    // The same move, run again, tells it.
     let mut again = args.to_vec();
     again.extend(["--id", &id]);
     let moved = client.json(&leader, &again);

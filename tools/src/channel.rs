@@ -287,6 +287,7 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
                     "coordinator": m.coordinator,
                     "phase": m.phase,
                 })),
+                "excluded": s.excluded,
             })
         );
         return Ok(());
@@ -325,6 +326,9 @@ fn status(ctx: &Ctx, name: &str, json: bool) -> CliResult {
             m.coordinator,
             m.phase
         );
+    }
+    if let Some(why) = &s.excluded {
+        outln!("this node's copy is stale, it is no longer a member: {why}");
     }
     Ok(())
 }
@@ -650,6 +654,7 @@ mod tests {
             // Printed with another address: matched by node id.
             learners: vec![format!("{}@10.0.0.9:1", l.node_id)],
             bound_move: None,
+            excluded: None,
         };
         assert!(is_learner(&status, &l.to_string()));
         assert!(!is_learner(&status, &a.to_string()));

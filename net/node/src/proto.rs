@@ -572,6 +572,12 @@ pub struct ReplicaStatus {
     /// (none).
     #[serde(deserialize_with = "trailing::option_or_none")]
     pub bound_move: Option<BoundMove>,
+    /// Why this member's copy of the channel is no longer the group's, if it is not (the
+    /// group's membership leaves it out, or its voters refuse it as a non-member): its pins
+    /// are stale and it refuses reads of the channel. An older node's message ends before it
+    /// (none).
+    #[serde(deserialize_with = "trailing::option_or_none")]
+    pub excluded: Option<String>,
 }
 
 /// A replica move as the member that answers a [`ReplicaStatus`] holds it bound.
@@ -988,6 +994,7 @@ mod tests {
                 coordinator: "k".into(),
                 phase: "bound".into(),
             }),
+            excluded: Some("e".into()),
         };
         let whole = postcard::to_allocvec(&status).unwrap();
         // Every prefix, the older peers' ones among them (they decode and re-encode longer).
@@ -998,7 +1005,10 @@ mod tests {
             fuzz_decode_messages(&data);
             decoded += usize::from(decode::<ReplicaStatus>(&whole[..cut]).is_ok());
         }
-        assert_eq!(decoded, 3, "whole, without bound_move, without both");
+        assert_eq!(
+            decoded, 4,
+            "whole, without excluded, without bound_move too, without learners too"
+        );
         // Garbage for every type (splitmix64 bytes).
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = || {
@@ -1096,6 +1106,7 @@ mod tests {
             pending_apply: 0,
             learners: vec![],
             bound_move: None,
+            excluded: None,
         };
         let mut bytes = postcard::to_allocvec(&replica).unwrap();
         assert_eq!(bytes.last(), Some(&0));

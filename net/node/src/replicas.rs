@@ -60,6 +60,10 @@ pub trait Replicas: Send + Sync + Debug + 'static {
     /// Whether this node runs `channel` as a replicated channel.
     fn is_replicated(&self, channel: &str) -> bool;
 
+    /// Whether this node's pins of `channel` (a replicated channel) may be read: refused when
+    /// its copy is no longer the group's (see [`ReplicaStatus::excluded`]).
+    fn readable(&self, channel: &str) -> NodeResult<()>;
+
     /// The op that keeps `blob_ref`'s objects in this store until its pin in `channel` is
     /// applied (or the hold expires).
     fn hold(&self, channel: &str, blob_ref: &BlobRef) -> Box<dyn ExtensionOp>;

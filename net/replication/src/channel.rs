@@ -133,6 +133,9 @@ pub struct ChannelStatus {
     /// Objects this node fetched for leaders' prefetch requests (held until their pins are
     /// applied), and the requests it could not serve.
     pub prefetched: FetchCounts,
+    /// Voters whose latest answer to this node's raft messages refused it as a member (see
+    /// [`ReplicatedChannel::excluded`]).
+    pub refused_by: Vec<NodeAddr>,
 }
 
 /// One channel replicated on this node.
@@ -186,7 +189,7 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let network = Network::new(replication.lanes(&endpoint).raft, channel);
+        let network = Network::new(replication, &endpoint, channel);
         Self::create_with_network(
             replication,
             store,
@@ -207,7 +210,7 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let network = Network::new(replication.lanes(&endpoint).raft, channel);
+        let network = Network::new(replication, &endpoint, channel);
         Self::open_with_network(replication, store, channel, endpoint, config, network).await
     }
 
@@ -225,7 +228,7 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        let network = Network::new(replication.lanes(&endpoint).raft, channel);
+        let network = Network::new(replication, &endpoint, channel);
         Self::join_with_network(
             replication,
             store,
@@ -603,7 +606,56 @@ impl ReplicatedChannel {
             snapshots_installed: self.installs.load(Ordering::Relaxed),
             fetched: self.fetched.counts(),
             prefetched: self.prefetch_counts(),
+            refused_by: self
+                .replication
+                .refused_by(&self.channel)
+                .iter()
+                .filter(|id| voters.contains(id))
+                .filter_map(|id| membership.get_node(id).and_then(Member::addr))
+                .collect(),
         }
+    }
+
+    /// Why this node's copy of the channel is no longer the group's, if it is not: the
+    /// group's latest membership it holds leaves it out (it applied its own removal), or,
+    /// while it knows no leader, a majority of every voter configuration refuses its raft
+    /// messages as a non-member's (it was removed while it was away, e.g. a move's source
+    /// forgotten as gone for good: its own state still names it). Its pins are then stale.
+    /// A member refused only while a change of voters is under way is taken again once the
+    /// group settles, and then `None` again.
+    pub fn excluded(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        // Joining: no membership yet.
+        membership.nodes().next()?;
+        if membership.get_node(&metrics.id).is_none() {
+            return Some(format!(
+                "the group's membership at log index {} leaves this node out",
+                metrics
+                    .membership_config
+                    .log_id()
+                    .map_or(0, |l: LogId| l.index)
+            ));
+        }
+        if metrics.current_leader.is_some() {
+            return None;
+        }
+        let refused = self.replication.refused_by(&self.channel);
+        let configs = membership.get_joint_config();
+        let out = configs
+            .iter()
+            .all(|c| c.iter().filter(|id| refused.contains(id)).count() * 2 > c.len());
+        out.then(|| {
+            let names: Vec<String> = refused
+                .iter()
+                .filter_map(|id| membership.get_node(id).and_then(Member::addr))
+                .map(|a| a.to_string())
+                .collect();
+            format!(
+                "its voters {} refuse this node's raft messages as a non-member's",
+                names.join(", ")
+            )
+        })
     }
 
     /// Waits until this channel's group stops on its own: openraft's core ended on a fatal

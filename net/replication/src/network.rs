@@ -6,7 +6,7 @@
 //! channel's group — checked before the call is admitted ([`Replication::authorize_call`]) and
 //! again by the handler; every refusal is counted (`replication_peer_auth_rejections`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -274,6 +274,9 @@ struct Inner {
     closing: CancellationToken,
     /// Channels being opened ([`Replication::claim_open`]).
     opening: Mutex<HashSet<String>>,
+    /// Per channel, the members whose latest answer to this node's raft messages was that
+    /// they do not take it as a member ([`Replication::refused_by`]).
+    refused: Mutex<HashMap<String, BTreeSet<u64>>>,
 }
 
 impl Default for Inner {
@@ -286,6 +289,7 @@ impl Default for Inner {
             lanes: Mutex::default(),
             closing: CancellationToken::new(),
             opening: Mutex::default(),
+            refused: Mutex::default(),
         }
     }
 }
@@ -436,6 +440,7 @@ impl Replication {
             return false;
         }
         groups.insert(channel.to_string(), group);
+        self.forget_refusals(channel);
         true
     }
 
@@ -445,6 +450,39 @@ impl Replication {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(channel);
+        self.forget_refusals(channel);
+    }
+
+    fn forget_refusals(&self, channel: &str) {
+        self.inner
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(channel);
+    }
+
+    /// Notes how member `target` answered this node's raft message for `channel`: refused at
+    /// admission (it does not take this node as a member of the group) or taken.
+    fn note_answer(&self, channel: &str, target: u64, refused: bool) {
+        let mut all = self.inner.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused {
+            all.entry(channel.to_string()).or_default().insert(target);
+        } else if let Some(members) = all.get_mut(channel) {
+            members.remove(&target);
+        }
+    }
+
+    /// The members (raft ids) whose latest answer to this node's raft messages for `channel`
+    /// (votes it asked for, appends it sent) was a refusal at admission: they do not take this
+    /// node as a member of the group (a member removed while it was away hears this).
+    pub(crate) fn refused_by(&self, channel: &str) -> BTreeSet<u64> {
+        self.inner
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Counts a refused call and says why.
@@ -977,13 +1015,17 @@ impl RpcUnaryHandler for PinnedHandler {
 pub struct Network {
     sessions: Sessions,
     metadata: Arc<[u8]>,
+    replication: Replication,
+    channel: Arc<str>,
 }
 
 impl Network {
-    pub(crate) fn new(sessions: Sessions, channel: &str) -> Network {
+    pub(crate) fn new(replication: &Replication, endpoint: &Endpoint, channel: &str) -> Network {
         Network {
-            sessions,
+            sessions: replication.lanes(endpoint).raft,
             metadata: encode_metadata(channel, &[]).into(),
+            replication: replication.clone(),
+            channel: channel.into(),
         }
     }
 }
@@ -995,6 +1037,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerClient {
             sessions: self.sessions.clone(),
             metadata: self.metadata.clone(),
+            replication: self.replication.clone(),
+            channel: self.channel.clone(),
             target,
             addr: node.addr(),
         }
@@ -1007,6 +1051,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerClient {
     sessions: Sessions,
     metadata: Arc<[u8]>,
+    replication: Replication,
+    channel: Arc<str>,
     target: u64,
     addr: Option<NodeAddr>,
 }
@@ -1019,8 +1065,12 @@ struct Transport(String);
 enum CallFailure {
     /// Could not reach the member (dial, session, timeout): back off and retry.
     Unreachable(Transport),
-    /// The member refused the call (not a member there, bad request): a network error.
+    /// The member refused the call (bad request, busy): a network error.
     Refused(Transport),
+    /// The member refused the call at admission: it does not take this node as a member of
+    /// the group (or does not run the group). A network error, noted for
+    /// [`Replication::refused_by`].
+    NotAdmitted(Transport),
     /// The member's group stopped.
     Stopped(String),
     Mismatch(SnapshotMismatch),
@@ -1067,7 +1117,9 @@ impl PeerClient {
                     self.sessions.call_failed(addr, &held);
                 }
                 let t = Transport(format!("{method} to {:#018x}: {e}", self.target));
-                Err(if refused {
+                Err(if e.kind == ErrorKind::PermissionDenied {
+                    CallFailure::NotAdmitted(t)
+                } else if refused {
                     CallFailure::Refused(t)
                 } else {
                     CallFailure::Unreachable(t)
@@ -1077,10 +1129,30 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// Notes whether the member took this node's message or refused it at admission
+    /// ([`Replication::refused_by`]); other failures say nothing about membership.
+    fn noted<T>(&self, answer: Result<T, CallFailure>) -> Result<T, CallFailure> {
+        match &answer {
+            Ok(_) => self
+                .replication
+                .note_answer(&self.channel, self.target, false),
+            Err(CallFailure::NotAdmitted(_)) => {
+                self.replication
+                    .note_answer(&self.channel, self.target, true);
+            }
+            Err(_) => {}
+        }
+        answer
+    }
+}
+
 fn rpc_error<E: std::error::Error>(f: CallFailure) -> RPCError<u64, Member, RaftError<u64, E>> {
     match f {
         CallFailure::Unreachable(t) => RPCError::Unreachable(Unreachable::new(&t)),
-        CallFailure::Refused(t) => RPCError::Network(NetworkError::new(&t)),
+        CallFailure::Refused(t) | CallFailure::NotAdmitted(t) => {
+            RPCError::Network(NetworkError::new(&t))
+        }
         CallFailure::Stopped(why) => RPCError::Unreachable(Unreachable::new(&Transport(why))),
         CallFailure::Mismatch(m) => RPCError::Network(NetworkError::new(&Transport(m.to_string()))),
     }
@@ -1092,9 +1164,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
-        self.call(METHOD_APPEND, &rpc, &option)
-            .await
-            .map_err(rpc_error)
+        let answer = self.call(METHOD_APPEND, &rpc, &option).await;
+        self.noted(answer).map_err(rpc_error)
     }
 
     async fn install_snapshot(
@@ -1105,7 +1176,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<u64>,
         RPCError<u64, Member, RaftError<u64, InstallSnapshotError>>,
     > {
-        match self.call(METHOD_SNAPSHOT, &rpc, &option).await {
+        let answer = self.call(METHOD_SNAPSHOT, &rpc, &option).await;
+        match self.noted(answer) {
             Ok(r) => Ok(r),
             Err(CallFailure::Mismatch(m)) => Err(RPCError::RemoteError(RemoteError::new(
                 self.target,
@@ -1120,9 +1192,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
-        self.call(METHOD_VOTE, &rpc, &option)
-            .await
-            .map_err(rpc_error)
+        let answer = self.call(METHOD_VOTE, &rpc, &option).await;
+        self.noted(answer).map_err(rpc_error)
     }
 }
 

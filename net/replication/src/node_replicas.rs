@@ -220,7 +220,8 @@ impl NodeReplicas {
 
     /// [`Replicas::status`] without the bound move (no store read): what the metrics show.
     pub fn group_status(&self, channel: &str) -> NodeResult<ReplicaStatus> {
-        let s = self.running_or_refused(channel)?.status();
+        let group = self.running_or_refused(channel)?;
+        let s = group.status();
         Ok(ReplicaStatus {
             learners: s
                 .members
@@ -246,6 +247,7 @@ impl NodeReplicas {
             last_log_index: s.last_log_index,
             pending_apply: s.pending_apply,
             bound_move: None,
+            excluded: group.excluded(),
         })
     }
 
@@ -998,6 +1000,18 @@ impl Replicas for NodeReplicas {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(channel)
+    }
+
+    fn readable(&self, channel: &str) -> NodeResult<()> {
+        match self.channel(channel).and_then(|c| c.excluded()) {
+            None => Ok(()),
+            Some(why) => Err(NodeError::new(
+                ErrorClass::Refused,
+                format!(
+                    "channel {channel}: this node's copy is stale, it is no longer a member of the group ({why}); read from a member; the move that removed this node, run again with its id (`channel move --id`), removes this copy"
+                ),
+            )),
+        }
     }
 
     fn hold(&self, channel: &str, blob_ref: &BlobRef) -> Box<dyn ExtensionOp> {

@@ -2,7 +2,10 @@
 //! `Left` without it, and its cleanup fails `Unreachable` on every resume. `forget_source`
 //! then ends the move at `SourceForgotten`: the coordinator is free for another move of the
 //! channel (refused `Busy` before), the group writes on with the target, and the source's
-//! copy stays. Once the source is back, resuming the forgotten move asks it again: it removes
+//! copy stays. Once the source is back, the members refuse its raft messages as a
+//! non-member's, and it reports its copy as no longer the group's
+//! ([`ReplicatedChannel::excluded`]) while the members do not. Resuming the forgotten move
+//! asks it again: it removes
 //! its copy (`CleanedUp`), also after a newer move replaced the coordinator's row (the first
 //! move begun again by its id). `forget_source` refuses a move that has not reached `Left`
 //! and an id that is not bound. Another node answering at the source's address is not the
@@ -195,9 +198,28 @@ async fn a_move_whose_source_is_gone_for_good_forgets_it_and_cleans_it_up_once_b
     wait_for_voters_on(&members, &[leader, other, b], &[leader, other, b]).await;
     assert_eq!(pin_set(&members[a].store).len(), 5);
 
-    // The source is back (its group open again): the forgotten move, resumed, asks it again.
+    // The source is back (its group open again). Its own state still names it a voter, but
+    // once it asks for votes, both voters it knows refuse it: its copy is not the group's.
     members[a].resume().await;
-    members[a].open().await;
+    let back = members[a].open().await;
+    assert_eq!(back.excluded(), None, "before it heard from anyone");
+    let why = support::wait_until("the source sees it was left out", || back.excluded()).await;
+    let refused_by: Vec<String> = back
+        .status()
+        .refused_by
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    for voter in [leader, other] {
+        let addr = members[voter].addr.to_string();
+        assert!(why.contains(&addr), "{why}");
+        assert!(refused_by.contains(&addr), "{refused_by:?}");
+    }
+    for ch in [&running.leader, &running.other, &running.b] {
+        assert_eq!(ch.excluded(), None);
+        assert!(ch.status().refused_by.is_empty());
+    }
+    // The forgotten move, resumed, asks it again.
     let k = &members[leader];
     let mut phases = Vec::new();
     let done = k

@@ -450,6 +450,16 @@ fn channel_of(ctx: &RpcContext) -> NodeResult<String> {
         .map_err(|e| NodeError::new(ErrorClass::Usage, format!("call metadata: {e}")))
 }
 
+/// The channel a call reads the pins of ([`channel_of`]): refused on a replicated channel
+/// whose copy here is no longer the group's ([`Replicas::readable`]).
+fn read_channel(node: &Node, ctx: &RpcContext) -> NodeResult<String> {
+    let channel = channel_of(ctx)?;
+    if let Some(replicas) = node.replicated(&channel) {
+        replicas.readable(&channel)?;
+    }
+    Ok(channel)
+}
+
 /// The ref a spec names, and its pin name if it is pinned in `channel` (an id prefix names a
 /// blob pinned there).
 fn resolve(store: &Store, channel: &str, spec: &BlobSpec) -> NodeResult<(BlobRef, Option<String>)> {
@@ -528,7 +538,7 @@ async fn list_impl(
     _: (),
     mut sink: ResponseSink<PinRow>,
 ) -> NodeResult<()> {
-    let channel = channel_of(&ctx)?;
+    let channel = read_channel(&node, &ctx)?;
     let trees = reads_trees(&ctx);
     stream_rows(&node, &ctx, &mut sink, move |store, send| {
         store
@@ -560,7 +570,7 @@ async fn list_impl(
 }
 
 async fn resolve_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Resolved> {
-    let channel = channel_of(&ctx)?;
+    let channel = read_channel(&node, &ctx)?;
     let (blob_ref, name) = node
         .blocking(ctx.peer().node_id(), move |store| {
             resolve(store, &channel, &spec)
@@ -574,7 +584,7 @@ async fn resolve_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeR
 }
 
 async fn stat_impl(node: Arc<Node>, ctx: RpcContext, spec: BlobSpec) -> NodeResult<Stat> {
-    let channel = channel_of(&ctx)?;
+    let channel = read_channel(&node, &ctx)?;
     node.blocking(ctx.peer().node_id(), move |store| {
         let (blob_ref, _) = resolve(store, &channel, &spec)?;
         gate_tree(&ctx, &blob_ref)?;
@@ -685,7 +695,7 @@ async fn chunks_impl(
     spec: BlobSpec,
     mut sink: ResponseSink<ChunkRow>,
 ) -> NodeResult<()> {
-    let channel = channel_of(&ctx)?;
+    let channel = read_channel(&node, &ctx)?;
     stream_rows(&node, &ctx, &mut sink, move |store, send| {
         let (blob_ref, _) = resolve(store, &channel, &spec)?;
         store
