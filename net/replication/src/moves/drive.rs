@@ -101,10 +101,17 @@ impl Moves {
         if !joint_to {
             return false;
         }
-        let deadline = Instant::now() + self.inner.config.handoff;
-        while Instant::now() < deadline {
+        let wait = self.inner.config.handoff;
+        tracing::info!(
+            channel = ch.channel(),
+            %to,
+            "the group is between a cutover's two changes of voters and this node does not lead: waiting up to {wait:?} for the leader to finish it"
+        );
+        let started = Instant::now();
+        while started.elapsed() < wait {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if cut_over(ch, from, to) {
+                tracing::info!(channel = ch.channel(), %to, "the leader finished the cutover after {:?}", started.elapsed());
                 return true;
             }
             let (_, index) = ch.voters();
@@ -113,6 +120,7 @@ impl Moves {
                 return false;
             }
         }
+        tracing::warn!(channel = ch.channel(), %to, "the leader did not finish the cutover in {wait:?}");
         false
     }
 
