@@ -6,7 +6,8 @@
 //! `source_forgotten` after `left`, and the channel writes on with exactly the target
 //! membership, every acknowledged blob on the new member. Once the dead node is back, the
 //! members refuse its raft messages: it reports its copy stale (`channel status`, field
-//! `excluded`) and refuses reads of the channel (exit 4) instead of serving its old pins. The
+//! `excluded`, metric `replication_excluded` 1) and refuses reads of the channel (exit 4)
+//! instead of serving its old pins. The
 //! same move run again (no flag) tells it: it removes its copy (`cleaned_up`) and refuses
 //! writes to the channel. fsck is clean on every store.
 #![allow(
@@ -21,7 +22,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::node::{Serve, ServedNode, killed, signal};
+use common::node::{Serve, ServedNode, killed, scrape, signal};
 use common::replicated::{Cluster, listen_of, phases_of, resume_id};
 use common::*;
 
@@ -30,7 +31,7 @@ const CHANNEL: &str = "photos";
 #[test]
 fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(tmp.path(), 4, &[], false);
+    let mut cluster = Cluster::start(tmp.path(), 4, &[], true);
     let client = cluster.client.clone();
     let addrs = cluster.addrs.clone();
     let leader = cluster.replicate(CHANNEL, &[0, 1, 2]);
@@ -134,6 +135,17 @@ fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
         why.contains(&leader) && why.contains(&addrs[stays]),
         "{status}"
     );
+    let gauge = "net_mesh_node_replication_excluded{channel=\"photos\"}";
+    let scraped = scrape(cluster.nodes[dead].as_ref().unwrap());
+    assert!(scraped.contains(&format!("{gauge} 1")), "{scraped}");
+    let leader_node = cluster
+        .nodes
+        .iter()
+        .flatten()
+        .find(|n| n.addr == leader)
+        .unwrap();
+    let scraped = scrape(leader_node);
+    assert!(scraped.contains(&format!("{gauge} 0")), "{scraped}");
     let text = client.run(&source, &["channel", "status", CHANNEL]);
     let text = String::from_utf8_lossy(&text.stdout).to_string();
     assert!(text.contains("copy is stale"), "{text}");

@@ -72,6 +72,7 @@ pub struct Metrics {
     replication_applied: Family<ChannelLabel, Gauge>,
     replication_pending_apply: Family<ChannelLabel, Gauge>,
     replication_is_leader: Family<ChannelLabel, Gauge>,
+    replication_excluded: Family<ChannelLabel, Gauge>,
     /// Mirrors of the counters, for `status`.
     bytes_in_total: AtomicU64,
     bytes_out_total: AtomicU64,
@@ -208,6 +209,11 @@ impl Default for Metrics {
             "replication_is_leader",
             "1 while this member leads the channel's group",
         );
+        let replication_excluded = channel_gauge(
+            &mut registry,
+            "replication_excluded",
+            "1 while this member's copy of the channel is no longer the group's (its voters refuse it, or the membership leaves it out): its pins are stale and it refuses reads",
+        );
         Metrics {
             registry,
             replication_events,
@@ -217,6 +223,7 @@ impl Default for Metrics {
             replication_applied,
             replication_pending_apply,
             replication_is_leader,
+            replication_excluded,
             requests,
             errors,
             refusals,
@@ -404,6 +411,7 @@ impl Metrics {
             &self.replication_applied,
             &self.replication_pending_apply,
             &self.replication_is_leader,
+            &self.replication_excluded,
         ] {
             family.clear();
         }
@@ -430,6 +438,9 @@ impl Metrics {
             self.replication_is_leader
                 .get_or_create(&label)
                 .set(i64::from(s.is_leader));
+            self.replication_excluded
+                .get_or_create(&label)
+                .set(i64::from(s.excluded.is_some()));
         }
     }
 
