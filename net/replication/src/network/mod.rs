@@ -63,6 +63,12 @@ pub const METHOD_PREFETCH: &str = "raft/v1/prefetch";
 /// Method of a member's question whether this node still pins a blob in the channel and how
 /// far it applied (docs/REPLICATION.md §5: a pin whose objects no member gives any more).
 pub const METHOD_PINNED: &str = "raft/v1/pinned";
+/// What a member's refusal of a non-member's raft message says ([`Replication::member_group_of`]):
+/// a node that hears it notes the refusal ([`Replication::refused_by`]). A refusal because the
+/// channel's group does not run on the callee (not replicated there, or being opened again)
+/// says otherwise and is noted as nothing: it tells nothing of who the members are.
+pub(crate) const NOT_A_MEMBER: &str = "is not a member of channel";
+
 /// Prefix of every replication method.
 pub const METHOD_PREFIX: &str = "raft/v1/";
 
@@ -387,9 +393,7 @@ impl Replication {
             }
         };
         if !is_member {
-            return Err(self.refuse(format!(
-                "node {peer} is not a member of channel {channel}'s group"
-            )));
+            return Err(self.refuse(format!("node {peer} {NOT_A_MEMBER} {channel}'s group")));
         }
         Ok(group)
     }

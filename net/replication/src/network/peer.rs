@@ -61,8 +61,8 @@ enum CallFailure {
     Unreachable(Transport),
     /// The member refused the call (bad request, busy): a network error.
     Refused(Transport),
-    /// The member refused the call at admission: it does not take this node as a member of
-    /// the group (or does not run the group). A network error, noted for
+    /// The member refused the call at admission because it does not take this node as a
+    /// member of the group ([`NOT_A_MEMBER`]). A network error, noted for
     /// [`Replication::refused_by`].
     NotAdmitted(Transport),
     /// The member's group stopped.
@@ -111,13 +111,15 @@ impl PeerClient {
                     self.sessions.call_failed(addr, &held);
                 }
                 let t = Transport(format!("{method} to {:#018x}: {e}", self.target));
-                Err(if e.kind == ErrorKind::PermissionDenied {
-                    CallFailure::NotAdmitted(t)
-                } else if refused {
-                    CallFailure::Refused(t)
-                } else {
-                    CallFailure::Unreachable(t)
-                })
+                Err(
+                    if e.kind == ErrorKind::PermissionDenied && e.message.contains(NOT_A_MEMBER) {
+                        CallFailure::NotAdmitted(t)
+                    } else if refused {
+                        CallFailure::Refused(t)
+                    } else {
+                        CallFailure::Unreachable(t)
+                    },
+                )
             }
         }
     }
