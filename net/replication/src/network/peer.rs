@@ -123,9 +123,7 @@ impl PeerClient {
             }
         }
     }
-}
 
-impl PeerClient {
     /// Notes whether the member took this node's message or refused it at admission
     /// ([`Replication::refused_by`]); other failures say nothing about membership.
     fn noted<T>(&self, answer: Result<T, CallFailure>) -> Result<T, CallFailure> {
