@@ -7,7 +7,7 @@
 //! membership, every acknowledged blob on the new member. Once the dead node is back, the
 //! members refuse its raft messages: it reports its copy stale (`channel status`, field
 //! `excluded`, metric `replication_excluded` 1) and refuses reads of the channel (exit 4)
-//! instead of serving its old pins. The
+//! instead of serving its old pins, and writes at once (exit 4). The
 //! same move run again (no flag) tells it: it removes its copy (`cleaned_up`) and refuses
 //! writes to the channel. fsck is clean on every store.
 #![allow(
@@ -158,13 +158,29 @@ fn replicated_channel_replica_on_a_dead_node_is_replaced_with_forget_source() {
         let said = String::from_utf8_lossy(&refused.stderr).to_string();
         assert!(said.contains("stale") && said.contains("--id"), "{said}");
     }
+    // A write there is refused as stale (before, it waited 30 s for a leader, then failed busy).
+    let late = write_file(tmp.path(), "late", b"late");
+    let refused = client.run(
+        &source,
+        &[
+            "blob",
+            "--channel",
+            CHANNEL,
+            "put",
+            "--retries",
+            "0",
+            late.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(said.contains("stale"), "{said}");
     // The same move, run again, tells it.
     let mut again = args.to_vec();
     again.extend(["--id", &id]);
     let moved = client.json(&leader, &again);
     assert_eq!(phases_of(&moved), ["cleaned_up"], "{moved}");
     assert!(cluster.pinned(&source, CHANNEL).is_empty());
-    let late = write_file(tmp.path(), "late", b"late");
     let refused = client.run(
         &source,
         &["blob", "--channel", CHANNEL, "put", late.to_str().unwrap()],

@@ -364,6 +364,17 @@ fn moved_away_reason(channel: &str, how: MovePhase) -> String {
     }
 }
 
+/// The refusal of a read or a write of `channel` on a node whose copy is no longer the
+/// group's ([`ReplicatedChannel::excluded`] says `why`).
+fn excluded_refusal(channel: &str, why: &str) -> NodeError {
+    NodeError::new(
+        ErrorClass::Refused,
+        format!(
+            "channel {channel}: this node's copy is stale, it is no longer a member of the group ({why}); use a member; the move that removed this node, run again with its id (`channel move --id`), removes this copy"
+        ),
+    )
+}
+
 fn node_error(e: &(impl Classify + std::fmt::Display)) -> NodeError {
     NodeError::new(e.class(), e.to_string())
 }
@@ -411,12 +422,7 @@ impl Replicas for NodeReplicas {
     fn readable(&self, channel: &str) -> NodeResult<()> {
         match self.channel(channel).and_then(|c| c.excluded()) {
             None => Ok(()),
-            Some(why) => Err(NodeError::new(
-                ErrorClass::Refused,
-                format!(
-                    "channel {channel}: this node's copy is stale, it is no longer a member of the group ({why}); read from a member; the move that removed this node, run again with its id (`channel move --id`), removes this copy"
-                ),
-            )),
+            Some(why) => Err(excluded_refusal(channel, &why)),
         }
     }
 

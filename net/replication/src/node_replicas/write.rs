@@ -12,9 +12,13 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 impl NodeReplicas {
     /// Proposes `op` through the group: on the leader directly, else forwarded to it; retried
     /// while the group has no leader or it changed, up to [`WRITE_WAIT`]. Waits until the
-    /// entry is applied here.
+    /// entry is applied here. Refused at once on a node whose copy is no longer the group's.
     pub(super) async fn write(&self, channel: &str, op: PinOp) -> NodeResult<u64> {
         let group = self.running_or_refused(channel)?;
+        if let Some(why) = group.excluded() {
+            // No leader of its group would ever take it: refused now, not after WRITE_WAIT.
+            return Err(excluded_refusal(channel, &why));
+        }
         let deadline = tokio::time::Instant::now() + WRITE_WAIT;
         let index = loop {
             let status = group.status();
