@@ -33,6 +33,9 @@ impl NodeReplicas {
                 Attempt::Done(index) => break index,
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Retry(why) => {
+                    if let Some(excluded) = group.excluded() {
+                        return Err(excluded_refusal(channel, &excluded));
+                    }
                     if tokio::time::Instant::now() >= deadline {
                         return Err(NodeError::new(
                             ErrorClass::Busy,
