@@ -38,9 +38,8 @@ use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
 use super::slots::{HeldBytes, Slot};
-use super::{
-    Node, PinAt, check_upload_channel, measured, reads_trees, tree_refused, worker_failed,
-};
+use super::staging::check_upload_channel;
+use super::{Node, PinAt, measured, reads_trees, tree_refused, worker_failed};
 use crate::bandwidth::LiveStream;
 use crate::config::PUT_QUEUE;
 use crate::error::{Classified, NodeError, NodeResult};
