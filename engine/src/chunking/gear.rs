@@ -65,49 +65,87 @@ pub(crate) struct CdcParams {
 /// Length of the chunk at the front of `data` (which holds at least `max` bytes, or is the end
 /// of the stream): exactly what `fastcdc::v2020::cut` returns.
 pub(crate) fn cut_len(data: &[u8], p: &CdcParams) -> usize {
+    cut_len_parts(&[data], p)
+}
+
+/// [`cut_len`] of the bytes of `parts` one after another, read where they lie (no copy). The
+/// first [`WINDOW`] positions of a part continue the hash from the part before, byte by byte;
+/// past them a part is scanned in lane groups as a contiguous block is.
+pub(crate) fn cut_len_parts(parts: &[&[u8]], p: &CdcParams) -> usize {
     let gear = table();
-    let remaining = data.len().min(p.max);
+    let total = parts
+        .iter()
+        .fold(0usize, |sum, part| sum.saturating_add(part.len()));
+    let remaining = total.min(p.max);
     if remaining <= p.min {
         return remaining;
     }
     let strict_end = p.avg.min(remaining) & !1;
     let end = remaining & !1;
     let mask_at = |pos: usize| if pos < strict_end { p.mask_s } else { p.mask_l };
-    let first = |from: usize, to: usize, mut hash: u64| {
-        (from..to)
-            .zip(data.get(from..to).unwrap_or_default())
-            .find_map(|(pos, &b)| {
-                hash = step(gear, hash, b);
-                (hash & mask_at(pos) == 0).then_some(pos)
-            })
-    };
-    // The first WINDOW positions see a hash that started at `min`, not a full window.
-    let head_end = (p.min + WINDOW).min(end);
-    if let Some(pos) = first(p.min, head_end, 0) {
-        return pos;
-    }
-    let window_before = |pos: usize| {
-        hash_of(
-            gear,
-            data.get(pos.saturating_sub(WINDOW)..pos)
-                .unwrap_or_default(),
-        )
-    };
     // Any position that can match satisfies both masks' common bits.
     let common = p.mask_s & p.mask_l;
-    let mut pos = head_end;
-    while let Some(group) = data
-        .get(pos..pos + LANES * SEGMENT)
-        .filter(|_| pos + LANES * SEGMENT <= end)
-    {
-        if lanes_may_match(gear, group, pos, common, &window_before)
-            && let Some(found) = first(pos, pos + LANES * SEGMENT, window_before(pos))
-        {
-            return found;
+    // The hash before the byte at the next position scanned (it starts at zero at `min`).
+    let mut hash = 0u64;
+    let mut part_start = 0usize;
+    for part in parts {
+        let part_end = part_start.saturating_add(part.len());
+        let from = part_start.max(p.min);
+        let to = part_end.min(end);
+        // Scans positions `from..to` of this part (absolute positions), moving `hash` along;
+        // the first match is the chunk's length.
+        let first = |from: usize, to: usize, hash: &mut u64| {
+            let bytes = part
+                .get(from.saturating_sub(part_start)..to.saturating_sub(part_start))
+                .unwrap_or_default();
+            (from..to).zip(bytes).find_map(|(pos, &b)| {
+                *hash = step(gear, *hash, b);
+                (*hash & mask_at(pos) == 0).then_some(pos)
+            })
+        };
+        // The hash of the WINDOW bytes before `pos` (all in this part).
+        let window_before = |pos: usize| {
+            let local = pos.saturating_sub(part_start);
+            hash_of(
+                gear,
+                part.get(local.saturating_sub(WINDOW)..local)
+                    .unwrap_or_default(),
+            )
+        };
+        if from < to {
+            // Until a full window lies in this part past `min`, the hash continues byte by
+            // byte (at `min` it started from zero; at a part's start it comes from before).
+            let windowed = part_start.max(p.min).saturating_add(WINDOW);
+            let head_end = windowed.min(to);
+            if let Some(pos) = first(from, head_end, &mut hash) {
+                return pos;
+            }
+            let mut pos = head_end;
+            if pos >= windowed {
+                while let Some(group) = part
+                    .get(pos - part_start..pos - part_start + LANES * SEGMENT)
+                    .filter(|_| pos + LANES * SEGMENT <= to)
+                {
+                    if lanes_may_match(gear, group, pos, common, &window_before) {
+                        let mut h = window_before(pos);
+                        if let Some(found) = first(pos, pos + LANES * SEGMENT, &mut h) {
+                            return found;
+                        }
+                    }
+                    pos += LANES * SEGMENT;
+                }
+                hash = window_before(pos);
+                if let Some(found) = first(pos, to, &mut hash) {
+                    return found;
+                }
+            }
         }
-        pos += LANES * SEGMENT;
+        part_start = part_end;
+        if part_start >= end {
+            break;
+        }
     }
-    first(pos, end, window_before(pos)).unwrap_or(remaining)
+    remaining
 }
 
 /// Whether any position of `group` (which starts at `start`, at least WINDOW bytes into the
@@ -215,6 +253,68 @@ mod tests {
         let want = lengths(&data, &p, crate_cut);
         assert!(want.len() > 10);
         assert_eq!(lengths(&data, &p, cut_len), want);
+    }
+
+    /// Chunk lengths of `data` cut as parts: `data` split after every `sizes` bytes in turn
+    /// (cycled), each cut seeing the parts from its chunk's start.
+    fn lengths_in_parts(data: &[u8], sizes: &[usize], p: &CdcParams) -> Vec<usize> {
+        let mut ends = Vec::new();
+        let mut at = 0;
+        for size in sizes.iter().cycle() {
+            if at >= data.len() {
+                break;
+            }
+            at = (at + size.max(&1)).min(data.len());
+            ends.push(at);
+        }
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < data.len() {
+            let mut parts = Vec::new();
+            let mut from = start;
+            for &end in ends.iter().filter(|&&e| e > start) {
+                parts.push(&data[from..end]);
+                from = end;
+            }
+            let len = cut_len_parts(&parts, p).clamp(1, data.len() - start);
+            out.push(len);
+            start += len;
+        }
+        out
+    }
+
+    #[test]
+    fn default_parameters_match_in_parts_of_a_mebibyte_and_in_small_ones() {
+        let p = params(256 * 1024, 1024 * 1024, 4 * 1024 * 1024);
+        let data = bytes(24 << 20, 9, false);
+        let want = lengths(&data, &p, cut_len);
+        assert!(want.len() > 10);
+        assert_eq!(lengths_in_parts(&data, &[1 << 20], &p), want);
+        assert_eq!(
+            lengths_in_parts(&data, &[65_536, 1, 63, 64, 16_385], &p),
+            want
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+        #[test]
+        fn cut_len_parts_matches_cut_len_wherever_the_parts_split(
+            seed in any::<u64>(),
+            len in 0usize..300_000,
+            runs in any::<bool>(),
+            min_log in 6u32..14,
+            avg_step in 1u32..4,
+            sizes in proptest::collection::vec(
+                prop_oneof![1usize..130, 1usize..40_000, 16_000usize..120_000], 1..6),
+        ) {
+            let min = 1usize << min_log;
+            let avg = (min << avg_step).max(v2020::AVERAGE_MIN);
+            let max = (avg << 1).max(v2020::MAXIMUM_MIN);
+            let p = params(min, avg, max);
+            let data = bytes(len, seed, runs);
+            prop_assert_eq!(lengths_in_parts(&data, &sizes, &p), lengths(&data, &p, cut_len));
+        }
     }
 
     proptest! {

@@ -202,6 +202,16 @@ impl Cutter {
             Cutter::Fixed { size } => size.min(data.len()),
         }
     }
+
+    /// [`Cutter::next_len`] of the bytes of `parts` one after another (`total` of them).
+    fn next_len_parts(&self, parts: &[&[u8]], total: usize) -> usize {
+        match *self {
+            Cutter::Cdc(params) => {
+                crate::chunking::gear::cut_len_parts(parts, &params).clamp(1, total)
+            }
+            Cutter::Fixed { size } => size.min(total),
+        }
+    }
 }
 
 impl Chunker {
@@ -368,6 +378,36 @@ impl BlockCutter {
     /// What [`BlockCutter::cut_block`] returns, computed on the calling thread alone.
     pub fn cut_block_on_this_thread(&self, block: &[u8], eof: bool) -> Vec<usize> {
         self.chain(block, 0, None, eof)
+    }
+
+    /// What [`BlockCutter::cut_block_on_this_thread`] returns for the bytes of `parts` one
+    /// after another, read where they lie: the chunks of a stream received in pieces need no
+    /// copy into one block. Ends are offsets into the concatenation.
+    pub fn cut_parts(&self, parts: &[&[u8]], eof: bool) -> Vec<usize> {
+        let max = self.cut.max();
+        let total = parts
+            .iter()
+            .fold(0usize, |sum, part| sum.saturating_add(part.len()));
+        let mut ends = Vec::new();
+        // The next chunk starts at `start`, inside `parts[first]`, which starts at `first_at`.
+        let (mut start, mut first, mut first_at) = (0usize, 0usize, 0usize);
+        loop {
+            let left = total.saturating_sub(start);
+            if left == 0 || (!eof && left < max) {
+                return ends;
+            }
+            while let Some(part) = parts.get(first).filter(|p| first_at + p.len() <= start) {
+                first_at += part.len();
+                first += 1;
+            }
+            let mut rest: Vec<&[u8]> = Vec::with_capacity(parts.len().saturating_sub(first));
+            if let Some(part) = parts.get(first) {
+                rest.push(part.get(start - first_at..).unwrap_or_default());
+            }
+            rest.extend(parts.get(first + 1..).unwrap_or_default());
+            start += self.cut.next_len_parts(&rest, left);
+            ends.push(start);
+        }
     }
 
     /// Cuts from `start` while a chunk's end is certain, stopping at the first boundary at or
@@ -659,6 +699,79 @@ mod tests {
                 let got = block_cut_all(strategy, &data, block);
                 assert_eq!(got, want, "seed {seed} len {len} block {block} {strategy}");
             }
+        }
+    }
+
+    /// The cutter fed pieces of `sizes` bytes in turn (cycled), cutting the pending pieces
+    /// where they lie after each one, as an upload's cutting thread does.
+    fn parts_cut_all(strategy: ChunkingStrategy, data: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
+        let cutter = BlockCutter::new(strategy).unwrap();
+        let mut out = Vec::new();
+        let mut pending: Vec<&[u8]> = Vec::new();
+        let mut pos = 0;
+        for size in sizes.iter().cycle() {
+            let take = (*size).max(1).min(data.len() - pos);
+            pending.push(&data[pos..pos + take]);
+            pos += take;
+            let eof = pos == data.len();
+            let joined = pending.concat();
+            let ends = cutter.cut_parts(&pending, eof);
+            let mut start = 0;
+            for end in &ends {
+                out.push(joined[start..*end].to_vec());
+                start = *end;
+            }
+            // The uncut bytes stay where they lie: the rest of the part the last chunk ended
+            // in, and the parts after it.
+            let mut skip = start;
+            let mut kept = Vec::new();
+            for part in pending.drain(..) {
+                if skip >= part.len() {
+                    skip -= part.len();
+                } else {
+                    kept.push(&part[skip..]);
+                    skip = 0;
+                }
+            }
+            pending = kept;
+            if eof {
+                assert!(pending.is_empty());
+                return out;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn cutting_pieces_where_they_lie_matches_the_sequential_chunker() {
+        for (seed, len, sizes) in [
+            (1, 300_000, vec![70_000]),
+            (2, 1_000_000, vec![1, 63, 64, 65_536, 100_000]),
+            (3, 65_537, vec![65_536]),
+            (4, 0, vec![70_000]),
+        ] {
+            let data = random(len, seed);
+            for strategy in [SMALL_CDC, ChunkingStrategy::Fixed { size: 4096 }] {
+                let want = chunk_all(strategy, &data, 8192);
+                let got = parts_cut_all(strategy, &data, &sizes);
+                assert_eq!(
+                    got, want,
+                    "seed {seed} len {len} sizes {sizes:?} {strategy}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, .. Default::default() })]
+        #[test]
+        fn cutting_pieces_matches_for_random_inputs(
+            seed in proptest::prelude::any::<u64>(),
+            len in 0usize..600_000,
+            sizes in proptest::collection::vec(1usize..150_000, 1..5),
+        ) {
+            let data = random(len, seed);
+            proptest::prop_assert_eq!(parts_cut_all(SMALL_CDC, &data, &sizes), chunk_all(SMALL_CDC, &data, 4096));
         }
     }
 
