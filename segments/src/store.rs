@@ -267,12 +267,26 @@ impl Segments {
         id: &ObjectId,
         payload: &[u8],
     ) -> Result<RecordLoc, SegmentError> {
+        self.append_parts(kind, id, &[payload])
+    }
+
+    /// [`Segments::append`] of a payload that is `parts` one after another (each written where
+    /// it lies: one positional write per part).
+    pub fn append_parts(
+        &self,
+        kind: RecordKind,
+        id: &ObjectId,
+        parts: &[&[u8]],
+    ) -> Result<RecordLoc, SegmentError> {
         self.check_poisoned()?;
-        let payload_len = u32::try_from(payload.len())
+        let len = parts
+            .iter()
+            .fold(0usize, |sum, part| sum.saturating_add(part.len()));
+        let payload_len = u32::try_from(len)
             .ok()
             .filter(|len| *len <= self.config.max_payload)
             .ok_or(SegmentError::PayloadTooLarge {
-                len: payload.len(),
+                len,
                 max: self.config.max_payload,
             })?;
         let header = RecordHeader {
@@ -295,12 +309,13 @@ impl Segments {
             .ok_or_else(|| out_of_bounds(state.active, offset, record_len, u64::MAX))?;
         // Header and payload are written in place (no copy into one buffer); a crash between
         // the two leaves a torn record past the committed length, which open truncates.
-        let payload_offset = offset.saturating_add(RECORD_HEADER_LEN as u64);
-        state
-            .active_file
-            .write_at(&header_bytes, offset)
-            .and_then(|()| state.active_file.write_at(payload, payload_offset))
-            .map_err(|e| SegmentError::io(self.path_of(state.active), "write record", e))?;
+        let mut part_offset = offset.saturating_add(RECORD_HEADER_LEN as u64);
+        let mut written = state.active_file.write_at(&header_bytes, offset);
+        for part in parts {
+            written = written.and_then(|()| state.active_file.write_at(part, part_offset));
+            part_offset = part_offset.saturating_add(part.len() as u64);
+        }
+        written.map_err(|e| SegmentError::io(self.path_of(state.active), "write record", e))?;
         // A failed hint changes nothing about durability: sync() still fdatasyncs.
         let _ = state.active_file.start_writeback(offset, record_len);
         failpoint::hit("segment.after_write");

@@ -5,12 +5,15 @@
 //! same ref for ref, and each is handed over as soon as its end is certain (a paused input
 //! still checkpoints what it sent).
 //!
-//! Copies: each input byte is copied once, into the cutter's buffer; a chunk is handed over as
-//! a shared view of that buffer (no copy), and the buffer is replaced, carrying its uncut
-//! tail (fewer than one maximum chunk), when the next piece does not fit. Memory: the buffer
-//! ([`CUT_BUFFER`], or two maximum chunks if that is more), the previous buffer until the
-//! chunks cut from it are stored, and the piece being read.
+//! Copies: none for pieces of at least [`SMALL_PIECE`] bytes. The pieces are cut where they
+//! lie ([`BlockCutter::cut_parts`]) and a chunk is handed over as the views of the pieces it
+//! spans, which are hashed and written where they lie; smaller pieces are first gathered
+//! into one buffer of [`SMALL_PIECE`] (so a chunk spans at most a maximum chunk over
+//! [`SMALL_PIECE`] parts, plus two). Memory: the uncut pieces (less than one maximum chunk
+//! beyond the last piece), the gathered small pieces, and the pieces of the chunks handed
+//! over until they are stored.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use bytes::{Bytes, BytesMut};
@@ -42,8 +45,12 @@ pub enum InputEnd {
 /// Cut chunks waiting between the two threads.
 pub const CHUNKS_IN_FLIGHT: usize = 1;
 
-/// Bytes of the cutter's buffer (see the module docs).
-pub const CUT_BUFFER: usize = 8 * 1024 * 1024;
+/// Pieces shorter than this are gathered into one buffer before they are cut (see the module
+/// docs).
+pub const SMALL_PIECE: usize = 64 * 1024;
+
+/// A cut chunk: the views of the pieces it spans, in order.
+type Chunk = Vec<Bytes>;
 
 /// The cutter stopped because the storing side did.
 struct StoreGone;
@@ -66,11 +73,12 @@ impl StagingHandle<'_> {
         let chunking = self.ckpt.chunking;
         let replay = self.replay.take();
         let (cut, stored) = std::thread::scope(|scope| {
-            let (tx, rx) = sync_channel::<Bytes>(CHUNKS_IN_FLIGHT);
+            let (tx, rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
             let cutter = scope.spawn(move || cut_input(chunking, replay, &mut next, &tx));
             let mut stored = Ok(());
             for chunk in &rx {
-                stored = self.upload.write_chunk(&chunk, &mut self.ckpt);
+                let parts: Vec<&[u8]> = chunk.iter().map(|part| part.as_ref()).collect();
+                stored = self.upload.write_chunk_parts(&parts, &mut self.ckpt);
                 if stored.is_err() {
                     break;
                 }
@@ -124,17 +132,16 @@ fn cut_input(
     chunking: ChunkingStrategy,
     mut replay: Option<ReplayCheck>,
     next: &mut impl FnMut() -> Option<Piece>,
-    tx: &SyncSender<Bytes>,
+    tx: &SyncSender<Chunk>,
 ) -> Result<(InputEnd, Option<ReplayCheck>), StagingError> {
     let cutter = BlockCutter::new(chunking).map_err(StoreError::from)?;
-    let room = CUT_BUFFER.max(cutter.max_chunk().saturating_mul(2));
-    let mut buf = BytesMut::new();
-    // Hands over every chunk of `buf` whose end is certain (all of them at the end).
-    let send = |buf: &mut BytesMut, end: bool| -> Result<(), StoreGone> {
-        let mut cut = 0;
-        for chunk_end in cutter.cut_block_on_this_thread(buf, end) {
-            let chunk = buf.split_to(chunk_end.saturating_sub(cut)).freeze();
-            cut = chunk_end;
+    let mut uncut = Uncut::default();
+    // Hands over every chunk whose end is certain (all of them at the end).
+    let send = |uncut: &mut Uncut, end: bool| -> Result<(), StoreGone> {
+        if !end && uncut.len < cutter.max_chunk() {
+            return Ok(());
+        }
+        for chunk in uncut.cut(&cutter, end) {
             tx.send(chunk).map_err(|_| StoreGone)?;
         }
         Ok(())
@@ -144,27 +151,82 @@ fn cut_input(
             None => return Ok((InputEnd::Stopped, replay)),
             Some(Piece::End) if replay.is_some() => return Ok((InputEnd::Ended, replay)),
             Some(Piece::End) => {
-                return Ok(match send(&mut buf, true) {
+                return Ok(match send(&mut uncut, true) {
                     Ok(()) => (InputEnd::Ended, None),
                     Err(StoreGone) => (InputEnd::Stopped, None),
                 });
             }
             Some(Piece::Data(bytes)) => {
-                let fresh = past_replay(&mut replay, &bytes)?;
-                if buf.capacity().saturating_sub(buf.len()) < fresh.len() {
-                    // A new buffer with the uncut tail; the old one is freed once the chunks
-                    // cut from it are stored.
-                    let mut next =
-                        BytesMut::with_capacity(room.max(buf.len().saturating_add(fresh.len())));
-                    next.extend_from_slice(&buf);
-                    buf = next;
-                }
-                buf.extend_from_slice(fresh);
-                send(&mut buf, false)
+                let fresh_len = past_replay(&mut replay, &bytes)?.len();
+                uncut.push(bytes.slice(bytes.len().saturating_sub(fresh_len)..));
+                send(&mut uncut, false)
             }
         };
         if let Err(StoreGone) = sent {
             return Ok((InputEnd::Stopped, replay));
         }
+    }
+}
+
+/// The input not cut into chunks yet, in order: pieces where they arrived, then the small
+/// pieces gathered since the last large one.
+#[derive(Default)]
+struct Uncut {
+    pieces: VecDeque<Bytes>,
+    small: BytesMut,
+    /// Bytes in `pieces` and `small`.
+    len: usize,
+}
+
+impl Uncut {
+    fn push(&mut self, piece: Bytes) {
+        self.len = self.len.saturating_add(piece.len());
+        if piece.len() < SMALL_PIECE {
+            self.small.extend_from_slice(&piece);
+            return;
+        }
+        if !self.small.is_empty() {
+            self.pieces.push_back(self.small.split().freeze());
+        }
+        self.pieces.push_back(piece);
+    }
+
+    /// Takes every chunk whose end is certain (all of them when `end`), as views.
+    fn cut(&mut self, cutter: &BlockCutter, end: bool) -> Vec<Chunk> {
+        let views: Vec<&[u8]> = self
+            .pieces
+            .iter()
+            .map(|piece| piece.as_ref())
+            .chain(std::iter::once(self.small.as_ref()))
+            .collect();
+        let ends = cutter.cut_parts(&views, end);
+        drop(views);
+        let mut chunks = Vec::with_capacity(ends.len());
+        let mut cut = 0;
+        for chunk_end in ends {
+            let mut left = chunk_end.saturating_sub(cut);
+            cut = chunk_end;
+            self.len = self.len.saturating_sub(left);
+            let mut chunk = Chunk::new();
+            while left > 0 {
+                match self.pieces.front_mut() {
+                    Some(front) if front.len() > left => {
+                        chunk.push(front.split_to(left));
+                        left = 0;
+                    }
+                    Some(front) => {
+                        left -= front.len();
+                        chunk.extend(self.pieces.pop_front());
+                    }
+                    None => {
+                        let take = left.min(self.small.len());
+                        chunk.push(self.small.split_to(take).freeze());
+                        left = 0;
+                    }
+                }
+            }
+            chunks.push(chunk);
+        }
+        chunks
     }
 }

@@ -69,6 +69,83 @@ fn a_fresh_upload_gets_the_ref_write_gets() {
     }
 }
 
+/// Gives `data` in pieces whose sizes cycle through `sizes`, then `End`.
+fn mixed_pieces<'d>(
+    data: &'d [u8],
+    sizes: &'d [usize],
+) -> impl FnMut() -> Option<Piece> + Send + 'd {
+    let mut at = 0;
+    let mut sizes = sizes.iter().cycle();
+    let mut done = false;
+    move || {
+        if at < data.len() {
+            let size = (*sizes.next().unwrap()).min(data.len() - at);
+            at += size;
+            return Some(Piece::Data(data[at - size..at].to_vec().into()));
+        }
+        if done {
+            return None;
+        }
+        done = true;
+        Some(Piece::End)
+    }
+}
+
+/// Large pieces are cut where they lie and small ones gathered first (`SMALL_PIECE` is
+/// 64 KiB); chunks that span large pieces, gathered runs and both give the same ref.
+#[test]
+fn pieces_of_mixed_sizes_give_the_ref_write_gets() {
+    let data = random_bytes(700_000, 26);
+    let want = plain_ref(&data);
+    for sizes in [
+        &[70_000, 3, 65_536, 10, 100_000, 65_535, 131_072][..],
+        &[65_536, 1][..],
+        &[16_383, 65_537][..],
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
+        let mut w =
+            begin_streaming_store(&store, upload_config("mixed", TINY_TREE, cadence())).unwrap();
+        assert_eq!(
+            w.write_from(mixed_pieces(&data, sizes)).unwrap(),
+            InputEnd::Ended
+        );
+        let out = w.finish().unwrap();
+        assert_eq!(out.blob_ref, want, "pieces of {sizes:?}");
+        assert_eq!(fetch_all(&store, &out.blob_ref), data);
+    }
+}
+
+/// The default chunking (chunks of 256 KiB to 4 MiB) over pieces of 1 MiB, as a node
+/// receives them: most chunks span several pieces.
+#[test]
+fn default_chunks_over_pieces_of_a_mebibyte_give_the_ref_store_gets() {
+    let data = random_bytes(12 << 20, 27);
+    let chunking = net_mesh_engine::ChunkingStrategy::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let want = open(tmp.path(), chunking, TreePolicy::default())
+        .store(&data)
+        .unwrap()
+        .blob_ref;
+    for sizes in [&[1 << 20][..], &[1 << 20, 1, 300_000][..]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = open(tmp.path(), chunking, TreePolicy::default());
+        let config = net_mesh_staging::StagingConfig {
+            chunking,
+            ..upload_config("default", TreePolicy::default(), cadence())
+        };
+        let mut w = begin_streaming_store(&store, config).unwrap();
+        assert_eq!(
+            w.write_from(mixed_pieces(&data, sizes)).unwrap(),
+            InputEnd::Ended
+        );
+        let out = w.finish().unwrap();
+        assert_eq!(out.blob_ref, want, "pieces of {sizes:?}");
+        assert!(out.chunks > 3, "{} chunks", out.chunks);
+        assert_eq!(fetch_all(&store, &out.blob_ref), data);
+    }
+}
+
 #[test]
 fn stops_checkpoint_what_was_cut_and_resumes_reach_the_same_ref() {
     let data = random_bytes(400_000, 22);

@@ -46,6 +46,15 @@ pub fn chunk_id(data: &[u8]) -> Hash {
     *blake3::hash(data).as_bytes()
 }
 
+/// [`chunk_id`] of the bytes of `parts` one after another.
+pub fn chunk_id_parts(parts: &[&[u8]]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    *hasher.finalize().as_bytes()
+}
+
 /// The two kinds of tree node; each has its own id derivation context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeKind {

@@ -303,7 +303,7 @@ impl<'s> Importer<'s> {
         let new = self.batch.put_object(
             kind,
             *hash,
-            bytes,
+            &[bytes],
             children.into_iter().map(|(h, _)| h).collect(),
         )?;
         if new {

@@ -6,7 +6,9 @@ use std::fmt;
 
 use net_mesh_segments::RecordKind;
 
-use crate::codec::{BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, chunk_id};
+use crate::codec::{
+    BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, chunk_id, chunk_id_parts,
+};
 use crate::error::StoreError;
 use crate::in_flight::LookupState;
 use crate::index::extension::ExtensionOp;
@@ -179,7 +181,7 @@ impl<'s> OpenBatch<'s> {
         &mut self,
         kind: RecordKind,
         id: Hash,
-        payload: &[u8],
+        payload: &[&[u8]],
         children: Vec<Hash>,
     ) -> Result<bool, StoreError> {
         self.hold(id);
@@ -189,7 +191,7 @@ impl<'s> OpenBatch<'s> {
             }
             return Ok(false);
         }
-        let loc = self.store.segments.append(kind, &id, payload)?;
+        let loc = self.store.segments.append_parts(kind, &id, payload)?;
         net_mesh_segments::failpoint::hit("engine.after_segment_append");
         self.anchored_by_batch.extend_from_slice(&children);
         self.batch.new_objects.push(NewObject {
@@ -204,19 +206,27 @@ impl<'s> OpenBatch<'s> {
     }
 
     pub(super) fn put_chunk(&mut self, data: &[u8]) -> Result<ChunkRef, StoreError> {
-        self.put_chunk_with_id(chunk_id(data), data)
+        self.put_chunk_with_id(chunk_id(data), &[data])
     }
 
-    /// `put_chunk` for bytes whose `chunk_id` is already known.
+    /// `put_chunk` of a chunk that is `parts` one after another (each read where it lies).
+    pub(super) fn put_chunk_parts(&mut self, parts: &[&[u8]]) -> Result<ChunkRef, StoreError> {
+        self.put_chunk_with_id(chunk_id_parts(parts), parts)
+    }
+
+    /// `put_chunk_parts` for bytes whose `chunk_id` is already known.
     pub(super) fn put_chunk_with_id(
         &mut self,
         hash: Hash,
-        data: &[u8],
+        parts: &[&[u8]],
     ) -> Result<ChunkRef, StoreError> {
-        let size = u32::try_from(data.len()).map_err(|_| StoreError::TooLarge("chunk size"))?;
-        if self.put_object(RecordKind::Chunk, hash, data, Vec::new())? {
+        let len = parts
+            .iter()
+            .fold(0usize, |sum, part| sum.saturating_add(part.len()));
+        let size = u32::try_from(len).map_err(|_| StoreError::TooLarge("chunk size"))?;
+        if self.put_object(RecordKind::Chunk, hash, parts, Vec::new())? {
             self.new_chunks = self.new_chunks.saturating_add(1);
-            self.new_bytes = self.new_bytes.saturating_add(data.len() as u64);
+            self.new_bytes = self.new_bytes.saturating_add(u64::from(size));
         }
         Ok(ChunkRef {
             hash,
@@ -260,7 +270,7 @@ impl NodeSink for OpenBatch<'_> {
         let encoded = leaf.encode();
         let id = crate::codec::leaf_id(&encoded);
         let children = leaf.chunks.iter().map(|c| c.hash).collect();
-        self.put_object(RecordKind::LeafNode, id, &encoded, children)?;
+        self.put_object(RecordKind::LeafNode, id, &[&encoded], children)?;
         Ok(id)
     }
 
@@ -268,7 +278,7 @@ impl NodeSink for OpenBatch<'_> {
         let encoded = node.encode();
         let id = crate::codec::internal_id(&encoded);
         let children = node.children.iter().map(|c| c.hash).collect();
-        self.put_object(RecordKind::InternalNode, id, &encoded, children)?;
+        self.put_object(RecordKind::InternalNode, id, &[&encoded], children)?;
         Ok(id)
     }
 }

@@ -165,13 +165,32 @@ impl<'s> Upload<'s> {
         chunk: &[u8],
         policy: &mut P,
     ) -> Result<(), P::Error> {
-        let chunk_ref = self.batch.put_chunk(chunk)?;
+        self.write_chunk_parts(&[chunk], policy)
+    }
+
+    /// [`Upload::write_chunk`] of a chunk that is `parts` one after another: hashed and
+    /// written where the parts lie (an erasure-coded blob's stripe takes a joined copy).
+    pub fn write_chunk_parts<P: CommitPolicy>(
+        &mut self,
+        parts: &[&[u8]],
+        policy: &mut P,
+    ) -> Result<(), P::Error> {
+        let chunk_ref = self.batch.put_chunk_parts(parts)?;
+        let joined;
+        let bytes: &[u8] = match parts {
+            [one] => one,
+            _ if self.stripes.is_none() => &[],
+            _ => {
+                joined = parts.concat();
+                &joined
+            }
+        };
         push_chunk(
             &mut self.tree,
             &mut self.batch,
             &mut self.stripes,
             chunk_ref,
-            chunk,
+            bytes,
         )?;
         policy.after_chunk(&self.tree, &mut self.batch)
     }
@@ -250,7 +269,7 @@ fn emit_stripes(
     while let Some(stripe) = sw.next_done(keep)? {
         let mut refs = stripe.data;
         for (parity, id) in stripe.parity.iter().zip(&stripe.parity_ids) {
-            let stored = pending.put_chunk_with_id(*id, parity)?;
+            let stored = pending.put_chunk_with_id(*id, &[parity])?;
             refs.push(crate::erasure::parity_ref(
                 stored.hash,
                 stored.size,
