@@ -1,20 +1,21 @@
-//! One upload's input on two threads: [`StagingHandle::write_from`] cuts the input into chunks
-//! on a scoped thread (after checking a resume's replayed bytes) while the calling thread
-//! hashes, deduplicates, appends and checkpoints them — the split `Store::store_stream` makes
-//! for plain uploads. The chunks are the ones [`StagingHandle::write`] cuts, so the blob is the
-//! same ref for ref, and each is handed over as soon as its end is certain (a paused input
-//! still checkpoints what it sent).
+//! One upload's input from a source of pieces: [`StagingHandle::write_from`] cuts the input
+//! into chunks on a scoped thread (after checking a resume's replayed bytes) while the calling
+//! thread hashes, deduplicates, appends and checkpoints them — the split `Store::store_stream`
+//! makes for plain uploads; [`StagingHandle::write_from_on_this_thread`] does both in turn.
+//! The chunks are the ones [`StagingHandle::write`] cuts, so the blob is the same ref for ref,
+//! and each is handed over as soon as its end is certain (a paused input still checkpoints
+//! what it sent).
 //!
 //! Copies: none for pieces of at least [`SMALL_PIECE`] bytes. The pieces are cut where they
 //! lie ([`BlockCutter::cut_parts`]) and a chunk is handed over as the views of the pieces it
 //! spans, which are hashed and written where they lie; smaller pieces are first gathered
-//! into one buffer of [`SMALL_PIECE`] (so a chunk spans at most a maximum chunk over
-//! [`SMALL_PIECE`] parts, plus two). Memory: the uncut pieces (less than one maximum chunk
+//! into one buffer (so a chunk spans at most two parts per [`SMALL_PIECE`] of its length, plus
+//! two). Memory: the uncut pieces (less than one maximum chunk
 //! beyond the last piece), the gathered small pieces, and the pieces of the chunks handed
 //! over until they are stored.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::sync_channel;
 
 use bytes::{Bytes, BytesMut};
 use net_mesh_engine::StoreError;
@@ -68,17 +69,20 @@ impl StagingHandle<'_> {
     {
         self.usable()?;
         if self.upload.unchunked_bytes() > 0 {
-            return self.write_from_on_this_thread(next);
+            return self.write_through_chunker(next);
         }
         let chunking = self.ckpt.chunking;
         let replay = self.replay.take();
         let (cut, stored) = std::thread::scope(|scope| {
             let (tx, rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
-            let cutter = scope.spawn(move || cut_input(chunking, replay, &mut next, &tx));
+            let cutter = scope.spawn(move || {
+                cut_input(chunking, replay, &mut next, |chunk| {
+                    tx.send(chunk).map_err(|_| StoreGone)
+                })
+            });
             let mut stored = Ok(());
             for chunk in &rx {
-                let parts: Vec<&[u8]> = chunk.iter().map(|part| part.as_ref()).collect();
-                stored = self.upload.write_chunk_parts(&parts, &mut self.ckpt);
+                stored = self.store_chunk(&chunk);
                 if stored.is_err() {
                     break;
                 }
@@ -91,23 +95,33 @@ impl StagingHandle<'_> {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         });
-        let result = stored.and_then(|()| {
-            cut.map(|(end, replay)| {
-                self.replay = replay;
-                end
-            })
-        });
-        match result {
-            Err(_) => self.failed = true,
-            Ok(InputEnd::Stopped) => self.stopped = true,
-            Ok(InputEnd::Ended) => {}
-        }
-        result
+        self.ended(cut, stored)
     }
 
-    /// [`StagingHandle::write_from`] on this thread alone (no chunk copies: for a caller that
-    /// has no idle core to give the upload). The same rule after [`InputEnd::Stopped`].
+    /// [`StagingHandle::write_from`] on this thread alone, cutting and storing in turn (for a
+    /// caller that has no idle core to give the upload). The same rule after
+    /// [`InputEnd::Stopped`].
     pub fn write_from_on_this_thread(
+        &mut self,
+        mut next: impl FnMut() -> Option<Piece>,
+    ) -> Result<InputEnd, StagingError> {
+        self.usable()?;
+        if self.upload.unchunked_bytes() > 0 {
+            return self.write_through_chunker(next);
+        }
+        let chunking = self.ckpt.chunking;
+        let replay = self.replay.take();
+        let mut stored = Ok(());
+        let cut = cut_input(chunking, replay, &mut next, |chunk| {
+            stored = self.store_chunk(&chunk);
+            stored.as_ref().map(|_| ()).map_err(|_| StoreGone)
+        });
+        self.ended(cut, stored)
+    }
+
+    /// Writes the input through the handle's own chunker (which holds bytes an earlier
+    /// [`StagingHandle::write`] left uncut).
+    fn write_through_chunker(
         &mut self,
         mut next: impl FnMut() -> Option<Piece>,
     ) -> Result<InputEnd, StagingError> {
@@ -122,9 +136,35 @@ impl StagingHandle<'_> {
             }
         }
     }
+
+    fn store_chunk(&mut self, chunk: &Chunk) -> Result<(), StagingError> {
+        let parts: Vec<&[u8]> = chunk.iter().map(|part| part.as_ref()).collect();
+        self.upload.write_chunk_parts(&parts, &mut self.ckpt)
+    }
+
+    /// How a write from a source ended, given how cutting and storing did; marks the handle
+    /// failed or stopped.
+    fn ended(
+        &mut self,
+        cut: Result<(InputEnd, Option<ReplayCheck>), StagingError>,
+        stored: Result<(), StagingError>,
+    ) -> Result<InputEnd, StagingError> {
+        let result = stored.and_then(|()| {
+            cut.map(|(end, replay)| {
+                self.replay = replay;
+                end
+            })
+        });
+        match result {
+            Err(_) => self.failed = true,
+            Ok(InputEnd::Stopped) => self.stopped = true,
+            Ok(InputEnd::Ended) => {}
+        }
+        result
+    }
 }
 
-/// The cutting thread: checks the replayed bytes, cuts the rest and sends each chunk. Returns
+/// The cutting side: checks the replayed bytes, cuts the rest and hands each chunk over. Returns
 /// how the input ended and the replay check when the input ended before it was done (finishing
 /// then refuses the upload as too short). A store that stopped taking chunks ends it as
 /// `Stopped`.
@@ -132,17 +172,17 @@ fn cut_input(
     chunking: ChunkingStrategy,
     mut replay: Option<ReplayCheck>,
     next: &mut impl FnMut() -> Option<Piece>,
-    tx: &SyncSender<Chunk>,
+    mut hand_over: impl FnMut(Chunk) -> Result<(), StoreGone>,
 ) -> Result<(InputEnd, Option<ReplayCheck>), StagingError> {
     let cutter = BlockCutter::new(chunking).map_err(StoreError::from)?;
     let mut uncut = Uncut::default();
     // Hands over every chunk whose end is certain (all of them at the end).
-    let send = |uncut: &mut Uncut, end: bool| -> Result<(), StoreGone> {
+    let mut send = |uncut: &mut Uncut, end: bool| -> Result<(), StoreGone> {
         if !end && uncut.len < cutter.max_chunk() {
             return Ok(());
         }
         for chunk in uncut.cut(&cutter, end) {
-            tx.send(chunk).map_err(|_| StoreGone)?;
+            hand_over(chunk)?;
         }
         Ok(())
     };

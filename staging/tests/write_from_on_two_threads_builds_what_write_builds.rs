@@ -1,5 +1,5 @@
-//! `StagingHandle::write_from` (cut on one thread, stored on another) builds exactly what
-//! `write` builds: the same ref for a fresh upload and across stops and resumes (a stop
+//! `StagingHandle::write_from` (cut on one thread, stored on another) and
+//! `write_from_on_this_thread` build exactly what `write` builds: the same ref for a fresh upload and across stops and resumes (a stop
 //! checkpoints only what was cut and takes no more input; the replayed chunk is checked on the cutting thread, also
 //! when pieces split it), the same typed errors for a different or a too-short replay, and it
 //! falls back to one thread when an earlier `write` left bytes uncut.
@@ -144,6 +144,55 @@ fn default_chunks_over_pieces_of_a_mebibyte_give_the_ref_store_gets() {
         assert!(out.chunks > 3, "{} chunks", out.chunks);
         assert_eq!(fetch_all(&store, &out.blob_ref), data);
     }
+}
+
+/// `write_from_on_this_thread` (cut and stored in turn, as a node does when its cores are
+/// busy) gives the same ref, stops and resumes as `write_from`, and refuses a different replay.
+#[test]
+fn on_this_thread_the_same_refs_stops_and_replay_checks() {
+    let data = random_bytes(700_000, 28);
+    let want = plain_ref(&data);
+    let sizes = [70_000, 3, 65_536, 10, 100_000];
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
+    let mut w = begin_streaming_store(&store, upload_config("one", TINY_TREE, cadence())).unwrap();
+    let end = w
+        .write_from_on_this_thread(mixed_pieces(&data, &sizes))
+        .unwrap();
+    assert_eq!(end, InputEnd::Ended);
+    assert_eq!(w.finish().unwrap().blob_ref, want);
+
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
+        let mut w =
+            begin_streaming_store(&store, upload_config("stop", TINY_TREE, cadence())).unwrap();
+        let end = w
+            .write_from_on_this_thread(pieces(&data[..333_333], 5_000, false))
+            .unwrap();
+        assert_eq!(end, InputEnd::Stopped);
+        assert!(w.chunked_bytes() > 300_000, "{}", w.chunked_bytes());
+        w.checkpoint().unwrap();
+    }
+    let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
+    let (mut w, from) = resume_live(&store, "stop", cadence()).unwrap();
+    assert!(from > 0);
+    let mut other = data[from as usize..].to_vec();
+    other[10] ^= 0xff;
+    let err = w
+        .write_from_on_this_thread(pieces(&other, 3_000, true))
+        .unwrap_err();
+    assert!(matches!(err, StagingError::ReplayMismatch { .. }), "{err}");
+    drop(w);
+    let (mut w, again) = resume_live(&store, "stop", cadence()).unwrap();
+    assert_eq!(again, from);
+    let end = w
+        .write_from_on_this_thread(mixed_pieces(&data[from as usize..], &sizes))
+        .unwrap();
+    assert_eq!(end, InputEnd::Ended);
+    let out = w.finish().unwrap();
+    assert_eq!(out.blob_ref, want);
+    assert_eq!(fetch_all(&store, &out.blob_ref), data);
 }
 
 #[test]

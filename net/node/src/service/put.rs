@@ -292,7 +292,7 @@ async fn put_impl(
     let held_by = replicas.clone();
     // A second (cutting) thread only while the node has a core for it beside one per live
     // upload (this one counted): with as many uploads as cores the cores are busy anyway,
-    // and a split upload holds a few chunk copies more.
+    // and a split upload holds the pieces of one more chunk.
     let split = node.live_uploads() < *CORES;
     let worker = tokio::task::spawn_blocking(move || {
         let _live = live;
