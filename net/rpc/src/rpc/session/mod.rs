@@ -4,7 +4,7 @@
 //! frames, and runs the idle and stall timers). Each session keeps its own call tables, so a
 //! frame can only ever reach a call that was opened on the same authenticated session.
 //!
-//! Teardown: [`SessionShared::close`] fires the session token; every task selects on it and
+//! Teardown: `SessionShared::close` fires the session token; every task selects on it and
 //! ends, dropping its half of the socket (the writer sets `SO_LINGER 0` first when bytes were
 //! left unwritten, so the kernel frees the socket at once), the outbox is emptied and its budget
 //! returned, every call fails with `Disconnected` and every handler's token fires. Nothing a
