@@ -8,11 +8,10 @@
 //!
 //! Copies: none for pieces of at least [`SMALL_PIECE`] bytes. The pieces are cut where they
 //! lie ([`BlockCutter::cut_parts`]) and a chunk is handed over as the views of the pieces it
-//! spans, which are hashed and written where they lie; smaller pieces are first gathered
-//! into one buffer (so a chunk spans at most two parts per [`SMALL_PIECE`] of its length, plus
-//! two). Memory: the uncut pieces (less than one maximum chunk
-//! beyond the last piece), the gathered small pieces, and the pieces of the chunks handed
-//! over until they are stored.
+//! spans, which are hashed and written where they lie; smaller pieces are first gathered into
+//! one buffer (so a chunk spans at most two parts per [`SMALL_PIECE`] of its length, plus
+//! two). Memory: the uncut pieces (less than one maximum chunk beyond the last piece), the
+//! gathered small pieces, and the pieces of the chunks handed over until they are stored.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::sync_channel;
