@@ -90,20 +90,8 @@ impl StreamBuf {
     /// Appends frame-stream bytes (a length prefix, frame bytes).
     pub fn append(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let at = match self.open {
-                Some(at) => at,
-                None => {
-                    let at = self.buf.len();
-                    self.buf.extend_from_slice(&[0, 0]);
-                    self.open = Some(at);
-                    at
-                }
-            };
-            let body = self.buf.len().saturating_sub(at.saturating_add(2));
-            let room = MAX_NOISE_PLAINTEXT.saturating_sub(body);
-            let (now, rest) = bytes.split_at(room.min(bytes.len()));
-            self.buf.extend_from_slice(now);
-            if now.len() == room {
+            let (rest, full) = fill_open(&mut self.buf, &mut self.open, bytes);
+            if full {
                 self.close();
             }
             bytes = rest;
@@ -275,20 +263,8 @@ impl<W> FrameSender<W> {
 
     fn append_stream(&mut self, mut bytes: &[u8]) -> Result<(), TransportError> {
         while !bytes.is_empty() {
-            let at = match self.open {
-                Some(at) => at,
-                None => {
-                    let at = self.wire.len();
-                    self.wire.extend_from_slice(&[0, 0]);
-                    self.open = Some(at);
-                    at
-                }
-            };
-            let body = self.wire.len().saturating_sub(at.saturating_add(2));
-            let room = MAX_NOISE_PLAINTEXT.saturating_sub(body);
-            let (now, rest) = bytes.split_at(room.min(bytes.len()));
-            self.wire.extend_from_slice(now);
-            if now.len() == room {
+            let (rest, full) = fill_open(&mut self.wire, &mut self.open, bytes);
+            if full {
                 self.seal_open()?;
             }
             bytes = rest;
@@ -520,4 +496,20 @@ impl<W: AsyncWrite + Unpin> FrameSender<W> {
         self.writer.shutdown().await?;
         Ok(())
     }
+}
+
+/// Appends to the open Noise message in `buf` (at `open`: its 2-byte length slot; opened at
+/// the end of `buf` when none is) as much of `bytes` as it has room for. Returns the bytes
+/// left over and whether the message is now full (the caller closes or seals it).
+fn fill_open<'b>(buf: &mut Vec<u8>, open: &mut Option<usize>, bytes: &'b [u8]) -> (&'b [u8], bool) {
+    let at = *open.get_or_insert_with(|| {
+        let at = buf.len();
+        buf.extend_from_slice(&[0, 0]);
+        at
+    });
+    let body = buf.len().saturating_sub(at.saturating_add(2));
+    let room = MAX_NOISE_PLAINTEXT.saturating_sub(body);
+    let (now, rest) = bytes.split_at(room.min(bytes.len()));
+    buf.extend_from_slice(now);
+    (rest, now.len() == room)
 }
