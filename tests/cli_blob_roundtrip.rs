@@ -195,3 +195,34 @@ fn stdin_put_and_default_data_dir_from_env() {
     assert!(got.stdout == data);
     assert!(tmp.path().join("index.redb").exists());
 }
+
+#[test]
+fn get_into_a_fifo_writes_through_it_and_leaves_it_a_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("store");
+    let data = random_bytes(200_000, 9);
+    let file = write_file(tmp.path(), "in.bin", &data);
+    let r = ok_text(&data_dir, &["blob", "put", file.to_str().unwrap()]);
+    let fifo = tmp.path().join("out.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The reader's open waits for a writer; a get that replaced the FIFO never comes.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    ok(
+        &data_dir,
+        &["blob", "get", r.trim(), "-o", fifo.to_str().unwrap()],
+    );
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the output FIFO was replaced: {kind:?}");
+    assert!(
+        reader.join().unwrap() == data,
+        "bytes read from the FIFO differ"
+    );
+}

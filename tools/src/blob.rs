@@ -80,7 +80,8 @@ pub enum BlobCmd {
     Get {
         /// Blob ref (nm1…) or the hex prefix of a pinned blob's id
         blob: String,
-        /// Write to FILE instead of stdout (written to a temp file, renamed when verified)
+        /// Write to FILE instead of stdout (written to a temp file, renamed when verified; a
+        /// device or FIFO such as /dev/null is written to directly)
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
         /// With --node: the bandwidth class of the transfer on the node (foreground |
@@ -451,10 +452,24 @@ impl<W: Write> Write for CountedWrite<W> {
 pub(crate) type Fetch<'a> = dyn FnMut(&mut dyn Write) -> CliResult<u64> + 'a;
 
 /// `blob get`: the whole blob to stdout, or to `output` through a temp file renamed into place
-/// only once every byte was verified.
+/// only once every byte was verified. An `output` that exists and is no regular file (a
+/// device such as `/dev/null`, a FIFO) is written to directly, never replaced.
 pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'_>) -> CliResult {
     let bar = progress(Some(blob_ref.size()), "get");
     match output {
+        Some(path) if is_special_file(path) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_class(ErrorClass::Io, || format!("opening {}", path.display()))?;
+            let mut out = CountedWrite {
+                inner: BufWriter::with_capacity(1 << 20, file),
+                bar: bar.clone(),
+            };
+            fetch(&mut out)?;
+            out.flush()
+                .with_class(ErrorClass::Io, || format!("writing {}", path.display()))?;
+        }
         None => {
             let stdout = std::io::stdout();
             let mut out = CountedWrite {
@@ -488,6 +503,11 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// True when `path` exists and is neither a regular file nor a directory (following symlinks).
+fn is_special_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// `blob cat --range`: the verified bytes of the range to stdout.
