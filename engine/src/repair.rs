@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
 use net_mesh_segments::RecordKind;
 
 use crate::codec::{BlobRef, ChunkRef, Hash, InternalNode, LeafNode, internal_id, leaf_id};
@@ -89,7 +90,7 @@ struct Repair<'s> {
     codec: StripeCodec,
     batch: Batch,
     /// Chunks rebuilt in the open batch (not yet visible through `source`).
-    rebuilt: HashMap<Hash, Vec<u8>>,
+    rebuilt: HashMap<Hash, Bytes>,
     batch_payload: u64,
     report: RepairReport,
     /// Nodes walked: a node listed again (repeated content) is skipped with its subtree, so
@@ -213,7 +214,7 @@ impl<'s> Repair<'s> {
     }
 
     /// Shard `i` of a stripe, verified (`None` when lost): one rebuilt by this repair, or read.
-    fn shard(&self, chunk: &ChunkRef, i: usize) -> Result<Option<Vec<u8>>, BlobError> {
+    fn shard(&self, chunk: &ChunkRef, i: usize) -> Result<Option<Bytes>, BlobError> {
         match self.rebuilt.get(&chunk.hash) {
             Some(bytes) => Ok(Some(bytes.clone())),
             None => Reader::new(&self.source).shard(chunk, i, ChunkPlace::Flat),
@@ -310,7 +311,7 @@ impl<'s> Repair<'s> {
         self.report.chunks_rebuilt = self.report.chunks_rebuilt.saturating_add(1);
         self.report.bytes_rebuilt = self.report.bytes_rebuilt.saturating_add(bytes.len() as u64);
         self.batch_payload = self.batch_payload.saturating_add(bytes.len() as u64);
-        self.rebuilt.insert(hash, bytes);
+        self.rebuilt.insert(hash, Bytes::from(bytes));
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ fn record(store: &Store, blob: &BlobRef, range: std::ops::Range<u64>) -> Recorde
     let mut out = Vec::new();
     store
         .read_objects(blob, range, &mut |hash, kind, answer| {
-            let answer = answer.map_err(|e| e.to_string());
+            let answer = answer.map(|b| b.to_vec()).map_err(|e| e.to_string());
             out.push((*hash, kind, answer));
             true
         })
@@ -47,14 +47,16 @@ impl ObjectSource for Replay {
         hash: &Hash,
         kind: ObjectKind,
         what: &'static str,
-    ) -> Result<Vec<u8>, BlobError> {
+    ) -> Result<bytes::Bytes, BlobError> {
         let (h, k, answer) = self
             .0
             .borrow_mut()
             .pop_front()
             .expect("asked for more than recorded");
         assert_eq!((&h, k), (hash, kind), "asked out of order");
-        answer.map_err(|_| BlobError::Missing { hash: *hash, what })
+        answer
+            .map(bytes::Bytes::from)
+            .map_err(|_| BlobError::Missing { hash: *hash, what })
     }
 }
 

@@ -22,6 +22,7 @@ fn read_chunk(store: &net_mesh_engine::Store, hash: &Hash) -> Vec<u8> {
         .segments()
         .read(e.loc, RecordKind::Chunk, hash)
         .unwrap()
+        .to_vec()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -139,7 +139,7 @@ fn a_tampered_object_or_a_node_before_its_children_is_refused_and_nothing_is_sto
                 hash = first.0;
             }
         });
-    let mut bytes = a.read_object(&chunk).unwrap().bytes;
+    let mut bytes = a.read_object(&chunk).unwrap().bytes.to_vec();
     bytes[0] ^= 1;
     let err = import
         .import(ObjectKind::Chunk, &chunk, &bytes)
@@ -160,7 +160,7 @@ fn copy_verified(from: &Store, to: &mut Importer<'_>, hash: &Hash) -> u64 {
     let verified = Verified::check(object.kind, hash, object.bytes.clone()).unwrap();
     assert_eq!(verified.kind(), object.kind);
     assert_eq!(verified.hash(), hash);
-    assert_eq!(verified.bytes(), object.bytes.as_slice());
+    assert_eq!(verified.bytes(), object.bytes.as_ref());
     assert_eq!(
         verified.children(),
         children_of(object.kind, hash, &object.bytes)
@@ -190,9 +190,9 @@ fn a_verified_object_is_held_to_the_import_rules_and_a_tree_copied_so_reads_back
     let node = a.read_object(&root).unwrap();
 
     // Tampered bytes never become a Verified object.
-    let mut tampered = node.bytes.clone();
+    let mut tampered = node.bytes.to_vec();
     tampered[0] ^= 1;
-    let err = Verified::check(node.kind, &root, tampered).unwrap_err();
+    let err = Verified::check(node.kind, &root, tampered.into()).unwrap_err();
     assert!(matches!(err, ImportError::IdMismatch { .. }), "{err}");
 
     // A checked node still waits for its children.

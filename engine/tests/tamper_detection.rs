@@ -18,7 +18,7 @@ const FIXED: ChunkingStrategy = ChunkingStrategy::Fixed { size: 1024 };
 
 fn read_node(store: &Store, hash: &Hash, kind: RecordKind) -> Vec<u8> {
     let e = store.reader().unwrap().object(hash).unwrap().unwrap();
-    store.segments().read(e.loc, kind, hash).unwrap()
+    store.segments().read(e.loc, kind, hash).unwrap().to_vec()
 }
 
 /// The first node at each level along the leftmost path: (hash, kind) by depth from the root.

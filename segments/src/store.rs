@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+
 use crate::backend::{FileBackend, SegmentBackend, SegmentFile};
 use crate::codec::{
     FILE_HEADER_LEN, FileHeader, FrameError, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, RecordHeader,
@@ -478,14 +480,15 @@ impl Segments {
     }
 
     /// Reads `len` bytes at `offset` of a segment; the caller has bounds-checked against the
-    /// view's length.
+    /// view's length. From a mapped sealed segment, a read of at least [`SHARE_MAPPED_MIN`]
+    /// bytes is a view of the mapping ([`MappedBytes`], no copy); any other is copied.
     fn read_bytes(
         &self,
         segment: SegmentId,
         view: &View,
         offset: u64,
         len: usize,
-    ) -> Result<Vec<u8>, SegmentError> {
+    ) -> Result<Bytes, SegmentError> {
         let len_u64 = u64::try_from(len).unwrap_or(u64::MAX);
         let end = offset
             .checked_add(len_u64)
@@ -498,11 +501,17 @@ impl Segments {
                     let range = usize::try_from(offset)
                         .ok()
                         .zip(usize::try_from(end).ok())
-                        .and_then(|(start, end)| map.get(start..end))
+                        .filter(|(start, end)| map.get(*start..*end).is_some())
                         .ok_or_else(|| out_of_bounds(segment, offset, len_u64, map.len() as u64))?;
-                    let bytes = range.to_vec();
-                    release_mapped_pages(map, offset, len);
-                    return Ok(bytes);
+                    if len < SHARE_MAPPED_MIN {
+                        let bytes = map.get(range.0..range.1).unwrap_or_default();
+                        return Ok(Bytes::copy_from_slice(bytes));
+                    }
+                    return Ok(Bytes::from_owner(MappedBytes {
+                        reader: Arc::clone(reader),
+                        start: range.0,
+                        end: range.1,
+                    }));
                 }
                 reader.file.as_ref()
             }
@@ -510,7 +519,7 @@ impl Segments {
         let mut buf = vec![0u8; len];
         file.read_at(&mut buf, offset)
             .map_err(|e| SegmentError::io(self.path_of(segment), "read segment", e))?;
-        Ok(buf)
+        Ok(Bytes::from(buf))
     }
 
     /// Reads one record: checks the header (magic, version, checksum), then that its kind,
@@ -521,7 +530,7 @@ impl Segments {
         loc: RecordLoc,
         kind: RecordKind,
         expected_id: &ObjectId,
-    ) -> Result<Vec<u8>, SegmentError> {
+    ) -> Result<Bytes, SegmentError> {
         let view = self.view(loc.segment)?;
         let record_len = RECORD_HEADER_LEN_U64.saturating_add(u64::from(loc.payload_len));
         if loc.offset < FILE_HEADER_LEN_U64
@@ -776,26 +785,47 @@ impl Segments {
     }
 }
 
-/// Payloads at least this large have their mapped pages released right after they are copied.
-const RELEASE_PAGES_MIN: usize = 64 * 1024;
+/// Reads from a mapped sealed segment at least this large are shared views of the mapping;
+/// smaller ones are copied (a view costs an allocation and a page-table release of its own).
+const SHARE_MAPPED_MIN: usize = 64 * 1024;
 
-/// Drops the page-table entries of a large read from the process (the pages stay in the page
-/// cache), so a long sequential `get` does not pile up resident mapped pages. A hint: failure
-/// changes nothing.
-fn release_mapped_pages(map: &memmap2::Mmap, offset: u64, len: usize) {
-    let Ok(start) = usize::try_from(offset) else {
-        return;
-    };
-    if len < RELEASE_PAGES_MIN {
-        return;
+/// A read from a mapped sealed segment, handed out as [`Bytes`] without a copy: bytes
+/// `start..end` of the reader's mapping (bounds checked when it was made). The mapping stays
+/// valid while the view lives, also after the segment is removed (unlinking a mapped file
+/// keeps its pages). When the last view drops, its pages leave this process's page tables
+/// (they stay in the page cache), so a long sequential `get` does not pile up resident pages.
+struct MappedBytes {
+    reader: Arc<SealedReader>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MappedBytes {
+    fn as_ref(&self) -> &[u8] {
+        let map = self.reader.map.as_deref().unwrap_or_default();
+        map.get(self.start..self.end).unwrap_or_default()
     }
-    // SAFETY: the mapping is a read-only, shared mapping of a sealed segment file. MADV_DONTNEED
-    // on such a mapping only discards this process's page-table entries; the next access
-    // re-faults the same bytes from the page cache / file, so no Rust reference can observe
-    // changed contents. The bytes of this range were already copied out above, and no borrow of
-    // the mapping outlives this call (memmap2 bounds-checks the range and aligns it to pages).
-    #[allow(unsafe_code)]
-    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+}
+
+impl Drop for MappedBytes {
+    fn drop(&mut self) {
+        let Some(map) = &self.reader.map else {
+            return;
+        };
+        // SAFETY: the mapping is a read-only, shared mapping of a sealed segment file.
+        // MADV_DONTNEED on such a mapping only discards this process's page-table entries; the
+        // next access re-faults the same bytes from the page cache / file, so no Rust reference
+        // (another view of the same pages included) can observe changed contents. memmap2
+        // bounds-checks the range and aligns it to pages. A hint: failure changes nothing.
+        #[allow(unsafe_code)]
+        let _ = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                self.start,
+                self.end.saturating_sub(self.start),
+            )
+        };
+    }
 }
 
 #[cfg(test)]

@@ -59,8 +59,10 @@ fn after_sync_failpoint_kills_with_sigkill_and_data_is_durable() {
         payload_len: 5,
     };
     assert_eq!(
-        segs.read(loc, RecordKind::Chunk, &[1; 32]).unwrap(),
-        b"first"
+        segs.read(loc, RecordKind::Chunk, &[1; 32])
+            .unwrap()
+            .as_ref(),
+        b"first".as_slice()
     );
 }
 

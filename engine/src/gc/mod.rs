@@ -290,7 +290,7 @@ fn read_verified(
     hash: &Hash,
     kind: RecordKind,
     what: &'static str,
-) -> Result<Vec<u8>, BlobError> {
+) -> Result<bytes::Bytes, BlobError> {
     let entry = reader
         .object(hash)?
         .ok_or(BlobError::Missing { hash: *hash, what })?;

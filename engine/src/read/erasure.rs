@@ -14,6 +14,8 @@
 use std::io::Write;
 use std::ops::Range;
 
+use bytes::Bytes;
+
 use crate::codec::{ChunkRef, Encoding};
 use crate::erasure::{ErasureError, RebuiltShards, RsParams, StripeCodec, StripeSpan, stripes};
 use crate::error::BlobError;
@@ -69,7 +71,7 @@ impl Reader<'_> {
         chunk: &ChunkRef,
         position: usize,
         place: ChunkPlace,
-    ) -> Result<Option<Vec<u8>>, BlobError> {
+    ) -> Result<Option<Bytes>, BlobError> {
         match self.chunk(chunk, position as u64, place) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if is_erasure(&e) => {

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use net_mesh_segments::{RecordKind, RecordLoc, SegmentError};
 
 use crate::codec::{
@@ -46,7 +47,7 @@ type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
 /// What [`Store::read_objects`] hands on for each object: its id, its kind, and what the store
 /// answered (the bytes are the receiver's to keep). Returning `false` stops the read (it then
 /// fails with `BlobError::Sink`).
-pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, Result<Vec<u8>, &BlobError>) -> bool + 'a;
+pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, Result<Bytes, &BlobError>) -> bool + 'a;
 
 /// Where a verified read gets the objects it asks for: the store's index and segments
 /// ([`Store::fetch_range`]), or a remote node's stream (the storage node's client). The reader
@@ -55,24 +56,20 @@ pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, Result<Vec<u8>, &BlobEr
 pub trait ObjectSource {
     /// The bytes of object `hash`, which the reader expects to be a `kind` (`what` names it in
     /// errors).
-    fn object(
-        &self,
-        hash: &Hash,
-        kind: RecordKind,
-        what: &'static str,
-    ) -> Result<Vec<u8>, BlobError>;
+    fn object(&self, hash: &Hash, kind: RecordKind, what: &'static str)
+    -> Result<Bytes, BlobError>;
 
     /// The bytes of data chunk `hash` for a read that gives them back through
     /// [`ObjectSource::chunk_used`] once it has verified them and written its part of the
     /// range (nothing is asked for in between), so a source that hands objects on can move
     /// them instead of copying, and only verified ones. Default: [`ObjectSource::object`].
-    fn chunk_to_use(&self, hash: &Hash) -> Result<Vec<u8>, BlobError> {
+    fn chunk_to_use(&self, hash: &Hash) -> Result<Bytes, BlobError> {
         self.object(hash, RecordKind::Chunk, "chunk")
     }
 
     /// Takes back a chunk read with [`ObjectSource::chunk_to_use`], verified and used. An
     /// error stops the read. Default: the bytes are dropped.
-    fn chunk_used(&self, _hash: &Hash, _bytes: Vec<u8>) -> Result<(), BlobError> {
+    fn chunk_used(&self, _hash: &Hash, _bytes: Bytes) -> Result<(), BlobError> {
         Ok(())
     }
 }
@@ -89,7 +86,7 @@ impl ObjectSource for StoreSource<'_> {
         hash: &Hash,
         kind: RecordKind,
         what: &'static str,
-    ) -> Result<Vec<u8>, BlobError> {
+    ) -> Result<Bytes, BlobError> {
         let entry = self
             .index
             .object(hash)?
@@ -124,7 +121,7 @@ impl<'a> Reader<'a> {
         hash: &Hash,
         kind: RecordKind,
         what: &'static str,
-    ) -> Result<Vec<u8>, BlobError> {
+    ) -> Result<Bytes, BlobError> {
         self.source.object(hash, kind, what)
     }
 
@@ -134,7 +131,7 @@ impl<'a> Reader<'a> {
         chunk: &ChunkRef,
         index: u64,
         place: ChunkPlace,
-    ) -> Result<Vec<u8>, BlobError> {
+    ) -> Result<Bytes, BlobError> {
         let data = self.read_object(&chunk.hash, RecordKind::Chunk, "chunk")?;
         check_chunk(chunk, index, place, data)
     }
@@ -368,8 +365,8 @@ fn check_chunk(
     chunk: &ChunkRef,
     index: u64,
     place: ChunkPlace,
-    data: Vec<u8>,
-) -> Result<Vec<u8>, BlobError> {
+    data: Bytes,
+) -> Result<Bytes, BlobError> {
     let actual = chunk_id(&data);
     if actual != chunk.hash {
         return Err(match place {
@@ -407,7 +404,7 @@ impl Store {
         kind: RecordKind,
         what: &'static str,
         mut loc: RecordLoc,
-    ) -> Result<Vec<u8>, BlobError> {
+    ) -> Result<Bytes, BlobError> {
         loop {
             match self.segments.read(loc, kind, hash) {
                 Err(SegmentError::UnknownSegment(segment)) => {
@@ -534,7 +531,7 @@ impl Recording<'_, '_> {
         &self,
         hash: &Hash,
         kind: RecordKind,
-        answer: Result<Vec<u8>, &BlobError>,
+        answer: Result<Bytes, &BlobError>,
     ) -> Result<(), BlobError> {
         let go_on = match self.emit.try_borrow_mut() {
             Ok(mut emit) => (*emit)(hash, kind, answer),
@@ -557,7 +554,7 @@ impl ObjectSource for Recording<'_, '_> {
         hash: &Hash,
         kind: RecordKind,
         what: &'static str,
-    ) -> Result<Vec<u8>, BlobError> {
+    ) -> Result<Bytes, BlobError> {
         let answer = self.inner.object(hash, kind, what);
         let reported = match &answer {
             Ok(bytes) => Ok(bytes.clone()),
@@ -567,7 +564,7 @@ impl ObjectSource for Recording<'_, '_> {
         answer
     }
 
-    fn chunk_to_use(&self, hash: &Hash) -> Result<Vec<u8>, BlobError> {
+    fn chunk_to_use(&self, hash: &Hash) -> Result<Bytes, BlobError> {
         let answer = self.inner.object(hash, RecordKind::Chunk, "chunk");
         if let Err(e) = &answer {
             self.report(hash, RecordKind::Chunk, Err(e))?;
@@ -575,7 +572,7 @@ impl ObjectSource for Recording<'_, '_> {
         answer
     }
 
-    fn chunk_used(&self, hash: &Hash, bytes: Vec<u8>) -> Result<(), BlobError> {
+    fn chunk_used(&self, hash: &Hash, bytes: Bytes) -> Result<(), BlobError> {
         self.report(hash, RecordKind::Chunk, Ok(bytes))
     }
 }

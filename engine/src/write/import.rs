@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use net_mesh_segments::RecordKind;
 
 use super::open_batch::OpenBatch;
@@ -32,7 +33,7 @@ use crate::store::Store;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
     pub kind: RecordKind,
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
 }
 
 /// Why an object was not imported.
@@ -122,14 +123,14 @@ struct Parsed {
 pub struct Verified {
     kind: RecordKind,
     hash: Hash,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     parsed: Parsed,
 }
 
 impl Verified {
     /// Checks that `bytes` (an object of `kind`) hash to `hash` and, for a node, decode
     /// (`IdMismatch`, `BadNode`).
-    pub fn check(kind: RecordKind, hash: &Hash, bytes: Vec<u8>) -> Result<Verified, ImportError> {
+    pub fn check(kind: RecordKind, hash: &Hash, bytes: Bytes) -> Result<Verified, ImportError> {
         let parsed = parse(kind, hash, &bytes)?;
         Ok(Verified {
             kind,

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::ops::{ControlFlow, Range};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::check_channel_name;
@@ -572,7 +573,7 @@ fn read_full(input: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Resul
 
 /// One object of a stream: its id, its kind byte, and its bytes (`Err` with the node's reason
 /// for an object it could not give).
-pub type StreamedObject = (Hash, u8, Result<Vec<u8>, String>);
+pub type StreamedObject = (Hash, u8, Result<Bytes, String>);
 
 /// Objects as a node streams them ([`ObjectPart`]s), handed out one by one; as an
 /// [`ObjectSource`] the next object must be the one the read asks for (else an integrity
@@ -678,14 +679,14 @@ impl<'r> ObjectStream<'r> {
                 if len > net_mesh_engine::codec::MAX_CHUNK_SIZE as usize {
                     return self.failed(lie(format!("an object of {len} bytes")));
                 }
-                // Sized once the first piece has arrived (never from the announcement alone);
-                // each piece is copied once, from the frame it arrived in.
+                // An object of one piece is that piece, in the frame it arrived in (no copy).
+                // One of several is joined: sized once the first piece has arrived (never from
+                // the announcement alone), each piece copied once.
                 let mut bytes = Vec::new();
                 while bytes.len() < len {
-                    let part = self.next_part()?;
-                    let piece: &[u8] = match &part {
-                        Some(Tagged::Bytes(piece)) => piece,
-                        Some(Tagged::Other(ObjectPart::Piece(piece))) => piece,
+                    let piece = match self.next_part()? {
+                        Some(Tagged::Bytes(piece)) => Bytes::from_owner(piece),
+                        Some(Tagged::Other(ObjectPart::Piece(piece))) => Bytes::from(piece),
                         _ => return self.failed(lie("an object's pieces do not add up")),
                     };
                     if piece.len() > MAX_PIECE
@@ -694,12 +695,15 @@ impl<'r> ObjectStream<'r> {
                     {
                         return self.failed(lie("an object's pieces do not add up"));
                     }
+                    if piece.len() == len {
+                        return Ok(Some((hash, kind, Ok(piece))));
+                    }
                     if bytes.is_empty() {
                         bytes.reserve_exact(len);
                     }
-                    bytes.extend_from_slice(piece);
+                    bytes.extend_from_slice(&piece);
                 }
-                Ok(Some((hash, kind, Ok(bytes))))
+                Ok(Some((hash, kind, Ok(Bytes::from(bytes)))))
             }
         }
     }
@@ -719,7 +723,7 @@ impl ObjectSource for ObjectStream<'_> {
         hash: &Hash,
         kind: ObjectKind,
         what: &'static str,
-    ) -> Result<Vec<u8>, BlobError> {
+    ) -> Result<Bytes, BlobError> {
         let next = self
             .next_object()
             .map_err(|e| BlobError::Sink(std::io::Error::other(e.message)))?;

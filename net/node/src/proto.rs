@@ -349,6 +349,12 @@ impl From<Vec<u8>> for PieceBytes {
     }
 }
 
+impl From<PieceBytes> for Bytes {
+    fn from(piece: PieceBytes) -> Self {
+        piece.0
+    }
+}
+
 impl Serialize for PieceBytes {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(&self.0)

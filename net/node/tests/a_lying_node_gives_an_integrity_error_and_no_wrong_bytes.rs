@@ -67,7 +67,7 @@ impl LyingRead {
         let mut answers = Vec::new();
         self.store
             .read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
-                answers.push((*hash, kind as u8, answer.unwrap()));
+                answers.push((*hash, kind as u8, answer.unwrap().to_vec()));
                 true
             })
             .unwrap();
@@ -248,9 +248,9 @@ impl net_mesh_engine::ObjectSource for Replay {
         hash: &[u8; 32],
         _kind: ObjectKind,
         what: &'static str,
-    ) -> Result<Vec<u8>, net_mesh_engine::BlobError> {
+    ) -> Result<bytes::Bytes, net_mesh_engine::BlobError> {
         match self.0.borrow_mut().next() {
-            Some((h, _, bytes)) if h == *hash => Ok(bytes),
+            Some((h, _, bytes)) if h == *hash => Ok(bytes.into()),
             _ => Err(net_mesh_engine::BlobError::Missing { hash: *hash, what }),
         }
     }

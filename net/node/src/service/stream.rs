@@ -71,12 +71,12 @@ async fn run_stream(
     sent.and(worked)
 }
 
-/// The parts of one object: `Object` and its bytes in pieces (an object of one piece is moved
-/// into it, not copied), or `Missing`. Returns false once the call stopped taking parts.
+/// The parts of one object: `Object` and its bytes in pieces (views of them, not copies), or
+/// `Missing`. Returns false once the call stopped taking parts.
 fn object_parts(
     hash: &Hash,
     kind: u8,
-    answer: Result<Vec<u8>, String>,
+    answer: Result<Bytes, String>,
     send: &mut dyn FnMut(ObjectPart) -> bool,
 ) -> bool {
     match answer {
@@ -89,8 +89,8 @@ fn object_parts(
                 kind,
                 len,
             });
-            // The pieces are views of the object's buffer (no copy).
-            let bytes = Bytes::from(bytes);
+            // The pieces are views of the object's bytes (no copy; of the segment's mapping
+            // when it is sealed).
             head && (0..bytes.len()).step_by(MAX_PIECE).all(|at| {
                 let end = at.saturating_add(MAX_PIECE).min(bytes.len());
                 send(ObjectPart::Piece(PieceBytes::from(bytes.slice(at..end))))

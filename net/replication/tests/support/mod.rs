@@ -121,7 +121,7 @@ impl RpcServerStreamingHandler for LyingObjects {
         for hash in hashes {
             match self.store.read_object(&hash) {
                 Ok(object) => {
-                    let mut bytes = object.bytes;
+                    let mut bytes = object.bytes.to_vec();
                     if self.liar.corrupt.load(Ordering::SeqCst) {
                         bytes[0] ^= 1;
                         self.liar.served_corrupt.fetch_add(1, Ordering::SeqCst);
