@@ -448,6 +448,11 @@ impl<W: Write> Write for CountedWrite<W> {
     }
 }
 
+/// The buffer of `get` and `cat` output: small chunks are gathered into writes of this size,
+/// while a chunk at least this large (every chunk of the default chunking) is written straight
+/// from where the read holds it, never copied into the buffer first.
+const OUT_BUFFER: usize = 64 * 1024;
+
 /// A verified read of a blob into a sink (the local store's, or a node's checked here).
 pub(crate) type Fetch<'a> = dyn FnMut(&mut dyn Write) -> CliResult<u64> + 'a;
 
@@ -463,7 +468,7 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
                 .open(path)
                 .with_class(ErrorClass::Io, || format!("opening {}", path.display()))?;
             let mut out = CountedWrite {
-                inner: BufWriter::with_capacity(1 << 20, file),
+                inner: BufWriter::with_capacity(OUT_BUFFER, file),
                 bar: bar.clone(),
             };
             fetch(&mut out)?;
@@ -473,7 +478,7 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
         None => {
             let stdout = std::io::stdout();
             let mut out = CountedWrite {
-                inner: BufWriter::with_capacity(1 << 20, stdout.lock()),
+                inner: BufWriter::with_capacity(OUT_BUFFER, stdout.lock()),
                 bar: bar.clone(),
             };
             fetch(&mut out)?;
@@ -489,7 +494,7 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
                 format!("creating a temp file in {}", dir.display())
             })?;
             let mut out = CountedWrite {
-                inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
+                inner: BufWriter::with_capacity(OUT_BUFFER, tmp.as_file()),
                 bar: bar.clone(),
             };
             fetch(&mut out)?;
@@ -513,7 +518,7 @@ fn is_special_file(path: &Path) -> bool {
 /// `blob cat --range`: the verified bytes of the range to stdout.
 pub(crate) fn cat(fetch: &mut Fetch<'_>) -> CliResult {
     let stdout = std::io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut out = BufWriter::with_capacity(OUT_BUFFER, stdout.lock());
     fetch(&mut out)?;
     out.flush()
         .with_class(ErrorClass::Io, || "writing stdout")?;
