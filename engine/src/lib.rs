@@ -42,7 +42,7 @@ pub use gc::{GcError, GcOptions, GcReport};
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
 pub use index::{ChannelInfo, DEFAULT_CHANNEL, Unpinned, check_channel_name};
 pub use net_mesh_segments::RecordKind as ObjectKind;
-pub use read::{BlobStat, ObjectSource, fetch_range_from};
+pub use read::{BlobStat, ChunkParts, ObjectSource, fetch_range_from, joined};
 pub use repair::{RepairError, RepairReport};
 pub use storage::{IndexStorage, StoreBackends};
 pub use store::{OpenOptions, ReadStats, Store, StoreConfig};

@@ -97,6 +97,75 @@ fn recorded_objects_replay_to_the_same_bytes_and_a_changed_byte_is_caught() {
     }
 }
 
+/// [`Replay`] that hands each data chunk on in parts: one byte, then `part` bytes at a time
+/// (as a node's pieces reach a client).
+struct InParts(Replay, usize);
+
+impl ObjectSource for InParts {
+    fn object(
+        &self,
+        hash: &Hash,
+        kind: ObjectKind,
+        what: &'static str,
+    ) -> Result<bytes::Bytes, BlobError> {
+        self.0.object(hash, kind, what)
+    }
+
+    fn chunk_to_use(&self, hash: &Hash) -> Result<net_mesh_engine::ChunkParts, BlobError> {
+        let bytes = self.0.object(hash, ObjectKind::Chunk, "chunk")?;
+        let mut parts = vec![bytes.slice(..bytes.len().min(1))];
+        let mut at = parts[0].len();
+        while at < bytes.len() {
+            let end = (at + self.1).min(bytes.len());
+            parts.push(bytes.slice(at..end));
+            at = end;
+        }
+        Ok(parts)
+    }
+}
+
+#[test]
+fn chunks_handed_on_in_parts_read_back_the_same_bytes_and_a_changed_byte_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path(), SMALL_CDC, TINY_TREE);
+    let data = random_bytes(90_000, 6);
+    let blob = store.store(&data).unwrap().blob_ref;
+    let ranges = [
+        0..data.len() as u64,
+        1..2,
+        0..1,
+        12_345..54_321,
+        4_097..4_099,
+        89_999..90_000,
+    ];
+    for part in [1, 100, 4096] {
+        for range in ranges.clone() {
+            let recorded = record(&store, &blob, range.clone());
+            let source = InParts(
+                Replay(RefCell::new(recorded.iter().cloned().collect())),
+                part,
+            );
+            let mut out = Vec::new();
+            fetch_range_from(&source, &blob, range.clone(), &mut out).unwrap();
+            let (a, b) = (range.start as usize, range.end as usize);
+            assert!(out == data[a..b], "parts of {part}, range {range:?}");
+            assert!(source.0.0.borrow().is_empty(), "recorded objects left over");
+        }
+    }
+    let recorded = record(&store, &blob, 0..data.len() as u64);
+    for i in 0..recorded.len() {
+        let mut bad = recorded.clone();
+        if let Ok(bytes) = &mut bad[i].2 {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+        }
+        let source = InParts(Replay(RefCell::new(bad.into_iter().collect())), 100);
+        let err =
+            fetch_range_from(&source, &blob, 0..data.len() as u64, &mut Vec::new()).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Integrity, "object {i}: {err}");
+    }
+}
+
 fn replay_allowing_leftovers(
     recorded: &Recorded,
     blob: &BlobRef,

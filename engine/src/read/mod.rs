@@ -15,8 +15,8 @@ use bytes::Bytes;
 use net_mesh_segments::{RecordKind, RecordLoc, SegmentError};
 
 use crate::codec::{
-    BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id, internal_id,
-    leaf_id,
+    BlobRef, ChunkRef, ChunkRole, Encoding, Hash, InternalNode, LeafNode, chunk_id, chunk_id_parts,
+    internal_id, leaf_id,
 };
 use crate::error::BlobError;
 use crate::index::IndexReader;
@@ -49,6 +49,19 @@ type NodeKindInfo = (RecordKind, &'static str, fn(&[u8]) -> Hash);
 /// fails with `BlobError::Sink`).
 pub type ObjectAnswer<'a> = dyn FnMut(&Hash, RecordKind, Result<Bytes, &BlobError>) -> bool + 'a;
 
+/// A data chunk's bytes as a source holds them: in order, in one part or more (a remote
+/// source's pieces as they arrived, so they need not be joined).
+pub type ChunkParts = Vec<Bytes>;
+
+/// The bytes of `parts` in one buffer: the part itself when there is one (no copy), else the
+/// parts joined.
+pub fn joined(parts: ChunkParts) -> Bytes {
+    match <[Bytes; 1]>::try_from(parts) {
+        Ok([one]) => one,
+        Err(parts) => Bytes::from(parts.concat()),
+    }
+}
+
 /// Where a verified read gets the objects it asks for: the store's index and segments
 /// ([`Store::fetch_range`]), or a remote node's stream (the storage node's client). The reader
 /// checks every object it is given against the hash it asked for (and every node against its
@@ -59,17 +72,18 @@ pub trait ObjectSource {
     fn object(&self, hash: &Hash, kind: RecordKind, what: &'static str)
     -> Result<Bytes, BlobError>;
 
-    /// The bytes of data chunk `hash` for a read that gives them back through
+    /// The bytes of data chunk `hash`, in parts, for a read that gives them back through
     /// [`ObjectSource::chunk_used`] once it has verified them and written its part of the
     /// range (nothing is asked for in between), so a source that hands objects on can move
-    /// them instead of copying, and only verified ones. Default: [`ObjectSource::object`].
-    fn chunk_to_use(&self, hash: &Hash) -> Result<Bytes, BlobError> {
-        self.object(hash, RecordKind::Chunk, "chunk")
+    /// them instead of copying, and only verified ones. Default: [`ObjectSource::object`], as
+    /// one part.
+    fn chunk_to_use(&self, hash: &Hash) -> Result<ChunkParts, BlobError> {
+        Ok(vec![self.object(hash, RecordKind::Chunk, "chunk")?])
     }
 
     /// Takes back a chunk read with [`ObjectSource::chunk_to_use`], verified and used. An
     /// error stops the read. Default: the bytes are dropped.
-    fn chunk_used(&self, _hash: &Hash, _bytes: Bytes) -> Result<(), BlobError> {
+    fn chunk_used(&self, _hash: &Hash, _parts: ChunkParts) -> Result<(), BlobError> {
         Ok(())
     }
 }
@@ -153,16 +167,23 @@ impl<'a> Reader<'a> {
             }
             let end = start.saturating_add(u64::from(chunk.size));
             if end > range.start && start < range.end {
-                let data = self.source.chunk_to_use(&chunk.hash)?;
-                let data = check_chunk(chunk, i as u64, place, data)?;
-                let from = usize::try_from(range.start.saturating_sub(start)).unwrap_or(usize::MAX);
-                let to = usize::try_from(range.end.min(end).saturating_sub(start)).unwrap_or(0);
-                let slice = data.get(from..to).ok_or(BlobError::Corrupted {
-                    hash: chunk.hash,
-                    reason: "chunk shorter than its ref".into(),
-                })?;
-                sink.write_all(slice).map_err(BlobError::Sink)?;
-                self.source.chunk_used(&chunk.hash, data)?;
+                let parts = self.source.chunk_to_use(&chunk.hash)?;
+                let slices: Vec<&[u8]> = parts.iter().map(|part| &part[..]).collect();
+                check_chunk_id(chunk, i as u64, place, chunk_id_parts(&slices), &slices)?;
+                // The chunk's bytes `from..to` (its length is its ref's, checked above).
+                let mut from = range.start.saturating_sub(start);
+                let mut to = range.end.min(end).saturating_sub(start);
+                for slice in slices {
+                    let len = slice.len();
+                    let at = usize::try_from(from).unwrap_or(usize::MAX).min(len);
+                    let until = usize::try_from(to).unwrap_or(usize::MAX).min(len);
+                    if let Some(part) = slice.get(at..until).filter(|part| !part.is_empty()) {
+                        sink.write_all(part).map_err(BlobError::Sink)?;
+                    }
+                    from = from.saturating_sub(len as u64);
+                    to = to.saturating_sub(len as u64);
+                }
+                self.source.chunk_used(&chunk.hash, parts)?;
             }
             if start >= range.end {
                 break;
@@ -367,7 +388,19 @@ fn check_chunk(
     place: ChunkPlace,
     data: Bytes,
 ) -> Result<Bytes, BlobError> {
-    let actual = chunk_id(&data);
+    check_chunk_id(chunk, index, place, chunk_id(&data), &[&data])?;
+    Ok(data)
+}
+
+/// Checks a chunk whose bytes are `parts` and hash to `actual` against its ref (hash, then
+/// size).
+fn check_chunk_id(
+    chunk: &ChunkRef,
+    index: u64,
+    place: ChunkPlace,
+    actual: Hash,
+    parts: &[&[u8]],
+) -> Result<(), BlobError> {
     if actual != chunk.hash {
         return Err(match place {
             ChunkPlace::Flat => BlobError::ChunkHashMismatch {
@@ -382,13 +415,14 @@ fn check_chunk(
             },
         });
     }
-    if data.len() as u64 != u64::from(chunk.size) {
+    let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
+    if len != u64::from(chunk.size) {
         return Err(BlobError::Corrupted {
             hash: chunk.hash,
-            reason: format!("chunk is {} bytes, its ref says {}", data.len(), chunk.size),
+            reason: format!("chunk is {len} bytes, its ref says {}", chunk.size),
         });
     }
-    Ok(data)
+    Ok(())
 }
 
 impl Store {
@@ -564,15 +598,16 @@ impl ObjectSource for Recording<'_, '_> {
         answer
     }
 
-    fn chunk_to_use(&self, hash: &Hash) -> Result<Bytes, BlobError> {
+    fn chunk_to_use(&self, hash: &Hash) -> Result<ChunkParts, BlobError> {
         let answer = self.inner.object(hash, RecordKind::Chunk, "chunk");
         if let Err(e) = &answer {
             self.report(hash, RecordKind::Chunk, Err(e))?;
         }
-        answer
+        Ok(vec![answer?])
     }
 
-    fn chunk_used(&self, hash: &Hash, bytes: Bytes) -> Result<(), BlobError> {
-        self.report(hash, RecordKind::Chunk, Ok(bytes))
+    /// The store gave the chunk in one part; one given in several would be joined.
+    fn chunk_used(&self, hash: &Hash, parts: ChunkParts) -> Result<(), BlobError> {
+        self.report(hash, RecordKind::Chunk, Ok(joined(parts)))
     }
 }

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::index::check_channel_name;
-use net_mesh_engine::{BlobError, BlobRef, ErrorClass, ObjectKind, ObjectSource, fetch_range_from};
+use net_mesh_engine::{
+    BlobError, BlobRef, ChunkParts, ErrorClass, ObjectKind, ObjectSource, fetch_range_from, joined,
+};
 use net_mesh_rpc::rpc::{CallOptions, Config, Encoded, ResponseStream, Router};
 use net_mesh_rpc::token::PermissionToken;
 use net_mesh_rpc::{Capabilities, Endpoint, Identity, NodeAddr, NodeId, Session};
@@ -575,6 +577,9 @@ fn read_full(input: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Resul
 /// for an object it could not give).
 pub type StreamedObject = (Hash, u8, Result<Bytes, String>);
 
+/// A [`StreamedObject`] with its bytes in the pieces they arrived in.
+type StreamedParts = (Hash, u8, Result<ChunkParts, String>);
+
 /// Objects as a node streams them ([`ObjectPart`]s), handed out one by one; as an
 /// [`ObjectSource`] the next object must be the one the read asks for (else an integrity
 /// error), and the reader verifies its bytes. Waits for the stream on the given runtime, so it
@@ -666,6 +671,13 @@ impl<'r> ObjectStream<'r> {
     /// The next object of the stream: its id, kind and bytes (`Err` for one the node could not
     /// give), or `None` at the end.
     pub fn next_object(&self) -> NodeResult<Option<StreamedObject>> {
+        let next = self.next_object_parts()?;
+        Ok(next.map(|(hash, kind, answer)| (hash, kind, answer.map(joined))))
+    }
+
+    /// [`ObjectStream::next_object`] with the bytes as the pieces they arrived in, each a view
+    /// of the frame that carried it (no copy).
+    fn next_object_parts(&self) -> NodeResult<Option<StreamedParts>> {
         match self.next_part()? {
             None => Ok(None),
             Some(Tagged::Other(ObjectPart::Missing { hash, kind, reason })) => {
@@ -679,11 +691,9 @@ impl<'r> ObjectStream<'r> {
                 if len > net_mesh_engine::codec::MAX_CHUNK_SIZE as usize {
                     return self.failed(lie(format!("an object of {len} bytes")));
                 }
-                // An object of one piece is that piece, in the frame it arrived in (no copy).
-                // One of several is joined: sized once the first piece has arrived (never from
-                // the announcement alone), each piece copied once.
-                let mut bytes = Vec::new();
-                while bytes.len() < len {
+                let mut parts = Vec::new();
+                let mut got = 0usize;
+                while got < len {
                     let piece = match self.next_part()? {
                         Some(Tagged::Bytes(piece)) => Bytes::from_owner(piece),
                         Some(Tagged::Other(ObjectPart::Piece(piece))) => Bytes::from(piece),
@@ -691,19 +701,14 @@ impl<'r> ObjectStream<'r> {
                     };
                     if piece.len() > MAX_PIECE
                         || piece.is_empty()
-                        || bytes.len().saturating_add(piece.len()) > len
+                        || got.saturating_add(piece.len()) > len
                     {
                         return self.failed(lie("an object's pieces do not add up"));
                     }
-                    if piece.len() == len {
-                        return Ok(Some((hash, kind, Ok(piece))));
-                    }
-                    if bytes.is_empty() {
-                        bytes.reserve_exact(len);
-                    }
-                    bytes.extend_from_slice(&piece);
+                    got = got.saturating_add(piece.len());
+                    parts.push(piece);
                 }
-                Ok(Some((hash, kind, Ok(Bytes::from(bytes)))))
+                Ok(Some((hash, kind, Ok(parts))))
             }
         }
     }
@@ -717,15 +722,17 @@ impl<'r> ObjectStream<'r> {
     }
 }
 
-impl ObjectSource for ObjectStream<'_> {
-    fn object(
+impl ObjectStream<'_> {
+    /// The next object, which must be object `hash` of `kind` (`what` names it in errors), in
+    /// the pieces it arrived in.
+    fn expected_parts(
         &self,
         hash: &Hash,
         kind: ObjectKind,
         what: &'static str,
-    ) -> Result<Bytes, BlobError> {
+    ) -> Result<ChunkParts, BlobError> {
         let next = self
-            .next_object()
+            .next_object_parts()
             .map_err(|e| BlobError::Sink(std::io::Error::other(e.message)))?;
         let Some((got, got_kind, answer)) = next else {
             return Err(BlobError::Missing { hash: *hash, what });
@@ -744,6 +751,22 @@ impl ObjectSource for ObjectStream<'_> {
             });
         }
         Ok(bytes)
+    }
+}
+
+impl ObjectSource for ObjectStream<'_> {
+    fn object(
+        &self,
+        hash: &Hash,
+        kind: ObjectKind,
+        what: &'static str,
+    ) -> Result<Bytes, BlobError> {
+        self.expected_parts(hash, kind, what).map(joined)
+    }
+
+    /// A chunk in the pieces it arrived in: the reader hashes and writes them where they lie.
+    fn chunk_to_use(&self, hash: &Hash) -> Result<ChunkParts, BlobError> {
+        self.expected_parts(hash, ObjectKind::Chunk, "chunk")
     }
 }
 
