@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Side by side, in one run: this tree's `net-mesh` against a release build of another git
 # revision, on the same random input: durable `blob put`, re-put of the input with one byte
-# inserted in the middle (into the store holding the original), and `blob get` (page cache
-# warm). Runs alternate between the two builds (the order flips every round) so a noisy
-# machine hits both alike; the medians and their ratio (this tree / REV) are reported.
+# inserted in the middle (into the store holding the original), `blob get` (page cache
+# warm), and, when both builds have `serve`, `blob get --node` from a node of the same build
+# on 127.0.0.1 (`rget`). Runs alternate between the two builds (the order flips every round)
+# so a noisy machine hits both alike; the medians and their ratio (this tree / REV) are
+# reported.
 # Usage: benches/compare_builds.sh REV [SIZE_MIB=1024] [RUNS=5] [WORK_DIR=/tmp/nm-builds]
 set -euo pipefail
 REV=${1:?usage: benches/compare_builds.sh REV [SIZE_MIB] [RUNS] [WORK_DIR]}
@@ -47,14 +49,43 @@ one() {
   rm -rf "$store"
 }
 
-rm -f "$WORK"/{old,new}.{put,reput,get}
+# remote BIN NAME: a node of this build on a fresh store and a client of it; a remote put
+# (not timed), then a timed remote get (after one to warm the page cache); appends to
+# $WORK/NAME.rget
+remote() {
+  local bin=$1 name=$2 node=$WORK/node-$2 client=$WORK/client-$2 fifo=$WORK/$2.addr
+  local id addr pid ref
+  rm -rf "$node" "$client" "$fifo" && mkfifo "$fifo"
+  "$bin" --data-dir "$client" identity generate default >/dev/null
+  id=$("$bin" --data-dir "$client" identity show default --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')
+  printf '%s write\n' "$id" > "$WORK/allow-$name"
+  "$bin" --data-dir "$node" serve --listen 127.0.0.1:0 --allow "$WORK/allow-$name" \
+    > "$fifo" 2> "$WORK/$name.log" &
+  pid=$!
+  read -r addr < "$fifo"
+  ref=$("$bin" --data-dir "$client" --node "$addr" blob put "$IN" 2>/dev/null)
+  "$bin" --data-dir "$client" --node "$addr" blob get "$ref" > /dev/null
+  echo "$(secs "$bin" --data-dir "$client" --node "$addr" blob get "$ref")" >> "$WORK/$name.rget"
+  "$bin" --data-dir "$client" --node "$addr" blob get "$ref" | cmp -s - "$IN" ||
+    { echo "$name: remote get differs" >&2; exit 1; }
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$node" "$client"
+}
+OPS="put reput get"
+if "$OLD" serve --help >/dev/null 2>&1 && "$NEW" serve --help >/dev/null 2>&1; then
+  OPS="$OPS rget"
+fi
+both() { one "$1" "$2"; case $OPS in *rget) remote "$1" "$2" ;; esac; }
+
+rm -f "$WORK"/{old,new}.{put,reput,get,rget}
 for i in $(seq 1 "$RUNS"); do
-  if [ $((i % 2)) -eq 1 ]; then one "$OLD" old; one "$NEW" new; else one "$NEW" new; one "$OLD" old; fi
+  if [ $((i % 2)) -eq 1 ]; then both "$OLD" old; both "$NEW" new; else both "$NEW" new; both "$OLD" old; fi
   echo "round $i/$RUNS done"
 done
 
 printf '\n%-28s %10s %10s %8s\n' "${SIZE_MIB} MiB, ${RUNS} runs (median)" "this tree" "$REV" "ratio"
-for op in put reput get; do
+for op in $OPS; do
   n=$(median < "$WORK/new.$op"); o=$(median < "$WORK/old.$op")
   printf '%-28s %9.3fs %9.3fs %8.3f\n' "$op" "$n" "$o" "$(echo "$n / $o" | bc -l)"
 done
