@@ -462,28 +462,13 @@ pub(crate) type Fetch<'a> = dyn FnMut(&mut dyn Write) -> CliResult<u64> + 'a;
 pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'_>) -> CliResult {
     let bar = progress(Some(blob_ref.size()), "get");
     match output {
+        None => fetch_into(std::io::stdout().lock(), &bar, fetch, "stdout")?,
         Some(path) if is_special_file(path) => {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
                 .with_class(ErrorClass::Io, || format!("opening {}", path.display()))?;
-            let mut out = CountedWrite {
-                inner: BufWriter::with_capacity(OUT_BUFFER, file),
-                bar: bar.clone(),
-            };
-            fetch(&mut out)?;
-            out.flush()
-                .with_class(ErrorClass::Io, || format!("writing {}", path.display()))?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut out = CountedWrite {
-                inner: BufWriter::with_capacity(OUT_BUFFER, stdout.lock()),
-                bar: bar.clone(),
-            };
-            fetch(&mut out)?;
-            out.flush()
-                .with_class(ErrorClass::Io, || "writing stdout")?;
+            fetch_into(file, &bar, fetch, &path.display().to_string())?;
         }
         Some(path) => {
             let dir = path
@@ -493,20 +478,31 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
             let tmp = tempfile::NamedTempFile::new_in(dir).with_class(ErrorClass::Io, || {
                 format!("creating a temp file in {}", dir.display())
             })?;
-            let mut out = CountedWrite {
-                inner: BufWriter::with_capacity(OUT_BUFFER, tmp.as_file()),
-                bar: bar.clone(),
-            };
-            fetch(&mut out)?;
-            out.flush()
-                .with_class(ErrorClass::Io, || format!("writing {}", path.display()))?;
-            drop(out);
+            fetch_into(tmp.as_file(), &bar, fetch, &path.display().to_string())?;
             tmp.persist(path).with_class(ErrorClass::Io, || {
                 format!("renaming into {}", path.display())
             })?;
         }
     }
     bar.finish_and_clear();
+    Ok(())
+}
+
+/// Runs `fetch` into `sink` through the output buffer, counting on `bar`, and flushes it
+/// (`what` names the sink in errors).
+fn fetch_into(
+    sink: impl Write,
+    bar: &indicatif::ProgressBar,
+    fetch: &mut Fetch<'_>,
+    what: &str,
+) -> CliResult {
+    let mut out = CountedWrite {
+        inner: BufWriter::with_capacity(OUT_BUFFER, sink),
+        bar: bar.clone(),
+    };
+    fetch(&mut out)?;
+    out.flush()
+        .with_class(ErrorClass::Io, || format!("writing {what}"))?;
     Ok(())
 }
 
