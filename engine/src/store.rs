@@ -266,7 +266,7 @@ impl Store {
             create_index(files.as_ref(), backends.index.as_ref(), dir, &index_path)?;
         }
         let index = Index::open_on(backends.index.as_ref(), &index_path, extensions)?;
-        let committed = index
+        let committed: BTreeMap<SegmentId, u64> = index
             .segments()?
             .into_iter()
             .map(|(id, e)| (id, e.committed_len))
@@ -281,8 +281,14 @@ impl Store {
         files
             .sync_dir(dir)
             .map_err(io("fsync data directory", dir))?;
+        // A segment screened out below keeps its id: no new file may take it.
+        let new_ids_from = committed
+            .keys()
+            .next_back()
+            .map_or(0, |max| max.saturating_add(1));
         let seg_config = SegmentConfig {
             roll_size: config.segment_roll_size,
+            new_ids_from,
             ..SegmentConfig::default()
         };
         let committed = screen(&seg_dir, committed);

@@ -113,6 +113,24 @@ pub(crate) fn open_committed(
     Ok((file, file_len))
 }
 
+/// The highest segment file in `on_disk` when it holds its file header and nothing else (a
+/// segment an open started and nothing was written to), opened read-write; `None` when it
+/// holds more, its header is not its own, or it cannot be opened or read.
+pub(crate) fn header_only_file(
+    backend: &dyn SegmentBackend,
+    on_disk: &BTreeMap<SegmentId, PathBuf>,
+) -> Option<(SegmentId, Arc<dyn SegmentFile>)> {
+    let (&id, path) = on_disk.iter().next_back()?;
+    let file: Arc<dyn SegmentFile> = Arc::from(backend.open(path, true).ok()?);
+    if file.len().ok()? != FILE_HEADER_LEN_U64 {
+        return None;
+    }
+    let mut header = [0u8; FILE_HEADER_LEN];
+    file.read_at(&mut header, 0).ok()?;
+    let decoded = FileHeader::decode(&header).ok()?;
+    (decoded.segment == id).then_some((id, file))
+}
+
 /// Creates segment file `id` with its file header (not yet synced).
 pub(crate) fn create_segment_file(
     backend: &dyn SegmentBackend,

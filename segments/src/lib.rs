@@ -68,6 +68,10 @@ pub struct SegmentConfig {
     pub roll_size: u64,
     /// Largest payload `append` accepts; at most [`codec::MAX_PAYLOAD_LEN`]. Default 16 MiB.
     pub max_payload: u32,
+    /// Lowest id a segment this handle creates may take. The store passes one past the highest
+    /// id its index names, so a segment the open left out (fsck skips a missing or damaged
+    /// one) never has its id given to a new file. Default 0.
+    pub new_ids_from: SegmentId,
 }
 
 impl Default for SegmentConfig {
@@ -75,6 +79,7 @@ impl Default for SegmentConfig {
         SegmentConfig {
             roll_size: 256 * 1024 * 1024,
             max_payload: 16 * 1024 * 1024,
+            new_ids_from: 0,
         }
     }
 }

@@ -11,7 +11,9 @@ use crate::backend::{FileBackend, SegmentBackend, SegmentFile};
 use crate::codec::{
     FILE_HEADER_LEN, FileHeader, FrameError, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, RecordHeader,
 };
-use crate::files::{create_segment_file, list_segment_files, open_committed, segment_file_name};
+use crate::files::{
+    create_segment_file, header_only_file, list_segment_files, open_committed, segment_file_name,
+};
 use crate::{
     ObjectId, RecordKind, RecordLoc, ScanItem, SegmentConfig, SegmentError, SegmentId, failpoint,
 };
@@ -182,38 +184,45 @@ impl Segments {
             }
             opened.insert(segment, (file, committed_len));
         }
-        let orphans: Vec<PathBuf> = on_disk
+        let mut orphans: Vec<PathBuf> = on_disk
             .iter()
             .filter(|(id, _)| !committed.contains_key(id))
             .map(|(_, path)| path.clone())
             .collect();
-        if !orphans.is_empty() {
-            tracing::warn!(count = orphans.len(), dir = %dir.display(), "segment files not in the index (orphans)");
-        }
 
-        let max_seen = on_disk.keys().next_back().copied();
-        let mut next_id = match max_seen {
-            Some(max) => max.checked_add(1).ok_or_else(|| {
-                SegmentError::InvalidConfig("segment id space exhausted".to_owned())
-            })?,
+        let exhausted = || SegmentError::InvalidConfig("segment id space exhausted".to_owned());
+        let above_files = match on_disk.keys().next_back() {
+            Some(max) => max.checked_add(1).ok_or_else(exhausted)?,
             None => 0,
         };
+        let mut next_id = above_files.max(config.new_ids_from);
 
         let mut dirty = BTreeMap::new();
         let mut dir_dirty = false;
         let (active, active_file, active_len) = match opened.pop_last() {
             Some((id, (file, len))) => (id, file, len),
-            None => {
-                let id = next_id;
-                next_id = next_id.checked_add(1).ok_or_else(|| {
-                    SegmentError::InvalidConfig("segment id space exhausted".to_owned())
-                })?;
-                let file = create_segment_file(backend.as_ref(), dir, id)?;
-                dirty.insert(id, (Arc::clone(&file), FILE_HEADER_LEN_U64));
-                dir_dirty = true;
-                (id, file, FILE_HEADER_LEN_U64)
-            }
+            None => match header_only_file(backend.as_ref(), &on_disk) {
+                // The store was opened before and never written to: take the segment that
+                // open started instead of leaving one more empty file per open.
+                Some((id, file)) if id >= config.new_ids_from => {
+                    orphans.retain(|path| on_disk.get(&id) != Some(path));
+                    dirty.insert(id, (Arc::clone(&file), FILE_HEADER_LEN_U64));
+                    dir_dirty = true;
+                    (id, file, FILE_HEADER_LEN_U64)
+                }
+                _ => {
+                    let id = next_id;
+                    next_id = next_id.checked_add(1).ok_or_else(exhausted)?;
+                    let file = create_segment_file(backend.as_ref(), dir, id)?;
+                    dirty.insert(id, (Arc::clone(&file), FILE_HEADER_LEN_U64));
+                    dir_dirty = true;
+                    (id, file, FILE_HEADER_LEN_U64)
+                }
+            },
         };
+        if !orphans.is_empty() {
+            tracing::warn!(count = orphans.len(), dir = %dir.display(), "segment files not in the index (orphans)");
+        }
         let sealed_lens = opened
             .into_iter()
             .map(|(id, (_file, len))| (id, len))

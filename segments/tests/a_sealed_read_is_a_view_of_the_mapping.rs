@@ -15,6 +15,7 @@ fn a_large_sealed_read_is_shared_and_outlives_its_segment() {
     let config = SegmentConfig {
         roll_size: 4 * 1024 * 1024,
         max_payload: 4 * 1024 * 1024,
+        ..SegmentConfig::default()
     };
     let segs = Segments::open(dir.path(), config, &BTreeMap::new()).unwrap();
     let large = payload(1, 300_000);

@@ -29,6 +29,7 @@ fn config() -> SegmentConfig {
     SegmentConfig {
         roll_size: 4096,
         max_payload: 8192,
+        ..SegmentConfig::default()
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use net_mesh_segments::{RecordKind, SegmentError, segment_file_name};
+use net_mesh_segments::{RecordKind, SegmentConfig, SegmentError, Segments, segment_file_name};
 
 #[test]
 fn reopen_truncates_tail_and_active_continues_after_it() {
@@ -105,17 +105,61 @@ fn uncommitted_segments_are_orphans_and_never_reused() {
 }
 
 #[test]
-fn fresh_open_with_orphans_starts_above_them() {
+fn a_fresh_open_takes_its_empty_segment_again_and_starts_above_one_with_records() {
     let dir = tempfile::tempdir().unwrap();
+    let files = || std::fs::read_dir(dir.path()).unwrap().count();
     let segs = open(dir.path(), &BTreeMap::new()).unwrap();
     let first = segs.active_segment();
-    drop(segs); // never committed
+    drop(segs); // never written to
+    for _ in 0..3 {
+        let segs = open(dir.path(), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            segs.active_segment(),
+            first,
+            "the empty segment is taken again"
+        );
+        assert!(segs.orphan_files().is_empty());
+        drop(segs);
+    }
+    assert_eq!(files(), 1, "no empty file per open");
+
+    let segs = open(dir.path(), &BTreeMap::new()).unwrap();
+    let d = payload(1, 100);
+    segs.append(RecordKind::Chunk, &id_of(&d), &d).unwrap();
+    segs.sync().unwrap();
+    drop(segs); // written, never committed
     let segs = open(dir.path(), &BTreeMap::new()).unwrap();
     assert!(segs.active_segment() > first);
     assert_eq!(
         segs.orphan_files(),
         vec![dir.path().join(segment_file_name(first))]
     );
+}
+
+#[test]
+fn a_new_segment_never_takes_an_id_below_new_ids_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |from| SegmentConfig {
+        new_ids_from: from,
+        ..small_config()
+    };
+    let segs = Segments::open(dir.path(), config(7), &BTreeMap::new()).unwrap();
+    assert_eq!(segs.active_segment(), 7);
+    drop(segs);
+    // Ids up to 8 are named by the index (say, a missing segment 8 that the open left out):
+    // the empty segment 7 is below them and is not taken again.
+    let segs = Segments::open(dir.path(), config(9), &BTreeMap::new()).unwrap();
+    assert_eq!(segs.active_segment(), 9);
+    assert_eq!(
+        segs.orphan_files(),
+        vec![dir.path().join(segment_file_name(7))]
+    );
+    // Rolls stay above it too.
+    for n in 0..6 {
+        let d = payload(30 + n, 1000);
+        segs.append(RecordKind::Chunk, &id_of(&d), &d).unwrap();
+    }
+    assert!(segs.active_segment() > 9);
 }
 
 #[test]

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use net_mesh_engine::{OpenOptions, Store, StoreConfig};
+use net_mesh_engine::{Classify, ErrorClass, OpenOptions, Store, StoreConfig};
 
-use crate::output::{CliResult, ErrorContext};
+use crate::output::{CliError, CliResult};
 
 /// Opens the store in `dir` with `config` and staging's default abandonment grace.
 pub fn open(dir: &Path, config: StoreConfig) -> CliResult<Store> {
@@ -20,8 +20,22 @@ pub fn open_with_staging_grace(
     config: StoreConfig,
     staging_grace: Duration,
 ) -> CliResult<Store> {
-    Store::open_with(dir, options(config, staging_grace))
-        .context_classified(format!("opening store {}", dir.display()))
+    Store::open_with(dir, options(config, staging_grace)).map_err(|e| {
+        let damaged = e.class() == ErrorClass::Integrity;
+        let e = CliError::from(e).context(format!("opening store {}", dir.display()));
+        if !damaged {
+            return e;
+        }
+        // Every command but fsck stops here; say how to get the store going again.
+        CliError::msg(
+            ErrorClass::Integrity,
+            format!(
+                "{} (`net-mesh fsck` lists what is damaged; `net-mesh fsck --repair` drops what \
+                 cannot be read and keeps the rest)",
+                e.one_line()
+            ),
+        )
+    })
 }
 
 /// The open options of the CLI's stores.

@@ -14,6 +14,7 @@ pub fn small_config() -> SegmentConfig {
     SegmentConfig {
         roll_size: 4096,
         max_payload: 64 * 1024,
+        ..SegmentConfig::default()
     }
 }
 
