@@ -227,6 +227,33 @@ fn node_commands_print_what_local_commands_print() {
     ]));
     assert_eq!(rs_put["encoding"], "rs:4,6");
     let piped_ref = text(&sides.same_with_stdin(&["blob", "put", "-", "--name", "piped"], &piped));
+    // A FIFO is read once, like stdin (a node put never seeks it): fed once per side.
+    let fifo = tmp.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fed = |run: &dyn Fn() -> Output| {
+        let (fifo, bytes) = (fifo.clone(), piped_data.clone());
+        let writer = std::thread::spawn(move || {
+            let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            std::io::Write::write_all(&mut writer, &bytes).unwrap();
+        });
+        let out = run();
+        assert!(out.status.success(), "{}", show(&out));
+        writer.join().unwrap();
+        out
+    };
+    let put_fifo = ["blob", "put", &path(&fifo)];
+    let (l, r) = (
+        fed(&|| sides.local(&put_fifo)),
+        fed(&|| sides.remote(&put_fifo)),
+    );
+    assert_eq!(l.stdout, r.stdout);
+    assert_eq!(text(&l.stdout), piped_ref);
     let resumable = json(&sides.same(&[
         "blob",
         "put",
@@ -307,6 +334,16 @@ fn node_commands_print_what_local_commands_print() {
     assert_eq!(
         without(l, &["created_unix_ms"]),
         without(r, &["created_unix_ms"])
+    );
+    // A directory is refused before an upload begins: nothing retried, nothing left staged.
+    let dir = path(tmp.path());
+    sides.same_failure(&["blob", "put", &dir], 1);
+    sides.same_failure(&["blob", "put", "--resumable", &dir], 1);
+    let refused = sides.remote(&["blob", "put", &dir]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("is a directory") && !stderr.contains("retry"),
+        "{stderr}"
     );
     assert_eq!(text(&sides.same(&["staging", "list", "--json"])), "[]");
     sides.same(&["staging", "list"]);

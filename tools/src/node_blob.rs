@@ -62,6 +62,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
         } => {
             let name = name.unwrap_or_else(|| default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
+            let input = Input::new(&file)?;
             // The same layout a local put takes, sent along, so the node builds the same ref.
             let (chunking, tree) = put_layout(
                 chunking,
@@ -79,6 +80,9 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                 },
                 None => {
                     let staging_id = staging_id.unwrap_or_else(net_mesh_staging::new_staging_id);
+                    if !net_mesh_staging::valid_staging_id(&staging_id) {
+                        return Err(net_mesh_staging::StagingError::InvalidId(staging_id).into());
+                    }
                     eprintln!("staging-id: {staging_id}");
                     Start::Begin {
                         staging_id,
@@ -90,7 +94,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                 }
             };
             let mut remote = Remote::new(ctx, addr)?.with_class(class);
-            let uploaded = upload(&mut remote, &Input::new(&file), &start, retries)?;
+            let uploaded = upload(&mut remote, &input, &start, retries)?;
             print_put(&uploaded.outcome, json)
         }
         BlobCmd::Get {
@@ -282,7 +286,7 @@ pub fn run_staging(cmd: StagingCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                 staging_id: id,
                 checkpoint_interval,
             };
-            let uploaded = upload(&mut remote, &Input::File(file), &start, retries)?;
+            let uploaded = upload(&mut remote, &Input::new(&file)?, &start, retries)?;
             let replayed = match uploaded.resumed_from {
                 None => Some(0),
                 Some(offset) => uploaded.input_size.map(|s| s.saturating_sub(offset)),

@@ -2,7 +2,8 @@
 //! whose connection drops (or whose node restarted) can come back before it ever heard from the
 //! node: it reconnects, asks where the upload stands and replays its input from there, up to
 //! `--retries` times with exponential backoff. An erasure-coded upload is not staged: a retry
-//! sends the whole input again. Input from stdin cannot be replayed, so it is never retried.
+//! sends the whole input again. Input from stdin, a FIFO or a device cannot be replayed, so it
+//! is never retried.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,22 +25,36 @@ pub const FAILPOINT_AFTER_PIECE: &str = "cli.node_put.after_piece";
 /// Where an upload's bytes come from.
 #[derive(Debug, Clone)]
 pub enum Input {
+    /// A regular file: replayed from any offset.
     File(PathBuf),
+    /// A FIFO, a device or a socket: read once, like stdin.
+    Stream(PathBuf),
     Stdin,
 }
 
 impl Input {
-    pub fn new(path: &Path) -> Input {
+    /// The input named on the command line (`-`: stdin). A directory, or a path that cannot be
+    /// looked at, is refused here, before anything begins on the node.
+    pub fn new(path: &Path) -> CliResult<Input> {
         if path == Path::new("-") {
-            Input::Stdin
-        } else {
-            Input::File(path.to_path_buf())
+            return Ok(Input::Stdin);
         }
+        let meta = crate::staging::input_metadata(path)?;
+        Ok(if meta.is_file() {
+            Input::File(path.to_path_buf())
+        } else {
+            Input::Stream(path.to_path_buf())
+        })
+    }
+
+    /// Whether a retry can send the input again.
+    fn replayable(&self) -> bool {
+        matches!(self, Input::File(_))
     }
 
     fn size(&self) -> CliResult<Option<u64>> {
         match self {
-            Input::Stdin => Ok(None),
+            Input::Stdin | Input::Stream(_) => Ok(None),
             Input::File(path) => std::fs::metadata(path)
                 .map(|m| Some(m.len()))
                 .with_class(ErrorClass::Io, || format!("opening {}", path.display())),
@@ -49,11 +64,16 @@ impl Input {
     /// The input from byte `offset` on.
     fn open_at(&self, offset: u64) -> CliResult<PutInput> {
         match self {
-            Input::Stdin if offset == 0 => Ok(PutInput::Stream(Box::new(std::io::stdin()))),
-            Input::Stdin => Err(CliError::msg(
-                ErrorClass::Usage,
-                "input from stdin cannot be replayed from an offset; resume with a file",
-            )),
+            Input::Stdin => {
+                crate::staging::check_replayable_from(offset)?;
+                Ok(PutInput::Stream(Box::new(std::io::stdin())))
+            }
+            Input::Stream(path) => {
+                crate::staging::check_replayable_from(offset)?;
+                File::open(path)
+                    .map(|file| PutInput::Stream(Box::new(file)))
+                    .with_class(ErrorClass::Io, || format!("opening {}", path.display()))
+            }
             Input::File(path) => {
                 let mut file = File::open(path)
                     .with_class(ErrorClass::Io, || format!("opening {}", path.display()))?;
@@ -181,15 +201,17 @@ pub fn upload(
             Err(Failure::Final(e)) => return Err(e),
             Err(Failure::Retry(e)) => {
                 remote.disconnect();
-                if matches!(input, Input::Stdin) {
+                if !input.replayable() {
                     let what = match start.staging_id() {
                         Some(id) => format!(
-                            "input from stdin cannot be replayed; upload {id} keeps its \
-                             checkpoint: finish it with `staging resume {id} FILE --node {}` \
-                             from a file with the same bytes",
+                            "input from stdin, a FIFO or a device cannot be replayed; upload \
+                             {id} keeps its checkpoint: finish it with `staging resume {id} \
+                             FILE --node {}` from a file with the same bytes",
                             remote.addr()
                         ),
-                        None => "input from stdin cannot be sent again".to_string(),
+                        None => {
+                            "input from stdin, a FIFO or a device cannot be sent again".to_string()
+                        }
                     };
                     return Err(e.context(what));
                 }

@@ -141,6 +141,7 @@ pub fn put_resumable(
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin()), None)
     } else {
+        input_metadata(file)?;
         let f = File::open(file)
             .with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
@@ -165,6 +166,19 @@ pub fn put_resumable(
     crate::blob::print_put(&outcome, json)
 }
 
+/// The metadata of an upload's input; a directory is refused here, before anything begins.
+pub(crate) fn input_metadata(path: &Path) -> CliResult<std::fs::Metadata> {
+    let meta = std::fs::metadata(path)
+        .with_class(ErrorClass::Io, || format!("opening {}", path.display()))?;
+    if meta.is_dir() {
+        return Err(CliError::msg(
+            ErrorClass::Io,
+            format!("{} is a directory, not a file", path.display()),
+        ));
+    }
+    Ok(meta)
+}
+
 /// Positions a replayed input at the upload's resume offset; an input shorter than that is not
 /// the upload's.
 pub(crate) fn seek_input(
@@ -175,9 +189,10 @@ pub(crate) fn seek_input(
 ) -> CliResult {
     if size.is_some_and(|s| s < offset) {
         return Err(CliError::msg(
-            ErrorClass::Usage,
+            ErrorClass::Refused,
             format!(
-                "{} has {} bytes, fewer than the upload's resume offset {offset}",
+                "{} has {} bytes, fewer than the upload's resume offset {offset}: it is not \
+                 the upload's input",
                 file.display(),
                 size.unwrap_or(0)
             ),
@@ -226,9 +241,9 @@ fn resume(
 ) -> CliResult {
     let store = open(&ctx.dir, StoreConfig::default())?;
     check_channel(&store, id, &ctx.channel)?;
-    let mut input =
-        File::open(file).with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;
-    let size = input.metadata().ok().map(|m| m.len());
+    if file != Path::new("-") {
+        input_metadata(file)?;
+    }
     let (mut handle, offset) =
         match resume_streaming_store(&store, id, cadence(checkpoint_interval))? {
             Resumed::Live { writer, offset } => (*writer, offset),
@@ -238,13 +253,45 @@ fn resume(
                 return print_resumed(&outcome, None, Some(0), json);
             }
         };
-    seek_input(&mut input, file, size, offset)?;
+    let (input, size) = replay_input(file, offset)?;
     let bar = progress(size.map(|s| s.saturating_sub(offset)), "resume");
     feed(&mut handle, input, &bar)?;
     let outcome: PutOutcome = finalize_streaming_store(handle)?;
     bar.finish_and_clear();
     let replayed = size.map(|s| s.saturating_sub(offset));
     print_resumed(&outcome, Some(offset), replayed, json)
+}
+
+/// The input a resume replays, positioned at `offset`, and its size when it is a regular file:
+/// stdin (`-`), a FIFO or a device can only be replayed from the start.
+fn replay_input(file: &Path, offset: u64) -> CliResult<(Box<dyn Read + Send>, Option<u64>)> {
+    if file == Path::new("-") {
+        check_replayable_from(offset)?;
+        return Ok((Box::new(std::io::stdin()), None));
+    }
+    let meta = input_metadata(file)?;
+    let mut input =
+        File::open(file).with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;
+    if !meta.is_file() {
+        check_replayable_from(offset)?;
+        return Ok((Box::new(input), None));
+    }
+    seek_input(&mut input, file, Some(meta.len()), offset)?;
+    Ok((Box::new(input), Some(meta.len())))
+}
+
+/// Stdin, a FIFO or a device cannot be positioned: a replay from `offset` > 0 is refused.
+pub(crate) fn check_replayable_from(offset: u64) -> CliResult {
+    if offset == 0 {
+        return Ok(());
+    }
+    Err(CliError::msg(
+        ErrorClass::Usage,
+        format!(
+            "input from stdin, a FIFO or a device cannot be replayed from the resume offset \
+             {offset}; resume with a regular file holding the same bytes"
+        ),
+    ))
 }
 
 /// Prints a resumed upload's blob like `blob put` does; `--json` adds where the replay started
