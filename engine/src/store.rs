@@ -222,15 +222,20 @@ impl Store {
 
     /// Opens the store in `dir` as `options` say (the one place a store is opened).
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Store, OpenError> {
-        Self::open_inner(dir, options, |_, committed| committed)
+        Self::open_inner(dir, options, |_, _, committed| committed)
     }
 
     /// [`Store::open_with`], letting `screen` adjust the committed segment set before the
-    /// segment files are opened (fsck drops missing or damaged segments instead of failing).
+    /// segment files are opened (fsck drops missing or damaged segments instead of failing,
+    /// or, when repairing, rewrites a damaged file header through the store's backend).
     pub(crate) fn open_screened(
         dir: &Path,
         options: OpenOptions,
-        screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
+        screen: impl FnOnce(
+            &dyn SegmentBackend,
+            &Path,
+            BTreeMap<SegmentId, u64>,
+        ) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
         Self::open_inner(dir, options, screen)
     }
@@ -238,7 +243,11 @@ impl Store {
     fn open_inner(
         dir: &Path,
         options: OpenOptions,
-        screen: impl FnOnce(&Path, BTreeMap<SegmentId, u64>) -> BTreeMap<SegmentId, u64>,
+        screen: impl FnOnce(
+            &dyn SegmentBackend,
+            &Path,
+            BTreeMap<SegmentId, u64>,
+        ) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
         let OpenOptions {
             config,
@@ -291,7 +300,7 @@ impl Store {
             new_ids_from,
             ..SegmentConfig::default()
         };
-        let committed = screen(&seg_dir, committed);
+        let committed = screen(files.as_ref(), &seg_dir, committed);
         let segments = Segments::open_with_backend(&seg_dir, seg_config, &committed, files)?;
         Ok(Store {
             dir: dir.to_path_buf(),

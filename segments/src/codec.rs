@@ -268,6 +268,20 @@ impl FileHeader {
             u64::from_le_bytes(field(header, FILE_SEGMENT_ID_OFFSET).ok_or_else(missing)?);
         Ok(FileHeader { segment })
     }
+
+    /// Whether the first [`FILE_HEADER_LEN`] bytes of `bytes` carry the checksum of their own
+    /// bytes `0..24`, i.e. were written whole by some writer, whatever they say (another
+    /// segment's id, a newer version). A header that fails this check was damaged after it was
+    /// written.
+    pub fn checksum_matches(bytes: &[u8]) -> bool {
+        let Some(header) = bytes.get(..FILE_HEADER_LEN) else {
+            return false;
+        };
+        let stored: Option<[u8; FILE_CHECKSUM_LEN]> = field(header, FILE_CHECKSUM_OFFSET);
+        header
+            .get(..FILE_CHECKSUM_OFFSET)
+            .is_some_and(|covered| stored == Some(checksum(covered)))
+    }
 }
 
 impl RecordHeader {
@@ -402,6 +416,28 @@ mod tests {
             segment: 0xdead_beef,
         };
         assert_eq!(FileHeader::decode(&header.encode()), Ok(header));
+    }
+
+    #[test]
+    fn a_file_header_checksum_tells_damage_from_another_writers_header() {
+        let intact = FileHeader { segment: 7 }.encode();
+        assert!(FileHeader::checksum_matches(&intact));
+        for byte in 0..FILE_HEADER_LEN {
+            let mut damaged = intact;
+            damaged[byte] ^= 0x10;
+            assert!(!FileHeader::checksum_matches(&damaged), "byte {byte}");
+        }
+        assert!(!FileHeader::checksum_matches(&[0u8; FILE_HEADER_LEN]));
+        assert!(!FileHeader::checksum_matches(
+            &intact[..FILE_HEADER_LEN - 1]
+        ));
+        // A newer version, written whole, is not damage.
+        let mut newer = intact;
+        newer[FILE_VERSION_OFFSET] = FORMAT_VERSION + 1;
+        let sum = checksum(&newer[..FILE_CHECKSUM_OFFSET]);
+        newer[FILE_CHECKSUM_OFFSET..].copy_from_slice(&sum);
+        assert!(FileHeader::checksum_matches(&newer));
+        assert!(FileHeader::decode(&newer).is_err());
     }
 
     #[test]

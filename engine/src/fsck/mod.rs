@@ -18,8 +18,10 @@
 //!    (`fsck_cursor_v1`, docs/FORMAT.md §3.8) so that `--max-duration` runs cover the whole
 //!    store over time.
 //!
-//! `repair` then fixes what can be fixed without losing data: drops entries whose bytes are gone
-//! or corrupt (reporting the pinned blobs that needed them), rewrites counts and live bytes,
+//! `repair` then fixes what can be fixed without losing data: rewrites a damaged segment file
+//! header (before the store opens the segment, so its records are checked as usual), drops
+//! entries whose bytes are gone or corrupt (reporting the pinned blobs that needed them),
+//! rewrites counts and live bytes,
 //! lowers the committed length of a truncated segment to its last whole record, drops the entry
 //! of a segment whose file is gone, removes orphan files.
 
@@ -38,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use net_mesh_segments::codec::FILE_HEADER_LEN;
 use net_mesh_segments::{
-    FileHeader, RecordKind, RecordLoc, SegmentError, SegmentId, parse_segment_file_name,
-    segment_file_name,
+    FileHeader, RecordKind, RecordLoc, SegmentBackend, SegmentError, SegmentId,
+    parse_segment_file_name, segment_file_name,
 };
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -69,10 +71,20 @@ enum SegmentIssue {
     },
 }
 
+/// Screens the committed segment files before the store opens them: missing, damaged and short
+/// ones are noted in `issues` (and left out, or opened at their file length). With `repair`, a
+/// file header whose checksum does not match its bytes (damaged, not another writer's header)
+/// is rewritten in place, durably — it depends on nothing but the segment id, which the file
+/// name and the index both give — and the segment is opened as usual; `headers_rewritten`
+/// notes why it was damaged. A header that is intact but names another segment or version is
+/// left alone.
 fn screen_segments(
+    backend: &dyn SegmentBackend,
     seg_dir: &Path,
     committed: BTreeMap<SegmentId, u64>,
+    repair: bool,
     issues: &mut BTreeMap<SegmentId, SegmentIssue>,
+    headers_rewritten: &mut BTreeMap<SegmentId, String>,
 ) -> BTreeMap<SegmentId, u64> {
     let mut out = BTreeMap::new();
     for (id, committed_len) in committed {
@@ -86,6 +98,7 @@ fn screen_segments(
             use std::io::Read;
             f.read_exact(&mut header)
         });
+        let header_read = read.is_ok();
         let verdict = match read {
             Err(e) => Err(format!("cannot read header: {e}")),
             Ok(()) => match FileHeader::decode(&header) {
@@ -95,8 +108,30 @@ fn screen_segments(
             },
         };
         if let Err(reason) = verdict {
-            issues.insert(id, SegmentIssue::HeaderCorrupt(reason));
-            continue;
+            let damaged = header_read && !FileHeader::checksum_matches(&header);
+            if !damaged {
+                issues.insert(id, SegmentIssue::HeaderCorrupt(reason));
+                continue;
+            }
+            if !repair {
+                issues.insert(
+                    id,
+                    SegmentIssue::HeaderCorrupt(format!(
+                        "{reason} (damaged; `--repair` rewrites it from the segment id, then \
+                         checks its records)"
+                    )),
+                );
+                continue;
+            }
+            if let Err(e) = net_mesh_segments::durable::rewrite_segment_header(backend, seg_dir, id)
+            {
+                issues.insert(
+                    id,
+                    SegmentIssue::HeaderCorrupt(format!("{reason}; rewriting it failed: {e}")),
+                );
+                continue;
+            }
+            headers_rewritten.insert(id, reason);
         }
         if committed_len < FILE_HEADER {
             issues.insert(
@@ -146,6 +181,8 @@ struct Checker<'a> {
     report: FsckReport,
     index_segments: BTreeMap<SegmentId, SegmentEntry>,
     issues: BTreeMap<SegmentId, SegmentIssue>,
+    /// Segments whose damaged file header the repair's screening rewrote, with the damage.
+    headers_rewritten: BTreeMap<SegmentId, String>,
     /// End of the last whole record of each scanned segment.
     framed_end: BTreeMap<SegmentId, u64>,
     records: HashMap<(SegmentId, u64), Framed>,
@@ -167,10 +204,18 @@ struct Checker<'a> {
 /// elsewhere).
 pub fn fsck(dir: &Path, open: OpenOptions, options: &FsckOptions) -> Result<FsckReport, FsckError> {
     let mut issues = BTreeMap::new();
-    let store = Store::open_screened(dir, open, |seg_dir, committed| {
-        screen_segments(seg_dir, committed, &mut issues)
+    let mut headers_rewritten = BTreeMap::new();
+    let store = Store::open_screened(dir, open, |backend, seg_dir, committed| {
+        screen_segments(
+            backend,
+            seg_dir,
+            committed,
+            options.repair,
+            &mut issues,
+            &mut headers_rewritten,
+        )
     })?;
-    check(&store, issues, options)
+    check(&store, issues, headers_rewritten, options)
 }
 
 /// Runs fsck on a store that is already open (e.g. on custom storage backends). The store was
@@ -182,12 +227,13 @@ pub fn fsck(dir: &Path, open: OpenOptions, options: &FsckOptions) -> Result<Fsck
 /// and they would look missing). No other writer may use the store while it runs either: fsck
 /// compares several snapshots, and its repair rewrites counts from them.
 pub fn fsck_open_store(store: &Store, options: &FsckOptions) -> Result<FsckReport, FsckError> {
-    check(store, BTreeMap::new(), options)
+    check(store, BTreeMap::new(), BTreeMap::new(), options)
 }
 
 fn check(
     store: &Store,
     issues: BTreeMap<SegmentId, SegmentIssue>,
+    headers_rewritten: BTreeMap<SegmentId, String>,
     options: &FsckOptions,
 ) -> Result<FsckReport, FsckError> {
     let _no_gc = store.gc_run.lock().unwrap_or_else(|e| e.into_inner());
@@ -197,6 +243,7 @@ fn check(
         report: FsckReport::default(),
         index_segments: store.index.segments()?,
         issues,
+        headers_rewritten,
         framed_end: BTreeMap::new(),
         records: HashMap::new(),
         objects: Vec::new(),
@@ -253,6 +300,23 @@ impl Checker<'_> {
                 ),
             };
             self.report.push(kind, Severity::Error, loc, detail);
+        }
+        for (id, reason) in &self.headers_rewritten {
+            let mut loc = seg_loc(*id);
+            loc.path = Some(
+                self.store
+                    .segments
+                    .dir()
+                    .join(segment_file_name(*id))
+                    .display()
+                    .to_string(),
+            );
+            self.report.push(
+                ProblemKind::SegmentHeaderCorrupt,
+                Severity::Error,
+                loc,
+                format!("file header was damaged: {reason}"),
+            );
         }
         let segment_ids: Vec<SegmentId> = self
             .index_segments

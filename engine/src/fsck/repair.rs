@@ -145,7 +145,13 @@ impl Checker<'_> {
                 _ => live.get(id).copied().unwrap_or(0) == 0,
             })
             .map(|(id, _)| *id)
+            .chain(self.headers_rewritten.keys().copied())
             .collect();
+        for id in self.headers_rewritten.keys() {
+            self.report.repairs.push(format!(
+                "rewrote the damaged file header of segment {id} (its records were checked as usual)"
+            ));
+        }
         for kind in [
             ProblemKind::SegmentMissing,
             ProblemKind::SegmentHeaderCorrupt,
