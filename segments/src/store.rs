@@ -762,6 +762,45 @@ impl Segments {
         Ok(())
     }
 
+    /// Cuts the file of `segment` back to `len` bytes and fdatasyncs it, when `segment` is the
+    /// active one: fsck's repair of a torn segment, so that what is appended next follows its
+    /// last whole record instead of the torn bytes. Returns `false` (and changes nothing) for a
+    /// sealed segment: it may be mapped, so it is never cut while open, and nothing is appended
+    /// to it; the bytes past its committed length are cut at its next open. `len` must lie
+    /// between the file header and the end of the last appended record, and no record appended
+    /// to the segment may be unsettled. A failed fdatasync poisons the handle.
+    pub fn cut_active_tail(&self, segment: SegmentId, len: u64) -> Result<bool, SegmentError> {
+        self.check_poisoned()?;
+        let _one_sync_at_a_time = lock(&self.sync_lock)?;
+        let mut state = lock(&self.state)?;
+        self.check_poisoned()?;
+        if segment != state.active {
+            return Ok(false);
+        }
+        if len < FILE_HEADER_LEN_U64 || len > state.active_len {
+            return Err(out_of_bounds(segment, 0, len, state.active_len));
+        }
+        if state.unsettled.contains_key(&segment) {
+            return Err(SegmentError::Unsettled(segment));
+        }
+        let path = self.path_of(segment);
+        state
+            .active_file
+            .set_len(len)
+            .map_err(|e| SegmentError::io(&path, "cut torn segment tail", e))?;
+        if let Err(e) = state.active_file.sync_data() {
+            return Err(self.poison(path, "fdatasync after cutting a torn tail", e));
+        }
+        state.active_len = len;
+        if let Some((_, dirty_len)) = state.dirty.get_mut(&segment) {
+            *dirty_len = (*dirty_len).min(len);
+        }
+        if let Some(durable) = state.unacknowledged.get_mut(&segment) {
+            *durable = (*durable).min(len);
+        }
+        Ok(true)
+    }
+
     /// The segment appends currently go to.
     pub fn active_segment(&self) -> SegmentId {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).active

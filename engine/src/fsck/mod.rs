@@ -22,7 +22,8 @@
 //! header (before the store opens the segment, so its records are checked as usual), drops
 //! entries whose bytes are gone or corrupt (reporting the pinned blobs that needed them),
 //! rewrites counts and live bytes,
-//! lowers the committed length of a truncated segment to its last whole record, drops the entry
+//! lowers the committed length of a truncated segment to its last whole record (and cuts the
+//! active segment's file there before anything is appended to it), drops the entry
 //! of a segment whose file is gone, removes orphan files.
 
 mod data;

@@ -104,6 +104,7 @@ impl Checker<'_> {
         net_mesh_segments::failpoint::hit("fsck.repair_commit.before");
         txn.commit()?;
         net_mesh_segments::failpoint::hit("fsck.repair_commit.after");
+        self.cut_torn_tails(&mut segment_fixes)?;
         self.rebuild_erasure_coded()?;
         if dropped > 0 {
             self.report.repairs.push(format!(
@@ -188,6 +189,26 @@ impl Checker<'_> {
             self.report.mark_repaired(ProblemKind::OrphanFile, |l| {
                 l.path.as_deref() == Some(&shown)
             });
+        }
+        Ok(())
+    }
+
+    /// Cuts the file of a truncated segment that is the active one back to its last whole
+    /// record (durably), so the rebuild's appends follow it and not the torn bytes. Runs after
+    /// the index transaction lowered its committed length: a crash in between leaves a tail past
+    /// the committed length, which the next open cuts. A sealed truncated segment is cut at its
+    /// next open (nothing is appended to it).
+    fn cut_torn_tails(&mut self, segment_fixes: &mut Vec<String>) -> Result<(), FsckError> {
+        for (id, issue) in &self.issues {
+            if !matches!(issue, SegmentIssue::Truncated { .. }) {
+                continue;
+            }
+            let end = self.framed_end.get(id).copied().unwrap_or(FILE_HEADER);
+            if self.store.segments.cut_active_tail(*id, end)? {
+                segment_fixes.push(format!(
+                    "cut the torn tail of active segment {id} at {end} before appending to it"
+                ));
+            }
         }
         Ok(())
     }
