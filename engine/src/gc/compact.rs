@@ -2,9 +2,13 @@
 //! records forward and unlinking it. It runs beside uploads, reads and other commits; nothing
 //! waits for it and it waits for nothing but its own commits.
 //!
-//! Per segment:
-//! 0. only sealed segments with no unsettled records are candidates (`Segments::has_unsettled`:
-//!    an upload may still be about to index a record it appended there);
+//! A segment is sparse when it holds a dead record and its live record bytes (header and
+//! payload of each record an index entry places there) are below the threshold fraction of its
+//! committed record bytes, or nothing in it is live; a segment whose every record is live is
+//! never compacted, however small its records. Per segment:
+//! 0. only sealed, sparse segments with no unsettled records are candidates
+//!    (`Segments::has_unsettled`: an upload may still be about to index a record it appended
+//!    there);
 //! 1. the live set is the index entries that place objects in the segment (not a scan of the
 //!    file, so damage in dead regions does not block compaction);
 //! 2. copy each live record (read back with its header checked) to the active segment
@@ -23,10 +27,10 @@
 //! that fsck reports and `fsck --repair` removes. Counts are never touched. The active segment
 //! is never compacted; when it is itself sparse it is sealed first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use net_mesh_segments::SegmentId;
-use net_mesh_segments::codec::FILE_HEADER_LEN;
+use net_mesh_segments::codec::{FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use net_mesh_segments::failpoint;
 
 use crate::codec::Hash;
@@ -35,46 +39,79 @@ use crate::index::{Batch, ObjectEntry, Relocation, SegmentEntry};
 use crate::store::Store;
 
 const FILE_HEADER: u64 = FILE_HEADER_LEN as u64;
+const RECORD_HEADER: u64 = RECORD_HEADER_LEN as u64;
 
-/// Fraction of a segment's committed record bytes that are live payload.
-fn live_ratio(e: &SegmentEntry) -> f64 {
+/// Bytes of whole records (header and payload) the index places in each segment, from one read
+/// snapshot taken after the segment entries they are compared with (so a segment a concurrent
+/// writer grew meanwhile looks more live, never less).
+fn live_record_bytes(store: &Store) -> Result<BTreeMap<SegmentId, u64>, GcError> {
+    let mut live: BTreeMap<SegmentId, u64> = BTreeMap::new();
+    store.index.for_each_object(|_, e| {
+        let record = RECORD_HEADER.saturating_add(u64::from(e.loc.payload_len));
+        let bytes = live.entry(e.loc.segment).or_insert(0);
+        *bytes = bytes.saturating_add(record);
+    })?;
+    Ok(live)
+}
+
+/// Holding a dead record (some committed record bytes no entry places there), and either
+/// nothing live at all or a live fraction of its record bytes below the threshold. A segment
+/// whose every record is live is never sparse, however small its records.
+fn is_sparse(e: &SegmentEntry, live_record_bytes: u64, threshold: f64) -> bool {
     let area = e.committed_len.saturating_sub(FILE_HEADER);
-    if area == 0 {
-        return 1.0;
+    if live_record_bytes >= area {
+        return false;
     }
-    e.live_bytes as f64 / area as f64
+    live_record_bytes == 0 || (live_record_bytes as f64 / area as f64) < threshold
 }
 
-/// Below the threshold, or holding records but nothing live at all.
-fn is_sparse(e: &SegmentEntry, threshold: f64) -> bool {
-    e.committed_len > FILE_HEADER && (live_ratio(e) < threshold || e.live_bytes == 0)
+/// The segments worth compacting: sparse by [`is_sparse`], per `live`.
+fn sparse_ids<'a>(
+    entries: &'a BTreeMap<SegmentId, SegmentEntry>,
+    live: &'a BTreeMap<SegmentId, u64>,
+    threshold: f64,
+) -> impl Iterator<Item = SegmentId> + 'a {
+    entries
+        .iter()
+        .filter(move |(id, e)| is_sparse(e, live.get(id).copied().unwrap_or(0), threshold))
+        .map(|(id, _)| *id)
 }
 
-/// Compacts every sealed segment below `threshold`.
+/// Compacts every sealed segment below `threshold`. A dry run counts the segments a real run
+/// would compact: the active one included when it is sparse (a real run seals it first), and
+/// with `freed_records` (the record bytes per segment its aborted sweep would have deleted,
+/// still in the index) counted as dead. A real run's sweep has committed, so it ignores them.
 pub(crate) fn compact(
     store: &Store,
     threshold: f64,
     dry_run: bool,
+    freed_records: &BTreeMap<SegmentId, u64>,
     report: &mut GcReport,
 ) -> Result<(), GcError> {
     let mut entries = store.index.segments()?;
+    let mut live = live_record_bytes(store)?;
+    if dry_run {
+        for (segment, freed) in freed_records {
+            if let Some(bytes) = live.get_mut(segment) {
+                *bytes = bytes.saturating_sub(*freed);
+            }
+        }
+    }
     let active = store.segments.active_segment();
-    if let Some(e) = entries.get(&active)
-        && is_sparse(e, threshold)
-        && !dry_run
-    {
+    if !dry_run && sparse_ids(&entries, &live, threshold).any(|id| id == active) {
         // Seal the sparse active segment so it can be compacted (once uploads that appended
         // to it have settled); commit the new segment's header length at once so the new file
         // is never an orphan.
         store.segments.seal_active()?;
         store.commit_batch(Batch::default())?;
         entries = store.index.segments()?;
+        live = live_record_bytes(store)?;
     }
-    let active = store.segments.active_segment();
-    let sparse: BTreeMap<SegmentId, SegmentEntry> = entries
-        .into_iter()
-        .filter(|(id, e)| *id != active && is_sparse(e, threshold))
-        .filter(|(id, _)| {
+    // Under a dry run nothing was sealed, so the active segment counts like a sealed one.
+    let active = (!dry_run).then(|| store.segments.active_segment());
+    let sparse: BTreeSet<SegmentId> = sparse_ids(&entries, &live, threshold)
+        .filter(|id| Some(*id) != active)
+        .filter(|id| {
             let busy = store.segments.has_unsettled(*id);
             if busy {
                 report.compaction_notes.push(format!(
@@ -90,11 +127,11 @@ pub(crate) fn compact(
     }
     let mut live_objects: Vec<(Hash, ObjectEntry)> = Vec::new();
     store.index.for_each_object(|hash, e| {
-        if sparse.contains_key(&e.loc.segment) {
+        if sparse.contains(&e.loc.segment) {
             live_objects.push((*hash, *e));
         }
     })?;
-    for segment in sparse.into_keys() {
+    for segment in sparse {
         compact_one(store, segment, &live_objects, report)?;
     }
     Ok(())

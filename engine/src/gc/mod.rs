@@ -24,13 +24,14 @@
 
 pub(crate) mod compact;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use net_mesh_segments::{RecordKind, SegmentError};
+use net_mesh_segments::codec::RECORD_HEADER_LEN;
+use net_mesh_segments::{RecordKind, SegmentError, SegmentId};
 use redb::ReadableTable;
 
 use crate::codec::{
@@ -514,11 +515,11 @@ impl Store {
         report.candidates = candidates.len() as u64;
         hook(GcPhase::Scanned);
 
-        {
+        let freed_records = {
             let _sweep = self.in_flight.begin_sweep();
             let protected = self.live_stripe_members(&self.index.reader()?)?;
-            self.sweep(candidates, cutoff, &protected, options.dry_run, &mut report)?;
-        }
+            self.sweep(candidates, cutoff, &protected, options.dry_run, &mut report)?
+        };
         hook(GcPhase::Swept);
 
         if options.compact_threshold > 0.0 {
@@ -526,6 +527,7 @@ impl Store {
                 self,
                 options.compact_threshold,
                 options.dry_run,
+                &freed_records,
                 &mut report,
             )?;
         }
@@ -544,7 +546,9 @@ impl Store {
         result
     }
 
-    /// The delete transaction. The caller runs it inside an in-flight sweep.
+    /// The delete transaction. The caller runs it inside an in-flight sweep. Returns the bytes
+    /// of whole records (header and payload) it deleted the entries of, per segment — under a
+    /// dry run, those it would delete.
     fn sweep(
         &self,
         candidates: Vec<Hash>,
@@ -552,7 +556,7 @@ impl Store {
         protected: &StripePlaces,
         dry_run: bool,
         report: &mut GcReport,
-    ) -> Result<(), GcError> {
+    ) -> Result<BTreeMap<SegmentId, u64>, GcError> {
         let result = self.sweep_txn(candidates, cutoff, protected, dry_run, report);
         self.poison_on_index_io(result)
     }
@@ -564,7 +568,8 @@ impl Store {
         protected: &StripePlaces,
         dry_run: bool,
         report: &mut GcReport,
-    ) -> Result<(), GcError> {
+    ) -> Result<BTreeMap<SegmentId, u64>, GcError> {
+        let mut freed_records: BTreeMap<SegmentId, u64> = BTreeMap::new();
         let initial: HashSet<Hash> = candidates.iter().copied().collect();
         // Each object with the time it has been unreferenced since (a cascaded child: since
         // its deleted parent was).
@@ -648,6 +653,10 @@ impl Store {
                 objects.remove(&hash)?;
                 let d = live_delta.entry(entry.loc.segment).or_insert(0);
                 *d = d.saturating_add(u64::from(entry.loc.payload_len));
+                let r = freed_records.entry(entry.loc.segment).or_insert(0);
+                *r = r
+                    .saturating_add(RECORD_HEADER_LEN as u64)
+                    .saturating_add(u64::from(entry.loc.payload_len));
                 report.objects_freed = report.objects_freed.saturating_add(1);
                 report.bytes_freed = report
                     .bytes_freed
@@ -668,12 +677,12 @@ impl Store {
         }
         if dry_run {
             txn.abort()?;
-            return Ok(());
+            return Ok(freed_records);
         }
         net_mesh_segments::failpoint::hit("gc.delete_commit.before");
         txn.commit()?;
         net_mesh_segments::failpoint::hit("gc.delete_commit.after");
-        Ok(())
+        Ok(freed_records)
     }
 
     /// Deletes one chunk's index entry. Without `force` this is the normal API path: it refuses
