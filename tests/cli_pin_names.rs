@@ -99,3 +99,24 @@ fn blob_ls_lists_every_good_pin_and_warns_about_a_bad_row() {
         .collect();
     assert!(kinds.contains(&"pin_corrupt".to_string()), "{kinds:?}");
 }
+
+#[test]
+fn blob_ls_escapes_control_characters_in_names_and_json_keeps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let file = write_file(tmp.path(), "in.bin", &random_bytes(100, 2));
+    let name = "evil\n3400ef0b666bffd5  manifest  10  fake\u{1b}[2J";
+    ok_text(
+        &dir,
+        &["blob", "put", "--name", name, file.to_str().unwrap()],
+    );
+    let ls = ok_text(&dir, &["blob", "ls"]);
+    assert_eq!(ls.lines().count(), 1, "{ls:?}");
+    assert!(
+        ls.ends_with("evil\\n3400ef0b666bffd5  manifest  10  fake\\u{1b}[2J"),
+        "{ls:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&ok(&dir, &["blob", "ls", "--json"])).unwrap();
+    assert_eq!(json[0]["name"], name);
+}

@@ -350,6 +350,9 @@ fn node_commands_print_what_local_commands_print() {
 
     // Failures exit alike.
     sides.same_failure(&["blob", "get", "00000000"], 1);
+    // Not an id prefix (too short, not hex): a usage error, not "no match".
+    sides.same_failure(&["blob", "get", "abc"], 2);
+    sides.same_failure(&["blob", "stat", "zzzz"], 2);
     sides.same_failure(&["blob", "stat", "nm1notaref"], 2);
     sides.same_failure(&["blob", "rm", "00000000"], 1);
     sides.same_failure(&["blob", "put", &path(&tmp.path().join("missing.bin"))], 1);

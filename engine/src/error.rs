@@ -52,6 +52,8 @@ pub enum StoreError {
     Erasure(#[from] ErasureError),
     #[error("no pinned blob matches {0:?}")]
     NotPinned(String),
+    #[error("{0:?} is neither a blob ref (`nm1…`) nor an id prefix of 4 to 64 hex digits")]
+    BadPrefix(String),
     #[error("{0:?} matches more than one pinned blob; give more characters")]
     Ambiguous(String),
     /// The pin row an id prefix names does not decode, so its blob is unknown. Unpinning it
@@ -197,7 +199,7 @@ impl Classify for StoreError {
             | StoreError::PinName(_)
             | StoreError::ChannelName(_) => ErrorClass::Usage,
             StoreError::NotPinned(_) | StoreError::NoSuchChannel(_) => ErrorClass::NotFound,
-            StoreError::Ambiguous(_) => ErrorClass::Usage,
+            StoreError::Ambiguous(_) | StoreError::BadPrefix(_) => ErrorClass::Usage,
             StoreError::TreeState(_) | StoreError::PinUndecodable { .. } => ErrorClass::Integrity,
         }
     }

@@ -548,7 +548,7 @@ impl Store {
     pub fn find_pin_in(&self, channel: &str, id_prefix: &str) -> Result<(Hash, Pin), StoreError> {
         let want = id_prefix.to_ascii_lowercase();
         if want.len() < 4 || want.len() > 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::NotPinned(id_prefix.to_string()));
+            return Err(StoreError::BadPrefix(id_prefix.to_string()));
         }
         check_channel_name(channel)?;
         // Only the rows whose ids start with the prefix are read: the prefix padded with zero

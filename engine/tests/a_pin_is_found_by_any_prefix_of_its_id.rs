@@ -95,7 +95,18 @@ fn a_pin_is_found_by_any_prefix_of_its_id() {
         let absent = ids
             .iter()
             .all(|o| !o.starts_with(&missing.to_ascii_lowercase()));
-        if absent || missing.len() < 4 || missing.len() > 64 {
+        let malformed = missing.len() < 4
+            || missing.len() > 64
+            || !missing.bytes().all(|b| b.is_ascii_hexdigit());
+        if malformed {
+            assert!(
+                matches!(
+                    store.find_pin_in("default", missing),
+                    Err(StoreError::BadPrefix(_))
+                ),
+                "{missing}"
+            );
+        } else if absent {
             assert!(
                 matches!(
                     store.find_pin_in("default", missing),

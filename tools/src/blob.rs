@@ -575,10 +575,27 @@ pub(crate) fn print_pin(printer: &mut RowPrinter, pin: &PinLine) -> ControlFlow<
             format!(
                 "{short}  {kind:<8} {:>14}  {}",
                 pin.blob_ref.size(),
-                pin.name
+                printable(&pin.name)
             )
         },
     )
+}
+
+/// `name` with its control characters escaped (`\n`, `\u{1b}`), so that a name can neither
+/// start a line of its own in a listing nor drive the terminal; `--json` keeps it as it is.
+pub(crate) fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A pin row of `blob ls` that does not decode: a warning on stderr, never a reason to hide
