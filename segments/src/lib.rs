@@ -17,6 +17,7 @@ mod error;
 pub mod failpoint;
 mod faulty;
 mod files;
+mod loose;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod store;
@@ -26,6 +27,7 @@ pub use codec::{FileHeader, FrameError, RecordHeader, UnknownRecordKind};
 pub use error::SegmentError;
 pub use faulty::FaultyBackend;
 pub use files::{parse_segment_file_name, segment_file_name};
+pub use loose::LooseSegment;
 pub use store::{Segments, TruncatedTail};
 
 /// Identifies a segment file (`seg-{id:016x}.nms`).

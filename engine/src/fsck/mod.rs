@@ -24,11 +24,13 @@
 //! rewrites counts and live bytes,
 //! lowers the committed length of a truncated segment to its last whole record (and cuts the
 //! active segment's file there before anything is appended to it), drops the entry
-//! of a segment whose file is gone, removes orphan files.
+//! of a segment whose file is gone, salvages what orphan files hold that the store needs and
+//! lacks, then removes them.
 
 mod data;
 mod repair;
 mod report;
+mod salvage;
 
 pub use data::{DataCursor, FSCK_CURSOR_LEN};
 pub use report::*;

@@ -1,5 +1,6 @@
 //! fsck `--repair`: what can be fixed without losing data.
 
+use super::salvage::Salvage;
 use super::*;
 
 impl Checker<'_> {
@@ -7,8 +8,42 @@ impl Checker<'_> {
     /// orphan files.
     pub(super) fn repair(&mut self) -> Result<(), FsckError> {
         // Counts as recomputed: nodes whose entries are dropped were never counted.
-        let expected = std::mem::take(&mut self.expected);
+        let mut expected = std::mem::take(&mut self.expected);
+        let mut indexed: HashSet<Hash> = self
+            .objects
+            .iter()
+            .map(|(h, _)| *h)
+            .filter(|h| !self.bad.contains_key(h))
+            .collect();
+        // Orphan files, and the files of segments whose entries are all dropped now (they
+        // become orphans): their records may be the only copy of objects still needed.
+        let mut kept_live: BTreeMap<SegmentId, u64> = BTreeMap::new();
+        for (hash, entry) in &self.objects {
+            if !self.bad.contains_key(hash) {
+                *kept_live.entry(entry.loc.segment).or_insert(0) +=
+                    u64::from(entry.loc.payload_len);
+            }
+        }
+        let mut orphan_paths = std::mem::take(&mut self.orphans);
+        for (id, issue) in &self.issues {
+            if matches!(issue, SegmentIssue::HeaderCorrupt(_))
+                && kept_live.get(id).copied().unwrap_or(0) == 0
+            {
+                let path = self.store.segments.dir().join(segment_file_name(*id));
+                if self.store.segments.backend().open(&path, false).is_ok() {
+                    orphan_paths.push(path);
+                }
+            }
+        }
+        let salvage = self.salvage_orphans(&orphan_paths, &indexed, &mut expected)?;
+        let now = now_ms();
+        for (hash, _, _) in &salvage.objects {
+            indexed.insert(*hash);
+        }
         let mut live: BTreeMap<SegmentId, u64> = BTreeMap::new();
+        for (_, _, loc) in &salvage.objects {
+            *live.entry(loc.segment).or_insert(0) += u64::from(loc.payload_len);
+        }
         let txn = self.store.index.db().begin_write()?;
         let mut dropped = 0u64;
         let mut recounted = 0u64;
@@ -30,14 +65,17 @@ impl Checker<'_> {
                 objects.remove(hash)?;
                 dropped += 1;
             }
+            for (hash, kind, loc) in &salvage.objects {
+                let entry = ObjectEntry {
+                    kind: *kind,
+                    loc: *loc,
+                    refcount: expected.get(hash).copied().unwrap_or(0),
+                    unreferenced_since_unix_ms: now,
+                };
+                objects.insert(hash, entry.encode().as_slice())?;
+            }
             // Objects still named by parents or pins but not indexed (dropped now or earlier):
             // record the count those references hold, so a re-upload restores it (§3.10).
-            let indexed: HashSet<&Hash> = self
-                .objects
-                .iter()
-                .map(|(h, _)| h)
-                .filter(|h| !self.bad.contains_key(*h))
-                .collect();
             let mut stale = Vec::new();
             for row in lost_refs.iter()? {
                 let (k, _) = row?;
@@ -100,10 +138,23 @@ impl Checker<'_> {
                     segments.insert(*id, fixed.encode().as_slice())?;
                 }
             }
+            // The segments the salvaged records went to, with their durable lengths.
+            for (id, len) in &salvage.lengths {
+                let stored = segments
+                    .get(*id)?
+                    .map(|v| SegmentEntry::decode(*id, v.value()))
+                    .transpose()?;
+                let entry = SegmentEntry {
+                    committed_len: stored.map_or(*len, |e| e.committed_len.max(*len)),
+                    live_bytes: live.get(id).copied().unwrap_or(0),
+                };
+                segments.insert(*id, entry.encode().as_slice())?;
+            }
         }
         net_mesh_segments::failpoint::hit("fsck.repair_commit.before");
         txn.commit()?;
         net_mesh_segments::failpoint::hit("fsck.repair_commit.after");
+        self.store.segments.acknowledge_committed(&salvage.lengths);
         self.cut_torn_tails(&mut segment_fixes)?;
         self.rebuild_erasure_coded()?;
         if dropped > 0 {
@@ -169,7 +220,40 @@ impl Checker<'_> {
             })
         });
         self.report.repairs.extend(segment_fixes);
-        for path in std::mem::take(&mut self.orphans) {
+        self.settle_orphans(salvage)?;
+        Ok(())
+    }
+
+    /// Removes the orphan files whose needed records are salvaged (or that hold none), keeps
+    /// the others (a warning each), and reports the salvaged objects as no longer missing.
+    fn settle_orphans(&mut self, salvage: Salvage) -> Result<(), FsckError> {
+        let salvaged: HashSet<String> = salvage.objects.iter().map(|(h, _, _)| hex(h)).collect();
+        if !salvaged.is_empty() {
+            self.report.repairs.push(format!(
+                "salvaged {} object(s) the index lacked from orphan segment files into the \
+                 active segment",
+                salvaged.len()
+            ));
+            self.report.mark_repaired(ProblemKind::MissingObject, |l| {
+                l.object.as_ref().is_some_and(|o| salvaged.contains(o))
+            });
+        }
+        for (path, lacking) in salvage.kept {
+            let id = path
+                .file_name()
+                .and_then(|n| parse_segment_file_name(&n.to_string_lossy()));
+            self.report.push(
+                ProblemKind::OrphanFile,
+                Severity::Warning,
+                Location {
+                    segment: id,
+                    path: Some(path.display().to_string()),
+                    ..Location::default()
+                },
+                format!("orphan file holds {lacking} objects the store lacks; kept"),
+            );
+        }
+        for (path, from_here) in salvage.removable {
             let files = self.store.segments.backend();
             files.remove(&path).map_err(|source| FsckError::Io {
                 op: "remove orphan file",
@@ -183,9 +267,11 @@ impl Checker<'_> {
                 source,
             })?;
             let shown = path.display().to_string();
-            self.report
-                .repairs
-                .push(format!("removed orphan segment file {shown}"));
+            self.report.repairs.push(if from_here > 0 {
+                format!("removed orphan segment file {shown} after salvaging {from_here} object(s) from it")
+            } else {
+                format!("removed orphan segment file {shown}")
+            });
             self.report.mark_repaired(ProblemKind::OrphanFile, |l| {
                 l.path.as_deref() == Some(&shown)
             });
