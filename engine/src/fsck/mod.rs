@@ -92,15 +92,17 @@ fn screen_segments(
     let mut out = BTreeMap::new();
     for (id, committed_len) in committed {
         let path = seg_dir.join(segment_file_name(id));
-        let Ok(meta) = std::fs::metadata(&path) else {
+        // Through the store's backend: the files may not be on the real filesystem.
+        let Ok((file, file_len)) = backend
+            .open(&path, false)
+            .and_then(|f| f.len().map(|len| (f, len)))
+        else {
             issues.insert(id, SegmentIssue::Missing);
             continue;
         };
         let mut header = [0u8; FILE_HEADER_LEN];
-        let read = std::fs::File::open(&path).and_then(|mut f| {
-            use std::io::Read;
-            f.read_exact(&mut header)
-        });
+        let read = file.read_at(&mut header, 0);
+        drop(file);
         let header_read = read.is_ok();
         let verdict = match read {
             Err(e) => Err(format!("cannot read header: {e}")),
@@ -143,14 +145,9 @@ fn screen_segments(
             );
             continue;
         }
-        if meta.len() < committed_len {
-            issues.insert(
-                id,
-                SegmentIssue::Truncated {
-                    file_len: meta.len(),
-                },
-            );
-            out.insert(id, meta.len());
+        if file_len < committed_len {
+            issues.insert(id, SegmentIssue::Truncated { file_len });
+            out.insert(id, file_len);
         } else {
             out.insert(id, committed_len);
         }
