@@ -169,7 +169,9 @@ pub fn segment_error_class(e: &SegmentError) -> ErrorClass {
         SegmentError::Io { .. } | SegmentError::SyncFailed { .. } | SegmentError::Poisoned => {
             ErrorClass::Io
         }
-        SegmentError::ActiveSegment(_) | SegmentError::Unsettled(_) => ErrorClass::Refused,
+        SegmentError::ActiveSegment(_) | SegmentError::Unsettled(_) | SegmentError::ReadOnly => {
+            ErrorClass::Refused
+        }
         _ => ErrorClass::Usage,
     }
 }

@@ -89,6 +89,19 @@ impl IndexStorage for IndexOnBackend {
             faults: Arc::clone(&self.faults),
         })
     }
+
+    fn open_database_read_only(
+        &self,
+        path: &Path,
+    ) -> Result<Option<redb::ReadOnlyDatabase>, redb::DatabaseError> {
+        let file = self.files.open(path, false)?;
+        crate::storage::index_builder()
+            .open_read_only_with_backend(RedbOnFile {
+                file,
+                faults: Arc::clone(&self.faults),
+            })
+            .map(Some)
+    }
 }
 
 /// One open index file as redb sees it.

@@ -14,6 +14,16 @@ use net_mesh_segments::{FileBackend, SegmentBackend};
 pub trait IndexStorage: Send + Sync + Debug {
     /// Opens the redb database at `path`, creating it if it does not exist.
     fn open_database(&self, path: &Path) -> Result<redb::Database, redb::DatabaseError>;
+
+    /// Opens the existing redb database at `path` read-only: nothing is written to it, not
+    /// even at open or close (a check's open). `Ok(None)` when this storage cannot, and the
+    /// caller opens it with [`IndexStorage::open_database`].
+    fn open_database_read_only(
+        &self,
+        _path: &Path,
+    ) -> Result<Option<redb::ReadOnlyDatabase>, redb::DatabaseError> {
+        Ok(None)
+    }
 }
 
 /// The most memory redb may keep as its page cache for one index. redb's own default is
@@ -36,6 +46,13 @@ pub struct RedbFile;
 impl IndexStorage for RedbFile {
     fn open_database(&self, path: &Path) -> Result<redb::Database, redb::DatabaseError> {
         index_builder().create(path)
+    }
+
+    fn open_database_read_only(
+        &self,
+        path: &Path,
+    ) -> Result<Option<redb::ReadOnlyDatabase>, redb::DatabaseError> {
+        index_builder().open_read_only(path).map(Some)
     }
 }
 

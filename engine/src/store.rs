@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use net_mesh_segments::{SegmentBackend, SegmentConfig, SegmentId, Segments};
-use redb::ReadableDatabase;
 
 use crate::chunking::ChunkingStrategy;
 use crate::codec::{BlobRef, Hash};
@@ -181,10 +180,24 @@ fn create_index(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("remove unfinished index", &tmp)(e)),
     }
-    drop(Index::open_on(storage, &tmp, Extensions::default())?);
+    drop(Index::open_on(storage, &tmp, Extensions::default(), false)?);
     files
         .rename(&tmp, index_path)
         .map_err(io("rename new index into place", index_path))
+}
+
+/// What an open may write to an existing store (a new one is always created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteMode {
+    /// Everything: the usual open (it cuts uncommitted segment tails, starts a segment file).
+    Writable,
+    /// Nothing: the index is opened read-only when it needs no setting up, uncommitted segment
+    /// tails stay in place, no segment file is created ([`SegmentConfig::read_only`]), and every
+    /// later write is refused.
+    ReadOnly,
+    /// [`WriteMode::ReadOnly`] for the segment files, but the index is writable (fsck
+    /// `--read-data` without `--repair` records its data cursor there).
+    SegmentsReadOnly,
 }
 
 /// How a store is opened: how it writes, the backends it lives on, and the extensions that keep
@@ -222,27 +235,32 @@ impl Store {
 
     /// Opens the store in `dir` as `options` say (the one place a store is opened).
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Store, OpenError> {
-        Self::open_inner(dir, options, |_, _, committed| committed)
+        Self::open_inner(dir, options, WriteMode::Writable, |_, _, committed| {
+            committed
+        })
     }
 
     /// [`Store::open_with`], letting `screen` adjust the committed segment set before the
     /// segment files are opened (fsck drops missing or damaged segments instead of failing,
     /// or, when repairing, rewrites a damaged file header through the store's backend).
+    /// `mode` says what the open may write (fsck without `--repair` writes nothing).
     pub(crate) fn open_screened(
         dir: &Path,
         options: OpenOptions,
+        mode: WriteMode,
         screen: impl FnOnce(
             &dyn SegmentBackend,
             &Path,
             BTreeMap<SegmentId, u64>,
         ) -> BTreeMap<SegmentId, u64>,
     ) -> Result<Store, OpenError> {
-        Self::open_inner(dir, options, screen)
+        Self::open_inner(dir, options, mode, screen)
     }
 
     fn open_inner(
         dir: &Path,
         options: OpenOptions,
+        mode: WriteMode,
         screen: impl FnOnce(
             &dyn SegmentBackend,
             &Path,
@@ -274,7 +292,12 @@ impl Store {
         if !file_exists(files.as_ref(), &index_path).map_err(io("open", &index_path))? {
             create_index(files.as_ref(), backends.index.as_ref(), dir, &index_path)?;
         }
-        let index = Index::open_on(backends.index.as_ref(), &index_path, extensions)?;
+        let index = Index::open_on(
+            backends.index.as_ref(),
+            &index_path,
+            extensions,
+            mode == WriteMode::ReadOnly,
+        )?;
         let committed: BTreeMap<SegmentId, u64> = index
             .segments()?
             .into_iter()
@@ -298,6 +321,7 @@ impl Store {
         let seg_config = SegmentConfig {
             roll_size: config.segment_roll_size,
             new_ids_from,
+            read_only: mode != WriteMode::Writable,
             ..SegmentConfig::default()
         };
         let committed = screen(files.as_ref(), &seg_dir, committed);

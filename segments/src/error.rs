@@ -37,6 +37,9 @@ pub enum SegmentError {
     /// An earlier sync failed; every append/sync is refused until the store is reopened.
     #[error("segment store is poisoned by an earlier sync failure; reopen it")]
     Poisoned,
+    /// The handle was opened read-only ([`crate::SegmentConfig::read_only`]): it never writes.
+    #[error("segment store is open read-only")]
+    ReadOnly,
     /// Bytes on disk do not frame correctly.
     #[error("segment {segment} corrupted at offset {offset}: {reason}")]
     Corrupted {

@@ -48,13 +48,15 @@ pub(crate) fn list_segment_files(
 }
 
 /// Opens a committed segment read-write, checks its header and length, truncates the
-/// uncommitted tail (durably). Returns the file and its length before truncation.
+/// uncommitted tail (durably). Returns the file and its length before truncation. With
+/// `read_only`, the file is opened read-only and its tail left in place.
 pub(crate) fn open_committed(
     backend: &dyn SegmentBackend,
     dir: &Path,
     on_disk: &BTreeMap<SegmentId, PathBuf>,
     segment: SegmentId,
     committed_len: u64,
+    read_only: bool,
 ) -> Result<(Arc<dyn SegmentFile>, u64), SegmentError> {
     let path = dir.join(segment_file_name(segment));
     if !on_disk.contains_key(&segment) {
@@ -68,7 +70,7 @@ pub(crate) fn open_committed(
     }
     let file: Arc<dyn SegmentFile> = Arc::from(
         backend
-            .open(&path, true)
+            .open(&path, !read_only)
             .map_err(|e| SegmentError::io(&path, "open segment", e))?,
     );
     let file_len = file
@@ -95,7 +97,7 @@ pub(crate) fn open_committed(
             },
         ));
     }
-    if file_len > committed_len {
+    if file_len > committed_len && !read_only {
         tracing::info!(
             segment,
             committed_len,
@@ -119,9 +121,10 @@ pub(crate) fn open_committed(
 pub(crate) fn header_only_file(
     backend: &dyn SegmentBackend,
     on_disk: &BTreeMap<SegmentId, PathBuf>,
+    read_only: bool,
 ) -> Option<(SegmentId, Arc<dyn SegmentFile>)> {
     let (&id, path) = on_disk.iter().next_back()?;
-    let file: Arc<dyn SegmentFile> = Arc::from(backend.open(path, true).ok()?);
+    let file: Arc<dyn SegmentFile> = Arc::from(backend.open(path, !read_only).ok()?);
     if file.len().ok()? != FILE_HEADER_LEN_U64 {
         return None;
     }
@@ -129,6 +132,32 @@ pub(crate) fn header_only_file(
     file.read_at(&mut header, 0).ok()?;
     let decoded = FileHeader::decode(&header).ok()?;
     (decoded.segment == id).then_some((id, file))
+}
+
+/// The active segment of a read-only handle that found no segment to take: no file, no bytes
+/// past the header, nothing written.
+#[derive(Debug)]
+pub(crate) struct NoFile;
+
+impl SegmentFile for NoFile {
+    fn read_at(&self, _buf: &mut [u8], _offset: u64) -> std::io::Result<()> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no segment file (read-only open of a store that never committed one)",
+        ))
+    }
+    fn write_at(&self, _buf: &[u8], _offset: u64) -> std::io::Result<()> {
+        Err(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem))
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Err(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem))
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(FILE_HEADER_LEN_U64)
+    }
+    fn set_len(&self, _len: u64) -> std::io::Result<()> {
+        Err(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem))
+    }
 }
 
 /// Creates segment file `id` with its file header (not yet synced).

@@ -74,6 +74,11 @@ pub struct SegmentConfig {
     /// id its index names, so a segment the open left out (fsck skips a missing or damaged
     /// one) never has its id given to a new file. Default 0.
     pub new_ids_from: SegmentId,
+    /// Open without writing anything (a check): uncommitted tails are left in place (reads stop
+    /// at the committed length), no segment file is created when none is committed (the
+    /// active segment is then an empty placeholder with no file), and every append, sync,
+    /// cut, seal and removal is refused with [`SegmentError::ReadOnly`]. Default false.
+    pub read_only: bool,
 }
 
 impl Default for SegmentConfig {
@@ -82,6 +87,7 @@ impl Default for SegmentConfig {
             roll_size: 256 * 1024 * 1024,
             max_payload: 16 * 1024 * 1024,
             new_ids_from: 0,
+            read_only: false,
         }
     }
 }

@@ -12,7 +12,8 @@ use crate::codec::{
     FILE_HEADER_LEN, FileHeader, FrameError, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, RecordHeader,
 };
 use crate::files::{
-    create_segment_file, header_only_file, list_segment_files, open_committed, segment_file_name,
+    NoFile, create_segment_file, header_only_file, list_segment_files, open_committed,
+    segment_file_name,
 };
 use crate::{
     ObjectId, RecordKind, RecordLoc, ScanItem, SegmentConfig, SegmentError, SegmentId, failpoint,
@@ -173,9 +174,15 @@ impl Segments {
         let mut opened: BTreeMap<SegmentId, (Arc<dyn SegmentFile>, u64)> = BTreeMap::new();
         let mut truncated = Vec::new();
         for (&segment, &committed_len) in committed {
-            let (file, file_len_before) =
-                open_committed(backend.as_ref(), dir, &on_disk, segment, committed_len)?;
-            if file_len_before > committed_len {
+            let (file, file_len_before) = open_committed(
+                backend.as_ref(),
+                dir,
+                &on_disk,
+                segment,
+                committed_len,
+                config.read_only,
+            )?;
+            if file_len_before > committed_len && !config.read_only {
                 truncated.push(TruncatedTail {
                     segment,
                     committed_len,
@@ -201,14 +208,21 @@ impl Segments {
         let mut dir_dirty = false;
         let (active, active_file, active_len) = match opened.pop_last() {
             Some((id, (file, len))) => (id, file, len),
-            None => match header_only_file(backend.as_ref(), &on_disk) {
+            None => match header_only_file(backend.as_ref(), &on_disk, config.read_only) {
                 // The store was opened before and never written to: take the segment that
                 // open started instead of leaving one more empty file per open.
                 Some((id, file)) if id >= config.new_ids_from => {
                     orphans.retain(|path| on_disk.get(&id) != Some(path));
-                    dirty.insert(id, (Arc::clone(&file), FILE_HEADER_LEN_U64));
-                    dir_dirty = true;
+                    if !config.read_only {
+                        dirty.insert(id, (Arc::clone(&file), FILE_HEADER_LEN_U64));
+                        dir_dirty = true;
+                    }
                     (id, file, FILE_HEADER_LEN_U64)
+                }
+                // Read-only: no file is created; the placeholder holds nothing.
+                _ if config.read_only => {
+                    let file: Arc<dyn SegmentFile> = Arc::new(NoFile);
+                    (next_id, file, FILE_HEADER_LEN_U64)
                 }
                 _ => {
                     let id = next_id;
@@ -255,7 +269,11 @@ impl Segments {
         self.dir.join(segment_file_name(segment))
     }
 
+    /// Refuses a write: after a sync failure, or on a read-only handle.
     fn check_poisoned(&self) -> Result<(), SegmentError> {
+        if self.config.read_only {
+            return Err(SegmentError::ReadOnly);
+        }
         if self.poisoned.load(Ordering::SeqCst) {
             Err(SegmentError::Poisoned)
         } else {

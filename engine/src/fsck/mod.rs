@@ -46,7 +46,7 @@ use net_mesh_segments::{
     FileHeader, RecordKind, RecordLoc, SegmentBackend, SegmentError, SegmentId,
     parse_segment_file_name, segment_file_name,
 };
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::Serialize;
 
 use crate::codec::{Hash, chunk_id};
@@ -56,7 +56,7 @@ use crate::index::{
     CHANNELS, ChannelEntry, IndexError, LOST_REFS, OBJECTS, ObjectEntry, SEGMENTS, SegmentEntry,
     encode_lost_refs, pin_roots,
 };
-use crate::store::{OpenOptions, Store, now_ms};
+use crate::store::{OpenOptions, Store, WriteMode, now_ms};
 
 const FILE_HEADER: u64 = FILE_HEADER_LEN as u64;
 
@@ -205,7 +205,13 @@ struct Checker<'a> {
 pub fn fsck(dir: &Path, open: OpenOptions, options: &FsckOptions) -> Result<FsckReport, FsckError> {
     let mut issues = BTreeMap::new();
     let mut headers_rewritten = BTreeMap::new();
-    let store = Store::open_screened(dir, open, |backend, seg_dir, committed| {
+    // A check writes nothing but, reading data, its cursor; a repair opens for writing.
+    let mode = match (options.repair, &options.read_data) {
+        (true, _) => WriteMode::Writable,
+        (false, ReadData::None) => WriteMode::ReadOnly,
+        (false, _) => WriteMode::SegmentsReadOnly,
+    };
+    let store = Store::open_screened(dir, open, mode, |backend, seg_dir, committed| {
         screen_segments(
             backend,
             seg_dir,

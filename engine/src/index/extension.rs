@@ -22,9 +22,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use redb::{
-    Key, ReadTransaction, ReadableDatabase, TableDefinition, TableHandle, Value, WriteTransaction,
-};
+use redb::{Key, ReadTransaction, TableDefinition, TableHandle, Value, WriteTransaction};
 
 use crate::class::ErrorClass;
 use crate::codec::Hash;
@@ -317,7 +315,7 @@ impl Extensions {
     }
 
     /// Every hold the registered extensions store, summed per object.
-    pub(crate) fn holds(&self, db: &redb::Database) -> Result<HashMap<Hash, u64>, ExtensionError> {
+    pub(crate) fn holds(&self, db: &super::IndexDb) -> Result<HashMap<Hash, u64>, ExtensionError> {
         let txn = db.begin_read()?;
         let mut total: HashMap<Hash, u64> = HashMap::new();
         for e in &self.0 {
@@ -332,7 +330,7 @@ impl Extensions {
     /// Tables in the index that neither the engine nor a registered extension owns.
     pub(crate) fn unowned_tables(
         &self,
-        db: &redb::Database,
+        db: &super::IndexDb,
     ) -> Result<Vec<String>, ExtensionError> {
         let txn = db.begin_read()?;
         let mut out = Vec::new();

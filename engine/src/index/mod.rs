@@ -137,7 +137,7 @@ fn corrupted(table: &'static str, key: &[u8], reason: impl Into<String>) -> Inde
 /// The index database, with the extensions registered for it.
 #[derive(Debug)]
 pub struct Index {
-    db: Database,
+    db: IndexDb,
     extensions: Extensions,
     /// One above the highest segment id a commit of this handle retired (0: none yet). A
     /// segment length for a segment below it that has no entry is a stale report of a
@@ -150,12 +150,35 @@ pub struct Index {
 
 impl Index {
     /// Opens (creating if needed) the index at `path` on `storage`, checks its format version
-    /// and lets each extension run its open step (in the same transaction).
+    /// and lets each extension run its open step (in the same transaction). With `read_only`,
+    /// an index that needs no setting up (format key, tables, default channel, no legacy
+    /// tables) is opened read-only: nothing is written, not even by redb at open or close, and
+    /// every write transaction is refused.
     pub(crate) fn open_on(
         storage: &dyn crate::storage::IndexStorage,
         path: &Path,
         extensions: Extensions,
+        read_only: bool,
     ) -> Result<Index, IndexError> {
+        if read_only
+            && let Ok(Some(db)) = storage.open_database_read_only(path)
+            && is_settled(&db)?
+        {
+            // Nothing to set up: a check opens it without writing a byte. (One that cannot be
+            // opened read-only — redb must recover it after a crash — or needs setting up is
+            // opened for writing, as any open would.)
+            for ext in extensions.iter() {
+                tracing::debug!(
+                    namespace = ext.namespace(),
+                    "read-only open: extension open step skipped"
+                );
+            }
+            return Ok(Index {
+                db: IndexDb::ReadOnly(db),
+                extensions,
+                retired_below: std::sync::atomic::AtomicU64::new(0),
+            });
+        }
         let db = storage.open_database(path)?;
         let txn = db.begin_write()?;
         {
@@ -196,7 +219,7 @@ impl Index {
         }
         txn.commit()?;
         Ok(Index {
-            db,
+            db: IndexDb::Writable(db),
             extensions,
             retired_below: std::sync::atomic::AtomicU64::new(0),
         })
@@ -232,7 +255,7 @@ impl Index {
 
 impl Index {
     /// The database, for the GC, compaction and fsck transactions (engine-internal).
-    pub(crate) fn db(&self) -> &Database {
+    pub(crate) fn db(&self) -> &IndexDb {
         &self.db
     }
 
@@ -286,6 +309,72 @@ impl Index {
 /// legacy `pins_v1` (bytes as they are, decodable or not) into `default`, then deletes
 /// `pins_v1`. One transaction, so a crash leaves either the old tables or the new ones; the
 /// references the rows hold are the same, so no count changes.
+/// The index database: writable, or opened read-only by a check (see [`Index::open_on`]).
+pub(crate) enum IndexDb {
+    Writable(Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl std::fmt::Debug for IndexDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexDb::Writable(db) => f.debug_tuple("Writable").field(db).finish(),
+            IndexDb::ReadOnly(_) => f.write_str("ReadOnly"),
+        }
+    }
+}
+
+impl IndexDb {
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            IndexDb::Writable(db) => db.begin_read(),
+            IndexDb::ReadOnly(db) => db.begin_read(),
+        }
+    }
+
+    /// A write transaction; refused (as an I/O error) on a read-only index.
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, redb::TransactionError> {
+        match self {
+            IndexDb::Writable(db) => db.begin_write(),
+            IndexDb::ReadOnly(_) => Err(redb::TransactionError::Storage(redb::StorageError::Io(
+                std::io::Error::new(
+                    std::io::ErrorKind::ReadOnlyFilesystem,
+                    "the index is open read-only (fsck without --repair)",
+                ),
+            ))),
+        }
+    }
+}
+
+/// Whether the open's transaction would change nothing of the engine's own: the format key is
+/// this version's, the tables exist, the default channel exists, no legacy pins table is left
+/// to migrate and no table outside the engine's and the extensions' names is left for an
+/// extension to adopt.
+fn is_settled(db: &impl ReadableDatabase) -> Result<bool, IndexError> {
+    let txn = db.begin_read()?;
+    let names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
+    let has = |name: &str| names.iter().any(|n| n == name);
+    if !(has(META.name())
+        && has(OBJECTS.name())
+        && has(SEGMENTS.name())
+        && has(PINS.name())
+        && has(CHANNELS.name()))
+        || has(LEGACY_PINS.name())
+        || names.iter().any(|n| {
+            !ENGINE_TABLES.contains(&n.as_str())
+                && !n.starts_with(extension::EXTENSION_TABLE_PREFIX)
+        })
+    {
+        return Ok(false);
+    }
+    let meta = txn.open_table(META)?;
+    if meta.get(META_FORMAT_KEY)?.map(|v| v.value().to_vec()) != Some(vec![INDEX_FORMAT_VERSION]) {
+        return Ok(false);
+    }
+    let channels = txn.open_table(CHANNELS)?;
+    Ok(channels.get(DEFAULT_CHANNEL)?.is_some())
+}
+
 fn migrate_pins(txn: &redb::WriteTransaction) -> Result<(), IndexError> {
     let mut pins = txn.open_table(PINS)?;
     let mut channels = txn.open_table(CHANNELS)?;
