@@ -117,6 +117,7 @@ impl Checker<'_> {
         let checked_bytes = std::sync::atomic::AtomicU64::new(0);
         let done = AtomicUsize::new(0);
         let segments = &self.store.segments;
+        let loose = &self.loose;
         let threads = self.options.threads.clamp(1, 16);
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -132,17 +133,18 @@ impl Checker<'_> {
                         let Some((hash, loc)) = items.get(i) else {
                             break;
                         };
-                        let outcome = match segments.read(*loc, RecordKind::Chunk, hash) {
-                            Ok(bytes) => {
-                                let actual = chunk_id(&bytes);
-                                if actual == *hash {
-                                    None
-                                } else {
-                                    Some((format!("bytes hash to {}", hex(&actual)), true))
+                        let outcome =
+                            match read_record(segments, loose, *loc, RecordKind::Chunk, hash) {
+                                Ok(bytes) => {
+                                    let actual = chunk_id(&bytes);
+                                    if actual == *hash {
+                                        None
+                                    } else {
+                                        Some((format!("bytes hash to {}", hex(&actual)), true))
+                                    }
                                 }
-                            }
-                            Err(e) => Some((e.to_string(), false)),
-                        };
+                                Err(e) => Some((e.to_string(), false)),
+                            };
                         checked_bytes.fetch_add(u64::from(loc.payload_len), Ordering::Relaxed);
                         done.fetch_add(1, Ordering::SeqCst);
                         if let Some((detail, corrupt)) = outcome

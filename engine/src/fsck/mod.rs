@@ -68,6 +68,9 @@ pub const MAX_LISTED_ORPHAN_RECORDS: u64 = 1000;
 enum SegmentIssue {
     Missing,
     HeaderCorrupt(String),
+    /// The file header is damaged (its checksum does not match its bytes) and a check (no
+    /// `--repair`) reads the records past it anyway: its length is fixed.
+    HeaderDamaged(String),
     /// Opened with the file's length instead of the committed one.
     Truncated {
         file_len: u64,
@@ -121,9 +124,9 @@ fn screen_segments(
             if !repair {
                 issues.insert(
                     id,
-                    SegmentIssue::HeaderCorrupt(format!(
-                        "{reason} (damaged; `--repair` rewrites it from the segment id, then \
-                         checks its records)"
+                    SegmentIssue::HeaderDamaged(format!(
+                        "{reason} (damaged; its records were checked past it; `--repair` \
+                         rewrites it from the segment id)"
                     )),
                 );
                 continue;
@@ -155,6 +158,20 @@ fn screen_segments(
     out
 }
 
+/// [`Checker::read_record`], for the data phase's threads.
+fn read_record(
+    segments: &net_mesh_segments::Segments,
+    loose: &BTreeMap<SegmentId, net_mesh_segments::LooseSegment>,
+    loc: RecordLoc,
+    kind: RecordKind,
+    hash: &Hash,
+) -> Result<bytes::Bytes, SegmentError> {
+    match loose.get(&loc.segment) {
+        Some(file) => file.read(loc, kind, hash),
+        None => segments.read(loc, kind, hash),
+    }
+}
+
 fn seg_loc(segment: SegmentId) -> Location {
     Location {
         segment: Some(segment),
@@ -181,6 +198,8 @@ struct Checker<'a> {
     report: FsckReport,
     index_segments: BTreeMap<SegmentId, SegmentEntry>,
     issues: BTreeMap<SegmentId, SegmentIssue>,
+    /// Segments whose damaged file header a check reads past (see `SegmentIssue::HeaderDamaged`).
+    loose: BTreeMap<SegmentId, net_mesh_segments::LooseSegment>,
     /// Segments whose damaged file header the repair's screening rewrote, with the damage.
     headers_rewritten: BTreeMap<SegmentId, String>,
     /// End of the last whole record of each scanned segment.
@@ -249,6 +268,7 @@ fn check(
         report: FsckReport::default(),
         index_segments: store.index.segments()?,
         issues,
+        loose: BTreeMap::new(),
         headers_rewritten,
         framed_end: BTreeMap::new(),
         records: HashMap::new(),
@@ -276,6 +296,22 @@ impl Checker<'_> {
     /// Phase 1: segment files and framing.
     fn segments(&mut self) -> Result<(), FsckError> {
         self.report.stats.segments = self.index_segments.len() as u64;
+        // Segments whose damaged header a check reads past: opened read-only, up to their
+        // committed length.
+        for (id, issue) in &self.issues {
+            if !matches!(issue, SegmentIssue::HeaderDamaged(_)) {
+                continue;
+            }
+            let committed = self.index_segments.get(id).map(|e| e.committed_len);
+            let path = self.store.segments.dir().join(segment_file_name(*id));
+            let file = net_mesh_segments::LooseSegment::open(
+                self.store.segments.backend().as_ref(),
+                &path,
+                *id,
+                committed,
+            )?;
+            self.loose.insert(*id, file);
+        }
         for (id, issue) in &self.issues {
             let path = self
                 .store
@@ -296,7 +332,7 @@ impl Checker<'_> {
                     ProblemKind::SegmentMissing,
                     format!("committed segment file ({committed} bytes) does not exist"),
                 ),
-                SegmentIssue::HeaderCorrupt(reason) => (
+                SegmentIssue::HeaderCorrupt(reason) | SegmentIssue::HeaderDamaged(reason) => (
                     ProblemKind::SegmentHeaderCorrupt,
                     format!("file header is invalid: {reason}"),
                 ),
@@ -341,9 +377,15 @@ impl Checker<'_> {
                 .get(&id)
                 .map(|e| e.committed_len)
                 .unwrap_or(0);
-            let upto = committed.min(self.store.segments.segment_len(id)?);
+            let items = match self.loose.get(&id) {
+                Some(file) => file.scan()?,
+                None => {
+                    let upto = committed.min(self.store.segments.segment_len(id)?);
+                    self.store.segments.scan(id, upto)?
+                }
+            };
             let mut end = FILE_HEADER;
-            for item in self.store.segments.scan(id, upto)? {
+            for item in items {
                 match item {
                     Ok((loc, kind, hash)) => {
                         self.records
@@ -482,6 +524,17 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Reads one record: from a segment whose damaged header a check reads past, or through
+    /// the store.
+    fn read_record(
+        &self,
+        loc: RecordLoc,
+        kind: RecordKind,
+        hash: &Hash,
+    ) -> Result<bytes::Bytes, SegmentError> {
+        read_record(&self.store.segments, &self.loose, loc, kind, hash)
+    }
+
     /// An entry whose record the scan did not frame: readable anyway (framing broke earlier
     /// in the segment) or gone. Returns the problem, if any.
     fn unframed_object(&mut self, hash: &Hash, entry: &ObjectEntry) -> Option<String> {
@@ -492,13 +545,13 @@ impl Checker<'_> {
                 SegmentIssue::HeaderCorrupt(_) => {
                     return Some(format!("segment {segment} has a corrupt file header"));
                 }
-                SegmentIssue::Truncated { .. } => {}
+                SegmentIssue::HeaderDamaged(_) | SegmentIssue::Truncated { .. } => {}
             }
         }
         if !self.index_segments.contains_key(&segment) {
             return Some(format!("segment {segment} is not in the index"));
         }
-        match self.store.segments.read(entry.loc, entry.kind, hash) {
+        match self.read_record(entry.loc, entry.kind, hash) {
             Ok(_) => None,
             Err(e) => Some(format!("record not readable: {e}")),
         }
@@ -512,9 +565,7 @@ impl Checker<'_> {
                 continue;
             }
             let result =
-                self.store
-                    .segments
-                    .read(entry.loc, entry.kind, hash)
+                self.read_record(entry.loc, entry.kind, hash)
                     .map_err(BlobError::from)
                     .and_then(|bytes| match entry.kind {
                         RecordKind::LeafNode => decode_leaf(hash, &bytes)
