@@ -1,5 +1,7 @@
 //! Power cuts while `fsck --repair` fixes a damaged segment: one flipped byte in a sealed
-//! segment's file header (rewritten in place and fdatasynced), or an active segment file cut
+//! segment's file header (rewritten in place and fdatasynced), a sealed segment whose intact
+//! header names another segment (its entries dropped, its records salvaged into the active
+//! segment before the file is removed), or an active segment file cut
 //! inside its last record (committed length lowered, the torn tail cut off with `set_len` +
 //! fdatasync, chunks rebuilt from parity appended after it). At every sync boundary and at
 //! random points after the damage: when the repair had returned, the store opens as it is (no
@@ -241,6 +243,56 @@ fn power_loss_while_repair_cuts_a_torn_active_segment_loses_nothing() {
         report.repairs
     );
     every_cut_after_is_repairable(&rec, damage, &[(blob, data)], 0x5eed_0102);
+}
+
+#[test]
+fn power_loss_while_repair_salvages_a_segment_whose_header_names_another_loses_nothing() {
+    let mut rec = Recording::new(config());
+    let mut blobs = Vec::new();
+    {
+        let store = rec.open();
+        for seed in 0..2u64 {
+            let data = Arc::new(random_bytes(90_000, 70 + seed));
+            let r = rec.step(
+                || store.store(&data).unwrap().blob_ref,
+                |r| {
+                    vec![Effect::Pinned {
+                        blob_ref: r.clone(),
+                        data: Arc::clone(&data),
+                    }]
+                },
+            );
+            blobs.push((r, data));
+        }
+        assert!(store.segments().active_segment() > 0, "segment 0 is sealed");
+    }
+    let disk = rec.disk.clone();
+    let path = rec
+        .dir
+        .join("segments")
+        .join(net_mesh_segments::segment_file_name(0));
+    let damage = rec.step(
+        || {
+            let f = disk.open(&path, true).unwrap();
+            f.write_at(&net_mesh_segments::FileHeader { segment: 77 }.encode(), 0)
+                .unwrap();
+            f.sync_data().unwrap();
+            rec_now(&disk)
+        },
+        |_| vec![Effect::Other("sealed segment 0's header names segment 77")],
+    );
+    let options = rec.options(&rec.disk);
+    let report = rec.step(
+        || fsck(&rec_dir(&path), options, &repair()).unwrap(),
+        |_| vec![Effect::Other("fsck --repair")],
+    );
+    assert_eq!(report.unrepaired_count(), 0, "{:#?}", report.problems);
+    assert!(
+        report.repairs.iter().any(|r| r.contains("salvaged")),
+        "{:#?}",
+        report.repairs
+    );
+    every_cut_after_is_repairable(&rec, damage, &blobs, 0x5eed_0103);
 }
 
 fn rec_now(disk: &SimDisk) -> usize {
