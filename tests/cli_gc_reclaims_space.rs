@@ -95,8 +95,14 @@ fn gc_frees_an_unpinned_blob_and_keeps_the_shared_chunks() {
     assert_eq!(r["disk_bytes_after"].as_u64().unwrap(), after);
 
     assert!(ok(&dir, &["blob", "get", &rb]) == b);
+    // A's unique objects are gone, its tree's root with them: the store no longer holds A
+    // (not found, exit 1), though B still holds the chunks they share.
     let out = run(&dir, &["blob", "get", &ra]);
-    assert_eq!(out.status.code(), Some(3), "A's unique chunks are gone");
+    assert_eq!(out.status.code(), Some(1), "A is gone: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("blob {ra} is not in the store")),
+        "{out:?}"
+    );
     ok(&dir, &["fsck", "--read-data"]);
 
     // Text output names what happened.

@@ -7,7 +7,7 @@ use net_mesh_segments::SegmentError;
 
 use crate::chunking::ChunkingError;
 pub use crate::class::{Classify, ErrorClass, hex, short_hex};
-use crate::codec::{DecodeError, Hash};
+use crate::codec::{BlobRef, DecodeError, Hash};
 use crate::erasure::ErasureError;
 use crate::index::{ChannelNameError, IndexError, PinNameTooLong};
 use crate::tree::{PolicyError, StateError};
@@ -83,6 +83,10 @@ pub enum StoreError {
     TreeState(#[from] StateError),
 }
 
+/// Longest ref text [`BlobError::NotInStore`] names a blob by; a longer one (a Manifest's) is
+/// named by its id.
+const MAX_NAMED_REF: usize = 128;
+
 /// Why reading a blob failed. Every integrity failure stops the read before any unverified byte
 /// reaches the sink.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +113,15 @@ pub enum BlobError {
     },
     #[error("object {} ({what}) is not in the store", short_hex(hash))]
     Missing { hash: Hash, what: &'static str },
+    /// The blob itself is absent: the first object a read of it asks for (a Tree's root node,
+    /// a Small blob's chunk, a Manifest's first chunk read) is not in the store, nor is any
+    /// other object the read asked for. An object missing below one that is there stays
+    /// [`BlobError::Missing`] (damage, not absence).
+    #[error("blob {blob} is not in the store")]
+    NotInStore {
+        /// The blob's ref text, or `id <hex>` for a ref too long to print (a Manifest's).
+        blob: String,
+    },
     #[error("object {} is corrupted: {reason}", short_hex(hash))]
     Corrupted { hash: Hash, reason: String },
     #[error("tree node {} does not decode: {source}", short_hex(hash))]
@@ -154,6 +167,17 @@ impl From<ErasureError> for BlobError {
 }
 
 impl BlobError {
+    /// [`BlobError::NotInStore`] for `blob_ref`.
+    pub fn not_in_store(blob_ref: &BlobRef) -> BlobError {
+        let text = blob_ref.to_text();
+        let blob = if text.len() <= MAX_NAMED_REF {
+            text
+        } else {
+            format!("id {}", hex(&crate::index::blob_id(blob_ref)))
+        };
+        BlobError::NotInStore { blob }
+    }
+
     /// True when the failure means stored data is damaged or missing.
     pub fn is_integrity(&self) -> bool {
         self.class() == ErrorClass::Integrity
@@ -220,6 +244,7 @@ impl Classify for BlobError {
             BlobError::Segments(e) => segment_error_class(e),
             BlobError::Index(e) => e.class(),
             BlobError::InvalidRange { .. } => ErrorClass::Usage,
+            BlobError::NotInStore { .. } => ErrorClass::NotFound,
             BlobError::Sink(_) => ErrorClass::Io,
         }
     }

@@ -412,8 +412,9 @@ impl Store {
         blob_ref: &BlobRef,
         f: &mut dyn FnMut(ChunkInfo) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, BlobError> {
+        self.check_chunks_present(blob_ref)?;
         let reader = self.index.reader()?;
-        for_each_list(self, &reader, blob_ref, None, &mut |chunks, encoding| {
+        let listed = for_each_list(self, &reader, blob_ref, None, &mut |chunks, encoding| {
             let stripes = crate::erasure::stripe::assign(chunks, encoding)?;
             for (c, stripe) in chunks.iter().zip(stripes) {
                 let flow = f(ChunkInfo {
@@ -427,7 +428,16 @@ impl Store {
                 }
             }
             Ok(ControlFlow::Continue(()))
-        })
+        });
+        match (listed, blob_ref) {
+            // The root node is what a Tree's listing reads first.
+            (Err(BlobError::Missing { hash, .. }), BlobRef::Tree { root_hash, .. })
+                if hash == *root_hash =>
+            {
+                Err(BlobError::not_in_store(blob_ref))
+            }
+            (listed, _) => listed,
+        }
     }
 
     /// Chunks listed by pinned erasure-coded blobs, with their blob and stripe. These are

@@ -6,6 +6,7 @@
 
 mod erasure;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::ops::Range;
@@ -123,11 +124,39 @@ impl ObjectSource for StoreSource<'_> {
 /// A verified traversal of one blob over an [`ObjectSource`].
 pub(crate) struct Reader<'a> {
     source: &'a dyn ObjectSource,
+    /// Whether the source had anything of the objects asked for so far (an object, or one
+    /// that is there but fails): until then, a read that fails for missing objects found
+    /// the blob absent rather than damaged.
+    found_any: Cell<bool>,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(source: &'a dyn ObjectSource) -> Reader<'a> {
-        Reader { source }
+        Reader {
+            source,
+            found_any: Cell::new(false),
+        }
+    }
+
+    /// Notes what the source answered for one object.
+    fn noted<T>(&self, answer: Result<T, BlobError>) -> Result<T, BlobError> {
+        if !matches!(answer, Err(BlobError::Missing { .. })) {
+            self.found_any.set(true);
+        }
+        answer
+    }
+
+    /// `e`, the failure of a traversal of `blob_ref`, as [`BlobError::NotInStore`] when every
+    /// object it asked for was missing (lost erasure-coded shards included).
+    fn absent_or(&self, blob_ref: &BlobRef, e: BlobError) -> BlobError {
+        match e {
+            BlobError::Missing { .. } | BlobError::Unrecoverable { .. }
+                if !self.found_any.get() =>
+            {
+                BlobError::not_in_store(blob_ref)
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn read_object(
@@ -136,7 +165,7 @@ impl<'a> Reader<'a> {
         kind: RecordKind,
         what: &'static str,
     ) -> Result<Bytes, BlobError> {
-        self.source.object(hash, kind, what)
+        self.noted(self.source.object(hash, kind, what))
     }
 
     /// Reads and verifies one chunk.
@@ -167,7 +196,7 @@ impl<'a> Reader<'a> {
             }
             let end = start.saturating_add(u64::from(chunk.size));
             if end > range.start && start < range.end {
-                let parts = self.source.chunk_to_use(&chunk.hash)?;
+                let parts = self.noted(self.source.chunk_to_use(&chunk.hash))?;
                 let slices: Vec<&[u8]> = parts.iter().map(|part| &part[..]).collect();
                 check_chunk_id(chunk, i as u64, place, chunk_id_parts(&slices), &slices)?;
                 // The chunk's bytes `from..to` (its length is its ref's, checked above).
@@ -501,23 +530,52 @@ impl Store {
         fetch_range_from(&recording, blob_ref, range, &mut std::io::sink())
     }
 
-    /// Kind, size, depth, chunk count and encoding of a blob (reads its nodes for a Tree).
+    /// For a Small or Manifest blob, whose ref lists its chunks, fails with
+    /// [`BlobError::NotInStore`] when none of them is in the store; a Tree's root is checked
+    /// by reading it.
+    pub(crate) fn check_chunks_present(&self, blob_ref: &BlobRef) -> Result<(), BlobError> {
+        let index = self.index.reader()?;
+        let present = match blob_ref {
+            BlobRef::Small { hash, .. } => index.contains(hash)?,
+            BlobRef::Manifest { chunks, .. } => {
+                let mut any = false;
+                for chunk in chunks {
+                    if index.contains(&chunk.hash)? {
+                        any = true;
+                        break;
+                    }
+                }
+                any
+            }
+            BlobRef::Tree { .. } => true,
+        };
+        if present {
+            Ok(())
+        } else {
+            Err(BlobError::not_in_store(blob_ref))
+        }
+    }
+
+    /// Kind, size, depth, chunk count and encoding of a blob (reads its nodes for a Tree);
+    /// [`BlobError::NotInStore`] for a blob the store does not hold.
     pub fn stat(&self, blob_ref: &BlobRef) -> Result<BlobStat, BlobError> {
         let (kind, chunks) = match blob_ref {
             BlobRef::Small { .. } => ("small", 1),
             BlobRef::Manifest { chunks, .. } => ("manifest", chunks.len() as u64),
             BlobRef::Tree {
                 root_hash, depth, ..
-            } => (
-                "tree",
-                Reader::new(&self.source()?).count_chunks(
-                    root_hash,
-                    depth.saturating_sub(1),
-                    0,
-                    &mut HashMap::new(),
-                )?,
-            ),
+            } => {
+                let source = self.source()?;
+                let reader = Reader::new(&source);
+                let counted = reader
+                    .count_chunks(root_hash, depth.saturating_sub(1), 0, &mut HashMap::new())
+                    .map_err(|e| reader.absent_or(blob_ref, e))?;
+                ("tree", counted)
+            }
         };
+        if !matches!(blob_ref, BlobRef::Tree { .. }) {
+            self.check_chunks_present(blob_ref)?;
+        }
         Ok(BlobStat {
             kind,
             size: blob_ref.size(),
@@ -548,7 +606,10 @@ pub fn fetch_range_from(
         return Ok(0);
     }
     let len = range.end - range.start;
-    Reader::new(source).blob(blob_ref, range, sink)?;
+    let reader = Reader::new(source);
+    reader
+        .blob(blob_ref, range, sink)
+        .map_err(|e| reader.absent_or(blob_ref, e))?;
     Ok(len)
 }
 

@@ -48,7 +48,7 @@ pub enum Refusal {
     #[error("unknown method {0}")]
     UnknownMethod(String),
     /// The peer is not in the allow list and brought no token.
-    #[error("node {peer} is not allowed on this node")]
+    #[error("node {peer} is not in the allow list and brought no permission token")]
     NotAllowed {
         /// The session's peer.
         peer: NodeId,

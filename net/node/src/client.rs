@@ -735,7 +735,11 @@ impl ObjectStream<'_> {
             .next_object_parts()
             .map_err(|e| BlobError::Sink(std::io::Error::other(e.message)))?;
         let Some((got, got_kind, answer)) = next else {
-            return Err(BlobError::Missing { hash: *hash, what });
+            // A node without the object says so (`Missing`); one that just stops lies.
+            return Err(BlobError::Corrupted {
+                hash: *hash,
+                reason: format!("the node's stream ended before this {what}"),
+            });
         };
         if got != *hash {
             return Err(BlobError::Corrupted {

@@ -18,14 +18,15 @@
 //! [`HELD_NODE_BYTES`] the walk asks for one node per call: at most that plus one node per
 //! level (≤ 2.6 MB each), whatever the blob's size or the source's tree. Any object that does
 //! not verify, that sits at the wrong level, or that the source lacks, fails the walk (an
-//! integrity error) before anything is pinned; what was stored unpinned is left to GC.
+//! integrity error; a source without the blob at all, not found) before anything is pinned;
+//! what was stored unpinned is left to GC. Failures the source reports are named as its.
 
 use std::collections::{HashMap, HashSet};
 
 use net_mesh_engine::class::short_hex;
 use net_mesh_engine::codec::{Hash, MAX_DEPTH};
 use net_mesh_engine::write::Verified;
-use net_mesh_engine::{BlobRef, ErrorClass, Importer, ObjectKind, Store};
+use net_mesh_engine::{BlobError, BlobRef, ErrorClass, Importer, ObjectKind, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -130,6 +131,8 @@ pub fn fetch_blob(
         received,
         held: 0,
         levels: HashMap::new(),
+        blob_ref,
+        fetched_any: false,
     }
     .fetch(&roots(blob_ref), root_level(blob_ref))
 }
@@ -145,9 +148,28 @@ struct Walk<'a, 'i, 's> {
     /// The level of each internal node this walk received (checked), for the places the walk
     /// meets it again already imported.
     levels: HashMap<Hash, u8>,
+    /// The blob being fetched.
+    blob_ref: &'a BlobRef,
+    /// Whether the source has given any object yet: one it lacks before that (the first
+    /// object the walk asks for, a Tree's root or a chunk the ref lists) means the source does
+    /// not hold the blob at all (not found), after that that its copy is damaged (integrity).
+    fetched_any: bool,
 }
 
 impl Walk<'_, '_, '_> {
+    /// A failure the source node reported (or of the call to it), naming the source: its
+    /// message is the source's, whose "this node" is not the node running the pull.
+    fn source_failed(&self, e: NodeError) -> NodeError {
+        NodeError::new(
+            e.class,
+            format!("the source node {}: {}", self.source_id(), e.message),
+        )
+    }
+
+    fn source_id(&self) -> String {
+        self.client.session().peer().node_id().to_hex()
+    }
+
     fn check_stop(&self) -> NodeResult<()> {
         if self.stop.is_cancelled() {
             return Err(NodeError::new(
@@ -241,11 +263,13 @@ impl Walk<'_, '_, '_> {
         let hashes: Vec<Hash> = batch.iter().map(|(h, _)| *h).collect();
         let stream = self
             .client
-            .objects_blocking(self.runtime, &hashes)?
+            .objects_blocking(self.runtime, &hashes)
+            .map_err(|e| self.source_failed(e))?
             .stop_on(self.stop.clone());
         for (hash, kind) in batch {
             self.check_stop()?;
-            let Some((got, got_kind, answer)) = stream.next_object()? else {
+            let next = stream.next_object().map_err(|e| self.source_failed(e))?;
+            let Some((got, got_kind, answer)) = next else {
                 return Err(integrity("the source node's stream ended early".into()));
             };
             if got != *hash {
@@ -253,12 +277,26 @@ impl Walk<'_, '_, '_> {
                     "the source node sent another object than asked for".into(),
                 ));
             }
-            let bytes = answer.map_err(|reason| {
-                integrity(format!(
-                    "the source node lacks object {}: {reason}",
-                    short_hex(hash)
-                ))
-            })?;
+            let bytes = match answer {
+                Ok(bytes) => bytes,
+                Err(_) if !self.fetched_any => {
+                    return Err(NodeError::new(
+                        ErrorClass::NotFound,
+                        format!(
+                            "the source node {} does not have it: {}",
+                            self.source_id(),
+                            BlobError::not_in_store(self.blob_ref)
+                        ),
+                    ));
+                }
+                Err(reason) => {
+                    return Err(integrity(format!(
+                        "the source node lacks object {}: {reason}",
+                        short_hex(hash)
+                    )));
+                }
+            };
+            self.fetched_any = true;
             if got_kind != *kind as u8 {
                 return Err(integrity(format!(
                     "the source node sent object {} as kind {got_kind}",
@@ -286,6 +324,6 @@ impl Walk<'_, '_, '_> {
                 nodes.push(object);
             }
         }
-        stream.finish()
+        stream.finish().map_err(|e| self.source_failed(e))
     }
 }
