@@ -80,8 +80,9 @@ pub enum BlobCmd {
     Get {
         /// Blob ref (nm1…) or the hex prefix of a pinned blob's id
         blob: String,
-        /// Write to FILE instead of stdout (written to a temp file, renamed when verified; a
-        /// device or FIFO such as /dev/null is written to directly)
+        /// Write to FILE instead of stdout (written to a temp file, renamed when verified, with
+        /// the mode of any new file: 0666 less the umask; a device or FIFO such as /dev/null is
+        /// written to directly)
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
         /// With --node: the bandwidth class of the transfer on the node (foreground |
@@ -457,8 +458,9 @@ const OUT_BUFFER: usize = 64 * 1024;
 pub(crate) type Fetch<'a> = dyn FnMut(&mut dyn Write) -> CliResult<u64> + 'a;
 
 /// `blob get`: the whole blob to stdout, or to `output` through a temp file renamed into place
-/// only once every byte was verified. An `output` that exists and is no regular file (a
-/// device such as `/dev/null`, a FIFO) is written to directly, never replaced.
+/// only once every byte was verified (created 0666 less the umask, like any new file). An
+/// `output` that exists and is no regular file (a device such as `/dev/null`, a FIFO) is
+/// written to directly, never replaced.
 pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'_>) -> CliResult {
     let bar = progress(Some(blob_ref.size()), "get");
     match output {
@@ -475,9 +477,14 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let tmp = tempfile::NamedTempFile::new_in(dir).with_class(ErrorClass::Io, || {
-                format!("creating a temp file in {}", dir.display())
-            })?;
+            // Created 0666 less the umask, as any new file is (a temp file's own default, 0600,
+            // would stay on the output once renamed into place).
+            let tmp = tempfile::Builder::new()
+                .permissions(new_file_permissions())
+                .tempfile_in(dir)
+                .with_class(ErrorClass::Io, || {
+                    format!("creating a temp file in {}", dir.display())
+                })?;
             fetch_into(tmp.as_file(), &bar, fetch, &path.display().to_string())?;
             tmp.persist(path).with_class(ErrorClass::Io, || {
                 format!("renaming into {}", path.display())
@@ -486,6 +493,12 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// The mode a new output file is created with: 0666, which the OS narrows by the umask.
+fn new_file_permissions() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::Permissions::from_mode(0o666)
 }
 
 /// Runs `fetch` into `sink` through the output buffer, counting on `bar`, and flushes it
