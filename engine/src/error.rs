@@ -76,7 +76,7 @@ pub enum StoreError {
     ChannelName(#[from] ChannelNameError),
     /// A pin into a channel the store does not have; refused inside the commit's transaction,
     /// so nothing of the batch is written and the handle stays usable.
-    #[error("channel {0:?} does not exist on this store")]
+    #[error("no channel named {0}")]
     NoSuchChannel(String),
     /// An exported tree state (a checkpoint's) does not hold together.
     #[error("tree state is inconsistent: {0}")]

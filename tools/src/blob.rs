@@ -283,6 +283,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
         }
         BlobCmd::Ls { json } => {
             let store = open(dir, StoreConfig::default())?;
+            check_channel_exists(&store, &ctx.channel)?;
             let mut printer = RowPrinter::new(json);
             // Stopped early only by a failed write, which `finish` reports.
             let _stopped = store.for_each_pin_in(&ctx.channel, &mut |row| match row {
@@ -320,6 +321,16 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
             };
             report_unpinned(store.unpin_in(&ctx.channel, &id)?, &hex(&id))
         }
+    }
+}
+
+/// Fails with [`StoreError::NoSuchChannel`] (not found) unless the store has `channel`: a
+/// listing of a channel that does not exist is not an empty one.
+pub(crate) fn check_channel_exists(store: &Store, channel: &str) -> CliResult {
+    if store.has_channel(channel)? {
+        Ok(())
+    } else {
+        Err(StoreError::NoSuchChannel(channel.to_string()).into())
     }
 }
 
@@ -382,9 +393,7 @@ fn put(
     rs: Option<(u8, u8)>,
 ) -> CliResult {
     // Refused before any byte is read, not at the end of the upload.
-    if !store.has_channel(channel)? {
-        return Err(StoreError::NoSuchChannel(channel.to_string()).into());
-    }
+    check_channel_exists(store, channel)?;
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin()), None)
     } else {

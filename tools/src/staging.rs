@@ -372,6 +372,7 @@ pub fn run(cmd: StagingCmd, ctx: &Ctx) -> CliResult {
     match cmd {
         StagingCmd::List { json } => {
             let store = open(dir, StoreConfig::default())?;
+            crate::blob::check_channel_exists(&store, &ctx.channel)?;
             let rows: Vec<StagingRow> = list_staging(&store)?
                 .into_iter()
                 .filter(|r| r.channel == ctx.channel)

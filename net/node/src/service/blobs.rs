@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_bytes::ByteBuf;
 
 use super::{
-    Node, channel_of, decode_ref, gate_tree, gauges, read_channel, reads_trees, resolve,
-    send_within, worker_failed,
+    Node, channel_of, check_channel_exists, decode_ref, gate_tree, gauges, read_channel,
+    reads_trees, resolve, send_within, worker_failed,
 };
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::proto::{BlobSpec, ChunkRow, PinRow, Resolved, Stat, Status, TAG_BLOB_TREE, Unpinned};
@@ -56,6 +56,7 @@ pub(super) async fn list_impl(
     let channel = read_channel(&node, &ctx)?;
     let trees = reads_trees(&ctx);
     stream_rows(&node, &ctx, &mut sink, move |store, send| {
+        check_channel_exists(store, &channel)?;
         store
             .for_each_pin_in(&channel, &mut |row| {
                 send(match row {

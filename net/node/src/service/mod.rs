@@ -483,6 +483,18 @@ fn read_channel(node: &Node, ctx: &RpcContext) -> NodeResult<String> {
     Ok(channel)
 }
 
+/// Not found unless the store has `channel`: a listing of a channel that does not exist is not
+/// an empty one.
+fn check_channel_exists(store: &Store, channel: &str) -> NodeResult<()> {
+    if store.has_channel(channel).node_err()? {
+        Ok(())
+    } else {
+        Err(NodeError::from_classified(
+            &net_mesh_engine::StoreError::NoSuchChannel(channel.to_string()),
+        ))
+    }
+}
+
 /// The ref a spec names, and its pin name if it is pinned in `channel` (an id prefix names a
 /// blob pinned there).
 fn resolve(store: &Store, channel: &str, spec: &BlobSpec) -> NodeResult<(BlobRef, Option<String>)> {

@@ -13,7 +13,7 @@ use net_mesh_engine::{ErrorClass, Store};
 use net_mesh_rpc::rpc::RpcContext;
 use serde_bytes::ByteBuf;
 
-use super::{Node, channel_of, gate_tree};
+use super::{Node, channel_of, check_channel_exists, gate_tree};
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::proto::{PutDone, StagingRow, StagingState};
 
@@ -53,6 +53,7 @@ pub(super) async fn staging_list_impl(
 ) -> NodeResult<Vec<StagingRow>> {
     let channel = channel_of(&ctx)?;
     node.blocking(ctx.peer().node_id(), move |store| {
+        check_channel_exists(store, &channel)?;
         Ok(net_mesh_staging::list_staging(store)
             .node_err()?
             .into_iter()
