@@ -50,6 +50,7 @@ fn node_put_resumes_after_the_node_is_killed_and_restarted() {
         .args([
             "blob",
             "put",
+            "--resumable",
             "--chunking",
             "cdc:16K,64K,256K",
             "--checkpoint-interval",

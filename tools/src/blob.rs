@@ -62,8 +62,9 @@ pub enum BlobCmd {
         /// Staging id to use with --resumable (default: a random one)
         #[arg(long, value_name = "ID", requires = "resumable")]
         staging_id: Option<String>,
-        /// Input bytes between two checkpoints with --resumable (K/M/G suffixes; default 64M)
-        #[arg(long, value_name = "SIZE", env = "NET_MESH_CHECKPOINT_INTERVAL",
+        /// Input bytes between two checkpoints of a --resumable put (K/M/G suffixes) [default:
+        /// $NET_MESH_CHECKPOINT_INTERVAL, read only for a resumable put, else 64M]
+        #[arg(long, value_name = "SIZE", requires = "resumable",
               value_parser = crate::staging::parse_size)]
         checkpoint_interval: Option<u64>,
         /// With --node: reconnect and resume this many times after the connection drops (with
@@ -255,7 +256,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
                     &file,
                     name,
                     staging_id,
-                    checkpoint_interval,
+                    crate::staging::checkpoint_interval(checkpoint_interval)?,
                     json,
                 );
             }

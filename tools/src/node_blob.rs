@@ -54,12 +54,18 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             leaf_fanout,
             internal_fanout,
             manifest_max_refs,
-            resumable: _,
+            resumable,
             staging_id,
             checkpoint_interval,
             retries,
             class,
         } => {
+            // Like a local put: the variable is read only for a resumable one (the flag
+            // requires --resumable).
+            let checkpoint_interval = match resumable {
+                true => crate::staging::checkpoint_interval(checkpoint_interval)?,
+                false => None,
+            };
             let name = name.unwrap_or_else(|| default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
             let input = Input::new(&file)?;
@@ -284,7 +290,7 @@ pub fn run_staging(cmd: StagingCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             let mut remote = Remote::new(ctx, addr)?;
             let start = Start::Resume {
                 staging_id: id,
-                checkpoint_interval,
+                checkpoint_interval: crate::staging::checkpoint_interval(checkpoint_interval)?,
             };
             let uploaded = upload(&mut remote, &Input::new(&file)?, &start, retries)?;
             let replayed = match uploaded.resumed_from {

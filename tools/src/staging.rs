@@ -48,8 +48,9 @@ pub enum StagingCmd {
         file: std::path::PathBuf,
         #[arg(long)]
         json: bool,
-        /// Input bytes between two checkpoints (K/M/G suffixes)
-        #[arg(long, value_name = "SIZE", env = "NET_MESH_CHECKPOINT_INTERVAL", value_parser = parse_size)]
+        /// Input bytes between two checkpoints (K/M/G suffixes) [default:
+        /// $NET_MESH_CHECKPOINT_INTERVAL, else 64M]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         checkpoint_interval: Option<u64>,
         /// With --node: reconnect and resume this many times after the connection drops
         #[arg(long, value_name = "N", default_value_t = 5)]
@@ -57,6 +58,29 @@ pub enum StagingCmd {
     },
     /// Abort a resumable upload and release what it holds
     Abort { id: String },
+}
+
+/// The environment variable that sets the checkpoint interval of resumable uploads.
+pub const CHECKPOINT_INTERVAL_VAR: &str = "NET_MESH_CHECKPOINT_INTERVAL";
+
+/// The checkpoint interval of a resumable upload: `--checkpoint-interval`, else
+/// [`CHECKPOINT_INTERVAL_VAR`] (a usage error naming the variable when it is not a size), else
+/// `None` (the default). Read only for an upload that is resumable, so a bad value never fails
+/// another command.
+pub fn checkpoint_interval(flag: Option<u64>) -> CliResult<Option<u64>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    let Some(value) = std::env::var_os(CHECKPOINT_INTERVAL_VAR).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = value.to_string_lossy();
+    parse_size(&text).map(Some).map_err(|e| {
+        CliError::msg(
+            ErrorClass::Usage,
+            format!("environment variable {CHECKPOINT_INTERVAL_VAR}: {e}"),
+        )
+    })
 }
 
 /// Parses a byte count with an optional K/M/G (binary) suffix.
@@ -396,7 +420,13 @@ pub fn run(cmd: StagingCmd, ctx: &Ctx) -> CliResult {
             json,
             checkpoint_interval,
             retries: _,
-        } => resume(ctx, &id, &file, json, checkpoint_interval),
+        } => resume(
+            ctx,
+            &id,
+            &file,
+            json,
+            crate::staging::checkpoint_interval(checkpoint_interval)?,
+        ),
         StagingCmd::Abort { id } => {
             let store = open(dir, StoreConfig::default())?;
             check_channel(&store, &id, &ctx.channel)?;
