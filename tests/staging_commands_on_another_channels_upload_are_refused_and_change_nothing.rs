@@ -167,12 +167,19 @@ fn staging_commands_on_another_channels_upload_are_refused_and_change_nothing() 
     );
     put_killed(owner.cmd(&node.addr), "up-1", "cli.node_put.after_piece:12");
     // The client is dead, but the node's worker still stores what it had received and
-    // checkpoints it: wait until no upload worker runs, so the upload stands still.
+    // checkpoints it: wait until no put call runs (its stream lives as long as its worker), so
+    // the upload stands still.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let status: Value =
             serde_json::from_slice(&owner.ok(&node.addr, &["status", "--json"])).unwrap();
-        if status["live_uploads"].as_u64() == Some(0) {
+        let puts = status["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"] == "put")
+            .count();
+        if puts == 0 {
             break;
         }
         assert!(

@@ -11,15 +11,18 @@ use serde::Serialize;
 use serde_bytes::ByteBuf;
 
 use super::{
-    Node, channel_of, check_channel_exists, decode_ref, gate_tree, gauges, read_channel,
+    Gauges, Node, channel_of, check_channel_exists, decode_ref, gate_tree, gauges, read_channel,
     reads_trees, resolve, send_within, worker_failed,
 };
 use crate::error::{Classified, NodeError, NodeResult};
 use crate::proto::{BlobSpec, ChunkRow, PinRow, Resolved, Stat, Status, TAG_BLOB_TREE, Unpinned};
 
 pub(super) async fn status_impl(node: Arc<Node>, ctx: RpcContext, _: ()) -> NodeResult<Status> {
-    let (store_bytes, blobs) = node.blocking(ctx.peer().node_id(), gauges).await?;
-    let live = node.live_uploads();
+    let Gauges {
+        store_bytes,
+        blobs,
+        staged_uploads: live,
+    } = node.blocking(ctx.peer().node_id(), gauges).await?;
     let open_sessions = node.open_sessions();
     node.metrics
         .set_gauges(live, store_bytes, open_sessions, blobs);

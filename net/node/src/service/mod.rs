@@ -190,12 +190,12 @@ impl Node {
     /// Sets the gauges from the store (blocking: run it on a blocking thread) and returns
     /// the metrics in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        if let Ok((store_bytes, blobs)) = gauges(&self.store) {
+        if let Ok(g) = gauges(&self.store) {
             self.metrics.set_gauges(
-                self.live_uploads(),
-                store_bytes,
+                g.staged_uploads,
+                g.store_bytes,
                 self.open_sessions(),
-                blobs,
+                g.blobs,
             );
         }
         self.metrics.set_streams(&self.bandwidth.live());
@@ -338,10 +338,26 @@ fn worker_failed(e: tokio::task::JoinError) -> NodeError {
     NodeError::new(ErrorClass::Io, format!("worker failed: {e}"))
 }
 
-/// Store bytes and pin rows (counted, not read: a scrape costs no memory per pin).
-fn gauges(store: &Store) -> NodeResult<(u64, u64)> {
-    let blobs = store.pin_rows().node_err()?;
-    Ok((store.disk_bytes(), blobs))
+/// What the status and the metrics report of the store.
+struct Gauges {
+    /// Bytes of the store's segment files.
+    store_bytes: u64,
+    /// Pin rows, every channel.
+    blobs: u64,
+    /// Resumable uploads with a live checkpoint in the store (what `staging list` lists, every
+    /// channel): also those no call is moving now, so a node and a local `status` count the
+    /// same.
+    staged_uploads: u64,
+}
+
+/// Store bytes, pin rows (counted, not read: a scrape costs no memory per pin) and staged
+/// uploads (one checkpoint row each).
+fn gauges(store: &Store) -> NodeResult<Gauges> {
+    Ok(Gauges {
+        store_bytes: store.disk_bytes(),
+        blobs: store.pin_rows().node_err()?,
+        staged_uploads: net_mesh_staging::list_staging(store).node_err()?.len() as u64,
+    })
 }
 
 // ---- handler adapters: each wraps an `*_impl` once (error mapping, metrics) --------------
