@@ -57,7 +57,8 @@ pub enum ChannelCmd {
         id: Option<u64>,
         /// Give the move --id up instead, before its cutover (a target that cannot catch up):
         /// the target leaves the group and removes its copy, the source keeps its copy and is
-        /// free for another move. Run again to tell a node that was not reached
+        /// free for another move (a move whose target was a member already never ran: both
+        /// keep their copies). Run again to tell a node that was not reached
         #[arg(long, requires = "id")]
         abandon: bool,
         /// The source is gone for good (replace a dead node): a source that does not answer
@@ -440,6 +441,14 @@ fn move_replica(
             )
         };
         return Err(CliError::msg(ErrorClass::Usage, why));
+    }
+    // Nor may a new move's target be a member already: the coordinator would refuse the move
+    // only after the source and the target were bound to it.
+    if id.is_none() && is_member(&members, to) {
+        return Err(CliError::msg(
+            ErrorClass::Usage,
+            format!("{to} is already a member of {name}"),
+        ));
     }
     let coordinator = coordinator_for(leader, &voters, from, to).ok_or_else(|| {
         CliError::msg(

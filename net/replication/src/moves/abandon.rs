@@ -44,8 +44,16 @@ impl Moves {
             ));
         };
         let target = raft_id(&to.node_id);
+        // A move whose target was a voter before it never ran: nothing to undo in the group.
+        let never_ran = self
+            .attached(channel)
+            .is_ok_and(|ch| both_voters(&ch, &row.from.node_id, &row.to.node_id));
         let mut done = Vec::new();
-        if row.phase != MovePhase::Abandoned {
+        if never_ran {
+            done.push(format!(
+                "{to} was a voter of the group before the move: the move never ran"
+            ));
+        } else if row.phase != MovePhase::Abandoned {
             if row.phase >= MovePhase::CutOver {
                 return Err(usage(
                     channel,
@@ -69,6 +77,7 @@ impl Moves {
         // The learner leaves first (also on a rerun: a removal whose commit was cut off): the
         // group never makes it a voter after this, so its copy may go.
         if let Ok(ch) = self.attached(channel)
+            && !never_ran
             && in_group(&ch, &to)
         {
             self.leading(&ch)?;
@@ -152,6 +161,23 @@ impl Moves {
         let ch = self.attached(channel)?;
         self.leading(&ch)?;
         if spec.from.node_id == self.inner.own {
+            if both_voters(
+                &ch,
+                spec.from.node_id.as_bytes(),
+                spec.to.node_id.as_bytes(),
+            ) && !bound.is_some_and(|r| same_move(r, spec))
+            {
+                // A move that can never run (its target is a voter), which this source, the
+                // leader, refused to begin: bound here only to be abandoned, which frees the
+                // target bound to it.
+                self.bind_at(spec, MovePhase::Bound, None).await?;
+                tracing::info!(
+                    channel,
+                    id = spec.id,
+                    "move that never ran taken over by its source to abandon it"
+                );
+                return Ok(());
+            }
             // This node is the source: its own row must be the move, handed over here.
             self.rebind_locked(spec).await?;
             tracing::info!(
@@ -233,6 +259,22 @@ impl Moves {
             phase: MovePhase::Abandoned,
             ..row.clone()
         };
+        let never_ran = self
+            .attached(channel)
+            .is_ok_and(|ch| both_voters(&ch, &row.from.node_id, &row.to.node_id));
+        if never_ran {
+            // The target was a voter before the move (it never ran): both nodes keep their
+            // copies and are free of the move.
+            self.write_row(channel, &done)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            tracing::info!(
+                channel,
+                id,
+                "move that never ran abandoned: this node keeps its copy"
+            );
+            return Ok(AbandonReply::Released);
+        }
         if row.from.node_id == own {
             let ch = self.attached(channel).map_err(|e| unavailable(&e))?;
             if ch.voters().0.contains(&raft_id_of(&row.to.node_id)) {

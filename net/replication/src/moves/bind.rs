@@ -28,7 +28,39 @@ impl Moves {
         }
         let lock = self.lock(&spec.channel);
         let _held = lock.lock().await;
+        if spec.to.node_id == own {
+            self.check_new_target(spec).await?;
+        }
         self.bind_locked(spec).await
+    }
+
+    /// Refuses to bind this node as the target of a new move while it is a voter of the
+    /// channel's group already: the coordinator would never run the move, and the node would
+    /// stay bound to it, refusing other moves. The move already bound here (its resume, also
+    /// past its cutover, where the target is a voter) is not refused.
+    async fn check_new_target(&self, spec: &MoveSpec) -> Result<(), MoveError> {
+        let channel = spec.channel.as_str();
+        let Ok(ch) = self.attached(channel) else {
+            return Ok(());
+        };
+        let to = raft_id(&spec.to.node_id);
+        let configs = ch.voter_configs();
+        if configs.is_empty() || !configs.iter().all(|c| c.contains(&to)) {
+            return Ok(());
+        }
+        let bound = self.read_row(channel).await?;
+        let earlier = self.read_previous_row(channel).await?;
+        if bound
+            .iter()
+            .chain(earlier.iter())
+            .any(|r| same_move(r, spec))
+        {
+            return Ok(());
+        }
+        Err(usage(
+            channel,
+            format!("{} is already a member of {channel}", spec.to),
+        ))
     }
 
     /// Hands move `spec`, already bound on this node (its row, or the previous move it was the

@@ -557,6 +557,19 @@ fn cutover_voters(ch: &ReplicatedChannel, from: &NodeAddr, to: &NodeAddr) -> Vec
     voters
 }
 
+/// Whether every voter set of the group (one, or the two of a joint membership) has both
+/// `from` and `to` (full node ids): a move from `from` to `to` never ran, as its target was a
+/// voter before it (no step of a move makes the target a voter while the source stays one),
+/// and it never will (`begin` refuses a target that is a voter). Abandoning such a move only
+/// releases the nodes bound to it; both keep their copies.
+fn both_voters(ch: &ReplicatedChannel, from: &[u8; 32], to: &[u8; 32]) -> bool {
+    let configs = ch.voter_configs();
+    !configs.is_empty()
+        && configs
+            .iter()
+            .all(|c| c.contains(&raft_id_of(from)) && c.contains(&raft_id_of(to)))
+}
+
 fn same_move(row: &MoveRow, spec: &MoveSpec) -> bool {
     row.id == spec.id
         && row.from.node_id == *spec.from.node_id.as_bytes()
