@@ -5,7 +5,7 @@
 //! the writes it missed, takes writes again, and every acknowledged blob reads back verified
 //! from it. Before that, a target holding pins of a plain channel of the same name refuses
 //! the move and nothing is bound, and that node, never a member, cannot be a move's source
-//! (the CLI refuses a new move from a non-member; the node refuses it too; its plain channel
+//! (the CLI refuses a new move from a non-member; a move given by --id is refused by its target, a member already; its plain channel
 //! keeps its pin). At the end, `channel move --abandon` of a move that no node holds is a
 //! usage error that binds nothing: the nodes refuse to rebind it, and the leader refuses to
 //! take it over, its source holding no such move.
@@ -102,7 +102,7 @@ fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart()
     // Nor can a node that never ran the group be a move's source: its plain channel of the
     // same name is not the group's, and its pins stay. The CLI refuses a new move from a
     // non-member before binding anything; a move given by --id (a resume, not checked there)
-    // is refused by the source itself.
+    // is refused by the nodes: here the target, bound first, which is a member already.
     let refused = cluster.client.run(
         &leader,
         &[
@@ -120,9 +120,9 @@ fn replicated_channel_replica_moved_away_and_back_runs_again_without_a_restart()
             "channel", "move", CHANNEL, "--from", spare, "--to", node, "--id", "77", "--json",
         ],
     );
-    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("no replica on this node"),
+        String::from_utf8_lossy(&refused.stderr).contains("is already a member of"),
         "{refused:?}"
     );
     assert_eq!(

@@ -2,7 +2,7 @@
 //! processes): its store no longer holds the channel's raft state, yet it does not take the
 //! channel as a plain local one: a put into it is refused (exit 4, "moved away") and pins
 //! nothing there, and `channel status` is refused. A new move naming it the source is
-//! refused (by the CLI: not a member; given by --id, by the node: moved away), the same move
+//! refused (by the CLI: not a member; given by --id, by its target: a member already), the same move
 //! run again finishes at once, and both leave that so (restarts). A move brings the replica
 //! back: the node joins again and holds every pin.
 #![allow(
@@ -84,16 +84,17 @@ fn replicated_channel_replica_moved_away_stays_refused_after_a_restart() {
         String::from_utf8_lossy(&again.stderr).contains("is not a member of channel"),
         "{again:?}"
     );
-    // Given by --id (the CLI checks only new moves), the node itself refuses.
+    // Given by --id (the CLI checks only new moves), the nodes refuse: here the target,
+    // bound first, which is a member already; nothing is bound on the old member.
     let again = cluster.client.run(
         &leader,
         &[
             "channel", "move", CHANNEL, "--from", node, "--to", other, "--id", "77", "--json",
         ],
     );
-    assert_eq!(again.status.code(), Some(4), "{again:?}");
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
     assert!(
-        String::from_utf8_lossy(&again.stderr).contains("moved away"),
+        String::from_utf8_lossy(&again.stderr).contains("is already a member of"),
         "{again:?}"
     );
     restart(&mut cluster, node_at);
