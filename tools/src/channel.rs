@@ -5,7 +5,8 @@
 //!
 //! `channel create NAME --replicas NODE_ADDR,... --node NODE_ADDR` makes a replicated channel
 //! whose members are the `--node` and the listed nodes (the caller needs admin on each: every
-//! member is told the same member list); `channel status NAME --node NODE_ADDR` shows its group
+//! member is told the same member list; run again with the same members it changes nothing,
+//! with others it is refused); `channel status NAME --node NODE_ADDR` shows its group
 //! as that member sees it.
 
 use std::time::{Duration, Instant};
@@ -208,6 +209,33 @@ fn replicate(ctx: &Ctx, name: &str, others: Vec<NodeAddr>, json: bool) -> CliRes
         }
         members.push(m);
     }
+    // A member that runs the channel already is asked first: the same members again is a
+    // no-op (every member answers "already"), another list is refused before any member is
+    // told anything (a node not running it would start a group of its own).
+    for member in &members {
+        let mut remote = Remote::connect(ctx, member)?;
+        let client = remote.client()?;
+        let running = match remote
+            .block_on(client.channel_status(name))
+            .map_err(CliError::from)
+        {
+            Ok(status) => status,
+            // Not replicated there (yet: a run cut off before it told every member).
+            Err(e) if e.class() == Some(ErrorClass::NotFound) => continue,
+            Err(e) => return Err(e),
+        };
+        let group: Vec<String> = running.members.iter().map(|m| m.addr.clone()).collect();
+        let same = group.len() == members.len() && members.iter().all(|m| is_member(&group, m));
+        if !same {
+            return Err(CliError::msg(
+                ErrorClass::Refused,
+                format!(
+                    "channel {name} is a replicated channel already, with other members: {} (as {member} sees it); a group changes its members by `channel move`",
+                    group.join(", ")
+                ),
+            ));
+        }
+    }
     let mut started = Vec::with_capacity(members.len());
     for member in &members {
         let mut remote = Remote::connect(ctx, member)?;
@@ -218,10 +246,10 @@ fn replicate(ctx: &Ctx, name: &str, others: Vec<NodeAddr>, json: bool) -> CliRes
     let mut remote = Remote::connect(ctx, first)?;
     let client = remote.client()?;
     let deadline = Instant::now() + FIRST_LEADER_WAIT;
-    let leader = loop {
+    let (leader, status) = loop {
         let status = remote.block_on(client.channel_status(name))?;
-        if let Some(leader) = status.leader {
-            break leader;
+        if let Some(leader) = status.leader.clone() {
+            break (leader, status);
         }
         if Instant::now() >= deadline {
             return Err(CliError::msg(
@@ -231,20 +259,39 @@ fn replicate(ctx: &Ctx, name: &str, others: Vec<NodeAddr>, json: bool) -> CliRes
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // The group's members as the --node holds them (what this run started, or what ran
+    // already).
+    let group: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
+    let created = started.iter().any(|s| *s);
     if json {
-        let rows: Vec<_> = members
+        let rows: Vec<_> = group
             .iter()
-            .zip(&started)
-            .map(|(m, s)| json!({ "member": m.to_string(), "started": s }))
+            .map(|g| {
+                let started = g.parse::<NodeAddr>().is_ok_and(|g| {
+                    members
+                        .iter()
+                        .zip(&started)
+                        .any(|(m, s)| *s && m.node_id == g.node_id)
+                });
+                json!({ "member": g, "started": started })
+            })
             .collect();
         outln!(
             "{}",
-            json!({ "channel": name, "replicated": true, "members": rows, "leader": leader })
+            json!({
+                "channel": name,
+                "replicated": true,
+                "created": created,
+                "members": rows,
+                "leader": leader,
+            })
         );
     } else {
+        let what = if created { "" } else { " exists" };
         outln!(
-            "replicated channel {name} on {} members; leader {leader}",
-            members.len()
+            "replicated channel {name}{what} on {} members: {}; leader {leader}",
+            group.len(),
+            group.join(", ")
         );
     }
     Ok(())

@@ -314,8 +314,8 @@ impl NodeReplicas {
     }
 
     async fn make(&self, channel: &str, members: &[NodeAddr]) -> NodeResult<bool> {
-        if self.channel(channel).is_some() {
-            return Ok(false);
+        if let Some(running) = self.channel(channel) {
+            return Self::same_members(channel, &running, members).map(|()| false);
         }
         if let Some(how) = self.moved_away(channel) {
             return Err(Self::moved_away_refusal(channel, how));
@@ -343,6 +343,37 @@ impl NodeReplicas {
             "replicated channel created"
         );
         Ok(true)
+    }
+}
+
+impl NodeReplicas {
+    /// A replicate request for `channel`, which runs here already as `running`: fine (nothing
+    /// to do) with the group's members (by node id, learners included), refused with any other
+    /// list, naming the group's members (a group changes its members by moves only).
+    fn same_members(
+        channel: &str,
+        running: &ReplicatedChannel,
+        members: &[NodeAddr],
+    ) -> NodeResult<()> {
+        let group: Vec<NodeAddr> = running
+            .status()
+            .members
+            .into_iter()
+            .map(|m| m.addr)
+            .collect();
+        let ids =
+            |list: &[NodeAddr]| -> HashSet<NodeId> { list.iter().map(|m| m.node_id).collect() };
+        if ids(&group) == ids(members) {
+            return Ok(());
+        }
+        let names: Vec<String> = group.iter().map(|m| m.to_string()).collect();
+        Err(NodeError::new(
+            ErrorClass::Refused,
+            format!(
+                "channel {channel} is a replicated channel already, with other members: {}",
+                names.join(", ")
+            ),
+        ))
     }
 }
 
