@@ -128,9 +128,12 @@ impl Allow {
         &self.tokens
     }
 
-    /// Parses an allow file's text; `own` is admin whatever the file says.
+    /// Parses an allow file's text; `own` is admin whatever the file says. A UTF-8 byte order
+    /// mark at the start is skipped; a node id listed on two lines is refused (naming both).
     pub fn parse(own: NodeId, text: &str) -> Result<Allow, AllowError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut allow = Allow::only(own);
+        let mut listed: HashMap<NodeId, usize> = HashMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or_default().trim();
             if line.is_empty() {
@@ -146,7 +149,16 @@ impl Allow {
                     "expected `NODEID read|write|admin`, got {line:?}"
                 )));
             };
+            if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!("node id {id:?} is not hex")));
+            }
             let id: NodeId = id.parse().map_err(|e| bad(format!("node id: {e}")))?;
+            let line_no = i.saturating_add(1);
+            if let Some(first) = listed.insert(id, line_no) {
+                return Err(bad(format!(
+                    "node {id} is listed twice, on lines {first} and {line_no}"
+                )));
+            }
             let role = match role {
                 "read" => Role::Read,
                 "write" => Role::Write,
@@ -160,11 +172,23 @@ impl Allow {
         Ok(allow)
     }
 
-    /// Reads and parses an allow file.
+    /// Reads and parses an allow file; text that is not UTF-8 is refused with its line.
     pub fn load(own: NodeId, path: &Path) -> Result<Allow, AllowError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AllowError::Io {
+        let bytes = std::fs::read(path).map_err(|source| AllowError::Io {
             path: path.display().to_string(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let before = e.as_bytes().get(..valid).unwrap_or_default();
+            AllowError::Line {
+                line: before
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    .saturating_add(1),
+                reason: "not UTF-8 text".into(),
+            }
         })?;
         Allow::parse(own, &text)
     }
@@ -301,6 +325,24 @@ mod tests {
         );
         assert!(allow.check(&id(4), "node/v1/status").is_err());
         assert!(allow.check(&id(3), "node/v1/nope").is_err());
+    }
+
+    #[test]
+    fn a_bom_is_skipped_and_a_twice_listed_or_non_hex_id_is_refused() {
+        let allow = Allow::parse(id(9), &format!("\u{feff}{} write\n", id(1))).unwrap();
+        assert!(allow.check(&id(1), "node/v1/put").is_ok());
+        let twice = format!("{} read\n# x\n{} admin\n", id(1), id(1));
+        let err = Allow::parse(id(9), &twice).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("lines 1 and 3"),
+            "{err}"
+        );
+        for not_hex in ["nonsense", &"g".repeat(64)] {
+            let err = Allow::parse(id(9), &format!("{not_hex} read"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not hex"), "{err}");
+        }
     }
 
     #[test]

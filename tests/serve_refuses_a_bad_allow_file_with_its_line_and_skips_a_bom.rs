@@ -1,0 +1,104 @@
+//! `net-mesh serve --allow FILE` (a real process) refuses an allow file that lists a node id
+//! twice (naming both lines), one with an id that is not hex ("not hex", not a length error),
+//! and one that is not UTF-8 (its line), each a usage error (exit 2) like any bad line, and
+//! serves nobody. A UTF-8 byte order mark at the start of the file is skipped: the peer on the
+//! first line is served.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+use common::node::{Client, Serve, ServedNode};
+use common::*;
+
+/// Runs `serve --allow allow` on `dir`; it must exit without serving. Returns its exit code
+/// and stderr.
+fn refused(dir: &Path, allow: &Path) -> (Option<i32>, String) {
+    let mut child = cmd(dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--allow"])
+        .arg(allow)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve took the allow file and served as {line:?}");
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_refuses_a_bad_allow_file_with_its_line_and_skips_a_bom() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let client = Client::new(&tmp.path().join("client"), "operator");
+    let id = client.id.clone();
+
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            "twice",
+            format!("# peers\n{id} read\n\n{id} admin\n").into_bytes(),
+            &["line 4", "listed twice", "lines 2 and 4"],
+        ),
+        (
+            "not-hex",
+            format!("{id} read\nnonsense write\n").into_bytes(),
+            &["line 2", "\"nonsense\" is not hex"],
+        ),
+        (
+            "not-utf8",
+            [
+                format!("{id} read\n# fine\n").as_bytes(),
+                b"\xff\xfe admin\n",
+            ]
+            .concat(),
+            &["line 3", "not UTF-8"],
+        ),
+    ];
+    for (name, text, said) in cases {
+        let allow = write_file(tmp.path(), name, &text);
+        let (code, stderr) = refused(&dir, &allow);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        for s in said {
+            assert!(stderr.contains(s), "{name}: no {s:?} in {stderr}");
+        }
+    }
+
+    let bom = write_file(
+        tmp.path(),
+        "bom",
+        &[
+            b"\xef\xbb\xbf".as_slice(),
+            format!("{id} write\n").as_bytes(),
+        ]
+        .concat(),
+    );
+    let node = ServedNode::start(
+        &dir,
+        Serve {
+            allow: Some(&bom),
+            ..Serve::default()
+        },
+    );
+    client.ok(&node.addr, &["status"]);
+    assert!(node.stop().success());
+}
