@@ -63,6 +63,11 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> CliResult {
             "`serve` serves the local data dir; drop --node",
         ));
     }
+    // Checked before anything is created (the identity, the store).
+    check_address("--listen", &args.listen)?;
+    if let Some(at) = &args.metrics {
+        check_address("--metrics", at)?;
+    }
     {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
@@ -104,6 +109,35 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> CliResult {
     let served = runtime.block_on(serve(store, identity, allow, &args));
     runtime.shutdown_timeout(WORKER_GRACE);
     served
+}
+
+/// Checks a `HOST:PORT` flag: a usage error (exit 2) unless it is a host (a name, an IPv4
+/// address or a bracketed IPv6 one) and a port 0-65535; a host that does not resolve is an I/O
+/// error (exit 1).
+fn check_address(flag: &str, at: &str) -> CliResult {
+    let usage = |why: &str| {
+        CliError::msg(
+            ErrorClass::Usage,
+            format!("{flag} {at:?}: {why}; expected HOST:PORT (e.g. 127.0.0.1:7000, [::1]:7000)"),
+        )
+    };
+    if at.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = at.rsplit_once(':') else {
+        return Err(usage("no port"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(usage("the port is not a number 0-65535"));
+    }
+    if host.is_empty() || host.contains(':') || host.chars().any(char::is_whitespace) {
+        return Err(usage("not a host"));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(at)
+        .map(|_| ())
+        .with_class(ErrorClass::Io, || {
+            format!("{flag} {at}: resolving the host")
+        })
 }
 
 async fn serve(store: Store, identity: Identity, allow: Allow, args: &ServeArgs) -> CliResult {
