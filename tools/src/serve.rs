@@ -1,6 +1,6 @@
 //! `net-mesh serve`: the data dir's store served as a storage node. Once it accepts connections
 //! it prints exactly one line on stdout, its `NODE_ADDR` (`NODEID@HOST:PORT`, the address it
-//! actually bound), and logs to stderr; SIGTERM or SIGINT stops accepting, lets live uploads
+//! actually bound), and logs to stderr; SIGTERM, SIGINT or SIGHUP stops accepting, lets live uploads
 //! checkpoint, stops the replicated channels, and exits 0. The replicated channels the store
 //! holds start with it (`channel create NAME --replicas` makes new ones).
 
@@ -158,6 +158,10 @@ async fn serve(store: Store, identity: Identity, allow: Allow, args: &ServeArgs)
         signal(SignalKind::terminate()).with_class(ErrorClass::Io, || "catching SIGTERM")?;
     let mut interrupt =
         signal(SignalKind::interrupt()).with_class(ErrorClass::Io, || "catching SIGINT")?;
+    // The terminal that started the node went away (or a supervisor's reload signal): the
+    // node stops as on SIGTERM rather than dying mid-upload.
+    let mut hangup =
+        signal(SignalKind::hangup()).with_class(ErrorClass::Io, || "catching SIGHUP")?;
     let config = NodeConfig {
         bandwidth: args.bandwidth,
         realtime_reserve: args.realtime_reserve.unwrap_or(0),
@@ -203,6 +207,7 @@ async fn serve(store: Store, identity: Identity, allow: Allow, args: &ServeArgs)
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
                 _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+                _ = hangup.recv() => tracing::info!("SIGHUP: stopping"),
                 () = stop.cancelled() => {}
             }
             stop.cancel();
