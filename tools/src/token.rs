@@ -9,7 +9,9 @@
 //!
 //! `inspect` decodes strictly, prints every field of every link, whether each signature
 //! verifies and whether each link narrows its parent, and fails with the integrity class
-//! (exit 3) after printing when one does not. Nothing here stores anything.
+//! (exit 3) after printing when one does not. It says whether the chain is valid now, and
+//! why not (a bad link; a link expired, or not valid yet, on this machine's clock: exit 0).
+//! Nothing here stores anything.
 //!
 //! Error classes (the network crate carries none, so they are given here): text that is not a
 //! token chain and impossible requests are usage (2); a delegation the parent does not allow,
@@ -113,10 +115,20 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
 
 fn mint(args: MintArgs, ctx: &Ctx) -> CliResult {
     let subject = parse_public_key(&args.subject)?;
+    if subject == [0; 32] {
+        return Err(usage(
+            "--subject is the all-zero key, which is no node's public key",
+        ));
+    }
     let channel = match args.channel.as_str() {
         "*" => TokenChannel::Any,
         "" => return Err(usage("--channel is empty: give a channel name or '*'")),
-        name => TokenChannel::named(name),
+        // The names `channel create` takes: a token for any other name grants nothing.
+        name => {
+            net_mesh_engine::index::check_channel_name(name)
+                .map_err(|e| usage(format!("--channel: {e}")))?;
+            TokenChannel::named(name)
+        }
     };
     if args.ttl.subsec_nanos() != 0 || args.ttl.is_zero() {
         return Err(usage(format!(
@@ -220,12 +232,19 @@ fn inspect(args: InspectArgs) -> CliResult {
     };
     let chain = parse_chain(&text)?;
     let reports = link_reports(&chain);
+    let failure = first_failure(&reports);
+    // Valid: every link holds and the chain is within its window on this machine's clock.
+    let invalid = match &failure {
+        Some(e) => Some(e.one_line()),
+        None => expiry(&chain, unix_now()?),
+    };
     if args.json {
         let links: Vec<Value> = reports.iter().map(LinkReport::json).collect();
         let out = json!({
             "links": links,
             "size": chain.len().saturating_mul(TOKEN_LEN),
-            "valid": reports.iter().all(LinkReport::holds),
+            "valid": invalid.is_none(),
+            "invalid_reason": invalid,
         });
         outln!("{out}");
     } else {
@@ -234,8 +253,35 @@ fn inspect(args: InspectArgs) -> CliResult {
         for report in &reports {
             report.print()?;
         }
+        match &invalid {
+            None => outln!("valid: yes"),
+            Some(why) => outln!("valid: no ({why})"),
+        }
     }
-    first_failure(&reports).map_or(Ok(()), Err)
+    failure.map_or(Ok(()), Err)
+}
+
+/// Why `chain` is out of its validity window at `now` (unix seconds), if it is: the first link
+/// that expired (a chain is valid only while every link is), or that is not valid yet.
+fn expiry(chain: &[PermissionToken], now: u64) -> Option<String> {
+    chain.iter().enumerate().find_map(|(index, token)| {
+        let claims = token.claims();
+        if now > claims.not_after {
+            Some(format!(
+                "link {index} expired at {} ({})",
+                claims.not_after,
+                rfc3339_or_out_of_range(claims.not_after)
+            ))
+        } else if now < claims.not_before {
+            Some(format!(
+                "link {index} is not valid before {} ({})",
+                claims.not_before,
+                rfc3339_or_out_of_range(claims.not_before)
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 /// A chain text, parsed strictly; any fault is a usage error with the library's message.
@@ -354,10 +400,6 @@ fn link_fault(parent: &PermissionToken, child: &PermissionToken) -> Option<Strin
 }
 
 impl LinkReport<'_> {
-    fn holds(&self) -> bool {
-        self.signature_ok && !matches!(self.narrows, Some(Err(_)))
-    }
-
     fn json(&self) -> Value {
         let token = self.token;
         let claims = token.claims();
@@ -565,6 +607,7 @@ mod tests {
             .unwrap();
         assert_eq!(link_fault(&parent, &narrowing), None);
         let reports = link_reports(std::slice::from_ref(&parent));
-        assert!(reports[0].holds() && reports[0].narrows.is_none());
+        assert!(reports[0].signature_ok && reports[0].narrows.is_none());
+        assert!(first_failure(&reports).is_none());
     }
 }
