@@ -17,6 +17,7 @@ mod error;
 pub mod failpoint;
 mod faulty;
 mod files;
+mod framing;
 mod loose;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::backend::{SegmentBackend, SegmentFile};
 use crate::codec::{FILE_HEADER_LEN, RECORD_HEADER_LEN};
-use crate::store::{check_record_header, frame_records};
+use crate::framing::{check_record_header, frame_records};
 use crate::{ObjectId, RecordKind, RecordLoc, ScanItem, SegmentError, SegmentId};
 
 /// A segment file opened read-only, whatever its file header says: its records are framed
