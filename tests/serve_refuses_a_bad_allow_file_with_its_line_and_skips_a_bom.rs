@@ -1,7 +1,8 @@
 //! `net-mesh serve --allow FILE` (a real process) refuses an allow file that lists a node id
 //! twice (naming both lines), one with an id that is not hex ("not hex", not a length error),
 //! and one that is not UTF-8 (its line), each a usage error (exit 2) like any bad line, and
-//! serves nobody. A UTF-8 byte order mark at the start of the file is skipped: the peer on the
+//! serves nobody; the data dir stays empty (the file is read before the identity and the store
+//! are created). A UTF-8 byte order mark at the start of the file is skipped: the peer on the
 //! first line is served.
 #![allow(
     clippy::unwrap_used,
@@ -81,6 +82,11 @@ fn serve_refuses_a_bad_allow_file_with_its_line_and_skips_a_bom() {
         for s in said {
             assert!(stderr.contains(s), "{name}: no {s:?} in {stderr}");
         }
+        // Refused before anything was created: no identity, no store.
+        let created: Vec<_> = std::fs::read_dir(&dir)
+            .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(created.is_empty(), "{name}: the data dir got {created:?}");
     }
 
     let bom = write_file(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use net_mesh_engine::{ErrorClass, Store, StoreConfig};
-use net_mesh_node::{Allow, AllowError, Node, NodeConfig};
+use net_mesh_node::{Allow, AllowError, AllowFile, Node, NodeConfig};
 use net_mesh_replication::{NodeReplicas, ReplicationConfig};
 use net_mesh_rpc::{Identity, NodeAddr, NodeId};
 use tokio::signal::unix::{SignalKind, signal};
@@ -84,11 +84,10 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> CliResult {
             .with(filter)
             .try_init();
     }
-    let identity = crate::identity::load_or_create(&ctx.dir, &ctx.identity)?;
-    let own = identity.node_id();
-    let allow = match &args.allow {
-        None => Allow::only(own),
-        Some(path) => Allow::load(own, path).map_err(|e| {
+    // The allow file is read before anything is created: a bad one leaves the data dir as it was.
+    let allow_file = match &args.allow {
+        None => AllowFile::default(),
+        Some(path) => AllowFile::load(path).map_err(|e| {
             let class = match &e {
                 AllowError::Io { .. } => ErrorClass::Io,
                 AllowError::Line { .. } => ErrorClass::Usage,
@@ -96,6 +95,8 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> CliResult {
             CliError::new(class, e)
         })?,
     };
+    let identity = crate::identity::load_or_create(&ctx.dir, &ctx.identity)?;
+    let allow = Allow::from_file(identity.node_id(), allow_file);
     let allow = args
         .trust
         .iter()

@@ -96,43 +96,20 @@ pub enum Grant {
     Token(Verified),
 }
 
-impl Allow {
-    /// Only `own` (the node's identity), as admin and as the one trusted token issuer.
-    pub fn only(own: NodeId) -> Allow {
-        Allow {
-            roles: HashMap::from([(own, Role::Admin)]),
-            tokens: TokenTrust::only(own),
-        }
-    }
+/// An allow file as parsed: the peers it lists with their roles, before the node's own identity
+/// is known (so a bad file is refused before anything is created). [`Allow::from_file`] makes
+/// the node's [`Allow`] of it.
+#[derive(Debug, Clone, Default)]
+pub struct AllowFile {
+    roles: Vec<(NodeId, Role)>,
+}
 
-    /// Also accepts token chains rooted at `issuer`.
-    pub fn trust(mut self, issuer: NodeId) -> Allow {
-        self.tokens.trust(issuer);
-        self
-    }
-
-    /// Sets the clock tolerance for tokens (default `token::DEFAULT_SKEW_S`).
-    pub fn with_skew(mut self, skew_s: u64) -> Allow {
-        self.tokens.set_skew(skew_s);
-        self
-    }
-
-    /// Enforces the node's revocation floors `floors`.
-    pub(crate) fn with_floors(mut self, floors: crate::revoke::Floors) -> Allow {
-        self.tokens.set_floors(floors);
-        self
-    }
-
-    /// Whose tokens the node accepts, and its clock tolerance.
-    pub fn tokens(&self) -> &TokenTrust {
-        &self.tokens
-    }
-
-    /// Parses an allow file's text; `own` is admin whatever the file says. A UTF-8 byte order
-    /// mark at the start is skipped; a node id listed on two lines is refused (naming both).
-    pub fn parse(own: NodeId, text: &str) -> Result<Allow, AllowError> {
+impl AllowFile {
+    /// Parses an allow file's text. A UTF-8 byte order mark at the start is skipped; a node
+    /// id listed on two lines is refused (naming both).
+    pub fn parse(text: &str) -> Result<AllowFile, AllowError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut allow = Allow::only(own);
+        let mut roles = Vec::new();
         let mut listed: HashMap<NodeId, usize> = HashMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or_default().trim();
@@ -165,15 +142,13 @@ impl Allow {
                 "admin" => Role::Admin,
                 other => return Err(bad(format!("unknown role {other:?}"))),
             };
-            if id != own {
-                allow.roles.insert(id, role);
-            }
+            roles.push((id, role));
         }
-        Ok(allow)
+        Ok(AllowFile { roles })
     }
 
     /// Reads and parses an allow file; text that is not UTF-8 is refused with its line.
-    pub fn load(own: NodeId, path: &Path) -> Result<Allow, AllowError> {
+    pub fn load(path: &Path) -> Result<AllowFile, AllowError> {
         let bytes = std::fs::read(path).map_err(|source| AllowError::Io {
             path: path.display().to_string(),
             source,
@@ -190,7 +165,61 @@ impl Allow {
                 reason: "not UTF-8 text".into(),
             }
         })?;
-        Allow::parse(own, &text)
+        AllowFile::parse(&text)
+    }
+}
+
+impl Allow {
+    /// Only `own` (the node's identity), as admin and as the one trusted token issuer.
+    pub fn only(own: NodeId) -> Allow {
+        Allow {
+            roles: HashMap::from([(own, Role::Admin)]),
+            tokens: TokenTrust::only(own),
+        }
+    }
+
+    /// Also accepts token chains rooted at `issuer`.
+    pub fn trust(mut self, issuer: NodeId) -> Allow {
+        self.tokens.trust(issuer);
+        self
+    }
+
+    /// Sets the clock tolerance for tokens (default `token::DEFAULT_SKEW_S`).
+    pub fn with_skew(mut self, skew_s: u64) -> Allow {
+        self.tokens.set_skew(skew_s);
+        self
+    }
+
+    /// Enforces the node's revocation floors `floors`.
+    pub(crate) fn with_floors(mut self, floors: crate::revoke::Floors) -> Allow {
+        self.tokens.set_floors(floors);
+        self
+    }
+
+    /// Whose tokens the node accepts, and its clock tolerance.
+    pub fn tokens(&self) -> &TokenTrust {
+        &self.tokens
+    }
+
+    /// The peers `file` lists, and `own` as admin whatever the file says.
+    pub fn from_file(own: NodeId, file: AllowFile) -> Allow {
+        let mut allow = Allow::only(own);
+        for (id, role) in file.roles {
+            if id != own {
+                allow.roles.insert(id, role);
+            }
+        }
+        allow
+    }
+
+    /// Parses an allow file's text ([`AllowFile::parse`]); `own` is admin whatever it says.
+    pub fn parse(own: NodeId, text: &str) -> Result<Allow, AllowError> {
+        Ok(Allow::from_file(own, AllowFile::parse(text)?))
+    }
+
+    /// Reads and parses an allow file ([`AllowFile::load`]); `own` is admin whatever it says.
+    pub fn load(own: NodeId, path: &Path) -> Result<Allow, AllowError> {
+        Ok(Allow::from_file(own, AllowFile::load(path)?))
     }
 
     /// The role of `peer`, if it is allowed at all.

@@ -30,7 +30,7 @@ use net_mesh_rpc::{Endpoint, Identity};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use allow::{Allow, AllowError, Grant, Refusal};
+pub use allow::{Allow, AllowError, AllowFile, Grant, Refusal};
 pub use call_token::TokenRefusal;
 pub use client::{NodeClient, PutInput};
 pub use config::NodeConfig;
