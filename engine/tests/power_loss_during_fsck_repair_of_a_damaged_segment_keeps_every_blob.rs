@@ -77,53 +77,17 @@ fn opens_clean_and_reads(
 #[test]
 fn power_loss_while_repair_rewrites_a_damaged_segment_header_loses_nothing() {
     let mut rec = Recording::new(config());
-    let mut blobs = Vec::new();
-    {
-        let store = rec.open();
-        for seed in 0..2u64 {
-            let data = Arc::new(random_bytes(90_000, 60 + seed));
-            let r = rec.step(
-                || store.store(&data).unwrap().blob_ref,
-                |r| {
-                    vec![Effect::Pinned {
-                        blob_ref: r.clone(),
-                        data: Arc::clone(&data),
-                    }]
-                },
-            );
-            blobs.push((r, data));
-        }
-        assert!(store.segments().active_segment() > 0, "segment 0 is sealed");
-    }
-    let disk = rec.disk.clone();
-    let header = rec
-        .dir
-        .join("segments")
-        .join(net_mesh_segments::segment_file_name(0));
-    let damage = rec.step(
-        || {
-            let f = disk.open(&header, true).unwrap();
+    let blobs = two_blobs_with_segment_0_sealed(&mut rec, 60);
+    let damage = damage_and_repair(
+        &mut rec,
+        0,
+        "damage the header of sealed segment 0",
+        |f| {
             let mut b = [0u8; 1];
             f.read_at(&mut b, 3).unwrap();
             f.write_at(&[b[0] ^ 0xff], 3).unwrap();
-            f.sync_data().unwrap();
-            rec_now(&disk)
         },
-        |_| vec![Effect::Other("damage the header of sealed segment 0")],
-    );
-    let options = rec.options(&rec.disk);
-    let report = rec.step(
-        || fsck(&rec_dir(&header), options, &repair()).unwrap(),
-        |_| vec![Effect::Other("fsck --repair")],
-    );
-    assert_eq!(report.unrepaired_count(), 0, "{:#?}", report.problems);
-    assert!(
-        report
-            .repairs
-            .iter()
-            .any(|r| r.contains("rewrote the damaged file header")),
-        "{:#?}",
-        report.repairs
+        "rewrote the damaged file header",
     );
     every_cut_after_is_repairable(&rec, damage, &blobs, 0x5eed_0101);
 }
@@ -204,43 +168,20 @@ fn power_loss_while_repair_cuts_a_torn_active_segment_loses_nothing() {
         assert_eq!(last.segment, store.segments().active_segment());
         (blob, last)
     };
-    let disk = rec.disk.clone();
-    let path = rec
-        .dir
-        .join("segments")
-        .join(net_mesh_segments::segment_file_name(last.segment));
     let record_end = last.offset
         + net_mesh_segments::codec::RECORD_HEADER_LEN as u64
         + u64::from(last.payload_len);
-    let damage = rec.step(
-        || {
-            let f = disk.open(&path, true).unwrap();
+    let damage = damage_and_repair(
+        &mut rec,
+        last.segment,
+        "cut the active segment inside its last record",
+        |f| {
             assert_eq!(f.len().unwrap(), record_end);
             // Cut inside the last record's payload: a torn partial record stays at the end.
             f.set_len(record_end - u64::from(last.payload_len) / 2)
                 .unwrap();
-            f.sync_data().unwrap();
-            rec_now(&disk)
         },
-        |_| {
-            vec![Effect::Other(
-                "cut the active segment inside its last record",
-            )]
-        },
-    );
-    let options = rec.options(&rec.disk);
-    let report = rec.step(
-        || fsck(&rec_dir(&path), options, &repair()).unwrap(),
-        |_| vec![Effect::Other("fsck --repair")],
-    );
-    assert_eq!(report.unrepaired_count(), 0, "{:#?}", report.problems);
-    assert!(
-        report
-            .repairs
-            .iter()
-            .any(|r| r.contains("cut the torn tail")),
-        "{:#?}",
-        report.repairs
+        "cut the torn tail",
     );
     every_cut_after_is_repairable(&rec, damage, &[(blob, data)], 0x5eed_0102);
 }
@@ -248,63 +189,80 @@ fn power_loss_while_repair_cuts_a_torn_active_segment_loses_nothing() {
 #[test]
 fn power_loss_while_repair_salvages_a_segment_whose_header_names_another_loses_nothing() {
     let mut rec = Recording::new(config());
-    let mut blobs = Vec::new();
-    {
-        let store = rec.open();
-        for seed in 0..2u64 {
-            let data = Arc::new(random_bytes(90_000, 70 + seed));
-            let r = rec.step(
-                || store.store(&data).unwrap().blob_ref,
-                |r| {
-                    vec![Effect::Pinned {
-                        blob_ref: r.clone(),
-                        data: Arc::clone(&data),
-                    }]
-                },
-            );
-            blobs.push((r, data));
-        }
-        assert!(store.segments().active_segment() > 0, "segment 0 is sealed");
-    }
-    let disk = rec.disk.clone();
-    let path = rec
-        .dir
-        .join("segments")
-        .join(net_mesh_segments::segment_file_name(0));
-    let damage = rec.step(
-        || {
-            let f = disk.open(&path, true).unwrap();
+    let blobs = two_blobs_with_segment_0_sealed(&mut rec, 70);
+    let damage = damage_and_repair(
+        &mut rec,
+        0,
+        "sealed segment 0's header names segment 77",
+        |f| {
             f.write_at(&net_mesh_segments::FileHeader { segment: 77 }.encode(), 0)
                 .unwrap();
-            f.sync_data().unwrap();
-            rec_now(&disk)
         },
-        |_| vec![Effect::Other("sealed segment 0's header names segment 77")],
-    );
-    let options = rec.options(&rec.disk);
-    let report = rec.step(
-        || fsck(&rec_dir(&path), options, &repair()).unwrap(),
-        |_| vec![Effect::Other("fsck --repair")],
-    );
-    assert_eq!(report.unrepaired_count(), 0, "{:#?}", report.problems);
-    assert!(
-        report.repairs.iter().any(|r| r.contains("salvaged")),
-        "{:#?}",
-        report.repairs
+        "salvaged",
     );
     every_cut_after_is_repairable(&rec, damage, &blobs, 0x5eed_0103);
 }
 
-fn rec_now(disk: &SimDisk) -> usize {
-    disk.op_count()
+/// Stores two pinned blobs of 90,000 random bytes (seeds `seed`, `seed + 1`), enough to seal
+/// segment 0.
+fn two_blobs_with_segment_0_sealed(
+    rec: &mut Recording,
+    seed: u64,
+) -> Vec<(net_mesh_engine::BlobRef, Arc<Vec<u8>>)> {
+    let mut blobs = Vec::new();
+    let store = rec.open();
+    for seed in seed..seed + 2 {
+        let data = Arc::new(random_bytes(90_000, seed));
+        let r = rec.step(
+            || store.store(&data).unwrap().blob_ref,
+            |r| {
+                vec![Effect::Pinned {
+                    blob_ref: r.clone(),
+                    data: Arc::clone(&data),
+                }]
+            },
+        );
+        blobs.push((r, data));
+    }
+    assert!(store.segments().active_segment() > 0, "segment 0 is sealed");
+    blobs
 }
 
-/// The data dir of a segment file path (`DIR/segments/seg-*.nms`).
-fn rec_dir(segment_file: &std::path::Path) -> std::path::PathBuf {
-    segment_file
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
+/// Damages segment `segment`'s file with `damage` (then fdatasyncs it) as step `what`, runs
+/// `fsck --repair` as the next step, and checks it left nothing unrepaired and made a repair
+/// whose line contains `repaired`. Returns the crash point where the damage was durable.
+fn damage_and_repair(
+    rec: &mut Recording,
+    segment: net_mesh_segments::SegmentId,
+    what: &'static str,
+    damage: impl FnOnce(&dyn net_mesh_segments::SegmentFile),
+    repaired: &str,
+) -> usize {
+    let disk = rec.disk.clone();
+    let path = rec
+        .dir
+        .join("segments")
+        .join(net_mesh_segments::segment_file_name(segment));
+    let damaged = rec.step(
+        || {
+            let f = disk.open(&path, true).unwrap();
+            damage(f.as_ref());
+            f.sync_data().unwrap();
+            disk.op_count()
+        },
+        |_| vec![Effect::Other(what)],
+    );
+    let options = rec.options(&rec.disk);
+    let dir = rec.dir.clone();
+    let report = rec.step(
+        || fsck(&dir, options, &repair()).unwrap(),
+        |_| vec![Effect::Other("fsck --repair")],
+    );
+    assert_eq!(report.unrepaired_count(), 0, "{:#?}", report.problems);
+    assert!(
+        report.repairs.iter().any(|r| r.contains(repaired)),
+        "{:#?}",
+        report.repairs
+    );
+    damaged
 }
