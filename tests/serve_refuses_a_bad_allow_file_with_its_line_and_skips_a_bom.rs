@@ -13,39 +13,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::Stdio;
+use std::ffi::OsStr;
 
-use common::node::{Client, Serve, ServedNode};
+use common::node::{Client, Serve, ServedNode, serve_refused};
 use common::*;
-
-/// Runs `serve --allow allow` on `dir`; it must exit without serving. Returns its exit code
-/// and stderr.
-fn refused(dir: &Path, allow: &Path) -> (Option<i32>, String) {
-    let mut child = cmd(dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--allow"])
-        .arg(allow)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    if !line.is_empty() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("serve took the allow file and served as {line:?}");
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn serve_refuses_a_bad_allow_file_with_its_line_and_skips_a_bom() {
@@ -77,7 +48,15 @@ fn serve_refuses_a_bad_allow_file_with_its_line_and_skips_a_bom() {
     ];
     for (name, text, said) in cases {
         let allow = write_file(tmp.path(), name, &text);
-        let (code, stderr) = refused(&dir, &allow);
+        let (code, stderr) = serve_refused(
+            &dir,
+            &[
+                OsStr::new("--listen"),
+                OsStr::new("127.0.0.1:0"),
+                OsStr::new("--allow"),
+                allow.as_os_str(),
+            ],
+        );
         assert_eq!(code, Some(2), "{name}: {stderr}");
         for s in said {
             assert!(stderr.contains(s), "{name}: no {s:?} in {stderr}");

@@ -10,10 +10,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
-use common::*;
+use common::node::serve_refused;
 
 #[test]
 fn serve_refuses_a_malformed_address_before_creating_anything() {
@@ -27,26 +24,8 @@ fn serve_refuses_a_malformed_address_before_creating_anything() {
         ["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:x"],
     ] {
         let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
-        let mut child = cmd(&dir)
-            .arg("serve")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        if !line.is_empty() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?}: served as {line:?}");
-        }
-        let out = child.wait_with_output().unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        let (code, said) = serve_refused(&dir, &args);
+        assert_eq!(code, Some(2), "{args:?}: {said}");
         assert!(said.contains("expected HOST:PORT"), "{args:?}: {said}");
         assert!(!dir.exists(), "{args:?} created {}", dir.display());
     }

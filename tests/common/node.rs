@@ -125,6 +125,33 @@ impl Drop for ServedNode {
     }
 }
 
+/// Runs `net-mesh serve ARGS` on the data dir `dir`, which must exit without serving (the test
+/// fails if it prints a `NODE_ADDR`); returns its exit code and stderr.
+pub fn serve_refused<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> (Option<i32>, String) {
+    let mut child = cmd(dir)
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve served as {line:?}");
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Sends signal `sig` (`TERM`, `INT`, …) to a child process.
 pub fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill")
