@@ -193,6 +193,12 @@ pub fn checkpoint_of(
     Ok(store.read_extension(table::NAMESPACE, |r| table::upload(r, staging_id))?)
 }
 
+/// How many live uploads the store holds (what [`list_staging`] lists, counted without
+/// decoding a checkpoint).
+pub fn staged_upload_count(store: &Store) -> Result<u64, StagingError> {
+    Ok(store.read_extension(table::NAMESPACE, table::upload_count)?)
+}
+
 /// Every live upload, in id order.
 pub fn list_staging(store: &Store) -> Result<Vec<StagingInfo>, StagingError> {
     Ok(checkpoints(store)?

@@ -18,7 +18,7 @@ use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{
     ErrorClass, Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn,
 };
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use crate::checkpoint::StagingCheckpoint;
 use crate::finished::FinishedUpload;
@@ -308,6 +308,15 @@ pub fn uploads(
         out.push((id, checkpoint));
     }
     Ok(out)
+}
+
+/// How many live uploads there are (rows counted, not decoded: a status or a metrics scrape
+/// costs nothing per upload).
+pub fn upload_count(reader: &ExtensionReader<'_>) -> Result<u64, ExtensionError> {
+    let Some(table) = reader.open_table::<&str, &[u8]>(UPLOADS_TABLE)? else {
+        return Ok(0);
+    };
+    Ok(table.len()?)
 }
 
 /// The checkpoint of live upload `id`, if any.

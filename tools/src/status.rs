@@ -66,7 +66,7 @@ pub fn run(args: StatusArgs, ctx: &Ctx) -> CliResult {
                 uptime_secs: None,
                 store_bytes: store.disk_bytes(),
                 blob_count: store.pin_rows()?,
-                live_uploads: net_mesh_staging::list_staging(&store)?.len() as u64,
+                live_uploads: net_mesh_staging::staged_upload_count(&store)?,
                 open_sessions: None,
                 bytes_in: None,
                 bytes_out: None,

@@ -304,11 +304,6 @@ impl Index {
     }
 }
 
-/// Brings the pin tables to the current layout inside the open transaction: creates
-/// `pins_v2` and `channels_v1`, makes sure channel `default` exists, and moves every row of a
-/// legacy `pins_v1` (bytes as they are, decodable or not) into `default`, then deletes
-/// `pins_v1`. One transaction, so a crash leaves either the old tables or the new ones; the
-/// references the rows hold are the same, so no count changes.
 /// The index database: writable, or opened read-only by a check (see [`Index::open_on`]).
 pub(crate) enum IndexDb {
     Writable(Database),
@@ -375,6 +370,11 @@ fn is_settled(db: &impl ReadableDatabase) -> Result<bool, IndexError> {
     Ok(channels.get(DEFAULT_CHANNEL)?.is_some())
 }
 
+/// Brings the pin tables to the current layout inside the open transaction: creates
+/// `pins_v2` and `channels_v1`, makes sure channel `default` exists, and moves every row of a
+/// legacy `pins_v1` (bytes as they are, decodable or not) into `default`, then deletes
+/// `pins_v1`. One transaction, so a crash leaves either the old tables or the new ones; the
+/// references the rows hold are the same, so no count changes.
 fn migrate_pins(txn: &redb::WriteTransaction) -> Result<(), IndexError> {
     let mut pins = txn.open_table(PINS)?;
     let mut channels = txn.open_table(CHANNELS)?;

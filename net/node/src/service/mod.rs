@@ -351,12 +351,12 @@ struct Gauges {
 }
 
 /// Store bytes, pin rows (counted, not read: a scrape costs no memory per pin) and staged
-/// uploads (one checkpoint row each).
+/// uploads (rows counted, not decoded).
 fn gauges(store: &Store) -> NodeResult<Gauges> {
     Ok(Gauges {
         store_bytes: store.disk_bytes(),
         blobs: store.pin_rows().node_err()?,
-        staged_uploads: net_mesh_staging::list_staging(store).node_err()?.len() as u64,
+        staged_uploads: net_mesh_staging::staged_upload_count(store).node_err()?,
     })
 }
 
