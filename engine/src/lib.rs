@@ -23,6 +23,7 @@ pub mod fsck;
 pub mod gc;
 mod in_flight;
 pub mod index;
+pub mod progress;
 pub mod read;
 pub mod repair;
 #[cfg(feature = "sim")]
@@ -42,6 +43,7 @@ pub use gc::{GcError, GcOptions, GcReport};
 pub use index::extension::{Extension, ExtensionError, ExtensionOp, ExtensionReader, ExtensionTxn};
 pub use index::{ChannelInfo, DEFAULT_CHANNEL, Unpinned, check_channel_name};
 pub use net_mesh_segments::RecordKind as ObjectKind;
+pub use progress::{Progress, Stage};
 pub use read::{BlobStat, ChunkParts, ObjectSource, fetch_range_from, joined};
 pub use repair::{RepairError, RepairReport};
 pub use storage::{IndexStorage, StoreBackends};

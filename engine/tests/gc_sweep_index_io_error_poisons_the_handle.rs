@@ -35,6 +35,7 @@ fn sweep_only() -> GcOptions {
         grace: Duration::ZERO,
         dry_run: false,
         compact_threshold: 0.0,
+        ..GcOptions::default()
     }
 }
 

@@ -148,6 +148,7 @@ fn run(
             grace: Duration::ZERO,
             dry_run: false,
             compact_threshold: 0.9,
+            ..GcOptions::default()
         };
         store.gc(&gc).map_err(|e| {
             let typed = matches!(

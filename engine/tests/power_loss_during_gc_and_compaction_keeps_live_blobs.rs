@@ -47,6 +47,7 @@ fn power_loss_during_gc_and_compaction_keeps_live_blobs() {
         grace: Duration::ZERO,
         dry_run: false,
         compact_threshold: 0.6,
+        ..GcOptions::default()
     };
     {
         let store = rec.open();

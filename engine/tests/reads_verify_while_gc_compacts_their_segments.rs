@@ -39,6 +39,7 @@ fn compact_everything() -> GcOptions {
         grace: Duration::ZERO,
         dry_run: false,
         compact_threshold: 1.0,
+        ..GcOptions::default()
     }
 }
 

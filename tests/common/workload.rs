@@ -152,6 +152,7 @@ pub fn run(store: &Store, log: &AckLog, writers: u64, ops: u64, base: u64, seed:
                         grace: Duration::ZERO,
                         dry_run: false,
                         compact_threshold: 0.5,
+                        ..GcOptions::default()
                     })
                     .unwrap();
                 let mut t = tally.lock().unwrap();

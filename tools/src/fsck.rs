@@ -133,6 +133,8 @@ pub fn run(args: FsckArgs, dir: &Path) -> CliResult {
         (false, Some(p)) => ReadData::Subset(p),
         (false, None) => ReadData::None,
     };
+    let progress = net_mesh_engine::Progress::new();
+    let display = crate::output::show_stages(&progress, "fsck");
     let report = fsck(
         dir,
         crate::open::options(
@@ -144,8 +146,11 @@ pub fn run(args: FsckArgs, dir: &Path) -> CliResult {
             max_duration: args.max_duration,
             repair: args.repair,
             threads: args.threads,
+            progress,
         },
-    )?;
+    );
+    drop(display);
+    let report = report?;
     if args.json {
         outln!(
             "{}",

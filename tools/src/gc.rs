@@ -281,11 +281,16 @@ pub fn run(args: GcArgs, ctx: &Ctx) -> CliResult {
                 args.staging_grace
                     .unwrap_or(net_mesh_staging::DEFAULT_ABANDON_GRACE),
             )?;
-            report_json(&store.gc(&GcOptions {
+            let progress = net_mesh_engine::Progress::new();
+            let display = crate::output::show_stages(&progress, "gc");
+            let report = store.gc(&GcOptions {
                 grace: args.grace,
                 dry_run: args.dry_run,
                 compact_threshold,
-            })?)
+                progress,
+            });
+            drop(display);
+            report_json(&report?)
         }
     };
     if args.json {

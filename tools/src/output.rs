@@ -188,6 +188,81 @@ pub fn progress(total: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
+/// Shows the stages of a store operation (`fsck`, `gc`) on stderr while it runs: a byte bar
+/// for a stage that knows its bytes, a spinner for one that does not. Only when stderr is a
+/// terminal (else nothing runs); the bar is cleared when the display is dropped.
+pub struct StageDisplay {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts a [`StageDisplay`] of `progress`, its lines prefixed with `what`.
+pub fn show_stages(progress: &net_mesh_engine::Progress, what: &'static str) -> StageDisplay {
+    if !std::io::stderr().is_terminal() {
+        return StageDisplay {
+            stop: None,
+            thread: None,
+        };
+    }
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let progress = progress.clone();
+    let thread = std::thread::spawn(move || {
+        let mut shown: Option<(net_mesh_engine::Stage, ProgressBar)> = None;
+        loop {
+            let (stage, done) = progress.now();
+            if let Some(stage) = stage {
+                if shown.as_ref().is_none_or(|(s, _)| *s != stage) {
+                    if let Some((_, bar)) = shown.take() {
+                        bar.finish_and_clear();
+                    }
+                    let bar = stage_bar(stage.total, format!("{what}: {}", stage.name));
+                    shown = Some((stage, bar));
+                }
+                if let Some((_, bar)) = &shown {
+                    bar.set_position(done);
+                }
+            }
+            match stopped.recv_timeout(std::time::Duration::from_millis(100)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => break,
+            }
+        }
+        if let Some((_, bar)) = shown {
+            bar.finish_and_clear();
+        }
+    });
+    StageDisplay {
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+/// One stage's bar: bytes against the stage's total, or a spinner when it has none.
+fn stage_bar(total: Option<u64>, message: String) -> ProgressBar {
+    let (bar, template) = match total {
+        Some(n) => (
+            ProgressBar::new(n),
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({elapsed})",
+        ),
+        None => (ProgressBar::new_spinner(), "{msg} {spinner} ({elapsed})"),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+impl Drop for StageDisplay {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A listing's output, written row by row as the rows come (a listing of millions of rows is
 /// never held whole): a line per row, or with `--json` one array of row objects on one line.
 /// A listing that fails midway leaves the array unclosed (and the command fails), so a

@@ -106,6 +106,11 @@ impl Checker<'_> {
             .unwrap_or(0);
         items.rotate_left(start);
         self.report.data.selected = items.len() as u64;
+        let total = items.iter().fold(0u64, |sum, (_, l)| {
+            sum.saturating_add(u64::from(l.payload_len))
+        });
+        let progress = &self.options.progress;
+        progress.stage("reading data", Some(total));
         self.report.data.started_at = items
             .first()
             .map(|(_, l)| (l.segment, l.offset))
@@ -146,6 +151,7 @@ impl Checker<'_> {
                                 Err(e) => Some((e.to_string(), false)),
                             };
                         checked_bytes.fetch_add(u64::from(loc.payload_len), Ordering::Relaxed);
+                        progress.advance(u64::from(loc.payload_len));
                         done.fetch_add(1, Ordering::SeqCst);
                         if let Some((detail, corrupt)) = outcome
                             && let Ok(mut f) = failures.lock()

@@ -281,13 +281,18 @@ fn check(
         counts_floor_only: false,
         missing_channels: Vec::new(),
     };
+    let progress = &options.progress;
     checker.segments()?;
+    progress.stage("checking the index", None);
     checker.objects()?;
+    progress.stage("reading tree nodes", None);
     checker.nodes();
+    progress.stage("counting references", None);
     checker.counts()?;
     checker.data()?;
     checker.refresh_affected()?;
     if options.repair {
+        progress.stage("repairing", None);
         checker.repair()?;
     }
     Ok(checker.report)
@@ -372,12 +377,18 @@ impl Checker<'_> {
                 )
             })
             .collect();
-        for id in segment_ids {
-            let committed = self
-                .index_segments
-                .get(&id)
+        let committed_of = |id: &SegmentId| {
+            self.index_segments
+                .get(id)
                 .map(|e| e.committed_len)
-                .unwrap_or(0);
+                .unwrap_or(0)
+        };
+        let total = segment_ids
+            .iter()
+            .fold(0u64, |sum, id| sum.saturating_add(committed_of(id)));
+        self.options.progress.stage("framing segments", Some(total));
+        for id in segment_ids {
+            let committed = committed_of(&id);
             let items = match self.loose.get(&id) {
                 Some(file) => file.scan()?,
                 None => {
@@ -413,6 +424,7 @@ impl Checker<'_> {
                 }
             }
             self.framed_end.insert(id, end);
+            self.options.progress.advance(committed);
         }
         self.report.stats.records = self.records.len() as u64;
         for path in self.store.segments.orphan_files() {

@@ -22,6 +22,8 @@ pub struct FsckOptions {
     pub repair: bool,
     /// Hashing threads for the data phase.
     pub threads: usize,
+    /// Where the check counts its stages and bytes, for a progress display.
+    pub progress: crate::Progress,
 }
 
 impl Default for FsckOptions {
@@ -31,6 +33,7 @@ impl Default for FsckOptions {
             max_duration: None,
             repair: false,
             threads: 2,
+            progress: crate::Progress::default(),
         }
     }
 }

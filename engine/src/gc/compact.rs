@@ -85,6 +85,7 @@ pub(crate) fn compact(
     store: &Store,
     threshold: f64,
     dry_run: bool,
+    progress: &crate::Progress,
     freed_records: &BTreeMap<SegmentId, u64>,
     report: &mut GcReport,
 ) -> Result<(), GcError> {
@@ -131,8 +132,12 @@ pub(crate) fn compact(
             live_objects.push((*hash, *e));
         }
     })?;
+    let total = live_objects.iter().fold(0u64, |sum, (_, e)| {
+        sum.saturating_add(u64::from(e.loc.payload_len))
+    });
+    progress.stage("compacting segments", Some(total));
     for segment in sparse {
-        compact_one(store, segment, &live_objects, report)?;
+        compact_one(store, segment, &live_objects, progress, report)?;
     }
     Ok(())
 }
@@ -143,6 +148,7 @@ fn copy_live(
     store: &Store,
     segment: SegmentId,
     live_objects: &[(Hash, ObjectEntry)],
+    progress: &crate::Progress,
     batch: &mut Batch,
     report: &mut GcReport,
 ) -> Result<u64, GcError> {
@@ -156,6 +162,7 @@ fn copy_live(
     let mut copied_bytes = 0u64;
     for (id, current) in live {
         let loc = current.loc;
+        progress.advance(u64::from(loc.payload_len));
         let payload = match store.segments.read(loc, current.kind, id) {
             Ok(payload) => payload,
             Err(e) => {
@@ -182,10 +189,11 @@ fn compact_one(
     store: &Store,
     segment: SegmentId,
     live_objects: &[(Hash, ObjectEntry)],
+    progress: &crate::Progress,
     report: &mut GcReport,
 ) -> Result<(), GcError> {
     let mut batch = Batch::default();
-    let copied_bytes = match copy_live(store, segment, live_objects, &mut batch, report) {
+    let copied_bytes = match copy_live(store, segment, live_objects, progress, &mut batch, report) {
         Ok(bytes) => bytes,
         Err(e) => {
             // The copies made so far are given up (dead bytes past nothing).

@@ -55,6 +55,8 @@ pub struct GcOptions {
     /// Sealed segments whose live payload bytes fall below this fraction of their committed
     /// bytes are compacted (0.0 disables compaction).
     pub compact_threshold: f64,
+    /// Where the run counts its stages and bytes, for a progress display.
+    pub progress: crate::Progress,
 }
 
 /// Default grace period: 24 hours.
@@ -68,6 +70,7 @@ impl Default for GcOptions {
             grace: DEFAULT_GRACE,
             dry_run: false,
             compact_threshold: DEFAULT_COMPACT_THRESHOLD,
+            progress: crate::Progress::default(),
         }
     }
 }
@@ -516,6 +519,7 @@ impl Store {
         let cutoff = now_ms().saturating_sub(grace_ms);
 
         // Scan: a read snapshot.
+        options.progress.stage("scanning objects", None);
         let mut candidates: Vec<Hash> = Vec::new();
         self.index.for_each_object(|hash, e| {
             if e.refcount == 0 && e.unreferenced_since_unix_ms <= cutoff {
@@ -525,6 +529,9 @@ impl Store {
         report.candidates = candidates.len() as u64;
         hook(GcPhase::Scanned);
 
+        options
+            .progress
+            .stage("deleting unreferenced objects", None);
         let freed_records = {
             let _sweep = self.in_flight.begin_sweep();
             let protected = self.live_stripe_members(&self.index.reader()?)?;
@@ -537,6 +544,7 @@ impl Store {
                 self,
                 options.compact_threshold,
                 options.dry_run,
+                &options.progress,
                 &freed_records,
                 &mut report,
             )?;

@@ -82,6 +82,7 @@ fn unreferenced_here(
             grace: Duration::ZERO,
             dry_run: false,
             compact_threshold: 0.0,
+            ..net_mesh_engine::GcOptions::default()
         };
         if let Ok(report) = gc_store.gc(&options) {
             gc_freed.fetch_add(report.objects_freed, Ordering::Relaxed);

@@ -1,0 +1,81 @@
+//! `fsck --read-data` and a compacting `gc` count their long stage in the `Progress` handle a
+//! display polls (the CLI draws it on a terminal): the stage knows its bytes in advance and
+//! its count reaches exactly that, the bytes the run reports it read or copied.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SMALL_CDC, random_bytes};
+use net_mesh_engine::fsck::{FsckOptions, ReadData, fsck_open_store};
+use net_mesh_engine::index::blob_id;
+use net_mesh_engine::{GcOptions, Progress, Stage, Store, StoreConfig};
+
+fn store_with_blobs(dir: &std::path::Path) -> (Store, Vec<net_mesh_engine::BlobRef>) {
+    let config = StoreConfig {
+        chunking: SMALL_CDC,
+        segment_roll_size: 64 * 1024,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir, config).unwrap();
+    let refs = (0..6)
+        .map(|i| store.store(&random_bytes(90_000, i)).unwrap().blob_ref)
+        .collect();
+    (store, refs)
+}
+
+#[test]
+fn fsck_read_data_counts_every_chunk_byte_it_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_blobs(tmp.path());
+    let progress = Progress::new();
+    let report = fsck_open_store(
+        &store,
+        &FsckOptions {
+            read_data: ReadData::All,
+            progress: progress.clone(),
+            ..FsckOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(report.problem_count(), 0);
+    assert!(report.data.checked_bytes >= 6 * 90_000);
+    let (stage, done) = progress.now();
+    assert_eq!(
+        stage,
+        Some(Stage {
+            name: "reading data",
+            total: Some(report.data.checked_bytes),
+        })
+    );
+    assert_eq!(done, report.data.checked_bytes);
+}
+
+#[test]
+fn a_compacting_gc_counts_every_live_byte_it_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, refs) = store_with_blobs(tmp.path());
+    for blob in refs.iter().step_by(2) {
+        store.unpin(&blob_id(blob)).unwrap();
+    }
+    let progress = Progress::new();
+    let report = store
+        .gc(&GcOptions {
+            grace: Duration::ZERO,
+            compact_threshold: 1.0,
+            progress: progress.clone(),
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert!(report.segments_compacted > 0 && report.bytes_copied > 0);
+    let (stage, done) = progress.now();
+    assert_eq!(
+        stage,
+        Some(Stage {
+            name: "compacting segments",
+            total: Some(report.bytes_copied),
+        })
+    );
+    assert_eq!(done, report.bytes_copied);
+}
