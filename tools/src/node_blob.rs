@@ -250,7 +250,11 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             check_pin_name(&name).map_err(StoreError::from)?;
             let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let client = remote.client()?;
-            let done = remote.block_on(client.pull(&blob_ref, &from, &name))?;
+            // The node does the work and answers once; a spinner shows it is under way.
+            let bar = crate::output::stage_bar(None, format!("pull from {from}"));
+            let done = remote.block_on(client.pull(&blob_ref, &from, &name));
+            bar.finish_and_clear();
+            let done = done?;
             if json {
                 outln!(
                     "{}",

@@ -237,8 +237,12 @@ pub fn show_stages(progress: &net_mesh_engine::Progress, what: &'static str) -> 
     }
 }
 
-/// One stage's bar: bytes against the stage's total, or a spinner when it has none.
-fn stage_bar(total: Option<u64>, message: String) -> ProgressBar {
+/// One stage's bar: bytes against the stage's total, or a spinner when it has none (hidden
+/// when stderr is not a terminal).
+pub(crate) fn stage_bar(total: Option<u64>, message: String) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
     let (bar, template) = match total {
         Some(n) => (
             ProgressBar::new(n),
