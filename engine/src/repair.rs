@@ -12,7 +12,9 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use net_mesh_segments::RecordKind;
 
-use crate::codec::{BlobRef, ChunkRef, Hash, InternalNode, LeafNode, internal_id, leaf_id};
+use crate::codec::{
+    BlobRef, ChunkRef, ChunkRole, Hash, InternalNode, LeafNode, internal_id, leaf_id,
+};
 use crate::erasure::{ErasureError, RebuiltShards, RsParams, StripeCodec, StripeSpan, stripes};
 use crate::error::{BlobError, Classify, ErrorClass, StoreError};
 use crate::index::{Batch, NewObject};
@@ -96,6 +98,8 @@ struct Repair<'s> {
     /// Nodes walked: a node listed again (repeated content) is skipped with its subtree, so
     /// a tree that lists one subtree many times costs its distinct nodes.
     walked: HashSet<Hash>,
+    /// Counts each stripe's data bytes as it is checked.
+    progress: &'s crate::Progress,
 }
 
 impl Drop for Repair<'_> {
@@ -176,6 +180,11 @@ impl<'s> Repair<'s> {
         for span in stripes(self.codec.params(), chunks)? {
             let refs = chunks.get(span.all_range()).unwrap_or_default();
             self.report.stripes_walked = self.report.stripes_walked.saturating_add(1);
+            let data_bytes = refs
+                .iter()
+                .filter(|c| c.role == ChunkRole::Data)
+                .fold(0u64, |sum, c| sum.saturating_add(u64::from(c.size)));
+            self.progress.advance(data_bytes);
             let mut lost = Vec::new();
             for (i, chunk) in refs.iter().enumerate() {
                 if !self.rebuilt.contains_key(&chunk.hash) && self.shard(chunk, i)?.is_none() {
@@ -322,6 +331,16 @@ impl Store {
     /// more losses than parity are reported, not fatal. Tree nodes are not erasure-coded: a lost
     /// node stops the repair with its `BlobError`.
     pub fn repair(&self, blob_ref: &BlobRef) -> Result<RepairReport, RepairError> {
+        self.repair_counting(blob_ref, &crate::Progress::default())
+    }
+
+    /// [`Store::repair`], counting the blob's bytes in `progress` (stage `checking stripes`)
+    /// as their stripes are checked, for a progress display.
+    pub fn repair_counting(
+        &self,
+        blob_ref: &BlobRef,
+        progress: &crate::Progress,
+    ) -> Result<RepairReport, RepairError> {
         self.check_writable()?;
         let params =
             RsParams::from_encoding(blob_ref.encoding())?.ok_or(RepairError::NotErasureCoded)?;
@@ -334,7 +353,9 @@ impl Store {
             batch_payload: 0,
             report: RepairReport::default(),
             walked: HashSet::new(),
+            progress,
         };
+        progress.stage("checking stripes", Some(blob_ref.size()));
         match blob_ref {
             BlobRef::Small { .. } => return Err(RepairError::NotErasureCoded),
             BlobRef::Manifest { chunks, .. } => job.list(chunks)?,

@@ -25,7 +25,11 @@ pub struct RepairArgs {
 pub fn run(args: RepairArgs, dir: &Path) -> CliResult {
     let store = crate::open::open(dir, StoreConfig::default())?;
     let blob_ref = crate::blob::resolve(&store, DEFAULT_CHANNEL, &args.blob)?;
-    let report = store.repair(&blob_ref)?;
+    let progress = net_mesh_engine::Progress::new();
+    let display = crate::output::show_stages(&progress, "repair");
+    let report = store.repair_counting(&blob_ref, &progress);
+    drop(display);
+    let report = report?;
     if args.json {
         outln!(
             "{}",

@@ -1,4 +1,4 @@
-//! `fsck --read-data` and a compacting `gc` count their long stage in the `Progress` handle a
+//! `fsck --read-data`, a compacting `gc` and an erasure `repair` count their long stage in the `Progress` handle a
 //! display polls (the CLI draws it on a terminal): the stage knows its bytes in advance and
 //! its count reaches exactly that, the bytes the run reports it read or copied.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -78,4 +78,27 @@ fn a_compacting_gc_counts_every_live_byte_it_copies() {
         })
     );
     assert_eq!(done, report.bytes_copied);
+}
+
+#[test]
+fn a_repair_counts_every_data_byte_of_the_stripes_it_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_blobs(tmp.path());
+    let data = random_bytes(300_000, 9);
+    let blob = store
+        .store_stream_with_rs(&data[..], 3, 5, "rs")
+        .unwrap()
+        .blob_ref;
+    let progress = Progress::new();
+    let report = store.repair_counting(&blob, &progress).unwrap();
+    assert!(report.stripes_walked > 1);
+    let (stage, done) = progress.now();
+    assert_eq!(
+        stage,
+        Some(Stage {
+            name: "checking stripes",
+            total: Some(300_000),
+        })
+    );
+    assert_eq!(done, 300_000);
 }
