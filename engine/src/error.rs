@@ -122,6 +122,19 @@ pub enum BlobError {
         /// The blob's ref text, or `id <hex>` for a ref too long to print (a Manifest's).
         blob: String,
     },
+    /// A blob a channel pins that reads as [`BlobError::NotInStore`]: its root object (and
+    /// every other object the read asked for) is lost to index or segment damage. Damage, not
+    /// absence (fsck reports it as `missing_object`).
+    #[error(
+        "blob {blob} is pinned (in channel {channel}) but its root object is missing: \
+         run `fsck`, then `fsck --repair`"
+    )]
+    PinnedButLost {
+        /// Named as in [`BlobError::NotInStore`].
+        blob: String,
+        /// A channel that pins it (the first by name).
+        channel: String,
+    },
     #[error("object {} is corrupted: {reason}", short_hex(hash))]
     Corrupted { hash: Hash, reason: String },
     #[error("tree node {} does not decode: {source}", short_hex(hash))]
@@ -169,18 +182,35 @@ impl From<ErasureError> for BlobError {
 impl BlobError {
     /// [`BlobError::NotInStore`] for `blob_ref`.
     pub fn not_in_store(blob_ref: &BlobRef) -> BlobError {
-        let text = blob_ref.to_text();
-        let blob = if text.len() <= MAX_NAMED_REF {
-            text
-        } else {
-            format!("id {}", hex(&crate::index::blob_id(blob_ref)))
-        };
-        BlobError::NotInStore { blob }
+        BlobError::NotInStore {
+            blob: named_blob(blob_ref),
+        }
+    }
+
+    /// `self`, or [`BlobError::PinnedButLost`] when it is [`BlobError::NotInStore`] and
+    /// `pinned_in` names a channel that pins the blob.
+    pub fn lost_if_pinned(self, pinned_in: Option<String>) -> BlobError {
+        match (self, pinned_in) {
+            (BlobError::NotInStore { blob }, Some(channel)) => {
+                BlobError::PinnedButLost { blob, channel }
+            }
+            (other, _) => other,
+        }
     }
 
     /// True when the failure means stored data is damaged or missing.
     pub fn is_integrity(&self) -> bool {
         self.class() == ErrorClass::Integrity
+    }
+}
+
+/// How errors name a blob: its ref text, or `id <hex>` for a ref too long to print.
+fn named_blob(blob_ref: &BlobRef) -> String {
+    let text = blob_ref.to_text();
+    if text.len() <= MAX_NAMED_REF {
+        text
+    } else {
+        format!("id {}", hex(&crate::index::blob_id(blob_ref)))
     }
 }
 
@@ -245,6 +275,7 @@ impl Classify for BlobError {
             BlobError::Index(e) => e.class(),
             BlobError::InvalidRange { .. } => ErrorClass::Usage,
             BlobError::NotInStore { .. } => ErrorClass::NotFound,
+            BlobError::PinnedButLost { .. } => ErrorClass::Integrity,
             BlobError::Sink(_) => ErrorClass::Io,
         }
     }

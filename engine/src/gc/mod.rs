@@ -415,6 +415,15 @@ impl Store {
         blob_ref: &BlobRef,
         f: &mut dyn FnMut(ChunkInfo) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, BlobError> {
+        self.for_each_chunk_impl(blob_ref, f)
+            .map_err(|e| self.lost_if_pinned(blob_ref, e))
+    }
+
+    fn for_each_chunk_impl(
+        &self,
+        blob_ref: &BlobRef,
+        f: &mut dyn FnMut(ChunkInfo) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, BlobError> {
         self.check_chunks_present(blob_ref)?;
         let reader = self.index.reader()?;
         let listed = for_each_list(self, &reader, blob_ref, None, &mut |chunks, encoding| {

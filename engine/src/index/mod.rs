@@ -595,6 +595,18 @@ impl IndexReader {
         }
     }
 
+    /// The first channel (by name) with a pin row for blob `id`, decodable or not; O(channels).
+    pub fn channel_pinning(&self, id: &Hash) -> Result<Option<String>, IndexError> {
+        for row in self.channels.iter()? {
+            let (k, _) = row?;
+            let name = k.value();
+            if self.pins.get((name, id))?.is_some() {
+                return Ok(Some(name.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The entry of channel `name`, if it exists.
     pub fn channel(&self, name: &str) -> Result<Option<ChannelEntry>, IndexError> {
         match self.channels.get(name)? {

@@ -508,6 +508,27 @@ impl Store {
         sink: &mut dyn Write,
     ) -> Result<u64, BlobError> {
         fetch_range_from(&self.source()?, blob_ref, range, sink)
+            .map_err(|e| self.lost_if_pinned(blob_ref, e))
+    }
+
+    /// `e`, a failed read of `blob_ref`, as [`BlobError::PinnedButLost`] when it found the
+    /// blob absent ([`BlobError::NotInStore`]) yet a channel pins it: damage, not absence.
+    pub(crate) fn lost_if_pinned(&self, blob_ref: &BlobRef, e: BlobError) -> BlobError {
+        if !matches!(e, BlobError::NotInStore { .. }) {
+            return e;
+        }
+        match self.channel_pinning(blob_ref) {
+            Ok(channel) => e.lost_if_pinned(channel),
+            Err(lookup) => lookup,
+        }
+    }
+
+    /// The first channel (by name) that pins `blob_ref`'s blob, if any.
+    pub fn channel_pinning(&self, blob_ref: &BlobRef) -> Result<Option<String>, BlobError> {
+        Ok(self
+            .index
+            .reader()?
+            .channel_pinning(&crate::index::blob_id(blob_ref))?)
     }
 
     /// Runs the verified read of `range` of the blob on this store without producing its
@@ -559,6 +580,11 @@ impl Store {
     /// Kind, size, depth, chunk count and encoding of a blob (reads its nodes for a Tree);
     /// [`BlobError::NotInStore`] for a blob the store does not hold.
     pub fn stat(&self, blob_ref: &BlobRef) -> Result<BlobStat, BlobError> {
+        self.stat_impl(blob_ref)
+            .map_err(|e| self.lost_if_pinned(blob_ref, e))
+    }
+
+    fn stat_impl(&self, blob_ref: &BlobRef) -> Result<BlobStat, BlobError> {
         let (kind, chunks) = match blob_ref {
             BlobRef::Small { .. } => ("small", 1),
             BlobRef::Manifest { chunks, .. } => ("manifest", chunks.len() as u64),

@@ -461,9 +461,11 @@ impl NodeClient {
                 source.finish()?;
                 Ok(n)
             }
-            Err(e) => Err(source
-                .failure()
-                .unwrap_or_else(|| NodeError::from_classified(&e))),
+            // A read that found none of the blob's objects is absence, unless the node said a
+            // channel pins the blob there: then its root is lost (damage).
+            Err(e) => Err(source.failure().unwrap_or_else(|| {
+                NodeError::from_classified(&e.lost_if_pinned(source.pinned_in()))
+            })),
         }
     }
 
@@ -594,6 +596,8 @@ pub struct ObjectStream<'r> {
     stop: Option<CancellationToken>,
     /// The first failure of the stream itself, with its class (what a read reports).
     failure: RefCell<Option<NodeError>>,
+    /// The channel a `Missing` part said pins the read's blob on the node, if one did.
+    pinned_in: RefCell<Option<String>>,
 }
 
 fn lie(reason: impl std::fmt::Display) -> NodeError {
@@ -615,6 +619,7 @@ impl<'r> ObjectStream<'r> {
             silence,
             stop: None,
             failure: RefCell::new(None),
+            pinned_in: RefCell::new(None),
         }
     }
 
@@ -622,6 +627,12 @@ impl<'r> ObjectStream<'r> {
     pub fn stop_on(mut self, stop: CancellationToken) -> ObjectStream<'r> {
         self.stop = Some(stop);
         self
+    }
+
+    /// The channel that pins the read's blob on the node, as a `Missing` part said, if one
+    /// did.
+    pub fn pinned_in(&self) -> Option<String> {
+        self.pinned_in.try_borrow().ok().and_then(|p| p.clone())
     }
 
     /// The first failure the stream itself had, if any.
@@ -680,7 +691,17 @@ impl<'r> ObjectStream<'r> {
     fn next_object_parts(&self) -> NodeResult<Option<StreamedParts>> {
         match self.next_part()? {
             None => Ok(None),
-            Some(Tagged::Other(ObjectPart::Missing { hash, kind, reason })) => {
+            Some(Tagged::Other(ObjectPart::Missing {
+                hash,
+                kind,
+                reason,
+                pinned_in,
+            })) => {
+                if let Some(channel) = pinned_in
+                    && let Ok(mut noted) = self.pinned_in.try_borrow_mut()
+                {
+                    *noted = Some(channel);
+                }
                 Ok(Some((hash, kind, Err(reason))))
             }
             Some(Tagged::Bytes(_) | Tagged::Other(ObjectPart::Piece(_))) => {

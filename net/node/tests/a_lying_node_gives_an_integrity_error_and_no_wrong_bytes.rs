@@ -125,6 +125,7 @@ impl LyingRead {
                             hash: *hash,
                             kind: *kind,
                             reason: "lost it".into(),
+                            pinned_in: None,
                         });
                         continue;
                     }

@@ -232,8 +232,20 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 hash: hello_hash(),
                 kind: 1,
                 reason: "not stored here".into(),
+                pinned_in: None,
             },
             "02ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f010f6e6f742073746f7265642068657265",
+        ),
+        golden_tail(
+            "object_missing_pinned",
+            ObjectPart::Missing {
+                hash: hello_hash(),
+                kind: 1,
+                reason: "lost".into(),
+                pinned_in: Some("photos".into()),
+            },
+            "02ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f01046c6f7374010670686f746f73",
+            8,
         ),
         golden_tail(
             "read_request",
@@ -653,7 +665,7 @@ const MESSAGE_TYPES: [&str; 28] = [
 #[test]
 fn every_message_encodes_to_its_golden_bytes_and_back() {
     let v = vectors();
-    assert_eq!(v.len(), 40);
+    assert_eq!(v.len(), 41);
     // A unit request (status, list, staging_list) is an empty payload.
     assert!(postcard::to_allocvec(&()).unwrap().is_empty());
 }
@@ -683,6 +695,30 @@ fn format_doc_quotes_every_golden_vector() {
         v.len(),
         "FORMAT.md §6 quotes vectors the test lacks"
     );
+}
+
+/// A `Missing` part's `pinned_in: None` has one encoding, without the field: an explicit
+/// `None` tag after the reason decodes, but is not the message's own encoding (nRPC refuses
+/// it, §6.2).
+#[test]
+fn a_missing_part_without_a_pinning_channel_has_one_encoding() {
+    let explicit_none = from_hex(
+        "02ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f01046c6f737400",
+    );
+    let part: ObjectPart = postcard::from_bytes(&explicit_none).unwrap();
+    assert!(matches!(
+        &part,
+        ObjectPart::Missing {
+            pinned_in: None,
+            ..
+        }
+    ));
+    assert!(!net_mesh_rpc::rpc::written_as_decoded(
+        &part,
+        &explicit_none
+    ));
+    let without = &explicit_none[..explicit_none.len() - 1];
+    assert!(net_mesh_rpc::rpc::written_as_decoded(&part, without));
 }
 
 #[test]

@@ -319,6 +319,15 @@ pub enum ObjectPart {
         hash: [u8; 32],
         kind: u8,
         reason: String,
+        /// In a `read` stream, a channel that pins the read's blob on the node (the first by
+        /// name), so that a read that finds none of the blob's objects is damage (the pinned
+        /// blob's root is lost), not absence. Absent on the wire when `None` (an older node's
+        /// message, or a blob no channel pins): a `None` has one encoding, the one without it.
+        #[serde(
+            deserialize_with = "trailing::option_or_none",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pinned_in: Option<String>,
     },
 }
 

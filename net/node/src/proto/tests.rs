@@ -22,6 +22,13 @@ fn object_parts_decode_as_objectpart_decodes() {
             hash: [4; 32],
             kind: 2,
             reason: "gone".into(),
+            pinned_in: None,
+        }),
+        wire(&ObjectPart::Missing {
+            hash: [4; 32],
+            kind: 2,
+            reason: "gone".into(),
+            pinned_in: Some("photos".into()),
         }),
     ];
     let piece = |data: Vec<u8>| wire(&ObjectPart::Piece(PieceBytes::from(data)));

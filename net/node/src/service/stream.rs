@@ -72,11 +72,13 @@ async fn run_stream(
 }
 
 /// The parts of one object: `Object` and its bytes in pieces (views of them, not copies), or
-/// `Missing`. Returns false once the call stopped taking parts.
+/// `Missing` (with `pinned_in`, see [`ObjectPart::Missing`]). Returns false once the call
+/// stopped taking parts.
 fn object_parts(
     hash: &Hash,
     kind: u8,
     answer: Result<Bytes, String>,
+    pinned_in: Option<String>,
     send: &mut dyn FnMut(ObjectPart) -> bool,
 ) -> bool {
     match answer {
@@ -100,6 +102,7 @@ fn object_parts(
             hash: *hash,
             kind,
             reason,
+            pinned_in,
         }),
     }
 }
@@ -114,10 +117,18 @@ pub(super) async fn read_impl(
     gate_tree(&ctx, &blob_ref)?;
     let stream = node.bandwidth.open("read", req.class);
     run_stream(&node, &ctx, stream, &mut sink, move |store, send| {
+        // Looked up at the first object the node cannot give: whether a channel pins the blob.
+        let mut pinned_in: Option<Option<String>> = None;
         store
             .read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
+                let pinned_in = match answer {
+                    Ok(_) => None,
+                    Err(_) => pinned_in
+                        .get_or_insert_with(|| store.channel_pinning(&blob_ref).ok().flatten())
+                        .clone(),
+                };
                 let answer = answer.map_err(|e| e.to_string());
-                object_parts(hash, kind as u8, answer, send)
+                object_parts(hash, kind as u8, answer, pinned_in, send)
             })
             .node_err()
             .map(|_| ())
@@ -161,10 +172,12 @@ pub(super) async fn objects_impl(
         drop(index);
         for (hash, kind) in hashes.iter().zip(kinds) {
             let sent = match kind {
-                None => object_parts(hash, 0, Err("not stored here".into()), send),
+                None => object_parts(hash, 0, Err("not stored here".into()), None, send),
                 Some(kind) => match store.read_object(hash) {
-                    Ok(object) => object_parts(hash, object.kind as u8, Ok(object.bytes), send),
-                    Err(e) => object_parts(hash, kind as u8, Err(e.to_string()), send),
+                    Ok(object) => {
+                        object_parts(hash, object.kind as u8, Ok(object.bytes), None, send)
+                    }
+                    Err(e) => object_parts(hash, kind as u8, Err(e.to_string()), None, send),
                 },
             };
             if !sent {
