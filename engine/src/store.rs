@@ -21,7 +21,7 @@ use crate::index::extension::{
 };
 use crate::index::{
     BadPinRow, Batch, ChannelInfo, CommitOutcome, DEFAULT_CHANNEL, Index, IndexError, IndexReader,
-    Pin, PinListing, Unpinned, blob_id, check_channel_name, check_pin_name,
+    Pin, PinListing, PinName, Unpinned, blob_id, check_channel_name, check_pin_name,
 };
 use crate::storage::StoreBackends;
 use crate::tree::TreePolicy;
@@ -434,6 +434,45 @@ impl Store {
         });
         self.commit_batch(batch)?;
         Ok(blob_id(blob_ref))
+    }
+
+    /// [`Store::pin_in`] under `name`: a name the user gave also renames the blob's pin if
+    /// `channel` pins it already, keeping its creation time ([`PinName`]); a default name
+    /// never replaces the pin's name. Returns the blob's id.
+    pub fn pin_named_in(
+        &self,
+        channel: &str,
+        blob_ref: &BlobRef,
+        name: &PinName,
+    ) -> Result<Hash, StoreError> {
+        check_channel_name(channel)?;
+        check_pin_name(&name.name)?;
+        let pin = Pin {
+            channel: channel.to_string(),
+            blob_ref: blob_ref.clone(),
+            name: name.name.clone(),
+            created_unix_ms: now_ms(),
+        };
+        let mut batch = Batch::default();
+        if name.given {
+            batch.pins_rename.push(pin.clone());
+        }
+        batch.pins_add.push(pin);
+        self.commit_batch(batch)?;
+        Ok(blob_id(blob_ref))
+    }
+
+    /// The name of blob `blob_ref`'s pin in `channel`, if the channel pins it.
+    pub fn pin_name_in(
+        &self,
+        channel: &str,
+        blob_ref: &BlobRef,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .index
+            .reader()?
+            .pin_in(channel, &blob_id(blob_ref))?
+            .map(|pin| pin.name))
     }
 
     /// Unpins the blob with id `id` from channel `default` ([`Store::unpin_in`]).

@@ -25,6 +25,11 @@ pub struct Batch {
     /// Pins to add, each into its [`Pin::channel`], which must exist (else the batch is
     /// refused with [`super::IndexError::NoSuchChannel`]).
     pub pins_add: Vec<Pin>,
+    /// Renames, applied after `pins_add`: each existing pin row of (its [`Pin::channel`], its
+    /// blob's id) that decodes takes [`Pin::name`] and keeps its creation time; a blob the
+    /// channel does not pin is left alone (add it with `pins_add`), and so is a row that does
+    /// not decode.
+    pub pins_rename: Vec<Pin>,
     /// Pins to remove: (channel, blob id).
     pub pins_remove: Vec<(String, Hash)>,
     /// Changes of extensions' tables and holds, applied in the same transaction (see
@@ -68,6 +73,7 @@ impl Batch {
             && self.segment_lengths.is_empty()
             && self.channels_create.is_empty()
             && self.pins_add.is_empty()
+            && self.pins_rename.is_empty()
             && self.pins_remove.is_empty()
             && self.extension_ops.is_empty()
             && self.relocations.is_empty()
@@ -118,6 +124,8 @@ pub struct CommitOutcome {
     /// decode).
     pub pins_added: u64,
     pub pins_removed: u64,
+    /// Pins of `Batch::pins_rename` whose name changed.
+    pub pins_renamed: u64,
     /// Pin rows removed that did not decode: the references they held are unknown, so no count
     /// was lowered. Those counts are now too high (a leak, never a loss): fsck reports
     /// `refcount_mismatch` and `fsck --repair` recomputes them.

@@ -151,6 +151,25 @@ impl Index {
                     *d = d.saturating_add(1);
                 }
             }
+            for rename in &batch.pins_rename {
+                let channel = rename.channel.as_str();
+                let id = blob_id(&rename.blob_ref);
+                let Some(row) = pins.get((channel, &id))?.map(|v| v.value().to_vec()) else {
+                    continue;
+                };
+                let Ok(old) = Pin::decode(channel, &id, &row) else {
+                    continue;
+                };
+                if old.name == rename.name {
+                    continue;
+                }
+                let renamed = Pin {
+                    name: rename.name.clone(),
+                    ..old
+                };
+                pins.insert((channel, &id), renamed.encode().as_slice())?;
+                outcome.pins_renamed = outcome.pins_renamed.saturating_add(1);
+            }
             for (channel, id) in &batch.pins_remove {
                 let Some(old) = pins
                     .remove((channel.as_str(), id))?

@@ -36,6 +36,43 @@ pub fn check_pin_name(name: &str) -> Result<(), PinNameTooLong> {
     }
 }
 
+/// The name a request pins a blob under, and whether the user gave it. A name the user gave
+/// (`blob put --name`, `blob pull --name`) also renames the blob's pin when the channel pins it
+/// already; a default one (a file name, the blob id) names a new pin only and never replaces a
+/// name the pin has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinName {
+    pub name: String,
+    /// True for a name the user gave.
+    pub given: bool,
+}
+
+impl PinName {
+    /// A name the user gave: it renames an existing pin.
+    pub fn given(name: impl Into<String>) -> PinName {
+        PinName {
+            name: name.into(),
+            given: true,
+        }
+    }
+
+    /// A default name: it names a new pin only.
+    pub fn default_name(name: impl Into<String>) -> PinName {
+        PinName {
+            name: name.into(),
+            given: false,
+        }
+    }
+
+    /// `given` as the user's name, else `default` as the default one.
+    pub fn given_or(given: Option<String>, default: impl FnOnce() -> String) -> PinName {
+        match given {
+            Some(name) => PinName::given(name),
+            None => PinName::default_name(default()),
+        }
+    }
+}
+
 /// The channel every node has; the existing single-channel APIs pin into it.
 pub const DEFAULT_CHANNEL: &str = "default";
 /// Longest channel name in bytes.

@@ -26,7 +26,7 @@ use crate::codec::{BlobRef, Encoding, Hash};
 use crate::erasure::RsParams;
 use crate::error::StoreError;
 use crate::index::extension::ExtensionOp;
-use crate::index::{DEFAULT_CHANNEL, blob_id, check_channel_name, check_pin_name};
+use crate::index::{DEFAULT_CHANNEL, PinName, blob_id, check_channel_name, check_pin_name};
 use crate::store::Store;
 
 /// What a finished upload produced.
@@ -78,9 +78,15 @@ impl<'s> BlobWriter<'s> {
     /// the last chunks are written; a channel the store does not have refuses the last commit
     /// (nothing of it is written; what earlier commits stored is unreferenced and left to GC).
     pub fn finish_in(self, channel: &str, pin_name: &str) -> Result<PutOutcome, StoreError> {
+        self.finish_named_in(channel, &PinName::default_name(pin_name))
+    }
+
+    /// [`BlobWriter::finish_in`] under `name`: a name the user gave also renames the blob's
+    /// pin if `channel` pins it already ([`PinName`]).
+    pub fn finish_named_in(self, channel: &str, name: &PinName) -> Result<PutOutcome, StoreError> {
         check_channel_name(channel)?;
-        check_pin_name(pin_name)?;
-        self.finish_keeping(|batch, blob_ref| batch.pin_in(channel, blob_ref, pin_name))
+        check_pin_name(&name.name)?;
+        self.finish_keeping(|batch, blob_ref| batch.pin_named_in(channel, blob_ref, name))
     }
 
     /// Ends the blob and commits everything, pinning nothing: `hold(blob_ref)` gives the
@@ -159,15 +165,20 @@ impl Store {
         input: impl Read + Send,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
+        self.store_stream_named_in(channel, input, &PinName::default_name(pin_name))
+    }
+
+    /// [`Store::store_stream_in`] under `name`: a name the user gave also renames the blob's
+    /// pin if `channel` pins it already ([`PinName`]).
+    pub fn store_stream_named_in(
+        &self,
+        channel: &str,
+        input: impl Read + Send,
+        name: &PinName,
+    ) -> Result<PutOutcome, StoreError> {
         check_channel_name(channel)?;
-        check_pin_name(pin_name)?;
-        stream::stream_into(
-            self.writer()?,
-            self.config.chunking,
-            input,
-            channel,
-            pin_name,
-        )
+        check_pin_name(&name.name)?;
+        stream::stream_into(self.writer()?, self.config.chunking, input, channel, name)
     }
 
     /// Like [`Store::store_stream`], erasure-coded: every stripe of `k` data chunks gets
@@ -191,15 +202,27 @@ impl Store {
         n: u8,
         pin_name: &str,
     ) -> Result<PutOutcome, StoreError> {
+        self.store_stream_with_rs_named_in(channel, input, k, n, &PinName::default_name(pin_name))
+    }
+
+    /// [`Store::store_stream_with_rs_in`] under `name` (as [`Store::store_stream_named_in`]).
+    pub fn store_stream_with_rs_named_in(
+        &self,
+        channel: &str,
+        input: impl Read + Send,
+        k: u8,
+        n: u8,
+        name: &PinName,
+    ) -> Result<PutOutcome, StoreError> {
         check_channel_name(channel)?;
-        check_pin_name(pin_name)?;
+        check_pin_name(&name.name)?;
         let encoding = RsParams::for_writing(k, n)?.encoding();
         stream::stream_into(
             self.writer_with(encoding)?,
             self.config.chunking,
             input,
             channel,
-            pin_name,
+            name,
         )
     }
 }

@@ -12,7 +12,7 @@ use crate::codec::{
 use crate::error::StoreError;
 use crate::in_flight::LookupState;
 use crate::index::extension::ExtensionOp;
-use crate::index::{Batch, CommitOutcome, DEFAULT_CHANNEL, IndexReader, NewObject, Pin};
+use crate::index::{Batch, CommitOutcome, DEFAULT_CHANNEL, IndexReader, NewObject, Pin, PinName};
 use crate::store::{Store, now_ms};
 use crate::tree::NodeSink;
 
@@ -107,6 +107,20 @@ impl<'s> OpenBatch<'s> {
             name: name.to_string(),
             created_unix_ms: now_ms(),
         });
+    }
+
+    /// [`OpenBatch::pin_in`] under `name`; a name the user gave also renames the blob's pin
+    /// if `channel` pins it already ([`PinName`]).
+    pub fn pin_named_in(&mut self, channel: &str, blob_ref: &BlobRef, name: &PinName) {
+        self.pin_in(channel, blob_ref, &name.name);
+        if name.given {
+            self.batch.pins_rename.push(Pin {
+                channel: channel.to_string(),
+                blob_ref: blob_ref.clone(),
+                name: name.name.clone(),
+                created_unix_ms: now_ms(),
+            });
+        }
     }
 
     fn hold(&mut self, id: Hash) {

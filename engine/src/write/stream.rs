@@ -6,6 +6,7 @@ use std::io::Read;
 use super::{BlobWriter, PutOutcome};
 use crate::chunking::{BlockCutter, ChunkingStrategy};
 use crate::error::StoreError;
+use crate::index::PinName;
 
 /// Feeds everything `input` yields to `writer` and finishes it, pinned in `channel`. Two threads share the work: one
 /// reads and cuts blocks of input, the caller's thread hashes, deduplicates, appends and builds
@@ -16,7 +17,7 @@ pub(super) fn stream_into(
     chunking: ChunkingStrategy,
     input: impl Read + Send,
     channel: &str,
-    pin_name: &str,
+    name: &PinName,
 ) -> Result<PutOutcome, StoreError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<CutBlock>(PIPELINE_BLOCKS);
@@ -35,7 +36,7 @@ pub(super) fn stream_into(
             Ok(result) => result?,
             Err(panic) => std::panic::resume_unwind(panic),
         }
-        writer.finish_in(channel, pin_name)
+        writer.finish_named_in(channel, name)
     })
 }
 
