@@ -19,6 +19,8 @@ use net_mesh_engine::tree::{DEFAULT_MANIFEST_MAX_REFS, StateError, TreePolicy, T
 pub const CHECKPOINT_MAGIC: [u8; 4] = *b"NMSC";
 /// Version byte of the checkpoint layout this build writes.
 pub const CHECKPOINT_VERSION: u8 = 3;
+/// Flag bit 0 of a version 3 checkpoint: the user gave the pin name (docs/FORMAT.md §4.2).
+pub const FLAG_PIN_NAME_GIVEN: u8 = 1;
 /// An older layout this build still reads: no `channel` field (the upload pins into
 /// [`DEFAULT_CHANNEL`]).
 pub const CHECKPOINT_VERSION_V2: u8 = 2;
@@ -69,6 +71,9 @@ pub struct StagingCheckpoint {
     pub chunking: ChunkingStrategy,
     /// Pin label the finished blob gets.
     pub pin_name: String,
+    /// Whether the user gave `pin_name` (flag bit 0): it then renames the blob's pin if the
+    /// channel pins it already.
+    pub pin_name_given: bool,
     /// Channel the finished blob is pinned in.
     pub channel: String,
     /// The tree builder's pending state; `tree.total_bytes` is `last_chunk_byte_offset`.
@@ -127,7 +132,11 @@ impl StagingCheckpoint {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&CHECKPOINT_MAGIC);
         out.push(CHECKPOINT_VERSION);
-        out.push(0);
+        out.push(if self.pin_name_given {
+            FLAG_PIN_NAME_GIVEN
+        } else {
+            0
+        });
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.created_unix_ms.to_le_bytes());
         out.extend_from_slice(&self.last_checkpoint_unix_ms.to_le_bytes());
@@ -196,9 +205,17 @@ impl StagingCheckpoint {
             return Err(CheckpointError::UnsupportedVersion(version));
         }
         let flags_at = r.pos;
-        if r.u8("flags")? != 0 {
+        let flags = r.u8("flags")?;
+        // Bit 0 (the pin name was given) exists from version 3 on; other bits are reserved.
+        let known = if version >= CHECKPOINT_VERSION {
+            FLAG_PIN_NAME_GIVEN
+        } else {
+            0
+        };
+        if flags & !known != 0 {
             return Err(r.invalid("flags", flags_at, "reserved flags must be zero"));
         }
+        let pin_name_given = flags & FLAG_PIN_NAME_GIVEN != 0;
         let seq = r.u64("seq")?;
         let created_unix_ms = r.u64("created")?;
         let last_checkpoint_unix_ms = r.u64("last_checkpoint")?;
@@ -322,6 +339,7 @@ impl StagingCheckpoint {
             last_checkpoint_unix_ms,
             chunking,
             pin_name,
+            pin_name_given,
             channel,
             tree,
         })
@@ -436,6 +454,7 @@ mod tests {
                 max: 16384,
             },
             pin_name: "a.bin".into(),
+            pin_name_given: false,
             channel: "photos".into(),
             tree: TreeState {
                 policy: TreePolicy {

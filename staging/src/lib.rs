@@ -50,6 +50,9 @@ pub struct StagingConfig {
     pub staging_id: Option<String>,
     /// Pin label of the finished blob.
     pub pin_name: String,
+    /// Whether the user gave `pin_name`: then it also renames the blob's pin if the channel
+    /// pins the blob already (`index::PinName`); a default name never does.
+    pub pin_name_given: bool,
     pub chunking: ChunkingStrategy,
     pub tree: TreePolicy,
     pub cadence: CheckpointCadence,
@@ -61,6 +64,7 @@ impl StagingConfig {
         StagingConfig {
             staging_id: None,
             pin_name: String::new(),
+            pin_name_given: false,
             chunking: store.config().chunking,
             tree: store.config().tree,
             cadence: CheckpointCadence::default(),

@@ -21,7 +21,7 @@
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::error::short_hex;
 use net_mesh_engine::index::IndexError;
-use net_mesh_engine::index::{blob_id, check_pin_name};
+use net_mesh_engine::index::{PinName, blob_id, check_pin_name};
 use net_mesh_engine::tree::TreeBuilder;
 use net_mesh_engine::write::FinishedUpload as BuiltBlob;
 use net_mesh_engine::{
@@ -143,6 +143,7 @@ pub(crate) struct Checkpointer {
     created_unix_ms: u64,
     pub(crate) chunking: ChunkingStrategy,
     pin_name: String,
+    pin_name_given: bool,
     /// Channel the finished blob is pinned in.
     channel: String,
     cadence: CheckpointCadence,
@@ -160,6 +161,7 @@ impl Checkpointer {
             last_checkpoint_unix_ms: now,
             chunking: self.chunking,
             pin_name: self.pin_name.clone(),
+            pin_name_given: self.pin_name_given,
             channel: self.channel.clone(),
             tree: tree.export_state(),
         }
@@ -372,7 +374,14 @@ impl StagingHandle<'_> {
             mut batch,
         } = upload.finish(&mut ckpt)?;
         match keep {
-            Keep::Pin => batch.pin_in(&ckpt.channel, &blob_ref, &ckpt.pin_name),
+            Keep::Pin => batch.pin_named_in(
+                &ckpt.channel,
+                &blob_ref,
+                &PinName {
+                    name: ckpt.pin_name.clone(),
+                    given: ckpt.pin_name_given,
+                },
+            ),
             Keep::Hold(hold) => batch.push_op(hold(&blob_ref)),
         }
         batch.push_op(Box::new(StagingOp::Finish {
@@ -454,6 +463,7 @@ pub fn begin<'s>(
         created_unix_ms: now,
         chunking: config.chunking,
         pin_name: config.pin_name,
+        pin_name_given: config.pin_name_given,
         channel: channel.to_string(),
         cadence: config.cadence,
         covered: 0,
@@ -542,6 +552,7 @@ pub fn resume<'s>(
         created_unix_ms: stored.created_unix_ms,
         chunking: stored.chunking,
         pin_name: stored.pin_name,
+        pin_name_given: stored.pin_name_given,
         channel: stored.channel,
         cadence,
         covered,

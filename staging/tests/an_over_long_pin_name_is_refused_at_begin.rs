@@ -25,6 +25,7 @@ fn an_over_long_pin_name_is_refused_at_begin() {
         StagingConfig {
             staging_id: Some("long-name".into()),
             pin_name: long,
+            pin_name_given: false,
             ..StagingConfig::for_store(&store)
         },
     )

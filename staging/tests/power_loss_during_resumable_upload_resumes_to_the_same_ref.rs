@@ -44,6 +44,7 @@ fn upload(id: &str) -> StagingConfig {
     StagingConfig {
         staging_id: Some(id.to_string()),
         pin_name: id.to_string(),
+        pin_name_given: false,
         chunking: SMALL_CDC,
         tree: TINY_TREE,
         cadence: cadence(),

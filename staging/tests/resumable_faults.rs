@@ -39,6 +39,7 @@ fn upload(store: &Store, data: &[u8]) -> Result<BlobRef, StagingError> {
         StagingConfig {
             staging_id: Some("f".into()),
             pin_name: "f".into(),
+            pin_name_given: false,
             chunking: SMALL_CDC,
             tree: TINY_TREE,
             cadence: cadence(),

@@ -22,6 +22,7 @@ fn rconfig(id: &str, tree: TreePolicy, interval: u64) -> StagingConfig {
     StagingConfig {
         staging_id: Some(id.to_string()),
         pin_name: id.to_string(),
+        pin_name_given: false,
         chunking: SMALL_CDC,
         tree,
         cadence: CheckpointCadence {

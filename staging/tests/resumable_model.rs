@@ -122,6 +122,7 @@ fn run(seed: u64) {
                         StagingConfig {
                             staging_id: Some(id.to_string()),
                             pin_name: id.to_string(),
+                            pin_name_given: false,
                             chunking: SMALL_CDC,
                             tree: TREE,
                             cadence: cadence(),

@@ -27,6 +27,7 @@ fn rconfig(id: &str, chunking: ChunkingStrategy, tree: TreePolicy, interval: u64
     StagingConfig {
         staging_id: Some(id.to_string()),
         pin_name: "input".to_string(),
+        pin_name_given: false,
         chunking,
         tree,
         cadence: cadence(interval),

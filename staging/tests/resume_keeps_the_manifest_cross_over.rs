@@ -41,6 +41,7 @@ fn begin_and_crash(dir: &Path, id: &str, policy: TreePolicy, data: &[u8], upto: 
         StagingConfig {
             staging_id: Some(id.into()),
             pin_name: "in".into(),
+            pin_name_given: false,
             chunking: SMALL_CDC,
             tree: policy,
             cadence: cadence(),

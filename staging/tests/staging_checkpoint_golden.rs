@@ -63,6 +63,7 @@ fn begin() -> StagingCheckpoint {
         last_checkpoint_unix_ms: 1_764_201_600_000,
         chunking: ChunkingStrategy::default(),
         pin_name: "in.bin".into(),
+        pin_name_given: false,
         channel: "default".into(),
         tree: TreeState {
             policy: TreePolicy::default(),
@@ -88,6 +89,7 @@ fn tree() -> StagingCheckpoint {
             max: 16384,
         },
         pin_name: "a.bin".into(),
+        pin_name_given: false,
         channel: "photos".into(),
         tree: TreeState {
             policy: TreePolicy {

@@ -57,6 +57,7 @@ fn config(s: &Store, id: Option<&str>) -> StagingConfig {
     StagingConfig {
         staging_id: id.map(str::to_string),
         pin_name: "api".into(),
+        pin_name_given: false,
         cadence: CheckpointCadence {
             interval_bytes: 20_000,
             ..CheckpointCadence::default()

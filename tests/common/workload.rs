@@ -268,6 +268,7 @@ fn resumable_put(
     let config = StagingConfig {
         staging_id: Some(id.clone()),
         pin_name: format!("b{seed}"),
+        pin_name_given: false,
         cadence: cadence(),
         ..StagingConfig::for_store(store)
     };

@@ -177,6 +177,7 @@ pub fn put_resumable(
         StagingConfig {
             staging_id,
             pin_name: name,
+            pin_name_given: false,
             chunking: config.chunking,
             tree: config.tree,
             cadence: cadence(checkpoint_interval),

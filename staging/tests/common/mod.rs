@@ -59,6 +59,7 @@ pub fn upload_config(id: &str, tree: TreePolicy, cadence: CheckpointCadence) -> 
     StagingConfig {
         staging_id: Some(id.to_string()),
         pin_name: id.to_string(),
+        pin_name_given: false,
         chunking: SMALL_CDC,
         tree,
         cadence,

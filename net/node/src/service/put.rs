@@ -492,6 +492,7 @@ fn put_worker(
                 StagingConfig {
                     staging_id,
                     pin_name: name,
+                    pin_name_given: false,
                     chunking,
                     tree,
                     cadence: cadence(checkpoint_interval),
