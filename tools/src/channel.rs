@@ -400,6 +400,20 @@ fn coordinator_for(
         .find(|m| m.node_id != to.node_id && m.node_id != from.node_id)
 }
 
+/// Who coordinates the abandon of a move from `from` to `to`: the channel's leader, unless
+/// that is the target itself; then the source. A target leads only as a voter, i.e. once
+/// the cutover began (the nodes then refuse the abandon: the move can only be finished) or
+/// when the move never ran (the target was a voter beside the source already), whose
+/// abandon changes nothing in the group and needs no leader; the source answers the abandon
+/// in any case, so it is the one node always there to coordinate it.
+fn abandon_coordinator(leader: NodeAddr, from: &NodeAddr, to: &NodeAddr) -> NodeAddr {
+    if leader.node_id == to.node_id {
+        from.clone()
+    } else {
+        leader
+    }
+}
+
 /// Whether `node` (by node id) is among `members` (`NODE_ADDR`s).
 fn is_member(members: &[String], node: &NodeAddr) -> bool {
     members
@@ -497,14 +511,18 @@ fn move_replica(
             format!("{to} is already a member of {name}"),
         ));
     }
-    let coordinator = coordinator_for(leader, &voters, from, to).ok_or_else(|| {
-        CliError::msg(
-            ErrorClass::Busy,
-            format!(
-                "channel {name} is led by the move's target and has no other member to coordinate"
-            ),
-        )
-    })?;
+    let coordinator = if abandon {
+        abandon_coordinator(leader, from, to)
+    } else {
+        coordinator_for(leader, &voters, from, to).ok_or_else(|| {
+            CliError::msg(
+                ErrorClass::Busy,
+                format!(
+                    "channel {name} is led by the move's target and has no other member to coordinate"
+                ),
+            )
+        })?
+    };
     let id = id.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -687,6 +705,16 @@ mod tests {
         assert_eq!(coordinator_for(b.clone(), &members, &a, &b), Some(k));
         let only = [b.to_string(), a.to_string()];
         assert_eq!(coordinator_for(b.clone(), &only, &a, &b), None);
+    }
+
+    #[test]
+    fn the_source_coordinates_an_abandon_while_the_target_leads() {
+        let (a, k, b) = (node(4), node(1), node(3));
+        assert_eq!(abandon_coordinator(k.clone(), &a, &b), k);
+        assert_eq!(abandon_coordinator(a.clone(), &a, &b), a);
+        // The target leads (a move that never ran, or one past its cutover): the source
+        // coordinates, also when another voter could.
+        assert_eq!(abandon_coordinator(b.clone(), &a, &b), a);
     }
 
     #[test]

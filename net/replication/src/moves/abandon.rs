@@ -131,7 +131,9 @@ impl Moves {
     }
 
     /// Binds this node as the coordinator of move `spec`, to abandon it, when the node that
-    /// began it no longer leads (or is gone): this node must lead the group, must not be
+    /// began it no longer leads (or is gone): this node must lead the group (unless the move
+    /// never ran: its target a voter beside the source, which the abandon changes nothing of,
+    /// e.g. the source while the target leads), must not be
     /// driving another move of it, and the source must hold the move bound with this node as
     /// its coordinator (rebound to it first: `Moves::rebind`), which its `move/v1/state` shows
     /// by answering this node for that id. Nothing is written before those checks pass.
@@ -159,17 +161,31 @@ impl Moves {
             ));
         }
         let ch = self.attached(channel)?;
-        self.leading(&ch)?;
-        if spec.from.node_id == self.inner.own {
-            if both_voters(
-                &ch,
-                spec.from.node_id.as_bytes(),
-                spec.to.node_id.as_bytes(),
-            ) && !bound.is_some_and(|r| same_move(r, spec))
+        let (from, to) = (spec.from.node_id.as_bytes(), spec.to.node_id.as_bytes());
+        // A move that never ran (its target a voter of every configuration beside its
+        // source) is abandoned without any change to the group: it needs no leader, so the
+        // source may take it over while the target leads (a target never coordinates).
+        if !both_voters(&ch, from, to) {
+            if ch
+                .voter_configs()
+                .iter()
+                .any(|c| c.contains(&raft_id_of(to)))
             {
-                // A move that can never run (its target is a voter), which this source, the
-                // leader, refused to begin: bound here only to be abandoned, which frees the
-                // target bound to it.
+                return Err(usage(
+                    channel,
+                    format!(
+                        "{} is a voter of the group: the cutover began; run the move again to finish it",
+                        spec.to
+                    ),
+                ));
+            }
+            self.leading(&ch)?;
+        }
+        if spec.from.node_id == self.inner.own {
+            if both_voters(&ch, from, to) && !bound.is_some_and(|r| same_move(r, spec)) {
+                // A move that can never run (its target is a voter), which this source
+                // refused to begin (or never heard of): bound here only to be abandoned,
+                // which frees the target bound to it.
                 self.bind_at(spec, MovePhase::Bound, None).await?;
                 tracing::info!(
                     channel,
