@@ -10,7 +10,7 @@ use clap::Subcommand;
 use net_mesh_engine::codec::Encoding;
 use net_mesh_engine::codec::Hash;
 use net_mesh_engine::error::hex;
-use net_mesh_engine::index::check_pin_name;
+use net_mesh_engine::index::{PinName, check_pin_name};
 use net_mesh_engine::{
     BlobRef, BlobStat, ChunkingStrategy, ErrorClass, Store, StoreConfig, StoreError, TreePolicy,
     Unpinned,
@@ -237,8 +237,8 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
             retries: _,
             class: _,
         } => {
-            let name = name.unwrap_or_else(|| default_pin_name(&file));
-            check_pin_name(&name).map_err(StoreError::from)?;
+            let name = PinName::given_or(name, || default_pin_name(&file));
+            check_pin_name(&name.name).map_err(StoreError::from)?;
             let (chunking, tree) = put_layout(
                 chunking,
                 rs,
@@ -389,7 +389,7 @@ fn put(
     store: &Store,
     channel: &str,
     file: &Path,
-    name: &str,
+    name: &PinName,
     json: bool,
     rs: Option<(u8, u8)>,
 ) -> CliResult {
@@ -409,15 +409,19 @@ fn put(
         bar: bar.clone(),
     };
     let outcome = match rs {
-        None => store.store_stream_in(channel, counted, name)?,
-        Some((k, n)) => store.store_stream_with_rs_in(channel, counted, k, n, name)?,
+        None => store.store_stream_named_in(channel, counted, name)?,
+        Some((k, n)) => store.store_stream_with_rs_named_in(channel, counted, k, n, name)?,
     };
     bar.finish_and_clear();
-    print_put(&outcome, json)
+    let pinned_as = store.pin_name_in(channel, &outcome.blob_ref)?;
+    print_put(&outcome, pinned_as.as_deref(), json)
 }
 
 /// The `blob put --json` object of a finished upload.
-pub(crate) fn put_json(outcome: &net_mesh_engine::PutOutcome) -> serde_json::Value {
+pub(crate) fn put_json(
+    outcome: &net_mesh_engine::PutOutcome,
+    pin_name: Option<&str>,
+) -> serde_json::Value {
     let r = &outcome.blob_ref;
     json!({
         "blob_ref": r.to_text(),
@@ -429,14 +433,24 @@ pub(crate) fn put_json(outcome: &net_mesh_engine::PutOutcome) -> serde_json::Val
         "new_chunks": outcome.new_chunks,
         "new_bytes": outcome.new_bytes,
         "encoding": encoding_name(r.encoding()),
+        "name": pin_name,
     })
 }
 
-/// Prints a finished upload like `blob put` does (the ref, or a JSON object).
-pub(crate) fn print_put(outcome: &net_mesh_engine::PutOutcome, json: bool) -> CliResult {
+/// Prints a finished upload like `blob put` does (the ref, or a JSON object). `pin_name`:
+/// the name of the blob's pin after the put (`name` in JSON, and `pinned as NAME` on stderr
+/// in text; `None` when it is unknown, e.g. from an older node).
+pub(crate) fn print_put(
+    outcome: &net_mesh_engine::PutOutcome,
+    pin_name: Option<&str>,
+    json: bool,
+) -> CliResult {
     if json {
-        outln!("{}", put_json(outcome));
+        outln!("{}", put_json(outcome, pin_name));
     } else {
+        if let Some(name) = pin_name {
+            eprintln!("net-mesh: pinned as {}", printable(name));
+        }
         outln!("{}", outcome.blob_ref.to_text());
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 
 use net_mesh_engine::codec::Encoding;
 use net_mesh_engine::error::hex;
-use net_mesh_engine::index::{blob_id, check_pin_name};
+use net_mesh_engine::index::{PinName, blob_id, check_pin_name};
 use net_mesh_engine::{BlobRef, BlobStat, ErrorClass, StoreError, Unpinned};
 use net_mesh_node::proto::{self, BlobSpec, PinRow};
 use net_mesh_rpc::NodeAddr;
@@ -66,7 +66,10 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                 true => crate::staging::checkpoint_interval(checkpoint_interval)?,
                 false => None,
             };
-            let name = name.unwrap_or_else(|| default_pin_name(&file));
+            let PinName {
+                name,
+                given: name_given,
+            } = PinName::given_or(name, || default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
             let input = Input::new(&file)?;
             // The same layout a local put takes, sent along, so the node builds the same ref.
@@ -79,6 +82,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             let start = match rs {
                 Some((k, n)) => Start::ErasureCoded {
                     name,
+                    name_given,
                     chunking: chunking.to_string(),
                     tree,
                     k,
@@ -93,6 +97,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                     Start::Begin {
                         staging_id,
                         name,
+                        name_given,
                         chunking: chunking.to_string(),
                         tree,
                         checkpoint_interval,
@@ -101,7 +106,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             };
             let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let uploaded = upload(&mut remote, &input, &start, retries)?;
-            print_put(&uploaded.outcome, json)
+            print_put(&uploaded.outcome, uploaded.pin_name.as_deref(), json)
         }
         BlobCmd::Get {
             blob,
@@ -246,13 +251,13 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             }
             let blob_ref = BlobRef::from_text(&blob)
                 .with_class(ErrorClass::Usage, || format!("invalid blob ref {blob:?}"))?;
-            let name = name.unwrap_or_else(|| hex(&blob_id(&blob_ref)));
-            check_pin_name(&name).map_err(StoreError::from)?;
+            let name = PinName::given_or(name, || hex(&blob_id(&blob_ref)));
+            check_pin_name(&name.name).map_err(StoreError::from)?;
             let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let client = remote.client()?;
             // The node does the work and answers once; a spinner shows it is under way.
             let bar = crate::output::stage_bar(None, format!("pull from {from}"));
-            let done = remote.block_on(client.pull(&blob_ref, &from, &name));
+            let done = remote.block_on(client.pull_named(&blob_ref, &from, &name));
             bar.finish_and_clear();
             let done = done?;
             if json {
@@ -262,6 +267,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                         "blob_ref": blob_ref.to_text(),
                         "objects_fetched": done.objects_fetched,
                         "bytes_fetched": done.bytes_fetched,
+                        "name": done.pin_name,
                     })
                 );
             } else {
@@ -269,6 +275,9 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                     "net-mesh: fetched {} objects ({} bytes) from {from}",
                     done.objects_fetched, done.bytes_fetched
                 );
+                if let Some(pinned_as) = &done.pin_name {
+                    eprintln!("net-mesh: pinned as {}", crate::blob::printable(pinned_as));
+                }
                 outln!("{}", blob_ref.to_text());
             }
             Ok(())
@@ -301,7 +310,13 @@ pub fn run_staging(cmd: StagingCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                 None => Some(0),
                 Some(offset) => uploaded.input_size.map(|s| s.saturating_sub(offset)),
             };
-            print_resumed(&uploaded.outcome, uploaded.resumed_from, replayed, json)
+            print_resumed(
+                &uploaded.outcome,
+                uploaded.pin_name.as_deref(),
+                uploaded.resumed_from,
+                replayed,
+                json,
+            )
         }
         StagingCmd::Abort { id } => {
             let mut remote = Remote::connect(ctx, addr)?;

@@ -92,6 +92,8 @@ pub enum Start {
     Begin {
         staging_id: String,
         name: String,
+        /// Whether the user gave `name` (it then renames an existing pin).
+        name_given: bool,
         chunking: String,
         tree: TreeShape,
         checkpoint_interval: Option<u64>,
@@ -104,6 +106,7 @@ pub enum Start {
     /// An erasure-coded upload, sent whole each try.
     ErasureCoded {
         name: String,
+        name_given: bool,
         chunking: String,
         tree: TreeShape,
         k: u8,
@@ -127,6 +130,8 @@ pub struct Uploaded {
     pub outcome: PutOutcome,
     pub resumed_from: Option<u64>,
     pub input_size: Option<u64>,
+    /// The name of the blob's pin after the put, as the node answered.
+    pub pin_name: Option<String>,
 }
 
 /// Why one try failed: worth another (the connection or the node went away, or the node is
@@ -196,6 +201,7 @@ pub fn upload(
                     outcome: outcome(&done)?,
                     resumed_from: resumed_from.flatten(),
                     input_size,
+                    pin_name: done.pin_name.clone(),
                 });
             }
             Err(Failure::Final(e)) => return Err(e),
@@ -257,6 +263,7 @@ fn put_start(start: &Start, resume_at: Option<u64>, class: BandwidthClass) -> Pu
             Start::Begin {
                 staging_id,
                 name,
+                name_given,
                 chunking,
                 tree,
                 checkpoint_interval,
@@ -264,6 +271,7 @@ fn put_start(start: &Start, resume_at: Option<u64>, class: BandwidthClass) -> Pu
             None,
         ) => PutStart::Begin {
             class,
+            name_given: *name_given,
             staging_id: Some(staging_id.clone()),
             name: name.clone(),
             chunking: Some(chunking.clone()),
@@ -285,6 +293,7 @@ fn put_start(start: &Start, resume_at: Option<u64>, class: BandwidthClass) -> Pu
         (
             Start::ErasureCoded {
                 name,
+                name_given,
                 chunking,
                 tree,
                 k,
@@ -293,6 +302,7 @@ fn put_start(start: &Start, resume_at: Option<u64>, class: BandwidthClass) -> Pu
             _,
         ) => PutStart::ErasureCoded {
             class,
+            name_given: *name_given,
             name: name.clone(),
             chunking: Some(chunking.clone()),
             tree: Some(*tree),

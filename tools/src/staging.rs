@@ -156,7 +156,7 @@ pub fn put_resumable(
     ctx: &Ctx,
     config: StoreConfig,
     file: &Path,
-    name: String,
+    name: net_mesh_engine::index::PinName,
     staging_id: Option<String>,
     checkpoint_interval: Option<u64>,
     json: bool,
@@ -176,8 +176,8 @@ pub fn put_resumable(
         &ctx.channel,
         StagingConfig {
             staging_id,
-            pin_name: name,
-            pin_name_given: false,
+            pin_name: name.name,
+            pin_name_given: name.given,
             chunking: config.chunking,
             tree: config.tree,
             cadence: cadence(checkpoint_interval),
@@ -188,7 +188,8 @@ pub fn put_resumable(
     feed(&mut handle, input, &bar)?;
     let outcome = finalize_streaming_store(handle)?;
     bar.finish_and_clear();
-    crate::blob::print_put(&outcome, json)
+    let pinned_as = store.pin_name_in(&ctx.channel, &outcome.blob_ref)?;
+    crate::blob::print_put(&outcome, pinned_as.as_deref(), json)
 }
 
 /// The metadata of an upload's input; a directory is refused here, before anything begins.
@@ -274,17 +275,22 @@ fn resume(
             Resumed::Live { writer, offset } => (*writer, offset),
             // It finished already (the publisher lost the answer): its ref, as `blob put` prints
             // it; nothing was replayed.
-            Resumed::Finished { outcome, .. } => {
-                return print_resumed(&outcome, None, Some(0), json);
+            Resumed::Finished {
+                outcome, channel, ..
+            } => {
+                let pinned_as = store.pin_name_in(&channel, &outcome.blob_ref)?;
+                return print_resumed(&outcome, pinned_as.as_deref(), None, Some(0), json);
             }
         };
     let (input, size) = replay_input(file, offset)?;
     let bar = progress(size.map(|s| s.saturating_sub(offset)), "resume");
     feed(&mut handle, input, &bar)?;
+    let channel = handle.channel().to_string();
     let outcome: PutOutcome = finalize_streaming_store(handle)?;
     bar.finish_and_clear();
     let replayed = size.map(|s| s.saturating_sub(offset));
-    print_resumed(&outcome, Some(offset), replayed, json)
+    let pinned_as = store.pin_name_in(&channel, &outcome.blob_ref)?;
+    print_resumed(&outcome, pinned_as.as_deref(), Some(offset), replayed, json)
 }
 
 /// The input a resume replays, positioned at `offset`, and its size when it is a regular file:
@@ -319,18 +325,20 @@ pub(crate) fn check_replayable_from(offset: u64) -> CliResult {
     ))
 }
 
-/// Prints a resumed upload's blob like `blob put` does; `--json` adds where the replay started
-/// (`null` when the upload had already finished) and how many input bytes were replayed.
+/// Prints a resumed upload's blob like `blob put` does (`pin_name` as there); `--json` adds
+/// where the replay started (`null` when the upload had already finished) and how many input
+/// bytes were replayed.
 pub(crate) fn print_resumed(
     outcome: &PutOutcome,
+    pin_name: Option<&str>,
     resumed_from: Option<u64>,
     replayed_bytes: Option<u64>,
     json: bool,
 ) -> CliResult {
     if !json {
-        return crate::blob::print_put(outcome, false);
+        return crate::blob::print_put(outcome, pin_name, false);
     }
-    let mut object = crate::blob::put_json(outcome);
+    let mut object = crate::blob::put_json(outcome, pin_name);
     if let Some(fields) = object.as_object_mut() {
         fields.insert("resumed_from".into(), json!(resumed_from));
         fields.insert("replayed_bytes".into(), json!(replayed_bytes));

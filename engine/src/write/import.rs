@@ -25,7 +25,7 @@ use crate::BlobRef;
 use crate::codec::{DecodeError, Hash, InternalNode, LeafNode, chunk_id, internal_id, leaf_id};
 use crate::error::{BlobError, Classify, ErrorClass, StoreError};
 use crate::index::extension::ExtensionOp;
-use crate::index::{CommitOutcome, DEFAULT_CHANNEL, check_channel_name, check_pin_name};
+use crate::index::{CommitOutcome, DEFAULT_CHANNEL, PinName, check_channel_name, check_pin_name};
 use crate::read::ObjectSource;
 use crate::store::Store;
 
@@ -380,6 +380,20 @@ impl<'s> Importer<'s> {
         check_channel_name(channel)?;
         check_pin_name(name)?;
         self.batch.pin_in(channel, blob_ref, name);
+        Ok(())
+    }
+
+    /// [`Importer::pin_in`] under `name`: a name the user gave also renames the blob's pin if
+    /// `channel` pins it already ([`PinName`]).
+    pub fn pin_named_in(
+        &mut self,
+        channel: &str,
+        blob_ref: &BlobRef,
+        name: &PinName,
+    ) -> Result<(), StoreError> {
+        check_channel_name(channel)?;
+        check_pin_name(&name.name)?;
+        self.batch.pin_named_in(channel, blob_ref, name);
         Ok(())
     }
 

@@ -258,6 +258,7 @@ impl Bench {
             tree: None,
             checkpoint_interval: None,
             class: Default::default(),
+            name_given: false,
         };
         let input = PutInput::Stream(Box::new(Cursor::new(data.clone())));
         self.rt

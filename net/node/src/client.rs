@@ -317,19 +317,33 @@ impl NodeClient {
             .await
     }
 
+    /// [`NodeClient::pull_named`] under a default name (one that never renames a pin).
     pub async fn pull(
         &self,
         blob_ref: &BlobRef,
         from: &NodeAddr,
         name: &str,
     ) -> NodeResult<PullDone> {
+        let name = net_mesh_engine::index::PinName::default_name(name);
+        self.pull_named(blob_ref, from, &name).await
+    }
+
+    /// Makes the node pull `blob_ref` from `from` and pin it under `name` in the call's
+    /// channel (a name the user gave renames an existing pin there).
+    pub async fn pull_named(
+        &self,
+        blob_ref: &BlobRef,
+        from: &NodeAddr,
+        name: &net_mesh_engine::index::PinName,
+    ) -> NodeResult<PullDone> {
         self.unary(
             Method::Pull,
             &PullRequest {
                 blob_ref: ByteBuf::from(blob_ref.encode()),
                 from: from.to_string(),
-                name: name.to_string(),
+                name: name.name.clone(),
                 class: self.class,
+                name_given: name.given,
             },
         )
         .await

@@ -233,6 +233,7 @@ mod tests {
             new_bytes: u64::MAX,
             staging_id: Some("s".repeat(4096)),
             resumed_from: Some(u64::MAX),
+            pin_name: Some("n".repeat(net_mesh_engine::index::MAX_PIN_NAME)),
         });
         let len = |m: &dyn erased::Encode| m.len();
         for (method, answer) in [

@@ -85,6 +85,7 @@ pub(crate) fn pull(
     let mut done = PullDone {
         objects_fetched: 0,
         bytes_fetched: 0,
+        pin_name: None,
     };
     let mut received = |bytes: &[u8]| {
         for piece in bytes.chunks(MAX_PIECE) {
@@ -104,7 +105,7 @@ pub(crate) fn pull(
     match pin.hold(blob_ref) {
         Some(hold) => importer.push_op(hold),
         None => importer
-            .pin_in(pin.channel, blob_ref, pin.name)
+            .pin_named_in(pin.channel, blob_ref, &pin.pin_name())
             .node_err()?,
     }
     importer.commit().node_err()?;

@@ -39,6 +39,7 @@ async fn a_blob_round_trips_through_a_node_verified_on_both_sides() {
                 chunking: None,
                 tree: None,
                 checkpoint_interval: Some(256 * 1024),
+                name_given: false,
             },
             input,
             &mut |_| {},

@@ -31,6 +31,7 @@ fn rs_start(name: &str, chunking: &str, k: u8, n: u8) -> PutStart {
         k,
         n,
         class: Default::default(),
+        name_given: false,
     }
 }
 

@@ -141,7 +141,7 @@ fn vectors() -> BTreeMap<&'static str, String> {
     let hello = hello_ref();
     let id = blob_id(&BlobRef::decode(&hello).unwrap());
     let v = [
-        golden_tail(
+        golden_tails(
             "put_start_begin",
             PutPart::Start(PutStart::Begin {
                 staging_id: Some("up-1".into()),
@@ -154,11 +154,12 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 }),
                 checkpoint_interval: Some(64 * 1024 * 1024),
                 class: BandwidthClass::Foreground,
+                name_given: false,
             }),
-            "0000010475702d310968656c6c6f2e747874010a66697865643a3430393601804080201e018080802000",
-            1,
+            "0000010475702d310968656c6c6f2e747874010a66697865643a3430393601804080201e01808080200000",
+            &[1, 1],
         ),
-        golden_tail(
+        golden_tails(
             "put_start_begin_defaults",
             PutPart::Start(PutStart::Begin {
                 staging_id: None,
@@ -167,9 +168,10 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 tree: None,
                 checkpoint_interval: None,
                 class: BandwidthClass::Background,
+                name_given: true,
             }),
-            "000000012d00000001",
-            1,
+            "000000012d0000000101",
+            &[1, 1],
         ),
         golden_tail(
             "put_start_resume",
@@ -182,7 +184,7 @@ fn vectors() -> BTreeMap<&'static str, String> {
             "00010475702d318080400000",
             1,
         ),
-        golden_tail(
+        golden_tails(
             "put_start_erasure_coded",
             PutPart::Start(PutStart::ErasureCoded {
                 name: "x".into(),
@@ -191,16 +193,17 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 k: 10,
                 n: 14,
                 class: BandwidthClass::Realtime,
+                name_given: false,
             }),
-            "0002017800000a0e02",
-            1,
+            "0002017800000a0e0200",
+            &[1, 1],
         ),
         golden(
             "put_data",
             PutPart::Data(ByteBuf::from(b"hello".to_vec())),
             "010568656c6c6f",
         ),
-        golden(
+        golden_tail(
             "put_done",
             PutDone {
                 blob_ref: hello.clone(),
@@ -209,8 +212,10 @@ fn vectors() -> BTreeMap<&'static str, String> {
                 new_bytes: 5,
                 staging_id: Some("up-1".into()),
                 resumed_from: Some(0),
+                pin_name: Some("hello.txt".into()),
             },
-            "2e4e4d42520100ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f0500000000000000010105010475702d310100",
+            "2e4e4d42520100ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f0500000000000000010105010475702d310100010968656c6c6f2e747874",
+            11,
         ),
         golden(
             "object_object",
@@ -371,24 +376,27 @@ fn vectors() -> BTreeMap<&'static str, String> {
             "01ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f",
         ),
         golden("has_answer", vec![true, false], "020100"),
-        golden_tail(
+        golden_tails(
             "pull_request",
             PullRequest {
                 blob_ref: hello.clone(),
                 from: format!("{GOLDEN_NODE_ID}@127.0.0.1:7000"),
                 name: "hello.txt".into(),
                 class: BandwidthClass::Foreground,
+                name_given: true,
             },
-            "2e4e4d42520100ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f05000000000000004f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a373030300968656c6c6f2e74787400",
-            1,
+            "2e4e4d42520100ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f05000000000000004f31616334643939663734386332383237326462653064643966646331656436363139386661396639363164313463303962346265643935613733383936636130403132372e302e302e313a373030300968656c6c6f2e7478740001",
+            &[1, 1],
         ),
-        golden(
+        golden_tail(
             "pull_done",
             PullDone {
                 objects_fetched: 1,
                 bytes_fetched: 5,
+                pin_name: Some("hello.txt".into()),
             },
-            "0105",
+            "0105010968656c6c6f2e747874",
+            11,
         ),
         golden(
             "gc_request",

@@ -446,6 +446,10 @@ pub enum PutStart {
         /// The upload's bandwidth class; an older peer's message ends before it (foreground).
         #[serde(deserialize_with = "trailing::class_or_foreground")]
         class: BandwidthClass,
+        /// Whether the user gave `name` (`blob put --name`): it then renames the blob's pin
+        /// if the channel pins it already. An older peer's message ends before it (false).
+        #[serde(deserialize_with = "trailing::flag_or_false")]
+        name_given: bool,
     },
     /// Continue upload `staging_id`; the data that follows starts at input offset `offset`,
     /// which must be the upload's resume offset ([`StagingState::Live`]). Chunking and tree
@@ -469,6 +473,9 @@ pub enum PutStart {
         /// The upload's bandwidth class; an older peer's message ends before it (foreground).
         #[serde(deserialize_with = "trailing::class_or_foreground")]
         class: BandwidthClass,
+        /// As in `Begin`.
+        #[serde(deserialize_with = "trailing::flag_or_false")]
+        name_given: bool,
     },
 }
 
@@ -490,6 +497,10 @@ pub struct PutDone {
     pub staging_id: Option<String>,
     /// Where the data of this call started (its `Resume` offset; 0 for a new upload).
     pub resumed_from: Option<u64>,
+    /// The name of the blob's pin in the call's channel after the put (`None`: not pinned
+    /// there, e.g. an older node's answer).
+    #[serde(deserialize_with = "trailing::option_or_none")]
+    pub pin_name: Option<String>,
 }
 
 /// One live upload (the fields of `staging list --json`).
@@ -528,13 +539,21 @@ pub struct PullRequest {
     /// Its bandwidth class; an older peer's message ends before it (foreground).
     #[serde(deserialize_with = "trailing::class_or_foreground")]
     pub class: BandwidthClass,
+    /// Whether the user gave `name` (`blob pull --name`): it then renames the blob's pin if
+    /// the channel pins it already. An older peer's message ends before it (false).
+    #[serde(deserialize_with = "trailing::flag_or_false")]
+    pub name_given: bool,
 }
 
 /// What a pull moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullDone {
     pub objects_fetched: u64,
     pub bytes_fetched: u64,
+    /// The name of the blob's pin in the call's channel after the pull (`None`: an older
+    /// node's answer).
+    #[serde(deserialize_with = "trailing::option_or_none")]
+    pub pin_name: Option<String>,
 }
 
 /// [`Method::Gc`]'s request.

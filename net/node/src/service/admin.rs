@@ -83,6 +83,7 @@ pub(super) async fn pull_impl(
             PinAt {
                 channel: &at_channel,
                 name: &name,
+                given: req.name_given,
                 replicas: held_by.as_deref(),
             },
             &stream,
@@ -92,11 +93,20 @@ pub(super) async fn pull_impl(
     .map_err(worker_failed);
     stop.cancel();
     closing.close();
-    let done = done??;
+    let mut done = done??;
     node.metrics.received(done.bytes_fetched);
-    if let Some(replicas) = replicas {
+    if let Some(replicas) = &replicas {
         replicas.pin(&channel, &pinned, &req.name).await?;
     }
+    done.pin_name = super::resulting_pin_name(
+        &node,
+        ctx.peer().node_id(),
+        &channel,
+        &pinned,
+        req.name_given.then_some(req.name.as_str()),
+        replicas.is_some(),
+    )
+    .await?;
     Ok(done)
 }
 

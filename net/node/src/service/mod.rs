@@ -472,14 +472,55 @@ fn decode_ref(bytes: &[u8]) -> NodeResult<BlobRef> {
 pub(crate) struct PinAt<'a> {
     pub(crate) channel: &'a str,
     pub(crate) name: &'a str,
+    /// Whether the user gave `name` (it then renames an existing pin).
+    pub(crate) given: bool,
     pub(crate) replicas: Option<&'a dyn Replicas>,
 }
 
 impl PinAt<'_> {
+    /// The name to pin under, and whether the user gave it.
+    pub(crate) fn pin_name(&self) -> net_mesh_engine::index::PinName {
+        net_mesh_engine::index::PinName {
+            name: self.name.to_string(),
+            given: self.given,
+        }
+    }
+
     /// On a replicated channel, the group's hold that keeps `blob_ref` instead of a pin.
     pub(crate) fn hold(&self, blob_ref: &BlobRef) -> Option<Box<dyn net_mesh_engine::ExtensionOp>> {
         self.replicas.map(|r| r.hold(self.channel, blob_ref))
     }
+}
+
+/// The name of `blob_ref`'s pin in `channel` once a put or pull pinned it there. On a
+/// replicated channel a pin is not renamed (its pin log entry carries no name change): a name
+/// the user gave (`given`) that differs from the pin's is refused, and nothing changed.
+async fn resulting_pin_name(
+    node: &Node,
+    peer: NodeId,
+    channel: &str,
+    blob_ref: &BlobRef,
+    given: Option<&str>,
+    replicated: bool,
+) -> NodeResult<Option<String>> {
+    let (at, pinned) = (channel.to_string(), blob_ref.clone());
+    let name = node
+        .blocking(peer, move |store| {
+            store.pin_name_in(&at, &pinned).node_err()
+        })
+        .await?;
+    if let (true, Some(given), Some(kept)) = (replicated, given, &name)
+        && given != kept
+    {
+        return Err(NodeError::new(
+            ErrorClass::Refused,
+            format!(
+                "channel {channel} is replicated and already pins this blob as {kept:?}: a \
+                 replicated pin is not renamed (unpin it, then pin it again under the new name)"
+            ),
+        ));
+    }
+    Ok(name)
 }
 
 /// The channel a call acts on, from its metadata (which the authorization hook has already

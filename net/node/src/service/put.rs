@@ -243,6 +243,7 @@ async fn put_impl(
             tree,
             checkpoint_interval,
             class,
+            name_given,
         } => PutStart::Begin {
             staging_id: Some(net_mesh_staging::new_staging_id()),
             name,
@@ -250,8 +251,23 @@ async fn put_impl(
             tree,
             checkpoint_interval,
             class,
+            name_given,
         },
         other => other,
+    };
+    // The name the user gave, if any: a replicated pin is not renamed (refused instead).
+    let given = match &start {
+        PutStart::Begin {
+            name,
+            name_given: true,
+            ..
+        }
+        | PutStart::ErasureCoded {
+            name,
+            name_given: true,
+            ..
+        } => Some(name.clone()),
+        _ => None,
     };
     let (claimed_id, class) = match &start {
         PutStart::Begin {
@@ -290,6 +306,7 @@ async fn put_impl(
     // unless the call names the channel it began in).
     let replicas = node.replicas().cloned();
     let held_by = replicas.clone();
+    let pinned_in = channel.clone();
     // A second (cutting) thread only while the node has a core for it beside one per live
     // upload (this one counted): with as many uploads as cores the cores are busy anyway,
     // and a split upload holds the pieces of one more chunk.
@@ -307,11 +324,23 @@ async fn put_impl(
     }
     match (fed, result) {
         (Fed::Stopped(why), _) => Err(why),
-        (_, Ok(Finished { done, pin_as })) => {
+        (_, Ok(Finished { mut done, pin_as })) => {
+            let blob_ref = super::decode_ref(&done.blob_ref)?;
             if let (Some(replicas), Some((channel, name))) = (&replicas, pin_as) {
-                let blob_ref = super::decode_ref(&done.blob_ref)?;
                 replicas.pin(&channel, &blob_ref, &name).await?;
             }
+            let replicated = replicas
+                .as_ref()
+                .is_some_and(|r| r.is_replicated(&pinned_in));
+            done.pin_name = super::resulting_pin_name(
+                &node,
+                ctx.peer().node_id(),
+                &pinned_in,
+                &blob_ref,
+                given.as_deref(),
+                replicated,
+            )
+            .await?;
             Ok(done)
         }
         (_, Err(WorkerEnd::Failed(e))) => Err(e),
@@ -452,6 +481,7 @@ fn done(
         new_bytes: outcome.new_bytes,
         staging_id,
         resumed_from: from,
+        pin_name: None,
     }
 }
 
@@ -483,6 +513,7 @@ fn put_worker(
             tree,
             checkpoint_interval,
             class: _,
+            name_given,
         } => {
             let (chunking, tree) =
                 layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;
@@ -492,7 +523,7 @@ fn put_worker(
                 StagingConfig {
                     staging_id,
                     pin_name: name,
-                    pin_name_given: false,
+                    pin_name_given: name_given,
                     chunking,
                     tree,
                     cadence: cadence(checkpoint_interval),
@@ -551,6 +582,7 @@ fn put_worker(
             k,
             n,
             class: _,
+            name_given,
         } => {
             let (chunking, tree) =
                 layout(store, chunking.as_deref(), tree).map_err(WorkerEnd::Failed)?;
@@ -558,6 +590,7 @@ fn put_worker(
             let pin = PinAt {
                 channel,
                 name: &name,
+                given: name_given,
                 replicas,
             };
             let done = put_erasure_coded(store, pin, chunking, tree, (k, n), input)?;
@@ -634,7 +667,8 @@ fn put_erasure_coded(
     (k, n): (u8, u8),
     mut input: mpsc::Receiver<Piece>,
 ) -> Result<PutDone, WorkerEnd> {
-    let PinAt { channel, name, .. } = pin;
+    let PinAt { channel, name, .. } = &pin;
+    let (channel, name) = (*channel, *name);
     net_mesh_engine::index::check_pin_name(name)
         .map_err(|e| WorkerEnd::Failed(NodeError::new(ErrorClass::Usage, e.to_string())))?;
     if !store
@@ -664,7 +698,7 @@ fn put_erasure_coded(
     } = upload.finish(&mut CommitWhenFull)?;
     match pin.hold(&blob_ref) {
         Some(hold) => batch.push_op(hold),
-        None => batch.pin_in(channel, &blob_ref, name),
+        None => batch.pin_named_in(channel, &blob_ref, &pin.pin_name()),
     }
     batch.commit()?;
     Ok(done(

@@ -128,6 +128,7 @@ pub(super) async fn staging_state_impl(
             new_chunks: 0,
             new_bytes: 0,
             staging_id: Some(id),
+            pin_name: None,
             resumed_from: None,
         }))
     })

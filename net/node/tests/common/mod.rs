@@ -169,6 +169,7 @@ pub fn begin(staging_id: Option<&str>, name: &str, checkpoint_interval: u64) -> 
         chunking: Some(config().chunking.to_string()),
         tree: Some(tree_shape()),
         checkpoint_interval: Some(checkpoint_interval),
+        name_given: false,
     }
 }
 
