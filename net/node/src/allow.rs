@@ -279,7 +279,7 @@ impl Allow {
     pub fn check(&self, peer: &NodeId, method: &str) -> Result<(), Denied> {
         self.authorize(peer, [0; 32], method, &[], 0)
             .map(|_| ())
-            .map_err(|refusal| Denied(refusal.to_string()))
+            .map_err(|refusal| Denied::new(refusal.to_string()))
     }
 }
 
@@ -319,7 +319,7 @@ impl Authorize for AllowHook {
                 if let Some(reason) = refusal.token_reason() {
                     self.metrics.token_refused(reason);
                 }
-                Err(Denied(refusal.to_string()))
+                Err(Denied::new(refusal.to_string()))
             }
         }
     }

@@ -104,7 +104,8 @@ async fn a_non_member_calling_raft_append_is_refused_and_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
-    // A channel that is not replicated here is refused the same way.
+    // A channel that is not replicated here is refused too, and counted, but as a group that
+    // does not run here (`Unavailable`): that says nothing of who the members are.
     let other = encode_metadata("elsewhere", &[]);
     let err = session
         .call_unary::<_, Reply<AppendEntriesResponse<u64>>>(
@@ -114,7 +115,7 @@ async fn a_non_member_calling_raft_append_is_refused_and_changes_nothing() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
     assert_eq!(
         members[target].replication.peer_auth_rejections() - rejections_before,
         4

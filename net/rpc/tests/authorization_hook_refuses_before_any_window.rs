@@ -52,10 +52,13 @@ async fn refused_calls_get_permission_denied_before_any_window() {
                 .unwrap()
                 .push((peer.node_id(), method.to_string(), metadata.len()));
             if peer.node_id() != allowed {
-                return Err(Denied(format!("{} is not on the list", peer.node_id())));
+                return Err(Denied::new(format!(
+                    "{} is not on the list",
+                    peer.node_id()
+                )));
             }
             if metadata != TOKEN {
-                return Err(Denied("a valid token is required".into()));
+                return Err(Denied::new("a valid token is required"));
             }
             Ok(())
         }

@@ -158,7 +158,7 @@ impl Moves {
         Some(
             self.admit(&peer.node_id(), method, metadata)
                 .map(|_| ())
-                .map_err(|e| Denied(e.message)),
+                .map_err(|e| Denied::new(e.message)),
         )
     }
 

@@ -63,11 +63,16 @@ pub const METHOD_PREFETCH: &str = "raft/v1/prefetch";
 /// Method of a member's question whether this node still pins a blob in the channel and how
 /// far it applied (docs/REPLICATION.md §5: a pin whose objects no member gives any more).
 pub const METHOD_PINNED: &str = "raft/v1/pinned";
-/// What a member's refusal of a non-member's raft message says ([`Replication::member_group_of`]):
-/// a node that hears it notes the refusal ([`Replication::refused_by`]). A refusal because the
-/// channel's group does not run on the callee (not replicated there, or being opened again)
-/// says otherwise and is noted as nothing: it tells nothing of who the members are.
+/// Words of a member's refusal of a non-member's raft message ([`Replication::member_group_of`],
+/// `PermissionDenied`). A caller tells that refusal by its kind alone
+/// ([`peer::not_admitted`]); the words stay for callers of earlier builds, which look for
+/// them.
 pub(crate) const NOT_A_MEMBER: &str = "is not a member of channel";
+
+/// Words with which a callee of an earlier build refused a raft message because the channel's
+/// group does not run there, with `PermissionDenied` as it refused a non-member (this build
+/// answers `Unavailable`). Only to keep such a refusal from being taken for one of membership.
+pub(crate) const LEGACY_NOT_RUNNING: &str = "is not replicated on this node";
 
 /// Prefix of every replication method.
 pub const METHOD_PREFIX: &str = "raft/v1/";
@@ -282,7 +287,10 @@ impl Replication {
         Some(
             self.member_group(&peer.node_id(), metadata)
                 .map(|_| ())
-                .map_err(|e| Denied(e.message)),
+                .map_err(|e| match e.kind {
+                    ErrorKind::Unavailable => Denied::unavailable(e.message),
+                    _ => Denied::new(e.message),
+                }),
         )
     }
 
@@ -361,6 +369,19 @@ impl Replication {
         RpcError::new(ErrorKind::PermissionDenied, why)
     }
 
+    /// Counts a call refused because `channel`'s group does not run here (not replicated
+    /// here, or being opened again): `Unavailable`, which tells nothing of who the members
+    /// are (a refusal of a non-member is `PermissionDenied`).
+    fn not_running(&self, channel: &str) -> RpcError {
+        self.inner
+            .peer_auth_rejections
+            .fetch_add(1, Ordering::Relaxed);
+        RpcError::new(
+            ErrorKind::Unavailable,
+            format!("channel {channel} is not replicated on this node"),
+        )
+    }
+
     /// The group of the call's channel (named by its metadata), if `peer` is one of its
     /// members; else a refusal, counted.
     fn member_group(&self, peer: &NodeId, metadata: &[u8]) -> Result<Group, RpcError> {
@@ -380,7 +401,7 @@ impl Replication {
             .get(channel)
             .cloned();
         let Some(group) = group else {
-            return Err(self.refuse(format!("channel {channel} is not replicated on this node")));
+            return Err(self.not_running(channel));
         };
         let is_member = {
             let metrics = group.raft.metrics();
@@ -625,5 +646,34 @@ mod tests {
         assert!(replication.claim_open("d").is_some());
         drop(first);
         assert!(replication.claim_open("c").is_some());
+    }
+
+    /// A refusal of membership is told from a group that does not run by its kind: whatever
+    /// words either says, and an earlier build's refusal of a group it does not run (also
+    /// `PermissionDenied`) is not taken for one of membership.
+    #[test]
+    fn a_refusal_of_membership_is_told_by_its_kind_not_its_words() {
+        let replication = Replication::new();
+        let peer = net_mesh_rpc::Identity::from_seed([9; 32]).node_id();
+        let refused_before = replication.peer_auth_rejections();
+        let Err(not_running) = replication.member_group_of(&peer, "photos") else {
+            panic!("a channel with no group here admitted a call");
+        };
+        assert_eq!(not_running.kind, ErrorKind::Unavailable, "{not_running}");
+        assert!(!peer::not_admitted(&not_running), "{not_running}");
+        assert_eq!(replication.peer_auth_rejections(), refused_before + 1);
+
+        let reworded = RpcError::new(ErrorKind::PermissionDenied, "you are not in this group");
+        assert!(peer::not_admitted(&reworded));
+        let worded_as_before = RpcError::new(
+            ErrorKind::Unavailable,
+            format!("node {peer} {NOT_A_MEMBER} photos's group"),
+        );
+        assert!(!peer::not_admitted(&worded_as_before));
+        let earlier_build = RpcError::new(
+            ErrorKind::PermissionDenied,
+            "channel photos is not replicated on this node",
+        );
+        assert!(!peer::not_admitted(&earlier_build));
     }
 }

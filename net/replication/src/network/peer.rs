@@ -62,7 +62,7 @@ enum CallFailure {
     /// The member refused the call (bad request, busy): a network error.
     Refused(Transport),
     /// The member refused the call at admission because it does not take this node as a
-    /// member of the group ([`NOT_A_MEMBER`]). A network error, noted for
+    /// member of the group ([`not_admitted`]). A network error, noted for
     /// [`Replication::refused_by`].
     NotAdmitted(Transport),
     /// The member's group stopped.
@@ -111,15 +111,13 @@ impl PeerClient {
                     self.sessions.call_failed(addr, &held);
                 }
                 let t = Transport(format!("{method} to {:#018x}: {e}", self.target));
-                Err(
-                    if e.kind == ErrorKind::PermissionDenied && e.message.contains(NOT_A_MEMBER) {
-                        CallFailure::NotAdmitted(t)
-                    } else if refused {
-                        CallFailure::Refused(t)
-                    } else {
-                        CallFailure::Unreachable(t)
-                    },
-                )
+                Err(if not_admitted(&e) {
+                    CallFailure::NotAdmitted(t)
+                } else if refused {
+                    CallFailure::Refused(t)
+                } else {
+                    CallFailure::Unreachable(t)
+                })
             }
         }
     }
@@ -189,4 +187,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let answer = self.call(METHOD_VOTE, &rpc, &option).await;
         self.noted(answer).map_err(rpc_error)
     }
+}
+
+/// Whether a member's refusal of this node's raft message says that it does not take this
+/// node as a member of the group: `PermissionDenied`, told by its kind alone (a callee that
+/// does not run the group answers `Unavailable`, which says nothing of who the members are).
+/// A callee of an earlier build answered that one with `PermissionDenied` too, in the words
+/// [`LEGACY_NOT_RUNNING`]: such an answer is not taken for a refusal of membership (the only
+/// words looked at, and only those earlier builds' own).
+pub(super) fn not_admitted(e: &RpcError) -> bool {
+    e.kind == ErrorKind::PermissionDenied && !e.message.contains(LEGACY_NOT_RUNNING)
 }

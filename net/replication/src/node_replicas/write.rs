@@ -137,8 +137,9 @@ impl RpcUnaryHandler for ProposeHandler {
         let channel = metadata_channel(ctx.metadata())
             .map_err(|e| RpcError::new(ErrorKind::InvalidArgument, format!("metadata: {e}")))?;
         let Some(group) = self.0.channel(&channel) else {
+            // As the admission hook answers it: the group does not run here (now).
             return Err(RpcError::new(
-                ErrorKind::PermissionDenied,
+                ErrorKind::Unavailable,
                 format!("channel {channel} is not replicated on this node"),
             ));
         };

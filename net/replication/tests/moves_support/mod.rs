@@ -61,7 +61,7 @@ impl MoveMember {
                         net_mesh_node::call_token::now_unix_s(),
                     )
                     .map(|_| ())
-                    .map_err(|r| Denied(r.to_string()))
+                    .map_err(|r| Denied::new(r.to_string()))
             },
         );
         let endpoint = Endpoint::new(identity.clone(), router, net_mesh_node::node_config());

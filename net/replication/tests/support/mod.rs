@@ -344,7 +344,7 @@ impl Member {
                         net_mesh_node::call_token::now_unix_s(),
                     )
                     .map(|_| ())
-                    .map_err(|r| Denied(r.to_string()))
+                    .map_err(|r| Denied::new(r.to_string()))
             },
         );
         let endpoint = Endpoint::new(identity.clone(), router, rpc);

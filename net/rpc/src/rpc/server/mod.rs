@@ -236,16 +236,56 @@ pub trait RpcDuplexHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
 }
 
-/// A refusal from an [`Authorize`] hook; the caller gets `PermissionDenied` with the message.
+/// A refusal from an [`Authorize`] hook: the caller gets its kind with the message, and
+/// nothing is granted for the call either way. [`Denied::new`] is `PermissionDenied` (the
+/// peer may not make this call); [`Denied::unavailable`] is `Unavailable` (the callee cannot
+/// take calls for what the call names right now, e.g. a group it does not run), so that a
+/// caller tells the two apart by kind, never by the message's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("permission denied: {0}")]
-pub struct Denied(pub String);
+#[error("{kind:?}: {message}")]
+pub struct Denied {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Denied {
+    /// `PermissionDenied` with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Denied {
+            kind: ErrorKind::PermissionDenied,
+            message: message.into(),
+        }
+    }
+
+    /// `Unavailable` with `message`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Denied {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+
+    /// The error kind the caller gets.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Why the call was refused.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The error the caller gets.
+    pub fn into_error(self) -> RpcError {
+        RpcError::new(self.kind, self.message)
+    }
+}
 
 /// The authorization hook of a [`Router`]: sees the session's authenticated peer, the method
 /// and the call's metadata before anything is granted for the call, and may refuse it. It runs
 /// on the session's reader task, so it must be quick (no I/O, no waiting).
 pub trait Authorize: Send + Sync + 'static {
-    /// `Ok` lets the call through; `Err` refuses it with `PermissionDenied`.
+    /// `Ok` lets the call through; `Err` refuses it with the refusal's kind (see [`Denied`]).
     fn authorize(&self, peer: &PeerIdentity, method: &str, metadata: &[u8]) -> Result<(), Denied>;
 }
 

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::streams::{ReqEvent, RequestStreamTyped, ResponseSink};
 use super::{
-    CallControl, Denied, RpcClientStreamingHandler, RpcContext, RpcDuplexHandler,
+    CallControl, RpcClientStreamingHandler, RpcContext, RpcDuplexHandler,
     RpcServerStreamingHandler, RpcUnaryHandler,
 };
 use crate::frame::{CallHeader, CallKind, ErrorKind, Frame, TraceContext};
@@ -221,10 +221,10 @@ pub(crate) fn prepare_call(
         }
     };
     if let Some(hook) = &shared.router.authorize
-        && let Err(Denied(why)) = hook.authorize(&shared.peer, header.method, header.metadata)
+        && let Err(denied) = hook.authorize(&shared.peer, header.method, header.metadata)
     {
         Metrics::bump(&shared.metrics.authorization_refusals);
-        shared.send_error(call_id, &RpcError::new(ErrorKind::PermissionDenied, why));
+        shared.send_error(call_id, &denied.into_error());
         return None;
     }
     if shared.live_handlers.load(Ordering::Acquire) >= shared.config.max_concurrent_calls {
