@@ -166,10 +166,13 @@ impl Moves {
         // source) is abandoned without any change to the group: it needs no leader, so the
         // source may take it over while the target leads (a target never coordinates).
         if !both_voters(&ch, from, to) {
-            if ch
-                .voter_configs()
-                .iter()
-                .any(|c| c.contains(&raft_id_of(to)))
+            // Not leading, with the target a voter (it may lead): a cutover began, which a
+            // leader would refuse too (a leader asks the source first, below).
+            if !ch.status().is_leader
+                && ch
+                    .voter_configs()
+                    .iter()
+                    .any(|c| c.contains(&raft_id_of(to)))
             {
                 return Err(usage(
                     channel,
