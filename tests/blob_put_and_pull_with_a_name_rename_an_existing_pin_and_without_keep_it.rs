@@ -1,8 +1,9 @@
 //! `blob put FILE --name N` (plain, resumable, erasure-coded) and `blob pull REF --from A
 //! --name N` of a blob the channel pins already rename its pin to N; without `--name` the pin
 //! keeps the name it has (the default, the file name or the blob id, never replaces a name).
-//! The output shows the pin's name after the call (`name` in `--json`, `pinned as N` on
-//! stderr in text). Locally and through `--node` alike, same stdout.
+//! The output shows the pin's name after the call (`name` in `--json`; in text, a note on stderr
+//! when the pin kept a name other than the default asked for). Locally and through `--node`
+//! alike, same stdout.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -78,12 +79,21 @@ fn blob_put_and_pull_with_a_name_rename_an_existing_pin_and_without_keep_it() {
         answers.push(put(&["--rs", "2,3", "--name", "rs"], "rs"));
         answers.push(put(&["--rs", "2,3"], "rs"));
         answers.push(put(&["--rs", "2,3", "--name", "rs2"], "rs2"));
-        // Text: the ref on stdout, the pin's name on stderr.
+        // Text: the ref on stdout; a name kept (no --name) is noted on stderr, a given one
+        // that took effect is not.
         let out = run(&["blob", "put", f, "--name", "text"]);
         assert!(out.status.success(), "{side}: {out:?}");
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), blob_ref);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("pinned as text"), "{side}: {stderr}");
+        assert!(!stderr.contains("pinned already"), "{side}: {stderr}");
+        let out = run(&["blob", "put", f]);
+        assert!(out.status.success(), "{side}: {out:?}");
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), blob_ref);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("pinned already as text; it keeps that name"),
+            "{side}: {stderr}"
+        );
         answers
     };
     let local = check(&|args| run(&local_dir, args), "local");
@@ -125,7 +135,10 @@ fn blob_put_and_pull_with_a_name_rename_an_existing_pin_and_without_keep_it() {
     let out = b_admin.run(&b.addr, &["blob", "pull", &blob_ref, "--from", &a.addr]);
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("pinned as repulled"), "{stderr}");
+    assert!(
+        stderr.contains("pinned already as repulled; it keeps that name"),
+        "{stderr}"
+    );
     let listed = b_admin.json(&b.addr, &["blob", "ls", "--json"]);
     assert_eq!(
         pins(&listed),

@@ -414,7 +414,7 @@ fn put(
     };
     bar.finish_and_clear();
     let pinned_as = store.pin_name_in(channel, &outcome.blob_ref)?;
-    print_put(&outcome, pinned_as.as_deref(), json)
+    print_put(&outcome, pinned_as.as_deref(), Some(&name.name), json)
 }
 
 /// The `blob put --json` object of a finished upload.
@@ -438,22 +438,36 @@ pub(crate) fn put_json(
 }
 
 /// Prints a finished upload like `blob put` does (the ref, or a JSON object). `pin_name`:
-/// the name of the blob's pin after the put (`name` in JSON, and `pinned as NAME` on stderr
-/// in text; `None` when it is unknown, e.g. from an older node).
+/// the name of the blob's pin after the put (`name` in JSON; `None` when it is unknown, e.g.
+/// from an older node); `requested`: the name this put asked for, if known (text mode notes
+/// on stderr a pin that kept another name, [`note_kept_name`]).
 pub(crate) fn print_put(
     outcome: &net_mesh_engine::PutOutcome,
     pin_name: Option<&str>,
+    requested: Option<&str>,
     json: bool,
 ) -> CliResult {
     if json {
         outln!("{}", put_json(outcome, pin_name));
     } else {
-        if let Some(name) = pin_name {
-            eprintln!("net-mesh: pinned as {}", printable(name));
-        }
+        note_kept_name(pin_name, requested);
         outln!("{}", outcome.blob_ref.to_text());
     }
     Ok(())
+}
+
+/// Says on stderr that the blob was pinned already under another name than the `requested`
+/// one and keeps it: a given `--name` renames the pin, so only a default name (the file's, the
+/// blob id) can differ, and the user may not expect the old name to stay.
+pub(crate) fn note_kept_name(pinned: Option<&str>, requested: Option<&str>) {
+    if let (Some(pinned), Some(requested)) = (pinned, requested)
+        && pinned != requested
+    {
+        eprintln!(
+            "net-mesh: the blob was pinned already as {}; it keeps that name (--name renames it)",
+            printable(pinned)
+        );
+    }
 }
 
 /// Counts bytes written for the progress bar.

@@ -71,6 +71,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                 given: name_given,
             } = PinName::given_or(name, || default_pin_name(&file));
             check_pin_name(&name).map_err(StoreError::from)?;
+            let requested = name.clone();
             let input = Input::new(&file)?;
             // The same layout a local put takes, sent along, so the node builds the same ref.
             let (chunking, tree) = put_layout(
@@ -106,7 +107,12 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             };
             let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let uploaded = upload(&mut remote, &input, &start, retries)?;
-            print_put(&uploaded.outcome, uploaded.pin_name.as_deref(), json)
+            print_put(
+                &uploaded.outcome,
+                uploaded.pin_name.as_deref(),
+                Some(&requested),
+                json,
+            )
         }
         BlobCmd::Get {
             blob,
@@ -275,9 +281,7 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
                     "net-mesh: fetched {} objects ({} bytes) from {from}",
                     done.objects_fetched, done.bytes_fetched
                 );
-                if let Some(pinned_as) = &done.pin_name {
-                    eprintln!("net-mesh: pinned as {}", crate::blob::printable(pinned_as));
-                }
+                crate::blob::note_kept_name(done.pin_name.as_deref(), Some(&name.name));
                 outln!("{}", blob_ref.to_text());
             }
             Ok(())

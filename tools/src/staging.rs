@@ -171,6 +171,7 @@ pub fn put_resumable(
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(f), size)
     };
+    let requested = name.name.clone();
     let mut handle = begin_streaming_store_in(
         &store,
         &ctx.channel,
@@ -189,7 +190,7 @@ pub fn put_resumable(
     let outcome = finalize_streaming_store(handle)?;
     bar.finish_and_clear();
     let pinned_as = store.pin_name_in(&ctx.channel, &outcome.blob_ref)?;
-    crate::blob::print_put(&outcome, pinned_as.as_deref(), json)
+    crate::blob::print_put(&outcome, pinned_as.as_deref(), Some(&requested), json)
 }
 
 /// The metadata of an upload's input; a directory is refused here, before anything begins.
@@ -336,7 +337,7 @@ pub(crate) fn print_resumed(
     json: bool,
 ) -> CliResult {
     if !json {
-        return crate::blob::print_put(outcome, pin_name, false);
+        return crate::blob::print_put(outcome, pin_name, None, false);
     }
     let mut object = crate::blob::put_json(outcome, pin_name);
     if let Some(fields) = object.as_object_mut() {
