@@ -16,13 +16,10 @@
 mod moves_support;
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use moves_support::*;
-use net_mesh_replication::{
-    MoveConfig, MoveError, MovePhase, MoveSpec, ReplicatedChannel, ReplicationConfig,
-};
+use net_mesh_replication::{MoveConfig, MoveError, MovePhase, MoveSpec, ReplicatedChannel};
 use support::{CHANNEL, pin_set};
 
 async fn phase_on(member: &MoveMember) -> Option<MovePhase> {
@@ -37,41 +34,11 @@ async fn a_move_that_never_ran_is_abandoned_by_its_source_while_its_target_leads
         call_timeout: Duration::from_secs(2),
         ..MoveConfig::default()
     };
-    let mut members = Vec::new();
-    for i in 0..3u8 {
-        let identity = net_mesh_rpc::Identity::from_seed([i + 1; 32]);
-        members.push(
-            MoveMember::start(
-                identity,
-                root.path().join(format!("m{i}")),
-                0,
-                config.clone(),
-            )
-            .await,
-        );
-    }
+    let (members, channels, b) = group_and_outsiders(root.path(), config, 2, 1).await;
     let pair: Vec<_> = members[..2].iter().map(|m| m.addr.clone()).collect();
-    let mut channels = Vec::new();
-    for m in &members[..2] {
-        let ch = Arc::new(
-            ReplicatedChannel::create(
-                &m.replication,
-                m.store.clone(),
-                CHANNEL,
-                &pair,
-                m.endpoint.clone(),
-                &ReplicationConfig::default(),
-            )
-            .await
-            .unwrap(),
-        );
-        m.moves.attach(ch.clone());
-        channels.push(ch);
-    }
     let refs: Vec<&ReplicatedChannel> = channels.iter().map(|c| c.as_ref()).collect();
     // The leader is the move's target B; the other member its source A; the third node K
     // bound the move (an older node) and is no member.
-    let b = support::wait_for_leader(&refs).await;
     let (a, k) = (1 - b, 2);
     pin_on_leader(&members[b], &channels[b], 5).await;
     support::wait_until("both voters hold the five pins", || {

@@ -163,15 +163,28 @@ pub async fn three_and_a_newcomer(
     root: &std::path::Path,
     config: MoveConfig,
 ) -> (Vec<MoveMember>, Vec<Arc<ReplicatedChannel>>, usize) {
+    group_and_outsiders(root, config, 3, 1).await
+}
+
+/// `voters` members running the test channel (attached to their moves) and `outsiders` more,
+/// started but not in the group (seeds 1, 2, … in that order). Returns the members, the
+/// group's channels and the leader's position.
+pub async fn group_and_outsiders(
+    root: &std::path::Path,
+    config: MoveConfig,
+    voters: u8,
+    outsiders: u8,
+) -> (Vec<MoveMember>, Vec<Arc<ReplicatedChannel>>, usize) {
     let mut members = Vec::new();
-    for i in 0..4u8 {
+    for i in 0..voters + outsiders {
         let identity = Identity::from_seed([i + 1; 32]);
         members
             .push(MoveMember::start(identity, root.join(format!("m{i}")), 0, config.clone()).await);
     }
-    let all: Vec<NodeAddr> = members[..3].iter().map(|m| m.addr.clone()).collect();
+    let group = usize::from(voters);
+    let all: Vec<NodeAddr> = members[..group].iter().map(|m| m.addr.clone()).collect();
     let mut channels = Vec::new();
-    for m in &members[..3] {
+    for m in &members[..group] {
         let ch = Arc::new(
             ReplicatedChannel::create(
                 &m.replication,
