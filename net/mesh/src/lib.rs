@@ -105,6 +105,7 @@
 //!     tree: None,
 //!     checkpoint_interval: None,
 //!     class: Default::default(),
+//!     name_given: true,
 //! };
 //! let input = PutInput::Stream(Box::new(&b"hello, node"[..]));
 //! let done = client.put(start, input, &mut |_| {}).await?;
