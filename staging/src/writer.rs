@@ -335,6 +335,13 @@ impl StagingHandle<'_> {
         &self.ckpt.pin_name
     }
 
+    /// Whether the user gave [`StagingHandle::pin_name`] (kept in the checkpoint, so a resumed
+    /// upload knows it too): finishing then renames the blob's pin if its channel pins it
+    /// already.
+    pub fn pin_name_given(&self) -> bool {
+        self.ckpt.pin_name_given
+    }
+
     /// Ends the input: builds the blob, pins it in the upload's channel, removes the
     /// checkpoint (releasing its holds) and records the ref under the staging id, all in one
     /// transaction. A channel that no longer exists is refused

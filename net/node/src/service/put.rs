@@ -255,20 +255,6 @@ async fn put_impl(
         },
         other => other,
     };
-    // The name the user gave, if any: a replicated pin is not renamed (refused instead).
-    let given = match &start {
-        PutStart::Begin {
-            name,
-            name_given: true,
-            ..
-        }
-        | PutStart::ErasureCoded {
-            name,
-            name_given: true,
-            ..
-        } => Some(name.clone()),
-        _ => None,
-    };
     let (claimed_id, class) = match &start {
         PutStart::Begin {
             staging_id, class, ..
@@ -324,7 +310,14 @@ async fn put_impl(
     }
     match (fed, result) {
         (Fed::Stopped(why), _) => Err(why),
-        (_, Ok(Finished { mut done, pin_as })) => {
+        (
+            _,
+            Ok(Finished {
+                mut done,
+                pin_as,
+                given,
+            }),
+        ) => {
             let blob_ref = super::decode_ref(&done.blob_ref)?;
             if let (Some(replicas), Some((channel, name))) = (&replicas, pin_as) {
                 replicas.pin(&channel, &blob_ref, &name).await?;
@@ -485,11 +478,15 @@ fn done(
     }
 }
 
-/// What a worker's put finished: its answer, and on a replicated channel the channel and
-/// name the blob (held, not pinned) is to be pinned under through the group.
+/// What a worker's put finished: its answer, on a replicated channel the channel and name the
+/// blob (held, not pinned) is to be pinned under through the group, and the pin name the user
+/// gave, if any (a replicated pin is not renamed: another name is refused instead).
 struct Finished {
     done: PutDone,
     pin_as: Option<(String, String)>,
+    /// From the Start message, or for a resumed upload from its checkpoint: a `Resume`
+    /// carries no name, and finishes the upload as its `Begin` asked.
+    given: Option<String>,
 }
 
 /// The worker of one put (on a blocking thread): opens the upload in `channel` or resumes it
@@ -571,6 +568,7 @@ fn put_worker(
                     return Ok(Finished {
                         done: done(outcome, Some(staging_id), None),
                         pin_as,
+                        given: None,
                     });
                 }
             }
@@ -596,6 +594,7 @@ fn put_worker(
             let done = put_erasure_coded(store, pin, chunking, tree, (k, n), input)?;
             return Ok(Finished {
                 done,
+                given: name_given.then(|| name.clone()),
                 pin_as: replicas.map(|_| (channel.to_string(), name)),
             });
         }
@@ -613,6 +612,9 @@ fn put_worker(
     }
     let replicas = replicated_in(handle.channel());
     let pin_as = replicas.map(|_| (handle.channel().to_string(), handle.pin_name().to_string()));
+    let given = handle
+        .pin_name_given()
+        .then(|| handle.pin_name().to_string());
     let outcome = match replicas {
         Some(replicas) => {
             let at = handle.channel().to_string();
@@ -627,6 +629,7 @@ fn put_worker(
     Ok(Finished {
         done: done(outcome, Some(staging_id), Some(resumed_from)),
         pin_as,
+        given,
     })
 }
 
