@@ -14,22 +14,29 @@ use net_mesh_engine::index::{
 };
 
 /// Version byte of the finished record this build writes.
-pub const FINISHED_VERSION: u8 = 2;
-/// An older layout this build still reads: no channel and no name (read as channel
-/// [`DEFAULT_CHANNEL`], name empty).
+pub const FINISHED_VERSION: u8 = 3;
+/// An older layout this build still reads: no flags byte (read as a name not given).
+pub const FINISHED_VERSION_V2: u8 = 2;
+/// An older layout this build still reads: no channel, no name and no flags (read as channel
+/// [`DEFAULT_CHANNEL`], name empty, not given).
 pub const FINISHED_VERSION_V1: u8 = 1;
 
-/// Offsets of the fixed part (docs/FORMAT.md §4.5), the same in both versions up to the
+/// Flag bit: the user gave the pin name (docs/FORMAT.md §4.2, the checkpoint's bit 0).
+pub const FLAG_NAME_GIVEN: u8 = 1;
+
+/// Offsets of the fixed part (docs/FORMAT.md §4.5), the same in every version up to the
 /// chunk count.
 pub mod layout {
     pub const VERSION_OFFSET: usize = 0;
     pub const FINISHED_MS_OFFSET: usize = 1;
     pub const CHUNKS_OFFSET: usize = 9;
-    /// Version 2: one byte, the channel's length; the channel follows.
+    /// Versions 2 and 3: one byte, the channel's length; the channel follows.
     pub const CHANNEL_LEN_OFFSET: usize = 17;
-    /// Version 2: bytes before the variable parts (the channel, the name, the ref): version,
-    /// finished ms, chunk count, channel length and name length.
-    pub const FIXED_LEN: usize = 20;
+    /// Version 3: bytes before the variable parts (the channel, the name, the ref): version,
+    /// finished ms, chunk count, channel length, name length and flags (after the name).
+    pub const FIXED_LEN: usize = 21;
+    /// Version 2: the same without the flags byte.
+    pub const V2_FIXED_LEN: usize = 20;
     /// Version 1: bytes before the ref.
     pub const V1_HEADER_LEN: usize = 17;
 }
@@ -44,6 +51,9 @@ pub struct FinishedUpload {
     pub channel: String,
     /// The name the blob is pinned under.
     pub name: String,
+    /// Whether the user gave `name` (then the finish renamed an existing pin, or on a
+    /// replicated channel a pin kept under another name refuses the put).
+    pub name_given: bool,
     pub blob_ref: BlobRef,
 }
 
@@ -98,27 +108,29 @@ impl FinishedUpload {
         out.extend_from_slice(channel.as_bytes());
         out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_le_bytes());
         out.extend_from_slice(name);
+        out.push(if self.name_given { FLAG_NAME_GIVEN } else { 0 });
         out.extend_from_slice(&blob_ref);
         out
     }
 
-    /// Decodes version 2, or version 1 (channel `default`, no name). Strict: every length is
-    /// checked against its maximum and the input, names must be UTF-8 (and the channel a valid
-    /// channel name), and the ref takes exactly the rest.
+    /// Decodes version 3, version 2 (the name not given) or version 1 (channel `default`, no
+    /// name). Strict: every length is checked against its maximum and the input, names must be
+    /// UTF-8 (and the channel a valid channel name), reserved flag bits must be 0, and the ref
+    /// takes exactly the rest.
     pub fn decode(bytes: &[u8]) -> Result<FinishedUpload, FinishedError> {
         let mut r: Cursor<'_, FinishedError> = Cursor::new(bytes);
         let version = match bytes.first() {
             None => return Err(FinishedError::Empty),
             Some(&v) => v,
         };
-        if version != FINISHED_VERSION && version != FINISHED_VERSION_V1 {
+        if ![FINISHED_VERSION, FINISHED_VERSION_V2, FINISHED_VERSION_V1].contains(&version) {
             return Err(FinishedError::UnsupportedVersion(version));
         }
         r.take(1, "version")?;
         let finished_unix_ms = r.u64("finished ms")?;
         let chunks = r.u64("chunk count")?;
-        let (channel, name) = if version == FINISHED_VERSION_V1 {
-            (DEFAULT_CHANNEL.to_string(), String::new())
+        let (channel, name, name_given) = if version == FINISHED_VERSION_V1 {
+            (DEFAULT_CHANNEL.to_string(), String::new(), false)
         } else {
             let channel_at = r.pos;
             let channel_len = usize::from(r.u8("channel length")?);
@@ -142,7 +154,21 @@ impl FinishedUpload {
             let bytes = r.take(name_len, "pin name")?;
             let name = std::str::from_utf8(bytes)
                 .map_err(|_| invalid("pin name", name_at, "not UTF-8"))?;
-            (channel.to_string(), name.to_string())
+            let name_given = if version == FINISHED_VERSION {
+                let flags_at = r.pos;
+                let flags = r.u8("flags")?;
+                if flags & !FLAG_NAME_GIVEN != 0 {
+                    return Err(invalid(
+                        "flags",
+                        flags_at,
+                        format!("reserved bits set in {flags:#04x}"),
+                    ));
+                }
+                flags & FLAG_NAME_GIVEN != 0
+            } else {
+                false
+            };
+            (channel.to_string(), name.to_string(), name_given)
         };
         let ref_at = r.pos;
         let blob_ref = BlobRef::decode(r.rest()).map_err(|source| FinishedError::BlobRef {
@@ -154,14 +180,15 @@ impl FinishedUpload {
             chunks,
             channel,
             name,
+            name_given,
             blob_ref,
         })
     }
 }
 
 /// Fuzz harness (the `finished_record` target and the tests): a record the decoder accepts
-/// encodes back to the same bytes (version 2) or to a version-2 record that decodes to the same
-/// value (version 1).
+/// encodes back to the same bytes (version 3) or to a version-3 record that decodes to the same
+/// value (versions 1 and 2).
 pub fn fuzz_decode(data: &[u8]) {
     if let Ok(record) = FinishedUpload::decode(data) {
         let again = record.encode();
@@ -170,7 +197,7 @@ pub fn fuzz_decode(data: &[u8]) {
         } else {
             assert!(
                 FinishedUpload::decode(&again).as_ref() == Ok(&record),
-                "a version-1 finished record does not survive re-encoding"
+                "an older finished record does not survive re-encoding"
             );
         }
     }

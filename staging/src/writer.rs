@@ -399,6 +399,7 @@ impl StagingHandle<'_> {
                 chunks,
                 channel: ckpt.channel.clone(),
                 name: ckpt.pin_name.clone(),
+                name_given: ckpt.pin_name_given,
                 blob_ref: blob_ref.clone(),
             },
         }));
@@ -501,12 +502,14 @@ pub enum Resumed<'s> {
     },
     /// The upload already finished (within the abandonment grace): its outcome, and the
     /// channel and name its finish pinned the blob under (or, when it was held for a
-    /// replicated channel, the pin that is to be proposed). Nothing new was stored by this
-    /// call, so `new_chunks` and `new_bytes` are 0.
+    /// replicated channel, the pin that is to be proposed), and whether the user gave that
+    /// name (false for a record of an older build, which did not keep it). Nothing new was
+    /// stored by this call, so `new_chunks` and `new_bytes` are 0.
     Finished {
         outcome: PutOutcome,
         channel: String,
         name: String,
+        name_given: bool,
     },
 }
 
@@ -538,6 +541,7 @@ pub fn resume<'s>(
                 },
                 channel: done.channel,
                 name: done.name,
+                name_given: done.name_given,
             });
         }
         (None, None) => return Err(StagingError::NotFound(staging_id.to_string())),

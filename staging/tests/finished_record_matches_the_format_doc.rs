@@ -1,6 +1,6 @@
 //! The finished-upload record (docs/FORMAT.md §4.5): its layout constants agree with the
-//! document, golden encodings of version 2 and of version 1 (still read), and strict decoding
-//! of damaged values.
+//! document, golden encodings of version 3 and of versions 2 and 1 (still read, as a name not
+//! given), and strict decoding of damaged values.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,7 +10,8 @@
 
 use net_mesh_engine::BlobRef;
 use net_mesh_staging::finished::{
-    FINISHED_VERSION, FINISHED_VERSION_V1, FinishedError, FinishedUpload, fuzz_decode, layout,
+    FINISHED_VERSION, FINISHED_VERSION_V1, FINISHED_VERSION_V2, FLAG_NAME_GIVEN, FinishedError,
+    FinishedUpload, fuzz_decode, layout,
 };
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
@@ -39,8 +40,23 @@ fn record() -> FinishedUpload {
         chunks: 3,
         channel: "photos".into(),
         name: "n1".into(),
+        name_given: true,
         blob_ref: blob_ref(),
     }
+}
+
+/// `record()` as version 2 wrote it (no flags byte).
+fn v2_bytes() -> Vec<u8> {
+    unhex(
+        &(String::from("02")
+            + "0807060504030201"
+            + "0300000000000000"
+            + "06"
+            + &hex(b"photos")
+            + "0200"
+            + &hex(b"n1")
+            + &hex(&blob_ref().encode())),
+    )
 }
 
 #[test]
@@ -76,7 +92,15 @@ fn the_finished_record_matches_its_documented_layout() {
             channel_len + 1,
             net_mesh_engine::index::MAX_PIN_NAME
         ),
-        format!("| {fixed} + `channel_len` | `name_len` | the pin name (UTF-8) |"),
+        format!(
+            "| {} + `channel_len` | `name_len` | the pin name (UTF-8) |",
+            fixed - 1
+        ),
+        format!(
+            "| {} + `channel_len` + `name_len` | 1 | `flags`: bit 0, the user gave the pin name; \
+             the other bits are reserved and must be 0 |",
+            fixed - 1
+        ),
         format!("| {fixed} + `channel_len` + `name_len` | rest | the BlobRef wire bytes (§2) |"),
     ] {
         assert!(section.contains(&row), "FORMAT.md §4.5 lacks {row:?}");
@@ -88,30 +112,70 @@ fn the_finished_record_matches_its_documented_layout() {
         )),
         "FORMAT.md §4.5 must describe version {FINISHED_VERSION_V1}"
     );
-    // The fixed part adds up: version, two u64s, the channel's length byte, the name's u16.
+    assert!(
+        section.contains(&format!(
+            "Version {FINISHED_VERSION_V2} is version {FINISHED_VERSION} without `flags`"
+        )),
+        "FORMAT.md §4.5 must describe version {FINISHED_VERSION_V2}"
+    );
+    assert_eq!(FLAG_NAME_GIVEN, 1, "bit 0");
+    // The fixed part adds up: version, two u64s, the channel's length byte, the name's u16,
+    // the flags byte.
     assert_eq!(layout::CHANNEL_LEN_OFFSET, layout::CHUNKS_OFFSET + 8);
     assert_eq!(layout::V1_HEADER_LEN, layout::CHANNEL_LEN_OFFSET);
-    assert_eq!(fixed, layout::CHANNEL_LEN_OFFSET + 1 + 2);
+    assert_eq!(layout::V2_FIXED_LEN, layout::CHANNEL_LEN_OFFSET + 1 + 2);
+    assert_eq!(fixed, layout::V2_FIXED_LEN + 1);
 }
 
 #[test]
-fn a_version_2_record_keeps_the_channel_and_name_and_matches_its_golden_bytes() {
-    let record = record();
-    let bytes = record.encode();
-    let want = String::from("02")
-        + "0807060504030201"
-        + "0300000000000000"
-        + "06"
-        + &hex(b"photos")
-        + "0200"
-        + &hex(b"n1")
-        + &hex(&record.blob_ref.encode());
-    assert_eq!(hex(&bytes), want);
-    assert_eq!(FinishedUpload::decode(&bytes).unwrap(), record);
+fn a_version_3_record_keeps_the_channel_the_name_and_its_flag_and_matches_its_golden_bytes() {
+    for (name_given, flags) in [(true, "01"), (false, "00")] {
+        let record = FinishedUpload {
+            name_given,
+            ..record()
+        };
+        let bytes = record.encode();
+        let want = String::from("03")
+            + "0807060504030201"
+            + "0300000000000000"
+            + "06"
+            + &hex(b"photos")
+            + "0200"
+            + &hex(b"n1")
+            + flags
+            + &hex(&record.blob_ref.encode());
+        assert_eq!(hex(&bytes), want);
+        assert_eq!(FinishedUpload::decode(&bytes).unwrap(), record);
+        assert_eq!(
+            bytes.len(),
+            layout::FIXED_LEN + 6 + 2 + blob_ref().encode().len()
+        );
+    }
+}
+
+#[test]
+fn a_version_2_record_still_decodes_as_a_name_not_given() {
+    let v2 = v2_bytes();
+    let decoded = FinishedUpload::decode(&v2).unwrap();
     assert_eq!(
-        bytes.len(),
-        layout::FIXED_LEN + 6 + 2 + blob_ref().encode().len()
+        decoded,
+        FinishedUpload {
+            name_given: false,
+            ..record()
+        }
     );
+    assert_eq!(
+        v2.len(),
+        layout::V2_FIXED_LEN + 6 + 2 + blob_ref().encode().len()
+    );
+    // Written back, it is version 3.
+    assert_eq!(decoded.encode()[0], FINISHED_VERSION);
+    for cut in 0..v2.len() {
+        assert!(
+            FinishedUpload::decode(&v2[..cut]).is_err(),
+            "v2 cut at {cut}"
+        );
+    }
 }
 
 #[test]
@@ -126,10 +190,11 @@ fn a_version_1_record_still_decodes_as_channel_default_with_no_name() {
         FinishedUpload {
             channel: "default".into(),
             name: String::new(),
+            name_given: false,
             ..record()
         }
     );
-    // Written back, it is version 2.
+    // Written back, it is version 3.
     assert_eq!(decoded.encode()[0], FINISHED_VERSION);
     for cut in 0..v1.len() {
         assert!(
@@ -144,9 +209,9 @@ fn damaged_finished_records_are_typed_errors() {
     let bytes = record().encode();
     let ref_len = blob_ref().encode().len();
     // Offsets in the golden record: channel length 17, channel 18..24, name length 24..26,
-    // name 26..28, the ref from 28.
-    let (channel_len_at, name_len_at, name_at) = (17, 24, 26);
-    assert_eq!(bytes.len(), 28 + ref_len);
+    // name 26..28, flags 28, the ref from 29.
+    let (channel_len_at, name_len_at, name_at, flags_at) = (17, 24, 26, 28);
+    assert_eq!(bytes.len(), 29 + ref_len);
 
     for cut in 0..bytes.len() {
         assert!(
@@ -158,7 +223,7 @@ fn damaged_finished_records_are_typed_errors() {
         FinishedUpload::decode(&[]),
         Err(FinishedError::Empty)
     ));
-    for version in [0, 3, 0xFF] {
+    for version in [0, 4, 0xFF] {
         let mut bad = bytes.clone();
         bad[0] = version;
         assert_eq!(
@@ -170,8 +235,24 @@ fn damaged_finished_records_are_typed_errors() {
     trailing.push(0);
     assert!(matches!(
         FinishedUpload::decode(&trailing),
-        Err(FinishedError::BlobRef { offset: 28, .. })
+        Err(FinishedError::BlobRef { offset: 29, .. })
     ));
+    // A reserved flag bit.
+    for flags in [0x02u8, 0x80, 0xFF] {
+        let mut bad = bytes.clone();
+        bad[flags_at] = flags;
+        assert!(
+            matches!(
+                FinishedUpload::decode(&bad),
+                Err(FinishedError::Invalid {
+                    what: "flags",
+                    offset: 28,
+                    ..
+                })
+            ),
+            "flags {flags:#04x}"
+        );
+    }
 
     // A channel length past the end of the record.
     let mut past_end = bytes[..channel_len_at].to_vec();
@@ -226,7 +307,7 @@ fn damaged_finished_records_are_typed_errors() {
         })
     ));
     // A name length past the maximum (1024), and one past the end.
-    for (len, why) in [(1025u16, "max"), (2 + ref_len as u16 + 1, "end")] {
+    for (len, why) in [(1025u16, "max"), (2 + 1 + ref_len as u16 + 1, "end")] {
         let mut bad = bytes.clone();
         bad[name_len_at..name_at].copy_from_slice(&len.to_le_bytes());
         assert!(
@@ -236,10 +317,10 @@ fn damaged_finished_records_are_typed_errors() {
     }
     // A damaged ref (its magic).
     let mut bad_ref = bytes.clone();
-    bad_ref[28] ^= 0xFF;
+    bad_ref[29] ^= 0xFF;
     assert!(matches!(
         FinishedUpload::decode(&bad_ref),
-        Err(FinishedError::BlobRef { offset: 28, .. })
+        Err(FinishedError::BlobRef { offset: 29, .. })
     ));
 }
 
@@ -249,7 +330,7 @@ fn the_fuzz_harness_holds_for_every_flipped_or_cut_golden_byte() {
         .into_iter()
         .chain(blob_ref().encode())
         .collect::<Vec<u8>>();
-    for golden in [record().encode(), v1] {
+    for golden in [record().encode(), v2_bytes(), v1] {
         let mut accepted = 0;
         for i in 0..golden.len() {
             for flip in [0x01u8, 0x80] {

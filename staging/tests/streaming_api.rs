@@ -169,11 +169,13 @@ fn a_finished_upload_resumes_to_its_ref_until_the_abandonment_grace_ends() {
             outcome: again,
             channel,
             name,
+            name_given,
         } = resume_streaming_store(&s, "done-1", CheckpointCadence::default()).unwrap()
         else {
             panic!("a finished upload must not be live");
         };
         assert_eq!((channel.as_str(), name.as_str()), ("default", "api"));
+        assert!(!name_given, "the upload's name was not given");
         assert_eq!(again.blob_ref, want.blob_ref);
         assert_eq!(again.blob_id, want.blob_id);
         assert_eq!(again.chunks, want.chunks);

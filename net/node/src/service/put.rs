@@ -555,12 +555,16 @@ fn put_worker(
                     outcome,
                     channel: finished_in,
                     name,
+                    name_given,
                 } => {
                     // Finished before, in the channel (the call's, checked above) and under the
-                    // name its record keeps. On a replicated channel the finish only held
+                    // name its record keeps (and, as the finish did, a name given that the
+                    // pin does not have is refused on a replicated channel: answered as the
+                    // put was). On a replicated channel the finish only held
                     // the blob, and its pin may never have been proposed (the node died in
                     // between): proposed now unless pinned here already. Elsewhere the finish
                     // pinned it.
+                    let given = name_given.then(|| name.clone());
                     let pin_as = match replicated_in(&finished_in) {
                         Some(_) => unapplied(store, finished_in, name, &outcome.blob_ref)?,
                         None => None,
@@ -568,7 +572,7 @@ fn put_worker(
                     return Ok(Finished {
                         done: done(outcome, Some(staging_id), None),
                         pin_as,
-                        given: None,
+                        given,
                     });
                 }
             }
