@@ -596,7 +596,15 @@ impl IndexReader {
     }
 
     /// The first channel (by name) with a pin row for blob `id`, decodable or not; O(channels).
+    /// Error point `index.channel_pinning`: the lookup fails as a failed index read does.
     pub fn channel_pinning(&self, id: &Hash) -> Result<Option<String>, IndexError> {
+        if net_mesh_segments::failpoint::fails("index.channel_pinning") {
+            return Err(IndexError::from(redb::StorageError::Io(
+                std::io::Error::other(
+                    "reading the index failed: injected (failpoint error:index.channel_pinning)",
+                ),
+            )));
+        }
         for row in self.channels.iter()? {
             let (k, _) = row?;
             let name = k.value();

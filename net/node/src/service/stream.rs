@@ -118,20 +118,31 @@ pub(super) async fn read_impl(
     let stream = node.bandwidth.open("read", req.class);
     run_stream(&node, &ctx, stream, &mut sink, move |store, send| {
         // Looked up at the first object the node cannot give: whether a channel pins the blob.
+        // A lookup that fails ends the stream with its error (its own class): the node cannot
+        // tell absence from damage then, so it says neither.
         let mut pinned_in: Option<Option<String>> = None;
-        store
-            .read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
-                let pinned_in = match answer {
-                    Ok(_) => None,
-                    Err(_) => pinned_in
-                        .get_or_insert_with(|| store.channel_pinning(&blob_ref).ok().flatten())
-                        .clone(),
-                };
-                let answer = answer.map_err(|e| e.to_string());
-                object_parts(hash, kind as u8, answer, pinned_in, send)
-            })
-            .node_err()
-            .map(|_| ())
+        let mut lookup_failed = None;
+        let read = store.read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
+            let pinned = match answer {
+                Ok(_) => None,
+                Err(_) => match &pinned_in {
+                    Some(channel) => channel.clone(),
+                    None => match store.channel_pinning(&blob_ref) {
+                        Ok(channel) => pinned_in.insert(channel).clone(),
+                        Err(e) => {
+                            lookup_failed = Some(e);
+                            return false;
+                        }
+                    },
+                },
+            };
+            let answer = answer.map_err(|e| e.to_string());
+            object_parts(hash, kind as u8, answer, pinned, send)
+        });
+        match lookup_failed {
+            Some(e) => Err(NodeError::from_classified(&e)),
+            None => read.node_err().map(|_| ()),
+        }
     })
     .await
 }
