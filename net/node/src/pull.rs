@@ -18,8 +18,10 @@
 //! [`HELD_NODE_BYTES`] the walk asks for one node per call: at most that plus one node per
 //! level (≤ 2.6 MB each), whatever the blob's size or the source's tree. Any object that does
 //! not verify, that sits at the wrong level, or that the source lacks, fails the walk (an
-//! integrity error; a source without the blob at all, not found) before anything is pinned;
-//! what was stored unpinned is left to GC. Failures the source reports are named as its.
+//! integrity error; a source without the blob at all, not found, unless the source's `stat` of
+//! the ref fails otherwise, e.g. it pins the blob but lost its root: then that failure) before
+//! anything is pinned; what was stored unpinned is left to GC. Failures the source reports are
+//! named as its.
 
 use std::collections::{HashMap, HashSet};
 
@@ -27,6 +29,7 @@ use net_mesh_engine::class::short_hex;
 use net_mesh_engine::codec::{Hash, MAX_DEPTH};
 use net_mesh_engine::write::Verified;
 use net_mesh_engine::{BlobError, BlobRef, ErrorClass, Importer, ObjectKind, Store};
+use serde_bytes::ByteBuf;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +37,7 @@ use crate::bandwidth::LiveStream;
 use crate::client::NodeClient;
 use crate::config::MAX_OBJECTS_PER_CALL;
 use crate::error::{Classified, NodeError, NodeResult};
-use crate::proto::{MAX_PIECE, PullDone};
+use crate::proto::{BlobSpec, MAX_PIECE, PullDone};
 use crate::service::PinAt;
 
 /// Most tree nodes asked for in one call (each is kept until its subtree is in).
@@ -62,6 +65,13 @@ fn roots(blob_ref: &BlobRef) -> Vec<(Hash, ObjectKind)> {
         .into_iter()
         .map(|h| (h, kind))
         .collect()
+}
+
+fn stopped() -> NodeError {
+    NodeError::new(
+        ErrorClass::Busy,
+        "the fetch was stopped (its call ended or the node is shutting down)",
+    )
 }
 
 fn integrity(message: String) -> NodeError {
@@ -171,12 +181,36 @@ impl Walk<'_, '_, '_> {
         self.client.session().peer().node_id().to_hex()
     }
 
+    /// The failure of a walk whose first object the source lacks: the source does not hold
+    /// the blob (not found), unless its own `stat` of the ref fails otherwise — a channel pins
+    /// the blob there but its root object is lost (integrity), or the source cannot tell —
+    /// and then that failure, named as the source's.
+    fn source_lacks_blob(&self) -> NodeError {
+        let spec = BlobSpec::Ref(ByteBuf::from(self.blob_ref.encode()));
+        let stat = self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => None,
+                stat = self.client.stat(&spec) => Some(stat),
+            }
+        });
+        match stat {
+            None => stopped(),
+            Some(Err(e)) if e.class != ErrorClass::NotFound => self.source_failed(e),
+            Some(_) => NodeError::new(
+                ErrorClass::NotFound,
+                format!(
+                    "the source node {} does not have it: {}",
+                    self.source_id(),
+                    BlobError::not_in_store(self.blob_ref)
+                ),
+            ),
+        }
+    }
+
     fn check_stop(&self) -> NodeResult<()> {
         if self.stop.is_cancelled() {
-            return Err(NodeError::new(
-                ErrorClass::Busy,
-                "the fetch was stopped (its call ended or the node is shutting down)",
-            ));
+            return Err(stopped());
         }
         Ok(())
     }
@@ -280,16 +314,7 @@ impl Walk<'_, '_, '_> {
             }
             let bytes = match answer {
                 Ok(bytes) => bytes,
-                Err(_) if !self.fetched_any => {
-                    return Err(NodeError::new(
-                        ErrorClass::NotFound,
-                        format!(
-                            "the source node {} does not have it: {}",
-                            self.source_id(),
-                            BlobError::not_in_store(self.blob_ref)
-                        ),
-                    ));
-                }
+                Err(_) if !self.fetched_any => return Err(self.source_lacks_blob()),
                 Err(reason) => {
                     return Err(integrity(format!(
                         "the source node lacks object {}: {reason}",
