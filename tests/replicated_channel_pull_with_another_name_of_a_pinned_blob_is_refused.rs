@@ -3,7 +3,8 @@
 //! --name N` of a blob the channel pins under another name is refused (exit 4) through either
 //! member, naming the name the pin keeps, and nothing changes: every member still lists the
 //! one pin under its name. A pull with the pin's own name, or without `--name`, succeeds and
-//! answers that name.
+//! answers that name. The refusal comes before the source is dialed: with the source stopped
+//! it is still the rename's refusal.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,13 +22,13 @@ const CHANNEL: &str = "photos";
 #[test]
 fn replicated_channel_pull_with_another_name_of_a_pinned_blob_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(tmp.path(), 3, &[], false);
+    let mut cluster = Cluster::start(tmp.path(), 3, &[], false);
     let addrs = cluster.addrs.clone();
     cluster.replicate(CHANNEL, &[0, 1]);
-    let outside = &addrs[2];
+    let outside = addrs[2].clone();
     let file = write_file(tmp.path(), "photo.bin", &random_bytes(60_000, 3));
     let f = file.to_str().unwrap();
-    let blob_ref = cluster.client.ok_text(outside, &["blob", "put", f]);
+    let blob_ref = cluster.client.ok_text(&outside, &["blob", "put", f]);
     let put = cluster.client.json(
         &addrs[0],
         &[
@@ -51,7 +52,7 @@ fn replicated_channel_pull_with_another_name_of_a_pinned_blob_is_refused() {
             "pull",
             blob_ref.as_str(),
             "--from",
-            outside,
+            outside.as_str(),
             "--json",
         ];
         args.extend_from_slice(extra);
@@ -94,4 +95,25 @@ fn replicated_channel_pull_with_another_name_of_a_pinned_blob_is_refused() {
         let rows = listed(node);
         assert_eq!(names(&rows), vec!["holiday"], "{node}: {rows}");
     }
+
+    // The refusal comes before the pull dials the source or fetches anything: with the source
+    // stopped, a pull under another name is still refused as a rename, not failed as a dial.
+    cluster.nodes[2] = None;
+    let refused = cluster.client.run(
+        &addrs[0],
+        &[
+            "blob",
+            "--channel",
+            CHANNEL,
+            "pull",
+            blob_ref.as_str(),
+            "--from",
+            outside.as_str(),
+            "--name",
+            "other",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("\"holiday\""), "{said}");
 }

@@ -41,6 +41,20 @@ pub(super) async fn pull_impl(
             channel,
         )));
     }
+    // A replicated pin is not renamed: a name the user gave other than the pin's is refused
+    // before the source is dialed or anything fetched (and checked again once pinned below,
+    // for a pin that came meanwhile).
+    if req.name_given && node.replicated(&channel).is_some() {
+        super::resulting_pin_name(
+            &node,
+            ctx.peer().node_id(),
+            &channel,
+            &blob_ref,
+            Some(req.name.as_str()),
+            true,
+        )
+        .await?;
+    }
     let slot = node.pulls.take(ctx.peer().node_id())?;
     let dialer = node
         .endpoint()
