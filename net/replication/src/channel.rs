@@ -25,6 +25,7 @@ use crate::tables::{NAMESPACE, STATE_TABLE, StateRow, read_channel_row};
 use crate::types::{
     LogId, MAX_PAYLOAD_ENTRIES, Member, PinOp, SNAPSHOT_CHUNK_LEN, TypeConfig, member_map, raft_id,
 };
+use crate::unheard::LeaderHeard;
 
 /// Timing of a channel's group.
 #[derive(Debug, Clone)]
@@ -166,6 +167,10 @@ pub struct ReplicatedChannel {
     quorum_durable: bool,
     /// Fetches for other members' prefetch requests.
     pub(crate) prefetched: Arc<FetchStats>,
+    /// When this node last heard from the group's leader ([`crate::unheard`]).
+    leader_heard: Arc<LeaderHeard>,
+    /// How long a learner goes unheard before it asks the voters whether they take it.
+    stalled_after: Duration,
 }
 
 impl std::fmt::Debug for ReplicatedChannel {
@@ -190,14 +195,15 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication, &endpoint, channel);
-        Self::create_with_network(
+        Self::create_on(
             replication,
             store,
             channel,
             members,
             endpoint,
             config,
-            network,
+            network.clone(),
+            Some(network),
         )
         .await
     }
@@ -211,7 +217,16 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication, &endpoint, channel);
-        Self::open_with_network(replication, store, channel, endpoint, config, network).await
+        Self::open_on(
+            replication,
+            store,
+            channel,
+            endpoint,
+            config,
+            network.clone(),
+            Some(network),
+        )
+        .await
     }
 
     /// Joins an existing group as a new member (the first step of a replica move): starts the
@@ -229,14 +244,15 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication, &endpoint, channel);
-        Self::join_with_network(
+        Self::join_on(
             replication,
             store,
             channel,
             members,
             endpoint,
             config,
-            network,
+            network.clone(),
+            Some(network),
         )
         .await
     }
@@ -244,7 +260,8 @@ impl ReplicatedChannel {
     /// [`ReplicatedChannel::create`] whose raft messages go through `network` instead of
     /// the node's shared nRPC sessions from `endpoint` (which still carry the data path:
     /// fetches and prefetches). For in-process simulations of a group (`tests/sim`); a node uses
-    /// `create`.
+    /// `create`. A learner of such a group that hears nothing from its leader asks the
+    /// voters nothing ([`crate::unheard`]: the question is not one of openraft's messages).
     #[doc(hidden)]
     pub async fn create_with_network<N: RaftNetworkFactory<TypeConfig>>(
         replication: &Replication,
@@ -254,6 +271,32 @@ impl ReplicatedChannel {
         endpoint: Endpoint,
         config: &ReplicationConfig,
         network: N,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
+        Self::create_on(
+            replication,
+            store,
+            channel,
+            members,
+            endpoint,
+            config,
+            network,
+            None,
+        )
+        .await
+    }
+
+    /// [`ReplicatedChannel::create`] over `network`, its learner asking the voters over
+    /// `ask` when it goes unheard ([`crate::unheard`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn create_on<N: RaftNetworkFactory<TypeConfig>>(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        members: &[NodeAddr],
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+        network: N,
+        ask: Option<Network>,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let own = endpoint.identity().node_id();
         let map = member_map(members)?;
@@ -270,6 +313,7 @@ impl ReplicatedChannel {
             config,
             members,
             network,
+            ask,
         )
         .await?;
         let initialized = match c.raft.is_initialized().await {
@@ -301,11 +345,34 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
         network: N,
     ) -> Result<ReplicatedChannel, ReplicationError> {
+        Self::open_on(replication, store, channel, endpoint, config, network, None).await
+    }
+
+    /// [`ReplicatedChannel::open`] over `network` (see [`ReplicatedChannel::create_on`]).
+    async fn open_on<N: RaftNetworkFactory<TypeConfig>>(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+        network: N,
+        ask: Option<Network>,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
         let has_state = has_state(&store, channel).await?;
         if !has_state {
             return Err(ReplicationError::NotReplicated(channel.to_string()));
         }
-        Self::start(replication, store, channel, endpoint, config, &[], network).await
+        Self::start(
+            replication,
+            store,
+            channel,
+            endpoint,
+            config,
+            &[],
+            network,
+            ask,
+        )
+        .await
     }
 
     /// [`ReplicatedChannel::join`] over `network` (see
@@ -320,9 +387,34 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
         network: N,
     ) -> Result<ReplicatedChannel, ReplicationError> {
+        Self::join_on(
+            replication,
+            store,
+            channel,
+            members,
+            endpoint,
+            config,
+            network,
+            None,
+        )
+        .await
+    }
+
+    /// [`ReplicatedChannel::join`] over `network` (see [`ReplicatedChannel::create_on`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn join_on<N: RaftNetworkFactory<TypeConfig>>(
+        replication: &Replication,
+        store: Arc<Store>,
+        channel: &str,
+        members: &[NodeAddr],
+        endpoint: Endpoint,
+        config: &ReplicationConfig,
+        network: N,
+        ask: Option<Network>,
+    ) -> Result<ReplicatedChannel, ReplicationError> {
         member_map(members)?;
         if has_state(&store, channel).await? {
-            return Self::open_with_network(replication, store, channel, endpoint, config, network)
+            return Self::open_on(replication, store, channel, endpoint, config, network, ask)
                 .await;
         }
         Self::start(
@@ -333,10 +425,12 @@ impl ReplicatedChannel {
             config,
             members,
             network,
+            ask,
         )
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn start<N: RaftNetworkFactory<TypeConfig>>(
         replication: &Replication,
         store: Arc<Store>,
@@ -345,6 +439,7 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
         bootstrap: &[NodeAddr],
         network: N,
+        ask: Option<Network>,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         {
             let store = store.clone();
@@ -411,11 +506,13 @@ impl ReplicatedChannel {
         )
         .await
         .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+        let leader_heard = Arc::new(LeaderHeard::new());
         let group = Group {
             raft: raft.clone(),
             bootstrap: bootstrap.iter().map(|a| a.node_id).collect(),
             prefetch,
             leader_from,
+            leader_heard: leader_heard.clone(),
             state_machine,
             receiving: Arc::default(),
             preparing: Arc::default(),
@@ -431,12 +528,24 @@ impl ReplicatedChannel {
             config.election_timeout.1,
             stop.clone(),
         ));
+        let stalled_after = crate::elect::stalled_after(config.election_timeout.1);
         tokio::spawn(crate::membership::finish_left_joint(
             raft.clone(),
             config.heartbeat,
-            crate::elect::stalled_after(config.election_timeout.1),
+            stalled_after,
             stop.clone(),
         ));
+        if let Some(network) = ask {
+            tokio::spawn(crate::unheard::ask_voters_while_unheard(
+                raft.clone(),
+                own,
+                network,
+                leader_heard.clone(),
+                config.heartbeat,
+                stalled_after,
+                stop.clone(),
+            ));
+        }
         Ok(ReplicatedChannel {
             channel: channel.to_string(),
             raft,
@@ -453,6 +562,8 @@ impl ReplicatedChannel {
             prefetch_timeout: config.prefetch_timeout,
             quorum_durable: config.quorum_durable,
             prefetched,
+            leader_heard,
+            stalled_after,
         })
     }
 
@@ -617,12 +728,16 @@ impl ReplicatedChannel {
     }
 
     /// Why this node's copy of the channel is no longer the group's, if it is not: the
-    /// group's latest membership it holds leaves it out (it applied its own removal), or,
-    /// while it knows no leader, a majority of every voter configuration refuses its raft
-    /// messages as a non-member's (it was removed while it was away, e.g. a move's source
-    /// forgotten as gone for good: its own state still names it). Its pins are then stale.
-    /// A member refused only while a change of voters is under way is taken again once the
-    /// group settles, and then `None` again.
+    /// group's latest membership it holds leaves it out (it applied its own removal), or a
+    /// majority of every voter configuration refuses it as a non-member (it was removed while
+    /// it was away, e.g. a move's source forgotten as gone for good, or an abandoned move's
+    /// target: its own state still names it). A voter hears those refusals to its raft
+    /// messages and counts them while it knows no leader; a learner, which sends none and
+    /// goes on naming the leader that removed it, asks the voters once it heard nothing from
+    /// its leader for twice the longest election timeout, and counts their answers while it
+    /// stays unheard ([`crate::unheard`]). Its pins are then stale. A member refused only
+    /// while a change of voters is under way is taken again once the group settles, and then
+    /// `None` again.
     pub fn excluded(&self) -> Option<String> {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
@@ -637,7 +752,13 @@ impl ReplicatedChannel {
                     .map_or(0, |l: LogId| l.index)
             ));
         }
-        if metrics.current_leader.is_some() {
+        let learner = !membership.voter_ids().any(|v| v == metrics.id);
+        let hears_a_leader = if learner {
+            self.leader_heard.since() < self.stalled_after
+        } else {
+            metrics.current_leader.is_some()
+        };
+        if hears_a_leader {
             return None;
         }
         let refused = self.replication.refused_by(&self.channel);

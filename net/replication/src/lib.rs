@@ -13,7 +13,8 @@
 //! Modules: `types` (openraft type config, the log operation, member ids), `tables` (the
 //! extension and its rows), `log_store` and `state_machine` (openraft's storage roles),
 //! `network` (the nRPC methods, both sides), `channel` (the API a node uses),
-//! `elect` (ends split votes that repeat in step), `node_replicas` (a storage node's replicated channels, behind the node's `Replicas` seam), `membership`
+//! `elect` (ends split votes that repeat in step), `unheard` (a learner that hears no leader asks
+//! the voters whether they still take it), `node_replicas` (a storage node's replicated channels, behind the node's `Replicas` seam), `membership`
 //! (adding learners, changing the voters), `fetch` (bringing a pin's objects from other
 //! members), `prefetch` (a pin's objects durable on a quorum before it is proposed), `sessions` (the
 //! sessions all channels share: per member, one for raft messages and one for the data path), `moves`
@@ -36,6 +37,7 @@ mod sessions;
 pub mod state_machine;
 pub mod tables;
 pub mod types;
+mod unheard;
 
 pub use channel::{
     ChannelStatus, MemberStatus, ReplicatedChannel, ReplicationConfig, stored_applied,

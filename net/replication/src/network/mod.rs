@@ -41,6 +41,7 @@ use crate::sessions::{LaneRefs, Lanes, Sessions};
 use crate::state_machine::StateMachine;
 use crate::tables::MAX_SNAPSHOT_ID_LEN;
 use crate::types::{MAX_OP_LEN, MAX_SNAPSHOT_LEN, Member, TypeConfig, raft_id};
+use crate::unheard::LeaderHeard;
 
 mod checks;
 mod peer;
@@ -117,6 +118,8 @@ pub(crate) struct Group {
     /// The raft id of the leader that last sent this node appends or a snapshot (the state
     /// machine fetches a pin's or a snapshot's missing objects from it first).
     pub(crate) leader_from: Arc<AtomicU64>,
+    /// When this node last heard from the group's leader ([`crate::unheard`]).
+    pub(crate) leader_heard: Arc<LeaderHeard>,
     /// The group's state machine (`raft/v1/pinned` reads it; a received snapshot is got
     /// ready to install through it).
     pub(crate) state_machine: StateMachine,
@@ -348,6 +351,14 @@ impl Replication {
         }
     }
 
+    /// Notes that `group` of `channel` heard from its leader now: the leader takes this node
+    /// as a member, so earlier refusals are forgotten (the members' next answers, if it
+    /// goes unheard again, say what they say then).
+    fn heard_from_leader(&self, channel: &str, group: &Group) {
+        group.leader_heard.mark();
+        self.forget_refusals(channel);
+    }
+
     /// The members (raft ids) whose latest answer to this node's raft messages for `channel`
     /// (votes it asked for, appends it sent) was a refusal at admission: they do not take this
     /// node as a member of the group (a member removed while it was away hears this).
@@ -443,11 +454,14 @@ impl Replication {
         })?;
         Ok(match group.raft.append_entries(req).await {
             Ok(r) => {
-                if matches!(
-                    r,
-                    AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
-                ) {
-                    group.leader_from.store(leader, Ordering::Relaxed);
+                match r {
+                    AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_) => {
+                        group.leader_from.store(leader, Ordering::Relaxed);
+                        self.heard_from_leader(channel, &group);
+                    }
+                    // The leader's still (its vote is not below this member's).
+                    AppendEntriesResponse::Conflict => self.heard_from_leader(channel, &group),
+                    AppendEntriesResponse::HigherVote(_) => {}
                 }
                 Reply::Ok(r)
             }

@@ -22,6 +22,22 @@ impl Network {
             channel: channel.into(),
         }
     }
+
+    /// Asks member `target` (at `node`) whether it takes this node as a member of the group:
+    /// a `raft/v1/pinned` question (of a blob id no blob has), which only members are
+    /// admitted to ask, its answer noted as a raft message's is
+    /// ([`Replication::refused_by`]). What the answer says of the blob is not looked at.
+    pub(crate) async fn ask_membership(&self, target: u64, node: &Member, timeout: Duration) {
+        let mut client = self.clone().new_client(target, node).await;
+        let question = PinnedRequest { blob_id: [0; 32] };
+        let answer = client
+            .call::<_, PinnedState>(METHOD_PINNED, &question, &RPCOption::new(timeout))
+            .await;
+        if let Err(CallFailure::Unreachable(why) | CallFailure::Refused(why)) = client.noted(answer)
+        {
+            tracing::debug!(target, "asking a voter whether it takes this node: {why}");
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {

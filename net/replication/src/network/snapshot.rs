@@ -199,6 +199,7 @@ impl Replication {
                 // The sender is the leader to fetch from first once the member follows it.
                 if own_vote == sent_vote {
                     group.leader_from.store(leader, Ordering::Relaxed);
+                    self.heard_from_leader(channel, &group);
                 }
                 return Ok(Reply::Ok(InstallSnapshotResponse { vote: own_vote }));
             }
@@ -233,6 +234,7 @@ impl Replication {
                     // its own otherwise): the sender is then the leader to fetch from first.
                     if r.vote == sent_vote {
                         group.leader_from.store(leader, Ordering::Relaxed);
+                        self.heard_from_leader(channel, &group);
                     }
                     Reply::Ok(InstallSnapshotResponse { vote: r.vote })
                 }
