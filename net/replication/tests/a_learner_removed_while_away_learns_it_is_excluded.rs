@@ -4,10 +4,11 @@
 //! the leader reaches neither) and the group commits on. The move is abandoned while B is
 //! away, so the leader removes B from the group and B is not told. B never campaigns and
 //! still names the leader that removed it, so only asking tells it: once it has heard
-//! nothing from its leader for a while it asks the voters, they refuse it as a non-member,
-//! and it reports `excluded` (its copy is stale; a node refuses its reads). C, away as long
-//! and asking the same, is taken by every voter: it never reports `excluded`, and once back
-//! it catches up with what was committed meanwhile.
+//! nothing from its leader for a while it asks the voters (it can still reach them), they
+//! refuse it as a non-member, and it reports `excluded` (its copy is stale; a node refuses
+//! its reads), also once back. C, away as long and asking the same, is taken by every voter:
+//! it never reports `excluded`, and once back it catches up with what was committed
+//! meanwhile.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -107,30 +108,35 @@ async fn a_learner_removed_while_away_learns_it_is_excluded() {
     );
     assert_eq!(b_status.leader.as_ref(), Some(&members[leader].addr));
 
-    // Back: B learns it is out (the voters refuse it); C, which asked the same while away, is
-    // never taken for excluded.
-    members[b].resume().await;
-    members[c].resume().await;
+    // Still away, B learns it is out (the voters refuse it), and stays out over two more of
+    // its rounds of questions (each after twice the longest election timeout); C, which asks
+    // the same meanwhile, is taken by every voter and never takes itself for excluded.
     let why = b_excluded_while_c_is_not(&b_channel, &c_channel).await;
     eprintln!("B: {why}");
     assert!(why.contains("non-member"), "{why}");
-    assert_eq!(pin_set(&members[b].store).len(), 5, "B's stale copy stays");
     let refused_by = b_channel.status().refused_by;
     assert!(refused_by.len() >= 2, "{refused_by:?}");
-    // C catches up with the pin committed while it was away, and stays a member.
-    support::wait_until("C holds the pin committed while it was away", || {
-        (pin_set(&members[c].store).len() == 6).then_some(())
-    })
-    .await;
-    // Two more of B's rounds of questions (each after twice the longest election timeout):
-    // B stays excluded, C is never taken for excluded.
     let rounds = 2 * 2 * ReplicationConfig::default().election_timeout.1;
     let until = Instant::now() + rounds;
     while Instant::now() < until {
         assert!(b_channel.excluded().is_some(), "B taken again");
         assert_eq!(c_channel.excluded(), None, "C took itself for excluded");
+        assert!(c_channel.status().refused_by.is_empty());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Back: B stays out with its stale copy; C catches up with the pin committed while it
+    // was away.
+    members[b].resume().await;
+    members[c].resume().await;
+    support::wait_until("C holds the pin committed while it was away", || {
+        assert!(b_channel.excluded().is_some(), "B taken again");
+        assert_eq!(c_channel.excluded(), None, "C took itself for excluded");
+        (pin_set(&members[c].store).len() == 6).then_some(())
+    })
+    .await;
+    assert!(b_channel.excluded().is_some());
+    assert_eq!(pin_set(&members[b].store).len(), 5, "B's stale copy stays");
 
     b_channel.shutdown().await.unwrap();
     c_channel.shutdown().await.unwrap();
