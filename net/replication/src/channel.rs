@@ -773,7 +773,7 @@ impl ReplicatedChannel {
                 .map(|a| a.to_string())
                 .collect();
             format!(
-                "its voters {} refuse this node's raft messages as a non-member's",
+                "its voters {} refuse this node as a non-member",
                 names.join(", ")
             )
         })
