@@ -195,7 +195,8 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication, &endpoint, channel);
-        Self::create_on(
+        let heartbeat = config.heartbeat;
+        let c = Self::create_with_network(
             replication,
             store,
             channel,
@@ -203,9 +204,10 @@ impl ReplicatedChannel {
             endpoint,
             config,
             network.clone(),
-            Some(network),
         )
-        .await
+        .await?;
+        c.ask_voters_while_unheard(network, heartbeat);
+        Ok(c)
     }
 
     /// Opens the channel's group from this store's state (after a restart).
@@ -217,16 +219,18 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication, &endpoint, channel);
-        Self::open_on(
+        let heartbeat = config.heartbeat;
+        let c = Self::open_with_network(
             replication,
             store,
             channel,
             endpoint,
             config,
             network.clone(),
-            Some(network),
         )
-        .await
+        .await?;
+        c.ask_voters_while_unheard(network, heartbeat);
+        Ok(c)
     }
 
     /// Joins an existing group as a new member (the first step of a replica move): starts the
@@ -244,7 +248,8 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         let network = Network::new(replication, &endpoint, channel);
-        Self::join_on(
+        let heartbeat = config.heartbeat;
+        let c = Self::join_with_network(
             replication,
             store,
             channel,
@@ -252,9 +257,10 @@ impl ReplicatedChannel {
             endpoint,
             config,
             network.clone(),
-            Some(network),
         )
-        .await
+        .await?;
+        c.ask_voters_while_unheard(network, heartbeat);
+        Ok(c)
     }
 
     /// [`ReplicatedChannel::create`] whose raft messages go through `network` instead of
@@ -272,32 +278,6 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
         network: N,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        Self::create_on(
-            replication,
-            store,
-            channel,
-            members,
-            endpoint,
-            config,
-            network,
-            None,
-        )
-        .await
-    }
-
-    /// [`ReplicatedChannel::create`] over `network`, its learner asking the voters over
-    /// `ask` when it goes unheard ([`crate::unheard`]).
-    #[allow(clippy::too_many_arguments)]
-    async fn create_on<N: RaftNetworkFactory<TypeConfig>>(
-        replication: &Replication,
-        store: Arc<Store>,
-        channel: &str,
-        members: &[NodeAddr],
-        endpoint: Endpoint,
-        config: &ReplicationConfig,
-        network: N,
-        ask: Option<Network>,
-    ) -> Result<ReplicatedChannel, ReplicationError> {
         let own = endpoint.identity().node_id();
         let map = member_map(members)?;
         if !map.values().any(|m| m.is(&own)) {
@@ -313,7 +293,6 @@ impl ReplicatedChannel {
             config,
             members,
             network,
-            ask,
         )
         .await?;
         let initialized = match c.raft.is_initialized().await {
@@ -345,34 +324,11 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
         network: N,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        Self::open_on(replication, store, channel, endpoint, config, network, None).await
-    }
-
-    /// [`ReplicatedChannel::open`] over `network` (see [`ReplicatedChannel::create_on`]).
-    async fn open_on<N: RaftNetworkFactory<TypeConfig>>(
-        replication: &Replication,
-        store: Arc<Store>,
-        channel: &str,
-        endpoint: Endpoint,
-        config: &ReplicationConfig,
-        network: N,
-        ask: Option<Network>,
-    ) -> Result<ReplicatedChannel, ReplicationError> {
         let has_state = has_state(&store, channel).await?;
         if !has_state {
             return Err(ReplicationError::NotReplicated(channel.to_string()));
         }
-        Self::start(
-            replication,
-            store,
-            channel,
-            endpoint,
-            config,
-            &[],
-            network,
-            ask,
-        )
-        .await
+        Self::start(replication, store, channel, endpoint, config, &[], network).await
     }
 
     /// [`ReplicatedChannel::join`] over `network` (see
@@ -387,34 +343,9 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
         network: N,
     ) -> Result<ReplicatedChannel, ReplicationError> {
-        Self::join_on(
-            replication,
-            store,
-            channel,
-            members,
-            endpoint,
-            config,
-            network,
-            None,
-        )
-        .await
-    }
-
-    /// [`ReplicatedChannel::join`] over `network` (see [`ReplicatedChannel::create_on`]).
-    #[allow(clippy::too_many_arguments)]
-    async fn join_on<N: RaftNetworkFactory<TypeConfig>>(
-        replication: &Replication,
-        store: Arc<Store>,
-        channel: &str,
-        members: &[NodeAddr],
-        endpoint: Endpoint,
-        config: &ReplicationConfig,
-        network: N,
-        ask: Option<Network>,
-    ) -> Result<ReplicatedChannel, ReplicationError> {
         member_map(members)?;
         if has_state(&store, channel).await? {
-            return Self::open_on(replication, store, channel, endpoint, config, network, ask)
+            return Self::open_with_network(replication, store, channel, endpoint, config, network)
                 .await;
         }
         Self::start(
@@ -425,12 +356,10 @@ impl ReplicatedChannel {
             config,
             members,
             network,
-            ask,
         )
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn start<N: RaftNetworkFactory<TypeConfig>>(
         replication: &Replication,
         store: Arc<Store>,
@@ -439,7 +368,6 @@ impl ReplicatedChannel {
         config: &ReplicationConfig,
         bootstrap: &[NodeAddr],
         network: N,
-        ask: Option<Network>,
     ) -> Result<ReplicatedChannel, ReplicationError> {
         {
             let store = store.clone();
@@ -535,17 +463,6 @@ impl ReplicatedChannel {
             stalled_after,
             stop.clone(),
         ));
-        if let Some(network) = ask {
-            tokio::spawn(crate::unheard::ask_voters_while_unheard(
-                raft.clone(),
-                own,
-                network,
-                leader_heard.clone(),
-                config.heartbeat,
-                stalled_after,
-                stop.clone(),
-            ));
-        }
         Ok(ReplicatedChannel {
             channel: channel.to_string(),
             raft,
@@ -565,6 +482,22 @@ impl ReplicatedChannel {
             leader_heard,
             stalled_after,
         })
+    }
+
+    /// Starts this member's watch for its leader's silence ([`crate::unheard`]): as a learner
+    /// that heard nothing from its leader for `stalled_after`, it asks the voters over
+    /// `network` whether they still take it.
+    fn ask_voters_while_unheard(&self, network: Network, heartbeat: Duration) {
+        let own = self.raft.metrics().borrow().id;
+        tokio::spawn(crate::unheard::ask_voters_while_unheard(
+            self.raft.clone(),
+            own,
+            network,
+            self.leader_heard.clone(),
+            heartbeat,
+            self.stalled_after,
+            self.stop.clone(),
+        ));
     }
 
     pub fn channel(&self) -> &str {
