@@ -13,60 +13,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 
+use common::damage::{drop_object, failed, reads, strs};
 use common::node::*;
 use common::*;
 use net_mesh_engine::BlobRef;
 use net_mesh_engine::error::hex;
-
-/// Asserts `out` failed with exit `code`, an error line containing `says`, and no stdout.
-fn failed(out: &Output, code: i32, says: &str, what: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{what}: {stderr}");
-    assert!(
-        stderr.contains(says),
-        "{what}: stderr lacks {says:?}: {stderr}"
-    );
-    assert!(out.stdout.is_empty(), "{what}: printed {:?}", out.stdout);
-}
-
-/// `blob get/cat/stat/chunks` of `blob` (`--channel` before the subcommand when given).
-fn reads(blob: &str) -> Vec<Vec<String>> {
-    [
-        vec!["get", blob],
-        vec!["cat", blob, "--range", "0..1"],
-        vec!["stat", blob],
-        vec!["stat", blob, "--json"],
-        vec!["chunks", blob],
-    ]
-    .into_iter()
-    .map(|args| {
-        std::iter::once("blob")
-            .chain(args)
-            .map(str::to_string)
-            .collect()
-    })
-    .collect()
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
-/// Removes the index entry of object `hash`, as index damage does.
-fn drop_object(dir: &Path, hash: &[u8; 32]) {
-    const OBJECTS: redb::TableDefinition<&[u8; 32], &[u8]> =
-        redb::TableDefinition::new("objects_v1");
-    let db = redb::Database::open(dir.join("index.redb")).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let mut t = txn.open_table(OBJECTS).unwrap();
-        assert!(t.remove(hash).unwrap().is_some());
-    }
-    txn.commit().unwrap();
-}
 
 #[test]
 fn a_pinned_blob_whose_root_is_lost_is_an_integrity_failure() {
@@ -117,13 +70,13 @@ fn a_pinned_blob_whose_root_is_lost_is_an_integrity_failure() {
             let says = format!(
                 "blob {blob} is pinned (in channel {channel}) but its root object is missing"
             );
-            for args in reads(blob) {
+            for args in reads(blob, "0..1") {
                 let out = run(&strs(&args));
                 failed(&out, 3, &says, &format!("{side} {args:?}"));
                 failed(&out, 3, "fsck", &format!("{side} {args:?}"));
             }
         }
-        for args in reads(&absent) {
+        for args in reads(&absent, "0..1") {
             let out = run(&strs(&args));
             let says = format!("blob {absent} is not in the store");
             failed(&out, 1, &says, &format!("{side} {args:?}"));
@@ -137,7 +90,7 @@ fn a_pinned_blob_whose_root_is_lost_is_an_integrity_failure() {
     // Unpinned, the damaged Small blob is just absent.
     admin.ok(&node.addr, &["blob", "rm", &small]);
     let says = format!("blob {small} is not in the store");
-    for args in reads(&small) {
+    for args in reads(&small, "0..1") {
         failed(
             &admin.run(&node.addr, &strs(&args)),
             1,
@@ -146,7 +99,7 @@ fn a_pinned_blob_whose_root_is_lost_is_an_integrity_failure() {
         );
     }
     drop(node);
-    for args in reads(&small) {
+    for args in reads(&small, "0..1") {
         failed(&run(&dir, &strs(&args)), 1, &says, "local, unpinned");
     }
 }

@@ -12,25 +12,11 @@
 
 mod common;
 
-use std::path::Path;
-
+use common::damage::drop_object;
 use common::node::*;
 use common::*;
 use net_mesh_engine::BlobRef;
 use net_mesh_engine::error::hex;
-
-/// Removes the index entry of object `hash`, as index damage does.
-fn drop_object(dir: &Path, hash: &[u8; 32]) {
-    const OBJECTS: redb::TableDefinition<&[u8; 32], &[u8]> =
-        redb::TableDefinition::new("objects_v1");
-    let db = redb::Database::open(dir.join("index.redb")).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let mut t = txn.open_table(OBJECTS).unwrap();
-        assert!(t.remove(hash).unwrap().is_some());
-    }
-    txn.commit().unwrap();
-}
 
 #[test]
 fn a_pull_from_a_source_that_pins_the_blob_but_lost_its_root_is_an_integrity_failure() {

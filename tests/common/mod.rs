@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod crash;
+pub mod damage;
 pub mod node;
 pub mod replicated;
 pub mod workload;
