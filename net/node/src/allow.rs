@@ -4,8 +4,9 @@
 //!
 //! A call is let through when the allow list gives the peer the method's role; otherwise when
 //! its metadata carries a token chain ([`crate::call_token`]) rooted at a trusted issuer, for
-//! the session's authenticated peer key, valid on channel `default` (every call acts on it
-//! until the node has channels), now, with the method's right or a higher one. The node's own
+//! the session's authenticated peer key, valid on the channel the call's metadata names (on
+//! every channel, `*`, for a method that acts on the whole node: GC, revocation, making and
+//! moving channels), now, with the method's right or a higher one. The node's own
 //! identity is always admin and always a trusted issuer; without an allow file or `--trust`,
 //! nobody else is served except with a token the node itself issued (or delegated from one).
 //! Every decision keys on the session's authenticated peer, never on a key or id carried in a
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use net_mesh_rpc::rpc::{Authorize, Denied};
-use net_mesh_rpc::token::Verified;
+use net_mesh_rpc::token::{TokenChannel, Verified};
 use net_mesh_rpc::{NodeId, PeerIdentity};
 
 use crate::call_token::{TokenRefusal, TokenTrust, decode_metadata, now_unix_s};
@@ -263,7 +264,8 @@ impl Allow {
                 None => Refusal::NotAllowed { peer: *peer },
             });
         }
-        self.tokens
+        let verified = self
+            .tokens
             .check(
                 &call.chain,
                 &call.channel,
@@ -271,8 +273,14 @@ impl Allow {
                 method.role(),
                 now_unix_s,
             )
-            .map(Grant::Token)
-            .map_err(refused)
+            .map_err(refused)?;
+        // The chain covers the call's channel, which a node-wide method does not act on: a
+        // token for one channel must not run GC, raise revocation floors or make and move
+        // other channels.
+        if method.acts_on_node() && verified.channel != TokenChannel::Any {
+            return Err(refused(TokenRefusal::OneChannel));
+        }
+        Ok(Grant::Token(verified))
     }
 
     /// Whether `peer` may call `method` by the allow list alone (a call without a token).
@@ -372,6 +380,57 @@ mod tests {
                 .to_string();
             assert!(err.contains("is not hex"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_one_channel_token_grants_no_method_that_acts_on_the_whole_node() {
+        use crate::call_token::encode_metadata;
+        use net_mesh_rpc::Identity;
+        use net_mesh_rpc::token::{PermissionToken, Scope, TokenClaims};
+
+        let node = Identity::generate_ephemeral().unwrap();
+        let peer = Identity::generate_ephemeral().unwrap();
+        let allow = Allow::only(node.node_id());
+        let admin_on = |channel: TokenChannel| {
+            PermissionToken::mint(
+                &node,
+                TokenClaims {
+                    subject: peer.public_key().to_bytes(),
+                    scope: Scope::READ | Scope::WRITE | Scope::ADMIN,
+                    channel,
+                    issuer_generation: 0,
+                    not_before: 1_000,
+                    not_after: 2_000,
+                    delegation_depth: 0,
+                    nonce: 1,
+                },
+            )
+            .unwrap()
+        };
+        let one = encode_metadata("photos", &[admin_on(TokenChannel::named("photos"))]);
+        let every = encode_metadata("photos", &[admin_on(TokenChannel::Any)]);
+        let call = |method: Method, metadata: &[u8]| {
+            allow.authorize(
+                &peer.node_id(),
+                peer.public_key().to_bytes(),
+                method.name(),
+                metadata,
+                1_500,
+            )
+        };
+        for method in Method::ALL {
+            assert!(call(method, &every).is_ok(), "{method:?}");
+            let verdict = call(method, &one);
+            if method.acts_on_node() {
+                let refusal = verdict.unwrap_err();
+                assert_eq!(refusal.token_reason(), Some("wrong_channel"), "{method:?}");
+                assert!(refusal.to_string().contains("whole node"), "{refusal}");
+            } else {
+                assert!(verdict.is_ok(), "{method:?}: {verdict:?}");
+            }
+        }
+        assert!(Method::Gc.acts_on_node() && Method::TokenRevoke.acts_on_node());
+        assert!(!Method::Put.acts_on_node() && !Method::Remove.acts_on_node());
     }
 
     #[test]

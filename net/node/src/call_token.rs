@@ -80,6 +80,13 @@ pub enum TokenRefusal {
     /// The chain does not decode or does not verify.
     #[error("{}: {}", .0.reason(), .0)]
     Verify(#[from] VerifyError),
+    /// The chain verified for the call's channel, but the method acts on the whole node
+    /// ([`crate::proto::Method::acts_on_node`]) and the token is for one channel only.
+    #[error(
+        "wrong_channel: the method acts on the whole node, not on one channel: it needs a token \
+         for every channel (`token mint --channel '*'`); this one is for one channel"
+    )]
+    OneChannel,
 }
 
 impl TokenRefusal {
@@ -90,6 +97,7 @@ impl TokenRefusal {
             TokenRefusal::MetadataVersion { .. } => "metadata_version",
             TokenRefusal::Channel(_) => "channel",
             TokenRefusal::Verify(e) => e.reason(),
+            TokenRefusal::OneChannel => "wrong_channel",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! docs/FORMAT.md §5.6 and the code agree: the layout table (version byte and its value, the
 //! channel name's length and bytes, the chain after them), the longest call metadata, the
 //! golden vector (file, quoted hex, and what `encode_metadata` makes of the §5.5 golden tokens
-//! on `default`), and every refusal reason named.
+//! on `default`), every refusal reason named, and the methods a token for one channel does
+//! not grant (those that act on the whole node) listed.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,6 +14,7 @@ use net_mesh_engine::index::MAX_CHANNEL_NAME;
 use net_mesh_node::call_token::{
     DEFAULT_CHANNEL, MAX_CALL_METADATA_LEN, METADATA_VERSION, decode_metadata, encode_metadata,
 };
+use net_mesh_node::proto::Method;
 use net_mesh_rpc::frame::MAX_METADATA_LEN;
 use net_mesh_rpc::token::{MAX_CHAIN_LEN, PermissionToken, TOKEN_LEN};
 
@@ -123,6 +125,20 @@ fn token_metadata_matches_format_doc() {
     ]);
     for reason in reasons {
         assert!(prose.contains(&format!("`{reason}`")), "{reason} not named");
+    }
+    // The node-wide methods, exactly: each named, and no other method in that sentence.
+    let node_wide = prose
+        .split("The methods that act on the whole node")
+        .nth(1)
+        .and_then(|rest| rest.split(" are let through").next())
+        .expect("the node-wide methods are listed");
+    for method in Method::ALL {
+        let short = method.name().trim_start_matches("node/v1/");
+        assert_eq!(
+            node_wide.contains(&format!("`{short}`")),
+            method.acts_on_node(),
+            "{short} in {node_wide:?}"
+        );
     }
     let mut other_version = golden.clone();
     other_version[0] = 0x01;

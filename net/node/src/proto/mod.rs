@@ -228,6 +228,22 @@ impl Method {
             | Method::ChannelMoveAbandon => Role::Admin,
         }
     }
+
+    /// Whether it acts on the whole node rather than on the call's channel: GC, revocation
+    /// floors, and making or moving channels (a channel the request names, not the call's).
+    /// A permission token grants these only when it covers every channel (docs/FORMAT.md §5.6).
+    pub fn acts_on_node(self) -> bool {
+        matches!(
+            self,
+            Method::Gc
+                | Method::TokenRevoke
+                | Method::ChannelCreate
+                | Method::ChannelReplicate
+                | Method::ChannelMoveBind
+                | Method::ChannelMove
+                | Method::ChannelMoveAbandon
+        )
+    }
 }
 
 /// A blob named by the client: a full ref (wire bytes), or the hex prefix of a pinned blob's id.
