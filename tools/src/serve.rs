@@ -26,7 +26,8 @@ pub struct ServeArgs {
     listen: String,
     /// Peers allowed besides the node's own identity (always admin): one per line,
     /// `NODEID read|write|admin` (write implies read, admin implies both), `#` comments.
-    /// Without it, only the node's own identity is served
+    /// Without it, only the node's own identity is served. Read once at startup: restart the
+    /// node to apply edits
     #[arg(long, value_name = "FILE")]
     allow: Option<PathBuf>,
     /// Accept permission tokens issued by NODEID (chains rooted at it) besides the node's own
