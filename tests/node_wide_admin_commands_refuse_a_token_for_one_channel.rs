@@ -2,7 +2,9 @@
 //! --channel default`) grants admin on that channel's pins only: the commands that act on the
 //! whole node — `gc`, `token revoke`, `channel create` — are refused (exit 4, `wrong_channel`)
 //! and change nothing (no channel made, no revocation floor raised: the same token still
-//! works). An admin token for every channel (`--channel '*'`) runs them.
+//! works); so is `channel status NAME`, which shows the channel its request names (exit 4
+//! before the node looks: not "not replicated"). An admin token for every channel (`--channel
+//! '*'`) runs them.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -85,6 +87,8 @@ fn node_wide_admin_commands_refuse_a_token_for_one_channel() {
         !channels.to_string().contains("sneaky"),
         "a refused channel create made it: {channels}"
     );
+    let status = peer.run(&addr, &["--token", &one, "channel", "status", "default"]);
+    refused_for_one_channel(&status, "channel status");
     // No floor was raised: the generation-0 token still works.
     let listed = peer.ok_text(&addr, &["--token", &one, "blob", "ls", "--json"]);
     assert!(listed.contains(&blob_ref), "{listed}");
@@ -92,6 +96,10 @@ fn node_wide_admin_commands_refuse_a_token_for_one_channel() {
     // A token for every channel runs them.
     let every = admin_token(&node_dir, &peer.public_key(), "*");
     peer.ok(&addr, &["--token", &every, "gc", "--dry-run"]);
+    let status = peer.run(&addr, &["--token", &every, "channel", "status", "default"]);
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not replicated"), "{stderr}");
     assert_eq!(
         peer.ok_text(&addr, &["--token", &every, "channel", "create", "photos"]),
         "created channel photos"

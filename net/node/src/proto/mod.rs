@@ -230,8 +230,9 @@ impl Method {
     }
 
     /// Whether it acts on the whole node rather than on the call's channel: GC, revocation
-    /// floors, and making or moving channels (a channel the request names, not the call's).
-    /// A permission token grants these only when it covers every channel (docs/FORMAT.md §5.6).
+    /// floors, and making, moving or showing the group of a channel the request names (not
+    /// the call's). A permission token grants these only when it covers every channel
+    /// (docs/FORMAT.md §5.6).
     pub fn acts_on_node(self) -> bool {
         matches!(
             self,
@@ -239,6 +240,7 @@ impl Method {
                 | Method::TokenRevoke
                 | Method::ChannelCreate
                 | Method::ChannelReplicate
+                | Method::ChannelStatus
                 | Method::ChannelMoveBind
                 | Method::ChannelMove
                 | Method::ChannelMoveAbandon
