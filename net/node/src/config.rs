@@ -39,6 +39,10 @@ pub struct NodeConfig {
     /// and chunking when it begins: one more is refused as busy; one needing more than all
     /// of it, as usage).
     pub max_erasure_bytes: usize,
+    /// Of `max_erasure_bytes`, the most one peer's erasure-coded uploads hold at once (over
+    /// all its sessions): one more from it is refused as busy, one needing more than this
+    /// share as usage, so no single identity can leave every other one's busy.
+    pub max_erasure_bytes_per_peer: usize,
     /// Store lookups of unary calls (stat, resolve, has, rm, staging and channel calls, gc,
     /// status) running at once, each on a blocking worker; of them, the most one peer runs.
     /// More wait their turn (a peer's beyond its share behind its own).
@@ -91,6 +95,7 @@ impl Default for NodeConfig {
             max_streams_per_peer: 16,
             max_pulls_per_peer: 2,
             max_erasure_bytes: 256 * 1024 * 1024,
+            max_erasure_bytes_per_peer: 128 * 1024 * 1024,
             max_lookups: 16,
             max_lookups_per_peer: 4,
             upload_idle_timeout: Duration::from_secs(60),

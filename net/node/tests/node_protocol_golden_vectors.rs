@@ -907,6 +907,10 @@ fn limits_and_node_defaults_are_the_docs() {
         ("max_streams_per_peer", c.max_streams_per_peer.to_string()),
         ("max_pulls_per_peer", c.max_pulls_per_peer.to_string()),
         ("max_erasure_bytes", c.max_erasure_bytes.to_string()),
+        (
+            "max_erasure_bytes_per_peer",
+            c.max_erasure_bytes_per_peer.to_string(),
+        ),
         ("max_lookups", c.max_lookups.to_string()),
         ("max_lookups_per_peer", c.max_lookups_per_peer.to_string()),
         ("upload_idle_timeout", secs(c.upload_idle_timeout)),

@@ -104,7 +104,11 @@ impl Node {
             uploads: Slots::new("uploads", config.max_uploads, config.max_uploads_per_peer),
             streams: Slots::new("reads", config.max_streams, config.max_streams_per_peer),
             pulls: Slots::new("pulls", config.max_pulls, config.max_pulls_per_peer),
-            erasure_bytes: ByteBudget::new("erasure-coded uploads", config.max_erasure_bytes),
+            erasure_bytes: ByteBudget::new(
+                "erasure-coded uploads",
+                config.max_erasure_bytes,
+                config.max_erasure_bytes_per_peer,
+            ),
             lookups: Lookups::new(config.max_lookups, config.max_lookups_per_peer),
             config,
             metrics: Arc::new(Metrics::default()),

@@ -26,10 +26,10 @@ use bytes::Bytes;
 use net_mesh_engine::tree::TreePolicy;
 use net_mesh_engine::write::{CommitWhenFull, FinishedUpload, Upload};
 use net_mesh_engine::{ChunkingStrategy, ErrorClass, Store};
-use net_mesh_rpc::RpcError;
 use net_mesh_rpc::rpc::{
     Chunk, Encoded, RawBytes, RequestStreamTyped, RpcClientStreamingHandler, RpcContext,
 };
+use net_mesh_rpc::{NodeId, RpcError};
 use net_mesh_staging::{
     CheckpointCadence, InputEnd, Piece, Resumed, StagingConfig, StagingHandle,
     begin_streaming_store_in, resume_streaming_store,
@@ -275,9 +275,13 @@ async fn put_impl(
     }
     // An erasure-coded upload's parity comes out of the node's budget for it.
     let parity = match &start {
-        PutStart::ErasureCoded { chunking, k, n, .. } => {
-            Some(erasure_bytes(&node, chunking.as_deref(), *k, *n)?)
-        }
+        PutStart::ErasureCoded { chunking, k, n, .. } => Some(erasure_bytes(
+            &node,
+            ctx.peer().node_id(),
+            chunking.as_deref(),
+            *k,
+            *n,
+        )?),
         _ => None,
     };
     let live = LiveUpload::claim(&node, claimed_id, slot)?;
@@ -434,24 +438,31 @@ fn layout(
 /// Takes what an erasure-coded upload of `--rs k,n` with `chunking` holds for its parity
 /// from the node's budget: usage for invalid parameters or one needing more than the whole
 /// budget, busy while the other uploads hold too much of it.
-fn erasure_bytes(node: &Node, chunking: Option<&str>, k: u8, n: u8) -> NodeResult<HeldBytes> {
+fn erasure_bytes(
+    node: &Node,
+    peer: NodeId,
+    chunking: Option<&str>,
+    k: u8,
+    n: u8,
+) -> NodeResult<HeldBytes> {
     let (chunking, _) = layout(&node.store, chunking, None)?;
     let params = net_mesh_engine::RsParams::for_writing(k, n).node_err()?;
     let needs = net_mesh_engine::write::erasure_put_bytes(params, chunking.max_chunk());
     let needs = usize::try_from(needs).unwrap_or(usize::MAX);
-    let max = node.erasure_bytes.max();
+    // The most one identity may hold: an upload needing more could never run.
+    let max = node.erasure_bytes.max_per_peer();
     if needs > max {
         return Err(NodeError::new(
             ErrorClass::Usage,
             format!(
                 "an erasure-coded upload of --rs {k},{n} with chunks of up to {} bytes holds \
-                 {needs} bytes of parity, more than this node allows ({max}): use smaller \
-                 chunks or fewer parity shards",
+                 {needs} bytes of parity, more than this node allows one identity ({max}): use \
+                 smaller chunks or fewer parity shards",
                 chunking.max_chunk()
             ),
         ));
     }
-    node.erasure_bytes.take(needs)
+    node.erasure_bytes.take(peer, needs)
 }
 
 fn cadence(interval: Option<u64>) -> CheckpointCadence {

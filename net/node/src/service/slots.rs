@@ -171,63 +171,99 @@ impl Drop for Turn {
 }
 
 /// Bytes of one kind the node's workers hold together (the parity of erasure-coded
-/// uploads), at most `max`.
+/// uploads), at most `max`, and at most `per_peer` for one peer's calls, so one authorized
+/// identity cannot hold all of it and leave every other one's uploads busy.
 #[derive(Debug)]
 pub(crate) struct ByteBudget {
     what: &'static str,
     max: usize,
-    held: Mutex<usize>,
+    per_peer: usize,
+    held: Mutex<HeldBytesBy>,
+}
+
+#[derive(Debug, Default)]
+struct HeldBytesBy {
+    total: usize,
+    by_peer: HashMap<NodeId, usize>,
 }
 
 /// Bytes taken from a [`ByteBudget`], given back when dropped.
 #[derive(Debug)]
 pub(crate) struct HeldBytes {
     budget: Arc<ByteBudget>,
+    peer: NodeId,
     bytes: usize,
 }
 
 impl ByteBudget {
-    pub(crate) fn new(what: &'static str, max: usize) -> Arc<ByteBudget> {
+    pub(crate) fn new(what: &'static str, max: usize, per_peer: usize) -> Arc<ByteBudget> {
         Arc::new(ByteBudget {
             what,
             max,
-            held: Mutex::new(0),
+            per_peer,
+            held: Mutex::new(HeldBytesBy::default()),
         })
     }
 
-    pub(crate) fn max(&self) -> usize {
-        self.max
+    /// The most one peer may ever hold: its share, or the whole budget when that is less.
+    pub(crate) fn max_per_peer(&self) -> usize {
+        self.per_peer.min(self.max)
     }
 
-    /// `bytes` of the budget, or busy when the others hold too much of it.
-    pub(crate) fn take(self: &Arc<Self>, bytes: usize) -> NodeResult<HeldBytes> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.saturating_add(bytes) > self.max {
+    /// `bytes` of the budget for `peer`, or busy when the others hold too much of it or
+    /// `peer` would hold more than its share.
+    pub(crate) fn take(self: &Arc<Self>, peer: NodeId, bytes: usize) -> NodeResult<HeldBytes> {
+        let mut held = self.held();
+        if held.total.saturating_add(bytes) > self.max {
             return Err(NodeError::new(
                 ErrorClass::Busy,
                 format!(
                     "{} hold {} of this node's {} bytes for them, and this one needs {bytes}; \
                      try again later",
-                    self.what, *held, self.max
+                    self.what, held.total, self.max
                 ),
             ));
         }
-        *held = held.saturating_add(bytes);
+        let mine = held.by_peer.entry(peer).or_insert(0);
+        if mine.saturating_add(bytes) > self.per_peer {
+            let has = *mine;
+            if has == 0 {
+                held.by_peer.remove(&peer);
+            }
+            return Err(NodeError::new(
+                ErrorClass::Busy,
+                format!(
+                    "this identity's {} hold {has} bytes, and this one needs {bytes}: more \
+                     than one identity's share of this node's budget for them ({}); try again \
+                     later",
+                    self.what, self.per_peer
+                ),
+            ));
+        }
+        *mine = mine.saturating_add(bytes);
+        held.total = held.total.saturating_add(bytes);
         Ok(HeldBytes {
             budget: Arc::clone(self),
+            peer,
             bytes,
         })
+    }
+
+    fn held(&self) -> MutexGuard<'_, HeldBytesBy> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Drop for HeldBytes {
     fn drop(&mut self) {
-        let mut held = self
-            .budget
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *held = held.saturating_sub(self.bytes);
+        let mut held = self.budget.held();
+        held.total = held.total.saturating_sub(self.bytes);
+        if let Some(mine) = held.by_peer.get_mut(&self.peer) {
+            *mine = mine.saturating_sub(self.bytes);
+            if *mine == 0 {
+                held.by_peer.remove(&self.peer);
+            }
+        }
     }
 }
 
@@ -259,16 +295,33 @@ mod tests {
 
     #[test]
     fn a_byte_budget_gives_what_it_has_and_takes_back_what_ends() {
-        let budget = ByteBudget::new("erasure-coded uploads", 100);
-        let a = budget.take(60).unwrap();
-        let err = budget.take(41).unwrap_err();
+        let budget = ByteBudget::new("erasure-coded uploads", 100, 100);
+        let (p, q) = (peer(1), peer(2));
+        let a = budget.take(p, 60).unwrap();
+        let err = budget.take(q, 41).unwrap_err();
         assert_eq!(err.class, ErrorClass::Busy);
         assert!(err.message.contains("hold 60 of this node's 100"), "{err}");
-        let b = budget.take(40).unwrap();
+        let b = budget.take(q, 40).unwrap();
         drop(a);
-        let _c = budget.take(60).unwrap();
+        let _c = budget.take(p, 60).unwrap();
         drop(b);
-        assert_eq!(*budget.held.lock().unwrap(), 60);
+        assert_eq!(budget.held().total, 60);
+        assert_eq!(budget.held().by_peer.len(), 1);
+    }
+
+    #[test]
+    fn a_peer_holds_at_most_its_share_of_a_byte_budget() {
+        let budget = ByteBudget::new("erasure-coded uploads", 100, 50);
+        let (p, q) = (peer(1), peer(2));
+        let p1 = budget.take(p, 30).unwrap();
+        let err = budget.take(p, 30).unwrap_err();
+        assert_eq!(err.class, ErrorClass::Busy);
+        assert!(err.message.contains("this identity's"), "{err}");
+        let _q1 = budget.take(q, 50).unwrap();
+        drop(p1);
+        let _p2 = budget.take(p, 50).unwrap();
+        assert_eq!(budget.held().total, 100);
+        assert_eq!(budget.max_per_peer(), 50);
     }
 
     #[tokio::test]
