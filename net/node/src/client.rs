@@ -146,6 +146,12 @@ impl NodeClient {
         self
     }
 
+    /// How long a read or object stream (or a pull's answer from its source) may bring
+    /// nothing before it fails.
+    pub fn silence_timeout(&self) -> Duration {
+        self.silence
+    }
+
     /// Makes every call carry `chain` (root first) in its metadata, so the node lets through
     /// what the chain grants this client's identity even where its allow list does not. An
     /// empty chain sends no token.

@@ -20,8 +20,9 @@
 //! not verify, that sits at the wrong level, or that the source lacks, fails the walk (an
 //! integrity error; a source without the blob at all, not found, unless the source's `stat` of
 //! the ref fails otherwise, e.g. it pins the blob but lost its root: then that failure) before
-//! anything is pinned; what was stored unpinned is left to GC. Failures the source reports are
-//! named as its.
+//! anything is pinned; what was stored unpinned is left to GC. A source that sends nothing for
+//! the client's silence timeout (an object stream, or its answer to that `stat`) fails the walk
+//! (io). Failures the source reports are named as its.
 
 use std::collections::{HashMap, HashSet};
 
@@ -187,17 +188,23 @@ impl Walk<'_, '_, '_> {
     /// and then that failure, named as the source's.
     fn source_lacks_blob(&self) -> NodeError {
         let spec = BlobSpec::Ref(ByteBuf::from(self.blob_ref.encode()));
+        // Bounded like the object streams: a source that never answers fails the walk.
+        let silence = self.client.silence_timeout();
         let stat = self.runtime.block_on(async {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => None,
-                stat = self.client.stat(&spec) => Some(stat),
+                stat = tokio::time::timeout(silence, self.client.stat(&spec)) => Some(stat),
             }
         });
         match stat {
             None => stopped(),
-            Some(Err(e)) if e.class != ErrorClass::NotFound => self.source_failed(e),
-            Some(_) => NodeError::new(
+            Some(Err(_)) => self.source_failed(NodeError::new(
+                ErrorClass::Io,
+                format!("the node sent nothing for {silence:?}"),
+            )),
+            Some(Ok(Err(e))) if e.class != ErrorClass::NotFound => self.source_failed(e),
+            Some(Ok(_)) => NodeError::new(
                 ErrorClass::NotFound,
                 format!(
                     "the source node {} does not have it: {}",
