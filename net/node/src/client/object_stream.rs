@@ -26,7 +26,9 @@ type StreamedParts = (Hash, u8, Result<ChunkParts, String>);
 /// error), and the reader verifies its bytes. Waits for the stream on the given runtime, so it
 /// is used on a blocking thread; a stream that brings nothing for the client's silence timeout
 /// fails. Memory: one object being received (grown as its pieces arrive, never from the
-/// length the node announces).
+/// length the node announces): full pieces and an object's last as views of the frames they
+/// arrived in, the bytes of shorter ones copied together, so at most about twice the object's
+/// size whatever its pieces.
 #[derive(Debug)]
 pub struct ObjectStream<'r> {
     runtime: &'r Handle,
@@ -152,6 +154,8 @@ impl<'r> ObjectStream<'r> {
                     return self.failed(lie(format!("an object of {len} bytes")));
                 }
                 let mut parts = Vec::new();
+                // Bytes of short pieces that do not end the object, copied (see below).
+                let mut short = Vec::new();
                 let mut got = 0usize;
                 while got < len {
                     let piece = match self.next_part()? {
@@ -166,6 +170,17 @@ impl<'r> ObjectStream<'r> {
                         return self.failed(lie("an object's pieces do not add up"));
                     }
                     got = got.saturating_add(piece.len());
+                    if piece.len() < MAX_PIECE && got < len {
+                        // A node cuts every piece but an object's last at `MAX_PIECE`. Kept as
+                        // views, pieces a byte long would each hold a frame and a view many
+                        // times their size: their bytes are copied instead, so an object holds
+                        // its own bytes whatever its pieces.
+                        short.extend_from_slice(&piece);
+                        continue;
+                    }
+                    if !short.is_empty() {
+                        parts.push(Bytes::from(std::mem::take(&mut short)));
+                    }
                     parts.push(piece);
                 }
                 Ok(Some((hash, kind, Ok(parts))))
