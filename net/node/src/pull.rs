@@ -75,6 +75,27 @@ fn stopped() -> NodeError {
     )
 }
 
+/// Most bytes of a source's own words (a `Missing` part's reason) quoted in an error.
+pub const MAX_QUOTED_REASON: usize = 256;
+
+/// `reason` cut to at most [`MAX_QUOTED_REASON`] bytes (at a character boundary): a source
+/// may send a reason as long as a frame, which an error (logged on every retry of a replica's
+/// fetch) must not carry whole.
+fn clipped(reason: &str) -> String {
+    if reason.len() <= MAX_QUOTED_REASON {
+        return reason.to_string();
+    }
+    let mut end = MAX_QUOTED_REASON;
+    while !reason.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    format!(
+        "{}… ({} bytes)",
+        reason.get(..end).unwrap_or_default(),
+        reason.len()
+    )
+}
+
 fn integrity(message: String) -> NodeError {
     NodeError::new(ErrorClass::Integrity, message)
 }
@@ -324,8 +345,9 @@ impl Walk<'_, '_, '_> {
                 Err(_) if !self.fetched_any => return Err(self.source_lacks_blob()),
                 Err(reason) => {
                     return Err(integrity(format!(
-                        "the source node lacks object {}: {reason}",
-                        short_hex(hash)
+                        "the source node lacks object {}: {}",
+                        short_hex(hash),
+                        clipped(&reason)
                     )));
                 }
             };
