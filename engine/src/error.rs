@@ -113,6 +113,15 @@ pub enum BlobError {
     },
     #[error("object {} ({what}) is not in the store", short_hex(hash))]
     Missing { hash: Hash, what: &'static str },
+    /// An object the read's index snapshot placed in a segment that compaction has since
+    /// removed, and that no fresh snapshot has any more: GC deleted it while the read ran
+    /// (its blob was unpinned meanwhile). The blob went away; nothing is damaged.
+    #[error(
+        "object {} ({what}) was deleted while it was read: its blob was unpinned and \
+         collected by gc meanwhile",
+        short_hex(hash)
+    )]
+    RemovedWhileRead { hash: Hash, what: &'static str },
     /// The blob itself is absent: the first object a read of it asks for (a Tree's root node,
     /// a Small blob's chunk, a Manifest's first chunk read) is not in the store, nor is any
     /// other object the read asked for. An object missing below one that is there stays
@@ -274,7 +283,9 @@ impl Classify for BlobError {
             BlobError::Segments(e) => segment_error_class(e),
             BlobError::Index(e) => e.class(),
             BlobError::InvalidRange { .. } => ErrorClass::Usage,
-            BlobError::NotInStore { .. } => ErrorClass::NotFound,
+            BlobError::NotInStore { .. } | BlobError::RemovedWhileRead { .. } => {
+                ErrorClass::NotFound
+            }
             BlobError::PinnedButLost { .. } => ErrorClass::Integrity,
             BlobError::Sink(_) => ErrorClass::Io,
         }

@@ -459,8 +459,10 @@ impl Store {
     /// compaction moved the object and removed that segment after the snapshot was taken
     /// (`UnknownSegment`), the object is looked up again in a fresh snapshot and read there —
     /// again as long as each lookup finds it somewhere new (a later compaction may have moved
-    /// it once more); at the same place twice, the segment really is unknown. Every read of an
-    /// object the index places goes through here.
+    /// it once more); at the same place twice, the segment really is unknown. Not in the fresh
+    /// snapshot at all, GC deleted it after the snapshot was taken (its blob was unpinned while
+    /// it was read): [`BlobError::RemovedWhileRead`], not damage. Every read of an object the
+    /// index places goes through here.
     pub(crate) fn read_record(
         &self,
         hash: &Hash,
@@ -475,7 +477,7 @@ impl Store {
                         .index
                         .reader()?
                         .object(hash)?
-                        .ok_or(BlobError::Missing { hash: *hash, what })?;
+                        .ok_or(BlobError::RemovedWhileRead { hash: *hash, what })?;
                     if moved.loc == loc {
                         return Err(SegmentError::UnknownSegment(segment).into());
                     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use net_mesh_engine::codec::Hash;
-use net_mesh_engine::{ErrorClass, ObjectKind, Store};
+use net_mesh_engine::{BlobError, ErrorClass, ObjectKind, Store};
 use net_mesh_rpc::rpc::{ResponseSink, RpcContext};
 use tokio::sync::mpsc;
 
@@ -119,18 +119,24 @@ pub(super) async fn read_impl(
     run_stream(&node, &ctx, stream, &mut sink, move |store, send| {
         // Looked up at the first object the node cannot give: whether a channel pins the blob.
         // A lookup that fails ends the stream with its error (its own class): the node cannot
-        // tell absence from damage then, so it says neither.
+        // tell absence from damage then, so it says neither. An object GC deleted while the
+        // read ran (its blob unpinned meanwhile) ends the stream with that error too (not
+        // found): sent as a missing object, the reader would take it for damage.
         let mut pinned_in: Option<Option<String>> = None;
-        let mut lookup_failed = None;
+        let mut ended_by = None;
         let read = store.read_objects(&blob_ref, req.start..req.end, &mut |hash, kind, answer| {
             let pinned = match answer {
                 Ok(_) => None,
+                Err(BlobError::RemovedWhileRead { what, .. }) => {
+                    ended_by = Some(BlobError::RemovedWhileRead { hash: *hash, what });
+                    return false;
+                }
                 Err(_) => match &pinned_in {
                     Some(channel) => channel.clone(),
                     None => match store.channel_pinning(&blob_ref) {
                         Ok(channel) => pinned_in.insert(channel).clone(),
                         Err(e) => {
-                            lookup_failed = Some(e);
+                            ended_by = Some(e);
                             return false;
                         }
                     },
@@ -139,7 +145,7 @@ pub(super) async fn read_impl(
             let answer = answer.map_err(|e| e.to_string());
             object_parts(hash, kind as u8, answer, pinned, send)
         });
-        match lookup_failed {
+        match ended_by {
             Some(e) => Err(NodeError::from_classified(&e)),
             None => read.node_err().map(|_| ()),
         }
