@@ -19,9 +19,11 @@
 //! level (≤ 2.6 MB each), whatever the blob's size or the source's tree. Any object that does
 //! not verify, that sits at the wrong level, or that the source lacks, fails the walk (an
 //! integrity error; a source without the blob at all, not found, unless the source's `stat` of
-//! the ref fails otherwise, e.g. it pins the blob but lost its root: then that failure) before
-//! anything is pinned; what was stored unpinned is left to GC. A source that sends nothing for
-//! the client's silence timeout (an object stream, or its answer to that `stat`) fails the walk
+//! the ref fails otherwise, e.g. it pins the blob but lost its root: then that failure; a
+//! source that lacks an object after it gave others and whose `stat` then finds the blob
+//! absent, not found too: it was removed and collected there during the pull) before anything
+//! is pinned; what was stored unpinned is left to GC. A source that sends nothing for the
+//! client's silence timeout (an object stream, or its answer to that `stat`) fails the walk
 //! (io). Failures the source reports are named as its.
 
 use std::collections::{HashMap, HashSet};
@@ -195,7 +197,7 @@ impl Walk<'_, '_, '_> {
     fn source_failed(&self, e: NodeError) -> NodeError {
         NodeError::new(
             e.class,
-            format!("the source node {}: {}", self.source_id(), e.message),
+            format!("the source node {}: {}", self.source_id(), clipped(&e.message)),
         )
     }
 
@@ -208,24 +210,10 @@ impl Walk<'_, '_, '_> {
     /// the blob there but its root object is lost (integrity), or the source cannot tell —
     /// and then that failure, named as the source's.
     fn source_lacks_blob(&self) -> NodeError {
-        let spec = BlobSpec::Ref(ByteBuf::from(self.blob_ref.encode()));
-        // Bounded like the object streams: a source that never answers fails the walk.
-        let silence = self.client.silence_timeout();
-        let stat = self.runtime.block_on(async {
-            tokio::select! {
-                biased;
-                _ = self.stop.cancelled() => None,
-                stat = tokio::time::timeout(silence, self.client.stat(&spec)) => Some(stat),
-            }
-        });
-        match stat {
+        match self.source_stat() {
             None => stopped(),
-            Some(Err(_)) => self.source_failed(NodeError::new(
-                ErrorClass::Io,
-                format!("the node sent nothing for {silence:?}"),
-            )),
-            Some(Ok(Err(e))) if e.class != ErrorClass::NotFound => self.source_failed(e),
-            Some(Ok(_)) => NodeError::new(
+            Some(Err(e)) if e.class != ErrorClass::NotFound => self.source_failed(e),
+            Some(_) => NodeError::new(
                 ErrorClass::NotFound,
                 format!(
                     "the source node {} does not have it: {}",
@@ -233,6 +221,51 @@ impl Walk<'_, '_, '_> {
                     BlobError::not_in_store(self.blob_ref)
                 ),
             ),
+        }
+    }
+
+    /// The source's own `stat` of the ref; `None` when the walk was stopped first.
+    /// A source that does not answer within the client's silence timeout fails it (io), as
+    /// the object streams do.
+    fn source_stat(&self) -> Option<NodeResult<crate::proto::Stat>> {
+        let spec = BlobSpec::Ref(ByteBuf::from(self.blob_ref.encode()));
+        let silence = self.client.silence_timeout();
+        self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => None,
+                stat = tokio::time::timeout(silence, self.client.stat(&spec)) => {
+                    Some(stat.unwrap_or_else(|_| {
+                        Err(NodeError::new(
+                            ErrorClass::Io,
+                            format!("the node sent nothing for {silence:?}"),
+                        ))
+                    }))
+                }
+            }
+        })
+    }
+
+    /// The failure of a walk whose source lacks object `hash` after it gave others: its copy
+    /// is damaged (integrity), unless its own `stat` of the ref now finds the blob absent —
+    /// it was removed and collected there while the pull ran: not found, as a pull begun
+    /// after that would be.
+    fn source_lost(&self, hash: &Hash, reason: &str) -> NodeError {
+        match self.source_stat() {
+            None => stopped(),
+            Some(Err(e)) if e.class == ErrorClass::NotFound => NodeError::new(
+                ErrorClass::NotFound,
+                format!(
+                    "the source node {} no longer has it (removed there during the pull): {}",
+                    self.source_id(),
+                    clipped(&e.message)
+                ),
+            ),
+            Some(_) => integrity(format!(
+                "the source node lacks object {}: {}",
+                short_hex(hash),
+                clipped(reason)
+            )),
         }
     }
 
@@ -343,13 +376,7 @@ impl Walk<'_, '_, '_> {
             let bytes = match answer {
                 Ok(bytes) => bytes,
                 Err(_) if !self.fetched_any => return Err(self.source_lacks_blob()),
-                Err(reason) => {
-                    return Err(integrity(format!(
-                        "the source node lacks object {}: {}",
-                        short_hex(hash),
-                        clipped(&reason)
-                    )));
-                }
+                Err(reason) => return Err(self.source_lost(hash, &reason)),
             };
             self.fetched_any = true;
             if got_kind != *kind as u8 {
