@@ -470,20 +470,63 @@ pub(crate) fn note_kept_name(pinned: Option<&str>, requested: Option<&str>) {
     }
 }
 
-/// Counts bytes written for the progress bar.
-struct CountedWrite<W> {
+/// The sink of `get` and `cat`: counts bytes written for the progress bar, and keeps the error
+/// of a failed write. A read reports that error inside its own (a node read only as a message),
+/// while a failed write of ours is what the command must report: a closed stdout (`| head`) then
+/// ends it quietly ([`CliError::is_broken_pipe`]), locally and with `--node` alike.
+struct OutputSink<W> {
     inner: W,
     bar: indicatif::ProgressBar,
+    /// The first write that failed, kept as its kind and message.
+    failed: Option<std::io::Error>,
 }
 
-impl<W: Write> Write for CountedWrite<W> {
+impl<W: Write> OutputSink<W> {
+    fn new(inner: W, bar: &indicatif::ProgressBar) -> OutputSink<W> {
+        OutputSink {
+            inner,
+            bar: bar.clone(),
+            failed: None,
+        }
+    }
+
+    /// Runs `fetch` into this sink and flushes it; a failed write is reported as writing `what`,
+    /// whatever error the read wrapped it in.
+    fn fetch(mut self, fetch: &mut Fetch<'_>, what: &str) -> CliResult {
+        let fetched = fetch(&mut self).map(drop);
+        let flushed = fetched.and_then(|()| {
+            self.flush()
+                .with_class(ErrorClass::Io, || format!("writing {what}"))
+        });
+        match (flushed, self.failed.take()) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(write)) => {
+                Err(CliError::new(ErrorClass::Io, write).context(format!("writing {what}")))
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    fn keep<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && self.failed.is_none()
+        {
+            self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        result
+    }
+}
+
+impl<W: Write> Write for OutputSink<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let written = self.inner.write(buf);
+        let n = self.keep(written)?;
         self.bar.inc(n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        let flushed = self.inner.flush();
+        self.keep(flushed)
     }
 }
 
@@ -547,14 +590,7 @@ fn fetch_into(
     fetch: &mut Fetch<'_>,
     what: &str,
 ) -> CliResult {
-    let mut out = CountedWrite {
-        inner: BufWriter::with_capacity(OUT_BUFFER, sink),
-        bar: bar.clone(),
-    };
-    fetch(&mut out)?;
-    out.flush()
-        .with_class(ErrorClass::Io, || format!("writing {what}"))?;
-    Ok(())
+    OutputSink::new(BufWriter::with_capacity(OUT_BUFFER, sink), bar).fetch(fetch, what)
 }
 
 /// True when `path` exists and is neither a regular file nor a directory (following symlinks).
@@ -564,12 +600,8 @@ fn is_special_file(path: &Path) -> bool {
 
 /// `blob cat --range`: the verified bytes of the range to stdout.
 pub(crate) fn cat(fetch: &mut Fetch<'_>) -> CliResult {
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::with_capacity(OUT_BUFFER, stdout.lock());
-    fetch(&mut out)?;
-    out.flush()
-        .with_class(ErrorClass::Io, || "writing stdout")?;
-    Ok(())
+    let out = BufWriter::with_capacity(OUT_BUFFER, std::io::stdout().lock());
+    OutputSink::new(out, &indicatif::ProgressBar::hidden()).fetch(fetch, "stdout")
 }
 
 /// `blob stat`'s output.
