@@ -83,7 +83,8 @@ pub enum BlobCmd {
         blob: String,
         /// Write to FILE instead of stdout (written to a temp file, renamed when verified, with
         /// the mode of any new file: 0666 less the umask; a device or FIFO such as /dev/null is
-        /// written to directly)
+        /// written to directly). A failed get, or one SIGINT/SIGTERM/SIGHUP stops (exit 128 +
+        /// the signal's number), removes the temp file and leaves an existing FILE as it was
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
         /// With --node: the bandwidth class of the transfer on the node (foreground |
@@ -566,6 +567,8 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
                 .with_class(ErrorClass::Io, || {
                     format!("creating a temp file in {}", dir.display())
                 })?;
+            // Ctrl-C or `kill` while it is written removes it too.
+            let _removed_on_signal = crate::interrupt::RemovedOnSignal::arm(tmp.path())?;
             fetch_into(tmp.as_file(), &bar, fetch, &path.display().to_string())?;
             tmp.persist(path).with_class(ErrorClass::Io, || {
                 format!("renaming into {}", path.display())

@@ -11,6 +11,7 @@ mod chunk;
 mod fsck;
 mod gc;
 mod identity;
+mod interrupt;
 mod metrics_http;
 mod node_blob;
 mod node_put;
