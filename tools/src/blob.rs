@@ -272,9 +272,9 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx) -> CliResult {
             })
         }
         BlobCmd::Cat { blob, range, .. } => {
+            let range = parse_range(&range)?;
             let store = open(dir, StoreConfig::default())?;
             let blob_ref = resolve(&store, &ctx.channel, &blob)?;
-            let range = parse_range(&range)?;
             cat(&mut |sink| Ok(store.fetch_range(&blob_ref, range.clone(), sink)?))
         }
         BlobCmd::Stat { blob, json } => {

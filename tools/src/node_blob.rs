@@ -128,9 +128,9 @@ pub fn run(cmd: BlobCmd, ctx: &Ctx, addr: &NodeAddr) -> CliResult {
             })
         }
         BlobCmd::Cat { blob, range, class } => {
+            let range = parse_range(&range)?;
             let mut remote = Remote::new(ctx, addr)?.with_class(class);
             let blob_ref = resolve(&mut remote, &blob)?;
-            let range = parse_range(&range)?;
             let client = remote.client()?;
             let runtime = remote.handle();
             cat(&mut |sink| Ok(client.read_blocking(runtime, &blob_ref, range.clone(), sink)?))
