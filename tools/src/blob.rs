@@ -83,7 +83,7 @@ pub enum BlobCmd {
         blob: String,
         /// Write to FILE instead of stdout (written to a temp file, renamed when verified, with
         /// the mode of any new file: 0666 less the umask; a device or FIFO such as /dev/null is
-        /// written to directly). A failed get, or one SIGINT/SIGTERM/SIGHUP stops (exit 128 +
+        /// written to directly; a directory is refused before anything is read). A failed get, or one SIGINT/SIGTERM/SIGHUP stops (exit 128 +
         /// the signal's number), removes the temp file and leaves an existing FILE as it was
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -555,6 +555,13 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
             fetch_into(file, &bar, fetch, &path.display().to_string())?;
         }
         Some(path) => {
+            // Refused before a byte is read, not once the whole blob is in the temp file.
+            if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+                return Err(CliError::msg(
+                    ErrorClass::Io,
+                    format!("{} is a directory, not a file", path.display()),
+                ));
+            }
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
