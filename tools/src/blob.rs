@@ -399,6 +399,8 @@ fn put(
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin()), None)
     } else {
+        // A directory is refused as with --node, not left to fail the first read.
+        crate::staging::input_metadata(file)?;
         let f = File::open(file)
             .with_class(ErrorClass::Io, || format!("opening {}", file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
