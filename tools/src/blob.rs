@@ -83,7 +83,8 @@ pub enum BlobCmd {
         blob: String,
         /// Write to FILE instead of stdout (written to a temp file, renamed when verified, with
         /// the mode of any new file: 0666 less the umask; a device or FIFO such as /dev/null is
-        /// written to directly; a directory is refused before anything is read). A failed get, or one SIGINT/SIGTERM/SIGHUP stops (exit 128 +
+        /// written to directly; a directory is refused before anything is read; a symlink to a
+        /// file is written through, the link staying a link). A failed get, or one SIGINT/SIGTERM/SIGHUP stops (exit 128 +
         /// the signal's number), removes the temp file and leaves an existing FILE as it was
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -544,7 +545,7 @@ pub(crate) type Fetch<'a> = dyn FnMut(&mut dyn Write) -> CliResult<u64> + 'a;
 /// `blob get`: the whole blob to stdout, or to `output` through a temp file renamed into place
 /// only once every byte was verified (created 0666 less the umask, like any new file). An
 /// `output` that exists and is no regular file (a device such as `/dev/null`, a FIFO) is
-/// written to directly, never replaced.
+/// written to directly, never replaced; a directory is refused; a symlink is written through.
 pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'_>) -> CliResult {
     let bar = progress(Some(blob_ref.size()), "get");
     match output {
@@ -564,6 +565,10 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
                     format!("{} is a directory, not a file", path.display()),
                 ));
             }
+            // A symlink to a file is written through: the file it names is replaced, the link
+            // stays a link.
+            let target = written_through(path);
+            let path = target.as_path();
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -586,6 +591,16 @@ pub(crate) fn get(blob_ref: &BlobRef, output: Option<&Path>, fetch: &mut Fetch<'
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// Where `get -o path` puts the blob: the file a symlink `path` names (when the link resolves),
+/// else `path` itself.
+fn written_through(path: &Path) -> PathBuf {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    match is_link {
+        true => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        false => path.to_path_buf(),
+    }
 }
 
 /// The mode a new output file is created with: 0666, which the OS narrows by the umask.
