@@ -197,7 +197,11 @@ impl Walk<'_, '_, '_> {
     fn source_failed(&self, e: NodeError) -> NodeError {
         NodeError::new(
             e.class,
-            format!("the source node {}: {}", self.source_id(), clipped(&e.message)),
+            format!(
+                "the source node {}: {}",
+                self.source_id(),
+                clipped(&e.message)
+            ),
         )
     }
 
