@@ -21,11 +21,10 @@ use net_mesh_engine::ErrorClass;
 use net_mesh_engine::codec::Hash;
 use net_mesh_node::NodeConfig;
 use net_mesh_node::proto::{BlobSpec, Method, ObjectPart, Stat};
+use net_mesh_rpc::RpcError;
 use net_mesh_rpc::rpc::{
-    Config, ResponseSink, Router, RpcContext, RpcServerStreamingHandler, RpcUnaryHandler,
+    ResponseSink, Router, RpcContext, RpcServerStreamingHandler, RpcUnaryHandler,
 };
-use net_mesh_rpc::{Endpoint, NodeAddr, RpcError};
-use tokio_util::sync::CancellationToken;
 
 /// Answers every object asked for as missing.
 struct LacksEverything;
@@ -82,28 +81,11 @@ async fn a_pull_whose_source_never_answers_fails_within_its_silence_timeout_and_
     .await;
     let to_b = client_as(user, &b.addr).await;
 
-    let (fake_identity, fake_id) = identity();
     let router = Router::new()
         .server_streaming(Method::Objects.name(), LacksEverything)
         .unary(Method::Stat.name(), NeverAnswers);
-    let endpoint = Endpoint::new(
-        fake_identity,
-        router,
-        Config {
-            capabilities: net_mesh_node::client::client_capabilities(),
-            ..Config::default()
-        },
-    );
-    let (listener, local) = net_mesh_node::bind("127.0.0.1:0").await.unwrap();
-    let stop = CancellationToken::new();
-    let serving = tokio::spawn({
-        let stop = stop.clone();
-        async move { endpoint.serve(listener, stop).await }
-    });
-    let fake = NodeAddr {
-        node_id: fake_id,
-        host_port: local.to_string(),
-    };
+    let fake_node = FakeNode::serve(router).await;
+    let fake = fake_node.addr.clone();
 
     // Both a Tree ref (its root node asked for first) and a Small one (its chunk).
     let tree_ref = local_ref(&random_bytes(300_000, 5));
@@ -118,7 +100,7 @@ async fn a_pull_whose_source_never_answers_fails_within_its_silence_timeout_and_
         assert_eq!(err.class, ErrorClass::Io, "{name}: {err}");
         assert!(
             err.message
-                .contains(&format!("the source node {}", fake_id.to_hex()))
+                .contains(&format!("the source node {}", fake.node_id.to_hex()))
                 && err.message.contains("sent nothing"),
             "{name}: the error names the silent source: {err}"
         );
@@ -141,8 +123,7 @@ async fn a_pull_whose_source_never_answers_fails_within_its_silence_timeout_and_
     assert_eq!(to_b.list().await.unwrap().len(), 1);
 
     drop(to_b);
-    stop.cancel();
-    serving.await.unwrap();
+    fake_node.shut().await;
     a.shut().await;
     b.shut().await;
 }

@@ -20,8 +20,8 @@ use net_mesh_engine::codec::Hash;
 use net_mesh_engine::{BlobRef, ErrorClass, Store};
 use net_mesh_node::proto::{MAX_PIECE, Method, ObjectPart, PieceBytes};
 use net_mesh_node::pull::{MAX_QUOTED_REASON, fetch_blob};
-use net_mesh_rpc::rpc::{Config, ResponseSink, Router, RpcContext, RpcServerStreamingHandler};
-use net_mesh_rpc::{Endpoint, NodeAddr, RpcError};
+use net_mesh_rpc::RpcError;
+use net_mesh_rpc::rpc::{ResponseSink, Router, RpcContext, RpcServerStreamingHandler};
 use tokio_util::sync::CancellationToken;
 
 /// Bytes of the reason the source gives for the chunk it lacks.
@@ -81,7 +81,6 @@ async fn a_source_lacking_an_object_for_a_frame_long_reason_is_quoted_in_a_few_h
     let chunks = store.blob_chunks(&blob_ref).unwrap();
     let lacks = chunks[chunks.len() / 2].hash;
 
-    let (fake_identity, fake_id) = identity();
     let router = Router::new().server_streaming(
         Method::Objects.name(),
         LongWinded {
@@ -89,24 +88,8 @@ async fn a_source_lacking_an_object_for_a_frame_long_reason_is_quoted_in_a_few_h
             lacks,
         },
     );
-    let endpoint = Endpoint::new(
-        fake_identity,
-        router,
-        Config {
-            capabilities: net_mesh_node::client::client_capabilities(),
-            ..Config::default()
-        },
-    );
-    let (listener, local) = net_mesh_node::bind("127.0.0.1:0").await.unwrap();
-    let stop = CancellationToken::new();
-    let serving = tokio::spawn({
-        let stop = stop.clone();
-        async move { endpoint.serve(listener, stop).await }
-    });
-    let fake = NodeAddr {
-        node_id: fake_id,
-        host_port: local.to_string(),
-    };
+    let fake_node = FakeNode::serve(router).await;
+    let fake = fake_node.addr.clone();
     let client = client(&fake).await.0;
 
     let runtime = tokio::runtime::Handle::current();
@@ -147,6 +130,5 @@ async fn a_source_lacking_an_object_for_a_frame_long_reason_is_quoted_in_a_few_h
     );
 
     drop(client);
-    stop.cancel();
-    serving.await.unwrap();
+    fake_node.shut().await;
 }

@@ -20,9 +20,8 @@ use common::*;
 use net_mesh_engine::codec::{Hash, chunk_id};
 use net_mesh_engine::{ObjectKind, ObjectSource};
 use net_mesh_node::proto::{Method, ObjectPart, PieceBytes};
-use net_mesh_rpc::rpc::{Config, ResponseSink, Router, RpcContext, RpcServerStreamingHandler};
-use net_mesh_rpc::{Endpoint, NodeAddr, RpcError};
-use tokio_util::sync::CancellationToken;
+use net_mesh_rpc::RpcError;
+use net_mesh_rpc::rpc::{ResponseSink, Router, RpcContext, RpcServerStreamingHandler};
 
 /// Bytes of the object, sent one per piece.
 const LEN: usize = 100_000;
@@ -63,31 +62,14 @@ async fn an_object_streamed_in_byte_long_pieces_is_held_as_its_own_bytes() {
     let data = Arc::new(random_bytes(LEN, 17));
     let hash = chunk_id(&data);
 
-    let (fake_identity, fake_id) = identity();
     let router = Router::new().server_streaming(
         Method::Objects.name(),
         BytePieces {
             data: Arc::clone(&data),
         },
     );
-    let endpoint = Endpoint::new(
-        fake_identity,
-        router,
-        Config {
-            capabilities: net_mesh_node::client::client_capabilities(),
-            ..Config::default()
-        },
-    );
-    let (listener, local) = net_mesh_node::bind("127.0.0.1:0").await.unwrap();
-    let stop = CancellationToken::new();
-    let serving = tokio::spawn({
-        let stop = stop.clone();
-        async move { endpoint.serve(listener, stop).await }
-    });
-    let fake = NodeAddr {
-        node_id: fake_id,
-        host_port: local.to_string(),
-    };
+    let fake_node = FakeNode::serve(router).await;
+    let fake = fake_node.addr.clone();
     let client = client(&fake).await.0;
 
     let runtime = tokio::runtime::Handle::current();
@@ -111,6 +93,5 @@ async fn an_object_streamed_in_byte_long_pieces_is_held_as_its_own_bytes() {
     assert_eq!(chunk_id(&joined), hash);
 
     drop(client);
-    stop.cancel();
-    serving.await.unwrap();
+    fake_node.shut().await;
 }

@@ -421,3 +421,41 @@ pub fn tree_ref(root: Hash, size: u64, depth: u8) -> BlobRef {
         depth,
     }
 }
+
+/// A fake node playing the attacker: a real nRPC endpoint on 127.0.0.1 with a fresh identity
+/// and the client's capability tags, serving `router` until [`FakeNode::shut`].
+pub struct FakeNode {
+    pub addr: NodeAddr,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl FakeNode {
+    pub async fn serve(router: net_mesh_rpc::rpc::Router) -> FakeNode {
+        let (identity, node_id) = identity();
+        let config = Config {
+            capabilities: net_mesh_node::client::client_capabilities(),
+            ..Config::default()
+        };
+        let endpoint = net_mesh_rpc::Endpoint::new(identity, router, config);
+        let (listener, local) = net_mesh_node::bind("127.0.0.1:0").await.unwrap();
+        let stop = CancellationToken::new();
+        let serving = tokio::spawn({
+            let stop = stop.clone();
+            async move { endpoint.serve(listener, stop).await }
+        });
+        FakeNode {
+            addr: NodeAddr {
+                node_id,
+                host_port: local.to_string(),
+            },
+            stop,
+            serving,
+        }
+    }
+
+    pub async fn shut(self) {
+        self.stop.cancel();
+        self.serving.await.unwrap();
+    }
+}
